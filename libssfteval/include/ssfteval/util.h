@@ -1,0 +1,75 @@
+/*
+ * util.h - error reporting, growable buffers and allocation helpers shared by
+ * every module of libssfteval.
+ *
+ * Errors: a failing function returns -1 (or NULL) and writes one line into the
+ * caller's ssf_error.  The line names the thing that failed and, where there
+ * is one, the fix.  Nothing is global, so every module is reentrant.
+ */
+#ifndef SSFTEVAL_UTIL_H
+#define SSFTEVAL_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SSF_ERROR_MAX 1024
+
+typedef struct ssf_error {
+    char msg[SSF_ERROR_MAX];
+} ssf_error;
+
+/* Formats one line into err (which may be NULL).  Always returns -1 so that
+ * callers can write `return ssf_fail(err, ...)`. */
+int ssf_fail(ssf_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prepends "prefix: " to the message already in err, to add context such as
+ * the file name as an error travels up. */
+int ssf_fail_prefix(ssf_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Allocation that never returns NULL: out of memory is not a recoverable
+ * condition for an evaluation harness, so these print and abort. */
+void *ssf_xmalloc(size_t n);
+void *ssf_xcalloc(size_t count, size_t size);
+void *ssf_xrealloc(void *p, size_t n);
+char *ssf_xstrdup(const char *s);
+char *ssf_xstrndup(const char *s, size_t n);
+
+/* A growable byte buffer, always NUL-terminated when data is not NULL. */
+typedef struct ssf_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} ssf_buf;
+
+void ssf_buf_append(ssf_buf *b, const char *s, size_t n);
+void ssf_buf_puts(ssf_buf *b, const char *s);
+void ssf_buf_putc(ssf_buf *b, char c);
+void ssf_buf_printf(ssf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ssf_buf_reset(ssf_buf *b);
+/* Hands the string over to the caller (free() it) and empties the buffer. */
+char *ssf_buf_take(ssf_buf *b);
+void ssf_buf_free(ssf_buf *b);
+
+/* Reads a whole file.  On success *out is NUL-terminated and owned by the
+ * caller. */
+int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err);
+
+/* Writes data to path atomically: a temporary file in the same directory,
+ * fsync, then rename, so readers never see a partial file. */
+int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_error *err);
+
+/* mkdir -p. */
+int ssf_mkdirs(const char *path, ssf_error *err);
+
+/* SHA-256 as 64 lowercase hex digits (+ NUL) of a memory block or a file. */
+void ssf_sha256_hex(const void *data, size_t len, char hex[65]);
+int ssf_sha256_file(const char *path, char hex[65], ssf_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,258 @@
+/*
+ * util.c - errors, allocation, buffers and small file helpers.
+ */
+#include "ssfteval/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+int ssf_fail(ssf_error *err, const char *fmt, ...)
+{
+    if (!err) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int ssf_fail_prefix(ssf_error *err, const char *fmt, ...)
+{
+    if (!err) return -1;
+    char prefix[SSF_ERROR_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    /* Shift the old message right to make room for "prefix: ", cutting its
+     * tail if the whole would not fit. */
+    size_t head = strlen(prefix) + 2;
+    size_t old = strnlen(err->msg, SSF_ERROR_MAX - 1);
+    if (head + old > SSF_ERROR_MAX - 1) old = SSF_ERROR_MAX - 1 - head;
+    memmove(err->msg + head, err->msg, old);
+    err->msg[head + old] = '\0';
+    memcpy(err->msg, prefix, head - 2);
+    err->msg[head - 2] = ':';
+    err->msg[head - 1] = ' ';
+    return -1;
+}
+
+static void out_of_memory(size_t n)
+{
+    fprintf(stderr, "ssfteval: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *ssf_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) out_of_memory(n);
+    return p;
+}
+
+void *ssf_xcalloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) out_of_memory(count * size);
+    return p;
+}
+
+void *ssf_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) out_of_memory(n);
+    return q;
+}
+
+char *ssf_xstrdup(const char *s)
+{
+    return ssf_xstrndup(s, strlen(s));
+}
+
+char *ssf_xstrndup(const char *s, size_t n)
+{
+    char *p = ssf_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static void buf_reserve(ssf_buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap *= 2;
+    b->data = ssf_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void ssf_buf_append(ssf_buf *b, const char *s, size_t n)
+{
+    buf_reserve(b, n);
+    if (n) memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void ssf_buf_puts(ssf_buf *b, const char *s)
+{
+    ssf_buf_append(b, s, strlen(s));
+}
+
+void ssf_buf_putc(ssf_buf *b, char c)
+{
+    ssf_buf_append(b, &c, 1);
+}
+
+void ssf_buf_printf(ssf_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void ssf_buf_reset(ssf_buf *b)
+{
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+char *ssf_buf_take(ssf_buf *b)
+{
+    char *s = b->data ? b->data : ssf_xstrdup("");
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return s;
+}
+
+void ssf_buf_free(ssf_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return ssf_fail(err, "cannot open %s: %s", path, strerror(errno));
+    ssf_buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ssf_buf_append(&b, chunk, n);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        ssf_buf_free(&b);
+        return ssf_fail(err, "cannot read %s: %s", path, strerror(errno));
+    }
+    if (len) *len = b.len;
+    *out = ssf_buf_take(&b);
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_error *err)
+{
+    ssf_buf tmp = {0};
+    ssf_buf_printf(&tmp, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp.data);
+    if (fd < 0) {
+        ssf_fail(err, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+        ssf_buf_free(&tmp);
+        return -1;
+    }
+    int rc = write_all(fd, data, len) == 0 && fsync(fd) == 0 ? 0 : -1;
+    if (rc != 0) ssf_fail(err, "cannot write %s: %s", tmp.data, strerror(errno));
+    if (close(fd) != 0 && rc == 0) rc = ssf_fail(err, "cannot write %s: %s", tmp.data, strerror(errno));
+    if (rc == 0 && rename(tmp.data, path) != 0)
+        rc = ssf_fail(err, "cannot rename %s to %s: %s", tmp.data, path, strerror(errno));
+    if (rc != 0) unlink(tmp.data);
+    ssf_buf_free(&tmp);
+    return rc;
+}
+
+int ssf_mkdirs(const char *path, ssf_error *err)
+{
+    char *p = ssf_xstrdup(path);
+    for (char *s = p + 1; ; s++) {
+        char c = *s;
+        if (c != '/' && c != '\0') continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            ssf_fail(err, "cannot create directory %s: %s", p, strerror(errno));
+            free(p);
+            return -1;
+        }
+        *s = c;
+        if (c == '\0') break;
+    }
+    free(p);
+    return 0;
+}
+
+static void digest_to_hex(const unsigned char *md, char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
+void ssf_sha256_hex(const void *data, size_t len, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    digest_to_hex(md, hex);
+}
+
+int ssf_sha256_file(const char *path, char hex[65], ssf_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return ssf_fail(err, "cannot open %s: %s", path, strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    unsigned char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) EVP_DigestUpdate(ctx, chunk, n);
+    int failed = ferror(f);
+    fclose(f);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (failed) return ssf_fail(err, "cannot read %s: %s", path, strerror(errno));
+    digest_to_hex(md, hex);
+    return 0;
+}
