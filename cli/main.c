@@ -1,0 +1,152 @@
+/*
+ * main.c - the ssfteval command: dispatch to subcommands and the option
+ * handling they share.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+static const char usage[] =
+    "usage: ssfteval COMMAND [OPTIONS]\n"
+    "\n"
+    "Evaluation harness for reasoning LLMs (AIME 2024/2025, MATH-500, GPQA-Diamond).\n"
+    "\n"
+    "commands:\n"
+    "  tasks               list the tasks with their source, size and metrics\n"
+    "  prompt TASK --doc N print the exact prompt of one document\n"
+    "  data fetch|verify   download / check the cached task data\n"
+    "  version             print the version\n"
+    "\n"
+    "Run `ssfteval COMMAND --help` for a command's options.\n";
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ssfteval: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_init(cli *c)
+{
+    memset(c, 0, sizeof *c);
+    c->order_override = -1;
+    c->data_dir = getenv("SSFTEVAL_DATA_DIR");
+    if (c->data_dir && !*c->data_dir) c->data_dir = NULL;
+    ssf_error err;
+    if (ssf_registry_init(&c->registry, &err) || ssf_hub_init_from_env(&c->hub, &err)) {
+        cli_error("%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+void cli_free(cli *c)
+{
+    ssf_registry_free(&c->registry);
+    ssf_hub_free(&c->hub);
+}
+
+int cli_common_option(cli *c, int opt, const char *arg)
+{
+    ssf_error err;
+    switch (opt) {
+    case OPT_DATA_DIR: c->data_dir = arg; return 0;
+    case OPT_OFFLINE: c->hub.offline = c->offline = 1; return 0;
+    case OPT_JSON: c->json = 1; return 0;
+    case OPT_HELP: return 1;
+    case OPT_TASK_FILE:
+        if (ssf_registry_add_file(&c->registry, arg, &err) == 0) return 0;
+        cli_error("%s", err.msg);
+        return -1;
+    case OPT_GPQA_ORDER:
+        c->order_override = ssf_choice_order_from_name(arg);
+        if (c->order_override >= 0) return 0;
+        cli_error("--gpqa-order: unknown order '%s'; use mt19937, hash or fixed", arg);
+        return -1;
+    default: return 2;
+    }
+}
+
+int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_option_fn handle,
+              void *ud, const char *help, int *exit_code)
+{
+    optind = 1;
+    opterr = 0;
+    *exit_code = 0;
+    for (;;) {
+        int opt = getopt_long(argc, argv, "", opts, NULL);
+        if (opt == -1) return 0;
+        if (opt == '?' || opt == ':') {
+            cli_error("%s: unknown option or missing value '%s'; see `ssfteval %s --help`",
+                      argv[0], argv[optind - 1], argv[0]);
+            *exit_code = EXIT_USAGE;
+            return -1;
+        }
+        int rc = cli_common_option(c, opt, optarg);
+        if (rc == 2) rc = handle ? handle(opt, optarg, ud) : -1;
+        if (rc == 1) fputs(help, stdout);
+        if (rc != 0) {
+            *exit_code = rc == 1 ? 0 : EXIT_USAGE;
+            return -1;
+        }
+    }
+}
+
+const ssf_task *cli_find_task(const cli *c, const char *name)
+{
+    const ssf_task *t = ssf_registry_find(&c->registry, name);
+    if (t) return t;
+    ssf_buf known = {0};
+    for (size_t i = 0; i < c->registry.n; i++)
+        ssf_buf_printf(&known, "%s%s", i ? ", " : "", c->registry.tasks[i]->name);
+    cli_error("unknown task '%s'; known tasks: %s (add your own with --task-file)", name,
+              known.data);
+    ssf_buf_free(&known);
+    return NULL;
+}
+
+ssf_data_options cli_data_options(const cli *c)
+{
+    return (ssf_data_options){
+        .data_dir = c->data_dir, .hub = &c->hub, .order_override = c->order_override};
+}
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {"tasks", cmd_tasks},
+    {"prompt", cmd_prompt},
+    {"data", cmd_data},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("ssfteval %s\n", SSFTEVAL_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int rc = commands[i].run(argc - 1, argv + 1);
+        curl_global_cleanup();
+        return rc;
+    }
+    cli_error("unknown command '%s'; run `ssfteval --help` for the list", argv[1]);
+    return EXIT_USAGE;
+}
