@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# cli_test.sh - the ssfteval command end to end: help, tasks, prompts, bad
+# input, and data fetch/verify against a local stand-in for the Hub.
+#
+# usage: cli_test.sh SSFTEVAL HUBSERVER   (env: SSFTEVAL_SHARED, SSFTEVAL_SOURCE_ROOT)
+# Prints TAP; exits 77 when ../shared is absent.
+set -u
+ssfteval=$1
+hubserver=$2
+shared=${SSFTEVAL_SHARED:-}
+[ -d "$shared/data" ] || { echo "1..0 # SKIP ../shared not found"; exit 77; }
+fixtures="$SSFTEVAL_SOURCE_ROOT/tests/fixtures/prompts.json"
+
+echo "# ssfteval command-line tests"
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+unset HF_TOKEN HF_ENDPOINT HF_HUB_OFFLINE SSFTEVAL_DATA_DIR SSFTEVAL_OFFLINE
+export SSFTEVAL_CACHE="$work/cache"
+
+n=0
+failures=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
+# check NAME COMMAND... : passes when the command succeeds
+check() { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+
+# run EXPECTED_STATUS ARGS...: runs ssfteval, keeps stdout/stderr in $out/$err
+run() {
+    local want=$1
+    shift
+    "$ssfteval" "$@" >"$work/out" 2>"$work/err"
+    local got=$?
+    out=$(cat "$work/out")
+    err=$(cat "$work/err")
+    if [ "$got" -ne "$want" ]; then
+        echo "# ssfteval $*: exit $got, expected $want; stderr: $err"
+        return 1
+    fi
+}
+err_has() { grep -q -- "$1" "$work/err" || { echo "# stderr lacks '$1': $err"; return 1; }; }
+out_has() { grep -q -- "$1" "$work/out" || { echo "# stdout lacks '$1'"; return 1; }; }
+one_line_err() { [ "$(wc -l <"$work/err")" -eq 1 ] || { echo "# stderr is not one line: $err"; return 1; }; }
+
+# --- help and usage errors
+check "--help" run 0 --help
+for cmd in tasks prompt data; do check "$cmd --help" run 0 "$cmd" --help; done
+check "no command is a usage error" run 2
+check "unknown command" eval 'run 2 frobnicate && err_has "unknown command" && one_line_err'
+check "unknown flag" eval 'run 2 tasks --frobnicate && err_has "frobnicate" && one_line_err'
+check "unknown task" eval 'run 2 prompt nosuch --doc 0 --data-dir "$shared/data" && err_has "known tasks: aime24"'
+check "--doc required" eval 'run 2 prompt aime24 --data-dir "$shared/data" && err_has "--doc"'
+check "--doc out of range" eval 'run 2 prompt aime24 --doc 30 --data-dir "$shared/data" && err_has "0..29"'
+check "bad --tag" eval 'run 2 prompt aime24 --doc 0 --tag x --data-dir "$shared/data" && err_has "--tag"'
+check "bad --chat-template" eval 'run 2 prompt aime24 --doc 0 --chat-template llama --data-dir "$shared/data" && err_has "qwen2.5"'
+check "bad --gpqa-order" eval 'run 2 tasks --gpqa-order random && err_has "mt19937"'
+
+# --- tasks from a data directory
+check "tasks --data-dir" eval 'run 0 tasks --data-dir "$shared/data"'
+for pair in aime24:30 aime25:30 math_500:500 gpqa_diamond:198; do
+    check "tasks lists ${pair%:*} with ${pair#*:} documents" \
+        eval "grep -Eq '^${pair%:*} +[a-z]+ +${pair#*:} ' \"\$work/out\""
+done
+check "tasks --json" eval 'run 0 tasks --json --data-dir "$shared/data" && out_has "\"documents\": 198" && out_has "\"answer_type\": \"letters\""'
+check "SSFTEVAL_DATA_DIR" eval 'SSFTEVAL_DATA_DIR="$shared/data" run 0 tasks && out_has "math_500"'
+check "missing data dir" eval 'run 1 tasks --data-dir "$work/nowhere" && err_has "data not found"'
+
+# --- prompts equal the reference, byte for byte (digests from the fixture)
+fixture_has() { grep -q "\"$1\": \"$2\"" "$fixtures"; }
+prompt_digest() {
+    "$ssfteval" prompt "$1" --doc "$2" "${@:3}" --data-dir "$shared/data" | sha256sum | cut -d' ' -f1
+}
+check "prompt aime24 doc 0 qwen2.5 tag 1" fixture_has "qwen2.5/1" "$(prompt_digest aime24 0 --tag 1)"
+check "prompt math_500 doc 499 chatml" fixture_has "chatml/0" "$(prompt_digest math_500 499 --chat-template chatml)"
+check "prompt gpqa_diamond doc 0 none tag 6" fixture_has "none/6" "$(prompt_digest gpqa_diamond 0 --chat-template none --tag 6)"
+check "prompt --chat-template-from qwen3 is chatml" fixture_has "chatml/0" \
+    "$(prompt_digest aime25 0 --chat-template-from "$shared/tokenizers/qwen3")"
+check "prompt --json gold" eval 'run 0 prompt gpqa_diamond --doc 0 --json --data-dir "$shared/data" && out_has "\"gold\": \"D\"" && out_has "\"gold_index\": 3"'
+check "gpqa-order hash changes placement only by id" eval 'run 0 prompt gpqa_diamond --doc 0 --json --gpqa-order hash --data-dir "$shared/data" && out_has "\"gold\""'
+
+# --- task files
+cat >"$work/good.json" <<'JSON'
+{"name": "tiny", "answer_type": "math", "source": {"local": {"path": "tiny.jsonl"}, "documents": 2},
+ "fields": {"question": "q", "answer": "a"}, "prompt": "Q: {{question}}"}
+JSON
+printf '{"q": "1+1", "a": "2"}\n{"q": "2+2", "a": "4"}\n' >"$work/tiny.jsonl"
+check "--task-file adds a task" eval 'run 0 prompt tiny --doc 1 --chat-template none --task-file "$work/good.json" --data-dir "$work" && [ "$out" = "Q: 2+2" ]'
+printf '{"name": "tiny", "answer_type": "math", "source": {"local": {"path": "t.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}", "colour": 1}' >"$work/bad.json"
+check "--task-file unknown key" eval 'run 2 tasks --task-file "$work/bad.json" && err_has "bad.json" && err_has "colour" && one_line_err'
+printf '{"q": "1+1", "a": "2"}\n{"q": "2+2" "a": "4"}\n' >"$work/tiny.jsonl"
+check "malformed data line" eval 'run 1 prompt tiny --doc 0 --task-file "$work/good.json" --data-dir "$work" && err_has "tiny.jsonl:2" && one_line_err'
+
+# --- the Hub: a local stand-in serving ../shared/data in the Hub's layout
+"$hubserver" --data-dir "$shared/data" --gpqa-zip "$shared/data/gpqa/dataset.zip" \
+    --token hf_test --port-file "$work/port" &
+server_pid=$!
+for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+if [ ! -s "$work/port" ]; then
+    not_ok "hubserver started"
+else
+    ok "hubserver started"
+    export HF_ENDPOINT="http://127.0.0.1:$(cat "$work/port")"
+    export SSFTEVAL_ROWS_ENDPOINT="$HF_ENDPOINT"
+    check "data verify before fetch fails" eval 'run 1 data verify math_500 && err_has "cache"'
+    check "data fetch math and aime" eval 'run 0 data fetch aime24 aime25 math_500 && out_has "math_500: fetched"'
+    check "gated GPQA without HF_TOKEN" eval 'run 1 data fetch gpqa_diamond && err_has "gated" && err_has "HF_TOKEN" && one_line_err'
+    check "gated GPQA with a wrong token" eval 'HF_TOKEN=hf_wrong run 1 data fetch gpqa_diamond && err_has "refused"'
+    check "gated GPQA with the token" eval 'HF_TOKEN=hf_test run 0 data fetch gpqa_diamond'
+    check "data verify" eval 'run 0 data verify && out_has "gpqa_diamond: verified"'
+    check "tasks from the cache, offline" eval 'run 0 tasks --offline && grep -Eq "^gpqa_diamond +letters +198 " "$work/out"'
+    check "prompt from the cache equals the data-dir one" eval \
+        '[ "$("$ssfteval" prompt math_500 --doc 7 --offline | sha256sum)" = "$("$ssfteval" prompt math_500 --doc 7 --data-dir "$shared/data" | sha256sum)" ]'
+    cached=$(find "$SSFTEVAL_CACHE" -name test.jsonl | head -n 1)
+    chmod u+w "$cached" && printf 'x' >>"$cached"
+    check "verify catches a corrupted cache file" eval 'run 1 data verify math_500 && err_has "mismatch"'
+    check "fetch replaces the corrupted file" eval 'run 0 data fetch math_500 && run 0 data verify math_500'
+    check "offline with an empty cache" eval 'SSFTEVAL_CACHE="$work/empty" run 1 tasks --offline && err_has "offline"'
+    kill "$server_pid" && wait "$server_pid" 2>/dev/null
+    server_pid=
+    check "unreachable Hub" eval 'SSFTEVAL_CACHE="$work/empty2" run 1 data fetch math_500 && err_has "cannot reach"'
+fi
+
+echo "1..$n"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,410 @@
+/*
+ * hubserver.c - a stand-in for the Hugging Face Hub on libmicrohttpd (see
+ * hubserver.h).  Everything is loaded into memory at start, so handlers never
+ * touch the disk and responses can point into the loaded buffers.
+ */
+#include "hubserver.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#define MATH500_REV "6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be"
+#define GPQA_REV "83022cefff930aea54f654c0b282e74b9eeda5c6"
+#define FLAKY_CUT 100000 /* bytes the flaky route sends before it hangs up */
+#define PAGE_MAX 100     /* the real /rows API refuses longer pages */
+
+struct blob {
+    char *data;
+    size_t len;
+};
+
+struct rows_source {
+    const char *dataset;
+    const char *split;
+    const char *file; /* under data_dir; NULL: answer malformed JSON */
+    json_t *rows;     /* array of row objects */
+};
+
+struct hubserver {
+    struct MHD_Daemon *daemon;
+    unsigned port;
+    char *token;
+    struct blob math500, corrupt, gpqa; /* gpqa.data is NULL when not given */
+    struct rows_source rows[4];
+    atomic_size_t requests;
+};
+
+static const struct rows_source rows_sources[4] = {
+    {"HuggingFaceH4/aime_2024", "train", "aime24.jsonl", NULL},
+    {"yentinglin/aime_2025", "train", "aime25.jsonl", NULL},
+    {"HuggingFaceH4/MATH-500", "test", "math500.jsonl", NULL},
+    /* Lets tests see how the client takes a broken answer. */
+    {"ssfteval-test/malformed", "train", NULL, NULL},
+};
+
+/* ---- loading ----------------------------------------------------------- */
+
+static int load_blob(struct blob *b, const char *dir, const char *name, ssf_error *err)
+{
+    ssf_buf path = {0};
+    if (dir)
+        ssf_buf_printf(&path, "%s/%s", dir, name);
+    else
+        ssf_buf_puts(&path, name);
+    int rc = ssf_read_file(path.data, &b->data, &b->len, err);
+    ssf_buf_free(&path);
+    return rc;
+}
+
+static json_t *parse_jsonl(const struct blob *b, const char *name, ssf_error *err)
+{
+    json_t *rows = json_array();
+    size_t line = 0;
+    for (const char *p = b->data, *end = b->data + b->len; p < end; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        json_error_t jerr;
+        json_t *row = n ? json_loadb(p, n, 0, &jerr) : NULL;
+        if (n && !json_is_object(row)) {
+            json_decref(row);
+            json_decref(rows);
+            ssf_fail(err, "%s:%zu: not a JSON object", name, line + 1);
+            return NULL;
+        }
+        if (row) json_array_append_new(rows, row);
+        p += n + 1;
+    }
+    return rows;
+}
+
+static int load_rows(struct hubserver *s, const char *data_dir, ssf_error *err)
+{
+    memcpy(s->rows, rows_sources, sizeof s->rows);
+    for (size_t i = 0; i < sizeof s->rows / sizeof s->rows[0]; i++) {
+        struct blob b = {0};
+        if (!s->rows[i].file) continue;
+        if (load_blob(&b, data_dir, s->rows[i].file, err) != 0) return -1;
+        s->rows[i].rows = parse_jsonl(&b, s->rows[i].file, err);
+        free(b.data);
+        if (!s->rows[i].rows) return -1;
+    }
+    return 0;
+}
+
+static int load_data(struct hubserver *s, const struct hubserver_options *o, ssf_error *err)
+{
+    if (!o->data_dir) return ssf_fail(err, "hubserver: no data directory given");
+    if (load_blob(&s->math500, o->data_dir, "math500.jsonl", err) != 0) return -1;
+    if (s->math500.len <= FLAKY_CUT)
+        return ssf_fail(err, "hubserver: math500.jsonl is too short for the flaky route");
+    s->corrupt.data = ssf_xstrndup(s->math500.data, s->math500.len);
+    s->corrupt.len = s->math500.len;
+    s->corrupt.data[s->corrupt.len / 2] ^= 1; /* any change breaks the sha256 */
+    if (o->gpqa_csv && load_blob(&s->gpqa, NULL, o->gpqa_csv, err) != 0) return -1;
+    s->token = o->token ? ssf_xstrdup(o->token) : NULL;
+    return load_rows(s, o->data_dir, err);
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, struct MHD_Response *r)
+{
+    if (!r) return MHD_NO;
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *body,
+                                  const char *error_code)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) return MHD_NO;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (error_code) MHD_add_response_header(r, "X-Error-Code", error_code);
+    return reply(c, status, r);
+}
+
+/* The Hub answers errors as {"error": "..."} plus an X-Error-Code header. */
+static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status,
+                                   const char *error_code, const char *message)
+{
+    return reply_json(c, status, json_pack("{s:s}", "error", message), error_code);
+}
+
+/* 1: a range in [*start, *end), 0: none (or one we do not understand, which
+ * HTTP says to ignore), -1: unsatisfiable. */
+static int parse_range(const char *h, size_t size, size_t *start, size_t *end)
+{
+    if (!h || strncmp(h, "bytes=", 6) != 0 || !isdigit((unsigned char)h[6])) return 0;
+    char *p;
+    unsigned long long a = strtoull(h + 6, &p, 10), b = size ? size - 1 : 0;
+    if (*p++ != '-') return 0;
+    if (*p) {
+        if (!isdigit((unsigned char)*p)) return 0;
+        b = strtoull(p, &p, 10);
+        if (*p || b < a) return 0;
+    }
+    if (a >= size) return -1;
+    *start = (size_t)a;
+    *end = b >= size ? size : (size_t)b + 1;
+    return 1;
+}
+
+static ssize_t flaky_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    const struct blob *b = cls;
+    /* Hanging up mid-body is what a dropped connection looks like. */
+    if (pos >= FLAKY_CUT) return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = FLAKY_CUT - (size_t)pos < max ? FLAKY_CUT - (size_t)pos : max;
+    memcpy(buf, b->data + pos, n);
+    return (ssize_t)n;
+}
+
+enum mode { PLAIN, FLAKY, NO_RANGES };
+
+static enum MHD_Result serve_blob(struct MHD_Connection *c, const struct blob *b, enum mode mode)
+{
+    const char *h = mode == NO_RANGES
+                        ? NULL
+                        : MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    size_t start = 0, end = b->len;
+    char range[96];
+    int ranged = parse_range(h, b->len, &start, &end);
+    if (ranged < 0) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        snprintf(range, sizeof range, "bytes */%zu", b->len);
+        if (r) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, range);
+        return reply(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, r);
+    }
+    struct MHD_Response *r;
+    if (mode == FLAKY && !ranged)
+        r = MHD_create_response_from_callback(b->len, 16384, flaky_reader, (void *)b, NULL);
+    else
+        r = MHD_create_response_from_buffer(end - start, b->data + start, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    if (ranged) {
+        snprintf(range, sizeof range, "bytes %zu-%zu/%zu", start, end - 1, b->len);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, range);
+    }
+    return reply(c, ranged ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, r);
+}
+
+/* rest is "{revision}/{path}" (already percent-decoded by libmicrohttpd). */
+static enum MHD_Result serve_pinned(struct MHD_Connection *c, const char *rest, const char *rev,
+                                    const char *file, const struct blob *b)
+{
+    size_t n = strlen(rev);
+    if (strncmp(rest, rev, n) != 0 || rest[n] != '/')
+        return reply_error(c, MHD_HTTP_NOT_FOUND, "RevisionNotFound", "Invalid rev id");
+    if (strcmp(rest + n + 1, file) != 0 || !b->data)
+        return reply_error(c, MHD_HTTP_NOT_FOUND, "EntryNotFound", "Entry not found");
+    return serve_blob(c, b, PLAIN);
+}
+
+/* Test repositories accept any revision: only the path matters. */
+static enum MHD_Result serve_any_rev(struct MHD_Connection *c, const char *rest,
+                                     const struct blob *b, enum mode mode)
+{
+    const char *slash = strrchr(rest, '/');
+    if (!slash || slash == rest || strcmp(slash + 1, "test.jsonl") != 0)
+        return reply_error(c, MHD_HTTP_NOT_FOUND, "EntryNotFound", "Entry not found");
+    return serve_blob(c, b, mode);
+}
+
+static enum MHD_Result serve_gated(struct hubserver *s, struct MHD_Connection *c, const char *rest)
+{
+    const char *auth =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!auth)
+        return reply_error(c, MHD_HTTP_UNAUTHORIZED, "GatedRepo",
+                           "Access to dataset Idavidrein/gpqa is restricted. You must be "
+                           "authenticated to access it.");
+    if (!s->token || strncmp(auth, "Bearer ", 7) != 0 || strcmp(auth + 7, s->token) != 0)
+        return reply_error(c, MHD_HTTP_FORBIDDEN, "GatedRepo",
+                           "Access to dataset Idavidrein/gpqa is restricted and you are not in "
+                           "the authorized list.");
+    return serve_pinned(c, rest, GPQA_REV, "gpqa_diamond.csv", &s->gpqa);
+}
+
+/* ---- the /rows API ----------------------------------------------------- */
+
+static const char *arg(struct MHD_Connection *c, const char *key)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* A missing value takes def; anything but plain digits is refused. */
+static int parse_count(const char *s, size_t def, size_t *out)
+{
+    if (!s) {
+        *out = def;
+        return 0;
+    }
+    if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 9) return -1;
+    *out = (size_t)strtoul(s, NULL, 10);
+    return 0;
+}
+
+static const struct rows_source *find_rows(const struct hubserver *s, const char *dataset,
+                                           const char *split)
+{
+    for (size_t i = 0; i < sizeof s->rows / sizeof s->rows[0]; i++)
+        if (!strcmp(dataset, s->rows[i].dataset) && !strcmp(split, s->rows[i].split))
+            return &s->rows[i];
+    return NULL;
+}
+
+static json_t *rows_page(const struct rows_source *src, size_t offset, size_t length)
+{
+    size_t total = json_array_size(src->rows);
+    json_t *rows = json_array();
+    for (size_t i = offset; i < total && i < offset + length; i++)
+        json_array_append_new(rows, json_pack("{s:I,s:O,s:[]}", "row_idx", (json_int_t)i, "row",
+                                              json_array_get(src->rows, i), "truncated_cells"));
+    return json_pack("{s:[],s:o,s:I,s:i,s:b}", "features", "rows", rows, "num_rows_total",
+                     (json_int_t)total, "num_rows_per_page", PAGE_MAX, "partial", 0);
+}
+
+static enum MHD_Result serve_rows(struct hubserver *s, struct MHD_Connection *c)
+{
+    const char *dataset = arg(c, "dataset"), *config = arg(c, "config"), *split = arg(c, "split");
+    size_t offset, length;
+    if (!dataset || !config || !split)
+        return reply_error(c, 422, "MissingRequiredParameter",
+                           "Parameters 'split', 'config' and 'dataset' are required");
+    if (parse_count(arg(c, "offset"), 0, &offset) != 0 ||
+        parse_count(arg(c, "length"), PAGE_MAX, &length) != 0 || length > PAGE_MAX)
+        return reply_error(c, 422, "InvalidParameter",
+                           "Parameter 'length' must be a positive integer not greater than 100");
+    const struct rows_source *src = strcmp(config, "default") ? NULL : find_rows(s, dataset, split);
+    if (!src)
+        return reply_error(c, MHD_HTTP_NOT_FOUND, "ResponseNotFound",
+                           "The dataset does not exist, or is not accessible without "
+                           "authentication (private or gated).");
+    if (!src->rows) {
+        static char broken[] = "{\"rows\":[{\"row_idx\":0,";
+        return reply(
+            c, MHD_HTTP_OK,
+            MHD_create_response_from_buffer(sizeof broken - 1, broken, MHD_RESPMEM_PERSISTENT));
+    }
+    return reply_json(c, MHD_HTTP_OK, rows_page(src, offset, length), NULL);
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+static const char *after(const char *s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
+static enum MHD_Result route(struct hubserver *s, struct MHD_Connection *c, const char *url)
+{
+    const char *rest;
+    if (strcmp(url, "/rows") == 0) return serve_rows(s, c);
+    if ((rest = after(url, "/datasets/HuggingFaceH4/MATH-500/resolve/")))
+        return serve_pinned(c, rest, MATH500_REV, "test.jsonl", &s->math500);
+    if ((rest = after(url, "/datasets/Idavidrein/gpqa/resolve/"))) return serve_gated(s, c, rest);
+    if ((rest = after(url, "/datasets/ssfteval-test/corrupt/resolve/")))
+        return serve_any_rev(c, rest, &s->corrupt, PLAIN);
+    if ((rest = after(url, "/datasets/ssfteval-test/flaky/resolve/")))
+        return serve_any_rev(c, rest, &s->math500, FLAKY);
+    if ((rest = after(url, "/datasets/ssfteval-test/norange/resolve/")))
+        return serve_any_rev(c, rest, &s->math500, NO_RANGES);
+    return reply_error(c, MHD_HTTP_NOT_FOUND, "RepoNotFound", "Repository not found");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    static int seen; /* marks a request as counted */
+    struct hubserver *s = cls;
+    (void)version;
+    (void)upload_data;
+    /* The handler runs more than once for a request with a body. */
+    if (*req_cls == NULL) {
+        *req_cls = &seen;
+        atomic_fetch_add(&s->requests, 1);
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, NULL, "Method not allowed");
+    return route(s, c, url);
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+static int start_daemon(struct hubserver *s, ssf_error *err)
+{
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = 0; /* the kernel picks a free port: tests can run in parallel */
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    s->daemon = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL, on_request, s,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+    if (!s->daemon)
+        return ssf_fail(err, "hubserver: cannot listen on 127.0.0.1: %s", strerror(errno));
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (!info || info->port == 0) return ssf_fail(err, "hubserver: cannot read the bound port");
+    s->port = info->port;
+    return 0;
+}
+
+struct hubserver *hubserver_start(const struct hubserver_options *options, ssf_error *err)
+{
+    struct hubserver *s = ssf_xcalloc(1, sizeof *s);
+    atomic_init(&s->requests, 0);
+    if (load_data(s, options, err) != 0 || start_daemon(s, err) != 0) {
+        hubserver_stop(s);
+        return NULL;
+    }
+    return s;
+}
+
+unsigned hubserver_port(struct hubserver *server)
+{
+    return server->port;
+}
+
+size_t hubserver_request_count(struct hubserver *server)
+{
+    return atomic_load(&server->requests);
+}
+
+void hubserver_stop(struct hubserver *server)
+{
+    if (!server) return;
+    if (server->daemon) MHD_stop_daemon(server->daemon);
+    for (size_t i = 0; i < sizeof server->rows / sizeof server->rows[0]; i++)
+        json_decref(server->rows[i].rows);
+    free(server->math500.data);
+    free(server->corrupt.data);
+    free(server->gpqa.data);
+    free(server->token);
+    free(server);
+}

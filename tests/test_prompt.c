@@ -1,0 +1,215 @@
+/*
+ * test_prompt.c - prompts are byte-identical to the reference: every task,
+ * sampled documents, three chat templates, with and without SSFT tags,
+ * against tests/fixtures/prompts.json (made by tools/make-prompt-fixtures.py
+ * from an independent Python oracle).  Also chat-template detection and
+ * template placeholder checks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "ssfteval/prompt.h"
+#include "ssfteval/task.h"
+#include "test-support.h"
+
+static json_t *load_fixture(void)
+{
+    const char *root = getenv("SSFTEVAL_SOURCE_ROOT");
+    assert_non_null(root);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/prompts.json", root);
+    json_error_t jerr;
+    json_t *fx = json_load_file(path, 0, &jerr);
+    if (!fx) fail_msg("%s: %s", path, jerr.text);
+    return fx;
+}
+
+static void load_task_docs(const ssf_registry *reg, const char *name, ssf_docs *docs)
+{
+    const ssf_task *t = ssf_registry_find(reg, name);
+    assert_non_null(t);
+    char *data_dir = shared_path("data");
+    ssf_data_options o = {.data_dir = data_dir, .order_override = -1};
+    ssf_error err;
+    if (ssf_task_load_docs(t, &o, docs, &err)) fail_msg("%s", err.msg);
+    free(data_dir);
+}
+
+static void check_all_golds(const ssf_docs *docs, const json_t *want)
+{
+    ssf_buf joined = {0};
+    for (size_t i = 0; i < docs->n; i++)
+        ssf_buf_printf(&joined, "%s%s", i ? "\n" : "", docs->items[i].gold);
+    char hex[65];
+    ssf_sha256_hex(joined.data, joined.len, hex);
+    assert_string_equal(hex, json_string_value(json_object_get(want, "all_golds_sha256")));
+    ssf_buf_free(&joined);
+}
+
+/* key is "TEMPLATE/TAG" as in the fixture. */
+static char *render_key(const ssf_task *t, const ssf_doc *d, const char *key)
+{
+    char name[32];
+    int tag;
+    assert_int_equal(sscanf(key, "%31[^/]/%d", name, &tag), 2);
+    int tpl = ssf_chat_template_from_name(name);
+    assert_true(tpl >= 0);
+    return ssf_prompt_render(t, d, (ssf_chat_template)tpl, tag);
+}
+
+static void check_doc(const ssf_task *t, const ssf_doc *d, const json_t *want)
+{
+    assert_string_equal(d->gold, json_string_value(json_object_get(want, "gold")));
+    const char *key;
+    json_t *value;
+    json_object_foreach(json_object_get(want, "sha256"), key, value) {
+        char *prompt = render_key(t, d, key);
+        char hex[65];
+        ssf_sha256_hex(prompt, strlen(prompt), hex);
+        if (strcmp(hex, json_string_value(value)) != 0)
+            fail_msg("%s doc %zu %s: prompt differs from the reference", t->name, d->index, key);
+        free(prompt);
+    }
+    json_object_foreach(json_object_get(want, "text"), key, value) {
+        char *prompt = render_key(t, d, key);
+        assert_string_equal(prompt, json_string_value(value));
+        free(prompt);
+    }
+}
+
+static void test_prompts_match_reference(void **state)
+{
+    (void)state;
+    json_t *fx = load_fixture();
+    ssf_registry reg;
+    ssf_error err;
+    assert_int_equal(ssf_registry_init(&reg, &err), 0);
+    const char *name;
+    json_t *task_fx;
+    size_t checked = 0;
+    json_object_foreach(json_object_get(fx, "tasks"), name, task_fx) {
+        ssf_docs docs;
+        load_task_docs(&reg, name, &docs);
+        assert_int_equal(docs.n, json_integer_value(json_object_get(task_fx, "documents")));
+        check_all_golds(&docs, task_fx);
+        size_t i;
+        json_t *doc_fx;
+        json_array_foreach(json_object_get(task_fx, "docs"), i, doc_fx) {
+            size_t k = (size_t)json_integer_value(json_object_get(doc_fx, "doc"));
+            check_doc(ssf_registry_find(&reg, name), &docs.items[k], doc_fx);
+            checked++;
+        }
+        ssf_docs_free(&docs);
+    }
+    assert_true(checked >= 40); /* 4 tasks x >= 10 sampled docs */
+    ssf_registry_free(&reg);
+    json_decref(fx);
+}
+
+static ssf_task *parse_or_fail(const char *json)
+{
+    ssf_task *t = NULL;
+    ssf_error err;
+    if (ssf_task_parse(json, "inline", &t, &err)) fail_msg("%s", err.msg);
+    return t;
+}
+
+static void test_tag_suffix_and_templates(void **state)
+{
+    (void)state;
+    ssf_task *t = parse_or_fail(
+        "{\"name\":\"t\",\"answer_type\":\"math\",\"source\":{\"local\":{\"path\":\"x.jsonl\"}},"
+        "\"fields\":{\"question\":\"q\",\"answer\":\"a\"},\"prompt\":\"Q: {{question}} {x}\"}");
+    ssf_doc d = {.question = "2+2?", .gold = "4", .gold_index = -1};
+    char *p = ssf_prompt_render(t, &d, SSF_CHAT_NONE, 0);
+    assert_string_equal(p, "Q: 2+2? {x}");
+    free(p);
+    p = ssf_prompt_render(t, &d, SSF_CHAT_CHATML, 3);
+    assert_string_equal(p, "<|im_start|>user\nQ: 2+2? {x}<|im_end|>\n<|im_start|>assistant\n"
+                           "<|im_start|><think3>\n");
+    free(p);
+    p = ssf_prompt_render(t, &d, SSF_CHAT_QWEN25, 0);
+    assert_non_null(strstr(p, "You are Qwen, created by Alibaba Cloud."));
+    assert_true(strlen(p) > 20 && strcmp(p + strlen(p) - 22, "<|im_start|>assistant\n") == 0);
+    free(p);
+    ssf_task_free(t);
+}
+
+static void test_template_checks(void **state)
+{
+    (void)state;
+    ssf_error err;
+    assert_int_equal(ssf_prompt_check_template("{{question}} {{A}} {{B}}", 2, &err), 0);
+    assert_int_equal(ssf_prompt_check_template("{{question}} {{C}}", 2, &err), -1);
+    assert_non_null(strstr(err.msg, "{{C}}"));
+    assert_int_equal(ssf_prompt_check_template("no placeholder", 0, &err), -1);
+    assert_non_null(strstr(err.msg, "{{question}}"));
+    assert_int_equal(ssf_prompt_check_template("{{question", 0, &err), -1);
+    assert_non_null(strstr(err.msg, "closing"));
+    assert_int_equal(ssf_prompt_check_template("{{questions}}", 0, &err), -1);
+}
+
+static int detect_text(const char *dir, const char *config_json, ssf_chat_template *tpl,
+                       ssf_error *err)
+{
+    char *path = write_temp_file(dir, "tokenizer_config.json", config_json);
+    int rc = ssf_chat_template_detect(path, tpl, err);
+    free(path);
+    return rc;
+}
+
+static void test_detect(void **state)
+{
+    (void)state;
+    ssf_chat_template tpl = SSF_CHAT_NONE;
+    ssf_error err;
+    char *qwen3 = shared_path("tokenizers/qwen3/tokenizer_config.json");
+    assert_int_equal(ssf_chat_template_detect(qwen3, &tpl, &err), 0);
+    assert_int_equal(tpl, SSF_CHAT_CHATML); /* Qwen3 adds no default system turn */
+    free(qwen3);
+
+    char *dir = make_temp_dir();
+    /* The shape of Qwen2.5's template: a default system literal. */
+    assert_int_equal(
+        detect_text(dir,
+                    "{\"chat_template\": \"{%- if messages[0]['role'] == 'system' %}{{- "
+                    "'<|im_start|>system\\\\n' + messages[0]['content'] }}{%- else %}{{- "
+                    "'<|im_start|>system\\\\nYou are Qwen, created by Alibaba Cloud. You are a "
+                    "helpful assistant.<|im_end|>\\\\n' }}{%- endif %}\"}",
+                    &tpl, &err),
+        0);
+    assert_int_equal(tpl, SSF_CHAT_QWEN25);
+    assert_int_equal(detect_text(dir,
+                                 "{\"chat_template\": \"{{- '<|im_start|>system\\\\nYou are a "
+                                 "pirate.<|im_end|>\\\\n' }}\"}",
+                                 &tpl, &err),
+                     -1);
+    assert_non_null(strstr(err.msg, "--chat-template"));
+    assert_int_equal(detect_text(dir, "{\"bos_token\": null}", &tpl, &err), -1);
+    assert_non_null(strstr(err.msg, "no 'chat_template'"));
+    assert_int_equal(detect_text(dir, "{\"chat_template\": \"[INST] {{ m }} [/INST]\"}", &tpl, &err),
+                     -1);
+    assert_int_equal(detect_text(dir, "{not json", &tpl, &err), -1);
+    assert_non_null(strstr(err.msg, "tokenizer_config.json"));
+    remove_tree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prompts_match_reference),
+        cmocka_unit_test(test_tag_suffix_and_templates),
+        cmocka_unit_test(test_template_checks),
+        cmocka_unit_test(test_detect),
+    };
+    if (!shared_available()) return 77;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

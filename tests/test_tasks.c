@@ -1,0 +1,389 @@
+/*
+ * test_tasks.c - the built-in tasks load with the right counts and golds;
+ * GPQA placement follows the reference (and the hash order depends on the
+ * row alone); bad specs and bad data give one clear line naming the problem.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "ssfteval/records.h"
+#include "ssfteval/task.h"
+#include "test-support.h"
+
+static ssf_registry registry;
+static char *data_dir;
+
+static int setup(void **state)
+{
+    (void)state;
+    ssf_error err;
+    if (ssf_registry_init(&registry, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    data_dir = shared_path("data");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ssf_registry_free(&registry);
+    free(data_dir);
+    return 0;
+}
+
+static void load(const char *name, int order, ssf_docs *docs)
+{
+    const ssf_task *t = ssf_registry_find(&registry, name);
+    assert_non_null(t);
+    ssf_data_options o = {.data_dir = data_dir, .order_override = order};
+    ssf_error err;
+    if (ssf_task_load_docs(t, &o, docs, &err)) fail_msg("%s", err.msg);
+}
+
+static void test_counts(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        size_t n;
+    } want[] = {{"aime24", 30}, {"aime25", 30}, {"math_500", 500}, {"gpqa_diamond", 198}};
+    assert_int_equal(registry.n, 4);
+    for (size_t i = 0; i < 4; i++) {
+        ssf_docs docs;
+        load(want[i].name, -1, &docs);
+        assert_int_equal(docs.n, want[i].n);
+        ssf_docs_free(&docs);
+    }
+}
+
+static void test_aime_golds(void **state)
+{
+    (void)state;
+    static const char *aime25[] = {"70", "588", "16", "117", "279", "504", "821", "77",
+                                   "62", "81", "259", "510", "204", "60", "735", "468",
+                                   "49", "82", "106", "336", "293", "237", "610", "149",
+                                   "907", "113", "19", "248", "104", "240"};
+    ssf_docs docs;
+    load("aime25", -1, &docs);
+    for (size_t i = 0; i < 30; i++) assert_string_equal(docs.items[i].gold, aime25[i]);
+    assert_string_equal(docs.items[0].id, "2025-I-1");
+    ssf_docs_free(&docs);
+    load("aime24", -1, &docs);
+    assert_string_equal(docs.items[0].gold, "204");
+    assert_string_equal(docs.items[29].id, "2024-II-15");
+    ssf_docs_free(&docs);
+}
+
+typedef struct math_rows {
+    json_t *rows;
+} math_rows;
+
+static int keep_row(json_t *rec, size_t number, size_t line, void *ud)
+{
+    (void)number;
+    (void)line;
+    json_array_append(((math_rows *)ud)->rows, rec);
+    return 0;
+}
+
+/* The gold is the answer field, and equals the last box of the solution. */
+static void test_math500_golds(void **state)
+{
+    (void)state;
+    math_rows m = {json_array()};
+    char *path = shared_path("data/math500.jsonl");
+    ssf_error err;
+    assert_int_equal(ssf_records_read_file(path, SSF_FORMAT_JSONL, keep_row, &m, &err), 0);
+    ssf_docs docs;
+    load("math_500", -1, &docs);
+    assert_int_equal(json_array_size(m.rows), docs.n);
+    for (size_t i = 0; i < docs.n; i++) {
+        json_t *row = json_array_get(m.rows, i);
+        const char *answer = json_string_value(json_object_get(row, "answer"));
+        assert_string_equal(docs.items[i].gold, answer);
+        char *boxed = ssf_last_boxed(json_string_value(json_object_get(row, "solution")));
+        assert_non_null(boxed);
+        assert_string_equal(boxed, answer);
+        free(boxed);
+        assert_string_equal(docs.items[i].id,
+                            json_string_value(json_object_get(row, "unique_id")));
+    }
+    ssf_docs_free(&docs);
+    json_decref(m.rows);
+    free(path);
+}
+
+static void test_gpqa_reference_letters(void **state)
+{
+    (void)state;
+    char *path = shared_path("cases/rng_reference.json");
+    json_error_t jerr;
+    json_t *ref = json_load_file(path, 0, &jerr);
+    assert_non_null(ref);
+    const char *letters =
+        json_string_value(json_object_get(ref, "gpqa_gold_letters_seed1234_first198"));
+    ssf_docs docs;
+    load("gpqa_diamond", -1, &docs);
+    for (size_t i = 0; i < docs.n; i++) {
+        const ssf_doc *d = &docs.items[i];
+        assert_int_equal(d->gold[0], letters[i]);
+        assert_int_equal(d->gold_index, letters[i] - 'A');
+        assert_int_equal(d->n_choices, 4);
+    }
+    ssf_docs_free(&docs);
+    json_decref(ref);
+    free(path);
+}
+
+static int find_doc(const ssf_docs *docs, const char *id)
+{
+    for (size_t i = 0; i < docs->n; i++)
+        if (strcmp(docs->items[i].id, id) == 0) return (int)i;
+    return -1;
+}
+
+/* The hash placement of a row must not depend on which rows are loaded or
+ * in what order: a file with every third row in reverse order gives each of
+ * its rows the same choices as the full set. */
+static void test_gpqa_hash_order(void **state)
+{
+    (void)state;
+    ssf_docs full, part;
+    load("gpqa_diamond", SSF_ORDER_HASH, &full);
+    size_t per_letter[4] = {0};
+    for (size_t i = 0; i < full.n; i++) per_letter[full.items[i].gold_index]++;
+    for (int k = 0; k < 4; k++) assert_true(per_letter[k] >= 30); /* roughly uniform */
+
+    char *dir = make_temp_dir();
+    char *csv_path = NULL;
+    {
+        char *zip = shared_path("data/gpqa/dataset.zip");
+        char *csv;
+        size_t len;
+        ssf_error err;
+        assert_int_equal(ssf_zip_read_member(zip, "dataset/gpqa_diamond.csv",
+                                             "deserted-untie-orchid", &csv, &len, &err), 0);
+        /* Only the columns the task reads, every third row, reversed. */
+        json_t *rows = json_array();
+        math_rows m = {rows};
+        assert_int_equal(ssf_records_read_memory(csv, len, "gpqa", SSF_FORMAT_CSV, keep_row, &m,
+                                                 &err), 0);
+        json_t *subset = json_array();
+        for (size_t i = json_array_size(rows); i-- > 0;)
+            if (i % 3 == 0) json_array_append(subset, json_array_get(rows, i));
+        char *text = json_dumps(subset, 0);
+        free(csv_path);
+        csv_path = write_temp_file(dir, "subset.json", text);
+        free(text);
+        json_decref(subset);
+        json_decref(rows);
+        free(csv);
+        free(zip);
+    }
+    ssf_buf spec = {0};
+    ssf_buf_printf(&spec,
+                   "{\"name\":\"gpqa_subset\",\"answer_type\":\"letters\","
+                   "\"source\":{\"local\":{\"path\":\"subset.json\"}},"
+                   "\"fields\":{\"id\":\"Record ID\",\"question\":\"Question\","
+                   "\"correct\":\"Correct Answer\",\"incorrect\":[\"Incorrect Answer 1\","
+                   "\"Incorrect Answer 2\",\"Incorrect Answer 3\"]},"
+                   "\"choices\":{\"order\":\"hash\"},\"prompt\":\"{{question}} {{A}} {{B}} {{C}} "
+                   "{{D}}\"}");
+    ssf_task *t;
+    ssf_error err;
+    assert_int_equal(ssf_task_parse(spec.data, "subset spec", &t, &err), 0);
+    ssf_data_options o = {.data_dir = dir, .order_override = -1};
+    if (ssf_task_load_docs(t, &o, &part, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(part.n, 66);
+    for (size_t i = 0; i < part.n; i++) {
+        int k = find_doc(&full, part.items[i].id);
+        assert_true(k >= 0);
+        assert_int_equal(part.items[i].gold_index, full.items[k].gold_index);
+        for (size_t c = 0; c < 4; c++)
+            assert_string_equal(part.items[i].choices[c], full.items[k].choices[c]);
+    }
+    ssf_docs_free(&part);
+    ssf_docs_free(&full);
+    ssf_task_free(t);
+    ssf_buf_free(&spec);
+    free(csv_path);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* A minimal valid math spec with one member replaced. */
+#define SPEC_HEAD "{\"name\":\"bad\",\"answer_type\":\"math\","
+#define SPEC_SOURCE "\"source\":{\"local\":{\"path\":\"d.jsonl\"}},"
+#define SPEC_FIELDS "\"fields\":{\"question\":\"q\",\"answer\":\"a\"},"
+#define SPEC_PROMPT "\"prompt\":\"{{question}}\""
+
+static void test_bad_specs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        const char *expect; /* substrings, '|'-separated */
+    } cases[] = {
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"colour\":1}",
+         "unknown key 'colour'|expected one of"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_PROMPT "}", "missing key 'fields'"},
+        {SPEC_HEAD SPEC_SOURCE "\"fields\":{\"answer\":\"a\"}," SPEC_PROMPT "}",
+         "missing key 'fields.question'"},
+        {SPEC_HEAD SPEC_SOURCE "\"fields\":{\"question\":\"q\"}," SPEC_PROMPT "}",
+         "'fields.answer'"},
+        {SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d\",\"zipp\":1}}," SPEC_FIELDS SPEC_PROMPT
+         "}",
+         "unknown key 'source.local.zipp'"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":7}", "'prompt' has the wrong type"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":\"{{question}} {{A}}\"}",
+         "{{A}}|key 'prompt'"},
+        {"{\"name\":\"bad\",\"answer_type\":\"essay\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}",
+         "'answer_type' is \"essay\""},
+        {SPEC_HEAD "\"source\":{}," SPEC_FIELDS SPEC_PROMPT "}", "'source.local' or"},
+        {SPEC_HEAD "\"source\":{\"hub\":{\"repo\":\"norepo\",\"path\":\"x\"}}," SPEC_FIELDS
+             SPEC_PROMPT "}",
+         "owner/name"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"generation\":{\"top_p\":1.5}}",
+         "generation.top_p"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"metrics\":[1]}", "'metrics'"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT, "invalid JSON"},
+        {"[]", "must be a JSON object"},
+        {"{\"name\":\"Bad Name\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT
+         "}",
+         "key 'name'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ssf_task *t = NULL;
+        ssf_error err = {{0}};
+        if (ssf_task_parse(cases[i].json, "spec.json", &t, &err) == 0)
+            fail_msg("case %zu was accepted: %s", i, cases[i].json);
+        assert_null(t);
+        assert_non_null(strstr(err.msg, "spec.json"));
+        assert_null(strchr(err.msg, '\n'));
+        char want[256];
+        snprintf(want, sizeof want, "%s", cases[i].expect);
+        for (char *tok = strtok(want, "|"); tok; tok = strtok(NULL, "|"))
+            if (!strstr(err.msg, tok)) fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, tok);
+    }
+}
+
+static void test_task_file_registry(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = write_temp_file(
+        dir, "tasks.json",
+        "[" SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "},"
+        "{\"name\":\"aime24\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT
+        "}]");
+    ssf_registry reg;
+    ssf_error err;
+    assert_int_equal(ssf_registry_init(&reg, &err), 0);
+    assert_int_equal(ssf_registry_add_file(&reg, path, &err), -1);
+    assert_non_null(strstr(err.msg, "'aime24' is already defined"));
+    assert_non_null(ssf_registry_find(&reg, "bad")); /* the first entry went in */
+    assert_int_equal(ssf_registry_add_file(&reg, "/nonexistent/tasks.json", &err), -1);
+    assert_non_null(strstr(err.msg, "/nonexistent/tasks.json"));
+    ssf_registry_free(&reg);
+    free(path);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* Loads a one-file task over data text; returns the error or "" (static). */
+static const char *load_error(const char *spec_json, const char *file, const char *data)
+{
+    static ssf_error err;
+    char *dir = make_temp_dir();
+    if (data) free(write_temp_file(dir, file, data));
+    ssf_task *t;
+    if (ssf_task_parse(spec_json, "spec.json", &t, &err)) fail_msg("%s", err.msg);
+    ssf_data_options o = {.data_dir = dir, .order_override = -1};
+    ssf_docs docs;
+    int rc = ssf_task_load_docs(t, &o, &docs, &err);
+    if (rc == 0) {
+        ssf_docs_free(&docs);
+        err.msg[0] = '\0';
+    }
+    ssf_task_free(t);
+    remove_tree(dir);
+    free(dir);
+    return err.msg;
+}
+
+static void test_bad_data(void **state)
+{
+    (void)state;
+    const char *spec = SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}";
+    const char *counted = SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d.jsonl\"},\"documents\":3},"
+        SPEC_FIELDS SPEC_PROMPT "}";
+    const char *hashed = SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d.jsonl\",\"sha256\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}},"
+        SPEC_FIELDS SPEC_PROMPT "}";
+    assert_string_equal(load_error(spec, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n"), "");
+    const char *e = load_error(spec, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n{\"q\":\"y\",\"a\":2}\n{\"q\":\n");
+    assert_non_null(strstr(e, "d.jsonl:3"));
+    e = load_error(spec, "d.jsonl", "{\"q\":\"x\"}\n");
+    assert_non_null(strstr(e, "field 'a' is missing"));
+    assert_non_null(strstr(e, "record 1"));
+    e = load_error(spec, "d.jsonl", NULL);
+    assert_non_null(strstr(e, "data not found"));
+    assert_non_null(strstr(e, "d.jsonl"));
+    e = load_error(counted, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n");
+    assert_non_null(strstr(e, "1 documents, task bad expects 3"));
+    e = load_error(hashed, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n");
+    assert_non_null(strstr(e, "checksum mismatch"));
+}
+
+static void test_last_boxed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"so \\boxed{12}", "12"},
+        {"\\boxed{1} then \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"},
+        {"\\fbox{7} and \\boxed{8}", "8"},
+        {"\\boxed{8} and \\fbox{7}", "7"},
+        {"\\boxed{\\{1,2\\}}", "\\{1,2\\}"},
+        {"\\boxed {3}", "3"},
+        {"no box", NULL},
+        {"\\boxed{unclosed", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = ssf_last_boxed(cases[i].text);
+        if (cases[i].want) {
+            assert_non_null(got);
+            assert_string_equal(got, cases[i].want);
+        } else {
+            assert_null(got);
+        }
+        free(got);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_aime_golds),
+        cmocka_unit_test(test_math500_golds),
+        cmocka_unit_test(test_gpqa_reference_letters),
+        cmocka_unit_test(test_gpqa_hash_order),
+        cmocka_unit_test(test_bad_specs),
+        cmocka_unit_test(test_task_file_registry),
+        cmocka_unit_test(test_bad_data),
+        cmocka_unit_test(test_last_boxed),
+    };
+    if (!shared_available()) return 77;
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,89 @@
+/*
+ * test_util.c - buffers, atomic writes, directories, SHA-256 and error
+ * formatting.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ssfteval/util.h"
+#include "test-support.h"
+
+static void test_buf(void **state)
+{
+    (void)state;
+    ssf_buf b = {0};
+    ssf_buf_puts(&b, "ab");
+    ssf_buf_putc(&b, 'c');
+    ssf_buf_printf(&b, "%d-%s", 42, "x");
+    assert_string_equal(b.data, "abc42-x");
+    assert_int_equal(b.len, 7);
+    for (int i = 0; i < 1000; i++) ssf_buf_putc(&b, 'z');
+    assert_int_equal(b.len, 1007);
+    ssf_buf_reset(&b);
+    assert_string_equal(b.data, "");
+    char *s = ssf_buf_take(&b);
+    assert_string_equal(s, "");
+    assert_null(b.data);
+    free(s);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    ssf_error err;
+    assert_int_equal(ssf_fail(&err, "file %s: bad", "x.json"), -1);
+    assert_string_equal(err.msg, "file x.json: bad");
+    ssf_fail_prefix(&err, "task %d", 3);
+    assert_string_equal(err.msg, "task 3: file x.json: bad");
+    assert_int_equal(ssf_fail(NULL, "ignored"), -1);
+}
+
+static void test_files_and_sha(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/a/b/c", dir);
+    ssf_error err;
+    assert_int_equal(ssf_mkdirs(path, &err), 0);
+    assert_int_equal(ssf_mkdirs(path, &err), 0); /* exists already: fine */
+    snprintf(path, sizeof path, "%s/a/b/c/f.txt", dir);
+    assert_int_equal(ssf_write_file_atomic(path, "abc", 3, &err), 0);
+    char *text;
+    size_t len;
+    assert_int_equal(ssf_read_file(path, &text, &len, &err), 0);
+    assert_int_equal(len, 3);
+    assert_string_equal(text, "abc");
+    free(text);
+    char hex[65];
+    ssf_sha256_hex("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    char hex2[65];
+    assert_int_equal(ssf_sha256_file(path, hex2, &err), 0);
+    assert_string_equal(hex, hex2);
+    snprintf(path, sizeof path, "%s/missing", dir);
+    assert_int_equal(ssf_read_file(path, &text, &len, &err), -1);
+    assert_non_null(strstr(err.msg, path));
+    assert_int_equal(ssf_sha256_file(path, hex2, &err), -1);
+    snprintf(path, sizeof path, "%s/nodir/f", dir);
+    assert_int_equal(ssf_write_file_atomic(path, "x", 1, &err), -1);
+    assert_non_null(strstr(err.msg, "nodir"));
+    remove_tree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_files_and_sha),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
