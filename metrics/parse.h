@@ -1,0 +1,33 @@
+/*
+ * parse.h - LaTeX and plain-text answers into expression trees.
+ *
+ * The input is one extracted answer: the content of a \boxed{}, of a $...$
+ * environment, or a plain-text span such as "pi/2" or "7,425,000".  The
+ * parser normalizes as it goes (\left/\right, \dfrac, \text{} units,
+ * ^\circ, currency, digit grouping, ...) and builds the tree in the arena.
+ */
+#ifndef SSFTEVAL_METRICS_PARSE_H
+#define SSFTEVAL_METRICS_PARSE_H
+
+#include "expr.h"
+
+typedef struct ssf_parse_options {
+    /* Strip a trailing unit word or \text{...} suffix ("15 cm", "125\text{ miles"}). */
+    int strip_units;
+    /* Keep only what follows the last '=' when there is no ',' or ';' (LightEval's
+     * `equations` normalization); off in the default profile, which keeps the
+     * relation and lets the comparison unwrap assignments. */
+    int equations;
+    /* Maximum nesting depth of braces/parentheses before giving up. */
+    int max_depth;
+} ssf_parse_options;
+
+/* Defaults: strip_units 1, equations 0, max_depth 200. */
+void ssf_parse_options_default(ssf_parse_options *o);
+
+/* Parses text[0..len).  Returns the tree, or NULL with a one-line reason in
+ * err ("cannot parse '...': unexpected '}' at 7", "over budget: ..."). */
+ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf_parse_options *o,
+                           ssf_error *err);
+
+#endif
