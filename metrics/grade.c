@@ -1,0 +1,274 @@
+/*
+ * grade.c - profiles, gold handling and verdicts (see grade.h).
+ */
+#include "grade.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Target combinations an extractor is built for: every non-empty subset of
+ * latex|expr|letters, so grading never compiles patterns on the hot path. */
+#define N_COMBOS 8
+#define MAX_LETTER_SETS 26
+
+struct ssf_grader {
+    ssf_profile profile;
+    /* [targets][n_letters-1]: letter extractors depend on the choice count,
+     * built lazily would need locking, so only the common counts (2..10) are
+     * built and others fall back to the nearest larger one. */
+    ssf_extractor *x[N_COMBOS][MAX_LETTER_SETS];
+    ssf_parse_options parse;
+    ssf_equiv_options equiv;
+};
+
+static const char *const profile_names[] = {"default", "lighteval"};
+
+int ssf_profile_from_name(const char *name)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(name, profile_names[i]) == 0) return i;
+    return -1;
+}
+
+const char *ssf_profile_name(ssf_profile p)
+{
+    return profile_names[p];
+}
+
+static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extract_config *c)
+{
+    memset(c, 0, sizeof *c);
+    ssf_parse_options_default(&c->parse);
+    c->targets = targets;
+    c->n_letters = n_letters;
+    if (p == SSF_PROFILE_LIGHTEVAL) {
+        c->boxed_priority = 55;
+        c->lighteval_numbers = 1;
+        c->parse.equations = 1;
+    } else {
+        c->boxed_priority = 50;
+        c->boxed_letters = 1;
+    }
+}
+
+static int letter_slot(int n_letters)
+{
+    return n_letters >= 2 && n_letters <= 10 ? n_letters - 1 : 3;
+}
+
+static int build_extractors(ssf_grader *g, ssf_error *err)
+{
+    for (int t = 1; t < N_COMBOS; t++) {
+        int lo = t & SSF_TARGET_LETTERS ? 2 : 4, hi = t & SSF_TARGET_LETTERS ? 10 : 4;
+        for (int n = lo; n <= hi; n++) {
+            ssf_extract_config c;
+            profile_config(g->profile, t, n, &c);
+            g->x[t][letter_slot(n)] = ssf_extractor_new(&c, err);
+            if (!g->x[t][letter_slot(n)]) return -1;
+        }
+    }
+    return 0;
+}
+
+ssf_grader *ssf_grader_new(ssf_profile profile, ssf_error *err)
+{
+    ssf_grader *g = ssf_xcalloc(1, sizeof *g);
+    g->profile = profile;
+    ssf_parse_options_default(&g->parse);
+    if (profile == SSF_PROFILE_LIGHTEVAL) g->parse.equations = 1;
+    ssf_equiv_options_default(&g->equiv);
+    if (build_extractors(g, err)) {
+        ssf_grader_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void ssf_grader_free(ssf_grader *g)
+{
+    if (!g) return;
+    for (int t = 0; t < N_COMBOS; t++)
+        for (int n = 0; n < MAX_LETTER_SETS; n++) ssf_extractor_free(g->x[t][n]);
+    free(g);
+}
+
+const char *ssf_answer_part(const char *text, size_t *len)
+{
+    const char *at = NULL;
+    for (const char *p = strstr(text, "<|im_start|>answer"); p; p = strstr(p + 1, "<|im_start|>answer"))
+        at = p + strlen("<|im_start|>answer");
+    if (!at)
+        for (const char *p = strstr(text, "</think>"); p; p = strstr(p + 1, "</think>"))
+            at = p + strlen("</think>");
+    if (!at && strstr(text, "<think>")) at = text + strlen(text); /* never closed: no answer yet */
+    if (!at) at = text;
+    *len = strlen(at);
+    return at;
+}
+
+/* ---- one side --------------------------------------------------------- */
+
+typedef struct side {
+    ssf_node *value;
+    char *text;     /* what parsed, or the raw fallback */
+    int raw;        /* text is a raw string, value NULL */
+    int over_budget;
+} side;
+
+static void side_from_extraction(side *s, ssf_extraction *e, int keep_fallback)
+{
+    s->over_budget = e->over_budget;
+    if (e->value) {
+        s->value = e->value;
+        s->text = e->answer;
+        e->answer = NULL;
+    } else if (keep_fallback && e->fallback) {
+        s->text = e->fallback;
+        e->fallback = NULL;
+        s->raw = 1;
+    }
+    ssf_extraction_clear(e);
+}
+
+static const ssf_extractor *extractor_for(const ssf_grader *g, const ssf_grade_request *r)
+{
+    int t = r->targets ? r->targets & 7 : SSF_TARGET_LATEX | SSF_TARGET_EXPR;
+    if (!t) t = SSF_TARGET_LATEX | SSF_TARGET_EXPR;
+    return g->x[t][t & SSF_TARGET_LETTERS ? letter_slot(r->n_letters) : 3];
+}
+
+static int only_letters(const ssf_grade_request *r)
+{
+    return r->targets == SSF_TARGET_LETTERS;
+}
+
+/* A bare answer: the default profile first reads it whole (golds are
+ * usually bare, and "\frac{\pi}{2}" has no $ for the cascade to find), then
+ * through the cascade; LightEval runs only the cascade.  When nothing parses
+ * the raw string is kept, as LightEval does for golds. */
+static void read_answer(const ssf_grader *g, const ssf_grade_request *r, const char *text,
+                        ssf_arena *a, side *s)
+{
+    ssf_error err;
+    if (g->profile == SSF_PROFILE_DEFAULT && !only_letters(r)) {
+        s->value = ssf_parse_answer(a, text, strlen(text), &g->parse, &err);
+        if (s->value) {
+            s->text = ssf_xstrdup(text);
+            return;
+        }
+    }
+    ssf_extraction e;
+    ssf_extract(extractor_for(g, r), text, strlen(text), a, &e);
+    side_from_extraction(s, &e, 0);
+    if (!s->value && !s->text && *text) {
+        s->text = ssf_xstrdup(text);
+        s->raw = 1;
+    }
+}
+
+static void read_pred(const ssf_grader *g, const ssf_grade_request *r, ssf_arena *a, side *s)
+{
+    const char *pred = r->pred ? r->pred : "";
+    if (r->pred_is_answer) {
+        read_answer(g, r, pred, a, s);
+        return;
+    }
+    size_t len = strlen(pred);
+    if (g->profile == SSF_PROFILE_DEFAULT) pred = ssf_answer_part(pred, &len);
+    ssf_extraction e;
+    ssf_extract(extractor_for(g, r), pred, len, a, &e);
+    /* LightEval compares the first raw match too; the default profile grades
+     * only what parsed. */
+    side_from_extraction(s, &e, g->profile == SSF_PROFILE_LIGHTEVAL);
+}
+
+static int same_trimmed(const char *x, const char *y)
+{
+    while (*x == ' ') x++;
+    while (*y == ' ') y++;
+    size_t nx = strlen(x), ny = strlen(y);
+    while (nx && x[nx - 1] == ' ') nx--;
+    while (ny && y[ny - 1] == ' ') ny--;
+    return nx > 0 && nx == ny && memcmp(x, y, nx) == 0;
+}
+
+/* ---- verdicts --------------------------------------------------------- */
+
+static int is_container(const ssf_node *n)
+{
+    return n->kind == SSF_N_SET || n->kind == SSF_N_INTERVAL || n->kind == SSF_N_UNION ||
+           n->kind == SSF_N_TUPLE;
+}
+
+/* What an answer asserts: "\frac{\sqrt3}{3} \approx 0.577" states the exact
+ * value (the approximation is commentary), and "x \in [-2,7]" states the
+ * set.  Comparing those forms as relations would judge the commentary. */
+static const ssf_node *answer_core(const ssf_node *n)
+{
+    if (n->kind == SSF_N_REL && n->op.rel == SSF_REL_APPROX) return answer_core(n->kids[0]);
+    if (n->kind == SSF_N_REL && n->op.rel == SSF_REL_EQ && n->kids[0]->kind == SSF_N_SYMBOL &&
+        is_container(n->kids[1]))
+        return n->kids[1];
+    return n;
+}
+
+static void compare(const ssf_grader *g, const ssf_grade_request *r, const side *gold,
+                    const side *pred, ssf_grade_result *out)
+{
+    if (gold->value && pred->value) {
+        ssf_equiv_options o = g->equiv;
+        if (r->precision >= 0) o.float_rounding = r->precision;
+        ssf_error why = {{0}};
+        ssf_verdict v = ssf_equiv(answer_core(gold->value), answer_core(pred->value), &o, &why);
+        out->verdict = v == SSF_EQUAL ? SSF_GRADE_RIGHT
+                       : v == SSF_DIFFERENT ? SSF_GRADE_WRONG
+                                            : SSF_GRADE_UNGRADABLE;
+        snprintf(out->reason, sizeof out->reason, "%.500s", why.msg);
+        return;
+    }
+    int same = gold->text && pred->text && gold->raw && pred->raw &&
+               same_trimmed(gold->text, pred->text);
+    out->verdict = same ? SSF_GRADE_RIGHT : SSF_GRADE_WRONG;
+    snprintf(out->reason, sizeof out->reason, "%s",
+             same ? "identical raw strings"
+             : !gold->value && gold->raw ? "gold did not parse: compared as a raw string"
+                                         : "prediction did not parse");
+}
+
+static void no_answer(const ssf_grade_request *r, const side *pred, ssf_grade_result *out)
+{
+    out->no_answer = 1;
+    out->verdict = pred->over_budget ? SSF_GRADE_UNGRADABLE : SSF_GRADE_WRONG;
+    snprintf(out->reason, sizeof out->reason, "%s",
+             pred->over_budget  ? "over budget: the prediction's candidates exceeded the parse budget"
+             : r->cut_by_length ? "no answer: cut off by the length limit"
+                                : "no answer extracted");
+}
+
+void ssf_grade(const ssf_grader *g, const ssf_grade_request *r, ssf_grade_result *out)
+{
+    memset(out, 0, sizeof *out);
+    ssf_arena *a = ssf_arena_new(200000);
+    side gold = {0}, pred = {0};
+    read_answer(g, r, r->gold ? r->gold : "", a, &gold);
+    read_pred(g, r, a, &pred);
+    if (!pred.value && !pred.text) no_answer(r, &pred, out);
+    else if (!gold.value && !gold.text) {
+        out->verdict = SSF_GRADE_UNGRADABLE;
+        snprintf(out->reason, sizeof out->reason, "the gold answer is empty");
+    } else compare(g, r, &gold, &pred, out);
+    out->gold_extracted = gold.text;
+    out->pred_extracted = pred.text;
+    out->pred_key = pred.value ? ssf_canonical_key(pred.value, &g->equiv)
+                  : pred.text  ? ssf_xstrdup(pred.text)
+                               : ssf_xstrdup("none");
+    ssf_arena_free(a);
+}
+
+void ssf_grade_result_clear(ssf_grade_result *r)
+{
+    free(r->gold_extracted);
+    free(r->pred_extracted);
+    free(r->pred_key);
+    memset(r, 0, sizeof *r);
+}
