@@ -81,5 +81,6 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cmd_tasks(int argc, char **argv);
 int cmd_prompt(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_grade(int argc, char **argv);
 
 #endif

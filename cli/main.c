@@ -20,6 +20,7 @@ static const char usage[] =
     "  tasks               list the tasks with their source, size and metrics\n"
     "  prompt TASK --doc N print the exact prompt of one document\n"
     "  data fetch|verify   download / check the cached task data\n"
+    "  grade               grade predictions against gold answers\n"
     "  version             print the version\n"
     "\n"
     "Run `ssfteval COMMAND --help` for a command's options.\n";
@@ -128,6 +129,7 @@ static const command commands[] = {
     {"tasks", cmd_tasks},
     {"prompt", cmd_prompt},
     {"data", cmd_data},
+    {"grade", cmd_grade},
 };
 
 int main(int argc, char **argv)
