@@ -64,12 +64,65 @@ typedef struct ctx {
     char why[200]; /* why an evaluation failed */
 } ctx;
 
+/* Field by field (fields added to ctx are set here too): zeroing all of
+ * why is a `rep stos` per comparison, and only its first byte matters. */
+static void ctx_init(ctx *c, const ssf_equiv_options *o, ssf_error *reason)
+{
+    c->o = o;
+    c->reason = reason;
+    c->scratch = NULL;
+    c->steps = 0;
+    c->over = c->point = c->tr = 0;
+    c->prec = 0;
+    c->why[0] = '\0';
+}
+
+/* snprintf(dst, size, "%s", src) without the formatting machinery. */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Whether fmt converts nothing but strings (%s). */
+static int only_strings(const char *fmt)
+{
+    for (const char *p = strchr(fmt, '%'); p; p = strchr(p + 2, '%'))
+        if (p[1] != 's') return 0;
+    return 1;
+}
+
+/* Text and %s only, as vsnprintf writes them (cut to the buffer, NULL as
+ * "(null)"), without its machinery. */
+static void print_strings(char *out, size_t size, const char *fmt, va_list ap)
+{
+    size_t n = 0;
+    for (const char *p = fmt; *p && n + 1 < size;) {
+        if (*p != '%') {
+            out[n++] = *p++;
+            continue;
+        }
+        const char *s = va_arg(ap, const char *);
+        if (!s) s = "(null)";
+        while (*s && n + 1 < size)
+            out[n++] = *s++;
+        p += 2;
+    }
+    out[n] = '\0';
+}
+
+/* Every comparison sets a reason: the formats are nearly all text and
+ * strings, which print_strings writes far faster than vsnprintf. */
 __attribute__((format(printf, 2, 3))) static void say(ctx *c, const char *fmt, ...)
 {
     if (!c->reason) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->reason->msg, sizeof c->reason->msg, fmt, ap);
+    if (only_strings(fmt))
+        print_strings(c->reason->msg, sizeof c->reason->msg, fmt, ap);
+    else
+        vsnprintf(c->reason->msg, sizeof c->reason->msg, fmt, ap);
     va_end(ap);
 }
 
@@ -78,7 +131,10 @@ __attribute__((format(printf, 2, 3))) static int fail(ctx *c, const char *fmt, .
     if (c->over) return -1; /* keep "over budget" as the reason */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    if (only_strings(fmt))
+        print_strings(c->why, sizeof c->why, fmt, ap);
+    else
+        vsnprintf(c->why, sizeof c->why, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -845,16 +901,53 @@ static int identical(ctx *c, const ssf_node *a, const ssf_node *b, int depth)
 
 /* ---- printing values for reasons ---- */
 
+/* Decimal digits of a word-sized integer into buf (22 bytes); returns the
+ * length. */
+static size_t small_str(slong v, char *buf)
+{
+    char tmp[24];
+    size_t n = 0, k = 0;
+    ulong u = v < 0 ? -(ulong)v : (ulong)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) buf[k++] = '-';
+    while (n)
+        buf[k++] = tmp[--n];
+    buf[k] = '\0';
+    return k;
+}
+
+/* fmpq_get_str's text ("-3/4", "5") for a rational of word-sized parts,
+ * written without GMP; 0 when a part is a big integer.  buf: 48 bytes. */
+static int q_str(const fmpq_t q, char *buf)
+{
+    const fmpz *num = fmpq_numref(q), *den = fmpq_denref(q);
+    if (COEFF_IS_MPZ(*num) || COEFF_IS_MPZ(*den)) return 0;
+    size_t n = small_str(*num, buf);
+    if (*den != 1) {
+        buf[n++] = '/';
+        small_str(*den, buf + n);
+    }
+    return 1;
+}
+
 static void val_str(ctx *c, const val *v, char *buf, size_t size)
 {
     if (v->exact && q_bits(v->q) <= 128) {
+        char small[48];
+        if (q_str(v->q, small)) {
+            copy_str(buf, size, small);
+            return;
+        }
         char *s = fmpq_get_str(NULL, 10, v->q);
-        snprintf(buf, size, "%s", s);
+        copy_str(buf, size, s);
         flint_free(s);
         return;
     }
     if (!v->exact && !acb_is_finite(v->b)) {
-        snprintf(buf, size, "%s", "undefined");
+        copy_str(buf, size, "undefined");
         return;
     }
     acb_t t;
@@ -1934,7 +2027,8 @@ ssf_verdict ssf_equiv(const ssf_node *gold, const ssf_node *pred, const ssf_equi
 {
     ssf_equiv_options opt;
     sane_options(&opt, o);
-    ctx c = {.o = &opt, .reason = reason};
+    ctx c;
+    ctx_init(&c, &opt, reason);
     if (reason) reason->msg[0] = '\0';
     if (!gold || !pred) {
         say(&c, "unsupported: missing %s tree", gold ? "pred" : "gold");
@@ -2003,16 +2097,24 @@ static int key_value(ctx *c, const ssf_node *n, ssf_buf *b)
         v.exact = 1;
     }
     if (ok && v.exact && q_bits(v.q) <= 65536) {
-        char *s = fmpq_get_str(NULL, 10, v.q);
-        ssf_buf_printf(b, "q:%s", s);
-        flint_free(s);
+        char small[50] = "q:";
+        if (q_str(v.q, small + 2)) {
+            ssf_buf_puts(b, small);
+        } else {
+            char *s = fmpq_get_str(NULL, 10, v.q);
+            ssf_buf_puts(b, "q:");
+            ssf_buf_puts(b, s);
+            flint_free(s);
+        }
     } else if (ok && acb_is_finite(v.b) && (v.exact || acb_rel_accuracy_bits(v.b) > 80)) {
         to_ball(c, &v);
         char *re = arb_get_str(acb_realref(v.b), 20, ARB_STR_NO_RADIUS);
-        ssf_buf_printf(b, "n:%s", re);
+        ssf_buf_puts(b, "n:");
+        ssf_buf_puts(b, re);
         if (!arb_contains_zero(acb_imagref(v.b))) {
             char *im = arb_get_str(acb_imagref(v.b), 20, ARB_STR_NO_RADIUS);
-            ssf_buf_printf(b, ";%s", im);
+            ssf_buf_puts(b, ";");
+            ssf_buf_puts(b, im);
             flint_free(im);
         }
         flint_free(re);
@@ -2031,7 +2133,8 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
     switch (n->kind) {
     case SSF_N_TEXT: {
         char *t = fold_name(n->name, 1);
-        ssf_buf_printf(b, "t:%s", t);
+        ssf_buf_puts(b, "t:");
+        ssf_buf_puts(b, t);
         free(t);
         return;
     }
@@ -2060,12 +2163,21 @@ char *ssf_canonical_key(const ssf_node *n, const ssf_equiv_options *o)
 {
     ssf_equiv_options opt;
     sane_options(&opt, o);
-    ctx c = {.o = &opt};
+    ctx c;
+    ctx_init(&c, &opt, NULL);
     ssf_buf b = {0};
     if (n)
         key(&c, n, &b, 0);
     else
         ssf_buf_puts(&b, "(null)");
     ssf_arena_free(c.scratch);
+    /* Keys are stored with every sample and compared for votes: a huge exact
+     * value (1/2004!) is replaced by its digest, which keeps it exact. */
+    if (b.len > 96) {
+        char hex[65];
+        ssf_sha256_hex(b.data, b.len, hex);
+        ssf_buf_reset(&b);
+        ssf_buf_printf(&b, "h:%s", hex);
+    }
     return ssf_buf_take(&b);
 }

@@ -9,6 +9,11 @@
 #include <flint/fmpz.h>
 
 #define ARENA_BLOCK (64 * 1024)
+/* The first block comes with the arena in one allocation: a grade's trees
+ * usually fit, and a block this small is not returned to the system (a
+ * 64 KB one made every free consolidate the heap). */
+#define ARENA_FIRST (8 * 1024)
+#define ARENA_NUMBERS 32
 
 typedef struct arena_block {
     struct arena_block *next;
@@ -16,18 +21,40 @@ typedef struct arena_block {
     max_align_t data[];
 } arena_block;
 
+/* Fields added here are also set in ssf_arena_new. */
 struct ssf_arena {
     arena_block *blocks;
     ssf_node **numbers; /* nodes holding an fmpq, cleared when the arena goes */
     size_t n_numbers, cap_numbers;
     size_t nodes, max_nodes;
     int exhausted;
+    ssf_node *first_numbers[ARENA_NUMBERS]; /* numbers until they outgrow it */
 };
+
+/* The first block sits right after the arena, aligned. */
+#define ARENA_HEAD                                                                                 \
+    ((sizeof(ssf_arena) + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t))
+
+static arena_block *first_block(ssf_arena *a)
+{
+    return (arena_block *)((char *)a + ARENA_HEAD);
+}
 
 ssf_arena *ssf_arena_new(size_t max_nodes)
 {
-    ssf_arena *a = ssf_xcalloc(1, sizeof *a);
+    ssf_arena *a = ssf_xmalloc(ARENA_HEAD + sizeof(arena_block) + ARENA_FIRST);
+    /* Not a memset: first_numbers needs no clearing. */
+    a->numbers = a->first_numbers;
+    a->n_numbers = 0;
+    a->cap_numbers = ARENA_NUMBERS;
+    a->nodes = 0;
     a->max_nodes = max_nodes;
+    a->exhausted = 0;
+    arena_block *b = first_block(a);
+    b->next = NULL;
+    b->used = 0;
+    b->size = ARENA_FIRST;
+    a->blocks = b;
     return a;
 }
 
@@ -35,10 +62,11 @@ void ssf_arena_free(ssf_arena *a)
 {
     if (!a) return;
     for (size_t i = 0; i < a->n_numbers; i++) fmpq_clear(a->numbers[i]->value);
-    free(a->numbers);
+    if (a->numbers != a->first_numbers) free(a->numbers);
+    arena_block *first = first_block(a);
     for (arena_block *b = a->blocks, *next; b; b = next) {
         next = b->next;
-        free(b);
+        if (b != first) free(b);
     }
     free(a);
 }
@@ -88,8 +116,13 @@ static ssf_node *new_number(ssf_arena *a)
     if (!n) return NULL;
     fmpq_init(n->value);
     if (a->n_numbers == a->cap_numbers) {
-        a->cap_numbers = a->cap_numbers ? 2 * a->cap_numbers : 64;
-        a->numbers = ssf_xrealloc(a->numbers, a->cap_numbers * sizeof *a->numbers);
+        a->cap_numbers *= 2;
+        if (a->numbers == a->first_numbers) {
+            a->numbers = ssf_xmalloc(a->cap_numbers * sizeof *a->numbers);
+            memcpy(a->numbers, a->first_numbers, a->n_numbers * sizeof *a->numbers);
+        } else {
+            a->numbers = ssf_xrealloc(a->numbers, a->cap_numbers * sizeof *a->numbers);
+        }
     }
     a->numbers[a->n_numbers++] = n;
     return n;
@@ -111,10 +144,49 @@ ssf_node *ssf_node_rational(ssf_arena *a, const fmpq_t v, int decimals)
     return n;
 }
 
+static ulong gcd_ui(ulong x, ulong y)
+{
+    while (y) {
+        ulong t = x % y;
+        x = y;
+        y = t;
+    }
+    return x;
+}
+
+/* Up to 18 digits and 18 decimals the value is read in machine words and
+ * reduced with one gcd, the same canonical fraction as the general path
+ * without GMP's string conversion.  Returns 0 when it does not apply. */
+static int number_text_small(ssf_node *n, const char *digits, size_t len)
+{
+    ulong v = 0;
+    size_t k = 0;
+    int decimals = -1;
+    for (size_t i = 0; i < len; i++) {
+        if (digits[i] == '.')
+            decimals = 0;
+        else if (digits[i] >= '0' && digits[i] <= '9') {
+            if (++k > 18) return 0;
+            v = v * 10 + (ulong)(digits[i] - '0');
+            if (decimals >= 0) decimals++;
+        }
+    }
+    if (decimals > 18) return 0;
+    ulong den = 1;
+    for (int d = 0; d < decimals; d++)
+        den *= 10;
+    ulong g = gcd_ui(v, den); /* v = 0 gives g = den: 0/1 */
+    fmpz_set_ui(fmpq_numref(n->value), v / g);
+    fmpz_set_ui(fmpq_denref(n->value), den / g);
+    n->decimals = decimals;
+    return 1;
+}
+
 ssf_node *ssf_node_number_text(ssf_arena *a, const char *digits, size_t len)
 {
     ssf_node *n = new_number(a);
     if (!n) return NULL;
+    if (number_text_small(n, digits, len)) return n;
     char *buf = ssf_xmalloc(len + 1);
     size_t k = 0;
     int decimals = -1;
@@ -246,30 +318,77 @@ static const char *const func_names[] = {
     "ln", "log", "exp", "abs", "floor", "ceil", "factorial", "binom", "gcd", "lcm", "?",
 };
 
-static void sexpr(ssf_buf *b, const ssf_node *n)
+/* Decimal digits of a word-sized integer (FLINT would go through GMP). */
+static void put_small(ssf_buf *b, slong v)
 {
-    switch (n->kind) {
-    case SSF_N_NUMBER: {
-        char *s = fmpq_get_str(NULL, 10, n->value);
+    char tmp[24];
+    size_t n = 0;
+    ulong u = v < 0 ? -(ulong)v : (ulong)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) ssf_buf_putc(b, '-');
+    while (n)
+        ssf_buf_putc(b, tmp[--n]);
+}
+
+/* fmpq_get_str's text: "num" or "num/den". */
+static void put_rational(ssf_buf *b, const fmpq_t q)
+{
+    const fmpz *num = fmpq_numref(q), *den = fmpq_denref(q);
+    if (COEFF_IS_MPZ(*num) || COEFF_IS_MPZ(*den)) {
+        char *s = fmpq_get_str(NULL, 10, q);
         ssf_buf_puts(b, s);
-        if (n->decimals >= 0) ssf_buf_printf(b, "@%d", n->decimals);
         flint_free(s);
         return;
     }
+    put_small(b, *num);
+    if (*den != 1) {
+        ssf_buf_putc(b, '/');
+        put_small(b, *den);
+    }
+}
+
+/* " word", as "%s" would print it (a NULL name prints "(null)"). */
+static void put_word(ssf_buf *b, const char *s)
+{
+    ssf_buf_putc(b, ' ');
+    ssf_buf_puts(b, s ? s : "(null)");
+}
+
+static void sexpr(ssf_buf *b, const ssf_node *n)
+{
+    switch (n->kind) {
+    case SSF_N_NUMBER:
+        put_rational(b, n->value);
+        if (n->decimals >= 0) {
+            ssf_buf_putc(b, '@');
+            put_small(b, n->decimals);
+        }
+        return;
     case SSF_N_SYMBOL: ssf_buf_puts(b, n->name); return;
-    case SSF_N_TEXT: ssf_buf_printf(b, "\"%s\"", n->name); return;
+    case SSF_N_TEXT:
+        ssf_buf_putc(b, '"');
+        ssf_buf_puts(b, n->name);
+        ssf_buf_putc(b, '"');
+        return;
     case SSF_N_PI:
     case SSF_N_E:
     case SSF_N_I:
     case SSF_N_INFINITY: ssf_buf_puts(b, kind_names[n->kind]); return;
     default: break;
     }
-    ssf_buf_printf(b, "(%s", kind_names[n->kind]);
-    if (n->kind == SSF_N_REL) ssf_buf_printf(b, " %s", rel_names[n->op.rel]);
+    ssf_buf_putc(b, '(');
+    ssf_buf_puts(b, kind_names[n->kind]);
+    if (n->kind == SSF_N_REL) put_word(b, rel_names[n->op.rel]);
     if (n->kind == SSF_N_FUNC)
-        ssf_buf_printf(b, " %s", n->op.func == SSF_F_UNKNOWN ? n->name : func_names[n->op.func]);
-    if (n->kind == SSF_N_INTERVAL)
-        ssf_buf_printf(b, " %c%c", n->left_open ? '(' : '[', n->right_open ? ')' : ']');
+        put_word(b, n->op.func == SSF_F_UNKNOWN ? n->name : func_names[n->op.func]);
+    if (n->kind == SSF_N_INTERVAL) {
+        ssf_buf_putc(b, ' ');
+        ssf_buf_putc(b, n->left_open ? '(' : '[');
+        ssf_buf_putc(b, n->right_open ? ')' : ']');
+    }
     if (n->kind == SSF_N_MATRIX) ssf_buf_printf(b, " %zux%zu", n->rows, n->cols);
     for (size_t i = 0; i < n->n_kids; i++) {
         ssf_buf_putc(b, ' ');

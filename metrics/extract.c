@@ -14,19 +14,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum pattern_kind { KIND_LATEX, KIND_BOXED, KIND_EXPR, KIND_LETTERS };
+enum pattern_kind { KIND_LATEX, KIND_BOXED, KIND_EXPR, KIND_LETTERS, KIND_PLAIN };
 
-static const char *const kind_names[] = {"latex", "boxed", "expr", "letters"};
+static const char *const kind_names[] = {"latex", "boxed", "expr", "letters", "plain"};
+
+/* Capture groups sharing a name (PCRE2_DUPNAMES), in name-table order. */
+#define MAX_DUP_GROUPS 16
+
+typedef struct group_set {
+    uint32_t group[MAX_DUP_GROUPS];
+    int n;
+} group_set;
 
 typedef struct pattern {
     pcre2_code *code;
     int priority;
     enum pattern_kind kind;
+    int anchored; /* needs the word "answer" (caseless), which one scan rules out */
+    int jit;      /* JIT compiled: matched through pcre2_jit_match */
+    group_set ans, pct;
 } pattern;
 
 struct ssf_extractor {
     pattern *patterns;
     size_t n;
+    /* The patterns by priority, ascending (stable within a priority), and
+     * where each priority's run starts: groups[k] .. groups[k + 1]. */
+    size_t *order, *groups;
+    size_t n_groups;
+    pcre2_code *anchor;        /* (?i:answer), the prefilter of anchored patterns */
+    pcre2_match_context *mctx; /* limits only; never changed, so shared by threads */
+    int anchor_jit;
     ssf_extract_config cfg;
 };
 
@@ -97,6 +115,21 @@ static const pattern_source letter_sources[] = {
     {300, KIND_LETTERS, "@ARG@"},
 };
 
+/* Plain-text answers after an anchor ("the answer is pi/2", "Answer: sqrt(2)"),
+ * which neither LaTeX nor Expr patterns read (Math-Verify #69).  Each sits
+ * just after the Expr pattern of the same anchor, and the answer must hold a
+ * digit or a function or constant name, so prose after "the answer is" is
+ * not taken for an answer. */
+#define PLAIN_ANSWER                                                                               \
+    "(?<ans>(?=[^\\n]{0,80}?(?:\\d|\\b(?:pi|sqrt|exp|ln|log|sin|cos|tan|inf|infty|infinity)\\b))[^\\n$]{1,80}?)"                \
+    "\\s*(?:\\.(?:\\s|$)|$|\\n)"
+
+static const pattern_source plain_sources[] = {
+    {1, KIND_PLAIN, "(?i:final answer is):?\\s*" PLAIN_ANSWER},
+    {101, KIND_PLAIN, "(?i:answer):\\s*" PLAIN_ANSWER},
+    {201, KIND_PLAIN, "(?i:answer is):?\\s*" PLAIN_ANSWER},
+};
+
 /* Read only with boxed_letters: \boxed{C}, \boxed{\text{(C)}}, \boxed{\textbf{C}}. */
 static const char boxed_letter_fmt[] =
     "\\\\boxed\\s*\\{\\s*(?:\\\\text(?:bf)?\\s*\\{)?\\s*\\(?(?<ans>[@ARG@])\\)?\\s*\\}?\\s*\\}";
@@ -117,8 +150,7 @@ static char *substitute(const char *fmt, const char *arg)
     return ssf_buf_take(&b);
 }
 
-static int compile(ssf_extractor *x, const char *src, int priority, enum pattern_kind kind,
-                   uint32_t flags, ssf_error *err)
+static pcre2_code *compile_code(const char *src, uint32_t flags, ssf_error *err)
 {
     int code;
     PCRE2_SIZE offset;
@@ -128,13 +160,53 @@ static int compile(ssf_extractor *x, const char *src, int priority, enum pattern
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return ssf_fail(err, "internal pattern error at %zu: %s (%s)", (size_t)offset,
-                        (const char *)msg, src);
+        ssf_fail(err, "internal pattern error at %zu: %s (%s)", (size_t)offset, (const char *)msg,
+                 src);
+        return NULL;
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if unavailable */
-    x->patterns = ssf_xrealloc(x->patterns, (x->n + 1) * sizeof *x->patterns);
-    x->patterns[x->n++] = (pattern){re, priority, kind};
+    return re;
+}
+
+static int has_jit(const pcre2_code *re)
+{
+    size_t size = 0;
+    return pcre2_pattern_info(re, PCRE2_INFO_JITSIZE, &size) == 0 && size > 0;
+}
+
+/* The groups named name, looked up once here rather than on every match. */
+static int name_groups(const pcre2_code *re, const char *name, group_set *gs, ssf_error *err)
+{
+    PCRE2_SPTR first, last;
+    int size = pcre2_substring_nametable_scan(re, (PCRE2_SPTR)name, &first, &last);
+    gs->n = 0;
+    if (size <= 0) return 0;
+    for (PCRE2_SPTR e = first; e <= last; e += size) {
+        if (gs->n == MAX_DUP_GROUPS) return ssf_fail(err, "internal: too many '%s' groups", name);
+        gs->group[gs->n++] = ((uint32_t)e[0] << 8) | e[1];
+    }
     return 0;
+}
+
+/* Whether a source opens with a caseless group holding "answer", which
+ * every match then contains: a text without the word skips the pattern. */
+static int anchored_source(const char *src)
+{
+    if (strncmp(src, "(?i:", 4) != 0) return 0;
+    const char *close = strchr(src, ')'), *word = strstr(src, "answer");
+    return close && word && word < close;
+}
+
+static int compile(ssf_extractor *x, const char *src, int priority, enum pattern_kind kind,
+                   uint32_t flags, ssf_error *err)
+{
+    pcre2_code *re = compile_code(src, flags, err);
+    if (!re) return -1;
+    pattern p = {re, priority, kind, anchored_source(src), has_jit(re), {{0}, 0}, {{0}, 0}};
+    x->patterns = ssf_xrealloc(x->patterns, (x->n + 1) * sizeof *x->patterns);
+    x->patterns[x->n++] = p;
+    if (name_groups(re, "ans", &x->patterns[x->n - 1].ans, err)) return -1;
+    return name_groups(re, "pct", &x->patterns[x->n - 1].pct, err);
 }
 
 static int add_sources(ssf_extractor *x, const pattern_source *src, size_t n, const char *inner,
@@ -176,6 +248,42 @@ static int add_expr(ssf_extractor *x, ssf_error *err)
     return rc;
 }
 
+/* The cascade's order, computed once: priorities ascending, and inside one
+ * priority the patterns in the order they were added. */
+static void order_patterns(ssf_extractor *x)
+{
+    x->order = ssf_xmalloc((x->n + 1) * sizeof *x->order);
+    x->groups = ssf_xmalloc((x->n + 1) * sizeof *x->groups);
+    size_t k = 0;
+    x->n_groups = 0;
+    for (int prio = -1;;) {
+        int next = -1;
+        for (size_t i = 0; i < x->n; i++) {
+            int p = x->patterns[i].priority;
+            if (p > prio && (next < 0 || p < next)) next = p;
+        }
+        if (next < 0) break;
+        x->groups[x->n_groups++] = k;
+        for (size_t i = 0; i < x->n; i++)
+            if (x->patterns[i].priority == next) x->order[k++] = i;
+        prio = next;
+    }
+    x->groups[x->n_groups] = k;
+}
+
+static int prepare_matching(ssf_extractor *x, ssf_error *err)
+{
+    order_patterns(x);
+    x->anchor = compile_code("(?i:answer)", 0, err);
+    if (!x->anchor) return -1;
+    x->anchor_jit = has_jit(x->anchor);
+    x->mctx = pcre2_match_context_create(NULL);
+    if (!x->mctx) return ssf_fail(err, "out of memory for a match context");
+    pcre2_set_match_limit(x->mctx, 1000000); /* no catastrophic backtracking on hostile text */
+    pcre2_set_depth_limit(x->mctx, 10000);
+    return 0;
+}
+
 ssf_extractor *ssf_extractor_new(const ssf_extract_config *cfg, ssf_error *err)
 {
     ssf_extractor *x = ssf_xcalloc(1, sizeof *x);
@@ -186,6 +294,10 @@ ssf_extractor *ssf_extractor_new(const ssf_extract_config *cfg, ssf_error *err)
         rc = add_sources(x, latex_sources, sizeof latex_sources / sizeof *latex_sources,
                          LATEX_ENVS, PCRE2_DOTALL, err);
     if (rc == 0 && (cfg->targets & SSF_TARGET_EXPR)) rc = add_expr(x, err);
+    if (rc == 0 && cfg->plain_text && (cfg->targets & SSF_TARGET_EXPR))
+        rc = add_sources(x, plain_sources, sizeof plain_sources / sizeof *plain_sources, "", 0,
+                         err);
+    if (rc == 0) rc = prepare_matching(x, err);
     if (rc) {
         ssf_extractor_free(x);
         return NULL;
@@ -197,7 +309,11 @@ void ssf_extractor_free(ssf_extractor *x)
 {
     if (!x) return;
     for (size_t i = 0; i < x->n; i++) pcre2_code_free(x->patterns[i].code);
+    pcre2_code_free(x->anchor);
+    pcre2_match_context_free(x->mctx);
     free(x->patterns);
+    free(x->order);
+    free(x->groups);
     free(x);
 }
 
@@ -210,31 +326,46 @@ typedef struct match {
     const pattern *pat;
 } match;
 
+#define MATCHES_INLINE 16
+
+/* Most groups find a few matches: they stay in `small`, on the stack. */
 typedef struct match_list {
     match *items;
     size_t n, cap;
+    match small[MATCHES_INLINE];
 } match_list;
 
 static void push_match(match_list *l, match m)
 {
     if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 16;
-        l->items = ssf_xrealloc(l->items, l->cap * sizeof *l->items);
+        l->cap *= 2;
+        if (l->items == l->small) {
+            l->items = ssf_xmalloc(l->cap * sizeof *l->items);
+            memcpy(l->items, l->small, l->n * sizeof *l->items);
+        } else {
+            l->items = ssf_xrealloc(l->items, l->cap * sizeof *l->items);
+        }
     }
     l->items[l->n++] = m;
 }
 
-/* The first set group named name, or -1. */
-static int named_group(const pcre2_code *re, pcre2_match_data *md, const char *name,
-                       size_t *start, size_t *end)
+/* pcre2_match, straight into the JIT code where the pattern has it: the
+ * fast path skips only argument checks that these calls always pass (a
+ * length is given, at <= len, no options) and answers the same. */
+static int run_match(const pcre2_code *re, int jit, const char *text, size_t len, size_t at,
+                     pcre2_match_data *md, pcre2_match_context *mc)
 {
-    PCRE2_SPTR first, last;
-    int size = pcre2_substring_nametable_scan(re, (PCRE2_SPTR)name, &first, &last);
-    if (size <= 0) return -1;
+    if (jit) return pcre2_jit_match(re, (PCRE2_SPTR)text, len, at, 0, md, mc);
+    return pcre2_match(re, (PCRE2_SPTR)text, len, at, 0, md, mc);
+}
+
+/* The first set group of gs, or -1. */
+static int set_group(const group_set *gs, pcre2_match_data *md, size_t *start, size_t *end)
+{
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     uint32_t count = pcre2_get_ovector_count(md);
-    for (PCRE2_SPTR e = first; e <= last; e += size) {
-        uint32_t group = ((uint32_t)e[0] << 8) | e[1];
+    for (int k = 0; k < gs->n; k++) {
+        uint32_t group = gs->group[k];
         if (group < count && ov[2 * group] != PCRE2_UNSET) {
             *start = ov[2 * group];
             *end = ov[2 * group + 1];
@@ -250,13 +381,13 @@ static void find_all(const pattern *p, const char *text, size_t len, pcre2_match
 {
     size_t at = 0;
     while (at <= len) {
-        int rc = pcre2_match(p->code, (PCRE2_SPTR)text, len, at, 0, md, mc);
+        int rc = run_match(p->code, p->jit, text, len, at, md, mc);
         if (rc < 0) return; /* no match, or the match limit: stop quietly */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         match m = {.start = ov[0], .end = ov[1], .pat = p};
         size_t ps, pe;
-        if (named_group(p->code, md, "ans", &m.ans_start, &m.ans_end) == 0) {
-            m.percent = named_group(p->code, md, "pct", &ps, &pe) == 0 && pe > ps;
+        if (set_group(&p->ans, md, &m.ans_start, &m.ans_end) == 0) {
+            m.percent = set_group(&p->pct, md, &ps, &pe) == 0 && pe > ps;
             push_match(out, m);
         }
         at = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
@@ -273,15 +404,33 @@ static int rightmost_first(const void *pa, const void *pb)
 
 /* ---- candidates ------------------------------------------------------ */
 
+/* Whether s[0..n) is a thousands-grouped number, "7,425,000" or "1 000.5":
+ * 1-3 digits (1-9 first under Math-Verify's rule), then groups of a comma or
+ * space and exactly 3 digits.  Only then are the commas separators: in
+ * "1000,999" or (Math-Verify) "0,999" the comma is a decimal comma, as the
+ * regex branch that matched says. */
+static int thousands_grouped(const char *s, size_t n, int lighteval)
+{
+    size_t i = s[0] == '-' ? 1 : 0, lead = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9' && lead < 4) i++, lead++;
+    if (lead == 0 || lead > 3 || (!lighteval && s[s[0] == '-'] == '0')) return 0;
+    int groups = 0;
+    while (i + 3 < n + 0 && (s[i] == ',' || s[i] == ' ') &&
+           strspn(s + i + 1, "0123456789") >= 3) {
+        i += 4;
+        groups++;
+        if (i < n && s[i] >= '0' && s[i] <= '9') return 0; /* a 4th digit: not a group */
+    }
+    return groups > 0 && (i == n || s[i] == '.' || s[i] == '%' || s[i] == ' ' || s[i] == 'p' ||
+                          s[i] == 'P');
+}
+
 /* Numbers from the Expr patterns: grouping spaces and commas go, a decimal
  * comma becomes a point, a percent word becomes "%". */
-static char *number_text(const char *s, size_t n)
+static char *number_text(const char *s, size_t n, int lighteval)
 {
     ssf_buf b = {0};
-    int grouped = 0;
-    for (size_t i = 0; i + 4 <= n; i++)
-        if ((s[i] == ',' || s[i] == ' ') && i + 4 <= n && strspn(s + i + 1, "0123456789") >= 3)
-            grouped = 1;
+    int grouped = thousands_grouped(s, n, lighteval);
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == ',' && !grouped) ssf_buf_putc(&b, '.');
@@ -315,20 +464,27 @@ static char *expr_text(const char *s, size_t n)
 
 static int is_number_text(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (strchr("+*/^()", s[i]) || (s[i] == '-' && i > 0)) return 0;
+        /* × (C3 97) and ÷ (C3 B7) are operators too */
+        if ((unsigned char)s[i] == 0xC3 && i + 1 < n &&
+            ((unsigned char)s[i + 1] == 0x97 || (unsigned char)s[i + 1] == 0xB7))
+            return 0;
+    }
     return 1;
 }
 
 /* The text handed to the parser for one match. */
-static char *candidate_text(const match *m, const char *text)
+static char *candidate_text(const match *m, const char *text, int lighteval)
 {
     const char *s = text + m->ans_start;
     size_t n = m->ans_end - m->ans_start;
     switch (m->pat->kind) {
     case KIND_BOXED: return ssf_boxed_content(s, n);
-    case KIND_EXPR: return is_number_text(s, n) ? number_text(s, n) : expr_text(s, n);
-    case KIND_LETTERS: return ssf_xstrndup(s, n);
+    case KIND_EXPR:
+        return is_number_text(s, n) ? number_text(s, n, lighteval) : expr_text(s, n);
+    case KIND_LETTERS:
+    case KIND_PLAIN: return ssf_xstrndup(s, n);
     case KIND_LATEX: {
         ssf_buf b = {0};
         ssf_buf_append(&b, s, n);
@@ -342,16 +498,34 @@ static char *candidate_text(const match *m, const char *text)
 static ssf_node *parse_candidate(const ssf_extractor *x, const match *m, const char *cand,
                                  ssf_arena *arena)
 {
-    ssf_error err;
-    if (m->pat->kind == KIND_LETTERS) return ssf_node_symbol(arena, SSF_N_TEXT, cand, strlen(cand));
-    return ssf_parse_answer(arena, cand, strlen(cand), &x->cfg.parse, &err);
+    size_t n = strlen(cand);
+    if (m->pat->kind == KIND_LETTERS) return ssf_node_symbol(arena, SSF_N_TEXT, cand, n);
+    return ssf_parse_answer(arena, cand, n, &x->cfg.parse, NULL); /* why is not reported */
+}
+
+/* A stable sort, as glibc's qsort is for these sizes (a merge sort), so
+ * ties keep the order they were found in.  Groups hold a few matches:
+ * insertion sort, and qsort for long lists. */
+static void sort_matches(match_list *ml)
+{
+    if (ml->n > 32) {
+        qsort(ml->items, ml->n, sizeof *ml->items, rightmost_first);
+        return;
+    }
+    for (size_t i = 1; i < ml->n; i++) {
+        match m = ml->items[i];
+        size_t j = i;
+        for (; j > 0 && rightmost_first(&ml->items[j - 1], &m) > 0; j--)
+            ml->items[j] = ml->items[j - 1];
+        ml->items[j] = m;
+    }
 }
 
 /* Tries one priority group; returns 1 when a candidate parsed. */
 static int try_group(const ssf_extractor *x, match_list *ml, const char *text, ssf_arena *arena,
                      ssf_extraction *out, size_t *tried)
 {
-    qsort(ml->items, ml->n, sizeof *ml->items, rightmost_first);
+    sort_matches(ml);
     for (size_t i = 0; i < ml->n; i++) {
         const match *m = &ml->items[i];
         if (!out->fallback)
@@ -360,7 +534,7 @@ static int try_group(const ssf_extractor *x, match_list *ml, const char *text, s
             out->over_budget = 1;
             return 0;
         }
-        char *cand = candidate_text(m, text);
+        char *cand = candidate_text(m, text, x->cfg.lighteval_numbers);
         ssf_node *v = cand && *cand ? parse_candidate(x, m, cand, arena) : NULL;
         if (ssf_arena_exhausted(arena)) out->over_budget = 1;
         if (v) {
@@ -375,14 +549,41 @@ static int try_group(const ssf_extractor *x, match_list *ml, const char *text, s
     return 0;
 }
 
-static int next_priority(const ssf_extractor *x, int after)
+/* PCRE2's per-call memory (the general context and the match data, about
+ * 1.2 KB) is carved from a buffer on the caller's stack rather than
+ * malloc'd on every extraction; a request that does not fit (the
+ * interpreter's frames, were JIT unavailable) goes to the heap. */
+typedef struct stack_mem {
+    max_align_t buf[2048 / sizeof(max_align_t)];
+    size_t used;
+} stack_mem;
+
+static int in_stack_mem(const stack_mem *m, const void *p)
 {
-    int best = -1;
-    for (size_t i = 0; i < x->n; i++) {
-        int p = x->patterns[i].priority;
-        if (p > after && (best < 0 || p < best)) best = p;
-    }
-    return best;
+    uintptr_t b = (uintptr_t)m->buf, q = (uintptr_t)p;
+    return q >= b && q < b + sizeof m->buf;
+}
+
+static void *stack_malloc(PCRE2_SIZE n, void *data)
+{
+    stack_mem *m = data;
+    size_t need = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    if (sizeof m->buf - m->used < need) return malloc(n);
+    void *p = (char *)m->buf + m->used;
+    m->used += need;
+    return p;
+}
+
+static void stack_free(void *p, void *data)
+{
+    if (!in_stack_mem(data, p)) free(p);
+}
+
+/* Whether the text holds "answer" as the anchored patterns read it (the
+ * same caseless UTF matching), so that skipping them changes nothing. */
+static int has_anchor(const ssf_extractor *x, const char *text, size_t len, pcre2_match_data *md)
+{
+    return run_match(x->anchor, x->anchor_jit, text, len, 0, md, x->mctx) >= 0;
 }
 
 void ssf_extract(const ssf_extractor *x, const char *text, size_t len, ssf_arena *arena,
@@ -390,21 +591,28 @@ void ssf_extract(const ssf_extractor *x, const char *text, size_t len, ssf_arena
 {
     memset(out, 0, sizeof *out);
     out->priority = -1;
-    pcre2_match_data *md = pcre2_match_data_create(64, NULL);
-    pcre2_match_context *mc = pcre2_match_context_create(NULL);
-    pcre2_set_match_limit(mc, 1000000); /* no catastrophic backtracking on hostile text */
-    pcre2_set_depth_limit(mc, 10000);
-    match_list ml = {0};
+    stack_mem mem;
+    mem.used = 0;
+    pcre2_general_context *gc = pcre2_general_context_create(stack_malloc, stack_free, &mem);
+    pcre2_match_data *md = pcre2_match_data_create(64, gc);
+    if (!md) abort(); /* out of memory, as ssf_xmalloc treats it */
+    int anchor = has_anchor(x, text, len, md);
+    match_list ml;
+    ml.items = ml.small;
+    ml.n = 0;
+    ml.cap = MATCHES_INLINE;
     size_t tried = 0;
-    for (int prio = next_priority(x, -1); prio >= 0; prio = next_priority(x, prio)) {
+    for (size_t g = 0; g < x->n_groups; g++) {
         ml.n = 0;
-        for (size_t i = 0; i < x->n; i++)
-            if (x->patterns[i].priority == prio) find_all(&x->patterns[i], text, len, md, mc, &ml);
+        for (size_t k = x->groups[g]; k < x->groups[g + 1]; k++) {
+            const pattern *p = &x->patterns[x->order[k]];
+            if (anchor || !p->anchored) find_all(p, text, len, md, x->mctx, &ml);
+        }
         if (try_group(x, &ml, text, arena, out, &tried) || out->over_budget) break;
     }
-    free(ml.items);
-    pcre2_match_context_free(mc);
+    if (ml.items != ml.small) free(ml.items);
     pcre2_match_data_free(md);
+    pcre2_general_context_free(gc);
 }
 
 void ssf_extraction_clear(ssf_extraction *e)
@@ -453,11 +661,17 @@ static int read_box(const char *s, size_t len, size_t at, box *b)
 static size_t collect_boxes(const char *s, size_t len, box *boxes, size_t max)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len && n < max; i++) {
-        if (s[i] != '\\') continue;
+    for (size_t i = 0; i < len; i++) {
+        const char *bs = memchr(s + i, '\\', len - i); /* boxes open with a backslash */
+        if (!bs) break;
+        i = (size_t)(bs - s);
         if (strncmp(s + i, "\\boxed", 6) != 0 && strncmp(s + i, "\\fbox", 5) != 0) continue;
         box b;
         if (read_box(s, len, i, &b) == 0) {
+            if (n == max) { /* only the trailing run of boxes matters: keep the last ones */
+                memmove(boxes, boxes + 1, (max - 1) * sizeof *boxes);
+                n--;
+            }
             boxes[n++] = b;
             i = b.end > i ? b.end - 1 : i;
         }

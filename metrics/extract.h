@@ -26,6 +26,7 @@ typedef struct ssf_extract_config {
     int lighteval_numbers; /* LightEval's thousands-group regex (no (?<!\d), leading-zero groups) */
     int n_letters;         /* letters targets: A .. 'A'+n_letters-1 (default 4) */
     int boxed_letters;     /* also read \boxed{C} / \boxed{\text{(C)}} for letters */
+    int plain_text;        /* also read plain-text answers after an anchor ("answer is pi/2") */
     ssf_parse_options parse;
 } ssf_extract_config;
 
@@ -39,7 +40,7 @@ typedef struct ssf_extraction {
     char *answer;     /* the text that parsed (malloc'd), NULL if none */
     char *fallback;   /* the raw text of the first match tried (malloc'd), NULL if no match */
     int priority;     /* the priority group that produced value, -1 if none */
-    const char *kind; /* "latex", "boxed", "expr" or "letters" (static) */
+    const char *kind; /* "latex", "boxed", "expr", "letters" or "plain" (static) */
     int over_budget;  /* a candidate hit the parse budget */
 } ssf_extraction;
 

@@ -48,6 +48,7 @@ static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extrac
     } else {
         c->boxed_priority = 50;
         c->boxed_letters = 1;
+        c->plain_text = 1;
     }
 }
 
@@ -92,18 +93,35 @@ void ssf_grader_free(ssf_grader *g)
     free(g);
 }
 
+static int tag_at(const char *p, size_t left, const char *tag, size_t n)
+{
+    return left >= n && memcmp(p, tag, n) == 0;
+}
+
+/* ssf_answer_part over text[0..n) in one pass: every tag starts with '<'.
+ * *opened tells whether a "<think>" occurs. */
+static const char *answer_part(const char *text, size_t n, size_t *len, int *opened)
+{
+    const char *answer = NULL, *closed = NULL, *end = text + n;
+    *opened = 0;
+    for (const char *p = memchr(text, '<', n); p; p = memchr(p + 1, '<', (size_t)(end - p - 1))) {
+        size_t left = (size_t)(end - p);
+        if (tag_at(p, left, "<|im_start|>answer", 18))
+            answer = p + 18;
+        else if (tag_at(p, left, "</think>", 8))
+            closed = p + 8;
+        else if (tag_at(p, left, "<think>", 7))
+            *opened = 1;
+    }
+    const char *at = answer ? answer : closed ? closed : *opened ? end : text;
+    *len = (size_t)(end - at); /* never closed: no answer yet */
+    return at;
+}
+
 const char *ssf_answer_part(const char *text, size_t *len)
 {
-    const char *at = NULL;
-    for (const char *p = strstr(text, "<|im_start|>answer"); p; p = strstr(p + 1, "<|im_start|>answer"))
-        at = p + strlen("<|im_start|>answer");
-    if (!at)
-        for (const char *p = strstr(text, "</think>"); p; p = strstr(p + 1, "</think>"))
-            at = p + strlen("</think>");
-    if (!at && strstr(text, "<think>")) at = text + strlen(text); /* never closed: no answer yet */
-    if (!at) at = text;
-    *len = strlen(at);
-    return at;
+    int opened;
+    return answer_part(text, strlen(text), len, &opened);
 }
 
 /* ---- one side --------------------------------------------------------- */
@@ -113,6 +131,7 @@ typedef struct side {
     char *text;     /* what parsed, or the raw fallback */
     int raw;        /* text is a raw string, value NULL */
     int over_budget;
+    int unclosed;   /* the reasoning never closed, so there is no answer part */
 } side;
 
 static void side_from_extraction(side *s, ssf_extraction *e, int keep_fallback)
@@ -149,19 +168,19 @@ static int only_letters(const ssf_grade_request *r)
 static void read_answer(const ssf_grader *g, const ssf_grade_request *r, const char *text,
                         ssf_arena *a, side *s)
 {
-    ssf_error err;
+    size_t len = strlen(text);
     if (g->profile == SSF_PROFILE_DEFAULT && !only_letters(r)) {
-        s->value = ssf_parse_answer(a, text, strlen(text), &g->parse, &err);
+        s->value = ssf_parse_answer(a, text, len, &g->parse, NULL); /* why is not reported */
         if (s->value) {
-            s->text = ssf_xstrdup(text);
+            s->text = ssf_xstrndup(text, len);
             return;
         }
     }
     ssf_extraction e;
-    ssf_extract(extractor_for(g, r), text, strlen(text), a, &e);
+    ssf_extract(extractor_for(g, r), text, len, a, &e);
     side_from_extraction(s, &e, 0);
     if (!s->value && !s->text && *text) {
-        s->text = ssf_xstrdup(text);
+        s->text = ssf_xstrndup(text, len);
         s->raw = 1;
     }
 }
@@ -174,12 +193,18 @@ static void read_pred(const ssf_grader *g, const ssf_grade_request *r, ssf_arena
         return;
     }
     size_t len = strlen(pred);
-    if (g->profile == SSF_PROFILE_DEFAULT) pred = ssf_answer_part(pred, &len);
+    if (g->profile == SSF_PROFILE_DEFAULT) {
+        int opened;
+        pred = answer_part(pred, len, &len, &opened);
+        s->unclosed = len == 0 && opened;
+    }
     ssf_extraction e;
     ssf_extract(extractor_for(g, r), pred, len, a, &e);
+    int unclosed = s->unclosed;
     /* LightEval compares the first raw match too; the default profile grades
      * only what parsed. */
     side_from_extraction(s, &e, g->profile == SSF_PROFILE_LIGHTEVAL);
+    s->unclosed = unclosed;
 }
 
 static int same_trimmed(const char *x, const char *y)
@@ -193,6 +218,15 @@ static int same_trimmed(const char *x, const char *y)
 }
 
 /* ---- verdicts --------------------------------------------------------- */
+
+/* snprintf(r, sizeof reason, "%.*s", max, s) without the formatting. */
+static void set_reason(ssf_grade_result *out, const char *s, size_t max)
+{
+    if (max > sizeof out->reason - 1) max = sizeof out->reason - 1;
+    size_t n = strnlen(s, max);
+    memcpy(out->reason, s, n);
+    out->reason[n] = '\0';
+}
 
 static int is_container(const ssf_node *n)
 {
@@ -218,36 +252,50 @@ static void compare(const ssf_grader *g, const ssf_grade_request *r, const side 
     if (gold->value && pred->value) {
         ssf_equiv_options o = g->equiv;
         if (r->precision >= 0) o.float_rounding = r->precision;
-        ssf_error why = {{0}};
+        ssf_error why; /* ssf_equiv always writes it */
         ssf_verdict v = ssf_equiv(answer_core(gold->value), answer_core(pred->value), &o, &why);
         out->verdict = v == SSF_EQUAL ? SSF_GRADE_RIGHT
                        : v == SSF_DIFFERENT ? SSF_GRADE_WRONG
                                             : SSF_GRADE_UNGRADABLE;
-        snprintf(out->reason, sizeof out->reason, "%.500s", why.msg);
+        set_reason(out, why.msg, 500);
         return;
     }
     int same = gold->text && pred->text && gold->raw && pred->raw &&
                same_trimmed(gold->text, pred->text);
     out->verdict = same ? SSF_GRADE_RIGHT : SSF_GRADE_WRONG;
-    snprintf(out->reason, sizeof out->reason, "%s",
-             same ? "identical raw strings"
-             : !gold->value && gold->raw ? "gold did not parse: compared as a raw string"
-                                         : "prediction did not parse");
+    set_reason(out,
+               same                        ? "identical raw strings"
+               : !gold->value && gold->raw ? "gold did not parse: compared as a raw string"
+                                           : "prediction did not parse",
+               sizeof out->reason);
 }
 
 static void no_answer(const ssf_grade_request *r, const side *pred, ssf_grade_result *out)
 {
     out->no_answer = 1;
     out->verdict = pred->over_budget ? SSF_GRADE_UNGRADABLE : SSF_GRADE_WRONG;
-    snprintf(out->reason, sizeof out->reason, "%s",
-             pred->over_budget  ? "over budget: the prediction's candidates exceeded the parse budget"
-             : r->cut_by_length ? "no answer: cut off by the length limit"
-                                : "no answer extracted");
+    set_reason(out,
+               pred->over_budget
+                   ? "over budget: the prediction's candidates exceeded the parse budget"
+               : r->cut_by_length ? "no answer: cut off by the length limit"
+               : pred->unclosed   ? "no answer: the reasoning (<think>) never closed"
+                                  : "no answer extracted",
+               sizeof out->reason);
+}
+
+/* An empty result, field by field: a memset of the whole reason buffer
+ * costs more than grading a short answer's tail does. */
+static void result_reset(ssf_grade_result *r)
+{
+    r->verdict = SSF_GRADE_WRONG;
+    r->no_answer = 0;
+    r->gold_extracted = r->pred_extracted = r->pred_key = NULL;
+    r->reason[0] = '\0';
 }
 
 void ssf_grade(const ssf_grader *g, const ssf_grade_request *r, ssf_grade_result *out)
 {
-    memset(out, 0, sizeof *out);
+    result_reset(out);
     ssf_arena *a = ssf_arena_new(200000);
     side gold = {0}, pred = {0};
     read_answer(g, r, r->gold ? r->gold : "", a, &gold);
@@ -255,7 +303,7 @@ void ssf_grade(const ssf_grader *g, const ssf_grade_request *r, ssf_grade_result
     if (!pred.value && !pred.text) no_answer(r, &pred, out);
     else if (!gold.value && !gold.text) {
         out->verdict = SSF_GRADE_UNGRADABLE;
-        snprintf(out->reason, sizeof out->reason, "the gold answer is empty");
+        set_reason(out, "the gold answer is empty", sizeof out->reason);
     } else compare(g, r, &gold, &pred, out);
     out->gold_extracted = gold.text;
     out->pred_extracted = pred.text;
@@ -270,5 +318,5 @@ void ssf_grade_result_clear(ssf_grade_result *r)
     free(r->gold_extracted);
     free(r->pred_extracted);
     free(r->pred_key);
-    memset(r, 0, sizeof *r);
+    result_reset(r);
 }

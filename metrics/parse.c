@@ -64,6 +64,11 @@
 #define MAX_EXP10 100000
 /* Token count cap: a longer answer is not an answer. */
 #define MAX_TOKENS 262144
+#define WHY_SIZE 200
+/* Bytes of token names kept on the stack before the pool needs the heap. */
+#define POOL_INLINE 256
+/* Tokens kept on the stack before the lexer needs the heap. */
+#define TOKENS_INLINE 32
 /* The C stack bounds recursion whatever max_depth asks for. */
 #define HARD_DEPTH 1000
 
@@ -101,11 +106,17 @@ typedef struct tok {
     unsigned char space, sci, plain;
 } tok;
 
+#define NODES_INLINE 8
+
+/* Most lists hold a few items: those live in the struct, and only longer
+ * ones go to the heap.  A `nodes` is never copied, so v may point at small. */
 typedef struct nodes {
     ssf_node **v;
     size_t n, cap;
+    ssf_node *small[NODES_INLINE];
 } nodes;
 
+/* Fields added here are also set in parser_init. */
 typedef struct parser {
     ssf_arena *a;
     const char *s; /* the caller's text */
@@ -114,9 +125,10 @@ typedef struct parser {
     int strip_units;
     /* lexer */
     size_t i;
-    tok *t;
+    tok *t, *small_t; /* t starts as small_t, on the caller's stack */
     size_t n, cap, k;
-    ssf_buf pool;
+    char *pool, *pool_small; /* token names, NUL-separated; pool starts as pool_small */
+    size_t pool_len, pool_cap;
     int env, nest, space;
     unsigned text, text_ids;
     int text_braces, text_op;
@@ -124,8 +136,9 @@ typedef struct parser {
     int depth, abs_depth;
     /* outcome */
     int failed, budget;
+    int quiet; /* the caller takes no message: failures are not formatted */
     size_t at;
-    char why[200];
+    char *why; /* WHY_SIZE bytes beside the parser, so that clearing it stays cheap */
 } parser;
 
 /* ---- errors -------------------------------------------------------------------------------- */
@@ -135,10 +148,12 @@ static void fail(parser *p, size_t at, const char *fmt, ...) __attribute__((form
 static void fail(parser *p, size_t at, const char *fmt, ...)
 {
     if (p->failed) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->why, sizeof p->why, fmt, ap);
-    va_end(ap);
+    if (!p->quiet) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->why, WHY_SIZE, fmt, ap);
+        va_end(ap);
+    }
     p->failed = 1;
     p->at = at;
 }
@@ -177,31 +192,66 @@ static int is_space(int c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-static int at_str(const parser *p, size_t i, const char *lit)
+static int at_strn(const parser *p, size_t i, const char *lit, size_t n)
 {
-    size_t n = strlen(lit);
     return i <= p->hi && p->hi - i >= n && memcmp(p->s + i, lit, n) == 0;
 }
+
+/* The lexer probes literals at every step: their length is a constant. */
+#define at_str(p, i, lit) at_strn(p, i, "" lit, sizeof lit - 1)
 
 static int ch(const parser *p, size_t i)
 {
     return i < p->hi ? (unsigned char)p->s[i] : 0;
 }
 
+/* Whether the table entry s is exactly w[0..n); the first byte rules out
+ * most entries before any length is taken. */
+static int same_word(const char *s, const char *w, size_t n)
+{
+    if (!n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != w[i] || !s[i]) return 0; /* s is shorter than n */
+    return s[n] == '\0';
+}
+
 static int word_in(const char *w, size_t n, const char *const *list)
 {
     for (; *list; list++)
-        if (strlen(*list) == n && memcmp(*list, w, n) == 0) return 1;
+        if (same_word(*list, w, n)) return 1;
     return 0;
+}
+
+/* Not `= {0}`: zeroing the inline array costs more than most lists do. */
+static void nodes_init(nodes *v)
+{
+    v->v = NULL;
+    v->n = v->cap = 0;
 }
 
 static void push_node(nodes *v, ssf_node *n)
 {
+    if (!v->v) {
+        v->v = v->small;
+        v->cap = NODES_INLINE;
+    }
     if (v->n == v->cap) {
-        v->cap = v->cap ? 2 * v->cap : 8;
-        v->v = ssf_xrealloc(v->v, v->cap * sizeof *v->v);
+        v->cap *= 2;
+        if (v->v == v->small) {
+            v->v = ssf_xmalloc(v->cap * sizeof *v->v);
+            memcpy(v->v, v->small, v->n * sizeof *v->v);
+        } else {
+            v->v = ssf_xrealloc(v->v, v->cap * sizeof *v->v);
+        }
     }
     v->v[v->n++] = n;
+}
+
+static void nodes_free(nodes *v)
+{
+    if (v->v != v->small) free(v->v);
+    v->v = NULL;
+    v->n = v->cap = 0;
 }
 
 /* ---- word tables --------------------------------------------------------------------------- */
@@ -341,7 +391,7 @@ static int is_unit_word(const char *w, size_t n)
 static const named *find_named(const named *tab, const char *w, size_t n)
 {
     for (; tab->name; tab++)
-        if (strlen(tab->name) == n && memcmp(tab->name, w, n) == 0) return tab;
+        if (same_word(tab->name, w, n)) return tab;
     return NULL;
 }
 
@@ -355,7 +405,12 @@ static tok *push_tok(parser *p, int kind, size_t pos, size_t len)
     }
     if (p->n == p->cap) {
         p->cap = p->cap ? 2 * p->cap : 64;
-        p->t = ssf_xrealloc(p->t, p->cap * sizeof *p->t);
+        if (p->t == p->small_t) {
+            p->t = ssf_xmalloc(p->cap * sizeof *p->t);
+            memcpy(p->t, p->small_t, p->n * sizeof *p->t);
+        } else {
+            p->t = ssf_xrealloc(p->t, p->cap * sizeof *p->t);
+        }
     }
     tok *t = &p->t[p->n++];
     memset(t, 0, sizeof *t);
@@ -373,24 +428,45 @@ static tok *push_tok(parser *p, int kind, size_t pos, size_t len)
 
 static const char *tok_str(const parser *p, const tok *t)
 {
-    return p->pool.data + t->str;
+    return p->pool + t->str;
+}
+
+/* Adds s[0..n) and a NUL to the pool, which moves to the heap only when the
+ * names outgrow the caller's stack buffer. */
+static void pool_add(parser *p, const char *s, size_t n)
+{
+    size_t need = p->pool_len + n + 1;
+    if (need > p->pool_cap) {
+        size_t cap = 2 * p->pool_cap;
+        while (cap < need)
+            cap *= 2;
+        if (p->pool == p->pool_small) {
+            char *d = ssf_xmalloc(cap);
+            memcpy(d, p->pool, p->pool_len);
+            p->pool = d;
+        } else {
+            p->pool = ssf_xrealloc(p->pool, cap);
+        }
+        p->pool_cap = cap;
+    }
+    if (n) memcpy(p->pool + p->pool_len, s, n);
+    p->pool[p->pool_len + n] = '\0';
+    p->pool_len = need;
 }
 
 /* Starts a name in the pool for the token (symbols and words). */
 static void tok_name(parser *p, tok *t, const char *s, size_t n)
 {
-    t->str = p->pool.len;
-    ssf_buf_append(&p->pool, s, n);
-    ssf_buf_putc(&p->pool, '\0');
+    t->str = p->pool_len;
+    pool_add(p, s, n);
     t->slen = n;
 }
 
 /* Appends to the name of the last token, which must be the pool's last string. */
 static void tok_name_append(parser *p, tok *t, const char *s, size_t n)
 {
-    p->pool.len--; /* the NUL */
-    ssf_buf_append(&p->pool, s, n);
-    ssf_buf_putc(&p->pool, '\0');
+    p->pool_len--; /* the NUL */
+    pool_add(p, s, n);
     t->slen += n;
 }
 
@@ -450,6 +526,9 @@ static void lex_symbol(parser *p, size_t pos, const char *name, size_t n)
  * the explicit LaTeX forms, which may also separate Indian 2-digit groups. */
 static size_t group_sep(const parser *p, size_t j, int *latex)
 {
+    int c = ch(p, j);
+    *latex = 0;
+    if (c != '{' && c != ',' && c != '\\' && c != ' ') return 0; /* what every form opens with */
     *latex = 1;
     if (at_str(p, j, "{,}")) return 3;
     if (at_str(p, j, ",\\!")) return 3;
@@ -561,7 +640,7 @@ static void push_text_word(parser *p, size_t pos, size_t n)
 {
     tok *prev = p->n ? &p->t[p->n - 1] : NULL;
     if (prev && prev->kind == T_WORD && prev->text == p->text &&
-        prev->str + prev->slen + 1 == p->pool.len) {
+        prev->str + prev->slen + 1 == p->pool_len) {
         tok_name_append(p, prev, " ", 1);
         tok_name_append(p, prev, p->s + pos, n);
         prev->len = pos + n - prev->pos;
@@ -789,7 +868,7 @@ static const utf8_sym utf8_syms[] = {
 static void lex_utf8(parser *p)
 {
     for (const utf8_sym *u = utf8_syms; u->bytes; u++) {
-        if (!at_str(p, p->i, u->bytes)) continue;
+        if (!at_strn(p, p->i, u->bytes, strlen(u->bytes))) continue;
         size_t st = p->i, n = strlen(u->bytes);
         p->i += n;
         if (u->kind == -2) p->space = 1;
@@ -1143,8 +1222,7 @@ static ssf_node *collapse(parser *p, ssf_node_kind kind, nodes *v)
 {
     ssf_node *n = NULL;
     if (!p->failed) n = v->n == 1 ? v->v[0] : mk(p, ssf_node_list(p->a, kind, v->v, v->n));
-    free(v->v);
-    v->v = NULL;
+    nodes_free(v);
     return n;
 }
 
@@ -1240,7 +1318,8 @@ static ssf_node *parse_rel(parser *p)
 {
     ssf_node *lhs = parse_ratio(p);
     if (!lhs || !at(p, T_REL)) return lhs;
-    nodes rels = {0};
+    nodes rels;
+    nodes_init(&rels);
     while (!p->failed && at(p, T_REL)) {
         int rel = cur(p)->sub;
         advance(p);
@@ -1292,7 +1371,8 @@ static ssf_node *parse_union(parser *p)
 {
     ssf_node *first = parse_add(p);
     if (!first || !at(p, T_CUP)) return first;
-    nodes parts = {0};
+    nodes parts;
+    nodes_init(&parts);
     push_node(&parts, as_interval(p, first));
     while (!p->failed && at(p, T_CUP)) {
         advance(p);
@@ -1316,7 +1396,8 @@ static int chain_ok(parser *p, int *count)
 
 static ssf_node *parse_add(parser *p)
 {
-    nodes terms = {0};
+    nodes terms;
+    nodes_init(&terms);
     ssf_node *first;
     int chain = 0;
     if (at(p, T_PM)) {
@@ -1400,7 +1481,8 @@ static ssf_node *parse_unary(parser *p)
     }
     ssf_node *first = parse_power(p);
     if (!first || !starts_factor(p)) return first;
-    nodes f = {0};
+    nodes f;
+    nodes_init(&f);
     push_factor(&f, first);
     while (!p->failed && starts_factor(p)) {
         ssf_node *x = parse_power(p);
@@ -1414,7 +1496,8 @@ static ssf_node *parse_term(parser *p)
 {
     ssf_node *first = parse_unary(p);
     if (!first || !(at(p, T_MUL) || at(p, T_DIV))) return first;
-    nodes f = {0};
+    nodes f;
+    nodes_init(&f);
     push_factor(&f, first);
     while (!p->failed && (at(p, T_MUL) || at(p, T_DIV))) {
         int div = at(p, T_DIV);
@@ -1572,7 +1655,8 @@ static ssf_node *parse_bare_arg(parser *p)
         return neg(p, x);
     }
     ssf_node *first = parse_power(p);
-    nodes f = {0};
+    nodes f;
+    nodes_init(&f);
     push_factor(&f, first);
     while (first && !p->failed) {
         int kind = cur(p)->kind;
@@ -1607,10 +1691,11 @@ static ssf_node *parse_func(parser *p)
         advance(p);
         if (!(power = parse_exponent(p))) return NULL;
     }
-    nodes args = {0};
+    nodes args;
+    nodes_init(&args);
     if (at(p, T_LPAREN)) {
         if (parse_call_args(p, &args) < 0) {
-            free(args.v);
+            nodes_free(&args);
             return NULL;
         }
     } else {
@@ -1625,7 +1710,7 @@ static ssf_node *parse_func(parser *p)
     }
     int variadic = sub == SSF_F_GCD || sub == SSF_F_LCM || sub == F_MAX || sub == F_MIN;
     if (!variadic && args.n != 1) {
-        free(args.v);
+        nodes_free(&args);
         fail(p, pos, "%s takes one argument", tok_str(p, f));
         return NULL;
     }
@@ -1639,7 +1724,7 @@ static ssf_node *parse_func(parser *p)
         n = mk(p,
                ssf_node_func(p->a, sub == F_LG ? SSF_F_LOG : (ssf_func)sub, NULL, args.v, args.n));
     }
-    free(args.v);
+    nodes_free(&args);
     if (n && power) n = mk(p, ssf_node_binary(p->a, SSF_N_POW, n, power));
     return n;
 }
@@ -1650,14 +1735,15 @@ static ssf_node *parse_group(parser *p)
     int open = cur(p)->kind;
     size_t pos = cur(p)->pos;
     advance(p);
-    nodes items = {0};
+    nodes items;
+    nodes_init(&items);
     if (parse_items(p, &items) < 0) {
-        free(items.v);
+        nodes_free(&items);
         return NULL;
     }
     int close = cur(p)->kind;
     if (close != T_RPAREN && close != T_RBRACK) {
-        free(items.v);
+        nodes_free(&items);
         fail(p, cur(p)->pos, "%s opened at byte %zu is not closed", tk_names[open], pos);
         return NULL;
     }
@@ -1678,7 +1764,7 @@ static ssf_node *parse_group(parser *p)
     } else {
         fail(p, pos, "an interval needs two ends");
     }
-    free(items.v);
+    nodes_free(&items);
     return n;
 }
 
@@ -1688,9 +1774,10 @@ static ssf_node *parse_braces(parser *p)
     int set = at(p, T_LSET);
     size_t pos = cur(p)->pos;
     advance(p);
-    nodes items = {0};
+    nodes items;
+    nodes_init(&items);
     if (parse_items(p, &items) < 0 || !expect(p, set ? T_RSET : T_RBRACE)) {
-        free(items.v);
+        nodes_free(&items);
         return NULL;
     }
     ssf_node *n = NULL;
@@ -1700,7 +1787,7 @@ static ssf_node *parse_braces(parser *p)
         n = items.v[0];
     else
         n = mk(p, ssf_node_list(p->a, SSF_N_SET, items.v, items.n));
-    free(items.v);
+    nodes_free(&items);
     return n;
 }
 
@@ -1717,7 +1804,8 @@ static ssf_node *parse_delimited(parser *p, int close, ssf_func f)
 static ssf_node *parse_matrix(parser *p)
 {
     advance(p);
-    nodes cells = {0};
+    nodes cells;
+    nodes_init(&cells);
     size_t rows = 0, cols = 0, in_row = 0;
     while (!p->failed) {
         if (at(p, T_ENDENV) || at(p, T_ROWSEP)) {
@@ -1751,7 +1839,7 @@ static ssf_node *parse_matrix(parser *p)
     ssf_node *n = NULL;
     if (!p->failed && rows == 0) fail(p, cur(p)->pos, "empty matrix");
     if (!p->failed) n = mk(p, ssf_node_matrix(p->a, cells.v, rows, cols));
-    free(cells.v);
+    nodes_free(&cells);
     return n;
 }
 
@@ -1759,7 +1847,8 @@ static ssf_node *parse_matrix(parser *p)
 static ssf_node *letters(parser *p, const tok *t)
 {
     if (t->text) return mk(p, ssf_node_symbol(p->a, SSF_N_TEXT, tok_str(p, t), t->slen));
-    nodes f = {0};
+    nodes f;
+    nodes_init(&f);
     const char *w = tok_str(p, t);
     for (size_t i = 0; i < t->slen && !p->failed; i++) {
         if (w[i] == 'e')
@@ -1781,11 +1870,12 @@ static ssf_node *parse_symbol(parser *p)
     if (t->slen == 1 && name[0] == 'e') return mk(p, ssf_node_leaf(p->a, SSF_N_E));
     if (t->slen == 1 && name[0] == 'i') return mk(p, ssf_node_leaf(p->a, SSF_N_I));
     if (t->slen == 1 && strchr("fghFGH", name[0]) && at(p, T_LPAREN) && !cur(p)->space) {
-        nodes args = {0};
+        nodes args;
+        nodes_init(&args);
         ssf_node *n = NULL;
         if (parse_call_args(p, &args) == 0)
             n = mk(p, ssf_node_func(p->a, SSF_F_UNKNOWN, name, args.v, args.n));
-        free(args.v);
+        nodes_free(&args);
         return n;
     }
     return mk(p, ssf_node_symbol(p->a, SSF_N_SYMBOL, name, t->slen));
@@ -1837,7 +1927,8 @@ static ssf_node *parse_number(parser *p)
         ssf_node *f = parse_frac(p);
         if (!f) return NULL;
         if (proper_fraction(f)) return mixed_number(p, n, f->kids[0], f->kids[1]->kids[0]);
-        nodes kids = {0};
+        nodes kids;
+        nodes_init(&kids);
         push_node(&kids, n);
         push_factor(&kids, f);
         return collapse(p, SSF_N_MUL, &kids);
@@ -1944,7 +2035,8 @@ static int words_only(const parser *p)
 
 static ssf_node *text_answer(parser *p)
 {
-    nodes items = {0};
+    nodes items;
+    nodes_init(&items);
     ssf_buf b = {0};
     for (size_t k = 0; k < p->n && !p->failed; k++) {
         const tok *t = &p->t[k];
@@ -1958,12 +2050,12 @@ static ssf_node *text_answer(parser *p)
     }
     ssf_buf_free(&b);
     if (p->failed) {
-        free(items.v);
+        nodes_free(&items);
         return NULL;
     }
     if (items.n == 1) return collapse(p, SSF_N_TEXT, &items);
     ssf_node *n = mk(p, ssf_node_list(p->a, SSF_N_SET, items.v, items.n));
-    free(items.v);
+    nodes_free(&items);
     return n;
 }
 
@@ -1983,7 +2075,8 @@ static ssf_node *parse_tokens(parser *p)
     }
     if (words_only(p)) return text_answer(p);
     if (choice_letter(p)) return mk(p, ssf_node_symbol(p->a, SSF_N_TEXT, tok_str(p, &p->t[1]), 1));
-    nodes items = {0};
+    nodes items;
+    nodes_init(&items);
     if (parse_items(p, &items) == 0 && !at(p, T_END)) unexpected(p);
     ssf_node *n = NULL;
     if (!p->failed && items.n == 0)
@@ -1992,7 +2085,7 @@ static ssf_node *parse_tokens(parser *p)
         n = items.v[0];
     else if (!p->failed)
         n = mk(p, ssf_node_list(p->a, SSF_N_SET, items.v, items.n));
-    free(items.v);
+    nodes_free(&items);
     return n;
 }
 
@@ -2014,10 +2107,10 @@ static size_t matching_brace(const parser *p, size_t i)
     return 0;
 }
 
-static int unwrap_command(parser *p, const char *cmd)
+static int unwrap_command(parser *p, const char *cmd, size_t n)
 {
-    if (!at_str(p, p->lo, cmd)) return 0;
-    size_t j = p->lo + strlen(cmd);
+    if (!at_strn(p, p->lo, cmd, n)) return 0;
+    size_t j = p->lo + n;
     while (is_space(ch(p, j)))
         j++;
     if (ch(p, j) != '{' || matching_brace(p, j) != p->hi - 1) return 0;
@@ -2026,14 +2119,17 @@ static int unwrap_command(parser *p, const char *cmd)
     return 1;
 }
 
-static int unwrap_pair(parser *p, const char *open, const char *close)
+static int unwrap_pairn(parser *p, const char *open, size_t a, const char *close, size_t b)
 {
-    size_t a = strlen(open), b = strlen(close);
-    if (p->hi - p->lo < a + b || !at_str(p, p->lo, open) || !at_str(p, p->hi - b, close)) return 0;
+    if (p->hi - p->lo < a + b || !at_strn(p, p->lo, open, a) || !at_strn(p, p->hi - b, close, b))
+        return 0;
     p->lo += a;
     p->hi -= b;
     return 1;
 }
+
+#define unwrap_pair(p, open, close)                                                                \
+    unwrap_pairn(p, "" open, sizeof open - 1, "" close, sizeof close - 1)
 
 static void unwrap(parser *p)
 {
@@ -2047,9 +2143,11 @@ static void unwrap(parser *p)
             p->hi--;
             changed = 1;
         }
-        changed |= unwrap_pair(p, "$$", "$$") || unwrap_pair(p, "$", "$") ||
-                   unwrap_pair(p, "\\(", "\\)") || unwrap_pair(p, "\\[", "\\]") ||
-                   unwrap_command(p, "\\boxed") || unwrap_command(p, "\\fbox");
+        int c = ch(p, p->lo); /* every wrapper opens with '$' or '\\' */
+        if (c == '$' || c == '\\')
+            changed |= unwrap_pair(p, "$$", "$$") || unwrap_pair(p, "$", "$") ||
+                       unwrap_pair(p, "\\(", "\\)") || unwrap_pair(p, "\\[", "\\]") ||
+                       unwrap_command(p, "\\boxed", 6) || unwrap_command(p, "\\fbox", 5);
     }
 }
 
@@ -2073,6 +2171,31 @@ void ssf_parse_options_default(ssf_parse_options *o)
     o->max_depth = 200;
 }
 
+/* Every field by hand: a memset of the whole parser is a `rep stos`, whose
+ * start-up cost shows on answers of a few tokens. */
+static void parser_init(parser *p, ssf_arena *a, const char *s, size_t len,
+                        const ssf_parse_options *o)
+{
+    p->a = a;
+    p->s = s;
+    p->lo = 0;
+    p->hi = len;
+    p->max_depth = o->max_depth < 1 ? 1 : o->max_depth > HARD_DEPTH ? HARD_DEPTH : o->max_depth;
+    p->strip_units = o->strip_units;
+    p->i = 0;
+    p->t = p->small_t = NULL;
+    p->n = p->cap = p->k = 0;
+    p->pool = p->pool_small = NULL;
+    p->pool_len = p->pool_cap = 0;
+    p->env = p->nest = p->space = 0;
+    p->text = p->text_ids = 0;
+    p->text_braces = p->text_op = 0;
+    p->depth = p->abs_depth = 0;
+    p->failed = p->budget = p->quiet = 0;
+    p->at = 0;
+    p->why = NULL;
+}
+
 /* The first bytes of the answer for a message: one line, printable. */
 static void quote_head(const char *text, size_t len, char out[61])
 {
@@ -2093,12 +2216,15 @@ ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf
         o = &defaults;
     }
     parser p;
-    memset(&p, 0, sizeof p);
-    p.a = a;
-    p.s = text ? text : "";
-    p.hi = text ? len : 0;
-    p.max_depth = o->max_depth < 1 ? 1 : o->max_depth > HARD_DEPTH ? HARD_DEPTH : o->max_depth;
-    p.strip_units = o->strip_units;
+    tok small_t[TOKENS_INLINE]; /* an answer is short: its tokens need no malloc */
+    char why[WHY_SIZE], pool_small[POOL_INLINE];
+    parser_init(&p, a, text ? text : "", text ? len : 0, o);
+    p.pool = p.pool_small = pool_small;
+    p.pool_cap = POOL_INLINE;
+    p.why = why;
+    p.t = p.small_t = small_t;
+    p.cap = TOKENS_INLINE;
+    p.quiet = err == NULL;
     unwrap(&p);
     if (o->equations) {
         cut_equation(&p);
@@ -2110,16 +2236,16 @@ ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf
             continue;
     ssf_node *n = p.failed ? NULL : parse_tokens(&p);
     if (!n && !p.failed) fail(&p, p.hi, "no answer");
-    if (p.failed) {
+    if (p.failed && err) {
         char head[61];
         quote_head(p.s, p.s == text ? len : 0, head);
         if (p.budget)
             ssf_fail(err, "over budget: %s in '%s' at byte %zu", p.why, head, p.at);
         else
             ssf_fail(err, "cannot parse '%s': %s at byte %zu", head, p.why, p.at);
-        n = NULL;
     }
-    free(p.t);
-    ssf_buf_free(&p.pool);
+    if (p.failed) n = NULL;
+    if (p.t != small_t) free(p.t);
+    if (p.pool != pool_small) free(p.pool);
     return n;
 }

@@ -707,7 +707,7 @@ static void test_keys(void **state)
     free(b);
     a = ssf_canonical_key(frac(I_(1), fact(2004)), NULL);
     b = ssf_canonical_key(frac(I_(1), fact(2006)), NULL);
-    assert_true(strncmp(a, "q:1/", 4) == 0);
+    assert_true(strncmp(a, "h:", 2) == 0); /* a huge exact value keys by its digest */
     assert_string_not_equal(a, b);
     free(a);
     free(b);
