@@ -94,6 +94,27 @@ check "--task-file unknown key" eval 'run 2 tasks --task-file "$work/bad.json" &
 printf '{"q": "1+1", "a": "2"}\n{"q": "2+2" "a": "4"}\n' >"$work/tiny.jsonl"
 check "malformed data line" eval 'run 1 prompt tiny --doc 0 --task-file "$work/good.json" --data-dir "$work" && err_has "tiny.jsonl:2" && one_line_err'
 
+# --- grade
+check "grade --help" run 0 grade --help
+check "grade true" eval 'run 0 grade --gold 204 --pred "Therefore, the final answer is: \$\\boxed{204}\$. I hope it is correct" && [ "$out" = true ]'
+check "grade false exits 1" eval 'run 1 grade --gold "\\frac{1}{2004!}" --pred "\$\\frac{1}{2006!}\$" && [ "$out" = false ]'
+check "grade --explain" eval 'run 0 grade --gold "\\frac{\\pi}{2}" --pred "The answer is pi/2." --explain && out_has "pred extracted: pi/2" && out_has "reason:"'
+check "grade letters" eval 'run 0 grade --gold C --pred "so **Answer: C**" --targets letters'
+check "grade --json" eval 'run 0 grade --gold 5 --pred "\\boxed{5}" --json && out_has "\"verdict\": true" && out_has "\"pred_key\": \"q:5\""'
+check "grade unclosed think is no answer" eval 'run 1 grade --gold 5 --pred "<think>\\boxed{5}" --json && out_has "\"no_answer\": true"'
+check "grade bad profile" eval 'run 2 grade --gold 1 --pred 1 --profile sympy && err_has "default or lighteval" && one_line_err'
+check "grade bad targets" eval 'run 2 grade --gold 1 --pred 1 --targets words && err_has "--targets"'
+check "grade needs --gold" eval 'run 2 grade --pred 1 && err_has "--gold"'
+cat >"$work/pairs.jsonl" <<'JSON'
+{"gold": "1/2", "pred": "$0.5$", "id": 7}
+{"gold": "C", "pred": "Answer: B", "targets": ["letters"]}
+{"gold": "\\frac{1}{3}", "pred": "$0.3333$", "precision": 4, "profile": "lighteval"}
+JSON
+check "grade --jsonl" eval 'run 0 grade --jsonl "$work/pairs.jsonl" && [ "$(grep -c "\"verdict\":true" "$work/out")" -eq 2 ] && [ "$(grep -c "\"verdict\":false" "$work/out")" -eq 1 ] && out_has "\"id\":7"'
+printf '{"gold": "1", "pred": "1"}\n{"gold": 1, "pred": "1"}\n' >"$work/badpairs.jsonl"
+check "grade --jsonl bad line" eval 'run 1 grade --jsonl "$work/badpairs.jsonl" && err_has "badpairs.jsonl:2" && one_line_err'
+check "grade --jsonl missing file" eval 'run 1 grade --jsonl "$work/nope.jsonl" && err_has "nope.jsonl"'
+
 # --- the Hub: a local stand-in serving ../shared/data in the Hub's layout
 "$hubserver" --data-dir "$shared/data" --gpqa-zip "$shared/data/gpqa/dataset.zip" \
     --token hf_test --port-file "$work/port" &
