@@ -42,6 +42,7 @@ static const spec_key top_keys[] = {
     {"prompt", KEY_STRING, 1, "the prompt template with {{question}}"},
     {"generation", KEY_OBJECT, 0, "generation defaults"},
     {"metrics", KEY_STRINGS, 0, "an array of metric names"},
+    {"groups", KEY_INTEGER, 0, "SSFT native Cons@6 groups per question (1..64, default 6)"},
     {NULL, 0, 0, NULL},
 };
 
@@ -359,6 +360,10 @@ static int parse_spec_object(const json_t *root, const char *origin, ssf_task *t
         return -1;
     const json_t *metrics = json_object_get(root, "metrics");
     if (metrics) t->metrics = dup_strings(metrics, &t->n_metrics);
+    const json_t *groups = json_object_get(root, "groups");
+    t->groups = groups ? (int)json_integer_value(groups) : 6;
+    if (t->groups < 1 || t->groups > 64)
+        return ssf_fail(err, "%s: key 'groups' must be in 1..64", origin);
     size_t n_choices = t->answer_type == SSF_ANSWER_LETTERS ? t->n_incorrect + 1 : 0;
     if (ssf_prompt_check_template(t->prompt, n_choices, err))
         return ssf_fail_prefix(err, "%s: key 'prompt'", origin);

@@ -77,6 +77,7 @@ typedef struct ssf_task {
     ssf_generation_defaults generation;
     char **metrics;
     size_t n_metrics;
+    int groups; /* SSFT native Cons@6: groups of one sample per tag (default 6) */
 } ssf_task;
 
 /* One evaluation document, in the task's row order. */
