@@ -1,0 +1,966 @@
+/*
+ * store.c - the results store on SQLite (see store.h).
+ *
+ * Three rules shape this file:
+ *
+ *  1. A file we do not recognise is never written.  ssf_store_open reads the
+ *     header fields and the schema first, and only then sets WAL mode or
+ *     migrates.  Refused files are closed without a checkpoint when a WAL
+ *     file was already there, so even another program's pending WAL is left
+ *     as we found it.
+ *  2. Every write is one short BEGIN IMMEDIATE ... COMMIT.  IMMEDIATE takes
+ *     the write lock up front, so busy_timeout applies; a deferred
+ *     transaction that upgrades later can fail with SQLITE_BUSY at once.
+ *  3. Statements are prepared once (SQLITE_PREPARE_PERSISTENT) and reset
+ *     after use.  With WAL and synchronous=NORMAL a commit is a write() to
+ *     the WAL without fsync, so committing each sample costs little more
+ *     than the bytes it adds.
+ */
+#include "store.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+/* "SSFT": marks the file as ours, so that another program's database that
+ * happens to use user_version is not mistaken for a store. */
+#define STORE_APPLICATION_ID 0x53534654
+#define STORE_BUSY_TIMEOUT_MS 5000
+/* quick_check reads the whole file; above this size it would slow down
+ * every open more than it is worth. */
+#define STORE_QUICK_CHECK_MAX ((off_t)64 << 20)
+
+/* ---- schema ------------------------------------------------------------- */
+
+/* migrations[v] upgrades schema v to v + 1.  Append, never edit: a store
+ * written by an older ssfteval runs the scripts from its version on, all in
+ * one transaction with the new user_version. */
+/* grades and metrics are small rows under a composite key, so they are
+ * WITHOUT ROWID: one b-tree instead of a table plus its key index, which is
+ * one page less per committed sample.  samples stays a rowid table because
+ * its rows are large (WITHOUT ROWID suits rows well under a page). */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE runs ("
+    " id INTEGER PRIMARY KEY,"
+    " created_at TEXT NOT NULL,"
+    " finished_at TEXT,"
+    " status TEXT NOT NULL CHECK (status IN ('running', 'done', 'incomplete', 'failed')),"
+    " config_json TEXT NOT NULL,"
+    " config_hash TEXT NOT NULL,"
+    " tasks TEXT, metrics TEXT, model TEXT, backend TEXT, protocol TEXT, compat TEXT,"
+    " profile TEXT, version TEXT"
+    ") STRICT;"
+    "CREATE INDEX runs_by_config ON runs (config_hash);"
+    "CREATE TABLE samples ("
+    " run_id INTEGER NOT NULL REFERENCES runs (id),"
+    " task TEXT NOT NULL, doc INTEGER NOT NULL, tag INTEGER NOT NULL, idx INTEGER NOT NULL,"
+    " seed INTEGER NOT NULL,"
+    " request_json TEXT, text TEXT, reasoning TEXT, finish_reason TEXT,"
+    " prompt_tokens INTEGER, completion_tokens INTEGER, latency_ms REAL,"
+    " attempts INTEGER NOT NULL, error TEXT, created_at TEXT NOT NULL,"
+    " PRIMARY KEY (run_id, task, doc, tag, idx)"
+    ") STRICT;"
+    "CREATE TABLE grades ("
+    " run_id INTEGER NOT NULL, task TEXT NOT NULL, doc INTEGER NOT NULL,"
+    " tag INTEGER NOT NULL, idx INTEGER NOT NULL, profile TEXT NOT NULL,"
+    " verdict INTEGER NOT NULL CHECK (verdict IN (-1, 0, 1)),"
+    " no_answer INTEGER NOT NULL CHECK (no_answer IN (0, 1)),"
+    " gold_extracted TEXT, pred_extracted TEXT, pred_key TEXT, reason TEXT,"
+    " PRIMARY KEY (run_id, task, doc, tag, idx, profile),"
+    " FOREIGN KEY (run_id, task, doc, tag, idx)"
+    "  REFERENCES samples (run_id, task, doc, tag, idx)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TABLE metrics ("
+    " run_id INTEGER NOT NULL REFERENCES runs (id),"
+    " task TEXT NOT NULL, metric TEXT NOT NULL, profile TEXT NOT NULL,"
+    " value REAL, stderr REAL, ci_lo REAL, ci_hi REAL,"
+    " n_questions INTEGER, n_samples INTEGER, n_failed INTEGER, n_missing INTEGER,"
+    " PRIMARY KEY (run_id, task, metric, profile)"
+    ") STRICT, WITHOUT ROWID;"
+    "PRAGMA application_id = 1397966420;",
+};
+
+_Static_assert(sizeof migrations / sizeof migrations[0] == SSF_STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+/* ---- statements --------------------------------------------------------- */
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_RUN_FIND,
+    ST_RUN_RESUME,
+    ST_RUN_INSERT,
+    ST_RUN_FINISH,
+    ST_RUN_GET,
+    ST_RUN_ALL,
+    ST_SAMPLE_PUT,
+    ST_GRADE_PUT,
+    ST_SAMPLES_RUN,
+    ST_SAMPLES_TASK,
+    ST_METRIC_PUT,
+    ST_METRICS_RUN,
+    ST_COUNT
+};
+
+#define RUN_COLUMNS                                                                                \
+    "id, created_at, finished_at, status, config_json, config_hash, tasks, metrics, model, "       \
+    "backend, protocol, compat, profile, version"
+
+#define SAMPLE_SELECT                                                                              \
+    "SELECT s.task, s.doc, s.tag, s.idx, s.seed, s.request_json, s.text, s.reasoning,"             \
+    " s.finish_reason, s.error, s.prompt_tokens, s.completion_tokens, s.latency_ms, s.attempts,"   \
+    " g.profile IS NOT NULL, g.verdict, g.no_answer, g.gold_extracted, g.pred_extracted,"          \
+    " g.pred_key, g.reason"                                                                        \
+    " FROM samples s LEFT JOIN grades g ON g.run_id = s.run_id AND g.task = s.task"                \
+    " AND g.doc = s.doc AND g.tag = s.tag AND g.idx = s.idx AND g.profile = ?2"                    \
+    " WHERE s.run_id = ?1"
+
+static const char *const statement_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_RUN_FIND] = "SELECT id FROM runs WHERE config_hash = ?1"
+                    " ORDER BY id DESC LIMIT 1",
+    [ST_RUN_RESUME] = "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?1",
+    [ST_RUN_INSERT] = "INSERT INTO runs (created_at, status, config_json, config_hash, tasks,"
+                      " metrics, model, backend, protocol, compat, profile, version)"
+                      " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_RUN_FINISH] = "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+    [ST_RUN_GET] = "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1",
+    [ST_RUN_ALL] = "SELECT " RUN_COLUMNS " FROM runs ORDER BY id",
+    /* The WHERE on the upsert is the resume rule: a failed attempt is
+     * replaced, a successful sample is kept (no row changes). */
+    [ST_SAMPLE_PUT] =
+        "INSERT INTO samples (run_id, task, doc, tag, idx, seed, request_json, text, reasoning,"
+        " finish_reason, prompt_tokens, completion_tokens, latency_ms, attempts, error, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run_id, task, doc, tag, idx) DO UPDATE SET seed = excluded.seed,"
+        " request_json = excluded.request_json, text = excluded.text,"
+        " reasoning = excluded.reasoning, finish_reason = excluded.finish_reason,"
+        " prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,"
+        " latency_ms = excluded.latency_ms, attempts = excluded.attempts, error = excluded.error,"
+        " created_at = excluded.created_at"
+        " WHERE samples.error IS NOT NULL",
+    [ST_GRADE_PUT] =
+        "INSERT INTO grades (run_id, task, doc, tag, idx, profile, verdict, no_answer,"
+        " gold_extracted, pred_extracted, pred_key, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run_id, task, doc, tag, idx, profile) DO UPDATE SET"
+        " verdict = excluded.verdict, no_answer = excluded.no_answer,"
+        " gold_extracted = excluded.gold_extracted, pred_extracted = excluded.pred_extracted,"
+        " pred_key = excluded.pred_key, reason = excluded.reason",
+    [ST_SAMPLES_RUN] = SAMPLE_SELECT " ORDER BY s.task, s.doc, s.tag, s.idx",
+    [ST_SAMPLES_TASK] = SAMPLE_SELECT " AND s.task = ?3 ORDER BY s.task, s.doc, s.tag, s.idx",
+    [ST_METRIC_PUT] =
+        "INSERT INTO metrics (run_id, task, metric, profile, value, stderr, ci_lo, ci_hi,"
+        " n_questions, n_samples, n_failed, n_missing)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run_id, task, metric, profile) DO UPDATE SET value = excluded.value,"
+        " stderr = excluded.stderr, ci_lo = excluded.ci_lo, ci_hi = excluded.ci_hi,"
+        " n_questions = excluded.n_questions, n_samples = excluded.n_samples,"
+        " n_failed = excluded.n_failed, n_missing = excluded.n_missing",
+    [ST_METRICS_RUN] = "SELECT task, metric, profile, value, stderr, ci_lo, ci_hi, n_questions,"
+                       " n_samples, n_failed, n_missing FROM metrics WHERE run_id = ?1"
+                       " ORDER BY task, metric, profile",
+};
+
+struct ssf_store {
+    sqlite3 *db;
+    char *path;
+    int readonly;
+    sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use */
+};
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* Turns an SQLite result code into one line naming the file and the fix.
+ * Call it before anything else touches the connection: a ROLLBACK would
+ * replace sqlite3_errmsg. */
+static int db_fail(ssf_store *s, int rc, const char *what, ssf_error *err)
+{
+    const char *msg = sqlite3_errmsg(s->db);
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return ssf_fail(err,
+                        "%s is busy (another ssfteval is writing?): cannot %s within %d ms; "
+                        "wait for the other writer to finish or use another --db path",
+                        s->path, what, STORE_BUSY_TIMEOUT_MS);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return ssf_fail(err,
+                        "%s is corrupt (%s): restore it from a backup or use another --db path",
+                        s->path, msg);
+    case SQLITE_FULL:
+        return ssf_fail(err, "%s: disk full, cannot %s: free some space and rerun (it resumes)",
+                        s->path, what);
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return ssf_fail(err,
+                        "%s is not writable (%s): check its permissions or use another --db path",
+                        s->path, msg);
+    case SQLITE_IOERR:
+        return ssf_fail(err, "%s: I/O error, cannot %s (%s): check the disk", s->path, what, msg);
+    default:
+        return ssf_fail(err, "%s: cannot %s: %s", s->path, what, msg);
+    }
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+/* ISO 8601 UTC with milliseconds: sorts as text, and samples written in the
+ * same second keep their order. */
+static void now_iso(char out[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Seeds are full 64-bit values; SQLite integers are signed.  The mapping is
+ * the two's complement one, spelled out because a cast of a value above
+ * INT64_MAX is implementation-defined. */
+static int64_t seed_to_db(uint64_t seed)
+{
+    if (seed <= (uint64_t)INT64_MAX) return (int64_t)seed;
+    return -(int64_t)(UINT64_MAX - seed) - 1;
+}
+
+static uint64_t seed_from_db(int64_t v)
+{
+    return (uint64_t)v;
+}
+
+static char *dup_column(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? ssf_xstrdup((const char *)t) : NULL;
+}
+
+/* Borrowed text, valid until the next step or reset of st. */
+static char *text_column(sqlite3_stmt *st, int col)
+{
+    return (char *)sqlite3_column_text(st, col);
+}
+
+/* NaN is stored as NULL (SQLite has no NaN), so NULL reads back as NaN. */
+static double real_column(sqlite3_stmt *st, int col)
+{
+    return sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col);
+}
+
+/* Token counts: NULL when unknown, -1 in the API. */
+static int64_t count_column(sqlite3_stmt *st, int col)
+{
+    return sqlite3_column_type(st, col) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, col);
+}
+
+/* Binds parameters in order and keeps the first failure, so that a write
+ * checks one code instead of one per column. */
+typedef struct binder {
+    sqlite3_stmt *st;
+    int i;
+    int rc;
+} binder;
+
+static void keep_rc(binder *b, int rc)
+{
+    if (b->rc == SQLITE_OK) b->rc = rc;
+}
+
+/* SQLITE_STATIC: the caller's string outlives the step, so no copy. */
+static void bind_text(binder *b, const char *v)
+{
+    keep_rc(b, sqlite3_bind_text(b->st, ++b->i, v, -1, SQLITE_STATIC));
+}
+
+static void bind_int(binder *b, int64_t v)
+{
+    keep_rc(b, sqlite3_bind_int64(b->st, ++b->i, v));
+}
+
+static void bind_count(binder *b, int64_t v)
+{
+    keep_rc(b, v < 0 ? sqlite3_bind_null(b->st, ++b->i) : sqlite3_bind_int64(b->st, ++b->i, v));
+}
+
+static void bind_real(binder *b, double v)
+{
+    keep_rc(b, isnan(v) ? sqlite3_bind_null(b->st, ++b->i) : sqlite3_bind_double(b->st, ++b->i, v));
+}
+
+/* The cached statement, or a fresh one when the cached one is still running
+ * further up the stack (a foreach callback that calls back into the store). */
+static int stmt_get(ssf_store *s, int id, sqlite3_stmt **out)
+{
+    sqlite3_stmt *st = s->stmt[id];
+    if (st && !sqlite3_stmt_busy(st)) {
+        *out = st;
+        return SQLITE_OK;
+    }
+    unsigned flags = st ? 0 : SQLITE_PREPARE_PERSISTENT;
+    int rc = sqlite3_prepare_v3(s->db, statement_sql[id], -1, flags, out, NULL);
+    if (rc != SQLITE_OK) return rc;
+    if (!st) s->stmt[id] = *out;
+    return SQLITE_OK;
+}
+
+static void stmt_put(ssf_store *s, int id, sqlite3_stmt *st)
+{
+    if (!st) return;
+    if (st != s->stmt[id]) {
+        sqlite3_finalize(st);
+        return;
+    }
+    /* Reset keeps the error code of a failed step; the caller has already
+     * read it.  Clearing drops pointers into the caller's strings. */
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Runs a statement that returns no rows. */
+static int stmt_exec(ssf_store *s, int id)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, id, &st);
+    if (rc != SQLITE_OK) return rc;
+    rc = sqlite3_step(st);
+    stmt_put(s, id, st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+static int tx_begin(ssf_store *s, const char *what, ssf_error *err)
+{
+    if (s->readonly)
+        return ssf_fail(err, "%s was opened read-only: cannot %s (internal error)", s->path, what);
+    int rc = stmt_exec(s, ST_BEGIN);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc, what, err);
+}
+
+/* Reports rc and rolls back whatever the transaction did. */
+static int tx_abort(ssf_store *s, int rc, const char *what, ssf_error *err)
+{
+    db_fail(s, rc, what, err);
+    if (!sqlite3_get_autocommit(s->db)) stmt_exec(s, ST_ROLLBACK);
+    return -1;
+}
+
+static int tx_commit(ssf_store *s, const char *what, ssf_error *err)
+{
+    int rc = stmt_exec(s, ST_COMMIT);
+    return rc == SQLITE_OK ? 0 : tx_abort(s, rc, what, err);
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+/* What the file holds, read before anything is written to it. */
+typedef struct file_info {
+    int version; /* PRAGMA user_version */
+    int app_id;  /* PRAGMA application_id */
+    int objects; /* rows of sqlite_schema */
+} file_info;
+
+static int read_file_info(ssf_store *s, file_info *fi, ssf_error *err)
+{
+    static const char sql[] = "SELECT (SELECT user_version FROM pragma_user_version),"
+                              " (SELECT application_id FROM pragma_application_id),"
+                              " (SELECT count(*) FROM sqlite_schema)";
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        fi->version = sqlite3_column_int(st, 0);
+        fi->app_id = sqlite3_column_int(st, 1);
+        fi->objects = sqlite3_column_int(st, 2);
+        rc = SQLITE_OK;
+    }
+    if (rc == SQLITE_NOTADB)
+        ssf_fail(err,
+                 "%s is not an ssfteval results store (not an SQLite database): "
+                 "use another --db path",
+                 s->path);
+    else if (rc != SQLITE_OK)
+        db_fail(s, rc, "read its header", err);
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* An empty database (a new file) is ours to create; anything else must carry
+ * our application_id and a schema version this binary knows. */
+static int check_ours(ssf_store *s, const file_info *fi, ssf_error *err)
+{
+    if (fi->version == 0 && fi->objects == 0 && fi->app_id == 0) return 0;
+    if (fi->app_id != STORE_APPLICATION_ID || fi->version == 0)
+        return ssf_fail(err, "%s is an SQLite database of another program: use another --db path",
+                        s->path);
+    if (fi->version > SSF_STORE_SCHEMA_VERSION)
+        return ssf_fail(err,
+                        "%s was written by a newer ssfteval (schema %d, this one knows up to %d): "
+                        "upgrade ssfteval or use another --db path",
+                        s->path, fi->version, SSF_STORE_SCHEMA_VERSION);
+    return 0;
+}
+
+/* quick_check(1): the first problem only, as one line. */
+static int quick_check(ssf_store *s, ssf_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        if (r && strcmp(r, "ok") == 0) {
+            sqlite3_finalize(st);
+            return 0;
+        }
+        char line[256];
+        snprintf(line, sizeof line, "%s", r ? r : "no result");
+        for (char *p = line; *p; p++)
+            if (*p == '\n' || *p == '\r') *p = ' ';
+        sqlite3_finalize(st);
+        return ssf_fail(err,
+                        "%s is corrupt (%s): restore it from a backup or use another --db path",
+                        s->path, line);
+    }
+    db_fail(s, rc, "check it", err);
+    sqlite3_finalize(st);
+    return -1;
+}
+
+static int exec_sql(ssf_store *s, const char *sql, const char *what, ssf_error *err)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : db_fail(s, rc, what, err);
+}
+
+static int configure(ssf_store *s, ssf_error *err)
+{
+    /* journal_mode is persistent and needs a write, so read-only
+     * connections take whatever the file has. */
+    if (!s->readonly && exec_sql(s, "PRAGMA journal_mode = WAL", "switch it to WAL", err) != 0)
+        return -1;
+    return exec_sql(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", "configure it",
+                    err);
+}
+
+static int read_version(ssf_store *s, int *version)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *version = sqlite3_column_int(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int migrate(ssf_store *s, int version, ssf_error *err)
+{
+    if (version == SSF_STORE_SCHEMA_VERSION) return 0;
+    if (s->readonly) {
+        if (version == 0)
+            return ssf_fail(
+                err, "%s holds no ssfteval results (empty database): check the --db path", s->path);
+        return ssf_fail(err,
+                        "%s has schema %d, older than this ssfteval's %d: open it once without "
+                        "read-only to upgrade it",
+                        s->path, version, SSF_STORE_SCHEMA_VERSION);
+    }
+    if (tx_begin(s, "create its tables", err) != 0) return -1;
+    /* Another process may have migrated between our check and our lock. */
+    int rc = read_version(s, &version);
+    for (int v = version; rc == SQLITE_OK && v < SSF_STORE_SCHEMA_VERSION; v++)
+        rc = sqlite3_exec(s->db, migrations[v], NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SSF_STORE_SCHEMA_VERSION);
+        rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) return tx_abort(s, rc, "create its tables", err);
+    return tx_commit(s, "create its tables", err);
+}
+
+static void store_free(ssf_store *s)
+{
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+/* Closes a file we refused.  When a WAL file was there before us it may
+ * hold another program's commits; the checkpoint SQLite runs on close would
+ * copy them into the main file, so skip it.  A WAL file we created ourselves
+ * is empty and is cleaned up by the normal close. */
+static void close_refused(ssf_store *s, int had_wal)
+{
+    if (had_wal) sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    store_free(s);
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int open_checked(ssf_store *s, off_t size, ssf_error *err)
+{
+    file_info fi = {0, 0, 0};
+    if (read_file_info(s, &fi, err) != 0 || check_ours(s, &fi, err) != 0) return -1;
+    if (fi.objects > 0 && size < STORE_QUICK_CHECK_MAX && quick_check(s, err) != 0) return -1;
+    if (configure(s, err) != 0) return -1;
+    return migrate(s, fi.version, err);
+}
+
+int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, ssf_error *err)
+{
+    *out = NULL;
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    if (!exists && (readonly || !create))
+        return ssf_fail(err, "%s does not exist: check the --db path", path);
+    if (exists && S_ISDIR(st.st_mode))
+        return ssf_fail(err, "%s is a directory: give --db a file path", path);
+
+    size_t n = strlen(path) + 5;
+    char *wal = ssf_xmalloc(n);
+    snprintf(wal, n, "%s-wal", path);
+    int had_wal = file_exists(wal);
+    free(wal);
+
+    ssf_store *s = ssf_xcalloc(1, sizeof *s);
+    s->path = ssf_xstrdup(path);
+    s->readonly = readonly;
+    int flags =
+        readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    flags |= SQLITE_OPEN_NOMUTEX; /* one connection per thread (store.h) */
+    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        ssf_fail(err, "%s cannot be opened (%s): check the path and its permissions", path,
+                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        store_free(s);
+        return -1;
+    }
+    /* Before the first read, so that the checks wait for a writer too. */
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    if (open_checked(s, exists ? st.st_size : 0, err) != 0) {
+        close_refused(s, had_wal);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void ssf_store_close(ssf_store *s)
+{
+    if (s) store_free(s);
+}
+
+/* ---- runs --------------------------------------------------------------- */
+
+/* *id is the newest run with this hash, or 0 (run ids start at 1).  A done
+ * run is resumed too: running the same command again finds nothing missing
+ * and recomputes its metrics, rather than starting over. */
+static int find_open_run(ssf_store *s, const char *hash, int64_t *id)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_RUN_FIND, &st);
+    if (rc != SQLITE_OK) return rc;
+    binder b = {st, 0, SQLITE_OK};
+    bind_text(&b, hash);
+    rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+    *id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    stmt_put(s, ST_RUN_FIND, st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int resume_run(ssf_store *s, int64_t id)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_RUN_RESUME, &st);
+    if (rc != SQLITE_OK) return rc;
+    rc = sqlite3_bind_int64(st, 1, id);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    stmt_put(s, ST_RUN_RESUME, st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int insert_run(ssf_store *s, const ssf_run_meta *m, int64_t *id)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_RUN_INSERT, &st);
+    if (rc != SQLITE_OK) return rc;
+    char now[32];
+    now_iso(now);
+    binder b = {st, 0, SQLITE_OK};
+    bind_text(&b, now);
+    bind_text(&b, m->config_json);
+    bind_text(&b, m->config_hash);
+    bind_text(&b, m->tasks);
+    bind_text(&b, m->metrics);
+    bind_text(&b, m->model);
+    bind_text(&b, m->backend);
+    bind_text(&b, m->protocol);
+    bind_text(&b, m->compat);
+    bind_text(&b, m->profile);
+    bind_text(&b, m->version);
+    rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+    stmt_put(s, ST_RUN_INSERT, st);
+    *id = sqlite3_last_insert_rowid(s->db);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int ssf_store_begin_run(ssf_store *s, const ssf_run_meta *meta, int64_t *run_id, int *resumed,
+                        ssf_error *err)
+{
+    if (!meta->config_hash || !meta->config_json)
+        return ssf_fail(err, "%s: a run needs config_json and config_hash (internal error)",
+                        s->path);
+    const char *what = "start a run";
+    if (tx_begin(s, what, err) != 0) return -1;
+    int64_t id = 0;
+    int rc = find_open_run(s, meta->config_hash, &id);
+    int found = id != 0;
+    if (rc == SQLITE_OK) rc = found ? resume_run(s, id) : insert_run(s, meta, &id);
+    if (rc != SQLITE_OK) return tx_abort(s, rc, what, err);
+    if (tx_commit(s, what, err) != 0) return -1;
+    *run_id = id;
+    *resumed = found;
+    return 0;
+}
+
+static int valid_status(const char *status)
+{
+    static const char *const known[] = {"running", "done", "incomplete", "failed"};
+    for (size_t i = 0; status && i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(status, known[i]) == 0) return 1;
+    return 0;
+}
+
+int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_error *err)
+{
+    if (!valid_status(status))
+        return ssf_fail(err,
+                        "%s: run status '%s' is not running, done, incomplete or failed "
+                        "(internal error)",
+                        s->path, status ? status : "(null)");
+    const char *what = "finish the run";
+    if (tx_begin(s, what, err) != 0) return -1;
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_RUN_FINISH, &st);
+    if (rc == SQLITE_OK) {
+        char now[32];
+        now_iso(now);
+        binder b = {st, 0, SQLITE_OK};
+        bind_int(&b, run_id);
+        bind_text(&b, status);
+        bind_text(&b, now);
+        rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+        stmt_put(s, ST_RUN_FINISH, st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc != SQLITE_OK) return tx_abort(s, rc, what, err);
+    if (sqlite3_changes(s->db) == 0) {
+        stmt_exec(s, ST_ROLLBACK);
+        return ssf_fail(err, "%s has no run %lld: check the run id", s->path, (long long)run_id);
+    }
+    if (tx_commit(s, what, err) != 0) return -1;
+    if (strcmp(status, "done") != 0) return 0;
+    /* Fold the WAL into the main file so a finished store is one file.  A
+     * reader that keeps the WAL busy only delays this; it is not an error. */
+    rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return 0;
+    return db_fail(s, rc, "checkpoint it", err);
+}
+
+static void fill_run(sqlite3_stmt *st, ssf_run_row *r)
+{
+    r->id = sqlite3_column_int64(st, 0);
+    char **fields[] = {&r->created_at,  &r->finished_at, &r->status,  &r->config_json,
+                       &r->config_hash, &r->tasks,       &r->metrics, &r->model,
+                       &r->backend,     &r->protocol,    &r->compat,  &r->profile,
+                       &r->version};
+    for (int i = 0; i < (int)(sizeof fields / sizeof fields[0]); i++)
+        *fields[i] = dup_column(st, i + 1);
+}
+
+int ssf_store_get_run(ssf_store *s, int64_t run_id, ssf_run_row *out, ssf_error *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_RUN_GET, &st);
+    if (rc != SQLITE_OK) return db_fail(s, rc, "read a run", err);
+    rc = sqlite3_bind_int64(st, 1, run_id);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        fill_run(st, out);
+    else if (rc != SQLITE_DONE)
+        db_fail(s, rc, "read a run", err);
+    stmt_put(s, ST_RUN_GET, st);
+    if (rc == SQLITE_ROW) return 0;
+    if (rc == SQLITE_DONE)
+        ssf_fail(err, "%s has no run %lld: check the run id", s->path, (long long)run_id);
+    return -1;
+}
+
+int ssf_store_foreach_run(ssf_store *s, ssf_run_fn fn, void *ud, ssf_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_RUN_ALL, &st);
+    if (rc != SQLITE_OK) return db_fail(s, rc, "read its runs", err);
+    int ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ssf_run_row r;
+        fill_run(st, &r);
+        ret = fn(&r, ud);
+        ssf_run_row_clear(&r);
+        if (ret != 0) break;
+    }
+    if (ret == 0 && rc != SQLITE_DONE) ret = db_fail(s, rc, "read its runs", err);
+    stmt_put(s, ST_RUN_ALL, st);
+    return ret;
+}
+
+void ssf_run_row_clear(ssf_run_row *r)
+{
+    char *fields[] = {r->created_at, r->finished_at, r->status, r->config_json, r->config_hash,
+                      r->tasks,      r->metrics,     r->model,  r->backend,     r->protocol,
+                      r->compat,     r->profile,     r->version};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        free(fields[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- samples and grades ------------------------------------------------- */
+
+/* Upserts the sample; *changed is 0 when a successful sample was already
+ * stored and left alone. */
+static int insert_sample(ssf_store *s, int64_t run_id, const ssf_sample_row *row, int *changed)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_SAMPLE_PUT, &st);
+    if (rc != SQLITE_OK) return rc;
+    char now[32];
+    now_iso(now);
+    binder b = {st, 0, SQLITE_OK};
+    bind_int(&b, run_id);
+    bind_text(&b, row->task);
+    bind_int(&b, row->doc);
+    bind_int(&b, row->tag);
+    bind_int(&b, row->index);
+    bind_int(&b, seed_to_db(row->seed));
+    bind_text(&b, row->request_json);
+    bind_text(&b, row->text);
+    bind_text(&b, row->reasoning);
+    bind_text(&b, row->finish_reason);
+    bind_count(&b, row->prompt_tokens);
+    bind_count(&b, row->completion_tokens);
+    bind_real(&b, row->latency_ms);
+    bind_int(&b, row->attempts);
+    bind_text(&b, row->error);
+    bind_text(&b, now);
+    rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+    stmt_put(s, ST_SAMPLE_PUT, st);
+    *changed = rc == SQLITE_DONE && sqlite3_changes(s->db) > 0;
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int upsert_grade(ssf_store *s, int64_t run_id, const char *task, int64_t doc, int tag,
+                        int index, const ssf_grade_row *g)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_GRADE_PUT, &st);
+    if (rc != SQLITE_OK) return rc;
+    binder b = {st, 0, SQLITE_OK};
+    bind_int(&b, run_id);
+    bind_text(&b, task);
+    bind_int(&b, doc);
+    bind_int(&b, tag);
+    bind_int(&b, index);
+    bind_text(&b, g->profile);
+    bind_int(&b, g->verdict);
+    bind_int(&b, g->no_answer != 0);
+    bind_text(&b, g->gold_extracted);
+    bind_text(&b, g->pred_extracted);
+    bind_text(&b, g->pred_key);
+    bind_text(&b, g->reason);
+    rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+    stmt_put(s, ST_GRADE_PUT, st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int check_grade(ssf_store *s, const ssf_grade_row *g, ssf_error *err)
+{
+    if (!g->profile) return ssf_fail(err, "%s: a grade needs a profile (internal error)", s->path);
+    if (g->verdict < -1 || g->verdict > 1)
+        return ssf_fail(err, "%s: grade verdict %d is not 1, 0 or -1 (internal error)", s->path,
+                        g->verdict);
+    return 0;
+}
+
+int ssf_store_put_sample(ssf_store *s, int64_t run_id, const ssf_sample_row *row,
+                         const ssf_grade_row *grade, ssf_error *err)
+{
+    if (!row->task) return ssf_fail(err, "%s: a sample needs a task (internal error)", s->path);
+    /* A failed generation is never graded (store.h), so its grade is dropped
+     * rather than stored beside an error. */
+    if (row->error) grade = NULL;
+    if (grade && check_grade(s, grade, err) != 0) return -1;
+    const char *what = "store a sample";
+    if (tx_begin(s, what, err) != 0) return -1;
+    int changed = 0;
+    int rc = insert_sample(s, run_id, row, &changed);
+    if (rc == SQLITE_OK && changed && grade)
+        rc = upsert_grade(s, run_id, row->task, row->doc, row->tag, row->index, grade);
+    if (rc != SQLITE_OK) return tx_abort(s, rc, what, err);
+    return tx_commit(s, what, err);
+}
+
+int ssf_store_put_grade(ssf_store *s, int64_t run_id, const char *task, int64_t doc, int tag,
+                        int index, const ssf_grade_row *grade, ssf_error *err)
+{
+    if (check_grade(s, grade, err) != 0) return -1;
+    const char *what = "store a grade";
+    if (tx_begin(s, what, err) != 0) return -1;
+    int rc = upsert_grade(s, run_id, task, doc, tag, index, grade);
+    if (rc == SQLITE_OK) return tx_commit(s, what, err);
+    if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        stmt_exec(s, ST_ROLLBACK);
+        return ssf_fail(err,
+                        "%s has no sample %s doc %lld tag %d index %d in run %lld to grade "
+                        "(internal error)",
+                        s->path, task, (long long)doc, tag, index, (long long)run_id);
+    }
+    return tx_abort(s, rc, what, err);
+}
+
+static void fill_sample(sqlite3_stmt *st, ssf_stored_sample *o)
+{
+    o->task = text_column(st, 0);
+    o->doc = sqlite3_column_int64(st, 1);
+    o->tag = sqlite3_column_int(st, 2);
+    o->index = sqlite3_column_int(st, 3);
+    o->seed = seed_from_db(sqlite3_column_int64(st, 4));
+    o->request_json = text_column(st, 5);
+    o->text = text_column(st, 6);
+    o->reasoning = text_column(st, 7);
+    o->finish_reason = text_column(st, 8);
+    o->error = text_column(st, 9);
+    o->prompt_tokens = count_column(st, 10);
+    o->completion_tokens = count_column(st, 11);
+    o->latency_ms = real_column(st, 12);
+    o->attempts = sqlite3_column_int(st, 13);
+    o->graded = sqlite3_column_int(st, 14);
+    o->verdict = sqlite3_column_int(st, 15);
+    o->no_answer = sqlite3_column_int(st, 16);
+    o->gold_extracted = text_column(st, 17);
+    o->pred_extracted = text_column(st, 18);
+    o->pred_key = text_column(st, 19);
+    o->reason = text_column(st, 20);
+}
+
+int ssf_store_foreach_sample(ssf_store *s, int64_t run_id, const char *task, const char *profile,
+                             ssf_sample_fn fn, void *ud, ssf_error *err)
+{
+    int id = task ? ST_SAMPLES_TASK : ST_SAMPLES_RUN;
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, id, &st);
+    if (rc != SQLITE_OK) return db_fail(s, rc, "read its samples", err);
+    binder b = {st, 0, SQLITE_OK};
+    bind_int(&b, run_id);
+    bind_text(&b, profile);
+    if (task) bind_text(&b, task);
+    int ret = 0;
+    rc = b.rc;
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) break;
+        ssf_stored_sample o;
+        fill_sample(st, &o);
+        if ((ret = fn(&o, ud)) != 0) break;
+    }
+    if (ret == 0 && rc != SQLITE_DONE) ret = db_fail(s, rc, "read its samples", err);
+    stmt_put(s, id, st);
+    return ret;
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+int ssf_store_put_metric(ssf_store *s, int64_t run_id, const ssf_metric_row *m, ssf_error *err)
+{
+    if (!m->task || !m->metric)
+        return ssf_fail(err, "%s: a metric needs a task and a name (internal error)", s->path);
+    const char *what = "store a metric";
+    if (tx_begin(s, what, err) != 0) return -1;
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_METRIC_PUT, &st);
+    if (rc == SQLITE_OK) {
+        binder b = {st, 0, SQLITE_OK};
+        bind_int(&b, run_id);
+        bind_text(&b, m->task);
+        bind_text(&b, m->metric);
+        /* Part of the key, so never NULL: "" stands for "no profile". */
+        bind_text(&b, m->profile ? m->profile : "");
+        bind_real(&b, m->value);
+        bind_real(&b, m->stderr_);
+        bind_real(&b, m->ci_lo);
+        bind_real(&b, m->ci_hi);
+        bind_int(&b, m->n_questions);
+        bind_int(&b, m->n_samples);
+        bind_int(&b, m->n_failed);
+        bind_int(&b, m->n_missing);
+        rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+        stmt_put(s, ST_METRIC_PUT, st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc != SQLITE_OK) return tx_abort(s, rc, what, err);
+    return tx_commit(s, what, err);
+}
+
+int ssf_store_foreach_metric(ssf_store *s, int64_t run_id, ssf_metric_fn fn, void *ud,
+                             ssf_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_METRICS_RUN, &st);
+    if (rc != SQLITE_OK) return db_fail(s, rc, "read its metrics", err);
+    rc = sqlite3_bind_int64(st, 1, run_id);
+    int ret = 0;
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) break;
+        ssf_metric_row m = {
+            .task = text_column(st, 0),
+            .metric = text_column(st, 1),
+            .profile = text_column(st, 2),
+            .value = real_column(st, 3),
+            .stderr_ = real_column(st, 4),
+            .ci_lo = real_column(st, 5),
+            .ci_hi = real_column(st, 6),
+            .n_questions = sqlite3_column_int64(st, 7),
+            .n_samples = sqlite3_column_int64(st, 8),
+            .n_failed = sqlite3_column_int64(st, 9),
+            .n_missing = sqlite3_column_int64(st, 10),
+        };
+        if ((ret = fn(&m, ud)) != 0) break;
+    }
+    if (ret == 0 && rc != SQLITE_DONE) ret = db_fail(s, rc, "read its metrics", err);
+    stmt_put(s, ST_METRICS_RUN, st);
+    return ret;
+}
