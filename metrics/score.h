@@ -1,0 +1,104 @@
+/*
+ * score.h - evaluation metrics over graded samples: pass@k (unbiased), avg@n,
+ * cons@k / maj@k (majority vote), the SSFT protocol's native Cons@6 and
+ * per-tag pass@1, each with a standard error over questions and a bootstrap
+ * 95% interval.
+ *
+ * Samples are named (tag, index): tag 0 when untagged, 1..6 for the SSFT
+ * tags <think1>..<think6>; index counts a question's samples of that tag.
+ * A metric first says which samples it needs (ssf_metric_need), the run
+ * generates their union, then the metric reads them (ssf_metric_question).
+ * A failed generation is never a wrong answer: a question missing a sample
+ * the metric needs is left out and counted.
+ */
+#ifndef SSFTEVAL_METRICS_SCORE_H
+#define SSFTEVAL_METRICS_SCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ssfteval/util.h"
+
+#define SSF_MAX_TAGS 6
+
+typedef enum ssf_metric_kind {
+    SSF_METRIC_PASS_AT_K, /* pass@k over n samples: the unbiased estimator */
+    SSF_METRIC_AVG_AT_N,  /* avg@n: mean correctness of n samples */
+    SSF_METRIC_CONS_AT_K, /* cons@k / maj@k: one vote over k samples */
+    SSF_METRIC_CONS_NATIVE, /* cons@6:native: S groups of one sample per tag, averaged */
+    SSF_METRIC_PASS1_TAG, /* pass@1:tagK: mean correctness of the tag-K samples */
+} ssf_metric_kind;
+
+typedef enum ssf_protocol {
+    SSF_PROTOCOL_NONE, /* untagged samples (tag 0) */
+    SSF_PROTOCOL_SSFT, /* <think1>..<think6> layouts of the SSFT paper */
+} ssf_protocol;
+
+typedef enum ssf_compat {
+    SSF_COMPAT_NONE,
+    SSF_COMPAT_SSFT_LIGHTEVAL, /* the reference implementation's quirks (see docs) */
+} ssf_compat;
+
+typedef struct ssf_metric {
+    char name[64]; /* as the user wrote it, e.g. "cons@32" */
+    ssf_metric_kind kind;
+    int k;      /* pass@k, cons@k; 6 for native */
+    int n;      /* samples per question (pass@k, avg@n) */
+    int tag;    /* pass@1:tagK */
+    int groups; /* native: S */
+} ssf_metric;
+
+typedef struct ssf_metric_context {
+    ssf_protocol protocol;
+    ssf_compat compat;
+    int samples; /* --samples: n for pass@k/avg@n without the protocol (0 = default) */
+    int groups;  /* --groups: S for cons@6:native (0 = the task's default) */
+    int task_groups; /* the task's default S (11 for AIME, 6 otherwise) */
+} ssf_metric_context;
+
+/* Parses "pass@1", "pass@8", "avg@32", "cons@32", "maj@16", "cons@6:native",
+ * "pass@1:tag3" under the context (which fixes n, S and the tag layout). */
+int ssf_metric_parse(const char *text, const ssf_metric_context *ctx, ssf_metric *out,
+                     ssf_error *err);
+
+/* The number of samples of each tag the metric needs per question
+ * (need[0..SSF_MAX_TAGS]); the run generates the element-wise maximum. */
+void ssf_metric_need(const ssf_metric *m, const ssf_metric_context *ctx,
+                     int need[SSF_MAX_TAGS + 1]);
+
+/* One graded sample as the metrics see it. */
+typedef struct ssf_outcome {
+    int present;   /* generated and stored */
+    int failed;    /* the generation failed: not an answer */
+    int verdict;   /* 1 right, 0 wrong, -1 ungradable */
+    int no_answer; /* nothing extracted */
+    const char *key;      /* vote key: the grader's canonical key */
+    const char *raw_text; /* the completion (compat GPQA votes on it) */
+    const char *extracted; /* extracted answer text (compat structural votes) */
+} ssf_outcome;
+
+/* A question's samples: outcome(tag, index) or NULL when not stored. */
+typedef const ssf_outcome *(*ssf_outcome_fn)(int tag, int index, void *ud);
+
+/* The metric's value for one question in [0, 1]; -1 when a needed sample is
+ * missing or failed (the question is then left out and counted). */
+double ssf_metric_question(const ssf_metric *m, const ssf_metric_context *ctx, int letters_task,
+                           ssf_outcome_fn get, void *ud);
+
+/* The unbiased pass@k estimator for c correct of n. */
+double ssf_pass_at_k(int n, int c, int k);
+
+typedef struct ssf_aggregate {
+    double value;  /* mean over included questions */
+    double stderr_; /* sample std / sqrt(N) */
+    double ci_lo, ci_hi; /* bootstrap 95% percentile interval over questions */
+    size_t n_questions, n_excluded;
+} ssf_aggregate;
+
+/* Aggregates per-question values (negative values are excluded and
+ * counted); the bootstrap uses `resamples` draws from a generator seeded with
+ * seed, so reports are reproducible. */
+void ssf_aggregate_values(const double *values, size_t n, unsigned resamples, uint64_t seed,
+                          ssf_aggregate *out);
+
+#endif
