@@ -54,13 +54,13 @@ static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extrac
 
 static int letter_slot(int n_letters)
 {
-    return n_letters >= 2 && n_letters <= 10 ? n_letters - 1 : 3;
+    return n_letters >= 1 && n_letters <= 10 ? n_letters - 1 : 3;
 }
 
 static int build_extractors(ssf_grader *g, ssf_error *err)
 {
     for (int t = 1; t < N_COMBOS; t++) {
-        int lo = t & SSF_TARGET_LETTERS ? 2 : 4, hi = t & SSF_TARGET_LETTERS ? 10 : 4;
+        int lo = t & SSF_TARGET_LETTERS ? 1 : 4, hi = t & SSF_TARGET_LETTERS ? 10 : 4;
         for (int n = lo; n <= hi; n++) {
             ssf_extract_config c;
             profile_config(g->profile, t, n, &c);

@@ -1,0 +1,348 @@
+/*
+ * report.c - Markdown, CSV and JSON reports and the paired CI gate.
+ */
+#include "report.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "run.h"
+
+int ssf_report_format_from_name(const char *name)
+{
+    if (strcmp(name, "md") == 0 || strcmp(name, "markdown") == 0) return SSF_REPORT_MARKDOWN;
+    if (strcmp(name, "csv") == 0) return SSF_REPORT_CSV;
+    if (strcmp(name, "json") == 0) return SSF_REPORT_JSON;
+    return -1;
+}
+
+/* ---- collecting ----------------------------------------------------------- */
+
+typedef struct entry {
+    int64_t run_id;
+    char *model, *protocol, *compat, *profile, *task, *metric;
+    double value, stderr_, ci_lo, ci_hi;
+    int64_t n_questions, n_samples, n_failed, n_missing;
+} entry;
+
+typedef struct collection {
+    entry *items;
+    size_t n, cap;
+    const ssf_run_row *run; /* while collecting one run */
+    const char *profile;
+} collection;
+
+static int keep_metric(const ssf_metric_row *m, void *ud)
+{
+    collection *c = ud;
+    const char *want = c->profile ? c->profile : c->run->profile;
+    if (want && m->profile && strcmp(want, m->profile) != 0) return 0;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 64;
+        c->items = ssf_xrealloc(c->items, c->cap * sizeof *c->items);
+    }
+    const ssf_run_row *r = c->run;
+    c->items[c->n++] = (entry){.run_id = r->id,
+                               .model = ssf_xstrdup(r->model ? r->model : ""),
+                               .protocol = ssf_xstrdup(r->protocol ? r->protocol : ""),
+                               .compat = ssf_xstrdup(r->compat ? r->compat : ""),
+                               .profile = ssf_xstrdup(m->profile ? m->profile : ""),
+                               .task = ssf_xstrdup(m->task),
+                               .metric = ssf_xstrdup(m->metric),
+                               .value = m->value,
+                               .stderr_ = m->stderr_,
+                               .ci_lo = m->ci_lo,
+                               .ci_hi = m->ci_hi,
+                               .n_questions = m->n_questions,
+                               .n_samples = m->n_samples,
+                               .n_failed = m->n_failed,
+                               .n_missing = m->n_missing};
+    return 0;
+}
+
+static int collect_run(ssf_store *store, int64_t id, collection *c, ssf_error *err)
+{
+    ssf_run_row run;
+    if (ssf_store_get_run(store, id, &run, err)) return -1;
+    c->run = &run;
+    int rc = ssf_store_foreach_metric(store, id, keep_metric, c, err);
+    ssf_run_row_clear(&run);
+    return rc;
+}
+
+typedef struct id_list {
+    int64_t *ids;
+    size_t n, cap;
+} id_list;
+
+static int keep_id(const ssf_run_row *r, void *ud)
+{
+    id_list *l = ud;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->ids = ssf_xrealloc(l->ids, l->cap * sizeof *l->ids);
+    }
+    l->ids[l->n++] = r->id;
+    return 0;
+}
+
+static void free_collection(collection *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        entry *e = &c->items[i];
+        free(e->model);
+        free(e->protocol);
+        free(e->compat);
+        free(e->profile);
+        free(e->task);
+        free(e->metric);
+    }
+    free(c->items);
+}
+
+/* ---- formats -------------------------------------------------------------- */
+
+static const char *mode_of(const entry *e)
+{
+    return *e->compat ? e->compat : "ssfteval";
+}
+
+static void write_csv(const collection *c, FILE *out)
+{
+    fputs("run_id,model,task,protocol,mode,profile,metric,value,stderr,ci_lo,ci_hi,"
+          "n_questions,n_samples,n_failed,n_missing\n",
+          out);
+    for (size_t i = 0; i < c->n; i++) {
+        const entry *e = &c->items[i];
+        fprintf(out, "%" PRId64 ",\"%s\",%s,%s,%s,%s,%s,%.6f,%.6f,%.6f,%.6f,%" PRId64 ",%" PRId64
+                     ",%" PRId64 ",%" PRId64 "\n",
+                e->run_id, e->model, e->task, e->protocol, mode_of(e), e->profile, e->metric,
+                e->value, e->stderr_, e->ci_lo, e->ci_hi, e->n_questions, e->n_samples,
+                e->n_failed, e->n_missing);
+    }
+}
+
+static json_t *number_or_null(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *run_task_object(const entry *e)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:{}}", "run_id", (json_int_t)e->run_id,
+                     "model", e->model, "task", e->task, "protocol", e->protocol, "compat",
+                     e->compat, "profile", e->profile, "metrics");
+}
+
+static void write_json(const collection *c, FILE *out)
+{
+    json_t *runs = json_array(), *cur = NULL;
+    for (size_t i = 0; i < c->n; i++) {
+        const entry *e = &c->items[i];
+        if (!cur || i == 0 || c->items[i - 1].run_id != e->run_id ||
+            strcmp(c->items[i - 1].task, e->task) != 0) {
+            cur = run_task_object(e);
+            json_array_append_new(runs, cur);
+        }
+        json_t *ci = json_pack("[o, o]", number_or_null(e->ci_lo), number_or_null(e->ci_hi));
+        json_object_set_new(json_object_get(cur, "metrics"), e->metric,
+                            json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "value",
+                                      number_or_null(e->value), "stderr",
+                                      number_or_null(e->stderr_), "ci95", ci, "n_questions",
+                                      (json_int_t)e->n_questions, "n_samples",
+                                      (json_int_t)e->n_samples, "n_failed",
+                                      (json_int_t)e->n_failed, "n_missing",
+                                      (json_int_t)e->n_missing));
+    }
+    json_t *root = json_pack("{s:o}", "runs", runs);
+    json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', out);
+    json_decref(root);
+}
+
+/* Distinct strings of one field, in first-seen order. */
+static size_t distinct(const collection *c, size_t field_offset, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        const char *v = *(char *const *)((const char *)&c->items[i] + field_offset);
+        size_t k = 0;
+        while (k < n && strcmp(out[k], v) != 0) k++;
+        if (k == n && n < max) out[n++] = v;
+    }
+    return n;
+}
+
+static const entry *find_entry(const collection *c, int64_t run, const char *task,
+                               const char *metric)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->items[i].run_id == run && strcmp(c->items[i].task, task) == 0 &&
+            strcmp(c->items[i].metric, metric) == 0)
+            return &c->items[i];
+    return NULL;
+}
+
+/* One table per metric: a row per run (model), a column per task, and the
+ * unweighted Average of the tasks, as in the SSFT README. */
+static void markdown_table(const collection *c, const char *metric, const char **tasks,
+                           size_t n_tasks, const int64_t *runs, size_t n_runs, FILE *out)
+{
+    fprintf(out, "### %s\n\n| model | run | mode |", metric);
+    for (size_t t = 0; t < n_tasks; t++) fprintf(out, " %s |", tasks[t]);
+    fputs(" Average |\n|---|---:|---|", out);
+    for (size_t t = 0; t <= n_tasks; t++) fputs("---:|", out);
+    fputc('\n', out);
+    for (size_t r = 0; r < n_runs; r++) {
+        const entry *any = NULL;
+        double sum = 0;
+        size_t have = 0;
+        for (size_t t = 0; t < n_tasks; t++)
+            if (!any) any = find_entry(c, runs[r], tasks[t], metric);
+        if (!any) continue;
+        fprintf(out, "| %s | %" PRId64 " | %s |", *any->model ? any->model : "-", runs[r],
+                mode_of(any));
+        for (size_t t = 0; t < n_tasks; t++) {
+            const entry *e = find_entry(c, runs[r], tasks[t], metric);
+            if (e && isfinite(e->value)) {
+                fprintf(out, " %.2f ± %.2f |", 100 * e->value, 100 * e->stderr_);
+                sum += 100 * e->value;
+                have++;
+            } else {
+                fputs(" - |", out);
+            }
+        }
+        if (have == n_tasks) fprintf(out, " %.2f |\n", sum / (double)n_tasks);
+        else fputs(" - |\n", out);
+    }
+    fputc('\n', out);
+}
+
+static void write_markdown(const collection *c, FILE *out)
+{
+    const char *metrics[64], *tasks[64];
+    size_t n_metrics = distinct(c, offsetof(entry, metric), metrics, 64);
+    size_t n_tasks = distinct(c, offsetof(entry, task), tasks, 64);
+    int64_t runs[256];
+    size_t n_runs = 0;
+    for (size_t i = 0; i < c->n && n_runs < 256; i++)
+        if (n_runs == 0 || runs[n_runs - 1] != c->items[i].run_id) runs[n_runs++] = c->items[i].run_id;
+    fputs("Values in percent, ± one standard error over questions. Mode: \"ssfteval\" (votes on "
+          "equivalent answers) or the compatibility mode that reproduces a reference "
+          "implementation.\n\n",
+          out);
+    for (size_t m = 0; m < n_metrics; m++) markdown_table(c, metrics[m], tasks, n_tasks, runs, n_runs, out);
+}
+
+int ssf_report_write(ssf_store *store, const int64_t *runs, size_t n_runs, const char *profile,
+                     ssf_report_format format, FILE *out, ssf_error *err)
+{
+    id_list all = {0};
+    if (n_runs == 0) {
+        if (ssf_store_foreach_run(store, keep_id, &all, err)) return -1;
+        runs = all.ids;
+        n_runs = all.n;
+    }
+    collection c = {.profile = profile};
+    int rc = 0;
+    for (size_t i = 0; i < n_runs && rc == 0; i++) rc = collect_run(store, runs[i], &c, err);
+    if (rc == 0 && format == SSF_REPORT_CSV) write_csv(&c, out);
+    if (rc == 0 && format == SSF_REPORT_JSON) write_json(&c, out);
+    if (rc == 0 && format == SSF_REPORT_MARKDOWN) write_markdown(&c, out);
+    free_collection(&c);
+    free(all.ids);
+    return rc;
+}
+
+/* ---- compare ----------------------------------------------------------- */
+
+typedef struct paired {
+    double base_mean, cand_mean, delta, se;
+    size_t n;
+} paired;
+
+/* Paired per-question differences over the questions both runs scored. */
+static void pair_values(const double *b, const double *c, size_t n, paired *p)
+{
+    double sum_b = 0, sum_c = 0, sum_d = 0, sum_dd = 0;
+    p->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] < 0 || c[i] < 0) continue;
+        double d = c[i] - b[i];
+        sum_b += b[i];
+        sum_c += c[i];
+        sum_d += d;
+        sum_dd += d * d;
+        p->n++;
+    }
+    double k = (double)p->n;
+    p->base_mean = p->n ? sum_b / k : NAN;
+    p->cand_mean = p->n ? sum_c / k : NAN;
+    p->delta = p->n ? sum_d / k : NAN;
+    double var = p->n > 1 ? (sum_dd - k * p->delta * p->delta) / (k - 1) : 0;
+    p->se = p->n > 1 && var > 0 ? sqrt(var / k) : 0;
+}
+
+static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char *task,
+                       const char *metric, const char *profile, const ssf_compare_options *o,
+                       FILE *out, int *regressed, ssf_error *err)
+{
+    double *bv = NULL, *cv = NULL;
+    int64_t *bd = NULL, *cd = NULL;
+    size_t bn = 0, cn = 0;
+    int rc = ssf_run_question_values(store, base, task, metric, profile, &bv, &bd, &bn, err);
+    if (rc == 0) rc = ssf_run_question_values(store, cand, task, metric, profile, &cv, &cd, &cn, err);
+    if (rc == 0 && bn != cn)
+        rc = ssf_fail(err, "task %s: run %" PRId64 " has %zu questions and run %" PRId64
+                      " %zu; compare runs over the same questions", task, base, bn, cand, cn);
+    if (rc == 0) {
+        paired p;
+        pair_values(bv, cv, bn, &p);
+        double limit = -(o->max_drop + o->z * 100 * p.se);
+        int bad = p.n > 0 && 100 * p.delta < limit;
+        *regressed |= bad;
+        fprintf(out, "%-14s %-16s %8.2f %8.2f %+8.2f %7.2f %6zu  %s\n", task, metric,
+                100 * p.base_mean, 100 * p.cand_mean, 100 * p.delta, 100 * p.se, p.n,
+                p.n == 0 ? "no common questions" : bad ? "REGRESSION" : "ok");
+    }
+    free(bv);
+    free(cv);
+    free(bd);
+    free(cd);
+    return rc;
+}
+
+int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_compare_options *o,
+                     FILE *out, ssf_error *err)
+{
+    collection c = {.profile = o->profile};
+    ssf_run_row cand_run;
+    if (ssf_store_get_run(store, cand, &cand_run, err)) return -1;
+    const char *profile = o->profile ? o->profile : cand_run.profile;
+    c.profile = profile;
+    int rc = collect_run(store, cand, &c, err);
+    fprintf(out, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand",
+            "delta", "SE", "N", "decision");
+    int regressed = 0;
+    size_t compared = 0;
+    for (size_t i = 0; i < c.n && rc == 0; i++) {
+        const entry *e = &c.items[i];
+        if (o->metric && strcmp(o->metric, e->metric) != 0) continue;
+        rc = compare_one(store, base, cand, e->task, e->metric, profile, o, out, &regressed, err);
+        compared++;
+    }
+    if (rc == 0 && compared == 0)
+        rc = ssf_fail(err, "run %" PRId64 " has no metric%s%s to compare", cand,
+                      o->metric ? " " : "", o->metric ? o->metric : "");
+    if (rc == 0)
+        fprintf(out, "gate: drop > %.2f points + %.2f x SE fails; %s\n", o->max_drop, o->z,
+                regressed ? "REGRESSION" : "no regression");
+    free_collection(&c);
+    ssf_run_row_clear(&cand_run);
+    return rc ? -1 : regressed;
+}

@@ -1,0 +1,686 @@
+/*
+ * run.c - the evaluation pipeline (see run.h).
+ *
+ * plan -> generate -> grade -> store happens per sample, so a run killed at
+ * any moment has every finished sample graded and committed; metrics are
+ * computed afterwards from the store alone, which is also how rescore and
+ * report rebuild them.
+ */
+#include "run.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#define MAX_METRICS 32
+
+/* ---- identity ------------------------------------------------------------ */
+
+uint64_t ssf_sample_seed(uint64_t run_seed, const char *task, int64_t doc, int tag, int index)
+{
+    ssf_buf key = {0};
+    ssf_buf_printf(&key, "ssfteval-seed-v1\n%" PRIu64 "\n%s\n%" PRId64 "\n%d", run_seed, task, doc,
+                   tag);
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_Digest(key.data, key.len, md, &len, EVP_sha256(), NULL);
+    ssf_buf_free(&key);
+    uint64_t base = 0;
+    for (int i = 0; i < 8; i++) base = (base << 8) | md[i];
+    /* 62 bits: servers take the seed as a signed 64-bit integer, and base +
+     * index must not wrap. */
+    return (base >> 2) + (uint64_t)index;
+}
+
+static const char *protocol_name(ssf_protocol p)
+{
+    return p == SSF_PROTOCOL_SSFT ? "ssft" : "none";
+}
+
+static const char *compat_name(ssf_compat c)
+{
+    return c == SSF_COMPAT_SSFT_LIGHTEVAL ? "ssft-lighteval" : "";
+}
+
+/* A task's sampling: the command line's values, else the task's defaults,
+ * else the reference's (T 0.7, top-p 0.95, 32768 new tokens). */
+static ssf_sampling task_sampling(const ssf_run_config *cfg, const ssf_task *t)
+{
+    const ssf_generation_defaults *g = &t->generation;
+    ssf_sampling s = cfg->sampling;
+    if (s.temperature < 0) s.temperature = g->temperature >= 0 ? g->temperature : 0.7;
+    if (s.top_p < 0) s.top_p = g->top_p >= 0 ? g->top_p : 0.95;
+    if (s.top_k < 0) s.top_k = g->top_k >= 0 ? g->top_k : 0;
+    if (s.min_p < 0) s.min_p = g->min_p >= 0 ? g->min_p : 0;
+    if (s.max_new_tokens <= 0) s.max_new_tokens = g->max_new_tokens > 0 ? g->max_new_tokens : 32768;
+    return s;
+}
+
+static json_t *sampling_json(const ssf_sampling *s)
+{
+    return json_pack("{s:f, s:f, s:I, s:f, s:I}", "temperature", s->temperature, "top_p", s->top_p,
+                     "top_k", (json_int_t)s->top_k, "min_p", s->min_p, "max_new_tokens",
+                     (json_int_t)s->max_new_tokens);
+}
+
+/* ---- per-task plan ---------------------------------------------------- */
+
+typedef struct task_plan {
+    const ssf_task *task;
+    ssf_docs docs;
+    size_t n_docs; /* after --limit */
+    ssf_metric metrics[MAX_METRICS];
+    size_t n_metrics;
+    ssf_metric_context ctx;
+    int need[SSF_MAX_TAGS + 1];
+    ssf_sampling sampling;
+} task_plan;
+
+static void context_for(const ssf_run_config *cfg, const ssf_task *t, ssf_metric_context *ctx)
+{
+    *ctx = (ssf_metric_context){.protocol = cfg->protocol, .compat = cfg->compat,
+                                .samples = cfg->samples, .groups = cfg->groups,
+                                .task_groups = t->groups > 0 ? t->groups : 6};
+}
+
+static int plan_metrics(const ssf_run_config *cfg, task_plan *p, ssf_error *err)
+{
+    const ssf_task *t = p->task;
+    char **names = cfg->metrics ? (char **)cfg->metrics : t->metrics;
+    size_t n = cfg->metrics ? cfg->n_metrics : t->n_metrics;
+    if (n == 0) return ssf_fail(err, "task %s has no default metrics; pass --metric", t->name);
+    if (n > MAX_METRICS) return ssf_fail(err, "at most %d metrics", MAX_METRICS);
+    context_for(cfg, t, &p->ctx);
+    memset(p->need, 0, sizeof p->need);
+    for (size_t i = 0; i < n; i++) {
+        if (ssf_metric_parse(names[i], &p->ctx, &p->metrics[i], err))
+            return ssf_fail_prefix(err, "--metric");
+        int need[SSF_MAX_TAGS + 1];
+        ssf_metric_need(&p->metrics[i], &p->ctx, need);
+        for (int k = 0; k <= SSF_MAX_TAGS; k++)
+            if (need[k] > p->need[k]) p->need[k] = need[k];
+    }
+    p->n_metrics = n;
+    return 0;
+}
+
+static int plan_task(const ssf_run_config *cfg, const ssf_task *t, task_plan *p, ssf_error *err)
+{
+    memset(p, 0, sizeof *p);
+    p->task = t;
+    if (ssf_task_load_docs(t, &cfg->data, &p->docs, err)) return -1;
+    p->n_docs = cfg->limit > 0 && (size_t)cfg->limit < p->docs.n ? (size_t)cfg->limit : p->docs.n;
+    p->sampling = task_sampling(cfg, t);
+    return plan_metrics(cfg, p, err);
+}
+
+static json_t *task_config(const task_plan *p)
+{
+    json_t *metrics = json_array();
+    for (size_t i = 0; i < p->n_metrics; i++)
+        json_array_append_new(metrics, json_string(p->metrics[i].name));
+    return json_pack("{s:s, s:s, s:i, s:I, s:o, s:o}", "name", p->task->name, "answer_type",
+                     ssf_answer_type_name(p->task->answer_type), "groups", p->ctx.task_groups,
+                     "documents", (json_int_t)p->n_docs, "metrics", metrics, "sampling",
+                     sampling_json(&p->sampling));
+}
+
+/* The run's configuration: everything that changes its outputs, and
+ * nothing secret.  The hash of its canonical form identifies the run. */
+static json_t *run_config(const ssf_run_config *cfg, const task_plan *plans)
+{
+    json_t *tasks = json_array();
+    for (size_t i = 0; i < cfg->n_tasks; i++) json_array_append_new(tasks, task_config(&plans[i]));
+    return json_pack("{s:o, s:s, s:s, s:i, s:i, s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "tasks", tasks,
+                     "protocol", protocol_name(cfg->protocol), "compat", compat_name(cfg->compat),
+                     "groups", cfg->groups, "samples", cfg->samples, "limit",
+                     (json_int_t)cfg->limit, "seed", (json_int_t)cfg->seed, "chat_template",
+                     ssf_chat_template_name(cfg->chat_template), "profile",
+                     ssf_profile_name(cfg->profile), "model", cfg->model ? cfg->model : "",
+                     "backend", cfg->backend_desc ? cfg->backend_desc : "", "gpqa_order",
+                     cfg->data.order_override >= 0
+                         ? ssf_choice_order_name((ssf_choice_order)cfg->data.order_override)
+                         : "task");
+}
+
+/* ---- progress ------------------------------------------------------------ */
+
+typedef struct progress {
+    int mode; /* 1 bar, 0 lines, -1 quiet */
+    size_t total, done, failed;
+    int64_t tokens;
+    double start, last;
+} progress;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void progress_show(progress *p, int final)
+{
+    double t = now_s();
+    if (p->mode < 0 || (!final && t - p->last < (p->mode ? 0.2 : 10.0))) return;
+    p->last = t;
+    double elapsed = t - p->start > 1e-9 ? t - p->start : 1e-9;
+    double rate = (double)p->done / elapsed;
+    double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
+    fprintf(stderr, "%s[%zu/%zu] %.1f samples/s, %.0f tokens/s, ETA %.0f s, %zu failed%s",
+            p->mode ? "\r" : "", p->done, p->total, rate, (double)p->tokens / elapsed, eta,
+            p->failed, p->mode && !final ? "   " : "\n");
+}
+
+/* ---- generation ---------------------------------------------------------- */
+
+typedef struct pending {
+    const task_plan *plan;
+    const ssf_doc *doc;
+} pending;
+
+typedef struct gen_ctx {
+    const ssf_run_config *cfg;
+    const ssf_grader *grader;
+    ssf_store *store;
+    int64_t run_id;
+    const ssf_gen_request *reqs;
+    const pending *pend;
+    progress prog;
+    ssf_run_summary *summary;
+    ssf_error *err;
+} gen_ctx;
+
+static void grade_text(const ssf_grader *g, const task_plan *p, const ssf_doc *d, const char *text,
+                       const char *finish, ssf_grade_result *res)
+{
+    ssf_grade_request req = {.gold = d->gold, .pred = text, .precision = -1,
+                             .cut_by_length = finish && strcmp(finish, "length") == 0};
+    if (p->task->answer_type == SSF_ANSWER_LETTERS) {
+        req.targets = SSF_TARGET_LETTERS;
+        req.n_letters = (int)d->n_choices;
+    }
+    ssf_grade(g, &req, res);
+}
+
+static ssf_grade_row grade_row(const ssf_run_config *cfg, const ssf_grade_result *res)
+{
+    return (ssf_grade_row){.profile = ssf_profile_name(cfg->profile),
+                           .verdict = res->verdict,
+                           .no_answer = res->no_answer,
+                           .gold_extracted = res->gold_extracted,
+                           .pred_extracted = res->pred_extracted,
+                           .pred_key = res->pred_key,
+                           .reason = res->reason};
+}
+
+static int on_generated(const ssf_gen_request *q, const ssf_gen_result *r, void *ud)
+{
+    gen_ctx *c = ud;
+    const pending *pd = &c->pend[q - c->reqs];
+    ssf_sample_row row = {.task = q->task, .doc = q->doc, .tag = q->tag, .index = q->index,
+                          .seed = q->seed, .request_json = r->request_json, .text = r->text,
+                          .reasoning = r->reasoning, .finish_reason = r->finish_reason,
+                          .prompt_tokens = r->prompt_tokens,
+                          .completion_tokens = r->completion_tokens,
+                          .latency_ms = r->latency_ms, .attempts = r->attempts,
+                          .error = r->error ? r->error : (r->text ? NULL : "no text returned")};
+    ssf_grade_result res = {0};
+    int graded = row.error == NULL;
+    if (graded) grade_text(c->grader, pd->plan, pd->doc, r->text, r->finish_reason, &res);
+    ssf_grade_row g = grade_row(c->cfg, &res);
+    int rc = ssf_store_put_sample(c->store, c->run_id, &row, graded ? &g : NULL, c->err);
+    ssf_grade_result_clear(&res);
+    c->prog.done++;
+    if (row.error) {
+        c->prog.failed++;
+        c->summary->failed++;
+    } else {
+        c->summary->generated++;
+    }
+    if (r->completion_tokens > 0) c->prog.tokens += r->completion_tokens;
+    progress_show(&c->prog, 0);
+    return rc;
+}
+
+/* ---- planning against the store ----------------------------------------- */
+
+static void sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int index)
+{
+    ssf_buf_reset(b);
+    ssf_buf_printf(b, "%s\x1f%" PRId64 "\x1f%d\x1f%d", task, doc, tag, index);
+}
+
+typedef struct stored_ctx {
+    json_t *done;      /* keys of stored, successful samples */
+    json_t *ungraded;  /* of those, the ones without a grade under the profile */
+} stored_ctx;
+
+static int note_stored(const ssf_stored_sample *s, void *ud)
+{
+    stored_ctx *c = ud;
+    if (s->error || !s->text) return 0;
+    ssf_buf key = {0};
+    sample_key(&key, s->task, s->doc, s->tag, s->index);
+    json_object_set_new(c->done, key.data, json_true());
+    if (!s->graded) json_object_set_new(c->ungraded, key.data, json_string(s->text));
+    ssf_buf_free(&key);
+    return 0;
+}
+
+typedef struct request_list {
+    ssf_gen_request *reqs;
+    pending *pend;
+    size_t n, cap;
+} request_list;
+
+static void add_request(request_list *l, const ssf_gen_request *q, const pending *p)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->reqs = ssf_xrealloc(l->reqs, l->cap * sizeof *l->reqs);
+        l->pend = ssf_xrealloc(l->pend, l->cap * sizeof *l->pend);
+    }
+    l->reqs[l->n] = *q;
+    l->pend[l->n++] = *p;
+}
+
+/* Grades a stored sample that has no grade under this run's profile yet
+ * (the run was started with another profile, or grading was interrupted). */
+static int grade_stored(gen_ctx *c, const task_plan *p, const ssf_doc *d, int tag, int index,
+                        const char *text)
+{
+    ssf_grade_result res;
+    grade_text(c->grader, p, d, text, NULL, &res);
+    ssf_grade_row g = grade_row(c->cfg, &res);
+    int rc = ssf_store_put_grade(c->store, c->run_id, p->task->name, (int64_t)d->index, tag, index,
+                                 &g, c->err);
+    ssf_grade_result_clear(&res);
+    return rc;
+}
+
+static int plan_requests(gen_ctx *c, const task_plan *p, stored_ctx *st, request_list *l)
+{
+    ssf_buf key = {0};
+    int rc = 0;
+    for (size_t k = 0; k < p->n_docs && rc == 0; k++) {
+        const ssf_doc *d = &p->docs.items[k];
+        for (int tag = 0; tag <= SSF_MAX_TAGS && rc == 0; tag++) {
+            for (int i = 0; i < p->need[tag] && rc == 0; i++) {
+                c->summary->planned++;
+                sample_key(&key, p->task->name, (int64_t)d->index, tag, i);
+                const json_t *text = json_object_get(st->ungraded, key.data);
+                if (text) rc = grade_stored(c, p, d, tag, i, json_string_value(text));
+                if (json_object_get(st->done, key.data)) {
+                    c->summary->reused++;
+                    continue;
+                }
+                ssf_gen_request q = {
+                    .task = p->task->name, .doc = (int64_t)d->index, .tag = tag, .index = i,
+                    .seed = ssf_sample_seed(c->cfg->seed, p->task->name, (int64_t)d->index, tag, i),
+                    .prompt = NULL, .sampling = p->sampling};
+                add_request(l, &q, &(pending){p, d});
+            }
+        }
+    }
+    ssf_buf_free(&key);
+    return rc;
+}
+
+/* Prompts are rendered once per (question, tag) and shared by its samples. */
+static void render_prompts(const ssf_run_config *cfg, request_list *l, char ***owned, size_t *n_owned)
+{
+    *owned = ssf_xcalloc(l->n + 1, sizeof **owned);
+    *n_owned = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (i > 0 && l->pend[i].doc == l->pend[i - 1].doc && l->reqs[i].tag == l->reqs[i - 1].tag) {
+            l->reqs[i].prompt = l->reqs[i - 1].prompt;
+            continue;
+        }
+        char *prompt = ssf_prompt_render(l->pend[i].plan->task, l->pend[i].doc,
+                                         cfg->chat_template, l->reqs[i].tag);
+        (*owned)[(*n_owned)++] = prompt;
+        l->reqs[i].prompt = prompt;
+    }
+}
+
+static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
+{
+    stored_ctx st = {json_object(), json_object()};
+    request_list l = {0};
+    int rc = 0;
+    for (size_t t = 0; t < c->cfg->n_tasks && rc == 0; t++) {
+        rc = ssf_store_foreach_sample(c->store, c->run_id, plans[t].task->name,
+                                      ssf_profile_name(c->cfg->profile), note_stored, &st, c->err);
+        if (rc == 0) rc = plan_requests(c, &plans[t], &st, &l);
+        json_object_clear(st.done);
+        json_object_clear(st.ungraded);
+    }
+    char **prompts = NULL;
+    size_t n_prompts = 0;
+    if (rc == 0 && l.n) {
+        render_prompts(c->cfg, &l, &prompts, &n_prompts);
+        c->reqs = l.reqs;
+        c->pend = l.pend;
+        c->prog = (progress){.mode = c->cfg->progress, .total = l.n, .start = now_s()};
+        rc = backend->generate(backend, l.reqs, l.n, on_generated, c, c->err);
+        progress_show(&c->prog, 1);
+    }
+    for (size_t i = 0; i < n_prompts; i++) free(prompts[i]);
+    free(prompts);
+    free(l.reqs);
+    free(l.pend);
+    json_decref(st.done);
+    json_decref(st.ungraded);
+    return rc;
+}
+
+static void free_plans(task_plan *plans, size_t n)
+{
+    for (size_t i = 0; i < n; i++) ssf_docs_free(&plans[i].docs);
+    free(plans);
+}
+
+static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_store *store,
+                     ssf_run_summary *summary, ssf_error *err)
+{
+    json_t *conf = run_config(cfg, plans);
+    char *canonical = json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS);
+    char hash[65];
+    ssf_sha256_hex(canonical, strlen(canonical), hash);
+    json_object_set_new(conf, "version", json_string(SSFTEVAL_VERSION_STRING));
+    char *full = json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS);
+    ssf_buf tasks = {0}, metrics = {0};
+    for (size_t i = 0; i < cfg->n_tasks; i++) {
+        ssf_buf_printf(&tasks, "%s%s", i ? "," : "", plans[i].task->name);
+        for (size_t m = 0; m < plans[i].n_metrics && i == 0; m++)
+            ssf_buf_printf(&metrics, "%s%s", m ? "," : "", plans[i].metrics[m].name);
+    }
+    ssf_run_meta meta = {.config_json = full, .config_hash = hash, .tasks = tasks.data,
+                         .metrics = metrics.data ? metrics.data : "", .model = cfg->model,
+                         .backend = cfg->backend_desc, .protocol = protocol_name(cfg->protocol),
+                         .compat = compat_name(cfg->compat),
+                         .profile = ssf_profile_name(cfg->profile),
+                         .version = SSFTEVAL_VERSION_STRING};
+    int rc = ssf_store_begin_run(store, &meta, &summary->run_id, &summary->resumed, err);
+    ssf_buf_free(&tasks);
+    ssf_buf_free(&metrics);
+    free(full);
+    free(canonical);
+    json_decref(conf);
+    return rc;
+}
+
+int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *store,
+                    ssf_run_summary *summary, ssf_error *err)
+{
+    memset(summary, 0, sizeof *summary);
+    task_plan *plans = ssf_xcalloc(cfg->n_tasks, sizeof *plans);
+    int rc = 0;
+    for (size_t i = 0; i < cfg->n_tasks && rc == 0; i++) rc = plan_task(cfg, cfg->tasks[i], &plans[i], err);
+    if (rc == 0) rc = begin_run(cfg, plans, store, summary, err);
+    ssf_grader *grader = rc == 0 ? ssf_grader_new(cfg->profile, err) : NULL;
+    if (rc == 0 && !grader) rc = -1;
+    if (rc == 0) {
+        gen_ctx c = {.cfg = cfg, .grader = grader, .store = store, .run_id = summary->run_id,
+                     .summary = summary, .err = err};
+        rc = generate_all(&c, backend, plans);
+    }
+    if (rc == 0) rc = ssf_run_compute_metrics(store, summary->run_id, ssf_profile_name(cfg->profile),
+                                              cfg->out, err);
+    if (rc == 0) {
+        summary->status = summary->failed ? "incomplete" : "done";
+        rc = ssf_store_finish_run(store, summary->run_id, summary->status, err);
+    }
+    ssf_grader_free(grader);
+    free_plans(plans, cfg->n_tasks);
+    return rc;
+}
+
+/* ---- metrics from the store ---------------------------------------------- */
+
+/* One task of a stored run, as its configuration describes it, with the
+ * outcome of every stored sample in a [doc][tag][index] table. */
+typedef struct task_table {
+    const char *name;
+    int letters;
+    int groups;
+    size_t n_docs;
+    int max_index; /* samples per (doc, tag) the table holds */
+    ssf_outcome *cells;
+    char **strings; /* copies the outcomes point into */
+    size_t n_strings, cap_strings;
+    size_t n_failed, n_samples;
+} task_table;
+
+static ssf_outcome *cell(task_table *t, int64_t doc, int tag, int index)
+{
+    if (doc < 0 || (size_t)doc >= t->n_docs || tag < 0 || tag > SSF_MAX_TAGS || index < 0 ||
+        index >= t->max_index)
+        return NULL;
+    return &t->cells[((size_t)doc * (SSF_MAX_TAGS + 1) + (size_t)tag) * (size_t)t->max_index +
+                     (size_t)index];
+}
+
+static const char *keep_string(task_table *t, const char *s)
+{
+    if (!s) return NULL;
+    if (t->n_strings == t->cap_strings) {
+        t->cap_strings = t->cap_strings ? 2 * t->cap_strings : 256;
+        t->strings = ssf_xrealloc(t->strings, t->cap_strings * sizeof *t->strings);
+    }
+    return t->strings[t->n_strings++] = ssf_xstrdup(s);
+}
+
+static int fill_cell(const ssf_stored_sample *s, void *ud)
+{
+    task_table *t = ud;
+    ssf_outcome *o = cell(t, s->doc, s->tag, s->index);
+    if (!o) return 0; /* outside the configured plan (an older, larger plan) */
+    t->n_samples++;
+    o->present = 1;
+    o->failed = s->error != NULL || !s->text;
+    if (o->failed) {
+        t->n_failed++;
+        return 0;
+    }
+    o->verdict = s->graded ? s->verdict : -1;
+    o->no_answer = s->graded ? s->no_answer : 1;
+    o->key = keep_string(t, s->graded ? s->pred_key : NULL);
+    o->raw_text = keep_string(t, s->text);
+    o->extracted = keep_string(t, s->graded ? s->pred_extracted : NULL);
+    return 0;
+}
+
+static void free_table(task_table *t)
+{
+    for (size_t i = 0; i < t->n_strings; i++) free(t->strings[i]);
+    free(t->strings);
+    free(t->cells);
+}
+
+typedef struct doc_view {
+    task_table *t;
+    int64_t doc;
+} doc_view;
+
+static const ssf_outcome *view_outcome(int tag, int index, void *ud)
+{
+    doc_view *v = ud;
+    ssf_outcome *o = cell(v->t, v->doc, tag, index);
+    return o && o->present ? o : NULL;
+}
+
+/* The largest sample index any metric of the task asks for, plus one. */
+static int table_width(const json_t *task, const ssf_metric_context *ctx, ssf_metric *ms,
+                       size_t n_ms)
+{
+    int width = 1;
+    (void)task;
+    for (size_t i = 0; i < n_ms; i++) {
+        int need[SSF_MAX_TAGS + 1];
+        ssf_metric_need(&ms[i], ctx, need);
+        for (int k = 0; k <= SSF_MAX_TAGS; k++)
+            if (need[k] > width) width = need[k];
+    }
+    return width;
+}
+
+typedef struct stored_config {
+    json_t *root;
+    ssf_metric_context base; /* protocol, compat, samples, groups */
+} stored_config;
+
+static int read_stored_config(ssf_store *store, int64_t run_id, stored_config *sc, ssf_error *err)
+{
+    ssf_run_row run;
+    if (ssf_store_get_run(store, run_id, &run, err)) return -1;
+    json_error_t jerr;
+    sc->root = json_loads(run.config_json ? run.config_json : "", 0, &jerr);
+    ssf_run_row_clear(&run);
+    if (!json_is_object(sc->root)) {
+        json_decref(sc->root);
+        return ssf_fail(err, "run %" PRId64 ": its stored configuration is not valid JSON", run_id);
+    }
+    const char *protocol = json_string_value(json_object_get(sc->root, "protocol"));
+    const char *compat = json_string_value(json_object_get(sc->root, "compat"));
+    sc->base = (ssf_metric_context){
+        .protocol = protocol && strcmp(protocol, "ssft") == 0 ? SSF_PROTOCOL_SSFT
+                                                              : SSF_PROTOCOL_NONE,
+        .compat = compat && strcmp(compat, "ssft-lighteval") == 0 ? SSF_COMPAT_SSFT_LIGHTEVAL
+                                                                  : SSF_COMPAT_NONE,
+        .samples = (int)json_integer_value(json_object_get(sc->root, "samples")),
+        .groups = (int)json_integer_value(json_object_get(sc->root, "groups"))};
+    return 0;
+}
+
+/* Parses a stored task entry's metrics and loads its samples. */
+static int load_table(ssf_store *store, int64_t run_id, const char *profile, const json_t *task,
+                      const ssf_metric_context *base, ssf_metric_context *ctx, ssf_metric *ms,
+                      size_t *n_ms, task_table *t, ssf_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->name = json_string_value(json_object_get(task, "name"));
+    const char *type = json_string_value(json_object_get(task, "answer_type"));
+    t->letters = type && strcmp(type, "letters") == 0;
+    t->groups = (int)json_integer_value(json_object_get(task, "groups"));
+    t->n_docs = (size_t)json_integer_value(json_object_get(task, "documents"));
+    *ctx = *base;
+    ctx->task_groups = t->groups > 0 ? t->groups : 6;
+    const json_t *metrics = json_object_get(task, "metrics");
+    *n_ms = 0;
+    for (size_t i = 0; i < json_array_size(metrics) && i < MAX_METRICS; i++) {
+        if (ssf_metric_parse(json_string_value(json_array_get(metrics, i)), ctx, &ms[i], err))
+            return -1;
+        (*n_ms)++;
+    }
+    t->max_index = table_width(task, ctx, ms, *n_ms);
+    t->cells = ssf_xcalloc(t->n_docs * (SSF_MAX_TAGS + 1) * (size_t)t->max_index + 1,
+                           sizeof *t->cells);
+    return ssf_store_foreach_sample(store, run_id, t->name, profile, fill_cell, t, err);
+}
+
+static void metric_values(task_table *t, const ssf_metric *m, const ssf_metric_context *ctx,
+                          double *values)
+{
+    for (size_t d = 0; d < t->n_docs; d++) {
+        doc_view v = {t, (int64_t)d};
+        values[d] = ssf_metric_question(m, ctx, t->letters, view_outcome, &v);
+    }
+}
+
+static void print_metric(FILE *out, const char *task, const ssf_metric *m, const ssf_aggregate *a,
+                         const task_table *t)
+{
+    if (!out) return;
+    fprintf(out, "%-14s %-16s %7.2f  ±%5.2f  [%6.2f, %6.2f]  %4zu questions", task, m->name,
+            100 * a->value, 100 * a->stderr_, 100 * a->ci_lo, 100 * a->ci_hi, a->n_questions);
+    if (a->n_excluded || t->n_failed)
+        fprintf(out, "  (%zu excluded: missing or failed samples; %zu failed)", a->n_excluded,
+                t->n_failed);
+    fputc('\n', out);
+}
+
+static int task_metrics(ssf_store *store, int64_t run_id, const char *profile, const json_t *task,
+                        const ssf_metric_context *base, FILE *out, ssf_error *err)
+{
+    ssf_metric ms[MAX_METRICS];
+    size_t n_ms;
+    ssf_metric_context ctx;
+    task_table t;
+    int rc = load_table(store, run_id, profile, task, base, &ctx, ms, &n_ms, &t, err);
+    double *values = ssf_xcalloc(t.n_docs + 1, sizeof *values);
+    for (size_t i = 0; i < n_ms && rc == 0; i++) {
+        metric_values(&t, &ms[i], &ctx, values);
+        ssf_aggregate a;
+        ssf_aggregate_values(values, t.n_docs, 2000, 20251126, &a);
+        ssf_metric_row row = {.task = t.name, .metric = ms[i].name, .profile = profile,
+                              .value = a.value, .stderr_ = a.stderr_, .ci_lo = a.ci_lo,
+                              .ci_hi = a.ci_hi, .n_questions = (int64_t)a.n_questions,
+                              .n_samples = (int64_t)t.n_samples,
+                              .n_failed = (int64_t)t.n_failed,
+                              .n_missing = (int64_t)a.n_excluded};
+        rc = ssf_store_put_metric(store, run_id, &row, err);
+        print_metric(out, t.name, &ms[i], &a, &t);
+    }
+    free(values);
+    free_table(&t);
+    return rc;
+}
+
+int ssf_run_compute_metrics(ssf_store *store, int64_t run_id, const char *profile, FILE *out,
+                            ssf_error *err)
+{
+    stored_config sc;
+    if (read_stored_config(store, run_id, &sc, err)) return -1;
+    if (out)
+        fprintf(out, "%-14s %-16s %7s  %6s  %-16s  %s\n", "task", "metric", "value", "±SE",
+                "95% CI", "N");
+    const json_t *tasks = json_object_get(sc.root, "tasks");
+    int rc = 0;
+    for (size_t i = 0; i < json_array_size(tasks) && rc == 0; i++)
+        rc = task_metrics(store, run_id, profile, json_array_get(tasks, i), &sc.base, out, err);
+    json_decref(sc.root);
+    return rc;
+}
+
+int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task_name,
+                            const char *metric, const char *profile, double **values,
+                            int64_t **docs, size_t *n, ssf_error *err)
+{
+    stored_config sc;
+    if (read_stored_config(store, run_id, &sc, err)) return -1;
+    const json_t *tasks = json_object_get(sc.root, "tasks"), *task = NULL;
+    for (size_t i = 0; i < json_array_size(tasks); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(tasks, i), "name")),
+                   task_name) == 0)
+            task = json_array_get(tasks, i);
+    int rc = 0;
+    if (!task) rc = ssf_fail(err, "run %" PRId64 " has no task %s", run_id, task_name);
+    ssf_metric ms[MAX_METRICS];
+    size_t n_ms = 0;
+    ssf_metric_context ctx;
+    task_table t = {0};
+    if (rc == 0) rc = load_table(store, run_id, profile, task, &sc.base, &ctx, ms, &n_ms, &t, err);
+    size_t which = n_ms;
+    for (size_t i = 0; i < n_ms; i++)
+        if (strcmp(ms[i].name, metric) == 0) which = i;
+    if (rc == 0 && which == n_ms)
+        rc = ssf_fail(err, "run %" PRId64 " task %s has no metric %s", run_id, task_name, metric);
+    if (rc == 0) {
+        *n = t.n_docs;
+        *values = ssf_xcalloc(t.n_docs + 1, sizeof **values);
+        *docs = ssf_xcalloc(t.n_docs + 1, sizeof **docs);
+        metric_values(&t, &ms[which], &ctx, *values);
+        for (size_t d = 0; d < t.n_docs; d++) (*docs)[d] = (int64_t)d;
+    }
+    free_table(&t);
+    json_decref(sc.root);
+    return rc;
+}

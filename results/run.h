@@ -1,0 +1,72 @@
+/*
+ * run.h - `ssfteval run`: plan the samples the metrics need, generate the
+ * missing ones through a backend, grade each as it arrives, store
+ * everything, then compute the metrics from the store.
+ *
+ * A run is identified by the hash of everything that changes its outputs
+ * (tasks, documents, protocol, metrics, seed, sampling, prompt format,
+ * model, backend, grading profile); running the same configuration again
+ * resumes it and generates only what is missing.
+ */
+#ifndef SSFTEVAL_RESULTS_RUN_H
+#define SSFTEVAL_RESULTS_RUN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "grade.h"
+#include "score.h"
+#include "store.h"
+#include "ssfteval/prompt.h"
+#include "ssfteval/task.h"
+
+typedef struct ssf_run_config {
+    const ssf_task **tasks;
+    size_t n_tasks;
+    const char **metrics; /* NULL: each task's default metrics */
+    size_t n_metrics;
+    ssf_protocol protocol;
+    ssf_compat compat;
+    int groups;  /* 0: the task's */
+    int samples; /* 0: from the metrics */
+    long limit;  /* first N documents of each task, 0 = all */
+    uint64_t seed;
+    ssf_sampling sampling; /* negative fields: the task's default */
+    ssf_chat_template chat_template;
+    ssf_profile profile;
+    const char *model;
+    const char *backend_desc; /* e.g. "replay:FILE" or "openai:URL": part of the run's identity */
+    ssf_data_options data;
+    int progress; /* 1: a bar on a terminal, 0: periodic lines, -1: quiet */
+    FILE *out;    /* the summary table */
+} ssf_run_config;
+
+typedef struct ssf_run_summary {
+    int64_t run_id;
+    int resumed;
+    size_t planned, reused, generated, failed;
+    const char *status; /* "done" or "incomplete" (static) */
+} ssf_run_summary;
+
+int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *store,
+                    ssf_run_summary *summary, ssf_error *err);
+
+/* The seed of sample (tag, index) of a question: a base derived from (run
+ * seed, task, doc, tag) plus the index, so n-sample requests and n single
+ * requests ask for the same samples. */
+uint64_t ssf_sample_seed(uint64_t run_seed, const char *task, int64_t doc, int tag, int index);
+
+/* Computes (and stores) every metric of a stored run under a grading
+ * profile, from the run's configuration and its graded samples, and prints
+ * the summary table to out (may be NULL). */
+int ssf_run_compute_metrics(ssf_store *store, int64_t run_id, const char *profile, FILE *out,
+                            ssf_error *err);
+
+/* Per-question values of one metric of a stored run (for compare): values[i]
+ * for document docs[i]; -1 for excluded questions.  Arrays are malloc'd. */
+int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task,
+                            const char *metric, const char *profile, double **values,
+                            int64_t **docs, size_t *n, ssf_error *err);
+
+#endif
