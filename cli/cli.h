@@ -82,5 +82,12 @@ int cmd_tasks(int argc, char **argv);
 int cmd_prompt(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_grade(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_rescore(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 #endif

@@ -21,6 +21,13 @@ static const char usage[] =
     "  prompt TASK --doc N print the exact prompt of one document\n"
     "  data fetch|verify   download / check the cached task data\n"
     "  grade               grade predictions against gold answers\n"
+    "  run TASKS           evaluate: generate, grade, store, compute metrics (resumable)\n"
+    "  runs                list the runs in the results store\n"
+    "  show RUN --doc N    one question's samples, extractions and verdicts\n"
+    "  rescore RUN         grade stored samples again and recompute the metrics\n"
+    "  export RUN          write a run's generations in the replay format\n"
+    "  report [RUN...]     Markdown, CSV or JSON tables of the stored metrics\n"
+    "  compare BASE CAND   paired per-question regression gate for CI\n"
     "  version             print the version\n"
     "\n"
     "Run `ssfteval COMMAND --help` for a command's options.\n";
@@ -130,6 +137,13 @@ static const command commands[] = {
     {"prompt", cmd_prompt},
     {"data", cmd_data},
     {"grade", cmd_grade},
+    {"run", cmd_run},
+    {"runs", cmd_runs},
+    {"show", cmd_show},
+    {"rescore", cmd_rescore},
+    {"export", cmd_export},
+    {"report", cmd_report},
+    {"compare", cmd_compare},
 };
 
 int main(int argc, char **argv)

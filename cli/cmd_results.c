@@ -1,0 +1,414 @@
+/*
+ * cmd_results.c - the commands that read the results store: runs, show,
+ * rescore, export, report and compare.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grade.h"
+#include "report.h"
+#include "run.h"
+#include "store.h"
+
+enum {
+    OPT_DB = OPT_COMMAND_BASE,
+    OPT_DOC,
+    OPT_TASK,
+    OPT_PROFILE,
+    OPT_FORMAT,
+    OPT_METRIC,
+    OPT_MAX_DROP,
+    OPT_Z,
+    OPT_OUT,
+};
+
+typedef struct results_args {
+    const char *db, *task, *profile, *metric, *out;
+    long doc;
+    int format;
+    double max_drop, z;
+} results_args;
+
+#define RESULTS_OPTIONS                                                                            \
+    CLI_COMMON_OPTIONS, {"db", required_argument, NULL, OPT_DB},                                   \
+        {"doc", required_argument, NULL, OPT_DOC},                                                 \
+        {"task", required_argument, NULL, OPT_TASK},                                               \
+        {"profile", required_argument, NULL, OPT_PROFILE},                                         \
+        {"format", required_argument, NULL, OPT_FORMAT},                                           \
+        {"metric", required_argument, NULL, OPT_METRIC},                                           \
+        {"max-drop", required_argument, NULL, OPT_MAX_DROP},                                       \
+        {"z", required_argument, NULL, OPT_Z}, {"out", required_argument, NULL, OPT_OUT},          \
+    {                                                                                              \
+        NULL, 0, NULL, 0                                                                           \
+    }
+
+static int parse_double(const char *opt, const char *arg, double *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtod(arg, &end);
+    if (errno || end == arg || *end || *out < 0) {
+        cli_error("--%s: '%s' is not a number >= 0", opt, arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int handle_option(int opt, const char *arg, void *ud)
+{
+    results_args *a = ud;
+    char *end;
+    switch (opt) {
+    case OPT_DB: a->db = arg; return 0;
+    case OPT_TASK: a->task = arg; return 0;
+    case OPT_METRIC: a->metric = arg; return 0;
+    case OPT_OUT: a->out = arg; return 0;
+    case OPT_MAX_DROP: return parse_double("max-drop", arg, &a->max_drop);
+    case OPT_Z: return parse_double("z", arg, &a->z);
+    case OPT_DOC:
+        a->doc = strtol(arg, &end, 10);
+        if (end != arg && !*end && a->doc >= 0) return 0;
+        cli_error("--doc: '%s' is not a document number (0, 1, ...)", arg);
+        return -1;
+    case OPT_PROFILE:
+        if (ssf_profile_from_name(arg) >= 0) {
+            a->profile = arg;
+            return 0;
+        }
+        cli_error("--profile: unknown profile '%s'; use default or lighteval", arg);
+        return -1;
+    case OPT_FORMAT:
+        a->format = ssf_report_format_from_name(arg);
+        if (a->format >= 0) return 0;
+        cli_error("--format: unknown format '%s'; use md, csv or json", arg);
+        return -1;
+    default: return -1;
+    }
+}
+
+static int parse_run_id(const char *arg, int64_t *id)
+{
+    char *end;
+    long long v = strtoll(arg, &end, 10);
+    if (end == arg || *end || v <= 0) {
+        cli_error("'%s' is not a run id (see `ssfteval runs`)", arg);
+        return -1;
+    }
+    *id = (int64_t)v;
+    return 0;
+}
+
+/* Parses the options and opens the store; returns an exit code or -1 to go on. */
+static int start(int argc, char **argv, const char *help, cli *c, results_args *a,
+                 ssf_store **store, int readonly)
+{
+    static const struct option opts[] = {RESULTS_OPTIONS};
+    *a = (results_args){.db = getenv("SSFTEVAL_DB") ? getenv("SSFTEVAL_DB") : "ssfteval.sqlite",
+                        .doc = -1, .format = SSF_REPORT_MARKDOWN, .max_drop = 1.0, .z = 1.64};
+    int rc;
+    *store = NULL;
+    if (cli_init(c)) return EXIT_WORK;
+    if (cli_parse(c, argc, argv, opts, handle_option, a, help, &rc) != 0) return rc;
+    ssf_error err;
+    if (ssf_store_open(a->db, 0, readonly, store, &err)) {
+        cli_error("%s", err.msg);
+        return EXIT_WORK;
+    }
+    return -1;
+}
+
+static int finish(cli *c, ssf_store *store, int rc)
+{
+    ssf_store_close(store);
+    cli_free(c);
+    return rc;
+}
+
+/* ---- runs ------------------------------------------------------------- */
+
+static int print_run(const ssf_run_row *r, void *ud)
+{
+    json_t *list = ud;
+    if (list) {
+        json_array_append_new(list, json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}",
+                                              "run_id", (json_int_t)r->id, "status", r->status,
+                                              "created_at", r->created_at, "finished_at",
+                                              r->finished_at, "tasks", r->tasks, "metrics",
+                                              r->metrics, "model", r->model, "backend", r->backend,
+                                              "profile", r->profile));
+        return 0;
+    }
+    printf("%5" PRId64 "  %-10s  %-20s  %-24s  %-28s  %s\n", r->id, r->status ? r->status : "",
+           r->created_at ? r->created_at : "", r->tasks ? r->tasks : "",
+           r->metrics ? r->metrics : "", r->model && *r->model ? r->model : "-");
+    return 0;
+}
+
+int cmd_runs(int argc, char **argv)
+{
+    static const char help[] = "usage: ssfteval runs [--db FILE] [--json]\n\nList the runs in the "
+                               "store.\n";
+    cli c;
+    results_args a;
+    ssf_store *store;
+    int rc = start(argc, argv, help, &c, &a, &store, 1);
+    if (rc >= 0) return finish(&c, store, rc);
+    json_t *list = c.json ? json_array() : NULL;
+    if (!list)
+        printf("%5s  %-10s  %-20s  %-24s  %-28s  %s\n", "run", "status", "created", "tasks",
+               "metrics", "model");
+    ssf_error err;
+    rc = ssf_store_foreach_run(store, print_run, list, &err) ? EXIT_WORK : 0;
+    if (rc) cli_error("%s", err.msg);
+    if (list) {
+        json_dumpf(list, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(list);
+    }
+    return finish(&c, store, rc);
+}
+
+/* ---- show --------------------------------------------------------------- */
+
+typedef struct show_ctx {
+    long doc;
+    size_t shown;
+} show_ctx;
+
+static int show_sample(const ssf_stored_sample *s, void *ud)
+{
+    show_ctx *c = ud;
+    if (s->doc != c->doc) return 0;
+    c->shown++;
+    printf("%s doc %" PRId64 " tag %d sample %d  seed %" PRIu64 "  %s", s->task, s->doc, s->tag,
+           s->index, s->seed, s->error ? "FAILED" : s->finish_reason ? s->finish_reason : "");
+    if (s->error) printf(": %s\n", s->error);
+    else if (s->graded)
+        printf("  %s  extracted %s  key %s  (%s)\n",
+               s->verdict == 1 ? "right" : s->verdict == 0 ? "wrong" : "ungradable",
+               s->pred_extracted ? s->pred_extracted : "(none)", s->pred_key ? s->pred_key : "-",
+               s->reason ? s->reason : "");
+    else printf("  not graded under this profile\n");
+    return 0;
+}
+
+int cmd_show(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: ssfteval show RUN --doc N [--task T] [--profile P] [--db FILE]\n\n"
+        "One question's samples: finish reason, extracted answer, vote key, verdict, reason.\n";
+    cli c;
+    results_args a;
+    ssf_store *store;
+    int rc = start(argc, argv, help, &c, &a, &store, 1);
+    if (rc >= 0) return finish(&c, store, rc);
+    int64_t run;
+    if (optind + 1 != argc || parse_run_id(argv[optind], &run) || a.doc < 0) {
+        cli_error("show: usage: ssfteval show RUN --doc N");
+        return finish(&c, store, EXIT_USAGE);
+    }
+    ssf_run_row r;
+    ssf_error err;
+    show_ctx sc = {.doc = a.doc};
+    rc = ssf_store_get_run(store, run, &r, &err);
+    if (rc == 0) {
+        rc = ssf_store_foreach_sample(store, run, a.task, a.profile ? a.profile : r.profile,
+                                      show_sample, &sc, &err);
+        ssf_run_row_clear(&r);
+    }
+    if (rc) cli_error("%s", err.msg);
+    else if (sc.shown == 0) {
+        cli_error("run %" PRId64 " has no stored sample for doc %ld", run, a.doc);
+        rc = EXIT_WORK;
+    }
+    return finish(&c, store, rc ? EXIT_WORK : 0);
+}
+
+/* ---- rescore --------------------------------------------------------------- */
+
+typedef struct rescore_ctx {
+    ssf_store *store;
+    int64_t run;
+    const ssf_grader *grader;
+    const char *profile;
+    cli *c;
+    const ssf_docs *docs; /* of the current task */
+    const ssf_task *task;
+    size_t graded;
+    ssf_error *err;
+} rescore_ctx;
+
+static int rescore_sample(const ssf_stored_sample *s, void *ud)
+{
+    rescore_ctx *r = ud;
+    if (s->error || !s->text || (size_t)s->doc >= r->docs->n) return 0;
+    const ssf_doc *d = &r->docs->items[s->doc];
+    ssf_grade_request req = {.gold = d->gold, .pred = s->text, .precision = -1,
+                             .cut_by_length = s->finish_reason &&
+                                              strcmp(s->finish_reason, "length") == 0};
+    if (r->task->answer_type == SSF_ANSWER_LETTERS) {
+        req.targets = SSF_TARGET_LETTERS;
+        req.n_letters = (int)d->n_choices;
+    }
+    ssf_grade_result res;
+    ssf_grade(r->grader, &req, &res);
+    ssf_grade_row g = {.profile = r->profile, .verdict = res.verdict, .no_answer = res.no_answer,
+                       .gold_extracted = res.gold_extracted, .pred_extracted = res.pred_extracted,
+                       .pred_key = res.pred_key, .reason = res.reason};
+    int rc = ssf_store_put_grade(r->store, r->run, s->task, s->doc, s->tag, s->index, &g, r->err);
+    ssf_grade_result_clear(&res);
+    r->graded++;
+    return rc;
+}
+
+static int rescore_task(rescore_ctx *r, const char *name)
+{
+    r->task = cli_find_task(r->c, name);
+    if (!r->task) return ssf_fail(r->err, "task %s of the run is not known here (--task-file?)", name);
+    ssf_docs docs;
+    ssf_data_options o = cli_data_options(r->c);
+    if (ssf_task_load_docs(r->task, &o, &docs, r->err)) return -1;
+    r->docs = &docs;
+    int rc = ssf_store_foreach_sample(r->store, r->run, name, NULL, rescore_sample, r, r->err);
+    ssf_docs_free(&docs);
+    return rc;
+}
+
+int cmd_rescore(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: ssfteval rescore RUN [--profile P] [--db FILE] [--data-dir DIR]\n\n"
+        "Grade the stored samples again (no generation) and recompute the metrics.\n";
+    cli c;
+    results_args a;
+    ssf_store *store;
+    int rc = start(argc, argv, help, &c, &a, &store, 0);
+    if (rc >= 0) return finish(&c, store, rc);
+    int64_t run;
+    if (optind + 1 != argc || parse_run_id(argv[optind], &run))
+        return finish(&c, store, EXIT_USAGE);
+    ssf_error err;
+    ssf_run_row r;
+    if (ssf_store_get_run(store, run, &r, &err)) {
+        cli_error("%s", err.msg);
+        return finish(&c, store, EXIT_WORK);
+    }
+    const char *profile = a.profile ? a.profile : r.profile;
+    ssf_grader *g = ssf_grader_new((ssf_profile)ssf_profile_from_name(profile), &err);
+    rescore_ctx rc_ctx = {.store = store, .run = run, .grader = g, .profile = profile, .c = &c,
+                          .err = &err};
+    rc = g ? 0 : -1;
+    char *tasks = ssf_xstrdup(r.tasks ? r.tasks : ""), *save = NULL;
+    for (char *t = strtok_r(tasks, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save))
+        rc = rescore_task(&rc_ctx, t);
+    if (rc == 0) rc = ssf_run_compute_metrics(store, run, profile, stdout, &err);
+    if (rc) cli_error("%s", err.msg);
+    else fprintf(stderr, "run %" PRId64 ": %zu samples graded under profile %s\n", run,
+                 rc_ctx.graded, profile);
+    free(tasks);
+    ssf_grader_free(g);
+    ssf_run_row_clear(&r);
+    return finish(&c, store, rc ? EXIT_WORK : 0);
+}
+
+/* ---- export ------------------------------------------------------------- */
+
+static int export_sample(const ssf_stored_sample *s, void *ud)
+{
+    FILE *out = ud;
+    if (s->error || !s->text) return 0;
+    json_t *o = json_pack("{s:s, s:I, s:i, s:i, s:s, s:s?}", "task", s->task, "doc",
+                          (json_int_t)s->doc, "tag", s->tag, "sample", s->index, "text", s->text,
+                          "finish_reason", s->finish_reason);
+    if (s->reasoning) json_object_set_new(o, "reasoning", json_string(s->reasoning));
+    json_dumpf(o, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    fputc('\n', out);
+    json_decref(o);
+    return ferror(out) ? -1 : 0;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: ssfteval export RUN [--out FILE] [--db FILE]\n\n"
+        "Write the run's generations in the replay format (JSONL: task, doc, tag, sample, text,\n"
+        "finish_reason), to stdout or FILE.\n";
+    cli c;
+    results_args a;
+    ssf_store *store;
+    int rc = start(argc, argv, help, &c, &a, &store, 1);
+    if (rc >= 0) return finish(&c, store, rc);
+    int64_t run;
+    if (optind + 1 != argc || parse_run_id(argv[optind], &run))
+        return finish(&c, store, EXIT_USAGE);
+    FILE *out = a.out ? fopen(a.out, "w") : stdout;
+    if (!out) {
+        cli_error("--out: cannot create %s: %s", a.out, strerror(errno));
+        return finish(&c, store, EXIT_WORK);
+    }
+    ssf_error err;
+    rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, out, &err);
+    if (rc) cli_error("%s", err.msg);
+    if (out != stdout && fclose(out) != 0) rc = EXIT_WORK;
+    return finish(&c, store, rc ? EXIT_WORK : 0);
+}
+
+/* ---- report and compare ---------------------------------------------------- */
+
+int cmd_report(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: ssfteval report [RUN...] [--format md|csv|json] [--profile P] [--db FILE]\n\n"
+        "Tables of the stored metrics: Markdown in the SSFT README layout (one table per\n"
+        "metric, a row per run, a column per task and the Average), CSV or JSON.  With no RUN,\n"
+        "every run in the store.\n";
+    cli c;
+    results_args a;
+    ssf_store *store;
+    int rc = start(argc, argv, help, &c, &a, &store, 1);
+    if (rc >= 0) return finish(&c, store, rc);
+    int64_t *runs = ssf_xcalloc((size_t)(argc - optind) + 1, sizeof *runs);
+    size_t n = 0;
+    for (int i = optind; i < argc; i++)
+        if (parse_run_id(argv[i], &runs[n++])) {
+            free(runs);
+            return finish(&c, store, EXIT_USAGE);
+        }
+    ssf_error err;
+    rc = ssf_report_write(store, runs, n, a.profile, (ssf_report_format)a.format, stdout, &err);
+    if (rc) cli_error("%s", err.msg);
+    free(runs);
+    return finish(&c, store, rc ? EXIT_WORK : 0);
+}
+
+int cmd_compare(int argc, char **argv)
+{
+    static const char help[] =
+        "usage: ssfteval compare BASE CAND [--metric M] [--max-drop D] [--z Z] [--db FILE]\n\n"
+        "Paired per-question comparison of two runs over the same questions.  Exit 0 when no\n"
+        "metric drops by more than D percentage points (default 1) + Z (default 1.64) times the\n"
+        "paired standard error, 1 on a regression, 2 on an error.\n";
+    cli c;
+    results_args a;
+    ssf_store *store;
+    int rc = start(argc, argv, help, &c, &a, &store, 1);
+    if (rc >= 0) return finish(&c, store, rc == EXIT_WORK ? EXIT_USAGE : rc);
+    int64_t base, cand;
+    if (optind + 2 != argc || parse_run_id(argv[optind], &base) ||
+        parse_run_id(argv[optind + 1], &cand)) {
+        cli_error("compare: give two run ids, BASE and CAND; see `ssfteval compare --help`");
+        return finish(&c, store, EXIT_USAGE);
+    }
+    ssf_compare_options o = {.metric = a.metric, .max_drop = a.max_drop, .z = a.z,
+                             .profile = a.profile};
+    ssf_error err;
+    rc = ssf_compare_runs(store, base, cand, &o, stdout, &err);
+    if (rc < 0) cli_error("%s", err.msg);
+    return finish(&c, store, rc < 0 ? EXIT_USAGE : rc);
+}

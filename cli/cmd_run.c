@@ -1,0 +1,350 @@
+/*
+ * cmd_run.c - `ssfteval run`: evaluate tasks with a backend, grading and
+ * storing every sample as it arrives; re-running the same command resumes.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "run.h"
+#include "store.h"
+
+static const char help[] =
+    "usage: ssfteval run TASK[,TASK...] [--metric M[,M...]] --backend replay --generations FILE\n"
+    "                    [--db FILE] [--protocol ssft] [OPTIONS]\n"
+    "\n"
+    "Plan the samples the metrics need, generate the missing ones, grade and store each one as\n"
+    "it arrives, then compute the metrics with standard errors and bootstrap 95% intervals.\n"
+    "Running the same command again resumes the run and generates only what is missing.\n"
+    "\n"
+    "  --metric M,...        pass@K, avg@N, cons@K (= maj@K), cons@6:native, pass@1:tagK\n"
+    "                        (default: each task's metrics)\n"
+    "  --protocol ssft       SSFT layout: pass@1 = 32 <think1> samples; cons@6:native = S groups\n"
+    "                        of one sample per tag; cons@K = K samples, tags round-robin\n"
+    "  --groups S            native Cons@6 groups (default: the task's, 11 AIME, 6 others)\n"
+    "  --samples N           samples per question for pass@K / avg@N without --protocol\n"
+    "  --compat ssft-lighteval  reproduce the reference implementation's metrics, quirks\n"
+    "                        included (block-order maj@32, votes on extracted text)\n"
+    "  --profile NAME        grading profile: default or lighteval\n"
+    "  --backend NAME        replay (others are not built yet: openai, engine)\n"
+    "  --generations FILE    replay: JSONL lines {task, doc, tag, sample, text, finish_reason}\n"
+    "  --model NAME          the model's name in reports\n"
+    "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
+    "  --limit N             the first N documents of each task\n"
+    "  --seed S              run seed (default 1234): every sample's seed derives from it\n"
+    "  --temperature T --top-p P --top-k K --min-p P --max-new-tokens N\n"
+    "                        sampling (default: the task's, T 0.7, top-p 0.95, 32768 tokens)\n"
+    "  --chat-template NAME  qwen2.5 (default), chatml, none\n"
+    "  --quiet               no progress output\n"
+    "\n" CLI_COMMON_HELP;
+
+enum {
+    OPT_METRIC = OPT_COMMAND_BASE,
+    OPT_PROTOCOL,
+    OPT_GROUPS,
+    OPT_SAMPLES,
+    OPT_COMPAT,
+    OPT_PROFILE,
+    OPT_BACKEND,
+    OPT_GENERATIONS,
+    OPT_MODEL,
+    OPT_DB,
+    OPT_LIMIT,
+    OPT_SEED,
+    OPT_TEMPERATURE,
+    OPT_TOP_P,
+    OPT_TOP_K,
+    OPT_MIN_P,
+    OPT_MAX_NEW_TOKENS,
+    OPT_CHAT_TEMPLATE,
+    OPT_QUIET,
+};
+
+typedef struct run_args {
+    ssf_run_config cfg;
+    const char *metrics, *backend, *generations, *db;
+    int quiet;
+} run_args;
+
+static int number_arg(const char *opt, const char *arg, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end || !(v >= lo && v <= hi)) {
+        cli_error("--%s: '%s' is not a number in [%g, %g]", opt, arg, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int whole_arg(const char *opt, const char *arg, double lo, double hi, long *out)
+{
+    double v;
+    if (number_arg(opt, arg, lo, hi, &v)) return -1;
+    if (v != floor(v)) {
+        cli_error("--%s: '%s' is not a whole number", opt, arg);
+        return -1;
+    }
+    *out = (long)v;
+    return 0;
+}
+
+static int name_arg(const char *opt, const char *arg, const char *a, const char *b, int *out)
+{
+    if (strcmp(arg, a) == 0) *out = 1;
+    else if (b && strcmp(arg, b) == 0) *out = 0;
+    else {
+        cli_error("--%s: unknown value '%s'; use %s%s%s", opt, arg, a, b ? " or " : "", b ? b : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int handle_sampling(run_args *a, int opt, const char *arg)
+{
+    ssf_sampling *s = &a->cfg.sampling;
+    switch (opt) {
+    case OPT_TEMPERATURE: return number_arg("temperature", arg, 0, 100, &s->temperature);
+    case OPT_TOP_P: return number_arg("top-p", arg, 1e-9, 1, &s->top_p);
+    case OPT_MIN_P: return number_arg("min-p", arg, 0, 1, &s->min_p);
+    case OPT_TOP_K: return whole_arg("top-k", arg, 0, 1e9, &s->top_k);
+    case OPT_MAX_NEW_TOKENS: return whole_arg("max-new-tokens", arg, 1, 1e7, &s->max_new_tokens);
+    default: return -1;
+    }
+}
+
+static int handle_option(int opt, const char *arg, void *ud)
+{
+    run_args *a = ud;
+    long v;
+    int flag;
+    switch (opt) {
+    case OPT_METRIC: a->metrics = arg; return 0;
+    case OPT_BACKEND: a->backend = arg; return 0;
+    case OPT_GENERATIONS: a->generations = arg; return 0;
+    case OPT_MODEL: a->cfg.model = arg; return 0;
+    case OPT_DB: a->db = arg; return 0;
+    case OPT_QUIET: a->quiet = 1; return 0;
+    case OPT_PROTOCOL:
+        if (name_arg("protocol", arg, "ssft", "none", &flag)) return -1;
+        a->cfg.protocol = flag ? SSF_PROTOCOL_SSFT : SSF_PROTOCOL_NONE;
+        return 0;
+    case OPT_COMPAT:
+        if (name_arg("compat", arg, "ssft-lighteval", "none", &flag)) return -1;
+        a->cfg.compat = flag ? SSF_COMPAT_SSFT_LIGHTEVAL : SSF_COMPAT_NONE;
+        return 0;
+    case OPT_PROFILE: {
+        int p = ssf_profile_from_name(arg);
+        if (p < 0) {
+            cli_error("--profile: unknown profile '%s'; use default or lighteval", arg);
+            return -1;
+        }
+        a->cfg.profile = (ssf_profile)p;
+        return 0;
+    }
+    case OPT_CHAT_TEMPLATE: {
+        int t = ssf_chat_template_from_name(arg);
+        if (t < 0) {
+            cli_error("--chat-template: unknown template '%s'; use qwen2.5, chatml or none", arg);
+            return -1;
+        }
+        a->cfg.chat_template = (ssf_chat_template)t;
+        return 0;
+    }
+    case OPT_GROUPS:
+        if (whole_arg("groups", arg, 1, 64, &v)) return -1;
+        a->cfg.groups = (int)v;
+        return 0;
+    case OPT_SAMPLES:
+        if (whole_arg("samples", arg, 1, 4096, &v)) return -1;
+        a->cfg.samples = (int)v;
+        return 0;
+    case OPT_LIMIT: return whole_arg("limit", arg, 1, 1e9, &a->cfg.limit);
+    case OPT_SEED:
+        if (whole_arg("seed", arg, 0, 9e15, &v)) return -1;
+        a->cfg.seed = (uint64_t)v;
+        return 0;
+    default: return handle_sampling(a, opt, arg);
+    }
+}
+
+/* Splits "a,b,c" into a NULL-terminated array of copies. */
+static char **split_list(const char *s, size_t *n)
+{
+    char *copy = ssf_xstrdup(s), *save = NULL;
+    char **out = NULL;
+    *n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        out = ssf_xrealloc(out, (*n + 2) * sizeof *out);
+        out[(*n)++] = ssf_xstrdup(t);
+        out[*n] = NULL;
+    }
+    free(copy);
+    return out;
+}
+
+static void free_list(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static ssf_backend *open_backend(const run_args *a, ssf_buf *desc)
+{
+    const char *name = a->backend ? a->backend : a->generations ? "replay" : NULL;
+    if (!name) {
+        cli_error("run: no backend; pass --backend replay --generations FILE (the openai and "
+                  "engine backends are not built yet)");
+        return NULL;
+    }
+    if (strcmp(name, "replay") != 0) {
+        cli_error("--backend: '%s' is not available in this build (only replay is built yet)",
+                  name);
+        return NULL;
+    }
+    if (!a->generations) {
+        cli_error("--backend replay needs --generations FILE");
+        return NULL;
+    }
+    ssf_error err;
+    ssf_backend *b = ssf_backend_replay_new(a->generations, &err);
+    if (!b) cli_error("%s", err.msg);
+    /* The file plays the server: its name and content are not part of the
+     * run's identity, so a run with missing samples resumes once the file
+     * has them. */
+    ssf_buf_puts(desc, "replay");
+    return b;
+}
+
+static int find_tasks(const cli *c, const char *list, const ssf_task ***tasks, size_t *n)
+{
+    size_t k;
+    char **names = split_list(list, &k);
+    *tasks = ssf_xcalloc(k + 1, sizeof **tasks);
+    *n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        const ssf_task *t = cli_find_task(c, names[i]);
+        if (!t) rc = EXIT_USAGE;
+        else (*tasks)[(*n)++] = t;
+    }
+    free_list(names, k);
+    return rc;
+}
+
+/* Checks every metric against every task before anything is opened, so a
+ * typo is a usage error, not a failed run. */
+static int check_metrics(const run_args *a)
+{
+    for (size_t t = 0; t < a->cfg.n_tasks; t++) {
+        const ssf_task *task = a->cfg.tasks[t];
+        ssf_metric_context ctx = {.protocol = a->cfg.protocol, .compat = a->cfg.compat,
+                                  .samples = a->cfg.samples, .groups = a->cfg.groups,
+                                  .task_groups = task->groups};
+        size_t n = a->cfg.metrics ? a->cfg.n_metrics : task->n_metrics;
+        for (size_t i = 0; i < n; i++) {
+            ssf_metric m;
+            ssf_error err;
+            const char *name = a->cfg.metrics ? a->cfg.metrics[i] : task->metrics[i];
+            if (ssf_metric_parse(name, &ctx, &m, &err) == 0) continue;
+            cli_error("--metric: %s (task %s)", err.msg, task->name);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+static int execute(cli *c, run_args *a, const char *task_list)
+{
+    size_t n_metrics = 0;
+    char **metrics = a->metrics ? split_list(a->metrics, &n_metrics) : NULL;
+    a->cfg.metrics = (const char **)metrics;
+    a->cfg.n_metrics = n_metrics;
+    int rc = find_tasks(c, task_list, &a->cfg.tasks, &a->cfg.n_tasks);
+    if (rc == 0) rc = check_metrics(a);
+    ssf_buf desc = {0};
+    ssf_backend *backend = rc == 0 ? open_backend(a, &desc) : NULL;
+    if (rc == 0 && !backend) rc = EXIT_USAGE;
+    ssf_store *store = NULL;
+    ssf_error err;
+    if (rc == 0 && ssf_store_open(a->db, 1, 0, &store, &err)) {
+        cli_error("%s", err.msg);
+        rc = EXIT_WORK;
+    }
+    if (rc == 0) {
+        a->cfg.backend_desc = desc.data;
+        a->cfg.data = cli_data_options(c);
+        a->cfg.progress = a->quiet ? -1 : isatty(STDERR_FILENO) ? 1 : 0;
+        a->cfg.out = stdout;
+        ssf_run_summary s;
+        if (ssf_run_execute(&a->cfg, backend, store, &s, &err)) {
+            cli_error("%s", err.msg);
+            rc = EXIT_WORK;
+        } else {
+            fprintf(stderr, "run %lld %s (%s): %zu samples planned, %zu stored before, %zu generated, "
+                    "%zu failed%s\n", (long long)s.run_id, s.status, s.resumed ? "resumed" : "new",
+                    s.planned, s.reused, s.generated, s.failed,
+                    s.failed ? "; run the same command again to retry them" : "");
+            rc = s.failed ? EXIT_WORK : 0;
+        }
+    }
+    ssf_store_close(store);
+    if (backend) backend->destroy(backend);
+    ssf_buf_free(&desc);
+    free(a->cfg.tasks);
+    free_list(metrics, n_metrics);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS,
+        {"metric", required_argument, NULL, OPT_METRIC},
+        {"protocol", required_argument, NULL, OPT_PROTOCOL},
+        {"groups", required_argument, NULL, OPT_GROUPS},
+        {"samples", required_argument, NULL, OPT_SAMPLES},
+        {"compat", required_argument, NULL, OPT_COMPAT},
+        {"profile", required_argument, NULL, OPT_PROFILE},
+        {"backend", required_argument, NULL, OPT_BACKEND},
+        {"generations", required_argument, NULL, OPT_GENERATIONS},
+        {"model", required_argument, NULL, OPT_MODEL},
+        {"db", required_argument, NULL, OPT_DB},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"temperature", required_argument, NULL, OPT_TEMPERATURE},
+        {"top-p", required_argument, NULL, OPT_TOP_P},
+        {"top-k", required_argument, NULL, OPT_TOP_K},
+        {"min-p", required_argument, NULL, OPT_MIN_P},
+        {"max-new-tokens", required_argument, NULL, OPT_MAX_NEW_TOKENS},
+        {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {NULL, 0, NULL, 0},
+    };
+    run_args a = {.cfg = {.seed = 1234, .chat_template = SSF_CHAT_QWEN25,
+                          .profile = SSF_PROFILE_DEFAULT,
+                          .sampling = {-1, -1, -1, -1, -1}}};
+    a.db = getenv("SSFTEVAL_DB") ? getenv("SSFTEVAL_DB") : "ssfteval.sqlite";
+    cli c;
+    int rc;
+    if (cli_init(&c)) return EXIT_WORK;
+    if (cli_parse(&c, argc, argv, opts, handle_option, &a, help, &rc) == 0) {
+        if (optind + 1 != argc) {
+            cli_error("run: give the tasks as one argument, e.g. aime25,math_500; see `ssfteval "
+                      "run --help`");
+            rc = EXIT_USAGE;
+        } else {
+            rc = execute(&c, &a, argv[optind]);
+        }
+    }
+    cli_free(&c);
+    return rc;
+}

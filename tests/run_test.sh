@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# run_test.sh - `ssfteval run` end to end through the replay backend: the
+# SSFT metrics on a hand-computed case, failed samples, resume, kill -9 at
+# random moments, reports, compare, rescore, export, and refused stores.
+#
+# usage: run_test.sh SSFTEVAL   Prints TAP.
+set -u
+ssfteval=$1
+echo "# ssfteval run tests"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+unset SSFTEVAL_DB SSFTEVAL_DATA_DIR
+n=0
+failures=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+run() { # EXPECTED_STATUS ARGS...
+    local want=$1
+    shift
+    "$ssfteval" "$@" >"$work/out" 2>"$work/err"
+    local got=$?
+    [ "$got" -eq "$want" ] || { echo "# ssfteval $*: exit $got, expected $want: $(cat "$work/err")"; return 1; }
+}
+metric() { # TASK METRIC: the value column of the run's summary (percent)
+    awk -v t="$1" -v m="$2" '$1 == t && $2 == m { print $3 }' "$work/out"
+}
+
+# A synthetic task: gold of doc d is d+1.
+cat >"$work/synth.json" <<'JSON'
+{"name": "synth", "answer_type": "math", "source": {"local": {"path": "synth.jsonl"}},
+ "fields": {"question": "q", "answer": "a"}, "prompt": "Q: {{question}}",
+ "metrics": ["pass@1", "cons@6:native", "cons@32"], "groups": 2}
+JSON
+printf '{"q": "one", "a": "1"}\n{"q": "two", "a": "2"}\n' >"$work/synth.jsonl"
+
+# Generations, hand-designed (see the expected values below):
+# doc 0 (gold 1): tag1 idx<16 "1" else "9"; tags 2-6 "9", except tag2 idx0 "1".
+# doc 1 (gold 2): tag1 "2"; tags 2-6 idx0 "3", else "2"; tag2 idx1 gives no answer.
+gen() { # DOC TAG IDX
+    local d=$1 t=$2 i=$3 a
+    if [ "$d" -eq 0 ]; then
+        if [ "$t" -eq 1 ]; then [ "$i" -lt 16 ] && a=1 || a=9
+        elif [ "$t" -eq 2 ] && [ "$i" -eq 0 ]; then a=1; else a=9; fi
+    else
+        if [ "$t" -eq 1 ]; then a=2
+        elif [ "$t" -eq 2 ] && [ "$i" -eq 1 ]; then a=""
+        elif [ "$i" -eq 0 ]; then a=3; else a=2; fi
+    fi
+    if [ -z "$a" ]; then text="I could not finish this one."
+    else text="Reasoning. Therefore, the final answer is: \$\\\\boxed{$a}\$. I hope it is correct"; fi
+    printf '{"task": "synth", "doc": %d, "tag": %d, "sample": %d, "text": "%s", "finish_reason": "stop"}\n' \
+        "$d" "$t" "$i" "$text"
+}
+: >"$work/gen.jsonl"
+for d in 0 1; do for t in 1 2 3 4 5 6; do
+    count=6; [ "$t" -eq 1 ] && count=32; [ "$t" -ge 3 ] && count=5
+    for ((i = 0; i < count; i++)); do gen "$d" "$t" "$i" >>"$work/gen.jsonl"; done
+done; done
+common=(--task-file "$work/synth.json" --data-dir "$work" --protocol ssft --quiet)
+
+# 1. Hand-computed SSFT metrics.
+# pass@1 = (16/32 + 32/32)/2 = 75; native (S=2): doc0 groups [1,1,9,9,9,9] and
+# [1,9,9,9,9,9] -> 9, 9 -> 0; doc1 [2,3,3,3,3,3] -> 3, [2,none,2,2,2,2] -> 2 -> 1/2;
+# mean 25.  cons@32 (tags round-robin 6,6,5,5,5,5): doc0 "1" x7 vs "9" x25 -> 0;
+# doc1 "2" x26 -> 1; mean 50.
+check "run synth" run 0 run synth --generations "$work/gen.jsonl" --db "$work/a.sqlite" "${common[@]}"
+check "pass@1 = 75" [ "$(metric synth pass@1)" = "75.00" ]
+check "cons@6:native = 25" [ "$(metric synth cons@6:native)" = "25.00" ]
+check "cons@32 = 50" [ "$(metric synth cons@32)" = "50.00" ]
+check "planned 32+6+4*5 per question" grep -q "116 samples planned" "$work/err"
+
+# 2. A rerun resumes and generates nothing.
+check "rerun resumes" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/a.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && grep -q "116 stored before, 0 generated" "$work/err"'
+
+# 3. Failed samples: missing from the file -> stored as failed, never scored.
+grep -v '"doc": 0, "tag": 3, "sample": 0,' "$work/gen.jsonl" >"$work/gen-missing.jsonl"
+check "missing sample -> incomplete, exit 1" eval 'run 1 run synth --generations "$work/gen-missing.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "incomplete" "$work/err" && grep -q "1 failed" "$work/err"'
+check "pass@1 unaffected (needs tag 1 only)" [ "$(metric synth pass@1)" = "75.00" ]
+check "cons@32 leaves doc 0 out" eval '[ "$(metric synth cons@32)" = "100.00" ] && grep -q "excluded" "$work/out"'
+check "rerun with the full file retries exactly the failed one" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "115 stored before, 1 generated" "$work/err" && [ "$(metric synth cons@32)" = "50.00" ]'
+
+# 4. Reports, show, export, rescore, compare.
+check "report md" eval 'run 0 report 1 --db "$work/a.sqlite" && grep -q "### cons@32" "$work/out" && grep -q "| synth |" "$work/out"'
+check "report csv" eval 'run 0 report --format csv --db "$work/a.sqlite" && grep -q "^1,.*,synth,ssft,ssfteval,default,pass@1,0.750000" "$work/out"'
+check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && grep -q "\"n_questions\": 2" "$work/out"'
+check "runs" eval 'run 0 runs --db "$work/a.sqlite" && grep -q "done" "$work/out"'
+check "show" eval 'run 0 show 1 --doc 1 --db "$work/a.sqlite" && grep -q "no answer" "$work/out" && [ "$(grep -c "right" "$work/out")" -gt 50 ]'
+check "export round-trips" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/exported.jsonl" && [ "$(wc -l <"$work/exported.jsonl")" -eq 116 ] && run 0 run synth --generations "$work/exported.jsonl" --db "$work/c.sqlite" "${common[@]}" && [ "$(metric synth cons@32)" = "50.00" ]'
+check "rescore with the lighteval profile" eval 'run 0 rescore 1 --profile lighteval --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "75.00" ]'
+check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
+# A worse candidate: doc 1 wrong everywhere.
+sed 's/boxed{2}/boxed{5}/' "$work/gen.jsonl" >"$work/gen-worse.jsonl"
+run 0 run synth --generations "$work/gen-worse.jsonl" --db "$work/a.sqlite" "${common[@]}" --seed 7 >/dev/null 2>&1
+check "compare: 2 questions are too few to call a 50-point drop at z 1.64" run 0 compare 1 2 --db "$work/a.sqlite"
+check "compare: a drop is a regression at z 0 (exit 1)" eval 'run 1 compare 1 2 --z 0 --db "$work/a.sqlite" && grep -q REGRESSION "$work/out"'
+check "compare: bad run id (exit 2)" run 2 compare 1 99 --db "$work/a.sqlite"
+
+# 5. Compat mode runs and says so in reports.
+check "compat run" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q "ssft-lighteval" "$work/out"'
+
+# 6. Bad input.
+check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
+printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
+check "malformed generations line" eval 'run 2 run synth --generations "$work/bad-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "bad-gen.jsonl:1" "$work/err"'
+check "no backend" eval 'run 2 run synth --db "$work/e.sqlite" "${common[@]}" && grep -q "backend" "$work/err"'
+head -c 5000 /dev/urandom >"$work/junk.sqlite"
+before=$(sha256sum <"$work/junk.sqlite")
+check "a foreign file is refused and left alone" eval 'run 1 runs --db "$work/junk.sqlite" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ "$(sha256sum <"$work/junk.sqlite")" = "$before" ]'
+check "a missing store for runs" eval 'run 1 runs --db "$work/nope.sqlite" && grep -q "nope.sqlite" "$work/err"'
+
+# 7. kill -9 at random moments, then finish: same metrics as an uninterrupted run.
+awk 'BEGIN { for (d = 0; d < 400; d++) printf "{\"q\": \"q%d\", \"a\": \"%d\"}\n", d, d + 1 }' >"$work/big.jsonl"
+sed 's/synth.jsonl/big.jsonl/; s/"synth"/"big"/' "$work/synth.json" >"$work/big.json"
+awk 'BEGIN {
+    pad = ""; for (k = 0; k < 200; k++) pad = pad "Step " k " of the reasoning. ";
+    for (d = 0; d < 400; d++) for (t = 1; t <= 6; t++) {
+        n = t == 1 ? 32 : (t == 2 ? 6 : 5);
+        for (i = 0; i < n; i++) {
+            a = ((d * 7 + t * 3 + i) % 5 == 0) ? d + 2 : d + 1;
+            printf "{\"task\": \"big\", \"doc\": %d, \"tag\": %d, \"sample\": %d, \"text\": \"%s So the answer is $\\\\boxed{%d}$.\", \"finish_reason\": \"stop\"}\n", d, t, i, pad, a
+        }
+    }
+}' >"$work/big-gen.jsonl"
+bigargs=(big --task-file "$work/big.json" --data-dir "$work" --protocol ssft --quiet --generations "$work/big-gen.jsonl")
+"$ssfteval" run "${bigargs[@]}" --db "$work/whole.sqlite" >/dev/null 2>&1
+"$ssfteval" report --format csv --db "$work/whole.sqlite" | cut -d, -f2- >"$work/whole.csv"
+kills=0
+for round in 1 2 3 4 5 6; do
+    timeout -s KILL "0.$((RANDOM % 9 + 1))" "$ssfteval" run "${bigargs[@]}" --db "$work/killed.sqlite" >/dev/null 2>&1
+    [ $? -eq 137 ] && kills=$((kills + 1))
+done
+echo "# killed $kills of 6 attempts mid-run"
+check "resume after kill -9" run 0 run "${bigargs[@]}" --db "$work/killed.sqlite"
+"$ssfteval" report --format csv --db "$work/killed.sqlite" | cut -d, -f2- >"$work/killed.csv"
+check "killed-and-resumed metrics equal the uninterrupted run's" cmp -s "$work/whole.csv" "$work/killed.csv"
+check "at least one kill landed mid-run" [ "$kills" -ge 1 ]
+
+echo "1..$n"
+[ "$failures" -eq 0 ]
