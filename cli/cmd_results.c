@@ -276,6 +276,7 @@ static int rescore_task(rescore_ctx *r, const char *name)
     if (ssf_task_load_docs(r->task, &o, &docs, r->err)) return -1;
     r->docs = &docs;
     int rc = ssf_store_foreach_sample(r->store, r->run, name, NULL, rescore_sample, r, r->err);
+    r->docs = NULL;
     ssf_docs_free(&docs);
     return rc;
 }

@@ -214,7 +214,7 @@ static ssf_backend *open_backend(const run_args *a, ssf_buf *desc)
         cli_error("--backend replay needs --generations FILE");
         return NULL;
     }
-    ssf_error err;
+    ssf_error err = {{0}};
     ssf_backend *b = ssf_backend_replay_new(a->generations, &err);
     if (!b) cli_error("%s", err.msg);
     /* The file plays the server: its name and content are not part of the

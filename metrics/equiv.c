@@ -882,7 +882,7 @@ static int identical(ctx *c, const ssf_node *a, const ssf_node *b, int depth)
         break;
     case SSF_N_FUNC:
         if (a->op.func != b->op.func) return 0;
-        if (a->op.func == SSF_F_UNKNOWN && strcmp(a->name ? a->name : "", b->name ? b->name : ""))
+        if (a->op.func == SSF_F_UNKNOWN && strcmp(a->name ? a->name : "", b->name ? b->name : "") != 0)
             return 0;
         break;
     case SSF_N_INTERVAL:
@@ -1073,7 +1073,7 @@ static ssf_verdict numeric(ctx *c, const ssf_node *g, const ssf_node *p)
             say(c, "differ%s: %s vs %s", at, a, b);
         else
             say(c, "undecided%s: %s vs %s (%s)", at, a, b,
-                strcmp(a, "undefined") && strcmp(b, "undefined") ? "balls too wide"
+                strcmp(a, "undefined") != 0 && strcmp(b, "undefined") != 0 ? "balls too wide"
                                                                  : "undefined or too large");
     }
     if (v == SSF_EQUAL) {
@@ -1443,7 +1443,7 @@ static ssf_node *relation_as_set(ctx *c, const ssf_node *g)
             op = flip(op);
         }
         if (x->kind != SSF_N_SYMBOL || has_free(bound, 0)) return NULL;
-        if (var && strcmp(var, x->name)) return NULL;
+        if (var && strcmp(var, x->name) != 0) return NULL;
         var = x->name;
         ssf_node *b = (ssf_node *)bound;
         if (op == SSF_REL_EQ || op == SSF_REL_NE) {
@@ -1928,7 +1928,7 @@ static ssf_verdict compare_values(ctx *c, const ssf_node *g, const ssf_node *p, 
         return compare_infinity(c, g, p);
     if (g->kind == SSF_N_FUNC && p->kind == SSF_N_FUNC && g->op.func == SSF_F_UNKNOWN &&
         p->op.func == SSF_F_UNKNOWN) {
-        if (strcmp(g->name ? g->name : "", p->name ? p->name : "")) {
+        if (strcmp(g->name ? g->name : "", p->name ? p->name : "") != 0) {
             say(c, "different functions: %s vs %s", g->name, p->name);
             return SSF_DIFFERENT;
         }

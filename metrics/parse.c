@@ -2215,10 +2215,14 @@ ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf
         ssf_parse_options_default(&defaults);
         o = &defaults;
     }
+    if (!text) { /* an absent answer is the empty one, in messages too */
+        text = "";
+        len = 0;
+    }
     parser p;
     tok small_t[TOKENS_INLINE]; /* an answer is short: its tokens need no malloc */
     char why[WHY_SIZE], pool_small[POOL_INLINE];
-    parser_init(&p, a, text ? text : "", text ? len : 0, o);
+    parser_init(&p, a, text, len, o);
     p.pool = p.pool_small = pool_small;
     p.pool_cap = POOL_INLINE;
     p.why = why;

@@ -71,6 +71,7 @@ static int collect_run(ssf_store *store, int64_t id, collection *c, ssf_error *e
     if (ssf_store_get_run(store, id, &run, err)) return -1;
     c->run = &run;
     int rc = ssf_store_foreach_metric(store, id, keep_metric, c, err);
+    c->run = NULL;
     ssf_run_row_clear(&run);
     return rc;
 }

@@ -664,6 +664,7 @@ int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task_n
     int rc = 0;
     if (!task) rc = ssf_fail(err, "run %" PRId64 " has no task %s", run_id, task_name);
     ssf_metric ms[MAX_METRICS];
+    memset(ms, 0, sizeof ms); /* only the first n_ms are set by load_table */
     size_t n_ms = 0;
     ssf_metric_context ctx;
     task_table t = {0};

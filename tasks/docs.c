@@ -143,7 +143,7 @@ static void place_choices(const ssf_task *t, ssf_choice_order order, ssf_docs *d
 {
     size_t n = t->n_incorrect + 1;
     size_t perm[26];
-    ssf_mt19937 mt;
+    ssf_mt19937 mt = {{0}, 0};
     ssf_mt_seed(&mt, t->order_seed);
     for (size_t k = 0; k < docs->n; k++) {
         ssf_doc *d = &docs->items[k];
