@@ -31,7 +31,8 @@ typedef struct ssf_gen_request {
     int tag;   /* 0 untagged, 1..6 <thinkK> */
     int index; /* among the question's samples with this tag */
     uint64_t seed;
-    const char *prompt; /* the fully rendered prompt text */
+    const char *prompt;       /* the fully rendered prompt text (chat template + tag suffix) */
+    const char *user_content; /* the user message alone, for chat APIs */
     ssf_sampling sampling;
 } ssf_gen_request;
 
@@ -57,6 +58,42 @@ struct ssf_backend {
     void (*destroy)(ssf_backend *b);
     void *impl;
 };
+
+/* ---- remote OpenAI-compatible servers (openai.c) ------------------------ */
+
+typedef enum ssf_openai_api {
+    SSF_API_COMPLETIONS, /* /v1/completions with the client-rendered prompt */
+    SSF_API_CHAT,        /* /v1/chat/completions with messages */
+} ssf_openai_api;
+
+typedef struct ssf_openai_options {
+    const char *endpoint; /* base URL up to and including /v1, e.g. http://127.0.0.1:8000/v1 */
+    const char *api_key;  /* Bearer token, may be NULL; never stored or logged */
+    const char *model;    /* the request's "model" field (NULL: ask /v1/models) */
+    ssf_openai_api api;
+    int concurrency;      /* transfers attached at once (default 64) */
+    int request_n;        /* 0: auto (probe whether the server honours n), k >= 1: at most k per request */
+    int stream;           /* -1 auto (on), 0 off, 1 on */
+    double timeout_s;     /* non-streaming: per attempt; streaming: idle time without a byte */
+    int max_attempts;     /* per sample (default 8) */
+    double max_retry_delay_s; /* cap of the exponential backoff (default 60) */
+    const volatile int *stop; /* set (e.g. by SIGINT) to abandon in-flight work; may be NULL */
+} ssf_openai_options;
+
+/* Fills the defaults above. */
+void ssf_openai_options_default(ssf_openai_options *o);
+
+/* A backend that drives an OpenAI-compatible server (vLLM, SGLang,
+ * llama.cpp, OpenAI) from one I/O thread with curl_multi: at most
+ * `concurrency` transfers attached, connection reuse, TCP keepalive, SSE
+ * streaming with an idle timeout, retries as openai-python does them
+ * (408/409/429/5xx, timeouts, connection errors; Retry-After and
+ * retry-after-ms up to 120 s; exponential backoff with jitter; never
+ * 400/401/403/404/422 or quota errors) and a circuit breaker that pauses all
+ * traffic and polls /health after many consecutive connection failures.
+ * Every sample ends in exactly one `done` call: text, or error after the
+ * last attempt.  A response with fewer choices than asked never counts. */
+ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err);
 
 /* Replays generations from a JSONL file of lines {"task", "doc", "tag",
  * "sample", "text", "finish_reason"} (tag 0 when untagged; lines in any

@@ -333,18 +333,27 @@ static int plan_requests(gen_ctx *c, const task_plan *p, stored_ctx *st, request
     return rc;
 }
 
-/* Prompts are rendered once per (question, tag) and shared by its samples. */
+/* Prompts are rendered once per (question, tag) and shared by its samples;
+ * the bare user message (for chat APIs) once per question. */
 static void render_prompts(const ssf_run_config *cfg, request_list *l, char ***owned, size_t *n_owned)
 {
-    *owned = ssf_xcalloc(l->n + 1, sizeof **owned);
+    *owned = ssf_xcalloc(2 * l->n + 1, sizeof **owned);
     *n_owned = 0;
     for (size_t i = 0; i < l->n; i++) {
-        if (i > 0 && l->pend[i].doc == l->pend[i - 1].doc && l->reqs[i].tag == l->reqs[i - 1].tag) {
+        const pending *p = &l->pend[i];
+        int same_doc = i > 0 && p->doc == l->pend[i - 1].doc;
+        if (same_doc) {
+            l->reqs[i].user_content = l->reqs[i - 1].user_content;
+        } else {
+            char *content = ssf_prompt_user_content(p->plan->task, p->doc);
+            (*owned)[(*n_owned)++] = content;
+            l->reqs[i].user_content = content;
+        }
+        if (same_doc && l->reqs[i].tag == l->reqs[i - 1].tag) {
             l->reqs[i].prompt = l->reqs[i - 1].prompt;
             continue;
         }
-        char *prompt = ssf_prompt_render(l->pend[i].plan->task, l->pend[i].doc,
-                                         cfg->chat_template, l->reqs[i].tag);
+        char *prompt = ssf_prompt_render(p->plan->task, p->doc, cfg->chat_template, l->reqs[i].tag);
         (*owned)[(*n_owned)++] = prompt;
         l->reqs[i].prompt = prompt;
     }
