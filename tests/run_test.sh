@@ -3,9 +3,10 @@
 # SSFT metrics on a hand-computed case, failed samples, resume, kill -9 at
 # random moments, reports, compare, rescore, export, and refused stores.
 #
-# usage: run_test.sh SSFTEVAL   Prints TAP.
+# usage: run_test.sh SSFTEVAL MOCKSERVER   Prints TAP.
 set -u
 ssfteval=$1
+mockserver=$2
 echo "# ssfteval run tests"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -135,6 +136,37 @@ check "resume after kill -9" run 0 run "${bigargs[@]}" --db "$work/killed.sqlite
 "$ssfteval" report --format csv --db "$work/killed.sqlite" | cut -d, -f2- >"$work/killed.csv"
 check "killed-and-resumed metrics equal the uninterrupted run's" cmp -s "$work/whole.csv" "$work/killed.csv"
 check "at least one kill landed mid-run" [ "$kills" -ge 1 ]
+
+# 8. The openai backend against the fault-injecting mock server: every
+# planned sample stored once despite faults, SIGINT keeps what finished, and a
+# rerun completes the run.
+start_mock() { # ARGS...: starts the mock, sets mock_pid and endpoint
+    rm -f "$work/port"
+    "$mockserver" --port-file "$work/port" --stats-file "$work/stats.json" "$@" &
+    mock_pid=$!
+    for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+    endpoint="http://127.0.0.1:$(cat "$work/port")/v1"
+}
+stop_mock() { kill "$mock_pid" 2>/dev/null; wait "$mock_pid" 2>/dev/null; }
+start_mock --fault 503,count=1,mod=3,rem=0 --fault reset,count=1,mod=5,rem=1 --retry-after-ms 50
+check "openai backend: run through faults" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" --concurrency 32 "${common[@]}" && grep -q "116 generated, 0 failed" "$work/err"'
+check "openai backend: every sample stores its exact request" eval '[ "$(sqlite3 "$work/o.sqlite" "select count(*) from samples where request_json like '"'"'%\"seed\":%'"'"' and request_json like '"'"'%\"temperature\":%'"'"'")" = 116 ]'
+check "openai backend: rerun generates nothing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err"'
+stop_mock
+start_mock --delay-ms 300
+"$ssfteval" run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" --concurrency 4 "${common[@]}" >/dev/null 2>"$work/err" &
+run_pid=$!
+sleep 1.5
+kill -INT "$run_pid"
+wait "$run_pid"
+int_status=$?
+check "SIGINT stops the run (exit 1, interrupted)" eval '[ "$int_status" -eq 1 ] && grep -q "interrupted" "$work/err"'
+stop_mock
+start_mock
+check "after SIGINT, a rerun completes only what is missing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && ! grep -q "0 stored before" "$work/err"'
+stop_mock
+check "openai backend: unreachable server fails every sample, named" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --max-attempts 2 --db "$work/u.sqlite" "${common[@]}" && grep -q "116 failed" "$work/err"'
+check "openai backend: bad endpoint URL" eval 'run 2 run synth --backend openai --endpoint ftp://x --db "$work/u2.sqlite" "${common[@]}" && grep -q "ftp://x" "$work/err"'
 
 echo "1..$n"
 [ "$failures" -eq 0 ]

@@ -1,0 +1,864 @@
+/*
+ * test_openai.c - the OpenAI-compatible backend (backends/openai.c) against
+ * the in-process mock server (mockserver.h): texts and seeds, n grouping,
+ * streaming, reasoning fields, retries and their delays, errors that must
+ * not be retried, idle timeouts, an unreachable endpoint, the stop flag and
+ * 4096 transfers at once.
+ *
+ * Every test starts its own server with the faults it needs.  The mock's
+ * text is a pure function of (seed, prompt), so each sample's text proves
+ * that the backend sent the seed that sample owns and put each choice of an
+ * n > 1 answer in the right place.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "backend.h"
+#include "mockserver.h"
+
+#define WATCHDOG_S 40 /* a test that hangs fails instead of blocking the suite */
+
+/* ---- one generate call and what it reported ------------------------------ */
+
+struct outcome {
+    int calls;
+    size_t order; /* among all done() calls, from 0 */
+    char *text, *reasoning, *finish, *error;
+    int attempts;
+};
+
+struct run {
+    ssf_gen_request *reqs;
+    char **prompts, **users;
+    size_t n;
+    int chat;
+    struct outcome *out;
+    size_t calls, unknown;
+    size_t stop_after; /* done asks to stop after this many calls (0: never) */
+    pthread_t thread;
+    int wrong_thread;
+    int rc;
+    double elapsed_s;
+    ssf_error err;
+    char endpoint[64];
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? ssf_xstrdup(s) : NULL;
+}
+
+/* docs x tags x samples requests laid out as the pipeline does: sample j of
+ * a question with tag t has seed base + 1000 doc + samples t + j, so one
+ * (doc, tag) group has consecutive seeds and one prompt. */
+static void make_run(struct run *r, int docs, int tags, int samples, uint64_t base, int chat)
+{
+    memset(r, 0, sizeof *r);
+    r->n = (size_t)docs * (size_t)tags * (size_t)samples;
+    r->chat = chat;
+    r->reqs = ssf_xcalloc(r->n, sizeof *r->reqs);
+    r->prompts = ssf_xcalloc(r->n, sizeof *r->prompts);
+    r->users = ssf_xcalloc(r->n, sizeof *r->users);
+    r->out = ssf_xcalloc(r->n, sizeof *r->out);
+    size_t k = 0;
+    for (int d = 0; d < docs; d++)
+        for (int t = 0; t < tags; t++)
+            for (int j = 0; j < samples; j++, k++) {
+                ssf_buf p = {0}, u = {0};
+                ssf_buf_printf(&u, "Question %d: what is %d + %d?", d, d, d + 1);
+                ssf_buf_printf(&p, "<|im_start|>user\n%s<|im_end|>\n<|im_start|><think%d>\n",
+                               u.data, t);
+                r->prompts[k] = ssf_buf_take(&p);
+                r->users[k] = ssf_buf_take(&u);
+                r->reqs[k] = (ssf_gen_request){
+                    .task = "t",
+                    .doc = d,
+                    .tag = t,
+                    .index = j,
+                    .seed = base + 1000u * (uint64_t)d + (uint64_t)(samples * t + j),
+                    .prompt = r->prompts[k],
+                    .user_content = r->users[k],
+                    .sampling = {.temperature = 0.6,
+                                 .top_p = 0.95,
+                                 .top_k = 20,
+                                 .min_p = 0.05,
+                                 .max_new_tokens = 4096},
+                };
+            }
+}
+
+static void free_run(struct run *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->prompts[i]);
+        free(r->users[i]);
+        free(r->out[i].text);
+        free(r->out[i].reasoning);
+        free(r->out[i].finish);
+        free(r->out[i].error);
+    }
+    free(r->prompts);
+    free(r->users);
+    free(r->out);
+    free(r->reqs);
+}
+
+/* The backend may hand back a copy of the request, so fall back to its
+ * identity when the pointer is not one of ours. */
+static size_t find_request(const struct run *r, const ssf_gen_request *req)
+{
+    if (req >= r->reqs && req < r->reqs + r->n) return (size_t)(req - r->reqs);
+    for (size_t i = 0; i < r->n; i++)
+        if (r->reqs[i].doc == req->doc && r->reqs[i].tag == req->tag &&
+            r->reqs[i].index == req->index)
+            return i;
+    return SIZE_MAX;
+}
+
+static int on_done(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
+{
+    struct run *r = ud;
+    if (!pthread_equal(pthread_self(), r->thread)) r->wrong_thread = 1;
+    size_t i = find_request(r, req);
+    if (i == SIZE_MAX) {
+        r->unknown++;
+        return 0;
+    }
+    struct outcome *o = &r->out[i];
+    if (o->calls++ == 0) {
+        o->text = dup_or_null(res->text);
+        o->reasoning = dup_or_null(res->reasoning);
+        o->finish = dup_or_null(res->finish_reason);
+        o->error = dup_or_null(res->error);
+        o->attempts = res->attempts;
+        o->order = r->calls;
+    }
+    r->calls++;
+    return r->stop_after && r->calls >= r->stop_after ? 7 : 0;
+}
+
+static ssf_openai_options options_for(struct run *r, struct mockserver *m)
+{
+    ssf_openai_options o;
+    ssf_openai_options_default(&o);
+    if (m) snprintf(r->endpoint, sizeof r->endpoint, "http://127.0.0.1:%u/v1", mockserver_port(m));
+    o.endpoint = r->endpoint;
+    o.model = "mock-model";
+    o.api = r->chat ? SSF_API_CHAT : SSF_API_COMPLETIONS;
+    o.concurrency = 32;
+    o.request_n = 1;
+    o.stream = 0;
+    o.timeout_s = 10;
+    o.max_attempts = 4;
+    o.max_retry_delay_s = 0.05; /* keeps backoff short; Retry-After is not capped by it */
+    return o;
+}
+
+static ssf_backend *new_backend(const ssf_openai_options *o)
+{
+    ssf_error err = {{0}};
+    ssf_backend *b = ssf_backend_openai_new(o, &err);
+    if (!b) fail_msg("ssf_backend_openai_new(%s): %s", o->endpoint, err.msg);
+    return b;
+}
+
+static void generate_on(ssf_backend *b, struct run *r)
+{
+    r->thread = pthread_self();
+    double t0 = now_s();
+    r->rc = b->generate(b, r->reqs, r->n, on_done, r, &r->err);
+    r->elapsed_s = now_s() - t0;
+    assert_int_equal(r->unknown, 0);
+    assert_false(r->wrong_thread);
+}
+
+static void generate(const ssf_openai_options *o, struct run *r)
+{
+    ssf_backend *b = new_backend(o);
+    generate_on(b, r);
+    b->destroy(b);
+}
+
+static struct mockserver *start(const struct mockserver_options *mo)
+{
+    ssf_error err = {{0}};
+    struct mockserver *m = mockserver_start(mo, &err);
+    if (!m) fail_msg("mockserver_start: %s", err.msg);
+    return m;
+}
+
+/* ---- checks --------------------------------------------------------------- */
+
+static void describe(const struct run *r, size_t i, const char *what)
+{
+    const struct outcome *o = &r->out[i];
+    fprintf(stderr,
+            "sample %zu (doc %" PRId64 " tag %d index %d seed %" PRIu64 "): %s\n"
+            "  calls %d attempts %d finish %s error %s\n  text %s\n",
+            i, r->reqs[i].doc, r->reqs[i].tag, r->reqs[i].index, r->reqs[i].seed, what, o->calls,
+            o->attempts, o->finish ? o->finish : "(null)", o->error ? o->error : "(null)",
+            o->text ? o->text : "(null)");
+}
+
+/* Every sample done once, without error, with its own seed's text; with
+ * split reasoning the reasoning part must come back in result->reasoning. */
+static void expect_all_ok(const struct run *r, int split)
+{
+    assert_int_equal(r->rc, 0);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct outcome *o = &r->out[i];
+        const char *key = r->chat ? r->users[i] : r->prompts[i];
+        char *reasoning, *content, *full = mockserver_expected_text(r->reqs[i].seed, key);
+        mockserver_expected(r->reqs[i].seed, key, &reasoning, &content);
+        const char *bad = o->calls != 1          ? "not exactly one done() call"
+                          : o->error || !o->text ? "failed"
+                          : strcmp(o->text, split ? content : full) != 0 ? "wrong text"
+                          : split && (!o->reasoning || strcmp(o->reasoning, reasoning) != 0)
+                              ? "wrong reasoning"
+                              : NULL;
+        if (bad) {
+            describe(r, i, bad);
+            fprintf(stderr, "  expected %s\n", split ? content : full);
+        }
+        free(reasoning);
+        free(content);
+        free(full);
+        if (bad) fail_msg("sample %zu: %s", i, bad);
+    }
+}
+
+/* Every sample done once, failed, after one attempt as the server counts. */
+static void expect_all_failed(const struct run *r, struct mockserver *m, const char *needle)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const struct outcome *o = &r->out[i];
+        const char *bad = o->calls != 1                         ? "not exactly one done() call"
+                          : !o->error || o->text                ? "did not fail"
+                          : needle && !strstr(o->error, needle) ? "error misses its cause"
+                          : m && mockserver_attempts(m, r->reqs[i].seed) != 1 ? "was retried"
+                                                                              : NULL;
+        if (bad) {
+            describe(r, i, bad);
+            if (m)
+                fprintf(stderr, "  server saw %u attempts\n",
+                        mockserver_attempts(m, r->reqs[i].seed));
+            fail_msg("sample %zu: %s", i, bad);
+        }
+    }
+}
+
+static void expect_attempts(const struct run *r, struct mockserver *m, unsigned want)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        unsigned seen = mockserver_attempts(m, r->reqs[i].seed);
+        if (seen != want || r->out[i].attempts != (int)want) {
+            describe(r, i, "unexpected attempt count");
+            fail_msg("sample %zu: server saw %u attempts, result says %d, want %u", i, seen,
+                     r->out[i].attempts, want);
+        }
+    }
+}
+
+/* ---- plain generation --------------------------------------------------- */
+
+static void run_plain(int chat, int stream, int request_n, enum mock_n n_mode)
+{
+    struct mockserver_options mo = {.n_mode = n_mode};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 4, 3, 8, 1000, chat);
+    ssf_openai_options o = options_for(&r, m);
+    o.stream = stream;
+    o.request_n = request_n;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    /* Each sample's seed was generated, whatever the grouping. */
+    for (size_t i = 0; i < r.n; i++)
+        assert_true(mockserver_served(m, r.reqs[i].seed) >= 1);
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    if (request_n == 1) assert_int_equal(st.multi_n, 0);
+    if (request_n > 1 && n_mode == MOCK_N_HONOUR) {
+        assert_true(st.multi_n > 0);
+        assert_true(st.max_n <= request_n);
+    }
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+static void test_completions(void **state)
+{
+    (void)state;
+    run_plain(0, 0, 1, MOCK_N_HONOUR);
+    run_plain(0, 1, 1, MOCK_N_HONOUR);
+}
+
+static void test_chat(void **state)
+{
+    (void)state;
+    run_plain(1, 0, 1, MOCK_N_HONOUR);
+    run_plain(1, 1, 1, MOCK_N_HONOUR);
+}
+
+/* n = 4 requests: choice i must land on the sample whose seed is seed + i. */
+static void test_n_honoured(void **state)
+{
+    (void)state;
+    run_plain(0, 0, 4, MOCK_N_HONOUR);
+    run_plain(0, 1, 4, MOCK_N_HONOUR);
+    run_plain(1, 1, 4, MOCK_N_HONOUR);
+}
+
+static void test_n_auto(void **state)
+{
+    (void)state;
+    run_plain(0, 0, 0, MOCK_N_HONOUR);
+    run_plain(0, 1, 0, MOCK_N_HONOUR);
+}
+
+/* TGI and Ollama answer one choice whatever n says: auto must notice and
+ * send one request per sample, each with the sample's own seed. */
+static void test_n_ignored_auto(void **state)
+{
+    (void)state;
+    run_plain(0, 0, 0, MOCK_N_IGNORE);
+    run_plain(1, 1, 0, MOCK_N_IGNORE);
+}
+
+/* llama.cpp refuses n != 1 with a 400: auto falls back the same way. */
+static void test_n_rejected_auto(void **state)
+{
+    (void)state;
+    run_plain(0, 0, 0, MOCK_N_REJECT);
+    run_plain(0, 1, 0, MOCK_N_REJECT);
+}
+
+/* A fixed n against a server that ignores it: short answers never count,
+ * so no sample may be given another sample's text. */
+static void test_n_ignored_fixed(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.n_mode = MOCK_N_IGNORE};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 2, 4, 5000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.request_n = 4;
+    generate(&o, &r);
+    for (size_t i = 0; i < r.n; i++) {
+        const struct outcome *o_ = &r.out[i];
+        if (o_->calls != 1) describe(&r, i, "not exactly one done() call");
+        assert_int_equal(o_->calls, 1);
+        if (!o_->text) continue;
+        char *want = mockserver_expected_text(r.reqs[i].seed, r.prompts[i]);
+        if (strcmp(want, o_->text) != 0) describe(&r, i, "another sample's text");
+        assert_string_equal(want, o_->text);
+        free(want);
+    }
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* The request carries every sampling parameter and the sample's seed. */
+static void test_request_fields(void **state)
+{
+    (void)state;
+    struct mockserver *m = start(NULL);
+    struct run r;
+    make_run(&r, 1, 1, 1, 77, 0);
+    ssf_openai_options o = options_for(&r, m);
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    char *body = mockserver_last_request(m);
+    assert_non_null(body);
+    json_t *root = json_loads(body, 0, NULL);
+    assert_non_null(root);
+    static const char *const fields[] = {
+        "model", "prompt", "seed", "temperature", "top_p", "top_k", "min_p", "max_tokens", "n"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (!json_object_get(root, fields[i]))
+            fail_msg("request lacks \"%s\": %s", fields[i], body);
+    assert_int_equal(json_integer_value(json_object_get(root, "seed")), 77);
+    assert_int_equal(json_integer_value(json_object_get(root, "top_k")), 20);
+    assert_int_equal(json_integer_value(json_object_get(root, "max_tokens")), 4096);
+    json_decref(root);
+    free(body);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* model NULL: the backend asks /v1/models which id the server serves. */
+static void test_model_discovery(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.model = "served-elsewhere"};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 1, 4, 300, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.model = NULL;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    assert_true(st.models >= 1);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* ---- reasoning and finish_reason ---------------------------------------- */
+
+static void run_reasoning(enum mock_reasoning mode, int stream)
+{
+    struct mockserver_options mo = {.reasoning = mode};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 2, 4, 2000, 1);
+    ssf_openai_options o = options_for(&r, m);
+    o.stream = stream;
+    generate(&o, &r);
+    expect_all_ok(&r, 1);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+static void test_reasoning_fields(void **state)
+{
+    (void)state;
+    run_reasoning(MOCK_REASONING_CONTENT, 0);
+    run_reasoning(MOCK_REASONING_CONTENT, 1);
+    run_reasoning(MOCK_REASONING_FIELD, 0);
+    run_reasoning(MOCK_REASONING_FIELD, 1);
+}
+
+/* lm-eval #3244: empty (or null) content with "length" is a wrong answer to
+ * store, not an error to retry. */
+static void run_length_empty(int chat, int stream, enum mock_reasoning mode)
+{
+    struct mockserver_options mo = {.reasoning = mode, .rules = {{.fault = MOCK_LENGTH_EMPTY}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 1, 4, 3000, chat);
+    ssf_openai_options o = options_for(&r, m);
+    o.stream = stream;
+    generate(&o, &r);
+    assert_int_equal(r.rc, 0);
+    for (size_t i = 0; i < r.n; i++) {
+        const struct outcome *x = &r.out[i];
+        if (x->calls != 1 || x->error || !x->text || strcmp(x->text, "") != 0 || !x->finish ||
+            strcmp(x->finish, "length") != 0 || mockserver_attempts(m, r.reqs[i].seed) != 1) {
+            describe(&r, i, "empty length answer not delivered once as a result");
+            fail_msg("sample %zu (chat %d stream %d): server saw %u attempts", i, chat, stream,
+                     mockserver_attempts(m, r.reqs[i].seed));
+        }
+        if (chat && mode != MOCK_REASONING_OFF) {
+            char *reasoning, *content;
+            mockserver_expected(r.reqs[i].seed, r.users[i], &reasoning, &content);
+            if (!x->reasoning || strcmp(x->reasoning, reasoning) != 0)
+                fail_msg("sample %zu: reasoning lost with null content: %s", i,
+                         x->reasoning ? x->reasoning : "(null)");
+            free(reasoning);
+            free(content);
+        }
+    }
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+static void test_length_empty(void **state)
+{
+    (void)state;
+    run_length_empty(0, 0, MOCK_REASONING_OFF);
+    run_length_empty(0, 1, MOCK_REASONING_OFF);
+    run_length_empty(1, 0, MOCK_REASONING_CONTENT);
+    run_length_empty(1, 1, MOCK_REASONING_FIELD);
+}
+
+/* ---- retries ------------------------------------------------------------- */
+
+/* The first two attempts of every seed fail with `fault`; the third must
+ * succeed and be the only result. */
+static void run_transient(enum mock_fault fault, int stream)
+{
+    struct mockserver_options mo = {.rules = {{.fault = fault, .count = 2}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 2, 6, 4000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.stream = stream;
+    generate(&o, &r);
+    if (r.rc != 0 || r.out[0].error)
+        fprintf(stderr, "fault %d stream %d: rc %d, first error %s\n", (int)fault, stream, r.rc,
+                r.out[0].error ? r.out[0].error : "(none)");
+    expect_all_ok(&r, 0);
+    expect_attempts(&r, m, 3);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+static void test_retry_transient(void **state)
+{
+    (void)state;
+    static const enum mock_fault faults[] = {MOCK_500,         MOCK_503,       MOCK_TGI_429,
+                                             MOCK_RESET,       MOCK_TRUNCATED, MOCK_INVALID_JSON,
+                                             MOCK_STREAM_ERROR};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+        run_transient(faults[i], 0);
+        run_transient(faults[i], 1);
+    }
+}
+
+/* 429 with a wait the server names: the retry waits at least that long,
+ * though it is longer than max_retry_delay_s. */
+static void run_retry_after(double after_s, unsigned after_ms, double want_s)
+{
+    struct mockserver_options mo = {.retry_after_s = after_s,
+                                    .retry_after_ms = after_ms,
+                                    .rules = {{.fault = MOCK_429, .count = 1}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 8, 6000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    expect_attempts(&r, m, 2);
+    if (r.elapsed_s < want_s || r.elapsed_s > want_s + 2.0)
+        fail_msg("Retry-After %g s / retry-after-ms %u: took %.3f s, want about %.3f s", after_s,
+                 after_ms, r.elapsed_s, want_s);
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    assert_int_equal(st.status[429], r.n);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+static void test_retry_after(void **state)
+{
+    (void)state;
+    run_retry_after(1, 0, 1.0);
+    /* retry-after-ms is the finer value and wins (openai-python). */
+    run_retry_after(0, 400, 0.4);
+    run_retry_after(5, 300, 0.3);
+}
+
+/* Bytes stop mid-stream for longer than the idle timeout: the attempt is
+ * abandoned well before the stall ends and retried. */
+static void test_stall_stream(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.stall_ms = 20000,
+                                    .rules = {{.fault = MOCK_STALL, .count = 1}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 2, 4, 7000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.stream = 1;
+    o.timeout_s = 1;
+    generate(&o, &r);
+    fprintf(stderr, "stalled stream: %.3f s\n", r.elapsed_s);
+    expect_all_ok(&r, 0);
+    expect_attempts(&r, m, 2);
+    /* libcurl's low-speed check averages over a 5 s window, so allow that
+     * on top of the 1 s; the stall itself lasts 20 s. */
+    if (r.elapsed_s < 0.9 || r.elapsed_s > 9.0)
+        fail_msg("stalled stream: took %.3f s with a 1 s idle timeout and a 20 s stall",
+                 r.elapsed_s);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* Non-streaming: timeout_s bounds each attempt. */
+static void test_stall_plain(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.stall_ms = 20000,
+                                    .rules = {{.fault = MOCK_STALL, .count = 1}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 4, 7100, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.timeout_s = 1;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    expect_attempts(&r, m, 2);
+    if (r.elapsed_s < 0.9 || r.elapsed_s > 4.5)
+        fail_msg("stalled answer: took %.3f s with a 1 s timeout and a 20 s stall", r.elapsed_s);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* Slow tokens keep bytes flowing: the idle timeout must not fire although
+ * the whole stream takes longer than it. */
+static void test_slow_tokens(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.token_delay_ms = 250, .chunks = 8}; /* about 2.5 s */
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 4, 7200, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.stream = 1;
+    o.timeout_s = 1;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    expect_attempts(&r, m, 1);
+    assert_true(r.elapsed_s > 1.0);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* ---- errors that must not be retried ------------------------------------ */
+
+static void run_fatal(enum mock_fault fault, int stream, const char *needle)
+{
+    struct mockserver_options mo = {.rules = {{.fault = fault}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 1, 5, 8000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.stream = stream;
+    generate(&o, &r);
+    expect_all_failed(&r, m, needle);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+static void test_not_retried(void **state)
+{
+    (void)state;
+    run_fatal(MOCK_400, 0, "maximum context length");
+    run_fatal(MOCK_400, 1, "maximum context length");
+    run_fatal(MOCK_QUOTA, 0, "quota");
+    run_fatal(MOCK_QUOTA, 1, "quota");
+}
+
+/* Nothing listens on port 1: every sample fails, naming the endpoint, and
+ * soon (two attempts, short backoff). */
+static void test_unreachable(void **state)
+{
+    (void)state;
+    struct run r;
+    make_run(&r, 2, 2, 5, 9000, 0);
+    ssf_openai_options o = options_for(&r, NULL);
+    snprintf(r.endpoint, sizeof r.endpoint, "http://127.0.0.1:1/v1");
+    o.max_attempts = 2;
+    generate(&o, &r);
+    expect_all_failed(&r, NULL, "127.0.0.1:1");
+    if (r.elapsed_s > 5.0) fail_msg("unreachable endpoint: took %.3f s", r.elapsed_s);
+    free_run(&r);
+}
+
+/* Many connections reset in a row, from a server that answered before,
+ * open the circuit breaker: traffic pauses while /health is polled (503
+ * "loading" twice), then every sample still succeeds.  The second batch
+ * reuses the first one's seeds, whose attempts 1 to 3 are reset. */
+static void test_breaker(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.health_fail = 2,
+                                    .rules = {{.fault = MOCK_RESET, .from = 1, .count = 3}}};
+    struct mockserver *m = start(&mo);
+    struct run warm, r;
+    make_run(&warm, 2, 2, 8, 9500, 0);
+    make_run(&r, 2, 2, 8, 9500, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.max_attempts = 8; /* failures before the breaker trips are charged to samples */
+    ssf_backend *b = new_backend(&o);
+    generate_on(b, &warm);
+    expect_all_ok(&warm, 0);
+    generate_on(b, &r);
+    b->destroy(b);
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    fprintf(stderr, "breaker: %.2f s, %zu /health polls, %zu resets\n", r.elapsed_s, st.health,
+            st.resets);
+    expect_all_ok(&r, 0);
+    assert_true(st.health >= 3);
+    free_run(&warm);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* One slow request must not hold up the others: libcurl's PIPEWAIT makes
+ * every transfer wait for the first connection's answer before opening
+ * more, which on HTTP/1.1 serializes the start of a run behind its first
+ * request (and charges the wait to each transfer's timeout). */
+static void test_no_head_of_line(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.slow_ms = 2000,
+                                    .rules = {{.fault = MOCK_SLOW, .mod = 1000, .rem = 0}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 16, 12000, 0); /* only seed 12000 is slow */
+    ssf_openai_options o = options_for(&r, m);
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    if (r.out[0].order != r.n - 1)
+        fail_msg("the slow sample finished %zu of %zu: the others waited for it",
+                 r.out[0].order + 1, r.n);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* ---- stopping ------------------------------------------------------------ */
+
+struct timer {
+    volatile int *flag;
+    unsigned ms;
+};
+
+static void *raise_flag(void *arg)
+{
+    struct timer *t = arg;
+    usleep(t->ms * 1000u);
+    *t->flag = 1;
+    return NULL;
+}
+
+/* SIGINT sets the flag: generate gives up promptly with -1, and no sample
+ * is reported twice. */
+static void test_stop_flag(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.delay_ms = 8000};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 4, 2, 8, 10000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    volatile int stop = 0;
+    o.stop = &stop;
+    struct timer t = {&stop, 300};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, raise_flag, &t), 0);
+    generate(&o, &r);
+    pthread_join(th, NULL);
+    assert_int_equal(r.rc, -1);
+    if (r.elapsed_s > 2.0) fail_msg("stop flag: generate took %.3f s to return", r.elapsed_s);
+    for (size_t i = 0; i < r.n; i++) {
+        if (r.out[i].calls > 1) describe(&r, i, "reported twice after stop");
+        assert_true(r.out[i].calls <= 1);
+        assert_null(r.out[i].text);
+    }
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* done() returning non-zero stops the backend, which returns that value
+ * and calls done() no more. */
+static void test_done_stops(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.delay_ms = 50};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 4, 2, 8, 11000, 0);
+    r.stop_after = 5;
+    ssf_openai_options o = options_for(&r, m);
+    o.concurrency = 4;
+    generate(&o, &r);
+    assert_int_equal(r.rc, 7);
+    assert_int_equal(r.calls, 5);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* ---- scale -------------------------------------------------------------- */
+
+static void test_concurrency_4096(void **state)
+{
+    (void)state;
+    /* 4096 client and 4096 server sockets live in this one process. */
+    if (mockserver_raise_fd_limit(16384) < 9000) {
+        fprintf(stderr, "skipped: RLIMIT_NOFILE cannot be raised to 9000\n");
+        skip();
+    }
+    struct mockserver *m = start(NULL);
+    struct run r;
+    make_run(&r, 64, 1, 64, 100000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.concurrency = 4096;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    fprintf(stderr, "4096 requests at concurrency 4096: %.2f s, %zu connections, peak %zu\n",
+            r.elapsed_s, st.connections, st.peak_connections);
+    assert_int_equal(st.generations, 4096);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static void on_alarm(int sig)
+{
+    static const char msg[] = "test_openai: a test hung (watchdog)\n";
+    (void)sig;
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(1);
+    _exit(1);
+}
+
+static int arm_watchdog(void **state)
+{
+    (void)state;
+    alarm(WATCHDOG_S);
+    return 0;
+}
+
+int main(void)
+{
+    signal(SIGALRM, on_alarm);
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_completions, arm_watchdog),
+        cmocka_unit_test_setup(test_chat, arm_watchdog),
+        cmocka_unit_test_setup(test_request_fields, arm_watchdog),
+        cmocka_unit_test_setup(test_model_discovery, arm_watchdog),
+        cmocka_unit_test_setup(test_n_honoured, arm_watchdog),
+        cmocka_unit_test_setup(test_n_auto, arm_watchdog),
+        cmocka_unit_test_setup(test_n_ignored_auto, arm_watchdog),
+        cmocka_unit_test_setup(test_n_rejected_auto, arm_watchdog),
+        cmocka_unit_test_setup(test_n_ignored_fixed, arm_watchdog),
+        cmocka_unit_test_setup(test_reasoning_fields, arm_watchdog),
+        cmocka_unit_test_setup(test_length_empty, arm_watchdog),
+        cmocka_unit_test_setup(test_retry_transient, arm_watchdog),
+        cmocka_unit_test_setup(test_retry_after, arm_watchdog),
+        cmocka_unit_test_setup(test_stall_stream, arm_watchdog),
+        cmocka_unit_test_setup(test_stall_plain, arm_watchdog),
+        cmocka_unit_test_setup(test_slow_tokens, arm_watchdog),
+        cmocka_unit_test_setup(test_not_retried, arm_watchdog),
+        cmocka_unit_test_setup(test_unreachable, arm_watchdog),
+        cmocka_unit_test_setup(test_breaker, arm_watchdog),
+        cmocka_unit_test_setup(test_no_head_of_line, arm_watchdog),
+        cmocka_unit_test_setup(test_stop_flag, arm_watchdog),
+        cmocka_unit_test_setup(test_done_stops, arm_watchdog),
+        cmocka_unit_test_setup(test_concurrency_4096, arm_watchdog),
+    };
+    /* TEST_FILTER=test_stall* runs the matching tests alone. */
+    const char *filter = getenv("TEST_FILTER");
+    if (filter && *filter) cmocka_set_test_filter(filter);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
