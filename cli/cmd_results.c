@@ -123,6 +123,17 @@ static int start(int argc, char **argv, const char *help, cli *c, results_args *
     return -1;
 }
 
+/* start() for the commands that take one RUN argument. */
+static int start_run(int argc, char **argv, const char *help, cli *c, results_args *a,
+                     ssf_store **store, int readonly, int64_t *run)
+{
+    int rc = start(argc, argv, help, c, a, store, readonly);
+    if (rc >= 0) return rc;
+    if (optind + 1 == argc && parse_run_id(argv[optind], run) == 0) return -1;
+    if (optind + 1 != argc) cli_error("%s: give one RUN id (see `ssfteval runs`)", argv[0]);
+    return EXIT_USAGE;
+}
+
 static int finish(cli *c, ssf_store *store, int rc)
 {
     ssf_store_close(store);
@@ -206,11 +217,11 @@ int cmd_show(int argc, char **argv)
     cli c;
     results_args a;
     ssf_store *store;
-    int rc = start(argc, argv, help, &c, &a, &store, 1);
-    if (rc >= 0) return finish(&c, store, rc);
     int64_t run;
-    if (optind + 1 != argc || parse_run_id(argv[optind], &run) || a.doc < 0) {
-        cli_error("show: usage: ssfteval show RUN --doc N");
+    int rc = start_run(argc, argv, help, &c, &a, &store, 1, &run);
+    if (rc >= 0) return finish(&c, store, rc);
+    if (a.doc < 0) {
+        cli_error("show: --doc N is required; see `ssfteval show --help`");
         return finish(&c, store, EXIT_USAGE);
     }
     ssf_run_row r;
@@ -289,11 +300,9 @@ int cmd_rescore(int argc, char **argv)
     cli c;
     results_args a;
     ssf_store *store;
-    int rc = start(argc, argv, help, &c, &a, &store, 0);
-    if (rc >= 0) return finish(&c, store, rc);
     int64_t run;
-    if (optind + 1 != argc || parse_run_id(argv[optind], &run))
-        return finish(&c, store, EXIT_USAGE);
+    int rc = start_run(argc, argv, help, &c, &a, &store, 0, &run);
+    if (rc >= 0) return finish(&c, store, rc);
     ssf_error err;
     ssf_run_row r;
     if (ssf_store_get_run(store, run, &r, &err)) {
@@ -343,11 +352,9 @@ int cmd_export(int argc, char **argv)
     cli c;
     results_args a;
     ssf_store *store;
-    int rc = start(argc, argv, help, &c, &a, &store, 1);
-    if (rc >= 0) return finish(&c, store, rc);
     int64_t run;
-    if (optind + 1 != argc || parse_run_id(argv[optind], &run))
-        return finish(&c, store, EXIT_USAGE);
+    int rc = start_run(argc, argv, help, &c, &a, &store, 1, &run);
+    if (rc >= 0) return finish(&c, store, rc);
     FILE *out = a.out ? fopen(a.out, "w") : stdout;
     if (!out) {
         cli_error("--out: cannot create %s: %s", a.out, strerror(errno));

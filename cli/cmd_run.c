@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,17 @@ static const char help[] =
     "  --compat ssft-lighteval  reproduce the reference implementation's metrics, quirks\n"
     "                        included (block-order maj@32, votes on extracted text)\n"
     "  --profile NAME        grading profile: default or lighteval\n"
-    "  --backend NAME        replay (others are not built yet: openai, engine)\n"
+    "  --backend NAME        openai (a server: vLLM, SGLang, llama.cpp, OpenAI) or replay\n"
+    "                        (the in-process engine is not built yet)\n"
     "  --generations FILE    replay: JSONL lines {task, doc, tag, sample, text, finish_reason}\n"
+    "  --endpoint URL        openai: the server's base URL up to /v1 (also SSFTEVAL_ENDPOINT)\n"
+    "  --api-key-env NAME    openai: the variable holding the API key (default OPENAI_API_KEY)\n"
+    "  --api completions|chat  openai: the raw prompt (default) or chat messages\n"
+    "  --concurrency N       openai: requests in flight (default 64)\n"
+    "  --request-n auto|K    openai: samples per request (auto probes whether n is honoured)\n"
+    "  --stream auto|on|off  openai: SSE streaming (default on)\n"
+    "  --timeout S           openai: idle seconds (streaming) or seconds per attempt\n"
+    "  --max-attempts N      openai: attempts per sample (default 8)\n"
     "  --model NAME          the model's name in reports\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
     "  --limit N             the first N documents of each task\n"
@@ -64,13 +74,32 @@ enum {
     OPT_MAX_NEW_TOKENS,
     OPT_CHAT_TEMPLATE,
     OPT_QUIET,
+    OPT_ENDPOINT,
+    OPT_API_KEY_ENV,
+    OPT_API,
+    OPT_CONCURRENCY,
+    OPT_REQUEST_N,
+    OPT_STREAM,
+    OPT_TIMEOUT,
+    OPT_MAX_ATTEMPTS,
 };
 
 typedef struct run_args {
     ssf_run_config cfg;
-    const char *metrics, *backend, *generations, *db;
+    const char *metrics, *backend, *generations, *db, *api_key_env;
+    ssf_openai_options openai;
     int quiet;
 } run_args;
+
+/* Set by SIGINT/SIGTERM: the backend abandons in-flight requests and the
+ * run ends with everything finished already stored. */
+static volatile int interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
 
 static int number_arg(const char *opt, const char *arg, double lo, double hi, double *out)
 {
@@ -118,6 +147,41 @@ static int handle_sampling(run_args *a, int opt, const char *arg)
     case OPT_TOP_K: return whole_arg("top-k", arg, 0, 1e9, &s->top_k);
     case OPT_MAX_NEW_TOKENS: return whole_arg("max-new-tokens", arg, 1, 1e7, &s->max_new_tokens);
     default: return -1;
+    }
+}
+
+static int handle_openai(run_args *a, int opt, const char *arg)
+{
+    ssf_openai_options *o = &a->openai;
+    long v;
+    int flag;
+    switch (opt) {
+    case OPT_ENDPOINT: o->endpoint = arg; return 0;
+    case OPT_API_KEY_ENV: a->api_key_env = arg; return 0;
+    case OPT_API:
+        if (name_arg("api", arg, "chat", "completions", &flag)) return -1;
+        o->api = flag ? SSF_API_CHAT : SSF_API_COMPLETIONS;
+        return 0;
+    case OPT_CONCURRENCY:
+        if (whole_arg("concurrency", arg, 1, 65536, &v)) return -1;
+        o->concurrency = (int)v;
+        return 0;
+    case OPT_REQUEST_N:
+        if (strcmp(arg, "auto") == 0) v = 0;
+        else if (whole_arg("request-n", arg, 1, 128, &v)) return -1;
+        o->request_n = (int)v;
+        return 0;
+    case OPT_STREAM:
+        if (strcmp(arg, "auto") == 0) o->stream = -1;
+        else if (name_arg("stream", arg, "on", "off", &flag)) return -1;
+        else o->stream = flag;
+        return 0;
+    case OPT_TIMEOUT: return number_arg("timeout", arg, 1, 1e6, &o->timeout_s);
+    case OPT_MAX_ATTEMPTS:
+        if (whole_arg("max-attempts", arg, 1, 100, &v)) return -1;
+        o->max_attempts = (int)v;
+        return 0;
+    default: return handle_sampling(a, opt, arg);
     }
 }
 
@@ -172,7 +236,7 @@ static int handle_option(int opt, const char *arg, void *ud)
         if (whole_arg("seed", arg, 0, 9e15, &v)) return -1;
         a->cfg.seed = (uint64_t)v;
         return 0;
-    default: return handle_sampling(a, opt, arg);
+    default: return handle_openai(a, opt, arg);
     }
 }
 
@@ -197,19 +261,8 @@ static void free_list(char **v, size_t n)
     free(v);
 }
 
-static ssf_backend *open_backend(const run_args *a, ssf_buf *desc)
+static ssf_backend *open_replay(const run_args *a, ssf_buf *desc)
 {
-    const char *name = a->backend ? a->backend : a->generations ? "replay" : NULL;
-    if (!name) {
-        cli_error("run: no backend; pass --backend replay --generations FILE (the openai and "
-                  "engine backends are not built yet)");
-        return NULL;
-    }
-    if (strcmp(name, "replay") != 0) {
-        cli_error("--backend: '%s' is not available in this build (only replay is built yet)",
-                  name);
-        return NULL;
-    }
     if (!a->generations) {
         cli_error("--backend replay needs --generations FILE");
         return NULL;
@@ -222,6 +275,49 @@ static ssf_backend *open_backend(const run_args *a, ssf_buf *desc)
      * has them. */
     ssf_buf_puts(desc, "replay");
     return b;
+}
+
+static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
+{
+    ssf_openai_options *o = &a->openai;
+    if (!o->endpoint) o->endpoint = getenv("SSFTEVAL_ENDPOINT");
+    if (!o->endpoint) {
+        cli_error("--backend openai needs --endpoint URL (e.g. http://127.0.0.1:8000/v1) or "
+                  "SSFTEVAL_ENDPOINT");
+        return NULL;
+    }
+    const char *key_env = a->api_key_env ? a->api_key_env : "OPENAI_API_KEY";
+    o->api_key = getenv(key_env);
+    if (a->api_key_env && !o->api_key) {
+        cli_error("--api-key-env: %s is not set; export it or drop the option", key_env);
+        return NULL;
+    }
+    o->model = a->cfg.model;
+    o->stop = &interrupted;
+    ssf_error err = {{0}};
+    ssf_backend *b = ssf_backend_openai_new(o, &err);
+    if (!b) cli_error("%s", err.msg);
+    /* The server's address is not part of the run's identity (a restarted
+     * server on another port serves the same model); the API is, since chat
+     * and completions render prompts differently. */
+    ssf_buf_printf(desc, "openai:%s", o->api == SSF_API_CHAT ? "chat" : "completions");
+    return b;
+}
+
+static ssf_backend *open_backend(run_args *a, ssf_buf *desc)
+{
+    const char *name = a->backend ? a->backend : a->generations ? "replay" : NULL;
+    if (!name && (a->openai.endpoint || getenv("SSFTEVAL_ENDPOINT"))) name = "openai";
+    if (!name) {
+        cli_error("run: no backend; pass --backend openai --endpoint URL, or --backend replay "
+                  "--generations FILE (the in-process engine is not built yet)");
+        return NULL;
+    }
+    if (strcmp(name, "replay") == 0) return open_replay(a, desc);
+    if (strcmp(name, "openai") == 0) return open_openai(a, desc);
+    cli_error("--backend: '%s' is not available; use openai or replay (the engine is not built "
+              "yet)", name);
+    return NULL;
 }
 
 static int find_tasks(const cli *c, const char *list, const ssf_task ***tasks, size_t *n)
@@ -280,6 +376,8 @@ static int execute(cli *c, run_args *a, const char *task_list)
         rc = EXIT_WORK;
     }
     if (rc == 0) {
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
         a->cfg.backend_desc = desc.data;
         a->cfg.data = cli_data_options(c);
         a->cfg.progress = a->quiet ? -1 : isatty(STDERR_FILENO) ? 1 : 0;
@@ -327,12 +425,21 @@ int cmd_run(int argc, char **argv)
         {"max-new-tokens", required_argument, NULL, OPT_MAX_NEW_TOKENS},
         {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
         {"quiet", no_argument, NULL, OPT_QUIET},
+        {"endpoint", required_argument, NULL, OPT_ENDPOINT},
+        {"api-key-env", required_argument, NULL, OPT_API_KEY_ENV},
+        {"api", required_argument, NULL, OPT_API},
+        {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+        {"request-n", required_argument, NULL, OPT_REQUEST_N},
+        {"stream", required_argument, NULL, OPT_STREAM},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
         {NULL, 0, NULL, 0},
     };
     run_args a = {.cfg = {.seed = 1234, .chat_template = SSF_CHAT_QWEN25,
                           .profile = SSF_PROFILE_DEFAULT,
                           .sampling = {-1, -1, -1, -1, -1}}};
     a.db = getenv("SSFTEVAL_DB") ? getenv("SSFTEVAL_DB") : "ssfteval.sqlite";
+    ssf_openai_options_default(&a.openai);
     cli c;
     int rc;
     if (cli_init(&c)) return EXIT_WORK;

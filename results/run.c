@@ -440,6 +440,11 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
         gen_ctx c = {.cfg = cfg, .grader = grader, .store = store, .run_id = summary->run_id,
                      .summary = summary, .err = err};
         rc = generate_all(&c, backend, plans);
+        if (rc) { /* interrupted or failed: what finished is stored; say so in the run */
+            ssf_error ignored;
+            summary->status = "incomplete";
+            ssf_store_finish_run(store, summary->run_id, "incomplete", &ignored);
+        }
     }
     if (rc == 0) rc = ssf_run_compute_metrics(store, summary->run_id, ssf_profile_name(cfg->profile),
                                               cfg->out, err);
