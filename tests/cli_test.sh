@@ -22,12 +22,7 @@ trap cleanup EXIT
 unset HF_TOKEN HF_ENDPOINT HF_HUB_OFFLINE SSFTEVAL_DATA_DIR SSFTEVAL_OFFLINE
 export SSFTEVAL_CACHE="$work/cache"
 
-n=0
-failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
-# check NAME COMMAND... : passes when the command succeeds
-check() { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+. "$(dirname "$0")/tap.sh"
 
 # run EXPECTED_STATUS ARGS...: runs ssfteval, keeps stdout/stderr in $out/$err
 run() {
@@ -145,5 +140,4 @@ else
     check "unreachable Hub" eval 'SSFTEVAL_CACHE="$work/empty2" run 1 data fetch math_500 && err_has "cannot reach"'
 fi
 
-echo "1..$n"
-[ "$failures" -eq 0 ]
+tap_end

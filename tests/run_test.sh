@@ -11,11 +11,7 @@ echo "# ssfteval run tests"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 unset SSFTEVAL_DB SSFTEVAL_DATA_DIR
-n=0
-failures=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $1"; }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+. "$(dirname "$0")/tap.sh"
 run() { # EXPECTED_STATUS ARGS...
     local want=$1
     shift
@@ -168,5 +164,4 @@ stop_mock
 check "openai backend: unreachable server fails every sample, named" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --max-attempts 2 --db "$work/u.sqlite" "${common[@]}" && grep -q "116 failed" "$work/err"'
 check "openai backend: bad endpoint URL" eval 'run 2 run synth --backend openai --endpoint ftp://x --db "$work/u2.sqlite" "${common[@]}" && grep -q "ftp://x" "$work/err"'
 
-echo "1..$n"
-[ "$failures" -eq 0 ]
+tap_end
