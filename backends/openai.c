@@ -97,6 +97,8 @@ struct openai {
     double timeout_s;
     int chunk;    /* samples per request at most; 0 until probed */
     int answered; /* the server has sent an HTTP response */
+    int top_k_off; /* what "top_k off" is sent as: -1 (vLLM, SGLang) or 0 (llama.cpp) */
+    int top_k_probed;
     CURLM *multi;
     struct curl_slist *headers; /* holds the API key; nothing else does */
     slot **slots, **free_slots;
@@ -189,14 +191,15 @@ static int add_prompt(json_t *o, const openai *b, const ssf_gen_request *q, cons
 
 /* Every sampling parameter goes out explicitly, since server defaults
  * differ (llama.cpp's temperature 0.8, vLLM's generation_config.json). */
-static int add_sampling(json_t *o, const ssf_gen_request *q, int n, long max_tokens, int stream)
+static int add_sampling(const openai *b, json_t *o, const ssf_gen_request *q, int n,
+                        long max_tokens, int stream)
 {
     const ssf_sampling *s = &q->sampling;
     int rc = set(o, "n", json_integer(n));
     rc |= set(o, "seed", json_integer((json_int_t)q->seed));
     rc |= set(o, "temperature", json_real(s->temperature));
     rc |= set(o, "top_p", json_real(s->top_p));
-    rc |= set(o, "top_k", json_integer(s->top_k ? s->top_k : -1)); /* -1: off (vLLM, SGLang) */
+    rc |= set(o, "top_k", json_integer(s->top_k ? s->top_k : b->top_k_off));
     rc |= set(o, "min_p", json_real(s->min_p));
     rc |= set(o, "max_tokens", json_integer(max_tokens));
     rc |= set(o, "stop", json_array());
@@ -215,7 +218,7 @@ static char *build_body(const openai *b, const ssf_gen_request *q, int n, long m
     json_t *o = json_object();
     int rc = set(o, "model", json_string(b->model));
     rc |= add_prompt(o, b, q, why);
-    rc |= add_sampling(o, q, n, max_tokens, stream);
+    rc |= add_sampling(b, o, q, n, max_tokens, stream);
     int p = digits_for(q->sampling.temperature);
     if (digits_for(q->sampling.top_p) > p) p = digits_for(q->sampling.top_p);
     if (digits_for(q->sampling.min_p) > p) p = digits_for(q->sampling.min_p);
@@ -971,6 +974,34 @@ static int probe_n(run *r, const ssf_gen_request *q, ssf_buf *msg, int *attempts
     return 0;
 }
 
+/* "top_k off" has two spellings: vLLM and SGLang take -1 (SGLang refuses
+ * 0), llama.cpp's servers take 0 (llama-cpp-python refuses -1).  One
+ * one-token request with -1 tells which this server is: an error that names
+ * top_k means 0. */
+static int probe_top_k(run *r, const ssf_gen_request *q, ssf_buf *msg, int *attempts)
+{
+    openai *b = r->b;
+    const char *why = "cannot build the probe";
+    b->top_k_off = -1;
+    char *body = build_body(b, q, 1, 1, 0, &why);
+    if (!body) return 0;
+    int rc = control_call(r, b->url, body, b->timeout_s, 1, msg, attempts);
+    free(body);
+    if (rc == 1) return 1;
+    if (rc && !b->answered) return -1; /* the server is not there at all */
+    slot *s = b->control;
+    if (rc && s->body.data && strstr(s->body.data, "top_k")) b->top_k_off = 0;
+    b->top_k_probed = 1;
+    return 0;
+}
+
+static const ssf_gen_request *first_with_top_k_off(const run *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->reqs[i].sampling.top_k == 0) return &r->reqs[i];
+    return NULL;
+}
+
 static const ssf_gen_request *first_groupable(const run *r)
 {
     for (size_t i = 0; i + 1 < r->n; i++)
@@ -987,6 +1018,10 @@ static int setup(run *r)
     if (!b->model) {
         rc = learn_model(r, &msg, &attempts);
         if (rc < 0) prefix(&msg, "no --model given, and asking the server failed: ");
+    }
+    if (rc == 0 && !b->top_k_probed) {
+        const ssf_gen_request *q = first_with_top_k_off(r);
+        if (q) rc = probe_top_k(r, q, &msg, &attempts);
     }
     if (rc == 0 && b->chunk == 0) {
         const ssf_gen_request *q = first_groupable(r);
@@ -1130,6 +1165,7 @@ ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err)
                    : b->stream      ? STREAM_IDLE_DEFAULT_S
                                     : REQUEST_TIMEOUT_DEFAULT_S;
     b->chunk = o->request_n;
+    b->top_k_off = -1; /* until probed: the vLLM and SGLang spelling */
     b->rng = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() ^ 1;
     b->headers = make_headers(o->api_key);
     b->slots = ssf_xcalloc((size_t)o->concurrency, sizeof *b->slots);
