@@ -37,11 +37,11 @@ typedef struct ssf_gen_request {
 } ssf_gen_request;
 
 typedef struct ssf_gen_result {
-    const char *text;          /* NULL when failed */
-    const char *reasoning;     /* reasoning_content, may be NULL */
-    const char *finish_reason; /* "stop", "length", ... */
-    const char *error;         /* non-NULL: failed, with the reason */
-    const char *request_json;  /* what was sent (no secrets), may be NULL */
+    const char *text;                         /* NULL when failed */
+    const char *reasoning;                    /* reasoning_content, may be NULL */
+    const char *finish_reason;                /* "stop", "length", ... */
+    const char *error;                        /* non-NULL: failed, with the reason */
+    const char *request_json;                 /* what was sent (no secrets), may be NULL */
     int64_t prompt_tokens, completion_tokens; /* -1 if unknown */
     double latency_ms;
     int attempts;
@@ -71,11 +71,11 @@ typedef struct ssf_openai_options {
     const char *api_key;  /* Bearer token, may be NULL; never stored or logged */
     const char *model;    /* the request's "model" field (NULL: ask /v1/models) */
     ssf_openai_api api;
-    int concurrency;      /* transfers attached at once (default 64) */
-    int request_n;        /* 0: auto (probe whether the server honours n), k >= 1: at most k per request */
-    int stream;           /* -1 auto (on), 0 off, 1 on */
-    double timeout_s;     /* non-streaming: per attempt; streaming: idle time without a byte */
-    int max_attempts;     /* per sample (default 8) */
+    int concurrency; /* transfers attached at once (default 64) */
+    int request_n; /* 0: auto (probe whether the server honours n), k >= 1: at most k per request */
+    int stream;    /* -1 auto (on), 0 off, 1 on */
+    double timeout_s;         /* non-streaming: per attempt; streaming: idle time without a byte */
+    int max_attempts;         /* per sample (default 8) */
     double max_retry_delay_s; /* cap of the exponential backoff (default 60) */
     const volatile int *stop; /* set (e.g. by SIGINT) to abandon in-flight work; may be NULL */
 } ssf_openai_options;

@@ -95,8 +95,8 @@ struct openai {
     char *endpoint, *model, *url, *models_url, *health_url;
     int stream;
     double timeout_s;
-    int chunk;    /* samples per request at most; 0 until probed */
-    int answered; /* the server has sent an HTTP response */
+    int chunk;     /* samples per request at most; 0 until probed */
+    int answered;  /* the server has sent an HTTP response */
     int top_k_off; /* what "top_k off" is sent as: -1 (vLLM, SGLang) or 0 (llama.cpp) */
     int top_k_probed;
     CURLM *multi;

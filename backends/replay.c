@@ -95,13 +95,17 @@ static int index_line(replay *r, cJSON *obj, long offset, size_t lineno, ssf_buf
 {
     replay_line l;
     if (read_fields(obj, &l))
-        return ssf_fail(err, "%s:%zu: each line needs \"task\" (string), \"doc\" and \"sample\" "
+        return ssf_fail(err,
+                        "%s:%zu: each line needs \"task\" (string), \"doc\" and \"sample\" "
                         "(integers >= 0), \"text\" (string) and optionally \"tag\" and "
-                        "\"finish_reason\"", r->path, lineno);
+                        "\"finish_reason\"",
+                        r->path, lineno);
     sample_key(key, l.task, l.doc, l.tag, l.sample);
     if (json_object_get(r->offsets, key->data))
-        return ssf_fail(err, "%s:%zu: a second line for task %s doc %" PRId64 " tag %d sample %d; "
-                        "keep one", r->path, lineno, l.task, l.doc, l.tag, l.sample);
+        return ssf_fail(err,
+                        "%s:%zu: a second line for task %s doc %" PRId64 " tag %d sample %d; "
+                        "keep one",
+                        r->path, lineno, l.task, l.doc, l.tag, l.sample);
     json_object_set_new(r->offsets, key->data,
                         json_pack("[I, I]", (json_int_t)offset, (json_int_t)lineno));
     return 0;
@@ -119,8 +123,10 @@ static int build_index(replay *r, ssf_error *err)
         if (len < 0) break;
         lineno++;
         if (!obj && blank(buf, len)) continue;
-        if (!obj) rc = ssf_fail(err, "%s:%zu: malformed JSON line; fix or remove it", r->path, lineno);
-        else rc = index_line(r, obj, offset, lineno, &key, err);
+        if (!obj)
+            rc = ssf_fail(err, "%s:%zu: malformed JSON line; fix or remove it", r->path, lineno);
+        else
+            rc = index_line(r, obj, offset, lineno, &key, err);
         cJSON_Delete(obj);
     }
     if (rc == 0 && ferror(r->file))
@@ -166,9 +172,12 @@ static int serve_line(replay *r, const ssf_gen_request *q, long offset, char **b
         cJSON_Delete(obj);
         return ssf_fail(err, "%s changed while it was being replayed; rerun the command", r->path);
     }
-    ssf_gen_result res = {.text = l.text, .reasoning = l.reasoning,
+    ssf_gen_result res = {.text = l.text,
+                          .reasoning = l.reasoning,
                           .finish_reason = l.finish_reason ? l.finish_reason : "stop",
-                          .prompt_tokens = -1, .completion_tokens = -1, .attempts = 1};
+                          .prompt_tokens = -1,
+                          .completion_tokens = -1,
+                          .attempts = 1};
     int rc = done(q, &res, ud);
     cJSON_Delete(obj);
     return rc;
@@ -216,8 +225,8 @@ ssf_backend *ssf_backend_replay_new(const char *path, ssf_error *err)
     r->path = ssf_xstrdup(path);
     r->offsets = json_object();
     ssf_backend *b = ssf_xcalloc(1, sizeof *b);
-    *b = (ssf_backend){.name = "replay", .generate = replay_generate, .destroy = replay_destroy,
-                       .impl = r};
+    *b = (ssf_backend){
+        .name = "replay", .generate = replay_generate, .destroy = replay_destroy, .impl = r};
     r->file = fopen(path, "rb");
     int rc = r->file ? build_index(r, err)
                      : ssf_fail(err, "cannot open %s: %s; check the path", path, strerror(errno));

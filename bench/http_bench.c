@@ -22,8 +22,10 @@ static int on_done(const ssf_gen_request *q, const ssf_gen_result *r, void *ud)
 {
     (void)q;
     tally *t = ud;
-    if (r->error) t->failed++;
-    else t->ok++;
+    if (r->error)
+        t->failed++;
+    else
+        t->ok++;
     return 0;
 }
 
@@ -64,8 +66,11 @@ int main(int argc, char **argv)
     }
     ssf_gen_request *reqs = calloc(n, sizeof *reqs);
     for (size_t i = 0; i < n; i++)
-        reqs[i] = (ssf_gen_request){.task = "bench", .doc = (int64_t)i, .seed = 1000 + i,
-                                    .prompt = "What is 2+2?", .user_content = "What is 2+2?",
+        reqs[i] = (ssf_gen_request){.task = "bench",
+                                    .doc = (int64_t)i,
+                                    .seed = 1000 + i,
+                                    .prompt = "What is 2+2?",
+                                    .user_content = "What is 2+2?",
                                     .sampling = {0.7, 0.95, 0, 0, 16}};
     tally t = {0};
     double c0 = cpu_seconds(), w0 = wall_seconds();

@@ -41,7 +41,9 @@ enum {
         {"task-file", required_argument, NULL, OPT_TASK_FILE},                                     \
         {"offline", no_argument, NULL, OPT_OFFLINE}, {"json", no_argument, NULL, OPT_JSON},        \
         {"gpqa-order", required_argument, NULL, OPT_GPQA_ORDER},                                   \
-        {"help", no_argument, NULL, OPT_HELP}
+    {                                                                                              \
+        "help", no_argument, NULL, OPT_HELP                                                        \
+    }
 
 #define CLI_COMMON_HELP                                                                            \
     "  --data-dir DIR      read task data from DIR (laid out like ../shared/data)\n"               \

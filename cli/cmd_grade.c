@@ -26,7 +26,8 @@ static const char help[] =
     "  --precision N       decimal places for the rounding rule (default 6)\n"
     "  --explain           print the extracted answers and the reason\n"
     "  --jsonl FILE        read lines {\"gold\":..., \"pred\":...} with optional \"targets\"\n"
-    "                      (list of \"latex\", \"expr\", \"letters\"), \"precision\", \"profile\";\n"
+    "                      (list of \"latex\", \"expr\", \"letters\"), \"precision\", "
+    "\"profile\";\n"
     "                      write each line back with \"verdict\" (true/false/null),\n"
     "                      \"gold_extracted\", \"pred_extracted\", \"reason\"\n"
     "  --help              this text\n"
@@ -57,10 +58,14 @@ static int parse_targets(const char *s)
     int bits = 0;
     char *copy = ssf_xstrdup(s), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (strcmp(t, "latex") == 0) bits |= SSF_TARGET_LATEX;
-        else if (strcmp(t, "expr") == 0) bits |= SSF_TARGET_EXPR;
-        else if (strcmp(t, "letters") == 0) bits |= SSF_TARGET_LETTERS;
-        else bits = -1;
+        if (strcmp(t, "latex") == 0)
+            bits |= SSF_TARGET_LATEX;
+        else if (strcmp(t, "expr") == 0)
+            bits |= SSF_TARGET_EXPR;
+        else if (strcmp(t, "letters") == 0)
+            bits |= SSF_TARGET_LETTERS;
+        else
+            bits = -1;
         if (bits < 0) break;
     }
     free(copy);
@@ -83,12 +88,22 @@ static int handle_option(int opt, const char *arg, void *ud)
 {
     grade_args *a = ud;
     switch (opt) {
-    case OPT_GOLD: a->gold = arg; return 0;
-    case OPT_PRED: a->pred = arg; return 0;
-    case OPT_JSONL: a->jsonl = arg; return 0;
-    case OPT_EXPLAIN: a->explain = 1; return 0;
-    case OPT_LETTERS: return int_arg("letters", arg, 2, 26, &a->letters);
-    case OPT_PRECISION: return int_arg("precision", arg, 0, 50, &a->precision);
+    case OPT_GOLD:
+        a->gold = arg;
+        return 0;
+    case OPT_PRED:
+        a->pred = arg;
+        return 0;
+    case OPT_JSONL:
+        a->jsonl = arg;
+        return 0;
+    case OPT_EXPLAIN:
+        a->explain = 1;
+        return 0;
+    case OPT_LETTERS:
+        return int_arg("letters", arg, 2, 26, &a->letters);
+    case OPT_PRECISION:
+        return int_arg("precision", arg, 0, 50, &a->precision);
     case OPT_PROFILE: {
         int p = ssf_profile_from_name(arg);
         if (p < 0) {
@@ -103,7 +118,8 @@ static int handle_option(int opt, const char *arg, void *ud)
         if (a->targets > 0) return 0;
         cli_error("--targets: '%s' is not a list of latex, expr, letters", arg);
         return -1;
-    default: return -1;
+    default:
+        return -1;
     }
 }
 
@@ -134,8 +150,11 @@ static const char *verdict_word(ssf_grade_verdict v)
 
 static int grade_one(const ssf_grader *g, const grade_args *a, int json)
 {
-    ssf_grade_request req = {.gold = a->gold, .pred = a->pred, .targets = a->targets,
-                             .n_letters = a->letters, .precision = a->precision};
+    ssf_grade_request req = {.gold = a->gold,
+                             .pred = a->pred,
+                             .targets = a->targets,
+                             .n_letters = a->letters,
+                             .precision = a->precision};
     ssf_grade_result res;
     ssf_grade(g, &req, &res);
     if (json) {
@@ -173,14 +192,17 @@ static int line_targets(jsonl_ctx *c, json_t *rec, size_t line, int *targets)
     *targets = 0;
     size_t i;
     json_t *item;
-    json_array_foreach(t, i, item) {
+    json_array_foreach(t, i, item)
+    {
         int bit = json_is_string(item) ? parse_targets(json_string_value(item)) : -1;
         if (bit < 0) break;
         *targets |= bit;
     }
     if (json_is_array(t) && *targets > 0 && i == json_array_size(t)) return 0;
-    return ssf_fail(c->err, "%s:%zu: \"targets\" must be a list of \"latex\", \"expr\", "
-                    "\"letters\"", c->path, line);
+    return ssf_fail(c->err,
+                    "%s:%zu: \"targets\" must be a list of \"latex\", \"expr\", "
+                    "\"letters\"",
+                    c->path, line);
 }
 
 static int line_profile(jsonl_ctx *c, json_t *rec, size_t line, ssf_profile *p)
@@ -190,8 +212,8 @@ static int line_profile(jsonl_ctx *c, json_t *rec, size_t line, ssf_profile *p)
     if (!v) return 0;
     int k = json_is_string(v) ? ssf_profile_from_name(json_string_value(v)) : -1;
     if (k < 0)
-        return ssf_fail(c->err, "%s:%zu: \"profile\" must be \"default\" or \"lighteval\"",
-                        c->path, line);
+        return ssf_fail(c->err, "%s:%zu: \"profile\" must be \"default\" or \"lighteval\"", c->path,
+                        line);
     *p = (ssf_profile)k;
     return 0;
 }
@@ -210,8 +232,10 @@ static int grade_line(json_t *rec, size_t number, size_t line, void *ud)
     if (!json_is_string(pred) || !(json_is_string(gold) || json_is_null(gold)))
         return ssf_fail(c->err, "%s:%zu: each line needs string \"gold\" and \"pred\"", c->path,
                         line);
-    ssf_grade_request req = {.gold = json_string_value(gold), .pred = json_string_value(pred),
-                             .n_letters = c->args->letters, .precision = c->args->precision};
+    ssf_grade_request req = {.gold = json_string_value(gold),
+                             .pred = json_string_value(pred),
+                             .n_letters = c->args->letters,
+                             .precision = c->args->precision};
     ssf_profile p;
     json_t *prec = json_object_get(rec, "precision");
     if (json_is_integer(prec)) req.precision = (int)json_integer_value(prec);
@@ -284,8 +308,7 @@ int cmd_grade(int argc, char **argv)
     if (cli_init(&c)) return EXIT_WORK;
     if (cli_parse(&c, argc, argv, opts, handle_option, &a, help, &rc) == 0) {
         if (optind < argc) {
-            cli_error("grade: unexpected argument '%s'; see `ssfteval grade --help`",
-                      argv[optind]);
+            cli_error("grade: unexpected argument '%s'; see `ssfteval grade --help`", argv[optind]);
             rc = EXIT_USAGE;
         } else {
             rc = run_grade(&c, &a);

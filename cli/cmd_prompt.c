@@ -49,8 +49,10 @@ static int detect_template(const char *arg, ssf_chat_template *tpl)
 {
     ssf_buf path = {0};
     size_t n = strlen(arg);
-    if (n >= 5 && strcmp(arg + n - 5, ".json") == 0) ssf_buf_puts(&path, arg);
-    else ssf_buf_printf(&path, "%s/tokenizer_config.json", arg);
+    if (n >= 5 && strcmp(arg + n - 5, ".json") == 0)
+        ssf_buf_puts(&path, arg);
+    else
+        ssf_buf_printf(&path, "%s/tokenizer_config.json", arg);
     ssf_error err;
     int rc = ssf_chat_template_detect(path.data, tpl, &err);
     if (rc) cli_error("--chat-template-from: %s", err.msg);
@@ -63,7 +65,8 @@ static int handle_option(int opt, const char *arg, void *ud)
     prompt_args *a = ud;
     long v;
     switch (opt) {
-    case OPT_DOC: return parse_long("doc", arg, 0, 100000000, &a->doc);
+    case OPT_DOC:
+        return parse_long("doc", arg, 0, 100000000, &a->doc);
     case OPT_TAG:
         if (parse_long("tag", arg, 1, 99, &v)) return -1;
         a->tag = (int)v;
@@ -77,8 +80,10 @@ static int handle_option(int opt, const char *arg, void *ud)
         a->tpl = (ssf_chat_template)t;
         return 0;
     }
-    case OPT_CHAT_TEMPLATE_FROM: return detect_template(arg, &a->tpl);
-    default: return -1;
+    case OPT_CHAT_TEMPLATE_FROM:
+        return detect_template(arg, &a->tpl);
+    default:
+        return -1;
     }
 }
 
@@ -124,8 +129,10 @@ static int show_prompt(const cli *c, const char *name, const prompt_args *a)
     } else {
         const ssf_doc *d = &docs.items[a->doc];
         char *prompt = ssf_prompt_render(t, d, a->tpl, a->tag);
-        if (c->json) print_json(t, d, a, prompt);
-        else fputs(prompt, stdout);
+        if (c->json)
+            print_json(t, d, a, prompt);
+        else
+            fputs(prompt, stdout);
         free(prompt);
     }
     ssf_docs_free(&docs);

@@ -37,8 +37,7 @@ typedef struct results_args {
 
 #define RESULTS_OPTIONS                                                                            \
     CLI_COMMON_OPTIONS, {"db", required_argument, NULL, OPT_DB},                                   \
-        {"doc", required_argument, NULL, OPT_DOC},                                                 \
-        {"task", required_argument, NULL, OPT_TASK},                                               \
+        {"doc", required_argument, NULL, OPT_DOC}, {"task", required_argument, NULL, OPT_TASK},    \
         {"profile", required_argument, NULL, OPT_PROFILE},                                         \
         {"format", required_argument, NULL, OPT_FORMAT},                                           \
         {"metric", required_argument, NULL, OPT_METRIC},                                           \
@@ -65,12 +64,22 @@ static int handle_option(int opt, const char *arg, void *ud)
     results_args *a = ud;
     char *end;
     switch (opt) {
-    case OPT_DB: a->db = arg; return 0;
-    case OPT_TASK: a->task = arg; return 0;
-    case OPT_METRIC: a->metric = arg; return 0;
-    case OPT_OUT: a->out = arg; return 0;
-    case OPT_MAX_DROP: return parse_double("max-drop", arg, &a->max_drop);
-    case OPT_Z: return parse_double("z", arg, &a->z);
+    case OPT_DB:
+        a->db = arg;
+        return 0;
+    case OPT_TASK:
+        a->task = arg;
+        return 0;
+    case OPT_METRIC:
+        a->metric = arg;
+        return 0;
+    case OPT_OUT:
+        a->out = arg;
+        return 0;
+    case OPT_MAX_DROP:
+        return parse_double("max-drop", arg, &a->max_drop);
+    case OPT_Z:
+        return parse_double("z", arg, &a->z);
     case OPT_DOC:
         a->doc = strtol(arg, &end, 10);
         if (end != arg && !*end && a->doc >= 0) return 0;
@@ -88,7 +97,8 @@ static int handle_option(int opt, const char *arg, void *ud)
         if (a->format >= 0) return 0;
         cli_error("--format: unknown format '%s'; use md, csv or json", arg);
         return -1;
-    default: return -1;
+    default:
+        return -1;
     }
 }
 
@@ -110,7 +120,10 @@ static int start(int argc, char **argv, const char *help, cli *c, results_args *
 {
     static const struct option opts[] = {RESULTS_OPTIONS};
     *a = (results_args){.db = getenv("SSFTEVAL_DB") ? getenv("SSFTEVAL_DB") : "ssfteval.sqlite",
-                        .doc = -1, .format = SSF_REPORT_MARKDOWN, .max_drop = 1.0, .z = 1.64};
+                        .doc = -1,
+                        .format = SSF_REPORT_MARKDOWN,
+                        .max_drop = 1.0,
+                        .z = 1.64};
     int rc;
     *store = NULL;
     if (cli_init(c)) return EXIT_WORK;
@@ -147,12 +160,11 @@ static int print_run(const ssf_run_row *r, void *ud)
 {
     json_t *list = ud;
     if (list) {
-        json_array_append_new(list, json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}",
-                                              "run_id", (json_int_t)r->id, "status", r->status,
-                                              "created_at", r->created_at, "finished_at",
-                                              r->finished_at, "tasks", r->tasks, "metrics",
-                                              r->metrics, "model", r->model, "backend", r->backend,
-                                              "profile", r->profile));
+        json_array_append_new(
+            list, json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "run_id",
+                            (json_int_t)r->id, "status", r->status, "created_at", r->created_at,
+                            "finished_at", r->finished_at, "tasks", r->tasks, "metrics", r->metrics,
+                            "model", r->model, "backend", r->backend, "profile", r->profile));
         return 0;
     }
     printf("%5" PRId64 "  %-10s  %-20s  %-24s  %-28s  %s\n", r->id, r->status ? r->status : "",
@@ -198,14 +210,21 @@ static int show_sample(const ssf_stored_sample *s, void *ud)
     if (s->doc != c->doc) return 0;
     c->shown++;
     printf("%s doc %" PRId64 " tag %d sample %d  seed %" PRIu64 "  %s", s->task, s->doc, s->tag,
-           s->index, s->seed, s->error ? "FAILED" : s->finish_reason ? s->finish_reason : "");
-    if (s->error) printf(": %s\n", s->error);
+           s->index, s->seed,
+           s->error           ? "FAILED"
+           : s->finish_reason ? s->finish_reason
+                              : "");
+    if (s->error)
+        printf(": %s\n", s->error);
     else if (s->graded)
         printf("  %s  extracted %s  key %s  (%s)\n",
-               s->verdict == 1 ? "right" : s->verdict == 0 ? "wrong" : "ungradable",
+               s->verdict == 1   ? "right"
+               : s->verdict == 0 ? "wrong"
+                                 : "ungradable",
                s->pred_extracted ? s->pred_extracted : "(none)", s->pred_key ? s->pred_key : "-",
                s->reason ? s->reason : "");
-    else printf("  not graded under this profile\n");
+    else
+        printf("  not graded under this profile\n");
     return 0;
 }
 
@@ -233,7 +252,8 @@ int cmd_show(int argc, char **argv)
                                       show_sample, &sc, &err);
         ssf_run_row_clear(&r);
     }
-    if (rc) cli_error("%s", err.msg);
+    if (rc)
+        cli_error("%s", err.msg);
     else if (sc.shown == 0) {
         cli_error("run %" PRId64 " has no stored sample for doc %ld", run, a.doc);
         rc = EXIT_WORK;
@@ -260,18 +280,24 @@ static int rescore_sample(const ssf_stored_sample *s, void *ud)
     rescore_ctx *r = ud;
     if (s->error || !s->text || (size_t)s->doc >= r->docs->n) return 0;
     const ssf_doc *d = &r->docs->items[s->doc];
-    ssf_grade_request req = {.gold = d->gold, .pred = s->text, .precision = -1,
-                             .cut_by_length = s->finish_reason &&
-                                              strcmp(s->finish_reason, "length") == 0};
+    ssf_grade_request req = {.gold = d->gold,
+                             .pred = s->text,
+                             .precision = -1,
+                             .cut_by_length =
+                                 s->finish_reason && strcmp(s->finish_reason, "length") == 0};
     if (r->task->answer_type == SSF_ANSWER_LETTERS) {
         req.targets = SSF_TARGET_LETTERS;
         req.n_letters = (int)d->n_choices;
     }
     ssf_grade_result res;
     ssf_grade(r->grader, &req, &res);
-    ssf_grade_row g = {.profile = r->profile, .verdict = res.verdict, .no_answer = res.no_answer,
-                       .gold_extracted = res.gold_extracted, .pred_extracted = res.pred_extracted,
-                       .pred_key = res.pred_key, .reason = res.reason};
+    ssf_grade_row g = {.profile = r->profile,
+                       .verdict = res.verdict,
+                       .no_answer = res.no_answer,
+                       .gold_extracted = res.gold_extracted,
+                       .pred_extracted = res.pred_extracted,
+                       .pred_key = res.pred_key,
+                       .reason = res.reason};
     int rc = ssf_store_put_grade(r->store, r->run, s->task, s->doc, s->tag, s->index, &g, r->err);
     ssf_grade_result_clear(&res);
     r->graded++;
@@ -281,7 +307,8 @@ static int rescore_sample(const ssf_stored_sample *s, void *ud)
 static int rescore_task(rescore_ctx *r, const char *name)
 {
     r->task = cli_find_task(r->c, name);
-    if (!r->task) return ssf_fail(r->err, "task %s of the run is not known here (--task-file?)", name);
+    if (!r->task)
+        return ssf_fail(r->err, "task %s of the run is not known here (--task-file?)", name);
     ssf_docs docs;
     ssf_data_options o = cli_data_options(r->c);
     if (ssf_task_load_docs(r->task, &o, &docs, r->err)) return -1;
@@ -311,16 +338,18 @@ int cmd_rescore(int argc, char **argv)
     }
     const char *profile = a.profile ? a.profile : r.profile;
     ssf_grader *g = ssf_grader_new((ssf_profile)ssf_profile_from_name(profile), &err);
-    rescore_ctx rc_ctx = {.store = store, .run = run, .grader = g, .profile = profile, .c = &c,
-                          .err = &err};
+    rescore_ctx rc_ctx = {
+        .store = store, .run = run, .grader = g, .profile = profile, .c = &c, .err = &err};
     rc = g ? 0 : -1;
     char *tasks = ssf_xstrdup(r.tasks ? r.tasks : ""), *save = NULL;
     for (char *t = strtok_r(tasks, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save))
         rc = rescore_task(&rc_ctx, t);
     if (rc == 0) rc = ssf_run_compute_metrics(store, run, profile, stdout, &err);
-    if (rc) cli_error("%s", err.msg);
-    else fprintf(stderr, "run %" PRId64 ": %zu samples graded under profile %s\n", run,
-                 rc_ctx.graded, profile);
+    if (rc)
+        cli_error("%s", err.msg);
+    else
+        fprintf(stderr, "run %" PRId64 ": %zu samples graded under profile %s\n", run,
+                rc_ctx.graded, profile);
     free(tasks);
     ssf_grader_free(g);
     ssf_run_row_clear(&r);
@@ -413,8 +442,8 @@ int cmd_compare(int argc, char **argv)
         cli_error("compare: give two run ids, BASE and CAND; see `ssfteval compare --help`");
         return finish(&c, store, EXIT_USAGE);
     }
-    ssf_compare_options o = {.metric = a.metric, .max_drop = a.max_drop, .z = a.z,
-                             .profile = a.profile};
+    ssf_compare_options o = {
+        .metric = a.metric, .max_drop = a.max_drop, .z = a.z, .profile = a.profile};
     ssf_error err;
     rc = ssf_compare_runs(store, base, cand, &o, stdout, &err);
     if (rc < 0) cli_error("%s", err.msg);

@@ -128,8 +128,10 @@ static int whole_arg(const char *opt, const char *arg, double lo, double hi, lon
 
 static int name_arg(const char *opt, const char *arg, const char *a, const char *b, int *out)
 {
-    if (strcmp(arg, a) == 0) *out = 1;
-    else if (b && strcmp(arg, b) == 0) *out = 0;
+    if (strcmp(arg, a) == 0)
+        *out = 1;
+    else if (b && strcmp(arg, b) == 0)
+        *out = 0;
     else {
         cli_error("--%s: unknown value '%s'; use %s%s%s", opt, arg, a, b ? " or " : "", b ? b : "");
         return -1;
@@ -141,12 +143,18 @@ static int handle_sampling(run_args *a, int opt, const char *arg)
 {
     ssf_sampling *s = &a->cfg.sampling;
     switch (opt) {
-    case OPT_TEMPERATURE: return number_arg("temperature", arg, 0, 100, &s->temperature);
-    case OPT_TOP_P: return number_arg("top-p", arg, 1e-9, 1, &s->top_p);
-    case OPT_MIN_P: return number_arg("min-p", arg, 0, 1, &s->min_p);
-    case OPT_TOP_K: return whole_arg("top-k", arg, 0, 1e9, &s->top_k);
-    case OPT_MAX_NEW_TOKENS: return whole_arg("max-new-tokens", arg, 1, 1e7, &s->max_new_tokens);
-    default: return -1;
+    case OPT_TEMPERATURE:
+        return number_arg("temperature", arg, 0, 100, &s->temperature);
+    case OPT_TOP_P:
+        return number_arg("top-p", arg, 1e-9, 1, &s->top_p);
+    case OPT_MIN_P:
+        return number_arg("min-p", arg, 0, 1, &s->min_p);
+    case OPT_TOP_K:
+        return whole_arg("top-k", arg, 0, 1e9, &s->top_k);
+    case OPT_MAX_NEW_TOKENS:
+        return whole_arg("max-new-tokens", arg, 1, 1e7, &s->max_new_tokens);
+    default:
+        return -1;
     }
 }
 
@@ -156,8 +164,12 @@ static int handle_openai(run_args *a, int opt, const char *arg)
     long v;
     int flag;
     switch (opt) {
-    case OPT_ENDPOINT: o->endpoint = arg; return 0;
-    case OPT_API_KEY_ENV: a->api_key_env = arg; return 0;
+    case OPT_ENDPOINT:
+        o->endpoint = arg;
+        return 0;
+    case OPT_API_KEY_ENV:
+        a->api_key_env = arg;
+        return 0;
     case OPT_API:
         if (name_arg("api", arg, "chat", "completions", &flag)) return -1;
         o->api = flag ? SSF_API_CHAT : SSF_API_COMPLETIONS;
@@ -167,21 +179,28 @@ static int handle_openai(run_args *a, int opt, const char *arg)
         o->concurrency = (int)v;
         return 0;
     case OPT_REQUEST_N:
-        if (strcmp(arg, "auto") == 0) v = 0;
-        else if (whole_arg("request-n", arg, 1, 128, &v)) return -1;
+        if (strcmp(arg, "auto") == 0)
+            v = 0;
+        else if (whole_arg("request-n", arg, 1, 128, &v))
+            return -1;
         o->request_n = (int)v;
         return 0;
     case OPT_STREAM:
-        if (strcmp(arg, "auto") == 0) o->stream = -1;
-        else if (name_arg("stream", arg, "on", "off", &flag)) return -1;
-        else o->stream = flag;
+        if (strcmp(arg, "auto") == 0)
+            o->stream = -1;
+        else if (name_arg("stream", arg, "on", "off", &flag))
+            return -1;
+        else
+            o->stream = flag;
         return 0;
-    case OPT_TIMEOUT: return number_arg("timeout", arg, 1, 1e6, &o->timeout_s);
+    case OPT_TIMEOUT:
+        return number_arg("timeout", arg, 1, 1e6, &o->timeout_s);
     case OPT_MAX_ATTEMPTS:
         if (whole_arg("max-attempts", arg, 1, 100, &v)) return -1;
         o->max_attempts = (int)v;
         return 0;
-    default: return handle_sampling(a, opt, arg);
+    default:
+        return handle_sampling(a, opt, arg);
     }
 }
 
@@ -191,12 +210,24 @@ static int handle_option(int opt, const char *arg, void *ud)
     long v;
     int flag;
     switch (opt) {
-    case OPT_METRIC: a->metrics = arg; return 0;
-    case OPT_BACKEND: a->backend = arg; return 0;
-    case OPT_GENERATIONS: a->generations = arg; return 0;
-    case OPT_MODEL: a->cfg.model = arg; return 0;
-    case OPT_DB: a->db = arg; return 0;
-    case OPT_QUIET: a->quiet = 1; return 0;
+    case OPT_METRIC:
+        a->metrics = arg;
+        return 0;
+    case OPT_BACKEND:
+        a->backend = arg;
+        return 0;
+    case OPT_GENERATIONS:
+        a->generations = arg;
+        return 0;
+    case OPT_MODEL:
+        a->cfg.model = arg;
+        return 0;
+    case OPT_DB:
+        a->db = arg;
+        return 0;
+    case OPT_QUIET:
+        a->quiet = 1;
+        return 0;
     case OPT_PROTOCOL:
         if (name_arg("protocol", arg, "ssft", "none", &flag)) return -1;
         a->cfg.protocol = flag ? SSF_PROTOCOL_SSFT : SSF_PROTOCOL_NONE;
@@ -231,12 +262,14 @@ static int handle_option(int opt, const char *arg, void *ud)
         if (whole_arg("samples", arg, 1, 4096, &v)) return -1;
         a->cfg.samples = (int)v;
         return 0;
-    case OPT_LIMIT: return whole_arg("limit", arg, 1, 1e9, &a->cfg.limit);
+    case OPT_LIMIT:
+        return whole_arg("limit", arg, 1, 1e9, &a->cfg.limit);
     case OPT_SEED:
         if (whole_arg("seed", arg, 0, 9e15, &v)) return -1;
         a->cfg.seed = (uint64_t)v;
         return 0;
-    default: return handle_openai(a, opt, arg);
+    default:
+        return handle_openai(a, opt, arg);
     }
 }
 
@@ -257,7 +290,8 @@ static char **split_list(const char *s, size_t *n)
 
 static void free_list(char **v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -316,7 +350,8 @@ static ssf_backend *open_backend(run_args *a, ssf_buf *desc)
     if (strcmp(name, "replay") == 0) return open_replay(a, desc);
     if (strcmp(name, "openai") == 0) return open_openai(a, desc);
     cli_error("--backend: '%s' is not available; use openai or replay (the engine is not built "
-              "yet)", name);
+              "yet)",
+              name);
     return NULL;
 }
 
@@ -329,8 +364,10 @@ static int find_tasks(const cli *c, const char *list, const ssf_task ***tasks, s
     int rc = 0;
     for (size_t i = 0; i < k && rc == 0; i++) {
         const ssf_task *t = cli_find_task(c, names[i]);
-        if (!t) rc = EXIT_USAGE;
-        else (*tasks)[(*n)++] = t;
+        if (!t)
+            rc = EXIT_USAGE;
+        else
+            (*tasks)[(*n)++] = t;
     }
     free_list(names, k);
     return rc;
@@ -342,8 +379,10 @@ static int check_metrics(const run_args *a)
 {
     for (size_t t = 0; t < a->cfg.n_tasks; t++) {
         const ssf_task *task = a->cfg.tasks[t];
-        ssf_metric_context ctx = {.protocol = a->cfg.protocol, .compat = a->cfg.compat,
-                                  .samples = a->cfg.samples, .groups = a->cfg.groups,
+        ssf_metric_context ctx = {.protocol = a->cfg.protocol,
+                                  .compat = a->cfg.compat,
+                                  .samples = a->cfg.samples,
+                                  .groups = a->cfg.groups,
                                   .task_groups = task->groups};
         size_t n = a->cfg.metrics ? a->cfg.n_metrics : task->n_metrics;
         for (size_t i = 0; i < n; i++) {
@@ -387,9 +426,11 @@ static int execute(cli *c, run_args *a, const char *task_list)
             cli_error("%s", err.msg);
             rc = EXIT_WORK;
         } else {
-            fprintf(stderr, "run %lld %s (%s): %zu samples planned, %zu stored before, %zu generated, "
-                    "%zu failed%s\n", (long long)s.run_id, s.status, s.resumed ? "resumed" : "new",
-                    s.planned, s.reused, s.generated, s.failed,
+            fprintf(stderr,
+                    "run %lld %s (%s): %zu samples planned, %zu stored before, %zu generated, "
+                    "%zu failed%s\n",
+                    (long long)s.run_id, s.status, s.resumed ? "resumed" : "new", s.planned,
+                    s.reused, s.generated, s.failed,
                     s.failed ? "; run the same command again to retry them" : "");
             rc = s.failed ? EXIT_WORK : 0;
         }
@@ -435,7 +476,8 @@ int cmd_run(int argc, char **argv)
         {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
         {NULL, 0, NULL, 0},
     };
-    run_args a = {.cfg = {.seed = 1234, .chat_template = SSF_CHAT_QWEN25,
+    run_args a = {.cfg = {.seed = 1234,
+                          .chat_template = SSF_CHAT_QWEN25,
                           .profile = SSF_PROFILE_DEFAULT,
                           .sampling = {-1, -1, -1, -1, -1}}};
     a.db = getenv("SSFTEVAL_DB") ? getenv("SSFTEVAL_DB") : "ssfteval.sqlite";

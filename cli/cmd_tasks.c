@@ -19,7 +19,8 @@ static const char help[] =
 static json_t *strings_json(char **v, size_t n)
 {
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_string(v[i]));
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
     return a;
 }
 
@@ -32,9 +33,10 @@ static json_t *task_json(const ssf_task *t, long documents)
     json_object_set_new(o, "description", json_string(t->description));
     json_object_set_new(o, "origin", json_string(t->origin));
     json_object_set_new(o, "source", json_string(source));
-    json_object_set_new(o, "revision", s->hub_revision ? json_string(s->hub_revision)
-                                       : s->rows_config ? json_string("main (rows API)")
-                                                        : json_null());
+    json_object_set_new(o, "revision",
+                        s->hub_revision  ? json_string(s->hub_revision)
+                        : s->rows_config ? json_string("main (rows API)")
+                                         : json_null());
     json_object_set_new(o, "sha256", s->hub_sha256 ? json_string(s->hub_sha256) : json_null());
     json_object_set_new(o, "documents", documents >= 0 ? json_integer(documents) : json_null());
     json_object_set_new(o, "answer_type", json_string(ssf_answer_type_name(t->answer_type)));
@@ -77,14 +79,15 @@ static int list_tasks(const cli *c)
     int rc = 0;
     json_t *all = json_array();
     if (!c->json)
-        printf("%-14s %-8s %9s  %-28s  %s\n", "task", "answers", "documents", "metrics",
-               "source");
+        printf("%-14s %-8s %9s  %-28s  %s\n", "task", "answers", "documents", "metrics", "source");
     for (size_t i = 0; i < c->registry.n; i++) {
         const ssf_task *t = c->registry.tasks[i];
         long n = count_documents(c, t);
         if (n < 0) rc = EXIT_WORK;
-        if (c->json) json_array_append_new(all, task_json(t, n));
-        else print_row(t, n);
+        if (c->json)
+            json_array_append_new(all, task_json(t, n));
+        else
+            print_row(t, n);
     }
     if (c->json) {
         json_dumpf(all, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -102,8 +105,7 @@ int cmd_tasks(int argc, char **argv)
     if (cli_init(&c)) return EXIT_WORK;
     if (cli_parse(&c, argc, argv, opts, NULL, NULL, help, &rc) == 0) {
         if (optind < argc) {
-            cli_error("tasks: unexpected argument '%s'; see `ssfteval tasks --help`",
-                      argv[optind]);
+            cli_error("tasks: unexpected argument '%s'; see `ssfteval tasks --help`", argv[optind]);
             rc = EXIT_USAGE;
         } else {
             rc = list_tasks(&c);

@@ -66,10 +66,17 @@ int cli_common_option(cli *c, int opt, const char *arg)
 {
     ssf_error err;
     switch (opt) {
-    case OPT_DATA_DIR: c->data_dir = arg; return 0;
-    case OPT_OFFLINE: c->hub.offline = c->offline = 1; return 0;
-    case OPT_JSON: c->json = 1; return 0;
-    case OPT_HELP: return 1;
+    case OPT_DATA_DIR:
+        c->data_dir = arg;
+        return 0;
+    case OPT_OFFLINE:
+        c->hub.offline = c->offline = 1;
+        return 0;
+    case OPT_JSON:
+        c->json = 1;
+        return 0;
+    case OPT_HELP:
+        return 1;
     case OPT_TASK_FILE:
         if (ssf_registry_add_file(&c->registry, arg, &err) == 0) return 0;
         cli_error("%s", err.msg);
@@ -79,7 +86,8 @@ int cli_common_option(cli *c, int opt, const char *arg)
         if (c->order_override >= 0) return 0;
         cli_error("--gpqa-order: unknown order '%s'; use mt19937, hash or fixed", arg);
         return -1;
-    default: return 2;
+    default:
+        return 2;
     }
 }
 
@@ -93,8 +101,8 @@ int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_opti
         int opt = getopt_long(argc, argv, "", opts, NULL);
         if (opt == -1) return 0;
         if (opt == '?' || opt == ':') {
-            cli_error("%s: unknown option or missing value '%s'; see `ssfteval %s --help`",
-                      argv[0], argv[optind - 1], argv[0]);
+            cli_error("%s: unknown option or missing value '%s'; see `ssfteval %s --help`", argv[0],
+                      argv[optind - 1], argv[0]);
             *exit_code = EXIT_USAGE;
             return -1;
         }
@@ -133,17 +141,10 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"tasks", cmd_tasks},
-    {"prompt", cmd_prompt},
-    {"data", cmd_data},
-    {"grade", cmd_grade},
-    {"run", cmd_run},
-    {"runs", cmd_runs},
-    {"show", cmd_show},
-    {"rescore", cmd_rescore},
-    {"export", cmd_export},
-    {"report", cmd_report},
-    {"compare", cmd_compare},
+    {"tasks", cmd_tasks},   {"prompt", cmd_prompt},   {"data", cmd_data},
+    {"grade", cmd_grade},   {"run", cmd_run},         {"runs", cmd_runs},
+    {"show", cmd_show},     {"rescore", cmd_rescore}, {"export", cmd_export},
+    {"report", cmd_report}, {"compare", cmd_compare},
 };
 
 int main(int argc, char **argv)

@@ -882,7 +882,8 @@ static int identical(ctx *c, const ssf_node *a, const ssf_node *b, int depth)
         break;
     case SSF_N_FUNC:
         if (a->op.func != b->op.func) return 0;
-        if (a->op.func == SSF_F_UNKNOWN && strcmp(a->name ? a->name : "", b->name ? b->name : "") != 0)
+        if (a->op.func == SSF_F_UNKNOWN &&
+            strcmp(a->name ? a->name : "", b->name ? b->name : "") != 0)
             return 0;
         break;
     case SSF_N_INTERVAL:
@@ -1073,8 +1074,9 @@ static ssf_verdict numeric(ctx *c, const ssf_node *g, const ssf_node *p)
             say(c, "differ%s: %s vs %s", at, a, b);
         else
             say(c, "undecided%s: %s vs %s (%s)", at, a, b,
-                strcmp(a, "undefined") != 0 && strcmp(b, "undefined") != 0 ? "balls too wide"
-                                                                 : "undefined or too large");
+                strcmp(a, "undefined") != 0 && strcmp(b, "undefined") != 0
+                    ? "balls too wide"
+                    : "undefined or too large");
     }
     if (v == SSF_EQUAL) {
         if (all_exact && np == 1) {

@@ -61,7 +61,8 @@ ssf_arena *ssf_arena_new(size_t max_nodes)
 void ssf_arena_free(ssf_arena *a)
 {
     if (!a) return;
-    for (size_t i = 0; i < a->n_numbers; i++) fmpq_clear(a->numbers[i]->value);
+    for (size_t i = 0; i < a->n_numbers; i++)
+        fmpq_clear(a->numbers[i]->value);
     if (a->numbers != a->first_numbers) free(a->numbers);
     arena_block *first = first_block(a);
     for (arena_block *b = a->blocks, *next; b; b = next) {
@@ -191,7 +192,8 @@ ssf_node *ssf_node_number_text(ssf_arena *a, const char *digits, size_t len)
     size_t k = 0;
     int decimals = -1;
     for (size_t i = 0; i < len; i++) {
-        if (digits[i] == '.') decimals = 0;
+        if (digits[i] == '.')
+            decimals = 0;
         else if (digits[i] >= '0' && digits[i] <= '9') {
             buf[k++] = digits[i];
             if (decimals >= 0) decimals++;
@@ -276,8 +278,7 @@ ssf_node *ssf_node_func(ssf_arena *a, ssf_func f, const char *name, ssf_node **a
     return node;
 }
 
-ssf_node *ssf_node_interval(ssf_arena *a, ssf_node *lo, ssf_node *hi, int left_open,
-                            int right_open)
+ssf_node *ssf_node_interval(ssf_arena *a, ssf_node *lo, ssf_node *hi, int left_open, int right_open)
 {
     ssf_node *n = ssf_node_binary(a, SSF_N_INTERVAL, lo, hi);
     if (!n) return NULL;
@@ -297,8 +298,7 @@ ssf_node *ssf_node_matrix(ssf_arena *a, ssf_node **cells, size_t rows, size_t co
 
 ssf_node *ssf_node_div(ssf_arena *a, ssf_node *x, ssf_node *y)
 {
-    return ssf_node_binary(a, SSF_N_MUL, x,
-                           ssf_node_binary(a, SSF_N_POW, y, ssf_node_int(a, -1)));
+    return ssf_node_binary(a, SSF_N_MUL, x, ssf_node_binary(a, SSF_N_POW, y, ssf_node_int(a, -1)));
 }
 
 ssf_node *ssf_node_sub(ssf_arena *a, ssf_node *x, ssf_node *y)
@@ -307,15 +307,16 @@ ssf_node *ssf_node_sub(ssf_arena *a, ssf_node *x, ssf_node *y)
 }
 
 static const char *const kind_names[] = {
-    "num", "sym", "text", "pi", "e", "i", "inf", "add", "mul", "neg", "pow", "func",
-    "percent", "rel", "and", "set", "tuple", "interval", "union", "matrix", "pm",
+    "num",  "sym",     "text", "pi",  "e",   "i",     "inf",      "add",   "mul",    "neg", "pow",
+    "func", "percent", "rel",  "and", "set", "tuple", "interval", "union", "matrix", "pm",
 };
 
 static const char *const rel_names[] = {"=", "!=", "<", "<=", ">", ">=", "~="};
 
 static const char *const func_names[] = {
-    "sin", "cos", "tan", "sec", "csc", "cot", "asin", "acos", "atan", "sinh", "cosh", "tanh",
-    "ln", "log", "exp", "abs", "floor", "ceil", "factorial", "binom", "gcd", "lcm", "?",
+    "sin",   "cos",  "tan",       "sec",   "csc", "cot", "asin", "acos",
+    "atan",  "sinh", "cosh",      "tanh",  "ln",  "log", "exp",  "abs",
+    "floor", "ceil", "factorial", "binom", "gcd", "lcm", "?",
 };
 
 /* Decimal digits of a word-sized integer (FLINT would go through GMP). */
@@ -367,7 +368,9 @@ static void sexpr(ssf_buf *b, const ssf_node *n)
             put_small(b, n->decimals);
         }
         return;
-    case SSF_N_SYMBOL: ssf_buf_puts(b, n->name); return;
+    case SSF_N_SYMBOL:
+        ssf_buf_puts(b, n->name);
+        return;
     case SSF_N_TEXT:
         ssf_buf_putc(b, '"');
         ssf_buf_puts(b, n->name);
@@ -376,8 +379,11 @@ static void sexpr(ssf_buf *b, const ssf_node *n)
     case SSF_N_PI:
     case SSF_N_E:
     case SSF_N_I:
-    case SSF_N_INFINITY: ssf_buf_puts(b, kind_names[n->kind]); return;
-    default: break;
+    case SSF_N_INFINITY:
+        ssf_buf_puts(b, kind_names[n->kind]);
+        return;
+    default:
+        break;
     }
     ssf_buf_putc(b, '(');
     ssf_buf_puts(b, kind_names[n->kind]);
@@ -400,7 +406,9 @@ static void sexpr(ssf_buf *b, const ssf_node *n)
 char *ssf_node_sexpr(const ssf_node *n)
 {
     ssf_buf b = {0};
-    if (n) sexpr(&b, n);
-    else ssf_buf_puts(&b, "(null)");
+    if (n)
+        sexpr(&b, n);
+    else
+        ssf_buf_puts(&b, "(null)");
     return ssf_buf_take(&b);
 }

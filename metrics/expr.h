@@ -23,9 +23,9 @@
 #include "ssfteval/util.h"
 
 typedef enum ssf_node_kind {
-    SSF_N_NUMBER,   /* value: exact rational; decimals>=0 when written as a decimal */
-    SSF_N_SYMBOL,   /* name: a variable such as "x", "\\alpha", "x_1" */
-    SSF_N_TEXT,     /* name: a text answer ("odd", "Evelyn"), compared as a string */
+    SSF_N_NUMBER, /* value: exact rational; decimals>=0 when written as a decimal */
+    SSF_N_SYMBOL, /* name: a variable such as "x", "\\alpha", "x_1" */
+    SSF_N_TEXT,   /* name: a text answer ("odd", "Evelyn"), compared as a string */
     SSF_N_PI,
     SSF_N_E,        /* Euler's number */
     SSF_N_I,        /* the imaginary unit */
@@ -57,20 +57,30 @@ typedef enum ssf_rel {
 } ssf_rel;
 
 typedef enum ssf_func {
-    SSF_F_SIN, SSF_F_COS, SSF_F_TAN, SSF_F_SEC, SSF_F_CSC, SSF_F_COT,
-    SSF_F_ASIN, SSF_F_ACOS, SSF_F_ATAN,
-    SSF_F_SINH, SSF_F_COSH, SSF_F_TANH,
-    SSF_F_LN,       /* natural log */
-    SSF_F_LOG,      /* one kid: base 10 (LaTeX \log is natural in sympy: see parser notes); two: log_kids[1](kids[0]) */
+    SSF_F_SIN,
+    SSF_F_COS,
+    SSF_F_TAN,
+    SSF_F_SEC,
+    SSF_F_CSC,
+    SSF_F_COT,
+    SSF_F_ASIN,
+    SSF_F_ACOS,
+    SSF_F_ATAN,
+    SSF_F_SINH,
+    SSF_F_COSH,
+    SSF_F_TANH,
+    SSF_F_LN,  /* natural log */
+    SSF_F_LOG, /* one kid: base 10 (LaTeX \log is natural in sympy: see parser notes); two:
+                  log_kids[1](kids[0]) */
     SSF_F_EXP,
     SSF_F_ABS,
     SSF_F_FLOOR,
     SSF_F_CEIL,
     SSF_F_FACTORIAL,
-    SSF_F_BINOM,    /* binom(n, k) */
+    SSF_F_BINOM, /* binom(n, k) */
     SSF_F_GCD,
     SSF_F_LCM,
-    SSF_F_UNKNOWN,  /* an applied function symbol f(x): name holds "f" */
+    SSF_F_UNKNOWN, /* an applied function symbol f(x): name holds "f" */
 } ssf_func;
 
 typedef struct ssf_node ssf_node;
@@ -80,11 +90,11 @@ struct ssf_node {
         ssf_rel rel;   /* SSF_N_REL */
         ssf_func func; /* SSF_N_FUNC */
     } op;
-    fmpq_t value;      /* SSF_N_NUMBER */
-    int decimals;      /* SSF_N_NUMBER: digits after the point of a decimal literal, else -1 */
-    const char *name;  /* SYMBOL, TEXT, FUNC UNKNOWN: NUL-terminated, arena-owned */
+    fmpq_t value;     /* SSF_N_NUMBER */
+    int decimals;     /* SSF_N_NUMBER: digits after the point of a decimal literal, else -1 */
+    const char *name; /* SYMBOL, TEXT, FUNC UNKNOWN: NUL-terminated, arena-owned */
     unsigned char left_open, right_open; /* SSF_N_INTERVAL */
-    size_t rows, cols; /* SSF_N_MATRIX */
+    size_t rows, cols;                   /* SSF_N_MATRIX */
     size_t n_kids;
     ssf_node **kids;
 };

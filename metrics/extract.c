@@ -121,7 +121,8 @@ static const pattern_source letter_sources[] = {
  * digit or a function or constant name, so prose after "the answer is" is
  * not taken for an answer. */
 #define PLAIN_ANSWER                                                                               \
-    "(?<ans>(?=[^\\n]{0,80}?(?:\\d|\\b(?:pi|sqrt|exp|ln|log|sin|cos|tan|inf|infty|infinity)\\b))[^\\n$]{1,80}?)"                \
+    "(?<ans>(?=[^\\n]{0,80}?(?:\\d|\\b(?:pi|sqrt|exp|ln|log|sin|cos|tan|inf|infty|infinity)\\b))[" \
+    "^\\n$]{1,80}?)"                                                                               \
     "\\s*(?:\\.(?:\\s|$)|$|\\n)"
 
 static const pattern_source plain_sources[] = {
@@ -229,8 +230,8 @@ static int add_letters(ssf_extractor *x, ssf_error *err)
     char cls[8];
     snprintf(cls, sizeof cls, "A-%c", 'A' + n - 1);
     char *key = substitute(LETTER_KEY, cls);
-    int rc = add_sources(x, letter_sources, sizeof letter_sources / sizeof *letter_sources, key, 0,
-                         err);
+    int rc =
+        add_sources(x, letter_sources, sizeof letter_sources / sizeof *letter_sources, key, 0, err);
     free(key);
     if (rc || !x->cfg.boxed_letters) return rc;
     char *boxed = substitute(boxed_letter_fmt, cls);
@@ -241,8 +242,8 @@ static int add_letters(ssf_extractor *x, ssf_error *err)
 
 static int add_expr(ssf_extractor *x, ssf_error *err)
 {
-    char *eon = substitute(EXPR_OR_NUMBER,
-                           x->cfg.lighteval_numbers ? NUMBER_LIGHTEVAL : NUMBER_MATHVERIFY);
+    char *eon =
+        substitute(EXPR_OR_NUMBER, x->cfg.lighteval_numbers ? NUMBER_LIGHTEVAL : NUMBER_MATHVERIFY);
     int rc = add_sources(x, expr_sources, sizeof expr_sources / sizeof *expr_sources, eon, 0, err);
     free(eon);
     return rc;
@@ -291,12 +292,12 @@ ssf_extractor *ssf_extractor_new(const ssf_extract_config *cfg, ssf_error *err)
     int rc = 0;
     if (cfg->targets & SSF_TARGET_LETTERS) rc = add_letters(x, err);
     if (rc == 0 && (cfg->targets & SSF_TARGET_LATEX))
-        rc = add_sources(x, latex_sources, sizeof latex_sources / sizeof *latex_sources,
-                         LATEX_ENVS, PCRE2_DOTALL, err);
+        rc = add_sources(x, latex_sources, sizeof latex_sources / sizeof *latex_sources, LATEX_ENVS,
+                         PCRE2_DOTALL, err);
     if (rc == 0 && (cfg->targets & SSF_TARGET_EXPR)) rc = add_expr(x, err);
     if (rc == 0 && cfg->plain_text && (cfg->targets & SSF_TARGET_EXPR))
-        rc = add_sources(x, plain_sources, sizeof plain_sources / sizeof *plain_sources, "", 0,
-                         err);
+        rc =
+            add_sources(x, plain_sources, sizeof plain_sources / sizeof *plain_sources, "", 0, err);
     if (rc == 0) rc = prepare_matching(x, err);
     if (rc) {
         ssf_extractor_free(x);
@@ -308,7 +309,8 @@ ssf_extractor *ssf_extractor_new(const ssf_extract_config *cfg, ssf_error *err)
 void ssf_extractor_free(ssf_extractor *x)
 {
     if (!x) return;
-    for (size_t i = 0; i < x->n; i++) pcre2_code_free(x->patterns[i].code);
+    for (size_t i = 0; i < x->n; i++)
+        pcre2_code_free(x->patterns[i].code);
     pcre2_code_free(x->anchor);
     pcre2_match_context_free(x->mctx);
     free(x->patterns);
@@ -412,17 +414,17 @@ static int rightmost_first(const void *pa, const void *pb)
 static int thousands_grouped(const char *s, size_t n, int lighteval)
 {
     size_t i = s[0] == '-' ? 1 : 0, lead = 0;
-    while (i < n && s[i] >= '0' && s[i] <= '9' && lead < 4) i++, lead++;
+    while (i < n && s[i] >= '0' && s[i] <= '9' && lead < 4)
+        i++, lead++;
     if (lead == 0 || lead > 3 || (!lighteval && s[s[0] == '-'] == '0')) return 0;
     int groups = 0;
-    while (i + 3 < n + 0 && (s[i] == ',' || s[i] == ' ') &&
-           strspn(s + i + 1, "0123456789") >= 3) {
+    while (i + 3 < n + 0 && (s[i] == ',' || s[i] == ' ') && strspn(s + i + 1, "0123456789") >= 3) {
         i += 4;
         groups++;
         if (i < n && s[i] >= '0' && s[i] <= '9') return 0; /* a 4th digit: not a group */
     }
-    return groups > 0 && (i == n || s[i] == '.' || s[i] == '%' || s[i] == ' ' || s[i] == 'p' ||
-                          s[i] == 'P');
+    return groups > 0 &&
+           (i == n || s[i] == '.' || s[i] == '%' || s[i] == ' ' || s[i] == 'p' || s[i] == 'P');
 }
 
 /* Numbers from the Expr patterns: grouping spaces and commas go, a decimal
@@ -433,9 +435,12 @@ static char *number_text(const char *s, size_t n, int lighteval)
     int grouped = thousands_grouped(s, n, lighteval);
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (c == ',' && !grouped) ssf_buf_putc(&b, '.');
-        else if (c == ',' || c == ' ') continue;
-        else if ((c >= '0' && c <= '9') || c == '.' || c == '-') ssf_buf_putc(&b, c);
+        if (c == ',' && !grouped)
+            ssf_buf_putc(&b, '.');
+        else if (c == ',' || c == ' ')
+            continue;
+        else if ((c >= '0' && c <= '9') || c == '.' || c == '-')
+            ssf_buf_putc(&b, c);
         else if (c == '%' || c == 'p' || c == 'P') {
             ssf_buf_putc(&b, '%');
             break;
@@ -480,11 +485,13 @@ static char *candidate_text(const match *m, const char *text, int lighteval)
     const char *s = text + m->ans_start;
     size_t n = m->ans_end - m->ans_start;
     switch (m->pat->kind) {
-    case KIND_BOXED: return ssf_boxed_content(s, n);
+    case KIND_BOXED:
+        return ssf_boxed_content(s, n);
     case KIND_EXPR:
         return is_number_text(s, n) ? number_text(s, n, lighteval) : expr_text(s, n);
     case KIND_LETTERS:
-    case KIND_PLAIN: return ssf_xstrndup(s, n);
+    case KIND_PLAIN:
+        return ssf_xstrndup(s, n);
     case KIND_LATEX: {
         ssf_buf b = {0};
         ssf_buf_append(&b, s, n);
@@ -626,7 +633,7 @@ void ssf_extraction_clear(ssf_extraction *e)
 /* ---- boxes ----------------------------------------------------------- */
 
 typedef struct box {
-    size_t start, end;        /* the whole \boxed{...} */
+    size_t start, end; /* the whole \boxed{...} */
     size_t body_start, body_end;
 } box;
 
@@ -635,7 +642,8 @@ typedef struct box {
 static int read_box(const char *s, size_t len, size_t at, box *b)
 {
     size_t i = at + (strncmp(s + at, "\\boxed", 6) == 0 ? 6 : 5);
-    while (i < len && s[i] == ' ') i++;
+    while (i < len && s[i] == ' ')
+        i++;
     b->start = at;
     if (i < len && s[i] != '{' && s[i] != '\\' && s[i] != '}') {
         /* \boxed2: TeX takes the single next token as the argument */
@@ -702,7 +710,8 @@ char *ssf_boxed_content(const char *s, size_t len)
     size_t n = collect_boxes(s, len, boxes, 64);
     if (n == 0) return NULL;
     size_t first = n - 1;
-    while (first > 0 && joined(s, boxes[first - 1].end, boxes[first].start)) first--;
+    while (first > 0 && joined(s, boxes[first - 1].end, boxes[first].start))
+        first--;
     ssf_buf b = {0};
     const char *prev = NULL;
     size_t prev_len = 0;

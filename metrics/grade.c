@@ -89,7 +89,8 @@ void ssf_grader_free(ssf_grader *g)
 {
     if (!g) return;
     for (int t = 0; t < N_COMBOS; t++)
-        for (int n = 0; n < MAX_LETTER_SETS; n++) ssf_extractor_free(g->x[t][n]);
+        for (int n = 0; n < MAX_LETTER_SETS; n++)
+            ssf_extractor_free(g->x[t][n]);
     free(g);
 }
 
@@ -128,10 +129,10 @@ const char *ssf_answer_part(const char *text, size_t *len)
 
 typedef struct side {
     ssf_node *value;
-    char *text;     /* what parsed, or the raw fallback */
-    int raw;        /* text is a raw string, value NULL */
+    char *text; /* what parsed, or the raw fallback */
+    int raw;    /* text is a raw string, value NULL */
     int over_budget;
-    int unclosed;   /* the reasoning never closed, so there is no answer part */
+    int unclosed; /* the reasoning never closed, so there is no answer part */
 } side;
 
 static void side_from_extraction(side *s, ssf_extraction *e, int keep_fallback)
@@ -209,11 +210,15 @@ static void read_pred(const ssf_grader *g, const ssf_grade_request *r, ssf_arena
 
 static int same_trimmed(const char *x, const char *y)
 {
-    while (*x == ' ') x++;
-    while (*y == ' ') y++;
+    while (*x == ' ')
+        x++;
+    while (*y == ' ')
+        y++;
     size_t nx = strlen(x), ny = strlen(y);
-    while (nx && x[nx - 1] == ' ') nx--;
-    while (ny && y[ny - 1] == ' ') ny--;
+    while (nx && x[nx - 1] == ' ')
+        nx--;
+    while (ny && y[ny - 1] == ' ')
+        ny--;
     return nx > 0 && nx == ny && memcmp(x, y, nx) == 0;
 }
 
@@ -254,14 +259,14 @@ static void compare(const ssf_grader *g, const ssf_grade_request *r, const side 
         if (r->precision >= 0) o.float_rounding = r->precision;
         ssf_error why; /* ssf_equiv always writes it */
         ssf_verdict v = ssf_equiv(answer_core(gold->value), answer_core(pred->value), &o, &why);
-        out->verdict = v == SSF_EQUAL ? SSF_GRADE_RIGHT
+        out->verdict = v == SSF_EQUAL       ? SSF_GRADE_RIGHT
                        : v == SSF_DIFFERENT ? SSF_GRADE_WRONG
                                             : SSF_GRADE_UNGRADABLE;
         set_reason(out, why.msg, 500);
         return;
     }
-    int same = gold->text && pred->text && gold->raw && pred->raw &&
-               same_trimmed(gold->text, pred->text);
+    int same =
+        gold->text && pred->text && gold->raw && pred->raw && same_trimmed(gold->text, pred->text);
     out->verdict = same ? SSF_GRADE_RIGHT : SSF_GRADE_WRONG;
     set_reason(out,
                same                        ? "identical raw strings"
@@ -300,16 +305,18 @@ void ssf_grade(const ssf_grader *g, const ssf_grade_request *r, ssf_grade_result
     side gold = {0}, pred = {0};
     read_answer(g, r, r->gold ? r->gold : "", a, &gold);
     read_pred(g, r, a, &pred);
-    if (!pred.value && !pred.text) no_answer(r, &pred, out);
+    if (!pred.value && !pred.text)
+        no_answer(r, &pred, out);
     else if (!gold.value && !gold.text) {
         out->verdict = SSF_GRADE_UNGRADABLE;
         set_reason(out, "the gold answer is empty", sizeof out->reason);
-    } else compare(g, r, &gold, &pred, out);
+    } else
+        compare(g, r, &gold, &pred, out);
     out->gold_extracted = gold.text;
     out->pred_extracted = pred.text;
-    out->pred_key = pred.value ? ssf_canonical_key(pred.value, &g->equiv)
-                  : pred.text  ? ssf_xstrdup(pred.text)
-                               : ssf_xstrdup("none");
+    out->pred_key = pred.value  ? ssf_canonical_key(pred.value, &g->equiv)
+                    : pred.text ? ssf_xstrdup(pred.text)
+                                : ssf_xstrdup("none");
     ssf_arena_free(a);
 }
 

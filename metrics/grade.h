@@ -54,7 +54,7 @@ typedef struct ssf_grade_result {
     int no_answer;        /* nothing was extracted from the prediction */
     char *gold_extracted; /* the answers as text (malloc'd; NULL if none) */
     char *pred_extracted;
-    char *pred_key;       /* voting key of the prediction ("none" when no answer) */
+    char *pred_key; /* voting key of the prediction ("none" when no answer) */
     char reason[512];
 } ssf_grade_result;
 

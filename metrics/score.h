@@ -22,11 +22,11 @@
 #define SSF_MAX_TAGS 6
 
 typedef enum ssf_metric_kind {
-    SSF_METRIC_PASS_AT_K, /* pass@k over n samples: the unbiased estimator */
-    SSF_METRIC_AVG_AT_N,  /* avg@n: mean correctness of n samples */
-    SSF_METRIC_CONS_AT_K, /* cons@k / maj@k: one vote over k samples */
+    SSF_METRIC_PASS_AT_K,   /* pass@k over n samples: the unbiased estimator */
+    SSF_METRIC_AVG_AT_N,    /* avg@n: mean correctness of n samples */
+    SSF_METRIC_CONS_AT_K,   /* cons@k / maj@k: one vote over k samples */
     SSF_METRIC_CONS_NATIVE, /* cons@6:native: S groups of one sample per tag, averaged */
-    SSF_METRIC_PASS1_TAG, /* pass@1:tagK: mean correctness of the tag-K samples */
+    SSF_METRIC_PASS1_TAG,   /* pass@1:tagK: mean correctness of the tag-K samples */
 } ssf_metric_kind;
 
 typedef enum ssf_protocol {
@@ -51,8 +51,8 @@ typedef struct ssf_metric {
 typedef struct ssf_metric_context {
     ssf_protocol protocol;
     ssf_compat compat;
-    int samples; /* --samples: n for pass@k/avg@n without the protocol (0 = default) */
-    int groups;  /* --groups: S for cons@6:native (0 = the task's default) */
+    int samples;     /* --samples: n for pass@k/avg@n without the protocol (0 = default) */
+    int groups;      /* --groups: S for cons@6:native (0 = the task's default) */
     int task_groups; /* the task's default S (11 for AIME, 6 otherwise) */
 } ssf_metric_context;
 
@@ -68,12 +68,12 @@ void ssf_metric_need(const ssf_metric *m, const ssf_metric_context *ctx,
 
 /* One graded sample as the metrics see it. */
 typedef struct ssf_outcome {
-    int present;   /* generated and stored */
-    int failed;    /* the generation failed: not an answer */
-    int verdict;   /* 1 right, 0 wrong, -1 ungradable */
-    int no_answer; /* nothing extracted */
-    const char *key;      /* vote key: the grader's canonical key */
-    const char *raw_text; /* the completion (compat GPQA votes on it) */
+    int present;           /* generated and stored */
+    int failed;            /* the generation failed: not an answer */
+    int verdict;           /* 1 right, 0 wrong, -1 ungradable */
+    int no_answer;         /* nothing extracted */
+    const char *key;       /* vote key: the grader's canonical key */
+    const char *raw_text;  /* the completion (compat GPQA votes on it) */
     const char *extracted; /* extracted answer text (compat structural votes) */
 } ssf_outcome;
 
@@ -89,8 +89,8 @@ double ssf_metric_question(const ssf_metric *m, const ssf_metric_context *ctx, i
 double ssf_pass_at_k(int n, int c, int k);
 
 typedef struct ssf_aggregate {
-    double value;  /* mean over included questions */
-    double stderr_; /* sample std / sqrt(N) */
+    double value;        /* mean over included questions */
+    double stderr_;      /* sample std / sqrt(N) */
     double ci_lo, ci_hi; /* bootstrap 95% percentile interval over questions */
     size_t n_questions, n_excluded;
 } ssf_aggregate;

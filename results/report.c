@@ -120,11 +120,12 @@ static void write_csv(const collection *c, FILE *out)
           out);
     for (size_t i = 0; i < c->n; i++) {
         const entry *e = &c->items[i];
-        fprintf(out, "%" PRId64 ",\"%s\",%s,%s,%s,%s,%s,%.6f,%.6f,%.6f,%.6f,%" PRId64 ",%" PRId64
-                     ",%" PRId64 ",%" PRId64 "\n",
+        fprintf(out,
+                "%" PRId64 ",\"%s\",%s,%s,%s,%s,%s,%.6f,%.6f,%.6f,%.6f,%" PRId64 ",%" PRId64
+                ",%" PRId64 ",%" PRId64 "\n",
                 e->run_id, e->model, e->task, e->protocol, mode_of(e), e->profile, e->metric,
-                e->value, e->stderr_, e->ci_lo, e->ci_hi, e->n_questions, e->n_samples,
-                e->n_failed, e->n_missing);
+                e->value, e->stderr_, e->ci_lo, e->ci_hi, e->n_questions, e->n_samples, e->n_failed,
+                e->n_missing);
     }
 }
 
@@ -151,14 +152,12 @@ static void write_json(const collection *c, FILE *out)
             json_array_append_new(runs, cur);
         }
         json_t *ci = json_pack("[o, o]", number_or_null(e->ci_lo), number_or_null(e->ci_hi));
-        json_object_set_new(json_object_get(cur, "metrics"), e->metric,
-                            json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "value",
-                                      number_or_null(e->value), "stderr",
-                                      number_or_null(e->stderr_), "ci95", ci, "n_questions",
-                                      (json_int_t)e->n_questions, "n_samples",
-                                      (json_int_t)e->n_samples, "n_failed",
-                                      (json_int_t)e->n_failed, "n_missing",
-                                      (json_int_t)e->n_missing));
+        json_object_set_new(
+            json_object_get(cur, "metrics"), e->metric,
+            json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "value", number_or_null(e->value),
+                      "stderr", number_or_null(e->stderr_), "ci95", ci, "n_questions",
+                      (json_int_t)e->n_questions, "n_samples", (json_int_t)e->n_samples, "n_failed",
+                      (json_int_t)e->n_failed, "n_missing", (json_int_t)e->n_missing));
     }
     json_t *root = json_pack("{s:o}", "runs", runs);
     json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -173,7 +172,8 @@ static size_t distinct(const collection *c, size_t field_offset, const char **ou
     for (size_t i = 0; i < c->n; i++) {
         const char *v = *(char *const *)((const char *)&c->items[i] + field_offset);
         size_t k = 0;
-        while (k < n && strcmp(out[k], v) != 0) k++;
+        while (k < n && strcmp(out[k], v) != 0)
+            k++;
         if (k == n && n < max) out[n++] = v;
     }
     return n;
@@ -195,9 +195,11 @@ static void markdown_table(const collection *c, const char *metric, const char *
                            size_t n_tasks, const int64_t *runs, size_t n_runs, FILE *out)
 {
     fprintf(out, "### %s\n\n| model | run | mode |", metric);
-    for (size_t t = 0; t < n_tasks; t++) fprintf(out, " %s |", tasks[t]);
+    for (size_t t = 0; t < n_tasks; t++)
+        fprintf(out, " %s |", tasks[t]);
     fputs(" Average |\n|---|---:|---|", out);
-    for (size_t t = 0; t <= n_tasks; t++) fputs("---:|", out);
+    for (size_t t = 0; t <= n_tasks; t++)
+        fputs("---:|", out);
     fputc('\n', out);
     for (size_t r = 0; r < n_runs; r++) {
         const entry *any = NULL;
@@ -218,8 +220,10 @@ static void markdown_table(const collection *c, const char *metric, const char *
                 fputs(" - |", out);
             }
         }
-        if (have == n_tasks) fprintf(out, " %.2f |\n", sum / (double)n_tasks);
-        else fputs(" - |\n", out);
+        if (have == n_tasks)
+            fprintf(out, " %.2f |\n", sum / (double)n_tasks);
+        else
+            fputs(" - |\n", out);
     }
     fputc('\n', out);
 }
@@ -232,12 +236,14 @@ static void write_markdown(const collection *c, FILE *out)
     int64_t runs[256];
     size_t n_runs = 0;
     for (size_t i = 0; i < c->n && n_runs < 256; i++)
-        if (n_runs == 0 || runs[n_runs - 1] != c->items[i].run_id) runs[n_runs++] = c->items[i].run_id;
+        if (n_runs == 0 || runs[n_runs - 1] != c->items[i].run_id)
+            runs[n_runs++] = c->items[i].run_id;
     fputs("Values in percent, ± one standard error over questions. Mode: \"ssfteval\" (votes on "
           "equivalent answers) or the compatibility mode that reproduces a reference "
           "implementation.\n\n",
           out);
-    for (size_t m = 0; m < n_metrics; m++) markdown_table(c, metrics[m], tasks, n_tasks, runs, n_runs, out);
+    for (size_t m = 0; m < n_metrics; m++)
+        markdown_table(c, metrics[m], tasks, n_tasks, runs, n_runs, out);
 }
 
 int ssf_report_write(ssf_store *store, const int64_t *runs, size_t n_runs, const char *profile,
@@ -251,7 +257,8 @@ int ssf_report_write(ssf_store *store, const int64_t *runs, size_t n_runs, const
     }
     collection c = {.profile = profile};
     int rc = 0;
-    for (size_t i = 0; i < n_runs && rc == 0; i++) rc = collect_run(store, runs[i], &c, err);
+    for (size_t i = 0; i < n_runs && rc == 0; i++)
+        rc = collect_run(store, runs[i], &c, err);
     if (rc == 0 && format == SSF_REPORT_CSV) write_csv(&c, out);
     if (rc == 0 && format == SSF_REPORT_JSON) write_json(&c, out);
     if (rc == 0 && format == SSF_REPORT_MARKDOWN) write_markdown(&c, out);
@@ -297,10 +304,13 @@ static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char 
     int64_t *bd = NULL, *cd = NULL;
     size_t bn = 0, cn = 0;
     int rc = ssf_run_question_values(store, base, task, metric, profile, &bv, &bd, &bn, err);
-    if (rc == 0) rc = ssf_run_question_values(store, cand, task, metric, profile, &cv, &cd, &cn, err);
+    if (rc == 0)
+        rc = ssf_run_question_values(store, cand, task, metric, profile, &cv, &cd, &cn, err);
     if (rc == 0 && bn != cn)
-        rc = ssf_fail(err, "task %s: run %" PRId64 " has %zu questions and run %" PRId64
-                      " %zu; compare runs over the same questions", task, base, bn, cand, cn);
+        rc = ssf_fail(err,
+                      "task %s: run %" PRId64 " has %zu questions and run %" PRId64
+                      " %zu; compare runs over the same questions",
+                      task, base, bn, cand, cn);
     if (rc == 0) {
         paired p;
         pair_values(bv, cv, bn, &p);
@@ -309,7 +319,9 @@ static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char 
         *regressed |= bad;
         fprintf(out, "%-14s %-16s %8.2f %8.2f %+8.2f %7.2f %6zu  %s\n", task, metric,
                 100 * p.base_mean, 100 * p.cand_mean, 100 * p.delta, 100 * p.se, p.n,
-                p.n == 0 ? "no common questions" : bad ? "REGRESSION" : "ok");
+                p.n == 0 ? "no common questions"
+                : bad    ? "REGRESSION"
+                         : "ok");
     }
     free(bv);
     free(cv);
@@ -327,8 +339,8 @@ int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_com
     const char *profile = o->profile ? o->profile : cand_run.profile;
     c.profile = profile;
     int rc = collect_run(store, cand, &c, err);
-    fprintf(out, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand",
-            "delta", "SE", "N", "decision");
+    fprintf(out, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand", "delta",
+            "SE", "N", "decision");
     int regressed = 0;
     size_t compared = 0;
     for (size_t i = 0; i < c.n && rc == 0; i++) {

@@ -32,7 +32,8 @@ uint64_t ssf_sample_seed(uint64_t run_seed, const char *task, int64_t doc, int t
     EVP_Digest(key.data, key.len, md, &len, EVP_sha256(), NULL);
     ssf_buf_free(&key);
     uint64_t base = 0;
-    for (int i = 0; i < 8; i++) base = (base << 8) | md[i];
+    for (int i = 0; i < 8; i++)
+        base = (base << 8) | md[i];
     /* 62 bits: servers take the seed as a signed 64-bit integer, and base +
      * index must not wrap. */
     return (base >> 2) + (uint64_t)index;
@@ -84,8 +85,10 @@ typedef struct task_plan {
 
 static void context_for(const ssf_run_config *cfg, const ssf_task *t, ssf_metric_context *ctx)
 {
-    *ctx = (ssf_metric_context){.protocol = cfg->protocol, .compat = cfg->compat,
-                                .samples = cfg->samples, .groups = cfg->groups,
+    *ctx = (ssf_metric_context){.protocol = cfg->protocol,
+                                .compat = cfg->compat,
+                                .samples = cfg->samples,
+                                .groups = cfg->groups,
                                 .task_groups = t->groups > 0 ? t->groups : 6};
 }
 
@@ -136,7 +139,8 @@ static json_t *task_config(const task_plan *p)
 static json_t *run_config(const ssf_run_config *cfg, const task_plan *plans)
 {
     json_t *tasks = json_array();
-    for (size_t i = 0; i < cfg->n_tasks; i++) json_array_append_new(tasks, task_config(&plans[i]));
+    for (size_t i = 0; i < cfg->n_tasks; i++)
+        json_array_append_new(tasks, task_config(&plans[i]));
     return json_pack("{s:o, s:s, s:s, s:i, s:i, s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "tasks", tasks,
                      "protocol", protocol_name(cfg->protocol), "compat", compat_name(cfg->compat),
                      "groups", cfg->groups, "samples", cfg->samples, "limit",
@@ -200,7 +204,9 @@ typedef struct gen_ctx {
 static void grade_text(const ssf_grader *g, const task_plan *p, const ssf_doc *d, const char *text,
                        const char *finish, ssf_grade_result *res)
 {
-    ssf_grade_request req = {.gold = d->gold, .pred = text, .precision = -1,
+    ssf_grade_request req = {.gold = d->gold,
+                             .pred = text,
+                             .precision = -1,
                              .cut_by_length = finish && strcmp(finish, "length") == 0};
     if (p->task->answer_type == SSF_ANSWER_LETTERS) {
         req.targets = SSF_TARGET_LETTERS;
@@ -224,12 +230,19 @@ static int on_generated(const ssf_gen_request *q, const ssf_gen_result *r, void 
 {
     gen_ctx *c = ud;
     const pending *pd = &c->pend[q - c->reqs];
-    ssf_sample_row row = {.task = q->task, .doc = q->doc, .tag = q->tag, .index = q->index,
-                          .seed = q->seed, .request_json = r->request_json, .text = r->text,
-                          .reasoning = r->reasoning, .finish_reason = r->finish_reason,
+    ssf_sample_row row = {.task = q->task,
+                          .doc = q->doc,
+                          .tag = q->tag,
+                          .index = q->index,
+                          .seed = q->seed,
+                          .request_json = r->request_json,
+                          .text = r->text,
+                          .reasoning = r->reasoning,
+                          .finish_reason = r->finish_reason,
                           .prompt_tokens = r->prompt_tokens,
                           .completion_tokens = r->completion_tokens,
-                          .latency_ms = r->latency_ms, .attempts = r->attempts,
+                          .latency_ms = r->latency_ms,
+                          .attempts = r->attempts,
                           .error = r->error ? r->error : (r->text ? NULL : "no text returned")};
     ssf_grade_result res = {0};
     int graded = row.error == NULL;
@@ -258,8 +271,8 @@ static void sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int i
 }
 
 typedef struct stored_ctx {
-    json_t *done;      /* keys of stored, successful samples */
-    json_t *ungraded;  /* of those, the ones without a grade under the profile */
+    json_t *done;     /* keys of stored, successful samples */
+    json_t *ungraded; /* of those, the ones without a grade under the profile */
 } stored_ctx;
 
 static int note_stored(const ssf_stored_sample *s, void *ud)
@@ -322,9 +335,13 @@ static int plan_requests(gen_ctx *c, const task_plan *p, stored_ctx *st, request
                     continue;
                 }
                 ssf_gen_request q = {
-                    .task = p->task->name, .doc = (int64_t)d->index, .tag = tag, .index = i,
+                    .task = p->task->name,
+                    .doc = (int64_t)d->index,
+                    .tag = tag,
+                    .index = i,
                     .seed = ssf_sample_seed(c->cfg->seed, p->task->name, (int64_t)d->index, tag, i),
-                    .prompt = NULL, .sampling = p->sampling};
+                    .prompt = NULL,
+                    .sampling = p->sampling};
                 add_request(l, &q, &(pending){p, d});
             }
         }
@@ -335,7 +352,8 @@ static int plan_requests(gen_ctx *c, const task_plan *p, stored_ctx *st, request
 
 /* Prompts are rendered once per (question, tag) and shared by its samples;
  * the bare user message (for chat APIs) once per question. */
-static void render_prompts(const ssf_run_config *cfg, request_list *l, char ***owned, size_t *n_owned)
+static void render_prompts(const ssf_run_config *cfg, request_list *l, char ***owned,
+                           size_t *n_owned)
 {
     *owned = ssf_xcalloc(2 * l->n + 1, sizeof **owned);
     *n_owned = 0;
@@ -381,7 +399,8 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
         rc = backend->generate(backend, l.reqs, l.n, on_generated, c, c->err);
         progress_show(&c->prog, 1);
     }
-    for (size_t i = 0; i < n_prompts; i++) free(prompts[i]);
+    for (size_t i = 0; i < n_prompts; i++)
+        free(prompts[i]);
     free(prompts);
     free(l.reqs);
     free(l.pend);
@@ -392,7 +411,8 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
 
 static void free_plans(task_plan *plans, size_t n)
 {
-    for (size_t i = 0; i < n; i++) ssf_docs_free(&plans[i].docs);
+    for (size_t i = 0; i < n; i++)
+        ssf_docs_free(&plans[i].docs);
     free(plans);
 }
 
@@ -411,9 +431,13 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
         for (size_t m = 0; m < plans[i].n_metrics && i == 0; m++)
             ssf_buf_printf(&metrics, "%s%s", m ? "," : "", plans[i].metrics[m].name);
     }
-    ssf_run_meta meta = {.config_json = full, .config_hash = hash, .tasks = tasks.data,
-                         .metrics = metrics.data ? metrics.data : "", .model = cfg->model,
-                         .backend = cfg->backend_desc, .protocol = protocol_name(cfg->protocol),
+    ssf_run_meta meta = {.config_json = full,
+                         .config_hash = hash,
+                         .tasks = tasks.data,
+                         .metrics = metrics.data ? metrics.data : "",
+                         .model = cfg->model,
+                         .backend = cfg->backend_desc,
+                         .protocol = protocol_name(cfg->protocol),
                          .compat = compat_name(cfg->compat),
                          .profile = ssf_profile_name(cfg->profile),
                          .version = SSFTEVAL_VERSION_STRING};
@@ -432,13 +456,18 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
     memset(summary, 0, sizeof *summary);
     task_plan *plans = ssf_xcalloc(cfg->n_tasks, sizeof *plans);
     int rc = 0;
-    for (size_t i = 0; i < cfg->n_tasks && rc == 0; i++) rc = plan_task(cfg, cfg->tasks[i], &plans[i], err);
+    for (size_t i = 0; i < cfg->n_tasks && rc == 0; i++)
+        rc = plan_task(cfg, cfg->tasks[i], &plans[i], err);
     if (rc == 0) rc = begin_run(cfg, plans, store, summary, err);
     ssf_grader *grader = rc == 0 ? ssf_grader_new(cfg->profile, err) : NULL;
     if (rc == 0 && !grader) rc = -1;
     if (rc == 0) {
-        gen_ctx c = {.cfg = cfg, .grader = grader, .store = store, .run_id = summary->run_id,
-                     .summary = summary, .err = err};
+        gen_ctx c = {.cfg = cfg,
+                     .grader = grader,
+                     .store = store,
+                     .run_id = summary->run_id,
+                     .summary = summary,
+                     .err = err};
         rc = generate_all(&c, backend, plans);
         if (rc) { /* interrupted or failed: what finished is stored; say so in the run */
             ssf_error ignored;
@@ -446,8 +475,9 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
             ssf_store_finish_run(store, summary->run_id, "incomplete", &ignored);
         }
     }
-    if (rc == 0) rc = ssf_run_compute_metrics(store, summary->run_id, ssf_profile_name(cfg->profile),
-                                              cfg->out, err);
+    if (rc == 0)
+        rc = ssf_run_compute_metrics(store, summary->run_id, ssf_profile_name(cfg->profile),
+                                     cfg->out, err);
     if (rc == 0) {
         summary->status = summary->failed ? "incomplete" : "done";
         rc = ssf_store_finish_run(store, summary->run_id, summary->status, err);
@@ -514,7 +544,8 @@ static int fill_cell(const ssf_stored_sample *s, void *ud)
 
 static void free_table(task_table *t)
 {
-    for (size_t i = 0; i < t->n_strings; i++) free(t->strings[i]);
+    for (size_t i = 0; i < t->n_strings; i++)
+        free(t->strings[i]);
     free(t->strings);
     free(t->cells);
 }
@@ -565,8 +596,8 @@ static int read_stored_config(ssf_store *store, int64_t run_id, stored_config *s
     const char *protocol = json_string_value(json_object_get(sc->root, "protocol"));
     const char *compat = json_string_value(json_object_get(sc->root, "compat"));
     sc->base = (ssf_metric_context){
-        .protocol = protocol && strcmp(protocol, "ssft") == 0 ? SSF_PROTOCOL_SSFT
-                                                              : SSF_PROTOCOL_NONE,
+        .protocol =
+            protocol && strcmp(protocol, "ssft") == 0 ? SSF_PROTOCOL_SSFT : SSF_PROTOCOL_NONE,
         .compat = compat && strcmp(compat, "ssft-lighteval") == 0 ? SSF_COMPAT_SSFT_LIGHTEVAL
                                                                   : SSF_COMPAT_NONE,
         .samples = (int)json_integer_value(json_object_get(sc->root, "samples")),
@@ -595,8 +626,8 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
         (*n_ms)++;
     }
     t->max_index = table_width(task, ctx, ms, *n_ms);
-    t->cells = ssf_xcalloc(t->n_docs * (SSF_MAX_TAGS + 1) * (size_t)t->max_index + 1,
-                           sizeof *t->cells);
+    t->cells =
+        ssf_xcalloc(t->n_docs * (SSF_MAX_TAGS + 1) * (size_t)t->max_index + 1, sizeof *t->cells);
     return ssf_store_foreach_sample(store, run_id, t->name, profile, fill_cell, t, err);
 }
 
@@ -634,9 +665,14 @@ static int task_metrics(ssf_store *store, int64_t run_id, const char *profile, c
         metric_values(&t, &ms[i], &ctx, values);
         ssf_aggregate a;
         ssf_aggregate_values(values, t.n_docs, 2000, 20251126, &a);
-        ssf_metric_row row = {.task = t.name, .metric = ms[i].name, .profile = profile,
-                              .value = a.value, .stderr_ = a.stderr_, .ci_lo = a.ci_lo,
-                              .ci_hi = a.ci_hi, .n_questions = (int64_t)a.n_questions,
+        ssf_metric_row row = {.task = t.name,
+                              .metric = ms[i].name,
+                              .profile = profile,
+                              .value = a.value,
+                              .stderr_ = a.stderr_,
+                              .ci_lo = a.ci_lo,
+                              .ci_hi = a.ci_hi,
+                              .n_questions = (int64_t)a.n_questions,
                               .n_samples = (int64_t)t.n_samples,
                               .n_failed = (int64_t)t.n_failed,
                               .n_missing = (int64_t)a.n_excluded};
@@ -693,7 +729,8 @@ int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task_n
         *values = ssf_xcalloc(t.n_docs + 1, sizeof **values);
         *docs = ssf_xcalloc(t.n_docs + 1, sizeof **docs);
         metric_values(&t, &ms[which], &ctx, *values);
-        for (size_t d = 0; d < t.n_docs; d++) (*docs)[d] = (int64_t)d;
+        for (size_t d = 0; d < t.n_docs; d++)
+            (*docs)[d] = (int64_t)d;
     }
     free_table(&t);
     json_decref(sc.root);

@@ -65,8 +65,8 @@ int ssf_run_compute_metrics(ssf_store *store, int64_t run_id, const char *profil
 
 /* Per-question values of one metric of a stored run (for compare): values[i]
  * for document docs[i]; -1 for excluded questions.  Arrays are malloc'd. */
-int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task,
-                            const char *metric, const char *profile, double **values,
-                            int64_t **docs, size_t *n, ssf_error *err);
+int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task, const char *metric,
+                            const char *profile, double **values, int64_t **docs, size_t *n,
+                            ssf_error *err);
 
 #endif

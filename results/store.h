@@ -72,10 +72,10 @@ typedef struct ssf_sample_row {
     int tag;
     int index;
     uint64_t seed;
-    const char *request_json; /* the exact request as sent (no secrets) */
-    const char *text;         /* NULL when failed */
-    const char *reasoning;    /* reasoning_content, stored apart; may be NULL */
-    const char *finish_reason; /* "stop", "length", ... */
+    const char *request_json;                 /* the exact request as sent (no secrets) */
+    const char *text;                         /* NULL when failed */
+    const char *reasoning;                    /* reasoning_content, stored apart; may be NULL */
+    const char *finish_reason;                /* "stop", "length", ... */
     int64_t prompt_tokens, completion_tokens; /* -1 if unknown */
     double latency_ms;
     int attempts;

@@ -47,9 +47,11 @@ static int field_text(load_ctx *c, json_t *rec, const char *field, size_t number
         *out = ssf_buf_take(&b);
         return 0;
     }
-    return ssf_fail(c->err, "%s: record %zu (line %zu): field '%s' is %s; check the 'fields' of "
-                    "task %s (%s)", c->origin, number, line, field,
-                    v ? "not a string or integer" : "missing", c->task->name, c->task->origin);
+    return ssf_fail(c->err,
+                    "%s: record %zu (line %zu): field '%s' is %s; check the 'fields' of "
+                    "task %s (%s)",
+                    c->origin, number, line, field, v ? "not a string or integer" : "missing",
+                    c->task->name, c->task->origin);
 }
 
 static int read_gold(load_ctx *c, json_t *rec, size_t number, size_t line, ssf_doc *d)
@@ -58,9 +60,10 @@ static int read_gold(load_ctx *c, json_t *rec, size_t number, size_t line, ssf_d
     if (!c->task->gold_last_boxed) return 0;
     char *boxed = ssf_last_boxed(d->gold);
     if (!boxed)
-        return ssf_fail(c->err, "%s: record %zu (line %zu): field '%s' has no \\boxed{} answer "
-                        "(the task extracts the last one)", c->origin, number, line,
-                        c->task->field_answer);
+        return ssf_fail(c->err,
+                        "%s: record %zu (line %zu): field '%s' has no \\boxed{} answer "
+                        "(the task extracts the last one)",
+                        c->origin, number, line, c->task->field_answer);
     free(d->gold);
     d->gold = boxed;
     return 0;
@@ -120,8 +123,10 @@ static void hash_permutation(const char *id, size_t *perm, size_t n)
     EVP_Digest(key.data, key.len, md, &mdlen, EVP_sha256(), NULL);
     ssf_buf_free(&key);
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | md[i];
-    for (size_t i = 0; i < n; i++) perm[i] = i;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | md[i];
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
     for (size_t i = n - 1; i > 0; i--) {
         size_t j = (size_t)(v % (i + 1));
         v /= i + 1;
@@ -136,7 +141,8 @@ static void hash_permutation(const char *id, size_t *perm, size_t n)
 static void mt_permutation(ssf_mt19937 *mt, size_t *perm, size_t n)
 {
     size_t gold = (size_t)ssf_mt_randint(mt, 0, (int64_t)n - 1);
-    for (size_t i = 0, next = 1; i < n; i++) perm[i] = i == gold ? 0 : next++;
+    for (size_t i = 0, next = 1; i < n; i++)
+        perm[i] = i == gold ? 0 : next++;
 }
 
 static void place_choices(const ssf_task *t, ssf_choice_order order, ssf_docs *docs, char ***raw)
@@ -147,10 +153,13 @@ static void place_choices(const ssf_task *t, ssf_choice_order order, ssf_docs *d
     ssf_mt_seed(&mt, t->order_seed);
     for (size_t k = 0; k < docs->n; k++) {
         ssf_doc *d = &docs->items[k];
-        if (order == SSF_ORDER_MT19937) mt_permutation(&mt, perm, n);
-        else if (order == SSF_ORDER_HASH) hash_permutation(d->id, perm, n);
+        if (order == SSF_ORDER_MT19937)
+            mt_permutation(&mt, perm, n);
+        else if (order == SSF_ORDER_HASH)
+            hash_permutation(d->id, perm, n);
         else
-            for (size_t i = 0; i < n; i++) perm[i] = i;
+            for (size_t i = 0; i < n; i++)
+                perm[i] = i;
         d->n_choices = n;
         d->choices = ssf_xcalloc(n, sizeof *d->choices);
         for (size_t i = 0; i < n; i++) {
@@ -166,7 +175,8 @@ static void free_raw_choices(load_ctx *c)
 {
     for (size_t k = 0; k < c->docs->n; k++) {
         if (!c->raw_choices[k]) continue;
-        for (size_t i = 0; i <= c->task->n_incorrect; i++) free(c->raw_choices[k][i]);
+        for (size_t i = 0; i <= c->task->n_incorrect; i++)
+            free(c->raw_choices[k][i]);
         free(c->raw_choices[k]);
     }
     free(c->raw_choices);
@@ -179,9 +189,10 @@ static int check_sha256(const char *name, const char *data, size_t len, const ch
     char have[65];
     ssf_sha256_hex(data, len, have);
     if (strcmp(have, want) == 0) return 0;
-    return ssf_fail(err, "%s: checksum mismatch: expected sha256 %s, got %s; replace the file "
-                    "with the published one (see `ssfteval tasks --json` for the source)", name,
-                    want, have);
+    return ssf_fail(err,
+                    "%s: checksum mismatch: expected sha256 %s, got %s; replace the file "
+                    "with the published one (see `ssfteval tasks --json` for the source)",
+                    name, want, have);
 }
 
 /* Reads a local file or zip member whole: the data sets are at most a few
@@ -192,9 +203,10 @@ static int read_local(const ssf_task *t, const char *data_dir, ssf_buf *name, ch
 {
     const ssf_task_source *s = &t->source;
     if (!s->local_path)
-        return ssf_fail(err, "task %s has no 'source.local' in %s, so it cannot be read from "
-                        "--data-dir; drop --data-dir to download it from the Hub", t->name,
-                        t->origin);
+        return ssf_fail(err,
+                        "task %s has no 'source.local' in %s, so it cannot be read from "
+                        "--data-dir; drop --data-dir to download it from the Hub",
+                        t->name, t->origin);
     ssf_buf_printf(name, "%s/%s", data_dir, s->local_path);
     if (file_exists(name->data)) return ssf_read_file(name->data, data, len, err);
     if (s->local_zip) {
@@ -207,15 +219,17 @@ static int read_local(const ssf_task *t, const char *data_dir, ssf_buf *name, ch
             ssf_buf_free(&zip);
             return rc;
         }
-        ssf_fail(err, "task %s: data not found: neither %s nor %s exists; lay the data directory "
-                 "out like ../shared/data, or drop --data-dir to download from the Hub", t->name,
-                 name->data, zip.data);
+        ssf_fail(err,
+                 "task %s: data not found: neither %s nor %s exists; lay the data directory "
+                 "out like ../shared/data, or drop --data-dir to download from the Hub",
+                 t->name, name->data, zip.data);
         ssf_buf_free(&zip);
         return -1;
     }
-    return ssf_fail(err, "task %s: data not found: %s does not exist; lay the data directory out "
-                    "like ../shared/data, or drop --data-dir to download from the Hub", t->name,
-                    name->data);
+    return ssf_fail(err,
+                    "task %s: data not found: %s does not exist; lay the data directory out "
+                    "like ../shared/data, or drop --data-dir to download from the Hub",
+                    t->name, name->data);
 }
 
 /* Finds the file holding the rows in the Hub cache, downloading if needed. */
@@ -262,13 +276,16 @@ static int parse_rows(load_ctx *c, const ssf_task *t, const ssf_data_options *o,
 {
     ssf_format fmt = source_format(t, o, name);
     if (fmt == SSF_FORMAT_AUTO)
-        return ssf_fail(c->err, "%s: cannot tell the format from the name; use .jsonl, .json or "
-                        ".csv", name);
+        return ssf_fail(c->err,
+                        "%s: cannot tell the format from the name; use .jsonl, .json or "
+                        ".csv",
+                        name);
     if (ssf_records_read_memory(data, len, name, fmt, add_record, c, c->err)) return -1;
     if (t->source.documents && c->docs->n != t->source.documents)
-        return ssf_fail(c->err, "%s: %zu documents, task %s expects %zu; the file is incomplete "
-                        "or not the published one", name, c->docs->n, t->name,
-                        t->source.documents);
+        return ssf_fail(c->err,
+                        "%s: %zu documents, task %s expects %zu; the file is incomplete "
+                        "or not the published one",
+                        name, c->docs->n, t->name, t->source.documents);
     return 0;
 }
 
@@ -302,7 +319,8 @@ void ssf_docs_free(ssf_docs *docs)
         free(d->id);
         free(d->question);
         free(d->gold);
-        for (size_t i = 0; i < d->n_choices; i++) free(d->choices[i]);
+        for (size_t i = 0; i < d->n_choices; i++)
+            free(d->choices[i]);
         free(d->choices);
     }
     free(docs->items);
@@ -344,10 +362,11 @@ char *ssf_task_source_string(const ssf_task *t)
 {
     const ssf_task_source *s = &t->source;
     ssf_buf b = {0};
-    if (s->rows_config) ssf_buf_printf(&b, "hub-rows:%s/%s/%s", s->hub_repo, s->rows_config,
-                                       s->rows_split);
-    else if (s->hub_repo) ssf_buf_printf(&b, "hub:%s@%s/%s", s->hub_repo, s->hub_revision,
-                                         s->hub_path);
-    else ssf_buf_printf(&b, "local:%s", s->local_path);
+    if (s->rows_config)
+        ssf_buf_printf(&b, "hub-rows:%s/%s/%s", s->hub_repo, s->rows_config, s->rows_split);
+    else if (s->hub_repo)
+        ssf_buf_printf(&b, "hub:%s@%s/%s", s->hub_repo, s->hub_revision, s->hub_path);
+    else
+        ssf_buf_printf(&b, "local:%s", s->local_path);
     return ssf_buf_take(&b);
 }

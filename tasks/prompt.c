@@ -63,7 +63,8 @@ int ssf_prompt_check_template(const char *tmpl, size_t n_choices, ssf_error *err
         size_t len = 0;
         const char *next = placeholder(p, &name, &len);
         if (!next) return ssf_fail(err, "'{{' without a closing '}}'");
-        if (is_question(name, len)) has_question = 1;
+        if (is_question(name, len))
+            has_question = 1;
         else if (choice_index(name, len, n_choices) < 0)
             return ssf_fail(err, "unknown placeholder {{%.*s}}; expected {{question}}%s", (int)len,
                             name, n_choices ? " or a choice letter {{A}}, {{B}}, ..." : "");
@@ -83,8 +84,10 @@ char *ssf_prompt_user_content(const ssf_task *task, const ssf_doc *doc)
         const char *next = placeholder(at, &name, &len);
         ssf_buf_append(&out, p, (size_t)(at - p));
         /* Templates were checked when the spec was parsed. */
-        if (is_question(name, len)) ssf_buf_puts(&out, doc->question);
-        else ssf_buf_puts(&out, doc->choices[choice_index(name, len, doc->n_choices)]);
+        if (is_question(name, len))
+            ssf_buf_puts(&out, doc->question);
+        else
+            ssf_buf_puts(&out, doc->choices[choice_index(name, len, doc->n_choices)]);
         p = next;
     }
     ssf_buf_puts(&out, p);
@@ -137,11 +140,15 @@ int ssf_chat_template_detect(const char *path, ssf_chat_template *out, ssf_error
     const char *jinja = json_string_value(json_object_get(root, "chat_template"));
     int rc = 0;
     if (!jinja)
-        rc = ssf_fail(err, "%s has no 'chat_template' string; pass --chat-template "
-                      "qwen2.5|chatml|none", path);
+        rc = ssf_fail(err,
+                      "%s has no 'chat_template' string; pass --chat-template "
+                      "qwen2.5|chatml|none",
+                      path);
     else if (classify_template(jinja, out))
-        rc = ssf_fail(err, "%s: the chat template is not one ssfteval renders exactly (qwen2.5, "
-                      "chatml); pass --chat-template to choose one", path);
+        rc = ssf_fail(err,
+                      "%s: the chat template is not one ssfteval renders exactly (qwen2.5, "
+                      "chatml); pass --chat-template to choose one",
+                      path);
     json_decref(root);
     return rc;
 }

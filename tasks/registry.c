@@ -12,8 +12,8 @@ static int registry_add(ssf_registry *reg, ssf_task *task, ssf_error *err)
 {
     const ssf_task *old = ssf_registry_find(reg, task->name);
     if (old) {
-        ssf_fail(err, "%s: task '%s' is already defined (%s); give it another name",
-                 task->origin, task->name, old->origin);
+        ssf_fail(err, "%s: task '%s' is already defined (%s); give it another name", task->origin,
+                 task->name, old->origin);
         ssf_task_free(task);
         return -1;
     }
@@ -32,7 +32,8 @@ static int add_json(ssf_registry *reg, const json_t *root, const char *origin, s
     }
     size_t i;
     json_t *item;
-    json_array_foreach(root, i, item) {
+    json_array_foreach(root, i, item)
+    {
         ssf_buf where = {0};
         ssf_buf_printf(&where, "%s[%zu]", origin, i);
         ssf_task *task;
@@ -74,8 +75,7 @@ int ssf_registry_init(ssf_registry *reg, ssf_error *err)
 int ssf_registry_add_file(ssf_registry *reg, const char *path, ssf_error *err)
 {
     char *text;
-    if (ssf_read_file(path, &text, NULL, err))
-        return ssf_fail_prefix(err, "--task-file");
+    if (ssf_read_file(path, &text, NULL, err)) return ssf_fail_prefix(err, "--task-file");
     int rc = add_text(reg, text, path, err);
     free(text);
     return rc;
@@ -90,7 +90,8 @@ const ssf_task *ssf_registry_find(const ssf_registry *reg, const char *name)
 
 void ssf_registry_free(ssf_registry *reg)
 {
-    for (size_t i = 0; i < reg->n; i++) ssf_task_free(reg->tasks[i]);
+    for (size_t i = 0; i < reg->n; i++)
+        ssf_task_free(reg->tasks[i]);
     free(reg->tasks);
     memset(reg, 0, sizeof *reg);
 }
@@ -113,7 +114,8 @@ static const char *closing_brace(const char *open)
 static const char *last_command(const char *text, const char *cmd)
 {
     const char *last = NULL;
-    for (const char *p = strstr(text, cmd); p; p = strstr(p + 1, cmd)) last = p;
+    for (const char *p = strstr(text, cmd); p; p = strstr(p + 1, cmd))
+        last = p;
     return last;
 }
 

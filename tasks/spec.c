@@ -106,11 +106,16 @@ static const spec_key generation_keys[] = {
 static int type_matches(const json_t *v, key_type type)
 {
     switch (type) {
-    case KEY_STRING: return json_is_string(v);
-    case KEY_INTEGER: return json_is_integer(v);
-    case KEY_NUMBER: return json_is_number(v);
-    case KEY_BOOLEAN: return json_is_boolean(v);
-    case KEY_OBJECT: return json_is_object(v);
+    case KEY_STRING:
+        return json_is_string(v);
+    case KEY_INTEGER:
+        return json_is_integer(v);
+    case KEY_NUMBER:
+        return json_is_number(v);
+    case KEY_BOOLEAN:
+        return json_is_boolean(v);
+    case KEY_OBJECT:
+        return json_is_object(v);
     case KEY_STRINGS: {
         if (!json_is_array(v)) return 0;
         size_t i;
@@ -138,9 +143,11 @@ static int check_object(const char *origin, const char *where, const json_t *obj
     const char *dot = *where ? "." : "";
     const char *name;
     json_t *value;
-    json_object_foreach((json_t *)obj, name, value) {
+    json_object_foreach((json_t *)obj, name, value)
+    {
         const spec_key *k = keys;
-        while (k->name && strcmp(k->name, name) != 0) k++;
+        while (k->name && strcmp(k->name, name) != 0)
+            k++;
         if (!k->name) {
             ssf_buf allowed = {0};
             list_keys(&allowed, keys);
@@ -182,8 +189,10 @@ static int parse_local(const char *origin, const json_t *local, ssf_task_source 
     src->zip_password = dup_string(local, "password");
     src->local_sha256 = dup_string(local, "sha256");
     if (src->local_zip && !src->zip_member)
-        return ssf_fail(err, "%s: missing key 'source.local.member'; expected the archive member "
-                        "holding the data", origin);
+        return ssf_fail(err,
+                        "%s: missing key 'source.local.member'; expected the archive member "
+                        "holding the data",
+                        origin);
     if (src->local_sha256 && !is_hex64(src->local_sha256))
         return ssf_fail(err, "%s: key 'source.local.sha256' must be 64 lowercase hex digits",
                         origin);
@@ -199,8 +208,8 @@ static int parse_hub(const char *origin, const json_t *hub, ssf_task_source *src
     src->hub_sha256 = dup_string(hub, "sha256");
     src->hub_gated = json_is_true(json_object_get(hub, "gated"));
     if (!strchr(src->hub_repo, '/'))
-        return ssf_fail(err, "%s: key 'source.hub.repo' must be \"owner/name\", not \"%s\"",
-                        origin, src->hub_repo);
+        return ssf_fail(err, "%s: key 'source.hub.repo' must be \"owner/name\", not \"%s\"", origin,
+                        src->hub_repo);
     if (src->hub_sha256 && !is_hex64(src->hub_sha256))
         return ssf_fail(err, "%s: key 'source.hub.sha256' must be 64 lowercase hex digits", origin);
     const json_t *rows = json_object_get(hub, "rows");
@@ -213,8 +222,10 @@ static int parse_hub(const char *origin, const json_t *hub, ssf_task_source *src
         return 0;
     }
     if (!src->hub_path)
-        return ssf_fail(err, "%s: missing key 'source.hub.path'; expected the file inside the "
-                        "repository (or 'rows' for the /rows API)", origin);
+        return ssf_fail(err,
+                        "%s: missing key 'source.hub.path'; expected the file inside the "
+                        "repository (or 'rows' for the /rows API)",
+                        origin);
     if (!src->hub_revision) src->hub_revision = ssf_xstrdup("main");
     return 0;
 }
@@ -226,8 +237,10 @@ static int parse_source(const char *origin, const json_t *source, ssf_task_sourc
     const json_t *local = json_object_get(source, "local");
     const json_t *hub = json_object_get(source, "hub");
     if (!local && !hub)
-        return ssf_fail(err, "%s: missing key 'source.local' or 'source.hub'; expected at least "
-                        "one place to read the data from", origin);
+        return ssf_fail(err,
+                        "%s: missing key 'source.local' or 'source.hub'; expected at least "
+                        "one place to read the data from",
+                        origin);
     if (local && parse_local(origin, local, src, err)) return -1;
     if (hub && parse_hub(origin, hub, src, err)) return -1;
     json_int_t n = json_integer_value(json_object_get(source, "documents"));
@@ -240,7 +253,8 @@ static char **dup_strings(const json_t *array, size_t *n)
 {
     *n = json_array_size(array);
     char **out = ssf_xcalloc(*n + 1, sizeof *out);
-    for (size_t i = 0; i < *n; i++) out[i] = ssf_xstrdup(json_string_value(json_array_get(array, i)));
+    for (size_t i = 0; i < *n; i++)
+        out[i] = ssf_xstrdup(json_string_value(json_array_get(array, i)));
     return out;
 }
 
@@ -254,20 +268,28 @@ static int parse_fields(const char *origin, const json_t *fields, ssf_task *t, s
     const json_t *incorrect = json_object_get(fields, "incorrect");
     if (incorrect) t->field_incorrect = dup_strings(incorrect, &t->n_incorrect);
     const char *extract = json_string_value(json_object_get(fields, "gold_extract"));
-    if (extract && strcmp(extract, "last_boxed") == 0) t->gold_last_boxed = 1;
+    if (extract && strcmp(extract, "last_boxed") == 0)
+        t->gold_last_boxed = 1;
     else if (extract && strcmp(extract, "none") != 0)
-        return ssf_fail(err, "%s: key 'fields.gold_extract' is \"%s\"; expected \"none\" or "
-                        "\"last_boxed\"", origin, extract);
+        return ssf_fail(err,
+                        "%s: key 'fields.gold_extract' is \"%s\"; expected \"none\" or "
+                        "\"last_boxed\"",
+                        origin, extract);
     if (t->answer_type == SSF_ANSWER_MATH && !t->field_answer)
-        return ssf_fail(err, "%s: missing key 'fields.answer'; a math task needs the record "
-                        "field holding the gold answer", origin);
+        return ssf_fail(err,
+                        "%s: missing key 'fields.answer'; a math task needs the record "
+                        "field holding the gold answer",
+                        origin);
     if (t->answer_type == SSF_ANSWER_LETTERS && (!t->field_correct || t->n_incorrect == 0))
-        return ssf_fail(err, "%s: missing key 'fields.correct' or 'fields.incorrect'; a letters "
+        return ssf_fail(err,
+                        "%s: missing key 'fields.correct' or 'fields.incorrect'; a letters "
                         "task needs the correct choice field and at least one incorrect one",
                         origin);
     if (t->answer_type == SSF_ANSWER_LETTERS && t->n_incorrect > 25)
-        return ssf_fail(err, "%s: key 'fields.incorrect' lists %zu fields; at most 25 (letters "
-                        "A-Z)", origin, t->n_incorrect);
+        return ssf_fail(err,
+                        "%s: key 'fields.incorrect' lists %zu fields; at most 25 (letters "
+                        "A-Z)",
+                        origin, t->n_incorrect);
     return 0;
 }
 
@@ -279,8 +301,10 @@ static int parse_choices(const char *origin, const json_t *choices, ssf_task *t,
     const char *order = json_string_value(json_object_get(choices, "order"));
     int o = ssf_choice_order_from_name(order);
     if (o < 0)
-        return ssf_fail(err, "%s: key 'choices.order' is \"%s\"; expected \"mt19937\", \"hash\" "
-                        "or \"fixed\"", origin, order);
+        return ssf_fail(err,
+                        "%s: key 'choices.order' is \"%s\"; expected \"mt19937\", \"hash\" "
+                        "or \"fixed\"",
+                        origin, order);
     t->order = (ssf_choice_order)o;
     json_int_t seed = json_integer_value(json_object_get(choices, "seed"));
     if (seed < 0) return ssf_fail(err, "%s: key 'choices.seed' must be >= 0", origin);
@@ -323,16 +347,17 @@ static int valid_task_name(const char *name)
 {
     if (!*name) return 0;
     for (const char *p = name; *p; p++)
-        if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && !strchr("_-.:", *p))
-            return 0;
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && !strchr("_-.:", *p)) return 0;
     return 1;
 }
 
 static int parse_answer_type(const char *origin, const char *s, ssf_answer_type *out,
                              ssf_error *err)
 {
-    if (strcmp(s, "math") == 0) *out = SSF_ANSWER_MATH;
-    else if (strcmp(s, "letters") == 0) *out = SSF_ANSWER_LETTERS;
+    if (strcmp(s, "math") == 0)
+        *out = SSF_ANSWER_MATH;
+    else if (strcmp(s, "letters") == 0)
+        *out = SSF_ANSWER_LETTERS;
     else
         return ssf_fail(err, "%s: key 'answer_type' is \"%s\"; expected \"math\" or \"letters\"",
                         origin, s);
@@ -349,8 +374,10 @@ static int parse_spec_object(const json_t *root, const char *origin, ssf_task *t
     if (!t->description) t->description = ssf_xstrdup("");
     t->prompt = dup_string(root, "prompt");
     if (!valid_task_name(t->name))
-        return ssf_fail(err, "%s: key 'name' is \"%s\"; expected lowercase letters, digits and "
-                        "_-.:", origin, t->name);
+        return ssf_fail(err,
+                        "%s: key 'name' is \"%s\"; expected lowercase letters, digits and "
+                        "_-.:",
+                        origin, t->name);
     if (parse_answer_type(origin, json_string_value(json_object_get(root, "answer_type")),
                           &t->answer_type, err) ||
         parse_source(origin, json_object_get(root, "source"), &t->source, err) ||
@@ -396,7 +423,8 @@ int ssf_task_parse(const char *json_text, const char *origin, ssf_task **out, ss
 
 static void free_strings(char **v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
     free(v);
 }
 

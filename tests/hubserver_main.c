@@ -32,9 +32,12 @@ static int parse_args(int argc, char **argv, struct hubserver_options *o, const 
                       const char **gpqa_zip)
 {
     static const struct option longopts[] = {
-        {"data-dir", required_argument, NULL, 'd'}, {"gpqa-csv", required_argument, NULL, 'g'},
-        {"token", required_argument, NULL, 't'},    {"port-file", required_argument, NULL, 'p'},
-        {"gpqa-zip", required_argument, NULL, 'z'}, {"help", no_argument, NULL, 'h'},
+        {"data-dir", required_argument, NULL, 'd'},
+        {"gpqa-csv", required_argument, NULL, 'g'},
+        {"token", required_argument, NULL, 't'},
+        {"port-file", required_argument, NULL, 'p'},
+        {"gpqa-zip", required_argument, NULL, 'z'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;

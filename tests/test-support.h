@@ -37,7 +37,6 @@ static inline char *shared_path(const char *rel)
     return p;
 }
 
-
 /* A fresh temporary directory (malloc'd path). */
 static inline char *make_temp_dir(void)
 {

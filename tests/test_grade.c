@@ -83,8 +83,11 @@ static void check_verdict(tally *t, const char *key, ssf_grade_verdict got, int 
     } else {
         t->wrong++;
         printf("# MISMATCH %s: got %s, expected %s%s; gold '%s' pred '%s'; %s\n", key,
-               got == SSF_GRADE_RIGHT ? "true" : got == SSF_GRADE_WRONG ? "false" : "null",
-               exc ? "(documented) " : "", exc ? json_dumps(want, JSON_ENCODE_ANY) : (expected ? "true" : "false"),
+               got == SSF_GRADE_RIGHT   ? "true"
+               : got == SSF_GRADE_WRONG ? "false"
+                                        : "null",
+               exc ? "(documented) " : "",
+               exc ? json_dumps(want, JSON_ENCODE_ANY) : (expected ? "true" : "false"),
                res->gold_extracted ? res->gold_extracted : "-",
                res->pred_extracted ? res->pred_extracted : "-", res->reason);
     }
@@ -111,11 +114,13 @@ static int grade_row(json_t *row, size_t number, size_t line, void *ud)
     const char *pred = json_string_value(json_object_get(row, "pred"));
     int expected = json_is_true(json_object_get(row, "expected"));
     /* Rows of other graders compare two answers; LightEval's rows hold completions. */
-    ssf_grade_request req = {.gold = gold, .pred = pred, .precision = -1,
+    ssf_grade_request req = {.gold = gold,
+                             .pred = pred,
+                             .precision = -1,
                              .pred_is_answer = c->profile == SSF_PROFILE_DEFAULT};
     json_t *types = json_object_get(row, "match_types");
-    if (json_is_array(types) && strcmp(json_string_value(json_array_get(types, 0)),
-                                       "NativeLetters") == 0)
+    if (json_is_array(types) &&
+        strcmp(json_string_value(json_array_get(types, 0)), "NativeLetters") == 0)
         req.targets = SSF_TARGET_LETTERS;
     if (json_is_integer(json_object_get(row, "precision")))
         req.precision = (int)json_integer_value(json_object_get(row, "precision"));
@@ -193,8 +198,8 @@ static char *perturb(const char *gold)
     return ssf_buf_take(&b);
 }
 
-static void check_math(tally *t, const char *what, size_t line, const char *gold,
-                       const char *pred, int expected)
+static void check_math(tally *t, const char *what, size_t line, const char *gold, const char *pred,
+                       int expected)
 {
     char key[128];
     snprintf(key, sizeof key, "math500.jsonl:%zu:%s", line, what);

@@ -55,8 +55,8 @@ static const char *gold_of(const json_t *doc)
 {
     const json_t *gi = json_object_get(doc, "gold_index");
     if (json_is_array(gi)) gi = json_array_get(gi, 0);
-    return json_string_value(json_array_get(json_object_get(doc, "choices"),
-                                            (size_t)json_integer_value(gi)));
+    return json_string_value(
+        json_array_get(json_object_get(doc, "choices"), (size_t)json_integer_value(gi)));
 }
 
 typedef struct sample_set {
@@ -87,13 +87,20 @@ static void grade_all(const json_t *row, const row_kind *k, sample_set *s)
     for (size_t i = 0; i < s->n; i++) {
         ssf_grade_request req = {.gold = gold_of(doc),
                                  .pred = json_string_value(json_array_get(texts, i)),
-                                 .targets = k->targets, .precision = 6,
-                                 .n_letters = (int)json_array_size(json_object_get(doc, "choices"))};
-        if (k->targets) ssf_grade(grader, &req, &s->res[i]);
-        else exact_match(req.gold, req.pred, &s->res[i]);
-        s->out[i] = (ssf_outcome){.present = 1, .verdict = s->res[i].verdict,
-                                  .no_answer = s->res[i].no_answer, .key = s->res[i].pred_key,
-                                  .raw_text = req.pred, .extracted = s->res[i].pred_extracted};
+                                 .targets = k->targets,
+                                 .precision = 6,
+                                 .n_letters =
+                                     (int)json_array_size(json_object_get(doc, "choices"))};
+        if (k->targets)
+            ssf_grade(grader, &req, &s->res[i]);
+        else
+            exact_match(req.gold, req.pred, &s->res[i]);
+        s->out[i] = (ssf_outcome){.present = 1,
+                                  .verdict = s->res[i].verdict,
+                                  .no_answer = s->res[i].no_answer,
+                                  .key = s->res[i].pred_key,
+                                  .raw_text = req.pred,
+                                  .extracted = s->res[i].pred_extracted};
     }
 }
 
@@ -110,8 +117,8 @@ static double metric_value(const json_t *row, const row_kind *k, sample_set *s)
     }
     char name[32];
     snprintf(name, sizeof name, "%s@%d", k->metric, kk);
-    ssf_metric_context ctx = {.protocol = SSF_PROTOCOL_NONE, .samples = n ? n : kk,
-                              .task_groups = 6};
+    ssf_metric_context ctx = {
+        .protocol = SSF_PROTOCOL_NONE, .samples = n ? n : kk, .task_groups = 6};
     ssf_metric m;
     ssf_error err;
     if (ssf_metric_parse(name, &ctx, &m, &err)) fail_msg("%s", err.msg);
@@ -132,14 +139,16 @@ static int run_row(json_t *row, size_t number, size_t line, void *ud)
     double got = metric_value(row, k, &s);
     const char *key;
     json_t *want;
-    json_object_foreach(json_object_get(row, "expected_output"), key, want) {
+    json_object_foreach(json_object_get(row, "expected_output"), key, want)
+    {
         double tol = json_number_value(json_object_get(row, "tolerance"));
         double w = json_number_value(want);
         if (!(got >= w - tol && got <= w + tol))
             fail_msg("lighteval_metric_cases.jsonl:%zu (%s, %s): got %g, expected %g", line,
                      json_string_value(json_object_get(row, "name")), key, got, w);
     }
-    for (size_t i = 0; i < s.n; i++) ssf_grade_result_clear(&s.res[i]);
+    for (size_t i = 0; i < s.n; i++)
+        ssf_grade_result_clear(&s.res[i]);
     c->ran++;
     return 0;
 }

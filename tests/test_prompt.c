@@ -69,7 +69,8 @@ static void check_doc(const ssf_task *t, const ssf_doc *d, const json_t *want)
     assert_string_equal(d->gold, json_string_value(json_object_get(want, "gold")));
     const char *key;
     json_t *value;
-    json_object_foreach(json_object_get(want, "sha256"), key, value) {
+    json_object_foreach(json_object_get(want, "sha256"), key, value)
+    {
         char *prompt = render_key(t, d, key);
         char hex[65];
         ssf_sha256_hex(prompt, strlen(prompt), hex);
@@ -77,7 +78,8 @@ static void check_doc(const ssf_task *t, const ssf_doc *d, const json_t *want)
             fail_msg("%s doc %zu %s: prompt differs from the reference", t->name, d->index, key);
         free(prompt);
     }
-    json_object_foreach(json_object_get(want, "text"), key, value) {
+    json_object_foreach(json_object_get(want, "text"), key, value)
+    {
         char *prompt = render_key(t, d, key);
         assert_string_equal(prompt, json_string_value(value));
         free(prompt);
@@ -94,14 +96,16 @@ static void test_prompts_match_reference(void **state)
     const char *name;
     json_t *task_fx;
     size_t checked = 0;
-    json_object_foreach(json_object_get(fx, "tasks"), name, task_fx) {
+    json_object_foreach(json_object_get(fx, "tasks"), name, task_fx)
+    {
         ssf_docs docs;
         load_task_docs(&reg, name, &docs);
         assert_int_equal(docs.n, json_integer_value(json_object_get(task_fx, "documents")));
         check_all_golds(&docs, task_fx);
         size_t i;
         json_t *doc_fx;
-        json_array_foreach(json_object_get(task_fx, "docs"), i, doc_fx) {
+        json_array_foreach(json_object_get(task_fx, "docs"), i, doc_fx)
+        {
             size_t k = (size_t)json_integer_value(json_object_get(doc_fx, "doc"));
             check_doc(ssf_registry_find(&reg, name), &docs.items[k], doc_fx);
             checked++;
@@ -194,8 +198,8 @@ static void test_detect(void **state)
     assert_non_null(strstr(err.msg, "--chat-template"));
     assert_int_equal(detect_text(dir, "{\"bos_token\": null}", &tpl, &err), -1);
     assert_non_null(strstr(err.msg, "no 'chat_template'"));
-    assert_int_equal(detect_text(dir, "{\"chat_template\": \"[INST] {{ m }} [/INST]\"}", &tpl, &err),
-                     -1);
+    assert_int_equal(
+        detect_text(dir, "{\"chat_template\": \"[INST] {{ m }} [/INST]\"}", &tpl, &err), -1);
     assert_int_equal(detect_text(dir, "{not json", &tpl, &err), -1);
     assert_non_null(strstr(err.msg, "tokenizer_config.json"));
     remove_tree(dir);

@@ -31,7 +31,8 @@ static void test_raw_words(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ssf_mt19937 mt;
         ssf_mt_seed(&mt, cases[i].seed);
-        for (int k = 0; k < 3; k++) assert_int_equal(ssf_mt_next_u32(&mt), cases[i].words[k]);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(ssf_mt_next_u32(&mt), cases[i].words[k]);
     }
 }
 
@@ -53,10 +54,12 @@ static void test_shuffle_small(void **state)
     (void)state;
     ssf_mt19937 mt;
     size_t x[10], want[10] = {7, 2, 0, 8, 5, 1, 4, 3, 9, 6};
-    for (size_t i = 0; i < 10; i++) x[i] = i;
+    for (size_t i = 0; i < 10; i++)
+        x[i] = i;
     ssf_mt_seed(&mt, 99);
     ssf_mt_shuffle(&mt, x, 10);
-    for (size_t i = 0; i < 10; i++) assert_int_equal(x[i], want[i]);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(x[i], want[i]);
 }
 
 static json_t *load_reference(void)
@@ -73,7 +76,8 @@ static void test_gpqa_letters(void **state)
 {
     (void)state;
     json_t *ref = load_reference();
-    const char *want = json_string_value(json_object_get(ref, "gpqa_gold_letters_seed1234_first198"));
+    const char *want =
+        json_string_value(json_object_get(ref, "gpqa_gold_letters_seed1234_first198"));
     assert_non_null(want);
     assert_int_equal(strlen(want), 198);
     ssf_mt19937 mt;
@@ -90,7 +94,8 @@ static void check_order(json_t *ref, const char *key, size_t n)
     json_t *want = json_object_get(ref, key);
     assert_int_equal(json_array_size(want), n);
     size_t *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++) x[i] = i;
+    for (size_t i = 0; i < n; i++)
+        x[i] = i;
     ssf_mt19937 mt;
     ssf_mt_seed(&mt, 42);
     ssf_mt_shuffle(&mt, x, n);

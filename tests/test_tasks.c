@@ -68,13 +68,14 @@ static void test_counts(void **state)
 static void test_aime_golds(void **state)
 {
     (void)state;
-    static const char *aime25[] = {"70", "588", "16", "117", "279", "504", "821", "77",
-                                   "62", "81", "259", "510", "204", "60", "735", "468",
-                                   "49", "82", "106", "336", "293", "237", "610", "149",
-                                   "907", "113", "19", "248", "104", "240"};
+    static const char *aime25[] = {"70",  "588", "16",  "117", "279", "504", "821", "77",
+                                   "62",  "81",  "259", "510", "204", "60",  "735", "468",
+                                   "49",  "82",  "106", "336", "293", "237", "610", "149",
+                                   "907", "113", "19",  "248", "104", "240"};
     ssf_docs docs;
     load("aime25", -1, &docs);
-    for (size_t i = 0; i < 30; i++) assert_string_equal(docs.items[i].gold, aime25[i]);
+    for (size_t i = 0; i < 30; i++)
+        assert_string_equal(docs.items[i].gold, aime25[i]);
     assert_string_equal(docs.items[0].id, "2025-I-1");
     ssf_docs_free(&docs);
     load("aime24", -1, &docs);
@@ -114,8 +115,7 @@ static void test_math500_golds(void **state)
         assert_non_null(boxed);
         assert_string_equal(boxed, answer);
         free(boxed);
-        assert_string_equal(docs.items[i].id,
-                            json_string_value(json_object_get(row, "unique_id")));
+        assert_string_equal(docs.items[i].id, json_string_value(json_object_get(row, "unique_id")));
     }
     ssf_docs_free(&docs);
     json_decref(m.rows);
@@ -160,8 +160,10 @@ static void test_gpqa_hash_order(void **state)
     ssf_docs full, part;
     load("gpqa_diamond", SSF_ORDER_HASH, &full);
     size_t per_letter[4] = {0};
-    for (size_t i = 0; i < full.n; i++) per_letter[full.items[i].gold_index]++;
-    for (int k = 0; k < 4; k++) assert_true(per_letter[k] >= 30); /* roughly uniform */
+    for (size_t i = 0; i < full.n; i++)
+        per_letter[full.items[i].gold_index]++;
+    for (int k = 0; k < 4; k++)
+        assert_true(per_letter[k] >= 30); /* roughly uniform */
 
     char *dir = make_temp_dir();
     char *csv_path = NULL;
@@ -171,12 +173,13 @@ static void test_gpqa_hash_order(void **state)
         size_t len;
         ssf_error err;
         assert_int_equal(ssf_zip_read_member(zip, "dataset/gpqa_diamond.csv",
-                                             "deserted-untie-orchid", &csv, &len, &err), 0);
+                                             "deserted-untie-orchid", &csv, &len, &err),
+                         0);
         /* Only the columns the task reads, every third row, reversed. */
         json_t *rows = json_array();
         math_rows m = {rows};
-        assert_int_equal(ssf_records_read_memory(csv, len, "gpqa", SSF_FORMAT_CSV, keep_row, &m,
-                                                 &err), 0);
+        assert_int_equal(
+            ssf_records_read_memory(csv, len, "gpqa", SSF_FORMAT_CSV, keep_row, &m, &err), 0);
         json_t *subset = json_array();
         for (size_t i = json_array_size(rows); i-- > 0;)
             if (i % 3 == 0) json_array_append(subset, json_array_get(rows, i));
@@ -241,7 +244,7 @@ static void test_bad_specs(void **state)
         {SPEC_HEAD SPEC_SOURCE "\"fields\":{\"question\":\"q\"}," SPEC_PROMPT "}",
          "'fields.answer'"},
         {SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d\",\"zipp\":1}}," SPEC_FIELDS SPEC_PROMPT
-         "}",
+                   "}",
          "unknown key 'source.local.zipp'"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":7}", "'prompt' has the wrong type"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":\"{{question}} {{A}}\"}",
@@ -249,16 +252,15 @@ static void test_bad_specs(void **state)
         {"{\"name\":\"bad\",\"answer_type\":\"essay\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}",
          "'answer_type' is \"essay\""},
         {SPEC_HEAD "\"source\":{}," SPEC_FIELDS SPEC_PROMPT "}", "'source.local' or"},
-        {SPEC_HEAD "\"source\":{\"hub\":{\"repo\":\"norepo\",\"path\":\"x\"}}," SPEC_FIELDS
-             SPEC_PROMPT "}",
+        {SPEC_HEAD
+         "\"source\":{\"hub\":{\"repo\":\"norepo\",\"path\":\"x\"}}," SPEC_FIELDS SPEC_PROMPT "}",
          "owner/name"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"generation\":{\"top_p\":1.5}}",
          "generation.top_p"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"metrics\":[1]}", "'metrics'"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT, "invalid JSON"},
         {"[]", "must be a JSON object"},
-        {"{\"name\":\"Bad Name\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT
-         "}",
+        {"{\"name\":\"Bad Name\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}",
          "key 'name'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -283,8 +285,7 @@ static void test_task_file_registry(void **state)
     char *path = write_temp_file(
         dir, "tasks.json",
         "[" SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "},"
-        "{\"name\":\"aime24\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT
-        "}]");
+        "{\"name\":\"aime24\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}]");
     ssf_registry reg;
     ssf_error err;
     assert_int_equal(ssf_registry_init(&reg, &err), 0);
@@ -324,13 +325,16 @@ static void test_bad_data(void **state)
 {
     (void)state;
     const char *spec = SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}";
-    const char *counted = SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d.jsonl\"},\"documents\":3},"
-        SPEC_FIELDS SPEC_PROMPT "}";
-    const char *hashed = SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d.jsonl\",\"sha256\":"
-        "\"0000000000000000000000000000000000000000000000000000000000000000\"}},"
-        SPEC_FIELDS SPEC_PROMPT "}";
+    const char *counted = SPEC_HEAD
+        "\"source\":{\"local\":{\"path\":\"d.jsonl\"},\"documents\":3}," SPEC_FIELDS SPEC_PROMPT
+        "}";
+    const char *hashed = SPEC_HEAD
+        "\"source\":{\"local\":{\"path\":\"d.jsonl\",\"sha256\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}}," SPEC_FIELDS
+            SPEC_PROMPT "}";
     assert_string_equal(load_error(spec, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n"), "");
-    const char *e = load_error(spec, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n{\"q\":\"y\",\"a\":2}\n{\"q\":\n");
+    const char *e =
+        load_error(spec, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n{\"q\":\"y\",\"a\":2}\n{\"q\":\n");
     assert_non_null(strstr(e, "d.jsonl:3"));
     e = load_error(spec, "d.jsonl", "{\"q\":\"x\"}\n");
     assert_non_null(strstr(e, "field 'a' is missing"));

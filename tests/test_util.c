@@ -23,7 +23,8 @@ static void test_buf(void **state)
     ssf_buf_printf(&b, "%d-%s", 42, "x");
     assert_string_equal(b.data, "abc42-x");
     assert_int_equal(b.len, 7);
-    for (int i = 0; i < 1000; i++) ssf_buf_putc(&b, 'z');
+    for (int i = 0; i < 1000; i++)
+        ssf_buf_putc(&b, 'z');
     assert_int_equal(b.len, 1007);
     ssf_buf_reset(&b);
     assert_string_equal(b.data, "");

@@ -105,7 +105,8 @@ uint64_t ssf_mt_randbelow(ssf_mt19937 *mt, uint64_t n)
 {
     int k = bit_length(n);
     uint64_t r = getrandbits(mt, k);
-    while (r >= n) r = getrandbits(mt, k);
+    while (r >= n)
+        r = getrandbits(mt, k);
     return r;
 }
 

@@ -89,7 +89,8 @@ static void buf_reserve(ssf_buf *b, size_t extra)
     size_t need = b->len + extra + 1;
     if (need <= b->cap) return;
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     b->data = ssf_xrealloc(b->data, cap);
     b->cap = cap;
 }
@@ -154,7 +155,8 @@ int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err)
     ssf_buf b = {0};
     char chunk[65536];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ssf_buf_append(&b, chunk, n);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        ssf_buf_append(&b, chunk, n);
     int failed = ferror(f);
     fclose(f);
     if (failed) {
@@ -192,7 +194,8 @@ int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_er
     }
     int rc = write_all(fd, data, len) == 0 && fsync(fd) == 0 ? 0 : -1;
     if (rc != 0) ssf_fail(err, "cannot write %s: %s", tmp.data, strerror(errno));
-    if (close(fd) != 0 && rc == 0) rc = ssf_fail(err, "cannot write %s: %s", tmp.data, strerror(errno));
+    if (close(fd) != 0 && rc == 0)
+        rc = ssf_fail(err, "cannot write %s: %s", tmp.data, strerror(errno));
     if (rc == 0 && rename(tmp.data, path) != 0)
         rc = ssf_fail(err, "cannot rename %s to %s: %s", tmp.data, path, strerror(errno));
     if (rc != 0) unlink(tmp.data);
@@ -203,7 +206,7 @@ int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_er
 int ssf_mkdirs(const char *path, ssf_error *err)
 {
     char *p = ssf_xstrdup(path);
-    for (char *s = p + 1; ; s++) {
+    for (char *s = p + 1;; s++) {
         char c = *s;
         if (c != '/' && c != '\0') continue;
         *s = '\0';
@@ -245,7 +248,8 @@ int ssf_sha256_file(const char *path, char hex[65], ssf_error *err)
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     unsigned char chunk[65536];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) EVP_DigestUpdate(ctx, chunk, n);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        EVP_DigestUpdate(ctx, chunk, n);
     int failed = ferror(f);
     fclose(f);
     unsigned char md[32];

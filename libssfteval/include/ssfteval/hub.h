@@ -26,11 +26,12 @@ typedef enum ssf_repo_type {
 } ssf_repo_type;
 
 typedef struct ssf_hub {
-    char *endpoint;      /* HF_ENDPOINT, default https://huggingface.co */
-    char *rows_endpoint; /* SSFTEVAL_ROWS_ENDPOINT, default https://datasets-server.huggingface.co */
-    char *token;         /* HF_TOKEN, may be NULL */
-    char *cache_dir;     /* SSFTEVAL_CACHE, default ~/.cache/ssfteval */
-    int offline;         /* HF_HUB_OFFLINE=1 or --offline: never touch the network */
+    char *endpoint; /* HF_ENDPOINT, default https://huggingface.co */
+    char
+        *rows_endpoint; /* SSFTEVAL_ROWS_ENDPOINT, default https://datasets-server.huggingface.co */
+    char *token;        /* HF_TOKEN, may be NULL */
+    char *cache_dir;    /* SSFTEVAL_CACHE, default ~/.cache/ssfteval */
+    int offline;        /* HF_HUB_OFFLINE=1 or --offline: never touch the network */
     long connect_timeout_s;
     long low_speed_timeout_s; /* abort a transfer slower than 1 byte/s for this long */
 } ssf_hub;
@@ -62,8 +63,7 @@ int ssf_hub_fetch_rows(const ssf_hub *hub, const char *repo, const char *config,
 
 /* Re-checks a cached file against sha256 without touching the network. */
 int ssf_hub_verify_file(const ssf_hub *hub, ssf_repo_type type, const char *repo,
-                        const char *revision, const char *path, const char *sha256,
-                        ssf_error *err);
+                        const char *revision, const char *path, const char *sha256, ssf_error *err);
 
 #ifdef __cplusplus
 }

@@ -33,8 +33,7 @@ int ssf_chat_template_detect(const char *tokenizer_config_path, ssf_chat_templat
 char *ssf_prompt_user_content(const ssf_task *task, const ssf_doc *doc);
 
 /* The full prompt; tag 0 means no SSFT tag, 1..99 appends the suffix. */
-char *ssf_prompt_render(const ssf_task *task, const ssf_doc *doc, ssf_chat_template tpl,
-                        int tag);
+char *ssf_prompt_render(const ssf_task *task, const ssf_doc *doc, ssf_chat_template tpl, int tag);
 
 /* Checks a template's placeholders for a task: {{question}} always, {{A}}.. up
  * to the number of choices for letter tasks.  Used when specs are parsed. */

@@ -44,8 +44,8 @@ ssf_format ssf_format_from_path(const char *path);
 
 /* Reads one member of a zip archive (ZipCrypto- or AES-encrypted when
  * password is not NULL) into memory.  *out is NUL-terminated. */
-int ssf_zip_read_member(const char *zip_path, const char *member, const char *password,
-                        char **out, size_t *len, ssf_error *err);
+int ssf_zip_read_member(const char *zip_path, const char *member, const char *password, char **out,
+                        size_t *len, ssf_error *err);
 
 #ifdef __cplusplus
 }

@@ -34,8 +34,8 @@ typedef enum ssf_choice_order {
 
 /* Where the documents come from, in a --data-dir and on the Hub. */
 typedef struct ssf_task_source {
-    char *local_path;   /* relative to the data dir */
-    char *local_zip;    /* alternative: an archive relative to the data dir */
+    char *local_path; /* relative to the data dir */
+    char *local_zip;  /* alternative: an archive relative to the data dir */
     char *zip_member;
     char *zip_password;
     char *local_sha256; /* of local_path or of the zip member; may be NULL */
@@ -64,11 +64,11 @@ typedef struct ssf_task {
     char *origin; /* "built-in" or the spec file's path */
     ssf_answer_type answer_type;
     ssf_task_source source;
-    char *field_id;       /* may be NULL: the row number is the id */
+    char *field_id; /* may be NULL: the row number is the id */
     char *field_question;
-    char *field_answer;   /* math: the gold field */
-    int gold_last_boxed;  /* math: the gold is the last \boxed{} of field_answer */
-    char *field_correct;  /* letters: the correct choice's field */
+    char *field_answer;  /* math: the gold field */
+    int gold_last_boxed; /* math: the gold is the last \boxed{} of field_answer */
+    char *field_correct; /* letters: the correct choice's field */
     char **field_incorrect;
     size_t n_incorrect;
     ssf_choice_order order;
@@ -82,13 +82,13 @@ typedef struct ssf_task {
 
 /* One evaluation document, in the task's row order. */
 typedef struct ssf_doc {
-    size_t index;    /* 0-based row number */
+    size_t index; /* 0-based row number */
     char *id;
     char *question;
-    char *gold;      /* math: the gold answer; letters: the correct letter */
-    char **choices;  /* letters: the choices in presentation order */
+    char *gold;     /* math: the gold answer; letters: the correct letter */
+    char **choices; /* letters: the choices in presentation order */
     size_t n_choices;
-    int gold_index;  /* letters: index of the correct choice, else -1 */
+    int gold_index; /* letters: index of the correct choice, else -1 */
 } ssf_doc;
 
 typedef struct ssf_docs {
