@@ -19,8 +19,9 @@ static const char help[] =
     "Grade a prediction against a gold answer.\n"
     "\n"
     "  --gold G, --pred P  the gold answer and the model's completion\n"
-    "  --profile NAME      default (strictest correct) or lighteval (LightEval 0.10, as the\n"
-    "                      SSFT paper graded)\n"
+    "  --profile NAME      default (strictest correct), lighteval (LightEval 0.10), or\n"
+    "                      ssft-lighteval (as the SSFT reference scored: roles swapped,\n"
+    "                      decimal comparisons false)\n"
     "  --targets T         what to extract: latex,expr (default), letters, or a mix\n"
     "  --letters N         number of choices for letters (default 4)\n"
     "  --precision N       decimal places for the rounding rule (default 6)\n"
@@ -107,7 +108,8 @@ static int handle_option(int opt, const char *arg, void *ud)
     case OPT_PROFILE: {
         int p = ssf_profile_from_name(arg);
         if (p < 0) {
-            cli_error("--profile: unknown profile '%s'; use default or lighteval", arg);
+            cli_error("--profile: unknown profile '%s'; use default, lighteval or ssft-lighteval",
+                      arg);
             return -1;
         }
         a->profile = (ssf_profile)p;
@@ -179,7 +181,7 @@ static int grade_one(const ssf_grader *g, const grade_args *a, int json)
 
 typedef struct jsonl_ctx {
     const grade_args *args;
-    ssf_grader *graders[2]; /* by profile, built on first use */
+    ssf_grader *graders[SSF_N_PROFILES]; /* by profile, built on first use */
     const char *path;
     ssf_error *err;
 } jsonl_ctx;
@@ -257,8 +259,8 @@ static int grade_jsonl(const grade_args *a)
     jsonl_ctx c = {.args = a, .path = a->jsonl, .err = &err};
     int rc = ssf_records_read_file(a->jsonl, SSF_FORMAT_JSONL, grade_line, &c, &err);
     if (rc) cli_error("%s", err.msg);
-    ssf_grader_free(c.graders[0]);
-    ssf_grader_free(c.graders[1]);
+    for (int p = 0; p < SSF_N_PROFILES; p++)
+        ssf_grader_free(c.graders[p]);
     return rc ? EXIT_WORK : 0;
 }
 

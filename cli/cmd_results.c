@@ -90,7 +90,7 @@ static int handle_option(int opt, const char *arg, void *ud)
             a->profile = arg;
             return 0;
         }
-        cli_error("--profile: unknown profile '%s'; use default or lighteval", arg);
+        cli_error("--profile: unknown profile '%s'; use default, lighteval or ssft-lighteval", arg);
         return -1;
     case OPT_FORMAT:
         a->format = ssf_report_format_from_name(arg);

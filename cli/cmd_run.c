@@ -32,7 +32,8 @@ static const char help[] =
     "  --samples N           samples per question for pass@K / avg@N without --protocol\n"
     "  --compat ssft-lighteval  reproduce the reference implementation's metrics, quirks\n"
     "                        included (block-order maj@32, votes on extracted text)\n"
-    "  --profile NAME        grading profile: default or lighteval\n"
+    "  --profile NAME        grading profile: default, lighteval or ssft-lighteval (the\n"
+    "                        default with --compat ssft-lighteval)\n"
     "  --backend NAME        openai (a server: vLLM, SGLang, llama.cpp, OpenAI) or replay\n"
     "                        (the in-process engine is not built yet)\n"
     "  --generations FILE    replay: JSONL lines {task, doc, tag, sample, text, finish_reason}\n"
@@ -89,6 +90,7 @@ typedef struct run_args {
     const char *metrics, *backend, *generations, *db, *api_key_env;
     ssf_openai_options openai;
     int quiet;
+    int profile_given;
 } run_args;
 
 /* Set by SIGINT/SIGTERM: the backend abandons in-flight requests and the
@@ -239,10 +241,12 @@ static int handle_option(int opt, const char *arg, void *ud)
     case OPT_PROFILE: {
         int p = ssf_profile_from_name(arg);
         if (p < 0) {
-            cli_error("--profile: unknown profile '%s'; use default or lighteval", arg);
+            cli_error("--profile: unknown profile '%s'; use default, lighteval or ssft-lighteval",
+                      arg);
             return -1;
         }
         a->cfg.profile = (ssf_profile)p;
+        a->profile_given = 1;
         return 0;
     }
     case OPT_CHAT_TEMPLATE: {
@@ -403,6 +407,9 @@ static int execute(cli *c, run_args *a, const char *task_list)
     char **metrics = a->metrics ? split_list(a->metrics, &n_metrics) : NULL;
     a->cfg.metrics = (const char **)metrics;
     a->cfg.n_metrics = n_metrics;
+    /* The reference's scores need its comparison quirks too, not only its votes. */
+    if (a->cfg.compat == SSF_COMPAT_SSFT_LIGHTEVAL && !a->profile_given)
+        a->cfg.profile = SSF_PROFILE_SSFT_LIGHTEVAL;
     int rc = find_tasks(c, task_list, &a->cfg.tasks, &a->cfg.n_tasks);
     if (rc == 0) rc = check_metrics(a);
     ssf_buf desc = {0};

@@ -33,6 +33,10 @@ typedef struct ssf_equiv_options {
     int unwrap_assignments;
     /* Sets: every gold element must be matched (no subset passes). */
     int strict_sets;
+    /* LightEval 0.10 as the SSFT reference ran it: a decimal literal that is
+     * not structurally equal to the other side is different (its rounding
+     * got a Doc object for the precision, raised, and counted as False). */
+    int decimals_fail;
     /* Ball precision in bits and number of random points for free symbols. */
     long prec_bits;
     int points;

@@ -21,11 +21,11 @@ struct ssf_grader {
     ssf_equiv_options equiv;
 };
 
-static const char *const profile_names[] = {"default", "lighteval"};
+static const char *const profile_names[SSF_N_PROFILES] = {"default", "lighteval", "ssft-lighteval"};
 
 int ssf_profile_from_name(const char *name)
 {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < SSF_N_PROFILES; i++)
         if (strcmp(name, profile_names[i]) == 0) return i;
     return -1;
 }
@@ -41,7 +41,7 @@ static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extrac
     ssf_parse_options_default(&c->parse);
     c->targets = targets;
     c->n_letters = n_letters;
-    if (p == SSF_PROFILE_LIGHTEVAL) {
+    if (p != SSF_PROFILE_DEFAULT) {
         c->boxed_priority = 55;
         c->lighteval_numbers = 1;
         c->parse.equations = 1;
@@ -76,8 +76,9 @@ ssf_grader *ssf_grader_new(ssf_profile profile, ssf_error *err)
     ssf_grader *g = ssf_xcalloc(1, sizeof *g);
     g->profile = profile;
     ssf_parse_options_default(&g->parse);
-    if (profile == SSF_PROFILE_LIGHTEVAL) g->parse.equations = 1;
+    if (profile != SSF_PROFILE_DEFAULT) g->parse.equations = 1;
     ssf_equiv_options_default(&g->equiv);
+    if (profile == SSF_PROFILE_SSFT_LIGHTEVAL) g->equiv.decimals_fail = 1;
     if (build_extractors(g, err)) {
         ssf_grader_free(g);
         return NULL;
@@ -204,7 +205,7 @@ static void read_pred(const ssf_grader *g, const ssf_grade_request *r, ssf_arena
     int unclosed = s->unclosed;
     /* LightEval compares the first raw match too; the default profile grades
      * only what parsed. */
-    side_from_extraction(s, &e, g->profile == SSF_PROFILE_LIGHTEVAL);
+    side_from_extraction(s, &e, g->profile != SSF_PROFILE_DEFAULT);
     s->unclosed = unclosed;
 }
 
@@ -258,7 +259,10 @@ static void compare(const ssf_grader *g, const ssf_grade_request *r, const side 
         ssf_equiv_options o = g->equiv;
         if (r->precision >= 0) o.float_rounding = r->precision;
         ssf_error why; /* ssf_equiv always writes it */
-        ssf_verdict v = ssf_equiv(answer_core(gold->value), answer_core(pred->value), &o, &why);
+        const ssf_node *gv = answer_core(gold->value), *pv = answer_core(pred->value);
+        /* The reference called compare_gold_target(pred, gold): the roles swap. */
+        ssf_verdict v = g->profile == SSF_PROFILE_SSFT_LIGHTEVAL ? ssf_equiv(pv, gv, &o, &why)
+                                                                 : ssf_equiv(gv, pv, &o, &why);
         out->verdict = v == SSF_EQUAL       ? SSF_GRADE_RIGHT
                        : v == SSF_DIFFERENT ? SSF_GRADE_WRONG
                                             : SSF_GRADE_UNGRADABLE;

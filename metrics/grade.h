@@ -23,7 +23,15 @@
 typedef enum ssf_profile {
     SSF_PROFILE_DEFAULT,
     SSF_PROFILE_LIGHTEVAL,
+    /* lighteval as the SSFT reference's PassAtK/MajNPassAtK called it:
+     * compare_gold_target(pred, gold, precision=Doc), i.e. the roles swapped
+     * (assignment unwrapping and relation->set run the other way) and every
+     * decimal comparison that needs rounding false.  `--compat ssft-lighteval`
+     * grades with it. */
+    SSF_PROFILE_SSFT_LIGHTEVAL,
 } ssf_profile;
+
+#define SSF_N_PROFILES 3
 
 int ssf_profile_from_name(const char *name); /* -1 if unknown */
 const char *ssf_profile_name(ssf_profile p);

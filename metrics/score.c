@@ -353,8 +353,9 @@ static int same_class(const vote_class *a, const vote_class *b)
            memcmp(a->s, b->s, a->len) == 0;
 }
 
-/* One majority vote over n samples in vote order; the score of the winner. */
-static double vote(const ssf_outcome *const *os, int n, vote_mode mode)
+/* One majority vote over n samples in vote order; the winner's index, or
+ * -1 when every sample abstained. */
+static int vote_winner(const ssf_outcome *const *os, int n, vote_mode mode)
 {
     vote_class *cls = ssf_xcalloc((size_t)n, sizeof *cls);
     for (int i = 0; i < n; i++)
@@ -372,7 +373,25 @@ static double vote(const ssf_outcome *const *os, int n, vote_mode mode)
         if (first && count > best_count) best = i, best_count = count;
     }
     free(cls);
+    return best;
+}
+
+/* The score of the winner: its verdict. */
+static double vote(const ssf_outcome *const *os, int n, vote_mode mode)
+{
+    int best = vote_winner(os, n, mode);
     return best >= 0 && os[best]->verdict == 1 ? 1.0 : 0.0;
+}
+
+/* The reference's maj@k (MajAtK) scored the voted answer with `gold == pred`:
+ * equality of the extracted lists, not equivalence, so an equivalent answer
+ * written differently scores 0.  Extracted texts stand in for the lists. */
+static double vote_by_gold_text(const ssf_outcome *const *os, int n)
+{
+    int best = vote_winner(os, n, VOTE_EXTRACTED);
+    if (best < 0) return 0.0;
+    const char *pred = os[best]->extracted, *gold = os[best]->gold_extracted;
+    return pred && gold && *pred && strcmp(pred, gold) == 0 ? 1.0 : 0.0;
 }
 
 static vote_mode mode_for(const ssf_metric_context *ctx, int letters_task, int native)
@@ -434,7 +453,9 @@ double ssf_metric_question(const ssf_metric *m, const ssf_metric_context *ctx, i
         v = ssf_pass_at_k(m->n, correct_count(os, count), m->k);
         break;
     case SSF_METRIC_CONS_AT_K:
-        v = vote(os, count, mode_for(ctx, letters_task, 0));
+        v = mode_for(ctx, letters_task, 0) == VOTE_EXTRACTED
+                ? vote_by_gold_text(os, count)
+                : vote(os, count, mode_for(ctx, letters_task, 0));
         break;
     case SSF_METRIC_CONS_NATIVE:
         v = native_value(m, ctx, letters_task, os);

@@ -68,13 +68,14 @@ void ssf_metric_need(const ssf_metric *m, const ssf_metric_context *ctx,
 
 /* One graded sample as the metrics see it. */
 typedef struct ssf_outcome {
-    int present;           /* generated and stored */
-    int failed;            /* the generation failed: not an answer */
-    int verdict;           /* 1 right, 0 wrong, -1 ungradable */
-    int no_answer;         /* nothing extracted */
-    const char *key;       /* vote key: the grader's canonical key */
-    const char *raw_text;  /* the completion (compat GPQA votes on it) */
-    const char *extracted; /* extracted answer text (compat structural votes) */
+    int present;                /* generated and stored */
+    int failed;                 /* the generation failed: not an answer */
+    int verdict;                /* 1 right, 0 wrong, -1 ungradable */
+    int no_answer;              /* nothing extracted */
+    const char *key;            /* vote key: the grader's canonical key */
+    const char *raw_text;       /* the completion (compat GPQA votes on it) */
+    const char *extracted;      /* extracted answer text (compat structural votes) */
+    const char *gold_extracted; /* the gold as extracted (compat maj@k scores by equality) */
 } ssf_outcome;
 
 /* A question's samples: outcome(tag, index) or NULL when not stored. */

@@ -539,6 +539,7 @@ static int fill_cell(const ssf_stored_sample *s, void *ud)
     o->key = keep_string(t, s->graded ? s->pred_key : NULL);
     o->raw_text = keep_string(t, s->text);
     o->extracted = keep_string(t, s->graded ? s->pred_extracted : NULL);
+    o->gold_extracted = keep_string(t, s->graded ? s->gold_extracted : NULL);
     return 0;
 }
 

@@ -97,7 +97,7 @@ check "grade --explain" eval 'run 0 grade --gold "\\frac{\\pi}{2}" --pred "The a
 check "grade letters" eval 'run 0 grade --gold C --pred "so **Answer: C**" --targets letters'
 check "grade --json" eval 'run 0 grade --gold 5 --pred "\\boxed{5}" --json && out_has "\"verdict\": true" && out_has "\"pred_key\": \"q:5\""'
 check "grade unclosed think is no answer" eval 'run 1 grade --gold 5 --pred "<think>\\boxed{5}" --json && out_has "\"no_answer\": true"'
-check "grade bad profile" eval 'run 2 grade --gold 1 --pred 1 --profile sympy && err_has "default or lighteval" && one_line_err'
+check "grade bad profile" eval 'run 2 grade --gold 1 --pred 1 --profile sympy && err_has "default, lighteval or ssft-lighteval" && one_line_err'
 check "grade bad targets" eval 'run 2 grade --gold 1 --pred 1 --targets words && err_has "--targets"'
 check "grade needs --gold" eval 'run 2 grade --pred 1 && err_has "--gold"'
 cat >"$work/pairs.jsonl" <<'JSON'

@@ -17,11 +17,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static ssf_grader *graders[2];
+static ssf_grader *graders[SSF_N_PROFILES];
 
 static void grade_both(const char *gold, const char *pred, int targets)
 {
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < SSF_N_PROFILES; p++) {
         ssf_grade_request req = {.gold = gold, .pred = pred, .targets = targets, .precision = -1};
         ssf_grade_result res;
         ssf_grade(graders[p], &req, &res);
@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!graders[0]) {
         graders[0] = ssf_grader_new(SSF_PROFILE_DEFAULT, &err);
         graders[1] = ssf_grader_new(SSF_PROFILE_LIGHTEVAL, &err);
-        if (!graders[0] || !graders[1]) abort();
+        graders[2] = ssf_grader_new(SSF_PROFILE_SSFT_LIGHTEVAL, &err);
+        if (!graders[0] || !graders[1] || !graders[2]) abort();
     }
     char *text = malloc(size + 1);
     memcpy(text, data, size);

@@ -94,7 +94,7 @@ check "compare: a drop is a regression at z 0 (exit 1)" eval 'run 1 compare 1 2 
 check "compare: bad run id (exit 2)" run 2 compare 1 99 --db "$work/a.sqlite"
 
 # 5. Compat mode runs and says so in reports.
-check "compat run" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q "ssft-lighteval" "$work/out"'
+check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q ",ssft-lighteval,ssft-lighteval,pass@1," "$work/out"'
 
 # 6. Bad input.
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'

@@ -23,14 +23,14 @@
 #include "ssfteval/records.h"
 #include "test-support.h"
 
-static ssf_grader *graders[2];
+static ssf_grader *graders[SSF_N_PROFILES];
 static json_t *exceptions;
 
 static int setup(void **state)
 {
     (void)state;
     ssf_error err;
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < SSF_N_PROFILES; p++) {
         graders[p] = ssf_grader_new((ssf_profile)p, &err);
         if (!graders[p]) {
             fprintf(stderr, "%s\n", err.msg);
@@ -49,8 +49,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    ssf_grader_free(graders[0]);
-    ssf_grader_free(graders[1]);
+    for (int p = 0; p < SSF_N_PROFILES; p++)
+        ssf_grader_free(graders[p]);
     json_decref(exceptions);
     return 0;
 }
@@ -255,12 +255,46 @@ static void test_math500_golds(void **state)
     assert_int_equal(m.solution.wrong + m.forms.wrong + m.perturbed.wrong, 0);
 }
 
+/* The ssft-lighteval profile scores as the SSFT reference did:
+ * compare_gold_target(pred, gold, precision=Doc). */
+static void test_ssft_lighteval_quirks(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *gold, *pred;
+        ssf_profile profile;
+        ssf_grade_verdict want;
+    } cases[] = {
+        /* A decimal needs rounding, which raised: false. */
+        {"204", "\\boxed{204.0}", SSF_PROFILE_DEFAULT, SSF_GRADE_RIGHT},
+        {"204", "\\boxed{204.0}", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_WRONG},
+        {"$\\frac{1}{3}$", "$0.333333$", SSF_PROFILE_LIGHTEVAL, SSF_GRADE_RIGHT},
+        {"$\\frac{1}{3}$", "$0.333333$", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_WRONG},
+        {"$0.5$", "$0.5$", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_RIGHT},
+        {"$\\frac{1}{2}$", "$\\frac{2}{4}$", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_RIGHT},
+        /* Roles swapped: relation->set conversion runs for a relational pred. */
+        {"$-2 \\le x \\le 7$", "$[-2,7]$", SSF_PROFILE_LIGHTEVAL, SSF_GRADE_RIGHT},
+        {"$-2 \\le x \\le 7$", "$[-2,7]$", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_WRONG},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ssf_grade_request req = {.gold = cases[i].gold, .pred = cases[i].pred, .precision = -1};
+        ssf_grade_result res;
+        ssf_grade(graders[cases[i].profile], &req, &res);
+        if (res.verdict != cases[i].want)
+            fail_msg("case %zu (%s): gold '%s' pred '%s': got %d, want %d (%s)", i,
+                     ssf_profile_name(cases[i].profile), cases[i].gold, cases[i].pred, res.verdict,
+                     cases[i].want, res.reason);
+        ssf_grade_result_clear(&res);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_other_graders),
         cmocka_unit_test(test_lighteval_extractive),
         cmocka_unit_test(test_math500_golds),
+        cmocka_unit_test(test_ssft_lighteval_quirks),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -79,7 +79,8 @@ static void set_answer(question *q, int tag, int index, const char *answer, cons
                        .verdict = strcmp(answer, gold) == 0,
                        .key = answer,
                        .raw_text = q->raw[tag][index],
-                       .extracted = answer};
+                       .extracted = answer,
+                       .gold_extracted = gold};
 }
 
 static void set_no_answer(question *q, int tag, int index)
@@ -444,6 +445,7 @@ static double vote_keys(const char *const *keys, const int *verdicts, int n, int
                                .verdict = verdicts[i],
                                .key = keys[i],
                                .extracted = keys[i] && strcmp(keys[i], "none") ? keys[i] : NULL,
+                               .gold_extracted = verdicts[i] == 1 ? keys[i] : "(the gold)",
                                .raw_text = keys[i]};
     ssf_metric_context ctx = ctx_none(0);
     if (compat) ctx.compat = SSF_COMPAT_SSFT_LIGHTEVAL;
@@ -726,9 +728,35 @@ static void test_aggregate_bootstrap(void **state)
     if (fabs(width / normal - 1) > 0.06) fail_msg("bootstrap width %g vs normal %g", width, normal);
 }
 
+/* The reference's maj@k scores the voted answer by equality with the
+ * extracted gold, not by equivalence: "0.5" voted against gold "\\frac{1}{2}"
+ * is right for ssfteval and wrong in compat mode. */
+static void test_compat_maj_scores_by_gold_text(void **state)
+{
+    (void)state;
+    fixture f = {.n = 3};
+    for (int i = 0; i < 3; i++)
+        f.o[i] = (ssf_outcome){.present = 1,
+                               .verdict = 1,
+                               .key = "q:1/2",
+                               .extracted = "0.5",
+                               .gold_extracted = "\\frac{1}{2}",
+                               .raw_text = "so 0.5"};
+    ssf_metric_context ctx = ctx_none(0);
+    ssf_metric m;
+    ssf_error err;
+    assert_int_equal(ssf_metric_parse("maj@3", &ctx, &m, &err), 0);
+    assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 1.0, 1e-12);
+    ctx.compat = SSF_COMPAT_SSFT_LIGHTEVAL;
+    assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 0.0, 1e-12);
+    f.o[1].gold_extracted = f.o[0].gold_extracted = f.o[2].gold_extracted = "0.5";
+    assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 1.0, 1e-12);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_compat_maj_scores_by_gold_text),
         cmocka_unit_test(test_pass_at_k_product),
         cmocka_unit_test(test_pass_at_k_exact),
         cmocka_unit_test(test_pass_at_k_invalid),
