@@ -7,6 +7,7 @@
 
 #include <getopt.h>
 
+#include "grade.h"
 #include "ssfteval/hub.h"
 #include "ssfteval/prompt.h"
 #include "ssfteval/task.h"
@@ -76,6 +77,13 @@ const ssf_task *cli_find_task(const cli *c, const char *name);
 
 /* Options for loading a task's documents as the command line set them. */
 ssf_data_options cli_data_options(const cli *c);
+
+/* Option values shared by the commands: each checks its range and, when the
+ * value is bad, prints one line naming the option and returns -1. */
+int cli_integer_arg(const char *opt, const char *arg, long lo, long hi, long *out);
+int cli_number_arg(const char *opt, const char *arg, double lo, double hi, double *out);
+int cli_profile_arg(const char *arg, ssf_profile *out);
+int cli_chat_template_arg(const char *arg, ssf_chat_template *out);
 
 /* Prints "ssfteval: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

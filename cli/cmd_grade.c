@@ -73,21 +73,10 @@ static int parse_targets(const char *s)
     return bits;
 }
 
-static int int_arg(const char *opt, const char *arg, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(arg, &end, 10);
-    if (end == arg || *end || v < lo || v > hi) {
-        cli_error("--%s: '%s' is not an integer in %d..%d", opt, arg, lo, hi);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
 static int handle_option(int opt, const char *arg, void *ud)
 {
     grade_args *a = ud;
+    long v;
     switch (opt) {
     case OPT_GOLD:
         a->gold = arg;
@@ -102,19 +91,15 @@ static int handle_option(int opt, const char *arg, void *ud)
         a->explain = 1;
         return 0;
     case OPT_LETTERS:
-        return int_arg("letters", arg, 2, 26, &a->letters);
-    case OPT_PRECISION:
-        return int_arg("precision", arg, 0, 50, &a->precision);
-    case OPT_PROFILE: {
-        int p = ssf_profile_from_name(arg);
-        if (p < 0) {
-            cli_error("--profile: unknown profile '%s'; use default, lighteval or ssft-lighteval",
-                      arg);
-            return -1;
-        }
-        a->profile = (ssf_profile)p;
+        if (cli_integer_arg("letters", arg, 2, 26, &v)) return -1;
+        a->letters = (int)v;
         return 0;
-    }
+    case OPT_PRECISION:
+        if (cli_integer_arg("precision", arg, 0, 50, &v)) return -1;
+        a->precision = (int)v;
+        return 0;
+    case OPT_PROFILE:
+        return cli_profile_arg(arg, &a->profile);
     case OPT_TARGETS:
         a->targets = parse_targets(arg);
         if (a->targets > 0) return 0;

@@ -5,7 +5,6 @@
  */
 #include "cli.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,19 +31,6 @@ typedef struct prompt_args {
     ssf_chat_template tpl;
 } prompt_args;
 
-static int parse_long(const char *opt, const char *arg, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(arg, &end, 10);
-    if (errno || end == arg || *end || v < min || v > max) {
-        cli_error("--%s: '%s' is not an integer in %ld..%ld", opt, arg, min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int detect_template(const char *arg, ssf_chat_template *tpl)
 {
     ssf_buf path = {0};
@@ -66,20 +52,13 @@ static int handle_option(int opt, const char *arg, void *ud)
     long v;
     switch (opt) {
     case OPT_DOC:
-        return parse_long("doc", arg, 0, 100000000, &a->doc);
+        return cli_integer_arg("doc", arg, 0, 100000000, &a->doc);
     case OPT_TAG:
-        if (parse_long("tag", arg, 1, 99, &v)) return -1;
+        if (cli_integer_arg("tag", arg, 1, 99, &v)) return -1;
         a->tag = (int)v;
         return 0;
-    case OPT_CHAT_TEMPLATE: {
-        int t = ssf_chat_template_from_name(arg);
-        if (t < 0) {
-            cli_error("--chat-template: unknown template '%s'; use qwen2.5, chatml or none", arg);
-            return -1;
-        }
-        a->tpl = (ssf_chat_template)t;
-        return 0;
-    }
+    case OPT_CHAT_TEMPLATE:
+        return cli_chat_template_arg(arg, &a->tpl);
     case OPT_CHAT_TEMPLATE_FROM:
         return detect_template(arg, &a->tpl);
     default:

@@ -47,22 +47,9 @@ typedef struct results_args {
         NULL, 0, NULL, 0                                                                           \
     }
 
-static int parse_double(const char *opt, const char *arg, double *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtod(arg, &end);
-    if (errno || end == arg || *end || *out < 0) {
-        cli_error("--%s: '%s' is not a number >= 0", opt, arg);
-        return -1;
-    }
-    return 0;
-}
-
 static int handle_option(int opt, const char *arg, void *ud)
 {
     results_args *a = ud;
-    char *end;
     switch (opt) {
     case OPT_DB:
         a->db = arg;
@@ -77,21 +64,17 @@ static int handle_option(int opt, const char *arg, void *ud)
         a->out = arg;
         return 0;
     case OPT_MAX_DROP:
-        return parse_double("max-drop", arg, &a->max_drop);
+        return cli_number_arg("max-drop", arg, 0, 1e9, &a->max_drop);
     case OPT_Z:
-        return parse_double("z", arg, &a->z);
+        return cli_number_arg("z", arg, 0, 1e9, &a->z);
     case OPT_DOC:
-        a->doc = strtol(arg, &end, 10);
-        if (end != arg && !*end && a->doc >= 0) return 0;
-        cli_error("--doc: '%s' is not a document number (0, 1, ...)", arg);
-        return -1;
-    case OPT_PROFILE:
-        if (ssf_profile_from_name(arg) >= 0) {
-            a->profile = arg;
-            return 0;
-        }
-        cli_error("--profile: unknown profile '%s'; use default, lighteval or ssft-lighteval", arg);
-        return -1;
+        return cli_integer_arg("doc", arg, 0, 100000000, &a->doc);
+    case OPT_PROFILE: {
+        ssf_profile p;
+        if (cli_profile_arg(arg, &p)) return -1;
+        a->profile = arg;
+        return 0;
+    }
     case OPT_FORMAT:
         a->format = ssf_report_format_from_name(arg);
         if (a->format >= 0) return 0;

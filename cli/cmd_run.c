@@ -4,8 +4,6 @@
  */
 #include "cli.h"
 
-#include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,31 +101,6 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
-static int number_arg(const char *opt, const char *arg, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(arg, &end);
-    if (errno || end == arg || *end || !(v >= lo && v <= hi)) {
-        cli_error("--%s: '%s' is not a number in [%g, %g]", opt, arg, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int whole_arg(const char *opt, const char *arg, double lo, double hi, long *out)
-{
-    double v;
-    if (number_arg(opt, arg, lo, hi, &v)) return -1;
-    if (v != floor(v)) {
-        cli_error("--%s: '%s' is not a whole number", opt, arg);
-        return -1;
-    }
-    *out = (long)v;
-    return 0;
-}
-
 static int name_arg(const char *opt, const char *arg, const char *a, const char *b, int *out)
 {
     if (strcmp(arg, a) == 0)
@@ -146,15 +119,15 @@ static int handle_sampling(run_args *a, int opt, const char *arg)
     ssf_sampling *s = &a->cfg.sampling;
     switch (opt) {
     case OPT_TEMPERATURE:
-        return number_arg("temperature", arg, 0, 100, &s->temperature);
+        return cli_number_arg("temperature", arg, 0, 100, &s->temperature);
     case OPT_TOP_P:
-        return number_arg("top-p", arg, 1e-9, 1, &s->top_p);
+        return cli_number_arg("top-p", arg, 1e-9, 1, &s->top_p);
     case OPT_MIN_P:
-        return number_arg("min-p", arg, 0, 1, &s->min_p);
+        return cli_number_arg("min-p", arg, 0, 1, &s->min_p);
     case OPT_TOP_K:
-        return whole_arg("top-k", arg, 0, 1e9, &s->top_k);
+        return cli_integer_arg("top-k", arg, 0, 1000000000L, &s->top_k);
     case OPT_MAX_NEW_TOKENS:
-        return whole_arg("max-new-tokens", arg, 1, 1e7, &s->max_new_tokens);
+        return cli_integer_arg("max-new-tokens", arg, 1, 10000000L, &s->max_new_tokens);
     default:
         return -1;
     }
@@ -177,13 +150,13 @@ static int handle_openai(run_args *a, int opt, const char *arg)
         o->api = flag ? SSF_API_CHAT : SSF_API_COMPLETIONS;
         return 0;
     case OPT_CONCURRENCY:
-        if (whole_arg("concurrency", arg, 1, 65536, &v)) return -1;
+        if (cli_integer_arg("concurrency", arg, 1, 65536, &v)) return -1;
         o->concurrency = (int)v;
         return 0;
     case OPT_REQUEST_N:
         if (strcmp(arg, "auto") == 0)
             v = 0;
-        else if (whole_arg("request-n", arg, 1, 128, &v))
+        else if (cli_integer_arg("request-n", arg, 1, 128, &v))
             return -1;
         o->request_n = (int)v;
         return 0;
@@ -196,9 +169,9 @@ static int handle_openai(run_args *a, int opt, const char *arg)
             o->stream = flag;
         return 0;
     case OPT_TIMEOUT:
-        return number_arg("timeout", arg, 1, 1e6, &o->timeout_s);
+        return cli_number_arg("timeout", arg, 1, 1e6, &o->timeout_s);
     case OPT_MAX_ATTEMPTS:
-        if (whole_arg("max-attempts", arg, 1, 100, &v)) return -1;
+        if (cli_integer_arg("max-attempts", arg, 1, 100, &v)) return -1;
         o->max_attempts = (int)v;
         return 0;
     default:
@@ -238,38 +211,23 @@ static int handle_option(int opt, const char *arg, void *ud)
         if (name_arg("compat", arg, "ssft-lighteval", "none", &flag)) return -1;
         a->cfg.compat = flag ? SSF_COMPAT_SSFT_LIGHTEVAL : SSF_COMPAT_NONE;
         return 0;
-    case OPT_PROFILE: {
-        int p = ssf_profile_from_name(arg);
-        if (p < 0) {
-            cli_error("--profile: unknown profile '%s'; use default, lighteval or ssft-lighteval",
-                      arg);
-            return -1;
-        }
-        a->cfg.profile = (ssf_profile)p;
+    case OPT_PROFILE:
         a->profile_given = 1;
-        return 0;
-    }
-    case OPT_CHAT_TEMPLATE: {
-        int t = ssf_chat_template_from_name(arg);
-        if (t < 0) {
-            cli_error("--chat-template: unknown template '%s'; use qwen2.5, chatml or none", arg);
-            return -1;
-        }
-        a->cfg.chat_template = (ssf_chat_template)t;
-        return 0;
-    }
+        return cli_profile_arg(arg, &a->cfg.profile);
+    case OPT_CHAT_TEMPLATE:
+        return cli_chat_template_arg(arg, &a->cfg.chat_template);
     case OPT_GROUPS:
-        if (whole_arg("groups", arg, 1, 64, &v)) return -1;
+        if (cli_integer_arg("groups", arg, 1, 64, &v)) return -1;
         a->cfg.groups = (int)v;
         return 0;
     case OPT_SAMPLES:
-        if (whole_arg("samples", arg, 1, 4096, &v)) return -1;
+        if (cli_integer_arg("samples", arg, 1, 4096, &v)) return -1;
         a->cfg.samples = (int)v;
         return 0;
     case OPT_LIMIT:
-        return whole_arg("limit", arg, 1, 1e9, &a->cfg.limit);
+        return cli_integer_arg("limit", arg, 1, 1000000000L, &a->cfg.limit);
     case OPT_SEED:
-        if (whole_arg("seed", arg, 0, 9e15, &v)) return -1;
+        if (cli_integer_arg("seed", arg, 0, 9000000000000000L, &v)) return -1;
         a->cfg.seed = (uint64_t)v;
         return 0;
     default:

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,54 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+int cli_integer_arg(const char *opt, const char *arg, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < lo || v > hi) {
+        cli_error("--%s: '%s' is not an integer in %ld..%ld", opt, arg, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_number_arg(const char *opt, const char *arg, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end || !(v >= lo && v <= hi)) {
+        cli_error("--%s: '%s' is not a number in [%g, %g]", opt, arg, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_profile_arg(const char *arg, ssf_profile *out)
+{
+    int p = ssf_profile_from_name(arg);
+    if (p < 0) {
+        cli_error("--profile: unknown profile '%s'; use default, lighteval or ssft-lighteval", arg);
+        return -1;
+    }
+    *out = (ssf_profile)p;
+    return 0;
+}
+
+int cli_chat_template_arg(const char *arg, ssf_chat_template *out)
+{
+    int t = ssf_chat_template_from_name(arg);
+    if (t < 0) {
+        cli_error("--chat-template: unknown template '%s'; use qwen2.5, chatml or none", arg);
+        return -1;
+    }
+    *out = (ssf_chat_template)t;
+    return 0;
 }
 
 int cli_init(cli *c)
