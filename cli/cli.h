@@ -99,5 +99,7 @@ int cmd_rescore(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -29,6 +29,8 @@ static const char usage[] =
     "  export RUN          write a run's generations in the replay format\n"
     "  report [RUN...]     Markdown, CSV or JSON tables of the stored metrics\n"
     "  compare BASE CAND   paired per-question regression gate for CI\n"
+    "  model info MODEL    describe a checkpoint (directory or hf:ORG/NAME[@REV])\n"
+    "  tokenize            text to token ids and back (byte-level BPE tokenizers)\n"
     "  version             print the version\n"
     "\n"
     "Run `ssfteval COMMAND --help` for a command's options.\n";
@@ -194,6 +196,8 @@ static const command commands[] = {
     {"grade", cmd_grade},   {"run", cmd_run},         {"runs", cmd_runs},
     {"show", cmd_show},     {"rescore", cmd_rescore}, {"export", cmd_export},
     {"report", cmd_report}, {"compare", cmd_compare},
+    {"model", cmd_model},
+    {"tokenize", cmd_tokenize},
 };
 
 int main(int argc, char **argv)

@@ -140,4 +140,108 @@ else
     check "unreachable Hub" eval 'SSFTEVAL_CACHE="$work/empty2" run 1 data fetch math_500 && err_has "cannot reach"'
 fi
 
+# --- model info: a tiny generated checkpoint (all zeros, F32), broken ones, and
+# the same model from the test Hub
+# make_model DIR TIED: Qwen2-shaped, hidden 8, 2 layers, 2 heads, 1 KV head,
+# head dim 4, intermediate 12, vocabulary 16
+make_model() {
+    local dir=$1 tied=$2 header= off=0 n l p
+    mkdir -p "$dir"
+    add() { # NAME ROWS [COLS]
+        n=$(($2 * ${3:-1} * 4))
+        header="$header${header:+,}\"$1\":{\"dtype\":\"F32\",\"shape\":[$2${3:+,$3}],\"data_offsets\":[$off,$((off + n))]}"
+        off=$((off + n))
+    }
+    add model.embed_tokens.weight 16 8
+    for l in 0 1; do
+        p=model.layers.$l
+        add $p.input_layernorm.weight 8
+        add $p.self_attn.q_proj.weight 8 8
+        add $p.self_attn.q_proj.bias 8
+        add $p.self_attn.k_proj.weight 4 8
+        add $p.self_attn.k_proj.bias 4
+        add $p.self_attn.v_proj.weight 4 8
+        add $p.self_attn.v_proj.bias 4
+        add $p.self_attn.o_proj.weight 8 8
+        add $p.post_attention_layernorm.weight 8
+        add $p.mlp.gate_proj.weight 12 8
+        add $p.mlp.up_proj.weight 12 8
+        add $p.mlp.down_proj.weight 8 12
+    done
+    add model.norm.weight 8
+    [ "$tied" = true ] || add lm_head.weight 16 8
+    header="{$header}"
+    n=${#header}
+    printf "$(printf '\\x%02x\\x%02x\\x%02x\\x00\\x00\\x00\\x00\\x00' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)))" >"$dir/model.safetensors"
+    printf '%s' "$header" >>"$dir/model.safetensors"
+    head -c "$off" /dev/zero >>"$dir/model.safetensors"
+    cat >"$dir/config.json" <<JSON
+{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 8,
+ "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+ "intermediate_size": 12, "vocab_size": 16, "max_position_embeddings": 1024,
+ "rope_theta": 1000000.0, "rms_norm_eps": 1e-06, "tie_word_embeddings": $tied,
+ "hidden_act": "silu", "use_sliding_window": false, "eos_token_id": 15}
+JSON
+    printf '{"eos_token_id": [15, 13], "top_k": 20}\n' >"$dir/generation_config.json"
+    printf '{}\n' >"$dir/tokenizer.json"
+}
+make_model "$work/models/ssfteval-test/tiny" true
+cp -r "$work/models/ssfteval-test/tiny" "$work/tiny-untied" && make_model "$work/tiny-untied" false
+printf '%s\n' '{"chat_template": "{{ '"'"'<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n'"'"' }}"}' \
+    >"$work/models/ssfteval-test/tiny/tokenizer_config.json"
+tiny="$work/models/ssfteval-test/tiny"
+check "model --help" eval 'run 0 model --help && out_has "hf:ORG/NAME"'
+check "model without info" eval 'run 2 model describe "$tiny" && err_has "expected '"'"'info'"'"'"'
+check "model info without a path" eval 'run 2 model info && err_has "PATH"'
+check "model info" eval 'run 0 model info "$tiny" && out_has "Qwen2ForCausalLM" && out_has "2 query, 1 KV (GQA ratio 2), head dim 4" && out_has "tied embeddings *yes" && out_has "eos token ids *15, 13" && out_has "parameters *1.2K (1160)" && out_has "stored dtype *F32" && out_has "weight memory *4.5 KiB" && out_has "32 B per token, 32.0 KiB for one 1024-token sequence" && out_has "chat template *qwen2.5"'
+check "model info untied" eval 'run 0 model info "$work/tiny-untied" && out_has "parameters *1.3K (1288)" && out_has "tied embeddings *no" && out_has "none found (pass --chat-template)"'
+check "model info --json" eval 'run 0 model info "$tiny" --json && out_has "\"parameters\": 1160" && out_has "\"kv_bytes_per_token_bf16\": 32" && out_has "\"chat_template\": \"qwen2.5\"" && out_has "\"eos_token_ids\": \[$"'
+check "model info missing directory" eval 'run 1 model info "$work/nomodel" && err_has "model directory $work/nomodel not found" && err_has "hf:ORG/NAME" && one_line_err'
+mkdir -p "$work/broken" && cp "$tiny/config.json" "$work/broken/"
+head -c 700 "$tiny/model.safetensors" >"$work/broken/model.safetensors"
+check "model info truncated checkpoint" eval 'run 1 model info "$work/broken" && err_has "$work/broken/model.safetensors" && err_has "larger than the file" && one_line_err'
+head -c 6000 "$tiny/model.safetensors" >"$work/broken/model.safetensors"
+check "model info cut-off data" eval 'run 1 model info "$work/broken" && err_has "$work/broken/model.safetensors: tensor model" && err_has "truncated" && one_line_err'
+sed 's/"num_key_value_heads": 1/"num_key_value_heads": 2/' "$tiny/config.json" >"$work/broken/config.json"
+cp "$tiny/model.safetensors" "$work/broken/"
+check "model info shape against config" eval 'run 1 model info "$work/broken" && err_has "model.layers.0.self_attn.k_proj.weight in $work/broken/model.safetensors: shape \[4, 8\], config says \[8, 8\]"'
+
+"$hubserver" --data-dir "$shared/data" --models-dir "$work/models" --port-file "$work/port2" &
+server_pid=$!
+for _ in $(seq 100); do [ -s "$work/port2" ] && break; sleep 0.05; done
+if [ ! -s "$work/port2" ]; then
+    not_ok "hubserver with models started"
+else
+    export HF_ENDPOINT="http://127.0.0.1:$(cat "$work/port2")"
+    check "model info hf:" eval 'SSFTEVAL_CACHE="$work/mcache" run 0 model info hf:ssfteval-test/tiny@r1 && out_has "$work/mcache/hub/models/ssfteval-test/tiny/r1" && out_has "(1160)" && out_has "qwen2.5"'
+    check "model info hf: missing repo" eval 'SSFTEVAL_CACHE="$work/mcache" run 1 model info hf:ssfteval-test/none && err_has "model ssfteval-test/none@main" && err_has "404" && one_line_err'
+    check "model info hf: bad spec" eval 'run 1 model info hf:justname && err_has "hf:ORG/NAME"'
+    kill "$server_pid" && wait "$server_pid" 2>/dev/null
+    server_pid=
+    check "model info hf: offline from the cache" eval 'SSFTEVAL_CACHE="$work/mcache" run 0 model info hf:ssfteval-test/tiny@r1 --offline && out_has "(1160)"'
+fi
+
+# --- tokenize: text to ids and back with the Qwen tokenizers of ../shared
+qtok="$shared/tokenizers/qwen2.5/tokenizer.json"
+check "tokenize --help" run 0 tokenize --help
+check "tokenize --text" eval 'run 0 tokenize --tokenizer "$qtok" --text "Hello world" && [ "$out" = "{\"text\":\"Hello world\",\"ids\":[9707,1879]}" ]'
+check "tokenize --text with special tokens (qwen3 directory)" eval \
+    'run 0 tokenize --tokenizer "$shared/tokenizers/qwen3" --text "<|im_start|><think1>
+</think>" && out_has "\"ids\":\[151644,13708,766,16,397,151668\]"'
+check "tokenize needs --tokenizer" eval 'run 2 tokenize --text x && err_has "--tokenizer" && one_line_err'
+check "tokenize --decode needs --jsonl" eval 'run 2 tokenize --tokenizer "$qtok" --text x --decode && one_line_err'
+check "tokenize with a missing tokenizer" eval 'run 1 tokenize --tokenizer "$work/none.json" --text x && err_has "none.json" && one_line_err'
+check "tokenize rejects invalid UTF-8" eval 'run 1 tokenize --tokenizer "$qtok" --text "$(printf "a\377")" && err_has "UTF-8" && one_line_err'
+printf '{"text": "Hello world", "id": 3}\n{"text": "<|im_start|>hello<|im_end|>"}\n' >"$work/texts.jsonl"
+check "tokenize --jsonl" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/texts.jsonl" && [ "$(wc -l <"$work/out")" -eq 2 ] && out_has "\"id\":3,\"ids\":\[9707,1879\]" && out_has "\"ids\":\[151644,14990,151645\]"'
+printf '{"ids": [151644, 14990, 151645]}\n{"ids": [227, 65]}\n{"ids": [9707, 1879], "k": 1}\n' >"$work/ids.jsonl"
+check "tokenize --decode" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/ids.jsonl" --decode && out_has "\"text\":\"<|im_start|>hello<|im_end|>\"" && out_has "\"text\":\"$(printf "\357\277\275")b\"" && out_has "\"k\":1,\"text\":\"Hello world\""'
+check "tokenize --decode --skip-special" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/ids.jsonl" --decode --skip-special && out_has "\"text\":\"hello\""'
+printf '{"text": "ok"}\n{"txt": "no"}\n' >"$work/badtexts.jsonl"
+check "tokenize --jsonl bad line" eval 'run 1 tokenize --tokenizer "$qtok" --jsonl "$work/badtexts.jsonl" && err_has "badtexts.jsonl:2" && one_line_err'
+printf '{"ids": [1, 2]}\n{"ids": [1, 999999]}\n' >"$work/badids.jsonl"
+check "tokenize --decode unknown id" eval 'run 1 tokenize --tokenizer "$qtok" --jsonl "$work/badids.jsonl" --decode && err_has "badids.jsonl:2" && err_has "999999" && one_line_err'
+check "tokenize round trip through the command" eval \
+    '"$ssfteval" tokenize --tokenizer "$qtok" --jsonl "$work/texts.jsonl" | "$ssfteval" tokenize --tokenizer "$qtok" --jsonl - --decode >"$work/rt" && grep -q "\"text\":\"Hello world\"" "$work/rt"'
+
 tap_end

@@ -39,6 +39,7 @@ struct hubserver {
     struct MHD_Daemon *daemon;
     unsigned port;
     char *token;
+    char *models_dir;                   /* NULL: no model repositories */
     struct blob math500, corrupt, gpqa; /* gpqa.data is NULL when not given */
     struct rows_source rows[4];
     atomic_size_t requests;
@@ -309,6 +310,49 @@ static enum MHD_Result serve_rows(struct hubserver *s, struct MHD_Connection *c)
     return reply_json(c, MHD_HTTP_OK, rows_page(src, offset, length), NULL);
 }
 
+/* ---- model repositories ------------------------------------------------ */
+
+static const char *after(const char *s, const char *prefix);
+
+/* The file is read at each request, unlike the data above: tests write
+ * their model repositories after the server starts. */
+static enum MHD_Result serve_model_file(struct MHD_Connection *c, const char *file)
+{
+    struct blob b = {0};
+    ssf_error err;
+    if (load_blob(&b, NULL, file, &err) != 0)
+        return reply_error(c, MHD_HTTP_NOT_FOUND, "EntryNotFound", "Entry not found");
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    size_t start = 0, end = b.len;
+    int ranged = parse_range(h, b.len, &start, &end);
+    if (ranged < 0) {
+        free(b.data);
+        return reply(c, MHD_HTTP_RANGE_NOT_SATISFIABLE,
+                     MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(end - start, b.data + start, MHD_RESPMEM_MUST_COPY);
+    free(b.data);
+    return reply(c, ranged ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, r);
+}
+
+/* url is /{org}/{name}/resolve/{rev}/{path}; any revision serves the files
+ * of models_dir/{org}/{name}/. */
+static enum MHD_Result serve_model(struct hubserver *s, struct MHD_Connection *c, const char *url)
+{
+    const char *org_end = strchr(url + 1, '/');
+    const char *name_end = org_end ? strchr(org_end + 1, '/') : NULL;
+    const char *rest = name_end ? after(name_end, "/resolve/") : NULL;
+    const char *path = rest ? strchr(rest, '/') : NULL;
+    if (!path || path == rest || !path[1] || strstr(url, ".."))
+        return reply_error(c, MHD_HTTP_NOT_FOUND, "RepoNotFound", "Repository not found");
+    ssf_buf file = {0};
+    ssf_buf_printf(&file, "%s/%.*s%s", s->models_dir, (int)(name_end - url - 1), url + 1, path);
+    enum MHD_Result ret = serve_model_file(c, file.data);
+    ssf_buf_free(&file);
+    return ret;
+}
+
 /* ---- routing ----------------------------------------------------------- */
 
 static const char *after(const char *s, const char *prefix)
@@ -330,6 +374,7 @@ static enum MHD_Result route(struct hubserver *s, struct MHD_Connection *c, cons
         return serve_any_rev(c, rest, &s->math500, FLAKY);
     if ((rest = after(url, "/datasets/ssfteval-test/norange/resolve/")))
         return serve_any_rev(c, rest, &s->math500, NO_RANGES);
+    if (s->models_dir && !after(url, "/datasets/")) return serve_model(s, c, url);
     return reply_error(c, MHD_HTTP_NOT_FOUND, "RepoNotFound", "Repository not found");
 }
 
@@ -391,6 +436,12 @@ unsigned hubserver_port(struct hubserver *server)
     return server->port;
 }
 
+void hubserver_serve_models(struct hubserver *server, const char *dir)
+{
+    free(server->models_dir);
+    server->models_dir = ssf_xstrdup(dir);
+}
+
 size_t hubserver_request_count(struct hubserver *server)
 {
     return atomic_load(&server->requests);
@@ -406,5 +457,6 @@ void hubserver_stop(struct hubserver *server)
     free(server->corrupt.data);
     free(server->gpqa.data);
     free(server->token);
+    free(server->models_dir);
     free(server);
 }

@@ -12,6 +12,8 @@
  *   /rows?dataset=&config=default&split=&offset=&length=     the /rows JSON API
  * Other file routes honour "Range: bytes=N-" and "bytes=N-M".  The /rows API
  * also serves dataset ssfteval-test/malformed (split train) as broken JSON.
+ * After hubserver_serve_models, model repositories too, any revision:
+ *   /{org}/{name}/resolve/{rev}/{path}  models_dir/{org}/{name}/{path}
  */
 #ifndef SSFTEVAL_TESTS_HUBSERVER_H
 #define SSFTEVAL_TESTS_HUBSERVER_H
@@ -31,6 +33,9 @@ struct hubserver *hubserver_start(const struct hubserver_options *options, ssf_e
 unsigned hubserver_port(struct hubserver *server);
 /* Requests received so far, of every kind: lets tests prove a cache hit. */
 size_t hubserver_request_count(struct hubserver *server);
+/* Serves model repositories from dir/{org}/{name}/ (read at each request).
+ * Call before handing out the port. */
+void hubserver_serve_models(struct hubserver *server, const char *dir);
 void hubserver_stop(struct hubserver *server);
 
 #endif

@@ -2,7 +2,7 @@
  * hubserver_main.c - runs the test Hub (hubserver.h) as a program for the
  * shell tests:
  *   hubserver --data-dir DIR [--gpqa-csv FILE | --gpqa-zip ZIP] [--token T]
- *             [--port-file FILE]
+ *             [--port-file FILE] [--models-dir DIR]
  * --gpqa-zip decrypts the Diamond CSV from the official archive into a
  * temporary directory that is removed on exit, so shell tests need no unzip.
  * It prints the port (or writes it to --port-file, atomically, so a waiting
@@ -23,22 +23,19 @@
 static void usage(FILE *out)
 {
     fputs("usage: hubserver --data-dir DIR [--gpqa-csv FILE | --gpqa-zip ZIP] [--token T]\n"
-          "                 [--port-file FILE]\n",
+          "                 [--port-file FILE] [--models-dir DIR]\n",
           out);
 }
 
 /* 0: run, 1: --help, -1: bad arguments. */
 static int parse_args(int argc, char **argv, struct hubserver_options *o, const char **port_file,
-                      const char **gpqa_zip)
+                      const char **gpqa_zip, const char **models_dir)
 {
     static const struct option longopts[] = {
-        {"data-dir", required_argument, NULL, 'd'},
-        {"gpqa-csv", required_argument, NULL, 'g'},
-        {"token", required_argument, NULL, 't'},
-        {"port-file", required_argument, NULL, 'p'},
-        {"gpqa-zip", required_argument, NULL, 'z'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"data-dir", required_argument, NULL, 'd'}, {"gpqa-csv", required_argument, NULL, 'g'},
+        {"token", required_argument, NULL, 't'},    {"port-file", required_argument, NULL, 'p'},
+        {"gpqa-zip", required_argument, NULL, 'z'}, {"models-dir", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -57,6 +54,9 @@ static int parse_args(int argc, char **argv, struct hubserver_options *o, const 
             break;
         case 'z':
             *gpqa_zip = optarg;
+            break;
+        case 'm':
+            *models_dir = optarg;
             break;
         case 'h':
             return 1;
@@ -97,8 +97,8 @@ static int publish_port(unsigned port, const char *port_file, ssf_error *err)
 int main(int argc, char **argv)
 {
     struct hubserver_options o = {0};
-    const char *port_file = NULL, *gpqa_zip = NULL;
-    int parsed = parse_args(argc, argv, &o, &port_file, &gpqa_zip);
+    const char *port_file = NULL, *gpqa_zip = NULL, *models_dir = NULL;
+    int parsed = parse_args(argc, argv, &o, &port_file, &gpqa_zip, &models_dir);
     if (parsed != 0) {
         usage(parsed > 0 ? stdout : stderr);
         return parsed > 0 ? 0 : 2;
@@ -117,6 +117,7 @@ int main(int argc, char **argv)
     int rc = 1;
     if (gpqa_zip && extract_gpqa(gpqa_zip, tmp_dir, &csv_path, &err) == 0) o.gpqa_csv = csv_path;
     if (!gpqa_zip || o.gpqa_csv) server = hubserver_start(&o, &err);
+    if (server && models_dir) hubserver_serve_models(server, models_dir);
     if (server && publish_port(hubserver_port(server), port_file, &err) == 0) {
         int sig = 0;
         sigwait(&stop, &sig);

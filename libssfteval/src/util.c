@@ -1,5 +1,7 @@
 /*
- * util.c - errors, allocation, buffers and small file helpers.
+ * util.c - errors, allocation, buffers and small file helpers.  It needs the
+ * C library alone (SHA-256, which needs OpenSSL, is in sha256.c), so the
+ * model reader built on it compiles where only libc is.
  */
 #include "ssfteval/util.h"
 
@@ -10,8 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 int ssf_fail(ssf_error *err, const char *fmt, ...)
 {
@@ -219,44 +219,5 @@ int ssf_mkdirs(const char *path, ssf_error *err)
         if (c == '\0') break;
     }
     free(p);
-    return 0;
-}
-
-static void digest_to_hex(const unsigned char *md, char hex[65])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
-}
-
-void ssf_sha256_hex(const void *data, size_t len, char hex[65])
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    digest_to_hex(md, hex);
-}
-
-int ssf_sha256_file(const char *path, char hex[65], ssf_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return ssf_fail(err, "cannot open %s: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    unsigned char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        EVP_DigestUpdate(ctx, chunk, n);
-    int failed = ferror(f);
-    fclose(f);
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    if (failed) return ssf_fail(err, "cannot read %s: %s", path, strerror(errno));
-    digest_to_hex(md, hex);
     return 0;
 }

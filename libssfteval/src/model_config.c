@@ -1,0 +1,319 @@
+/*
+ * model_config.c - config.json and generation_config.json, read with the
+ * defaults transformers' Qwen2Config and LlamaConfig apply, and checked so
+ * that the engine never sees a shape it cannot run.  C library only.
+ */
+#include "ssfteval/model.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "jsonlite.h"
+
+#define CONFIG_DEPTH 32
+
+typedef struct arch_info {
+    const char *architecture, *model_type;
+    int qkv_bias_always; /* qwen2: always; llama: "attention_bias" */
+    int default_max_positions;
+} arch_info;
+
+static const arch_info archs[] = {
+    {"Qwen2ForCausalLM", "qwen2", 1, 32768},
+    {"LlamaForCausalLM", "llama", 0, 2048},
+};
+#define N_ARCHS (sizeof archs / sizeof archs[0])
+#define SUPPORTED "Qwen2ForCausalLM (qwen2), LlamaForCausalLM (llama)"
+
+/* Where a message comes from: "NAME: config.json". */
+typedef struct ctx {
+    const char *name, *file;
+    ssf_error *err;
+} ctx;
+
+static int bad(const ctx *c, const char *key, const char *want, const jl_value *v)
+{
+    return ssf_fail(c->err, "%s: %s: \"%s\" must be %s, got %s", c->name, c->file, key, want,
+                    v ? jl_type_name(v->type) : "nothing");
+}
+
+#define REQUIRED INT_MIN
+
+/* An int in [lo, INT_MAX]; a missing (or null) key takes def, or is an error
+ * when def is REQUIRED. */
+static int get_int(const ctx *c, const jl_value *root, const char *key, int lo, int def, int *out)
+{
+    const jl_value *v = jl_get(root, key);
+    if (!v || v->type == JL_NULL) {
+        *out = def;
+        if (def != REQUIRED) return 0;
+        return ssf_fail(c->err, "%s: %s: required key \"%s\" is missing", c->name, c->file, key);
+    }
+    if (v->type != JL_NUMBER || !v->u.num.is_int || v->u.num.i < lo || v->u.num.i > INT_MAX) {
+        char want[64];
+        snprintf(want, sizeof want, "an integer >= %d", lo);
+        return bad(c, key, want, v);
+    }
+    *out = (int)v->u.num.i;
+    return 0;
+}
+
+static int get_positive_double(const ctx *c, const jl_value *root, const char *key, double def,
+                               double *out)
+{
+    const jl_value *v = jl_get(root, key);
+    if (!v || v->type == JL_NULL) {
+        *out = def;
+        return 0;
+    }
+    if (v->type != JL_NUMBER || !(v->u.num.d > 0)) return bad(c, key, "a positive number", v);
+    *out = v->u.num.d;
+    return 0;
+}
+
+static int get_bool(const ctx *c, const jl_value *root, const char *key, int def, int *out)
+{
+    const jl_value *v = jl_get(root, key);
+    if (!v || v->type == JL_NULL) {
+        *out = def;
+        return 0;
+    }
+    return jl_is_bool(v, out) ? 0 : bad(c, key, "true or false", v);
+}
+
+/* Copies a string value (or def when absent) into out[size]. */
+static int get_string(const ctx *c, const jl_value *root, const char *key, const char *def,
+                      char *out, size_t size)
+{
+    const jl_value *v = jl_get(root, key);
+    const char *s = def;
+    if (v && v->type != JL_NULL) {
+        if (v->type != JL_STRING) return bad(c, key, "a string", v);
+        s = v->u.str.s;
+    }
+    if (strlen(s) >= size)
+        return ssf_fail(c->err, "%s: %s: \"%s\" is longer than %zu characters", c->name, c->file,
+                        key, size - 1);
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
+/* ---- architecture ------------------------------------------------------- */
+
+static const arch_info *find_arch(const char *architecture, const char *model_type)
+{
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if ((architecture && !strcmp(architecture, archs[i].architecture)) ||
+            (!architecture && model_type && !strcmp(model_type, archs[i].model_type)))
+            return &archs[i];
+    return NULL;
+}
+
+/* architectures[0] names the class; without it, model_type does. */
+static const arch_info *read_arch(const ctx *c, const jl_value *root, ssf_model_config *cfg)
+{
+    const jl_value *list = jl_get(root, "architectures"), *mt = jl_get(root, "model_type");
+    const char *architecture = NULL, *model_type = NULL;
+    if (list && list->type != JL_NULL) {
+        if (list->type != JL_ARRAY || list->u.arr.n == 0 ||
+            list->u.arr.items[0]->type != JL_STRING) {
+            bad(c, "architectures", "a non-empty array of strings", list);
+            return NULL;
+        }
+        architecture = list->u.arr.items[0]->u.str.s;
+    }
+    if (mt && mt->type == JL_STRING) model_type = mt->u.str.s;
+    const arch_info *a = find_arch(architecture, model_type);
+    if (!a) {
+        ssf_fail(c->err, "%s: %s: architecture \"%.64s\" is not supported; supported: " SUPPORTED,
+                 c->name, c->file,
+                 architecture ? architecture
+                 : model_type ? model_type
+                              : "(none given)");
+        return NULL;
+    }
+    if (model_type && strcmp(model_type, a->model_type)) {
+        ssf_fail(c->err, "%s: %s: model_type \"%.32s\" does not match architecture %s", c->name,
+                 c->file, model_type, a->architecture);
+        return NULL;
+    }
+    snprintf(cfg->architecture, sizeof cfg->architecture, "%s", a->architecture);
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", a->model_type);
+    return a;
+}
+
+/* ---- features ssfteval does not implement ----------------------------- */
+
+static int check_unsupported(const ctx *c, const jl_value *root)
+{
+    char act[32];
+    int flag;
+    if (get_string(c, root, "hidden_act", "silu", act, sizeof act)) return -1;
+    if (strcmp(act, "silu"))
+        return ssf_fail(c->err, "%s: %s: hidden_act \"%s\" is not supported (only silu)", c->name,
+                        c->file, act);
+    if (get_bool(c, root, "use_sliding_window", 0, &flag)) return -1;
+    if (flag)
+        return ssf_fail(c->err,
+                        "%s: %s: use_sliding_window is true, which ssfteval does not support; "
+                        "set it to false for full attention on every layer",
+                        c->name, c->file);
+    if (get_bool(c, root, "mlp_bias", 0, &flag)) return -1;
+    if (flag)
+        return ssf_fail(c->err, "%s: %s: mlp_bias is true, which ssfteval does not support",
+                        c->name, c->file);
+    /* transformers >= 4.53 also lists each layer's attention kind. */
+    const jl_value *lt = jl_get(root, "layer_types");
+    for (size_t i = 0; lt && lt->type == JL_ARRAY && i < lt->u.arr.n; i++) {
+        const jl_value *k = lt->u.arr.items[i];
+        if (k->type != JL_STRING || strcmp(k->u.str.s, "full_attention"))
+            return ssf_fail(c->err,
+                            "%s: %s: layer_types[%zu] is not \"full_attention\"; ssfteval "
+                            "supports full attention only",
+                            c->name, c->file, i);
+    }
+    const jl_value *rs = jl_get(root, "rope_scaling");
+    if (rs && rs->type != JL_NULL) {
+        const jl_value *t = jl_get(rs, "rope_type");
+        if (!t) t = jl_get(rs, "type");
+        return ssf_fail(c->err,
+                        "%s: %s: rope_scaling of type \"%.32s\" is not supported yet; remove "
+                        "rope_scaling to run at the native context length",
+                        c->name, c->file, t && t->type == JL_STRING ? t->u.str.s : "?");
+    }
+    return 0;
+}
+
+/* ---- sizes -------------------------------------------------------------- */
+
+static int read_sizes(const ctx *c, const jl_value *root, const arch_info *a, ssf_model_config *cfg)
+{
+    if (get_int(c, root, "hidden_size", 1, REQUIRED, &cfg->hidden_size) ||
+        get_int(c, root, "num_hidden_layers", 1, REQUIRED, &cfg->n_layers) ||
+        get_int(c, root, "num_attention_heads", 1, REQUIRED, &cfg->n_heads) ||
+        get_int(c, root, "intermediate_size", 1, REQUIRED, &cfg->intermediate_size) ||
+        get_int(c, root, "vocab_size", 1, REQUIRED, &cfg->vocab_size) ||
+        get_int(c, root, "num_key_value_heads", 1, cfg->n_heads, &cfg->n_kv_heads) ||
+        get_int(c, root, "max_position_embeddings", 1, a->default_max_positions,
+                &cfg->max_position_embeddings))
+        return -1;
+    if (jl_get(root, "head_dim") && jl_get(root, "head_dim")->type != JL_NULL)
+        return get_int(c, root, "head_dim", 1, REQUIRED, &cfg->head_dim);
+    if (cfg->hidden_size % cfg->n_heads)
+        return ssf_fail(c->err,
+                        "%s: %s: hidden_size %d is not a multiple of num_attention_heads %d and "
+                        "there is no head_dim",
+                        c->name, c->file, cfg->hidden_size, cfg->n_heads);
+    cfg->head_dim = cfg->hidden_size / cfg->n_heads;
+    return 0;
+}
+
+static int check_sizes(const ctx *c, const ssf_model_config *cfg)
+{
+    if (cfg->n_heads % cfg->n_kv_heads)
+        return ssf_fail(c->err,
+                        "%s: %s: num_attention_heads %d is not a multiple of num_key_value_heads "
+                        "%d",
+                        c->name, c->file, cfg->n_heads, cfg->n_kv_heads);
+    if (cfg->head_dim % 2)
+        return ssf_fail(c->err, "%s: %s: head_dim %d is odd; rotary embeddings need it even",
+                        c->name, c->file, cfg->head_dim);
+    /* Every row count the engine computes must fit an int. */
+    if ((int64_t)cfg->n_heads * cfg->head_dim > INT_MAX ||
+        (int64_t)cfg->vocab_size * cfg->hidden_size > INT64_MAX / 4)
+        return ssf_fail(c->err, "%s: %s: sizes too large", c->name, c->file);
+    return 0;
+}
+
+/* ---- token ids and generation defaults --------------------------------- */
+
+/* An int or a list of ints (or null); sets *present. */
+static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg, int *present)
+{
+    const jl_value *v = jl_get(root, "eos_token_id");
+    *present = v && v->type != JL_NULL;
+    if (!*present) return 0;
+    size_t n = v->type == JL_ARRAY ? v->u.arr.n : 1;
+    if (n > SSF_MAX_EOS)
+        return ssf_fail(c->err, "%s: %s: eos_token_id lists %zu ids; at most %d are supported",
+                        c->name, c->file, n, SSF_MAX_EOS);
+    for (size_t i = 0; i < n; i++) {
+        const jl_value *id = v->type == JL_ARRAY ? v->u.arr.items[i] : v;
+        if (id->type != JL_NUMBER || !id->u.num.is_int || id->u.num.i < 0 ||
+            id->u.num.i > INT32_MAX)
+            return bad(c, "eos_token_id", "a token id or a list of token ids", id);
+        cfg->eos_ids[i] = (int32_t)id->u.num.i;
+    }
+    cfg->n_eos = (int)n;
+    return 0;
+}
+
+static int read_generation(const ctx *c, const jl_value *root, ssf_model_config *cfg)
+{
+    int present, top_k;
+    if (root->type != JL_OBJECT)
+        return ssf_fail(c->err, "%s: %s: expected a JSON object, got %s", c->name, c->file,
+                        jl_type_name(root->type));
+    if (read_eos(c, root, cfg, &present)) return -1;
+    const jl_value *t = jl_get(root, "temperature");
+    if (t && t->type != JL_NULL && (t->type != JL_NUMBER || t->u.num.d < 0))
+        return bad(c, "temperature", "a number >= 0", t);
+    if (t && t->type == JL_NUMBER) cfg->gen_temperature = t->u.num.d;
+    const jl_value *p = jl_get(root, "top_p");
+    if (p && p->type != JL_NULL && (p->type != JL_NUMBER || !(p->u.num.d > 0 && p->u.num.d <= 1)))
+        return bad(c, "top_p", "a number in (0, 1]", p);
+    if (p && p->type == JL_NUMBER) cfg->gen_top_p = p->u.num.d;
+    if (get_int(c, root, "top_k", 0, -1, &top_k)) return -1;
+    cfg->gen_top_k = top_k;
+    return 0;
+}
+
+static int read_config(const ctx *c, const jl_value *root, ssf_model_config *cfg)
+{
+    int present;
+    if (root->type != JL_OBJECT)
+        return ssf_fail(c->err, "%s: %s: expected a JSON object, got %s", c->name, c->file,
+                        jl_type_name(root->type));
+    const arch_info *a = read_arch(c, root, cfg);
+    if (!a || check_unsupported(c, root) || read_sizes(c, root, a, cfg) || check_sizes(c, cfg) ||
+        get_positive_double(c, root, "rope_theta", 10000.0, &cfg->rope_theta) ||
+        get_positive_double(c, root, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps) ||
+        get_bool(c, root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings) ||
+        get_bool(c, root, "attention_bias", 0, &cfg->qkv_bias) ||
+        get_int(c, root, "bos_token_id", 0, -1, &cfg->bos_token_id) ||
+        read_eos(c, root, cfg, &present))
+        return -1;
+    if (a->qkv_bias_always) cfg->qkv_bias = 1;
+    /* transformers >= 4.56 writes "dtype"; older ones "torch_dtype". */
+    const char *dkey = jl_get(root, "torch_dtype") ? "torch_dtype" : "dtype";
+    return get_string(c, root, dkey, "", cfg->torch_dtype, sizeof cfg->torch_dtype);
+}
+
+static int parse_one(const ctx *c, const char *text, size_t len, jl_value **out)
+{
+    ssf_error jerr = {{0}};
+    *out = jl_parse(text, len, CONFIG_DEPTH, &jerr);
+    if (!*out) return ssf_fail(c->err, "%s: %s is not valid JSON: %s", c->name, c->file, jerr.msg);
+    return 0;
+}
+
+int ssf_model_config_parse(const char *config_json, size_t config_len, const char *gen_json,
+                           size_t gen_len, const char *name, ssf_model_config *cfg, ssf_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bos_token_id = -1;
+    cfg->gen_temperature = cfg->gen_top_p = -1;
+    cfg->gen_top_k = -1;
+    ctx c = {name ? name : "model", "config.json", err};
+    jl_value *root;
+    if (parse_one(&c, config_json, config_len, &root)) return -1;
+    int rc = read_config(&c, root, cfg);
+    jl_free(root);
+    if (rc || !gen_json) return rc;
+    c.file = "generation_config.json";
+    if (parse_one(&c, gen_json, gen_len, &root)) return -1;
+    rc = read_generation(&c, root, cfg);
+    jl_free(root);
+    return rc;
+}

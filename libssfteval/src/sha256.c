@@ -1,0 +1,51 @@
+/*
+ * sha256.c - SHA-256 of memory blocks and files through OpenSSL's EVP
+ * interface (declared in util.h).  Kept out of util.c so that util.c needs
+ * the C library alone.
+ */
+#include "ssfteval/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+static void digest_to_hex(const unsigned char *md, char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
+void ssf_sha256_hex(const void *data, size_t len, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    digest_to_hex(md, hex);
+}
+
+int ssf_sha256_file(const char *path, char hex[65], ssf_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return ssf_fail(err, "cannot open %s: %s", path, strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    unsigned char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        EVP_DigestUpdate(ctx, chunk, n);
+    int failed = ferror(f);
+    fclose(f);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (failed) return ssf_fail(err, "cannot read %s: %s", path, strerror(errno));
+    digest_to_hex(md, hex);
+    return 0;
+}

@@ -1,0 +1,236 @@
+/*
+ * test_model_hub.c - ssf_model_resolve: local directories, and hf:ORG/NAME
+ * specs downloaded from the in-process test Hub (hubserver.h) serving model
+ * repositories written by model-fixture.h: sharded and single-file repos,
+ * optional files absent, a missing tokenizer, a missing shard, the cache
+ * reused offline.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "hubserver.h"
+#include "model-fixture.h"
+#include "ssfteval/hub.h"
+#include "ssfteval/model.h"
+#include "test-support.h"
+
+static struct hubserver *g_server;
+static char *g_models; /* the server's models_dir */
+static char *g_data_dir;
+
+/* models_dir/ORG/NAME, created (malloc'd). */
+static char *repo_dir(const char *repo)
+{
+    ssf_buf b = {0};
+    ssf_error err = {{0}};
+    ssf_buf_printf(&b, "%s/%s", g_models, repo);
+    if (ssf_mkdirs(b.data, &err)) abort();
+    return ssf_buf_take(&b);
+}
+
+static void remove_in(const char *dir, const char *name)
+{
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "%s/%s", dir, name);
+    unlink(b.data);
+    ssf_buf_free(&b);
+}
+
+static void write_repos(void)
+{
+    char *d = repo_dir("ssfteval-test/tiny");
+    fx_write_model(d, "BF16", 0, 3);
+    fx_write_text(d, "tokenizer.json", "{}");
+    fx_write_text(d, "tokenizer_config.json", "{}");
+    free(d);
+    d = repo_dir("ssfteval-test/single"); /* no generation or tokenizer config */
+    fx_write_model(d, "F32", 1, 1);
+    remove_in(d, "generation_config.json");
+    fx_write_text(d, "tokenizer.json", "{}");
+    free(d);
+    d = repo_dir("ssfteval-test/notok");
+    fx_write_model(d, "F32", 1, 1);
+    free(d);
+    d = repo_dir("ssfteval-test/noshard");
+    fx_write_model(d, "F32", 0, 2);
+    fx_write_text(d, "tokenizer.json", "{}");
+    remove_in(d, "model-00002-of-00002.safetensors");
+    free(d);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    g_data_dir = shared_path("data");
+    g_models = make_temp_dir();
+    write_repos();
+    struct hubserver_options o = {g_data_dir, NULL, NULL};
+    ssf_error err = {{0}};
+    g_server = hubserver_start(&o, &err);
+    if (!g_server) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    hubserver_serve_models(g_server, g_models);
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%u", hubserver_port(g_server));
+    setenv("HF_ENDPOINT", base, 1);
+    unsetenv("HF_TOKEN");
+    unsetenv("HF_HUB_OFFLINE");
+    unsetenv("SSFTEVAL_OFFLINE");
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    hubserver_stop(g_server);
+    if (g_models) remove_tree(g_models);
+    free(g_models);
+    free(g_data_dir);
+    return 0;
+}
+
+struct fixture {
+    ssf_hub hub;
+    char *cache;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    ssf_error err = {{0}};
+    f->cache = make_temp_dir();
+    setenv("SSFTEVAL_CACHE", f->cache, 1);
+    if (ssf_hub_init_from_env(&f->hub, &err)) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    ssf_hub_free(&f->hub);
+    remove_tree(f->cache);
+    free(f->cache);
+    free(f);
+    return 0;
+}
+
+static int exists_in(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void test_local(void **state)
+{
+    struct fixture *f = *state;
+    char *dir;
+    ssf_error err = {{0}};
+    assert_int_equal(ssf_model_resolve(g_models, &f->hub, &dir, &err), 0);
+    assert_string_equal(dir, g_models);
+    free(dir);
+    assert_int_equal(ssf_model_resolve("/nonexistent/m", &f->hub, &dir, &err), -1);
+    assert_null(dir);
+    assert_string_equal(err.msg, "model directory /nonexistent/m not found; pass a directory "
+                                 "with config.json or hf:ORG/NAME[@REV]");
+    static const char *const bad[] = {"hf:",     "hf:org",   "hf:/name",
+                                      "hf:org/", "hf:a/b/c", "hf:org/name@"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ssf_model_resolve(bad[i], &f->hub, &dir, &err), -1);
+        assert_non_null(strstr(err.msg, "is not hf:ORG/NAME[@REVISION]"));
+    }
+}
+
+static void test_sharded(void **state)
+{
+    struct fixture *f = *state;
+    char *dir;
+    ssf_error err = {{0}};
+    int rc = ssf_model_resolve("hf:ssfteval-test/tiny@v1", &f->hub, &dir, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    char want[4096];
+    snprintf(want, sizeof want, "%s/hub/models/ssfteval-test/tiny/v1", f->cache);
+    assert_string_equal(dir, want);
+    static const char *const files[] = {
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00003.safetensors",
+        "model-00002-of-00003.safetensors",
+        "model-00003-of-00003.safetensors",
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        assert_true(exists_in(dir, files[i]));
+    assert_false(exists_in(dir, "model.safetensors"));
+    ssf_model *m;
+    assert_int_equal(ssf_model_open(dir, &m, &err), 0);
+    assert_int_equal(ssf_model_param_count(m), FX_PARAMS_UNTIED);
+    assert_int_equal(ssf_model_file_count(m), 3);
+    ssf_model_close(m);
+    /* A second resolve is served from the cache, even offline. */
+    size_t before = hubserver_request_count(g_server);
+    free(dir);
+    f->hub.offline = 1;
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/tiny@v1", &f->hub, &dir, &err), 0);
+    assert_int_equal(hubserver_request_count(g_server), before);
+    free(dir);
+    /* Offline, another revision is not cached. */
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/tiny@v2", &f->hub, &dir, &err), -1);
+    assert_non_null(strstr(err.msg, "model ssfteval-test/tiny@v2"));
+    assert_non_null(strstr(err.msg, "offline"));
+}
+
+static void test_single(void **state)
+{
+    struct fixture *f = *state;
+    char *dir;
+    ssf_error err = {{0}};
+    int rc = ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &dir, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(dir, "/hub/models/ssfteval-test/single/main"));
+    assert_true(exists_in(dir, "model.safetensors"));
+    assert_false(exists_in(dir, "generation_config.json"));
+    assert_false(exists_in(dir, "tokenizer_config.json"));
+    ssf_model *m;
+    assert_int_equal(ssf_model_open(dir, &m, &err), 0);
+    assert_int_equal(ssf_model_param_count(m), FX_PARAMS_TIED);
+    assert_int_equal(ssf_model_config_of(m)->n_eos, 1); /* config.json's alone */
+    ssf_model_close(m);
+    free(dir);
+}
+
+static void test_errors(void **state)
+{
+    struct fixture *f = *state;
+    char *dir;
+    ssf_error err = {{0}};
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/notok", &f->hub, &dir, &err), -1);
+    assert_non_null(strstr(err.msg, "model ssfteval-test/notok@main"));
+    assert_non_null(strstr(err.msg, "tokenizer.json"));
+    assert_non_null(strstr(err.msg, "404"));
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/noshard", &f->hub, &dir, &err), -1);
+    assert_non_null(strstr(err.msg, "shard model-00002-of-00002.safetensors named by"));
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/nothere", &f->hub, &dir, &err), -1);
+    assert_non_null(strstr(err.msg, "config.json"));
+    assert_null(dir);
+}
+
+int main(void)
+{
+    if (!shared_available()) return 77; /* the test Hub serves ../shared/data */
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {T(test_local), T(test_sharded), T(test_single),
+                                       T(test_errors)};
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,679 @@
+/*
+ * test_tokenizer.c - the byte-level BPE tokenizer against the `tokenizers`
+ * package: tests/fixtures/tokenizer-cases.json (made by
+ * tools/make-tokenizer-fixtures.py) holds the oracle's ids for MATH-500 and
+ * AIME text, every task's rendered prompts and hand-written edge cases, for
+ * the Qwen2.5 and Qwen3 tokenizer.json files of ../shared.  Also: decoding,
+ * the vocab.json + merges.txt layout, malformed files and threads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <utf8proc.h>
+
+#include "ssfteval/prompt.h"
+#include "ssfteval/task.h"
+#include "ssfteval/tokenizer.h"
+#include "ssfteval/util.h"
+#include "test-support.h"
+
+static const char *const names[2] = {"qwen2.5", "qwen3"};
+
+typedef struct fixture {
+    ssf_tokenizer *tok[2];
+    json_t *cases;
+    ssf_registry reg;
+    ssf_docs docs[4];
+    const char *task_names[4];
+} fixture;
+
+static fixture fx;
+
+static ssf_tokenizer *load_shared(const char *rel)
+{
+    char *p = shared_path(rel);
+    ssf_tokenizer *t = NULL;
+    ssf_error err;
+    if (ssf_tokenizer_load(p, &t, &err)) fail_msg("%s", err.msg);
+    free(p);
+    return t;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    fx.tok[0] = load_shared("tokenizers/qwen2.5/tokenizer.json");
+    fx.tok[1] = load_shared("tokenizers/qwen3");
+    const char *root = getenv("SSFTEVAL_SOURCE_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/tokenizer-cases.json", root ? root : ".");
+    json_error_t jerr;
+    fx.cases = json_load_file(path, JSON_ALLOW_NUL, &jerr);
+    if (!fx.cases) fail_msg("%s: %s", path, jerr.text);
+    ssf_error err;
+    if (ssf_registry_init(&fx.reg, &err)) fail_msg("%s", err.msg);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 2; i++)
+        ssf_tokenizer_free(fx.tok[i]);
+    for (int i = 0; i < 4; i++)
+        if (fx.task_names[i]) ssf_docs_free(&fx.docs[i]);
+    ssf_registry_free(&fx.reg);
+    json_decref(fx.cases);
+    return 0;
+}
+
+static void ids_digest(const int32_t *ids, size_t n, char hex[65])
+{
+    ssf_buf b = {0};
+    ssf_buf_append(&b, "", 0);
+    for (size_t i = 0; i < n; i++)
+        ssf_buf_printf(&b, "%s%d", i ? "," : "", ids[i]);
+    ssf_sha256_hex(b.data, b.len, hex);
+    ssf_buf_free(&b);
+}
+
+static int32_t *encode(ssf_tokenizer *t, const char *s, size_t len, size_t *n)
+{
+    int32_t *ids;
+    ssf_error err;
+    if (ssf_tokenizer_encode(t, s, len, &ids, n, &err)) fail_msg("encode: %s", err.msg);
+    return ids;
+}
+
+/* ---- texts the fixture refers to ------------------------------------------ */
+
+/* Field `field` of line `line` of a ../shared JSONL file, optionally one
+ * part of it split at "\n\n" or "\n". */
+static char *shared_text(const json_t *c)
+{
+    char *path = shared_path(json_string_value(json_object_get(c, "src")));
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("cannot open %s", path);
+    long want = (long)json_integer_value(json_object_get(c, "line"));
+    char *line = NULL;
+    size_t cap = 0;
+    for (long i = 0; i < want; i++)
+        if (getline(&line, &cap, f) < 0) fail_msg("%s: no line %ld", path, want);
+    fclose(f);
+    json_t *row = json_loads(line, 0, NULL);
+    free(line);
+    json_t *v = json_object_get(row, json_string_value(json_object_get(c, "field")));
+    char *text = json_is_string(v) ? ssf_xstrdup(json_string_value(v))
+                                   : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(row);
+    free(path);
+    const char *split = json_string_value(json_object_get(c, "split"));
+    if (!split) return text;
+    const char *sep = strcmp(split, "paragraph") == 0 ? "\n\n" : "\n";
+    long part = (long)json_integer_value(json_object_get(c, "part"));
+    char *p = text;
+    for (long k = 0; k < part; k++) {
+        p = strstr(p, sep);
+        assert_non_null(p);
+        p += strlen(sep);
+    }
+    char *end = strstr(p, sep);
+    char *out = ssf_xstrndup(p, end ? (size_t)(end - p) : strlen(p));
+    free(text);
+    return out;
+}
+
+static const ssf_docs *task_docs(const char *task)
+{
+    int i = 0;
+    for (; i < 4 && fx.task_names[i]; i++)
+        if (strcmp(fx.task_names[i], task) == 0) return &fx.docs[i];
+    assert_true(i < 4);
+    const ssf_task *t = ssf_registry_find(&fx.reg, task);
+    assert_non_null(t);
+    char *data_dir = shared_path("data");
+    ssf_data_options o = {.data_dir = data_dir, .order_override = -1};
+    ssf_error err;
+    if (ssf_task_load_docs(t, &o, &fx.docs[i], &err)) fail_msg("%s", err.msg);
+    free(data_dir);
+    fx.task_names[i] = task;
+    return &fx.docs[i];
+}
+
+/* The prompt of (task, doc, tag, template), rendered by the library. */
+static char *prompt_text(const json_t *c)
+{
+    const char *task = json_string_value(json_object_get(c, "task"));
+    const ssf_docs *docs = task_docs(task);
+    size_t doc = (size_t)json_integer_value(json_object_get(c, "doc"));
+    assert_true(doc < docs->n);
+    int tpl = ssf_chat_template_from_name(json_string_value(json_object_get(c, "template")));
+    assert_true(tpl >= 0);
+    int tag = (int)json_integer_value(json_object_get(c, "tag"));
+    return ssf_prompt_render(ssf_registry_find(&fx.reg, task), &docs->items[doc],
+                             (ssf_chat_template)tpl, tag);
+}
+
+/* The text of a case and its length (edge cases may hold NUL). */
+static char *case_text_len(const json_t *c, size_t *len)
+{
+    json_t *text = json_object_get(c, "text");
+    if (text) {
+        *len = json_string_length(text);
+        return ssf_xstrndup(json_string_value(text), *len);
+    }
+    char *s = json_object_get(c, "src") ? shared_text(c) : prompt_text(c);
+    char hex[65];
+    ssf_sha256_hex(s, strlen(s), hex);
+    assert_string_equal(hex, json_string_value(json_object_get(c, "sha256")));
+    *len = strlen(s);
+    return s;
+}
+
+static char *case_text(const json_t *c)
+{
+    size_t len;
+    return case_text_len(c, &len);
+}
+
+/* ---- the fixture cases --------------------------------------------------- */
+
+static int ids_equal_json(const int32_t *ids, size_t n, const json_t *want)
+{
+    if (json_is_array(want)) {
+        if (json_array_size(want) != n) return 0;
+        for (size_t i = 0; i < n; i++)
+            if (json_integer_value(json_array_get(want, i)) != ids[i]) return 0;
+        return 1;
+    }
+    char hex[65];
+    ids_digest(ids, n, hex);
+    return (size_t)json_integer_value(json_object_get(want, "n")) == n &&
+           strcmp(hex, json_string_value(json_object_get(want, "sha256"))) == 0;
+}
+
+/* decode(encode(x)) is x, or what the oracle's decode gave (NFC(x)). */
+static int roundtrip_ok(const ssf_tokenizer *t, const char *name, const json_t *c, const char *text,
+                        size_t len, const int32_t *ids, size_t n)
+{
+    ssf_error err;
+    char *dec = ssf_tokenizer_decode(t, ids, n, 0, &err);
+    if (!dec) fail_msg("decode: %s", err.msg);
+    char key[32];
+    snprintf(key, sizeof key, "%s_decoded", name);
+    json_t *want = json_object_get(c, key);
+    int ok;
+    if (memchr(text, 0, len)) { /* decode's result is NUL-terminated: compare up to it */
+        free(dec);
+        return 1;
+    }
+    if (!want)
+        ok = strcmp(dec, text) == 0;
+    else if (json_object_get(c, "text"))
+        ok = strcmp(dec, json_string_value(want)) == 0;
+    else {
+        char hex[65];
+        ssf_sha256_hex(dec, strlen(dec), hex);
+        ok = strcmp(hex, json_string_value(want)) == 0;
+    }
+    /* Independently of the oracle: the round trip gives utf8proc's NFC. */
+    char *nfc = (char *)utf8proc_NFC((const utf8proc_uint8_t *)text);
+    ok = ok && nfc && strcmp(nfc, dec) == 0;
+    free(nfc);
+    free(dec);
+    return ok;
+}
+
+static size_t check_cases(const char *group, size_t *n_checked)
+{
+    json_t *list = json_object_get(fx.cases, group);
+    size_t bad = 0, i;
+    json_t *c;
+    json_array_foreach(list, i, c)
+    {
+        size_t len;
+        char *text = case_text_len(c, &len);
+        for (int k = 0; k < 2; k++) {
+            size_t n;
+            int32_t *ids = encode(fx.tok[k], text, len, &n);
+            int ok = ids_equal_json(ids, n, json_object_get(c, names[k]));
+            int rt = roundtrip_ok(fx.tok[k], names[k], c, text, len, ids, n);
+            if (!ok || !rt) {
+                char *dump = json_dumps(c, JSON_COMPACT);
+                fprintf(stderr, "%s %s: %s%s\n", names[k], ok ? "roundtrip" : "ids", group, dump);
+                free(dump);
+                bad++;
+            }
+            n_checked[k] += ok;
+            free(ids);
+        }
+        free(text);
+    }
+    return bad;
+}
+
+static void test_fixture_shared(void **state)
+{
+    (void)state;
+    size_t n[2] = {0, 0};
+    size_t bad = check_cases("shared", n);
+    fprintf(stderr, "shared data and prompts: %zu matched (qwen2.5), %zu matched (qwen3)\n", n[0],
+            n[1]);
+    assert_true(json_array_size(json_object_get(fx.cases, "shared")) >= 3000);
+    assert_int_equal(bad, 0);
+}
+
+static void test_fixture_edge(void **state)
+{
+    (void)state;
+    size_t n[2] = {0, 0};
+    size_t bad = check_cases("edge", n);
+    fprintf(stderr, "edge cases: %zu matched (qwen2.5), %zu matched (qwen3)\n", n[0], n[1]);
+    assert_true(n[0] > 400);
+    assert_int_equal(bad, 0);
+}
+
+static void test_fixture_decode(void **state)
+{
+    (void)state;
+    size_t i, bad = 0;
+    json_t *c;
+    json_array_foreach(json_object_get(fx.cases, "decode"), i, c)
+    {
+        json_t *arr = json_object_get(c, "ids");
+        size_t n = json_array_size(arr);
+        int32_t *ids = ssf_xmalloc((n + 1) * sizeof *ids);
+        for (size_t k = 0; k < n; k++)
+            ids[k] = (int32_t)json_integer_value(json_array_get(arr, k));
+        for (int skip = 0; skip < 2; skip++) {
+            ssf_error err;
+            char *dec = ssf_tokenizer_decode(fx.tok[0], ids, n, skip, &err);
+            assert_non_null(dec);
+            const char *want =
+                json_string_value(json_object_get(c, skip ? "text_skip_special" : "text"));
+            if (strcmp(dec, want) != 0) {
+                fprintf(stderr, "decode case %zu (skip %d) differs\n", i, skip);
+                bad++;
+            }
+            free(dec);
+        }
+        free(ids);
+    }
+    assert_true(i > 400);
+    assert_int_equal(bad, 0);
+}
+
+/* ---- ../shared/tokenizers/README.md section 7 ---------------------------- */
+
+static void expect_ids(ssf_tokenizer *t, const char *text, const int32_t *want, size_t n_want)
+{
+    size_t n;
+    int32_t *ids = encode(t, text, strlen(text), &n);
+    assert_int_equal(n, n_want);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ids[i], want[i]);
+    free(ids);
+}
+
+static void test_sanity_vectors(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        ssf_tokenizer *t = fx.tok[k];
+        expect_ids(t, "Hello world", (const int32_t[]){9707, 1879}, 2);
+        expect_ids(t, " Hello world", (const int32_t[]){21927, 1879}, 2);
+        expect_ids(t, "<|im_start|>hello<|im_end|>", (const int32_t[]){151644, 14990, 151645}, 3);
+        for (int i = 1; i <= 6; i++) {
+            char s[32];
+            snprintf(s, sizeof s, "<|im_start|><think%d>\n", i);
+            expect_ids(t, s, (const int32_t[]){151644, 13708, 766, 15 + i, 397}, 5);
+        }
+        expect_ids(t, "\n", (const int32_t[]){198}, 1);
+        expect_ids(t, "\n\n", (const int32_t[]){271}, 1);
+        for (int d = 0; d <= 9; d++) {
+            char s[2] = {(char)('0' + d), 0};
+            expect_ids(t, s, (const int32_t[]){15 + d}, 1);
+        }
+        expect_ids(t, "", NULL, 0);
+    }
+    assert_int_equal(ssf_tokenizer_n_ids(fx.tok[0]), 151665);
+    assert_int_equal(ssf_tokenizer_n_ids(fx.tok[1]), 151669);
+    assert_int_equal(ssf_tokenizer_token_id(fx.tok[1], "</think>"), 151668);
+    assert_int_equal(ssf_tokenizer_token_id(fx.tok[0], "</think>"), -1);
+    assert_int_equal(ssf_tokenizer_token_id(fx.tok[0], "Hello"), 9707);
+    assert_true(ssf_tokenizer_is_special(fx.tok[0], 151645));
+    assert_false(ssf_tokenizer_is_special(fx.tok[0], 151657)); /* <tool_call> */
+    assert_false(ssf_tokenizer_is_special(fx.tok[0], 9707));
+    size_t len;
+    const char *b = ssf_tokenizer_token_bytes(fx.tok[0], 198, &len);
+    assert_int_equal(len, 1);
+    assert_int_equal(b[0], '\n');
+    assert_null(ssf_tokenizer_token_bytes(fx.tok[0], 151665, &len));
+}
+
+static void test_errors_on_input(void **state)
+{
+    (void)state;
+    int32_t *ids;
+    size_t n;
+    ssf_error err;
+    assert_int_equal(ssf_tokenizer_encode(fx.tok[0], "ab\xff", 3, &ids, &n, &err), -1);
+    assert_non_null(strstr(err.msg, "UTF-8"));
+    assert_non_null(strstr(err.msg, "byte 2"));
+    assert_int_equal(ssf_tokenizer_encode(fx.tok[0], "\xed\xa0\x80", 3, &ids, &n, &err), -1);
+    assert_int_equal(ssf_tokenizer_encode(fx.tok[0], "a\0b", 3, &ids, &n, &err), 0);
+    assert_int_equal(n, 3);
+    free(ids);
+    int32_t bad[] = {9707, 151665};
+    assert_null(ssf_tokenizer_decode(fx.tok[0], bad, 2, 0, &err));
+    assert_non_null(strstr(err.msg, "151665"));
+    int32_t neg[] = {-1};
+    assert_null(ssf_tokenizer_decode(fx.tok[0], neg, 1, 0, &err));
+    /* A whitespace run far beyond PCRE2's default JIT stack. */
+    size_t big = 300000;
+    char *spaces = ssf_xmalloc(big + 2);
+    memset(spaces, ' ', big);
+    memcpy(spaces + big, "x", 2);
+    assert_int_equal(ssf_tokenizer_encode(fx.tok[0], spaces, big + 1, &ids, &n, &err), 0);
+    char *back = ssf_tokenizer_decode(fx.tok[0], ids, n, 0, &err);
+    assert_string_equal(back, spaces);
+    free(back);
+    free(ids);
+    free(spaces);
+    char *s = ssf_tokenizer_decode(fx.tok[0], NULL, 0, 0, &err);
+    assert_string_equal(s, "");
+    free(s);
+}
+
+/* ---- the vocab.json + merges.txt layout ---------------------------------- */
+
+/* added_tokens_decoder for tokenizer_config.json, from the tokenizer.json
+ * of the same model. */
+static char *config_from_tokenizer_json(const char *rel)
+{
+    char *p = shared_path(rel);
+    json_t *root = json_load_file(p, 0, NULL);
+    assert_non_null(root);
+    json_t *dec = json_object(), *cfg = json_object();
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(root, "added_tokens"), i, a)
+    {
+        char key[32];
+        snprintf(key, sizeof key, "%lld", (long long)json_integer_value(json_object_get(a, "id")));
+        json_t *copy = json_deep_copy(a);
+        json_object_del(copy, "id");
+        json_object_set_new(dec, key, copy);
+    }
+    json_object_set_new(cfg, "added_tokens_decoder", dec);
+    json_object_set_new(cfg, "tokenizer_class", json_string("Qwen2Tokenizer"));
+    char *text = json_dumps(cfg, JSON_INDENT(1));
+    json_decref(cfg);
+    json_decref(root);
+    free(p);
+    return text;
+}
+
+static void link_into(const char *dir, const char *rel, const char *name)
+{
+    char *src = shared_path(rel), dst[4096];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    assert_int_equal(symlink(src, dst), 0);
+    free(src);
+}
+
+/* Every edge case and the first shared texts give the same ids. */
+static void assert_same_ids(ssf_tokenizer *a, ssf_tokenizer *b, int skip_added)
+{
+    size_t i, compared = 0;
+    json_t *c;
+    const char *groups[] = {"edge", "shared"};
+    for (int g = 0; g < 2; g++) {
+        json_array_foreach(json_object_get(fx.cases, groups[g]), i, c)
+        {
+            if (g == 1 && i >= 400) break;
+            size_t len;
+            char *text = case_text_len(c, &len);
+            if (skip_added &&
+                (strstr(text, "<|") || strstr(text, "tool_") || strstr(text, "think>"))) {
+                free(text);
+                continue;
+            }
+            size_t na, nb;
+            int32_t *x = encode(a, text, len, &na), *y = encode(b, text, len, &nb);
+            if (na != nb || memcmp(x, y, na * sizeof *x) != 0)
+                fail_msg("layouts differ on case %zu of %s: '%.80s'", i, groups[g], text);
+            free(x);
+            free(y);
+            free(text);
+            compared++;
+        }
+    }
+    assert_true(compared > 500);
+}
+
+static void test_legacy_layout(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    link_into(dir, "tokenizers/qwen2.5/vocab.json", "vocab.json");
+    link_into(dir, "tokenizers/qwen2.5/merges.txt", "merges.txt");
+    ssf_tokenizer *bare;
+    ssf_error err;
+    /* Without tokenizer_config.json: no added tokens. */
+    if (ssf_tokenizer_load(dir, &bare, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(ssf_tokenizer_n_ids(bare), 151643);
+    assert_same_ids(fx.tok[0], bare, 1);
+    ssf_tokenizer_free(bare);
+
+    char *cfg = config_from_tokenizer_json("tokenizers/qwen2.5/tokenizer.json");
+    free(write_temp_file(dir, "tokenizer_config.json", cfg));
+    free(cfg);
+    ssf_tokenizer *legacy;
+    if (ssf_tokenizer_load(dir, &legacy, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(ssf_tokenizer_n_ids(legacy), 151665);
+    assert_same_ids(fx.tok[0], legacy, 0);
+    assert_true(ssf_tokenizer_is_special(legacy, 151644));
+    ssf_tokenizer_free(legacy);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* The Qwen2/Qwen3 merges.txt starts with "#version: 0.2"; CRLF lines too. */
+static void test_merges_header(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir(), *mp = shared_path("tokenizers/qwen2.5/merges.txt"), *text;
+    size_t len;
+    ssf_error err;
+    assert_int_equal(ssf_read_file(mp, &text, &len, &err), 0);
+    ssf_buf b = {0};
+    ssf_buf_puts(&b, "#version: 0.2\r\n");
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '\n') ssf_buf_putc(&b, '\r');
+        ssf_buf_putc(&b, text[i]);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    assert_int_equal(ssf_write_file_atomic(path, b.data, b.len, &err), 0);
+    link_into(dir, "tokenizers/qwen2.5/vocab.json", "vocab.json");
+    ssf_tokenizer *t;
+    if (ssf_tokenizer_load(dir, &t, &err)) fail_msg("%s", err.msg);
+    assert_same_ids(fx.tok[0], t, 1);
+    ssf_tokenizer_free(t);
+    ssf_buf_free(&b);
+    free(text);
+    free(mp);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* split_special_tokens in tokenizer_config.json: special added tokens are
+ * plain text, the others still match (ids from tokenizers 0.23 with
+ * encode_special_tokens = True). */
+static void test_split_special_tokens(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    link_into(dir, "tokenizers/qwen2.5/tokenizer.json", "tokenizer.json");
+    free(write_temp_file(dir, "tokenizer_config.json", "{\"split_special_tokens\": true}"));
+    ssf_tokenizer *t;
+    ssf_error err;
+    if (ssf_tokenizer_load(dir, &t, &err)) fail_msg("%s", err.msg);
+    expect_ids(t, "<|im_start|>x<tool_call>",
+               (const int32_t[]){27, 91, 318, 4906, 91, 29, 87, 151657}, 8);
+    ssf_tokenizer_free(t);
+    free(write_temp_file(dir, "tokenizer_config.json", "{not json"));
+    assert_int_equal(ssf_tokenizer_load(dir, &t, &err), -1);
+    assert_non_null(strstr(err.msg, "tokenizer_config.json"));
+    remove_tree(dir);
+    free(dir);
+}
+
+/* ---- malformed files ----------------------------------------------------- */
+
+static void expect_load_error(const char *json, const char *needle)
+{
+    ssf_tokenizer *t = (ssf_tokenizer *)1;
+    ssf_error err;
+    assert_int_equal(ssf_tokenizer_load_json(json, strlen(json), "bad.json", &t, &err), -1);
+    assert_null(t);
+    if (!strstr(err.msg, needle)) fail_msg("'%s' lacks '%s'", err.msg, needle);
+    assert_null(strchr(err.msg, '\n'));
+    assert_non_null(strstr(err.msg, "bad.json"));
+}
+
+#define SMALL_HEAD "{\"normalizer\":{\"type\":\"NFC\"},\"decoder\":{\"type\":\"ByteLevel\"},"
+
+static void test_malformed(void **state)
+{
+    (void)state;
+    expect_load_error("not json", "not valid JSON");
+    expect_load_error("[1,2]", "not a JSON object");
+    expect_load_error("{\"version\":\"1.0\"}", "no \"model\"");
+    expect_load_error(SMALL_HEAD
+                      "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":"
+                      "\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a c\"]}}",
+                      "'c', which is not in the vocabulary");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":"
+                                 "\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[[\"a\",\"b\"]]}}",
+                      "merged pair");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{"
+                                 "\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a\"},\"behavior\":"
+                                 "\"Isolated\"},{\"type\":\"ByteLevel\",\"use_regex\":false}]},"
+                                 "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}}",
+                      "regex does not compile");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"Whitespace\"},\"model\":{"
+                                 "\"vocab\":{\"a\":0},\"merges\":[]}}",
+                      "Whitespace");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":"
+                                 "\"WordPiece\",\"vocab\":{\"a\":0}}}",
+                      "WordPiece");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"vocab\":"
+                                 "{\"a\":0,\"b\":0},\"merges\":[]}}",
+                      "id 0 is given to two tokens");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"vocab\":"
+                                 "{\"a\":0},\"merges\":[\"ab\"]}}",
+                      "is not \"a b\"");
+    /* A small valid file: GPT-2 ByteLevel with its own regex. */
+    const char *ok =
+        SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":"
+                   "false},\"model\":{\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"\\u0120\":3,"
+                   "\"\\u0120ab\":4},\"merges\":[\"a b\",\"\\u0120 ab\"]}}";
+    ssf_tokenizer *t;
+    ssf_error err;
+    if (ssf_tokenizer_load_json(ok, strlen(ok), "small", &t, &err)) fail_msg("%s", err.msg);
+    expect_ids(t, "ab ab", (const int32_t[]){2, 4}, 2);
+    expect_ids(t, "ba", (const int32_t[]){1, 0}, 2);
+    expect_ids(t, "xa", (const int32_t[]){0}, 1); /* unknown characters dropped, as HF does */
+    ssf_tokenizer_free(t);
+
+    char *dir = make_temp_dir();
+    ssf_tokenizer *t2;
+    assert_int_equal(ssf_tokenizer_load(dir, &t2, &err), -1);
+    assert_non_null(strstr(err.msg, "vocab.json"));
+    char *p = write_temp_file(dir, "tokenizer.json", "{\"model\": 3");
+    assert_int_equal(ssf_tokenizer_load(p, &t2, &err), -1);
+    assert_non_null(strstr(err.msg, p));
+    free(p);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* ---- threads ------------------------------------------------------------- */
+
+typedef struct job {
+    char **texts;
+    size_t n;
+    char (*want)[65];
+    int failures;
+} job;
+
+static void *encode_all(void *arg)
+{
+    job *j = arg;
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < j->n; i++) {
+            int32_t *ids;
+            size_t n;
+            ssf_error err;
+            if (ssf_tokenizer_encode(fx.tok[1], j->texts[i], strlen(j->texts[i]), &ids, &n, &err)) {
+                j->failures++;
+                continue;
+            }
+            char hex[65];
+            ids_digest(ids, n, hex);
+            j->failures += strcmp(hex, j->want[i]) != 0;
+            free(ids);
+        }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    json_t *list = json_object_get(fx.cases, "shared");
+    size_t n = 300;
+    char **texts = ssf_xcalloc(n, sizeof *texts);
+    char(*want)[65] = ssf_xcalloc(n, sizeof *want);
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_array_get(list, i * 7 % json_array_size(list));
+        texts[i] = case_text(c);
+        snprintf(want[i], 65, "%s",
+                 json_string_value(json_object_get(json_object_get(c, "qwen3"), "sha256")));
+    }
+    pthread_t th[6];
+    job jobs[6];
+    for (int k = 0; k < 6; k++) {
+        jobs[k] = (job){texts, n, want, 0};
+        assert_int_equal(pthread_create(&th[k], NULL, encode_all, &jobs[k]), 0);
+    }
+    for (int k = 0; k < 6; k++) {
+        pthread_join(th[k], NULL);
+        assert_int_equal(jobs[k].failures, 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(want);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sanity_vectors),  cmocka_unit_test(test_fixture_edge),
+        cmocka_unit_test(test_fixture_shared),  cmocka_unit_test(test_fixture_decode),
+        cmocka_unit_test(test_errors_on_input), cmocka_unit_test(test_legacy_layout),
+        cmocka_unit_test(test_merges_header),   cmocka_unit_test(test_split_special_tokens),
+        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_threads),
+    };
+    if (!shared_available()) return 77;
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
