@@ -45,6 +45,8 @@ typedef struct ssf_gen_result {
     int64_t prompt_tokens, completion_tokens; /* -1 if unknown */
     double latency_ms;
     int attempts;
+    const int32_t *token_ids; /* the generated ids, when the backend knows them (engine) */
+    size_t n_token_ids;
 } ssf_gen_result;
 
 /* Return non-zero to stop the backend early (it returns that value). */

@@ -11,12 +11,16 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "engine.h"
 #include "run.h"
+#include "ssfteval/hub.h"
+#include "ssfteval/model.h"
+#include "ssfteval/prompt.h"
 #include "store.h"
 
 static const char help[] =
-    "usage: ssfteval run TASK[,TASK...] [--metric M[,M...]] --backend replay --generations FILE\n"
-    "                    [--db FILE] [--protocol ssft] [OPTIONS]\n"
+    "usage: ssfteval run TASK[,TASK...] [--metric M[,M...]] (--model DIR | --endpoint URL |\n"
+    "                    --generations FILE) [--db FILE] [--protocol ssft] [OPTIONS]\n"
     "\n"
     "Plan the samples the metrics need, generate the missing ones, grade and store each one as\n"
     "it arrives, then compute the metrics with standard errors and bootstrap 95% intervals.\n"
@@ -32,8 +36,8 @@ static const char help[] =
     "                        included (block-order maj@32, votes on extracted text)\n"
     "  --profile NAME        grading profile: default, lighteval or ssft-lighteval (the\n"
     "                        default with --compat ssft-lighteval)\n"
-    "  --backend NAME        openai (a server: vLLM, SGLang, llama.cpp, OpenAI) or replay\n"
-    "                        (the in-process engine is not built yet)\n"
+    "  --backend NAME        engine (in process: --model DIR), openai (a server: vLLM, SGLang,\n"
+    "                        llama.cpp, OpenAI) or replay (a JSONL file of generations)\n"
     "  --generations FILE    replay: JSONL lines {task, doc, tag, sample, text, finish_reason}\n"
     "  --endpoint URL        openai: the server's base URL up to /v1 (also SSFTEVAL_ENDPOINT)\n"
     "  --api-key-env NAME    openai: the variable holding the API key (default OPENAI_API_KEY)\n"
@@ -43,7 +47,15 @@ static const char help[] =
     "  --stream auto|on|off  openai: SSE streaming (default on)\n"
     "  --timeout S           openai: idle seconds (streaming) or seconds per attempt\n"
     "  --max-attempts N      openai: attempts per sample (default 8)\n"
-    "  --model NAME          the model's name in reports\n"
+    "  --model NAME          the model's name in reports; with the engine, its directory or\n"
+    "                        hf:ORG/NAME[@REV] (selects the engine when no endpoint is given)\n"
+    "  --device auto|cpu|cuda  engine: where to run (auto: the GPU when there is one)\n"
+    "  --slots N             engine: sequences in flight (CPU default 8; CUDA: as many as fit)\n"
+    "  --max-context N       engine: prompt + output tokens per sequence (default: the model's,\n"
+    "                        4096 on the CPU)\n"
+    "  --threads N           engine: CPU threads (default: all cores)\n"
+    "  --gpu-memory-utilization F  engine: share of GPU memory to use (default 0.9)\n"
+    "  --stop STR            engine: a stop string (repeatable; not included in the text)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
     "  --limit N             the first N documents of each task\n"
     "  --seed S              run seed (default 1234): every sample's seed derives from it\n"
@@ -81,14 +93,23 @@ enum {
     OPT_STREAM,
     OPT_TIMEOUT,
     OPT_MAX_ATTEMPTS,
+    OPT_DEVICE,
+    OPT_SLOTS,
+    OPT_MAX_CONTEXT,
+    OPT_THREADS,
+    OPT_GPU_MEMORY,
+    OPT_STOP,
 };
 
 typedef struct run_args {
     ssf_run_config cfg;
     const char *metrics, *backend, *generations, *db, *api_key_env;
     ssf_openai_options openai;
+    ssf_engine_options engine;
+    const char *stop[16];
     int quiet;
     int profile_given;
+    int chat_template_given;
 } run_args;
 
 /* Set by SIGINT/SIGTERM: the backend abandons in-flight requests and the
@@ -179,6 +200,50 @@ static int handle_openai(run_args *a, int opt, const char *arg)
     }
 }
 
+static int handle_engine(run_args *a, int opt, const char *arg)
+{
+    ssf_engine_options *o = &a->engine;
+    long v;
+    switch (opt) {
+    case OPT_DEVICE:
+        if (strcmp(arg, "auto") && strcmp(arg, "cpu") && strcmp(arg, "cuda")) {
+            cli_error("--device: unknown device '%s'; use auto, cpu or cuda", arg);
+            return -1;
+        }
+        o->device = arg;
+        return 0;
+    case OPT_SLOTS:
+        if (cli_integer_arg("slots", arg, 1, 4096, &v)) return -1;
+        o->dev.n_slots = (int)v;
+        return 0;
+    case OPT_MAX_CONTEXT:
+        if (cli_integer_arg("max-context", arg, 2, 1 << 24, &v)) return -1;
+        o->dev.max_context = (int)v;
+        return 0;
+    case OPT_THREADS:
+        if (cli_integer_arg("threads", arg, 1, 1024, &v)) return -1;
+        o->dev.threads = (int)v;
+        return 0;
+    case OPT_GPU_MEMORY:
+        return cli_number_arg("gpu-memory-utilization", arg, 0.05, 0.99,
+                              &o->dev.gpu_memory_utilization);
+    case OPT_STOP:
+        if (o->n_stop == sizeof a->stop / sizeof a->stop[0]) {
+            cli_error("--stop: at most %zu stop strings", o->n_stop);
+            return -1;
+        }
+        if (!*arg) {
+            cli_error("--stop: a stop string cannot be empty");
+            return -1;
+        }
+        a->stop[o->n_stop++] = arg;
+        o->stop = a->stop;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 static int handle_option(int opt, const char *arg, void *ud)
 {
     run_args *a = ud;
@@ -215,6 +280,7 @@ static int handle_option(int opt, const char *arg, void *ud)
         a->profile_given = 1;
         return cli_profile_arg(arg, &a->cfg.profile);
     case OPT_CHAT_TEMPLATE:
+        a->chat_template_given = 1;
         return cli_chat_template_arg(arg, &a->cfg.chat_template);
     case OPT_GROUPS:
         if (cli_integer_arg("groups", arg, 1, 64, &v)) return -1;
@@ -231,7 +297,7 @@ static int handle_option(int opt, const char *arg, void *ud)
         a->cfg.seed = (uint64_t)v;
         return 0;
     default:
-        return handle_openai(a, opt, arg);
+        return opt >= OPT_DEVICE ? handle_engine(a, opt, arg) : handle_openai(a, opt, arg);
     }
 }
 
@@ -300,20 +366,68 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     return b;
 }
 
+/* The engine reads the model directory; the prompt's chat template comes
+ * from the model's tokenizer_config.json unless --chat-template says. */
+static ssf_backend *open_engine(run_args *a, ssf_buf *desc)
+{
+    if (!a->cfg.model) {
+        cli_error("--backend engine needs --model DIR (a directory with config.json, "
+                  "*.safetensors and tokenizer.json, or hf:ORG/NAME[@REV])");
+        return NULL;
+    }
+    ssf_error err = {{0}};
+    char *dir = NULL;
+    ssf_hub hub;
+    int rc = ssf_hub_init_from_env(&hub, &err);
+    if (rc == 0) {
+        rc = ssf_model_resolve(a->cfg.model, &hub, &dir, &err);
+        ssf_hub_free(&hub);
+    }
+    if (rc) {
+        cli_error("--model: %s", err.msg);
+        return NULL;
+    }
+    if (!a->chat_template_given) {
+        char *cfg_path = ssf_xmalloc(strlen(dir) + 32);
+        sprintf(cfg_path, "%s/tokenizer_config.json", dir);
+        rc = ssf_chat_template_detect(cfg_path, &a->cfg.chat_template, &err);
+        free(cfg_path);
+        if (rc) {
+            cli_error("--model: %s; pass --chat-template", err.msg);
+            free(dir);
+            return NULL;
+        }
+    }
+    a->engine.interrupt = &interrupted;
+    a->engine.log_progress = !a->quiet;
+    ssf_backend *b = ssf_backend_engine_new(dir, &a->engine, &err);
+    free(dir);
+    if (!b) {
+        cli_error("%s", err.msg);
+        return NULL;
+    }
+    /* CPU and GPU differ in the last bits of every logit, so the device is
+     * part of the run's identity; slots and threads are not. */
+    ssf_buf_printf(desc, "engine:%s", ssf_backend_engine_describe(b));
+    *strchr(desc->data, ',') = '\0';
+    desc->len = strlen(desc->data);
+    return b;
+}
+
 static ssf_backend *open_backend(run_args *a, ssf_buf *desc)
 {
     const char *name = a->backend ? a->backend : a->generations ? "replay" : NULL;
     if (!name && (a->openai.endpoint || getenv("SSFTEVAL_ENDPOINT"))) name = "openai";
+    if (!name && a->cfg.model) name = "engine";
     if (!name) {
-        cli_error("run: no backend; pass --backend openai --endpoint URL, or --backend replay "
-                  "--generations FILE (the in-process engine is not built yet)");
+        cli_error("run: no backend; pass --model DIR for the in-process engine, --backend openai "
+                  "--endpoint URL, or --backend replay --generations FILE");
         return NULL;
     }
     if (strcmp(name, "replay") == 0) return open_replay(a, desc);
     if (strcmp(name, "openai") == 0) return open_openai(a, desc);
-    cli_error("--backend: '%s' is not available; use openai or replay (the engine is not built "
-              "yet)",
-              name);
+    if (strcmp(name, "engine") == 0) return open_engine(a, desc);
+    cli_error("--backend: '%s' is not a backend; use engine, openai or replay", name);
     return NULL;
 }
 
@@ -421,6 +535,12 @@ int cmd_run(int argc, char **argv)
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"generations", required_argument, NULL, OPT_GENERATIONS},
         {"model", required_argument, NULL, OPT_MODEL},
+        {"device", required_argument, NULL, OPT_DEVICE},
+        {"slots", required_argument, NULL, OPT_SLOTS},
+        {"max-context", required_argument, NULL, OPT_MAX_CONTEXT},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"gpu-memory-utilization", required_argument, NULL, OPT_GPU_MEMORY},
+        {"stop", required_argument, NULL, OPT_STOP},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"seed", required_argument, NULL, OPT_SEED},
@@ -447,6 +567,7 @@ int cmd_run(int argc, char **argv)
                           .sampling = {-1, -1, -1, -1, -1}}};
     a.db = getenv("SSFTEVAL_DB") ? getenv("SSFTEVAL_DB") : "ssfteval.sqlite";
     ssf_openai_options_default(&a.openai);
+    ssf_engine_options_default(&a.engine);
     cli c;
     int rc;
     if (cli_init(&c)) return EXIT_WORK;

@@ -665,14 +665,59 @@ static void test_threads(void **state)
     free(want);
 }
 
+/* The tiny tokenizer of the engine fixtures (trained by
+ * tools/make-engine-fixtures.py with Qwen's pipeline), against the ids
+ * transformers' AutoTokenizer gave for it. */
+static void test_engine_fixture_tokenizer(void **state)
+{
+    (void)state;
+    const char *root = getenv("SSFTEVAL_SOURCE_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/engine", root ? root : ".");
+    ssf_tokenizer *t = NULL;
+    ssf_error err;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/gqa5-hd128", path);
+    if (ssf_tokenizer_load(dir, &t, &err)) fail_msg("%s", err.msg);
+    snprintf(dir, sizeof dir, "%s/tokenizer-cases.json", path);
+    json_t *doc = json_load_file(dir, 0, NULL);
+    assert_non_null(doc);
+    json_t *cases = json_object_get(doc, "cases"), *c;
+    size_t i;
+    assert_true(json_array_size(cases) >= 10);
+    json_array_foreach(cases, i, c)
+    {
+        const char *text = json_string_value(json_object_get(c, "text"));
+        json_t *want = json_object_get(c, "ids");
+        int32_t *ids = NULL;
+        size_t n = 0;
+        assert_int_equal(ssf_tokenizer_encode(t, text, strlen(text), &ids, &n, &err), 0);
+        assert_int_equal(n, json_array_size(want));
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(ids[k], json_integer_value(json_array_get(want, k)));
+        char *back = ssf_tokenizer_decode(t, ids, n, 1, &err);
+        assert_string_equal(back, json_string_value(json_object_get(c, "decoded_skip_special")));
+        free(back);
+        free(ids);
+    }
+    json_decref(doc);
+    ssf_tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sanity_vectors),  cmocka_unit_test(test_fixture_edge),
-        cmocka_unit_test(test_fixture_shared),  cmocka_unit_test(test_fixture_decode),
-        cmocka_unit_test(test_errors_on_input), cmocka_unit_test(test_legacy_layout),
-        cmocka_unit_test(test_merges_header),   cmocka_unit_test(test_split_special_tokens),
-        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_sanity_vectors),
+        cmocka_unit_test(test_fixture_edge),
+        cmocka_unit_test(test_fixture_shared),
+        cmocka_unit_test(test_fixture_decode),
+        cmocka_unit_test(test_errors_on_input),
+        cmocka_unit_test(test_legacy_layout),
+        cmocka_unit_test(test_merges_header),
+        cmocka_unit_test(test_split_special_tokens),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_engine_fixture_tokenizer),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);

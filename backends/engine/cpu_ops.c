@@ -1,0 +1,437 @@
+/*
+ * cpu_ops.c - fp32 kernels of the CPU device (see cpu_ops.h for the batch
+ * invariance rule they follow) and its thread pool.
+ */
+#include "cpu_ops.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define SSF_CPU_X86 1
+#include <immintrin.h>
+/* complete unrolling keeps the accumulators in registers */
+#define UNROLL _Pragma("GCC unroll 4")
+#define SSF_AVX2 __attribute__((target("avx2,fma")))
+#define SSF_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
+#endif
+
+/* Rows of X kept in L2 while the rows of W stream past them. */
+#define GEMM_BLOCK_BYTES (256 * 1024)
+#define TILE_M 4
+#define TILE_N 3
+
+ssf_cpu_isa ssf_cpu_isa_detect(void)
+{
+#ifdef SSF_CPU_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SSF_CPU_AVX2;
+#endif
+    return SSF_CPU_PORTABLE;
+}
+
+const char *ssf_cpu_isa_name(ssf_cpu_isa isa)
+{
+    return isa == SSF_CPU_AVX2 ? "avx2" : "portable";
+}
+
+/* ---- portable kernels --------------------------------------------------------- */
+
+/* Eight partial sums, reduced pairwise: the same shape as the AVX2 kernel,
+ * which lets the compiler vectorize it without reassociating anything. */
+static float dot_portable(const float *a, const float *b, int k)
+{
+    float s[8] = {0};
+    int k8 = k & ~7;
+    for (int i = 0; i < k8; i += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += a[i + l] * b[i + l];
+    float r = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    for (int i = k8; i < k; i++)
+        r += a[i] * b[i];
+    return r;
+}
+
+static void gemm_portable(const float *x, int m, int k, const float *w, const float *bias, float *y,
+                          int ldy, int n0, int n1)
+{
+    for (int n = n0; n < n1; n++) {
+        const float *wn = w + (size_t)n * k;
+        float b = bias ? bias[n] : 0.0f;
+        for (int i = 0; i < m; i++) {
+            float s = dot_portable(x + (size_t)i * k, wn, k);
+            y[(size_t)i * ldy + n] = bias ? s + b : s;
+        }
+    }
+}
+
+/* ---- AVX2 kernels -------------------------------------------------------------- */
+
+#ifdef SSF_CPU_X86
+/* Lanes (0+4, 1+5, 2+6, 3+7), then (0+4)+(2+6) and (1+5)+(3+7), then both. */
+SSF_AVX2_INLINE float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* The last k % 8 products, fused like the vector ones. */
+SSF_AVX2_INLINE float tail_fma(const float *a, const float *b, int k8, int k, float s)
+{
+    __m128 acc = _mm_set_ss(s);
+    for (int i = k8; i < k; i++)
+        acc = _mm_fmadd_ss(_mm_set_ss(a[i]), _mm_set_ss(b[i]), acc);
+    return _mm_cvtss_f32(acc);
+}
+
+/* An mr x nr tile of Y (mr <= 4, nr <= 3, constants after inlining). Every
+ * element has its own accumulator and sees the same instruction sequence
+ * whatever the tile shape, which is what makes rows batch-invariant. */
+SSF_AVX2_INLINE void tile_avx2(const float *x, int k, const float *w, const float *bias, float *y,
+                               int ldy, int mr, int nr)
+{
+    __m256 acc[TILE_M][TILE_N];
+    UNROLL for (int i = 0; i < mr; i++) UNROLL for (int j = 0; j < nr; j++) acc[i][j] =
+        _mm256_setzero_ps();
+    int k8 = k & ~7;
+    for (int kk = 0; kk < k8; kk += 8) {
+        __m256 wv[TILE_N];
+        UNROLL for (int j = 0; j < nr; j++) wv[j] = _mm256_loadu_ps(w + (size_t)j * k + kk);
+        UNROLL for (int i = 0; i < mr; i++)
+        {
+            __m256 xv = _mm256_loadu_ps(x + (size_t)i * k + kk);
+            UNROLL for (int j = 0; j < nr; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float s = tail_fma(x + (size_t)i * k, w + (size_t)j * k, k8, k, hsum8(acc[i][j]));
+            y[(size_t)i * ldy + j] = bias ? s + bias[j] : s;
+        }
+}
+
+SSF_AVX2 static float dot_avx2(const float *a, const float *b, int k)
+{
+    float s;
+    tile_avx2(a, k, b, NULL, &s, 1, 1, 1);
+    return s;
+}
+
+/* Full-width (3 columns) tiles for 1..4 rows. */
+SSF_AVX2 static void tile_rows_avx2(const float *x, int k, const float *w, const float *bias,
+                                    float *y, int ldy, int mr)
+{
+    switch (mr) {
+    case 4:
+        tile_avx2(x, k, w, bias, y, ldy, 4, 3);
+        break;
+    case 3:
+        tile_avx2(x, k, w, bias, y, ldy, 3, 3);
+        break;
+    case 2:
+        tile_avx2(x, k, w, bias, y, ldy, 2, 3);
+        break;
+    default:
+        tile_avx2(x, k, w, bias, y, ldy, 1, 3);
+        break;
+    }
+}
+
+SSF_AVX2 static void tile_edge_avx2(const float *x, int k, const float *w, const float *bias,
+                                    float *y, int ldy, int mr, int nr)
+{
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            tile_avx2(x + (size_t)i * k, k, w + (size_t)j * k, bias ? bias + j : NULL,
+                      y + (size_t)i * ldy + j, ldy, 1, 1);
+}
+
+/* Blocks of X rows that fit in L2; within one, each group of 3 W rows (in
+ * L1 for k up to ~2000) meets every row of the block. */
+SSF_AVX2 static void gemm_avx2(const float *x, int m, int k, const float *w, const float *bias,
+                               float *y, int ldy, int n0, int n1)
+{
+    int mb = GEMM_BLOCK_BYTES / (k * (int)sizeof(float));
+    mb = mb < TILE_M ? TILE_M : mb - mb % TILE_M;
+    for (int m0 = 0; m0 < m; m0 += mb) {
+        int m1 = m0 + mb < m ? m0 + mb : m;
+        for (int n = n0; n < n1; n += TILE_N) {
+            int nr = n1 - n < TILE_N ? n1 - n : TILE_N;
+            const float *wn = w + (size_t)n * k;
+            const float *bn = bias ? bias + n : NULL;
+            for (int i = m0; i < m1; i += TILE_M) {
+                int mr = m1 - i < TILE_M ? m1 - i : TILE_M;
+                const float *xi = x + (size_t)i * k;
+                float *yi = y + (size_t)i * ldy + n;
+                if (nr == TILE_N)
+                    tile_rows_avx2(xi, k, wn, bn, yi, ldy, mr);
+                else
+                    tile_edge_avx2(xi, k, wn, bn, yi, ldy, mr, nr);
+            }
+        }
+    }
+}
+#endif
+
+/* ---- dispatch -------------------------------------------------------------------- */
+
+void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const float *w,
+                        const float *bias, float *y, int ldy, int n0, int n1)
+{
+#ifdef SSF_CPU_X86
+    if (isa == SSF_CPU_AVX2) {
+        gemm_avx2(x, m, k, w, bias, y, ldy, n0, n1);
+        return;
+    }
+#endif
+    gemm_portable(x, m, k, w, bias, y, ldy, n0, n1);
+}
+
+float ssf_cpu_dot(ssf_cpu_isa isa, const float *a, const float *b, int k)
+{
+#ifdef SSF_CPU_X86
+    if (isa == SSF_CPU_AVX2) return dot_avx2(a, b, k);
+#endif
+    return dot_portable(a, b, k);
+}
+
+/* y += a * x over n floats: the attention's weighted sum of V rows. */
+static void axpy_portable(float a, const float *restrict x, float *restrict y, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+#ifdef SSF_CPU_X86
+SSF_AVX2 static void axpy_avx2(float a, const float *restrict x, float *restrict y, int n)
+{
+    __m256 av = _mm256_set1_ps(a);
+    int n8 = n & ~7;
+    for (int i = 0; i < n8; i += 8)
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (int i = n8; i < n; i++)
+        y[i] = fmaf(a, x[i], y[i]);
+}
+#endif
+
+static void axpy(ssf_cpu_isa isa, float a, const float *x, float *y, int n)
+{
+#ifdef SSF_CPU_X86
+    if (isa == SSF_CPU_AVX2) {
+        axpy_avx2(a, x, y, n);
+        return;
+    }
+#endif
+    axpy_portable(a, x, y, n);
+}
+
+/* ---- element-wise ops --------------------------------------------------------------- */
+
+void ssf_cpu_rmsnorm(const float *x, const float *w, int n, float eps, float *y)
+{
+    /* the sum of squares in double: its order then hardly matters */
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float var = (float)(ss / n);
+    float inv = 1.0f / sqrtf(var + eps);
+    for (int i = 0; i < n; i++)
+        y[i] = w[i] * (x[i] * inv);
+}
+
+void ssf_cpu_rope_inv_freq(double theta, int head_dim, float *inv_freq)
+{
+    /* transformers: 1.0 / (base ** (arange(0, d, 2).float() / d)), all fp32 */
+    for (int i = 0; i < head_dim / 2; i++) {
+        float e = (float)(2 * i) / (float)head_dim;
+        inv_freq[i] = 1.0f / powf((float)theta, e);
+    }
+}
+
+void ssf_cpu_rope(float *v, int head_dim, const float *inv_freq, int32_t pos)
+{
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float f = (float)pos * inv_freq[i];
+        float c = cosf(f), s = sinf(f);
+        float a = v[i], b = v[i + half];
+        v[i] = a * c - b * s;
+        v[i + half] = b * c + a * s;
+    }
+}
+
+void ssf_cpu_swiglu(const float *gate, const float *up, int n, float *out)
+{
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+/* Softmax of one head's scores, in place, as probabilities. */
+static void softmax_in_place(float *scores, int n_ctx)
+{
+    float max = -INFINITY;
+    for (int j = 0; j < n_ctx; j++)
+        if (scores[j] > max) max = scores[j];
+    float sum = 0;
+    for (int j = 0; j < n_ctx; j++) {
+        scores[j] = expf(scores[j] - max);
+        sum += scores[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < n_ctx; j++)
+        scores[j] *= inv;
+}
+
+void ssf_cpu_attention_group(ssf_cpu_isa isa, const float *q, int n_group, const float *k,
+                             const float *v, int stride, int n_ctx, int head_dim, float scale,
+                             float *scores, float *out)
+{
+    /* Each K and V row is loaded once for all the query heads that share
+     * it; every head's arithmetic is the same as alone. */
+    for (int j = 0; j < n_ctx; j++) {
+        const float *kj = k + (size_t)j * stride;
+        for (int g = 0; g < n_group; g++)
+            scores[(size_t)g * n_ctx + j] =
+                ssf_cpu_dot(isa, q + (size_t)g * head_dim, kj, head_dim) * scale;
+    }
+    for (int g = 0; g < n_group; g++)
+        softmax_in_place(scores + (size_t)g * n_ctx, n_ctx);
+    memset(out, 0, sizeof(float) * (size_t)head_dim * (size_t)n_group);
+    for (int j = 0; j < n_ctx; j++) {
+        const float *vj = v + (size_t)j * stride;
+        for (int g = 0; g < n_group; g++)
+            axpy(isa, scores[(size_t)g * n_ctx + j], vj, out + (size_t)g * head_dim, head_dim);
+    }
+}
+
+void ssf_cpu_attention(ssf_cpu_isa isa, const float *q, const float *k, const float *v, int stride,
+                       int n_ctx, int head_dim, float scale, float *scores, float *out)
+{
+    ssf_cpu_attention_group(isa, q, 1, k, v, stride, n_ctx, head_dim, scale, scores, out);
+}
+
+/* ---- thread pool --------------------------------------------------------------------- */
+
+struct ssf_cpu_pool {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t start, done;
+    unsigned long generation;
+    int stop, busy; /* busy: workers not yet finished with this generation */
+    ssf_cpu_task_fn fn;
+    void *ctx;
+    int n_tasks;
+    atomic_int next;
+};
+
+typedef struct {
+    ssf_cpu_pool *p;
+    int worker;
+} worker_arg;
+
+static void run_tasks(ssf_cpu_pool *p, int worker)
+{
+    int t;
+    while ((t = atomic_fetch_add(&p->next, 1)) < p->n_tasks)
+        p->fn(p->ctx, t, worker);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_arg a = *(worker_arg *)arg;
+    free(arg);
+    ssf_cpu_pool *p = a.p;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->generation == seen && !p->stop)
+            pthread_cond_wait(&p->start, &p->mu);
+        if (p->stop) break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        run_tasks(p, a.worker);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+ssf_cpu_pool *ssf_cpu_pool_new(int n_threads)
+{
+    ssf_cpu_pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n_threads = n_threads < 1 ? 1 : n_threads;
+    p->threads = calloc((size_t)p->n_threads, sizeof *p->threads);
+    if (!p->threads) {
+        free(p);
+        return NULL;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 1; i < p->n_threads; i++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (a) *a = (worker_arg){p, i};
+        if (!a || pthread_create(&p->threads[i], NULL, worker_main, a) != 0) {
+            free(a);
+            p->n_threads = i; /* join the ones started */
+            ssf_cpu_pool_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+int ssf_cpu_pool_threads(const ssf_cpu_pool *p)
+{
+    return p->n_threads;
+}
+
+void ssf_cpu_pool_run(ssf_cpu_pool *p, int n_tasks, ssf_cpu_task_fn fn, void *ctx)
+{
+    if (p->n_threads == 1 || n_tasks <= 1) {
+        for (int t = 0; t < n_tasks; t++)
+            fn(ctx, t, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store(&p->next, 0);
+    p->busy = p->n_threads - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    run_tasks(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy > 0)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void ssf_cpu_pool_free(ssf_cpu_pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n_threads; i++)
+        pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    free(p->threads);
+    free(p);
+}

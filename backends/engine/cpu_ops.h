@@ -1,0 +1,79 @@
+/*
+ * cpu_ops.h - the fp32 arithmetic of the CPU device: GEMM, RMSNorm, RoPE,
+ * SwiGLU, one head of attention, and a small pthread pool.
+ *
+ * Batch invariance is the design rule: every output element is computed by
+ * the same sequence of floating-point operations whatever the number of rows
+ * in the call and wherever the row sits among them, so a row's logits are
+ * bit-identical alone or in any batch.  OpenBLAS does not give that (its
+ * micro-kernel edge paths and thread splits change the rounding of a row
+ * with M), hence the GEMM here.
+ */
+#ifndef SSFTEVAL_ENGINE_CPU_OPS_H
+#define SSFTEVAL_ENGINE_CPU_OPS_H
+
+#include <stdint.h>
+
+/* Which GEMM/dot kernels: chosen once per device, never per call, so the
+ * rounding of a row cannot change between calls. */
+typedef enum ssf_cpu_isa {
+    SSF_CPU_PORTABLE, /* plain C: 8 partial sums, multiply then add */
+    SSF_CPU_AVX2,     /* x86-64 AVX2 + FMA intrinsics */
+} ssf_cpu_isa;
+
+/* The best kernel set this CPU runs. */
+ssf_cpu_isa ssf_cpu_isa_detect(void);
+const char *ssf_cpu_isa_name(ssf_cpu_isa isa);
+
+/* Y[m, n0..n1) = X[m, :] . W[n, :] (+ bias[n]) for all m rows of X.
+ * X is [m, k] (row stride k), W row-major [n, k] (a PyTorch Linear weight),
+ * Y row stride ldy.  Each element is one 8-lane dot product over k in
+ * ascending order, reduced in a fixed order: independent of m and n0/n1. */
+void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const float *w,
+                        const float *bias, float *y, int ldy, int n0, int n1);
+
+/* The dot product the GEMM computes for one element (same rounding). */
+float ssf_cpu_dot(ssf_cpu_isa isa, const float *a, const float *b, int k);
+
+/* y = x * rsqrt(mean(x^2) + eps) * w over one row of n (x and y may alias). */
+void ssf_cpu_rmsnorm(const float *x, const float *w, int n, float eps, float *y);
+
+/* inv_freq[i] = 1 / theta^((2i)/d) for i < d/2, in fp32 as transformers
+ * computes it. */
+void ssf_cpu_rope_inv_freq(double theta, int head_dim, float *inv_freq);
+
+/* Rotate-half RoPE of one head vector v[head_dim] at position pos: pairs
+ * (i, i + d/2) turn by pos * inv_freq[i] (fp32 product, fp32 cos/sin). */
+void ssf_cpu_rope(float *v, int head_dim, const float *inv_freq, int32_t pos);
+
+/* out[i] = silu(gate[i]) * up[i]. */
+void ssf_cpu_swiglu(const float *gate, const float *up, int n, float *out);
+
+/* One query head against n_ctx cached positions: out = softmax(q.K^T *
+ * scale) V with fp32 max-subtracted softmax.  K and V rows are head_dim
+ * floats `stride` apart; scores is scratch of n_ctx floats. */
+/* The same for n_group query heads (consecutive in q and out) sharing one
+ * KV head: each K/V row is read once for the group.  scores holds
+ * n_group * n_ctx floats. */
+void ssf_cpu_attention_group(ssf_cpu_isa isa, const float *q, int n_group, const float *k,
+                             const float *v, int stride, int n_ctx, int head_dim, float scale,
+                             float *scores, float *out);
+void ssf_cpu_attention(ssf_cpu_isa isa, const float *q, const float *k, const float *v, int stride,
+                       int n_ctx, int head_dim, float scale, float *scores, float *out);
+
+/* ---- thread pool ------------------------------------------------------------ */
+
+typedef struct ssf_cpu_pool ssf_cpu_pool;
+/* fn(ctx, task, worker) for task in [0, n_tasks); worker < n_threads picks
+ * the caller's scratch. */
+typedef void (*ssf_cpu_task_fn)(void *ctx, int task, int worker);
+
+/* n_threads workers counting the caller (1: no threads are started).
+ * NULL when a thread cannot be created. */
+ssf_cpu_pool *ssf_cpu_pool_new(int n_threads);
+int ssf_cpu_pool_threads(const ssf_cpu_pool *p);
+/* Runs all tasks, the calling thread included, and returns when all are done. */
+void ssf_cpu_pool_run(ssf_cpu_pool *p, int n_tasks, ssf_cpu_task_fn fn, void *ctx);
+void ssf_cpu_pool_free(ssf_cpu_pool *p);
+
+#endif

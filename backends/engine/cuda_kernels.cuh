@@ -1,0 +1,73 @@
+/*
+ * cuda_kernels.cuh - the CUDA device's own kernels and its cuBLAS GEMM, one
+ * launcher per operation.  Activations are BF16 [rows][width] row-major; all
+ * arithmetic inside a kernel is fp32, rounded to BF16 where Hugging Face's
+ * bf16 model rounds (see the reference's section 1.2).
+ *
+ * Every launcher enqueues on `st` and returns the launch's error; faults
+ * inside a kernel surface at the caller's next synchronisation.
+ */
+#ifndef SSFTEVAL_CUDA_KERNELS_CUH
+#define SSFTEVAL_CUDA_KERNELS_CUH
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+typedef __nv_bfloat16 bf16;
+
+/* Where one (slot, layer, position) row of the K or V cache starts:
+ * the cache is [slot][layer][pos][kv_dim]. */
+typedef struct ssfk_kv_layout {
+    size_t slot_stride;  /* n_layers * max_context * kv_dim */
+    size_t layer_stride; /* max_context * kv_dim */
+    int kv_dim;          /* n_kv_heads * head_dim */
+} ssfk_kv_layout;
+
+/* inv_freq[i] = 1 / theta^(2i/d), i < d/2, in fp32 as transformers computes
+ * it (arange(0, d, 2).float() / d, then base ** that).  Host code. */
+void ssfk_inv_freq(float *inv_freq, int head_dim, double theta);
+
+/* out[r] = embed[token[r]] */
+cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
+                       cudaStream_t st);
+
+/* Per row: if `add`, x = bf16(x + add) in place (the residual add); then
+ * out = bf16(w * bf16(x * rsqrt(mean(x^2) + eps))). */
+cudaError_t ssfk_rmsnorm(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int rows, int C,
+                         float eps, cudaStream_t st);
+
+/* out[i] = in[rows[i]], i < n. */
+cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int n, int C,
+                             cudaStream_t st);
+
+/* On the fused q|k|v rows: adds the bias (may be NULL), rotates q and k
+ * (rotate-half RoPE at each row's position), writes the rotated q back in
+ * place and k, v into the caches at (slot[r], layer, pos[r]). */
+cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos,
+                                const int32_t *slot, const float *inv_freq, bf16 *kcache,
+                                bf16 *vcache, ssfk_kv_layout kv, int layer, int rows, int n_heads,
+                                int n_kv_heads, int head_dim, cudaStream_t st);
+
+/* out[r][h] = softmax(q[r][h] . K^T / sqrt(hd)) V over cache positions
+ * 0..pos[r] of slot[r], with K, V of q-head h's KV head.  q is read from
+ * the fused q|k|v rows (row width (n_heads + 2 n_kv) * hd).  head_dim 64 or
+ * 128. */
+cudaError_t ssfk_attention(bf16 *out, const bf16 *qkv, const bf16 *kcache, const bf16 *vcache,
+                           const int32_t *pos, const int32_t *slot, ssfk_kv_layout kv, int layer,
+                           int rows, int n_heads, int n_kv_heads, int head_dim, cudaStream_t st);
+
+/* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
+cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);
+
+/* Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W and fp32 accumulation; Y is
+ * BF16 or fp32 (`y_type`).  W is a PyTorch [out, in] row-major matrix, which
+ * cuBLAS sees as the column-major K x N matrix to transpose: the "TN"
+ * layout. */
+cublasStatus_t ssfk_gemm(cublasHandle_t h, const bf16 *X, const bf16 *W, void *Y,
+                         cudaDataType_t y_type, int M, int N, int K);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * cuda_none.c - the CUDA device in a build without CUDA (-Dcuda=disabled, or
+ * no nvcc/cuBLAS found): every entry point says so in one line.
+ */
+#include "cuda_ops.h"
+#include "device.h"
+
+#define NO_CUDA "this build has no CUDA support; rebuild with -Dcuda=enabled or use --device cpu"
+
+ssf_device *ssf_device_cuda_open(const ssf_model *m, const ssf_device_options *o, ssf_error *err)
+{
+    ssf_fail(err, NO_CUDA);
+    return NULL;
+}
+
+int ssf_device_cuda_available(void)
+{
+    return 0;
+}
+
+int ssf_cuda_op_rmsnorm(int rows, int C, float eps, const float *x, const float *add,
+                        const float *w, float *x_out, float *out, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
+int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float *h, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
+int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
+int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_dim, double theta,
+                           const float *qkv, const float *bias, const int32_t *pos, float *q_out,
+                           float *k_out, float *v_out, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
+int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx, const float *q,
+                          const float *k, const float *v, const int32_t *pos, float *out,
+                          ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}

@@ -1,0 +1,79 @@
+/*
+ * engine.h - the in-process engine: a model, its tokenizer and a device
+ * (CPU or CUDA) behind the backend interface of backend.h.
+ *
+ * The scheduler keeps the device's sequence slots full.  The samples of one
+ * prompt share a single prefill: the prompt is computed once into a slot,
+ * and each sample forks from it by copying that slot's KV and drawing its
+ * first token from the prompt's last logits with its own seed.  Every step
+ * then feeds one token per running sample plus, within a token budget, a
+ * chunk of the next prompt's prefill.  Sequences finish independently
+ * (eos, stop string, token budget, context limit) and free their slot for
+ * the next sample at once.
+ */
+#ifndef SSFTEVAL_ENGINE_H
+#define SSFTEVAL_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "device.h"
+#include "ssfteval/util.h"
+
+typedef struct ssf_engine_options {
+    const char *device;      /* "auto" (CUDA when available), "cpu", "cuda" */
+    ssf_device_options dev;  /* slots, context, threads, GPU memory share */
+    int prefill_chunk;       /* prompt tokens fed per step (default 512) */
+    const char *const *stop; /* stop strings (not included in the text), may be NULL */
+    size_t n_stop;
+    int log_progress;              /* a line to stderr now and then */
+    const volatile int *interrupt; /* set (e.g. by SIGINT) to stop; unfinished samples fail */
+} ssf_engine_options;
+
+void ssf_engine_options_default(ssf_engine_options *o);
+
+/* Opens the model directory (config, weights, tokenizer.json) on the chosen
+ * device.  The backend's name is "engine". */
+ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_options *o,
+                                    ssf_error *err);
+
+/* A one-line description of the open engine ("cpu, 8 slots x 4096"), owned
+ * by the backend. */
+const char *ssf_backend_engine_describe(const ssf_backend *b);
+
+/* ---- the scheduler alone, over any device (tests drive it with a fake one) */
+
+typedef struct ssf_engine ssf_engine;
+
+typedef struct ssf_engine_model {
+    ssf_device *device;
+    int32_t vocab_size; /* logit row width */
+    int32_t n_valid;    /* ids a sample may take (tokenizer size) */
+    const int32_t *eos; /* stop token ids */
+    int n_eos;
+    /* token -> raw bytes (for text and stop strings); NULL for unknown ids */
+    const char *(*token_bytes)(void *ud, int32_t id, size_t *len);
+    /* text -> ids (malloc'd) */
+    int (*encode)(void *ud, const char *text, int32_t **ids, size_t *n, ssf_error *err);
+    /* ids -> text (malloc'd, specials dropped) */
+    char *(*decode)(void *ud, const int32_t *ids, size_t n, ssf_error *err);
+    void *ud;
+} ssf_engine_model;
+
+ssf_engine *ssf_engine_new(const ssf_engine_model *m, const ssf_engine_options *o);
+void ssf_engine_free(ssf_engine *e);
+
+/* Generates every request, calling done once per request as each
+ * finishes.  result->token_ids holds the generated ids. */
+int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ssf_gen_done_fn done,
+                        void *ud, ssf_error *err);
+
+typedef struct ssf_engine_stats {
+    int64_t steps, prefill_tokens, decode_tokens, forks;
+    double prefill_s, decode_s;
+} ssf_engine_stats;
+
+const ssf_engine_stats *ssf_engine_stats_of(const ssf_engine *e);
+
+#endif

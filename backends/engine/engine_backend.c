@@ -1,0 +1,115 @@
+/*
+ * engine_backend.c - the engine as a backend: opens the model directory, its
+ * tokenizer and a device, and runs the scheduler for the pipeline.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "ssfteval/model.h"
+#include "ssfteval/tokenizer.h"
+
+typedef struct engine_backend {
+    ssf_model *model;
+    ssf_tokenizer *tok;
+    ssf_device *device;
+    ssf_engine *engine;
+    char *description;
+} engine_backend;
+
+static const char *token_bytes(void *ud, int32_t id, size_t *len)
+{
+    return ssf_tokenizer_token_bytes(ud, id, len);
+}
+
+static int encode(void *ud, const char *text, int32_t **ids, size_t *n, ssf_error *err)
+{
+    return ssf_tokenizer_encode(ud, text, strlen(text), ids, n, err);
+}
+
+static char *decode(void *ud, const int32_t *ids, size_t n, ssf_error *err)
+{
+    return ssf_tokenizer_decode(ud, ids, n, 1, err);
+}
+
+static int generate(ssf_backend *b, const ssf_gen_request *reqs, size_t n, ssf_gen_done_fn done,
+                    void *ud, ssf_error *err)
+{
+    engine_backend *eb = b->impl;
+    return ssf_engine_generate(eb->engine, reqs, n, done, ud, err);
+}
+
+static void destroy(ssf_backend *b)
+{
+    if (!b) return;
+    engine_backend *eb = b->impl;
+    ssf_engine_free(eb->engine);
+    if (eb->device) eb->device->close(eb->device);
+    ssf_tokenizer_free(eb->tok);
+    ssf_model_close(eb->model);
+    free(eb->description);
+    free(eb);
+    free(b);
+}
+
+static ssf_device *open_device(const ssf_model *m, const ssf_engine_options *o, ssf_error *err)
+{
+    const char *want = o->device ? o->device : "auto";
+    if (strcmp(want, "cuda") == 0) return ssf_device_cuda_open(m, &o->dev, err);
+    if (strcmp(want, "cpu") == 0) return ssf_device_cpu_open(m, &o->dev, err);
+    if (strcmp(want, "auto") != 0) {
+        ssf_fail(err, "--device: '%s' is not a device; use auto, cpu or cuda", want);
+        return NULL;
+    }
+    if (ssf_device_cuda_available()) return ssf_device_cuda_open(m, &o->dev, err);
+    return ssf_device_cpu_open(m, &o->dev, err);
+}
+
+static int open_parts(engine_backend *eb, const char *dir, const ssf_engine_options *o,
+                      ssf_error *err)
+{
+    if (ssf_model_open(dir, &eb->model, err)) return -1;
+    if (ssf_tokenizer_load(dir, &eb->tok, err))
+        return ssf_fail_prefix(err, "model %s: its tokenizer", dir);
+    eb->device = open_device(eb->model, o, err);
+    if (!eb->device) return -1;
+    if (eb->device->max_rows < eb->device->n_slots + 1)
+        return ssf_fail(err, "engine: device accepts %d rows a step, fewer than its %d slots",
+                        eb->device->max_rows, eb->device->n_slots);
+    return 0;
+}
+
+ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_options *o,
+                                    ssf_error *err)
+{
+    engine_backend *eb = ssf_xcalloc(1, sizeof *eb);
+    ssf_backend *b = ssf_xcalloc(1, sizeof *b);
+    *b = (ssf_backend){.name = "engine", .generate = generate, .destroy = destroy, .impl = eb};
+    if (open_parts(eb, model_dir, o, err)) {
+        destroy(b);
+        return NULL;
+    }
+    const ssf_model_config *cfg = ssf_model_config_of(eb->model);
+    int32_t n_ids = ssf_tokenizer_n_ids(eb->tok);
+    ssf_engine_model m = {.device = eb->device,
+                          .vocab_size = cfg->vocab_size,
+                          .n_valid = n_ids < cfg->vocab_size ? n_ids : cfg->vocab_size,
+                          .eos = cfg->eos_ids,
+                          .n_eos = cfg->n_eos,
+                          .token_bytes = token_bytes,
+                          .encode = encode,
+                          .decode = decode,
+                          .ud = eb->tok};
+    eb->engine = ssf_engine_new(&m, o);
+    ssf_buf d = {0};
+    ssf_buf_printf(&d, "%s, %d slots x %d positions", eb->device->name, eb->device->n_slots,
+                   eb->device->max_context);
+    eb->description = ssf_buf_take(&d);
+    return b;
+}
+
+const char *ssf_backend_engine_describe(const ssf_backend *b)
+{
+    return ((const engine_backend *)b->impl)->description;
+}

@@ -1,0 +1,214 @@
+/*
+ * sampler.c - temperature, top-k, top-p, min-p and greedy choice of the next
+ * token, with a Philox4x32-10 stream per sample.
+ */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ssfteval/util.h"
+
+/* ---- Philox4x32-10 ------------------------------------------------------- */
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u /* golden ratio */
+#define PHILOX_W1 0xBB67AE85u /* sqrt(3) - 1 */
+
+static void philox_round(uint32_t c[4], const uint32_t k[2])
+{
+    uint64_t p0 = (uint64_t)PHILOX_M0 * c[0];
+    uint64_t p1 = (uint64_t)PHILOX_M1 * c[2];
+    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
+    uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
+    uint32_t next[4] = {hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0};
+    memcpy(c, next, sizeof next);
+}
+
+void ssf_philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4])
+{
+    uint32_t c[4] = {counter[0], counter[1], counter[2], counter[3]};
+    uint32_t k[2] = {key[0], key[1]};
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k[0] += PHILOX_W0;
+            k[1] += PHILOX_W1;
+        }
+        philox_round(c, k);
+    }
+    memcpy(out, c, sizeof c);
+}
+
+double ssf_philox_uniform(uint64_t seed, uint64_t step)
+{
+    uint32_t counter[4] = {(uint32_t)step, (uint32_t)(step >> 32), 0, 0};
+    uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    uint32_t r[4];
+    ssf_philox4x32(counter, key, r);
+    uint64_t bits = ((uint64_t)(r[0] >> 5) << 26) | (r[1] >> 6); /* 27 + 26 = 53 bits */
+    return (double)bits * (1.0 / 9007199254740992.0);
+}
+
+/* ---- choosing ------------------------------------------------------------ */
+
+void ssf_sampler_scratch_free(ssf_sampler_scratch *s)
+{
+    free(s->prob);
+    free(s->idx);
+    memset(s, 0, sizeof *s);
+}
+
+static void scratch_reserve(ssf_sampler_scratch *s, size_t n)
+{
+    if (s->cap >= n) return;
+    s->prob = ssf_xrealloc(s->prob, n * sizeof *s->prob);
+    s->idx = ssf_xrealloc(s->idx, n * sizeof *s->idx);
+    s->cap = n;
+}
+
+static int32_t argmax(const float *logits, int32_t n)
+{
+    int32_t best = -1;
+    for (int32_t i = 0; i < n; i++)
+        if (isfinite(logits[i]) && (best < 0 || logits[i] > logits[best])) best = i;
+    return best;
+}
+
+typedef struct candidates {
+    int32_t n;
+    int32_t *id; /* token ids */
+    float *w;    /* unnormalized probabilities exp(x - max), parallel to id */
+} candidates;
+
+/* Candidates are ordered by weight, highest first, ties by id, so that
+ * filtering and the final draw never depend on sort stability. */
+typedef struct weighted {
+    float w;
+    int32_t id;
+} weighted;
+
+static int weighted_desc(const void *a, const void *b)
+{
+    const weighted *x = a, *y = b;
+    if (x->w != y->w) return x->w > y->w ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Sorts the candidates by weight, highest first (ties by id). */
+static void sort_candidates(candidates *c)
+{
+    weighted *tmp = ssf_xmalloc((size_t)c->n * sizeof *tmp);
+    for (int32_t i = 0; i < c->n; i++)
+        tmp[i] = (weighted){c->w[i], c->id[i]};
+    qsort(tmp, (size_t)c->n, sizeof *tmp, weighted_desc);
+    for (int32_t i = 0; i < c->n; i++) {
+        c->w[i] = tmp[i].w;
+        c->id[i] = tmp[i].id;
+    }
+    free(tmp);
+}
+
+/* The scaled logits of the finite rows, as weights relative to the maximum
+ * (so the maximum has weight 1). */
+static void collect(const float *logits, int32_t n_valid, double temperature, candidates *c)
+{
+    float max = -INFINITY;
+    for (int32_t i = 0; i < n_valid; i++)
+        if (isfinite(logits[i]) && logits[i] > max) max = logits[i];
+    c->n = 0;
+    for (int32_t i = 0; i < n_valid; i++) {
+        if (!isfinite(logits[i])) continue;
+        c->id[c->n] = i;
+        c->w[c->n] = (float)exp(((double)logits[i] - max) / temperature);
+        c->n++;
+    }
+}
+
+static double total_weight(const candidates *c)
+{
+    double sum = 0;
+    for (int32_t i = 0; i < c->n; i++)
+        sum += c->w[i];
+    return sum;
+}
+
+/* Keeps the k heaviest (ties by id), leaving them sorted. */
+static void keep_top_k(candidates *c, long k)
+{
+    if (k <= 0 || k >= c->n) return;
+    sort_candidates(c);
+    c->n = (int32_t)k;
+}
+
+/* Keeps the smallest heaviest-first prefix whose mass reaches top_p of the
+ * total (at least one token), as Hugging Face's TopPLogitsWarper does.
+ * Tokens lighter than (1 - p) / (n - 1) of the total can never be inside
+ * that prefix, so they are dropped before the sort (llama2.c's trick), which
+ * keeps the sort short over a 152k vocabulary. */
+static void keep_top_p(candidates *c, double top_p)
+{
+    if (top_p >= 1.0 || c->n <= 1) return;
+    double total = total_weight(c);
+    double cutoff = (1.0 - top_p) / (c->n - 1) * total;
+    int32_t kept = 0;
+    for (int32_t i = 0; i < c->n; i++) {
+        if (c->w[i] < cutoff) continue;
+        c->id[kept] = c->id[i];
+        c->w[kept] = c->w[i];
+        kept++;
+    }
+    c->n = kept;
+    sort_candidates(c);
+    double mass = 0;
+    for (int32_t i = 0; i < c->n; i++) {
+        mass += c->w[i];
+        if (mass >= top_p * total) {
+            c->n = i + 1;
+            return;
+        }
+    }
+}
+
+/* Keeps tokens whose probability is at least min_p times the largest one;
+ * the largest has weight 1 by construction. */
+static void keep_min_p(candidates *c, double min_p)
+{
+    if (min_p <= 0) return;
+    float max = 0;
+    for (int32_t i = 0; i < c->n; i++)
+        if (c->w[i] > max) max = c->w[i];
+    int32_t kept = 0;
+    for (int32_t i = 0; i < c->n; i++) {
+        if (c->w[i] < (float)min_p * max) continue;
+        c->id[kept] = c->id[i];
+        c->w[kept] = c->w[i];
+        kept++;
+    }
+    c->n = kept;
+}
+
+static int32_t draw(const candidates *c, double u)
+{
+    double target = u * total_weight(c), mass = 0;
+    for (int32_t i = 0; i < c->n; i++) {
+        mass += c->w[i];
+        if (target < mass) return c->id[i];
+    }
+    return c->id[c->n - 1]; /* u * total rounded up to the total */
+}
+
+int32_t ssf_sample(const float *logits, int32_t n_valid, const ssf_sampler_params *p, uint64_t seed,
+                   uint64_t step, ssf_sampler_scratch *s)
+{
+    if (p->temperature <= 0 || p->top_k == 1) return argmax(logits, n_valid);
+    scratch_reserve(s, (size_t)n_valid);
+    candidates c = {0, s->idx, s->prob};
+    collect(logits, n_valid, p->temperature, &c);
+    if (c.n == 0) return -1;
+    keep_top_k(&c, p->top_k);
+    keep_top_p(&c, p->top_p > 0 ? p->top_p : 1.0);
+    keep_min_p(&c, p->min_p);
+    return draw(&c, ssf_philox_uniform(seed, step));
+}

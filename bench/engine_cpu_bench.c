@@ -1,0 +1,157 @@
+/*
+ * engine_cpu_bench.c - prefill and batched decode throughput of the CPU
+ * device on a model directory.
+ *
+ * usage: engine_cpu_bench MODEL_DIR [PROMPT_TOKENS [GEN_TOKENS [THREADS [BATCH...]]]]
+ *        (defaults 128, 32, all cores, batches 1 8 32)
+ *
+ * For each batch B: B slots each prefill a prompt of P tokens (random ids,
+ * at most max_rows rows a forward), then decode G tokens together, one
+ * forward of B rows a step, greedy.  One JSON line a batch:
+ *   {"impl":"ssfteval","batch":B,"prompt":P,"gen":G,"threads":T,
+ *    "prefill_tok_s":B*P/prefill seconds,"decode_tok_s":B*G/decode seconds}
+ * the shape bench/engine_hf.py prints for transformers.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "device.h"
+#include "ssfteval/model.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+typedef struct bench {
+    ssf_device *d;
+    int vocab, prompt, gen, batch;
+    int32_t *token, *pos, *slot, *out;
+    float *logits;
+    int32_t *next; /* per slot: the token to feed */
+} bench;
+
+static int forward(bench *b, int n_rows, int n_out, ssf_error *err)
+{
+    ssf_fwd_batch fb = {n_rows, b->token, b->pos, b->slot, n_out, b->out};
+    return b->d->forward(b->d, &fb, b->logits, err);
+}
+
+/* All prompts, max_rows rows a forward; each slot's last row gives logits. */
+static int prefill(bench *b, ssf_error *err)
+{
+    uint64_t s = 12345;
+    int n = 0, n_out = 0;
+    for (int sl = 0; sl < b->batch; sl++)
+        for (int p = 0; p < b->prompt; p++) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            b->token[n] = (int32_t)((s >> 33) % (uint64_t)b->vocab);
+            b->pos[n] = p;
+            b->slot[n] = sl;
+            if (p == b->prompt - 1) b->out[n_out++] = n;
+            n++;
+            int last = sl == b->batch - 1 && p == b->prompt - 1;
+            if (n == b->d->max_rows || last) {
+                if (forward(b, n, n_out, err)) return -1;
+                for (int i = 0; i < n_out; i++)
+                    b->next[b->slot[b->out[i]]] =
+                        argmax(b->logits + (size_t)i * b->vocab, b->vocab);
+                n = n_out = 0;
+            }
+        }
+    return 0;
+}
+
+static int decode(bench *b, ssf_error *err)
+{
+    for (int g = 0; g < b->gen; g++) {
+        for (int sl = 0; sl < b->batch; sl++) {
+            b->token[sl] = b->next[sl];
+            b->pos[sl] = b->prompt + g;
+            b->slot[sl] = sl;
+            b->out[sl] = sl;
+        }
+        if (forward(b, b->batch, b->batch, err)) return -1;
+        for (int sl = 0; sl < b->batch; sl++)
+            b->next[sl] = argmax(b->logits + (size_t)sl * b->vocab, b->vocab);
+    }
+    return 0;
+}
+
+static int run_batch(const ssf_model *m, int prompt, int gen, int threads, int batch)
+{
+    ssf_error err;
+    ssf_device_options o = {.n_slots = batch, .max_context = prompt + gen + 1, .threads = threads};
+    bench b = {.d = ssf_device_cpu_open(m, &o, &err), .prompt = prompt, .gen = gen, .batch = batch};
+    if (!b.d) {
+        fprintf(stderr, "engine_cpu_bench: %s\n", err.msg);
+        return -1;
+    }
+    b.vocab = ssf_model_config_of(m)->vocab_size;
+    int rows = b.d->max_rows;
+    b.token = calloc((size_t)rows, sizeof(int32_t));
+    b.pos = calloc((size_t)rows, sizeof(int32_t));
+    b.slot = calloc((size_t)rows, sizeof(int32_t));
+    b.out = calloc((size_t)rows, sizeof(int32_t));
+    b.next = calloc((size_t)batch, sizeof(int32_t));
+    b.logits = malloc((size_t)rows * (size_t)b.vocab * sizeof(float));
+    double t0 = now_s();
+    int rc = prefill(&b, &err);
+    double t1 = now_s();
+    if (!rc) rc = decode(&b, &err);
+    double t2 = now_s();
+    if (rc)
+        fprintf(stderr, "engine_cpu_bench: %s\n", err.msg);
+    else
+        printf("{\"impl\":\"ssfteval\",\"batch\":%d,\"prompt\":%d,\"gen\":%d,\"threads\":%d,"
+               "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}\n",
+               batch, prompt, gen, threads, batch * prompt / (t1 - t0), batch * gen / (t2 - t1));
+    fflush(stdout);
+    free(b.token), free(b.pos), free(b.slot), free(b.out), free(b.next), free(b.logits);
+    b.d->close(b.d);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: engine_cpu_bench MODEL_DIR [PROMPT [GEN [THREADS [BATCH...]]]]\n");
+        return 2;
+    }
+    int prompt = argc > 2 ? atoi(argv[2]) : 128, gen = argc > 3 ? atoi(argv[3]) : 32;
+    int threads = argc > 4 ? atoi(argv[4]) : 0;
+    if (prompt < 1 || gen < 1 || threads < 0) {
+        fprintf(stderr, "engine_cpu_bench: PROMPT and GEN must be positive, THREADS >= 0\n");
+        return 2;
+    }
+    ssf_model *m;
+    ssf_error err;
+    if (ssf_model_open(argv[1], &m, &err)) {
+        fprintf(stderr, "engine_cpu_bench: %s\n", err.msg);
+        return 1;
+    }
+    static const int default_batches[] = {1, 8, 32};
+    int rc = 0;
+    if (argc > 5) {
+        for (int i = 5; i < argc && !rc; i++)
+            rc = atoi(argv[i]) > 0 ? run_batch(m, prompt, gen, threads, atoi(argv[i])) : -1;
+    } else {
+        for (size_t i = 0; i < sizeof default_batches / sizeof *default_batches && !rc; i++)
+            rc = run_batch(m, prompt, gen, threads, default_batches[i]);
+    }
+    ssf_model_close(m);
+    return rc ? 1 : 0;
+}

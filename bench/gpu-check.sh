@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# bench/gpu-check.sh - everything the CUDA device needs checked on a GPU, in
+# one run of a few minutes.  The GPU machine has CUDA, PyTorch and
+# transformers but maybe no meson, no -dev packages and no network, so the
+# checker is built here with nvcc and cc from the model reader, the CPU and
+# CUDA devices and bench/gpu_check.c alone.
+#
+#   bench/gpu-check.sh [--build-only]
+#
+# Steps (each prints PASS/FAIL lines; a summary and a timing table close):
+#   1. build gpu_check (and tests/test_engine_cuda when cmocka is there);
+#   2. python: transformers bf16 logits of each fixture on the GPU, a random
+#      Qwen2.5-1.5B-shaped checkpoint written locally, generate() timing;
+#   3. CUDA vs CPU logits on every fixture (BF16: rel err <= 2e-2, top-1 >= 99%);
+#   4. CUDA vs transformers on the same GPU;
+#   5. compute-sanitizer memcheck on one fixture (when installed);
+#   6. decode tokens/s at batch 1/8/32, ours and transformers'.
+# Environment: WORK (scratch, default a new temp dir), PYTHON, NVCC, CC,
+# CUDA_ARCH (e.g. 90; default: the GPU's).
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
+PYTHON=${PYTHON:-python3}
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+CC=${CC:-cc}
+BATCHES=1,8,32
+PROMPT=32
+STEPS=64
+mkdir -p "$WORK/obj"
+LOG="$WORK/log.txt"
+: >"$LOG"
+FAILED=0
+
+say() { printf '%s\n' "$*" | tee -a "$LOG"; }
+# Runs a step, keeping its PASS/FAIL/TIME lines in the log.
+step() {
+    local name=$1
+    shift
+    say "== $name"
+    "$@" 2>&1 | tee -a "$LOG"
+    local rc=${PIPESTATUS[0]}
+    if [ "$rc" -ne 0 ]; then
+        say "FAIL $name (exit $rc)"
+        FAILED=1
+    fi
+    return "$rc"
+}
+
+# ---- 1. build ---------------------------------------------------------------------
+if [ -z "${CUDA_ARCH:-}" ]; then
+    cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+    CUDA_ARCH=${cap:-90}
+fi
+INC="-I$ROOT/libssfteval/include -I$ROOT/libssfteval/src -I$ROOT/backends/engine -I$ROOT/backends"
+CFLAGS="-O2 -g -std=c11 -D_GNU_SOURCE -Wall -pthread $INC"
+NVFLAGS="-O3 -std=c++17 -lineinfo -gencode arch=compute_$CUDA_ARCH,code=sm_$CUDA_ARCH $INC"
+
+build() {
+    set -e
+    local objs=() f o
+    for f in "$ROOT"/libssfteval/src/{util,jsonlite,safetensors,model_config,model}.c \
+        "$ROOT"/backends/engine/cpu*.c "$ROOT"/bench/gpu_check.c; do
+        o="$WORK/obj/$(basename "$f").o"
+        echo "$CC -c $(basename "$f")"
+        $CC $CFLAGS -c "$f" -o "$o"
+        objs+=("$o")
+    done
+    for f in "$ROOT"/backends/engine/cuda*.cu; do
+        o="$WORK/obj/$(basename "$f").o"
+        echo "nvcc -c $(basename "$f") (sm_$CUDA_ARCH)"
+        rm -f "$o"
+        "$NVCC" $NVFLAGS -c "$f" -o "$o" &
+        objs+=("$o")
+    done
+    wait
+    for o in "${objs[@]}"; do [ -s "$o" ] || { echo "missing $o"; return 1; }; done
+    # cuBLAS beside nvcc, else the one PyTorch's wheels bring
+    local blas=(-lcublas)
+    if ! "$NVCC" -o "$WORK/gpu_check" "${objs[@]}" "${blas[@]}" -lpthread -lm; then
+        local dir
+        dir=$("$PYTHON" -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))')
+        blas=(-L"$dir" -Xlinker -rpath="$dir" -l:libcublas.so."$(ls "$dir" | sed -n 's/^libcublas\.so\.\([0-9]*\)$/\1/p' | head -1)")
+        echo "linking cuBLAS from $dir"
+        "$NVCC" -o "$WORK/gpu_check" "${objs[@]}" "${blas[@]}" -lpthread -lm
+    fi
+    echo "built $WORK/gpu_check"
+    # The cmocka test, when the headers and library are here.
+    if echo '#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>' | $CC -E - >/dev/null 2>&1; then
+        $CC $CFLAGS -c "$ROOT/tests/test_engine_cuda.c" -o "$WORK/obj/test_engine_cuda.o"
+        local lib=()
+        for o in "${objs[@]}"; do [[ $o == */gpu_check.c.o ]] || lib+=("$o"); done
+        "$NVCC" -o "$WORK/test_engine_cuda" "$WORK/obj/test_engine_cuda.o" "${lib[@]}" \
+            -lcmocka "${blas[@]}" -lpthread -lm
+        echo "built $WORK/test_engine_cuda"
+    else
+        echo "cmocka not installed: tests/test_engine_cuda is not built"
+    fi
+}
+
+# The python half: transformers on the same GPU.  One process, so torch is
+# imported once.
+cat >"$WORK/hf.py" <<'PY'
+import json, os, struct, sys, time
+import torch
+import transformers
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+
+def load(d):
+    try:
+        m = AutoModelForCausalLM.from_pretrained(d, dtype=torch.bfloat16)
+    except TypeError:  # transformers < 4.56 spells it torch_dtype
+        m = AutoModelForCausalLM.from_pretrained(d, torch_dtype=torch.bfloat16)
+    return m.to("cuda").eval()
+
+
+@torch.no_grad()
+def dump_fixture(d, out):
+    """bf16 logits of each prompt + greedy continuation (as gpu_check feeds it)."""
+    exp = json.load(open(os.path.join(d, "expected.json")))
+    n_valid = exp["config"]["tokenizer_ids"]
+    m = load(d)
+    with safe_open(os.path.join(d, "expected.safetensors"), "pt") as f, open(out, "wb") as w:
+        p = 0
+        while f"prompt{p}.ids" in f.keys():
+            ids = f.get_tensor(f"prompt{p}.ids").long().tolist()
+            gen = f.get_tensor(f"prompt{p}.gen_ids").long().tolist()
+            toks = ids + gen[:-1]
+            logits = m(torch.tensor([toks], device="cuda")).logits[0].float().cpu()
+            w.write(struct.pack("<iii", len(toks), logits.shape[1], n_valid))
+            w.write(struct.pack(f"<{len(toks)}i", *toks))
+            w.write(logits.contiguous().numpy().astype("<f4").tobytes())
+            p += 1
+    del m
+    torch.cuda.empty_cache()
+
+
+def qwen25_config(cfg):
+    """config.json as the published Qwen2.5 checkpoints write it."""
+    return {
+        "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0,
+        "bos_token_id": 151643, "eos_token_id": 151645, "hidden_act": "silu",
+        "hidden_size": cfg.hidden_size, "initializer_range": 0.02,
+        "intermediate_size": cfg.intermediate_size, "max_position_embeddings": 32768,
+        "max_window_layers": 21, "model_type": "qwen2",
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_key_value_heads": cfg.num_key_value_heads, "rms_norm_eps": 1e-06,
+        "rope_scaling": None, "rope_theta": 1000000.0, "sliding_window": 32768,
+        "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+        "transformers_version": transformers.__version__, "use_cache": True,
+        "use_sliding_window": False, "vocab_size": cfg.vocab_size,
+    }
+
+
+@torch.no_grad()
+def make_bench_model(d):
+    """Random weights in the shape of Qwen2.5-1.5B, made on the GPU (no download)."""
+    cfg = Qwen2Config(vocab_size=151936, hidden_size=1536, intermediate_size=8960,
+                      num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                      max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
+                      tie_word_embeddings=True, use_sliding_window=False)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        m = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
+    for name, p in m.named_parameters():  # HF leaves biases 0 and norms 1
+        if name.endswith(".bias"):
+            p.normal_(0, 0.5)
+        elif name.endswith("norm.weight"):
+            p.normal_(1, 0.1)
+    os.makedirs(d, exist_ok=True)
+    m.save_pretrained(d)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(qwen25_config(cfg), f, indent=2)
+    gc = os.path.join(d, "generation_config.json")
+    if os.path.exists(gc):
+        os.remove(gc)
+    return m
+
+
+@torch.no_grad()
+def time_generate(m, batches, prompt, steps):
+    """Decode tokens/s of generate(): (t(steps + 1 new) - t(1 new)) per step."""
+    def gen(ids, n):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        m.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                   do_sample=False, pad_token_id=0)
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+    g = torch.Generator(device="cuda").manual_seed(1)
+    for b in batches:
+        ids = torch.randint(0, 151000, (b, prompt), device="cuda", generator=g)
+        gen(ids, 2)  # warm-up
+        t1, tn = gen(ids, 1), gen(ids, steps + 1)
+        print(f"TIME engine=transformers batch={b} decode_tok_s={b * steps / (tn - t1):.1f} "
+              f"ms_per_step={(tn - t1) * 1e3 / steps:.2f}", flush=True)
+
+
+def main():
+    work, batches, prompt, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    fixtures = sys.argv[5:]
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"{torch.cuda.get_device_name()}", flush=True)
+    ok = True
+    for d in fixtures:
+        try:
+            dump_fixture(d, os.path.join(work, os.path.basename(d) + ".hf-bf16.bin"))
+        except Exception as e:  # keep going: the other checks still run
+            print(f"FAIL transformers dump of {d}: {type(e).__name__}: {e}", flush=True)
+            ok = False
+    t = time.perf_counter()
+    m = make_bench_model(os.path.join(work, "qwen2.5-1.5b-random"))
+    print(f"TIME engine=transformers make_model_s={time.perf_counter() - t:.1f}", flush=True)
+    time_generate(m, [int(b) for b in batches.split(",")], prompt, steps)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+PY
+
+step build build || { say "build failed; nothing else can run"; exit 1; }
+"$PYTHON" -m py_compile "$WORK/hf.py" 2>&1 | tee -a "$LOG"
+if [ "${1:-}" = "--build-only" ]; then
+    say "built in $WORK (not run)"
+    exit 0
+fi
+
+FIXTURES=()
+for d in "$ROOT"/tests/fixtures/engine/*/; do
+    [ -f "$d/expected.safetensors" ] && FIXTURES+=("${d%/}")
+done
+say "fixtures: ${FIXTURES[*]##*/}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
+
+# ---- 2. transformers: dumps, the bench checkpoint, generate() timing --------------------
+step transformers "$PYTHON" "$WORK/hf.py" "$WORK" "$BATCHES" "$PROMPT" "$STEPS" "${FIXTURES[@]}"
+
+# ---- 3.-5. correctness ----------------------------------------------------------------
+export SSFTEVAL_SOURCE_ROOT=$ROOT
+if [ -x "$WORK/test_engine_cuda" ]; then
+    step test_engine_cuda "$WORK/test_engine_cuda"
+fi
+step cuda-vs-cpu "$WORK/gpu_check" fixtures "${FIXTURES[@]}"
+for d in "${FIXTURES[@]}"; do
+    dump="$WORK/$(basename "$d").hf-bf16.bin"
+    [ -s "$dump" ] && step "cuda-vs-transformers $(basename "$d")" "$WORK/gpu_check" hf "$d" "$dump"
+done
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ -n "$SAN" ] && [ ${#FIXTURES[@]} -gt 0 ]; then
+    step memcheck "$SAN" --tool memcheck --leak-check full --error-exitcode 3 \
+        "$WORK/gpu_check" cuda "${FIXTURES[0]}"
+else
+    say "SKIP memcheck: compute-sanitizer not installed"
+fi
+
+# ---- 6. timing ---------------------------------------------------------------------------
+BENCH="$WORK/qwen2.5-1.5b-random"
+if [ -f "$BENCH/config.json" ]; then
+    step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS"
+else
+    say "FAIL bench: no checkpoint (the python step failed)"
+    FAILED=1
+fi
+
+say ""
+say "== summary ($WORK/log.txt)"
+say "$(grep -c '^PASS' "$LOG") passed, $(grep -c '^FAIL' "$LOG") failed, $(grep -c '^SKIP' "$LOG") skipped"
+grep -E '^(FAIL|SKIP)' "$LOG"
+say ""
+say "decode tokens/s, Qwen2.5-1.5B shape, random bf16 weights, prompt $PROMPT, $STEPS steps:"
+printf '%-14s %6s %14s %12s\n' engine batch decode_tok_s ms_per_step
+grep -E '^TIME .*decode_tok_s' "$LOG" | sed 's/^TIME //' | awk '{
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    printf "%-14s %6s %14s %12s\n", v["engine"], v["batch"], v["decode_tok_s"], v["ms_per_step"] }'
+if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
+    say "GPU CHECK: FAILED"
+    exit 1
+fi
+say "GPU CHECK: ALL PASSED"

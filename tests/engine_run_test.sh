@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# engine_run_test.sh - `ssfteval run` with the in-process engine on the CPU,
+# end to end on a tiny random Qwen2 checkpoint (tests/fixtures/engine):
+# generated, stored, graded, reported, resumed; identical samples whatever
+# the number of slots; one-line refusals for a missing or corrupt model and
+# an absent GPU.
+#
+# usage: engine_run_test.sh SSFTEVAL   Prints TAP.
+set -u
+ssfteval=$1
+fixture=${SSFTEVAL_SOURCE_ROOT:-$(dirname "$0")/..}/tests/fixtures/engine/gqa5-hd128
+echo "# ssfteval run --model (in-process engine, CPU)"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+unset SSFTEVAL_DB SSFTEVAL_DATA_DIR SSFTEVAL_ENDPOINT
+. "$(dirname "$0")/tap.sh"
+run() { # EXPECTED_STATUS ARGS...
+    local want=$1
+    shift
+    "$ssfteval" "$@" >"$work/out" 2>"$work/err"
+    local got=$?
+    [ "$got" -eq "$want" ] || { echo "# ssfteval $*: exit $got, expected $want: $(cat "$work/err")"; return 1; }
+}
+
+cat >"$work/synth.json" <<'JSON'
+{"name": "synth", "answer_type": "math", "source": {"local": {"path": "synth.jsonl"}},
+ "fields": {"question": "q", "answer": "a"}, "prompt": "Q: {{question}}",
+ "metrics": ["pass@1"]}
+JSON
+printf '{"q": "What is one plus one?", "a": "2"}\n{"q": "Name the smallest prime.", "a": "2"}\n{"q": "3 squared?", "a": "9"}\n' >"$work/synth.jsonl"
+common=(--task-file "$work/synth.json" --data-dir "$work" --quiet --device cpu
+    --metric pass@1,maj@4 --samples 4 --max-new-tokens 24 --temperature 0.8 --top-p 0.95)
+
+check "engine run: 12 samples generated" eval 'run 0 run synth --model "$fixture" --db "$work/a.sqlite" "${common[@]}" && grep -q "12 samples planned, 0 stored before, 12 generated, 0 failed" "$work/err"'
+check "metrics computed over 3 questions" eval 'grep -q "maj@4" "$work/out" && grep -q "3 questions" "$work/out"'
+check "resume generates nothing" eval 'run 0 run synth --model "$fixture" --db "$work/a.sqlite" "${common[@]}" && grep -q "12 stored before, 0 generated" "$work/err"'
+check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && grep -q "\"n_questions\": 3" "$work/out"'
+check "export has 12 samples with token budget stops" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/a.jsonl" && [ "$(wc -l <"$work/a.jsonl")" -eq 12 ] && grep -q "\"finish_reason\": *\"length\"" "$work/a.jsonl"'
+# The same samples with one slot (every sample alone) and with three.
+check "--slots 1 gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/b.sqlite" --slots 1 "${common[@]}" && run 0 export 1 --db "$work/b.sqlite" --out "$work/b.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/b.jsonl") >&2'
+check "--slots 3 --threads 1 gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/c.sqlite" --slots 3 --threads 1 "${common[@]}" && run 0 export 1 --db "$work/c.sqlite" --out "$work/c.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/c.jsonl") >&2'
+check "greedy samples of one question agree" eval 'run 0 run synth --model "$fixture" --db "$work/d.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --device cpu --metric avg@3 --samples 3 --max-new-tokens 16 --temperature 0 && run 0 export 1 --db "$work/d.sqlite" --out "$work/d.jsonl" && [ "$(grep "\"doc\": *0" "$work/d.jsonl" | sed "s/.*\"text\"//" | sort -u | wc -l)" -eq 1 ]'
+
+# Refusals: one line naming the thing, nothing stored.
+check "missing model directory" eval 'run 2 run synth --model "$work/nope" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "nope" "$work/err" && [ ! -e "$work/e.sqlite" ]'
+mkdir "$work/corrupt" && cp "$fixture"/* "$work/corrupt/" && truncate -s 5000 "$work/corrupt/model.safetensors"
+check "truncated checkpoint" eval 'run 2 run synth --model "$work/corrupt" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "model.safetensors" "$work/err"'
+check "--device cuda without a GPU" eval 'if "$ssfteval" run synth --model "$fixture" --db "$work/f.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --device cuda --metric pass@1 --samples 1 --max-new-tokens 4 >"$work/out" 2>"$work/err"; then nvidia-smi >/dev/null 2>&1; else [ "$(wc -l <"$work/err")" -eq 1 ] && grep -qi "cuda" "$work/err"; fi'
+check "bad --device" eval 'run 2 run synth --model "$fixture" --db "$work/g.sqlite" "${common[@]}" --device tpu && grep -q "auto, cpu or cuda" "$work/err"'
+tap_end

@@ -1,0 +1,466 @@
+/*
+ * test_engine.c - the engine's scheduler over a fake device whose logits
+ * are a pure function of the tokens a slot holds.  That makes every sample's
+ * tokens computable by a plain serial loop, so the tests can say exactly
+ * what each sample must produce whatever the number of slots, the prefill
+ * chunk or the order of requests; and the fake device checks the contract
+ * of device.h (contiguous positions, forks copying the prompt).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "sampler.h"
+
+#define VOCAB 300 /* logit rows */
+#define N_VALID 260
+#define EOS 256
+#define MAX_CTX 96
+
+/* ---- the fake device ------------------------------------------------------ */
+
+typedef struct fake {
+    ssf_device d;
+    int32_t tokens[64][MAX_CTX];
+    int len[64];
+    int fail_at_step; /* forward fails at this call (0: never) */
+    int calls;
+} fake;
+
+/* Logits of a history: FNV-1a over the tokens seeds a generator.  EOS gets
+ * a modest logit so that some samples stop early. */
+static void history_logits(const int32_t *toks, int n, float *out)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < n; i++) {
+        h ^= (uint64_t)toks[i];
+        h *= 1099511628211ULL;
+    }
+    for (int v = 0; v < VOCAB; v++) {
+        h = h * 6364136223846793005ULL + 1442695040888963407ULL;
+        out[v] = (float)((h >> 40) % 1000) / 250.0f; /* 0 .. 4 */
+    }
+    out[EOS] = 2.5f;
+    for (int v = N_VALID; v < VOCAB; v++)
+        out[v] = 9.0f; /* padding rows must be masked by the sampler */
+}
+
+static int fake_forward(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err)
+{
+    fake *f = (fake *)d;
+    if (f->fail_at_step && ++f->calls == f->fail_at_step)
+        return ssf_fail(err, "fake device: injected failure");
+    for (int r = 0; r < b->n_rows; r++) {
+        int s = b->slot[r];
+        if (s < 0 || s >= d->n_slots) return ssf_fail(err, "bad slot %d", s);
+        if (b->pos[r] != f->len[s]) return ssf_fail(err, "slot %d: gap at %d", s, b->pos[r]);
+        if (b->pos[r] >= d->max_context) return ssf_fail(err, "past the context");
+        f->tokens[s][f->len[s]++] = b->token[r];
+    }
+    for (int i = 0; i < b->n_out; i++) {
+        int r = b->out_rows[i];
+        history_logits(f->tokens[b->slot[r]], b->pos[r] + 1, logits + (size_t)i * VOCAB);
+    }
+    return 0;
+}
+
+static int fake_copy(ssf_device *d, int src, int dst, int n, ssf_error *err)
+{
+    fake *f = (fake *)d;
+    if (n > f->len[src]) return ssf_fail(err, "copy of %d from a slot holding %d", n, f->len[src]);
+    memcpy(f->tokens[dst], f->tokens[src], (size_t)n * sizeof(int32_t));
+    f->len[dst] = n;
+    return 0;
+}
+
+static void fake_close(ssf_device *d)
+{
+    (void)d;
+}
+
+static void fake_init(fake *f, int slots)
+{
+    memset(f, 0, sizeof *f);
+    f->d = (ssf_device){"fake", slots, MAX_CTX, 512, fake_forward, fake_copy, fake_close};
+}
+
+/* A new sample in a slot starts its history again: the scheduler either
+ * copies a prompt in or prefills from position 0.  The fake notices a
+ * prefill from 0 by the position and resets the slot. */
+static int fake_forward_resetting(ssf_device *d, const ssf_fwd_batch *b, float *logits,
+                                  ssf_error *err)
+{
+    fake *f = (fake *)d;
+    for (int r = 0; r < b->n_rows; r++)
+        if (b->pos[r] == 0) f->len[b->slot[r]] = 0;
+    return fake_forward(d, b, logits, err);
+}
+
+/* ---- a byte tokenizer ------------------------------------------------------ */
+
+static char byte_table[256];
+
+static const char *tok_bytes(void *ud, int32_t id, size_t *len)
+{
+    (void)ud;
+    if (id < 0 || id >= 256) {
+        *len = 0;
+        return id < N_VALID ? "" : NULL;
+    }
+    *len = 1;
+    return &byte_table[id];
+}
+
+static int tok_encode(void *ud, const char *text, int32_t **ids, size_t *n, ssf_error *err)
+{
+    (void)ud;
+    (void)err;
+    *n = strlen(text);
+    *ids = malloc((*n ? *n : 1) * sizeof **ids);
+    for (size_t i = 0; i < *n; i++)
+        (*ids)[i] = (unsigned char)text[i];
+    return 0;
+}
+
+static char *tok_decode(void *ud, const int32_t *ids, size_t n, ssf_error *err)
+{
+    (void)ud;
+    (void)err;
+    char *s = malloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 256) s[k++] = (char)ids[i];
+    s[k] = '\0';
+    return s;
+}
+
+static const int32_t eos_ids[1] = {EOS};
+
+static ssf_engine_model fake_model(fake *f)
+{
+    for (int i = 0; i < 256; i++)
+        byte_table[i] = (char)i;
+    return (ssf_engine_model){.device = &f->d,
+                              .vocab_size = VOCAB,
+                              .n_valid = N_VALID,
+                              .eos = eos_ids,
+                              .n_eos = 1,
+                              .token_bytes = tok_bytes,
+                              .encode = tok_encode,
+                              .decode = tok_decode};
+}
+
+/* ---- the serial reference ------------------------------------------------- */
+
+typedef struct expect {
+    int32_t ids[MAX_CTX];
+    int n;
+    const char *reason;
+} expect;
+
+static void reference(const ssf_gen_request *r, expect *x)
+{
+    int32_t hist[MAX_CTX];
+    int n = 0;
+    for (const char *p = r->prompt; *p; p++)
+        hist[n++] = (unsigned char)*p;
+    ssf_sampler_scratch s = {0};
+    ssf_sampler_params sp = {r->sampling.temperature, r->sampling.top_p, r->sampling.top_k,
+                             r->sampling.min_p};
+    float logits[VOCAB];
+    x->n = 0;
+    for (;;) {
+        history_logits(hist, n, logits);
+        int32_t t = ssf_sample(logits, N_VALID, &sp, r->seed, (uint64_t)x->n, &s);
+        if (t == EOS) {
+            x->reason = "stop";
+            break;
+        }
+        x->ids[x->n++] = t;
+        hist[n++] = t;
+        if (r->sampling.max_new_tokens > 0 && x->n >= r->sampling.max_new_tokens) {
+            x->reason = "length";
+            break;
+        }
+        if (n >= MAX_CTX) {
+            x->reason = "length";
+            break;
+        }
+    }
+    ssf_sampler_scratch_free(&s);
+}
+
+/* ---- collecting results ----------------------------------------------------- */
+
+typedef struct got {
+    int32_t ids[MAX_CTX];
+    int n, calls, failed;
+    char reason[16];
+    char text[MAX_CTX + 1];
+    char error[256];
+} got;
+
+typedef struct sink {
+    const ssf_gen_request *reqs;
+    got *g;
+} sink;
+
+static int on_done(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
+{
+    sink *k = ud;
+    got *g = &k->g[req - k->reqs];
+    g->calls++;
+    if (res->error) {
+        g->failed = 1;
+        snprintf(g->error, sizeof g->error, "%s", res->error);
+        return 0;
+    }
+    g->n = (int)res->n_token_ids;
+    memcpy(g->ids, res->token_ids, res->n_token_ids * sizeof(int32_t));
+    snprintf(g->reason, sizeof g->reason, "%s", res->finish_reason);
+    snprintf(g->text, sizeof g->text, "%s", res->text);
+    return 0;
+}
+
+#define N_REQ 40
+
+static const char *prompts[] = {"What is 2+2?", "Solve x^2 = 9.", "Name a prime.",
+                                "A much longer prompt about geometry and circles."};
+
+/* 4 prompts x 10 samples, mixed sampling settings, interleaved order. */
+static void make_requests(ssf_gen_request *r)
+{
+    for (int i = 0; i < N_REQ; i++) {
+        r[i] = (ssf_gen_request){.task = "t", .doc = i % 4, .index = i / 4};
+        r[i].prompt = prompts[i % 4];
+        r[i].seed = 1000 + (uint64_t)i * 17;
+        r[i].sampling = (ssf_sampling){.temperature = i % 5 == 0 ? 0 : 0.8,
+                                       .top_p = i % 3 == 0 ? 0.9 : 1.0,
+                                       .top_k = i % 7 == 0 ? 20 : 0,
+                                       .min_p = i % 11 == 0 ? 0.05 : 0,
+                                       .max_new_tokens = 10 + i % 13};
+    }
+}
+
+static void run_engine(int slots, int chunk, const ssf_gen_request *reqs, size_t n, got *g,
+                       ssf_engine_stats *stats)
+{
+    fake f;
+    fake_init(&f, slots);
+    f.d.forward = fake_forward_resetting;
+    ssf_engine_model m = fake_model(&f);
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    o.prefill_chunk = chunk;
+    ssf_engine *e = ssf_engine_new(&m, &o);
+    memset(g, 0, n * sizeof *g);
+    sink k = {reqs, g};
+    ssf_error err;
+    int rc = ssf_engine_generate(e, reqs, n, on_done, &k, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, 0);
+    if (stats) *stats = *ssf_engine_stats_of(e);
+    ssf_engine_free(e);
+}
+
+/* Every sample equals the serial reference, for any slot count and
+ * prefill chunk: the batch a sample ran in never changes its tokens. */
+static void test_samples_match_reference(void **state)
+{
+    (void)state;
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    static const int slots[] = {1, 2, 3, 8, 33};
+    static const int chunks[] = {1, 5, 512};
+    got g[N_REQ];
+    int stops = 0, lengths = 0;
+    for (size_t si = 0; si < 5; si++) {
+        for (size_t ci = 0; ci < 3; ci++) {
+            run_engine(slots[si], chunks[ci], reqs, N_REQ, g, NULL);
+            for (int i = 0; i < N_REQ; i++) {
+                expect x;
+                reference(&reqs[i], &x);
+                assert_int_equal(g[i].calls, 1);
+                assert_false(g[i].failed);
+                assert_int_equal(g[i].n, x.n);
+                assert_memory_equal(g[i].ids, x.ids, (size_t)x.n * sizeof(int32_t));
+                assert_string_equal(g[i].reason, x.reason);
+                stops += strcmp(x.reason, "stop") == 0;
+                lengths += strcmp(x.reason, "length") == 0;
+            }
+        }
+    }
+    /* the fixture exercises both ways of finishing */
+    assert_true(stops > 0 && lengths > 0);
+}
+
+/* A prompt is prefilled once however many samples it has. */
+static void test_one_prefill_per_prompt(void **state)
+{
+    (void)state;
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    got g[N_REQ];
+    ssf_engine_stats st;
+    run_engine(8, 512, reqs, N_REQ, g, &st);
+    int64_t prompt_tokens = 0;
+    for (int p = 0; p < 4; p++)
+        prompt_tokens += (int64_t)strlen(prompts[p]);
+    assert_int_equal(st.prefill_tokens, prompt_tokens);
+    assert_int_equal(st.forks, N_REQ - 4); /* the last sample of each takes the prompt slot */
+}
+
+static void test_context_limit_and_long_prompt(void **state)
+{
+    (void)state;
+    char long_prompt[MAX_CTX + 10], near_limit[MAX_CTX];
+    memset(long_prompt, 'a', sizeof long_prompt - 1);
+    long_prompt[sizeof long_prompt - 1] = '\0';
+    memset(near_limit, 'b', MAX_CTX - 4);
+    near_limit[MAX_CTX - 4] = '\0';
+    ssf_gen_request reqs[3] = {
+        {.prompt = long_prompt, .seed = 1, .sampling = {.temperature = 0.7, .top_p = 1}},
+        {.prompt = near_limit, .seed = 2, .sampling = {.temperature = 0, .top_p = 1}},
+        {.prompt = "ok",
+         .seed = 3,
+         .sampling = {.temperature = 0.7, .top_p = 1, .max_new_tokens = 5}},
+    };
+    got g[3];
+    run_engine(2, 512, reqs, 3, g, NULL);
+    assert_true(g[0].failed);
+    assert_non_null(strstr(g[0].error, "context holds 96"));
+    assert_false(g[1].failed);
+    expect x;
+    reference(&reqs[1], &x);
+    assert_int_equal(g[1].n, x.n);
+    assert_true(g[1].n <= 4);
+    assert_false(g[2].failed);
+    assert_true(g[2].n <= 5);
+}
+
+static void test_stop_strings(void **state)
+{
+    (void)state;
+    ssf_gen_request r = {.prompt = "What is 2+2?",
+                         .seed = 5,
+                         .sampling = {.temperature = 1.0, .top_p = 1, .max_new_tokens = 40}};
+    expect x;
+    reference(&r, &x);
+    assert_true(x.n >= 3);
+    /* stop on the 2nd and 3rd generated tokens, when both are bytes */
+    if (x.ids[1] <= 0 || x.ids[1] >= 256 || x.ids[2] <= 0 || x.ids[2] >= 256) skip();
+    char stop[3] = {(char)x.ids[1], (char)x.ids[2], 0};
+    const char *stops[1] = {stop};
+    fake f;
+    fake_init(&f, 2);
+    f.d.forward = fake_forward_resetting;
+    ssf_engine_model m = fake_model(&f);
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    o.stop = stops;
+    o.n_stop = 1;
+    ssf_engine *e = ssf_engine_new(&m, &o);
+    got g[1];
+    memset(g, 0, sizeof g);
+    sink k = {&r, g};
+    ssf_error err;
+    assert_int_equal(ssf_engine_generate(e, &r, 1, on_done, &k, &err), 0);
+    assert_string_equal(g[0].reason, "stop");
+    assert_int_equal(g[0].n, 3); /* generation ends with the token completing the stop */
+    /* the text is what came before the stop string's first occurrence */
+    char *want = tok_decode(NULL, x.ids, 3, &err);
+    char *cut = strstr(want, stop);
+    assert_non_null(cut);
+    *cut = '\0';
+    assert_string_equal(g[0].text, want);
+    free(want);
+    ssf_engine_free(e);
+}
+
+/* A device failure fails every unfinished sample (never a silent loss) and
+ * the call reports the error. */
+static void test_device_failure(void **state)
+{
+    (void)state;
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    fake f;
+    fake_init(&f, 4);
+    f.d.forward = fake_forward_resetting;
+    f.fail_at_step = 7;
+    ssf_engine_model m = fake_model(&f);
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    ssf_engine *e = ssf_engine_new(&m, &o);
+    got g[N_REQ];
+    memset(g, 0, sizeof g);
+    sink k = {reqs, g};
+    ssf_error err;
+    assert_int_equal(ssf_engine_generate(e, reqs, N_REQ, on_done, &k, &err), -1);
+    assert_non_null(strstr(err.msg, "injected failure"));
+    int failed = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        assert_int_equal(g[i].calls, 1);
+        failed += g[i].failed;
+    }
+    assert_true(failed > 0);
+    ssf_engine_free(e);
+}
+
+static volatile int interrupt_flag;
+
+static int interrupt_after_first(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
+{
+    interrupt_flag = 1;
+    return on_done(req, res, ud);
+}
+
+static void test_interrupt(void **state)
+{
+    (void)state;
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    fake f;
+    fake_init(&f, 4);
+    f.d.forward = fake_forward_resetting;
+    ssf_engine_model m = fake_model(&f);
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    interrupt_flag = 0;
+    o.interrupt = &interrupt_flag;
+    ssf_engine *e = ssf_engine_new(&m, &o);
+    got g[N_REQ];
+    memset(g, 0, sizeof g);
+    sink k = {reqs, g};
+    ssf_error err;
+    assert_int_equal(ssf_engine_generate(e, reqs, N_REQ, interrupt_after_first, &k, &err), 0);
+    int failed = 0, ok = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        assert_int_equal(g[i].calls, 1);
+        failed += g[i].failed;
+        ok += !g[i].failed;
+        if (g[i].failed) assert_non_null(strstr(g[i].error, "interrupted"));
+    }
+    assert_true(ok >= 1 && failed >= N_REQ / 2);
+    ssf_engine_free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_samples_match_reference),
+        cmocka_unit_test(test_one_prefill_per_prompt),
+        cmocka_unit_test(test_context_limit_and_long_prompt),
+        cmocka_unit_test(test_stop_strings),
+        cmocka_unit_test(test_device_failure),
+        cmocka_unit_test(test_interrupt),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

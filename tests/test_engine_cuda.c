@@ -1,0 +1,573 @@
+/*
+ * test_engine_cuda.c - the CUDA device: each kernel against a CPU reference
+ * computed from the same BF16-rounded inputs (cuda_ops.h), then whole
+ * forwards of the tiny checkpoints under tests/fixtures/engine against the
+ * fp32 logits transformers computed for them, through full prefills,
+ * chunked prefill then decode, forked slots and mixed batches.
+ *
+ * Without a GPU (or without a CUDA build) only the refusal is checked; the
+ * rest skips.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cuda_ops.h"
+#include "device.h"
+#include "ssfteval/model.h"
+#include "ssfteval/util.h"
+
+#define REL_TOL 2e-2  /* max|d| / max|ref| per logit row, BF16 vs fp32 */
+#define TOP1_MIN 0.99 /* share of rows whose argmax agrees */
+#define N_SLOTS 4
+#define MAX_CONTEXT 128
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static float bf16r(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return f;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* A deterministic uniform draw in [-1, 1), rounded to BF16. */
+static float draw(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return bf16r((float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0));
+}
+
+static float *draws(size_t n, float scale, float offset, uint64_t seed)
+{
+    float *x = malloc(n * sizeof *x + 1);
+    for (size_t i = 0; i < n; i++)
+        x[i] = bf16r(offset + scale * draw(&seed));
+    return x;
+}
+
+static void skip_without_gpu(void)
+{
+    if (!ssf_device_cuda_available()) {
+        fprintf(stderr, "skipped: no CUDA device (or a build without CUDA)\n");
+        skip();
+    }
+}
+
+/* |got - ref| <= rtol |ref| + atol for every element, reporting the first
+ * failure. */
+static void expect_close(const char *what, const float *got, const double *ref, size_t n,
+                         double rtol, double atol)
+{
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= rtol * fabs(ref[i]) + atol)) {
+            fail_msg("%s: element %zu: got %.6g, reference %.6g", what, i, (double)got[i], ref[i]);
+        }
+    }
+}
+
+static char *fixture_root(void)
+{
+    const char *root = getenv("SSFTEVAL_SOURCE_ROOT");
+    size_t n = strlen(root ? root : ".") + 32;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/tests/fixtures/engine", root ? root : ".");
+    return p;
+}
+
+/* ---- without a GPU: a clear refusal --------------------------------------------- */
+
+static void test_refusal_without_device(void **state)
+{
+    (void)state;
+    if (ssf_device_cuda_available()) skip();
+    char *root = fixture_root(), dir[1024];
+    snprintf(dir, sizeof dir, "%s/gqa5-hd128", root);
+    free(root);
+    ssf_model *m = NULL;
+    ssf_error err = {{0}};
+    if (ssf_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
+    ssf_device_options o = {.n_slots = 1, .max_context = 64, .gpu_memory_utilization = 0.9};
+    ssf_error e2 = {{0}};
+    assert_null(ssf_device_cuda_open(m, &o, &e2));
+    /* either "no CUDA device found; ..." or "this build has no CUDA ..." */
+    assert_non_null(strstr(e2.msg, "CUDA"));
+    assert_non_null(strstr(e2.msg, "--device cpu"));
+    assert_null(strchr(e2.msg, '\n'));
+    float out[4];
+    assert_int_equal(ssf_cuda_op_silu_mul(1, 2, out, out, &e2), -1);
+    ssf_model_close(m);
+}
+
+/* ---- kernels -------------------------------------------------------------------- */
+
+static void check_rmsnorm(int rows, int C, int with_add)
+{
+    size_t n = (size_t)rows * C;
+    float *x = draws(n, 3.0f, 0.0f, 11 + C), *add = with_add ? draws(n, 1.0f, 0.0f, 12) : NULL;
+    float *w = draws((size_t)C, 0.1f, 1.0f, 13), *xo = malloc(n * 4), *out = malloc(n * 4);
+    ssf_error err = {{0}};
+    if (ssf_cuda_op_rmsnorm(rows, C, 1e-6f, x, add, w, xo, out, &err)) fail_msg("%s", err.msg);
+    double *rx = malloc(n * 8), *ro = malloc(n * 8);
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < C; i++) {
+            size_t k = (size_t)r * C + i;
+            rx[k] = add ? bf16r(x[k] + add[k]) : x[k];
+            ss += rx[k] * rx[k];
+        }
+        double rstd = 1.0 / sqrt(ss / C + 1e-6);
+        for (int i = 0; i < C; i++) {
+            size_t k = (size_t)r * C + i;
+            ro[k] = (double)bf16r((float)((double)bf16r((float)(rx[k] * rstd)) * w[i]));
+        }
+    }
+    expect_close("rmsnorm residual", xo, rx, n, 0, 0);
+    /* one BF16 step either way from a different summation order */
+    expect_close("rmsnorm", out, ro, n, 1.6e-2, 1e-6);
+    free(x), free(add), free(w), free(xo), free(out), free(rx), free(ro);
+}
+
+static void test_rmsnorm(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    check_rmsnorm(3, 640, 0);
+    check_rmsnorm(5, 896, 1);
+    check_rmsnorm(1, 1001, 1); /* not a multiple of the block */
+}
+
+static void test_silu_mul(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    int rows = 7, inter = 300;
+    size_t n = (size_t)rows * inter;
+    float *gu = draws(2 * n, 6.0f, 0.0f, 21), *h = malloc(n * 4);
+    double *ref = malloc(n * 8);
+    ssf_error err = {{0}};
+    if (ssf_cuda_op_silu_mul(rows, inter, gu, h, &err)) fail_msg("%s", err.msg);
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < inter; i++) {
+            double g = gu[(size_t)r * 2 * inter + i], u = gu[(size_t)r * 2 * inter + inter + i];
+            ref[(size_t)r * inter + i] =
+                bf16r((float)((double)bf16r((float)(g / (1 + exp(-g)))) * u));
+        }
+    expect_close("silu_mul", h, ref, n, 1.6e-2, 1e-6);
+    free(gu), free(h), free(ref);
+}
+
+static void test_gemm(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    int shapes[][3] = {{1, 97, 640}, {7, 1408, 640}, {33, 512, 128}, {300, 64, 896}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *X = draws((size_t)M * K, 1.0f, 0.0f, 31 + s), *W = draws((size_t)N * K, 0.1f, 0, 32);
+        float *Y = malloc((size_t)M * N * 4);
+        double *ref = malloc((size_t)M * N * 8);
+        ssf_error err = {{0}};
+        if (ssf_cuda_op_gemm(M, N, K, X, W, Y, &err)) fail_msg("%s", err.msg);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                double acc = 0, mag = 0;
+                for (int k = 0; k < K; k++) {
+                    acc += (double)X[(size_t)m * K + k] * W[(size_t)n * K + k];
+                    mag += fabs((double)X[(size_t)m * K + k] * W[(size_t)n * K + k]);
+                }
+                ref[(size_t)m * N + n] = acc;
+                double d = fabs(Y[(size_t)m * N + n] - acc);
+                if (d > 1e-5 * mag + 1e-6)
+                    fail_msg("gemm %dx%dx%d: [%d][%d] got %.7g, reference %.7g", M, N, K, m, n,
+                             (double)Y[(size_t)m * N + n], acc);
+            }
+        free(X), free(W), free(Y), free(ref);
+    }
+}
+
+static void check_rope(int nh, int nkv, int hd, int with_bias)
+{
+    int pos[] = {0, 1, 2, 17, 4095, 30000};
+    int rows = (int)(sizeof pos / sizeof pos[0]), width = (nh + 2 * nkv) * hd, half = hd / 2;
+    float *qkv = draws((size_t)rows * width, 2.0f, 0.0f, 41);
+    float *bias = with_bias ? draws((size_t)width, 0.5f, 0.0f, 42) : NULL;
+    float *q = malloc((size_t)rows * nh * hd * 4), *k = malloc((size_t)rows * nkv * hd * 4);
+    float *v = malloc((size_t)rows * nkv * hd * 4);
+    int32_t p32[6];
+    for (int r = 0; r < rows; r++)
+        p32[r] = pos[r];
+    ssf_error err = {{0}};
+    if (ssf_cuda_op_rope_store(rows, nh, nkv, hd, 1e6, qkv, bias, p32, q, k, v, &err))
+        fail_msg("%s", err.msg);
+    double *rq = malloc((size_t)rows * nh * hd * 8), *rk = malloc((size_t)rows * nkv * hd * 8);
+    double *rv = malloc((size_t)rows * nkv * hd * 8);
+    for (int r = 0; r < rows; r++) {
+        const float *row = qkv + (size_t)r * width;
+        for (int h = 0; h < nh + nkv; h++)
+            for (int d = 0; d < half; d++) {
+                int j1 = h * hd + d, j2 = j1 + half;
+                double x1 = row[j1], x2 = row[j2];
+                if (bias) x1 = bf16r((float)(x1 + bias[j1])), x2 = bf16r((float)(x2 + bias[j2]));
+                float inv = 1.0f / powf(1e6f, (float)(2 * d) / (float)hd);
+                double a = (double)((float)pos[r] * inv);
+                double o1 = x1 * cos(a) - x2 * sin(a), o2 = x2 * cos(a) + x1 * sin(a);
+                double *dst = h < nh ? rq + (size_t)r * nh * hd + (size_t)h * hd
+                                     : rk + (size_t)r * nkv * hd + (size_t)(h - nh) * hd;
+                dst[d] = o1;
+                dst[d + half] = o2;
+            }
+        for (int i = 0; i < nkv * hd; i++) {
+            int j = (nh + nkv) * hd + i;
+            rv[(size_t)r * nkv * hd + i] = bf16r(row[j] + (bias ? bias[j] : 0.0f));
+        }
+    }
+    /* rounding of the output and of sincosf at 30000 rad */
+    expect_close("rope q", q, rq, (size_t)rows * nh * hd, 8e-3, 2e-3);
+    expect_close("rope k", k, rk, (size_t)rows * nkv * hd, 8e-3, 2e-3);
+    expect_close("cache v", v, rv, (size_t)rows * nkv * hd, 0, 1e-6);
+    free(qkv), free(bias), free(q), free(k), free(v), free(rq), free(rk), free(rv);
+}
+
+static void test_rope_store(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    check_rope(5, 1, 128, 1);
+    check_rope(14, 2, 64, 1);
+    check_rope(4, 4, 64, 0);
+}
+
+static void check_attention(int nh, int nkv, int hd, int n_ctx)
+{
+    int32_t pos[] = {0, 1, (int32_t)(n_ctx / 2), (int32_t)(n_ctx - 2), (int32_t)(n_ctx - 1)};
+    int rows = 5, qd = nh * hd, kvd = nkv * hd, group = nh / nkv;
+    float *q = draws((size_t)rows * qd, 2.0f, 0.0f, 51 + nh),
+          *k = draws((size_t)n_ctx * kvd, 2.0f, 0, 52);
+    float *v = draws((size_t)n_ctx * kvd, 1.0f, 0.0f, 53), *out = malloc((size_t)rows * qd * 4);
+    ssf_error err = {{0}};
+    if (ssf_cuda_op_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos, out, &err))
+        fail_msg("%s", err.msg);
+    double *s = malloc((size_t)n_ctx * 8), *ref = malloc((size_t)rows * qd * 8);
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < nh; h++) {
+            const float *qh = q + (size_t)r * qd + (size_t)h * hd;
+            int kh = h / group;
+            double mx = -INFINITY, sum = 0;
+            for (int t = 0; t <= pos[r]; t++) {
+                double dot = 0;
+                for (int d = 0; d < hd; d++)
+                    dot += (double)qh[d] * k[(size_t)t * kvd + (size_t)kh * hd + d];
+                s[t] = dot / sqrt((double)hd);
+                mx = s[t] > mx ? s[t] : mx;
+            }
+            for (int t = 0; t <= pos[r]; t++)
+                sum += s[t] = exp(s[t] - mx);
+            for (int d = 0; d < hd; d++) {
+                double o = 0;
+                for (int t = 0; t <= pos[r]; t++)
+                    o += s[t] * v[(size_t)t * kvd + (size_t)kh * hd + d];
+                ref[(size_t)r * qd + (size_t)h * hd + d] = o / sum;
+            }
+        }
+    char what[64];
+    snprintf(what, sizeof what, "attention %d/%d heads hd %d ctx %d", nh, nkv, hd, n_ctx);
+    expect_close(what, out, ref, (size_t)rows * qd, 8e-3, 2e-3);
+    free(q), free(k), free(v), free(out), free(s), free(ref);
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    /* GQA 5, 6, 7, 8 and 1 (MHA); contexts inside one tile and across several */
+    check_attention(5, 1, 128, 3);
+    check_attention(10, 2, 128, 300);
+    check_attention(12, 2, 128, 129);
+    check_attention(14, 2, 64, 200);
+    check_attention(7, 1, 64, 64);
+    check_attention(16, 2, 128, 1000);
+    check_attention(4, 4, 64, 65);
+}
+
+/* ---- whole models ----------------------------------------------------------------- */
+
+typedef struct fixture {
+    char dir[1024];
+    ssf_model *model;
+    ssf_safetensors *expected;
+    int vocab, n_valid;
+} fixture;
+
+typedef struct prompt_ref {
+    int32_t *tok; /* prompt ids then the greedy continuation */
+    int len, n;   /* prompt length; tokens fed (len + gen - 1) */
+    float *ref;   /* [n][vocab] fp32 logits from transformers */
+} prompt_ref;
+
+static float *read_all(const ssf_tensor *t)
+{
+    float *x = malloc((size_t)t->numel * sizeof *x + 1);
+    ssf_tensor_read_f32(t, 0, t->numel, x);
+    return x;
+}
+
+/* Prompt p of the fixture: logits rows 0..len-1 from the full forward, and
+ * gen_logits[j] at position len - 1 + j. */
+static int load_prompt(const fixture *f, int p, prompt_ref *pr)
+{
+    char name[64];
+    snprintf(name, sizeof name, "prompt%d.ids", p);
+    const ssf_tensor *ids = ssf_safetensors_find(f->expected, name);
+    if (!ids) return 0;
+    snprintf(name, sizeof name, "prompt%d.gen_ids", p);
+    const ssf_tensor *gen = ssf_safetensors_find(f->expected, name);
+    snprintf(name, sizeof name, "prompt%d.logits", p);
+    const ssf_tensor *lg = ssf_safetensors_find(f->expected, name);
+    snprintf(name, sizeof name, "prompt%d.gen_logits", p);
+    const ssf_tensor *gl = ssf_safetensors_find(f->expected, name);
+    assert_true(gen && lg && gl);
+    int len = (int)ids->numel, ng = (int)gen->numel, V = f->vocab;
+    float *fi = read_all(ids), *fg = read_all(gen), *fl = read_all(lg), *fgl = read_all(gl);
+    pr->len = len;
+    pr->n = len + ng - 1;
+    pr->tok = malloc((size_t)(len + ng) * sizeof(int32_t));
+    for (int i = 0; i < len; i++)
+        pr->tok[i] = (int32_t)fi[i];
+    for (int j = 0; j < ng; j++)
+        pr->tok[len + j] = (int32_t)fg[j];
+    pr->ref = malloc((size_t)pr->n * V * sizeof(float));
+    memcpy(pr->ref, fl, (size_t)len * V * sizeof(float));
+    for (int j = 1; j < ng; j++)
+        memcpy(pr->ref + (size_t)(len - 1 + j) * V, fgl + (size_t)j * V, (size_t)V * sizeof(float));
+    free(fi), free(fg), free(fl), free(fgl);
+    return 1;
+}
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* Worst per-row relative error and the count of agreeing argmaxes. */
+static double compare_rows(const fixture *f, const float *got, const float *ref, int rows,
+                           int *agree)
+{
+    double worst = 0;
+    *agree = 0;
+    for (int r = 0; r < rows; r++) {
+        const float *g = got + (size_t)r * f->vocab, *e = ref + (size_t)r * f->vocab;
+        double md = 0, mr = 0;
+        for (int i = 0; i < f->vocab; i++) {
+            md = fmax(md, fabs((double)g[i] - e[i]));
+            mr = fmax(mr, fabs((double)e[i]));
+        }
+        worst = fmax(worst, md / (mr > 0 ? mr : 1));
+        *agree += argmax(g, f->n_valid) == argmax(e, f->n_valid);
+    }
+    return worst;
+}
+
+static void expect_rows(const fixture *f, const char *what, const float *got, const float *ref,
+                        int rows)
+{
+    int agree;
+    double rel = compare_rows(f, got, ref, rows, &agree);
+    fprintf(stderr, "# %s %s: rel err %.3g, top-1 %d/%d\n", f->dir, what, rel, agree, rows);
+    if (rel > REL_TOL) fail_msg("%s %s: relative error %.3g > %g", f->dir, what, rel, REL_TOL);
+    if (agree < TOP1_MIN * rows)
+        fail_msg("%s %s: top-1 agrees on %d of %d rows", f->dir, what, agree, rows);
+}
+
+static void forward_ok(ssf_device *d, const int32_t *tok, const int32_t *pos, const int32_t *slot,
+                       int rows, const int32_t *out, int n_out, float *logits)
+{
+    ssf_fwd_batch b = {rows, tok, pos, slot, n_out, out};
+    ssf_error err = {{0}};
+    if (d->forward(d, &b, logits, &err)) fail_msg("forward: %s", err.msg);
+}
+
+/* Every row of tok[0..n) at positions 0.. in `slot`, logits for all rows. */
+static float *full_forward(ssf_device *d, const prompt_ref *pr, int vocab, int slot)
+{
+    int n = pr->n;
+    int32_t *pos = malloc((size_t)n * 4), *sl = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+    for (int i = 0; i < n; i++)
+        pos[i] = out[i] = i, sl[i] = slot;
+    float *lg = malloc((size_t)n * vocab * sizeof(float));
+    forward_ok(d, pr->tok, pos, sl, n, out, n, lg);
+    free(pos), free(sl), free(out);
+    return lg;
+}
+
+/* The prompt in chunks of `chunk` rows, then one token per call; logits of
+ * the last prompt row and every decoded row land at their positions. */
+static float *prefill_decode(ssf_device *d, const prompt_ref *pr, int vocab, int slot, int chunk)
+{
+    float *lg = malloc((size_t)pr->n * vocab * sizeof(float));
+    int32_t pos[64], sl[64], last;
+    for (int i = 0; i < 64; i++)
+        sl[i] = slot;
+    for (int s = 0; s < pr->len; s += chunk) {
+        int n = pr->len - s < chunk ? pr->len - s : chunk;
+        for (int i = 0; i < n; i++)
+            pos[i] = s + i;
+        last = n - 1;
+        int is_last = s + n == pr->len;
+        forward_ok(d, pr->tok + s, pos, sl, n, &last, is_last, lg + (size_t)(pr->len - 1) * vocab);
+    }
+    for (int p = pr->len; p < pr->n; p++) {
+        int32_t zero = 0;
+        pos[0] = p;
+        forward_ok(d, pr->tok + p, pos, sl, 1, &zero, 1, lg + (size_t)p * vocab);
+    }
+    return lg;
+}
+
+static void run_fixture(fixture *f)
+{
+    ssf_device_options o = {.n_slots = N_SLOTS,
+                            .max_context = MAX_CONTEXT,
+                            .gpu_memory_utilization = 0.9,
+                            .cuda_device = 0};
+    ssf_error err = {{0}};
+    ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
+    if (!d) fail_msg("%s: %s", f->dir, err.msg);
+    assert_int_equal(d->n_slots, N_SLOTS);
+    assert_int_equal(d->max_context, MAX_CONTEXT);
+    prompt_ref pr[2];
+    int np = 0;
+    while (np < 2 && load_prompt(f, np, &pr[np]))
+        np++;
+    assert_true(np >= 1);
+    int V = f->vocab;
+    for (int p = 0; p < np; p++) {
+        assert_true(pr[p].n <= MAX_CONTEXT);
+        float *full = full_forward(d, &pr[p], V, 0);
+        expect_rows(f, "full forward vs transformers", full, pr[p].ref, pr[p].n);
+        float *pd = prefill_decode(d, &pr[p], V, 1, 5);
+        int first = pr[p].len - 1, rows = pr[p].n - first;
+        expect_rows(f, "prefill+decode vs transformers", pd + (size_t)first * V,
+                    pr[p].ref + (size_t)first * V, rows);
+        expect_rows(f, "prefill+decode vs full forward", pd + (size_t)first * V,
+                    full + (size_t)first * V, rows);
+        /* fork: slot 1's prompt KV into slot 3, decode there */
+        if (d->copy_slot(d, 1, 3, pr[p].len, &err)) fail_msg("copy_slot: %s", err.msg);
+        float *fk = malloc((size_t)pr[p].n * V * sizeof(float));
+        for (int q = pr[p].len; q < pr[p].n; q++) {
+            int32_t pos = q, slot = 3, zero = 0;
+            forward_ok(d, pr[p].tok + q, &pos, &slot, 1, &zero, 1, fk + (size_t)q * V);
+        }
+        expect_rows(f, "forked decode vs decode", fk + (size_t)pr[p].len * V,
+                    pd + (size_t)pr[p].len * V, pr[p].n - pr[p].len);
+        free(full), free(pd), free(fk);
+    }
+    if (np == 2) {
+        /* both sequences in one batch (slots 2 and 0), interleaved output list */
+        int n = pr[0].n + pr[1].n;
+        int32_t *tok = malloc((size_t)n * 4), *pos = malloc((size_t)n * 4);
+        int32_t *sl = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+        for (int i = 0; i < n; i++) {
+            int a = i < pr[0].n;
+            int j = a ? i : i - pr[0].n;
+            tok[i] = (a ? pr[0] : pr[1]).tok[j];
+            pos[i] = j;
+            sl[i] = a ? 2 : 0;
+            /* prompt 1's rows first in the output list */
+            out[a ? pr[1].n + i : i - pr[0].n] = i;
+        }
+        float *lg = malloc((size_t)n * V * sizeof(float));
+        forward_ok(d, tok, pos, sl, n, out, n, lg);
+        expect_rows(f, "mixed batch, prompt 1", lg, pr[1].ref, pr[1].n);
+        expect_rows(f, "mixed batch, prompt 0", lg + (size_t)pr[1].n * V, pr[0].ref, pr[0].n);
+        free(tok), free(pos), free(sl), free(out), free(lg);
+    }
+    /* bad input is refused, not run */
+    int32_t bad_tok = V, zero = 0;
+    ssf_fwd_batch b = {1, &bad_tok, &zero, &zero, 0, NULL};
+    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "token"));
+    for (int p = 0; p < np; p++)
+        free(pr[p].tok), free(pr[p].ref);
+    d->close(d);
+}
+
+static int open_fixture(fixture *f, const char *dir)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "%s", dir);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    ssf_error err = {{0}};
+    if (ssf_safetensors_open(path, &f->expected, &err)) return 0;
+    if (ssf_model_open(dir, &f->model, &err)) fail_msg("%s", err.msg);
+    f->vocab = ssf_model_config_of(f->model)->vocab_size;
+    f->n_valid = f->vocab;
+    /* "tokenizer_ids": the ids a sample may take (the rest is padding); a
+     * plain scan keeps the test free of a JSON library for the GPU machine */
+    snprintf(path, sizeof path, "%s/expected.json", dir);
+    char *text = NULL;
+    size_t len = 0;
+    if (ssf_read_file(path, &text, &len, &err) == 0) {
+        const char *k = strstr(text, "\"tokenizer_ids\":");
+        if (k) f->n_valid = atoi(k + strlen("\"tokenizer_ids\":"));
+        free(text);
+    }
+    if (f->n_valid <= 0 || f->n_valid > f->vocab) f->n_valid = f->vocab;
+    return 1;
+}
+
+static void test_fixture_models(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    char *root = fixture_root();
+    DIR *dh = opendir(root);
+    if (!dh) fail_msg("%s: cannot open", root);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(dh))) {
+        if (de->d_name[0] == '.') continue;
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", root, de->d_name);
+        fixture f;
+        if (!open_fixture(&f, dir)) continue;
+        run_fixture(&f);
+        ssf_safetensors_close(f.expected);
+        ssf_model_close(f.model);
+        n++;
+    }
+    closedir(dh);
+    free(root);
+    assert_true(n >= 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refusal_without_device),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_silu_mul),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_rope_store),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_fixture_models),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

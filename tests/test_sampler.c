@@ -1,0 +1,217 @@
+/*
+ * test_sampler.c - Philox4x32-10 against the Random123 known-answer
+ * vectors, and the token choice: greedy ties and padding, then chi-square
+ * tests of the sampled distribution under temperature, top-k, top-p and
+ * min-p over fixed logits.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sampler.h"
+
+/* Random123's kat_vectors, the three "philox4x32 10" lines. */
+static void test_philox_known_answers(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t ctr[4], key[2], want[4];
+    } kat[] = {
+        {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+        {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+         {0xffffffff, 0xffffffff},
+         {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+        {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344},
+         {0xa4093822, 0x299f31d0},
+         {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+    };
+    for (size_t i = 0; i < sizeof kat / sizeof kat[0]; i++) {
+        uint32_t out[4];
+        ssf_philox4x32(kat[i].ctr, kat[i].key, out);
+        for (int k = 0; k < 4; k++)
+            assert_int_equal(out[k], kat[i].want[k]);
+    }
+}
+
+static void test_uniform_range_and_streams(void **state)
+{
+    (void)state;
+    double sum = 0;
+    int equal = 0;
+    for (uint64_t step = 0; step < 100000; step++) {
+        double u = ssf_philox_uniform(42, step);
+        assert_true(u >= 0.0 && u < 1.0);
+        sum += u;
+        if (u == ssf_philox_uniform(43, step)) equal++;
+        assert_true(u == ssf_philox_uniform(42, step)); /* stateless */
+    }
+    assert_true(fabs(sum / 100000 - 0.5) < 0.005);
+    assert_int_equal(equal, 0);
+}
+
+static void test_greedy(void **state)
+{
+    (void)state;
+    ssf_sampler_scratch s = {0};
+    float logits[6] = {1, 3, 3, -INFINITY, NAN, 50};
+    ssf_sampler_params greedy = {.temperature = 0};
+    /* ties go to the lowest id; row 5 is padding outside n_valid */
+    assert_int_equal(ssf_sample(logits, 5, &greedy, 1, 0, &s), 1);
+    assert_int_equal(ssf_sample(logits, 6, &greedy, 1, 0, &s), 5);
+    ssf_sampler_params top1 = {.temperature = 1, .top_k = 1, .top_p = 1};
+    assert_int_equal(ssf_sample(logits, 5, &top1, 1, 0, &s), 1);
+    float dead[3] = {-INFINITY, NAN, -INFINITY};
+    assert_int_equal(ssf_sample(dead, 3, &greedy, 1, 0, &s), -1);
+    ssf_sampler_params t1 = {.temperature = 1, .top_p = 1};
+    assert_int_equal(ssf_sample(dead, 3, &t1, 1, 0, &s), -1);
+    ssf_sampler_scratch_free(&s);
+}
+
+#define N_TOK 8
+#define DRAWS 40000
+
+static const float base_logits[N_TOK] = {2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -0.5f, -1.0f, 3.0f};
+
+/* Chi-square statistic of counts against probabilities `p` (zero-probability
+ * tokens must never appear). */
+static double chi_square(const int *counts, const double *p, int n, int draws)
+{
+    double chi = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] == 0) {
+            assert_int_equal(counts[i], 0);
+            continue;
+        }
+        double e = p[i] * draws;
+        chi += (counts[i] - e) * (counts[i] - e) / e;
+    }
+    return chi;
+}
+
+/* Draws DRAWS tokens (the first of many seeds, and many steps of one seed)
+ * and checks them against `want` with a chi-square test at p = 0.001. */
+static void check_distribution(const ssf_sampler_params *params, const double *want)
+{
+    /* 0.999 quantiles of chi-square with 1..7 degrees of freedom */
+    static const double crit[8] = {0, 10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32};
+    ssf_sampler_scratch s = {0};
+    int by_seed[N_TOK] = {0}, by_step[N_TOK] = {0};
+    for (int i = 0; i < DRAWS; i++) {
+        int32_t a = ssf_sample(base_logits, N_TOK, params, (uint64_t)i * 7919u + 1, 0, &s);
+        int32_t b = ssf_sample(base_logits, N_TOK, params, 99, (uint64_t)i, &s);
+        assert_true(a >= 0 && a < N_TOK && b >= 0 && b < N_TOK);
+        by_seed[a]++;
+        by_step[b]++;
+    }
+    int support = 0;
+    for (int i = 0; i < N_TOK; i++)
+        support += want[i] > 0;
+    int df = support - 1;
+    if (df == 0) {
+        for (int i = 0; i < N_TOK; i++)
+            assert_int_equal(by_seed[i], want[i] > 0 ? DRAWS : 0);
+    } else {
+        assert_true(chi_square(by_seed, want, N_TOK, DRAWS) < crit[df]);
+        assert_true(chi_square(by_step, want, N_TOK, DRAWS) < crit[df]);
+    }
+    ssf_sampler_scratch_free(&s);
+}
+
+/* softmax(logits / t) restricted to `keep` (all when NULL), renormalized. */
+static void expected(double t, const int *keep, double *p)
+{
+    double sum = 0;
+    for (int i = 0; i < N_TOK; i++) {
+        p[i] = (!keep || keep[i]) ? exp(base_logits[i] / t) : 0;
+        sum += p[i];
+    }
+    for (int i = 0; i < N_TOK; i++)
+        p[i] /= sum;
+}
+
+static void test_temperature(void **state)
+{
+    (void)state;
+    double p[N_TOK];
+    ssf_sampler_params t1 = {.temperature = 1.0, .top_p = 1.0};
+    expected(1.0, NULL, p);
+    check_distribution(&t1, p);
+    ssf_sampler_params t06 = {.temperature = 0.6, .top_p = 1.0};
+    expected(0.6, NULL, p);
+    check_distribution(&t06, p);
+}
+
+static void test_top_k(void **state)
+{
+    (void)state;
+    double p[N_TOK];
+    int keep[N_TOK] = {1, 1, 0, 0, 0, 0, 0, 1}; /* ids 7, 0, 1 are the three largest */
+    ssf_sampler_params k3 = {.temperature = 1.0, .top_k = 3, .top_p = 1.0};
+    expected(1.0, keep, p);
+    check_distribution(&k3, p);
+}
+
+/* At T = 1 the probabilities (sorted) are 0.525, 0.193, 0.117, 0.071, ...:
+ * top_p = 0.75 keeps the first three (0.525 + 0.193 < 0.75 <= + 0.117). */
+static void test_top_p(void **state)
+{
+    (void)state;
+    double p[N_TOK], full[N_TOK];
+    expected(1.0, NULL, full);
+    assert_true(full[7] + full[0] < 0.75 && full[7] + full[0] + full[1] >= 0.75);
+    int keep[N_TOK] = {1, 1, 0, 0, 0, 0, 0, 1};
+    ssf_sampler_params tp = {.temperature = 1.0, .top_p = 0.75};
+    expected(1.0, keep, p);
+    check_distribution(&tp, p);
+    /* a tiny top_p keeps only the most likely token */
+    ssf_sampler_params tiny = {.temperature = 1.0, .top_p = 0.01};
+    int only[N_TOK] = {0, 0, 0, 0, 0, 0, 0, 1};
+    expected(1.0, only, p);
+    check_distribution(&tiny, p);
+}
+
+/* min_p = 0.2 keeps tokens with p >= 0.2 p_max, i.e. logit >= 3 + ln 0.2 =
+ * 1.39: ids 7, 0, 1. */
+static void test_min_p(void **state)
+{
+    (void)state;
+    double p[N_TOK];
+    int keep[N_TOK] = {1, 1, 0, 0, 0, 0, 0, 1};
+    ssf_sampler_params mp = {.temperature = 1.0, .top_p = 1.0, .min_p = 0.2};
+    expected(1.0, keep, p);
+    check_distribution(&mp, p);
+}
+
+/* Padded rows (at or above n_valid) never come out, even when they carry
+ * the largest logits. */
+static void test_padding_never_sampled(void **state)
+{
+    (void)state;
+    float logits[10] = {0, 0, 0, 0, 0, 0, 0, 0, 100, 100};
+    ssf_sampler_scratch s = {0};
+    ssf_sampler_params t1 = {.temperature = 1.0, .top_p = 1.0};
+    for (int i = 0; i < 2000; i++)
+        assert_true(ssf_sample(logits, 8, &t1, (uint64_t)i, 3, &s) < 8);
+    ssf_sampler_scratch_free(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_philox_known_answers),
+        cmocka_unit_test(test_uniform_range_and_streams),
+        cmocka_unit_test(test_greedy),
+        cmocka_unit_test(test_temperature),
+        cmocka_unit_test(test_top_k),
+        cmocka_unit_test(test_top_p),
+        cmocka_unit_test(test_min_p),
+        cmocka_unit_test(test_padding_never_sampled),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
