@@ -249,17 +249,23 @@ static void make_requests(ssf_gen_request *r)
     }
 }
 
+/* An engine over a fresh fake device of `slots` slots. */
+static ssf_engine *open_engine(fake *f, int slots, ssf_engine_options *o)
+{
+    fake_init(f, slots);
+    f->d.forward = fake_forward_resetting;
+    ssf_engine_model m = fake_model(f);
+    return ssf_engine_new(&m, o);
+}
+
 static void run_engine(int slots, int chunk, const ssf_gen_request *reqs, size_t n, got *g,
                        ssf_engine_stats *stats)
 {
     fake f;
-    fake_init(&f, slots);
-    f.d.forward = fake_forward_resetting;
-    ssf_engine_model m = fake_model(&f);
     ssf_engine_options o;
     ssf_engine_options_default(&o);
     o.prefill_chunk = chunk;
-    ssf_engine *e = ssf_engine_new(&m, &o);
+    ssf_engine *e = open_engine(&f, slots, &o);
     memset(g, 0, n * sizeof *g);
     sink k = {reqs, g};
     ssf_error err;
@@ -359,14 +365,11 @@ static void test_stop_strings(void **state)
     char stop[3] = {(char)x.ids[1], (char)x.ids[2], 0};
     const char *stops[1] = {stop};
     fake f;
-    fake_init(&f, 2);
-    f.d.forward = fake_forward_resetting;
-    ssf_engine_model m = fake_model(&f);
     ssf_engine_options o;
     ssf_engine_options_default(&o);
     o.stop = stops;
     o.n_stop = 1;
-    ssf_engine *e = ssf_engine_new(&m, &o);
+    ssf_engine *e = open_engine(&f, 2, &o);
     got g[1];
     memset(g, 0, sizeof g);
     sink k = {&r, g};
@@ -392,13 +395,10 @@ static void test_device_failure(void **state)
     ssf_gen_request reqs[N_REQ];
     make_requests(reqs);
     fake f;
-    fake_init(&f, 4);
-    f.d.forward = fake_forward_resetting;
-    f.fail_at_step = 7;
-    ssf_engine_model m = fake_model(&f);
     ssf_engine_options o;
     ssf_engine_options_default(&o);
-    ssf_engine *e = ssf_engine_new(&m, &o);
+    ssf_engine *e = open_engine(&f, 4, &o);
+    f.fail_at_step = 7;
     got g[N_REQ];
     memset(g, 0, sizeof g);
     sink k = {reqs, g};
@@ -428,14 +428,11 @@ static void test_interrupt(void **state)
     ssf_gen_request reqs[N_REQ];
     make_requests(reqs);
     fake f;
-    fake_init(&f, 4);
-    f.d.forward = fake_forward_resetting;
-    ssf_engine_model m = fake_model(&f);
     ssf_engine_options o;
     ssf_engine_options_default(&o);
     interrupt_flag = 0;
     o.interrupt = &interrupt_flag;
-    ssf_engine *e = ssf_engine_new(&m, &o);
+    ssf_engine *e = open_engine(&f, 4, &o);
     got g[N_REQ];
     memset(g, 0, sizeof g);
     sink k = {reqs, g};

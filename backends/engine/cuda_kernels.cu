@@ -52,21 +52,6 @@ void ssfk_inv_freq(float *inv_freq, int head_dim, double theta)
 
 /* ---- embedding, norms, gathers -------------------------------------------- */
 
-__global__ static void embed_kernel(bf16 *out, const bf16 *embed, const int32_t *token, int C)
-{
-    const bf16 *src = embed + (size_t)token[blockIdx.x] * C;
-    bf16 *dst = out + (size_t)blockIdx.x * C;
-    for (int i = threadIdx.x; i < C; i += blockDim.x)
-        dst[i] = src[i];
-}
-
-cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
-                       cudaStream_t st)
-{
-    embed_kernel<<<rows, 256, 0, st>>>(out, embed, token, C);
-    return cudaGetLastError();
-}
-
 __global__ static void rmsnorm_kernel(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int C,
                                       float eps)
 {
@@ -112,6 +97,13 @@ cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int
 {
     gather_rows_kernel<<<n, 256, 0, st>>>(out, in, rows, C);
     return cudaGetLastError();
+}
+
+/* The embedding lookup is a gather of the tokens' rows. */
+cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
+                       cudaStream_t st)
+{
+    return ssfk_gather_rows(out, embed, token, rows, C, st);
 }
 
 /* ---- bias + RoPE + KV write ----------------------------------------------- */
