@@ -673,18 +673,22 @@ static void test_unreachable(void **state)
 /* Many connections reset in a row, from a server that answered before,
  * open the circuit breaker: traffic pauses while /health is polled (503
  * "loading" twice), then every sample still succeeds.  The second batch
- * reuses the first one's seeds, whose attempts 1 to 3 are reset. */
+ * reuses the first one's seeds, whose attempts 1 to 4 are reset. */
 /* One breaker scenario on a fresh mock; the number of /health polls. */
 static size_t breaker_scenario(void)
 {
     struct mockserver_options mo = {.health_fail = 2,
-                                    .rules = {{.fault = MOCK_RESET, .from = 1, .count = 3}}};
+                                    .rules = {{.fault = MOCK_RESET, .from = 1, .count = 4}}};
     struct mockserver *m = start(&mo);
     struct run warm, r;
     make_run(&warm, 2, 2, 8, 9500, 0);
     make_run(&r, 2, 2, 8, 9500, 0);
     ssf_openai_options o = options_for(&r, m);
     o.max_attempts = 8; /* failures before the breaker trips are charged to samples */
+    /* one request (one fault key) per sample: 16 keys failing 4 times each
+     * give far more than 20 failures before any key can succeed, even when
+     * a slow (sanitized) build spreads the retries out */
+    o.request_n = 1;
     ssf_backend *b = new_backend(&o);
     generate_on(b, &warm);
     expect_all_ok(&warm, 0);
