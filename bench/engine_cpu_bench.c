@@ -5,7 +5,8 @@
  * usage: engine_cpu_bench MODEL_DIR [PROMPT_TOKENS [GEN_TOKENS [THREADS [BATCH...]]]]
  *        (defaults 128, 32, all cores, batches 1 8 32)
  *
- * For each batch B: B slots each prefill a prompt of P tokens (random ids,
+ * For each batch B: B sequences, each on its own run of consecutive KV
+ * blocks (default block size), prefill a prompt of P tokens (random ids,
  * at most max_rows rows a forward), then decode G tokens together, one
  * forward of B rows a step, greedy.  One JSON line a batch:
  *   {"impl":"ssfteval","batch":B,"prompt":P,"gen":G,"threads":T,
@@ -39,18 +40,22 @@ static int argmax(const float *x, int n)
 typedef struct bench {
     ssf_device *d;
     int vocab, prompt, gen, batch;
-    int32_t *token, *pos, *slot, *out;
+    int32_t *token, *pos, *seq, *out;
     float *logits;
-    int32_t *next; /* per slot: the token to feed */
+    int32_t *next;    /* per sequence: the token to feed */
+    int32_t *blocks;  /* sequence s: blocks[s * per_seq ...] */
+    int32_t **tables; /* [batch] into blocks */
 } bench;
 
 static int forward(bench *b, int n_rows, int n_out, ssf_error *err)
 {
-    ssf_fwd_batch fb = {n_rows, b->token, b->pos, b->slot, n_out, b->out};
+    ssf_fwd_batch fb = {n_rows, b->token, b->pos,
+                        b->seq, b->batch, (const int32_t *const *)b->tables,
+                        n_out,  b->out};
     return b->d->forward(b->d, &fb, b->logits, err);
 }
 
-/* All prompts, max_rows rows a forward; each slot's last row gives logits. */
+/* All prompts, max_rows rows a forward; each sequence's last row gives logits. */
 static int prefill(bench *b, ssf_error *err)
 {
     uint64_t s = 12345;
@@ -60,15 +65,14 @@ static int prefill(bench *b, ssf_error *err)
             s = s * 6364136223846793005ULL + 1442695040888963407ULL;
             b->token[n] = (int32_t)((s >> 33) % (uint64_t)b->vocab);
             b->pos[n] = p;
-            b->slot[n] = sl;
+            b->seq[n] = sl;
             if (p == b->prompt - 1) b->out[n_out++] = n;
             n++;
             int last = sl == b->batch - 1 && p == b->prompt - 1;
             if (n == b->d->max_rows || last) {
                 if (forward(b, n, n_out, err)) return -1;
                 for (int i = 0; i < n_out; i++)
-                    b->next[b->slot[b->out[i]]] =
-                        argmax(b->logits + (size_t)i * b->vocab, b->vocab);
+                    b->next[b->seq[b->out[i]]] = argmax(b->logits + (size_t)i * b->vocab, b->vocab);
                 n = n_out = 0;
             }
         }
@@ -81,7 +85,7 @@ static int decode(bench *b, ssf_error *err)
         for (int sl = 0; sl < b->batch; sl++) {
             b->token[sl] = b->next[sl];
             b->pos[sl] = b->prompt + g;
-            b->slot[sl] = sl;
+            b->seq[sl] = sl;
             b->out[sl] = sl;
         }
         if (forward(b, b->batch, b->batch, err)) return -1;
@@ -89,6 +93,19 @@ static int decode(bench *b, ssf_error *err)
             b->next[sl] = argmax(b->logits + (size_t)sl * b->vocab, b->vocab);
     }
     return 0;
+}
+
+/* Sequence s holds blocks s * per_seq .. (s + 1) * per_seq - 1: the default
+ * pool is exactly batch x ceil(max_context / block_size) blocks. */
+static void make_tables(bench *b)
+{
+    int per_seq = b->d->n_blocks / b->batch;
+    b->blocks = malloc((size_t)b->d->n_blocks * sizeof(int32_t));
+    b->tables = malloc((size_t)b->batch * sizeof *b->tables);
+    for (int i = 0; i < b->d->n_blocks; i++)
+        b->blocks[i] = i;
+    for (int s = 0; s < b->batch; s++)
+        b->tables[s] = b->blocks + (size_t)s * (size_t)per_seq;
 }
 
 static int run_batch(const ssf_model *m, int prompt, int gen, int threads, int batch)
@@ -104,10 +121,11 @@ static int run_batch(const ssf_model *m, int prompt, int gen, int threads, int b
     int rows = b.d->max_rows;
     b.token = calloc((size_t)rows, sizeof(int32_t));
     b.pos = calloc((size_t)rows, sizeof(int32_t));
-    b.slot = calloc((size_t)rows, sizeof(int32_t));
+    b.seq = calloc((size_t)rows, sizeof(int32_t));
     b.out = calloc((size_t)rows, sizeof(int32_t));
     b.next = calloc((size_t)batch, sizeof(int32_t));
     b.logits = malloc((size_t)rows * (size_t)b.vocab * sizeof(float));
+    make_tables(&b);
     double t0 = now_s();
     int rc = prefill(&b, &err);
     double t1 = now_s();
@@ -120,7 +138,8 @@ static int run_batch(const ssf_model *m, int prompt, int gen, int threads, int b
                "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}\n",
                batch, prompt, gen, threads, batch * prompt / (t1 - t0), batch * gen / (t2 - t1));
     fflush(stdout);
-    free(b.token), free(b.pos), free(b.slot), free(b.out), free(b.next), free(b.logits);
+    free(b.token), free(b.pos), free(b.seq), free(b.out), free(b.next), free(b.logits);
+    free(b.blocks), free(b.tables);
     b.d->close(b.d);
     return rc;
 }

@@ -14,7 +14,9 @@
 #   3. CUDA vs CPU logits on every fixture (BF16: rel err <= 2e-2, top-1 >= 99%);
 #   4. CUDA vs transformers on the same GPU;
 #   5. compute-sanitizer memcheck on one fixture (when installed);
-#   6. decode tokens/s at batch 1/8/32, ours and transformers'.
+#   6. decode tokens/s at batch 1/8/32/64/128, ours and transformers', with the
+#      bytes a step moves (weights + KV read) and the GB/s achieved against
+#      the measured device copy bandwidth.
 # Environment: WORK (scratch, default a new temp dir), PYTHON, NVCC, CC,
 # CUDA_ARCH (e.g. 90; default: the GPU's).
 set -u
@@ -23,7 +25,7 @@ WORK=${WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
 PYTHON=${PYTHON:-python3}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 CC=${CC:-cc}
-BATCHES=1,8,32
+BATCHES=1,8,32,64,128
 PROMPT=32
 STEPS=64
 mkdir -p "$WORK/obj"
@@ -59,7 +61,8 @@ build() {
     set -e
     local objs=() f o
     for f in "$ROOT"/libssfteval/src/{util,jsonlite,safetensors,model_config,model}.c \
-        "$ROOT"/backends/engine/cpu*.c "$ROOT"/bench/gpu_check.c; do
+        "$ROOT"/backends/engine/cpu*.c "$ROOT"/backends/engine/cuda_plan.c \
+        "$ROOT"/bench/gpu_check.c; do
         o="$WORK/obj/$(basename "$f").o"
         echo "$CC -c $(basename "$f")"
         $CC $CFLAGS -c "$f" -o "$o"
@@ -275,10 +278,12 @@ say "$(grep -c '^PASS' "$LOG") passed, $(grep -c '^FAIL' "$LOG") failed, $(grep 
 grep -E '^(FAIL|SKIP)' "$LOG"
 say ""
 say "decode tokens/s, Qwen2.5-1.5B shape, random bf16 weights, prompt $PROMPT, $STEPS steps:"
-printf '%-14s %6s %14s %12s\n' engine batch decode_tok_s ms_per_step
+printf '%-14s %6s %14s %12s %10s %14s %10s\n' engine batch decode_tok_s ms_per_step step_MB \
+    achieved_GBps copy_GBps
 grep -E '^TIME .*decode_tok_s' "$LOG" | sed 's/^TIME //' | awk '{
     for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    printf "%-14s %6s %14s %12s\n", v["engine"], v["batch"], v["decode_tok_s"], v["ms_per_step"] }'
+    printf "%-14s %6s %14s %12s %10s %14s %10s\n", v["engine"], v["batch"], v["decode_tok_s"],
+        v["ms_per_step"], v["step_MB"], v["achieved_GBps"], v["copy_GBps"]; delete v }'
 if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
     say "GPU CHECK: FAILED"
     exit 1

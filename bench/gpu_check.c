@@ -7,7 +7,10 @@
  *   gpu_check hf DIR DUMP            CUDA vs transformers' logits in DUMP
  *   gpu_check cuda DIR               CUDA alone (prefill, decode, fork), for
  *                                    compute-sanitizer
- *   gpu_check bench DIR B[,B...] PROMPT STEPS   decode tokens/s per batch
+ *   gpu_check bench DIR B[,B...] PROMPT STEPS   decode tokens/s per batch,
+ *                                    the bytes a step moves (weights + KV
+ *                                    read) and the GB/s that makes against
+ *                                    the device's measured copy bandwidth
  *
  * A dump is a sequence of records, little-endian: int32 n_tokens, int32
  * vocab, int32 n_valid, int32 tokens[n], float32 logits[n][vocab].
@@ -21,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cuda_ops.h"
 #include "device.h"
 #include "ssfteval/model.h"
 #include "ssfteval/util.h"
@@ -28,6 +32,7 @@
 #define REL_TOL 2e-2
 #define TOP1_MIN 0.99
 #define MAX_CONTEXT 256
+#define BLOCK_SIZE 16
 
 static int failures;
 
@@ -83,29 +88,62 @@ static int fixture_n_valid(const char *dir, int vocab)
     return n > 0 && n <= vocab ? n : vocab;
 }
 
+/* ---- block tables --------------------------------------------------------------- */
+
+/* n_seqs sequences of ctx positions, sequence s in blocks s * per_seq ..
+ * of a pool of n_seqs * per_seq blocks (the CPU device's default pool for
+ * n_slots = n_seqs). */
+typedef struct pages {
+    int n_seqs, per_seq, n_blocks;
+    int32_t *ids;
+    const int32_t **tables;
+} pages;
+
+static void pages_init(pages *p, int n_seqs, int ctx)
+{
+    p->n_seqs = n_seqs;
+    p->per_seq = (ctx + BLOCK_SIZE - 1) / BLOCK_SIZE;
+    p->n_blocks = n_seqs * p->per_seq;
+    p->ids = ssf_xmalloc((size_t)p->n_blocks * sizeof(int32_t));
+    p->tables = ssf_xmalloc((size_t)n_seqs * sizeof(*p->tables));
+    for (int i = 0; i < p->n_blocks; i++)
+        p->ids[i] = i;
+    for (int s = 0; s < n_seqs; s++)
+        p->tables[s] = p->ids + (size_t)s * p->per_seq;
+}
+
+static void pages_free(pages *p)
+{
+    free(p->ids);
+    free(p->tables);
+}
+
 /* ---- running a device ----------------------------------------------------------- */
 
-static int forward(ssf_device *d, const int32_t *tok, const int32_t *pos, const int32_t *slot,
-                   int rows, const int32_t *out, int n_out, float *logits, ssf_error *err)
+static int forward(ssf_device *d, const pages *pg, const int32_t *tok, const int32_t *pos,
+                   const int32_t *sq, int rows, const int32_t *out, int n_out, float *logits,
+                   ssf_error *err)
 {
-    ssf_fwd_batch b = {rows, tok, pos, slot, n_out, out};
+    ssf_fwd_batch b = {rows, tok, pos, sq, pg->n_seqs, pg->tables, n_out, out};
     return d->forward(d, &b, logits, err);
 }
 
-/* All rows of s in one slot, in chunks of at most max_rows. */
-static float *full_forward(ssf_device *d, const seq *s, int vocab, int slot, ssf_error *err)
+/* All rows of s in one sequence, in chunks of at most max_rows. */
+static float *full_forward(ssf_device *d, const pages *pg, const seq *s, int vocab, int sq,
+                           ssf_error *err)
 {
     float *lg = ssf_xmalloc((size_t)s->n * vocab * sizeof(float));
     int32_t *pos = ssf_xmalloc((size_t)s->n * 4), *sl = ssf_xmalloc((size_t)s->n * 4);
     int32_t *out = ssf_xmalloc((size_t)s->n * 4);
     int rc = 0;
     for (int i = 0; i < s->n; i++)
-        pos[i] = i, sl[i] = slot;
+        pos[i] = i, sl[i] = sq;
     for (int at = 0; !rc && at < s->n; at += d->max_rows) {
         int n = s->n - at < d->max_rows ? s->n - at : d->max_rows;
         for (int i = 0; i < n; i++)
             out[i] = i;
-        rc = forward(d, s->tok + at, pos + at, sl + at, n, out, n, lg + (size_t)at * vocab, err);
+        rc =
+            forward(d, pg, s->tok + at, pos + at, sl + at, n, out, n, lg + (size_t)at * vocab, err);
     }
     free(pos), free(sl), free(out);
     if (rc) free(lg);
@@ -114,25 +152,26 @@ static float *full_forward(ssf_device *d, const seq *s, int vocab, int slot, ssf
 
 /* The prompt in chunks of 16, then one token a call; rows before len - 1
  * are left as they were. */
-static int prefill_decode(ssf_device *d, const seq *s, int vocab, int slot, float *lg,
-                          ssf_error *err)
+static int prefill_decode(ssf_device *d, const pages *pg, const seq *s, int vocab, int sq,
+                          float *lg, ssf_error *err)
 {
     int32_t pos[16], sl[16], last;
     for (int i = 0; i < 16; i++)
-        sl[i] = slot;
+        sl[i] = sq;
     for (int at = 0; at < s->len; at += 16) {
         int n = s->len - at < 16 ? s->len - at : 16;
         for (int i = 0; i < n; i++)
             pos[i] = at + i;
         last = n - 1;
-        if (forward(d, s->tok + at, pos, sl, n, &last, at + n == s->len,
+        if (forward(d, pg, s->tok + at, pos, sl, n, &last, at + n == s->len,
                     lg + (size_t)(s->len - 1) * vocab, err))
             return -1;
     }
     for (int p = s->len; p < s->n; p++) {
         int32_t zero = 0;
         pos[0] = p;
-        if (forward(d, s->tok + p, pos, sl, 1, &zero, 1, lg + (size_t)p * vocab, err)) return -1;
+        if (forward(d, pg, s->tok + p, pos, sl, 1, &zero, 1, lg + (size_t)p * vocab, err))
+            return -1;
     }
     return 0;
 }
@@ -170,9 +209,13 @@ static void report(const char *what, const float *got, const float *ref, int voc
            REL_TOL, agree, rows);
 }
 
-static ssf_device *open_cuda(const ssf_model *m, int slots, int ctx, ssf_error *err)
+static ssf_device *open_cuda(const ssf_model *m, const pages *pg, int ctx, ssf_error *err)
 {
-    ssf_device_options o = {.n_slots = slots, .max_context = ctx, .gpu_memory_utilization = 0.9};
+    ssf_device_options o = {.n_slots = pg->n_seqs,
+                            .max_context = ctx,
+                            .block_size = BLOCK_SIZE,
+                            .n_blocks = pg->n_blocks,
+                            .gpu_memory_utilization = 0.9};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -192,18 +235,23 @@ static void check_fixture(const char *dir)
         return;
     }
     int vocab = ssf_model_config_of(m)->vocab_size, n_valid = fixture_n_valid(dir, vocab);
-    ssf_device_options co = {.n_slots = 2, .max_context = MAX_CONTEXT, .threads = 0};
+    pages pg;
+    pages_init(&pg, 2, MAX_CONTEXT);
+    ssf_device_options co = {.n_slots = 2,
+                             .max_context = MAX_CONTEXT,
+                             .block_size = BLOCK_SIZE,
+                             .n_blocks = pg.n_blocks};
     ssf_device *cpu = ssf_device_cpu_open(m, &co, &err);
-    ssf_device *gpu = cpu ? open_cuda(m, 2, MAX_CONTEXT, &err) : NULL;
+    ssf_device *gpu = cpu ? open_cuda(m, &pg, MAX_CONTEXT, &err) : NULL;
     seq s;
     for (int p = 0; gpu && fixture_seq(st, p, &s); p++) {
         char what[2300];
-        float *c = full_forward(cpu, &s, vocab, 0, &err),
-              *g = c ? full_forward(gpu, &s, vocab, 0, &err) : NULL;
+        float *c = full_forward(cpu, &pg, &s, vocab, 0, &err),
+              *g = c ? full_forward(gpu, &pg, &s, vocab, 0, &err) : NULL;
         if (g) {
             snprintf(what, sizeof what, "%s prompt %d: CUDA vs CPU, full forward", dir, p);
             report(what, g, c, vocab, n_valid, 0, s.n);
-            if (prefill_decode(gpu, &s, vocab, 1, g, &err) == 0) {
+            if (prefill_decode(gpu, &pg, &s, vocab, 1, g, &err) == 0) {
                 snprintf(what, sizeof what, "%s prompt %d: CUDA prefill+decode vs CPU", dir, p);
                 report(what, g, c, vocab, n_valid, s.len - 1, s.n);
             }
@@ -215,6 +263,7 @@ static void check_fixture(const char *dir)
     if (!gpu) printf("FAIL %s: %s\n", dir, err.msg), failures++;
     if (gpu) gpu->close(gpu);
     if (cpu) cpu->close(cpu);
+    pages_free(&pg);
     ssf_safetensors_close(st);
     ssf_model_close(m);
 }
@@ -248,13 +297,15 @@ static void check_hf(const char *dir, const char *dump)
         if (f) fclose(f);
         return;
     }
-    ssf_device *gpu = open_cuda(m, 1, MAX_CONTEXT, &err);
+    pages pg;
+    pages_init(&pg, 1, MAX_CONTEXT);
+    ssf_device *gpu = open_cuda(m, &pg, MAX_CONTEXT, &err);
     seq s;
     int vocab, p = 0;
     while (gpu && read_record(f, &s, &vocab)) {
         char what[2300];
         float *g = vocab == ssf_model_config_of(m)->vocab_size
-                       ? full_forward(gpu, &s, vocab, 0, &err)
+                       ? full_forward(gpu, &pg, &s, vocab, 0, &err)
                        : NULL;
         snprintf(what, sizeof what, "%s prompt %d: CUDA vs transformers bf16 (GPU)", dir, p++);
         if (g)
@@ -267,8 +318,25 @@ static void check_hf(const char *dir, const char *dump)
     if (!gpu) printf("FAIL %s: %s\n", dir, err.msg), failures++;
     if (gpu && p == 0) printf("FAIL %s: empty dump %s\n", dir, dump), failures++;
     if (gpu) gpu->close(gpu);
+    pages_free(&pg);
     fclose(f);
     ssf_model_close(m);
+}
+
+/* Sequence 2 forks sequence 1's prompt: shares its full blocks, copies the
+ * partial last one, decodes one token on it. */
+static int fork_decode(ssf_device *d, pages *pg, const seq *s, int vocab, ssf_error *err)
+{
+    int full = s->len / BLOCK_SIZE;
+    int32_t *child = pg->ids + 2 * (size_t)pg->per_seq;
+    memcpy(child, pg->tables[1], (size_t)full * sizeof(int32_t));
+    ssf_block_copy c = {pg->tables[1][full], child[full]};
+    if (s->len % BLOCK_SIZE && d->copy_blocks(d, &c, 1, err)) return -1;
+    float *lg = ssf_xmalloc((size_t)vocab * sizeof(float));
+    int32_t pos = s->len, sq = 2, zero = 0;
+    int rc = forward(d, pg, s->tok + s->len, &pos, &sq, 1, &zero, 1, lg, err);
+    free(lg);
+    return rc;
 }
 
 /* CUDA only: every path once (for compute-sanitizer). */
@@ -281,13 +349,15 @@ static void check_cuda_alone(const char *dir)
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
     ssf_device *gpu = NULL;
     seq s;
+    pages pg;
+    pages_init(&pg, 3, MAX_CONTEXT);
     int ok = ssf_model_open(dir, &m, &err) == 0 && ssf_safetensors_open(path, &st, &err) == 0 &&
-             (gpu = open_cuda(m, 3, MAX_CONTEXT, &err)) != NULL && fixture_seq(st, 0, &s);
+             (gpu = open_cuda(m, &pg, MAX_CONTEXT, &err)) != NULL && fixture_seq(st, 0, &s);
     if (ok) {
         int vocab = ssf_model_config_of(m)->vocab_size;
-        float *g = full_forward(gpu, &s, vocab, 0, &err);
-        ok = g && prefill_decode(gpu, &s, vocab, 1, g, &err) == 0 &&
-             gpu->copy_slot(gpu, 1, 2, s.len, &err) == 0;
+        float *g = full_forward(gpu, &pg, &s, vocab, 0, &err);
+        ok = g && prefill_decode(gpu, &pg, &s, vocab, 1, g, &err) == 0 &&
+             fork_decode(gpu, &pg, &s, vocab, &err) == 0;
         free(g);
         seq_free(&s);
     }
@@ -295,6 +365,7 @@ static void check_cuda_alone(const char *dir)
            ok ? "" : ": ", ok ? "" : err.msg);
     failures += !ok;
     if (gpu) gpu->close(gpu);
+    pages_free(&pg);
     ssf_safetensors_close(st);
     ssf_model_close(m);
 }
@@ -306,71 +377,122 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Prefill B random prompts, then `steps` greedy decode steps of B rows with
- * every row's logits copied back, as the engine runs. */
-static int bench_batch(ssf_device *d, int vocab, int B, int P, int steps, ssf_error *err)
+/* What one decode step must read: the weights of every GEMM (lm_head
+ * included, the embedding gather not) and the K, V of every row's context. */
+typedef struct step_bytes {
+    double weights;    /* bytes */
+    double kv_per_pos; /* bytes of K and V, all layers, one position */
+} step_bytes;
+
+static step_bytes bytes_of(const ssf_model_config *c)
+{
+    double H = c->hidden_size, I = c->intermediate_size, hd = c->head_dim;
+    double q = c->n_heads * hd, kv = c->n_kv_heads * hd;
+    double layer = H * (q + 2 * kv) + q * H + 3 * H * I;
+    step_bytes b = {2.0 * (c->n_layers * layer + (double)c->vocab_size * H),
+                    2.0 * 2.0 * c->n_layers * kv};
+    return b;
+}
+
+static int prefill_batch(ssf_device *d, const pages *pg, int vocab, int B, int P, float *lg,
+                         ssf_error *err)
 {
     /* whole prompts per prefill call */
     int rows = (B * P > d->max_rows ? d->max_rows : B * P) / P * P;
     if (B > d->max_rows || rows == 0) return ssf_fail(err, "batch %d x %d does not fit", B, P);
-    float *lg = ssf_xmalloc((size_t)B * vocab * sizeof(float));
     int32_t *tok = ssf_xmalloc((size_t)B * P * 4), *pos = ssf_xmalloc((size_t)B * P * 4);
-    int32_t *sl = ssf_xmalloc((size_t)B * P * 4), *out = ssf_xmalloc((size_t)B * 4);
+    int32_t *sl = ssf_xmalloc((size_t)B * P * 4), *out = ssf_xmalloc((size_t)rows * 4);
     uint32_t x = 12345;
     for (int i = 0; i < B * P; i++) {
         x = x * 1664525u + 1013904223u;
         tok[i] = (int32_t)((x >> 8) % (uint32_t)(vocab > 1024 ? vocab - 512 : vocab));
         pos[i] = i % P, sl[i] = i / P;
     }
-    double t0 = now();
     int rc = 0;
     for (int at = 0; !rc && at < B * P; at += rows) {
         int n_out = 0;
         int n = B * P - at < rows ? B * P - at : rows;
         for (int i = 0; i < n; i++)
             if (pos[at + i] == P - 1) out[n_out++] = i;
-        rc = forward(d, tok + at, pos + at, sl + at, n, out, n_out, lg + (size_t)(at / P) * vocab,
-                     err);
+        rc = forward(d, pg, tok + at, pos + at, sl + at, n, out, n_out,
+                     lg + (size_t)(at / P) * vocab, err);
     }
+    free(tok), free(pos), free(sl), free(out);
+    return rc;
+}
+
+/* Prefill B random prompts, then `steps` greedy decode steps of B rows with
+ * every row's logits copied back, as the engine runs; the step's bytes
+ * (weights + the mean context's KV) over its time give the achieved GB/s,
+ * set against copy_gbps, the device's D2D copy rate. */
+static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c, int B, int P,
+                       int steps, double copy_gbps, ssf_error *err)
+{
+    int vocab = c->vocab_size;
+    float *lg = ssf_xmalloc((size_t)B * vocab * sizeof(float));
+    int32_t *tok = ssf_xmalloc((size_t)B * 4), *pos = ssf_xmalloc((size_t)B * 4);
+    int32_t *sl = ssf_xmalloc((size_t)B * 4), *out = ssf_xmalloc((size_t)B * 4);
+    double t0 = now();
+    int rc = prefill_batch(d, pg, vocab, B, P, lg, err);
     double t1 = now();
     for (int s = 0; !rc && s < steps; s++) {
         for (int b = 0; b < B; b++) {
             tok[b] = argmax(lg + (size_t)b * vocab, vocab);
             pos[b] = P + s, sl[b] = b, out[b] = b;
         }
-        rc = forward(d, tok, pos, sl, B, out, B, lg, err);
+        rc = forward(d, pg, tok, pos, sl, B, out, B, lg, err);
     }
-    double t2 = now();
+    double t2 = now(), ms = (t2 - t1) * 1e3 / steps;
+    step_bytes sb = bytes_of(c);
+    /* rows attend to P + s + 1 positions at step s */
+    double kv = B * (P + (steps - 1) / 2.0 + 1) * sb.kv_per_pos,
+           gbps = (sb.weights + kv) / ms / 1e6;
     if (!rc)
-        printf("TIME engine=cuda batch=%d prefill_tok_s=%.0f decode_tok_s=%.1f ms_per_step=%.2f\n",
-               B, B * P / (t1 - t0), (double)B * steps / (t2 - t1), (t2 - t1) * 1e3 / steps);
+        printf("TIME engine=cuda batch=%d prefill_tok_s=%.0f decode_tok_s=%.1f ms_per_step=%.2f "
+               "step_MB=%.1f (weights %.1f + kv %.1f) achieved_GBps=%.0f copy_GBps=%.0f "
+               "(%.0f%%)\n",
+               B, B * P / (t1 - t0), (double)B * steps / (t2 - t1), ms, (sb.weights + kv) / 1e6,
+               sb.weights / 1e6, kv / 1e6, gbps, copy_gbps,
+               copy_gbps > 0 ? 100 * gbps / copy_gbps : 0.0);
     free(lg), free(tok), free(pos), free(sl), free(out);
     return rc;
+}
+
+static int parse_batches(const char *batches, int *bs, int *maxb)
+{
+    int nb = 0;
+    *maxb = 1;
+    for (const char *c = batches; *c && nb < 16; c = strchr(c, ',') ? strchr(c, ',') + 1 : "") {
+        bs[nb] = atoi(c);
+        *maxb = bs[nb] > *maxb ? bs[nb] : *maxb;
+        nb++;
+    }
+    return nb;
 }
 
 static void bench(const char *dir, const char *batches, int P, int steps)
 {
     ssf_error err;
     ssf_model *m = NULL;
-    int bs[16], nb = 0, maxb = 1;
-    for (const char *c = batches; *c && nb < 16; c = strchr(c, ',') ? strchr(c, ',') + 1 : "") {
-        bs[nb] = atoi(c);
-        maxb = bs[nb] > maxb ? bs[nb] : maxb;
-        nb++;
-    }
+    int bs[16], maxb, nb = parse_batches(batches, bs, &maxb);
     ssf_device *gpu = NULL;
-    double t0 = now();
-    if (ssf_model_open(dir, &m, &err) == 0) gpu = open_cuda(m, maxb, P + steps + 8, &err);
+    pages pg;
+    pages_init(&pg, maxb, P + steps + 8);
+    double t0 = now(), copy_gbps = 0;
+    if (ssf_model_open(dir, &m, &err) == 0) gpu = open_cuda(m, &pg, P + steps + 8, &err);
     if (gpu) printf("TIME engine=cuda open_s=%.1f\n", now() - t0);
-    int vocab = m ? ssf_model_config_of(m)->vocab_size : 0;
+    int ok = gpu && ssf_cuda_op_copy_bandwidth((size_t)1 << 30, 5, &copy_gbps, &err) == 0;
+    if (ok) printf("TIME device copy (D2D, read + write) %.0f GB/s\n", copy_gbps);
+    const ssf_model_config *c = m ? ssf_model_config_of(m) : NULL;
     /* a warm-up: cuBLAS picks its kernels on first use */
-    int ok = gpu && bench_batch(gpu, vocab, 1, P, 4, &err) == 0;
+    ok = ok && bench_batch(gpu, &pg, c, 1, P, 4, copy_gbps, &err) == 0;
     for (int i = 0; ok && i < nb; i++)
-        ok = bench_batch(gpu, vocab, bs[i], P, steps, &err) == 0;
+        ok = bench_batch(gpu, &pg, c, bs[i], P, steps, copy_gbps, &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;
     if (gpu) gpu->close(gpu);
+    pages_free(&pg);
     ssf_model_close(m);
 }
 

@@ -50,12 +50,15 @@ static const char help[] =
     "  --model NAME          the model's name in reports; with the engine, its directory or\n"
     "                        hf:ORG/NAME[@REV] (selects the engine when no endpoint is given)\n"
     "  --device auto|cpu|cuda  engine: where to run (auto: the GPU when there is one)\n"
-    "  --slots N             engine: sequences in flight (CPU default 8; CUDA: as many as fit)\n"
+    "  --slots N             engine: sequences a step (CPU default 8; CUDA: as many as fit)\n"
     "  --max-context N       engine: prompt + output tokens per sequence (default: the model's,\n"
     "                        4096 on the CPU)\n"
     "  --threads N           engine: CPU threads (default: all cores)\n"
     "  --gpu-memory-utilization F  engine: share of GPU memory to use (default 0.9)\n"
     "  --stop STR            engine: a stop string (repeatable; not included in the text)\n"
+    "  --block-size N        engine: positions per KV block (default 16)\n"
+    "  --kv-blocks N         engine: KV blocks in the pool (default: CPU slots x context; CUDA:\n"
+    "                        what free memory holds)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
     "  --limit N             the first N documents of each task\n"
     "  --seed S              run seed (default 1234): every sample's seed derives from it\n"
@@ -99,6 +102,8 @@ enum {
     OPT_THREADS,
     OPT_GPU_MEMORY,
     OPT_STOP,
+    OPT_BLOCK_SIZE,
+    OPT_KV_BLOCKS,
 };
 
 typedef struct run_args {
@@ -227,6 +232,14 @@ static int handle_engine(run_args *a, int opt, const char *arg)
     case OPT_GPU_MEMORY:
         return cli_number_arg("gpu-memory-utilization", arg, 0.05, 0.99,
                               &o->dev.gpu_memory_utilization);
+    case OPT_BLOCK_SIZE:
+        if (cli_integer_arg("block-size", arg, 1, 1024, &v)) return -1;
+        o->dev.block_size = (int)v;
+        return 0;
+    case OPT_KV_BLOCKS:
+        if (cli_integer_arg("kv-blocks", arg, 1, 1L << 30, &v)) return -1;
+        o->dev.n_blocks = (int)v;
+        return 0;
     case OPT_STOP:
         if (o->n_stop == sizeof a->stop / sizeof a->stop[0]) {
             cli_error("--stop: at most %zu stop strings", o->n_stop);
@@ -407,10 +420,9 @@ static ssf_backend *open_engine(run_args *a, ssf_buf *desc)
         return NULL;
     }
     /* CPU and GPU differ in the last bits of every logit, so the device is
-     * part of the run's identity; slots and threads are not. */
-    ssf_buf_printf(desc, "engine:%s", ssf_backend_engine_describe(b));
-    *strchr(desc->data, ',') = '\0';
-    desc->len = strlen(desc->data);
+     * part of the run's identity; slots, blocks and threads are not. */
+    const char *what = ssf_backend_engine_describe(b);
+    ssf_buf_printf(desc, "engine:%.*s", (int)strcspn(what, ","), what);
     return b;
 }
 
@@ -541,6 +553,8 @@ int cmd_run(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"gpu-memory-utilization", required_argument, NULL, OPT_GPU_MEMORY},
         {"stop", required_argument, NULL, OPT_STOP},
+        {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
+        {"kv-blocks", required_argument, NULL, OPT_KV_BLOCKS},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"seed", required_argument, NULL, OPT_SEED},

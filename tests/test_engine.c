@@ -26,11 +26,12 @@
 
 /* ---- the fake device ------------------------------------------------------ */
 
+#define MAX_BLOCK_CELLS 8192
+
 typedef struct fake {
     ssf_device d;
-    int32_t tokens[64][MAX_CTX];
-    int len[64];
-    int fail_at_step; /* forward fails at this call (0: never) */
+    int32_t mem[MAX_BLOCK_CELLS]; /* n_blocks x block_size token cells */
+    int fail_at_step;             /* forward fails at this call (0: never) */
     int calls;
 } fake;
 
@@ -52,31 +53,53 @@ static void history_logits(const int32_t *toks, int n, float *out)
         out[v] = 9.0f; /* padding rows must be masked by the sampler */
 }
 
+/* The cell of position pos through a table. */
+static int32_t *cell(fake *f, const int32_t *table, int pos)
+{
+    int bs = f->d.block_size;
+    int32_t block = table[pos / bs];
+    if (block < 0 || block >= f->d.n_blocks) return NULL;
+    return &f->mem[block * bs + pos % bs];
+}
+
+/* Writes every row's token through its table, then gives each asked row
+ * the logits of the history read back through the same table: a wrong
+ * table, a missed copy or a block shared while written shows up as a
+ * different history, hence a different sample. */
 static int fake_forward(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err)
 {
     fake *f = (fake *)d;
     if (f->fail_at_step && ++f->calls == f->fail_at_step)
         return ssf_fail(err, "fake device: injected failure");
+    if (b->n_rows > d->max_rows || b->n_seqs > d->n_slots + 1)
+        return ssf_fail(err, "batch of %d rows, %d sequences", b->n_rows, b->n_seqs);
     for (int r = 0; r < b->n_rows; r++) {
-        int s = b->slot[r];
-        if (s < 0 || s >= d->n_slots) return ssf_fail(err, "bad slot %d", s);
-        if (b->pos[r] != f->len[s]) return ssf_fail(err, "slot %d: gap at %d", s, b->pos[r]);
+        if (b->seq[r] < 0 || b->seq[r] >= b->n_seqs) return ssf_fail(err, "bad sequence");
         if (b->pos[r] >= d->max_context) return ssf_fail(err, "past the context");
-        f->tokens[s][f->len[s]++] = b->token[r];
+        if (r > 0 && b->seq[r] == b->seq[r - 1] && b->pos[r] != b->pos[r - 1] + 1)
+            return ssf_fail(err, "rows of a sequence out of order");
+        int32_t *c = cell(f, b->tables[b->seq[r]], b->pos[r]);
+        if (!c) return ssf_fail(err, "bad block");
+        *c = b->token[r];
     }
     for (int i = 0; i < b->n_out; i++) {
         int r = b->out_rows[i];
-        history_logits(f->tokens[b->slot[r]], b->pos[r] + 1, logits + (size_t)i * VOCAB);
+        int32_t hist[MAX_CTX];
+        for (int p = 0; p <= b->pos[r]; p++)
+            hist[p] = *cell(f, b->tables[b->seq[r]], p);
+        history_logits(hist, b->pos[r] + 1, logits + (size_t)i * VOCAB);
     }
     return 0;
 }
 
-static int fake_copy(ssf_device *d, int src, int dst, int n, ssf_error *err)
+static int fake_copy(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *err)
 {
     fake *f = (fake *)d;
-    if (n > f->len[src]) return ssf_fail(err, "copy of %d from a slot holding %d", n, f->len[src]);
-    memcpy(f->tokens[dst], f->tokens[src], (size_t)n * sizeof(int32_t));
-    f->len[dst] = n;
+    int bs = d->block_size;
+    for (int i = 0; i < n; i++) {
+        if (c[i].src == c[i].dst) return ssf_fail(err, "copy of a block onto itself");
+        memcpy(&f->mem[c[i].dst * bs], &f->mem[c[i].src * bs], (size_t)bs * sizeof(int32_t));
+    }
     return 0;
 }
 
@@ -85,22 +108,24 @@ static void fake_close(ssf_device *d)
     (void)d;
 }
 
-static void fake_init(fake *f, int slots)
+/* A device of `slots` sequences a step over `blocks` blocks of `bs`
+ * positions (blocks 0: room for every slot at full context). */
+static void fake_init(fake *f, int slots, int blocks, int bs)
 {
     memset(f, 0, sizeof *f);
-    f->d = (ssf_device){"fake", slots, MAX_CTX, 512, fake_forward, fake_copy, fake_close};
-}
-
-/* A new sample in a slot starts its history again: the scheduler either
- * copies a prompt in or prefills from position 0.  The fake notices a
- * prefill from 0 by the position and resets the slot. */
-static int fake_forward_resetting(ssf_device *d, const ssf_fwd_batch *b, float *logits,
-                                  ssf_error *err)
-{
-    fake *f = (fake *)d;
-    for (int r = 0; r < b->n_rows; r++)
-        if (b->pos[r] == 0) f->len[b->slot[r]] = 0;
-    return fake_forward(d, b, logits, err);
+    if (blocks == 0) blocks = (slots + 1) * ((MAX_CTX + bs - 1) / bs);
+    assert_true(blocks * bs <= MAX_BLOCK_CELLS);
+    for (int i = 0; i < MAX_BLOCK_CELLS; i++)
+        f->mem[i] = -1;
+    f->d = (ssf_device){.name = "fake",
+                        .n_slots = slots,
+                        .max_context = MAX_CTX,
+                        .max_rows = 512,
+                        .block_size = bs,
+                        .n_blocks = blocks,
+                        .forward = fake_forward,
+                        .copy_blocks = fake_copy,
+                        .close = fake_close};
 }
 
 /* ---- a byte tokenizer ------------------------------------------------------ */
@@ -167,7 +192,7 @@ typedef struct expect {
 
 static void reference(const ssf_gen_request *r, expect *x)
 {
-    int32_t hist[MAX_CTX];
+    int32_t hist[MAX_CTX] = {0};
     int n = 0;
     for (const char *p = r->prompt; *p; p++)
         hist[n++] = (unsigned char)*p;
@@ -249,23 +274,31 @@ static void make_requests(ssf_gen_request *r)
     }
 }
 
-/* An engine over a fresh fake device of `slots` slots. */
-static ssf_engine *open_engine(fake *f, int slots, ssf_engine_options *o)
+/* An engine over a fresh fake device (see fake_init). */
+static ssf_engine *open_paged_engine(fake *f, int slots, int blocks, int bs, ssf_engine_options *o)
 {
-    fake_init(f, slots);
-    f->d.forward = fake_forward_resetting;
+    fake_init(f, slots, blocks, bs);
     ssf_engine_model m = fake_model(f);
     return ssf_engine_new(&m, o);
 }
 
-static void run_engine(int slots, int chunk, const ssf_gen_request *reqs, size_t n, got *g,
+static ssf_engine *open_engine(fake *f, int slots, ssf_engine_options *o)
+{
+    return open_paged_engine(f, slots, 0, 16, o);
+}
+
+typedef struct pool_shape {
+    int slots, blocks, bs, chunk;
+} pool_shape;
+
+static void run_engine(pool_shape ps, const ssf_gen_request *reqs, size_t n, got *g,
                        ssf_engine_stats *stats)
 {
     fake f;
     ssf_engine_options o;
     ssf_engine_options_default(&o);
-    o.prefill_chunk = chunk;
-    ssf_engine *e = open_engine(&f, slots, &o);
+    o.prefill_chunk = ps.chunk;
+    ssf_engine *e = open_paged_engine(&f, ps.slots, ps.blocks, ps.bs, &o);
     memset(g, 0, n * sizeof *g);
     sink k = {reqs, g};
     ssf_error err;
@@ -276,35 +309,61 @@ static void run_engine(int slots, int chunk, const ssf_gen_request *reqs, size_t
     ssf_engine_free(e);
 }
 
-/* Every sample equals the serial reference, for any slot count and
- * prefill chunk: the batch a sample ran in never changes its tokens. */
+/* Every sample of the fixture equals the serial reference. */
+static void check_against_reference(pool_shape ps, int *stops, int *lengths,
+                                    ssf_engine_stats *stats)
+{
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    got g[N_REQ];
+    run_engine(ps, reqs, N_REQ, g, stats);
+    for (int i = 0; i < N_REQ; i++) {
+        expect x;
+        reference(&reqs[i], &x);
+        assert_int_equal(g[i].calls, 1);
+        assert_false(g[i].failed);
+        assert_int_equal(g[i].n, x.n);
+        assert_memory_equal(g[i].ids, x.ids, (size_t)x.n * sizeof(int32_t));
+        assert_string_equal(g[i].reason, x.reason);
+        *stops += strcmp(x.reason, "stop") == 0;
+        *lengths += strcmp(x.reason, "length") == 0;
+    }
+}
+
+/* For any number of sequences a step, prefill chunk and block size: the
+ * batch a sample ran in never changes its tokens, and shared prompt blocks
+ * are never written over. */
 static void test_samples_match_reference(void **state)
 {
     (void)state;
-    ssf_gen_request reqs[N_REQ];
-    make_requests(reqs);
     static const int slots[] = {1, 2, 3, 8, 33};
     static const int chunks[] = {1, 5, 512};
-    got g[N_REQ];
+    static const int block_sizes[] = {1, 4, 16};
     int stops = 0, lengths = 0;
-    for (size_t si = 0; si < 5; si++) {
-        for (size_t ci = 0; ci < 3; ci++) {
-            run_engine(slots[si], chunks[ci], reqs, N_REQ, g, NULL);
-            for (int i = 0; i < N_REQ; i++) {
-                expect x;
-                reference(&reqs[i], &x);
-                assert_int_equal(g[i].calls, 1);
-                assert_false(g[i].failed);
-                assert_int_equal(g[i].n, x.n);
-                assert_memory_equal(g[i].ids, x.ids, (size_t)x.n * sizeof(int32_t));
-                assert_string_equal(g[i].reason, x.reason);
-                stops += strcmp(x.reason, "stop") == 0;
-                lengths += strcmp(x.reason, "length") == 0;
+    for (size_t si = 0; si < 5; si++)
+        for (size_t ci = 0; ci < 3; ci++)
+            for (size_t bi = 0; bi < 3; bi++) {
+                pool_shape ps = {slots[si], 0, block_sizes[bi], chunks[ci]};
+                check_against_reference(ps, &stops, &lengths, NULL);
             }
-        }
-    }
     /* the fixture exercises both ways of finishing */
     assert_true(stops > 0 && lengths > 0);
+}
+
+/* A pool far smaller than the work: samples are preempted, recomputed
+ * later, and still come out exactly as the reference. */
+static void test_preemption_keeps_samples(void **state)
+{
+    (void)state;
+    int stops = 0, lengths = 0;
+    ssf_engine_stats st;
+    pool_shape tight = {8, 34, 4, 512};
+    check_against_reference(tight, &stops, &lengths, &st);
+    assert_true(st.preemptions > 0);
+    assert_true(st.recomputed_tokens > 0);
+    pool_shape chunked = {8, 34, 4, 3};
+    check_against_reference(chunked, &stops, &lengths, &st);
+    assert_true(st.preemptions > 0);
 }
 
 /* A prompt is prefilled once however many samples it has. */
@@ -315,7 +374,8 @@ static void test_one_prefill_per_prompt(void **state)
     make_requests(reqs);
     got g[N_REQ];
     ssf_engine_stats st;
-    run_engine(8, 512, reqs, N_REQ, g, &st);
+    pool_shape ps = {8, 0, 16, 512};
+    run_engine(ps, reqs, N_REQ, g, &st);
     int64_t prompt_tokens = 0;
     for (int p = 0; p < 4; p++)
         prompt_tokens += (int64_t)strlen(prompts[p]);
@@ -339,7 +399,8 @@ static void test_context_limit_and_long_prompt(void **state)
          .sampling = {.temperature = 0.7, .top_p = 1, .max_new_tokens = 5}},
     };
     got g[3];
-    run_engine(2, 512, reqs, 3, g, NULL);
+    pool_shape ps = {2, 0, 16, 512};
+    run_engine(ps, reqs, 3, g, NULL);
     assert_true(g[0].failed);
     assert_non_null(strstr(g[0].error, "context holds 96"));
     assert_false(g[1].failed);
@@ -453,6 +514,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_samples_match_reference),
+        cmocka_unit_test(test_preemption_keeps_samples),
         cmocka_unit_test(test_one_prefill_per_prompt),
         cmocka_unit_test(test_context_limit_and_long_prompt),
         cmocka_unit_test(test_stop_strings),

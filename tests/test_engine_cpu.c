@@ -146,6 +146,50 @@ static void test_attention(void **state)
     free(q), free(k), free(v);
 }
 
+/* Paged attention visits the positions in order whatever the block size or
+ * block order, so its bits equal one contiguous block's; each head of a
+ * group gets the bits it gets alone. */
+static void check_paged_attention(ssf_cpu_isa isa)
+{
+    enum { CTX = 13, HD = 24, STRIDE = 50, GROUP = 3 };
+    float *q = rnd_array(GROUP * HD, 10), *k = rnd_array(CTX * STRIDE, 11);
+    float *v = rnd_array(CTX * STRIDE, 12), scores[GROUP * CTX], ref[GROUP * HD], out[GROUP * HD];
+    float scale = 1.0f / sqrtf(HD);
+    static const int32_t block0 = 0;
+    ssf_cpu_kv_pages one = {k, v, &block0, CTX, 0, STRIDE};
+    ssf_cpu_attention_group(isa, q, GROUP, &one, CTX, HD, scale, scores, ref);
+    for (int g = 0; g < GROUP; g++) {
+        ssf_cpu_attention(isa, q + g * HD, k, v, STRIDE, CTX, HD, scale, scores, out);
+        assert_memory_equal(out, ref + g * HD, HD * sizeof(float));
+    }
+    static const int sizes[] = {1, 2, 3, 5, 13, 16};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        int bs = sizes[s], nb = (CTX + bs - 1) / bs + 2;
+        float *kp = calloc((size_t)nb * bs * STRIDE, sizeof(float));
+        float *vp = calloc((size_t)nb * bs * STRIDE, sizeof(float));
+        int32_t table[CTX] = {0};
+        for (int i = 0; i < (CTX + bs - 1) / bs; i++)
+            table[i] = nb - 1 - i; /* descending, the two lowest unused */
+        for (int j = 0; j < CTX; j++) {
+            size_t at = ((size_t)table[j / bs] * bs + j % bs) * STRIDE;
+            memcpy(kp + at, k + j * STRIDE, STRIDE * sizeof(float));
+            memcpy(vp + at, v + j * STRIDE, STRIDE * sizeof(float));
+        }
+        ssf_cpu_kv_pages kv = {kp, vp, table, bs, (size_t)bs * STRIDE, STRIDE};
+        ssf_cpu_attention_group(isa, q, GROUP, &kv, CTX, HD, scale, scores, out);
+        assert_memory_equal(out, ref, sizeof ref);
+        free(kp), free(vp);
+    }
+    free(q), free(k), free(v);
+}
+
+static void test_paged_attention(void **state)
+{
+    (void)state;
+    check_paged_attention(SSF_CPU_PORTABLE);
+    check_paged_attention(ssf_cpu_isa_detect());
+}
+
 static void count_task(void *ctx, int task, int worker)
 {
     int *hits = ctx;
@@ -172,54 +216,108 @@ static void test_pool(void **state)
 
 /* ---- the device on a model ------------------------------------------------------------ */
 
+enum { N_SEQS = 8 };
+
+/* Block tables for N_SEQS sequences, each given its own per_seq blocks of
+ * the pool: sequence s the blocks s * per_seq, s * per_seq + 1, ... or,
+ * scattered, the same count spread over the pool in a non-monotonic order. */
+typedef struct paging {
+    int bs, per_seq, n_blocks, scatter;
+    int32_t *tab[N_SEQS];
+    const int32_t *tables[N_SEQS];
+} paging;
+
+static int gcd(int a, int b)
+{
+    return b ? gcd(b, a % b) : a;
+}
+
+static void paging_layout(paging *pg)
+{
+    int scatter = pg->scatter;
+    assert_int_equal(gcd(37, pg->n_blocks), 1); /* i -> 37 i + 11 is a permutation */
+    for (int s = 0; s < N_SEQS; s++)
+        for (int i = 0; i < pg->per_seq; i++) {
+            int idx = s * pg->per_seq + i;
+            pg->tab[s][i] = scatter ? pg->n_blocks - 1 - (idx * 37 + 11) % pg->n_blocks : idx;
+        }
+}
+
+static void paging_init(paging *pg, const ssf_device *d, int scatter)
+{
+    pg->bs = d->block_size;
+    pg->n_blocks = d->n_blocks;
+    pg->per_seq = d->n_blocks / N_SEQS;
+    assert_true((int64_t)pg->per_seq * pg->bs >= d->max_context);
+    for (int s = 0; s < N_SEQS; s++) {
+        pg->tab[s] = malloc((size_t)pg->per_seq * sizeof(int32_t));
+        pg->tables[s] = pg->tab[s];
+    }
+    pg->scatter = scatter;
+    paging_layout(pg);
+}
+
+static void paging_free(paging *pg)
+{
+    for (int s = 0; s < N_SEQS; s++)
+        free(pg->tab[s]);
+}
+
 typedef struct rows {
     int n, n_out;
-    int32_t token[600], pos[600], slot[600], out[600];
+    int32_t token[600], pos[600], seq[600], out[600];
 } rows;
 
-static void add_row(rows *r, int32_t token, int32_t pos, int32_t slot, int want)
+static void add_row(rows *r, int32_t token, int32_t pos, int32_t seq, int want)
 {
     r->token[r->n] = token;
     r->pos[r->n] = pos;
-    r->slot[r->n] = slot;
+    r->seq[r->n] = seq;
     if (want) r->out[r->n_out++] = r->n;
     r->n++;
 }
 
-static int run_rows(ssf_device *d, const rows *r, float *logits, ssf_error *err)
+static int run_rows(ssf_device *d, const paging *pg, const rows *r, float *logits, ssf_error *err)
 {
-    ssf_fwd_batch b = {r->n, r->token, r->pos, r->slot, r->n_out, r->out};
+    ssf_fwd_batch b = {r->n, r->token, r->pos, r->seq, N_SEQS, pg->tables, r->n_out, r->out};
     return d->forward(d, &b, logits, err);
 }
 
-static ssf_device *open_cpu(const char *dir, ssf_model **m, int slots, int ctx, int threads)
+static ssf_device *open_cpu(const char *dir, ssf_model **m, int ctx, int block_size, int threads)
 {
     ssf_error err;
     if (ssf_model_open(dir, m, &err)) fail_msg("%s", err.msg);
-    ssf_device_options o = {.n_slots = slots, .max_context = ctx, .threads = threads};
+    ssf_device_options o = {
+        .n_slots = N_SEQS, .max_context = ctx, .block_size = block_size, .threads = threads};
     ssf_device *d = ssf_device_cpu_open(*m, &o, &err);
     if (!d) fail_msg("%s", err.msg);
     return d;
 }
 
-/* The logits of every position of ids[0..n) in one batch (slot 0). */
-static float *full_forward(ssf_device *d, const int32_t *ids, int n, int vocab)
+/* The logits of every position of ids[0..n) in one batch (sequence seq). */
+static float *full_forward_in(ssf_device *d, const paging *pg, const int32_t *ids, int n, int vocab,
+                              int seq)
 {
     rows *r = calloc(1, sizeof *r);
     for (int i = 0; i < n; i++)
-        add_row(r, ids[i], i, 0, 1);
+        add_row(r, ids[i], i, seq, 1);
     float *logits = malloc((size_t)n * vocab * sizeof(float));
     ssf_error err;
-    if (run_rows(d, r, logits, &err)) fail_msg("%s", err.msg);
+    if (run_rows(d, pg, r, logits, &err)) fail_msg("%s", err.msg);
     free(r);
     return logits;
 }
 
-/* Prefill in chunks of `chunk` rows (slot `slot`): the same bits as one
+static float *full_forward(ssf_device *d, const paging *pg, const int32_t *ids, int n, int vocab)
+{
+    return full_forward_in(d, pg, ids, n, vocab, 0);
+}
+
+/* Prefill in chunks of `chunk` rows (sequence seq): the same bits as one
  * batch at every position, also when decoding one token at a time
  * (chunk 1). */
-static void check_chunks(ssf_device *d, const int32_t *ids, int n, int vocab, const float *ref,
-                         int chunk, int slot)
+static void check_chunks(ssf_device *d, const paging *pg, const int32_t *ids, int n, int vocab,
+                         const float *ref, int chunk, int seq)
 {
     float *logits = malloc((size_t)chunk * vocab * sizeof(float));
     rows *r = calloc(1, sizeof *r);
@@ -227,8 +325,8 @@ static void check_chunks(ssf_device *d, const int32_t *ids, int n, int vocab, co
     for (int at = 0; at < n; at += chunk) {
         r->n = r->n_out = 0;
         for (int i = at; i < n && i < at + chunk; i++)
-            add_row(r, ids[i], i, slot, 1);
-        if (run_rows(d, r, logits, &err)) fail_msg("%s", err.msg);
+            add_row(r, ids[i], i, seq, 1);
+        if (run_rows(d, pg, r, logits, &err)) fail_msg("%s", err.msg);
         assert_memory_equal(logits, ref + (size_t)at * vocab, (size_t)r->n * vocab * sizeof(float));
     }
     free(r);
@@ -236,21 +334,21 @@ static void check_chunks(ssf_device *d, const int32_t *ids, int n, int vocab, co
 }
 
 /* Row `probe` of the sequence, computed inside batches of `size` rows
- * whose other rows prefill or decode other slots: bit-identical to
+ * whose other rows prefill or decode other sequences: bit-identical to
  * `ref_row` every time, wherever it sits in the batch. */
-static void check_batch_invariance(ssf_device *d, const int32_t *ids, int n, int vocab,
-                                   const float *ref)
+static void check_batch_invariance(ssf_device *d, const paging *pg, const int32_t *ids, int n,
+                                   int vocab, const float *ref)
 {
     static const int sizes[] = {1, 2, 3, 7, 32};
     float *logits = malloc(40 * (size_t)vocab * sizeof(float));
     rows *r = calloc(1, sizeof *r);
     ssf_error err;
     int probe = n - 1;
-    /* slot 0 holds ids[0..probe) from a one-batch prefill */
+    /* sequence 0 holds ids[0..probe) from a one-batch prefill */
     r->n = r->n_out = 0;
     for (int i = 0; i < probe; i++)
         add_row(r, ids[i], i, 0, 0);
-    if (run_rows(d, r, logits, &err)) fail_msg("%s", err.msg);
+    if (run_rows(d, pg, r, logits, &err)) fail_msg("%s", err.msg);
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (int where = 0; where<sizes[s]; where += sizes[s]> 3 ? 3 : 1) {
             r->n = r->n_out = 0;
@@ -259,14 +357,14 @@ static void check_batch_invariance(ssf_device *d, const int32_t *ids, int n, int
                     add_row(r, ids[probe], probe, 0, 1);
                     continue;
                 }
-                /* others: slot 1 prefills from 0, slots 2.. decode at varied depths */
+                /* others: sequence 1 prefills from 0, 2.. decode at varied depths */
                 int other = i < where ? i : i - 1;
                 if (other < 4)
                     add_row(r, ids[(other * 5) % n], other, 1, other == 3);
                 else
                     add_row(r, ids[other % n], (other - 4) / 6, 2 + other % 6, 1);
             }
-            if (run_rows(d, r, logits, &err)) fail_msg("%s", err.msg);
+            if (run_rows(d, pg, r, logits, &err)) fail_msg("%s", err.msg);
             int out_index = 0;
             while (r->out[out_index] != where)
                 out_index++;
@@ -277,97 +375,228 @@ static void check_batch_invariance(ssf_device *d, const int32_t *ids, int n, int
     free(logits);
 }
 
-/* copy_slot forks the prompt: decoding the rest in the fork gives the
- * reference bits. */
-static void check_fork(ssf_device *d, const int32_t *ids, int n, int vocab, const float *ref)
+/* Sequence `to` shares the first `n` blocks of sequence `from` (its own
+ * blocks from there on); undone by paging_layout. */
+static void share_blocks(paging *pg, int from, int to, int n)
+{
+    memcpy(pg->tab[to], pg->tab[from], (size_t)n * sizeof(int32_t));
+}
+
+/* Sequences 4 and 5 (and then 6) fork sequence 3's prompt of `half`
+ * positions as the engine does: sharing its full blocks, each copying the
+ * partial last one with copy_blocks. */
+static void fork_prompt(ssf_device *d, paging *pg, int half, const int *seqs, int n_seqs)
+{
+    ssf_error err;
+    int full = half / pg->bs;
+    ssf_block_copy c[3];
+    for (int i = 0; i < n_seqs; i++) {
+        share_blocks(pg, 3, seqs[i], full);
+        c[i] = (ssf_block_copy){pg->tab[3][full], pg->tab[seqs[i]][full]};
+    }
+    if (half % pg->bs) assert_int_equal(d->copy_blocks(d, c, n_seqs, &err), 0);
+}
+
+/* Decodes ids[from..n) in `seq` one position a step: the reference bits. */
+static void decode_matches(ssf_device *d, const paging *pg, const int32_t *ids, int from, int n,
+                           int vocab, const float *ref, int seq)
+{
+    float *logits = malloc((size_t)vocab * sizeof(float));
+    ssf_error err;
+    for (int i = from; i < n; i++) {
+        rows r = {0};
+        add_row(&r, ids[i], i, seq, 1);
+        assert_int_equal(run_rows(d, pg, &r, logits, &err), 0);
+        assert_memory_equal(logits, ref + (size_t)i * vocab, (size_t)vocab * sizeof(float));
+    }
+    free(logits);
+}
+
+/* Two forks of one prefilled prompt decode different continuations in the
+ * same batches, each giving its own full forward's bits; a third fork made
+ * afterwards still sees the prompt, so the shared blocks were not written. */
+static void check_fork(ssf_device *d, paging *pg, const int32_t *ids, int n, int vocab,
+                       const float *ref)
 {
     ssf_error err;
     int half = n / 2;
+    int32_t *alt = malloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        alt[i] = i < half ? ids[i] : (ids[i] + 5) % vocab;
+    float *alt_ref = full_forward(d, pg, alt, n, vocab);
     rows *r = calloc(1, sizeof *r);
     for (int i = 0; i < half; i++)
         add_row(r, ids[i], i, 3, 0);
-    assert_int_equal(run_rows(d, r, NULL, &err), 0);
-    assert_int_equal(d->copy_slot(d, 3, 5, half, &err), 0);
-    float *logits = malloc((size_t)vocab * sizeof(float));
+    assert_int_equal(run_rows(d, pg, r, NULL, &err), 0);
+    static const int ab[2] = {4, 5}, c[1] = {6};
+    fork_prompt(d, pg, half, ab, 2);
+    float *logits = malloc(2 * (size_t)vocab * sizeof(float));
     for (int i = half; i < n; i++) {
         r->n = r->n_out = 0;
+        add_row(r, alt[i], i, 4, 1);
         add_row(r, ids[i], i, 5, 1);
-        assert_int_equal(run_rows(d, r, logits, &err), 0);
-        assert_memory_equal(logits, ref + (size_t)i * vocab, (size_t)vocab * sizeof(float));
+        assert_int_equal(run_rows(d, pg, r, logits, &err), 0);
+        assert_memory_equal(logits, alt_ref + (size_t)i * vocab, (size_t)vocab * sizeof(float));
+        assert_memory_equal(logits + vocab, ref + (size_t)i * vocab, (size_t)vocab * sizeof(float));
     }
-    /* copying more than the source holds is refused */
-    assert_int_equal(d->copy_slot(d, 3, 6, half + 1, &err), -1);
-    assert_non_null(strstr(err.msg, "holds"));
+    fork_prompt(d, pg, half, c, 1);
+    decode_matches(d, pg, ids, half, n, vocab, ref, 6);
+    paging_layout(pg);
     free(logits);
     free(r);
+    free(alt);
+    free(alt_ref);
 }
 
-static void check_errors(ssf_device *d, int vocab)
+/* Sequence 7 holds token 1 at position 0; position 1 (token 2) gives `want`. */
+static void check_seq7(ssf_device *d, const paging *pg, const float *want, int vocab)
 {
     ssf_error err;
-    float logits[1];
+    float *logits = malloc((size_t)vocab * sizeof(float));
     rows r = {0};
-    add_row(&r, 0, 0, d->n_slots, 0);
-    assert_int_equal(run_rows(d, &r, logits, &err), -1);
-    assert_non_null(strstr(err.msg, "slot"));
+    add_row(&r, 2, 1, 7, 1);
+    assert_int_equal(run_rows(d, pg, &r, logits, &err), 0);
+    assert_memory_equal(logits, want, (size_t)vocab * sizeof(float));
+    free(logits);
+}
+
+/* A refused batch: a valid first row that would overwrite sequence 7's
+ * position 0, then `bad`; the message names `what`. */
+static void refuse(ssf_device *d, const paging *pg, const rows *bad, const char *what)
+{
+    rows r = *bad;
+    memmove(r.token + 1, r.token, (size_t)r.n * sizeof(int32_t));
+    memmove(r.pos + 1, r.pos, (size_t)r.n * sizeof(int32_t));
+    memmove(r.seq + 1, r.seq, (size_t)r.n * sizeof(int32_t));
+    for (int i = 0; i < r.n_out; i++)
+        r.out[i]++;
+    r.token[0] = 3;
+    r.pos[0] = 0;
+    r.seq[0] = 7;
+    r.n++;
+    float logits[1];
+    ssf_error err;
+    assert_int_equal(run_rows(d, pg, &r, logits, &err), -1);
+    assert_non_null(strstr(err.msg, what));
+}
+
+static void check_forward_errors(ssf_device *d, paging *pg, int vocab)
+{
+    rows r = {0};
+    add_row(&r, 0, 0, N_SEQS, 0);
+    refuse(d, pg, &r, "sequence");
     r.n = 0;
     add_row(&r, vocab, 0, 0, 0);
-    assert_int_equal(run_rows(d, &r, logits, &err), -1);
-    assert_non_null(strstr(err.msg, "vocabulary"));
+    refuse(d, pg, &r, "vocabulary");
     r.n = 0;
     add_row(&r, 1, d->max_context, 0, 0);
-    assert_int_equal(run_rows(d, &r, logits, &err), -1);
-    assert_non_null(strstr(err.msg, "context"));
+    refuse(d, pg, &r, "context");
     r.n = 0;
-    add_row(&r, 1, 0, 7, 0); /* slot 7 now holds one position */
-    assert_int_equal(run_rows(d, &r, logits, &err), 0);
+    add_row(&r, 1, -1, 0, 0);
+    refuse(d, pg, &r, "context");
+    /* a table entry past the pool, then a negative one, below the row's position */
+    int last = (d->max_context - 1) / pg->bs;
+    pg->tab[2][last] = d->n_blocks;
     r.n = 0;
-    add_row(&r, 1, 1, 7, 0);
-    add_row(&r, 1, 3, 7, 0); /* skips position 2 */
-    assert_int_equal(run_rows(d, &r, logits, &err), -1);
-    assert_non_null(strstr(err.msg, "gap"));
-    r.n = 0;
-    add_row(&r, 1, 1, 7, 0);
-    add_row(&r, 1, 1, 7, 0); /* the same position twice */
-    assert_int_equal(run_rows(d, &r, logits, &err), -1);
-    r.n = 0;
-    add_row(&r, 1, 2, 7, 0); /* the failed batches left slot 7 at one position */
-    assert_int_equal(run_rows(d, &r, logits, &err), -1);
-    r.n = 0;
-    add_row(&r, 1, 1, 7, 0);
-    assert_int_equal(run_rows(d, &r, logits, &err), 0);
+    add_row(&r, 1, d->max_context - 1, 2, 0);
+    refuse(d, pg, &r, "block table");
+    pg->tab[2][last] = -1;
+    refuse(d, pg, &r, "block table");
+    paging_layout(pg);
+    const int32_t *none = pg->tables[2];
+    pg->tables[2] = NULL;
+    refuse(d, pg, &r, "no block table");
+    pg->tables[2] = none;
     r.n = 0;
     r.n_out = 1;
     r.out[0] = 3;
+    add_row(&r, 1, 0, 0, 0);
+    refuse(d, pg, &r, "output");
+}
+
+/* Every refusal changes nothing: sequence 7 reads the same afterwards. */
+static void check_errors(ssf_device *d, paging *pg, int vocab)
+{
+    ssf_error err;
+    rows r = {0};
     add_row(&r, 1, 0, 7, 0);
-    assert_int_equal(run_rows(d, &r, logits, &err), -1);
-    assert_non_null(strstr(err.msg, "output"));
-    assert_int_equal(d->copy_slot(d, 0, d->n_slots, 1, &err), -1);
+    add_row(&r, 2, 1, 7, 1);
+    float *want = malloc((size_t)vocab * sizeof(float));
+    assert_int_equal(run_rows(d, pg, &r, want, &err), 0);
+    check_forward_errors(d, pg, vocab);
+    check_seq7(d, pg, want, vocab);
+    /* an empty batch, and a batch without tables */
+    ssf_fwd_batch b = {0, r.token, r.pos, r.seq, N_SEQS, pg->tables, 0, r.out};
+    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
+    b = (ssf_fwd_batch){1, r.token, r.pos, r.seq, 0, NULL, 0, r.out};
+    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "block tables"));
+    /* copy_blocks checks every pair before copying any: the first pair here
+     * would overwrite sequence 7's position 0 */
+    ssf_block_copy c[2] = {{pg->tab[0][0], pg->tab[7][0]}, {0, d->n_blocks}};
+    assert_int_equal(d->copy_blocks(d, c, 2, &err), -1);
+    assert_non_null(strstr(err.msg, "copy_blocks"));
+    c[1] = (ssf_block_copy){-1, 0};
+    assert_int_equal(d->copy_blocks(d, c, 2, &err), -1);
+    assert_int_equal(d->copy_blocks(d, c, -1, &err), -1);
+    assert_int_equal(d->copy_blocks(d, NULL, 1, &err), -1);
+    assert_int_equal(d->copy_blocks(d, NULL, 0, &err), 0);
+    check_seq7(d, pg, want, vocab);
+    /* and a copy onto itself is a no-op */
+    c[0] = (ssf_block_copy){pg->tab[7][0], pg->tab[7][0]};
+    assert_int_equal(d->copy_blocks(d, c, 1, &err), 0);
+    check_seq7(d, pg, want, vocab);
+    free(want);
+}
+
+/* Everything on one device: block size bs, tables in order or scattered.
+ * The full forward must be `ref` bit for bit when given. */
+static float *check_paging(const char *dir, const int32_t *ids, int n, const float *ref, int bs,
+                           int scatter, int threads)
+{
+    ssf_model *m;
+    ssf_device *d = open_cpu(dir, &m, 64, bs, threads);
+    assert_string_equal(d->name, "cpu");
+    assert_int_equal(d->n_slots, N_SEQS);
+    assert_int_equal(d->max_context, 64);
+    assert_int_equal(d->block_size, bs);
+    assert_int_equal(d->n_blocks, N_SEQS * ((64 + bs - 1) / bs));
+    assert_true(d->max_rows >= 33);
+    paging pg;
+    paging_init(&pg, d, scatter);
+    float *full = full_forward(d, &pg, ids, n, FX_VOCAB);
+    for (int i = 0; i < n * FX_VOCAB; i++)
+        assert_true(isfinite(full[i]));
+    if (ref) assert_memory_equal(full, ref, (size_t)n * FX_VOCAB * sizeof(float));
+    check_chunks(d, &pg, ids, n, FX_VOCAB, full, 1, 0);
+    check_chunks(d, &pg, ids, n, FX_VOCAB, full, 7, 4);
+    check_batch_invariance(d, &pg, ids, n, FX_VOCAB, full);
+    check_fork(d, &pg, ids, n, FX_VOCAB, full);
+    check_errors(d, &pg, FX_VOCAB);
+    paging_free(&pg);
+    d->close(d);
+    ssf_model_close(m);
+    return full;
 }
 
 static void check_tiny(const char *dtype, int shards, int threads)
 {
     char *dir = make_temp_dir();
     fx_write_model(dir, dtype, 0, shards);
-    ssf_model *m;
-    ssf_device *d = open_cpu(dir, &m, 8, 64, threads);
-    assert_string_equal(d->name, "cpu");
-    assert_int_equal(d->n_slots, 8);
-    assert_int_equal(d->max_context, 64);
-    assert_true(d->max_rows >= 33);
     int32_t ids[40];
     for (int i = 0; i < 40; i++)
         ids[i] = (i * 7 + 3) % FX_VOCAB;
-    float *ref = full_forward(d, ids, 40, FX_VOCAB);
-    for (int i = 0; i < 40 * FX_VOCAB; i++)
-        assert_true(isfinite(ref[i]));
-    check_chunks(d, ids, 40, FX_VOCAB, ref, 1, 0);
-    check_chunks(d, ids, 40, FX_VOCAB, ref, 7, 4);
-    check_batch_invariance(d, ids, 40, FX_VOCAB, ref);
-    check_fork(d, ids, 40, FX_VOCAB, ref);
-    check_errors(d, FX_VOCAB);
-    d->close(d);
-    ssf_model_close(m);
+    /* the same bits for every block size, in order or scattered */
+    static const int sizes[] = {16, 1, 3, 64};
+    float *ref = NULL;
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int scatter = 0; scatter < 2; scatter++) {
+            float *full = check_paging(dir, ids, 40, ref, sizes[s], scatter, threads);
+            if (ref)
+                free(full);
+            else
+                ref = full;
+        }
     remove_tree(dir);
     free(dir);
     free(ref);
@@ -402,11 +631,32 @@ static void test_open_errors(void **state)
         assert_non_null(strstr(err.msg, "--max-context"));
         assert_non_null(strstr(err.msg, "bytes"));
     }
+    /* 2^28 slots of 64 one-position blocks: more blocks than an int counts */
+    o = (ssf_device_options){.n_slots = 1 << 28, .max_context = 64, .block_size = 1};
+    assert_null(ssf_device_cpu_open(m, &o, &err));
+    assert_non_null(strstr(err.msg, "KV blocks"));
+    o = (ssf_device_options){.block_size = (1 << 20) + 1};
+    assert_null(ssf_device_cpu_open(m, &o, &err));
+    assert_non_null(strstr(err.msg, "KV block of"));
     o = (ssf_device_options){0};
     ssf_device *d = ssf_device_cpu_open(m, &o, &err);
     assert_non_null(d);
     assert_int_equal(d->n_slots, 8);
     assert_int_equal(d->max_context, 64); /* min(model max, 4096) */
+    assert_int_equal(d->block_size, 16);
+    assert_int_equal(d->n_blocks, 8 * 4);
+    d->close(d);
+    /* a block size that does not divide the context rounds up; n_blocks as asked */
+    o = (ssf_device_options){.n_slots = 2, .max_context = 50, .block_size = 3};
+    d = ssf_device_cpu_open(m, &o, &err);
+    assert_non_null(d);
+    assert_int_equal(d->n_blocks, 2 * 17);
+    d->close(d);
+    o = (ssf_device_options){.max_context = 64, .block_size = 5, .n_blocks = 3};
+    d = ssf_device_cpu_open(m, &o, &err);
+    assert_non_null(d);
+    assert_int_equal(d->block_size, 5);
+    assert_int_equal(d->n_blocks, 3);
     d->close(d);
     ssf_model_close(m);
     remove_tree(dir);
@@ -452,7 +702,7 @@ static int argmax(const float *x, int n)
 
 /* Greedy decoding from the prompt's last logits, one row a step: the
  * reference's tokens, each step's logits within tolerance. */
-static double check_greedy(ssf_device *d, const int32_t *ids, int n, const float *last,
+static double check_greedy(ssf_device *d, const paging *pg, int n, const float *last,
                            const ssf_safetensors *ex, int p, int vocab, int n_valid)
 {
     char name[64];
@@ -473,9 +723,8 @@ static double check_greedy(ssf_device *d, const int32_t *ids, int n, const float
         if (tok != want[j]) fail_msg("greedy step %d: %d, transformers %d", j, tok, want[j]);
         rows r = {0};
         add_row(&r, tok, n + j, 1, 1);
-        if (run_rows(d, &r, logits, &err)) fail_msg("%s", err.msg);
+        if (run_rows(d, pg, &r, logits, &err)) fail_msg("%s", err.msg);
     }
-    (void)ids;
     free(want);
     free(logits);
     return worst;
@@ -498,7 +747,14 @@ static void check_variant(const char *dir, const char *variant)
     if (ssf_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
     int ctx = ssf_model_config_of(m)->max_position_embeddings;
     ssf_model_close(m);
-    ssf_device *d = open_cpu(dir, &m, 8, ctx < 1024 ? ctx : 1024, 2);
+    ssf_device *d = open_cpu(dir, &m, ctx < 1024 ? ctx : 1024, 0, 2);
+    paging pg;
+    paging_init(&pg, d, 1);
+    /* a second device with 3-position blocks in order: the same bits */
+    ssf_model *m3;
+    ssf_device *d3 = open_cpu(dir, &m3, ctx < 1024 ? ctx : 1024, 3, 2);
+    paging pg3;
+    paging_init(&pg3, d3, 0);
     int vocab = ssf_model_config_of(m)->vocab_size;
     assert_true(n_valid > 0 && n_valid <= vocab);
     double worst = 0, worst_gen = 0;
@@ -513,16 +769,19 @@ static void check_variant(const char *dir, const char *variant)
         assert_non_null(tlog);
         int n = (int)tids->numel;
         int32_t *ids = read_ids(tids);
-        float *ref = full_forward(d, ids, n, vocab);
+        float *ref = full_forward(d, &pg, ids, n, vocab);
+        float *ref3 = full_forward(d3, &pg3, ids, n, vocab);
+        assert_memory_equal(ref3, ref, (size_t)n * vocab * sizeof(float));
+        free(ref3);
         for (int i = 0; i < n; i++)
             worst = fmax(worst, row_error(ref + (size_t)i * vocab, tlog, i, vocab));
-        /* the greedy continuation runs in slot 1 after a one-batch prefill */
-        check_chunks(d, ids, n, vocab, ref, n, 1);
-        worst_gen = fmax(worst_gen, check_greedy(d, ids, n, ref + (size_t)(n - 1) * vocab, ex, p,
+        /* the greedy continuation runs in sequence 1 after a one-batch prefill */
+        check_chunks(d, &pg, ids, n, vocab, ref, n, 1);
+        worst_gen = fmax(worst_gen, check_greedy(d, &pg, n, ref + (size_t)(n - 1) * vocab, ex, p,
                                                  vocab, n_valid));
-        check_chunks(d, ids, n, vocab, ref, 1, 2);
-        check_chunks(d, ids, n, vocab, ref, 5, 3);
-        check_batch_invariance(d, ids, n, vocab, ref);
+        check_chunks(d, &pg, ids, n, vocab, ref, 1, 2);
+        check_chunks(d, &pg, ids, n, vocab, ref, 5, 3);
+        check_batch_invariance(d, &pg, ids, n, vocab, ref);
         free(ids);
         free(ref);
     }
@@ -532,8 +791,12 @@ static void check_variant(const char *dir, const char *variant)
     assert_true(prompts > 0);
     assert_true(worst < 1e-4);
     assert_true(worst_gen < 1e-4);
+    paging_free(&pg);
+    paging_free(&pg3);
     d->close(d);
+    d3->close(d3);
     ssf_model_close(m);
+    ssf_model_close(m3);
     ssf_safetensors_close(ex);
     json_decref(meta);
 }
@@ -560,10 +823,15 @@ static void test_transformers_parity(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_rmsnorm_swiglu),
-        cmocka_unit_test(test_rope),        cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_pool),        cmocka_unit_test(test_tiny_model),
-        cmocka_unit_test(test_open_errors), cmocka_unit_test(test_transformers_parity),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_rmsnorm_swiglu),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_tiny_model),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_transformers_parity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

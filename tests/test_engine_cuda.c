@@ -3,7 +3,8 @@
  * computed from the same BF16-rounded inputs (cuda_ops.h), then whole
  * forwards of the tiny checkpoints under tests/fixtures/engine against the
  * fp32 logits transformers computed for them, through full prefills,
- * chunked prefill then decode, forked slots and mixed batches.
+ * chunked prefill then decode, forks (shared blocks plus copy_blocks) and
+ * mixed batches, with block sizes 1 and 16 and scattered block tables.
  *
  * Without a GPU (or without a CUDA build) only the refusal is checked; the
  * rest skips.
@@ -21,13 +22,14 @@
 #include <cmocka.h>
 
 #include "cuda_ops.h"
+#include "cuda_plan.h"
 #include "device.h"
 #include "ssfteval/model.h"
 #include "ssfteval/util.h"
 
 #define REL_TOL 2e-2  /* max|d| / max|ref| per logit row, BF16 vs fp32 */
 #define TOP1_MIN 0.99 /* share of rows whose argmax agrees */
-#define N_SLOTS 4
+#define N_SEQS 4
 #define MAX_CONTEXT 128
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -88,6 +90,23 @@ static char *fixture_root(void)
     return p;
 }
 
+/* A table for n_ctx positions in blocks of bs, scattered backwards over a
+ * pool twice as large (the blocks in between hold NaN: a stray read shows). */
+typedef struct op_pages {
+    int32_t tab[4096];
+    ssf_cuda_op_pages pg;
+} op_pages;
+
+static const ssf_cuda_op_pages *op_pages_make(op_pages *p, int n_ctx, int bs)
+{
+    int need = (n_ctx + bs - 1) / bs;
+    assert_true(need <= 4096);
+    for (int i = 0; i < need; i++)
+        p->tab[i] = 2 * (need - 1 - i) + 1;
+    p->pg = (ssf_cuda_op_pages){.block_size = bs, .table = p->tab, .n_blocks = 2 * need + 1};
+    return &p->pg;
+}
+
 /* ---- without a GPU: a clear refusal --------------------------------------------- */
 
 static void test_refusal_without_device(void **state)
@@ -100,7 +119,8 @@ static void test_refusal_without_device(void **state)
     ssf_model *m = NULL;
     ssf_error err = {{0}};
     if (ssf_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
-    ssf_device_options o = {.n_slots = 1, .max_context = 64, .gpu_memory_utilization = 0.9};
+    ssf_device_options o = {
+        .n_slots = 1, .max_context = 64, .block_size = 16, .gpu_memory_utilization = 0.9};
     ssf_error e2 = {{0}};
     assert_null(ssf_device_cuda_open(m, &o, &e2));
     /* either "no CUDA device found; ..." or "this build has no CUDA ..." */
@@ -199,7 +219,7 @@ static void test_gemm(void **state)
     }
 }
 
-static void check_rope(int nh, int nkv, int hd, int with_bias)
+static void check_rope(int nh, int nkv, int hd, int with_bias, int bs)
 {
     int pos[] = {0, 1, 2, 17, 4095, 30000};
     int rows = (int)(sizeof pos / sizeof pos[0]), width = (nh + 2 * nkv) * hd, half = hd / 2;
@@ -211,7 +231,9 @@ static void check_rope(int nh, int nkv, int hd, int with_bias)
     for (int r = 0; r < rows; r++)
         p32[r] = pos[r];
     ssf_error err = {{0}};
-    if (ssf_cuda_op_rope_store(rows, nh, nkv, hd, 1e6, qkv, bias, p32, q, k, v, &err))
+    op_pages pages;
+    if (ssf_cuda_op_rope_store(rows, nh, nkv, hd, 1e6, qkv, bias, p32,
+                               op_pages_make(&pages, 30001, bs), q, k, v, &err))
         fail_msg("%s", err.msg);
     double *rq = malloc((size_t)rows * nh * hd * 8), *rk = malloc((size_t)rows * nkv * hd * 8);
     double *rv = malloc((size_t)rows * nkv * hd * 8);
@@ -246,12 +268,15 @@ static void test_rope_store(void **state)
 {
     (void)state;
     skip_without_gpu();
-    check_rope(5, 1, 128, 1);
-    check_rope(14, 2, 64, 1);
-    check_rope(4, 4, 64, 0);
+    check_rope(5, 1, 128, 1, 16);
+    check_rope(14, 2, 64, 1, 16);
+    check_rope(4, 4, 64, 0, 16);
+    check_rope(12, 2, 128, 1, 32);
 }
 
-static void check_attention(int nh, int nkv, int hd, int n_ctx)
+/* n_sms 1 plans without splits, 10000 with them wherever the context is
+ * long enough (cuda_plan.c). */
+static void check_attention(int nh, int nkv, int hd, int n_ctx, int bs, int n_sms)
 {
     int32_t pos[] = {0, 1, (int32_t)(n_ctx / 2), (int32_t)(n_ctx - 2), (int32_t)(n_ctx - 1)};
     int rows = 5, qd = nh * hd, kvd = nkv * hd, group = nh / nkv;
@@ -259,8 +284,14 @@ static void check_attention(int nh, int nkv, int hd, int n_ctx)
           *k = draws((size_t)n_ctx * kvd, 2.0f, 0, 52);
     float *v = draws((size_t)n_ctx * kvd, 1.0f, 0.0f, 53), *out = malloc((size_t)rows * qd * 4);
     ssf_error err = {{0}};
-    if (ssf_cuda_op_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos, out, &err))
+    op_pages pages;
+    int splits = 0;
+    if (ssf_cuda_op_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos,
+                              op_pages_make(&pages, n_ctx, bs), n_sms, out, &splits, &err))
         fail_msg("%s", err.msg);
+    /* the path asked for was the one taken */
+    if (n_sms == 1) assert_int_equal(splits, 1);
+    if (n_sms > 1000 && n_ctx >= 2 * SSF_ATTN_MIN_CHUNK) assert_true(splits >= 2);
     double *s = malloc((size_t)n_ctx * 8), *ref = malloc((size_t)rows * qd * 8);
     for (int r = 0; r < rows; r++)
         for (int h = 0; h < nh; h++) {
@@ -284,7 +315,8 @@ static void check_attention(int nh, int nkv, int hd, int n_ctx)
             }
         }
     char what[64];
-    snprintf(what, sizeof what, "attention %d/%d heads hd %d ctx %d", nh, nkv, hd, n_ctx);
+    snprintf(what, sizeof what, "attention %d/%d heads hd %d ctx %d bs %d splits %d", nh, nkv, hd,
+             n_ctx, bs, splits);
     expect_close(what, out, ref, (size_t)rows * qd, 8e-3, 2e-3);
     free(q), free(k), free(v), free(out), free(s), free(ref);
 }
@@ -293,14 +325,22 @@ static void test_attention(void **state)
 {
     (void)state;
     skip_without_gpu();
-    /* GQA 5, 6, 7, 8 and 1 (MHA); contexts inside one tile and across several */
-    check_attention(5, 1, 128, 3);
-    check_attention(10, 2, 128, 300);
-    check_attention(12, 2, 128, 129);
-    check_attention(14, 2, 64, 200);
-    check_attention(7, 1, 64, 64);
-    check_attention(16, 2, 128, 1000);
-    check_attention(4, 4, 64, 65);
+    /* GQA 5, 6, 7, 8, 1 (MHA) and 12 (two CTAs a KV head); contexts inside
+     * one tile and across several; block sizes 1, 16 and 48 (not a tile's
+     * divisor) */
+    check_attention(5, 1, 128, 3, 16, 1);
+    check_attention(10, 2, 128, 300, 16, 1);
+    check_attention(12, 2, 128, 129, 1, 1);
+    check_attention(14, 2, 64, 200, 16, 1);
+    check_attention(7, 1, 64, 64, 48, 1);
+    check_attention(16, 2, 128, 1000, 16, 1);
+    check_attention(4, 4, 64, 65, 16, 1);
+    check_attention(12, 1, 64, 100, 16, 1);
+    /* split-KV: partials merged by log-sum-exp */
+    check_attention(5, 1, 128, 2000, 16, 10000);
+    check_attention(14, 2, 64, 1000, 1, 10000);
+    check_attention(16, 2, 128, 777, 48, 10000);
+    check_attention(4, 4, 64, 4096, 16, 10000);
 }
 
 /* ---- whole models ----------------------------------------------------------------- */
@@ -395,117 +435,212 @@ static void expect_rows(const fixture *f, const char *what, const float *got, co
         fail_msg("%s %s: top-1 agrees on %d of %d rows", f->dir, what, agree, rows);
 }
 
-static void forward_ok(ssf_device *d, const int32_t *tok, const int32_t *pos, const int32_t *slot,
-                       int rows, const int32_t *out, int n_out, float *logits)
+/* Block tables for N_SEQS sequences of MAX_CONTEXT positions: sequence s
+ * owns per_seq blocks, spread over the pool in a non-monotonic order when
+ * `scatter` (i -> 37 i + 11 mod n_blocks is a permutation). */
+typedef struct paging {
+    int bs, per_seq, n_blocks, scatter;
+    int32_t *tab[N_SEQS];
+    const int32_t *tables[N_SEQS];
+} paging;
+
+static void paging_layout(paging *pg)
 {
-    ssf_fwd_batch b = {rows, tok, pos, slot, n_out, out};
+    for (int s = 0; s < N_SEQS; s++)
+        for (int i = 0; i < pg->per_seq; i++) {
+            int idx = s * pg->per_seq + i;
+            pg->tab[s][i] = pg->scatter ? pg->n_blocks - 1 - (idx * 37 + 11) % pg->n_blocks : idx;
+        }
+}
+
+static void paging_init(paging *pg, int bs, int scatter)
+{
+    pg->bs = bs;
+    pg->per_seq = (MAX_CONTEXT + bs - 1) / bs;
+    pg->n_blocks = N_SEQS * pg->per_seq + 1; /* one spare: odd, coprime to 37 */
+    assert_int_not_equal(pg->n_blocks % 37, 0);
+    pg->scatter = scatter;
+    for (int s = 0; s < N_SEQS; s++) {
+        pg->tab[s] = malloc((size_t)pg->per_seq * sizeof(int32_t));
+        pg->tables[s] = pg->tab[s];
+    }
+    paging_layout(pg);
+}
+
+static void paging_free(paging *pg)
+{
+    for (int s = 0; s < N_SEQS; s++)
+        free(pg->tab[s]);
+}
+
+static void forward_ok(ssf_device *d, const paging *pg, const int32_t *tok, const int32_t *pos,
+                       const int32_t *seq, int rows, const int32_t *out, int n_out, float *logits)
+{
+    ssf_fwd_batch b = {rows, tok, pos, seq, N_SEQS, pg->tables, n_out, out};
     ssf_error err = {{0}};
     if (d->forward(d, &b, logits, &err)) fail_msg("forward: %s", err.msg);
 }
 
-/* Every row of tok[0..n) at positions 0.. in `slot`, logits for all rows. */
-static float *full_forward(ssf_device *d, const prompt_ref *pr, int vocab, int slot)
+/* Every row of tok[0..n) at positions 0.. in `seq`, logits for all rows. */
+static float *full_forward(ssf_device *d, const paging *pg, const prompt_ref *pr, int vocab,
+                           int seq)
 {
     int n = pr->n;
-    int32_t *pos = malloc((size_t)n * 4), *sl = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+    int32_t *pos = malloc((size_t)n * 4), *sq = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
     for (int i = 0; i < n; i++)
-        pos[i] = out[i] = i, sl[i] = slot;
+        pos[i] = out[i] = i, sq[i] = seq;
     float *lg = malloc((size_t)n * vocab * sizeof(float));
-    forward_ok(d, pr->tok, pos, sl, n, out, n, lg);
-    free(pos), free(sl), free(out);
+    forward_ok(d, pg, pr->tok, pos, sq, n, out, n, lg);
+    free(pos), free(sq), free(out);
     return lg;
 }
 
 /* The prompt in chunks of `chunk` rows, then one token per call; logits of
  * the last prompt row and every decoded row land at their positions. */
-static float *prefill_decode(ssf_device *d, const prompt_ref *pr, int vocab, int slot, int chunk)
+static float *prefill_decode(ssf_device *d, const paging *pg, const prompt_ref *pr, int vocab,
+                             int seq, int chunk)
 {
     float *lg = malloc((size_t)pr->n * vocab * sizeof(float));
-    int32_t pos[64], sl[64], last;
+    int32_t pos[64], sq[64], last;
     for (int i = 0; i < 64; i++)
-        sl[i] = slot;
+        sq[i] = seq;
     for (int s = 0; s < pr->len; s += chunk) {
         int n = pr->len - s < chunk ? pr->len - s : chunk;
         for (int i = 0; i < n; i++)
             pos[i] = s + i;
         last = n - 1;
         int is_last = s + n == pr->len;
-        forward_ok(d, pr->tok + s, pos, sl, n, &last, is_last, lg + (size_t)(pr->len - 1) * vocab);
+        forward_ok(d, pg, pr->tok + s, pos, sq, n, &last, is_last,
+                   lg + (size_t)(pr->len - 1) * vocab);
     }
     for (int p = pr->len; p < pr->n; p++) {
         int32_t zero = 0;
         pos[0] = p;
-        forward_ok(d, pr->tok + p, pos, sl, 1, &zero, 1, lg + (size_t)p * vocab);
+        forward_ok(d, pg, pr->tok + p, pos, sq, 1, &zero, 1, lg + (size_t)p * vocab);
     }
     return lg;
 }
 
-static void run_fixture(fixture *f)
+/* Sequence `to` forks `from`'s first len positions as the engine does:
+ * sharing the full blocks, copying the partial last one (copy_blocks), then
+ * decodes len..n-1 itself; `from` must still decode its own last row after
+ * (the shared blocks were not written). */
+static void check_fork(fixture *f, ssf_device *d, paging *pg, const prompt_ref *pr, const float *pd,
+                       int from, int to)
 {
-    ssf_device_options o = {.n_slots = N_SLOTS,
+    int V = f->vocab, full = pr->len / pg->bs;
+    ssf_error err = {{0}};
+    memcpy(pg->tab[to], pg->tab[from], (size_t)full * sizeof(int32_t));
+    if (pr->len % pg->bs) {
+        ssf_block_copy c = {pg->tab[from][full], pg->tab[to][full]};
+        if (d->copy_blocks(d, &c, 1, &err)) fail_msg("copy_blocks: %s", err.msg);
+    }
+    float *fk = malloc((size_t)pr->n * V * sizeof(float));
+    for (int q = pr->len; q < pr->n; q++) {
+        int32_t pos = q, seq = to, zero = 0;
+        forward_ok(d, pg, pr->tok + q, &pos, &seq, 1, &zero, 1, fk + (size_t)q * V);
+    }
+    expect_rows(f, "forked decode vs decode", fk + (size_t)pr->len * V, pd + (size_t)pr->len * V,
+                pr->n - pr->len);
+    int32_t pos = pr->n - 1, seq = from, zero = 0;
+    forward_ok(d, pg, pr->tok + pos, &pos, &seq, 1, &zero, 1, fk);
+    expect_rows(f, "parent after the fork", fk, pd + (size_t)pos * V, 1);
+    paging_layout(pg);
+    free(fk);
+}
+
+static void check_prompt(fixture *f, ssf_device *d, paging *pg, const prompt_ref *pr)
+{
+    int V = f->vocab;
+    assert_true(pr->n <= MAX_CONTEXT);
+    float *full = full_forward(d, pg, pr, V, 0);
+    expect_rows(f, "full forward vs transformers", full, pr->ref, pr->n);
+    float *pd = prefill_decode(d, pg, pr, V, 1, 5);
+    int first = pr->len - 1, rows = pr->n - first;
+    expect_rows(f, "prefill+decode vs transformers", pd + (size_t)first * V,
+                pr->ref + (size_t)first * V, rows);
+    expect_rows(f, "prefill+decode vs full forward", pd + (size_t)first * V,
+                full + (size_t)first * V, rows);
+    check_fork(f, d, pg, pr, pd, 1, 3);
+    free(full), free(pd);
+}
+
+/* Both sequences in one batch (sequences 2 and 0), interleaved output list. */
+static void check_mixed(fixture *f, ssf_device *d, const paging *pg, const prompt_ref *pr)
+{
+    int n = pr[0].n + pr[1].n, V = f->vocab;
+    int32_t *tok = malloc((size_t)n * 4), *pos = malloc((size_t)n * 4);
+    int32_t *sq = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) {
+        int a = i < pr[0].n;
+        int j = a ? i : i - pr[0].n;
+        tok[i] = (a ? pr[0] : pr[1]).tok[j];
+        pos[i] = j;
+        sq[i] = a ? 2 : 0;
+        /* prompt 1's rows first in the output list */
+        out[a ? pr[1].n + i : i - pr[0].n] = i;
+    }
+    float *lg = malloc((size_t)n * V * sizeof(float));
+    forward_ok(d, pg, tok, pos, sq, n, out, n, lg);
+    expect_rows(f, "mixed batch, prompt 1", lg, pr[1].ref, pr[1].n);
+    expect_rows(f, "mixed batch, prompt 0", lg + (size_t)pr[1].n * V, pr[0].ref, pr[0].n);
+    free(tok), free(pos), free(sq), free(out), free(lg);
+}
+
+/* Bad input is refused, not run. */
+static void check_refusals(ssf_device *d, paging *pg, int V)
+{
+    ssf_error err = {{0}};
+    int32_t bad_tok = V, zero = 0, tok = 0, bad_seq = N_SEQS;
+    ssf_fwd_batch b = {1, &bad_tok, &zero, &zero, N_SEQS, pg->tables, 0, NULL};
+    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "token"));
+    b.token = &tok;
+    b.seq = &bad_seq;
+    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "sequence"));
+    b.seq = &zero;
+    pg->tab[0][0] = d->n_blocks;
+    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "block"));
+    paging_layout(pg);
+    ssf_block_copy c = {0, d->n_blocks};
+    assert_int_equal(d->copy_blocks(d, &c, 1, &err), -1);
+    assert_non_null(strstr(err.msg, "copy_blocks"));
+    assert_int_equal(d->copy_blocks(d, NULL, 0, &err), 0);
+}
+
+static void run_fixture(fixture *f, int bs, int scatter)
+{
+    paging pg;
+    paging_init(&pg, bs, scatter);
+    ssf_device_options o = {.n_slots = N_SEQS,
                             .max_context = MAX_CONTEXT,
+                            .block_size = bs,
+                            .n_blocks = pg.n_blocks,
                             .gpu_memory_utilization = 0.9,
                             .cuda_device = 0};
     ssf_error err = {{0}};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s: %s", f->dir, err.msg);
-    assert_int_equal(d->n_slots, N_SLOTS);
+    assert_int_equal(d->n_slots, N_SEQS);
     assert_int_equal(d->max_context, MAX_CONTEXT);
+    assert_int_equal(d->block_size, bs);
+    assert_int_equal(d->n_blocks, pg.n_blocks);
+    fprintf(stderr, "# block size %d, %s tables\n", bs, scatter ? "scattered" : "contiguous");
     prompt_ref pr[2];
     int np = 0;
     while (np < 2 && load_prompt(f, np, &pr[np]))
         np++;
     assert_true(np >= 1);
-    int V = f->vocab;
-    for (int p = 0; p < np; p++) {
-        assert_true(pr[p].n <= MAX_CONTEXT);
-        float *full = full_forward(d, &pr[p], V, 0);
-        expect_rows(f, "full forward vs transformers", full, pr[p].ref, pr[p].n);
-        float *pd = prefill_decode(d, &pr[p], V, 1, 5);
-        int first = pr[p].len - 1, rows = pr[p].n - first;
-        expect_rows(f, "prefill+decode vs transformers", pd + (size_t)first * V,
-                    pr[p].ref + (size_t)first * V, rows);
-        expect_rows(f, "prefill+decode vs full forward", pd + (size_t)first * V,
-                    full + (size_t)first * V, rows);
-        /* fork: slot 1's prompt KV into slot 3, decode there */
-        if (d->copy_slot(d, 1, 3, pr[p].len, &err)) fail_msg("copy_slot: %s", err.msg);
-        float *fk = malloc((size_t)pr[p].n * V * sizeof(float));
-        for (int q = pr[p].len; q < pr[p].n; q++) {
-            int32_t pos = q, slot = 3, zero = 0;
-            forward_ok(d, pr[p].tok + q, &pos, &slot, 1, &zero, 1, fk + (size_t)q * V);
-        }
-        expect_rows(f, "forked decode vs decode", fk + (size_t)pr[p].len * V,
-                    pd + (size_t)pr[p].len * V, pr[p].n - pr[p].len);
-        free(full), free(pd), free(fk);
-    }
-    if (np == 2) {
-        /* both sequences in one batch (slots 2 and 0), interleaved output list */
-        int n = pr[0].n + pr[1].n;
-        int32_t *tok = malloc((size_t)n * 4), *pos = malloc((size_t)n * 4);
-        int32_t *sl = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
-        for (int i = 0; i < n; i++) {
-            int a = i < pr[0].n;
-            int j = a ? i : i - pr[0].n;
-            tok[i] = (a ? pr[0] : pr[1]).tok[j];
-            pos[i] = j;
-            sl[i] = a ? 2 : 0;
-            /* prompt 1's rows first in the output list */
-            out[a ? pr[1].n + i : i - pr[0].n] = i;
-        }
-        float *lg = malloc((size_t)n * V * sizeof(float));
-        forward_ok(d, tok, pos, sl, n, out, n, lg);
-        expect_rows(f, "mixed batch, prompt 1", lg, pr[1].ref, pr[1].n);
-        expect_rows(f, "mixed batch, prompt 0", lg + (size_t)pr[1].n * V, pr[0].ref, pr[0].n);
-        free(tok), free(pos), free(sl), free(out), free(lg);
-    }
-    /* bad input is refused, not run */
-    int32_t bad_tok = V, zero = 0;
-    ssf_fwd_batch b = {1, &bad_tok, &zero, &zero, 0, NULL};
-    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
-    assert_non_null(strstr(err.msg, "token"));
+    for (int p = 0; p < np; p++)
+        check_prompt(f, d, &pg, &pr[p]);
+    if (np == 2) check_mixed(f, d, &pg, pr);
+    check_refusals(d, &pg, f->vocab);
     for (int p = 0; p < np; p++)
         free(pr[p].tok), free(pr[p].ref);
     d->close(d);
+    paging_free(&pg);
 }
 
 static int open_fixture(fixture *f, const char *dir)
@@ -548,7 +683,9 @@ static void test_fixture_models(void **state)
         snprintf(dir, sizeof dir, "%s/%s", root, de->d_name);
         fixture f;
         if (!open_fixture(&f, dir)) continue;
-        run_fixture(&f);
+        run_fixture(&f, 16, 0);
+        run_fixture(&f, 16, 1);
+        run_fixture(&f, 1, 1);
         ssf_safetensors_close(f.expected);
         ssf_model_close(f.model);
         n++;

@@ -6,9 +6,10 @@
  * GEMMs: qkv, o, gate|up, down.  The lm_head GEMM runs only on the rows
  * whose logits are asked for.
  *
- * KV cache: fp32, K and V in separate arrays laid out
- * [slot][layer][position][kv_heads * head_dim], so one slot is one
- * contiguous block per layer and copy_slot is a memcpy per layer.
+ * KV cache: fp32 and paged (device.h), one array of n_blocks blocks laid
+ * out [block][layer][K|V][block_size][kv_heads * head_dim]: a block holds
+ * every layer's K and V for its positions, so copy_blocks is one memcpy a
+ * pair, and a block's positions are contiguous for attention.
  *
  * Every kernel (cpu_ops.c) computes an element the same way whatever the
  * batch, so a row's logits are bit-identical in any batch composition.
@@ -24,6 +25,8 @@
 #include "device.h"
 
 #define DEFAULT_SLOTS 8
+#define DEFAULT_BLOCK 16
+#define MAX_BLOCK (1 << 20) /* keeps a block's floats far from overflow */
 #define DEFAULT_CONTEXT 4096
 #define DEFAULT_ROWS 512
 #define MAX_SLOTS (1 << 28) /* keeps slot counts and row counts in int */
@@ -51,11 +54,9 @@ typedef struct cpu_device {
     int n_owned;
     size_t owned_bytes;
     float *inv_freq;
-    float *kcache, *vcache;
-    size_t slot_floats, layer_floats; /* cache strides */
-    int32_t *len;                     /* positions each slot holds */
-    int32_t *next;                    /* validation scratch: next position per slot */
-    uint32_t *touched, batch_id;      /* the last batch with a row in each slot */
+    float *kv;                  /* the block pool */
+    size_t block_floats;        /* one block: every layer's K and V */
+    size_t layer_floats, v_off; /* a layer within a block; V after K */
     float *x, *xn, *qkv, *attn, *gu, *act, *hout, *scores;
 } cpu_device;
 
@@ -141,6 +142,26 @@ static int load_weights(cpu_device *d, const ssf_model *m, ssf_error *err)
 
 /* ---- sizes and buffers ----------------------------------------------------------- */
 
+/* Block size and pool size; by default the pool holds every slot at full
+ * context, as the contiguous cache did. */
+static int resolve_blocks(cpu_device *d, const ssf_device_options *o, ssf_error *err)
+{
+    int bs = o && o->block_size > 0 ? o->block_size : DEFAULT_BLOCK;
+    if (bs > MAX_BLOCK)
+        return ssf_fail(err, "cpu device: a KV block of %d positions is more than %d", bs,
+                        MAX_BLOCK);
+    int64_t per_seq = ((int64_t)d->base.max_context + bs - 1) / bs;
+    int64_t n = o && o->n_blocks > 0 ? o->n_blocks : (int64_t)d->base.n_slots * per_seq;
+    if (n > INT32_MAX)
+        return ssf_fail(err,
+                        "cpu device: %lld KV blocks of %d positions is more than %d; lower "
+                        "--max-context or --slots",
+                        (long long)n, bs, INT32_MAX);
+    d->base.block_size = bs;
+    d->base.n_blocks = (int)n;
+    return 0;
+}
+
 static int resolve_sizes(cpu_device *d, const ssf_device_options *o, ssf_error *err)
 {
     const ssf_model_config *c = &d->cfg;
@@ -158,6 +179,7 @@ static int resolve_sizes(cpu_device *d, const ssf_device_options *o, ssf_error *
     d->base.n_slots = n_slots;
     d->base.max_context = ctx;
     d->base.max_rows = DEFAULT_ROWS > n_slots + 1 ? DEFAULT_ROWS : n_slots + 1;
+    if (resolve_blocks(d, o, err)) return -1;
     d->hidden = c->hidden_size;
     d->hd = c->head_dim;
     d->n_heads = c->n_heads;
@@ -186,35 +208,33 @@ static size_t physical_memory(void)
     return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : SIZE_MAX;
 }
 
-/* The KV cache and activations, refused up front when they and the widened
- * weights would not fit in memory. */
+/* The KV pool and activations, refused up front when they and the widened
+ * weights would not fit in memory (sizes in double: a huge pool must be
+ * refused, not wrap around). */
 static int alloc_state(cpu_device *d, int threads, ssf_error *err)
 {
-    size_t ns = (size_t)d->base.n_slots, ctx = (size_t)d->base.max_context;
-    d->layer_floats = ctx * (size_t)d->kv_dim;
-    d->slot_floats = d->layer_floats * (size_t)d->cfg.n_layers;
-    size_t kv_bytes = 2 * ns * d->slot_floats * sizeof(float);
-    size_t act_bytes = activation_floats(d, threads) * sizeof(float);
-    size_t need = kv_bytes + act_bytes + d->owned_bytes, phys = physical_memory();
-    if (need > phys / 10 * 9)
+    int nb = d->base.n_blocks, bs = d->base.block_size;
+    d->v_off = (size_t)bs * (size_t)d->kv_dim;
+    d->layer_floats = 2 * d->v_off;
+    d->block_floats = d->layer_floats * (size_t)d->cfg.n_layers;
+    double kv_bytes = (double)nb * (double)d->block_floats * sizeof(float);
+    size_t act_bytes = activation_floats(d, threads) * sizeof(float), phys = physical_memory();
+    double other = (double)act_bytes + (double)d->owned_bytes;
+    if (kv_bytes + other > (double)(phys / 10 * 9))
         return ssf_fail(err,
-                        "cpu device: the fp32 KV cache of %zu slots x %zu positions needs %zu "
-                        "bytes (weights and activations %zu more), over 90%% of the %zu bytes "
-                        "of memory; lower --max-context or --slots",
-                        ns, ctx, kv_bytes, need - kv_bytes, phys);
-    d->kcache = malloc(kv_bytes / 2);
-    d->vcache = malloc(kv_bytes / 2);
+                        "cpu device: the fp32 KV cache of %d blocks x %d positions needs %.0f "
+                        "bytes (weights and activations %.0f more), over 90%% of the %zu bytes "
+                        "of memory; lower --max-context or --slots (or the KV block count)",
+                        nb, bs, kv_bytes, other, phys);
+    d->kv = malloc((size_t)kv_bytes);
     float *act = malloc(act_bytes);
-    d->len = calloc(ns, sizeof *d->len);
-    d->next = calloc(ns, sizeof *d->next);
-    d->touched = calloc(ns, sizeof *d->touched);
     d->inv_freq = calloc((size_t)d->hd / 2 + 1, sizeof *d->inv_freq);
     if (act) d->owned[d->n_owned++] = act;
-    if (!d->kcache || !d->vcache || !act || !d->len || !d->next || !d->touched || !d->inv_freq)
+    if (!d->kv || !act || !d->inv_freq)
         return ssf_fail(err,
-                        "cpu device: cannot allocate the %zu-byte KV cache (%zu slots x %zu "
+                        "cpu device: cannot allocate the %.0f-byte KV cache (%d blocks x %d "
                         "positions) and %zu bytes of activations; lower --max-context or --slots",
-                        kv_bytes, ns, ctx, act_bytes);
+                        kv_bytes, nb, bs, act_bytes);
     size_t r = (size_t)d->base.max_rows;
     d->x = act;
     d->xn = d->x + r * (size_t)d->hidden;
@@ -270,10 +290,12 @@ static void rope_store_task(void *ctx, int r, int worker)
     int32_t pos = j->b->pos[r];
     for (int h = 0; h < d->n_heads + d->n_kv; h++)
         ssf_cpu_rope(row + (size_t)h * (size_t)d->hd, d->hd, d->inv_freq, pos);
-    size_t at = (size_t)j->b->slot[r] * d->slot_floats + (size_t)j->layer * d->layer_floats +
-                (size_t)pos * (size_t)d->kv_dim;
-    memcpy(d->kcache + at, row + d->q_dim, sizeof(float) * (size_t)d->kv_dim);
-    memcpy(d->vcache + at, row + d->q_dim + d->kv_dim, sizeof(float) * (size_t)d->kv_dim);
+    const int32_t *table = j->b->tables[j->b->seq[r]];
+    int bs = d->base.block_size;
+    float *k = d->kv + (size_t)table[pos / bs] * d->block_floats +
+               (size_t)j->layer * d->layer_floats + (size_t)(pos % bs) * (size_t)d->kv_dim;
+    memcpy(k, row + d->q_dim, sizeof(float) * (size_t)d->kv_dim);
+    memcpy(k + d->v_off, row + d->q_dim + d->kv_dim, sizeof(float) * (size_t)d->kv_dim);
 }
 
 /* One (row, KV head) with the query heads of its group: GQA maps head h to
@@ -284,14 +306,15 @@ static void attention_task(void *ctx, int task, int worker)
     cpu_device *d = j->d;
     int group = d->n_heads / d->n_kv;
     int r = task / d->n_kv, g = task % d->n_kv;
-    size_t base = (size_t)j->b->slot[r] * d->slot_floats + (size_t)j->layer * d->layer_floats +
-                  (size_t)g * (size_t)d->hd;
+    const float *k = d->kv + (size_t)j->layer * d->layer_floats + (size_t)g * (size_t)d->hd;
+    ssf_cpu_kv_pages kv = {
+        k,        k + d->v_off, j->b->tables[j->b->seq[r]], d->base.block_size, d->block_floats,
+        d->kv_dim};
     size_t first = (size_t)g * (size_t)group * (size_t)d->hd;
     const float *q = d->qkv + (size_t)r * (size_t)d->qkv_dim + first;
     float *out = d->attn + (size_t)r * (size_t)d->q_dim + first;
     float *scores = d->scores + (size_t)worker * (size_t)d->base.max_context * (size_t)group;
-    ssf_cpu_attention_group(d->isa, q, group, d->kcache + base, d->vcache + base, d->kv_dim,
-                            j->b->pos[r] + 1, d->hd, d->scale, scores, out);
+    ssf_cpu_attention_group(d->isa, q, group, &kv, j->b->pos[r] + 1, d->hd, d->scale, scores, out);
 }
 
 static void attn_norm_task(void *ctx, int r, int worker)
@@ -350,7 +373,34 @@ static void run_layer(cpu_device *d, const ssf_fwd_batch *b, int l)
 
 /* ---- the device interface ----------------------------------------------------------- */
 
-/* One line for the first row that breaks the batch contract of device.h. */
+/* The blocks holding positions 0..pos of a sequence are pool blocks. */
+static int validate_table(cpu_device *d, const int32_t *table, int r, int32_t pos, ssf_error *err)
+{
+    if (!table) return ssf_fail(err, "cpu device: row %d: its sequence has no block table", r);
+    for (int i = 0; i <= pos / d->base.block_size; i++)
+        if (table[i] < 0 || table[i] >= d->base.n_blocks)
+            return ssf_fail(err, "cpu device: row %d: block table entry %d is block %d of %d", r, i,
+                            table[i], d->base.n_blocks);
+    return 0;
+}
+
+static int validate_row(cpu_device *d, const ssf_fwd_batch *b, int r, ssf_error *err)
+{
+    int32_t s = b->seq[r], p = b->pos[r], t = b->token[r];
+    if (s < 0 || s >= b->n_seqs)
+        return ssf_fail(err, "cpu device: row %d: sequence %d of %d", r, s, b->n_seqs);
+    if (p < 0 || p >= d->base.max_context)
+        return ssf_fail(err, "cpu device: row %d: position %d outside the context of %d", r, p,
+                        d->base.max_context);
+    if (t < 0 || t >= d->vocab)
+        return ssf_fail(err, "cpu device: row %d: token %d outside the vocabulary of %d", r, t,
+                        d->vocab);
+    return validate_table(d, b->tables[s], r, p, err);
+}
+
+/* One line for the first row that breaks the batch contract of device.h,
+ * before anything is written.  Which blocks a sequence may write (not
+ * shared, device.h) is the scheduler's to keep: the device cannot see it. */
 static int validate(cpu_device *d, const ssf_fwd_batch *b, const float *logits, ssf_error *err)
 {
     if (b->n_rows < 1 || b->n_rows > d->base.max_rows)
@@ -358,28 +408,10 @@ static int validate(cpu_device *d, const ssf_fwd_batch *b, const float *logits, 
                         d->base.max_rows);
     if (b->n_out < 0 || b->n_out > b->n_rows || (b->n_out > 0 && !logits))
         return ssf_fail(err, "cpu device: %d output rows for a batch of %d", b->n_out, b->n_rows);
-    memcpy(d->next, d->len, sizeof(int32_t) * (size_t)d->base.n_slots);
-    d->batch_id++;
-    for (int r = 0; r < b->n_rows; r++) {
-        int32_t s = b->slot[r], p = b->pos[r], t = b->token[r];
-        if (s < 0 || s >= d->base.n_slots)
-            return ssf_fail(err, "cpu device: row %d: slot %d of %d", r, s, d->base.n_slots);
-        if (p < 0 || p >= d->base.max_context)
-            return ssf_fail(err, "cpu device: row %d: position %d past the context of %d", r, p,
-                            d->base.max_context);
-        if (t < 0 || t >= d->vocab)
-            return ssf_fail(err, "cpu device: row %d: token %d outside the vocabulary of %d", r, t,
-                            d->vocab);
-        /* a slot's first row may rewind it (a new sequence), never skip
-         * ahead; its later rows follow one position at a time */
-        if (d->touched[s] == d->batch_id ? p != d->next[s] : p > d->next[s])
-            return ssf_fail(err,
-                            "cpu device: row %d: position %d of slot %d leaves a gap or goes "
-                            "back (next is %d)",
-                            r, p, s, d->next[s]);
-        d->next[s] = p + 1;
-        d->touched[s] = d->batch_id;
-    }
+    if (b->n_seqs < 1 || !b->tables)
+        return ssf_fail(err, "cpu device: a batch with %d block tables", b->n_seqs);
+    for (int r = 0; r < b->n_rows; r++)
+        if (validate_row(d, b, r, err)) return -1;
     for (int i = 0; i < b->n_out; i++)
         if (b->out_rows[i] < 0 || b->out_rows[i] >= b->n_rows)
             return ssf_fail(err, "cpu device: output %d names row %d of %d", i, b->out_rows[i],
@@ -401,29 +433,25 @@ static int cpu_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, s
                         d->hout + (size_t)i * h);
     if (b->n_out > 0)
         gemm(d, d->hout, b->n_out, d->hidden, d->lm_head, NULL, d->vocab, logits, d->vocab);
-    memcpy(d->len, d->next, sizeof(int32_t) * (size_t)d->base.n_slots);
     return 0;
 }
 
-static int cpu_copy_slot(ssf_device *dev, int src, int dst, int n_tokens, ssf_error *err)
+/* All pairs are checked before any is copied, so a refused call changes
+ * nothing; pairs are applied in order. */
+static int cpu_copy_blocks(ssf_device *dev, const ssf_block_copy *c, int n, ssf_error *err)
 {
     cpu_device *d = (cpu_device *)dev;
-    if (src < 0 || src >= d->base.n_slots || dst < 0 || dst >= d->base.n_slots)
-        return ssf_fail(err, "cpu device: copy_slot %d -> %d with %d slots", src, dst,
-                        d->base.n_slots);
-    if (n_tokens < 0 || n_tokens > d->len[src])
-        return ssf_fail(err, "cpu device: copy_slot of %d positions from slot %d, which holds %d",
-                        n_tokens, src, d->len[src]);
-    if (src != dst) {
-        size_t n = (size_t)n_tokens * (size_t)d->kv_dim * sizeof(float);
-        for (int l = 0; l < d->cfg.n_layers; l++) {
-            size_t from = (size_t)src * d->slot_floats + (size_t)l * d->layer_floats;
-            size_t to = (size_t)dst * d->slot_floats + (size_t)l * d->layer_floats;
-            memcpy(d->kcache + to, d->kcache + from, n);
-            memcpy(d->vcache + to, d->vcache + from, n);
-        }
-    }
-    d->len[dst] = n_tokens;
+    if (n < 0 || (n > 0 && !c)) return ssf_fail(err, "cpu device: copy_blocks of %d pairs", n);
+    for (int i = 0; i < n; i++)
+        if (c[i].src < 0 || c[i].src >= d->base.n_blocks || c[i].dst < 0 ||
+            c[i].dst >= d->base.n_blocks)
+            return ssf_fail(err, "cpu device: copy_blocks pair %d: block %d -> %d of %d", i,
+                            c[i].src, c[i].dst, d->base.n_blocks);
+    size_t bytes = d->block_floats * sizeof(float);
+    for (int i = 0; i < n; i++)
+        if (c[i].src != c[i].dst)
+            memcpy(d->kv + (size_t)c[i].dst * d->block_floats,
+                   d->kv + (size_t)c[i].src * d->block_floats, bytes);
     return 0;
 }
 
@@ -437,11 +465,7 @@ static void cpu_close(ssf_device *dev)
     free(d->owned);
     free(d->layers);
     free(d->inv_freq);
-    free(d->kcache);
-    free(d->vcache);
-    free(d->len);
-    free(d->next);
-    free(d->touched);
+    free(d->kv);
     free(d);
 }
 
@@ -460,7 +484,7 @@ ssf_device *ssf_device_cpu_open(const ssf_model *m, const ssf_device_options *o,
         return NULL;
     }
     d->base = (ssf_device){
-        .name = "cpu", .forward = cpu_forward, .copy_slot = cpu_copy_slot, .close = cpu_close};
+        .name = "cpu", .forward = cpu_forward, .copy_blocks = cpu_copy_blocks, .close = cpu_close};
     d->cfg = *ssf_model_config_of(m);
     d->isa = ssf_cpu_isa_detect();
     int threads = default_threads(o);

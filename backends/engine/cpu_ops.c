@@ -290,32 +290,58 @@ static void softmax_in_place(float *scores, int n_ctx)
         scores[j] *= inv;
 }
 
-void ssf_cpu_attention_group(ssf_cpu_isa isa, const float *q, int n_group, const float *k,
-                             const float *v, int stride, int n_ctx, int head_dim, float scale,
+/* Scores of the group's heads against the K rows of positions 0..n_ctx),
+ * block by block (a block's rows are contiguous). */
+static void group_scores(ssf_cpu_isa isa, const float *q, int n_group, const ssf_cpu_kv_pages *kv,
+                         int n_ctx, int head_dim, float scale, float *scores)
+{
+    for (int j0 = 0, blk = 0; j0 < n_ctx; j0 += kv->block_size, blk++) {
+        const float *kb = kv->k + (size_t)kv->table[blk] * kv->block_stride;
+        int n = n_ctx - j0 < kv->block_size ? n_ctx - j0 : kv->block_size;
+        for (int i = 0; i < n; i++) {
+            const float *kj = kb + (size_t)i * (size_t)kv->row_stride;
+            for (int g = 0; g < n_group; g++)
+                scores[(size_t)g * n_ctx + j0 + i] =
+                    ssf_cpu_dot(isa, q + (size_t)g * head_dim, kj, head_dim) * scale;
+        }
+    }
+}
+
+/* out[g] = sum over positions in order of p[g][j] V[j], block by block. */
+static void group_values(ssf_cpu_isa isa, const float *p, int n_group, const ssf_cpu_kv_pages *kv,
+                         int n_ctx, int head_dim, float *out)
+{
+    memset(out, 0, sizeof(float) * (size_t)head_dim * (size_t)n_group);
+    for (int j0 = 0, blk = 0; j0 < n_ctx; j0 += kv->block_size, blk++) {
+        const float *vb = kv->v + (size_t)kv->table[blk] * kv->block_stride;
+        int n = n_ctx - j0 < kv->block_size ? n_ctx - j0 : kv->block_size;
+        for (int i = 0; i < n; i++) {
+            const float *vj = vb + (size_t)i * (size_t)kv->row_stride;
+            for (int g = 0; g < n_group; g++)
+                axpy(isa, p[(size_t)g * n_ctx + j0 + i], vj, out + (size_t)g * head_dim, head_dim);
+        }
+    }
+}
+
+void ssf_cpu_attention_group(ssf_cpu_isa isa, const float *q, int n_group,
+                             const ssf_cpu_kv_pages *kv, int n_ctx, int head_dim, float scale,
                              float *scores, float *out)
 {
     /* Each K and V row is loaded once for all the query heads that share
-     * it; every head's arithmetic is the same as alone. */
-    for (int j = 0; j < n_ctx; j++) {
-        const float *kj = k + (size_t)j * stride;
-        for (int g = 0; g < n_group; g++)
-            scores[(size_t)g * n_ctx + j] =
-                ssf_cpu_dot(isa, q + (size_t)g * head_dim, kj, head_dim) * scale;
-    }
+     * it; every head's arithmetic is the same as alone, and the same for any
+     * block size: one dot, then one axpy, per position in order. */
+    group_scores(isa, q, n_group, kv, n_ctx, head_dim, scale, scores);
     for (int g = 0; g < n_group; g++)
         softmax_in_place(scores + (size_t)g * n_ctx, n_ctx);
-    memset(out, 0, sizeof(float) * (size_t)head_dim * (size_t)n_group);
-    for (int j = 0; j < n_ctx; j++) {
-        const float *vj = v + (size_t)j * stride;
-        for (int g = 0; g < n_group; g++)
-            axpy(isa, scores[(size_t)g * n_ctx + j], vj, out + (size_t)g * head_dim, head_dim);
-    }
+    group_values(isa, scores, n_group, kv, n_ctx, head_dim, out);
 }
 
 void ssf_cpu_attention(ssf_cpu_isa isa, const float *q, const float *k, const float *v, int stride,
                        int n_ctx, int head_dim, float scale, float *scores, float *out)
 {
-    ssf_cpu_attention_group(isa, q, 1, k, v, stride, n_ctx, head_dim, scale, scores, out);
+    static const int32_t one_block = 0;
+    ssf_cpu_kv_pages kv = {k, v, &one_block, n_ctx > 0 ? n_ctx : 1, 0, stride};
+    ssf_cpu_attention_group(isa, q, 1, &kv, n_ctx, head_dim, scale, scores, out);
 }
 
 /* ---- thread pool --------------------------------------------------------------------- */

@@ -12,6 +12,7 @@
 #ifndef SSFTEVAL_ENGINE_CPU_OPS_H
 #define SSFTEVAL_ENGINE_CPU_OPS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Which GEMM/dot kernels: chosen once per device, never per call, so the
@@ -49,15 +50,28 @@ void ssf_cpu_rope(float *v, int head_dim, const float *inv_freq, int32_t pos);
 /* out[i] = silu(gate[i]) * up[i]. */
 void ssf_cpu_swiglu(const float *gate, const float *up, int n, float *out);
 
-/* One query head against n_ctx cached positions: out = softmax(q.K^T *
- * scale) V with fp32 max-subtracted softmax.  K and V rows are head_dim
- * floats `stride` apart; scores is scratch of n_ctx floats. */
-/* The same for n_group query heads (consecutive in q and out) sharing one
- * KV head: each K/V row is read once for the group.  scores holds
- * n_group * n_ctx floats. */
-void ssf_cpu_attention_group(ssf_cpu_isa isa, const float *q, int n_group, const float *k,
-                             const float *v, int stride, int n_ctx, int head_dim, float scale,
+/* One layer's K and V for one KV head of a sequence in the paged cache:
+ * position j is row j % block_size of block table[j / block_size].  k and v
+ * point at row 0 of block 0 (layer and head offsets included). */
+typedef struct ssf_cpu_kv_pages {
+    const float *k, *v;
+    const int32_t *table;
+    int block_size;
+    size_t block_stride; /* floats from block b to block b + 1 */
+    int row_stride;      /* floats from one position to the next in a block */
+} ssf_cpu_kv_pages;
+
+/* n_group query heads (consecutive in q and out) sharing one KV head
+ * against positions 0..n_ctx) of kv: out = softmax(q.K^T * scale) V with
+ * fp32 max-subtracted softmax.  Each K/V row is read once for the group, and
+ * positions are visited in order with the same dot and axpy calls whatever
+ * the block size, so the result does not depend on the paging.  scores
+ * holds n_group * n_ctx floats. */
+void ssf_cpu_attention_group(ssf_cpu_isa isa, const float *q, int n_group,
+                             const ssf_cpu_kv_pages *kv, int n_ctx, int head_dim, float scale,
                              float *scores, float *out);
+/* One head against n_ctx contiguous K and V rows `stride` floats apart (one
+ * block); scores holds n_ctx floats. */
 void ssf_cpu_attention(ssf_cpu_isa isa, const float *q, const float *k, const float *v, int stride,
                        int n_ctx, int head_dim, float scale, float *scores, float *out);
 

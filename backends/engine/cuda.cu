@@ -1,13 +1,14 @@
 /*
- * cuda.cu - the CUDA engine device: BF16 weights, a contiguous BF16 KV cache
- * [slot][layer][pos][kv_dim] for K and for V, cuBLAS GEMMs with fp32
- * accumulation and the kernels of cuda_kernels.cu.
+ * cuda.cu - the CUDA engine device: BF16 weights, a paged BF16 KV pool
+ * [block][layer][K|V][kv_head][block_size][head_dim] (cuda_kernels.cuh says
+ * why that order), cuBLAS GEMMs with fp32 accumulation and the kernels of
+ * cuda_kernels.cu.
  *
  * Memory is planned before anything big is allocated: the device's total
  * times --gpu-memory-utilization, less what others already hold, must cover
- * the weights, the activations of max_rows rows, a logits chunk and the
- * cuBLAS workspace; the rest is KV cache (as many slots as fit when n_slots
- * is 0).
+ * the weights, the activations of max_rows rows, a logits chunk, the block
+ * tables of n_slots sequences and the cuBLAS workspace; the rest is KV pool
+ * (as many blocks as fit when n_blocks is 0).
  */
 #include <float.h>
 #include <limits.h>
@@ -19,6 +20,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_kernels.cuh"
+#include "cuda_plan.h"
 #include "device.h"
 
 /* Rows one forward call accepts: a prefill chunk plus the running samples. */
@@ -27,6 +29,10 @@
  * buffer stays at 256 x vocab. */
 #define LOGIT_CHUNK 256
 #define CUBLAS_WORKSPACE (32u << 20)
+#define DEFAULT_BLOCK_SIZE 16
+/* sequences a step may hold when the options leave it open (and the pool
+ * has that many blocks) */
+#define DEFAULT_MAX_SEQS 256
 /* cudaMalloc rounding, the cuBLAS handle's own buffers, the kernels' modules */
 #define MEM_SLACK (256ull << 20)
 #define GIB (1024.0 * 1024.0 * 1024.0)
@@ -67,15 +73,21 @@ typedef struct cuda_dev {
     bf16 *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
     cuda_layer *layers;
     float *inv_freq;
-    /* KV cache */
-    bf16 *kcache, *vcache;
+    int n_sms;
+    /* KV pool */
+    bf16 *pool;
     ssfk_kv_layout kv;
+    int seq_blocks; /* table entries one sequence of max_context needs */
+    int seq_cap;    /* sequences the table buffers hold (>= n_slots) */
     /* activations: one allocation */
     char *amem;
     bf16 *x, *xn, *qkv, *att, *tmp, *gu, *h, *xo;
     float *logits;
-    int32_t *d_idx; /* token | pos | slot | out_rows, CUDA_MAX_ROWS each */
-    int32_t *h_idx; /* pinned staging for d_idx */
+    float *part;     /* split-KV partials, ssf_attn_partial_floats_max */
+    int32_t *d_idx;  /* token | pos | seq | out_rows, CUDA_MAX_ROWS each; then
+                        tab_off [seq_cap] | tab [seq_cap x seq_blocks] */
+    int32_t *h_idx;  /* pinned staging for d_idx */
+    int32_t *h_need; /* [seq_cap] table entries the step's rows reach */
 } cuda_dev;
 
 /* ---- planning ----------------------------------------------------------------- */
@@ -120,6 +132,12 @@ static void plan_weights(cuda_dev *d, arena *a)
     }
 }
 
+/* The int32 staging of one step: four per-row arrays and the tables. */
+static size_t idx_ints(const cuda_dev *d)
+{
+    return 4 * (size_t)CUDA_MAX_ROWS + (size_t)d->seq_cap * (1 + (size_t)d->seq_blocks);
+}
+
 static void plan_activations(cuda_dev *d, arena *a)
 {
     const ssf_model_config *c = &d->cfg;
@@ -134,23 +152,36 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->h = (bf16 *)arena_take(a, R * I * B);
     d->xo = (bf16 *)arena_take(a, (size_t)LOGIT_CHUNK * H * B);
     d->logits = (float *)arena_take(a, (size_t)LOGIT_CHUNK * (size_t)c->vocab_size * sizeof(float));
-    d->d_idx = (int32_t *)arena_take(a, 4 * R * sizeof(int32_t));
+    d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->n_sms, c->head_dim) * 4);
+    d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
 }
 
-/* Bytes one slot of max_context positions takes, K and V. */
-static size_t slot_bytes(const cuda_dev *d, int max_context)
+static size_t block_bytes(const cuda_dev *d)
 {
-    return 2 * (size_t)d->cfg.n_layers * (size_t)max_context * (size_t)d->kv_dim * sizeof(bf16);
+    return d->kv.block_stride * sizeof(bf16);
+}
+
+static int refuse_memory(const cuda_dev *d, int blocks, double fixed, double usable, double util,
+                         size_t wbytes, ssf_error *err)
+{
+    double kv = (double)block_bytes(d) * blocks;
+    return ssf_fail(err,
+                    "model needs %.2f GiB (weights %.2f, KV %d blocks of %d positions %.2f, "
+                    "activations and workspace %.2f), device has %.2f GiB at "
+                    "--gpu-memory-utilization %.2f",
+                    (fixed + kv) / GIB, (double)wbytes / GIB, blocks, d->kv.block_size, kv / GIB,
+                    (fixed - (double)wbytes) / GIB, usable / GIB, util);
 }
 
 /*
- * Chooses n_slots from the memory left after weights and activations.  The
+ * Chooses n_blocks from the memory left after weights and activations.  The
  * usable share is total x utilisation less what is already in use (vLLM's
  * reading of --gpu-memory-utilization), measured with the context and cuBLAS
- * up.
+ * up.  Without n_blocks the pool must hold at least one sequence of
+ * max_context.
  */
-static int plan_slots(cuda_dev *d, const ssf_device_options *o, size_t wbytes, size_t abytes,
-                      ssf_error *err)
+static int plan_blocks(cuda_dev *d, const ssf_device_options *o, size_t wbytes, size_t abytes,
+                       ssf_error *err)
 {
     size_t free_b, total_b;
     CU_TRY(cudaMemGetInfo(&free_b, &total_b));
@@ -158,22 +189,15 @@ static int plan_slots(cuda_dev *d, const ssf_device_options *o, size_t wbytes, s
     double usable = (double)total_b * util - (double)(total_b - free_b);
     if (usable < 0) usable = 0;
     double fixed = (double)wbytes + (double)abytes + (double)CUBLAS_WORKSPACE + (double)MEM_SLACK;
-    double per_slot = (double)slot_bytes(d, d->base.max_context);
-    int want = o->n_slots > 0 ? o->n_slots : 1;
-    if (fixed + per_slot * want > usable)
-        return ssf_fail(err,
-                        "model needs %.2f GiB (weights %.2f, %d KV slot%s of %d positions %.2f, "
-                        "activations %.2f), device has %.2f GiB free at "
-                        "--gpu-memory-utilization %.2f",
-                        (fixed + per_slot * want) / GIB, (double)wbytes / GIB, want,
-                        want == 1 ? "" : "s", d->base.max_context, per_slot * want / GIB,
-                        (double)abytes / GIB, usable / GIB, util);
-    if (o->n_slots > 0)
-        d->base.n_slots = o->n_slots;
-    else {
-        double fit = floor((usable - fixed) / per_slot);
-        d->base.n_slots = fit > INT_MAX / 2 ? INT_MAX / 2 : (int)fit;
-    }
+    double per_block = (double)block_bytes(d);
+    int want = o->n_blocks > 0 ? o->n_blocks : d->seq_blocks;
+    if (fixed + per_block * want > usable)
+        return refuse_memory(d, want, fixed, usable, util, wbytes, err);
+    double fit = floor((usable - fixed) / per_block);
+    d->base.n_blocks = o->n_blocks > 0 ? o->n_blocks : fit > INT_MAX / 2 ? INT_MAX / 2 : (int)fit;
+    d->base.n_slots = o->n_slots > 0
+                          ? o->n_slots
+                          : (d->base.n_blocks < d->seq_cap ? d->base.n_blocks : d->seq_cap);
     return 0;
 }
 
@@ -287,14 +311,8 @@ static int upload_weights(cuda_dev *d, const ssf_model *m, ssf_error *err)
             return ssf_fail(err, "cuda: kernel %s: %s", #call, cudaGetErrorString(e_));            \
     } while (0)
 
-static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
+static int check_rows(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
 {
-    if (b->n_rows < 0 || b->n_rows > d->base.max_rows)
-        return ssf_fail(err, "cuda: batch of %d rows, the device takes 1..%d", b->n_rows,
-                        d->base.max_rows);
-    if (b->n_out < 0 || b->n_out > d->base.max_rows || (b->n_out > 0 && !b->out_rows))
-        return ssf_fail(err, "cuda: %d output rows, the device takes 0..%d", b->n_out,
-                        d->base.max_rows);
     for (int r = 0; r < b->n_rows; r++) {
         if (b->token[r] < 0 || b->token[r] >= d->cfg.vocab_size)
             return ssf_fail(err, "cuda: row %d: token %d outside the vocabulary of %d", r,
@@ -302,9 +320,9 @@ static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err
         if (b->pos[r] < 0 || b->pos[r] >= d->base.max_context)
             return ssf_fail(err, "cuda: row %d: position %d outside the context of %d", r,
                             (int)b->pos[r], d->base.max_context);
-        if (b->slot[r] < 0 || b->slot[r] >= d->base.n_slots)
-            return ssf_fail(err, "cuda: row %d: slot %d outside 0..%d", r, (int)b->slot[r],
-                            d->base.n_slots - 1);
+        if (b->seq[r] < 0 || b->seq[r] >= b->n_seqs || !b->tables[b->seq[r]])
+            return ssf_fail(err, "cuda: row %d: sequence %d has no table (%d sequences)", r,
+                            (int)b->seq[r], b->n_seqs);
     }
     for (int i = 0; i < b->n_out; i++)
         if (b->out_rows[i] < 0 || b->out_rows[i] >= b->n_rows)
@@ -313,8 +331,56 @@ static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err
     return 0;
 }
 
-static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, const int32_t *slot,
-                         ssf_error *err)
+static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
+{
+    if (b->n_rows < 0 || b->n_rows > d->base.max_rows)
+        return ssf_fail(err, "cuda: batch of %d rows, the device takes 1..%d", b->n_rows,
+                        d->base.max_rows);
+    if (b->n_out < 0 || b->n_out > d->base.max_rows || (b->n_out > 0 && !b->out_rows))
+        return ssf_fail(err, "cuda: %d output rows, the device takes 0..%d", b->n_out,
+                        d->base.max_rows);
+    if (b->n_rows > 0 && (b->n_seqs < 1 || b->n_seqs > d->seq_cap || !b->tables))
+        return ssf_fail(err, "cuda: %d sequences in a step, the device holds 1..%d", b->n_seqs,
+                        d->seq_cap);
+    return check_rows(d, b, err);
+}
+
+/* Stages token | pos | seq | out_rows, then each sequence's table entries
+ * up to the last block its rows reach (tab_off[s] where they start),
+ * checking every block id against the pool. */
+static int stage_batch(cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
+{
+    size_t cap = CUDA_MAX_ROWS;
+    int R = b->n_rows, bs = d->kv.block_size;
+    memcpy(d->h_idx, b->token, (size_t)R * sizeof(int32_t));
+    memcpy(d->h_idx + cap, b->pos, (size_t)R * sizeof(int32_t));
+    memcpy(d->h_idx + 2 * cap, b->seq, (size_t)R * sizeof(int32_t));
+    if (b->n_out > 0) memcpy(d->h_idx + 3 * cap, b->out_rows, (size_t)b->n_out * sizeof(int32_t));
+    for (int s = 0; s < b->n_seqs; s++)
+        d->h_need[s] = 0;
+    for (int r = 0; r < R; r++) {
+        int need = b->pos[r] / bs + 1;
+        if (need > d->h_need[b->seq[r]]) d->h_need[b->seq[r]] = need;
+    }
+    int32_t *off = d->h_idx + 4 * cap, *tab = off + d->seq_cap;
+    int32_t n = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        off[s] = n;
+        for (int i = 0; i < d->h_need[s]; i++, n++) {
+            tab[n] = b->tables[s][i];
+            if (tab[n] < 0 || tab[n] >= d->base.n_blocks)
+                return ssf_fail(err, "cuda: sequence %d: block %d at entry %d outside 0..%d", s,
+                                (int)tab[n], i, d->base.n_blocks - 1);
+        }
+    }
+    size_t ints = 4 * cap + (size_t)d->seq_cap + (size_t)n;
+    CU_TRY(cudaMemcpyAsync(d->d_idx, d->h_idx, ints * sizeof(int32_t), cudaMemcpyHostToDevice,
+                           d->stream));
+    return 0;
+}
+
+static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_tables tb,
+                         const ssf_attn_shape *shape, ssf_error *err)
 {
     const ssf_model_config *c = &d->cfg;
     const cuda_layer *L = &d->layers[l];
@@ -323,15 +389,29 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, const
     /* the previous layer's MLP output joins the residual stream here */
     K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps, d->stream));
     BLAS_TRY(ssfk_gemm(d->blas, d->xn, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H));
-    K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, slot, d->inv_freq, d->kcache, d->vcache, d->kv,
-                              l, rows, c->n_heads, c->n_kv_heads, c->head_dim, d->stream));
-    K_TRY(ssfk_attention(d->att, d->qkv, d->kcache, d->vcache, pos, slot, d->kv, l, rows,
-                         c->n_heads, c->n_kv_heads, c->head_dim, d->stream));
+    K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
+                              c->n_heads, c->n_kv_heads, d->stream));
+    K_TRY(ssfk_attention(shape, d->att, d->part, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads,
+                         c->n_kv_heads, d->stream));
     BLAS_TRY(ssfk_gemm(d->blas, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
     BLAS_TRY(ssfk_gemm(d->blas, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
     K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
     BLAS_TRY(ssfk_gemm(d->blas, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
+    return 0;
+}
+
+/* The attention's launch shape for this step: every layer uses the same. */
+static int plan_step(const cuda_dev *d, const ssf_fwd_batch *b, ssf_attn_shape *shape,
+                     ssf_error *err)
+{
+    int max_ctx = 1;
+    for (int r = 0; r < b->n_rows; r++)
+        max_ctx = b->pos[r] + 1 > max_ctx ? b->pos[r] + 1 : max_ctx;
+    const ssf_model_config *c = &d->cfg;
+    if (ssf_attn_plan(b->n_rows, c->n_kv_heads, c->n_heads / c->n_kv_heads, max_ctx, c->head_dim,
+                      d->kv.block_size, d->n_sms, shape))
+        return ssf_fail(err, "cuda: no attention launch shape for head_dim %d", c->head_dim);
     return 0;
 }
 
@@ -355,47 +435,49 @@ static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, 
 {
     cuda_dev *d = (cuda_dev *)dev;
     if (check_batch(d, b, err)) return -1;
-    int R = b->n_rows, n_out = b->n_out;
+    int R = b->n_rows;
     if (R == 0) return 0;
+    ssf_attn_shape shape;
+    if (plan_step(d, b, &shape, err)) return -1;
     CU_TRY(cudaSetDevice(d->ordinal)); /* the caller's thread may be new */
+    if (stage_batch(d, b, err)) return -1;
     size_t cap = CUDA_MAX_ROWS;
-    memcpy(d->h_idx, b->token, (size_t)R * sizeof(int32_t));
-    memcpy(d->h_idx + cap, b->pos, (size_t)R * sizeof(int32_t));
-    memcpy(d->h_idx + 2 * cap, b->slot, (size_t)R * sizeof(int32_t));
-    if (n_out > 0) memcpy(d->h_idx + 3 * cap, b->out_rows, (size_t)n_out * sizeof(int32_t));
-    CU_TRY(cudaMemcpyAsync(d->d_idx, d->h_idx, 4 * cap * sizeof(int32_t), cudaMemcpyHostToDevice,
-                           d->stream));
-    const int32_t *tok = d->d_idx, *pos = d->d_idx + cap, *slot = d->d_idx + 2 * cap;
+    const int32_t *tok = d->d_idx, *pos = d->d_idx + cap;
+    ssfk_tables tb;
+    tb.seq = d->d_idx + 2 * cap;
+    tb.tab_off = d->d_idx + 4 * cap;
+    tb.tab = tb.tab_off + d->seq_cap;
     K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
-        if (forward_layer(d, l, R, pos, slot, err)) return -1;
+        if (forward_layer(d, l, R, pos, tb, &shape, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
                        (float)d->cfg.rms_norm_eps, d->stream));
-    if (forward_logits(d, d->d_idx + 3 * cap, n_out, logits, err)) return -1;
-    CU_TRY(cudaStreamSynchronize(d->stream)); /* surfaces faults of any kernel */
+    if (forward_logits(d, d->d_idx + 3 * cap, b->n_out, logits, err)) return -1;
+    CU_TRY(cudaStreamSynchronize(d->stream)); /* surfaces faults of any kernel; frees h_idx */
     return 0;
 }
 
-static int cuda_copy_slot(ssf_device *dev, int src, int dst, int n_tokens, ssf_error *err)
+/* One contiguous copy a pair: a block holds every layer's K and V. */
+static int cuda_copy_blocks(ssf_device *dev, const ssf_block_copy *c, int n, ssf_error *err)
 {
     cuda_dev *d = (cuda_dev *)dev;
-    if (src < 0 || src >= d->base.n_slots || dst < 0 || dst >= d->base.n_slots)
-        return ssf_fail(err, "cuda: copy_slot %d -> %d outside 0..%d", src, dst,
-                        d->base.n_slots - 1);
-    if (n_tokens < 0 || n_tokens > d->base.max_context)
-        return ssf_fail(err, "cuda: copy_slot of %d positions, the context holds %d", n_tokens,
-                        d->base.max_context);
-    if (src == dst || n_tokens == 0) return 0;
+    if (n < 0 || (n > 0 && !c)) return ssf_fail(err, "cuda: copy_blocks of %d pairs", n);
+    for (int i = 0; i < n; i++)
+        if (c[i].src < 0 || c[i].src >= d->base.n_blocks || c[i].dst < 0 ||
+            c[i].dst >= d->base.n_blocks)
+            return ssf_fail(err, "cuda: copy_blocks %d -> %d outside 0..%d", (int)c[i].src,
+                            (int)c[i].dst, d->base.n_blocks - 1);
+    if (n <= 0) return 0;
     CU_TRY(cudaSetDevice(d->ordinal));
-    size_t bytes = (size_t)n_tokens * (size_t)d->kv_dim * sizeof(bf16);
-    for (int l = 0; l < d->cfg.n_layers; l++) {
-        size_t s = (size_t)src * d->kv.slot_stride + (size_t)l * d->kv.layer_stride;
-        size_t t = (size_t)dst * d->kv.slot_stride + (size_t)l * d->kv.layer_stride;
-        CU_TRY(cudaMemcpyAsync(d->kcache + t, d->kcache + s, bytes, cudaMemcpyDeviceToDevice,
-                               d->stream));
-        CU_TRY(cudaMemcpyAsync(d->vcache + t, d->vcache + s, bytes, cudaMemcpyDeviceToDevice,
-                               d->stream));
+    size_t bytes = block_bytes(d);
+    for (int i = 0; i < n; i++) {
+        if (c[i].src == c[i].dst) continue;
+        CU_TRY(cudaMemcpyAsync(d->pool + (size_t)c[i].dst * d->kv.block_stride,
+                               d->pool + (size_t)c[i].src * d->kv.block_stride, bytes,
+                               cudaMemcpyDeviceToDevice, d->stream));
     }
+    /* ordered before the next forward on the same stream; synchronised so
+     * that a fault is reported here */
     CU_TRY(cudaStreamSynchronize(d->stream));
     return 0;
 }
@@ -412,10 +494,10 @@ static void cuda_close(ssf_device *dev)
     if (d->stream) cudaStreamDestroy(d->stream);
     cudaFree(d->workspace);
     cudaFree(d->wmem);
-    cudaFree(d->kcache);
-    cudaFree(d->vcache);
+    cudaFree(d->pool);
     cudaFree(d->amem);
     cudaFreeHost(d->h_idx);
+    free(d->h_need);
     free(d->layers);
     free(d);
 }
@@ -452,7 +534,9 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     BLAS_TRY(cublasSetStream(d->blas, d->stream));
     CU_TRY(cudaMalloc(&d->workspace, CUBLAS_WORKSPACE));
     BLAS_TRY(cublasSetWorkspace(d->blas, d->workspace, CUBLAS_WORKSPACE));
-    CU_TRY(cudaMallocHost((void **)&d->h_idx, 4 * CUDA_MAX_ROWS * sizeof(int32_t)));
+    CU_TRY(cudaMallocHost((void **)&d->h_idx, idx_ints(d) * sizeof(int32_t)));
+    d->h_need = (int32_t *)ssf_xcalloc((size_t)d->seq_cap, sizeof(int32_t));
+    CU_TRY(cudaDeviceGetAttribute(&d->n_sms, cudaDevAttrMultiProcessorCount, d->ordinal));
     return 0;
 }
 
@@ -461,25 +545,27 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     arena wa = {NULL, 0}, aa = {NULL, 0};
     plan_weights(d, &wa);
     plan_activations(d, &aa);
-    if (plan_slots(d, o, wa.used, aa.used, err)) return -1;
+    if (plan_blocks(d, o, wa.used, aa.used, err)) return -1;
     CU_TRY(cudaMalloc((void **)&d->wmem, wa.used));
     CU_TRY(cudaMalloc((void **)&d->amem, aa.used));
     wa = arena{d->wmem, 0};
     aa = arena{d->amem, 0};
     plan_weights(d, &wa);
     plan_activations(d, &aa);
-    size_t kv = slot_bytes(d, d->base.max_context) / 2 * (size_t)d->base.n_slots;
-    CU_TRY(cudaMalloc((void **)&d->kcache, kv));
-    CU_TRY(cudaMalloc((void **)&d->vcache, kv));
+    CU_TRY(cudaMalloc((void **)&d->pool, block_bytes(d) * (size_t)d->base.n_blocks));
     return upload_weights(d, m, err);
 }
 
-extern "C" ssf_device *ssf_device_cuda_open(const ssf_model *m, const ssf_device_options *o,
-                                            ssf_error *err)
+static int check_options(const ssf_device_options *o, ssf_error *err)
 {
-    const ssf_model_config *c = ssf_model_config_of(m);
-    if (check_config(c, err) || select_device(o->cuda_device, err)) return NULL;
-    cuda_dev *d = (cuda_dev *)ssf_xcalloc(1, sizeof *d);
+    if (o->block_size < 0 || o->n_blocks < 0 || o->n_slots < 0 || o->max_context < 0)
+        return ssf_fail(err, "cuda: negative block_size, n_blocks, n_slots or max_context");
+    return 0;
+}
+
+/* Sizes that follow from the config and the options alone. */
+static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_options *o)
+{
     d->cfg = *c;
     d->ordinal = o->cuda_device;
     d->q_dim = c->n_heads * c->head_dim;
@@ -489,12 +575,25 @@ extern "C" ssf_device *ssf_device_cuda_open(const ssf_model *m, const ssf_device
     d->base.name = "cuda";
     d->base.max_context = o->max_context > 0 ? o->max_context : c->max_position_embeddings;
     d->base.max_rows = CUDA_MAX_ROWS;
+    d->base.block_size = o->block_size > 0 ? o->block_size : DEFAULT_BLOCK_SIZE;
     d->base.forward = cuda_forward;
-    d->base.copy_slot = cuda_copy_slot;
+    d->base.copy_blocks = cuda_copy_blocks;
     d->base.close = cuda_close;
-    d->kv.kv_dim = d->kv_dim;
-    d->kv.layer_stride = (size_t)d->base.max_context * (size_t)d->kv_dim;
-    d->kv.slot_stride = (size_t)c->n_layers * d->kv.layer_stride;
+    d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
+    d->seq_blocks = (d->base.max_context + d->base.block_size - 1) / d->base.block_size;
+    /* n_slots defaults to min(DEFAULT_MAX_SEQS, n_blocks), known only
+     * after planning: the table buffers are sized for the larger */
+    d->seq_cap = o->n_slots > 0 ? o->n_slots : DEFAULT_MAX_SEQS;
+}
+
+extern "C" ssf_device *ssf_device_cuda_open(const ssf_model *m, const ssf_device_options *o,
+                                            ssf_error *err)
+{
+    const ssf_model_config *c = ssf_model_config_of(m);
+    if (check_config(c, err) || check_options(o, err) || select_device(o->cuda_device, err))
+        return NULL;
+    cuda_dev *d = (cuda_dev *)ssf_xcalloc(1, sizeof *d);
+    set_shape(d, c, o);
     if (open_runtime(d, err) || open_memory(d, m, o, err)) {
         cuda_close(&d->base);
         return NULL;

@@ -17,15 +17,34 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "cuda_plan.h"
+
 typedef __nv_bfloat16 bf16;
 
-/* Where one (slot, layer, position) row of the K or V cache starts:
- * the cache is [slot][layer][pos][kv_dim]. */
+/*
+ * The paged KV pool, BF16: [block][layer][K|V][kv_head][block_size][head_dim].
+ * One block holds every layer's K and V of its block_size positions, so a
+ * fork's copy is one contiguous memcpy, and the block_size x head_dim rows
+ * of one (layer, K or V, KV head) are contiguous, so the attention CTA of a
+ * KV head streams whole 256-byte rows (head_dim 128) per position.
+ */
 typedef struct ssfk_kv_layout {
-    size_t slot_stride;  /* n_layers * max_context * kv_dim */
-    size_t layer_stride; /* max_context * kv_dim */
-    int kv_dim;          /* n_kv_heads * head_dim */
+    size_t block_stride; /* n_layers * layer_stride */
+    size_t layer_stride; /* 2 * v_offset */
+    size_t v_offset;     /* n_kv_heads * head_stride: K to V */
+    size_t head_stride;  /* block_size * head_dim */
+    int block_size, head_dim;
 } ssfk_kv_layout;
+
+ssfk_kv_layout ssfk_kv_layout_make(int n_layers, int n_kv_heads, int block_size, int head_dim);
+
+/* A step's block tables on the device: row r's table starts at
+ * tab + tab_off[seq[r]]. */
+typedef struct ssfk_tables {
+    const int32_t *seq;     /* [rows] */
+    const int32_t *tab_off; /* [n_seqs] */
+    const int32_t *tab;     /* flattened block ids */
+} ssfk_tables;
 
 /* inv_freq[i] = 1 / theta^(2i/d), i < d/2, in fp32 as transformers computes
  * it (arange(0, d, 2).float() / d, then base ** that).  Host code. */
@@ -46,19 +65,19 @@ cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int
 
 /* On the fused q|k|v rows: adds the bias (may be NULL), rotates q and k
  * (rotate-half RoPE at each row's position), writes the rotated q back in
- * place and k, v into the caches at (slot[r], layer, pos[r]). */
-cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos,
-                                const int32_t *slot, const float *inv_freq, bf16 *kcache,
-                                bf16 *vcache, ssfk_kv_layout kv, int layer, int rows, int n_heads,
-                                int n_kv_heads, int head_dim, cudaStream_t st);
+ * place and k, v into the pool at (table[pos / bs], layer, pos % bs). */
+cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos, ssfk_tables tb,
+                                const float *inv_freq, bf16 *pool, ssfk_kv_layout kv, int layer,
+                                int rows, int n_heads, int n_kv_heads, cudaStream_t st);
 
-/* out[r][h] = softmax(q[r][h] . K^T / sqrt(hd)) V over cache positions
- * 0..pos[r] of slot[r], with K, V of q-head h's KV head.  q is read from
- * the fused q|k|v rows (row width (n_heads + 2 n_kv) * hd).  head_dim 64 or
- * 128. */
-cudaError_t ssfk_attention(bf16 *out, const bf16 *qkv, const bf16 *kcache, const bf16 *vcache,
-                           const int32_t *pos, const int32_t *slot, ssfk_kv_layout kv, int layer,
-                           int rows, int n_heads, int n_kv_heads, int head_dim, cudaStream_t st);
+/* out[r][h] = softmax(q[r][h] . K^T / sqrt(hd)) V over positions 0..pos[r]
+ * of row r's table, with K, V of q-head h's KV head, launched as `shape`
+ * (cuda_plan.h; planned for these rows, n_kv_heads and group).  q is read
+ * from the fused q|k|v rows (row width (n_heads + 2 n_kv) * hd).  With
+ * shape.splits > 1 `part` holds shape.partial_floats floats. */
+cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, const bf16 *qkv,
+                           const bf16 *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
+                           ssfk_tables tb, int n_heads, int n_kv_heads, cudaStream_t st);
 
 /* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
 cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);

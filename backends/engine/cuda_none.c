@@ -35,15 +35,22 @@ int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float 
 }
 
 int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_dim, double theta,
-                           const float *qkv, const float *bias, const int32_t *pos, float *q_out,
-                           float *k_out, float *v_out, ssf_error *err)
+                           const float *qkv, const float *bias, const int32_t *pos,
+                           const ssf_cuda_op_pages *pages, float *q_out, float *k_out, float *v_out,
+                           ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }
 
 int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx, const float *q,
-                          const float *k, const float *v, const int32_t *pos, float *out,
+                          const float *k, const float *v, const int32_t *pos,
+                          const ssf_cuda_op_pages *pages, int n_sms, float *out, int *splits,
                           ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
+int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

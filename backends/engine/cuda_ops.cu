@@ -2,6 +2,7 @@
  * cuda_ops.cu - the kernels of cuda_kernels.cu on host arrays (cuda_ops.h),
  * for per-operation tests against CPU references.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,14 +169,62 @@ extern "C" int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float
     return rc ? -1 : 0;
 }
 
-/* A one-slot, one-layer cache of n_ctx positions. */
-static ssfk_kv_layout one_slot(int n_ctx, int kv_dim)
-{
+/* ---- the paged pool of the op tests -------------------------------------------- */
+
+#define OP_LAYERS 2
+#define OP_LAYER 1
+
+typedef struct op_pool {
     ssfk_kv_layout kv;
-    kv.kv_dim = kv_dim;
-    kv.layer_stride = (size_t)n_ctx * kv_dim;
-    kv.slot_stride = kv.layer_stride;
-    return kv;
+    bf16 *d;  /* device pool */
+    bf16 *h;  /* host image */
+    size_t n; /* values */
+} op_pool;
+
+static int check_pages(const ssf_cuda_op_pages *pg, int n_ctx, ssf_error *err)
+{
+    int need = (n_ctx + pg->block_size - 1) / pg->block_size;
+    if (pg->block_size < 1 || pg->n_blocks < need)
+        return ssf_fail(err, "cuda: %d positions need %d blocks of %d, the pool has %d", n_ctx,
+                        need, pg->block_size, pg->n_blocks);
+    for (int i = 0; i < need; i++)
+        if (pg->table[i] < 0 || pg->table[i] >= pg->n_blocks)
+            return ssf_fail(err, "cuda: table entry %d: block %d outside 0..%d", i,
+                            (int)pg->table[i], pg->n_blocks - 1);
+    return 0;
+}
+
+/* Host pool filled with NaN (a stray read poisons the result). */
+static void pool_init(op_pool *p, const ssf_cuda_op_pages *pg, int nkv, int hd)
+{
+    p->kv = ssfk_kv_layout_make(OP_LAYERS, nkv, pg->block_size, hd);
+    p->n = p->kv.block_stride * (size_t)pg->n_blocks;
+    p->h = (bf16 *)ssf_xmalloc(p->n * sizeof(bf16));
+    bf16 nan = __float2bfloat16(NAN);
+    for (size_t i = 0; i < p->n; i++)
+        p->h[i] = nan;
+    p->d = NULL;
+}
+
+/* Where value d of KV head h at position t lives (K; V is v_offset on). */
+static size_t pool_at(const op_pool *p, const ssf_cuda_op_pages *pg, int t, int h, int d)
+{
+    const ssfk_kv_layout *kv = &p->kv;
+    return (size_t)pg->table[t / kv->block_size] * kv->block_stride + OP_LAYER * kv->layer_stride +
+           (size_t)h * kv->head_stride + (size_t)(t % kv->block_size) * kv->head_dim + d;
+}
+
+/* The one-sequence tables of the op tests on the device. */
+static int op_tables(scratch *s, const ssf_cuda_op_pages *pg, int rows, int n_ctx, ssfk_tables *tb,
+                     ssf_error *err)
+{
+    int need = (n_ctx + pg->block_size - 1) / pg->block_size;
+    int32_t *zeros = (int32_t *)ssf_xcalloc((size_t)rows + 1, sizeof(int32_t));
+    tb->seq = (const int32_t *)up_raw(s, zeros, (size_t)rows * sizeof(int32_t), err);
+    tb->tab_off = (const int32_t *)up_raw(s, zeros, sizeof(int32_t), err);
+    free(zeros);
+    tb->tab = (const int32_t *)up_raw(s, pg->table, (size_t)need * sizeof(int32_t), err);
+    return tb->seq && tb->tab_off && tb->tab ? 0 : -1;
 }
 
 static int max_pos(int rows, const int32_t *pos)
@@ -187,84 +236,176 @@ static int max_pos(int rows, const int32_t *pos)
 }
 
 static int run_rope_store(scratch *s, int rows, int nh, int nkv, int hd, double theta,
-                          const float *qkv, const float *bias, const int32_t *pos, float *q_out,
-                          float *k_out, float *v_out, ssf_error *err)
+                          const float *qkv, const float *bias, const int32_t *pos,
+                          const ssf_cuda_op_pages *pg, op_pool *p, float *q_out, ssf_error *err)
 {
-    int width = (nh + 2 * nkv) * hd, kvd = nkv * hd, n_ctx = max_pos(rows, pos) + 1;
+    int width = (nh + 2 * nkv) * hd, n_ctx = max_pos(rows, pos) + 1;
     float *inv = (float *)ssf_xmalloc((size_t)hd / 2 * sizeof(float));
     ssfk_inv_freq(inv, hd, theta);
     float *dinv = (float *)up_raw(s, inv, (size_t)hd / 2 * sizeof(float), err);
     free(inv);
-    int32_t *zeros = (int32_t *)ssf_xcalloc((size_t)rows, sizeof(int32_t));
-    int32_t *dslot = (int32_t *)up_raw(s, zeros, (size_t)rows * sizeof(int32_t), err);
-    free(zeros);
+    ssfk_tables tb;
     int32_t *dpos = (int32_t *)up_raw(s, pos, (size_t)rows * sizeof(int32_t), err);
     bf16 *dqkv = up_bf16(s, qkv, (size_t)rows * width, err);
     float *dbias = bias ? (float *)up_raw(s, bias, (size_t)width * sizeof(float), err) : NULL;
-    bf16 *kc = (bf16 *)dev_alloc(s, (size_t)n_ctx * kvd * 2, err);
-    bf16 *vc = (bf16 *)dev_alloc(s, (size_t)n_ctx * kvd * 2, err);
-    if (!dinv || !dslot || !dpos || !dqkv || (bias && !dbias) || !kc || !vc) return -1;
-    ssfk_kv_layout kv = one_slot(n_ctx, kvd);
-    cudaError_t e = ssfk_qkv_rope_store(dqkv, dbias, dpos, dslot, dinv, kc, vc, kv, 0, rows, nh,
-                                        nkv, hd, s->st);
+    p->d = (bf16 *)up_raw(s, p->h, p->n * sizeof(bf16), err);
+    if (!dinv || !dpos || !dqkv || (bias && !dbias) || !p->d ||
+        op_tables(s, pg, rows, n_ctx, &tb, err))
+        return -1;
+    cudaError_t e = ssfk_qkv_rope_store(dqkv, dbias, dpos, tb, dinv, p->d, p->kv, OP_LAYER, rows,
+                                        nh, nkv, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "rope launch", e);
     if (down_bf16(s, dqkv, rows, nh * hd, (size_t)width, q_out, err)) return -1;
+    e = cudaMemcpy(p->h, p->d, p->n * sizeof(bf16), cudaMemcpyDeviceToHost);
+    return e == cudaSuccess ? 0 : fail_cuda(err, "download", e);
+}
+
+/* The K and V rows at each row's position, read from the host image. */
+static void read_kv(const op_pool *p, const ssf_cuda_op_pages *pg, int rows, int nkv,
+                    const int32_t *pos, float *k_out, float *v_out)
+{
+    int hd = p->kv.head_dim;
     for (int r = 0; r < rows; r++)
-        if (down_bf16(s, kc + (size_t)pos[r] * kvd, 1, kvd, (size_t)kvd, k_out + (size_t)r * kvd,
-                      err) ||
-            down_bf16(s, vc + (size_t)pos[r] * kvd, 1, kvd, (size_t)kvd, v_out + (size_t)r * kvd,
-                      err))
-            return -1;
-    return 0;
+        for (int h = 0; h < nkv; h++)
+            for (int d = 0; d < hd; d++) {
+                size_t at = pool_at(p, pg, pos[r], h, d), o = ((size_t)r * nkv + h) * hd + d;
+                k_out[o] = __bfloat162float(p->h[at]);
+                v_out[o] = __bfloat162float(p->h[at + p->kv.v_offset]);
+            }
 }
 
 extern "C" int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_dim, double theta,
                                       const float *qkv, const float *bias, const int32_t *pos,
-                                      float *q_out, float *k_out, float *v_out, ssf_error *err)
+                                      const ssf_cuda_op_pages *pages, float *q_out, float *k_out,
+                                      float *v_out, ssf_error *err)
 {
+    if (check_pages(pages, max_pos(rows, pos) + 1, err)) return -1;
     scratch s;
+    op_pool p;
+    pool_init(&p, pages, n_kv, head_dim);
     int rc = scratch_init(&s, 0, err) || run_rope_store(&s, rows, n_heads, n_kv, head_dim, theta,
-                                                        qkv, bias, pos, q_out, k_out, v_out, err);
+                                                        qkv, bias, pos, pages, &p, q_out, err);
+    if (!rc) read_kv(&p, pages, rows, n_kv, pos, k_out, v_out);
     scratch_free(&s);
+    free(p.h);
     return rc ? -1 : 0;
 }
 
-static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
-                         const float *k, const float *v, const int32_t *pos, float *out,
-                         ssf_error *err)
+/* k, v [n_ctx][nkv hd] into the host image through the table. */
+static void scatter_kv(op_pool *p, const ssf_cuda_op_pages *pg, int n_ctx, int nkv, const float *k,
+                       const float *v)
 {
-    int width = (nh + 2 * nkv) * hd, kvd = nkv * hd;
+    int hd = p->kv.head_dim;
+    for (int t = 0; t < n_ctx; t++)
+        for (int h = 0; h < nkv; h++)
+            for (int d = 0; d < hd; d++) {
+                size_t at = pool_at(p, pg, t, h, d), i = ((size_t)t * nkv + h) * hd + d;
+                p->h[at] = __float2bfloat16(k[i]);
+                p->h[at + p->kv.v_offset] = __float2bfloat16(v[i]);
+            }
+}
+
+static int device_sms(int *n_sms, ssf_error *err)
+{
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(n_sms, cudaDevAttrMultiProcessorCount, dev);
+    return e == cudaSuccess ? 0 : fail_cuda(err, "SM count", e);
+}
+
+static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
+                         const int32_t *pos, const ssf_cuda_op_pages *pg, const op_pool *p,
+                         const ssf_attn_shape *sh, float *out, ssf_error *err)
+{
+    int width = (nh + 2 * nkv) * hd;
     /* q inside fused q|k|v rows, as the kernel reads it; k, v parts unused */
     float *qkv = (float *)ssf_xcalloc((size_t)rows * width, sizeof(float));
     for (int r = 0; r < rows; r++)
         memcpy(qkv + (size_t)r * width, q + (size_t)r * nh * hd, (size_t)nh * hd * sizeof(float));
     bf16 *dqkv = up_bf16(s, qkv, (size_t)rows * width, err);
     free(qkv);
-    int32_t *zeros = (int32_t *)ssf_xcalloc((size_t)rows, sizeof(int32_t));
-    int32_t *dslot = (int32_t *)up_raw(s, zeros, (size_t)rows * sizeof(int32_t), err);
-    free(zeros);
+    ssfk_tables tb;
     int32_t *dpos = (int32_t *)up_raw(s, pos, (size_t)rows * sizeof(int32_t), err);
-    bf16 *kc = up_bf16(s, k, (size_t)n_ctx * kvd, err),
-         *vc = up_bf16(s, v, (size_t)n_ctx * kvd, err);
+    bf16 *dpool = (bf16 *)up_raw(s, p->h, p->n * sizeof(bf16), err);
     bf16 *dout = (bf16 *)dev_alloc(s, (size_t)rows * nh * hd * 2, err);
-    if (!dqkv || !dslot || !dpos || !kc || !vc || !dout) return -1;
-    cudaError_t e = ssfk_attention(dout, dqkv, kc, vc, dpos, dslot, one_slot(n_ctx, kvd), 0, rows,
-                                   nh, nkv, hd, s->st);
+    float *part =
+        sh->partial_floats ? (float *)dev_alloc(s, sh->partial_floats * sizeof(float), err) : NULL;
+    if (!dqkv || !dpos || !dpool || !dout || (sh->partial_floats && !part) ||
+        op_tables(s, pg, rows, n_ctx, &tb, err))
+        return -1;
+    cudaError_t e =
+        ssfk_attention(sh, dout, part, dqkv, dpool, p->kv, OP_LAYER, dpos, tb, nh, nkv, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "attention launch", e);
     return down_bf16(s, dout, rows, nh * hd, (size_t)nh * hd, out, err);
 }
 
+static int plan_op(int rows, int nh, int nkv, int hd, const int32_t *pos, int block_size, int n_sms,
+                   ssf_attn_shape *sh, ssf_error *err)
+{
+    if (n_sms <= 0 && device_sms(&n_sms, err)) return -1;
+    if (nkv < 1 || nh % nkv != 0 ||
+        ssf_attn_plan(rows, nkv, nh / nkv, max_pos(rows, pos) + 1, hd, block_size, n_sms, sh))
+        return ssf_fail(err, "cuda: no attention plan for %d/%d heads, head_dim %d", nh, nkv, hd);
+    return 0;
+}
+
 extern "C" int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx,
                                      const float *q, const float *k, const float *v,
-                                     const int32_t *pos, float *out, ssf_error *err)
+                                     const int32_t *pos, const ssf_cuda_op_pages *pages, int n_sms,
+                                     float *out, int *splits, ssf_error *err)
 {
     for (int r = 0; r < rows; r++)
         if (pos[r] < 0 || pos[r] >= n_ctx)
             return ssf_fail(err, "cuda: attention row %d: position %d outside 0..%d", r,
                             (int)pos[r], n_ctx - 1);
+    ssf_attn_shape sh;
+    if (check_pages(pages, n_ctx, err) ||
+        plan_op(rows, n_heads, n_kv, head_dim, pos, pages->block_size, n_sms, &sh, err))
+        return -1;
+    if (splits) *splits = sh.splits;
+    op_pool p;
+    pool_init(&p, pages, n_kv, head_dim);
+    scatter_kv(&p, pages, n_ctx, n_kv, k, v);
     scratch s;
-    int rc = scratch_init(&s, 0, err) ||
-             run_attention(&s, rows, n_heads, n_kv, head_dim, n_ctx, q, k, v, pos, out, err);
+    int rc = scratch_init(&s, 0, err) || run_attention(&s, rows, n_heads, n_kv, head_dim, n_ctx, q,
+                                                       pos, pages, &p, &sh, out, err);
+    scratch_free(&s);
+    free(p.h);
+    return rc ? -1 : 0;
+}
+
+/* ---- device copy bandwidth --------------------------------------------------------- */
+
+static int time_copies(scratch *s, size_t bytes, int iters, double *gbps, ssf_error *err)
+{
+    void *a = dev_alloc(s, bytes, err), *b = dev_alloc(s, bytes, err);
+    if (!a || !b) return -1;
+    cudaEvent_t t0, t1;
+    cudaError_t e = cudaEventCreate(&t0);
+    if (e != cudaSuccess) return fail_cuda(err, "cudaEventCreate", e);
+    e = cudaEventCreate(&t1);
+    float best = INFINITY;
+    for (int i = 0; e == cudaSuccess && i < iters + 1; i++) {
+        float ms = 0;
+        e = cudaEventRecord(t0, s->st);
+        if (e == cudaSuccess) e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s->st);
+        if (e == cudaSuccess) e = cudaEventRecord(t1, s->st);
+        if (e == cudaSuccess) e = cudaEventSynchronize(t1);
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, t0, t1);
+        if (i > 0 && ms < best) best = ms; /* the first copy warms up */
+    }
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+    if (e != cudaSuccess) return fail_cuda(err, "timing a device copy", e);
+    *gbps = 2.0 * (double)bytes / (best * 1e-3) / 1e9;
+    return 0;
+}
+
+extern "C" int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_error *err)
+{
+    if (bytes == 0 || iters < 1) return ssf_fail(err, "cuda: copy bandwidth of nothing");
+    scratch s;
+    int rc = scratch_init(&s, 0, err) || time_copies(&s, bytes, iters, gb_per_s, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

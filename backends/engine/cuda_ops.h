@@ -11,6 +11,7 @@
 #ifndef SSFTEVAL_CUDA_OPS_H
 #define SSFTEVAL_CUDA_OPS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ssfteval/util.h"
@@ -30,18 +31,37 @@ int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float *h, ssf_err
 /* Y [M][N] = X [M][K] . W [N][K]^T, fp32 out */
 int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_error *err);
 
+/* The paged pool of the op tests: one sequence whose table[i] is the block
+ * of positions i*bs.., in a pool of n_blocks blocks of two layers (layer 1
+ * is used, so that the layer stride is exercised); blocks outside the table
+ * hold NaN, so a stray read shows. */
+typedef struct ssf_cuda_op_pages {
+    int block_size;
+    const int32_t *table; /* ids < n_blocks, distinct */
+    int n_blocks;
+} ssf_cuda_op_pages;
+
 /* qkv [rows][(nh + 2 nkv) hd] (+ bias [(nh + 2 nkv) hd] or NULL) at
  * positions pos[]: the rotated q [rows][nh hd] and the K, V rows the
- * kernel wrote to the cache [rows][nkv hd].  Positions must be distinct. */
+ * kernel wrote through the table [rows][nkv hd].  Positions must be
+ * distinct. */
 int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_dim, double theta,
-                           const float *qkv, const float *bias, const int32_t *pos, float *q_out,
-                           float *k_out, float *v_out, ssf_error *err);
+                           const float *qkv, const float *bias, const int32_t *pos,
+                           const ssf_cuda_op_pages *pages, float *q_out, float *k_out, float *v_out,
+                           ssf_error *err);
 
-/* q [rows][nh hd]; a cache of n_ctx positions k, v [n_ctx][nkv hd]; row r
- * attends to positions 0..pos[r] (< n_ctx).  out [rows][nh hd]. */
+/* q [rows][nh hd]; k, v [n_ctx][nkv hd] written into the pages; row r
+ * attends to positions 0..pos[r] (< n_ctx).  out [rows][nh hd].  The launch
+ * is planned for n_sms SMs (0: the device's), which decides split-KV;
+ * *splits (may be NULL) receives the splits used. */
 int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx, const float *q,
-                          const float *k, const float *v, const int32_t *pos, float *out,
+                          const float *k, const float *v, const int32_t *pos,
+                          const ssf_cuda_op_pages *pages, int n_sms, float *out, int *splits,
                           ssf_error *err);
+
+/* Device-to-device cudaMemcpy bandwidth over `bytes`, best of `iters`, in
+ * GB/s counting the bytes read and written. */
+int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_error *err);
 
 #ifdef __cplusplus
 }

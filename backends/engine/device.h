@@ -1,7 +1,7 @@
 /*
- * device.h - what an engine device (CPU or CUDA) provides: a KV cache of
- * `n_slots` sequence slots, each holding up to `max_context` positions, and
- * one forward pass over a batch of token rows.
+ * device.h - what an engine device (CPU or CUDA) provides: a paged KV cache
+ * (a pool of fixed-size blocks) and one forward pass over a batch of token
+ * rows of many sequences.
  *
  * The scheduler (engine.c) and the sampler (sampler.c) are shared; only the
  * arithmetic lives behind this interface.  Depends on the C library and
@@ -22,22 +22,33 @@ extern "C" {
 #endif
 
 typedef struct ssf_device_options {
-    int n_slots;     /* sequences the KV cache holds at once (0: as many as fit, CUDA only) */
-    int max_context; /* positions per slot (0: the model's max_position_embeddings) */
+    int n_slots;     /* sequences in flight (CPU default 8; CUDA 0: as many as the pool holds) */
+    int max_context; /* positions per sequence (0: the model's max_position_embeddings) */
+    int block_size;  /* positions per KV block (0: 16) */
+    int n_blocks;    /* KV blocks in the pool (0: CPU n_slots x max_context worth; CUDA: what
+                        free memory x gpu_memory_utilization holds) */
     int threads;     /* CPU worker threads (0: all cores) */
     double gpu_memory_utilization; /* CUDA: share of device memory to use (default 0.9) */
     int cuda_device;               /* CUDA: device ordinal */
 } ssf_device_options;
 
 /*
+ * The KV cache is paged: a pool of n_blocks blocks of block_size positions
+ * (all layers, K and V).  A sequence is its block table, the block ids
+ * holding its positions 0, bs, 2bs, ... in order; the scheduler owns the
+ * tables (kvblocks.h) and may share blocks between sequences (the samples of
+ * one prompt share the prompt's blocks).
+ *
  * One forward step.  Row r feeds token[r] at position pos[r] of sequence
- * slot[r].  The rows of one slot come in increasing position order and
- * continue that slot's cache without a gap: positions 0..pos-1 of the slot
- * are either already cached or earlier rows of this batch.  Every row's K and
- * V are written to the cache; each row attends causally to positions
- * 0..pos[r] of its own slot.  Logits are produced only for the rows listed
- * in out_rows, in that order: logits[i * vocab_size ...] for out_rows[i],
- * vocab_size being the config's (padded) embedding rows.
+ * seq[r], whose table is tables[seq[r]].  Row r writes its K and V at
+ * position pos[r] of that table (block pos / bs, offset pos % bs) and
+ * attends causally to positions 0..pos[r] of it: positions below pos[r] were
+ * written by earlier steps or by earlier rows of this batch (the rows of one
+ * sequence come in increasing position order).  A block written by a row is
+ * never shared with another sequence (copy_blocks made it private first).
+ * Logits are produced only for the rows listed in out_rows, in that order:
+ * logits[i * vocab_size ...] for out_rows[i], vocab_size being the config's
+ * (padded) embedding rows.
  *
  * A row's result never depends on the other rows in the batch: on the CPU
  * bit for bit, on the GPU up to floating-point summation order.
@@ -46,21 +57,29 @@ typedef struct ssf_fwd_batch {
     int n_rows;
     const int32_t *token;
     const int32_t *pos;
-    const int32_t *slot;
+    const int32_t *seq;
+    int n_seqs;
+    const int32_t *const *tables; /* [n_seqs] block ids in position order */
     int n_out;
     const int32_t *out_rows;
 } ssf_fwd_batch;
 
+/* Copy the whole contents (every layer, K and V) of block src into block
+ * dst: a shared, partly filled block made private before a write. */
+typedef struct ssf_block_copy {
+    int32_t src, dst;
+} ssf_block_copy;
+
 typedef struct ssf_device ssf_device;
 struct ssf_device {
     const char *name; /* "cpu", "cuda" */
-    int n_slots;      /* filled in by open */
-    int max_context;
-    int max_rows; /* most rows one forward call accepts */
+    int n_slots;      /* sequences one step may hold (filled in by open) */
+    int max_context;  /* positions one sequence may reach */
+    int max_rows;     /* most rows one forward call accepts */
+    int block_size;   /* positions per KV block */
+    int n_blocks;     /* blocks in the pool */
     int (*forward)(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err);
-    /* Copies positions 0..n_tokens-1 of slot src's KV into slot dst (the
-     * samples of a question fork from its one prefill). */
-    int (*copy_slot)(ssf_device *d, int src, int dst, int n_tokens, ssf_error *err);
+    int (*copy_blocks)(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *err);
     void (*close)(ssf_device *d);
 };
 

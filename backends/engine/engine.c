@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kvblocks.h"
 #include "sampler.h"
 
 enum group_state { GROUP_WAITING, GROUP_PREFILLING, GROUP_READY, GROUP_DONE };
@@ -23,31 +24,43 @@ typedef struct group {
     size_t n_ids;
     size_t *reqs; /* indices of its requests */
     size_t n_reqs;
-    size_t next;      /* the next sample to start */
-    int slot;         /* the slot holding the prompt's KV, -1 */
-    size_t prefilled; /* prompt tokens already in the slot */
-    float *logits;    /* the last prompt position's logits, once prefilled */
+    size_t next;        /* the next sample to start */
+    ssf_kv_table table; /* the prompt's blocks, from prefill until the last fork */
+    size_t prefilled;   /* prompt positions computed so far */
+    float *logits;      /* the last prompt position's logits, once prefilled */
     enum group_state state;
 } group;
 
-/* A running sample. */
+enum seq_state { SEQ_RUNNING, SEQ_PREEMPTED, SEQ_RESUMING };
+
+/* A started sample.  Its KV holds every token but the last one sampled,
+ * which is fed next step. */
 typedef struct seq {
     size_t req;
     group *g;
-    int slot;
+    ssf_kv_table table;
     int32_t *out; /* generated ids */
     size_t n_out, cap;
     ssf_buf bytes; /* their raw bytes, for stop strings */
-    int32_t feed;  /* the token to feed next step */
     double t_start;
-    int active;
+    uint64_t order;    /* start order: the youngest is preempted first */
+    size_t recomputed; /* while resuming: positions computed again so far */
+    enum seq_state state;
 } seq;
+
+/* What a row of this step's batch belongs to. */
+typedef struct row_owner {
+    seq *s; /* a sample, or NULL for a prompt's prefill */
+    group *g;
+} row_owner;
 
 struct ssf_engine {
     ssf_engine_model m;
     ssf_engine_options o;
     ssf_engine_stats stats;
     ssf_sampler_scratch scratch;
+    ssf_kv_pool pool;
+    int watermark; /* blocks kept free when admitting new work */
     /* per generate call */
     const ssf_gen_request *reqs;
     size_t n_reqs, n_finished;
@@ -56,13 +69,16 @@ struct ssf_engine {
     int stop_rc;
     group *groups;
     size_t n_groups, next_group;
-    seq *seqs; /* one per slot */
-    int *free_slots;
-    int n_free;
+    seq **live; /* started, unfinished samples (running, preempted or resuming) */
+    int n_live, cap_live;
+    uint64_t next_order;
     /* one step's batch */
-    int32_t *row_token, *row_pos, *row_slot, *out_rows;
-    void **out_owner; /* seq or group behind each out row */
-    int *out_is_group;
+    int32_t *row_token, *row_pos, *row_seq, *out_rows;
+    const int32_t **tables;
+    row_owner *seq_owner; /* per batch sequence */
+    row_owner *out_owner; /* per out row */
+    ssf_block_copy *copies;
+    int n_copies;
     float *logits;
 };
 
@@ -87,16 +103,19 @@ ssf_engine *ssf_engine_new(const ssf_engine_model *m, const ssf_engine_options *
     e->m = *m;
     e->o = *o;
     if (e->o.prefill_chunk <= 0) e->o.prefill_chunk = 512;
-    int slots = m->device->n_slots, rows = m->device->max_rows;
-    e->seqs = ssf_xcalloc((size_t)slots, sizeof *e->seqs);
-    e->free_slots = ssf_xcalloc((size_t)slots, sizeof *e->free_slots);
-    e->row_token = ssf_xcalloc((size_t)rows, sizeof(int32_t));
-    e->row_pos = ssf_xcalloc((size_t)rows, sizeof(int32_t));
-    e->row_slot = ssf_xcalloc((size_t)rows, sizeof(int32_t));
-    e->out_rows = ssf_xcalloc((size_t)rows, sizeof(int32_t));
-    e->out_owner = ssf_xcalloc((size_t)rows, sizeof(void *));
-    e->out_is_group = ssf_xcalloc((size_t)rows, sizeof(int));
-    e->logits = ssf_xmalloc((size_t)rows * (size_t)m->vocab_size * sizeof(float));
+    const ssf_device *d = m->device;
+    size_t rows = (size_t)d->max_rows, seqs = (size_t)d->n_slots + 1;
+    ssf_kv_pool_init(&e->pool, d->n_blocks, d->block_size);
+    e->watermark = d->n_blocks / 100 > 1 ? d->n_blocks / 100 : 1;
+    e->row_token = ssf_xcalloc(rows, sizeof(int32_t));
+    e->row_pos = ssf_xcalloc(rows, sizeof(int32_t));
+    e->row_seq = ssf_xcalloc(rows, sizeof(int32_t));
+    e->out_rows = ssf_xcalloc(rows, sizeof(int32_t));
+    e->tables = ssf_xcalloc(seqs, sizeof *e->tables);
+    e->seq_owner = ssf_xcalloc(seqs, sizeof *e->seq_owner);
+    e->out_owner = ssf_xcalloc(rows, sizeof *e->out_owner);
+    e->copies = ssf_xcalloc(seqs, sizeof *e->copies);
+    e->logits = ssf_xmalloc(rows * (size_t)m->vocab_size * sizeof(float));
     return e;
 }
 
@@ -104,14 +123,16 @@ void ssf_engine_free(ssf_engine *e)
 {
     if (!e) return;
     ssf_sampler_scratch_free(&e->scratch);
-    free(e->seqs);
-    free(e->free_slots);
+    ssf_kv_pool_free(&e->pool);
+    free(e->live);
     free(e->row_token);
     free(e->row_pos);
-    free(e->row_slot);
+    free(e->row_seq);
     free(e->out_rows);
+    free(e->tables);
+    free(e->seq_owner);
     free(e->out_owner);
-    free(e->out_is_group);
+    free(e->copies);
     free(e->logits);
     free(e);
 }
@@ -144,16 +165,41 @@ static void fail_group_rest(ssf_engine *e, group *g, const char *why)
     g->state = GROUP_DONE;
 }
 
-/* ---- slots ---------------------------------------------------------------- */
+/* ---- sequences ----------------------------------------------------------- */
 
-static int take_slot(ssf_engine *e)
+static void add_live(ssf_engine *e, seq *s)
 {
-    return e->n_free > 0 ? e->free_slots[--e->n_free] : -1;
+    if (e->n_live == e->cap_live) {
+        e->cap_live = e->cap_live ? 2 * e->cap_live : 64;
+        e->live = ssf_xrealloc(e->live, (size_t)e->cap_live * sizeof *e->live);
+    }
+    e->live[e->n_live++] = s;
 }
 
-static void give_slot(ssf_engine *e, int slot)
+/* Drops a finished sample: its blocks back to the pool, its memory freed. */
+static void drop_seq(ssf_engine *e, seq *s)
 {
-    e->free_slots[e->n_free++] = slot;
+    for (int i = 0; i < e->n_live; i++)
+        if (e->live[i] == s) {
+            memmove(e->live + i, e->live + i + 1, (size_t)(e->n_live - i - 1) * sizeof *e->live);
+            e->n_live--;
+            break;
+        }
+    ssf_kv_release(&e->pool, &s->table);
+    free(s->out);
+    ssf_buf_free(&s->bytes);
+    free(s);
+}
+
+/* Positions a sample's KV must hold to run: every token but the last. */
+static size_t seq_kv_len(const seq *s)
+{
+    return s->g->n_ids + s->n_out - 1;
+}
+
+static int32_t seq_token_at(const seq *s, size_t pos)
+{
+    return pos < s->g->n_ids ? s->g->ids[pos] : s->out[pos - s->g->n_ids];
 }
 
 /* ---- finishing a sample --------------------------------------------------- */
@@ -193,10 +239,13 @@ static void finish_seq(ssf_engine *e, seq *s, const char *reason)
         report(e, s->req, &res);
     }
     free(text);
-    free(s->out);
-    ssf_buf_free(&s->bytes);
-    give_slot(e, s->slot);
-    memset(s, 0, sizeof *s);
+    drop_seq(e, s);
+}
+
+static void fail_seq(ssf_engine *e, seq *s, const char *why)
+{
+    report_failure(e, s->req, why);
+    drop_seq(e, s);
 }
 
 static int is_eos(const ssf_engine *e, int32_t t)
@@ -225,11 +274,7 @@ static void accept_token(ssf_engine *e, seq *s, int32_t t)
 {
     const ssf_gen_request *r = &e->reqs[s->req];
     if (t < 0) {
-        ssf_buf_free(&s->bytes);
-        free(s->out);
-        give_slot(e, s->slot);
-        report_failure(e, s->req, "engine: the logits had no finite value (a numerical fault)");
-        memset(s, 0, sizeof *s);
+        fail_seq(e, s, "engine: the logits had no finite value (a numerical fault)");
         return;
     }
     if (is_eos(e, t)) {
@@ -251,8 +296,6 @@ static void accept_token(ssf_engine *e, seq *s, int32_t t)
         finish_seq(e, s, "length");
     else if (s->g->n_ids + s->n_out >= (size_t)e->m.device->max_context)
         finish_seq(e, s, "length");
-    else
-        s->feed = t;
 }
 
 static ssf_sampler_params sampler_params(const ssf_gen_request *r)
@@ -272,159 +315,329 @@ static int32_t sample_token(ssf_engine *e, const seq *s, const float *logits)
 
 /* ---- admission ------------------------------------------------------------ */
 
-/* Starts sample g->next in `slot`, whose KV already holds the prompt. */
-static void start_sample(ssf_engine *e, group *g, int slot)
-{
-    seq *s = &e->seqs[slot];
-    memset(s, 0, sizeof *s);
-    s->req = g->reqs[g->next++];
-    s->g = g;
-    s->slot = slot;
-    s->active = 1;
-    s->t_start = now_s();
-    accept_token(e, s, sample_token(e, s, g->logits));
-}
-
-static int running(const ssf_engine *e)
+static int n_running(const ssf_engine *e)
 {
     int n = 0;
-    for (int i = 0; i < e->m.device->n_slots; i++)
-        n += e->seqs[i].active;
+    for (int i = 0; i < e->n_live; i++)
+        n += e->live[i]->state != SEQ_PREEMPTED;
     return n;
 }
 
-/* Forks the waiting samples of a prefilled prompt into free slots.  The
- * last one inherits the prompt's own slot, so a one-sample prompt costs no
- * copy.  With no free slot and nothing running (a single-slot device), a
- * sample takes the prompt slot and the prompt is prefilled again later. */
-static int fork_samples(ssf_engine *e, group *g, ssf_error *err)
+/* Sequences that take part in a step: running and resuming samples and
+ * prompts being prefilled; at most the device's n_slots. */
+static int n_stepping(const ssf_engine *e)
 {
-    while (g->next < g->n_reqs) {
-        int last = g->next + 1 == g->n_reqs;
-        int slot = last ? -1 : take_slot(e);
-        if (slot < 0 && !last && running(e) > 0) return 0;
-        if (slot < 0) {
-            slot = g->slot;
-            g->slot = -1;
-            g->state = last ? GROUP_DONE : GROUP_WAITING;
-            g->prefilled = 0;
-            start_sample(e, g, slot);
-            if (!last) e->next_group = (size_t)(g - e->groups);
-            return 0;
-        }
-        if (e->m.device->copy_slot(e->m.device, g->slot, slot, (int)g->n_ids, err)) return -1;
-        e->stats.forks++;
-        start_sample(e, g, slot);
-    }
-    return 0;
+    int n = n_running(e);
+    for (size_t i = 0; i < e->n_groups; i++)
+        n += e->groups[i].state == GROUP_PREFILLING;
+    return n;
 }
 
-/* The first group not yet done whose prompt still needs a prefill. */
+static int free_blocks(const ssf_engine *e)
+{
+    return e->pool.n_free;
+}
+
+/* Starts sample g->next: it shares the prompt's blocks (the last one takes
+ * them over) and draws its first token from the prompt's logits. */
+static void start_sample(ssf_engine *e, group *g)
+{
+    seq *s = ssf_xcalloc(1, sizeof *s);
+    s->req = g->reqs[g->next++];
+    s->g = g;
+    s->t_start = now_s();
+    s->order = e->next_order++;
+    s->state = SEQ_RUNNING;
+    if (g->next == g->n_reqs) {
+        s->table = g->table;
+        memset(&g->table, 0, sizeof g->table);
+        g->state = GROUP_DONE;
+    } else {
+        ssf_kv_fork(&e->pool, &g->table, &s->table);
+        e->stats.forks++;
+    }
+    add_live(e, s);
+    accept_token(e, s, sample_token(e, s, g->logits));
+}
+
+static int n_preempted(const ssf_engine *e)
+{
+    int n = 0;
+    for (int i = 0; i < e->n_live; i++)
+        n += e->live[i]->state == SEQ_PREEMPTED;
+    return n;
+}
+
+/* The preempted sample that has waited longest (started first). */
+static seq *oldest_preempted(const ssf_engine *e)
+{
+    seq *best = NULL;
+    for (int i = 0; i < e->n_live; i++) {
+        seq *s = e->live[i];
+        if (s->state == SEQ_PREEMPTED && (!best || s->order < best->order)) best = s;
+    }
+    return best;
+}
+
+static int blocks_for(const ssf_engine *e, size_t positions)
+{
+    return (int)((positions + (size_t)e->pool.block_size - 1) / (size_t)e->pool.block_size);
+}
+
+/* Takes the blocks of n positions for a table that holds none: new work
+ * gets all its blocks when admitted, so a prompt or a recompute never
+ * stalls half-way for want of blocks. */
+static void reserve(ssf_engine *e, ssf_kv_table *t, size_t n)
+{
+    ssf_block_copy unused;
+    ssf_kv_grow(&e->pool, t, (int)n, &unused); /* fresh blocks: never a copy */
+}
+
+/* Preempted samples come back first, each once its whole KV fits. */
+static void resume_preempted(ssf_engine *e)
+{
+    seq *s;
+    while ((s = oldest_preempted(e)) && n_stepping(e) < e->m.device->n_slots &&
+           blocks_for(e, seq_kv_len(s)) + e->watermark <= free_blocks(e)) {
+        reserve(e, &s->table, seq_kv_len(s));
+        s->recomputed = 0;
+        s->state = SEQ_RESUMING;
+    }
+}
+
+/* Forks cost no blocks at once (the prompt's are shared), so they go on
+ * while sequences may be added; they wait behind preempted samples unless
+ * nothing runs. */
+static void fork_ready(ssf_engine *e, group *g)
+{
+    while (g->state == GROUP_READY && n_stepping(e) < e->m.device->n_slots &&
+           free_blocks(e) >= e->watermark && (n_preempted(e) == 0 || n_running(e) == 0))
+        start_sample(e, g);
+}
+
+/* The first group not yet done whose prompt still needs a prefill; one
+ * prompt is prefilled or forked at a time. */
 static group *next_waiting(ssf_engine *e)
 {
     while (e->next_group < e->n_groups) {
         group *g = &e->groups[e->next_group];
         if (g->state == GROUP_WAITING) return g;
-        if (g->state == GROUP_DONE) {
-            e->next_group++;
-            continue;
-        }
-        return NULL; /* prefilling or forking: one prompt at a time */
+        if (g->state != GROUP_DONE) return NULL;
+        e->next_group++;
     }
     return NULL;
 }
 
-static int admit(ssf_engine *e, ssf_error *err)
+static void admit(ssf_engine *e)
 {
-    for (size_t i = 0; i < e->n_groups; i++) {
-        group *g = &e->groups[i];
-        if (g->state == GROUP_READY && fork_samples(e, g, err)) return -1;
-        if (g->state == GROUP_READY && g->next == g->n_reqs) g->state = GROUP_DONE;
-    }
+    resume_preempted(e);
+    for (size_t i = 0; i < e->n_groups; i++)
+        fork_ready(e, &e->groups[i]);
     group *g = next_waiting(e);
-    if (g && (g->slot = take_slot(e)) >= 0) {
-        g->state = GROUP_PREFILLING;
+    if (g && n_preempted(e) == 0 && n_stepping(e) < e->m.device->n_slots &&
+        blocks_for(e, g->n_ids) + e->watermark <= free_blocks(e)) {
+        reserve(e, &g->table, g->n_ids);
         g->prefilled = 0;
+        g->state = GROUP_PREFILLING;
     }
-    return 0;
+}
+
+/* ---- preemption ----------------------------------------------------------- */
+
+/* The running (or resuming) sample started last. */
+static seq *youngest_running(const ssf_engine *e)
+{
+    seq *best = NULL;
+    for (int i = 0; i < e->n_live; i++) {
+        seq *s = e->live[i];
+        if (s->state != SEQ_PREEMPTED && (!best || s->order > best->order)) best = s;
+    }
+    return best;
+}
+
+/* Blocks the running samples need to feed one token each. */
+static int decode_blocks_needed(const ssf_engine *e)
+{
+    int need = 0;
+    for (int i = 0; i < e->n_live; i++)
+        if (e->live[i]->state == SEQ_RUNNING)
+            need += ssf_kv_blocks_needed(&e->pool, &e->live[i]->table, 1);
+    return need;
+}
+
+/* Frees blocks by recompute preemption until every running sample can take
+ * its next token.  A sample alone that cannot grow has outgrown the pool. */
+static void preempt_for_decode(ssf_engine *e)
+{
+    while (decode_blocks_needed(e) > free_blocks(e)) {
+        seq *s = youngest_running(e);
+        if (n_running(e) == 1 && s->state == SEQ_RUNNING) {
+            fail_seq(e, s,
+                     "engine: the KV pool cannot hold this sample; raise --kv-blocks or lower "
+                     "--max-context");
+            return;
+        }
+        ssf_kv_release(&e->pool, &s->table);
+        s->state = SEQ_PREEMPTED;
+        e->stats.preemptions++;
+    }
 }
 
 /* ---- one step ------------------------------------------------------------- */
 
-static int add_row(ssf_engine *e, int *n, int32_t token, int32_t pos, int slot)
+typedef struct batch {
+    int n_rows, n_out, n_seqs, n_prefill;
+} batch;
+
+static int batch_seq(ssf_engine *e, batch *b, seq *s, group *g)
 {
-    e->row_token[*n] = token;
-    e->row_pos[*n] = pos;
-    e->row_slot[*n] = slot;
-    return (*n)++;
+    e->seq_owner[b->n_seqs] = (row_owner){s, g};
+    return b->n_seqs++;
 }
 
-static void add_out(ssf_engine *e, int *n_out, int row, void *owner, int is_group)
+static int add_row(ssf_engine *e, batch *b, int32_t token, size_t pos, int seq_index)
 {
-    e->out_rows[*n_out] = row;
-    e->out_owner[*n_out] = owner;
-    e->out_is_group[*n_out] = is_group;
-    (*n_out)++;
+    e->row_token[b->n_rows] = token;
+    e->row_pos[b->n_rows] = (int32_t)pos;
+    e->row_seq[b->n_rows] = seq_index;
+    return b->n_rows++;
 }
 
-/* One decode row per running sample, then prefill rows within the chunk
- * budget and the device's row limit. */
-static void build_batch(ssf_engine *e, int *n_rows, int *n_out, int *n_prefill)
+static void add_out(ssf_engine *e, batch *b, int row, seq *s, group *g)
 {
-    *n_rows = *n_out = *n_prefill = 0;
-    for (int i = 0; i < e->m.device->n_slots; i++) {
-        seq *s = &e->seqs[i];
-        if (!s->active) continue;
-        int pos = (int)(s->g->n_ids + s->n_out - 1);
-        add_out(e, n_out, add_row(e, n_rows, s->feed, pos, s->slot), s, 0);
+    e->out_rows[b->n_out] = row;
+    e->out_owner[b->n_out] = (row_owner){s, g};
+    b->n_out++;
+}
+
+/* Grows a table, noting the copy of a shared block the device must make. */
+static int grow(ssf_engine *e, ssf_kv_table *t, int n)
+{
+    ssf_block_copy c;
+    int rc = ssf_kv_grow(&e->pool, t, n, &c);
+    if (rc == 1) e->copies[e->n_copies++] = c;
+    return rc < 0 ? -1 : 0;
+}
+
+/* One row per running sample: its last token at the next position. */
+static void add_decode_rows(ssf_engine *e, batch *b)
+{
+    for (int i = 0; i < e->n_live; i++) {
+        seq *s = e->live[i];
+        if (s->state != SEQ_RUNNING) continue;
+        size_t pos = s->table.n_tokens;
+        grow(e, &s->table, 1); /* cannot fail: preempt_for_decode made room */
+        int row = add_row(e, b, s->out[s->n_out - 1], pos, batch_seq(e, b, s, NULL));
+        add_out(e, b, row, s, NULL);
     }
+}
+
+/* Room for n more prefill rows this step. */
+static int prefill_room(const ssf_engine *e, const batch *b, int budget)
+{
+    int rows = e->m.device->max_rows - b->n_rows;
+    return budget < rows ? budget : rows;
+}
+
+/* Recomputes a preempted sample's KV (no logits: its next token is known). */
+static void add_resume_rows(ssf_engine *e, batch *b, seq *s, int *budget)
+{
+    size_t want = seq_kv_len(s) - s->recomputed;
+    int n = prefill_room(e, b, *budget);
+    if ((size_t)n > want) n = (int)want;
+    if (n <= 0) return;
+    int index = batch_seq(e, b, s, NULL);
+    for (int i = 0; i < n; i++, s->recomputed++)
+        add_row(e, b, seq_token_at(s, s->recomputed), s->recomputed, index);
+    *budget -= n;
+    b->n_prefill += n;
+    e->stats.recomputed_tokens += n;
+}
+
+static void add_prompt_rows(ssf_engine *e, batch *b, group *g, int *budget)
+{
+    size_t want = g->n_ids - g->prefilled;
+    int n = prefill_room(e, b, *budget);
+    if ((size_t)n > want) n = (int)want;
+    if (n <= 0) return;
+    int index = batch_seq(e, b, NULL, g), row = -1;
+    for (int i = 0; i < n; i++, g->prefilled++)
+        row = add_row(e, b, g->ids[g->prefilled], g->prefilled, index);
+    if (g->prefilled == g->n_ids) add_out(e, b, row, NULL, g);
+    *budget -= n;
+    b->n_prefill += n;
+}
+
+static void add_prefill_rows(ssf_engine *e, batch *b)
+{
     int budget = e->o.prefill_chunk;
-    for (size_t i = 0; i < e->n_groups && budget > 0; i++) {
-        group *g = &e->groups[i];
-        if (g->state != GROUP_PREFILLING) continue;
-        while (g->prefilled < g->n_ids && budget > 0 && *n_rows < e->m.device->max_rows) {
-            int row = add_row(e, n_rows, g->ids[g->prefilled], (int)g->prefilled, g->slot);
-            g->prefilled++;
-            budget--;
-            (*n_prefill)++;
-            if (g->prefilled == g->n_ids) add_out(e, n_out, row, g, 1);
-        }
+    for (int i = 0; i < e->n_live && budget > 0; i++)
+        if (e->live[i]->state == SEQ_RESUMING) add_resume_rows(e, b, e->live[i], &budget);
+    for (size_t i = 0; i < e->n_groups && budget > 0; i++)
+        if (e->groups[i].state == GROUP_PREFILLING) add_prompt_rows(e, b, &e->groups[i], &budget);
+}
+
+/* Tables are gathered last: growing a table may move its block array. */
+static void gather_tables(ssf_engine *e, const batch *b)
+{
+    for (int i = 0; i < b->n_seqs; i++) {
+        row_owner o = e->seq_owner[i];
+        e->tables[i] = o.s ? o.s->table.blocks : o.g->table.blocks;
     }
 }
 
-static void take_outputs(ssf_engine *e, int n_out)
+static void take_outputs(ssf_engine *e, const batch *b)
 {
     size_t vocab = (size_t)e->m.vocab_size;
-    for (int i = 0; i < n_out; i++) {
+    for (int i = 0; i < b->n_out; i++) {
         const float *row = e->logits + (size_t)i * vocab;
-        if (e->out_is_group[i]) {
-            group *g = e->out_owner[i];
-            g->logits = ssf_xrealloc(g->logits, vocab * sizeof(float));
-            memcpy(g->logits, row, vocab * sizeof(float));
-            g->state = GROUP_READY;
+        row_owner o = e->out_owner[i];
+        if (o.g) {
+            o.g->logits = ssf_xrealloc(o.g->logits, vocab * sizeof(float));
+            memcpy(o.g->logits, row, vocab * sizeof(float));
+            o.g->state = GROUP_READY;
         } else {
-            seq *s = e->out_owner[i];
-            accept_token(e, s, sample_token(e, s, row));
+            accept_token(e, o.s, sample_token(e, o.s, row));
         }
     }
+    /* a recomputed sample whose KV is whole again runs from the next step */
+    for (int i = 0; i < e->n_live; i++) {
+        seq *s = e->live[i];
+        if (s->state == SEQ_RESUMING && s->recomputed == seq_kv_len(s)) s->state = SEQ_RUNNING;
+    }
+}
+
+static void count_step(ssf_engine *e, const batch *b, double dt)
+{
+    e->stats.steps++;
+    e->stats.prefill_tokens += b->n_prefill;
+    e->stats.decode_tokens += b->n_rows - b->n_prefill;
+    e->stats.block_copies += e->n_copies;
+    /* a mixed step's time is shared by its rows */
+    e->stats.prefill_s += dt * b->n_prefill / b->n_rows;
+    e->stats.decode_s += dt * (b->n_rows - b->n_prefill) / b->n_rows;
 }
 
 static int step(ssf_engine *e, ssf_error *err)
 {
-    int n_rows, n_out, n_prefill;
-    build_batch(e, &n_rows, &n_out, &n_prefill);
-    if (n_rows == 0) return ssf_fail(err, "engine: scheduler stalled with work left (a bug)");
-    ssf_fwd_batch b = {n_rows, e->row_token, e->row_pos, e->row_slot, n_out, e->out_rows};
+    preempt_for_decode(e);
+    batch b = {0};
+    e->n_copies = 0;
+    add_decode_rows(e, &b);
+    add_prefill_rows(e, &b);
+    if (b.n_rows == 0) {
+        if (e->n_finished == e->n_reqs) return 0;
+        return ssf_fail(err, "engine: scheduler stalled with work left (a bug)");
+    }
+    gather_tables(e, &b);
     double t0 = now_s();
-    if (e->m.device->forward(e->m.device, &b, e->logits, err)) return -1;
-    double dt = now_s() - t0;
-    e->stats.steps++;
-    e->stats.prefill_tokens += n_prefill;
-    e->stats.decode_tokens += n_rows - n_prefill;
-    /* a mixed step's time is shared by its rows */
-    e->stats.prefill_s += dt * n_prefill / n_rows;
-    e->stats.decode_s += dt * (n_rows - n_prefill) / n_rows;
-    take_outputs(e, n_out);
+    ssf_device *d = e->m.device;
+    if (e->n_copies && d->copy_blocks(d, e->copies, e->n_copies, err)) return -1;
+    ssf_fwd_batch fb = {b.n_rows, e->row_token, e->row_pos, e->row_seq,
+                        b.n_seqs, e->tables,    b.n_out,    e->out_rows};
+    if (d->forward(d, &fb, e->logits, err)) return -1;
+    count_step(e, &b, now_s() - t0);
+    take_outputs(e, &b);
     return 0;
 }
 
@@ -459,7 +672,6 @@ static void make_groups(ssf_engine *e)
         g->n_reqs = j - i;
         g->reqs = ssf_xmalloc(g->n_reqs * sizeof *g->reqs);
         memcpy(g->reqs, order + i, g->n_reqs * sizeof *g->reqs);
-        g->slot = -1;
         i = j;
     }
     free(order);
@@ -491,6 +703,11 @@ static void tokenize_prompts(ssf_engine *e)
                      "--max-context",
                      g->n_ids, e->m.device->max_context);
             fail_group_rest(e, g, why);
+        } else if (blocks_for(e, g->n_ids) + e->watermark > e->pool.n_blocks) {
+            snprintf(why, sizeof why,
+                     "engine: the prompt needs %d KV blocks, the pool has %d; raise --kv-blocks",
+                     blocks_for(e, g->n_ids), e->pool.n_blocks);
+            fail_group_rest(e, g, why);
         }
     }
 }
@@ -498,6 +715,7 @@ static void tokenize_prompts(ssf_engine *e)
 static void release_groups(ssf_engine *e)
 {
     for (size_t i = 0; i < e->n_groups; i++) {
+        ssf_kv_release(&e->pool, &e->groups[i].table);
         free(e->groups[i].ids);
         free(e->groups[i].reqs);
         free(e->groups[i].logits);
@@ -510,14 +728,8 @@ static void release_groups(ssf_engine *e)
 /* Fails whatever has not finished (interrupt or device error). */
 static void fail_unfinished(ssf_engine *e, const char *why)
 {
-    for (int i = 0; i < e->m.device->n_slots; i++) {
-        seq *s = &e->seqs[i];
-        if (!s->active) continue;
-        report_failure(e, s->req, why);
-        free(s->out);
-        ssf_buf_free(&s->bytes);
-        memset(s, 0, sizeof *s);
-    }
+    while (e->n_live > 0)
+        fail_seq(e, e->live[e->n_live - 1], why);
     for (size_t i = 0; i < e->n_groups; i++)
         if (e->groups[i].state != GROUP_DONE) fail_group_rest(e, &e->groups[i], why);
 }
@@ -528,16 +740,11 @@ static void log_progress(ssf_engine *e, double *last)
     if (!e->o.log_progress || t - *last < 10) return;
     *last = t;
     double dt = e->stats.decode_s > 0 ? e->stats.decode_s : 1e-9;
-    fprintf(stderr, "engine: %zu/%zu samples, %d running, %.0f decode tok/s\n", e->n_finished,
-            e->n_reqs, running(e), e->stats.decode_tokens / dt);
-}
-
-static void reset_slots(ssf_engine *e)
-{
-    e->n_free = 0;
-    for (int i = e->m.device->n_slots - 1; i >= 0; i--)
-        e->free_slots[e->n_free++] = i;
-    memset(e->seqs, 0, (size_t)e->m.device->n_slots * sizeof *e->seqs);
+    fprintf(stderr,
+            "engine: %zu/%zu samples, %d running, %d KV blocks free, %.0f decode tok/s, "
+            "%lld preemptions\n",
+            e->n_finished, e->n_reqs, n_running(e), free_blocks(e), e->stats.decode_tokens / dt,
+            (long long)e->stats.preemptions);
 }
 
 int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ssf_gen_done_fn done,
@@ -550,7 +757,7 @@ int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ss
     e->ud = ud;
     e->stop_rc = 0;
     e->next_group = 0;
-    reset_slots(e);
+    e->n_live = 0;
     make_groups(e);
     tokenize_prompts(e);
     int rc = 0;
@@ -560,13 +767,17 @@ int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ss
             fail_unfinished(e, "engine: interrupted before this sample finished");
             break;
         }
-        rc = admit(e, err);
-        if (rc == 0 && e->n_finished < n) rc = step(e, err);
+        admit(e);
+        if (e->n_finished < n) rc = step(e, err);
         log_progress(e, &last_log);
     }
+    /* a device error fails what is left; a stop asked by `done` reports
+     * nothing more (report() is silent then) but frees it all the same */
     if (rc) {
-        ssf_error copy = *err;
+        ssf_error copy = *err; /* failing samples must not overwrite the call's error */
         fail_unfinished(e, copy.msg);
+    } else {
+        fail_unfinished(e, "engine: stopped before this sample finished");
     }
     release_groups(e);
     return rc ? -1 : e->stop_rc;

@@ -2,14 +2,17 @@
  * engine.h - the in-process engine: a model, its tokenizer and a device
  * (CPU or CUDA) behind the backend interface of backend.h.
  *
- * The scheduler keeps the device's sequence slots full.  The samples of one
- * prompt share a single prefill: the prompt is computed once into a slot,
- * and each sample forks from it by copying that slot's KV and drawing its
- * first token from the prompt's last logits with its own seed.  Every step
- * then feeds one token per running sample plus, within a token budget, a
- * chunk of the next prompt's prefill.  Sequences finish independently
- * (eos, stop string, token budget, context limit) and free their slot for
- * the next sample at once.
+ * The scheduler keeps the device busy over a paged KV cache (kvblocks.h).
+ * The samples of one prompt share a single prefill: the prompt is computed
+ * once, and each sample forks from it by sharing the prompt's blocks
+ * (copy-on-write of the last, partial one) and drawing its first token from
+ * the prompt's last logits with its own seed.  Every step feeds one token
+ * per running sample, then, within a token budget, the recompute of
+ * preempted samples and a chunk of the next prompt.  Admission goes by the
+ * blocks sequences hold now, not by their token budget; when the pool runs
+ * out, the youngest sample is preempted (its blocks freed) and recomputed
+ * later, longest-waiting first.  Sequences finish independently (eos, stop
+ * string, token budget, context limit).
  */
 #ifndef SSFTEVAL_ENGINE_H
 #define SSFTEVAL_ENGINE_H
@@ -38,7 +41,7 @@ void ssf_engine_options_default(ssf_engine_options *o);
 ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_options *o,
                                     ssf_error *err);
 
-/* A one-line description of the open engine ("cpu, 8 slots x 4096"), owned
+/* A one-line description of the open engine ("cpu, 8 sequences x 4096, 2048 blocks of 16"), owned
  * by the backend. */
 const char *ssf_backend_engine_describe(const ssf_backend *b);
 
@@ -70,7 +73,8 @@ int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ss
                         void *ud, ssf_error *err);
 
 typedef struct ssf_engine_stats {
-    int64_t steps, prefill_tokens, decode_tokens, forks;
+    int64_t steps, prefill_tokens, decode_tokens, forks, preemptions, recomputed_tokens;
+    int64_t block_copies;
     double prefill_s, decode_s;
 } ssf_engine_stats;
 

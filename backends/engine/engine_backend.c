@@ -16,6 +16,7 @@ typedef struct engine_backend {
     ssf_device *device;
     ssf_engine *engine;
     char *description;
+    int log; /* a summary line on stderr after each generate */
 } engine_backend;
 
 static const char *token_bytes(void *ud, int32_t id, size_t *len)
@@ -37,7 +38,19 @@ static int generate(ssf_backend *b, const ssf_gen_request *reqs, size_t n, ssf_g
                     void *ud, ssf_error *err)
 {
     engine_backend *eb = b->impl;
-    return ssf_engine_generate(eb->engine, reqs, n, done, ud, err);
+    int rc = ssf_engine_generate(eb->engine, reqs, n, done, ud, err);
+    if (eb->log) {
+        const ssf_engine_stats *st = ssf_engine_stats_of(eb->engine);
+        fprintf(stderr,
+                "engine: %lld steps, %lld prompt tokens at %.0f tok/s, %lld decode tokens at %.0f "
+                "tok/s, %lld forks, %lld preemptions (%lld tokens recomputed)\n",
+                (long long)st->steps, (long long)st->prefill_tokens,
+                st->prefill_s > 0 ? st->prefill_tokens / st->prefill_s : 0.0,
+                (long long)st->decode_tokens,
+                st->decode_s > 0 ? st->decode_tokens / st->decode_s : 0.0, (long long)st->forks,
+                (long long)st->preemptions, (long long)st->recomputed_tokens);
+    }
+    return rc;
 }
 
 static void destroy(ssf_backend *b)
@@ -102,9 +115,11 @@ ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_opti
                           .decode = decode,
                           .ud = eb->tok};
     eb->engine = ssf_engine_new(&m, o);
+    eb->log = o->log_progress;
     ssf_buf d = {0};
-    ssf_buf_printf(&d, "%s, %d slots x %d positions", eb->device->name, eb->device->n_slots,
-                   eb->device->max_context);
+    ssf_buf_printf(&d, "%s, %d sequences x %d positions, %d KV blocks of %d", eb->device->name,
+                   eb->device->n_slots, eb->device->max_context, eb->device->n_blocks,
+                   eb->device->block_size);
     eb->description = ssf_buf_take(&d);
     return b;
 }

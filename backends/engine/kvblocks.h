@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "device.h"
+
 typedef struct ssf_kv_pool {
     int n_blocks;
     int block_size; /* tokens a block holds */
@@ -27,9 +29,8 @@ typedef struct ssf_kv_table {
     int n_tokens; /* positions written */
 } ssf_kv_table;
 
-typedef struct ssf_kv_copy {
-    int32_t src, dst;
-} ssf_kv_copy;
+/* The (source, destination) pair a device copies (device.h). */
+typedef ssf_block_copy ssf_kv_copy;
 
 void ssf_kv_pool_init(ssf_kv_pool *p, int n_blocks, int block_size);
 void ssf_kv_pool_free(ssf_kv_pool *p);

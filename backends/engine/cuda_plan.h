@@ -1,0 +1,54 @@
+/*
+ * cuda_plan.h - the launch shape of the CUDA device's paged decode/prefill
+ * attention, computed on the host in plain C so that it can be unit-tested
+ * without a GPU (tests/test_attn_plan.c).
+ *
+ * One CTA serves one (row, KV head, split): it loads each K/V row of its
+ * positions once and scores it against every query head of the KV head's
+ * group (GQA packing).  The group is padded to a power of two (5, 6, 7 -> 8)
+ * so the per-head registers are fixed at compile time; groups above 8 take
+ * several CTAs per KV head (head_chunks).  When rows x KV heads leave SMs
+ * idle and the context is long, the positions are split into chunks
+ * (flash-decoding): each CTA writes a partial (max, sum, acc) and a second
+ * kernel merges them with log-sum-exp.
+ */
+#ifndef SSFTEVAL_CUDA_PLAN_H
+#define SSFTEVAL_CUDA_PLAN_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SSF_ATTN_TILE 64        /* positions scored per softmax step */
+#define SSF_ATTN_MAX_GROUP 8    /* query heads one CTA computes */
+#define SSF_ATTN_MIN_CHUNK 256  /* fewest positions worth a split of their own */
+#define SSF_ATTN_WAVES 2        /* splits aim at this many CTAs per SM */
+#define SSF_ATTN_SMEM_MAX 49152 /* the default dynamic shared memory limit */
+
+typedef struct ssf_attn_shape {
+    int group_pad;         /* query heads per CTA: 1, 2, 4 or 8 */
+    int head_chunks;       /* CTAs per KV head, ceil(group / 8) */
+    int splits;            /* position chunks per (row, KV head); 1: no split */
+    int chunk;             /* positions per split, a multiple of block_size */
+    int grid[3];           /* rows, n_kv_heads x head_chunks, splits */
+    int threads;           /* head_dim: one output dimension a thread */
+    size_t smem;           /* dynamic shared memory bytes */
+    size_t partial_floats; /* split workspace: acc then (max, sum), 0 without splits */
+} ssf_attn_shape;
+
+/* The shape for n_rows query rows whose longest context is max_ctx
+ * positions.  Returns -1 for arguments the kernel cannot run (head_dim not
+ * 64 or 128, a count below 1). */
+int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_dim, int block_size,
+                  int n_sms, ssf_attn_shape *out);
+
+/* The largest partial_floats any plan for n_sms and head_dim asks for: the
+ * device sizes its workspace once with it. */
+size_t ssf_attn_partial_floats_max(int n_sms, int head_dim);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,192 @@
+/*
+ * test_attn_plan.c - the CUDA paged attention's launch shape (cuda_plan.h),
+ * checked on the CPU: the grid covers every (row, KV head, query head,
+ * position) exactly once, split-KV happens only when the unsplit grid
+ * under-fills the SMs and the context is long (and then does happen),
+ * chunks are whole blocks, the GQA group is padded to the kernel's
+ * power-of-two width, shared memory and the split workspace stay in their
+ * bounds.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cuda_plan.h"
+
+static ssf_attn_shape plan(int rows, int nkv, int group, int ctx, int hd, int bs, int sms)
+{
+    ssf_attn_shape s;
+    if (ssf_attn_plan(rows, nkv, group, ctx, hd, bs, sms, &s))
+        fail_msg("no plan for rows %d nkv %d group %d ctx %d hd %d bs %d sms %d", rows, nkv, group,
+                 ctx, hd, bs, sms);
+    return s;
+}
+
+/* The kernel's own arithmetic: CTA (x, y, z) computes query heads
+ * y%hc * group_pad .. + min(group_pad, rest) of KV head y/hc and positions
+ * [z chunk, min(ctx, (z+1) chunk)).  Every (head, position) once. */
+static void expect_coverage(const ssf_attn_shape *s, int nkv, int group, int ctx)
+{
+    int n_heads = nkv * group;
+    int *seen = calloc((size_t)n_heads * ctx, sizeof(int));
+    for (int y = 0; y < s->grid[1]; y++) {
+        int kvh = y / s->head_chunks, qc = y % s->head_chunks;
+        int h0 = kvh * group + qc * s->group_pad;
+        int ng =
+            group - qc * s->group_pad < s->group_pad ? group - qc * s->group_pad : s->group_pad;
+        assert_true(ng >= 1); /* no CTA without a head */
+        for (int z = 0; z < s->grid[2]; z++) {
+            int lo = z * s->chunk, hi = lo + s->chunk < ctx ? lo + s->chunk : ctx;
+            assert_true(lo < hi); /* no split empty for the longest row */
+            for (int g = 0; g < ng; g++)
+                for (int t = lo; t < hi; t++)
+                    seen[(size_t)(h0 + g) * ctx + t]++;
+        }
+    }
+    for (size_t i = 0; i < (size_t)n_heads * ctx; i++)
+        if (seen[i] != 1)
+            fail_msg("head %zu position %zu covered %d times", i / ctx, i % ctx, seen[i]);
+    free(seen);
+}
+
+/* Invariants of one plan. */
+static void expect_sound(int rows, int nkv, int group, int ctx, int hd, int bs, int sms)
+{
+    ssf_attn_shape s = plan(rows, nkv, group, ctx, hd, bs, sms);
+    int base = rows * nkv * s.head_chunks;
+    assert_int_equal(s.grid[0], rows);
+    assert_int_equal(s.grid[1], nkv * s.head_chunks);
+    assert_int_equal(s.grid[2], s.splits);
+    assert_int_equal(s.threads, hd);
+    assert_true(s.group_pad * s.head_chunks >= group);
+    assert_true(s.group_pad <= SSF_ATTN_MAX_GROUP);
+    assert_int_equal(s.group_pad & (s.group_pad - 1), 0);
+    assert_int_equal(s.chunk % bs, 0);
+    assert_true((long long)s.chunk * s.splits >= ctx);
+    assert_true((long long)s.chunk * (s.splits - 1) < ctx);
+    assert_true(s.smem < SSF_ATTN_SMEM_MAX);
+    if (s.splits > 1) {
+        assert_true(base < sms);                    /* under-filled */
+        assert_true(ctx >= 2 * SSF_ATTN_MIN_CHUNK); /* and long */
+        assert_true(s.chunk >= SSF_ATTN_MIN_CHUNK); /* each split worth its CTA */
+        assert_true(base * s.splits <= SSF_ATTN_WAVES * sms);
+        assert_true(s.partial_floats >= (size_t)rows * nkv * group * s.splits * (hd + 2));
+        assert_true(s.partial_floats <= ssf_attn_partial_floats_max(sms, hd));
+    } else {
+        assert_true(s.chunk >= ctx);
+        assert_int_equal(s.partial_floats, 0);
+    }
+    /* under-filled and long enough for two chunks of two waves' worth: split */
+    if (2 * base <= sms && ctx >= 2 * SSF_ATTN_MIN_CHUNK) assert_true(s.splits >= 2);
+}
+
+static void test_group_padding(void **state)
+{
+    (void)state;
+    /* group -> (padded width, CTAs per KV head) */
+    int want[][3] = {{1, 1, 1}, {2, 2, 1}, {3, 4, 1}, {4, 4, 1},  {5, 8, 1},  {6, 8, 1},
+                     {7, 8, 1}, {8, 8, 1}, {9, 8, 2}, {12, 8, 2}, {16, 8, 2}, {17, 8, 3}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ssf_attn_shape s = plan(3, 2, want[i][0], 100, 128, 16, 132);
+        assert_int_equal(s.group_pad, want[i][1]);
+        assert_int_equal(s.head_chunks, want[i][2]);
+        expect_coverage(&s, 2, want[i][0], 100);
+    }
+}
+
+static void test_split_rule(void **state)
+{
+    (void)state;
+    /* Qwen2.5-32B (8 KV heads, group 5) on 132 SMs */
+    ssf_attn_shape s = plan(1, 8, 5, 8192, 128, 16, 132);
+    assert_int_equal(s.splits, 32); /* 8192 / 256, under two waves' 33 */
+    assert_int_equal(s.chunk, 256);
+    s = plan(4, 8, 5, 32768, 128, 16, 132);
+    assert_int_equal(s.splits, 8); /* 264 CTAs / 32 */
+    assert_int_equal(s.chunk, 4096);
+    /* filled: batch 64 of long sequences, a prefill of 1000 rows */
+    assert_int_equal(plan(64, 8, 5, 32768, 128, 16, 132).splits, 1);
+    assert_int_equal(plan(1000, 8, 5, 1000, 128, 16, 132).splits, 1);
+    /* short: under-filled but nothing worth splitting */
+    assert_int_equal(plan(1, 8, 5, 300, 128, 16, 132).splits, 1);
+    assert_int_equal(plan(1, 2, 7, 511, 64, 16, 132).splits, 1);
+    assert_true(plan(1, 2, 7, 512, 64, 16, 132).splits >= 2);
+    /* a block size the tile does not divide: chunks still whole blocks */
+    s = plan(1, 1, 8, 10000, 64, 96, 132);
+    assert_int_equal(s.chunk % 96, 0);
+    expect_coverage(&s, 1, 8, 10000);
+}
+
+static void test_invariants_sweep(void **state)
+{
+    (void)state;
+    int rows[] = {1, 2, 3, 7, 16, 64, 128, 256, 1024};
+    int kv_group[][2] = {{1, 1}, {2, 6}, {2, 7}, {4, 7}, {8, 5}, {2, 8}, {4, 4}, {1, 12}};
+    int ctx[] = {1, 15, 16, 17, 255, 512, 513, 4096, 10000, 32768};
+    int bs[] = {1, 16, 32, 128};
+    int sms[] = {1, 8, 108, 132};
+    int n = 0;
+    for (size_t a = 0; a < sizeof rows / sizeof *rows; a++)
+        for (size_t b = 0; b < sizeof kv_group / sizeof *kv_group; b++)
+            for (size_t c = 0; c < sizeof ctx / sizeof *ctx; c++)
+                for (size_t d = 0; d < sizeof bs / sizeof *bs; d++)
+                    for (size_t e = 0; e < sizeof sms / sizeof *sms; e++)
+                        for (int hd = 64; hd <= 128; hd += 64, n++)
+                            expect_sound(rows[a], kv_group[b][0], kv_group[b][1], ctx[c], hd, bs[d],
+                                         sms[e]);
+    assert_true(n > 10000);
+}
+
+static void test_coverage_with_splits(void **state)
+{
+    (void)state;
+    int cases[][6] = {/* nkv, group, ctx, hd, bs, sms */
+                      {1, 5, 4097, 128, 16, 132},
+                      {2, 7, 2000, 64, 1, 132},
+                      {1, 8, 777, 128, 32, 132},
+                      {2, 6, 3000, 64, 16, 8}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int *c = cases[i];
+        ssf_attn_shape s = plan(1, c[0], c[1], c[2], c[3], c[4], c[5]);
+        assert_true(s.splits >= 2);
+        expect_coverage(&s, c[0], c[1], c[2]);
+    }
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    ssf_attn_shape s;
+    assert_int_equal(ssf_attn_plan(1, 1, 1, 10, 96, 16, 132, &s), -1);
+    assert_int_equal(ssf_attn_plan(0, 1, 1, 10, 128, 16, 132, &s), -1);
+    assert_int_equal(ssf_attn_plan(1, 0, 1, 10, 128, 16, 132, &s), -1);
+    assert_int_equal(ssf_attn_plan(1, 1, 1, 0, 128, 16, 132, &s), -1);
+    assert_int_equal(ssf_attn_plan(1, 1, 1, 10, 128, 0, 132, &s), -1);
+    assert_int_equal(ssf_attn_plan(1, 1, 1, 10, 128, 16, 0, &s), -1);
+}
+
+static void test_shared_memory(void **state)
+{
+    (void)state;
+    /* the largest CTA: group 8, head_dim 128 */
+    ssf_attn_shape s = plan(1, 1, 8, 100, 128, 16, 132);
+    size_t want = 8 * (128 + SSF_ATTN_TILE + 3) * sizeof(float) + SSF_ATTN_TILE * 8;
+    assert_int_equal(s.smem, want);
+    assert_true(s.smem < SSF_ATTN_SMEM_MAX);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_group_padding),    cmocka_unit_test(test_split_rule),
+        cmocka_unit_test(test_invariants_sweep), cmocka_unit_test(test_coverage_with_splits),
+        cmocka_unit_test(test_refusals),         cmocka_unit_test(test_shared_memory),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
