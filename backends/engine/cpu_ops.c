@@ -122,6 +122,61 @@ SSF_AVX2 static float dot_avx2(const float *a, const float *b, int k)
     return s;
 }
 
+/* The dots of n consecutive rows of q (k floats each) with one row b, into
+ * y[0], y[ldy], ...: b is loaded once per 4 rows, and each dot is computed
+ * exactly as dot_avx2 computes it. */
+SSF_AVX2 static void dots_avx2(const float *q, int n, int k, const float *b, float *y, int ldy)
+{
+    for (; n >= 4; n -= 4, q += 4 * (size_t)k, y += 4 * (size_t)ldy)
+        tile_avx2(q, k, b, NULL, y, ldy, 4, 1);
+    if (n == 3) tile_avx2(q, k, b, NULL, y, ldy, 3, 1);
+    if (n == 2) tile_avx2(q, k, b, NULL, y, ldy, 2, 1);
+    if (n == 1) tile_avx2(q, k, b, NULL, y, ldy, 1, 1);
+}
+
+/* Visits the V rows of positions 0..n_ctx) in order, block by block:
+ * BODY sees `row` (offset by d) and `pj`. */
+#define FOR_VALUE_ROWS(kv, p, n_ctx, d, BODY)                                                      \
+    for (int j0 = 0, blk = 0; j0 < (n_ctx); j0 += (kv)->block_size, blk++) {                       \
+        const float *vb = (kv)->v + (size_t)(kv)->table[blk] * (kv)->block_stride + (d);           \
+        int nb = (n_ctx)-j0 < (kv)->block_size ? (n_ctx)-j0 : (kv)->block_size;                    \
+        for (int i = 0; i < nb; i++) {                                                             \
+            const float *row = vb + (size_t)i * (size_t)(kv)->row_stride;                          \
+            float pj = (p)[j0 + i];                                                                \
+            BODY                                                                                   \
+        }                                                                                          \
+    }
+
+/* out[0..n) = sum over positions j in order of p[j] * V_j[0..n), each
+ * element one FMA chain from zero: the same sums as repeated axpy_avx2
+ * calls, with 64 of them kept in registers instead of memory. */
+SSF_AVX2 static void weighted_rows_avx2(const float *p, const ssf_cpu_kv_pages *kv, int n_ctx,
+                                        int n, float *out)
+{
+    int d = 0;
+    for (; d + 64 <= n; d += 64) {
+        __m256 acc[8];
+        UNROLL for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+        FOR_VALUE_ROWS(kv, p, n_ctx, d, {
+            __m256 pv = _mm256_set1_ps(pj);
+            UNROLL for (int c = 0; c < 8; c++) acc[c] =
+                _mm256_fmadd_ps(pv, _mm256_loadu_ps(row + 8 * c), acc[c]);
+        })
+        UNROLL for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + d + 8 * c, acc[c]);
+    }
+    for (; d + 8 <= n; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        FOR_VALUE_ROWS(kv, p, n_ctx, d,
+                       { acc = _mm256_fmadd_ps(_mm256_set1_ps(pj), _mm256_loadu_ps(row), acc); })
+        _mm256_storeu_ps(out + d, acc);
+    }
+    for (; d < n; d++) {
+        float acc = 0.0f;
+        FOR_VALUE_ROWS(kv, p, n_ctx, d, { acc = fmaf(pj, *row, acc); })
+        out[d] = acc;
+    }
+}
+
 /* Full-width (3 columns) tiles for 1..4 rows. */
 SSF_AVX2 static void tile_rows_avx2(const float *x, int k, const float *w, const float *bias,
                                     float *y, int ldy, int mr)
@@ -300,17 +355,34 @@ static void group_scores(ssf_cpu_isa isa, const float *q, int n_group, const ssf
         int n = n_ctx - j0 < kv->block_size ? n_ctx - j0 : kv->block_size;
         for (int i = 0; i < n; i++) {
             const float *kj = kb + (size_t)i * (size_t)kv->row_stride;
+#ifdef SSF_CPU_X86
+            if (isa == SSF_CPU_AVX2) {
+                dots_avx2(q, n_group, head_dim, kj, scores + j0 + i, n_ctx);
+                continue;
+            }
+#endif
             for (int g = 0; g < n_group; g++)
                 scores[(size_t)g * n_ctx + j0 + i] =
-                    ssf_cpu_dot(isa, q + (size_t)g * head_dim, kj, head_dim) * scale;
+                    ssf_cpu_dot(isa, q + (size_t)g * head_dim, kj, head_dim);
         }
     }
+    /* scaled after the dot, as one float multiply, on every path */
+    for (size_t i = 0; i < (size_t)n_group * (size_t)n_ctx; i++)
+        scores[i] *= scale;
 }
 
 /* out[g] = sum over positions in order of p[g][j] V[j], block by block. */
 static void group_values(ssf_cpu_isa isa, const float *p, int n_group, const ssf_cpu_kv_pages *kv,
                          int n_ctx, int head_dim, float *out)
 {
+#ifdef SSF_CPU_X86
+    if (isa == SSF_CPU_AVX2) {
+        for (int g = 0; g < n_group; g++)
+            weighted_rows_avx2(p + (size_t)g * n_ctx, kv, n_ctx, head_dim,
+                               out + (size_t)g * head_dim);
+        return;
+    }
+#endif
     memset(out, 0, sizeof(float) * (size_t)head_dim * (size_t)n_group);
     for (int j0 = 0, blk = 0; j0 < n_ctx; j0 += kv->block_size, blk++) {
         const float *vb = kv->v + (size_t)kv->table[blk] * kv->block_stride;
