@@ -404,17 +404,25 @@ static void test_config_defaults(void **state)
     assert_int_equal(c.n_eos, 0);
     assert_true(c.gen_temperature < 0 && c.gen_top_p < 0 && c.gen_top_k < 0);
     assert_string_equal(c.torch_dtype, "");
-    /* Llama with head_dim, attention_bias, eos list; "dtype" (new spelling). */
+    /* Llama's attention_bias would need an o_proj bias: refused. */
     assert_int_equal(config("{\"model_type\":\"llama\",\"hidden_size\":64,"
                             "\"num_hidden_layers\":2,\"num_attention_heads\":4,"
-                            "\"num_key_value_heads\":2,\"head_dim\":32,\"attention_bias\":true,"
+                            "\"attention_bias\":true,\"intermediate_size\":128,"
+                            "\"vocab_size\":100}",
+                            NULL, &c, &err),
+                     -1);
+    assert_non_null(strstr(err.msg, "attention_bias is true"));
+    /* Llama with head_dim, eos list; "dtype" (new spelling). */
+    assert_int_equal(config("{\"model_type\":\"llama\",\"hidden_size\":64,"
+                            "\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                            "\"num_key_value_heads\":2,\"head_dim\":32,\"attention_bias\":false,"
                             "\"intermediate_size\":128,\"vocab_size\":100,\"eos_token_id\":[1,2],"
                             "\"bos_token_id\":null,\"dtype\":\"float16\",\"rope_scaling\":null}",
                             NULL, &c, &err),
                      0);
     assert_string_equal(c.architecture, "LlamaForCausalLM");
     assert_int_equal(c.head_dim, 32);
-    assert_int_equal(c.qkv_bias, 1);
+    assert_int_equal(c.qkv_bias, 0);
     assert_int_equal(c.n_eos, 2);
     assert_int_equal(c.eos_ids[1], 2);
     assert_string_equal(c.torch_dtype, "float16");

@@ -284,7 +284,15 @@ static int read_config(const ctx *c, const jl_value *root, ssf_model_config *cfg
         get_int(c, root, "bos_token_id", 0, -1, &cfg->bos_token_id) ||
         read_eos(c, root, cfg, &present))
         return -1;
-    if (a->qkv_bias_always) cfg->qkv_bias = 1;
+    if (a->qkv_bias_always)
+        cfg->qkv_bias = 1;
+    else if (cfg->qkv_bias)
+        /* Llama's attention_bias also puts a bias on o_proj, which the
+         * devices do not apply: refuse rather than compute wrong logits */
+        return ssf_fail(c->err,
+                        "%s: %s: attention_bias is true (biases on q, k, v and o_proj), which "
+                        "ssfteval does not support",
+                        c->name, c->file);
     /* transformers >= 4.56 writes "dtype"; older ones "torch_dtype". */
     const char *dkey = jl_get(root, "torch_dtype") ? "torch_dtype" : "dtype";
     return get_string(c, root, dkey, "", cfg->torch_dtype, sizeof cfg->torch_dtype);
