@@ -152,7 +152,13 @@ stop_mock
 start_mock --delay-ms 300
 "$ssfteval" run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" --concurrency 4 "${common[@]}" >/dev/null 2>"$work/err" &
 run_pid=$!
-sleep 1.5
+# Interrupt once some samples are stored (a sanitized build starts slowly):
+# the rerun must then find them and complete only the rest.
+for _ in $(seq 200); do
+    stored=$(sqlite3 "$work/i.sqlite" "select count(*) from samples where text is not null" 2>/dev/null)
+    [ "${stored:-0}" -gt 0 ] && break
+    sleep 0.1
+done
 kill -INT "$run_pid"
 wait "$run_pid"
 int_status=$?
