@@ -5,10 +5,11 @@
  * cuda_kernels.cu.
  *
  * Memory is planned before anything big is allocated: the device's total
- * times --gpu-memory-utilization, less what others already hold, must cover
- * the weights, the activations of max_rows rows, a logits chunk, the block
- * tables of n_slots sequences and the cuBLAS workspace; the rest is KV pool
- * (as many blocks as fit when n_blocks is 0).
+ * times --gpu-memory-utilization, less the memory already in use (the
+ * context, the cuBLAS workspace and what other processes hold), must cover
+ * the weights, the activations of max_rows rows, a logits chunk and the
+ * block tables of n_slots sequences; the rest is KV pool (as many blocks as
+ * fit when n_blocks is 0).
  */
 #include <float.h>
 #include <limits.h>
@@ -167,7 +168,7 @@ static int refuse_memory(const cuda_dev *d, int blocks, double fixed, double usa
     double kv = (double)block_bytes(d) * blocks;
     return ssf_fail(err,
                     "model needs %.2f GiB (weights %.2f, KV %d blocks of %d positions %.2f, "
-                    "activations and workspace %.2f), device has %.2f GiB at "
+                    "activations and slack %.2f), device has %.2f GiB at "
                     "--gpu-memory-utilization %.2f",
                     (fixed + kv) / GIB, (double)wbytes / GIB, blocks, d->kv.block_size, kv / GIB,
                     (fixed - (double)wbytes) / GIB, usable / GIB, util);
@@ -177,8 +178,8 @@ static int refuse_memory(const cuda_dev *d, int blocks, double fixed, double usa
  * Chooses n_blocks from the memory left after weights and activations.  The
  * usable share is total x utilisation less what is already in use (vLLM's
  * reading of --gpu-memory-utilization), measured with the context and cuBLAS
- * up.  Without n_blocks the pool must hold at least one sequence of
- * max_context.
+ * up, so the cuBLAS workspace is already counted as in use.  Without
+ * n_blocks the pool must hold at least one sequence of max_context.
  */
 static int plan_blocks(cuda_dev *d, const ssf_device_options *o, size_t wbytes, size_t abytes,
                        ssf_error *err)
@@ -188,7 +189,7 @@ static int plan_blocks(cuda_dev *d, const ssf_device_options *o, size_t wbytes, 
     double util = o->gpu_memory_utilization > 0 ? o->gpu_memory_utilization : 0.9;
     double usable = (double)total_b * util - (double)(total_b - free_b);
     if (usable < 0) usable = 0;
-    double fixed = (double)wbytes + (double)abytes + (double)CUBLAS_WORKSPACE + (double)MEM_SLACK;
+    double fixed = (double)wbytes + (double)abytes + (double)MEM_SLACK;
     double per_block = (double)block_bytes(d);
     int want = o->n_blocks > 0 ? o->n_blocks : d->seq_blocks;
     if (fixed + per_block * want > usable)
@@ -331,14 +332,14 @@ static int check_rows(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
     return 0;
 }
 
-static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
+static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, const float *logits,
+                       ssf_error *err)
 {
     if (b->n_rows < 0 || b->n_rows > d->base.max_rows)
         return ssf_fail(err, "cuda: batch of %d rows, the device takes 1..%d", b->n_rows,
                         d->base.max_rows);
-    if (b->n_out < 0 || b->n_out > d->base.max_rows || (b->n_out > 0 && !b->out_rows))
-        return ssf_fail(err, "cuda: %d output rows, the device takes 0..%d", b->n_out,
-                        d->base.max_rows);
+    if (b->n_out < 0 || b->n_out > b->n_rows || (b->n_out > 0 && (!b->out_rows || !logits)))
+        return ssf_fail(err, "cuda: %d output rows for a batch of %d", b->n_out, b->n_rows);
     if (b->n_rows > 0 && (b->n_seqs < 1 || b->n_seqs > d->seq_cap || !b->tables))
         return ssf_fail(err, "cuda: %d sequences in a step, the device holds 1..%d", b->n_seqs,
                         d->seq_cap);
@@ -431,16 +432,12 @@ static int forward_logits(cuda_dev *d, const int32_t *out_rows, int n_out, float
     return 0;
 }
 
-static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, ssf_error *err)
+/* The step after stage_batch queued its indices: every kernel, the logits
+ * and the final synchronisation. */
+static int forward_staged(cuda_dev *d, const ssf_fwd_batch *b, const ssf_attn_shape *shape,
+                          float *logits, ssf_error *err)
 {
-    cuda_dev *d = (cuda_dev *)dev;
-    if (check_batch(d, b, err)) return -1;
     int R = b->n_rows;
-    if (R == 0) return 0;
-    ssf_attn_shape shape;
-    if (plan_step(d, b, &shape, err)) return -1;
-    CU_TRY(cudaSetDevice(d->ordinal)); /* the caller's thread may be new */
-    if (stage_batch(d, b, err)) return -1;
     size_t cap = CUDA_MAX_ROWS;
     const int32_t *tok = d->d_idx, *pos = d->d_idx + cap;
     ssfk_tables tb;
@@ -449,11 +446,28 @@ static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, 
     tb.tab = tb.tab_off + d->seq_cap;
     K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
-        if (forward_layer(d, l, R, pos, tb, &shape, err)) return -1;
+        if (forward_layer(d, l, R, pos, tb, shape, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
                        (float)d->cfg.rms_norm_eps, d->stream));
     if (forward_logits(d, d->d_idx + 3 * cap, b->n_out, logits, err)) return -1;
     CU_TRY(cudaStreamSynchronize(d->stream)); /* surfaces faults of any kernel; frees h_idx */
+    return 0;
+}
+
+static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, ssf_error *err)
+{
+    cuda_dev *d = (cuda_dev *)dev;
+    if (check_batch(d, b, logits, err)) return -1;
+    if (b->n_rows == 0) return 0;
+    ssf_attn_shape shape;
+    if (plan_step(d, b, &shape, err)) return -1;
+    CU_TRY(cudaSetDevice(d->ordinal)); /* the caller's thread may be new */
+    if (stage_batch(d, b, err) || forward_staged(d, b, &shape, logits, err)) {
+        /* a copy from h_idx may still be pending: the next forward must not
+         * overwrite it; the error already reported wins over this one */
+        (void)cudaStreamSynchronize(d->stream);
+        return -1;
+    }
     return 0;
 }
 
@@ -553,13 +567,25 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     plan_weights(d, &wa);
     plan_activations(d, &aa);
     CU_TRY(cudaMalloc((void **)&d->pool, block_bytes(d) * (size_t)d->base.n_blocks));
-    return upload_weights(d, m, err);
+    if (upload_weights(d, m, err)) return -1;
+    /* a cudaMemcpy from pageable memory may return before its DMA lands, and
+     * d->stream does not wait for the legacy stream: finish the uploads */
+    CU_TRY(cudaDeviceSynchronize());
+    return 0;
 }
 
-static int check_options(const ssf_device_options *o, ssf_error *err)
+static int check_options(const ssf_model_config *c, const ssf_device_options *o, ssf_error *err)
 {
     if (o->block_size < 0 || o->n_blocks < 0 || o->n_slots < 0 || o->max_context < 0)
         return ssf_fail(err, "cuda: negative block_size, n_blocks, n_slots or max_context");
+    /* a step holds a row of every sequence plus a prefill chunk */
+    if (o->n_slots >= CUDA_MAX_ROWS)
+        return ssf_fail(err, "cuda: --slots %d: at most %d", o->n_slots, CUDA_MAX_ROWS - 1);
+    int model_max = c->max_position_embeddings;
+    if (model_max > 0 && o->max_context > model_max)
+        return ssf_fail(err,
+                        "cuda: --max-context %d is past the model's max_position_embeddings %d",
+                        o->max_context, model_max);
     return 0;
 }
 
@@ -590,7 +616,7 @@ extern "C" ssf_device *ssf_device_cuda_open(const ssf_model *m, const ssf_device
                                             ssf_error *err)
 {
     const ssf_model_config *c = ssf_model_config_of(m);
-    if (check_config(c, err) || check_options(o, err) || select_device(o->cuda_device, err))
+    if (check_config(c, err) || check_options(c, o, err) || select_device(o->cuda_device, err))
         return NULL;
     cuda_dev *d = (cuda_dev *)ssf_xcalloc(1, sizeof *d);
     set_shape(d, c, o);

@@ -44,6 +44,15 @@ static int scratch_init(scratch *s, int want_blas, ssf_error *err)
     return 0;
 }
 
+/* Copies host memory to the device in s->st's order and waits for it, so the
+ * launch that follows on s->st sees the data and the host buffer may go. */
+static cudaError_t upload(scratch *s, void *d, const void *h, size_t bytes)
+{
+    cudaError_t e = cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, s->st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s->st);
+    return e;
+}
+
 static void *dev_alloc(scratch *s, size_t bytes, ssf_error *err)
 {
     void *p = NULL;
@@ -64,7 +73,7 @@ static bf16 *up_bf16(scratch *s, const float *x, size_t n, ssf_error *err)
     bf16 *h = (bf16 *)ssf_xmalloc(n * sizeof(bf16) + 1);
     for (size_t i = 0; i < n; i++)
         h[i] = __float2bfloat16(x[i]);
-    cudaError_t e = cudaMemcpy(d, h, n * sizeof(bf16), cudaMemcpyHostToDevice);
+    cudaError_t e = upload(s, d, h, n * sizeof(bf16));
     free(h);
     if (e != cudaSuccess) {
         fail_cuda(err, "upload", e);
@@ -77,7 +86,7 @@ static void *up_raw(scratch *s, const void *x, size_t bytes, ssf_error *err)
 {
     void *d = dev_alloc(s, bytes, err);
     if (!d) return NULL;
-    cudaError_t e = cudaMemcpy(d, x, bytes, cudaMemcpyHostToDevice);
+    cudaError_t e = upload(s, d, x, bytes);
     if (e != cudaSuccess) {
         fail_cuda(err, "upload", e);
         return NULL;
@@ -380,10 +389,11 @@ static int time_copies(scratch *s, size_t bytes, int iters, double *gbps, ssf_er
 {
     void *a = dev_alloc(s, bytes, err), *b = dev_alloc(s, bytes, err);
     if (!a || !b) return -1;
-    cudaEvent_t t0, t1;
+    cudaEvent_t t0 = NULL, t1 = NULL;
     cudaError_t e = cudaEventCreate(&t0);
     if (e != cudaSuccess) return fail_cuda(err, "cudaEventCreate", e);
     e = cudaEventCreate(&t1);
+    if (e != cudaSuccess) t1 = NULL;
     float best = INFINITY;
     for (int i = 0; e == cudaSuccess && i < iters + 1; i++) {
         float ms = 0;
@@ -395,7 +405,7 @@ static int time_copies(scratch *s, size_t bytes, int iters, double *gbps, ssf_er
         if (i > 0 && ms < best) best = ms; /* the first copy warms up */
     }
     cudaEventDestroy(t0);
-    cudaEventDestroy(t1);
+    if (t1) cudaEventDestroy(t1);
     if (e != cudaSuccess) return fail_cuda(err, "timing a device copy", e);
     *gbps = 2.0 * (double)bytes / (best * 1e-3) / 1e9;
     return 0;

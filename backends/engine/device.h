@@ -22,11 +22,12 @@ extern "C" {
 #endif
 
 typedef struct ssf_device_options {
-    int n_slots;     /* sequences in flight (CPU default 8; CUDA 0: as many as the pool holds) */
+    int n_slots;     /* sequences in flight (CPU default 8; CUDA 0: min(256, n_blocks)) */
     int max_context; /* positions per sequence (0: the model's max_position_embeddings) */
     int block_size;  /* positions per KV block (0: 16) */
     int n_blocks;    /* KV blocks in the pool (0: CPU n_slots x max_context worth; CUDA: what
-                        free memory x gpu_memory_utilization holds) */
+                        total memory x gpu_memory_utilization, less the memory in use,
+                        holds after weights and activations) */
     int threads;     /* CPU worker threads (0: all cores) */
     double gpu_memory_utilization; /* CUDA: share of device memory to use (default 0.9) */
     int cuda_device;               /* CUDA: device ordinal */
