@@ -381,7 +381,7 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
 
 /* The engine reads the model directory; the prompt's chat template comes
  * from the model's tokenizer_config.json unless --chat-template says. */
-static ssf_backend *open_engine(run_args *a, ssf_buf *desc)
+static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
 {
     if (!a->cfg.model) {
         cli_error("--backend engine needs --model DIR (a directory with config.json, "
@@ -390,12 +390,7 @@ static ssf_backend *open_engine(run_args *a, ssf_buf *desc)
     }
     ssf_error err = {{0}};
     char *dir = NULL;
-    ssf_hub hub;
-    int rc = ssf_hub_init_from_env(&hub, &err);
-    if (rc == 0) {
-        rc = ssf_model_resolve(a->cfg.model, &hub, &dir, &err);
-        ssf_hub_free(&hub);
-    }
+    int rc = ssf_model_resolve(a->cfg.model, hub, &dir, &err);
     if (rc) {
         cli_error("--model: %s", err.msg);
         return NULL;
@@ -426,7 +421,7 @@ static ssf_backend *open_engine(run_args *a, ssf_buf *desc)
     return b;
 }
 
-static ssf_backend *open_backend(run_args *a, ssf_buf *desc)
+static ssf_backend *open_backend(run_args *a, const ssf_hub *hub, ssf_buf *desc)
 {
     const char *name = a->backend ? a->backend : a->generations ? "replay" : NULL;
     if (!name && (a->openai.endpoint || getenv("SSFTEVAL_ENDPOINT"))) name = "openai";
@@ -438,7 +433,7 @@ static ssf_backend *open_backend(run_args *a, ssf_buf *desc)
     }
     if (strcmp(name, "replay") == 0) return open_replay(a, desc);
     if (strcmp(name, "openai") == 0) return open_openai(a, desc);
-    if (strcmp(name, "engine") == 0) return open_engine(a, desc);
+    if (strcmp(name, "engine") == 0) return open_engine(a, hub, desc);
     cli_error("--backend: '%s' is not a backend; use engine, openai or replay", name);
     return NULL;
 }
@@ -497,7 +492,7 @@ static int execute(cli *c, run_args *a, const char *task_list)
     int rc = find_tasks(c, task_list, &a->cfg.tasks, &a->cfg.n_tasks);
     if (rc == 0) rc = check_metrics(a);
     ssf_buf desc = {0};
-    ssf_backend *backend = rc == 0 ? open_backend(a, &desc) : NULL;
+    ssf_backend *backend = rc == 0 ? open_backend(a, &c->hub, &desc) : NULL;
     if (rc == 0 && !backend) rc = EXIT_USAGE;
     ssf_store *store = NULL;
     ssf_error err;
