@@ -124,13 +124,6 @@ typedef struct run {
     double breaker_since, breaker_next;
 } run;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double uniform(openai *b)
 {
     b->rng ^= b->rng << 13; /* xorshift64: jitter needs no quality */
@@ -251,7 +244,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 {
     slot *s = ud;
     size_t n = size * nmemb;
-    s->last_byte = now_s();
+    s->last_byte = ssf_monotonic_seconds();
     if (s->mode == MODE_UNDECIDED) s->mode = decide_mode(s);
     if (s->mode == MODE_BODY) {
         ssf_buf_append(&s->body, p, n);
@@ -269,7 +262,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     slot *s = ud;
-    s->last_byte = now_s();
+    s->last_byte = ssf_monotonic_seconds();
     ssf_retry_header_line(&s->hints, p, size * nmemb);
     return size * nmemb;
 }
@@ -282,7 +275,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 {
     slot *s = ud;
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    if (s->idle_s > 0 && now_s() - s->last_byte > s->idle_s) s->idle_fired = 1;
+    if (s->idle_s > 0 && ssf_monotonic_seconds() - s->last_byte > s->idle_s) s->idle_fired = 1;
     return s->idle_fired;
 }
 
@@ -360,7 +353,7 @@ static void prepare(openai *b, slot *s, const char *url, const char *body, size_
     ssf_sse_reset(&s->sse);
     ssf_completion_reset(&s->acc, nchoices);
     ssf_retry_hints_reset(&s->hints);
-    s->started = s->last_byte = now_s();
+    s->started = s->last_byte = ssf_monotonic_seconds();
 }
 
 /* ---- describing failures ------------------------------------------------ */
@@ -634,7 +627,7 @@ static void count_connection_failure(run *r, job *j)
     j->attempts--; /* the outage's fault, not the sample's */
     if (r->breaker_open) return;
     r->breaker_open = 1;
-    r->breaker_since = now_s();
+    r->breaker_since = ssf_monotonic_seconds();
     r->breaker_next = r->breaker_since + 1.0;
     r->health_polls = 0;
 }
@@ -673,14 +666,15 @@ static void health_done(run *r)
     if (status == 404 && b->health_url) { /* no /health here (OpenAI, Ollama): use /models */
         free(b->health_url);
         b->health_url = NULL;
-        r->breaker_next = now_s();
+        r->breaker_next = ssf_monotonic_seconds();
         return;
     }
     double wait = 1.0;
     for (int i = 0; i < r->health_polls && wait < HEALTH_POLL_MAX_S; i++)
         wait *= 2;
     r->health_polls++;
-    r->breaker_next = now_s() + (wait < HEALTH_POLL_MAX_S ? wait : HEALTH_POLL_MAX_S);
+    r->breaker_next =
+        ssf_monotonic_seconds() + (wait < HEALTH_POLL_MAX_S ? wait : HEALTH_POLL_MAX_S);
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -709,7 +703,7 @@ static void retry_or_fail(run *r, job *j, ssf_buf *msg, int retryable, const slo
     if (retryable && j->attempts < b->o.max_attempts) {
         double delay = ssf_retry_delay_s(&s->hints, time(NULL), j->attempts - 1,
                                          b->o.max_retry_delay_s, uniform(b));
-        j->not_before = now_s() + delay;
+        j->not_before = ssf_monotonic_seconds() + delay;
         heap_push(r, j);
         return;
     }
@@ -724,7 +718,7 @@ static void transfer_done(run *r, slot *s, CURLcode res)
     job *j = s->job;
     long status = 0;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
-    double latency_ms = (now_s() - s->started) * 1000.0;
+    double latency_ms = (ssf_monotonic_seconds() - s->started) * 1000.0;
     if (s->idle_fired) res = CURLE_OPERATION_TIMEDOUT;
     if (status > 0) {
         r->conn_failures = 0;
@@ -830,13 +824,14 @@ static int run_loop(run *r, ssf_error *err)
     while (r->unfinished > 0 && r->rc == 0) {
         if (stopped(r))
             return ssf_fail(err, "interrupted: %zu samples not finished", r->unfinished);
-        breaker_tick(r, now_s());
-        admit(r, now_s());
+        breaker_tick(r, ssf_monotonic_seconds());
+        admit(r, ssf_monotonic_seconds());
         int running;
         CURLMcode mc = curl_multi_perform(b->multi, &running);
         if (mc == CURLM_OK) drain(r);
         if (mc == CURLM_OK && r->rc == 0 && r->unfinished > 0)
-            mc = curl_multi_poll(b->multi, NULL, 0, poll_timeout_ms(r, now_s()), NULL);
+            mc = curl_multi_poll(b->multi, NULL, 0, poll_timeout_ms(r, ssf_monotonic_seconds()),
+                                 NULL);
         if (mc != CURLM_OK) return ssf_fail(err, "curl: %s", curl_multi_strerror(mc));
     }
     return r->rc;
@@ -866,7 +861,7 @@ static void run_cleanup(run *r)
 /* Sleeps, waking for *stop; 1 if stopped. */
 static int sleep_s(const run *r, double s)
 {
-    for (double end = now_s() + s; now_s() < end;) {
+    for (double end = ssf_monotonic_seconds() + s; ssf_monotonic_seconds() < end;) {
         if (stopped(r)) return 1;
         struct timespec ts = {0, POLL_MAX_MS * 1000000L};
         nanosleep(&ts, NULL);

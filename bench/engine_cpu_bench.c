@@ -17,17 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "device.h"
 #include "ssfteval/model.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static int argmax(const float *x, int n)
 {
@@ -126,11 +118,11 @@ static int run_batch(const ssf_model *m, int prompt, int gen, int threads, int b
     b.next = calloc((size_t)batch, sizeof(int32_t));
     b.logits = malloc((size_t)rows * (size_t)b.vocab * sizeof(float));
     make_tables(&b);
-    double t0 = now_s();
+    double t0 = ssf_monotonic_seconds();
     int rc = prefill(&b, &err);
-    double t1 = now_s();
+    double t1 = ssf_monotonic_seconds();
     if (!rc) rc = decode(&b, &err);
-    double t2 = now_s();
+    double t2 = ssf_monotonic_seconds();
     if (rc)
         fprintf(stderr, "engine_cpu_bench: %s\n", err.msg);
     else

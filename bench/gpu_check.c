@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cuda_ops.h"
 #include "device.h"
@@ -370,13 +369,6 @@ static void check_cuda_alone(const char *dir)
     ssf_model_close(m);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* What one decode step must read: the weights of every GEMM (lm_head
  * included, the embedding gather not) and the K, V of every row's context. */
 typedef struct step_bytes {
@@ -432,9 +424,9 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
     float *lg = ssf_xmalloc((size_t)B * vocab * sizeof(float));
     int32_t *tok = ssf_xmalloc((size_t)B * 4), *pos = ssf_xmalloc((size_t)B * 4);
     int32_t *sl = ssf_xmalloc((size_t)B * 4), *out = ssf_xmalloc((size_t)B * 4);
-    double t0 = now();
+    double t0 = ssf_monotonic_seconds();
     int rc = prefill_batch(d, pg, vocab, B, P, lg, err);
-    double t1 = now();
+    double t1 = ssf_monotonic_seconds();
     for (int s = 0; !rc && s < steps; s++) {
         for (int b = 0; b < B; b++) {
             tok[b] = argmax(lg + (size_t)b * vocab, vocab);
@@ -442,7 +434,7 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
         }
         rc = forward(d, pg, tok, pos, sl, B, out, B, lg, err);
     }
-    double t2 = now(), ms = (t2 - t1) * 1e3 / steps;
+    double t2 = ssf_monotonic_seconds(), ms = (t2 - t1) * 1e3 / steps;
     step_bytes sb = bytes_of(c);
     /* rows attend to P + s + 1 positions at step s */
     double kv = B * (P + (steps - 1) / 2.0 + 1) * sb.kv_per_pos,
@@ -478,9 +470,9 @@ static void bench(const char *dir, const char *batches, int P, int steps)
     ssf_device *gpu = NULL;
     pages pg;
     pages_init(&pg, maxb, P + steps + 8);
-    double t0 = now(), copy_gbps = 0;
+    double t0 = ssf_monotonic_seconds(), copy_gbps = 0;
     if (ssf_model_open(dir, &m, &err) == 0) gpu = open_cuda(m, &pg, P + steps + 8, &err);
-    if (gpu) printf("TIME engine=cuda open_s=%.1f\n", now() - t0);
+    if (gpu) printf("TIME engine=cuda open_s=%.1f\n", ssf_monotonic_seconds() - t0);
     int ok = gpu && ssf_cuda_op_copy_bandwidth((size_t)1 << 30, 5, &copy_gbps, &err) == 0;
     if (ok) printf("TIME device copy (D2D, read + write) %.0f GB/s\n", copy_gbps);
     const ssf_model_config *c = m ? ssf_model_config_of(m) : NULL;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -37,13 +36,6 @@ static int keep(json_t *rec, size_t number, size_t line, void *ud)
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -67,7 +59,7 @@ int main(int argc, char **argv)
         perror(argv[2]);
         return 1;
     }
-    double start = now();
+    double start = ssf_monotonic_seconds();
     for (int r = 0; r < repeat; r++) {
         for (size_t i = 0; i < p.n; i++) {
             ssf_grade_request req = {.gold = p.gold[i], .pred = p.pred[i], .precision = -1};
@@ -81,7 +73,7 @@ int main(int argc, char **argv)
             ssf_grade_result_clear(&res);
         }
     }
-    double elapsed = now() - start;
+    double elapsed = ssf_monotonic_seconds() - start;
     fclose(out);
     printf("%.6f %zu\n", elapsed / repeat, p.n);
     for (size_t i = 0; i < p.n; i++) {

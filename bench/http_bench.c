@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "backend.h"
 
@@ -35,13 +34,6 @@ static double cpu_seconds(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-static double wall_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv)
@@ -73,9 +65,9 @@ int main(int argc, char **argv)
                                     .user_content = "What is 2+2?",
                                     .sampling = {0.7, 0.95, 0, 0, 16}};
     tally t = {0};
-    double c0 = cpu_seconds(), w0 = wall_seconds();
+    double c0 = cpu_seconds(), w0 = ssf_monotonic_seconds();
     int rc = b->generate(b, reqs, n, on_done, &t, &err);
-    double w1 = wall_seconds(), c1 = cpu_seconds();
+    double w1 = ssf_monotonic_seconds(), c1 = cpu_seconds();
     if (rc) fprintf(stderr, "http_bench: %s\n", err.msg);
     printf("%.4f %.4f %zu %zu\n", w1 - w0, c1 - c0, t.ok, t.failed);
     b->destroy(b);

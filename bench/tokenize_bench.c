@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -40,13 +39,6 @@ static int keep(json_t *rec, size_t number, size_t line, void *ud)
     add(ud, json_string_value(json_object_get(rec, "problem")));
     add(ud, json_string_value(json_object_get(rec, "solution")));
     return 0;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* One pass over every text; returns the token count. */
@@ -80,18 +72,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "tokenize_bench: %s\n", err.msg);
         return 1;
     }
-    double start = now();
+    double start = ssf_monotonic_seconds();
     ssf_tokenizer *tok;
     if (ssf_tokenizer_load(argv[2], &tok, &err)) {
         fprintf(stderr, "tokenize_bench: %s\n", err.msg);
         return 1;
     }
-    double load_s = now() - start, first = 0, best = 1e30;
+    double load_s = ssf_monotonic_seconds() - start, first = 0, best = 1e30;
     size_t tokens = 0;
     for (int r = 0; r < (repeat < 1 ? 1 : repeat); r++) {
-        start = now();
+        start = ssf_monotonic_seconds();
         tokens = pass(tok, &t);
-        double s = now() - start;
+        double s = ssf_monotonic_seconds() - start;
         if (r == 0) first = s;
         if (s < best) best = s;
     }

@@ -12,7 +12,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -162,16 +161,9 @@ typedef struct progress {
     double start, last;
 } progress;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void progress_show(progress *p, int final)
 {
-    double t = now_s();
+    double t = ssf_monotonic_seconds();
     if (p->mode < 0 || (!final && t - p->last < (p->mode ? 0.2 : 10.0))) return;
     p->last = t;
     double elapsed = t - p->start > 1e-9 ? t - p->start : 1e-9;
@@ -395,7 +387,8 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
         render_prompts(c->cfg, &l, &prompts, &n_prompts);
         c->reqs = l.reqs;
         c->pend = l.pend;
-        c->prog = (progress){.mode = c->cfg->progress, .total = l.n, .start = now_s()};
+        c->prog =
+            (progress){.mode = c->cfg->progress, .total = l.n, .start = ssf_monotonic_seconds()};
         rc = backend->generate(backend, l.reqs, l.n, on_generated, c, c->err);
         progress_show(&c->prog, 1);
     }

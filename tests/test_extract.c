@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -83,13 +82,6 @@ typedef struct got {
     double seconds;
 } got;
 
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -100,9 +92,9 @@ static void extract_with(const ssf_extractor *x, const char *text, size_t len, g
     ssf_arena *a = ssf_arena_new(ARENA_NODES);
     assert_non_null(a);
     ssf_extraction e;
-    double t0 = now_seconds();
+    double t0 = ssf_monotonic_seconds();
     ssf_extract(x, text, len, a, &e);
-    g->seconds = now_seconds() - t0;
+    g->seconds = ssf_monotonic_seconds() - t0;
     g->sexpr = e.value ? ssf_node_sexpr(e.value) : NULL;
     g->answer = dup_or_null(e.answer);
     g->fallback = dup_or_null(e.fallback);

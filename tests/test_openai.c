@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -57,13 +56,6 @@ struct run {
     ssf_error err;
     char endpoint[64];
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -187,9 +179,9 @@ static ssf_backend *new_backend(const ssf_openai_options *o)
 static void generate_on(ssf_backend *b, struct run *r)
 {
     r->thread = pthread_self();
-    double t0 = now_s();
+    double t0 = ssf_monotonic_seconds();
     r->rc = b->generate(b, r->reqs, r->n, on_done, r, &r->err);
-    r->elapsed_s = now_s() - t0;
+    r->elapsed_s = ssf_monotonic_seconds() - t0;
     assert_int_equal(r->unknown, 0);
     assert_false(r->wrong_thread);
 }

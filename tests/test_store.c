@@ -857,13 +857,6 @@ static void *release_later(void *arg)
     return NULL;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void test_waits_for_writer(void **state)
 {
     (void)state;
@@ -878,10 +871,10 @@ static void test_waits_for_writer(void **state)
     assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, release_later, other), 0);
-    double t0 = now_s();
+    double t0 = ssf_monotonic_seconds();
     ssf_sample_row r = sample("t", 0, 0, 0, "x");
     put(s, run, &r, NULL);
-    double waited = now_s() - t0;
+    double waited = ssf_monotonic_seconds() - t0;
     pthread_join(t, NULL);
     sqlite3_close(other);
     assert_true(waited > 0.1);

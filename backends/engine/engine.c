@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kvblocks.h"
 #include "sampler.h"
@@ -81,13 +80,6 @@ struct ssf_engine {
     int n_copies;
     float *logits;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void ssf_engine_options_default(ssf_engine_options *o)
 {
@@ -232,7 +224,7 @@ static void finish_seq(ssf_engine *e, seq *s, const char *reason)
                               .finish_reason = stopped ? "stop" : reason,
                               .prompt_tokens = (int64_t)s->g->n_ids,
                               .completion_tokens = (int64_t)s->n_out,
-                              .latency_ms = (now_s() - s->t_start) * 1e3,
+                              .latency_ms = (ssf_monotonic_seconds() - s->t_start) * 1e3,
                               .attempts = 1,
                               .token_ids = s->out,
                               .n_token_ids = s->n_out};
@@ -345,7 +337,7 @@ static void start_sample(ssf_engine *e, group *g)
     seq *s = ssf_xcalloc(1, sizeof *s);
     s->req = g->reqs[g->next++];
     s->g = g;
-    s->t_start = now_s();
+    s->t_start = ssf_monotonic_seconds();
     s->order = e->next_order++;
     s->state = SEQ_RUNNING;
     if (g->next == g->n_reqs) {
@@ -630,13 +622,13 @@ static int step(ssf_engine *e, ssf_error *err)
         return ssf_fail(err, "engine: scheduler stalled with work left (a bug)");
     }
     gather_tables(e, &b);
-    double t0 = now_s();
+    double t0 = ssf_monotonic_seconds();
     ssf_device *d = e->m.device;
     if (e->n_copies && d->copy_blocks(d, e->copies, e->n_copies, err)) return -1;
     ssf_fwd_batch fb = {b.n_rows, e->row_token, e->row_pos, e->row_seq,
                         b.n_seqs, e->tables,    b.n_out,    e->out_rows};
     if (d->forward(d, &fb, e->logits, err)) return -1;
-    count_step(e, &b, now_s() - t0);
+    count_step(e, &b, ssf_monotonic_seconds() - t0);
     take_outputs(e, &b);
     return 0;
 }
@@ -736,7 +728,7 @@ static void fail_unfinished(ssf_engine *e, const char *why)
 
 static void log_progress(ssf_engine *e, double *last)
 {
-    double t = now_s();
+    double t = ssf_monotonic_seconds();
     if (!e->o.log_progress || t - *last < 10) return;
     *last = t;
     double dt = e->stats.decode_s > 0 ? e->stats.decode_s : 1e-9;
@@ -761,7 +753,7 @@ int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ss
     make_groups(e);
     tokenize_prompts(e);
     int rc = 0;
-    double last_log = now_s();
+    double last_log = ssf_monotonic_seconds();
     while (rc == 0 && e->n_finished < n && !e->stop_rc) {
         if (e->o.interrupt && *e->o.interrupt) {
             fail_unfinished(e, "engine: interrupted before this sample finished");

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int ssf_fail(ssf_error *err, const char *fmt, ...)
@@ -220,4 +221,11 @@ int ssf_mkdirs(const char *path, ssf_error *err)
     }
     free(p);
     return 0;
+}
+
+double ssf_monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

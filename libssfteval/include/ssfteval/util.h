@@ -62,6 +62,9 @@ int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err);
  * fsync, then rename, so readers never see a partial file. */
 int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_error *err);
 
+/* Seconds on the monotonic clock (for durations and rates). */
+double ssf_monotonic_seconds(void);
+
 /* mkdir -p. */
 int ssf_mkdirs(const char *path, ssf_error *err);
 
