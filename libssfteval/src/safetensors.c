@@ -61,21 +61,45 @@ static float half_to_float(uint16_t h)
     return bits_to_float(sign | ((exp - 15 + 127) << 23) | (mant << 13));
 }
 
-float ssf_tensor_get_f32(const ssf_tensor *t, int64_t i)
+/* Data after an odd-length header is unaligned: values are read byte-wise,
+ * little-endian. */
+static uint32_t le32(const unsigned char *p)
 {
-    const unsigned char *p = (const unsigned char *)t->data + (size_t)i * ssf_dtype_size(t->dtype);
-    /* Data after an odd-length header is unaligned: read byte-wise. */
-    if (t->dtype == SSF_DTYPE_F32)
-        return bits_to_float((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                             (uint32_t)p[3] << 24);
-    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
-    return t->dtype == SSF_DTYPE_BF16 ? bits_to_float((uint32_t)h << 16) : half_to_float(h);
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static uint16_t le16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+float ssf_tensor_get_f32(const ssf_tensor *t, int64_t i)
+{
+    float f;
+    ssf_tensor_read_f32(t, i, 1, &f);
+    return f;
+}
+
+/* The dtype is chosen once per call, not per element: this loop widens a
+ * whole checkpoint when a device opens. */
 void ssf_tensor_read_f32(const ssf_tensor *t, int64_t first, int64_t n, float *out)
 {
-    for (int64_t i = 0; i < n; i++)
-        out[i] = ssf_tensor_get_f32(t, first + i);
+    const unsigned char *p =
+        (const unsigned char *)t->data + (size_t)first * ssf_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case SSF_DTYPE_F32:
+        for (int64_t i = 0; i < n; i++)
+            out[i] = bits_to_float(le32(p + 4 * i));
+        break;
+    case SSF_DTYPE_BF16:
+        for (int64_t i = 0; i < n; i++)
+            out[i] = bits_to_float((uint32_t)le16(p + 2 * i) << 16);
+        break;
+    case SSF_DTYPE_F16:
+        for (int64_t i = 0; i < n; i++)
+            out[i] = half_to_float(le16(p + 2 * i));
+        break;
+    }
 }
 
 /* ---- header validation ---------------------------------------------------- */
