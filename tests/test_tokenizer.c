@@ -704,6 +704,51 @@ static void test_engine_fixture_tokenizer(void **state)
     ssf_tokenizer_free(t);
 }
 
+/* ByteLevel(add_prefix_space=true, use_regex=true) alone (GPT-2 style):
+ * the space goes before the whole segment, once, and the segment is then
+ * split; after an added token a new segment starts.  Ids from tokenizers
+ * 0.23.3 on the engine fixtures' tokenizer with that pre-tokenizer. */
+static void test_byte_level_prefix_space(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int32_t ids[12];
+        size_t n;
+    } cases[] = {
+        {"Hello,world", {220, 39, 68, 384, 78, 11, 86, 297, 75, 67}, 10},
+        {"Hello world", {220, 39, 68, 384, 78, 279, 297, 75, 67}, 9},
+        {" x=1, y's done!", {351, 28, 16, 11, 403, 6, 82, 298, 289, 68, 0}, 11},
+        {"a<|im_end|>b c", {261, 499, 303, 282}, 4},
+    };
+    const char *root = getenv("SSFTEVAL_SOURCE_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/engine/gqa5-hd128/tokenizer.json",
+             root ? root : ".");
+    json_t *doc = json_load_file(path, 0, NULL);
+    assert_non_null(doc);
+    json_object_set_new(doc, "pre_tokenizer",
+                        json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space",
+                                  1, "trim_offsets", 1, "use_regex", 1));
+    char *json = json_dumps(doc, 0);
+    ssf_tokenizer *t = NULL;
+    ssf_error err;
+    if (ssf_tokenizer_load_json(json, strlen(json), "gpt2-style", &t, &err))
+        fail_msg("%s", err.msg);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        assert_int_equal(
+            ssf_tokenizer_encode(t, cases[c].text, strlen(cases[c].text), &ids, &n, &err), 0);
+        assert_int_equal(n, cases[c].n);
+        assert_memory_equal(ids, cases[c].ids, n * sizeof *ids);
+        free(ids);
+    }
+    ssf_tokenizer_free(t);
+    free(json);
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_engine_fixture_tokenizer),
+        cmocka_unit_test(test_byte_level_prefix_space),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);

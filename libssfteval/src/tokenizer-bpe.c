@@ -470,10 +470,10 @@ static int next_match(enc *e, const char *s, size_t n, size_t *pos, size_t *ms, 
     return 0;
 }
 
-/* ByteLevel's add_prefix_space, then BPE. */
+/* ByteLevel's add_prefix_space (when it applies per piece), then BPE. */
 static void encode_piece(enc *e, const char *s, size_t n)
 {
-    if (e->t->add_prefix_space && n && s[0] != ' ') {
+    if (e->t->add_prefix_space && !e->t->prefix_whole_segment && n && s[0] != ' ') {
         grow((void **)&e->tmp, &e->cap_tmp, n + 1, 1);
         e->tmp[0] = ' ';
         memcpy(e->tmp + 1, s, n);
@@ -488,14 +488,10 @@ static void encode_piece(enc *e, const char *s, size_t n)
 
 /* Split behaviour Isolated (or Removed): matches are pieces, and so are the
  * gaps between them; invert swaps the two. */
-static int pretokenize(enc *e, const char *s, size_t n)
+static int split_pieces(enc *e, const char *s, size_t n)
 {
     const ssf_tokenizer *t = e->t;
     size_t pos = 0, last = 0, ms = 0, me = 0;
-    if (!t->re) { /* ByteLevel without a regex: the segment is one word */
-        encode_piece(e, s, n);
-        return 0;
-    }
     for (;;) {
         int rc = next_match(e, s, n, &pos, &ms, &me);
         if (rc < 0) return -1;
@@ -508,6 +504,25 @@ static int pretokenize(enc *e, const char *s, size_t n)
     }
     if (last < n && (!t->split_removed || t->split_invert)) encode_piece(e, s + last, n - last);
     return 0;
+}
+
+/* ByteLevel with its own regex prefixes the whole segment, then splits it
+ * (tokenizers' byte_level.rs); with a Split before it, each piece. */
+static int pretokenize(enc *e, const char *s, size_t n)
+{
+    const ssf_tokenizer *t = e->t;
+    if (!t->re) { /* ByteLevel without a regex: the segment is one word */
+        encode_piece(e, s, n);
+        return 0;
+    }
+    if (!(t->prefix_whole_segment && t->add_prefix_space && n && s[0] != ' '))
+        return split_pieces(e, s, n);
+    char *prefixed = ssf_xmalloc(n + 1);
+    prefixed[0] = ' ';
+    memcpy(prefixed + 1, s, n);
+    int rc = split_pieces(e, prefixed, n + 1);
+    free(prefixed);
+    return rc;
 }
 
 /* ---- added tokens ------------------------------------------------------- */

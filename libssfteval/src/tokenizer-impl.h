@@ -73,6 +73,9 @@ struct ssf_tokenizer {
     /* Pre-tokenizer: the Split regex (or ByteLevel's GPT-2 one). */
     pcre2_code *re;
     int split_invert, split_removed, add_prefix_space;
+    /* ByteLevel adds its prefix space to each piece it is given: the whole
+     * segment when the regex is its own, each Split piece otherwise. */
+    int prefix_whole_segment;
     tok_cache cache;
 };
 

@@ -448,6 +448,7 @@ static int set_byte_level(ssf_tokenizer *t, json_t *b, int after_split, ssf_erro
                         "tokenizer %s: Split followed by ByteLevel(use_regex=true) is not "
                         "supported; set use_regex to false",
                         t->name);
+    t->prefix_whole_segment = 1;
     return set_regex(t, gpt2_regex, strlen(gpt2_regex), err);
 }
 
