@@ -1,8 +1,9 @@
 /*
  * engine.c - the scheduler of the in-process engine: prompts prefilled once,
- * samples forked from them, one token per running sample every step, slots
- * recycled as samples finish.  Device arithmetic is behind device.h, token
- * choice in sampler.c.
+ * samples forked from them over shared KV blocks, one token per running
+ * sample every step, blocks recycled as samples finish or are preempted.
+ * Device arithmetic is behind device.h, block bookkeeping in kvblocks.c,
+ * token choice in sampler.c.
  */
 #include "engine.h"
 
@@ -102,12 +103,14 @@ ssf_engine *ssf_engine_new(const ssf_engine_model *m, const ssf_engine_options *
     e->row_token = ssf_xcalloc(rows, sizeof(int32_t));
     e->row_pos = ssf_xcalloc(rows, sizeof(int32_t));
     e->row_seq = ssf_xcalloc(rows, sizeof(int32_t));
-    e->out_rows = ssf_xcalloc(rows, sizeof(int32_t));
+    /* a step asks logits of one row per sequence at most: a sample's next
+     * token or a prompt's last position */
+    e->out_rows = ssf_xcalloc(seqs, sizeof(int32_t));
     e->tables = ssf_xcalloc(seqs, sizeof *e->tables);
     e->seq_owner = ssf_xcalloc(seqs, sizeof *e->seq_owner);
-    e->out_owner = ssf_xcalloc(rows, sizeof *e->out_owner);
+    e->out_owner = ssf_xcalloc(seqs, sizeof *e->out_owner);
     e->copies = ssf_xcalloc(seqs, sizeof *e->copies);
-    e->logits = ssf_xmalloc(rows * (size_t)m->vocab_size * sizeof(float));
+    e->logits = ssf_xmalloc(seqs * (size_t)m->vocab_size * sizeof(float));
     return e;
 }
 
