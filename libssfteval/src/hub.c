@@ -528,8 +528,16 @@ static int cached_ok(const char *dest, const char *sha256, ssf_error *err)
     return strcasecmp(got, sha256) == 0;
 }
 
-static int offline_error(const char *what, ssf_error *err)
+/* The fix differs: task data comes with `data fetch` or a data directory,
+ * a model with any command that names it while online. */
+static int offline_error(ssf_repo_type type, const char *what, const char *repo,
+                         const char *revision, ssf_error *err)
 {
+    if (type == SSF_REPO_MODEL)
+        return ssf_fail(err,
+                        "%s is not in the cache (offline mode): run `ssfteval model info "
+                        "hf:%s@%s` once with network access",
+                        what, repo, revision);
     return ssf_fail(err,
                     "%s is not in the cache (offline mode): run `ssfteval data fetch` with network "
                     "access, or use --data-dir",
@@ -548,7 +556,7 @@ int ssf_hub_fetch_file(const ssf_hub *hub, ssf_repo_type type, const char *repo,
         ssf_buf what = {0};
         ssf_buf_printf(&what, "%s %s@%s/%s", type == SSF_REPO_DATASET ? "dataset" : "model", repo,
                        revision, path);
-        rc = offline_error(what.data, err);
+        rc = offline_error(type, what.data, repo, revision, err);
         ssf_buf_free(&what);
     } else if (rc == 0 && download(hub, type, repo, revision, path, sha256, dest, err) == 0) {
         rc = 1;
@@ -728,7 +736,7 @@ int ssf_hub_fetch_rows(const ssf_hub *hub, const char *repo, const char *config,
     } else if (hub->offline) {
         ssf_buf what = {0};
         ssf_buf_printf(&what, "dataset %s (config %s, split %s)", repo, config, split);
-        rc = offline_error(what.data, err);
+        rc = offline_error(SSF_REPO_DATASET, what.data, repo, NULL, err);
         ssf_buf_free(&what);
     } else {
         rc = download_rows(hub, repo, config, split, expected_rows, dest, err);

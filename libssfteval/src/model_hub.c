@@ -56,12 +56,6 @@ static int cached(const repo_ref *r, const char *path)
 
 static int fetch(const repo_ref *r, const char *path, ssf_error *err)
 {
-    /* hub.c's offline advice is about task data; this one is about models. */
-    if (r->hub->offline && !cached(r, path))
-        return ssf_fail(err,
-                        "%s is not in the cache (offline mode): run `ssfteval model info "
-                        "hf:%s@%s` once with network access",
-                        path, r->repo, r->revision);
     char *local = NULL;
     int rc =
         ssf_hub_fetch_file(r->hub, SSF_REPO_MODEL, r->repo, r->revision, path, NULL, &local, err);
