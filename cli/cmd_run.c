@@ -396,8 +396,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
         return NULL;
     }
     if (!a->chat_template_given) {
-        char *cfg_path = ssf_xmalloc(strlen(dir) + 32);
-        sprintf(cfg_path, "%s/tokenizer_config.json", dir);
+        char *cfg_path = ssf_path_join(dir, "tokenizer_config.json");
         rc = ssf_chat_template_detect(cfg_path, &a->cfg.chat_template, &err);
         free(cfg_path);
         if (rc) {

@@ -514,12 +514,6 @@ static void close_refused(ssf_store *s, int had_wal)
     store_free(s);
 }
 
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 static int open_checked(ssf_store *s, off_t size, ssf_error *err)
 {
     file_info fi = {0, 0, 0};
@@ -542,7 +536,7 @@ int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, 
     size_t n = strlen(path) + 5;
     char *wal = ssf_xmalloc(n);
     snprintf(wal, n, "%s-wal", path);
-    int had_wal = file_exists(wal);
+    int had_wal = ssf_path_exists(wal);
     free(wal);
 
     ssf_store *s = ssf_xcalloc(1, sizeof *s);

@@ -25,12 +25,6 @@ typedef struct load_ctx {
     char ***raw_choices;
 } load_ctx;
 
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* A field's value as text: strings as they are (whitespace included, as the
  * reference keeps it), integers printed, anything else an error. */
 static int field_text(load_ctx *c, json_t *rec, const char *field, size_t number, size_t line,
@@ -208,11 +202,11 @@ static int read_local(const ssf_task *t, const char *data_dir, ssf_buf *name, ch
                         "--data-dir; drop --data-dir to download it from the Hub",
                         t->name, t->origin);
     ssf_buf_printf(name, "%s/%s", data_dir, s->local_path);
-    if (file_exists(name->data)) return ssf_read_file(name->data, data, len, err);
+    if (ssf_is_file(name->data)) return ssf_read_file(name->data, data, len, err);
     if (s->local_zip) {
         ssf_buf zip = {0};
         ssf_buf_printf(&zip, "%s/%s", data_dir, s->local_zip);
-        if (file_exists(zip.data)) {
+        if (ssf_is_file(zip.data)) {
             ssf_buf_reset(name);
             ssf_buf_printf(name, "%s:%s", zip.data, s->zip_member);
             int rc = ssf_zip_read_member(zip.data, s->zip_member, s->zip_password, data, len, err);

@@ -130,30 +130,18 @@ void ssf_weight_index_free(ssf_weight_index *idx)
 
 /* ---- files -------------------------------------------------------------- */
 
-static char *join(const char *dir, const char *name)
-{
-    ssf_buf b = {0};
-    ssf_buf_printf(&b, "%s/%s", dir, name);
-    return ssf_buf_take(&b);
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 /* config.json (required) and generation_config.json (if present). */
 static int read_configs(ssf_model *m, ssf_error *err)
 {
-    char *cpath = join(m->dir, "config.json"), *gpath = join(m->dir, "generation_config.json");
+    char *cpath = ssf_path_join(m->dir, "config.json"),
+         *gpath = ssf_path_join(m->dir, "generation_config.json");
     char *ctext = NULL, *gtext = NULL;
     size_t clen = 0, glen = 0;
     int rc = 0;
-    if (!exists(cpath))
+    if (!ssf_path_exists(cpath))
         rc = ssf_fail(err, "%s has no config.json: not a Hugging Face model directory", m->dir);
     if (rc == 0) rc = ssf_read_file(cpath, &ctext, &clen, err);
-    if (rc == 0 && exists(gpath)) rc = ssf_read_file(gpath, &gtext, &glen, err);
+    if (rc == 0 && ssf_path_exists(gpath)) rc = ssf_read_file(gpath, &gtext, &glen, err);
     if (rc == 0) rc = ssf_model_config_parse(ctext, clen, gtext, glen, m->dir, &m->cfg, err);
     free(cpath);
     free(gpath);
@@ -185,8 +173,8 @@ static int open_shards(ssf_model *m, ssf_error *err)
     if (rc) return -1;
     m->files = ssf_xcalloc(m->idx.n_shards, sizeof *m->files);
     for (size_t i = 0; i < m->idx.n_shards; i++, m->n_files++) {
-        char *path = join(m->dir, m->idx.shards[i]);
-        if (!exists(path))
+        char *path = ssf_path_join(m->dir, m->idx.shards[i]);
+        if (!ssf_path_exists(path))
             rc = ssf_fail(err, "shard %s named by %s is missing; download it again", path,
                           m->index_path);
         else
@@ -200,14 +188,14 @@ static int open_shards(ssf_model *m, ssf_error *err)
 /* model.safetensors first, as transformers looks for it first. */
 static int open_weights(ssf_model *m, ssf_error *err)
 {
-    m->single_path = join(m->dir, SSF_SINGLE_FILE);
-    m->index_path = join(m->dir, SSF_INDEX_FILE);
+    m->single_path = ssf_path_join(m->dir, SSF_SINGLE_FILE);
+    m->index_path = ssf_path_join(m->dir, SSF_INDEX_FILE);
     int rc;
-    if (exists(m->single_path)) {
+    if (ssf_path_exists(m->single_path)) {
         m->files = ssf_xcalloc(1, sizeof *m->files);
         rc = ssf_safetensors_open(m->single_path, &m->files[0], err);
         if (rc == 0) m->n_files = 1;
-    } else if (exists(m->index_path)) {
+    } else if (ssf_path_exists(m->index_path)) {
         m->sharded = 1;
         rc = open_shards(m, err);
     } else {

@@ -606,29 +606,15 @@ int ssf_tokenizer_load_json(const char *json, size_t len, const char *name, ssf_
 
 /* ---- files and directories ---------------------------------------------- */
 
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = ssf_xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* tokenizer_config.json in dir, or NULL (absent is fine; unreadable or not
  * JSON is an error: *failed set). */
 static json_t *read_config(const char *dir, int *failed, ssf_error *err)
 {
-    char *path = join(dir, "tokenizer_config.json"), *text;
+    char *path = ssf_path_join(dir, "tokenizer_config.json"), *text;
     size_t len;
     json_t *cfg = NULL;
     *failed = 0;
-    if (file_exists(path)) {
+    if (ssf_is_file(path)) {
         if (ssf_read_file(path, &text, &len, err) == 0) {
             cfg = parse_json(text, len, path, "tokenizer config", err);
             free(text);
@@ -662,7 +648,8 @@ static int load_tokenizer_json(const char *path, const char *dir, ssf_tokenizer 
  * config's added_tokens_decoder; without a config there are none. */
 static int legacy_build(ssf_tokenizer *t, const char *dir, json_t *cfg, ssf_error *err)
 {
-    char *vpath = join(dir, "vocab.json"), *mpath = join(dir, "merges.txt"), *text = NULL;
+    char *vpath = ssf_path_join(dir, "vocab.json"), *mpath = ssf_path_join(dir, "merges.txt"),
+         *text = NULL;
     size_t len;
     json_t *vocab = NULL;
     int rc = ssf_read_file(vpath, &text, &len, err);
@@ -724,12 +711,12 @@ int ssf_tokenizer_load(const char *path, ssf_tokenizer **out, ssf_error *err)
         free(dir);
         return rc;
     }
-    char *tj = join(path, "tokenizer.json"), *vj = join(path, "vocab.json"),
-         *mt = join(path, "merges.txt");
+    char *tj = ssf_path_join(path, "tokenizer.json"), *vj = ssf_path_join(path, "vocab.json"),
+         *mt = ssf_path_join(path, "merges.txt");
     int rc;
-    if (file_exists(tj))
+    if (ssf_is_file(tj))
         rc = load_tokenizer_json(tj, path, out, err);
-    else if (file_exists(vj) && file_exists(mt))
+    else if (ssf_is_file(vj) && ssf_is_file(mt))
         rc = load_legacy(path, out, err);
     else
         rc = ssf_fail(err,

@@ -229,3 +229,22 @@ double ssf_monotonic_seconds(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+char *ssf_path_join(const char *dir, const char *name)
+{
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "%s/%s", dir, name);
+    return ssf_buf_take(&b);
+}
+
+int ssf_path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int ssf_is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}

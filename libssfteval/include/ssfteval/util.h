@@ -65,6 +65,12 @@ int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_er
 /* Seconds on the monotonic clock (for durations and rates). */
 double ssf_monotonic_seconds(void);
 
+/* "dir/name", malloc'd. */
+char *ssf_path_join(const char *dir, const char *name);
+/* Whether path exists (anything), and whether it is a regular file. */
+int ssf_path_exists(const char *path);
+int ssf_is_file(const char *path);
+
 /* mkdir -p. */
 int ssf_mkdirs(const char *path, ssf_error *err);
 
