@@ -21,8 +21,7 @@ struct ssf_model {
     ssf_model_config cfg;
     ssf_safetensors **files; /* one, or one per shard (index order) */
     size_t n_files;
-    int sharded;
-    ssf_weight_index idx;
+    ssf_weight_index idx; /* empty for a single-file checkpoint */
     char *index_path, *single_path;
     ssf_model_weights w;
     int64_t params, bytes;
@@ -196,7 +195,6 @@ static int open_weights(ssf_model *m, ssf_error *err)
         rc = ssf_safetensors_open(m->single_path, &m->files[0], err);
         if (rc == 0) m->n_files = 1;
     } else if (ssf_path_exists(m->index_path)) {
-        m->sharded = 1;
         rc = open_shards(m, err);
     } else {
         rc = ssf_fail(err, "%s has neither %s nor %s: ssfteval reads safetensors checkpoints only",
@@ -209,7 +207,7 @@ static int open_weights(ssf_model *m, ssf_error *err)
 
 static int find_tensor(const ssf_model *m, const char *name, const ssf_tensor **out, ssf_error *err)
 {
-    if (!m->sharded) {
+    if (m->idx.n_shards == 0) {
         *out = ssf_safetensors_find(m->files[0], name);
         if (*out) return 0;
         return ssf_fail(err, "tensor %s not found in %s", name, m->single_path);

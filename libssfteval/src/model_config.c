@@ -228,12 +228,11 @@ static int check_sizes(const ctx *c, const ssf_model_config *cfg)
 
 /* ---- token ids and generation defaults --------------------------------- */
 
-/* An int or a list of ints (or null); sets *present. */
-static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg, int *present)
+/* An int or a list of ints (or null, or absent: nothing changes). */
+static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 {
     const jl_value *v = jl_get(root, "eos_token_id");
-    *present = v && v->type != JL_NULL;
-    if (!*present) return 0;
+    if (!v || v->type == JL_NULL) return 0;
     size_t n = v->type == JL_ARRAY ? v->u.arr.n : 1;
     if (n > SSF_MAX_EOS)
         return ssf_fail(c->err, "%s: %s: eos_token_id lists %zu ids; at most %d are supported",
@@ -251,11 +250,11 @@ static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg, i
 
 static int read_generation(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 {
-    int present, top_k;
+    int top_k;
     if (root->type != JL_OBJECT)
         return ssf_fail(c->err, "%s: %s: expected a JSON object, got %s", c->name, c->file,
                         jl_type_name(root->type));
-    if (read_eos(c, root, cfg, &present)) return -1;
+    if (read_eos(c, root, cfg)) return -1;
     const jl_value *t = jl_get(root, "temperature");
     if (t && t->type != JL_NULL && (t->type != JL_NUMBER || t->u.num.d < 0))
         return bad(c, "temperature", "a number >= 0", t);
@@ -271,7 +270,6 @@ static int read_generation(const ctx *c, const jl_value *root, ssf_model_config 
 
 static int read_config(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 {
-    int present;
     if (root->type != JL_OBJECT)
         return ssf_fail(c->err, "%s: %s: expected a JSON object, got %s", c->name, c->file,
                         jl_type_name(root->type));
@@ -281,8 +279,7 @@ static int read_config(const ctx *c, const jl_value *root, ssf_model_config *cfg
         get_positive_double(c, root, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps) ||
         get_bool(c, root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings) ||
         get_bool(c, root, "attention_bias", 0, &cfg->qkv_bias) ||
-        get_int(c, root, "bos_token_id", 0, -1, &cfg->bos_token_id) ||
-        read_eos(c, root, cfg, &present))
+        get_int(c, root, "bos_token_id", 0, -1, &cfg->bos_token_id) || read_eos(c, root, cfg))
         return -1;
     if (a->qkv_bias_always)
         cfg->qkv_bias = 1;
