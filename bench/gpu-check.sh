@@ -17,8 +17,9 @@
 #   6. decode tokens/s at batch 1/8/32/64/128, ours and transformers', with the
 #      bytes a step moves (weights + KV read) and the GB/s achieved against
 #      the measured device copy bandwidth.
-# Environment: WORK (scratch, default a new temp dir), PYTHON, NVCC, CC,
-# CUDA_ARCH (e.g. 90; default: the GPU's).
+# Environment: WORK (scratch, default a new temp dir), LOG (default
+# WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120), PYTHON,
+# NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
@@ -29,17 +30,20 @@ BATCHES=1,8,32,64,128
 PROMPT=32
 STEPS=64
 mkdir -p "$WORK/obj"
-LOG="$WORK/log.txt"
+LOG=${LOG:-$WORK/log.txt}
 : >"$LOG"
 FAILED=0
 
 say() { printf '%s\n' "$*" | tee -a "$LOG"; }
-# Runs a step, keeping its PASS/FAIL/TIME lines in the log.
+# Runs a step under a time limit (STEP_LIMIT seconds, default 120: a hang
+# must not eat the machine's lease), keeping its PASS/FAIL/TIME lines.
 step() {
     local name=$1
     shift
     say "== $name"
-    "$@" 2>&1 | tee -a "$LOG"
+    local limit=(timeout -k 5 "${STEP_LIMIT:-120}")
+    declare -F "$1" >/dev/null && limit=() # a shell function runs as is
+    "${limit[@]}" "$@" 2>&1 | tee -a "$LOG"
     local rc=${PIPESTATUS[0]}
     if [ "$rc" -ne 0 ]; then
         say "FAIL $name (exit $rc)"
@@ -267,6 +271,8 @@ fi
 BENCH="$WORK/qwen2.5-1.5b-random"
 if [ -f "$BENCH/config.json" ]; then
     step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS"
+    # the issue's shape: 200-token prompts, many sequences, long decodes
+    step bench-long "$WORK/gpu_check" bench "$BENCH" 64,256 200 512
 else
     say "FAIL bench: no checkpoint (the python step failed)"
     FAILED=1
