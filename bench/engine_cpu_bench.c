@@ -41,9 +41,14 @@ typedef struct bench {
 
 static int forward(bench *b, int n_rows, int n_out, ssf_error *err)
 {
-    ssf_fwd_batch fb = {n_rows, b->token, b->pos,
-                        b->seq, b->batch, (const int32_t *const *)b->tables,
-                        n_out,  b->out};
+    ssf_fwd_batch fb = {.n_rows = n_rows,
+                        .token = b->token,
+                        .pos = b->pos,
+                        .seq = b->seq,
+                        .n_seqs = b->batch,
+                        .tables = (const int32_t *const *)b->tables,
+                        .n_out = n_out,
+                        .out_rows = b->out};
     return b->d->forward(b->d, &fb, b->logits, err);
 }
 

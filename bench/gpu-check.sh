@@ -66,6 +66,7 @@ build() {
     local objs=() f o
     for f in "$ROOT"/libssfteval/src/{util,jsonlite,safetensors,model_config,model}.c \
         "$ROOT"/backends/engine/cpu*.c "$ROOT"/backends/engine/cuda_plan.c \
+        "$ROOT"/backends/engine/sampler.c \
         "$ROOT"/bench/gpu_check.c; do
         o="$WORK/obj/$(basename "$f").o"
         echo "$CC -c $(basename "$f")"
@@ -254,6 +255,7 @@ export SSFTEVAL_SOURCE_ROOT=$ROOT
 if [ -x "$WORK/test_engine_cuda" ]; then
     step test_engine_cuda "$WORK/test_engine_cuda"
 fi
+step sampler "$WORK/gpu_check" sampler
 step cuda-vs-cpu "$WORK/gpu_check" fixtures "${FIXTURES[@]}"
 for d in "${FIXTURES[@]}"; do
     dump="$WORK/$(basename "$d").hf-bf16.bin"
@@ -273,6 +275,16 @@ if [ -f "$BENCH/config.json" ]; then
     step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS"
     # the issue's shape: 200-token prompts, many sequences, long decodes
     step bench-long "$WORK/gpu_check" bench "$BENCH" 64,256 200 512
+    # where a batch-64 decode step's time goes, kernel by kernel
+    NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys 2>/dev/null || true)
+    if [ -n "$NSYS" ]; then
+        step profile "$NSYS" profile -o "$WORK/prof" --force-overwrite true \
+            "$WORK/gpu_check" bench "$BENCH" 64 32 32
+        "$NSYS" stats -q --report cuda_gpu_kern_sum --format csv "$WORK/prof.nsys-rep" 2>/dev/null |
+            cut -d, -f1-4,9 | head -16 | tee -a "$LOG"
+    else
+        say "SKIP profile: nsys not installed"
+    fi
 else
     say "FAIL bench: no checkpoint (the python step failed)"
     FAILED=1

@@ -62,6 +62,15 @@ static int32_t *cell(fake *f, const int32_t *table, int pos)
     return &f->mem[block * bs + pos % bs];
 }
 
+/* The logits of row r: its history read back through its table. */
+static void row_logits(fake *f, const ssf_fwd_batch *b, int r, float *out)
+{
+    int32_t hist[MAX_CTX];
+    for (int p = 0; p <= b->pos[r]; p++)
+        hist[p] = *cell(f, b->tables[b->seq[r]], p);
+    history_logits(hist, b->pos[r] + 1, out);
+}
+
 /* Writes every row's token through its table, then gives each asked row
  * the logits of the history read back through the same table: a wrong
  * table, a missed copy or a block shared while written shows up as a
@@ -82,12 +91,19 @@ static int fake_forward(ssf_device *d, const ssf_fwd_batch *b, float *logits, ss
         if (!c) return ssf_fail(err, "bad block");
         *c = b->token[r];
     }
-    for (int i = 0; i < b->n_out; i++) {
-        int r = b->out_rows[i];
-        int32_t hist[MAX_CTX];
-        for (int p = 0; p <= b->pos[r]; p++)
-            hist[p] = *cell(f, b->tables[b->seq[r]], p);
-        history_logits(hist, b->pos[r] + 1, logits + (size_t)i * VOCAB);
+    for (int i = 0; i < b->n_out; i++)
+        row_logits(f, b, b->out_rows[i], logits + (size_t)i * VOCAB);
+    if (b->n_sample > 0 && !d->can_sample) return ssf_fail(err, "sample rows to a logits device");
+    for (int i = 0; i < b->n_sample; i++) {
+        for (int j = 0; j < b->n_out; j++)
+            if (b->out_rows[j] == b->sample_rows[i]) return ssf_fail(err, "row asked twice");
+        float row[VOCAB];
+        row_logits(f, b, b->sample_rows[i], row);
+        const ssf_sample_spec *sp = &b->sample[i];
+        ssf_sampler_params p = {sp->temperature, sp->top_p, sp->top_k, sp->min_p};
+        ssf_sampler_scratch scratch = {0};
+        b->sampled[i] = ssf_sample(row, b->n_valid, &p, sp->seed, sp->step, &scratch);
+        ssf_sampler_scratch_free(&scratch);
     }
     return 0;
 }
@@ -289,6 +305,7 @@ static ssf_engine *open_engine(fake *f, int slots, ssf_engine_options *o)
 
 typedef struct pool_shape {
     int slots, blocks, bs, chunk;
+    int device_samples; /* the fake device draws the running samples' tokens */
 } pool_shape;
 
 static void run_engine(pool_shape ps, const ssf_gen_request *reqs, size_t n, got *g,
@@ -298,7 +315,10 @@ static void run_engine(pool_shape ps, const ssf_gen_request *reqs, size_t n, got
     ssf_engine_options o;
     ssf_engine_options_default(&o);
     o.prefill_chunk = ps.chunk;
-    ssf_engine *e = open_paged_engine(&f, ps.slots, ps.blocks, ps.bs, &o);
+    fake_init(&f, ps.slots, ps.blocks, ps.bs);
+    f.d.can_sample = ps.device_samples;
+    ssf_engine_model m = fake_model(&f);
+    ssf_engine *e = ssf_engine_new(&m, &o);
     memset(g, 0, n * sizeof *g);
     sink k = {reqs, g};
     ssf_error err;
@@ -343,7 +363,7 @@ static void test_samples_match_reference(void **state)
     for (size_t si = 0; si < 5; si++)
         for (size_t ci = 0; ci < 3; ci++)
             for (size_t bi = 0; bi < 3; bi++) {
-                pool_shape ps = {slots[si], 0, block_sizes[bi], chunks[ci]};
+                pool_shape ps = {slots[si], 0, block_sizes[bi], chunks[ci], 0};
                 check_against_reference(ps, &stops, &lengths, NULL);
             }
     /* the fixture exercises both ways of finishing */
@@ -357,13 +377,30 @@ static void test_preemption_keeps_samples(void **state)
     (void)state;
     int stops = 0, lengths = 0;
     ssf_engine_stats st;
-    pool_shape tight = {8, 34, 4, 512};
+    pool_shape tight = {8, 34, 4, 512, 0};
     check_against_reference(tight, &stops, &lengths, &st);
     assert_true(st.preemptions > 0);
     assert_true(st.recomputed_tokens > 0);
-    pool_shape chunked = {8, 34, 4, 3};
+    pool_shape chunked = {8, 34, 4, 3, 0};
     check_against_reference(chunked, &stops, &lengths, &st);
     assert_true(st.preemptions > 0);
+}
+
+/* A device that draws the running samples' tokens itself (the CUDA
+ * device): the engine hands it each sample's settings, seed and draw
+ * number, takes the ids back, and the samples come out as the reference,
+ * with and without preemption. */
+static void test_device_sampling(void **state)
+{
+    (void)state;
+    int stops = 0, lengths = 0;
+    ssf_engine_stats st;
+    static const pool_shape shapes[] = {
+        {1, 0, 16, 512, 1}, {3, 0, 4, 5, 1}, {33, 0, 1, 512, 1}, {8, 34, 4, 3, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        check_against_reference(shapes[i], &stops, &lengths, &st);
+    assert_true(st.preemptions > 0);
+    assert_true(stops > 0 && lengths > 0);
 }
 
 /* A prompt is prefilled once however many samples it has. */
@@ -374,7 +411,7 @@ static void test_one_prefill_per_prompt(void **state)
     make_requests(reqs);
     got g[N_REQ];
     ssf_engine_stats st;
-    pool_shape ps = {8, 0, 16, 512};
+    pool_shape ps = {8, 0, 16, 512, 0};
     run_engine(ps, reqs, N_REQ, g, &st);
     int64_t prompt_tokens = 0;
     for (int p = 0; p < 4; p++)
@@ -399,7 +436,7 @@ static void test_context_limit_and_long_prompt(void **state)
          .sampling = {.temperature = 0.7, .top_p = 1, .max_new_tokens = 5}},
     };
     got g[3];
-    pool_shape ps = {2, 0, 16, 512};
+    pool_shape ps = {2, 0, 16, 512, 0};
     run_engine(ps, reqs, 3, g, NULL);
     assert_true(g[0].failed);
     assert_non_null(strstr(g[0].error, "context holds 96"));
@@ -515,6 +552,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_samples_match_reference),
         cmocka_unit_test(test_preemption_keeps_samples),
+        cmocka_unit_test(test_device_sampling),
         cmocka_unit_test(test_one_prefill_per_prompt),
         cmocka_unit_test(test_context_limit_and_long_prompt),
         cmocka_unit_test(test_stop_strings),

@@ -279,7 +279,14 @@ static void add_row(rows *r, int32_t token, int32_t pos, int32_t seq, int want)
 
 static int run_rows(ssf_device *d, const paging *pg, const rows *r, float *logits, ssf_error *err)
 {
-    ssf_fwd_batch b = {r->n, r->token, r->pos, r->seq, N_SEQS, pg->tables, r->n_out, r->out};
+    ssf_fwd_batch b = {.n_rows = r->n,
+                       .token = r->token,
+                       .pos = r->pos,
+                       .seq = r->seq,
+                       .n_seqs = N_SEQS,
+                       .tables = pg->tables,
+                       .n_out = r->n_out,
+                       .out_rows = r->out};
     return d->forward(d, &b, logits, err);
 }
 
@@ -526,9 +533,23 @@ static void check_errors(ssf_device *d, paging *pg, int vocab)
     check_forward_errors(d, pg, vocab);
     check_seq7(d, pg, want, vocab);
     /* an empty batch, and a batch without tables */
-    ssf_fwd_batch b = {0, r.token, r.pos, r.seq, N_SEQS, pg->tables, 0, r.out};
+    ssf_fwd_batch b = {.n_rows = 0,
+                       .token = r.token,
+                       .pos = r.pos,
+                       .seq = r.seq,
+                       .n_seqs = N_SEQS,
+                       .tables = pg->tables,
+                       .n_out = 0,
+                       .out_rows = r.out};
     assert_int_equal(d->forward(d, &b, NULL, &err), -1);
-    b = (ssf_fwd_batch){1, r.token, r.pos, r.seq, 0, NULL, 0, r.out};
+    b = (ssf_fwd_batch){.n_rows = 1,
+                        .token = r.token,
+                        .pos = r.pos,
+                        .seq = r.seq,
+                        .n_seqs = 0,
+                        .tables = NULL,
+                        .n_out = 0,
+                        .out_rows = r.out};
     assert_int_equal(d->forward(d, &b, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "block tables"));
     /* copy_blocks checks every pair before copying any: the first pair here

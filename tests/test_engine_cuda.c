@@ -476,7 +476,14 @@ static void paging_free(paging *pg)
 static void forward_ok(ssf_device *d, const paging *pg, const int32_t *tok, const int32_t *pos,
                        const int32_t *seq, int rows, const int32_t *out, int n_out, float *logits)
 {
-    ssf_fwd_batch b = {rows, tok, pos, seq, N_SEQS, pg->tables, n_out, out};
+    ssf_fwd_batch b = {.n_rows = rows,
+                       .token = tok,
+                       .pos = pos,
+                       .seq = seq,
+                       .n_seqs = N_SEQS,
+                       .tables = pg->tables,
+                       .n_out = n_out,
+                       .out_rows = out};
     ssf_error err = {{0}};
     if (d->forward(d, &b, logits, &err)) fail_msg("forward: %s", err.msg);
 }
@@ -592,7 +599,14 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
 {
     ssf_error err = {{0}};
     int32_t bad_tok = V, zero = 0, tok = 0, bad_seq = N_SEQS;
-    ssf_fwd_batch b = {1, &bad_tok, &zero, &zero, N_SEQS, pg->tables, 0, NULL};
+    ssf_fwd_batch b = {.n_rows = 1,
+                       .token = &bad_tok,
+                       .pos = &zero,
+                       .seq = &zero,
+                       .n_seqs = N_SEQS,
+                       .tables = pg->tables,
+                       .n_out = 0,
+                       .out_rows = NULL};
     assert_int_equal(d->forward(d, &b, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "token"));
     b.token = &tok;

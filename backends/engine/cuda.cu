@@ -85,9 +85,11 @@ typedef struct cuda_dev {
     bf16 *x, *xn, *qkv, *att, *tmp, *gu, *h, *xo;
     float *logits;
     float *part;     /* split-KV partials, ssf_attn_partial_floats_max */
-    int32_t *d_idx;  /* token | pos | seq | out_rows, CUDA_MAX_ROWS each; then
-                        tab_off [seq_cap] | tab [seq_cap x seq_blocks] */
+    int32_t *d_idx;  /* token | pos | seq | out_rows | sample_rows, CUDA_MAX_ROWS
+                        each; then tab_off [seq_cap] | tab [seq_cap x seq_blocks] */
     int32_t *h_idx;  /* pinned staging for d_idx */
+    ssf_sample_spec *d_spec, *h_spec; /* [CUDA_MAX_ROWS], h_spec pinned */
+    int32_t *d_ids, *h_ids;           /* sampled ids [CUDA_MAX_ROWS], h_ids pinned */
     int32_t *h_need; /* [seq_cap] table entries the step's rows reach */
 } cuda_dev;
 
@@ -133,10 +135,11 @@ static void plan_weights(cuda_dev *d, arena *a)
     }
 }
 
-/* The int32 staging of one step: four per-row arrays and the tables. */
+/* The int32 staging of one step: five per-row arrays and the tables. */
+#define IDX_ROW_ARRAYS 5
 static size_t idx_ints(const cuda_dev *d)
 {
-    return 4 * (size_t)CUDA_MAX_ROWS + (size_t)d->seq_cap * (1 + (size_t)d->seq_blocks);
+    return IDX_ROW_ARRAYS * (size_t)CUDA_MAX_ROWS + (size_t)d->seq_cap * (1 + (size_t)d->seq_blocks);
 }
 
 static void plan_activations(cuda_dev *d, arena *a)
@@ -155,6 +158,8 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->logits = (float *)arena_take(a, (size_t)LOGIT_CHUNK * (size_t)c->vocab_size * sizeof(float));
     d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->n_sms, c->head_dim) * 4);
     d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
+    d->d_spec = (ssf_sample_spec *)arena_take(a, R * sizeof(ssf_sample_spec));
+    d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
 }
 
 static size_t block_bytes(const cuda_dev *d)
@@ -329,6 +334,10 @@ static int check_rows(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
         if (b->out_rows[i] < 0 || b->out_rows[i] >= b->n_rows)
             return ssf_fail(err, "cuda: output row %d outside the batch of %d", (int)b->out_rows[i],
                             b->n_rows);
+    for (int i = 0; i < b->n_sample; i++)
+        if (b->sample_rows[i] < 0 || b->sample_rows[i] >= b->n_rows)
+            return ssf_fail(err, "cuda: sampled row %d outside the batch of %d",
+                            (int)b->sample_rows[i], b->n_rows);
     return 0;
 }
 
@@ -340,6 +349,12 @@ static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, const float *l
                         d->base.max_rows);
     if (b->n_out < 0 || b->n_out > b->n_rows || (b->n_out > 0 && (!b->out_rows || !logits)))
         return ssf_fail(err, "cuda: %d output rows for a batch of %d", b->n_out, b->n_rows);
+    if (b->n_sample < 0 || b->n_sample > b->n_rows ||
+        (b->n_sample > 0 && (!b->sample_rows || !b->sample || !b->sampled)))
+        return ssf_fail(err, "cuda: %d sampled rows for a batch of %d", b->n_sample, b->n_rows);
+    if (b->n_sample > 0 && (b->n_valid < 1 || b->n_valid > d->cfg.vocab_size))
+        return ssf_fail(err, "cuda: %d sampleable ids for a vocabulary of %d", (int)b->n_valid,
+                        d->cfg.vocab_size);
     if (b->n_rows > 0 && (b->n_seqs < 1 || b->n_seqs > d->seq_cap || !b->tables))
         return ssf_fail(err, "cuda: %d sequences in a step, the device holds 1..%d", b->n_seqs,
                         d->seq_cap);
@@ -357,13 +372,19 @@ static int stage_batch(cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
     memcpy(d->h_idx + cap, b->pos, (size_t)R * sizeof(int32_t));
     memcpy(d->h_idx + 2 * cap, b->seq, (size_t)R * sizeof(int32_t));
     if (b->n_out > 0) memcpy(d->h_idx + 3 * cap, b->out_rows, (size_t)b->n_out * sizeof(int32_t));
+    if (b->n_sample > 0) {
+        memcpy(d->h_idx + 4 * cap, b->sample_rows, (size_t)b->n_sample * sizeof(int32_t));
+        memcpy(d->h_spec, b->sample, (size_t)b->n_sample * sizeof(ssf_sample_spec));
+        CU_TRY(cudaMemcpyAsync(d->d_spec, d->h_spec, (size_t)b->n_sample * sizeof(ssf_sample_spec),
+                               cudaMemcpyHostToDevice, d->stream));
+    }
     for (int s = 0; s < b->n_seqs; s++)
         d->h_need[s] = 0;
     for (int r = 0; r < R; r++) {
         int need = b->pos[r] / bs + 1;
         if (need > d->h_need[b->seq[r]]) d->h_need[b->seq[r]] = need;
     }
-    int32_t *off = d->h_idx + 4 * cap, *tab = off + d->seq_cap;
+    int32_t *off = d->h_idx + IDX_ROW_ARRAYS * cap, *tab = off + d->seq_cap;
     int32_t n = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         off[s] = n;
@@ -374,7 +395,7 @@ static int stage_batch(cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
                                 (int)tab[n], i, d->base.n_blocks - 1);
         }
     }
-    size_t ints = 4 * cap + (size_t)d->seq_cap + (size_t)n;
+    size_t ints = IDX_ROW_ARRAYS * cap + (size_t)d->seq_cap + (size_t)n;
     CU_TRY(cudaMemcpyAsync(d->d_idx, d->h_idx, ints * sizeof(int32_t), cudaMemcpyHostToDevice,
                            d->stream));
     return 0;
@@ -432,6 +453,26 @@ static int forward_logits(cuda_dev *d, const int32_t *out_rows, int n_out, float
     return 0;
 }
 
+/* The sampled rows' tokens, LOGIT_CHUNK rows at a time, into d_ids; then
+ * the ids alone cross to the host. */
+static int forward_samples(cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
+{
+    int H = d->cfg.hidden_size, V = d->cfg.vocab_size, n_all = b->n_sample;
+    const int32_t *rows = d->d_idx + 4 * (size_t)CUDA_MAX_ROWS;
+    for (int i = 0; i < n_all; i += LOGIT_CHUNK) {
+        int n = n_all - i < LOGIT_CHUNK ? n_all - i : LOGIT_CHUNK;
+        K_TRY(ssfk_gather_rows(d->xo, d->xn, rows + i, n, H, d->stream));
+        BLAS_TRY(ssfk_gemm(d->blas, d->xo, d->lm_head, d->logits, CUDA_R_32F, n, V, H));
+        K_TRY(ssfk_sample(d->d_ids + i, d->logits, n, (size_t)V, b->n_valid, d->d_spec + i,
+                          d->stream));
+    }
+    CU_TRY(cudaMemcpyAsync(d->h_ids, d->d_ids, (size_t)n_all * sizeof(int32_t),
+                           cudaMemcpyDeviceToHost, d->stream));
+    CU_TRY(cudaStreamSynchronize(d->stream));
+    memcpy(b->sampled, d->h_ids, (size_t)n_all * sizeof(int32_t));
+    return 0;
+}
+
 /* The step after stage_batch queued its indices: every kernel, the logits
  * and the final synchronisation. */
 static int forward_staged(cuda_dev *d, const ssf_fwd_batch *b, const ssf_attn_shape *shape,
@@ -442,7 +483,7 @@ static int forward_staged(cuda_dev *d, const ssf_fwd_batch *b, const ssf_attn_sh
     const int32_t *tok = d->d_idx, *pos = d->d_idx + cap;
     ssfk_tables tb;
     tb.seq = d->d_idx + 2 * cap;
-    tb.tab_off = d->d_idx + 4 * cap;
+    tb.tab_off = d->d_idx + IDX_ROW_ARRAYS * cap;
     tb.tab = tb.tab_off + d->seq_cap;
     K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
@@ -450,6 +491,7 @@ static int forward_staged(cuda_dev *d, const ssf_fwd_batch *b, const ssf_attn_sh
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
                        (float)d->cfg.rms_norm_eps, d->stream));
     if (forward_logits(d, d->d_idx + 3 * cap, b->n_out, logits, err)) return -1;
+    if (b->n_sample > 0 && forward_samples(d, b, err)) return -1;
     CU_TRY(cudaStreamSynchronize(d->stream)); /* surfaces faults of any kernel; frees h_idx */
     return 0;
 }
@@ -511,6 +553,8 @@ static void cuda_close(ssf_device *dev)
     cudaFree(d->pool);
     cudaFree(d->amem);
     cudaFreeHost(d->h_idx);
+    cudaFreeHost(d->h_spec);
+    cudaFreeHost(d->h_ids);
     free(d->h_need);
     free(d->layers);
     free(d);
@@ -549,6 +593,8 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     CU_TRY(cudaMalloc(&d->workspace, CUBLAS_WORKSPACE));
     BLAS_TRY(cublasSetWorkspace(d->blas, d->workspace, CUBLAS_WORKSPACE));
     CU_TRY(cudaMallocHost((void **)&d->h_idx, idx_ints(d) * sizeof(int32_t)));
+    CU_TRY(cudaMallocHost((void **)&d->h_spec, CUDA_MAX_ROWS * sizeof(ssf_sample_spec)));
+    CU_TRY(cudaMallocHost((void **)&d->h_ids, CUDA_MAX_ROWS * sizeof(int32_t)));
     d->h_need = (int32_t *)ssf_xcalloc((size_t)d->seq_cap, sizeof(int32_t));
     CU_TRY(cudaDeviceGetAttribute(&d->n_sms, cudaDevAttrMultiProcessorCount, d->ordinal));
     return 0;
@@ -604,6 +650,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->base.block_size = o->block_size > 0 ? o->block_size : DEFAULT_BLOCK_SIZE;
     d->base.forward = cuda_forward;
     d->base.copy_blocks = cuda_copy_blocks;
+    d->base.can_sample = 1;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->seq_blocks = (d->base.max_context + d->base.block_size - 1) / d->base.block_size;

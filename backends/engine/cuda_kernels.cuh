@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_plan.h"
+#include "device.h"
 
 typedef __nv_bfloat16 bf16;
 
@@ -81,6 +82,12 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, 
 
 /* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
 cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);
+
+/* ids[r] = the token drawn for row r of `logits` (rows x stride fp32, ids
+ * below n_valid) as spec[r] asks (cuda_sample.cu); -1 for a row without a
+ * finite logit.  spec is in device memory. */
+cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stride, int n_valid,
+                        const ssf_sample_spec *spec, cudaStream_t st);
 
 /* Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W and fp32 accumulation; Y is
  * BF16 or fp32 (`y_type`).  W is a PyTorch [out, in] row-major matrix, which

@@ -54,3 +54,10 @@ int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_er
 {
     return ssf_fail(err, NO_CUDA);
 }
+
+int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
+                       const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
+                       ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}

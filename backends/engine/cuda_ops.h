@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device.h"
 #include "ssfteval/util.h"
 
 #ifdef __cplusplus
@@ -62,6 +63,13 @@ int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_c
 /* Device-to-device cudaMemcpy bandwidth over `bytes`, best of `iters`, in
  * GB/s counting the bytes read and written. */
 int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_error *err);
+
+/* ids[r] = the token the device's sampler draws from logits row r (rows x
+ * vocab fp32, ids below n_valid) as spec[r] asks; *kernel_ms (may be NULL)
+ * receives the sampling kernel's own time. */
+int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
+                       const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
+                       ssf_error *err);
 
 #ifdef __cplusplus
 }

@@ -54,6 +54,15 @@ typedef struct ssf_device_options {
  * A row's result never depends on the other rows in the batch: on the CPU
  * bit for bit, on the GPU up to floating-point summation order.
  */
+/* How the device draws one row's next token, with ssf_sample's meaning
+ * (sampler.h): temperature <= 0 or top_k == 1 is greedy; top_p 1, top_k
+ * <= 0 and min_p 0 are off; the uniform is draw `step` of stream `seed`. */
+typedef struct ssf_sample_spec {
+    double temperature, top_p, min_p;
+    int32_t top_k;
+    uint64_t seed, step;
+} ssf_sample_spec;
+
 typedef struct ssf_fwd_batch {
     int n_rows;
     const int32_t *token;
@@ -63,6 +72,15 @@ typedef struct ssf_fwd_batch {
     const int32_t *const *tables; /* [n_seqs] block ids in position order */
     int n_out;
     const int32_t *out_rows;
+    /* Devices with can_sample only: rows whose next token the device draws
+     * itself, so that only ids cross to the host.  sampled[i] is the token
+     * of sample_rows[i] (-1: no finite logit), among ids below n_valid.  A
+     * row is in out_rows or in sample_rows, not both. */
+    int n_sample;
+    const int32_t *sample_rows;
+    const ssf_sample_spec *sample;
+    int32_t *sampled;
+    int32_t n_valid;
 } ssf_fwd_batch;
 
 /* Copy the whole contents (every layer, K and V) of block src into block
@@ -79,6 +97,7 @@ struct ssf_device {
     int max_rows;     /* most rows one forward call accepts */
     int block_size;   /* positions per KV block */
     int n_blocks;     /* blocks in the pool */
+    int can_sample;   /* forward takes sample_rows (else the caller samples logits) */
     int (*forward)(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err);
     int (*copy_blocks)(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *err);
     void (*close)(ssf_device *d);

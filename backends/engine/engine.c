@@ -77,6 +77,10 @@ struct ssf_engine {
     const int32_t **tables;
     row_owner *seq_owner; /* per batch sequence */
     row_owner *out_owner; /* per out row */
+    int32_t *sample_rows; /* rows the device samples (devices with can_sample) */
+    ssf_sample_spec *specs;
+    int32_t *sampled;
+    seq **sample_owner;
     ssf_block_copy *copies;
     int n_copies;
     float *logits;
@@ -109,6 +113,10 @@ ssf_engine *ssf_engine_new(const ssf_engine_model *m, const ssf_engine_options *
     e->tables = ssf_xcalloc(seqs, sizeof *e->tables);
     e->seq_owner = ssf_xcalloc(seqs, sizeof *e->seq_owner);
     e->out_owner = ssf_xcalloc(seqs, sizeof *e->out_owner);
+    e->sample_rows = ssf_xcalloc(seqs, sizeof *e->sample_rows);
+    e->specs = ssf_xcalloc(seqs, sizeof *e->specs);
+    e->sampled = ssf_xcalloc(seqs, sizeof *e->sampled);
+    e->sample_owner = ssf_xcalloc(seqs, sizeof *e->sample_owner);
     e->copies = ssf_xcalloc(seqs, sizeof *e->copies);
     e->logits = ssf_xmalloc(seqs * (size_t)m->vocab_size * sizeof(float));
     return e;
@@ -127,6 +135,10 @@ void ssf_engine_free(ssf_engine *e)
     free(e->tables);
     free(e->seq_owner);
     free(e->out_owner);
+    free(e->sample_rows);
+    free(e->specs);
+    free(e->sampled);
+    free(e->sample_owner);
     free(e->copies);
     free(e->logits);
     free(e);
@@ -481,7 +493,7 @@ static void preempt_for_decode(ssf_engine *e)
 /* ---- one step ------------------------------------------------------------- */
 
 typedef struct batch {
-    int n_rows, n_out, n_seqs, n_prefill;
+    int n_rows, n_out, n_seqs, n_prefill, n_sample;
 } batch;
 
 static int batch_seq(ssf_engine *e, batch *b, seq *s, group *g)
@@ -505,6 +517,21 @@ static void add_out(ssf_engine *e, batch *b, int row, seq *s, group *g)
     b->n_out++;
 }
 
+/* A running sample's row whose token the device draws itself. */
+static void add_sampled(ssf_engine *e, batch *b, int row, seq *s)
+{
+    const ssf_gen_request *r = &e->reqs[s->req];
+    e->sample_rows[b->n_sample] = row;
+    e->specs[b->n_sample] = (ssf_sample_spec){.temperature = r->sampling.temperature,
+                                              .top_p = r->sampling.top_p,
+                                              .min_p = r->sampling.min_p,
+                                              .top_k = (int32_t)r->sampling.top_k,
+                                              .seed = r->seed,
+                                              .step = s->n_out};
+    e->sample_owner[b->n_sample] = s;
+    b->n_sample++;
+}
+
 /* Grows a table, noting the copy of a shared block the device must make. */
 static int grow(ssf_engine *e, ssf_kv_table *t, int n)
 {
@@ -523,7 +550,10 @@ static void add_decode_rows(ssf_engine *e, batch *b)
         size_t pos = s->table.n_tokens;
         grow(e, &s->table, 1); /* cannot fail: preempt_for_decode made room */
         int row = add_row(e, b, s->out[s->n_out - 1], pos, batch_seq(e, b, s, NULL));
-        add_out(e, b, row, s, NULL);
+        if (e->m.device->can_sample)
+            add_sampled(e, b, row, s);
+        else
+            add_out(e, b, row, s, NULL);
     }
 }
 
@@ -595,6 +625,8 @@ static void take_outputs(ssf_engine *e, const batch *b)
             accept_token(e, o.s, sample_token(e, o.s, row));
         }
     }
+    for (int i = 0; i < b->n_sample; i++)
+        accept_token(e, e->sample_owner[i], e->sampled[i]);
     /* a recomputed sample whose KV is whole again runs from the next step */
     for (int i = 0; i < e->n_live; i++) {
         seq *s = e->live[i];
@@ -628,8 +660,19 @@ static int step(ssf_engine *e, ssf_error *err)
     double t0 = ssf_monotonic_seconds();
     ssf_device *d = e->m.device;
     if (e->n_copies && d->copy_blocks(d, e->copies, e->n_copies, err)) return -1;
-    ssf_fwd_batch fb = {b.n_rows, e->row_token, e->row_pos, e->row_seq,
-                        b.n_seqs, e->tables,    b.n_out,    e->out_rows};
+    ssf_fwd_batch fb = {.n_rows = b.n_rows,
+                        .token = e->row_token,
+                        .pos = e->row_pos,
+                        .seq = e->row_seq,
+                        .n_seqs = b.n_seqs,
+                        .tables = e->tables,
+                        .n_out = b.n_out,
+                        .out_rows = e->out_rows,
+                        .n_sample = b.n_sample,
+                        .sample_rows = e->sample_rows,
+                        .sample = e->specs,
+                        .sampled = e->sampled,
+                        .n_valid = e->m.n_valid};
     if (d->forward(d, &fb, e->logits, err)) return -1;
     count_step(e, &b, ssf_monotonic_seconds() - t0);
     take_outputs(e, &b);
