@@ -278,7 +278,7 @@ if [ -f "$BENCH/config.json" ]; then
     # where a batch-64 decode step's time goes, kernel by kernel
     NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys 2>/dev/null || true)
     if [ -n "$NSYS" ]; then
-        step profile "$NSYS" profile -o "$WORK/prof" --force-overwrite true \
+        step profile "$NSYS" profile --cuda-graph-trace=node -o "$WORK/prof" --force-overwrite true \
             "$WORK/gpu_check" bench "$BENCH" 64 32 32
         "$NSYS" stats -q --report cuda_gpu_kern_sum --format csv "$WORK/prof.nsys-rep" 2>/dev/null |
             cut -d, -f1-4,9 | head -16 | tee -a "$LOG"

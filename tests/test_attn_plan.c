@@ -72,7 +72,7 @@ static void expect_sound(int rows, int nkv, int group, int ctx, int hd, int bs, 
     assert_true((long long)s.chunk * (s.splits - 1) < ctx);
     assert_true(s.smem < SSF_ATTN_SMEM_MAX);
     if (s.splits > 1) {
-        assert_true(base < sms);                    /* under-filled */
+        assert_true(base < SSF_ATTN_WAVES * sms);   /* under-filled */
         assert_true(ctx >= 2 * SSF_ATTN_MIN_CHUNK); /* and long */
         assert_true(s.chunk >= SSF_ATTN_MIN_CHUNK); /* each split worth its CTA */
         assert_true(base * s.splits <= SSF_ATTN_WAVES * sms);
@@ -82,8 +82,9 @@ static void expect_sound(int rows, int nkv, int group, int ctx, int hd, int bs, 
         assert_true(s.chunk >= ctx);
         assert_int_equal(s.partial_floats, 0);
     }
-    /* under-filled and long enough for two chunks of two waves' worth: split */
-    if (2 * base <= sms && ctx >= 2 * SSF_ATTN_MIN_CHUNK) assert_true(s.splits >= 2);
+    /* under-filled and long enough for two chunks: split */
+    if (2 * base <= SSF_ATTN_WAVES * sms && ctx >= 2 * SSF_ATTN_MIN_CHUNK)
+        assert_true(s.splits >= 2);
 }
 
 static void test_group_padding(void **state)
@@ -105,18 +106,20 @@ static void test_split_rule(void **state)
     (void)state;
     /* Qwen2.5-32B (8 KV heads, group 5) on 132 SMs */
     ssf_attn_shape s = plan(1, 8, 5, 8192, 128, 16, 132);
-    assert_int_equal(s.splits, 32); /* 8192 / 256, under two waves' 33 */
-    assert_int_equal(s.chunk, 256);
+    assert_int_equal(s.splits, 64); /* 8192 / 128, under 4 x 132 / 8 = 66 */
+    assert_int_equal(s.chunk, 128);
     s = plan(4, 8, 5, 32768, 128, 16, 132);
-    assert_int_equal(s.splits, 8); /* 264 CTAs / 32 */
-    assert_int_equal(s.chunk, 4096);
+    assert_int_equal(s.splits, 16); /* 528 CTAs / 32 */
+    assert_int_equal(s.chunk, 2048);
+    /* Qwen2.5-1.5B (2 KV heads, group 6) at batch 64, 456 positions: 3 */
+    assert_int_equal(plan(64, 2, 6, 456, 128, 16, 132).splits, 3);
     /* filled: batch 64 of long sequences, a prefill of 1000 rows */
-    assert_int_equal(plan(64, 8, 5, 32768, 128, 16, 132).splits, 1);
+    assert_int_equal(plan(66, 8, 5, 32768, 128, 16, 132).splits, 1);
     assert_int_equal(plan(1000, 8, 5, 1000, 128, 16, 132).splits, 1);
     /* short: under-filled but nothing worth splitting */
-    assert_int_equal(plan(1, 8, 5, 300, 128, 16, 132).splits, 1);
-    assert_int_equal(plan(1, 2, 7, 511, 64, 16, 132).splits, 1);
-    assert_true(plan(1, 2, 7, 512, 64, 16, 132).splits >= 2);
+    assert_int_equal(plan(1, 8, 5, 255, 128, 16, 132).splits, 1);
+    assert_int_equal(plan(1, 2, 7, 255, 64, 16, 132).splits, 1);
+    assert_true(plan(1, 2, 7, 256, 64, 16, 132).splits >= 2);
     /* a block size the tile does not divide: chunks still whole blocks */
     s = plan(1, 1, 8, 10000, 64, 96, 132);
     assert_int_equal(s.chunk % 96, 0);

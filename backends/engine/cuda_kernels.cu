@@ -221,24 +221,71 @@ template <int HD, int GP> __device__ static attn_smem<HD, GP> attn_smem_at(long 
  * product of every query head of the group is reduced by shuffles.  Each K
  * row is read once for the whole group: the GQA packing. */
 template <int HD, int GP>
+__device__ static void score_row(attn_smem<HD, GP> sm, const float *kf,
+                                 const float (*qr)[HD / WARP], int j, int ng, float scale)
+{
+    constexpr int E = HD / WARP;
+#pragma unroll
+    for (int g = 0; g < GP; g++) {
+        if (g >= ng) break; /* padding heads: nothing to score */
+        float s = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            s += qr[g][e] * kf[e];
+        s = warp_sum(s);
+        if (threadIdx.x % WARP == 0) sm.p[g * SSF_ATTN_TILE + j] = s * scale;
+    }
+}
+
+/* K rows a warp loads before scoring any: independent loads in flight
+ * together instead of one memory latency a position. */
+#define K_UNROLL 4
+/* V rows likewise in the weighted sum */
+#define V_UNROLL 8
+
+template <int HD, int GP>
 __device__ static void score_tile(attn_smem<HD, GP> sm, const bf16 *kbase,
                                   const float (*qr)[HD / WARP], int cnt, int ng, float scale)
 {
     constexpr int E = HD / WARP, NW = HD / WARP;
-    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    for (int j = warp; j < cnt; j += NW) {
+    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, j = warp;
+    for (; j + (K_UNROLL - 1) * NW < cnt; j += K_UNROLL * NW) {
+        float kf[K_UNROLL][E];
+#pragma unroll
+        for (int u = 0; u < K_UNROLL; u++)
+            load_row<E>(kbase + sm.off[j + u * NW] + lane * E, kf[u]);
+#pragma unroll
+        for (int u = 0; u < K_UNROLL; u++)
+            score_row<HD, GP>(sm, kf[u], qr, j + u * NW, ng, scale);
+    }
+    for (; j < cnt; j += NW) {
         float kf[E];
         load_row<E>(kbase + sm.off[j] + lane * E, kf);
+        score_row<HD, GP>(sm, kf, qr, j, ng, scale);
+    }
+}
+
+/* acc[g] += sum_j p[g][j] v_j[t] over the tile's positions. */
+template <int HD, int GP>
+__device__ static void accumulate_tile(attn_smem<HD, GP> sm, const bf16 *vbase, float *acc, int cnt)
+{
+    int t = threadIdx.x, j = 0;
+    for (; j + V_UNROLL <= cnt; j += V_UNROLL) {
+        float v[V_UNROLL];
 #pragma unroll
-        for (int g = 0; g < GP; g++) {
-            if (g >= ng) break; /* padding heads: nothing to score */
-            float s = 0.0f;
+        for (int u = 0; u < V_UNROLL; u++)
+            v[u] = __bfloat162float(vbase[sm.off[j + u] + t]);
 #pragma unroll
-            for (int e = 0; e < E; e++)
-                s += qr[g][e] * kf[e];
-            s = warp_sum(s);
-            if (lane == 0) sm.p[g * SSF_ATTN_TILE + j] = s * scale;
-        }
+        for (int u = 0; u < V_UNROLL; u++)
+#pragma unroll
+            for (int g = 0; g < GP; g++)
+                acc[g] += sm.p[g * SSF_ATTN_TILE + j + u] * v[u];
+    }
+    for (; j < cnt; j++) {
+        float v = __bfloat162float(vbase[sm.off[j] + t]);
+#pragma unroll
+        for (int g = 0; g < GP; g++)
+            acc[g] += sm.p[g * SSF_ATTN_TILE + j] * v;
     }
 }
 
@@ -340,12 +387,7 @@ __global__ static void paged_attention_kernel(bf16 *out, float *part, const bf16
 #pragma unroll
         for (int g = 0; g < GP; g++)
             acc[g] *= sm.alpha[g];
-        for (int j = 0; j < cnt; j++) {
-            float v = __bfloat162float(vbase[sm.off[j] + t]);
-#pragma unroll
-            for (int g = 0; g < GP; g++)
-                acc[g] += sm.p[g * SSF_ATTN_TILE + j] * v;
-        }
+        accumulate_tile<HD, GP>(sm, vbase, acc, cnt);
         __syncthreads(); /* before the next tile overwrites off and p */
     }
     attn_write<HD, GP>(sm, acc, out, part, r, h0, ng, n_heads);

@@ -24,13 +24,13 @@ static int chunk_unit(int block_size)
     return block_size;
 }
 
-/* Splits only when the (row, KV head) CTAs leave SMs idle and the longest
- * context gives every split at least SSF_ATTN_MIN_CHUNK positions; then as
- * many as fill SSF_ATTN_WAVES waves, so a split plan never exceeds
- * SSF_ATTN_WAVES x n_sms CTAs. */
+/* Splits only when the (row, KV head) CTAs are fewer than SSF_ATTN_WAVES
+ * per SM and the longest context gives every split at least
+ * SSF_ATTN_MIN_CHUNK positions; then as many as reach that count, so a
+ * split plan never exceeds SSF_ATTN_WAVES x n_sms CTAs. */
 static int choose_splits(int base, int max_ctx, int n_sms)
 {
-    if (base >= n_sms) return 1;
+    if (base >= SSF_ATTN_WAVES * n_sms) return 1;
     int by_sms = SSF_ATTN_WAVES * n_sms / base;
     int by_ctx = max_ctx / SSF_ATTN_MIN_CHUNK;
     int s = by_sms < by_ctx ? by_sms : by_ctx;

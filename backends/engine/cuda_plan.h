@@ -7,8 +7,10 @@
  * positions once and scores it against every query head of the KV head's
  * group (GQA packing).  The group is padded to a power of two (5, 6, 7 -> 8)
  * so the per-head registers are fixed at compile time; groups above 8 take
- * several CTAs per KV head (head_chunks).  When rows x KV heads leave SMs
- * idle and the context is long, the positions are split into chunks
+ * several CTAs per KV head (head_chunks).  When rows x KV heads give the
+ * SMs too few warps to hide memory latency (measured on an H200: 128 CTAs
+ * of 4 warps at batch 64 made the kernel latency-bound) and the context is
+ * long, the positions are split into chunks
  * (flash-decoding): each CTA writes a partial (max, sum, acc) and a second
  * kernel merges them with log-sum-exp.
  */
@@ -23,8 +25,8 @@ extern "C" {
 
 #define SSF_ATTN_TILE 64        /* positions scored per softmax step */
 #define SSF_ATTN_MAX_GROUP 8    /* query heads one CTA computes */
-#define SSF_ATTN_MIN_CHUNK 256  /* fewest positions worth a split of their own */
-#define SSF_ATTN_WAVES 2        /* splits aim at this many CTAs per SM */
+#define SSF_ATTN_MIN_CHUNK 128  /* fewest positions worth a split of their own */
+#define SSF_ATTN_WAVES 4        /* CTAs per SM a launch aims at (a CTA is 2-4 warps) */
 #define SSF_ATTN_SMEM_MAX 49152 /* the default dynamic shared memory limit */
 
 typedef struct ssf_attn_shape {

@@ -103,8 +103,7 @@ struct shared_state {
 
 /* Sum over the row of what `value` gives each token, the same in every
  * thread. */
-template <typename F>
-__device__ static u64 row_sum(const row_in &r, F value, shared_state &sh)
+template <typename F> __device__ static u64 row_sum(const row_in &r, F value, shared_state &sh)
 {
     u64 s = 0;
     for (int i = threadIdx.x; i < r.n; i += SAMPLE_THREADS)

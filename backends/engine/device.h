@@ -31,6 +31,7 @@ typedef struct ssf_device_options {
     int threads;     /* CPU worker threads (0: all cores) */
     double gpu_memory_utilization; /* CUDA: share of device memory to use (default 0.9) */
     int cuda_device;               /* CUDA: device ordinal */
+    int disable_cuda_graphs;       /* CUDA: launch decode steps kernel by kernel */
 } ssf_device_options;
 
 /*
