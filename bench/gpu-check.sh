@@ -5,7 +5,7 @@
 # checker is built here with nvcc and cc from the model reader, the CPU and
 # CUDA devices and bench/gpu_check.c alone.
 #
-#   bench/gpu-check.sh [--build-only]
+#   bench/gpu-check.sh [--build-only | --ops]
 #
 # Steps (each prints PASS/FAIL lines; a summary and a timing table close):
 #   1. build gpu_check (and tests/test_engine_cuda when cmocka is there);
@@ -150,6 +150,7 @@ def dump_fixture(d, out):
 
 def qwen25_config(cfg):
     """config.json as the published Qwen2.5 checkpoints write it."""
+    tied = cfg.tie_word_embeddings
     return {
         "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0,
         "bos_token_id": 151643, "eos_token_id": 151645, "hidden_act": "silu",
@@ -160,19 +161,27 @@ def qwen25_config(cfg):
         "num_hidden_layers": cfg.num_hidden_layers,
         "num_key_value_heads": cfg.num_key_value_heads, "rms_norm_eps": 1e-06,
         "rope_scaling": None, "rope_theta": 1000000.0, "sliding_window": 32768,
-        "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+        "tie_word_embeddings": tied, "torch_dtype": "bfloat16",
         "transformers_version": transformers.__version__, "use_cache": True,
         "use_sliding_window": False, "vocab_size": cfg.vocab_size,
     }
 
 
+SHAPES = {  # the published configs' sizes
+    "qwen2.5-1.5b": dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960,
+                         num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
+                         tie_word_embeddings=True),
+    "qwen2.5-7b": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                       num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                       tie_word_embeddings=False),
+}
+
+
 @torch.no_grad()
-def make_bench_model(d):
-    """Random weights in the shape of Qwen2.5-1.5B, made on the GPU (no download)."""
-    cfg = Qwen2Config(vocab_size=151936, hidden_size=1536, intermediate_size=8960,
-                      num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                      max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
-                      tie_word_embeddings=True, use_sliding_window=False)
+def make_bench_model(d, shape):
+    """Random weights in the shape of a Qwen2.5 model, made on the GPU (no download)."""
+    cfg = Qwen2Config(max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
+                      use_sliding_window=False, **SHAPES[shape])
     torch.manual_seed(0)
     with torch.device("cuda"):
         m = Qwen2ForCausalLM(cfg).to(torch.bfloat16).eval()
@@ -206,7 +215,8 @@ def time_generate(m, batches, prompt, steps):
         ids = torch.randint(0, 151000, (b, prompt), device="cuda", generator=g)
         gen(ids, 2)  # warm-up
         t1, tn = gen(ids, 1), gen(ids, steps + 1)
-        print(f"TIME engine=transformers batch={b} decode_tok_s={b * steps / (tn - t1):.1f} "
+        print(f"TIME engine=transformers model={m.name_or_path.split('/')[-1]} batch={b} "
+              f"prompt={prompt} steps={steps} decode_tok_s={b * steps / (tn - t1):.1f} "
               f"ms_per_step={(tn - t1) * 1e3 / steps:.2f}", flush=True)
 
 
@@ -222,10 +232,14 @@ def main():
         except Exception as e:  # keep going: the other checks still run
             print(f"FAIL transformers dump of {d}: {type(e).__name__}: {e}", flush=True)
             ok = False
-    t = time.perf_counter()
-    m = make_bench_model(os.path.join(work, "qwen2.5-1.5b-random"))
-    print(f"TIME engine=transformers make_model_s={time.perf_counter() - t:.1f}", flush=True)
-    time_generate(m, [int(b) for b in batches.split(",")], prompt, steps)
+    for shape, bs, p in (("qwen2.5-1.5b", batches, prompt), ("qwen2.5-7b", "64", 200)):
+        t = time.perf_counter()
+        m = make_bench_model(os.path.join(work, shape + "-random"), shape)
+        m.name_or_path = shape
+        print(f"TIME engine=transformers make_model_s={time.perf_counter() - t:.1f}", flush=True)
+        time_generate(m, [int(b) for b in bs.split(",")], p, steps)
+        del m
+        torch.cuda.empty_cache()
     return 0 if ok else 1
 
 
@@ -239,6 +253,15 @@ if [ "${1:-}" = "--build-only" ]; then
     say "built in $WORK (not run)"
     exit 0
 fi
+# Each GEMM and the attention alone, Qwen2.5-1.5B and -7B shapes.
+ops() {
+    step "ops 1.5B" "$WORK/gpu_check" ops 1536 8960 12 2 128 28 151936
+    step "ops 7B" "$WORK/gpu_check" ops 3584 18944 28 4 128 28 152064
+}
+if [ "${1:-}" = "--ops" ]; then
+    ops
+    exit 0
+fi
 
 FIXTURES=()
 for d in "$ROOT"/tests/fixtures/engine/*/; do
@@ -248,13 +271,14 @@ say "fixtures: ${FIXTURES[*]##*/}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
 
 # ---- 2. transformers: dumps, the bench checkpoint, generate() timing --------------------
-step transformers "$PYTHON" "$WORK/hf.py" "$WORK" "$BATCHES" "$PROMPT" "$STEPS" "${FIXTURES[@]}"
+STEP_LIMIT=240 step transformers "$PYTHON" "$WORK/hf.py" "$WORK" "$BATCHES" "$PROMPT" "$STEPS" "${FIXTURES[@]}"
 
 # ---- 3.-5. correctness ----------------------------------------------------------------
 export SSFTEVAL_SOURCE_ROOT=$ROOT
 if [ -x "$WORK/test_engine_cuda" ]; then
     step test_engine_cuda "$WORK/test_engine_cuda"
 fi
+ops
 step sampler "$WORK/gpu_check" sampler
 step cuda-vs-cpu "$WORK/gpu_check" fixtures "${FIXTURES[@]}"
 for d in "${FIXTURES[@]}"; do
@@ -271,10 +295,12 @@ fi
 
 # ---- 6. timing ---------------------------------------------------------------------------
 BENCH="$WORK/qwen2.5-1.5b-random"
+BENCH7="$WORK/qwen2.5-7b-random"
 if [ -f "$BENCH/config.json" ]; then
     step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS"
     # the issue's shape: 200-token prompts, many sequences, long decodes
     step bench-long "$WORK/gpu_check" bench "$BENCH" 64,256 200 512
+    [ -f "$BENCH7/config.json" ] && step bench-7b "$WORK/gpu_check" bench "$BENCH7" 64,128 200 512
     # where a batch-64 decode step's time goes, kernel by kernel
     NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys 2>/dev/null || true)
     if [ -n "$NSYS" ]; then
@@ -295,13 +321,14 @@ say "== summary ($WORK/log.txt)"
 say "$(grep -c '^PASS' "$LOG") passed, $(grep -c '^FAIL' "$LOG") failed, $(grep -c '^SKIP' "$LOG") skipped"
 grep -E '^(FAIL|SKIP)' "$LOG"
 say ""
-say "decode tokens/s, Qwen2.5-1.5B shape, random bf16 weights, prompt $PROMPT, $STEPS steps:"
-printf '%-14s %6s %14s %12s %10s %14s %10s\n' engine batch decode_tok_s ms_per_step step_MB \
-    achieved_GBps copy_GBps
-grep -E '^TIME .*decode_tok_s' "$LOG" | sed 's/^TIME //' | awk '{
+say "decode, random bf16 weights (engine cuda: CUDA graphs; -nograph: kernel by kernel):"
+printf '%-22s %-18s %5s %6s %12s %11s %9s %12s %9s\n' engine model batch prompt decode_tok_s \
+    ms_per_step step_MB achieved_GBps roofline | tee -a "$LOG"
+grep -E '^TIME .*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
     for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    printf "%-14s %6s %14s %12s %10s %14s %10s\n", v["engine"], v["batch"], v["decode_tok_s"],
-        v["ms_per_step"], v["step_MB"], v["achieved_GBps"], v["copy_GBps"]; delete v }'
+    printf "%-22s %-18s %5s %6s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"], v["batch"],
+        v["prompt"], v["decode_tok_s"], v["ms_per_step"], v["step_MB"], v["achieved_GBps"],
+        v["roofline_pct"]; delete v }' | tee -a "$LOG"
 if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
     say "GPU CHECK: FAILED"
     exit 1

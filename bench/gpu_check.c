@@ -9,6 +9,8 @@
  *                                    compute-sanitizer
  *   gpu_check sampler                the device sampler against sampler.c's
  *                                    greedy choice and filtered distributions
+ *   gpu_check ops H I HEADS KV HD LAYERS VOCAB   each GEMM and the
+ *                                    attention of that shape timed alone
  *   gpu_check bench DIR B[,B...] PROMPT STEPS   decode tokens/s per batch,
  *                                    the bytes a step moves (weights + KV
  *                                    read) and the GB/s that makes against
@@ -567,8 +569,8 @@ static int prefill_batch(ssf_device *d, const pages *pg, int vocab, int B, int P
     return rc;
 }
 
-/* "" with CUDA graphs, "-nograph" without */
-static const char *bench_suffix = "";
+/* "" with CUDA graphs, "-nograph" without; the checkpoint's directory name */
+static const char *bench_suffix = "", *bench_model = "";
 
 /* Prefill B random prompts, then `steps` decode steps of B rows, each
  * row's next token drawn on the device as the engine runs it (greedy, or
@@ -602,12 +604,14 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
     double kv = B * (P + (steps - 1) / 2.0 + 1) * sb.kv_per_pos,
            gbps = (sb.weights + kv) / ms / 1e6;
     if (!rc)
-        printf("TIME engine=%s%s batch=%d prompt=%d steps=%d prefill_tok_s=%.0f decode_tok_s=%.1f "
+        printf("TIME engine=%s%s model=%s batch=%d prompt=%d steps=%d prefill_tok_s=%.0f "
+               "decode_tok_s=%.1f "
                "ms_per_step=%.2f step_MB=%.1f (weights %.1f + kv %.1f) achieved_GBps=%.0f "
                "copy_GBps=%.0f roofline_pct=%.0f\n",
-               sampled ? "cuda-sampled" : "cuda", bench_suffix, B, P, steps, B * P / (t1 - t0),
-               (double)B * steps / (t2 - t1), ms, (sb.weights + kv) / 1e6, sb.weights / 1e6,
-               kv / 1e6, gbps, copy_gbps, copy_gbps > 0 ? 100 * gbps / copy_gbps : 0.0);
+               sampled ? "cuda-sampled" : "cuda", bench_suffix, bench_model, B, P, steps,
+               B * P / (t1 - t0), (double)B * steps / (t2 - t1), ms, (sb.weights + kv) / 1e6,
+               sb.weights / 1e6, kv / 1e6, gbps, copy_gbps,
+               copy_gbps > 0 ? 100 * gbps / copy_gbps : 0.0);
     free(tok), free(pos), free(sl), free(rows), free(spec);
     return rc;
 }
@@ -632,6 +636,9 @@ static void bench(const char *dir, const char *batches, int P, int steps)
     ssf_device *gpu = NULL;
     pages pg;
     pages_init(&pg, maxb, P + steps + 8);
+    const char *slash = strrchr(dir, '/');
+    bench_model = slash && slash[1] ? slash + 1 : dir;
+    bench_suffix = "";
     double t0 = ssf_monotonic_seconds(), copy_gbps = 0;
     if (ssf_model_open(dir, &m, &err) == 0) gpu = open_cuda(m, &pg, P + steps + 8, &err);
     if (gpu) printf("TIME engine=cuda open_s=%.1f\n", ssf_monotonic_seconds() - t0);
@@ -859,6 +866,59 @@ static void check_sampler(void)
     time_sampler(256);
 }
 
+/* ---- where a decode step's time goes ---------------------------------------------------- */
+
+/* Each GEMM of a model's shape at 1-256 rows and the paged attention at a
+ * few batches and contexts, on device data: what a step should cost if
+ * those were all it did. */
+static void time_ops(const ssf_model_config *c)
+{
+    ssf_error err;
+    int H = c->hidden_size, I = c->intermediate_size, hd = c->head_dim, L = c->n_layers;
+    int q = c->n_heads * hd, kv = c->n_kv_heads * hd;
+    const struct {
+        const char *name;
+        int N, K, per_layer;
+    } g[] = {{"qkv", q + 2 * kv, H, 1},
+             {"o", H, q, 1},
+             {"gate_up", 2 * I, H, 1},
+             {"down", H, I, 1},
+             {"lm_head", c->vocab_size, H, 0}};
+    static const int Ms[] = {1, 8, 64, 256};
+    int ok = 1;
+    for (size_t mi = 0; ok && mi < 4; mi++) {
+        double step = 0;
+        for (size_t i = 0; ok && i < 5; i++) {
+            double ms = 0;
+            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, &ms, &err) == 0;
+            step += ms * (g[i].per_layer ? L : 1);
+            if (ok)
+                printf("TIME op=gemm_%s M=%d N=%d K=%d ms=%.4f weight_GBps=%.0f\n", g[i].name,
+                       Ms[mi], g[i].N, g[i].K, ms, 2.0 * g[i].N * g[i].K / ms / 1e6);
+        }
+        if (ok) printf("TIME op=gemm_step M=%d ms=%.3f\n", Ms[mi], step);
+    }
+    static const int rows[] = {1, 64, 256}, ctxs[] = {64, 456, 2048}, chunks[] = {0, 64};
+    for (int ri = 0; ok && ri < 3; ri++)
+        for (int ci = 0; ok && ci < 3; ci++)
+            for (int k = 0; ok && k < 2; k++) {
+                double ms = 0;
+                int splits = 0;
+                ok =
+                    ssf_cuda_op_time_attention(rows[ri], c->n_heads, c->n_kv_heads, hd, ctxs[ci], L,
+                                               BLOCK_SIZE, chunks[k], 20, &ms, &splits, &err) == 0;
+                double bytes = 2.0 * rows[ri] * ctxs[ci] * kv * 2;
+                if (ok)
+                    printf("TIME op=attention rows=%d ctx=%d chunk=%s splits=%d ms=%.4f "
+                           "kv_GBps=%.0f step_ms=%.3f\n",
+                           rows[ri], ctxs[ci], chunks[k] ? "64" : "plan", splits, ms,
+                           bytes / ms / 1e6, ms * L);
+            }
+    printf("%s ops hidden %d: GEMM and attention timings%s%s\n", ok ? "PASS" : "FAIL", H,
+           ok ? "" : ": ", ok ? "" : err.msg);
+    failures += !ok;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "fixtures") == 0)
@@ -868,12 +928,22 @@ int main(int argc, char **argv)
         check_hf(argv[2], argv[3]);
     else if (argc == 3 && strcmp(argv[1], "cuda") == 0)
         check_cuda_alone(argv[2]);
-    else if (argc == 2 && strcmp(argv[1], "sampler") == 0)
+    else if (argc == 9 && strcmp(argv[1], "ops") == 0) {
+        ssf_model_config c = {.hidden_size = atoi(argv[2]),
+                              .intermediate_size = atoi(argv[3]),
+                              .n_heads = atoi(argv[4]),
+                              .n_kv_heads = atoi(argv[5]),
+                              .head_dim = atoi(argv[6]),
+                              .n_layers = atoi(argv[7]),
+                              .vocab_size = atoi(argv[8])};
+        time_ops(&c);
+    } else if (argc == 2 && strcmp(argv[1], "sampler") == 0)
         check_sampler();
     else if (argc == 6 && strcmp(argv[1], "bench") == 0)
         bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
     else {
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+                        "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
                         "bench DIR B[,B...] PROMPT STEPS\n");
         return 2;
     }

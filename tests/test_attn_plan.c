@@ -63,7 +63,7 @@ static void expect_sound(int rows, int nkv, int group, int ctx, int hd, int bs, 
     assert_int_equal(s.grid[0], rows);
     assert_int_equal(s.grid[1], nkv * s.head_chunks);
     assert_int_equal(s.grid[2], s.splits);
-    assert_int_equal(s.threads, hd);
+    assert_int_equal(s.threads, SSF_ATTN_THREADS);
     assert_true(s.group_pad * s.head_chunks >= group);
     assert_true(s.group_pad <= SSF_ATTN_MAX_GROUP);
     assert_int_equal(s.group_pad & (s.group_pad - 1), 0);
@@ -179,7 +179,8 @@ static void test_shared_memory(void **state)
     (void)state;
     /* the largest CTA: group 8, head_dim 128 */
     ssf_attn_shape s = plan(1, 1, 8, 100, 128, 16, 132);
-    size_t want = 8 * (128 + SSF_ATTN_TILE + 3) * sizeof(float) + SSF_ATTN_TILE * 8;
+    size_t want = 2 * 2 * SSF_ATTN_TILE * (128 + SSF_ATTN_KV_PAD) * 2 +
+                  8 * (128 + SSF_ATTN_TILE + 3) * sizeof(float);
     assert_int_equal(s.smem, want);
     assert_true(s.smem < SSF_ATTN_SMEM_MAX);
 }

@@ -185,30 +185,44 @@ __device__ static inline float warp_max(float v)
     return v;
 }
 
-/* E consecutive BF16 values (E even, 4-byte aligned) widened to fp32. */
-template <int E> __device__ static inline void load_row(const bf16 *p, float *out)
+/* cp.async (sm_80+): 16 bytes global -> shared without passing through
+ * registers, so a CTA keeps a whole tile of K and V in flight. */
+__device__ static inline void cp_async16(void *dst, const void *src)
 {
-#pragma unroll
-    for (int e = 0; e < E; e += 2) {
-        __nv_bfloat162 v = *(const __nv_bfloat162 *)(p + e);
-        out[e] = __low2float(v);
-        out[e + 1] = __high2float(v);
-    }
+    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(src));
 }
 
-/* The shared memory of one attention CTA (sizes in cuda_plan.c). */
+__device__ static inline void cp_async_commit(void)
+{
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
+/* Waits until at most N committed groups are still in flight. */
+template <int N> __device__ static inline void cp_async_wait(void)
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+static_assert(SSF_ATTN_TILE == WARP, "softmax_tile gives each lane one position");
+static_assert(SSF_ATTN_THREADS % 128 == 0, "head_dim 64 and 128 both divide the CTA");
+
+#define KV_ROW(HD) ((HD) + SSF_ATTN_KV_PAD) /* a K or V row in shared memory, in bf16 */
+
+/* The shared memory of one attention CTA (ssf_attn_plan sizes it). */
 template <int HD, int GP> struct attn_smem {
-    long long *off;       /* [TILE] K-row offsets of the tile's positions */
+    bf16 *k, *v;          /* [2 stages][TILE][KV_ROW]: the tile being read, the next landing */
     float *q;             /* [GP][HD] */
     float *p;             /* [GP][TILE] scores, then softmax weights */
     float *m, *l, *alpha; /* [GP] running max, running sum, this tile's rescale */
 };
 
-template <int HD, int GP> __device__ static attn_smem<HD, GP> attn_smem_at(long long *base)
+template <int HD, int GP> __device__ static attn_smem<HD, GP> attn_smem_at(char *base)
 {
     attn_smem<HD, GP> sm;
-    sm.off = base;
-    sm.q = (float *)(base + SSF_ATTN_TILE);
+    sm.k = (bf16 *)base;
+    sm.v = sm.k + 2 * SSF_ATTN_TILE * KV_ROW(HD);
+    sm.q = (float *)(sm.v + 2 * SSF_ATTN_TILE * KV_ROW(HD));
     sm.p = sm.q + GP * HD;
     sm.m = sm.p + GP * SSF_ATTN_TILE;
     sm.l = sm.m + GP;
@@ -216,99 +230,70 @@ template <int HD, int GP> __device__ static attn_smem<HD, GP> attn_smem_at(long 
     return sm;
 }
 
-/* Scores of the tile: warp w takes positions w, w + NW, ...; its lanes
- * split the K row (HD/32 values each, one coalesced row load) and the dot
- * product of every query head of the group is reduced by shuffles.  Each K
- * row is read once for the whole group: the GQA packing. */
+/* Queues the K and V rows of positions t0 .. t0 + cnt - 1 into `stage`, 16
+ * bytes a copy, spread over all threads. */
 template <int HD, int GP>
-__device__ static void score_row(attn_smem<HD, GP> sm, const float *kf,
-                                 const float (*qr)[HD / WARP], int j, int ng, float scale)
+__device__ static void load_tile(attn_smem<HD, GP> sm, int stage, const bf16 *kbase,
+                                 ssfk_kv_layout kv, const int32_t *table, int layer, int t0,
+                                 int cnt)
 {
-    constexpr int E = HD / WARP;
-#pragma unroll
-    for (int g = 0; g < GP; g++) {
-        if (g >= ng) break; /* padding heads: nothing to score */
-        float s = 0.0f;
-#pragma unroll
-        for (int e = 0; e < E; e++)
-            s += qr[g][e] * kf[e];
-        s = warp_sum(s);
-        if (threadIdx.x % WARP == 0) sm.p[g * SSF_ATTN_TILE + j] = s * scale;
+    constexpr int CH = HD / 8; /* 16-byte pieces a row */
+    bf16 *ks = sm.k + stage * SSF_ATTN_TILE * KV_ROW(HD);
+    bf16 *vs = sm.v + stage * SSF_ATTN_TILE * KV_ROW(HD);
+    for (int c = threadIdx.x; c < cnt * CH; c += SSF_ATTN_THREADS) {
+        int j = c / CH, e = (c % CH) * 8;
+        size_t off = kv_pos(kv, table, layer, t0 + j) + e;
+        cp_async16(ks + j * KV_ROW(HD) + e, kbase + off);
+        cp_async16(vs + j * KV_ROW(HD) + e, kbase + kv.v_offset + off);
     }
 }
 
-/* K rows a warp loads before scoring any: independent loads in flight
- * together instead of one memory latency a position. */
-#define K_UNROLL 4
-/* V rows likewise in the weighted sum */
-#define V_UNROLL 8
-
+/* p[g][j] = scale * q_g . k_j for the tile's positions (-inf past cnt and
+ * for padding heads).  A warp takes one head's 32 positions: q is a
+ * broadcast, and rows 16 bytes apart modulo 128 keep the 16-byte K reads
+ * free of bank conflicts.  Each K row is read once for the whole group:
+ * the GQA packing. */
 template <int HD, int GP>
-__device__ static void score_tile(attn_smem<HD, GP> sm, const bf16 *kbase,
-                                  const float (*qr)[HD / WARP], int cnt, int ng, float scale)
+__device__ static void score_tile(attn_smem<HD, GP> sm, int stage, int cnt, int ng, float scale)
 {
-    constexpr int E = HD / WARP, NW = HD / WARP;
-    int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, j = warp;
-    for (; j + (K_UNROLL - 1) * NW < cnt; j += K_UNROLL * NW) {
-        float kf[K_UNROLL][E];
+    const bf16 *ks = sm.k + stage * SSF_ATTN_TILE * KV_ROW(HD);
+    for (int idx = threadIdx.x; idx < GP * SSF_ATTN_TILE; idx += SSF_ATTN_THREADS) {
+        int g = idx / SSF_ATTN_TILE, j = idx % SSF_ATTN_TILE;
+        float s = -INFINITY;
+        if (g < ng && j < cnt) {
+            const float *q = sm.q + g * HD;
+            const bf16 *k = ks + j * KV_ROW(HD);
+            s = 0.0f;
 #pragma unroll
-        for (int u = 0; u < K_UNROLL; u++)
-            load_row<E>(kbase + sm.off[j + u * NW] + lane * E, kf[u]);
+            for (int e = 0; e < HD; e += 8) {
+                uint4 raw = *(const uint4 *)(k + e);
+                const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&raw;
 #pragma unroll
-        for (int u = 0; u < K_UNROLL; u++)
-            score_row<HD, GP>(sm, kf[u], qr, j + u * NW, ng, scale);
-    }
-    for (; j < cnt; j += NW) {
-        float kf[E];
-        load_row<E>(kbase + sm.off[j] + lane * E, kf);
-        score_row<HD, GP>(sm, kf, qr, j, ng, scale);
+                for (int u = 0; u < 4; u++) {
+                    float2 f = __bfloat1622float2(h2[u]);
+                    s += q[e + 2 * u] * f.x + q[e + 2 * u + 1] * f.y;
+                }
+            }
+            s *= scale;
+        }
+        sm.p[g * SSF_ATTN_TILE + j] = s;
     }
 }
 
-/* acc[g] += sum_j p[g][j] v_j[t] over the tile's positions. */
-template <int HD, int GP>
-__device__ static void accumulate_tile(attn_smem<HD, GP> sm, const bf16 *vbase, float *acc, int cnt)
+/* Online softmax over the tile, one warp per query head, a lane per
+ * position: scores become weights exp(s - m_new), and alpha = exp(m_old -
+ * m_new) rescales what was accumulated before (0 on the first tile, m_old
+ * being -inf). */
+template <int HD, int GP> __device__ static void softmax_tile(attn_smem<HD, GP> sm, int ng)
 {
-    int t = threadIdx.x, j = 0;
-    for (; j + V_UNROLL <= cnt; j += V_UNROLL) {
-        float v[V_UNROLL];
-#pragma unroll
-        for (int u = 0; u < V_UNROLL; u++)
-            v[u] = __bfloat162float(vbase[sm.off[j + u] + t]);
-#pragma unroll
-        for (int u = 0; u < V_UNROLL; u++)
-#pragma unroll
-            for (int g = 0; g < GP; g++)
-                acc[g] += sm.p[g * SSF_ATTN_TILE + j + u] * v[u];
-    }
-    for (; j < cnt; j++) {
-        float v = __bfloat162float(vbase[sm.off[j] + t]);
-#pragma unroll
-        for (int g = 0; g < GP; g++)
-            acc[g] += sm.p[g * SSF_ATTN_TILE + j] * v;
-    }
-}
-
-/* Online softmax over the tile, one warp per query head: scores become
- * weights exp(s - m_new), and alpha = exp(m_old - m_new) rescales what was
- * accumulated before (0 on the first tile, m_old being -inf). */
-template <int HD, int GP> __device__ static void softmax_tile(attn_smem<HD, GP> sm, int cnt, int ng)
-{
-    constexpr int NW = HD / WARP;
+    constexpr int NW = SSF_ATTN_THREADS / WARP;
     int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
     for (int g = warp; g < ng; g += NW) {
         float *p = sm.p + g * SSF_ATTN_TILE;
-        float mt = -INFINITY;
-        for (int j = lane; j < cnt; j += WARP)
-            mt = fmaxf(mt, p[j]);
-        float m_old = sm.m[g], m_new = fmaxf(m_old, warp_max(mt)), lt = 0.0f;
-        for (int j = lane; j < cnt; j += WARP) {
-            float e = expf(p[j] - m_new);
-            p[j] = e;
-            lt += e;
-        }
-        lt = warp_sum(lt);
-        __syncwarp(); /* every lane has read m_old */
+        float s = p[lane], m_old = sm.m[g], m_new = fmaxf(m_old, warp_max(s));
+        float e = expf(s - m_new); /* 0 past the tile's end (-inf) */
+        p[lane] = e;
+        float lt = warp_sum(e);
         if (lane == 0) {
             float a = expf(m_old - m_new);
             sm.alpha[g] = a;
@@ -318,8 +303,46 @@ template <int HD, int GP> __device__ static void softmax_tile(attn_smem<HD, GP> 
     }
 }
 
+/* acc[g] = alpha_g acc[g] + sum_j p[g][j] v_j[d]: thread t owns dimension
+ * t % HD and, when HD is under the CTA's width, every (CTA / HD)-th
+ * position. */
+template <int HD, int GP>
+__device__ static void accumulate_tile(attn_smem<HD, GP> sm, int stage, float *acc, int cnt)
+{
+    constexpr int SUB = SSF_ATTN_THREADS / HD;
+    int d = threadIdx.x % HD, sub = threadIdx.x / HD;
+    const bf16 *vs = sm.v + stage * SSF_ATTN_TILE * KV_ROW(HD);
+#pragma unroll
+    for (int g = 0; g < GP; g++)
+        acc[g] *= sm.alpha[g];
+    for (int j = sub; j < cnt; j += SUB) {
+        float v = __bfloat162float(vs[j * KV_ROW(HD) + d]);
+#pragma unroll
+        for (int g = 0; g < GP; g++)
+            acc[g] += sm.p[g * SSF_ATTN_TILE + j] * v;
+    }
+}
+
+/* Adds the position subsets' accumulators into subset 0's (HD 64: two
+ * subsets), through the K stages, free once the last tile is done. */
+template <int HD, int GP> __device__ static void merge_subsets(attn_smem<HD, GP> sm, float *acc)
+{
+    constexpr int SUB = SSF_ATTN_THREADS / HD;
+    if (SUB == 1) return;
+    float *buf = (float *)sm.k; /* [SUB - 1][GP][HD] */
+    int d = threadIdx.x % HD, sub = threadIdx.x / HD;
+    if (sub > 0)
+        for (int g = 0; g < GP; g++)
+            buf[((sub - 1) * GP + g) * HD + d] = acc[g];
+    __syncthreads();
+    if (sub == 0)
+        for (int s = 1; s < SUB; s++)
+            for (int g = 0; g < GP; g++)
+                acc[g] += buf[((s - 1) * GP + g) * HD + d];
+}
+
 /* The CTA's result: the normalised output when unsplit, else its partial
- * (acc, then max and sum) for attn_combine_kernel. */
+ * (acc, then max and sum) for attn_combine_kernel.  Threads 0..HD-1. */
 template <int HD, int GP>
 __device__ static void attn_write(attn_smem<HD, GP> sm, const float *acc, bf16 *out, float *part,
                                   int r, int h0, int ng, int n_heads)
@@ -342,55 +365,61 @@ __device__ static void attn_write(attn_smem<HD, GP> sm, const float *acc, bf16 *
 }
 
 /*
- * One CTA per (row, KV head x head chunk, split), HD threads.  The positions
- * [split * chunk, min(pos[r] + 1, (split + 1) * chunk)) are walked in tiles:
- * the tile's cache offsets are looked up in the block table once, scored
- * (score_tile), turned into weights (softmax_tile), then thread t adds
- * p_g,j * v_j[t] for every head g of the group, V rows read once, coalesced.
- * fp32 throughout; GP is the group padded to a power of two, ng the heads
- * actually computed.
+ * One CTA of SSF_ATTN_THREADS per (row, KV head x head chunk, split).  The
+ * positions [split * chunk, min(pos[r] + 1, (split + 1) * chunk)) are
+ * walked in tiles of SSF_ATTN_TILE: while a tile is scored (score_tile),
+ * turned into weights (softmax_tile) and summed over V (accumulate_tile)
+ * from shared memory, the next tile's K and V rows are already landing
+ * there (cp.async, two stages).  Keeping 16-32 KB of reads in flight per
+ * CTA is what the first version, one memory latency per position, lacked:
+ * it read KV at under 0.9 TB/s on an H200.  fp32 throughout; GP is the
+ * group padded to a power of two, ng the heads actually computed.
  */
 template <int HD, int GP>
-__global__ static void paged_attention_kernel(bf16 *out, float *part, const bf16 *qkv,
-                                              const bf16 *pool, ssfk_kv_layout kv, int layer,
-                                              const int32_t *pos, ssfk_tables tb, int n_heads,
-                                              int n_kv, int head_chunks, int chunk, float scale)
+__global__ static void __launch_bounds__(SSF_ATTN_THREADS)
+    paged_attention_kernel(bf16 *out, float *part, const bf16 *qkv, const bf16 *pool,
+                           ssfk_kv_layout kv, int layer, const int32_t *pos, ssfk_tables tb,
+                           int n_heads, int n_kv, int head_chunks, int chunk, float scale)
 {
-    extern __shared__ long long smem_raw[];
+    extern __shared__ __align__(16) char smem_raw[];
     attn_smem<HD, GP> sm = attn_smem_at<HD, GP>(smem_raw);
     int r = blockIdx.x, kvh = blockIdx.y / head_chunks, qc = blockIdx.y % head_chunks;
     int group = n_heads / n_kv, h0 = kvh * group + qc * GP, ng = min(GP, group - qc * GP);
-    int t = threadIdx.x, lane = t % WARP;
+    int t = threadIdx.x;
     int lo = blockIdx.z * chunk, hi = min(pos[r] + 1, lo + chunk);
-    const bf16 *qrow = qkv + (size_t)r * (n_heads + 2 * n_kv) * HD + (size_t)h0 * HD;
-    for (int g = 0; g < GP; g++)
-        sm.q[g * HD + t] = g < ng ? __bfloat162float(qrow[(size_t)g * HD + t]) : 0.0f;
-    if (t < GP) sm.m[t] = -INFINITY, sm.l[t] = 0.0f, sm.alpha[t] = 1.0f;
-    __syncthreads();
-    float qr[GP][HD / WARP], acc[GP];
-#pragma unroll
-    for (int g = 0; g < GP; g++) {
-        acc[g] = 0.0f;
-        for (int e = 0; e < HD / WARP; e++)
-            qr[g][e] = sm.q[g * HD + lane * (HD / WARP) + e];
-    }
+    int n_tiles = hi > lo ? (hi - lo + SSF_ATTN_TILE - 1) / SSF_ATTN_TILE : 0;
     const int32_t *table = row_table(tb, r);
-    const bf16 *kbase = pool + (size_t)kvh * kv.head_stride, *vbase = kbase + kv.v_offset;
-    for (int t0 = lo; t0 < hi; t0 += SSF_ATTN_TILE) {
-        int cnt = min(SSF_ATTN_TILE, hi - t0);
-        if (t < cnt) sm.off[t] = (long long)kv_pos(kv, table, layer, t0 + t);
-        __syncthreads();
-        score_tile<HD, GP>(sm, kbase, qr, cnt, ng, scale);
-        __syncthreads();
-        softmax_tile<HD, GP>(sm, cnt, ng);
-        __syncthreads();
+    const bf16 *kbase = pool + (size_t)kvh * kv.head_stride;
+    if (n_tiles > 0)
+        load_tile<HD, GP>(sm, 0, kbase, kv, table, layer, lo, min(SSF_ATTN_TILE, hi - lo));
+    cp_async_commit();
+    const bf16 *qrow = qkv + (size_t)r * (n_heads + 2 * n_kv) * HD + (size_t)h0 * HD;
+    for (int i = t; i < GP * HD; i += SSF_ATTN_THREADS)
+        sm.q[i] = i / HD < ng ? __bfloat162float(qrow[i]) : 0.0f;
+    if (t < GP) sm.m[t] = -INFINITY, sm.l[t] = 0.0f, sm.alpha[t] = 1.0f;
+    float acc[GP];
 #pragma unroll
-        for (int g = 0; g < GP; g++)
-            acc[g] *= sm.alpha[g];
-        accumulate_tile<HD, GP>(sm, vbase, acc, cnt);
-        __syncthreads(); /* before the next tile overwrites off and p */
+    for (int g = 0; g < GP; g++)
+        acc[g] = 0.0f;
+    for (int i = 0; i < n_tiles; i++) {
+        int t0 = lo + i * SSF_ATTN_TILE, cnt = min(SSF_ATTN_TILE, hi - t0);
+        if (i + 1 < n_tiles)
+            load_tile<HD, GP>(sm, (i + 1) & 1, kbase, kv, table, layer, t0 + SSF_ATTN_TILE,
+                              min(SSF_ATTN_TILE, hi - t0 - SSF_ATTN_TILE));
+        cp_async_commit();
+        cp_async_wait<1>(); /* tile i has landed (tile i + 1 may be in flight) */
+        __syncthreads();
+        score_tile<HD, GP>(sm, i & 1, cnt, ng, scale);
+        __syncthreads();
+        softmax_tile<HD, GP>(sm, ng);
+        __syncthreads();
+        accumulate_tile<HD, GP>(sm, i & 1, acc, cnt);
+        __syncthreads(); /* before tile i + 2 lands in this stage, p is rewritten */
     }
-    attn_write<HD, GP>(sm, acc, out, part, r, h0, ng, n_heads);
+    cp_async_wait<0>();
+    __syncthreads();
+    merge_subsets<HD, GP>(sm, acc);
+    if (t < HD) attn_write<HD, GP>(sm, acc, out, part, r, h0, ng, n_heads);
 }
 
 /* Merges the splits of one (row, q-head): out = sum_s w_s acc_s / sum_s w_s
@@ -421,7 +450,7 @@ static void launch_attention(const ssf_attn_shape *sh, bf16 *out, float *part, c
 {
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
     float scale = 1.0f / sqrtf((float)HD);
-    paged_attention_kernel<HD, GP><<<grid, HD, sh->smem, st>>>(
+    paged_attention_kernel<HD, GP><<<grid, SSF_ATTN_THREADS, sh->smem, st>>>(
         out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, sh->head_chunks, sh->chunk, scale);
 }
 
@@ -458,7 +487,7 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, 
                            ssfk_tables tb, int n_heads, int n_kv_heads, cudaStream_t st)
 {
     /* a shape planned for another head layout would leave heads unwritten */
-    if (shape->threads != kv.head_dim || shape->grid[1] != n_kv_heads * shape->head_chunks ||
+    if (shape->threads != SSF_ATTN_THREADS || shape->grid[1] != n_kv_heads * shape->head_chunks ||
         (shape->splits > 1 && !part))
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)

@@ -61,3 +61,15 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
 {
     return ssf_fail(err, NO_CUDA);
 }
+
+int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
+int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx,
+                               int n_layers, int block_size, int chunk, int iters, double *ms,
+                               int *splits, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}

@@ -460,3 +460,110 @@ extern "C" int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float 
     scratch_free(&s);
     return rc ? -1 : 0;
 }
+
+/* ---- timing one operation on device-resident data ------------------------------------ */
+
+/* Mean milliseconds of `iters` calls of launch(i) after two warm-up calls. */
+template <typename F>
+static int time_launches(scratch *s, int iters, F launch, double *ms, ssf_error *err)
+{
+    cudaEvent_t t0 = NULL, t1 = NULL;
+    cudaError_t e = cudaEventCreate(&t0);
+    if (e == cudaSuccess) e = cudaEventCreate(&t1);
+    for (int i = 0; e == cudaSuccess && i < 2; i++)
+        e = launch(i);
+    if (e == cudaSuccess) e = cudaEventRecord(t0, s->st);
+    for (int i = 0; e == cudaSuccess && i < iters; i++)
+        e = launch(i);
+    if (e == cudaSuccess) e = cudaEventRecord(t1, s->st);
+    if (e == cudaSuccess) e = cudaEventSynchronize(t1);
+    float total = 0;
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&total, t0, t1);
+    if (t0) cudaEventDestroy(t0);
+    if (t1) cudaEventDestroy(t1);
+    if (e != cudaSuccess) return fail_cuda(err, "timing", e);
+    *ms = total / iters;
+    return 0;
+}
+
+static void *dev_zeros(scratch *s, size_t bytes, ssf_error *err)
+{
+    void *p = dev_alloc(s, bytes, err);
+    if (p && cudaMemset(p, 0, bytes) != cudaSuccess) return NULL;
+    return p;
+}
+
+extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms, ssf_error *err)
+{
+    scratch s;
+    int rc = scratch_init(&s, 1, err);
+    bf16 *X = rc ? NULL : (bf16 *)dev_zeros(&s, (size_t)M * K * 2, err);
+    bf16 *W = X ? (bf16 *)dev_zeros(&s, (size_t)N * K * 2, err) : NULL;
+    bf16 *Y = W ? (bf16 *)dev_zeros(&s, (size_t)M * N * 2, err) : NULL;
+    if (!rc && Y) {
+        auto launch = [&](int) {
+            cublasStatus_t b = ssfk_gemm(s.blas, X, W, Y, CUDA_R_16BF, M, N, K);
+            return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
+        };
+        rc = time_launches(&s, iters, launch, ms, err);
+    } else {
+        rc = -1;
+    }
+    scratch_free(&s);
+    return rc ? -1 : 0;
+}
+
+/* rows sequences of ctx positions, each on its own blocks, the pool laid
+ * out for n_layers layers; call i reads layer i % n_layers, so that
+ * consecutive calls do not find their K and V in L2. */
+static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int ctx, int n_layers,
+                              int bs, const ssf_attn_shape *sh, int iters, double *ms,
+                              ssf_error *err)
+{
+    ssfk_kv_layout kv = ssfk_kv_layout_make(n_layers, nkv, bs, hd);
+    int nb = (ctx + bs - 1) / bs;
+    size_t n_blocks = (size_t)rows * nb;
+    int32_t *h = (int32_t *)ssf_xmalloc((n_blocks + 3 * (size_t)rows) * sizeof(int32_t));
+    int32_t *seq = h + n_blocks, *off = seq + rows, *pos = off + rows;
+    for (size_t i = 0; i < n_blocks; i++)
+        h[i] = (int32_t)i;
+    for (int r = 0; r < rows; r++)
+        seq[r] = r, off[r] = r * nb, pos[r] = ctx - 1;
+    int32_t *d = (int32_t *)up_raw(s, h, (n_blocks + 3 * (size_t)rows) * sizeof(int32_t), err);
+    free(h);
+    bf16 *pool = (bf16 *)dev_zeros(s, kv.block_stride * n_blocks * 2, err);
+    bf16 *qkv = (bf16 *)dev_zeros(s, (size_t)rows * (nh + 2 * nkv) * hd * 2, err);
+    bf16 *out = (bf16 *)dev_zeros(s, (size_t)rows * nh * hd * 2, err);
+    float *part = (float *)dev_zeros(s, (sh->partial_floats + 1) * sizeof(float), err);
+    if (!d || !pool || !qkv || !out || !part) return -1;
+    ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
+    const int32_t *dpos = d + n_blocks + 2 * rows;
+    auto launch = [&](int i) {
+        return ssfk_attention(sh, out, part, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv, s->st);
+    };
+    return time_launches(s, iters, launch, ms, err);
+}
+
+extern "C" int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx,
+                                          int n_layers, int block_size, int chunk, int iters,
+                                          double *ms, int *splits, ssf_error *err)
+{
+    int n_sms = 0;
+    ssf_attn_shape sh;
+    if (device_sms(&n_sms, err)) return -1;
+    if (n_kv < 1 || n_heads % n_kv ||
+        ssf_attn_plan(rows, n_kv, n_heads / n_kv, ctx, head_dim, block_size, n_sms, &sh))
+        return ssf_fail(err, "cuda: no attention plan for %d/%d heads", n_heads, n_kv);
+    if (chunk > 0) { /* the split the caller asks for instead of the plan's */
+        sh.chunk = chunk;
+        sh.splits = sh.grid[2] = (ctx + chunk - 1) / chunk;
+        sh.partial_floats = sh.splits > 1 ? (size_t)rows * n_heads * sh.splits * (head_dim + 2) : 0;
+    }
+    *splits = sh.splits;
+    scratch s;
+    int rc =
+        scratch_init(&s, 0, err) || run_time_attention(&s, rows, n_heads, n_kv, head_dim, ctx,
+                                                       n_layers, block_size, &sh, iters, ms, err);
+    scratch_free(&s);
+    return rc ? -1 : 0;
+}

@@ -71,6 +71,18 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
                        const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
                        ssf_error *err);
 
+/* Mean milliseconds of one BF16 GEMM Y[M][N] = X[M][K] W[N][K]^T on
+ * device data, over `iters` calls. */
+int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms, ssf_error *err);
+
+/* Mean milliseconds of one paged decode attention launch: rows sequences at
+ * position ctx - 1, a pool laid out for n_layers layers (call i reads layer
+ * i % n_layers).  chunk > 0 replaces the plan's split (positions a CTA);
+ * *splits receives the splits used. */
+int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx,
+                               int n_layers, int block_size, int chunk, int iters, double *ms,
+                               int *splits, ssf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -55,11 +55,12 @@ int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_d
     s.grid[0] = n_rows;
     s.grid[1] = n_kv_heads * s.head_chunks;
     s.grid[2] = s.splits;
-    s.threads = head_dim;
-    /* q [group_pad][hd], scores [group_pad][tile], (max, sum, alpha)
-     * [group_pad] in floats; the tile's cache offsets in 64-bit words */
-    s.smem = (size_t)s.group_pad * (head_dim + SSF_ATTN_TILE + 3) * sizeof(float) +
-             SSF_ATTN_TILE * sizeof(long long);
+    s.threads = SSF_ATTN_THREADS;
+    /* K and V, two stages of a tile of padded BF16 rows; then q
+     * [group_pad][hd], scores [group_pad][tile] and (max, sum, alpha)
+     * [group_pad] in floats */
+    s.smem = 2 * 2 * SSF_ATTN_TILE * (size_t)(head_dim + SSF_ATTN_KV_PAD) * 2 +
+             (size_t)s.group_pad * (head_dim + SSF_ATTN_TILE + 3) * sizeof(float);
     s.partial_floats =
         s.splits > 1 ? (size_t)n_rows * n_kv_heads * group * s.splits * (head_dim + 2) : 0;
     *out = s;

@@ -23,7 +23,9 @@
 extern "C" {
 #endif
 
-#define SSF_ATTN_TILE 64        /* positions scored per softmax step */
+#define SSF_ATTN_TILE 32        /* positions a CTA loads, scores and sums per step */
+#define SSF_ATTN_THREADS 128    /* threads a CTA */
+#define SSF_ATTN_KV_PAD 8       /* BF16 padding after each K, V row in shared memory */
 #define SSF_ATTN_MAX_GROUP 8    /* query heads one CTA computes */
 #define SSF_ATTN_MIN_CHUNK 128  /* fewest positions worth a split of their own */
 #define SSF_ATTN_WAVES 4        /* CTAs per SM a launch aims at (a CTA is 2-4 warps) */
@@ -35,7 +37,7 @@ typedef struct ssf_attn_shape {
     int splits;            /* position chunks per (row, KV head); 1: no split */
     int chunk;             /* positions per split, a multiple of block_size */
     int grid[3];           /* rows, n_kv_heads x head_chunks, splits */
-    int threads;           /* head_dim: one output dimension a thread */
+    int threads;           /* SSF_ATTN_THREADS */
     size_t smem;           /* dynamic shared memory bytes */
     size_t partial_floats; /* split workspace: acc then (max, sum), 0 without splits */
 } ssf_attn_shape;
