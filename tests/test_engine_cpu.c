@@ -40,38 +40,63 @@ static float *rnd_array(size_t n, uint64_t seed)
 
 /* ---- kernels ---------------------------------------------------------------------- */
 
-static void check_gemm(ssf_cpu_isa isa)
+/* Every row of W packed (cpu_ops.h). */
+static float *pack(const float *w, int n, int k)
 {
-    enum { M = 37, N = 29, K = 83 }; /* odd sizes: every tile edge and a k tail */
-    float *x = rnd_array(M * K, 1), *w = rnd_array(N * K, 2), *bias = rnd_array(N, 3);
-    float *all = calloc(M * N, sizeof(float)), *y = calloc(M * N, sizeof(float));
-    ssf_cpu_gemm_range(isa, x, M, K, w, bias, all, N, 0, N);
-    for (int i = 0; i < M; i++)
-        for (int n = 0; n < N; n++) {
+    float *p = calloc(ssf_cpu_packed_floats(n, k), sizeof(float));
+    for (int r = 0; r < n; r++)
+        ssf_cpu_pack_row(p, k, r, w + (size_t)r * k);
+    float *back = malloc((size_t)k * sizeof(float));
+    for (int r = 0; r < n; r++) {
+        ssf_cpu_unpack_row(p, k, r, back);
+        assert_memory_equal(back, w + (size_t)r * k, (size_t)k * sizeof(float));
+    }
+    free(back);
+    return p;
+}
+
+/* Odd sizes: two whole panels and a partial one, row tiles with a
+ * remainder, k over one k block with a tail. */
+enum { GM = 37, GN = 2 * SSF_CPU_PANEL + 5, GK = 300 };
+
+static float *check_gemm(ssf_cpu_isa isa)
+{
+    float *x = rnd_array(GM * GK, 1), *w = rnd_array(GN * GK, 2), *bias = rnd_array(GN, 3);
+    float *wp = pack(w, GN, GK);
+    float *all = calloc(GM * GN, sizeof(float)), *y = calloc(GM * GN, sizeof(float));
+    ssf_cpu_gemm_range(isa, x, GM, GK, wp, GN, bias, all, GN, 0, GN);
+    for (int i = 0; i < GM; i++)
+        for (int n = 0; n < GN; n++) {
+            /* exactly one fma chain over k, then the bias */
+            float chain = 0.0f;
             double ref = bias[n];
-            for (int k = 0; k < K; k++)
-                ref += (double)x[i * K + k] * w[n * K + k];
-            assert_true(fabs(all[i * N + n] - ref) < 1e-5);
+            for (int k = 0; k < GK; k++) {
+                chain = fmaf(x[i * GK + k], w[n * GK + k], chain);
+                ref += (double)x[i * GK + k] * w[n * GK + k];
+            }
+            assert_true(all[i * GN + n] == chain + bias[n]);
+            assert_true(fabs(all[i * GN + n] - ref) < 1e-4);
         }
     /* any number of rows, any row offset, any column split: same bits */
-    for (int m = 1; m <= M; m++)
-        for (int off = 0; off + m <= M; off += 5) {
-            memset(y, 0, M * N * sizeof(float));
-            int split = (m * 7) % N;
-            ssf_cpu_gemm_range(isa, x + off * K, m, K, w, bias, y, N, 0, split);
-            ssf_cpu_gemm_range(isa, x + off * K, m, K, w, bias, y, N, split, N);
-            assert_memory_equal(y, all + off * N, (size_t)m * N * sizeof(float));
+    for (int m = 1; m <= GM; m++)
+        for (int off = 0; off + m <= GM; off += 5) {
+            memset(y, 0, GM * GN * sizeof(float));
+            int split = (m % 3) * SSF_CPU_PANEL;
+            ssf_cpu_gemm_range(isa, x + off * GK, m, GK, wp, GN, bias, y, GN, 0, split);
+            ssf_cpu_gemm_range(isa, x + off * GK, m, GK, wp, GN, bias, y, GN, split, GN);
+            assert_memory_equal(y, all + off * GN, (size_t)m * GN * sizeof(float));
         }
-    for (int i = 0; i < M; i++)
-        assert_true(ssf_cpu_dot(isa, x + i * K, w, K) + bias[0] == all[i * N]);
-    free(x), free(w), free(bias), free(all), free(y);
+    free(x), free(w), free(bias), free(wp), free(y);
+    return all;
 }
 
 static void test_gemm(void **state)
 {
     (void)state;
-    check_gemm(SSF_CPU_PORTABLE);
-    check_gemm(ssf_cpu_isa_detect());
+    float *portable = check_gemm(SSF_CPU_PORTABLE), *best = check_gemm(ssf_cpu_isa_detect());
+    /* the kernel sets agree bit for bit */
+    assert_memory_equal(portable, best, GM * GN * sizeof(float));
+    free(portable), free(best);
 }
 
 static void test_rmsnorm_swiglu(void **state)

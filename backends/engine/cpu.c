@@ -1,10 +1,12 @@
 /*
  * cpu.c - the CPU device: a Qwen2/Llama forward pass in fp32.
  *
- * Weights are widened to fp32 once at open (F32 tensors are used in place
- * from the mapping); q|k|v and gate|up are concatenated so a layer is four
- * GEMMs: qkv, o, gate|up, down.  The lm_head GEMM runs only on the rows
- * whose logits are asked for.
+ * The GEMMs' weights are widened to fp32 and packed once at open
+ * (cpu_ops.h: panels of 24 rows); q|k|v and gate|up are concatenated so a
+ * layer is four GEMMs: qkv, o, gate|up, down.  Norms and an untied
+ * embedding stay as they are (F32 in place from the mapping); a tied
+ * embedding is read from the packed lm_head.  The lm_head GEMM runs only on
+ * the rows whose logits are asked for.
  *
  * KV cache: fp32 and paged (device.h), one array of n_blocks blocks laid
  * out [block][layer][K|V][block_size][kv_heads * head_dim]: a block holds
@@ -35,10 +37,10 @@
 
 typedef struct cpu_layer {
     const float *attn_norm, *mlp_norm;
-    const float *qkv, *qkv_bias; /* [q + 2kv, hidden], [q + 2kv] or NULL */
+    const float *qkv, *qkv_bias; /* packed [q + 2kv, hidden], [q + 2kv] or NULL */
     const float *o;              /* [hidden, q] */
-    const float *gate_up;        /* [2 * inter, hidden] */
-    const float *down;           /* [hidden, inter] */
+    const float *gate_up;        /* packed [2 * inter, hidden] */
+    const float *down;           /* packed [hidden, inter] */
 } cpu_layer;
 
 typedef struct cpu_device {
@@ -48,9 +50,11 @@ typedef struct cpu_device {
     ssf_cpu_pool *pool;
     int hidden, hd, n_heads, n_kv, q_dim, kv_dim, qkv_dim, inter, vocab;
     float eps, scale;
-    const float *embed, *final_norm, *lm_head;
+    const float *embed;   /* [vocab, hidden], NULL when tied: rows of lm_head */
+    const float *lm_head; /* packed [vocab, hidden] */
+    const float *final_norm;
     cpu_layer *layers;
-    float **owned; /* buffers widened or concatenated at open */
+    float **owned; /* buffers widened or packed at open */
     int n_owned;
     size_t owned_bytes;
     float *inv_freq;
@@ -101,16 +105,43 @@ static const float *concat(cpu_device *d, const ssf_tensor *const *t, int n, ssf
     return p;
 }
 
+/* Linear weights of k columns stacked along their rows (q|k|v, gate|up),
+ * widened and packed for the GEMM. */
+static const float *packed(cpu_device *d, const ssf_tensor *const *t, int n, int k, ssf_error *err)
+{
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++)
+        rows += t[i]->numel / k;
+    float *p = own_floats(d, ssf_cpu_packed_floats((int)rows, k), t[0]->name, err);
+    if (!p) return NULL;
+    memset(p, 0, ssf_cpu_packed_floats((int)rows, k) * sizeof(float));
+    float *row = ssf_xmalloc((size_t)k * sizeof(float));
+    int r = 0;
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < t[i]->numel / k; j++, r++) {
+            ssf_tensor_read_f32(t[i], j * k, k, row);
+            ssf_cpu_pack_row(p, k, r, row);
+        }
+    free(row);
+    return p;
+}
+
+static const float *packed1(cpu_device *d, const ssf_tensor *t, int k, ssf_error *err)
+{
+    return packed(d, &t, 1, k, err);
+}
+
 static int load_layer(cpu_device *d, const ssf_layer_weights *w, cpu_layer *l, ssf_error *err)
 {
     const ssf_tensor *qkv[3] = {w->q, w->k, w->v};
     const ssf_tensor *gu[2] = {w->gate, w->up};
+    int H = d->cfg.hidden_size;
     l->attn_norm = weight(d, w->attn_norm, err);
     l->mlp_norm = l->attn_norm ? weight(d, w->mlp_norm, err) : NULL;
-    l->qkv = l->mlp_norm ? concat(d, qkv, 3, err) : NULL;
-    l->o = l->qkv ? weight(d, w->o, err) : NULL;
-    l->gate_up = l->o ? concat(d, gu, 2, err) : NULL;
-    l->down = l->gate_up ? weight(d, w->down, err) : NULL;
+    l->qkv = l->mlp_norm ? packed(d, qkv, 3, H, err) : NULL;
+    l->o = l->qkv ? packed1(d, w->o, d->cfg.n_heads * d->cfg.head_dim, err) : NULL;
+    l->gate_up = l->o ? packed(d, gu, 2, H, err) : NULL;
+    l->down = l->gate_up ? packed1(d, w->down, d->cfg.intermediate_size, err) : NULL;
     if (!l->down) return -1;
     l->qkv_bias = NULL;
     if (w->q_bias) {
@@ -130,10 +161,11 @@ static int load_weights(cpu_device *d, const ssf_model *m, ssf_error *err)
     d->owned = calloc((size_t)n_layers * 7 + 4, sizeof *d->owned);
     d->layers = calloc((size_t)n_layers, sizeof *d->layers);
     if (!d->owned || !d->layers) return ssf_fail(err, "cpu device: out of memory for the layers");
-    d->embed = weight(d, w->embed, err);
-    if (!d->embed) return -1;
-    d->lm_head = w->lm_head == w->embed ? d->embed : weight(d, w->lm_head, err);
-    d->final_norm = d->lm_head ? weight(d, w->final_norm, err) : NULL;
+    d->lm_head = packed1(d, w->lm_head, d->cfg.hidden_size, err);
+    if (!d->lm_head) return -1;
+    d->embed = NULL;
+    if (w->lm_head != w->embed && !(d->embed = weight(d, w->embed, err))) return -1;
+    d->final_norm = weight(d, w->final_norm, err);
     if (!d->final_norm) return -1;
     for (int i = 0; i < n_layers; i++)
         if (load_layer(d, &w->layers[i], &d->layers[i], err)) return -1;
@@ -248,6 +280,16 @@ static int alloc_state(cpu_device *d, int threads, ssf_error *err)
     return 0;
 }
 
+/* The embedding of a token: its row, or (tied) its packed lm_head row. */
+static void embed_row(const cpu_device *d, int32_t token, float *out)
+{
+    size_t h = (size_t)d->hidden;
+    if (d->embed)
+        memcpy(out, d->embed + (size_t)token * h, h * sizeof(float));
+    else
+        ssf_cpu_unpack_row(d->lm_head, d->hidden, token, out);
+}
+
 /* ---- parallel pieces --------------------------------------------------------------- */
 
 typedef struct {
@@ -261,16 +303,17 @@ static void gemm_task(void *ctx, int task, int worker)
 {
     gemm_job *j = ctx;
     int n0 = task * j->chunk, n1 = n0 + j->chunk < j->n ? n0 + j->chunk : j->n;
-    ssf_cpu_gemm_range(j->d->isa, j->x, j->m, j->k, j->w, j->bias, j->y, j->ldy, n0, n1);
+    ssf_cpu_gemm_range(j->d->isa, j->x, j->m, j->k, j->w, j->n, j->bias, j->y, j->ldy, n0, n1);
 }
 
-/* Y[m, n] = X[m, k] W[n, k]^T (+ bias), columns split across the pool. */
+/* Y[m, n] = X[m, k] W[n, k]^T (+ bias) for a packed W, columns split
+ * across the pool in whole panels. */
 static void gemm(cpu_device *d, const float *x, int m, int k, const float *w, const float *bias,
                  int n, float *y, int ldy)
 {
     int tasks = ssf_cpu_pool_threads(d->pool) * GEMM_TASKS_PER_THREAD;
     int chunk = (n + tasks - 1) / tasks;
-    chunk = (chunk + 2) / 3 * 3; /* whole 3-column tiles */
+    chunk = (chunk + SSF_CPU_PANEL - 1) / SSF_CPU_PANEL * SSF_CPU_PANEL;
     gemm_job j = {d, x, w, bias, y, m, k, n, ldy, chunk};
     ssf_cpu_pool_run(d->pool, (n + chunk - 1) / chunk, gemm_task, &j);
 }
@@ -425,7 +468,7 @@ static int cpu_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, s
     if (validate(d, b, logits, err)) return -1;
     size_t h = (size_t)d->hidden;
     for (int r = 0; r < b->n_rows; r++)
-        memcpy(d->x + (size_t)r * h, d->embed + (size_t)b->token[r] * h, h * sizeof(float));
+        embed_row(d, b->token[r], d->x + (size_t)r * h);
     for (int l = 0; l < d->cfg.n_layers; l++)
         run_layer(d, b, l);
     for (int i = 0; i < b->n_out; i++)

@@ -3,6 +3,7 @@
  * invariance rule they follow) and its thread pool.
  */
 #include "cpu_ops.h"
+#include "ssfteval/util.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -19,10 +20,16 @@
 #define SSF_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
 #endif
 
-/* Rows of X kept in L2 while the rows of W stream past them. */
-#define GEMM_BLOCK_BYTES (256 * 1024)
+/* The dot products' tile (attention scores): up to 4 rows of q a K row. */
 #define TILE_M 4
 #define TILE_N 3
+/* The GEMM's register tile: GEMM_MR rows of X times one packed panel of
+ * SSF_CPU_PANEL columns (three 8-float vectors), 12 accumulators. */
+#define GEMM_MR 4
+/* k is walked in blocks of GEMM_KC so that a panel's slice (24 KB) stays in
+ * L1 while every row tile passes over it; the accumulators go through Y
+ * between blocks, which rounds nothing. */
+#define GEMM_KC 256
 
 ssf_cpu_isa ssf_cpu_isa_detect(void)
 {
@@ -53,19 +60,6 @@ static float dot_portable(const float *a, const float *b, int k)
     for (int i = k8; i < k; i++)
         r += a[i] * b[i];
     return r;
-}
-
-static void gemm_portable(const float *x, int m, int k, const float *w, const float *bias, float *y,
-                          int ldy, int n0, int n1)
-{
-    for (int n = n0; n < n1; n++) {
-        const float *wn = w + (size_t)n * k;
-        float b = bias ? bias[n] : 0.0f;
-        for (int i = 0; i < m; i++) {
-            float s = dot_portable(x + (size_t)i * k, wn, k);
-            y[(size_t)i * ldy + n] = bias ? s + b : s;
-        }
-    }
 }
 
 /* ---- AVX2 kernels -------------------------------------------------------------- */
@@ -177,75 +171,170 @@ SSF_AVX2 static void weighted_rows_avx2(const float *p, const ssf_cpu_kv_pages *
     }
 }
 
-/* Full-width (3 columns) tiles for 1..4 rows. */
-SSF_AVX2 static void tile_rows_avx2(const float *x, int k, const float *w, const float *bias,
-                                    float *y, int ldy, int mr)
+#endif
+
+/* ---- the packed GEMM ---------------------------------------------------------- */
+
+size_t ssf_cpu_packed_floats(int n, int k)
 {
-    switch (mr) {
-    case 4:
-        tile_avx2(x, k, w, bias, y, ldy, 4, 3);
-        break;
-    case 3:
-        tile_avx2(x, k, w, bias, y, ldy, 3, 3);
-        break;
-    case 2:
-        tile_avx2(x, k, w, bias, y, ldy, 2, 3);
-        break;
-    default:
-        tile_avx2(x, k, w, bias, y, ldy, 1, 3);
-        break;
-    }
+    return (size_t)((n + SSF_CPU_PANEL - 1) / SSF_CPU_PANEL) * SSF_CPU_PANEL * (size_t)k;
 }
 
-SSF_AVX2 static void tile_edge_avx2(const float *x, int k, const float *w, const float *bias,
-                                    float *y, int ldy, int mr, int nr)
+void ssf_cpu_pack_row(float *packed, int k, int r, const float *row)
+{
+    float *p = packed + (size_t)(r / SSF_CPU_PANEL) * k * SSF_CPU_PANEL + r % SSF_CPU_PANEL;
+    for (int c = 0; c < k; c++)
+        p[(size_t)c * SSF_CPU_PANEL] = row[c];
+}
+
+void ssf_cpu_unpack_row(const float *packed, int k, int r, float *row)
+{
+    const float *p = packed + (size_t)(r / SSF_CPU_PANEL) * k * SSF_CPU_PANEL + r % SSF_CPU_PANEL;
+    for (int c = 0; c < k; c++)
+        row[c] = p[(size_t)c * SSF_CPU_PANEL];
+}
+
+/* What every kernel below computes for Y's rows [0, mr) and one panel's
+ * SSF_CPU_PANEL columns over k in [k0, k1): each element continues its own
+ * FMA chain, y = fma(x[c], w[c], y) for c ascending, from 0 at k0 == 0 or
+ * from the value left in y. */
+static void panel_portable(const float *x, int ldx, const float *wp, int k0, int k1, float *y,
+                           int ldy, int mr)
 {
     for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++)
-            tile_avx2(x + (size_t)i * k, k, w + (size_t)j * k, bias ? bias + j : NULL,
-                      y + (size_t)i * ldy + j, ldy, 1, 1);
+        for (int j = 0; j < SSF_CPU_PANEL; j++) {
+            float acc = k0 == 0 ? 0.0f : y[(size_t)i * ldy + j];
+            for (int c = k0; c < k1; c++)
+                acc = fmaf(x[(size_t)i * ldx + c], wp[(size_t)c * SSF_CPU_PANEL + j], acc);
+            y[(size_t)i * ldy + j] = acc;
+        }
 }
 
-/* Blocks of X rows that fit in L2; within one, each group of 3 W rows (in
- * L1 for k up to ~2000) meets every row of the block. */
-SSF_AVX2 static void gemm_avx2(const float *x, int m, int k, const float *w, const float *bias,
-                               float *y, int ldy, int n0, int n1)
+#ifdef SSF_CPU_X86
+/* One row of X against a panel (the rows past the last whole tile). */
+SSF_AVX2 static void panel_row_avx2(const float *x, const float *wp, int k0, int k1, float *y)
 {
-    int mb = GEMM_BLOCK_BYTES / (k * (int)sizeof(float));
-    mb = mb < TILE_M ? TILE_M : mb - mb % TILE_M;
-    for (int m0 = 0; m0 < m; m0 += mb) {
-        int m1 = m0 + mb < m ? m0 + mb : m;
-        for (int n = n0; n < n1; n += TILE_N) {
-            int nr = n1 - n < TILE_N ? n1 - n : TILE_N;
-            const float *wn = w + (size_t)n * k;
-            const float *bn = bias ? bias + n : NULL;
-            for (int i = m0; i < m1; i += TILE_M) {
-                int mr = m1 - i < TILE_M ? m1 - i : TILE_M;
-                const float *xi = x + (size_t)i * k;
-                float *yi = y + (size_t)i * ldy + n;
-                if (nr == TILE_N)
-                    tile_rows_avx2(xi, k, wn, bn, yi, ldy, mr);
-                else
-                    tile_edge_avx2(xi, k, wn, bn, yi, ldy, mr, nr);
-            }
-        }
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0;
+    if (k0 > 0) {
+        a0 = _mm256_loadu_ps(y), a1 = _mm256_loadu_ps(y + 8), a2 = _mm256_loadu_ps(y + 16);
     }
+    for (int c = k0; c < k1; c++) {
+        const float *w = wp + (size_t)c * SSF_CPU_PANEL;
+        __m256 b = _mm256_broadcast_ss(x + c);
+        a0 = _mm256_fmadd_ps(b, _mm256_loadu_ps(w), a0);
+        a1 = _mm256_fmadd_ps(b, _mm256_loadu_ps(w + 8), a1);
+        a2 = _mm256_fmadd_ps(b, _mm256_loadu_ps(w + 16), a2);
+    }
+    _mm256_storeu_ps(y, a0), _mm256_storeu_ps(y + 8, a1), _mm256_storeu_ps(y + 16, a2);
+}
+
+/* The accumulators of row I of a 4 x 24 tile. */
+#define ROW_LOAD(I)                                                                                \
+    __m256 a##I##0 = _mm256_setzero_ps(), a##I##1 = a##I##0, a##I##2 = a##I##0;                    \
+    if (k0 > 0) {                                                                                  \
+        a##I##0 = _mm256_loadu_ps(y + I * (size_t)ldy);                                            \
+        a##I##1 = _mm256_loadu_ps(y + I * (size_t)ldy + 8);                                        \
+        a##I##2 = _mm256_loadu_ps(y + I * (size_t)ldy + 16);                                       \
+    }
+#define ROW_FMA(I)                                                                                 \
+    b = _mm256_broadcast_ss(x + I * (size_t)ldx + c);                                              \
+    a##I##0 = _mm256_fmadd_ps(b, w0, a##I##0);                                                     \
+    a##I##1 = _mm256_fmadd_ps(b, w1, a##I##1);                                                     \
+    a##I##2 = _mm256_fmadd_ps(b, w2, a##I##2);
+#define ROW_STORE(I)                                                                               \
+    _mm256_storeu_ps(y + I * (size_t)ldy, a##I##0);                                                \
+    _mm256_storeu_ps(y + I * (size_t)ldy + 8, a##I##1);                                            \
+    _mm256_storeu_ps(y + I * (size_t)ldy + 16, a##I##2);
+
+/* Four rows of X against a panel: 12 accumulators in registers, each k
+ * step three panel loads and four broadcasts for 12 FMAs (an outer
+ * product), where a dot-product tile pays a horizontal sum per element. */
+SSF_AVX2 static void panel_tile_avx2(const float *x, int ldx, const float *wp, int k0, int k1,
+                                     float *y, int ldy)
+{
+    ROW_LOAD(0) ROW_LOAD(1) ROW_LOAD(2) ROW_LOAD(3);
+    for (int c = k0; c < k1; c++) {
+        const float *w = wp + (size_t)c * SSF_CPU_PANEL;
+        __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8), w2 = _mm256_loadu_ps(w + 16),
+               b;
+        ROW_FMA(0) ROW_FMA(1) ROW_FMA(2) ROW_FMA(3)
+    }
+    ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3)
+}
+
+SSF_AVX2 static void panel_avx2(const float *x, int ldx, const float *wp, int k0, int k1, float *y,
+                                int ldy, int mr)
+{
+    int i = 0;
+    for (; i + GEMM_MR <= mr; i += GEMM_MR)
+        panel_tile_avx2(x + (size_t)i * ldx, ldx, wp, k0, k1, y + (size_t)i * ldy, ldy);
+    for (; i < mr; i++)
+        panel_row_avx2(x + (size_t)i * ldx, wp, k0, k1, y + (size_t)i * ldy);
 }
 #endif
 
-/* ---- dispatch -------------------------------------------------------------------- */
-
-void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const float *w,
-                        const float *bias, float *y, int ldy, int n0, int n1)
+static void panel(ssf_cpu_isa isa, const float *x, int ldx, const float *wp, int k0, int k1,
+                  float *y, int ldy, int mr)
 {
 #ifdef SSF_CPU_X86
     if (isa == SSF_CPU_AVX2) {
-        gemm_avx2(x, m, k, w, bias, y, ldy, n0, n1);
+        panel_avx2(x, ldx, wp, k0, k1, y, ldy, mr);
         return;
     }
 #endif
-    gemm_portable(x, m, k, w, bias, y, ldy, n0, n1);
+    panel_portable(x, ldx, wp, k0, k1, y, ldy, mr);
 }
+
+/* One panel's columns [n, n + SSF_CPU_PANEL) for all m rows into y (row
+ * stride ldy, room for the whole panel), k in blocks of GEMM_KC. */
+static void panel_all_k(ssf_cpu_isa isa, const float *x, int m, int k, const float *wp, float *y,
+                        int ldy)
+{
+    for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
+        int k1 = k - k0 < GEMM_KC ? k : k0 + GEMM_KC;
+        panel(isa, x, k, wp, k0, k1, y, ldy, m);
+    }
+}
+
+/* y[i][j] += bias[j] over a whole panel: the chain's sum, then the bias,
+ * as for a partial panel. */
+static void add_bias(float *y, int m, const float *bias, int ldy)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < SSF_CPU_PANEL; j++)
+            y[(size_t)i * ldy + j] += bias[j];
+}
+
+/* Copies columns [0, n) of an m x SSF_CPU_PANEL tile into y, adding bias. */
+static void put_columns(const float *t, int m, int n, const float *bias, float *y, int ldy)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            y[(size_t)i * ldy + j] = bias ? t[(size_t)i * SSF_CPU_PANEL + j] + bias[j]
+                                          : t[(size_t)i * SSF_CPU_PANEL + j];
+}
+
+void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const float *wp, int n,
+                        const float *bias, float *y, int ldy, int n0, int n1)
+{
+    if (n1 > n) n1 = n;
+    float *edge = NULL; /* a panel that Y cannot hold whole */
+    for (int c = n0; c < n1; c += SSF_CPU_PANEL) {
+        const float *w = wp + (size_t)(c / SSF_CPU_PANEL) * k * SSF_CPU_PANEL;
+        int cols = n1 - c < SSF_CPU_PANEL ? n1 - c : SSF_CPU_PANEL;
+        if (cols == SSF_CPU_PANEL) {
+            panel_all_k(isa, x, m, k, w, y + c, ldy);
+            if (bias) add_bias(y + c, m, bias + c, ldy);
+            continue;
+        }
+        if (!edge) edge = ssf_xmalloc((size_t)(m > 0 ? m : 1) * SSF_CPU_PANEL * sizeof(float));
+        panel_all_k(isa, x, m, k, w, edge, SSF_CPU_PANEL);
+        put_columns(edge, m, cols, bias ? bias + c : NULL, y + c, ldy);
+    }
+    free(edge);
+}
+
+/* ---- dispatch -------------------------------------------------------------------- */
 
 float ssf_cpu_dot(ssf_cpu_isa isa, const float *a, const float *b, int k)
 {

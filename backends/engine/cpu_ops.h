@@ -26,14 +26,29 @@ typedef enum ssf_cpu_isa {
 ssf_cpu_isa ssf_cpu_isa_detect(void);
 const char *ssf_cpu_isa_name(ssf_cpu_isa isa);
 
-/* Y[m, n0..n1) = X[m, :] . W[n, :] (+ bias[n]) for all m rows of X.
- * X is [m, k] (row stride k), W row-major [n, k] (a PyTorch Linear weight),
- * Y row stride ldy.  Each element is one 8-lane dot product over k in
- * ascending order, reduced in a fixed order: independent of m and n0/n1. */
-void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const float *w,
+/* The GEMM's weights are packed once at open: W [n, k] (a PyTorch Linear
+ * weight) as panels of SSF_CPU_PANEL rows, panel p holding rows p*24 ..
+ * p*24+23 as [k][24] (rows past n zero), so that the kernel reads 24
+ * output columns' weights a k step from one cache line and a half. */
+#define SSF_CPU_PANEL 24
+
+/* Floats a packed [n, k] weight takes. */
+size_t ssf_cpu_packed_floats(int n, int k);
+/* Writes row r (k floats) of W into its packed image / reads it back. */
+void ssf_cpu_pack_row(float *packed, int k, int r, const float *row);
+void ssf_cpu_unpack_row(const float *packed, int k, int r, float *row);
+
+/* Y[m, n0..n1) = X[m, :] . W[n, :] (+ bias[n]) for all m rows of X, W
+ * packed ([n, k] before packing; n0 a multiple of SSF_CPU_PANEL).  X is
+ * [m, k] (row stride k), Y row stride ldy.  Each element is one FMA chain,
+ * y = fma(x[c], w[c], y) for c = 0, 1, .. k-1 from 0, then + bias: the
+ * same bits whatever m, n0, n1 or the kernel set (fma rounds once either
+ * way), so a row's result never depends on the batch around it. */
+void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const float *wp, int n,
                         const float *bias, float *y, int ldy, int n0, int n1);
 
-/* The dot product the GEMM computes for one element (same rounding). */
+/* The attention's dot product: 8 partial sums over k, reduced in a fixed
+ * order (the same for every row and position). */
 float ssf_cpu_dot(ssf_cpu_isa isa, const float *a, const float *b, int k);
 
 /* y = x * rsqrt(mean(x^2) + eps) * w over one row of n (x and y may alias). */

@@ -105,11 +105,12 @@ struct ssf_device {
 };
 
 /* fp32 compute with a built-in GEMM (AVX2/FMA, portable C elsewhere) whose
- * every output element is one dot product in a fixed order: OpenBLAS was
- * measured to round a row differently depending on the batch around it,
- * which would make samples depend on scheduling.  Weights are widened from
- * BF16/F16 once at open (4 bytes a parameter); F32 checkpoints are used in
- * place from the mapping. */
+ * every output element is one FMA chain over k in a fixed order: OpenBLAS
+ * was measured to round a row differently depending on the batch around
+ * it, which would make samples depend on scheduling.  The GEMMs' weights
+ * are widened and packed once at open (4 bytes a parameter, F32
+ * checkpoints included); norms and an untied embedding are used in place
+ * when F32. */
 ssf_device *ssf_device_cpu_open(const ssf_model *m, const ssf_device_options *o, ssf_error *err);
 
 /* BF16 weights on the GPU, cuBLAS GEMMs with fp32 accumulation.  Without a
