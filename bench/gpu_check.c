@@ -130,19 +130,42 @@ static void pages_free(pages *p)
 
 /* ---- running a device ----------------------------------------------------------- */
 
-static int forward(ssf_device *d, const pages *pg, const int32_t *tok, const int32_t *pos,
-                   const int32_t *sq, int rows, const int32_t *out, int n_out, float *logits,
-                   ssf_error *err)
+/* Rows (token, position, sequence) over every sequence of pg, nothing asked. */
+static ssf_fwd_batch rows_of(const pages *pg, const int32_t *tok, const int32_t *pos,
+                             const int32_t *sq, int rows)
 {
     ssf_fwd_batch b = {.n_rows = rows,
                        .token = tok,
                        .pos = pos,
                        .seq = sq,
                        .n_seqs = pg->n_seqs,
-                       .tables = pg->tables,
-                       .n_out = n_out,
-                       .out_rows = out};
+                       .tables = pg->tables};
+    return b;
+}
+
+/* One forward with the logits of the listed rows. */
+static int forward(ssf_device *d, const pages *pg, const int32_t *tok, const int32_t *pos,
+                   const int32_t *sq, int rows, const int32_t *out, int n_out, float *logits,
+                   ssf_error *err)
+{
+    ssf_fwd_batch b = rows_of(pg, tok, pos, sq, rows);
+    b.n_out = n_out;
+    b.out_rows = out;
     return d->forward(d, &b, logits, err);
+}
+
+/* One forward whose listed rows are drawn on the device as `spec` asks. */
+static int forward_sampled(ssf_device *d, const pages *pg, const int32_t *tok, const int32_t *pos,
+                           const int32_t *sq, int rows, const int32_t *sample_rows, int n_sample,
+                           const ssf_sample_spec *spec, int n_valid, int32_t *ids, ssf_error *err)
+{
+    ssf_fwd_batch b = rows_of(pg, tok, pos, sq, rows);
+    b.n_sample = n_sample;
+    b.sample_rows = sample_rows;
+    b.sample = spec;
+    b.sampled = ids;
+    b.n_valid = n_valid;
+    return d->forward(d, &b, NULL, err);
 }
 
 /* All rows of s in one sequence, in chunks of at most max_rows. */
@@ -274,10 +297,6 @@ static ssf_device *open_cuda(const ssf_model *m, const pages *pg, int ctx, ssf_e
 {
     return open_cuda_as(m, pg, ctx, 1, err);
 }
-
-static int forward_sampled(ssf_device *d, const pages *pg, const int32_t *tok, const int32_t *pos,
-                           const int32_t *sq, int rows, const int32_t *sample_rows, int n_sample,
-                           const ssf_sample_spec *spec, int n_valid, int32_t *ids, ssf_error *err);
 
 /* The same prompt in sequences 1..3: prefilled (its first token drawn on
  * the device), then decoded teacher-forced with the fixture's tokens, three
@@ -520,25 +539,6 @@ static step_bytes bytes_of(const ssf_model_config *c)
     step_bytes b = {2.0 * (c->n_layers * layer + (double)c->vocab_size * H),
                     2.0 * 2.0 * c->n_layers * kv};
     return b;
-}
-
-/* One forward whose listed rows are drawn on the device as `spec` asks. */
-static int forward_sampled(ssf_device *d, const pages *pg, const int32_t *tok, const int32_t *pos,
-                           const int32_t *sq, int rows, const int32_t *sample_rows, int n_sample,
-                           const ssf_sample_spec *spec, int n_valid, int32_t *ids, ssf_error *err)
-{
-    ssf_fwd_batch b = {.n_rows = rows,
-                       .token = tok,
-                       .pos = pos,
-                       .seq = sq,
-                       .n_seqs = pg->n_seqs,
-                       .tables = pg->tables,
-                       .n_sample = n_sample,
-                       .sample_rows = sample_rows,
-                       .sample = spec,
-                       .sampled = ids,
-                       .n_valid = n_valid};
-    return d->forward(d, &b, NULL, err);
 }
 
 /* Prefills B random prompts of P tokens, whole prompts per call, and draws
