@@ -308,7 +308,7 @@ static void check_graph_decode(ssf_device *d, const pages *pg, const seq *s, con
 {
     enum { K = 3 };
     ssf_error err;
-    int32_t tok[16 * K], pos[16 * K], sq[16 * K], rows[K], ids[K];
+    int32_t tok[16 * K], pos[16 * K], sq[16 * K], rows[K], ids[K] = {-1, -1, -1};
     ssf_sample_spec spec[K] = {{0}};
     int rc = 0, agree = 0, decisive = 0, same = 1;
     for (int at = 0; !rc && at < s->len; at += 16) {
@@ -646,7 +646,7 @@ static void bench(const char *dir, const char *batches, int P, int steps)
     if (ok) printf("TIME device copy (D2D, read + write) %.0f GB/s\n", copy_gbps);
     const ssf_model_config *c = m ? ssf_model_config_of(m) : NULL;
     /* a warm-up: cuBLAS picks its kernels on first use */
-    ok = ok && bench_batch(gpu, &pg, c, 1, P, 4, 0, copy_gbps, &err) == 0;
+    ok = ok && c && bench_batch(gpu, &pg, c, 1, P, 4, 0, copy_gbps, &err) == 0;
     for (int i = 0; ok && i < nb; i++)
         ok = bench_batch(gpu, &pg, c, bs[i], P, steps, 0, copy_gbps, &err) == 0;
     /* the largest batch again with sampling on the device */
