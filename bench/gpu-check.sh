@@ -18,8 +18,10 @@
 #      bytes a step moves (weights + KV read) and the GB/s achieved against
 #      the measured device copy bandwidth.
 # Environment: WORK (scratch, default a new temp dir), LOG (default
-# WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120), PYTHON,
-# NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's).
+# WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120),
+# LONG_STEPS (decode steps of the 200-token benches, default 512; 2048 takes
+# about 150 s more on an H200), PYTHON, NVCC, CC, CUDA_ARCH (e.g. 90;
+# default: the GPU's).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
@@ -29,6 +31,9 @@ CC=${CC:-cc}
 BATCHES=1,8,32,64,128
 PROMPT=32
 STEPS=64
+# the long benches: 200-token prompts, then LONG_STEPS decode steps (the
+# H200 figures of bench/README-gpu.md used 512; reasoning runs go to 2k-32k)
+LONG_STEPS=${LONG_STEPS:-512}
 mkdir -p "$WORK/obj"
 LOG=${LOG:-$WORK/log.txt}
 : >"$LOG"
@@ -299,8 +304,9 @@ BENCH7="$WORK/qwen2.5-7b-random"
 if [ -f "$BENCH/config.json" ]; then
     step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS"
     # the issue's shape: 200-token prompts, many sequences, long decodes
-    step bench-long "$WORK/gpu_check" bench "$BENCH" 64,256 200 512
-    [ -f "$BENCH7/config.json" ] && step bench-7b "$WORK/gpu_check" bench "$BENCH7" 64,128 200 512
+    step bench-long "$WORK/gpu_check" bench "$BENCH" 64,256 200 "$LONG_STEPS"
+    [ -f "$BENCH7/config.json" ] &&
+        step bench-7b "$WORK/gpu_check" bench "$BENCH7" 64,128 200 "$LONG_STEPS"
     # where a batch-64 decode step's time goes, kernel by kernel
     NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys 2>/dev/null || true)
     if [ -n "$NSYS" ]; then
