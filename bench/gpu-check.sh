@@ -20,8 +20,8 @@
 # Environment: WORK (scratch, default a new temp dir), LOG (default
 # WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120),
 # LONG_STEPS (decode steps of the 200-token benches, default 512; 2048 takes
-# about 150 s more on an H200), PYTHON, NVCC, CC, CUDA_ARCH (e.g. 90;
-# default: the GPU's).
+# about 150 s more on an H200: raise STEP_LIMIT to 300 with it), PYTHON,
+# NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
