@@ -59,6 +59,7 @@ static const char help[] =
     "  --block-size N        engine: positions per KV block (default 16)\n"
     "  --kv-blocks N         engine: KV blocks in the pool (default: CPU slots x context; CUDA:\n"
     "                        what free memory holds)\n"
+    "  --no-cuda-graphs      engine: launch CUDA decode steps kernel by kernel\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
     "  --limit N             the first N documents of each task\n"
     "  --seed S              run seed (default 1234): every sample's seed derives from it\n"
@@ -104,6 +105,7 @@ enum {
     OPT_STOP,
     OPT_BLOCK_SIZE,
     OPT_KV_BLOCKS,
+    OPT_NO_CUDA_GRAPHS,
 };
 
 typedef struct run_args {
@@ -239,6 +241,9 @@ static int handle_engine(run_args *a, int opt, const char *arg)
     case OPT_KV_BLOCKS:
         if (cli_integer_arg("kv-blocks", arg, 1, 1L << 30, &v)) return -1;
         o->dev.n_blocks = (int)v;
+        return 0;
+    case OPT_NO_CUDA_GRAPHS:
+        o->dev.disable_cuda_graphs = 1;
         return 0;
     case OPT_STOP:
         if (o->n_stop == sizeof a->stop / sizeof a->stop[0]) {
@@ -549,6 +554,7 @@ int cmd_run(int argc, char **argv)
         {"stop", required_argument, NULL, OPT_STOP},
         {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
         {"kv-blocks", required_argument, NULL, OPT_KV_BLOCKS},
+        {"no-cuda-graphs", no_argument, NULL, OPT_NO_CUDA_GRAPHS},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"seed", required_argument, NULL, OPT_SEED},

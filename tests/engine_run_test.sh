@@ -39,6 +39,7 @@ check "export has 12 samples with token budget stops" eval 'run 0 export 1 --db 
 # The same samples with one slot (every sample alone) and with three.
 check "--slots 1 gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/b.sqlite" --slots 1 "${common[@]}" && run 0 export 1 --db "$work/b.sqlite" --out "$work/b.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/b.jsonl") >&2'
 check "--slots 3 --threads 1 gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/c.sqlite" --slots 3 --threads 1 "${common[@]}" && run 0 export 1 --db "$work/c.sqlite" --out "$work/c.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/c.jsonl") >&2'
+check "--no-cuda-graphs is taken (and changes nothing on the CPU)" eval 'run 0 run synth --model "$fixture" --db "$work/g.sqlite" --no-cuda-graphs "${common[@]}" && run 0 export 1 --db "$work/g.sqlite" --out "$work/g.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/g.jsonl") >&2'
 # Preemption by recompute (a pool far too small for 4 sequences) and other
 # block sizes change nothing either.
 check "a tight KV pool preempts and gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/p.sqlite" --task-file "$work/synth.json" --data-dir "$work" --device cpu --metric pass@1,maj@4 --samples 4 --max-new-tokens 24 --temperature 0.8 --top-p 0.95 --slots 4 --kv-blocks 12 && grep -Eq "[1-9][0-9]* preemptions" "$work/err" && run 0 export 1 --db "$work/p.sqlite" --out "$work/p.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/p.jsonl") >&2'
