@@ -298,6 +298,16 @@ static ssf_device *open_cuda(const ssf_model *m, const pages *pg, int ctx, ssf_e
     return open_cuda_as(m, pg, ctx, 1, err);
 }
 
+/* The fp32 reference device over the same pages. */
+static ssf_device *open_cpu(const ssf_model *m, const pages *pg, ssf_error *err)
+{
+    ssf_device_options o = {.n_slots = pg->n_seqs,
+                            .max_context = MAX_CONTEXT,
+                            .block_size = BLOCK_SIZE,
+                            .n_blocks = pg->n_blocks};
+    return ssf_device_cpu_open(m, &o, err);
+}
+
 /* The same prompt in sequences 1..3: prefilled (its first token drawn on
  * the device), then decoded teacher-forced with the fixture's tokens, three
  * rows a step, which is a CUDA graph of 4 rows with one row of padding.
@@ -364,11 +374,7 @@ static void check_fixture(const char *dir)
     int vocab = ssf_model_config_of(m)->vocab_size, n_valid = fixture_n_valid(dir, vocab);
     pages pg;
     pages_init(&pg, 4, MAX_CONTEXT);
-    ssf_device_options co = {.n_slots = 4,
-                             .max_context = MAX_CONTEXT,
-                             .block_size = BLOCK_SIZE,
-                             .n_blocks = pg.n_blocks};
-    ssf_device *cpu = ssf_device_cpu_open(m, &co, &err);
+    ssf_device *cpu = open_cpu(m, &pg, &err);
     ssf_device *gpu = cpu ? open_cuda(m, &pg, MAX_CONTEXT, &err) : NULL;
     seq s;
     for (int p = 0; gpu && fixture_seq(st, p, &s); p++) {
@@ -446,11 +452,7 @@ static void check_hf(const char *dir, const char *dump)
     }
     pages pg;
     pages_init(&pg, 1, MAX_CONTEXT);
-    ssf_device_options co = {.n_slots = 1,
-                             .max_context = MAX_CONTEXT,
-                             .block_size = BLOCK_SIZE,
-                             .n_blocks = pg.n_blocks};
-    ssf_device *cpu = ssf_device_cpu_open(m, &co, &err);
+    ssf_device *cpu = open_cpu(m, &pg, &err);
     ssf_device *gpu = cpu ? open_cuda(m, &pg, MAX_CONTEXT, &err) : NULL;
     seq s;
     int vocab, p = 0;
@@ -684,9 +686,10 @@ static void fill_logits(float *x, int n, int n_valid, uint32_t seed, double scal
     }
 }
 
-static const double *sort_w;
-static int by_weight(const void *a, const void *b)
+/* Heaviest first, ties by id (sampler.c's order); w: the weights. */
+static int by_weight(const void *a, const void *b, void *w)
 {
+    const double *sort_w = w;
     int x = *(const int *)a, y = *(const int *)b;
     if (sort_w[x] != sort_w[y]) return sort_w[x] > sort_w[y] ? -1 : 1;
     return x < y ? -1 : x > y;
@@ -704,8 +707,7 @@ static void reference_dist(const float *x, int n, const ssf_sample_spec *sp, dou
         p[i] = isfinite(x[i]) ? exp(((double)x[i] - max) / sp->temperature) : 0;
         if (p[i] > 0) order[m++] = i;
     }
-    sort_w = p;
-    qsort(order, (size_t)m, sizeof(int), by_weight);
+    qsort_r(order, (size_t)m, sizeof(int), by_weight, p);
     int keep = sp->top_k > 0 && sp->top_k < m ? sp->top_k : m;
     for (int j = 0; j < keep; j++)
         total += p[order[j]];
@@ -825,8 +827,7 @@ static void time_sampler(int rows)
         for (int r = 0; r < rows; r++)
             spec[r] = (ssf_sample_spec){
                 .temperature = mode ? 0.6 : 0, .top_p = mode ? 0.95 : 1, .seed = 5 + (uint64_t)r};
-        rc = ssf_cuda_op_sample(rows, V, NV, x, spec, ids, NULL, &err) ||
-             ssf_cuda_op_sample(rows, V, NV, x, spec, ids, &ms[mode], &err);
+        rc = ssf_cuda_op_sample(rows, V, NV, x, spec, ids, &ms[mode], &err);
     }
     for (int r = 0; !rc && r < rows && r < 16; r++) {
         reference_dist(x + (size_t)r * V, NV, &spec[r], p);
