@@ -494,15 +494,24 @@ static int plan_step(const cuda_dev *d, const ssf_fwd_batch *b, int R_pad, ssf_a
     return 0;
 }
 
+/* d->logits = fp32 logits of the n (<= LOGIT_CHUNK) final-normed rows
+ * listed in rows (device memory). */
+static int chunk_logits(cuda_dev *d, const int32_t *rows, int n, ssf_error *err)
+{
+    int H = d->cfg.hidden_size, V = d->cfg.vocab_size;
+    K_TRY(ssfk_gather_rows(d->xo, d->xn, rows, n, H, d->stream));
+    BLAS_TRY(ssfk_gemm(d->blas, d->xo, d->lm_head, d->logits, CUDA_R_32F, n, V, H));
+    return 0;
+}
+
 /* Logits of the listed rows, LOGIT_CHUNK at a time, into the host array. */
 static int forward_logits(cuda_dev *d, const int32_t *out_rows, int n_out, float *logits,
                           ssf_error *err)
 {
-    int H = d->cfg.hidden_size, V = d->cfg.vocab_size;
+    int V = d->cfg.vocab_size;
     for (int i = 0; i < n_out; i += LOGIT_CHUNK) {
         int n = n_out - i < LOGIT_CHUNK ? n_out - i : LOGIT_CHUNK;
-        K_TRY(ssfk_gather_rows(d->xo, d->xn, out_rows + i, n, H, d->stream));
-        BLAS_TRY(ssfk_gemm(d->blas, d->xo, d->lm_head, d->logits, CUDA_R_32F, n, V, H));
+        if (chunk_logits(d, out_rows + i, n, err)) return -1;
         CU_TRY(cudaMemcpyAsync(logits + (size_t)i * V, d->logits, (size_t)n * V * sizeof(float),
                                cudaMemcpyDeviceToHost, d->stream));
         CU_TRY(cudaStreamSynchronize(d->stream));
@@ -513,12 +522,11 @@ static int forward_logits(cuda_dev *d, const int32_t *out_rows, int n_out, float
 /* The sampled rows' tokens, LOGIT_CHUNK rows at a time, into d_ids. */
 static int enqueue_samples(cuda_dev *d, int n_all, int n_valid, ssf_error *err)
 {
-    int H = d->cfg.hidden_size, V = d->cfg.vocab_size;
+    int V = d->cfg.vocab_size;
     const int32_t *rows = d->d_idx + 4 * (size_t)CUDA_MAX_ROWS;
     for (int i = 0; i < n_all; i += LOGIT_CHUNK) {
         int n = n_all - i < LOGIT_CHUNK ? n_all - i : LOGIT_CHUNK;
-        K_TRY(ssfk_gather_rows(d->xo, d->xn, rows + i, n, H, d->stream));
-        BLAS_TRY(ssfk_gemm(d->blas, d->xo, d->lm_head, d->logits, CUDA_R_32F, n, V, H));
+        if (chunk_logits(d, rows + i, n, err)) return -1;
         K_TRY(
             ssfk_sample(d->d_ids + i, d->logits, n, (size_t)V, n_valid, d->d_spec + i, d->stream));
     }
