@@ -420,48 +420,7 @@ extern "C" int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_pe
     return rc ? -1 : 0;
 }
 
-/* ---- sampling -------------------------------------------------------------------------- */
-
-static int run_sample(scratch *s, int rows, int vocab, int n_valid, const float *logits,
-                      const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms, ssf_error *err)
-{
-    size_t n = (size_t)rows * vocab;
-    float *x = (float *)up_raw(s, logits, n * sizeof(float), err);
-    ssf_sample_spec *sp = (ssf_sample_spec *)up_raw(s, spec, (size_t)rows * sizeof *spec, err);
-    int32_t *d_ids = (int32_t *)dev_alloc(s, (size_t)rows * sizeof(int32_t), err);
-    if (!x || !sp || !d_ids) return -1;
-    cudaEvent_t t0 = NULL, t1 = NULL;
-    cudaError_t e = cudaEventCreate(&t0);
-    if (e == cudaSuccess) e = cudaEventCreate(&t1);
-    if (e == cudaSuccess) e = cudaEventRecord(t0, s->st);
-    if (e == cudaSuccess) e = ssfk_sample(d_ids, x, rows, (size_t)vocab, n_valid, sp, s->st);
-    if (e == cudaSuccess) e = cudaEventRecord(t1, s->st);
-    if (e == cudaSuccess) e = cudaEventSynchronize(t1);
-    float ms = 0;
-    if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, t0, t1);
-    if (e == cudaSuccess)
-        e = cudaMemcpy(ids, d_ids, (size_t)rows * sizeof(int32_t), cudaMemcpyDeviceToHost);
-    if (t0) cudaEventDestroy(t0);
-    if (t1) cudaEventDestroy(t1);
-    if (e != cudaSuccess) return fail_cuda(err, "sampling", e);
-    if (kernel_ms) *kernel_ms = ms;
-    return 0;
-}
-
-extern "C" int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
-                                  const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
-                                  ssf_error *err)
-{
-    if (rows < 1 || n_valid < 1 || n_valid > vocab)
-        return ssf_fail(err, "cuda: sampling %d rows of %d ids (%d valid)", rows, vocab, n_valid);
-    scratch s;
-    int rc = scratch_init(&s, 0, err) ||
-             run_sample(&s, rows, vocab, n_valid, logits, spec, ids, kernel_ms, err);
-    scratch_free(&s);
-    return rc ? -1 : 0;
-}
-
-/* ---- timing one operation on device-resident data ------------------------------------ */
+/* ---- timing on the device's clock --------------------------------------------------- */
 
 /* Mean milliseconds of `iters` calls of launch(i) after two warm-up calls. */
 template <typename F>
@@ -485,6 +444,43 @@ static int time_launches(scratch *s, int iters, F launch, double *ms, ssf_error 
     *ms = total / iters;
     return 0;
 }
+
+/* ---- sampling -------------------------------------------------------------------------- */
+
+static int run_sample(scratch *s, int rows, int vocab, int n_valid, const float *logits,
+                      const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms, ssf_error *err)
+{
+    size_t n = (size_t)rows * vocab;
+    float *x = (float *)up_raw(s, logits, n * sizeof(float), err);
+    ssf_sample_spec *sp = (ssf_sample_spec *)up_raw(s, spec, (size_t)rows * sizeof *spec, err);
+    int32_t *d_ids = (int32_t *)dev_alloc(s, (size_t)rows * sizeof(int32_t), err);
+    if (!x || !sp || !d_ids) return -1;
+    /* every launch draws the same ids: the last one's are read back */
+    auto launch = [&](int) {
+        return ssfk_sample(d_ids, x, rows, (size_t)vocab, n_valid, sp, s->st);
+    };
+    double ms = 0;
+    if (time_launches(s, 1, launch, &ms, err)) return -1;
+    cudaError_t e = cudaMemcpy(ids, d_ids, (size_t)rows * sizeof(int32_t), cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) return fail_cuda(err, "sampling", e);
+    if (kernel_ms) *kernel_ms = ms;
+    return 0;
+}
+
+extern "C" int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
+                                  const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
+                                  ssf_error *err)
+{
+    if (rows < 1 || n_valid < 1 || n_valid > vocab)
+        return ssf_fail(err, "cuda: sampling %d rows of %d ids (%d valid)", rows, vocab, n_valid);
+    scratch s;
+    int rc = scratch_init(&s, 0, err) ||
+             run_sample(&s, rows, vocab, n_valid, logits, spec, ids, kernel_ms, err);
+    scratch_free(&s);
+    return rc ? -1 : 0;
+}
+
+/* ---- timing one operation on device-resident data ------------------------------------ */
 
 static void *dev_zeros(scratch *s, size_t bytes, ssf_error *err)
 {

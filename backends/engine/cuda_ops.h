@@ -66,7 +66,7 @@ int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_er
 
 /* ids[r] = the token the device's sampler draws from logits row r (rows x
  * vocab fp32, ids below n_valid) as spec[r] asks; *kernel_ms (may be NULL)
- * receives the sampling kernel's own time. */
+ * receives the sampling kernel's own time, after two warm-up launches. */
 int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
                        const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
                        ssf_error *err);
