@@ -112,9 +112,10 @@ static const float *packed(cpu_device *d, const ssf_tensor *const *t, int n, int
     int64_t rows = 0;
     for (int i = 0; i < n; i++)
         rows += t[i]->numel / k;
-    float *p = own_floats(d, ssf_cpu_packed_floats((int)rows, k), t[0]->name, err);
+    size_t floats = ssf_cpu_packed_floats((int)rows, k);
+    float *p = own_floats(d, floats, t[0]->name, err);
     if (!p) return NULL;
-    memset(p, 0, ssf_cpu_packed_floats((int)rows, k) * sizeof(float));
+    memset(p, 0, floats * sizeof(float)); /* the last panel's rows past the end */
     float *row = ssf_xmalloc((size_t)k * sizeof(float));
     int r = 0;
     for (int i = 0; i < n; i++)
