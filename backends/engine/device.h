@@ -34,6 +34,15 @@ typedef struct ssf_device_options {
     int disable_cuda_graphs;       /* CUDA: launch decode steps kernel by kernel */
 } ssf_device_options;
 
+/* How the device draws one row's next token, with ssf_sample's meaning
+ * (sampler.h): temperature <= 0 or top_k == 1 is greedy; top_p 1, top_k
+ * <= 0 and min_p 0 are off; the uniform is draw `step` of stream `seed`. */
+typedef struct ssf_sample_spec {
+    double temperature, top_p, min_p;
+    int32_t top_k;
+    uint64_t seed, step;
+} ssf_sample_spec;
+
 /*
  * The KV cache is paged: a pool of n_blocks blocks of block_size positions
  * (all layers, K and V).  A sequence is its block table, the block ids
@@ -55,15 +64,6 @@ typedef struct ssf_device_options {
  * A row's result never depends on the other rows in the batch: on the CPU
  * bit for bit, on the GPU up to floating-point summation order.
  */
-/* How the device draws one row's next token, with ssf_sample's meaning
- * (sampler.h): temperature <= 0 or top_k == 1 is greedy; top_p 1, top_k
- * <= 0 and min_p 0 are off; the uniform is draw `step` of stream `seed`. */
-typedef struct ssf_sample_spec {
-    double temperature, top_p, min_p;
-    int32_t top_k;
-    uint64_t seed, step;
-} ssf_sample_spec;
-
 typedef struct ssf_fwd_batch {
     int n_rows;
     const int32_t *token;
