@@ -87,13 +87,15 @@ build() {
     done
     wait
     for o in "${objs[@]}"; do [ -s "$o" ] || { echo "missing $o"; return 1; }; done
-    # cuBLAS beside nvcc, else the one PyTorch's wheels bring
-    local blas=(-lcublas)
+    # cuBLAS and cublasLt beside nvcc, else the ones PyTorch's wheels bring
+    local blas=(-lcublas -lcublasLt)
     if ! "$NVCC" -o "$WORK/gpu_check" "${objs[@]}" "${blas[@]}" -lpthread -lm; then
         local dir
         dir=$("$PYTHON" -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))')
-        blas=(-L"$dir" -Xlinker -rpath="$dir" -l:libcublas.so."$(ls "$dir" | sed -n 's/^libcublas\.so\.\([0-9]*\)$/\1/p' | head -1)")
-        echo "linking cuBLAS from $dir"
+        local v
+        v=$(ls "$dir" | sed -n 's/^libcublas\.so\.\([0-9]*\)$/\1/p' | head -1)
+        blas=(-L"$dir" -Xlinker -rpath="$dir" -l:libcublas.so."$v" -l:libcublasLt.so."$v")
+        echo "linking cuBLAS and cublasLt from $dir"
         "$NVCC" -o "$WORK/gpu_check" "${objs[@]}" "${blas[@]}" -lpthread -lm
     fi
     echo "built $WORK/gpu_check"
@@ -302,11 +304,12 @@ fi
 BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 if [ -f "$BENCH/config.json" ]; then
-    step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS"
-    # the issue's shape: 200-token prompts, many sequences, long decodes
-    step bench-long "$WORK/gpu_check" bench "$BENCH" 64,256 200 "$LONG_STEPS"
+    step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS" sampled,nograph
+    # the issue's shape: 200-token prompts, many sequences, long decodes;
+    # the largest batch again with an FP8 KV cache
+    step bench-long "$WORK/gpu_check" bench "$BENCH" 64,256 200 "$LONG_STEPS" fp8
     [ -f "$BENCH7/config.json" ] &&
-        step bench-7b "$WORK/gpu_check" bench "$BENCH7" 64,128 200 "$LONG_STEPS"
+        step bench-7b "$WORK/gpu_check" bench "$BENCH7" 64,128 200 "$LONG_STEPS" fp8
     # where a batch-64 decode step's time goes, kernel by kernel
     NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys 2>/dev/null || true)
     if [ -n "$NSYS" ]; then

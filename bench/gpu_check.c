@@ -41,6 +41,9 @@
 #define HF_RATIO 1.25
 #define HF_SLACK 2e-3
 #define TOP1_MIN 0.99
+/* The FP8 (e4m3) KV cache against fp32: 3 mantissa bits in every K and V
+ * element, on top of BF16's rounding everywhere else. */
+#define FP8_REL_TOL 2e-1
 #define MAX_CONTEXT 256
 #define BLOCK_SIZE 16
 
@@ -270,18 +273,24 @@ static int close_enough(closeness c, double tol)
     return c.worst <= tol && c.decisive_agree >= TOP1_MIN * c.decisive;
 }
 
+static void report_tol(const char *what, const float *got, const float *ref, int vocab, int n_valid,
+                       int from, int to, double tol)
+{
+    closeness c = compare(got, ref, vocab, n_valid, from, to);
+    int ok = close_enough(c, tol);
+    failures += !ok;
+    printf("%s %s: max rel err %.3g (<= %g), top-1 %d/%d, where decisive %d/%d\n",
+           ok ? "PASS" : "FAIL", what, c.worst, tol, c.agree, c.rows, c.decisive_agree, c.decisive);
+}
+
 static void report(const char *what, const float *got, const float *ref, int vocab, int n_valid,
                    int from, int to)
 {
-    closeness c = compare(got, ref, vocab, n_valid, from, to);
-    int ok = close_enough(c, REL_TOL);
-    failures += !ok;
-    printf("%s %s: max rel err %.3g (<= %g), top-1 %d/%d, where decisive %d/%d\n",
-           ok ? "PASS" : "FAIL", what, c.worst, REL_TOL, c.agree, c.rows, c.decisive_agree,
-           c.decisive);
+    report_tol(what, got, ref, vocab, n_valid, from, to, REL_TOL);
 }
 
-static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, int graphs,
+/* graphs: decode steps as CUDA graphs; fp8: an e4m3 KV cache */
+static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, int graphs, int fp8,
                                 ssf_error *err)
 {
     ssf_device_options o = {.n_slots = pg->n_seqs,
@@ -289,13 +298,14 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, in
                             .block_size = BLOCK_SIZE,
                             .n_blocks = pg->n_blocks,
                             .gpu_memory_utilization = 0.9,
-                            .disable_cuda_graphs = !graphs};
+                            .disable_cuda_graphs = !graphs,
+                            .kv_fp8 = fp8};
     return ssf_device_cuda_open(m, &o, err);
 }
 
 static ssf_device *open_cuda(const ssf_model *m, const pages *pg, int ctx, ssf_error *err)
 {
-    return open_cuda_as(m, pg, ctx, 1, err);
+    return open_cuda_as(m, pg, ctx, 1, 0, err);
 }
 
 /* The fp32 reference device over the same pages. */
@@ -356,6 +366,31 @@ static void check_graph_decode(ssf_device *d, const pages *pg, const seq *s, con
                ok ? "PASS" : "FAIL", dir, p, same ? "yes" : "NO", agree, decisive);
 }
 
+/* The same forward with an FP8 KV cache, against fp32: full forward (K
+ * and V read back from e4m3 within the step) and prefill + decode. */
+static void check_fp8(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
+                      int vocab, int n_valid, const char *dir, int p)
+{
+    ssf_error err;
+    char what[2300];
+    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, 1, 1, &err);
+    float *g = d ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
+    if (g) {
+        snprintf(what, sizeof what, "%s prompt %d: CUDA fp8 KV vs CPU, full forward", dir, p);
+        report_tol(what, g, ref, vocab, n_valid, 0, s->n, FP8_REL_TOL);
+        if (prefill_decode(d, pg, s, vocab, 1, g, &err) == 0) {
+            snprintf(what, sizeof what, "%s prompt %d: CUDA fp8 KV prefill+decode vs CPU", dir, p);
+            report_tol(what, g, ref, vocab, n_valid, s->len - 1, s->n, FP8_REL_TOL);
+        } else {
+            printf("FAIL %s prompt %d: fp8 KV prefill+decode: %s\n", dir, p, err.msg), failures++;
+        }
+    } else {
+        printf("FAIL %s prompt %d: fp8 KV: %s\n", dir, p, err.msg), failures++;
+    }
+    free(g);
+    if (d) d->close(d);
+}
+
 /* ---- modes ------------------------------------------------------------------------- */
 
 static void check_fixture(const char *dir)
@@ -389,6 +424,7 @@ static void check_fixture(const char *dir)
                 report(what, g, c, vocab, n_valid, s.len - 1, s.n);
             }
             check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p);
+            check_fp8(m, &pg, &s, c, vocab, n_valid, dir, p);
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
         free(c), free(g);
@@ -533,13 +569,15 @@ typedef struct step_bytes {
     double kv_per_pos; /* bytes of K and V, all layers, one position */
 } step_bytes;
 
-static step_bytes bytes_of(const ssf_model_config *c)
+/* fp8: a KV element is one byte, and each row of head_dim has a 4-byte scale */
+static step_bytes bytes_of(const ssf_model_config *c, int fp8)
 {
     double H = c->hidden_size, I = c->intermediate_size, hd = c->head_dim;
     double q = c->n_heads * hd, kv = c->n_kv_heads * hd;
     double layer = H * (q + 2 * kv) + q * H + 3 * H * I;
+    double elem = fp8 ? 1.0 + 4.0 / hd : 2.0;
     step_bytes b = {2.0 * (c->n_layers * layer + (double)c->vocab_size * H),
-                    2.0 * 2.0 * c->n_layers * kv};
+                    elem * 2.0 * c->n_layers * kv};
     return b;
 }
 
@@ -571,8 +609,10 @@ static int prefill_batch(ssf_device *d, const pages *pg, int vocab, int B, int P
     return rc;
 }
 
-/* "" with CUDA graphs, "-nograph" without; the checkpoint's directory name */
+/* "" with CUDA graphs, "-nograph" without, "-fp8kv" with an FP8 KV cache;
+ * the checkpoint's directory name */
 static const char *bench_suffix = "", *bench_model = "";
+static int bench_fp8;
 
 /* Prefill B random prompts, then `steps` decode steps of B rows, each
  * row's next token drawn on the device as the engine runs it (greedy, or
@@ -601,7 +641,7 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
         rc = forward_sampled(d, pg, tok, pos, sl, B, rows, B, spec, vocab, tok, err);
     }
     double t2 = ssf_monotonic_seconds(), ms = (t2 - t1) * 1e3 / steps;
-    step_bytes sb = bytes_of(c);
+    step_bytes sb = bytes_of(c, bench_fp8);
     /* rows attend to P + s + 1 positions at step s */
     double kv = B * (P + (steps - 1) / 2.0 + 1) * sb.kv_per_pos,
            gbps = (sb.weights + kv) / ms / 1e6;
@@ -630,39 +670,69 @@ static int parse_batches(const char *batches, int *bs, int *maxb)
     return nb;
 }
 
-static void bench(const char *dir, const char *batches, int P, int steps)
+/* A few steps of B rows first: the batch's graph bucket tunes its GEMMs and
+ * is captured there, not in the timed steps (4-step lines stay out of the
+ * summary table). */
+static int warm_up(ssf_device *d, const pages *pg, const ssf_model_config *c, int B, int P,
+                   ssf_error *err)
+{
+    return bench_batch(d, pg, c, B, P, 4, 0, 0, err);
+}
+
+/* The largest batch again on a device opened with graphs and fp8 as
+ * given, under `suffix`. */
+static int bench_variant(const ssf_model *m, const pages *pg, int ctx, int graphs, int fp8,
+                         const char *suffix, const int *bs, int nb, int P, int steps,
+                         double copy_gbps, ssf_error *err)
+{
+    ssf_device *gpu = open_cuda_as(m, pg, ctx, graphs, fp8, err);
+    if (!gpu) return -1;
+    const ssf_model_config *c = ssf_model_config_of(m);
+    bench_suffix = suffix, bench_fp8 = fp8;
+    int rc = 0;
+    for (int i = 0; !rc && i < nb; i++)
+        rc = warm_up(gpu, pg, c, bs[i], P, err) ||
+             bench_batch(gpu, pg, c, bs[i], P, steps, 0, copy_gbps, err);
+    gpu->close(gpu);
+    bench_suffix = "", bench_fp8 = 0;
+    return rc;
+}
+
+/* Decode timing at each batch; `extra` (comma-separated) adds the largest
+ * batch with device sampling ("sampled"), batches 1 and the largest kernel
+ * by kernel ("nograph"), and the largest with an FP8 KV cache ("fp8"). */
+static void bench(const char *dir, const char *batches, int P, int steps, const char *extra)
 {
     ssf_error err;
     ssf_model *m = NULL;
     int bs[16], maxb, nb = parse_batches(batches, bs, &maxb);
     ssf_device *gpu = NULL;
     pages pg;
-    pages_init(&pg, maxb, P + steps + 8);
+    int ctx = P + steps + 8;
+    pages_init(&pg, maxb, ctx);
     const char *slash = strrchr(dir, '/');
     bench_model = slash && slash[1] ? slash + 1 : dir;
     bench_suffix = "";
     double t0 = ssf_monotonic_seconds(), copy_gbps = 0;
-    if (ssf_model_open(dir, &m, &err) == 0) gpu = open_cuda(m, &pg, P + steps + 8, &err);
+    if (ssf_model_open(dir, &m, &err) == 0) gpu = open_cuda(m, &pg, ctx, &err);
     if (gpu) printf("TIME engine=cuda open_s=%.1f\n", ssf_monotonic_seconds() - t0);
     int ok = gpu && ssf_cuda_op_copy_bandwidth((size_t)1 << 30, 5, &copy_gbps, &err) == 0;
     if (ok) printf("TIME device copy (D2D, read + write) %.0f GB/s\n", copy_gbps);
     const ssf_model_config *c = m ? ssf_model_config_of(m) : NULL;
-    /* a warm-up: cuBLAS picks its kernels on first use */
-    ok = ok && c && bench_batch(gpu, &pg, c, 1, P, 4, 0, copy_gbps, &err) == 0;
     for (int i = 0; ok && i < nb; i++)
-        ok = bench_batch(gpu, &pg, c, bs[i], P, steps, 0, copy_gbps, &err) == 0;
-    /* the largest batch again with sampling on the device */
-    ok = ok && bench_batch(gpu, &pg, c, maxb, P, steps, 1, copy_gbps, &err) == 0;
-    /* and batches 1 and the largest launched kernel by kernel */
+        ok = warm_up(gpu, &pg, c, bs[i], P, &err) == 0 &&
+             bench_batch(gpu, &pg, c, bs[i], P, steps, 0, copy_gbps, &err) == 0;
+    if (ok && strstr(extra, "sampled"))
+        ok = bench_batch(gpu, &pg, c, maxb, P, steps, 1, copy_gbps, &err) == 0;
     if (gpu) gpu->close(gpu);
-    gpu = ok ? open_cuda_as(m, &pg, P + steps + 8, 0, &err) : NULL;
-    bench_suffix = "-nograph";
-    ok = ok && gpu && bench_batch(gpu, &pg, c, 1, P, steps, 0, copy_gbps, &err) == 0 &&
-         bench_batch(gpu, &pg, c, maxb, P, steps, 0, copy_gbps, &err) == 0;
+    int ends[2] = {1, maxb};
+    if (ok && strstr(extra, "nograph"))
+        ok = bench_variant(m, &pg, ctx, 0, 0, "-nograph", ends, 2, P, steps, copy_gbps, &err) == 0;
+    if (ok && strstr(extra, "fp8"))
+        ok = bench_variant(m, &pg, ctx, 1, 1, "-fp8kv", &maxb, 1, P, steps, copy_gbps, &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;
-    if (gpu) gpu->close(gpu);
     pages_free(&pg);
     ssf_model_close(m);
 }
@@ -869,9 +939,10 @@ static void check_sampler(void)
 
 /* ---- where a decode step's time goes ---------------------------------------------------- */
 
-/* Each GEMM of a model's shape at 1-256 rows and the paged attention at a
- * few batches and contexts, on device data: what a step should cost if
- * those were all it did. */
+/* Each GEMM of a model's shape at 1-256 rows (cublasGemmEx, then the
+ * device's tuned choice) and the paged attention at a few batches and
+ * contexts, on device data: what a step should cost if those were all it
+ * did. */
 static void time_ops(const ssf_model_config *c)
 {
     ssf_error err;
@@ -888,16 +959,21 @@ static void time_ops(const ssf_model_config *c)
     static const int Ms[] = {1, 8, 64, 256};
     int ok = 1;
     for (size_t mi = 0; ok && mi < 4; mi++) {
-        double step = 0;
+        double step = 0, step_tuned = 0;
         for (size_t i = 0; ok && i < 5; i++) {
-            double ms = 0;
-            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, &ms, &err) == 0;
+            double ms = 0, tuned = 0, wbytes = 2.0 * g[i].N * g[i].K;
+            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, &ms, &tuned, &err) == 0;
             step += ms * (g[i].per_layer ? L : 1);
+            step_tuned += tuned * (g[i].per_layer ? L : 1);
             if (ok)
-                printf("TIME op=gemm_%s M=%d N=%d K=%d ms=%.4f weight_GBps=%.0f\n", g[i].name,
-                       Ms[mi], g[i].N, g[i].K, ms, 2.0 * g[i].N * g[i].K / ms / 1e6);
+                printf("TIME op=gemm_%s M=%d N=%d K=%d ms=%.4f weight_GBps=%.0f tuned_ms=%.4f "
+                       "tuned_GBps=%.0f speedup=%.2f\n",
+                       g[i].name, Ms[mi], g[i].N, g[i].K, ms, wbytes / ms / 1e6, tuned,
+                       wbytes / tuned / 1e6, ms / tuned);
         }
-        if (ok) printf("TIME op=gemm_step M=%d ms=%.3f\n", Ms[mi], step);
+        if (ok)
+            printf("TIME op=gemm_step M=%d ms=%.3f tuned_ms=%.3f speedup=%.2f\n", Ms[mi], step,
+                   step_tuned, step / step_tuned);
     }
     static const int rows[] = {1, 64, 256}, ctxs[] = {64, 456, 2048}, chunks[] = {0, 64};
     for (int ri = 0; ok && ri < 3; ri++)
@@ -940,12 +1016,12 @@ int main(int argc, char **argv)
         time_ops(&c);
     } else if (argc == 2 && strcmp(argv[1], "sampler") == 0)
         check_sampler();
-    else if (argc == 6 && strcmp(argv[1], "bench") == 0)
-        bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
+    else if ((argc == 6 || argc == 7) && strcmp(argv[1], "bench") == 0)
+        bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : "");
     else {
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                        "bench DIR B[,B...] PROMPT STEPS\n");
+                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8]\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -18,7 +18,8 @@
 #include "ssfteval/prompt.h"
 #include "store.h"
 
-static const char help[] =
+/* Two strings: C11 promises string literals of 4095 bytes, no more. */
+static const char help_head[] =
     "usage: ssfteval run TASK[,TASK...] [--metric M[,M...]] (--model DIR | --endpoint URL |\n"
     "                    --generations FILE) [--db FILE] [--protocol ssft] [OPTIONS]\n"
     "\n"
@@ -47,6 +48,9 @@ static const char help[] =
     "  --stream auto|on|off  openai: SSE streaming (default on)\n"
     "  --timeout S           openai: idle seconds (streaming) or seconds per attempt\n"
     "  --max-attempts N      openai: attempts per sample (default 8)\n"
+    "";
+
+static const char help_engine[] =
     "  --model NAME          the model's name in reports; with the engine, its directory or\n"
     "                        hf:ORG/NAME[@REV] (selects the engine when no endpoint is given)\n"
     "  --device auto|cpu|cuda  engine: where to run (auto: the GPU when there is one)\n"
@@ -60,6 +64,8 @@ static const char help[] =
     "  --kv-blocks N         engine: KV blocks in the pool (default: CPU slots x context; CUDA:\n"
     "                        what free memory holds)\n"
     "  --no-cuda-graphs      engine: launch CUDA decode steps kernel by kernel\n"
+    "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
+    "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
     "  --limit N             the first N documents of each task\n"
     "  --seed S              run seed (default 1234): every sample's seed derives from it\n"
@@ -106,6 +112,7 @@ enum {
     OPT_BLOCK_SIZE,
     OPT_KV_BLOCKS,
     OPT_NO_CUDA_GRAPHS,
+    OPT_KV_DTYPE,
 };
 
 typedef struct run_args {
@@ -245,6 +252,8 @@ static int handle_engine(run_args *a, int opt, const char *arg)
     case OPT_NO_CUDA_GRAPHS:
         o->dev.disable_cuda_graphs = 1;
         return 0;
+    case OPT_KV_DTYPE:
+        return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);
     case OPT_STOP:
         if (o->n_stop == sizeof a->stop / sizeof a->stop[0]) {
             cli_error("--stop: at most %zu stop strings", o->n_stop);
@@ -555,6 +564,7 @@ int cmd_run(int argc, char **argv)
         {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
         {"kv-blocks", required_argument, NULL, OPT_KV_BLOCKS},
         {"no-cuda-graphs", no_argument, NULL, OPT_NO_CUDA_GRAPHS},
+        {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"seed", required_argument, NULL, OPT_SEED},
@@ -585,6 +595,8 @@ int cmd_run(int argc, char **argv)
     cli c;
     int rc;
     if (cli_init(&c)) return EXIT_WORK;
+    char help[sizeof help_head + sizeof help_engine];
+    snprintf(help, sizeof help, "%s%s", help_head, help_engine);
     if (cli_parse(&c, argc, argv, opts, handle_option, &a, help, &rc) == 0) {
         if (optind + 1 != argc) {
             cli_error("run: give the tasks as one argument, e.g. aime25,math_500; see `ssfteval "

@@ -106,11 +106,13 @@ static void test_split_rule(void **state)
     (void)state;
     /* Qwen2.5-32B (8 KV heads, group 5) on 132 SMs */
     ssf_attn_shape s = plan(1, 8, 5, 8192, 128, 16, 132);
-    assert_int_equal(s.splits, 64); /* 8192 / 128, under 4 x 132 / 8 = 66 */
-    assert_int_equal(s.chunk, 128);
+    /* 3 x 132 / 8 = 49 splits of 168, rounded up to 192 (3 rounds of the
+     * warps' 16-position tiles): 43 */
+    assert_int_equal(s.splits, 43);
+    assert_int_equal(s.chunk, 192);
     s = plan(4, 8, 5, 32768, 128, 16, 132);
-    assert_int_equal(s.splits, 16); /* 528 CTAs / 32 */
-    assert_int_equal(s.chunk, 2048);
+    assert_int_equal(s.splits, 12); /* 396 CTAs / 32 */
+    assert_int_equal(s.chunk, 2752);
     /* Qwen2.5-1.5B (2 KV heads, group 6) at batch 64, 456 positions: 3 */
     assert_int_equal(plan(64, 2, 6, 456, 128, 16, 132).splits, 3);
     /* filled: batch 64 of long sequences, a prefill of 1000 rows */
@@ -177,12 +179,19 @@ static void test_refusals(void **state)
 static void test_shared_memory(void **state)
 {
     (void)state;
-    /* the largest CTA: group 8, head_dim 128 */
-    ssf_attn_shape s = plan(1, 1, 8, 100, 128, 16, 132);
-    size_t want = 2 * 2 * SSF_ATTN_TILE * (128 + SSF_ATTN_KV_PAD) * 2 +
-                  8 * (128 + SSF_ATTN_TILE + 3) * sizeof(float);
-    assert_int_equal(s.smem, want);
-    assert_true(s.smem < SSF_ATTN_SMEM_MAX);
+    /* 4 warps x 2 stages x (K, V) x 16 padded BF16 rows; the merge of the
+     * warps' (acc, max, sum) for 8 heads must fit in the same bytes */
+    int hds[] = {64, 128};
+    for (int i = 0; i < 2; i++) {
+        int hd = hds[i];
+        ssf_attn_shape s = plan(1, 1, 8, 100, hd, 16, 132);
+        size_t want = 4 * 2 * 2 * 16 * (size_t)(hd + SSF_ATTN_KV_PAD) * 2;
+        assert_int_equal(s.smem, want);
+        assert_int_equal(ssf_attn_smem(hd), want);
+        assert_true(4 * 8 * (size_t)(hd + 2) * sizeof(float) <= s.smem);
+        assert_true(s.smem < SSF_ATTN_SMEM_MAX);
+    }
+    assert_int_equal(ssf_attn_smem(128), 69632);
 }
 
 int main(void)

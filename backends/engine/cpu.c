@@ -532,6 +532,12 @@ ssf_device *ssf_device_cpu_open(const ssf_model *m, const ssf_device_options *o,
     d->cfg = *ssf_model_config_of(m);
     d->isa = ssf_cpu_isa_detect();
     int threads = default_threads(o);
+    if (o && o->kv_fp8) {
+        ssf_fail(err, "cpu device: an fp8 KV cache is a CUDA option; drop --kv-cache-dtype fp8 "
+                      "(the CPU keeps K and V in fp32)");
+        free(d);
+        return NULL;
+    }
     if (d->cfg.n_heads % d->cfg.n_kv_heads != 0 || d->cfg.head_dim % 2 != 0) {
         ssf_fail(err, "cpu device: %d heads over %d KV heads of dimension %d is not supported",
                  d->cfg.n_heads, d->cfg.n_kv_heads, d->cfg.head_dim);

@@ -20,6 +20,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "cuda_gemm.cuh"
 #include "cuda_kernels.cuh"
 #include "cuda_plan.h"
 #include "device.h"
@@ -29,6 +30,10 @@
 /* Logits are produced and copied back this many rows at a time, so the fp32
  * buffer stays at 256 x vocab. */
 #define LOGIT_CHUNK 256
+/* cuBLAS's and cublasLt's, shared (one stream).  32 MiB is what cuBLAS
+ * advises for Hopper.  It bounds cublasLt's split-K partials (splits x M x N
+ * fp32): 7 splits of 7B's q|k|v at 256 rows, 28 at 64 rows, where splits
+ * matter; gate|up and lm_head have the CTAs without. */
 #define CUBLAS_WORKSPACE (32u << 20)
 #define DEFAULT_BLOCK_SIZE 16
 /* sequences a step may hold when the options leave it open (and the pool
@@ -83,6 +88,7 @@ typedef struct cuda_dev {
     cudaStream_t stream;
     cublasHandle_t blas;
     void *workspace;
+    ssfk_gemm_ctx *gemm; /* the GEMM choices, tuned per graph bucket */
     /* weights: one allocation */
     char *wmem;
     bf16 *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
@@ -90,7 +96,7 @@ typedef struct cuda_dev {
     float *inv_freq;
     int n_sms;
     /* KV pool */
-    bf16 *pool;
+    char *pool; /* BF16 or e4m3 elements (d->kv.fp8); the scales at d->kv.scales */
     ssfk_kv_layout kv;
     int seq_blocks; /* table entries one sequence of max_context needs */
     int seq_cap;    /* sequences the table buffers hold (>= n_slots) */
@@ -110,6 +116,8 @@ typedef struct cuda_dev {
     int use_graphs;
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
+    /* the bucket's GEMM shapes were tuned (before its first capture) */
+    int gemm_tuned[GRAPH_BUCKETS];
     int32_t *h_need; /* [seq_cap] table entries the step's rows reach */
 } cuda_dev;
 
@@ -183,9 +191,10 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
 }
 
+/* A block's K and V, with their scales in fp8 mode. */
 static size_t block_bytes(const cuda_dev *d)
 {
-    return d->kv.block_stride * sizeof(bf16);
+    return ssfk_kv_block_bytes(d->kv) + ssfk_kv_scale_bytes(d->kv);
 }
 
 static int refuse_memory(const cuda_dev *d, int blocks, double fixed, double usable, double util,
@@ -458,6 +467,13 @@ static int stage_batch(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, ssf_error
     return 0;
 }
 
+/* Y = X . W^T through the tuned choice for the shape, if any. */
+static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void *Y,
+                           cudaDataType_t y_type, int M, int N, int K)
+{
+    return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
+}
+
 static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_tables tb,
                          const ssf_attn_shape *shape, ssf_error *err)
 {
@@ -467,16 +483,16 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     float eps = (float)c->rms_norm_eps;
     /* the previous layer's MLP output joins the residual stream here */
     K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps, d->stream));
-    BLAS_TRY(ssfk_gemm(d->blas, d->xn, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H));
+    BLAS_TRY(gemm(d, d->xn, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H));
     K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                               c->n_heads, c->n_kv_heads, d->stream));
     K_TRY(ssfk_attention(shape, d->att, d->part, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads,
                          c->n_kv_heads, d->stream));
-    BLAS_TRY(ssfk_gemm(d->blas, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
+    BLAS_TRY(gemm(d, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
-    BLAS_TRY(ssfk_gemm(d->blas, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
+    BLAS_TRY(gemm(d, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
     K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
-    BLAS_TRY(ssfk_gemm(d->blas, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
+    BLAS_TRY(gemm(d, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
     return 0;
 }
 
@@ -500,7 +516,7 @@ static int chunk_logits(cuda_dev *d, const int32_t *rows, int n, ssf_error *err)
 {
     int H = d->cfg.hidden_size, V = d->cfg.vocab_size;
     K_TRY(ssfk_gather_rows(d->xo, d->xn, rows, n, H, d->stream));
-    BLAS_TRY(ssfk_gemm(d->blas, d->xo, d->lm_head, d->logits, CUDA_R_32F, n, V, H));
+    BLAS_TRY(gemm(d, d->xo, d->lm_head, d->logits, CUDA_R_32F, n, V, H));
     return 0;
 }
 
@@ -630,12 +646,50 @@ static int capture_step(cuda_dev *d, int R, const ssf_attn_shape *shape, int n_v
     return 0;
 }
 
+/*
+ * Times the GEMM choices of a graph step of R rows (cuda_gemm.cuh), before
+ * its first capture: tuning synchronises the stream, which capture forbids.
+ * It runs on the step's scratch activations after stage_batch queued its
+ * copies, which it does not touch: the GEMMs write q|k|v, tmp, gu and
+ * logits, all recomputed by the step.  The layers' weights take turns, so
+ * that the timing reads them from memory as a step does, not from L2.
+ */
+static int tune_gemms(cuda_dev *d, int R, ssf_error *err)
+{
+    const ssf_model_config *c = &d->cfg;
+    int H = c->hidden_size, I = c->intermediate_size, nl = c->n_layers;
+    const bf16 **w = (const bf16 **)ssf_xmalloc(4 * (size_t)nl * sizeof *w);
+    for (int l = 0; l < nl; l++) {
+        w[l] = d->layers[l].wqkv;
+        w[nl + l] = d->layers[l].wo;
+        w[2 * nl + l] = d->layers[l].wgu;
+        w[3 * nl + l] = d->layers[l].wdown;
+    }
+    const bf16 *lm = d->lm_head;
+    ssfk_gemm_ctx *g = d->gemm;
+    cudaStream_t st = d->stream;
+    cudaDataType_t B = CUDA_R_16BF;
+    int rc = ssfk_gemm_tune(g, d->blas, d->xn, w, nl, d->qkv, B, R, d->qkv_dim, H, st, err) ||
+             ssfk_gemm_tune(g, d->blas, d->att, w + nl, nl, d->tmp, B, R, H, d->q_dim, st, err) ||
+             ssfk_gemm_tune(g, d->blas, d->xn, w + 2 * nl, nl, d->gu, B, R, 2 * I, H, st, err) ||
+             ssfk_gemm_tune(g, d->blas, d->h, w + 3 * nl, nl, d->tmp, B, R, H, I, st, err) ||
+             ssfk_gemm_tune(g, d->blas, d->xo, &lm, 1, d->logits, CUDA_R_32F, R, c->vocab_size, H,
+                            st, err);
+    free(w);
+    return rc ? -1 : 0;
+}
+
 /* Replays the bucket's graph, captured again when the attention's launch
- * shape (its splits follow the longest context) or n_valid changed. */
+ * shape (its splits follow the longest context) or n_valid changed; the
+ * bucket's GEMMs are tuned before its first capture. */
 static int forward_graph(cuda_dev *d, const ssf_fwd_batch *b, int bucket, int R_pad,
                          const ssf_attn_shape *shape, ssf_error *err)
 {
     step_graph *g = &d->graphs[bucket];
+    if (!d->gemm_tuned[bucket]) {
+        if (tune_gemms(d, R_pad, err)) return -1;
+        d->gemm_tuned[bucket] = 1;
+    }
     if (!g->exec || !same_shape(&g->shape, shape) || g->n_valid != b->n_valid)
         if (capture_step(d, R_pad, shape, b->n_valid, g, err)) return -1;
     CU_TRY(cudaGraphLaunch(g->exec, d->stream));
@@ -677,12 +731,16 @@ static int cuda_copy_blocks(ssf_device *dev, const ssf_block_copy *c, int n, ssf
                             (int)c[i].dst, d->base.n_blocks - 1);
     if (n <= 0) return 0;
     CU_TRY(cudaSetDevice(d->ordinal));
-    size_t bytes = block_bytes(d);
+    size_t bytes = ssfk_kv_block_bytes(d->kv), scale_bytes = ssfk_kv_scale_bytes(d->kv);
     for (int i = 0; i < n; i++) {
         if (c[i].src == c[i].dst) continue;
-        CU_TRY(cudaMemcpyAsync(d->pool + (size_t)c[i].dst * d->kv.block_stride,
-                               d->pool + (size_t)c[i].src * d->kv.block_stride, bytes,
-                               cudaMemcpyDeviceToDevice, d->stream));
+        CU_TRY(cudaMemcpyAsync(d->pool + (size_t)c[i].dst * bytes,
+                               d->pool + (size_t)c[i].src * bytes, bytes, cudaMemcpyDeviceToDevice,
+                               d->stream));
+        if (d->kv.fp8)
+            CU_TRY(cudaMemcpyAsync((char *)d->kv.scales + (size_t)c[i].dst * scale_bytes,
+                                   (char *)d->kv.scales + (size_t)c[i].src * scale_bytes,
+                                   scale_bytes, cudaMemcpyDeviceToDevice, d->stream));
     }
     /* ordered before the next forward on the same stream; synchronised so
      * that a fault is reported here */
@@ -701,10 +759,13 @@ static void cuda_close(ssf_device *dev)
     for (int i = 0; i < GRAPH_BUCKETS; i++)
         if (d->graphs[i].exec) cudaGraphExecDestroy(d->graphs[i].exec);
     if (d->blas) cublasDestroy(d->blas);
+    if (d->gemm) ssfk_gemm_ctx_free(d->gemm);
+    free(d->gemm);
     if (d->stream) cudaStreamDestroy(d->stream);
     cudaFree(d->workspace);
     cudaFree(d->wmem);
     cudaFree(d->pool);
+    cudaFree(d->kv.scales);
     cudaFree(d->amem);
     cudaFreeHost(d->h_idx);
     cudaFreeHost(d->h_spec);
@@ -746,11 +807,14 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     BLAS_TRY(cublasSetStream(d->blas, d->stream));
     CU_TRY(cudaMalloc(&d->workspace, CUBLAS_WORKSPACE));
     BLAS_TRY(cublasSetWorkspace(d->blas, d->workspace, CUBLAS_WORKSPACE));
+    d->gemm = (ssfk_gemm_ctx *)ssf_xcalloc(1, sizeof *d->gemm);
+    BLAS_TRY(ssfk_gemm_ctx_init(d->gemm, d->workspace, CUBLAS_WORKSPACE));
     CU_TRY(cudaMallocHost((void **)&d->h_idx, idx_ints(d) * sizeof(int32_t)));
     CU_TRY(cudaMallocHost((void **)&d->h_spec, CUDA_MAX_ROWS * sizeof(ssf_sample_spec)));
     CU_TRY(cudaMallocHost((void **)&d->h_ids, CUDA_MAX_ROWS * sizeof(int32_t)));
     d->h_need = (int32_t *)ssf_xcalloc((size_t)d->seq_cap, sizeof(int32_t));
     CU_TRY(cudaDeviceGetAttribute(&d->n_sms, cudaDevAttrMultiProcessorCount, d->ordinal));
+    CU_TRY(ssfk_attention_init());
     return 0;
 }
 
@@ -767,7 +831,9 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     plan_weights(d, &wa);
     plan_activations(d, &aa);
     d->scratch_block = d->base.n_blocks;
-    CU_TRY(cudaMalloc((void **)&d->pool, block_bytes(d) * ((size_t)d->base.n_blocks + 1)));
+    size_t blocks = (size_t)d->base.n_blocks + 1;
+    CU_TRY(cudaMalloc((void **)&d->pool, ssfk_kv_block_bytes(d->kv) * blocks));
+    if (d->kv.fp8) CU_TRY(cudaMalloc((void **)&d->kv.scales, ssfk_kv_scale_bytes(d->kv) * blocks));
     if (upload_weights(d, m, err)) return -1;
     /* a cudaMemcpy from pageable memory may return before its DMA lands, and
      * d->stream does not wait for the legacy stream: finish the uploads */
@@ -809,6 +875,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->use_graphs = !o->disable_cuda_graphs;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
+    d->kv.fp8 = o->kv_fp8 != 0;
     d->seq_blocks = (d->base.max_context + d->base.block_size - 1) / d->base.block_size;
     /* n_slots defaults to min(DEFAULT_MAX_SEQS, n_blocks), known only
      * after planning: the table buffers are sized for the larger */

@@ -23,21 +23,31 @@
 typedef __nv_bfloat16 bf16;
 
 /*
- * The paged KV pool, BF16: [block][layer][K|V][kv_head][block_size][head_dim].
+ * The paged KV pool: [block][layer][K|V][kv_head][block_size][head_dim].
  * One block holds every layer's K and V of its block_size positions, so a
  * fork's copy is one contiguous memcpy, and the block_size x head_dim rows
  * of one (layer, K or V, KV head) are contiguous, so the attention CTA of a
- * KV head streams whole 256-byte rows (head_dim 128) per position.
+ * KV head streams whole rows per position.  Elements are BF16 (the
+ * reference mode) or, with fp8, e4m3 bytes: then `scales` holds one fp32
+ * scale per row, the row at element offset e having scales[e / head_dim],
+ * which lays the scales out as the rows are, head_dim times smaller.
  */
 typedef struct ssfk_kv_layout {
-    size_t block_stride; /* n_layers * layer_stride */
+    size_t block_stride; /* n_layers * layer_stride, in elements */
     size_t layer_stride; /* 2 * v_offset */
     size_t v_offset;     /* n_kv_heads * head_stride: K to V */
     size_t head_stride;  /* block_size * head_dim */
     int block_size, head_dim;
+    int fp8;       /* elements are e4m3 scaled by `scales` */
+    float *scales; /* fp8 only: [block_stride / head_dim] per block */
 } ssfk_kv_layout;
 
+/* A BF16 layout; fp8 and scales are the caller's to set. */
 ssfk_kv_layout ssfk_kv_layout_make(int n_layers, int n_kv_heads, int block_size, int head_dim);
+
+/* Bytes of one block's elements, and of its scales (0 for BF16). */
+size_t ssfk_kv_block_bytes(ssfk_kv_layout kv);
+size_t ssfk_kv_scale_bytes(ssfk_kv_layout kv);
 
 /* A step's block tables on the device: row r's table starts at
  * tab + tab_off[seq[r]]. */
@@ -66,9 +76,12 @@ cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int
 
 /* On the fused q|k|v rows: adds the bias (may be NULL), rotates q and k
  * (rotate-half RoPE at each row's position), writes the rotated q back in
- * place and k, v into the pool at (table[pos / bs], layer, pos % bs). */
+ * place and k, v into the pool at (table[pos / bs], layer, pos % bs).  With
+ * an fp8 pool each K and V row is scaled by its largest magnitude / 448
+ * (e4m3's largest finite value) from the BF16 values the reference would
+ * store; k, v are then also left in place in the q|k|v row. */
 cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos, ssfk_tables tb,
-                                const float *inv_freq, bf16 *pool, ssfk_kv_layout kv, int layer,
+                                const float *inv_freq, void *pool, ssfk_kv_layout kv, int layer,
                                 int rows, int n_heads, int n_kv_heads, cudaStream_t st);
 
 /* out[r][h] = softmax(q[r][h] . K^T / sqrt(hd)) V over positions 0..pos[r]
@@ -77,8 +90,12 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
  * from the fused q|k|v rows (row width (n_heads + 2 n_kv) * hd).  With
  * shape.splits > 1 `part` holds shape.partial_floats floats. */
 cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, const bf16 *qkv,
-                           const bf16 *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
+                           const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
                            ssfk_tables tb, int n_heads, int n_kv_heads, cudaStream_t st);
+
+/* Lets the attention kernels use ssf_attn_smem bytes of shared memory, past
+ * the default 48 KB: once per device, before the first ssfk_attention. */
+cudaError_t ssfk_attention_init(void);
 
 /* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
 cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);

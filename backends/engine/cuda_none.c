@@ -50,26 +50,31 @@ int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_c
     return ssf_fail(err, NO_CUDA);
 }
 
+int ssf_cuda_op_fp8_rows(int n_rows, int hd, const float *x, float *out, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
 int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }
 
 int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
-                       const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
-                       ssf_error *err)
+                       const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms, ssf_error *err)
+int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
+                          ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx,
-                               int n_layers, int block_size, int chunk, int iters, double *ms,
-                               int *splits, ssf_error *err)
+int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx, int n_layers,
+                               int block_size, int chunk, int iters, double *ms, int *splits,
+                               ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

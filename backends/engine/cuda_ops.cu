@@ -6,8 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include "cuda_gemm.cuh"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
+
+/* the GEMM workspace, as the device's (cuda.cu) */
+#define OP_GEMM_WORKSPACE (32u << 20)
 
 /* The device buffers of one call, freed together whatever happened. */
 typedef struct scratch {
@@ -15,6 +22,7 @@ typedef struct scratch {
     int n;
     cudaStream_t st;
     cublasHandle_t blas;
+    ssfk_gemm_ctx *gemm; /* scratch_gemm's */
 } scratch;
 
 static void scratch_free(scratch *s)
@@ -23,6 +31,8 @@ static void scratch_free(scratch *s)
     for (int i = 0; i < s->n; i++)
         cudaFree(s->p[i]);
     if (s->blas) cublasDestroy(s->blas);
+    if (s->gemm) ssfk_gemm_ctx_free(s->gemm);
+    free(s->gemm);
     if (s->st) cudaStreamDestroy(s->st);
 }
 
@@ -36,6 +46,8 @@ static int scratch_init(scratch *s, int want_blas, ssf_error *err)
     memset(s, 0, sizeof *s);
     cudaError_t e = cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking);
     if (e != cudaSuccess) return fail_cuda(err, "creating a stream", e);
+    e = ssfk_attention_init();
+    if (e != cudaSuccess) return fail_cuda(err, "raising the attention's shared memory", e);
     if (!want_blas) return 0;
     if (cublasCreate(&s->blas) != CUBLAS_STATUS_SUCCESS)
         return ssf_fail(err, "cublas: cublasCreate failed");
@@ -154,13 +166,37 @@ extern "C" int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float 
     return rc ? -1 : 0;
 }
 
+/* A GEMM context (and the cuBLAS handle) on a workspace of the device's
+ * size, so that both see the candidates the device does.  Needs s->blas. */
+static ssfk_gemm_ctx *scratch_gemm(scratch *s, ssf_error *err)
+{
+    void *ws = dev_alloc(s, OP_GEMM_WORKSPACE, err);
+    if (!ws) return NULL;
+    cublasStatus_t b = cublasSetWorkspace(s->blas, ws, OP_GEMM_WORKSPACE);
+    if (b != CUBLAS_STATUS_SUCCESS) {
+        ssf_fail(err, "cublas: cublasSetWorkspace: %s", cublasGetStatusString(b));
+        return NULL;
+    }
+    s->gemm = (ssfk_gemm_ctx *)ssf_xcalloc(1, sizeof *s->gemm);
+    b = ssfk_gemm_ctx_init(s->gemm, ws, OP_GEMM_WORKSPACE);
+    if (b != CUBLAS_STATUS_SUCCESS) {
+        ssf_fail(err, "cublasLt: cublasLtCreate: %s", cublasGetStatusString(b));
+        return NULL;
+    }
+    return s->gemm;
+}
+
+/* Through the tuned path, as a graph step runs it: tuned, then run. */
 static int run_gemm(scratch *s, int M, int N, int K, const float *X, const float *W, float *Y,
                     ssf_error *err)
 {
     bf16 *dx = up_bf16(s, X, (size_t)M * K, err), *dw = up_bf16(s, W, (size_t)N * K, err);
     float *dy = (float *)dev_alloc(s, (size_t)M * N * sizeof(float), err);
-    if (!dx || !dw || !dy) return -1;
-    cublasStatus_t bs = ssfk_gemm(s->blas, dx, dw, dy, CUDA_R_32F, M, N, K);
+    ssfk_gemm_ctx *g = scratch_gemm(s, err);
+    if (!dx || !dw || !dy || !g) return -1;
+    const bf16 *const ws[1] = {dw};
+    if (ssfk_gemm_tune(g, s->blas, dx, ws, 1, dy, CUDA_R_32F, M, N, K, s->st, err)) return -1;
+    cublasStatus_t bs = ssfk_gemm_run(g, s->blas, dx, dw, dy, CUDA_R_32F, M, N, K, s->st);
     if (bs != CUBLAS_STATUS_SUCCESS)
         return ssf_fail(err, "cublas: gemm: %s", cublasGetStatusString(bs));
     cudaError_t e = cudaStreamSynchronize(s->st);
@@ -184,11 +220,22 @@ extern "C" int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float
 #define OP_LAYER 1
 
 typedef struct op_pool {
-    ssfk_kv_layout kv;
-    bf16 *d;  /* device pool */
-    bf16 *h;  /* host image */
-    size_t n; /* values */
+    ssfk_kv_layout kv; /* fp8: kv.scales is the device copy of hs */
+    char *h;           /* host image of the elements (BF16 or e4m3) */
+    float *hs;         /* fp8: host image of the scales, one a row */
+    void *d;           /* device elements */
+    size_t n;          /* elements */
 } op_pool;
+
+static size_t elem_bytes(const op_pool *p)
+{
+    return p->kv.fp8 ? 1 : sizeof(bf16);
+}
+
+static size_t scale_count(const op_pool *p)
+{
+    return p->kv.fp8 ? p->n / (size_t)p->kv.head_dim : 0;
+}
 
 static int check_pages(const ssf_cuda_op_pages *pg, int n_ctx, ssf_error *err)
 {
@@ -207,12 +254,97 @@ static int check_pages(const ssf_cuda_op_pages *pg, int n_ctx, ssf_error *err)
 static void pool_init(op_pool *p, const ssf_cuda_op_pages *pg, int nkv, int hd)
 {
     p->kv = ssfk_kv_layout_make(OP_LAYERS, nkv, pg->block_size, hd);
+    p->kv.fp8 = pg->fp8 != 0;
     p->n = p->kv.block_stride * (size_t)pg->n_blocks;
-    p->h = (bf16 *)ssf_xmalloc(p->n * sizeof(bf16));
+    p->h = (char *)ssf_xmalloc(p->n * elem_bytes(p));
+    p->hs = p->kv.fp8 ? (float *)ssf_xmalloc(scale_count(p) * sizeof(float)) : NULL;
     bf16 nan = __float2bfloat16(NAN);
     for (size_t i = 0; i < p->n; i++)
-        p->h[i] = nan;
+        if (p->kv.fp8)
+            p->h[i] = 0x7f; /* e4m3 NaN */
+        else
+            ((bf16 *)p->h)[i] = nan;
+    for (size_t i = 0; i < scale_count(p); i++)
+        p->hs[i] = NAN;
     p->d = NULL;
+}
+
+static void pool_free(op_pool *p)
+{
+    free(p->h);
+    free(p->hs);
+}
+
+static float bf16_round(float x)
+{
+    return __bfloat162float(__float2bfloat16(x));
+}
+
+static float from_e4m3(uint8_t b)
+{
+    __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)b, __NV_E4M3);
+    return __half2float(__half(h));
+}
+
+/* The e4m3 bytes and scale of a row of hd values as qkv_rope_store writes
+ * it: rounded to BF16, scaled by its largest magnitude / 448. */
+static float to_fp8_row(const float *x, int hd, uint8_t *out)
+{
+    float amax = 0.0f;
+    for (int d = 0; d < hd; d++)
+        amax = fmaxf(amax, fabsf(bf16_round(x[d])));
+    float scale = amax > 0.0f ? amax / 448.0f : 1.0f;
+    for (int d = 0; d < hd; d++)
+        out[d] = __nv_cvt_float_to_fp8(bf16_round(x[d]) / scale, __NV_SATFINITE, __NV_E4M3);
+    return scale;
+}
+
+extern "C" int ssf_cuda_op_fp8_rows(int n_rows, int hd, const float *x, float *out, ssf_error *err)
+{
+    (void)err;
+    uint8_t *b = (uint8_t *)ssf_xmalloc((size_t)hd);
+    for (int r = 0; r < n_rows; r++) {
+        float scale = to_fp8_row(x + (size_t)r * hd, hd, b);
+        for (int d = 0; d < hd; d++)
+            out[(size_t)r * hd + d] = from_e4m3(b[d]) * scale;
+    }
+    free(b);
+    return 0;
+}
+
+/* Row x (hd values) into the image at element `at`, as the device stores it. */
+static void put_row(op_pool *p, size_t at, const float *x)
+{
+    int hd = p->kv.head_dim;
+    if (p->kv.fp8) {
+        p->hs[at / hd] = to_fp8_row(x, hd, (uint8_t *)p->h + at);
+        return;
+    }
+    for (int d = 0; d < hd; d++)
+        ((bf16 *)p->h)[at + d] = __float2bfloat16(x[d]);
+}
+
+/* The value at element `at` of the image, scaled back from e4m3. */
+static float get_value(const op_pool *p, size_t at)
+{
+    if (p->kv.fp8) return from_e4m3((uint8_t)p->h[at]) * p->hs[at / p->kv.head_dim];
+    return __bfloat162float(((const bf16 *)p->h)[at]);
+}
+
+/* The image onto the device (elements, and scales into kv.scales). */
+static int pool_upload(scratch *s, op_pool *p, ssf_error *err)
+{
+    p->d = up_raw(s, p->h, p->n * elem_bytes(p), err);
+    if (p->kv.fp8) p->kv.scales = (float *)up_raw(s, p->hs, scale_count(p) * sizeof(float), err);
+    return p->d && (!p->kv.fp8 || p->kv.scales) ? 0 : -1;
+}
+
+static int pool_download(op_pool *p, ssf_error *err)
+{
+    cudaError_t e = cudaMemcpy(p->h, p->d, p->n * elem_bytes(p), cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess && p->kv.fp8)
+        e = cudaMemcpy(p->hs, p->kv.scales, scale_count(p) * sizeof(float), cudaMemcpyDeviceToHost);
+    return e == cudaSuccess ? 0 : fail_cuda(err, "download", e);
 }
 
 /* Where value d of KV head h at position t lives (K; V is v_offset on). */
@@ -257,16 +389,14 @@ static int run_rope_store(scratch *s, int rows, int nh, int nkv, int hd, double 
     int32_t *dpos = (int32_t *)up_raw(s, pos, (size_t)rows * sizeof(int32_t), err);
     bf16 *dqkv = up_bf16(s, qkv, (size_t)rows * width, err);
     float *dbias = bias ? (float *)up_raw(s, bias, (size_t)width * sizeof(float), err) : NULL;
-    p->d = (bf16 *)up_raw(s, p->h, p->n * sizeof(bf16), err);
-    if (!dinv || !dpos || !dqkv || (bias && !dbias) || !p->d ||
+    if (!dinv || !dpos || !dqkv || (bias && !dbias) || pool_upload(s, p, err) ||
         op_tables(s, pg, rows, n_ctx, &tb, err))
         return -1;
     cudaError_t e = ssfk_qkv_rope_store(dqkv, dbias, dpos, tb, dinv, p->d, p->kv, OP_LAYER, rows,
                                         nh, nkv, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "rope launch", e);
     if (down_bf16(s, dqkv, rows, nh * hd, (size_t)width, q_out, err)) return -1;
-    e = cudaMemcpy(p->h, p->d, p->n * sizeof(bf16), cudaMemcpyDeviceToHost);
-    return e == cudaSuccess ? 0 : fail_cuda(err, "download", e);
+    return pool_download(p, err);
 }
 
 /* The K and V rows at each row's position, read from the host image. */
@@ -278,8 +408,8 @@ static void read_kv(const op_pool *p, const ssf_cuda_op_pages *pg, int rows, int
         for (int h = 0; h < nkv; h++)
             for (int d = 0; d < hd; d++) {
                 size_t at = pool_at(p, pg, pos[r], h, d), o = ((size_t)r * nkv + h) * hd + d;
-                k_out[o] = __bfloat162float(p->h[at]);
-                v_out[o] = __bfloat162float(p->h[at + p->kv.v_offset]);
+                k_out[o] = get_value(p, at);
+                v_out[o] = get_value(p, at + p->kv.v_offset);
             }
 }
 
@@ -296,7 +426,7 @@ extern "C" int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_
                                                         qkv, bias, pos, pages, &p, q_out, err);
     if (!rc) read_kv(&p, pages, rows, n_kv, pos, k_out, v_out);
     scratch_free(&s);
-    free(p.h);
+    pool_free(&p);
     return rc ? -1 : 0;
 }
 
@@ -306,12 +436,11 @@ static void scatter_kv(op_pool *p, const ssf_cuda_op_pages *pg, int n_ctx, int n
 {
     int hd = p->kv.head_dim;
     for (int t = 0; t < n_ctx; t++)
-        for (int h = 0; h < nkv; h++)
-            for (int d = 0; d < hd; d++) {
-                size_t at = pool_at(p, pg, t, h, d), i = ((size_t)t * nkv + h) * hd + d;
-                p->h[at] = __float2bfloat16(k[i]);
-                p->h[at + p->kv.v_offset] = __float2bfloat16(v[i]);
-            }
+        for (int h = 0; h < nkv; h++) {
+            size_t at = pool_at(p, pg, t, h, 0), i = ((size_t)t * nkv + h) * hd;
+            put_row(p, at, k + i);
+            put_row(p, at + p->kv.v_offset, v + i);
+        }
 }
 
 static int device_sms(int *n_sms, ssf_error *err)
@@ -323,7 +452,7 @@ static int device_sms(int *n_sms, ssf_error *err)
 }
 
 static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
-                         const int32_t *pos, const ssf_cuda_op_pages *pg, const op_pool *p,
+                         const int32_t *pos, const ssf_cuda_op_pages *pg, op_pool *p,
                          const ssf_attn_shape *sh, float *out, ssf_error *err)
 {
     int width = (nh + 2 * nkv) * hd;
@@ -335,15 +464,14 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
     free(qkv);
     ssfk_tables tb;
     int32_t *dpos = (int32_t *)up_raw(s, pos, (size_t)rows * sizeof(int32_t), err);
-    bf16 *dpool = (bf16 *)up_raw(s, p->h, p->n * sizeof(bf16), err);
     bf16 *dout = (bf16 *)dev_alloc(s, (size_t)rows * nh * hd * 2, err);
     float *part =
         sh->partial_floats ? (float *)dev_alloc(s, sh->partial_floats * sizeof(float), err) : NULL;
-    if (!dqkv || !dpos || !dpool || !dout || (sh->partial_floats && !part) ||
+    if (!dqkv || !dpos || pool_upload(s, p, err) || !dout || (sh->partial_floats && !part) ||
         op_tables(s, pg, rows, n_ctx, &tb, err))
         return -1;
     cudaError_t e =
-        ssfk_attention(sh, dout, part, dqkv, dpool, p->kv, OP_LAYER, dpos, tb, nh, nkv, s->st);
+        ssfk_attention(sh, dout, part, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "attention launch", e);
     return down_bf16(s, dout, rows, nh * hd, (size_t)nh * hd, out, err);
 }
@@ -379,7 +507,7 @@ extern "C" int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_d
     int rc = scratch_init(&s, 0, err) || run_attention(&s, rows, n_heads, n_kv, head_dim, n_ctx, q,
                                                        pos, pages, &p, &sh, out, err);
     scratch_free(&s);
-    free(p.h);
+    pool_free(&p);
     return rc ? -1 : 0;
 }
 
@@ -489,22 +617,36 @@ static void *dev_zeros(scratch *s, size_t bytes, ssf_error *err)
     return p;
 }
 
-extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms, ssf_error *err)
+/* cublasGemmEx timed, then the shape tuned and its choice timed. */
+static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_default,
+                         double *ms_tuned, ssf_error *err)
+{
+    bf16 *X = (bf16 *)dev_zeros(s, (size_t)M * K * 2, err);
+    bf16 *W = X ? (bf16 *)dev_zeros(s, (size_t)N * K * 2, err) : NULL;
+    bf16 *Y = W ? (bf16 *)dev_zeros(s, (size_t)M * N * 2, err) : NULL;
+    ssfk_gemm_ctx *g = Y ? scratch_gemm(s, err) : NULL;
+    if (!g) return -1;
+    auto plain = [&](int) {
+        cublasStatus_t b = ssfk_gemm(s->blas, X, W, Y, CUDA_R_16BF, M, N, K);
+        return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
+    };
+    auto tuned = [&](int) {
+        cublasStatus_t b = ssfk_gemm_run(g, s->blas, X, W, Y, CUDA_R_16BF, M, N, K, s->st);
+        return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
+    };
+    const bf16 *const ws[1] = {W};
+    if (time_launches(s, iters, plain, ms_default, err) ||
+        ssfk_gemm_tune(g, s->blas, X, ws, 1, Y, CUDA_R_16BF, M, N, K, s->st, err))
+        return -1;
+    return time_launches(s, iters, tuned, ms_tuned, err);
+}
+
+extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default,
+                                     double *ms_tuned, ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 1, err);
-    bf16 *X = rc ? NULL : (bf16 *)dev_zeros(&s, (size_t)M * K * 2, err);
-    bf16 *W = X ? (bf16 *)dev_zeros(&s, (size_t)N * K * 2, err) : NULL;
-    bf16 *Y = W ? (bf16 *)dev_zeros(&s, (size_t)M * N * 2, err) : NULL;
-    if (!rc && Y) {
-        auto launch = [&](int) {
-            cublasStatus_t b = ssfk_gemm(s.blas, X, W, Y, CUDA_R_16BF, M, N, K);
-            return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
-        };
-        rc = time_launches(&s, iters, launch, ms, err);
-    } else {
-        rc = -1;
-    }
+    int rc =
+        scratch_init(&s, 1, err) || run_time_gemm(&s, M, N, K, iters, ms_default, ms_tuned, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

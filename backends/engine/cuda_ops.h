@@ -29,7 +29,8 @@ int ssf_cuda_op_rmsnorm(int rows, int C, float eps, const float *x, const float 
 /* gu [rows][2 inter] (gate then up) -> h [rows][inter] */
 int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float *h, ssf_error *err);
 
-/* Y [M][N] = X [M][K] . W [N][K]^T, fp32 out */
+/* Y [M][N] = X [M][K] . W [N][K]^T, fp32 out, through the device's tuned
+ * path (cuda_gemm.cuh): the shape tuned, then run with the choice. */
 int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_error *err);
 
 /* The paged pool of the op tests: one sequence whose table[i] is the block
@@ -40,7 +41,13 @@ typedef struct ssf_cuda_op_pages {
     int block_size;
     const int32_t *table; /* ids < n_blocks, distinct */
     int n_blocks;
+    int fp8; /* the pool holds e4m3 K and V with a scale a row (ssf_cuda_op_fp8_rows) */
 } ssf_cuda_op_pages;
+
+/* out = x as an fp8 pool keeps it, row by row of hd values: rounded to
+ * BF16, to e4m3 at scale max|row| / 448, and back.  Host arithmetic (CUDA's
+ * e4m3 conversion), no device needed. */
+int ssf_cuda_op_fp8_rows(int n_rows, int hd, const float *x, float *out, ssf_error *err);
 
 /* qkv [rows][(nh + 2 nkv) hd] (+ bias [(nh + 2 nkv) hd] or NULL) at
  * positions pos[]: the rotated q [rows][nh hd] and the K, V rows the
@@ -72,16 +79,19 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
                        ssf_error *err);
 
 /* Mean milliseconds of one BF16 GEMM Y[M][N] = X[M][K] W[N][K]^T on
- * device data, over `iters` calls. */
-int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms, ssf_error *err);
+ * device data, over `iters` calls: *ms_default through cublasGemmEx
+ * (cuBLAS's own pick), *ms_tuned through the choice ssfk_gemm_tune makes
+ * (cuda_gemm.cuh; cublasGemmEx again when it wins). */
+int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
+                          ssf_error *err);
 
 /* Mean milliseconds of one paged decode attention launch: rows sequences at
  * position ctx - 1, a pool laid out for n_layers layers (call i reads layer
  * i % n_layers).  chunk > 0 replaces the plan's split (positions a CTA);
  * *splits receives the splits used. */
-int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx,
-                               int n_layers, int block_size, int chunk, int iters, double *ms,
-                               int *splits, ssf_error *err);
+int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx, int n_layers,
+                               int block_size, int chunk, int iters, double *ms, int *splits,
+                               ssf_error *err);
 
 #ifdef __cplusplus
 }

@@ -17,11 +17,20 @@ static int ceil_div(int a, int b)
 }
 
 /* Chunks are whole blocks (a CTA never shares a block with another) and,
- * where the two nest, whole tiles too. */
+ * where the two nest, whole rounds of the CTA's warps' tiles too. */
 static int chunk_unit(int block_size)
 {
-    if (SSF_ATTN_TILE % block_size == 0) return SSF_ATTN_TILE;
+    int round = SSF_ATTN_TILE * (SSF_ATTN_THREADS / 32);
+    if (round % block_size == 0) return round;
     return block_size;
+}
+
+size_t ssf_attn_smem(int head_dim)
+{
+    size_t stages = (size_t)(SSF_ATTN_THREADS / 32) * 2 * 2 * SSF_ATTN_TILE *
+                    (size_t)(head_dim + SSF_ATTN_KV_PAD) * 2;
+    size_t merge = (size_t)(SSF_ATTN_THREADS / 32) * SSF_ATTN_MAX_GROUP * (head_dim + 2) * 4;
+    return stages > merge ? stages : merge;
 }
 
 /* Splits only when the (row, KV head) CTAs are fewer than SSF_ATTN_WAVES
@@ -56,11 +65,7 @@ int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_d
     s.grid[1] = n_kv_heads * s.head_chunks;
     s.grid[2] = s.splits;
     s.threads = SSF_ATTN_THREADS;
-    /* K and V, two stages of a tile of padded BF16 rows; then q
-     * [group_pad][hd], scores [group_pad][tile] and (max, sum, alpha)
-     * [group_pad] in floats */
-    s.smem = 2 * 2 * SSF_ATTN_TILE * (size_t)(head_dim + SSF_ATTN_KV_PAD) * 2 +
-             (size_t)s.group_pad * (head_dim + SSF_ATTN_TILE + 3) * sizeof(float);
+    s.smem = ssf_attn_smem(head_dim);
     s.partial_floats =
         s.splits > 1 ? (size_t)n_rows * n_kv_heads * group * s.splits * (head_dim + 2) : 0;
     *out = s;

@@ -5,14 +5,15 @@
  *
  * One CTA serves one (row, KV head, split): it loads each K/V row of its
  * positions once and scores it against every query head of the KV head's
- * group (GQA packing).  The group is padded to a power of two (5, 6, 7 -> 8)
- * so the per-head registers are fixed at compile time; groups above 8 take
- * several CTAs per KV head (head_chunks).  When rows x KV heads give the
- * SMs too few warps to hide memory latency (measured on an H200: 128 CTAs
+ * group (GQA packing) on the tensor cores, the heads being the rows of an
+ * MMA.  Groups above 8 take several CTAs per KV head (head_chunks).  Each
+ * warp of the CTA walks its own tiles of SSF_ATTN_TILE positions with a
+ * two-stage copy pipeline in shared memory.  When rows x KV heads give the
+ * SMs too few CTAs to hide memory latency (measured on an H200: 128 CTAs
  * of 4 warps at batch 64 made the kernel latency-bound) and the context is
- * long, the positions are split into chunks
- * (flash-decoding): each CTA writes a partial (max, sum, acc) and a second
- * kernel merges them with log-sum-exp.
+ * long, the positions are split into chunks (flash-decoding): each CTA
+ * writes a partial (max, sum, acc) and a second kernel merges them with
+ * log-sum-exp.
  */
 #ifndef SSFTEVAL_CUDA_PLAN_H
 #define SSFTEVAL_CUDA_PLAN_H
@@ -23,16 +24,16 @@
 extern "C" {
 #endif
 
-#define SSF_ATTN_TILE 32        /* positions a CTA loads, scores and sums per step */
-#define SSF_ATTN_THREADS 128    /* threads a CTA */
-#define SSF_ATTN_KV_PAD 8       /* BF16 padding after each K, V row in shared memory */
-#define SSF_ATTN_MAX_GROUP 8    /* query heads one CTA computes */
-#define SSF_ATTN_MIN_CHUNK 128  /* fewest positions worth a split of their own */
-#define SSF_ATTN_WAVES 4        /* CTAs per SM a launch aims at (a CTA is 2-4 warps) */
-#define SSF_ATTN_SMEM_MAX 49152 /* the default dynamic shared memory limit */
+#define SSF_ATTN_TILE 16         /* positions a warp loads, scores and sums per step */
+#define SSF_ATTN_THREADS 128     /* threads a CTA: 4 warps */
+#define SSF_ATTN_KV_PAD 8        /* BF16 padding after each K, V row in shared memory */
+#define SSF_ATTN_MAX_GROUP 8     /* query heads one CTA computes */
+#define SSF_ATTN_MIN_CHUNK 128   /* fewest positions worth a split of their own */
+#define SSF_ATTN_WAVES 3         /* CTAs per SM a launch aims at (head_dim 128 fits 3 on an H100) */
+#define SSF_ATTN_SMEM_MAX 101376 /* the opt-in shared memory of the smallest target, sm_86/89 */
 
 typedef struct ssf_attn_shape {
-    int group_pad;         /* query heads per CTA: 1, 2, 4 or 8 */
+    int group_pad;         /* query heads per CTA, padded to 1, 2, 4 or 8 */
     int head_chunks;       /* CTAs per KV head, ceil(group / 8) */
     int splits;            /* position chunks per (row, KV head); 1: no split */
     int chunk;             /* positions per split, a multiple of block_size */
@@ -47,6 +48,10 @@ typedef struct ssf_attn_shape {
  * 64 or 128, a count below 1). */
 int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_dim, int block_size,
                   int n_sms, ssf_attn_shape *out);
+
+/* Dynamic shared memory of one CTA: two stages of a tile of K and V rows
+ * per warp (the warps' merge reuses it). */
+size_t ssf_attn_smem(int head_dim);
 
 /* The largest partial_floats any plan for n_sms and head_dim asks for: the
  * device sizes its workspace once with it. */

@@ -32,6 +32,7 @@ typedef struct ssf_device_options {
     double gpu_memory_utilization; /* CUDA: share of device memory to use (default 0.9) */
     int cuda_device;               /* CUDA: device ordinal */
     int disable_cuda_graphs;       /* CUDA: launch decode steps kernel by kernel */
+    int kv_fp8; /* CUDA: K and V stored as FP8 e4m3, a scale per row (BF16 otherwise) */
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning
