@@ -21,7 +21,8 @@
 # WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120),
 # LONG_STEPS (decode steps of the 200-token benches, default 512; 2048 takes
 # about 150 s more on an H200: raise STEP_LIMIT to 300 with it), PYTHON,
-# NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's).
+# NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's), CMOCKA_DIR (include/
+# and lib/ of cmocka, where the machine lacks libcmocka-dev).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
@@ -99,17 +100,23 @@ build() {
         "$NVCC" -o "$WORK/gpu_check" "${objs[@]}" "${blas[@]}" -lpthread -lm
     fi
     echo "built $WORK/gpu_check"
-    # The cmocka test, when the headers and library are here.
+    # The cmocka test, when the headers and library are here (or in
+    # CMOCKA_DIR/include and CMOCKA_DIR/lib, for a machine without them).
+    local cm_inc=() cm_lib=()
+    if [ -n "${CMOCKA_DIR:-}" ]; then
+        cm_inc=(-I"$CMOCKA_DIR/include")
+        cm_lib=(-L"$CMOCKA_DIR/lib" -Xlinker -rpath="$CMOCKA_DIR/lib")
+    fi
     if echo '#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
-#include <cmocka.h>' | $CC -E - >/dev/null 2>&1; then
-        $CC $CFLAGS -c "$ROOT/tests/test_engine_cuda.c" -o "$WORK/obj/test_engine_cuda.o"
+#include <cmocka.h>' | $CC "${cm_inc[@]}" -E - >/dev/null 2>&1; then
+        $CC $CFLAGS "${cm_inc[@]}" -c "$ROOT/tests/test_engine_cuda.c" -o "$WORK/obj/test_engine_cuda.o"
         local lib=()
         for o in "${objs[@]}"; do [[ $o == */gpu_check.c.o ]] || lib+=("$o"); done
         "$NVCC" -o "$WORK/test_engine_cuda" "$WORK/obj/test_engine_cuda.o" "${lib[@]}" \
-            -lcmocka "${blas[@]}" -lpthread -lm
+            "${cm_lib[@]}" -lcmocka "${blas[@]}" -lpthread -lm
         echo "built $WORK/test_engine_cuda"
     else
         echo "cmocka not installed: tests/test_engine_cuda is not built"
