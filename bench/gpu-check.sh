@@ -5,7 +5,7 @@
 # checker is built here with nvcc and cc from the model reader, the CPU and
 # CUDA devices and bench/gpu_check.c alone.
 #
-#   bench/gpu-check.sh [--build-only | --ops]
+#   bench/gpu-check.sh [--build-only | --ops | --perf]
 #
 # Steps (each prints PASS/FAIL lines; a summary and a timing table close):
 #   1. build gpu_check (and tests/test_engine_cuda when cmocka is there);
@@ -251,7 +251,8 @@ def main():
         m = make_bench_model(os.path.join(work, shape + "-random"), shape)
         m.name_or_path = shape
         print(f"TIME engine=transformers make_model_s={time.perf_counter() - t:.1f}", flush=True)
-        time_generate(m, [int(b) for b in bs.split(",")], p, steps)
+        if not os.environ.get("HF_MODELS_ONLY"):
+            time_generate(m, [int(b) for b in bs.split(",")], p, steps)
         del m
         torch.cuda.empty_cache()
     return 0 if ok else 1
@@ -275,6 +276,18 @@ ops() {
 if [ "${1:-}" = "--ops" ]; then
     ops
     exit 0
+fi
+# --perf: the op tests, the 1.5B ops and the long decode benches only (no
+# transformers timing or parity dumps): a few minutes less of device time.
+if [ "${1:-}" = "--perf" ]; then
+    HF_MODELS_ONLY=1 step models "$PYTHON" "$WORK/hf.py" "$WORK" "$BATCHES" "$PROMPT" "$STEPS"
+    export SSFTEVAL_SOURCE_ROOT=$ROOT
+    [ -x "$WORK/test_engine_cuda" ] && step test_engine_cuda "$WORK/test_engine_cuda"
+    step "ops 1.5B" "$WORK/gpu_check" ops 1536 8960 12 2 128 28 151936
+    step bench-7b "$WORK/gpu_check" bench "$WORK/qwen2.5-7b-random" 64,128 200 "$LONG_STEPS"
+    step bench-long "$WORK/gpu_check" bench "$WORK/qwen2.5-1.5b-random" 64,256 200 "$LONG_STEPS" fp8
+    summarize
+    exit $?
 fi
 
 FIXTURES=()
@@ -332,21 +345,24 @@ else
     FAILED=1
 fi
 
-say ""
-say "== summary ($WORK/log.txt)"
-say "$(grep -c '^PASS' "$LOG") passed, $(grep -c '^FAIL' "$LOG") failed, $(grep -c '^SKIP' "$LOG") skipped"
-grep -E '^(FAIL|SKIP)' "$LOG"
-say ""
-say "decode, random bf16 weights (engine cuda: CUDA graphs; -nograph: kernel by kernel):"
-printf '%-22s %-18s %5s %6s %12s %11s %9s %12s %9s\n' engine model batch prompt decode_tok_s \
-    ms_per_step step_MB achieved_GBps roofline | tee -a "$LOG"
-grep -E '^TIME .*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
-    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    printf "%-22s %-18s %5s %6s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"], v["batch"],
-        v["prompt"], v["decode_tok_s"], v["ms_per_step"], v["step_MB"], v["achieved_GBps"],
-        v["roofline_pct"]; delete v }' | tee -a "$LOG"
-if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
-    say "GPU CHECK: FAILED"
-    exit 1
-fi
-say "GPU CHECK: ALL PASSED"
+summarize() {
+    say ""
+    say "== summary ($WORK/log.txt)"
+    say "$(grep -c '^PASS' "$LOG") passed, $(grep -c '^FAIL' "$LOG") failed, $(grep -c '^SKIP' "$LOG") skipped"
+    grep -E '^(FAIL|SKIP)' "$LOG"
+    say ""
+    say "decode, random bf16 weights (engine cuda: CUDA graphs; -nograph: kernel by kernel):"
+    printf '%-22s %-18s %5s %6s %12s %11s %9s %12s %9s\n' engine model batch prompt decode_tok_s \
+        ms_per_step step_MB achieved_GBps roofline | tee -a "$LOG"
+    grep -E '^TIME .*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "%-22s %-18s %5s %6s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"], v["batch"],
+            v["prompt"], v["decode_tok_s"], v["ms_per_step"], v["step_MB"], v["achieved_GBps"],
+            v["roofline_pct"]; delete v }' | tee -a "$LOG"
+    if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
+        say "GPU CHECK: FAILED"
+        exit 1
+    fi
+    say "GPU CHECK: ALL PASSED"
+}
+summarize

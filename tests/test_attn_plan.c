@@ -19,13 +19,23 @@
 
 #include "cuda_plan.h"
 
-static ssf_attn_shape plan(int rows, int nkv, int group, int ctx, int hd, int bs, int sms)
+/* slots: the CTAs the device runs at once (an H200 at head_dim 128: 132
+ * SMs x 3) */
+static ssf_attn_shape plan(int rows, int nkv, int group, int ctx, int hd, int bs, int slots)
 {
     ssf_attn_shape s;
-    if (ssf_attn_plan(rows, nkv, group, ctx, hd, bs, sms, &s))
-        fail_msg("no plan for rows %d nkv %d group %d ctx %d hd %d bs %d sms %d", rows, nkv, group,
-                 ctx, hd, bs, sms);
+    if (ssf_attn_plan(rows, nkv, group, ctx, hd, bs, slots, &s))
+        fail_msg("no plan for rows %d nkv %d group %d ctx %d hd %d bs %d slots %d", rows, nkv,
+                 group, ctx, hd, bs, slots);
     return s;
+}
+
+/* Waves of the launch over the slots, times the share of a position
+ * range each CTA walks: the time the planner minimises. */
+static double modelled(const ssf_attn_shape *s, int base, int slots)
+{
+    long long ctas = (long long)base * s->splits;
+    return (double)((ctas + slots - 1) / slots) / s->splits;
 }
 
 /* The kernel's own arithmetic: CTA (x, y, z) computes query heads
@@ -56,9 +66,9 @@ static void expect_coverage(const ssf_attn_shape *s, int nkv, int group, int ctx
 }
 
 /* Invariants of one plan. */
-static void expect_sound(int rows, int nkv, int group, int ctx, int hd, int bs, int sms)
+static void expect_sound(int rows, int nkv, int group, int ctx, int hd, int bs, int slots)
 {
-    ssf_attn_shape s = plan(rows, nkv, group, ctx, hd, bs, sms);
+    ssf_attn_shape s = plan(rows, nkv, group, ctx, hd, bs, slots);
     int base = rows * nkv * s.head_chunks;
     assert_int_equal(s.grid[0], rows);
     assert_int_equal(s.grid[1], nkv * s.head_chunks);
@@ -72,19 +82,18 @@ static void expect_sound(int rows, int nkv, int group, int ctx, int hd, int bs, 
     assert_true((long long)s.chunk * (s.splits - 1) < ctx);
     assert_true(s.smem < SSF_ATTN_SMEM_MAX);
     if (s.splits > 1) {
-        assert_true(base < SSF_ATTN_WAVES * sms);   /* under-filled */
-        assert_true(ctx >= 2 * SSF_ATTN_MIN_CHUNK); /* and long */
+        assert_true(ctx >= 2 * SSF_ATTN_MIN_CHUNK); /* long */
         assert_true(s.chunk >= SSF_ATTN_MIN_CHUNK); /* each split worth its CTA */
-        assert_true(base * s.splits <= SSF_ATTN_WAVES * sms);
+        assert_true((long long)base * s.splits <= (long long)SSF_ATTN_OVERSUB * slots);
+        assert_true(modelled(&s, base, slots) < (double)(base + slots - 1) / slots); /* faster */
         assert_true(s.partial_floats >= (size_t)rows * nkv * group * s.splits * (hd + 2));
-        assert_true(s.partial_floats <= ssf_attn_partial_floats_max(sms, hd));
+        assert_true(s.partial_floats <= ssf_attn_partial_floats_max(slots, hd));
     } else {
         assert_true(s.chunk >= ctx);
         assert_int_equal(s.partial_floats, 0);
     }
     /* under-filled and long enough for two chunks: split */
-    if (2 * base <= SSF_ATTN_WAVES * sms && ctx >= 2 * SSF_ATTN_MIN_CHUNK)
-        assert_true(s.splits >= 2);
+    if (2 * base <= slots && ctx >= 2 * SSF_ATTN_MIN_CHUNK) assert_true(s.splits >= 2);
 }
 
 static void test_group_padding(void **state)
@@ -104,24 +113,28 @@ static void test_group_padding(void **state)
 static void test_split_rule(void **state)
 {
     (void)state;
-    /* Qwen2.5-32B (8 KV heads, group 5) on 132 SMs */
-    ssf_attn_shape s = plan(1, 8, 5, 8192, 128, 16, 132);
-    /* 3 x 132 / 8 = 49 splits of 168, rounded up to 192 (3 rounds of the
-     * warps' 16-position tiles): 43 */
+    /* Qwen2.5-32B (8 KV heads, group 5), one row on 396 slots: one wave
+     * of about 48 splits (rounded to whole 64-position rounds: 43) */
+    ssf_attn_shape s = plan(1, 8, 5, 8192, 128, 16, 396);
     assert_int_equal(s.splits, 43);
     assert_int_equal(s.chunk, 192);
-    s = plan(4, 8, 5, 32768, 128, 16, 132);
-    assert_int_equal(s.splits, 12); /* 396 CTAs / 32 */
-    assert_int_equal(s.chunk, 2752);
-    /* Qwen2.5-1.5B (2 KV heads, group 6) at batch 64, 456 positions: 3 */
-    assert_int_equal(plan(64, 2, 6, 456, 128, 16, 132).splits, 3);
-    /* filled: batch 64 of long sequences, a prefill of 1000 rows */
-    assert_int_equal(plan(66, 8, 5, 32768, 128, 16, 132).splits, 1);
-    assert_int_equal(plan(1000, 8, 5, 1000, 128, 16, 132).splits, 1);
+    assert_true(8 * s.splits <= 396);
+    /* Qwen2.5-1.5B (2 KV heads, group 6) at batch 64, 456 positions: 3
+     * splits fill 384 of 396 slots */
+    assert_int_equal(plan(64, 2, 6, 456, 128, 16, 396).splits, 3);
+    /* a wave and a bit: 256 CTAs (7B at batch 64) or 512 (1.5B at batch
+     * 256) on 396 slots leave most of a second wave idle; 3 splits make
+     * 2 or 4 full waves of a third */
+    assert_int_equal(plan(64, 4, 7, 2048, 128, 16, 396).splits, 3);
+    assert_int_equal(plan(256, 2, 6, 2048, 128, 16, 396).splits, 3);
+    /* many waves already: a prefill of 1000 rows */
+    assert_int_equal(plan(1000, 8, 5, 1000, 128, 16, 396).splits, 1);
+    /* an exact wave gains nothing from splitting */
+    assert_int_equal(plan(99, 4, 7, 4096, 128, 16, 396).splits, 1);
     /* short: under-filled but nothing worth splitting */
-    assert_int_equal(plan(1, 8, 5, 255, 128, 16, 132).splits, 1);
-    assert_int_equal(plan(1, 2, 7, 255, 64, 16, 132).splits, 1);
-    assert_true(plan(1, 2, 7, 256, 64, 16, 132).splits >= 2);
+    assert_int_equal(plan(1, 8, 5, 255, 128, 16, 396).splits, 1);
+    assert_int_equal(plan(1, 2, 7, 255, 64, 16, 396).splits, 1);
+    assert_true(plan(1, 2, 7, 256, 64, 16, 396).splits >= 2);
     /* a block size the tile does not divide: chunks still whole blocks */
     s = plan(1, 1, 8, 10000, 64, 96, 132);
     assert_int_equal(s.chunk % 96, 0);
@@ -135,23 +148,23 @@ static void test_invariants_sweep(void **state)
     int kv_group[][2] = {{1, 1}, {2, 6}, {2, 7}, {4, 7}, {8, 5}, {2, 8}, {4, 4}, {1, 12}};
     int ctx[] = {1, 15, 16, 17, 255, 512, 513, 4096, 10000, 32768};
     int bs[] = {1, 16, 32, 128};
-    int sms[] = {1, 8, 108, 132};
+    int slots[] = {1, 8, 108, 132, 396, 528};
     int n = 0;
     for (size_t a = 0; a < sizeof rows / sizeof *rows; a++)
         for (size_t b = 0; b < sizeof kv_group / sizeof *kv_group; b++)
             for (size_t c = 0; c < sizeof ctx / sizeof *ctx; c++)
                 for (size_t d = 0; d < sizeof bs / sizeof *bs; d++)
-                    for (size_t e = 0; e < sizeof sms / sizeof *sms; e++)
+                    for (size_t e = 0; e < sizeof slots / sizeof *slots; e++)
                         for (int hd = 64; hd <= 128; hd += 64, n++)
                             expect_sound(rows[a], kv_group[b][0], kv_group[b][1], ctx[c], hd, bs[d],
-                                         sms[e]);
+                                         slots[e]);
     assert_true(n > 10000);
 }
 
 static void test_coverage_with_splits(void **state)
 {
     (void)state;
-    int cases[][6] = {/* nkv, group, ctx, hd, bs, sms */
+    int cases[][6] = {/* nkv, group, ctx, hd, bs, slots */
                       {1, 5, 4097, 128, 16, 132},
                       {2, 7, 2000, 64, 1, 132},
                       {1, 8, 777, 128, 32, 132},

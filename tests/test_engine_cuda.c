@@ -303,10 +303,10 @@ static void test_rope_store(void **state)
     }
 }
 
-/* n_sms 1 plans without splits, 10000 with them wherever the context is
+/* slots 1 plans without splits, 10000 with them wherever the context is
  * long enough (cuda_plan.c).  fp8: the pool holds e4m3 rows, and the
  * reference attends over the values they hold. */
-static void check_attention(int nh, int nkv, int hd, int n_ctx, int bs, int n_sms, int fp8)
+static void check_attention(int nh, int nkv, int hd, int n_ctx, int bs, int slots, int fp8)
 {
     int32_t pos[] = {0, 1, (int32_t)(n_ctx / 2), (int32_t)(n_ctx - 2), (int32_t)(n_ctx - 1)};
     int rows = 5, qd = nh * hd, kvd = nkv * hd, group = nh / nkv;
@@ -318,15 +318,15 @@ static void check_attention(int nh, int nkv, int hd, int n_ctx, int bs, int n_sm
     int splits = 0;
     op_pages_make(&pages, n_ctx, bs);
     pages.pg.fp8 = fp8;
-    if (ssf_cuda_op_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos, &pages.pg, n_sms, out,
+    if (ssf_cuda_op_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos, &pages.pg, slots, out,
                               &splits, &err))
         fail_msg("%s", err.msg);
     if (fp8 && (ssf_cuda_op_fp8_rows(n_ctx * nkv, hd, k, k, &err) ||
                 ssf_cuda_op_fp8_rows(n_ctx * nkv, hd, v, v, &err)))
         fail_msg("%s", err.msg);
     /* the path asked for was the one taken */
-    if (n_sms == 1) assert_int_equal(splits, 1);
-    if (n_sms > 1000 && n_ctx >= 2 * SSF_ATTN_MIN_CHUNK) assert_true(splits >= 2);
+    if (slots == 1) assert_int_equal(splits, 1);
+    if (slots > 1000 && n_ctx >= 2 * SSF_ATTN_MIN_CHUNK) assert_true(splits >= 2);
     double *s = malloc((size_t)n_ctx * 8), *ref = malloc((size_t)rows * qd * 8);
     for (int r = 0; r < rows; r++)
         for (int h = 0; h < nh; h++) {

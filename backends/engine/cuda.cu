@@ -94,7 +94,7 @@ typedef struct cuda_dev {
     bf16 *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
     cuda_layer *layers;
     float *inv_freq;
-    int n_sms;
+    int attn_slots; /* attention CTAs the device runs at once (ssfk_attention_slots) */
     /* KV pool */
     char *pool; /* BF16 or e4m3 elements (d->kv.fp8); the scales at d->kv.scales */
     ssfk_kv_layout kv;
@@ -185,7 +185,7 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->h = (bf16 *)arena_take(a, R * I * B);
     d->xo = (bf16 *)arena_take(a, (size_t)LOGIT_CHUNK * H * B);
     d->logits = (float *)arena_take(a, (size_t)LOGIT_CHUNK * (size_t)c->vocab_size * sizeof(float));
-    d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->n_sms, c->head_dim) * 4);
+    d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->attn_slots, c->head_dim) * 4);
     d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
     d->d_spec = (ssf_sample_spec *)arena_take(a, R * sizeof(ssf_sample_spec));
     d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
@@ -505,7 +505,7 @@ static int plan_step(const cuda_dev *d, const ssf_fwd_batch *b, int R_pad, ssf_a
         max_ctx = b->pos[r] + 1 > max_ctx ? b->pos[r] + 1 : max_ctx;
     const ssf_model_config *c = &d->cfg;
     if (ssf_attn_plan(R_pad, c->n_kv_heads, c->n_heads / c->n_kv_heads, max_ctx, c->head_dim,
-                      d->kv.block_size, d->n_sms, shape))
+                      d->kv.block_size, d->attn_slots, shape))
         return ssf_fail(err, "cuda: no attention launch shape for head_dim %d", c->head_dim);
     return 0;
 }
@@ -813,8 +813,8 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     CU_TRY(cudaMallocHost((void **)&d->h_spec, CUDA_MAX_ROWS * sizeof(ssf_sample_spec)));
     CU_TRY(cudaMallocHost((void **)&d->h_ids, CUDA_MAX_ROWS * sizeof(int32_t)));
     d->h_need = (int32_t *)ssf_xcalloc((size_t)d->seq_cap, sizeof(int32_t));
-    CU_TRY(cudaDeviceGetAttribute(&d->n_sms, cudaDevAttrMultiProcessorCount, d->ordinal));
     CU_TRY(ssfk_attention_init());
+    CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, &d->attn_slots));
     return 0;
 }
 

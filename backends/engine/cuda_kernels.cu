@@ -670,6 +670,28 @@ cudaError_t ssfk_attention_init(void)
     return e;
 }
 
+template <int HD, bool FP8> static cudaError_t resident(int *per_sm)
+{
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, paged_attention_kernel<HD, FP8>,
+                                                         SSF_ATTN_THREADS, ssf_attn_smem(HD));
+}
+
+cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots)
+{
+    int dev = 0, sms = 0, per_sm = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e != cudaSuccess) return e;
+    if (head_dim == 64)
+        e = fp8 ? resident<64, true>(&per_sm) : resident<64, false>(&per_sm);
+    else if (head_dim == 128)
+        e = fp8 ? resident<128, true>(&per_sm) : resident<128, false>(&per_sm);
+    else
+        return cudaErrorInvalidValue;
+    *slots = sms * (per_sm > 0 ? per_sm : 1);
+    return e;
+}
+
 cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, const bf16 *qkv,
                            const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
                            ssfk_tables tb, int n_heads, int n_kv_heads, cudaStream_t st)

@@ -97,6 +97,11 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, 
  * the default 48 KB: once per device, before the first ssfk_attention. */
 cudaError_t ssfk_attention_init(void);
 
+/* *slots = the attention CTAs the current device runs at once (SMs x the
+ * CTAs an SM holds, from the kernel's registers and shared memory): what
+ * ssf_attn_plan fills.  After ssfk_attention_init. */
+cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots);
+
 /* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
 cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);
 

@@ -44,7 +44,7 @@ int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_dim, double
 
 int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx, const float *q,
                           const float *k, const float *v, const int32_t *pos,
-                          const ssf_cuda_op_pages *pages, int n_sms, float *out, int *splits,
+                          const ssf_cuda_op_pages *pages, int slots, float *out, int *splits,
                           ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);

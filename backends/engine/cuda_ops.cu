@@ -443,12 +443,11 @@ static void scatter_kv(op_pool *p, const ssf_cuda_op_pages *pg, int n_ctx, int n
         }
 }
 
-static int device_sms(int *n_sms, ssf_error *err)
+static int device_slots(int hd, int fp8, int *slots, ssf_error *err)
 {
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(n_sms, cudaDevAttrMultiProcessorCount, dev);
-    return e == cudaSuccess ? 0 : fail_cuda(err, "SM count", e);
+    cudaError_t e = ssfk_attention_init();
+    if (e == cudaSuccess) e = ssfk_attention_slots(hd, fp8, slots);
+    return e == cudaSuccess ? 0 : fail_cuda(err, "attention slots", e);
 }
 
 static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
@@ -476,19 +475,20 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
     return down_bf16(s, dout, rows, nh * hd, (size_t)nh * hd, out, err);
 }
 
-static int plan_op(int rows, int nh, int nkv, int hd, const int32_t *pos, int block_size, int n_sms,
-                   ssf_attn_shape *sh, ssf_error *err)
+static int plan_op(int rows, int nh, int nkv, int hd, const int32_t *pos,
+                   const ssf_cuda_op_pages *pg, int slots, ssf_attn_shape *sh, ssf_error *err)
 {
-    if (n_sms <= 0 && device_sms(&n_sms, err)) return -1;
+    int block_size = pg->block_size;
+    if (slots <= 0 && device_slots(hd, pg->fp8, &slots, err)) return -1;
     if (nkv < 1 || nh % nkv != 0 ||
-        ssf_attn_plan(rows, nkv, nh / nkv, max_pos(rows, pos) + 1, hd, block_size, n_sms, sh))
+        ssf_attn_plan(rows, nkv, nh / nkv, max_pos(rows, pos) + 1, hd, block_size, slots, sh))
         return ssf_fail(err, "cuda: no attention plan for %d/%d heads, head_dim %d", nh, nkv, hd);
     return 0;
 }
 
 extern "C" int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx,
                                      const float *q, const float *k, const float *v,
-                                     const int32_t *pos, const ssf_cuda_op_pages *pages, int n_sms,
+                                     const int32_t *pos, const ssf_cuda_op_pages *pages, int slots,
                                      float *out, int *splits, ssf_error *err)
 {
     for (int r = 0; r < rows; r++)
@@ -497,7 +497,7 @@ extern "C" int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_d
                             (int)pos[r], n_ctx - 1);
     ssf_attn_shape sh;
     if (check_pages(pages, n_ctx, err) ||
-        plan_op(rows, n_heads, n_kv, head_dim, pos, pages->block_size, n_sms, &sh, err))
+        plan_op(rows, n_heads, n_kv, head_dim, pos, pages, slots, &sh, err))
         return -1;
     if (splits) *splits = sh.splits;
     op_pool p;
@@ -686,11 +686,11 @@ extern "C" int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int h
                                           int n_layers, int block_size, int chunk, int iters,
                                           double *ms, int *splits, ssf_error *err)
 {
-    int n_sms = 0;
+    int slots = 0;
     ssf_attn_shape sh;
-    if (device_sms(&n_sms, err)) return -1;
+    if (device_slots(head_dim, 0, &slots, err)) return -1;
     if (n_kv < 1 || n_heads % n_kv ||
-        ssf_attn_plan(rows, n_kv, n_heads / n_kv, ctx, head_dim, block_size, n_sms, &sh))
+        ssf_attn_plan(rows, n_kv, n_heads / n_kv, ctx, head_dim, block_size, slots, &sh))
         return ssf_fail(err, "cuda: no attention plan for %d/%d heads", n_heads, n_kv);
     if (chunk > 0) { /* the split the caller asks for instead of the plan's */
         sh.chunk = chunk;

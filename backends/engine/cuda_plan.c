@@ -33,30 +33,44 @@ size_t ssf_attn_smem(int head_dim)
     return stages > merge ? stages : merge;
 }
 
-/* Splits only when the (row, KV head) CTAs are fewer than SSF_ATTN_WAVES
- * per SM and the longest context gives every split at least
- * SSF_ATTN_MIN_CHUNK positions; then as many as reach that count, so a
- * split plan never exceeds SSF_ATTN_WAVES x n_sms CTAs. */
-static int choose_splits(int base, int max_ctx, int n_sms)
+/* A launch of n equal CTAs takes ceil(n / slots) waves; s splits make each
+ * CTA 1/s as long.  Modelled time of s splits, in unsplit CTA times. */
+static double split_cost(int base, int s, int slots)
 {
-    if (base >= SSF_ATTN_WAVES * n_sms) return 1;
-    int by_sms = SSF_ATTN_WAVES * n_sms / base;
+    long long ctas = (long long)base * s;
+    return (double)((ctas + slots - 1) / slots) / s;
+}
+
+/* The fewest splits within 5% of the best modelled time, among those that
+ * give every split at least SSF_ATTN_MIN_CHUNK positions of the longest
+ * context and keep the CTAs within SSF_ATTN_OVERSUB x slots.  Under-filled
+ * launches split until the slots are full (128 CTAs on 396 slots: 3);
+ * launches of a wave and a bit split so that the last wave is not mostly
+ * empty (256 CTAs on 396 slots: 3 splits, 2 waves of a third each). */
+static int choose_splits(int base, int max_ctx, int slots)
+{
     int by_ctx = max_ctx / SSF_ATTN_MIN_CHUNK;
-    int s = by_sms < by_ctx ? by_sms : by_ctx;
-    return s >= 2 ? s : 1;
+    long long by_slots = (long long)SSF_ATTN_OVERSUB * slots / base;
+    int most = by_slots < by_ctx ? (int)by_slots : by_ctx;
+    double best = split_cost(base, 1, slots);
+    for (int s = 2; s <= most; s++)
+        if (split_cost(base, s, slots) < best) best = split_cost(base, s, slots);
+    for (int s = 1; s <= most; s++)
+        if (split_cost(base, s, slots) <= best * 1.05) return s;
+    return 1;
 }
 
 int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_dim, int block_size,
-                  int n_sms, ssf_attn_shape *out)
+                  int slots, ssf_attn_shape *out)
 {
     if ((head_dim != 64 && head_dim != 128) || n_rows < 1 || n_kv_heads < 1 || group < 1 ||
-        max_ctx < 1 || block_size < 1 || n_sms < 1)
+        max_ctx < 1 || block_size < 1 || slots < 1)
         return -1;
     ssf_attn_shape s;
     s.head_chunks = ceil_div(group, SSF_ATTN_MAX_GROUP);
     s.group_pad = pad_group(ceil_div(group, s.head_chunks));
     int base = n_rows * n_kv_heads * s.head_chunks;
-    s.splits = choose_splits(base, max_ctx, n_sms);
+    s.splits = choose_splits(base, max_ctx, slots);
     int unit = chunk_unit(block_size);
     s.chunk = ceil_div(ceil_div(max_ctx, s.splits), unit) * unit;
     /* rounding up may leave the last splits empty for every row: drop them */
@@ -72,7 +86,7 @@ int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_d
     return 0;
 }
 
-size_t ssf_attn_partial_floats_max(int n_sms, int head_dim)
+size_t ssf_attn_partial_floats_max(int slots, int head_dim)
 {
-    return (size_t)SSF_ATTN_WAVES * n_sms * SSF_ATTN_MAX_GROUP * (head_dim + 2);
+    return (size_t)SSF_ATTN_OVERSUB * slots * SSF_ATTN_MAX_GROUP * (head_dim + 2);
 }

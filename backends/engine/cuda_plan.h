@@ -8,12 +8,12 @@
  * group (GQA packing) on the tensor cores, the heads being the rows of an
  * MMA.  Groups above 8 take several CTAs per KV head (head_chunks).  Each
  * warp of the CTA walks its own tiles of SSF_ATTN_TILE positions with a
- * two-stage copy pipeline in shared memory.  When rows x KV heads give the
- * SMs too few CTAs to hide memory latency (measured on an H200: 128 CTAs
- * of 4 warps at batch 64 made the kernel latency-bound) and the context is
- * long, the positions are split into chunks (flash-decoding): each CTA
- * writes a partial (max, sum, acc) and a second kernel merges them with
- * log-sum-exp.
+ * two-stage copy pipeline in shared memory.  When rows x KV heads leave
+ * the device's CTA slots under-filled (measured on an H200: 128 CTAs of 4
+ * warps at batch 64 made the kernel latency-bound), or fill them a wave
+ * and a bit, and the context is long, the positions are split into chunks
+ * (flash-decoding): each CTA writes a partial (max, sum, acc) and a second
+ * kernel merges them with log-sum-exp.
  */
 #ifndef SSFTEVAL_CUDA_PLAN_H
 #define SSFTEVAL_CUDA_PLAN_H
@@ -29,7 +29,7 @@ extern "C" {
 #define SSF_ATTN_KV_PAD 8        /* BF16 padding after each K, V row in shared memory */
 #define SSF_ATTN_MAX_GROUP 8     /* query heads one CTA computes */
 #define SSF_ATTN_MIN_CHUNK 128   /* fewest positions worth a split of their own */
-#define SSF_ATTN_WAVES 3         /* CTAs per SM a launch aims at (head_dim 128 fits 3 on an H100) */
+#define SSF_ATTN_OVERSUB 4       /* at most this many CTAs a slot, split */
 #define SSF_ATTN_SMEM_MAX 101376 /* the opt-in shared memory of the smallest target, sm_86/89 */
 
 typedef struct ssf_attn_shape {
@@ -44,18 +44,19 @@ typedef struct ssf_attn_shape {
 } ssf_attn_shape;
 
 /* The shape for n_rows query rows whose longest context is max_ctx
- * positions.  Returns -1 for arguments the kernel cannot run (head_dim not
- * 64 or 128, a count below 1). */
+ * positions, on a device that runs `slots` CTAs at once (SMs x the CTAs
+ * one SM holds, ssfk_attention_slots).  Returns -1 for arguments the
+ * kernel cannot run (head_dim not 64 or 128, a count below 1). */
 int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_dim, int block_size,
-                  int n_sms, ssf_attn_shape *out);
+                  int slots, ssf_attn_shape *out);
 
 /* Dynamic shared memory of one CTA: two stages of a tile of K and V rows
  * per warp (the warps' merge reuses it). */
 size_t ssf_attn_smem(int head_dim);
 
-/* The largest partial_floats any plan for n_sms and head_dim asks for: the
- * device sizes its workspace once with it. */
-size_t ssf_attn_partial_floats_max(int n_sms, int head_dim);
+/* The largest partial_floats any plan for `slots` and head_dim asks for:
+ * the device sizes its workspace once with it. */
+size_t ssf_attn_partial_floats_max(int slots, int head_dim);
 
 #ifdef __cplusplus
 }
