@@ -58,6 +58,28 @@ step() {
     return "$rc"
 }
 
+# The summary: counts, failures and the decode table; exits 1 on a failure.
+summarize() {
+    say ""
+    say "== summary ($WORK/log.txt)"
+    say "$(grep -c '^PASS' "$LOG") passed, $(grep -c '^FAIL' "$LOG") failed, $(grep -c '^SKIP' "$LOG") skipped"
+    grep -E '^(FAIL|SKIP)' "$LOG"
+    say ""
+    say "decode, random bf16 weights (engine cuda: CUDA graphs; -nograph: kernel by kernel):"
+    printf '%-22s %-18s %5s %6s %12s %11s %9s %12s %9s\n' engine model batch prompt decode_tok_s \
+        ms_per_step step_MB achieved_GBps roofline | tee -a "$LOG"
+    grep -E '^TIME .*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "%-22s %-18s %5s %6s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"], v["batch"],
+            v["prompt"], v["decode_tok_s"], v["ms_per_step"], v["step_MB"], v["achieved_GBps"],
+            v["roofline_pct"]; delete v }' | tee -a "$LOG"
+    if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
+        say "GPU CHECK: FAILED"
+        exit 1
+    fi
+    say "GPU CHECK: ALL PASSED"
+}
+
 # ---- 1. build ---------------------------------------------------------------------
 if [ -z "${CUDA_ARCH:-}" ]; then
     cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
@@ -345,24 +367,4 @@ else
     FAILED=1
 fi
 
-summarize() {
-    say ""
-    say "== summary ($WORK/log.txt)"
-    say "$(grep -c '^PASS' "$LOG") passed, $(grep -c '^FAIL' "$LOG") failed, $(grep -c '^SKIP' "$LOG") skipped"
-    grep -E '^(FAIL|SKIP)' "$LOG"
-    say ""
-    say "decode, random bf16 weights (engine cuda: CUDA graphs; -nograph: kernel by kernel):"
-    printf '%-22s %-18s %5s %6s %12s %11s %9s %12s %9s\n' engine model batch prompt decode_tok_s \
-        ms_per_step step_MB achieved_GBps roofline | tee -a "$LOG"
-    grep -E '^TIME .*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
-        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "%-22s %-18s %5s %6s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"], v["batch"],
-            v["prompt"], v["decode_tok_s"], v["ms_per_step"], v["step_MB"], v["achieved_GBps"],
-            v["roofline_pct"]; delete v }' | tee -a "$LOG"
-    if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
-        say "GPU CHECK: FAILED"
-        exit 1
-    fi
-    say "GPU CHECK: ALL PASSED"
-}
 summarize
