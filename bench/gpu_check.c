@@ -372,10 +372,10 @@ static void check_fp8(const ssf_model *m, const pages *pg, const seq *s, const f
                       int vocab, int n_valid, const char *dir, int p)
 {
     ssf_error err;
-    char what[2300];
     ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, 1, 1, &err);
     float *g = d ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
     if (g) {
+        char what[2300];
         snprintf(what, sizeof what, "%s prompt %d: CUDA fp8 KV vs CPU, full forward", dir, p);
         report_tol(what, g, ref, vocab, n_valid, 0, s->n, FP8_REL_TOL);
         if (prefill_decode(d, pg, s, vocab, 1, g, &err) == 0) {
@@ -413,10 +413,10 @@ static void check_fixture(const char *dir)
     ssf_device *gpu = cpu ? open_cuda(m, &pg, MAX_CONTEXT, &err) : NULL;
     seq s;
     for (int p = 0; gpu && fixture_seq(st, p, &s); p++) {
-        char what[2300];
         float *c = full_forward(cpu, &pg, &s, vocab, 0, &err),
               *g = c ? full_forward(gpu, &pg, &s, vocab, 0, &err) : NULL;
         if (g) {
+            char what[2300];
             snprintf(what, sizeof what, "%s prompt %d: CUDA vs CPU, full forward", dir, p);
             report(what, g, c, vocab, n_valid, 0, s.n);
             if (prefill_decode(gpu, &pg, &s, vocab, 1, g, &err) == 0) {
@@ -744,15 +744,17 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     int ok = gpu && ssf_cuda_op_copy_bandwidth((size_t)1 << 30, 5, &copy_gbps, &err) == 0;
     if (ok) printf("TIME device copy (D2D, read + write) %.0f GB/s\n", copy_gbps);
     const ssf_model_config *c = m ? ssf_model_config_of(m) : NULL;
+    ok = ok && c != NULL;
     for (int i = 0; ok && i < nb; i++)
         ok = warm_up(gpu, &pg, c, bs[i], P, &err) == 0 &&
              bench_batch(gpu, &pg, c, bs[i], P, steps, 0, copy_gbps, &err) == 0;
     if (ok && strstr(extra, "sampled"))
         ok = bench_batch(gpu, &pg, c, maxb, P, steps, 1, copy_gbps, &err) == 0;
     if (gpu) gpu->close(gpu);
-    int ends[2] = {1, maxb};
-    if (ok && strstr(extra, "nograph"))
+    if (ok && strstr(extra, "nograph")) {
+        const int ends[2] = {1, maxb};
         ok = bench_variant(m, &pg, ctx, 0, 0, "-nograph", ends, 2, P, steps, copy_gbps, &err) == 0;
+    }
     if (ok && strstr(extra, "fp8"))
         ok = bench_variant(m, &pg, ctx, 1, 1, "-fp8kv", &maxb, 1, P, steps, copy_gbps, &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",

@@ -35,7 +35,8 @@ static ssf_attn_shape plan(int rows, int nkv, int group, int ctx, int hd, int bs
 static double modelled(const ssf_attn_shape *s, int base, int slots)
 {
     long long ctas = (long long)base * s->splits;
-    return (double)((ctas + slots - 1) / slots) / s->splits;
+    long long waves = (ctas + slots - 1) / slots;
+    return (double)waves / s->splits;
 }
 
 /* The kernel's own arithmetic: CTA (x, y, z) computes query heads
@@ -194,14 +195,14 @@ static void test_shared_memory(void **state)
     (void)state;
     /* 4 warps x 2 stages x (K, V) x 16 padded BF16 rows; the merge of the
      * warps' (acc, max, sum) for 8 heads must fit in the same bytes */
-    int hds[] = {64, 128};
+    const int hds[] = {64, 128};
     for (int i = 0; i < 2; i++) {
         int hd = hds[i];
         ssf_attn_shape s = plan(1, 1, 8, 100, hd, 16, 132);
-        size_t want = 4 * 2 * 2 * 16 * (size_t)(hd + SSF_ATTN_KV_PAD) * 2;
+        size_t want = (size_t)(hd + SSF_ATTN_KV_PAD) * 4 * 2 * 2 * 16 * 2;
         assert_int_equal(s.smem, want);
         assert_int_equal(ssf_attn_smem(hd), want);
-        assert_true(4 * 8 * (size_t)(hd + 2) * sizeof(float) <= s.smem);
+        assert_true((size_t)(hd + 2) * 4 * 8 * sizeof(float) <= s.smem);
         assert_true(s.smem < SSF_ATTN_SMEM_MAX);
     }
     assert_int_equal(ssf_attn_smem(128), 69632);

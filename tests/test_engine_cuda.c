@@ -256,8 +256,8 @@ static void check_rope(int nh, int nkv, int hd, int with_bias, int bs, int fp8)
     pages.pg.fp8 = fp8;
     if (ssf_cuda_op_rope_store(rows, nh, nkv, hd, 1e6, qkv, bias, p32, &pages.pg, q, k, v, &err))
         fail_msg("%s", err.msg);
-    double *rq = malloc((size_t)rows * nh * hd * 8), *rk = malloc((size_t)rows * nkv * hd * 8);
-    double *rv = malloc((size_t)rows * nkv * hd * 8);
+    double *rq = calloc((size_t)rows * nh * hd, 8), *rk = calloc((size_t)rows * nkv * hd, 8);
+    double *rv = calloc((size_t)rows * nkv * hd, 8);
     for (int r = 0; r < rows; r++) {
         const float *row = qkv + (size_t)r * width;
         for (int h = 0; h < nh + nkv; h++)

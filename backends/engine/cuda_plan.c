@@ -38,7 +38,8 @@ size_t ssf_attn_smem(int head_dim)
 static double split_cost(int base, int s, int slots)
 {
     long long ctas = (long long)base * s;
-    return (double)((ctas + slots - 1) / slots) / s;
+    long long waves = (ctas + slots - 1) / slots; /* whole waves: integer division */
+    return (double)waves / s;
 }
 
 /* The fewest splits within 5% of the best modelled time, among those that
