@@ -117,9 +117,9 @@ ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_opti
     eb->engine = ssf_engine_new(&m, o);
     eb->log = o->log_progress;
     ssf_buf d = {0};
-    ssf_buf_printf(&d, "%s, %d sequences x %d positions, %d KV blocks of %d", eb->device->name,
+    ssf_buf_printf(&d, "%s, %d sequences x %d positions, %d KV blocks of %d%s", eb->device->name,
                    eb->device->n_slots, eb->device->max_context, eb->device->n_blocks,
-                   eb->device->block_size);
+                   eb->device->block_size, o->dev.kv_fp8 ? " (fp8 e4m3 KV)" : "");
     eb->description = ssf_buf_take(&d);
     return b;
 }
