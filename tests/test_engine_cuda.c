@@ -380,6 +380,44 @@ static void test_attention(void **state)
     }
 }
 
+/* The e4m3 rounding the fp8 op tests compare against, on the host (no GPU
+ * needed, only a CUDA build): a row's largest magnitude maps to 448 and
+ * stays exact, values that e4m3 holds at the row's scale stay exact, the
+ * rest move by at most half a step (1/16 of the value, or half the
+ * smallest subnormal step, 2^-10 of the scale), and a row of zeros stays
+ * zero. */
+static void test_fp8_rows_host(void **state)
+{
+    (void)state;
+    enum { HD = 64 };
+    float x[3 * HD] = {0}, out[3 * HD];
+    float exact[] = {448.0f, -448.0f, 1.0f, 0.5f, -2.0f, 240.0f, 0.015625f, 0.001953125f};
+    for (int d = 0; d < HD; d++)
+        x[d] = d < 8 ? exact[d] : 0.0f; /* row 0: scale 1 */
+    uint64_t seed = 7;
+    for (int d = 0; d < HD; d++)
+        x[HD + d] = bf16r(3.0f * draw(&seed)); /* row 1: any scale; row 2: zeros */
+    ssf_error err = {{0}};
+    if (ssf_cuda_op_fp8_rows(3, HD, x, out, &err)) {
+        assert_non_null(strstr(err.msg, "CUDA")); /* a build without CUDA says so */
+        skip();
+    }
+    for (int d = 0; d < HD; d++)
+        if (out[d] != x[d]) fail_msg("row 0 element %d: %g became %g", d, x[d], out[d]);
+    float amax = 0;
+    for (int d = 0; d < HD; d++)
+        amax = fmaxf(amax, fabsf(x[HD + d]));
+    float scale = amax / 448.0f;
+    for (int d = 0; d < HD; d++) {
+        float v = x[HD + d], got = out[HD + d];
+        if (fabsf(v) == amax) assert_true(got == v);
+        if (!(fabsf(got - v) <= fabsf(v) / 16 + scale / 1024))
+            fail_msg("row 1 element %d: %g became %g (scale %g)", d, v, got, scale);
+    }
+    for (int d = 0; d < HD; d++)
+        assert_true(out[2 * HD + d] == 0.0f);
+}
+
 /* ---- whole models ----------------------------------------------------------------- */
 
 typedef struct fixture {
@@ -767,6 +805,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusal_without_device),
+        cmocka_unit_test(test_fp8_rows_host),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_silu_mul),
         cmocka_unit_test(test_gemm),

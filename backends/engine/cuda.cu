@@ -800,6 +800,30 @@ static int select_device(int ordinal, ssf_error *err)
     return 0;
 }
 
+/* The kernels need sm_80 (BF16 MMA, cp.async) and opt in to
+ * ssf_attn_smem bytes of shared memory a block: refuse an older device with
+ * its name rather than fail at the first launch. */
+static int check_capability(int ordinal, int head_dim, ssf_error *err)
+{
+    int major = 0, minor = 0, smem = 0;
+    cudaDeviceProp p;
+    CU_TRY(cudaGetDeviceProperties(&p, ordinal));
+    CU_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, ordinal));
+    CU_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, ordinal));
+    CU_TRY(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, ordinal));
+    if (major < 8)
+        return ssf_fail(err,
+                        "CUDA device %d (%s) has compute capability %d.%d; the engine needs 8.0 "
+                        "or newer (A100, RTX 30xx and later); use --device cpu",
+                        ordinal, p.name, major, minor);
+    if ((size_t)smem < ssf_attn_smem(head_dim))
+        return ssf_fail(err,
+                        "CUDA device %d (%s) allows %d bytes of shared memory a block; the "
+                        "attention needs %zu; use --device cpu",
+                        ordinal, p.name, smem, ssf_attn_smem(head_dim));
+    return 0;
+}
+
 static int open_runtime(cuda_dev *d, ssf_error *err)
 {
     CU_TRY(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
@@ -886,7 +910,8 @@ extern "C" ssf_device *ssf_device_cuda_open(const ssf_model *m, const ssf_device
                                             ssf_error *err)
 {
     const ssf_model_config *c = ssf_model_config_of(m);
-    if (check_config(c, err) || check_options(c, o, err) || select_device(o->cuda_device, err))
+    if (check_config(c, err) || check_options(c, o, err) || select_device(o->cuda_device, err) ||
+        check_capability(o->cuda_device, c->head_dim, err))
         return NULL;
     cuda_dev *d = (cuda_dev *)ssf_xcalloc(1, sizeof *d);
     set_shape(d, c, o);
