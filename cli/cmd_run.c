@@ -427,10 +427,12 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
         cli_error("%s", err.msg);
         return NULL;
     }
-    /* CPU and GPU differ in the last bits of every logit, so the device is
-     * part of the run's identity; slots, blocks and threads are not. */
+    /* CPU and GPU differ in the last bits of every logit, and an fp8 KV
+     * cache in more, so the device and the cache's precision are part of
+     * the run's identity; slots, blocks and threads are not. */
     const char *what = ssf_backend_engine_describe(b);
-    ssf_buf_printf(desc, "engine:%.*s", (int)strcspn(what, ","), what);
+    ssf_buf_printf(desc, "engine:%.*s%s", (int)strcspn(what, ","), what,
+                   a->engine.dev.kv_fp8 ? "-fp8kv" : "");
     return b;
 }
 
