@@ -130,6 +130,13 @@ static void test_split_rule(void **state)
     assert_int_equal(plan(256, 2, 6, 2048, 128, 16, 396).splits, 3);
     /* many waves already: a prefill of 1000 rows */
     assert_int_equal(plan(1000, 8, 5, 1000, 128, 16, 396).splits, 1);
+    /* unsplit, the shape does not follow the context, so a captured decode
+     * step stays valid as its sequences grow */
+    ssf_attn_shape a = plan(256, 8, 5, 300, 128, 16, 396), b = plan(256, 8, 5, 30000, 128, 16, 396);
+    assert_int_equal(a.splits, 1);
+    assert_int_equal(b.splits, 1);
+    assert_int_equal(a.chunk, b.chunk);
+    assert_memory_equal(a.grid, b.grid, sizeof a.grid);
     /* an exact wave gains nothing from splitting */
     assert_int_equal(plan(99, 4, 7, 4096, 128, 16, 396).splits, 1);
     /* short: under-filled but nothing worth splitting */

@@ -300,6 +300,7 @@ static void test_rope_store(void **state)
         check_rope(14, 2, 64, 1, 16, fp8);
         check_rope(4, 4, 64, 0, 16, fp8);
         check_rope(12, 2, 128, 1, 32, fp8);
+        check_rope(16, 8, 128, 1, 48, fp8); /* 16 K and V rows: two passes of 8 warps */
     }
 }
 
@@ -749,6 +750,33 @@ static void run_fixture(fixture *f, int bs, int scatter)
     paging_free(&pg);
 }
 
+/* An fp8 KV cache forks as BF16 does: the forked sequence reads the
+ * copied partial block's e4m3 rows and scales, so its decode equals the
+ * parent's (a scale left behind would read as NaN). */
+static void run_fixture_fp8_fork(fixture *f, int bs)
+{
+    paging pg;
+    paging_init(&pg, bs, 1);
+    ssf_device_options o = {.n_slots = N_SEQS,
+                            .max_context = MAX_CONTEXT,
+                            .block_size = bs,
+                            .n_blocks = pg.n_blocks,
+                            .gpu_memory_utilization = 0.9,
+                            .kv_fp8 = 1};
+    ssf_error err = {{0}};
+    ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
+    if (!d) fail_msg("%s: fp8: %s", f->dir, err.msg);
+    fprintf(stderr, "# fp8 KV, block size %d\n", bs);
+    prompt_ref pr;
+    for (int p = 0; p < 2 && load_prompt(f, p, &pr); p++) {
+        float *pd = prefill_decode(d, &pg, &pr, f->vocab, 1, 5);
+        check_fork(f, d, &pg, &pr, pd, 1, 3);
+        free(pd), free(pr.tok), free(pr.ref);
+    }
+    d->close(d);
+    paging_free(&pg);
+}
+
 static int open_fixture(fixture *f, const char *dir)
 {
     memset(f, 0, sizeof *f);
@@ -792,6 +820,7 @@ static void test_fixture_models(void **state)
         run_fixture(&f, 16, 0);
         run_fixture(&f, 16, 1);
         run_fixture(&f, 1, 1);
+        run_fixture_fp8_fork(&f, 16);
         ssf_safetensors_close(f.expected);
         ssf_model_close(f.model);
         n++;

@@ -169,7 +169,8 @@ __global__ static void qkv_rope_store_kernel(bf16 *qkv, const float *bias, const
     int width = (n_heads + 2 * n_kv) * hd;
     bf16 *row = qkv + (size_t)r * width;
     size_t at = kv_pos(kv, row_table(tb, r), layer, p);
-    bf16 *kdst = (bf16 *)pool + at, *vdst = kdst + kv.v_offset;
+    /* BF16 destinations (an fp8 pool is written by store_fp8_rows) */
+    bf16 *kdst = FP8 ? NULL : (bf16 *)pool + at, *vdst = FP8 ? NULL : kdst + kv.v_offset;
     /* q and k: pairs (d, d + hd/2) of each head, rotate-half layout */
     for (int i = threadIdx.x; i < (n_heads + n_kv) * half; i += blockDim.x) {
         int h = i / half, d = i % half, j1 = h * hd + d, j2 = j1 + half;

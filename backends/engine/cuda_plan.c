@@ -73,9 +73,15 @@ int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_d
     int base = n_rows * n_kv_heads * s.head_chunks;
     s.splits = choose_splits(base, max_ctx, slots);
     int unit = chunk_unit(block_size);
-    s.chunk = ceil_div(ceil_div(max_ctx, s.splits), unit) * unit;
-    /* rounding up may leave the last splits empty for every row: drop them */
-    s.splits = ceil_div(max_ctx, s.chunk);
+    if (s.splits == 1) {
+        /* one chunk of any length: the shape stays the same as contexts
+         * grow, so a decode graph captured with it keeps replaying */
+        s.chunk = SSF_ATTN_WHOLE / unit * unit;
+    } else {
+        s.chunk = ceil_div(ceil_div(max_ctx, s.splits), unit) * unit;
+        /* rounding up may leave the last splits empty for every row: drop them */
+        s.splits = ceil_div(max_ctx, s.chunk);
+    }
     s.grid[0] = n_rows;
     s.grid[1] = n_kv_heads * s.head_chunks;
     s.grid[2] = s.splits;

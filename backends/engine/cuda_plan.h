@@ -30,13 +30,15 @@ extern "C" {
 #define SSF_ATTN_MAX_GROUP 8     /* query heads one CTA computes */
 #define SSF_ATTN_MIN_CHUNK 128   /* fewest positions worth a split of their own */
 #define SSF_ATTN_OVERSUB 4       /* at most this many CTAs a slot, split */
+#define SSF_ATTN_WHOLE (1 << 30) /* an unsplit chunk: past any context */
 #define SSF_ATTN_SMEM_MAX 101376 /* the opt-in shared memory of the smallest target, sm_86/89 */
 
 typedef struct ssf_attn_shape {
     int group_pad;         /* query heads per CTA, padded to 1, 2, 4 or 8 */
     int head_chunks;       /* CTAs per KV head, ceil(group / 8) */
     int splits;            /* position chunks per (row, KV head); 1: no split */
-    int chunk;             /* positions per split, a multiple of block_size */
+    int chunk;             /* positions per split, a multiple of block_size (unsplit: about
+                              SSF_ATTN_WHOLE, so that the shape does not follow the context) */
     int grid[3];           /* rows, n_kv_heads x head_chunks, splits */
     int threads;           /* SSF_ATTN_THREADS */
     size_t smem;           /* dynamic shared memory bytes */
