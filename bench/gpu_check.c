@@ -704,6 +704,17 @@ static int warm_up(ssf_device *d, const pages *pg, const ssf_model_config *c, in
     return bench_batch(d, pg, c, B, P, 4, 0, 0, err);
 }
 
+/* Each of the nb batches bs[], warmed up, then timed. */
+static int time_batches(ssf_device *d, const pages *pg, const ssf_model_config *c, const int *bs,
+                        int nb, int P, int steps, double copy_gbps, ssf_error *err)
+{
+    int rc = 0;
+    for (int i = 0; !rc && i < nb; i++)
+        rc = warm_up(d, pg, c, bs[i], P, err) ||
+             bench_batch(d, pg, c, bs[i], P, steps, 0, copy_gbps, err);
+    return rc;
+}
+
 /* The largest batch again on a device opened with graphs and fp8 as
  * given, under `suffix`. */
 static int bench_variant(const ssf_model *m, const pages *pg, int ctx, int graphs, int fp8,
@@ -714,10 +725,7 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, int graph
     if (!gpu) return -1;
     const ssf_model_config *c = ssf_model_config_of(m);
     bench_suffix = suffix, bench_fp8 = fp8;
-    int rc = 0;
-    for (int i = 0; !rc && i < nb; i++)
-        rc = warm_up(gpu, pg, c, bs[i], P, err) ||
-             bench_batch(gpu, pg, c, bs[i], P, steps, 0, copy_gbps, err);
+    int rc = time_batches(gpu, pg, c, bs, nb, P, steps, copy_gbps, err);
     gpu->close(gpu);
     bench_suffix = "", bench_fp8 = 0;
     return rc;
@@ -744,10 +752,7 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     int ok = gpu && ssf_cuda_op_copy_bandwidth((size_t)1 << 30, 5, &copy_gbps, &err) == 0;
     if (ok) printf("TIME device copy (D2D, read + write) %.0f GB/s\n", copy_gbps);
     const ssf_model_config *c = m ? ssf_model_config_of(m) : NULL;
-    ok = ok && c != NULL;
-    for (int i = 0; ok && i < nb; i++)
-        ok = warm_up(gpu, &pg, c, bs[i], P, &err) == 0 &&
-             bench_batch(gpu, &pg, c, bs[i], P, steps, 0, copy_gbps, &err) == 0;
+    ok = ok && c != NULL && time_batches(gpu, &pg, c, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && strstr(extra, "sampled"))
         ok = bench_batch(gpu, &pg, c, maxb, P, steps, 1, copy_gbps, &err) == 0;
     if (gpu) gpu->close(gpu);

@@ -717,19 +717,27 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
     assert_int_equal(d->copy_blocks(d, NULL, 0, &err), 0);
 }
 
+/* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache). */
+static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8)
+{
+    ssf_device_options o = {.n_slots = N_SEQS,
+                            .max_context = MAX_CONTEXT,
+                            .block_size = pg->bs,
+                            .n_blocks = pg->n_blocks,
+                            .gpu_memory_utilization = 0.9,
+                            .cuda_device = 0,
+                            .kv_fp8 = fp8};
+    ssf_error err = {{0}};
+    ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
+    if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);
+    return d;
+}
+
 static void run_fixture(fixture *f, int bs, int scatter)
 {
     paging pg;
     paging_init(&pg, bs, scatter);
-    ssf_device_options o = {.n_slots = N_SEQS,
-                            .max_context = MAX_CONTEXT,
-                            .block_size = bs,
-                            .n_blocks = pg.n_blocks,
-                            .gpu_memory_utilization = 0.9,
-                            .cuda_device = 0};
-    ssf_error err = {{0}};
-    ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
-    if (!d) fail_msg("%s: %s", f->dir, err.msg);
+    ssf_device *d = open_paged(f, &pg, 0);
     assert_int_equal(d->n_slots, N_SEQS);
     assert_int_equal(d->max_context, MAX_CONTEXT);
     assert_int_equal(d->block_size, bs);
@@ -757,15 +765,7 @@ static void run_fixture_fp8_fork(fixture *f, int bs)
 {
     paging pg;
     paging_init(&pg, bs, 1);
-    ssf_device_options o = {.n_slots = N_SEQS,
-                            .max_context = MAX_CONTEXT,
-                            .block_size = bs,
-                            .n_blocks = pg.n_blocks,
-                            .gpu_memory_utilization = 0.9,
-                            .kv_fp8 = 1};
-    ssf_error err = {{0}};
-    ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
-    if (!d) fail_msg("%s: fp8: %s", f->dir, err.msg);
+    ssf_device *d = open_paged(f, &pg, 1);
     fprintf(stderr, "# fp8 KV, block size %d\n", bs);
     prompt_ref pr;
     for (int p = 0; p < 2 && load_prompt(f, p, &pr); p++) {

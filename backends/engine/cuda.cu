@@ -30,11 +30,6 @@
 /* Logits are produced and copied back this many rows at a time, so the fp32
  * buffer stays at 256 x vocab. */
 #define LOGIT_CHUNK 256
-/* cuBLAS's and cublasLt's, shared (one stream).  32 MiB is what cuBLAS
- * advises for Hopper.  It bounds cublasLt's split-K partials (splits x M x N
- * fp32): 7 splits of 7B's q|k|v at 256 rows, 28 at 64 rows, where splits
- * matter; gate|up and lm_head have the CTAs without. */
-#define CUBLAS_WORKSPACE (32u << 20)
 #define DEFAULT_BLOCK_SIZE 16
 /* sequences a step may hold when the options leave it open (and the pool
  * has that many blocks) */
@@ -805,22 +800,18 @@ static int select_device(int ordinal, ssf_error *err)
  * its name rather than fail at the first launch. */
 static int check_capability(int ordinal, int head_dim, ssf_error *err)
 {
-    int major = 0, minor = 0, smem = 0;
     cudaDeviceProp p;
     CU_TRY(cudaGetDeviceProperties(&p, ordinal));
-    CU_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, ordinal));
-    CU_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, ordinal));
-    CU_TRY(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, ordinal));
-    if (major < 8)
+    if (p.major < 8)
         return ssf_fail(err,
                         "CUDA device %d (%s) has compute capability %d.%d; the engine needs 8.0 "
                         "or newer (A100, RTX 30xx and later); use --device cpu",
-                        ordinal, p.name, major, minor);
-    if ((size_t)smem < ssf_attn_smem(head_dim))
+                        ordinal, p.name, p.major, p.minor);
+    if (p.sharedMemPerBlockOptin < ssf_attn_smem(head_dim))
         return ssf_fail(err,
-                        "CUDA device %d (%s) allows %d bytes of shared memory a block; the "
+                        "CUDA device %d (%s) allows %zu bytes of shared memory a block; the "
                         "attention needs %zu; use --device cpu",
-                        ordinal, p.name, smem, ssf_attn_smem(head_dim));
+                        ordinal, p.name, p.sharedMemPerBlockOptin, ssf_attn_smem(head_dim));
     return 0;
 }
 
@@ -829,10 +820,10 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     CU_TRY(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
     BLAS_TRY(cublasCreate(&d->blas));
     BLAS_TRY(cublasSetStream(d->blas, d->stream));
-    CU_TRY(cudaMalloc(&d->workspace, CUBLAS_WORKSPACE));
-    BLAS_TRY(cublasSetWorkspace(d->blas, d->workspace, CUBLAS_WORKSPACE));
+    CU_TRY(cudaMalloc(&d->workspace, SSFK_GEMM_WORKSPACE));
+    BLAS_TRY(cublasSetWorkspace(d->blas, d->workspace, SSFK_GEMM_WORKSPACE));
     d->gemm = (ssfk_gemm_ctx *)ssf_xcalloc(1, sizeof *d->gemm);
-    BLAS_TRY(ssfk_gemm_ctx_init(d->gemm, d->workspace, CUBLAS_WORKSPACE));
+    BLAS_TRY(ssfk_gemm_ctx_init(d->gemm, d->workspace, SSFK_GEMM_WORKSPACE));
     CU_TRY(cudaMallocHost((void **)&d->h_idx, idx_ints(d) * sizeof(int32_t)));
     CU_TRY(cudaMallocHost((void **)&d->h_spec, CUDA_MAX_ROWS * sizeof(ssf_sample_spec)));
     CU_TRY(cudaMallocHost((void **)&d->h_ids, CUDA_MAX_ROWS * sizeof(int32_t)));

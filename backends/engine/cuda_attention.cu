@@ -426,6 +426,18 @@ static cudaError_t attention_hd(const ssf_attn_shape *sh, bf16 *out, float *part
     return cudaGetLastError();
 }
 
+/* attention_hd for the pool's element type */
+template <int HD>
+static cudaError_t attention_kv(const ssf_attn_shape *sh, bf16 *out, float *part, const bf16 *qkv,
+                                const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
+                                ssfk_tables tb, int n_heads, int n_kv, cudaStream_t st)
+{
+    if (kv.fp8)
+        return attention_hd<HD, true>(sh, out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv,
+                                      st);
+    return attention_hd<HD, false>(sh, out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, st);
+}
+
 template <int HD, bool FP8> static cudaError_t allow_smem(void)
 {
     return cudaFuncSetAttribute(paged_attention_kernel<HD, FP8>,
@@ -474,21 +486,11 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, 
         (shape->splits > 1 && !part) || shape->smem != ssf_attn_smem(kv.head_dim) ||
         (kv.fp8 && !kv.scales))
         return cudaErrorInvalidValue;
-    int which = kv.head_dim * 2 + (kv.fp8 ? 1 : 0);
-    switch (which) {
-    case 128:
-        return attention_hd<64, false>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
-                                       n_kv_heads, st);
-    case 129:
-        return attention_hd<64, true>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
-                                      n_kv_heads, st);
-    case 256:
-        return attention_hd<128, false>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
-                                        n_kv_heads, st);
-    case 257:
-        return attention_hd<128, true>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
-                                       n_kv_heads, st);
-    default:
-        return cudaErrorInvalidValue;
-    }
+    if (kv.head_dim == 64)
+        return attention_kv<64>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
+                                n_kv_heads, st);
+    if (kv.head_dim == 128)
+        return attention_kv<128>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
+                                 n_kv_heads, st);
+    return cudaErrorInvalidValue;
 }

@@ -216,12 +216,7 @@ int ssfk_gemm_tune(ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X, const
     for (int i = 1; i <= n; i++)
         if (best[i] < best[win]) win = i;
     c->lt = win > 0 && best[win] < TUNE_MARGIN * best[0];
-    if (c->lt) {
-        c->algo = res[win - 1].algo;
-        c->ws = res[win - 1].workspaceSize;
-    }
-    c->ms_default = best[0];
-    c->ms_best = c->lt ? best[win] : best[0];
+    if (c->lt) c->algo = res[win - 1].algo;
     ctx->n++;
     return 0;
 }

@@ -28,6 +28,11 @@
 
 /* Shapes one context remembers: 5 GEMMs x 20 graph buckets, and room. */
 #define SSFK_GEMM_TABLE 128
+/* The workspace cuBLAS and cublasLt share (one stream).  32 MiB is what
+ * cuBLAS advises for Hopper.  It bounds cublasLt's split-K partials (splits
+ * x M x N fp32): 7 splits of 7B's q|k|v at 256 rows, 28 at 64 rows, where
+ * splits matter; gate|up and lm_head have the CTAs without. */
+#define SSFK_GEMM_WORKSPACE (32u << 20)
 
 /* One tuned shape and how to run it.  The descriptors live here (built in
  * place, never copied), so a run allocates nothing. */
@@ -38,8 +43,6 @@ typedef struct ssfk_gemm_choice {
     cublasLtMatmulAlgo_t algo;
     cublasLtMatmulDescOpaque_t op;
     cublasLtMatrixLayoutOpaque_t a, b, c; /* W (K x N, op T), X (K x M), Y (N x M) */
-    size_t ws;                            /* workspace the algorithm needs */
-    float ms_default, ms_best;            /* as timed when tuned */
 } ssfk_gemm_choice;
 
 typedef struct ssfk_gemm_ctx {

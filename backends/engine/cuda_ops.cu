@@ -13,9 +13,6 @@
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
 
-/* the GEMM workspace, as the device's (cuda.cu) */
-#define OP_GEMM_WORKSPACE (32u << 20)
-
 /* The device buffers of one call, freed together whatever happened. */
 typedef struct scratch {
     void *p[16];
@@ -170,15 +167,15 @@ extern "C" int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float 
  * size, so that both see the candidates the device does.  Needs s->blas. */
 static ssfk_gemm_ctx *scratch_gemm(scratch *s, ssf_error *err)
 {
-    void *ws = dev_alloc(s, OP_GEMM_WORKSPACE, err);
+    void *ws = dev_alloc(s, SSFK_GEMM_WORKSPACE, err);
     if (!ws) return NULL;
-    cublasStatus_t b = cublasSetWorkspace(s->blas, ws, OP_GEMM_WORKSPACE);
+    cublasStatus_t b = cublasSetWorkspace(s->blas, ws, SSFK_GEMM_WORKSPACE);
     if (b != CUBLAS_STATUS_SUCCESS) {
         ssf_fail(err, "cublas: cublasSetWorkspace: %s", cublasGetStatusString(b));
         return NULL;
     }
     s->gemm = (ssfk_gemm_ctx *)ssf_xcalloc(1, sizeof *s->gemm);
-    b = ssfk_gemm_ctx_init(s->gemm, ws, OP_GEMM_WORKSPACE);
+    b = ssfk_gemm_ctx_init(s->gemm, ws, SSFK_GEMM_WORKSPACE);
     if (b != CUBLAS_STATUS_SUCCESS) {
         ssf_fail(err, "cublasLt: cublasLtCreate: %s", cublasGetStatusString(b));
         return NULL;
