@@ -111,22 +111,46 @@ static void test_rmsnorm_swiglu(void **state)
     double inv = 1 / sqrt(ss / N + 1e-6);
     for (int i = 0; i < N; i++)
         assert_true(fabs(y[i] - x[i] * inv * w[i]) < 1e-6);
-    ssf_cpu_swiglu(x, w, N, y);
-    for (int i = 0; i < N; i++)
-        assert_true(fabs(y[i] - x[i] / (1 + exp(-x[i])) * w[i]) < 1e-6);
+    for (int isa = 0; isa < 2; isa++) {
+        ssf_cpu_swiglu(isa ? ssf_cpu_isa_detect() : SSF_CPU_PORTABLE, x, w, N, y);
+        for (int i = 0; i < N; i++)
+            assert_true(fabs(y[i] - x[i] / (1 + exp(-x[i])) * w[i]) < 1e-6);
+    }
     free(x), free(w);
+}
+
+/* ssf_cpu_exp within 2 ulp of exp over softmax's and SiLU's range, and an
+ * element's bits the same alone as in any place of a longer array. */
+static void test_exp(void **state)
+{
+    (void)state;
+    enum { N = 21 };
+    for (int isa = 0; isa < 2; isa++) {
+        ssf_cpu_isa which = isa ? ssf_cpu_isa_detect() : SSF_CPU_PORTABLE;
+        float x[N], y[N];
+        for (int i = 0; i < N; i++)
+            x[i] = y[i] = -87.0f + 5.1f * (float)i;
+        ssf_cpu_exp(which, y, N);
+        for (int i = 0; i < N; i++) {
+            double ref = exp((double)x[i]);
+            assert_true(fabs(y[i] - ref) <= 2.4e-7 * ref);
+            float alone = x[i];
+            ssf_cpu_exp(which, &alone, 1);
+            assert_memory_equal(&alone, &y[i], sizeof alone);
+        }
+    }
 }
 
 static void test_rope(void **state)
 {
     (void)state;
-    float inv[64];
+    float inv[64], cs[128];
     ssf_cpu_rope_inv_freq(10000.0, 4, inv);
     assert_true(inv[0] == 1.0f);
     assert_true(fabsf(inv[1] - 0.01f) < 1e-9f);
     /* pairs (0, 2) and (1, 3) turn by 3 and 0.03 radians at position 3 */
     float v[4] = {1, 2, 3, 4};
-    ssf_cpu_rope(v, 4, inv, 3);
+    ssf_cpu_rope(v, 4, inv, 3, cs);
     assert_true(fabs(v[0] - (1 * cos(3.0) - 3 * sin(3.0))) < 1e-6);
     assert_true(fabs(v[2] - (3 * cos(3.0) + 1 * sin(3.0))) < 1e-6);
     assert_true(fabs(v[1] - (2 * cos(0.03) - 4 * sin(0.03))) < 1e-6);
@@ -136,7 +160,7 @@ static void test_rope(void **state)
     for (int i = 0; i < 64; i++)
         assert_true(fabs(inv[i] - pow(1e6, -2.0 * i / 128)) <= 1e-6 * pow(1e6, -2.0 * i / 128));
     float *u = rnd_array(128, 6), *u0 = rnd_array(128, 6);
-    ssf_cpu_rope(u, 128, inv, 0);
+    ssf_cpu_rope(u, 128, inv, 0, cs);
     assert_memory_equal(u, u0, 128 * sizeof(float));
     free(u), free(u0);
 }
@@ -869,15 +893,11 @@ static void test_transformers_parity(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),
-        cmocka_unit_test(test_rmsnorm_swiglu),
-        cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_paged_attention),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_tiny_model),
-        cmocka_unit_test(test_open_errors),
-        cmocka_unit_test(test_transformers_parity),
+        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_rmsnorm_swiglu),
+        cmocka_unit_test(test_exp),         cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_pool),        cmocka_unit_test(test_tiny_model),
+        cmocka_unit_test(test_open_errors), cmocka_unit_test(test_transformers_parity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

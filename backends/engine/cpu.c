@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "cpu_ops.h"
@@ -34,6 +35,11 @@
 #define MAX_SLOTS (1 << 28) /* keeps slot counts and row counts in int */
 /* GEMM column chunks per thread: enough to even out a busy core. */
 #define GEMM_TASKS_PER_THREAD 4
+/* Owned buffers start on a cache line; from HUGE_BUFFER bytes on a huge
+ * page, with the advice to back them with huge pages. */
+#define CACHE_LINE ((size_t)64)
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_BUFFER ((size_t)4 << 20)
 
 typedef struct cpu_layer {
     const float *attn_norm, *mlp_norm;
@@ -62,13 +68,22 @@ typedef struct cpu_device {
     size_t block_floats;        /* one block: every layer's K and V */
     size_t layer_floats, v_off; /* a layer within a block; V after K */
     float *x, *xn, *qkv, *attn, *gu, *act, *hout, *scores;
+    float *rope; /* per row: its position's cos and sin (ssf_cpu_rope_angles) */
 } cpu_device;
 
 /* ---- weights ------------------------------------------------------------------- */
 
+/* Weights are read a cache line at a time by the GEMM, so their buffers
+ * start on a line; large ones ask for huge pages, which keep the TLB from
+ * missing every 4 KB of a decode step's stream over all the weights. */
 static float *own_floats(cpu_device *d, size_t n, const char *what, ssf_error *err)
 {
-    float *p = malloc(n * sizeof(float));
+    size_t align = n * sizeof(float) >= HUGE_BUFFER ? HUGE_PAGE : CACHE_LINE;
+    size_t bytes = (n * sizeof(float) + align - 1) / align * align;
+    float *p = aligned_alloc(align, bytes ? bytes : align);
+#ifdef MADV_HUGEPAGE
+    if (p && align == HUGE_PAGE) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
     if (!p) {
         ssf_fail(err, "cpu device: cannot allocate %zu bytes for %s", n * sizeof(float), what);
         return NULL;
@@ -231,7 +246,7 @@ static size_t activation_floats(const cpu_device *d, int threads)
 {
     size_t r = (size_t)d->base.max_rows;
     return r * ((size_t)d->hidden * 3 + (size_t)d->qkv_dim + (size_t)d->q_dim +
-                (size_t)d->inter * 3) +
+                (size_t)d->inter * 3 + (size_t)d->hd) +
            (size_t)threads * (size_t)d->base.max_context * (size_t)(d->n_heads / d->n_kv);
 }
 
@@ -259,7 +274,9 @@ static int alloc_state(cpu_device *d, int threads, ssf_error *err)
                         "bytes (weights and activations %.0f more), over 90%% of the %zu bytes "
                         "of memory; lower --max-context or --slots (or the KV block count)",
                         nb, bs, kv_bytes, other, phys);
-    d->kv = malloc((size_t)kv_bytes);
+    /* rows of 64 floats then start on a cache line, as the prefetches assume */
+    d->kv =
+        aligned_alloc(CACHE_LINE, ((size_t)kv_bytes + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE);
     float *act = malloc(act_bytes);
     d->inv_freq = calloc((size_t)d->hd / 2 + 1, sizeof *d->inv_freq);
     if (act) d->owned[d->n_owned++] = act;
@@ -276,7 +293,8 @@ static int alloc_state(cpu_device *d, int threads, ssf_error *err)
     d->attn = d->qkv + r * (size_t)d->qkv_dim;
     d->gu = d->attn + r * (size_t)d->q_dim;
     d->act = d->gu + r * 2 * (size_t)d->inter;
-    d->scores = d->act + r * (size_t)d->inter;
+    d->rope = d->act + r * (size_t)d->inter;
+    d->scores = d->rope + r * (size_t)d->hd;
     ssf_cpu_rope_inv_freq(d->cfg.rope_theta, d->hd, d->inv_freq);
     return 0;
 }
@@ -325,6 +343,14 @@ typedef struct {
     int layer;
 } layer_job;
 
+/* The rotation of the row's position, for every layer's RoPE. */
+static void rope_angles_task(void *ctx, int r, int worker)
+{
+    layer_job *j = ctx;
+    cpu_device *d = j->d;
+    ssf_cpu_rope_angles(d->hd, d->inv_freq, j->b->pos[r], d->rope + (size_t)r * (size_t)d->hd);
+}
+
 /* RoPE on the row's q and k heads, then its K and V into the cache. */
 static void rope_store_task(void *ctx, int r, int worker)
 {
@@ -333,7 +359,8 @@ static void rope_store_task(void *ctx, int r, int worker)
     float *row = d->qkv + (size_t)r * (size_t)d->qkv_dim;
     int32_t pos = j->b->pos[r];
     for (int h = 0; h < d->n_heads + d->n_kv; h++)
-        ssf_cpu_rope(row + (size_t)h * (size_t)d->hd, d->hd, d->inv_freq, pos);
+        ssf_cpu_rope_rotate(row + (size_t)h * (size_t)d->hd, d->hd,
+                            d->rope + (size_t)r * (size_t)d->hd);
     const int32_t *table = j->b->tables[j->b->seq[r]];
     int bs = d->base.block_size;
     float *k = d->kv + (size_t)table[pos / bs] * d->block_floats +
@@ -385,7 +412,7 @@ static void swiglu_task(void *ctx, int r, int worker)
     layer_job *j = ctx;
     cpu_device *d = j->d;
     const float *gu = d->gu + (size_t)r * 2 * (size_t)d->inter;
-    ssf_cpu_swiglu(gu, gu + d->inter, d->inter, d->act + (size_t)r * (size_t)d->inter);
+    ssf_cpu_swiglu(d->isa, gu, gu + d->inter, d->inter, d->act + (size_t)r * (size_t)d->inter);
 }
 
 static void residual_task(void *ctx, int r, int worker)
@@ -470,6 +497,8 @@ static int cpu_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, s
     size_t h = (size_t)d->hidden;
     for (int r = 0; r < b->n_rows; r++)
         embed_row(d, b->token[r], d->x + (size_t)r * h);
+    layer_job angles = {d, b, 0};
+    ssf_cpu_pool_run(d->pool, b->n_rows, rope_angles_task, &angles);
     for (int l = 0; l < d->cfg.n_layers; l++)
         run_layer(d, b, l);
     for (int i = 0; i < b->n_out; i++)

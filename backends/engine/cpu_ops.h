@@ -58,12 +58,25 @@ void ssf_cpu_rmsnorm(const float *x, const float *w, int n, float eps, float *y)
  * computes it. */
 void ssf_cpu_rope_inv_freq(double theta, int head_dim, float *inv_freq);
 
-/* Rotate-half RoPE of one head vector v[head_dim] at position pos: pairs
- * (i, i + d/2) turn by pos * inv_freq[i] (fp32 product, fp32 cos/sin). */
-void ssf_cpu_rope(float *v, int head_dim, const float *inv_freq, int32_t pos);
+/* The rotation of position pos: cos_sin[i] = cos(pos * inv_freq[i]) and
+ * cos_sin[d/2 + i] its sin, for i < d/2 (fp32 product, fp32 cos/sin).  One
+ * table serves every head of every layer at that position. */
+void ssf_cpu_rope_angles(int head_dim, const float *inv_freq, int32_t pos, float *cos_sin);
 
-/* out[i] = silu(gate[i]) * up[i]. */
-void ssf_cpu_swiglu(const float *gate, const float *up, int n, float *out);
+/* Rotate-half RoPE of one head vector v[head_dim]: pairs (i, i + d/2) turn
+ * by the angles of a ssf_cpu_rope_angles table. */
+void ssf_cpu_rope_rotate(float *v, int head_dim, const float *cos_sin);
+
+/* Both, for one vector at position pos (cos_sin: head_dim floats). */
+void ssf_cpu_rope(float *v, int head_dim, const float *inv_freq, int32_t pos, float *cos_sin);
+
+/* x[i] = exp(x[i]): glibc's vector expf 8 at a time where the build has
+ * it (libmvec) and the CPU runs AVX2, expf otherwise; either way the
+ * function of an element does not depend on where it sits. */
+void ssf_cpu_exp(ssf_cpu_isa isa, float *x, int n);
+
+/* out[i] = silu(gate[i]) * up[i], exp as ssf_cpu_exp (out may not alias). */
+void ssf_cpu_swiglu(ssf_cpu_isa isa, const float *gate, const float *up, int n, float *out);
 
 /* One layer's K and V for one KV head of a sequence in the paged cache:
  * position j is row j % block_size of block table[j / block_size].  k and v
