@@ -104,13 +104,15 @@ static void test_rmsnorm_swiglu(void **state)
     (void)state;
     enum { N = 45 };
     float *x = rnd_array(N, 4), *w = rnd_array(N, 5), y[N];
-    ssf_cpu_rmsnorm(x, w, N, 1e-6f, y);
     double ss = 0;
     for (int i = 0; i < N; i++)
         ss += (double)x[i] * x[i];
     double inv = 1 / sqrt(ss / N + 1e-6);
-    for (int i = 0; i < N; i++)
-        assert_true(fabs(y[i] - x[i] * inv * w[i]) < 1e-6);
+    for (int isa = 0; isa < 2; isa++) {
+        ssf_cpu_rmsnorm(isa ? ssf_cpu_isa_detect() : SSF_CPU_PORTABLE, x, w, N, 1e-6f, y);
+        for (int i = 0; i < N; i++)
+            assert_true(fabs(y[i] - x[i] * inv * w[i]) < 1e-6);
+    }
     for (int isa = 0; isa < 2; isa++) {
         ssf_cpu_swiglu(isa ? ssf_cpu_isa_detect() : SSF_CPU_PORTABLE, x, w, N, y);
         for (int i = 0; i < N; i++)

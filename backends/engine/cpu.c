@@ -393,7 +393,8 @@ static void attn_norm_task(void *ctx, int r, int worker)
     layer_job *j = ctx;
     cpu_device *d = j->d;
     size_t at = (size_t)r * (size_t)d->hidden;
-    ssf_cpu_rmsnorm(d->x + at, d->layers[j->layer].attn_norm, d->hidden, d->eps, d->xn + at);
+    ssf_cpu_rmsnorm(d->isa, d->x + at, d->layers[j->layer].attn_norm, d->hidden, d->eps,
+                    d->xn + at);
 }
 
 /* The o projection's output (in xn) joins the residual, then the MLP norm. */
@@ -404,7 +405,7 @@ static void mlp_norm_task(void *ctx, int r, int worker)
     size_t at = (size_t)r * (size_t)d->hidden;
     for (int i = 0; i < d->hidden; i++)
         d->x[at + i] += d->xn[at + i];
-    ssf_cpu_rmsnorm(d->x + at, d->layers[j->layer].mlp_norm, d->hidden, d->eps, d->xn + at);
+    ssf_cpu_rmsnorm(d->isa, d->x + at, d->layers[j->layer].mlp_norm, d->hidden, d->eps, d->xn + at);
 }
 
 static void swiglu_task(void *ctx, int r, int worker)
@@ -502,7 +503,7 @@ static int cpu_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, s
     for (int l = 0; l < d->cfg.n_layers; l++)
         run_layer(d, b, l);
     for (int i = 0; i < b->n_out; i++)
-        ssf_cpu_rmsnorm(d->x + (size_t)b->out_rows[i] * h, d->final_norm, d->hidden, d->eps,
+        ssf_cpu_rmsnorm(d->isa, d->x + (size_t)b->out_rows[i] * h, d->final_norm, d->hidden, d->eps,
                         d->hout + (size_t)i * h);
     if (b->n_out > 0)
         gemm(d, d->hout, b->n_out, d->hidden, d->lm_head, NULL, d->vocab, logits, d->vocab);

@@ -218,12 +218,42 @@ void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const flo
 
 /* ---- element-wise ops --------------------------------------------------------------- */
 
-void ssf_cpu_rmsnorm(const float *x, const float *w, int n, float eps, float *y)
+/* The sum of squares in double, so its order hardly matters: four partial
+ * sums over i % 4, added (0+1)+(2+3), on either kernel set. */
+static double sum_squares_portable(const float *x, int n)
 {
-    /* the sum of squares in double: its order then hardly matters */
-    double ss = 0;
+    double s[4] = {0};
     for (int i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
+        s[i % 4] = fma((double)x[i], (double)x[i], s[i % 4]);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+#ifdef SSF_CPU_X86
+SSF_AVX2 static double sum_squares_avx2(const float *x, int n)
+{
+    __m256d acc = _mm256_setzero_pd();
+    int n4 = n & ~3;
+    for (int i = 0; i < n4; i += 4) {
+        __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        acc = _mm256_fmadd_pd(v, v, acc);
+    }
+    double s[4];
+    _mm256_storeu_pd(s, acc);
+    for (int i = n4; i < n; i++)
+        s[i % 4] = fma((double)x[i], (double)x[i], s[i % 4]);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+#endif
+
+void ssf_cpu_rmsnorm(ssf_cpu_isa isa, const float *x, const float *w, int n, float eps, float *y)
+{
+    double ss;
+#ifdef SSF_CPU_X86
+    if (isa == SSF_CPU_AVX2)
+        ss = sum_squares_avx2(x, n);
+    else
+#endif
+        ss = sum_squares_portable(x, n);
     float var = (float)(ss / n);
     float inv = 1.0f / sqrtf(var + eps);
     for (int i = 0; i < n; i++)

@@ -52,7 +52,7 @@ void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const flo
 float ssf_cpu_dot(ssf_cpu_isa isa, const float *a, const float *b, int k);
 
 /* y = x * rsqrt(mean(x^2) + eps) * w over one row of n (x and y may alias). */
-void ssf_cpu_rmsnorm(const float *x, const float *w, int n, float eps, float *y);
+void ssf_cpu_rmsnorm(ssf_cpu_isa isa, const float *x, const float *w, int n, float eps, float *y);
 
 /* inv_freq[i] = 1 / theta^((2i)/d) for i < d/2, in fp32 as transformers
  * computes it. */
