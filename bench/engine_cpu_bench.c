@@ -8,18 +8,121 @@
  * For each batch B: B sequences, each on its own run of consecutive KV
  * blocks (default block size), prefill a prompt of P tokens (random ids,
  * at most max_rows rows a forward), then decode G tokens together, one
- * forward of B rows a step, greedy.  One JSON line a batch:
+ * forward of B rows a step, greedy; REPEATS times (environment, default 2,
+ * as bench/engine_hf.py --repeats), the best time of each kept.  One JSON
+ * line a batch:
  *   {"impl":"ssfteval","batch":B,"prompt":P,"gen":G,"threads":T,
- *    "prefill_tok_s":B*P/prefill seconds,"decode_tok_s":B*G/decode seconds}
- * the shape bench/engine_hf.py prints for transformers.
+ *    "prefill_tok_s":B*P/prefill seconds,"decode_tok_s":B*G/decode seconds,
+ *    "prefill_gflop":..,"decode_gflop":..,"fma_peak_gflops":..}
+ * the shape bench/engine_hf.py prints for transformers, plus the model's
+ * arithmetic in each phase (multiply-adds as 2 flops, from config.json) and
+ * the fp32 FMA throughput of T threads measured just before the batch, so a
+ * reader can tell how far from the machine's ceiling each side runs.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "device.h"
 #include "ssfteval/model.h"
+
+/* ---- the machine's fp32 ceiling and the model's arithmetic ---------------------------- */
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* Independent FMA chains: enough to cover the FMA latency on two pipes. */
+#define FMA_CHAINS 12
+#define FMA_ROUNDS 40000000L
+
+__attribute__((target("avx2,fma"))) static float fma_rounds(long n)
+{
+    __m256 a[FMA_CHAINS], b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-4f);
+    for (int i = 0; i < FMA_CHAINS; i++)
+        a[i] = _mm256_set1_ps((float)i);
+    for (long k = 0; k < n; k++)
+        _Pragma("GCC unroll 12") for (int i = 0; i < FMA_CHAINS; i++) a[i] =
+            _mm256_fmadd_ps(a[i], b, c);
+    __m256 s = a[0];
+    for (int i = 1; i < FMA_CHAINS; i++)
+        s = _mm256_add_ps(s, a[i]);
+    return _mm256_cvtss_f32(s);
+}
+
+static void *fma_thread(void *sink)
+{
+    *(float *)sink = fma_rounds(FMA_ROUNDS);
+    return NULL;
+}
+
+/* GFLOP/s of `threads` threads each running FMA_ROUNDS rounds. */
+static double fma_gflops(int threads)
+{
+    pthread_t *t = calloc((size_t)threads, sizeof *t);
+    float *sink = calloc((size_t)threads, sizeof *sink);
+    double t0 = ssf_monotonic_seconds();
+    int started = 0;
+    while (started < threads - 1 &&
+           pthread_create(&t[started], NULL, fma_thread, &sink[started + 1]) == 0)
+        started++;
+    fma_thread(&sink[0]);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    double seconds = ssf_monotonic_seconds() - t0;
+    free(t), free(sink);
+    return (double)(started + 1) * FMA_ROUNDS * FMA_CHAINS * 16 / seconds / 1e9;
+}
+
+/* The best of three tries (a virtual machine's cores vary from one tenth of
+ * a second to the next); 0 without AVX2 and FMA. */
+static double fma_peak_gflops(int threads)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    double best = 0;
+    for (int i = 0; i < 3; i++) {
+        double g = fma_gflops(threads);
+        if (g > best) best = g;
+    }
+    return best;
+}
+#else
+static double fma_peak_gflops(int threads)
+{
+    (void)threads;
+    return 0;
+}
+#endif
+
+/* Flops of one token: the layers' linear maps, the lm_head, and the
+ * attention per position attended to (q.k and p.v, every layer). */
+typedef struct model_flops {
+    double linear, lm_head, per_position;
+} model_flops;
+
+static model_flops flops_of(const ssf_model_config *c)
+{
+    double h = c->hidden_size, q = (double)c->n_heads * c->head_dim;
+    double kv = (double)c->n_kv_heads * c->head_dim, inter = c->intermediate_size;
+    double layer = h * (q + 2 * kv) + q * h + 3 * h * inter;
+    return (model_flops){2 * c->n_layers * layer, 2 * h * c->vocab_size, 4.0 * c->n_layers * q};
+}
+
+/* GFLOP of the prefill of `batch` prompts of P (logits of the last rows
+ * only) and of G decode steps after it. */
+static double prefill_gflop(model_flops f, int batch, int prompt)
+{
+    double attended = (double)prompt * (prompt + 1) / 2;
+    return batch * (prompt * f.linear + f.lm_head + attended * f.per_position) / 1e9;
+}
+
+static double decode_gflop(model_flops f, int batch, int prompt, int gen)
+{
+    double attended = (double)gen * (prompt + 1) + (double)gen * (gen - 1) / 2;
+    return batch * (gen * (f.linear + f.lm_head) + attended * f.per_position) / 1e9;
+}
 
 static int argmax(const float *x, int n)
 {
@@ -105,7 +208,7 @@ static void make_tables(bench *b)
         b->tables[s] = b->blocks + (size_t)s * (size_t)per_seq;
 }
 
-static int run_batch(const ssf_model *m, int prompt, int gen, int threads, int batch)
+static int run_batch(const ssf_model *m, int prompt, int gen, int threads, int batch, int repeats)
 {
     ssf_error err;
     ssf_device_options o = {.n_slots = batch, .max_context = prompt + gen + 1, .threads = threads};
@@ -123,17 +226,29 @@ static int run_batch(const ssf_model *m, int prompt, int gen, int threads, int b
     b.next = calloc((size_t)batch, sizeof(int32_t));
     b.logits = malloc((size_t)rows * (size_t)b.vocab * sizeof(float));
     make_tables(&b);
-    double t0 = ssf_monotonic_seconds();
-    int rc = prefill(&b, &err);
-    double t1 = ssf_monotonic_seconds();
-    if (!rc) rc = decode(&b, &err);
-    double t2 = ssf_monotonic_seconds();
+    int n_threads = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    double peak = fma_peak_gflops(n_threads > 0 ? n_threads : 1);
+    double best_prefill = 1e300, best_decode = 1e300;
+    int rc = 0;
+    for (int r = 0; r < repeats && !rc; r++) {
+        double t0 = ssf_monotonic_seconds();
+        rc = prefill(&b, &err);
+        double t1 = ssf_monotonic_seconds();
+        if (!rc) rc = decode(&b, &err);
+        double t2 = ssf_monotonic_seconds();
+        if (t1 - t0 < best_prefill) best_prefill = t1 - t0;
+        if (t2 - t1 < best_decode) best_decode = t2 - t1;
+    }
+    model_flops f = flops_of(ssf_model_config_of(m));
     if (rc)
         fprintf(stderr, "engine_cpu_bench: %s\n", err.msg);
     else
         printf("{\"impl\":\"ssfteval\",\"batch\":%d,\"prompt\":%d,\"gen\":%d,\"threads\":%d,"
-               "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f}\n",
-               batch, prompt, gen, threads, batch * prompt / (t1 - t0), batch * gen / (t2 - t1));
+               "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"prefill_gflop\":%.3f,"
+               "\"decode_gflop\":%.3f,\"fma_peak_gflops\":%.1f}\n",
+               batch, prompt, gen, n_threads, batch * prompt / best_prefill,
+               batch * gen / best_decode, prefill_gflop(f, batch, prompt),
+               decode_gflop(f, batch, prompt, gen), peak);
     fflush(stdout);
     free(b.token), free(b.pos), free(b.seq), free(b.out), free(b.next), free(b.logits);
     free(b.blocks), free(b.tables);
@@ -153,6 +268,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "engine_cpu_bench: PROMPT and GEN must be positive, THREADS >= 0\n");
         return 2;
     }
+    const char *env = getenv("REPEATS");
+    int repeats = env ? atoi(env) : 2;
+    if (repeats < 1) {
+        fprintf(stderr, "engine_cpu_bench: REPEATS=%s: give a count of at least 1\n", env);
+        return 2;
+    }
     ssf_model *m;
     ssf_error err;
     if (ssf_model_open(argv[1], &m, &err)) {
@@ -163,10 +284,11 @@ int main(int argc, char **argv)
     int rc = 0;
     if (argc > 5) {
         for (int i = 5; i < argc && !rc; i++)
-            rc = atoi(argv[i]) > 0 ? run_batch(m, prompt, gen, threads, atoi(argv[i])) : -1;
+            rc =
+                atoi(argv[i]) > 0 ? run_batch(m, prompt, gen, threads, atoi(argv[i]), repeats) : -1;
     } else {
         for (size_t i = 0; i < sizeof default_batches / sizeof *default_batches && !rc; i++)
-            rc = run_batch(m, prompt, gen, threads, default_batches[i]);
+            rc = run_batch(m, prompt, gen, threads, default_batches[i], repeats);
     }
     ssf_model_close(m);
     return rc ? 1 : 0;
