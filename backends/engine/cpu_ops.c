@@ -85,7 +85,7 @@ SSF_AVX2 static void panel_row_avx2(const float *x, const float *wp, int k0, int
         a0 = _mm256_loadu_ps(y), a1 = _mm256_loadu_ps(y + 8), a2 = _mm256_loadu_ps(y + 16);
     }
     for (int c = k0; c < k1; c++, pf.at += pf.step) {
-        _mm_prefetch((const char *)pf.at, _MM_HINT_T0);
+        _mm_prefetch((const char *)pf.at, _MM_HINT_T0); /* NOLINT(performance-no-int-to-ptr) */
         const float *w = wp + (size_t)c * SSF_CPU_PANEL;
         __m256 b = _mm256_broadcast_ss(x + c);
         a0 = _mm256_fmadd_ps(b, _mm256_loadu_ps(w), a0);
@@ -121,7 +121,7 @@ SSF_AVX2 static void panel_tile_avx2(const float *x, int ldx, const float *wp, i
 {
     ROW_LOAD(0) ROW_LOAD(1) ROW_LOAD(2) ROW_LOAD(3);
     for (int c = k0; c < k1; c++, pf.at += pf.step) {
-        _mm_prefetch((const char *)pf.at, _MM_HINT_T0);
+        _mm_prefetch((const char *)pf.at, _MM_HINT_T0); /* NOLINT(performance-no-int-to-ptr) */
         const float *w = wp + (size_t)c * SSF_CPU_PANEL;
         __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8), w2 = _mm256_loadu_ps(w + 16),
                b;
