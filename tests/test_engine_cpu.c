@@ -167,78 +167,97 @@ static void test_rope(void **state)
     free(u), free(u0);
 }
 
-static void test_attention(void **state)
+/* One head against a double-precision reference: ctx x hd with rows
+ * `stride` floats apart. */
+static void check_attention(int ctx, int hd, int stride)
 {
-    (void)state;
-    enum { CTX = 13, HD = 24, STRIDE = 50 };
-    float *q = rnd_array(HD, 7), *k = rnd_array(CTX * STRIDE, 8), *v = rnd_array(CTX * STRIDE, 9);
-    float scores[CTX], out[HD];
-    float scale = 1.0f / sqrtf(HD);
+    float *q = rnd_array((size_t)hd, 7), *k = rnd_array((size_t)ctx * stride, 8);
+    float *v = rnd_array((size_t)ctx * stride, 9);
+    float *scores = calloc((size_t)ctx, sizeof(float)), *out = calloc((size_t)hd, sizeof(float));
+    double *p = calloc((size_t)ctx, sizeof(double));
+    float scale = 1.0f / sqrtf((float)hd);
     for (int isa = 0; isa < 2; isa++) {
-        ssf_cpu_attention(isa ? ssf_cpu_isa_detect() : SSF_CPU_PORTABLE, q, k, v, STRIDE, CTX, HD,
+        ssf_cpu_attention(isa ? ssf_cpu_isa_detect() : SSF_CPU_PORTABLE, q, k, v, stride, ctx, hd,
                           scale, scores, out);
-        double p[CTX], sum = 0, max = -INFINITY;
-        for (int j = 0; j < CTX; j++) {
+        double sum = 0, max = -INFINITY;
+        for (int j = 0; j < ctx; j++) {
             p[j] = 0;
-            for (int d = 0; d < HD; d++)
-                p[j] += (double)q[d] * k[j * STRIDE + d];
+            for (int d = 0; d < hd; d++)
+                p[j] += (double)q[d] * k[(size_t)j * stride + d];
             p[j] *= scale;
             max = fmax(max, p[j]);
         }
-        for (int j = 0; j < CTX; j++)
+        for (int j = 0; j < ctx; j++)
             sum += p[j] = exp(p[j] - max);
-        for (int d = 0; d < HD; d++) {
+        for (int d = 0; d < hd; d++) {
             double ref = 0;
-            for (int j = 0; j < CTX; j++)
-                ref += p[j] / sum * v[j * STRIDE + d];
+            for (int j = 0; j < ctx; j++)
+                ref += p[j] / sum * v[(size_t)j * stride + d];
             assert_true(fabs(out[d] - ref) < 1e-6);
         }
     }
-    free(q), free(k), free(v);
+    free(q), free(k), free(v), free(scores), free(out), free(p);
+}
+
+/* Shapes that take every path: fewer positions than a score tile or the
+ * prefetch distance, and more; head dims with whole 32-float V tiles, 8-float
+ * ones and a tail. */
+static void test_attention(void **state)
+{
+    (void)state;
+    check_attention(13, 24, 50);
+    check_attention(45, 70, 80);
 }
 
 /* Paged attention visits the positions in order whatever the block size or
  * block order, so its bits equal one contiguous block's; each head of a
- * group gets the bits it gets alone. */
-static void check_paged_attention(ssf_cpu_isa isa)
+ * group gets the bits it gets alone.  The block table has exactly the
+ * sequence's blocks, so a read past it (the prefetches ahead) shows under
+ * AddressSanitizer. */
+static void check_paged_attention(ssf_cpu_isa isa, int ctx, int hd, int stride)
 {
-    enum { CTX = 13, HD = 24, STRIDE = 50, GROUP = 3 };
-    float *q = rnd_array(GROUP * HD, 10), *k = rnd_array(CTX * STRIDE, 11);
-    float *v = rnd_array(CTX * STRIDE, 12), scores[GROUP * CTX], ref[GROUP * HD], out[GROUP * HD];
-    float scale = 1.0f / sqrtf(HD);
+    enum { GROUP = 3 };
+    float *q = rnd_array(GROUP * (size_t)hd, 10), *k = rnd_array((size_t)ctx * stride, 11);
+    float *v = rnd_array((size_t)ctx * stride, 12);
+    float *scores = calloc((size_t)GROUP * ctx, sizeof(float));
+    float *ref = calloc((size_t)GROUP * hd, sizeof(float)), *out = calloc((size_t)GROUP * hd, 4);
+    float scale = 1.0f / sqrtf((float)hd);
     static const int32_t block0 = 0;
-    ssf_cpu_kv_pages one = {k, v, &block0, CTX, 0, STRIDE};
-    ssf_cpu_attention_group(isa, q, GROUP, &one, CTX, HD, scale, scores, ref);
+    ssf_cpu_kv_pages one = {k, v, &block0, ctx, 0, stride};
+    ssf_cpu_attention_group(isa, q, GROUP, &one, ctx, hd, scale, scores, ref);
     for (int g = 0; g < GROUP; g++) {
-        ssf_cpu_attention(isa, q + g * HD, k, v, STRIDE, CTX, HD, scale, scores, out);
-        assert_memory_equal(out, ref + g * HD, HD * sizeof(float));
+        ssf_cpu_attention(isa, q + (size_t)g * hd, k, v, stride, ctx, hd, scale, scores, out);
+        assert_memory_equal(out, ref + (size_t)g * hd, (size_t)hd * sizeof(float));
     }
-    static const int sizes[] = {1, 2, 3, 5, 13, 16};
+    int sizes[] = {1, 2, 3, 5, 13, 16, ctx};
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
-        int bs = sizes[s], nb = (CTX + bs - 1) / bs + 2;
-        float *kp = calloc((size_t)nb * bs * STRIDE, sizeof(float));
-        float *vp = calloc((size_t)nb * bs * STRIDE, sizeof(float));
-        int32_t table[CTX] = {0};
-        for (int i = 0; i < (CTX + bs - 1) / bs; i++)
+        int bs = sizes[s], used = (ctx + bs - 1) / bs, nb = used + 2;
+        float *kp = calloc((size_t)nb * bs * stride, sizeof(float));
+        float *vp = calloc((size_t)nb * bs * stride, sizeof(float));
+        int32_t *table = calloc((size_t)used, sizeof(int32_t));
+        for (int i = 0; i < used; i++)
             table[i] = nb - 1 - i; /* descending, the two lowest unused */
-        for (int j = 0; j < CTX; j++) {
-            size_t at = ((size_t)table[j / bs] * bs + j % bs) * STRIDE;
-            memcpy(kp + at, k + j * STRIDE, STRIDE * sizeof(float));
-            memcpy(vp + at, v + j * STRIDE, STRIDE * sizeof(float));
+        for (int j = 0; j < ctx; j++) {
+            size_t at = ((size_t)table[j / bs] * bs + j % bs) * stride;
+            memcpy(kp + at, k + (size_t)j * stride, (size_t)stride * sizeof(float));
+            memcpy(vp + at, v + (size_t)j * stride, (size_t)stride * sizeof(float));
         }
-        ssf_cpu_kv_pages kv = {kp, vp, table, bs, (size_t)bs * STRIDE, STRIDE};
-        ssf_cpu_attention_group(isa, q, GROUP, &kv, CTX, HD, scale, scores, out);
-        assert_memory_equal(out, ref, sizeof ref);
-        free(kp), free(vp);
+        ssf_cpu_kv_pages kv = {kp, vp, table, bs, (size_t)bs * stride, stride};
+        ssf_cpu_attention_group(isa, q, GROUP, &kv, ctx, hd, scale, scores, out);
+        assert_memory_equal(out, ref, (size_t)GROUP * hd * sizeof(float));
+        free(kp), free(vp), free(table);
     }
-    free(q), free(k), free(v);
+    free(q), free(k), free(v), free(scores), free(ref), free(out);
 }
 
 static void test_paged_attention(void **state)
 {
     (void)state;
-    check_paged_attention(SSF_CPU_PORTABLE);
-    check_paged_attention(ssf_cpu_isa_detect());
+    for (int isa = 0; isa < 2; isa++) {
+        ssf_cpu_isa which = isa ? ssf_cpu_isa_detect() : SSF_CPU_PORTABLE;
+        check_paged_attention(which, 13, 24, 50);
+        check_paged_attention(which, 45, 70, 80);
+    }
 }
 
 static void count_task(void *ctx, int task, int worker)
