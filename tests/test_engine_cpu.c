@@ -40,29 +40,63 @@ static float *rnd_array(size_t n, uint64_t seed)
 
 /* ---- kernels ---------------------------------------------------------------------- */
 
-/* Every row of W packed (cpu_ops.h). */
-static float *pack(const float *w, int n, int k)
+/* BF16 bits of a float that BF16 holds exactly, and such floats. */
+static uint16_t bf16_bits(float f)
 {
-    float *p = calloc(ssf_cpu_packed_floats(n, k), sizeof(float));
-    for (int r = 0; r < n; r++)
-        ssf_cpu_pack_row(p, k, r, w + (size_t)r * k);
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)(u >> 16);
+}
+
+static void round_to_bf16(float *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &a[i], sizeof u);
+        u &= 0xFFFF0000u;
+        memcpy(&a[i], &u, sizeof u);
+    }
+}
+
+/* Every row of W packed (cpu_ops.h), as fp32 or as BF16 (W's values must
+ * then be BF16's), and read back. */
+static ssf_cpu_matrix pack(const float *w, int n, int k, int bf16)
+{
+    size_t elems = ssf_cpu_packed_floats(n, k);
+    ssf_cpu_matrix m = {NULL, NULL};
+    if (bf16) {
+        uint16_t *p = calloc(elems, sizeof(uint16_t)), *row = malloc((size_t)k * 2);
+        for (int r = 0; r < n; r++) {
+            for (int c = 0; c < k; c++)
+                row[c] = bf16_bits(w[(size_t)r * k + c]);
+            ssf_cpu_pack_row_bf16(p, k, r, row);
+        }
+        free(row);
+        m.bf16 = p;
+    } else {
+        float *p = calloc(elems, sizeof(float));
+        for (int r = 0; r < n; r++)
+            ssf_cpu_pack_row(p, k, r, w + (size_t)r * k);
+        m.f32 = p;
+    }
     float *back = malloc((size_t)k * sizeof(float));
     for (int r = 0; r < n; r++) {
-        ssf_cpu_unpack_row(p, k, r, back);
+        ssf_cpu_unpack_row(m, k, r, back);
         assert_memory_equal(back, w + (size_t)r * k, (size_t)k * sizeof(float));
     }
     free(back);
-    return p;
+    return m;
 }
 
 /* Odd sizes: two whole panels and a partial one, row tiles with a
  * remainder, k over one k block with a tail. */
 enum { GM = 37, GN = 2 * SSF_CPU_PANEL + 5, GK = 300 };
 
-static float *check_gemm(ssf_cpu_isa isa)
+static float *check_gemm(ssf_cpu_isa isa, int bf16)
 {
     float *x = rnd_array(GM * GK, 1), *w = rnd_array(GN * GK, 2), *bias = rnd_array(GN, 3);
-    float *wp = pack(w, GN, GK);
+    round_to_bf16(w, GN * GK); /* the same values for both storages */
+    ssf_cpu_matrix wp = pack(w, GN, GK, bf16);
     float *all = calloc(GM * GN, sizeof(float)), *y = calloc(GM * GN, sizeof(float));
     ssf_cpu_gemm_range(isa, x, GM, GK, wp, GN, bias, all, GN, 0, GN);
     for (int i = 0; i < GM; i++)
@@ -86,17 +120,22 @@ static float *check_gemm(ssf_cpu_isa isa)
             ssf_cpu_gemm_range(isa, x + off * GK, m, GK, wp, GN, bias, y, GN, split, GN);
             assert_memory_equal(y, all + off * GN, (size_t)m * GN * sizeof(float));
         }
-    free(x), free(w), free(bias), free(wp), free(y);
+    free(x), free(w), free(bias), free((void *)wp.f32), free((void *)wp.bf16), free(y);
     return all;
 }
 
 static void test_gemm(void **state)
 {
     (void)state;
-    float *portable = check_gemm(SSF_CPU_PORTABLE), *best = check_gemm(ssf_cpu_isa_detect());
-    /* the kernel sets agree bit for bit */
-    assert_memory_equal(portable, best, GM * GN * sizeof(float));
-    free(portable), free(best);
+    float *ref = check_gemm(SSF_CPU_PORTABLE, 0);
+    /* the kernel sets and the weights' storage agree bit for bit */
+    for (int isa = 0; isa < 2; isa++)
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            float *y = check_gemm(isa ? ssf_cpu_isa_detect() : SSF_CPU_PORTABLE, bf16);
+            assert_memory_equal(y, ref, GM * GN * sizeof(float));
+            free(y);
+        }
+    free(ref);
 }
 
 static void test_rmsnorm_swiglu(void **state)

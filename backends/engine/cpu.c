@@ -1,8 +1,9 @@
 /*
  * cpu.c - the CPU device: a Qwen2/Llama forward pass in fp32.
  *
- * The GEMMs' weights are widened to fp32 and packed once at open
- * (cpu_ops.h: panels of 24 rows); q|k|v and gate|up are concatenated so a
+ * The GEMMs' weights are packed once at open (cpu_ops.h: panels of 24
+ * rows), as BF16 from a BF16 checkpoint (the GEMM widens them as it goes,
+ * exactly) and as fp32 from any other; q|k|v and gate|up are concatenated so a
  * layer is four GEMMs: qkv, o, gate|up, down.  Norms and an untied
  * embedding stay as they are (F32 in place from the mapping); a tied
  * embedding is read from the packed lm_head.  The lm_head GEMM runs only on
@@ -43,10 +44,11 @@
 
 typedef struct cpu_layer {
     const float *attn_norm, *mlp_norm;
-    const float *qkv, *qkv_bias; /* packed [q + 2kv, hidden], [q + 2kv] or NULL */
-    const float *o;              /* [hidden, q] */
-    const float *gate_up;        /* packed [2 * inter, hidden] */
-    const float *down;           /* packed [hidden, inter] */
+    ssf_cpu_matrix qkv;     /* packed [q + 2kv, hidden] */
+    const float *qkv_bias;  /* [q + 2kv] or NULL */
+    ssf_cpu_matrix o;       /* packed [hidden, q] */
+    ssf_cpu_matrix gate_up; /* packed [2 * inter, hidden] */
+    ssf_cpu_matrix down;    /* packed [hidden, inter] */
 } cpu_layer;
 
 typedef struct cpu_device {
@@ -56,11 +58,11 @@ typedef struct cpu_device {
     ssf_cpu_pool *pool;
     int hidden, hd, n_heads, n_kv, q_dim, kv_dim, qkv_dim, inter, vocab;
     float eps, scale;
-    const float *embed;   /* [vocab, hidden], NULL when tied: rows of lm_head */
-    const float *lm_head; /* packed [vocab, hidden] */
+    const float *embed;     /* [vocab, hidden], NULL when tied: rows of lm_head */
+    ssf_cpu_matrix lm_head; /* packed [vocab, hidden] */
     const float *final_norm;
     cpu_layer *layers;
-    float **owned; /* buffers widened or packed at open */
+    void **owned; /* buffers widened or packed at open */
     int n_owned;
     size_t owned_bytes;
     float *inv_freq;
@@ -76,21 +78,26 @@ typedef struct cpu_device {
 /* Weights are read a cache line at a time by the GEMM, so their buffers
  * start on a line; large ones ask for huge pages, which keep the TLB from
  * missing every 4 KB of a decode step's stream over all the weights. */
-static float *own_floats(cpu_device *d, size_t n, const char *what, ssf_error *err)
+static void *own_bytes(cpu_device *d, size_t n, const char *what, ssf_error *err)
 {
-    size_t align = n * sizeof(float) >= HUGE_BUFFER ? HUGE_PAGE : CACHE_LINE;
-    size_t bytes = (n * sizeof(float) + align - 1) / align * align;
-    float *p = aligned_alloc(align, bytes ? bytes : align);
+    size_t align = n >= HUGE_BUFFER ? HUGE_PAGE : CACHE_LINE;
+    size_t bytes = (n + align - 1) / align * align;
+    void *p = aligned_alloc(align, bytes ? bytes : align);
 #ifdef MADV_HUGEPAGE
     if (p && align == HUGE_PAGE) madvise(p, bytes, MADV_HUGEPAGE);
 #endif
     if (!p) {
-        ssf_fail(err, "cpu device: cannot allocate %zu bytes for %s", n * sizeof(float), what);
+        ssf_fail(err, "cpu device: cannot allocate %zu bytes for %s", n, what);
         return NULL;
     }
     d->owned[d->n_owned++] = p;
-    d->owned_bytes += n * sizeof(float);
+    d->owned_bytes += n;
     return p;
+}
+
+static float *own_floats(cpu_device *d, size_t n, const char *what, ssf_error *err)
+{
+    return own_bytes(d, n * sizeof(float), what, err);
 }
 
 /* An F32 tensor in place (the mapping is 4-byte aligned in practice); any
@@ -120,31 +127,53 @@ static const float *concat(cpu_device *d, const ssf_tensor *const *t, int n, ssf
     return p;
 }
 
+static int all_bf16(const ssf_tensor *const *t, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (t[i]->dtype != SSF_DTYPE_BF16) return 0;
+    return 1;
+}
+
 /* Linear weights of k columns stacked along their rows (q|k|v, gate|up),
- * widened and packed for the GEMM. */
-static const float *packed(cpu_device *d, const ssf_tensor *const *t, int n, int k, ssf_error *err)
+ * packed for the GEMM: BF16 as it is when every part is BF16, else widened
+ * to fp32.  Both leave {NULL, NULL} on failure. */
+static ssf_cpu_matrix packed(cpu_device *d, const ssf_tensor *const *t, int n, int k,
+                             ssf_error *err)
 {
     int64_t rows = 0;
     for (int i = 0; i < n; i++)
         rows += t[i]->numel / k;
-    size_t floats = ssf_cpu_packed_floats((int)rows, k);
-    float *p = own_floats(d, floats, t[0]->name, err);
-    if (!p) return NULL;
-    memset(p, 0, floats * sizeof(float)); /* the last panel's rows past the end */
-    float *row = ssf_xmalloc((size_t)k * sizeof(float));
+    size_t elems = ssf_cpu_packed_floats((int)rows, k);
+    int bf16 = all_bf16(t, n);
+    size_t elem = bf16 ? sizeof(uint16_t) : sizeof(float);
+    void *p = own_bytes(d, elems * elem, t[0]->name, err);
+    if (!p) return (ssf_cpu_matrix){NULL, NULL};
+    memset(p, 0, elems * elem); /* the last panel's rows past the end */
+    void *row = ssf_xmalloc((size_t)k * sizeof(float));
     int r = 0;
     for (int i = 0; i < n; i++)
         for (int64_t j = 0; j < t[i]->numel / k; j++, r++) {
-            ssf_tensor_read_f32(t[i], j * k, k, row);
-            ssf_cpu_pack_row(p, k, r, row);
+            if (bf16) {
+                /* the mapping need not be 2-byte aligned: copied, not cast */
+                memcpy(row, (const char *)t[i]->data + (size_t)(j * k) * elem, (size_t)k * elem);
+                ssf_cpu_pack_row_bf16(p, k, r, row);
+            } else {
+                ssf_tensor_read_f32(t[i], j * k, k, row);
+                ssf_cpu_pack_row(p, k, r, row);
+            }
         }
     free(row);
-    return p;
+    return bf16 ? (ssf_cpu_matrix){NULL, p} : (ssf_cpu_matrix){p, NULL};
 }
 
-static const float *packed1(cpu_device *d, const ssf_tensor *t, int k, ssf_error *err)
+static ssf_cpu_matrix packed1(cpu_device *d, const ssf_tensor *t, int k, ssf_error *err)
 {
     return packed(d, &t, 1, k, err);
+}
+
+static int failed(ssf_cpu_matrix m)
+{
+    return !m.f32 && !m.bf16;
 }
 
 static int load_layer(cpu_device *d, const ssf_layer_weights *w, cpu_layer *l, ssf_error *err)
@@ -152,13 +181,12 @@ static int load_layer(cpu_device *d, const ssf_layer_weights *w, cpu_layer *l, s
     const ssf_tensor *qkv[3] = {w->q, w->k, w->v};
     const ssf_tensor *gu[2] = {w->gate, w->up};
     int H = d->cfg.hidden_size;
-    l->attn_norm = weight(d, w->attn_norm, err);
-    l->mlp_norm = l->attn_norm ? weight(d, w->mlp_norm, err) : NULL;
-    l->qkv = l->mlp_norm ? packed(d, qkv, 3, H, err) : NULL;
-    l->o = l->qkv ? packed1(d, w->o, d->cfg.n_heads * d->cfg.head_dim, err) : NULL;
-    l->gate_up = l->o ? packed(d, gu, 2, H, err) : NULL;
-    l->down = l->gate_up ? packed1(d, w->down, d->cfg.intermediate_size, err) : NULL;
-    if (!l->down) return -1;
+    if (!(l->attn_norm = weight(d, w->attn_norm, err))) return -1;
+    if (!(l->mlp_norm = weight(d, w->mlp_norm, err))) return -1;
+    if (failed(l->qkv = packed(d, qkv, 3, H, err))) return -1;
+    if (failed(l->o = packed1(d, w->o, d->cfg.n_heads * d->cfg.head_dim, err))) return -1;
+    if (failed(l->gate_up = packed(d, gu, 2, H, err))) return -1;
+    if (failed(l->down = packed1(d, w->down, d->cfg.intermediate_size, err))) return -1;
     l->qkv_bias = NULL;
     if (w->q_bias) {
         const ssf_tensor *b[3] = {w->q_bias, w->k_bias, w->v_bias};
@@ -178,7 +206,7 @@ static int load_weights(cpu_device *d, const ssf_model *m, ssf_error *err)
     d->layers = calloc((size_t)n_layers, sizeof *d->layers);
     if (!d->owned || !d->layers) return ssf_fail(err, "cpu device: out of memory for the layers");
     d->lm_head = packed1(d, w->lm_head, d->cfg.hidden_size, err);
-    if (!d->lm_head) return -1;
+    if (failed(d->lm_head)) return -1;
     d->embed = NULL;
     if (w->lm_head != w->embed && !(d->embed = weight(d, w->embed, err))) return -1;
     d->final_norm = weight(d, w->final_norm, err);
@@ -313,7 +341,8 @@ static void embed_row(const cpu_device *d, int32_t token, float *out)
 
 typedef struct {
     cpu_device *d;
-    const float *x, *w, *bias;
+    const float *x, *bias;
+    ssf_cpu_matrix w;
     float *y;
     int m, k, n, ldy, chunk;
 } gemm_job;
@@ -327,13 +356,13 @@ static void gemm_task(void *ctx, int task, int worker)
 
 /* Y[m, n] = X[m, k] W[n, k]^T (+ bias) for a packed W, columns split
  * across the pool in whole panels. */
-static void gemm(cpu_device *d, const float *x, int m, int k, const float *w, const float *bias,
+static void gemm(cpu_device *d, const float *x, int m, int k, ssf_cpu_matrix w, const float *bias,
                  int n, float *y, int ldy)
 {
     int tasks = ssf_cpu_pool_threads(d->pool) * GEMM_TASKS_PER_THREAD;
     int chunk = (n + tasks - 1) / tasks;
     chunk = (chunk + SSF_CPU_PANEL - 1) / SSF_CPU_PANEL * SSF_CPU_PANEL;
-    gemm_job j = {d, x, w, bias, y, m, k, n, ldy, chunk};
+    gemm_job j = {d, x, bias, w, y, m, k, n, ldy, chunk};
     ssf_cpu_pool_run(d->pool, (n + chunk - 1) / chunk, gemm_task, &j);
 }
 

@@ -39,32 +39,52 @@ size_t ssf_cpu_packed_floats(int n, int k)
     return (size_t)((n + SSF_CPU_PANEL - 1) / SSF_CPU_PANEL) * SSF_CPU_PANEL * (size_t)k;
 }
 
+/* Where element (r, c) of a packed [n, k] weight sits. */
+static size_t packed_at(int k, int r, int c)
+{
+    return (size_t)(r / SSF_CPU_PANEL) * (size_t)k * SSF_CPU_PANEL + (size_t)c * SSF_CPU_PANEL +
+           (size_t)(r % SSF_CPU_PANEL);
+}
+
 void ssf_cpu_pack_row(float *packed, int k, int r, const float *row)
 {
-    float *p = packed + (size_t)(r / SSF_CPU_PANEL) * k * SSF_CPU_PANEL + r % SSF_CPU_PANEL;
     for (int c = 0; c < k; c++)
-        p[(size_t)c * SSF_CPU_PANEL] = row[c];
+        packed[packed_at(k, r, c)] = row[c];
 }
 
-void ssf_cpu_unpack_row(const float *packed, int k, int r, float *row)
+void ssf_cpu_pack_row_bf16(uint16_t *packed, int k, int r, const uint16_t *row)
 {
-    const float *p = packed + (size_t)(r / SSF_CPU_PANEL) * k * SSF_CPU_PANEL + r % SSF_CPU_PANEL;
     for (int c = 0; c < k; c++)
-        row[c] = p[(size_t)c * SSF_CPU_PANEL];
+        packed[packed_at(k, r, c)] = row[c];
 }
 
-/* What every kernel below computes for Y's rows [0, mr) and one panel's
- * SSF_CPU_PANEL columns over k in [k0, k1): each element continues its own
- * FMA chain, y = fma(x[c], w[c], y) for c ascending, from 0 at k0 == 0 or
- * from the value left in y. */
-static void panel_portable(const float *x, int ldx, const float *wp, int k0, int k1, float *y,
+static float widen_bf16(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+void ssf_cpu_unpack_row(ssf_cpu_matrix w, int k, int r, float *row)
+{
+    for (int c = 0; c < k; c++)
+        row[c] = w.bf16 ? widen_bf16(w.bf16[packed_at(k, r, c)]) : w.f32[packed_at(k, r, c)];
+}
+
+/* What every kernel below computes for Y's rows [0, mr) and one panel
+ * slice w of kc k steps ([kc][SSF_CPU_PANEL], x and w advanced to the
+ * slice's first k): each element continues its own FMA chain,
+ * y = fma(x[c], w[c], y) for c ascending, from 0 for the first slice of k
+ * (more == 0) or from the value left in y. */
+static void slice_portable(const float *x, int ldx, const float *w, int kc, int more, float *y,
                            int ldy, int mr)
 {
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < SSF_CPU_PANEL; j++) {
-            float acc = k0 == 0 ? 0.0f : y[(size_t)i * ldy + j];
-            for (int c = k0; c < k1; c++)
-                acc = fmaf(x[(size_t)i * ldx + c], wp[(size_t)c * SSF_CPU_PANEL + j], acc);
+            float acc = more ? y[(size_t)i * ldy + j] : 0.0f;
+            for (int c = 0; c < kc; c++)
+                acc = fmaf(x[(size_t)i * ldx + c], w[(size_t)c * SSF_CPU_PANEL + j], acc);
             y[(size_t)i * ldy + j] = acc;
         }
 }
@@ -76,17 +96,16 @@ typedef struct prefetch_cursor {
     uintptr_t at, step;
 } prefetch_cursor;
 
-/* One row of X against a panel (the rows past the last whole tile). */
-SSF_AVX2 static void panel_row_avx2(const float *x, const float *wp, int k0, int k1, float *y,
+/* One row of X against a slice (the rows past the last whole tile). */
+SSF_AVX2 static void slice_row_avx2(const float *x, const float *w, int kc, int more, float *y,
                                     prefetch_cursor pf)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0;
-    if (k0 > 0) {
+    if (more) {
         a0 = _mm256_loadu_ps(y), a1 = _mm256_loadu_ps(y + 8), a2 = _mm256_loadu_ps(y + 16);
     }
-    for (int c = k0; c < k1; c++, pf.at += pf.step) {
+    for (int c = 0; c < kc; c++, w += SSF_CPU_PANEL, pf.at += pf.step) {
         _mm_prefetch((const char *)pf.at, _MM_HINT_T0); /* NOLINT(performance-no-int-to-ptr) */
-        const float *w = wp + (size_t)c * SSF_CPU_PANEL;
         __m256 b = _mm256_broadcast_ss(x + c);
         a0 = _mm256_fmadd_ps(b, _mm256_loadu_ps(w), a0);
         a1 = _mm256_fmadd_ps(b, _mm256_loadu_ps(w + 8), a1);
@@ -98,7 +117,7 @@ SSF_AVX2 static void panel_row_avx2(const float *x, const float *wp, int k0, int
 /* The accumulators of row I of a 4 x 24 tile. */
 #define ROW_LOAD(I)                                                                                \
     __m256 a##I##0 = _mm256_setzero_ps(), a##I##1 = a##I##0, a##I##2 = a##I##0;                    \
-    if (k0 > 0) {                                                                                  \
+    if (more) {                                                                                    \
         a##I##0 = _mm256_loadu_ps(y + I * (size_t)ldy);                                            \
         a##I##1 = _mm256_loadu_ps(y + I * (size_t)ldy + 8);                                        \
         a##I##2 = _mm256_loadu_ps(y + I * (size_t)ldy + 16);                                       \
@@ -113,16 +132,15 @@ SSF_AVX2 static void panel_row_avx2(const float *x, const float *wp, int k0, int
     _mm256_storeu_ps(y + I * (size_t)ldy + 8, a##I##1);                                            \
     _mm256_storeu_ps(y + I * (size_t)ldy + 16, a##I##2);
 
-/* Four rows of X against a panel: 12 accumulators in registers, each k
+/* Four rows of X against a slice: 12 accumulators in registers, each k
  * step three panel loads and four broadcasts for 12 FMAs (an outer
  * product), where a dot-product tile pays a horizontal sum per element. */
-SSF_AVX2 static void panel_tile_avx2(const float *x, int ldx, const float *wp, int k0, int k1,
+SSF_AVX2 static void slice_tile_avx2(const float *x, int ldx, const float *w, int kc, int more,
                                      float *y, int ldy, prefetch_cursor pf)
 {
     ROW_LOAD(0) ROW_LOAD(1) ROW_LOAD(2) ROW_LOAD(3);
-    for (int c = k0; c < k1; c++, pf.at += pf.step) {
+    for (int c = 0; c < kc; c++, w += SSF_CPU_PANEL, pf.at += pf.step) {
         _mm_prefetch((const char *)pf.at, _MM_HINT_T0); /* NOLINT(performance-no-int-to-ptr) */
-        const float *w = wp + (size_t)c * SSF_CPU_PANEL;
         __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8), w2 = _mm256_loadu_ps(w + 16),
                b;
         ROW_FMA(0) ROW_FMA(1) ROW_FMA(2) ROW_FMA(3)
@@ -131,50 +149,82 @@ SSF_AVX2 static void panel_tile_avx2(const float *x, int ldx, const float *wp, i
 }
 
 /* Pass p of n over a slice of kc k steps fetches its share of the next
- * slice: with one pass a slice the hardware prefetcher keeps up, but with
- * many only the first pass reads memory, faster than it can stream, while
- * the rest compute from L1.  Spread over all passes, the next slice arrives
- * during the whole of this one. */
-static prefetch_cursor next_slice_share(const float *wp, int k0, int k1, int p, int n)
+ * slice (at `next`, `step_bytes` a k step): with one pass a slice the
+ * hardware prefetcher keeps up, but with many only the first pass reads
+ * memory, faster than it can stream, while the rest compute from L1.
+ * Spread over all passes, the next slice arrives during the whole of this
+ * one. */
+static prefetch_cursor next_slice_share(uintptr_t next, uintptr_t step_bytes, int kc, int p, int n)
 {
-    uintptr_t next = (uintptr_t)wp + (uintptr_t)k1 * SSF_CPU_PANEL * sizeof(float);
-    uintptr_t step = SSF_CPU_PANEL * sizeof(float) / (uintptr_t)n;
-    return (prefetch_cursor){next + (uintptr_t)p * (uintptr_t)(k1 - k0) * step, step};
+    uintptr_t step = step_bytes / (uintptr_t)n;
+    return (prefetch_cursor){next + (uintptr_t)p * (uintptr_t)kc * step, step};
 }
 
-SSF_AVX2 static void panel_avx2(const float *x, int ldx, const float *wp, int k0, int k1, float *y,
-                                int ldy, int mr)
+SSF_AVX2 static void slice_avx2(const float *x, int ldx, const float *w, int kc, int more, float *y,
+                                int ldy, int mr, uintptr_t next, uintptr_t step_bytes)
 {
     int passes = mr / GEMM_MR + mr % GEMM_MR, p = 0, i = 0;
     for (; i + GEMM_MR <= mr; i += GEMM_MR, p++)
-        panel_tile_avx2(x + (size_t)i * ldx, ldx, wp, k0, k1, y + (size_t)i * ldy, ldy,
-                        next_slice_share(wp, k0, k1, p, passes));
+        slice_tile_avx2(x + (size_t)i * ldx, ldx, w, kc, more, y + (size_t)i * ldy, ldy,
+                        next_slice_share(next, step_bytes, kc, p, passes));
     for (; i < mr; i++, p++)
-        panel_row_avx2(x + (size_t)i * ldx, wp, k0, k1, y + (size_t)i * ldy,
-                       next_slice_share(wp, k0, k1, p, passes));
+        slice_row_avx2(x + (size_t)i * ldx, w, kc, more, y + (size_t)i * ldy,
+                       next_slice_share(next, step_bytes, kc, p, passes));
+}
+
+/* n BF16 values to fp32, 8 at a time (exact: a BF16 is a float's top half). */
+SSF_AVX2 static void widen_avx2(const uint16_t *b, int n, float *out)
+{
+    int n8 = n & ~7;
+    for (int i = 0; i < n8; i += 8) {
+        __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(b + i)));
+        _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(u, 16)));
+    }
+    for (int i = n8; i < n; i++)
+        out[i] = widen_bf16(b[i]);
 }
 #endif
 
-static void panel(ssf_cpu_isa isa, const float *x, int ldx, const float *wp, int k0, int k1,
-                  float *y, int ldy, int mr)
+static void widen(ssf_cpu_isa isa, const uint16_t *b, int n, float *out)
 {
 #ifdef SSF_CPU_X86
     if (isa == SSF_CPU_AVX2) {
-        panel_avx2(x, ldx, wp, k0, k1, y, ldy, mr);
+        widen_avx2(b, n, out);
         return;
     }
 #endif
-    panel_portable(x, ldx, wp, k0, k1, y, ldy, mr);
+    for (int i = 0; i < n; i++)
+        out[i] = widen_bf16(b[i]);
 }
 
-/* One panel's columns [n, n + SSF_CPU_PANEL) for all m rows into y (row
- * stride ldy, room for the whole panel), k in blocks of GEMM_KC. */
-static void panel_all_k(ssf_cpu_isa isa, const float *x, int m, int k, const float *wp, float *y,
-                        int ldy)
+/* One panel's columns for all m rows into y (row stride ldy, room for the
+ * whole panel), k in slices of GEMM_KC.  BF16 slices are widened into
+ * `wide` first, once for all the rows; each slice's passes prefetch the
+ * next slice where it is stored. */
+static void panel_all_k(ssf_cpu_isa isa, const float *x, int m, int k, ssf_cpu_matrix w,
+                        size_t panel, float *wide, float *y, int ldy)
 {
+    size_t first = panel * (size_t)k * SSF_CPU_PANEL;
     for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
-        int k1 = k - k0 < GEMM_KC ? k : k0 + GEMM_KC;
-        panel(isa, x, k, wp, k0, k1, y, ldy, m);
+        int kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+        size_t at = first + (size_t)k0 * SSF_CPU_PANEL, end = at + (size_t)kc * SSF_CPU_PANEL;
+        const float *slice = wide;
+        uintptr_t next, step; /* the next slice where it is stored, and its bytes a k step */
+        if (w.bf16) {
+            widen(isa, w.bf16 + at, kc * SSF_CPU_PANEL, wide);
+            next = (uintptr_t)(w.bf16 + end), step = SSF_CPU_PANEL * sizeof(uint16_t);
+        } else {
+            slice = w.f32 + at;
+            next = (uintptr_t)(w.f32 + end), step = SSF_CPU_PANEL * sizeof(float);
+        }
+#ifdef SSF_CPU_X86
+        if (isa == SSF_CPU_AVX2) {
+            slice_avx2(x + k0, k, slice, kc, k0 > 0, y, ldy, m, next, step);
+            continue;
+        }
+#endif
+        (void)next, (void)step;
+        slice_portable(x + k0, k, slice, kc, k0 > 0, y, ldy, m);
     }
 }
 
@@ -196,21 +246,23 @@ static void put_columns(const float *t, int m, int n, const float *bias, float *
                                           : t[(size_t)i * SSF_CPU_PANEL + j];
 }
 
-void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const float *wp, int n,
+void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, ssf_cpu_matrix w, int n,
                         const float *bias, float *y, int ldy, int n0, int n1)
 {
     if (n1 > n) n1 = n;
     float *edge = NULL; /* a panel that Y cannot hold whole */
+    /* a widened BF16 slice: 24 KB, on the stack so each thread has its own */
+    _Alignas(64) float wide[GEMM_KC * SSF_CPU_PANEL];
     for (int c = n0; c < n1; c += SSF_CPU_PANEL) {
-        const float *w = wp + (size_t)(c / SSF_CPU_PANEL) * k * SSF_CPU_PANEL;
+        size_t panel = (size_t)(c / SSF_CPU_PANEL);
         int cols = n1 - c < SSF_CPU_PANEL ? n1 - c : SSF_CPU_PANEL;
         if (cols == SSF_CPU_PANEL) {
-            panel_all_k(isa, x, m, k, w, y + c, ldy);
+            panel_all_k(isa, x, m, k, w, panel, wide, y + c, ldy);
             if (bias) add_bias(y + c, m, bias + c, ldy);
             continue;
         }
         if (!edge) edge = ssf_xmalloc((size_t)(m > 0 ? m : 1) * SSF_CPU_PANEL * sizeof(float));
-        panel_all_k(isa, x, m, k, w, edge, SSF_CPU_PANEL);
+        panel_all_k(isa, x, m, k, w, panel, wide, edge, SSF_CPU_PANEL);
         put_columns(edge, m, cols, bias ? bias + c : NULL, y + c, ldy);
     }
     free(edge);

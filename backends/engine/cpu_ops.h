@@ -29,22 +29,34 @@ const char *ssf_cpu_isa_name(ssf_cpu_isa isa);
 /* The GEMM's weights are packed once at open: W [n, k] (a PyTorch Linear
  * weight) as panels of SSF_CPU_PANEL rows, panel p holding rows p*24 ..
  * p*24+23 as [k][24] (rows past n zero), so that the kernel reads 24
- * output columns' weights a k step from one cache line and a half. */
+ * output columns' weights a k step from one cache line and a half.
+ *
+ * A packed weight holds fp32 or, from a BF16 checkpoint, the BF16 values
+ * themselves: the GEMM widens a slice of k steps at a time as it reaches
+ * it, which is exact, so both give the same bits, and BF16 halves the bytes
+ * a decode step streams from memory. */
 #define SSF_CPU_PANEL 24
 
-/* Floats a packed [n, k] weight takes. */
+typedef struct ssf_cpu_matrix {
+    const float *f32;     /* NULL when bf16 is set */
+    const uint16_t *bf16; /* NULL when f32 is set */
+} ssf_cpu_matrix;
+
+/* Elements a packed [n, k] weight takes. */
 size_t ssf_cpu_packed_floats(int n, int k);
-/* Writes row r (k floats) of W into its packed image / reads it back. */
+/* Writes row r (k values) of W into its packed image / reads it back. */
 void ssf_cpu_pack_row(float *packed, int k, int r, const float *row);
-void ssf_cpu_unpack_row(const float *packed, int k, int r, float *row);
+void ssf_cpu_pack_row_bf16(uint16_t *packed, int k, int r, const uint16_t *row);
+void ssf_cpu_unpack_row(ssf_cpu_matrix w, int k, int r, float *row);
 
 /* Y[m, n0..n1) = X[m, :] . W[n, :] (+ bias[n]) for all m rows of X, W
  * packed ([n, k] before packing; n0 a multiple of SSF_CPU_PANEL).  X is
  * [m, k] (row stride k), Y row stride ldy.  Each element is one FMA chain,
  * y = fma(x[c], w[c], y) for c = 0, 1, .. k-1 from 0, then + bias: the
- * same bits whatever m, n0, n1 or the kernel set (fma rounds once either
- * way), so a row's result never depends on the batch around it. */
-void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, const float *wp, int n,
+ * same bits whatever m, n0, n1, the kernel set or the storage of W (fma
+ * rounds once either way), so a row's result never depends on the batch
+ * around it. */
+void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, ssf_cpu_matrix w, int n,
                         const float *bias, float *y, int ldy, int n0, int n1);
 
 /* The attention's dot product: 8 partial sums over k, reduced in a fixed
