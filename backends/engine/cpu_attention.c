@@ -164,16 +164,6 @@ SSF_AVX2 static void score_tile_avx2(const float *q, const float *const *rows, i
         out[t] = tail_fma(q, rows[t], k8, k, s[t]) * scale;
 }
 
-SSF_AVX2 static float dot_avx2(const float *a, const float *b, int k)
-{
-    const float *rows[SCORE_TILE];
-    for (int t = 0; t < SCORE_TILE; t++)
-        rows[t] = b;
-    float s;
-    score_tile_avx2(a, rows, 1, k, 1.0f, &s);
-    return s;
-}
-
 SSF_AVX2 static void scores_avx2(const float *q, int n_group, const ssf_cpu_kv_pages *kv, int n_ctx,
                                  int head_dim, float scale, float *scores)
 {
@@ -263,14 +253,6 @@ SSF_AVX2 static void values_avx2(const float *p, int n_group, const ssf_cpu_kv_p
 #endif
 
 /* ---- the group's attention ---------------------------------------------------------- */
-
-float ssf_cpu_dot(ssf_cpu_isa isa, const float *a, const float *b, int k)
-{
-#ifdef SSF_CPU_X86
-    if (isa == SSF_CPU_AVX2) return dot_avx2(a, b, k);
-#endif
-    return dot_portable(a, b, k);
-}
 
 /* Softmax of one head's scores, in place, as probabilities. */
 static void softmax_in_place(ssf_cpu_isa isa, float *scores, int n_ctx)

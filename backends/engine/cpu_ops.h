@@ -59,10 +59,6 @@ void ssf_cpu_unpack_row(ssf_cpu_matrix w, int k, int r, float *row);
 void ssf_cpu_gemm_range(ssf_cpu_isa isa, const float *x, int m, int k, ssf_cpu_matrix w, int n,
                         const float *bias, float *y, int ldy, int n0, int n1);
 
-/* The attention's dot product: 8 partial sums over k, reduced in a fixed
- * order (the same for every row and position). */
-float ssf_cpu_dot(ssf_cpu_isa isa, const float *a, const float *b, int k);
-
 /* y = x * rsqrt(mean(x^2) + eps) * w over one row of n (x and y may alias). */
 void ssf_cpu_rmsnorm(ssf_cpu_isa isa, const float *x, const float *w, int n, float eps, float *y);
 
