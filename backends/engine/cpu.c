@@ -78,14 +78,19 @@ typedef struct cpu_device {
 /* Weights are read a cache line at a time by the GEMM, so their buffers
  * start on a line; large ones ask for huge pages, which keep the TLB from
  * missing every 4 KB of a decode step's stream over all the weights. */
-static void *own_bytes(cpu_device *d, size_t n, const char *what, ssf_error *err)
+static void *aligned_buffer(size_t align, size_t n)
 {
-    size_t align = n >= HUGE_BUFFER ? HUGE_PAGE : CACHE_LINE;
     size_t bytes = (n + align - 1) / align * align;
     void *p = aligned_alloc(align, bytes ? bytes : align);
 #ifdef MADV_HUGEPAGE
     if (p && align == HUGE_PAGE) madvise(p, bytes, MADV_HUGEPAGE);
 #endif
+    return p;
+}
+
+static void *own_bytes(cpu_device *d, size_t n, const char *what, ssf_error *err)
+{
+    void *p = aligned_buffer(n >= HUGE_BUFFER ? HUGE_PAGE : CACHE_LINE, n);
     if (!p) {
         ssf_fail(err, "cpu device: cannot allocate %zu bytes for %s", n, what);
         return NULL;
@@ -303,8 +308,7 @@ static int alloc_state(cpu_device *d, int threads, ssf_error *err)
                         "of memory; lower --max-context or --slots (or the KV block count)",
                         nb, bs, kv_bytes, other, phys);
     /* rows of 64 floats then start on a cache line, as the prefetches assume */
-    d->kv =
-        aligned_alloc(CACHE_LINE, ((size_t)kv_bytes + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE);
+    d->kv = aligned_buffer(CACHE_LINE, (size_t)kv_bytes);
     float *act = malloc(act_bytes);
     d->inv_freq = calloc((size_t)d->hd / 2 + 1, sizeof *d->inv_freq);
     if (act) d->owned[d->n_owned++] = act;
