@@ -994,14 +994,15 @@ static void time_ops(const ssf_model_config *c)
         double step = 0, step_tuned = 0;
         for (size_t i = 0; ok && i < 5; i++) {
             double ms = 0, tuned = 0, wbytes = 2.0 * g[i].N * g[i].K;
-            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, &ms, &tuned, &err) == 0;
+            const char *how = "";
+            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, &ms, &tuned, &how, &err) == 0;
             step += ms * (g[i].per_layer ? L : 1);
             step_tuned += tuned * (g[i].per_layer ? L : 1);
             if (ok)
                 printf("TIME op=gemm_%s M=%d N=%d K=%d ms=%.4f weight_GBps=%.0f tuned_ms=%.4f "
-                       "tuned_GBps=%.0f speedup=%.2f\n",
+                       "tuned_GBps=%.0f speedup=%.2f tuned=%s\n",
                        g[i].name, Ms[mi], g[i].N, g[i].K, ms, wbytes / ms / 1e6, tuned,
-                       wbytes / tuned / 1e6, ms / tuned);
+                       wbytes / tuned / 1e6, ms / tuned, how);
         }
         if (ok)
             printf("TIME op=gemm_step M=%d ms=%.3f tuned_ms=%.3f speedup=%.2f\n", Ms[mi], step,

@@ -236,3 +236,9 @@ cublasStatus_t ssfk_gemm_run(const ssfk_gemm_ctx *ctx, cublasHandle_t blas, cons
         return ssfk_gemm(blas, X, W, Y, y_type, M, N, K);
     return lt_matmul(ctx, c, &c->algo, X, W, Y, st);
 }
+
+const char *ssfk_gemm_how_name(const ssfk_gemm_ctx *ctx, int M, int N, int K, cudaDataType_t y_type)
+{
+    const ssfk_gemm_choice *c = ctx ? ssfk_gemm_find(ctx, M, N, K, y_type) : NULL;
+    return c && c->lt ? "cublasLt" : "cublas";
+}

@@ -84,4 +84,9 @@ cublasStatus_t ssfk_gemm_run(const ssfk_gemm_ctx *ctx, cublasHandle_t blas, cons
                              const bf16 *W, void *Y, cudaDataType_t y_type, int M, int N, int K,
                              cudaStream_t st);
 
+/* "cublasLt" or "cublas": what ssfk_gemm_run does for the shape (bench
+ * output). */
+const char *ssfk_gemm_how_name(const ssfk_gemm_ctx *ctx, int M, int N, int K,
+                               cudaDataType_t y_type);
+
 #endif

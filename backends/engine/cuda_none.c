@@ -67,7 +67,7 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
 }
 
 int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
-                          ssf_error *err)
+                          const char **how, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

@@ -79,11 +79,13 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
                        ssf_error *err);
 
 /* Mean milliseconds of one BF16 GEMM Y[M][N] = X[M][K] W[N][K]^T on
- * device data, over `iters` calls: *ms_default through cublasGemmEx
- * (cuBLAS's own pick), *ms_tuned through the choice ssfk_gemm_tune makes
- * (cuda_gemm.cuh; cublasGemmEx again when it wins). */
+ * device data, over `iters` calls that cycle through copies of W larger
+ * than L2 together (a step's next layer finds no weights there either):
+ * *ms_default through cublasGemmEx (cuBLAS's own pick), *ms_tuned through
+ * the choice ssfk_gemm_tune makes (cuda_gemm.cuh; cublasGemmEx again when
+ * it wins), which *how names ("cublas" or "cublasLt", static). */
 int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
-                          ssf_error *err);
+                          const char **how, ssf_error *err);
 
 /* Mean milliseconds of one paged decode attention launch: rows sequences at
  * position ctx - 1, a pool laid out for n_layers layers (call i reads layer
