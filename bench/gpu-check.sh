@@ -20,9 +20,10 @@
 # Environment: WORK (scratch, default a new temp dir), LOG (default
 # WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120),
 # LONG_STEPS (decode steps of the 200-token benches, default 2048: the whole
-# script then took 182 s on an H200, its longest step about a minute), PYTHON,
-# NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's), CMOCKA_DIR (include/
-# and lib/ of cmocka, where the machine lacks libcmocka-dev).
+# script then took 182 s on an H200 and 201 s on an H100, its longest step
+# about a minute), PYTHON, NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's),
+# CMOCKA_DIR (include/ and lib/ of cmocka, where the machine lacks
+# libcmocka-dev).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
@@ -299,6 +300,16 @@ if [ "${1:-}" = "--ops" ]; then
     ops
     exit 0
 fi
+# The issue's shape: 200-token prompts, many sequences, LONG_STEPS decode
+# steps, the largest batches again with an FP8 KV cache; and 7B for 64
+# steps, the length transformers is timed for.
+long_benches() {
+    local b15=$1 b7=$2
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8
+    [ -f "$b7/config.json" ] || return 0
+    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8
+    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64
+}
 # --perf: the op tests, the 1.5B ops and the long decode benches only (no
 # transformers timing or parity dumps): a few minutes less of device time.
 if [ "${1:-}" = "--perf" ]; then
@@ -306,8 +317,7 @@ if [ "${1:-}" = "--perf" ]; then
     export SSFTEVAL_SOURCE_ROOT=$ROOT
     [ -x "$WORK/test_engine_cuda" ] && step test_engine_cuda "$WORK/test_engine_cuda"
     step "ops 1.5B" "$WORK/gpu_check" ops 1536 8960 12 2 128 28 151936
-    step bench-7b "$WORK/gpu_check" bench "$WORK/qwen2.5-7b-random" 64,128 200 "$LONG_STEPS"
-    step bench-long "$WORK/gpu_check" bench "$WORK/qwen2.5-1.5b-random" 64,256 200 "$LONG_STEPS" fp8
+    long_benches "$WORK/qwen2.5-1.5b-random" "$WORK/qwen2.5-7b-random"
     summarize
     exit $?
 fi
@@ -347,11 +357,7 @@ BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 if [ -f "$BENCH/config.json" ]; then
     step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS" sampled,nograph
-    # the issue's shape: 200-token prompts, many sequences, long decodes;
-    # the largest batch again with an FP8 KV cache
-    step bench-long "$WORK/gpu_check" bench "$BENCH" 64,256 200 "$LONG_STEPS" fp8
-    [ -f "$BENCH7/config.json" ] &&
-        step bench-7b "$WORK/gpu_check" bench "$BENCH7" 64,128 200 "$LONG_STEPS" fp8
+    long_benches "$BENCH" "$BENCH7"
     # where a batch-64 decode step's time goes, kernel by kernel
     NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys 2>/dev/null || true)
     if [ -n "$NSYS" ]; then
