@@ -1,0 +1,176 @@
+/*
+ * engine_sched_bench.c - the engine's own host time per decode step: the
+ * scheduler, block tables, forks, text and stop checks, over a device that
+ * costs nothing (it writes the sampled ids and returns).
+ *
+ * A GPU decode step of a 1.5B model at batch 64 takes 3.3 ms on an H100
+ * (bench/README-gpu.md), and the device waits while the host prepares the
+ * next step, so the engine's share of that time is lost throughput.  This
+ * prints it for the batch shapes of bench/gpu-check.sh: Q questions x S
+ * samples, 200-token prompts, STEPS tokens each.
+ *
+ *   engine_sched_bench [STEPS [GPU_STEP_MS_64 [GPU_STEP_MS_256]]]
+ *
+ * The two step times (default 3.31 and 6.51 ms, the H100's for the 1.5B
+ * model at batch 64 and 256 over 2,048 steps) only scale the printed share;
+ * the host time itself is measured here.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "ssfteval/util.h"
+
+#define VOCAB 512
+#define N_VALID 300
+#define PROMPT 200
+#define BLOCK 16
+
+static const int32_t eos_ids[1] = {299};
+static char byte_table[256];
+
+/* ---- a device that only draws tokens ------------------------------------------ */
+
+static int null_forward(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err)
+{
+    (void)d, (void)err;
+    /* ids cycle through the letters: never eos, never a stop string */
+    for (int i = 0; i < b->n_out; i++)
+        memset(logits + (size_t)i * VOCAB, 0, VOCAB * sizeof *logits);
+    for (int i = 0; i < b->n_sample; i++)
+        b->sampled[i] = 'a' + (int32_t)((b->pos[b->sample_rows[i]] + i) % 26);
+    return 0;
+}
+
+static int null_copy(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *err)
+{
+    (void)d, (void)c, (void)n, (void)err;
+    return 0;
+}
+
+static void null_close(ssf_device *d)
+{
+    (void)d;
+}
+
+/* ---- a byte tokenizer ------------------------------------------------------------- */
+
+static const char *tok_bytes(void *ud, int32_t id, size_t *len)
+{
+    (void)ud;
+    if (id < 0 || id >= 256) {
+        *len = 0;
+        return id < N_VALID ? "" : NULL;
+    }
+    *len = 1;
+    return &byte_table[id];
+}
+
+static int tok_encode(void *ud, const char *text, int32_t **ids, size_t *n, ssf_error *err)
+{
+    (void)ud, (void)err;
+    *n = strlen(text);
+    *ids = ssf_xmalloc((*n ? *n : 1) * sizeof **ids);
+    for (size_t i = 0; i < *n; i++)
+        (*ids)[i] = (unsigned char)text[i];
+    return 0;
+}
+
+static char *tok_decode(void *ud, const int32_t *ids, size_t n, ssf_error *err)
+{
+    (void)ud, (void)err;
+    char *s = ssf_xmalloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 256) s[k++] = (char)ids[i];
+    s[k] = '\0';
+    return s;
+}
+
+/* ---- one shape ------------------------------------------------------------------- */
+
+static int count_done(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
+{
+    (void)req;
+    int *failed = ud;
+    *failed += res->error != NULL;
+    return 0;
+}
+
+/* Q questions of S samples each for `steps` tokens; prints the host time
+ * per decode step and its share of a device step of gpu_ms. */
+static int run_shape(int q, int s, int steps, double gpu_ms)
+{
+    int n = q * s, blocks_per_seq = (PROMPT + steps + BLOCK) / BLOCK + 1;
+    ssf_device dev = {.name = "null",
+                      .n_slots = n,
+                      .max_context = PROMPT + steps + 8,
+                      .max_rows = 512 + n,
+                      .block_size = BLOCK,
+                      .n_blocks = (n + 1) * blocks_per_seq,
+                      .can_sample = 1,
+                      .forward = null_forward,
+                      .copy_blocks = null_copy,
+                      .close = null_close};
+    ssf_engine_model m = {.device = &dev,
+                          .vocab_size = VOCAB,
+                          .n_valid = N_VALID,
+                          .eos = eos_ids,
+                          .n_eos = 1,
+                          .token_bytes = tok_bytes,
+                          .encode = tok_encode,
+                          .decode = tok_decode};
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    ssf_engine *e = ssf_engine_new(&m, &o);
+    char(*prompts)[PROMPT + 1] = ssf_xmalloc((size_t)q * sizeof *prompts);
+    ssf_gen_request *reqs = ssf_xcalloc((size_t)n, sizeof *reqs);
+    for (int i = 0; i < q; i++) {
+        for (int k = 0; k < PROMPT; k++)
+            prompts[i][k] = (char)('A' + (i * 7 + k) % 26);
+        prompts[i][PROMPT] = '\0';
+    }
+    for (int i = 0; i < n; i++) {
+        reqs[i].doc = i / s, reqs[i].index = i % s, reqs[i].seed = 1000 + (uint64_t)i;
+        reqs[i].prompt = prompts[i / s];
+        reqs[i].sampling.temperature = 0.6, reqs[i].sampling.top_p = 0.95;
+        reqs[i].sampling.max_new_tokens = steps;
+    }
+    ssf_error err = {{0}};
+    int failed = 0;
+    double t0 = ssf_monotonic_seconds();
+    int rc = ssf_engine_generate(e, reqs, (size_t)n, count_done, &failed, &err);
+    double wall = ssf_monotonic_seconds() - t0;
+    const ssf_engine_stats *st = ssf_engine_stats_of(e);
+    if (rc || failed)
+        fprintf(stderr, "engine_sched_bench: %d of %d failed: %s\n", failed, n,
+                rc ? err.msg : "(see results)");
+    else {
+        double us = wall * 1e6 / (double)st->steps;
+        printf("%-9d %-8d %-7d %7lld %10lld %12.1f %14.1f%%\n", q, s, n, (long long)st->steps,
+               (long long)st->decode_tokens, us, 100.0 * us / (gpu_ms * 1e3));
+    }
+    ssf_engine_free(e);
+    free(prompts), free(reqs);
+    return rc || failed ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    int steps = argc > 1 ? atoi(argv[1]) : 2048;
+    double ms64 = argc > 2 ? atof(argv[2]) : 3.31, ms256 = argc > 3 ? atof(argv[3]) : 6.51;
+    if (steps < 1 || ms64 <= 0 || ms256 <= 0) {
+        fprintf(stderr, "usage: engine_sched_bench [STEPS [GPU_STEP_MS_64 [GPU_STEP_MS_256]]]\n");
+        return 2;
+    }
+    for (int i = 0; i < 256; i++)
+        byte_table[i] = (char)i;
+    printf("engine host time per step, %d-token prompts, %d tokens a sample, a device that costs "
+           "nothing\n",
+           PROMPT, steps);
+    printf("questions samples batch   steps decode_tok us_per_step share_of_gpu_step\n");
+    int rc = run_shape(2, 32, steps, ms64) || run_shape(64, 1, steps, ms64) ||
+             run_shape(8, 32, steps, ms256) || run_shape(256, 1, steps, ms256);
+    return rc ? 1 : 0;
+}
