@@ -911,10 +911,21 @@ static void check_greedy(void)
     free(x);
 }
 
+/* A language model's row: fill_logits' bulk with 32 ids raised 25 above it,
+ * so that the bulk's weights at temperature 0.6 round to no mass at all
+ * and top-p keeps a few tokens, as in a trained model's rows. */
+static void fill_peaked_logits(float *x, int n, int n_valid, uint32_t seed)
+{
+    fill_logits(x, n, n_valid, seed, 3.0);
+    for (int j = 0; j < 32; j++)
+        x[(seed + (uint32_t)j * 4099u) % (uint32_t)n_valid] += 25.0f;
+}
+
 /* The kernel's own time on a step's worth of rows of a Qwen2.5 vocabulary,
  * greedy and with temperature 0.6 + top-p 0.95 (every draw checked against
- * the reference support). */
-static void time_sampler(int rows)
+ * the reference support), on flat rows (every id keeps some mass: the
+ * filters' worst case) or peaked ones. */
+static void time_sampler_on(int rows, int peaked)
 {
     enum { V = 151936, NV = 151665 };
     ssf_error err;
@@ -923,7 +934,10 @@ static void time_sampler(int rows)
     int32_t *ids = ssf_xmalloc((size_t)rows * sizeof(int32_t));
     double *p = ssf_xmalloc(NV * sizeof(double)), ms[2] = {0, 0};
     for (int r = 0; r < rows; r++)
-        fill_logits(x + (size_t)r * V, V, NV, 31 + (uint32_t)r, 3.0);
+        if (peaked)
+            fill_peaked_logits(x + (size_t)r * V, V, NV, 31 + (uint32_t)r);
+        else
+            fill_logits(x + (size_t)r * V, V, NV, 31 + (uint32_t)r, 3.0);
     int rc = 0, outside = 0;
     for (int mode = 0; !rc && mode < 2; mode++) {
         for (int r = 0; r < rows; r++)
@@ -936,13 +950,20 @@ static void time_sampler(int rows)
         outside += ids[r] < 0 || ids[r] >= NV || p[ids[r]] == 0;
     }
     failures += rc || outside;
+    const char *shape = peaked ? "peaked" : "flat";
     if (rc)
-        printf("FAIL sampler timing: %s\n", err.msg);
+        printf("FAIL sampler timing (%s rows): %s\n", shape, err.msg);
     else
-        printf("%s sampler at %d rows x %d ids: %d of 16 draws outside the reference support\n"
-               "TIME sampler rows=%d greedy_ms=%.3f top_p_ms=%.3f\n",
-               outside ? "FAIL" : "PASS", rows, V, outside, rows, ms[0], ms[1]);
+        printf("%s sampler at %d %s rows x %d ids: %d of 16 draws outside the reference support\n"
+               "TIME sampler rows=%d logits=%s greedy_ms=%.3f top_p_ms=%.3f\n",
+               outside ? "FAIL" : "PASS", rows, shape, V, outside, rows, shape, ms[0], ms[1]);
     free(x), free(spec), free(ids), free(p);
+}
+
+static void time_sampler(int rows)
+{
+    time_sampler_on(rows, 0);
+    time_sampler_on(rows, 1);
 }
 
 static void check_sampler(void)
