@@ -788,6 +788,16 @@ static void fill_logits(float *x, int n, int n_valid, uint32_t seed, double scal
     }
 }
 
+/* A language model's row: fill_logits' bulk with 32 ids raised 25 above it,
+ * so that the bulk's weights at temperature 0.6 round to no mass at all
+ * and top-p keeps a few tokens, as in a trained model's rows. */
+static void fill_peaked_logits(float *x, int n, int n_valid, uint32_t seed)
+{
+    fill_logits(x, n, n_valid, seed, 3.0);
+    for (int j = 0; j < 32; j++)
+        x[(seed + (uint32_t)j * 4099u) % (uint32_t)n_valid] += 25.0f;
+}
+
 /* Heaviest first, ties by id (sampler.c's order); w: the weights. */
 static int by_weight(const void *a, const void *b, void *w)
 {
@@ -836,14 +846,18 @@ static void reference_dist(const float *x, int n, const ssf_sample_spec *sp, dou
 /* DRAWS draws from one row (every row a copy, step = the row) against the
  * reference distribution: no draw outside it, and a chi-square fit (cells
  * expecting under 5 draws pooled) within dof + 5 sqrt(2 dof) + 10. */
-static void check_distribution(const char *name, const ssf_sample_spec *sp, double scale)
+static void check_distribution(const char *name, const ssf_sample_spec *sp, double scale,
+                               int peaked)
 {
     ssf_error err;
     float *row = ssf_xmalloc(SV * sizeof(float)), *x = ssf_xmalloc((size_t)DRAWS * SV * 4);
     ssf_sample_spec *spec = ssf_xmalloc(DRAWS * sizeof *spec);
     int32_t *ids = ssf_xmalloc(DRAWS * sizeof(int32_t));
     double *p = ssf_xmalloc(SV_VALID * sizeof(double));
-    fill_logits(row, SV, SV_VALID, 7, scale);
+    if (peaked)
+        fill_peaked_logits(row, SV, SV_VALID, 7);
+    else
+        fill_logits(row, SV, SV_VALID, 7, scale);
     for (int d = 0; d < DRAWS; d++) {
         memcpy(x + (size_t)d * SV, row, SV * sizeof(float));
         spec[d] = *sp;
@@ -911,16 +925,6 @@ static void check_greedy(void)
     free(x);
 }
 
-/* A language model's row: fill_logits' bulk with 32 ids raised 25 above it,
- * so that the bulk's weights at temperature 0.6 round to no mass at all
- * and top-p keeps a few tokens, as in a trained model's rows. */
-static void fill_peaked_logits(float *x, int n, int n_valid, uint32_t seed)
-{
-    fill_logits(x, n, n_valid, seed, 3.0);
-    for (int j = 0; j < 32; j++)
-        x[(seed + (uint32_t)j * 4099u) % (uint32_t)n_valid] += 25.0f;
-}
-
 /* The kernel's own time on a step's worth of rows of a Qwen2.5 vocabulary,
  * greedy and with temperature 0.6 + top-p 0.95 (every draw checked against
  * the reference support), on flat rows (every id keeps some mass: the
@@ -969,24 +973,35 @@ static void time_sampler(int rows)
 static void check_sampler(void)
 {
     check_greedy();
+    /* peaked rows (scale unused): at T 0.6 only the 32 raised ids keep any
+     * mass; at T 1 some of the bulk does too, and top-k 100 reaches into it */
     static const struct {
         const char *name;
         ssf_sample_spec sp;
         double scale;
+        int peaked;
     } cases[] = {
-        {"T=1", {.temperature = 1, .top_p = 1}, 1.0},
-        {"T=0.6 top-p 0.95", {.temperature = 0.6, .top_p = 0.95, .seed = 1}, 1.0},
-        {"T=1 top-k 20", {.temperature = 1, .top_p = 1, .top_k = 20, .seed = 2}, 2.0},
+        {"T=1", {.temperature = 1, .top_p = 1}, 1.0, 0},
+        {"T=0.6 top-p 0.95", {.temperature = 0.6, .top_p = 0.95, .seed = 1}, 1.0, 0},
+        {"T=1 top-k 20", {.temperature = 1, .top_p = 1, .top_k = 20, .seed = 2}, 2.0, 0},
         {"T=0.8 top-k 50 top-p 0.8",
          {.temperature = 0.8, .top_p = 0.8, .top_k = 50, .seed = 3},
-         1.5},
-        {"T=1 min-p 0.1", {.temperature = 1, .top_p = 1, .min_p = 0.1, .seed = 4}, 1.0},
+         1.5,
+         0},
+        {"T=1 min-p 0.1", {.temperature = 1, .top_p = 1, .min_p = 0.1, .seed = 4}, 1.0, 0},
         {"T=0.7 top-k 100 top-p 0.9 min-p 0.05",
          {.temperature = 0.7, .top_p = 0.9, .top_k = 100, .min_p = 0.05, .seed = 5},
-         1.0},
+         1.0,
+         0},
+        {"peaked T=0.6 top-p 0.95", {.temperature = 0.6, .top_p = 0.95, .seed = 6}, 0, 1},
+        {"peaked T=1 top-k 100", {.temperature = 1, .top_p = 1, .top_k = 100, .seed = 7}, 0, 1},
+        {"peaked T=0.6 top-k 40 min-p 0.02",
+         {.temperature = 0.6, .top_p = 1, .top_k = 40, .min_p = 0.02, .seed = 8},
+         0,
+         1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        check_distribution(cases[i].name, &cases[i].sp, cases[i].scale);
+        check_distribution(cases[i].name, &cases[i].sp, cases[i].scale, cases[i].peaked);
     time_sampler(256);
 }
 
