@@ -28,7 +28,8 @@
 #define BLOCK 16
 
 static const int32_t eos_ids[1] = {299};
-static char byte_table[256];
+
+#include "../tests/byte-tokens.h"
 
 /* ---- a device that only draws tokens ------------------------------------------ */
 
@@ -52,40 +53,6 @@ static int null_copy(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *e
 static void null_close(ssf_device *d)
 {
     (void)d;
-}
-
-/* ---- a byte tokenizer ------------------------------------------------------------- */
-
-static const char *tok_bytes(void *ud, int32_t id, size_t *len)
-{
-    (void)ud;
-    if (id < 0 || id >= 256) {
-        *len = 0;
-        return id < N_VALID ? "" : NULL;
-    }
-    *len = 1;
-    return &byte_table[id];
-}
-
-static int tok_encode(void *ud, const char *text, int32_t **ids, size_t *n, ssf_error *err)
-{
-    (void)ud, (void)err;
-    *n = strlen(text);
-    *ids = ssf_xmalloc((*n ? *n : 1) * sizeof **ids);
-    for (size_t i = 0; i < *n; i++)
-        (*ids)[i] = (unsigned char)text[i];
-    return 0;
-}
-
-static char *tok_decode(void *ud, const int32_t *ids, size_t n, ssf_error *err)
-{
-    (void)ud, (void)err;
-    char *s = ssf_xmalloc(n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 256) s[k++] = (char)ids[i];
-    s[k] = '\0';
-    return s;
 }
 
 /* ---- one shape ------------------------------------------------------------------- */
@@ -113,14 +80,7 @@ static int run_shape(int q, int s, int steps, double gpu_ms)
                       .forward = null_forward,
                       .copy_blocks = null_copy,
                       .close = null_close};
-    ssf_engine_model m = {.device = &dev,
-                          .vocab_size = VOCAB,
-                          .n_valid = N_VALID,
-                          .eos = eos_ids,
-                          .n_eos = 1,
-                          .token_bytes = tok_bytes,
-                          .encode = tok_encode,
-                          .decode = tok_decode};
+    ssf_engine_model m = byte_token_model(&dev, VOCAB, eos_ids);
     ssf_engine_options o;
     ssf_engine_options_default(&o);
     ssf_engine *e = ssf_engine_new(&m, &o);
@@ -164,8 +124,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: engine_sched_bench [STEPS [GPU_STEP_MS_64 [GPU_STEP_MS_256]]]\n");
         return 2;
     }
-    for (int i = 0; i < 256; i++)
-        byte_table[i] = (char)i;
     printf("engine host time per step, %d-token prompts, %d tokens a sample, a device that costs "
            "nothing\n",
            PROMPT, steps);

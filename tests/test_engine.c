@@ -24,6 +24,8 @@
 #define EOS 256
 #define MAX_CTX 96
 
+#include "byte-tokens.h"
+
 /* ---- the fake device ------------------------------------------------------ */
 
 #define MAX_BLOCK_CELLS 8192
@@ -144,58 +146,11 @@ static void fake_init(fake *f, int slots, int blocks, int bs)
                         .close = fake_close};
 }
 
-/* ---- a byte tokenizer ------------------------------------------------------ */
-
-static char byte_table[256];
-
-static const char *tok_bytes(void *ud, int32_t id, size_t *len)
-{
-    (void)ud;
-    if (id < 0 || id >= 256) {
-        *len = 0;
-        return id < N_VALID ? "" : NULL;
-    }
-    *len = 1;
-    return &byte_table[id];
-}
-
-static int tok_encode(void *ud, const char *text, int32_t **ids, size_t *n, ssf_error *err)
-{
-    (void)ud;
-    (void)err;
-    *n = strlen(text);
-    *ids = malloc((*n ? *n : 1) * sizeof **ids);
-    for (size_t i = 0; i < *n; i++)
-        (*ids)[i] = (unsigned char)text[i];
-    return 0;
-}
-
-static char *tok_decode(void *ud, const int32_t *ids, size_t n, ssf_error *err)
-{
-    (void)ud;
-    (void)err;
-    char *s = malloc(n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] < 256) s[k++] = (char)ids[i];
-    s[k] = '\0';
-    return s;
-}
-
 static const int32_t eos_ids[1] = {EOS};
 
 static ssf_engine_model fake_model(fake *f)
 {
-    for (int i = 0; i < 256; i++)
-        byte_table[i] = (char)i;
-    return (ssf_engine_model){.device = &f->d,
-                              .vocab_size = VOCAB,
-                              .n_valid = N_VALID,
-                              .eos = eos_ids,
-                              .n_eos = 1,
-                              .token_bytes = tok_bytes,
-                              .encode = tok_encode,
-                              .decode = tok_decode};
+    return byte_token_model(&f->d, VOCAB, eos_ids);
 }
 
 /* ---- the serial reference ------------------------------------------------- */
