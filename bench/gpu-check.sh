@@ -300,6 +300,9 @@ if [ "${1:-}" = "--ops" ]; then
     ops
     exit 0
 fi
+# the random checkpoints hf.py makes
+BENCH="$WORK/qwen2.5-1.5b-random"
+BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache; and 7B for 64
 # steps, the length transformers is timed for.
@@ -317,7 +320,7 @@ if [ "${1:-}" = "--perf" ]; then
     export SSFTEVAL_SOURCE_ROOT=$ROOT
     [ -x "$WORK/test_engine_cuda" ] && step test_engine_cuda "$WORK/test_engine_cuda"
     step "ops 1.5B" "$WORK/gpu_check" ops 1536 8960 12 2 128 28 151936
-    long_benches "$WORK/qwen2.5-1.5b-random" "$WORK/qwen2.5-7b-random"
+    long_benches "$BENCH" "$BENCH7"
     summarize
     exit $?
 fi
@@ -353,8 +356,6 @@ else
 fi
 
 # ---- 6. timing ---------------------------------------------------------------------------
-BENCH="$WORK/qwen2.5-1.5b-random"
-BENCH7="$WORK/qwen2.5-7b-random"
 if [ -f "$BENCH/config.json" ]; then
     step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS" sampled,nograph
     long_benches "$BENCH" "$BENCH7"

@@ -456,8 +456,6 @@ static int read_record(FILE *f, seq *s, int *vocab)
     return 1;
 }
 
-/* CUDA and transformers' BF16 model, both against the fp32 CPU device:
- * ours must be about as close to fp32 as transformers' own BF16 is. */
 /* Top-1 agreement with fp32 of a and of b on the rows decisive for both:
  * where fp32's lead exceeds twice the larger of the two rows' max|d|, so
  * that neither error could overturn it.  Each side's own decisive rows
@@ -480,6 +478,8 @@ static void common_decisive(const float *a, const float *b, const float *ref, in
     }
 }
 
+/* CUDA and transformers' BF16 model, both against the fp32 CPU device:
+ * ours must be about as close to fp32 as transformers' own BF16 is. */
 static void three_way(const char *what, const float *cuda, const float *hf, const float *fp32,
                       int vocab, int n_valid, int n)
 {
@@ -798,6 +798,15 @@ static void fill_peaked_logits(float *x, int n, int n_valid, uint32_t seed)
         x[(seed + (uint32_t)j * 4099u) % (uint32_t)n_valid] += 25.0f;
 }
 
+/* A row of either kind: peaked, or fill_logits' at `scale`. */
+static void fill_row(float *x, int n, int n_valid, uint32_t seed, double scale, int peaked)
+{
+    if (peaked)
+        fill_peaked_logits(x, n, n_valid, seed);
+    else
+        fill_logits(x, n, n_valid, seed, scale);
+}
+
 /* Heaviest first, ties by id (sampler.c's order); w: the weights. */
 static int by_weight(const void *a, const void *b, void *w)
 {
@@ -854,10 +863,7 @@ static void check_distribution(const char *name, const ssf_sample_spec *sp, doub
     ssf_sample_spec *spec = ssf_xmalloc(DRAWS * sizeof *spec);
     int32_t *ids = ssf_xmalloc(DRAWS * sizeof(int32_t));
     double *p = ssf_xmalloc(SV_VALID * sizeof(double));
-    if (peaked)
-        fill_peaked_logits(row, SV, SV_VALID, 7);
-    else
-        fill_logits(row, SV, SV_VALID, 7, scale);
+    fill_row(row, SV, SV_VALID, 7, scale, peaked);
     for (int d = 0; d < DRAWS; d++) {
         memcpy(x + (size_t)d * SV, row, SV * sizeof(float));
         spec[d] = *sp;
@@ -938,10 +944,7 @@ static void time_sampler_on(int rows, int peaked)
     int32_t *ids = ssf_xmalloc((size_t)rows * sizeof(int32_t));
     double *p = ssf_xmalloc(NV * sizeof(double)), ms[2] = {0, 0};
     for (int r = 0; r < rows; r++)
-        if (peaked)
-            fill_peaked_logits(x + (size_t)r * V, V, NV, 31 + (uint32_t)r);
-        else
-            fill_logits(x + (size_t)r * V, V, NV, 31 + (uint32_t)r, 3.0);
+        fill_row(x + (size_t)r * V, V, NV, 31 + (uint32_t)r, 3.0, peaked);
     int rc = 0, outside = 0;
     for (int mode = 0; !rc && mode < 2; mode++) {
         for (int r = 0; r < rows; r++)
