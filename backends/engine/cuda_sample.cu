@@ -377,7 +377,8 @@ __global__ static void __launch_bounds__(SAMPLE_THREADS)
     int id = best.i;
     if (id >= 0 && sp.temperature > 0 && sp.top_k != 1) {
         row_in r = {x, n_valid, best.v, (float)(1.0 / sp.temperature)};
-        /* the maximum weighs 2^40, so a row has at least one candidate */
+        /* the maximum weighs 2^40, so a row has a candidate unless 1/T
+         * overflowed (then n is 0 and the whole row is walked, as before) */
         int n = gather_candidates(r, sh);
         if (n > 0)
             id = draw_filtered(cand_in{sh.cand_key, sh.cand_id, n}, sp, sh);
