@@ -854,9 +854,10 @@ static void reference_dist(const float *x, int n, const ssf_sample_spec *sp, dou
 
 /* DRAWS draws from one row (every row a copy, step = the row) against the
  * reference distribution: no draw outside it, and a chi-square fit (cells
- * expecting under 5 draws pooled) within dof + 5 sqrt(2 dof) + 10. */
+ * expecting under 5 draws pooled) within dof + 5 sqrt(2 dof) + 10.  gather:
+ * the sampler's gathered path (ssfk_sample), which peaked rows take. */
 static void check_distribution(const char *name, const ssf_sample_spec *sp, double scale,
-                               int peaked)
+                               int peaked, int gather)
 {
     ssf_error err;
     float *row = ssf_xmalloc(SV * sizeof(float)), *x = ssf_xmalloc((size_t)DRAWS * SV * 4);
@@ -870,7 +871,7 @@ static void check_distribution(const char *name, const ssf_sample_spec *sp, doub
         spec[d].step = (uint64_t)d;
     }
     reference_dist(row, SV_VALID, sp, p);
-    int rc = ssf_cuda_op_sample(DRAWS, SV, SV_VALID, x, spec, ids, NULL, &err);
+    int rc = ssf_cuda_op_sample(DRAWS, SV, SV_VALID, x, spec, gather, ids, NULL, &err);
     int outside = 0, kept = 0, bins = 0;
     double chi = 0, pooled_e = 0, pooled_o = 0;
     int *count = ssf_xcalloc(SV_VALID, sizeof(int));
@@ -892,11 +893,13 @@ static void check_distribution(const char *name, const ssf_sample_spec *sp, doub
     double dof = bins > 1 ? bins - 1 : 1, limit = dof + 5 * sqrt(2 * dof) + 10;
     int ok = !rc && outside == 0 && chi <= limit;
     failures += !ok;
+    const char *path = gather ? "gathered" : "whole-row";
     if (rc)
-        printf("FAIL sampler %s: %s\n", name, err.msg);
+        printf("FAIL sampler %s (%s): %s\n", name, path, err.msg);
     else
-        printf("%s sampler %s: %d draws, %d ids kept, %d outside, chi2 %.1f (<= %.1f, %d cells)\n",
-               ok ? "PASS" : "FAIL", name, DRAWS, kept, outside, chi, limit, bins);
+        printf("%s sampler %s (%s): %d draws, %d ids kept, %d outside, chi2 %.1f (<= %.1f, %d "
+               "cells)\n",
+               ok ? "PASS" : "FAIL", name, path, DRAWS, kept, outside, chi, limit, bins);
     free(row), free(x), free(spec), free(ids), free(p), free(count);
 }
 
@@ -916,7 +919,8 @@ static void check_greedy(void)
     odd[5] = NAN, odd[6] = INFINITY, odd[7] = -INFINITY; /* skipped */
     for (int i = 0; i < SV; i++)
         none[i] = i < SV_VALID ? -INFINITY : 50.0f;
-    int rc = ssf_cuda_op_sample(ROWS, SV, SV_VALID, x, spec, ids, NULL, &err);
+    /* greedy rows return before the gather, so its setting is moot */
+    int rc = ssf_cuda_op_sample(ROWS, SV, SV_VALID, x, spec, 1, ids, NULL, &err);
     int agree = 0;
     ssf_sampler_scratch scratch = {0};
     ssf_sampler_params greedy = {0, 1, 0, 0};
@@ -931,39 +935,42 @@ static void check_greedy(void)
     free(x);
 }
 
-/* The kernel's own time on a step's worth of rows of a Qwen2.5 vocabulary,
- * greedy and with temperature 0.6 + top-p 0.95 (every draw checked against
- * the reference support), on flat rows (every id keeps some mass: the
- * filters' worst case) or peaked ones. */
+/* The kernel's own time on a step's worth of rows of a Qwen2.5 vocabulary:
+ * greedy, then temperature 0.6 + top-p 0.95 over the whole row and gathered
+ * (every draw of the first 16 rows checked against the reference support),
+ * on flat rows (every id keeps some mass: the filters' worst case, which
+ * the gathered path leaves to the whole-row one) or peaked ones. */
 static void time_sampler_on(int rows, int peaked)
 {
-    enum { V = 151936, NV = 151665 };
+    enum { V = 151936, NV = 151665, MODES = 3 };
     ssf_error err;
     float *x = ssf_xmalloc((size_t)rows * V * 4);
     ssf_sample_spec *spec = ssf_xcalloc((size_t)rows, sizeof *spec);
     int32_t *ids = ssf_xmalloc((size_t)rows * sizeof(int32_t));
-    double *p = ssf_xmalloc(NV * sizeof(double)), ms[2] = {0, 0};
+    double *p = ssf_xmalloc(NV * sizeof(double)), ms[MODES] = {0, 0, 0};
     for (int r = 0; r < rows; r++)
         fill_row(x + (size_t)r * V, V, NV, 31 + (uint32_t)r, 3.0, peaked);
     int rc = 0, outside = 0;
-    for (int mode = 0; !rc && mode < 2; mode++) {
+    for (int mode = 0; !rc && mode < MODES; mode++) {
         for (int r = 0; r < rows; r++)
             spec[r] = (ssf_sample_spec){
                 .temperature = mode ? 0.6 : 0, .top_p = mode ? 0.95 : 1, .seed = 5 + (uint64_t)r};
-        rc = ssf_cuda_op_sample(rows, V, NV, x, spec, ids, &ms[mode], &err);
-    }
-    for (int r = 0; !rc && r < rows && r < 16; r++) {
-        reference_dist(x + (size_t)r * V, NV, &spec[r], p);
-        outside += ids[r] < 0 || ids[r] >= NV || p[ids[r]] == 0;
+        rc = ssf_cuda_op_sample(rows, V, NV, x, spec, mode == 2, ids, &ms[mode], &err);
+        for (int r = 0; !rc && mode && r < rows && r < 16; r++) {
+            reference_dist(x + (size_t)r * V, NV, &spec[r], p);
+            outside += ids[r] < 0 || ids[r] >= NV || p[ids[r]] == 0;
+        }
     }
     failures += rc || outside;
     const char *shape = peaked ? "peaked" : "flat";
     if (rc)
         printf("FAIL sampler timing (%s rows): %s\n", shape, err.msg);
     else
-        printf("%s sampler at %d %s rows x %d ids: %d of 16 draws outside the reference support\n"
-               "TIME sampler rows=%d logits=%s greedy_ms=%.3f top_p_ms=%.3f\n",
-               outside ? "FAIL" : "PASS", rows, shape, V, outside, rows, shape, ms[0], ms[1]);
+        printf("%s sampler at %d %s rows x %d ids: %d of 32 draws outside the reference support\n"
+               "TIME sampler rows=%d logits=%s greedy_ms=%.3f top_p_ms=%.3f "
+               "top_p_gathered_ms=%.3f\n",
+               outside ? "FAIL" : "PASS", rows, shape, V, outside, rows, shape, ms[0], ms[1],
+               ms[2]);
     free(x), free(spec), free(ids), free(p);
 }
 
@@ -1003,8 +1010,10 @@ static void check_sampler(void)
          0,
          1},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        check_distribution(cases[i].name, &cases[i].sp, cases[i].scale, cases[i].peaked);
+    for (int gather = 0; gather < 2; gather++)
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+            check_distribution(cases[i].name, &cases[i].sp, cases[i].scale, cases[i].peaked,
+                               gather);
     time_sampler(256);
 }
 

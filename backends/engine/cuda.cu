@@ -538,8 +538,8 @@ static int enqueue_samples(cuda_dev *d, int n_all, int n_valid, ssf_error *err)
     for (int i = 0; i < n_all; i += LOGIT_CHUNK) {
         int n = n_all - i < LOGIT_CHUNK ? n_all - i : LOGIT_CHUNK;
         if (chunk_logits(d, rows + i, n, err)) return -1;
-        K_TRY(
-            ssfk_sample(d->d_ids + i, d->logits, n, (size_t)V, n_valid, d->d_spec + i, d->stream));
+        K_TRY(ssfk_sample(d->d_ids + i, d->logits, n, (size_t)V, n_valid, d->d_spec + i,
+                          SSFK_SAMPLE_GATHER, d->stream));
     }
     return 0;
 }

@@ -107,9 +107,16 @@ cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStre
 
 /* ids[r] = the token drawn for row r of `logits` (rows x stride fp32, ids
  * below n_valid) as spec[r] asks (cuda_sample.cu); -1 for a row without a
- * finite logit.  spec is in device memory. */
+ * finite logit.  spec is in device memory.  gather: filter and draw over
+ * the row's ids with mass gathered in shared memory when they fit (the same
+ * draws, fewer reads of the row); 0 walks the whole row every pass. */
 cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stride, int n_valid,
-                        const ssf_sample_spec *spec, cudaStream_t st);
+                        const ssf_sample_spec *spec, int gather, cudaStream_t st);
+
+/* The engine's choice of ssfk_sample's gather: 0 until the gathered path
+ * has passed bench/gpu_check.c's sampler checks on a GPU (it is compiled,
+ * reviewed and checked there with both settings, not yet run). */
+#define SSFK_SAMPLE_GATHER 0
 
 /* Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W and fp32 accumulation; Y is
  * BF16 or fp32 (`y_type`).  W is a PyTorch [out, in] row-major matrix, which

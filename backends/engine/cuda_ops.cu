@@ -573,7 +573,8 @@ static int time_launches(scratch *s, int iters, F launch, double *ms, ssf_error 
 /* ---- sampling -------------------------------------------------------------------------- */
 
 static int run_sample(scratch *s, int rows, int vocab, int n_valid, const float *logits,
-                      const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms, ssf_error *err)
+                      const ssf_sample_spec *spec, int gather, int32_t *ids, double *kernel_ms,
+                      ssf_error *err)
 {
     size_t n = (size_t)rows * vocab;
     float *x = (float *)up_raw(s, logits, n * sizeof(float), err);
@@ -582,7 +583,7 @@ static int run_sample(scratch *s, int rows, int vocab, int n_valid, const float 
     if (!x || !sp || !d_ids) return -1;
     /* every launch draws the same ids: the last one's are read back */
     auto launch = [&](int) {
-        return ssfk_sample(d_ids, x, rows, (size_t)vocab, n_valid, sp, s->st);
+        return ssfk_sample(d_ids, x, rows, (size_t)vocab, n_valid, sp, gather, s->st);
     };
     double ms = 0;
     if (time_launches(s, 1, launch, &ms, err)) return -1;
@@ -593,14 +594,14 @@ static int run_sample(scratch *s, int rows, int vocab, int n_valid, const float 
 }
 
 extern "C" int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
-                                  const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
-                                  ssf_error *err)
+                                  const ssf_sample_spec *spec, int gather, int32_t *ids,
+                                  double *kernel_ms, ssf_error *err)
 {
     if (rows < 1 || n_valid < 1 || n_valid > vocab)
         return ssf_fail(err, "cuda: sampling %d rows of %d ids (%d valid)", rows, vocab, n_valid);
     scratch s;
     int rc = scratch_init(&s, 0, err) ||
-             run_sample(&s, rows, vocab, n_valid, logits, spec, ids, kernel_ms, err);
+             run_sample(&s, rows, vocab, n_valid, logits, spec, gather, ids, kernel_ms, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

@@ -72,10 +72,11 @@ int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_c
 int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_error *err);
 
 /* ids[r] = the token the device's sampler draws from logits row r (rows x
- * vocab fp32, ids below n_valid) as spec[r] asks; *kernel_ms (may be NULL)
+ * vocab fp32, ids below n_valid) as spec[r] asks, gathering the ids with
+ * mass first when `gather` (ssfk_sample); *kernel_ms (may be NULL)
  * receives the sampling kernel's own time, after two warm-up launches. */
 int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
-                       const ssf_sample_spec *spec, int32_t *ids, double *kernel_ms,
+                       const ssf_sample_spec *spec, int gather, int32_t *ids, double *kernel_ms,
                        ssf_error *err);
 
 /* Mean milliseconds of one BF16 GEMM Y[M][N] = X[M][K] W[N][K]^T on

@@ -12,6 +12,17 @@
  * The draw walks the kept tokens in id order where the host walks them
  * heaviest first: the same distribution, a different map from the uniform
  * to the token.
+ *
+ * A trained model's row gives most ids a weight below one mass unit, and
+ * those can neither be drawn nor move a mass cut; a top-k cut counts them,
+ * but they rank below every id with mass, so a cut that drops one of those
+ * falls among them.  So when the ids with mass fit in shared memory
+ * (SAMPLE_CANDIDATES), they can be gathered there in id order after two
+ * reads of the row, and every filter and the draw run over them: the same
+ * cuts and the same draw as over the whole row, without its ~8 further reads
+ * from memory (256 rows of Qwen2.5's vocabulary are 156 MB, more than L2).
+ * The gathered path is the caller's choice (`gather`) until a GPU run has
+ * passed bench/gpu_check's distribution checks with it.
  */
 #include <limits.h>
 #include <math.h>
@@ -25,6 +36,9 @@
 #define SAMPLE_WARPS (SAMPLE_THREADS / 32)
 #define RADIX_BINS 2048
 #define MASS_SCALE 1099511627776.0f /* 2^40: w = 1 (the maximum) weighs 2^40 */
+/* ids with mass gathered in shared memory (the kernel's static shared
+ * memory stays under 48 KB) */
+#define SAMPLE_CANDIDATES 2048
 
 typedef unsigned long long u64;
 
@@ -67,6 +81,35 @@ __device__ __forceinline__ static u64 mass_of(uint32_t key)
     return (u64)(__uint_as_float(key) * MASS_SCALE);
 }
 
+/* The ids of a row with mass, in id order, and their keys (shared memory). */
+typedef struct cand_in {
+    const uint32_t *key;
+    const int32_t *id;
+    int n;
+} cand_in;
+
+/* Entry i of a source (the whole row, or its gathered candidates): its key
+ * and its token id.  Entries are in increasing id order in both. */
+__device__ __forceinline__ static uint32_t key_at(const row_in &r, int i)
+{
+    return key_of(r, i);
+}
+
+__device__ __forceinline__ static int id_at(const row_in &, int i)
+{
+    return i;
+}
+
+__device__ __forceinline__ static uint32_t key_at(const cand_in &c, int i)
+{
+    return c.key[i];
+}
+
+__device__ __forceinline__ static int id_at(const cand_in &c, int i)
+{
+    return c.id[i];
+}
+
 /* Keeps keys above `key`, and at `key` ids up to `id`. */
 typedef struct cut {
     uint32_t key;
@@ -93,6 +136,9 @@ __device__ __forceinline__ static bool kept(const kept_set &s, uint32_t key, int
 struct shared_state {
     u64 hist[RADIX_BINS];
     u64 warp_sum[SAMPLE_WARPS];
+    int warp_base[SAMPLE_WARPS];
+    uint32_t cand_key[SAMPLE_CANDIDATES];
+    int32_t cand_id[SAMPLE_CANDIDATES];
     union {
         cub::BlockScan<u64, SAMPLE_THREADS>::TempStorage scan;
         cub::BlockReduce<u64, SAMPLE_THREADS>::TempStorage sum;
@@ -101,9 +147,10 @@ struct shared_state {
     int int_out[2];
 };
 
-/* Sum over the row of what `value` gives each token, the same in every
+/* Sum over the source of what `value` gives each entry, the same in every
  * thread. */
-template <typename F> __device__ static u64 row_sum(const row_in &r, F value, shared_state &sh)
+template <typename R, typename F>
+__device__ static u64 row_sum(const R &r, F value, shared_state &sh)
 {
     u64 s = 0;
     for (int i = threadIdx.x; i < r.n; i += SAMPLE_THREADS)
@@ -116,12 +163,12 @@ template <typename F> __device__ static u64 row_sum(const row_in &r, F value, sh
     return s;
 }
 
-/* The smallest id whose inclusive running sum of `value` in id order
- * exceeds `goal` (goal < the row's sum).  Each warp owns a contiguous
- * segment: the warps' sums locate the segment, whose warp then scans it 32
- * ids at a time, so the reads stay coalesced. */
-template <typename F>
-__device__ static int find_in_order(const row_in &r, F value, u64 goal, shared_state &sh)
+/* The first entry whose inclusive running sum of `value` in order exceeds
+ * `goal` (goal < the source's sum).  Each warp owns a contiguous segment:
+ * the warps' sums locate the segment, whose warp then scans it 32 entries
+ * at a time, so the reads stay coalesced. */
+template <typename R, typename F>
+__device__ static int find_in_order(const R &r, F value, u64 goal, shared_state &sh)
 {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int seg = (r.n + SAMPLE_WARPS * 32 - 1) / (SAMPLE_WARPS * 32) * 32;
@@ -184,7 +231,8 @@ __device__ static void pick_bin(shared_state &sh, u64 above, u64 need)
 /* The cut that keeps the heaviest tokens of `base` (ties lowest id first)
  * until their count (by_mass false) or mass reaches `need`, which must not
  * exceed the whole of base. */
-__device__ static cut select_heaviest(const row_in &r, const kept_set &base, bool by_mass, u64 need,
+template <typename R>
+__device__ static cut select_heaviest(const R &r, const kept_set &base, bool by_mass, u64 need,
                                       shared_state &sh)
 {
     uint32_t prefix = 0, mask = 0;
@@ -196,8 +244,8 @@ __device__ static cut select_heaviest(const row_in &r, const kept_set &base, boo
             sh.hist[b] = 0;
         __syncthreads();
         for (int i = threadIdx.x; i < r.n; i += SAMPLE_THREADS) {
-            uint32_t key = key_of(r, i);
-            if (kept(base, key, i) && (key & mask) == prefix)
+            uint32_t key = key_at(r, i);
+            if (kept(base, key, id_at(r, i)) && (key & mask) == prefix)
                 atomicAdd(&sh.hist[(key >> shift) & digit], by_mass ? mass_of(key) : 1ull);
         }
         __syncthreads();
@@ -211,10 +259,11 @@ __device__ static cut select_heaviest(const row_in &r, const kept_set &base, boo
     cut c = {prefix, INT_MAX};
     u64 unit = by_mass ? mass_of(prefix) : 1;
     auto tie = [&](int i) -> u64 {
-        uint32_t key = key_of(r, i);
-        return key == prefix && kept(base, key, i) ? unit : 0;
+        uint32_t key = key_at(r, i);
+        return key == prefix && kept(base, key, id_at(r, i)) ? unit : 0;
     };
-    c.id = find_in_order(r, tie, need - above - 1, sh);
+    int at = find_in_order(r, tie, need - above - 1, sh);
+    c.id = at >= 0 ? id_at(r, at) : -1;
     return c;
 }
 
@@ -249,13 +298,14 @@ __device__ static arg_best row_argmax(const float *x, int n)
     return out;
 }
 
-__device__ static int draw_filtered(const row_in &r, const ssf_sample_spec &sp, shared_state &sh)
+template <typename R>
+__device__ static int draw_filtered(const R &r, const ssf_sample_spec &sp, shared_state &sh)
 {
     kept_set s = {{0, INT_MAX}, {0, INT_MAX}, 0.0f};
-    auto count = [&](int i) -> u64 { return key_of(r, i) != 0; };
+    auto count = [&](int i) -> u64 { return key_at(r, i) != 0; };
     auto mass = [&](int i) -> u64 {
-        uint32_t key = key_of(r, i);
-        return kept(s, key, i) ? mass_of(key) : 0;
+        uint32_t key = key_at(r, i);
+        return kept(s, key, id_at(r, i)) ? mass_of(key) : 0;
     };
     if (sp.top_k > 0 && (u64)sp.top_k < row_sum(r, count, sh))
         s.k = select_heaviest(r, s, false, (u64)sp.top_k, sh);
@@ -269,12 +319,58 @@ __device__ static int draw_filtered(const row_in &r, const ssf_sample_spec &sp, 
     u64 total = row_sum(r, mass, sh);
     u64 target = (u64)(philox_uniform(sp.seed, sp.step) * (double)total);
     if (target >= total) target = total - 1;
-    return find_in_order(r, mass, target, sh);
+    int at = find_in_order(r, mass, target, sh);
+    return at >= 0 ? id_at(r, at) : -1;
+}
+
+/* Gathers the row's ids with mass, in id order, into sh.cand_key and
+ * sh.cand_id: each warp counts its segment, the counts give each warp its
+ * place, and a second walk writes.  Returns how many, or -1 when they are
+ * more than SAMPLE_CANDIDATES (nothing is written then). */
+__device__ static int gather_candidates(const row_in &r, shared_state &sh)
+{
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int seg = (r.n + SAMPLE_WARPS * 32 - 1) / (SAMPLE_WARPS * 32) * 32;
+    int lo = warp * seg, hi = min(r.n, lo + seg), count = 0;
+    for (int base = lo; base < hi; base += 32) {
+        int i = base + lane;
+        count += __popc(__ballot_sync(0xffffffffu, i < hi && mass_of(key_of(r, i)) > 0));
+    }
+    if (lane == 0) sh.warp_base[warp] = count;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int total = 0;
+        for (int w = 0; w < SAMPLE_WARPS; w++) {
+            int c = sh.warp_base[w];
+            sh.warp_base[w] = total;
+            total += c;
+        }
+        sh.int_out[0] = total;
+    }
+    __syncthreads();
+    int total = sh.int_out[0];
+    __syncthreads();
+    if (total > SAMPLE_CANDIDATES) return -1;
+    int at = sh.warp_base[warp];
+    for (int base = lo; base < hi; base += 32) {
+        int i = base + lane;
+        uint32_t key = i < hi ? key_of(r, i) : 0;
+        bool has_mass = mass_of(key) > 0;
+        unsigned ballot = __ballot_sync(0xffffffffu, has_mass);
+        if (has_mass) {
+            int pos = at + __popc(ballot & ((1u << lane) - 1));
+            sh.cand_key[pos] = key;
+            sh.cand_id[pos] = i;
+        }
+        at += __popc(ballot);
+    }
+    __syncthreads();
+    return total;
 }
 
 __global__ static void __launch_bounds__(SAMPLE_THREADS)
     sample_kernel(int32_t *ids, const float *logits, size_t stride, int n_valid,
-                  const ssf_sample_spec *spec)
+                  const ssf_sample_spec *spec, bool gather)
 {
     __shared__ shared_state sh;
     const ssf_sample_spec sp = spec[blockIdx.x];
@@ -283,15 +379,21 @@ __global__ static void __launch_bounds__(SAMPLE_THREADS)
     int id = best.i;
     if (id >= 0 && sp.temperature > 0 && sp.top_k != 1) {
         row_in r = {x, n_valid, best.v, (float)(1.0 / sp.temperature)};
-        id = draw_filtered(r, sp, sh);
+        /* the maximum weighs 2^40, so a row has a candidate unless 1/T
+         * overflowed (then n is 0 and the whole row is walked, as before) */
+        int n = gather ? gather_candidates(r, sh) : 0;
+        if (n > 0)
+            id = draw_filtered(cand_in{sh.cand_key, sh.cand_id, n}, sp, sh);
+        else
+            id = draw_filtered(r, sp, sh);
     }
     if (threadIdx.x == 0) ids[blockIdx.x] = id;
 }
 
 cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stride, int n_valid,
-                        const ssf_sample_spec *spec, cudaStream_t st)
+                        const ssf_sample_spec *spec, int gather, cudaStream_t st)
 {
     if (rows <= 0) return cudaSuccess;
-    sample_kernel<<<rows, SAMPLE_THREADS, 0, st>>>(ids, logits, stride, n_valid, spec);
+    sample_kernel<<<rows, SAMPLE_THREADS, 0, st>>>(ids, logits, stride, n_valid, spec, gather != 0);
     return cudaGetLastError();
 }
