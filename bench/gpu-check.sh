@@ -74,6 +74,8 @@ summarize() {
         printf "%-22s %-18s %5s %6s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"], v["batch"],
             v["prompt"], v["decode_tok_s"], v["ms_per_step"], v["step_MB"], v["achieved_GBps"],
             v["roofline_pct"]; delete v }' | tee -a "$LOG"
+    say "device sampler, ms for the rows (top-p: T 0.6, top-p 0.95; gathered: ids with mass first):"
+    grep -E '^TIME sampler' "$LOG" | sed 's/^TIME sampler //' | tee -a "$LOG"
     if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
         say "GPU CHECK: FAILED"
         exit 1
@@ -304,11 +306,12 @@ fi
 BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 # The issue's shape: 200-token prompts, many sequences, LONG_STEPS decode
-# steps, the largest batches again with an FP8 KV cache; and 7B for 64
-# steps, the length transformers is timed for.
+# steps, the largest batches again with an FP8 KV cache, 1.5B's batches
+# again with the L2 prefetch (7B's small GEMMs are too big for it); and 7B
+# for 64 steps, the length transformers is timed for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,l2pf
     [ -f "$b7/config.json" ] || return 0
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8
     step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64

@@ -289,8 +289,17 @@ static void report(const char *what, const float *got, const float *ref, int voc
     report_tol(what, got, ref, vocab, n_valid, from, to, REL_TOL);
 }
 
-/* graphs: decode steps as CUDA graphs; fp8: an e4m3 KV cache */
-static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, int graphs, int fp8,
+/* How a check or bench opens the CUDA device besides its pages: decode
+ * steps as CUDA graphs or not, an e4m3 KV cache or BF16, the L2 prefetch
+ * of the small GEMMs' weights or not; `suffix` names it in TIME lines. */
+typedef struct variant {
+    int graphs, fp8, prefetch;
+    const char *suffix;
+} variant;
+
+static const variant DEFAULT = {1, 0, 0, ""};
+
+static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
 {
     ssf_device_options o = {.n_slots = pg->n_seqs,
@@ -298,14 +307,15 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, in
                             .block_size = BLOCK_SIZE,
                             .n_blocks = pg->n_blocks,
                             .gpu_memory_utilization = 0.9,
-                            .disable_cuda_graphs = !graphs,
-                            .kv_fp8 = fp8};
+                            .disable_cuda_graphs = !v.graphs,
+                            .kv_fp8 = v.fp8,
+                            .l2_prefetch = v.prefetch};
     return ssf_device_cuda_open(m, &o, err);
 }
 
 static ssf_device *open_cuda(const ssf_model *m, const pages *pg, int ctx, ssf_error *err)
 {
-    return open_cuda_as(m, pg, ctx, 1, 0, err);
+    return open_cuda_as(m, pg, ctx, DEFAULT, err);
 }
 
 /* The fp32 reference device over the same pages. */
@@ -372,7 +382,7 @@ static void check_fp8(const ssf_model *m, const pages *pg, const seq *s, const f
                       int vocab, int n_valid, const char *dir, int p)
 {
     ssf_error err;
-    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, 1, 1, &err);
+    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 1, 0, ""}, &err);
     float *g = d ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
     if (g) {
         char what[2300];
@@ -389,6 +399,35 @@ static void check_fp8(const ssf_model *m, const pages *pg, const seq *s, const f
     }
     free(g);
     if (d) d->close(d);
+}
+
+/* The L2 prefetch moves no value: a fresh device with it must give the
+ * full forward's logits bit for bit as a fresh device without (both run
+ * the same calls, so cuBLAS picks the same kernels), then decode through
+ * graphs as check_graph_decode asks. */
+static void check_prefetch(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
+                           int vocab, int n_valid, const char *dir, int p)
+{
+    ssf_error err;
+    ssf_device *plain = open_cuda_as(m, pg, MAX_CONTEXT, DEFAULT, &err);
+    ssf_device *d = plain ? open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 0, 1, ""}, &err) : NULL;
+    float *a = d ? full_forward(plain, pg, s, vocab, 0, &err) : NULL;
+    float *b = a ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
+    if (b) {
+        size_t n = (size_t)s->n * vocab, differ = 0;
+        for (size_t i = 0; i < n; i++)
+            differ += memcmp(&a[i], &b[i], sizeof *a) != 0;
+        failures += differ != 0;
+        printf("%s %s prompt %d: L2 prefetch on, full forward: %zu of %zu logits differ from "
+               "prefetch off\n",
+               differ ? "FAIL" : "PASS", dir, p, differ, n);
+        check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p);
+    } else {
+        printf("FAIL %s prompt %d: L2 prefetch: %s\n", dir, p, err.msg), failures++;
+    }
+    free(a), free(b);
+    if (d) d->close(d);
+    if (plain) plain->close(plain);
 }
 
 /* ---- modes ------------------------------------------------------------------------- */
@@ -425,6 +464,7 @@ static void check_fixture(const char *dir)
             }
             check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p);
             check_fp8(m, &pg, &s, c, vocab, n_valid, dir, p);
+            check_prefetch(m, &pg, &s, c, vocab, n_valid, dir, p);
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
         free(c), free(g);
@@ -634,10 +674,9 @@ static int prefill_batch(ssf_device *d, const pages *pg, int vocab, int B, int P
     return rc;
 }
 
-/* "" with CUDA graphs, "-nograph" without, "-fp8kv" with an FP8 KV cache;
- * the checkpoint's directory name */
-static const char *bench_suffix = "", *bench_model = "";
-static int bench_fp8;
+/* The device variant being timed; the checkpoint's directory name */
+static variant bench_as = {1, 0, 0, ""};
+static const char *bench_model = "";
 
 /* Prefill B random prompts, then `steps` decode steps of B rows, each
  * row's next token drawn on the device as the engine runs it (greedy, or
@@ -666,7 +705,7 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
         rc = forward_sampled(d, pg, tok, pos, sl, B, rows, B, spec, vocab, tok, err);
     }
     double t2 = ssf_monotonic_seconds(), ms = (t2 - t1) * 1e3 / steps;
-    step_bytes sb = bytes_of(c, bench_fp8);
+    step_bytes sb = bytes_of(c, bench_as.fp8);
     /* rows attend to P + s + 1 positions at step s */
     double kv = B * (P + (steps - 1) / 2.0 + 1) * sb.kv_per_pos,
            gbps = (sb.weights + kv) / ms / 1e6;
@@ -675,7 +714,7 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
                "decode_tok_s=%.1f "
                "ms_per_step=%.2f step_MB=%.1f (weights %.1f + kv %.1f) achieved_GBps=%.0f "
                "copy_GBps=%.0f roofline_pct=%.0f\n",
-               sampled ? "cuda-sampled" : "cuda", bench_suffix, bench_model, B, P, steps,
+               sampled ? "cuda-sampled" : "cuda", bench_as.suffix, bench_model, B, P, steps,
                B * P / (t1 - t0), (double)B * steps / (t2 - t1), ms, (sb.weights + kv) / 1e6,
                sb.weights / 1e6, kv / 1e6, gbps, copy_gbps,
                copy_gbps > 0 ? 100 * gbps / copy_gbps : 0.0);
@@ -715,25 +754,24 @@ static int time_batches(ssf_device *d, const pages *pg, const ssf_model_config *
     return rc;
 }
 
-/* The largest batch again on a device opened with graphs and fp8 as
- * given, under `suffix`. */
-static int bench_variant(const ssf_model *m, const pages *pg, int ctx, int graphs, int fp8,
-                         const char *suffix, const int *bs, int nb, int P, int steps,
-                         double copy_gbps, ssf_error *err)
+/* The nb batches bs[] again on a device opened as v. */
+static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v, const int *bs,
+                         int nb, int P, int steps, double copy_gbps, ssf_error *err)
 {
-    ssf_device *gpu = open_cuda_as(m, pg, ctx, graphs, fp8, err);
+    ssf_device *gpu = open_cuda_as(m, pg, ctx, v, err);
     if (!gpu) return -1;
     const ssf_model_config *c = ssf_model_config_of(m);
-    bench_suffix = suffix, bench_fp8 = fp8;
+    bench_as = v;
     int rc = time_batches(gpu, pg, c, bs, nb, P, steps, copy_gbps, err);
     gpu->close(gpu);
-    bench_suffix = "", bench_fp8 = 0;
+    bench_as = DEFAULT;
     return rc;
 }
 
 /* Decode timing at each batch; `extra` (comma-separated) adds the largest
  * batch with device sampling ("sampled"), batches 1 and the largest kernel
- * by kernel ("nograph"), and the largest with an FP8 KV cache ("fp8"). */
+ * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"), and
+ * every batch again with the L2 prefetch ("l2pf"). */
 static void bench(const char *dir, const char *batches, int P, int steps, const char *extra)
 {
     ssf_error err;
@@ -745,7 +783,7 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     pages_init(&pg, maxb, ctx);
     const char *slash = strrchr(dir, '/');
     bench_model = slash && slash[1] ? slash + 1 : dir;
-    bench_suffix = "";
+    bench_as = DEFAULT;
     double t0 = ssf_monotonic_seconds(), copy_gbps = 0;
     if (ssf_model_open(dir, &m, &err) == 0) gpu = open_cuda(m, &pg, ctx, &err);
     if (gpu) printf("TIME engine=cuda open_s=%.1f\n", ssf_monotonic_seconds() - t0);
@@ -758,10 +796,17 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     if (gpu) gpu->close(gpu);
     if (ok && strstr(extra, "nograph")) {
         const int ends[2] = {1, maxb};
-        ok = bench_variant(m, &pg, ctx, 0, 0, "-nograph", ends, 2, P, steps, copy_gbps, &err) == 0;
+        variant v = {0, 0, 0, "-nograph"};
+        ok = bench_variant(m, &pg, ctx, v, ends, 2, P, steps, copy_gbps, &err) == 0;
     }
-    if (ok && strstr(extra, "fp8"))
-        ok = bench_variant(m, &pg, ctx, 1, 1, "-fp8kv", &maxb, 1, P, steps, copy_gbps, &err) == 0;
+    if (ok && strstr(extra, "fp8")) {
+        variant v = {1, 1, 0, "-fp8kv"};
+        ok = bench_variant(m, &pg, ctx, v, &maxb, 1, P, steps, copy_gbps, &err) == 0;
+    }
+    if (ok && strstr(extra, "l2pf")) {
+        variant v = {1, 0, 1, "-l2pf"};
+        ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
+    }
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;

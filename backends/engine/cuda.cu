@@ -89,7 +89,8 @@ typedef struct cuda_dev {
     bf16 *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
     cuda_layer *layers;
     float *inv_freq;
-    int attn_slots; /* attention CTAs the device runs at once (ssfk_attention_slots) */
+    int attn_slots;      /* attention CTAs the device runs at once (ssfk_attention_slots) */
+    size_t prefetch_max; /* largest weight the kernels prefetch into L2 (0: none) */
     /* KV pool */
     char *pool; /* BF16 or e4m3 elements (d->kv.fp8); the scales at d->kv.scales */
     ssfk_kv_layout kv;
@@ -469,6 +470,25 @@ static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void
     return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
 }
 
+/* The prefetch of a small GEMM's weights, if they fit the L2's share. */
+static ssfk_prefetch prefetch_of(const cuda_dev *d, const bf16 *w, int rows, int cols)
+{
+    size_t bytes = (size_t)rows * cols * sizeof(bf16);
+    if (bytes > d->prefetch_max) return ssfk_prefetch{NULL, 0};
+    return ssfk_prefetch{w, bytes};
+}
+
+/* What layer l's q|k|v GEMM reads, prefetched by the kernel before it. */
+static ssfk_prefetch prefetch_qkv(const cuda_dev *d, int l)
+{
+    if (l >= d->cfg.n_layers) return ssfk_prefetch{NULL, 0};
+    return prefetch_of(d, d->layers[l].wqkv, d->qkv_dim, d->cfg.hidden_size);
+}
+
+/* With prefetching on, the attention fetches the o GEMM's weights while it
+ * streams K and V, and the SiLU fetches the next layer's q|k|v weights for
+ * after the down GEMM (both kernels precede a GEMM too small to reach the
+ * copy rate from memory). */
 static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_tables tb,
                          const ssf_attn_shape *shape, ssf_error *err)
 {
@@ -482,11 +502,11 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                               c->n_heads, c->n_kv_heads, d->stream));
     K_TRY(ssfk_attention(shape, d->att, d->part, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads,
-                         c->n_kv_heads, d->stream));
+                         c->n_kv_heads, prefetch_of(d, L->wo, H, d->q_dim), d->stream));
     BLAS_TRY(gemm(d, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
     BLAS_TRY(gemm(d, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
-    K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
+    K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, prefetch_qkv(d, l + 1), d->stream));
     BLAS_TRY(gemm(d, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
     return 0;
 }
@@ -565,7 +585,7 @@ static int enqueue_body(cuda_dev *d, int R, const ssf_attn_shape *shape, ssf_err
     tb.seq = d->d_idx + 2 * cap;
     tb.tab_off = d->d_idx + IDX_ROW_ARRAYS * cap;
     tb.tab = tb.tab_off + d->seq_cap + 1;
-    K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, d->stream));
+    K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, prefetch_qkv(d, 0), d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
         if (forward_layer(d, l, R, pos, tb, shape, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
@@ -830,6 +850,11 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     d->h_need = (int32_t *)ssf_xcalloc((size_t)d->seq_cap, sizeof(int32_t));
     CU_TRY(ssfk_attention_init());
     CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, &d->attn_slots));
+    if (d->prefetch_max) {
+        int l2 = 0; /* a quarter of it, so that the lines outlast the kernel's own traffic */
+        CU_TRY(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, d->ordinal));
+        d->prefetch_max = (size_t)l2 / 4;
+    }
     return 0;
 }
 
@@ -891,6 +916,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;
+    d->prefetch_max = o->l2_prefetch != 0; /* sized from the L2 in open_runtime */
     d->seq_blocks = (d->base.max_context + d->base.block_size - 1) / d->base.block_size;
     /* n_slots defaults to min(DEFAULT_MAX_SEQS, n_blocks), known only
      * after planning: the table buffers are sized for the larger */

@@ -23,6 +23,38 @@ __device__ static inline void cp_async16(void *dst, const void *src, int bytes)
                  : "memory");
 }
 
+/* cp_async16 with an L2 policy (createpolicy) for the lines it brings. */
+__device__ static inline void cp_async16_hinted(void *dst, const void *src, int bytes,
+                                                uint64_t policy)
+{
+    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(s),
+                 "l"(src), "r"(bytes), "l"(policy)
+                 : "memory");
+}
+
+/* The L2 policy that makes a load's lines the first to go. */
+__device__ static inline uint64_t evict_first_policy(void)
+{
+    uint64_t policy;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+    return policy;
+}
+
+/* The K and V loads: plain, or hinted to leave the L2 to a prefetch. */
+typedef struct kv_loads {
+    bool hinted;
+    uint64_t policy;
+} kv_loads;
+
+__device__ static inline void cp_async16_kv(kv_loads how, void *dst, const void *src, int bytes)
+{
+    if (how.hinted)
+        cp_async16_hinted(dst, src, bytes, how.policy);
+    else
+        cp_async16(dst, src, bytes);
+}
+
 /* The same for 4 bytes (an fp8 row's scale), through L1. */
 __device__ static inline void cp_async4(void *dst, const void *src, int bytes)
 {
@@ -128,8 +160,8 @@ template <int HD> __device__ static float *fp8_scales(char *smem, int warp, int 
  * fp8 rows bring their scales. */
 template <int HD, bool FP8>
 __device__ static void load_tile(char *smem, int warp, int stage, const void *pool,
-                                 ssfk_kv_layout kv, int kvh, const int32_t *table, int layer,
-                                 int t0, int cnt)
+                                 ssfk_kv_layout kv, kv_loads how, int kvh, const int32_t *table,
+                                 int layer, int t0, int cnt)
 {
     constexpr int ELEM = FP8 ? 1 : 2, CH = HD * ELEM / 16; /* 16-byte pieces a row */
     constexpr int ROW = FP8 ? HD : KV_ROW(HD) * 2;         /* a row in shared memory, bytes */
@@ -143,8 +175,8 @@ __device__ static void load_tile(char *smem, int warp, int stage, const void *po
         int j = c / CH, e = (c % CH) * 16;
         size_t at = j < cnt ? (head + kv_pos(kv, table, layer, t0 + j)) * ELEM + e : 0;
         int bytes = j < cnt ? 16 : 0;
-        cp_async16(ks + j * ROW + e, base + at, bytes);
-        cp_async16(vs + j * ROW + e, base + (j < cnt ? at + kv.v_offset * ELEM : 0), bytes);
+        cp_async16_kv(how, ks + j * ROW + e, base + at, bytes);
+        cp_async16_kv(how, vs + j * ROW + e, base + (j < cnt ? at + kv.v_offset * ELEM : 0), bytes);
     }
     if (!FP8) return;
     /* lanes 0-15: K scales, 16-31: V scales */
@@ -326,15 +358,18 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out,
  * stages).  The warps merge at the end.  The first kernel, fp32 FMAs from
  * shared memory, was compute-bound: it read KV at 0.9-1.4 TB/s on an H200.
  * Scores, softmax and the output accumulate in fp32; only the weights are
- * rounded to BF16 for the P.V MMA.
+ * rounded to BF16 for the P.V MMA.  The CTAs issue pf's prefetches first.
  */
 template <int HD, bool FP8>
 __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     paged_attention_kernel(bf16 *out, float *part, const bf16 *qkv, const void *pool,
                            ssfk_kv_layout kv, int layer, const int32_t *pos, ssfk_tables tb,
-                           int n_heads, int n_kv, int head_chunks, int chunk, float scale_log2)
+                           int n_heads, int n_kv, int head_chunks, int chunk, float scale_log2,
+                           ssfk_prefetch pf)
 {
     extern __shared__ __align__(16) char smem_raw[];
+    prefetch_share(pf);
+    kv_loads how = {pf.bytes > 0, pf.bytes > 0 ? evict_first_policy() : 0};
     int r = blockIdx.x, kvh = blockIdx.y / head_chunks, qc = blockIdx.y % head_chunks;
     int group = n_heads / n_kv, h0 = kvh * group + qc * SSF_ATTN_MAX_GROUP;
     int ng = min(SSF_ATTN_MAX_GROUP, group - qc * SSF_ATTN_MAX_GROUP);
@@ -345,7 +380,7 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     const int32_t *table = row_table(tb, r);
     if (mine > 0) {
         int t0 = lo + warp * SSF_ATTN_TILE;
-        load_tile<HD, FP8>(smem_raw, warp, 0, pool, kv, kvh, table, layer, t0,
+        load_tile<HD, FP8>(smem_raw, warp, 0, pool, kv, how, kvh, table, layer, t0,
                            min(SSF_ATTN_TILE, hi - t0));
     }
     cp_async_commit();
@@ -360,7 +395,7 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
         int t0 = lo + (warp + i * ATTN_WARPS) * SSF_ATTN_TILE;
         if (i + 1 < mine) {
             int t1 = t0 + ATTN_WARPS * SSF_ATTN_TILE;
-            load_tile<HD, FP8>(smem_raw, warp, (i + 1) & 1, pool, kv, kvh, table, layer, t1,
+            load_tile<HD, FP8>(smem_raw, warp, (i + 1) & 1, pool, kv, how, kvh, table, layer, t1,
                                min(SSF_ATTN_TILE, hi - t1));
         }
         cp_async_commit();
@@ -411,14 +446,15 @@ __global__ static void attn_combine_kernel(bf16 *out, const float *part, int n_h
 template <int HD, bool FP8>
 static cudaError_t attention_hd(const ssf_attn_shape *sh, bf16 *out, float *part, const bf16 *qkv,
                                 const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                                ssfk_tables tb, int n_heads, int n_kv, cudaStream_t st)
+                                ssfk_tables tb, int n_heads, int n_kv, ssfk_prefetch pf,
+                                cudaStream_t st)
 {
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
     /* 1/sqrt(hd) and log2(e): the softmax runs on exp2 */
     float scale_log2 = 1.4426950408889634f / sqrtf((float)HD);
     paged_attention_kernel<HD, FP8><<<grid, SSF_ATTN_THREADS, sh->smem, st>>>(
         out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, sh->head_chunks, sh->chunk,
-        scale_log2);
+        scale_log2, pf);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || sh->splits == 1) return e;
     attn_combine_kernel<HD>
@@ -430,12 +466,14 @@ static cudaError_t attention_hd(const ssf_attn_shape *sh, bf16 *out, float *part
 template <int HD>
 static cudaError_t attention_kv(const ssf_attn_shape *sh, bf16 *out, float *part, const bf16 *qkv,
                                 const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                                ssfk_tables tb, int n_heads, int n_kv, cudaStream_t st)
+                                ssfk_tables tb, int n_heads, int n_kv, ssfk_prefetch pf,
+                                cudaStream_t st)
 {
     if (kv.fp8)
         return attention_hd<HD, true>(sh, out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv,
-                                      st);
-    return attention_hd<HD, false>(sh, out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, st);
+                                      pf, st);
+    return attention_hd<HD, false>(sh, out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, pf,
+                                   st);
 }
 
 template <int HD, bool FP8> static cudaError_t allow_smem(void)
@@ -479,7 +517,8 @@ cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots)
 
 cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, const bf16 *qkv,
                            const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                           ssfk_tables tb, int n_heads, int n_kv_heads, cudaStream_t st)
+                           ssfk_tables tb, int n_heads, int n_kv_heads, ssfk_prefetch pf,
+                           cudaStream_t st)
 {
     /* a shape planned for another head layout would leave heads unwritten */
     if (shape->threads != SSF_ATTN_THREADS || shape->grid[1] != n_kv_heads * shape->head_chunks ||
@@ -488,9 +527,9 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, 
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)
         return attention_kv<64>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
-                                n_kv_heads, st);
+                                n_kv_heads, pf, st);
     if (kv.head_dim == 128)
         return attention_kv<128>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
-                                 n_kv_heads, st);
+                                 n_kv_heads, pf, st);
     return cudaErrorInvalidValue;
 }

@@ -57,13 +57,22 @@ typedef struct ssfk_tables {
     const int32_t *tab;     /* flattened block ids */
 } ssfk_tables;
 
+/* Bytes a kernel asks the L2 to fetch while it runs, for a later kernel to
+ * find there: the next small GEMM's weights, which a decode step would
+ * otherwise read from memory at a fraction of the copy rate (a 5 MB GEMM is
+ * over before its loads reach full speed).  {NULL, 0}: none. */
+typedef struct ssfk_prefetch {
+    const void *p; /* 16-byte aligned */
+    size_t bytes;
+} ssfk_prefetch;
+
 /* inv_freq[i] = 1 / theta^(2i/d), i < d/2, in fp32 as transformers computes
  * it (arange(0, d, 2).float() / d, then base ** that).  Host code. */
 void ssfk_inv_freq(float *inv_freq, int head_dim, double theta);
 
-/* out[r] = embed[token[r]] */
+/* out[r] = embed[token[r]]; prefetches pf */
 cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
-                       cudaStream_t st);
+                       ssfk_prefetch pf, cudaStream_t st);
 
 /* Per row: if `add`, x = bf16(x + add) in place (the residual add); then
  * out = bf16(w * bf16(x * rsqrt(mean(x^2) + eps))). */
@@ -88,10 +97,13 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
  * of row r's table, with K, V of q-head h's KV head, launched as `shape`
  * (cuda_plan.h; planned for these rows, n_kv_heads and group).  q is read
  * from the fused q|k|v rows (row width (n_heads + 2 n_kv) * hd).  With
- * shape.splits > 1 `part` holds shape.partial_floats floats. */
+ * shape.splits > 1 `part` holds shape.partial_floats floats.  With a
+ * prefetch, K and V (read once) are loaded as the first lines for the L2 to
+ * evict, so that pf's lines outlast the stream. */
 cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, const bf16 *qkv,
                            const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                           ssfk_tables tb, int n_heads, int n_kv_heads, cudaStream_t st);
+                           ssfk_tables tb, int n_heads, int n_kv_heads, ssfk_prefetch pf,
+                           cudaStream_t st);
 
 /* Lets the attention kernels use ssf_attn_smem bytes of shared memory, past
  * the default 48 KB: once per device, before the first ssfk_attention. */
@@ -102,8 +114,10 @@ cudaError_t ssfk_attention_init(void);
  * ssf_attn_plan fills.  After ssfk_attention_init. */
 cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots);
 
-/* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
-cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);
+/* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i];
+ * prefetches pf. */
+cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, ssfk_prefetch pf,
+                          cudaStream_t st);
 
 /* ids[r] = the token drawn for row r of `logits` (rows x stride fp32, ids
  * below n_valid) as spec[r] asks (cuda_sample.cu); -1 for a row without a

@@ -150,7 +150,7 @@ static int run_silu_mul(scratch *s, int rows, int inter, const float *gu, float 
     bf16 *dgu = up_bf16(s, gu, (size_t)rows * 2 * inter, err);
     bf16 *dh = (bf16 *)dev_alloc(s, (size_t)rows * inter * 2, err);
     if (!dgu || !dh) return -1;
-    cudaError_t e = ssfk_silu_mul(dh, dgu, rows, inter, s->st);
+    cudaError_t e = ssfk_silu_mul(dh, dgu, rows, inter, ssfk_prefetch{NULL, 0}, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "silu_mul launch", e);
     return down_bf16(s, dh, rows, inter, (size_t)inter, h, err);
 }
@@ -466,8 +466,8 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
     if (!dqkv || !dpos || pool_upload(s, p, err) || !dout || (sh->partial_floats && !part) ||
         op_tables(s, pg, rows, n_ctx, &tb, err))
         return -1;
-    cudaError_t e =
-        ssfk_attention(sh, dout, part, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv, s->st);
+    cudaError_t e = ssfk_attention(sh, dout, part, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv,
+                                   ssfk_prefetch{NULL, 0}, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "attention launch", e);
     return down_bf16(s, dout, rows, nh * hd, (size_t)nh * hd, out, err);
 }
@@ -688,7 +688,8 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
     const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
-        return ssfk_attention(sh, out, part, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv, s->st);
+        return ssfk_attention(sh, out, part, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv,
+                              ssfk_prefetch{NULL, 0}, s->st);
     };
     return time_launches(s, iters, launch, ms, err);
 }
