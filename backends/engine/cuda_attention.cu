@@ -155,13 +155,16 @@ template <int HD> __device__ static float *fp8_scales(char *smem, int warp, int 
     return (float *)((char *)fp8_rows<HD>(smem, warp, 2)) + stage * 2 * SSF_ATTN_TILE;
 }
 
-/* Queues the K and V rows of positions t0 .. t0 + cnt - 1 of KV head kvh
- * into the warp's stage (zeros for the rest of the tile), 16 bytes a copy;
- * fp8 rows bring their scales. */
+/* Queues the K and V rows of positions t0 .. t0 + cnt - 1 (cnt >= 1) of
+ * KV head kvh into the warp's stage (zeros for the rest of the tile), 16
+ * bytes a copy; fp8 rows bring their scales.  in_block: the tile lies in
+ * one block, so its rows follow its first, and one walk of the table
+ * serves the tile where the general case divides by the block size and
+ * reads the table for every row (most of the kernel's instructions). */
 template <int HD, bool FP8>
 __device__ static void load_tile(char *smem, int warp, int stage, const void *pool,
                                  ssfk_kv_layout kv, kv_loads how, int kvh, const int32_t *table,
-                                 int layer, int t0, int cnt)
+                                 int layer, int t0, int cnt, bool in_block)
 {
     constexpr int ELEM = FP8 ? 1 : 2, CH = HD * ELEM / 16; /* 16-byte pieces a row */
     constexpr int ROW = FP8 ? HD : KV_ROW(HD) * 2;         /* a row in shared memory, bytes */
@@ -169,11 +172,15 @@ __device__ static void load_tile(char *smem, int warp, int stage, const void *po
                    : (char *)mma_rows<HD, false>(smem, warp, stage);
     char *vs = ks + SSF_ATTN_TILE * ROW;
     const char *base = (const char *)pool;
-    size_t head = (size_t)kvh * kv.head_stride;
+    size_t head = (size_t)kvh * kv.head_stride, first = head + kv_pos(kv, table, layer, t0);
+    /* the K row of position t0 + j, j < cnt (the table ends at the context) */
+    auto row_of = [&](int j) -> size_t {
+        return in_block ? first + (size_t)j * HD : head + kv_pos(kv, table, layer, t0 + j);
+    };
     int lane = threadIdx.x % WARP;
     for (int c = lane; c < SSF_ATTN_TILE * CH; c += WARP) {
         int j = c / CH, e = (c % CH) * 16;
-        size_t at = j < cnt ? (head + kv_pos(kv, table, layer, t0 + j)) * ELEM + e : 0;
+        size_t at = j < cnt ? row_of(j) * ELEM + e : 0;
         int bytes = j < cnt ? 16 : 0;
         cp_async16_kv(how, ks + j * ROW + e, base + at, bytes);
         cp_async16_kv(how, vs + j * ROW + e, base + (j < cnt ? at + kv.v_offset * ELEM : 0), bytes);
@@ -181,7 +188,7 @@ __device__ static void load_tile(char *smem, int warp, int stage, const void *po
     if (!FP8) return;
     /* lanes 0-15: K scales, 16-31: V scales */
     int j = lane % SSF_ATTN_TILE, sel = lane / SSF_ATTN_TILE;
-    size_t row = j < cnt ? head + kv_pos(kv, table, layer, t0 + j) + sel * kv.v_offset : 0;
+    size_t row = j < cnt ? row_of(j) + sel * kv.v_offset : 0;
     cp_async4(fp8_scales<HD>(smem, warp, stage) + lane, kv.scales + row / HD, j < cnt ? 4 : 0);
 }
 
@@ -365,7 +372,7 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     paged_attention_kernel(bf16 *out, float *part, const bf16 *qkv, const void *pool,
                            ssfk_kv_layout kv, int layer, const int32_t *pos, ssfk_tables tb,
                            int n_heads, int n_kv, int head_chunks, int chunk, float scale_log2,
-                           ssfk_prefetch pf)
+                           bool tile_in_block, ssfk_prefetch pf)
 {
     extern __shared__ __align__(16) char smem_raw[];
     prefetch_share(pf);
@@ -381,7 +388,7 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     if (mine > 0) {
         int t0 = lo + warp * SSF_ATTN_TILE;
         load_tile<HD, FP8>(smem_raw, warp, 0, pool, kv, how, kvh, table, layer, t0,
-                           min(SSF_ATTN_TILE, hi - t0));
+                           min(SSF_ATTN_TILE, hi - t0), tile_in_block);
     }
     cp_async_commit();
     uint32_t qf[HD / 16][2];
@@ -396,7 +403,7 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
         if (i + 1 < mine) {
             int t1 = t0 + ATTN_WARPS * SSF_ATTN_TILE;
             load_tile<HD, FP8>(smem_raw, warp, (i + 1) & 1, pool, kv, how, kvh, table, layer, t1,
-                               min(SSF_ATTN_TILE, hi - t1));
+                               min(SSF_ATTN_TILE, hi - t1), tile_in_block);
         }
         cp_async_commit();
         cp_async_wait<1>(); /* tile i has landed (tile i + 1 may be in flight) */
@@ -452,9 +459,11 @@ static cudaError_t attention_hd(const ssf_attn_shape *sh, bf16 *out, float *part
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
     /* 1/sqrt(hd) and log2(e): the softmax runs on exp2 */
     float scale_log2 = 1.4426950408889634f / sqrtf((float)HD);
+    /* tiles start at a multiple of SSF_ATTN_TILE past a chunk's start */
+    bool in_block = kv.block_size % SSF_ATTN_TILE == 0 && sh->chunk % SSF_ATTN_TILE == 0;
     paged_attention_kernel<HD, FP8><<<grid, SSF_ATTN_THREADS, sh->smem, st>>>(
         out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, sh->head_chunks, sh->chunk,
-        scale_log2, pf);
+        scale_log2, in_block, pf);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || sh->splits == 1) return e;
     attn_combine_kernel<HD>
