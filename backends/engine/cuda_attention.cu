@@ -313,14 +313,53 @@ template <int HD> __device__ static void load_q(uint32_t (*qf)[2], const bf16 *q
     }
 }
 
+/* The last of the splits of (row r, heads h0 .. h0 + ng - 1) to finish
+ * merges them: out = sum_s w_s acc_s / sum_s w_s l_s with w_s = 2^(m_s -
+ * max m), m in log2 units, in split order whichever CTA is last, so the
+ * result does not depend on timing; empty splits (m = -inf) weigh nothing.
+ * Each split publishes its partials before it counts itself; the last reads
+ * them past its L1, which may still hold an earlier step's.  The counter
+ * wraps to 0 for the next launch. */
+template <int HD>
+__device__ __noinline__ static void merge_splits(const float *part, unsigned *done, bf16 *out,
+                                                 int r, int h0, int ng, int n_heads)
+{
+    __shared__ bool last;
+    __threadfence();
+    __syncthreads();
+    unsigned splits = gridDim.z;
+    if (threadIdx.x == 0)
+        last = atomicInc(done + (size_t)r * gridDim.y + blockIdx.y, splits - 1) == splits - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    size_t n_parts = (size_t)gridDim.x * n_heads * splits;
+    const float *ml = part + n_parts * HD;
+    for (int i = threadIdx.x; i < ng * HD; i += SSF_ATTN_THREADS) {
+        int h = i / HD, d = i % HD;
+        size_t k0 = ((size_t)r * n_heads + h0 + h) * splits;
+        float M = -INFINITY, L = 0.0f, o = 0.0f;
+        for (unsigned sp = 0; sp < splits; sp++)
+            M = fmaxf(M, __ldcg(ml + 2 * (k0 + sp)));
+        for (unsigned sp = 0; sp < splits; sp++) {
+            float m = __ldcg(ml + 2 * (k0 + sp));
+            if (m == -INFINITY) continue;
+            float w = exp2f(m - M);
+            L += w * __ldcg(ml + 2 * (k0 + sp) + 1);
+            o += w * __ldcg(part + (k0 + sp) * HD + d);
+        }
+        out[((size_t)r * n_heads + h0 + h) * HD + d] = __float2bfloat16(o / L);
+    }
+}
+
 /* The warps' results merged: each warp leaves (m, l) and o in shared
  * memory, free once every warp's last tile is done; then thread i sums
  * element i % HD of head i / HD over the warps with weights 2^(m_w - M).
- * Unsplit, the output is normalised; split, (acc, M, L) go to `part` for
- * attn_combine_kernel. */
+ * Unsplit, the output is normalised; split, (acc, M, L) go to `part` and
+ * the splits merge (merge_splits). */
 template <int HD>
-__device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out, float *part, int r,
-                                   int h0, int ng, int n_heads)
+__device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out, float *part,
+                                   unsigned *done, int r, int h0, int ng, int n_heads)
 {
     float *ob = (float *)smem;                             /* [warp][8][HD] */
     float *ml = ob + ATTN_WARPS * SSF_ATTN_MAX_GROUP * HD; /* [warp][8][2] */
@@ -352,6 +391,7 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out,
         part[k * HD + d] = o;
         if (d == 0) part[n_parts * HD + 2 * k] = M, part[n_parts * HD + 2 * k + 1] = L;
     }
+    if (gridDim.z > 1) merge_splits<HD>(part, done, out, r, h0, ng, n_heads);
 }
 
 /*
@@ -369,10 +409,10 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out,
  */
 template <int HD, bool FP8>
 __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
-    paged_attention_kernel(bf16 *out, float *part, const bf16 *qkv, const void *pool,
-                           ssfk_kv_layout kv, int layer, const int32_t *pos, ssfk_tables tb,
-                           int n_heads, int n_kv, int head_chunks, int chunk, float scale_log2,
-                           bool tile_in_block, ssfk_prefetch pf)
+    paged_attention_kernel(bf16 *out, float *part, unsigned *done, const bf16 *qkv,
+                           const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
+                           ssfk_tables tb, int n_heads, int n_kv, int head_chunks, int chunk,
+                           float scale_log2, bool tile_in_block, ssfk_prefetch pf)
 {
     extern __shared__ __align__(16) char smem_raw[];
     prefetch_share(pf);
@@ -425,36 +465,14 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     }
     cp_async_wait<0>();
     __syncthreads();
-    merge_warps<HD>(smem_raw, a, out, part, r, h0, ng, n_heads);
-}
-
-/* Merges the splits of one (row, q-head): out = sum_s w_s acc_s / sum_s w_s
- * l_s with w_s = 2^(m_s - max m), m in log2 units; empty splits (m = -inf)
- * weigh nothing. */
-template <int HD>
-__global__ static void attn_combine_kernel(bf16 *out, const float *part, int n_heads, int splits)
-{
-    int r = blockIdx.x, h = blockIdx.y, t = threadIdx.x;
-    size_t n_parts = (size_t)gridDim.x * n_heads * splits, i0 = ((size_t)r * n_heads + h) * splits;
-    const float *ml = part + n_parts * HD;
-    float M = -INFINITY, L = 0.0f, o = 0.0f;
-    for (int s = 0; s < splits; s++)
-        M = fmaxf(M, ml[2 * (i0 + s)]);
-    for (int s = 0; s < splits; s++) {
-        float m = ml[2 * (i0 + s)];
-        if (m == -INFINITY) continue;
-        float w = exp2f(m - M);
-        L += w * ml[2 * (i0 + s) + 1];
-        o += w * part[(i0 + s) * HD + t];
-    }
-    out[((size_t)r * n_heads + h) * HD + t] = __float2bfloat16(o / L);
+    merge_warps<HD>(smem_raw, a, out, part, done, r, h0, ng, n_heads);
 }
 
 template <int HD, bool FP8>
-static cudaError_t attention_hd(const ssf_attn_shape *sh, bf16 *out, float *part, const bf16 *qkv,
-                                const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                                ssfk_tables tb, int n_heads, int n_kv, ssfk_prefetch pf,
-                                cudaStream_t st)
+static cudaError_t attention_hd(const ssf_attn_shape *sh, bf16 *out, float *part, unsigned *done,
+                                const bf16 *qkv, const void *pool, ssfk_kv_layout kv, int layer,
+                                const int32_t *pos, ssfk_tables tb, int n_heads, int n_kv,
+                                ssfk_prefetch pf, cudaStream_t st)
 {
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
     /* 1/sqrt(hd) and log2(e): the softmax runs on exp2 */
@@ -462,27 +480,23 @@ static cudaError_t attention_hd(const ssf_attn_shape *sh, bf16 *out, float *part
     /* tiles start at a multiple of SSF_ATTN_TILE past a chunk's start */
     bool in_block = kv.block_size % SSF_ATTN_TILE == 0 && sh->chunk % SSF_ATTN_TILE == 0;
     paged_attention_kernel<HD, FP8><<<grid, SSF_ATTN_THREADS, sh->smem, st>>>(
-        out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, sh->head_chunks, sh->chunk,
+        out, part, done, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, sh->head_chunks, sh->chunk,
         scale_log2, in_block, pf);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess || sh->splits == 1) return e;
-    attn_combine_kernel<HD>
-        <<<dim3(sh->grid[0], n_heads), HD, 0, st>>>(out, part, n_heads, sh->splits);
     return cudaGetLastError();
 }
 
 /* attention_hd for the pool's element type */
 template <int HD>
-static cudaError_t attention_kv(const ssf_attn_shape *sh, bf16 *out, float *part, const bf16 *qkv,
-                                const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                                ssfk_tables tb, int n_heads, int n_kv, ssfk_prefetch pf,
-                                cudaStream_t st)
+static cudaError_t attention_kv(const ssf_attn_shape *sh, bf16 *out, float *part, unsigned *done,
+                                const bf16 *qkv, const void *pool, ssfk_kv_layout kv, int layer,
+                                const int32_t *pos, ssfk_tables tb, int n_heads, int n_kv,
+                                ssfk_prefetch pf, cudaStream_t st)
 {
     if (kv.fp8)
-        return attention_hd<HD, true>(sh, out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv,
-                                      pf, st);
-    return attention_hd<HD, false>(sh, out, part, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, pf,
-                                   st);
+        return attention_hd<HD, true>(sh, out, part, done, qkv, pool, kv, layer, pos, tb, n_heads,
+                                      n_kv, pf, st);
+    return attention_hd<HD, false>(sh, out, part, done, qkv, pool, kv, layer, pos, tb, n_heads,
+                                   n_kv, pf, st);
 }
 
 template <int HD, bool FP8> static cudaError_t allow_smem(void)
@@ -524,21 +538,21 @@ cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots)
     return e;
 }
 
-cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, const bf16 *qkv,
-                           const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                           ssfk_tables tb, int n_heads, int n_kv_heads, ssfk_prefetch pf,
-                           cudaStream_t st)
+cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, unsigned *done,
+                           const bf16 *qkv, const void *pool, ssfk_kv_layout kv, int layer,
+                           const int32_t *pos, ssfk_tables tb, int n_heads, int n_kv_heads,
+                           ssfk_prefetch pf, cudaStream_t st)
 {
     /* a shape planned for another head layout would leave heads unwritten */
     if (shape->threads != SSF_ATTN_THREADS || shape->grid[1] != n_kv_heads * shape->head_chunks ||
-        (shape->splits > 1 && !part) || shape->smem != ssf_attn_smem(kv.head_dim) ||
+        (shape->splits > 1 && (!part || !done)) || shape->smem != ssf_attn_smem(kv.head_dim) ||
         (kv.fp8 && !kv.scales))
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)
-        return attention_kv<64>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
+        return attention_kv<64>(shape, out, part, done, qkv, pool, kv, layer, pos, tb, n_heads,
                                 n_kv_heads, pf, st);
     if (kv.head_dim == 128)
-        return attention_kv<128>(shape, out, part, qkv, pool, kv, layer, pos, tb, n_heads,
+        return attention_kv<128>(shape, out, part, done, qkv, pool, kv, layer, pos, tb, n_heads,
                                  n_kv_heads, pf, st);
     return cudaErrorInvalidValue;
 }

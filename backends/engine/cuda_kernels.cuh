@@ -97,13 +97,15 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
  * of row r's table, with K, V of q-head h's KV head, launched as `shape`
  * (cuda_plan.h; planned for these rows, n_kv_heads and group).  q is read
  * from the fused q|k|v rows (row width (n_heads + 2 n_kv) * hd).  With
- * shape.splits > 1 `part` holds shape.partial_floats floats.  With a
+ * shape.splits > 1 `part` holds shape.partial_floats floats and `done`
+ * shape.merges counters, zero before the first launch (each launch leaves
+ * them zero again).  With a
  * prefetch, K and V (read once) are loaded as the first lines for the L2 to
  * evict, so that pf's lines outlast the stream. */
-cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, const bf16 *qkv,
-                           const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                           ssfk_tables tb, int n_heads, int n_kv_heads, ssfk_prefetch pf,
-                           cudaStream_t st);
+cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, unsigned *done,
+                           const bf16 *qkv, const void *pool, ssfk_kv_layout kv, int layer,
+                           const int32_t *pos, ssfk_tables tb, int n_heads, int n_kv_heads,
+                           ssfk_prefetch pf, cudaStream_t st);
 
 /* Lets the attention kernels use ssf_attn_smem bytes of shared memory, past
  * the default 48 KB: once per device, before the first ssfk_attention. */

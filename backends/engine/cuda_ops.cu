@@ -74,6 +74,17 @@ static void *dev_alloc(scratch *s, size_t bytes, ssf_error *err)
     return p;
 }
 
+static void *dev_zeros(scratch *s, size_t bytes, ssf_error *err)
+{
+    void *p = dev_alloc(s, bytes, err);
+    cudaError_t e = p ? cudaMemset(p, 0, bytes) : cudaSuccess;
+    if (e != cudaSuccess) {
+        fail_cuda(err, "cudaMemset", e);
+        return NULL;
+    }
+    return p;
+}
+
 /* A device copy of n floats rounded to BF16. */
 static bf16 *up_bf16(scratch *s, const float *x, size_t n, ssf_error *err)
 {
@@ -463,13 +474,27 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
     bf16 *dout = (bf16 *)dev_alloc(s, (size_t)rows * nh * hd * 2, err);
     float *part =
         sh->partial_floats ? (float *)dev_alloc(s, sh->partial_floats * sizeof(float), err) : NULL;
+    unsigned *done =
+        sh->merges ? (unsigned *)dev_zeros(s, sh->merges * sizeof(unsigned), err) : NULL;
     if (!dqkv || !dpos || pool_upload(s, p, err) || !dout || (sh->partial_floats && !part) ||
-        op_tables(s, pg, rows, n_ctx, &tb, err))
+        (sh->merges && !done) || op_tables(s, pg, rows, n_ctx, &tb, err))
         return -1;
-    cudaError_t e = ssfk_attention(sh, dout, part, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv,
-                                   ssfk_prefetch{NULL, 0}, s->st);
-    if (e != cudaSuccess) return fail_cuda(err, "attention launch", e);
-    return down_bf16(s, dout, rows, nh * hd, (size_t)nh * hd, out, err);
+    /* twice over the same counters, which the first launch must leave as
+     * it found them for the second to merge its splits alike */
+    size_t n = (size_t)rows * nh * hd;
+    float *first = (float *)ssf_xmalloc(n * sizeof(float));
+    int rc = 0;
+    for (int launch = 0; !rc && launch < 2; launch++) {
+        cudaError_t e = ssfk_attention(sh, dout, part, done, dqkv, p->d, p->kv, OP_LAYER, dpos, tb,
+                                       nh, nkv, ssfk_prefetch{NULL, 0}, s->st);
+        if (e != cudaSuccess) rc = fail_cuda(err, "attention launch", e);
+        if (!rc) rc = down_bf16(s, dout, rows, nh * hd, (size_t)nh * hd, launch ? out : first, err);
+    }
+    if (!rc && memcmp(first, out, n * sizeof(float)) != 0)
+        rc = ssf_fail(err, "cuda: a second attention launch (%d splits) differs from the first",
+                      sh->splits);
+    free(first);
+    return rc;
 }
 
 static int plan_op(int rows, int nh, int nkv, int hd, const int32_t *pos,
@@ -608,13 +633,6 @@ extern "C" int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float 
 
 /* ---- timing one operation on device-resident data ------------------------------------ */
 
-static void *dev_zeros(scratch *s, size_t bytes, ssf_error *err)
-{
-    void *p = dev_alloc(s, bytes, err);
-    if (p && cudaMemset(p, 0, bytes) != cudaSuccess) return NULL;
-    return p;
-}
-
 /* Weight copies a GEMM timing cycles through: enough that call i + 1 does
  * not find its weights in L2 (50-60 MB on an H100 or H200), as a step's
  * next layer would not. */
@@ -684,11 +702,12 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     bf16 *qkv = (bf16 *)dev_zeros(s, (size_t)rows * (nh + 2 * nkv) * hd * 2, err);
     bf16 *out = (bf16 *)dev_zeros(s, (size_t)rows * nh * hd * 2, err);
     float *part = (float *)dev_zeros(s, (sh->partial_floats + 1) * sizeof(float), err);
-    if (!d || !pool || !qkv || !out || !part) return -1;
+    unsigned *done = (unsigned *)dev_zeros(s, (sh->merges + 1) * sizeof(unsigned), err);
+    if (!d || !pool || !qkv || !out || !part || !done) return -1;
     ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
     const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
-        return ssfk_attention(sh, out, part, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv,
+        return ssfk_attention(sh, out, part, done, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv,
                               ssfk_prefetch{NULL, 0}, s->st);
     };
     return time_launches(s, iters, launch, ms, err);
@@ -708,6 +727,7 @@ extern "C" int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int h
         sh.chunk = chunk;
         sh.splits = sh.grid[2] = (ctx + chunk - 1) / chunk;
         sh.partial_floats = sh.splits > 1 ? (size_t)rows * n_heads * sh.splits * (head_dim + 2) : 0;
+        sh.merges = sh.splits > 1 ? (size_t)sh.grid[0] * sh.grid[1] : 0;
     }
     *splits = sh.splits;
     scratch s;

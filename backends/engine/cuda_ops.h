@@ -61,7 +61,9 @@ int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_dim, double
 /* q [rows][nh hd]; k, v [n_ctx][nkv hd] written into the pages; row r
  * attends to positions 0..pos[r] (< n_ctx).  out [rows][nh hd].  The launch
  * is planned for `slots` CTAs at once (0: the device's), which decides
- * split-KV; *splits (may be NULL) receives the splits used. */
+ * split-KV; *splits (may be NULL) receives the splits used.  The kernel
+ * runs twice, and an output of the second that differs from the first's
+ * is an error (the split merge's counters must reset themselves). */
 int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx, const float *q,
                           const float *k, const float *v, const int32_t *pos,
                           const ssf_cuda_op_pages *pages, int slots, float *out, int *splits,
