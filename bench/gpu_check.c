@@ -332,9 +332,10 @@ static ssf_device *open_cpu(const ssf_model *m, const pages *pg, ssf_error *err)
  * the device), then decoded teacher-forced with the fixture's tokens, three
  * rows a step, which is a CUDA graph of 4 rows with one row of padding.
  * Every drawn id (greedy) must equal the others' and, where the fp32
- * reference's top-1 is decisive, its argmax. */
+ * reference's top-1 is decisive, its argmax.  `as` names the device's
+ * variant in the report ("" for the default). */
 static void check_graph_decode(ssf_device *d, const pages *pg, const seq *s, const float *ref,
-                               int vocab, int n_valid, const char *dir, int p)
+                               int vocab, int n_valid, const char *dir, int p, const char *as)
 {
     enum { K = 3 };
     ssf_error err;
@@ -369,11 +370,11 @@ static void check_graph_decode(ssf_device *d, const pages *pg, const seq *s, con
     int ok = !rc && same && agree >= TOP1_MIN * decisive;
     failures += !ok;
     if (rc)
-        printf("FAIL %s prompt %d: graph decode: %s\n", dir, p, err.msg);
+        printf("FAIL %s prompt %d: graph decode%s: %s\n", dir, p, as, err.msg);
     else
-        printf("%s %s prompt %d: CUDA graph decode (3 rows + 1 padding), device greedy: rows "
+        printf("%s %s prompt %d: CUDA graph decode%s (3 rows + 1 padding), device greedy: rows "
                "identical %s, top-1 as fp32 %d/%d where decisive\n",
-               ok ? "PASS" : "FAIL", dir, p, same ? "yes" : "NO", agree, decisive);
+               ok ? "PASS" : "FAIL", dir, p, as, same ? "yes" : "NO", agree, decisive);
 }
 
 /* The same forward with an FP8 KV cache, against fp32: full forward (K
@@ -421,7 +422,7 @@ static void check_prefetch(const ssf_model *m, const pages *pg, const seq *s, co
         printf("%s %s prompt %d: L2 prefetch on, full forward: %zu of %zu logits differ from "
                "prefetch off\n",
                differ ? "FAIL" : "PASS", dir, p, differ, n);
-        check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p);
+        check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, " with the L2 prefetch");
     } else {
         printf("FAIL %s prompt %d: L2 prefetch: %s\n", dir, p, err.msg), failures++;
     }
@@ -462,7 +463,7 @@ static void check_fixture(const char *dir)
                 snprintf(what, sizeof what, "%s prompt %d: CUDA prefill+decode vs CPU", dir, p);
                 report(what, g, c, vocab, n_valid, s.len - 1, s.n);
             }
-            check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p);
+            check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p, "");
             check_fp8(m, &pg, &s, c, vocab, n_valid, dir, p);
             check_prefetch(m, &pg, &s, c, vocab, n_valid, dir, p);
         }
@@ -897,30 +898,15 @@ static void reference_dist(const float *x, int n, const ssf_sample_spec *sp, dou
     free(order);
 }
 
-/* DRAWS draws from one row (every row a copy, step = the row) against the
- * reference distribution: no draw outside it, and a chi-square fit (cells
- * expecting under 5 draws pooled) within dof + 5 sqrt(2 dof) + 10.  gather:
- * the sampler's gathered path (ssfk_sample), which peaked rows take. */
-static void check_distribution(const char *name, const ssf_sample_spec *sp, double scale,
-                               int peaked, int gather)
+/* The draws against the reference distribution p: no draw outside it, and
+ * a chi-square fit (cells expecting under 5 draws pooled) within dof +
+ * 5 sqrt(2 dof) + 10. */
+static int fit_draws(const char *name, const char *path, const int32_t *ids, const double *p)
 {
-    ssf_error err;
-    float *row = ssf_xmalloc(SV * sizeof(float)), *x = ssf_xmalloc((size_t)DRAWS * SV * 4);
-    ssf_sample_spec *spec = ssf_xmalloc(DRAWS * sizeof *spec);
-    int32_t *ids = ssf_xmalloc(DRAWS * sizeof(int32_t));
-    double *p = ssf_xmalloc(SV_VALID * sizeof(double));
-    fill_row(row, SV, SV_VALID, 7, scale, peaked);
-    for (int d = 0; d < DRAWS; d++) {
-        memcpy(x + (size_t)d * SV, row, SV * sizeof(float));
-        spec[d] = *sp;
-        spec[d].step = (uint64_t)d;
-    }
-    reference_dist(row, SV_VALID, sp, p);
-    int rc = ssf_cuda_op_sample(DRAWS, SV, SV_VALID, x, spec, gather, ids, NULL, &err);
     int outside = 0, kept = 0, bins = 0;
     double chi = 0, pooled_e = 0, pooled_o = 0;
     int *count = ssf_xcalloc(SV_VALID, sizeof(int));
-    for (int d = 0; !rc && d < DRAWS; d++) {
+    for (int d = 0; d < DRAWS; d++) {
         if (ids[d] < 0 || ids[d] >= SV_VALID || p[ids[d]] == 0)
             outside++;
         else
@@ -936,16 +922,50 @@ static void check_distribution(const char *name, const ssf_sample_spec *sp, doub
     }
     if (pooled_e > 0) chi += (pooled_o - pooled_e) * (pooled_o - pooled_e) / pooled_e, bins++;
     double dof = bins > 1 ? bins - 1 : 1, limit = dof + 5 * sqrt(2 * dof) + 10;
-    int ok = !rc && outside == 0 && chi <= limit;
-    failures += !ok;
-    const char *path = gather ? "gathered" : "whole-row";
-    if (rc)
-        printf("FAIL sampler %s (%s): %s\n", name, path, err.msg);
-    else
-        printf("%s sampler %s (%s): %d draws, %d ids kept, %d outside, chi2 %.1f (<= %.1f, %d "
-               "cells)\n",
-               ok ? "PASS" : "FAIL", name, path, DRAWS, kept, outside, chi, limit, bins);
-    free(row), free(x), free(spec), free(ids), free(p), free(count);
+    int ok = outside == 0 && chi <= limit;
+    printf("%s sampler %s (%s): %d draws, %d ids kept, %d outside, chi2 %.1f (<= %.1f, %d cells)\n",
+           ok ? "PASS" : "FAIL", name, path, DRAWS, kept, outside, chi, limit, bins);
+    free(count);
+    return ok;
+}
+
+/* DRAWS draws from one row (every row a copy, step = the row), on the
+ * whole-row path and on the gathered one (ssfk_sample), each fitted to the
+ * reference distribution; the two must draw the same ids, seed for seed
+ * (the gathered path keeps the whole row's cuts and its map from the
+ * uniform to the token). */
+static void check_distribution(const char *name, const ssf_sample_spec *sp, double scale,
+                               int peaked)
+{
+    ssf_error err;
+    float *row = ssf_xmalloc(SV * sizeof(float)), *x = ssf_xmalloc((size_t)DRAWS * SV * 4);
+    ssf_sample_spec *spec = ssf_xmalloc(DRAWS * sizeof *spec);
+    int32_t *ids[2] = {ssf_xmalloc(DRAWS * sizeof(int32_t)), ssf_xmalloc(DRAWS * sizeof(int32_t))};
+    double *p = ssf_xmalloc(SV_VALID * sizeof(double));
+    fill_row(row, SV, SV_VALID, 7, scale, peaked);
+    for (int d = 0; d < DRAWS; d++) {
+        memcpy(x + (size_t)d * SV, row, SV * sizeof(float));
+        spec[d] = *sp;
+        spec[d].step = (uint64_t)d;
+    }
+    reference_dist(row, SV_VALID, sp, p);
+    static const char *path[2] = {"whole-row", "gathered"};
+    int rc = 0, same = 0;
+    for (int g = 0; !rc && g < 2; g++) {
+        rc = ssf_cuda_op_sample(DRAWS, SV, SV_VALID, x, spec, g, ids[g], NULL, &err);
+        if (rc)
+            printf("FAIL sampler %s (%s): %s\n", name, path[g], err.msg), failures++;
+        else
+            failures += !fit_draws(name, path[g], ids[g], p);
+    }
+    for (int d = 0; !rc && d < DRAWS; d++)
+        same += ids[0][d] == ids[1][d];
+    if (!rc) {
+        failures += same != DRAWS;
+        printf("%s sampler %s: gathered draws equal whole-row draws, %d of %d\n",
+               same == DRAWS ? "PASS" : "FAIL", name, same, DRAWS);
+    }
+    free(row), free(x), free(spec), free(ids[0]), free(ids[1]), free(p);
 }
 
 /* Greedy rows, exactly as sampler.c: ties to the lowest id, non-finite
@@ -982,41 +1002,48 @@ static void check_greedy(void)
 
 /* The kernel's own time on a step's worth of rows of a Qwen2.5 vocabulary:
  * greedy, then temperature 0.6 + top-p 0.95 over the whole row and gathered
- * (every draw of the first 16 rows checked against the reference support),
- * on flat rows (every id keeps some mass: the filters' worst case, which
- * the gathered path leaves to the whole-row one) or peaked ones. */
+ * (the two must draw the same ids; the first 16 rows' draws are checked
+ * against the reference support), on flat rows (every id keeps some mass:
+ * the filters' worst case, which the gathered path leaves to the whole-row
+ * one) or peaked ones. */
 static void time_sampler_on(int rows, int peaked)
 {
     enum { V = 151936, NV = 151665, MODES = 3 };
     ssf_error err;
     float *x = ssf_xmalloc((size_t)rows * V * 4);
     ssf_sample_spec *spec = ssf_xcalloc((size_t)rows, sizeof *spec);
-    int32_t *ids = ssf_xmalloc((size_t)rows * sizeof(int32_t));
+    int32_t *ids = ssf_xmalloc((size_t)rows * sizeof(int32_t)),
+            *whole = ssf_xmalloc((size_t)rows * sizeof(int32_t));
     double *p = ssf_xmalloc(NV * sizeof(double)), ms[MODES] = {0, 0, 0};
     for (int r = 0; r < rows; r++)
         fill_row(x + (size_t)r * V, V, NV, 31 + (uint32_t)r, 3.0, peaked);
-    int rc = 0, outside = 0;
+    int rc = 0, outside = 0, checked = 0, differ = 0;
     for (int mode = 0; !rc && mode < MODES; mode++) {
         for (int r = 0; r < rows; r++)
             spec[r] = (ssf_sample_spec){
                 .temperature = mode ? 0.6 : 0, .top_p = mode ? 0.95 : 1, .seed = 5 + (uint64_t)r};
-        rc = ssf_cuda_op_sample(rows, V, NV, x, spec, mode == 2, ids, &ms[mode], &err);
-        for (int r = 0; !rc && mode && r < rows && r < 16; r++) {
+        rc = ssf_cuda_op_sample(rows, V, NV, x, spec, mode == 2, mode == 1 ? whole : ids, &ms[mode],
+                                &err);
+        for (int r = 0; !rc && mode && r < rows && r < 16; r++, checked++) {
+            int32_t id = mode == 1 ? whole[r] : ids[r];
             reference_dist(x + (size_t)r * V, NV, &spec[r], p);
-            outside += ids[r] < 0 || ids[r] >= NV || p[ids[r]] == 0;
+            outside += id < 0 || id >= NV || p[id] == 0;
         }
     }
-    failures += rc || outside;
+    for (int r = 0; !rc && r < rows; r++)
+        differ += ids[r] != whole[r];
+    failures += rc || outside || differ;
     const char *shape = peaked ? "peaked" : "flat";
     if (rc)
         printf("FAIL sampler timing (%s rows): %s\n", shape, err.msg);
     else
-        printf("%s sampler at %d %s rows x %d ids: %d of 32 draws outside the reference support\n"
+        printf("%s sampler at %d %s rows x %d ids: %d of %d draws outside the reference support, "
+               "%d rows drawn differently gathered\n"
                "TIME sampler rows=%d logits=%s greedy_ms=%.3f top_p_ms=%.3f "
                "top_p_gathered_ms=%.3f\n",
-               outside ? "FAIL" : "PASS", rows, shape, V, outside, rows, shape, ms[0], ms[1],
-               ms[2]);
-    free(x), free(spec), free(ids), free(p);
+               outside || differ ? "FAIL" : "PASS", rows, shape, V, outside, checked, differ, rows,
+               shape, ms[0], ms[1], ms[2]);
+    free(x), free(spec), free(ids), free(whole), free(p);
 }
 
 static void time_sampler(int rows)
@@ -1054,11 +1081,16 @@ static void check_sampler(void)
          {.temperature = 0.6, .top_p = 1, .top_k = 40, .min_p = 0.02, .seed = 8},
          0,
          1},
+        /* scale 10 at T 1: about 1,700 ids with mass, so the gathered path's
+         * warps each hold two rounds of 32 */
+        {"T=1 scale 10", {.temperature = 1, .top_p = 1, .seed = 9}, 10.0, 0},
+        {"T=1 top-k 1000 top-p 0.99 scale 10",
+         {.temperature = 1, .top_p = 0.99, .top_k = 1000, .seed = 10},
+         10.0,
+         0},
     };
-    for (int gather = 0; gather < 2; gather++)
-        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-            check_distribution(cases[i].name, &cases[i].sp, cases[i].scale, cases[i].peaked,
-                               gather);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        check_distribution(cases[i].name, &cases[i].sp, cases[i].scale, cases[i].peaked);
     time_sampler(256);
 }
 
@@ -1147,7 +1179,7 @@ int main(int argc, char **argv)
     else {
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8]\n");
+                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,l2pf]\n");
         return 2;
     }
     return failures ? 1 : 0;

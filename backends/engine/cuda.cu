@@ -478,25 +478,20 @@ static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void
     return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
 }
 
-/* The prefetch of a small GEMM's weights, if they fit the L2's share. */
+/* The prefetch of a small GEMM's weights, if they fit the L2's share (and
+ * are 16-byte aligned, as the arena leaves every tensor). */
 static ssfk_prefetch prefetch_of(const cuda_dev *d, const bf16 *w, int rows, int cols)
 {
     size_t bytes = (size_t)rows * cols * sizeof(bf16);
-    if (bytes > d->prefetch_max) return ssfk_prefetch{NULL, 0};
+    if (bytes > d->prefetch_max || (uintptr_t)w % 16 != 0) return ssfk_prefetch{NULL, 0};
     return ssfk_prefetch{w, bytes};
 }
 
-/* What layer l's q|k|v GEMM reads, prefetched by the kernel before it. */
-static ssfk_prefetch prefetch_qkv(const cuda_dev *d, int l)
-{
-    if (l >= d->cfg.n_layers) return ssfk_prefetch{NULL, 0};
-    return prefetch_of(d, d->layers[l].wqkv, d->qkv_dim, d->cfg.hidden_size);
-}
-
-/* With prefetching on, the attention fetches the o GEMM's weights while it
- * streams K and V, and the SiLU fetches the next layer's q|k|v weights for
- * after the down GEMM (both kernels precede a GEMM too small to reach the
- * copy rate from memory). */
+/* With prefetching on, the kernel before each GEMM too small to reach the
+ * copy rate from memory fetches its weights: the RMSNorm before q|k|v (a
+ * kernel of a few µs, so the lines are arriving as the GEMM starts rather
+ * than exposed to the MLP's 80 MB of streaming), and the attention before o
+ * while it streams K and V, which it loads as the first lines to evict. */
 static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_tables tb,
                          const ssf_attn_shape *shape, ssf_error *err)
 {
@@ -505,16 +500,18 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     int H = c->hidden_size, I = c->intermediate_size;
     float eps = (float)c->rms_norm_eps;
     /* the previous layer's MLP output joins the residual stream here */
-    K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps, d->stream));
+    K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps,
+                       prefetch_of(d, L->wqkv, d->qkv_dim, H), d->stream));
     BLAS_TRY(gemm(d, d->xn, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H));
     K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                               c->n_heads, c->n_kv_heads, d->stream));
     K_TRY(ssfk_attention(shape, d->att, d->part, d->merges, d->qkv, d->pool, d->kv, l, pos, tb,
                          c->n_heads, c->n_kv_heads, prefetch_of(d, L->wo, H, d->q_dim), d->stream));
     BLAS_TRY(gemm(d, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
-    K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
+    K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, ssfk_prefetch{NULL, 0},
+                       d->stream));
     BLAS_TRY(gemm(d, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
-    K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, prefetch_qkv(d, l + 1), d->stream));
+    K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
     BLAS_TRY(gemm(d, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
     return 0;
 }
@@ -593,11 +590,11 @@ static int enqueue_body(cuda_dev *d, int R, const ssf_attn_shape *shape, ssf_err
     tb.seq = d->d_idx + 2 * cap;
     tb.tab_off = d->d_idx + IDX_ROW_ARRAYS * cap;
     tb.tab = tb.tab_off + d->seq_cap + 1;
-    K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, prefetch_qkv(d, 0), d->stream));
+    K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
         if (forward_layer(d, l, R, pos, tb, shape, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
-                       (float)d->cfg.rms_norm_eps, d->stream));
+                       (float)d->cfg.rms_norm_eps, ssfk_prefetch{NULL, 0}, d->stream));
     return 0;
 }
 

@@ -405,7 +405,8 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out,
  * stages).  The warps merge at the end.  The first kernel, fp32 FMAs from
  * shared memory, was compute-bound: it read KV at 0.9-1.4 TB/s on an H200.
  * Scores, softmax and the output accumulate in fp32; only the weights are
- * rounded to BF16 for the P.V MMA.  The CTAs issue pf's prefetches first.
+ * rounded to BF16 for the P.V MMA.  The CTAs issue pf's prefetches after
+ * their first tile's loads.
  */
 template <int HD, bool FP8>
 __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
@@ -415,7 +416,6 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
                            float scale_log2, bool tile_in_block, ssfk_prefetch pf)
 {
     extern __shared__ __align__(16) char smem_raw[];
-    prefetch_share(pf);
     kv_loads how = {pf.bytes > 0, pf.bytes > 0 ? evict_first_policy() : 0};
     int r = blockIdx.x, kvh = blockIdx.y / head_chunks, qc = blockIdx.y % head_chunks;
     int group = n_heads / n_kv, h0 = kvh * group + qc * SSF_ATTN_MAX_GROUP;
@@ -431,6 +431,7 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
                            min(SSF_ATTN_TILE, hi - t0), tile_in_block);
     }
     cp_async_commit();
+    prefetch_share(pf); /* behind the first tile, which the warp waits for first */
     uint32_t qf[HD / 16][2];
     load_q<HD>(qf, qkv + (size_t)r * (n_heads + 2 * n_kv) * HD + (size_t)h0 * HD, ng);
     warp_acc<HD> a;

@@ -25,13 +25,20 @@ __device__ static inline const int32_t *row_table(ssfk_tables tb, int r)
     return tb.tab + tb.tab_off[tb.seq[r]];
 }
 
-/* This thread's share of pf, spread over the whole grid.  Nothing waits for
- * a prefetch, so the kernel pays an instruction a piece.  sm_90 has a bulk
- * prefetch of any 16-byte multiple; before it, one 32-byte sector a
- * prefetch (the L2 fills lines a sector at a time). */
+/* Whether the bulk L2 prefetch is there: sm_90 and CUDA 12's PTX. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && __CUDACC_VER_MAJOR__ >= 12
+#define SSFK_BULK_PREFETCH 1
+#else
+#define SSFK_BULK_PREFETCH 0
+#endif
+
+/* This thread's share of pf, spread over the whole grid of 1-D blocks.
+ * Nothing waits for a prefetch, so the kernel pays an instruction a piece.
+ * sm_90 has a bulk prefetch of any 16-byte multiple; before it, one 32-byte
+ * sector a prefetch (the L2 fills lines a sector at a time). */
 __device__ static inline void prefetch_share(ssfk_prefetch pf)
 {
-#if __CUDA_ARCH__ >= 900
+#if SSFK_BULK_PREFETCH
     const size_t piece = 4096;
 #else
     const size_t piece = 32;
@@ -41,7 +48,7 @@ __device__ static inline void prefetch_share(ssfk_prefetch pf)
     const char *p = (const char *)pf.p;
     for (size_t at = (block * blockDim.x + threadIdx.x) * piece; at < pf.bytes;
          at += threads * piece) {
-#if __CUDA_ARCH__ >= 900
+#if SSFK_BULK_PREFETCH
         size_t n = pf.bytes - at < piece ? (pf.bytes - at) / 16 * 16 : piece;
         if (n > 0)
             asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p + at),

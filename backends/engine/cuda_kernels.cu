@@ -73,8 +73,9 @@ void ssfk_inv_freq(float *inv_freq, int head_dim, double theta)
 /* ---- embedding, norms, gathers -------------------------------------------- */
 
 __global__ static void rmsnorm_kernel(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int C,
-                                      float eps)
+                                      float eps, ssfk_prefetch pf)
 {
+    prefetch_share(pf);
     __shared__ float buf[WARP];
     bf16 *xr = x + (size_t)blockIdx.x * C;
     const bf16 *ar = add ? add + (size_t)blockIdx.x * C : NULL;
@@ -98,16 +99,14 @@ __global__ static void rmsnorm_kernel(bf16 *x, const bf16 *add, const bf16 *w, b
 }
 
 cudaError_t ssfk_rmsnorm(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int rows, int C,
-                         float eps, cudaStream_t st)
+                         float eps, ssfk_prefetch pf, cudaStream_t st)
 {
-    rmsnorm_kernel<<<rows, 256, 0, st>>>(x, add, w, out, C, eps);
+    rmsnorm_kernel<<<rows, 256, 0, st>>>(x, add, w, out, C, eps, pf);
     return cudaGetLastError();
 }
 
-__global__ static void gather_rows_kernel(bf16 *out, const bf16 *in, const int32_t *rows, int C,
-                                          ssfk_prefetch pf)
+__global__ static void gather_rows_kernel(bf16 *out, const bf16 *in, const int32_t *rows, int C)
 {
-    prefetch_share(pf);
     const bf16 *src = in + (size_t)rows[blockIdx.x] * C;
     bf16 *dst = out + (size_t)blockIdx.x * C;
     for (int i = threadIdx.x; i < C; i += blockDim.x)
@@ -117,16 +116,15 @@ __global__ static void gather_rows_kernel(bf16 *out, const bf16 *in, const int32
 cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int n, int C,
                              cudaStream_t st)
 {
-    gather_rows_kernel<<<n, 256, 0, st>>>(out, in, rows, C, ssfk_prefetch{NULL, 0});
+    gather_rows_kernel<<<n, 256, 0, st>>>(out, in, rows, C);
     return cudaGetLastError();
 }
 
 /* The embedding lookup is a gather of the tokens' rows. */
 cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
-                       ssfk_prefetch pf, cudaStream_t st)
+                       cudaStream_t st)
 {
-    gather_rows_kernel<<<rows, 256, 0, st>>>(out, embed, token, C, pf);
-    return cudaGetLastError();
+    return ssfk_gather_rows(out, embed, token, rows, C, st);
 }
 
 /* ---- bias + RoPE + KV write ----------------------------------------------- */
@@ -228,10 +226,8 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
 
 /* ---- MLP activation --------------------------------------------------------- */
 
-__global__ static void silu_mul_kernel(bf16 *h, const bf16 *gu, int inter, size_t n,
-                                       ssfk_prefetch pf)
+__global__ static void silu_mul_kernel(bf16 *h, const bf16 *gu, int inter, size_t n)
 {
-    prefetch_share(pf);
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t r = i / inter, c = i % inter;
@@ -242,12 +238,11 @@ __global__ static void silu_mul_kernel(bf16 *h, const bf16 *gu, int inter, size_
     h[i] = __float2bfloat16(a * u);
 }
 
-cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, ssfk_prefetch pf,
-                          cudaStream_t st)
+cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st)
 {
     size_t n = (size_t)rows * inter;
     unsigned blocks = (unsigned)((n + 255) / 256);
-    silu_mul_kernel<<<blocks, 256, 0, st>>>(h, gu, inter, n, pf);
+    silu_mul_kernel<<<blocks, 256, 0, st>>>(h, gu, inter, n);
     return cudaGetLastError();
 }
 

@@ -70,14 +70,15 @@ typedef struct ssfk_prefetch {
  * it (arange(0, d, 2).float() / d, then base ** that).  Host code. */
 void ssfk_inv_freq(float *inv_freq, int head_dim, double theta);
 
-/* out[r] = embed[token[r]]; prefetches pf */
+/* out[r] = embed[token[r]] */
 cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
-                       ssfk_prefetch pf, cudaStream_t st);
+                       cudaStream_t st);
 
 /* Per row: if `add`, x = bf16(x + add) in place (the residual add); then
- * out = bf16(w * bf16(x * rsqrt(mean(x^2) + eps))). */
+ * out = bf16(w * bf16(x * rsqrt(mean(x^2) + eps))).  Prefetches pf (the
+ * q|k|v GEMM's weights, which read it next). */
 cudaError_t ssfk_rmsnorm(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int rows, int C,
-                         float eps, cudaStream_t st);
+                         float eps, ssfk_prefetch pf, cudaStream_t st);
 
 /* out[i] = in[rows[i]], i < n. */
 cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int n, int C,
@@ -116,10 +117,8 @@ cudaError_t ssfk_attention_init(void);
  * ssf_attn_plan fills.  After ssfk_attention_init. */
 cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots);
 
-/* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i];
- * prefetches pf. */
-cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, ssfk_prefetch pf,
-                          cudaStream_t st);
+/* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
+cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);
 
 /* ids[r] = the token drawn for row r of `logits` (rows x stride fp32, ids
  * below n_valid) as spec[r] asks (cuda_sample.cu); -1 for a row without a

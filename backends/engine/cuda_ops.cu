@@ -141,7 +141,7 @@ static int run_rmsnorm(scratch *s, int rows, int C, float eps, const float *x, c
     bf16 *dx = up_bf16(s, x, n, err), *dw = up_bf16(s, w, (size_t)C, err);
     bf16 *da = add ? up_bf16(s, add, n, err) : NULL, *dout = (bf16 *)dev_alloc(s, n * 2, err);
     if (!dx || !dw || (add && !da) || !dout) return -1;
-    cudaError_t e = ssfk_rmsnorm(dx, da, dw, dout, rows, C, eps, s->st);
+    cudaError_t e = ssfk_rmsnorm(dx, da, dw, dout, rows, C, eps, ssfk_prefetch{NULL, 0}, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "rmsnorm launch", e);
     if (x_out && down_bf16(s, dx, rows, C, (size_t)C, x_out, err)) return -1;
     return down_bf16(s, dout, rows, C, (size_t)C, out, err);
@@ -161,7 +161,7 @@ static int run_silu_mul(scratch *s, int rows, int inter, const float *gu, float 
     bf16 *dgu = up_bf16(s, gu, (size_t)rows * 2 * inter, err);
     bf16 *dh = (bf16 *)dev_alloc(s, (size_t)rows * inter * 2, err);
     if (!dgu || !dh) return -1;
-    cudaError_t e = ssfk_silu_mul(dh, dgu, rows, inter, ssfk_prefetch{NULL, 0}, s->st);
+    cudaError_t e = ssfk_silu_mul(dh, dgu, rows, inter, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "silu_mul launch", e);
     return down_bf16(s, dh, rows, inter, (size_t)inter, h, err);
 }

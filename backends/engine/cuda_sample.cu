@@ -368,9 +368,12 @@ __device__ static int gather_candidates(const row_in &r, shared_state &sh)
     return total;
 }
 
+/* GATHER a template argument, so that the whole-row kernel carries none of
+ * the gathered path's registers (as one kernel, both spilled). */
+template <bool GATHER>
 __global__ static void __launch_bounds__(SAMPLE_THREADS)
     sample_kernel(int32_t *ids, const float *logits, size_t stride, int n_valid,
-                  const ssf_sample_spec *spec, bool gather)
+                  const ssf_sample_spec *spec)
 {
     __shared__ shared_state sh;
     const ssf_sample_spec sp = spec[blockIdx.x];
@@ -381,8 +384,8 @@ __global__ static void __launch_bounds__(SAMPLE_THREADS)
         row_in r = {x, n_valid, best.v, (float)(1.0 / sp.temperature)};
         /* the maximum weighs 2^40, so a row has a candidate unless 1/T
          * overflowed (then n is 0 and the whole row is walked, as before) */
-        int n = gather ? gather_candidates(r, sh) : 0;
-        if (n > 0)
+        int n = GATHER ? gather_candidates(r, sh) : 0;
+        if (GATHER && n > 0)
             id = draw_filtered(cand_in{sh.cand_key, sh.cand_id, n}, sp, sh);
         else
             id = draw_filtered(r, sp, sh);
@@ -394,6 +397,9 @@ cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stri
                         const ssf_sample_spec *spec, int gather, cudaStream_t st)
 {
     if (rows <= 0) return cudaSuccess;
-    sample_kernel<<<rows, SAMPLE_THREADS, 0, st>>>(ids, logits, stride, n_valid, spec, gather != 0);
+    if (gather)
+        sample_kernel<true><<<rows, SAMPLE_THREADS, 0, st>>>(ids, logits, stride, n_valid, spec);
+    else
+        sample_kernel<false><<<rows, SAMPLE_THREADS, 0, st>>>(ids, logits, stride, n_valid, spec);
     return cudaGetLastError();
 }

@@ -33,7 +33,7 @@ typedef struct ssf_device_options {
     int cuda_device;               /* CUDA: device ordinal */
     int disable_cuda_graphs;       /* CUDA: launch decode steps kernel by kernel */
     int kv_fp8;      /* CUDA: K and V stored as FP8 e4m3, a scale per row (BF16 otherwise) */
-    int l2_prefetch; /* CUDA: the kernels before the o and q|k|v GEMMs prefetch those weights
+    int l2_prefetch; /* CUDA: the kernels before the q|k|v and o GEMMs prefetch those weights
                         into L2 when they fit a quarter of it (ssfk_prefetch); not yet timed
                         on a GPU, so off by default */
 } ssf_device_options;
