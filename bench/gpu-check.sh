@@ -67,13 +67,13 @@ summarize() {
     grep -E '^(FAIL|SKIP)' "$LOG"
     say ""
     say "decode, random bf16 weights (engine cuda: CUDA graphs; -nograph: kernel by kernel):"
-    printf '%-22s %-18s %5s %6s %12s %11s %9s %12s %9s\n' engine model batch prompt decode_tok_s \
-        ms_per_step step_MB achieved_GBps roofline | tee -a "$LOG"
+    printf '%-22s %-18s %5s %6s %13s %12s %11s %9s %12s %9s\n' engine model batch prompt \
+        prefill_tok_s decode_tok_s ms_per_step step_MB achieved_GBps roofline | tee -a "$LOG"
     grep -E '^TIME .*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
         for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "%-22s %-18s %5s %6s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"], v["batch"],
-            v["prompt"], v["decode_tok_s"], v["ms_per_step"], v["step_MB"], v["achieved_GBps"],
-            v["roofline_pct"]; delete v }' | tee -a "$LOG"
+        printf "%-22s %-18s %5s %6s %13s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"],
+            v["batch"], v["prompt"], v["prefill_tok_s"], v["decode_tok_s"], v["ms_per_step"],
+            v["step_MB"], v["achieved_GBps"], v["roofline_pct"]; delete v }' | tee -a "$LOG"
     say "device sampler, ms for the rows (top-p: T 0.6, top-p 0.95; gathered: ids with mass first):"
     grep -E '^TIME sampler' "$LOG" | sed 's/^TIME sampler //' | tee -a "$LOG"
     if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
@@ -307,12 +307,18 @@ BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 # The issue's shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache, 1.5B's batches
-# again with the L2 prefetch (7B's small GEMMs are too big for it); and 7B
-# for 64 steps, the length transformers is timed for.
+# again with the L2 prefetch (7B's small GEMMs are too big for it); long
+# prompts with and without flash prefill; and 7B for 64 steps, the length
+# transformers is timed for.
 long_benches() {
     local b15=$1 b7=$2
     step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,l2pf
+    # 1,000-token prompts, each a forward of its own, with and without the
+    # flash prefill kernel (the decode kernel reads a prompt's K and V once
+    # per row)
+    step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 flash
     [ -f "$b7/config.json" ] || return 0
+    step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 flash
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8
     step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64
 }

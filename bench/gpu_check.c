@@ -291,13 +291,14 @@ static void report(const char *what, const float *got, const float *ref, int voc
 
 /* How a check or bench opens the CUDA device besides its pages: decode
  * steps as CUDA graphs or not, an e4m3 KV cache or BF16, the L2 prefetch
- * of the small GEMMs' weights or not; `suffix` names it in TIME lines. */
+ * of the small GEMMs' weights or not, prompts through the flash prefill
+ * kernel or not; `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, prefetch;
+    int graphs, fp8, prefetch, flash;
     const char *suffix;
 } variant;
 
-static const variant DEFAULT = {1, 0, 0, ""};
+static const variant DEFAULT = {1, 0, 0, 0, ""};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -309,7 +310,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .gpu_memory_utilization = 0.9,
                             .disable_cuda_graphs = !v.graphs,
                             .kv_fp8 = v.fp8,
-                            .l2_prefetch = v.prefetch};
+                            .l2_prefetch = v.prefetch,
+                            .flash_prefill = v.flash};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -377,26 +379,30 @@ static void check_graph_decode(ssf_device *d, const pages *pg, const seq *s, con
                ok ? "PASS" : "FAIL", dir, p, as, same ? "yes" : "NO", agree, decisive);
 }
 
-/* The same forward with an FP8 KV cache, against fp32: full forward (K
- * and V read back from e4m3 within the step) and prefill + decode. */
-static void check_fp8(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
-                      int vocab, int n_valid, const char *dir, int p)
+/* The same forward on a device opened as v, against fp32 within tol: full
+ * forward (with an FP8 cache, K and V read back from e4m3 within the step;
+ * with flash prefill, the prompt's rows through the prefill kernel) and
+ * prefill + decode. */
+static void check_variant(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
+                          int vocab, int n_valid, const char *dir, int p, variant v,
+                          const char *name, double tol)
 {
     ssf_error err;
-    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 1, 0, ""}, &err);
+    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, v, &err);
     float *g = d ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
     if (g) {
         char what[2300];
-        snprintf(what, sizeof what, "%s prompt %d: CUDA fp8 KV vs CPU, full forward", dir, p);
-        report_tol(what, g, ref, vocab, n_valid, 0, s->n, FP8_REL_TOL);
+        snprintf(what, sizeof what, "%s prompt %d: CUDA %s vs CPU, full forward", dir, p, name);
+        report_tol(what, g, ref, vocab, n_valid, 0, s->n, tol);
         if (prefill_decode(d, pg, s, vocab, 1, g, &err) == 0) {
-            snprintf(what, sizeof what, "%s prompt %d: CUDA fp8 KV prefill+decode vs CPU", dir, p);
-            report_tol(what, g, ref, vocab, n_valid, s->len - 1, s->n, FP8_REL_TOL);
+            snprintf(what, sizeof what, "%s prompt %d: CUDA %s prefill+decode vs CPU", dir, p,
+                     name);
+            report_tol(what, g, ref, vocab, n_valid, s->len - 1, s->n, tol);
         } else {
-            printf("FAIL %s prompt %d: fp8 KV prefill+decode: %s\n", dir, p, err.msg), failures++;
+            printf("FAIL %s prompt %d: %s prefill+decode: %s\n", dir, p, name, err.msg), failures++;
         }
     } else {
-        printf("FAIL %s prompt %d: fp8 KV: %s\n", dir, p, err.msg), failures++;
+        printf("FAIL %s prompt %d: %s: %s\n", dir, p, name, err.msg), failures++;
     }
     free(g);
     if (d) d->close(d);
@@ -411,7 +417,8 @@ static void check_prefetch(const ssf_model *m, const pages *pg, const seq *s, co
 {
     ssf_error err;
     ssf_device *plain = open_cuda_as(m, pg, MAX_CONTEXT, DEFAULT, &err);
-    ssf_device *d = plain ? open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 0, 1, ""}, &err) : NULL;
+    ssf_device *d =
+        plain ? open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 0, 1, 0, ""}, &err) : NULL;
     float *a = d ? full_forward(plain, pg, s, vocab, 0, &err) : NULL;
     float *b = a ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
     if (b) {
@@ -464,7 +471,10 @@ static void check_fixture(const char *dir)
                 report(what, g, c, vocab, n_valid, s.len - 1, s.n);
             }
             check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p, "");
-            check_fp8(m, &pg, &s, c, vocab, n_valid, dir, p);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 1, 0, 0, ""},
+                          "fp8 KV", FP8_REL_TOL);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 0, 1, ""},
+                          "flash prefill", REL_TOL);
             check_prefetch(m, &pg, &s, c, vocab, n_valid, dir, p);
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
@@ -676,7 +686,7 @@ static int prefill_batch(ssf_device *d, const pages *pg, int vocab, int B, int P
 }
 
 /* The device variant being timed; the checkpoint's directory name */
-static variant bench_as = {1, 0, 0, ""};
+static variant bench_as = {1, 0, 0, 0, ""};
 static const char *bench_model = "";
 
 /* Prefill B random prompts, then `steps` decode steps of B rows, each
@@ -772,7 +782,8 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
 /* Decode timing at each batch; `extra` (comma-separated) adds the largest
  * batch with device sampling ("sampled"), batches 1 and the largest kernel
  * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"), and
- * every batch again with the L2 prefetch ("l2pf"). */
+ * every batch again with the L2 prefetch ("l2pf") or with prompts through
+ * the flash prefill kernel ("flash"). */
 static void bench(const char *dir, const char *batches, int P, int steps, const char *extra)
 {
     ssf_error err;
@@ -797,15 +808,19 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     if (gpu) gpu->close(gpu);
     if (ok && strstr(extra, "nograph")) {
         const int ends[2] = {1, maxb};
-        variant v = {0, 0, 0, "-nograph"};
+        variant v = {0, 0, 0, 0, "-nograph"};
         ok = bench_variant(m, &pg, ctx, v, ends, 2, P, steps, copy_gbps, &err) == 0;
     }
     if (ok && strstr(extra, "fp8")) {
-        variant v = {1, 1, 0, "-fp8kv"};
+        variant v = {1, 1, 0, 0, "-fp8kv"};
         ok = bench_variant(m, &pg, ctx, v, &maxb, 1, P, steps, copy_gbps, &err) == 0;
     }
     if (ok && strstr(extra, "l2pf")) {
-        variant v = {1, 0, 1, "-l2pf"};
+        variant v = {1, 0, 1, 0, "-l2pf"};
+        ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
+    }
+    if (ok && strstr(extra, "flash")) {
+        variant v = {1, 0, 0, 1, "-flash"};
         ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
     }
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
@@ -1179,7 +1194,7 @@ int main(int argc, char **argv)
     else {
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,l2pf]\n");
+                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,l2pf,flash]\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -79,6 +79,8 @@ static void expect_sound(int rows, int nkv, int group, int ctx, int hd, int bs, 
     assert_true(s.group_pad <= SSF_ATTN_MAX_GROUP);
     assert_int_equal(s.group_pad & (s.group_pad - 1), 0);
     assert_int_equal(s.chunk % bs, 0);
+    /* the kernel's one table walk a tile needs tiles inside blocks */
+    if (bs % SSF_ATTN_TILE == 0) assert_int_equal(s.chunk % SSF_ATTN_TILE, 0);
     assert_true((long long)s.chunk * s.splits >= ctx);
     assert_true((long long)s.chunk * (s.splits - 1) < ctx);
     assert_true(s.smem < SSF_ATTN_SMEM_MAX);
@@ -158,7 +160,7 @@ static void test_invariants_sweep(void **state)
     int rows[] = {1, 2, 3, 7, 16, 64, 128, 256, 1024};
     int kv_group[][2] = {{1, 1}, {2, 6}, {2, 7}, {4, 7}, {8, 5}, {2, 8}, {4, 4}, {1, 12}};
     int ctx[] = {1, 15, 16, 17, 255, 512, 513, 4096, 10000, 32768};
-    int bs[] = {1, 16, 32, 128};
+    int bs[] = {1, 16, 32, 48, 128};
     int slots[] = {1, 8, 108, 132, 396, 528};
     int n = 0;
     for (size_t a = 0; a < sizeof rows / sizeof *rows; a++)
@@ -218,12 +220,63 @@ static void test_shared_memory(void **state)
     assert_int_equal(ssf_attn_smem(128), 69632);
 }
 
+/* Runs of one sequence at consecutive positions: long ones become q-blocks
+ * of at most SSF_PREFILL_QB rows, the rest stay decode rows in order. */
+static void test_prefill_split(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    int32_t seq[N], pos[N], qb[N], dec[N];
+    int n = 0, nd = -1;
+    for (int i = 0; i < 3; i++) /* three decode rows of three sequences */
+        seq[n] = i, pos[n] = 50 + i, n++;
+    for (int i = 0; i < 150; i++) /* a prompt chunk of sequence 7 from position 10 */
+        seq[n] = 7, pos[n] = 10 + i, n++;
+    for (int i = 0; i < 15; i++) /* one row short of a q-block */
+        seq[n] = 8, pos[n] = i, n++;
+    for (int i = 0; i < 16; i++) /* exactly one, right after another sequence's run */
+        seq[n] = 9, pos[n] = 100 + i, n++;
+    seq[n] = 9, pos[n] = 300, n++; /* the same sequence, not the next position */
+    int nq = ssf_prefill_split(seq, pos, n, SSF_PREFILL_MIN_RUN, qb, dec, &nd);
+    assert_int_equal(nq, 4);
+    int32_t want_qb[] = {3, 64, 67, 64, 131, 22, 168, 16};
+    assert_memory_equal(qb, want_qb, sizeof want_qb);
+    assert_int_equal(nd, 3 + 15 + 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(dec[i], i);
+    for (int i = 0; i < 15; i++)
+        assert_int_equal(dec[3 + i], 153 + i);
+    assert_int_equal(dec[18], 184);
+    /* every row once, in one list or the other */
+    int seen[N] = {0};
+    for (int i = 0; i < nd; i++)
+        seen[dec[i]]++;
+    for (int b = 0; b < nq; b++)
+        for (int i = 0; i < qb[2 * b + 1]; i++)
+            seen[qb[2 * b] + i]++;
+    for (int i = 0; i < n; i++)
+        assert_int_equal(seen[i], 1);
+    /* min_run below 2 acts as 2: single rows stay decode rows */
+    nq = ssf_prefill_split(seq, pos, 3, 0, qb, dec, &nd);
+    assert_int_equal(nq, 0);
+    assert_int_equal(nd, 3);
+}
+
+static void test_prefill_smem(void **state)
+{
+    (void)state;
+    assert_int_equal(ssf_prefill_smem(128), 2 * 2 * 64 * 136 * 2 + 2 * 64 * 8);
+    assert_true(ssf_prefill_smem(128) < SSF_ATTN_SMEM_MAX);
+    assert_true(ssf_prefill_smem(64) < ssf_prefill_smem(128));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_padding),    cmocka_unit_test(test_split_rule),
         cmocka_unit_test(test_invariants_sweep), cmocka_unit_test(test_coverage_with_splits),
         cmocka_unit_test(test_refusals),         cmocka_unit_test(test_shared_memory),
+        cmocka_unit_test(test_prefill_split),    cmocka_unit_test(test_prefill_smem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -304,31 +304,15 @@ static void test_rope_store(void **state)
     }
 }
 
-/* slots 1 plans without splits, 10000 with them wherever the context is
- * long enough (cuda_plan.c).  fp8: the pool holds e4m3 rows, and the
- * reference attends over the values they hold. */
-static void check_attention(int nh, int nkv, int hd, int n_ctx, int bs, int slots, int fp8)
+/* ref[r] = softmax(q[r] k^T / sqrt(hd)) v over positions 0..pos[r], in
+ * double, each q-head with its KV head. */
+static void reference_attention(const float *q, const float *k, const float *v, const int32_t *pos,
+                                int rows, int nh, int nkv, int hd, double *ref)
 {
-    int32_t pos[] = {0, 1, (int32_t)(n_ctx / 2), (int32_t)(n_ctx - 2), (int32_t)(n_ctx - 1)};
-    int rows = 5, qd = nh * hd, kvd = nkv * hd, group = nh / nkv;
-    float *q = draws((size_t)rows * qd, 2.0f, 0.0f, 51 + nh),
-          *k = draws((size_t)n_ctx * kvd, 2.0f, 0, 52);
-    float *v = draws((size_t)n_ctx * kvd, 1.0f, 0.0f, 53), *out = malloc((size_t)rows * qd * 4);
-    ssf_error err = {{0}};
-    op_pages pages;
-    int splits = 0;
-    op_pages_make(&pages, n_ctx, bs);
-    pages.pg.fp8 = fp8;
-    if (ssf_cuda_op_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos, &pages.pg, slots, out,
-                              &splits, &err))
-        fail_msg("%s", err.msg);
-    if (fp8 && (ssf_cuda_op_fp8_rows(n_ctx * nkv, hd, k, k, &err) ||
-                ssf_cuda_op_fp8_rows(n_ctx * nkv, hd, v, v, &err)))
-        fail_msg("%s", err.msg);
-    /* the path asked for was the one taken */
-    if (slots == 1) assert_int_equal(splits, 1);
-    if (slots > 1000 && n_ctx >= 2 * SSF_ATTN_MIN_CHUNK) assert_true(splits >= 2);
-    double *s = malloc((size_t)n_ctx * 8), *ref = malloc((size_t)rows * qd * 8);
+    int qd = nh * hd, kvd = nkv * hd, group = nh / nkv, n_ctx = 0;
+    for (int r = 0; r < rows; r++)
+        n_ctx = pos[r] + 1 > n_ctx ? pos[r] + 1 : n_ctx;
+    double *s = malloc((size_t)n_ctx * 8);
     for (int r = 0; r < rows; r++)
         for (int h = 0; h < nh; h++) {
             const float *qh = q + (size_t)r * qd + (size_t)h * hd;
@@ -350,11 +334,40 @@ static void check_attention(int nh, int nkv, int hd, int n_ctx, int bs, int slot
                 ref[(size_t)r * qd + (size_t)h * hd + d] = o / sum;
             }
         }
+    free(s);
+}
+
+/* slots 1 plans without splits, 10000 with them wherever the context is
+ * long enough (cuda_plan.c).  fp8: the pool holds e4m3 rows, and the
+ * reference attends over the values they hold. */
+static void check_attention(int nh, int nkv, int hd, int n_ctx, int bs, int slots, int fp8)
+{
+    int32_t pos[] = {0, 1, (int32_t)(n_ctx / 2), (int32_t)(n_ctx - 2), (int32_t)(n_ctx - 1)};
+    int rows = 5, qd = nh * hd, kvd = nkv * hd;
+    float *q = draws((size_t)rows * qd, 2.0f, 0.0f, 51 + nh),
+          *k = draws((size_t)n_ctx * kvd, 2.0f, 0, 52);
+    float *v = draws((size_t)n_ctx * kvd, 1.0f, 0.0f, 53), *out = malloc((size_t)rows * qd * 4);
+    ssf_error err = {{0}};
+    op_pages pages;
+    int splits = 0;
+    op_pages_make(&pages, n_ctx, bs);
+    pages.pg.fp8 = fp8;
+    if (ssf_cuda_op_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos, &pages.pg, slots, out,
+                              &splits, &err))
+        fail_msg("%s", err.msg);
+    if (fp8 && (ssf_cuda_op_fp8_rows(n_ctx * nkv, hd, k, k, &err) ||
+                ssf_cuda_op_fp8_rows(n_ctx * nkv, hd, v, v, &err)))
+        fail_msg("%s", err.msg);
+    /* the path asked for was the one taken */
+    if (slots == 1) assert_int_equal(splits, 1);
+    if (slots > 1000 && n_ctx >= 2 * SSF_ATTN_MIN_CHUNK) assert_true(splits >= 2);
+    double *ref = malloc((size_t)rows * qd * 8);
+    reference_attention(q, k, v, pos, rows, nh, nkv, hd, ref);
     char what[64];
     snprintf(what, sizeof what, "attention %d/%d heads hd %d ctx %d bs %d splits %d%s", nh, nkv, hd,
              n_ctx, bs, splits, fp8 ? " fp8" : "");
     expect_close(what, out, ref, (size_t)rows * qd, 8e-3, 2e-3);
-    free(q), free(k), free(v), free(out), free(s), free(ref);
+    free(q), free(k), free(v), free(out), free(ref);
 }
 
 static void test_attention(void **state)
@@ -379,6 +392,54 @@ static void test_attention(void **state)
         check_attention(16, 2, 128, 777, 48, 10000, fp8);
         check_attention(4, 4, 64, 4096, 16, 10000, fp8);
     }
+}
+
+/* count rows at positions first .. first + count - 1, then two rows that
+ * break the run (positions 3 and 7), through the engine's split: runs of
+ * SSF_PREFILL_MIN_RUN or more take the prefill kernel in q-blocks of
+ * SSF_PREFILL_QB, the rest the decode kernel; against the reference. */
+static void check_prefill(int nh, int nkv, int hd, int first, int count, int bs)
+{
+    int rows = count + 2, n_ctx = first + count, qd = nh * hd, kvd = nkv * hd;
+    int32_t *pos = malloc((size_t)rows * sizeof(int32_t));
+    for (int i = 0; i < count; i++)
+        pos[i] = first + i;
+    pos[count] = 3, pos[count + 1] = 7;
+    float *q = draws((size_t)rows * qd, 2.0f, 0.0f, 61 + nh),
+          *k = draws((size_t)n_ctx * kvd, 2.0f, 0, 62);
+    float *v = draws((size_t)n_ctx * kvd, 1.0f, 0.0f, 63), *out = malloc((size_t)rows * qd * 4);
+    ssf_error err = {{0}};
+    op_pages pages;
+    op_pages_make(&pages, n_ctx, bs);
+    int nq = -1;
+    if (ssf_cuda_op_prefill_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos, &pages.pg, out, &nq,
+                                      &err))
+        fail_msg("%s", err.msg);
+    int want = count >= SSF_PREFILL_MIN_RUN ? (count + SSF_PREFILL_QB - 1) / SSF_PREFILL_QB : 0;
+    assert_int_equal(nq, want);
+    double *ref = malloc((size_t)rows * qd * 8);
+    reference_attention(q, k, v, pos, rows, nh, nkv, hd, ref);
+    char what[80];
+    snprintf(what, sizeof what, "prefill %d/%d heads hd %d rows %d from %d bs %d, %d q-blocks", nh,
+             nkv, hd, count, first, bs, nq);
+    expect_close(what, out, ref, (size_t)rows * qd, 8e-3, 2e-3);
+    free(pos), free(q), free(k), free(v), free(out), free(ref);
+}
+
+static void test_prefill_attention(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    /* GQA 5, 6, 7, 1 (MHA) and 8; a whole prompt, runs starting off a
+     * q-block and tile boundary, a last q-block of a few rows, block sizes
+     * 16, 1 (a table read a row) and 48; a run too short for a q-block */
+    check_prefill(5, 1, 128, 0, 300, 16);
+    check_prefill(12, 2, 128, 37, 150, 1);
+    check_prefill(14, 2, 64, 100, 29, 48);
+    check_prefill(4, 4, 64, 0, 70, 16);
+    check_prefill(7, 1, 64, 990, 10, 16);
+    check_prefill(16, 2, 128, 1000, 1048, 16);
+    check_prefill(8, 1, 128, 5, 16, 16);
 }
 
 /* The e4m3 rounding the fp8 op tests compare against, on the host (no GPU
@@ -717,8 +778,9 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
     assert_int_equal(d->copy_blocks(d, NULL, 0, &err), 0);
 }
 
-/* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache). */
-static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8)
+/* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache;
+ * flash: prompts through the prefill kernel). */
+static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int flash)
 {
     ssf_device_options o = {.n_slots = N_SEQS,
                             .max_context = MAX_CONTEXT,
@@ -726,23 +788,25 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8)
                             .n_blocks = pg->n_blocks,
                             .gpu_memory_utilization = 0.9,
                             .cuda_device = 0,
-                            .kv_fp8 = fp8};
+                            .kv_fp8 = fp8,
+                            .flash_prefill = flash};
     ssf_error err = {{0}};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);
     return d;
 }
 
-static void run_fixture(fixture *f, int bs, int scatter)
+static void run_fixture(fixture *f, int bs, int scatter, int flash)
 {
     paging pg;
     paging_init(&pg, bs, scatter);
-    ssf_device *d = open_paged(f, &pg, 0);
+    ssf_device *d = open_paged(f, &pg, 0, flash);
     assert_int_equal(d->n_slots, N_SEQS);
     assert_int_equal(d->max_context, MAX_CONTEXT);
     assert_int_equal(d->block_size, bs);
     assert_int_equal(d->n_blocks, pg.n_blocks);
-    fprintf(stderr, "# block size %d, %s tables\n", bs, scatter ? "scattered" : "contiguous");
+    fprintf(stderr, "# block size %d, %s tables%s\n", bs, scatter ? "scattered" : "contiguous",
+            flash ? ", flash prefill" : "");
     prompt_ref pr[2];
     int np = 0;
     while (np < 2 && load_prompt(f, np, &pr[np]))
@@ -765,7 +829,7 @@ static void run_fixture_fp8_fork(fixture *f, int bs)
 {
     paging pg;
     paging_init(&pg, bs, 1);
-    ssf_device *d = open_paged(f, &pg, 1);
+    ssf_device *d = open_paged(f, &pg, 1, 0);
     fprintf(stderr, "# fp8 KV, block size %d\n", bs);
     prompt_ref pr;
     for (int p = 0; p < 2 && load_prompt(f, p, &pr); p++) {
@@ -817,9 +881,11 @@ static void test_fixture_models(void **state)
         snprintf(dir, sizeof dir, "%s/%s", root, de->d_name);
         fixture f;
         if (!open_fixture(&f, dir)) continue;
-        run_fixture(&f, 16, 0);
-        run_fixture(&f, 16, 1);
-        run_fixture(&f, 1, 1);
+        run_fixture(&f, 16, 0, 0);
+        run_fixture(&f, 16, 1, 0);
+        run_fixture(&f, 1, 1, 0);
+        run_fixture(&f, 16, 1, 1);
+        run_fixture(&f, 1, 1, 1);
         run_fixture_fp8_fork(&f, 16);
         ssf_safetensors_close(f.expected);
         ssf_model_close(f.model);
@@ -840,6 +906,7 @@ int main(void)
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_rope_store),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_prefill_attention),
         cmocka_unit_test(test_fixture_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -68,6 +68,18 @@ typedef struct cuda_layer {
     bf16 *wdown; /* [hidden][inter] */
 } cuda_layer;
 
+/* How a step's rows share the attention kernels: all go to the decode
+ * kernel, or (flash prefill on, BF16 pool, not a graph step) runs of a
+ * sequence's consecutive positions go to the prefill kernel in q-blocks
+ * and the rest to the decode kernel (ssf_prefill_split). */
+typedef struct attn_step {
+    ssf_attn_shape shape;       /* the decode kernel's, for n_decode rows */
+    int n_decode;               /* 0: no decode launch */
+    const int32_t *decode_rows; /* device; NULL: rows 0 .. n_decode - 1 */
+    int n_qblocks;
+    const int32_t *qblocks; /* device */
+} attn_step;
+
 /* One captured decode step and what its kernels were launched with. */
 typedef struct step_graph {
     cudaGraphExec_t exec; /* NULL until captured */
@@ -111,6 +123,7 @@ typedef struct cuda_dev {
     /* decode steps as graphs; padding rows write into the pool's extra
      * block scratch_block, which no sequence owns */
     int use_graphs;
+    int flash_prefill; /* prompts' runs through the prefill kernel (BF16 pools) */
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
     /* the bucket's GEMM shapes were tuned (before its first capture) */
@@ -160,8 +173,12 @@ static void plan_weights(cuda_dev *d, arena *a)
     }
 }
 
-/* The int32 staging of one step: five per-row arrays and the tables. */
-#define IDX_ROW_ARRAYS 5
+/* The int32 staging of one step: seven per-row arrays (token, pos, seq,
+ * out_rows, sample_rows, then the decode kernel's rows and the prefill
+ * q-blocks when a step splits) and the tables. */
+#define IDX_ROW_ARRAYS 7
+#define IDX_DECODE_ROWS 5
+#define IDX_QBLOCKS 6
 static size_t idx_ints(const cuda_dev *d)
 {
     size_t seqs = (size_t)d->seq_cap + 1; /* + the padding rows' sequence */
@@ -449,8 +466,9 @@ static int stage_tables(cuda_dev *d, const ssf_fwd_batch *b, int padded, ssf_err
     return n;
 }
 
-/* Stages token | pos | seq | out_rows | sample_rows, the sampling settings
- * and the tables for R_pad rows (R_pad > n_rows: a graph step's padding). */
+/* Stages token | pos | seq | out_rows | sample_rows (plan_step has put the
+ * decode rows and q-blocks beside them), the sampling settings and the
+ * tables for R_pad rows (R_pad > n_rows: a graph step's padding). */
 static int stage_batch(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, ssf_error *err)
 {
     size_t cap = CUDA_MAX_ROWS;
@@ -493,7 +511,7 @@ static ssfk_prefetch prefetch_of(const cuda_dev *d, const bf16 *w, int rows, int
  * than exposed to the MLP's 80 MB of streaming), and the attention before o
  * while it streams K and V, which it loads as the first lines to evict. */
 static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_tables tb,
-                         const ssf_attn_shape *shape, ssf_error *err)
+                         const attn_step *as, ssf_error *err)
 {
     const ssf_model_config *c = &d->cfg;
     const cuda_layer *L = &d->layers[l];
@@ -505,8 +523,11 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     BLAS_TRY(gemm(d, d->xn, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H));
     K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                               c->n_heads, c->n_kv_heads, d->stream));
-    K_TRY(ssfk_attention(shape, d->att, d->part, d->merges, d->qkv, d->pool, d->kv, l, pos, tb,
-                         c->n_heads, c->n_kv_heads, prefetch_of(d, L->wo, H, d->q_dim), d->stream));
+    ssfk_attn_io io = {d->att, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads, c->n_kv_heads};
+    if (as->n_decode > 0)
+        K_TRY(ssfk_attention(&as->shape, io, as->decode_rows, d->part, d->merges,
+                             prefetch_of(d, L->wo, H, d->q_dim), d->stream));
+    K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
     BLAS_TRY(gemm(d, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, ssfk_prefetch{NULL, 0},
                        d->stream));
@@ -516,16 +537,39 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     return 0;
 }
 
-/* The attention's launch shape for this step: every layer uses the same. */
-static int plan_step(const cuda_dev *d, const ssf_fwd_batch *b, int R_pad, ssf_attn_shape *shape,
-                     ssf_error *err)
+/* The longest context among the rows listed (all rows when `rows` is NULL). */
+static int longest_context(const ssf_fwd_batch *b, const int32_t *rows, int n)
 {
     int max_ctx = 1;
-    for (int r = 0; r < b->n_rows; r++)
+    for (int i = 0; i < n; i++) {
+        int r = rows ? rows[i] : i;
         max_ctx = b->pos[r] + 1 > max_ctx ? b->pos[r] + 1 : max_ctx;
+    }
+    return max_ctx;
+}
+
+/* The step's attention: which rows each kernel takes (staged in h_idx for
+ * stage_batch to copy) and the decode kernel's launch shape, which every
+ * layer uses.  A graph step is all decode rows, R_pad of them. */
+static int plan_step(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, int graph, attn_step *as,
+                     ssf_error *err)
+{
+    size_t cap = CUDA_MAX_ROWS;
+    int32_t *decode_rows = d->h_idx + IDX_DECODE_ROWS * cap;
+    memset(as, 0, sizeof *as);
+    as->n_decode = R_pad;
+    if (!graph && d->flash_prefill && !d->kv.fp8) {
+        as->n_qblocks = ssf_prefill_split(b->seq, b->pos, b->n_rows, SSF_PREFILL_MIN_RUN,
+                                          d->h_idx + IDX_QBLOCKS * cap, decode_rows, &as->n_decode);
+        as->qblocks = d->d_idx + IDX_QBLOCKS * cap;
+        if (as->n_qblocks > 0) as->decode_rows = d->d_idx + IDX_DECODE_ROWS * cap;
+    }
+    if (as->n_decode == 0) return 0;
     const ssf_model_config *c = &d->cfg;
-    if (ssf_attn_plan(R_pad, c->n_kv_heads, c->n_heads / c->n_kv_heads, max_ctx, c->head_dim,
-                      d->kv.block_size, d->attn_slots, shape))
+    int max_ctx = as->decode_rows ? longest_context(b, decode_rows, as->n_decode)
+                                  : longest_context(b, NULL, b->n_rows);
+    if (ssf_attn_plan(as->n_decode, c->n_kv_heads, c->n_heads / c->n_kv_heads, max_ctx, c->head_dim,
+                      d->kv.block_size, d->attn_slots, &as->shape))
         return ssf_fail(err, "cuda: no attention launch shape for head_dim %d", c->head_dim);
     return 0;
 }
@@ -582,7 +626,7 @@ static int fetch_samples(cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
 }
 
 /* Embedding, every layer and the final norm of R staged rows. */
-static int enqueue_body(cuda_dev *d, int R, const ssf_attn_shape *shape, ssf_error *err)
+static int enqueue_body(cuda_dev *d, int R, const attn_step *as, ssf_error *err)
 {
     size_t cap = CUDA_MAX_ROWS;
     const int32_t *tok = d->d_idx, *pos = d->d_idx + cap;
@@ -592,17 +636,17 @@ static int enqueue_body(cuda_dev *d, int R, const ssf_attn_shape *shape, ssf_err
     tb.tab = tb.tab_off + d->seq_cap + 1;
     K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
-        if (forward_layer(d, l, R, pos, tb, shape, err)) return -1;
+        if (forward_layer(d, l, R, pos, tb, as, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
                        (float)d->cfg.rms_norm_eps, ssfk_prefetch{NULL, 0}, d->stream));
     return 0;
 }
 
 /* The step after stage_batch queued its indices, launch by launch. */
-static int forward_staged(cuda_dev *d, const ssf_fwd_batch *b, const ssf_attn_shape *shape,
-                          float *logits, ssf_error *err)
+static int forward_staged(cuda_dev *d, const ssf_fwd_batch *b, const attn_step *as, float *logits,
+                          ssf_error *err)
 {
-    if (enqueue_body(d, b->n_rows, shape, err)) return -1;
+    if (enqueue_body(d, b->n_rows, as, err)) return -1;
     if (forward_logits(d, d->d_idx + 3 * (size_t)CUDA_MAX_ROWS, b->n_out, logits, err)) return -1;
     if (b->n_sample > 0 && enqueue_samples(d, b->n_sample, b->n_valid, err)) return -1;
     return fetch_samples(d, b, err);
@@ -642,12 +686,12 @@ static int same_shape(const ssf_attn_shape *a, const ssf_attn_shape *b)
 }
 
 /* Records the step's launches into g (replacing what it held). */
-static int capture_step(cuda_dev *d, int R, const ssf_attn_shape *shape, int n_valid, step_graph *g,
+static int capture_step(cuda_dev *d, int R, const attn_step *as, int n_valid, step_graph *g,
                         ssf_error *err)
 {
     cudaGraph_t graph = NULL;
     CU_TRY(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal));
-    int rc = enqueue_body(d, R, shape, err) || enqueue_samples(d, R, n_valid, err);
+    int rc = enqueue_body(d, R, as, err) || enqueue_samples(d, R, n_valid, err);
     cudaError_t e = cudaStreamEndCapture(d->stream, &graph);
     if (rc || e != cudaSuccess) {
         if (graph) cudaGraphDestroy(graph);
@@ -661,7 +705,7 @@ static int capture_step(cuda_dev *d, int R, const ssf_attn_shape *shape, int n_v
         g->exec = NULL;
         return ssf_fail(err, "cuda: instantiating a decode step graph: %s", cudaGetErrorString(e));
     }
-    g->shape = *shape;
+    g->shape = as->shape;
     g->n_valid = n_valid;
     return 0;
 }
@@ -703,15 +747,15 @@ static int tune_gemms(cuda_dev *d, int R, ssf_error *err)
  * shape (its splits follow the longest context) or n_valid changed; the
  * bucket's GEMMs are tuned before its first capture. */
 static int forward_graph(cuda_dev *d, const ssf_fwd_batch *b, int bucket, int R_pad,
-                         const ssf_attn_shape *shape, ssf_error *err)
+                         const attn_step *as, ssf_error *err)
 {
     step_graph *g = &d->graphs[bucket];
     if (!d->gemm_tuned[bucket]) {
         if (tune_gemms(d, R_pad, err)) return -1;
         d->gemm_tuned[bucket] = 1;
     }
-    if (!g->exec || !same_shape(&g->shape, shape) || g->n_valid != b->n_valid)
-        if (capture_step(d, R_pad, shape, b->n_valid, g, err)) return -1;
+    if (!g->exec || !same_shape(&g->shape, &as->shape) || g->n_valid != b->n_valid)
+        if (capture_step(d, R_pad, as, b->n_valid, g, err)) return -1;
     CU_TRY(cudaGraphLaunch(g->exec, d->stream));
     return fetch_samples(d, b, err);
 }
@@ -723,13 +767,13 @@ static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, 
     if (b->n_rows == 0) return 0;
     int graph = graph_eligible(d, b), R_pad = b->n_rows, bucket = 0;
     if (graph) bucket = graph_bucket(b->n_rows, &R_pad);
-    ssf_attn_shape shape;
-    if (plan_step(d, b, R_pad, &shape, err)) return -1;
+    attn_step as;
+    if (plan_step(d, b, R_pad, graph, &as, err)) return -1;
     CU_TRY(cudaSetDevice(d->ordinal)); /* the caller's thread may be new */
     int rc = stage_batch(d, b, R_pad, err);
     if (!rc)
-        rc = graph ? forward_graph(d, b, bucket, R_pad, &shape, err)
-                   : forward_staged(d, b, &shape, logits, err);
+        rc = graph ? forward_graph(d, b, bucket, R_pad, &as, err)
+                   : forward_staged(d, b, &as, logits, err);
     if (rc) {
         /* a copy from h_idx may still be pending: the next forward must not
          * overwrite it; the error already reported wins over this one */
@@ -855,6 +899,7 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     d->h_need = (int32_t *)ssf_xcalloc((size_t)d->seq_cap, sizeof(int32_t));
     CU_TRY(ssfk_attention_init());
     CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, &d->attn_slots));
+    CU_TRY(ssfk_prefill_init());
     if (d->prefetch_max) {
         int l2 = 0; /* a quarter of it, so that the lines outlast the kernel's own traffic */
         CU_TRY(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, d->ordinal));
@@ -919,6 +964,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->base.copy_blocks = cuda_copy_blocks;
     d->base.can_sample = 1;
     d->use_graphs = !o->disable_cuda_graphs;
+    d->flash_prefill = o->flash_prefill != 0;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;

@@ -8,20 +8,9 @@
 
 #include "cuda_common.cuh"
 #include "cuda_kernels.cuh"
+#include "cuda_mma.cuh"
 
 /* ---- paged attention ------------------------------------------------------ */
-
-/* cp.async (sm_80+): 16 bytes global -> shared without passing through
- * registers, so a warp keeps its next tile of K and V in flight while it
- * computes on this one.  `bytes` 0 writes zeros and reads nothing: rows
- * past the end of a chunk must be finite, since a zero weight times a NaN
- * left in shared memory would still be NaN inside the MMA. */
-__device__ static inline void cp_async16(void *dst, const void *src, int bytes)
-{
-    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes)
-                 : "memory");
-}
 
 /* cp_async16 with an L2 policy (createpolicy) for the lines it brings. */
 __device__ static inline void cp_async16_hinted(void *dst, const void *src, int bytes,
@@ -63,49 +52,12 @@ __device__ static inline void cp_async4(void *dst, const void *src, int bytes)
                  : "memory");
 }
 
-__device__ static inline void cp_async_commit(void)
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-/* Waits until at most N committed groups are still in flight. */
-template <int N> __device__ static inline void cp_async_wait(void)
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-/* c += a . b on the tensor cores: a 16 x 16 BF16 (row-major fragment), b
- * 16 x 8 BF16 (column-major fragment), c 16 x 8 fp32.  Fragment layouts are
- * PTX's for mma.m16n8k16: lane = 4 g + t holds a's rows g and g + 8 at
- * columns 2t, 2t + 1 (+ 8), b's column g at rows 2t, 2t + 1 (+ 8), and c's
- * rows g, g + 8 at columns 2t, 2t + 1. */
+/* mma_16816_full with rows 8-15 of a zero: a decode CTA computes at most 8
+ * query heads, the MMA's rows 0-7. */
 __device__ static inline void mma_16816(float c[4], uint32_t a0, uint32_t a2, uint32_t b0,
                                         uint32_t b1)
 {
-    /* a1 and a3 (rows 8-15) are zero: a CTA computes at most 8 query heads */
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
-}
-
-/* Four 8 x 8 BF16 matrices from shared memory, transposed: lanes 8i .. 8i
- * + 7 give the row addresses of matrix i, and r[i] receives its elements
- * (2t, g) and (2t + 1, g): with positions as rows, that is the b fragment
- * of V. */
-__device__ static inline void ldmatrix_x4_trans(uint32_t r[4], const bf16 *row)
-{
-    unsigned s = (unsigned)__cvta_generic_to_shared(row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s)
-                 : "memory");
-}
-
-__device__ static inline uint32_t pack_bf16(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
+    mma_16816_full(c, a0, 0u, a2, 0u, b0, b1);
 }
 
 #define ATTN_WARPS (SSF_ATTN_THREADS / WARP)
@@ -313,7 +265,8 @@ template <int HD> __device__ static void load_q(uint32_t (*qf)[2], const bf16 *q
     }
 }
 
-/* The last of the splits of (row r, heads h0 .. h0 + ng - 1) to finish
+/* The last of the splits of (the CTA's row rl, heads h0 .. h0 + ng - 1,
+ * whose output row is orow) to finish
  * merges them: out = sum_s w_s acc_s / sum_s w_s l_s with w_s = 2^(m_s -
  * max m), m in log2 units, in split order whichever CTA is last, so the
  * result does not depend on timing; empty splits (m = -inf) weigh nothing.
@@ -321,23 +274,27 @@ template <int HD> __device__ static void load_q(uint32_t (*qf)[2], const bf16 *q
  * them past its L1, which may still hold an earlier step's.  The counter
  * wraps to 0 for the next launch. */
 template <int HD>
-__device__ __noinline__ static void merge_splits(const float *part, unsigned *done, bf16 *out,
-                                                 int r, int h0, int ng, int n_heads)
+__device__ __noinline__ static void merge_splits(const float *part, unsigned *done, bf16 *orow,
+                                                 int rl, int h0, int ng, int n_heads)
 {
     __shared__ bool last;
-    __threadfence();
-    __syncthreads();
     unsigned splits = gridDim.z;
-    if (threadIdx.x == 0)
-        last = atomicInc(done + (size_t)r * gridDim.y + blockIdx.y, splits - 1) == splits - 1;
+    __syncthreads(); /* every thread's partials are written */
+    if (threadIdx.x == 0) {
+        /* release the CTA's partials before counting, acquire the others'
+         * after (the pattern of a grid barrier) */
+        __threadfence();
+        unsigned before = atomicInc(done + (size_t)rl * gridDim.y + blockIdx.y, splits - 1);
+        __threadfence();
+        last = before == splits - 1;
+    }
     __syncthreads();
     if (!last) return;
-    __threadfence();
     size_t n_parts = (size_t)gridDim.x * n_heads * splits;
     const float *ml = part + n_parts * HD;
     for (int i = threadIdx.x; i < ng * HD; i += SSF_ATTN_THREADS) {
         int h = i / HD, d = i % HD;
-        size_t k0 = ((size_t)r * n_heads + h0 + h) * splits;
+        size_t k0 = ((size_t)rl * n_heads + h0 + h) * splits;
         float M = -INFINITY, L = 0.0f, o = 0.0f;
         for (unsigned sp = 0; sp < splits; sp++)
             M = fmaxf(M, __ldcg(ml + 2 * (k0 + sp)));
@@ -348,18 +305,18 @@ __device__ __noinline__ static void merge_splits(const float *part, unsigned *do
             L += w * __ldcg(ml + 2 * (k0 + sp) + 1);
             o += w * __ldcg(part + (k0 + sp) * HD + d);
         }
-        out[((size_t)r * n_heads + h0 + h) * HD + d] = __float2bfloat16(o / L);
+        orow[(size_t)(h0 + h) * HD + d] = __float2bfloat16(o / L);
     }
 }
 
 /* The warps' results merged: each warp leaves (m, l) and o in shared
  * memory, free once every warp's last tile is done; then thread i sums
  * element i % HD of head i / HD over the warps with weights 2^(m_w - M).
- * Unsplit, the output is normalised; split, (acc, M, L) go to `part` and
- * the splits merge (merge_splits). */
+ * Unsplit, the output row orow is written normalised; split, (acc, M, L)
+ * go to `part` at the CTA's row rl and the splits merge (merge_splits). */
 template <int HD>
-__device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out, float *part,
-                                   unsigned *done, int r, int h0, int ng, int n_heads)
+__device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *orow, float *part,
+                                   unsigned *done, int rl, int h0, int ng, int n_heads)
 {
     float *ob = (float *)smem;                             /* [warp][8][HD] */
     float *ml = ob + ATTN_WARPS * SSF_ATTN_MAX_GROUP * HD; /* [warp][8][2] */
@@ -384,14 +341,14 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out,
             o += f * ob[(w * SSF_ATTN_MAX_GROUP + h) * HD + d];
         }
         if (gridDim.z == 1) {
-            out[((size_t)r * n_heads + h0 + h) * HD + d] = __float2bfloat16(o / L);
+            orow[(size_t)(h0 + h) * HD + d] = __float2bfloat16(o / L);
             continue;
         }
-        size_t k = ((size_t)r * n_heads + h0 + h) * gridDim.z + blockIdx.z;
+        size_t k = ((size_t)rl * n_heads + h0 + h) * gridDim.z + blockIdx.z;
         part[k * HD + d] = o;
         if (d == 0) part[n_parts * HD + 2 * k] = M, part[n_parts * HD + 2 * k + 1] = L;
     }
-    if (gridDim.z > 1) merge_splits<HD>(part, done, out, r, h0, ng, n_heads);
+    if (gridDim.z > 1) merge_splits<HD>(part, done, orow, rl, h0, ng, n_heads);
 }
 
 /*
@@ -410,30 +367,31 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *out,
  */
 template <int HD, bool FP8>
 __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
-    paged_attention_kernel(bf16 *out, float *part, unsigned *done, const bf16 *qkv,
-                           const void *pool, ssfk_kv_layout kv, int layer, const int32_t *pos,
-                           ssfk_tables tb, int n_heads, int n_kv, int head_chunks, int chunk,
-                           float scale_log2, bool tile_in_block, ssfk_prefetch pf)
+    paged_attention_kernel(ssfk_attn_io io, const int32_t *rows, float *part, unsigned *done,
+                           int head_chunks, int chunk, float scale_log2, bool tile_in_block,
+                           ssfk_prefetch pf)
 {
     extern __shared__ __align__(16) char smem_raw[];
     kv_loads how = {pf.bytes > 0, pf.bytes > 0 ? evict_first_policy() : 0};
-    int r = blockIdx.x, kvh = blockIdx.y / head_chunks, qc = blockIdx.y % head_chunks;
-    int group = n_heads / n_kv, h0 = kvh * group + qc * SSF_ATTN_MAX_GROUP;
+    int r = rows ? rows[blockIdx.x] : blockIdx.x, kvh = blockIdx.y / head_chunks,
+        qc = blockIdx.y % head_chunks;
+    int n_heads = io.n_heads, group = n_heads / io.n_kv_heads;
+    int h0 = kvh * group + qc * SSF_ATTN_MAX_GROUP;
     int ng = min(SSF_ATTN_MAX_GROUP, group - qc * SSF_ATTN_MAX_GROUP);
     int warp = threadIdx.x / WARP;
-    int lo = blockIdx.z * chunk, hi = min(pos[r] + 1, lo + chunk);
+    int lo = blockIdx.z * chunk, hi = min(io.pos[r] + 1, lo + chunk);
     int n_tiles = hi > lo ? (hi - lo + SSF_ATTN_TILE - 1) / SSF_ATTN_TILE : 0;
     int mine = n_tiles > warp ? (n_tiles - warp + ATTN_WARPS - 1) / ATTN_WARPS : 0;
-    const int32_t *table = row_table(tb, r);
+    const int32_t *table = row_table(io.tb, r);
     if (mine > 0) {
         int t0 = lo + warp * SSF_ATTN_TILE;
-        load_tile<HD, FP8>(smem_raw, warp, 0, pool, kv, how, kvh, table, layer, t0,
+        load_tile<HD, FP8>(smem_raw, warp, 0, io.pool, io.kv, how, kvh, table, io.layer, t0,
                            min(SSF_ATTN_TILE, hi - t0), tile_in_block);
     }
     cp_async_commit();
     prefetch_share(pf); /* behind the first tile, which the warp waits for first */
     uint32_t qf[HD / 16][2];
-    load_q<HD>(qf, qkv + (size_t)r * (n_heads + 2 * n_kv) * HD + (size_t)h0 * HD, ng);
+    load_q<HD>(qf, io.qkv + (size_t)r * (n_heads + 2 * io.n_kv_heads) * HD + (size_t)h0 * HD, ng);
     warp_acc<HD> a;
     a.m = -INFINITY, a.l = 0.0f;
 #pragma unroll
@@ -443,8 +401,8 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
         int t0 = lo + (warp + i * ATTN_WARPS) * SSF_ATTN_TILE;
         if (i + 1 < mine) {
             int t1 = t0 + ATTN_WARPS * SSF_ATTN_TILE;
-            load_tile<HD, FP8>(smem_raw, warp, (i + 1) & 1, pool, kv, how, kvh, table, layer, t1,
-                               min(SSF_ATTN_TILE, hi - t1), tile_in_block);
+            load_tile<HD, FP8>(smem_raw, warp, (i + 1) & 1, io.pool, io.kv, how, kvh, table,
+                               io.layer, t1, min(SSF_ATTN_TILE, hi - t1), tile_in_block);
         }
         cp_async_commit();
         cp_async_wait<1>(); /* tile i has landed (tile i + 1 may be in flight) */
@@ -466,38 +424,20 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     }
     cp_async_wait<0>();
     __syncthreads();
-    merge_warps<HD>(smem_raw, a, out, part, done, r, h0, ng, n_heads);
+    merge_warps<HD>(smem_raw, a, io.out + (size_t)r * n_heads * HD, part, done, blockIdx.x, h0, ng,
+                    n_heads);
 }
 
 template <int HD, bool FP8>
-static cudaError_t attention_hd(const ssf_attn_shape *sh, bf16 *out, float *part, unsigned *done,
-                                const bf16 *qkv, const void *pool, ssfk_kv_layout kv, int layer,
-                                const int32_t *pos, ssfk_tables tb, int n_heads, int n_kv,
-                                ssfk_prefetch pf, cudaStream_t st)
+static cudaError_t attention_hd(const ssf_attn_shape *sh, ssfk_attn_io io, const int32_t *rows,
+                                float *part, unsigned *done, ssfk_prefetch pf, cudaStream_t st)
 {
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
-    /* 1/sqrt(hd) and log2(e): the softmax runs on exp2 */
-    float scale_log2 = 1.4426950408889634f / sqrtf((float)HD);
     /* tiles start at a multiple of SSF_ATTN_TILE past a chunk's start */
-    bool in_block = kv.block_size % SSF_ATTN_TILE == 0 && sh->chunk % SSF_ATTN_TILE == 0;
+    bool in_block = io.kv.block_size % SSF_ATTN_TILE == 0 && sh->chunk % SSF_ATTN_TILE == 0;
     paged_attention_kernel<HD, FP8><<<grid, SSF_ATTN_THREADS, sh->smem, st>>>(
-        out, part, done, qkv, pool, kv, layer, pos, tb, n_heads, n_kv, sh->head_chunks, sh->chunk,
-        scale_log2, in_block, pf);
+        io, rows, part, done, sh->head_chunks, sh->chunk, scale_log2_of(HD), in_block, pf);
     return cudaGetLastError();
-}
-
-/* attention_hd for the pool's element type */
-template <int HD>
-static cudaError_t attention_kv(const ssf_attn_shape *sh, bf16 *out, float *part, unsigned *done,
-                                const bf16 *qkv, const void *pool, ssfk_kv_layout kv, int layer,
-                                const int32_t *pos, ssfk_tables tb, int n_heads, int n_kv,
-                                ssfk_prefetch pf, cudaStream_t st)
-{
-    if (kv.fp8)
-        return attention_hd<HD, true>(sh, out, part, done, qkv, pool, kv, layer, pos, tb, n_heads,
-                                      n_kv, pf, st);
-    return attention_hd<HD, false>(sh, out, part, done, qkv, pool, kv, layer, pos, tb, n_heads,
-                                   n_kv, pf, st);
 }
 
 template <int HD, bool FP8> static cudaError_t allow_smem(void)
@@ -539,21 +479,21 @@ cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots)
     return e;
 }
 
-cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, unsigned *done,
-                           const bf16 *qkv, const void *pool, ssfk_kv_layout kv, int layer,
-                           const int32_t *pos, ssfk_tables tb, int n_heads, int n_kv_heads,
-                           ssfk_prefetch pf, cudaStream_t st)
+cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const int32_t *rows,
+                           float *part, unsigned *done, ssfk_prefetch pf, cudaStream_t st)
 {
     /* a shape planned for another head layout would leave heads unwritten */
-    if (shape->threads != SSF_ATTN_THREADS || shape->grid[1] != n_kv_heads * shape->head_chunks ||
+    ssfk_kv_layout kv = io.kv;
+    if (shape->threads != SSF_ATTN_THREADS ||
+        shape->grid[1] != io.n_kv_heads * shape->head_chunks ||
         (shape->splits > 1 && (!part || !done)) || shape->smem != ssf_attn_smem(kv.head_dim) ||
         (kv.fp8 && !kv.scales))
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)
-        return attention_kv<64>(shape, out, part, done, qkv, pool, kv, layer, pos, tb, n_heads,
-                                n_kv_heads, pf, st);
+        return kv.fp8 ? attention_hd<64, true>(shape, io, rows, part, done, pf, st)
+                      : attention_hd<64, false>(shape, io, rows, part, done, pf, st);
     if (kv.head_dim == 128)
-        return attention_kv<128>(shape, out, part, done, qkv, pool, kv, layer, pos, tb, n_heads,
-                                 n_kv_heads, pf, st);
+        return kv.fp8 ? attention_hd<128, true>(shape, io, rows, part, done, pf, st)
+                      : attention_hd<128, false>(shape, io, rows, part, done, pf, st);
     return cudaErrorInvalidValue;
 }

@@ -7,9 +7,18 @@
 #ifndef SSFTEVAL_CUDA_COMMON_CUH
 #define SSFTEVAL_CUDA_COMMON_CUH
 
+#include <math.h>
+
 #include "cuda_kernels.cuh"
 
 #define WARP 32
+
+/* The attention's score scale, 1/sqrt(hd), times log2(e): its softmax runs
+ * on exp2. */
+static inline float scale_log2_of(int head_dim)
+{
+    return 1.4426950408889634f / sqrtf((float)head_dim);
+}
 
 /* Offset of position p's K row (head 0) of `layer` in row r's table; the V
  * row is v_offset further, head h head_stride * h further. */

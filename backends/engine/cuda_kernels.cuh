@@ -94,19 +94,40 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
                                 const float *inv_freq, void *pool, ssfk_kv_layout kv, int layer,
                                 int rows, int n_heads, int n_kv_heads, cudaStream_t st);
 
-/* out[r][h] = softmax(q[r][h] . K^T / sqrt(hd)) V over positions 0..pos[r]
- * of row r's table, with K, V of q-head h's KV head, launched as `shape`
- * (cuda_plan.h; planned for these rows, n_kv_heads and group).  q is read
- * from the fused q|k|v rows (row width (n_heads + 2 n_kv) * hd).  With
- * shape.splits > 1 `part` holds shape.partial_floats floats and `done`
- * shape.merges counters, zero before the first launch (each launch leaves
- * them zero again).  With a
- * prefetch, K and V (read once) are loaded as the first lines for the L2 to
- * evict, so that pf's lines outlast the stream. */
-cudaError_t ssfk_attention(const ssf_attn_shape *shape, bf16 *out, float *part, unsigned *done,
-                           const bf16 *qkv, const void *pool, ssfk_kv_layout kv, int layer,
-                           const int32_t *pos, ssfk_tables tb, int n_heads, int n_kv_heads,
-                           ssfk_prefetch pf, cudaStream_t st);
+/* One layer's attention for a step's rows: out[r][h] = softmax(q[r][h] .
+ * K^T / sqrt(hd)) V over positions 0..pos[r] of row r's table, with K, V of
+ * q-head h's KV head.  q is read from the fused q|k|v rows (row width
+ * (n_heads + 2 n_kv_heads) * hd). */
+typedef struct ssfk_attn_io {
+    bf16 *out; /* [rows][n_heads * hd] */
+    const bf16 *qkv;
+    const void *pool;
+    ssfk_kv_layout kv;
+    int layer;
+    const int32_t *pos; /* [rows] */
+    ssfk_tables tb;
+    int n_heads, n_kv_heads;
+} ssfk_attn_io;
+
+/* The decode kernel over the rows listed in `rows` (NULL: rows 0, 1, ...),
+ * launched as `shape` (cuda_plan.h; planned for that many rows, n_kv_heads
+ * and group).  With shape.splits > 1 `part` holds shape.partial_floats
+ * floats and `done` shape.merges counters, zero before the first launch
+ * (each launch leaves them zero again).  With a prefetch, K and V (read
+ * once) are loaded as the first lines for the L2 to evict, so that pf's
+ * lines outlast the stream. */
+cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const int32_t *rows,
+                           float *part, unsigned *done, ssfk_prefetch pf, cudaStream_t st);
+
+/* The prefill kernel (cuda_plan.h) over n_qblocks q-blocks as
+ * ssf_prefill_split lists them (qblocks in device memory).  BF16 pools
+ * only: an fp8 pool's rows take the decode kernel. */
+cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int n_qblocks,
+                                   cudaStream_t st);
+
+/* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
+ * once per device, before the first ssfk_prefill_attention. */
+cudaError_t ssfk_prefill_init(void);
 
 /* Lets the attention kernels use ssf_attn_smem bytes of shared memory, past
  * the default 48 KB: once per device, before the first ssfk_attention. */

@@ -55,6 +55,14 @@ int ssf_cuda_op_fp8_rows(int n_rows, int hd, const float *x, float *out, ssf_err
     return ssf_fail(err, NO_CUDA);
 }
 
+int ssf_cuda_op_prefill_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx,
+                                  const float *q, const float *k, const float *v,
+                                  const int32_t *pos, const ssf_cuda_op_pages *pages, float *out,
+                                  int *n_qblocks, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
 int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);

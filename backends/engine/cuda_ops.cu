@@ -77,7 +77,9 @@ static void *dev_alloc(scratch *s, size_t bytes, ssf_error *err)
 static void *dev_zeros(scratch *s, size_t bytes, ssf_error *err)
 {
     void *p = dev_alloc(s, bytes, err);
-    cudaError_t e = p ? cudaMemset(p, 0, bytes) : cudaSuccess;
+    /* on the ops' stream: a plain cudaMemset runs on the legacy stream,
+     * which the non-blocking s->st does not wait for */
+    cudaError_t e = p ? cudaMemsetAsync(p, 0, bytes, s->st) : cudaSuccess;
     if (e != cudaSuccess) {
         fail_cuda(err, "cudaMemset", e);
         return NULL;
@@ -458,12 +460,14 @@ static int device_slots(int hd, int fp8, int *slots, ssf_error *err)
     return e == cudaSuccess ? 0 : fail_cuda(err, "attention slots", e);
 }
 
-static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
-                         const int32_t *pos, const ssf_cuda_op_pages *pg, op_pool *p,
-                         const ssf_attn_shape *sh, float *out, ssf_error *err)
+/* The attention kernels' operands on the device: q inside fused q|k|v
+ * rows, as the kernels read it (k, v parts unused), the pool, the tables
+ * and an output buffer. */
+static int attention_io(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
+                        const int32_t *pos, const ssf_cuda_op_pages *pg, op_pool *p,
+                        ssfk_attn_io *io, ssf_error *err)
 {
     int width = (nh + 2 * nkv) * hd;
-    /* q inside fused q|k|v rows, as the kernel reads it; k, v parts unused */
     float *qkv = (float *)ssf_xcalloc((size_t)rows * width, sizeof(float));
     for (int r = 0; r < rows; r++)
         memcpy(qkv + (size_t)r * width, q + (size_t)r * nh * hd, (size_t)nh * hd * sizeof(float));
@@ -472,28 +476,55 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
     ssfk_tables tb;
     int32_t *dpos = (int32_t *)up_raw(s, pos, (size_t)rows * sizeof(int32_t), err);
     bf16 *dout = (bf16 *)dev_alloc(s, (size_t)rows * nh * hd * 2, err);
+    if (!dqkv || !dpos || pool_upload(s, p, err) || !dout ||
+        op_tables(s, pg, rows, n_ctx, &tb, err))
+        return -1;
+    *io = ssfk_attn_io{dout, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv};
+    return 0;
+}
+
+static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
+                         const int32_t *pos, const ssf_cuda_op_pages *pg, op_pool *p,
+                         const ssf_attn_shape *sh, float *out, ssf_error *err)
+{
+    ssfk_attn_io io;
     float *part =
         sh->partial_floats ? (float *)dev_alloc(s, sh->partial_floats * sizeof(float), err) : NULL;
     unsigned *done =
         sh->merges ? (unsigned *)dev_zeros(s, sh->merges * sizeof(unsigned), err) : NULL;
-    if (!dqkv || !dpos || pool_upload(s, p, err) || !dout || (sh->partial_floats && !part) ||
-        (sh->merges && !done) || op_tables(s, pg, rows, n_ctx, &tb, err))
+    if ((sh->partial_floats && !part) || (sh->merges && !done) ||
+        attention_io(s, rows, nh, nkv, hd, n_ctx, q, pos, pg, p, &io, err))
         return -1;
-    /* twice over the same counters, which the first launch must leave as
-     * it found them for the second to merge its splits alike */
+    /* Twice over the same counters, each launch checked to leave them all
+     * zero.  Before the second, the output and the partials are NaN (all
+     * bits set): a merge that a stale counter made early, or skipped,
+     * shows as a NaN or as an output unlike the first launch's. */
     size_t n = (size_t)rows * nh * hd;
     float *first = (float *)ssf_xmalloc(n * sizeof(float));
+    unsigned *left = (unsigned *)ssf_xcalloc(sh->merges + 1, sizeof(unsigned));
     int rc = 0;
     for (int launch = 0; !rc && launch < 2; launch++) {
-        cudaError_t e = ssfk_attention(sh, dout, part, done, dqkv, p->d, p->kv, OP_LAYER, dpos, tb,
-                                       nh, nkv, ssfk_prefetch{NULL, 0}, s->st);
+        cudaError_t e = cudaSuccess;
+        if (launch) e = cudaMemsetAsync(io.out, 0xff, n * sizeof(bf16), s->st);
+        if (launch && part && e == cudaSuccess)
+            e = cudaMemsetAsync(part, 0xff, sh->partial_floats * sizeof(float), s->st);
+        if (e == cudaSuccess)
+            e = ssfk_attention(sh, io, NULL, part, done, ssfk_prefetch{NULL, 0}, s->st);
+        if (e == cudaSuccess && done) e = cudaStreamSynchronize(s->st);
+        if (e == cudaSuccess && done)
+            e = cudaMemcpy(left, done, sh->merges * sizeof(unsigned), cudaMemcpyDeviceToHost);
         if (e != cudaSuccess) rc = fail_cuda(err, "attention launch", e);
-        if (!rc) rc = down_bf16(s, dout, rows, nh * hd, (size_t)nh * hd, launch ? out : first, err);
+        for (size_t i = 0; !rc && done && i < sh->merges; i++)
+            if (left[i] != 0)
+                rc = ssf_fail(err, "cuda: attention launch %d left merge counter %zu at %u",
+                              launch + 1, i, left[i]);
+        if (!rc)
+            rc = down_bf16(s, io.out, rows, nh * hd, (size_t)nh * hd, launch ? out : first, err);
     }
     if (!rc && memcmp(first, out, n * sizeof(float)) != 0)
         rc = ssf_fail(err, "cuda: a second attention launch (%d splits) differs from the first",
                       sh->splits);
-    free(first);
+    free(first), free(left);
     return rc;
 }
 
@@ -506,6 +537,78 @@ static int plan_op(int rows, int nh, int nkv, int hd, const int32_t *pos,
         ssf_attn_plan(rows, nkv, nh / nkv, max_pos(rows, pos) + 1, hd, block_size, slots, sh))
         return ssf_fail(err, "cuda: no attention plan for %d/%d heads, head_dim %d", nh, nkv, hd);
     return 0;
+}
+
+/* The decode kernel over the listed rows of io (n of them, at positions
+ * pos[rows[i]]), planned for the device. */
+static int decode_rows(scratch *s, ssfk_attn_io io, const int32_t *rows, int n, const int32_t *pos,
+                       const ssf_cuda_op_pages *pg, ssf_error *err)
+{
+    int32_t *at = (int32_t *)ssf_xmalloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        at[i] = pos[rows[i]];
+    ssf_attn_shape sh;
+    int rc = plan_op(n, io.n_heads, io.n_kv_heads, io.kv.head_dim, at, pg, 0, &sh, err);
+    free(at);
+    if (rc) return -1;
+    int32_t *drows = (int32_t *)up_raw(s, rows, (size_t)n * sizeof(int32_t), err);
+    float *part =
+        sh.partial_floats ? (float *)dev_alloc(s, sh.partial_floats * sizeof(float), err) : NULL;
+    unsigned *done = sh.merges ? (unsigned *)dev_zeros(s, sh.merges * sizeof(unsigned), err) : NULL;
+    if (!drows || (sh.partial_floats && !part) || (sh.merges && !done)) return -1;
+    cudaError_t e = ssfk_attention(&sh, io, drows, part, done, ssfk_prefetch{NULL, 0}, s->st);
+    return e == cudaSuccess ? 0 : fail_cuda(err, "attention launch", e);
+}
+
+/* The rows as the engine splits a step's (ssf_prefill_split; the op's rows
+ * are one sequence): q-blocks through the prefill kernel, the rest through
+ * the decode kernel. */
+static int run_prefill(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
+                       const int32_t *pos, const ssf_cuda_op_pages *pg, op_pool *p, float *out,
+                       int *n_qblocks, ssf_error *err)
+{
+    int32_t *seq = (int32_t *)ssf_xcalloc((size_t)rows, sizeof(int32_t));
+    int32_t *qb = (int32_t *)ssf_xmalloc((size_t)rows * sizeof(int32_t));
+    int32_t *dec = (int32_t *)ssf_xmalloc((size_t)rows * sizeof(int32_t));
+    int n_dec = 0, nq = ssf_prefill_split(seq, pos, rows, SSF_PREFILL_MIN_RUN, qb, dec, &n_dec);
+    *n_qblocks = nq;
+    ssfk_attn_io io;
+    int rc = attention_io(s, rows, nh, nkv, hd, n_ctx, q, pos, pg, p, &io, err);
+    if (!rc && n_dec > 0) rc = decode_rows(s, io, dec, n_dec, pos, pg, err);
+    if (!rc && nq > 0) {
+        int32_t *dqb = (int32_t *)up_raw(s, qb, (size_t)nq * 2 * sizeof(int32_t), err);
+        cudaError_t e = ssfk_prefill_init();
+        if (e == cudaSuccess && dqb) e = ssfk_prefill_attention(io, dqb, nq, s->st);
+        rc = !dqb ? -1 : e == cudaSuccess ? 0 : fail_cuda(err, "prefill attention launch", e);
+    }
+    if (!rc) rc = down_bf16(s, io.out, rows, nh * hd, (size_t)nh * hd, out, err);
+    free(seq), free(qb), free(dec);
+    return rc;
+}
+
+extern "C" int ssf_cuda_op_prefill_attention(int rows, int n_heads, int n_kv, int head_dim,
+                                             int n_ctx, const float *q, const float *k,
+                                             const float *v, const int32_t *pos,
+                                             const ssf_cuda_op_pages *pages, float *out,
+                                             int *n_qblocks, ssf_error *err)
+{
+    for (int r = 0; r < rows; r++)
+        if (pos[r] < 0 || pos[r] >= n_ctx)
+            return ssf_fail(err, "cuda: attention row %d: position %d outside 0..%d", r,
+                            (int)pos[r], n_ctx - 1);
+    if (pages->fp8) return ssf_fail(err, "cuda: the prefill kernel reads BF16 pools only");
+    if (check_pages(pages, n_ctx, err)) return -1;
+    op_pool p;
+    pool_init(&p, pages, n_kv, head_dim);
+    scatter_kv(&p, pages, n_ctx, n_kv, k, v);
+    scratch s;
+    int nq = 0,
+        rc = scratch_init(&s, 0, err) || run_prefill(&s, rows, n_heads, n_kv, head_dim, n_ctx, q,
+                                                     pos, pages, &p, out, &nq, err);
+    if (n_qblocks) *n_qblocks = nq;
+    scratch_free(&s);
+    pool_free(&p);
+    return rc ? -1 : 0;
 }
 
 extern "C" int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx,
@@ -707,8 +810,8 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
     const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
-        return ssfk_attention(sh, out, part, done, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv,
-                              ssfk_prefetch{NULL, 0}, s->st);
+        ssfk_attn_io io = {out, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv};
+        return ssfk_attention(sh, io, NULL, part, done, ssfk_prefetch{NULL, 0}, s->st);
     };
     return time_launches(s, iters, launch, ms, err);
 }

@@ -62,12 +62,22 @@ int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_dim, double
  * attends to positions 0..pos[r] (< n_ctx).  out [rows][nh hd].  The launch
  * is planned for `slots` CTAs at once (0: the device's), which decides
  * split-KV; *splits (may be NULL) receives the splits used.  The kernel
- * runs twice, and an output of the second that differs from the first's
- * is an error (the split merge's counters must reset themselves). */
+ * runs twice, the second time over an output and partials set to NaN; a
+ * merge counter left non-zero, or a second output unlike the first, is an
+ * error (the split merge's counters must reset themselves). */
 int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx, const float *q,
                           const float *k, const float *v, const int32_t *pos,
                           const ssf_cuda_op_pages *pages, int slots, float *out, int *splits,
                           ssf_error *err);
+
+/* ssf_cuda_op_attention's rows as the engine splits a step's with flash
+ * prefill on: runs of SSF_PREFILL_MIN_RUN or more consecutive positions
+ * through the prefill kernel in q-blocks (*n_qblocks, may be NULL, receives
+ * how many), the other rows through the decode kernel.  BF16 pages only. */
+int ssf_cuda_op_prefill_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx,
+                                  const float *q, const float *k, const float *v,
+                                  const int32_t *pos, const ssf_cuda_op_pages *pages, float *out,
+                                  int *n_qblocks, ssf_error *err);
 
 /* Device-to-device cudaMemcpy bandwidth over `bytes`, best of `iters`, in
  * GB/s counting the bytes read and written. */

@@ -103,3 +103,41 @@ size_t ssf_attn_merges_max(int n_rows, int n_kv_heads, int group)
 {
     return (size_t)n_rows * n_kv_heads * ceil_div(group, SSF_ATTN_MAX_GROUP);
 }
+
+size_t ssf_prefill_smem(int head_dim)
+{
+    size_t stages = (size_t)2 * 2 * SSF_PREFILL_KT * (size_t)(head_dim + SSF_ATTN_KV_PAD) * 2;
+    return stages + (size_t)2 * SSF_PREFILL_KT * sizeof(size_t);
+}
+
+/* Rows from `first` on that continue its sequence one position at a time. */
+static int run_length(const int32_t *seq, const int32_t *pos, int n_rows, int first)
+{
+    int n = 1;
+    while (first + n < n_rows && seq[first + n] == seq[first] && pos[first + n] == pos[first] + n)
+        n++;
+    return n;
+}
+
+int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int min_run,
+                      int32_t *qblocks, int32_t *decode_rows, int *n_decode)
+{
+    int nq = 0, nd = 0;
+    if (min_run < 2) min_run = 2; /* a q-block's two entries need two rows of room */
+    for (int r = 0; r < n_rows;) {
+        int n = run_length(seq, pos, n_rows, r);
+        if (n < min_run) {
+            for (int i = 0; i < n; i++)
+                decode_rows[nd++] = r + i;
+        } else {
+            for (int at = 0; at < n; at += SSF_PREFILL_QB) {
+                qblocks[2 * nq] = r + at;
+                qblocks[2 * nq + 1] = n - at < SSF_PREFILL_QB ? n - at : SSF_PREFILL_QB;
+                nq++;
+            }
+        }
+        r += n;
+    }
+    *n_decode = nd;
+    return nq;
+}

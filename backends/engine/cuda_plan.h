@@ -20,6 +20,7 @@
 #define SSFTEVAL_CUDA_PLAN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,6 +65,33 @@ size_t ssf_attn_partial_floats_max(int slots, int head_dim);
 
 /* The largest `merges` any plan for up to n_rows rows asks for. */
 size_t ssf_attn_merges_max(int n_rows, int n_kv_heads, int group);
+
+/*
+ * Prefill attention, flash style: a CTA of SSF_PREFILL_THREADS takes up to
+ * SSF_PREFILL_QB rows of one sequence at consecutive positions (a q-block)
+ * and one query head; its warps hold 16 query rows each and share each
+ * SSF_PREFILL_KT positions of K and V in shared memory, so a prompt's K and
+ * V are read once per q-block instead of once per row, as the decode kernel
+ * would read them.
+ */
+#define SSF_PREFILL_QB 64 /* query rows a prefill CTA computes */
+#define SSF_PREFILL_KT 64 /* positions of K and V a prefill CTA loads a step */
+#define SSF_PREFILL_THREADS 128
+#define SSF_PREFILL_MIN_RUN 16 /* fewest consecutive rows worth a q-block */
+
+/* Dynamic shared memory of a prefill CTA: two stages of SSF_PREFILL_KT
+ * padded K and V rows, and the two stages' row offsets. */
+size_t ssf_prefill_smem(int head_dim);
+
+/* Splits a step's rows between the two kernels.  A run is a maximal span
+ * of rows of one sequence at consecutive positions, in row order; runs of
+ * at least min_run (>= 2) rows become q-blocks of at most SSF_PREFILL_QB
+ * rows: qblocks[2i] is the first row, qblocks[2i + 1] the count.  The other
+ * rows go, in order, to decode_rows (n_rows entries of room), *n_decode
+ * their count.  qblocks needs n_rows entries of room.  Returns the
+ * q-blocks. */
+int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int min_run,
+                      int32_t *qblocks, int32_t *decode_rows, int *n_decode);
 
 #ifdef __cplusplus
 }

@@ -32,10 +32,13 @@ typedef struct ssf_device_options {
     double gpu_memory_utilization; /* CUDA: share of device memory to use (default 0.9) */
     int cuda_device;               /* CUDA: device ordinal */
     int disable_cuda_graphs;       /* CUDA: launch decode steps kernel by kernel */
-    int kv_fp8;      /* CUDA: K and V stored as FP8 e4m3, a scale per row (BF16 otherwise) */
-    int l2_prefetch; /* CUDA: the kernels before the q|k|v and o GEMMs prefetch those weights
-                        into L2 when they fit a quarter of it (ssfk_prefetch); not yet timed
-                        on a GPU, so off by default */
+    int kv_fp8;        /* CUDA: K and V stored as FP8 e4m3, a scale per row (BF16 otherwise) */
+    int l2_prefetch;   /* CUDA: the kernels before the q|k|v and o GEMMs prefetch those weights
+                          into L2 when they fit a quarter of it (ssfk_prefetch); not yet timed
+                          on a GPU, so off by default */
+    int flash_prefill; /* CUDA: runs of SSF_PREFILL_MIN_RUN or more rows of a sequence at
+                          consecutive positions (prompts, recomputes) through the flash
+                          prefill kernel, BF16 KV only; not yet run on a GPU, so off */
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning
