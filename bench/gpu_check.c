@@ -419,7 +419,7 @@ static void check_prefetch(const ssf_model *m, const pages *pg, const seq *s, co
     ssf_device *plain = open_cuda_as(m, pg, MAX_CONTEXT, DEFAULT, &err);
     ssf_device *d =
         plain ? open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 0, 1, 0, ""}, &err) : NULL;
-    float *a = d ? full_forward(plain, pg, s, vocab, 0, &err) : NULL;
+    float *a = plain && d ? full_forward(plain, pg, s, vocab, 0, &err) : NULL;
     float *b = a ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
     if (b) {
         size_t n = (size_t)s->n * vocab, differ = 0;
