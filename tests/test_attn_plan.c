@@ -256,7 +256,20 @@ static void test_prefill_split(void **state)
             seen[qb[2 * b] + i]++;
     for (int i = 0; i < n; i++)
         assert_int_equal(seen[i], 1);
+    /* a run of exactly two q-blocks; no rows at all */
+    for (int i = 0; i < 2 * SSF_PREFILL_QB; i++)
+        seq[i] = 1, pos[i] = i;
+    nq = ssf_prefill_split(seq, pos, 2 * SSF_PREFILL_QB, SSF_PREFILL_MIN_RUN, qb, dec, &nd);
+    assert_int_equal(nq, 2);
+    assert_int_equal(nd, 0);
+    assert_int_equal(qb[1], SSF_PREFILL_QB);
+    assert_int_equal(qb[2], SSF_PREFILL_QB);
+    assert_int_equal(qb[3], SSF_PREFILL_QB);
+    assert_int_equal(ssf_prefill_split(seq, pos, 0, SSF_PREFILL_MIN_RUN, qb, dec, &nd), 0);
+    assert_int_equal(nd, 0);
     /* min_run below 2 acts as 2: single rows stay decode rows */
+    for (int i = 0; i < 3; i++)
+        seq[i] = i, pos[i] = 50 + i;
     nq = ssf_prefill_split(seq, pos, 3, 0, qb, dec, &nd);
     assert_int_equal(nq, 0);
     assert_int_equal(nd, 3);

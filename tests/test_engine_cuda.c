@@ -395,16 +395,18 @@ static void test_attention(void **state)
 }
 
 /* count rows at positions first .. first + count - 1, then two rows that
- * break the run (positions 3 and 7), through the engine's split: runs of
- * SSF_PREFILL_MIN_RUN or more take the prefill kernel in q-blocks of
- * SSF_PREFILL_QB, the rest the decode kernel; against the reference. */
+ * break the run (the last position again, and a third of the way), through
+ * the engine's split: runs of SSF_PREFILL_MIN_RUN or more take the prefill
+ * kernel in q-blocks of SSF_PREFILL_QB, the rest the decode kernel, whose
+ * row list then is not the identity (and long contexts split it); against
+ * the reference. */
 static void check_prefill(int nh, int nkv, int hd, int first, int count, int bs)
 {
     int rows = count + 2, n_ctx = first + count, qd = nh * hd, kvd = nkv * hd;
     int32_t *pos = malloc((size_t)rows * sizeof(int32_t));
     for (int i = 0; i < count; i++)
         pos[i] = first + i;
-    pos[count] = 3, pos[count + 1] = 7;
+    pos[count] = n_ctx - 1, pos[count + 1] = n_ctx / 3;
     float *q = draws((size_t)rows * qd, 2.0f, 0.0f, 61 + nh),
           *k = draws((size_t)n_ctx * kvd, 2.0f, 0, 62);
     float *v = draws((size_t)n_ctx * kvd, 1.0f, 0.0f, 63), *out = malloc((size_t)rows * qd * 4);

@@ -483,6 +483,21 @@ static int attention_io(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx
     return 0;
 }
 
+/* The split merge's counters, after a launch: all back at zero. */
+static int expect_zeros(scratch *s, const unsigned *done, size_t n, ssf_error *err)
+{
+    unsigned *left = (unsigned *)ssf_xmalloc((n + 1) * sizeof(unsigned));
+    cudaError_t e = cudaStreamSynchronize(s->st);
+    if (e == cudaSuccess) e = cudaMemcpy(left, done, n * sizeof(unsigned), cudaMemcpyDeviceToHost);
+    int rc = e == cudaSuccess ? 0 : fail_cuda(err, "reading the merge counters", e);
+    for (size_t i = 0; !rc && i < n; i++)
+        if (left[i] != 0)
+            rc =
+                ssf_fail(err, "cuda: an attention launch left merge counter %zu at %u", i, left[i]);
+    free(left);
+    return rc;
+}
+
 static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
                          const int32_t *pos, const ssf_cuda_op_pages *pg, op_pool *p,
                          const ssf_attn_shape *sh, float *out, ssf_error *err)
@@ -501,7 +516,6 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
      * shows as a NaN or as an output unlike the first launch's. */
     size_t n = (size_t)rows * nh * hd;
     float *first = (float *)ssf_xmalloc(n * sizeof(float));
-    unsigned *left = (unsigned *)ssf_xcalloc(sh->merges + 1, sizeof(unsigned));
     int rc = 0;
     for (int launch = 0; !rc && launch < 2; launch++) {
         cudaError_t e = cudaSuccess;
@@ -510,21 +524,15 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
             e = cudaMemsetAsync(part, 0xff, sh->partial_floats * sizeof(float), s->st);
         if (e == cudaSuccess)
             e = ssfk_attention(sh, io, NULL, part, done, ssfk_prefetch{NULL, 0}, s->st);
-        if (e == cudaSuccess && done) e = cudaStreamSynchronize(s->st);
-        if (e == cudaSuccess && done)
-            e = cudaMemcpy(left, done, sh->merges * sizeof(unsigned), cudaMemcpyDeviceToHost);
         if (e != cudaSuccess) rc = fail_cuda(err, "attention launch", e);
-        for (size_t i = 0; !rc && done && i < sh->merges; i++)
-            if (left[i] != 0)
-                rc = ssf_fail(err, "cuda: attention launch %d left merge counter %zu at %u",
-                              launch + 1, i, left[i]);
+        if (!rc && done) rc = expect_zeros(s, done, sh->merges, err);
         if (!rc)
             rc = down_bf16(s, io.out, rows, nh * hd, (size_t)nh * hd, launch ? out : first, err);
     }
     if (!rc && memcmp(first, out, n * sizeof(float)) != 0)
         rc = ssf_fail(err, "cuda: a second attention launch (%d splits) differs from the first",
                       sh->splits);
-    free(first), free(left);
+    free(first);
     return rc;
 }
 
@@ -557,7 +565,8 @@ static int decode_rows(scratch *s, ssfk_attn_io io, const int32_t *rows, int n, 
     unsigned *done = sh.merges ? (unsigned *)dev_zeros(s, sh.merges * sizeof(unsigned), err) : NULL;
     if (!drows || (sh.partial_floats && !part) || (sh.merges && !done)) return -1;
     cudaError_t e = ssfk_attention(&sh, io, drows, part, done, ssfk_prefetch{NULL, 0}, s->st);
-    return e == cudaSuccess ? 0 : fail_cuda(err, "attention launch", e);
+    if (e != cudaSuccess) return fail_cuda(err, "attention launch", e);
+    return done ? expect_zeros(s, done, sh.merges, err) : 0;
 }
 
 /* The rows as the engine splits a step's (ssf_prefill_split; the op's rows
@@ -574,6 +583,11 @@ static int run_prefill(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx,
     *n_qblocks = nq;
     ssfk_attn_io io;
     int rc = attention_io(s, rows, nh, nkv, hd, n_ctx, q, pos, pg, p, &io, err);
+    /* NaN (all bits set) in every row first: a row neither kernel wrote shows */
+    cudaError_t fill =
+        rc ? cudaSuccess
+           : cudaMemsetAsync(io.out, 0xff, (size_t)rows * nh * hd * sizeof(bf16), s->st);
+    if (fill != cudaSuccess) rc = fail_cuda(err, "cudaMemsetAsync", fill);
     if (!rc && n_dec > 0) rc = decode_rows(s, io, dec, n_dec, pos, pg, err);
     if (!rc && nq > 0) {
         int32_t *dqb = (int32_t *)up_raw(s, qb, (size_t)nq * 2 * sizeof(int32_t), err);

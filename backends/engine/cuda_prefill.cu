@@ -101,7 +101,7 @@ __device__ static void load_rows(warp_rows<HD> &w, const ssfk_attn_io &io, const
                                  int first)
 {
     int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4, width = io.n_heads + 2 * io.n_kv_heads;
-    int h = blockIdx.y;
+    int h = blockIdx.x;
 #pragma unroll
     for (int half = 0; half < 2; half++) {
         int i = first + g + 8 * half; /* the row within the q-block */
@@ -206,7 +206,7 @@ template <int HD>
 __device__ static void store_rows(const warp_rows<HD> &w, const ssfk_attn_io &io, const qblock &q,
                                   int first)
 {
-    int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4, h = blockIdx.y;
+    int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4, h = blockIdx.x;
 #pragma unroll
     for (int half = 0; half < 2; half++) {
         int i = first + g + 8 * half;
@@ -221,7 +221,7 @@ __device__ static void store_rows(const warp_rows<HD> &w, const ssfk_attn_io &io
 }
 
 /*
- * One CTA per (q-block, query head).  The tiles of KT positions from 0 to
+ * One CTA per (query head, q-block).  The tiles of KT positions from 0 to
  * the last row's position go through two stages: while the warps compute
  * on tile i, tile i + 1 is landing.  Two barriers a tile: one before tile
  * i + 1's copies (its stage's last readers, tile i - 1's, are done, and its
@@ -234,10 +234,13 @@ __global__ static void __launch_bounds__(SSF_PREFILL_THREADS)
     prefill_attention_kernel(ssfk_attn_io io, const int32_t *qblocks, float scale_log2)
 {
     extern __shared__ __align__(16) char smem[];
+    /* the last q-blocks first: a run's later rows have the longer contexts,
+     * and the longest CTAs should not form the launch's tail */
+    int qb = gridDim.y - 1 - blockIdx.y;
     qblock q;
-    q.row0 = qblocks[2 * blockIdx.x], q.n = qblocks[2 * blockIdx.x + 1];
+    q.row0 = qblocks[2 * qb], q.n = qblocks[2 * qb + 1];
     q.p0 = io.pos[q.row0], q.hi = q.p0 + q.n;
-    q.kvh = blockIdx.y / (io.n_heads / io.n_kv_heads);
+    q.kvh = blockIdx.x / (io.n_heads / io.n_kv_heads);
     q.table = row_table(io.tb, q.row0);
     int first = threadIdx.x / WARP * 16; /* the warp's first row in the q-block */
     bool active = first < q.n;
@@ -271,7 +274,9 @@ template <int HD>
 static cudaError_t prefill_hd(ssfk_attn_io io, const int32_t *qblocks, int n_qblocks,
                               cudaStream_t st)
 {
-    dim3 grid((unsigned)n_qblocks, (unsigned)io.n_heads);
+    /* the heads of a q-block side by side: those of one KV head read the
+     * same K and V, which the L2 then serves to all but the first */
+    dim3 grid((unsigned)io.n_heads, (unsigned)n_qblocks);
     prefill_attention_kernel<HD>
         <<<grid, SSF_PREFILL_THREADS, ssf_prefill_smem(HD), st>>>(io, qblocks, scale_log2_of(HD));
     return cudaGetLastError();

@@ -1,0 +1,615 @@
+/*
+ * prefill_emu.cpp - runs the flash prefill kernel's own source
+ * (backends/engine/cuda_prefill.cu, through tools/cuda-emu/run) on the CPU,
+ * for machines without a GPU.  A CTA's 128 threads are ucontext coroutines;
+ * mma.m16n8k16, ldmatrix.x4.trans and shfl follow the PTX ISA's fragment
+ * layouts (written from the spec, not from cuda_mma.cuh); cp.async copies
+ * land at issue or only at wait_group; threads run in random order.  It
+ * fails on a shared-memory race between barriers, a read of a word in
+ * flight or never written, a misaligned access, a block-table read past a
+ * sequence's staged table, a copy from outside the pool, and an output
+ * element written other than once for a q-block row (never for others);
+ * the outputs must match a double-precision reference.  It follows the
+ * PTX spec, not the hardware: it is no substitute for the GPU check, but
+ * it runs the kernel's logic wherever a C++ compiler does.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "cuda_plan.h"
+
+typedef uint16_t bf16;
+struct dim3e {
+    unsigned x, y, z;
+};
+
+#define __device__
+#define __global__
+#define __launch_bounds__(x)
+#define __align__(x)
+#define WARP 32
+#define SSF_ATTN_KV_PAD_CHECK SSF_ATTN_KV_PAD
+
+static int min(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+/* ---- the structs the kernel reads ---- */
+typedef struct ssfk_kv_layout {
+    size_t block_stride, layer_stride, v_offset, head_stride;
+    int block_size, head_dim;
+    int fp8;
+    float *scales;
+} ssfk_kv_layout;
+typedef struct ssfk_tables {
+    const int32_t *seq, *tab_off, *tab;
+} ssfk_tables;
+typedef struct ssfk_attn_io {
+    bf16 *out;
+    const bf16 *qkv;
+    const void *pool;
+    ssfk_kv_layout kv;
+    int layer;
+    const int32_t *pos;
+    ssfk_tables tb;
+    int n_heads, n_kv_heads;
+} ssfk_attn_io;
+
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+#include <stdarg.h>
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "EMU ERROR: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+/* ---- scheduler ---- */
+enum { NT = SSF_PREFILL_THREADS, NW = NT / 32 };
+enum st { RUN, WCTA, WWARP, DONE };
+struct ctx {
+    ucontext_t uc;
+    st state;
+    dim3e tidx;
+    std::vector<std::vector<std::pair<char *, std::pair<const char *, int>>>> groups; // committed
+    std::vector<std::pair<char *, std::pair<const char *, int>>> open;
+};
+static ctx g_ctx[NT];
+static ucontext_t g_sched;
+static int g_cur;
+static dim3e g_block, g_grid;
+static int g_epoch;
+static std::mt19937 g_rng(1);
+static int g_late = 1;   /* cp.async lands at wait (1) or at issue (0) */
+static int g_random = 1; /* random scheduling order */
+#define threadIdx (g_ctx[g_cur].tidx)
+#define blockIdx g_block
+#define gridDim g_grid
+
+static void yield_to_sched(void)
+{
+    swapcontext(&g_ctx[g_cur].uc, &g_sched);
+}
+
+static void __syncthreads(void)
+{
+    g_ctx[g_cur].state = WCTA;
+    yield_to_sched();
+}
+static void warp_barrier(void)
+{
+    g_ctx[g_cur].state = WWARP;
+    yield_to_sched();
+}
+
+/* ---- shared memory and race detector ---- */
+static char *g_smem;
+static size_t g_smem_bytes;
+struct wordmeta {
+    int wepoch, wthread, pending, repoch, reader;
+};
+static std::vector<wordmeta> g_meta;
+enum { MANY = -2, NONE = -1 };
+
+static char *emu_smem(void)
+{
+    return g_smem;
+}
+static bool in_smem(const void *p)
+{
+    return (const char *)p >= g_smem && (const char *)p < g_smem + g_smem_bytes;
+}
+static size_t widx(const void *p)
+{
+    if (!in_smem(p)) fail("smem access %p outside [%p, +%zu)", p, (void *)g_smem, g_smem_bytes);
+    return (size_t)((const char *)p - g_smem) / 4;
+}
+static void check_read(const void *p, int bytes)
+{
+    if ((uintptr_t)p % (bytes < 4 ? bytes : 4)) fail("misaligned smem read");
+    for (int b = 0; b < bytes; b += 4) {
+        wordmeta &m = g_meta[widx((const char *)p + b)];
+        if (m.pending != NONE)
+            fail("thread %d reads smem word %zu in flight (cp.async of thread %d), epoch %d", g_cur,
+                 widx((const char *)p + b), m.pending, g_epoch);
+        if (m.wthread == NONE)
+            fail("thread %d reads never-written smem word %zu", g_cur, widx((const char *)p + b));
+        if (m.wthread != g_cur && m.wepoch == g_epoch)
+            fail("RAW race: thread %d reads word %zu written by %d in the same epoch %d", g_cur,
+                 widx((const char *)p + b), m.wthread, g_epoch);
+        if (m.repoch == g_epoch && m.reader != g_cur)
+            m.reader = MANY;
+        else if (m.repoch != g_epoch)
+            m.repoch = g_epoch, m.reader = g_cur;
+    }
+}
+static void check_write(const void *p, int bytes, bool async)
+{
+    for (int b = 0; b < bytes; b += 4) {
+        wordmeta &m = g_meta[widx((const char *)p + b)];
+        if (m.pending != NONE)
+            fail("WAW: word %zu written while in flight", widx((const char *)p + b));
+        if (m.repoch == g_epoch && m.reader != g_cur && m.reader != NONE)
+            fail("WAR race: thread %d writes word %zu read by %d in epoch %d", g_cur,
+                 widx((const char *)p + b), m.reader, g_epoch);
+        if (async)
+            m.pending = g_cur;
+        else
+            m.wepoch = g_epoch, m.wthread = g_cur;
+    }
+}
+static uint32_t ld32s(const uint32_t *p)
+{
+    check_read(p, 4);
+    return *p;
+}
+static void st_off(size_t *p, size_t v)
+{
+    check_write(p, 8, false);
+    *p = v;
+}
+static size_t ld_off(const size_t *p)
+{
+    check_read(p, 8);
+    return *p;
+}
+
+/* ---- global memory ---- */
+static const char *g_pool;
+static size_t g_pool_bytes;
+static const char *g_qkv;
+static size_t g_qkv_bytes;
+static char *g_out;
+static size_t g_out_bytes;
+static std::vector<int> g_out_writes; /* per 4 bytes */
+static uint32_t ld32g(const uint32_t *p)
+{
+    const char *c = (const char *)p;
+    if (c < g_qkv || c + 4 > g_qkv + g_qkv_bytes || (uintptr_t)c % 4) fail("bad q read");
+    return *p;
+}
+static void st32g(uint32_t *p, uint32_t v)
+{
+    char *c = (char *)p;
+    if (c < g_out || c + 4 > g_out + g_out_bytes || (uintptr_t)c % 4) fail("bad out write");
+    g_out_writes[(c - g_out) / 4]++;
+    *p = v;
+}
+
+/* ---- cp.async ---- */
+static void land(char *dst, const char *src, int bytes)
+{
+    if (bytes)
+        memcpy(dst, src, 16);
+    else
+        memset(dst, 0, 16);
+}
+static void cp_async16(void *dst, const void *src, int bytes)
+{
+    if ((uintptr_t)dst % 16 || (uintptr_t)src % 16) fail("cp.async misaligned");
+    if (!in_smem(dst) || !in_smem((char *)dst + 15)) fail("cp.async dst outside smem");
+    if (bytes != 0 && bytes != 16) fail("cp.async bytes %d", bytes);
+    if (bytes && ((const char *)src < g_pool || (const char *)src + 16 > g_pool + g_pool_bytes))
+        fail("cp.async src outside the pool");
+    check_write(dst, 16, true);
+    if (!g_late) land((char *)dst, (const char *)src, bytes);
+    g_ctx[g_cur].open.push_back({(char *)dst, {(const char *)src, bytes}});
+}
+static void cp_async_commit(void)
+{
+    ctx &c = g_ctx[g_cur];
+    c.groups.push_back(c.open);
+    c.open.clear();
+}
+template <int N> static void cp_async_wait(void)
+{
+    ctx &c = g_ctx[g_cur];
+    while (c.groups.size() > N) {
+        for (auto &op : c.groups.front()) {
+            if (g_late) land(op.first, op.second.first, op.second.second);
+            for (int b = 0; b < 16; b += 4) {
+                wordmeta &m = g_meta[widx(op.first + b)];
+                m.pending = NONE, m.wepoch = g_epoch, m.wthread = g_cur;
+            }
+        }
+        c.groups.erase(c.groups.begin());
+    }
+}
+
+/* ---- bf16 ---- */
+static float bf2f(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t f2bf(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return 0x7fc0;
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+static uint32_t pack_bf16(float lo, float hi)
+{
+    return (uint32_t)f2bf(lo) | ((uint32_t)f2bf(hi) << 16);
+}
+
+/* ---- warp collectives, from the PTX ISA's fragment layouts ---- */
+struct warpbuf {
+    uint32_t a[32][4], b[32][2];
+    float f[32];
+    const char *addr[32];
+};
+static warpbuf g_wb[NW];
+static int lane_(void)
+{
+    return threadIdx.x % 32;
+}
+
+static void mma_16816_full(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                           uint32_t b0, uint32_t b1)
+{
+    int w = threadIdx.x / 32, l = lane_();
+    warpbuf &B = g_wb[w];
+    B.a[l][0] = a0, B.a[l][1] = a1, B.a[l][2] = a2, B.a[l][3] = a3, B.b[l][0] = b0, B.b[l][1] = b1;
+    warp_barrier();
+    float A[16][16], Bm[16][8];
+    for (int L = 0; L < 32; L++) {
+        int g = L / 4, t = L % 4;
+        for (int e = 0; e < 2; e++) {
+            int sh = 16 * e;
+            A[g][2 * t + e] = bf2f((uint16_t)(B.a[L][0] >> sh));
+            A[g + 8][2 * t + e] = bf2f((uint16_t)(B.a[L][1] >> sh));
+            A[g][2 * t + 8 + e] = bf2f((uint16_t)(B.a[L][2] >> sh));
+            A[g + 8][2 * t + 8 + e] = bf2f((uint16_t)(B.a[L][3] >> sh));
+            Bm[2 * t + e][g] = bf2f((uint16_t)(B.b[L][0] >> sh));
+            Bm[2 * t + 8 + e][g] = bf2f((uint16_t)(B.b[L][1] >> sh));
+        }
+    }
+    int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++) {
+        int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+        float s = c[i];
+        for (int k = 0; k < 16; k++)
+            s += A[row][k] * Bm[k][col];
+        c[i] = s;
+    }
+    warp_barrier();
+}
+
+static float __shfl_xor_sync(unsigned mask, float v, int m)
+{
+    if (mask != 0xffffffffu) fail("mask");
+    int w = threadIdx.x / 32, l = lane_();
+    g_wb[w].f[l] = v;
+    warp_barrier();
+    float r = g_wb[w].f[l ^ m];
+    warp_barrier();
+    return r;
+}
+
+static void ldmatrix_x4_trans(uint32_t r[4], const bf16 *row)
+{
+    int w = threadIdx.x / 32, l = lane_();
+    if ((uintptr_t)row % 16) fail("ldmatrix row misaligned");
+    check_read(row, 16);
+    g_wb[w].addr[l] = (const char *)row;
+    warp_barrier();
+    int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++) {
+        const bf16 *r0 = (const bf16 *)g_wb[w].addr[8 * i + 2 * t];
+        const bf16 *r1 = (const bf16 *)g_wb[w].addr[8 * i + 2 * t + 1];
+        r[i] = (uint32_t)r0[g] | ((uint32_t)r1[g] << 16);
+    }
+    warp_barrier();
+}
+
+/* ---- the paged walk (cuda_common.cuh), bounds-checked ---- */
+static int g_tab_len; /* entries of the CTA's sequence's table */
+static size_t kv_pos(ssfk_kv_layout kv, const int32_t *table, int layer, int p)
+{
+    if (p < 0 || p / kv.block_size >= g_tab_len)
+        fail("table read at position %d (entry %d of %d)", p, p / kv.block_size, g_tab_len);
+    size_t blk = (size_t)table[p / kv.block_size];
+    return blk * kv.block_stride + (size_t)layer * kv.layer_stride +
+           (size_t)(p % kv.block_size) * kv.head_dim;
+}
+static const int32_t *row_table(ssfk_tables tb, int r)
+{
+    return tb.tab + tb.tab_off[tb.seq[r]];
+}
+
+#include "kernel_body.inc" /* tools/cuda-emu/run writes it */
+
+static float scale_log2_of(int hd)
+{
+    return 1.4426950408889634f / sqrtf((float)hd);
+}
+
+/* ---- launch ---- */
+template <int HD> struct launch_args {
+    ssfk_attn_io io;
+    const int32_t *qb;
+    float scale;
+};
+static void *g_args;
+template <int HD> static void entry(void)
+{
+    launch_args<HD> *a = (launch_args<HD> *)g_args;
+    prefill_attention_kernel<HD>(a->io, a->qb, a->scale);
+    g_ctx[g_cur].state = DONE;
+    if (!g_ctx[g_cur].groups.empty() || !g_ctx[g_cur].open.empty())
+        fail("cp.async left in flight at exit");
+    yield_to_sched();
+}
+
+static std::vector<char *> g_stacks;
+template <int HD> static void run_cta(launch_args<HD> *a)
+{
+    g_args = a;
+    memset(g_smem, 0xff, g_smem_bytes);
+    for (auto &m : g_meta)
+        m = {-1, NONE, NONE, -1, NONE};
+    g_epoch = 0;
+    if (g_stacks.empty())
+        for (int i = 0; i < NT; i++)
+            g_stacks.push_back((char *)malloc(1 << 18));
+    for (int i = 0; i < NT; i++) {
+        ctx &c = g_ctx[i];
+        c.groups.clear(), c.open.clear();
+        c.tidx = {(unsigned)i, 0, 0};
+        c.state = RUN;
+        getcontext(&c.uc);
+        c.uc.uc_stack.ss_sp = g_stacks[i];
+        c.uc.uc_stack.ss_size = 1 << 18;
+        c.uc.uc_link = &g_sched;
+        makecontext(&c.uc, (void (*)(void))entry<HD>, 0);
+    }
+    std::vector<int> order(NT);
+    for (int i = 0; i < NT; i++)
+        order[i] = i;
+    for (;;) {
+        if (g_random) std::shuffle(order.begin(), order.end(), g_rng);
+        bool ran = false;
+        for (int i : order)
+            if (g_ctx[i].state == RUN) {
+                g_cur = i;
+                swapcontext(&g_sched, &g_ctx[i].uc);
+                ran = true;
+            }
+        if (ran) continue;
+        /* everyone waits or is done: release what can go */
+        int done = 0, wcta = 0;
+        for (int i = 0; i < NT; i++)
+            done += g_ctx[i].state == DONE, wcta += g_ctx[i].state == WCTA;
+        if (done == NT) break;
+        bool released = false;
+        for (int w = 0; w < NW; w++) {
+            int n = 0;
+            for (int l = 0; l < 32; l++)
+                n += g_ctx[32 * w + l].state == WWARP;
+            if (n == 32) {
+                for (int l = 0; l < 32; l++)
+                    g_ctx[32 * w + l].state = RUN;
+                released = true;
+            }
+        }
+        if (released) continue;
+        if (wcta == NT) {
+            g_epoch++;
+            for (int i = 0; i < NT; i++)
+                g_ctx[i].state = RUN;
+            continue;
+        }
+        fail("deadlock: %d done, %d at __syncthreads, block (%u, %u)", done, wcta, g_block.x,
+             g_block.y);
+    }
+}
+
+/* ---- a test case ---- */
+struct seqspec {
+    int p0, n; /* rows at positions p0 .. p0 + n - 1 */
+};
+
+static double urand(std::mt19937 &r)
+{
+    return std::uniform_real_distribution<double>(-1, 1)(r);
+}
+
+template <int HD>
+static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned seed)
+{
+    std::mt19937 rng(seed);
+    int n_layers = 2, layer = 1, width = (nh + 2 * nkv) * HD;
+    ssfk_kv_layout kv;
+    kv.block_size = bs, kv.head_dim = HD, kv.head_stride = (size_t)bs * HD;
+    kv.v_offset = (size_t)nkv * kv.head_stride, kv.layer_stride = 2 * kv.v_offset;
+    kv.block_stride = (size_t)n_layers * kv.layer_stride, kv.fp8 = 0, kv.scales = NULL;
+    /* rows: each spec's rows in order */
+    std::vector<int32_t> seq, pos;
+    std::vector<int> need(seqs.size());
+    for (size_t s = 0; s < seqs.size(); s++) {
+        for (int i = 0; i < seqs[s].n; i++)
+            seq.push_back((int32_t)s), pos.push_back(seqs[s].p0 + i);
+        need[s] = (seqs[s].p0 + seqs[s].n - 1) / bs + 1;
+    }
+    int rows = (int)seq.size();
+    int total_blocks = 0;
+    for (int x : need)
+        total_blocks += x;
+    int n_blocks = total_blocks + 3;
+    std::vector<int32_t> perm(n_blocks);
+    for (int i = 0; i < n_blocks; i++)
+        perm[i] = i;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::vector<int32_t> tab_off(seqs.size()), tab;
+    for (size_t s = 0; s < seqs.size(); s++) {
+        tab_off[s] = (int32_t)tab.size();
+        for (int i = 0; i < need[s]; i++)
+            tab.push_back(perm[tab.size()]);
+    }
+    /* the pool: NaN everywhere, then each sequence's positions */
+    size_t pool_elems = (size_t)n_blocks * kv.block_stride;
+    std::vector<bf16> pool(pool_elems, 0x7fc0);
+    std::vector<std::vector<float>> K(seqs.size()), V(seqs.size());
+    for (size_t s = 0; s < seqs.size(); s++) {
+        int ctx = seqs[s].p0 + seqs[s].n;
+        K[s].resize((size_t)ctx * nkv * HD), V[s].resize((size_t)ctx * nkv * HD);
+        for (int p = 0; p < ctx; p++)
+            for (int h = 0; h < nkv; h++)
+                for (int d = 0; d < HD; d++) {
+                    size_t at = (size_t)tab[tab_off[s] + p / bs] * kv.block_stride +
+                                layer * kv.layer_stride + h * kv.head_stride +
+                                (size_t)(p % bs) * HD + d;
+                    bf16 k = f2bf((float)(2 * urand(rng))), v = f2bf((float)urand(rng));
+                    pool[at] = k, pool[at + kv.v_offset] = v;
+                    K[s][((size_t)p * nkv + h) * HD + d] = bf2f(k);
+                    V[s][((size_t)p * nkv + h) * HD + d] = bf2f(v);
+                }
+    }
+    std::vector<bf16> qkv((size_t)rows * width, 0x7fc0);
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < nh * HD; i++)
+            qkv[(size_t)r * width + i] = f2bf((float)(2 * urand(rng)));
+    std::vector<bf16> out((size_t)rows * nh * HD, 0xffff);
+    /* the split */
+    std::vector<int32_t> qb(rows + 1), dec(rows + 1);
+    int nd = 0, nq = ssf_prefill_split(seq.data(), pos.data(), rows, SSF_PREFILL_MIN_RUN, qb.data(),
+                                       dec.data(), &nd);
+    g_pool = (const char *)pool.data(), g_pool_bytes = pool.size() * 2;
+    g_qkv = (const char *)qkv.data(), g_qkv_bytes = qkv.size() * 2;
+    g_out = (char *)out.data(), g_out_bytes = out.size() * 2;
+    g_out_writes.assign(g_out_bytes / 4, 0);
+    launch_args<HD> a;
+    a.io = ssfk_attn_io{out.data(),
+                        qkv.data(),
+                        pool.data(),
+                        kv,
+                        layer,
+                        pos.data(),
+                        ssfk_tables{seq.data(), tab_off.data(), tab.data()},
+                        nh,
+                        nkv};
+    a.qb = qb.data();
+    a.scale = scale_log2_of(HD);
+    g_smem_bytes = ssf_prefill_smem(HD);
+    g_smem = (char *)aligned_alloc(128, g_smem_bytes);
+    g_meta.assign(g_smem_bytes / 4, wordmeta{});
+    g_grid = {(unsigned)nh, (unsigned)nq, 1};
+    for (int b = 0; b < nq; b++)
+        for (int h = 0; h < nh; h++) {
+            g_block = {(unsigned)h, (unsigned)b, 0};
+            int qbi = nq - 1 - b; /* the kernel's q-block for blockIdx.y = b */
+            g_tab_len = need[seq[qb[2 * qbi]]];
+            run_cta<HD>(&a);
+        }
+    free(g_smem);
+    /* check */
+    std::vector<char> in_q(rows, 0);
+    for (int b = 0; b < nq; b++)
+        for (int i = 0; i < qb[2 * b + 1]; i++)
+            in_q[qb[2 * b] + i] = 1;
+    double worst = 0;
+    int bad = 0, group = nh / nkv;
+    for (int r = 0; r < rows; r++) {
+        for (int h = 0; h < nh; h++)
+            for (int d = 0; d < HD; d += 2) {
+                int wc = g_out_writes[(((size_t)r * nh + h) * HD + d) / 2];
+                if (wc != (in_q[r] ? 1 : 0)) {
+                    if (bad++ < 5)
+                        printf("  row %d head %d col %d written %d times (q-block row: %d)\n", r, h,
+                               d, wc, in_q[r]);
+                }
+            }
+        if (!in_q[r]) continue;
+        int s = seq[r], p = pos[r];
+        for (int h = 0; h < nh; h++) {
+            int kh = h / group;
+            std::vector<double> sc(p + 1);
+            double mx = -INFINITY, sum = 0;
+            for (int t = 0; t <= p; t++) {
+                double dot = 0;
+                for (int d = 0; d < HD; d++)
+                    dot += (double)bf2f(qkv[(size_t)r * width + h * HD + d]) *
+                           K[s][((size_t)t * nkv + kh) * HD + d];
+                sc[t] = dot / sqrt((double)HD);
+                mx = std::max(mx, sc[t]);
+            }
+            for (int t = 0; t <= p; t++)
+                sum += sc[t] = exp(sc[t] - mx);
+            for (int d = 0; d < HD; d++) {
+                double o = 0;
+                for (int t = 0; t <= p; t++)
+                    o += sc[t] * V[s][((size_t)t * nkv + kh) * HD + d];
+                o /= sum;
+                double got = bf2f(out[((size_t)r * nh + h) * HD + d]);
+                double err = fabs(got - o);
+                if (!(err <= 8e-3 + 2e-3 * fabs(o))) {
+                    if (bad++ < 10)
+                        printf("  row %d (pos %d) head %d col %d: got %g want %g\n", r, p, h, d,
+                               got, o);
+                }
+                if (!(err <= worst)) worst = err;
+            }
+        }
+    }
+    printf("%s hd %d heads %d/%d bs %d rows %d q-blocks %d decode %d late %d: worst abs err %.3g\n",
+           bad ? "FAIL" : "ok", HD, nh, nkv, bs, rows, nq, nd, g_late, worst);
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    int fails = 0;
+    for (g_late = 0; g_late < 2; g_late++) {
+        g_random = 1;
+        fails += run_case<64>(2, 1, 16, {{0, 70}}, 1);
+        fails += run_case<128>(3, 1, 16, {{0, 130}}, 2);
+        fails += run_case<64>(4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 3);
+        fails += run_case<128>(2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 4);
+        fails += run_case<64>(2, 1, 48, {{990, 16}}, 5);
+        fails += run_case<128>(2, 1, 16, {{5, 16}, {7, 17}}, 6);
+        fails += run_case<128>(7, 1, 32, {{1, 2}, {63, 64}, {200, 3}, {127, 130}}, 11);
+        fails += run_case<64>(3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 12);
+        fails += run_case<128>(2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 13);
+    }
+    printf(fails ? "FAILURES\n" : "all ok\n");
+    return fails != 0;
+}
