@@ -1,0 +1,1116 @@
+/*
+ * decode_emu.cpp - runs the paged decode attention kernel's own source
+ * (backends/engine/cuda_attention.cu: paged_attention_kernel and its
+ * helpers, through tools/cuda-emu/run) on the CPU, for machines without a
+ * GPU.  As prefill_emu.cpp: a CTA's 128 threads are coroutines, the warp
+ * collectives (mma.m16n8k16, ldmatrix.x4.trans, shfl) follow the PTX ISA's
+ * fragment layouts, cp.async lands at issue or only at wait_group, threads
+ * run in random order.  What the decode kernel adds:
+ *
+ *  - warps that only __syncwarp: the race detector orders accesses by the
+ *    CTA's barriers and by each warp's __syncwarp (not by its collectives,
+ *    which the PTX memory model does not make fences), so a stage that a
+ *    lane refills while another still reads it is a race;
+ *  - the whole grid, CTA after CTA in a shuffled order, twice over the same
+ *    split counters and partials (NaN-filled before each launch, as
+ *    cuda_ops.cu's run_attention does): the counters must be back at zero,
+ *    every output and partial element written once per launch, a merge may
+ *    only read partials of this launch, released by __syncthreads +
+ *    __threadfence before the count and acquired by a fence after it, and
+ *    the second launch must equal the first bit for bit;
+ *  - FP8 pools: e4m3 decoded bit-exactly (every e4m3 value is a half and a
+ *    float, so __nv_cvt_fp8x2_to_halfraw2 needs no rounding model);
+ *  - every copy from the pool must be a K or V row of the CTA's own row's
+ *    sequence, KV head and layer, at a position of its split that the row
+ *    sees; every q read of the CTA's row and heads; every output write of
+ *    its row and heads.
+ *
+ * It follows the PTX spec, not the hardware: it is no substitute for the
+ * GPU check, but it runs the kernel's logic wherever a C++ compiler does.
+ * Usage: decode_emu [-x] [-s seed]: -x stops at the first failing case, -s
+ * seeds the thread and CTA orders (1 by default).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "cuda_plan.h"
+
+typedef uint16_t bf16;
+struct dim3e {
+    unsigned x, y, z;
+};
+struct uint4 {
+    unsigned x, y, z, w;
+};
+struct float2 {
+    float x, y;
+};
+static uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w)
+{
+    return uint4{x, y, z, w};
+}
+
+#define __device__
+#define __global__
+#define __launch_bounds__(x)
+#define __align__(x)
+#define __noinline__ __attribute__((noinline))
+#define WARP 32
+/* no __shared__, asm or __ldg: a new one in the kernel fails to build here
+ * rather than go unchecked */
+
+static int min(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+/* ---- the structs the kernel reads (cuda_kernels.cuh) ---- */
+typedef struct ssfk_kv_layout {
+    size_t block_stride, layer_stride, v_offset, head_stride;
+    int block_size, head_dim;
+    int fp8;
+    float *scales;
+} ssfk_kv_layout;
+typedef struct ssfk_tables {
+    const int32_t *seq, *tab_off, *tab;
+} ssfk_tables;
+typedef struct ssfk_attn_io {
+    bf16 *out;
+    const bf16 *qkv;
+    const void *pool;
+    ssfk_kv_layout kv;
+    int layer;
+    const int32_t *pos;
+    ssfk_tables tb;
+    int n_heads, n_kv_heads;
+} ssfk_attn_io;
+typedef struct ssfk_prefetch {
+    const void *p;
+    size_t bytes;
+} ssfk_prefetch;
+
+static int g_fail_fast;
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "EMU ERROR: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+/* ---- scheduler ----
+ * Threads switch with _setjmp/_longjmp (swapcontext makes a system call a
+ * switch, and a tile takes thousands of switches); makecontext only gives
+ * each thread its stack. */
+enum { NT = SSF_ATTN_THREADS, NW = NT / 32 };
+enum st { RUN, WCTA, WWARP, DONE };
+enum coll { C_SYNCWARP, C_MMA, C_SHFL, C_LDMATRIX };
+static const char *coll_name[] = {"__syncwarp", "mma", "shfl", "ldmatrix"};
+struct cp_op {
+    char *dst;
+    const char *src;
+    int size, bytes; /* copy size (16 or 4) and bytes read (0: zero-fill) */
+};
+struct ctx {
+    jmp_buf jb;
+    ucontext_t uc;
+    bool started;
+    st state;
+    int coll, phase; /* the collective it waits at; its warp buffer half */
+    dim3e tidx;
+    std::vector<std::vector<cp_op>> groups; /* committed */
+    std::vector<cp_op> open;
+};
+static ctx g_ctx[NT];
+static jmp_buf g_sched_jb;
+static int g_cur;
+static dim3e g_block, g_grid;
+static int g_epoch;   /* CTA barriers so far */
+static int g_wep[NW]; /* each warp's __syncwarps so far */
+static std::mt19937 g_rng(1);
+static int g_late = 1; /* cp.async lands at wait (1) or at issue (0) */
+#define threadIdx (g_ctx[g_cur].tidx)
+#define blockIdx g_block
+#define gridDim g_grid
+
+static void yield_to_sched(void)
+{
+    if (!_setjmp(g_ctx[g_cur].jb)) _longjmp(g_sched_jb, 1);
+}
+static __attribute__((noinline)) void resume(int i)
+{
+    g_cur = i;
+    if (_setjmp(g_sched_jb)) return;
+    if (g_ctx[i].started) _longjmp(g_ctx[i].jb, 1);
+    g_ctx[i].started = true;
+    setcontext(&g_ctx[i].uc);
+}
+
+static void __syncthreads(void)
+{
+    g_ctx[g_cur].state = WCTA;
+    yield_to_sched();
+}
+/* every lane of the warp at the same collective; returns once they all are */
+static void warp_barrier(int c)
+{
+    g_ctx[g_cur].state = WWARP;
+    g_ctx[g_cur].coll = c;
+    yield_to_sched();
+}
+static void __syncwarp(unsigned mask = 0xffffffffu)
+{
+    if (mask != 0xffffffffu) fail("__syncwarp mask %#x", mask);
+    warp_barrier(C_SYNCWARP);
+}
+
+/* ---- shared memory and race detector ----
+ * Two accesses of a word by different threads are ordered when a CTA
+ * barrier lies between them, or, in one warp, a __syncwarp.  Per word: the
+ * last writer with its CTA and warp epochs, the cp.async in flight to it,
+ * and the readers of the current CTA epoch per warp (those of the warp's
+ * current __syncwarp epoch). */
+static char *g_smem;
+static size_t g_smem_bytes;
+static char g_static[16] __attribute__((aligned(16))); /* the kernel's __shared__ variables */
+struct wordmeta {
+    int wthr, wcta, wwep, pending, rcta;
+    int rwep[NW];
+    uint32_t rmask[NW];
+};
+static std::vector<wordmeta> g_meta;
+enum { NONE = -1 };
+
+static char *emu_smem(void)
+{
+    return g_smem;
+}
+static bool in_smem(const void *p, size_t n)
+{
+    return (const char *)p >= g_smem && (const char *)p + n <= g_smem + g_smem_bytes;
+}
+static size_t widx(const void *p)
+{
+    const char *c = (const char *)p;
+    if (c >= g_static && c < g_static + sizeof g_static)
+        return g_smem_bytes / 4 + (size_t)(c - g_static) / 4;
+    if (!in_smem(p, 1)) fail("smem access %p outside [%p, +%zu)", p, (void *)g_smem, g_smem_bytes);
+    return (size_t)(c - g_smem) / 4;
+}
+static bool unordered(int thr, int cta, int wep)
+{
+    return thr != g_cur && cta == g_epoch && (thr / 32 != g_cur / 32 || wep == g_wep[g_cur / 32]);
+}
+static void check_read(const void *p, int bytes)
+{
+    if ((uintptr_t)p % (bytes < 16 ? bytes : 16)) fail("misaligned smem read of %d bytes", bytes);
+    int w = g_cur / 32;
+    for (int b = 0; b < bytes; b += 4) {
+        size_t i = widx((const char *)p + b);
+        wordmeta &m = g_meta[i];
+        if (m.pending != NONE)
+            fail(
+                "thread %d reads smem word %zu in flight (cp.async of thread %d), block (%u,%u,%u)",
+                g_cur, i, m.pending, g_block.x, g_block.y, g_block.z);
+        if (m.wthr == NONE)
+            fail("thread %d reads smem word %zu that nothing has written yet (a missing barrier, "
+                 "or a read of memory nothing writes), block (%u,%u,%u)",
+                 g_cur, i, g_block.x, g_block.y, g_block.z);
+        if (unordered(m.wthr, m.wcta, m.wwep))
+            fail("RAW race: thread %d reads smem word %zu that thread %d wrote with no barrier "
+                 "between, block (%u,%u,%u)",
+                 g_cur, i, m.wthr, g_block.x, g_block.y, g_block.z);
+        if (m.rcta != g_epoch) {
+            m.rcta = g_epoch;
+            for (int v = 0; v < NW; v++)
+                m.rmask[v] = 0, m.rwep[v] = -1;
+        }
+        if (m.rwep[w] != g_wep[w]) m.rwep[w] = g_wep[w], m.rmask[w] = 0;
+        m.rmask[w] |= 1u << (g_cur % 32);
+    }
+}
+static void check_write(const void *p, int bytes, bool async)
+{
+    if ((uintptr_t)p % (bytes < 16 ? bytes : 16)) fail("misaligned smem write of %d bytes", bytes);
+    int w = g_cur / 32;
+    for (int b = 0; b < bytes; b += 4) {
+        size_t i = widx((const char *)p + b);
+        wordmeta &m = g_meta[i];
+        if (m.pending != NONE)
+            fail("WAW: thread %d writes smem word %zu while a cp.async of thread %d is in flight "
+                 "to it",
+                 g_cur, i, m.pending);
+        if (m.wthr != NONE && unordered(m.wthr, m.wcta, m.wwep))
+            fail("WAW race: threads %d and %d write smem word %zu with no barrier between", m.wthr,
+                 g_cur, i);
+        if (m.rcta == g_epoch)
+            for (int v = 0; v < NW; v++) {
+                uint32_t others =
+                    v == w ? (m.rwep[v] == g_wep[w] ? m.rmask[v] & ~(1u << g_cur % 32) : 0)
+                           : m.rmask[v];
+                if (others)
+                    fail("WAR race: thread %d writes smem word %zu that thread %d read with no "
+                         "barrier between, block (%u,%u,%u)",
+                         g_cur, i, 32 * v + __builtin_ctz(others), g_block.x, g_block.y, g_block.z);
+            }
+        if (async)
+            m.pending = g_cur;
+        else
+            m.wthr = g_cur, m.wcta = g_epoch, m.wwep = g_wep[w];
+    }
+}
+static uint32_t ld32s(const uint32_t *p)
+{
+    check_read(p, 4);
+    return *p;
+}
+static float ldfs(const float *p)
+{
+    check_read(p, 4);
+    return *p;
+}
+static void stfs(float *p, float v)
+{
+    check_write(p, 4, false);
+    *p = v;
+}
+static uint4 ld128s(const uint4 *p)
+{
+    check_read(p, 16);
+    return *p;
+}
+static void st128s(uint4 *p, uint4 v)
+{
+    check_write(p, 16, false);
+    *p = v;
+}
+/* a __shared__ variable of the kernel, at byte `at` of g_static */
+template <typename T> struct sh_var {
+    T *p;
+    explicit sh_var(int at) : p((T *)(g_static + at)) {}
+    operator T() const
+    {
+        check_read(p, sizeof(T));
+        return *p;
+    }
+    sh_var &operator=(T v)
+    {
+        check_write(p, sizeof(T), false);
+        *p = v;
+        return *this;
+    }
+};
+
+/* ---- what the emulator knows of the launch and the CTA ---- */
+struct pool_row {
+    int seq, pos, head, kv; /* seq -1: not a row of any sequence (NaN) */
+};
+static struct {
+    const char *pool;
+    size_t pool_bytes;
+    int elem, hd; /* bytes an element: 2 BF16, 1 fp8 */
+    std::vector<pool_row> owner;
+    const float *scales;
+    size_t n_scales;
+    const bf16 *qkv;
+    size_t qkv_elems;
+    int width; /* a q|k|v row, elements */
+    bf16 *out;
+    size_t out_elems;
+    std::vector<int> out_writes;
+    float *part;
+    size_t part_floats, n_parts;
+    std::vector<int> part_launch, part_writes; /* the launch that wrote each, and how often */
+    unsigned *done;
+    size_t merges;
+    const int32_t *rows;
+    int n_list, n_rows, launch, nh;
+    const int32_t *seq, *pos, *tab, *tab_off;
+    std::vector<int> tab_len;
+    size_t hinted, plain;
+    uint64_t policy;
+} G;
+/* the CTA's row, sequence, KV head, heads h0 .. h0 + ng - 1 and positions
+ * [lo, hi): what its reads and writes must stay within */
+static struct {
+    int r, seq, kvh, h0, ng, lo, hi;
+} E;
+/* the split merge's ordering: per thread its last fence and partial write,
+ * the CTA's count and acquire */
+static long g_seq, g_epoch_seq;
+static long g_fence[NT], g_part_seq[NT];
+static int g_part_epoch[NT];
+static int g_count_thr, g_acq_thr, g_acq_epoch, g_pf_calls[NT];
+static long g_count_seq;
+
+/* ---- global memory ---- */
+static uint32_t ld32g(const uint32_t *p)
+{
+    const bf16 *b = (const bf16 *)p;
+    if ((uintptr_t)p % 4 || b < G.qkv || b + 2 > G.qkv + G.qkv_elems) fail("q read outside qkv");
+    size_t e = (size_t)(b - G.qkv), row = e / G.width, col = e % G.width;
+    if ((int)row != E.r || col < (size_t)E.h0 * G.hd || col + 2 > (size_t)(E.h0 + E.ng) * G.hd)
+        fail("q read of row %zu column %zu: block (%u,%u,%u) is row %d heads %d-%d", row, col,
+             g_block.x, g_block.y, g_block.z, E.r, E.h0, E.h0 + E.ng - 1);
+    return *p;
+}
+static bf16 __float2bfloat16(float f);
+static void st_out(bf16 *p, bf16 v)
+{
+    if (p < G.out || p >= G.out + G.out_elems) fail("output write outside out");
+    size_t e = (size_t)(p - G.out), row = e / ((size_t)G.nh * G.hd), h = e / G.hd % G.nh;
+    if ((int)row != E.r || (int)h < E.h0 || (int)h >= E.h0 + E.ng)
+        fail("output write at row %zu head %zu: block (%u,%u,%u) is row %d heads %d-%d", row, h,
+             g_block.x, g_block.y, g_block.z, E.r, E.h0, E.h0 + E.ng - 1);
+    G.out_writes[e]++;
+    *p = v;
+}
+/* the (row-list index, head, split) of a partial's element */
+static void part_of(size_t i, size_t *x, size_t *h, size_t *z)
+{
+    size_t k = i < G.n_parts * G.hd ? i / G.hd : (i - G.n_parts * G.hd) / 2;
+    *z = k % g_grid.z, *h = k / g_grid.z % G.nh, *x = k / g_grid.z / G.nh;
+}
+static void st_part(float *p, float v)
+{
+    if (!G.part || p < G.part || p >= G.part + G.part_floats) fail("partial write outside part");
+    size_t i = (size_t)(p - G.part), x, h, z;
+    part_of(i, &x, &h, &z);
+    if (x != g_block.x || z != g_block.z || (int)h < E.h0 || (int)h >= E.h0 + E.ng)
+        fail("block (%u,%u,%u) writes the partial of (%zu, head %zu, split %zu)", g_block.x,
+             g_block.y, g_block.z, x, h, z);
+    G.part_launch[i] = G.launch, G.part_writes[i]++;
+    g_part_epoch[g_cur] = g_epoch, g_part_seq[g_cur] = ++g_seq;
+    *p = v;
+}
+static float __ldcg(const float *p)
+{
+    if (!G.part || p < G.part || p >= G.part + G.part_floats) fail("__ldcg outside part");
+    size_t i = (size_t)(p - G.part), x, h, z;
+    part_of(i, &x, &h, &z);
+    if (x != g_block.x || (int)h < E.h0 || (int)h >= E.h0 + E.ng)
+        fail("block (%u,%u,%u) merges the partial of (%zu, head %zu)", g_block.x, g_block.y,
+             g_block.z, x, h);
+    if (G.part_launch[i] != G.launch)
+        fail("block (%u,%u,%u) merges split %zu's partial before that split wrote it this launch",
+             g_block.x, g_block.y, g_block.z, z);
+    if (g_acq_thr == NONE)
+        fail("merge reads partials with no __threadfence after its count (acquire)");
+    if (g_cur != g_acq_thr && g_acq_epoch == g_epoch)
+        fail("thread %d reads partials with no __syncthreads after thread %d's acquire fence",
+             g_cur, g_acq_thr);
+    return *p;
+}
+static void __threadfence(void)
+{
+    g_fence[g_cur] = ++g_seq;
+    if (g_count_thr == g_cur && g_acq_thr == NONE) g_acq_thr = g_cur, g_acq_epoch = g_epoch;
+}
+static unsigned atomicInc(unsigned *p, unsigned val)
+{
+    if (!G.done || p < G.done || p >= G.done + G.merges) fail("atomicInc outside done");
+    /* release: the CTA's partials are written before a barrier that this
+     * thread then fences behind (its own may be in this epoch) */
+    for (int t = 0; t < NT; t++)
+        if (t != g_cur && g_part_epoch[t] == g_epoch)
+            fail("count with thread %d's partials unreleased (no __syncthreads between)", t);
+    if (g_fence[g_cur] <= std::max(g_epoch_seq, g_part_seq[g_cur]))
+        fail("count with no __threadfence after the partials (release)");
+    if (g_count_thr != NONE) fail("a CTA counts itself twice");
+    g_count_thr = g_cur, g_count_seq = ++g_seq;
+    unsigned old = *p;
+    *p = old >= val ? 0 : old + 1;
+    return old;
+}
+static int ld_row(const int32_t *rows, unsigned i)
+{
+    if (rows != G.rows || i >= (unsigned)G.n_list) fail("row list read at %u", i);
+    return rows[i];
+}
+static int ld_pos(const int32_t *pos, int r)
+{
+    if (pos != G.pos || r < 0 || r >= G.n_rows) fail("pos read at row %d", r);
+    return pos[r];
+}
+
+/* ---- cp.async ---- */
+static void land(const cp_op &op)
+{
+    if (op.bytes)
+        memcpy(op.dst, op.src, op.size);
+    else
+        memset(op.dst, 0, op.size);
+}
+/* a copy from the pool (or its scales) must bring a row of the CTA's row's
+ * sequence, KV head and layer at a position it attends to in its split */
+static void check_row(size_t row, const char *what)
+{
+    const pool_row &o = G.owner[row];
+    if (o.seq != E.seq || o.head != E.kvh || o.pos < E.lo || o.pos >= E.hi)
+        fail("%s of pool row %zu (seq %d pos %d head %d %c): block (%u,%u,%u) wants seq %d head "
+             "%d positions %d-%d",
+             what, row, o.seq, o.pos, o.head, o.kv ? 'V' : 'K', g_block.x, g_block.y, g_block.z,
+             E.seq, E.kvh, E.lo, E.hi - 1);
+}
+static void issue(void *dst, const void *src, int size, int bytes)
+{
+    if ((uintptr_t)dst % size || (uintptr_t)src % size) fail("cp.async misaligned");
+    if (!in_smem(dst, size)) fail("cp.async dst outside smem");
+    check_write(dst, size, true);
+    cp_op op = {(char *)dst, (const char *)src, size, bytes};
+    if (!g_late) land(op);
+    g_ctx[g_cur].open.push_back(op);
+}
+static void cp_async16(void *dst, const void *src, int bytes)
+{
+    if (bytes != 0 && bytes != 16) fail("cp.async bytes %d", bytes);
+    if (bytes) {
+        const char *s = (const char *)src;
+        if (s < G.pool || s + 16 > G.pool + G.pool_bytes) fail("cp.async src outside the pool");
+        check_row((size_t)(s - G.pool) / G.elem / G.hd, "cp.async");
+    }
+    issue(dst, src, 16, bytes);
+    G.plain++;
+}
+static void cp_async16_hinted(void *dst, const void *src, int bytes, uint64_t policy)
+{
+    if (policy != G.policy) fail("hinted cp.async with policy %#llx", (unsigned long long)policy);
+    cp_async16(dst, src, bytes);
+    G.plain--, G.hinted++;
+}
+static uint64_t evict_first_policy(void)
+{
+    return G.policy;
+}
+static void cp_async4(void *dst, const void *src, int bytes)
+{
+    if (bytes != 0 && bytes != 4) fail("cp.async 4 bytes %d", bytes);
+    if (bytes) {
+        const float *s = (const float *)src;
+        if (!G.scales || s < G.scales || s >= G.scales + G.n_scales)
+            fail("scale copy outside the scales");
+        check_row((size_t)(s - G.scales), "scale copy");
+    }
+    issue(dst, src, 4, bytes);
+}
+static void cp_async_commit(void)
+{
+    ctx &c = g_ctx[g_cur];
+    c.groups.push_back(c.open);
+    c.open.clear();
+}
+template <int N> static void cp_async_wait(void)
+{
+    ctx &c = g_ctx[g_cur];
+    int w = g_cur / 32;
+    while (c.groups.size() > N) {
+        for (auto &op : c.groups.front()) {
+            if (g_late) land(op);
+            for (int b = 0; b < op.size; b += 4) {
+                wordmeta &m = g_meta[widx(op.dst + b)];
+                m.pending = NONE, m.wthr = g_cur, m.wcta = g_epoch, m.wwep = g_wep[w];
+            }
+        }
+        c.groups.erase(c.groups.begin());
+    }
+}
+/* the L2 prefetch moves no values: each thread must take its share once */
+static void prefetch_share(ssfk_prefetch pf)
+{
+    if (pf.bytes && (uintptr_t)pf.p % 16) fail("prefetch misaligned");
+    g_pf_calls[g_cur]++;
+}
+
+/* ---- bf16, fp8 ---- */
+static float bf2f(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t f2bf(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return 0x7fc0;
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+static bf16 __float2bfloat16(float f)
+{
+    return f2bf(f);
+}
+static uint32_t pack_bf16(float lo, float hi)
+{
+    return (uint32_t)f2bf(lo) | ((uint32_t)f2bf(hi) << 16);
+}
+/* e4m3 (OCP FN): bias 7, no infinities, S.1111.111 NaN */
+static float e4m3(uint8_t b)
+{
+    int e = b >> 3 & 15, m = b & 7;
+    if (e == 15 && m == 7) return NAN;
+    float v = e ? ldexpf((float)(8 + m), e - 10) : ldexpf((float)m, -9);
+    return b & 0x80 ? -v : v;
+}
+typedef unsigned short __nv_fp8x2_storage_t;
+enum { __NV_E4M3, __NV_E5M2 };
+struct __half2 {
+    float x, y; /* a half's value: every e4m3 value is exact in both */
+};
+static __half2 __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t v, int kind)
+{
+    if (kind != __NV_E4M3) fail("fp8 kind %d", kind);
+    return __half2{e4m3((uint8_t)(v & 0xff)), e4m3((uint8_t)(v >> 8))}; /* .x: the low byte */
+}
+static float2 __half22float2(__half2 h)
+{
+    return float2{h.x, h.y};
+}
+
+/* ---- warp collectives, from the PTX ISA's fragment layouts ----
+ * One barrier a collective: each lane leaves its operands in one half of
+ * its warp's buffer, alternating, and reads the others' after the barrier;
+ * a lane writes a half again only two collectives later, when every lane
+ * has passed the barrier in between and so is done reading it. */
+struct warpbuf {
+    uint32_t a[2][32][4], b[2][32][2];
+    float f[2][32];
+    const char *addr[2][32];
+};
+static warpbuf g_wb[NW];
+
+static void mma_16816_full(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                           uint32_t b0, uint32_t b1)
+{
+    int w = g_cur / 32, l = g_cur % 32, ph = g_ctx[g_cur].phase ^= 1;
+    warpbuf &B = g_wb[w];
+    B.a[ph][l][0] = a0, B.a[ph][l][1] = a1, B.a[ph][l][2] = a2, B.a[ph][l][3] = a3;
+    B.b[ph][l][0] = b0, B.b[ph][l][1] = b1;
+    warp_barrier(C_MMA);
+    /* a: lane 4g + t holds rows g (a0, a2) and g + 8 (a1, a3), columns 2t,
+     * 2t + 1 (a0, a1) and 2t + 8, 2t + 9 (a2, a3); b: lane 4g + t holds
+     * column g, rows 2t, 2t + 1 (b0) and 2t + 8, 2t + 9 (b1); c: rows g
+     * (c0, c1) and g + 8 (c2, c3), columns 2t, 2t + 1 */
+    int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++) {
+        int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+        float s = c[i];
+        for (int k = 0; k < 16; k++) {
+            int hi = k >= 8, e = k % 2, q = k % 8 / 2;
+            uint32_t ar = B.a[ph][4 * (row % 8) + q][(row >= 8) + 2 * hi];
+            uint32_t br = B.b[ph][4 * col + q][hi];
+            s += bf2f((uint16_t)(ar >> 16 * e)) * bf2f((uint16_t)(br >> 16 * e));
+        }
+        c[i] = s;
+    }
+}
+
+static float __shfl_xor_sync(unsigned mask, float v, int m)
+{
+    if (mask != 0xffffffffu) fail("shfl mask %#x", mask);
+    int w = g_cur / 32, l = g_cur % 32, ph = g_ctx[g_cur].phase ^= 1;
+    g_wb[w].f[ph][l] = v;
+    warp_barrier(C_SHFL);
+    return g_wb[w].f[ph][l ^ m];
+}
+
+/* lanes 8i .. 8i + 7 give matrix i's row addresses; lane 4g + t receives
+ * its elements (2t, g) and (2t + 1, g) in r[i] */
+static void ldmatrix_x4_trans(uint32_t r[4], const bf16 *row)
+{
+    int w = g_cur / 32, l = g_cur % 32, ph = g_ctx[g_cur].phase ^= 1;
+    if ((uintptr_t)row % 16) fail("ldmatrix row misaligned");
+    check_read(row, 16);
+    g_wb[w].addr[ph][l] = (const char *)row;
+    warp_barrier(C_LDMATRIX);
+    int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++) {
+        const bf16 *r0 = (const bf16 *)g_wb[w].addr[ph][8 * i + 2 * t];
+        const bf16 *r1 = (const bf16 *)g_wb[w].addr[ph][8 * i + 2 * t + 1];
+        r[i] = (uint32_t)r0[g] | ((uint32_t)r1[g] << 16);
+    }
+}
+
+/* ---- the paged walk (cuda_common.cuh), bounds-checked ---- */
+static size_t kv_pos(ssfk_kv_layout kv, const int32_t *table, int layer, int p)
+{
+    if (table != G.tab + G.tab_off[E.seq])
+        fail("block (%u,%u,%u) walks another row's table", g_block.x, g_block.y, g_block.z);
+    if (p < E.lo || p >= E.hi)
+        fail("table read at position %d: block (%u,%u,%u) has positions %d-%d", p, g_block.x,
+             g_block.y, g_block.z, E.lo, E.hi - 1);
+    if (p / kv.block_size >= G.tab_len[E.seq]) fail("table read past the table");
+    size_t blk = (size_t)table[p / kv.block_size];
+    return blk * kv.block_stride + (size_t)layer * kv.layer_stride +
+           (size_t)(p % kv.block_size) * kv.head_dim;
+}
+static const int32_t *row_table(ssfk_tables tb, int r)
+{
+    if (r < 0 || r >= G.n_rows || tb.seq != G.seq) fail("row_table of row %d", r);
+    return tb.tab + tb.tab_off[tb.seq[r]];
+}
+
+#include "decode_body.inc" /* tools/cuda-emu/run writes it */
+
+static float scale_log2_of(int hd)
+{
+    return 1.4426950408889634f / sqrtf((float)hd);
+}
+
+/* ---- launch ---- */
+struct launch_args {
+    ssfk_attn_io io;
+    const int32_t *rows;
+    float *part;
+    unsigned *done;
+    int head_chunks, chunk;
+    float scale;
+    bool in_block;
+    ssfk_prefetch pf;
+};
+static launch_args *g_args;
+template <int HD, bool FP8> static void entry(void)
+{
+    launch_args *a = g_args;
+    paged_attention_kernel<HD, FP8>(a->io, a->rows, a->part, a->done, a->head_chunks, a->chunk,
+                                    a->scale, a->in_block, a->pf);
+    if (!g_ctx[g_cur].groups.empty() || !g_ctx[g_cur].open.empty())
+        fail("cp.async left in flight at exit");
+    g_ctx[g_cur].state = DONE;
+    _longjmp(g_sched_jb, 1);
+}
+
+static std::vector<char *> g_stacks;
+enum { STACK = 1 << 17 };
+template <int HD, bool FP8> static void run_cta(launch_args *a)
+{
+    g_args = a;
+    memset(g_smem, 0xff, g_smem_bytes);
+    memset(g_static, 0xff, sizeof g_static);
+    wordmeta fresh = {NONE, -1, -1, NONE, -1, {0}, {0}};
+    std::fill(g_meta.begin(), g_meta.end(), fresh);
+    g_epoch = 0, g_epoch_seq = g_seq;
+    for (int w = 0; w < NW; w++)
+        g_wep[w] = 0;
+    g_count_thr = g_acq_thr = NONE;
+    for (int i = 0; i < NT; i++)
+        g_fence[i] = g_part_seq[i] = 0, g_part_epoch[i] = -1, g_pf_calls[i] = 0;
+    if (g_stacks.empty())
+        for (int i = 0; i < NT; i++)
+            g_stacks.push_back((char *)malloc(STACK));
+    for (int i = 0; i < NT; i++) {
+        ctx &c = g_ctx[i];
+        c.groups.clear(), c.open.clear();
+        c.tidx = {(unsigned)i, 0, 0};
+        c.state = RUN, c.started = false, c.phase = 0;
+        getcontext(&c.uc);
+        c.uc.uc_stack.ss_sp = g_stacks[i];
+        c.uc.uc_stack.ss_size = STACK;
+        c.uc.uc_link = NULL;
+        makecontext(&c.uc, (void (*)(void))entry<HD, FP8>, 0);
+    }
+    int order[NT];
+    for (int i = 0; i < NT; i++)
+        order[i] = i;
+    for (;;) {
+        std::shuffle(order, order + NT, g_rng);
+        bool ran = false;
+        for (int i : order)
+            if (g_ctx[i].state == RUN) resume(i), ran = true;
+        if (ran) continue;
+        /* everyone waits or is done: release what can go */
+        int done = 0, wcta = 0;
+        for (int i = 0; i < NT; i++)
+            done += g_ctx[i].state == DONE, wcta += g_ctx[i].state == WCTA;
+        if (done == NT) break;
+        bool released = false;
+        for (int w = 0; w < NW; w++) {
+            int n = 0;
+            for (int l = 0; l < 32; l++)
+                n += g_ctx[32 * w + l].state == WWARP;
+            if (n < 32) continue;
+            int c = g_ctx[32 * w].coll;
+            for (int l = 1; l < 32; l++)
+                if (g_ctx[32 * w + l].coll != c)
+                    fail("warp %d diverges: lane 0 at %s, lane %d at %s", w, coll_name[c], l,
+                         coll_name[g_ctx[32 * w + l].coll]);
+            if (c == C_SYNCWARP) g_wep[w]++;
+            for (int l = 0; l < 32; l++)
+                g_ctx[32 * w + l].state = RUN;
+            released = true;
+        }
+        if (released) continue;
+        if (wcta == NT) {
+            g_epoch++, g_epoch_seq = ++g_seq;
+            for (int i = 0; i < NT; i++)
+                g_ctx[i].state = RUN;
+            continue;
+        }
+        fail("deadlock: %d done, %d at __syncthreads, block (%u,%u,%u)", done, wcta, g_block.x,
+             g_block.y, g_block.z);
+    }
+    for (int i = 0; i < NT; i++)
+        if (g_pf_calls[i] != 1)
+            fail("thread %d took its prefetch share %d times", i, g_pf_calls[i]);
+}
+
+/* ---- a test case ---- */
+struct rowspec {
+    int seq, pos;
+};
+struct dcase {
+    int hd, nh, nkv, bs, slots, fp8, pf;
+    std::vector<rowspec> rows; /* every row of io */
+    std::vector<int> list;     /* the row list; empty: NULL, rows 0 .. */
+    unsigned seed;
+};
+
+static double urand(std::mt19937 &r)
+{
+    return std::uniform_real_distribution<double>(-1, 1)(r);
+}
+
+/* the e4m3 byte nearest x (|x| <= 448), ties to the even code */
+static uint8_t to_e4m3(float x)
+{
+    static float pos[127];
+    if (pos[1] == 0)
+        for (int c = 0; c < 127; c++)
+            pos[c] = e4m3((uint8_t)c);
+    float a = fabsf(x);
+    int c = (int)(std::lower_bound(pos, pos + 127, a) - pos);
+    if (c == 127) c = 126;
+    if (c > 0 && (a - pos[c - 1] < pos[c] - a || (a - pos[c - 1] == pos[c] - a && c % 2))) c--;
+    return (uint8_t)(c | (x < 0 ? 0x80 : 0));
+}
+
+template <int HD, bool FP8> static int run_case(const dcase &C)
+{
+    std::mt19937 rng(C.seed);
+    int nh = C.nh, nkv = C.nkv, bs = C.bs, group = nh / nkv;
+    int n_layers = 2, layer = 1, width = (nh + 2 * nkv) * HD, elem = FP8 ? 1 : 2;
+    int n_rows = (int)C.rows.size(), n_seqs = 0;
+    for (auto &r : C.rows)
+        n_seqs = std::max(n_seqs, r.seq + 1);
+    ssfk_kv_layout kv;
+    kv.block_size = bs, kv.head_dim = HD, kv.head_stride = (size_t)bs * HD;
+    kv.v_offset = (size_t)nkv * kv.head_stride, kv.layer_stride = 2 * kv.v_offset;
+    kv.block_stride = (size_t)n_layers * kv.layer_stride, kv.fp8 = FP8, kv.scales = NULL;
+    /* a sequence's context ends at its furthest row; its table holds just
+     * the blocks of that, shuffled among some spare ones */
+    std::vector<int> ctx(n_seqs, 0), need(n_seqs);
+    std::vector<int32_t> seq, pos;
+    for (auto &r : C.rows) {
+        seq.push_back(r.seq), pos.push_back(r.pos);
+        ctx[r.seq] = std::max(ctx[r.seq], r.pos + 1);
+    }
+    int total = 0;
+    for (int s = 0; s < n_seqs; s++)
+        total += need[s] = (ctx[s] + bs - 1) / bs;
+    int n_blocks = total + 3;
+    std::vector<int32_t> perm(n_blocks), tab_off(n_seqs), tab;
+    for (int i = 0; i < n_blocks; i++)
+        perm[i] = i;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int s = 0; s < n_seqs; s++) {
+        tab_off[s] = (int32_t)tab.size();
+        for (int i = 0; i < need[s]; i++)
+            tab.push_back(perm[tab.size()]);
+    }
+    /* the pool: NaN everywhere (e4m3 0x7f), then each sequence's rows */
+    size_t elems = (size_t)n_blocks * kv.block_stride, n_prow = elems / HD;
+    char *pool = (char *)aligned_alloc(128, elems * elem);
+    if (FP8)
+        memset(pool, 0x7f, elems);
+    else
+        std::fill((bf16 *)pool, (bf16 *)pool + elems, (bf16)0x7fc0);
+    std::vector<float> scales(FP8 ? n_prow : 0, NAN);
+    std::vector<pool_row> owner(n_prow, pool_row{-1, -1, -1, 0});
+    std::vector<std::vector<double>> K(n_seqs), V(n_seqs); /* the values the kernel should see */
+    for (int s = 0; s < n_seqs; s++) {
+        K[s].resize((size_t)ctx[s] * nkv * HD), V[s].resize((size_t)ctx[s] * nkv * HD);
+        for (int p = 0; p < ctx[s]; p++)
+            for (int h = 0; h < nkv; h++)
+                for (int kvs = 0; kvs < 2; kvs++) {
+                    size_t at = (size_t)tab[tab_off[s] + p / bs] * kv.block_stride +
+                                layer * kv.layer_stride + kvs * kv.v_offset + h * kv.head_stride +
+                                (size_t)(p % bs) * HD;
+                    double *ref = (kvs ? V[s] : K[s]).data() + ((size_t)p * nkv + h) * HD;
+                    owner[at / HD] = pool_row{s, p, h, kvs};
+                    float x[HD], amax = 0;
+                    for (int d = 0; d < HD; d++)
+                        x[d] = bf2f(f2bf((float)((kvs ? 1 : 2) * urand(rng)))),
+                        amax = std::max(amax, fabsf(x[d]));
+                    if (!FP8) {
+                        for (int d = 0; d < HD; d++)
+                            ((bf16 *)pool)[at + d] = f2bf(x[d]), ref[d] = x[d];
+                        continue;
+                    }
+                    /* as qkv_rope_store: the row's largest magnitude maps to 448
+                     * (now and then a row of zeros, scale 0) */
+                    float sc = p % 97 == 5 ? 0.0f : amax / 448.0f;
+                    scales[at / HD] = sc;
+                    for (int d = 0; d < HD; d++) {
+                        uint8_t b = sc ? to_e4m3(x[d] / sc) : 0;
+                        pool[at + d] = (char)b;
+                        ref[d] = (double)e4m3(b) * sc;
+                    }
+                }
+    }
+    std::vector<bf16> qkv((size_t)n_rows * width, 0x7fc0); /* k and v parts stay NaN */
+    for (int r = 0; r < n_rows; r++)
+        for (int i = 0; i < nh * HD; i++)
+            qkv[(size_t)r * width + i] = f2bf((float)(2 * urand(rng)));
+    std::vector<int32_t> list(C.list.begin(), C.list.end());
+    int n_list = list.empty() ? n_rows : (int)list.size();
+    std::vector<int> listed(n_list);
+    for (int i = 0; i < n_list; i++)
+        listed[i] = list.empty() ? i : list[i];
+    int max_ctx = 0;
+    for (int r : listed)
+        max_ctx = std::max(max_ctx, pos[r] + 1);
+    ssf_attn_shape sh;
+    if (ssf_attn_plan(n_list, nkv, group, max_ctx, HD, bs, C.slots, &sh)) fail("no plan");
+    std::vector<float> part(sh.partial_floats);
+    std::vector<unsigned> done(sh.merges, 0);
+    std::vector<char> weights(4096 + 16); /* what a prefetch would fetch (never read) */
+
+    G.pool = pool, G.pool_bytes = elems * elem, G.elem = elem, G.hd = HD;
+    G.owner.swap(owner);
+    G.scales = FP8 ? scales.data() : NULL, G.n_scales = scales.size();
+    G.qkv = qkv.data(), G.qkv_elems = qkv.size(), G.width = width;
+    G.out_elems = (size_t)n_rows * nh * HD;
+    std::vector<bf16> out(G.out_elems), first(G.out_elems);
+    G.out = out.data();
+    G.part = sh.splits > 1 ? part.data() : NULL, G.part_floats = part.size();
+    G.n_parts = (size_t)n_list * nh * sh.splits;
+    G.done = sh.splits > 1 ? done.data() : NULL, G.merges = done.size();
+    G.rows = list.empty() ? NULL : list.data(), G.n_list = n_list, G.n_rows = n_rows, G.nh = nh;
+    G.seq = seq.data(), G.pos = pos.data(), G.tab = tab.data(), G.tab_off = tab_off.data();
+    G.tab_len = need;
+    G.hinted = G.plain = 0, G.policy = 0x5eed0000f157ull;
+
+    kv.scales = FP8 ? scales.data() : NULL;
+    launch_args a;
+    a.io = ssfk_attn_io{out.data(),
+                        qkv.data(),
+                        pool,
+                        kv,
+                        layer,
+                        pos.data(),
+                        ssfk_tables{seq.data(), tab_off.data(), tab.data()},
+                        nh,
+                        nkv};
+    a.rows = G.rows, a.part = G.part, a.done = G.done;
+    a.head_chunks = sh.head_chunks, a.chunk = sh.chunk, a.scale = scale_log2_of(HD);
+    /* as attention_hd: tiles start at a multiple of SSF_ATTN_TILE past a
+     * chunk's start */
+    a.in_block = bs % SSF_ATTN_TILE == 0 && sh.chunk % SSF_ATTN_TILE == 0;
+    a.pf = C.pf ? ssfk_prefetch{weights.data() + (16 - (uintptr_t)weights.data() % 16) % 16, 4096}
+                : ssfk_prefetch{NULL, 0};
+    g_smem_bytes = sh.smem;
+    g_smem = (char *)aligned_alloc(128, g_smem_bytes);
+    g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
+    g_grid = {(unsigned)sh.grid[0], (unsigned)sh.grid[1], (unsigned)sh.grid[2]};
+
+    std::vector<dim3e> ctas;
+    for (unsigned z = 0; z < g_grid.z; z++)
+        for (unsigned y = 0; y < g_grid.y; y++)
+            for (unsigned x = 0; x < g_grid.x; x++)
+                ctas.push_back({x, y, z});
+    int bad = 0;
+    auto complain = [&](const char *fmt, auto... args) {
+        if (bad++ < 8) printf(fmt, args...);
+    };
+    for (int launch = 0; launch < 2; launch++) {
+        /* the first launch lands copies at wait, the second at issue */
+        G.launch = launch, g_late = launch == 0;
+        std::fill(out.begin(), out.end(), (bf16)0xffff);
+        std::fill(part.begin(), part.end(), NAN);
+        G.out_writes.assign(G.out_elems, 0);
+        G.part_launch.assign(part.size(), -1), G.part_writes.assign(part.size(), 0);
+        std::shuffle(ctas.begin(), ctas.end(), g_rng);
+        for (dim3e b : ctas) {
+            g_block = b;
+            E.r = listed[b.x], E.seq = seq[E.r], E.kvh = b.y / sh.head_chunks;
+            int qc = b.y % sh.head_chunks;
+            E.h0 = E.kvh * group + qc * SSF_ATTN_MAX_GROUP;
+            E.ng = std::min(SSF_ATTN_MAX_GROUP, group - qc * SSF_ATTN_MAX_GROUP);
+            E.lo = (int)b.z * sh.chunk, E.hi = std::min(pos[E.r] + 1, E.lo + sh.chunk);
+            run_cta<HD, FP8>(&a);
+        }
+        for (size_t i = 0; i < done.size(); i++)
+            if (done[i]) complain("  launch %d leaves counter %zu at %u\n", launch, i, done[i]);
+        for (size_t i = 0; sh.splits > 1 && i < part.size(); i++)
+            if (G.part_writes[i] != 1)
+                complain("  launch %d writes partial %zu %d times\n", launch, i, G.part_writes[i]);
+        std::vector<char> is_listed(n_rows, 0);
+        for (int r : listed)
+            is_listed[r] = 1;
+        for (size_t e = 0; e < G.out_elems; e++) {
+            int r = (int)(e / ((size_t)nh * HD));
+            if (G.out_writes[e] != is_listed[r])
+                complain("  launch %d writes row %d head %d col %d %d times (listed: %d)\n", launch,
+                         r, (int)(e / HD % nh), (int)(e % HD), G.out_writes[e], is_listed[r]);
+        }
+        if (launch == 0) first = out;
+    }
+    free(g_smem);
+    free(pool);
+    /* the second launch, in another CTA order with NaN partials, must
+     * match the first exactly (the merge runs in split order) */
+    for (size_t e = 0; e < G.out_elems; e++)
+        if (memcmp(&first[e], &out[e], 2))
+            complain("  the second launch differs at element %zu: %#x, first %#x\n", e, out[e],
+                     first[e]);
+    /* against softmax(q K^T / sqrt(hd)) V in double */
+    double worst = 0;
+    for (int r : listed) {
+        int s = seq[r], p = pos[r];
+        for (int h = 0; h < nh; h++) {
+            int kh = h / group;
+            std::vector<double> sc(p + 1);
+            double mx = -INFINITY, sum = 0;
+            for (int t = 0; t <= p; t++) {
+                double dot = 0;
+                for (int d = 0; d < HD; d++)
+                    dot += (double)bf2f(qkv[(size_t)r * width + h * HD + d]) *
+                           K[s][((size_t)t * nkv + kh) * HD + d];
+                sc[t] = dot / sqrt((double)HD);
+                mx = std::max(mx, sc[t]);
+            }
+            for (int t = 0; t <= p; t++)
+                sum += sc[t] = exp(sc[t] - mx);
+            for (int d = 0; d < HD; d++) {
+                double o = 0;
+                for (int t = 0; t <= p; t++)
+                    o += sc[t] * V[s][((size_t)t * nkv + kh) * HD + d];
+                o /= sum;
+                double got = bf2f(first[((size_t)r * nh + h) * HD + d]);
+                double err = fabs(got - o);
+                if (!(err <= 8e-3 + 2e-3 * fabs(o)))
+                    complain("  row %d (pos %d) head %d col %d: got %g want %g\n", r, p, h, d, got,
+                             o);
+                if (!(err <= worst)) worst = err;
+            }
+        }
+    }
+    if (C.pf && !G.hinted) complain("  a prefetching launch made no hinted copies\n");
+    if (!C.pf && G.hinted) complain("  a launch without a prefetch made hinted copies\n");
+    char rl[64] = "-";
+    for (size_t i = 0, n = 0; i < C.list.size() && n < sizeof rl - 8; i++)
+        n += snprintf(rl + n, sizeof rl - n, "%s%d", i ? "," : "", C.list[i]);
+    printf("%s hd %d heads %2d/%d bs %2d %s rows %d list %s max ctx %4d splits %2d chunk %d "
+           "in_block %d pf %d CTAs %zu: worst abs err %.3g\n",
+           bad ? "FAIL" : "ok  ", HD, nh, nkv, bs, FP8 ? "fp8 " : "bf16", n_rows, rl, max_ctx,
+           sh.splits, sh.splits > 1 ? sh.chunk : -1, a.in_block, C.pf, ctas.size(), worst);
+    fflush(stdout);
+    return bad;
+}
+
+static int run(const dcase &c)
+{
+    if (c.hd == 64) return c.fp8 ? run_case<64, true>(c) : run_case<64, false>(c);
+    return c.fp8 ? run_case<128, true>(c) : run_case<128, false>(c);
+}
+
+/* check_attention's rows (tests/test_engine_cuda.c): one sequence of n_ctx
+ * positions, rows at 0, 1, the middle and the last two */
+static std::vector<rowspec> ctx_rows(int n)
+{
+    std::vector<rowspec> r;
+    for (int p : {0, 1, n / 2, n - 2, n - 1})
+        r.push_back({0, std::max(0, std::min(p, n - 1))});
+    return r;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-x"))
+            g_fail_fast = 1;
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+            g_rng.seed((unsigned)strtoul(argv[++i], NULL, 10));
+        else
+            fail("usage: decode_emu [-x] [-s seed]");
+    const int S = 10000; /* slots: split where the context allows */
+    std::vector<dcase> cases = {
+        /* check_attention's unsplit cases: GQA 5, 6, 7, 8, 1 and 12 (two
+         * head chunks); block sizes 16, 1 and 48 */
+        {128, 5, 1, 16, 1, 0, 0, ctx_rows(3), {}, 1},
+        {128, 10, 2, 16, 1, 1, 0, ctx_rows(300), {}, 2},
+        {128, 12, 2, 1, 1, 0, 1, ctx_rows(129), {}, 3},
+        {64, 14, 2, 16, 1, 1, 0, ctx_rows(200), {}, 4},
+        {64, 7, 1, 48, 1, 0, 0, ctx_rows(64), {}, 5},
+        {128, 16, 2, 16, 1, 0, 0, ctx_rows(1000), {}, 6},
+        {64, 4, 4, 16, 1, 1, 1, ctx_rows(65), {}, 7},
+        {64, 12, 1, 16, 1, 0, 0, ctx_rows(100), {}, 8},
+        {64, 6, 1, 7, 1, 1, 0, ctx_rows(150), {}, 9},
+        /* split-KV */
+        {128, 5, 1, 16, S, 0, 1, ctx_rows(2000), {}, 10},
+        {64, 14, 2, 1, S, 1, 0, ctx_rows(1000), {}, 11},
+        {128, 16, 2, 48, S, 0, 0, ctx_rows(777), {}, 12},
+        {64, 4, 4, 16, S, 0, 0, ctx_rows(4096), {}, 13},
+        {128, 8, 1, 16, S, 1, 1, ctx_rows(1500), {}, 14},
+        /* row lists that are not the identity, rows of several sequences
+         * (only the listed rows are written) */
+        {128, 24, 2, 7, S, 0, 1, {{0, 1200}, {1, 0}, {2, 700}, {0, 40}}, {3, 0, 2}, 15},
+        {64, 12, 1, 48, 1, 1, 0, {{0, 300}, {1, 20}, {2, 95}, {1, 5}}, {3, 0, 2}, 16},
+        {64, 5, 1, 16, S, 1, 0, {{0, 100}, {1, 2500}, {0, 7}, {2, 300}, {1, 0}}, {4, 1, 3, 0}, 17},
+        /* groups of 16 (two full head chunks), 10 (8 + 2) and 3; block
+         * sizes 32, 128 and 24; rows at tile and chunk edges, a launch of
+         * a few splits (slots 200) */
+        {128, 32, 2, 32, S, 1, 0, ctx_rows(1024), {}, 18},
+        {64, 30, 3, 128, 1, 0, 1, ctx_rows(600), {}, 19},
+        {128,
+         12,
+         4,
+         24,
+         200,
+         0,
+         0,
+         {{0, 15}, {0, 16}, {0, 63}, {0, 64}, {0, 191}, {0, 192}, {0, 1023}},
+         {},
+         20},
+        {64,
+         6,
+         2,
+         16,
+         200,
+         1,
+         1,
+         {{0, 127}, {0, 128}, {1, 255}, {1, 256}, {2, 1791}},
+         {4, 2, 0, 3, 1},
+         21},
+    };
+    /* e4m3 against values the format defines */
+    if (e4m3(0x7e) != 448.0f || e4m3(0x38) != 1.0f || e4m3(0xb8) != -1.0f ||
+        e4m3(0x08) != ldexpf(1, -6) || e4m3(0x01) != ldexpf(1, -9) || e4m3(0x07) != ldexpf(7, -9) ||
+        e4m3(0x00) != 0.0f || !isnan(e4m3(0x7f)) || !isnan(e4m3(0xff)) || to_e4m3(448.0f) != 0x7e ||
+        to_e4m3(-1.0f) != 0xb8 || to_e4m3(1.0625f) != 0x38 || to_e4m3(ldexpf(1, -10)) != 0x00 ||
+        to_e4m3(ldexpf(3, -10)) != 0x02)
+        fail("e4m3 self-check");
+    int fails = 0;
+    for (auto &c : cases) {
+        int bad = run(c);
+        fails += bad != 0;
+        if (bad && g_fail_fast) break;
+    }
+    printf(fails ? "FAILURES\n" : "all ok\n");
+    return fails != 0;
+}
