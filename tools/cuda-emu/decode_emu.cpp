@@ -1,7 +1,7 @@
 /*
  * decode_emu.cpp - runs the paged decode attention kernel's own source
  * (backends/engine/cuda_attention.cu: paged_attention_kernel and its
- * helpers, through tools/cuda-emu/run) on the CPU, for machines without a
+ * helpers, copied out by extract.c) on the CPU, for machines without a
  * GPU.  As prefill_emu.cpp: a CTA's 128 threads are coroutines, the warp
  * collectives (mma.m16n8k16, ldmatrix.x4.trans, shfl) follow the PTX ISA's
  * fragment layouts, cp.async lands at issue or only at wait_group, threads
@@ -665,7 +665,7 @@ static const int32_t *row_table(ssfk_tables tb, int r)
     return tb.tab + tb.tab_off[tb.seq[r]];
 }
 
-#include "decode_body.inc" /* tools/cuda-emu/run writes it */
+#include "decode_body.inc" /* extract.c writes it */
 
 static float scale_log2_of(int hd)
 {

@@ -1,6 +1,6 @@
 /*
  * prefill_emu.cpp - runs the flash prefill kernel's own source
- * (backends/engine/cuda_prefill.cu, through tools/cuda-emu/run) on the CPU,
+ * (backends/engine/cuda_prefill.cu, copied out by extract.c) on the CPU,
  * for machines without a GPU.  A CTA's 128 threads are ucontext coroutines;
  * mma.m16n8k16, ldmatrix.x4.trans and shfl follow the PTX ISA's fragment
  * layouts (written from the spec, not from cuda_mma.cuh); cp.async copies
@@ -356,7 +356,7 @@ static const int32_t *row_table(ssfk_tables tb, int r)
     return tb.tab + tb.tab_off[tb.seq[r]];
 }
 
-#include "kernel_body.inc" /* tools/cuda-emu/run writes it */
+#include "prefill_body.inc" /* extract.c writes it */
 
 static float scale_log2_of(int hd)
 {
@@ -595,7 +595,7 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
     return bad;
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
     int fails = 0;
     for (g_late = 0; g_late < 2; g_late++) {

@@ -1,0 +1,218 @@
+/*
+ * extract.c - copies an attention kernel's source out of its .cu file for
+ * the CPU emulators (prefill_emu.cpp, decode_emu.cpp): the span between two
+ * markers, less the inline-asm helpers the emulator defines itself, with
+ * each raw memory access routed through the emulator's checked one.
+ *
+ * Every swap must find its text exactly as often as it says: a kernel that
+ * changed under the emulator fails here, naming the text, rather than run
+ * unchecked.  Usage: extract prefill|decode KERNEL.cu OUT.inc
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct swap {
+    const char *from, *to;
+    int times;
+} swap;
+
+typedef struct kernel {
+    const char *name, *begin, *end; /* the span: from `begin` up to `end` */
+    const char *const *cut;         /* helpers to drop, NULL-terminated */
+    const swap *swaps;              /* {NULL} ends */
+} kernel;
+
+static const char *const PREFILL_CUT[] = {NULL};
+
+static const swap PREFILL_SWAPS[] = {
+    {"stage_offsets<HD>(smem, stage)[j] = off;", "st_off(&stage_offsets<HD>(smem, stage)[j], off);",
+     1},
+    {"size_t at = in ? off[j] * 2 + e : 0;", "size_t at = in ? ld_off(&off[j]) * 2 + e : 0;", 1},
+    {"? *(const uint32_t *)(qrow + kk * 16) : 0u;",
+     "? ld32g((const uint32_t *)(qrow + kk * 16)) : 0u;", 1},
+    {"? *(const uint32_t *)(qrow + kk * 16 + 8) : 0u;",
+     "? ld32g((const uint32_t *)(qrow + kk * 16 + 8)) : 0u;", 1},
+    {"uint32_t b0 = *(const uint32_t *)(krow + kk * 16);",
+     "uint32_t b0 = ld32s((const uint32_t *)(krow + kk * 16));", 1},
+    {"uint32_t b1 = *(const uint32_t *)(krow + kk * 16 + 8);",
+     "uint32_t b1 = ld32s((const uint32_t *)(krow + kk * 16 + 8));", 1},
+    {"*(uint32_t *)(orow + 8 * n) =\n                pack_bf16(w.o[n][2 * half] * inv, w.o[n][2 * "
+     "half + 1] * inv);",
+     "st32g((uint32_t *)(orow + 8 * n),\n                pack_bf16(w.o[n][2 * half] * inv, "
+     "w.o[n][2 * half + 1] * inv));",
+     1},
+    {"extern __shared__ __align__(16) char smem[];", "char *smem = emu_smem();", 1},
+    {NULL, NULL, 0},
+};
+
+static const char *const DECODE_CUT[] = {"cp_async16_hinted", "evict_first_policy", "cp_async4",
+                                         NULL};
+
+static const swap DECODE_SWAPS[] = {
+    {"uint4 in = *(const uint4 *)(raw + j * HD + e);",
+     "uint4 in = ld128s((const uint4 *)(raw + j * HD + e));", 1},
+    {"dst[0] = make_uint4(o[0], o[1], o[2], o[3]);",
+     "st128s(&dst[0], make_uint4(o[0], o[1], o[2], o[3]));", 1},
+    {"dst[1] = make_uint4(o[4], o[5], o[6], o[7]);",
+     "st128s(&dst[1], make_uint4(o[4], o[5], o[6], o[7]));", 1},
+    {"uint32_t b0 = *(const uint32_t *)(krow + kk * 16);",
+     "uint32_t b0 = ld32s((const uint32_t *)(krow + kk * 16));", 1},
+    {"uint32_t b1 = *(const uint32_t *)(krow + kk * 16 + 8);",
+     "uint32_t b1 = ld32s((const uint32_t *)(krow + kk * 16 + 8));", 1},
+    {"float f = ksc ? scale_log2 * ksc[j] : scale_log2;",
+     "float f = ksc ? scale_log2 * ldfs(&ksc[j]) : scale_log2;", 1},
+    {"w[0] *= vsc[2 * t], w[1] *= vsc[2 * t + 1];",
+     "w[0] *= ldfs(&vsc[2 * t]), w[1] *= ldfs(&vsc[2 * t + 1]);", 1},
+    {"w[2] *= vsc[8 + 2 * t], w[3] *= vsc[8 + 2 * t + 1];",
+     "w[2] *= ldfs(&vsc[8 + 2 * t]), w[3] *= ldfs(&vsc[8 + 2 * t + 1]);", 1},
+    {"qf[kk][0] = g < ng ? *(const uint32_t *)q : 0u;",
+     "qf[kk][0] = g < ng ? ld32g((const uint32_t *)q) : 0u;", 1},
+    {"qf[kk][1] = g < ng ? *(const uint32_t *)(q + 8) : 0u;",
+     "qf[kk][1] = g < ng ? ld32g((const uint32_t *)(q + 8)) : 0u;", 1},
+    {"__shared__ bool last;", "sh_var<bool> last(0);", 1},
+    {"orow[(size_t)(h0 + h) * HD + d] = __float2bfloat16(o / L);",
+     "st_out(&orow[(size_t)(h0 + h) * HD + d], __float2bfloat16(o / L));", 2},
+    {"mine[8 * n + 2 * t] = a.o[n][0], mine[8 * n + 2 * t + 1] = a.o[n][1];",
+     "stfs(&mine[8 * n + 2 * t], a.o[n][0]), stfs(&mine[8 * n + 2 * t + 1], a.o[n][1]);", 1},
+    {"if (t == 0) ml[2 * (warp * SSF_ATTN_MAX_GROUP + g)] = a.m;",
+     "if (t == 0) stfs(&ml[2 * (warp * SSF_ATTN_MAX_GROUP + g)], a.m);", 1},
+    {"if (t == 0) ml[2 * (warp * SSF_ATTN_MAX_GROUP + g) + 1] = a.l;",
+     "if (t == 0) stfs(&ml[2 * (warp * SSF_ATTN_MAX_GROUP + g) + 1], a.l);", 1},
+    {"M = fmaxf(M, ml[2 * (w * SSF_ATTN_MAX_GROUP + h)]);",
+     "M = fmaxf(M, ldfs(&ml[2 * (w * SSF_ATTN_MAX_GROUP + h)]));", 1},
+    {"float f = exp2f(ml[2 * (w * SSF_ATTN_MAX_GROUP + h)] - base);",
+     "float f = exp2f(ldfs(&ml[2 * (w * SSF_ATTN_MAX_GROUP + h)]) - base);", 1},
+    {"L += f * ml[2 * (w * SSF_ATTN_MAX_GROUP + h) + 1];",
+     "L += f * ldfs(&ml[2 * (w * SSF_ATTN_MAX_GROUP + h) + 1]);", 1},
+    {"o += f * ob[(w * SSF_ATTN_MAX_GROUP + h) * HD + d];",
+     "o += f * ldfs(&ob[(w * SSF_ATTN_MAX_GROUP + h) * HD + d]);", 1},
+    {"part[k * HD + d] = o;", "st_part(&part[k * HD + d], o);", 1},
+    {"if (d == 0) part[n_parts * HD + 2 * k] = M, part[n_parts * HD + 2 * k + 1] = L;",
+     "if (d == 0) st_part(&part[n_parts * HD + 2 * k], M), st_part(&part[n_parts * HD + 2 * k + "
+     "1], L);",
+     1},
+    {"extern __shared__ __align__(16) char smem_raw[];", "char *smem_raw = emu_smem();", 1},
+    {"int r = rows ? rows[blockIdx.x] : blockIdx.x,",
+     "int r = rows ? ld_row(rows, blockIdx.x) : "
+     "blockIdx.x,",
+     1},
+    {"hi = min(io.pos[r] + 1, lo + chunk);", "hi = min(ld_pos(io.pos, r) + 1, lo + chunk);", 1},
+    {NULL, NULL, 0},
+};
+
+static const kernel KERNELS[] = {
+    {"prefill", "#define QB SSF_PREFILL_QB", "template <int HD>\nstatic cudaError_t prefill_hd(",
+     PREFILL_CUT, PREFILL_SWAPS},
+    {"decode", "/* ---- paged attention",
+     "template <int HD, bool FP8>\nstatic cudaError_t attention_hd(", DECODE_CUT, DECODE_SWAPS},
+};
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cuda-emu extract: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) die("cannot read %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (!s || fread(s, 1, (size_t)n, f) != (size_t)n) die("cannot read %s", path);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+static int count(const char *s, const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(s, what); p; p = strstr(p + 1, what))
+        n++;
+    return n;
+}
+
+/* s with every `from` replaced by `to` (a new string; s is freed). */
+static char *replace(char *s, const char *from, const char *to)
+{
+    size_t lf = strlen(from), lt = strlen(to), n = (size_t)count(s, from);
+    char *out = malloc(strlen(s) + n * lt + 1), *o = out;
+    const char *p = s, *hit;
+    while ((hit = strstr(p, from))) {
+        memcpy(o, p, (size_t)(hit - p)), o += hit - p;
+        memcpy(o, to, lt), o += lt;
+        p = hit + lf;
+    }
+    strcpy(o, p);
+    free(s);
+    return out;
+}
+
+/* The start of the line holding p. */
+static char *line_of(char *s, char *p)
+{
+    while (p > s && p[-1] != '\n')
+        p--;
+    return p;
+}
+
+/* Drops the definition of helper `name`: the one line that starts with
+ * "__device__ static inline" and names it, up to the "}" that closes it at
+ * the start of a line. */
+static char *cut_helper(char *s, const char *name)
+{
+    char head[128];
+    snprintf(head, sizeof head, " %s(", name);
+    char *def = NULL;
+    for (char *at = strstr(s, head); at; at = strstr(at + 1, head)) {
+        char *line = line_of(s, at);
+        if (strncmp(line, "__device__ static inline ", 25) != 0) continue; /* a call */
+        if (def) die("the kernel defines %s twice", name);
+        def = line;
+    }
+    if (!def) die("the kernel no longer defines %s", name);
+    char *end = strstr(def, "\n}\n");
+    if (!end) die("no end to %s", name);
+    memmove(def, end + 3, strlen(end + 3) + 1);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: extract prefill|decode KERNEL.cu OUT.inc\n");
+        return 2;
+    }
+    const kernel *k = NULL;
+    for (size_t i = 0; i < sizeof KERNELS / sizeof *KERNELS; i++)
+        if (strcmp(argv[1], KERNELS[i].name) == 0) k = &KERNELS[i];
+    if (!k) die("no kernel %s (prefill or decode)", argv[1]);
+    char *src = slurp(argv[2]), *b = strstr(src, k->begin), *e = b ? strstr(b, k->end) : NULL;
+    if (!b || !e) die("%s lacks the markers of its kernel's span", argv[2]);
+    *e = '\0';
+    char *body = strdup(b);
+    free(src);
+    for (const char *const *c = k->cut; *c; c++)
+        body = cut_helper(body, *c);
+    for (const swap *w = k->swaps; w->from; w++) {
+        if (count(body, w->from) != w->times)
+            die("the kernel no longer has `%s` as often as the swap expects", w->from);
+        body = replace(body, w->from, w->to);
+    }
+    FILE *out = fopen(argv[3], "w");
+    if (!out || fputs(body, out) < 0 || fclose(out) != 0) die("cannot write %s", argv[3]);
+    free(body);
+    return 0;
+}
