@@ -24,6 +24,7 @@
  * The gathered path is the caller's choice (`gather`) until a GPU run has
  * passed bench/gpu_check's distribution checks with it.
  */
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 
@@ -381,9 +382,13 @@ __global__ static void __launch_bounds__(SAMPLE_THREADS)
     arg_best best = row_argmax(x, n_valid);
     int id = best.i;
     if (id >= 0 && sp.temperature > 0 && sp.top_k != 1) {
-        row_in r = {x, n_valid, best.v, (float)(1.0 / sp.temperature)};
-        /* the maximum weighs 2^40, so a row has a candidate unless 1/T
-         * overflowed (then n is 0 and the whole row is walked, as before) */
+        /* 1/T held below FLT_MAX: an infinite one (T under ~3e-39) would
+         * weigh the maximum 0 * inf = NaN and leave no id with mass, where
+         * sampler.c, in double, draws the maximum; FLT_MAX keeps it at 1 and
+         * every lower logit at 0 */
+        double inv_t = 1.0 / sp.temperature;
+        row_in r = {x, n_valid, best.v, inv_t < FLT_MAX ? (float)inv_t : FLT_MAX};
+        /* the maximum weighs 2^40, so every row has a candidate */
         int n = GATHER ? gather_candidates(r, sh) : 0;
         if (GATHER && n > 0)
             id = draw_filtered(cand_in{sh.cand_key, sh.cand_id, n}, sp, sh);
