@@ -1,12 +1,13 @@
 /*
- * extract.c - copies an attention kernel's source out of its .cu file for
- * the CPU emulators (prefill_emu.cpp, decode_emu.cpp): the span between two
- * markers, less the inline-asm helpers the emulator defines itself, with
- * each raw memory access routed through the emulator's checked one.
+ * extract.c - copies a kernel's source out of its .cu file for the CPU
+ * emulators (prefill_emu.cpp, decode_emu.cpp, sample_emu.cpp): the span
+ * between two markers, less the inline-asm helpers the emulator defines
+ * itself, with each raw memory access routed through the emulator's checked
+ * one.
  *
  * Every swap must find its text exactly as often as it says: a kernel that
  * changed under the emulator fails here, naming the text, rather than run
- * unchecked.  Usage: extract prefill|decode KERNEL.cu OUT.inc
+ * unchecked.  Usage: extract prefill|decode|sample KERNEL.cu OUT.inc
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -102,11 +103,72 @@ static const swap DECODE_SWAPS[] = {
     {NULL, NULL, 0},
 };
 
+static const char *const SAMPLE_CUT[] = {NULL};
+
+/* The sampler's shared memory: its fields become checked arrays and
+ * variables of the emulator's (sh_arr, sh_var: every access bounds- and
+ * race-checked), its __shared__ variables live in the emulator's arena, the
+ * gathered candidates are read through the checked load, the row and the
+ * spec through bounds-checked ones, and the float-to-u64 cast follows PTX's
+ * cvt.rzi (NaN to 0, clamped), not the host's. */
+static const swap SAMPLE_SWAPS[] = {
+    {"struct shared_state {\n"
+     "    u64 hist[RADIX_BINS];\n"
+     "    u64 warp_sum[SAMPLE_WARPS];\n"
+     "    int warp_base[SAMPLE_WARPS];\n"
+     "    uint32_t cand_key[SAMPLE_CANDIDATES];\n"
+     "    int32_t cand_id[SAMPLE_CANDIDATES];\n"
+     "    union {\n"
+     "        cub::BlockScan<u64, SAMPLE_THREADS>::TempStorage scan;\n"
+     "        cub::BlockReduce<u64, SAMPLE_THREADS>::TempStorage sum;\n"
+     "    } cub;\n"
+     "    u64 u64_out;\n"
+     "    int int_out[2];\n"
+     "};\n",
+     "struct shared_state {\n"
+     "    sh_arr<u64, RADIX_BINS> hist;\n"
+     "    sh_arr<u64, SAMPLE_WARPS> warp_sum;\n"
+     "    sh_arr<int, SAMPLE_WARPS> warp_base;\n"
+     "    sh_arr<uint32_t, SAMPLE_CANDIDATES> cand_key;\n"
+     "    sh_arr<int32_t, SAMPLE_CANDIDATES> cand_id;\n"
+     "    union {\n"
+     "        cub::BlockScan<u64, SAMPLE_THREADS>::TempStorage scan;\n"
+     "        cub::BlockReduce<u64, SAMPLE_THREADS>::TempStorage sum;\n"
+     "    } cub;\n"
+     "    sh_var<u64> u64_out;\n"
+     "    sh_arr<int, 2> int_out;\n"
+     "};\n",
+     1},
+    {"float x = r.x[i];", "float x = ld_logit(&r.x[i]);", 1},
+    {"return (u64)(__uint_as_float(key) * MASS_SCALE);",
+     "return cvt_rzi_u64(__uint_as_float(key) * MASS_SCALE);", 1},
+    {"return c.key[i];", "return ld_sh(&c.key[i]);", 1},
+    {"return c.id[i];", "return ld_sh(&c.id[i]);", 1},
+    {"__shared__ cub::BlockReduce<arg_best, SAMPLE_THREADS>::TempStorage tmp;",
+     "cub::BlockReduce<arg_best, SAMPLE_THREADS>::TempStorage &tmp =\n"
+     "        emu_shared<cub::BlockReduce<arg_best, SAMPLE_THREADS>::TempStorage>(1);",
+     1},
+    {"__shared__ arg_best out;", "sh_var<arg_best> &out = emu_shared<sh_var<arg_best>>(2);", 1},
+    {"if (isfinite(x[i]) && (b.i < 0 || x[i] > b.v)) b = arg_best{x[i], i};",
+     "if (isfinite(ld_logit(&x[i])) && (b.i < 0 || ld_logit(&x[i]) > b.v))\n"
+     "            b = arg_best{ld_logit(&x[i]), i};",
+     1},
+    {"__shared__ shared_state sh;", "shared_state &sh = emu_shared<shared_state>(0);", 1},
+    {"const ssf_sample_spec sp = spec[blockIdx.x];",
+     "const ssf_sample_spec sp = ld_spec(&spec[blockIdx.x]);", 1},
+    {"int n = GATHER ? gather_candidates(r, sh) : 0;",
+     "int n = GATHER ? emu_gathered(gather_candidates(r, sh), sh) : 0;", 1},
+    {"if (threadIdx.x == 0) ids[blockIdx.x] = id;",
+     "if (threadIdx.x == 0) st_id(&ids[blockIdx.x], id);", 1},
+    {NULL, NULL, 0},
+};
+
 static const kernel KERNELS[] = {
     {"prefill", "#define QB SSF_PREFILL_QB", "template <int HD>\nstatic cudaError_t prefill_hd(",
      PREFILL_CUT, PREFILL_SWAPS},
     {"decode", "/* ---- paged attention",
      "template <int HD, bool FP8>\nstatic cudaError_t attention_hd(", DECODE_CUT, DECODE_SWAPS},
+    {"sample", "#define SAMPLE_THREADS 1024", "cudaError_t ssfk_sample(", SAMPLE_CUT, SAMPLE_SWAPS},
 };
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -192,13 +254,13 @@ static char *cut_helper(char *s, const char *name)
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: extract prefill|decode KERNEL.cu OUT.inc\n");
+        fprintf(stderr, "usage: extract prefill|decode|sample KERNEL.cu OUT.inc\n");
         return 2;
     }
     const kernel *k = NULL;
     for (size_t i = 0; i < sizeof KERNELS / sizeof *KERNELS; i++)
         if (strcmp(argv[1], KERNELS[i].name) == 0) k = &KERNELS[i];
-    if (!k) die("no kernel %s (prefill or decode)", argv[1]);
+    if (!k) die("no kernel %s (prefill, decode or sample)", argv[1]);
     char *src = slurp(argv[2]), *b = strstr(src, k->begin), *e = b ? strstr(b, k->end) : NULL;
     if (!b || !e) die("%s lacks the markers of its kernel's span", argv[2]);
     *e = '\0';
