@@ -44,11 +44,8 @@
 #include <vector>
 
 #include "cuda_plan.h"
+#include "emu.h"
 
-typedef uint16_t bf16;
-struct dim3e {
-    unsigned x, y, z;
-};
 struct uint4 {
     unsigned x, y, z, w;
 };
@@ -60,57 +57,10 @@ static uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w)
     return uint4{x, y, z, w};
 }
 
-#define __device__
-#define __global__
-#define __launch_bounds__(x)
-#define __align__(x)
-#define __noinline__ __attribute__((noinline))
-#define WARP 32
 /* no __shared__, asm or __ldg: a new one in the kernel fails to build here
  * rather than go unchecked */
 
-static int min(int a, int b)
-{
-    return a < b ? a : b;
-}
-
-/* ---- the structs the kernel reads (cuda_kernels.cuh) ---- */
-typedef struct ssfk_kv_layout {
-    size_t block_stride, layer_stride, v_offset, head_stride;
-    int block_size, head_dim;
-    int fp8;
-    float *scales;
-} ssfk_kv_layout;
-typedef struct ssfk_tables {
-    const int32_t *seq, *tab_off, *tab;
-} ssfk_tables;
-typedef struct ssfk_attn_io {
-    bf16 *out;
-    const bf16 *qkv;
-    const void *pool;
-    ssfk_kv_layout kv;
-    int layer;
-    const int32_t *pos;
-    ssfk_tables tb;
-    int n_heads, n_kv_heads;
-} ssfk_attn_io;
-typedef struct ssfk_prefetch {
-    const void *p;
-    size_t bytes;
-} ssfk_prefetch;
-
 static int g_fail_fast;
-static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "EMU ERROR: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
 
 /* ---- scheduler ----
  * Threads switch with _setjmp/_longjmp (swapcontext makes a system call a
@@ -536,28 +486,9 @@ static void prefetch_share(ssfk_prefetch pf)
 }
 
 /* ---- bf16, fp8 ---- */
-static float bf2f(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static uint16_t f2bf(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffff) > 0x7f800000) return 0x7fc0;
-    u += 0x7fff + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
 static bf16 __float2bfloat16(float f)
 {
     return f2bf(f);
-}
-static uint32_t pack_bf16(float lo, float hi)
-{
-    return (uint32_t)f2bf(lo) | ((uint32_t)f2bf(hi) << 16);
 }
 /* e4m3 (OCP FN): bias 7, no infinities, S.1111.111 NaN */
 static float e4m3(uint8_t b)
@@ -780,11 +711,6 @@ struct dcase {
     unsigned seed;
 };
 
-static double urand(std::mt19937 &r)
-{
-    return std::uniform_real_distribution<double>(-1, 1)(r);
-}
-
 /* the e4m3 byte nearest x (|x| <= 448), ties to the even code */
 static uint8_t to_e4m3(float x)
 {
@@ -983,24 +909,11 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     for (int r : listed) {
         int s = seq[r], p = pos[r];
         for (int h = 0; h < nh; h++) {
-            int kh = h / group;
-            std::vector<double> sc(p + 1);
-            double mx = -INFINITY, sum = 0;
-            for (int t = 0; t <= p; t++) {
-                double dot = 0;
-                for (int d = 0; d < HD; d++)
-                    dot += (double)bf2f(qkv[(size_t)r * width + h * HD + d]) *
-                           K[s][((size_t)t * nkv + kh) * HD + d];
-                sc[t] = dot / sqrt((double)HD);
-                mx = std::max(mx, sc[t]);
-            }
-            for (int t = 0; t <= p; t++)
-                sum += sc[t] = exp(sc[t] - mx);
+            double want[HD];
+            attention_ref(&qkv[(size_t)r * width + h * HD], K[s], V[s], p, nkv, h / group, HD,
+                          want);
             for (int d = 0; d < HD; d++) {
-                double o = 0;
-                for (int t = 0; t <= p; t++)
-                    o += sc[t] * V[s][((size_t)t * nkv + kh) * HD + d];
-                o /= sum;
+                double o = want[d];
                 double got = bf2f(first[((size_t)r * nh + h) * HD + d]);
                 double err = fabs(got - o);
                 if (!(err <= 8e-3 + 2e-3 * fabs(o)))

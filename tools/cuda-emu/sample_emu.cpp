@@ -22,8 +22,8 @@
  *    whole-row path's, draw for draw;
  *  - the gather found exactly the ids with mass, in id order, with their
  *    keys, or returned -1 when they are more than SAMPLE_CANDIDATES;
- *  - the model's distribution is bench/gpu_check.c's reference_dist (the
- *    filters of sampler.c in double precision): no id outside its support,
+ *  - the model's distribution is bench/sampler-rows.h's reference_dist
+ *    (gpu_check's; the filters of sampler.c in double): no id outside its support,
  *    total variation under 1e-5, and the draws fit it (chi-square, loose);
  *  - greedy rows (temperature <= 0 or top-k 1) equal sampler.c's argmax:
  *    ties to the lowest id, non-finite logits skipped, -1 with no finite
@@ -52,34 +52,11 @@
 
 #include "device.h"  /* ssf_sample_spec */
 #include "sampler.h" /* the host sampler */
+#include "emu.h"
+#include "sampler-rows.h" /* bench/gpu_check.c's rows */
 
-struct dim3e {
-    unsigned x, y, z;
-};
-
-#define __device__
-#define __global__
-#define __forceinline__
-#define __launch_bounds__(x)
 /* no __shared__, asm or __syncwarp: a new one in the kernel fails to build
  * here rather than go unchecked */
-
-static int min(int a, int b)
-{
-    return a < b ? a : b;
-}
-
-static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "EMU ERROR: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
 
 /* sampler.c's allocation helpers (libssfteval's util.c, less its other
  * dependencies) */
@@ -642,27 +619,6 @@ static void launch(const float *logits, int rows, size_t stride, int n_valid,
 
 /* ---- rows (bench/gpu_check.c's, and rows with a set count of ids with mass) ---- */
 
-/* Normal-ish logits (sum of 4 uniforms) times scale; padding rows high. */
-static void fill_logits(float *x, int n, int n_valid, uint32_t seed, double scale)
-{
-    for (int i = 0; i < n; i++) {
-        double u = 0;
-        for (int j = 0; j < 4; j++) {
-            seed = seed * 1664525u + 1013904223u;
-            u += (seed >> 8) / 16777216.0;
-        }
-        x[i] = i < n_valid ? (float)((u - 2.0) * 1.7 * scale) : 50.0f;
-    }
-}
-
-/* fill_logits' bulk with 32 ids raised 25 above it */
-static void fill_peaked_logits(float *x, int n, int n_valid, uint32_t seed)
-{
-    fill_logits(x, n, n_valid, seed, 3.0);
-    for (int j = 0; j < 32; j++)
-        x[(seed + (uint32_t)j * 4099u) % (uint32_t)n_valid] += 25.0f;
-}
-
 /* k ids with mass at temperatures up to 1 (logits in [-9, 0], the first
  * at 0; `tied`: on a grid of 0.25, so that weights tie), the rest weighing
  * under one mass unit but not 0 (logits in [-38, -28]), a few of them NaN
@@ -687,50 +643,6 @@ static void fill_with_mass(float *x, int n, int n_valid, uint32_t seed, int k, b
 }
 
 /* ---- the host's view ---- */
-
-/* Heaviest first, ties by id (sampler.c's order). */
-struct by_weight {
-    const double *w;
-    bool operator()(int a, int b) const
-    {
-        return w[a] != w[b] ? w[a] > w[b] : a < b;
-    }
-};
-
-/* bench/gpu_check.c's reference_dist: the distribution sampler.c's filters
- * leave, in double; p[i] = 0 for a dropped id. */
-static void reference_dist(const float *x, int n, const ssf_sample_spec *sp, double *p)
-{
-    double max = -INFINITY, total = 0;
-    for (int i = 0; i < n; i++)
-        if (isfinite(x[i]) && x[i] > max) max = x[i];
-    std::vector<int> order;
-    for (int i = 0; i < n; i++) {
-        p[i] = isfinite(x[i]) ? exp(((double)x[i] - max) / sp->temperature) : 0;
-        if (p[i] > 0) order.push_back(i);
-    }
-    std::sort(order.begin(), order.end(), by_weight{p});
-    int m = (int)order.size(), keep = sp->top_k > 0 && sp->top_k < m ? sp->top_k : m;
-    for (int j = 0; j < keep; j++)
-        total += p[order[j]];
-    if (sp->top_p > 0 && sp->top_p < 1) {
-        double mass = 0;
-        for (int j = 0; j < keep; j++)
-            if ((mass += p[order[j]]) >= sp->top_p * total) {
-                keep = j + 1;
-                break;
-            }
-    }
-    for (int j = keep; j < m; j++)
-        p[order[j]] = 0;
-    for (int i = 0; i < n; i++)
-        if (p[i] < sp->min_p) p[i] = 0;
-    total = 0;
-    for (int i = 0; i < n; i++)
-        total += p[i];
-    for (int i = 0; i < n; i++)
-        p[i] /= total;
-}
 
 /* The kernel's semantics, plainly: each id's key (its weight's float bits,
  * the weight computed as the kernel does) and mass (2^-40 units), the cuts

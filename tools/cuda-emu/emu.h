@@ -1,0 +1,132 @@
+/*
+ * emu.h - what the CPU emulators of tools/cuda-emu share: the CUDA keywords
+ * a kernel's source uses, emptied; the host types and structs the kernels
+ * read (cuda_kernels.cuh's, less their CUDA types); fail(); BF16 rounding as
+ * the device rounds.  Each emulator keeps its own scheduler and checks.
+ */
+#ifndef SSFTEVAL_CUDA_EMU_H
+#define SSFTEVAL_CUDA_EMU_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <math.h>
+
+#include <random>
+#include <vector>
+
+#define __device__
+#define __global__
+#define __forceinline__
+#define __launch_bounds__(x)
+#define __align__(x)
+#define __noinline__ __attribute__((noinline))
+#define WARP 32
+
+typedef uint16_t bf16;
+struct dim3e {
+    unsigned x, y, z;
+};
+
+static inline int min(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+/* ---- the structs the attention kernels read (cuda_kernels.cuh) ---- */
+typedef struct ssfk_kv_layout {
+    size_t block_stride, layer_stride, v_offset, head_stride;
+    int block_size, head_dim;
+    int fp8;
+    float *scales;
+} ssfk_kv_layout;
+typedef struct ssfk_tables {
+    const int32_t *seq, *tab_off, *tab;
+} ssfk_tables;
+typedef struct ssfk_attn_io {
+    bf16 *out;
+    const bf16 *qkv;
+    const void *pool;
+    ssfk_kv_layout kv;
+    int layer;
+    const int32_t *pos;
+    ssfk_tables tb;
+    int n_heads, n_kv_heads;
+} ssfk_attn_io;
+typedef struct ssfk_prefetch {
+    const void *p;
+    size_t bytes;
+} ssfk_prefetch;
+
+/* A check that failed: the message, and the run ends. */
+static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "EMU ERROR: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+/* ---- bf16 ---- */
+static inline float bf2f(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+/* round to nearest even, NaN kept a NaN, as __float2bfloat16 */
+static inline uint16_t f2bf(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return 0x7fc0;
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+static inline uint32_t pack_bf16(float lo, float hi)
+{
+    return (uint32_t)f2bf(lo) | ((uint32_t)f2bf(hi) << 16);
+}
+
+/* a uniform draw in [-1, 1) */
+static inline double urand(std::mt19937 &r)
+{
+    return std::uniform_real_distribution<double>(-1, 1)(r);
+}
+
+/* The reference the attention emulators hold the kernels to: out[d] =
+ * softmax(q . K^T / sqrt(hd)) V over positions 0..p, in double, for one
+ * query head q (BF16, hd values) and its KV head kh of K and V ([position]
+ * [n_kv][hd]). */
+template <typename T>
+static inline void attention_ref(const bf16 *q, const std::vector<T> &K, const std::vector<T> &V,
+                                 int p, int n_kv, int kh, int hd, double *out)
+{
+    std::vector<double> sc(p + 1);
+    double mx = -INFINITY, sum = 0;
+    for (int t = 0; t <= p; t++) {
+        double dot = 0;
+        for (int d = 0; d < hd; d++)
+            dot += (double)bf2f(q[d]) * K[((size_t)t * n_kv + kh) * hd + d];
+        sc[t] = dot / sqrt((double)hd);
+        mx = sc[t] > mx ? sc[t] : mx;
+    }
+    for (int t = 0; t <= p; t++)
+        sum += sc[t] = exp(sc[t] - mx);
+    for (int d = 0; d < hd; d++) {
+        double o = 0;
+        for (int t = 0; t <= p; t++)
+            o += sc[t] * V[((size_t)t * n_kv + kh) * hd + d];
+        out[d] = o / sum;
+    }
+}
+
+#endif
