@@ -223,7 +223,7 @@ static char *replace(char *s, const char *from, const char *to)
 }
 
 /* The start of the line holding p. */
-static char *line_of(char *s, char *p)
+static char *line_of(const char *s, char *p)
 {
     while (p > s && p[-1] != '\n')
         p--;
