@@ -114,9 +114,10 @@ typedef struct cuda_dev {
     float *logits;
     float *part;                      /* split-KV partials, ssf_attn_partial_floats_max */
     unsigned *merges;                 /* split-KV merge counters, ssf_attn_merges_max; zeroed */
-    int32_t *d_idx;                   /* token | pos | seq | out_rows | sample_rows, CUDA_MAX_ROWS
-                                         each; then tab_off [seq_cap + 1] | tab [(seq_cap + 1) x
-                                         seq_blocks] (the last sequence: a graph's padding rows) */
+    int32_t *d_idx;                   /* token | pos | seq | out_rows | sample_rows | decode_rows |
+                                         qblocks, CUDA_MAX_ROWS each (IDX_ROW_ARRAYS); then tab_off
+                                         [seq_cap + 1] | tab [(seq_cap + 1) x seq_blocks] (the
+                                         last sequence: a graph's padding rows) */
     int32_t *h_idx;                   /* pinned staging for d_idx */
     ssf_sample_spec *d_spec, *h_spec; /* [CUDA_MAX_ROWS], h_spec pinned */
     int32_t *d_ids, *h_ids;           /* sampled ids [CUDA_MAX_ROWS], h_ids pinned */

@@ -498,16 +498,26 @@ static int expect_zeros(scratch *s, const unsigned *done, size_t n, ssf_error *e
     return rc;
 }
 
+/* The split workspace a launch shape asks for: the partials and the
+ * merge counters, zeroed (both NULL without splits); -1 when an allocation
+ * failed. */
+static int split_workspace(scratch *s, const ssf_attn_shape *sh, float **part, unsigned **done,
+                           ssf_error *err)
+{
+    *part =
+        sh->partial_floats ? (float *)dev_alloc(s, sh->partial_floats * sizeof(float), err) : NULL;
+    *done = sh->merges ? (unsigned *)dev_zeros(s, sh->merges * sizeof(unsigned), err) : NULL;
+    return (sh->partial_floats && !*part) || (sh->merges && !*done) ? -1 : 0;
+}
+
 static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
                          const int32_t *pos, const ssf_cuda_op_pages *pg, op_pool *p,
                          const ssf_attn_shape *sh, float *out, ssf_error *err)
 {
     ssfk_attn_io io;
-    float *part =
-        sh->partial_floats ? (float *)dev_alloc(s, sh->partial_floats * sizeof(float), err) : NULL;
-    unsigned *done =
-        sh->merges ? (unsigned *)dev_zeros(s, sh->merges * sizeof(unsigned), err) : NULL;
-    if ((sh->partial_floats && !part) || (sh->merges && !done) ||
+    float *part;
+    unsigned *done;
+    if (split_workspace(s, sh, &part, &done, err) ||
         attention_io(s, rows, nh, nkv, hd, n_ctx, q, pos, pg, p, &io, err))
         return -1;
     /* Twice over the same counters, each launch checked to leave them all
@@ -560,10 +570,9 @@ static int decode_rows(scratch *s, ssfk_attn_io io, const int32_t *rows, int n, 
     free(at);
     if (rc) return -1;
     int32_t *drows = (int32_t *)up_raw(s, rows, (size_t)n * sizeof(int32_t), err);
-    float *part =
-        sh.partial_floats ? (float *)dev_alloc(s, sh.partial_floats * sizeof(float), err) : NULL;
-    unsigned *done = sh.merges ? (unsigned *)dev_zeros(s, sh.merges * sizeof(unsigned), err) : NULL;
-    if (!drows || (sh.partial_floats && !part) || (sh.merges && !done)) return -1;
+    float *part;
+    unsigned *done;
+    if (!drows || split_workspace(s, &sh, &part, &done, err)) return -1;
     cudaError_t e = ssfk_attention(&sh, io, drows, part, done, ssfk_prefetch{NULL, 0}, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "attention launch", e);
     return done ? expect_zeros(s, done, sh.merges, err) : 0;
@@ -818,9 +827,9 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     bf16 *pool = (bf16 *)dev_zeros(s, kv.block_stride * n_blocks * 2, err);
     bf16 *qkv = (bf16 *)dev_zeros(s, (size_t)rows * (nh + 2 * nkv) * hd * 2, err);
     bf16 *out = (bf16 *)dev_zeros(s, (size_t)rows * nh * hd * 2, err);
-    float *part = (float *)dev_zeros(s, (sh->partial_floats + 1) * sizeof(float), err);
-    unsigned *done = (unsigned *)dev_zeros(s, (sh->merges + 1) * sizeof(unsigned), err);
-    if (!d || !pool || !qkv || !out || !part || !done) return -1;
+    float *part;
+    unsigned *done;
+    if (!d || !pool || !qkv || !out || split_workspace(s, sh, &part, &done, err)) return -1;
     ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
     const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
