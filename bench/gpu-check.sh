@@ -308,17 +308,17 @@ BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache, 1.5B's batches
 # again with the L2 prefetch (7B's small GEMMs are too big for it); long
-# prompts with and without flash prefill; and 7B for 64 steps, the length
+# prompts with and without flash prefill (on by default); and 7B for 64 steps, the length
 # transformers is timed for.
 long_benches() {
     local b15=$1 b7=$2
     step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,l2pf
-    # 1,000-token prompts, each a forward of its own, with and without the
-    # flash prefill kernel (the decode kernel reads a prompt's K and V once
-    # per row)
-    step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 flash
+    # 1,000-token prompts, each a forward of its own, with the flash
+    # prefill kernel and without it (the decode kernel reads a prompt's K
+    # and V once per row)
+    step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash
     [ -f "$b7/config.json" ] || return 0
-    step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 flash
+    step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8
     step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64
 }

@@ -299,7 +299,7 @@ typedef struct variant {
     const char *suffix;
 } variant;
 
-static const variant DEFAULT = {1, 0, 0, 0, ""};
+static const variant DEFAULT = {1, 0, 0, 1, ""};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -312,7 +312,7 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .disable_cuda_graphs = !v.graphs,
                             .kv_fp8 = v.fp8,
                             .l2_prefetch = v.prefetch,
-                            .flash_prefill = v.flash};
+                            .disable_flash_prefill = !v.flash};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -382,7 +382,7 @@ static void check_graph_decode(ssf_device *d, const pages *pg, const seq *s, con
 
 /* The same forward on a device opened as v, against fp32 within tol: full
  * forward (with an FP8 cache, K and V read back from e4m3 within the step;
- * with flash prefill, the prompt's rows through the prefill kernel) and
+ * with flash prefill off, the prompt's rows through the decode kernel) and
  * prefill + decode. */
 static void check_variant(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
                           int vocab, int n_valid, const char *dir, int p, variant v,
@@ -419,7 +419,7 @@ static void check_prefetch(const ssf_model *m, const pages *pg, const seq *s, co
     ssf_error err;
     ssf_device *plain = open_cuda_as(m, pg, MAX_CONTEXT, DEFAULT, &err);
     ssf_device *d =
-        plain ? open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 0, 1, 0, ""}, &err) : NULL;
+        plain ? open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 0, 1, 1, ""}, &err) : NULL;
     float *a = plain && d ? full_forward(plain, pg, s, vocab, 0, &err) : NULL;
     float *b = a ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
     if (b) {
@@ -472,10 +472,10 @@ static void check_fixture(const char *dir)
                 report(what, g, c, vocab, n_valid, s.len - 1, s.n);
             }
             check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p, "");
-            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 1, 0, 0, ""},
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 1, 0, 1, ""},
                           "fp8 KV", FP8_REL_TOL);
-            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 0, 1, ""},
-                          "flash prefill", REL_TOL);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 0, 0, ""},
+                          "decode-kernel prefill", REL_TOL);
             check_prefetch(m, &pg, &s, c, vocab, n_valid, dir, p);
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
@@ -784,7 +784,7 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * batch with device sampling ("sampled"), batches 1 and the largest kernel
  * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"), and
  * every batch again with the L2 prefetch ("l2pf") or with prompts through
- * the flash prefill kernel ("flash"). */
+ * the decode kernel instead of the flash prefill kernel ("noflash"). */
 static void bench(const char *dir, const char *batches, int P, int steps, const char *extra)
 {
     ssf_error err;
@@ -809,19 +809,19 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     if (gpu) gpu->close(gpu);
     if (ok && strstr(extra, "nograph")) {
         const int ends[2] = {1, maxb};
-        variant v = {0, 0, 0, 0, "-nograph"};
+        variant v = {0, 0, 0, 1, "-nograph"};
         ok = bench_variant(m, &pg, ctx, v, ends, 2, P, steps, copy_gbps, &err) == 0;
     }
     if (ok && strstr(extra, "fp8")) {
-        variant v = {1, 1, 0, 0, "-fp8kv"};
+        variant v = {1, 1, 0, 1, "-fp8kv"};
         ok = bench_variant(m, &pg, ctx, v, &maxb, 1, P, steps, copy_gbps, &err) == 0;
     }
     if (ok && strstr(extra, "l2pf")) {
-        variant v = {1, 0, 1, 0, "-l2pf"};
+        variant v = {1, 0, 1, 1, "-l2pf"};
         ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
     }
-    if (ok && strstr(extra, "flash")) {
-        variant v = {1, 0, 0, 1, "-flash"};
+    if (ok && strstr(extra, "noflash")) {
+        variant v = {1, 0, 0, 0, "-noflash"};
         ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
     }
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
@@ -1127,7 +1127,7 @@ int main(int argc, char **argv)
     else {
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,l2pf,flash]\n");
+                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,l2pf,noflash]\n");
         return 2;
     }
     return failures ? 1 : 0;

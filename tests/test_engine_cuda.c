@@ -791,7 +791,7 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int f
                             .gpu_memory_utilization = 0.9,
                             .cuda_device = 0,
                             .kv_fp8 = fp8,
-                            .flash_prefill = flash};
+                            .disable_flash_prefill = !flash};
     ssf_error err = {{0}};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);

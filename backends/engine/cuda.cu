@@ -965,7 +965,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->base.copy_blocks = cuda_copy_blocks;
     d->base.can_sample = 1;
     d->use_graphs = !o->disable_cuda_graphs;
-    d->flash_prefill = o->flash_prefill != 0;
+    d->flash_prefill = !o->disable_flash_prefill;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;
