@@ -14,8 +14,9 @@
 # tests/test_engine_cuda (with CMOCKA_DIR), the device sampler and every
 # engine fixture against the CPU device.  Ends with a table of each timing's
 # base and new milliseconds and their ratio.
-# Environment: WORK (scratch), LONG_STEPS (default 2048), PYTHON, CMOCKA_DIR,
-# STEP_LIMIT (seconds a command may run, default 200).
+# Environment: WORK (scratch), LONG_STEPS (default 2048), AB_QUICK=1 (the
+# 1.5B shapes only: about a minute less), PYTHON, CMOCKA_DIR, STEP_LIMIT
+# (seconds a command may run, default 200).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BASE=${BASE:?BASE=DIR names the tree to compare with}
@@ -67,6 +68,7 @@ timed=(
     "bench $B15 64,256 200 $LONG_STEPS"
     "bench $B7 64 200 $LONG_STEPS"
 )
+[ "${AB_QUICK:-0}" = 1 ] && timed=("${timed[0]}" "${timed[2]}")
 for t in "${timed[@]}"; do
     # shellcheck disable=SC2086 # each entry is a command line
     run "base " "$WORK/base/gpu_check" $t

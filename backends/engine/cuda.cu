@@ -113,7 +113,6 @@ typedef struct cuda_dev {
     bf16 *x, *xn, *qkv, *att, *tmp, *gu, *h, *xo;
     float *logits;
     float *part;                      /* split-KV partials, ssf_attn_partial_floats_max */
-    unsigned *merges;                 /* split-KV merge counters, ssf_attn_merges_max; zeroed */
     int32_t *d_idx;                   /* token | pos | seq | out_rows | sample_rows | decode_rows |
                                          qblocks, CUDA_MAX_ROWS each (IDX_ROW_ARRAYS); then tab_off
                                          [seq_cap + 1] | tab [(seq_cap + 1) x seq_blocks] (the
@@ -186,12 +185,6 @@ static size_t idx_ints(const cuda_dev *d)
     return IDX_ROW_ARRAYS * (size_t)CUDA_MAX_ROWS + seqs * (1 + (size_t)d->seq_blocks);
 }
 
-static size_t merges_max(const cuda_dev *d)
-{
-    const ssf_model_config *c = &d->cfg;
-    return ssf_attn_merges_max(CUDA_MAX_ROWS, c->n_kv_heads, c->n_heads / c->n_kv_heads);
-}
-
 static void plan_activations(cuda_dev *d, arena *a)
 {
     const ssf_model_config *c = &d->cfg;
@@ -207,7 +200,6 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->xo = (bf16 *)arena_take(a, (size_t)LOGIT_CHUNK * H * B);
     d->logits = (float *)arena_take(a, (size_t)LOGIT_CHUNK * (size_t)c->vocab_size * sizeof(float));
     d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->attn_slots, c->head_dim) * 4);
-    d->merges = (unsigned *)arena_take(a, merges_max(d) * sizeof(unsigned));
     d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
     d->d_spec = (ssf_sample_spec *)arena_take(a, R * sizeof(ssf_sample_spec));
     d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
@@ -526,7 +518,7 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
                               c->n_heads, c->n_kv_heads, d->stream));
     ssfk_attn_io io = {d->att, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads, c->n_kv_heads};
     if (as->n_decode > 0)
-        K_TRY(ssfk_attention(&as->shape, io, as->decode_rows, d->part, d->merges,
+        K_TRY(ssfk_attention(&as->shape, io, as->decode_rows, d->part,
                              prefetch_of(d, L->wo, H, d->q_dim), d->stream));
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
     BLAS_TRY(gemm(d, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
@@ -921,7 +913,6 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     aa = arena{d->amem, 0};
     plan_weights(d, &wa);
     plan_activations(d, &aa);
-    CU_TRY(cudaMemset(d->merges, 0, merges_max(d) * sizeof(unsigned)));
     d->scratch_block = d->base.n_blocks;
     size_t blocks = (size_t)d->base.n_blocks + 1;
     CU_TRY(cudaMalloc((void **)&d->pool, ssfk_kv_block_bytes(d->kv) * blocks));

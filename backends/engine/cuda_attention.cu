@@ -265,58 +265,14 @@ template <int HD> __device__ static void load_q(uint32_t (*qf)[2], const bf16 *q
     }
 }
 
-/* The last of the splits of (the CTA's row rl, heads h0 .. h0 + ng - 1,
- * whose output row is orow) to finish
- * merges them: out = sum_s w_s acc_s / sum_s w_s l_s with w_s = 2^(m_s -
- * max m), m in log2 units, in split order whichever CTA is last, so the
- * result does not depend on timing; empty splits (m = -inf) weigh nothing.
- * Each split publishes its partials before it counts itself; the last reads
- * them past its L1, which may still hold an earlier step's.  The counter
- * wraps to 0 for the next launch. */
-template <int HD>
-__device__ __noinline__ static void merge_splits(const float *part, unsigned *done, bf16 *orow,
-                                                 int rl, int h0, int ng, int n_heads)
-{
-    __shared__ bool last;
-    unsigned splits = gridDim.z;
-    __syncthreads(); /* every thread's partials are written */
-    if (threadIdx.x == 0) {
-        /* release the CTA's partials before counting, acquire the others'
-         * after (the pattern of a grid barrier) */
-        __threadfence();
-        unsigned before = atomicInc(done + (size_t)rl * gridDim.y + blockIdx.y, splits - 1);
-        __threadfence();
-        last = before == splits - 1;
-    }
-    __syncthreads();
-    if (!last) return;
-    size_t n_parts = (size_t)gridDim.x * n_heads * splits;
-    const float *ml = part + n_parts * HD;
-    for (int i = threadIdx.x; i < ng * HD; i += SSF_ATTN_THREADS) {
-        int h = i / HD, d = i % HD;
-        size_t k0 = ((size_t)rl * n_heads + h0 + h) * splits;
-        float M = -INFINITY, L = 0.0f, o = 0.0f;
-        for (unsigned sp = 0; sp < splits; sp++)
-            M = fmaxf(M, __ldcg(ml + 2 * (k0 + sp)));
-        for (unsigned sp = 0; sp < splits; sp++) {
-            float m = __ldcg(ml + 2 * (k0 + sp));
-            if (m == -INFINITY) continue;
-            float w = exp2f(m - M);
-            L += w * __ldcg(ml + 2 * (k0 + sp) + 1);
-            o += w * __ldcg(part + (k0 + sp) * HD + d);
-        }
-        orow[(size_t)(h0 + h) * HD + d] = __float2bfloat16(o / L);
-    }
-}
-
 /* The warps' results merged: each warp leaves (m, l) and o in shared
  * memory, free once every warp's last tile is done; then thread i sums
  * element i % HD of head i / HD over the warps with weights 2^(m_w - M).
  * Unsplit, the output row orow is written normalised; split, (acc, M, L)
- * go to `part` at the CTA's row rl and the splits merge (merge_splits). */
+ * go to `part` at the CTA's row rl for attn_combine_kernel. */
 template <int HD>
 __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *orow, float *part,
-                                   unsigned *done, int rl, int h0, int ng, int n_heads)
+                                   int rl, int h0, int ng, int n_heads)
 {
     float *ob = (float *)smem;                             /* [warp][8][HD] */
     float *ml = ob + ATTN_WARPS * SSF_ATTN_MAX_GROUP * HD; /* [warp][8][2] */
@@ -348,7 +304,6 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *orow
         part[k * HD + d] = o;
         if (d == 0) part[n_parts * HD + 2 * k] = M, part[n_parts * HD + 2 * k + 1] = L;
     }
-    if (gridDim.z > 1) merge_splits<HD>(part, done, orow, rl, h0, ng, n_heads);
 }
 
 /*
@@ -367,9 +322,8 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *orow
  */
 template <int HD, bool FP8>
 __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
-    paged_attention_kernel(ssfk_attn_io io, const int32_t *rows, float *part, unsigned *done,
-                           int head_chunks, int chunk, float scale_log2, bool tile_in_block,
-                           ssfk_prefetch pf)
+    paged_attention_kernel(ssfk_attn_io io, const int32_t *rows, float *part, int head_chunks,
+                           int chunk, float scale_log2, bool tile_in_block, ssfk_prefetch pf)
 {
     extern __shared__ __align__(16) char smem_raw[];
     kv_loads how = {pf.bytes > 0, pf.bytes > 0 ? evict_first_policy() : 0};
@@ -424,19 +378,52 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     }
     cp_async_wait<0>();
     __syncthreads();
-    merge_warps<HD>(smem_raw, a, io.out + (size_t)r * n_heads * HD, part, done, blockIdx.x, h0, ng,
+    merge_warps<HD>(smem_raw, a, io.out + (size_t)r * n_heads * HD, part, blockIdx.x, h0, ng,
                     n_heads);
+}
+
+/* Merges the splits of one (listed row, q-head): out = sum_s w_s acc_s /
+ * sum_s w_s l_s with w_s = 2^(m_s - max m), m in log2 units; empty splits
+ * (m = -inf) weigh nothing.  A launch of its own: merging in the attention
+ * kernel, by the last of a row's splits to finish (a counter per row and KV
+ * head), was slower on an H100: 0-9% at the plans' splits for 64 and 256
+ * rows, 13-26% for one row, 12-30% at 8-32 splits and 0.5-1.5% a decode
+ * step, its fences and the merge's tail lengthening every CTA
+ * (bench/README-gpu.md, run J). */
+template <int HD>
+__global__ static void attn_combine_kernel(bf16 *out, const float *part, const int32_t *rows,
+                                           int n_heads, int splits)
+{
+    int rl = blockIdx.x, h = blockIdx.y, t = threadIdx.x, r = rows ? rows[rl] : rl;
+    size_t n_parts = (size_t)gridDim.x * n_heads * splits;
+    size_t i0 = ((size_t)rl * n_heads + h) * splits;
+    const float *ml = part + n_parts * HD;
+    float M = -INFINITY, L = 0.0f, o = 0.0f;
+    for (int s = 0; s < splits; s++)
+        M = fmaxf(M, ml[2 * (i0 + s)]);
+    for (int s = 0; s < splits; s++) {
+        float m = ml[2 * (i0 + s)];
+        if (m == -INFINITY) continue;
+        float w = exp2f(m - M);
+        L += w * ml[2 * (i0 + s) + 1];
+        o += w * part[(i0 + s) * HD + t];
+    }
+    out[((size_t)r * n_heads + h) * HD + t] = __float2bfloat16(o / L);
 }
 
 template <int HD, bool FP8>
 static cudaError_t attention_hd(const ssf_attn_shape *sh, ssfk_attn_io io, const int32_t *rows,
-                                float *part, unsigned *done, ssfk_prefetch pf, cudaStream_t st)
+                                float *part, ssfk_prefetch pf, cudaStream_t st)
 {
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
     /* tiles start at a multiple of SSF_ATTN_TILE past a chunk's start */
     bool in_block = io.kv.block_size % SSF_ATTN_TILE == 0 && sh->chunk % SSF_ATTN_TILE == 0;
     paged_attention_kernel<HD, FP8><<<grid, SSF_ATTN_THREADS, sh->smem, st>>>(
-        io, rows, part, done, sh->head_chunks, sh->chunk, scale_log2_of(HD), in_block, pf);
+        io, rows, part, sh->head_chunks, sh->chunk, scale_log2_of(HD), in_block, pf);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess || sh->splits == 1) return e;
+    attn_combine_kernel<HD>
+        <<<dim3(sh->grid[0], io.n_heads), HD, 0, st>>>(io.out, part, rows, io.n_heads, sh->splits);
     return cudaGetLastError();
 }
 
@@ -480,20 +467,19 @@ cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots)
 }
 
 cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const int32_t *rows,
-                           float *part, unsigned *done, ssfk_prefetch pf, cudaStream_t st)
+                           float *part, ssfk_prefetch pf, cudaStream_t st)
 {
     /* a shape planned for another head layout would leave heads unwritten */
     ssfk_kv_layout kv = io.kv;
     if (shape->threads != SSF_ATTN_THREADS ||
-        shape->grid[1] != io.n_kv_heads * shape->head_chunks ||
-        (shape->splits > 1 && (!part || !done)) || shape->smem != ssf_attn_smem(kv.head_dim) ||
-        (kv.fp8 && !kv.scales))
+        shape->grid[1] != io.n_kv_heads * shape->head_chunks || (shape->splits > 1 && !part) ||
+        shape->smem != ssf_attn_smem(kv.head_dim) || (kv.fp8 && !kv.scales))
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)
-        return kv.fp8 ? attention_hd<64, true>(shape, io, rows, part, done, pf, st)
-                      : attention_hd<64, false>(shape, io, rows, part, done, pf, st);
+        return kv.fp8 ? attention_hd<64, true>(shape, io, rows, part, pf, st)
+                      : attention_hd<64, false>(shape, io, rows, part, pf, st);
     if (kv.head_dim == 128)
-        return kv.fp8 ? attention_hd<128, true>(shape, io, rows, part, done, pf, st)
-                      : attention_hd<128, false>(shape, io, rows, part, done, pf, st);
+        return kv.fp8 ? attention_hd<128, true>(shape, io, rows, part, pf, st)
+                      : attention_hd<128, false>(shape, io, rows, part, pf, st);
     return cudaErrorInvalidValue;
 }

@@ -112,12 +112,11 @@ typedef struct ssfk_attn_io {
 /* The decode kernel over the rows listed in `rows` (NULL: rows 0, 1, ...),
  * launched as `shape` (cuda_plan.h; planned for that many rows, n_kv_heads
  * and group).  With shape.splits > 1 `part` holds shape.partial_floats
- * floats and `done` shape.merges counters, zero before the first launch
- * (each launch leaves them zero again).  With a prefetch, K and V (read
+ * floats, which a second kernel merges.  With a prefetch, K and V (read
  * once) are loaded as the first lines for the L2 to evict, so that pf's
  * lines outlast the stream. */
 cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const int32_t *rows,
-                           float *part, unsigned *done, ssfk_prefetch pf, cudaStream_t st);
+                           float *part, ssfk_prefetch pf, cudaStream_t st);
 
 /* The prefill kernel (cuda_plan.h) over n_qblocks q-blocks as
  * ssf_prefill_split lists them (qblocks in device memory).  BF16 pools

@@ -483,31 +483,13 @@ static int attention_io(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx
     return 0;
 }
 
-/* The split merge's counters, after a launch: all back at zero. */
-static int expect_zeros(scratch *s, const unsigned *done, size_t n, ssf_error *err)
-{
-    unsigned *left = (unsigned *)ssf_xmalloc((n + 1) * sizeof(unsigned));
-    cudaError_t e = cudaStreamSynchronize(s->st);
-    if (e == cudaSuccess) e = cudaMemcpy(left, done, n * sizeof(unsigned), cudaMemcpyDeviceToHost);
-    int rc = e == cudaSuccess ? 0 : fail_cuda(err, "reading the merge counters", e);
-    for (size_t i = 0; !rc && i < n; i++)
-        if (left[i] != 0)
-            rc =
-                ssf_fail(err, "cuda: an attention launch left merge counter %zu at %u", i, left[i]);
-    free(left);
-    return rc;
-}
-
-/* The split workspace a launch shape asks for: the partials and the
- * merge counters, zeroed (both NULL without splits); -1 when an allocation
- * failed. */
-static int split_workspace(scratch *s, const ssf_attn_shape *sh, float **part, unsigned **done,
-                           ssf_error *err)
+/* The split workspace a launch shape asks for (NULL without splits); -1
+ * when its allocation failed. */
+static int split_workspace(scratch *s, const ssf_attn_shape *sh, float **part, ssf_error *err)
 {
     *part =
         sh->partial_floats ? (float *)dev_alloc(s, sh->partial_floats * sizeof(float), err) : NULL;
-    *done = sh->merges ? (unsigned *)dev_zeros(s, sh->merges * sizeof(unsigned), err) : NULL;
-    return (sh->partial_floats && !*part) || (sh->merges && !*done) ? -1 : 0;
+    return sh->partial_floats && !*part ? -1 : 0;
 }
 
 static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx, const float *q,
@@ -516,14 +498,13 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
 {
     ssfk_attn_io io;
     float *part;
-    unsigned *done;
-    if (split_workspace(s, sh, &part, &done, err) ||
+    if (split_workspace(s, sh, &part, err) ||
         attention_io(s, rows, nh, nkv, hd, n_ctx, q, pos, pg, p, &io, err))
         return -1;
-    /* Twice over the same counters, each launch checked to leave them all
-     * zero.  Before the second, the output and the partials are NaN (all
-     * bits set): a merge that a stale counter made early, or skipped,
-     * shows as a NaN or as an output unlike the first launch's. */
+    /* Twice, the output and the partials NaN (all bits set) before the
+     * second launch: an element left unwritten, or a merge that read a
+     * partial before it was written, shows as a NaN or as an output unlike
+     * the first launch's. */
     size_t n = (size_t)rows * nh * hd;
     float *first = (float *)ssf_xmalloc(n * sizeof(float));
     int rc = 0;
@@ -532,10 +513,8 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
         if (launch) e = cudaMemsetAsync(io.out, 0xff, n * sizeof(bf16), s->st);
         if (launch && part && e == cudaSuccess)
             e = cudaMemsetAsync(part, 0xff, sh->partial_floats * sizeof(float), s->st);
-        if (e == cudaSuccess)
-            e = ssfk_attention(sh, io, NULL, part, done, ssfk_prefetch{NULL, 0}, s->st);
+        if (e == cudaSuccess) e = ssfk_attention(sh, io, NULL, part, ssfk_prefetch{NULL, 0}, s->st);
         if (e != cudaSuccess) rc = fail_cuda(err, "attention launch", e);
-        if (!rc && done) rc = expect_zeros(s, done, sh->merges, err);
         if (!rc)
             rc = down_bf16(s, io.out, rows, nh * hd, (size_t)nh * hd, launch ? out : first, err);
     }
@@ -571,11 +550,9 @@ static int decode_rows(scratch *s, ssfk_attn_io io, const int32_t *rows, int n, 
     if (rc) return -1;
     int32_t *drows = (int32_t *)up_raw(s, rows, (size_t)n * sizeof(int32_t), err);
     float *part;
-    unsigned *done;
-    if (!drows || split_workspace(s, &sh, &part, &done, err)) return -1;
-    cudaError_t e = ssfk_attention(&sh, io, drows, part, done, ssfk_prefetch{NULL, 0}, s->st);
-    if (e != cudaSuccess) return fail_cuda(err, "attention launch", e);
-    return done ? expect_zeros(s, done, sh.merges, err) : 0;
+    if (!drows || split_workspace(s, &sh, &part, err)) return -1;
+    cudaError_t e = ssfk_attention(&sh, io, drows, part, ssfk_prefetch{NULL, 0}, s->st);
+    return e == cudaSuccess ? 0 : fail_cuda(err, "attention launch", e);
 }
 
 /* The rows as the engine splits a step's (ssf_prefill_split; the op's rows
@@ -828,13 +805,12 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     bf16 *qkv = (bf16 *)dev_zeros(s, (size_t)rows * (nh + 2 * nkv) * hd * 2, err);
     bf16 *out = (bf16 *)dev_zeros(s, (size_t)rows * nh * hd * 2, err);
     float *part;
-    unsigned *done;
-    if (!d || !pool || !qkv || !out || split_workspace(s, sh, &part, &done, err)) return -1;
+    if (!d || !pool || !qkv || !out || split_workspace(s, sh, &part, err)) return -1;
     ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
     const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
         ssfk_attn_io io = {out, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv};
-        return ssfk_attention(sh, io, NULL, part, done, ssfk_prefetch{NULL, 0}, s->st);
+        return ssfk_attention(sh, io, NULL, part, ssfk_prefetch{NULL, 0}, s->st);
     };
     return time_launches(s, iters, launch, ms, err);
 }
@@ -853,7 +829,6 @@ extern "C" int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int h
         sh.chunk = chunk;
         sh.splits = sh.grid[2] = (ctx + chunk - 1) / chunk;
         sh.partial_floats = sh.splits > 1 ? (size_t)rows * n_heads * sh.splits * (head_dim + 2) : 0;
-        sh.merges = sh.splits > 1 ? (size_t)sh.grid[0] * sh.grid[1] : 0;
     }
     *splits = sh.splits;
     scratch s;

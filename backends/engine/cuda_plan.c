@@ -89,7 +89,6 @@ int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_d
     s.smem = ssf_attn_smem(head_dim);
     s.partial_floats =
         s.splits > 1 ? (size_t)n_rows * n_kv_heads * group * s.splits * (head_dim + 2) : 0;
-    s.merges = s.splits > 1 ? (size_t)s.grid[0] * s.grid[1] : 0;
     *out = s;
     return 0;
 }
@@ -97,11 +96,6 @@ int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_d
 size_t ssf_attn_partial_floats_max(int slots, int head_dim)
 {
     return (size_t)SSF_ATTN_OVERSUB * slots * SSF_ATTN_MAX_GROUP * (head_dim + 2);
-}
-
-size_t ssf_attn_merges_max(int n_rows, int n_kv_heads, int group)
-{
-    return (size_t)n_rows * n_kv_heads * ceil_div(group, SSF_ATTN_MAX_GROUP);
 }
 
 size_t ssf_prefill_smem(int head_dim)

@@ -12,9 +12,8 @@
  * the device's CTA slots under-filled (measured on an H200: 128 CTAs of 4
  * warps at batch 64 made the kernel latency-bound), or fill them a wave
  * and a bit, and the context is long, the positions are split into chunks
- * (flash-decoding): each CTA writes a partial (max, sum, acc), and the CTA
- * of a (row, KV head) that finishes last merges them with log-sum-exp (a
- * counter per (row, KV head) tells it that it is last).
+ * (flash-decoding): each CTA writes a partial (max, sum, acc) and a second
+ * kernel merges them with log-sum-exp.
  */
 #ifndef SSFTEVAL_CUDA_PLAN_H
 #define SSFTEVAL_CUDA_PLAN_H
@@ -45,7 +44,6 @@ typedef struct ssf_attn_shape {
     int threads;           /* SSF_ATTN_THREADS */
     size_t smem;           /* dynamic shared memory bytes */
     size_t partial_floats; /* split workspace: acc then (max, sum), 0 without splits */
-    size_t merges;         /* counters of the split merge, grid[0] x grid[1]; 0 without splits */
 } ssf_attn_shape;
 
 /* The shape for n_rows query rows whose longest context is max_ctx
@@ -62,9 +60,6 @@ size_t ssf_attn_smem(int head_dim);
 /* The largest partial_floats any plan for `slots` and head_dim asks for:
  * the device sizes its workspace once with it. */
 size_t ssf_attn_partial_floats_max(int slots, int head_dim);
-
-/* The largest `merges` any plan for up to n_rows rows asks for. */
-size_t ssf_attn_merges_max(int n_rows, int n_kv_heads, int group);
 
 /*
  * Prefill attention, flash style: a CTA of SSF_PREFILL_THREADS takes up to

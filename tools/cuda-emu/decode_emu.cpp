@@ -11,13 +11,13 @@
  *    CTA's barriers and by each warp's __syncwarp (not by its collectives,
  *    which the PTX memory model does not make fences), so a stage that a
  *    lane refills while another still reads it is a race;
- *  - the whole grid, CTA after CTA in a shuffled order, twice over the same
- *    split counters and partials (NaN-filled before each launch, as
- *    cuda_ops.cu's run_attention does): the counters must be back at zero,
- *    every output and partial element written once per launch, a merge may
- *    only read partials of this launch, released by __syncthreads +
- *    __threadfence before the count and acquired by a fence after it, and
- *    the second launch must equal the first bit for bit;
+ *  - the whole grid, CTA after CTA in a shuffled order, then with splits
+ *    the merge kernel (attn_combine_kernel), block after block, twice over
+ *    the same partials (NaN-filled before each launch, as cuda_ops.cu's
+ *    run_attention does): every output and partial element written once per
+ *    launch, the merge reading only partials of its own row and head that
+ *    this launch wrote, and the second launch equal to the first bit for
+ *    bit;
  *  - FP8 pools: e4m3 decoded bit-exactly (every e4m3 value is a half and a
  *    float, so __nv_cvt_fp8x2_to_halfraw2 needs no rounding model);
  *  - every copy from the pool must be a K or V row of the CTA's own row's
@@ -285,10 +285,8 @@ static struct {
     float *part;
     size_t part_floats, n_parts;
     std::vector<int> part_launch, part_writes; /* the launch that wrote each, and how often */
-    unsigned *done;
-    size_t merges;
     const int32_t *rows;
-    int n_list, n_rows, launch, nh;
+    int n_list, n_rows, launch, nh, splits;
     const int32_t *seq, *pos, *tab, *tab_off;
     std::vector<int> tab_len;
     size_t hinted, plain;
@@ -299,13 +297,7 @@ static struct {
 static struct {
     int r, seq, kvh, h0, ng, lo, hi;
 } E;
-/* the split merge's ordering: per thread its last fence and partial write,
- * the CTA's count and acquire */
-static long g_seq, g_epoch_seq;
-static long g_fence[NT], g_part_seq[NT];
-static int g_part_epoch[NT];
-static int g_count_thr, g_acq_thr, g_acq_epoch, g_pf_calls[NT];
-static long g_count_seq;
+static int g_pf_calls[NT];
 
 /* ---- global memory ---- */
 static uint32_t ld32g(const uint32_t *p)
@@ -333,7 +325,8 @@ static void st_out(bf16 *p, bf16 v)
 static void part_of(size_t i, size_t *x, size_t *h, size_t *z)
 {
     size_t k = i < G.n_parts * G.hd ? i / G.hd : (i - G.n_parts * G.hd) / 2;
-    *z = k % g_grid.z, *h = k / g_grid.z % G.nh, *x = k / g_grid.z / G.nh;
+    size_t s = (size_t)G.splits;
+    *z = k % s, *h = k / s % G.nh, *x = k / s / G.nh;
 }
 static void st_part(float *p, float v)
 {
@@ -344,47 +337,23 @@ static void st_part(float *p, float v)
         fail("block (%u,%u,%u) writes the partial of (%zu, head %zu, split %zu)", g_block.x,
              g_block.y, g_block.z, x, h, z);
     G.part_launch[i] = G.launch, G.part_writes[i]++;
-    g_part_epoch[g_cur] = g_epoch, g_part_seq[g_cur] = ++g_seq;
     *p = v;
 }
-static float __ldcg(const float *p)
+/* a merge block (row-list index blockIdx.x, head blockIdx.y) reads the
+ * partials of its own row and head that the attention launch before it
+ * wrote */
+static float ld_part(const float *p)
 {
-    if (!G.part || p < G.part || p >= G.part + G.part_floats) fail("__ldcg outside part");
+    if (!G.part || p < G.part || p >= G.part + G.part_floats) fail("merge read outside part");
     size_t i = (size_t)(p - G.part), x, h, z;
     part_of(i, &x, &h, &z);
-    if (x != g_block.x || (int)h < E.h0 || (int)h >= E.h0 + E.ng)
-        fail("block (%u,%u,%u) merges the partial of (%zu, head %zu)", g_block.x, g_block.y,
-             g_block.z, x, h);
+    if (x != g_block.x || h != g_block.y)
+        fail("merge block (%u,%u) reads the partial of (%zu, head %zu)", g_block.x, g_block.y, x,
+             h);
     if (G.part_launch[i] != G.launch)
-        fail("block (%u,%u,%u) merges split %zu's partial before that split wrote it this launch",
-             g_block.x, g_block.y, g_block.z, z);
-    if (g_acq_thr == NONE)
-        fail("merge reads partials with no __threadfence after its count (acquire)");
-    if (g_cur != g_acq_thr && g_acq_epoch == g_epoch)
-        fail("thread %d reads partials with no __syncthreads after thread %d's acquire fence",
-             g_cur, g_acq_thr);
+        fail("merge block (%u,%u) reads split %zu's partial, which this launch did not write",
+             g_block.x, g_block.y, z);
     return *p;
-}
-static void __threadfence(void)
-{
-    g_fence[g_cur] = ++g_seq;
-    if (g_count_thr == g_cur && g_acq_thr == NONE) g_acq_thr = g_cur, g_acq_epoch = g_epoch;
-}
-static unsigned atomicInc(unsigned *p, unsigned val)
-{
-    if (!G.done || p < G.done || p >= G.done + G.merges) fail("atomicInc outside done");
-    /* release: the CTA's partials are written before a barrier that this
-     * thread then fences behind (its own may be in this epoch) */
-    for (int t = 0; t < NT; t++)
-        if (t != g_cur && g_part_epoch[t] == g_epoch)
-            fail("count with thread %d's partials unreleased (no __syncthreads between)", t);
-    if (g_fence[g_cur] <= std::max(g_epoch_seq, g_part_seq[g_cur]))
-        fail("count with no __threadfence after the partials (release)");
-    if (g_count_thr != NONE) fail("a CTA counts itself twice");
-    g_count_thr = g_cur, g_count_seq = ++g_seq;
-    unsigned old = *p;
-    *p = old >= val ? 0 : old + 1;
-    return old;
 }
 static int ld_row(const int32_t *rows, unsigned i)
 {
@@ -608,7 +577,6 @@ struct launch_args {
     ssfk_attn_io io;
     const int32_t *rows;
     float *part;
-    unsigned *done;
     int head_chunks, chunk;
     float scale;
     bool in_block;
@@ -618,8 +586,8 @@ static launch_args *g_args;
 template <int HD, bool FP8> static void entry(void)
 {
     launch_args *a = g_args;
-    paged_attention_kernel<HD, FP8>(a->io, a->rows, a->part, a->done, a->head_chunks, a->chunk,
-                                    a->scale, a->in_block, a->pf);
+    paged_attention_kernel<HD, FP8>(a->io, a->rows, a->part, a->head_chunks, a->chunk, a->scale,
+                                    a->in_block, a->pf);
     if (!g_ctx[g_cur].groups.empty() || !g_ctx[g_cur].open.empty())
         fail("cp.async left in flight at exit");
     g_ctx[g_cur].state = DONE;
@@ -635,12 +603,11 @@ template <int HD, bool FP8> static void run_cta(launch_args *a)
     memset(g_static, 0xff, sizeof g_static);
     wordmeta fresh = {NONE, -1, -1, NONE, -1, {0}, {0}};
     std::fill(g_meta.begin(), g_meta.end(), fresh);
-    g_epoch = 0, g_epoch_seq = g_seq;
+    g_epoch = 0;
     for (int w = 0; w < NW; w++)
         g_wep[w] = 0;
-    g_count_thr = g_acq_thr = NONE;
     for (int i = 0; i < NT; i++)
-        g_fence[i] = g_part_seq[i] = 0, g_part_epoch[i] = -1, g_pf_calls[i] = 0;
+        g_pf_calls[i] = 0;
     if (g_stacks.empty())
         for (int i = 0; i < NT; i++)
             g_stacks.push_back((char *)malloc(STACK));
@@ -687,7 +654,7 @@ template <int HD, bool FP8> static void run_cta(launch_args *a)
         }
         if (released) continue;
         if (wcta == NT) {
-            g_epoch++, g_epoch_seq = ++g_seq;
+            g_epoch++;
             for (int i = 0; i < NT; i++)
                 g_ctx[i].state = RUN;
             continue;
@@ -723,6 +690,34 @@ static uint8_t to_e4m3(float x)
     if (c == 127) c = 126;
     if (c > 0 && (a - pos[c - 1] < pos[c] - a || (a - pos[c - 1] == pos[c] - a && c % 2))) c--;
     return (uint8_t)(c | (x < 0 ? 0x80 : 0));
+}
+
+/* attn_combine_kernel over the partials, as attention_hd launches it:
+ * block (row-list index, head) of HD threads, blocks and threads in a
+ * shuffled order (they share nothing) */
+template <int HD>
+static void merge_launch(const launch_args &a, const std::vector<int> &listed, int group)
+{
+    dim3e attn_grid = g_grid;
+    g_grid = {attn_grid.x, (unsigned)a.io.n_heads, 1};
+    std::vector<dim3e> blocks;
+    for (unsigned h = 0; h < g_grid.y; h++)
+        for (unsigned x = 0; x < g_grid.x; x++)
+            blocks.push_back({x, h, 0});
+    std::shuffle(blocks.begin(), blocks.end(), g_rng);
+    int threads[HD];
+    for (int t = 0; t < HD; t++)
+        threads[t] = t;
+    for (dim3e b : blocks) {
+        g_block = b;
+        E.r = listed[b.x], E.kvh = (int)b.y / group, E.h0 = (int)b.y, E.ng = 1;
+        std::shuffle(threads, threads + HD, g_rng);
+        for (int t : threads) {
+            g_cur = t, g_ctx[t].tidx = {(unsigned)t, 0, 0};
+            attn_combine_kernel<HD>(a.io.out, a.part, a.rows, a.io.n_heads, G.splits);
+        }
+    }
+    g_grid = attn_grid;
 }
 
 template <int HD, bool FP8> static int run_case(const dcase &C)
@@ -813,7 +808,6 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     ssf_attn_shape sh;
     if (ssf_attn_plan(n_list, nkv, group, max_ctx, HD, bs, C.slots, &sh)) fail("no plan");
     std::vector<float> part(sh.partial_floats);
-    std::vector<unsigned> done(sh.merges, 0);
     std::vector<char> weights(4096 + 16); /* what a prefetch would fetch (never read) */
 
     G.pool = pool, G.pool_bytes = elems * elem, G.elem = elem, G.hd = HD;
@@ -825,7 +819,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     G.out = out.data();
     G.part = sh.splits > 1 ? part.data() : NULL, G.part_floats = part.size();
     G.n_parts = (size_t)n_list * nh * sh.splits;
-    G.done = sh.splits > 1 ? done.data() : NULL, G.merges = done.size();
+    G.splits = sh.splits;
     G.rows = list.empty() ? NULL : list.data(), G.n_list = n_list, G.n_rows = n_rows, G.nh = nh;
     G.seq = seq.data(), G.pos = pos.data(), G.tab = tab.data(), G.tab_off = tab_off.data();
     G.tab_len = need;
@@ -842,7 +836,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
                         ssfk_tables{seq.data(), tab_off.data(), tab.data()},
                         nh,
                         nkv};
-    a.rows = G.rows, a.part = G.part, a.done = G.done;
+    a.rows = G.rows, a.part = G.part;
     a.head_chunks = sh.head_chunks, a.chunk = sh.chunk, a.scale = scale_log2_of(HD);
     /* as attention_hd: tiles start at a multiple of SSF_ATTN_TILE past a
      * chunk's start */
@@ -880,8 +874,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
             E.lo = (int)b.z * sh.chunk, E.hi = std::min(pos[E.r] + 1, E.lo + sh.chunk);
             run_cta<HD, FP8>(&a);
         }
-        for (size_t i = 0; i < done.size(); i++)
-            if (done[i]) complain("  launch %d leaves counter %zu at %u\n", launch, i, done[i]);
+        if (sh.splits > 1) merge_launch<HD>(a, listed, group);
         for (size_t i = 0; sh.splits > 1 && i < part.size(); i++)
             if (G.part_writes[i] != 1)
                 complain("  launch %d writes partial %zu %d times\n", launch, i, G.part_writes[i]);
@@ -1010,6 +1003,9 @@ int main(int argc, char **argv)
          {{0, 127}, {0, 128}, {1, 255}, {1, 256}, {2, 1791}},
          {4, 2, 0, 3, 1},
          21},
+        /* many splits: 37, and 29 with a row list */
+        {128, 3, 1, 16, S, 0, 0, {{0, 6999}, {1, 3000}, {0, 5}}, {}, 22},
+        {64, 4, 2, 32, S, 1, 1, {{0, 5500}, {1, 5499}}, {1, 0}, 23},
     };
     /* e4m3 against values the format defines */
     if (e4m3(0x7e) != 448.0f || e4m3(0x38) != 1.0f || e4m3(0xb8) != -1.0f ||
