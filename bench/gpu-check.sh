@@ -20,7 +20,8 @@
 # Environment: WORK (scratch, default a new temp dir), LOG (default
 # WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120),
 # LONG_STEPS (decode steps of the 200-token benches, default 2048: the whole
-# script then took 182 s on an H200 and 201 s on an H100, its longest step
+# script then took 182 s on an H200 and 201 s on an H100, and 277 s on an
+# H100 with the prefill and L2-prefetch benches of run I; its longest step
 # about a minute), PYTHON, NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's),
 # CMOCKA_DIR (include/ and lib/ of cmocka, where the machine lacks
 # libcmocka-dev).
