@@ -64,6 +64,8 @@ static const char help_engine[] =
     "  --kv-blocks N         engine: KV blocks in the pool (default: CPU slots x context; CUDA:\n"
     "                        what free memory holds)\n"
     "  --no-cuda-graphs      engine: launch CUDA decode steps kernel by kernel\n"
+    "  --no-flash-prefill    engine: CUDA prompts through the decode attention kernel, not the\n"
+    "                        flash prefill kernel\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -112,6 +114,7 @@ enum {
     OPT_BLOCK_SIZE,
     OPT_KV_BLOCKS,
     OPT_NO_CUDA_GRAPHS,
+    OPT_NO_FLASH_PREFILL,
     OPT_KV_DTYPE,
 };
 
@@ -251,6 +254,9 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         return 0;
     case OPT_NO_CUDA_GRAPHS:
         o->dev.disable_cuda_graphs = 1;
+        return 0;
+    case OPT_NO_FLASH_PREFILL:
+        o->dev.disable_flash_prefill = 1;
         return 0;
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);
@@ -566,6 +572,7 @@ int cmd_run(int argc, char **argv)
         {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
         {"kv-blocks", required_argument, NULL, OPT_KV_BLOCKS},
         {"no-cuda-graphs", no_argument, NULL, OPT_NO_CUDA_GRAPHS},
+        {"no-flash-prefill", no_argument, NULL, OPT_NO_FLASH_PREFILL},
         {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},
