@@ -223,31 +223,7 @@ static void check_write(const void *p, int bytes, bool async)
             m.wthr = g_cur, m.wcta = g_epoch, m.wwep = g_wep[w];
     }
 }
-static uint32_t ld32s(const uint32_t *p)
-{
-    check_read(p, 4);
-    return *p;
-}
-static float ldfs(const float *p)
-{
-    check_read(p, 4);
-    return *p;
-}
-static void stfs(float *p, float v)
-{
-    check_write(p, 4, false);
-    *p = v;
-}
-static uint4 ld128s(const uint4 *p)
-{
-    check_read(p, 16);
-    return *p;
-}
-static void st128s(uint4 *p, uint4 v)
-{
-    check_write(p, 16, false);
-    *p = v;
-}
+#include "emu_smem.h"
 /* a __shared__ variable of the kernel, at byte `at` of g_static */
 template <typename T> struct sh_var {
     T *p;

@@ -122,21 +122,7 @@ static void check_write(const void *p, int bytes, bool async)
             m.wepoch = g_epoch, m.wthread = g_cur;
     }
 }
-static uint32_t ld32s(const uint32_t *p)
-{
-    check_read(p, 4);
-    return *p;
-}
-static void st_off(size_t *p, size_t v)
-{
-    check_write(p, 8, false);
-    *p = v;
-}
-static size_t ld_off(const size_t *p)
-{
-    check_read(p, 8);
-    return *p;
-}
+#include "emu_smem.h"
 
 /* ---- global memory ---- */
 static const char *g_pool;
