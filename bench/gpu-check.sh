@@ -309,8 +309,8 @@ BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache, 1.5B's batches
 # again with the L2 prefetch (7B's small GEMMs are too big for it); long
-# prompts with and without flash prefill (on by default); and 7B for 64 steps, the length
-# transformers is timed for.
+# prompts with and without flash prefill (on by default); and 7B for 64
+# steps, the length transformers is timed for.
 long_benches() {
     local b15=$1 b7=$2
     step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,l2pf
