@@ -106,5 +106,5 @@ awk '
         }
     }' "$LOG" | tee "$LOG.table"
 cat "$LOG.table" >>"$LOG"
-say "$(grep -c '^new PASS' "$LOG") passed, $(grep -c 'FAIL' "$LOG") failed (new tree's checks)"
+say "$(grep -c '^new PASS' "$LOG") passed, $(grep -c 'FAIL' "$LOG") failed (passes: the new tree's checks; failures: either tree's)"
 [ "$FAILED" -eq 0 ] && ! grep -q FAIL "$LOG"
