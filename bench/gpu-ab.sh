@@ -15,8 +15,10 @@
 # engine fixture against the CPU device.  Ends with a table of each timing's
 # base and new milliseconds and their ratio.
 # Environment: WORK (scratch), LONG_STEPS (default 2048), AB_QUICK=1 (the
-# 1.5B shapes only: about a minute less), PYTHON, CMOCKA_DIR, STEP_LIMIT
-# (seconds a command may run, default 200).
+# 1.5B shapes only: about a minute less), AB_ROUNDS (default 1: rounds of
+# the timings, base and new in turn each round; the table keeps each
+# timing's fastest), PYTHON, CMOCKA_DIR, STEP_LIMIT (seconds a command may
+# run, default 200).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BASE=${BASE:?BASE=DIR names the tree to compare with}
@@ -69,16 +71,19 @@ timed=(
     "bench $B7 64 200 $LONG_STEPS"
 )
 [ "${AB_QUICK:-0}" = 1 ] && timed=("${timed[0]}" "${timed[2]}")
-for t in "${timed[@]}"; do
-    # shellcheck disable=SC2086 # each entry is a command line
-    run "base " "$WORK/base/gpu_check" $t
-    # shellcheck disable=SC2086
-    run "new " "$WORK/new/gpu_check" $t
+for ((round = 0; round < ${AB_ROUNDS:-1}; round++)); do
+    for t in "${timed[@]}"; do
+        # shellcheck disable=SC2086 # each entry is a command line
+        run "base " "$WORK/base/gpu_check" $t
+        # shellcheck disable=SC2086
+        run "new " "$WORK/new/gpu_check" $t
+    done
 done
 
 # ---- the table -----------------------------------------------------------------------------
 # A timing's key is its TIME line's shape fields; its value ms_per_step
-# (decode), tuned_ms (a GEMM as the engine runs it) or ms (attention).
+# (decode), tuned_ms (a GEMM as the engine runs it) or ms (attention), the
+# fastest over the rounds.
 say ""
 say "== base $BASE against new $ROOT (ms; ratio new / base, under 1 is faster)"
 awk '
@@ -95,7 +100,7 @@ awk '
             else if (kv[1] == "ms" && val == "") val = kv[2]
         }
         if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-        ms[side, key] = val
+        if (val != "" && (!((side, key) in ms) || val + 0 < ms[side, key] + 0)) ms[side, key] = val
     }
     END {
         printf "%-70s %9s %9s %6s\n", "timing", "base", "new", "ratio"

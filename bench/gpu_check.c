@@ -293,13 +293,15 @@ static void report(const char *what, const float *got, const float *ref, int voc
 /* How a check or bench opens the CUDA device besides its pages: decode
  * steps as CUDA graphs or not, an e4m3 KV cache or BF16, the L2 prefetch
  * of the small GEMMs' weights or not, prompts through the flash prefill
- * kernel or not; `suffix` names it in TIME lines. */
+ * kernel or not; `suffix` names it in TIME lines; kernels launched only
+ * after the one before completed (no_pdl) or not. */
 typedef struct variant {
     int graphs, fp8, prefetch, flash;
     const char *suffix;
+    int no_pdl;
 } variant;
 
-static const variant DEFAULT = {1, 0, 0, 1, ""};
+static const variant DEFAULT = {1, 0, 0, 1, "", 0};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -312,7 +314,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .disable_cuda_graphs = !v.graphs,
                             .kv_fp8 = v.fp8,
                             .l2_prefetch = v.prefetch,
-                            .disable_flash_prefill = !v.flash};
+                            .disable_flash_prefill = !v.flash,
+                            .disable_pdl = v.no_pdl};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -409,17 +412,18 @@ static void check_variant(const ssf_model *m, const pages *pg, const seq *s, con
     if (d) d->close(d);
 }
 
-/* The L2 prefetch moves no value: a fresh device with it must give the
- * full forward's logits bit for bit as a fresh device without (both run
- * the same calls, so cuBLAS picks the same kernels), then decode through
- * graphs as check_graph_decode asks. */
-static void check_prefetch(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
-                           int vocab, int n_valid, const char *dir, int p)
+/* A variant that moves no value (the L2 prefetch, launches without PDL):
+ * a fresh device opened as v must give the full forward's logits bit for
+ * bit as a fresh default device (both run the same calls, so cuBLAS picks
+ * the same kernels), then decode through graphs as check_graph_decode
+ * asks.  `name` says what v changes. */
+static void check_same_values(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
+                              int vocab, int n_valid, const char *dir, int p, variant v,
+                              const char *name)
 {
     ssf_error err;
     ssf_device *plain = open_cuda_as(m, pg, MAX_CONTEXT, DEFAULT, &err);
-    ssf_device *d =
-        plain ? open_cuda_as(m, pg, MAX_CONTEXT, (variant){1, 0, 1, 1, ""}, &err) : NULL;
+    ssf_device *d = plain ? open_cuda_as(m, pg, MAX_CONTEXT, v, &err) : NULL;
     float *a = plain && d ? full_forward(plain, pg, s, vocab, 0, &err) : NULL;
     float *b = a ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
     if (b) {
@@ -427,12 +431,14 @@ static void check_prefetch(const ssf_model *m, const pages *pg, const seq *s, co
         for (size_t i = 0; i < n; i++)
             differ += memcmp(&a[i], &b[i], sizeof *a) != 0;
         failures += differ != 0;
-        printf("%s %s prompt %d: L2 prefetch on, full forward: %zu of %zu logits differ from "
-               "prefetch off\n",
-               differ ? "FAIL" : "PASS", dir, p, differ, n);
-        check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, " with the L2 prefetch");
+        printf("%s %s prompt %d: %s, full forward: %zu of %zu logits differ from the "
+               "default device\n",
+               differ ? "FAIL" : "PASS", dir, p, name, differ, n);
+        char as[128];
+        snprintf(as, sizeof as, " (%s)", name);
+        check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, as);
     } else {
-        printf("FAIL %s prompt %d: L2 prefetch: %s\n", dir, p, err.msg), failures++;
+        printf("FAIL %s prompt %d: %s: %s\n", dir, p, name, err.msg), failures++;
     }
     free(a), free(b);
     if (d) d->close(d);
@@ -472,11 +478,14 @@ static void check_fixture(const char *dir)
                 report(what, g, c, vocab, n_valid, s.len - 1, s.n);
             }
             check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p, "");
-            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 1, 0, 1, ""},
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 1, 0, 1, "", 0},
                           "fp8 KV", FP8_REL_TOL);
-            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 0, 0, ""},
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 0, 0, "", 0},
                           "decode-kernel prefill", REL_TOL);
-            check_prefetch(m, &pg, &s, c, vocab, n_valid, dir, p);
+            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 1, 1, "", 0},
+                              "L2 prefetch on");
+            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 0, 1, "", 1},
+                              "PDL off");
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
         free(c), free(g);
@@ -687,7 +696,7 @@ static int prefill_batch(ssf_device *d, const pages *pg, int vocab, int B, int P
 }
 
 /* The device variant being timed; the checkpoint's directory name */
-static variant bench_as = {1, 0, 0, 0, ""};
+static variant bench_as = {1, 0, 0, 0, "", 0};
 static const char *bench_model = "";
 
 /* Prefill B random prompts, then `steps` decode steps of B rows, each
@@ -783,8 +792,9 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
 /* Decode timing at each batch; `extra` (comma-separated) adds the largest
  * batch with device sampling ("sampled"), batches 1 and the largest kernel
  * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"), and
- * every batch again with the L2 prefetch ("l2pf") or with prompts through
- * the decode kernel instead of the flash prefill kernel ("noflash"). */
+ * every batch again with the L2 prefetch ("l2pf"), with prompts through
+ * the decode kernel instead of the flash prefill kernel ("noflash") or
+ * with each kernel launched after the one before completed ("nopdl"). */
 static void bench(const char *dir, const char *batches, int P, int steps, const char *extra)
 {
     ssf_error err;
@@ -809,19 +819,23 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     if (gpu) gpu->close(gpu);
     if (ok && strstr(extra, "nograph")) {
         const int ends[2] = {1, maxb};
-        variant v = {0, 0, 0, 1, "-nograph"};
+        variant v = {0, 0, 0, 1, "-nograph", 0};
         ok = bench_variant(m, &pg, ctx, v, ends, 2, P, steps, copy_gbps, &err) == 0;
     }
     if (ok && strstr(extra, "fp8")) {
-        variant v = {1, 1, 0, 1, "-fp8kv"};
+        variant v = {1, 1, 0, 1, "-fp8kv", 0};
         ok = bench_variant(m, &pg, ctx, v, &maxb, 1, P, steps, copy_gbps, &err) == 0;
     }
     if (ok && strstr(extra, "l2pf")) {
-        variant v = {1, 0, 1, 1, "-l2pf"};
+        variant v = {1, 0, 1, 1, "-l2pf", 0};
         ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
     }
     if (ok && strstr(extra, "noflash")) {
-        variant v = {1, 0, 0, 0, "-noflash"};
+        variant v = {1, 0, 0, 0, "-noflash", 0};
+        ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
+    }
+    if (ok && strstr(extra, "nopdl")) {
+        variant v = {1, 0, 0, 1, "-nopdl", 1};
         ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
     }
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
@@ -1125,9 +1139,10 @@ int main(int argc, char **argv)
     else if ((argc == 6 || argc == 7) && strcmp(argv[1], "bench") == 0)
         bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : "");
     else {
-        fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-                        "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,l2pf,noflash]\n");
+        fprintf(stderr,
+                "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+                "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+                "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,l2pf,noflash,nopdl]\n");
         return 2;
     }
     return failures ? 1 : 0;

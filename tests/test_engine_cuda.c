@@ -195,6 +195,25 @@ static void test_silu_mul(void **state)
     free(gu), free(h), free(ref);
 }
 
+/* A kernel launched as the engine launches its own (launch_pdl) reads what
+ * the kernel before it wrote, on a stream and from a graph, even when it
+ * starts before that kernel ends, as it does on an sm_90 device. */
+static void test_pdl_order(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    int seen = 0;
+    double early_us[2] = {0, 0};
+    ssf_error err = {{0}};
+    for (int spin_us = 0; spin_us <= 100; spin_us += 50) {
+        if (ssf_cuda_op_pdl_order(spin_us, &seen, early_us, &err)) fail_msg("%s", err.msg);
+        fprintf(stderr, "spin %d us: second kernel started %.1f us (stream), %.1f us (graph) "
+                        "before the first ended\n",
+                spin_us, early_us[0], early_us[1]);
+        assert_int_equal(seen, 1);
+    }
+}
+
 static void test_gemm(void **state)
 {
     (void)state;
@@ -905,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_fp8_rows_host),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_silu_mul),
+        cmocka_unit_test(test_pdl_order),
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_rope_store),
         cmocka_unit_test(test_attention),

@@ -124,6 +124,7 @@ typedef struct cuda_dev {
      * block scratch_block, which no sequence owns */
     int use_graphs;
     int flash_prefill; /* prompts' runs through the prefill kernel (BF16 pools) */
+    int pdl;           /* kernels as programmatic dependent launches (ssfk_set_pdl) */
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
     /* the bucket's GEMM shapes were tuned (before its first capture) */
@@ -763,6 +764,7 @@ static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, 
     attn_step as;
     if (plan_step(d, b, R_pad, graph, &as, err)) return -1;
     CU_TRY(cudaSetDevice(d->ordinal)); /* the caller's thread may be new */
+    ssfk_set_pdl(d->pdl);              /* process-wide: the device that launches sets it */
     int rc = stage_batch(d, b, R_pad, err);
     if (!rc)
         rc = graph ? forward_graph(d, b, bucket, R_pad, &as, err)
@@ -957,6 +959,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->base.can_sample = 1;
     d->use_graphs = !o->disable_cuda_graphs;
     d->flash_prefill = !o->disable_flash_prefill;
+    d->pdl = !o->disable_pdl;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;

@@ -325,6 +325,7 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     paged_attention_kernel(ssfk_attn_io io, const int32_t *rows, float *part, int head_chunks,
                            int chunk, float scale_log2, bool tile_in_block, ssfk_prefetch pf)
 {
+    grid_dep_wait();
     extern __shared__ __align__(16) char smem_raw[];
     kv_loads how = {pf.bytes > 0, pf.bytes > 0 ? evict_first_policy() : 0};
     int r = rows ? rows[blockIdx.x] : blockIdx.x, kvh = blockIdx.y / head_chunks,
@@ -377,6 +378,9 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
         __syncwarp(); /* every lane is done with the stage before tile i + 2 lands in it */
     }
     cp_async_wait<0>();
+    /* The merge kernel may be dispatched now, not at the start: its CTAs
+     * would wait on the SMs through a one-wave grid's whole walk. */
+    grid_dep_launch();
     __syncthreads();
     merge_warps<HD>(smem_raw, a, io.out + (size_t)r * n_heads * HD, part, blockIdx.x, h0, ng,
                     n_heads);
@@ -394,6 +398,7 @@ template <int HD>
 __global__ static void attn_combine_kernel(bf16 *out, const float *part, const int32_t *rows,
                                            int n_heads, int splits)
 {
+    grid_dep_enter();
     int rl = blockIdx.x, h = blockIdx.y, t = threadIdx.x, r = rows ? rows[rl] : rl;
     size_t n_parts = (size_t)gridDim.x * n_heads * splits;
     size_t i0 = ((size_t)rl * n_heads + h) * splits;
@@ -418,13 +423,12 @@ static cudaError_t attention_hd(const ssf_attn_shape *sh, ssfk_attn_io io, const
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
     /* tiles start at a multiple of SSF_ATTN_TILE past a chunk's start */
     bool in_block = io.kv.block_size % SSF_ATTN_TILE == 0 && sh->chunk % SSF_ATTN_TILE == 0;
-    paged_attention_kernel<HD, FP8><<<grid, SSF_ATTN_THREADS, sh->smem, st>>>(
-        io, rows, part, sh->head_chunks, sh->chunk, scale_log2_of(HD), in_block, pf);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e =
+        launch_pdl(paged_attention_kernel<HD, FP8>, grid, SSF_ATTN_THREADS, sh->smem, st, io, rows,
+                   part, sh->head_chunks, sh->chunk, scale_log2_of(HD), in_block, pf);
     if (e != cudaSuccess || sh->splits == 1) return e;
-    attn_combine_kernel<HD>
-        <<<dim3(sh->grid[0], io.n_heads), HD, 0, st>>>(io.out, part, rows, io.n_heads, sh->splits);
-    return cudaGetLastError();
+    return launch_pdl(attn_combine_kernel<HD>, dim3(sh->grid[0], io.n_heads), HD, 0, st, io.out,
+                      part, rows, io.n_heads, sh->splits);
 }
 
 template <int HD, bool FP8> static cudaError_t allow_smem(void)

@@ -10,9 +10,23 @@
 
 #include <math.h>
 
+#include <atomic>
+
 #include <cuda_fp8.h>
 
 #include "cuda_common.cuh"
+
+static std::atomic<int> pdl_on{1};
+
+void ssfk_set_pdl(int on)
+{
+    pdl_on.store(on != 0);
+}
+
+int ssfk_pdl(void)
+{
+    return pdl_on.load(std::memory_order_relaxed);
+}
 
 __device__ static inline float warp_sum(float v)
 {
@@ -80,6 +94,7 @@ void ssfk_inv_freq(float *inv_freq, int head_dim, double theta)
 __global__ static void rmsnorm_kernel(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int C,
                                       float eps, int rows, ssfk_prefetch pf)
 {
+    grid_dep_enter();
     prefetch_share(pf);
     if ((int)blockIdx.x >= rows) return;
     __shared__ float buf[WARP];
@@ -110,12 +125,12 @@ cudaError_t ssfk_rmsnorm(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int
     /* a prefetch spread over a few rows' CTAs would take longer than the
      * norm: a small batch gets CTAs that only prefetch */
     int ctas = pf.bytes > 0 && rows < PREFETCH_MIN_CTAS ? PREFETCH_MIN_CTAS : rows;
-    rmsnorm_kernel<<<ctas, 256, 0, st>>>(x, add, w, out, C, eps, rows, pf);
-    return cudaGetLastError();
+    return launch_pdl(rmsnorm_kernel, ctas, 256, 0, st, x, add, w, out, C, eps, rows, pf);
 }
 
 __global__ static void gather_rows_kernel(bf16 *out, const bf16 *in, const int32_t *rows, int C)
 {
+    grid_dep_enter();
     const bf16 *src = in + (size_t)rows[blockIdx.x] * C;
     bf16 *dst = out + (size_t)blockIdx.x * C;
     for (int i = threadIdx.x; i < C; i += blockDim.x)
@@ -125,8 +140,7 @@ __global__ static void gather_rows_kernel(bf16 *out, const bf16 *in, const int32
 cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int n, int C,
                              cudaStream_t st)
 {
-    gather_rows_kernel<<<n, 256, 0, st>>>(out, in, rows, C);
-    return cudaGetLastError();
+    return launch_pdl(gather_rows_kernel, n, 256, 0, st, out, in, rows, C);
 }
 
 /* The embedding lookup is a gather of the tokens' rows. */
@@ -175,6 +189,7 @@ __global__ static void qkv_rope_store_kernel(bf16 *qkv, const float *bias, const
                                              ssfk_tables tb, const float *inv_freq, void *pool,
                                              ssfk_kv_layout kv, int layer, int n_heads, int n_kv)
 {
+    grid_dep_enter();
     int r = blockIdx.x, hd = kv.head_dim, half = hd / 2, p = pos[r];
     int width = (n_heads + 2 * n_kv) * hd;
     bf16 *row = qkv + (size_t)r * width;
@@ -224,19 +239,16 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
 {
     if (kv.fp8 && (!kv.scales || kv.head_dim % WARP || kv.head_dim > 128))
         return cudaErrorInvalidValue;
-    if (kv.fp8)
-        qkv_rope_store_kernel<true><<<rows, 256, 0, st>>>(qkv, bias, pos, tb, inv_freq, pool, kv,
-                                                          layer, n_heads, n_kv_heads);
-    else
-        qkv_rope_store_kernel<false><<<rows, 256, 0, st>>>(qkv, bias, pos, tb, inv_freq, pool, kv,
-                                                           layer, n_heads, n_kv_heads);
-    return cudaGetLastError();
+    return launch_pdl(kv.fp8 ? qkv_rope_store_kernel<true> : qkv_rope_store_kernel<false>, rows,
+                      256, 0, st, qkv, bias, pos, tb, inv_freq, pool, kv, layer, n_heads,
+                      n_kv_heads);
 }
 
 /* ---- MLP activation --------------------------------------------------------- */
 
 __global__ static void silu_mul_kernel(bf16 *h, const bf16 *gu, int inter, size_t n)
 {
+    grid_dep_enter();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t r = i / inter, c = i % inter;
@@ -251,8 +263,7 @@ cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStre
 {
     size_t n = (size_t)rows * inter;
     unsigned blocks = (unsigned)((n + 255) / 256);
-    silu_mul_kernel<<<blocks, 256, 0, st>>>(h, gu, inter, n);
-    return cudaGetLastError();
+    return launch_pdl(silu_mul_kernel, blocks, 256, 0, st, h, gu, inter, n);
 }
 
 /* ---- GEMM ------------------------------------------------------------------ */

@@ -70,6 +70,12 @@ typedef struct ssfk_prefetch {
  * it (arange(0, d, 2).float() / d, then base ** that).  Host code. */
 void ssfk_inv_freq(float *inv_freq, int head_dim, double theta);
 
+/* Whether the kernels are launched as programmatic dependents of the
+ * stream's previous kernel (cuda_common.cuh's launch_pdl): on unless turned
+ * off.  Process-wide, as it changes when a kernel may start, never a value. */
+void ssfk_set_pdl(int on);
+int ssfk_pdl(void);
+
 /* out[r] = embed[token[r]] */
 cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
                        cudaStream_t st);

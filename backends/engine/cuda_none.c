@@ -68,6 +68,11 @@ int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_er
     return ssf_fail(err, NO_CUDA);
 }
 
+int ssf_cuda_op_pdl_order(int spin_us, int *seen, double early_us[2], ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
 int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
                        const ssf_sample_spec *spec, int gather, int32_t *ids, double *kernel_ms,
                        ssf_error *err)

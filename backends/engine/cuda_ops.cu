@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include "cuda_common.cuh"
 #include "cuda_gemm.cuh"
 #include "cuda_kernels.cuh"
 #include "cuda_ops.h"
@@ -671,6 +672,104 @@ extern "C" int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_pe
     int rc = scratch_init(&s, 0, err) || time_copies(&s, bytes, iters, gb_per_s, err);
     scratch_free(&s);
     return rc ? -1 : 0;
+}
+
+/* ---- the order launch_pdl keeps ------------------------------------------------------- */
+
+/* What the two kernels of ssf_cuda_op_pdl_order write. */
+typedef struct pdl_probe {
+    int flag, seen;
+    unsigned long long done_ns, start_ns;
+} pdl_probe;
+
+__device__ static inline unsigned long long global_ns(void)
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+/* An engine kernel's entry, then a spin long enough for the next launch to
+ * start early if it can, then the write the next kernel must see. */
+__global__ static void pdl_first_kernel(pdl_probe *p, long long spin_ns)
+{
+    grid_dep_enter();
+    if (threadIdx.x != 0) return;
+    unsigned long long t0 = global_ns();
+    while ((long long)(global_ns() - t0) < spin_ns) {
+    }
+    *(volatile int *)&p->flag = 1;
+    p->done_ns = global_ns();
+}
+
+/* Notes when it started (a field the first kernel does not touch), then
+ * reads the flag as every engine kernel reads its inputs: after the wait. */
+__global__ static void pdl_second_kernel(pdl_probe *p)
+{
+    if (threadIdx.x != 0) return;
+    p->start_ns = global_ns();
+    grid_dep_wait();
+    p->seen = *(volatile int *)&p->flag;
+}
+
+static cudaError_t launch_probe(scratch *s, pdl_probe *p, long long spin_ns)
+{
+    cudaError_t e = cudaMemsetAsync(p, 0, sizeof *p, s->st);
+    if (e == cudaSuccess) e = launch_pdl(pdl_first_kernel, 1, WARP, 0, s->st, p, spin_ns);
+    if (e == cudaSuccess) e = launch_pdl(pdl_second_kernel, 1, WARP, 0, s->st, p);
+    return e;
+}
+
+/* The probe's launches captured into a graph and replayed once. */
+static cudaError_t replay_probe(scratch *s, pdl_probe *p, long long spin_ns)
+{
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    cudaError_t e = cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return e;
+    cudaError_t launched = launch_probe(s, p, spin_ns);
+    e = cudaStreamEndCapture(s->st, &g);
+    if (launched != cudaSuccess) e = launched;
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&x, g, 0);
+    if (e == cudaSuccess) e = cudaGraphLaunch(x, s->st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s->st);
+    if (x) cudaGraphExecDestroy(x);
+    if (g) cudaGraphDestroy(g);
+    return e;
+}
+
+static cudaError_t read_probe(scratch *s, const pdl_probe *p, pdl_probe *h)
+{
+    cudaError_t e = cudaMemcpyAsync(h, p, sizeof *h, cudaMemcpyDeviceToHost, s->st);
+    return e == cudaSuccess ? cudaStreamSynchronize(s->st) : e;
+}
+
+/* Runs the probe on the stream, then from a graph, into h[0] and h[1]. */
+static cudaError_t run_probe(scratch *s, pdl_probe *p, long long spin_ns, pdl_probe h[2])
+{
+    cudaError_t e = launch_probe(s, p, spin_ns);
+    if (e == cudaSuccess) e = read_probe(s, p, &h[0]);
+    if (e == cudaSuccess) e = replay_probe(s, p, spin_ns);
+    if (e == cudaSuccess) e = read_probe(s, p, &h[1]);
+    return e;
+}
+
+extern "C" int ssf_cuda_op_pdl_order(int spin_us, int *seen, double early_us[2], ssf_error *err)
+{
+    scratch s;
+    pdl_probe h[2];
+    int rc = scratch_init(&s, 0, err);
+    pdl_probe *p = rc ? NULL : (pdl_probe *)dev_alloc(&s, sizeof *p, err);
+    cudaError_t e = p ? run_probe(&s, p, (long long)spin_us * 1000, h) : cudaSuccess;
+    if (!p || e != cudaSuccess) {
+        rc = p ? fail_cuda(err, "the launch-order probe", e) : -1;
+    } else {
+        *seen = h[0].seen == 1 && h[1].seen == 1;
+        for (int i = 0; i < 2; i++)
+            early_us[i] = ((double)h[i].done_ns - (double)h[i].start_ns) / 1e3;
+    }
+    scratch_free(&s);
+    return rc;
 }
 
 /* ---- timing on the device's clock --------------------------------------------------- */

@@ -83,6 +83,15 @@ int ssf_cuda_op_prefill_attention(int rows, int n_heads, int n_kv, int head_dim,
  * GB/s counting the bytes read and written. */
 int ssf_cuda_op_copy_bandwidth(size_t bytes, int iters, double *gb_per_s, ssf_error *err);
 
+/* Two kernels launched as the engine's are (launch_pdl, cuda_common.cuh),
+ * on a stream and replayed from a CUDA graph: the first spins for spin_us
+ * and then sets a flag; the second notes when it started and reads the flag
+ * after its grid_dep_wait.  *seen: 1 when both reads found the flag set
+ * (the order holds); *early_us: how long before the first kernel finished
+ * the second started, on the stream and in the graph (0 or less: it did
+ * not start early, as without PDL or before sm_90). */
+int ssf_cuda_op_pdl_order(int spin_us, int *seen, double early_us[2], ssf_error *err);
+
 /* ids[r] = the token the device's sampler draws from logits row r (rows x
  * vocab fp32, ids below n_valid) as spec[r] asks, gathering the ids with
  * mass first when `gather` (ssfk_sample); *kernel_ms (may be NULL)

@@ -233,6 +233,7 @@ template <int HD>
 __global__ static void __launch_bounds__(SSF_PREFILL_THREADS)
     prefill_attention_kernel(ssfk_attn_io io, const int32_t *qblocks, float scale_log2)
 {
+    grid_dep_enter();
     extern __shared__ __align__(16) char smem[];
     /* the last q-blocks first: a run's later rows have the longer contexts,
      * and the longest CTAs should not form the launch's tail */
@@ -277,9 +278,8 @@ static cudaError_t prefill_hd(ssfk_attn_io io, const int32_t *qblocks, int n_qbl
     /* the heads of a q-block side by side: those of one KV head read the
      * same K and V, which the L2 then serves to all but the first */
     dim3 grid((unsigned)io.n_heads, (unsigned)n_qblocks);
-    prefill_attention_kernel<HD>
-        <<<grid, SSF_PREFILL_THREADS, ssf_prefill_smem(HD), st>>>(io, qblocks, scale_log2_of(HD));
-    return cudaGetLastError();
+    return launch_pdl(prefill_attention_kernel<HD>, grid, SSF_PREFILL_THREADS, ssf_prefill_smem(HD),
+                      st, io, qblocks, scale_log2_of(HD));
 }
 
 cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int n_qblocks,

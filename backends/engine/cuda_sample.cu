@@ -33,6 +33,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "cuda_common.cuh"
 #include "cuda_kernels.cuh"
 
 #define SAMPLE_THREADS 1024
@@ -378,6 +379,7 @@ __global__ static void __launch_bounds__(SAMPLE_THREADS)
     sample_kernel(int32_t *ids, const float *logits, size_t stride, int n_valid,
                   const ssf_sample_spec *spec)
 {
+    grid_dep_enter();
     __shared__ shared_state sh;
     const ssf_sample_spec sp = spec[blockIdx.x];
     const float *x = logits + (size_t)blockIdx.x * stride;
@@ -404,9 +406,6 @@ cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stri
                         const ssf_sample_spec *spec, int gather, cudaStream_t st)
 {
     if (rows <= 0) return cudaSuccess;
-    if (gather)
-        sample_kernel<true><<<rows, SAMPLE_THREADS, 0, st>>>(ids, logits, stride, n_valid, spec);
-    else
-        sample_kernel<false><<<rows, SAMPLE_THREADS, 0, st>>>(ids, logits, stride, n_valid, spec);
-    return cudaGetLastError();
+    return launch_pdl(gather ? sample_kernel<true> : sample_kernel<false>, rows, SAMPLE_THREADS, 0,
+                      st, ids, logits, stride, n_valid, spec);
 }

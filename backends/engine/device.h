@@ -42,6 +42,11 @@ typedef struct ssf_device_options {
      * prefill kernel, BF16 KV only: on an H100, 1.35x the prefill tokens/s at 1.5B and 1.19x
      * at 7B for 1,000-token prompts (run I). */
     int disable_flash_prefill;
+    /* CUDA: launch each kernel only once the one before it has completed.  By default the
+     * engine's own kernels are programmatic dependent launches (sm_90 on), dispatched while
+     * the kernel before drains and waiting for its writes before their first access.  For the
+     * whole process (each forward sets it): it changes when a kernel starts, never a value. */
+    int disable_pdl;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning
