@@ -20,9 +20,9 @@
 # Environment: WORK (scratch, default a new temp dir), LOG (default
 # WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120),
 # LONG_STEPS (decode steps of the 200-token benches, default 2048: the whole
-# script then took 182 s on an H200 and 201 s on an H100, and 277 s on an
-# H100 with the prefill and L2-prefetch benches of run I; its longest step
-# about a minute), PYTHON, NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's),
+# script then took 182 s on an H200 and 201 s on an H100, and 248-277 s on
+# an H100 with the prefill benches and a second pass of 1.5B's batches,
+# runs I and N; its longest step about a minute), PYTHON, NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's),
 # CMOCKA_DIR (include/ and lib/ of cmocka, where the machine lacks
 # libcmocka-dev).
 set -u
@@ -308,12 +308,12 @@ BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache, 1.5B's batches
-# again with the L2 prefetch (7B's small GEMMs are too big for it); long
-# prompts with and without flash prefill (on by default); and 7B for 64
-# steps, the length transformers is timed for.
+# again with each kernel launched once the one before completed (no PDL);
+# long prompts with and without flash prefill (on by default); and 7B for
+# 64 steps, the length transformers is timed for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,l2pf
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,nopdl
     # 1,000-token prompts, each a forward of its own, with the flash
     # prefill kernel and without it (the decode kernel reads a prompt's K
     # and V once per row)

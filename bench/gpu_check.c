@@ -291,17 +291,19 @@ static void report(const char *what, const float *got, const float *ref, int voc
 }
 
 /* How a check or bench opens the CUDA device besides its pages: decode
- * steps as CUDA graphs or not, an e4m3 KV cache or BF16, the L2 prefetch
- * of the small GEMMs' weights or not, prompts through the flash prefill
- * kernel or not; `suffix` names it in TIME lines; kernels launched only
- * after the one before completed (no_pdl) or not. */
+ * steps as CUDA graphs or not, an e4m3 KV cache or BF16, prompts through
+ * the flash prefill kernel or not, kernels launched only after the one
+ * before completed (no_pdl) or not; `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, prefetch, flash;
+    int graphs, fp8, flash, no_pdl;
     const char *suffix;
-    int no_pdl;
 } variant;
 
-static const variant DEFAULT = {1, 0, 0, 1, "", 0};
+static const variant DEFAULT = {.graphs = 1, .flash = 1, .suffix = ""};
+static const variant FP8_KV = {.graphs = 1, .fp8 = 1, .flash = 1, .suffix = "-fp8kv"};
+static const variant NO_FLASH = {.graphs = 1, .suffix = "-noflash"};
+static const variant NO_GRAPH = {.flash = 1, .suffix = "-nograph"};
+static const variant NO_PDL = {.graphs = 1, .flash = 1, .no_pdl = 1, .suffix = "-nopdl"};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -313,7 +315,6 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .gpu_memory_utilization = 0.9,
                             .disable_cuda_graphs = !v.graphs,
                             .kv_fp8 = v.fp8,
-                            .l2_prefetch = v.prefetch,
                             .disable_flash_prefill = !v.flash,
                             .disable_pdl = v.no_pdl};
     return ssf_device_cuda_open(m, &o, err);
@@ -412,7 +413,7 @@ static void check_variant(const ssf_model *m, const pages *pg, const seq *s, con
     if (d) d->close(d);
 }
 
-/* A variant that moves no value (the L2 prefetch, launches without PDL):
+/* A variant that moves no value (launches without PDL):
  * a fresh device opened as v must give the full forward's logits bit for
  * bit as a fresh default device (both run the same calls, so cuBLAS picks
  * the same kernels), then decode through graphs as check_graph_decode
@@ -478,14 +479,10 @@ static void check_fixture(const char *dir)
                 report(what, g, c, vocab, n_valid, s.len - 1, s.n);
             }
             check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p, "");
-            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 1, 0, 1, "", 0},
-                          "fp8 KV", FP8_REL_TOL);
-            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 0, 0, "", 0},
-                          "decode-kernel prefill", REL_TOL);
-            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 1, 1, "", 0},
-                              "L2 prefetch on");
-            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, (variant){1, 0, 0, 1, "", 1},
-                              "PDL off");
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_KV, "fp8 KV", FP8_REL_TOL);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, NO_FLASH, "decode-kernel prefill",
+                          REL_TOL);
+            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, NO_PDL, "PDL off");
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
         free(c), free(g);
@@ -696,7 +693,7 @@ static int prefill_batch(ssf_device *d, const pages *pg, int vocab, int B, int P
 }
 
 /* The device variant being timed; the checkpoint's directory name */
-static variant bench_as = {1, 0, 0, 0, "", 0};
+static variant bench_as = {.graphs = 1, .suffix = ""};
 static const char *bench_model = "";
 
 /* Prefill B random prompts, then `steps` decode steps of B rows, each
@@ -792,9 +789,9 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
 /* Decode timing at each batch; `extra` (comma-separated) adds the largest
  * batch with device sampling ("sampled"), batches 1 and the largest kernel
  * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"), and
- * every batch again with the L2 prefetch ("l2pf"), with prompts through
- * the decode kernel instead of the flash prefill kernel ("noflash") or
- * with each kernel launched after the one before completed ("nopdl"). */
+ * every batch again with prompts through the decode kernel instead of the
+ * flash prefill kernel ("noflash") or with each kernel launched after the
+ * one before completed ("nopdl"). */
 static void bench(const char *dir, const char *batches, int P, int steps, const char *extra)
 {
     ssf_error err;
@@ -819,25 +816,14 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     if (gpu) gpu->close(gpu);
     if (ok && strstr(extra, "nograph")) {
         const int ends[2] = {1, maxb};
-        variant v = {0, 0, 0, 1, "-nograph", 0};
-        ok = bench_variant(m, &pg, ctx, v, ends, 2, P, steps, copy_gbps, &err) == 0;
+        ok = bench_variant(m, &pg, ctx, NO_GRAPH, ends, 2, P, steps, copy_gbps, &err) == 0;
     }
-    if (ok && strstr(extra, "fp8")) {
-        variant v = {1, 1, 0, 1, "-fp8kv", 0};
-        ok = bench_variant(m, &pg, ctx, v, &maxb, 1, P, steps, copy_gbps, &err) == 0;
-    }
-    if (ok && strstr(extra, "l2pf")) {
-        variant v = {1, 0, 1, 1, "-l2pf", 0};
-        ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
-    }
-    if (ok && strstr(extra, "noflash")) {
-        variant v = {1, 0, 0, 0, "-noflash", 0};
-        ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
-    }
-    if (ok && strstr(extra, "nopdl")) {
-        variant v = {1, 0, 0, 1, "-nopdl", 1};
-        ok = bench_variant(m, &pg, ctx, v, bs, nb, P, steps, copy_gbps, &err) == 0;
-    }
+    if (ok && strstr(extra, "fp8"))
+        ok = bench_variant(m, &pg, ctx, FP8_KV, &maxb, 1, P, steps, copy_gbps, &err) == 0;
+    if (ok && strstr(extra, "noflash"))
+        ok = bench_variant(m, &pg, ctx, NO_FLASH, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && strstr(extra, "nopdl"))
+        ok = bench_variant(m, &pg, ctx, NO_PDL, bs, nb, P, steps, copy_gbps, &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;
@@ -1139,10 +1125,9 @@ int main(int argc, char **argv)
     else if ((argc == 6 || argc == 7) && strcmp(argv[1], "bench") == 0)
         bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : "");
     else {
-        fprintf(stderr,
-                "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-                "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,l2pf,noflash,nopdl]\n");
+        fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+                        "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,noflash,nopdl]\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -207,8 +207,9 @@ static void test_pdl_order(void **state)
     ssf_error err = {{0}};
     for (int spin_us = 0; spin_us <= 100; spin_us += 50) {
         if (ssf_cuda_op_pdl_order(spin_us, &seen, early_us, &err)) fail_msg("%s", err.msg);
-        fprintf(stderr, "spin %d us: second kernel started %.1f us (stream), %.1f us (graph) "
-                        "before the first ended\n",
+        fprintf(stderr,
+                "spin %d us: second kernel started %.1f us (stream), %.1f us (graph) "
+                "before the first ended\n",
                 spin_us, early_us[0], early_us[1]);
         assert_int_equal(seen, 1);
     }

@@ -101,8 +101,7 @@ typedef struct cuda_dev {
     bf16 *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
     cuda_layer *layers;
     float *inv_freq;
-    int attn_slots;      /* attention CTAs the device runs at once (ssfk_attention_slots) */
-    size_t prefetch_max; /* largest weight the kernels prefetch into L2 (0: none) */
+    int attn_slots; /* attention CTAs the device runs at once (ssfk_attention_slots) */
     /* KV pool */
     char *pool; /* BF16 or e4m3 elements (d->kv.fp8); the scales at d->kv.scales */
     ssfk_kv_layout kv;
@@ -490,20 +489,11 @@ static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void
     return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
 }
 
-/* The prefetch of a small GEMM's weights, if they fit the L2's share (and
- * are 16-byte aligned, as the arena leaves every tensor). */
-static ssfk_prefetch prefetch_of(const cuda_dev *d, const bf16 *w, int rows, int cols)
-{
-    size_t bytes = (size_t)rows * cols * sizeof(bf16);
-    if (bytes > d->prefetch_max || (uintptr_t)w % 16 != 0) return ssfk_prefetch{NULL, 0};
-    return ssfk_prefetch{w, bytes};
-}
-
-/* With prefetching on, the kernel before each GEMM too small to reach the
- * copy rate from memory fetches its weights: the RMSNorm before q|k|v (a
- * kernel of a few µs, so the lines are arriving as the GEMM starts rather
- * than exposed to the MLP's 80 MB of streaming), and the attention before o
- * while it streams K and V, which it loads as the first lines to evict. */
+/* One layer of the staged rows.  A prefetch of the small GEMMs' weights
+ * into L2 by the kernels before them (the RMSNorm before q|k|v, the
+ * attention before o) was measured and removed: on an H100 it made 1.5B's
+ * decode step 7-7.5% slower at batch 64 and 1% slower to 3% faster at 256
+ * (bench/README-gpu.md, runs I and N). */
 static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_tables tb,
                          const attn_step *as, ssf_error *err)
 {
@@ -512,19 +502,16 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     int H = c->hidden_size, I = c->intermediate_size;
     float eps = (float)c->rms_norm_eps;
     /* the previous layer's MLP output joins the residual stream here */
-    K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps,
-                       prefetch_of(d, L->wqkv, d->qkv_dim, H), d->stream));
+    K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps, d->stream));
     BLAS_TRY(gemm(d, d->xn, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H));
     K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                               c->n_heads, c->n_kv_heads, d->stream));
     ssfk_attn_io io = {d->att, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads, c->n_kv_heads};
     if (as->n_decode > 0)
-        K_TRY(ssfk_attention(&as->shape, io, as->decode_rows, d->part,
-                             prefetch_of(d, L->wo, H, d->q_dim), d->stream));
+        K_TRY(ssfk_attention(&as->shape, io, as->decode_rows, d->part, d->stream));
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
     BLAS_TRY(gemm(d, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
-    K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, ssfk_prefetch{NULL, 0},
-                       d->stream));
+    K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
     BLAS_TRY(gemm(d, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
     K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
     BLAS_TRY(gemm(d, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
@@ -632,7 +619,7 @@ static int enqueue_body(cuda_dev *d, int R, const attn_step *as, ssf_error *err)
     for (int l = 0; l < d->cfg.n_layers; l++)
         if (forward_layer(d, l, R, pos, tb, as, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
-                       (float)d->cfg.rms_norm_eps, ssfk_prefetch{NULL, 0}, d->stream));
+                       (float)d->cfg.rms_norm_eps, d->stream));
     return 0;
 }
 
@@ -895,11 +882,6 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     CU_TRY(ssfk_attention_init());
     CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, &d->attn_slots));
     CU_TRY(ssfk_prefill_init());
-    if (d->prefetch_max) {
-        int l2 = 0; /* a quarter of it, so that the lines outlast the kernel's own traffic */
-        CU_TRY(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, d->ordinal));
-        d->prefetch_max = (size_t)l2 / 4;
-    }
     return 0;
 }
 
@@ -963,7 +945,6 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;
-    d->prefetch_max = o->l2_prefetch != 0; /* sized from the L2 in open_runtime */
     d->seq_blocks = (d->base.max_context + d->base.block_size - 1) / d->base.block_size;
     /* n_slots defaults to min(DEFAULT_MAX_SEQS, n_blocks), known only
      * after planning: the table buffers are sized for the larger */

@@ -12,39 +12,7 @@
 
 /* ---- paged attention ------------------------------------------------------ */
 
-/* cp_async16 with an L2 policy (createpolicy) for the lines it brings. */
-__device__ static inline void cp_async16_hinted(void *dst, const void *src, int bytes,
-                                                uint64_t policy)
-{
-    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(s),
-                 "l"(src), "r"(bytes), "l"(policy)
-                 : "memory");
-}
-
-/* The L2 policy that makes a load's lines the first to go. */
-__device__ static inline uint64_t evict_first_policy(void)
-{
-    uint64_t policy;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
-    return policy;
-}
-
-/* The K and V loads: plain, or hinted to leave the L2 to a prefetch. */
-typedef struct kv_loads {
-    bool hinted;
-    uint64_t policy;
-} kv_loads;
-
-__device__ static inline void cp_async16_kv(kv_loads how, void *dst, const void *src, int bytes)
-{
-    if (how.hinted)
-        cp_async16_hinted(dst, src, bytes, how.policy);
-    else
-        cp_async16(dst, src, bytes);
-}
-
-/* The same for 4 bytes (an fp8 row's scale), through L1. */
+/* cp_async16 for 4 bytes (an fp8 row's scale), through L1. */
 __device__ static inline void cp_async4(void *dst, const void *src, int bytes)
 {
     unsigned s = (unsigned)__cvta_generic_to_shared(dst);
@@ -115,8 +83,8 @@ template <int HD> __device__ static float *fp8_scales(char *smem, int warp, int 
  * reads the table for every row (most of the kernel's instructions). */
 template <int HD, bool FP8>
 __device__ static void load_tile(char *smem, int warp, int stage, const void *pool,
-                                 ssfk_kv_layout kv, kv_loads how, int kvh, const int32_t *table,
-                                 int layer, int t0, int cnt, bool in_block)
+                                 ssfk_kv_layout kv, int kvh, const int32_t *table, int layer,
+                                 int t0, int cnt, bool in_block)
 {
     constexpr int ELEM = FP8 ? 1 : 2, CH = HD * ELEM / 16; /* 16-byte pieces a row */
     constexpr int ROW = FP8 ? HD : KV_ROW(HD) * 2;         /* a row in shared memory, bytes */
@@ -134,8 +102,8 @@ __device__ static void load_tile(char *smem, int warp, int stage, const void *po
         int j = c / CH, e = (c % CH) * 16;
         size_t at = j < cnt ? row_of(j) * ELEM + e : 0;
         int bytes = j < cnt ? 16 : 0;
-        cp_async16_kv(how, ks + j * ROW + e, base + at, bytes);
-        cp_async16_kv(how, vs + j * ROW + e, base + (j < cnt ? at + kv.v_offset * ELEM : 0), bytes);
+        cp_async16(ks + j * ROW + e, base + at, bytes);
+        cp_async16(vs + j * ROW + e, base + (j < cnt ? at + kv.v_offset * ELEM : 0), bytes);
     }
     if (!FP8) return;
     /* lanes 0-15: K scales, 16-31: V scales */
@@ -317,17 +285,15 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *orow
  * stages).  The warps merge at the end.  The first kernel, fp32 FMAs from
  * shared memory, was compute-bound: it read KV at 0.9-1.4 TB/s on an H200.
  * Scores, softmax and the output accumulate in fp32; only the weights are
- * rounded to BF16 for the P.V MMA.  The CTAs issue pf's prefetches after
- * their first tile's loads.
+ * rounded to BF16 for the P.V MMA.
  */
 template <int HD, bool FP8>
 __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     paged_attention_kernel(ssfk_attn_io io, const int32_t *rows, float *part, int head_chunks,
-                           int chunk, float scale_log2, bool tile_in_block, ssfk_prefetch pf)
+                           int chunk, float scale_log2, bool tile_in_block)
 {
     grid_dep_wait();
     extern __shared__ __align__(16) char smem_raw[];
-    kv_loads how = {pf.bytes > 0, pf.bytes > 0 ? evict_first_policy() : 0};
     int r = rows ? rows[blockIdx.x] : blockIdx.x, kvh = blockIdx.y / head_chunks,
         qc = blockIdx.y % head_chunks;
     int n_heads = io.n_heads, group = n_heads / io.n_kv_heads;
@@ -340,11 +306,10 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     const int32_t *table = row_table(io.tb, r);
     if (mine > 0) {
         int t0 = lo + warp * SSF_ATTN_TILE;
-        load_tile<HD, FP8>(smem_raw, warp, 0, io.pool, io.kv, how, kvh, table, io.layer, t0,
+        load_tile<HD, FP8>(smem_raw, warp, 0, io.pool, io.kv, kvh, table, io.layer, t0,
                            min(SSF_ATTN_TILE, hi - t0), tile_in_block);
     }
     cp_async_commit();
-    prefetch_share(pf); /* behind the first tile, which the warp waits for first */
     uint32_t qf[HD / 16][2];
     load_q<HD>(qf, io.qkv + (size_t)r * (n_heads + 2 * io.n_kv_heads) * HD + (size_t)h0 * HD, ng);
     warp_acc<HD> a;
@@ -356,8 +321,8 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
         int t0 = lo + (warp + i * ATTN_WARPS) * SSF_ATTN_TILE;
         if (i + 1 < mine) {
             int t1 = t0 + ATTN_WARPS * SSF_ATTN_TILE;
-            load_tile<HD, FP8>(smem_raw, warp, (i + 1) & 1, io.pool, io.kv, how, kvh, table,
-                               io.layer, t1, min(SSF_ATTN_TILE, hi - t1), tile_in_block);
+            load_tile<HD, FP8>(smem_raw, warp, (i + 1) & 1, io.pool, io.kv, kvh, table, io.layer,
+                               t1, min(SSF_ATTN_TILE, hi - t1), tile_in_block);
         }
         cp_async_commit();
         cp_async_wait<1>(); /* tile i has landed (tile i + 1 may be in flight) */
@@ -418,14 +383,14 @@ __global__ static void attn_combine_kernel(bf16 *out, const float *part, const i
 
 template <int HD, bool FP8>
 static cudaError_t attention_hd(const ssf_attn_shape *sh, ssfk_attn_io io, const int32_t *rows,
-                                float *part, ssfk_prefetch pf, cudaStream_t st)
+                                float *part, cudaStream_t st)
 {
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
     /* tiles start at a multiple of SSF_ATTN_TILE past a chunk's start */
     bool in_block = io.kv.block_size % SSF_ATTN_TILE == 0 && sh->chunk % SSF_ATTN_TILE == 0;
     cudaError_t e =
         launch_pdl(paged_attention_kernel<HD, FP8>, grid, SSF_ATTN_THREADS, sh->smem, st, io, rows,
-                   part, sh->head_chunks, sh->chunk, scale_log2_of(HD), in_block, pf);
+                   part, sh->head_chunks, sh->chunk, scale_log2_of(HD), in_block);
     if (e != cudaSuccess || sh->splits == 1) return e;
     return launch_pdl(attn_combine_kernel<HD>, dim3(sh->grid[0], io.n_heads), HD, 0, st, io.out,
                       part, rows, io.n_heads, sh->splits);
@@ -471,7 +436,7 @@ cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots)
 }
 
 cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const int32_t *rows,
-                           float *part, ssfk_prefetch pf, cudaStream_t st)
+                           float *part, cudaStream_t st)
 {
     /* a shape planned for another head layout would leave heads unwritten */
     ssfk_kv_layout kv = io.kv;
@@ -480,10 +445,10 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const i
         shape->smem != ssf_attn_smem(kv.head_dim) || (kv.fp8 && !kv.scales))
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)
-        return kv.fp8 ? attention_hd<64, true>(shape, io, rows, part, pf, st)
-                      : attention_hd<64, false>(shape, io, rows, part, pf, st);
+        return kv.fp8 ? attention_hd<64, true>(shape, io, rows, part, st)
+                      : attention_hd<64, false>(shape, io, rows, part, st);
     if (kv.head_dim == 128)
-        return kv.fp8 ? attention_hd<128, true>(shape, io, rows, part, pf, st)
-                      : attention_hd<128, false>(shape, io, rows, part, pf, st);
+        return kv.fp8 ? attention_hd<128, true>(shape, io, rows, part, st)
+                      : attention_hd<128, false>(shape, io, rows, part, st);
     return cudaErrorInvalidValue;
 }

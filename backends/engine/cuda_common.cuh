@@ -1,8 +1,8 @@
 /*
  * cuda_common.cuh - what the CUDA device's kernel files share: the warp
- * width and the walk from a row's position to its K and V rows in the
- * paged pool.  Offsets into the pool are size_t: the pool of a 32B model on
- * an H200 holds about 2^35 values.
+ * width, the walk from a row's position to its K and V rows in the paged
+ * pool, and the programmatic dependent launch.  Offsets into the pool are
+ * size_t: the pool of a 32B model on an H200 holds about 2^35 values.
  */
 #ifndef SSFTEVAL_CUDA_COMMON_CUH
 #define SSFTEVAL_CUDA_COMMON_CUH
@@ -87,41 +87,6 @@ static cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, 
     cfg.attrs = attr;
     cfg.numAttrs = ssfk_pdl() ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, kernel, args...);
-}
-
-/* Whether the bulk L2 prefetch is there: sm_90 and CUDA 12's PTX. */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && __CUDACC_VER_MAJOR__ >= 12
-#define SSFK_BULK_PREFETCH 1
-#else
-#define SSFK_BULK_PREFETCH 0
-#endif
-
-/* This thread's share of pf, spread over the whole grid of 1-D blocks.
- * Nothing waits for a prefetch, so the kernel pays an instruction a piece.
- * sm_90 has a bulk prefetch of any 16-byte multiple; before it, one 32-byte
- * sector a prefetch (the L2 fills lines a sector at a time). */
-__device__ static inline void prefetch_share(ssfk_prefetch pf)
-{
-#if SSFK_BULK_PREFETCH
-    const size_t piece = 4096;
-#else
-    const size_t piece = 32;
-#endif
-    size_t block = blockIdx.x + (size_t)gridDim.x * (blockIdx.y + (size_t)gridDim.y * blockIdx.z);
-    size_t threads = (size_t)gridDim.x * gridDim.y * gridDim.z * blockDim.x;
-    const char *p = (const char *)pf.p;
-    for (size_t at = (block * blockDim.x + threadIdx.x) * piece; at < pf.bytes;
-         at += threads * piece) {
-#if SSFK_BULK_PREFETCH
-        size_t n = pf.bytes - at < piece ? (pf.bytes - at) / 16 * 16 : piece;
-        if (n > 0)
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p + at),
-                         "r"((unsigned)n)
-                         : "memory");
-#else
-        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p + at));
-#endif
-    }
 }
 
 #endif

@@ -86,17 +86,11 @@ void ssfk_inv_freq(float *inv_freq, int head_dim, double theta)
 
 /* ---- embedding, norms, gathers -------------------------------------------- */
 
-/* The fewest CTAs a kernel that prefetches runs with (see ssfk_rmsnorm). */
-#define PREFETCH_MIN_CTAS 64
-
-/* CTA r < rows normalises row r; all CTAs, the rows' and any past them,
- * share pf's prefetches. */
+/* CTA r normalises row r. */
 __global__ static void rmsnorm_kernel(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int C,
-                                      float eps, int rows, ssfk_prefetch pf)
+                                      float eps)
 {
     grid_dep_enter();
-    prefetch_share(pf);
-    if ((int)blockIdx.x >= rows) return;
     __shared__ float buf[WARP];
     bf16 *xr = x + (size_t)blockIdx.x * C;
     const bf16 *ar = add ? add + (size_t)blockIdx.x * C : NULL;
@@ -120,12 +114,9 @@ __global__ static void rmsnorm_kernel(bf16 *x, const bf16 *add, const bf16 *w, b
 }
 
 cudaError_t ssfk_rmsnorm(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int rows, int C,
-                         float eps, ssfk_prefetch pf, cudaStream_t st)
+                         float eps, cudaStream_t st)
 {
-    /* a prefetch spread over a few rows' CTAs would take longer than the
-     * norm: a small batch gets CTAs that only prefetch */
-    int ctas = pf.bytes > 0 && rows < PREFETCH_MIN_CTAS ? PREFETCH_MIN_CTAS : rows;
-    return launch_pdl(rmsnorm_kernel, ctas, 256, 0, st, x, add, w, out, C, eps, rows, pf);
+    return launch_pdl(rmsnorm_kernel, rows, 256, 0, st, x, add, w, out, C, eps);
 }
 
 __global__ static void gather_rows_kernel(bf16 *out, const bf16 *in, const int32_t *rows, int C)

@@ -57,15 +57,6 @@ typedef struct ssfk_tables {
     const int32_t *tab;     /* flattened block ids */
 } ssfk_tables;
 
-/* Bytes a kernel asks the L2 to fetch while it runs, for a later kernel to
- * find there: the next small GEMM's weights, which a decode step would
- * otherwise read from memory at a fraction of the copy rate (a 5 MB GEMM is
- * over before its loads reach full speed).  {NULL, 0}: none. */
-typedef struct ssfk_prefetch {
-    const void *p; /* 16-byte aligned */
-    size_t bytes;
-} ssfk_prefetch;
-
 /* inv_freq[i] = 1 / theta^(2i/d), i < d/2, in fp32 as transformers computes
  * it (arange(0, d, 2).float() / d, then base ** that).  Host code. */
 void ssfk_inv_freq(float *inv_freq, int head_dim, double theta);
@@ -81,10 +72,9 @@ cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int r
                        cudaStream_t st);
 
 /* Per row: if `add`, x = bf16(x + add) in place (the residual add); then
- * out = bf16(w * bf16(x * rsqrt(mean(x^2) + eps))).  Prefetches pf (the
- * q|k|v GEMM's weights, which read it next). */
+ * out = bf16(w * bf16(x * rsqrt(mean(x^2) + eps))). */
 cudaError_t ssfk_rmsnorm(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int rows, int C,
-                         float eps, ssfk_prefetch pf, cudaStream_t st);
+                         float eps, cudaStream_t st);
 
 /* out[i] = in[rows[i]], i < n. */
 cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int n, int C,
@@ -118,11 +108,9 @@ typedef struct ssfk_attn_io {
 /* The decode kernel over the rows listed in `rows` (NULL: rows 0, 1, ...),
  * launched as `shape` (cuda_plan.h; planned for that many rows, n_kv_heads
  * and group).  With shape.splits > 1 `part` holds shape.partial_floats
- * floats, which a second kernel merges.  With a prefetch, K and V (read
- * once) are loaded as the first lines for the L2 to evict, so that pf's
- * lines outlast the stream. */
+ * floats, which a second kernel merges. */
 cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const int32_t *rows,
-                           float *part, ssfk_prefetch pf, cudaStream_t st);
+                           float *part, cudaStream_t st);
 
 /* The prefill kernel (cuda_plan.h) over n_qblocks q-blocks as
  * ssf_prefill_split lists them (qblocks in device memory).  BF16 pools

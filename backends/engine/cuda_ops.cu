@@ -144,7 +144,7 @@ static int run_rmsnorm(scratch *s, int rows, int C, float eps, const float *x, c
     bf16 *dx = up_bf16(s, x, n, err), *dw = up_bf16(s, w, (size_t)C, err);
     bf16 *da = add ? up_bf16(s, add, n, err) : NULL, *dout = (bf16 *)dev_alloc(s, n * 2, err);
     if (!dx || !dw || (add && !da) || !dout) return -1;
-    cudaError_t e = ssfk_rmsnorm(dx, da, dw, dout, rows, C, eps, ssfk_prefetch{NULL, 0}, s->st);
+    cudaError_t e = ssfk_rmsnorm(dx, da, dw, dout, rows, C, eps, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "rmsnorm launch", e);
     if (x_out && down_bf16(s, dx, rows, C, (size_t)C, x_out, err)) return -1;
     return down_bf16(s, dout, rows, C, (size_t)C, out, err);
@@ -514,7 +514,7 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
         if (launch) e = cudaMemsetAsync(io.out, 0xff, n * sizeof(bf16), s->st);
         if (launch && part && e == cudaSuccess)
             e = cudaMemsetAsync(part, 0xff, sh->partial_floats * sizeof(float), s->st);
-        if (e == cudaSuccess) e = ssfk_attention(sh, io, NULL, part, ssfk_prefetch{NULL, 0}, s->st);
+        if (e == cudaSuccess) e = ssfk_attention(sh, io, NULL, part, s->st);
         if (e != cudaSuccess) rc = fail_cuda(err, "attention launch", e);
         if (!rc)
             rc = down_bf16(s, io.out, rows, nh * hd, (size_t)nh * hd, launch ? out : first, err);
@@ -552,7 +552,7 @@ static int decode_rows(scratch *s, ssfk_attn_io io, const int32_t *rows, int n, 
     int32_t *drows = (int32_t *)up_raw(s, rows, (size_t)n * sizeof(int32_t), err);
     float *part;
     if (!drows || split_workspace(s, &sh, &part, err)) return -1;
-    cudaError_t e = ssfk_attention(&sh, io, drows, part, ssfk_prefetch{NULL, 0}, s->st);
+    cudaError_t e = ssfk_attention(&sh, io, drows, part, s->st);
     return e == cudaSuccess ? 0 : fail_cuda(err, "attention launch", e);
 }
 
@@ -909,7 +909,7 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
         ssfk_attn_io io = {out, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv};
-        return ssfk_attention(sh, io, NULL, part, ssfk_prefetch{NULL, 0}, s->st);
+        return ssfk_attention(sh, io, NULL, part, s->st);
     };
     return time_launches(s, iters, launch, ms, err);
 }

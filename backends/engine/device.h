@@ -33,10 +33,6 @@ typedef struct ssf_device_options {
     int cuda_device;               /* CUDA: device ordinal */
     int disable_cuda_graphs;       /* CUDA: launch decode steps kernel by kernel */
     int kv_fp8; /* CUDA: K and V stored as FP8 e4m3, a scale per row (BF16 otherwise) */
-    /* CUDA: the kernels before the q|k|v and o GEMMs prefetch those weights into L2 when they
-     * fit a quarter of it (ssfk_prefetch).  Off: on an H100 it made 1.5B's decode step 7%
-     * slower at batch 64 and 3% faster at 256 (bench/README-gpu.md, run I). */
-    int l2_prefetch;
     /* CUDA: prompts through the decode kernel.  By default runs of SSF_PREFILL_MIN_RUN or more
      * rows of a sequence at consecutive positions (prompts, recomputes) go through the flash
      * prefill kernel, BF16 KV only: on an H100, 1.35x the prefill tokens/s at 1.5B and 1.19x

@@ -265,15 +265,12 @@ static struct {
     int n_list, n_rows, launch, nh, splits;
     const int32_t *seq, *pos, *tab, *tab_off;
     std::vector<int> tab_len;
-    size_t hinted, plain;
-    uint64_t policy;
 } G;
 /* the CTA's row, sequence, KV head, heads h0 .. h0 + ng - 1 and positions
  * [lo, hi): what its reads and writes must stay within */
 static struct {
     int r, seq, kvh, h0, ng, lo, hi;
 } E;
-static int g_pf_calls[NT];
 
 /* ---- global memory ---- */
 static uint32_t ld32g(const uint32_t *p)
@@ -379,17 +376,6 @@ static void cp_async16(void *dst, const void *src, int bytes)
         check_row((size_t)(s - G.pool) / G.elem / G.hd, "cp.async");
     }
     issue(dst, src, 16, bytes);
-    G.plain++;
-}
-static void cp_async16_hinted(void *dst, const void *src, int bytes, uint64_t policy)
-{
-    if (policy != G.policy) fail("hinted cp.async with policy %#llx", (unsigned long long)policy);
-    cp_async16(dst, src, bytes);
-    G.plain--, G.hinted++;
-}
-static uint64_t evict_first_policy(void)
-{
-    return G.policy;
 }
 static void cp_async4(void *dst, const void *src, int bytes)
 {
@@ -422,12 +408,6 @@ template <int N> static void cp_async_wait(void)
         }
         c.groups.erase(c.groups.begin());
     }
-}
-/* the L2 prefetch moves no values: each thread must take its share once */
-static void prefetch_share(ssfk_prefetch pf)
-{
-    if (pf.bytes && (uintptr_t)pf.p % 16) fail("prefetch misaligned");
-    g_pf_calls[g_cur]++;
 }
 
 /* ---- bf16, fp8 ---- */
@@ -556,14 +536,13 @@ struct launch_args {
     int head_chunks, chunk;
     float scale;
     bool in_block;
-    ssfk_prefetch pf;
 };
 static launch_args *g_args;
 template <int HD, bool FP8> static void entry(void)
 {
     launch_args *a = g_args;
     paged_attention_kernel<HD, FP8>(a->io, a->rows, a->part, a->head_chunks, a->chunk, a->scale,
-                                    a->in_block, a->pf);
+                                    a->in_block);
     if (!g_ctx[g_cur].groups.empty() || !g_ctx[g_cur].open.empty())
         fail("cp.async left in flight at exit");
     g_ctx[g_cur].state = DONE;
@@ -582,8 +561,6 @@ template <int HD, bool FP8> static void run_cta(launch_args *a)
     g_epoch = 0;
     for (int w = 0; w < NW; w++)
         g_wep[w] = 0;
-    for (int i = 0; i < NT; i++)
-        g_pf_calls[i] = 0;
     if (g_stacks.empty())
         for (int i = 0; i < NT; i++)
             g_stacks.push_back((char *)malloc(STACK));
@@ -638,9 +615,6 @@ template <int HD, bool FP8> static void run_cta(launch_args *a)
         fail("deadlock: %d done, %d at __syncthreads, block (%u,%u,%u)", done, wcta, g_block.x,
              g_block.y, g_block.z);
     }
-    for (int i = 0; i < NT; i++)
-        if (g_pf_calls[i] != 1)
-            fail("thread %d took its prefetch share %d times", i, g_pf_calls[i]);
 }
 
 /* ---- a test case ---- */
@@ -648,7 +622,7 @@ struct rowspec {
     int seq, pos;
 };
 struct dcase {
-    int hd, nh, nkv, bs, slots, fp8, pf;
+    int hd, nh, nkv, bs, slots, fp8;
     std::vector<rowspec> rows; /* every row of io */
     std::vector<int> list;     /* the row list; empty: NULL, rows 0 .. */
     unsigned seed;
@@ -784,7 +758,6 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     ssf_attn_shape sh;
     if (ssf_attn_plan(n_list, nkv, group, max_ctx, HD, bs, C.slots, &sh)) fail("no plan");
     std::vector<float> part(sh.partial_floats);
-    std::vector<char> weights(4096 + 16); /* what a prefetch would fetch (never read) */
 
     G.pool = pool, G.pool_bytes = elems * elem, G.elem = elem, G.hd = HD;
     G.owner.swap(owner);
@@ -799,7 +772,6 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     G.rows = list.empty() ? NULL : list.data(), G.n_list = n_list, G.n_rows = n_rows, G.nh = nh;
     G.seq = seq.data(), G.pos = pos.data(), G.tab = tab.data(), G.tab_off = tab_off.data();
     G.tab_len = need;
-    G.hinted = G.plain = 0, G.policy = 0x5eed0000f157ull;
 
     kv.scales = FP8 ? scales.data() : NULL;
     launch_args a;
@@ -817,8 +789,6 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     /* as attention_hd: tiles start at a multiple of SSF_ATTN_TILE past a
      * chunk's start */
     a.in_block = bs % SSF_ATTN_TILE == 0 && sh.chunk % SSF_ATTN_TILE == 0;
-    a.pf = C.pf ? ssfk_prefetch{weights.data() + (16 - (uintptr_t)weights.data() % 16) % 16, 4096}
-                : ssfk_prefetch{NULL, 0};
     g_smem_bytes = sh.smem;
     g_smem = (char *)aligned_alloc(128, g_smem_bytes);
     g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
@@ -892,15 +862,13 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
             }
         }
     }
-    if (C.pf && !G.hinted) complain("  a prefetching launch made no hinted copies\n");
-    if (!C.pf && G.hinted) complain("  a launch without a prefetch made hinted copies\n");
     char rl[64] = "-";
     for (size_t i = 0, n = 0; i < C.list.size() && n < sizeof rl - 8; i++)
         n += snprintf(rl + n, sizeof rl - n, "%s%d", i ? "," : "", C.list[i]);
     printf("%s hd %d heads %2d/%d bs %2d %s rows %d list %s max ctx %4d splits %2d chunk %d "
-           "in_block %d pf %d CTAs %zu: worst abs err %.3g\n",
+           "in_block %d CTAs %zu: worst abs err %.3g\n",
            bad ? "FAIL" : "ok  ", HD, nh, nkv, bs, FP8 ? "fp8 " : "bf16", n_rows, rl, max_ctx,
-           sh.splits, sh.splits > 1 ? sh.chunk : -1, a.in_block, C.pf, ctas.size(), worst);
+           sh.splits, sh.splits > 1 ? sh.chunk : -1, a.in_block, ctas.size(), worst);
     fflush(stdout);
     return bad;
 }
@@ -934,37 +902,36 @@ int main(int argc, char **argv)
     std::vector<dcase> cases = {
         /* check_attention's unsplit cases: GQA 5, 6, 7, 8, 1 and 12 (two
          * head chunks); block sizes 16, 1 and 48 */
-        {128, 5, 1, 16, 1, 0, 0, ctx_rows(3), {}, 1},
-        {128, 10, 2, 16, 1, 1, 0, ctx_rows(300), {}, 2},
-        {128, 12, 2, 1, 1, 0, 1, ctx_rows(129), {}, 3},
-        {64, 14, 2, 16, 1, 1, 0, ctx_rows(200), {}, 4},
-        {64, 7, 1, 48, 1, 0, 0, ctx_rows(64), {}, 5},
-        {128, 16, 2, 16, 1, 0, 0, ctx_rows(1000), {}, 6},
-        {64, 4, 4, 16, 1, 1, 1, ctx_rows(65), {}, 7},
-        {64, 12, 1, 16, 1, 0, 0, ctx_rows(100), {}, 8},
-        {64, 6, 1, 7, 1, 1, 0, ctx_rows(150), {}, 9},
+        {128, 5, 1, 16, 1, 0, ctx_rows(3), {}, 1},
+        {128, 10, 2, 16, 1, 1, ctx_rows(300), {}, 2},
+        {128, 12, 2, 1, 1, 0, ctx_rows(129), {}, 3},
+        {64, 14, 2, 16, 1, 1, ctx_rows(200), {}, 4},
+        {64, 7, 1, 48, 1, 0, ctx_rows(64), {}, 5},
+        {128, 16, 2, 16, 1, 0, ctx_rows(1000), {}, 6},
+        {64, 4, 4, 16, 1, 1, ctx_rows(65), {}, 7},
+        {64, 12, 1, 16, 1, 0, ctx_rows(100), {}, 8},
+        {64, 6, 1, 7, 1, 1, ctx_rows(150), {}, 9},
         /* split-KV */
-        {128, 5, 1, 16, S, 0, 1, ctx_rows(2000), {}, 10},
-        {64, 14, 2, 1, S, 1, 0, ctx_rows(1000), {}, 11},
-        {128, 16, 2, 48, S, 0, 0, ctx_rows(777), {}, 12},
-        {64, 4, 4, 16, S, 0, 0, ctx_rows(4096), {}, 13},
-        {128, 8, 1, 16, S, 1, 1, ctx_rows(1500), {}, 14},
+        {128, 5, 1, 16, S, 0, ctx_rows(2000), {}, 10},
+        {64, 14, 2, 1, S, 1, ctx_rows(1000), {}, 11},
+        {128, 16, 2, 48, S, 0, ctx_rows(777), {}, 12},
+        {64, 4, 4, 16, S, 0, ctx_rows(4096), {}, 13},
+        {128, 8, 1, 16, S, 1, ctx_rows(1500), {}, 14},
         /* row lists that are not the identity, rows of several sequences
          * (only the listed rows are written) */
-        {128, 24, 2, 7, S, 0, 1, {{0, 1200}, {1, 0}, {2, 700}, {0, 40}}, {3, 0, 2}, 15},
-        {64, 12, 1, 48, 1, 1, 0, {{0, 300}, {1, 20}, {2, 95}, {1, 5}}, {3, 0, 2}, 16},
-        {64, 5, 1, 16, S, 1, 0, {{0, 100}, {1, 2500}, {0, 7}, {2, 300}, {1, 0}}, {4, 1, 3, 0}, 17},
+        {128, 24, 2, 7, S, 0, {{0, 1200}, {1, 0}, {2, 700}, {0, 40}}, {3, 0, 2}, 15},
+        {64, 12, 1, 48, 1, 1, {{0, 300}, {1, 20}, {2, 95}, {1, 5}}, {3, 0, 2}, 16},
+        {64, 5, 1, 16, S, 1, {{0, 100}, {1, 2500}, {0, 7}, {2, 300}, {1, 0}}, {4, 1, 3, 0}, 17},
         /* groups of 16 (two full head chunks), 10 (8 + 2) and 3; block
          * sizes 32, 128 and 24; rows at tile and chunk edges, a launch of
          * a few splits (slots 200) */
-        {128, 32, 2, 32, S, 1, 0, ctx_rows(1024), {}, 18},
-        {64, 30, 3, 128, 1, 0, 1, ctx_rows(600), {}, 19},
+        {128, 32, 2, 32, S, 1, ctx_rows(1024), {}, 18},
+        {64, 30, 3, 128, 1, 0, ctx_rows(600), {}, 19},
         {128,
          12,
          4,
          24,
          200,
-         0,
          0,
          {{0, 15}, {0, 16}, {0, 63}, {0, 64}, {0, 191}, {0, 192}, {0, 1023}},
          {},
@@ -975,13 +942,12 @@ int main(int argc, char **argv)
          16,
          200,
          1,
-         1,
          {{0, 127}, {0, 128}, {1, 255}, {1, 256}, {2, 1791}},
          {4, 2, 0, 3, 1},
          21},
         /* many splits: 37, and 29 with a row list */
-        {128, 3, 1, 16, S, 0, 0, {{0, 6999}, {1, 3000}, {0, 5}}, {}, 22},
-        {64, 4, 2, 32, S, 1, 1, {{0, 5500}, {1, 5499}}, {1, 0}, 23},
+        {128, 3, 1, 16, S, 0, {{0, 6999}, {1, 3000}, {0, 5}}, {}, 22},
+        {64, 4, 2, 32, S, 1, {{0, 5500}, {1, 5499}}, {1, 0}, 23},
     };
     /* e4m3 against values the format defines */
     if (e4m3(0x7e) != 448.0f || e4m3(0x38) != 1.0f || e4m3(0xb8) != -1.0f ||

@@ -62,10 +62,6 @@ typedef struct ssfk_attn_io {
     ssfk_tables tb;
     int n_heads, n_kv_heads;
 } ssfk_attn_io;
-typedef struct ssfk_prefetch {
-    const void *p;
-    size_t bytes;
-} ssfk_prefetch;
 
 /* A check that failed: the message, and the run ends. */
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

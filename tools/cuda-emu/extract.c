@@ -48,8 +48,7 @@ static const swap PREFILL_SWAPS[] = {
     {NULL, NULL, 0},
 };
 
-static const char *const DECODE_CUT[] = {"cp_async16_hinted", "evict_first_policy", "cp_async4",
-                                         NULL};
+static const char *const DECODE_CUT[] = {"cp_async4", NULL};
 
 static const swap DECODE_SWAPS[] = {
     {"uint4 in = *(const uint4 *)(raw + j * HD + e);",
