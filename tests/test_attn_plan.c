@@ -275,9 +275,17 @@ static void test_prefill_split(void **state)
 static void test_prefill_smem(void **state)
 {
     (void)state;
-    assert_int_equal(ssf_prefill_smem(128), 2 * 2 * 64 * 136 * 2 + 2 * 64 * 8);
-    assert_true(ssf_prefill_smem(128) < SSF_ATTN_SMEM_MAX);
-    assert_true(ssf_prefill_smem(64) < ssf_prefill_smem(128));
+    assert_int_equal(ssf_prefill_smem(128, 0), 2 * 2 * 64 * 136 * 2 + 2 * 64 * 8);
+    /* one BF16 stage, two of e4m3 rows and two of scales */
+    assert_int_equal(ssf_prefill_smem(128, 1),
+                     2 * 64 * 136 * 2 + 2 * (2 * 64 * 128 + 2 * 64 * 4) + 2 * 64 * 8);
+    for (int fp8 = 0; fp8 <= 1; fp8++) {
+        assert_true(ssf_prefill_smem(128, fp8) < SSF_ATTN_SMEM_MAX);
+        assert_true(ssf_prefill_smem(64, fp8) < ssf_prefill_smem(128, fp8));
+    }
+    /* an fp8 CTA takes no more than a BF16 one: as many fit an SM */
+    assert_true(ssf_prefill_smem(128, 1) <= ssf_prefill_smem(128, 0));
+    assert_true(ssf_prefill_smem(64, 1) <= ssf_prefill_smem(64, 0));
 }
 
 int main(void)

@@ -419,8 +419,8 @@ static void test_attention(void **state)
  * the engine's split: runs of SSF_PREFILL_MIN_RUN or more take the prefill
  * kernel in q-blocks of SSF_PREFILL_QB, the rest the decode kernel, whose
  * row list then is not the identity (and long contexts split it); against
- * the reference. */
-static void check_prefill(int nh, int nkv, int hd, int first, int count, int bs)
+ * the reference (over the values an fp8 pool holds, with fp8). */
+static void check_prefill(int nh, int nkv, int hd, int first, int count, int bs, int fp8)
 {
     int rows = count + 2, n_ctx = first + count, qd = nh * hd, kvd = nkv * hd;
     int32_t *pos = malloc((size_t)rows * sizeof(int32_t));
@@ -433,17 +433,21 @@ static void check_prefill(int nh, int nkv, int hd, int first, int count, int bs)
     ssf_error err = {{0}};
     op_pages pages;
     op_pages_make(&pages, n_ctx, bs);
+    pages.pg.fp8 = fp8;
     int nq = -1;
     if (ssf_cuda_op_prefill_attention(rows, nh, nkv, hd, n_ctx, q, k, v, pos, &pages.pg, out, &nq,
                                       &err))
+        fail_msg("%s", err.msg);
+    if (fp8 && (ssf_cuda_op_fp8_rows(n_ctx * nkv, hd, k, k, &err) ||
+                ssf_cuda_op_fp8_rows(n_ctx * nkv, hd, v, v, &err)))
         fail_msg("%s", err.msg);
     int want = count >= SSF_PREFILL_MIN_RUN ? (count + SSF_PREFILL_QB - 1) / SSF_PREFILL_QB : 0;
     assert_int_equal(nq, want);
     double *ref = malloc((size_t)rows * qd * 8);
     reference_attention(q, k, v, pos, rows, nh, nkv, hd, ref);
-    char what[80];
-    snprintf(what, sizeof what, "prefill %d/%d heads hd %d rows %d from %d bs %d, %d q-blocks", nh,
-             nkv, hd, count, first, bs, nq);
+    char what[96];
+    snprintf(what, sizeof what, "prefill %d/%d heads hd %d rows %d from %d bs %d, %d q-blocks%s",
+             nh, nkv, hd, count, first, bs, nq, fp8 ? " fp8" : "");
     expect_close(what, out, ref, (size_t)rows * qd, 8e-3, 2e-3);
     free(pos), free(q), free(k), free(v), free(out), free(ref);
 }
@@ -455,13 +459,15 @@ static void test_prefill_attention(void **state)
     /* GQA 5, 6, 7, 1 (MHA) and 8; a whole prompt, runs starting off a
      * q-block and tile boundary, a last q-block of a few rows, block sizes
      * 16, 1 (a table read a row) and 48; a run too short for a q-block */
-    check_prefill(5, 1, 128, 0, 300, 16);
-    check_prefill(12, 2, 128, 37, 150, 1);
-    check_prefill(14, 2, 64, 100, 29, 48);
-    check_prefill(4, 4, 64, 0, 70, 16);
-    check_prefill(7, 1, 64, 990, 10, 16);
-    check_prefill(16, 2, 128, 1000, 1048, 16);
-    check_prefill(8, 1, 128, 5, 16, 16);
+    for (int fp8 = 0; fp8 <= 1; fp8++) {
+        check_prefill(5, 1, 128, 0, 300, 16, fp8);
+        check_prefill(12, 2, 128, 37, 150, 1, fp8);
+        check_prefill(14, 2, 64, 100, 29, 48, fp8);
+        check_prefill(4, 4, 64, 0, 70, 16, fp8);
+        check_prefill(7, 1, 64, 990, 10, 16, fp8);
+        check_prefill(16, 2, 128, 1000, 1048, 16, fp8);
+        check_prefill(8, 1, 128, 5, 16, 16, fp8);
+    }
 }
 
 /* The e4m3 rounding the fp8 op tests compare against, on the host (no GPU

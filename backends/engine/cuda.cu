@@ -539,7 +539,7 @@ static int plan_step(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, int graph, 
     int32_t *decode_rows = d->h_idx + IDX_DECODE_ROWS * cap;
     memset(as, 0, sizeof *as);
     as->n_decode = R_pad;
-    if (!graph && d->flash_prefill && !d->kv.fp8) {
+    if (!graph && d->flash_prefill && (!d->kv.fp8 || SSFK_PREFILL_FP8)) {
         as->n_qblocks = ssf_prefill_split(b->seq, b->pos, b->n_rows, SSF_PREFILL_MIN_RUN,
                                           d->h_idx + IDX_QBLOCKS * cap, decode_rows, &as->n_decode);
         as->qblocks = d->d_idx + IDX_QBLOCKS * cap;

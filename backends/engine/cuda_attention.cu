@@ -12,14 +12,6 @@
 
 /* ---- paged attention ------------------------------------------------------ */
 
-/* cp_async16 for 4 bytes (an fp8 row's scale), through L1. */
-__device__ static inline void cp_async4(void *dst, const void *src, int bytes)
-{
-    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src), "r"(bytes)
-                 : "memory");
-}
-
 /* mma_16816_full with rows 8-15 of a zero: a decode CTA computes at most 8
  * query heads, the MMA's rows 0-7. */
 __device__ static inline void mma_16816(float c[4], uint32_t a0, uint32_t a2, uint32_t b0,

@@ -113,10 +113,16 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const i
                            float *part, cudaStream_t st);
 
 /* The prefill kernel (cuda_plan.h) over n_qblocks q-blocks as
- * ssf_prefill_split lists them (qblocks in device memory).  BF16 pools
- * only: an fp8 pool's rows take the decode kernel. */
+ * ssf_prefill_split lists them (qblocks in device memory), over a BF16 or
+ * an fp8 pool. */
 cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int n_qblocks,
                                    cudaStream_t st);
+
+/* Whether the engine sends an fp8 pool's prompts through the prefill
+ * kernel.  0 until a GPU has checked and timed its fp8 path, which only
+ * tools/cuda-emu has run so far (2026-11-26); until then they take the
+ * decode kernel, which reads a prompt's K and V once a row. */
+#define SSFK_PREFILL_FP8 0
 
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
  * once per device, before the first ssfk_prefill_attention. */

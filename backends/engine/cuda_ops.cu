@@ -597,7 +597,6 @@ extern "C" int ssf_cuda_op_prefill_attention(int rows, int n_heads, int n_kv, in
         if (pos[r] < 0 || pos[r] >= n_ctx)
             return ssf_fail(err, "cuda: attention row %d: position %d outside 0..%d", r,
                             (int)pos[r], n_ctx - 1);
-    if (pages->fp8) return ssf_fail(err, "cuda: the prefill kernel reads BF16 pools only");
     if (check_pages(pages, n_ctx, err)) return -1;
     op_pool p;
     pool_init(&p, pages, n_kv, head_dim);

@@ -73,7 +73,7 @@ int ssf_cuda_op_attention(int rows, int n_heads, int n_kv, int head_dim, int n_c
 /* ssf_cuda_op_attention's rows as the engine splits a step's with flash
  * prefill on: runs of SSF_PREFILL_MIN_RUN or more consecutive positions
  * through the prefill kernel in q-blocks (*n_qblocks, may be NULL, receives
- * how many), the other rows through the decode kernel.  BF16 pages only. */
+ * how many), the other rows through the decode kernel; BF16 or fp8 pages. */
 int ssf_cuda_op_prefill_attention(int rows, int n_heads, int n_kv, int head_dim, int n_ctx,
                                   const float *q, const float *k, const float *v,
                                   const int32_t *pos, const ssf_cuda_op_pages *pages, float *out,

@@ -98,10 +98,13 @@ size_t ssf_attn_partial_floats_max(int slots, int head_dim)
     return (size_t)SSF_ATTN_OVERSUB * slots * SSF_ATTN_MAX_GROUP * (head_dim + 2);
 }
 
-size_t ssf_prefill_smem(int head_dim)
+size_t ssf_prefill_smem(int head_dim, int fp8)
 {
-    size_t stages = (size_t)2 * 2 * SSF_PREFILL_KT * (size_t)(head_dim + SSF_ATTN_KV_PAD) * 2;
-    return stages + (size_t)2 * SSF_PREFILL_KT * sizeof(size_t);
+    size_t stage = (size_t)2 * SSF_PREFILL_KT * (size_t)(head_dim + SSF_ATTN_KV_PAD) * 2;
+    size_t raw = (size_t)2 * SSF_PREFILL_KT * (size_t)head_dim;
+    size_t scales = (size_t)2 * SSF_PREFILL_KT * sizeof(float);
+    size_t rows = fp8 ? stage + 2 * (raw + scales) : 2 * stage;
+    return rows + (size_t)2 * SSF_PREFILL_KT * sizeof(size_t);
 }
 
 /* Rows from `first` on that continue its sequence one position at a time. */

@@ -75,8 +75,11 @@ size_t ssf_attn_partial_floats_max(int slots, int head_dim);
 #define SSF_PREFILL_MIN_RUN 16 /* fewest consecutive rows worth a q-block */
 
 /* Dynamic shared memory of a prefill CTA: two stages of SSF_PREFILL_KT
- * padded K and V rows, and the two stages' row offsets. */
-size_t ssf_prefill_smem(int head_dim);
+ * padded K and V rows (fp8: one, which two stages of e4m3 rows and their
+ * scales are widened into), and the two stages' row offsets.  The kernel's
+ * own layout (prefill_smem in cuda_prefill.cu) must add up to this:
+ * tools/cuda-emu checks it. */
+size_t ssf_prefill_smem(int head_dim, int fp8);
 
 /* Splits a step's rows between the two kernels.  A run is a maximal span
  * of rows of one sequence at consecutive positions, in row order; runs of

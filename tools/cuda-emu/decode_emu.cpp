@@ -46,17 +46,6 @@
 #include "cuda_plan.h"
 #include "emu.h"
 
-struct uint4 {
-    unsigned x, y, z, w;
-};
-struct float2 {
-    float x, y;
-};
-static uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w)
-{
-    return uint4{x, y, z, w};
-}
-
 /* no __shared__, asm or __ldg: a new one in the kernel fails to build here
  * rather than go unchecked */
 
@@ -415,28 +404,6 @@ static bf16 __float2bfloat16(float f)
 {
     return f2bf(f);
 }
-/* e4m3 (OCP FN): bias 7, no infinities, S.1111.111 NaN */
-static float e4m3(uint8_t b)
-{
-    int e = b >> 3 & 15, m = b & 7;
-    if (e == 15 && m == 7) return NAN;
-    float v = e ? ldexpf((float)(8 + m), e - 10) : ldexpf((float)m, -9);
-    return b & 0x80 ? -v : v;
-}
-typedef unsigned short __nv_fp8x2_storage_t;
-enum { __NV_E4M3, __NV_E5M2 };
-struct __half2 {
-    float x, y; /* a half's value: every e4m3 value is exact in both */
-};
-static __half2 __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t v, int kind)
-{
-    if (kind != __NV_E4M3) fail("fp8 kind %d", kind);
-    return __half2{e4m3((uint8_t)(v & 0xff)), e4m3((uint8_t)(v >> 8))}; /* .x: the low byte */
-}
-static float2 __half22float2(__half2 h)
-{
-    return float2{h.x, h.y};
-}
 
 /* ---- warp collectives, from the PTX ISA's fragment layouts ----
  * One barrier a collective: each lane leaves its operands in one half of
@@ -627,20 +594,6 @@ struct dcase {
     std::vector<int> list;     /* the row list; empty: NULL, rows 0 .. */
     unsigned seed;
 };
-
-/* the e4m3 byte nearest x (|x| <= 448), ties to the even code */
-static uint8_t to_e4m3(float x)
-{
-    static float pos[127];
-    if (pos[1] == 0)
-        for (int c = 0; c < 127; c++)
-            pos[c] = e4m3((uint8_t)c);
-    float a = fabsf(x);
-    int c = (int)(std::lower_bound(pos, pos + 127, a) - pos);
-    if (c == 127) c = 126;
-    if (c > 0 && (a - pos[c - 1] < pos[c] - a || (a - pos[c - 1] == pos[c] - a && c % 2))) c--;
-    return (uint8_t)(c | (x < 0 ? 0x80 : 0));
-}
 
 /* attn_combine_kernel over the partials, as attention_hd launches it:
  * block (row-list index, head) of HD threads, blocks and threads in a

@@ -15,6 +15,7 @@
 
 #include <math.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -96,6 +97,55 @@ static inline uint16_t f2bf(float f)
 static inline uint32_t pack_bf16(float lo, float hi)
 {
     return (uint32_t)f2bf(lo) | ((uint32_t)f2bf(hi) << 16);
+}
+
+/* ---- the vector types and the fp8 conversions the kernels use ---- */
+struct uint4 {
+    unsigned x, y, z, w;
+};
+struct float2 {
+    float x, y;
+};
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w)
+{
+    return uint4{x, y, z, w};
+}
+
+/* e4m3 (OCP FN): bias 7, no infinities, S.1111.111 NaN */
+static inline float e4m3(uint8_t b)
+{
+    int e = b >> 3 & 15, m = b & 7;
+    if (e == 15 && m == 7) return NAN;
+    float v = e ? ldexpf((float)(8 + m), e - 10) : ldexpf((float)m, -9);
+    return b & 0x80 ? -v : v;
+}
+typedef unsigned short __nv_fp8x2_storage_t;
+enum { __NV_E4M3, __NV_E5M2 };
+struct __half2 {
+    float x, y; /* a half's value: every e4m3 value is exact in both */
+};
+static inline __half2 __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t v, int kind)
+{
+    if (kind != __NV_E4M3) fail("fp8 kind %d", kind);
+    return __half2{e4m3((uint8_t)(v & 0xff)), e4m3((uint8_t)(v >> 8))}; /* .x: the low byte */
+}
+static inline float2 __half22float2(__half2 h)
+{
+    return float2{h.x, h.y};
+}
+
+/* the e4m3 byte nearest x (|x| <= 448), ties to the even code */
+static inline uint8_t to_e4m3(float x)
+{
+    static float pos[127];
+    if (pos[1] == 0)
+        for (int c = 0; c < 127; c++)
+            pos[c] = e4m3((uint8_t)c);
+    float a = fabsf(x);
+    int c = (int)(std::lower_bound(pos, pos + 127, a) - pos);
+    if (c == 127) c = 126;
+    if (c > 0 && (a - pos[c - 1] < pos[c] - a || (a - pos[c - 1] == pos[c] - a && c % 2))) c--;
+    return (uint8_t)(c | (x < 0 ? 0x80 : 0));
 }
 
 /* a uniform draw in [-1, 1) */

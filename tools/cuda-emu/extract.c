@@ -28,9 +28,22 @@ typedef struct kernel {
 static const char *const PREFILL_CUT[] = {NULL};
 
 static const swap PREFILL_SWAPS[] = {
-    {"stage_offsets<HD>(smem, stage)[j] = off;", "st_sh(&stage_offsets<HD>(smem, stage)[j], off);",
+    {"stage_offsets<HD, FP8>(smem, stage)[j] = off;",
+     "st_sh(&stage_offsets<HD, FP8>(smem, stage)[j], off);", 1},
+    {"size_t at = in ? off[j] * ELEM + e : 0;", "size_t at = in ? ld_sh(&off[j]) * ELEM + e : 0;",
      1},
-    {"size_t at = in ? off[j] * 2 + e : 0;", "size_t at = in ? ld_sh(&off[j]) * 2 + e : 0;", 1},
+    {"size_t row = in ? off[j] + sel * io.kv.v_offset : 0;",
+     "size_t row = in ? ld_sh(&off[j]) + sel * io.kv.v_offset : 0;", 1},
+    {"uint4 in = *(const uint4 *)(raw + j * HD + e);",
+     "uint4 in = ld_sh((const uint4 *)(raw + j * HD + e));", 1},
+    {"dst[0] = make_uint4(o[0], o[1], o[2], o[3]);",
+     "st_sh(&dst[0], make_uint4(o[0], o[1], o[2], o[3]));", 1},
+    {"dst[1] = make_uint4(o[4], o[5], o[6], o[7]);",
+     "st_sh(&dst[1], make_uint4(o[4], o[5], o[6], o[7]));", 1},
+    {"float f = ksc ? scale_log2 * ksc[j] : scale_log2;",
+     "float f = ksc ? scale_log2 * ld_sh(&ksc[j]) : scale_log2;", 1},
+    {"s[nb][e] *= vsc[nb * 8 + 2 * t + (e & 1)];",
+     "s[nb][e] *= ld_sh(&vsc[nb * 8 + 2 * t + (e & 1)]);", 1},
     {"? *(const uint32_t *)(qrow + kk * 16) : 0u;",
      "? ld32g((const uint32_t *)(qrow + kk * 16)) : 0u;", 1},
     {"? *(const uint32_t *)(qrow + kk * 16 + 8) : 0u;",
@@ -48,7 +61,7 @@ static const swap PREFILL_SWAPS[] = {
     {NULL, NULL, 0},
 };
 
-static const char *const DECODE_CUT[] = {"cp_async4", NULL};
+static const char *const DECODE_CUT[] = {NULL};
 
 static const swap DECODE_SWAPS[] = {
     {"uint4 in = *(const uint4 *)(raw + j * HD + e);",
@@ -169,8 +182,8 @@ static const swap SAMPLE_SWAPS[] = {
 };
 
 static const kernel KERNELS[] = {
-    {"prefill", "#define QB SSF_PREFILL_QB", "template <int HD>\nstatic cudaError_t prefill_hd(",
-     PREFILL_CUT, PREFILL_SWAPS},
+    {"prefill", "#define QB SSF_PREFILL_QB",
+     "template <int HD, bool FP8>\nstatic cudaError_t prefill_hd(", PREFILL_CUT, PREFILL_SWAPS},
     {"decode", "/* ---- paged attention",
      "template <int HD, bool FP8>\nstatic cudaError_t attention_hd(", DECODE_CUT, DECODE_SWAPS},
     {"sample", "#define SAMPLE_THREADS 1024", "cudaError_t ssfk_sample(", SAMPLE_CUT, SAMPLE_SWAPS},

@@ -31,12 +31,18 @@
 /* ---- scheduler ---- */
 enum { NT = SSF_PREFILL_THREADS, NW = NT / 32 };
 enum st { RUN, WCTA, WWARP, DONE };
+/* a cp.async: `size` bytes to dst, from src, or zeros when bytes is 0 */
+struct cpop {
+    char *dst;
+    const char *src;
+    int size, bytes;
+};
 struct ctx {
     ucontext_t uc;
     st state;
     dim3e tidx;
-    std::vector<std::vector<std::pair<char *, std::pair<const char *, int>>>> groups; // committed
-    std::vector<std::pair<char *, std::pair<const char *, int>>> open;
+    std::vector<std::vector<cpop>> groups; /* committed */
+    std::vector<cpop> open;
 };
 static ctx g_ctx[NT];
 static ucontext_t g_sched;
@@ -129,6 +135,8 @@ static const char *g_pool;
 static size_t g_pool_bytes;
 static const char *g_qkv;
 static size_t g_qkv_bytes;
+static const float *g_scales; /* an fp8 pool's, one a row */
+static size_t g_n_scales;
 static char *g_out;
 static size_t g_out_bytes;
 static std::vector<int> g_out_writes; /* per 4 bytes */
@@ -147,12 +155,12 @@ static void st32g(uint32_t *p, uint32_t v)
 }
 
 /* ---- cp.async ---- */
-static void land(char *dst, const char *src, int bytes)
+static void land(const cpop &op)
 {
-    if (bytes)
-        memcpy(dst, src, 16);
+    if (op.bytes)
+        memcpy(op.dst, op.src, op.size);
     else
-        memset(dst, 0, 16);
+        memset(op.dst, 0, op.size);
 }
 static void cp_async16(void *dst, const void *src, int bytes)
 {
@@ -162,8 +170,22 @@ static void cp_async16(void *dst, const void *src, int bytes)
     if (bytes && ((const char *)src < g_pool || (const char *)src + 16 > g_pool + g_pool_bytes))
         fail("cp.async src outside the pool");
     check_write(dst, 16, true);
-    if (!g_late) land((char *)dst, (const char *)src, bytes);
-    g_ctx[g_cur].open.push_back({(char *)dst, {(const char *)src, bytes}});
+    cpop op = {(char *)dst, (const char *)src, 16, bytes};
+    if (!g_late) land(op);
+    g_ctx[g_cur].open.push_back(op);
+}
+static void cp_async4(void *dst, const void *src, int bytes)
+{
+    if ((uintptr_t)dst % 4 || (uintptr_t)src % 4) fail("cp.async 4 misaligned");
+    if (!in_smem(dst) || !in_smem((char *)dst + 3)) fail("cp.async 4 dst outside smem");
+    if (bytes != 0 && bytes != 4) fail("cp.async 4 bytes %d", bytes);
+    const float *f = (const float *)src;
+    if (bytes && (!g_scales || f < g_scales || f >= g_scales + g_n_scales))
+        fail("scale copy outside the scales");
+    check_write(dst, 4, true);
+    cpop op = {(char *)dst, (const char *)src, 4, bytes};
+    if (!g_late) land(op);
+    g_ctx[g_cur].open.push_back(op);
 }
 static void cp_async_commit(void)
 {
@@ -176,9 +198,9 @@ template <int N> static void cp_async_wait(void)
     ctx &c = g_ctx[g_cur];
     while (c.groups.size() > N) {
         for (auto &op : c.groups.front()) {
-            if (g_late) land(op.first, op.second.first, op.second.second);
-            for (int b = 0; b < 16; b += 4) {
-                wordmeta &m = g_meta[widx(op.first + b)];
+            if (g_late) land(op);
+            for (int b = 0; b < op.size; b += 4) {
+                wordmeta &m = g_meta[widx(op.dst + b)];
                 m.pending = NONE, m.wepoch = g_epoch, m.wthread = g_cur;
             }
         }
@@ -285,10 +307,10 @@ template <int HD> struct launch_args {
     float scale;
 };
 static void *g_args;
-template <int HD> static void entry(void)
+template <int HD, bool FP8> static void entry(void)
 {
     launch_args<HD> *a = (launch_args<HD> *)g_args;
-    prefill_attention_kernel<HD>(a->io, a->qb, a->scale);
+    prefill_attention_kernel<HD, FP8>(a->io, a->qb, a->scale);
     g_ctx[g_cur].state = DONE;
     if (!g_ctx[g_cur].groups.empty() || !g_ctx[g_cur].open.empty())
         fail("cp.async left in flight at exit");
@@ -296,7 +318,7 @@ template <int HD> static void entry(void)
 }
 
 static std::vector<char *> g_stacks;
-template <int HD> static void run_cta(launch_args<HD> *a)
+template <int HD, bool FP8> static void run_cta(launch_args<HD> *a)
 {
     g_args = a;
     memset(g_smem, 0xff, g_smem_bytes);
@@ -315,7 +337,7 @@ template <int HD> static void run_cta(launch_args<HD> *a)
         c.uc.uc_stack.ss_sp = g_stacks[i];
         c.uc.uc_stack.ss_size = 1 << 18;
         c.uc.uc_link = &g_sched;
-        makecontext(&c.uc, (void (*)(void))entry<HD>, 0);
+        makecontext(&c.uc, (void (*)(void))entry<HD, FP8>, 0);
     }
     std::vector<int> order(NT);
     for (int i = 0; i < NT; i++)
@@ -363,15 +385,39 @@ struct seqspec {
     int p0, n; /* rows at positions p0 .. p0 + n - 1 */
 };
 
-template <int HD>
+/* A K or V row of hd values as the pool holds it at `at` (BF16, or e4m3
+ * with its scale in scales[at / hd], as qkv_rope_store writes them; now
+ * and then a row of zeros, scale 0), and in ref the values the kernel
+ * should see. */
+static void put_row(char *pool, std::vector<float> &scales, size_t at, int hd, bool fp8,
+                    float range, std::mt19937 &rng, float *ref)
+{
+    float x[128], amax = 0;
+    for (int d = 0; d < hd; d++)
+        x[d] = bf2f(f2bf((float)(range * urand(rng)))), amax = std::max(amax, fabsf(x[d]));
+    if (!fp8) {
+        for (int d = 0; d < hd; d++)
+            ((bf16 *)pool)[at + d] = f2bf(x[d]), ref[d] = x[d];
+        return;
+    }
+    float sc = at / hd % 97 == 5 ? 0.0f : amax / 448.0f;
+    scales[at / hd] = sc;
+    for (int d = 0; d < hd; d++) {
+        uint8_t b = sc ? to_e4m3(x[d] / sc) : 0;
+        pool[at + d] = (char)b;
+        ref[d] = e4m3(b) * sc;
+    }
+}
+
+template <int HD, bool FP8>
 static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned seed)
 {
     std::mt19937 rng(seed);
-    int n_layers = 2, layer = 1, width = (nh + 2 * nkv) * HD;
+    int n_layers = 2, layer = 1, width = (nh + 2 * nkv) * HD, elem = FP8 ? 1 : 2;
     ssfk_kv_layout kv;
     kv.block_size = bs, kv.head_dim = HD, kv.head_stride = (size_t)bs * HD;
     kv.v_offset = (size_t)nkv * kv.head_stride, kv.layer_stride = 2 * kv.v_offset;
-    kv.block_stride = (size_t)n_layers * kv.layer_stride, kv.fp8 = 0, kv.scales = NULL;
+    kv.block_stride = (size_t)n_layers * kv.layer_stride, kv.fp8 = FP8, kv.scales = NULL;
     /* rows: each spec's rows in order */
     std::vector<int32_t> seq, pos;
     std::vector<int> need(seqs.size());
@@ -395,25 +441,30 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
         for (int i = 0; i < need[s]; i++)
             tab.push_back(perm[tab.size()]);
     }
-    /* the pool: NaN everywhere, then each sequence's positions */
+    /* the pool: NaN everywhere (e4m3 0x7f; NaN scales), then each
+     * sequence's positions */
     size_t pool_elems = (size_t)n_blocks * kv.block_stride;
-    std::vector<bf16> pool(pool_elems, 0x7fc0);
+    std::vector<char> pool_bytes(pool_elems * elem + 16);
+    char *pool = pool_bytes.data() + (16 - (uintptr_t)pool_bytes.data() % 16) % 16;
+    if (FP8)
+        memset(pool, 0x7f, pool_elems);
+    else
+        std::fill((bf16 *)pool, (bf16 *)pool + pool_elems, (bf16)0x7fc0);
+    std::vector<float> scales(FP8 ? pool_elems / HD : 0, NAN);
     std::vector<std::vector<float>> K(seqs.size()), V(seqs.size());
     for (size_t s = 0; s < seqs.size(); s++) {
         int ctx = seqs[s].p0 + seqs[s].n;
         K[s].resize((size_t)ctx * nkv * HD), V[s].resize((size_t)ctx * nkv * HD);
         for (int p = 0; p < ctx; p++)
-            for (int h = 0; h < nkv; h++)
-                for (int d = 0; d < HD; d++) {
-                    size_t at = (size_t)tab[tab_off[s] + p / bs] * kv.block_stride +
-                                layer * kv.layer_stride + h * kv.head_stride +
-                                (size_t)(p % bs) * HD + d;
-                    bf16 k = f2bf((float)(2 * urand(rng))), v = f2bf((float)urand(rng));
-                    pool[at] = k, pool[at + kv.v_offset] = v;
-                    K[s][((size_t)p * nkv + h) * HD + d] = bf2f(k);
-                    V[s][((size_t)p * nkv + h) * HD + d] = bf2f(v);
-                }
+            for (int h = 0; h < nkv; h++) {
+                size_t at = (size_t)tab[tab_off[s] + p / bs] * kv.block_stride +
+                            layer * kv.layer_stride + h * kv.head_stride + (size_t)(p % bs) * HD;
+                size_t i = ((size_t)p * nkv + h) * HD;
+                put_row(pool, scales, at, HD, FP8, 2.0f, rng, &K[s][i]);
+                put_row(pool, scales, at + kv.v_offset, HD, FP8, 1.0f, rng, &V[s][i]);
+            }
     }
+    kv.scales = FP8 ? scales.data() : NULL;
     std::vector<bf16> qkv((size_t)rows * width, 0x7fc0);
     for (int r = 0; r < rows; r++)
         for (int i = 0; i < nh * HD; i++)
@@ -423,14 +474,15 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
     std::vector<int32_t> qb(rows + 1), dec(rows + 1);
     int nd = 0, nq = ssf_prefill_split(seq.data(), pos.data(), rows, SSF_PREFILL_MIN_RUN, qb.data(),
                                        dec.data(), &nd);
-    g_pool = (const char *)pool.data(), g_pool_bytes = pool.size() * 2;
+    g_pool = pool, g_pool_bytes = pool_elems * elem;
+    g_scales = kv.scales, g_n_scales = scales.size();
     g_qkv = (const char *)qkv.data(), g_qkv_bytes = qkv.size() * 2;
     g_out = (char *)out.data(), g_out_bytes = out.size() * 2;
     g_out_writes.assign(g_out_bytes / 4, 0);
     launch_args<HD> a;
     a.io = ssfk_attn_io{out.data(),
                         qkv.data(),
-                        pool.data(),
+                        pool,
                         kv,
                         layer,
                         pos.data(),
@@ -439,7 +491,10 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
                         nkv};
     a.qb = qb.data();
     a.scale = scale_log2_of(HD);
-    g_smem_bytes = ssf_prefill_smem(HD);
+    g_smem_bytes = ssf_prefill_smem(HD, FP8);
+    if (g_smem_bytes != prefill_smem<HD, FP8>::BYTES)
+        fail("ssf_prefill_smem(%d, %d) is %zu bytes, the kernel's layout %zu", HD, FP8,
+             g_smem_bytes, prefill_smem<HD, FP8>::BYTES);
     g_smem = (char *)aligned_alloc(128, g_smem_bytes);
     g_meta.assign(g_smem_bytes / 4, wordmeta{});
     g_grid = {(unsigned)nh, (unsigned)nq, 1};
@@ -448,7 +503,7 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
             g_block = {(unsigned)h, (unsigned)b, 0};
             int qbi = nq - 1 - b; /* the kernel's q-block for blockIdx.y = b */
             g_tab_len = need[seq[qb[2 * qbi]]];
-            run_cta<HD>(&a);
+            run_cta<HD, FP8>(&a);
         }
     free(g_smem);
     /* check */
@@ -487,25 +542,55 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
             }
         }
     }
-    printf("%s hd %d heads %d/%d bs %d rows %d q-blocks %d decode %d late %d: worst abs err %.3g\n",
-           bad ? "FAIL" : "ok", HD, nh, nkv, bs, rows, nq, nd, g_late, worst);
+    printf("%s hd %d heads %d/%d bs %d %s rows %d q-blocks %d decode %d late %d: worst abs err "
+           "%.3g\n",
+           bad ? "FAIL" : "ok", HD, nh, nkv, bs, FP8 ? "fp8 " : "bf16", rows, nq, nd, g_late,
+           worst);
     return bad;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    bool fail_fast = false;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-x"))
+            fail_fast = true;
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+            g_rng.seed((unsigned)strtoul(argv[++i], NULL, 10));
+        else
+            fail("usage: prefill_emu [-x] [-s seed]");
     int fails = 0;
     for (g_late = 0; g_late < 2; g_late++) {
         g_random = 1;
-        fails += run_case<64>(2, 1, 16, {{0, 70}}, 1);
-        fails += run_case<128>(3, 1, 16, {{0, 130}}, 2);
-        fails += run_case<64>(4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 3);
-        fails += run_case<128>(2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 4);
-        fails += run_case<64>(2, 1, 48, {{990, 16}}, 5);
-        fails += run_case<128>(2, 1, 16, {{5, 16}, {7, 17}}, 6);
-        fails += run_case<128>(7, 1, 32, {{1, 2}, {63, 64}, {200, 3}, {127, 130}}, 11);
-        fails += run_case<64>(3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 12);
-        fails += run_case<128>(2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 13);
+        fails += run_case<64, false>(2, 1, 16, {{0, 70}}, 1);
+        if (fail_fast && fails) return 1;
+        fails += run_case<128, false>(3, 1, 16, {{0, 130}}, 2);
+        if (fail_fast && fails) return 1;
+        fails += run_case<64, false>(4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 3);
+        if (fail_fast && fails) return 1;
+        fails += run_case<128, false>(2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 4);
+        if (fail_fast && fails) return 1;
+        fails += run_case<64, false>(2, 1, 48, {{990, 16}}, 5);
+        if (fail_fast && fails) return 1;
+        fails += run_case<128, false>(2, 1, 16, {{5, 16}, {7, 17}}, 6);
+        if (fail_fast && fails) return 1;
+        fails += run_case<128, false>(7, 1, 32, {{1, 2}, {63, 64}, {200, 3}, {127, 130}}, 11);
+        if (fail_fast && fails) return 1;
+        fails += run_case<64, false>(3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 12);
+        if (fail_fast && fails) return 1;
+        fails += run_case<128, false>(2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 13);
+        if (fail_fast && fails) return 1;
+        /* an fp8 pool: rows widened in shared memory, scales on the side */
+        fails += run_case<128, true>(3, 1, 16, {{0, 130}}, 21);
+        if (fail_fast && fails) return 1;
+        fails += run_case<64, true>(4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 22);
+        if (fail_fast && fails) return 1;
+        fails += run_case<128, true>(2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 23);
+        if (fail_fast && fails) return 1;
+        fails += run_case<64, true>(3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 24);
+        if (fail_fast && fails) return 1;
+        fails += run_case<128, true>(2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 25);
+        if (fail_fast && fails) return 1;
     }
     printf(fails ? "FAILURES\n" : "all ok\n");
     return fails != 0;
