@@ -22,8 +22,26 @@ typedef struct swap {
 typedef struct kernel {
     const char *name, *begin, *end; /* the span: from `begin` up to `end` */
     const char *const *cut;         /* helpers to drop, NULL-terminated */
-    const swap *swaps;              /* {NULL} ends */
+    const swap *shared, *swaps;     /* swaps: ATTENTION_SWAPS or NULL, then its own; {NULL} ends */
 } kernel;
+
+/* What both attention kernels have in the same words: the fp8 rows'
+ * widening, the K fragments' reads and the K scales'. */
+static const swap ATTENTION_SWAPS[] = {
+    {"uint4 in = *(const uint4 *)(raw + j * HD + e);",
+     "uint4 in = ld_sh((const uint4 *)(raw + j * HD + e));", 1},
+    {"dst[0] = make_uint4(o[0], o[1], o[2], o[3]);",
+     "st_sh(&dst[0], make_uint4(o[0], o[1], o[2], o[3]));", 1},
+    {"dst[1] = make_uint4(o[4], o[5], o[6], o[7]);",
+     "st_sh(&dst[1], make_uint4(o[4], o[5], o[6], o[7]));", 1},
+    {"uint32_t b0 = *(const uint32_t *)(krow + kk * 16);",
+     "uint32_t b0 = ld_sh((const uint32_t *)(krow + kk * 16));", 1},
+    {"uint32_t b1 = *(const uint32_t *)(krow + kk * 16 + 8);",
+     "uint32_t b1 = ld_sh((const uint32_t *)(krow + kk * 16 + 8));", 1},
+    {"float f = ksc ? scale_log2 * ksc[j] : scale_log2;",
+     "float f = ksc ? scale_log2 * ld_sh(&ksc[j]) : scale_log2;", 1},
+    {NULL, NULL, 0},
+};
 
 static const char *const PREFILL_CUT[] = {NULL};
 
@@ -34,24 +52,12 @@ static const swap PREFILL_SWAPS[] = {
      1},
     {"size_t row = in ? off[j] + sel * io.kv.v_offset : 0;",
      "size_t row = in ? ld_sh(&off[j]) + sel * io.kv.v_offset : 0;", 1},
-    {"uint4 in = *(const uint4 *)(raw + j * HD + e);",
-     "uint4 in = ld_sh((const uint4 *)(raw + j * HD + e));", 1},
-    {"dst[0] = make_uint4(o[0], o[1], o[2], o[3]);",
-     "st_sh(&dst[0], make_uint4(o[0], o[1], o[2], o[3]));", 1},
-    {"dst[1] = make_uint4(o[4], o[5], o[6], o[7]);",
-     "st_sh(&dst[1], make_uint4(o[4], o[5], o[6], o[7]));", 1},
-    {"float f = ksc ? scale_log2 * ksc[j] : scale_log2;",
-     "float f = ksc ? scale_log2 * ld_sh(&ksc[j]) : scale_log2;", 1},
     {"s[nb][e] *= vsc[nb * 8 + 2 * t + (e & 1)];",
      "s[nb][e] *= ld_sh(&vsc[nb * 8 + 2 * t + (e & 1)]);", 1},
     {"? *(const uint32_t *)(qrow + kk * 16) : 0u;",
      "? ld32g((const uint32_t *)(qrow + kk * 16)) : 0u;", 1},
     {"? *(const uint32_t *)(qrow + kk * 16 + 8) : 0u;",
      "? ld32g((const uint32_t *)(qrow + kk * 16 + 8)) : 0u;", 1},
-    {"uint32_t b0 = *(const uint32_t *)(krow + kk * 16);",
-     "uint32_t b0 = ld_sh((const uint32_t *)(krow + kk * 16));", 1},
-    {"uint32_t b1 = *(const uint32_t *)(krow + kk * 16 + 8);",
-     "uint32_t b1 = ld_sh((const uint32_t *)(krow + kk * 16 + 8));", 1},
     {"*(uint32_t *)(orow + 8 * n) =\n                pack_bf16(w.o[n][2 * half] * inv, w.o[n][2 * "
      "half + 1] * inv);",
      "st32g((uint32_t *)(orow + 8 * n),\n                pack_bf16(w.o[n][2 * half] * inv, "
@@ -64,18 +70,6 @@ static const swap PREFILL_SWAPS[] = {
 static const char *const DECODE_CUT[] = {NULL};
 
 static const swap DECODE_SWAPS[] = {
-    {"uint4 in = *(const uint4 *)(raw + j * HD + e);",
-     "uint4 in = ld_sh((const uint4 *)(raw + j * HD + e));", 1},
-    {"dst[0] = make_uint4(o[0], o[1], o[2], o[3]);",
-     "st_sh(&dst[0], make_uint4(o[0], o[1], o[2], o[3]));", 1},
-    {"dst[1] = make_uint4(o[4], o[5], o[6], o[7]);",
-     "st_sh(&dst[1], make_uint4(o[4], o[5], o[6], o[7]));", 1},
-    {"uint32_t b0 = *(const uint32_t *)(krow + kk * 16);",
-     "uint32_t b0 = ld_sh((const uint32_t *)(krow + kk * 16));", 1},
-    {"uint32_t b1 = *(const uint32_t *)(krow + kk * 16 + 8);",
-     "uint32_t b1 = ld_sh((const uint32_t *)(krow + kk * 16 + 8));", 1},
-    {"float f = ksc ? scale_log2 * ksc[j] : scale_log2;",
-     "float f = ksc ? scale_log2 * ld_sh(&ksc[j]) : scale_log2;", 1},
     {"w[0] *= vsc[2 * t], w[1] *= vsc[2 * t + 1];",
      "w[0] *= ld_sh(&vsc[2 * t]), w[1] *= ld_sh(&vsc[2 * t + 1]);", 1},
     {"w[2] *= vsc[8 + 2 * t], w[3] *= vsc[8 + 2 * t + 1];",
@@ -183,10 +177,13 @@ static const swap SAMPLE_SWAPS[] = {
 
 static const kernel KERNELS[] = {
     {"prefill", "#define QB SSF_PREFILL_QB",
-     "template <int HD, bool FP8>\nstatic cudaError_t prefill_hd(", PREFILL_CUT, PREFILL_SWAPS},
+     "template <int HD, bool FP8>\nstatic cudaError_t prefill_hd(", PREFILL_CUT, ATTENTION_SWAPS,
+     PREFILL_SWAPS},
     {"decode", "/* ---- paged attention",
-     "template <int HD, bool FP8>\nstatic cudaError_t attention_hd(", DECODE_CUT, DECODE_SWAPS},
-    {"sample", "#define SAMPLE_THREADS 1024", "cudaError_t ssfk_sample(", SAMPLE_CUT, SAMPLE_SWAPS},
+     "template <int HD, bool FP8>\nstatic cudaError_t attention_hd(", DECODE_CUT, ATTENTION_SWAPS,
+     DECODE_SWAPS},
+    {"sample", "#define SAMPLE_THREADS 1024", "cudaError_t ssfk_sample(", SAMPLE_CUT, NULL,
+     SAMPLE_SWAPS},
 };
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -251,6 +248,18 @@ static char *line_of(const char *s, char *p)
 /* Drops the definition of helper `name`: the one line that starts with
  * "__device__ static inline" and names it, up to the "}" that closes it at
  * the start of a line. */
+/* Each of the list's swaps on body (a kernel that changed under the
+ * emulator dies here, naming the text). */
+static char *apply_swaps(char *body, const swap *list)
+{
+    for (const swap *w = list; w->from; w++) {
+        if (count(body, w->from) != w->times)
+            die("the kernel no longer has `%s` as often as the swap expects", w->from);
+        body = replace(body, w->from, w->to);
+    }
+    return body;
+}
+
 static char *cut_helper(char *s, const char *name)
 {
     char head[128];
@@ -286,11 +295,8 @@ int main(int argc, char **argv)
     free(src);
     for (const char *const *c = k->cut; *c; c++)
         body = cut_helper(body, *c);
-    for (const swap *w = k->swaps; w->from; w++) {
-        if (count(body, w->from) != w->times)
-            die("the kernel no longer has `%s` as often as the swap expects", w->from);
-        body = replace(body, w->from, w->to);
-    }
+    if (k->shared) body = apply_swaps(body, k->shared);
+    body = apply_swaps(body, k->swaps);
     FILE *out = fopen(argv[3], "w");
     if (!out || fputs(body, out) < 0 || fclose(out) != 0) die("cannot write %s", argv[3]);
     free(body);
