@@ -309,15 +309,17 @@ BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache, 1.5B's batches
 # again with each kernel launched once the one before completed (no PDL);
-# long prompts with and without flash prefill (on by default); and 7B for
-# 64 steps, the length transformers is timed for.
+# long prompts with and without flash prefill (on by default), and with an
+# fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
+# for.
 long_benches() {
     local b15=$1 b7=$2
     step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,nopdl
     # 1,000-token prompts, each a forward of its own, with the flash
     # prefill kernel and without it (the decode kernel reads a prompt's K
-    # and V once per row)
-    step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash
+    # and V once per row), then with an fp8 pool, through the decode
+    # kernel (the engine's default) and through the flash kernel
+    step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8flash
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8

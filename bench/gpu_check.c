@@ -292,15 +292,18 @@ static void report(const char *what, const float *got, const float *ref, int voc
 
 /* How a check or bench opens the CUDA device besides its pages: decode
  * steps as CUDA graphs or not, an e4m3 KV cache or BF16, prompts through
- * the flash prefill kernel or not, kernels launched only after the one
- * before completed (no_pdl) or not; `suffix` names it in TIME lines. */
+ * the flash prefill kernel or not (fp8_flash: with an e4m3 cache too),
+ * kernels launched only after the one before completed (no_pdl) or not;
+ * `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, flash, no_pdl;
+    int graphs, fp8, flash, fp8_flash, no_pdl;
     const char *suffix;
 } variant;
 
 static const variant DEFAULT = {.graphs = 1, .flash = 1, .suffix = ""};
 static const variant FP8_KV = {.graphs = 1, .fp8 = 1, .flash = 1, .suffix = "-fp8kv"};
+static const variant FP8_FLASH = {
+    .graphs = 1, .fp8 = 1, .flash = 1, .fp8_flash = 1, .suffix = "-fp8kv-flash"};
 static const variant NO_FLASH = {.graphs = 1, .suffix = "-noflash"};
 static const variant NO_GRAPH = {.flash = 1, .suffix = "-nograph"};
 static const variant NO_PDL = {.graphs = 1, .flash = 1, .no_pdl = 1, .suffix = "-nopdl"};
@@ -316,6 +319,7 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .disable_cuda_graphs = !v.graphs,
                             .kv_fp8 = v.fp8,
                             .disable_flash_prefill = !v.flash,
+                            .fp8_flash_prefill = v.fp8_flash,
                             .disable_pdl = v.no_pdl};
     return ssf_device_cuda_open(m, &o, err);
 }
@@ -480,6 +484,8 @@ static void check_fixture(const char *dir)
             }
             check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p, "");
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_KV, "fp8 KV", FP8_REL_TOL);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_FLASH, "fp8 KV, flash prefill",
+                          FP8_REL_TOL);
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, NO_FLASH, "decode-kernel prefill",
                           REL_TOL);
             check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, NO_PDL, "PDL off");
@@ -788,10 +794,24 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
 
 /* Decode timing at each batch; `extra` (comma-separated) adds the largest
  * batch with device sampling ("sampled"), batches 1 and the largest kernel
- * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"), and
- * every batch again with prompts through the decode kernel instead of the
- * flash prefill kernel ("noflash") or with each kernel launched after the
- * one before completed ("nopdl"). */
+ * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"; with its
+ * prompts through the flash prefill kernel, "fp8flash"), and every batch
+ * again with prompts through the decode kernel instead of the flash
+ * prefill kernel ("noflash") or with each kernel launched after the one
+ * before completed ("nopdl"). */
+/* Whether the comma-separated list names `what` (whole names: "fp8" is not
+ * in "fp8flash"). */
+static int wants(const char *list, const char *what)
+{
+    size_t n = strlen(what);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, what, n) == 0) return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 static void bench(const char *dir, const char *batches, int P, int steps, const char *extra)
 {
     ssf_error err;
@@ -811,18 +831,20 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     if (ok) printf("TIME device copy (D2D, read + write) %.0f GB/s\n", copy_gbps);
     const ssf_model_config *c = m ? ssf_model_config_of(m) : NULL;
     ok = ok && c != NULL && time_batches(gpu, &pg, c, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && strstr(extra, "sampled"))
+    if (ok && wants(extra, "sampled"))
         ok = bench_batch(gpu, &pg, c, maxb, P, steps, 1, copy_gbps, &err) == 0;
     if (gpu) gpu->close(gpu);
-    if (ok && strstr(extra, "nograph")) {
+    if (ok && wants(extra, "nograph")) {
         const int ends[2] = {1, maxb};
         ok = bench_variant(m, &pg, ctx, NO_GRAPH, ends, 2, P, steps, copy_gbps, &err) == 0;
     }
-    if (ok && strstr(extra, "fp8"))
+    if (ok && wants(extra, "fp8"))
         ok = bench_variant(m, &pg, ctx, FP8_KV, &maxb, 1, P, steps, copy_gbps, &err) == 0;
-    if (ok && strstr(extra, "noflash"))
+    if (ok && wants(extra, "fp8flash"))
+        ok = bench_variant(m, &pg, ctx, FP8_FLASH, &maxb, 1, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "noflash"))
         ok = bench_variant(m, &pg, ctx, NO_FLASH, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && strstr(extra, "nopdl"))
+    if (ok && wants(extra, "nopdl"))
         ok = bench_variant(m, &pg, ctx, NO_PDL, bs, nb, P, steps, copy_gbps, &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
@@ -1125,9 +1147,10 @@ int main(int argc, char **argv)
     else if ((argc == 6 || argc == 7) && strcmp(argv[1], "bench") == 0)
         bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : "");
     else {
-        fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-                        "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                        "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,noflash,nopdl]\n");
+        fprintf(stderr,
+                "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+                "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+                "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,fp8flash,noflash,nopdl]\n");
         return 2;
     }
     return failures ? 1 : 0;

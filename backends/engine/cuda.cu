@@ -122,7 +122,8 @@ typedef struct cuda_dev {
     /* decode steps as graphs; padding rows write into the pool's extra
      * block scratch_block, which no sequence owns */
     int use_graphs;
-    int flash_prefill; /* prompts' runs through the prefill kernel (BF16 pools) */
+    int flash_prefill; /* prompts' runs through the prefill kernel */
+    int fp8_flash;     /* ... over an fp8 pool too (SSFK_PREFILL_FP8, fp8_flash_prefill) */
     int pdl;           /* kernels as programmatic dependent launches (ssfk_set_pdl) */
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
@@ -539,7 +540,7 @@ static int plan_step(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, int graph, 
     int32_t *decode_rows = d->h_idx + IDX_DECODE_ROWS * cap;
     memset(as, 0, sizeof *as);
     as->n_decode = R_pad;
-    if (!graph && d->flash_prefill && (!d->kv.fp8 || SSFK_PREFILL_FP8)) {
+    if (!graph && d->flash_prefill && (!d->kv.fp8 || d->fp8_flash)) {
         as->n_qblocks = ssf_prefill_split(b->seq, b->pos, b->n_rows, SSF_PREFILL_MIN_RUN,
                                           d->h_idx + IDX_QBLOCKS * cap, decode_rows, &as->n_decode);
         as->qblocks = d->d_idx + IDX_QBLOCKS * cap;
@@ -941,6 +942,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->base.can_sample = 1;
     d->use_graphs = !o->disable_cuda_graphs;
     d->flash_prefill = !o->disable_flash_prefill;
+    d->fp8_flash = SSFK_PREFILL_FP8 || o->fp8_flash_prefill;
     d->pdl = !o->disable_pdl;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);

@@ -119,9 +119,10 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
                                    cudaStream_t st);
 
 /* Whether the engine sends an fp8 pool's prompts through the prefill
- * kernel.  0 until a GPU has checked and timed its fp8 path, which only
- * tools/cuda-emu has run so far (2026-11-26); until then they take the
- * decode kernel, which reads a prompt's K and V once a row. */
+ * kernel by default.  0 until a GPU has checked and timed its fp8 path,
+ * which only tools/cuda-emu has run so far (2026-11-26); until then they
+ * take the decode kernel, which reads a prompt's K and V once a row, unless
+ * the device option fp8_flash_prefill asks for the prefill kernel. */
 #define SSFK_PREFILL_FP8 0
 
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:

@@ -43,6 +43,10 @@ typedef struct ssf_device_options {
      * the kernel before drains and waiting for its writes before their first access.  For the
      * whole process (each forward sets it): it changes when a kernel starts, never a value. */
     int disable_pdl;
+    /* CUDA: with an fp8 pool, prompts through the flash prefill kernel as well (its fp8 path,
+     * which only tools/cuda-emu has run so far: bench/gpu-check.sh checks and times it).  The
+     * default once SSFK_PREFILL_FP8 is 1. */
+    int fp8_flash_prefill;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning
