@@ -66,6 +66,8 @@ static const char help_engine[] =
     "  --no-cuda-graphs      engine: launch CUDA decode steps kernel by kernel\n"
     "  --no-flash-prefill    engine: CUDA prompts through the decode attention kernel, not the\n"
     "                        flash prefill kernel\n"
+    "  --no-pdl              engine: launch each CUDA kernel once the one before has completed\n"
+    "                        (by default they overlap its tail: programmatic dependent launch)\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -115,6 +117,7 @@ enum {
     OPT_KV_BLOCKS,
     OPT_NO_CUDA_GRAPHS,
     OPT_NO_FLASH_PREFILL,
+    OPT_NO_PDL,
     OPT_KV_DTYPE,
 };
 
@@ -257,6 +260,9 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         return 0;
     case OPT_NO_FLASH_PREFILL:
         o->dev.disable_flash_prefill = 1;
+        return 0;
+    case OPT_NO_PDL:
+        o->dev.disable_pdl = 1;
         return 0;
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);
@@ -573,6 +579,7 @@ int cmd_run(int argc, char **argv)
         {"kv-blocks", required_argument, NULL, OPT_KV_BLOCKS},
         {"no-cuda-graphs", no_argument, NULL, OPT_NO_CUDA_GRAPHS},
         {"no-flash-prefill", no_argument, NULL, OPT_NO_FLASH_PREFILL},
+        {"no-pdl", no_argument, NULL, OPT_NO_PDL},
         {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},
