@@ -388,20 +388,17 @@ static cudaError_t attention_hd(const ssf_attn_shape *sh, ssfk_attn_io io, const
                       part, rows, io.n_heads, sh->splits);
 }
 
-template <int HD, bool FP8> static cudaError_t allow_smem(void)
+template <int HD, bool FP8> static cudaError_t allow_attention_smem(void)
 {
-    return cudaFuncSetAttribute(paged_attention_kernel<HD, FP8>,
-                                cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)ssf_attn_smem(HD));
+    return allow_smem(paged_attention_kernel<HD, FP8>, ssf_attn_smem(HD));
 }
 
 cudaError_t ssfk_attention_init(void)
 {
-    /* past the default 48 KB of dynamic shared memory a kernel must opt in */
-    cudaError_t e = allow_smem<64, false>();
-    if (e == cudaSuccess) e = allow_smem<128, false>();
-    if (e == cudaSuccess) e = allow_smem<64, true>();
-    if (e == cudaSuccess) e = allow_smem<128, true>();
+    cudaError_t e = allow_attention_smem<64, false>();
+    if (e == cudaSuccess) e = allow_attention_smem<128, false>();
+    if (e == cudaSuccess) e = allow_attention_smem<64, true>();
+    if (e == cudaSuccess) e = allow_attention_smem<128, true>();
     return e;
 }
 

@@ -70,6 +70,13 @@ __device__ static inline void grid_dep_enter(void)
     grid_dep_launch();
 }
 
+/* Lets `kernel` take `bytes` of dynamic shared memory: past the default
+ * 48 KB a kernel must opt in, once per device. */
+template <typename... Params> static cudaError_t allow_smem(void (*kernel)(Params...), size_t bytes)
+{
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+}
+
 /* kernel<<<grid, block, smem, st>>>(args...), as a programmatic dependent
  * of the stream's previous kernel unless ssfk_set_pdl turned that off. */
 template <typename... Params, typename... Args>

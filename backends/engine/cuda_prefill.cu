@@ -374,19 +374,16 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
     return cudaErrorInvalidValue;
 }
 
-/* Past the default 48 KB of dynamic shared memory a kernel must opt in. */
-template <int HD, bool FP8> static cudaError_t allow_smem(void)
+template <int HD, bool FP8> static cudaError_t allow_prefill_smem(void)
 {
-    return cudaFuncSetAttribute(prefill_attention_kernel<HD, FP8>,
-                                cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)ssf_prefill_smem(HD, FP8));
+    return allow_smem(prefill_attention_kernel<HD, FP8>, ssf_prefill_smem(HD, FP8));
 }
 
 cudaError_t ssfk_prefill_init(void)
 {
-    cudaError_t e = allow_smem<64, false>();
-    if (e == cudaSuccess) e = allow_smem<128, false>();
-    if (e == cudaSuccess) e = allow_smem<64, true>();
-    if (e == cudaSuccess) e = allow_smem<128, true>();
+    cudaError_t e = allow_prefill_smem<64, false>();
+    if (e == cudaSuccess) e = allow_prefill_smem<128, false>();
+    if (e == cudaSuccess) e = allow_prefill_smem<64, true>();
+    if (e == cudaSuccess) e = allow_prefill_smem<128, true>();
     return e;
 }
