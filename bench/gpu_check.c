@@ -417,11 +417,11 @@ static void check_variant(const ssf_model *m, const pages *pg, const seq *s, con
     if (d) d->close(d);
 }
 
-/* A variant that moves no value (launches without PDL):
- * a fresh device opened as v must give the full forward's logits bit for
- * bit as a fresh default device (both run the same calls, so cuBLAS picks
- * the same kernels), then decode through graphs as check_graph_decode
- * asks.  `name` says what v changes. */
+/* A variant that moves no value (launches without PDL): a fresh device
+ * opened as v must give the full forward's logits bit for bit as a fresh
+ * default device (both run the same calls, so cuBLAS picks the same
+ * kernels), then decode through graphs as check_graph_decode asks.  `name`
+ * says what v changes. */
 static void check_same_values(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
                               int vocab, int n_valid, const char *dir, int p, variant v,
                               const char *name)
