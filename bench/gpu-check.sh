@@ -307,14 +307,15 @@ fi
 BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
-# steps, the largest batches again with an FP8 KV cache, 1.5B's batches
-# again with each kernel launched once the one before completed (no PDL);
+# steps, the largest batches again with an FP8 KV cache, the batches again
+# with each kernel launched once the one before completed (1.5B, no PDL)
+# and with RoPE and the KV store in the decode attention (rope);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,nopdl
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,nopdl,rope
     # 1,000-token prompts, each a forward of its own, with the flash
     # prefill kernel and without it (the decode kernel reads a prompt's K
     # and V once per row), then with an fp8 pool, through the decode
@@ -322,7 +323,7 @@ long_benches() {
     step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8flash
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
-    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8
+    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope
     step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64
 }
 # --perf: the op tests, the 1.5B ops and the long decode benches only (no

@@ -293,10 +293,11 @@ static void report(const char *what, const float *got, const float *ref, int voc
 /* How a check or bench opens the CUDA device besides its pages: decode
  * steps as CUDA graphs or not, an e4m3 KV cache or BF16, prompts through
  * the flash prefill kernel or not (fp8_flash: with an e4m3 cache too),
- * kernels launched only after the one before completed (no_pdl) or not;
+ * kernels launched only after the one before completed (no_pdl) or not,
+ * decode steps' RoPE and KV store in the attention kernel (rope) or not;
  * `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, flash, fp8_flash, no_pdl;
+    int graphs, fp8, flash, fp8_flash, no_pdl, rope;
     const char *suffix;
 } variant;
 
@@ -307,6 +308,9 @@ static const variant FP8_FLASH = {
 static const variant NO_FLASH = {.graphs = 1, .suffix = "-noflash"};
 static const variant NO_GRAPH = {.flash = 1, .suffix = "-nograph"};
 static const variant NO_PDL = {.graphs = 1, .flash = 1, .no_pdl = 1, .suffix = "-nopdl"};
+static const variant ROPE = {.graphs = 1, .flash = 1, .rope = 1, .suffix = "-rope"};
+static const variant FP8_ROPE = {
+    .graphs = 1, .fp8 = 1, .flash = 1, .rope = 1, .suffix = "-fp8kv-rope"};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -320,7 +324,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .kv_fp8 = v.fp8,
                             .disable_flash_prefill = !v.flash,
                             .fp8_flash_prefill = v.fp8_flash,
-                            .disable_pdl = v.no_pdl};
+                            .disable_pdl = v.no_pdl,
+                            .rope_in_attention = v.rope};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -417,35 +422,56 @@ static void check_variant(const ssf_model *m, const pages *pg, const seq *s, con
     if (d) d->close(d);
 }
 
-/* A variant that moves no value (launches without PDL): a fresh device
- * opened as v must give the full forward's logits bit for bit as a fresh
- * default device (both run the same calls, so cuBLAS picks the same
- * kernels), then decode through graphs as check_graph_decode asks.  `name`
- * says what v changes. */
+/* How many of the n floats differ in their bits. */
+static size_t bits_differ(const float *a, const float *b, size_t n)
+{
+    size_t differ = 0;
+    for (size_t i = 0; i < n; i++)
+        differ += memcmp(&a[i], &b[i], sizeof *a) != 0;
+    return differ;
+}
+
+/* d's logits of the full forward (sequence 0) into lg[0] and of the
+ * prefill+decode (sequence 1) into lg[1]. */
+static int both_ways(ssf_device *d, const pages *pg, const seq *s, int vocab, float **lg,
+                     ssf_error *err)
+{
+    lg[0] = full_forward(d, pg, s, vocab, 0, err);
+    lg[1] = lg[0] ? ssf_xcalloc((size_t)s->n * vocab, sizeof(float)) : NULL;
+    return lg[1] && prefill_decode(d, pg, s, vocab, 1, lg[1], err) == 0 ? 0 : -1;
+}
+
+/* A variant that moves no value (launches without PDL, RoPE in the
+ * attention): a fresh device opened as v must give the full forward's and
+ * the prefill+decode's logits bit for bit as a fresh device opened as base
+ * (both run the same calls, so cuBLAS picks the same kernels), then decode
+ * through graphs as check_graph_decode asks.  `name` says what v changes. */
 static void check_same_values(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
-                              int vocab, int n_valid, const char *dir, int p, variant v,
-                              const char *name)
+                              int vocab, int n_valid, const char *dir, int p, variant base,
+                              variant v, const char *name)
 {
     ssf_error err;
-    ssf_device *plain = open_cuda_as(m, pg, MAX_CONTEXT, DEFAULT, &err);
+    ssf_device *plain = open_cuda_as(m, pg, MAX_CONTEXT, base, &err);
     ssf_device *d = plain ? open_cuda_as(m, pg, MAX_CONTEXT, v, &err) : NULL;
-    float *a = plain && d ? full_forward(plain, pg, s, vocab, 0, &err) : NULL;
-    float *b = a ? full_forward(d, pg, s, vocab, 0, &err) : NULL;
-    if (b) {
-        size_t n = (size_t)s->n * vocab, differ = 0;
-        for (size_t i = 0; i < n; i++)
-            differ += memcmp(&a[i], &b[i], sizeof *a) != 0;
-        failures += differ != 0;
-        printf("%s %s prompt %d: %s, full forward: %zu of %zu logits differ from the "
-               "default device\n",
-               differ ? "FAIL" : "PASS", dir, p, name, differ, n);
+    float *a[2] = {NULL, NULL}, *b[2] = {NULL, NULL};
+    int ok = plain && d && both_ways(plain, pg, s, vocab, a, &err) == 0 &&
+             both_ways(d, pg, s, vocab, b, &err) == 0;
+    if (ok) {
+        /* prefill+decode: the rows from the prompt's last on */
+        size_t n = (size_t)s->n * vocab, first = (size_t)(s->len - 1) * vocab;
+        size_t full = bits_differ(a[0], b[0], n),
+               dec = bits_differ(a[1] + first, b[1] + first, n - first);
+        failures += full + dec != 0;
+        printf("%s %s prompt %d: %s: %zu of %zu logits of the full forward and %zu of %zu of "
+               "prefill+decode differ from the device without it\n",
+               (full + dec) ? "FAIL" : "PASS", dir, p, name, full, n, dec, n - first);
         char as[128];
         snprintf(as, sizeof as, " (%s)", name);
         check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, as);
     } else {
         printf("FAIL %s prompt %d: %s: %s\n", dir, p, name, err.msg), failures++;
     }
-    free(a), free(b);
+    free(a[0]), free(a[1]), free(b[0]), free(b[1]);
     if (d) d->close(d);
     if (plain) plain->close(plain);
 }
@@ -488,7 +514,11 @@ static void check_fixture(const char *dir)
                           FP8_REL_TOL);
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, NO_FLASH, "decode-kernel prefill",
                           REL_TOL);
-            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, NO_PDL, "PDL off");
+            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, DEFAULT, NO_PDL, "PDL off");
+            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, DEFAULT, ROPE,
+                              "RoPE in the attention");
+            check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_KV, FP8_ROPE,
+                              "fp8 KV, RoPE in the attention");
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
         free(c), free(g);
@@ -797,8 +827,9 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"; with its
  * prompts through the flash prefill kernel, "fp8flash"), and every batch
  * again with prompts through the decode kernel instead of the flash
- * prefill kernel ("noflash") or with each kernel launched after the one
- * before completed ("nopdl"). */
+ * prefill kernel ("noflash"), with each kernel launched after the one
+ * before completed ("nopdl") or with decode steps' RoPE and KV store in the
+ * attention kernel ("rope"). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8flash"). */
 static int wants(const char *list, const char *what)
@@ -846,6 +877,8 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, NO_FLASH, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "nopdl"))
         ok = bench_variant(m, &pg, ctx, NO_PDL, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "rope"))
+        ok = bench_variant(m, &pg, ctx, ROPE, bs, nb, P, steps, copy_gbps, &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;
@@ -1147,10 +1180,11 @@ int main(int argc, char **argv)
     else if ((argc == 6 || argc == 7) && strcmp(argv[1], "bench") == 0)
         bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : "");
     else {
-        fprintf(stderr,
-                "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-                "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,fp8flash,noflash,nopdl]\n");
+        fprintf(
+            stderr,
+            "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+            "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+            "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,fp8flash,noflash,nopdl,rope]\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -807,8 +807,9 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
 }
 
 /* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache;
- * flash: prompts through the prefill kernel). */
-static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int flash)
+ * flash: prompts through the prefill kernel; rope: decode steps' RoPE and
+ * KV store in the attention kernel). */
+static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int flash, int rope)
 {
     ssf_device_options o = {.n_slots = N_SEQS,
                             .max_context = MAX_CONTEXT,
@@ -817,24 +818,25 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int f
                             .gpu_memory_utilization = 0.9,
                             .cuda_device = 0,
                             .kv_fp8 = fp8,
-                            .disable_flash_prefill = !flash};
+                            .disable_flash_prefill = !flash,
+                            .rope_in_attention = rope};
     ssf_error err = {{0}};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);
     return d;
 }
 
-static void run_fixture(fixture *f, int bs, int scatter, int flash)
+static void run_fixture(fixture *f, int bs, int scatter, int flash, int rope)
 {
     paging pg;
     paging_init(&pg, bs, scatter);
-    ssf_device *d = open_paged(f, &pg, 0, flash);
+    ssf_device *d = open_paged(f, &pg, 0, flash, rope);
     assert_int_equal(d->n_slots, N_SEQS);
     assert_int_equal(d->max_context, MAX_CONTEXT);
     assert_int_equal(d->block_size, bs);
     assert_int_equal(d->n_blocks, pg.n_blocks);
-    fprintf(stderr, "# block size %d, %s tables%s\n", bs, scatter ? "scattered" : "contiguous",
-            flash ? ", flash prefill" : "");
+    fprintf(stderr, "# block size %d, %s tables%s%s\n", bs, scatter ? "scattered" : "contiguous",
+            flash ? ", flash prefill" : "", rope ? ", RoPE in the attention" : "");
     prompt_ref pr[2];
     int np = 0;
     while (np < 2 && load_prompt(f, np, &pr[np]))
@@ -853,12 +855,12 @@ static void run_fixture(fixture *f, int bs, int scatter, int flash)
 /* An fp8 KV cache forks as BF16 does: the forked sequence reads the
  * copied partial block's e4m3 rows and scales, so its decode equals the
  * parent's (a scale left behind would read as NaN). */
-static void run_fixture_fp8_fork(fixture *f, int bs)
+static void run_fixture_fp8_fork(fixture *f, int bs, int rope)
 {
     paging pg;
     paging_init(&pg, bs, 1);
-    ssf_device *d = open_paged(f, &pg, 1, 0);
-    fprintf(stderr, "# fp8 KV, block size %d\n", bs);
+    ssf_device *d = open_paged(f, &pg, 1, 0, rope);
+    fprintf(stderr, "# fp8 KV, block size %d%s\n", bs, rope ? ", RoPE in the attention" : "");
     prompt_ref pr;
     for (int p = 0; p < 2 && load_prompt(f, p, &pr); p++) {
         float *pd = prefill_decode(d, &pg, &pr, f->vocab, 1, 5);
@@ -909,12 +911,15 @@ static void test_fixture_models(void **state)
         snprintf(dir, sizeof dir, "%s/%s", root, de->d_name);
         fixture f;
         if (!open_fixture(&f, dir)) continue;
-        run_fixture(&f, 16, 0, 0);
-        run_fixture(&f, 16, 1, 0);
-        run_fixture(&f, 1, 1, 0);
-        run_fixture(&f, 16, 1, 1);
-        run_fixture(&f, 1, 1, 1);
-        run_fixture_fp8_fork(&f, 16);
+        run_fixture(&f, 16, 0, 0, 0);
+        run_fixture(&f, 16, 1, 0, 0);
+        run_fixture(&f, 1, 1, 0, 0);
+        run_fixture(&f, 16, 1, 1, 0);
+        run_fixture(&f, 1, 1, 1, 0);
+        run_fixture(&f, 16, 1, 1, 1);
+        run_fixture(&f, 1, 1, 0, 1);
+        run_fixture_fp8_fork(&f, 16, 0);
+        run_fixture_fp8_fork(&f, 16, 1);
         ssf_safetensors_close(f.expected);
         ssf_model_close(f.model);
         n++;

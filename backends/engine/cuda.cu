@@ -78,6 +78,7 @@ typedef struct attn_step {
     const int32_t *decode_rows; /* device; NULL: rows 0 .. n_decode - 1 */
     int n_qblocks;
     const int32_t *qblocks; /* device */
+    int rope;               /* RoPE and the KV store in the decode kernel (ssfk_attn_io.rope_cs) */
 } attn_step;
 
 /* One captured decode step and what its kernels were launched with. */
@@ -85,6 +86,7 @@ typedef struct step_graph {
     cudaGraphExec_t exec; /* NULL until captured */
     ssf_attn_shape shape;
     int n_valid;
+    int rope; /* attn_step.rope */
 } step_graph;
 
 typedef struct cuda_dev {
@@ -101,7 +103,8 @@ typedef struct cuda_dev {
     bf16 *embed, *final_norm, *lm_head; /* lm_head == embed when tied */
     cuda_layer *layers;
     float *inv_freq;
-    int attn_slots; /* attention CTAs the device runs at once (ssfk_attention_slots) */
+    float2 *rope_cs; /* a step's angles, [CUDA_MAX_ROWS][head_dim / 2], with attn_rope */
+    int attn_slots;  /* attention CTAs the device runs at once (ssfk_attention_slots) */
     /* KV pool */
     char *pool; /* BF16 or e4m3 elements (d->kv.fp8); the scales at d->kv.scales */
     ssfk_kv_layout kv;
@@ -125,6 +128,7 @@ typedef struct cuda_dev {
     int flash_prefill; /* prompts' runs through the prefill kernel */
     int fp8_flash;     /* ... over an fp8 pool too (SSFK_PREFILL_FP8, fp8_flash_prefill) */
     int pdl;           /* kernels as programmatic dependent launches (ssfk_set_pdl) */
+    int attn_rope;     /* decode steps' RoPE in the attention (SSFK_ATTN_ROPE, rope_in_attention) */
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
     /* the bucket's GEMM shapes were tuned (before its first capture) */
@@ -201,6 +205,7 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->xo = (bf16 *)arena_take(a, (size_t)LOGIT_CHUNK * H * B);
     d->logits = (float *)arena_take(a, (size_t)LOGIT_CHUNK * (size_t)c->vocab_size * sizeof(float));
     d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->attn_slots, c->head_dim) * 4);
+    d->rope_cs = (float2 *)arena_take(a, R * (size_t)c->head_dim / 2 * sizeof(float2));
     d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
     d->d_spec = (ssf_sample_spec *)arena_take(a, R * sizeof(ssf_sample_spec));
     d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
@@ -490,6 +495,25 @@ static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void
     return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
 }
 
+/* The attention kernels' operands for layer l; with rope, the step's
+ * angles and the layer's bias for the decode kernel's RoPE. */
+static ssfk_attn_io layer_io(const cuda_dev *d, int l, const int32_t *pos, ssfk_tables tb, int rope)
+{
+    ssfk_attn_io io;
+    io.out = d->att;
+    io.qkv = d->qkv;
+    io.pool = d->pool;
+    io.kv = d->kv;
+    io.layer = l;
+    io.pos = pos;
+    io.tb = tb;
+    io.n_heads = d->cfg.n_heads;
+    io.n_kv_heads = d->cfg.n_kv_heads;
+    io.rope_cs = rope ? d->rope_cs : NULL;
+    io.bias = rope ? d->layers[l].bqkv : NULL;
+    return io;
+}
+
 /* One layer of the staged rows.  A prefetch of the small GEMMs' weights
  * into L2 by the kernels before them (the RMSNorm before q|k|v, the
  * attention before o) was measured and removed: on an H100 it made 1.5B's
@@ -505,9 +529,10 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     /* the previous layer's MLP output joins the residual stream here */
     K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps, d->stream));
     BLAS_TRY(gemm(d, d->xn, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H));
-    K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
-                              c->n_heads, c->n_kv_heads, d->stream));
-    ssfk_attn_io io = {d->att, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads, c->n_kv_heads};
+    if (!as->rope)
+        K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
+                                  c->n_heads, c->n_kv_heads, d->stream));
+    ssfk_attn_io io = layer_io(d, l, pos, tb, as->rope);
     if (as->n_decode > 0)
         K_TRY(ssfk_attention(&as->shape, io, as->decode_rows, d->part, d->stream));
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
@@ -528,6 +553,18 @@ static int longest_context(const ssf_fwd_batch *b, const int32_t *rows, int n)
         max_ctx = b->pos[r] + 1 > max_ctx ? b->pos[r] + 1 : max_ctx;
     }
     return max_ctx;
+}
+
+/* Whether no two rows are of one sequence (a decode step's rows): then no
+ * row reads a position that another writes in the step.  Marks in h_need,
+ * which stage_tables fills afresh. */
+static int one_row_a_sequence(cuda_dev *d, const ssf_fwd_batch *b)
+{
+    for (int s = 0; s < b->n_seqs; s++)
+        d->h_need[s] = 0;
+    for (int r = 0; r < b->n_rows; r++)
+        if (d->h_need[b->seq[r]]++) return 0;
+    return 1;
 }
 
 /* The step's attention: which rows each kernel takes (staged in h_idx for
@@ -553,6 +590,10 @@ static int plan_step(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, int graph, 
     if (ssf_attn_plan(as->n_decode, c->n_kv_heads, c->n_heads / c->n_kv_heads, max_ctx, c->head_dim,
                       d->kv.block_size, d->attn_slots, &as->shape))
         return ssf_fail(err, "cuda: no attention launch shape for head_dim %d", c->head_dim);
+    /* a graph's padding rows share one sequence but only write and read
+     * the scratch block's position 0, all with the same values */
+    as->rope = d->attn_rope && as->n_qblocks == 0 && as->shape.head_chunks == 1 &&
+               one_row_a_sequence(d, b);
     return 0;
 }
 
@@ -617,6 +658,8 @@ static int enqueue_body(cuda_dev *d, int R, const attn_step *as, ssf_error *err)
     tb.tab_off = d->d_idx + IDX_ROW_ARRAYS * cap;
     tb.tab = tb.tab_off + d->seq_cap + 1;
     K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, d->stream));
+    if (as->rope)
+        K_TRY(ssfk_rope_table(d->rope_cs, pos, d->inv_freq, R, d->cfg.head_dim, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
         if (forward_layer(d, l, R, pos, tb, as, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
@@ -689,6 +732,7 @@ static int capture_step(cuda_dev *d, int R, const attn_step *as, int n_valid, st
     }
     g->shape = as->shape;
     g->n_valid = n_valid;
+    g->rope = as->rope;
     return 0;
 }
 
@@ -736,7 +780,8 @@ static int forward_graph(cuda_dev *d, const ssf_fwd_batch *b, int bucket, int R_
         if (tune_gemms(d, R_pad, err)) return -1;
         d->gemm_tuned[bucket] = 1;
     }
-    if (!g->exec || !same_shape(&g->shape, &as->shape) || g->n_valid != b->n_valid)
+    if (!g->exec || !same_shape(&g->shape, &as->shape) || g->n_valid != b->n_valid ||
+        g->rope != as->rope)
         if (capture_step(d, R_pad, as, b->n_valid, g, err)) return -1;
     CU_TRY(cudaGraphLaunch(g->exec, d->stream));
     return fetch_samples(d, b, err);
@@ -944,6 +989,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->flash_prefill = !o->disable_flash_prefill;
     d->fp8_flash = SSFK_PREFILL_FP8 || o->fp8_flash_prefill;
     d->pdl = !o->disable_pdl;
+    d->attn_rope = SSFK_ATTN_ROPE || o->rope_in_attention;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;

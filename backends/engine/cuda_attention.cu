@@ -225,6 +225,78 @@ template <int HD> __device__ static void load_q(uint32_t (*qf)[2], const bf16 *q
     }
 }
 
+/* ---- RoPE in the kernel (ssfk_attn_io.rope_cs) ---- */
+
+/* load_q's fragments with the bias added and RoPE applied, as
+ * qkv_rope_store does both (cuda_common.cuh): dims d and d + HD/2 of a head
+ * are one lane's, in fragments kk and kk + HD/32, so no lane needs
+ * another's.  qrow is the row's q|k|v, cs its angles. */
+template <int HD>
+__device__ static void load_q_rope(uint32_t (*qf)[2], const bf16 *qrow, const float *bias,
+                                   const float2 *cs, int h0, int ng)
+{
+    int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4, col = (h0 + g) * HD;
+#pragma unroll
+    for (int kk = 0; kk < HD / 32; kk++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            float2 o[2] = {make_float2(0.0f, 0.0f), make_float2(0.0f, 0.0f)};
+#pragma unroll
+            for (int e = 0; e < 2 && g < ng; e++) {
+                int d = kk * 16 + 8 * j + 2 * t + e;
+                float2 angle = cs[d];
+                o[e] = rope_pair(biased(qrow, bias, col + d), biased(qrow, bias, col + d + HD / 2),
+                                 angle);
+            }
+            qf[kk][j] = pack_bf16(o[0].x, o[1].x); /* exact: rope_pair rounds to BF16 */
+            qf[kk + HD / 32][j] = pack_bf16(o[0].y, o[1].y);
+        }
+}
+
+/* The row's own position's K and V of KV head kvh (K biased and rotated, V
+ * biased, as qkv_rope_store writes them) into the pool at `at`, head 0's K
+ * row.  One warp stores both rows, a lane's values at columns lane + 32 i,
+ * then waits for its lanes: the warp that stores them is the one that
+ * reads them, by cp.async, which the warp barrier orders after the stores. */
+template <int HD, bool FP8>
+__device__ static void store_own_kv(const ssfk_attn_io &io, const bf16 *qrow, const float2 *cs,
+                                    int kvh, size_t at)
+{
+    constexpr int PER = HD / WARP; /* values a lane, of each row */
+    static_assert(PER <= FP8_PER_LANE, "a row fits store_fp8_row");
+    int lane = threadIdx.x % WARP, kcol = (io.n_heads + kvh) * HD;
+    int vcol = (io.n_heads + io.n_kv_heads + kvh) * HD;
+    float k[FP8_PER_LANE] = {0}, v[FP8_PER_LANE] = {0};
+    int col[FP8_PER_LANE] = {0};
+#pragma unroll
+    for (int i = 0; i < PER / 2; i++) { /* pairs (d, d + HD/2): K's columns i and i + PER/2 */
+        int d = lane + WARP * i;
+        float2 angle = cs[d];
+        float2 o = rope_pair(biased(qrow, io.bias, kcol + d),
+                             biased(qrow, io.bias, kcol + d + HD / 2), angle);
+        k[i] = o.x, k[i + PER / 2] = o.y;
+    }
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        col[i] = lane + WARP * i;
+        v[i] = biased(qrow, io.bias, vcol + col[i]);
+    }
+    size_t krow = at + (size_t)kvh * io.kv.head_stride, vrow = krow + io.kv.v_offset;
+    if (FP8) {
+        uint8_t *pool = (uint8_t *)io.pool;
+        store_fp8_row(k, col, PER, pool + krow, io.kv.scales + krow / HD);
+        store_fp8_row(v, col, PER, pool + vrow, io.kv.scales + vrow / HD);
+    } else {
+        bf16 *pool = (bf16 *)io.pool;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            pool[krow + col[i]] = __float2bfloat16(k[i]);
+            pool[vrow + col[i]] = __float2bfloat16(v[i]);
+        }
+    }
+    __syncwarp();
+}
+
 /* The warps' results merged: each warp leaves (m, l) and o in shared
  * memory, free once every warp's last tile is done; then thread i sums
  * element i % HD of head i / HD over the warps with weights 2^(m_w - M).
@@ -292,10 +364,16 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     int h0 = kvh * group + qc * SSF_ATTN_MAX_GROUP;
     int ng = min(SSF_ATTN_MAX_GROUP, group - qc * SSF_ATTN_MAX_GROUP);
     int warp = threadIdx.x / WARP;
-    int lo = blockIdx.z * chunk, hi = min(io.pos[r] + 1, lo + chunk);
+    int p = io.pos[r], lo = blockIdx.z * chunk, hi = min(p + 1, lo + chunk);
     int n_tiles = hi > lo ? (hi - lo + SSF_ATTN_TILE - 1) / SSF_ATTN_TILE : 0;
     int mine = n_tiles > warp ? (n_tiles - warp + ATTN_WARPS - 1) / ATTN_WARPS : 0;
     const int32_t *table = row_table(io.tb, r);
+    const bf16 *qrow = io.qkv + (size_t)r * (n_heads + 2 * io.n_kv_heads) * HD;
+    const float2 *cs = io.rope_cs ? io.rope_cs + (size_t)r * (HD / 2) : NULL;
+    /* with RoPE here, position p is stored by the warp whose last tile
+     * holds it, in the CTA whose split does, before that warp loads a tile */
+    if (cs && p >= lo && p < lo + chunk && warp == (n_tiles - 1) % ATTN_WARPS)
+        store_own_kv<HD, FP8>(io, qrow, cs, kvh, kv_pos(io.kv, table, io.layer, p));
     if (mine > 0) {
         int t0 = lo + warp * SSF_ATTN_TILE;
         load_tile<HD, FP8>(smem_raw, warp, 0, io.pool, io.kv, kvh, table, io.layer, t0,
@@ -303,7 +381,10 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     }
     cp_async_commit();
     uint32_t qf[HD / 16][2];
-    load_q<HD>(qf, io.qkv + (size_t)r * (n_heads + 2 * io.n_kv_heads) * HD + (size_t)h0 * HD, ng);
+    if (cs)
+        load_q_rope<HD>(qf, qrow, io.bias, cs, h0, ng);
+    else
+        load_q<HD>(qf, qrow + (size_t)h0 * HD, ng);
     warp_acc<HD> a;
     a.m = -INFINITY, a.l = 0.0f;
 #pragma unroll
@@ -431,7 +512,8 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const i
     ssfk_kv_layout kv = io.kv;
     if (shape->threads != SSF_ATTN_THREADS ||
         shape->grid[1] != io.n_kv_heads * shape->head_chunks || (shape->splits > 1 && !part) ||
-        shape->smem != ssf_attn_smem(kv.head_dim) || (kv.fp8 && !kv.scales))
+        shape->smem != ssf_attn_smem(kv.head_dim) || (kv.fp8 && !kv.scales) ||
+        (io.rope_cs && shape->head_chunks != 1))
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)
         return kv.fp8 ? attention_hd<64, true>(shape, io, rows, part, st)

@@ -9,6 +9,8 @@
 
 #include <math.h>
 
+#include <cuda_fp8.h>
+
 #include "cuda_kernels.cuh"
 
 #define WARP 32
@@ -32,6 +34,59 @@ __device__ static inline size_t kv_pos(ssfk_kv_layout kv, const int32_t *table, 
 __device__ static inline const int32_t *row_table(ssfk_tables tb, int r)
 {
     return tb.tab + tb.tab_off[tb.seq[r]];
+}
+
+/* ---- bias, RoPE and the fp8 store ----------------------------------------------
+ * qkv_rope_store (cuda_kernels.cu) and the decode attention's q load with
+ * RoPE (cuda_attention.cu) both rotate and store through these, so the two
+ * paths give the same bits. */
+
+/* Rounds to BF16 and back, where Hugging Face's bf16 model stores a tensor. */
+__device__ static inline float round_bf16(float v)
+{
+    return __bfloat162float(__float2bfloat16(v));
+}
+
+/* Column j of a q|k|v row with its bias: HF's linear rounds x W^T + b to
+ * BF16 before RoPE. */
+__device__ static inline float biased(const bf16 *row, const float *bias, int j)
+{
+    float x = __bfloat162float(row[j]);
+    return bias ? round_bf16(x + bias[j]) : x;
+}
+
+/* Rotate-half RoPE of the pair (x1 at d, x2 at d + head_dim / 2) by the
+ * angle whose (cos, sin) is cs, each result rounded to BF16.  The products
+ * are pinned (__fmul_rn, __fmaf_rn: no contraction left to the compiler),
+ * so every kernel that rotates gives the same bits. */
+__device__ static inline float2 rope_pair(float x1, float x2, float2 cs)
+{
+    return make_float2(round_bf16(__fmaf_rn(x1, cs.x, -__fmul_rn(x2, cs.y))),
+                       round_bf16(__fmaf_rn(x2, cs.x, __fmul_rn(x1, cs.y))));
+}
+
+#define FP8_MAX 448.0f /* e4m3's largest finite value */
+#define FP8_PER_LANE 4 /* a row of head_dim 128 over a warp */
+
+/* One K or V row that a warp holds, n <= FP8_PER_LANE values a lane (v[i],
+ * already BF16-rounded, is column col[i]), stored as e4m3 at dst, scaled by
+ * the row's largest magnitude / FP8_MAX (1 for a row of zeros), the scale
+ * at *scale. */
+__device__ static inline void store_fp8_row(const float (&v)[FP8_PER_LANE],
+                                            const int (&col)[FP8_PER_LANE], int n, uint8_t *dst,
+                                            float *scale)
+{
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < FP8_PER_LANE; i++)
+        if (i < n) amax = fmaxf(amax, fabsf(v[i]));
+    for (int o = WARP / 2; o > 0; o >>= 1)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    float s = amax > 0.0f ? amax / FP8_MAX : 1.0f;
+#pragma unroll
+    for (int i = 0; i < FP8_PER_LANE; i++)
+        if (i < n) dst[col[i]] = __nv_cvt_float_to_fp8(v[i] / s, __NV_SATFINITE, __NV_E4M3);
+    if (threadIdx.x % WARP == 0) *scale = s;
 }
 
 /* ---- programmatic dependent launch ------------------------------------------ */

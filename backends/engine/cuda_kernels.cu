@@ -48,12 +48,6 @@ __device__ static float block_sum(float v, float *buf)
     return warp_sum(s);
 }
 
-/* Rounds to BF16 and back, where Hugging Face's bf16 model stores a tensor. */
-__device__ static inline float round_bf16(float v)
-{
-    return __bfloat162float(__float2bfloat16(v));
-}
-
 ssfk_kv_layout ssfk_kv_layout_make(int n_layers, int n_kv_heads, int block_size, int head_dim)
 {
     ssfk_kv_layout kv;
@@ -143,35 +137,36 @@ cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int r
 
 /* ---- bias + RoPE + KV write ----------------------------------------------- */
 
-#define FP8_MAX 448.0f /* e4m3's largest finite value */
+/* (cos, sin) of position p's angle for pair d: the angle in fp32 as
+ * transformers computes it (position * inv_freq), then the accurate
+ * sincosf, since arguments reach 32768 rad.  qkv_rope_store and the table
+ * for the attention's RoPE both take it from here: the same bits. */
+__device__ static inline float2 rope_angle(int p, const float *inv_freq, int d)
+{
+    float s, c;
+    sincosf((float)p * inv_freq[d], &s, &c);
+    return make_float2(c, s);
+}
 
 /* The K rows (sel 0) then V rows (sel 1) of every KV head, BF16 in `src`
  * (n_kv rows each), into the fp8 pool at element offset `at` (head 0's K
- * row): a warp a row, each row scaled by its largest magnitude. */
+ * row): a warp a row. */
 __device__ static void store_fp8_rows(const bf16 *src, ssfk_kv_layout kv, uint8_t *pool, size_t at,
                                       int n_kv)
 {
-    constexpr int PER_LANE_MAX = 4; /* head_dim 128 over 32 lanes */
     int lane = threadIdx.x % WARP, hd = kv.head_dim, per = hd / WARP;
     for (int w = threadIdx.x / WARP; w < 2 * n_kv; w += blockDim.x / WARP) {
         int sel = w / n_kv, h = w % n_kv;
-        const bf16 *x = src + (size_t)w * hd + lane * per;
-        float v[PER_LANE_MAX], amax = 0.0f;
+        const bf16 *x = src + (size_t)w * hd;
+        float v[FP8_PER_LANE];
+        int col[FP8_PER_LANE];
 #pragma unroll
-        for (int i = 0; i < PER_LANE_MAX; i++) {
-            v[i] = i < per ? __bfloat162float(x[i]) : 0.0f;
-            amax = fmaxf(amax, fabsf(v[i]));
+        for (int i = 0; i < FP8_PER_LANE; i++) {
+            col[i] = lane * per + i;
+            v[i] = i < per ? __bfloat162float(x[col[i]]) : 0.0f;
         }
-        for (int o = WARP / 2; o > 0; o >>= 1)
-            amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        float scale = amax > 0.0f ? amax / FP8_MAX : 1.0f;
         size_t row = at + (size_t)sel * kv.v_offset + (size_t)h * kv.head_stride;
-#pragma unroll
-        for (int i = 0; i < PER_LANE_MAX; i++)
-            if (i < per)
-                pool[row + lane * per + i] =
-                    __nv_cvt_float_to_fp8(v[i] / scale, __NV_SATFINITE, __NV_E4M3);
-        if (lane == 0) kv.scales[row / hd] = scale;
+        store_fp8_row(v, col, per, pool + row, kv.scales + row / hd);
     }
 }
 
@@ -190,17 +185,9 @@ __global__ static void qkv_rope_store_kernel(bf16 *qkv, const float *bias, const
     /* q and k: pairs (d, d + hd/2) of each head, rotate-half layout */
     for (int i = threadIdx.x; i < (n_heads + n_kv) * half; i += blockDim.x) {
         int h = i / half, d = i % half, j1 = h * hd + d, j2 = j1 + half;
-        float x1 = __bfloat162float(row[j1]), x2 = __bfloat162float(row[j2]);
-        if (bias) {
-            /* HF's linear rounds (x W^T + b) to bf16 before RoPE */
-            x1 = round_bf16(x1 + bias[j1]);
-            x2 = round_bf16(x2 + bias[j2]);
-        }
-        /* angle in fp32 like transformers (position * inv_freq), then the
-         * accurate sincosf: arguments reach 32768 rad */
-        float s, c;
-        sincosf((float)p * inv_freq[d], &s, &c);
-        bf16 o1 = __float2bfloat16(x1 * c - x2 * s), o2 = __float2bfloat16(x2 * c + x1 * s);
+        float2 o =
+            rope_pair(biased(row, bias, j1), biased(row, bias, j2), rope_angle(p, inv_freq, d));
+        bf16 o1 = __float2bfloat16(o.x), o2 = __float2bfloat16(o.y);
         if (FP8 || h < n_heads) {
             row[j1] = o1;
             row[j2] = o2;
@@ -233,6 +220,23 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
     return launch_pdl(kv.fp8 ? qkv_rope_store_kernel<true> : qkv_rope_store_kernel<false>, rows,
                       256, 0, st, qkv, bias, pos, tb, inv_freq, pool, kv, layer, n_heads,
                       n_kv_heads);
+}
+
+__global__ static void rope_table_kernel(float2 *cs, const int32_t *pos, const float *inv_freq,
+                                         int half)
+{
+    grid_dep_enter();
+    int r = blockIdx.x;
+    for (int d = threadIdx.x; d < half; d += blockDim.x)
+        cs[(size_t)r * half + d] = rope_angle(pos[r], inv_freq, d);
+}
+
+cudaError_t ssfk_rope_table(float2 *cs, const int32_t *pos, const float *inv_freq, int rows,
+                            int head_dim, cudaStream_t st)
+{
+    int half = head_dim / 2;
+    return launch_pdl(rope_table_kernel, rows, half < 256 ? half : 256, 0, st, cs, pos, inv_freq,
+                      half);
 }
 
 /* ---- MLP activation --------------------------------------------------------- */

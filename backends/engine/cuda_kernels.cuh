@@ -90,19 +90,36 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
                                 const float *inv_freq, void *pool, ssfk_kv_layout kv, int layer,
                                 int rows, int n_heads, int n_kv_heads, cudaStream_t st);
 
+/* cs[r][d] = (cos, sin) of pos[r] * inv_freq[d], d < head_dim / 2: a
+ * step's angles, computed once for every layer's ssfk_attention with RoPE
+ * (ssfk_attn_io.rope_cs), the same bits ssfk_qkv_rope_store computes. */
+cudaError_t ssfk_rope_table(float2 *cs, const int32_t *pos, const float *inv_freq, int rows,
+                            int head_dim, cudaStream_t st);
+
 /* One layer's attention for a step's rows: out[r][h] = softmax(q[r][h] .
  * K^T / sqrt(hd)) V over positions 0..pos[r] of row r's table, with K, V of
  * q-head h's KV head.  q is read from the fused q|k|v rows (row width
- * (n_heads + 2 n_kv_heads) * hd). */
+ * (n_heads + 2 n_kv_heads) * hd).
+ *
+ * With rope_cs set, the decode kernel does ssfk_qkv_rope_store's work
+ * itself, one launch a layer fewer: it reads q unrotated, adds the bias and
+ * rotates it as it loads it, and stores each row's own K and V (biased, K
+ * rotated; e4m3 and a scale with fp8) at pos[r] before reading them, with
+ * the same bits as ssfk_qkv_rope_store.  The qkv rows are left as they
+ * are.  Only for rows that are each the one row of their sequence (a decode
+ * step), with shape.head_chunks 1: no other CTA may read a row's new
+ * position. */
 typedef struct ssfk_attn_io {
     bf16 *out; /* [rows][n_heads * hd] */
     const bf16 *qkv;
-    const void *pool;
+    void *pool; /* written only with rope_cs */
     ssfk_kv_layout kv;
     int layer;
     const int32_t *pos; /* [rows] */
     ssfk_tables tb;
     int n_heads, n_kv_heads;
+    const float2 *rope_cs; /* [rows][hd / 2] (ssfk_rope_table), or NULL */
+    const float *bias;     /* the q|k|v bias with rope_cs, or NULL */
 } ssfk_attn_io;
 
 /* The decode kernel over the rows listed in `rows` (NULL: rows 0, 1, ...),
@@ -114,7 +131,7 @@ cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const i
 
 /* The prefill kernel (cuda_plan.h) over n_qblocks q-blocks as
  * ssf_prefill_split lists them (qblocks in device memory), over a BF16 or
- * an fp8 pool. */
+ * an fp8 pool, after ssfk_qkv_rope_store (io.rope_cs NULL). */
 cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int n_qblocks,
                                    cudaStream_t st);
 
@@ -124,6 +141,12 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
  * take the decode kernel, which reads a prompt's K and V once a row, unless
  * the device option fp8_flash_prefill asks for the prefill kernel. */
 #define SSFK_PREFILL_FP8 0
+
+/* Whether the engine's decode steps leave bias, RoPE and the KV store to
+ * the decode kernel (ssfk_attn_io.rope_cs) by default.  0 until a GPU has
+ * checked and timed it, which only tools/cuda-emu has run so far
+ * (2026-11-26); the device option rope_in_attention asks for it. */
+#define SSFK_ATTN_ROPE 0
 
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
  * once per device, before the first ssfk_prefill_attention. */

@@ -480,7 +480,7 @@ static int attention_io(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx
     if (!dqkv || !dpos || pool_upload(s, p, err) || !dout ||
         op_tables(s, pg, rows, n_ctx, &tb, err))
         return -1;
-    *io = ssfk_attn_io{dout, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv};
+    *io = ssfk_attn_io{dout, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv, NULL, NULL};
     return 0;
 }
 
@@ -907,7 +907,7 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
     const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
-        ssfk_attn_io io = {out, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv};
+        ssfk_attn_io io = {out, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv, NULL, NULL};
         return ssfk_attention(sh, io, NULL, part, s->st);
     };
     return time_launches(s, iters, launch, ms, err);

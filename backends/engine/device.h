@@ -47,6 +47,10 @@ typedef struct ssf_device_options {
      * which only tools/cuda-emu has run so far: bench/gpu-check.sh checks and times it).  The
      * default once SSFK_PREFILL_FP8 is 1. */
     int fp8_flash_prefill;
+    /* CUDA: in decode steps, the bias, RoPE and the KV store done by the decode attention kernel
+     * as it loads q, one launch a layer fewer, the same bits (tools/cuda-emu has run it; a GPU
+     * has not: bench/gpu-check.sh checks and times it).  The default once SSFK_ATTN_ROPE is 1. */
+    int rope_in_attention;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning

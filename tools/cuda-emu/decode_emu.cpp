@@ -23,7 +23,12 @@
  *  - every copy from the pool must be a K or V row of the CTA's own row's
  *    sequence, KV head and layer, at a position of its split that the row
  *    sees; every q read of the CTA's row and heads; every output write of
- *    its row and heads.
+ *    its row and heads;
+ *  - with RoPE in the kernel (ssfk_attn_io.rope_cs), each listed row's own
+ *    position's K and V (NaN before each launch) must be stored by one
+ *    warp, bit for bit as qkv_rope_store would (bias, rotate-half RoPE,
+ *    e4m3 and its scale), before that warp copies them, with a __syncwarp
+ *    between; q is rotated at its load, checked through the output.
  *
  * It follows the PTX spec, not the hardware: it is no substitute for the
  * GPU check, but it runs the kernel's logic wherever a C++ compiler does.
@@ -254,11 +259,19 @@ static struct {
     int n_list, n_rows, launch, nh, splits;
     const int32_t *seq, *pos, *tab, *tab_off;
     std::vector<int> tab_len;
+    int nkv;
+    /* RoPE in the kernel: the rows' angles (NULL: off) and the bias; per
+     * pool row (and scale), the launch whose kernel last stored it, and
+     * the storing warp and its __syncwarp epoch then */
+    const float2 *cs;
+    const float *bias;
+    std::vector<int> own_launch, own_warp, own_wep;
 } G;
 /* the CTA's row, sequence, KV head, heads h0 .. h0 + ng - 1 and positions
- * [lo, hi): what its reads and writes must stay within */
+ * [lo, hi), and the row's own position p: what its reads and writes must
+ * stay within */
 static struct {
-    int r, seq, kvh, h0, ng, lo, hi;
+    int r, seq, kvh, h0, ng, lo, hi, p;
 } E;
 
 /* ---- global memory ---- */
@@ -328,6 +341,96 @@ static int ld_pos(const int32_t *pos, int r)
     return pos[r];
 }
 
+/* ---- RoPE in the kernel: cuda_common.cuh's helpers, from their spec ---- */
+static float __shfl_xor_sync(unsigned mask, float v, int m);
+#define FP8_PER_LANE 4
+static float round_bf16(float v)
+{
+    return bf2f(f2bf(v));
+}
+static float2 rope_pair(float x1, float x2, float2 cs)
+{
+    return float2{round_bf16(fmaf(x1, cs.x, -(x2 * cs.y))), round_bf16(fmaf(x2, cs.x, x1 * cs.y))};
+}
+/* column j of the CTA's row: q of its heads, or k and v of its KV head */
+static float biased(const bf16 *row, const float *bias, int j)
+{
+    int hd = G.hd, kcol = (G.nh + E.kvh) * hd, vcol = (G.nh + G.nkv + E.kvh) * hd;
+    if (row != G.qkv + (size_t)E.r * G.width) fail("q|k|v read of another row than %d", E.r);
+    bool q = j >= E.h0 * hd && j < (E.h0 + E.ng) * hd;
+    bool kv = (j >= kcol && j < kcol + hd) || (j >= vcol && j < vcol + hd);
+    if (!q && !kv)
+        fail("q|k|v read of column %d: block (%u,%u,%u) is heads %d-%d, KV head %d", j, g_block.x,
+             g_block.y, g_block.z, E.h0, E.h0 + E.ng - 1, E.kvh);
+    if (bias != G.bias) fail("a bias other than the q|k|v bias");
+    float x = bf2f(row[j]);
+    return bias ? round_bf16(x + bias[j]) : x;
+}
+static float2 ld_cs(const float2 *p)
+{
+    const float2 *row = G.cs + (size_t)E.r * (G.hd / 2);
+    if (!G.cs || p < row || p >= row + G.hd / 2) fail("angle read outside row %d's", E.r);
+    return *p;
+}
+/* a store of the row's own K or V (or its scale) at position p, pool row
+ * `row`: of the CTA's sequence and KV head, by one warp */
+static void own_store(size_t row, const char *what)
+{
+    const pool_row &o = G.owner[row];
+    if (!G.cs || o.seq != E.seq || o.pos != E.p || o.head != E.kvh)
+        fail("%s to pool row %zu (seq %d pos %d head %d): block (%u,%u,%u) may store seq %d pos "
+             "%d head %d",
+             what, row, o.seq, o.pos, o.head, g_block.x, g_block.y, g_block.z, E.seq, E.p, E.kvh);
+    int w = g_cur / 32;
+    if (G.own_launch[row] == G.launch && G.own_warp[row] != w)
+        fail("%s: warps %d and %d both store pool row %zu", what, G.own_warp[row], w, row);
+    G.own_launch[row] = G.launch, G.own_warp[row] = w, G.own_wep[row] = g_wep[w];
+}
+static void st_pool(bf16 *p, bf16 v)
+{
+    const bf16 *base = (const bf16 *)G.pool;
+    if (G.elem != 2 || p < base || (const char *)(p + 1) > G.pool + G.pool_bytes)
+        fail("K/V store outside the pool");
+    own_store((size_t)(p - base) / G.hd, "K/V store");
+    *p = v;
+}
+/* as cuda_common.cuh: the row's largest magnitude maps to 448 */
+static void store_fp8_row(const float (&v)[FP8_PER_LANE], const int (&col)[FP8_PER_LANE], int n,
+                          uint8_t *dst, float *scale)
+{
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++)
+        amax = fmaxf(amax, fabsf(v[i]));
+    for (int o = 16; o > 0; o >>= 1)
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    float sc = amax > 0.0f ? amax / 448.0f : 1.0f;
+    for (int i = 0; i < n; i++) {
+        uint8_t *q = dst + col[i];
+        if (G.elem != 1 || (const char *)q < G.pool || (const char *)q >= G.pool + G.pool_bytes)
+            fail("e4m3 store outside the pool");
+        own_store((size_t)((const char *)q - G.pool) / G.hd, "e4m3 store");
+        *q = to_e4m3(v[i] / sc);
+    }
+    if (g_cur % 32) return;
+    if (!G.scales || scale < G.scales || scale >= G.scales + G.n_scales)
+        fail("scale store outside the scales");
+    own_store((size_t)(scale - G.scales), "scale store");
+    *scale = sc;
+}
+/* a copy of the row's own position must follow its store, by the same
+ * warp with a __syncwarp between */
+static void check_stored(size_t row, const char *what)
+{
+    if (!G.cs || G.owner[row].pos != E.p) return;
+    int w = g_cur / 32;
+    if (G.own_launch[row] != G.launch)
+        fail("%s of pool row %zu (position %d) before the kernel stored it, block (%u,%u,%u)", what,
+             row, E.p, g_block.x, g_block.y, g_block.z);
+    if (G.own_warp[row] != w || g_wep[w] <= G.own_wep[row])
+        fail("%s of pool row %zu by warp %d, which warp %d stored with no __syncwarp between", what,
+             row, w, G.own_warp[row]);
+}
+
 /* ---- cp.async ---- */
 static void land(const cp_op &op)
 {
@@ -363,6 +466,7 @@ static void cp_async16(void *dst, const void *src, int bytes)
         const char *s = (const char *)src;
         if (s < G.pool || s + 16 > G.pool + G.pool_bytes) fail("cp.async src outside the pool");
         check_row((size_t)(s - G.pool) / G.elem / G.hd, "cp.async");
+        check_stored((size_t)(s - G.pool) / G.elem / G.hd, "cp.async");
     }
     issue(dst, src, 16, bytes);
 }
@@ -374,6 +478,7 @@ static void cp_async4(void *dst, const void *src, int bytes)
         if (!G.scales || s < G.scales || s >= G.scales + G.n_scales)
             fail("scale copy outside the scales");
         check_row((size_t)(s - G.scales), "scale copy");
+        check_stored((size_t)(s - G.scales), "scale copy");
     }
     issue(dst, src, 4, bytes);
 }
@@ -593,7 +698,98 @@ struct dcase {
     std::vector<rowspec> rows; /* every row of io */
     std::vector<int> list;     /* the row list; empty: NULL, rows 0 .. */
     unsigned seed;
+    int rope = 0, bias = 0; /* RoPE and the KV store in the kernel; a q|k|v bias */
 };
+
+/* A case with RoPE in the kernel: what its rows' q|k|v and the kernel's
+ * stores must be.  Each listed row's k and v are raw (before bias and RoPE)
+ * in its q|k|v row, its pool rows at its position are the kernel's to
+ * store (NaN before each launch), and q for the reference is rotated here. */
+struct own_row {
+    size_t at;                  /* element offset of the pool row */
+    std::vector<uint8_t> bytes; /* what the kernel must store there */
+    float scale;                /* fp8 */
+};
+struct rope_setup {
+    std::vector<float> bias;
+    std::vector<float2> cs;
+    std::vector<bf16> qref; /* the q|k|v rows with q rotated */
+    std::vector<own_row> own;
+};
+/* the pool row's bytes for the BF16-rounded values x, and what they read
+ * back as */
+template <int HD, bool FP8> static own_row stored(size_t at, const float *x, double *back)
+{
+    own_row o{at, std::vector<uint8_t>(HD * (FP8 ? 1 : 2)), 0.0f};
+    float amax = 0;
+    for (int d = 0; d < HD; d++)
+        amax = std::max(amax, fabsf(x[d]));
+    o.scale = amax > 0 ? amax / 448.0f : 1.0f;
+    for (int d = 0; d < HD; d++) {
+        if (FP8) {
+            o.bytes[d] = to_e4m3(x[d] / o.scale);
+            back[d] = (double)e4m3(o.bytes[d]) * o.scale;
+        } else {
+            bf16 b = f2bf(x[d]);
+            memcpy(&o.bytes[2 * d], &b, 2);
+            back[d] = bf2f(b);
+        }
+    }
+    return o;
+}
+template <int HD, bool FP8>
+static void setup_rope(const dcase &C, std::mt19937 &rng, const std::vector<int> &listed,
+                       const int32_t *seq, const int32_t *pos, const int32_t *tab,
+                       const int32_t *tab_off, ssfk_kv_layout kv, int layer, std::vector<bf16> &qkv,
+                       std::vector<std::vector<double>> &K, std::vector<std::vector<double>> &V,
+                       rope_setup &R)
+{
+    int nh = C.nh, nkv = C.nkv, half = HD / 2, width = (nh + 2 * nkv) * HD;
+    int n_rows = (int)C.rows.size();
+    if (C.bias)
+        for (int c = 0; c < width; c++)
+            R.bias.push_back((float)(0.5 * urand(rng)));
+    R.cs.assign((size_t)n_rows * half, float2{NAN, NAN});
+    for (size_t i = 0; i < listed.size(); i++) {
+        int r = listed[i], s = seq[r], p = pos[r];
+        bf16 *row = &qkv[(size_t)r * width];
+        /* the first listed row's k and v are zeros without a bias: fp8
+         * scale 1 */
+        for (int c = nh * HD; c < width; c++)
+            row[c] = i == 0 && !C.bias ? 0 : f2bf((float)urand(rng));
+        for (int d = 0; d < half; d++) {
+            double a = p * pow(10000.0, -2.0 * d / HD);
+            R.cs[(size_t)r * half + d] = float2{(float)cos(a), (float)sin(a)};
+        }
+        auto b = [&](int c) {
+            float x = bf2f(row[c]);
+            return R.bias.empty() ? x : bf2f(f2bf(x + R.bias[c]));
+        };
+        auto rotate = [&](int col, float *out) {
+            for (int d = 0; d < half; d++) {
+                float2 o = rope_pair(b(col + d), b(col + d + half), R.cs[(size_t)r * half + d]);
+                out[d] = o.x, out[d + half] = o.y;
+            }
+        };
+        float x[HD];
+        for (int h = 0; h < nh; h++) {
+            rotate(h * HD, x);
+            for (int d = 0; d < HD; d++)
+                R.qref[(size_t)r * width + h * HD + d] = f2bf(x[d]);
+        }
+        for (int h = 0; h < nkv; h++) {
+            size_t at = (size_t)tab[tab_off[s] + p / kv.block_size] * kv.block_stride +
+                        layer * kv.layer_stride + h * kv.head_stride +
+                        (size_t)(p % kv.block_size) * HD;
+            rotate((nh + h) * HD, x);
+            R.own.push_back(stored<HD, FP8>(at, x, &K[s][((size_t)p * nkv + h) * HD]));
+            for (int d = 0; d < HD; d++)
+                x[d] = b((nh + nkv + h) * HD + d);
+            R.own.push_back(
+                stored<HD, FP8>(at + kv.v_offset, x, &V[s][((size_t)p * nkv + h) * HD]));
+        }
+    }
+}
 
 /* attn_combine_kernel over the partials, as attention_hd launches it:
  * block (row-list index, head) of HD threads, blocks and threads in a
@@ -705,11 +901,21 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     std::vector<int> listed(n_list);
     for (int i = 0; i < n_list; i++)
         listed[i] = list.empty() ? i : list[i];
+    rope_setup R;
+    R.qref = qkv;
+    if (C.rope) {
+        std::vector<char> seen(n_seqs, 0);
+        for (int r : listed)
+            if (seen[seq[r]]++) fail("a RoPE case lists two rows of sequence %d", seq[r]);
+        setup_rope<HD, FP8>(C, rng, listed, seq.data(), pos.data(), tab.data(), tab_off.data(), kv,
+                            layer, qkv, K, V, R);
+    }
     int max_ctx = 0;
     for (int r : listed)
         max_ctx = std::max(max_ctx, pos[r] + 1);
     ssf_attn_shape sh;
     if (ssf_attn_plan(n_list, nkv, group, max_ctx, HD, bs, C.slots, &sh)) fail("no plan");
+    if (C.rope && sh.head_chunks != 1) fail("RoPE in the kernel needs one head chunk");
     std::vector<float> part(sh.partial_floats);
 
     G.pool = pool, G.pool_bytes = elems * elem, G.elem = elem, G.hd = HD;
@@ -725,6 +931,10 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     G.rows = list.empty() ? NULL : list.data(), G.n_list = n_list, G.n_rows = n_rows, G.nh = nh;
     G.seq = seq.data(), G.pos = pos.data(), G.tab = tab.data(), G.tab_off = tab_off.data();
     G.tab_len = need;
+    G.nkv = nkv;
+    G.cs = C.rope ? R.cs.data() : NULL;
+    G.bias = C.rope && C.bias ? R.bias.data() : NULL;
+    G.own_launch.assign(n_prow, -1), G.own_warp.assign(n_prow, -1), G.own_wep.assign(n_prow, -1);
 
     kv.scales = FP8 ? scales.data() : NULL;
     launch_args a;
@@ -736,7 +946,9 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
                         pos.data(),
                         ssfk_tables{seq.data(), tab_off.data(), tab.data()},
                         nh,
-                        nkv};
+                        nkv,
+                        G.cs,
+                        G.bias};
     a.rows = G.rows, a.part = G.part;
     a.head_chunks = sh.head_chunks, a.chunk = sh.chunk, a.scale = scale_log2_of(HD);
     /* as attention_hd: tiles start at a multiple of SSF_ATTN_TILE past a
@@ -763,6 +975,10 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
         std::fill(part.begin(), part.end(), NAN);
         G.out_writes.assign(G.out_elems, 0);
         G.part_launch.assign(part.size(), -1), G.part_writes.assign(part.size(), 0);
+        for (const own_row &o : R.own) { /* the kernel's to store, again each launch */
+            memset(pool + o.at * elem, FP8 ? 0x7f : 0xff, o.bytes.size());
+            if (FP8) scales[o.at / HD] = NAN;
+        }
         std::shuffle(ctas.begin(), ctas.end(), g_rng);
         for (dim3e b : ctas) {
             g_block = b;
@@ -771,6 +987,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
             E.h0 = E.kvh * group + qc * SSF_ATTN_MAX_GROUP;
             E.ng = std::min(SSF_ATTN_MAX_GROUP, group - qc * SSF_ATTN_MAX_GROUP);
             E.lo = (int)b.z * sh.chunk, E.hi = std::min(pos[E.r] + 1, E.lo + sh.chunk);
+            E.p = pos[E.r];
             run_cta<HD, FP8>(&a);
         }
         if (sh.splits > 1) merge_launch<HD>(a, listed, group);
@@ -785,6 +1002,17 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
             if (G.out_writes[e] != is_listed[r])
                 complain("  launch %d writes row %d head %d col %d %d times (listed: %d)\n", launch,
                          r, (int)(e / HD % nh), (int)(e % HD), G.out_writes[e], is_listed[r]);
+        }
+        for (const own_row &o : R.own) {
+            size_t row = o.at / HD;
+            bool scale_ok = !FP8 || (G.own_launch[row] == launch &&
+                                     !memcmp(&scales[row], &o.scale, sizeof(float)));
+            if (G.own_launch[row] != launch ||
+                memcmp(pool + o.at * elem, o.bytes.data(), o.bytes.size()) || !scale_ok)
+                complain("  launch %d: pool row %zu (seq %d pos %d head %d %c) is not what the "
+                         "kernel must store\n",
+                         launch, row, G.owner[row].seq, G.owner[row].pos, G.owner[row].head,
+                         G.owner[row].kv ? 'V' : 'K');
         }
         if (launch == 0) first = out;
     }
@@ -802,7 +1030,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
         int s = seq[r], p = pos[r];
         for (int h = 0; h < nh; h++) {
             double want[HD];
-            attention_ref(&qkv[(size_t)r * width + h * HD], K[s], V[s], p, nkv, h / group, HD,
+            attention_ref(&R.qref[(size_t)r * width + h * HD], K[s], V[s], p, nkv, h / group, HD,
                           want);
             for (int d = 0; d < HD; d++) {
                 double o = want[d];
@@ -818,10 +1046,11 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     char rl[64] = "-";
     for (size_t i = 0, n = 0; i < C.list.size() && n < sizeof rl - 8; i++)
         n += snprintf(rl + n, sizeof rl - n, "%s%d", i ? "," : "", C.list[i]);
-    printf("%s hd %d heads %2d/%d bs %2d %s rows %d list %s max ctx %4d splits %2d chunk %d "
+    printf("%s hd %d heads %2d/%d bs %2d %s%s rows %d list %s max ctx %4d splits %2d chunk %d "
            "in_block %d CTAs %zu: worst abs err %.3g\n",
-           bad ? "FAIL" : "ok  ", HD, nh, nkv, bs, FP8 ? "fp8 " : "bf16", n_rows, rl, max_ctx,
-           sh.splits, sh.splits > 1 ? sh.chunk : -1, a.in_block, ctas.size(), worst);
+           bad ? "FAIL" : "ok  ", HD, nh, nkv, bs, FP8 ? "fp8 " : "bf16",
+           C.rope ? (C.bias ? " rope+bias" : " rope") : "", n_rows, rl, max_ctx, sh.splits,
+           sh.splits > 1 ? sh.chunk : -1, a.in_block, ctas.size(), worst);
     fflush(stdout);
     return bad;
 }
@@ -901,6 +1130,16 @@ int main(int argc, char **argv)
         /* many splits: 37, and 29 with a row list */
         {128, 3, 1, 16, S, 0, {{0, 6999}, {1, 3000}, {0, 5}}, {}, 22},
         {64, 4, 2, 32, S, 1, {{0, 5500}, {1, 5499}}, {1, 0}, 23},
+        /* RoPE and the KV store in the kernel (one row a sequence): unsplit
+         * and split, BF16 and fp8, with and without a bias, row lists,
+         * positions 0 and at tile, block and chunk edges */
+        {128, 12, 2, 16, 1, 0, {{0, 300}, {1, 17}, {2, 0}}, {}, 30, 1, 1},
+        {128, 7, 1, 16, S, 1, {{0, 2000}, {1, 45}}, {}, 31, 1, 1},
+        {64, 14, 2, 1, S, 0, {{0, 999}, {1, 1}}, {1, 0}, 32, 1, 0},
+        {64, 6, 2, 48, 200, 1, {{0, 127}, {1, 128}, {2, 1791}, {3, 0}}, {3, 1, 0, 2}, 33, 1, 1},
+        {128, 8, 1, 24, S, 0, {{0, 4095}, {1, 16}, {2, 15}}, {}, 34, 1, 1},
+        {128, 5, 1, 16, 1, 1, {{0, 63}, {1, 64}, {2, 1000}, {3, 5}}, {}, 35, 1, 0},
+        {64, 4, 4, 7, S, 1, {{0, 3000}, {1, 70}}, {}, 36, 1, 1},
     };
     /* e4m3 against values the format defines */
     if (e4m3(0x7e) != 448.0f || e4m3(0x38) != 1.0f || e4m3(0xb8) != -1.0f ||

@@ -53,15 +53,20 @@ typedef struct ssfk_kv_layout {
 typedef struct ssfk_tables {
     const int32_t *seq, *tab_off, *tab;
 } ssfk_tables;
+struct float2 {
+    float x, y;
+};
 typedef struct ssfk_attn_io {
     bf16 *out;
     const bf16 *qkv;
-    const void *pool;
+    void *pool;
     ssfk_kv_layout kv;
     int layer;
     const int32_t *pos;
     ssfk_tables tb;
     int n_heads, n_kv_heads;
+    const float2 *rope_cs;
+    const float *bias;
 } ssfk_attn_io;
 
 /* A check that failed: the message, and the run ends. */
@@ -103,12 +108,13 @@ static inline uint32_t pack_bf16(float lo, float hi)
 struct uint4 {
     unsigned x, y, z, w;
 };
-struct float2 {
-    float x, y;
-};
 static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w)
 {
     return uint4{x, y, z, w};
+}
+static inline float2 make_float2(float x, float y)
+{
+    return float2{x, y};
 }
 
 /* e4m3 (OCP FN): bias 7, no infinities, S.1111.111 NaN */

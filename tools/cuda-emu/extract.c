@@ -111,7 +111,12 @@ static const swap DECODE_SWAPS[] = {
      "int r = rows ? ld_row(rows, blockIdx.x) : "
      "blockIdx.x,",
      1},
-    {"hi = min(io.pos[r] + 1, lo + chunk);", "hi = min(ld_pos(io.pos, r) + 1, lo + chunk);", 1},
+    {"int p = io.pos[r],", "int p = ld_pos(io.pos, r),", 1},
+    {"float2 angle = cs[d];", "float2 angle = ld_cs(&cs[d]);", 2},
+    {"pool[krow + col[i]] = __float2bfloat16(k[i]);",
+     "st_pool(&pool[krow + col[i]], __float2bfloat16(k[i]));", 1},
+    {"pool[vrow + col[i]] = __float2bfloat16(v[i]);",
+     "st_pool(&pool[vrow + col[i]], __float2bfloat16(v[i]));", 1},
     {NULL, NULL, 0},
 };
 
