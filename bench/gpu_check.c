@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "cuda_ops.h"
+#include "cuda_plan.h"
 #include "device.h"
 #include "sampler-rows.h"
 #include "sampler.h"
@@ -294,10 +295,11 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * steps as CUDA graphs or not, an e4m3 KV cache or BF16, prompts through
  * the flash prefill kernel or not (fp8_flash: with an e4m3 cache too),
  * kernels launched only after the one before completed (no_pdl) or not,
- * decode steps' RoPE and KV store in the attention kernel (rope) or not;
+ * decode steps' RoPE and KV store in the attention kernel (rope) or not,
+ * q|k|v and o through the engine's own GEMM (own_gemms) or cuBLAS;
  * `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, flash, fp8_flash, no_pdl, rope;
+    int graphs, fp8, flash, fp8_flash, no_pdl, rope, own_gemms;
     const char *suffix;
 } variant;
 
@@ -309,6 +311,9 @@ static const variant NO_FLASH = {.graphs = 1, .suffix = "-noflash"};
 static const variant NO_GRAPH = {.flash = 1, .suffix = "-nograph"};
 static const variant NO_PDL = {.graphs = 1, .flash = 1, .no_pdl = 1, .suffix = "-nopdl"};
 static const variant ROPE = {.graphs = 1, .flash = 1, .rope = 1, .suffix = "-rope"};
+static const variant OWN_GEMMS = {.graphs = 1, .flash = 1, .own_gemms = 1, .suffix = "-pgemm"};
+static const variant ROPE_OWN_GEMMS = {
+    .graphs = 1, .flash = 1, .rope = 1, .own_gemms = 1, .suffix = "-rope-pgemm"};
 static const variant FP8_ROPE = {
     .graphs = 1, .fp8 = 1, .flash = 1, .rope = 1, .suffix = "-fp8kv-rope"};
 
@@ -325,7 +330,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .disable_flash_prefill = !v.flash,
                             .fp8_flash_prefill = v.fp8_flash,
                             .disable_pdl = v.no_pdl,
-                            .rope_in_attention = v.rope};
+                            .rope_in_attention = v.rope,
+                            .own_small_gemms = v.own_gemms};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -519,6 +525,8 @@ static void check_fixture(const char *dir)
                               "RoPE in the attention");
             check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_KV, FP8_ROPE,
                               "fp8 KV, RoPE in the attention");
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, ROPE_OWN_GEMMS,
+                          "RoPE in the attention, own small GEMMs", REL_TOL);
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
         free(c), free(g);
@@ -828,8 +836,9 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * prompts through the flash prefill kernel, "fp8flash"), and every batch
  * again with prompts through the decode kernel instead of the flash
  * prefill kernel ("noflash"), with each kernel launched after the one
- * before completed ("nopdl") or with decode steps' RoPE and KV store in the
- * attention kernel ("rope"). */
+ * before completed ("nopdl"), with decode steps' RoPE and KV store in the
+ * attention kernel ("rope"), with q|k|v and o through the engine's own GEMM
+ * ("pgemm"), or both ("ropepgemm"). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8flash"). */
 static int wants(const char *list, const char *what)
@@ -879,6 +888,10 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, NO_PDL, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "rope"))
         ok = bench_variant(m, &pg, ctx, ROPE, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "pgemm"))
+        ok = bench_variant(m, &pg, ctx, OWN_GEMMS, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "ropepgemm"))
+        ok = bench_variant(m, &pg, ctx, ROPE_OWN_GEMMS, bs, nb, P, steps, copy_gbps, &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;
@@ -1099,6 +1112,21 @@ static void check_sampler(void)
 
 /* ---- where a decode step's time goes ---------------------------------------------------- */
 
+/* q|k|v or o at M rows through the engine's own kernel, beside the tuned
+ * cuBLAS time; a shape it has no plan for says so. */
+static void time_own_gemm(const char *name, int M, int N, int K, double tuned_ms)
+{
+    ssf_error err;
+    double ms = 0, wbytes = 2.0 * N * K;
+    int splits = 0;
+    if (ssf_cuda_op_time_pgemm(M, N, K, 20, &ms, &splits, &err) == 0)
+        printf("TIME op=pgemm_%s M=%d N=%d K=%d splits=%d ms=%.4f weight_GBps=%.0f "
+               "vs_tuned=%.2f\n",
+               name, M, N, K, splits, ms, wbytes / ms / 1e6, tuned_ms / ms);
+    else
+        printf("TIME op=pgemm_%s M=%d N=%d K=%d: %s\n", name, M, N, K, err.msg);
+}
+
 /* Each GEMM of a model's shape at 1-256 rows (cublasGemmEx, then the
  * device's tuned choice) and the paged attention at a few batches and
  * contexts, on device data: what a step should cost if those were all it
@@ -1131,6 +1159,8 @@ static void time_ops(const ssf_model_config *c)
                        "tuned_GBps=%.0f speedup=%.2f tuned=%s\n",
                        g[i].name, Ms[mi], g[i].N, g[i].K, ms, wbytes / ms / 1e6, tuned,
                        wbytes / tuned / 1e6, ms / tuned, how);
+            if (ok && i < 2 && Ms[mi] <= SSF_PGEMM_MAX_M)
+                time_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, tuned);
         }
         if (ok)
             printf("TIME op=gemm_step M=%d ms=%.3f tuned_ms=%.3f speedup=%.2f\n", Ms[mi], step,
@@ -1180,11 +1210,10 @@ int main(int argc, char **argv)
     else if ((argc == 6 || argc == 7) && strcmp(argv[1], "bench") == 0)
         bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : "");
     else {
-        fprintf(
-            stderr,
-            "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-            "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-            "bench DIR B[,B...] PROMPT STEPS [sampled,nograph,fp8,fp8flash,noflash,nopdl,rope]\n");
+        fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+                        "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+                        "bench DIR B[,B...] PROMPT STEPS "
+                        "[sampled,nograph,fp8,fp8flash,noflash,nopdl,rope,pgemm,ropepgemm]\n");
         return 2;
     }
     return failures ? 1 : 0;

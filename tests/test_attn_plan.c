@@ -288,6 +288,95 @@ static void test_prefill_smem(void **state)
     assert_true(ssf_prefill_smem(64, 1) <= ssf_prefill_smem(64, 0));
 }
 
+/* ---- the small GEMMs' own kernel ---- */
+
+#define H100_SMS 132
+#define H100_CTA_SMEM 232448 /* cudaDevAttrMaxSharedMemoryPerBlockOptin */
+#define H100_SM_SMEM 233472  /* cudaDevAttrMaxSharedMemoryPerMultiprocessor */
+
+static ssf_pgemm_shape pgemm(int N, int K)
+{
+    ssf_pgemm_shape s;
+    if (ssf_pgemm_plan(N, K, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &s))
+        fail_msg("no small-GEMM plan for N %d K %d", N, K);
+    return s;
+}
+
+/* The decode shapes of the models the engine is measured on. */
+static void test_pgemm_models(void **state)
+{
+    (void)state;
+    /* 1.5B q|k|v: 32 tiles x 4 chunks of 384, one CTA an SM for 128 SMs */
+    ssf_pgemm_shape s = pgemm(2048, 1536);
+    assert_int_equal(s.tiles, 32);
+    assert_int_equal(s.splits, 4);
+    assert_int_equal(s.chunk, 384);
+    assert_int_equal(s.smem, 128 * 392 * 2);
+    assert_int_equal(s.partial_floats, 4 * 64 * 2048);
+    /* 1.5B o: 24 tiles; 6 chunks would be 144 CTAs, past one an SM */
+    s = pgemm(1536, 1536);
+    assert_int_equal(s.splits, 4);
+    /* 0.5B q|k|v: 18 tiles x 7 chunks of 128 */
+    s = pgemm(1152, 896);
+    assert_int_equal(s.splits, 7);
+    assert_int_equal(s.chunk, 128);
+    /* 7B's q|k|v and o take more than one wave: cuBLAS's */
+    ssf_pgemm_shape none;
+    assert_int_equal(ssf_pgemm_plan(4608, 3584, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &none), -1);
+    assert_int_equal(ssf_pgemm_plan(3584, 3584, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &none), -1);
+    /* one split needs no partials */
+    s = pgemm(64, 256);
+    assert_int_equal(s.tiles, 1);
+    assert_int_equal(s.partial_floats, s.splits > 1 ? (size_t)s.splits * 64 * 64 : 0);
+}
+
+static void test_pgemm_refusals(void **state)
+{
+    (void)state;
+    ssf_pgemm_shape s;
+    assert_int_equal(ssf_pgemm_plan(100, 1536, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(0, 1536, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(2048, 1000, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(2048, 1536, 0, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    /* shared memory too small for the shortest chunk */
+    assert_int_equal(ssf_pgemm_plan(2048, 1536, 132, 1000, 1000, &s), -1);
+}
+
+/* Every plan: chunks that tile K in whole MMA steps, shared memory and
+ * CTAs within the device's, and the split rule: the most chunks under one
+ * CTA an SM, else the fewest that still run at once. */
+static void test_pgemm_sweep(void **state)
+{
+    (void)state;
+    const int sms_of[] = {1, 108, 132};
+    const size_t cta_of[] = {101376, H100_CTA_SMEM}, sm_of[] = {102400, H100_SM_SMEM};
+    int planned = 0;
+    for (int d = 0; d < 3; d++)
+        for (int m = 0; m < 2; m++)
+            for (int N = 64; N <= 8192; N += 64 * 7)
+                for (int K = 16; K <= 8192; K += 16 * 13) {
+                    ssf_pgemm_shape s;
+                    int sms = sms_of[d];
+                    if (ssf_pgemm_plan(N, K, sms, cta_of[m], sm_of[m], &s)) continue;
+                    planned++;
+                    assert_int_equal(s.tiles * SSF_PGEMM_BN, N);
+                    assert_int_equal(s.splits * s.chunk, K);
+                    assert_int_equal(s.chunk % 16, 0);
+                    assert_true(s.splits == 1 || s.chunk >= SSF_PGEMM_MIN_CHUNK);
+                    assert_int_equal(s.smem, ssf_pgemm_smem(s.chunk));
+                    assert_true(s.smem <= cta_of[m]);
+                    long long ctas = (long long)s.tiles * s.splits;
+                    assert_true(ctas <= (long long)sms * (long long)(sm_of[m] / (s.smem + 1024)));
+                    /* no more chunks would still fit one CTA an SM */
+                    for (int more = s.splits + 1; ctas <= sms && more <= K / 16; more++) {
+                        int chunk = K / more;
+                        if ((K / 16) % more || chunk < SSF_PGEMM_MIN_CHUNK) continue;
+                        assert_true((long long)s.tiles * more > sms);
+                    }
+                }
+    assert_true(planned > 100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +384,8 @@ int main(void)
         cmocka_unit_test(test_invariants_sweep), cmocka_unit_test(test_coverage_with_splits),
         cmocka_unit_test(test_refusals),         cmocka_unit_test(test_shared_memory),
         cmocka_unit_test(test_prefill_split),    cmocka_unit_test(test_prefill_smem),
+        cmocka_unit_test(test_pgemm_models),     cmocka_unit_test(test_pgemm_refusals),
+        cmocka_unit_test(test_pgemm_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -244,6 +244,40 @@ static void test_gemm(void **state)
     }
 }
 
+/* The small GEMMs' own kernel against a double GEMM: 1.5B's q|k|v and o
+ * (4 splits on an H100) and 0.5B's q|k|v (7) at 64 rows, and rows that
+ * leave warps idle; the op launches each three times, which must agree
+ * bit for bit. */
+static void test_pgemm(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    int shapes[][3] = {
+        {64, 2048, 1536}, {64, 1536, 1536}, {33, 1152, 896}, {1, 1152, 896}, {17, 64, 1024}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], splits = 0;
+        float *X = draws((size_t)M * K, 1.0f, 0.0f, 41 + s), *W = draws((size_t)N * K, 0.1f, 0, 42);
+        float *Y = malloc((size_t)M * N * 4);
+        ssf_error err = {{0}};
+        if (ssf_cuda_op_pgemm(M, N, K, X, W, Y, &splits, &err)) fail_msg("%s", err.msg);
+        fprintf(stderr, "# small GEMM %dx%dx%d: %d splits\n", M, N, K, splits);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                double acc = 0, mag = 0;
+                for (int k = 0; k < K; k++) { /* draws are BF16 values */
+                    double x = X[(size_t)m * K + k], w = W[(size_t)n * K + k];
+                    acc += x * w, mag += fabs(x * w);
+                }
+                /* BF16 out: half a unit of its 8 bits */
+                double d = fabs(Y[(size_t)m * N + n] - acc);
+                if (d > fabs(acc) / 256 + 1e-5 * mag + 1e-6)
+                    fail_msg("small gemm %dx%dx%d: [%d][%d] got %.7g, reference %.7g", M, N, K, m,
+                             n, (double)Y[(size_t)m * N + n], acc);
+            }
+        free(X), free(W), free(Y);
+    }
+}
+
 /* ref (n_rows of hd doubles) replaced by what an fp8 pool holds of it. */
 static void fp8_expect(double *ref, size_t n_rows, int hd)
 {
@@ -806,10 +840,13 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
     assert_int_equal(d->copy_blocks(d, NULL, 0, &err), 0);
 }
 
+/* What run_fixture's device does beside the defaults: decode steps' RoPE
+ * and KV store in the attention kernel, q|k|v and o through the own GEMM. */
+enum { ROPE = 1, OWN_GEMMS = 2 };
+
 /* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache;
- * flash: prompts through the prefill kernel; rope: decode steps' RoPE and
- * KV store in the attention kernel). */
-static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int flash, int rope)
+ * flash: prompts through the prefill kernel; with: ROPE | OWN_GEMMS). */
+static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int flash, int with)
 {
     ssf_device_options o = {.n_slots = N_SEQS,
                             .max_context = MAX_CONTEXT,
@@ -819,24 +856,26 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int f
                             .cuda_device = 0,
                             .kv_fp8 = fp8,
                             .disable_flash_prefill = !flash,
-                            .rope_in_attention = rope};
+                            .rope_in_attention = (with & ROPE) != 0,
+                            .own_small_gemms = (with & OWN_GEMMS) != 0};
     ssf_error err = {{0}};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);
     return d;
 }
 
-static void run_fixture(fixture *f, int bs, int scatter, int flash, int rope)
+static void run_fixture(fixture *f, int bs, int scatter, int flash, int with)
 {
     paging pg;
     paging_init(&pg, bs, scatter);
-    ssf_device *d = open_paged(f, &pg, 0, flash, rope);
+    ssf_device *d = open_paged(f, &pg, 0, flash, with);
     assert_int_equal(d->n_slots, N_SEQS);
     assert_int_equal(d->max_context, MAX_CONTEXT);
     assert_int_equal(d->block_size, bs);
     assert_int_equal(d->n_blocks, pg.n_blocks);
-    fprintf(stderr, "# block size %d, %s tables%s%s\n", bs, scatter ? "scattered" : "contiguous",
-            flash ? ", flash prefill" : "", rope ? ", RoPE in the attention" : "");
+    fprintf(stderr, "# block size %d, %s tables%s%s%s\n", bs, scatter ? "scattered" : "contiguous",
+            flash ? ", flash prefill" : "", with & ROPE ? ", RoPE in the attention" : "",
+            with & OWN_GEMMS ? ", own GEMMs" : "");
     prompt_ref pr[2];
     int np = 0;
     while (np < 2 && load_prompt(f, np, &pr[np]))
@@ -855,12 +894,13 @@ static void run_fixture(fixture *f, int bs, int scatter, int flash, int rope)
 /* An fp8 KV cache forks as BF16 does: the forked sequence reads the
  * copied partial block's e4m3 rows and scales, so its decode equals the
  * parent's (a scale left behind would read as NaN). */
-static void run_fixture_fp8_fork(fixture *f, int bs, int rope)
+static void run_fixture_fp8_fork(fixture *f, int bs, int with)
 {
     paging pg;
     paging_init(&pg, bs, 1);
-    ssf_device *d = open_paged(f, &pg, 1, 0, rope);
-    fprintf(stderr, "# fp8 KV, block size %d%s\n", bs, rope ? ", RoPE in the attention" : "");
+    ssf_device *d = open_paged(f, &pg, 1, 0, with);
+    fprintf(stderr, "# fp8 KV, block size %d%s\n", bs,
+            with & ROPE ? ", RoPE in the attention" : "");
     prompt_ref pr;
     for (int p = 0; p < 2 && load_prompt(f, p, &pr); p++) {
         float *pd = prefill_decode(d, &pg, &pr, f->vocab, 1, 5);
@@ -916,10 +956,12 @@ static void test_fixture_models(void **state)
         run_fixture(&f, 1, 1, 0, 0);
         run_fixture(&f, 16, 1, 1, 0);
         run_fixture(&f, 1, 1, 1, 0);
-        run_fixture(&f, 16, 1, 1, 1);
-        run_fixture(&f, 1, 1, 0, 1);
+        run_fixture(&f, 16, 1, 1, ROPE);
+        run_fixture(&f, 1, 1, 0, ROPE);
+        run_fixture(&f, 16, 1, 1, OWN_GEMMS);
+        run_fixture(&f, 16, 1, 1, ROPE | OWN_GEMMS);
         run_fixture_fp8_fork(&f, 16, 0);
-        run_fixture_fp8_fork(&f, 16, 1);
+        run_fixture_fp8_fork(&f, 16, ROPE);
         ssf_safetensors_close(f.expected);
         ssf_model_close(f.model);
         n++;
@@ -938,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_silu_mul),
         cmocka_unit_test(test_pdl_order),
         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_pgemm),
         cmocka_unit_test(test_rope_store),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_prefill_attention),

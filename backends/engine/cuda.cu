@@ -129,6 +129,12 @@ typedef struct cuda_dev {
     int fp8_flash;     /* ... over an fp8 pool too (SSFK_PREFILL_FP8, fp8_flash_prefill) */
     int pdl;           /* kernels as programmatic dependent launches (ssfk_set_pdl) */
     int attn_rope;     /* decode steps' RoPE in the attention (SSFK_ATTN_ROPE, rope_in_attention) */
+    /* q|k|v and o of up to SSF_PGEMM_MAX_M rows through ssfk_pgemm (own_small_gemms): the
+     * shapes (splits 0 where cuBLAS keeps the GEMM), their partials and tile counts */
+    int own_gemms;
+    ssf_pgemm_shape pg_qkv, pg_o;
+    float *pg_part;
+    int *pg_count;
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
     /* the bucket's GEMM shapes were tuned (before its first capture) */
@@ -206,6 +212,10 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->logits = (float *)arena_take(a, (size_t)LOGIT_CHUNK * (size_t)c->vocab_size * sizeof(float));
     d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->attn_slots, c->head_dim) * 4);
     d->rope_cs = (float2 *)arena_take(a, R * (size_t)c->head_dim / 2 * sizeof(float2));
+    size_t pg_floats = d->pg_qkv.partial_floats > d->pg_o.partial_floats ? d->pg_qkv.partial_floats
+                                                                         : d->pg_o.partial_floats;
+    d->pg_part = (float *)arena_take(a, pg_floats * sizeof(float));
+    d->pg_count = (int *)arena_take(a, (size_t)(d->pg_qkv.tiles + d->pg_o.tiles) * sizeof(int));
     d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
     d->d_spec = (ssf_sample_spec *)arena_take(a, R * sizeof(ssf_sample_spec));
     d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
@@ -514,6 +524,19 @@ static ssfk_attn_io layer_io(const cuda_dev *d, int l, const int32_t *pos, ssfk_
     return io;
 }
 
+/* q|k|v or o (Y = X . W^T, BF16): through the own kernel when the device
+ * has a shape for it and the rows fit, cuBLAS otherwise. */
+static int small_gemm(const cuda_dev *d, const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W,
+                      bf16 *Y, int M, int N, int K, ssf_error *err)
+{
+    if (sh->splits > 0 && M <= SSF_PGEMM_MAX_M) {
+        K_TRY(ssfk_pgemm(sh, X, W, Y, d->pg_part, d->pg_count, M, N, K, d->stream));
+        return 0;
+    }
+    BLAS_TRY(gemm(d, X, W, Y, CUDA_R_16BF, M, N, K));
+    return 0;
+}
+
 /* One layer of the staged rows.  A prefetch of the small GEMMs' weights
  * into L2 by the kernels before them (the RMSNorm before q|k|v, the
  * attention before o) was measured and removed: on an H100 it made 1.5B's
@@ -528,7 +551,7 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     float eps = (float)c->rms_norm_eps;
     /* the previous layer's MLP output joins the residual stream here */
     K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps, d->stream));
-    BLAS_TRY(gemm(d, d->xn, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H));
+    if (small_gemm(d, &d->pg_qkv, d->xn, L->wqkv, d->qkv, rows, d->qkv_dim, H, err)) return -1;
     if (!as->rope)
         K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                                   c->n_heads, c->n_kv_heads, d->stream));
@@ -536,7 +559,7 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     if (as->n_decode > 0)
         K_TRY(ssfk_attention(&as->shape, io, as->decode_rows, d->part, d->stream));
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
-    BLAS_TRY(gemm(d, d->att, L->wo, d->tmp, CUDA_R_16BF, rows, H, d->q_dim));
+    if (small_gemm(d, &d->pg_o, d->att, L->wo, d->tmp, rows, H, d->q_dim, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
     BLAS_TRY(gemm(d, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
     K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
@@ -912,6 +935,25 @@ static int check_capability(int ordinal, int head_dim, ssf_error *err)
     return 0;
 }
 
+/* The own small-GEMM kernel's shapes for q|k|v and o on this device; a
+ * shape it has none for (splits 0) stays cuBLAS's. */
+static int plan_small_gemms(cuda_dev *d, ssf_error *err)
+{
+    int dev = 0, sms = 0, cta_smem = 0, sm_smem = 0;
+    CU_TRY(cudaGetDevice(&dev));
+    CU_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    CU_TRY(cudaDeviceGetAttribute(&cta_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    CU_TRY(cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    int H = d->cfg.hidden_size;
+    if (ssf_pgemm_plan(d->qkv_dim, H, sms, (size_t)cta_smem, (size_t)sm_smem, &d->pg_qkv))
+        memset(&d->pg_qkv, 0, sizeof d->pg_qkv);
+    if (ssf_pgemm_plan(H, d->q_dim, sms, (size_t)cta_smem, (size_t)sm_smem, &d->pg_o))
+        memset(&d->pg_o, 0, sizeof d->pg_o);
+    size_t smem = d->pg_qkv.smem > d->pg_o.smem ? d->pg_qkv.smem : d->pg_o.smem;
+    if (smem) CU_TRY(ssfk_pgemm_init(smem));
+    return 0;
+}
+
 static int open_runtime(cuda_dev *d, ssf_error *err)
 {
     CU_TRY(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
@@ -928,7 +970,7 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     CU_TRY(ssfk_attention_init());
     CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, &d->attn_slots));
     CU_TRY(ssfk_prefill_init());
-    return 0;
+    return d->own_gemms ? plan_small_gemms(d, err) : 0;
 }
 
 static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options *o, ssf_error *err)
@@ -943,6 +985,8 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     aa = arena{d->amem, 0};
     plan_weights(d, &wa);
     plan_activations(d, &aa);
+    size_t counts = (size_t)(d->pg_qkv.tiles + d->pg_o.tiles);
+    if (counts) CU_TRY(cudaMemset(d->pg_count, 0, counts * sizeof(int))); /* ssfk_pgemm's start */
     d->scratch_block = d->base.n_blocks;
     size_t blocks = (size_t)d->base.n_blocks + 1;
     CU_TRY(cudaMalloc((void **)&d->pool, ssfk_kv_block_bytes(d->kv) * blocks));
@@ -990,6 +1034,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->fp8_flash = SSFK_PREFILL_FP8 || o->fp8_flash_prefill;
     d->pdl = !o->disable_pdl;
     d->attn_rope = SSFK_ATTN_ROPE || o->rope_in_attention;
+    d->own_gemms = SSFK_OWN_SMALL_GEMMS || o->own_small_gemms;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;

@@ -148,6 +148,12 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
  * (2026-11-26); the device option rope_in_attention asks for it. */
 #define SSFK_ATTN_ROPE 0
 
+/* Whether the engine's q|k|v and o GEMMs of up to 64 rows go through
+ * ssfk_pgemm rather than cuBLAS by default: 0 until a GPU has checked and
+ * timed it (only tools/cuda-emu has run it, 2026-11-26); the device option
+ * own_small_gemms asks for it. */
+#define SSFK_OWN_SMALL_GEMMS 0
+
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
  * once per device, before the first ssfk_prefill_attention. */
 cudaError_t ssfk_prefill_init(void);
@@ -178,6 +184,19 @@ cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stri
  * 0.37 ms against 0.91 on peaked rows, as a trained model gives, and 1.20
  * against 1.07 on flat rows, the filters' worst case. */
 #define SSFK_SAMPLE_GATHER 1
+
+/* Y[M][N] = X[M][K] . W[N][K]^T, BF16, for 1 <= M <= SSF_PGEMM_MAX_M rows,
+ * through the engine's own kernel in the launch shape ssf_pgemm_plan made
+ * for N and K (cuda_plan.h).  fp32 accumulation, each split's partial
+ * summed in split order: the same bits every launch.  With splits, `part`
+ * holds shape.partial_floats floats and `count` shape.tiles ints, zero
+ * before the first launch; each launch leaves them zero. */
+cudaError_t ssfk_pgemm(const ssf_pgemm_shape *shape, const bf16 *X, const bf16 *W, bf16 *Y,
+                       float *part, int *count, int M, int N, int K, cudaStream_t st);
+
+/* Lets ssfk_pgemm's kernel take `bytes` of shared memory (the largest
+ * shape.smem it will be launched with): once per device. */
+cudaError_t ssfk_pgemm_init(size_t bytes);
 
 /* Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W and fp32 accumulation; Y is
  * BF16 or fp32 (`y_type`).  W is a PyTorch [out, in] row-major matrix, which

@@ -34,6 +34,12 @@ int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float 
     return ssf_fail(err, NO_CUDA);
 }
 
+int ssf_cuda_op_pgemm(int M, int N, int K, const float *X, const float *W, float *Y, int *splits,
+                      ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
 int ssf_cuda_op_rope_store(int rows, int n_heads, int n_kv, int head_dim, double theta,
                            const float *qkv, const float *bias, const int32_t *pos,
                            const ssf_cuda_op_pages *pages, float *q_out, float *k_out, float *v_out,
@@ -82,6 +88,11 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
 
 int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
                           const char **how, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
+int ssf_cuda_op_time_pgemm(int M, int N, int K, int iters, double *ms, int *splits, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

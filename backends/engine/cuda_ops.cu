@@ -225,6 +225,73 @@ extern "C" int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float
     return rc ? -1 : 0;
 }
 
+/* ---- the small GEMMs' own kernel ------------------------------------------------- */
+
+/* ssfk_pgemm's shape for N x K on this device (as the CUDA device plans
+ * it), its shared memory opted in. */
+static int pgemm_shape(int N, int K, ssf_pgemm_shape *sh, ssf_error *err)
+{
+    int dev = 0, sms = 0, cta = 0, sm = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&cta, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    if (e != cudaSuccess) return fail_cuda(err, "device attributes", e);
+    if (ssf_pgemm_plan(N, K, sms, (size_t)cta, (size_t)sm, sh))
+        return ssf_fail(err, "cuda: no small-GEMM shape for N %d, K %d", N, K);
+    e = ssfk_pgemm_init(sh->smem);
+    return e == cudaSuccess ? 0 : fail_cuda(err, "ssfk_pgemm_init", e);
+}
+
+/* The partials and the zeroed tile counts a shape asks for. */
+static int pgemm_work(scratch *s, const ssf_pgemm_shape *sh, float **part, int **count,
+                      ssf_error *err)
+{
+    *part = sh->partial_floats ? (float *)dev_alloc(s, sh->partial_floats * 4, err) : NULL;
+    *count = (int *)dev_zeros(s, (size_t)sh->tiles * sizeof(int), err);
+    return (sh->partial_floats && !*part) || !*count ? -1 : 0;
+}
+
+/* Three launches, Y's bits all set before the second and third: each must
+ * write every element and leave the counts at zero for the next, and all
+ * give the same bits. */
+static int run_pgemm(scratch *s, int M, int N, int K, const float *X, const float *W, float *Y,
+                     int *splits, ssf_error *err)
+{
+    ssf_pgemm_shape sh;
+    float *part = NULL;
+    int *count = NULL;
+    if (pgemm_shape(N, K, &sh, err)) return -1;
+    bf16 *dx = up_bf16(s, X, (size_t)M * K, err), *dw = up_bf16(s, W, (size_t)N * K, err);
+    bf16 *dy = (bf16 *)dev_alloc(s, (size_t)M * N * 2, err);
+    if (!dx || !dw || !dy || pgemm_work(s, &sh, &part, &count, err)) return -1;
+    size_t n = (size_t)M * N;
+    float *first = (float *)ssf_xmalloc(n * sizeof(float));
+    int rc = 0;
+    for (int launch = 0; !rc && launch < 3; launch++) {
+        cudaError_t e = launch ? cudaMemsetAsync(dy, 0xff, n * 2, s->st) : cudaSuccess;
+        if (e == cudaSuccess) e = ssfk_pgemm(&sh, dx, dw, dy, part, count, M, N, K, s->st);
+        if (e != cudaSuccess) rc = fail_cuda(err, "small GEMM launch", e);
+        if (!rc) rc = down_bf16(s, dy, M, N, (size_t)N, launch ? Y : first, err);
+        if (!rc && launch && memcmp(first, Y, n * sizeof(float)) != 0)
+            rc = ssf_fail(err, "cuda: small GEMM launch %d differs from the first", launch + 1);
+    }
+    free(first);
+    *splits = sh.splits;
+    return rc;
+}
+
+extern "C" int ssf_cuda_op_pgemm(int M, int N, int K, const float *X, const float *W, float *Y,
+                                 int *splits, ssf_error *err)
+{
+    scratch s;
+    int rc = scratch_init(&s, 0, err) || run_pgemm(&s, M, N, K, X, W, Y, splits, err);
+    scratch_free(&s);
+    return rc ? -1 : 0;
+}
+
 /* ---- the paged pool of the op tests -------------------------------------------- */
 
 #define OP_LAYERS 2
@@ -840,21 +907,32 @@ extern "C" int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float 
 #define TIME_WEIGHT_BYTES (160u << 20)
 #define TIME_WEIGHT_COPIES 16
 
+/* Zeroed X [M][K] and Y [M][N], and copies of an N x K W for a timing
+ * to cycle through (*n_w of them). */
+static int timing_operands(scratch *s, int M, int N, int K, bf16 **X, bf16 **Y,
+                           const bf16 *ws[TIME_WEIGHT_COPIES], int *n_w, ssf_error *err)
+{
+    size_t wstride = ((size_t)N * K * 2 + 255) / 256 * 256;
+    int n = (int)((TIME_WEIGHT_BYTES + wstride - 1) / wstride);
+    *n_w = n > TIME_WEIGHT_COPIES ? TIME_WEIGHT_COPIES : n;
+    *X = (bf16 *)dev_zeros(s, (size_t)M * K * 2, err);
+    char *Wall = *X ? (char *)dev_zeros(s, wstride * *n_w, err) : NULL;
+    *Y = Wall ? (bf16 *)dev_zeros(s, (size_t)M * N * 2, err) : NULL;
+    for (int i = 0; Wall && i < *n_w; i++)
+        ws[i] = (const bf16 *)(Wall + wstride * i);
+    return *Y ? 0 : -1;
+}
+
 /* cublasGemmEx timed, then the shape tuned and its choice timed. */
 static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_default,
                          double *ms_tuned, const char **how, ssf_error *err)
 {
-    size_t wstride = ((size_t)N * K * 2 + 255) / 256 * 256;
-    int n_w = (int)((TIME_WEIGHT_BYTES + wstride - 1) / wstride);
-    n_w = n_w > TIME_WEIGHT_COPIES ? TIME_WEIGHT_COPIES : n_w;
-    bf16 *X = (bf16 *)dev_zeros(s, (size_t)M * K * 2, err);
-    char *Wall = X ? (char *)dev_zeros(s, wstride * n_w, err) : NULL;
-    bf16 *Y = Wall ? (bf16 *)dev_zeros(s, (size_t)M * N * 2, err) : NULL;
-    ssfk_gemm_ctx *g = Y ? scratch_gemm(s, err) : NULL;
-    if (!g) return -1;
+    bf16 *X, *Y;
     const bf16 *ws[TIME_WEIGHT_COPIES];
-    for (int i = 0; i < n_w; i++)
-        ws[i] = (const bf16 *)(Wall + wstride * i);
+    int n_w = 0;
+    ssfk_gemm_ctx *g =
+        timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) == 0 ? scratch_gemm(s, err) : NULL;
+    if (!g) return -1;
     auto plain = [&](int i) {
         cublasStatus_t b = ssfk_gemm(s->blas, X, ws[i % n_w], Y, CUDA_R_16BF, M, N, K);
         return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
@@ -869,6 +947,36 @@ static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_
         return -1;
     *how = ssfk_gemm_how_name(g, M, N, K, CUDA_R_16BF);
     return time_launches(s, iters, tuned, ms_tuned, err);
+}
+
+/* The own kernel timed, launched as the engine launches it (a
+ * programmatic dependent of the launch before, here the same GEMM on the
+ * next copy of W). */
+static int run_time_pgemm(scratch *s, int M, int N, int K, int iters, double *ms, int *splits,
+                          ssf_error *err)
+{
+    bf16 *X, *Y;
+    const bf16 *ws[TIME_WEIGHT_COPIES];
+    int n_w = 0, *count = NULL;
+    float *part = NULL;
+    ssf_pgemm_shape sh;
+    if (pgemm_shape(N, K, &sh, err) || timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) ||
+        pgemm_work(s, &sh, &part, &count, err))
+        return -1;
+    *splits = sh.splits;
+    auto own = [&](int i) {
+        return ssfk_pgemm(&sh, X, ws[i % n_w], Y, part, count, M, N, K, s->st);
+    };
+    return time_launches(s, iters, own, ms, err);
+}
+
+extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int iters, double *ms, int *splits,
+                                      ssf_error *err)
+{
+    scratch s;
+    int rc = scratch_init(&s, 0, err) || run_time_pgemm(&s, M, N, K, iters, ms, splits, err);
+    scratch_free(&s);
+    return rc ? -1 : 0;
 }
 
 extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default,

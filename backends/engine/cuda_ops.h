@@ -33,6 +33,13 @@ int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float *h, ssf_err
  * path (cuda_gemm.cuh): the shape tuned, then run with the choice. */
 int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_error *err);
 
+/* Y [M][N] = X [M][K] . W [N][K]^T (M <= 64), fp32 out of BF16, through
+ * the small GEMMs' own kernel in the shape the device plans for N x K:
+ * launched three times, which must give the same bits (the splits' tile
+ * counts back at zero after each); *splits receives the shape's splits. */
+int ssf_cuda_op_pgemm(int M, int N, int K, const float *X, const float *W, float *Y, int *splits,
+                      ssf_error *err);
+
 /* The paged pool of the op tests: one sequence whose table[i] is the block
  * of positions i*bs.., in a pool of n_blocks blocks of two layers (layer 1
  * is used, so that the layer stride is exercised); blocks outside the table
@@ -108,6 +115,11 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
  * it wins), which *how names ("cublas" or "cublasLt", static). */
 int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
                           const char **how, ssf_error *err);
+
+/* Mean milliseconds of the small GEMMs' own kernel on the shape
+ * ssf_cuda_op_time_gemm times, W's copies cycled the same way; *splits
+ * receives the shape's splits. */
+int ssf_cuda_op_time_pgemm(int M, int N, int K, int iters, double *ms, int *splits, ssf_error *err);
 
 /* Mean milliseconds of one paged decode attention launch: rows sequences at
  * position ctx - 1, a pool laid out for n_layers layers (call i reads layer

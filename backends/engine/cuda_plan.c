@@ -138,3 +138,42 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
     *n_decode = nd;
     return nq;
 }
+
+/* ---- the small GEMMs' own kernel ---------------------------------------------- */
+
+/* Shared memory the device keeps of each CTA's, beside the kernel's. */
+#define CTA_RESERVED_SMEM 1024
+
+size_t ssf_pgemm_smem(int chunk)
+{
+    return (size_t)(SSF_PGEMM_BN + SSF_PGEMM_MAX_M) * (size_t)(chunk + SSF_PGEMM_PAD) * 2;
+}
+
+int ssf_pgemm_plan(int N, int K, int sms, size_t cta_smem, size_t sm_smem, ssf_pgemm_shape *out)
+{
+    if (N < SSF_PGEMM_BN || N % SSF_PGEMM_BN || K < 16 || K % 16 || sms < 1) return -1;
+    int tiles = N / SSF_PGEMM_BN, steps = K / 16;
+    /* the most splits whose CTAs fit the SMs one each, else the fewest
+     * whose CTAs still run in one wave */
+    int under = 0, over = 0;
+    for (int s = 1; s <= steps; s++) {
+        int chunk = K / s;
+        if (steps % s || (s > 1 && chunk < SSF_PGEMM_MIN_CHUNK)) continue;
+        size_t smem = ssf_pgemm_smem(chunk);
+        long long ctas = (long long)tiles * s;
+        long long slots = (long long)sms * (long long)(sm_smem / (smem + CTA_RESERVED_SMEM));
+        if (smem > cta_smem || ctas > slots) continue;
+        if (ctas <= sms)
+            under = s;
+        else if (!over)
+            over = s;
+    }
+    int s = under ? under : over;
+    if (!s) return -1;
+    out->tiles = tiles;
+    out->splits = s;
+    out->chunk = K / s;
+    out->smem = ssf_pgemm_smem(out->chunk);
+    out->partial_floats = s > 1 ? (size_t)s * SSF_PGEMM_MAX_M * (size_t)N : 0;
+    return 0;
+}

@@ -91,6 +91,43 @@ size_t ssf_prefill_smem(int head_dim, int fp8);
 int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int min_run,
                       int32_t *qblocks, int32_t *decode_rows, int *n_decode);
 
+/*
+ * The decode step's small GEMMs (q|k|v and o) through the engine's own
+ * kernel (cuda_pgemm.cu): Y[M][N] = X[M][K] . W[N][K]^T for M <=
+ * SSF_PGEMM_MAX_M.  cuBLAS takes about 7 us for 1.5B's 5-6 MB q|k|v or o
+ * at 64 rows on an H100, three times their bytes' time: a launch too short
+ * to hide its start.  Each CTA of this one holds SSF_PGEMM_BN columns of W
+ * over one of `splits` equal chunks of K in shared memory, all at once:
+ * the grid is one wave, and the weights, which no kernel writes, are
+ * copied in before the CTA waits for the kernel before it (a programmatic
+ * dependent launch), so their read overlaps that kernel's end.  Then X's
+ * chunk, the MMAs, and with splits a partial per CTA, summed in split
+ * order by the tile's last CTA.
+ */
+#define SSF_PGEMM_MAX_M 64 /* rows: 4 warps of 16 */
+#define SSF_PGEMM_BN 64    /* columns a CTA */
+#define SSF_PGEMM_THREADS 128
+#define SSF_PGEMM_PAD 8        /* BF16 after each row in shared memory: 16 bytes */
+#define SSF_PGEMM_MIN_CHUNK 64 /* the shortest K chunk worth a CTA */
+
+typedef struct ssf_pgemm_shape {
+    int tiles, splits;     /* grid: column tiles x K chunks */
+    int chunk;             /* K a CTA */
+    size_t smem;           /* W's tile then X's, padded rows */
+    size_t partial_floats; /* splits x SSF_PGEMM_MAX_M x N with splits, else 0 */
+} ssf_pgemm_shape;
+
+/* The shape for N x K weights on a device of `sms` SMs, each CTA taking at
+ * most cta_smem bytes of shared memory and an SM sm_smem: the fewest K
+ * chunks whose CTAs all run at once, as many as fit the SMs one a CTA (a
+ * chunk at least SSF_PGEMM_MIN_CHUNK).  -1 when no split runs as one wave
+ * (7B's q|k|v on an H100), or N is not a multiple of SSF_PGEMM_BN or K of
+ * 16. */
+int ssf_pgemm_plan(int N, int K, int sms, size_t cta_smem, size_t sm_smem, ssf_pgemm_shape *out);
+
+/* Shared memory of a CTA for a K chunk. */
+size_t ssf_pgemm_smem(int chunk);
+
 #ifdef __cplusplus
 }
 #endif

@@ -33,10 +33,19 @@ struct dim3e {
 };
 
 /* A grid is one launch here, after the last has finished: the programmatic
- * launch's wait and trigger (cuda_common.cuh) have nothing to do. */
-static inline void grid_dep_enter(void) {}
-static inline void grid_dep_wait(void) {}
+ * launch's wait and trigger (cuda_common.cuh) have nothing to wait for.
+ * An emulator that checks what a kernel touches before its wait sets
+ * g_on_grid_dep_wait, which the wait calls in the waiting thread. */
+static void (*g_on_grid_dep_wait)(void);
+static inline void grid_dep_wait(void)
+{
+    if (g_on_grid_dep_wait) g_on_grid_dep_wait();
+}
 static inline void grid_dep_launch(void) {}
+static inline void grid_dep_enter(void)
+{
+    grid_dep_wait();
+}
 
 static inline int min(int a, int b)
 {

@@ -7,7 +7,7 @@
  *
  * Every swap must find its text exactly as often as it says: a kernel that
  * changed under the emulator fails here, naming the text, rather than run
- * unchecked.  Usage: extract prefill|decode|sample KERNEL.cu OUT.inc
+ * unchecked.  Usage: extract prefill|decode|sample|pgemm KERNEL.cu OUT.inc
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -120,6 +120,31 @@ static const swap DECODE_SWAPS[] = {
     {NULL, NULL, 0},
 };
 
+static const char *const PGEMM_CUT[] = {NULL};
+
+/* The small GEMM: shared-memory fragment reads checked, global stores
+ * through the emulator's (the partials' reads, the fences, the count's
+ * atomic are functions it defines). */
+static const swap PGEMM_SWAPS[] = {
+    {"extern __shared__ __align__(16) char smem[];", "char *smem = emu_smem();", 1},
+    {"uint32_t a0 = *(const uint32_t *)(x0 + k), a1 = *(const uint32_t *)(x8 + k);",
+     "uint32_t a0 = ld_sh((const uint32_t *)(x0 + k)), a1 = ld_sh((const uint32_t *)(x8 + k));", 1},
+    {"uint32_t a2 = *(const uint32_t *)(x0 + k + 8), a3 = *(const uint32_t *)(x8 + k + 8);",
+     "uint32_t a2 = ld_sh((const uint32_t *)(x0 + k + 8)), a3 = ld_sh((const uint32_t *)(x8 + k "
+     "+ 8));",
+     1},
+    {"uint32_t b0 = *(const uint32_t *)w, b1 = *(const uint32_t *)(w + 8);",
+     "uint32_t b0 = ld_sh((const uint32_t *)w), b1 = ld_sh((const uint32_t *)(w + 8));", 1},
+    {"*(float2 *)(part + at) = make_float2(acc[n][2 * h], acc[n][2 * h + 1]);",
+     "pg_st_part((float2 *)(part + at), make_float2(acc[n][2 * h], acc[n][2 * h + 1]));", 1},
+    {"*(uint32_t *)(Y + at) = pack_bf16(acc[n][2 * h], acc[n][2 * h + 1]);",
+     "st_y((uint32_t *)(Y + at), pack_bf16(acc[n][2 * h], acc[n][2 * h + 1]));", 1},
+    {"*(uint32_t *)(Y + at) = pack_bf16(s.x, s.y);",
+     "st_y((uint32_t *)(Y + at), pack_bf16(s.x, s.y));", 1},
+    {"if (last) *count = 0;", "if (last) st_count(count, 0);", 1},
+    {NULL, NULL, 0},
+};
+
 static const char *const SAMPLE_CUT[] = {NULL};
 
 /* The sampler's shared memory: its fields become checked arrays and
@@ -189,6 +214,8 @@ static const kernel KERNELS[] = {
      DECODE_SWAPS},
     {"sample", "#define SAMPLE_THREADS 1024", "cudaError_t ssfk_sample(", SAMPLE_CUT, NULL,
      SAMPLE_SWAPS},
+    {"pgemm", "/* ---- the small GEMM", "cudaError_t ssfk_pgemm_init(", PGEMM_CUT, NULL,
+     PGEMM_SWAPS},
 };
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -286,13 +313,13 @@ static char *cut_helper(char *s, const char *name)
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: extract prefill|decode|sample KERNEL.cu OUT.inc\n");
+        fprintf(stderr, "usage: extract prefill|decode|sample|pgemm KERNEL.cu OUT.inc\n");
         return 2;
     }
     const kernel *k = NULL;
     for (size_t i = 0; i < sizeof KERNELS / sizeof *KERNELS; i++)
         if (strcmp(argv[1], KERNELS[i].name) == 0) k = &KERNELS[i];
-    if (!k) die("no kernel %s (prefill, decode or sample)", argv[1]);
+    if (!k) die("no kernel %s (prefill, decode, sample or pgemm)", argv[1]);
     char *src = slurp(argv[2]), *b = strstr(src, k->begin), *e = b ? strstr(b, k->end) : NULL;
     if (!b || !e) die("%s lacks the markers of its kernel's span", argv[2]);
     *e = '\0';

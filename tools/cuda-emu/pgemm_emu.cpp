@@ -1,0 +1,286 @@
+/*
+ * pgemm_emu.cpp - runs the small GEMM kernel's own source
+ * (backends/engine/cuda_pgemm.cu, copied out by extract.c) on the CPU, on
+ * emu_cta.h's CTA: coroutine threads in a random order, PTX-spec MMAs,
+ * cp.async landing at issue or only at wait_group, shared-memory races.
+ * What it holds the kernel to:
+ *
+ *  - every copy from W within the CTA's column tile and K chunk, every
+ *    copy from X within its K chunk and X's M rows, and none from X before
+ *    the thread's griddepcontrol.wait (X is the kernel before's output; W
+ *    no kernel writes);
+ *  - no global write before the wait; each Y element of the M rows written
+ *    once a launch, by its column tile; each partial by its own split;
+ *  - with splits, a CTA's partials fenced before its tile's count moves,
+ *    the count its own tile's, the sum read only from partials this launch
+ *    wrote, and every count back at zero after the launch;
+ *  - Y against a double GEMM, and a second launch (another CTA and thread
+ *    order, copies landing at issue instead of at wait) equal to the first
+ *    bit for bit.
+ *
+ * Usage: pgemm_emu [-x] [-s seed].
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "cuda_plan.h"
+#include "emu.h"
+#include "emu_cta.h"
+
+static_assert(SSF_PGEMM_THREADS == NT, "the small GEMM's CTA is emu_cta.h's");
+
+/* ---- what a launch may touch ---- */
+static struct {
+    const bf16 *X, *W;
+    bf16 *Y;
+    float *part;
+    int *count;
+    int M, N, K, chunk, launch;
+    std::vector<int> y_writes, part_launch;
+    bool waited[NT], stored[NT], fenced[NT];
+    std::vector<int> any; /* __syncthreads_or's value at each CTA barrier */
+} P;
+
+static void on_wait(void)
+{
+    P.waited[g_cur] = true;
+}
+static void need_wait(const char *what)
+{
+    if (!P.waited[g_cur])
+        fail("thread %d of block (%u,%u) %s before its griddepcontrol.wait", g_cur, g_block.x,
+             g_block.y, what);
+}
+/* element e's row and column, checked against the CTA's column tile and
+ * the M rows */
+static void own_column(size_t e, const char *what)
+{
+    size_t row = e / P.N, col = e % P.N, n0 = (size_t)g_block.x * SSF_PGEMM_BN;
+    if ((int)row >= P.M || col < n0 || col >= n0 + SSF_PGEMM_BN)
+        fail("%s at row %zu column %zu: block (%u,%u) has columns %zu-%zu of rows 0-%d", what, row,
+             col, g_block.x, g_block.y, n0, n0 + SSF_PGEMM_BN - 1, P.M - 1);
+}
+
+static void cp_async16(void *dst, const void *src, int bytes)
+{
+    if (bytes != 0 && bytes != 16) fail("cp.async bytes %d", bytes);
+    const bf16 *b = (const bf16 *)src;
+    size_t k0 = (size_t)g_block.y * P.chunk;
+    if (bytes && b >= P.W && b + 8 <= P.W + (size_t)P.N * P.K) {
+        size_t row = (b - P.W) / P.K, col = (b - P.W) % P.K, n0 = (size_t)g_block.x * SSF_PGEMM_BN;
+        if (row < n0 || row >= n0 + SSF_PGEMM_BN || col < k0 || col + 8 > k0 + P.chunk)
+            fail("copy of W row %zu column %zu: block (%u,%u) has rows %zu-%zu, columns %zu-%zu",
+                 row, col, g_block.x, g_block.y, n0, n0 + SSF_PGEMM_BN - 1, k0, k0 + P.chunk - 1);
+    } else if (bytes && b >= P.X && b + 8 <= P.X + (size_t)P.M * P.K) {
+        size_t col = (b - P.X) % P.K;
+        need_wait("copies X");
+        if (col < k0 || col + 8 > k0 + P.chunk)
+            fail("copy of X column %zu: block (%u,%u) has columns %zu-%zu", col, g_block.x,
+                 g_block.y, k0, k0 + P.chunk - 1);
+    } else if (bytes) {
+        fail("cp.async from outside X and W");
+    }
+    issue(dst, src, 16, bytes);
+}
+
+static void st_y(uint32_t *p, uint32_t v)
+{
+    bf16 *b = (bf16 *)p;
+    if ((uintptr_t)p % 4 || b < P.Y || b + 2 > P.Y + (size_t)P.M * P.N) fail("Y write outside Y");
+    need_wait("writes Y");
+    size_t e = (size_t)(b - P.Y);
+    own_column(e, "Y write");
+    P.y_writes[e]++, P.y_writes[e + 1]++;
+    *p = v;
+}
+
+static void pg_st_part(float2 *p, float2 v)
+{
+    float *f = (float *)p;
+    size_t split = (size_t)P.M * P.N;
+    if ((uintptr_t)p % 8 || f < P.part || f + 2 > P.part + gridDim.y * split)
+        fail("partial write outside the partials");
+    need_wait("writes a partial");
+    size_t e = (size_t)(f - P.part);
+    if (e / split != g_block.y)
+        fail("block (%u,%u) writes split %zu's partial", g_block.x, g_block.y, e / split);
+    own_column(e % split, "partial write");
+    P.part_launch[e] = P.part_launch[e + 1] = P.launch;
+    P.stored[g_cur] = true, P.fenced[g_cur] = false;
+    *p = v;
+}
+
+static float2 __ldcg(const float2 *p)
+{
+    const float *f = (const float *)p;
+    size_t split = (size_t)P.M * P.N;
+    if ((uintptr_t)p % 8 || f < P.part || f + 2 > P.part + gridDim.y * split)
+        fail("partial read outside the partials");
+    size_t e = (size_t)(f - P.part);
+    own_column(e % split, "partial read");
+    if (P.part_launch[e] != P.launch || P.part_launch[e + 1] != P.launch)
+        fail("block (%u,%u) sums split %zu's partial before this launch wrote it", g_block.x,
+             g_block.y, e / split);
+    return *p;
+}
+
+static void __threadfence(void)
+{
+    P.fenced[g_cur] = true;
+}
+
+static int atomicAdd(int *p, int v)
+{
+    if (p != P.count + g_block.x) fail("block (%u,%u) counts another tile", g_block.x, g_block.y);
+    for (int i = 0; i < NT; i++)
+        if (P.stored[i] && !P.fenced[i])
+            fail("block (%u,%u) counts before thread %d fenced its partials", g_block.x, g_block.y,
+                 i);
+    int old = *p;
+    *p += v;
+    return old;
+}
+
+static void st_count(int *p, int v)
+{
+    if (p != P.count + g_block.x) fail("block (%u,%u) resets another tile", g_block.x, g_block.y);
+    *p = v;
+}
+
+static int __syncthreads_or(int pred)
+{
+    size_t e = (size_t)g_epoch;
+    if (P.any.size() <= e) P.any.resize(e + 1, 0);
+    if (pred) P.any[e] = 1;
+    __syncthreads();
+    return P.any[e];
+}
+
+#include "pgemm_body.inc" /* extract.c writes it */
+
+/* ---- launch ---- */
+static void entry(void)
+{
+    pgemm_kernel(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk);
+    thread_exit();
+}
+
+struct gcase {
+    int M, N, K, sms;
+    unsigned seed;
+};
+
+static int run_case(const gcase &C)
+{
+    std::mt19937 rng(C.seed);
+    ssf_pgemm_shape sh;
+    /* an H100's shared memory */
+    if (ssf_pgemm_plan(C.N, C.K, C.sms, 232448, 233472, &sh)) fail("no plan");
+    int M = C.M, N = C.N, K = C.K;
+    std::vector<bf16> X((size_t)M * K), W((size_t)N * K), Y((size_t)M * N), first;
+    for (auto &x : X)
+        x = f2bf((float)urand(rng));
+    for (auto &w : W)
+        w = f2bf((float)urand(rng));
+    std::vector<float> part(sh.partial_floats ? sh.partial_floats : 1);
+    std::vector<int> count(sh.tiles, 0);
+    P.X = X.data(), P.W = W.data(), P.Y = Y.data(), P.part = part.data(), P.count = count.data();
+    P.M = M, P.N = N, P.K = K, P.chunk = sh.chunk;
+    g_smem_bytes = sh.smem;
+    g_smem = (char *)aligned_alloc(128, g_smem_bytes);
+    g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
+    g_grid = {(unsigned)sh.tiles, (unsigned)sh.splits, 1};
+    g_on_grid_dep_wait = on_wait;
+    std::vector<dim3e> ctas;
+    for (unsigned y = 0; y < g_grid.y; y++)
+        for (unsigned x = 0; x < g_grid.x; x++)
+            ctas.push_back({x, y, 0});
+    int bad = 0;
+    auto complain = [&](const char *fmt, auto... args) {
+        if (bad++ < 8) printf(fmt, args...);
+    };
+    for (int launch = 0; launch < 2; launch++) {
+        P.launch = launch, g_late = launch == 0;
+        std::fill(Y.begin(), Y.end(), (bf16)0xffff);
+        std::fill(part.begin(), part.end(), NAN);
+        P.y_writes.assign(Y.size(), 0), P.part_launch.assign(part.size(), -1);
+        std::shuffle(ctas.begin(), ctas.end(), g_rng);
+        for (dim3e b : ctas) {
+            g_block = b;
+            for (int i = 0; i < NT; i++)
+                P.waited[i] = P.stored[i] = P.fenced[i] = false;
+            P.any.clear();
+            run_threads(entry);
+        }
+        for (size_t e = 0; e < Y.size(); e++)
+            if (P.y_writes[e] != 1)
+                complain("  launch %d writes Y row %zu column %zu %d times\n", launch, e / N, e % N,
+                         P.y_writes[e]);
+        for (int t = 0; t < sh.tiles; t++)
+            if (count[t])
+                complain("  launch %d leaves tile %d's count at %d\n", launch, t, count[t]);
+        if (launch == 0) first = Y;
+    }
+    g_on_grid_dep_wait = NULL;
+    free(g_smem);
+    if (memcmp(first.data(), Y.data(), Y.size() * sizeof(bf16)))
+        complain("  the second launch differs from the first\n");
+    double worst = 0;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double want = 0;
+            for (int k = 0; k < K; k++)
+                want += (double)bf2f(X[(size_t)m * K + k]) * bf2f(W[(size_t)n * K + k]);
+            double got = bf2f(first[(size_t)m * N + n]), err = fabs(got - want);
+            /* BF16's rounding of the sum, and fp32's of its terms */
+            if (!(err <= 4e-3 * fabs(want) + 1e-5 * K))
+                complain("  Y[%d][%d]: got %g want %g\n", m, n, got, want);
+            if (!(err <= worst)) worst = err;
+        }
+    printf("%s M %2d N %4d K %4d: %d tiles x %d splits of %d, %zu bytes of shared memory: worst "
+           "abs err %.3g\n",
+           bad ? "FAIL" : "ok  ", M, N, K, sh.tiles, sh.splits, sh.chunk, sh.smem, worst);
+    fflush(stdout);
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-x"))
+            g_fail_fast = 1;
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+            g_rng.seed((unsigned)strtoul(argv[++i], NULL, 10));
+        else
+            fail("usage: pgemm_emu [-x] [-s seed]");
+    const gcase cases[] = {
+        /* 1.5B's q|k|v at a batch of 64 on 132 SMs: 4 splits of 384; a
+         * quarter of its columns on 8 SMs: 2 splits of 768 */
+        {64, 2048, 1536, 132, 1},
+        {64, 256, 1536, 8, 2},
+        /* 0.5B's q|k|v (7 splits of 128) at rows that leave warps idle and
+         * a 16-row block part-full */
+        {33, 1152, 896, 132, 3},
+        {1, 1152, 896, 132, 4},
+        /* one tile over many splits, and a few over two */
+        {17, 64, 1024, 132, 5},
+        {8, 192, 128, 132, 6},
+        /* one split: Y written straight */
+        {64, 256, 512, 4, 7},
+    };
+    int fails = 0;
+    for (const gcase &c : cases) {
+        int bad = run_case(c);
+        fails += bad != 0;
+        if (bad && g_fail_fast) break;
+    }
+    printf(fails ? "FAILURES\n" : "all ok\n");
+    return fails != 0;
+}
