@@ -949,8 +949,7 @@ static int plan_small_gemms(cuda_dev *d, ssf_error *err)
         memset(&d->pg_qkv, 0, sizeof d->pg_qkv);
     if (ssf_pgemm_plan(H, d->q_dim, sms, (size_t)cta_smem, (size_t)sm_smem, &d->pg_o))
         memset(&d->pg_o, 0, sizeof d->pg_o);
-    size_t smem = d->pg_qkv.smem > d->pg_o.smem ? d->pg_qkv.smem : d->pg_o.smem;
-    if (smem) CU_TRY(ssfk_pgemm_init(smem));
+    if (d->pg_qkv.splits || d->pg_o.splits) CU_TRY(ssfk_pgemm_init((size_t)cta_smem));
     return 0;
 }
 

@@ -194,8 +194,9 @@ cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stri
 cudaError_t ssfk_pgemm(const ssf_pgemm_shape *shape, const bf16 *X, const bf16 *W, bf16 *Y,
                        float *part, int *count, int M, int N, int K, cudaStream_t st);
 
-/* Lets ssfk_pgemm's kernel take `bytes` of shared memory (the largest
- * shape.smem it will be launched with): once per device. */
+/* Lets ssfk_pgemm's kernel take up to `bytes` of shared memory: the
+ * device's opt-in limit, which every plan's shape.smem is within, so that
+ * no device open for another model lowers it under a shape in use. */
 cudaError_t ssfk_pgemm_init(size_t bytes);
 
 /* Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W and fp32 accumulation; Y is

@@ -241,7 +241,7 @@ static int pgemm_shape(int N, int K, ssf_pgemm_shape *sh, ssf_error *err)
     if (e != cudaSuccess) return fail_cuda(err, "device attributes", e);
     if (ssf_pgemm_plan(N, K, sms, (size_t)cta, (size_t)sm, sh))
         return ssf_fail(err, "cuda: no small-GEMM shape for N %d, K %d", N, K);
-    e = ssfk_pgemm_init(sh->smem);
+    e = ssfk_pgemm_init((size_t)cta);
     return e == cudaSuccess ? 0 : fail_cuda(err, "ssfk_pgemm_init", e);
 }
 
