@@ -308,15 +308,15 @@ BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache, the batches again
-# with each kernel launched once the one before completed (1.5B, no PDL),
-# with RoPE and the KV store in the decode attention (rope), and (1.5B) with
-# q|k|v and o through the engine's own GEMM, alone and with rope;
+# with RoPE and the KV store in the decode attention (rope) and (1.5B) with
+# q|k|v and o through the engine's own GEMM, alone and with rope (no PDL,
+# "nopdl", was timed in runs L-N and is left out);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,nopdl,rope,pgemm,ropepgemm
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,ropepgemm
     # 1,000-token prompts, each a forward of its own, with the flash
     # prefill kernel and without it (the decode kernel reads a prompt's K
     # and V once per row), then with an fp8 pool, through the decode
