@@ -712,13 +712,7 @@ static std::vector<rowspec> ctx_rows(int n)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-x"))
-            g_fail_fast = 1;
-        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
-            g_rng.seed((unsigned)strtoul(argv[++i], NULL, 10));
-        else
-            fail("usage: decode_emu [-x] [-s seed]");
+    parse_emu_args(argc, argv, "decode_emu");
     const int S = 10000; /* slots: split where the context allows */
     std::vector<dcase> cases = {
         /* check_attention's unsplit cases: GQA 5, 6, 7, 8, 1 and 12 (two

@@ -391,4 +391,17 @@ static void run_threads(void (*entry)(void))
     }
 }
 
+/* The emulators' arguments: -x stops at the first failing case, -s SEED
+ * seeds the thread and CTA orders. */
+static void parse_emu_args(int argc, char **argv, const char *name)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-x"))
+            g_fail_fast = 1;
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+            g_rng.seed((unsigned)strtoul(argv[++i], NULL, 10));
+        else
+            fail("usage: %s [-x] [-s seed]", name);
+}
+
 #endif

@@ -253,13 +253,7 @@ static int run_case(const gcase &C)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-x"))
-            g_fail_fast = 1;
-        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
-            g_rng.seed((unsigned)strtoul(argv[++i], NULL, 10));
-        else
-            fail("usage: pgemm_emu [-x] [-s seed]");
+    parse_emu_args(argc, argv, "pgemm_emu");
     const gcase cases[] = {
         /* 1.5B's q|k|v at a batch of 64 on 132 SMs: 4 splits of 384; a
          * quarter of its columns on 8 SMs: 2 splits of 768 */
