@@ -78,7 +78,7 @@ typedef struct attn_step {
     const int32_t *decode_rows; /* device; NULL: rows 0 .. n_decode - 1 */
     int n_qblocks;
     const int32_t *qblocks; /* device */
-    int rope;               /* RoPE and the KV store in the decode kernel (ssfk_attn_io.rope_cs) */
+    int rope;               /* RoPE and the KV store in the decode kernel (ssfk_attn_rope) */
 } attn_step;
 
 /* One captured decode step and what its kernels were launched with. */
@@ -196,6 +196,12 @@ static size_t idx_ints(const cuda_dev *d)
     return IDX_ROW_ARRAYS * (size_t)CUDA_MAX_ROWS + seqs * (1 + (size_t)d->seq_blocks);
 }
 
+/* The tile counts ssfk_pgemm needs: q|k|v and o take turns with one set. */
+static int small_gemm_tiles(const cuda_dev *d)
+{
+    return d->pg_qkv.tiles > d->pg_o.tiles ? d->pg_qkv.tiles : d->pg_o.tiles;
+}
+
 static void plan_activations(cuda_dev *d, arena *a)
 {
     const ssf_model_config *c = &d->cfg;
@@ -215,7 +221,7 @@ static void plan_activations(cuda_dev *d, arena *a)
     size_t pg_floats = d->pg_qkv.partial_floats > d->pg_o.partial_floats ? d->pg_qkv.partial_floats
                                                                          : d->pg_o.partial_floats;
     d->pg_part = (float *)arena_take(a, pg_floats * sizeof(float));
-    d->pg_count = (int *)arena_take(a, (size_t)(d->pg_qkv.tiles + d->pg_o.tiles) * sizeof(int));
+    d->pg_count = (int *)arena_take(a, (size_t)small_gemm_tiles(d) * sizeof(int));
     d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
     d->d_spec = (ssf_sample_spec *)arena_take(a, R * sizeof(ssf_sample_spec));
     d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
@@ -505,25 +511,6 @@ static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void
     return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
 }
 
-/* The attention kernels' operands for layer l; with rope, the step's
- * angles and the layer's bias for the decode kernel's RoPE. */
-static ssfk_attn_io layer_io(const cuda_dev *d, int l, const int32_t *pos, ssfk_tables tb, int rope)
-{
-    ssfk_attn_io io;
-    io.out = d->att;
-    io.qkv = d->qkv;
-    io.pool = d->pool;
-    io.kv = d->kv;
-    io.layer = l;
-    io.pos = pos;
-    io.tb = tb;
-    io.n_heads = d->cfg.n_heads;
-    io.n_kv_heads = d->cfg.n_kv_heads;
-    io.rope_cs = rope ? d->rope_cs : NULL;
-    io.bias = rope ? d->layers[l].bqkv : NULL;
-    return io;
-}
-
 /* q|k|v or o (Y = X . W^T, BF16): through the own kernel when the device
  * has a shape for it and the rows fit, cuBLAS otherwise. */
 static int small_gemm(const cuda_dev *d, const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W,
@@ -555,9 +542,11 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     if (!as->rope)
         K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                                   c->n_heads, c->n_kv_heads, d->stream));
-    ssfk_attn_io io = layer_io(d, l, pos, tb, as->rope);
+    ssfk_attn_io io = {d->att, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads, c->n_kv_heads};
+    ssfk_attn_rope rope = {d->rope_cs, L->bqkv};
     if (as->n_decode > 0)
-        K_TRY(ssfk_attention(&as->shape, io, as->decode_rows, d->part, d->stream));
+        K_TRY(ssfk_attention(&as->shape, io, as->rope ? &rope : NULL, as->decode_rows, d->part,
+                             d->stream));
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
     if (small_gemm(d, &d->pg_o, d->att, L->wo, d->tmp, rows, H, d->q_dim, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
@@ -782,8 +771,13 @@ static int tune_gemms(cuda_dev *d, int R, ssf_error *err)
     ssfk_gemm_ctx *g = d->gemm;
     cudaStream_t st = d->stream;
     cudaDataType_t B = CUDA_R_16BF;
-    int rc = ssfk_gemm_tune(g, d->blas, d->xn, w, nl, d->qkv, B, R, d->qkv_dim, H, st, err) ||
-             ssfk_gemm_tune(g, d->blas, d->att, w + nl, nl, d->tmp, B, R, H, d->q_dim, st, err) ||
+    /* shapes small_gemm sends to the own kernel need no cuBLAS choice */
+    int own_qkv = d->pg_qkv.splits && R <= SSF_PGEMM_MAX_M;
+    int own_o = d->pg_o.splits && R <= SSF_PGEMM_MAX_M;
+    int rc = (!own_qkv &&
+              ssfk_gemm_tune(g, d->blas, d->xn, w, nl, d->qkv, B, R, d->qkv_dim, H, st, err)) ||
+             (!own_o &&
+              ssfk_gemm_tune(g, d->blas, d->att, w + nl, nl, d->tmp, B, R, H, d->q_dim, st, err)) ||
              ssfk_gemm_tune(g, d->blas, d->xn, w + 2 * nl, nl, d->gu, B, R, 2 * I, H, st, err) ||
              ssfk_gemm_tune(g, d->blas, d->h, w + 3 * nl, nl, d->tmp, B, R, H, I, st, err) ||
              ssfk_gemm_tune(g, d->blas, d->xo, &lm, 1, d->logits, CUDA_R_32F, R, c->vocab_size, H,
@@ -967,7 +961,7 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     CU_TRY(cudaMallocHost((void **)&d->h_ids, CUDA_MAX_ROWS * sizeof(int32_t)));
     d->h_need = (int32_t *)ssf_xcalloc((size_t)d->seq_cap, sizeof(int32_t));
     CU_TRY(ssfk_attention_init());
-    CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, &d->attn_slots));
+    CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, d->attn_rope, &d->attn_slots));
     CU_TRY(ssfk_prefill_init());
     return d->own_gemms ? plan_small_gemms(d, err) : 0;
 }
@@ -984,7 +978,7 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     aa = arena{d->amem, 0};
     plan_weights(d, &wa);
     plan_activations(d, &aa);
-    size_t counts = (size_t)(d->pg_qkv.tiles + d->pg_o.tiles);
+    size_t counts = (size_t)small_gemm_tiles(d);
     if (counts) CU_TRY(cudaMemset(d->pg_count, 0, counts * sizeof(int))); /* ssfk_pgemm's start */
     d->scratch_block = d->base.n_blocks;
     size_t blocks = (size_t)d->base.n_blocks + 1;

@@ -225,7 +225,7 @@ template <int HD> __device__ static void load_q(uint32_t (*qf)[2], const bf16 *q
     }
 }
 
-/* ---- RoPE in the kernel (ssfk_attn_io.rope_cs) ---- */
+/* ---- RoPE in the kernel (ssfk_attn_rope) ---- */
 
 /* load_q's fragments with the bias added and RoPE applied, as
  * qkv_rope_store does both (cuda_common.cuh): dims d and d + HD/2 of a head
@@ -259,8 +259,8 @@ __device__ static void load_q_rope(uint32_t (*qf)[2], const bf16 *qrow, const fl
  * then waits for its lanes: the warp that stores them is the one that
  * reads them, by cp.async, which the warp barrier orders after the stores. */
 template <int HD, bool FP8>
-__device__ static void store_own_kv(const ssfk_attn_io &io, const bf16 *qrow, const float2 *cs,
-                                    int kvh, size_t at)
+__device__ static void store_own_kv(const ssfk_attn_io &io, const float *bias, const bf16 *qrow,
+                                    const float2 *cs, int kvh, size_t at)
 {
     constexpr int PER = HD / WARP; /* values a lane, of each row */
     static_assert(PER <= FP8_PER_LANE, "a row fits store_fp8_row");
@@ -272,14 +272,14 @@ __device__ static void store_own_kv(const ssfk_attn_io &io, const bf16 *qrow, co
     for (int i = 0; i < PER / 2; i++) { /* pairs (d, d + HD/2): K's columns i and i + PER/2 */
         int d = lane + WARP * i;
         float2 angle = cs[d];
-        float2 o = rope_pair(biased(qrow, io.bias, kcol + d),
-                             biased(qrow, io.bias, kcol + d + HD / 2), angle);
+        float2 o =
+            rope_pair(biased(qrow, bias, kcol + d), biased(qrow, bias, kcol + d + HD / 2), angle);
         k[i] = o.x, k[i + PER / 2] = o.y;
     }
 #pragma unroll
     for (int i = 0; i < PER; i++) {
         col[i] = lane + WARP * i;
-        v[i] = biased(qrow, io.bias, vcol + col[i]);
+        v[i] = biased(qrow, bias, vcol + col[i]);
     }
     size_t krow = at + (size_t)kvh * io.kv.head_stride, vrow = krow + io.kv.v_offset;
     if (FP8) {
@@ -351,10 +351,10 @@ __device__ static void merge_warps(char *smem, const warp_acc<HD> &a, bf16 *orow
  * Scores, softmax and the output accumulate in fp32; only the weights are
  * rounded to BF16 for the P.V MMA.
  */
-template <int HD, bool FP8>
+template <int HD, bool FP8, bool ROPE>
 __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
-    paged_attention_kernel(ssfk_attn_io io, const int32_t *rows, float *part, int head_chunks,
-                           int chunk, float scale_log2, bool tile_in_block)
+    paged_attention_kernel(ssfk_attn_io io, ssfk_attn_rope rope, const int32_t *rows, float *part,
+                           int head_chunks, int chunk, float scale_log2, bool tile_in_block)
 {
     grid_dep_wait();
     extern __shared__ __align__(16) char smem_raw[];
@@ -368,12 +368,14 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     int n_tiles = hi > lo ? (hi - lo + SSF_ATTN_TILE - 1) / SSF_ATTN_TILE : 0;
     int mine = n_tiles > warp ? (n_tiles - warp + ATTN_WARPS - 1) / ATTN_WARPS : 0;
     const int32_t *table = row_table(io.tb, r);
-    const bf16 *qrow = io.qkv + (size_t)r * (n_heads + 2 * io.n_kv_heads) * HD;
-    const float2 *cs = io.rope_cs ? io.rope_cs + (size_t)r * (HD / 2) : NULL;
-    /* with RoPE here, position p is stored by the warp whose last tile
-     * holds it, in the CTA whose split does, before that warp loads a tile */
-    if (cs && p >= lo && p < lo + chunk && warp == (n_tiles - 1) % ATTN_WARPS)
-        store_own_kv<HD, FP8>(io, qrow, cs, kvh, kv_pos(io.kv, table, io.layer, p));
+    size_t qkv_row = (size_t)r * (n_heads + 2 * io.n_kv_heads) * HD;
+    /* With RoPE here (a build of its own: its code cost the others
+     * registers, 105 where 96 at head_dim 64 with fp8), position p is
+     * stored by the warp whose last tile holds it, in the CTA whose split
+     * does, before that warp loads a tile. */
+    if (ROPE && p >= lo && p < lo + chunk && warp == (n_tiles - 1) % ATTN_WARPS)
+        store_own_kv<HD, FP8>(io, rope.bias, io.qkv + qkv_row, rope.cs + (size_t)r * (HD / 2), kvh,
+                              kv_pos(io.kv, table, io.layer, p));
     if (mine > 0) {
         int t0 = lo + warp * SSF_ATTN_TILE;
         load_tile<HD, FP8>(smem_raw, warp, 0, io.pool, io.kv, kvh, table, io.layer, t0,
@@ -381,10 +383,10 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     }
     cp_async_commit();
     uint32_t qf[HD / 16][2];
-    if (cs)
-        load_q_rope<HD>(qf, qrow, io.bias, cs, h0, ng);
+    if (ROPE)
+        load_q_rope<HD>(qf, io.qkv + qkv_row, rope.bias, rope.cs + (size_t)r * (HD / 2), h0, ng);
     else
-        load_q<HD>(qf, qrow + (size_t)h0 * HD, ng);
+        load_q<HD>(qf, io.qkv + qkv_row + (size_t)h0 * HD, ng);
     warp_acc<HD> a;
     a.m = -INFINITY, a.l = 0.0f;
 #pragma unroll
@@ -455,14 +457,18 @@ __global__ static void attn_combine_kernel(bf16 *out, const float *part, const i
 }
 
 template <int HD, bool FP8>
-static cudaError_t attention_hd(const ssf_attn_shape *sh, ssfk_attn_io io, const int32_t *rows,
-                                float *part, cudaStream_t st)
+static cudaError_t attention_hd(const ssf_attn_shape *sh, ssfk_attn_io io,
+                                const ssfk_attn_rope *rope, const int32_t *rows, float *part,
+                                cudaStream_t st)
 {
     dim3 grid(sh->grid[0], sh->grid[1], sh->grid[2]);
     /* tiles start at a multiple of SSF_ATTN_TILE past a chunk's start */
     bool in_block = io.kv.block_size % SSF_ATTN_TILE == 0 && sh->chunk % SSF_ATTN_TILE == 0;
+    auto kernel =
+        rope ? paged_attention_kernel<HD, FP8, true> : paged_attention_kernel<HD, FP8, false>;
+    ssfk_attn_rope none = {NULL, NULL};
     cudaError_t e =
-        launch_pdl(paged_attention_kernel<HD, FP8>, grid, SSF_ATTN_THREADS, sh->smem, st, io, rows,
+        launch_pdl(kernel, grid, SSF_ATTN_THREADS, sh->smem, st, io, rope ? *rope : none, rows,
                    part, sh->head_chunks, sh->chunk, scale_log2_of(HD), in_block);
     if (e != cudaSuccess || sh->splits == 1) return e;
     return launch_pdl(attn_combine_kernel<HD>, dim3(sh->grid[0], io.n_heads), HD, 0, st, io.out,
@@ -471,7 +477,9 @@ static cudaError_t attention_hd(const ssf_attn_shape *sh, ssfk_attn_io io, const
 
 template <int HD, bool FP8> static cudaError_t allow_attention_smem(void)
 {
-    return allow_smem(paged_attention_kernel<HD, FP8>, ssf_attn_smem(HD));
+    cudaError_t e = allow_smem(paged_attention_kernel<HD, FP8, false>, ssf_attn_smem(HD));
+    return e == cudaSuccess ? allow_smem(paged_attention_kernel<HD, FP8, true>, ssf_attn_smem(HD))
+                            : e;
 }
 
 cudaError_t ssfk_attention_init(void)
@@ -483,43 +491,45 @@ cudaError_t ssfk_attention_init(void)
     return e;
 }
 
-template <int HD, bool FP8> static cudaError_t resident(int *per_sm)
+template <int HD, bool FP8> static cudaError_t resident(bool rope, int *per_sm)
 {
-    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, paged_attention_kernel<HD, FP8>,
-                                                         SSF_ATTN_THREADS, ssf_attn_smem(HD));
+    auto kernel =
+        rope ? paged_attention_kernel<HD, FP8, true> : paged_attention_kernel<HD, FP8, false>;
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, kernel, SSF_ATTN_THREADS,
+                                                         ssf_attn_smem(HD));
 }
 
-cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots)
+cudaError_t ssfk_attention_slots(int head_dim, int fp8, int rope, int *slots)
 {
     int dev = 0, sms = 0, per_sm = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e != cudaSuccess) return e;
     if (head_dim == 64)
-        e = fp8 ? resident<64, true>(&per_sm) : resident<64, false>(&per_sm);
+        e = fp8 ? resident<64, true>(rope, &per_sm) : resident<64, false>(rope, &per_sm);
     else if (head_dim == 128)
-        e = fp8 ? resident<128, true>(&per_sm) : resident<128, false>(&per_sm);
+        e = fp8 ? resident<128, true>(rope, &per_sm) : resident<128, false>(rope, &per_sm);
     else
         return cudaErrorInvalidValue;
     *slots = sms * (per_sm > 0 ? per_sm : 1);
     return e;
 }
 
-cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const int32_t *rows,
-                           float *part, cudaStream_t st)
+cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const ssfk_attn_rope *rope,
+                           const int32_t *rows, float *part, cudaStream_t st)
 {
     /* a shape planned for another head layout would leave heads unwritten */
     ssfk_kv_layout kv = io.kv;
     if (shape->threads != SSF_ATTN_THREADS ||
         shape->grid[1] != io.n_kv_heads * shape->head_chunks || (shape->splits > 1 && !part) ||
         shape->smem != ssf_attn_smem(kv.head_dim) || (kv.fp8 && !kv.scales) ||
-        (io.rope_cs && shape->head_chunks != 1))
+        (rope && (!rope->cs || shape->head_chunks != 1)))
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)
-        return kv.fp8 ? attention_hd<64, true>(shape, io, rows, part, st)
-                      : attention_hd<64, false>(shape, io, rows, part, st);
+        return kv.fp8 ? attention_hd<64, true>(shape, io, rope, rows, part, st)
+                      : attention_hd<64, false>(shape, io, rope, rows, part, st);
     if (kv.head_dim == 128)
-        return kv.fp8 ? attention_hd<128, true>(shape, io, rows, part, st)
-                      : attention_hd<128, false>(shape, io, rows, part, st);
+        return kv.fp8 ? attention_hd<128, true>(shape, io, rope, rows, part, st)
+                      : attention_hd<128, false>(shape, io, rope, rows, part, st);
     return cudaErrorInvalidValue;
 }

@@ -92,46 +92,49 @@ cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos
 
 /* cs[r][d] = (cos, sin) of pos[r] * inv_freq[d], d < head_dim / 2: a
  * step's angles, computed once for every layer's ssfk_attention with RoPE
- * (ssfk_attn_io.rope_cs), the same bits ssfk_qkv_rope_store computes. */
+ * (ssfk_attn_rope.cs), the same bits ssfk_qkv_rope_store computes. */
 cudaError_t ssfk_rope_table(float2 *cs, const int32_t *pos, const float *inv_freq, int rows,
                             int head_dim, cudaStream_t st);
 
 /* One layer's attention for a step's rows: out[r][h] = softmax(q[r][h] .
  * K^T / sqrt(hd)) V over positions 0..pos[r] of row r's table, with K, V of
  * q-head h's KV head.  q is read from the fused q|k|v rows (row width
- * (n_heads + 2 n_kv_heads) * hd).
- *
- * With rope_cs set, the decode kernel does ssfk_qkv_rope_store's work
- * itself, one launch a layer fewer: it reads q unrotated, adds the bias and
- * rotates it as it loads it, and stores each row's own K and V (biased, K
- * rotated; e4m3 and a scale with fp8) at pos[r] before reading them, with
- * the same bits as ssfk_qkv_rope_store.  The qkv rows are left as they
- * are.  Only for rows that are each the one row of their sequence (a decode
- * step), with shape.head_chunks 1: no other CTA may read a row's new
- * position. */
+ * (n_heads + 2 n_kv_heads) * hd). */
 typedef struct ssfk_attn_io {
     bf16 *out; /* [rows][n_heads * hd] */
     const bf16 *qkv;
-    void *pool; /* written only with rope_cs */
+    void *pool; /* written only by the decode kernel with RoPE */
     ssfk_kv_layout kv;
     int layer;
     const int32_t *pos; /* [rows] */
     ssfk_tables tb;
     int n_heads, n_kv_heads;
-    const float2 *rope_cs; /* [rows][hd / 2] (ssfk_rope_table), or NULL */
-    const float *bias;     /* the q|k|v bias with rope_cs, or NULL */
 } ssfk_attn_io;
+
+/* The decode kernel's RoPE: with it, the kernel does ssfk_qkv_rope_store's
+ * work itself, one launch a layer fewer.  It reads q unrotated, adds the
+ * bias and rotates it as it loads it, and stores each row's own K and V
+ * (biased, K rotated; e4m3 and a scale with fp8) at pos[r] before reading
+ * them, with the same bits as ssfk_qkv_rope_store.  The qkv rows are left
+ * as they are.  Only for rows that are each the one row of their sequence
+ * (a decode step), with shape.head_chunks 1: no other CTA may read a row's
+ * new position.  (Not a field of ssfk_attn_io: a larger struct cost the
+ * kernel without RoPE 10 registers at head_dim 64 with fp8.) */
+typedef struct ssfk_attn_rope {
+    const float2 *cs;  /* [rows][hd / 2] (ssfk_rope_table) */
+    const float *bias; /* the q|k|v bias, or NULL */
+} ssfk_attn_rope;
 
 /* The decode kernel over the rows listed in `rows` (NULL: rows 0, 1, ...),
  * launched as `shape` (cuda_plan.h; planned for that many rows, n_kv_heads
- * and group).  With shape.splits > 1 `part` holds shape.partial_floats
- * floats, which a second kernel merges. */
-cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const int32_t *rows,
-                           float *part, cudaStream_t st);
+ * and group), with RoPE when `rope` is not NULL.  With shape.splits > 1
+ * `part` holds shape.partial_floats floats, which a second kernel merges. */
+cudaError_t ssfk_attention(const ssf_attn_shape *shape, ssfk_attn_io io, const ssfk_attn_rope *rope,
+                           const int32_t *rows, float *part, cudaStream_t st);
 
 /* The prefill kernel (cuda_plan.h) over n_qblocks q-blocks as
  * ssf_prefill_split lists them (qblocks in device memory), over a BF16 or
- * an fp8 pool, after ssfk_qkv_rope_store (io.rope_cs NULL). */
+ * an fp8 pool, after ssfk_qkv_rope_store. */
 cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int n_qblocks,
                                    cudaStream_t st);
 
@@ -163,9 +166,10 @@ cudaError_t ssfk_prefill_init(void);
 cudaError_t ssfk_attention_init(void);
 
 /* *slots = the attention CTAs the current device runs at once (SMs x the
- * CTAs an SM holds, from the kernel's registers and shared memory): what
- * ssf_attn_plan fills.  After ssfk_attention_init. */
-cudaError_t ssfk_attention_slots(int head_dim, int fp8, int *slots);
+ * CTAs an SM holds, from the kernel's registers and shared memory; rope:
+ * the build that does RoPE): what ssf_attn_plan fills.  After
+ * ssfk_attention_init. */
+cudaError_t ssfk_attention_slots(int head_dim, int fp8, int rope, int *slots);
 
 /* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
 cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);

@@ -524,7 +524,7 @@ static void scatter_kv(op_pool *p, const ssf_cuda_op_pages *pg, int n_ctx, int n
 static int device_slots(int hd, int fp8, int *slots, ssf_error *err)
 {
     cudaError_t e = ssfk_attention_init();
-    if (e == cudaSuccess) e = ssfk_attention_slots(hd, fp8, slots);
+    if (e == cudaSuccess) e = ssfk_attention_slots(hd, fp8, 0, slots);
     return e == cudaSuccess ? 0 : fail_cuda(err, "attention slots", e);
 }
 
@@ -547,7 +547,7 @@ static int attention_io(scratch *s, int rows, int nh, int nkv, int hd, int n_ctx
     if (!dqkv || !dpos || pool_upload(s, p, err) || !dout ||
         op_tables(s, pg, rows, n_ctx, &tb, err))
         return -1;
-    *io = ssfk_attn_io{dout, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv, NULL, NULL};
+    *io = ssfk_attn_io{dout, dqkv, p->d, p->kv, OP_LAYER, dpos, tb, nh, nkv};
     return 0;
 }
 
@@ -581,7 +581,7 @@ static int run_attention(scratch *s, int rows, int nh, int nkv, int hd, int n_ct
         if (launch) e = cudaMemsetAsync(io.out, 0xff, n * sizeof(bf16), s->st);
         if (launch && part && e == cudaSuccess)
             e = cudaMemsetAsync(part, 0xff, sh->partial_floats * sizeof(float), s->st);
-        if (e == cudaSuccess) e = ssfk_attention(sh, io, NULL, part, s->st);
+        if (e == cudaSuccess) e = ssfk_attention(sh, io, NULL, NULL, part, s->st);
         if (e != cudaSuccess) rc = fail_cuda(err, "attention launch", e);
         if (!rc)
             rc = down_bf16(s, io.out, rows, nh * hd, (size_t)nh * hd, launch ? out : first, err);
@@ -619,7 +619,7 @@ static int decode_rows(scratch *s, ssfk_attn_io io, const int32_t *rows, int n, 
     int32_t *drows = (int32_t *)up_raw(s, rows, (size_t)n * sizeof(int32_t), err);
     float *part;
     if (!drows || split_workspace(s, &sh, &part, err)) return -1;
-    cudaError_t e = ssfk_attention(&sh, io, drows, part, s->st);
+    cudaError_t e = ssfk_attention(&sh, io, NULL, drows, part, s->st);
     return e == cudaSuccess ? 0 : fail_cuda(err, "attention launch", e);
 }
 
@@ -1015,8 +1015,8 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
     const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
-        ssfk_attn_io io = {out, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv, NULL, NULL};
-        return ssfk_attention(sh, io, NULL, part, s->st);
+        ssfk_attn_io io = {out, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv};
+        return ssfk_attention(sh, io, NULL, NULL, part, s->st);
     };
     return time_launches(s, iters, launch, ms, err);
 }

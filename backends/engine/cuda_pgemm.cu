@@ -108,8 +108,9 @@ __device__ static void sum_splits(const float *part, bf16 *Y, int splits, int M,
     }
 }
 
-/* One CTA per (column tile, K chunk): grid (tiles, splits). */
-__global__ static void __launch_bounds__(SSF_PGEMM_THREADS)
+/* One CTA per (column tile, K chunk): grid (tiles, splits).  Bound to
+ * SSF_PGEMM_SM_CTAS CTAs an SM (64 registers), which the plan counts on. */
+__global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS)
     pgemm_kernel(const bf16 *X, const bf16 *W, bf16 *Y, float *part, int *count, int M, int N,
                  int K, int chunk)
 {
@@ -141,8 +142,8 @@ cudaError_t ssfk_pgemm_init(size_t bytes)
 cudaError_t ssfk_pgemm(const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W, bf16 *Y,
                        float *part, int *count, int M, int N, int K, cudaStream_t st)
 {
-    if (M < 1 || M > MR || N != sh->tiles * BN || K != sh->splits * sh->chunk ||
-        (sh->splits > 1 && (!part || !count)))
+    if (M < 1 || M > MR || N != sh->tiles * BN || K != sh->splits * sh->chunk || sh->chunk % 16 ||
+        sh->smem != ssf_pgemm_smem(sh->chunk) || (sh->splits > 1 && (!part || !count)))
         return cudaErrorInvalidValue;
     return launch_pdl(pgemm_kernel, dim3(sh->tiles, sh->splits), SSF_PGEMM_THREADS, sh->smem, st, X,
                       W, Y, part, count, M, N, K, sh->chunk);

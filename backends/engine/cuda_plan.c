@@ -161,7 +161,9 @@ int ssf_pgemm_plan(int N, int K, int sms, size_t cta_smem, size_t sm_smem, ssf_p
         if (steps % s || (s > 1 && chunk < SSF_PGEMM_MIN_CHUNK)) continue;
         size_t smem = ssf_pgemm_smem(chunk);
         long long ctas = (long long)tiles * s;
-        long long slots = (long long)sms * (long long)(sm_smem / (smem + CTA_RESERVED_SMEM));
+        size_t per_sm = sm_smem / (smem + CTA_RESERVED_SMEM);
+        if (per_sm > SSF_PGEMM_SM_CTAS) per_sm = SSF_PGEMM_SM_CTAS;
+        long long slots = (long long)sms * (long long)per_sm;
         if (smem > cta_smem || ctas > slots) continue;
         if (ctas <= sms)
             under = s;

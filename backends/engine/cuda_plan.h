@@ -109,6 +109,7 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
 #define SSF_PGEMM_THREADS 128
 #define SSF_PGEMM_PAD 8        /* BF16 after each row in shared memory: 16 bytes */
 #define SSF_PGEMM_MIN_CHUNK 64 /* the shortest K chunk worth a CTA */
+#define SSF_PGEMM_SM_CTAS 8    /* CTAs an SM holds at most: the kernel is bound to 64 registers */
 
 typedef struct ssf_pgemm_shape {
     int tiles, splits;     /* grid: column tiles x K chunks */

@@ -363,9 +363,7 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
 {
     if (n_qblocks <= 0) return cudaSuccess;
     ssfk_kv_layout kv = io.kv;
-    /* q must come rotated and K, V stored (ssfk_qkv_rope_store): this
-     * kernel does no RoPE */
-    if (io.n_kv_heads < 1 || io.n_heads % io.n_kv_heads || (kv.fp8 && !kv.scales) || io.rope_cs)
+    if (io.n_kv_heads < 1 || io.n_heads % io.n_kv_heads || (kv.fp8 && !kv.scales))
         return cudaErrorInvalidValue;
     if (kv.head_dim == 64)
         return kv.fp8 ? prefill_hd<64, true>(io, qblocks, n_qblocks, st)

@@ -24,11 +24,12 @@
  *    sequence, KV head and layer, at a position of its split that the row
  *    sees; every q read of the CTA's row and heads; every output write of
  *    its row and heads;
- *  - with RoPE in the kernel (ssfk_attn_io.rope_cs), each listed row's own
- *    position's K and V (NaN before each launch) must be stored by one
- *    warp, bit for bit as qkv_rope_store would (bias, rotate-half RoPE,
- *    e4m3 and its scale), before that warp copies them, with a __syncwarp
- *    between; q is rotated at its load, checked through the output.
+ *  - with RoPE in the kernel (its build with ssfk_attn_rope), each listed
+ *    row's own position's K and V (NaN before each launch) must be stored
+ *    by one warp, bit for bit as qkv_rope_store would (bias, rotate-half
+ *    RoPE, e4m3 and its scale), before that warp copies them, with a
+ *    __syncwarp between; q is rotated at its load, checked through the
+ *    output.
  *
  * It follows the PTX spec, not the hardware: it is no substitute for the
  * GPU check, but it runs the kernel's logic wherever a C++ compiler does.
@@ -308,6 +309,7 @@ static float scale_log2_of(int hd)
 /* ---- launch ---- */
 struct launch_args {
     ssfk_attn_io io;
+    ssfk_attn_rope rope;
     const int32_t *rows;
     float *part;
     int head_chunks, chunk;
@@ -315,17 +317,18 @@ struct launch_args {
     bool in_block;
 };
 static launch_args *g_args;
-template <int HD, bool FP8> static void entry(void)
+template <int HD, bool FP8, bool ROPE> static void entry(void)
 {
     launch_args *a = g_args;
-    paged_attention_kernel<HD, FP8>(a->io, a->rows, a->part, a->head_chunks, a->chunk, a->scale,
-                                    a->in_block);
+    paged_attention_kernel<HD, FP8, ROPE>(a->io, a->rope, a->rows, a->part, a->head_chunks,
+                                          a->chunk, a->scale, a->in_block);
     thread_exit();
 }
+/* as attention_hd: the RoPE build when the launch has angles */
 template <int HD, bool FP8> static void run_cta(launch_args *a)
 {
     g_args = a;
-    run_threads(entry<HD, FP8>);
+    run_threads(a->rope.cs ? entry<HD, FP8, true> : entry<HD, FP8, false>);
 }
 
 /* ---- a test case ---- */
@@ -585,9 +588,8 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
                         pos.data(),
                         ssfk_tables{seq.data(), tab_off.data(), tab.data()},
                         nh,
-                        nkv,
-                        G.cs,
-                        G.bias};
+                        nkv};
+    a.rope = ssfk_attn_rope{G.cs, G.bias};
     a.rows = G.rows, a.part = G.part;
     a.head_chunks = sh.head_chunks, a.chunk = sh.chunk, a.scale = scale_log2_of(HD);
     /* as attention_hd: tiles start at a multiple of SSF_ATTN_TILE past a

@@ -22,7 +22,7 @@
 #define __device__
 #define __global__
 #define __forceinline__
-#define __launch_bounds__(x)
+#define __launch_bounds__(...)
 #define __align__(x)
 #define __noinline__ __attribute__((noinline))
 #define WARP 32
@@ -74,9 +74,11 @@ typedef struct ssfk_attn_io {
     const int32_t *pos;
     ssfk_tables tb;
     int n_heads, n_kv_heads;
-    const float2 *rope_cs;
-    const float *bias;
 } ssfk_attn_io;
+typedef struct ssfk_attn_rope {
+    const float2 *cs;
+    const float *bias;
+} ssfk_attn_rope;
 
 /* A check that failed: the message, and the run ends. */
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

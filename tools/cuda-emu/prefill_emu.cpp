@@ -488,9 +488,7 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
                         pos.data(),
                         ssfk_tables{seq.data(), tab_off.data(), tab.data()},
                         nh,
-                        nkv,
-                        NULL,
-                        NULL};
+                        nkv};
     a.qb = qb.data();
     a.scale = scale_log2_of(HD);
     g_smem_bytes = ssf_prefill_smem(HD, FP8);
