@@ -1,7 +1,8 @@
 /*
  * emu_cta.h - one CTA of SSF_ATTN_THREADS threads on the CPU, for the
- * emulators whose kernels take that many (decode_emu.cpp's attention,
- * pgemm_emu.cpp's small GEMM): coroutine threads in a random order,
+ * emulators whose kernels take that many (decode_emu.cpp's and
+ * prefill_emu.cpp's attention, pgemm_emu.cpp's small GEMM; the sampler's
+ * CTA is larger): coroutine threads in a random order,
  * __syncthreads and __syncwarp, a shared-memory race detector, cp.async
  * landing at issue or only at wait_group, and the warp collectives
  * (mma.m16n8k16, shfl, ldmatrix.x4.trans) from the PTX ISA's fragment

@@ -1,15 +1,16 @@
 /*
  * prefill_emu.cpp - runs the flash prefill kernel's own source
  * (backends/engine/cuda_prefill.cu, copied out by extract.c) on the CPU,
- * for machines without a GPU.  A CTA's 128 threads are ucontext coroutines;
- * mma.m16n8k16, ldmatrix.x4.trans and shfl follow the PTX ISA's fragment
- * layouts (written from the spec, not from cuda_mma.cuh); cp.async copies
- * land at issue or only at wait_group; threads run in random order.  It
- * fails on a shared-memory race between barriers, a read of a word in
- * flight or never written, a misaligned access, a block-table read past a
- * sequence's staged table, a copy from outside the pool, and an output
- * element written other than once for a q-block row (never for others);
- * the outputs must match a double-precision reference.  It follows the
+ * for machines without a GPU, on emu_cta.h's CTA: 128 coroutine threads in
+ * random order, mma.m16n8k16, ldmatrix.x4.trans and shfl from the PTX
+ * ISA's fragment layouts (written from the spec, not from cuda_mma.cuh),
+ * cp.async copies landing at issue or only at wait_group.  It fails on a
+ * shared-memory race (accesses of different threads not ordered by a
+ * barrier), a read of a word in flight or never written, a misaligned
+ * access, a block-table read past a sequence's staged table, a copy from
+ * outside the pool, and an output element written other than once for a
+ * q-block row (never for others); the outputs must match a
+ * double-precision reference.  It follows the
  * PTX spec, not the hardware: it is no substitute for the GPU check, but
  * it runs the kernel's logic wherever a C++ compiler does.
  */
@@ -19,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ucontext.h>
 
 #include <algorithm>
 #include <random>
@@ -27,108 +27,9 @@
 
 #include "cuda_plan.h"
 #include "emu.h"
+#include "emu_cta.h"
 
-/* ---- scheduler ---- */
-enum { NT = SSF_PREFILL_THREADS, NW = NT / 32 };
-enum st { RUN, WCTA, WWARP, DONE };
-/* a cp.async: `size` bytes to dst, from src, or zeros when bytes is 0 */
-struct cpop {
-    char *dst;
-    const char *src;
-    int size, bytes;
-};
-struct ctx {
-    ucontext_t uc;
-    st state;
-    dim3e tidx;
-    std::vector<std::vector<cpop>> groups; /* committed */
-    std::vector<cpop> open;
-};
-static ctx g_ctx[NT];
-static ucontext_t g_sched;
-static int g_cur;
-static dim3e g_block, g_grid;
-static int g_epoch;
-static std::mt19937 g_rng(1);
-static int g_late = 1;   /* cp.async lands at wait (1) or at issue (0) */
-static int g_random = 1; /* random scheduling order */
-#define threadIdx (g_ctx[g_cur].tidx)
-#define blockIdx g_block
-#define gridDim g_grid
-
-static void yield_to_sched(void)
-{
-    swapcontext(&g_ctx[g_cur].uc, &g_sched);
-}
-
-static void __syncthreads(void)
-{
-    g_ctx[g_cur].state = WCTA;
-    yield_to_sched();
-}
-static void warp_barrier(void)
-{
-    g_ctx[g_cur].state = WWARP;
-    yield_to_sched();
-}
-
-/* ---- shared memory and race detector ---- */
-static char *g_smem;
-static size_t g_smem_bytes;
-struct wordmeta {
-    int wepoch, wthread, pending, repoch, reader;
-};
-static std::vector<wordmeta> g_meta;
-enum { MANY = -2, NONE = -1 };
-
-static char *emu_smem(void)
-{
-    return g_smem;
-}
-static bool in_smem(const void *p)
-{
-    return (const char *)p >= g_smem && (const char *)p < g_smem + g_smem_bytes;
-}
-static size_t widx(const void *p)
-{
-    if (!in_smem(p)) fail("smem access %p outside [%p, +%zu)", p, (void *)g_smem, g_smem_bytes);
-    return (size_t)((const char *)p - g_smem) / 4;
-}
-static void check_read(const void *p, int bytes)
-{
-    if ((uintptr_t)p % (bytes < 4 ? bytes : 4)) fail("misaligned smem read");
-    for (int b = 0; b < bytes; b += 4) {
-        wordmeta &m = g_meta[widx((const char *)p + b)];
-        if (m.pending != NONE)
-            fail("thread %d reads smem word %zu in flight (cp.async of thread %d), epoch %d", g_cur,
-                 widx((const char *)p + b), m.pending, g_epoch);
-        if (m.wthread == NONE)
-            fail("thread %d reads never-written smem word %zu", g_cur, widx((const char *)p + b));
-        if (m.wthread != g_cur && m.wepoch == g_epoch)
-            fail("RAW race: thread %d reads word %zu written by %d in the same epoch %d", g_cur,
-                 widx((const char *)p + b), m.wthread, g_epoch);
-        if (m.repoch == g_epoch && m.reader != g_cur)
-            m.reader = MANY;
-        else if (m.repoch != g_epoch)
-            m.repoch = g_epoch, m.reader = g_cur;
-    }
-}
-static void check_write(const void *p, int bytes, bool async)
-{
-    for (int b = 0; b < bytes; b += 4) {
-        wordmeta &m = g_meta[widx((const char *)p + b)];
-        if (m.pending != NONE)
-            fail("WAW: word %zu written while in flight", widx((const char *)p + b));
-        if (m.repoch == g_epoch && m.reader != g_cur && m.reader != NONE)
-            fail("WAR race: thread %d writes word %zu read by %d in epoch %d", g_cur,
-                 widx((const char *)p + b), m.reader, g_epoch);
-        if (async)
-            m.pending = g_cur;
-        else
-            m.wepoch = g_epoch, m.wthread = g_cur;
-    }
-}
-#include "emu_smem.h"
+static_assert(SSF_PREFILL_THREADS == NT, "a prefill CTA is emu_cta.h's");
 
 /* ---- global memory ---- */
 static const char *g_pool;
@@ -154,128 +55,21 @@ static void st32g(uint32_t *p, uint32_t v)
     *p = v;
 }
 
-/* ---- cp.async ---- */
-static void land(const cpop &op)
-{
-    if (op.bytes)
-        memcpy(op.dst, op.src, op.size);
-    else
-        memset(op.dst, 0, op.size);
-}
+/* ---- cp.async: from the pool or its scales only ---- */
 static void cp_async16(void *dst, const void *src, int bytes)
 {
-    if ((uintptr_t)dst % 16 || (uintptr_t)src % 16) fail("cp.async misaligned");
-    if (!in_smem(dst) || !in_smem((char *)dst + 15)) fail("cp.async dst outside smem");
     if (bytes != 0 && bytes != 16) fail("cp.async bytes %d", bytes);
     if (bytes && ((const char *)src < g_pool || (const char *)src + 16 > g_pool + g_pool_bytes))
         fail("cp.async src outside the pool");
-    check_write(dst, 16, true);
-    cpop op = {(char *)dst, (const char *)src, 16, bytes};
-    if (!g_late) land(op);
-    g_ctx[g_cur].open.push_back(op);
+    issue(dst, src, 16, bytes);
 }
 static void cp_async4(void *dst, const void *src, int bytes)
 {
-    if ((uintptr_t)dst % 4 || (uintptr_t)src % 4) fail("cp.async 4 misaligned");
-    if (!in_smem(dst) || !in_smem((char *)dst + 3)) fail("cp.async 4 dst outside smem");
     if (bytes != 0 && bytes != 4) fail("cp.async 4 bytes %d", bytes);
     const float *f = (const float *)src;
     if (bytes && (!g_scales || f < g_scales || f >= g_scales + g_n_scales))
         fail("scale copy outside the scales");
-    check_write(dst, 4, true);
-    cpop op = {(char *)dst, (const char *)src, 4, bytes};
-    if (!g_late) land(op);
-    g_ctx[g_cur].open.push_back(op);
-}
-static void cp_async_commit(void)
-{
-    ctx &c = g_ctx[g_cur];
-    c.groups.push_back(c.open);
-    c.open.clear();
-}
-template <int N> static void cp_async_wait(void)
-{
-    ctx &c = g_ctx[g_cur];
-    while (c.groups.size() > N) {
-        for (auto &op : c.groups.front()) {
-            if (g_late) land(op);
-            for (int b = 0; b < op.size; b += 4) {
-                wordmeta &m = g_meta[widx(op.dst + b)];
-                m.pending = NONE, m.wepoch = g_epoch, m.wthread = g_cur;
-            }
-        }
-        c.groups.erase(c.groups.begin());
-    }
-}
-
-/* ---- warp collectives, from the PTX ISA's fragment layouts ---- */
-struct warpbuf {
-    uint32_t a[32][4], b[32][2];
-    float f[32];
-    const char *addr[32];
-};
-static warpbuf g_wb[NW];
-static int lane_(void)
-{
-    return threadIdx.x % 32;
-}
-
-static void mma_16816_full(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                           uint32_t b0, uint32_t b1)
-{
-    int w = threadIdx.x / 32, l = lane_();
-    warpbuf &B = g_wb[w];
-    B.a[l][0] = a0, B.a[l][1] = a1, B.a[l][2] = a2, B.a[l][3] = a3, B.b[l][0] = b0, B.b[l][1] = b1;
-    warp_barrier();
-    float A[16][16], Bm[16][8];
-    for (int L = 0; L < 32; L++) {
-        int g = L / 4, t = L % 4;
-        for (int e = 0; e < 2; e++) {
-            int sh = 16 * e;
-            A[g][2 * t + e] = bf2f((uint16_t)(B.a[L][0] >> sh));
-            A[g + 8][2 * t + e] = bf2f((uint16_t)(B.a[L][1] >> sh));
-            A[g][2 * t + 8 + e] = bf2f((uint16_t)(B.a[L][2] >> sh));
-            A[g + 8][2 * t + 8 + e] = bf2f((uint16_t)(B.a[L][3] >> sh));
-            Bm[2 * t + e][g] = bf2f((uint16_t)(B.b[L][0] >> sh));
-            Bm[2 * t + 8 + e][g] = bf2f((uint16_t)(B.b[L][1] >> sh));
-        }
-    }
-    int g = l / 4, t = l % 4;
-    for (int i = 0; i < 4; i++) {
-        int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
-        float s = c[i];
-        for (int k = 0; k < 16; k++)
-            s += A[row][k] * Bm[k][col];
-        c[i] = s;
-    }
-    warp_barrier();
-}
-
-static float __shfl_xor_sync(unsigned mask, float v, int m)
-{
-    if (mask != 0xffffffffu) fail("mask");
-    int w = threadIdx.x / 32, l = lane_();
-    g_wb[w].f[l] = v;
-    warp_barrier();
-    float r = g_wb[w].f[l ^ m];
-    warp_barrier();
-    return r;
-}
-
-static void ldmatrix_x4_trans(uint32_t r[4], const bf16 *row)
-{
-    int w = threadIdx.x / 32, l = lane_();
-    if ((uintptr_t)row % 16) fail("ldmatrix row misaligned");
-    check_read(row, 16);
-    g_wb[w].addr[l] = (const char *)row;
-    warp_barrier();
-    int g = l / 4, t = l % 4;
-    for (int i = 0; i < 4; i++) {
-        const bf16 *r0 = (const bf16 *)g_wb[w].addr[8 * i + 2 * t];
-        const bf16 *r1 = (const bf16 *)g_wb[w].addr[8 * i + 2 * t + 1];
-        r[i] = (uint32_t)r0[g] | ((uint32_t)r1[g] << 16);
-    }
-    warp_barrier();
+    issue(dst, src, 4, bytes);
 }
 
 /* ---- the paged walk (cuda_common.cuh), bounds-checked ---- */
@@ -311,73 +105,12 @@ template <int HD, bool FP8> static void entry(void)
 {
     launch_args<HD> *a = (launch_args<HD> *)g_args;
     prefill_attention_kernel<HD, FP8>(a->io, a->qb, a->scale);
-    g_ctx[g_cur].state = DONE;
-    if (!g_ctx[g_cur].groups.empty() || !g_ctx[g_cur].open.empty())
-        fail("cp.async left in flight at exit");
-    yield_to_sched();
+    thread_exit();
 }
-
-static std::vector<char *> g_stacks;
 template <int HD, bool FP8> static void run_cta(launch_args<HD> *a)
 {
     g_args = a;
-    memset(g_smem, 0xff, g_smem_bytes);
-    for (auto &m : g_meta)
-        m = {-1, NONE, NONE, -1, NONE};
-    g_epoch = 0;
-    if (g_stacks.empty())
-        for (int i = 0; i < NT; i++)
-            g_stacks.push_back((char *)malloc(1 << 18));
-    for (int i = 0; i < NT; i++) {
-        ctx &c = g_ctx[i];
-        c.groups.clear(), c.open.clear();
-        c.tidx = {(unsigned)i, 0, 0};
-        c.state = RUN;
-        getcontext(&c.uc);
-        c.uc.uc_stack.ss_sp = g_stacks[i];
-        c.uc.uc_stack.ss_size = 1 << 18;
-        c.uc.uc_link = &g_sched;
-        makecontext(&c.uc, (void (*)(void))entry<HD, FP8>, 0);
-    }
-    std::vector<int> order(NT);
-    for (int i = 0; i < NT; i++)
-        order[i] = i;
-    for (;;) {
-        if (g_random) std::shuffle(order.begin(), order.end(), g_rng);
-        bool ran = false;
-        for (int i : order)
-            if (g_ctx[i].state == RUN) {
-                g_cur = i;
-                swapcontext(&g_sched, &g_ctx[i].uc);
-                ran = true;
-            }
-        if (ran) continue;
-        /* everyone waits or is done: release what can go */
-        int done = 0, wcta = 0;
-        for (int i = 0; i < NT; i++)
-            done += g_ctx[i].state == DONE, wcta += g_ctx[i].state == WCTA;
-        if (done == NT) break;
-        bool released = false;
-        for (int w = 0; w < NW; w++) {
-            int n = 0;
-            for (int l = 0; l < 32; l++)
-                n += g_ctx[32 * w + l].state == WWARP;
-            if (n == 32) {
-                for (int l = 0; l < 32; l++)
-                    g_ctx[32 * w + l].state = RUN;
-                released = true;
-            }
-        }
-        if (released) continue;
-        if (wcta == NT) {
-            g_epoch++;
-            for (int i = 0; i < NT; i++)
-                g_ctx[i].state = RUN;
-            continue;
-        }
-        fail("deadlock: %d done, %d at __syncthreads, block (%u, %u)", done, wcta, g_block.x,
-             g_block.y);
-    }
+    run_threads(entry<HD, FP8>);
 }
 
 /* ---- a test case ---- */
@@ -496,7 +229,7 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
         fail("ssf_prefill_smem(%d, %d) is %zu bytes, the kernel's layout %zu", HD, FP8,
              g_smem_bytes, prefill_smem<HD, FP8>::BYTES);
     g_smem = (char *)aligned_alloc(128, g_smem_bytes);
-    g_meta.assign(g_smem_bytes / 4, wordmeta{});
+    g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
     g_grid = {(unsigned)nh, (unsigned)nq, 1};
     for (int b = 0; b < nq; b++)
         for (int h = 0; h < nh; h++) {
@@ -551,46 +284,38 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
 
 int main(int argc, char **argv)
 {
-    bool fail_fast = false;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-x"))
-            fail_fast = true;
-        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
-            g_rng.seed((unsigned)strtoul(argv[++i], NULL, 10));
-        else
-            fail("usage: prefill_emu [-x] [-s seed]");
+    parse_emu_args(argc, argv, "prefill_emu");
     int fails = 0;
     for (g_late = 0; g_late < 2; g_late++) {
-        g_random = 1;
         fails += run_case<64, false>(2, 1, 16, {{0, 70}}, 1);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<128, false>(3, 1, 16, {{0, 130}}, 2);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<64, false>(4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 3);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<128, false>(2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 4);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<64, false>(2, 1, 48, {{990, 16}}, 5);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<128, false>(2, 1, 16, {{5, 16}, {7, 17}}, 6);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<128, false>(7, 1, 32, {{1, 2}, {63, 64}, {200, 3}, {127, 130}}, 11);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<64, false>(3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 12);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<128, false>(2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 13);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         /* an fp8 pool: rows widened in shared memory, scales on the side */
         fails += run_case<128, true>(3, 1, 16, {{0, 130}}, 21);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<64, true>(4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 22);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<128, true>(2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 23);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<64, true>(3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 24);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
         fails += run_case<128, true>(2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 25);
-        if (fail_fast && fails) return 1;
+        if (g_fail_fast && fails) return 1;
     }
     printf(fails ? "FAILURES\n" : "all ok\n");
     return fails != 0;
