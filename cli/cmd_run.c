@@ -68,6 +68,10 @@ static const char help_engine[] =
     "                        flash prefill kernel\n"
     "  --no-pdl              engine: launch each CUDA kernel once the one before has completed\n"
     "                        (by default they overlap its tail: programmatic dependent launch)\n"
+    "  --rope-in-attention   engine (CUDA; not yet timed on a GPU): decode steps' bias, RoPE and\n"
+    "                        KV store done by the attention kernel, one launch a layer fewer\n"
+    "  --own-small-gemms     engine (CUDA; not yet timed on a GPU): q|k|v and o of up to 64 rows\n"
+    "                        through the engine's own GEMM instead of cuBLAS\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -118,6 +122,8 @@ enum {
     OPT_NO_CUDA_GRAPHS,
     OPT_NO_FLASH_PREFILL,
     OPT_NO_PDL,
+    OPT_ROPE_IN_ATTENTION,
+    OPT_OWN_SMALL_GEMMS,
     OPT_KV_DTYPE,
 };
 
@@ -263,6 +269,12 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         return 0;
     case OPT_NO_PDL:
         o->dev.disable_pdl = 1;
+        return 0;
+    case OPT_ROPE_IN_ATTENTION:
+        o->dev.rope_in_attention = 1;
+        return 0;
+    case OPT_OWN_SMALL_GEMMS:
+        o->dev.own_small_gemms = 1;
         return 0;
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);
@@ -580,6 +592,8 @@ int cmd_run(int argc, char **argv)
         {"no-cuda-graphs", no_argument, NULL, OPT_NO_CUDA_GRAPHS},
         {"no-flash-prefill", no_argument, NULL, OPT_NO_FLASH_PREFILL},
         {"no-pdl", no_argument, NULL, OPT_NO_PDL},
+        {"rope-in-attention", no_argument, NULL, OPT_ROPE_IN_ATTENTION},
+        {"own-small-gemms", no_argument, NULL, OPT_OWN_SMALL_GEMMS},
         {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},
