@@ -75,6 +75,20 @@ summarize() {
         printf "%-22s %-18s %5s %6s %13s %12s %11s %9s %12s %8s%%\n", v["engine"], v["model"],
             v["batch"], v["prompt"], v["prefill_tok_s"], v["decode_tok_s"], v["ms_per_step"],
             v["step_MB"], v["achieved_GBps"], v["roofline_pct"]; delete v }' | tee -a "$LOG"
+    # the paths off by default (SSFK_ATTN_ROPE, SSFK_OWN_SMALL_GEMMS) beside
+    # the default's decode of the same shape in this run: what flipping
+    # them is judged by, with their checks above
+    say "paths off by default against the default, ms a step (ratio under 1: faster):"
+    grep -E '^TIME .*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        key = v["model"] " batch=" v["batch"] " prompt=" v["prompt"] " steps=" v["steps"]
+        if (v["engine"] == "cuda") base[key] = v["ms_per_step"]
+        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
+        delete v }
+        END { for (i = 1; i <= n; i++) { split(row[i], f, "|"); b = base[f[2]]
+            printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
+        tee -a "$LOG"
+    grep -E '^TIME op=pgemm_' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
     say "device sampler, ms for the rows (top-p: T 0.6, top-p 0.95; gathered: ids with mass first):"
     grep -E '^TIME sampler' "$LOG" | sed 's/^TIME sampler //' | tee -a "$LOG"
     if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
