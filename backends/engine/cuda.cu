@@ -933,17 +933,11 @@ static int check_capability(int ordinal, int head_dim, ssf_error *err)
  * shape it has none for (splits 0) stays cuBLAS's. */
 static int plan_small_gemms(cuda_dev *d, ssf_error *err)
 {
-    int dev = 0, sms = 0, cta_smem = 0, sm_smem = 0;
-    CU_TRY(cudaGetDevice(&dev));
-    CU_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    CU_TRY(cudaDeviceGetAttribute(&cta_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    CU_TRY(cudaDeviceGetAttribute(&sm_smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    ssfk_pgemm_device dev;
+    CU_TRY(ssfk_pgemm_init(&dev));
     int H = d->cfg.hidden_size;
-    if (ssf_pgemm_plan(d->qkv_dim, H, sms, (size_t)cta_smem, (size_t)sm_smem, &d->pg_qkv))
-        memset(&d->pg_qkv, 0, sizeof d->pg_qkv);
-    if (ssf_pgemm_plan(H, d->q_dim, sms, (size_t)cta_smem, (size_t)sm_smem, &d->pg_o))
-        memset(&d->pg_o, 0, sizeof d->pg_o);
-    if (d->pg_qkv.splits || d->pg_o.splits) CU_TRY(ssfk_pgemm_init((size_t)cta_smem));
+    if (ssfk_pgemm_plan(&dev, d->qkv_dim, H, &d->pg_qkv)) memset(&d->pg_qkv, 0, sizeof d->pg_qkv);
+    if (ssfk_pgemm_plan(&dev, H, d->q_dim, &d->pg_o)) memset(&d->pg_o, 0, sizeof d->pg_o);
     return 0;
 }
 

@@ -198,10 +198,20 @@ cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stri
 cudaError_t ssfk_pgemm(const ssf_pgemm_shape *shape, const bf16 *X, const bf16 *W, bf16 *Y,
                        float *part, int *count, int M, int N, int K, cudaStream_t st);
 
-/* Lets ssfk_pgemm's kernel take up to `bytes` of shared memory: the
- * device's opt-in limit, which every plan's shape.smem is within, so that
- * no device open for another model lowers it under a shape in use. */
-cudaError_t ssfk_pgemm_init(size_t bytes);
+/* What ssf_pgemm_plan plans for on the current device. */
+typedef struct ssfk_pgemm_device {
+    int sms;
+    size_t cta_smem, sm_smem; /* opt-in shared memory a CTA, shared memory an SM */
+} ssfk_pgemm_device;
+
+/* Reads the current device's SMs and shared memory into *dev and lets
+ * ssfk_pgemm's kernel take the opt-in limit: once per device, before
+ * ssfk_pgemm_plan. */
+cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev);
+
+/* ssf_pgemm_plan for N x K weights on that device: 0 and the shape, -1
+ * when none runs as one wave (cuBLAS's GEMM then). */
+int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, ssf_pgemm_shape *sh);
 
 /* Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W and fp32 accumulation; Y is
  * BF16 or fp32 (`y_type`).  W is a PyTorch [out, in] row-major matrix, which

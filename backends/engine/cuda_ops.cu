@@ -231,18 +231,12 @@ extern "C" int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float
  * it), its shared memory opted in. */
 static int pgemm_shape(int N, int K, ssf_pgemm_shape *sh, ssf_error *err)
 {
-    int dev = 0, sms = 0, cta = 0, sm = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&cta, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (e == cudaSuccess)
-        e = cudaDeviceGetAttribute(&sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-    if (e != cudaSuccess) return fail_cuda(err, "device attributes", e);
-    if (ssf_pgemm_plan(N, K, sms, (size_t)cta, (size_t)sm, sh))
+    ssfk_pgemm_device dev;
+    cudaError_t e = ssfk_pgemm_init(&dev);
+    if (e != cudaSuccess) return fail_cuda(err, "ssfk_pgemm_init", e);
+    if (ssfk_pgemm_plan(&dev, N, K, sh))
         return ssf_fail(err, "cuda: no small-GEMM shape for N %d, K %d", N, K);
-    e = ssfk_pgemm_init((size_t)cta);
-    return e == cudaSuccess ? 0 : fail_cuda(err, "ssfk_pgemm_init", e);
+    return 0;
 }
 
 /* The partials and the zeroed tile counts a shape asks for. */

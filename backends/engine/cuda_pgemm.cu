@@ -134,9 +134,26 @@ __global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS)
         sum_splits(part, Y, splits, M, N, n0);
 }
 
-cudaError_t ssfk_pgemm_init(size_t bytes)
+cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev)
 {
-    return allow_smem(pgemm_kernel, bytes);
+    int ordinal = 0, sms = 0, cta = 0, sm = 0;
+    cudaError_t e = cudaGetDevice(&ordinal);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ordinal);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&cta, cudaDevAttrMaxSharedMemoryPerBlockOptin, ordinal);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, ordinal);
+    /* every plan's shape.smem is within the opt-in limit: asking for the
+     * limit lets no later open, for another model, lower it under a shape
+     * in use */
+    if (e == cudaSuccess) e = allow_smem(pgemm_kernel, (size_t)cta);
+    dev->sms = sms, dev->cta_smem = (size_t)cta, dev->sm_smem = (size_t)sm;
+    return e;
+}
+
+int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, ssf_pgemm_shape *sh)
+{
+    return ssf_pgemm_plan(N, K, dev->sms, dev->cta_smem, dev->sm_smem, sh);
 }
 
 cudaError_t ssfk_pgemm(const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W, bf16 *Y,
