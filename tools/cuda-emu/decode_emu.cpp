@@ -600,11 +600,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
     g_grid = {(unsigned)sh.grid[0], (unsigned)sh.grid[1], (unsigned)sh.grid[2]};
 
-    std::vector<dim3e> ctas;
-    for (unsigned z = 0; z < g_grid.z; z++)
-        for (unsigned y = 0; y < g_grid.y; y++)
-            for (unsigned x = 0; x < g_grid.x; x++)
-                ctas.push_back({x, y, z});
+    std::vector<dim3e> ctas = grid_blocks();
     int bad = 0;
     auto complain = [&](const char *fmt, auto... args) {
         if (bad++ < 8) printf(fmt, args...);

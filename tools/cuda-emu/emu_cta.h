@@ -392,6 +392,17 @@ static void run_threads(void (*entry)(void))
     }
 }
 
+/* Every block of g_grid, for a launch to run in a shuffled order. */
+static std::vector<dim3e> grid_blocks(void)
+{
+    std::vector<dim3e> ctas;
+    for (unsigned z = 0; z < g_grid.z; z++)
+        for (unsigned y = 0; y < g_grid.y; y++)
+            for (unsigned x = 0; x < g_grid.x; x++)
+                ctas.push_back({x, y, z});
+    return ctas;
+}
+
 /* The emulators' arguments: -x stops at the first failing case, -s SEED
  * seeds the thread and CTA orders. */
 static void parse_emu_args(int argc, char **argv, const char *name)

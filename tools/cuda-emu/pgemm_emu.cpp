@@ -198,10 +198,7 @@ static int run_case(const gcase &C)
     g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
     g_grid = {(unsigned)sh.tiles, (unsigned)sh.splits, 1};
     g_on_grid_dep_wait = on_wait;
-    std::vector<dim3e> ctas;
-    for (unsigned y = 0; y < g_grid.y; y++)
-        for (unsigned x = 0; x < g_grid.x; x++)
-            ctas.push_back({x, y, 0});
+    std::vector<dim3e> ctas = grid_blocks();
     int bad = 0;
     auto complain = [&](const char *fmt, auto... args) {
         if (bad++ < 8) printf(fmt, args...);

@@ -231,13 +231,12 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
     g_smem = (char *)aligned_alloc(128, g_smem_bytes);
     g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
     g_grid = {(unsigned)nh, (unsigned)nq, 1};
-    for (int b = 0; b < nq; b++)
-        for (int h = 0; h < nh; h++) {
-            g_block = {(unsigned)h, (unsigned)b, 0};
-            int qbi = nq - 1 - b; /* the kernel's q-block for blockIdx.y = b */
-            g_tab_len = need[seq[qb[2 * qbi]]];
-            run_cta<HD, FP8>(&a);
-        }
+    for (dim3e blk : grid_blocks()) {
+        g_block = blk;
+        int qbi = nq - 1 - (int)blk.y; /* the kernel's q-block for blockIdx.y */
+        g_tab_len = need[seq[qb[2 * qbi]]];
+        run_cta<HD, FP8>(&a);
+    }
     free(g_smem);
     /* check */
     std::vector<char> in_q(rows, 0);
@@ -282,41 +281,51 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
     return bad;
 }
 
+/* A case: head_dim, pool, heads, KV heads, block size, the sequences'
+ * rows and the seed. */
+struct pcase {
+    int hd;
+    bool fp8;
+    int nh, nkv, bs;
+    std::vector<seqspec> seqs;
+    unsigned seed;
+};
+
+static int run(const pcase &c)
+{
+    if (c.hd == 64)
+        return c.fp8 ? run_case<64, true>(c.nh, c.nkv, c.bs, c.seqs, c.seed)
+                     : run_case<64, false>(c.nh, c.nkv, c.bs, c.seqs, c.seed);
+    return c.fp8 ? run_case<128, true>(c.nh, c.nkv, c.bs, c.seqs, c.seed)
+                 : run_case<128, false>(c.nh, c.nkv, c.bs, c.seqs, c.seed);
+}
+
 int main(int argc, char **argv)
 {
     parse_emu_args(argc, argv, "prefill_emu");
-    int fails = 0;
-    for (g_late = 0; g_late < 2; g_late++) {
-        fails += run_case<64, false>(2, 1, 16, {{0, 70}}, 1);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<128, false>(3, 1, 16, {{0, 130}}, 2);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<64, false>(4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 3);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<128, false>(2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 4);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<64, false>(2, 1, 48, {{990, 16}}, 5);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<128, false>(2, 1, 16, {{5, 16}, {7, 17}}, 6);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<128, false>(7, 1, 32, {{1, 2}, {63, 64}, {200, 3}, {127, 130}}, 11);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<64, false>(3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 12);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<128, false>(2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 13);
-        if (g_fail_fast && fails) return 1;
+    static const pcase cases[] = {
+        {64, false, 2, 1, 16, {{0, 70}}, 1},
+        {128, false, 3, 1, 16, {{0, 130}}, 2},
+        {64, false, 4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 3},
+        {128, false, 2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 4},
+        {64, false, 2, 1, 48, {{990, 16}}, 5},
+        {128, false, 2, 1, 16, {{5, 16}, {7, 17}}, 6},
+        {128, false, 7, 1, 32, {{1, 2}, {63, 64}, {200, 3}, {127, 130}}, 11},
+        {64, false, 3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 12},
+        {128, false, 2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 13},
         /* an fp8 pool: rows widened in shared memory, scales on the side */
-        fails += run_case<128, true>(3, 1, 16, {{0, 130}}, 21);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<64, true>(4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 22);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<128, true>(2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 23);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<64, true>(3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 24);
-        if (g_fail_fast && fails) return 1;
-        fails += run_case<128, true>(2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 25);
-        if (g_fail_fast && fails) return 1;
-    }
+        {128, true, 3, 1, 16, {{0, 130}}, 21},
+        {64, true, 4, 2, 1, {{37, 150}, {3, 1}, {5, 10}, {100, 29}}, 22},
+        {128, true, 2, 2, 48, {{100, 29}, {0, 16}, {60, 1}, {200, 65}}, 23},
+        {64, true, 3, 3, 7, {{500, 100}, {0, 1}, {64, 64}}, 24},
+        {128, true, 2, 1, 128, {{1000, 64}, {1, 15}, {0, 300}}, 25},
+    };
+    int fails = 0;
+    for (g_late = 0; g_late < 2; g_late++)
+        for (const pcase &c : cases) {
+            fails += run(c);
+            if (g_fail_fast && fails) return 1;
+        }
     printf(fails ? "FAILURES\n" : "all ok\n");
     return fails != 0;
 }
