@@ -217,7 +217,8 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->xo = (bf16 *)arena_take(a, (size_t)LOGIT_CHUNK * H * B);
     d->logits = (float *)arena_take(a, (size_t)LOGIT_CHUNK * (size_t)c->vocab_size * sizeof(float));
     d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->attn_slots, c->head_dim) * 4);
-    d->rope_cs = (float2 *)arena_take(a, R * (size_t)c->head_dim / 2 * sizeof(float2));
+    size_t angles = d->attn_rope ? R * (size_t)c->head_dim / 2 : 0; /* only the RoPE path's */
+    d->rope_cs = (float2 *)arena_take(a, angles * sizeof(float2));
     size_t pg_floats = d->pg_qkv.partial_floats > d->pg_o.partial_floats ? d->pg_qkv.partial_floats
                                                                          : d->pg_o.partial_floats;
     d->pg_part = (float *)arena_take(a, pg_floats * sizeof(float));
@@ -511,12 +512,19 @@ static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void
     return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
 }
 
-/* q|k|v or o (Y = X . W^T, BF16): through the own kernel when the device
- * has a shape for it and the rows fit, cuBLAS otherwise. */
+/* Whether q|k|v or o of M rows goes through the own kernel: the device
+ * has a shape for it (splits 0: none) and the rows fit. */
+static int own_gemm(const ssf_pgemm_shape *sh, int M)
+{
+    return sh->splits > 0 && M <= SSF_PGEMM_MAX_M;
+}
+
+/* q|k|v or o (Y = X . W^T, BF16): through the own kernel when own_gemm,
+ * cuBLAS otherwise. */
 static int small_gemm(const cuda_dev *d, const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W,
                       bf16 *Y, int M, int N, int K, ssf_error *err)
 {
-    if (sh->splits > 0 && M <= SSF_PGEMM_MAX_M) {
+    if (own_gemm(sh, M)) {
         K_TRY(ssfk_pgemm(sh, X, W, Y, d->pg_part, d->pg_count, M, N, K, d->stream));
         return 0;
     }
@@ -772,11 +780,9 @@ static int tune_gemms(cuda_dev *d, int R, ssf_error *err)
     cudaStream_t st = d->stream;
     cudaDataType_t B = CUDA_R_16BF;
     /* shapes small_gemm sends to the own kernel need no cuBLAS choice */
-    int own_qkv = d->pg_qkv.splits && R <= SSF_PGEMM_MAX_M;
-    int own_o = d->pg_o.splits && R <= SSF_PGEMM_MAX_M;
-    int rc = (!own_qkv &&
+    int rc = (!own_gemm(&d->pg_qkv, R) &&
               ssfk_gemm_tune(g, d->blas, d->xn, w, nl, d->qkv, B, R, d->qkv_dim, H, st, err)) ||
-             (!own_o &&
+             (!own_gemm(&d->pg_o, R) &&
               ssfk_gemm_tune(g, d->blas, d->att, w + nl, nl, d->tmp, B, R, H, d->q_dim, st, err)) ||
              ssfk_gemm_tune(g, d->blas, d->xn, w + 2 * nl, nl, d->gu, B, R, 2 * I, H, st, err) ||
              ssfk_gemm_tune(g, d->blas, d->h, w + 3 * nl, nl, d->tmp, B, R, H, I, st, err) ||
