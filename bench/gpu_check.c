@@ -1112,19 +1112,24 @@ static void check_sampler(void)
 
 /* ---- where a decode step's time goes ---------------------------------------------------- */
 
-/* q|k|v or o at M rows through the engine's own kernel, beside the tuned
- * cuBLAS time; a shape it has no plan for says so. */
-static void time_own_gemm(const char *name, int M, int N, int K, double tuned_ms)
+/* A GEMM at M rows through the engine's own kernel, beside the tuned
+ * cuBLAS time (down: with the SiLU in its load, which cuBLAS's time
+ * leaves to a kernel of its own); its ms, or the tuned ms when it has no
+ * plan, which it says. */
+static double time_own_gemm(const char *name, int M, int N, int K, int silu, double tuned_ms)
 {
     ssf_error err;
     double ms = 0, wbytes = 2.0 * N * K;
-    int splits = 0;
-    if (ssf_cuda_op_time_pgemm(M, N, K, 20, &ms, &splits, &err) == 0)
-        printf("TIME op=pgemm_%s M=%d N=%d K=%d splits=%d ms=%.4f weight_GBps=%.0f "
-               "vs_tuned=%.2f\n",
-               name, M, N, K, splits, ms, wbytes / ms / 1e6, tuned_ms / ms);
-    else
-        printf("TIME op=pgemm_%s M=%d N=%d K=%d: %s\n", name, M, N, K, err.msg);
+    ssf_pgemm_shape sh;
+    if (ssf_cuda_op_time_pgemm(M, N, K, silu, 20, &ms, &sh, &err) == 0) {
+        printf("TIME op=pgemm_%s M=%d N=%d K=%d silu=%d splits=%d chunk=%d stages=%d ms=%.4f "
+               "weight_GBps=%.0f vs_tuned=%.2f\n",
+               name, M, N, K, silu, sh.splits, sh.chunk, sh.stages, ms, wbytes / ms / 1e6,
+               tuned_ms / ms);
+        return ms;
+    }
+    printf("TIME op=pgemm_%s M=%d N=%d K=%d: %s\n", name, M, N, K, err.msg);
+    return tuned_ms;
 }
 
 /* Each GEMM of a model's shape at 1-256 rows (cublasGemmEx, then the
@@ -1147,7 +1152,8 @@ static void time_ops(const ssf_model_config *c)
     static const int Ms[] = {1, 8, 64, 256};
     int ok = 1;
     for (size_t mi = 0; ok && mi < 4; mi++) {
-        double step = 0, step_tuned = 0;
+        double step = 0, step_tuned = 0, step_own = 0;
+        int own = Ms[mi] <= SSF_PGEMM_MAX_M;
         for (size_t i = 0; ok && i < 5; i++) {
             double ms = 0, tuned = 0, wbytes = 2.0 * g[i].N * g[i].K;
             const char *how = "";
@@ -1159,12 +1165,18 @@ static void time_ops(const ssf_model_config *c)
                        "tuned_GBps=%.0f speedup=%.2f tuned=%s\n",
                        g[i].name, Ms[mi], g[i].N, g[i].K, ms, wbytes / ms / 1e6, tuned,
                        wbytes / tuned / 1e6, ms / tuned, how);
-            if (ok && i < 2 && Ms[mi] <= SSF_PGEMM_MAX_M)
-                time_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, tuned);
+            if (ok && own) /* the engine keeps lm_head on cuBLAS */
+                step_own += (g[i].per_layer ? L : 1) *
+                            (g[i].per_layer
+                                 ? time_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 3, tuned)
+                                 : tuned);
         }
         if (ok)
             printf("TIME op=gemm_step M=%d ms=%.3f tuned_ms=%.3f speedup=%.2f\n", Ms[mi], step,
                    step_tuned, step / step_tuned);
+        if (ok && own)
+            printf("TIME op=pgemm_step M=%d ms=%.3f vs_tuned=%.2f\n", Ms[mi], step_own,
+                   step_tuned / step_own);
     }
     static const int rows[] = {1, 64, 256}, ctxs[] = {64, 456, 2048}, chunks[] = {0, 64};
     for (int ri = 0; ok && ri < 3; ri++)

@@ -294,38 +294,59 @@ static void test_prefill_smem(void **state)
 #define H100_CTA_SMEM 232448 /* cudaDevAttrMaxSharedMemoryPerBlockOptin */
 #define H100_SM_SMEM 233472  /* cudaDevAttrMaxSharedMemoryPerMultiprocessor */
 
-static ssf_pgemm_shape pgemm(int N, int K)
+static ssf_pgemm_shape pgemm(int N, int K, int silu)
 {
     ssf_pgemm_shape s;
-    if (ssf_pgemm_plan(N, K, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &s))
-        fail_msg("no small-GEMM plan for N %d K %d", N, K);
+    if (ssf_pgemm_plan(N, K, silu, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &s))
+        fail_msg("no own-GEMM plan for N %d K %d silu %d", N, K, silu);
     return s;
 }
 
-/* The decode shapes of the models the engine is measured on. */
+static void expect_shape(ssf_pgemm_shape s, int tiles, int splits, int stages)
+{
+    assert_int_equal(s.tiles, tiles);
+    assert_int_equal(s.splits, splits);
+    assert_int_equal(s.stages, stages);
+}
+
+/* The decode GEMMs of the models the engine is measured on, on an H100. */
 static void test_pgemm_models(void **state)
 {
     (void)state;
-    /* 1.5B q|k|v: 32 tiles x 4 chunks of 384, one CTA an SM for 128 SMs */
-    ssf_pgemm_shape s = pgemm(2048, 1536);
-    assert_int_equal(s.tiles, 32);
-    assert_int_equal(s.splits, 4);
+    /* 1.5B q|k|v: 32 tiles x 4 chunks of 384 (128 CTAs, one an SM), the
+     * whole chunk in the ring: all of W copied before the wait */
+    ssf_pgemm_shape s = pgemm(2048, 1536, 0);
+    expect_shape(s, 32, 4, 6);
     assert_int_equal(s.chunk, 384);
-    assert_int_equal(s.smem, 128 * 392 * 2);
+    assert_int_equal(s.smem, 6 * (64 + 64) * 72 * 2);
     assert_int_equal(s.partial_floats, 4 * 64 * 2048);
-    /* 1.5B o: 24 tiles; 6 chunks would be 144 CTAs, past one an SM */
-    s = pgemm(1536, 1536);
-    assert_int_equal(s.splits, 4);
+    assert_int_equal(s.silu, 0);
+    /* 1.5B o: 4 chunks would leave 36 SMs idle; 6 are 144 CTAs, two on
+     * some SMs, each ring a whole chunk of 4 slices */
+    expect_shape(pgemm(1536, 1536, 0), 24, 6, 4);
+    /* 1.5B gate|up: 280 CTAs of one chunk, three on some SMs, so a ring
+     * of 4 of the 24 slices */
+    s = pgemm(17920, 1536, 0);
+    expect_shape(s, 280, 1, 4);
+    assert_int_equal(s.partial_floats, 0);
+    /* 1.5B down with the SiLU: 5 chunks of 28 slices, 120 CTAs, a ring of
+     * 8 slots of W, gate and up */
+    s = pgemm(1536, 8960, 1);
+    expect_shape(s, 24, 5, 8);
+    assert_int_equal(s.silu, 1);
+    assert_int_equal(s.smem, 8 * (64 + 2 * 64) * 72 * 2);
+    /* 7B: q|k|v 144 CTAs of 28 slices, o 224 of 14, gate|up 592 of 56
+     * (five on an SM: a ring of 2), down 224 of 74 */
+    expect_shape(pgemm(4608, 3584, 0), 72, 2, 6);
+    expect_shape(pgemm(3584, 3584, 0), 56, 4, 6);
+    expect_shape(pgemm(37888, 3584, 0), 592, 1, 2);
+    expect_shape(pgemm(3584, 18944, 1), 56, 4, 4);
     /* 0.5B q|k|v: 18 tiles x 7 chunks of 128 */
-    s = pgemm(1152, 896);
-    assert_int_equal(s.splits, 7);
+    s = pgemm(1152, 896, 0);
+    expect_shape(s, 18, 7, 2);
     assert_int_equal(s.chunk, 128);
-    /* 7B's q|k|v and o take more than one wave: cuBLAS's */
-    ssf_pgemm_shape none;
-    assert_int_equal(ssf_pgemm_plan(4608, 3584, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &none), -1);
-    assert_int_equal(ssf_pgemm_plan(3584, 3584, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &none), -1);
     /* one split needs no partials */
-    s = pgemm(64, 256);
+    s = pgemm(64, 256, 0);
     assert_int_equal(s.tiles, 1);
     assert_int_equal(s.partial_floats, s.splits > 1 ? (size_t)s.splits * 64 * 64 : 0);
 }
@@ -334,17 +355,36 @@ static void test_pgemm_refusals(void **state)
 {
     (void)state;
     ssf_pgemm_shape s;
-    assert_int_equal(ssf_pgemm_plan(100, 1536, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
-    assert_int_equal(ssf_pgemm_plan(0, 1536, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
-    assert_int_equal(ssf_pgemm_plan(2048, 1000, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
-    assert_int_equal(ssf_pgemm_plan(2048, 1536, 0, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
-    /* shared memory too small for the shortest chunk */
-    assert_int_equal(ssf_pgemm_plan(2048, 1536, 132, 1000, 1000, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(100, 1536, 0, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(0, 1536, 0, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(2048, 1000, 0, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(2048, 32, 0, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(2048, 1536, 0, 0, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
+    /* shared memory too small for one slot */
+    assert_int_equal(ssf_pgemm_plan(2048, 1536, 0, 132, 1000, 1000, &s), -1);
+    /* room for one slot of W and X but not of gate and up */
+    size_t one = SSF_PGEMM_SLOT_BYTES(0);
+    assert_int_equal(ssf_pgemm_plan(64, 64, 0, 132, one, one + 1024, &s), 0);
+    assert_int_equal(ssf_pgemm_plan(64, 64, 1, 132, one, one + 1024, &s), -1);
+    /* more tiles than SSF_PGEMM_SM_CTAS an SM can run at once */
+    assert_int_equal(ssf_pgemm_plan(64 * 7, 64, 0, 1, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
 }
 
-/* Every plan: chunks that tile K in whole MMA steps, shared memory and
- * CTAs within the device's, and the split rule: the most chunks under one
- * CTA an SM, else the fewest that still run at once. */
+/* Whether `ctas` CTAs of `slices` slices each run in one wave with a ring
+ * of two slots (one for a chunk of one slice). */
+static int one_wave(long long ctas, int slices, int silu, int sms, size_t cta, size_t sm)
+{
+    long long per_sm = (ctas + sms - 1) / sms;
+    if (per_sm > SSF_PGEMM_SM_CTAS) return 0;
+    size_t room = sm / (size_t)per_sm - 1024,
+           need = SSF_PGEMM_SLOT_BYTES(silu) * (slices < 2 ? 1 : 2);
+    return need <= room && need <= cta;
+}
+
+/* Every plan: chunks that tile K in whole slices, a ring of at least two
+ * slots (or the one slice of its chunk) and at most the chunk's, shared
+ * memory and CTAs within the device's, and the split rule: the fewest
+ * splits whose one wave covers 9 in 10 SMs, else the most that fit. */
 static void test_pgemm_sweep(void **state)
 {
     (void)state;
@@ -353,29 +393,38 @@ static void test_pgemm_sweep(void **state)
     int planned = 0;
     for (int d = 0; d < 3; d++)
         for (int m = 0; m < 2; m++)
-            for (int N = 64; N <= 8192; N += 64 * 7)
-                for (int K = 16; K <= 8192; K += 16 * 13) {
-                    ssf_pgemm_shape s;
-                    int sms = sms_of[d];
-                    if (ssf_pgemm_plan(N, K, sms, cta_of[m], sm_of[m], &s)) continue;
-                    planned++;
-                    assert_int_equal(s.tiles * SSF_PGEMM_BN, N);
-                    assert_int_equal(s.splits * s.chunk, K);
-                    assert_int_equal(s.chunk % 16, 0);
-                    assert_true(s.splits == 1 || s.chunk >= SSF_PGEMM_MIN_CHUNK);
-                    assert_int_equal(s.smem, ssf_pgemm_smem(s.chunk));
-                    assert_true(s.smem <= cta_of[m]);
-                    long long ctas = (long long)s.tiles * s.splits;
-                    long long per_sm = (long long)(sm_of[m] / (s.smem + 1024));
-                    if (per_sm > SSF_PGEMM_SM_CTAS) per_sm = SSF_PGEMM_SM_CTAS;
-                    assert_true(ctas <= (long long)sms * per_sm);
-                    /* no more chunks would still fit one CTA an SM */
-                    for (int more = s.splits + 1; ctas <= sms && more <= K / 16; more++) {
-                        int chunk = K / more;
-                        if ((K / 16) % more || chunk < SSF_PGEMM_MIN_CHUNK) continue;
-                        assert_true((long long)s.tiles * more > sms);
+            for (int silu = 0; silu < 2; silu++)
+                for (int N = 64; N <= 8192; N += 64 * 7)
+                    for (int K = 64; K <= 20000; K += 64 * 13) {
+                        ssf_pgemm_shape s;
+                        int sms = sms_of[d];
+                        if (ssf_pgemm_plan(N, K, silu, sms, cta_of[m], sm_of[m], &s)) continue;
+                        planned++;
+                        int slices = s.chunk / SSF_PGEMM_KS;
+                        assert_int_equal(s.tiles * SSF_PGEMM_BN, N);
+                        assert_int_equal(s.splits * s.chunk, K);
+                        assert_int_equal(s.chunk % SSF_PGEMM_KS, 0);
+                        assert_true(s.stages >= (slices < 2 ? slices : 2));
+                        assert_true(s.stages <= slices && s.stages <= SSF_PGEMM_MAX_STAGES);
+                        assert_int_equal(s.silu, silu);
+                        assert_int_equal(s.smem, ssf_pgemm_smem(s.stages, silu));
+                        assert_true(s.smem <= cta_of[m]);
+                        long long ctas = (long long)s.tiles * s.splits;
+                        long long per_sm = (ctas + sms - 1) / sms;
+                        assert_true(per_sm <= SSF_PGEMM_SM_CTAS);
+                        assert_true((size_t)per_sm * (s.smem + 1024) <= sm_of[m]);
+                        /* fewer splits would not cover 9 in 10 SMs in one wave */
+                        int all = K / SSF_PGEMM_KS;
+                        for (int fewer = 1; fewer < s.splits; fewer++)
+                            if (all % fewer == 0 && one_wave(s.tiles * fewer, all / fewer, silu,
+                                                             sms, cta_of[m], sm_of[m]))
+                                assert_true(10LL * s.tiles * fewer < 9LL * sms);
+                        /* short of that, no more splits would run in one wave */
+                        for (int more = s.splits + 1; 10 * ctas < 9LL * sms && more <= all; more++)
+                            if (all % more == 0)
+                                assert_false(one_wave((long long)s.tiles * more, all / more, silu,
+                                                      sms, cta_of[m], sm_of[m]));
                     }
-                }
     assert_true(planned > 100);
 }
 

@@ -244,28 +244,52 @@ static void test_gemm(void **state)
     }
 }
 
-/* The small GEMMs' own kernel against a double GEMM: 1.5B's q|k|v and o
- * (4 splits on an H100) and 0.5B's q|k|v (7) at 64 rows, and rows that
- * leave warps idle; the op launches each three times, which must agree
- * bit for bit. */
+/* The SiLU product's element as the kernels make it (cuda_common.cuh),
+ * from BF16 g and u; the device's expf may differ from the host's in its
+ * last bit, which the GEMM's tolerance covers. */
+static double silu_times(float g, float u)
+{
+    float a = bf16r(g / (1.0f + expf(-g)));
+    return bf16r(a * u);
+}
+
+/* X's element k of row m as the kernel multiplies it: gate|up through the
+ * SiLU, or X itself. */
+static double own_gemm_x(const float *X, int m, int k, int K, int silu)
+{
+    if (!silu) return X[(size_t)m * K + k];
+    const float *row = X + (size_t)m * 2 * K;
+    return silu_times(row[k], row[K + k]);
+}
+
+/* The own GEMM kernel against a double GEMM: 1.5B's q|k|v and o (4 and 6
+ * splits on an H100), gate|up (one split of 24 slices through a ring of
+ * 4) and down with the SiLU (5 splits of 28 slices through a ring of 8),
+ * 0.5B's q|k|v at rows that leave warps idle and its down at 40 rows (a
+ * ring of 2); the op launches each three times, which must agree bit for
+ * bit. */
 static void test_pgemm(void **state)
 {
     (void)state;
     skip_without_gpu();
-    int shapes[][3] = {
-        {64, 2048, 1536}, {64, 1536, 1536}, {33, 1152, 896}, {1, 1152, 896}, {17, 64, 1024}};
+    int shapes[][4] = {{64, 2048, 1536, 0},  {64, 1536, 1536, 0}, {64, 1536, 8960, 1},
+                       {33, 1152, 896, 0},   {1, 1152, 896, 0},   {17, 64, 1024, 0},
+                       {64, 17920, 1536, 0}, {40, 896, 4864, 1}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], splits = 0;
-        float *X = draws((size_t)M * K, 1.0f, 0.0f, 41 + s), *W = draws((size_t)N * K, 0.1f, 0, 42);
-        float *Y = malloc((size_t)M * N * 4);
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], silu = shapes[s][3];
+        size_t x_cols = silu ? 2 * (size_t)K : (size_t)K;
+        float *X = draws((size_t)M * x_cols, 1.0f, 0.0f, 41 + s);
+        float *W = draws((size_t)N * K, 0.1f, 0, 42), *Y = malloc((size_t)M * N * 4);
+        ssf_pgemm_shape sh;
         ssf_error err = {{0}};
-        if (ssf_cuda_op_pgemm(M, N, K, X, W, Y, &splits, &err)) fail_msg("%s", err.msg);
-        fprintf(stderr, "# small GEMM %dx%dx%d: %d splits\n", M, N, K, splits);
+        if (ssf_cuda_op_pgemm(M, N, K, silu, X, W, Y, &sh, &err)) fail_msg("%s", err.msg);
+        fprintf(stderr, "# own GEMM %dx%dx%d%s: %d splits of %d, a ring of %d\n", M, N, K,
+                silu ? " SiLU" : "", sh.splits, sh.chunk, sh.stages);
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
                 double acc = 0, mag = 0;
                 for (int k = 0; k < K; k++) { /* draws are BF16 values */
-                    double x = X[(size_t)m * K + k], w = W[(size_t)n * K + k];
+                    double x = own_gemm_x(X, m, k, K, silu), w = W[(size_t)n * K + k];
                     acc += x * w, mag += fabs(x * w);
                 }
                 /* BF16 out: half a unit of its 8 bits */

@@ -129,10 +129,11 @@ typedef struct cuda_dev {
     int fp8_flash;     /* ... over an fp8 pool too (SSFK_PREFILL_FP8, fp8_flash_prefill) */
     int pdl;           /* kernels as programmatic dependent launches (ssfk_set_pdl) */
     int attn_rope;     /* decode steps' RoPE in the attention (SSFK_ATTN_ROPE, rope_in_attention) */
-    /* q|k|v and o of up to SSF_PGEMM_MAX_M rows through ssfk_pgemm (own_small_gemms): the
-     * shapes (splits 0 where cuBLAS keeps the GEMM), their partials and tile counts */
+    /* the GEMMs of up to SSF_PGEMM_MAX_M rows through ssfk_pgemm (own_small_gemms): the
+     * shapes (splits 0 where cuBLAS keeps the GEMM; down's takes the SiLU), their partials
+     * and tile counts, which the four take turns with */
     int own_gemms;
-    ssf_pgemm_shape pg_qkv, pg_o;
+    ssf_pgemm_shape pg_qkv, pg_o, pg_gu, pg_down;
     float *pg_part;
     int *pg_count;
     int scratch_block;
@@ -196,10 +197,18 @@ static size_t idx_ints(const cuda_dev *d)
     return IDX_ROW_ARRAYS * (size_t)CUDA_MAX_ROWS + seqs * (1 + (size_t)d->seq_blocks);
 }
 
-/* The tile counts ssfk_pgemm needs: q|k|v and o take turns with one set. */
-static int small_gemm_tiles(const cuda_dev *d)
+/* The tile counts and the partials ssfk_pgemm needs: the four GEMMs take
+ * turns with one set of each. */
+static void small_gemm_work(const cuda_dev *d, size_t *tiles, size_t *partial_floats)
 {
-    return d->pg_qkv.tiles > d->pg_o.tiles ? d->pg_qkv.tiles : d->pg_o.tiles;
+    const ssf_pgemm_shape *shapes[] = {&d->pg_qkv, &d->pg_o, &d->pg_gu, &d->pg_down};
+    *tiles = *partial_floats = 0;
+    for (int i = 0; i < 4; i++) {
+        if (shapes[i]->splits > 1 && (size_t)shapes[i]->tiles > *tiles)
+            *tiles = (size_t)shapes[i]->tiles;
+        if (shapes[i]->partial_floats > *partial_floats)
+            *partial_floats = shapes[i]->partial_floats;
+    }
 }
 
 static void plan_activations(cuda_dev *d, arena *a)
@@ -219,10 +228,10 @@ static void plan_activations(cuda_dev *d, arena *a)
     d->part = (float *)arena_take(a, ssf_attn_partial_floats_max(d->attn_slots, c->head_dim) * 4);
     size_t angles = d->attn_rope ? R * (size_t)c->head_dim / 2 : 0; /* only the RoPE path's */
     d->rope_cs = (float2 *)arena_take(a, angles * sizeof(float2));
-    size_t pg_floats = d->pg_qkv.partial_floats > d->pg_o.partial_floats ? d->pg_qkv.partial_floats
-                                                                         : d->pg_o.partial_floats;
+    size_t pg_tiles, pg_floats;
+    small_gemm_work(d, &pg_tiles, &pg_floats);
     d->pg_part = (float *)arena_take(a, pg_floats * sizeof(float));
-    d->pg_count = (int *)arena_take(a, (size_t)small_gemm_tiles(d) * sizeof(int));
+    d->pg_count = (int *)arena_take(a, pg_tiles * sizeof(int));
     d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
     d->d_spec = (ssf_sample_spec *)arena_take(a, R * sizeof(ssf_sample_spec));
     d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
@@ -512,15 +521,15 @@ static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void
     return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
 }
 
-/* Whether q|k|v or o of M rows goes through the own kernel: the device
- * has a shape for it (splits 0: none) and the rows fit. */
+/* Whether a GEMM of M rows goes through the own kernel: the device has a
+ * shape for it (splits 0: none) and the rows fit. */
 static int own_gemm(const ssf_pgemm_shape *sh, int M)
 {
     return sh->splits > 0 && M <= SSF_PGEMM_MAX_M;
 }
 
-/* q|k|v or o (Y = X . W^T, BF16): through the own kernel when own_gemm,
- * cuBLAS otherwise. */
+/* Y = X . W^T, BF16: through the own kernel when own_gemm, cuBLAS
+ * otherwise. */
 static int small_gemm(const cuda_dev *d, const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W,
                       bf16 *Y, int M, int N, int K, ssf_error *err)
 {
@@ -558,9 +567,14 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
     if (small_gemm(d, &d->pg_o, d->att, L->wo, d->tmp, rows, H, d->q_dim, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
-    BLAS_TRY(gemm(d, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
-    K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
-    BLAS_TRY(gemm(d, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
+    if (small_gemm(d, &d->pg_gu, d->xn, L->wgu, d->gu, rows, 2 * I, H, err)) return -1;
+    if (own_gemm(&d->pg_down, rows)) /* the SiLU as the kernel loads gate|up */
+        K_TRY(ssfk_pgemm(&d->pg_down, d->gu, L->wdown, d->tmp, d->pg_part, d->pg_count, rows, H, I,
+                         d->stream));
+    else {
+        K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
+        BLAS_TRY(gemm(d, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
+    }
     return 0;
 }
 
@@ -784,8 +798,10 @@ static int tune_gemms(cuda_dev *d, int R, ssf_error *err)
               ssfk_gemm_tune(g, d->blas, d->xn, w, nl, d->qkv, B, R, d->qkv_dim, H, st, err)) ||
              (!own_gemm(&d->pg_o, R) &&
               ssfk_gemm_tune(g, d->blas, d->att, w + nl, nl, d->tmp, B, R, H, d->q_dim, st, err)) ||
-             ssfk_gemm_tune(g, d->blas, d->xn, w + 2 * nl, nl, d->gu, B, R, 2 * I, H, st, err) ||
-             ssfk_gemm_tune(g, d->blas, d->h, w + 3 * nl, nl, d->tmp, B, R, H, I, st, err) ||
+             (!own_gemm(&d->pg_gu, R) &&
+              ssfk_gemm_tune(g, d->blas, d->xn, w + 2 * nl, nl, d->gu, B, R, 2 * I, H, st, err)) ||
+             (!own_gemm(&d->pg_down, R) &&
+              ssfk_gemm_tune(g, d->blas, d->h, w + 3 * nl, nl, d->tmp, B, R, H, I, st, err)) ||
              ssfk_gemm_tune(g, d->blas, d->xo, &lm, 1, d->logits, CUDA_R_32F, R, c->vocab_size, H,
                             st, err);
     free(w);
@@ -935,15 +951,23 @@ static int check_capability(int ordinal, int head_dim, ssf_error *err)
     return 0;
 }
 
-/* The own small-GEMM kernel's shapes for q|k|v and o on this device; a
- * shape it has none for (splits 0) stays cuBLAS's. */
+/* The own kernel's shapes on this device for q|k|v, o, gate|up and down
+ * (with the SiLU); a GEMM it has none for (splits 0) stays cuBLAS's. */
 static int plan_small_gemms(cuda_dev *d, ssf_error *err)
 {
     ssfk_pgemm_device dev;
     CU_TRY(ssfk_pgemm_init(&dev));
-    int H = d->cfg.hidden_size;
-    if (ssfk_pgemm_plan(&dev, d->qkv_dim, H, &d->pg_qkv)) memset(&d->pg_qkv, 0, sizeof d->pg_qkv);
-    if (ssfk_pgemm_plan(&dev, H, d->q_dim, &d->pg_o)) memset(&d->pg_o, 0, sizeof d->pg_o);
+    int H = d->cfg.hidden_size, I = d->cfg.intermediate_size;
+    struct {
+        ssf_pgemm_shape *shape;
+        int N, K, silu;
+    } gemms[] = {{&d->pg_qkv, d->qkv_dim, H, 0},
+                 {&d->pg_o, H, d->q_dim, 0},
+                 {&d->pg_gu, 2 * I, H, 0},
+                 {&d->pg_down, H, I, 1}};
+    for (size_t i = 0; i < sizeof gemms / sizeof *gemms; i++)
+        if (ssfk_pgemm_plan(&dev, gemms[i].N, gemms[i].K, gemms[i].silu, gemms[i].shape))
+            memset(gemms[i].shape, 0, sizeof *gemms[i].shape);
     return 0;
 }
 
@@ -978,7 +1002,8 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     aa = arena{d->amem, 0};
     plan_weights(d, &wa);
     plan_activations(d, &aa);
-    size_t counts = (size_t)small_gemm_tiles(d);
+    size_t counts, floats;
+    small_gemm_work(d, &counts, &floats);
     if (counts) CU_TRY(cudaMemset(d->pg_count, 0, counts * sizeof(int))); /* ssfk_pgemm's start */
     d->scratch_block = d->base.n_blocks;
     size_t blocks = (size_t)d->base.n_blocks + 1;

@@ -248,10 +248,7 @@ __global__ static void silu_mul_kernel(bf16 *h, const bf16 *gu, int inter, size_
     if (i >= n) return;
     size_t r = i / inter, c = i % inter;
     const bf16 *row = gu + r * 2 * inter;
-    float g = __bfloat162float(row[c]), u = __bfloat162float(row[inter + c]);
-    /* HF: act_fn(gate) is a bf16 tensor before the product with up */
-    float a = round_bf16(g / (1.0f + expf(-g)));
-    h[i] = __float2bfloat16(a * u);
+    h[i] = silu_times(__bfloat162float(row[c]), __bfloat162float(row[inter + c]));
 }
 
 cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st)

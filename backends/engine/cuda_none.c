@@ -34,8 +34,8 @@ int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float 
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_pgemm(int M, int N, int K, const float *X, const float *W, float *Y, int *splits,
-                      ssf_error *err)
+int ssf_cuda_op_pgemm(int M, int N, int K, int silu, const float *X, const float *W, float *Y,
+                      ssf_pgemm_shape *shape, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }
@@ -92,7 +92,8 @@ int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, do
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_time_pgemm(int M, int N, int K, int iters, double *ms, int *splits, ssf_error *err)
+int ssf_cuda_op_time_pgemm(int M, int N, int K, int silu, int iters, double *ms,
+                           ssf_pgemm_shape *shape, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

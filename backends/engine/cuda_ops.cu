@@ -229,13 +229,14 @@ extern "C" int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float
 
 /* ssfk_pgemm's shape for N x K on this device (as the CUDA device plans
  * it), its shared memory opted in. */
-static int pgemm_shape(int N, int K, ssf_pgemm_shape *sh, ssf_error *err)
+static int pgemm_shape(int N, int K, int silu, ssf_pgemm_shape *sh, ssf_error *err)
 {
     ssfk_pgemm_device dev;
     cudaError_t e = ssfk_pgemm_init(&dev);
     if (e != cudaSuccess) return fail_cuda(err, "ssfk_pgemm_init", e);
-    if (ssfk_pgemm_plan(&dev, N, K, sh))
-        return ssf_fail(err, "cuda: no small-GEMM shape for N %d, K %d", N, K);
+    if (ssfk_pgemm_plan(&dev, N, K, silu, sh))
+        return ssf_fail(err, "cuda: no small-GEMM shape for N %d, K %d%s", N, K,
+                        silu ? " with the SiLU" : "");
     return 0;
 }
 
@@ -251,14 +252,15 @@ static int pgemm_work(scratch *s, const ssf_pgemm_shape *sh, float **part, int *
 /* Three launches, Y's bits all set before the second and third: each must
  * write every element and leave the counts at zero for the next, and all
  * give the same bits. */
-static int run_pgemm(scratch *s, int M, int N, int K, const float *X, const float *W, float *Y,
-                     int *splits, ssf_error *err)
+static int run_pgemm(scratch *s, int M, int N, int K, int silu, const float *X, const float *W,
+                     float *Y, ssf_pgemm_shape *sh_out, ssf_error *err)
 {
     ssf_pgemm_shape sh;
     float *part = NULL;
     int *count = NULL;
-    if (pgemm_shape(N, K, &sh, err)) return -1;
-    bf16 *dx = up_bf16(s, X, (size_t)M * K, err), *dw = up_bf16(s, W, (size_t)N * K, err);
+    if (pgemm_shape(N, K, silu, &sh, err)) return -1;
+    size_t x_cols = silu ? 2 * (size_t)K : (size_t)K;
+    bf16 *dx = up_bf16(s, X, (size_t)M * x_cols, err), *dw = up_bf16(s, W, (size_t)N * K, err);
     bf16 *dy = (bf16 *)dev_alloc(s, (size_t)M * N * 2, err);
     if (!dx || !dw || !dy || pgemm_work(s, &sh, &part, &count, err)) return -1;
     size_t n = (size_t)M * N;
@@ -273,15 +275,15 @@ static int run_pgemm(scratch *s, int M, int N, int K, const float *X, const floa
             rc = ssf_fail(err, "cuda: small GEMM launch %d differs from the first", launch + 1);
     }
     free(first);
-    *splits = sh.splits;
+    *sh_out = sh;
     return rc;
 }
 
-extern "C" int ssf_cuda_op_pgemm(int M, int N, int K, const float *X, const float *W, float *Y,
-                                 int *splits, ssf_error *err)
+extern "C" int ssf_cuda_op_pgemm(int M, int N, int K, int silu, const float *X, const float *W,
+                                 float *Y, ssf_pgemm_shape *shape, ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 0, err) || run_pgemm(&s, M, N, K, X, W, Y, splits, err);
+    int rc = scratch_init(&s, 0, err) || run_pgemm(&s, M, N, K, silu, X, W, Y, shape, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }
@@ -945,30 +947,31 @@ static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_
 
 /* The own kernel timed, launched as the engine launches it (a
  * programmatic dependent of the launch before, here the same GEMM on the
- * next copy of W). */
-static int run_time_pgemm(scratch *s, int M, int N, int K, int iters, double *ms, int *splits,
-                          ssf_error *err)
+ * next copy of W); with the SiLU, X is a zero gate|up of 2K columns. */
+static int run_time_pgemm(scratch *s, int M, int N, int K, int silu, int iters, double *ms,
+                          ssf_pgemm_shape *sh_out, ssf_error *err)
 {
     bf16 *X, *Y;
     const bf16 *ws[TIME_WEIGHT_COPIES];
     int n_w = 0, *count = NULL;
     float *part = NULL;
     ssf_pgemm_shape sh;
-    if (pgemm_shape(N, K, &sh, err) || timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) ||
+    if (pgemm_shape(N, K, silu, &sh, err) || timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) ||
         pgemm_work(s, &sh, &part, &count, err))
         return -1;
-    *splits = sh.splits;
+    if (silu && !(X = (bf16 *)dev_zeros(s, (size_t)M * 2 * K * 2, err))) return -1;
+    *sh_out = sh;
     auto own = [&](int i) {
         return ssfk_pgemm(&sh, X, ws[i % n_w], Y, part, count, M, N, K, s->st);
     };
     return time_launches(s, iters, own, ms, err);
 }
 
-extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int iters, double *ms, int *splits,
-                                      ssf_error *err)
+extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int silu, int iters, double *ms,
+                                      ssf_pgemm_shape *shape, ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 0, err) || run_time_pgemm(&s, M, N, K, iters, ms, splits, err);
+    int rc = scratch_init(&s, 0, err) || run_time_pgemm(&s, M, N, K, silu, iters, ms, shape, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cuda_plan.h"
 #include "device.h"
 #include "ssfteval/util.h"
 
@@ -34,11 +35,13 @@ int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float *h, ssf_err
 int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_error *err);
 
 /* Y [M][N] = X [M][K] . W [N][K]^T (M <= 64), fp32 out of BF16, through
- * the small GEMMs' own kernel in the shape the device plans for N x K:
+ * the engine's own GEMM kernel in the shape the device plans for N x K:
  * launched three times, which must give the same bits (the splits' tile
- * counts back at zero after each); *splits receives the shape's splits. */
-int ssf_cuda_op_pgemm(int M, int N, int K, const float *X, const float *W, float *Y, int *splits,
-                      ssf_error *err);
+ * counts back at zero after each); *shape receives the shape.  silu: X is
+ * gate|up [M][2K] and the product is h . W^T with h as ssfk_silu_mul
+ * makes it. */
+int ssf_cuda_op_pgemm(int M, int N, int K, int silu, const float *X, const float *W, float *Y,
+                      ssf_pgemm_shape *shape, ssf_error *err);
 
 /* The paged pool of the op tests: one sequence whose table[i] is the block
  * of positions i*bs.., in a pool of n_blocks blocks of two layers (layer 1
@@ -116,10 +119,11 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
 int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
                           const char **how, ssf_error *err);
 
-/* Mean milliseconds of the small GEMMs' own kernel on the shape
- * ssf_cuda_op_time_gemm times, W's copies cycled the same way; *splits
- * receives the shape's splits. */
-int ssf_cuda_op_time_pgemm(int M, int N, int K, int iters, double *ms, int *splits, ssf_error *err);
+/* Mean milliseconds of the own GEMM kernel on the shape
+ * ssf_cuda_op_time_gemm times, W's copies cycled the same way (silu: with
+ * the SiLU of a gate|up X); *shape receives the shape. */
+int ssf_cuda_op_time_pgemm(int M, int N, int K, int silu, int iters, double *ms,
+                           ssf_pgemm_shape *shape, ssf_error *err);
 
 /* Mean milliseconds of one paged decode attention launch: rows sequences at
  * position ctx - 1, a pool laid out for n_layers layers (call i reads layer

@@ -1,9 +1,9 @@
 /*
- * cuda_pgemm.cu - the decode step's small GEMMs through a kernel of the
- * engine's own (ssfk_pgemm in cuda_kernels.cuh; shape and reasons in
- * cuda_plan.h): each CTA copies its whole tile of W into shared memory
- * before it waits for the kernel before it, then X's chunk, then multiplies
- * on the tensor cores.
+ * cuda_pgemm.cu - the decode step's GEMMs of few rows through a kernel of
+ * the engine's own (ssfk_pgemm in cuda_kernels.cuh; shape and reasons in
+ * cuda_plan.h): each CTA streams its column tile of W through a ring of
+ * slices in shared memory, the first of them copied before it waits for
+ * the kernel before it, and multiplies on the tensor cores.
  */
 #include "cuda_common.cuh"
 #include "cuda_kernels.cuh"
@@ -13,41 +13,118 @@
 
 #define BN SSF_PGEMM_BN
 #define MR SSF_PGEMM_MAX_M
+#define KS SSF_PGEMM_KS
+#define KSTRIDE (KS + SSF_PGEMM_PAD) /* a row of a slice in shared memory */
 #define PG_WARPS (SSF_PGEMM_THREADS / WARP)
 
 static_assert(PG_WARPS * 16 == MR, "a warp a 16-row block of X");
-static_assert(BN % 8 == 0, "columns in MMA slices of 8");
+static_assert(BN % 8 == 0 && KS % 16 == 0, "columns in MMA slices of 8, K in steps of 16");
+static_assert(SSF_PGEMM_MAX_STAGES == 8, "cp_async_wait_upto's cases");
 
-/* Queues rows [0, rows) of a tile, `chunk` columns each from src + row x
- * ld, into shared memory `stride` apart, 16 bytes a copy; rows from `have`
- * on are zeros (X past its M rows). */
-__device__ static void queue_rows(bf16 *dst, const bf16 *src, size_t ld, int rows, int have,
-                                  int chunk, int stride)
+/* One slot of the ring: a slice's BN rows of W, then X's MR rows (with
+ * SiLU: gate's, then up's). */
+struct slot {
+    bf16 *w, *x, *u;
+};
+
+__device__ static slot ring_slot(char *smem, int i, bool silu)
 {
-    int pieces = chunk / 8;
+    slot s;
+    s.w = (bf16 *)(smem + (size_t)i * SSF_PGEMM_SLOT_BYTES(silu));
+    s.x = s.w + BN * KSTRIDE;
+    s.u = s.x + MR * KSTRIDE;
+    return s;
+}
+
+/* Queues rows [0, rows) of a slice, KS columns each from src + row x ld,
+ * into a slot's rows, 16 bytes a copy; rows from `have` on are zeros (X
+ * past its M rows).  Thread i copies pieces i, i + THREADS, ...: what
+ * gate_times_up converts. */
+__device__ static void queue_rows(bf16 *dst, const bf16 *src, size_t ld, int rows, int have)
+{
+    const int pieces = KS / 8;
     for (int c = threadIdx.x; c < rows * pieces; c += SSF_PGEMM_THREADS) {
         int r = c / pieces, e = (c % pieces) * 8;
         bool in = r < have;
-        cp_async16(dst + r * stride + e, src + (in ? (size_t)r * ld + e : 0), in ? 16 : 0);
+        cp_async16(dst + r * KSTRIDE + e, src + (in ? (size_t)r * ld + e : 0), in ? 16 : 0);
     }
 }
 
-/* acc += X's 16 rows at xs . W's BN rows at ws ^T over the chunk: A
+/* X's slice at column k: its M rows (gate's and up's with SiLU, up K
+ * further along a row of 2K). */
+__device__ static void queue_x(slot s, const bf16 *X, int M, int K, int k, bool silu)
+{
+    size_t ld = silu ? 2 * (size_t)K : (size_t)K;
+    queue_rows(s.x, X + k, ld, MR, M);
+    if (silu) queue_rows(s.u, X + K + k, ld, MR, M);
+}
+
+/* gate's rows of the slot become SiLU(gate) x up, each thread converting
+ * the pieces it copied itself: once its own copies landed, no barrier is
+ * needed before it reads them. */
+__device__ static void gate_times_up(slot s, int M)
+{
+    const int pieces = KS / 8;
+    for (int c = threadIdx.x; c < M * pieces; c += SSF_PGEMM_THREADS) {
+        int at = c / pieces * KSTRIDE + (c % pieces) * 8;
+        uint4 g = *(const uint4 *)(s.x + at), u = *(const uint4 *)(s.u + at);
+        const bf16 *gv = (const bf16 *)&g, *uv = (const bf16 *)&u;
+        uint4 h;
+        bf16 *hv = (bf16 *)&h;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            hv[j] = silu_times(__bfloat162float(gv[j]), __bfloat162float(uv[j]));
+        *(uint4 *)(s.x + at) = h;
+    }
+}
+
+/* cp_async_wait<n> for the ring's n, known at run time. */
+__device__ static void cp_async_wait_upto(int n)
+{
+    switch (n) {
+    case 0:
+        cp_async_wait<0>();
+        break;
+    case 1:
+        cp_async_wait<1>();
+        break;
+    case 2:
+        cp_async_wait<2>();
+        break;
+    case 3:
+        cp_async_wait<3>();
+        break;
+    case 4:
+        cp_async_wait<4>();
+        break;
+    case 5:
+        cp_async_wait<5>();
+        break;
+    case 6:
+        cp_async_wait<6>();
+        break;
+    default:
+        cp_async_wait<7>();
+        break;
+    }
+}
+
+/* acc += X's 16 rows at xs . W's BN rows at ws ^T over a slice: A
  * fragments from X, B fragments straight from W's rows (a column of W^T
- * is a row of W); rows `stride` apart, so the 32 lanes' 4-byte reads fall
+ * is a row of W); rows KSTRIDE apart, so the 32 lanes' 4-byte reads fall
  * in 32 banks. */
-__device__ static void multiply(float (&acc)[BN / 8][4], const bf16 *xs, const bf16 *ws, int stride,
-                                int chunk)
+__device__ static void multiply(float (&acc)[BN / 8][4], const bf16 *xs, const bf16 *ws)
 {
     int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4;
-    const bf16 *x0 = xs + g * stride + 2 * t, *x8 = x0 + 8 * stride;
-    const bf16 *w0 = ws + g * stride + 2 * t;
-    for (int k = 0; k < chunk; k += 16) {
+    const bf16 *x0 = xs + g * KSTRIDE + 2 * t, *x8 = x0 + 8 * KSTRIDE;
+    const bf16 *w0 = ws + g * KSTRIDE + 2 * t;
+#pragma unroll
+    for (int k = 0; k < KS; k += 16) {
         uint32_t a0 = *(const uint32_t *)(x0 + k), a1 = *(const uint32_t *)(x8 + k);
         uint32_t a2 = *(const uint32_t *)(x0 + k + 8), a3 = *(const uint32_t *)(x8 + k + 8);
 #pragma unroll
         for (int n = 0; n < BN / 8; n++) {
-            const bf16 *w = w0 + n * 8 * stride + k;
+            const bf16 *w = w0 + n * 8 * KSTRIDE + k;
             uint32_t b0 = *(const uint32_t *)w, b1 = *(const uint32_t *)(w + 8);
             mma_16816_full(acc[n], a0, a1, a2, a3, b0, b1);
         }
@@ -93,13 +170,15 @@ __device__ static bool last_of_tile(int *count, int splits)
 }
 
 /* The tile's splits summed in split order (the same bits every launch),
- * into Y as BF16; partials read from L2, past this SM's L1. */
+ * into Y as BF16; partials read from L2, past this SM's L1, four splits'
+ * reads in flight at once. */
 __device__ static void sum_splits(const float *part, bf16 *Y, int splits, int M, int N, int n0)
 {
     size_t split_stride = (size_t)M * N;
     for (int i = threadIdx.x; i < M * BN / 2; i += SSF_PGEMM_THREADS) {
         size_t at = (size_t)(i / (BN / 2)) * N + n0 + 2 * (i % (BN / 2));
         float2 s = make_float2(0.0f, 0.0f);
+#pragma unroll 4
         for (int sp = 0; sp < splits; sp++) {
             float2 v = __ldcg((const float2 *)(part + sp * split_stride + at));
             s.x += v.x, s.y += v.y;
@@ -108,26 +187,46 @@ __device__ static void sum_splits(const float *part, bf16 *Y, int splits, int M,
     }
 }
 
-/* One CTA per (column tile, K chunk): grid (tiles, splits).  Bound to
- * SSF_PGEMM_SM_CTAS CTAs an SM (64 registers), which the plan counts on. */
+/* One CTA per (column tile, K chunk): grid (tiles, splits).  The ring's
+ * copies are one commit group a slice: W's first `stages` slices, then
+ * X's, then one a slice consumed (empty once none is left to queue), so
+ * that slice i's W and X have landed when at most stages - 1 groups are
+ * in flight.  Bound to SSF_PGEMM_SM_CTAS CTAs an SM (64 registers), which
+ * the plan counts on. */
+template <bool SILU>
 __global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS)
     pgemm_kernel(const bf16 *X, const bf16 *W, bf16 *Y, float *part, int *count, int M, int N,
-                 int K, int chunk)
+                 int K, int chunk, int stages)
 {
     extern __shared__ __align__(16) char smem[];
-    int stride = chunk + SSF_PGEMM_PAD, n0 = blockIdx.x * BN, k0 = blockIdx.y * chunk;
-    bf16 *ws = (bf16 *)smem, *xs = ws + BN * stride;
+    int n0 = blockIdx.x * BN, k0 = blockIdx.y * chunk, slices = chunk / KS;
+    const bf16 *w_tile = W + (size_t)n0 * K + k0;
     /* no kernel writes the weights: they land while the one before drains */
-    queue_rows(ws, W + (size_t)n0 * K + k0, K, BN, BN, chunk, stride);
-    cp_async_commit();
+    for (int i = 0; i < stages; i++) {
+        if (i < slices) queue_rows(ring_slot(smem, i, SILU).w, w_tile + i * KS, K, BN, BN);
+        cp_async_commit();
+    }
     grid_dep_enter();
-    queue_rows(xs, X + k0, K, MR, M, chunk, stride);
-    cp_async_commit();
-    cp_async_wait<0>();
-    __syncthreads();
+    for (int i = 0; i < stages; i++) {
+        if (i < slices) queue_x(ring_slot(smem, i, SILU), X, M, K, k0 + i * KS, SILU);
+        cp_async_commit();
+    }
     int row0 = threadIdx.x / WARP * 16, splits = gridDim.y;
     float acc[BN / 8][4] = {};
-    if (row0 < M) multiply(acc, xs + row0 * stride, ws, stride, chunk);
+    for (int i = 0; i < slices; i++) {
+        slot s = ring_slot(smem, i % stages, SILU);
+        cp_async_wait_upto(stages - 1);
+        if (SILU) gate_times_up(s, M);
+        __syncthreads();
+        if (row0 < M) multiply(acc, s.x + row0 * KSTRIDE, s.w);
+        int next = i + stages;
+        if (next < slices) {
+            __syncthreads(); /* every warp is done with the slot */
+            queue_rows(s.w, w_tile + next * KS, K, BN, BN);
+            queue_x(s, X, M, K, k0 + next * KS, SILU);
+        }
+        cp_async_commit();
+    }
     float *mine = splits > 1 ? part + (size_t)blockIdx.y * M * N : NULL;
     store_warp(acc, Y, mine, row0, M, N, n0);
     if (splits > 1 && last_of_tile(count + blockIdx.x, splits))
@@ -146,22 +245,26 @@ cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev)
     /* every plan's shape.smem is within the opt-in limit: asking for the
      * limit lets no later open, for another model, lower it under a shape
      * in use */
-    if (e == cudaSuccess) e = allow_smem(pgemm_kernel, (size_t)cta);
+    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<false>, (size_t)cta);
+    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<true>, (size_t)cta);
     dev->sms = sms, dev->cta_smem = (size_t)cta, dev->sm_smem = (size_t)sm;
     return e;
 }
 
-int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, ssf_pgemm_shape *sh)
+int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, int silu, ssf_pgemm_shape *sh)
 {
-    return ssf_pgemm_plan(N, K, dev->sms, dev->cta_smem, dev->sm_smem, sh);
+    return ssf_pgemm_plan(N, K, silu, dev->sms, dev->cta_smem, dev->sm_smem, sh);
 }
 
 cudaError_t ssfk_pgemm(const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W, bf16 *Y,
                        float *part, int *count, int M, int N, int K, cudaStream_t st)
 {
-    if (M < 1 || M > MR || N != sh->tiles * BN || K != sh->splits * sh->chunk || sh->chunk % 16 ||
-        sh->smem != ssf_pgemm_smem(sh->chunk) || (sh->splits > 1 && (!part || !count)))
+    if (M < 1 || M > MR || N != sh->tiles * BN || K != sh->splits * sh->chunk || sh->chunk % KS ||
+        sh->stages < 1 || sh->stages > SSF_PGEMM_MAX_STAGES || sh->stages > sh->chunk / KS ||
+        sh->smem != ssf_pgemm_smem(sh->stages, sh->silu) || (sh->splits > 1 && (!part || !count)))
         return cudaErrorInvalidValue;
-    return launch_pdl(pgemm_kernel, dim3(sh->tiles, sh->splits), SSF_PGEMM_THREADS, sh->smem, st, X,
-                      W, Y, part, count, M, N, K, sh->chunk);
+    void (*kernel)(const bf16 *, const bf16 *, bf16 *, float *, int *, int, int, int, int, int) =
+        sh->silu ? pgemm_kernel<true> : pgemm_kernel<false>;
+    return launch_pdl(kernel, dim3(sh->tiles, sh->splits), SSF_PGEMM_THREADS, sh->smem, st, X, W, Y,
+                      part, count, M, N, K, sh->chunk, sh->stages);
 }

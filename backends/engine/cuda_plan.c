@@ -144,38 +144,51 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
 /* Shared memory the device keeps of each CTA's, beside the kernel's. */
 #define CTA_RESERVED_SMEM 1024
 
-size_t ssf_pgemm_smem(int chunk)
+size_t ssf_pgemm_smem(int stages, int silu)
 {
-    return (size_t)(SSF_PGEMM_BN + SSF_PGEMM_MAX_M) * (size_t)(chunk + SSF_PGEMM_PAD) * 2;
+    return (size_t)stages * SSF_PGEMM_SLOT_BYTES(silu);
 }
 
-int ssf_pgemm_plan(int N, int K, int sms, size_t cta_smem, size_t sm_smem, ssf_pgemm_shape *out)
+/* The ring for `ctas` CTAs of `slices` slices each in one wave: 0 when
+ * they do not fit, else its slices. */
+static int pgemm_stages(long long ctas, int slices, int silu, int sms, size_t cta_smem,
+                        size_t sm_smem)
 {
-    if (N < SSF_PGEMM_BN || N % SSF_PGEMM_BN || K < 16 || K % 16 || sms < 1) return -1;
-    int tiles = N / SSF_PGEMM_BN, steps = K / 16;
-    /* the most splits whose CTAs fit the SMs one each, else the fewest
-     * whose CTAs still run in one wave */
-    int under = 0, over = 0;
-    for (int s = 1; s <= steps; s++) {
-        int chunk = K / s;
-        if (steps % s || (s > 1 && chunk < SSF_PGEMM_MIN_CHUNK)) continue;
-        size_t smem = ssf_pgemm_smem(chunk);
+    long long per_sm = (ctas + sms - 1) / sms;
+    if (per_sm > SSF_PGEMM_SM_CTAS) return 0;
+    size_t room = sm_smem / (size_t)per_sm;
+    room = room > CTA_RESERVED_SMEM ? room - CTA_RESERVED_SMEM : 0;
+    if (room > cta_smem) room = cta_smem;
+    int stages = (int)(room / SSF_PGEMM_SLOT_BYTES(silu));
+    if (stages > slices) stages = slices;
+    if (stages > SSF_PGEMM_MAX_STAGES) stages = SSF_PGEMM_MAX_STAGES;
+    return stages >= (slices < 2 ? slices : 2) ? stages : 0;
+}
+
+int ssf_pgemm_plan(int N, int K, int silu, int sms, size_t cta_smem, size_t sm_smem,
+                   ssf_pgemm_shape *out)
+{
+    if (N < SSF_PGEMM_BN || N % SSF_PGEMM_BN || K < SSF_PGEMM_KS || K % SSF_PGEMM_KS || sms < 1)
+        return -1;
+    int tiles = N / SSF_PGEMM_BN, slices = K / SSF_PGEMM_KS;
+    /* a wave over most SMs reads W at the device's rate; past that, each
+     * split more is partials to write and sum */
+    int pick = 0, pick_stages = 0;
+    for (int s = 1; s <= slices; s++) {
+        if (slices % s) continue;
         long long ctas = (long long)tiles * s;
-        size_t per_sm = sm_smem / (smem + CTA_RESERVED_SMEM);
-        if (per_sm > SSF_PGEMM_SM_CTAS) per_sm = SSF_PGEMM_SM_CTAS;
-        long long slots = (long long)sms * (long long)per_sm;
-        if (smem > cta_smem || ctas > slots) continue;
-        if (ctas <= sms)
-            under = s;
-        else if (!over)
-            over = s;
+        int stages = pgemm_stages(ctas, slices / s, silu, sms, cta_smem, sm_smem);
+        if (!stages) continue;
+        pick = s, pick_stages = stages;
+        if (10 * ctas >= 9LL * sms) break;
     }
-    int s = under ? under : over;
-    if (!s) return -1;
+    if (!pick) return -1;
     out->tiles = tiles;
-    out->splits = s;
-    out->chunk = K / s;
-    out->smem = ssf_pgemm_smem(out->chunk);
-    out->partial_floats = s > 1 ? (size_t)s * SSF_PGEMM_MAX_M * (size_t)N : 0;
+    out->splits = pick;
+    out->chunk = K / pick;
+    out->stages = pick_stages;
+    out->silu = silu != 0;
+    out->smem = ssf_pgemm_smem(pick_stages, silu);
+    out->partial_floats = pick > 1 ? (size_t)pick * SSF_PGEMM_MAX_M * (size_t)N : 0;
     return 0;
 }

@@ -92,42 +92,56 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
                       int32_t *qblocks, int32_t *decode_rows, int *n_decode);
 
 /*
- * The decode step's small GEMMs (q|k|v and o) through the engine's own
- * kernel (cuda_pgemm.cu): Y[M][N] = X[M][K] . W[N][K]^T for M <=
- * SSF_PGEMM_MAX_M.  cuBLAS takes about 7 us for 1.5B's 5-6 MB q|k|v or o
- * at 64 rows on an H100, three times their bytes' time: a launch too short
- * to hide its start.  Each CTA of this one holds SSF_PGEMM_BN columns of W
- * over one of `splits` equal chunks of K in shared memory, all at once:
- * the grid is one wave, and the weights, which no kernel writes, are
- * copied in before the CTA waits for the kernel before it (a programmatic
- * dependent launch), so their read overlaps that kernel's end.  Then X's
- * chunk, the MMAs, and with splits a partial per CTA, summed in split
- * order by the tile's last CTA.
+ * The decode step's GEMMs of few rows through the engine's own kernel
+ * (cuda_pgemm.cu): Y[M][N] = X[M][K] . W[N][K]^T for M <= SSF_PGEMM_MAX_M.
+ * cuBLAS takes about 7 us for 1.5B's 5-6 MB q|k|v or o at 64 rows on an
+ * H100, three times their bytes' time, and reads the 27.5 MB down
+ * projection at 1.7 TB/s where a copy runs at 3 (bench/README-gpu.md, run
+ * N).  Each CTA of this kernel takes SSF_PGEMM_BN columns of W over one of
+ * `splits` equal chunks of K, in slices of SSF_PGEMM_KS streamed through a
+ * ring of `stages` in shared memory.  The grid is one wave, and the ring's
+ * first slices of W, which no kernel writes, are copied in before the CTA
+ * waits for the kernel before it (a programmatic dependent launch): for
+ * q|k|v and o the ring holds the whole chunk, so all of W is read while
+ * that kernel drains.  Then X's slices, the MMAs, and with splits a
+ * partial per CTA, summed in split order by the tile's last CTA.  With
+ * `silu`, X is the gate|up GEMM's output [M][2K] and the kernel multiplies
+ * SiLU(gate) by up as each slice lands, where ssfk_silu_mul would have.
  */
 #define SSF_PGEMM_MAX_M 64 /* rows: 4 warps of 16 */
 #define SSF_PGEMM_BN 64    /* columns a CTA */
+#define SSF_PGEMM_KS 64    /* K a slice of the ring */
 #define SSF_PGEMM_THREADS 128
 #define SSF_PGEMM_PAD 8        /* BF16 after each row in shared memory: 16 bytes */
-#define SSF_PGEMM_MIN_CHUNK 64 /* the shortest K chunk worth a CTA */
-#define SSF_PGEMM_SM_CTAS 8    /* CTAs an SM holds at most: the kernel is bound to 64 registers */
+#define SSF_PGEMM_MAX_STAGES 8 /* the ring's slices at most */
+#define SSF_PGEMM_SM_CTAS 6    /* CTAs an SM holds at most: the kernel is bound to 80 registers */
+/* a slot of the ring: a slice's rows of W, then X's (gate's and up's) */
+#define SSF_PGEMM_SLOT_BYTES(silu)                                                                 \
+    ((size_t)(SSF_PGEMM_BN + SSF_PGEMM_MAX_M * ((silu) ? 2 : 1)) *                                 \
+     (SSF_PGEMM_KS + SSF_PGEMM_PAD) * 2)
 
 typedef struct ssf_pgemm_shape {
     int tiles, splits;     /* grid: column tiles x K chunks */
-    int chunk;             /* K a CTA */
-    size_t smem;           /* W's tile then X's, padded rows */
+    int chunk;             /* K a CTA, whole slices */
+    int stages;            /* slices the ring holds, at most chunk's */
+    int silu;              /* X is gate|up, multiplied through SiLU */
+    size_t smem;           /* the ring: each slice W's rows, then X's (gate's, up's) */
     size_t partial_floats; /* splits x SSF_PGEMM_MAX_M x N with splits, else 0 */
 } ssf_pgemm_shape;
 
-/* The shape for N x K weights on a device of `sms` SMs, each CTA taking at
- * most cta_smem bytes of shared memory and an SM sm_smem: the fewest K
- * chunks whose CTAs all run at once, as many as fit the SMs one a CTA (a
- * chunk at least SSF_PGEMM_MIN_CHUNK).  -1 when no split runs as one wave
- * (7B's q|k|v on an H100), or N is not a multiple of SSF_PGEMM_BN or K of
- * 16. */
-int ssf_pgemm_plan(int N, int K, int sms, size_t cta_smem, size_t sm_smem, ssf_pgemm_shape *out);
+/* The shape for N x K weights (silu: X is gate|up, K the intermediate
+ * size) on a device of `sms` SMs, each CTA taking at most cta_smem bytes
+ * of shared memory and an SM sm_smem.  Splits: the fewest whose CTAs run
+ * as one wave over at least 9 in 10 of the SMs, else the most that run as
+ * one wave; the ring: as many slices as one wave leaves room for, at most
+ * the chunk's (and at least two, or the one a chunk of one slice has).  -1
+ * when none runs as one wave, or N is not a multiple of SSF_PGEMM_BN or K
+ * of SSF_PGEMM_KS. */
+int ssf_pgemm_plan(int N, int K, int silu, int sms, size_t cta_smem, size_t sm_smem,
+                   ssf_pgemm_shape *out);
 
-/* Shared memory of a CTA for a K chunk. */
-size_t ssf_pgemm_smem(int chunk);
+/* Shared memory of a CTA whose ring holds `stages` slices. */
+size_t ssf_pgemm_smem(int stages, int silu);
 
 #ifdef __cplusplus
 }

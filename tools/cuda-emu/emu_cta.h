@@ -249,6 +249,10 @@ EMU_UNUSED static bf16 __float2bfloat16(float f)
 {
     return f2bf(f);
 }
+EMU_UNUSED static float __bfloat162float(bf16 b)
+{
+    return bf2f(b);
+}
 
 /* ---- warp collectives, from the PTX ISA's fragment layouts ----
  * One barrier a collective: each lane leaves its operands in one half of
@@ -315,11 +319,15 @@ EMU_UNUSED static void ldmatrix_x4_trans(uint32_t r[4], const bf16 *row)
 }
 
 /* ---- a CTA's run ---- */
-/* What a thread does when its kernel returns: nothing left in flight. */
+/* What a thread does when its kernel returns: no copy left in flight
+ * (groups committed empty, as a ring's last slices leave, are none). */
 static void thread_exit(void)
 {
-    if (!g_ctx[g_cur].groups.empty() || !g_ctx[g_cur].open.empty())
-        fail("cp.async left in flight at exit");
+    ctx &c = g_ctx[g_cur];
+    bool copies = !c.open.empty();
+    for (auto &g : c.groups)
+        copies = copies || !g.empty();
+    if (copies) fail("cp.async left in flight at exit");
     g_ctx[g_cur].state = DONE;
     _longjmp(g_sched_jb, 1);
 }

@@ -1,14 +1,17 @@
 /*
- * pgemm_emu.cpp - runs the small GEMM kernel's own source
+ * pgemm_emu.cpp - runs the own GEMM kernel's source
  * (backends/engine/cuda_pgemm.cu, copied out by extract.c) on the CPU, on
  * emu_cta.h's CTA: coroutine threads in a random order, PTX-spec MMAs,
- * cp.async landing at issue or only at wait_group, shared-memory races.
+ * cp.async landing at issue or only at wait_group, shared-memory races
+ * (a ring slot queued again while a warp still reads it among them).
  * What it holds the kernel to:
  *
  *  - every copy from W within the CTA's column tile and K chunk, every
- *    copy from X within its K chunk and X's M rows, and none from X before
- *    the thread's griddepcontrol.wait (X is the kernel before's output; W
- *    no kernel writes);
+ *    copy from X (gate|up with the SiLU) within its K chunk and X's M
+ *    rows, and none from X before the thread's griddepcontrol.wait (X is
+ *    the kernel before's output; W no kernel writes);
+ *  - the ring's first slices of W, all of the CTA's tile when the ring
+ *    holds its chunk, queued before the wait: what the kernel is for;
  *  - no global write before the wait; each Y element of the M rows written
  *    once a launch, by its column tile; each partial by its own split;
  *  - with splits, a CTA's partials fenced before its tile's count moves,
@@ -42,9 +45,10 @@ static struct {
     bf16 *Y;
     float *part;
     int *count;
-    int M, N, K, chunk, launch;
+    int M, N, K, chunk, stages, silu, launch;
     std::vector<int> y_writes, part_launch;
     bool waited[NT], stored[NT], fenced[NT];
+    long w_early;         /* the CTA's 16-byte copies of W before their thread's wait */
     std::vector<int> any; /* __syncthreads_or's value at each CTA barrier */
 } P;
 
@@ -68,6 +72,12 @@ static void own_column(size_t e, const char *what)
              col, g_block.x, g_block.y, n0, n0 + SSF_PGEMM_BN - 1, P.M - 1);
 }
 
+/* X's columns: gate|up's 2K with the SiLU */
+static size_t x_cols(void)
+{
+    return P.silu ? 2 * (size_t)P.K : (size_t)P.K;
+}
+
 static void cp_async16(void *dst, const void *src, int bytes)
 {
     if (bytes != 0 && bytes != 16) fail("cp.async bytes %d", bytes);
@@ -78,8 +88,10 @@ static void cp_async16(void *dst, const void *src, int bytes)
         if (row < n0 || row >= n0 + SSF_PGEMM_BN || col < k0 || col + 8 > k0 + P.chunk)
             fail("copy of W row %zu column %zu: block (%u,%u) has rows %zu-%zu, columns %zu-%zu",
                  row, col, g_block.x, g_block.y, n0, n0 + SSF_PGEMM_BN - 1, k0, k0 + P.chunk - 1);
-    } else if (bytes && b >= P.X && b + 8 <= P.X + (size_t)P.M * P.K) {
-        size_t col = (b - P.X) % P.K;
+        if (!P.waited[g_cur]) P.w_early++;
+    } else if (bytes && b >= P.X && b + 8 <= P.X + (size_t)P.M * x_cols()) {
+        size_t col = (b - P.X) % x_cols();
+        if (P.silu && col >= (size_t)P.K) col -= P.K; /* up's */
         need_wait("copies X");
         if (col < k0 || col + 8 > k0 + P.chunk)
             fail("copy of X column %zu: block (%u,%u) has columns %zu-%zu", col, g_block.x,
@@ -163,28 +175,49 @@ static int __syncthreads_or(int pred)
     return P.any[e];
 }
 
+/* cuda_common.cuh's SwiGLU element, from its spec */
+static bf16 silu_times(float g, float u)
+{
+    float a = bf2f(f2bf(g / (1.0f + expf(-g))));
+    return f2bf(a * u);
+}
+
 #include "pgemm_body.inc" /* extract.c writes it */
 
 /* ---- launch ---- */
 static void entry(void)
 {
-    pgemm_kernel(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk);
+    if (P.silu)
+        pgemm_kernel<true>(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages);
+    else
+        pgemm_kernel<false>(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages);
     thread_exit();
 }
 
 struct gcase {
-    int M, N, K, sms;
+    int M, N, K, silu, sms;
+    size_t cta_smem, sm_smem; /* 0: an H100's */
     unsigned seed;
 };
+
+/* X's element k of row m as the kernel multiplies it */
+static double x_at(const std::vector<bf16> &X, int m, int k, const gcase &C)
+{
+    if (!C.silu) return bf2f(X[(size_t)m * C.K + k]);
+    const bf16 *row = X.data() + (size_t)m * 2 * C.K;
+    return bf2f(silu_times(bf2f(row[k]), bf2f(row[C.K + k])));
+}
 
 static int run_case(const gcase &C)
 {
     std::mt19937 rng(C.seed);
     ssf_pgemm_shape sh;
-    /* an H100's shared memory */
-    if (ssf_pgemm_plan(C.N, C.K, C.sms, 232448, 233472, &sh)) fail("no plan");
-    int M = C.M, N = C.N, K = C.K;
-    std::vector<bf16> X((size_t)M * K), W((size_t)N * K), Y((size_t)M * N), first;
+    size_t cta_smem = C.cta_smem ? C.cta_smem : 232448, sm_smem = C.sm_smem ? C.sm_smem : 233472;
+    if (ssf_pgemm_plan(C.N, C.K, C.silu, C.sms, cta_smem, sm_smem, &sh)) fail("no plan");
+    int M = C.M, N = C.N, K = C.K, slices = sh.chunk / SSF_PGEMM_KS;
+    long want_early = (long)std::min(sh.stages, slices) * SSF_PGEMM_BN * SSF_PGEMM_KS / 8;
+    std::vector<bf16> X((size_t)M * K * (C.silu ? 2 : 1)), W((size_t)N * K), Y((size_t)M * N),
+        first;
     for (auto &x : X)
         x = f2bf((float)urand(rng));
     for (auto &w : W)
@@ -192,7 +225,7 @@ static int run_case(const gcase &C)
     std::vector<float> part(sh.partial_floats ? sh.partial_floats : 1);
     std::vector<int> count(sh.tiles, 0);
     P.X = X.data(), P.W = W.data(), P.Y = Y.data(), P.part = part.data(), P.count = count.data();
-    P.M = M, P.N = N, P.K = K, P.chunk = sh.chunk;
+    P.M = M, P.N = N, P.K = K, P.chunk = sh.chunk, P.stages = sh.stages, P.silu = C.silu;
     g_smem_bytes = sh.smem;
     g_smem = (char *)aligned_alloc(128, g_smem_bytes);
     g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
@@ -214,7 +247,12 @@ static int run_case(const gcase &C)
             for (int i = 0; i < NT; i++)
                 P.waited[i] = P.stored[i] = P.fenced[i] = false;
             P.any.clear();
+            P.w_early = 0;
             run_threads(entry);
+            if (P.w_early != want_early)
+                complain("  launch %d block (%u,%u) queues %ld copies of W before the wait, not "
+                         "%ld\n",
+                         launch, b.x, b.y, P.w_early, want_early);
         }
         for (size_t e = 0; e < Y.size(); e++)
             if (P.y_writes[e] != 1)
@@ -234,16 +272,17 @@ static int run_case(const gcase &C)
         for (int n = 0; n < N; n++) {
             double want = 0;
             for (int k = 0; k < K; k++)
-                want += (double)bf2f(X[(size_t)m * K + k]) * bf2f(W[(size_t)n * K + k]);
+                want += x_at(X, m, k, C) * bf2f(W[(size_t)n * K + k]);
             double got = bf2f(first[(size_t)m * N + n]), err = fabs(got - want);
             /* BF16's rounding of the sum, and fp32's of its terms */
             if (!(err <= 4e-3 * fabs(want) + 1e-5 * K))
                 complain("  Y[%d][%d]: got %g want %g\n", m, n, got, want);
             if (!(err <= worst)) worst = err;
         }
-    printf("%s M %2d N %4d K %4d: %d tiles x %d splits of %d, %zu bytes of shared memory: worst "
+    printf("%s M %2d N %4d K %4d%s: %d tiles x %d splits of %d, a ring of %d (%zu bytes): worst "
            "abs err %.3g\n",
-           bad ? "FAIL" : "ok  ", M, N, K, sh.tiles, sh.splits, sh.chunk, sh.smem, worst);
+           bad ? "FAIL" : "ok  ", M, N, K, C.silu ? " SiLU" : "", sh.tiles, sh.splits, sh.chunk,
+           sh.stages, sh.smem, worst);
     fflush(stdout);
     return bad;
 }
@@ -251,20 +290,34 @@ static int run_case(const gcase &C)
 int main(int argc, char **argv)
 {
     parse_emu_args(argc, argv, "pgemm_emu");
+    const size_t A100_CTA = 166912, A100_SM = 167936;
     const gcase cases[] = {
-        /* 1.5B's q|k|v at a batch of 64 on 132 SMs: 4 splits of 384; a
-         * quarter of its columns on 8 SMs: 2 splits of 768 */
-        {64, 2048, 1536, 132, 1},
-        {64, 256, 1536, 8, 2},
+        /* 1.5B's q|k|v at a batch of 64 on 132 SMs: 4 splits of 384, the
+         * ring the whole chunk; a quarter of its columns on 8 SMs */
+        {64, 2048, 1536, 0, 132, 0, 0, 1},
+        {64, 256, 1536, 0, 8, 0, 0, 2},
         /* 0.5B's q|k|v (7 splits of 128) at rows that leave warps idle and
          * a 16-row block part-full */
-        {33, 1152, 896, 132, 3},
-        {1, 1152, 896, 132, 4},
+        {33, 1152, 896, 0, 132, 0, 0, 3},
+        {1, 1152, 896, 0, 132, 0, 0, 4},
         /* one tile over many splits, and a few over two */
-        {17, 64, 1024, 132, 5},
-        {8, 192, 128, 132, 6},
+        {17, 64, 1024, 0, 132, 0, 0, 5},
+        {8, 192, 128, 0, 132, 0, 0, 6},
         /* one split: Y written straight */
-        {64, 256, 512, 4, 7},
+        {64, 256, 512, 0, 4, 0, 0, 7},
+        /* streaming: chunks longer than the ring, which wraps round 3-7
+         * times (gate|up's shape on two SMs: 24 slices through 6 slots) */
+        {64, 256, 1536, 0, 2, 0, 0, 8},
+        {40, 192, 2048, 0, 3, A100_CTA, A100_SM, 9},
+        /* down with the SiLU: 1.5B's on few SMs (a ring of 8, 2 splits of
+         * 70 slices), an A100's room, and rows past M */
+        {64, 128, 8960, 1, 4, 0, 0, 10},
+        {24, 192, 1280, 1, 3, A100_CTA, A100_SM, 11},
+        {1, 64, 640, 1, 132, 0, 0, 12},
+        /* five CTAs on one SM: rings of 2 over 16 slices; a ring of 3 with
+         * the SiLU, by a CTA's limit */
+        {16, 320, 1024, 0, 1, 0, 0, 13},
+        {64, 64, 1024, 1, 1, 83000, 0, 14},
     };
     int fails = 0;
     for (const gcase &c : cases) {
