@@ -322,9 +322,9 @@ BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache, the batches again
-# with RoPE and the KV store in the decode attention (rope) and (1.5B) with
-# q|k|v and o through the engine's own GEMM, alone and with rope (no PDL,
-# "nopdl", was timed in runs L-N and is left out);
+# with RoPE and the KV store in the decode attention (rope) and at batch 64
+# with the GEMMs through the engine's own, alone and (1.5B) with rope (no
+# PDL, "nopdl", was timed in runs L-N and is left out);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.
@@ -338,7 +338,7 @@ long_benches() {
     step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8flash
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
-    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope
+    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,pgemm
     step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64
 }
 # --perf: the op tests, the 1.5B ops and the long decode benches only (no

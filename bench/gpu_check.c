@@ -296,7 +296,7 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * the flash prefill kernel or not (fp8_flash: with an e4m3 cache too),
  * kernels launched only after the one before completed (no_pdl) or not,
  * decode steps' RoPE and KV store in the attention kernel (rope) or not,
- * q|k|v and o through the engine's own GEMM (own_gemms) or cuBLAS;
+ * the GEMMs of up to 64 rows through the engine's own (own_gemms) or cuBLAS;
  * `suffix` names it in TIME lines. */
 typedef struct variant {
     int graphs, fp8, flash, fp8_flash, no_pdl, rope, own_gemms;
@@ -837,8 +837,9 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * again with prompts through the decode kernel instead of the flash
  * prefill kernel ("noflash"), with each kernel launched after the one
  * before completed ("nopdl"), with decode steps' RoPE and KV store in the
- * attention kernel ("rope"), with q|k|v and o through the engine's own GEMM
- * ("pgemm"), or both ("ropepgemm"). */
+ * attention kernel ("rope"), with the GEMMs through the engine's own
+ * ("pgemm", at the batches it takes: up to SSF_PGEMM_MAX_M), or both
+ * ("ropepgemm"). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8flash"). */
 static int wants(const char *list, const char *what)
@@ -852,11 +853,22 @@ static int wants(const char *list, const char *what)
     return 0;
 }
 
+/* The batches of bs[n] the own GEMM takes (the others would time cuBLAS
+ * again) into out; their count. */
+static int own_gemm_batches(const int *bs, int n, int *out)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (bs[i] <= SSF_PGEMM_MAX_M) out[k++] = bs[i];
+    return k;
+}
+
 static void bench(const char *dir, const char *batches, int P, int steps, const char *extra)
 {
     ssf_error err;
     ssf_model *m = NULL;
-    int bs[16], maxb, nb = parse_batches(batches, bs, &maxb);
+    int bs[16], maxb, nb = parse_batches(batches, bs, &maxb), small[16];
+    int n_small = own_gemm_batches(bs, nb, small);
     ssf_device *gpu = NULL;
     pages pg;
     int ctx = P + steps + 8;
@@ -888,10 +900,11 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, NO_PDL, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "rope"))
         ok = bench_variant(m, &pg, ctx, ROPE, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "pgemm"))
-        ok = bench_variant(m, &pg, ctx, OWN_GEMMS, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "ropepgemm"))
-        ok = bench_variant(m, &pg, ctx, ROPE_OWN_GEMMS, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && n_small && wants(extra, "pgemm"))
+        ok = bench_variant(m, &pg, ctx, OWN_GEMMS, small, n_small, P, steps, copy_gbps, &err) == 0;
+    if (ok && n_small && wants(extra, "ropepgemm"))
+        ok = bench_variant(m, &pg, ctx, ROPE_OWN_GEMMS, small, n_small, P, steps, copy_gbps,
+                           &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;

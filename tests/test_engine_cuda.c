@@ -865,7 +865,8 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
 }
 
 /* What run_fixture's device does beside the defaults: decode steps' RoPE
- * and KV store in the attention kernel, q|k|v and o through the own GEMM. */
+ * and KV store in the attention kernel, the GEMMs of up to 64 rows through
+ * the own GEMM. */
 enum { ROPE = 1, OWN_GEMMS = 2 };
 
 /* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache;
