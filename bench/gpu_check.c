@@ -1135,9 +1135,9 @@ static double time_own_gemm(const char *name, int M, int N, int K, int silu, dou
     double ms = 0, wbytes = 2.0 * N * K;
     ssf_pgemm_shape sh;
     if (ssf_cuda_op_time_pgemm(M, N, K, silu, 20, &ms, &sh, &err) == 0) {
-        printf("TIME op=pgemm_%s M=%d N=%d K=%d silu=%d splits=%d chunk=%d stages=%d ms=%.4f "
-               "weight_GBps=%.0f vs_tuned=%.2f\n",
-               name, M, N, K, silu, sh.splits, sh.chunk, sh.stages, ms, wbytes / ms / 1e6,
+        printf("TIME op=pgemm_%s M=%d N=%d K=%d silu=%d bn=%d splits=%d chunk=%d stages=%d "
+               "ms=%.4f weight_GBps=%.0f vs_tuned=%.2f\n",
+               name, M, N, K, silu, sh.bn, sh.splits, sh.chunk, sh.stages, ms, wbytes / ms / 1e6,
                tuned_ms / ms);
         return ms;
     }

@@ -263,8 +263,9 @@ static double own_gemm_x(const float *X, int m, int k, int K, int silu)
 }
 
 /* The own GEMM kernel against a double GEMM: 1.5B's q|k|v and o (4 and 6
- * splits on an H100), gate|up (one split of 24 slices through a ring of
- * 4) and down with the SiLU (5 splits of 28 slices through a ring of 8),
+ * splits on an H100), gate|up (128-column tiles, one split of 24 slices
+ * through a ring of 4) and down with the SiLU (5 splits of 28 slices
+ * through a ring of 8),
  * 0.5B's q|k|v at rows that leave warps idle and its down at 40 rows (a
  * ring of 2); the op launches each three times, which must agree bit for
  * bit. */
@@ -283,8 +284,8 @@ static void test_pgemm(void **state)
         ssf_pgemm_shape sh;
         ssf_error err = {{0}};
         if (ssf_cuda_op_pgemm(M, N, K, silu, X, W, Y, &sh, &err)) fail_msg("%s", err.msg);
-        fprintf(stderr, "# own GEMM %dx%dx%d%s: %d splits of %d, a ring of %d\n", M, N, K,
-                silu ? " SiLU" : "", sh.splits, sh.chunk, sh.stages);
+        fprintf(stderr, "# own GEMM %dx%dx%d%s: %d tiles of %d x %d splits of %d, a ring of %d\n",
+                M, N, K, silu ? " SiLU" : "", sh.tiles, sh.bn, sh.splits, sh.chunk, sh.stages);
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
                 double acc = 0, mag = 0;

@@ -11,14 +11,14 @@
 
 /* ---- the small GEMM ------------------------------------------------------- */
 
-#define BN SSF_PGEMM_BN
 #define MR SSF_PGEMM_MAX_M
 #define KS SSF_PGEMM_KS
 #define KSTRIDE (KS + SSF_PGEMM_PAD) /* a row of a slice in shared memory */
 #define PG_WARPS (SSF_PGEMM_THREADS / WARP)
 
 static_assert(PG_WARPS * 16 == MR, "a warp a 16-row block of X");
-static_assert(BN % 8 == 0 && KS % 16 == 0, "columns in MMA slices of 8, K in steps of 16");
+static_assert(SSF_PGEMM_BN % 8 == 0 && SSF_PGEMM_BN_WIDE % 8 == 0 && KS % 16 == 0,
+              "columns in MMA slices of 8, K in steps of 16");
 static_assert(SSF_PGEMM_MAX_STAGES == 8, "cp_async_wait_upto's cases");
 
 /* One slot of the ring: a slice's BN rows of W, then X's MR rows (with
@@ -27,10 +27,10 @@ struct slot {
     bf16 *w, *x, *u;
 };
 
-__device__ static slot ring_slot(char *smem, int i, bool silu)
+template <int BN> __device__ static slot ring_slot(char *smem, int i, bool silu)
 {
     slot s;
-    s.w = (bf16 *)(smem + (size_t)i * SSF_PGEMM_SLOT_BYTES(silu));
+    s.w = (bf16 *)(smem + (size_t)i * SSF_PGEMM_SLOT_BYTES(BN, silu));
     s.x = s.w + BN * KSTRIDE;
     s.u = s.x + MR * KSTRIDE;
     return s;
@@ -113,6 +113,7 @@ __device__ static void cp_async_wait_upto(int n)
  * fragments from X, B fragments straight from W's rows (a column of W^T
  * is a row of W); rows KSTRIDE apart, so the 32 lanes' 4-byte reads fall
  * in 32 banks. */
+template <int BN>
 __device__ static void multiply(float (&acc)[BN / 8][4], const bf16 *xs, const bf16 *ws)
 {
     int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4;
@@ -133,6 +134,7 @@ __device__ static void multiply(float (&acc)[BN / 8][4], const bf16 *xs, const b
 
 /* The warp's 16 x BN results, rows below M: BF16 into Y, or fp32 into the
  * split's partial [M][N]. */
+template <int BN>
 __device__ static void store_warp(const float (&acc)[BN / 8][4], bf16 *Y, float *part, int row0,
                                   int M, int N, int n0)
 {
@@ -172,6 +174,7 @@ __device__ static bool last_of_tile(int *count, int splits)
 /* The tile's splits summed in split order (the same bits every launch),
  * into Y as BF16; partials read from L2, past this SM's L1, four splits'
  * reads in flight at once. */
+template <int BN>
 __device__ static void sum_splits(const float *part, bf16 *Y, int splits, int M, int N, int n0)
 {
     size_t split_stride = (size_t)M * N;
@@ -187,14 +190,14 @@ __device__ static void sum_splits(const float *part, bf16 *Y, int splits, int M,
     }
 }
 
-/* One CTA per (column tile, K chunk): grid (tiles, splits).  The ring's
- * copies are one commit group a slice: W's first `stages` slices, then
- * X's, then one a slice consumed (empty once none is left to queue), so
- * that slice i's W and X have landed when at most stages - 1 groups are
- * in flight.  Bound to SSF_PGEMM_SM_CTAS CTAs an SM (64 registers), which
- * the plan counts on. */
-template <bool SILU>
-__global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS)
+/* One CTA per (column tile of BN, K chunk): grid (tiles, splits).  The
+ * ring's copies are one commit group a slice: W's first `stages` slices,
+ * then X's, then one a slice consumed (empty once none is left to queue),
+ * so that slice i's W and X have landed when at most stages - 1 groups are
+ * in flight.  Bound to SSF_PGEMM_SM_CTAS(BN) CTAs an SM, which the plan
+ * counts on. */
+template <int BN, bool SILU>
+__global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS(BN))
     pgemm_kernel(const bf16 *X, const bf16 *W, bf16 *Y, float *part, int *count, int M, int N,
                  int K, int chunk, int stages)
 {
@@ -203,22 +206,22 @@ __global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS)
     const bf16 *w_tile = W + (size_t)n0 * K + k0;
     /* no kernel writes the weights: they land while the one before drains */
     for (int i = 0; i < stages; i++) {
-        if (i < slices) queue_rows(ring_slot(smem, i, SILU).w, w_tile + i * KS, K, BN, BN);
+        if (i < slices) queue_rows(ring_slot<BN>(smem, i, SILU).w, w_tile + i * KS, K, BN, BN);
         cp_async_commit();
     }
     grid_dep_enter();
     for (int i = 0; i < stages; i++) {
-        if (i < slices) queue_x(ring_slot(smem, i, SILU), X, M, K, k0 + i * KS, SILU);
+        if (i < slices) queue_x(ring_slot<BN>(smem, i, SILU), X, M, K, k0 + i * KS, SILU);
         cp_async_commit();
     }
     int row0 = threadIdx.x / WARP * 16, splits = gridDim.y;
     float acc[BN / 8][4] = {};
     for (int i = 0; i < slices; i++) {
-        slot s = ring_slot(smem, i % stages, SILU);
+        slot s = ring_slot<BN>(smem, i % stages, SILU);
         cp_async_wait_upto(stages - 1);
         if (SILU) gate_times_up(s, M);
         __syncthreads();
-        if (row0 < M) multiply(acc, s.x + row0 * KSTRIDE, s.w);
+        if (row0 < M) multiply<BN>(acc, s.x + row0 * KSTRIDE, s.w);
         int next = i + stages;
         if (next < slices) {
             __syncthreads(); /* every warp is done with the slot */
@@ -228,9 +231,9 @@ __global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS)
         cp_async_commit();
     }
     float *mine = splits > 1 ? part + (size_t)blockIdx.y * M * N : NULL;
-    store_warp(acc, Y, mine, row0, M, N, n0);
+    store_warp<BN>(acc, Y, mine, row0, M, N, n0);
     if (splits > 1 && last_of_tile(count + blockIdx.x, splits))
-        sum_splits(part, Y, splits, M, N, n0);
+        sum_splits<BN>(part, Y, splits, M, N, n0);
 }
 
 cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev)
@@ -245,8 +248,10 @@ cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev)
     /* every plan's shape.smem is within the opt-in limit: asking for the
      * limit lets no later open, for another model, lower it under a shape
      * in use */
-    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<false>, (size_t)cta);
-    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<true>, (size_t)cta);
+    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<SSF_PGEMM_BN, false>, (size_t)cta);
+    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<SSF_PGEMM_BN, true>, (size_t)cta);
+    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<SSF_PGEMM_BN_WIDE, false>, (size_t)cta);
+    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<SSF_PGEMM_BN_WIDE, true>, (size_t)cta);
     dev->sms = sms, dev->cta_smem = (size_t)cta, dev->sm_smem = (size_t)sm;
     return e;
 }
@@ -256,15 +261,29 @@ int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, int silu, ssf_pg
     return ssf_pgemm_plan(N, K, silu, dev->sms, dev->cta_smem, dev->sm_smem, sh);
 }
 
+typedef void (*pgemm_fn)(const bf16 *, const bf16 *, bf16 *, float *, int *, int, int, int, int,
+                         int);
+
+/* The kernel build for a shape's tile width and SiLU; NULL for none. */
+static pgemm_fn pgemm_build(const ssf_pgemm_shape *sh)
+{
+    if (sh->bn == SSF_PGEMM_BN)
+        return sh->silu ? pgemm_kernel<SSF_PGEMM_BN, true> : pgemm_kernel<SSF_PGEMM_BN, false>;
+    if (sh->bn == SSF_PGEMM_BN_WIDE)
+        return sh->silu ? pgemm_kernel<SSF_PGEMM_BN_WIDE, true>
+                        : pgemm_kernel<SSF_PGEMM_BN_WIDE, false>;
+    return NULL;
+}
+
 cudaError_t ssfk_pgemm(const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W, bf16 *Y,
                        float *part, int *count, int M, int N, int K, cudaStream_t st)
 {
-    if (M < 1 || M > MR || N != sh->tiles * BN || K != sh->splits * sh->chunk || sh->chunk % KS ||
-        sh->stages < 1 || sh->stages > SSF_PGEMM_MAX_STAGES || sh->stages > sh->chunk / KS ||
-        sh->smem != ssf_pgemm_smem(sh->stages, sh->silu) || (sh->splits > 1 && (!part || !count)))
+    pgemm_fn kernel = pgemm_build(sh);
+    if (!kernel || M < 1 || M > MR || N != sh->tiles * sh->bn || K != sh->splits * sh->chunk ||
+        sh->chunk % KS || sh->stages < 1 || sh->stages > SSF_PGEMM_MAX_STAGES ||
+        sh->stages > sh->chunk / KS || sh->smem != ssf_pgemm_smem(sh->bn, sh->stages, sh->silu) ||
+        (sh->splits > 1 && (!part || !count)))
         return cudaErrorInvalidValue;
-    void (*kernel)(const bf16 *, const bf16 *, bf16 *, float *, int *, int, int, int, int, int) =
-        sh->silu ? pgemm_kernel<true> : pgemm_kernel<false>;
     return launch_pdl(kernel, dim3(sh->tiles, sh->splits), SSF_PGEMM_THREADS, sh->smem, st, X, W, Y,
                       part, count, M, N, K, sh->chunk, sh->stages);
 }

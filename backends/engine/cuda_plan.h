@@ -97,9 +97,12 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
  * cuBLAS takes about 7 us for 1.5B's 5-6 MB q|k|v or o at 64 rows on an
  * H100, three times their bytes' time, and reads the 27.5 MB down
  * projection at 1.7 TB/s where a copy runs at 3 (bench/README-gpu.md, run
- * N).  Each CTA of this kernel takes SSF_PGEMM_BN columns of W over one of
- * `splits` equal chunks of K, in slices of SSF_PGEMM_KS streamed through a
- * ring of `stages` in shared memory.  The grid is one wave, and the ring's
+ * N).  Each CTA of this kernel takes `bn` columns of W over one of `splits`
+ * equal chunks of K, in slices of SSF_PGEMM_KS streamed through a ring of
+ * `stages` in shared memory.  Every CTA of a column tile reads X's rows
+ * of its chunk again (from L2): 128 columns a CTA halve that traffic,
+ * which at 64 rows and 64 columns equals W's, so a GEMM wide enough for a
+ * wave of 128-column tiles without splits takes them.  The grid is one wave, and the ring's
  * first slices of W, which no kernel writes, are copied in before the CTA
  * waits for the kernel before it (a programmatic dependent launch): for
  * q|k|v and o the ring holds the whole chunk, so all of W is read while
@@ -108,20 +111,23 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
  * `silu`, X is the gate|up GEMM's output [M][2K] and the kernel multiplies
  * SiLU(gate) by up as each slice lands, where ssfk_silu_mul would have.
  */
-#define SSF_PGEMM_MAX_M 64 /* rows: 4 warps of 16 */
-#define SSF_PGEMM_BN 64    /* columns a CTA */
-#define SSF_PGEMM_KS 64    /* K a slice of the ring */
+#define SSF_PGEMM_MAX_M 64    /* rows: 4 warps of 16 */
+#define SSF_PGEMM_BN 64       /* columns a CTA ... */
+#define SSF_PGEMM_BN_WIDE 128 /* ... or, without splits, these */
+#define SSF_PGEMM_KS 64       /* K a slice of the ring */
 #define SSF_PGEMM_THREADS 128
 #define SSF_PGEMM_PAD 8        /* BF16 after each row in shared memory: 16 bytes */
 #define SSF_PGEMM_MAX_STAGES 8 /* the ring's slices at most */
-#define SSF_PGEMM_SM_CTAS 6    /* CTAs an SM holds at most: the kernel is bound to 80 registers */
-/* a slot of the ring: a slice's rows of W, then X's (gate's and up's) */
-#define SSF_PGEMM_SLOT_BYTES(silu)                                                                 \
-    ((size_t)(SSF_PGEMM_BN + SSF_PGEMM_MAX_M * ((silu) ? 2 : 1)) *                                 \
-     (SSF_PGEMM_KS + SSF_PGEMM_PAD) * 2)
+/* CTAs an SM holds at most: the kernel is bound to 80 registers with 64
+ * columns, 128 with 128 */
+#define SSF_PGEMM_SM_CTAS(bn) ((bn) > SSF_PGEMM_BN ? 4 : 6)
+/* a slot of the ring: a slice's bn rows of W, then X's (gate's and up's) */
+#define SSF_PGEMM_SLOT_BYTES(bn, silu)                                                             \
+    ((size_t)((bn) + SSF_PGEMM_MAX_M * ((silu) ? 2 : 1)) * (SSF_PGEMM_KS + SSF_PGEMM_PAD) * 2)
 
 typedef struct ssf_pgemm_shape {
     int tiles, splits;     /* grid: column tiles x K chunks */
+    int bn;                /* columns a tile: SSF_PGEMM_BN or SSF_PGEMM_BN_WIDE */
     int chunk;             /* K a CTA, whole slices */
     int stages;            /* slices the ring holds, at most chunk's */
     int silu;              /* X is gate|up, multiplied through SiLU */
@@ -131,17 +137,18 @@ typedef struct ssf_pgemm_shape {
 
 /* The shape for N x K weights (silu: X is gate|up, K the intermediate
  * size) on a device of `sms` SMs, each CTA taking at most cta_smem bytes
- * of shared memory and an SM sm_smem.  Splits: the fewest whose CTAs run
- * as one wave over at least 9 in 10 of the SMs, else the most that run as
- * one wave; the ring: as many slices as one wave leaves room for, at most
- * the chunk's (and at least two, or the one a chunk of one slice has).  -1
- * when none runs as one wave, or N is not a multiple of SSF_PGEMM_BN or K
- * of SSF_PGEMM_KS. */
+ * of shared memory and an SM sm_smem.  Tiles of SSF_PGEMM_BN_WIDE columns
+ * when they run as one wave over at least 9 in 10 of the SMs without
+ * splits; else of SSF_PGEMM_BN, with the fewest splits whose CTAs do so,
+ * else the most that run as one wave.  The ring: as many slices as one
+ * wave leaves room for, at most the chunk's (and at least two, or the one
+ * a chunk of one slice has).  -1 when none runs as one wave, or N is not a
+ * multiple of SSF_PGEMM_BN or K of SSF_PGEMM_KS. */
 int ssf_pgemm_plan(int N, int K, int silu, int sms, size_t cta_smem, size_t sm_smem,
                    ssf_pgemm_shape *out);
 
-/* Shared memory of a CTA whose ring holds `stages` slices. */
-size_t ssf_pgemm_smem(int stages, int silu);
+/* Shared memory of a CTA of `bn` columns whose ring holds `stages` slices. */
+size_t ssf_pgemm_smem(int bn, int stages, int silu);
 
 #ifdef __cplusplus
 }

@@ -45,7 +45,7 @@ static struct {
     bf16 *Y;
     float *part;
     int *count;
-    int M, N, K, chunk, stages, silu, launch;
+    int M, N, K, bn, chunk, stages, silu, launch;
     std::vector<int> y_writes, part_launch;
     bool waited[NT], stored[NT], fenced[NT];
     long w_early;         /* the CTA's 16-byte copies of W before their thread's wait */
@@ -66,10 +66,10 @@ static void need_wait(const char *what)
  * the M rows */
 static void own_column(size_t e, const char *what)
 {
-    size_t row = e / P.N, col = e % P.N, n0 = (size_t)g_block.x * SSF_PGEMM_BN;
-    if ((int)row >= P.M || col < n0 || col >= n0 + SSF_PGEMM_BN)
+    size_t row = e / P.N, col = e % P.N, n0 = (size_t)g_block.x * P.bn;
+    if ((int)row >= P.M || col < n0 || col >= n0 + P.bn)
         fail("%s at row %zu column %zu: block (%u,%u) has columns %zu-%zu of rows 0-%d", what, row,
-             col, g_block.x, g_block.y, n0, n0 + SSF_PGEMM_BN - 1, P.M - 1);
+             col, g_block.x, g_block.y, n0, n0 + P.bn - 1, P.M - 1);
 }
 
 /* X's columns: gate|up's 2K with the SiLU */
@@ -84,10 +84,10 @@ static void cp_async16(void *dst, const void *src, int bytes)
     const bf16 *b = (const bf16 *)src;
     size_t k0 = (size_t)g_block.y * P.chunk;
     if (bytes && b >= P.W && b + 8 <= P.W + (size_t)P.N * P.K) {
-        size_t row = (b - P.W) / P.K, col = (b - P.W) % P.K, n0 = (size_t)g_block.x * SSF_PGEMM_BN;
-        if (row < n0 || row >= n0 + SSF_PGEMM_BN || col < k0 || col + 8 > k0 + P.chunk)
+        size_t row = (b - P.W) / P.K, col = (b - P.W) % P.K, n0 = (size_t)g_block.x * P.bn;
+        if (row < n0 || row >= n0 + P.bn || col < k0 || col + 8 > k0 + P.chunk)
             fail("copy of W row %zu column %zu: block (%u,%u) has rows %zu-%zu, columns %zu-%zu",
-                 row, col, g_block.x, g_block.y, n0, n0 + SSF_PGEMM_BN - 1, k0, k0 + P.chunk - 1);
+                 row, col, g_block.x, g_block.y, n0, n0 + P.bn - 1, k0, k0 + P.chunk - 1);
         if (!P.waited[g_cur]) P.w_early++;
     } else if (bytes && b >= P.X && b + 8 <= P.X + (size_t)P.M * x_cols()) {
         size_t col = (b - P.X) % x_cols();
@@ -187,10 +187,12 @@ static bf16 silu_times(float g, float u)
 /* ---- launch ---- */
 static void entry(void)
 {
-    if (P.silu)
-        pgemm_kernel<true>(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages);
-    else
-        pgemm_kernel<false>(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages);
+    auto kernel =
+        P.bn == SSF_PGEMM_BN
+            ? (P.silu ? pgemm_kernel<SSF_PGEMM_BN, true> : pgemm_kernel<SSF_PGEMM_BN, false>)
+            : (P.silu ? pgemm_kernel<SSF_PGEMM_BN_WIDE, true>
+                      : pgemm_kernel<SSF_PGEMM_BN_WIDE, false>);
+    kernel(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages);
     thread_exit();
 }
 
@@ -215,7 +217,7 @@ static int run_case(const gcase &C)
     size_t cta_smem = C.cta_smem ? C.cta_smem : 232448, sm_smem = C.sm_smem ? C.sm_smem : 233472;
     if (ssf_pgemm_plan(C.N, C.K, C.silu, C.sms, cta_smem, sm_smem, &sh)) fail("no plan");
     int M = C.M, N = C.N, K = C.K, slices = sh.chunk / SSF_PGEMM_KS;
-    long want_early = (long)std::min(sh.stages, slices) * SSF_PGEMM_BN * SSF_PGEMM_KS / 8;
+    long want_early = (long)std::min(sh.stages, slices) * sh.bn * SSF_PGEMM_KS / 8;
     std::vector<bf16> X((size_t)M * K * (C.silu ? 2 : 1)), W((size_t)N * K), Y((size_t)M * N),
         first;
     for (auto &x : X)
@@ -225,7 +227,8 @@ static int run_case(const gcase &C)
     std::vector<float> part(sh.partial_floats ? sh.partial_floats : 1);
     std::vector<int> count(sh.tiles, 0);
     P.X = X.data(), P.W = W.data(), P.Y = Y.data(), P.part = part.data(), P.count = count.data();
-    P.M = M, P.N = N, P.K = K, P.chunk = sh.chunk, P.stages = sh.stages, P.silu = C.silu;
+    P.M = M, P.N = N, P.K = K, P.bn = sh.bn, P.chunk = sh.chunk, P.stages = sh.stages;
+    P.silu = C.silu;
     g_smem_bytes = sh.smem;
     g_smem = (char *)aligned_alloc(128, g_smem_bytes);
     g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
@@ -279,10 +282,10 @@ static int run_case(const gcase &C)
                 complain("  Y[%d][%d]: got %g want %g\n", m, n, got, want);
             if (!(err <= worst)) worst = err;
         }
-    printf("%s M %2d N %4d K %4d%s: %d tiles x %d splits of %d, a ring of %d (%zu bytes): worst "
-           "abs err %.3g\n",
-           bad ? "FAIL" : "ok  ", M, N, K, C.silu ? " SiLU" : "", sh.tiles, sh.splits, sh.chunk,
-           sh.stages, sh.smem, worst);
+    printf("%s M %2d N %4d K %4d%s: %d tiles of %d x %d splits of %d, a ring of %d (%zu bytes): "
+           "worst abs err %.3g\n",
+           bad ? "FAIL" : "ok  ", M, N, K, C.silu ? " SiLU" : "", sh.tiles, sh.bn, sh.splits,
+           sh.chunk, sh.stages, sh.smem, worst);
     fflush(stdout);
     return bad;
 }
@@ -305,8 +308,9 @@ int main(int argc, char **argv)
         {8, 192, 128, 0, 132, 0, 0, 6},
         /* one split: Y written straight */
         {64, 256, 512, 0, 4, 0, 0, 7},
-        /* streaming: chunks longer than the ring, which wraps round 3-7
-         * times (gate|up's shape on two SMs: 24 slices through 6 slots) */
+        /* streaming: chunks longer than the ring, which wraps round 3-4
+         * times (two 128-column tiles on two SMs: 24 slices through 8
+         * slots) */
         {64, 256, 1536, 0, 2, 0, 0, 8},
         {40, 192, 2048, 0, 3, A100_CTA, A100_SM, 9},
         /* down with the SiLU: 1.5B's on few SMs (a ring of 8, 2 splits of
@@ -315,9 +319,12 @@ int main(int argc, char **argv)
         {24, 192, 1280, 1, 3, A100_CTA, A100_SM, 11},
         {1, 64, 640, 1, 132, 0, 0, 12},
         /* five CTAs on one SM: rings of 2 over 16 slices; a ring of 3 with
-         * the SiLU, by a CTA's limit */
+         * the SiLU, by a CTA's limit; three 128-column tiles, unsplit, on
+         * one SM (a ring of 2 over 24 slices) and two with the SiLU */
         {16, 320, 1024, 0, 1, 0, 0, 13},
         {64, 64, 1024, 1, 1, 83000, 0, 14},
+        {64, 384, 1536, 0, 1, 0, 0, 15},
+        {50, 256, 896, 1, 2, 0, 0, 16},
     };
     int fails = 0;
     for (const gcase &c : cases) {
