@@ -1126,18 +1126,18 @@ static void check_sampler(void)
 /* ---- where a decode step's time goes ---------------------------------------------------- */
 
 /* A GEMM at M rows through the engine's own kernel, beside the tuned
- * cuBLAS time (down: with the SiLU in its load, which cuBLAS's time
+ * cuBLAS time (gate|up: with SwiGLU's epilogue, which cuBLAS's time
  * leaves to a kernel of its own); its ms, or the tuned ms when it has no
  * plan, which it says. */
-static double time_own_gemm(const char *name, int M, int N, int K, int silu, double tuned_ms)
+static double time_own_gemm(const char *name, int M, int N, int K, int swiglu, double tuned_ms)
 {
     ssf_error err;
     double ms = 0, wbytes = 2.0 * N * K;
     ssf_pgemm_shape sh;
-    if (ssf_cuda_op_time_pgemm(M, N, K, silu, 20, &ms, &sh, &err) == 0) {
-        printf("TIME op=pgemm_%s M=%d N=%d K=%d silu=%d bn=%d splits=%d chunk=%d stages=%d "
+    if (ssf_cuda_op_time_pgemm(M, N, K, swiglu, 20, &ms, &sh, &err) == 0) {
+        printf("TIME op=pgemm_%s M=%d N=%d K=%d swiglu=%d bn=%d splits=%d chunk=%d stages=%d "
                "ms=%.4f weight_GBps=%.0f vs_tuned=%.2f\n",
-               name, M, N, K, silu, sh.bn, sh.splits, sh.chunk, sh.stages, ms, wbytes / ms / 1e6,
+               name, M, N, K, swiglu, sh.bn, sh.splits, sh.chunk, sh.stages, ms, wbytes / ms / 1e6,
                tuned_ms / ms);
         return ms;
     }
@@ -1181,7 +1181,7 @@ static void time_ops(const ssf_model_config *c)
             if (ok && own) /* the engine keeps lm_head on cuBLAS */
                 step_own += (g[i].per_layer ? L : 1) *
                             (g[i].per_layer
-                                 ? time_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 3, tuned)
+                                 ? time_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 2, tuned)
                                  : tuned);
         }
         if (ok)

@@ -71,7 +71,7 @@ static const char help_engine[] =
     "  --rope-in-attention   engine (CUDA; not yet timed on a GPU): decode steps' bias, RoPE and\n"
     "                        KV store done by the attention kernel, one launch a layer fewer\n"
     "  --own-small-gemms     engine (CUDA; not yet timed on a GPU): the GEMMs of up to 64 rows\n"
-    "                        (q|k|v, o, gate|up, down with the SiLU) through the engine's own\n"
+    "                        (q|k|v, o, gate|up with the SiLU, down) through the engine's own\n"
     "                        GEMM instead of cuBLAS\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"

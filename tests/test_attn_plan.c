@@ -294,11 +294,11 @@ static void test_prefill_smem(void **state)
 #define H100_CTA_SMEM 232448 /* cudaDevAttrMaxSharedMemoryPerBlockOptin */
 #define H100_SM_SMEM 233472  /* cudaDevAttrMaxSharedMemoryPerMultiprocessor */
 
-static ssf_pgemm_shape pgemm(int N, int K, int silu)
+static ssf_pgemm_shape pgemm(int N, int K, int swiglu)
 {
     ssf_pgemm_shape s;
-    if (ssf_pgemm_plan(N, K, silu, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &s))
-        fail_msg("no own-GEMM plan for N %d K %d silu %d", N, K, silu);
+    if (ssf_pgemm_plan(N, K, swiglu, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, &s))
+        fail_msg("no own-GEMM plan for N %d K %d swiglu %d", N, K, swiglu);
     return s;
 }
 
@@ -320,34 +320,38 @@ static void test_pgemm_models(void **state)
     assert_int_equal(s.chunk, 384);
     assert_int_equal(s.smem, 6 * (64 + 64) * 72 * 2);
     assert_int_equal(s.partial_floats, 4 * 64 * 2048);
-    assert_int_equal(s.silu, 0);
+    assert_int_equal(s.swiglu, 0);
     /* 1.5B o: 4 chunks would leave 36 SMs idle; 6 are 144 CTAs, two on
      * some SMs, each ring a whole chunk of 4 slices */
     expect_shape(pgemm(1536, 1536, 0), 24, 6, 4);
     assert_int_equal(s.bn, 64);
-    /* 1.5B gate|up: 140 tiles of 128 columns, one chunk (64-column tiles
-     * would read X from L2 as often as W), two CTAs on some SMs, a ring
-     * of 4 of the 24 slices */
-    s = pgemm(17920, 1536, 0);
+    /* 1.5B gate|up with SwiGLU's epilogue: 140 tiles of 128 columns, one
+     * chunk (64-column tiles would read X from L2 as often as W), two
+     * CTAs on some SMs, a ring of 4 of the 24 slices */
+    s = pgemm(17920, 1536, 1);
     expect_shape(s, 140, 1, 4);
     assert_int_equal(s.bn, 128);
+    assert_int_equal(s.swiglu, 1);
     assert_int_equal(s.smem, 4 * (128 + 64) * 72 * 2);
     assert_int_equal(s.partial_floats, 0);
-    /* 1.5B down with the SiLU: 5 chunks of 28 slices, 120 CTAs, a ring of
-     * 8 slots of W, gate and up */
-    s = pgemm(1536, 8960, 1);
+    /* 1.5B down: 5 chunks of 28 slices, 120 CTAs, a ring of 8 */
+    s = pgemm(1536, 8960, 0);
     expect_shape(s, 24, 5, 8);
-    assert_int_equal(s.silu, 1);
-    assert_int_equal(s.smem, 8 * (64 + 2 * 64) * 72 * 2);
+    assert_int_equal(s.smem, 8 * (64 + 64) * 72 * 2);
     assert_int_equal(s.bn, 64);
     /* 7B: q|k|v 144 CTAs of 28 slices, o 224 of 14, gate|up 296 wide
      * ones of 56 (three on an SM: a ring of 2), down 224 of 74 */
     expect_shape(pgemm(4608, 3584, 0), 72, 2, 6);
     expect_shape(pgemm(3584, 3584, 0), 56, 4, 6);
-    s = pgemm(37888, 3584, 0);
+    s = pgemm(37888, 3584, 1);
     expect_shape(s, 296, 1, 2);
     assert_int_equal(s.bn, 128);
-    expect_shape(pgemm(3584, 18944, 1), 56, 4, 4);
+    expect_shape(pgemm(3584, 18944, 0), 56, 4, 6);
+    /* 0.5B gate|up with SwiGLU's epilogue: 76 wide tiles would leave 56
+     * SMs idle, so 152 of 64 columns, still unsplit */
+    s = pgemm(9728, 896, 1);
+    expect_shape(s, 152, 1, 6);
+    assert_int_equal(s.bn, 64);
     /* 0.5B q|k|v: 18 tiles x 7 chunks of 128 */
     s = pgemm(1152, 896, 0);
     expect_shape(s, 18, 7, 2);
@@ -369,33 +373,40 @@ static void test_pgemm_refusals(void **state)
     assert_int_equal(ssf_pgemm_plan(2048, 1536, 0, 0, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
     /* shared memory too small for one slot */
     assert_int_equal(ssf_pgemm_plan(2048, 1536, 0, 132, 1000, 1000, &s), -1);
-    /* room for one slot of W and X but not of gate and up */
-    size_t one = SSF_PGEMM_SLOT_BYTES(SSF_PGEMM_BN, 0);
+    /* room for one slot and no more: two slices must be split, which
+     * SwiGLU's epilogue cannot */
+    size_t one = SSF_PGEMM_SLOT_BYTES(SSF_PGEMM_BN);
     assert_int_equal(ssf_pgemm_plan(64, 64, 0, 132, one, one + 1024, &s), 0);
-    assert_int_equal(ssf_pgemm_plan(64, 64, 1, 132, one, one + 1024, &s), -1);
+    assert_int_equal(ssf_pgemm_plan(64, 128, 0, 132, one, one + 1024, &s), 0);
+    assert_int_equal(s.splits, 2);
+    assert_int_equal(ssf_pgemm_plan(64, 128, 1, 132, one, one + 1024, &s), -1);
+    /* SwiGLU's epilogue takes no splits: 1.5B's q|k|v shape runs as 32
+     * unsplit CTAs, where without it it takes 4 splits */
+    assert_int_equal(ssf_pgemm_plan(2048, 1536, 1, 132, H100_CTA_SMEM, H100_SM_SMEM, &s), 0);
+    assert_int_equal(s.splits, 1);
+    assert_int_equal(s.partial_floats, 0);
     /* more tiles than SSF_PGEMM_SM_CTAS an SM can run at once */
     assert_int_equal(ssf_pgemm_plan(64 * 7, 64, 0, 1, H100_CTA_SMEM, H100_SM_SMEM, &s), -1);
 }
 
 /* Whether `ctas` CTAs of bn columns and `slices` slices each run in one
  * wave with a ring of two slots (one for a chunk of one slice). */
-static int one_wave(long long ctas, int bn, int slices, int silu, int sms, size_t cta, size_t sm)
+static int one_wave(long long ctas, int bn, int slices, int sms, size_t cta, size_t sm)
 {
     long long per_sm = (ctas + sms - 1) / sms;
     if (per_sm > SSF_PGEMM_SM_CTAS(bn)) return 0;
     size_t room = sm / (size_t)per_sm - 1024,
-           need = SSF_PGEMM_SLOT_BYTES(bn, silu) * (slices < 2 ? 1 : 2);
+           need = SSF_PGEMM_SLOT_BYTES(bn) * (slices < 2 ? 1 : 2);
     return need <= room && need <= cta;
 }
 
 /* The tile width rule: 128 columns exactly when those tiles, unsplit,
  * cover 9 in 10 SMs in one wave. */
-static void check_width(const ssf_pgemm_shape *s, int N, int K, int silu, int sms, size_t cta,
-                        size_t sm)
+static void check_width(const ssf_pgemm_shape *s, int N, int K, int sms, size_t cta, size_t sm)
 {
     int wide = SSF_PGEMM_BN_WIDE,
         fits_wide = N % wide == 0 && 10LL * (N / wide) >= 9LL * sms &&
-                    one_wave(N / wide, wide, K / SSF_PGEMM_KS, silu, sms, cta, sm);
+                    one_wave(N / wide, wide, K / SSF_PGEMM_KS, sms, cta, sm);
     assert_int_equal(s->bn, fits_wide ? wide : SSF_PGEMM_BN);
     if (s->bn == wide) assert_int_equal(s->splits, 1);
 }
@@ -412,40 +423,41 @@ static void test_pgemm_sweep(void **state)
     int planned = 0, wide = 0;
     for (int d = 0; d < 3; d++)
         for (int m = 0; m < 2; m++)
-            for (int silu = 0; silu < 2; silu++)
+            for (int swiglu = 0; swiglu < 2; swiglu++)
                 for (int N = 64; N <= 40000; N += 64 * 23)
                     for (int K = 64; K <= 20000; K += 64 * 13) {
                         ssf_pgemm_shape s;
                         int sms = sms_of[d];
-                        if (ssf_pgemm_plan(N, K, silu, sms, cta_of[m], sm_of[m], &s)) continue;
+                        if (ssf_pgemm_plan(N, K, swiglu, sms, cta_of[m], sm_of[m], &s)) continue;
                         planned++;
                         wide += s.bn == SSF_PGEMM_BN_WIDE;
                         int slices = s.chunk / SSF_PGEMM_KS;
-                        check_width(&s, N, K, silu, sms, cta_of[m], sm_of[m]);
+                        check_width(&s, N, K, sms, cta_of[m], sm_of[m]);
                         assert_int_equal(s.tiles * s.bn, N);
                         assert_int_equal(s.splits * s.chunk, K);
                         assert_int_equal(s.chunk % SSF_PGEMM_KS, 0);
                         assert_true(s.stages >= (slices < 2 ? slices : 2));
                         assert_true(s.stages <= slices && s.stages <= SSF_PGEMM_MAX_STAGES);
-                        assert_int_equal(s.silu, silu);
-                        assert_int_equal(s.smem, ssf_pgemm_smem(s.bn, s.stages, silu));
+                        assert_int_equal(s.swiglu, swiglu);
+                        assert_int_equal(s.smem, ssf_pgemm_smem(s.bn, s.stages));
                         assert_true(s.smem <= cta_of[m]);
                         long long ctas = (long long)s.tiles * s.splits;
                         long long per_sm = (ctas + sms - 1) / sms;
                         assert_true(per_sm <= SSF_PGEMM_SM_CTAS(s.bn));
                         assert_true((size_t)per_sm * (s.smem + 1024) <= sm_of[m]);
-                        if (s.bn != SSF_PGEMM_BN) continue;
+                        if (swiglu) assert_int_equal(s.splits, 1); /* its epilogue's sums */
+                        if (swiglu || s.bn != SSF_PGEMM_BN) continue;
                         /* fewer splits would not cover 9 in 10 SMs in one wave */
                         int all = K / SSF_PGEMM_KS, bn = SSF_PGEMM_BN;
                         for (int fewer = 1; fewer < s.splits; fewer++)
-                            if (all % fewer == 0 && one_wave(s.tiles * fewer, bn, all / fewer, silu,
-                                                             sms, cta_of[m], sm_of[m]))
+                            if (all % fewer == 0 && one_wave(s.tiles * fewer, bn, all / fewer, sms,
+                                                             cta_of[m], sm_of[m]))
                                 assert_true(10LL * s.tiles * fewer < 9LL * sms);
                         /* short of that, no more splits would run in one wave */
                         for (int more = s.splits + 1; 10 * ctas < 9LL * sms && more <= all; more++)
                             if (all % more == 0)
                                 assert_false(one_wave((long long)s.tiles * more, bn, all / more,
-                                                      silu, sms, cta_of[m], sm_of[m]));
+                                                      sms, cta_of[m], sm_of[m]));
                     }
     assert_true(planned > 100);
     assert_true(wide > 20 && wide < planned / 2);

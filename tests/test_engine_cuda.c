@@ -133,7 +133,7 @@ static void test_refusal_without_device(void **state)
     assert_non_null(strstr(e2.msg, "--device cpu"));
     assert_null(strchr(e2.msg, '\n'));
     float out[4];
-    assert_int_equal(ssf_cuda_op_silu_mul(1, 2, out, out, &e2), -1);
+    assert_int_equal(ssf_cuda_op_silu_mul(1, 2, 0, out, out, &e2), -1);
     ssf_model_close(m);
 }
 
@@ -175,24 +175,41 @@ static void test_rmsnorm(void **state)
     check_rmsnorm(1, 1001, 1); /* not a multiple of the block */
 }
 
-static void test_silu_mul(void **state)
+/* The column of gate|up that holds output i's gate: gate's half, or (block)
+ * the first of each pair of `block` columns; up's is `block` (or inter)
+ * further. */
+static size_t gate_column(size_t i, int inter, int block)
 {
-    (void)state;
-    skip_without_gpu();
-    int rows = 7, inter = 300;
-    size_t n = (size_t)rows * inter;
+    return block ? i / block * 2 * block + i % block : i;
+}
+
+static void check_silu_mul(int rows, int inter, int block)
+{
+    size_t n = (size_t)rows * inter, up = block ? (size_t)block : (size_t)inter;
     float *gu = draws(2 * n, 6.0f, 0.0f, 21), *h = malloc(n * 4);
     double *ref = malloc(n * 8);
     ssf_error err = {{0}};
-    if (ssf_cuda_op_silu_mul(rows, inter, gu, h, &err)) fail_msg("%s", err.msg);
+    if (ssf_cuda_op_silu_mul(rows, inter, block, gu, h, &err)) fail_msg("%s", err.msg);
     for (int r = 0; r < rows; r++)
         for (int i = 0; i < inter; i++) {
-            double g = gu[(size_t)r * 2 * inter + i], u = gu[(size_t)r * 2 * inter + inter + i];
+            const float *row = gu + (size_t)r * 2 * inter;
+            size_t c = gate_column((size_t)i, inter, block);
+            double g = row[c], u = row[c + up];
             ref[(size_t)r * inter + i] =
                 bf16r((float)((double)bf16r((float)(g / (1 + exp(-g)))) * u));
         }
     expect_close("silu_mul", h, ref, n, 1.6e-2, 1e-6);
     free(gu), free(h), free(ref);
+}
+
+/* gate's then up's halves, and the pairs of 64 columns the own GEMM's
+ * SwiGLU epilogue has the weights' rows in */
+static void test_silu_mul(void **state)
+{
+    (void)state;
+    skip_without_gpu();
+    check_silu_mul(7, 300, 0);
+    check_silu_mul(5, 320, 64);
 }
 
 /* A kernel launched as the engine launches its own (launch_pdl) reads what
@@ -245,60 +262,72 @@ static void test_gemm(void **state)
 }
 
 /* The SiLU product's element as the kernels make it (cuda_common.cuh),
- * from BF16 g and u; the device's expf may differ from the host's in its
- * last bit, which the GEMM's tolerance covers. */
+ * from BF16 g and u. */
 static double silu_times(float g, float u)
 {
     float a = bf16r(g / (1.0f + expf(-g)));
     return bf16r(a * u);
 }
 
-/* X's element k of row m as the kernel multiplies it: gate|up through the
- * SiLU, or X itself. */
-static double own_gemm_x(const float *X, int m, int k, int K, int silu)
+static double row_dot(const float *x, const float *w, int K, double *mag)
 {
-    if (!silu) return X[(size_t)m * K + k];
-    const float *row = X + (size_t)m * 2 * K;
-    return silu_times(row[k], row[K + k]);
+    double acc = 0;
+    for (int k = 0; k < K; k++) { /* draws are BF16 values */
+        acc += (double)x[k] * w[k];
+        *mag += fabs((double)x[k] * w[k]);
+    }
+    return acc;
+}
+
+/* Row m of Y against doubles: X . W^T, or with SwiGLU's epilogue h from
+ * the rows of gate and up that the tiles of bn columns interleave.  A
+ * BF16-rounded gate or up may be a unit of the last place off the
+ * kernel's (fp32 sums), which SiLU and the product carry to h. */
+static void check_own_gemm_row(const float *X, const float *W, const float *Y, int m, int N, int K,
+                               int swiglu, int bn)
+{
+    const float *x = X + (size_t)m * K;
+    for (int n = 0; n < (swiglu ? N / 2 : N); n++) {
+        double mag = 0, want, got = Y[(size_t)m * (swiglu ? N / 2 : N) + n], tol;
+        if (swiglu) {
+            size_t gate = gate_column((size_t)n, N / 2, bn / 2), up = gate + (size_t)bn / 2;
+            double g = row_dot(x, W + gate * K, K, &mag), u = row_dot(x, W + up * K, K, &mag);
+            want = silu_times(bf16r((float)g), bf16r((float)u));
+            tol = fabs(want) / 32 + 1e-3;
+        } else {
+            want = row_dot(x, W + (size_t)n * K, K, &mag);
+            tol = fabs(want) / 256 + 1e-5 * mag + 1e-6; /* BF16 out: half a unit of its 8 bits */
+        }
+        if (fabs(got - want) > tol)
+            fail_msg("own gemm N %d K %d%s: [%d][%d] got %.7g, reference %.7g", N, K,
+                     swiglu ? " SwiGLU" : "", m, n, got, want);
+    }
 }
 
 /* The own GEMM kernel against a double GEMM: 1.5B's q|k|v and o (4 and 6
- * splits on an H100), gate|up (128-column tiles, one split of 24 slices
- * through a ring of 4) and down with the SiLU (5 splits of 28 slices
- * through a ring of 8),
- * 0.5B's q|k|v at rows that leave warps idle and its down at 40 rows (a
- * ring of 2); the op launches each three times, which must agree bit for
- * bit. */
+ * splits on an H100), gate|up with SwiGLU's epilogue (128-column tiles,
+ * 24 slices through a ring of 4) and down (5 splits of 28 slices through
+ * a ring of 8), 0.5B's q|k|v at rows that leave warps idle and its
+ * gate|up at 40 rows (64-column tiles); the op launches each three times,
+ * which must agree bit for bit. */
 static void test_pgemm(void **state)
 {
     (void)state;
     skip_without_gpu();
-    int shapes[][4] = {{64, 2048, 1536, 0},  {64, 1536, 1536, 0}, {64, 1536, 8960, 1},
-                       {33, 1152, 896, 0},   {1, 1152, 896, 0},   {17, 64, 1024, 0},
-                       {64, 17920, 1536, 0}, {40, 896, 4864, 1}};
+    int shapes[][4] = {{64, 2048, 1536, 0}, {64, 1536, 1536, 0}, {64, 17920, 1536, 1},
+                       {64, 1536, 8960, 0}, {33, 1152, 896, 0},  {1, 1152, 896, 0},
+                       {17, 64, 1024, 0},   {40, 9728, 896, 1}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], silu = shapes[s][3];
-        size_t x_cols = silu ? 2 * (size_t)K : (size_t)K;
-        float *X = draws((size_t)M * x_cols, 1.0f, 0.0f, 41 + s);
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], swiglu = shapes[s][3];
+        float *X = draws((size_t)M * K, 1.0f, 0.0f, 41 + s);
         float *W = draws((size_t)N * K, 0.1f, 0, 42), *Y = malloc((size_t)M * N * 4);
         ssf_pgemm_shape sh;
         ssf_error err = {{0}};
-        if (ssf_cuda_op_pgemm(M, N, K, silu, X, W, Y, &sh, &err)) fail_msg("%s", err.msg);
+        if (ssf_cuda_op_pgemm(M, N, K, swiglu, X, W, Y, &sh, &err)) fail_msg("%s", err.msg);
         fprintf(stderr, "# own GEMM %dx%dx%d%s: %d tiles of %d x %d splits of %d, a ring of %d\n",
-                M, N, K, silu ? " SiLU" : "", sh.tiles, sh.bn, sh.splits, sh.chunk, sh.stages);
+                M, N, K, swiglu ? " SwiGLU" : "", sh.tiles, sh.bn, sh.splits, sh.chunk, sh.stages);
         for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) {
-                double acc = 0, mag = 0;
-                for (int k = 0; k < K; k++) { /* draws are BF16 values */
-                    double x = own_gemm_x(X, m, k, K, silu), w = W[(size_t)n * K + k];
-                    acc += x * w, mag += fabs(x * w);
-                }
-                /* BF16 out: half a unit of its 8 bits */
-                double d = fabs(Y[(size_t)m * N + n] - acc);
-                if (d > fabs(acc) / 256 + 1e-5 * mag + 1e-6)
-                    fail_msg("small gemm %dx%dx%d: [%d][%d] got %.7g, reference %.7g", M, N, K, m,
-                             n, (double)Y[(size_t)m * N + n], acc);
-            }
+            check_own_gemm_row(X, W, Y, m, N, K, swiglu, sh.bn);
         free(X), free(W), free(Y);
     }
 }

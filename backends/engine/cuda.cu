@@ -64,7 +64,7 @@ typedef struct cuda_layer {
     bf16 *wqkv;  /* [q_dim + 2 kv_dim][hidden] */
     float *bqkv; /* [q_dim + 2 kv_dim], NULL without bias */
     bf16 *wo;    /* [hidden][q_dim] */
-    bf16 *wgu;   /* [2 inter][hidden]: gate rows then up rows */
+    bf16 *wgu;   /* [2 inter][hidden]: gate rows then up rows (interleaved: gu_block) */
     bf16 *wdown; /* [hidden][inter] */
 } cuda_layer;
 
@@ -130,10 +130,13 @@ typedef struct cuda_dev {
     int pdl;           /* kernels as programmatic dependent launches (ssfk_set_pdl) */
     int attn_rope;     /* decode steps' RoPE in the attention (SSFK_ATTN_ROPE, rope_in_attention) */
     /* the GEMMs of up to SSF_PGEMM_MAX_M rows through ssfk_pgemm (own_small_gemms): the
-     * shapes (splits 0 where cuBLAS keeps the GEMM; down's takes the SiLU), their partials
-     * and tile counts, which the four take turns with */
+     * shapes (splits 0 where cuBLAS keeps the GEMM; gate|up's writes h through SwiGLU's
+     * epilogue), their partials and tile counts, which the four take turns with */
     int own_gemms;
     ssf_pgemm_shape pg_qkv, pg_o, pg_gu, pg_down;
+    /* gate|up's rows interleaved in blocks of this many of each (pg_gu's bn / 2), as its
+     * epilogue needs; 0: gate's rows, then up's */
+    int gu_block;
     float *pg_part;
     int *pg_count;
     int scratch_block;
@@ -298,14 +301,20 @@ static uint16_t f32_to_bf16(float f)
 
 #define UPLOAD_CHUNK (1 << 22)
 
+static int check_numel(const ssf_tensor *t, int64_t numel, ssf_error *err)
+{
+    if (!t || t->numel != numel)
+        return ssf_fail(err, "cuda: tensor %s has %lld elements, expected %lld",
+                        t ? t->name : "(missing)", t ? (long long)t->numel : 0LL, (long long)numel);
+    return 0;
+}
+
 /* Copies `numel` elements of t (checked) to dst as BF16, converting F32 and
  * F16 on the host in chunks. */
 static int upload_bf16(const ssf_tensor *t, int64_t numel, bf16 *dst, float *fbuf, uint16_t *hbuf,
                        ssf_error *err)
 {
-    if (!t || t->numel != numel)
-        return ssf_fail(err, "cuda: tensor %s has %lld elements, expected %lld",
-                        t ? t->name : "(missing)", t ? (long long)t->numel : 0LL, (long long)numel);
+    if (check_numel(t, numel, err)) return -1;
     if (t->dtype == SSF_DTYPE_BF16) {
         CU_TRY(cudaMemcpy(dst, t->data, (size_t)numel * 2, cudaMemcpyHostToDevice));
         return 0;
@@ -318,6 +327,43 @@ static int upload_bf16(const ssf_tensor *t, int64_t numel, bf16 *dst, float *fbu
         CU_TRY(cudaMemcpy(dst + i, hbuf, (size_t)n * 2, cudaMemcpyHostToDevice));
     }
     return 0;
+}
+
+/* upload_bf16 of t's `rows` rows of `cols` in pieces of `block` rows, each
+ * `pitch` elements after the one before in dst: gate's or up's half of an
+ * interleaved gate|up. */
+static int upload_blocks(const ssf_tensor *t, int64_t rows, int64_t cols, int64_t block,
+                         int64_t pitch, bf16 *dst, float *fbuf, uint16_t *hbuf, ssf_error *err)
+{
+    int64_t piece = block * cols;
+    if (check_numel(t, rows * cols, err)) return -1;
+    if (t->dtype == SSF_DTYPE_BF16) {
+        size_t w = (size_t)piece * 2;
+        CU_TRY(cudaMemcpy2D(dst, (size_t)pitch * 2, t->data, w, w, (size_t)(rows / block),
+                            cudaMemcpyHostToDevice));
+        return 0;
+    }
+    if (piece > UPLOAD_CHUNK) return ssf_fail(err, "cuda: rows of %s are too long", t->name);
+    for (int64_t b = 0; b < rows / block; b++) {
+        ssf_tensor_read_f32(t, b * piece, piece, fbuf);
+        for (int64_t j = 0; j < piece; j++)
+            hbuf[j] = f32_to_bf16(fbuf[j]);
+        CU_TRY(cudaMemcpy(dst + b * pitch, hbuf, (size_t)piece * 2, cudaMemcpyHostToDevice));
+    }
+    return 0;
+}
+
+/* gate's then up's rows into wgu, or, with gu_block, interleaved in blocks
+ * of gu_block rows of each (ssfk_pgemm's SwiGLU epilogue). */
+static int upload_gate_up(const cuda_dev *d, const ssf_layer_weights *w, bf16 *wgu, float *fbuf,
+                          uint16_t *hbuf, ssf_error *err)
+{
+    int64_t H = d->cfg.hidden_size, I = d->cfg.intermediate_size, b = d->gu_block;
+    int rc = b ? upload_blocks(w->gate, I, H, b, 2 * b * H, wgu, fbuf, hbuf, err) ||
+                     upload_blocks(w->up, I, H, b, 2 * b * H, wgu + b * H, fbuf, hbuf, err)
+               : upload_bf16(w->gate, I * H, wgu, fbuf, hbuf, err) ||
+                     upload_bf16(w->up, I * H, wgu + I * H, fbuf, hbuf, err);
+    return rc ? -1 : 0;
 }
 
 static int upload_f32(const ssf_tensor *t, int64_t numel, float *dst, float *fbuf, ssf_error *err)
@@ -342,8 +388,7 @@ static int upload_layer(cuda_dev *d, const ssf_layer_weights *w, cuda_layer *L, 
         upload_bf16(w->k, KV * H, L->wqkv + Q * H, fbuf, hbuf, err) ||
         upload_bf16(w->v, KV * H, L->wqkv + (Q + KV) * H, fbuf, hbuf, err) ||
         upload_bf16(w->o, H * Q, L->wo, fbuf, hbuf, err) ||
-        upload_bf16(w->gate, I * H, L->wgu, fbuf, hbuf, err) ||
-        upload_bf16(w->up, I * H, L->wgu + I * H, fbuf, hbuf, err) ||
+        upload_gate_up(d, w, L->wgu, fbuf, hbuf, err) ||
         upload_bf16(w->down, H * I, L->wdown, fbuf, hbuf, err))
         return -1;
     if (!L->bqkv) return 0;
@@ -567,15 +612,13 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
     if (small_gemm(d, &d->pg_o, d->att, L->wo, d->tmp, rows, H, d->q_dim, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
-    if (small_gemm(d, &d->pg_gu, d->xn, L->wgu, d->gu, rows, 2 * I, H, err)) return -1;
-    if (own_gemm(&d->pg_down, rows)) /* the SiLU as the kernel loads gate|up */
-        K_TRY(ssfk_pgemm(&d->pg_down, d->gu, L->wdown, d->tmp, d->pg_part, d->pg_count, rows, H, I,
-                         d->stream));
+    if (own_gemm(&d->pg_gu, rows)) /* h through SwiGLU's epilogue */
+        K_TRY(ssfk_pgemm(&d->pg_gu, d->xn, L->wgu, d->h, NULL, NULL, rows, 2 * I, H, d->stream));
     else {
-        K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->stream));
-        BLAS_TRY(gemm(d, d->h, L->wdown, d->tmp, CUDA_R_16BF, rows, H, I));
+        BLAS_TRY(gemm(d, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
+        K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->gu_block, d->stream));
     }
-    return 0;
+    return small_gemm(d, &d->pg_down, d->h, L->wdown, d->tmp, rows, H, I, err);
 }
 
 /* The longest context among the rows listed (all rows when `rows` is NULL). */
@@ -951,8 +994,9 @@ static int check_capability(int ordinal, int head_dim, ssf_error *err)
     return 0;
 }
 
-/* The own kernel's shapes on this device for q|k|v, o, gate|up and down
- * (with the SiLU); a GEMM it has none for (splits 0) stays cuBLAS's. */
+/* The own kernel's shapes on this device for q|k|v, o, gate|up (with
+ * SwiGLU's epilogue, its rows then uploaded interleaved) and down; a GEMM
+ * it has none for (splits 0) stays cuBLAS's. */
 static int plan_small_gemms(cuda_dev *d, ssf_error *err)
 {
     ssfk_pgemm_device dev;
@@ -960,14 +1004,15 @@ static int plan_small_gemms(cuda_dev *d, ssf_error *err)
     int H = d->cfg.hidden_size, I = d->cfg.intermediate_size;
     struct {
         ssf_pgemm_shape *shape;
-        int N, K, silu;
+        int N, K, swiglu;
     } gemms[] = {{&d->pg_qkv, d->qkv_dim, H, 0},
                  {&d->pg_o, H, d->q_dim, 0},
-                 {&d->pg_gu, 2 * I, H, 0},
-                 {&d->pg_down, H, I, 1}};
+                 {&d->pg_gu, 2 * I, H, 1},
+                 {&d->pg_down, H, I, 0}};
     for (size_t i = 0; i < sizeof gemms / sizeof *gemms; i++)
-        if (ssfk_pgemm_plan(&dev, gemms[i].N, gemms[i].K, gemms[i].silu, gemms[i].shape))
+        if (ssfk_pgemm_plan(&dev, gemms[i].N, gemms[i].K, gemms[i].swiglu, gemms[i].shape))
             memset(gemms[i].shape, 0, sizeof *gemms[i].shape);
+    d->gu_block = d->pg_gu.bn / 2;
     return 0;
 }
 

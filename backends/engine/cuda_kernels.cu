@@ -241,21 +241,24 @@ cudaError_t ssfk_rope_table(float2 *cs, const int32_t *pos, const float *inv_fre
 
 /* ---- MLP activation --------------------------------------------------------- */
 
-__global__ static void silu_mul_kernel(bf16 *h, const bf16 *gu, int inter, size_t n)
+__global__ static void silu_mul_kernel(bf16 *h, const bf16 *gu, int inter, int block, size_t n)
 {
     grid_dep_enter();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t r = i / inter, c = i % inter;
+    size_t gate = block ? c / block * 2 * block + c % block : c,
+           up = gate + (block ? block : inter);
     const bf16 *row = gu + r * 2 * inter;
-    h[i] = silu_times(__bfloat162float(row[c]), __bfloat162float(row[inter + c]));
+    h[i] = silu_times(__bfloat162float(row[gate]), __bfloat162float(row[up]));
 }
 
-cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st)
+cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, int block, cudaStream_t st)
 {
+    if (block < 0 || (block && inter % block)) return cudaErrorInvalidValue;
     size_t n = (size_t)rows * inter;
     unsigned blocks = (unsigned)((n + 255) / 256);
-    return launch_pdl(silu_mul_kernel, blocks, 256, 0, st, h, gu, inter, n);
+    return launch_pdl(silu_mul_kernel, blocks, 256, 0, st, h, gu, inter, block, n);
 }
 
 /* ---- GEMM ------------------------------------------------------------------ */

@@ -151,10 +151,10 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
  * (2026-11-26); the device option rope_in_attention asks for it. */
 #define SSFK_ATTN_ROPE 0
 
-/* Whether the engine's GEMMs of up to 64 rows (q|k|v, o, gate|up, and down
- * with the SiLU) go through ssfk_pgemm rather than cuBLAS by default: 0
- * until a GPU has checked and timed it (only tools/cuda-emu has run it,
- * 2026-11-26); the device option own_small_gemms asks for it. */
+/* Whether the engine's GEMMs of up to 64 rows (q|k|v, o, gate|up with
+ * SwiGLU's epilogue, down) go through ssfk_pgemm rather than cuBLAS by
+ * default: 0 until a GPU has checked and timed it (only tools/cuda-emu has
+ * run it, 2026-11-26); the device option own_small_gemms asks for it. */
 #define SSFK_OWN_SMALL_GEMMS 0
 
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
@@ -171,8 +171,12 @@ cudaError_t ssfk_attention_init(void);
  * ssfk_attention_init. */
 cudaError_t ssfk_attention_slots(int head_dim, int fp8, int rope, int *slots);
 
-/* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter + i]. */
-cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, cudaStream_t st);
+/* h[r][i] = bf16(bf16(silu(g)) * u) with g = gu[r][i], u = gu[r][inter +
+ * i]; or, with `block` (gate|up's rows interleaved for ssfk_pgemm's SwiGLU
+ * epilogue, a divisor of inter), g and u of output i from the pairs of
+ * `block` columns: g = gu[r][i / block * 2 block + i % block], u `block`
+ * further. */
+cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, int block, cudaStream_t st);
 
 /* ids[r] = the token drawn for row r of `logits` (rows x stride fp32, ids
  * below n_valid) as spec[r] asks (cuda_sample.cu); -1 for a row without a
@@ -191,8 +195,9 @@ cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stri
 
 /* Y[M][N] = X[M][K] . W[N][K]^T, BF16, for 1 <= M <= SSF_PGEMM_MAX_M rows,
  * through the engine's own kernel in the launch shape ssf_pgemm_plan made
- * for N and K (cuda_plan.h).  With shape.silu, X is gate|up [M][2K] and
- * the product is ssfk_silu_mul's h . W^T, h taking the same bits.  fp32
+ * for N and K (cuda_plan.h).  With shape.swiglu, W's rows interleave gate
+ * and up in blocks of shape.bn / 2 and Y is SwiGLU's h [M][N / 2], the
+ * bits ssfk_silu_mul gives of the BF16 product with that block.  fp32
  * accumulation, each split's partial summed in split order: the same bits
  * every launch.  With splits, `part` holds shape.partial_floats floats and
  * `count` shape.tiles ints, zero before the first launch; each launch
@@ -211,9 +216,10 @@ typedef struct ssfk_pgemm_device {
  * ssfk_pgemm_plan. */
 cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev);
 
-/* ssf_pgemm_plan for N x K weights on that device (silu: X is gate|up): 0
- * and the shape, -1 when none runs as one wave (cuBLAS's GEMM then). */
-int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, int silu, ssf_pgemm_shape *sh);
+/* ssf_pgemm_plan for N x K weights on that device (swiglu: gate|up with
+ * SwiGLU's epilogue): 0 and the shape, -1 when none runs as one wave
+ * (cuBLAS's GEMM then). */
+int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, int swiglu, ssf_pgemm_shape *sh);
 
 /* Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W and fp32 accumulation; Y is
  * BF16 or fp32 (`y_type`).  W is a PyTorch [out, in] row-major matrix, which

@@ -24,7 +24,7 @@ int ssf_cuda_op_rmsnorm(int rows, int C, float eps, const float *x, const float 
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float *h, ssf_error *err)
+int ssf_cuda_op_silu_mul(int rows, int inter, int block, const float *gu, float *h, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }
@@ -34,7 +34,7 @@ int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float 
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_pgemm(int M, int N, int K, int silu, const float *X, const float *W, float *Y,
+int ssf_cuda_op_pgemm(int M, int N, int K, int swiglu, const float *X, const float *W, float *Y,
                       ssf_pgemm_shape *shape, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
@@ -92,7 +92,7 @@ int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, do
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_time_pgemm(int M, int N, int K, int silu, int iters, double *ms,
+int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
                            ssf_pgemm_shape *shape, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);

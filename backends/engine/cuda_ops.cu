@@ -159,20 +159,22 @@ extern "C" int ssf_cuda_op_rmsnorm(int rows, int C, float eps, const float *x, c
     return rc ? -1 : 0;
 }
 
-static int run_silu_mul(scratch *s, int rows, int inter, const float *gu, float *h, ssf_error *err)
+static int run_silu_mul(scratch *s, int rows, int inter, int block, const float *gu, float *h,
+                        ssf_error *err)
 {
     bf16 *dgu = up_bf16(s, gu, (size_t)rows * 2 * inter, err);
     bf16 *dh = (bf16 *)dev_alloc(s, (size_t)rows * inter * 2, err);
     if (!dgu || !dh) return -1;
-    cudaError_t e = ssfk_silu_mul(dh, dgu, rows, inter, s->st);
+    cudaError_t e = ssfk_silu_mul(dh, dgu, rows, inter, block, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "silu_mul launch", e);
     return down_bf16(s, dh, rows, inter, (size_t)inter, h, err);
 }
 
-extern "C" int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float *h, ssf_error *err)
+extern "C" int ssf_cuda_op_silu_mul(int rows, int inter, int block, const float *gu, float *h,
+                                    ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 0, err) || run_silu_mul(&s, rows, inter, gu, h, err);
+    int rc = scratch_init(&s, 0, err) || run_silu_mul(&s, rows, inter, block, gu, h, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }
@@ -229,14 +231,14 @@ extern "C" int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float
 
 /* ssfk_pgemm's shape for N x K on this device (as the CUDA device plans
  * it), its shared memory opted in. */
-static int pgemm_shape(int N, int K, int silu, ssf_pgemm_shape *sh, ssf_error *err)
+static int pgemm_shape(int N, int K, int swiglu, ssf_pgemm_shape *sh, ssf_error *err)
 {
     ssfk_pgemm_device dev;
     cudaError_t e = ssfk_pgemm_init(&dev);
     if (e != cudaSuccess) return fail_cuda(err, "ssfk_pgemm_init", e);
-    if (ssfk_pgemm_plan(&dev, N, K, silu, sh))
-        return ssf_fail(err, "cuda: no small-GEMM shape for N %d, K %d%s", N, K,
-                        silu ? " with the SiLU" : "");
+    if (ssfk_pgemm_plan(&dev, N, K, swiglu, sh))
+        return ssf_fail(err, "cuda: no own-GEMM shape for N %d, K %d%s", N, K,
+                        swiglu ? " with SwiGLU's epilogue" : "");
     return 0;
 }
 
@@ -252,25 +254,25 @@ static int pgemm_work(scratch *s, const ssf_pgemm_shape *sh, float **part, int *
 /* Three launches, Y's bits all set before the second and third: each must
  * write every element and leave the counts at zero for the next, and all
  * give the same bits. */
-static int run_pgemm(scratch *s, int M, int N, int K, int silu, const float *X, const float *W,
+static int run_pgemm(scratch *s, int M, int N, int K, int swiglu, const float *X, const float *W,
                      float *Y, ssf_pgemm_shape *sh_out, ssf_error *err)
 {
     ssf_pgemm_shape sh;
     float *part = NULL;
     int *count = NULL;
-    if (pgemm_shape(N, K, silu, &sh, err)) return -1;
-    size_t x_cols = silu ? 2 * (size_t)K : (size_t)K;
-    bf16 *dx = up_bf16(s, X, (size_t)M * x_cols, err), *dw = up_bf16(s, W, (size_t)N * K, err);
-    bf16 *dy = (bf16 *)dev_alloc(s, (size_t)M * N * 2, err);
+    if (pgemm_shape(N, K, swiglu, &sh, err)) return -1;
+    int cols = swiglu ? N / 2 : N; /* Y's */
+    bf16 *dx = up_bf16(s, X, (size_t)M * K, err), *dw = up_bf16(s, W, (size_t)N * K, err);
+    bf16 *dy = (bf16 *)dev_alloc(s, (size_t)M * cols * 2, err);
     if (!dx || !dw || !dy || pgemm_work(s, &sh, &part, &count, err)) return -1;
-    size_t n = (size_t)M * N;
+    size_t n = (size_t)M * cols;
     float *first = (float *)ssf_xmalloc(n * sizeof(float));
     int rc = 0;
     for (int launch = 0; !rc && launch < 3; launch++) {
         cudaError_t e = launch ? cudaMemsetAsync(dy, 0xff, n * 2, s->st) : cudaSuccess;
         if (e == cudaSuccess) e = ssfk_pgemm(&sh, dx, dw, dy, part, count, M, N, K, s->st);
         if (e != cudaSuccess) rc = fail_cuda(err, "small GEMM launch", e);
-        if (!rc) rc = down_bf16(s, dy, M, N, (size_t)N, launch ? Y : first, err);
+        if (!rc) rc = down_bf16(s, dy, M, cols, (size_t)cols, launch ? Y : first, err);
         if (!rc && launch && memcmp(first, Y, n * sizeof(float)) != 0)
             rc = ssf_fail(err, "cuda: small GEMM launch %d differs from the first", launch + 1);
     }
@@ -279,11 +281,11 @@ static int run_pgemm(scratch *s, int M, int N, int K, int silu, const float *X, 
     return rc;
 }
 
-extern "C" int ssf_cuda_op_pgemm(int M, int N, int K, int silu, const float *X, const float *W,
+extern "C" int ssf_cuda_op_pgemm(int M, int N, int K, int swiglu, const float *X, const float *W,
                                  float *Y, ssf_pgemm_shape *shape, ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 0, err) || run_pgemm(&s, M, N, K, silu, X, W, Y, shape, err);
+    int rc = scratch_init(&s, 0, err) || run_pgemm(&s, M, N, K, swiglu, X, W, Y, shape, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }
@@ -947,8 +949,8 @@ static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_
 
 /* The own kernel timed, launched as the engine launches it (a
  * programmatic dependent of the launch before, here the same GEMM on the
- * next copy of W); with the SiLU, X is a zero gate|up of 2K columns. */
-static int run_time_pgemm(scratch *s, int M, int N, int K, int silu, int iters, double *ms,
+ * next copy of W). */
+static int run_time_pgemm(scratch *s, int M, int N, int K, int swiglu, int iters, double *ms,
                           ssf_pgemm_shape *sh_out, ssf_error *err)
 {
     bf16 *X, *Y;
@@ -956,10 +958,9 @@ static int run_time_pgemm(scratch *s, int M, int N, int K, int silu, int iters, 
     int n_w = 0, *count = NULL;
     float *part = NULL;
     ssf_pgemm_shape sh;
-    if (pgemm_shape(N, K, silu, &sh, err) || timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) ||
+    if (pgemm_shape(N, K, swiglu, &sh, err) || timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) ||
         pgemm_work(s, &sh, &part, &count, err))
         return -1;
-    if (silu && !(X = (bf16 *)dev_zeros(s, (size_t)M * 2 * K * 2, err))) return -1;
     *sh_out = sh;
     auto own = [&](int i) {
         return ssfk_pgemm(&sh, X, ws[i % n_w], Y, part, count, M, N, K, s->st);
@@ -967,11 +968,11 @@ static int run_time_pgemm(scratch *s, int M, int N, int K, int silu, int iters, 
     return time_launches(s, iters, own, ms, err);
 }
 
-extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int silu, int iters, double *ms,
+extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
                                       ssf_pgemm_shape *shape, ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 0, err) || run_time_pgemm(&s, M, N, K, silu, iters, ms, shape, err);
+    int rc = scratch_init(&s, 0, err) || run_time_pgemm(&s, M, N, K, swiglu, iters, ms, shape, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

@@ -27,8 +27,9 @@ extern "C" {
 int ssf_cuda_op_rmsnorm(int rows, int C, float eps, const float *x, const float *add,
                         const float *w, float *x_out, float *out, ssf_error *err);
 
-/* gu [rows][2 inter] (gate then up) -> h [rows][inter] */
-int ssf_cuda_op_silu_mul(int rows, int inter, const float *gu, float *h, ssf_error *err);
+/* gu [rows][2 inter] (gate then up, or interleaved in blocks of `block`:
+ * ssfk_silu_mul) -> h [rows][inter] */
+int ssf_cuda_op_silu_mul(int rows, int inter, int block, const float *gu, float *h, ssf_error *err);
 
 /* Y [M][N] = X [M][K] . W [N][K]^T, fp32 out, through the device's tuned
  * path (cuda_gemm.cuh): the shape tuned, then run with the choice. */
@@ -37,10 +38,10 @@ int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float 
 /* Y [M][N] = X [M][K] . W [N][K]^T (M <= 64), fp32 out of BF16, through
  * the engine's own GEMM kernel in the shape the device plans for N x K:
  * launched three times, which must give the same bits (the splits' tile
- * counts back at zero after each); *shape receives the shape.  silu: X is
- * gate|up [M][2K] and the product is h . W^T with h as ssfk_silu_mul
- * makes it. */
-int ssf_cuda_op_pgemm(int M, int N, int K, int silu, const float *X, const float *W, float *Y,
+ * counts back at zero after each); *shape receives the shape.  swiglu: W
+ * is gate|up with rows interleaved in blocks of shape.bn / 2, and Y [M][N
+ * / 2] is SwiGLU's h (ssfk_pgemm). */
+int ssf_cuda_op_pgemm(int M, int N, int K, int swiglu, const float *X, const float *W, float *Y,
                       ssf_pgemm_shape *shape, ssf_error *err);
 
 /* The paged pool of the op tests: one sequence whose table[i] is the block
@@ -120,9 +121,9 @@ int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, do
                           const char **how, ssf_error *err);
 
 /* Mean milliseconds of the own GEMM kernel on the shape
- * ssf_cuda_op_time_gemm times, W's copies cycled the same way (silu: with
- * the SiLU of a gate|up X); *shape receives the shape. */
-int ssf_cuda_op_time_pgemm(int M, int N, int K, int silu, int iters, double *ms,
+ * ssf_cuda_op_time_gemm times, W's copies cycled the same way (swiglu:
+ * with SwiGLU's epilogue); *shape receives the shape. */
+int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
                            ssf_pgemm_shape *shape, ssf_error *err);
 
 /* Mean milliseconds of one paged decode attention launch: rows sequences at

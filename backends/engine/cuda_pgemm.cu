@@ -21,25 +21,22 @@ static_assert(SSF_PGEMM_BN % 8 == 0 && SSF_PGEMM_BN_WIDE % 8 == 0 && KS % 16 == 
               "columns in MMA slices of 8, K in steps of 16");
 static_assert(SSF_PGEMM_MAX_STAGES == 8, "cp_async_wait_upto's cases");
 
-/* One slot of the ring: a slice's BN rows of W, then X's MR rows (with
- * SiLU: gate's, then up's). */
+/* One slot of the ring: a slice's BN rows of W, then X's MR rows. */
 struct slot {
-    bf16 *w, *x, *u;
+    bf16 *w, *x;
 };
 
-template <int BN> __device__ static slot ring_slot(char *smem, int i, bool silu)
+template <int BN> __device__ static slot ring_slot(char *smem, int i)
 {
     slot s;
-    s.w = (bf16 *)(smem + (size_t)i * SSF_PGEMM_SLOT_BYTES(BN, silu));
+    s.w = (bf16 *)(smem + (size_t)i * SSF_PGEMM_SLOT_BYTES(BN));
     s.x = s.w + BN * KSTRIDE;
-    s.u = s.x + MR * KSTRIDE;
     return s;
 }
 
 /* Queues rows [0, rows) of a slice, KS columns each from src + row x ld,
  * into a slot's rows, 16 bytes a copy; rows from `have` on are zeros (X
- * past its M rows).  Thread i copies pieces i, i + THREADS, ...: what
- * gate_times_up converts. */
+ * past its M rows). */
 __device__ static void queue_rows(bf16 *dst, const bf16 *src, size_t ld, int rows, int have)
 {
     const int pieces = KS / 8;
@@ -50,32 +47,12 @@ __device__ static void queue_rows(bf16 *dst, const bf16 *src, size_t ld, int row
     }
 }
 
-/* X's slice at column k: its M rows (gate's and up's with SiLU, up K
- * further along a row of 2K). */
-__device__ static void queue_x(slot s, const bf16 *X, int M, int K, int k, bool silu)
+/* The slot's slice k of W's tile and of X's M rows. */
+template <int BN>
+__device__ static void queue_slice(slot s, const bf16 *w_tile, const bf16 *X, int M, int K, int k)
 {
-    size_t ld = silu ? 2 * (size_t)K : (size_t)K;
-    queue_rows(s.x, X + k, ld, MR, M);
-    if (silu) queue_rows(s.u, X + K + k, ld, MR, M);
-}
-
-/* gate's rows of the slot become SiLU(gate) x up, each thread converting
- * the pieces it copied itself: once its own copies landed, no barrier is
- * needed before it reads them. */
-__device__ static void gate_times_up(slot s, int M)
-{
-    const int pieces = KS / 8;
-    for (int c = threadIdx.x; c < M * pieces; c += SSF_PGEMM_THREADS) {
-        int at = c / pieces * KSTRIDE + (c % pieces) * 8;
-        uint4 g = *(const uint4 *)(s.x + at), u = *(const uint4 *)(s.u + at);
-        const bf16 *gv = (const bf16 *)&g, *uv = (const bf16 *)&u;
-        uint4 h;
-        bf16 *hv = (bf16 *)&h;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-            hv[j] = silu_times(__bfloat162float(gv[j]), __bfloat162float(uv[j]));
-        *(uint4 *)(s.x + at) = h;
-    }
+    queue_rows(s.w, w_tile + k, K, BN, BN);
+    queue_rows(s.x, X + k, K, MR, M);
 }
 
 /* cp_async_wait<n> for the ring's n, known at run time. */
@@ -171,6 +148,32 @@ __device__ static bool last_of_tile(int *count, int splits)
     return last;
 }
 
+/* SwiGLU's epilogue: the warp's 16 rows of h = SiLU(gate) . up into Y
+ * [M][N / 2].  The tile's first BN / 2 columns are gate's and its last
+ * up's, of the same outputs (W's rows interleaved so), so a lane holds
+ * both factors of each output it writes.  As the GEMM's BF16 output and
+ * ssfk_silu_mul would, gate and up are rounded to BF16 first. */
+template <int BN>
+__device__ static void store_swiglu(const float (&acc)[BN / 8][4], bf16 *Y, int row0, int M, int N,
+                                    int n0)
+{
+    int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4, half = BN / 16;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int row = row0 + g + 8 * h;
+        if (row >= M) continue;
+#pragma unroll
+        for (int n = 0; n < half; n++) {
+            const float *gate = acc[n], *up = acc[n + half];
+            float lo = __bfloat162float(silu_times(round_bf16(gate[2 * h]), round_bf16(up[2 * h])));
+            float hi = __bfloat162float(
+                silu_times(round_bf16(gate[2 * h + 1]), round_bf16(up[2 * h + 1])));
+            size_t at = (size_t)row * (N / 2) + n0 / 2 + n * 8 + 2 * t;
+            *(uint32_t *)(Y + at) = pack_bf16(lo, hi);
+        }
+    }
+}
+
 /* The tile's splits summed in split order (the same bits every launch),
  * into Y as BF16; partials read from L2, past this SM's L1, four splits'
  * reads in flight at once. */
@@ -196,39 +199,41 @@ __device__ static void sum_splits(const float *part, bf16 *Y, int splits, int M,
  * so that slice i's W and X have landed when at most stages - 1 groups are
  * in flight.  Bound to SSF_PGEMM_SM_CTAS(BN) CTAs an SM, which the plan
  * counts on. */
-template <int BN, bool SILU>
+template <int BN, bool SWIGLU>
 __global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS(BN))
     pgemm_kernel(const bf16 *X, const bf16 *W, bf16 *Y, float *part, int *count, int M, int N,
                  int K, int chunk, int stages)
 {
     extern __shared__ __align__(16) char smem[];
     int n0 = blockIdx.x * BN, k0 = blockIdx.y * chunk, slices = chunk / KS;
-    const bf16 *w_tile = W + (size_t)n0 * K + k0;
+    const bf16 *w_tile = W + (size_t)n0 * K;
     /* no kernel writes the weights: they land while the one before drains */
     for (int i = 0; i < stages; i++) {
-        if (i < slices) queue_rows(ring_slot<BN>(smem, i, SILU).w, w_tile + i * KS, K, BN, BN);
+        if (i < slices) queue_rows(ring_slot<BN>(smem, i).w, w_tile + k0 + i * KS, K, BN, BN);
         cp_async_commit();
     }
     grid_dep_enter();
     for (int i = 0; i < stages; i++) {
-        if (i < slices) queue_x(ring_slot<BN>(smem, i, SILU), X, M, K, k0 + i * KS, SILU);
+        if (i < slices) queue_rows(ring_slot<BN>(smem, i).x, X + k0 + i * KS, K, MR, M);
         cp_async_commit();
     }
     int row0 = threadIdx.x / WARP * 16, splits = gridDim.y;
     float acc[BN / 8][4] = {};
     for (int i = 0; i < slices; i++) {
-        slot s = ring_slot<BN>(smem, i % stages, SILU);
+        slot s = ring_slot<BN>(smem, i % stages);
         cp_async_wait_upto(stages - 1);
-        if (SILU) gate_times_up(s, M);
         __syncthreads();
         if (row0 < M) multiply<BN>(acc, s.x + row0 * KSTRIDE, s.w);
         int next = i + stages;
         if (next < slices) {
             __syncthreads(); /* every warp is done with the slot */
-            queue_rows(s.w, w_tile + next * KS, K, BN, BN);
-            queue_x(s, X, M, K, k0 + next * KS, SILU);
+            queue_slice<BN>(s, w_tile, X, M, K, k0 + next * KS);
         }
         cp_async_commit();
+    }
+    if (SWIGLU) { /* the plan gives it no splits */
+        store_swiglu<BN>(acc, Y, row0, M, N, n0);
+        return;
     }
     float *mine = splits > 1 ? part + (size_t)blockIdx.y * M * N : NULL;
     store_warp<BN>(acc, Y, mine, row0, M, N, n0);
@@ -256,22 +261,22 @@ cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev)
     return e;
 }
 
-int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, int silu, ssf_pgemm_shape *sh)
+int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, int swiglu, ssf_pgemm_shape *sh)
 {
-    return ssf_pgemm_plan(N, K, silu, dev->sms, dev->cta_smem, dev->sm_smem, sh);
+    return ssf_pgemm_plan(N, K, swiglu, dev->sms, dev->cta_smem, dev->sm_smem, sh);
 }
 
 typedef void (*pgemm_fn)(const bf16 *, const bf16 *, bf16 *, float *, int *, int, int, int, int,
                          int);
 
-/* The kernel build for a shape's tile width and SiLU; NULL for none. */
+/* The kernel build for a shape's tile width and epilogue; NULL for none. */
 static pgemm_fn pgemm_build(const ssf_pgemm_shape *sh)
 {
     if (sh->bn == SSF_PGEMM_BN)
-        return sh->silu ? pgemm_kernel<SSF_PGEMM_BN, true> : pgemm_kernel<SSF_PGEMM_BN, false>;
+        return sh->swiglu ? pgemm_kernel<SSF_PGEMM_BN, true> : pgemm_kernel<SSF_PGEMM_BN, false>;
     if (sh->bn == SSF_PGEMM_BN_WIDE)
-        return sh->silu ? pgemm_kernel<SSF_PGEMM_BN_WIDE, true>
-                        : pgemm_kernel<SSF_PGEMM_BN_WIDE, false>;
+        return sh->swiglu ? pgemm_kernel<SSF_PGEMM_BN_WIDE, true>
+                          : pgemm_kernel<SSF_PGEMM_BN_WIDE, false>;
     return NULL;
 }
 
@@ -281,8 +286,8 @@ cudaError_t ssfk_pgemm(const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W, 
     pgemm_fn kernel = pgemm_build(sh);
     if (!kernel || M < 1 || M > MR || N != sh->tiles * sh->bn || K != sh->splits * sh->chunk ||
         sh->chunk % KS || sh->stages < 1 || sh->stages > SSF_PGEMM_MAX_STAGES ||
-        sh->stages > sh->chunk / KS || sh->smem != ssf_pgemm_smem(sh->bn, sh->stages, sh->silu) ||
-        (sh->splits > 1 && (!part || !count)))
+        sh->stages > sh->chunk / KS || sh->smem != ssf_pgemm_smem(sh->bn, sh->stages) ||
+        (sh->swiglu && sh->splits != 1) || (sh->splits > 1 && (!part || !count)))
         return cudaErrorInvalidValue;
     return launch_pdl(kernel, dim3(sh->tiles, sh->splits), SSF_PGEMM_THREADS, sh->smem, st, X, W, Y,
                       part, count, M, N, K, sh->chunk, sh->stages);

@@ -144,14 +144,14 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
 /* Shared memory the device keeps of each CTA's, beside the kernel's. */
 #define CTA_RESERVED_SMEM 1024
 
-size_t ssf_pgemm_smem(int bn, int stages, int silu)
+size_t ssf_pgemm_smem(int bn, int stages)
 {
-    return (size_t)stages * SSF_PGEMM_SLOT_BYTES(bn, silu);
+    return (size_t)stages * SSF_PGEMM_SLOT_BYTES(bn);
 }
 
 /* The ring for `ctas` CTAs of `slices` slices each in one wave: 0 when
  * they do not fit, else its slices. */
-static int pgemm_stages(long long ctas, int bn, int slices, int silu, int sms, size_t cta_smem,
+static int pgemm_stages(long long ctas, int bn, int slices, int sms, size_t cta_smem,
                         size_t sm_smem)
 {
     long long per_sm = (ctas + sms - 1) / sms;
@@ -159,7 +159,7 @@ static int pgemm_stages(long long ctas, int bn, int slices, int silu, int sms, s
     size_t room = sm_smem / (size_t)per_sm;
     room = room > CTA_RESERVED_SMEM ? room - CTA_RESERVED_SMEM : 0;
     if (room > cta_smem) room = cta_smem;
-    int stages = (int)(room / SSF_PGEMM_SLOT_BYTES(bn, silu));
+    int stages = (int)(room / SSF_PGEMM_SLOT_BYTES(bn));
     if (stages > slices) stages = slices;
     if (stages > SSF_PGEMM_MAX_STAGES) stages = SSF_PGEMM_MAX_STAGES;
     return stages >= (slices < 2 ? slices : 2) ? stages : 0;
@@ -172,7 +172,7 @@ static int covers(long long ctas, int sms)
     return 10 * ctas >= 9LL * sms;
 }
 
-static void pgemm_shape(int N, int K, int silu, int bn, int splits, int stages,
+static void pgemm_shape(int N, int K, int swiglu, int bn, int splits, int stages,
                         ssf_pgemm_shape *out)
 {
     out->tiles = N / bn;
@@ -180,35 +180,36 @@ static void pgemm_shape(int N, int K, int silu, int bn, int splits, int stages,
     out->bn = bn;
     out->chunk = K / splits;
     out->stages = stages;
-    out->silu = silu != 0;
-    out->smem = ssf_pgemm_smem(bn, stages, silu);
+    out->swiglu = swiglu != 0;
+    out->smem = ssf_pgemm_smem(bn, stages);
     out->partial_floats = splits > 1 ? (size_t)splits * SSF_PGEMM_MAX_M * (size_t)N : 0;
 }
 
-int ssf_pgemm_plan(int N, int K, int silu, int sms, size_t cta_smem, size_t sm_smem,
+int ssf_pgemm_plan(int N, int K, int swiglu, int sms, size_t cta_smem, size_t sm_smem,
                    ssf_pgemm_shape *out)
 {
     if (N < SSF_PGEMM_BN || N % SSF_PGEMM_BN || K < SSF_PGEMM_KS || K % SSF_PGEMM_KS || sms < 1)
         return -1;
     int slices = K / SSF_PGEMM_KS, wide = SSF_PGEMM_BN_WIDE;
     if (N % wide == 0 && covers(N / wide, sms)) {
-        int stages = pgemm_stages(N / wide, wide, slices, silu, sms, cta_smem, sm_smem);
+        int stages = pgemm_stages(N / wide, wide, slices, sms, cta_smem, sm_smem);
         if (stages) {
-            pgemm_shape(N, K, silu, wide, 1, stages, out);
+            pgemm_shape(N, K, swiglu, wide, 1, stages, out);
             return 0;
         }
     }
-    /* past a wave over most SMs, each split more is partials to write and sum */
+    /* past a wave over most SMs, each split more is partials to write and
+     * sum; SwiGLU's epilogue needs a tile's whole sums */
     int tiles = N / SSF_PGEMM_BN, pick = 0, pick_stages = 0;
-    for (int s = 1; s <= slices; s++) {
+    for (int s = 1; s <= (swiglu ? 1 : slices); s++) {
         if (slices % s) continue;
         long long ctas = (long long)tiles * s;
-        int stages = pgemm_stages(ctas, SSF_PGEMM_BN, slices / s, silu, sms, cta_smem, sm_smem);
+        int stages = pgemm_stages(ctas, SSF_PGEMM_BN, slices / s, sms, cta_smem, sm_smem);
         if (!stages) continue;
         pick = s, pick_stages = stages;
         if (covers(ctas, sms)) break;
     }
     if (!pick) return -1;
-    pgemm_shape(N, K, silu, SSF_PGEMM_BN, pick, pick_stages, out);
+    pgemm_shape(N, K, swiglu, SSF_PGEMM_BN, pick, pick_stages, out);
     return 0;
 }

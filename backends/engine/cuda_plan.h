@@ -102,14 +102,19 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
  * `stages` in shared memory.  Every CTA of a column tile reads X's rows
  * of its chunk again (from L2): 128 columns a CTA halve that traffic,
  * which at 64 rows and 64 columns equals W's, so a GEMM wide enough for a
- * wave of 128-column tiles without splits takes them.  The grid is one wave, and the ring's
- * first slices of W, which no kernel writes, are copied in before the CTA
- * waits for the kernel before it (a programmatic dependent launch): for
- * q|k|v and o the ring holds the whole chunk, so all of W is read while
- * that kernel drains.  Then X's slices, the MMAs, and with splits a
- * partial per CTA, summed in split order by the tile's last CTA.  With
- * `silu`, X is the gate|up GEMM's output [M][2K] and the kernel multiplies
- * SiLU(gate) by up as each slice lands, where ssfk_silu_mul would have.
+ * wave of 128-column tiles without splits takes them.  The grid is one
+ * wave, and the ring's first slices of W, which no kernel writes, are
+ * copied in before the CTA waits for the kernel before it (a programmatic
+ * dependent launch): for q|k|v and o the ring holds the whole chunk, so
+ * all of W is read while that kernel drains.  Then X's slices, the MMAs,
+ * and with splits a partial per CTA, summed in split order by the tile's
+ * last CTA.
+ *
+ * With `swiglu` (gate|up, no splits), W's rows interleave gate's and up's
+ * in blocks of bn / 2 (ssfk_silu_mul's `block`), so that a tile holds the
+ * gate and up columns of the same bn / 2 outputs, and the kernel writes
+ * SwiGLU's h = SiLU(gate) . up, [M][N / 2], in place of gate|up: the SiLU
+ * computed once an element, with no launch of its own.
  */
 #define SSF_PGEMM_MAX_M 64    /* rows: 4 warps of 16 */
 #define SSF_PGEMM_BN 64       /* columns a CTA ... */
@@ -121,34 +126,34 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
 /* CTAs an SM holds at most: the kernel is bound to 80 registers with 64
  * columns, 128 with 128 */
 #define SSF_PGEMM_SM_CTAS(bn) ((bn) > SSF_PGEMM_BN ? 4 : 6)
-/* a slot of the ring: a slice's bn rows of W, then X's (gate's and up's) */
-#define SSF_PGEMM_SLOT_BYTES(bn, silu)                                                             \
-    ((size_t)((bn) + SSF_PGEMM_MAX_M * ((silu) ? 2 : 1)) * (SSF_PGEMM_KS + SSF_PGEMM_PAD) * 2)
+/* a slot of the ring: a slice's bn rows of W, then X's */
+#define SSF_PGEMM_SLOT_BYTES(bn)                                                                   \
+    ((size_t)((bn) + SSF_PGEMM_MAX_M) * (SSF_PGEMM_KS + SSF_PGEMM_PAD) * 2)
 
 typedef struct ssf_pgemm_shape {
     int tiles, splits;     /* grid: column tiles x K chunks */
     int bn;                /* columns a tile: SSF_PGEMM_BN or SSF_PGEMM_BN_WIDE */
     int chunk;             /* K a CTA, whole slices */
     int stages;            /* slices the ring holds, at most chunk's */
-    int silu;              /* X is gate|up, multiplied through SiLU */
-    size_t smem;           /* the ring: each slice W's rows, then X's (gate's, up's) */
+    int swiglu;            /* Y is h = SiLU(gate) . up of W's interleaved gate|up rows */
+    size_t smem;           /* the ring: each slice W's rows, then X's */
     size_t partial_floats; /* splits x SSF_PGEMM_MAX_M x N with splits, else 0 */
 } ssf_pgemm_shape;
 
-/* The shape for N x K weights (silu: X is gate|up, K the intermediate
+/* The shape for N x K weights (swiglu: gate|up, N twice the intermediate
  * size) on a device of `sms` SMs, each CTA taking at most cta_smem bytes
  * of shared memory and an SM sm_smem.  Tiles of SSF_PGEMM_BN_WIDE columns
  * when they run as one wave over at least 9 in 10 of the SMs without
  * splits; else of SSF_PGEMM_BN, with the fewest splits whose CTAs do so,
- * else the most that run as one wave.  The ring: as many slices as one
- * wave leaves room for, at most the chunk's (and at least two, or the one
- * a chunk of one slice has).  -1 when none runs as one wave, or N is not a
- * multiple of SSF_PGEMM_BN or K of SSF_PGEMM_KS. */
-int ssf_pgemm_plan(int N, int K, int silu, int sms, size_t cta_smem, size_t sm_smem,
+ * else the most that run as one wave (swiglu: without splits, or none).  The ring: as many slices
+ * as one wave leaves room for, at most the chunk's (and at least two, or the one a chunk of one
+ * slice has).  -1 when none runs as one wave, or N is not a multiple of SSF_PGEMM_BN or K of
+ * SSF_PGEMM_KS. */
+int ssf_pgemm_plan(int N, int K, int swiglu, int sms, size_t cta_smem, size_t sm_smem,
                    ssf_pgemm_shape *out);
 
 /* Shared memory of a CTA of `bn` columns whose ring holds `stages` slices. */
-size_t ssf_pgemm_smem(int bn, int stages, int silu);
+size_t ssf_pgemm_smem(int bn, int stages);
 
 #ifdef __cplusplus
 }

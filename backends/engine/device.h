@@ -51,11 +51,11 @@ typedef struct ssf_device_options {
      * as it loads q, one launch a layer fewer, the same bits (tools/cuda-emu has run it; a GPU
      * has not: bench/gpu-check.sh checks and times it).  The default once SSFK_ATTN_ROPE is 1. */
     int rope_in_attention;
-    /* CUDA: the GEMMs of up to 64 rows (q|k|v, o, gate|up, and down with the SiLU in its load)
-     * through the engine's own kernel (cuda_pgemm.cu), which streams its weights through shared
-     * memory and starts reading them while the kernel before it drains.  tools/cuda-emu has run
-     * it; a GPU has not: bench/gpu-check.sh checks and times it.  The default once
-     * SSFK_OWN_SMALL_GEMMS is 1. */
+    /* CUDA: the GEMMs of up to 64 rows (q|k|v, o, gate|up with SwiGLU's SiLU . up in its
+     * epilogue, down) through the engine's own kernel (cuda_pgemm.cu), which streams its weights
+     * through shared memory and starts reading them while the kernel before it drains.
+     * tools/cuda-emu has run it; a GPU has not: bench/gpu-check.sh checks and times it.  The
+     * default once SSFK_OWN_SMALL_GEMMS is 1. */
     int own_small_gemms;
 } ssf_device_options;
 

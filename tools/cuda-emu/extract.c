@@ -122,14 +122,13 @@ static const swap DECODE_SWAPS[] = {
 
 static const char *const PGEMM_CUT[] = {NULL};
 
-/* The own GEMM: shared-memory fragment reads and the SiLU's reads and
- * writes checked, global stores through the emulator's (the partials'
- * reads, the fences, the count's atomic are functions it defines). */
+/* The own GEMM: shared-memory fragment reads checked, global stores
+ * through the emulator's (the partials' reads, the fences, the count's
+ * atomic are functions it defines). */
 static const swap PGEMM_SWAPS[] = {
     {"extern __shared__ __align__(16) char smem[];", "char *smem = emu_smem();", 1},
-    {"uint4 g = *(const uint4 *)(s.x + at), u = *(const uint4 *)(s.u + at);",
-     "uint4 g = ld_sh((const uint4 *)(s.x + at)), u = ld_sh((const uint4 *)(s.u + at));", 1},
-    {"*(uint4 *)(s.x + at) = h;", "st_sh((uint4 *)(s.x + at), h);", 1},
+    {"*(uint32_t *)(Y + at) = pack_bf16(lo, hi);", "st_y((uint32_t *)(Y + at), pack_bf16(lo, hi));",
+     1},
     {"uint32_t a0 = *(const uint32_t *)(x0 + k), a1 = *(const uint32_t *)(x8 + k);",
      "uint32_t a0 = ld_sh((const uint32_t *)(x0 + k)), a1 = ld_sh((const uint32_t *)(x8 + k));", 1},
     {"uint32_t a2 = *(const uint32_t *)(x0 + k + 8), a3 = *(const uint32_t *)(x8 + k + 8);",

@@ -7,9 +7,9 @@
  * What it holds the kernel to:
  *
  *  - every copy from W within the CTA's column tile and K chunk, every
- *    copy from X (gate|up with the SiLU) within its K chunk and X's M
- *    rows, and none from X before the thread's griddepcontrol.wait (X is
- *    the kernel before's output; W no kernel writes);
+ *    copy from X within its K chunk and X's M rows, and none from X before
+ *    the thread's griddepcontrol.wait (X is the kernel before's output; W
+ *    no kernel writes);
  *  - the ring's first slices of W, all of the CTA's tile when the ring
  *    holds its chunk, queued before the wait: what the kernel is for;
  *  - no global write before the wait; each Y element of the M rows written
@@ -17,7 +17,8 @@
  *  - with splits, a CTA's partials fenced before its tile's count moves,
  *    the count its own tile's, the sum read only from partials this launch
  *    wrote, and every count back at zero after the launch;
- *  - Y against a double GEMM, and a second launch (another CTA and thread
+ *  - Y against a double GEMM (with SwiGLU's epilogue, h from the gate and
+ *    up rows its tile interleaves), and a second launch (another CTA and thread
  *    order, copies landing at issue instead of at wait) equal to the first
  *    bit for bit.
  *
@@ -45,7 +46,7 @@ static struct {
     bf16 *Y;
     float *part;
     int *count;
-    int M, N, K, bn, chunk, stages, silu, launch;
+    int M, N, K, bn, chunk, stages, swiglu, launch;
     std::vector<int> y_writes, part_launch;
     bool waited[NT], stored[NT], fenced[NT];
     long w_early;         /* the CTA's 16-byte copies of W before their thread's wait */
@@ -62,20 +63,21 @@ static void need_wait(const char *what)
         fail("thread %d of block (%u,%u) %s before its griddepcontrol.wait", g_cur, g_block.x,
              g_block.y, what);
 }
-/* element e's row and column, checked against the CTA's column tile and
- * the M rows */
-static void own_column(size_t e, const char *what)
+/* Y's columns: h's N / 2 with SwiGLU's epilogue */
+static size_t y_cols(void)
 {
-    size_t row = e / P.N, col = e % P.N, n0 = (size_t)g_block.x * P.bn;
-    if ((int)row >= P.M || col < n0 || col >= n0 + P.bn)
-        fail("%s at row %zu column %zu: block (%u,%u) has columns %zu-%zu of rows 0-%d", what, row,
-             col, g_block.x, g_block.y, n0, n0 + P.bn - 1, P.M - 1);
+    return P.swiglu ? (size_t)P.N / 2 : (size_t)P.N;
 }
 
-/* X's columns: gate|up's 2K with the SiLU */
-static size_t x_cols(void)
+/* element e's row and column, checked against the CTA's column tile (of
+ * Y's columns) and the M rows */
+static void own_column(size_t e, const char *what)
 {
-    return P.silu ? 2 * (size_t)P.K : (size_t)P.K;
+    size_t width = P.swiglu ? (size_t)P.bn / 2 : (size_t)P.bn;
+    size_t row = e / y_cols(), col = e % y_cols(), n0 = (size_t)g_block.x * width;
+    if ((int)row >= P.M || col < n0 || col >= n0 + width)
+        fail("%s at row %zu column %zu: block (%u,%u) has columns %zu-%zu of rows 0-%d", what, row,
+             col, g_block.x, g_block.y, n0, n0 + width - 1, P.M - 1);
 }
 
 static void cp_async16(void *dst, const void *src, int bytes)
@@ -89,9 +91,8 @@ static void cp_async16(void *dst, const void *src, int bytes)
             fail("copy of W row %zu column %zu: block (%u,%u) has rows %zu-%zu, columns %zu-%zu",
                  row, col, g_block.x, g_block.y, n0, n0 + P.bn - 1, k0, k0 + P.chunk - 1);
         if (!P.waited[g_cur]) P.w_early++;
-    } else if (bytes && b >= P.X && b + 8 <= P.X + (size_t)P.M * x_cols()) {
-        size_t col = (b - P.X) % x_cols();
-        if (P.silu && col >= (size_t)P.K) col -= P.K; /* up's */
+    } else if (bytes && b >= P.X && b + 8 <= P.X + (size_t)P.M * P.K) {
+        size_t col = (b - P.X) % P.K;
         need_wait("copies X");
         if (col < k0 || col + 8 > k0 + P.chunk)
             fail("copy of X column %zu: block (%u,%u) has columns %zu-%zu", col, g_block.x,
@@ -105,7 +106,8 @@ static void cp_async16(void *dst, const void *src, int bytes)
 static void st_y(uint32_t *p, uint32_t v)
 {
     bf16 *b = (bf16 *)p;
-    if ((uintptr_t)p % 4 || b < P.Y || b + 2 > P.Y + (size_t)P.M * P.N) fail("Y write outside Y");
+    if ((uintptr_t)p % 4 || b < P.Y || b + 2 > P.Y + (size_t)P.M * y_cols())
+        fail("Y write outside Y");
     need_wait("writes Y");
     size_t e = (size_t)(b - P.Y);
     own_column(e, "Y write");
@@ -175,10 +177,14 @@ static int __syncthreads_or(int pred)
     return P.any[e];
 }
 
-/* cuda_common.cuh's SwiGLU element, from its spec */
+/* cuda_common.cuh's rounding and SwiGLU element, from their spec */
+static float round_bf16(float v)
+{
+    return bf2f(f2bf(v));
+}
 static bf16 silu_times(float g, float u)
 {
-    float a = bf2f(f2bf(g / (1.0f + expf(-g))));
+    float a = round_bf16(g / (1.0f + expf(-g)));
     return f2bf(a * u);
 }
 
@@ -189,25 +195,44 @@ static void entry(void)
 {
     auto kernel =
         P.bn == SSF_PGEMM_BN
-            ? (P.silu ? pgemm_kernel<SSF_PGEMM_BN, true> : pgemm_kernel<SSF_PGEMM_BN, false>)
-            : (P.silu ? pgemm_kernel<SSF_PGEMM_BN_WIDE, true>
-                      : pgemm_kernel<SSF_PGEMM_BN_WIDE, false>);
+            ? (P.swiglu ? pgemm_kernel<SSF_PGEMM_BN, true> : pgemm_kernel<SSF_PGEMM_BN, false>)
+            : (P.swiglu ? pgemm_kernel<SSF_PGEMM_BN_WIDE, true>
+                        : pgemm_kernel<SSF_PGEMM_BN_WIDE, false>);
     kernel(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages);
     thread_exit();
 }
 
 struct gcase {
-    int M, N, K, silu, sms;
+    int M, N, K, swiglu, sms;
     size_t cta_smem, sm_smem; /* 0: an H100's */
     unsigned seed;
 };
 
-/* X's element k of row m as the kernel multiplies it */
-static double x_at(const std::vector<bf16> &X, int m, int k, const gcase &C)
+static double dot(const std::vector<bf16> &X, const std::vector<bf16> &W, int m, size_t n, int K)
 {
-    if (!C.silu) return bf2f(X[(size_t)m * C.K + k]);
-    const bf16 *row = X.data() + (size_t)m * 2 * C.K;
-    return bf2f(silu_times(bf2f(row[k]), bf2f(row[C.K + k])));
+    double acc = 0;
+    for (int k = 0; k < K; k++)
+        acc += (double)bf2f(X[(size_t)m * K + k]) * bf2f(W[n * K + k]);
+    return acc;
+}
+
+/* Y[m][n] in doubles, and the error allowed: BF16's rounding of the sum
+ * and fp32's of its terms; with SwiGLU's epilogue, h from the tile's gate
+ * and up rows, each rounded to BF16, where a unit of the last place off
+ * the kernel's fp32 sums carries through SiLU and the product. */
+static double want_at(const std::vector<bf16> &X, const std::vector<bf16> &W, int m, int n,
+                      const gcase &C, int bn, double *tol)
+{
+    if (!C.swiglu) {
+        double want = dot(X, W, m, (size_t)n, C.K);
+        *tol = 4e-3 * fabs(want) + 1e-5 * C.K;
+        return want;
+    }
+    size_t half = (size_t)bn / 2, gate = n / half * bn + n % half;
+    double g = dot(X, W, m, gate, C.K), u = dot(X, W, m, gate + half, C.K);
+    double want = bf2f(silu_times(round_bf16((float)g), round_bf16((float)u)));
+    *tol = fabs(want) / 32 + 1e-3;
+    return want;
 }
 
 static int run_case(const gcase &C)
@@ -215,11 +240,10 @@ static int run_case(const gcase &C)
     std::mt19937 rng(C.seed);
     ssf_pgemm_shape sh;
     size_t cta_smem = C.cta_smem ? C.cta_smem : 232448, sm_smem = C.sm_smem ? C.sm_smem : 233472;
-    if (ssf_pgemm_plan(C.N, C.K, C.silu, C.sms, cta_smem, sm_smem, &sh)) fail("no plan");
-    int M = C.M, N = C.N, K = C.K, slices = sh.chunk / SSF_PGEMM_KS;
+    if (ssf_pgemm_plan(C.N, C.K, C.swiglu, C.sms, cta_smem, sm_smem, &sh)) fail("no plan");
+    int M = C.M, N = C.N, K = C.K, slices = sh.chunk / SSF_PGEMM_KS, cols = C.swiglu ? N / 2 : N;
     long want_early = (long)std::min(sh.stages, slices) * sh.bn * SSF_PGEMM_KS / 8;
-    std::vector<bf16> X((size_t)M * K * (C.silu ? 2 : 1)), W((size_t)N * K), Y((size_t)M * N),
-        first;
+    std::vector<bf16> X((size_t)M * K), W((size_t)N * K), Y((size_t)M * cols), first;
     for (auto &x : X)
         x = f2bf((float)urand(rng));
     for (auto &w : W)
@@ -228,7 +252,7 @@ static int run_case(const gcase &C)
     std::vector<int> count(sh.tiles, 0);
     P.X = X.data(), P.W = W.data(), P.Y = Y.data(), P.part = part.data(), P.count = count.data();
     P.M = M, P.N = N, P.K = K, P.bn = sh.bn, P.chunk = sh.chunk, P.stages = sh.stages;
-    P.silu = C.silu;
+    P.swiglu = C.swiglu;
     g_smem_bytes = sh.smem;
     g_smem = (char *)aligned_alloc(128, g_smem_bytes);
     g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
@@ -259,8 +283,8 @@ static int run_case(const gcase &C)
         }
         for (size_t e = 0; e < Y.size(); e++)
             if (P.y_writes[e] != 1)
-                complain("  launch %d writes Y row %zu column %zu %d times\n", launch, e / N, e % N,
-                         P.y_writes[e]);
+                complain("  launch %d writes Y row %zu column %zu %d times\n", launch, e / cols,
+                         e % cols, P.y_writes[e]);
         for (int t = 0; t < sh.tiles; t++)
             if (count[t])
                 complain("  launch %d leaves tile %d's count at %d\n", launch, t, count[t]);
@@ -272,19 +296,15 @@ static int run_case(const gcase &C)
         complain("  the second launch differs from the first\n");
     double worst = 0;
     for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double want = 0;
-            for (int k = 0; k < K; k++)
-                want += x_at(X, m, k, C) * bf2f(W[(size_t)n * K + k]);
-            double got = bf2f(first[(size_t)m * N + n]), err = fabs(got - want);
-            /* BF16's rounding of the sum, and fp32's of its terms */
-            if (!(err <= 4e-3 * fabs(want) + 1e-5 * K))
-                complain("  Y[%d][%d]: got %g want %g\n", m, n, got, want);
+        for (int n = 0; n < cols; n++) {
+            double tol, want = want_at(X, W, m, n, C, sh.bn, &tol);
+            double got = bf2f(first[(size_t)m * cols + n]), err = fabs(got - want);
+            if (!(err <= tol)) complain("  Y[%d][%d]: got %g want %g\n", m, n, got, want);
             if (!(err <= worst)) worst = err;
         }
-    printf("%s M %2d N %4d K %4d%s: %d tiles of %d x %d splits of %d, a ring of %d (%zu bytes): "
+    printf("%s M %2d N %5d K %4d%s: %d tiles of %d x %d splits of %d, a ring of %d (%zu bytes): "
            "worst abs err %.3g\n",
-           bad ? "FAIL" : "ok  ", M, N, K, C.silu ? " SiLU" : "", sh.tiles, sh.bn, sh.splits,
+           bad ? "FAIL" : "ok  ", M, N, K, C.swiglu ? " SwiGLU" : "", sh.tiles, sh.bn, sh.splits,
            sh.chunk, sh.stages, sh.smem, worst);
     fflush(stdout);
     return bad;
@@ -313,18 +333,21 @@ int main(int argc, char **argv)
          * slots) */
         {64, 256, 1536, 0, 2, 0, 0, 8},
         {40, 192, 2048, 0, 3, A100_CTA, A100_SM, 9},
-        /* down with the SiLU: 1.5B's on few SMs (a ring of 8, 2 splits of
-         * 70 slices), an A100's room, and rows past M */
-        {64, 128, 8960, 1, 4, 0, 0, 10},
-        {24, 192, 1280, 1, 3, A100_CTA, A100_SM, 11},
+        /* gate|up with SwiGLU's epilogue: 128-column tiles on few SMs (24
+         * slices through 8 slots; an A100's room), 64-column ones unsplit
+         * (one row; seven tiles of 33 rows), and rows past M */
+        {64, 256, 1536, 1, 2, 0, 0, 10},
+        {24, 384, 1280, 1, 3, A100_CTA, A100_SM, 11},
         {1, 64, 640, 1, 132, 0, 0, 12},
-        /* five CTAs on one SM: rings of 2 over 16 slices; a ring of 3 with
-         * the SiLU, by a CTA's limit; three 128-column tiles, unsplit, on
-         * one SM (a ring of 2 over 24 slices) and two with the SiLU */
-        {16, 320, 1024, 0, 1, 0, 0, 13},
-        {64, 64, 1024, 1, 1, 83000, 0, 14},
-        {64, 384, 1536, 0, 1, 0, 0, 15},
-        {50, 256, 896, 1, 2, 0, 0, 16},
+        {33, 448, 512, 1, 132, 0, 0, 13},
+        /* five CTAs on one SM: rings of 2 over 16 slices; a ring of 4 by a
+         * CTA's limit, with SwiGLU's epilogue; three 128-column tiles,
+         * unsplit, on one SM (a ring of 2 over 24 slices); 1.5B's down on
+         * 4 SMs (2 splits of 70 slices through 8 slots) */
+        {16, 320, 1024, 0, 1, 0, 0, 14},
+        {64, 64, 1024, 1, 1, 83000, 0, 15},
+        {64, 384, 1536, 0, 1, 0, 0, 16},
+        {64, 128, 8960, 0, 4, 0, 0, 17},
     };
     int fails = 0;
     for (const gcase &c : cases) {
