@@ -595,9 +595,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
     /* as attention_hd: tiles start at a multiple of SSF_ATTN_TILE past a
      * chunk's start */
     a.in_block = bs % SSF_ATTN_TILE == 0 && sh.chunk % SSF_ATTN_TILE == 0;
-    g_smem_bytes = sh.smem;
-    g_smem = (char *)aligned_alloc(128, g_smem_bytes);
-    g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
+    smem_open(sh.smem);
     g_grid = {(unsigned)sh.grid[0], (unsigned)sh.grid[1], (unsigned)sh.grid[2]};
 
     std::vector<dim3e> ctas = grid_blocks();
@@ -653,7 +651,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
         }
         if (launch == 0) first = out;
     }
-    free(g_smem);
+    smem_close();
     free(pool);
     /* the second launch, in another CTA order with NaN partials, must
      * match the first exactly (the merge runs in split order) */

@@ -107,6 +107,20 @@ struct wordmeta {
     uint32_t rmask[NW];
 };
 static std::vector<wordmeta> g_meta;
+
+/* A launch's dynamic shared memory of `bytes`, and the race detector's
+ * words for it and g_static; smem_close frees it after the launch. */
+static void smem_open(size_t bytes)
+{
+    g_smem_bytes = bytes;
+    g_smem = (char *)aligned_alloc(128, bytes);
+    g_meta.resize(bytes / 4 + sizeof g_static / 4);
+}
+static void smem_close(void)
+{
+    free(g_smem);
+    g_smem = NULL;
+}
 enum { NONE = -1 };
 
 static char *emu_smem(void)

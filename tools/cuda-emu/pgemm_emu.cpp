@@ -253,9 +253,7 @@ static int run_case(const gcase &C)
     P.X = X.data(), P.W = W.data(), P.Y = Y.data(), P.part = part.data(), P.count = count.data();
     P.M = M, P.N = N, P.K = K, P.bn = sh.bn, P.chunk = sh.chunk, P.stages = sh.stages;
     P.swiglu = C.swiglu;
-    g_smem_bytes = sh.smem;
-    g_smem = (char *)aligned_alloc(128, g_smem_bytes);
-    g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
+    smem_open(sh.smem);
     g_grid = {(unsigned)sh.tiles, (unsigned)sh.splits, 1};
     g_on_grid_dep_wait = on_wait;
     std::vector<dim3e> ctas = grid_blocks();
@@ -291,7 +289,7 @@ static int run_case(const gcase &C)
         if (launch == 0) first = Y;
     }
     g_on_grid_dep_wait = NULL;
-    free(g_smem);
+    smem_close();
     if (memcmp(first.data(), Y.data(), Y.size() * sizeof(bf16)))
         complain("  the second launch differs from the first\n");
     double worst = 0;

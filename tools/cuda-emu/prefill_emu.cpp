@@ -224,12 +224,11 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
                         nkv};
     a.qb = qb.data();
     a.scale = scale_log2_of(HD);
-    g_smem_bytes = ssf_prefill_smem(HD, FP8);
-    if (g_smem_bytes != prefill_smem<HD, FP8>::BYTES)
-        fail("ssf_prefill_smem(%d, %d) is %zu bytes, the kernel's layout %zu", HD, FP8,
-             g_smem_bytes, prefill_smem<HD, FP8>::BYTES);
-    g_smem = (char *)aligned_alloc(128, g_smem_bytes);
-    g_meta.resize(g_smem_bytes / 4 + sizeof g_static / 4);
+    size_t smem = ssf_prefill_smem(HD, FP8);
+    if (smem != prefill_smem<HD, FP8>::BYTES)
+        fail("ssf_prefill_smem(%d, %d) is %zu bytes, the kernel's layout %zu", HD, FP8, smem,
+             prefill_smem<HD, FP8>::BYTES);
+    smem_open(smem);
     g_grid = {(unsigned)nh, (unsigned)nq, 1};
     for (dim3e blk : grid_blocks()) {
         g_block = blk;
@@ -237,7 +236,7 @@ static int run_case(int nh, int nkv, int bs, std::vector<seqspec> seqs, unsigned
         g_tab_len = need[seq[qb[2 * qbi]]];
         run_cta<HD, FP8>(&a);
     }
-    free(g_smem);
+    smem_close();
     /* check */
     std::vector<char> in_q(rows, 0);
     for (int b = 0; b < nq; b++)
