@@ -368,9 +368,7 @@ static int upload_gate_up(const cuda_dev *d, const ssf_layer_weights *w, bf16 *w
 
 static int upload_f32(const ssf_tensor *t, int64_t numel, float *dst, float *fbuf, ssf_error *err)
 {
-    if (!t || t->numel != numel)
-        return ssf_fail(err, "cuda: tensor %s has %lld elements, expected %lld",
-                        t ? t->name : "(missing)", t ? (long long)t->numel : 0LL, (long long)numel);
+    if (check_numel(t, numel, err)) return -1;
     if (numel > UPLOAD_CHUNK) return ssf_fail(err, "cuda: bias %s is too large", t->name);
     ssf_tensor_read_f32(t, 0, numel, fbuf);
     CU_TRY(cudaMemcpy(dst, fbuf, (size_t)numel * sizeof(float), cudaMemcpyHostToDevice));

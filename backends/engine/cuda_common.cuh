@@ -93,8 +93,8 @@ __device__ static inline void store_fp8_row(const float (&v)[FP8_PER_LANE],
 
 /* One element of SwiGLU's product, as Hugging Face's bf16 MLP makes it:
  * act_fn(gate) is a bf16 tensor before the product with up.  The SiLU
- * kernel and the own GEMM's SiLU load (cuda_pgemm.cu) both go through it,
- * so the two paths give the same bits. */
+ * kernel and the own GEMM's SwiGLU epilogue (cuda_pgemm.cu) both go
+ * through it, so the two paths give the same bits. */
 __device__ static inline bf16 silu_times(float g, float u)
 {
     float a = round_bf16(g / (1.0f + expf(-g)));
