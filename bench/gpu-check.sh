@@ -83,12 +83,14 @@ summarize() {
         for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         key = v["model"] " batch=" v["batch"] " prompt=" v["prompt"] " steps=" v["steps"]
         if (v["engine"] == "cuda") base[key] = v["ms_per_step"]
-        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
+        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
         delete v }
         END { for (i = 1; i <= n; i++) { split(row[i], f, "|"); b = base[f[2]]
             printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
         tee -a "$LOG"
     grep -E '^TIME op=pgemm_' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
+    say "the tuner's verdicts, own GEMM against cuBLAS's path (own=1: the steps take it):"
+    grep -E '^TIME model=.* gemm_verdict ' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
     say "device sampler, ms for the rows (top-p: T 0.6, top-p 0.95; gathered: ids with mass first):"
     grep -E '^TIME sampler' "$LOG" | sed 's/^TIME sampler //' | tee -a "$LOG"
     if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
@@ -323,14 +325,16 @@ BENCH7="$WORK/qwen2.5-7b-random"
 # The issue's shape: 200-token prompts, many sequences, LONG_STEPS decode
 # steps, the largest batches again with an FP8 KV cache, the batches again
 # with RoPE and the KV store in the decode attention (rope) and at batch 64
-# with the GEMMs through the engine's own, alone and (1.5B) with rope (no
-# PDL, "nopdl", was timed in runs L-N and is left out);
+# with the GEMMs through the engine's own where the tuner chose it (the
+# engine's default once SSFK_OWN_SMALL_GEMMS is tuned), alone and (1.5B)
+# with rope, and (1.5B) through it always (no PDL, "nopdl", was timed in
+# runs L-N and is left out);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,ropepgemm
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,tuned,ropetuned
     # 1,000-token prompts, each a forward of its own, with the flash
     # prefill kernel and without it (the decode kernel reads a prompt's K
     # and V once per row), then with an fp8 pool, through the decode
@@ -338,7 +342,7 @@ long_benches() {
     step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8flash
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
-    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,pgemm
+    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,tuned
     step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64
 }
 # --perf: the op tests, the 1.5B ops and the long decode benches only (no

@@ -296,8 +296,9 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * the flash prefill kernel or not (fp8_flash: with an e4m3 cache too),
  * kernels launched only after the one before completed (no_pdl) or not,
  * decode steps' RoPE and KV store in the attention kernel (rope) or not,
- * the GEMMs of up to 64 rows through the engine's own (own_gemms) or cuBLAS;
- * `suffix` names it in TIME lines. */
+ * which GEMMs of up to 64 rows go through the engine's own rather than
+ * cuBLAS (own_gemms, an ssf_own_gemms; 0: SSFK_OWN_SMALL_GEMMS's); `suffix`
+ * names it in TIME lines. */
 typedef struct variant {
     int graphs, fp8, flash, fp8_flash, no_pdl, rope, own_gemms;
     const char *suffix;
@@ -311,9 +312,16 @@ static const variant NO_FLASH = {.graphs = 1, .suffix = "-noflash"};
 static const variant NO_GRAPH = {.flash = 1, .suffix = "-nograph"};
 static const variant NO_PDL = {.graphs = 1, .flash = 1, .no_pdl = 1, .suffix = "-nopdl"};
 static const variant ROPE = {.graphs = 1, .flash = 1, .rope = 1, .suffix = "-rope"};
-static const variant OWN_GEMMS = {.graphs = 1, .flash = 1, .own_gemms = 1, .suffix = "-pgemm"};
+static const variant OWN_GEMMS = {
+    .graphs = 1, .flash = 1, .own_gemms = SSF_OWN_GEMMS_ALWAYS, .suffix = "-pgemm"};
 static const variant ROPE_OWN_GEMMS = {
-    .graphs = 1, .flash = 1, .rope = 1, .own_gemms = 1, .suffix = "-rope-pgemm"};
+    .graphs = 1, .flash = 1, .rope = 1, .own_gemms = SSF_OWN_GEMMS_ALWAYS, .suffix = "-rope-pgemm"};
+static const variant TUNED_GEMMS = {
+    .graphs = 1, .flash = 1, .own_gemms = SSF_OWN_GEMMS_TUNED, .suffix = "-tuned"};
+static const variant ROPE_TUNED_GEMMS = {
+    .graphs = 1, .flash = 1, .rope = 1, .own_gemms = SSF_OWN_GEMMS_TUNED, .suffix = "-rope-tuned"};
+static const variant CUBLAS_GEMMS = {
+    .graphs = 1, .flash = 1, .own_gemms = SSF_OWN_GEMMS_NEVER, .suffix = "-cublas"};
 static const variant FP8_ROPE = {
     .graphs = 1, .fp8 = 1, .flash = 1, .rope = 1, .suffix = "-fp8kv-rope"};
 
@@ -482,6 +490,54 @@ static void check_same_values(const ssf_model *m, const pages *pg, const seq *s,
     if (plain) plain->close(plain);
 }
 
+/* The tuner's verdicts on d's own GEMMs at M rows, a line each: `tag`
+ * "TIME" (a bench's) or "PASS" (a check's, which every planned GEMM must
+ * have been judged by); FAIL where the kernel disagreed with cuBLAS.  The
+ * number of GEMMs judged, -1 on an error. */
+static int report_verdicts(const ssf_device *d, int M, const char *tag, const char *what)
+{
+    ssf_cuda_gemm_verdict v[SSF_CUDA_SMALL_GEMMS];
+    ssf_error err;
+    if (ssf_cuda_gemm_verdicts(d, M, v, &err)) {
+        printf("FAIL %s: %s\n", what, err.msg), failures++;
+        return -1;
+    }
+    int judged = 0;
+    for (int g = 0; g < SSF_CUDA_SMALL_GEMMS; g++) {
+        if (!v[g].tuned) continue;
+        judged++;
+        failures += !v[g].agrees;
+        printf("%s %s gemm_verdict M=%d gemm=%s agrees=%d own=%d worst=%.3f blas_ms=%.4f "
+               "own_ms=%.4f ratio=%.3f\n",
+               v[g].agrees ? tag : "FAIL", what, M, v[g].gemm, v[g].agrees, v[g].own, v[g].worst,
+               v[g].blas_ms, v[g].own_ms, v[g].blas_ms > 0 ? v[g].own_ms / v[g].blas_ms : 0.0);
+    }
+    return judged;
+}
+
+/* The own GEMMs where tuned: a graph decode of 4 rows on a fresh device
+ * judges each GEMM at 4 rows before its capture (every fixture's shapes
+ * have a plan: all four must be judged and agree with cuBLAS), then
+ * decodes as check_graph_decode asks, with whichever path won. */
+static void check_tuned(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
+                        int vocab, int n_valid, const char *dir, int p)
+{
+    ssf_error err;
+    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, TUNED_GEMMS, &err);
+    if (!d) {
+        printf("FAIL %s prompt %d: own GEMMs where tuned: %s\n", dir, p, err.msg), failures++;
+        return;
+    }
+    check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, " (own GEMMs where tuned)");
+    char what[2300];
+    snprintf(what, sizeof what, "%s prompt %d", dir, p);
+    int judged = report_verdicts(d, 4, "PASS", what);
+    if (judged >= 0 && judged != SSF_CUDA_SMALL_GEMMS)
+        printf("FAIL %s: %d of %d GEMMs judged at 4 rows\n", what, judged, SSF_CUDA_SMALL_GEMMS),
+            failures++;
+    d->close(d);
+}
+
 /* ---- modes ------------------------------------------------------------------------- */
 
 static void check_fixture(const char *dir)
@@ -527,6 +583,7 @@ static void check_fixture(const char *dir)
                               "fp8 KV, RoPE in the attention");
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, ROPE_OWN_GEMMS,
                           "RoPE in the attention, own small GEMMs", REL_TOL);
+            check_tuned(m, &pg, &s, c, vocab, n_valid, dir, p);
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
         free(c), free(g);
@@ -825,6 +882,10 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
     const ssf_model_config *c = ssf_model_config_of(m);
     bench_as = v;
     int rc = time_batches(gpu, pg, c, bs, nb, P, steps, copy_gbps, err);
+    char what[256];
+    snprintf(what, sizeof what, "model=%s", bench_model);
+    for (int i = 0; !rc && v.own_gemms == SSF_OWN_GEMMS_TUNED && i < nb; i++)
+        if (bs[i] <= SSF_PGEMM_MAX_M) report_verdicts(gpu, bs[i], "TIME", what);
     gpu->close(gpu);
     bench_as = DEFAULT;
     return rc;
@@ -839,7 +900,9 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * before completed ("nopdl"), with decode steps' RoPE and KV store in the
  * attention kernel ("rope"), with the GEMMs through the engine's own
  * ("pgemm", at the batches it takes: up to SSF_PGEMM_MAX_M), or both
- * ("ropepgemm"). */
+ * ("ropepgemm"), through it where the tuner chose it ("tuned", with its
+ * verdicts; "ropetuned": and RoPE in the attention), or through cuBLAS
+ * alone ("cublas"). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8flash"). */
 static int wants(const char *list, const char *what)
@@ -905,6 +968,15 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     if (ok && n_small && wants(extra, "ropepgemm"))
         ok = bench_variant(m, &pg, ctx, ROPE_OWN_GEMMS, small, n_small, P, steps, copy_gbps,
                            &err) == 0;
+    if (ok && n_small && wants(extra, "tuned"))
+        ok =
+            bench_variant(m, &pg, ctx, TUNED_GEMMS, small, n_small, P, steps, copy_gbps, &err) == 0;
+    if (ok && n_small && wants(extra, "ropetuned"))
+        ok = bench_variant(m, &pg, ctx, ROPE_TUNED_GEMMS, small, n_small, P, steps, copy_gbps,
+                           &err) == 0;
+    if (ok && n_small && wants(extra, "cublas"))
+        ok = bench_variant(m, &pg, ctx, CUBLAS_GEMMS, small, n_small, P, steps, copy_gbps, &err) ==
+             0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;
@@ -1238,7 +1310,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
                         "bench DIR B[,B...] PROMPT STEPS "
-                        "[sampled,nograph,fp8,fp8flash,noflash,nopdl,rope,pgemm,ropepgemm]\n");
+                        "[sampled,nograph,fp8,fp8flash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
+                        "ropetuned,cublas]\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -70,9 +70,10 @@ static const char help_engine[] =
     "                        (by default they overlap its tail: programmatic dependent launch)\n"
     "  --rope-in-attention   engine (CUDA; not yet timed on a GPU): decode steps' bias, RoPE and\n"
     "                        KV store done by the attention kernel, one launch a layer fewer\n"
-    "  --own-small-gemms     engine (CUDA; not yet timed on a GPU): the GEMMs of up to 64 rows\n"
-    "                        (q|k|v, o, gate|up with the SiLU, down) through the engine's own\n"
-    "                        GEMM instead of cuBLAS\n"
+    "  --own-small-gemms tuned|always|never  engine (CUDA; not yet timed on a GPU): which GEMMs\n"
+    "                        of up to 64 rows (q|k|v, o, gate|up with the SiLU, down) take the\n"
+    "                        engine's own GEMM, not cuBLAS: those where it agreed with cuBLAS\n"
+    "                        and was faster when timed on this GPU, all, or none (the default)\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -160,6 +161,23 @@ static int name_arg(const char *opt, const char *arg, const char *a, const char 
         return -1;
     }
     return 0;
+}
+
+static int own_gemms_arg(const char *arg, int *out)
+{
+    static const struct {
+        const char *name;
+        ssf_own_gemms mode;
+    } modes[] = {{"tuned", SSF_OWN_GEMMS_TUNED},
+                 {"always", SSF_OWN_GEMMS_ALWAYS},
+                 {"never", SSF_OWN_GEMMS_NEVER}};
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
+        if (strcmp(arg, modes[i].name) == 0) {
+            *out = modes[i].mode;
+            return 0;
+        }
+    cli_error("--own-small-gemms: unknown value '%s'; use tuned, always or never", arg);
+    return -1;
 }
 
 static int handle_sampling(run_args *a, int opt, const char *arg)
@@ -275,8 +293,7 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         o->dev.rope_in_attention = 1;
         return 0;
     case OPT_OWN_SMALL_GEMMS:
-        o->dev.own_small_gemms = 1;
-        return 0;
+        return own_gemms_arg(arg, &o->dev.own_small_gemms);
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);
     case OPT_STOP:
@@ -594,7 +611,7 @@ int cmd_run(int argc, char **argv)
         {"no-flash-prefill", no_argument, NULL, OPT_NO_FLASH_PREFILL},
         {"no-pdl", no_argument, NULL, OPT_NO_PDL},
         {"rope-in-attention", no_argument, NULL, OPT_ROPE_IN_ATTENTION},
-        {"own-small-gemms", no_argument, NULL, OPT_OWN_SMALL_GEMMS},
+        {"own-small-gemms", required_argument, NULL, OPT_OWN_SMALL_GEMMS},
         {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},

@@ -7,6 +7,7 @@
  * power-of-two width, shared memory and the split workspace stay in their
  * bounds.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -362,6 +363,175 @@ static void test_pgemm_models(void **state)
     assert_int_equal(s.partial_floats, s.splits > 1 ? (size_t)s.splits * 64 * 64 : 0);
 }
 
+static uint16_t bf16_bits(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16); /* round to nearest even */
+}
+
+static float bf16_float(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* The probe X: in [-1, 1], spread, the same for a seed, another for
+ * another seed. */
+static void test_pgemm_probe(void **state)
+{
+    (void)state;
+    enum { N = 4096 };
+    static uint16_t a[N], b[N], c[N];
+    ssf_pgemm_probe(a, N, 7);
+    ssf_pgemm_probe(b, N, 7);
+    ssf_pgemm_probe(c, N, 8);
+    assert_memory_equal(a, b, sizeof a);
+    int same = 0, neg = 0, big = 0;
+    double sum = 0;
+    for (int i = 0; i < N; i++) {
+        float v = bf16_float(a[i]);
+        assert_true(v >= -1.0f && v <= 1.0f);
+        same += a[i] == c[i];
+        neg += v < 0;
+        big += fabsf(v) > 0.5f;
+        sum += v;
+    }
+    assert_true(same < N / 16);
+    assert_in_range(neg, N / 2 - N / 16, N / 2 + N / 16);
+    assert_in_range(big, N / 2 - N / 16, N / 2 + N / 16);
+    assert_true(fabs(sum / N) < 0.05);
+}
+
+/* Y = X . W^T of M x K and N x K values, each product summed in fp32 from
+ * k = 0 up (down: from K - 1), rounded to BF16. */
+static void small_product(const float *X, const float *W, int M, int N, int K, int down,
+                          uint16_t *Y)
+{
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float acc = 0;
+            for (int i = 0; i < K; i++) {
+                int k = down ? K - 1 - i : i;
+                acc += X[m * K + k] * W[n * K + k];
+            }
+            Y[m * N + n] = bf16_bits(acc);
+        }
+}
+
+/* Two summation orders agree; a row, a column, a split lost, a NaN or one
+ * value 10% off do not. */
+static void test_pgemm_agrees(void **state)
+{
+    (void)state;
+    enum { M = 16, N = 64, K = 512 };
+    static float X[M * K], W[N * K];
+    static uint16_t xb[M * K], wb[N * K], ref[M * N], got[M * N], bad[M * N];
+    ssf_pgemm_probe(xb, M * K, 1);
+    ssf_pgemm_probe(wb, N * K, 2);
+    for (int i = 0; i < M * K; i++)
+        X[i] = bf16_float(xb[i]);
+    for (int i = 0; i < N * K; i++)
+        W[i] = bf16_float(wb[i]);
+    small_product(X, W, M, N, K, 0, ref);
+    small_product(X, W, M, N, K, 1, got);
+    double worst = -1;
+    assert_true(ssf_pgemm_agrees(ref, got, M * N, &worst));
+    assert_true(worst >= 0 && worst <= 1);
+    assert_true(ssf_pgemm_agrees(ref, ref, M * N, &worst));
+    assert_true(worst == 0);
+    /* rows 3 and 4 swapped */
+    memcpy(bad, got, sizeof bad);
+    memcpy(bad + 3 * N, got + 4 * N, N * 2);
+    memcpy(bad + 4 * N, got + 3 * N, N * 2);
+    assert_false(ssf_pgemm_agrees(ref, bad, M * N, &worst));
+    assert_true(worst > 1);
+    /* columns 8 and 9 swapped in every row */
+    memcpy(bad, got, sizeof bad);
+    for (int m = 0; m < M; m++)
+        bad[m * N + 8] = got[m * N + 9], bad[m * N + 9] = got[m * N + 8];
+    assert_false(ssf_pgemm_agrees(ref, bad, M * N, NULL));
+    /* the last of 4 splits of K never added */
+    static float Xh[M * K];
+    memcpy(Xh, X, sizeof Xh);
+    for (int m = 0; m < M; m++)
+        for (int k = 3 * K / 4; k < K; k++)
+            Xh[m * K + k] = 0;
+    small_product(Xh, W, M, N, K, 0, bad);
+    assert_false(ssf_pgemm_agrees(ref, bad, M * N, NULL));
+    /* one NaN, one value 10% off */
+    memcpy(bad, got, sizeof bad);
+    bad[77] = 0x7fc0;
+    assert_false(ssf_pgemm_agrees(ref, bad, M * N, &worst));
+    assert_true(isinf(worst));
+    memcpy(bad, got, sizeof bad);
+    int i = 0;
+    while (fabsf(bf16_float(ref[i])) < 8) /* a value past the rms (about 7.5) */
+        i++;
+    bad[i] = bf16_bits(bf16_float(ref[i]) * 1.1f);
+    assert_false(ssf_pgemm_agrees(ref, bad, M * N, NULL));
+    /* nothing to hold a value to where cuBLAS's overflowed */
+    memcpy(bad, ref, sizeof bad);
+    bad[5] = 0x7f80;
+    assert_true(ssf_pgemm_agrees(bad, got, M * N, NULL));
+}
+
+/* SwiGLU's h both ways: from gate and up rounded to BF16 first (cuBLAS's
+ * gate|up, then the SiLU kernel) and from their fp32 sums summed the other
+ * way (the own kernel's epilogue), the tolerance's tightest case. */
+static void test_pgemm_agrees_swiglu(void **state)
+{
+    (void)state;
+    enum { M = 64, I = 256, K = 1536 };
+    static float X[M * K], Wg[I * K], Wu[I * K];
+    static uint16_t xb[M * K], gb[I * K], ub[I * K], ref[M * I], got[M * I];
+    ssf_pgemm_probe(xb, M * K, 3);
+    ssf_pgemm_probe(gb, I * K, 4);
+    ssf_pgemm_probe(ub, I * K, 5);
+    for (int i = 0; i < M * K; i++)
+        X[i] = bf16_float(xb[i]);
+    for (int i = 0; i < I * K; i++) /* weights of a trained layer's size */
+        Wg[i] = bf16_float(bf16_bits(bf16_float(gb[i]) / 16)),
+        Wu[i] = bf16_float(bf16_bits(bf16_float(ub[i]) / 16));
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < I; n++) {
+            float g[2] = {0, 0}, u[2] = {0, 0};
+            for (int k = 0; k < K; k++) {
+                int down = K - 1 - k;
+                g[0] += X[m * K + k] * Wg[n * K + k], u[0] += X[m * K + k] * Wu[n * K + k];
+                g[1] += X[m * K + down] * Wg[n * K + down],
+                    u[1] += X[m * K + down] * Wu[n * K + down];
+            }
+            float gr = bf16_float(bf16_bits(g[0])), ur = bf16_float(bf16_bits(u[0]));
+            ref[m * I + n] = bf16_bits(gr / (1 + expf(-gr)) * ur);
+            got[m * I + n] = bf16_bits(g[1] / (1 + expf(-g[1])) * u[1]);
+        }
+    double worst = -1;
+    assert_true(ssf_pgemm_agrees(ref, got, M * I, &worst));
+    assert_true(worst > 0 && worst < 0.75);
+    /* gate and up swapped in one block of 32 outputs: h = SiLU(up) . gate */
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < 32; n++) {
+            float g = 0, u = 0;
+            for (int k = 0; k < K; k++)
+                g += X[m * K + k] * Wg[n * K + k], u += X[m * K + k] * Wu[n * K + k];
+            got[m * I + n] = bf16_bits(u / (1 + expf(-u)) * g);
+        }
+    assert_false(ssf_pgemm_agrees(ref, got, M * I, NULL));
+}
+
+/* The own kernel must beat cuBLAS's choice by the margin. */
+static void test_pgemm_wins(void **state)
+{
+    (void)state;
+    assert_true(ssf_pgemm_wins(0.010, 0.0110));
+    assert_false(ssf_pgemm_wins(0.010, 0.0102)); /* 2% faster: within noise */
+    assert_false(ssf_pgemm_wins(0.012, 0.010));
+    assert_false(ssf_pgemm_wins(0, 0.010)); /* never timed */
+}
+
 static void test_pgemm_refusals(void **state)
 {
     (void)state;
@@ -466,12 +636,21 @@ static void test_pgemm_sweep(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_group_padding),    cmocka_unit_test(test_split_rule),
-        cmocka_unit_test(test_invariants_sweep), cmocka_unit_test(test_coverage_with_splits),
-        cmocka_unit_test(test_refusals),         cmocka_unit_test(test_shared_memory),
-        cmocka_unit_test(test_prefill_split),    cmocka_unit_test(test_prefill_smem),
-        cmocka_unit_test(test_pgemm_models),     cmocka_unit_test(test_pgemm_refusals),
+        cmocka_unit_test(test_group_padding),
+        cmocka_unit_test(test_split_rule),
+        cmocka_unit_test(test_invariants_sweep),
+        cmocka_unit_test(test_coverage_with_splits),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_shared_memory),
+        cmocka_unit_test(test_prefill_split),
+        cmocka_unit_test(test_prefill_smem),
+        cmocka_unit_test(test_pgemm_models),
+        cmocka_unit_test(test_pgemm_refusals),
         cmocka_unit_test(test_pgemm_sweep),
+        cmocka_unit_test(test_pgemm_probe),
+        cmocka_unit_test(test_pgemm_agrees),
+        cmocka_unit_test(test_pgemm_wins),
+        cmocka_unit_test(test_pgemm_agrees_swiglu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

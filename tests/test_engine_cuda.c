@@ -912,7 +912,8 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int f
                             .kv_fp8 = fp8,
                             .disable_flash_prefill = !flash,
                             .rope_in_attention = (with & ROPE) != 0,
-                            .own_small_gemms = (with & OWN_GEMMS) != 0};
+                            .own_small_gemms =
+                                with & OWN_GEMMS ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT};
     ssf_error err = {{0}};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);

@@ -22,6 +22,7 @@
 
 #include "cuda_gemm.cuh"
 #include "cuda_kernels.cuh"
+#include "cuda_ops.h"
 #include "cuda_plan.h"
 #include "device.h"
 
@@ -81,6 +82,19 @@ typedef struct attn_step {
     int rope;               /* RoPE and the KV store in the decode kernel (ssfk_attn_rope) */
 } attn_step;
 
+/* The GEMMs of a layer that the own kernel may take, in d->pg's order. */
+enum { PG_QKV, PG_O, PG_GU, PG_DOWN, SMALL_GEMMS };
+
+/* What the tuner found for one of them at one row count (own_small_gemms
+ * tuned; cuda_ops.h's ssf_cuda_gemm_verdict says it to benches). */
+typedef struct own_verdict {
+    unsigned char tuned;  /* checked and timed */
+    unsigned char agrees; /* its output agreed with cuBLAS's (ssf_pgemm_agrees) */
+    unsigned char own;    /* ... and it won: the steps take it */
+    float worst;          /* ssf_pgemm_agrees's worst error, in units of its bound */
+    float blas_ms, own_ms;
+} own_verdict;
+
 /* One captured decode step and what its kernels were launched with. */
 typedef struct step_graph {
     cudaGraphExec_t exec; /* NULL until captured */
@@ -129,13 +143,15 @@ typedef struct cuda_dev {
     int fp8_flash;     /* ... over an fp8 pool too (SSFK_PREFILL_FP8, fp8_flash_prefill) */
     int pdl;           /* kernels as programmatic dependent launches (ssfk_set_pdl) */
     int attn_rope;     /* decode steps' RoPE in the attention (SSFK_ATTN_ROPE, rope_in_attention) */
-    /* the GEMMs of up to SSF_PGEMM_MAX_M rows through ssfk_pgemm (own_small_gemms): the
-     * shapes (splits 0 where cuBLAS keeps the GEMM; gate|up's writes h through SwiGLU's
-     * epilogue), their partials and tile counts, which the four take turns with */
-    int own_gemms;
-    ssf_pgemm_shape pg_qkv, pg_o, pg_gu, pg_down;
-    /* gate|up's rows interleaved in blocks of this many of each (pg_gu's bn / 2), as its
-     * epilogue needs; 0: gate's rows, then up's */
+    /* the GEMMs of up to SSF_PGEMM_MAX_M rows through ssfk_pgemm (own_mode, an
+     * ssf_own_gemms): the shapes (splits 0 where cuBLAS keeps the GEMM; gate|up's writes h
+     * through SwiGLU's epilogue), the tuner's verdicts by row count, and the partials and
+     * tile counts, which the four take turns with */
+    int own_mode;
+    ssf_pgemm_shape pg[SMALL_GEMMS];
+    own_verdict own[SSF_PGEMM_MAX_M + 1][SMALL_GEMMS];
+    /* gate|up's rows interleaved in blocks of this many of each (pg[PG_GU]'s bn / 2), as
+     * its epilogue needs; 0: gate's rows, then up's */
     int gu_block;
     float *pg_part;
     int *pg_count;
@@ -204,13 +220,11 @@ static size_t idx_ints(const cuda_dev *d)
  * turns with one set of each. */
 static void small_gemm_work(const cuda_dev *d, size_t *tiles, size_t *partial_floats)
 {
-    const ssf_pgemm_shape *shapes[] = {&d->pg_qkv, &d->pg_o, &d->pg_gu, &d->pg_down};
     *tiles = *partial_floats = 0;
-    for (int i = 0; i < 4; i++) {
-        if (shapes[i]->splits > 1 && (size_t)shapes[i]->tiles > *tiles)
-            *tiles = (size_t)shapes[i]->tiles;
-        if (shapes[i]->partial_floats > *partial_floats)
-            *partial_floats = shapes[i]->partial_floats;
+    for (int g = 0; g < SMALL_GEMMS; g++) {
+        const ssf_pgemm_shape *sh = &d->pg[g];
+        if (sh->splits > 1 && (size_t)sh->tiles > *tiles) *tiles = (size_t)sh->tiles;
+        if (sh->partial_floats > *partial_floats) *partial_floats = sh->partial_floats;
     }
 }
 
@@ -564,24 +578,64 @@ static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void
     return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
 }
 
-/* Whether a GEMM of M rows goes through the own kernel: the device has a
- * shape for it (splits 0: none) and the rows fit. */
-static int own_gemm(const ssf_pgemm_shape *sh, int M)
+/* Whether GEMM g (PG_*) of M rows goes through the own kernel: the device
+ * has a shape for it (splits 0: none), the rows fit, and own_mode takes
+ * every such GEMM or the tuner chose the kernel at M rows. */
+static int own_gemm(const cuda_dev *d, int g, int M)
 {
-    return sh->splits > 0 && M <= SSF_PGEMM_MAX_M;
+    if (d->pg[g].splits == 0 || M > SSF_PGEMM_MAX_M) return 0;
+    return d->own_mode == SSF_OWN_GEMMS_ALWAYS || d->own[M][g].own;
 }
 
-/* Y = X . W^T, BF16: through the own kernel when own_gemm, cuBLAS
- * otherwise. */
-static int small_gemm(const cuda_dev *d, const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W,
-                      bf16 *Y, int M, int N, int K, ssf_error *err)
+/* A small GEMM's operands: Y = X . W^T, X [M][K], Y [M][N] (gate|up: h,
+ * [M][N / 2], by either path). */
+typedef struct small_io {
+    bf16 *X, *Y;
+    int N, K;
+} small_io;
+
+static small_io small_io_of(const cuda_dev *d, int g)
 {
-    if (own_gemm(sh, M)) {
-        K_TRY(ssfk_pgemm(sh, X, W, Y, d->pg_part, d->pg_count, M, N, K, d->stream));
+    int H = d->cfg.hidden_size, I = d->cfg.intermediate_size;
+    switch (g) {
+    case PG_QKV:
+        return small_io{d->xn, d->qkv, d->qkv_dim, H};
+    case PG_O:
+        return small_io{d->att, d->tmp, H, d->q_dim};
+    case PG_GU:
+        return small_io{d->xn, d->h, 2 * I, H};
+    default:
+        return small_io{d->h, d->tmp, H, I};
+    }
+}
+
+static const bf16 *small_weights(const cuda_layer *L, int g)
+{
+    const bf16 *w[SMALL_GEMMS] = {L->wqkv, L->wo, L->wgu, L->wdown};
+    return w[g];
+}
+
+/* GEMM g of M rows on weights W through the own kernel (own) or cuBLAS;
+ * gate|up's writes h either way: through the kernel's SwiGLU epilogue, or
+ * cuBLAS's gate|up and then the SiLU kernel. */
+static int run_small(const cuda_dev *d, int g, int own, const bf16 *W, int M, ssf_error *err)
+{
+    small_io io = small_io_of(d, g);
+    int gu = g == PG_GU;
+    if (own) {
+        K_TRY(ssfk_pgemm(&d->pg[g], io.X, W, io.Y, gu ? NULL : d->pg_part, gu ? NULL : d->pg_count,
+                         M, io.N, io.K, d->stream));
         return 0;
     }
-    BLAS_TRY(gemm(d, X, W, Y, CUDA_R_16BF, M, N, K));
+    BLAS_TRY(gemm(d, io.X, W, gu ? d->gu : io.Y, CUDA_R_16BF, M, io.N, io.K));
+    if (gu) K_TRY(ssfk_silu_mul(d->h, d->gu, M, io.N / 2, d->gu_block, d->stream));
     return 0;
+}
+
+/* GEMM g of layer L at M rows, by the path own_gemm gives it. */
+static int small_gemm(const cuda_dev *d, int g, const cuda_layer *L, int M, ssf_error *err)
+{
+    return run_small(d, g, own_gemm(d, g, M), small_weights(L, g), M, err);
 }
 
 /* One layer of the staged rows.  A prefetch of the small GEMMs' weights
@@ -594,11 +648,11 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
 {
     const ssf_model_config *c = &d->cfg;
     const cuda_layer *L = &d->layers[l];
-    int H = c->hidden_size, I = c->intermediate_size;
+    int H = c->hidden_size;
     float eps = (float)c->rms_norm_eps;
     /* the previous layer's MLP output joins the residual stream here */
     K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps, d->stream));
-    if (small_gemm(d, &d->pg_qkv, d->xn, L->wqkv, d->qkv, rows, d->qkv_dim, H, err)) return -1;
+    if (small_gemm(d, PG_QKV, L, rows, err)) return -1;
     if (!as->rope)
         K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                                   c->n_heads, c->n_kv_heads, d->stream));
@@ -608,15 +662,10 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
         K_TRY(ssfk_attention(&as->shape, io, as->rope ? &rope : NULL, as->decode_rows, d->part,
                              d->stream));
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
-    if (small_gemm(d, &d->pg_o, d->att, L->wo, d->tmp, rows, H, d->q_dim, err)) return -1;
+    if (small_gemm(d, PG_O, L, rows, err)) return -1;
     K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
-    if (own_gemm(&d->pg_gu, rows)) /* h through SwiGLU's epilogue */
-        K_TRY(ssfk_pgemm(&d->pg_gu, d->xn, L->wgu, d->h, NULL, NULL, rows, 2 * I, H, d->stream));
-    else {
-        BLAS_TRY(gemm(d, d->xn, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H));
-        K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->gu_block, d->stream));
-    }
-    return small_gemm(d, &d->pg_down, d->h, L->wdown, d->tmp, rows, H, I, err);
+    if (small_gemm(d, PG_GU, L, rows, err)) return -1;
+    return small_gemm(d, PG_DOWN, L, rows, err);
 }
 
 /* The longest context among the rows listed (all rows when `rows` is NULL). */
@@ -811,40 +860,137 @@ static int capture_step(cuda_dev *d, int R, const attn_step *as, int n_valid, st
     return 0;
 }
 
+/* The own kernel against cuBLAS (own_small_gemms tuned; cuda_plan.h). */
+#define OWN_PROBE_SEED 0x5eed
+#define OWN_TIME_REPS 10
+#define OWN_TIME_ROUNDS 3
+
+/* GEMM g of M rows on W and the host's probe X, [M][K], by cuBLAS's path
+ * into y[0 .. ny) and by the own kernel into y[ny .. 2 ny). */
+static int probe_paths(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t *x, uint16_t *y,
+                       size_t ny, ssf_error *err)
+{
+    small_io io = small_io_of(d, g);
+    size_t bytes = (size_t)M * (size_t)io.K * sizeof(bf16);
+    CU_TRY(cudaMemcpyAsync(io.X, x, bytes, cudaMemcpyHostToDevice, d->stream));
+    for (int own = 0; own <= 1; own++) {
+        if (run_small(d, g, own, W, M, err)) return -1;
+        CU_TRY(cudaMemcpyAsync(y + (size_t)own * ny, io.Y, ny * sizeof(bf16),
+                               cudaMemcpyDeviceToHost, d->stream));
+    }
+    CU_TRY(cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
+/* Whether the own kernel's GEMM g of M rows on W agrees with cuBLAS's
+ * (ssf_pgemm_agrees) on a probe X. */
+static int own_agrees(cuda_dev *d, int g, int M, const bf16 *W, int *agrees, double *worst,
+                      ssf_error *err)
+{
+    small_io io = small_io_of(d, g);
+    size_t nx = (size_t)M * (size_t)io.K;
+    size_t ny = (size_t)M * (size_t)(g == PG_GU ? io.N / 2 : io.N);
+    uint16_t *x = (uint16_t *)ssf_xmalloc(nx * sizeof *x);
+    uint16_t *y = (uint16_t *)ssf_xmalloc(2 * ny * sizeof *y);
+    ssf_pgemm_probe(x, nx, OWN_PROBE_SEED + (uint32_t)g);
+    int rc = probe_paths(d, g, M, W, x, y, ny, err);
+    if (!rc) *agrees = ssf_pgemm_agrees(y, y + ny, ny, worst);
+    free(x);
+    free(y);
+    return rc;
+}
+
+/* ms a call of GEMM g at M rows by one path, over OWN_TIME_REPS calls from
+ * weights W[first % n_w] on. */
+static int time_path(cuda_dev *d, int g, int own, int M, const bf16 *const *W, int n_w, int first,
+                     cudaEvent_t ev[2], float *ms, ssf_error *err)
+{
+    CU_TRY(cudaEventRecord(ev[0], d->stream));
+    for (int i = 0; i < OWN_TIME_REPS; i++)
+        if (run_small(d, g, own, W[(first + i) % n_w], M, err)) return -1;
+    CU_TRY(cudaEventRecord(ev[1], d->stream));
+    CU_TRY(cudaEventSynchronize(ev[1]));
+    float total = 0;
+    CU_TRY(cudaEventElapsedTime(&total, ev[0], ev[1]));
+    *ms = total / OWN_TIME_REPS;
+    return 0;
+}
+
+/* ms[0]: cuBLAS's path for GEMM g at M rows, ms[1]: the own kernel's, each
+ * the fastest of OWN_TIME_ROUNDS, the paths in turn.  Each run starts at
+ * the layer after the last one's, so that no path reads weights the other
+ * has just left in L2, as no GEMM of a step does. */
+static int time_small(cuda_dev *d, int g, int M, const bf16 *const *W, int n_w, float ms[2],
+                      ssf_error *err)
+{
+    cudaEvent_t ev[2] = {NULL, NULL};
+    int rc = 0;
+    if (cudaEventCreate(&ev[0]) != cudaSuccess || cudaEventCreate(&ev[1]) != cudaSuccess)
+        rc = ssf_fail(err, "cuda: creating the own GEMM's timing events");
+    ms[0] = ms[1] = INFINITY;
+    for (int r = 0; !rc && r < OWN_TIME_ROUNDS; r++)
+        for (int own = 0; !rc && own <= 1; own++) {
+            float t = INFINITY;
+            rc = time_path(d, g, own, M, W, n_w, (2 * r + own) * OWN_TIME_REPS, ev, &t, err);
+            ms[own] = fminf(ms[own], t);
+        }
+    if (ev[0]) cudaEventDestroy(ev[0]);
+    if (ev[1]) cudaEventDestroy(ev[1]);
+    return rc;
+}
+
+/* The verdict on the own kernel for GEMM g at M rows: checked against
+ * cuBLAS's output, timed against cuBLAS's tuned path, and taken where it
+ * agrees and wins.  It synchronises the stream and overwrites the GEMM's
+ * X and output, which a step computes afresh (tune_gemms). */
+static int judge_own(cuda_dev *d, int g, int M, const bf16 *const *W, int n_w, ssf_error *err)
+{
+    int agrees = 0;
+    double worst = INFINITY;
+    float ms[2];
+    if (own_agrees(d, g, M, W[0], &agrees, &worst, err) || time_small(d, g, M, W, n_w, ms, err))
+        return -1;
+    own_verdict *v = &d->own[M][g];
+    v->tuned = 1;
+    v->agrees = (unsigned char)agrees;
+    v->worst = (float)worst;
+    v->blas_ms = ms[0];
+    v->own_ms = ms[1];
+    v->own = agrees && ssf_pgemm_wins(ms[1], ms[0]);
+    return 0;
+}
+
 /*
  * Times the GEMM choices of a graph step of R rows (cuda_gemm.cuh), before
  * its first capture: tuning synchronises the stream, which capture forbids.
  * It runs on the step's scratch activations after stage_batch queued its
- * copies, which it does not touch: the GEMMs write q|k|v, tmp, gu and
- * logits, all recomputed by the step.  The layers' weights take turns, so
- * that the timing reads them from memory as a step does, not from L2.
+ * copies, which it does not touch: the GEMMs write q|k|v, tmp, gu, h and
+ * logits, and judge_own's probes xn, att and h, all recomputed by the
+ * step.  The layers' weights take turns, so that the timing reads them
+ * from memory as a step does, not from L2.  With own_small_gemms tuned,
+ * each GEMM the own kernel has a plan for is judged at R rows too.
  */
 static int tune_gemms(cuda_dev *d, int R, ssf_error *err)
 {
     const ssf_model_config *c = &d->cfg;
-    int H = c->hidden_size, I = c->intermediate_size, nl = c->n_layers;
-    const bf16 **w = (const bf16 **)ssf_xmalloc(4 * (size_t)nl * sizeof *w);
-    for (int l = 0; l < nl; l++) {
-        w[l] = d->layers[l].wqkv;
-        w[nl + l] = d->layers[l].wo;
-        w[2 * nl + l] = d->layers[l].wgu;
-        w[3 * nl + l] = d->layers[l].wdown;
+    int nl = c->n_layers;
+    const bf16 **w = (const bf16 **)ssf_xmalloc(SMALL_GEMMS * (size_t)nl * sizeof *w);
+    for (int g = 0; g < SMALL_GEMMS; g++)
+        for (int l = 0; l < nl; l++)
+            w[g * nl + l] = small_weights(&d->layers[l], g);
+    int rc = 0;
+    for (int g = 0; !rc && g < SMALL_GEMMS; g++) {
+        /* a GEMM the own kernel takes every time needs no cuBLAS choice */
+        if (d->own_mode == SSF_OWN_GEMMS_ALWAYS && own_gemm(d, g, R)) continue;
+        small_io io = small_io_of(d, g);
+        rc = ssfk_gemm_tune(d->gemm, d->blas, io.X, w + g * nl, nl, g == PG_GU ? d->gu : io.Y,
+                            CUDA_R_16BF, R, io.N, io.K, d->stream, err);
+        if (!rc && d->own_mode == SSF_OWN_GEMMS_TUNED && d->pg[g].splits && R <= SSF_PGEMM_MAX_M)
+            rc = judge_own(d, g, R, w + g * nl, nl, err);
     }
     const bf16 *lm = d->lm_head;
-    ssfk_gemm_ctx *g = d->gemm;
-    cudaStream_t st = d->stream;
-    cudaDataType_t B = CUDA_R_16BF;
-    /* shapes small_gemm sends to the own kernel need no cuBLAS choice */
-    int rc = (!own_gemm(&d->pg_qkv, R) &&
-              ssfk_gemm_tune(g, d->blas, d->xn, w, nl, d->qkv, B, R, d->qkv_dim, H, st, err)) ||
-             (!own_gemm(&d->pg_o, R) &&
-              ssfk_gemm_tune(g, d->blas, d->att, w + nl, nl, d->tmp, B, R, H, d->q_dim, st, err)) ||
-             (!own_gemm(&d->pg_gu, R) &&
-              ssfk_gemm_tune(g, d->blas, d->xn, w + 2 * nl, nl, d->gu, B, R, 2 * I, H, st, err)) ||
-             (!own_gemm(&d->pg_down, R) &&
-              ssfk_gemm_tune(g, d->blas, d->h, w + 3 * nl, nl, d->tmp, B, R, H, I, st, err)) ||
-             ssfk_gemm_tune(g, d->blas, d->xo, &lm, 1, d->logits, CUDA_R_32F, R, c->vocab_size, H,
-                            st, err);
+    rc = rc || ssfk_gemm_tune(d->gemm, d->blas, d->xo, &lm, 1, d->logits, CUDA_R_32F, R,
+                              c->vocab_size, c->hidden_size, d->stream, err);
     free(w);
     return rc ? -1 : 0;
 }
@@ -1003,14 +1149,14 @@ static int plan_small_gemms(cuda_dev *d, ssf_error *err)
     struct {
         ssf_pgemm_shape *shape;
         int N, K, swiglu;
-    } gemms[] = {{&d->pg_qkv, d->qkv_dim, H, 0},
-                 {&d->pg_o, H, d->q_dim, 0},
-                 {&d->pg_gu, 2 * I, H, 1},
-                 {&d->pg_down, H, I, 0}};
+    } gemms[] = {{&d->pg[PG_QKV], d->qkv_dim, H, 0},
+                 {&d->pg[PG_O], H, d->q_dim, 0},
+                 {&d->pg[PG_GU], 2 * I, H, 1},
+                 {&d->pg[PG_DOWN], H, I, 0}};
     for (size_t i = 0; i < sizeof gemms / sizeof *gemms; i++)
         if (ssfk_pgemm_plan(&dev, gemms[i].N, gemms[i].K, gemms[i].swiglu, gemms[i].shape))
             memset(gemms[i].shape, 0, sizeof *gemms[i].shape);
-    d->gu_block = d->pg_gu.bn / 2;
+    d->gu_block = d->pg[PG_GU].bn / 2;
     return 0;
 }
 
@@ -1030,7 +1176,7 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     CU_TRY(ssfk_attention_init());
     CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, d->attn_rope, &d->attn_slots));
     CU_TRY(ssfk_prefill_init());
-    return d->own_gemms ? plan_small_gemms(d, err) : 0;
+    return d->own_mode != SSF_OWN_GEMMS_NEVER ? plan_small_gemms(d, err) : 0;
 }
 
 static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options *o, ssf_error *err)
@@ -1063,6 +1209,9 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
 {
     if (o->block_size < 0 || o->n_blocks < 0 || o->n_slots < 0 || o->max_context < 0)
         return ssf_fail(err, "cuda: negative block_size, n_blocks, n_slots or max_context");
+    if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_ALWAYS)
+        return ssf_fail(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
+                        o->own_small_gemms);
     /* a step holds a row of every sequence plus a prefill chunk */
     if (o->n_slots >= CUDA_MAX_ROWS)
         return ssf_fail(err, "cuda: --slots %d: at most %d", o->n_slots, CUDA_MAX_ROWS - 1);
@@ -1095,7 +1244,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->fp8_flash = SSFK_PREFILL_FP8 || o->fp8_flash_prefill;
     d->pdl = !o->disable_pdl;
     d->attn_rope = SSFK_ATTN_ROPE || o->rope_in_attention;
-    d->own_gemms = SSFK_OWN_SMALL_GEMMS || o->own_small_gemms;
+    d->own_mode = o->own_small_gemms ? o->own_small_gemms : SSFK_OWN_SMALL_GEMMS;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;
@@ -1129,4 +1278,22 @@ extern "C" int ssf_device_cuda_available(void)
         return 0;
     }
     return n > 0;
+}
+
+extern "C" int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_cuda_gemm_verdict *out,
+                                      ssf_error *err)
+{
+    static const char *const names[SSF_CUDA_SMALL_GEMMS] = {"qkv", "o", "gate_up", "down"};
+    static_assert(SSF_CUDA_SMALL_GEMMS == SMALL_GEMMS, "cuda_ops.h counts the small GEMMs");
+    if (!dev || !dev->name || strcmp(dev->name, "cuda") != 0)
+        return ssf_fail(err, "cuda: GEMM verdicts of a device that is not a CUDA one");
+    if (M < 1 || M > SSF_PGEMM_MAX_M)
+        return ssf_fail(err, "cuda: GEMM verdicts at %d rows: 1 to %d", M, SSF_PGEMM_MAX_M);
+    const cuda_dev *d = (const cuda_dev *)dev;
+    for (int g = 0; g < SMALL_GEMMS; g++) {
+        const own_verdict *v = &d->own[M][g];
+        out[g] = ssf_cuda_gemm_verdict{names[g], v->tuned,   v->agrees, v->own,
+                                       v->worst, v->blas_ms, v->own_ms};
+    }
+    return 0;
 }

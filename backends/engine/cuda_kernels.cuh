@@ -151,11 +151,12 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
  * (2026-11-26); the device option rope_in_attention asks for it. */
 #define SSFK_ATTN_ROPE 0
 
-/* Whether the engine's GEMMs of up to 64 rows (q|k|v, o, gate|up with
+/* Which of the engine's GEMMs of up to 64 rows (q|k|v, o, gate|up with
  * SwiGLU's epilogue, down) go through ssfk_pgemm rather than cuBLAS by
- * default: 0 until a GPU has checked and timed it (only tools/cuda-emu has
- * run it, 2026-11-26); the device option own_small_gemms asks for it. */
-#define SSFK_OWN_SMALL_GEMMS 0
+ * default (an ssf_own_gemms): none until a GPU has checked and timed it
+ * (only tools/cuda-emu has run it, 2026-11-27), then SSF_OWN_GEMMS_TUNED;
+ * the device option own_small_gemms asks for either. */
+#define SSFK_OWN_SMALL_GEMMS SSF_OWN_GEMMS_NEVER
 
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
  * once per device, before the first ssfk_prefill_attention. */

@@ -98,6 +98,11 @@ int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *m
     return ssf_fail(err, NO_CUDA);
 }
 
+int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_cuda_gemm_verdict *out, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
 int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx, int n_layers,
                                int block_size, int chunk, int iters, double *ms, int *splits,
                                ssf_error *err)

@@ -3,6 +3,9 @@
  */
 #include "cuda_plan.h"
 
+#include <math.h>
+#include <string.h>
+
 static int pad_group(int g)
 {
     int p = 1;
@@ -212,4 +215,50 @@ int ssf_pgemm_plan(int N, int K, int swiglu, int sms, size_t cta_smem, size_t sm
     if (!pick) return -1;
     pgemm_shape(N, K, swiglu, SSF_PGEMM_BN, pick, pick_stages, out);
     return 0;
+}
+
+/* ---- the own kernel against cuBLAS -------------------------------------------- */
+
+static float bf16_value(uint16_t bits)
+{
+    uint32_t u = (uint32_t)bits << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+void ssf_pgemm_probe(uint16_t *x, size_t n, uint32_t seed)
+{
+    uint32_t s = seed ? seed : 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 17, s ^= s << 5;              /* xorshift32 */
+        float v = (float)(s >> 8) / (float)(1u << 23) - 1.0f; /* [-1, 1) */
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        x[i] = (uint16_t)(u >> 16); /* truncated: exact in BF16, still in [-1, 1) */
+    }
+}
+
+int ssf_pgemm_agrees(const uint16_t *ref, const uint16_t *got, size_t n, double *worst)
+{
+    double sq = 0, max = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = bf16_value(ref[i]);
+        sq += isfinite(r) ? r * r : 0;
+    }
+    double rms = n ? sqrt(sq / (double)n) : 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = bf16_value(ref[i]), g = bf16_value(got[i]);
+        if (!isfinite(r)) continue; /* cuBLAS's own overflow: nothing to hold g to */
+        double bound = (fabs(r) + rms) / 32, e = fabs(g - r);
+        double units = !isfinite(g) ? INFINITY : bound > 0 ? e / bound : e > 0 ? INFINITY : 0;
+        if (units > max) max = units;
+    }
+    if (worst) *worst = max;
+    return max <= 1;
+}
+
+int ssf_pgemm_wins(double own_ms, double blas_ms)
+{
+    return own_ms > 0 && own_ms < SSF_PGEMM_MARGIN * blas_ms;
 }

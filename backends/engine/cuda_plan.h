@@ -155,6 +155,34 @@ int ssf_pgemm_plan(int N, int K, int swiglu, int sms, size_t cta_smem, size_t sm
 /* Shared memory of a CTA of `bn` columns whose ring holds `stages` slices. */
 size_t ssf_pgemm_smem(int bn, int stages);
 
+/*
+ * The own kernel as a tuned candidate (the device option own_small_gemms
+ * "tuned"): before a graph's first capture the engine runs each GEMM the
+ * kernel has a plan for both ways at the graph's row count, on the first
+ * layer's weights and a probe X, and keeps the own kernel only where its
+ * output agrees with cuBLAS's and it is the faster by SSF_PGEMM_MARGIN.
+ * A kernel wrong on some card then costs speed, not answers.
+ */
+#define SSF_PGEMM_MARGIN 0.97f
+
+/* n BF16 values (their bits) spread over [-1, 1], the same for a seed. */
+void ssf_pgemm_probe(uint16_t *x, size_t n, uint32_t seed);
+
+/* Whether got, n BF16 values, agrees with ref: every value finite where
+ * ref's is, and within (|ref_i| + rms(ref)) / 32 of it.  A BF16 step is
+ * 2^-8 to 2^-7 of a value: two fp32 sums of the same products in
+ * different orders, each rounded, land a step apart at most, and SwiGLU's
+ * h, made on cuBLAS's path from gate and up rounded first, two; a row,
+ * column or split out of place misses by the values' whole size.  *worst
+ * (may be NULL): the largest error in units of its bound (infinity for a
+ * non-finite one). */
+int ssf_pgemm_agrees(const uint16_t *ref, const uint16_t *got, size_t n, double *worst);
+
+/* Whether the own kernel, own_ms a call, takes the GEMM from cuBLAS's
+ * choice at blas_ms: faster by SSF_PGEMM_MARGIN, so that timing noise
+ * does not flip a tie. */
+int ssf_pgemm_wins(double own_ms, double blas_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,15 @@
 extern "C" {
 #endif
 
+/* ssf_device_options.own_small_gemms */
+typedef enum ssf_own_gemms {
+    SSF_OWN_GEMMS_DEFAULT = 0,
+    SSF_OWN_GEMMS_NEVER,  /* cuBLAS's alone */
+    SSF_OWN_GEMMS_TUNED,  /* where, at a graph's row count, the own kernel agreed with cuBLAS
+                             and beat its tuned choice, on this device (cuda_plan.h) */
+    SSF_OWN_GEMMS_ALWAYS, /* every GEMM the kernel has a plan for */
+} ssf_own_gemms;
+
 typedef struct ssf_device_options {
     int n_slots;     /* sequences in flight (CPU default 8; CUDA 0: min(256, n_blocks)) */
     int max_context; /* positions per sequence (0: the model's max_position_embeddings) */
@@ -51,11 +60,12 @@ typedef struct ssf_device_options {
      * as it loads q, one launch a layer fewer, the same bits (tools/cuda-emu has run it; a GPU
      * has not: bench/gpu-check.sh checks and times it).  The default once SSFK_ATTN_ROPE is 1. */
     int rope_in_attention;
-    /* CUDA: the GEMMs of up to 64 rows (q|k|v, o, gate|up with SwiGLU's SiLU . up in its
-     * epilogue, down) through the engine's own kernel (cuda_pgemm.cu), which streams its weights
-     * through shared memory and starts reading them while the kernel before it drains.
-     * tools/cuda-emu has run it; a GPU has not: bench/gpu-check.sh checks and times it.  The
-     * default once SSFK_OWN_SMALL_GEMMS is 1. */
+    /* CUDA: which GEMMs of up to 64 rows (q|k|v, o, gate|up with SwiGLU's SiLU . up in its
+     * epilogue, down) go through the engine's own kernel (cuda_pgemm.cu), which streams its
+     * weights through shared memory and starts reading them while the kernel before it drains,
+     * rather than cuBLAS: an ssf_own_gemms.  tools/cuda-emu has run the kernel; a GPU has not:
+     * bench/gpu-check.sh checks and times it.  SSF_OWN_GEMMS_DEFAULT leaves it to
+     * SSFK_OWN_SMALL_GEMMS (cuda_kernels.cuh). */
     int own_small_gemms;
 } ssf_device_options;
 
