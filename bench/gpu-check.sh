@@ -343,7 +343,7 @@ long_benches() {
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,tuned
-    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64
+    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 tuned
 }
 # --perf: the op tests, the 1.5B ops and the long decode benches only (no
 # transformers timing or parity dumps): a few minutes less of device time.
@@ -381,7 +381,9 @@ for d in "${FIXTURES[@]}"; do
 done
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$SAN" ] && [ ${#FIXTURES[@]} -gt 0 ]; then
-    step memcheck "$SAN" --tool memcheck --leak-check full --error-exitcode 3 \
+    # the default device, the own GEMMs always (with RoPE in the attention)
+    # and where tuned (a graph decode, whose tuning runs both paths)
+    STEP_LIMIT=240 step memcheck "$SAN" --tool memcheck --leak-check full --error-exitcode 3 \
         "$WORK/gpu_check" cuda "${FIXTURES[0]}"
 else
     say "SKIP memcheck: compute-sanitizer not installed"
@@ -389,7 +391,7 @@ fi
 
 # ---- 6. timing ---------------------------------------------------------------------------
 if [ -f "$BENCH/config.json" ]; then
-    step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS" sampled,nograph
+    step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS" sampled,nograph,tuned
     long_benches "$BENCH" "$BENCH7"
     # where a batch-64 decode step's time goes, kernel by kernel
     NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys 2>/dev/null || true)

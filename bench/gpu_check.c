@@ -716,6 +716,33 @@ static int fork_decode(ssf_device *d, pages *pg, const seq *s, int vocab, ssf_er
 }
 
 /* CUDA only: every path once (for compute-sanitizer). */
+/* The fixture's prompt on a fresh device opened as v over fresh pages:
+ * the full forward (its logits into *lg, the caller's to free), prefill +
+ * decode, and a fork. */
+static int run_alone(const ssf_model *m, const seq *s, variant v, float **lg, ssf_error *err)
+{
+    pages pg;
+    pages_init(&pg, 3, MAX_CONTEXT);
+    int vocab = ssf_model_config_of(m)->vocab_size;
+    ssf_device *d = open_cuda_as(m, &pg, MAX_CONTEXT, v, err);
+    float *g = d ? full_forward(d, &pg, s, vocab, 0, err) : NULL;
+    float *dec = g ? ssf_xcalloc((size_t)s->n * vocab, sizeof(float)) : NULL;
+    int rc = dec && prefill_decode(d, &pg, s, vocab, 1, dec, err) == 0 &&
+                     fork_decode(d, &pg, s, vocab, err) == 0
+                 ? 0
+                 : -1;
+    free(dec);
+    *lg = g;
+    if (d) d->close(d);
+    pages_free(&pg);
+    return rc;
+}
+
+/* One fixture with no reference: what compute-sanitizer runs.  The default
+ * device, then RoPE in the attention with the own GEMMs always, through
+ * the full forward, prefill + decode and a fork; then the own GEMMs where
+ * tuned through a graph decode, whose tuning runs both GEMM paths, against
+ * the default's logits. */
 static void check_cuda_alone(const char *dir)
 {
     ssf_error err;
@@ -723,25 +750,35 @@ static void check_cuda_alone(const char *dir)
     ssf_safetensors *st = NULL;
     char path[2048];
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    ssf_device *gpu = NULL;
     seq s;
-    pages pg;
-    pages_init(&pg, 3, MAX_CONTEXT);
+    float *ref = NULL, *own = NULL;
     int ok = ssf_model_open(dir, &m, &err) == 0 && ssf_safetensors_open(path, &st, &err) == 0 &&
-             (gpu = open_cuda(m, &pg, MAX_CONTEXT, &err)) != NULL && fixture_seq(st, 0, &s);
+             fixture_seq(st, 0, &s);
     if (ok) {
-        int vocab = ssf_model_config_of(m)->vocab_size;
-        float *g = full_forward(gpu, &pg, &s, vocab, 0, &err);
-        ok = g && prefill_decode(gpu, &pg, &s, vocab, 1, g, &err) == 0 &&
-             fork_decode(gpu, &pg, &s, vocab, &err) == 0;
-        free(g);
+        ok = run_alone(m, &s, DEFAULT, &ref, &err) == 0 &&
+             run_alone(m, &s, ROPE_OWN_GEMMS, &own, &err) == 0;
         seq_free(&s);
     }
-    printf("%s %s: CUDA prefill, decode and fork ran%s%s\n", ok ? "PASS" : "FAIL", dir,
-           ok ? "" : ": ", ok ? "" : err.msg);
+    printf("%s %s: CUDA prefill, decode and fork ran, by default and with RoPE in the attention "
+           "and the own GEMMs%s%s\n",
+           ok ? "PASS" : "FAIL", dir, ok ? "" : ": ", ok ? "" : err.msg);
     failures += !ok;
-    if (gpu) gpu->close(gpu);
+    ssf_device *d = NULL;
+    pages pg;
+    pages_init(&pg, 4, MAX_CONTEXT);
+    if (ok && fixture_seq(st, 0, &s)) {
+        int vocab = ssf_model_config_of(m)->vocab_size;
+        d = open_cuda_as(m, &pg, MAX_CONTEXT, TUNED_GEMMS, &err);
+        if (d)
+            check_graph_decode(d, &pg, &s, ref, vocab, fixture_n_valid(dir, vocab), dir, 0,
+                               " (own GEMMs where tuned)");
+        else
+            printf("FAIL %s: own GEMMs where tuned: %s\n", dir, err.msg), failures++;
+        seq_free(&s);
+    }
+    if (d) d->close(d);
     pages_free(&pg);
+    free(ref), free(own);
     ssf_safetensors_close(st);
     ssf_model_close(m);
 }
