@@ -862,18 +862,38 @@ static int capture_step(cuda_dev *d, int R, const attn_step *as, int n_valid, st
 
 /* The own kernel against cuBLAS (own_small_gemms tuned; cuda_plan.h). */
 #define OWN_PROBE_SEED 0x5eed
-#define OWN_TIME_REPS 10
 #define OWN_TIME_ROUNDS 3
 
-/* GEMM g of M rows on W and the host's probe X, [M][K], by cuBLAS's path
- * into y[0 .. ny) and by the own kernel into y[ny .. 2 ny). */
+/* GEMM g of M rows on W by cuBLAS's path into y[0 .. ny) and by the own
+ * kernel into y[ny .. 2 ny), each on the host's probe X, [M][K].  Before
+ * each path its output is poisoned with NaN, so that an element a path
+ * leaves unwritten disagrees, and X is written by the row gather, a
+ * programmatic dependent launch as the kernel before a step's GEMM is, so
+ * that an X read before the kernel's wait shows; it gathers from a copy in
+ * the logits buffer, which a step rewrites. */
 static int probe_paths(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t *x, uint16_t *y,
                        size_t ny, ssf_error *err)
 {
     small_io io = small_io_of(d, g);
-    size_t bytes = (size_t)M * (size_t)io.K * sizeof(bf16);
-    CU_TRY(cudaMemcpyAsync(io.X, x, bytes, cudaMemcpyHostToDevice, d->stream));
+    size_t nx = (size_t)M * (size_t)io.K;
+    size_t room = (size_t)LOGIT_CHUNK * (size_t)d->cfg.vocab_size * sizeof(float);
+    if (nx * sizeof(bf16) + SSF_PGEMM_MAX_M * sizeof(int32_t) > room)
+        return ssf_fail(err,
+                        "cuda: the own GEMM's %d x %d probe does not fit the logits buffer; "
+                        "use --own-small-gemms never",
+                        M, io.K);
+    bf16 *staged = (bf16 *)d->logits;
+    int32_t *rows = (int32_t *)(staged + nx); /* K is whole slices: 4-byte aligned */
+    int32_t idx[SSF_PGEMM_MAX_M];
+    for (int i = 0; i < M; i++)
+        idx[i] = i;
+    /* pageable sources: staged before the calls return */
+    CU_TRY(cudaMemcpyAsync(staged, x, nx * sizeof(bf16), cudaMemcpyHostToDevice, d->stream));
+    CU_TRY(
+        cudaMemcpyAsync(rows, idx, (size_t)M * sizeof(int32_t), cudaMemcpyHostToDevice, d->stream));
     for (int own = 0; own <= 1; own++) {
+        CU_TRY(cudaMemsetAsync(io.Y, 0xff, ny * sizeof(bf16), d->stream));
+        K_TRY(ssfk_gather_rows(io.X, staged, rows, M, io.K, d->stream));
         if (run_small(d, g, own, W, M, err)) return -1;
         CU_TRY(cudaMemcpyAsync(y + (size_t)own * ny, io.Y, ny * sizeof(bf16),
                                cudaMemcpyDeviceToHost, d->stream));
@@ -900,43 +920,67 @@ static int own_agrees(cuda_dev *d, int g, int M, const bf16 *W, int *agrees, dou
     return rc;
 }
 
-/* ms a call of GEMM g at M rows by one path, over OWN_TIME_REPS calls from
- * weights W[first % n_w] on. */
-static int time_path(cuda_dev *d, int g, int own, int M, const bf16 *const *W, int n_w, int first,
-                     cudaEvent_t ev[2], float *ms, ssf_error *err)
+/* A graph of GEMM g at M rows by one path, a call on each layer's weights
+ * in turn: replayed, it runs as a step's graph does, without the host's
+ * launch costs and with the own kernels' programmatic edges. */
+static int capture_path(cuda_dev *d, int g, int own, int M, const bf16 *const *W, int n_w,
+                        cudaGraphExec_t *exec, ssf_error *err)
 {
-    CU_TRY(cudaEventRecord(ev[0], d->stream));
-    for (int i = 0; i < OWN_TIME_REPS; i++)
-        if (run_small(d, g, own, W[(first + i) % n_w], M, err)) return -1;
-    CU_TRY(cudaEventRecord(ev[1], d->stream));
-    CU_TRY(cudaEventSynchronize(ev[1]));
-    float total = 0;
-    CU_TRY(cudaEventElapsedTime(&total, ev[0], ev[1]));
-    *ms = total / OWN_TIME_REPS;
+    cudaGraph_t graph = NULL;
+    CU_TRY(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal));
+    int rc = 0;
+    for (int i = 0; !rc && i < n_w; i++)
+        rc = run_small(d, g, own, W[i], M, err);
+    cudaError_t e = cudaStreamEndCapture(d->stream, &graph);
+    if (!rc && e == cudaSuccess) e = cudaGraphInstantiate(exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (rc) return -1;
+    if (e != cudaSuccess) {
+        *exec = NULL;
+        return ssf_fail(err, "cuda: capturing the own GEMM's timing: %s", cudaGetErrorString(e));
+    }
     return 0;
 }
 
-/* ms[0]: cuBLAS's path for GEMM g at M rows, ms[1]: the own kernel's, each
- * the fastest of OWN_TIME_ROUNDS, the paths in turn.  Each run starts at
- * the layer after the last one's, so that no path reads weights the other
- * has just left in L2, as no GEMM of a step does. */
+/* The ms one replay of exec takes. */
+static int replay_timed(cuda_dev *d, cudaGraphExec_t exec, cudaEvent_t ev[2], float *ms,
+                        ssf_error *err)
+{
+    CU_TRY(cudaEventRecord(ev[0], d->stream));
+    CU_TRY(cudaGraphLaunch(exec, d->stream));
+    CU_TRY(cudaEventRecord(ev[1], d->stream));
+    CU_TRY(cudaEventSynchronize(ev[1]));
+    CU_TRY(cudaEventElapsedTime(ms, ev[0], ev[1]));
+    return 0;
+}
+
+/* ms[0]: a call of cuBLAS's path for GEMM g at M rows, ms[1]: of the own
+ * kernel, each the fastest of OWN_TIME_ROUNDS replays of its graph over
+ * every layer, the paths in turn.  A layer's weights are read again only
+ * after all the others' by both paths: from memory, as in a step, unless
+ * the GEMM's weights of all layers fit in L2 together (1.5B's smallest,
+ * o, are 132 MB; an H100's L2 50 MB), when both paths read them warm. */
 static int time_small(cuda_dev *d, int g, int M, const bf16 *const *W, int n_w, float ms[2],
                       ssf_error *err)
 {
+    cudaGraphExec_t exec[2] = {NULL, NULL};
     cudaEvent_t ev[2] = {NULL, NULL};
-    int rc = 0;
-    if (cudaEventCreate(&ev[0]) != cudaSuccess || cudaEventCreate(&ev[1]) != cudaSuccess)
+    int rc = capture_path(d, g, 0, M, W, n_w, &exec[0], err) ||
+             capture_path(d, g, 1, M, W, n_w, &exec[1], err);
+    if (!rc && (cudaEventCreate(&ev[0]) != cudaSuccess || cudaEventCreate(&ev[1]) != cudaSuccess))
         rc = ssf_fail(err, "cuda: creating the own GEMM's timing events");
     ms[0] = ms[1] = INFINITY;
     for (int r = 0; !rc && r < OWN_TIME_ROUNDS; r++)
         for (int own = 0; !rc && own <= 1; own++) {
             float t = INFINITY;
-            rc = time_path(d, g, own, M, W, n_w, (2 * r + own) * OWN_TIME_REPS, ev, &t, err);
-            ms[own] = fminf(ms[own], t);
+            rc = replay_timed(d, exec[own], ev, &t, err);
+            ms[own] = fminf(ms[own], t / (float)n_w);
         }
-    if (ev[0]) cudaEventDestroy(ev[0]);
-    if (ev[1]) cudaEventDestroy(ev[1]);
-    return rc;
+    for (int i = 0; i < 2; i++) {
+        if (exec[i]) cudaGraphExecDestroy(exec[i]);
+        if (ev[i]) cudaEventDestroy(ev[i]);
+    }
+    return rc ? -1 : 0;
 }
 
 /* The verdict on the own kernel for GEMM g at M rows: checked against
@@ -1209,7 +1253,7 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
 {
     if (o->block_size < 0 || o->n_blocks < 0 || o->n_slots < 0 || o->max_context < 0)
         return ssf_fail(err, "cuda: negative block_size, n_blocks, n_slots or max_context");
-    if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_ALWAYS)
+    if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_NEVER)
         return ssf_fail(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
                         o->own_small_gemms);
     /* a step holds a row of every sequence plus a prefill chunk */
@@ -1290,10 +1334,12 @@ extern "C" int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_cuda_gem
     if (M < 1 || M > SSF_PGEMM_MAX_M)
         return ssf_fail(err, "cuda: GEMM verdicts at %d rows: 1 to %d", M, SSF_PGEMM_MAX_M);
     const cuda_dev *d = (const cuda_dev *)dev;
+    int R;
+    graph_bucket(M, &R);
     for (int g = 0; g < SMALL_GEMMS; g++) {
-        const own_verdict *v = &d->own[M][g];
-        out[g] = ssf_cuda_gemm_verdict{names[g], v->tuned,   v->agrees, v->own,
-                                       v->worst, v->blas_ms, v->own_ms};
+        const own_verdict *v = &d->own[R][g];
+        out[g] = ssf_cuda_gemm_verdict{names[g], R,        v->tuned,   v->agrees,
+                                       v->own,   v->worst, v->blas_ms, v->own_ms};
     }
     return 0;
 }

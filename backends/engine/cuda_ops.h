@@ -130,7 +130,8 @@ int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *m
  * rows (device option own_small_gemms tuned), for the benches. */
 typedef struct ssf_cuda_gemm_verdict {
     const char *gemm;       /* "qkv", "o", "gate_up" (with SwiGLU's SiLU), "down" */
-    int tuned;              /* 0: no graph of M rows yet, another mode, or no plan for the shape */
+    int rows;               /* the graph's rows: M padded as decode graphs are */
+    int tuned;              /* 0: no such graph yet, another mode, or no plan for the shape */
     int agrees;             /* the kernel's output agreed with cuBLAS's (ssf_pgemm_agrees) */
     int own;                /* ... and beat cuBLAS's path (ssf_pgemm_wins): the steps take it */
     double worst;           /* ssf_pgemm_agrees's worst error, in units of its bound */
@@ -139,8 +140,8 @@ typedef struct ssf_cuda_gemm_verdict {
 
 #define SSF_CUDA_SMALL_GEMMS 4
 
-/* The verdicts of dev, opened by ssf_device_cuda_open, at M rows (1 to
- * SSF_PGEMM_MAX_M): q|k|v, o, gate|up, down. */
+/* The verdicts of dev, opened by ssf_device_cuda_open, for decode steps of
+ * M rows (1 to SSF_PGEMM_MAX_M): q|k|v, o, gate|up, down. */
 int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_cuda_gemm_verdict *out,
                            ssf_error *err);
 

@@ -244,14 +244,16 @@ int ssf_pgemm_agrees(const uint16_t *ref, const uint16_t *got, size_t n, double 
     double sq = 0, max = 0;
     for (size_t i = 0; i < n; i++) {
         double r = bf16_value(ref[i]);
-        sq += isfinite(r) ? r * r : 0;
+        sq += r * r;
     }
     double rms = n ? sqrt(sq / (double)n) : 0;
     for (size_t i = 0; i < n; i++) {
         double r = bf16_value(ref[i]), g = bf16_value(got[i]);
-        if (!isfinite(r)) continue; /* cuBLAS's own overflow: nothing to hold g to */
         double bound = (fabs(r) + rms) / 32, e = fabs(g - r);
-        double units = !isfinite(g) ? INFINITY : bound > 0 ? e / bound : e > 0 ? INFINITY : 0;
+        double units = !isfinite(e) || !isfinite(bound) ? INFINITY
+                       : bound > 0                      ? e / bound
+                       : e > 0                          ? INFINITY
+                                                        : 0;
         if (units > max) max = units;
     }
     if (worst) *worst = max;

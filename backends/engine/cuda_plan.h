@@ -161,21 +161,22 @@ size_t ssf_pgemm_smem(int bn, int stages);
  * kernel has a plan for both ways at the graph's row count, on the first
  * layer's weights and a probe X, and keeps the own kernel only where its
  * output agrees with cuBLAS's and it is the faster by SSF_PGEMM_MARGIN.
- * A kernel wrong on some card then costs speed, not answers.
+ * A kernel whose sums come out wrong on some card, at a shape and row
+ * count it is judged at, then costs speed, not answers.
  */
 #define SSF_PGEMM_MARGIN 0.97f
 
 /* n BF16 values (their bits) spread over [-1, 1], the same for a seed. */
 void ssf_pgemm_probe(uint16_t *x, size_t n, uint32_t seed);
 
-/* Whether got, n BF16 values, agrees with ref: every value finite where
- * ref's is, and within (|ref_i| + rms(ref)) / 32 of it.  A BF16 step is
- * 2^-8 to 2^-7 of a value: two fp32 sums of the same products in
- * different orders, each rounded, land a step apart at most, and SwiGLU's
- * h, made on cuBLAS's path from gate and up rounded first, two; a row,
- * column or split out of place misses by the values' whole size.  *worst
- * (may be NULL): the largest error in units of its bound (infinity for a
- * non-finite one). */
+/* Whether got, n BF16 values, agrees with ref: all finite, and each
+ * within (|ref_i| + rms(ref)) / 32 of ref's.  A BF16 step is 2^-8 to 2^-7
+ * of a value: two fp32 sums of the same products in different orders,
+ * each rounded, land a step apart at most, and SwiGLU's h, a rounded SiLU
+ * of a rounded gate times a rounded up, a few; a row, column or split out
+ * of place misses by the values' whole size.  A non-finite ref vouches for
+ * nothing: it disagrees too.  *worst (may be NULL): the largest error in
+ * units of its bound (infinity for a non-finite value). */
 int ssf_pgemm_agrees(const uint16_t *ref, const uint16_t *got, size_t n, double *worst);
 
 /* Whether the own kernel, own_ms a call, takes the GEMM from cuBLAS's

@@ -24,10 +24,11 @@ extern "C" {
 /* ssf_device_options.own_small_gemms */
 typedef enum ssf_own_gemms {
     SSF_OWN_GEMMS_DEFAULT = 0,
-    SSF_OWN_GEMMS_NEVER,  /* cuBLAS's alone */
-    SSF_OWN_GEMMS_TUNED,  /* where, at a graph's row count, the own kernel agreed with cuBLAS
-                             and beat its tuned choice, on this device (cuda_plan.h) */
-    SSF_OWN_GEMMS_ALWAYS, /* every GEMM the kernel has a plan for */
+    SSF_OWN_GEMMS_ALWAYS = 1, /* every GEMM the kernel has a plan for (1: "on", as before) */
+    SSF_OWN_GEMMS_TUNED,      /* where, at a graph's row count, the own kernel agreed with
+                                 cuBLAS and beat its tuned path, on this device (cuda_plan.h);
+                                 steps of that many rows outside graphs then take it too */
+    SSF_OWN_GEMMS_NEVER,      /* cuBLAS's alone */
 } ssf_own_gemms;
 
 typedef struct ssf_device_options {
