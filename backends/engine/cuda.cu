@@ -866,11 +866,11 @@ static int capture_step(cuda_dev *d, int R, const attn_step *as, int n_valid, st
 
 /* GEMM g of M rows on W by cuBLAS's path into y[0 .. ny) and by the own
  * kernel into y[ny .. 2 ny), each on the host's probe X, [M][K].  Before
- * each path its output is poisoned with NaN, so that an element a path
- * leaves unwritten disagrees, and X is written by the row gather, a
- * programmatic dependent launch as the kernel before a step's GEMM is, so
- * that an X read before the kernel's wait shows; it gathers from a copy in
- * the logits buffer, which a step rewrites. */
+ * each path its output and X are filled with NaN, so that an element a
+ * path leaves unwritten disagrees, and X is then written by the row
+ * gather, a programmatic dependent launch as the kernel before a step's
+ * GEMM is, so that an X read before the kernel's wait may show; it gathers
+ * from a copy in the logits buffer, which a step rewrites. */
 static int probe_paths(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t *x, uint16_t *y,
                        size_t ny, ssf_error *err)
 {
@@ -893,6 +893,7 @@ static int probe_paths(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t 
         cudaMemcpyAsync(rows, idx, (size_t)M * sizeof(int32_t), cudaMemcpyHostToDevice, d->stream));
     for (int own = 0; own <= 1; own++) {
         CU_TRY(cudaMemsetAsync(io.Y, 0xff, ny * sizeof(bf16), d->stream));
+        CU_TRY(cudaMemsetAsync(io.X, 0xff, nx * sizeof(bf16), d->stream));
         K_TRY(ssfk_gather_rows(io.X, staged, rows, M, io.K, d->stream));
         if (run_small(d, g, own, W, M, err)) return -1;
         CU_TRY(cudaMemcpyAsync(y + (size_t)own * ny, io.Y, ny * sizeof(bf16),
