@@ -496,7 +496,7 @@ static void check_same_values(const ssf_model *m, const pages *pg, const seq *s,
  * number of GEMMs judged, -1 on an error. */
 static int report_verdicts(const ssf_device *d, int M, const char *tag, const char *what)
 {
-    ssf_cuda_gemm_verdict v[SSF_CUDA_SMALL_GEMMS];
+    ssf_pgemm_verdict v[SSF_CUDA_SMALL_GEMMS];
     ssf_error err;
     if (ssf_cuda_gemm_verdicts(d, M, v, &err)) {
         printf("FAIL %s: %s\n", what, err.msg), failures++;

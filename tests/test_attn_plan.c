@@ -529,6 +529,28 @@ static void test_pgemm_agrees_swiglu(void **state)
     assert_false(ssf_pgemm_agrees(ref, got, M * I, NULL));
 }
 
+/* The verdicts' log text: the judged ones, their time ratio, "own" where
+ * taken, a disagreement named; cut short safely. */
+static void test_pgemm_report(void **state)
+{
+    (void)state;
+    ssf_pgemm_verdict v[4] = {
+        {"qkv", 64, 1, 1, 1, 0.2, 0.0070, 0.0050},
+        {"o", 64, 0, 0, 0, 0, 0, 0},
+        {"gate_up", 64, 1, 1, 0, 0.1, 0.0200, 0.0204},
+        {"down", 64, 1, 0, 0, INFINITY, 0.0150, 0.0100},
+    };
+    char buf[128];
+    size_t n = ssf_pgemm_report(buf, sizeof buf, v, 4);
+    assert_string_equal(buf, "64 rows: qkv 0.71 own, gate_up 1.02, down disagrees");
+    assert_int_equal(n, strlen(buf));
+    char small[12];
+    assert_int_equal(ssf_pgemm_report(small, sizeof small, v, 4), n);
+    assert_string_equal(small, "64 rows: qk");
+    assert_int_equal(ssf_pgemm_report(buf, sizeof buf, &v[1], 1), 0);
+    assert_string_equal(buf, "");
+}
+
 /* The own kernel must beat cuBLAS's choice by the margin. */
 static void test_pgemm_wins(void **state)
 {
@@ -658,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_pgemm_agrees),
         cmocka_unit_test(test_pgemm_wins),
         cmocka_unit_test(test_pgemm_agrees_swiglu),
+        cmocka_unit_test(test_pgemm_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

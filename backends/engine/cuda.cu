@@ -84,16 +84,7 @@ typedef struct attn_step {
 
 /* The GEMMs of a layer that the own kernel may take, in d->pg's order. */
 enum { PG_QKV, PG_O, PG_GU, PG_DOWN, SMALL_GEMMS };
-
-/* What the tuner found for one of them at one row count (own_small_gemms
- * tuned; cuda_ops.h's ssf_cuda_gemm_verdict says it to benches). */
-typedef struct own_verdict {
-    unsigned char tuned;  /* checked and timed */
-    unsigned char agrees; /* its output agreed with cuBLAS's (ssf_pgemm_agrees) */
-    unsigned char own;    /* ... and it won: the steps take it */
-    float worst;          /* ssf_pgemm_agrees's worst error, in units of its bound */
-    float blas_ms, own_ms;
-} own_verdict;
+static const char *const small_gemm_names[SMALL_GEMMS] = {"qkv", "o", "gate_up", "down"};
 
 /* One captured decode step and what its kernels were launched with. */
 typedef struct step_graph {
@@ -149,7 +140,7 @@ typedef struct cuda_dev {
      * tile counts, which the four take turns with */
     int own_mode;
     ssf_pgemm_shape pg[SMALL_GEMMS];
-    own_verdict own[SSF_PGEMM_MAX_M + 1][SMALL_GEMMS];
+    ssf_pgemm_verdict own[SSF_PGEMM_MAX_M + 1][SMALL_GEMMS];
     /* gate|up's rows interleaved in blocks of this many of each (pg[PG_GU]'s bn / 2), as
      * its epilogue needs; 0: gate's rows, then up's */
     int gu_block;
@@ -995,7 +986,7 @@ static int judge_own(cuda_dev *d, int g, int M, const bf16 *const *W, int n_w, s
     float ms[2];
     if (own_agrees(d, g, M, W[0], &agrees, &worst, err) || time_small(d, g, M, W, n_w, ms, err))
         return -1;
-    own_verdict *v = &d->own[M][g];
+    ssf_pgemm_verdict *v = &d->own[M][g];
     v->tuned = 1;
     v->agrees = (unsigned char)agrees;
     v->worst = (float)worst;
@@ -1112,6 +1103,23 @@ static int cuda_copy_blocks(ssf_device *dev, const ssf_block_copy *c, int n, ssf
 }
 
 /* ---- open / close ---------------------------------------------------------------------- */
+
+/* The own GEMMs' verdicts at every graph's rows the tuner judged. */
+static size_t cuda_report(const ssf_device *dev, char *buf, size_t n)
+{
+    const cuda_dev *d = (const cuda_dev *)dev;
+    static const char lead[] = "cuda: own GEMM where tuned, its time over cuBLAS's: ";
+    size_t used = 0;
+    if (n) buf[0] = 0;
+    for (int R = 1; R <= SSF_PGEMM_MAX_M; R++) {
+        char part[256];
+        if (!ssf_pgemm_report(part, sizeof part, d->own[R], SMALL_GEMMS)) continue;
+        int k = snprintf(used < n ? buf + used : NULL, used < n ? n - used : 0, "%s%s",
+                         used ? "; " : lead, part);
+        if (k > 0) used += (size_t)k;
+    }
+    return used;
+}
 
 static void cuda_close(ssf_device *dev)
 {
@@ -1290,6 +1298,10 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->pdl = !o->disable_pdl;
     d->attn_rope = SSFK_ATTN_ROPE || o->rope_in_attention;
     d->own_mode = o->own_small_gemms ? o->own_small_gemms : SSFK_OWN_SMALL_GEMMS;
+    for (int R = 0; R <= SSF_PGEMM_MAX_M; R++)
+        for (int g = 0; g < SMALL_GEMMS; g++)
+            d->own[R][g].gemm = small_gemm_names[g], d->own[R][g].rows = R;
+    d->base.report = cuda_report;
     d->base.close = cuda_close;
     d->kv = ssfk_kv_layout_make(c->n_layers, c->n_kv_heads, d->base.block_size, c->head_dim);
     d->kv.fp8 = o->kv_fp8 != 0;
@@ -1325,10 +1337,9 @@ extern "C" int ssf_device_cuda_available(void)
     return n > 0;
 }
 
-extern "C" int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_cuda_gemm_verdict *out,
+extern "C" int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out,
                                       ssf_error *err)
 {
-    static const char *const names[SSF_CUDA_SMALL_GEMMS] = {"qkv", "o", "gate_up", "down"};
     static_assert(SSF_CUDA_SMALL_GEMMS == SMALL_GEMMS, "cuda_ops.h counts the small GEMMs");
     if (!dev || !dev->name || strcmp(dev->name, "cuda") != 0)
         return ssf_fail(err, "cuda: GEMM verdicts of a device that is not a CUDA one");
@@ -1337,10 +1348,6 @@ extern "C" int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_cuda_gem
     const cuda_dev *d = (const cuda_dev *)dev;
     int R;
     graph_bucket(M, &R);
-    for (int g = 0; g < SMALL_GEMMS; g++) {
-        const own_verdict *v = &d->own[R][g];
-        out[g] = ssf_cuda_gemm_verdict{names[g], R,        v->tuned,   v->agrees,
-                                       v->own,   v->worst, v->blas_ms, v->own_ms};
-    }
+    memcpy(out, d->own[R], sizeof d->own[R]);
     return 0;
 }

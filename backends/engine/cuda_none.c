@@ -98,7 +98,7 @@ int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *m
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_cuda_gemm_verdict *out, ssf_error *err)
+int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

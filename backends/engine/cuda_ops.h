@@ -126,24 +126,13 @@ int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, do
 int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
                            ssf_pgemm_shape *shape, ssf_error *err);
 
-/* What a CUDA device's tuner found for one of the own GEMM's shapes at M
- * rows (device option own_small_gemms tuned), for the benches. */
-typedef struct ssf_cuda_gemm_verdict {
-    const char *gemm;       /* "qkv", "o", "gate_up" (with SwiGLU's SiLU), "down" */
-    int rows;               /* the graph's rows: M padded as decode graphs are */
-    int tuned;              /* 0: no such graph yet, another mode, or no plan for the shape */
-    int agrees;             /* the kernel's output agreed with cuBLAS's (ssf_pgemm_agrees) */
-    int own;                /* ... and beat cuBLAS's path (ssf_pgemm_wins): the steps take it */
-    double worst;           /* ssf_pgemm_agrees's worst error, in units of its bound */
-    double blas_ms, own_ms; /* a call by each path (cuBLAS's gate|up: with the SiLU kernel) */
-} ssf_cuda_gemm_verdict;
-
 #define SSF_CUDA_SMALL_GEMMS 4
 
-/* The verdicts of dev, opened by ssf_device_cuda_open, for decode steps of
- * M rows (1 to SSF_PGEMM_MAX_M): q|k|v, o, gate|up, down. */
-int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_cuda_gemm_verdict *out,
-                           ssf_error *err);
+/* What dev's tuner found of the own GEMM (device option own_small_gemms
+ * tuned) for decode steps of M rows (1 to SSF_PGEMM_MAX_M), for the
+ * benches: q|k|v, o, gate|up, down (cuda_plan.h).  dev: opened by
+ * ssf_device_cuda_open. */
+int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out, ssf_error *err);
 
 /* Mean milliseconds of one paged decode attention launch: rows sequences at
  * position ctx - 1, a pool laid out for n_layers layers (call i reads layer

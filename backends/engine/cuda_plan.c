@@ -4,6 +4,8 @@
 #include "cuda_plan.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static int pad_group(int g)
@@ -263,4 +265,33 @@ int ssf_pgemm_agrees(const uint16_t *ref, const uint16_t *got, size_t n, double 
 int ssf_pgemm_wins(double own_ms, double blas_ms)
 {
     return own_ms > 0 && own_ms < SSF_PGEMM_MARGIN * blas_ms;
+}
+
+/* snprintf's to buf + *used, *used counting what the text would take. */
+static void append(char *buf, size_t n, size_t *used, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(*used < n ? buf + *used : NULL, *used < n ? n - *used : 0, fmt, ap);
+    va_end(ap);
+    if (k > 0) *used += (size_t)k;
+}
+
+size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int count)
+{
+    size_t used = 0;
+    if (n) buf[0] = 0;
+    for (int i = 0; i < count; i++) {
+        if (!v[i].tuned) continue;
+        if (used == 0)
+            append(buf, n, &used, "%d rows: ", v[i].rows);
+        else
+            append(buf, n, &used, ", ");
+        if (!v[i].agrees)
+            append(buf, n, &used, "%s disagrees", v[i].gemm);
+        else
+            append(buf, n, &used, "%s %.2f%s", v[i].gemm,
+                   v[i].blas_ms > 0 ? v[i].own_ms / v[i].blas_ms : 0.0, v[i].own ? " own" : "");
+    }
+    return used;
 }

@@ -184,6 +184,24 @@ int ssf_pgemm_agrees(const uint16_t *ref, const uint16_t *got, size_t n, double 
  * does not flip a tie. */
 int ssf_pgemm_wins(double own_ms, double blas_ms);
 
+/* The tuner's verdict on the own kernel for one GEMM of a graph's rows. */
+typedef struct ssf_pgemm_verdict {
+    const char *gemm;       /* "qkv", "o", "gate_up" (with SwiGLU's SiLU), "down" */
+    int rows;               /* the graph's rows */
+    int tuned;              /* 0: no such graph yet, another mode, or no plan for the shape */
+    int agrees;             /* the kernel's output agreed with cuBLAS's (ssf_pgemm_agrees) */
+    int own;                /* ... and beat cuBLAS's path (ssf_pgemm_wins): the steps take it */
+    double worst;           /* ssf_pgemm_agrees's worst error, in units of its bound */
+    double blas_ms, own_ms; /* a call by each path (cuBLAS's gate|up: with the SiLU kernel) */
+} ssf_pgemm_verdict;
+
+/* The verdicts v[0 .. count) of one graph's rows as text for a log line,
+ * "64 rows: qkv 0.71 own, o 1.02, down disagrees" (the own kernel's time
+ * over cuBLAS's; "own" where the steps take it), the untuned left out, into
+ * buf as snprintf writes (n bytes, NUL-terminated, cut short when full).
+ * Returns the text's length, 0 when none was tuned. */
+size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -138,6 +138,9 @@ struct ssf_device {
     int (*forward)(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err);
     int (*copy_blocks)(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *err);
     void (*close)(ssf_device *d);
+    /* What the device chose while it ran, for a log line (CUDA: the own GEMMs' tuner, cuda_plan.h),
+     * into buf as snprintf writes; 0 when it has nothing to say.  May be NULL. */
+    size_t (*report)(const ssf_device *d, char *buf, size_t n);
 };
 
 /* fp32 compute with a built-in GEMM (AVX2/FMA, portable C elsewhere) whose

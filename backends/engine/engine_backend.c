@@ -49,6 +49,9 @@ static int generate(ssf_backend *b, const ssf_gen_request *reqs, size_t n, ssf_g
                 (long long)st->decode_tokens,
                 st->decode_s > 0 ? st->decode_tokens / st->decode_s : 0.0, (long long)st->forks,
                 (long long)st->preemptions, (long long)st->recomputed_tokens);
+        char line[1024];
+        if (eb->device->report && eb->device->report(eb->device, line, sizeof line) > 0)
+            fprintf(stderr, "engine: %s\n", line);
     }
     return rc;
 }
