@@ -529,25 +529,44 @@ static void test_pgemm_agrees_swiglu(void **state)
     assert_false(ssf_pgemm_agrees(ref, got, M * I, NULL));
 }
 
-/* The verdicts' log text: the judged ones, their time ratio, "own" where
- * taken, a disagreement named; cut short safely. */
+/* The verdicts' log line: the judged ones, by rows, their time ratio,
+ * "own" where taken, a disagreement named; cut short safely. */
+static ssf_pgemm_verdict judged(const char *gemm, int rows, int agrees, int own, double blas_ms,
+                                double own_ms)
+{
+    return (ssf_pgemm_verdict){.gemm = gemm,
+                               .rows = rows,
+                               .tuned = 1,
+                               .agrees = agrees,
+                               .own = own,
+                               .blas_ms = blas_ms,
+                               .own_ms = own_ms};
+}
+
 static void test_pgemm_report(void **state)
 {
     (void)state;
-    ssf_pgemm_verdict v[4] = {
-        {"qkv", 64, 1, 1, 1, 0.2, 0.0070, 0.0050},
-        {"o", 64, 0, 0, 0, 0, 0, 0},
-        {"gate_up", 64, 1, 1, 0, 0.1, 0.0200, 0.0204},
-        {"down", 64, 1, 0, 0, INFINITY, 0.0150, 0.0100},
-    };
-    char buf[128];
-    size_t n = ssf_pgemm_report(buf, sizeof buf, v, 4);
-    assert_string_equal(buf, "64 rows: qkv 0.71 own, gate_up 1.02, down disagrees");
+    static const char *const names[4] = {"qkv", "o", "gate_up", "down"};
+    static const int rows[3] = {0, 8, 64}; /* graphs of 8 and 64 rows judged */
+    ssf_pgemm_verdict v[3][4];
+    for (int r = 0; r < 3; r++)
+        for (int g = 0; g < 4; g++)
+            v[r][g] = (ssf_pgemm_verdict){.gemm = names[g], .rows = rows[r]};
+    v[1][0] = judged("qkv", 8, 1, 1, 0.0050, 0.0046);
+    v[1][1] = judged("o", 8, 1, 0, 0.0050, 0.0055);
+    v[2][0] = judged("qkv", 64, 1, 1, 0.0070, 0.0050);
+    v[2][2] = judged("gate_up", 64, 1, 0, 0.0200, 0.0204);
+    v[2][3] = judged("down", 64, 0, 0, 0.0150, 0.0100);
+    char buf[256];
+    size_t n = ssf_pgemm_report(buf, sizeof buf, &v[0][0], 3, 4);
+    assert_string_equal(buf, "cuda: own GEMM where tuned, its time over cuBLAS's: 8 rows: qkv "
+                             "0.92 own, o 1.10; 64 rows: qkv 0.71 own, gate_up 1.02, down "
+                             "disagrees");
     assert_int_equal(n, strlen(buf));
     char small[12];
-    assert_int_equal(ssf_pgemm_report(small, sizeof small, v, 4), n);
-    assert_string_equal(small, "64 rows: qk");
-    assert_int_equal(ssf_pgemm_report(buf, sizeof buf, &v[1], 1), 0);
+    assert_int_equal(ssf_pgemm_report(small, sizeof small, &v[0][0], 3, 4), n);
+    assert_string_equal(small, "cuda: own G");
+    assert_int_equal(ssf_pgemm_report(buf, sizeof buf, &v[0][0], 1, 4), 0);
     assert_string_equal(buf, "");
 }
 

@@ -137,6 +137,34 @@ static void test_refusal_without_device(void **state)
     ssf_model_close(m);
 }
 
+/* Bad device options are refused, a line naming the fix, before a device
+ * is looked for (a build without CUDA refuses them all as such). */
+static void test_option_refusals(void **state)
+{
+    (void)state;
+    char *root = fixture_root(), dir[1024];
+    snprintf(dir, sizeof dir, "%s/gqa5-hd128", root);
+    free(root);
+    ssf_model *m = NULL;
+    ssf_error err = {{0}};
+    if (ssf_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
+    ssf_device_options o = {.n_slots = 1,
+                            .max_context = 64,
+                            .block_size = 16,
+                            .gpu_memory_utilization = 0.9,
+                            .own_small_gemms = SSF_OWN_GEMMS_TUNED,
+                            .disable_cuda_graphs = 1};
+    assert_null(ssf_device_cuda_open(m, &o, &err));
+    int built = strstr(err.msg, "this build has no CUDA") == NULL;
+    if (built) assert_non_null(strstr(err.msg, "drop --no-cuda-graphs"));
+    assert_null(strchr(err.msg, '\n'));
+    o.disable_cuda_graphs = 0;
+    o.own_small_gemms = 99;
+    assert_null(ssf_device_cuda_open(m, &o, &err));
+    if (built) assert_non_null(strstr(err.msg, "own_small_gemms 99"));
+    ssf_model_close(m);
+}
+
 /* ---- kernels -------------------------------------------------------------------- */
 
 static void check_rmsnorm(int rows, int C, int with_add)
@@ -1031,6 +1059,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusal_without_device),
+        cmocka_unit_test(test_option_refusals),
         cmocka_unit_test(test_fp8_rows_host),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_silu_mul),

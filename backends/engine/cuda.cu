@@ -862,7 +862,7 @@ static int capture_step(cuda_dev *d, int R, const attn_step *as, int n_valid, st
  * gather, a programmatic dependent launch as the kernel before a step's
  * GEMM is, so that an X read before the kernel's wait may show; it gathers
  * from a copy in the logits buffer, which a step rewrites. */
-static int probe_paths(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t *x, uint16_t *y,
+static int queue_probe(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t *x, uint16_t *y,
                        size_t ny, ssf_error *err)
 {
     small_io io = small_io_of(d, g);
@@ -890,7 +890,19 @@ static int probe_paths(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t 
         CU_TRY(cudaMemcpyAsync(y + (size_t)own * ny, io.Y, ny * sizeof(bf16),
                                cudaMemcpyDeviceToHost, d->stream));
     }
-    CU_TRY(cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
+/* queue_probe, finished: also when it fails part-way, since copies from
+ * the caller's x may still be queued. */
+static int probe_paths(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t *x, uint16_t *y,
+                       size_t ny, ssf_error *err)
+{
+    int rc = queue_probe(d, g, M, W, x, y, ny, err);
+    cudaError_t e = cudaStreamSynchronize(d->stream);
+    if (rc) return -1;
+    if (e != cudaSuccess)
+        return ssf_fail(err, "cuda: the own GEMM's probe: %s", cudaGetErrorString(e));
     return 0;
 }
 
@@ -1108,17 +1120,7 @@ static int cuda_copy_blocks(ssf_device *dev, const ssf_block_copy *c, int n, ssf
 static size_t cuda_report(const ssf_device *dev, char *buf, size_t n)
 {
     const cuda_dev *d = (const cuda_dev *)dev;
-    static const char lead[] = "cuda: own GEMM where tuned, its time over cuBLAS's: ";
-    size_t used = 0;
-    if (n) buf[0] = 0;
-    for (int R = 1; R <= SSF_PGEMM_MAX_M; R++) {
-        char part[256];
-        if (!ssf_pgemm_report(part, sizeof part, d->own[R], SMALL_GEMMS)) continue;
-        int k = snprintf(used < n ? buf + used : NULL, used < n ? n - used : 0, "%s%s",
-                         used ? "; " : lead, part);
-        if (k > 0) used += (size_t)k;
-    }
-    return used;
+    return ssf_pgemm_report(buf, n, &d->own[0][0], SSF_PGEMM_MAX_M + 1, SMALL_GEMMS);
 }
 
 static void cuda_close(ssf_device *dev)
@@ -1265,6 +1267,10 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
     if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_NEVER)
         return ssf_fail(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
                         o->own_small_gemms);
+    int own = o->own_small_gemms ? o->own_small_gemms : SSFK_OWN_SMALL_GEMMS;
+    if (own == SSF_OWN_GEMMS_TUNED && o->disable_cuda_graphs)
+        return ssf_fail(err, "cuda: --own-small-gemms tuned judges the kernel before a decode "
+                             "graph's first capture; drop --no-cuda-graphs, or use always");
     /* a step holds a row of every sequence plus a prefill chunk */
     if (o->n_slots >= CUDA_MAX_ROWS)
         return ssf_fail(err, "cuda: --slots %d: at most %d", o->n_slots, CUDA_MAX_ROWS - 1);

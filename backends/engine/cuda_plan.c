@@ -277,21 +277,32 @@ static void append(char *buf, size_t n, size_t *used, const char *fmt, ...)
     if (k > 0) *used += (size_t)k;
 }
 
-size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int count)
+/* "qkv 0.71 own", "o 1.02" or "down disagrees". */
+static void verdict_text(char *buf, size_t n, size_t *used, const ssf_pgemm_verdict *v)
+{
+    if (!v->agrees)
+        append(buf, n, used, "%s disagrees", v->gemm);
+    else
+        append(buf, n, used, "%s %.2f%s", v->gemm, v->blas_ms > 0 ? v->own_ms / v->blas_ms : 0.0,
+               v->own ? " own" : "");
+}
+
+size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int rows, int gemms)
 {
     size_t used = 0;
     if (n) buf[0] = 0;
-    for (int i = 0; i < count; i++) {
-        if (!v[i].tuned) continue;
-        if (used == 0)
-            append(buf, n, &used, "%d rows: ", v[i].rows);
-        else
-            append(buf, n, &used, ", ");
-        if (!v[i].agrees)
-            append(buf, n, &used, "%s disagrees", v[i].gemm);
-        else
-            append(buf, n, &used, "%s %.2f%s", v[i].gemm,
-                   v[i].blas_ms > 0 ? v[i].own_ms / v[i].blas_ms : 0.0, v[i].own ? " own" : "");
-    }
+    for (int r = 0; r < rows; r++)
+        for (int g = 0, first = 1; g < gemms; g++) {
+            const ssf_pgemm_verdict *at = &v[(size_t)r * (size_t)gemms + g];
+            if (!at->tuned) continue;
+            if (first)
+                append(
+                    buf, n, &used, "%s%d rows: ",
+                    used ? "; " : "cuda: own GEMM where tuned, its time over cuBLAS's: ", at->rows);
+            else
+                append(buf, n, &used, ", ");
+            first = 0;
+            verdict_text(buf, n, &used, at);
+        }
     return used;
 }

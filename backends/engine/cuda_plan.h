@@ -195,12 +195,13 @@ typedef struct ssf_pgemm_verdict {
     double blas_ms, own_ms; /* a call by each path (cuBLAS's gate|up: with the SiLU kernel) */
 } ssf_pgemm_verdict;
 
-/* The verdicts v[0 .. count) of one graph's rows as text for a log line,
- * "64 rows: qkv 0.71 own, o 1.02, down disagrees" (the own kernel's time
- * over cuBLAS's; "own" where the steps take it), the untuned left out, into
- * buf as snprintf writes (n bytes, NUL-terminated, cut short when full).
- * Returns the text's length, 0 when none was tuned. */
-size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int count);
+/* The verdicts v[rows][gemms] (row r: the graphs of r rows) as one log
+ * line, "cuda: own GEMM where tuned, its time over cuBLAS's: 8 rows: qkv
+ * 0.92 own, o 1.10; 64 rows: qkv 0.71 own, down disagrees" ("own" where
+ * the steps take it; the untuned left out), into buf as snprintf writes (n
+ * bytes, NUL-terminated, cut short when full).  Returns the line's length,
+ * 0 when none was tuned. */
+size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int rows, int gemms);
 
 #ifdef __cplusplus
 }
