@@ -101,6 +101,14 @@ __device__ static inline bf16 silu_times(float g, float u)
     return __float2bfloat16(a * u);
 }
 
+/* The device's nanosecond clock. */
+__device__ static inline unsigned long long global_ns(void)
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 /* ---- programmatic dependent launch ------------------------------------------ */
 
 /*

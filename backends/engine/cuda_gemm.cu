@@ -145,8 +145,9 @@ static cublasStatus_t call(const ssfk_gemm_ctx *ctx, const ssfk_gemm_choice *c,
 }
 
 /* Mean milliseconds of `reps` calls after a warm-up (which also loads the
- * kernel's module, before any capture needs it); INFINITY when a call
- * fails.  The error returned is the device's: events, or a fault. */
+ * kernel's module, before any capture needs it), queued behind ssfk_hold
+ * so that they run back to back as a graph replays them; INFINITY when a
+ * call fails.  The error returned is the device's: events, or a fault. */
 static cudaError_t time_candidate(const ssfk_gemm_ctx *ctx, const ssfk_gemm_choice *c,
                                   const cublasLtMatmulAlgo_t *algo, cublasHandle_t blas,
                                   const operands *o, int reps, cudaStream_t st, cudaEvent_t *ev,
@@ -155,7 +156,8 @@ static cudaError_t time_candidate(const ssfk_gemm_ctx *ctx, const ssfk_gemm_choi
     *ms = INFINITY;
     if (call(ctx, c, algo, blas, o, 0, st) != BLAS_OK) return cudaSuccess;
     int ok = 1;
-    cudaError_t e = cudaEventRecord(ev[0], st);
+    cudaError_t e = ssfk_hold(SSFK_HOLD_NS(reps), st);
+    if (e == cudaSuccess) e = cudaEventRecord(ev[0], st);
     for (int i = 0; ok && e == cudaSuccess && i < reps; i++)
         ok = call(ctx, c, algo, blas, o, i, st) == BLAS_OK;
     if (e == cudaSuccess) e = cudaEventRecord(ev[1], st);

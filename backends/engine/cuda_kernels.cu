@@ -261,6 +261,21 @@ cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, int bloc
     return launch_pdl(silu_mul_kernel, blocks, 256, 0, st, h, gu, inter, block, n);
 }
 
+/* ---- timing --------------------------------------------------------------- */
+
+__global__ static void hold_kernel(long long ns)
+{
+    unsigned long long t0 = global_ns();
+    while ((long long)(global_ns() - t0) < ns) {
+    }
+}
+
+cudaError_t ssfk_hold(long long ns, cudaStream_t st)
+{
+    hold_kernel<<<1, 1, 0, st>>>(ns);
+    return cudaGetLastError();
+}
+
 /* ---- GEMM ------------------------------------------------------------------ */
 
 cublasStatus_t ssfk_gemm(cublasHandle_t h, const bf16 *X, const bf16 *W, void *Y,

@@ -179,6 +179,16 @@ cudaError_t ssfk_attention_slots(int head_dim, int fp8, int rope, int *slots);
  * further. */
 cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, int block, cudaStream_t st);
 
+/* Occupies the stream for ns nanoseconds (one thread).  A timing queued
+ * behind it runs its launches back to back on the device, however slowly
+ * the host issues them: a GEMM of a few microseconds takes about as long
+ * to launch, so a timing of it on an idle stream measures the host. */
+cudaError_t ssfk_hold(long long ns, cudaStream_t st);
+
+/* What a timing of `calls` launches holds its stream for: room for the
+ * host's issue, ~5 us a cuBLAS call, four times over. */
+#define SSFK_HOLD_NS(calls) (50000LL + 20000LL * (calls))
+
 /* ids[r] = the token drawn for row r of `logits` (rows x stride fp32, ids
  * below n_valid) as spec[r] asks (cuda_sample.cu); -1 for a row without a
  * finite logit.  spec is in device memory.  gather: filter and draw over

@@ -746,13 +746,6 @@ typedef struct pdl_probe {
     unsigned long long done_ns, start_ns;
 } pdl_probe;
 
-__device__ static inline unsigned long long global_ns(void)
-{
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-
 /* An engine kernel's entry, then a spin long enough for the next launch to
  * start early if it can, then the write the next kernel must see. */
 __global__ static void pdl_first_kernel(pdl_probe *p, long long spin_ns)
@@ -838,7 +831,8 @@ extern "C" int ssf_cuda_op_pdl_order(int spin_us, int *seen, double early_us[2],
 
 /* ---- timing on the device's clock --------------------------------------------------- */
 
-/* Mean milliseconds of `iters` calls of launch(i) after two warm-up calls. */
+/* Mean milliseconds of `iters` calls of launch(i) after two warm-up calls,
+ * queued behind ssfk_hold: the device's time, not the host's issue rate. */
 template <typename F>
 static int time_launches(scratch *s, int iters, F launch, double *ms, ssf_error *err)
 {
@@ -847,6 +841,7 @@ static int time_launches(scratch *s, int iters, F launch, double *ms, ssf_error 
     if (e == cudaSuccess) e = cudaEventCreate(&t1);
     for (int i = 0; e == cudaSuccess && i < 2; i++)
         e = launch(i);
+    if (e == cudaSuccess) e = ssfk_hold(SSFK_HOLD_NS(iters), s->st);
     if (e == cudaSuccess) e = cudaEventRecord(t0, s->st);
     for (int i = 0; e == cudaSuccess && i < iters; i++)
         e = launch(i);
