@@ -114,16 +114,23 @@ static const ssf_cuda_op_pages *op_pages_make(op_pages *p, int n_ctx, int bs)
 
 /* ---- without a GPU: a clear refusal --------------------------------------------- */
 
-static void test_refusal_without_device(void **state)
+/* The test model the refusals open: any will do. */
+static ssf_model *open_gqa5(void)
 {
-    (void)state;
-    if (ssf_device_cuda_available()) skip();
     char *root = fixture_root(), dir[1024];
     snprintf(dir, sizeof dir, "%s/gqa5-hd128", root);
     free(root);
     ssf_model *m = NULL;
     ssf_error err = {{0}};
     if (ssf_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
+    return m;
+}
+
+static void test_refusal_without_device(void **state)
+{
+    (void)state;
+    if (ssf_device_cuda_available()) skip();
+    ssf_model *m = open_gqa5();
     ssf_device_options o = {
         .n_slots = 1, .max_context = 64, .block_size = 16, .gpu_memory_utilization = 0.9};
     ssf_error e2 = {{0}};
@@ -142,12 +149,8 @@ static void test_refusal_without_device(void **state)
 static void test_option_refusals(void **state)
 {
     (void)state;
-    char *root = fixture_root(), dir[1024];
-    snprintf(dir, sizeof dir, "%s/gqa5-hd128", root);
-    free(root);
-    ssf_model *m = NULL;
+    ssf_model *m = open_gqa5();
     ssf_error err = {{0}};
-    if (ssf_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
     ssf_device_options o = {.n_slots = 1,
                             .max_context = 64,
                             .block_size = 16,
