@@ -744,9 +744,8 @@ static int run_alone(const ssf_model *m, const seq *s, variant v, float **lg, ss
 
 /* One fixture with no reference: what compute-sanitizer runs.  The default
  * device, then RoPE in the attention with the own GEMMs always, through
- * the full forward, prefill + decode and a fork; then the own GEMMs where
- * tuned through a graph decode, whose tuning runs both GEMM paths, against
- * the default's logits. */
+ * the full forward, prefill + decode and a fork; then check_tuned, whose
+ * tuning runs both GEMM paths, against the default's logits. */
 static void check_cuda_alone(const char *dir)
 {
     ssf_error err;
@@ -767,20 +766,13 @@ static void check_cuda_alone(const char *dir)
            "and the own GEMMs%s%s\n",
            ok ? "PASS" : "FAIL", dir, ok ? "" : ": ", ok ? "" : err.msg);
     failures += !ok;
-    ssf_device *d = NULL;
     pages pg;
     pages_init(&pg, 4, MAX_CONTEXT);
     if (ok && fixture_seq(st, 0, &s)) {
         int vocab = ssf_model_config_of(m)->vocab_size;
-        d = open_cuda_as(m, &pg, MAX_CONTEXT, TUNED_GEMMS, &err);
-        if (d)
-            check_graph_decode(d, &pg, &s, ref, vocab, fixture_n_valid(dir, vocab), dir, 0,
-                               " (own GEMMs where tuned)");
-        else
-            printf("FAIL %s: own GEMMs where tuned: %s\n", dir, err.msg), failures++;
+        check_tuned(m, &pg, &s, ref, vocab, fixture_n_valid(dir, vocab), dir, 0);
         seq_free(&s);
     }
-    if (d) d->close(d);
     pages_free(&pg);
     free(ref);
     ssf_safetensors_close(st);

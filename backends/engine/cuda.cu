@@ -314,6 +314,18 @@ static int check_numel(const ssf_tensor *t, int64_t numel, ssf_error *err)
     return 0;
 }
 
+/* Elements [from, from + n) of an F32 or F16 t (n <= UPLOAD_CHUNK) to dst
+ * as BF16, converted on the host. */
+static int upload_converted(const ssf_tensor *t, int64_t from, int64_t n, bf16 *dst, float *fbuf,
+                            uint16_t *hbuf, ssf_error *err)
+{
+    ssf_tensor_read_f32(t, from, n, fbuf);
+    for (int64_t j = 0; j < n; j++)
+        hbuf[j] = f32_to_bf16(fbuf[j]);
+    CU_TRY(cudaMemcpy(dst, hbuf, (size_t)n * 2, cudaMemcpyHostToDevice));
+    return 0;
+}
+
 /* Copies `numel` elements of t (checked) to dst as BF16, converting F32 and
  * F16 on the host in chunks. */
 static int upload_bf16(const ssf_tensor *t, int64_t numel, bf16 *dst, float *fbuf, uint16_t *hbuf,
@@ -326,10 +338,7 @@ static int upload_bf16(const ssf_tensor *t, int64_t numel, bf16 *dst, float *fbu
     }
     for (int64_t i = 0; i < numel; i += UPLOAD_CHUNK) {
         int64_t n = numel - i < UPLOAD_CHUNK ? numel - i : UPLOAD_CHUNK;
-        ssf_tensor_read_f32(t, i, n, fbuf);
-        for (int64_t j = 0; j < n; j++)
-            hbuf[j] = f32_to_bf16(fbuf[j]);
-        CU_TRY(cudaMemcpy(dst + i, hbuf, (size_t)n * 2, cudaMemcpyHostToDevice));
+        if (upload_converted(t, i, n, dst + i, fbuf, hbuf, err)) return -1;
     }
     return 0;
 }
@@ -349,12 +358,8 @@ static int upload_blocks(const ssf_tensor *t, int64_t rows, int64_t cols, int64_
         return 0;
     }
     if (piece > UPLOAD_CHUNK) return ssf_fail(err, "cuda: rows of %s are too long", t->name);
-    for (int64_t b = 0; b < rows / block; b++) {
-        ssf_tensor_read_f32(t, b * piece, piece, fbuf);
-        for (int64_t j = 0; j < piece; j++)
-            hbuf[j] = f32_to_bf16(fbuf[j]);
-        CU_TRY(cudaMemcpy(dst + b * pitch, hbuf, (size_t)piece * 2, cudaMemcpyHostToDevice));
-    }
+    for (int64_t b = 0; b < rows / block; b++)
+        if (upload_converted(t, b * piece, piece, dst + b * pitch, fbuf, hbuf, err)) return -1;
     return 0;
 }
 
@@ -1000,8 +1005,8 @@ static int judge_own(cuda_dev *d, int g, int M, const bf16 *const *W, int n_w, s
         return -1;
     ssf_pgemm_verdict *v = &d->own[M][g];
     v->tuned = 1;
-    v->agrees = (unsigned char)agrees;
-    v->worst = (float)worst;
+    v->agrees = agrees;
+    v->worst = worst;
     v->blas_ms = ms[0];
     v->own_ms = ms[1];
     v->own = agrees && ssf_pgemm_wins(ms[1], ms[0]);
@@ -1260,6 +1265,13 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     return 0;
 }
 
+/* The ssf_own_gemms o asks for, SSFK_OWN_SMALL_GEMMS's when it leaves it
+ * open. */
+static int own_mode_of(const ssf_device_options *o)
+{
+    return o->own_small_gemms ? o->own_small_gemms : SSFK_OWN_SMALL_GEMMS;
+}
+
 static int check_options(const ssf_model_config *c, const ssf_device_options *o, ssf_error *err)
 {
     if (o->block_size < 0 || o->n_blocks < 0 || o->n_slots < 0 || o->max_context < 0)
@@ -1267,8 +1279,7 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
     if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_NEVER)
         return ssf_fail(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
                         o->own_small_gemms);
-    int own = o->own_small_gemms ? o->own_small_gemms : SSFK_OWN_SMALL_GEMMS;
-    if (own == SSF_OWN_GEMMS_TUNED && o->disable_cuda_graphs)
+    if (own_mode_of(o) == SSF_OWN_GEMMS_TUNED && o->disable_cuda_graphs)
         return ssf_fail(err, "cuda: --own-small-gemms tuned judges the kernel before a decode "
                              "graph's first capture; drop --no-cuda-graphs, or use always");
     /* a step holds a row of every sequence plus a prefill chunk */
@@ -1303,7 +1314,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->fp8_flash = SSFK_PREFILL_FP8 || o->fp8_flash_prefill;
     d->pdl = !o->disable_pdl;
     d->attn_rope = SSFK_ATTN_ROPE || o->rope_in_attention;
-    d->own_mode = o->own_small_gemms ? o->own_small_gemms : SSFK_OWN_SMALL_GEMMS;
+    d->own_mode = own_mode_of(o);
     for (int R = 0; R <= SSF_PGEMM_MAX_M; R++)
         for (int g = 0; g < SMALL_GEMMS; g++)
             d->own[R][g].gemm = small_gemm_names[g], d->own[R][g].rows = R;
