@@ -517,9 +517,10 @@ static int report_verdicts(const ssf_device *d, int M, const char *tag, const ch
 }
 
 /* The own GEMMs where tuned: a graph decode of 3 rows (a graph of 4) on a
- * fresh device judges each GEMM at 4 rows before its capture (every fixture's shapes
- * have a plan: all four must be judged and agree with cuBLAS), then
- * decodes as check_graph_decode asks, with whichever path won. */
+ * fresh device judges each GEMM at 4 rows before its capture (every
+ * fixture's shapes have a plan: all four must be judged and agree with
+ * cuBLAS), then decodes as check_graph_decode asks, with whichever path
+ * won. */
 static void check_tuned(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
                         int vocab, int n_valid, const char *dir, int p)
 {
@@ -716,7 +717,6 @@ static int fork_decode(ssf_device *d, pages *pg, const seq *s, int vocab, ssf_er
     return rc;
 }
 
-/* CUDA only: every path once (for compute-sanitizer). */
 /* The fixture's prompt on a fresh device opened as v over fresh pages:
  * the full forward (its logits into *lg, the caller's to free, when lg is
  * not NULL), prefill + decode, and a fork. */
@@ -949,6 +949,17 @@ static int wants(const char *list, const char *what)
     return 0;
 }
 
+/* The extras that choose how the GEMMs of up to SSF_PGEMM_MAX_M rows run,
+ * timed at own_gemm_batches only. */
+static const struct {
+    const char *name;
+    const variant *v;
+} small_variants[] = {{"pgemm", &OWN_GEMMS},
+                      {"ropepgemm", &ROPE_OWN_GEMMS},
+                      {"tuned", &TUNED_GEMMS},
+                      {"ropetuned", &ROPE_TUNED_GEMMS},
+                      {"cublas", &CUBLAS_GEMMS}};
+
 /* The batches of bs[n] the own GEMM takes (the others would time cuBLAS
  * again) into out; their count. */
 static int own_gemm_batches(const int *bs, int n, int *out)
@@ -996,20 +1007,10 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, NO_PDL, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "rope"))
         ok = bench_variant(m, &pg, ctx, ROPE, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && n_small && wants(extra, "pgemm"))
-        ok = bench_variant(m, &pg, ctx, OWN_GEMMS, small, n_small, P, steps, copy_gbps, &err) == 0;
-    if (ok && n_small && wants(extra, "ropepgemm"))
-        ok = bench_variant(m, &pg, ctx, ROPE_OWN_GEMMS, small, n_small, P, steps, copy_gbps,
-                           &err) == 0;
-    if (ok && n_small && wants(extra, "tuned"))
-        ok =
-            bench_variant(m, &pg, ctx, TUNED_GEMMS, small, n_small, P, steps, copy_gbps, &err) == 0;
-    if (ok && n_small && wants(extra, "ropetuned"))
-        ok = bench_variant(m, &pg, ctx, ROPE_TUNED_GEMMS, small, n_small, P, steps, copy_gbps,
-                           &err) == 0;
-    if (ok && n_small && wants(extra, "cublas"))
-        ok = bench_variant(m, &pg, ctx, CUBLAS_GEMMS, small, n_small, P, steps, copy_gbps, &err) ==
-             0;
+    for (size_t i = 0; ok && n_small && i < sizeof small_variants / sizeof *small_variants; i++)
+        if (wants(extra, small_variants[i].name))
+            ok = bench_variant(m, &pg, ctx, *small_variants[i].v, small, n_small, P, steps,
+                               copy_gbps, &err) == 0;
     printf("%s bench %s: CUDA decode timing%s%s\n", ok ? "PASS" : "FAIL", dir, ok ? "" : ": ",
            ok ? "" : err.msg);
     failures += !ok;
