@@ -1216,8 +1216,8 @@ static void check_sampler(void)
          {.temperature = 0.6, .top_p = 1, .top_k = 40, .min_p = 0.02, .seed = 8},
          0,
          1},
-        /* scale 10 at T 1: about 1,700 ids with mass, so the gathered path's
-         * warps each hold two rounds of 32 */
+        /* scale 10 at T 1: about 1,700 ids with mass, so the gathered path
+         * sorts a full 2,048 slots (padded) */
         {"T=1 scale 10", {.temperature = 1, .top_p = 1, .seed = 9}, 10.0, 0},
         {"T=1 top-k 1000 top-p 0.99 scale 10",
          {.temperature = 1, .top_p = 0.99, .top_k = 1000, .seed = 10},
@@ -1226,6 +1226,7 @@ static void check_sampler(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         check_distribution(cases[i].name, &cases[i].sp, cases[i].scale, cases[i].peaked);
+    time_sampler(64); /* the batch of the roofline target */
     time_sampler(256);
 }
 

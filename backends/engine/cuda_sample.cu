@@ -17,14 +17,24 @@
  * those can neither be drawn nor move a mass cut; a top-k cut counts them,
  * but they rank below every id with mass, so a cut that drops one of those
  * falls among them.  So when the ids with mass fit in shared memory
- * (SAMPLE_CANDIDATES), they can be gathered there in id order after two
- * reads of the row, and every filter and the draw run over them: the same
- * cuts and the same draw as over the whole row, without its ~8 further reads
- * from memory (256 rows of Qwen2.5's vocabulary are 156 MB, more than L2).
+ * (SAMPLE_CANDIDATES), they can be gathered there after two reads of the
+ * row (its maximum, then its ids with mass, sorted into id order in shared
+ * memory), and every filter and the draw run over them: the same cuts and
+ * the same draw as over the whole row, without its ~8 further reads from
+ * memory (256 rows of Qwen2.5's vocabulary are 156 MB, more than L2).
+ *
+ * Reads of the row are most of the kernel's time, and one CTA reads a row,
+ * so every pass whose order does not matter (the maximum, the gather, the
+ * sums and the histograms) walks it with LOAD_UNROLL 16-byte loads in
+ * flight a thread.  With one 4-byte load at a time a CTA read some 5 GB/s
+ * (an H100, run N: 0.37 ms for 256 rows' three reads of 0.6 MB), the
+ * memory's latency over what one thread a load keeps in flight.  The two
+ * walks in id order (a cut's ties, the draw) still read 4 bytes a lane.
+ *
  * The gathered path is the caller's choice (`gather`): the engine's since
  * it passed bench/gpu_check's distribution checks on an H100, drawing what
  * the whole-row path draws, 2.5x faster on peaked rows and 13% slower on
- * flat ones (SSFK_SAMPLE_GATHER).
+ * flat ones (SSFK_SAMPLE_GATHER; both timed before the 16-byte walks).
  */
 #include <float.h>
 #include <limits.h>
@@ -43,6 +53,9 @@
 /* ids with mass gathered in shared memory (the kernel's static shared
  * memory stays under 48 KB) */
 #define SAMPLE_CANDIDATES 2048
+/* 16-byte loads a thread has in flight in a walk over the row */
+#define LOAD_UNROLL 4
+#define WALK_STEP (SAMPLE_THREADS * LOAD_UNROLL) /* float4s a CTA reads per round */
 
 typedef unsigned long long u64;
 
@@ -63,6 +76,84 @@ __device__ static double philox_uniform(u64 seed, u64 step)
     return (double)bits * (1.0 / 9007199254740992.0);
 }
 
+/* ---- walks over a row ------------------------------------------------------------------- */
+
+/* A row as its walks read it: `head` ids one at a time up to the first
+ * 16-byte boundary (the row's start is 4-byte aligned, its stride need not
+ * be a multiple of 4), n4 float4s from there, then the last n - tail ids
+ * one at a time. */
+typedef struct row_walk {
+    const float *x;
+    const float4 *v; /* x + head */
+    int n, head, n4, tail;
+} row_walk;
+
+__device__ static row_walk walk_of(const float *x, int n)
+{
+    int head = (int)((16 - ((uintptr_t)x & 15)) / 4 % 4);
+    if (head > n) head = n;
+    int n4 = (n - head) / 4;
+    return row_walk{x, (const float4 *)(x + head), n, head, n4, head + 4 * n4};
+}
+
+__device__ __forceinline__ static float4 logits4(const float4 *p)
+{
+    return *p; /* 16 bytes of logits */
+}
+
+__device__ __forceinline__ static float logit(const float *p)
+{
+    return *p; /* 4 bytes of logits */
+}
+
+/* Round `base` of a walk (base advances by WALK_STEP): this thread's
+ * LOAD_UNROLL float4s, all loaded before any is used, as x[4 u + c] with
+ * ids id[4 u + c] (-1 past the float4s). */
+__device__ static void walk_round(const row_walk &w, int base, float (&x)[4 * LOAD_UNROLL],
+                                  int (&id)[4 * LOAD_UNROLL])
+{
+    float4 v[LOAD_UNROLL];
+#pragma unroll
+    for (int u = 0; u < LOAD_UNROLL; u++) {
+        int q = base + u * SAMPLE_THREADS + threadIdx.x;
+        v[u] = q < w.n4 ? logits4(w.v + q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int u = 0; u < LOAD_UNROLL; u++) {
+        int q = base + u * SAMPLE_THREADS + threadIdx.x, i = w.head + 4 * q;
+        x[4 * u] = v[u].x, x[4 * u + 1] = v[u].y, x[4 * u + 2] = v[u].z, x[4 * u + 3] = v[u].w;
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+            id[4 * u + c] = q < w.n4 ? i + c : -1;
+    }
+}
+
+/* The id this thread reads alone, among the walk's head and tail (at most
+ * 6), or -1. */
+__device__ static int walk_single(const row_walk &w)
+{
+    int j = threadIdx.x;
+    if (j < w.head) return j;
+    j -= w.head;
+    return j < w.n - w.tail ? w.tail + j : -1;
+}
+
+/* f(v, id) for every logit v of the row, id below n, in no set order. */
+template <typename F> __device__ static void for_each_logit(const float *x, int n, F f)
+{
+    row_walk w = walk_of(x, n);
+    for (int base = 0; base < w.n4; base += WALK_STEP) {
+        float v[4 * LOAD_UNROLL];
+        int id[4 * LOAD_UNROLL];
+        walk_round(w, base, v, id);
+#pragma unroll
+        for (int k = 0; k < 4 * LOAD_UNROLL; k++)
+            if (id[k] >= 0) f(v[k], id[k]);
+    }
+    int i = walk_single(w);
+    if (i >= 0) f(logit(x + i), i);
+}
+
 /* ---- the row's weights and cuts ----------------------------------------------------------- */
 
 typedef struct row_in {
@@ -73,11 +164,16 @@ typedef struct row_in {
 
 /* A token's key: the float bits of its weight, which order like the weights;
  * 0 for a non-finite logit or a weight that underflowed (never drawn). */
+__device__ __forceinline__ static uint32_t weight_key(const row_in &r, float x)
+{
+    if (!isfinite(x)) return 0;
+    return __float_as_uint(expf((x - r.max) * r.inv_t));
+}
+
 __device__ __forceinline__ static uint32_t key_of(const row_in &r, int i)
 {
     float x = r.x[i];
-    if (!isfinite(x)) return 0;
-    return __float_as_uint(expf((x - r.max) * r.inv_t));
+    return weight_key(r, x);
 }
 
 __device__ __forceinline__ static u64 mass_of(uint32_t key)
@@ -114,6 +210,19 @@ __device__ __forceinline__ static int id_at(const cand_in &c, int i)
     return c.id[i];
 }
 
+/* f(key, id) for every entry of a source, in no set order (the order-free
+ * passes: sums and histograms). */
+template <typename F> __device__ static void for_each_entry(const row_in &r, F f)
+{
+    for_each_logit(r.x, r.n, [&](float x, int id) { f(weight_key(r, x), id); });
+}
+
+template <typename F> __device__ static void for_each_entry(const cand_in &c, F f)
+{
+    for (int i = threadIdx.x; i < c.n; i += SAMPLE_THREADS)
+        f(key_at(c, i), id_at(c, i));
+}
+
 /* Keeps keys above `key`, and at `key` ids up to `id`. */
 typedef struct cut {
     uint32_t key;
@@ -140,9 +249,9 @@ __device__ __forceinline__ static bool kept(const kept_set &s, uint32_t key, int
 struct shared_state {
     u64 hist[RADIX_BINS];
     u64 warp_sum[SAMPLE_WARPS];
-    int warp_base[SAMPLE_WARPS];
     uint32_t cand_key[SAMPLE_CANDIDATES];
     int32_t cand_id[SAMPLE_CANDIDATES];
+    int n_cand; /* gather_candidates' count */
     union {
         cub::BlockScan<u64, SAMPLE_THREADS>::TempStorage scan;
         cub::BlockReduce<u64, SAMPLE_THREADS>::TempStorage sum;
@@ -157,8 +266,7 @@ template <typename R, typename F>
 __device__ static u64 row_sum(const R &r, F value, shared_state &sh)
 {
     u64 s = 0;
-    for (int i = threadIdx.x; i < r.n; i += SAMPLE_THREADS)
-        s += value(i);
+    for_each_entry(r, [&](uint32_t key, int id) { s += value(key, id); });
     s = cub::BlockReduce<u64, SAMPLE_THREADS>(sh.cub.sum).Sum(s);
     if (threadIdx.x == 0) sh.u64_out = s;
     __syncthreads();
@@ -179,7 +287,7 @@ __device__ static int find_in_order(const R &r, F value, u64 goal, shared_state 
     int lo = warp * seg, hi = min(r.n, lo + seg);
     u64 s = 0;
     for (int i = lo + lane; i < hi; i += 32)
-        s += value(i);
+        s += value(key_at(r, i), id_at(r, i));
     for (int o = 16; o > 0; o /= 2)
         s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) sh.warp_sum[warp] = s;
@@ -198,7 +306,7 @@ __device__ static int find_in_order(const R &r, F value, u64 goal, shared_state 
         u64 running = sh.u64_out;
         for (int base = lo; base < hi; base += 32) {
             int i = base + lane;
-            u64 v = i < hi ? value(i) : 0, incl = v;
+            u64 v = i < hi ? value(key_at(r, i), id_at(r, i)) : 0, incl = v;
             for (int o = 1; o < 32; o *= 2) {
                 u64 t = __shfl_up_sync(0xffffffffu, incl, o);
                 if (lane >= o) incl += t;
@@ -247,11 +355,10 @@ __device__ static cut select_heaviest(const R &r, const kept_set &base, bool by_
         for (int b = threadIdx.x; b < RADIX_BINS; b += SAMPLE_THREADS)
             sh.hist[b] = 0;
         __syncthreads();
-        for (int i = threadIdx.x; i < r.n; i += SAMPLE_THREADS) {
-            uint32_t key = key_at(r, i);
-            if (kept(base, key, id_at(r, i)) && (key & mask) == prefix)
+        for_each_entry(r, [&](uint32_t key, int id) {
+            if (kept(base, key, id) && (key & mask) == prefix)
                 atomicAdd(&sh.hist[(key >> shift) & digit], by_mass ? mass_of(key) : 1ull);
-        }
+        });
         __syncthreads();
         pick_bin(sh, above, need);
         prefix |= (uint32_t)sh.int_out[0] << shift;
@@ -262,9 +369,8 @@ __device__ static cut select_heaviest(const R &r, const kept_set &base, bool by_
     /* every token above the key is in; ties at it join by id until need */
     cut c = {prefix, INT_MAX};
     u64 unit = by_mass ? mass_of(prefix) : 1;
-    auto tie = [&](int i) -> u64 {
-        uint32_t key = key_at(r, i);
-        return key == prefix && kept(base, key, id_at(r, i)) ? unit : 0;
+    auto tie = [&](uint32_t key, int id) -> u64 {
+        return key == prefix && kept(base, key, id) ? unit : 0;
     };
     int at = find_in_order(r, tie, need - above - 1, sh);
     c.id = at >= 0 ? id_at(r, at) : -1;
@@ -293,10 +399,12 @@ __device__ static arg_best row_argmax(const float *x, int n)
 {
     __shared__ cub::BlockReduce<arg_best, SAMPLE_THREADS>::TempStorage tmp;
     __shared__ arg_best out;
+    arg_max_op better;
     arg_best b = {0.0f, -1};
-    for (int i = threadIdx.x; i < n; i += SAMPLE_THREADS)
-        if (isfinite(x[i]) && (b.i < 0 || x[i] > b.v)) b = arg_best{x[i], i};
-    b = cub::BlockReduce<arg_best, SAMPLE_THREADS>(tmp).Reduce(b, arg_max_op());
+    for_each_logit(x, n, [&](float v, int i) {
+        if (isfinite(v)) b = better(b, arg_best{v, i});
+    });
+    b = cub::BlockReduce<arg_best, SAMPLE_THREADS>(tmp).Reduce(b, better);
     if (threadIdx.x == 0) out = b;
     __syncthreads();
     return out;
@@ -306,11 +414,8 @@ template <typename R>
 __device__ static int draw_filtered(const R &r, const ssf_sample_spec &sp, shared_state &sh)
 {
     kept_set s = {{0, INT_MAX}, {0, INT_MAX}, 0.0f};
-    auto count = [&](int i) -> u64 { return key_at(r, i) != 0; };
-    auto mass = [&](int i) -> u64 {
-        uint32_t key = key_at(r, i);
-        return kept(s, key, id_at(r, i)) ? mass_of(key) : 0;
-    };
+    auto count = [&](uint32_t key, int) -> u64 { return key != 0; };
+    auto mass = [&](uint32_t key, int id) -> u64 { return kept(s, key, id) ? mass_of(key) : 0; };
     if (sp.top_k > 0 && (u64)sp.top_k < row_sum(r, count, sh))
         s.k = select_heaviest(r, s, false, (u64)sp.top_k, sh);
     if (sp.top_p > 0 && sp.top_p < 1) {
@@ -327,48 +432,85 @@ __device__ static int draw_filtered(const R &r, const ssf_sample_spec &sp, share
     return at >= 0 ? id_at(r, at) : -1;
 }
 
+/* Appends this thread's entries with mass among x[0 .. K) (ids id[k], -1
+ * for none) to sh.cand_key and sh.cand_id, one shared atomic a warp: the
+ * warp's lanes take consecutive places.  Every lane of the warp calls it.
+ * Places past SAMPLE_CANDIDATES are counted in sh.n_cand, not written. */
+template <int K>
+__device__ static void append_with_mass(const row_in &r, const float (&x)[K], const int (&id)[K],
+                                        shared_state &sh)
+{
+    int lane = threadIdx.x % 32, mine = 0;
+#pragma unroll
+    for (int k = 0; k < K; k++)
+        mine += id[k] >= 0 && mass_of(weight_key(r, x[k])) > 0;
+    int incl = mine;
+    for (int o = 1; o < 32; o *= 2) {
+        int t = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += t;
+    }
+    int warp_total = __shfl_sync(0xffffffffu, incl, 31);
+    if (warp_total == 0) return;
+    int at = 0;
+    if (lane == 31) at = atomicAdd(&sh.n_cand, warp_total);
+    at = __shfl_sync(0xffffffffu, at, 31) + incl - mine;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        uint32_t key = weight_key(r, x[k]);
+        if (id[k] < 0 || mass_of(key) == 0) continue;
+        if (at < SAMPLE_CANDIDATES) sh.cand_key[at] = key, sh.cand_id[at] = id[k];
+        at++;
+    }
+}
+
+/* Sorts the n gathered candidates by id (a bitonic sort over the next power
+ * of two, padded with ids above any). */
+__device__ static void sort_candidates(shared_state &sh, int n)
+{
+    int n_pad = 1;
+    while (n_pad < n)
+        n_pad *= 2;
+    for (int i = n + threadIdx.x; i < n_pad; i += SAMPLE_THREADS)
+        sh.cand_key[i] = 0, sh.cand_id[i] = INT_MAX;
+    __syncthreads();
+    for (int k = 2; k <= n_pad; k *= 2)
+        for (int j = k / 2; j > 0; j /= 2) {
+            for (int i = threadIdx.x; i < n_pad; i += SAMPLE_THREADS) {
+                int l = i ^ j;
+                if (l < i) continue;
+                int32_t a = sh.cand_id[i], b = sh.cand_id[l];
+                if ((a > b) != ((i & k) != 0)) { /* ascending where bit k of i is 0 */
+                    uint32_t ka = sh.cand_key[i], kb = sh.cand_key[l];
+                    sh.cand_id[i] = b, sh.cand_id[l] = a;
+                    sh.cand_key[i] = kb, sh.cand_key[l] = ka;
+                }
+            }
+            __syncthreads();
+        }
+}
+
 /* Gathers the row's ids with mass, in id order, into sh.cand_key and
- * sh.cand_id: each warp counts its segment, the counts give each warp its
- * place, and a second walk writes.  Returns how many, or -1 when they are
- * more than SAMPLE_CANDIDATES (nothing is written then). */
+ * sh.cand_id in one walk over the row.  Returns how many, or -1 when they
+ * are more than SAMPLE_CANDIDATES (what was written is then moot). */
 __device__ static int gather_candidates(const row_in &r, shared_state &sh)
 {
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int seg = (r.n + SAMPLE_WARPS * 32 - 1) / (SAMPLE_WARPS * 32) * 32;
-    int lo = warp * seg, hi = min(r.n, lo + seg), count = 0;
-    for (int base = lo; base < hi; base += 32) {
-        int i = base + lane;
-        count += __popc(__ballot_sync(0xffffffffu, i < hi && mass_of(key_of(r, i)) > 0));
+    if (threadIdx.x == 0) sh.n_cand = 0;
+    __syncthreads();
+    row_walk w = walk_of(r.x, r.n);
+    for (int base = 0; base < w.n4; base += WALK_STEP) {
+        float x[4 * LOAD_UNROLL];
+        int id[4 * LOAD_UNROLL];
+        walk_round(w, base, x, id);
+        append_with_mass(r, x, id, sh);
     }
-    if (lane == 0) sh.warp_base[warp] = count;
+    int i = walk_single(w);
+    float x[1] = {i >= 0 ? logit(r.x + i) : 0.0f};
+    int id[1] = {i};
+    append_with_mass(r, x, id, sh);
     __syncthreads();
-    if (threadIdx.x == 0) {
-        int total = 0;
-        for (int w = 0; w < SAMPLE_WARPS; w++) {
-            int c = sh.warp_base[w];
-            sh.warp_base[w] = total;
-            total += c;
-        }
-        sh.int_out[0] = total;
-    }
-    __syncthreads();
-    int total = sh.int_out[0];
-    __syncthreads();
+    int total = sh.n_cand;
     if (total > SAMPLE_CANDIDATES) return -1;
-    int at = sh.warp_base[warp];
-    for (int base = lo; base < hi; base += 32) {
-        int i = base + lane;
-        uint32_t key = i < hi ? key_of(r, i) : 0;
-        bool has_mass = mass_of(key) > 0;
-        unsigned ballot = __ballot_sync(0xffffffffu, has_mass);
-        if (has_mass) {
-            int pos = at + __popc(ballot & ((1u << lane) - 1));
-            sh.cand_key[pos] = key;
-            sh.cand_id[pos] = i;
-        }
-        at += __popc(ballot);
-    }
-    __syncthreads();
+    sort_candidates(sh, total);
     return total;
 }
 

@@ -65,6 +65,13 @@ typedef struct ssfk_tables {
 struct float2 {
     float x, y;
 };
+struct float4 {
+    float x, y, z, w;
+};
+static inline float4 make_float4(float x, float y, float z, float w)
+{
+    return float4{x, y, z, w};
+}
 typedef struct ssfk_attn_io {
     bf16 *out;
     const bf16 *qkv;

@@ -159,9 +159,9 @@ static const swap SAMPLE_SWAPS[] = {
     {"struct shared_state {\n"
      "    u64 hist[RADIX_BINS];\n"
      "    u64 warp_sum[SAMPLE_WARPS];\n"
-     "    int warp_base[SAMPLE_WARPS];\n"
      "    uint32_t cand_key[SAMPLE_CANDIDATES];\n"
      "    int32_t cand_id[SAMPLE_CANDIDATES];\n"
+     "    int n_cand; /* gather_candidates' count */\n"
      "    union {\n"
      "        cub::BlockScan<u64, SAMPLE_THREADS>::TempStorage scan;\n"
      "        cub::BlockReduce<u64, SAMPLE_THREADS>::TempStorage sum;\n"
@@ -172,9 +172,9 @@ static const swap SAMPLE_SWAPS[] = {
      "struct shared_state {\n"
      "    sh_arr<u64, RADIX_BINS> hist;\n"
      "    sh_arr<u64, SAMPLE_WARPS> warp_sum;\n"
-     "    sh_arr<int, SAMPLE_WARPS> warp_base;\n"
      "    sh_arr<uint32_t, SAMPLE_CANDIDATES> cand_key;\n"
      "    sh_arr<int32_t, SAMPLE_CANDIDATES> cand_id;\n"
+     "    sh_var<int> n_cand;\n"
      "    union {\n"
      "        cub::BlockScan<u64, SAMPLE_THREADS>::TempStorage scan;\n"
      "        cub::BlockReduce<u64, SAMPLE_THREADS>::TempStorage sum;\n"
@@ -193,10 +193,8 @@ static const swap SAMPLE_SWAPS[] = {
      "        emu_shared<cub::BlockReduce<arg_best, SAMPLE_THREADS>::TempStorage>(1);",
      1},
     {"__shared__ arg_best out;", "sh_var<arg_best> &out = emu_shared<sh_var<arg_best>>(2);", 1},
-    {"if (isfinite(x[i]) && (b.i < 0 || x[i] > b.v)) b = arg_best{x[i], i};",
-     "if (isfinite(ld_logit(&x[i])) && (b.i < 0 || ld_logit(&x[i]) > b.v))\n"
-     "            b = arg_best{ld_logit(&x[i]), i};",
-     1},
+    {"return *p; /* 16 bytes of logits */", "return ld_logit4(p);", 1},
+    {"return *p; /* 4 bytes of logits */", "return ld_logit(p);", 1},
     {"__shared__ shared_state sh;", "shared_state &sh = emu_shared<shared_state>(0);", 1},
     {"const ssf_sample_spec sp = spec[blockIdx.x];",
      "const ssf_sample_spec sp = ld_spec(&spec[blockIdx.x]);", 1},

@@ -11,7 +11,8 @@
  * aggregate a warp in the TempStorage, a barrier, the aggregates read back),
  * so a TempStorage reused without a barrier between is a race here too.
  * Every shared array index is bounds-checked, every logit read must lie in
- * the CTA's own row below n_valid, and each row's id is written once.
+ * the CTA's own row below n_valid (a 16-byte read on a 16-byte boundary),
+ * and each row's id is written once.
  *
  * What it checks, per case (a row of logits, drawn at steps 0 .. draws-1,
  * one CTA a draw, whole-row and gathered):
@@ -306,6 +307,13 @@ static unsigned long long atomicAdd(unsigned long long *p, unsigned long long v)
     *p = old + v;
     return old;
 }
+static int atomicAdd(sh_var<int> *p, int v)
+{
+    check_atomic(&p->v, sizeof p->v);
+    int old = p->v;
+    p->v = old + v;
+    return old;
+}
 
 /* ---- warp collectives (PTX: shfl.sync, vote.sync.ballot) ----
  * As decode_emu.cpp: each lane leaves its operand in one half of its
@@ -356,10 +364,6 @@ template <typename T> static T __shfl_sync(unsigned mask, T v, int src)
     full_mask(mask, "__shfl_sync");
     int ph = warp_put(v, C_SHFL_IDX);
     return warp_get<T>(ph, src & 31);
-}
-static int __popc(unsigned x)
-{
-    return __builtin_popcount(x);
 }
 static int __ffs(unsigned x)
 {
@@ -487,6 +491,15 @@ static float ld_logit(const float *p)
     if (col >= (size_t)G.n_valid)
         fail("block %u reads id %zu, past n_valid %d (padding)", g_block.x, col, G.n_valid);
     return *p;
+}
+/* 16 bytes of logits: each of the four as ld_logit, and 16-byte aligned as
+ * a vector load must be */
+static float4 ld_logit4(const float4 *p)
+{
+    if ((uintptr_t)p % 16)
+        fail("block %u: a 16-byte logit read at a misaligned address", g_block.x);
+    const float *f = (const float *)p;
+    return float4{ld_logit(f), ld_logit(f + 1), ld_logit(f + 2), ld_logit(f + 3)};
 }
 static ssf_sample_spec ld_spec(const ssf_sample_spec *p)
 {
@@ -709,11 +722,11 @@ static int32_t model_draw(const model &m, uint64_t seed, uint64_t step)
 }
 
 /* ---- cases ---- */
-enum kind { FLAT, PEAKED, MASS, TIED };
+enum kind { FLAT, PEAKED, MASS, TIED, LAST_HEAVY };
 struct scase {
     const char *name;
     kind k;
-    double param; /* FLAT: scale; MASS, TIED: ids with mass */
+    double param; /* FLAT: scale; MASS, TIED, LAST_HEAVY: ids with mass */
     int n, n_valid, draws;
     ssf_sample_spec sp;
 };
@@ -733,6 +746,10 @@ static void make_row(const scase &c, float *x)
         break;
     case TIED:
         fill_with_mass(x, c.n, c.n_valid, seed, (int)c.param, true);
+        break;
+    case LAST_HEAVY: /* MASS, and the last valid id as heavy as the first */
+        fill_with_mass(x, c.n, c.n_valid, seed, (int)c.param, false);
+        x[c.n_valid - 1] = 0.0f;
         break;
     }
 }
@@ -829,9 +846,9 @@ static int run_case(const scase &c)
 }
 
 /* Greedy rows against sampler.c's argmax, both kernels. */
-static int run_greedy(void)
+static int run_greedy(int N, int NV)
 {
-    enum { N = 4096, NV = 4000, R = 14 };
+    enum { R = 16 };
     std::vector<float> x((size_t)R * N);
     std::vector<ssf_sample_spec> spec(R);
     for (int r = 0; r < R; r++) {
@@ -857,10 +874,14 @@ static int run_greedy(void)
     spec[10].temperature = 0.7, spec[10].top_k = 1; /* top-k 1: greedy at any temperature */
     spec[11].temperature = -1;
     spec[12].temperature = 1, spec[12].top_k = 1, spec[12].top_p = 0.5, spec[12].min_p = 0.3;
+    row[14][2003] = row[14][2001] = 35.0f; /* in one thread's float4 (an aligned row): 2001 */
+    /* 4 WALK_STEP ids apart: one thread's first and second round in a long row */
+    int far = 8 + 4 * WALK_STEP < NV ? 8 + 4 * WALK_STEP : NV - 2;
+    row[15][far] = row[15][8] = 36.0f; /* 8 */
     int bad = 0, agree = 0;
     ssf_sampler_scratch scratch = {0, NULL, NULL};
     std::vector<int32_t> ids[2] = {std::vector<int32_t>(R), std::vector<int32_t>(R)};
-    static const int32_t fixed[R] = {-2, 10, -2, -1, NV - 1, 1023, 0, 0, 2500, 0, -2, -2, -2, -2};
+    const int32_t fixed[R] = {-2, 10, -2, -1, NV - 1, 1023, 0, 0, 2500, 0, -2, -2, -2, -2, 2001, 8};
     for (int g = 0; g < 2; g++) {
         launch(x.data(), R, N, NV, spec.data(), g, ids[g].data());
         for (int r = 0; r < R; r++) {
@@ -877,9 +898,9 @@ static int run_greedy(void)
         }
     }
     ssf_sampler_scratch_free(&scratch);
-    printf("%s greedy: %d of %d rows as sampler.c's argmax (tie %d, no finite logit %d, across "
-           "warps %d)\n",
-           bad ? "FAIL" : "ok  ", agree, 2 * R, ids[0][1], ids[0][3], ids[0][5]);
+    printf("%s greedy, rows of %d (%d valid): %d of %d rows as sampler.c's argmax (tie %d, no "
+           "finite logit %d, across warps %d)\n",
+           bad ? "FAIL" : "ok  ", N, NV, agree, 2 * R, ids[0][1], ids[0][3], ids[0][5]);
     fflush(stdout);
     return bad;
 }
@@ -949,13 +970,24 @@ int main(int argc, char **argv)
         {"n_valid 3001 1500 with mass T=1 top-p 0.9", MASS, 1500, 3072, 3001, DR,
          S(1, 0.9, 0, 0, 20)},
         {"n_valid 3001 peaked T=0.6", PEAKED, 0, 3072, 3001, DR, S(0.6, 1, 0, 0, 21)},
+        /* the heaviest ids include the last, which every walk reads alone */
+        {"n_valid 3001 last id heavy T=1 top-p 0.9", LAST_HEAVY, 1000, 3072, 3001, DR,
+         S(1, 0.9, 0, 0, 26)},
+        /* rows of 20,003: a walk of several rounds, and rows 16-byte
+         * aligned or not (each row's first id a head of 0-3 read alone) */
+        {"rows of 20003 peaked T=0.6 top-p 0.95", PEAKED, 0, 20003, 20001, 16,
+         S(0.6, 0.95, 0, 0, 23)},
+        {"rows of 20003 1900 with mass T=1 top-p 0.9", MASS, 1900, 20003, 20001, 16,
+         S(1, 0.9, 0, 0, 24)},
+        {"rows of 20003 2049 with mass T=1", MASS, 2049, 20003, 20001, 16, S(1, 1, 0, 0, 25)},
     };
     /* 1/T past FLT_MAX: the kernel holds it at FLT_MAX, so the maximum
      * weighs 1 and the rest 0, as sampler.c (in double) has them; an
      * infinite 1/T would weigh the maximum 0 * inf = NaN and draw -1 */
     cases.push_back({"T=1e-39 (1/T past FLT_MAX)", FLAT, 1.0, N, NV, 8, S(1e-39, 1, 0, 0, 30)});
     int fails = check_philox();
-    fails += run_greedy();
+    fails += run_greedy(N, NV);
+    fails += run_greedy(20003, 20001); /* rows of several rounds, most not 16-byte aligned */
     for (auto &c : cases) {
         if (fails && g_fail_fast) break;
         fails += run_case(c) != 0;
