@@ -29,7 +29,8 @@
  * flight a thread.  With one 4-byte load at a time a CTA read some 5 GB/s
  * (an H100, run N: 0.37 ms for 256 rows' three reads of 0.6 MB), the
  * memory's latency over what one thread a load keeps in flight.  The two
- * walks in id order (a cut's ties, the draw) still read 4 bytes a lane.
+ * walks in id order (a cut's ties, the draw) narrow the row in two rounds
+ * read across all the warps before one warp scans what is left.
  *
  * The gathered path is the caller's choice (`gather`): the engine's since
  * it passed bench/gpu_check's distribution checks on an H100, drawing what
@@ -275,35 +276,78 @@ __device__ static u64 row_sum(const R &r, F value, shared_state &sh)
     return s;
 }
 
+/* Entries a lane reads at once in an in-order walk's sums */
+#define SUM_UNROLL 8
+
+/* Sum of `value` over entries lo .. hi - 1 (lo < hi or none), by one warp,
+ * the same in every lane: SUM_UNROLL reads in flight a lane. */
+template <typename R, typename F>
+__device__ static u64 warp_range_sum(const R &r, F value, int lo, int hi)
+{
+    int lane = threadIdx.x % 32;
+    u64 s = 0;
+    for (int base = lo; base < hi; base += 32 * SUM_UNROLL) {
+        uint32_t key[SUM_UNROLL];
+#pragma unroll
+        for (int u = 0; u < SUM_UNROLL; u++) {
+            int i = base + 32 * u + lane;
+            key[u] = i < hi ? key_at(r, i) : 0;
+        }
+#pragma unroll
+        for (int u = 0; u < SUM_UNROLL; u++) {
+            int i = base + 32 * u + lane;
+            if (i < hi) s += value(key[u], id_at(r, i));
+        }
+    }
+    for (int o = 16; o > 0; o /= 2)
+        s += __shfl_xor_sync(0xffffffffu, s, o);
+    return s;
+}
+
+/* Narrows [*lo, *hi), whose entries' running sum starts at *before and
+ * passes `goal` inside it, to the one of SAMPLE_WARPS consecutive pieces
+ * (a warp sums each) where it passes. */
+template <typename R, typename F>
+__device__ static void narrow_to_piece(const R &r, F value, u64 goal, int *lo, int *hi, u64 *before,
+                                       shared_state &sh)
+{
+    int warp = threadIdx.x / 32, piece = (*hi - *lo + SAMPLE_WARPS - 1) / SAMPLE_WARPS;
+    int from = min(*hi, *lo + warp * piece), to = min(*hi, from + piece);
+    u64 s = warp_range_sum(r, value, from, to);
+    if (threadIdx.x % 32 == 0) sh.warp_sum[warp] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        u64 run = *before;
+        int w = 0;
+        while (w < SAMPLE_WARPS - 1 && run + sh.warp_sum[w] <= goal)
+            run += sh.warp_sum[w++];
+        sh.int_out[0] = w;
+        sh.u64_out = run;
+    }
+    __syncthreads();
+    /* read before a barrier: whatever writes them next (the next narrowing,
+     * find_in_order's callers) does so past one */
+    int w = sh.int_out[0];
+    *before = sh.u64_out;
+    *lo = min(*hi, *lo + w * piece);
+    *hi = min(*hi, *lo + piece);
+}
+
 /* The first entry whose inclusive running sum of `value` in order exceeds
- * `goal` (goal < the source's sum).  Each warp owns a contiguous segment:
- * the warps' sums locate the segment, whose warp then scans it 32 entries
- * at a time, so the reads stay coalesced. */
+ * `goal` (goal < the source's sum), or -1.  Two rounds of narrowing, each
+ * reading its range across all the warps, leave a piece of n / 1024 entries
+ * (149 of Qwen2.5's vocabulary), which warp 0 scans 32 entries at a time:
+ * a warp walking its share of the row in order held a CTA to one read in
+ * flight a lane. */
 template <typename R, typename F>
 __device__ static int find_in_order(const R &r, F value, u64 goal, shared_state &sh)
 {
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int seg = (r.n + SAMPLE_WARPS * 32 - 1) / (SAMPLE_WARPS * 32) * 32;
-    int lo = warp * seg, hi = min(r.n, lo + seg);
-    u64 s = 0;
-    for (int i = lo + lane; i < hi; i += 32)
-        s += value(key_at(r, i), id_at(r, i));
-    for (int o = 16; o > 0; o /= 2)
-        s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) sh.warp_sum[warp] = s;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        u64 before = 0;
-        int w = 0;
-        while (w < SAMPLE_WARPS - 1 && before + sh.warp_sum[w] <= goal)
-            before += sh.warp_sum[w++];
-        sh.int_out[0] = w;
-        sh.u64_out = before;
-        sh.int_out[1] = -1;
-    }
-    __syncthreads();
-    if (warp == sh.int_out[0]) {
-        u64 running = sh.u64_out;
+    int lo = 0, hi = r.n;
+    u64 running = 0;
+    narrow_to_piece(r, value, goal, &lo, &hi, &running, sh);
+    narrow_to_piece(r, value, goal, &lo, &hi, &running, sh);
+    if (threadIdx.x < 32) {
+        int lane = threadIdx.x, found = -1;
         for (int base = lo; base < hi; base += 32) {
             int i = base + lane;
             u64 v = i < hi ? value(key_at(r, i), id_at(r, i)) : 0, incl = v;
@@ -313,11 +357,12 @@ __device__ static int find_in_order(const R &r, F value, u64 goal, shared_state 
             }
             unsigned hit = __ballot_sync(0xffffffffu, running + incl > goal);
             if (hit) {
-                if (lane == __ffs(hit) - 1) sh.int_out[1] = i;
+                found = base + __ffs(hit) - 1;
                 break;
             }
             running += __shfl_sync(0xffffffffu, incl, 31);
         }
+        if (lane == 0) sh.int_out[1] = found;
     }
     __syncthreads();
     int found = sh.int_out[1];
