@@ -849,7 +849,7 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
                                     .seed = 1000 + (uint64_t)b};
     }
     double t0 = ssf_monotonic_seconds();
-    int rc = prefill_batch(d, pg, vocab, B, P, spec, tok, err);
+    int rc = prefill_batch(d, pg, vocab, B, P, spec, tok, err) || ssf_cuda_time_replays(d, err);
     double t1 = ssf_monotonic_seconds();
     for (int s = 0; !rc && s < steps; s++) {
         for (int b = 0; b < B; b++)
@@ -857,6 +857,22 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
         rc = forward_sampled(d, pg, tok, pos, sl, B, rows, B, spec, vocab, tok, err);
     }
     double t2 = ssf_monotonic_seconds(), ms = (t2 - t1) * 1e3 / steps;
+    /* the steps' graph replays on the device: the rest of a step is the host's */
+    long replays = 0;
+    double replay_ms = 0;
+    if (!rc) rc = ssf_cuda_replay_time(d, &replays, &replay_ms, err);
+    /* every decode step of a graph variant replays a graph (up to cuda.cu's GRAPH_MAX_ROWS,
+     * 256 rows), none of another's */
+    long want = bench_as.graphs && B <= 256 ? steps : 0;
+    if (!rc && replays != want) {
+        printf("FAIL decode at batch %d: %ld of %d steps replayed a graph, not %ld\n", B, replays,
+               steps, want);
+        failures++;
+    }
+    char gpu[64] = "";
+    if (replays > 0)
+        snprintf(gpu, sizeof gpu, " gpu_ms_per_step=%.3f host_ms_per_step=%.3f",
+                 replay_ms / replays, ms - replay_ms / replays);
     step_bytes sb = bytes_of(c, bench_as.fp8);
     /* rows attend to P + s + 1 positions at step s */
     double kv = B * (P + (steps - 1) / 2.0 + 1) * sb.kv_per_pos,
@@ -865,11 +881,11 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
         printf("TIME engine=%s%s model=%s batch=%d prompt=%d steps=%d prefill_tok_s=%.0f "
                "decode_tok_s=%.1f "
                "ms_per_step=%.2f step_MB=%.1f (weights %.1f + kv %.1f) achieved_GBps=%.0f "
-               "copy_GBps=%.0f roofline_pct=%.0f\n",
+               "copy_GBps=%.0f roofline_pct=%.0f%s\n",
                sampled ? "cuda-sampled" : "cuda", bench_as.suffix, bench_model, B, P, steps,
                B * P / (t1 - t0), (double)B * steps / (t2 - t1), ms, (sb.weights + kv) / 1e6,
                sb.weights / 1e6, kv / 1e6, gbps, copy_gbps,
-               copy_gbps > 0 ? 100 * gbps / copy_gbps : 0.0);
+               copy_gbps > 0 ? 100 * gbps / copy_gbps : 0.0, gpu);
     free(tok), free(pos), free(sl), free(rows), free(spec);
     return rc;
 }

@@ -168,6 +168,23 @@ static void test_option_refusals(void **state)
     ssf_model_close(m);
 }
 
+/* The benches' replay timing refuses what is not a CUDA device, a line
+ * each (a build without CUDA refuses it as such). */
+static void test_replay_time_refusals(void **state)
+{
+    (void)state;
+    ssf_error err = {{0}};
+    long replays = -1;
+    double ms = -1;
+    assert_int_equal(ssf_cuda_time_replays(NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "CUDA"));
+    assert_null(strchr(err.msg, '\n'));
+    err.msg[0] = 0;
+    assert_int_equal(ssf_cuda_replay_time(NULL, &replays, &ms, &err), -1);
+    assert_non_null(strstr(err.msg, "CUDA"));
+    assert_true(replays == -1 && ms == -1);
+}
+
 /* ---- kernels -------------------------------------------------------------------- */
 
 static void check_rmsnorm(int rows, int C, int with_add)
@@ -1063,6 +1080,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusal_without_device),
         cmocka_unit_test(test_option_refusals),
+        cmocka_unit_test(test_replay_time_refusals),
         cmocka_unit_test(test_fp8_rows_host),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_silu_mul),

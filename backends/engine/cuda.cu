@@ -151,6 +151,11 @@ typedef struct cuda_dev {
     /* the bucket's GEMM shapes were tuned (before its first capture) */
     int gemm_tuned[GRAPH_BUCKETS];
     int32_t *h_need; /* [seq_cap] table entries the step's rows reach */
+    /* graph replays timed on the device (ssf_cuda_time_replays): events around the
+     * launch, so the step's time less this is the host's share (staging, launch, sync) */
+    cudaEvent_t replay_ev[2];
+    long replays;
+    double replay_ms;
 } cuda_dev;
 
 /* ---- planning ----------------------------------------------------------------- */
@@ -1062,8 +1067,17 @@ static int forward_graph(cuda_dev *d, const ssf_fwd_batch *b, int bucket, int R_
     if (!g->exec || !same_shape(&g->shape, &as->shape) || g->n_valid != b->n_valid ||
         g->rope != as->rope)
         if (capture_step(d, R_pad, as, b->n_valid, g, err)) return -1;
+    int timed = d->replay_ev[1] != NULL; /* made last */
+    if (timed) CU_TRY(cudaEventRecord(d->replay_ev[0], d->stream));
     CU_TRY(cudaGraphLaunch(g->exec, d->stream));
-    return fetch_samples(d, b, err);
+    if (timed) CU_TRY(cudaEventRecord(d->replay_ev[1], d->stream));
+    if (fetch_samples(d, b, err)) return -1;
+    if (timed) {
+        float ms;
+        CU_TRY(cudaEventElapsedTime(&ms, d->replay_ev[0], d->replay_ev[1]));
+        d->replays++, d->replay_ms += ms;
+    }
+    return 0;
 }
 
 static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, ssf_error *err)
@@ -1140,6 +1154,8 @@ static void cuda_close(ssf_device *dev)
     if (d->gemm) ssfk_gemm_ctx_free(d->gemm);
     free(d->gemm);
     if (d->stream) cudaStreamDestroy(d->stream);
+    for (int i = 0; i < 2; i++)
+        if (d->replay_ev[i]) cudaEventDestroy(d->replay_ev[i]);
     cudaFree(d->workspace);
     cudaFree(d->wmem);
     cudaFree(d->pool);
@@ -1354,15 +1370,42 @@ extern "C" int ssf_device_cuda_available(void)
     return n > 0;
 }
 
+static const cuda_dev *cuda_of(const ssf_device *dev, const char *what, ssf_error *err)
+{
+    if (dev && dev->name && strcmp(dev->name, "cuda") == 0) return (const cuda_dev *)dev;
+    ssf_fail(err, "cuda: %s of a device that is not a CUDA one", what);
+    return NULL;
+}
+
+extern "C" int ssf_cuda_time_replays(ssf_device *dev, ssf_error *err)
+{
+    cuda_dev *d = (cuda_dev *)cuda_of(dev, "replay times", err);
+    if (!d) return -1;
+    CU_TRY(cudaSetDevice(d->ordinal));
+    for (int i = 0; i < 2; i++)
+        if (!d->replay_ev[i]) CU_TRY(cudaEventCreate(&d->replay_ev[i]));
+    d->replays = 0, d->replay_ms = 0;
+    return 0;
+}
+
+extern "C" int ssf_cuda_replay_time(const ssf_device *dev, long *replays, double *ms,
+                                    ssf_error *err)
+{
+    const cuda_dev *d = cuda_of(dev, "replay times", err);
+    if (!d) return -1;
+    *replays = d->replays;
+    *ms = d->replay_ms;
+    return 0;
+}
+
 extern "C" int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out,
                                       ssf_error *err)
 {
     static_assert(SSF_CUDA_SMALL_GEMMS == SMALL_GEMMS, "cuda_ops.h counts the small GEMMs");
-    if (!dev || !dev->name || strcmp(dev->name, "cuda") != 0)
-        return ssf_fail(err, "cuda: GEMM verdicts of a device that is not a CUDA one");
+    const cuda_dev *d = cuda_of(dev, "GEMM verdicts", err);
+    if (!d) return -1;
     if (M < 1 || M > SSF_PGEMM_MAX_M)
         return ssf_fail(err, "cuda: GEMM verdicts at %d rows: 1 to %d", M, SSF_PGEMM_MAX_M);
-    const cuda_dev *d = (const cuda_dev *)dev;
     int R;
     graph_bucket(M, &R);
     memcpy(out, d->own[R], sizeof d->own[R]);

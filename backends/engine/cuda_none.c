@@ -103,6 +103,16 @@ int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out,
     return ssf_fail(err, NO_CUDA);
 }
 
+int ssf_cuda_time_replays(ssf_device *dev, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
+int ssf_cuda_replay_time(const ssf_device *dev, long *replays, double *ms, ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
 int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx, int n_layers,
                                int block_size, int chunk, int iters, double *ms, int *splits,
                                ssf_error *err)

@@ -134,6 +134,14 @@ int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *m
  * ssf_device_cuda_open. */
 int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out, ssf_error *err);
 
+/* From now on, times each decode step's graph replay on dev with events
+ * around its launch, the totals reset: a step's time less its replay's is
+ * the host's share (staging the batch, the launch, the wait for the ids).
+ * ssf_cuda_replay_time gives the replays timed and their milliseconds in
+ * all.  For the benches; dev: opened by ssf_device_cuda_open. */
+int ssf_cuda_time_replays(ssf_device *dev, ssf_error *err);
+int ssf_cuda_replay_time(const ssf_device *dev, long *replays, double *ms, ssf_error *err);
+
 /* Mean milliseconds of one paged decode attention launch: rows sequences at
  * position ctx - 1, a pool laid out for n_layers layers (call i reads layer
  * i % n_layers).  chunk > 0 replaces the plan's split (positions a CTA);
