@@ -1120,34 +1120,37 @@ static void check_distribution(const char *name, const ssf_sample_spec *sp, doub
 }
 
 /* Greedy rows, exactly as sampler.c: ties to the lowest id, non-finite
- * logits skipped, a row without a finite one -1, padding never. */
-static void check_greedy(void)
+ * logits skipped, a row without a finite one -1, padding never.  Rows
+ * `stride` floats apart: SV + 1 starts most of them off a 16-byte
+ * boundary, which the kernel's 16-byte reads must step to. */
+static void check_greedy(int stride)
 {
     enum { ROWS = 64 };
     ssf_error err;
-    float *x = ssf_xmalloc((size_t)ROWS * SV * 4);
+    float *x = ssf_xmalloc((size_t)ROWS * stride * 4);
     ssf_sample_spec spec[ROWS] = {{0}};
     int32_t ids[ROWS];
     for (int r = 0; r < ROWS; r++)
-        fill_logits(x + (size_t)r * SV, SV, SV_VALID, 100 + (uint32_t)r, 3.0);
-    float *tie = x + 1 * SV, *odd = x + 2 * SV, *none = x + 3 * SV;
+        fill_logits(x + (size_t)r * stride, stride, SV_VALID, 100 + (uint32_t)r, 3.0);
+    float *tie = x + 1 * stride, *odd = x + 2 * stride, *none = x + 3 * stride;
     tie[10] = tie[3000] = 40.0f;                         /* two maxima: 10 */
     odd[5] = NAN, odd[6] = INFINITY, odd[7] = -INFINITY; /* skipped */
-    for (int i = 0; i < SV; i++)
+    for (int i = 0; i < stride; i++)
         none[i] = i < SV_VALID ? -INFINITY : 50.0f;
     /* greedy rows return before the gather, so its setting is moot */
-    int rc = ssf_cuda_op_sample(ROWS, SV, SV_VALID, x, spec, 1, ids, NULL, &err);
+    int rc = ssf_cuda_op_sample(ROWS, stride, SV_VALID, x, spec, 1, ids, NULL, &err);
     int agree = 0;
     ssf_sampler_scratch scratch = {0};
     ssf_sampler_params greedy = {0, 1, 0, 0};
     for (int r = 0; !rc && r < ROWS; r++)
-        agree += ids[r] == ssf_sample(x + (size_t)r * SV, SV_VALID, &greedy, 0, 0, &scratch);
+        agree += ids[r] == ssf_sample(x + (size_t)r * stride, SV_VALID, &greedy, 0, 0, &scratch);
     ssf_sampler_scratch_free(&scratch);
     int ok = !rc && agree == ROWS && ids[1] == 10 && ids[3] == -1;
     failures += !ok;
-    printf("%s sampler greedy: %d/%d rows as sampler.c (tie -> %d, no finite logit -> %d)%s%s\n",
-           ok ? "PASS" : "FAIL", agree, ROWS, rc ? 0 : ids[1], rc ? 0 : ids[3], rc ? ": " : "",
-           rc ? err.msg : "");
+    printf("%s sampler greedy, rows %d floats apart: %d/%d rows as sampler.c (tie -> %d, no "
+           "finite logit -> %d)%s%s\n",
+           ok ? "PASS" : "FAIL", stride, agree, ROWS, rc ? 0 : ids[1], rc ? 0 : ids[3],
+           rc ? ": " : "", rc ? err.msg : "");
     free(x);
 }
 
@@ -1205,7 +1208,8 @@ static void time_sampler(int rows)
 
 static void check_sampler(void)
 {
-    check_greedy();
+    check_greedy(SV);
+    check_greedy(SV + 1);
     /* peaked rows (scale unused): at T 0.6 only the 32 raised ids keep any
      * mass; at T 1 some of the bulk does too, and top-k 100 reaches into it */
     static const struct {
