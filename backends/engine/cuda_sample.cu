@@ -84,8 +84,7 @@ __device__ static double philox_uniform(u64 seed, u64 step)
  * be a multiple of 4), n4 float4s from there, then the last n - tail ids
  * one at a time. */
 typedef struct row_walk {
-    const float *x;
-    const float4 *v; /* x + head */
+    const float4 *v; /* the row + head */
     int n, head, n4, tail;
 } row_walk;
 
@@ -94,7 +93,7 @@ __device__ static row_walk walk_of(const float *x, int n)
     int head = (int)((16 - ((uintptr_t)x & 15)) / 4 % 4);
     if (head > n) head = n;
     int n4 = (n - head) / 4;
-    return row_walk{x, (const float4 *)(x + head), n, head, n4, head + 4 * n4};
+    return row_walk{(const float4 *)(x + head), n, head, n4, head + 4 * n4};
 }
 
 __device__ __forceinline__ static float4 logits4(const float4 *p)
@@ -139,20 +138,34 @@ __device__ static int walk_single(const row_walk &w)
     return j < w.n - w.tail ? w.tail + j : -1;
 }
 
-/* f(v, id) for every logit v of the row, id below n, in no set order. */
-template <typename F> __device__ static void for_each_logit(const float *x, int n, F f)
+/* g(v, id) for each round of a walk over the row's ids below n: this
+ * thread's 4 LOAD_UNROLL logits, then its lone id, as arrays (id -1 where
+ * the thread has none).  Every thread makes the same calls, so g may hold
+ * warp collectives. */
+template <typename G> __device__ static void for_each_round(const float *x, int n, G g)
 {
     row_walk w = walk_of(x, n);
     for (int base = 0; base < w.n4; base += WALK_STEP) {
         float v[4 * LOAD_UNROLL];
         int id[4 * LOAD_UNROLL];
         walk_round(w, base, v, id);
-#pragma unroll
-        for (int k = 0; k < 4 * LOAD_UNROLL; k++)
-            if (id[k] >= 0) f(v[k], id[k]);
+        g(v, id);
     }
     int i = walk_single(w);
-    if (i >= 0) f(logit(x + i), i);
+    float v[1] = {i >= 0 ? logit(x + i) : 0.0f};
+    int id[1] = {i};
+    g(v, id);
+}
+
+/* f(v, id) for every logit v of the row, id below n, in no set order. */
+template <typename F> __device__ static void for_each_logit(const float *x, int n, F f)
+{
+    for_each_round(x, n, [&](const auto &v, const auto &id) {
+        constexpr int K = sizeof id / sizeof id[0];
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            if (id[k] >= 0) f(v[k], id[k]);
+    });
 }
 
 /* ---- the row's weights and cuts ----------------------------------------------------------- */
@@ -499,6 +512,8 @@ __device__ static void append_with_mass(const row_in &r, const float (&x)[K], co
     int at = 0;
     if (lane == 31) at = atomicAdd(&sh.n_cand, warp_total);
     at = __shfl_sync(0xffffffffu, at, 31) + incl - mine;
+    /* the keys again, not held from the count: K more registers in a kernel
+     * that spills, and most warps of a peaked row return above */
 #pragma unroll
     for (int k = 0; k < K; k++) {
         uint32_t key = weight_key(r, x[k]);
@@ -541,17 +556,8 @@ __device__ static int gather_candidates(const row_in &r, shared_state &sh)
 {
     if (threadIdx.x == 0) sh.n_cand = 0;
     __syncthreads();
-    row_walk w = walk_of(r.x, r.n);
-    for (int base = 0; base < w.n4; base += WALK_STEP) {
-        float x[4 * LOAD_UNROLL];
-        int id[4 * LOAD_UNROLL];
-        walk_round(w, base, x, id);
-        append_with_mass(r, x, id, sh);
-    }
-    int i = walk_single(w);
-    float x[1] = {i >= 0 ? logit(r.x + i) : 0.0f};
-    int id[1] = {i};
-    append_with_mass(r, x, id, sh);
+    for_each_round(r.x, r.n,
+                   [&](const auto &x, const auto &id) { append_with_mass(r, x, id, sh); });
     __syncthreads();
     int total = sh.n_cand;
     if (total > SAMPLE_CANDIDATES) return -1;
