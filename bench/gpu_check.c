@@ -849,8 +849,9 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
                                     .seed = 1000 + (uint64_t)b};
     }
     double t0 = ssf_monotonic_seconds();
-    int rc = prefill_batch(d, pg, vocab, B, P, spec, tok, err) || ssf_cuda_time_replays(d, err);
+    int rc = prefill_batch(d, pg, vocab, B, P, spec, tok, err);
     double t1 = ssf_monotonic_seconds();
+    if (!rc) rc = ssf_cuda_time_replays(d, err);
     for (int s = 0; !rc && s < steps; s++) {
         for (int b = 0; b < B; b++)
             pos[b] = P + s, spec[b].step = (uint64_t)s + 1;
@@ -861,9 +862,8 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
     long replays = 0;
     double replay_ms = 0;
     if (!rc) rc = ssf_cuda_replay_time(d, &replays, &replay_ms, err);
-    /* every decode step of a graph variant replays a graph (up to cuda.cu's GRAPH_MAX_ROWS,
-     * 256 rows), none of another's */
-    long want = bench_as.graphs && B <= 256 ? steps : 0;
+    /* every decode step of a graph variant replays a graph, none of another's */
+    long want = bench_as.graphs && B <= SSF_CUDA_GRAPH_MAX_ROWS ? steps : 0;
     if (!rc && replays != want) {
         printf("FAIL decode at batch %d: %ld of %d steps replayed a graph, not %ld\n", B, replays,
                steps, want);

@@ -44,6 +44,7 @@
  * ~2 ms on the host against ~0.75 ms of weight reads for a 1.5B model on
  * an H200 (measured), which a graph launch replaces. */
 #define GRAPH_MAX_ROWS LOGIT_CHUNK
+static_assert(GRAPH_MAX_ROWS == SSF_CUDA_GRAPH_MAX_ROWS, "cuda_ops.h tells the benches");
 #define GRAPH_BUCKETS (4 + GRAPH_MAX_ROWS / 16)
 
 #define CU_TRY(call)                                                                               \

@@ -134,6 +134,10 @@ int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *m
  * ssf_device_cuda_open. */
 int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out, ssf_error *err);
 
+/* Decode steps of up to this many rows, each row sampled, replay a CUDA
+ * graph (cuda.cu's GRAPH_MAX_ROWS). */
+#define SSF_CUDA_GRAPH_MAX_ROWS 256
+
 /* From now on, times each decode step's graph replay on dev with events
  * around its launch, the totals reset: a step's time less its replay's is
  * the host's share (staging the batch, the launch, the wait for the ids).
