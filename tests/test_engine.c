@@ -29,12 +29,27 @@
 /* ---- the fake device ------------------------------------------------------ */
 
 #define MAX_BLOCK_CELLS 8192
+#define MAX_SAMPLED 64 /* sampled rows a step */
+
+/* A deferred step's ids, held until collected. */
+typedef struct held {
+    int32_t ids[MAX_SAMPLED];
+    int32_t *dest;
+    int n;
+} held;
 
 typedef struct fake {
     ssf_device d;
     int32_t mem[MAX_BLOCK_CELLS]; /* n_blocks x block_size token cells */
     int fail_at_step;             /* forward fails at this call (0: never) */
-    int calls;
+    int fail_at_collect;          /* collect fails at this call (0: never) */
+    int calls, collects;
+    /* can_defer: the previous call's draws (what feed reads), the deferred
+     * steps not yet collected (oldest first) and the most ever queued */
+    int32_t last[MAX_SAMPLED];
+    int n_last;
+    held queue[2];
+    int queued, most_queued;
 } fake;
 
 /* Logits of a history: FNV-1a over the tokens seeds a generator.  EOS gets
@@ -73,6 +88,64 @@ static void row_logits(fake *f, const ssf_fwd_batch *b, int r, float *out)
     history_logits(hist, b->pos[r] + 1, out);
 }
 
+/* Row r's token: token[r], or what the previous call drew for the sample
+ * row feed[r] names; -1 when neither is a token. */
+static int32_t row_token(const fake *f, const ssf_fwd_batch *b, int r)
+{
+    if (!b->feed || b->feed[r] < 0) return b->token[r];
+    return b->feed[r] < f->n_last ? f->last[b->feed[r]] : -1;
+}
+
+/* Writes every row's token through its table. */
+static int write_rows(fake *f, const ssf_fwd_batch *b, ssf_error *err)
+{
+    for (int r = 0; r < b->n_rows; r++) {
+        if (b->seq[r] < 0 || b->seq[r] >= b->n_seqs) return ssf_fail(err, "bad sequence");
+        if (b->pos[r] >= f->d.max_context) return ssf_fail(err, "past the context");
+        if (r > 0 && b->seq[r] == b->seq[r - 1] && b->pos[r] != b->pos[r - 1] + 1)
+            return ssf_fail(err, "rows of a sequence out of order");
+        int32_t *c = cell(f, b->tables[b->seq[r]], b->pos[r]);
+        if (!c) return ssf_fail(err, "bad block");
+        *c = row_token(f, b, r);
+        if (*c < 0) return ssf_fail(err, "row %d has no token (feed %d)", r, (int)b->feed[r]);
+    }
+    return 0;
+}
+
+/* The sampled rows' draws into ids. */
+static int draw_rows(fake *f, const ssf_fwd_batch *b, int32_t *ids, ssf_error *err)
+{
+    if (b->n_sample > 0 && !f->d.can_sample) return ssf_fail(err, "sample rows to a logits device");
+    if (b->n_sample > MAX_SAMPLED) return ssf_fail(err, "%d sampled rows", b->n_sample);
+    for (int i = 0; i < b->n_sample; i++) {
+        for (int j = 0; j < b->n_out; j++)
+            if (b->out_rows[j] == b->sample_rows[i]) return ssf_fail(err, "row asked twice");
+        float row[VOCAB];
+        row_logits(f, b, b->sample_rows[i], row);
+        const ssf_sample_spec *sp = &b->sample[i];
+        ssf_sampler_params p = {sp->temperature, sp->top_p, sp->top_k, sp->min_p};
+        ssf_sampler_scratch scratch = {0};
+        ids[i] = ssf_sample(row, b->n_valid, &p, sp->seed, sp->step, &scratch);
+        ssf_sampler_scratch_free(&scratch);
+    }
+    return 0;
+}
+
+/* A deferred step's ids wait in the queue; the caller's array meanwhile
+ * holds a value no draw gives, so that a read before collect shows. */
+static int hold(fake *f, const ssf_fwd_batch *b, const int32_t *ids, ssf_error *err)
+{
+    if (f->queued == 2) return ssf_fail(err, "a third deferred step queued");
+    held *h = &f->queue[f->queued++];
+    memcpy(h->ids, ids, (size_t)b->n_sample * sizeof *ids);
+    h->dest = b->sampled;
+    h->n = b->n_sample;
+    for (int i = 0; i < b->n_sample; i++)
+        b->sampled[i] = -7;
+    if (f->queued > f->most_queued) f->most_queued = f->queued;
+    return 0;
+}
+
 /* Writes every row's token through its table, then gives each asked row
  * the logits of the history read back through the same table: a wrong
  * table, a missed copy or a block shared while written shows up as a
@@ -84,29 +157,31 @@ static int fake_forward(ssf_device *d, const ssf_fwd_batch *b, float *logits, ss
         return ssf_fail(err, "fake device: injected failure");
     if (b->n_rows > d->max_rows || b->n_seqs > d->n_slots + 1)
         return ssf_fail(err, "batch of %d rows, %d sequences", b->n_rows, b->n_seqs);
-    for (int r = 0; r < b->n_rows; r++) {
-        if (b->seq[r] < 0 || b->seq[r] >= b->n_seqs) return ssf_fail(err, "bad sequence");
-        if (b->pos[r] >= d->max_context) return ssf_fail(err, "past the context");
-        if (r > 0 && b->seq[r] == b->seq[r - 1] && b->pos[r] != b->pos[r - 1] + 1)
-            return ssf_fail(err, "rows of a sequence out of order");
-        int32_t *c = cell(f, b->tables[b->seq[r]], b->pos[r]);
-        if (!c) return ssf_fail(err, "bad block");
-        *c = b->token[r];
-    }
+    if ((b->feed || b->defer) && !d->can_defer) return ssf_fail(err, "feed or defer, no can_defer");
+    if (write_rows(f, b, err)) return -1;
     for (int i = 0; i < b->n_out; i++)
         row_logits(f, b, b->out_rows[i], logits + (size_t)i * VOCAB);
-    if (b->n_sample > 0 && !d->can_sample) return ssf_fail(err, "sample rows to a logits device");
-    for (int i = 0; i < b->n_sample; i++) {
-        for (int j = 0; j < b->n_out; j++)
-            if (b->out_rows[j] == b->sample_rows[i]) return ssf_fail(err, "row asked twice");
-        float row[VOCAB];
-        row_logits(f, b, b->sample_rows[i], row);
-        const ssf_sample_spec *sp = &b->sample[i];
-        ssf_sampler_params p = {sp->temperature, sp->top_p, sp->top_k, sp->min_p};
-        ssf_sampler_scratch scratch = {0};
-        b->sampled[i] = ssf_sample(row, b->n_valid, &p, sp->seed, sp->step, &scratch);
-        ssf_sampler_scratch_free(&scratch);
+    int32_t ids[MAX_SAMPLED];
+    if (draw_rows(f, b, ids, err)) return -1;
+    memcpy(f->last, ids, (size_t)b->n_sample * sizeof *ids);
+    f->n_last = b->n_sample;
+    if (b->defer) return hold(f, b, ids, err);
+    memcpy(b->sampled, ids, (size_t)b->n_sample * sizeof *ids);
+    return 0;
+}
+
+static int fake_collect(ssf_device *d, ssf_error *err)
+{
+    fake *f = (fake *)d;
+    if (f->fail_at_collect && ++f->collects == f->fail_at_collect) {
+        f->queued = 0; /* a faulted device's queue is gone */
+        return ssf_fail(err, "fake device: injected fault in a deferred step");
     }
+    if (f->queued == 0) return ssf_fail(err, "collect with no deferred step");
+    held h = f->queue[0];
+    f->queue[0] = f->queue[1];
+    f->queued--;
+    memcpy(h.dest, h.ids, (size_t)h.n * sizeof *h.ids);
     return 0;
 }
 
@@ -142,6 +217,7 @@ static void fake_init(fake *f, int slots, int blocks, int bs)
                         .block_size = bs,
                         .n_blocks = blocks,
                         .forward = fake_forward,
+                        .collect = fake_collect,
                         .copy_blocks = fake_copy,
                         .close = fake_close};
 }
@@ -260,8 +336,18 @@ static ssf_engine *open_engine(fake *f, int slots, ssf_engine_options *o)
 
 typedef struct pool_shape {
     int slots, blocks, bs, chunk;
-    int device_samples; /* the fake device draws the running samples' tokens */
+    int device_samples; /* 1: the fake device draws the running samples' tokens; 2: and defers */
 } pool_shape;
+
+/* Which fake device the tests run on (pool_shape.device_samples). */
+static void fake_kind(fake *f, int device_samples)
+{
+    f->d.can_sample = device_samples >= 1;
+    f->d.can_defer = device_samples == 2;
+}
+
+/* The most deferred steps the last run_engine's device held at once. */
+static int most_queued;
 
 static void run_engine(pool_shape ps, const ssf_gen_request *reqs, size_t n, got *g,
                        ssf_engine_stats *stats)
@@ -271,7 +357,7 @@ static void run_engine(pool_shape ps, const ssf_gen_request *reqs, size_t n, got
     ssf_engine_options_default(&o);
     o.prefill_chunk = ps.chunk;
     fake_init(&f, ps.slots, ps.blocks, ps.bs);
-    f.d.can_sample = ps.device_samples;
+    fake_kind(&f, ps.device_samples);
     ssf_engine_model m = fake_model(&f);
     ssf_engine *e = ssf_engine_new(&m, &o);
     memset(g, 0, n * sizeof *g);
@@ -281,6 +367,8 @@ static void run_engine(pool_shape ps, const ssf_gen_request *reqs, size_t n, got
     if (rc) fprintf(stderr, "%s\n", err.msg);
     assert_int_equal(rc, 0);
     if (stats) *stats = *ssf_engine_stats_of(e);
+    assert_int_equal(f.queued, 0); /* nothing left queued on the device */
+    most_queued = f.most_queued;
     ssf_engine_free(e);
 }
 
@@ -352,10 +440,36 @@ static void test_device_sampling(void **state)
     ssf_engine_stats st;
     static const pool_shape shapes[] = {
         {1, 0, 16, 512, 1}, {3, 0, 4, 5, 1}, {33, 0, 1, 512, 1}, {8, 34, 4, 3, 1}};
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         check_against_reference(shapes[i], &stops, &lengths, &st);
+        assert_int_equal(st.discarded_rows, 0);
+    }
     assert_true(st.preemptions > 0);
     assert_true(stops > 0 && lengths > 0);
+}
+
+/* A device that runs a step while the engine builds the next (can_defer):
+ * a sample's token still in flight is fed on the device from the step that
+ * drew it, the engine takes each step's ids one step late, and the samples
+ * come out as the reference all the same, with and without preemption.
+ * A sample ended by eos may have had one more row computed, thrown away;
+ * one its budget or the context ends is not given that row. */
+static void test_deferred_steps(void **state)
+{
+    (void)state;
+    int stops = 0, lengths = 0;
+    int64_t discarded = 0;
+    ssf_engine_stats st;
+    static const pool_shape shapes[] = {{1, 0, 16, 512, 2}, {3, 0, 4, 5, 2},  {33, 0, 1, 512, 2},
+                                        {8, 0, 16, 512, 2}, {8, 34, 4, 3, 2}, {8, 34, 4, 512, 2}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        check_against_reference(shapes[i], &stops, &lengths, &st);
+        assert_int_equal(most_queued, 2); /* a step was queued behind another */
+        discarded += st.discarded_rows;
+    }
+    assert_true(st.preemptions > 0);
+    assert_true(stops > 0 && lengths > 0);
+    assert_true(discarded > 0 && discarded <= stops);
 }
 
 /* A prompt is prefilled once however many samples it has. */
@@ -404,9 +518,9 @@ static void test_context_limit_and_long_prompt(void **state)
     assert_true(g[2].n <= 5);
 }
 
-static void test_stop_strings(void **state)
+/* A stop string ends a sample on the device of each kind (device_samples). */
+static void check_stop_strings(int device_samples)
 {
-    (void)state;
     ssf_gen_request r = {.prompt = "What is 2+2?",
                          .seed = 5,
                          .sampling = {.temperature = 1.0, .top_p = 1, .max_new_tokens = 40}};
@@ -423,6 +537,7 @@ static void test_stop_strings(void **state)
     o.stop = stops;
     o.n_stop = 1;
     ssf_engine *e = open_engine(&f, 2, &o);
+    fake_kind(&f, device_samples);
     got g[1];
     memset(g, 0, sizeof g);
     sink k = {&r, g};
@@ -440,31 +555,61 @@ static void test_stop_strings(void **state)
     ssf_engine_free(e);
 }
 
-/* A device failure fails every unfinished sample (never a silent loss) and
- * the call reports the error. */
-static void test_device_failure(void **state)
+static void test_stop_strings(void **state)
 {
     (void)state;
+    for (int kind = 0; kind <= 2; kind++)
+        check_stop_strings(kind);
+}
+
+/* A device failure at forward call `at_step` or collect call `at_collect`
+ * fails every unfinished sample (never a silent loss) and the call reports
+ * the error; the engine runs again afterwards. */
+static void check_device_failure(int device_samples, int at_step, int at_collect)
+{
     ssf_gen_request reqs[N_REQ];
     make_requests(reqs);
     fake f;
     ssf_engine_options o;
     ssf_engine_options_default(&o);
     ssf_engine *e = open_engine(&f, 4, &o);
-    f.fail_at_step = 7;
+    fake_kind(&f, device_samples);
+    f.fail_at_step = at_step;
+    f.fail_at_collect = at_collect;
     got g[N_REQ];
     memset(g, 0, sizeof g);
     sink k = {reqs, g};
     ssf_error err;
     assert_int_equal(ssf_engine_generate(e, reqs, N_REQ, on_done, &k, &err), -1);
-    assert_non_null(strstr(err.msg, "injected failure"));
+    assert_non_null(strstr(err.msg, at_step ? "injected failure" : "injected fault"));
     int failed = 0;
     for (int i = 0; i < N_REQ; i++) {
         assert_int_equal(g[i].calls, 1);
         failed += g[i].failed;
+        if (g[i].failed) assert_non_null(strstr(g[i].error, "injected"));
     }
     assert_true(failed > 0);
+    assert_int_equal(f.queued, 0);
+    /* the same engine and device run the next call whole */
+    f.fail_at_step = f.fail_at_collect = 0;
+    memset(g, 0, sizeof g);
+    assert_int_equal(ssf_engine_generate(e, reqs, 4, on_done, &k, &err), 0);
+    for (int i = 0; i < 4; i++) {
+        expect x;
+        reference(&reqs[i], &x);
+        assert_int_equal(g[i].n, x.n);
+        assert_memory_equal(g[i].ids, x.ids, (size_t)x.n * sizeof(int32_t));
+    }
     ssf_engine_free(e);
+}
+
+static void test_device_failure(void **state)
+{
+    (void)state;
+    check_device_failure(0, 7, 0);
+    check_device_failure(1, 7, 0);
+    check_device_failure(2, 7, 0);
+    check_device_failure(2, 0, 5);
 }
 
 static volatile int interrupt_flag;
@@ -475,9 +620,8 @@ static int interrupt_after_first(const ssf_gen_request *req, const ssf_gen_resul
     return on_done(req, res, ud);
 }
 
-static void test_interrupt(void **state)
+static void check_interrupt(int device_samples)
 {
-    (void)state;
     ssf_gen_request reqs[N_REQ];
     make_requests(reqs);
     fake f;
@@ -486,6 +630,7 @@ static void test_interrupt(void **state)
     interrupt_flag = 0;
     o.interrupt = &interrupt_flag;
     ssf_engine *e = open_engine(&f, 4, &o);
+    fake_kind(&f, device_samples);
     got g[N_REQ];
     memset(g, 0, sizeof g);
     sink k = {reqs, g};
@@ -499,7 +644,15 @@ static void test_interrupt(void **state)
         if (g[i].failed) assert_non_null(strstr(g[i].error, "interrupted"));
     }
     assert_true(ok >= 1 && failed >= N_REQ / 2);
+    assert_int_equal(f.queued, 0);
     ssf_engine_free(e);
+}
+
+static void test_interrupt(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind <= 2; kind++)
+        check_interrupt(kind);
 }
 
 int main(void)
@@ -508,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_samples_match_reference),
         cmocka_unit_test(test_preemption_keeps_samples),
         cmocka_unit_test(test_device_sampling),
+        cmocka_unit_test(test_deferred_steps),
         cmocka_unit_test(test_one_prefill_per_prompt),
         cmocka_unit_test(test_context_limit_and_long_prompt),
         cmocka_unit_test(test_stop_strings),

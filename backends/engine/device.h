@@ -118,6 +118,14 @@ typedef struct ssf_fwd_batch {
     const ssf_sample_spec *sample;
     int32_t *sampled;
     int32_t n_valid;
+    /* Devices with can_defer only.  feed: NULL, or per row -1 (the token
+     * is token[r]) or i: the token is the id the previous forward call drew
+     * for its sample row i, which the host need not know yet (token[r] is
+     * then not read).  defer: forward returns once the step is queued and
+     * `sampled` is written by collect(); the logits of out_rows are still
+     * written before forward returns. */
+    const int32_t *feed;
+    int defer;
 } ssf_fwd_batch;
 
 /* Copy the whole contents (every layer, K and V) of block src into block
@@ -135,7 +143,15 @@ struct ssf_device {
     int block_size;   /* positions per KV block */
     int n_blocks;     /* blocks in the pool */
     int can_sample;   /* forward takes sample_rows (else the caller samples logits) */
+    /* forward takes feed and defer (can_sample too), so that the host builds
+     * step n + 1 while the device runs step n and only then waits for step
+     * n's ids.  At most two deferred steps are uncollected at a time. */
+    int can_defer;
     int (*forward)(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err);
+    /* can_defer: waits for the oldest deferred step not yet collected and
+     * writes its ids into that call's `sampled` (which must live till then).
+     * A fault of the step is reported here. */
+    int (*collect)(ssf_device *d, ssf_error *err);
     int (*copy_blocks)(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *err);
     void (*close)(ssf_device *d);
     /* What the device chose while it ran, for a log line (CUDA: the own GEMMs' tuner, cuda_plan.h),

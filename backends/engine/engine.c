@@ -46,7 +46,21 @@ typedef struct seq {
     uint64_t order;    /* start order: the youngest is preempted first */
     size_t recomputed; /* while resuming: positions computed again so far */
     enum seq_state state;
+    /* Tokens the device has drawn for it that the host has not yet taken
+     * (a deferring device: 0 or 1 while a step is built, 2 for a moment),
+     * the newest as sample drawn_at of the step in flight. */
+    int inflight, drawn_at;
 } seq;
+
+/* The rows of a step whose tokens the device draws, until the host takes
+ * them.  A deferring device (can_defer) runs a step while the host builds
+ * the next, so there are two: the step in flight and the one being built. */
+typedef struct flight {
+    seq **owner;      /* per sampled row; NULL once its sample is dropped */
+    int32_t *sampled; /* the drawn ids, once collected */
+    int n;
+    int n_rows, n_prefill, n_copies; /* the step's, for the stats */
+} flight;
 
 /* What a row of this step's batch belongs to. */
 typedef struct row_owner {
@@ -73,14 +87,16 @@ struct ssf_engine {
     int n_live, cap_live;
     uint64_t next_order;
     /* one step's batch */
-    int32_t *row_token, *row_pos, *row_seq, *out_rows;
+    int32_t *row_token, *row_pos, *row_seq, *row_feed, *out_rows;
     const int32_t **tables;
     row_owner *seq_owner; /* per batch sequence */
     row_owner *out_owner; /* per out row */
     int32_t *sample_rows; /* rows the device samples (devices with can_sample) */
     ssf_sample_spec *specs;
-    int32_t *sampled;
-    seq **sample_owner;
+    flight flights[2];
+    int building;  /* the flight this step fills */
+    int flying;    /* the flight of the step the device runs, not yet collected; -1: none */
+    double t_mark; /* when the step now collected started to count (count_step) */
     ssf_block_copy *copies;
     int n_copies;
     float *logits;
@@ -107,6 +123,7 @@ ssf_engine *ssf_engine_new(const ssf_engine_model *m, const ssf_engine_options *
     e->row_token = ssf_xcalloc(rows, sizeof(int32_t));
     e->row_pos = ssf_xcalloc(rows, sizeof(int32_t));
     e->row_seq = ssf_xcalloc(rows, sizeof(int32_t));
+    e->row_feed = ssf_xcalloc(rows, sizeof(int32_t));
     /* a step asks logits of one row per sequence at most: a sample's next
      * token or a prompt's last position */
     e->out_rows = ssf_xcalloc(seqs, sizeof(int32_t));
@@ -115,8 +132,11 @@ ssf_engine *ssf_engine_new(const ssf_engine_model *m, const ssf_engine_options *
     e->out_owner = ssf_xcalloc(seqs, sizeof *e->out_owner);
     e->sample_rows = ssf_xcalloc(seqs, sizeof *e->sample_rows);
     e->specs = ssf_xcalloc(seqs, sizeof *e->specs);
-    e->sampled = ssf_xcalloc(seqs, sizeof *e->sampled);
-    e->sample_owner = ssf_xcalloc(seqs, sizeof *e->sample_owner);
+    for (int i = 0; i < 2; i++) {
+        e->flights[i].owner = ssf_xcalloc(seqs, sizeof *e->flights[i].owner);
+        e->flights[i].sampled = ssf_xcalloc(seqs, sizeof *e->flights[i].sampled);
+    }
+    e->flying = -1;
     e->copies = ssf_xcalloc(seqs, sizeof *e->copies);
     e->logits = ssf_xmalloc(seqs * (size_t)m->vocab_size * sizeof(float));
     return e;
@@ -131,14 +151,17 @@ void ssf_engine_free(ssf_engine *e)
     free(e->row_token);
     free(e->row_pos);
     free(e->row_seq);
+    free(e->row_feed);
     free(e->out_rows);
     free(e->tables);
     free(e->seq_owner);
     free(e->out_owner);
     free(e->sample_rows);
     free(e->specs);
-    free(e->sampled);
-    free(e->sample_owner);
+    for (int i = 0; i < 2; i++) {
+        free(e->flights[i].owner);
+        free(e->flights[i].sampled);
+    }
     free(e->copies);
     free(e->logits);
     free(e);
@@ -183,9 +206,19 @@ static void add_live(ssf_engine *e, seq *s)
     e->live[e->n_live++] = s;
 }
 
+/* A dropped sample's rows in a step not yet collected: their ids are
+ * thrown away when it is. */
+static void forget_in_flights(ssf_engine *e, const seq *s)
+{
+    for (int f = 0; f < 2; f++)
+        for (int i = 0; i < e->flights[f].n; i++)
+            if (e->flights[f].owner[i] == s) e->flights[f].owner[i] = NULL;
+}
+
 /* Drops a finished sample: its blocks back to the pool, its memory freed. */
 static void drop_seq(ssf_engine *e, seq *s)
 {
+    if (s->inflight) forget_in_flights(e, s);
     for (int i = 0; i < e->n_live; i++)
         if (e->live[i] == s) {
             memmove(e->live + i, e->live + i + 1, (size_t)(e->n_live - i - 1) * sizeof *e->live);
@@ -275,11 +308,19 @@ static int hits_stop(const ssf_engine *e, const seq *s, size_t added)
     return 0;
 }
 
+/* Whether a sample with n_out tokens has reached its token budget or the
+ * context's end. */
+static int at_length(const ssf_engine *e, const seq *s, size_t n_out)
+{
+    long budget = e->reqs[s->req].sampling.max_new_tokens;
+    return (budget > 0 && (long)n_out >= budget) ||
+           s->g->n_ids + n_out >= (size_t)e->m.device->max_context;
+}
+
 /* Takes a sampled token: stop on eos, a stop string, the token budget or
  * the context limit; otherwise it is fed next step. */
 static void accept_token(ssf_engine *e, seq *s, int32_t t)
 {
-    const ssf_gen_request *r = &e->reqs[s->req];
     if (t < 0) {
         fail_seq(e, s, "engine: the logits had no finite value (a numerical fault)");
         return;
@@ -296,12 +337,9 @@ static void accept_token(ssf_engine *e, seq *s, int32_t t)
     size_t len = 0;
     const char *bytes = e->m.token_bytes(e->m.ud, t, &len);
     if (bytes) ssf_buf_append(&s->bytes, bytes, len);
-    long budget = r->sampling.max_new_tokens;
     if (hits_stop(e, s, len))
         finish_seq(e, s, "stop");
-    else if (budget > 0 && (long)s->n_out >= budget)
-        finish_seq(e, s, "length");
-    else if (s->g->n_ids + s->n_out >= (size_t)e->m.device->max_context)
+    else if (at_length(e, s, s->n_out))
         finish_seq(e, s, "length");
 }
 
@@ -400,7 +438,10 @@ static void reserve(ssf_engine *e, ssf_kv_table *t, size_t n)
     ssf_kv_grow(&e->pool, t, (int)n, &unused); /* fresh blocks: never a copy */
 }
 
-/* Preempted samples come back first, each once its whole KV fits. */
+/* Preempted samples come back first, each once its whole KV fits.  With a
+ * deferring device, its last token is known by then: it was preempted as
+ * step n was built, so it has no row in step n, and step n - 1, which drew
+ * that token, was collected once step n was queued. */
 static void resume_preempted(ssf_engine *e)
 {
     seq *s;
@@ -493,7 +534,7 @@ static void preempt_for_decode(ssf_engine *e)
 /* ---- one step ------------------------------------------------------------- */
 
 typedef struct batch {
-    int n_rows, n_out, n_seqs, n_prefill, n_sample;
+    int n_rows, n_out, n_seqs, n_prefill, n_fed;
 } batch;
 
 static int batch_seq(ssf_engine *e, batch *b, seq *s, group *g)
@@ -507,6 +548,7 @@ static int add_row(ssf_engine *e, batch *b, int32_t token, size_t pos, int seq_i
     e->row_token[b->n_rows] = token;
     e->row_pos[b->n_rows] = (int32_t)pos;
     e->row_seq[b->n_rows] = seq_index;
+    e->row_feed[b->n_rows] = -1;
     return b->n_rows++;
 }
 
@@ -517,19 +559,22 @@ static void add_out(ssf_engine *e, batch *b, int row, seq *s, group *g)
     b->n_out++;
 }
 
-/* A running sample's row whose token the device draws itself. */
-static void add_sampled(ssf_engine *e, batch *b, int row, seq *s)
+/* A running sample's row whose token the device draws itself: draw
+ * number n_out + inflight, its tokens in flight counted. */
+static void add_sampled(ssf_engine *e, int row, seq *s)
 {
     const ssf_gen_request *r = &e->reqs[s->req];
-    e->sample_rows[b->n_sample] = row;
-    e->specs[b->n_sample] = (ssf_sample_spec){.temperature = r->sampling.temperature,
-                                              .top_p = r->sampling.top_p,
-                                              .min_p = r->sampling.min_p,
-                                              .top_k = (int32_t)r->sampling.top_k,
-                                              .seed = r->seed,
-                                              .step = s->n_out};
-    e->sample_owner[b->n_sample] = s;
-    b->n_sample++;
+    flight *f = &e->flights[e->building];
+    e->sample_rows[f->n] = row;
+    e->specs[f->n] = (ssf_sample_spec){.temperature = r->sampling.temperature,
+                                       .top_p = r->sampling.top_p,
+                                       .min_p = r->sampling.min_p,
+                                       .top_k = (int32_t)r->sampling.top_k,
+                                       .seed = r->seed,
+                                       .step = s->n_out + (size_t)s->inflight};
+    f->owner[f->n] = s;
+    s->drawn_at = f->n++;
+    s->inflight++;
 }
 
 /* Grows a table, noting the copy of a shared block the device must make. */
@@ -541,17 +586,21 @@ static int grow(ssf_engine *e, ssf_kv_table *t, int n)
     return rc < 0 ? -1 : 0;
 }
 
-/* One row per running sample: its last token at the next position. */
+/* One row per running sample: its last token at the next position.  A
+ * token still in flight is fed on the device from the step that drew it;
+ * a sample that token will end (its budget, the context) waits for it. */
 static void add_decode_rows(ssf_engine *e, batch *b)
 {
     for (int i = 0; i < e->n_live; i++) {
         seq *s = e->live[i];
-        if (s->state != SEQ_RUNNING) continue;
+        if (s->state != SEQ_RUNNING || (s->inflight && at_length(e, s, s->n_out + 1))) continue;
         size_t pos = s->table.n_tokens;
         grow(e, &s->table, 1); /* cannot fail: preempt_for_decode made room */
-        int row = add_row(e, b, s->out[s->n_out - 1], pos, batch_seq(e, b, s, NULL));
+        int32_t token = s->inflight ? -1 : s->out[s->n_out - 1];
+        int row = add_row(e, b, token, pos, batch_seq(e, b, s, NULL));
+        if (s->inflight) e->row_feed[row] = s->drawn_at, b->n_fed++;
         if (e->m.device->can_sample)
-            add_sampled(e, b, row, s);
+            add_sampled(e, row, s);
         else
             add_out(e, b, row, s, NULL);
     }
@@ -611,7 +660,8 @@ static void gather_tables(ssf_engine *e, const batch *b)
     }
 }
 
-static void take_outputs(ssf_engine *e, const batch *b)
+/* The logits rows, which a device hands back before forward returns. */
+static void take_logits(ssf_engine *e, const batch *b)
 {
     size_t vocab = (size_t)e->m.vocab_size;
     for (int i = 0; i < b->n_out; i++) {
@@ -625,24 +675,101 @@ static void take_outputs(ssf_engine *e, const batch *b)
             accept_token(e, o.s, sample_token(e, o.s, row));
         }
     }
-    for (int i = 0; i < b->n_sample; i++)
-        accept_token(e, e->sample_owner[i], e->sampled[i]);
-    /* a recomputed sample whose KV is whole again runs from the next step */
+}
+
+/* A recomputed sample whose KV is whole again runs from the next step. */
+static void end_resumes(ssf_engine *e)
+{
     for (int i = 0; i < e->n_live; i++) {
         seq *s = e->live[i];
         if (s->state == SEQ_RESUMING && s->recomputed == seq_kv_len(s)) s->state = SEQ_RUNNING;
     }
 }
 
-static void count_step(ssf_engine *e, const batch *b, double dt)
+/* A step's time runs from its start, or from the collection of the step
+ * before when it was queued behind it, to its own collection: with a
+ * deferring device the steps' times tile the device's busy time. */
+static void count_step(ssf_engine *e, const flight *f)
 {
+    double now = ssf_monotonic_seconds(), dt = now - e->t_mark;
+    e->t_mark = now;
     e->stats.steps++;
-    e->stats.prefill_tokens += b->n_prefill;
-    e->stats.decode_tokens += b->n_rows - b->n_prefill;
-    e->stats.block_copies += e->n_copies;
+    e->stats.prefill_tokens += f->n_prefill;
+    e->stats.decode_tokens += f->n_rows - f->n_prefill;
+    e->stats.block_copies += f->n_copies;
     /* a mixed step's time is shared by its rows */
-    e->stats.prefill_s += dt * b->n_prefill / b->n_rows;
-    e->stats.decode_s += dt * (b->n_rows - b->n_prefill) / b->n_rows;
+    e->stats.prefill_s += dt * f->n_prefill / f->n_rows;
+    e->stats.decode_s += dt * (f->n_rows - f->n_prefill) / f->n_rows;
+}
+
+/* Takes flight i's ids (a deferred step's once the device hands them
+ * over); the rows of samples dropped since are thrown away. */
+static int collect(ssf_engine *e, int i, int deferred, ssf_error *err)
+{
+    ssf_device *d = e->m.device;
+    if (deferred && d->collect(d, err)) return -1;
+    flight *f = &e->flights[i];
+    count_step(e, f);
+    for (int j = 0; j < f->n; j++) {
+        seq *s = f->owner[j];
+        if (!s) {
+            e->stats.discarded_rows++;
+            continue;
+        }
+        f->owner[j] = NULL;
+        s->inflight--;
+        accept_token(e, s, f->sampled[j]);
+    }
+    f->n = 0;
+    return 0;
+}
+
+/* The device's queue emptied, its ids thrown away (at the end of a call). */
+static int drain(ssf_engine *e, ssf_error *err)
+{
+    if (e->flying < 0) return 0;
+    flight *f = &e->flights[e->flying];
+    for (int j = 0; j < f->n; j++)
+        if (f->owner[j]) f->owner[j]->inflight--;
+    f->n = 0;
+    ssf_device *d = e->m.device;
+    e->flying = -1;
+    return d->collect(d, err);
+}
+
+/* Runs the built step.  A deferring device returns once it is queued;
+ * the step before it is then collected while it runs, and the next one is
+ * built into the other flight. */
+static int launch(ssf_engine *e, const batch *b, ssf_error *err)
+{
+    ssf_device *d = e->m.device;
+    flight *f = &e->flights[e->building];
+    f->n_rows = b->n_rows, f->n_prefill = b->n_prefill, f->n_copies = e->n_copies;
+    if (e->flying < 0) e->t_mark = ssf_monotonic_seconds();
+    if (e->n_copies && d->copy_blocks(d, e->copies, e->n_copies, err)) return -1;
+    ssf_fwd_batch fb = {.n_rows = b->n_rows,
+                        .token = e->row_token,
+                        .pos = e->row_pos,
+                        .seq = e->row_seq,
+                        .n_seqs = b->n_seqs,
+                        .tables = e->tables,
+                        .n_out = b->n_out,
+                        .out_rows = e->out_rows,
+                        .n_sample = f->n,
+                        .sample_rows = e->sample_rows,
+                        .sample = e->specs,
+                        .sampled = f->sampled,
+                        .n_valid = e->m.n_valid,
+                        .feed = b->n_fed ? e->row_feed : NULL,
+                        .defer = d->can_defer};
+    if (d->forward(d, &fb, e->logits, err)) return -1;
+    take_logits(e, b);
+    end_resumes(e);
+    if (!d->can_defer) return collect(e, e->building, 0, err);
+    int before = e->flying;
+    e->flying = e->building;
+    e->building ^= 1;
+    return before < 0 ? 0 : collect(e, before, 1, err);
 }
 
 static int step(ssf_engine *e, ssf_error *err)
@@ -650,33 +777,19 @@ static int step(ssf_engine *e, ssf_error *err)
     preempt_for_decode(e);
     batch b = {0};
     e->n_copies = 0;
+    e->flights[e->building].n = 0;
     add_decode_rows(e, &b);
     add_prefill_rows(e, &b);
     if (b.n_rows == 0) {
+        /* what is left waits on the step in flight */
+        int i = e->flying;
+        e->flying = -1;
+        if (i >= 0) return collect(e, i, 1, err);
         if (e->n_finished == e->n_reqs) return 0;
         return ssf_fail(err, "engine: scheduler stalled with work left (a bug)");
     }
     gather_tables(e, &b);
-    double t0 = ssf_monotonic_seconds();
-    ssf_device *d = e->m.device;
-    if (e->n_copies && d->copy_blocks(d, e->copies, e->n_copies, err)) return -1;
-    ssf_fwd_batch fb = {.n_rows = b.n_rows,
-                        .token = e->row_token,
-                        .pos = e->row_pos,
-                        .seq = e->row_seq,
-                        .n_seqs = b.n_seqs,
-                        .tables = e->tables,
-                        .n_out = b.n_out,
-                        .out_rows = e->out_rows,
-                        .n_sample = b.n_sample,
-                        .sample_rows = e->sample_rows,
-                        .sample = e->specs,
-                        .sampled = e->sampled,
-                        .n_valid = e->m.n_valid};
-    if (d->forward(d, &fb, e->logits, err)) return -1;
-    count_step(e, &b, ssf_monotonic_seconds() - t0);
-    take_outputs(e, &b);
-    return 0;
+    return launch(e, &b, err);
 }
 
 /* ---- grouping requests by prompt ----------------------------------------- */
@@ -817,6 +930,10 @@ int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ss
     } else {
         fail_unfinished(e, "engine: stopped before this sample finished");
     }
+    /* a step may still be queued (its rows' samples have ended): a fault
+     * there is the call's if it has none */
+    ssf_error drained;
+    if (drain(e, rc ? &drained : err)) rc = -1;
     release_groups(e);
     return rc ? -1 : e->stop_rc;
 }

@@ -75,6 +75,9 @@ int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ss
 typedef struct ssf_engine_stats {
     int64_t steps, prefill_tokens, decode_tokens, forks, preemptions, recomputed_tokens;
     int64_t block_copies;
+    /* rows computed for samples that had ended: a deferring device's step
+     * is built before the host has seen the step before's ids */
+    int64_t discarded_rows;
     double prefill_s, decode_s;
 } ssf_engine_stats;
 
