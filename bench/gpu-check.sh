@@ -77,7 +77,7 @@ summarize() {
             v["batch"], v["prompt"], v["prefill_tok_s"], v["decode_tok_s"], v["ms_per_step"],
             ("gpu_ms_per_step" in v ? v["gpu_ms_per_step"] : "-"), v["step_MB"],
             v["achieved_GBps"], v["roofline_pct"]; delete v }' | tee -a "$LOG"
-    # the paths off by default (SSFK_ATTN_ROPE, SSFK_OWN_SMALL_GEMMS) beside
+    # the paths off by default (SSFK_ATTN_ROPE, SSFK_OWN_SMALL_GEMMS, SSFK_OVERLAP_STEPS) beside
     # the default's decode of the same shape in this run: what flipping
     # them is judged by, with their checks above
     say "paths off by default against the default, ms a step (ratio under 1: faster):"
@@ -85,7 +85,7 @@ summarize() {
         for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         key = v["model"] " batch=" v["batch"] " prompt=" v["prompt"] " steps=" v["steps"]
         if (v["engine"] == "cuda") base[key] = v["ms_per_step"]
-        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
+        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
         delete v }
         END { for (i = 1; i <= n; i++) { split(row[i], f, "|"); b = base[f[2]]
             printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
@@ -329,14 +329,16 @@ BENCH7="$WORK/qwen2.5-7b-random"
 # with RoPE and the KV store in the decode attention (rope) and at batch 64
 # with the GEMMs through the engine's own where the tuner chose it (the
 # engine's default once SSFK_OWN_SMALL_GEMMS is tuned), alone and (1.5B)
-# with rope, and (1.5B) through it always (no PDL, "nopdl", was timed in
-# runs L-N and is left out);
+# with rope, and (1.5B) through it always, and with deferred steps
+# (overlap: the host builds step n + 1 while the GPU runs step n; 1.5B, and
+# 7B for the 64 steps transformers is timed for) (no PDL, "nopdl", was
+# timed in runs L-N and is left out);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,tuned,ropetuned
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,tuned,ropetuned,overlap
     # 1,000-token prompts, each a forward of its own, with the flash
     # prefill kernel and without it (the decode kernel reads a prompt's K
     # and V once per row), then with an fp8 pool, through the decode
@@ -345,7 +347,7 @@ long_benches() {
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,tuned
-    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 tuned
+    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 tuned,overlap
 }
 # --perf: the op tests, the 1.5B ops and the long decode benches only (no
 # transformers timing or parity dumps): a few minutes less of device time.

@@ -297,10 +297,11 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * kernels launched only after the one before completed (no_pdl) or not,
  * decode steps' RoPE and KV store in the attention kernel (rope) or not,
  * which GEMMs of up to 64 rows go through the engine's own rather than
- * cuBLAS (own_gemms, an ssf_own_gemms; 0: SSFK_OWN_SMALL_GEMMS's); `suffix`
- * names it in TIME lines. */
+ * cuBLAS (own_gemms, an ssf_own_gemms; 0: SSFK_OWN_SMALL_GEMMS's), deferred
+ * decode steps, each fed on the device from the step before's draws
+ * (overlap); `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, flash, fp8_flash, no_pdl, rope, own_gemms;
+    int graphs, fp8, flash, fp8_flash, no_pdl, rope, own_gemms, overlap;
     const char *suffix;
 } variant;
 
@@ -324,6 +325,7 @@ static const variant CUBLAS_GEMMS = {
     .graphs = 1, .flash = 1, .own_gemms = SSF_OWN_GEMMS_NEVER, .suffix = "-cublas"};
 static const variant FP8_ROPE = {
     .graphs = 1, .fp8 = 1, .flash = 1, .rope = 1, .suffix = "-fp8kv-rope"};
+static const variant OVERLAP = {.graphs = 1, .flash = 1, .overlap = 1, .suffix = "-overlap"};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -339,7 +341,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .fp8_flash_prefill = v.fp8_flash,
                             .disable_pdl = v.no_pdl,
                             .rope_in_attention = v.rope,
-                            .own_small_gemms = v.own_gemms};
+                            .own_small_gemms = v.own_gemms,
+                            .overlap_steps = v.overlap};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -830,33 +833,74 @@ static int prefill_batch(ssf_device *d, const pages *pg, int vocab, int B, int P
 static variant bench_as = {.graphs = 1, .suffix = ""};
 static const char *bench_model = "";
 
+/* Step s of a decode over B rows (row b: sequence b at position P + s),
+ * each row's next token drawn on the device into ids[s * B ..]: its tokens
+ * ids[(s - 1) * B ..] (first[] at s 0), or with `fed` the previous call's
+ * draws, read on the device; `defer`: queued, its ids collected later. */
+static int decode_step(ssf_device *d, const pages *pg, int B, int P, int s, ssf_sample_spec *spec,
+                       int vocab, const int32_t *first, int32_t *ids, int fed, int defer,
+                       ssf_error *err)
+{
+    int32_t *pos = ssf_xmalloc((size_t)B * 4), *sl = ssf_xmalloc((size_t)B * 4);
+    int32_t *rows = ssf_xmalloc((size_t)B * 4);
+    for (int b = 0; b < B; b++)
+        rows[b] = sl[b] = b, pos[b] = P + s, spec[b].step = (uint64_t)s + 1;
+    ssf_fwd_batch fb = rows_of(pg, s ? ids + (size_t)(s - 1) * B : first, pos, sl, B);
+    fb.n_sample = B;
+    fb.sample_rows = rows;
+    fb.sample = spec;
+    fb.sampled = ids + (size_t)s * B;
+    fb.n_valid = vocab;
+    fb.feed = fed ? rows : NULL; /* row b takes sample row b's draw */
+    fb.defer = defer;
+    int rc = d->forward(d, &fb, NULL, err);
+    free(pos), free(sl), free(rows);
+    return rc;
+}
+
+/* `steps` decode steps after prefill_batch, the ids into ids[steps][B]:
+ * each step's tokens the host's copy of the step before's ids, or
+ * (deferred) each step queued with its tokens fed on the device, the step
+ * before collected after it is queued, as the engine runs a deferring
+ * device. */
+static int decode_steps(ssf_device *d, const pages *pg, int B, int P, int steps,
+                        ssf_sample_spec *spec, int vocab, const int32_t *first, int32_t *ids,
+                        int deferred, ssf_error *err)
+{
+    int rc = 0, queued = 0;
+    for (int s = 0; !rc && s < steps; s++) {
+        rc = decode_step(d, pg, B, P, s, spec, vocab, first, ids, deferred && s > 0, deferred, err);
+        queued += deferred && !rc;
+        if (!rc && queued == 2) rc = d->collect(d, err), queued--;
+    }
+    ssf_error ignored;
+    for (; queued > 0; queued--)
+        if (d->collect(d, rc ? &ignored : err)) rc = -1;
+    return rc;
+}
+
 /* Prefill B random prompts, then `steps` decode steps of B rows, each
  * row's next token drawn on the device as the engine runs it (greedy, or
- * temperature 0.6 and top-p 0.95 when `sampled`); the step's bytes
- * (weights + the mean context's KV) over its time give the achieved GB/s,
- * set against copy_gbps, the device's D2D copy rate. */
+ * temperature 0.6 and top-p 0.95 when `sampled`; deferred steps with
+ * bench_as.overlap), into ids[steps][B] when ids is not NULL; the step's
+ * bytes (weights + the mean context's KV) over its time give the achieved
+ * GB/s, set against copy_gbps, the device's D2D copy rate. */
 static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c, int B, int P,
-                       int steps, int sampled, double copy_gbps, ssf_error *err)
+                       int steps, int sampled, double copy_gbps, int32_t *ids, ssf_error *err)
 {
     int vocab = c->vocab_size;
-    int32_t *tok = ssf_xmalloc((size_t)B * 4), *pos = ssf_xmalloc((size_t)B * 4);
-    int32_t *sl = ssf_xmalloc((size_t)B * 4), *rows = ssf_xmalloc((size_t)B * 4);
+    int32_t *tok = ssf_xmalloc((size_t)B * 4);
+    int32_t *out = ids ? ids : ssf_xmalloc((size_t)B * steps * 4);
     ssf_sample_spec *spec = ssf_xcalloc((size_t)B, sizeof *spec);
-    for (int b = 0; b < B; b++) {
-        rows[b] = b, sl[b] = b;
+    for (int b = 0; b < B; b++)
         spec[b] = (ssf_sample_spec){.temperature = sampled ? 0.6 : 0,
                                     .top_p = sampled ? 0.95 : 1,
                                     .seed = 1000 + (uint64_t)b};
-    }
     double t0 = ssf_monotonic_seconds();
     int rc = prefill_batch(d, pg, vocab, B, P, spec, tok, err);
     double t1 = ssf_monotonic_seconds();
     if (!rc) rc = ssf_cuda_time_replays(d, err);
-    for (int s = 0; !rc && s < steps; s++) {
-        for (int b = 0; b < B; b++)
-            pos[b] = P + s, spec[b].step = (uint64_t)s + 1;
-        rc = forward_sampled(d, pg, tok, pos, sl, B, rows, B, spec, vocab, tok, err);
-    }
+    if (!rc) rc = decode_steps(d, pg, B, P, steps, spec, vocab, tok, out, bench_as.overlap, err);
     double t2 = ssf_monotonic_seconds(), ms = (t2 - t1) * 1e3 / steps;
     /* the steps' graph replays on the device: the rest of a step is the host's */
     long replays = 0;
@@ -886,7 +930,8 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
                B * P / (t1 - t0), (double)B * steps / (t2 - t1), ms, (sb.weights + kv) / 1e6,
                sb.weights / 1e6, kv / 1e6, gbps, copy_gbps,
                copy_gbps > 0 ? 100 * gbps / copy_gbps : 0.0, gpu);
-    free(tok), free(pos), free(sl), free(rows), free(spec);
+    if (out != ids) free(out);
+    free(tok), free(spec);
     return rc;
 }
 
@@ -908,7 +953,44 @@ static int parse_batches(const char *batches, int *bs, int *maxb)
 static int warm_up(ssf_device *d, const pages *pg, const ssf_model_config *c, int B, int P,
                    ssf_error *err)
 {
-    return bench_batch(d, pg, c, B, P, 4, 0, 0, err);
+    return bench_batch(d, pg, c, B, P, 4, 0, 0, NULL, err);
+}
+
+#define OVERLAP_CHECK_STEPS 64
+
+/* Deferred steps fed on the device draw the ids that steps fed by the host
+ * draw: OVERLAP_CHECK_STEPS greedy steps of B rows both ways on one device
+ * (4-step TIME lines, out of the summary).  Rows whose ids all agree are
+ * counted: a feed that took the wrong draw would change nearly every row at
+ * its first fed step; a graph replay that rounded differently from run to
+ * run only a row whose greedy margin is that small. */
+static int check_overlap(ssf_device *d, const pages *pg, const ssf_model_config *c, int B, int P,
+                         ssf_error *err)
+{
+    size_t n = (size_t)B * OVERLAP_CHECK_STEPS;
+    int32_t *want = ssf_xmalloc(n * 4), *got = ssf_xmalloc(n * 4);
+    variant as = bench_as;
+    bench_as.overlap = 0;
+    int rc = bench_batch(d, pg, c, B, P, OVERLAP_CHECK_STEPS, 0, 0, want, err);
+    bench_as.overlap = 1;
+    if (!rc) rc = bench_batch(d, pg, c, B, P, OVERLAP_CHECK_STEPS, 0, 0, got, err);
+    bench_as = as;
+    int same = 0;
+    for (int b = 0; !rc && b < B; b++) {
+        int all = 1;
+        for (int s = 0; s < OVERLAP_CHECK_STEPS; s++)
+            all &= got[(size_t)s * B + b] == want[(size_t)s * B + b];
+        same += all;
+    }
+    if (!rc) {
+        int ok = 2 * same >= B;
+        printf("%s overlap batch=%d: %d of %d rows draw the same %d ids deferred as fed by the "
+               "host\n",
+               ok ? "PASS" : "FAIL", B, same, B, OVERLAP_CHECK_STEPS);
+        failures += !ok;
+    }
+    free(want), free(got);
+    return rc;
 }
 
 /* Each of the nb batches bs[], warmed up, then timed. */
@@ -918,7 +1000,8 @@ static int time_batches(ssf_device *d, const pages *pg, const ssf_model_config *
     int rc = 0;
     for (int i = 0; !rc && i < nb; i++)
         rc = warm_up(d, pg, c, bs[i], P, err) ||
-             bench_batch(d, pg, c, bs[i], P, steps, 0, copy_gbps, err);
+             (bench_as.overlap && check_overlap(d, pg, c, bs[i], P, err)) ||
+             bench_batch(d, pg, c, bs[i], P, steps, 0, copy_gbps, NULL, err);
     return rc;
 }
 
@@ -951,7 +1034,8 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * ("pgemm", at the batches it takes: up to SSF_PGEMM_MAX_M), or both
  * ("ropepgemm"), through it where the tuner chose it ("tuned", with its
  * verdicts; "ropetuned": and RoPE in the attention), or through cuBLAS
- * alone ("cublas"). */
+ * alone ("cublas"), and every batch with deferred steps fed on the device
+ * ("overlap", each batch first checked by check_overlap). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8flash"). */
 static int wants(const char *list, const char *what)
@@ -1007,7 +1091,7 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     const ssf_model_config *c = m ? ssf_model_config_of(m) : NULL;
     ok = ok && c != NULL && time_batches(gpu, &pg, c, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "sampled"))
-        ok = bench_batch(gpu, &pg, c, maxb, P, steps, 1, copy_gbps, &err) == 0;
+        ok = bench_batch(gpu, &pg, c, maxb, P, steps, 1, copy_gbps, NULL, &err) == 0;
     if (gpu) gpu->close(gpu);
     if (ok && wants(extra, "nograph")) {
         const int ends[2] = {1, maxb};
@@ -1023,6 +1107,8 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, NO_PDL, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "rope"))
         ok = bench_variant(m, &pg, ctx, ROPE, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "overlap"))
+        ok = bench_variant(m, &pg, ctx, OVERLAP, bs, nb, P, steps, copy_gbps, &err) == 0;
     for (size_t i = 0; ok && n_small && i < sizeof small_variants / sizeof *small_variants; i++)
         if (wants(extra, small_variants[i].name))
             ok = bench_variant(m, &pg, ctx, *small_variants[i].v, small, n_small, P, steps,

@@ -74,6 +74,8 @@ static const char help_engine[] =
     "                        of up to 64 rows (q|k|v, o, gate|up with the SiLU, down) take the\n"
     "                        engine's own GEMM, not cuBLAS: those where it agreed with cuBLAS\n"
     "                        and was faster when timed on this GPU, all, or none (the default)\n"
+    "  --overlap-steps       engine (CUDA; not yet timed on a GPU): build and stage each decode\n"
+    "                        step while the GPU runs the one before, its tokens fed on the GPU\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -126,6 +128,7 @@ enum {
     OPT_NO_PDL,
     OPT_ROPE_IN_ATTENTION,
     OPT_OWN_SMALL_GEMMS,
+    OPT_OVERLAP_STEPS,
     OPT_KV_DTYPE,
 };
 
@@ -294,6 +297,9 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         return 0;
     case OPT_OWN_SMALL_GEMMS:
         return own_gemms_arg(arg, &o->dev.own_small_gemms);
+    case OPT_OVERLAP_STEPS:
+        o->dev.overlap_steps = 1;
+        return 0;
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);
     case OPT_STOP:
@@ -612,6 +618,7 @@ int cmd_run(int argc, char **argv)
         {"no-pdl", no_argument, NULL, OPT_NO_PDL},
         {"rope-in-attention", no_argument, NULL, OPT_ROPE_IN_ATTENTION},
         {"own-small-gemms", required_argument, NULL, OPT_OWN_SMALL_GEMMS},
+        {"overlap-steps", no_argument, NULL, OPT_OVERLAP_STEPS},
         {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},

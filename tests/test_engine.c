@@ -562,6 +562,14 @@ static void test_stop_strings(void **state)
         check_stop_strings(kind);
 }
 
+/* Forward call `at_step` and collect call `at_collect` fail (0: none). */
+static void inject_faults(fake *f, int at_step, int at_collect)
+{
+    f->calls = f->collects = 0;
+    f->fail_at_step = at_step;
+    f->fail_at_collect = at_collect;
+}
+
 /* A device failure at forward call `at_step` or collect call `at_collect`
  * fails every unfinished sample (never a silent loss) and the call reports
  * the error; the engine runs again afterwards. */
@@ -574,8 +582,7 @@ static void check_device_failure(int device_samples, int at_step, int at_collect
     ssf_engine_options_default(&o);
     ssf_engine *e = open_engine(&f, 4, &o);
     fake_kind(&f, device_samples);
-    f.fail_at_step = at_step;
-    f.fail_at_collect = at_collect;
+    inject_faults(&f, at_step, at_collect);
     got g[N_REQ];
     memset(g, 0, sizeof g);
     sink k = {reqs, g};
@@ -591,7 +598,7 @@ static void check_device_failure(int device_samples, int at_step, int at_collect
     assert_true(failed > 0);
     assert_int_equal(f.queued, 0);
     /* the same engine and device run the next call whole */
-    f.fail_at_step = f.fail_at_collect = 0;
+    inject_faults(&f, 0, 0);
     memset(g, 0, sizeof g);
     assert_int_equal(ssf_engine_generate(e, reqs, 4, on_done, &k, &err), 0);
     for (int i = 0; i < 4; i++) {

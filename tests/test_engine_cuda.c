@@ -912,6 +912,80 @@ static void check_mixed(fixture *f, ssf_device *d, const paging *pg, const promp
     free(tok), free(pos), free(sq), free(out), free(lg);
 }
 
+#define DECODE_STEPS 12
+
+/* One forward of n rows of `seq` from position `at` whose last row is drawn
+ * greedily on the device into *id: tokens tok (or, with feed, the one the
+ * call before drew), deferred or not. */
+static int forward_drawn(ssf_device *d, const paging *pg, const fixture *f, const int32_t *tok,
+                         int n, int at, int seq, const int32_t *feed, int defer, int32_t *id,
+                         ssf_error *err)
+{
+    int32_t pos[MAX_CONTEXT], sq[MAX_CONTEXT], last = n - 1;
+    for (int i = 0; i < n; i++)
+        pos[i] = at + i, sq[i] = seq;
+    ssf_sample_spec greedy = {.temperature = 0, .top_p = 1};
+    ssf_fwd_batch b = {.n_rows = n,
+                       .token = tok,
+                       .pos = pos,
+                       .seq = sq,
+                       .n_seqs = N_SEQS,
+                       .tables = pg->tables,
+                       .n_sample = 1,
+                       .sample_rows = &last,
+                       .sample = &greedy,
+                       .sampled = id,
+                       .n_valid = f->n_valid,
+                       .feed = feed,
+                       .defer = defer};
+    return d->forward(d, &b, NULL, err);
+}
+
+/* pr's prompt in sequence `seq`, then DECODE_STEPS - 1 greedy steps of one
+ * row, the ids drawn on the device into ids[]: each step's token the host's
+ * copy of the step before's, or (deferred) fed on the device from its draw,
+ * the ids collected one step late. */
+static void greedy_decode(ssf_device *d, const paging *pg, const fixture *f, const prompt_ref *pr,
+                          int seq, int deferred, int32_t *ids)
+{
+    ssf_error err = {{0}};
+    static const int32_t from_last = 0;
+    if (forward_drawn(d, pg, f, pr->tok, pr->len, 0, seq, NULL, 0, &ids[0], &err))
+        fail_msg("prompt: %s", err.msg);
+    for (int s = 1; s < DECODE_STEPS; s++) {
+        const int32_t *feed = deferred && s > 1 ? &from_last : NULL;
+        if (forward_drawn(d, pg, f, &ids[s - 1], 1, pr->len + s - 1, seq, feed, deferred, &ids[s],
+                          &err))
+            fail_msg("decode step %d: %s", s, err.msg);
+        if (deferred && s > 1 && d->collect(d, &err)) fail_msg("collect %d: %s", s - 1, err.msg);
+    }
+    if (deferred && d->collect(d, &err)) fail_msg("last collect: %s", err.msg);
+}
+
+/* Deferred steps fed on the device draw the ids that steps fed by the host
+ * draw, and the device refuses what the contract forbids. */
+static void check_deferred(const fixture *f, ssf_device *d, paging *pg, const prompt_ref *pr)
+{
+    assert_int_equal(d->can_defer, 1);
+    assert_true(pr->len + DECODE_STEPS <= MAX_CONTEXT);
+    int32_t want[DECODE_STEPS], got[DECODE_STEPS];
+    greedy_decode(d, pg, f, pr, 1, 0, want);
+    greedy_decode(d, pg, f, pr, 2, 1, got);
+    assert_memory_equal(got, want, sizeof want);
+    ssf_error err = {{0}};
+    int32_t id, feed_past = 1, tok = 0;
+    assert_int_equal(d->collect(d, &err), -1);
+    assert_non_null(strstr(err.msg, "no deferred step"));
+    assert_int_equal(forward_drawn(d, pg, f, &tok, 1, 0, 3, &feed_past, 1, &id, &err), -1);
+    assert_non_null(strstr(err.msg, "fed from sample row 1"));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(forward_drawn(d, pg, f, &tok, 1, i, 3, NULL, 1, &id, &err), 0);
+    assert_int_equal(forward_drawn(d, pg, f, &tok, 1, 2, 3, NULL, 1, &id, &err), -1);
+    assert_non_null(strstr(err.msg, "after two deferred"));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(d->collect(d, &err), 0);
+}
+
 /* Bad input is refused, not run. */
 static void check_refusals(ssf_device *d, paging *pg, int V)
 {
@@ -940,12 +1014,16 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
     assert_int_equal(d->copy_blocks(d, &c, 1, &err), -1);
     assert_non_null(strstr(err.msg, "copy_blocks"));
     assert_int_equal(d->copy_blocks(d, NULL, 0, &err), 0);
+    if (d->can_defer) return;
+    b.defer = 1;
+    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "overlap_steps"));
 }
 
 /* What run_fixture's device does beside the defaults: decode steps' RoPE
  * and KV store in the attention kernel, the GEMMs of up to 64 rows through
- * the own GEMM. */
-enum { ROPE = 1, OWN_GEMMS = 2 };
+ * the own GEMM, deferred steps. */
+enum { ROPE = 1, OWN_GEMMS = 2, OVERLAP = 4 };
 
 /* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache;
  * flash: prompts through the prefill kernel; with: ROPE | OWN_GEMMS). */
@@ -961,7 +1039,8 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int f
                             .disable_flash_prefill = !flash,
                             .rope_in_attention = (with & ROPE) != 0,
                             .own_small_gemms =
-                                with & OWN_GEMMS ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT};
+                                with & OWN_GEMMS ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT,
+                            .overlap_steps = (with & OVERLAP) != 0};
     ssf_error err = {{0}};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);
@@ -977,9 +1056,10 @@ static void run_fixture(fixture *f, int bs, int scatter, int flash, int with)
     assert_int_equal(d->max_context, MAX_CONTEXT);
     assert_int_equal(d->block_size, bs);
     assert_int_equal(d->n_blocks, pg.n_blocks);
-    fprintf(stderr, "# block size %d, %s tables%s%s%s\n", bs, scatter ? "scattered" : "contiguous",
-            flash ? ", flash prefill" : "", with & ROPE ? ", RoPE in the attention" : "",
-            with & OWN_GEMMS ? ", own GEMMs" : "");
+    fprintf(stderr, "# block size %d, %s tables%s%s%s%s\n", bs,
+            scatter ? "scattered" : "contiguous", flash ? ", flash prefill" : "",
+            with & ROPE ? ", RoPE in the attention" : "", with & OWN_GEMMS ? ", own GEMMs" : "",
+            with & OVERLAP ? ", deferred steps" : "");
     prompt_ref pr[2];
     int np = 0;
     while (np < 2 && load_prompt(f, np, &pr[np]))
@@ -988,6 +1068,7 @@ static void run_fixture(fixture *f, int bs, int scatter, int flash, int with)
     for (int p = 0; p < np; p++)
         check_prompt(f, d, &pg, &pr[p]);
     if (np == 2) check_mixed(f, d, &pg, pr);
+    if (with & OVERLAP) check_deferred(f, d, &pg, &pr[0]);
     check_refusals(d, &pg, f->vocab);
     for (int p = 0; p < np; p++)
         free(pr[p].tok), free(pr[p].ref);
@@ -1064,6 +1145,7 @@ static void test_fixture_models(void **state)
         run_fixture(&f, 1, 1, 0, ROPE);
         run_fixture(&f, 16, 1, 1, OWN_GEMMS);
         run_fixture(&f, 16, 1, 1, ROPE | OWN_GEMMS);
+        run_fixture(&f, 16, 1, 1, OVERLAP);
         run_fixture_fp8_fork(&f, 16, 0);
         run_fixture_fp8_fork(&f, 16, ROPE);
         ssf_safetensors_close(f.expected);

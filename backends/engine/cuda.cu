@@ -87,6 +87,13 @@ typedef struct attn_step {
 enum { PG_QKV, PG_O, PG_GU, PG_DOWN, SMALL_GEMMS };
 static const char *const small_gemm_names[SMALL_GEMMS] = {"qkv", "o", "gate_up", "down"};
 
+/* A deferred step's ids on their way to the host (cuda_collect). */
+typedef struct ids_flight {
+    int32_t *dest; /* the caller's ssf_fwd_batch.sampled */
+    int n, slot;
+    int timed; /* a graph replay between replay_ev[slot]'s two events */
+} ids_flight;
+
 /* One captured decode step and what its kernels were launched with. */
 typedef struct step_graph {
     cudaGraphExec_t exec; /* NULL until captured */
@@ -127,7 +134,14 @@ typedef struct cuda_dev {
                                          last sequence: a graph's padding rows) */
     int32_t *h_idx;                   /* pinned staging for d_idx */
     ssf_sample_spec *d_spec, *h_spec; /* [CUDA_MAX_ROWS], h_spec pinned */
-    int32_t *d_ids, *h_ids;           /* sampled ids [CUDA_MAX_ROWS], h_ids pinned */
+    /* sampled ids [CUDA_MAX_ROWS]; h_ids pinned, two slots of as many, the steps taking turns,
+     * so that a deferred step's ids land while the next step's are drawn */
+    int32_t *d_ids, *h_ids;
+    cudaEvent_t ids_ev[2]; /* a slot's ids landed */
+    ids_flight flying[2];  /* the deferred steps not yet collected, oldest first */
+    int n_flying;
+    int prev_samples;      /* rows the last forward drew: what the next one's feed may name */
+    cudaEvent_t staged_ev; /* the last forward's staging copies are done (h_idx, h_spec free) */
     /* decode steps as graphs; padding rows write into the pool's extra
      * block scratch_block, which no sequence owns */
     int use_graphs;
@@ -154,7 +168,7 @@ typedef struct cuda_dev {
     int32_t *h_need; /* [seq_cap] table entries the step's rows reach */
     /* graph replays timed on the device (ssf_cuda_time_replays): events around the
      * launch, so the step's time less this is the host's share (staging, launch, sync) */
-    cudaEvent_t replay_ev[2];
+    cudaEvent_t replay_ev[2][2]; /* per ids slot, read when the step's ids land */
     long replays;
     double replay_ms;
 } cuda_dev;
@@ -201,12 +215,13 @@ static void plan_weights(cuda_dev *d, arena *a)
     }
 }
 
-/* The int32 staging of one step: seven per-row arrays (token, pos, seq,
+/* The int32 staging of one step: eight per-row arrays (token, pos, seq,
  * out_rows, sample_rows, then the decode kernel's rows and the prefill
- * q-blocks when a step splits) and the tables. */
-#define IDX_ROW_ARRAYS 7
+ * q-blocks when a step splits, and the feed) and the tables. */
+#define IDX_ROW_ARRAYS 8
 #define IDX_DECODE_ROWS 5
 #define IDX_QBLOCKS 6
+#define IDX_FEED 7
 static size_t idx_ints(const cuda_dev *d)
 {
     size_t seqs = (size_t)d->seq_cap + 1; /* + the padding rows' sequence */
@@ -453,9 +468,20 @@ static int upload_weights(cuda_dev *d, const ssf_model *m, ssf_error *err)
             return ssf_fail(err, "cuda: kernel %s: %s", #call, cudaGetErrorString(e_));            \
     } while (0)
 
+/* Row r's feed: the sample row of the last forward that it names. */
+static int check_feed(const cuda_dev *d, const ssf_fwd_batch *b, int r, ssf_error *err)
+{
+    if (b->feed[r] < -1 || b->feed[r] >= d->prev_samples)
+        return ssf_fail(err, "cuda: row %d: fed from sample row %d of a step that drew %d", r,
+                        (int)b->feed[r], d->prev_samples);
+    return 0;
+}
+
 static int check_rows(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
 {
     for (int r = 0; r < b->n_rows; r++) {
+        if (b->feed && check_feed(d, b, r, err)) return -1;
+        if (b->feed && b->feed[r] >= 0) continue; /* token[r] is not read */
         if (b->token[r] < 0 || b->token[r] >= d->cfg.vocab_size)
             return ssf_fail(err, "cuda: row %d: token %d outside the vocabulary of %d", r,
                             (int)b->token[r], d->cfg.vocab_size);
@@ -494,6 +520,11 @@ static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, const float *l
     if (b->n_rows > 0 && (b->n_seqs < 1 || b->n_seqs > d->seq_cap || !b->tables))
         return ssf_fail(err, "cuda: %d sequences in a step, the device holds 1..%d", b->n_seqs,
                         d->seq_cap);
+    if ((b->feed || b->defer) && !d->base.can_defer)
+        return ssf_fail(err, "cuda: a fed or deferred step on a device opened without "
+                             "overlap_steps");
+    if (d->n_flying == 2)
+        return ssf_fail(err, "cuda: a step after two deferred ones (collect the oldest first)");
     return check_rows(d, b, err);
 }
 
@@ -520,6 +551,7 @@ static void stage_padding(cuda_dev *d, const ssf_fwd_batch *b, int R_pad)
         d->h_idx[cap + r] = 0;
         d->h_idx[2 * cap + r] = b->n_seqs;
         d->h_idx[4 * cap + r] = r;
+        d->h_idx[IDX_FEED * cap + r] = -1;
     }
 }
 
@@ -563,6 +595,8 @@ static int stage_batch(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, ssf_error
     if (b->n_out > 0) memcpy(d->h_idx + 3 * cap, b->out_rows, (size_t)b->n_out * sizeof(int32_t));
     if (b->n_sample > 0)
         memcpy(d->h_idx + 4 * cap, b->sample_rows, (size_t)b->n_sample * sizeof(int32_t));
+    for (int r = 0; r < R; r++)
+        d->h_idx[IDX_FEED * cap + r] = b->feed ? b->feed[r] : -1;
     stage_padding(d, b, R_pad);
     if (b->n_sample > 0 && stage_specs(d, b, R_pad, err)) return -1;
     int n = stage_tables(d, b, R_pad > R, err);
@@ -570,6 +604,7 @@ static int stage_batch(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, ssf_error
     size_t ints = IDX_ROW_ARRAYS * cap + (size_t)d->seq_cap + 1 + (size_t)n;
     CU_TRY(cudaMemcpyAsync(d->d_idx, d->h_idx, ints * sizeof(int32_t), cudaMemcpyHostToDevice,
                            d->stream));
+    CU_TRY(cudaEventRecord(d->staged_ev, d->stream));
     return 0;
 }
 
@@ -762,16 +797,55 @@ static int enqueue_samples(cuda_dev *d, int n_all, int n_valid, ssf_error *err)
     return 0;
 }
 
-/* The ids alone cross to the host; the synchronisation also surfaces the
- * faults of any kernel of the step. */
-static int fetch_samples(cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
+/* The ids slot of the next step: the one no deferred step holds. */
+static int free_slot(const cuda_dev *d)
 {
-    size_t bytes = (size_t)b->n_sample * sizeof(int32_t);
-    if (bytes)
-        CU_TRY(cudaMemcpyAsync(d->h_ids, d->d_ids, bytes, cudaMemcpyDeviceToHost, d->stream));
-    CU_TRY(cudaStreamSynchronize(d->stream));
-    if (bytes) memcpy(b->sampled, d->h_ids, bytes);
+    return d->n_flying ? d->flying[d->n_flying - 1].slot ^ 1 : 0;
+}
+
+/* A step's ids, landed in their slot, to the caller; its replay's time
+ * counted. */
+static int land_ids(cuda_dev *d, ids_flight f, ssf_error *err)
+{
+    if (f.n) memcpy(f.dest, d->h_ids + (size_t)f.slot * CUDA_MAX_ROWS, (size_t)f.n * 4);
+    if (f.timed) {
+        float ms;
+        CU_TRY(cudaEventElapsedTime(&ms, d->replay_ev[f.slot][0], d->replay_ev[f.slot][1]));
+        d->replays++, d->replay_ms += ms;
+    }
     return 0;
+}
+
+/* The ids alone cross to the host, into the step's slot.  A deferred step
+ * returns at once (cuda_collect waits); otherwise the synchronisation also
+ * surfaces the faults of any kernel of the step. */
+static int fetch_samples(cuda_dev *d, const ssf_fwd_batch *b, int timed, ssf_error *err)
+{
+    ids_flight f = {b->sampled, b->n_sample, free_slot(d), timed};
+    if (f.n)
+        CU_TRY(cudaMemcpyAsync(d->h_ids + (size_t)f.slot * CUDA_MAX_ROWS, d->d_ids,
+                               (size_t)f.n * sizeof(int32_t), cudaMemcpyDeviceToHost, d->stream));
+    if (b->defer) {
+        CU_TRY(cudaEventRecord(d->ids_ev[f.slot], d->stream));
+        d->flying[d->n_flying++] = f;
+        return 0;
+    }
+    CU_TRY(cudaStreamSynchronize(d->stream));
+    return land_ids(d, f, err);
+}
+
+static int cuda_collect(ssf_device *dev, ssf_error *err)
+{
+    cuda_dev *d = (cuda_dev *)dev;
+    if (d->n_flying == 0) return ssf_fail(err, "cuda: collect with no deferred step queued");
+    ids_flight f = d->flying[0];
+    d->flying[0] = d->flying[1];
+    d->n_flying--;
+    CU_TRY(cudaSetDevice(d->ordinal));
+    cudaError_t e = cudaEventSynchronize(d->ids_ev[f.slot]);
+    if (e != cudaSuccess)
+        return ssf_fail(err, "cuda: a deferred step failed: %s", cudaGetErrorString(e));
+    return land_ids(d, f, err);
 }
 
 /* Embedding, every layer and the final norm of R staged rows. */
@@ -783,7 +857,8 @@ static int enqueue_body(cuda_dev *d, int R, const attn_step *as, ssf_error *err)
     tb.seq = d->d_idx + 2 * cap;
     tb.tab_off = d->d_idx + IDX_ROW_ARRAYS * cap;
     tb.tab = tb.tab_off + d->seq_cap + 1;
-    K_TRY(ssfk_embed(d->x, d->embed, tok, R, d->cfg.hidden_size, d->stream));
+    K_TRY(ssfk_embed(d->x, d->embed, tok, d->d_idx + IDX_FEED * cap, d->d_ids, R,
+                     d->cfg.hidden_size, d->stream));
     if (as->rope)
         K_TRY(ssfk_rope_table(d->rope_cs, pos, d->inv_freq, R, d->cfg.head_dim, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
@@ -800,7 +875,7 @@ static int forward_staged(cuda_dev *d, const ssf_fwd_batch *b, const attn_step *
     if (enqueue_body(d, b->n_rows, as, err)) return -1;
     if (forward_logits(d, d->d_idx + 3 * (size_t)CUDA_MAX_ROWS, b->n_out, logits, err)) return -1;
     if (b->n_sample > 0 && enqueue_samples(d, b->n_sample, b->n_valid, err)) return -1;
-    return fetch_samples(d, b, err);
+    return fetch_samples(d, b, 0, err);
 }
 
 /* ---- decode steps as CUDA graphs ------------------------------------------------------ */
@@ -1068,17 +1143,12 @@ static int forward_graph(cuda_dev *d, const ssf_fwd_batch *b, int bucket, int R_
     if (!g->exec || !same_shape(&g->shape, &as->shape) || g->n_valid != b->n_valid ||
         g->rope != as->rope)
         if (capture_step(d, R_pad, as, b->n_valid, g, err)) return -1;
-    int timed = d->replay_ev[1] != NULL; /* made last */
-    if (timed) CU_TRY(cudaEventRecord(d->replay_ev[0], d->stream));
+    cudaEvent_t *ev = d->replay_ev[free_slot(d)]; /* fetch_samples's */
+    int timed = d->replay_ev[1][1] != NULL;       /* made last */
+    if (timed) CU_TRY(cudaEventRecord(ev[0], d->stream));
     CU_TRY(cudaGraphLaunch(g->exec, d->stream));
-    if (timed) CU_TRY(cudaEventRecord(d->replay_ev[1], d->stream));
-    if (fetch_samples(d, b, err)) return -1;
-    if (timed) {
-        float ms;
-        CU_TRY(cudaEventElapsedTime(&ms, d->replay_ev[0], d->replay_ev[1]));
-        d->replays++, d->replay_ms += ms;
-    }
-    return 0;
+    if (timed) CU_TRY(cudaEventRecord(ev[1], d->stream));
+    return fetch_samples(d, b, timed, err);
 }
 
 static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, ssf_error *err)
@@ -1089,9 +1159,13 @@ static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, 
     int graph = graph_eligible(d, b), R_pad = b->n_rows, bucket = 0;
     if (graph) bucket = graph_bucket(b->n_rows, &R_pad);
     attn_step as;
-    if (plan_step(d, b, R_pad, graph, &as, err)) return -1;
     CU_TRY(cudaSetDevice(d->ordinal)); /* the caller's thread may be new */
-    ssfk_set_pdl(d->pdl);              /* process-wide: the device that launches sets it */
+    /* plan_step and stage_batch rewrite h_idx and h_spec, which the last
+     * step's copies may still read (a deferred step queued behind another) */
+    CU_TRY(cudaEventSynchronize(d->staged_ev));
+    d->prev_samples = 0; /* a failed step feeds none */
+    if (plan_step(d, b, R_pad, graph, &as, err)) return -1;
+    ssfk_set_pdl(d->pdl); /* process-wide: the device that launches sets it */
     int rc = stage_batch(d, b, R_pad, err);
     if (!rc)
         rc = graph ? forward_graph(d, b, bucket, R_pad, &as, err)
@@ -1102,6 +1176,7 @@ static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, 
         (void)cudaStreamSynchronize(d->stream);
         return -1;
     }
+    d->prev_samples = b->n_sample;
     return 0;
 }
 
@@ -1155,8 +1230,12 @@ static void cuda_close(ssf_device *dev)
     if (d->gemm) ssfk_gemm_ctx_free(d->gemm);
     free(d->gemm);
     if (d->stream) cudaStreamDestroy(d->stream);
-    for (int i = 0; i < 2; i++)
-        if (d->replay_ev[i]) cudaEventDestroy(d->replay_ev[i]);
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < 2; j++)
+            if (d->replay_ev[i][j]) cudaEventDestroy(d->replay_ev[i][j]);
+        if (d->ids_ev[i]) cudaEventDestroy(d->ids_ev[i]);
+    }
+    if (d->staged_ev) cudaEventDestroy(d->staged_ev);
     cudaFree(d->workspace);
     cudaFree(d->wmem);
     cudaFree(d->pool);
@@ -1248,7 +1327,10 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     BLAS_TRY(ssfk_gemm_ctx_init(d->gemm, d->workspace, SSFK_GEMM_WORKSPACE));
     CU_TRY(cudaMallocHost((void **)&d->h_idx, idx_ints(d) * sizeof(int32_t)));
     CU_TRY(cudaMallocHost((void **)&d->h_spec, CUDA_MAX_ROWS * sizeof(ssf_sample_spec)));
-    CU_TRY(cudaMallocHost((void **)&d->h_ids, CUDA_MAX_ROWS * sizeof(int32_t)));
+    CU_TRY(cudaMallocHost((void **)&d->h_ids, 2 * CUDA_MAX_ROWS * sizeof(int32_t)));
+    for (int i = 0; i < 2; i++)
+        CU_TRY(cudaEventCreateWithFlags(&d->ids_ev[i], cudaEventDisableTiming));
+    CU_TRY(cudaEventCreateWithFlags(&d->staged_ev, cudaEventDisableTiming));
     d->h_need = (int32_t *)ssf_xcalloc((size_t)d->seq_cap, sizeof(int32_t));
     CU_TRY(ssfk_attention_init());
     CU_TRY(ssfk_attention_slots(d->cfg.head_dim, d->kv.fp8, d->attn_rope, &d->attn_slots));
@@ -1326,6 +1408,8 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->base.forward = cuda_forward;
     d->base.copy_blocks = cuda_copy_blocks;
     d->base.can_sample = 1;
+    d->base.can_defer = SSFK_OVERLAP_STEPS || o->overlap_steps;
+    d->base.collect = cuda_collect;
     d->use_graphs = !o->disable_cuda_graphs;
     d->flash_prefill = !o->disable_flash_prefill;
     d->fp8_flash = SSFK_PREFILL_FP8 || o->fp8_flash_prefill;
@@ -1384,7 +1468,8 @@ extern "C" int ssf_cuda_time_replays(ssf_device *dev, ssf_error *err)
     if (!d) return -1;
     CU_TRY(cudaSetDevice(d->ordinal));
     for (int i = 0; i < 2; i++)
-        if (!d->replay_ev[i]) CU_TRY(cudaEventCreate(&d->replay_ev[i]));
+        for (int j = 0; j < 2; j++)
+            if (!d->replay_ev[i][j]) CU_TRY(cudaEventCreate(&d->replay_ev[i][j]));
     d->replays = 0, d->replay_ms = 0;
     return 0;
 }

@@ -113,13 +113,17 @@ cudaError_t ssfk_rmsnorm(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int
     return launch_pdl(rmsnorm_kernel, rows, 256, 0, st, x, add, w, out, C, eps);
 }
 
+/* A CTA copies one row of C elements. */
+__device__ static void copy_row(bf16 *dst, const bf16 *src, int C)
+{
+    for (int i = threadIdx.x; i < C; i += blockDim.x)
+        dst[i] = src[i];
+}
+
 __global__ static void gather_rows_kernel(bf16 *out, const bf16 *in, const int32_t *rows, int C)
 {
     grid_dep_enter();
-    const bf16 *src = in + (size_t)rows[blockIdx.x] * C;
-    bf16 *dst = out + (size_t)blockIdx.x * C;
-    for (int i = threadIdx.x; i < C; i += blockDim.x)
-        dst[i] = src[i];
+    copy_row(out + (size_t)blockIdx.x * C, in + (size_t)rows[blockIdx.x] * C, C);
 }
 
 cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int n, int C,
@@ -128,11 +132,20 @@ cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int
     return launch_pdl(gather_rows_kernel, n, 256, 0, st, out, in, rows, C);
 }
 
-/* The embedding lookup is a gather of the tokens' rows. */
-cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
-                       cudaStream_t st)
+/* The embedding lookup: a gather of the tokens' rows, a fed token read
+ * from the ids the step before drew. */
+__global__ static void embed_kernel(bf16 *out, const bf16 *embed, const int32_t *token,
+                                    const int32_t *feed, const int32_t *drawn, int C)
 {
-    return ssfk_gather_rows(out, embed, token, rows, C, st);
+    grid_dep_enter();
+    int r = blockIdx.x, t = feed[r] < 0 ? token[r] : drawn[feed[r]];
+    copy_row(out + (size_t)r * C, embed + (size_t)(t < 0 ? 0 : t) * C, C);
+}
+
+cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, const int32_t *feed,
+                       const int32_t *drawn, int rows, int C, cudaStream_t st)
+{
+    return launch_pdl(embed_kernel, rows, 256, 0, st, out, embed, token, feed, drawn, C);
 }
 
 /* ---- bias + RoPE + KV write ----------------------------------------------- */

@@ -67,9 +67,11 @@ void ssfk_inv_freq(float *inv_freq, int head_dim, double theta);
 void ssfk_set_pdl(int on);
 int ssfk_pdl(void);
 
-/* out[r] = embed[token[r]] */
-cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, int rows, int C,
-                       cudaStream_t st);
+/* out[r] = embed[t]: t = token[r] where feed[r] < 0, else drawn[feed[r]], an id the step
+ * before drew on the device (row 0 where that is -1, no finite logit: the engine fails such a
+ * sample and throws its row away). */
+cudaError_t ssfk_embed(bf16 *out, const bf16 *embed, const int32_t *token, const int32_t *feed,
+                       const int32_t *drawn, int rows, int C, cudaStream_t st);
 
 /* Per row: if `add`, x = bf16(x + add) in place (the residual add); then
  * out = bf16(w * bf16(x * rsqrt(mean(x^2) + eps))). */
@@ -157,6 +159,12 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
  * (only tools/cuda-emu has run it, 2026-11-27), then SSF_OWN_GEMMS_TUNED;
  * the device option own_small_gemms asks for either. */
 #define SSFK_OWN_SMALL_GEMMS SSF_OWN_GEMMS_NEVER
+
+/* Whether the engine's CUDA device defers its steps (ssf_device.can_defer)
+ * by default.  0 until a GPU has checked and timed it (the engine's tests
+ * run it on a fake device, 2026-11-27); the device option overlap_steps
+ * asks for it. */
+#define SSFK_OVERLAP_STEPS 0
 
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
  * once per device, before the first ssfk_prefill_attention. */

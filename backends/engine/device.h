@@ -68,6 +68,11 @@ typedef struct ssf_device_options {
      * bench/gpu-check.sh checks and times it.  SSF_OWN_GEMMS_DEFAULT leaves it to
      * SSFK_OWN_SMALL_GEMMS (cuda_kernels.cuh). */
     int own_small_gemms;
+    /* CUDA: the device defers its steps (can_defer), so that the engine builds and stages step
+     * n + 1 while the GPU runs step n, each step's tokens fed on the GPU from the step before's
+     * draws.  The engine's tests have run it on a fake device; a GPU has not: bench/gpu-check.sh
+     * checks and times it.  The default once SSFK_OVERLAP_STEPS is 1. */
+    int overlap_steps;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning
