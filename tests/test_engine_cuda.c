@@ -791,17 +791,25 @@ static void paging_free(paging *pg)
         free(pg->tab[s]);
 }
 
-static void forward_ok(ssf_device *d, const paging *pg, const int32_t *tok, const int32_t *pos,
-                       const int32_t *seq, int rows, const int32_t *out, int n_out, float *logits)
+/* Rows (token, position, sequence) over pg's tables, nothing asked yet. */
+static ssf_fwd_batch rows_batch(const paging *pg, const int32_t *tok, const int32_t *pos,
+                                const int32_t *seq, int rows)
 {
     ssf_fwd_batch b = {.n_rows = rows,
                        .token = tok,
                        .pos = pos,
                        .seq = seq,
                        .n_seqs = N_SEQS,
-                       .tables = pg->tables,
-                       .n_out = n_out,
-                       .out_rows = out};
+                       .tables = pg->tables};
+    return b;
+}
+
+static void forward_ok(ssf_device *d, const paging *pg, const int32_t *tok, const int32_t *pos,
+                       const int32_t *seq, int rows, const int32_t *out, int n_out, float *logits)
+{
+    ssf_fwd_batch b = rows_batch(pg, tok, pos, seq, rows);
+    b.n_out = n_out;
+    b.out_rows = out;
     ssf_error err = {{0}};
     if (d->forward(d, &b, logits, &err)) fail_msg("forward: %s", err.msg);
 }
@@ -925,19 +933,14 @@ static int forward_drawn(ssf_device *d, const paging *pg, const fixture *f, cons
     for (int i = 0; i < n; i++)
         pos[i] = at + i, sq[i] = seq;
     ssf_sample_spec greedy = {.temperature = 0, .top_p = 1};
-    ssf_fwd_batch b = {.n_rows = n,
-                       .token = tok,
-                       .pos = pos,
-                       .seq = sq,
-                       .n_seqs = N_SEQS,
-                       .tables = pg->tables,
-                       .n_sample = 1,
-                       .sample_rows = &last,
-                       .sample = &greedy,
-                       .sampled = id,
-                       .n_valid = f->n_valid,
-                       .feed = feed,
-                       .defer = defer};
+    ssf_fwd_batch b = rows_batch(pg, tok, pos, sq, n);
+    b.n_sample = 1;
+    b.sample_rows = &last;
+    b.sample = &greedy;
+    b.sampled = id;
+    b.n_valid = f->n_valid;
+    b.feed = feed;
+    b.defer = defer;
     return d->forward(d, &b, NULL, err);
 }
 
