@@ -158,6 +158,7 @@ static int fake_forward(ssf_device *d, const ssf_fwd_batch *b, float *logits, ss
     if (b->n_rows > d->max_rows || b->n_seqs > d->n_slots + 1)
         return ssf_fail(err, "batch of %d rows, %d sequences", b->n_rows, b->n_seqs);
     if ((b->feed || b->defer) && !d->can_defer) return ssf_fail(err, "feed or defer, no can_defer");
+    if (b->defer && b->n_rows == 0) return ssf_fail(err, "a deferred step of no rows");
     if (write_rows(f, b, err)) return -1;
     for (int i = 0; i < b->n_out; i++)
         row_logits(f, b, b->out_rows[i], logits + (size_t)i * VOCAB);
@@ -173,14 +174,13 @@ static int fake_forward(ssf_device *d, const ssf_fwd_batch *b, float *logits, ss
 static int fake_collect(ssf_device *d, ssf_error *err)
 {
     fake *f = (fake *)d;
-    if (f->fail_at_collect && ++f->collects == f->fail_at_collect) {
-        f->queued = 0; /* a faulted device's queue is gone */
-        return ssf_fail(err, "fake device: injected fault in a deferred step");
-    }
     if (f->queued == 0) return ssf_fail(err, "collect with no deferred step");
     held h = f->queue[0];
     f->queue[0] = f->queue[1];
     f->queued--;
+    /* the faulted step counts as collected */
+    if (f->fail_at_collect && ++f->collects == f->fail_at_collect)
+        return ssf_fail(err, "fake device: injected fault in a deferred step");
     memcpy(h.dest, h.ids, (size_t)h.n * sizeof *h.ids);
     return 0;
 }
@@ -472,6 +472,36 @@ static void test_deferred_steps(void **state)
     assert_true(discarded > 0 && discarded <= stops);
 }
 
+/* A pool that holds one sample's KV exactly up to its budget (3 blocks of
+ * 4: a 4-token prompt and 8 of its 9 tokens fed): the sample ends by length
+ * on each kind of device; a deferring one must not ask a block for the row
+ * that its last token, in flight, will never take. */
+static void test_exact_pool(void **state)
+{
+    (void)state;
+    static const char *texts[] = {"abcd", "wxyz", "1234", "qrst", "mnop"};
+    ssf_gen_request r = {0};
+    expect x = {0};
+    for (int p = 0; p < 5 && x.n != 9; p++)
+        for (uint64_t seed = 1; seed < 40 && x.n != 9; seed++) {
+            r = (ssf_gen_request){
+                .prompt = texts[p],
+                .seed = seed,
+                .sampling = {.temperature = 0.8, .top_p = 1, .max_new_tokens = 9}};
+            reference(&r, &x);
+        }
+    assert_int_equal(x.n, 9);
+    for (int kind = 0; kind <= 2; kind++) {
+        got g;
+        pool_shape ps = {1, 3, 4, 512, kind};
+        run_engine(ps, &r, 1, &g, NULL);
+        assert_false(g.failed);
+        assert_int_equal(g.n, 9);
+        assert_memory_equal(g.ids, x.ids, 9 * sizeof(int32_t));
+        assert_string_equal(g.reason, "length");
+    }
+}
+
 /* A prompt is prefilled once however many samples it has. */
 static void test_one_prefill_per_prompt(void **state)
 {
@@ -669,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_preemption_keeps_samples),
         cmocka_unit_test(test_device_sampling),
         cmocka_unit_test(test_deferred_steps),
+        cmocka_unit_test(test_exact_pool),
         cmocka_unit_test(test_one_prefill_per_prompt),
         cmocka_unit_test(test_context_limit_and_long_prompt),
         cmocka_unit_test(test_stop_strings),

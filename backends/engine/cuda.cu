@@ -481,8 +481,8 @@ static int check_rows(const cuda_dev *d, const ssf_fwd_batch *b, ssf_error *err)
 {
     for (int r = 0; r < b->n_rows; r++) {
         if (b->feed && check_feed(d, b, r, err)) return -1;
-        if (b->feed && b->feed[r] >= 0) continue; /* token[r] is not read */
-        if (b->token[r] < 0 || b->token[r] >= d->cfg.vocab_size)
+        int fed = b->feed && b->feed[r] >= 0; /* token[r] is not read */
+        if (!fed && (b->token[r] < 0 || b->token[r] >= d->cfg.vocab_size))
             return ssf_fail(err, "cuda: row %d: token %d outside the vocabulary of %d", r,
                             (int)b->token[r], d->cfg.vocab_size);
         if (b->pos[r] < 0 || b->pos[r] >= d->base.max_context)
@@ -525,6 +525,7 @@ static int check_batch(const cuda_dev *d, const ssf_fwd_batch *b, const float *l
                              "overlap_steps");
     if (d->n_flying == 2)
         return ssf_fail(err, "cuda: a step after two deferred ones (collect the oldest first)");
+    if (b->defer && b->n_rows == 0) return ssf_fail(err, "cuda: a deferred step of no rows");
     return check_rows(d, b, err);
 }
 

@@ -126,9 +126,9 @@ typedef struct ssf_fwd_batch {
     /* Devices with can_defer only.  feed: NULL, or per row -1 (the token
      * is token[r]) or i: the token is the id the previous forward call drew
      * for its sample row i, which the host need not know yet (token[r] is
-     * then not read).  defer: forward returns once the step is queued and
-     * `sampled` is written by collect(); the logits of out_rows are still
-     * written before forward returns. */
+     * then not read).  defer: forward returns once the step (of one row or
+     * more) is queued and `sampled` is written by collect(); the logits of
+     * out_rows are still written before forward returns. */
     const int32_t *feed;
     int defer;
 } ssf_fwd_batch;
@@ -155,7 +155,8 @@ struct ssf_device {
     int (*forward)(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err);
     /* can_defer: waits for the oldest deferred step not yet collected and
      * writes its ids into that call's `sampled` (which must live till then).
-     * A fault of the step is reported here. */
+     * A fault of the step is reported here (or by any call before that
+     * waits on the device, copy_blocks), and the step counts as collected. */
     int (*collect)(ssf_device *d, ssf_error *err);
     int (*copy_blocks)(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *err);
     void (*close)(ssf_device *d);

@@ -503,13 +503,19 @@ static seq *youngest_running(const ssf_engine *e)
     return best;
 }
 
+/* Whether a sample takes a decode row this step: it runs, and no token in
+ * flight ends it by its budget or the context (it waits for that token). */
+static int takes_row(const ssf_engine *e, const seq *s)
+{
+    return s->state == SEQ_RUNNING && !(s->inflight && at_length(e, s, s->n_out + 1));
+}
+
 /* Blocks the running samples need to feed one token each. */
 static int decode_blocks_needed(const ssf_engine *e)
 {
     int need = 0;
     for (int i = 0; i < e->n_live; i++)
-        if (e->live[i]->state == SEQ_RUNNING)
-            need += ssf_kv_blocks_needed(&e->pool, &e->live[i]->table, 1);
+        if (takes_row(e, e->live[i])) need += ssf_kv_blocks_needed(&e->pool, &e->live[i]->table, 1);
     return need;
 }
 
@@ -593,7 +599,7 @@ static void add_decode_rows(ssf_engine *e, batch *b)
 {
     for (int i = 0; i < e->n_live; i++) {
         seq *s = e->live[i];
-        if (s->state != SEQ_RUNNING || (s->inflight && at_length(e, s, s->n_out + 1))) continue;
+        if (!takes_row(e, s)) continue;
         size_t pos = s->table.n_tokens;
         grow(e, &s->table, 1); /* cannot fail: preempt_for_decode made room */
         int32_t token = s->inflight ? -1 : s->out[s->n_out - 1];
@@ -724,17 +730,13 @@ static int collect(ssf_engine *e, int i, int deferred, ssf_error *err)
     return 0;
 }
 
-/* The device's queue emptied, its ids thrown away (at the end of a call). */
+/* The step still queued at the end of a call: every sample has ended (or
+ * failed) by then, so all its rows are thrown away. */
 static int drain(ssf_engine *e, ssf_error *err)
 {
-    if (e->flying < 0) return 0;
-    flight *f = &e->flights[e->flying];
-    for (int j = 0; j < f->n; j++)
-        if (f->owner[j]) f->owner[j]->inflight--;
-    f->n = 0;
-    ssf_device *d = e->m.device;
+    int i = e->flying;
     e->flying = -1;
-    return d->collect(d, err);
+    return i < 0 ? 0 : collect(e, i, 1, err);
 }
 
 /* Runs the built step.  A deferring device returns once it is queued;
@@ -763,9 +765,14 @@ static int launch(ssf_engine *e, const batch *b, ssf_error *err)
                         .feed = b->n_fed ? e->row_feed : NULL,
                         .defer = d->can_defer};
     if (d->forward(d, &fb, e->logits, err)) return -1;
+    if (!d->can_defer) {
+        int rc = collect(e, e->building, 0, err); /* the forward's time alone */
+        take_logits(e, b);
+        end_resumes(e);
+        return rc;
+    }
     take_logits(e, b);
     end_resumes(e);
-    if (!d->can_defer) return collect(e, e->building, 0, err);
     int before = e->flying;
     e->flying = e->building;
     e->building ^= 1;
