@@ -93,6 +93,9 @@ summarize() {
     grep -E '^TIME op=pgemm_' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
     say "the tuner's verdicts, own GEMM against cuBLAS's path (own=1: the steps take it):"
     grep -E '^TIME model=.* gemm_verdict ' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
+    say "the scheduler over the device (gpu_check engine), steps deferred (overlap=1) or not:"
+    grep -E '^TIME engine-run' "$LOG" | sed 's/^TIME engine-run //' | tee -a "$LOG"
+    grep -E '^(PASS|FAIL) engine ' "$LOG"
     say "device sampler, ms for the rows (top-p: T 0.6, top-p 0.95; gathered: ids with mass first):"
     grep -E '^TIME sampler' "$LOG" | sed 's/^TIME sampler //' | tee -a "$LOG"
     if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
@@ -116,7 +119,7 @@ build() {
     local objs=() f o
     for f in "$ROOT"/libssfteval/src/{util,jsonlite,safetensors,model_config,model}.c \
         "$ROOT"/backends/engine/cpu*.c "$ROOT"/backends/engine/cuda_plan.c \
-        "$ROOT"/backends/engine/sampler.c \
+        "$ROOT"/backends/engine/sampler.c "$ROOT"/backends/engine/{engine,kvblocks}.c \
         "$ROOT"/bench/gpu_check.c; do
         o="$WORK/obj/$(basename "$f").o"
         echo "$CC -c $(basename "$f")"
@@ -339,6 +342,10 @@ BENCH7="$WORK/qwen2.5-7b-random"
 long_benches() {
     local b15=$1 b7=$2
     step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,tuned,ropetuned,overlap
+    # the scheduler itself over the device, deferred and not: 64 samples
+    # (8 prompts x 8) of 512 tokens, with a pool that holds them and one
+    # that forces preemption
+    step engine-1.5b "$WORK/gpu_check" engine "$b15" 512
     # 1,000-token prompts, each a forward of its own, with the flash
     # prefill kernel and without it (the decode kernel reads a prompt's K
     # and V once per row), then with an fp8 pool, through the decode
@@ -348,6 +355,7 @@ long_benches() {
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,tuned
     step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 tuned,overlap
+    step engine-7b "$WORK/gpu_check" engine "$b7" 256
 }
 # --perf: the op tests, the 1.5B ops and the long decode benches only (no
 # transformers timing or parity dumps): a few minutes less of device time.

@@ -15,6 +15,9 @@
  *                                    the bytes a step moves (weights + KV
  *                                    read) and the GB/s that makes against
  *                                    the device's measured copy bandwidth
+ *   gpu_check engine DIR MAX_NEW     the scheduler (engine.c) over the CUDA
+ *                                    device, its steps deferred and not:
+ *                                    the same samples, and the wall times
  *
  * A dump is a sequence of records, little-endian: int32 n_tokens, int32
  * vocab, int32 n_valid, int32 tokens[n], float32 logits[n][vocab].
@@ -1429,6 +1432,187 @@ static void time_ops(const ssf_model_config *c)
     failures += !ok;
 }
 
+/* ---- the whole engine on the GPU ----------------------------------------------------- */
+
+/* The ids a sample may draw: all of the model's but its last, the stop id,
+ * which no draw can then take, so that every sample runs to its budget
+ * (byte-tokens.h reads N_VALID). */
+static int32_t engine_valid, engine_eos;
+#define N_VALID engine_valid
+#include "../tests/byte-tokens.h"
+
+#define ENGINE_PROMPT 200
+#define ENGINE_QUESTIONS 8
+#define ENGINE_SAMPLES 8
+
+typedef struct engine_out {
+    int32_t *ids;
+    int n, failed;
+} engine_out;
+
+typedef struct engine_sink {
+    const ssf_gen_request *reqs;
+    engine_out *out;
+    int failures; /* the first one is printed */
+} engine_sink;
+
+static int engine_done(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
+{
+    engine_sink *k = ud;
+    engine_out *o = &k->out[req - k->reqs];
+    o->failed = res->error != NULL;
+    if (o->failed && k->failures++ == 0) printf("engine: a sample failed: %s\n", res->error);
+    o->n = o->failed ? 0 : (int)res->n_token_ids;
+    o->ids = ssf_xmalloc(((size_t)o->n + 1) * sizeof *o->ids);
+    if (o->n) memcpy(o->ids, res->token_ids, (size_t)o->n * sizeof *o->ids);
+    return 0;
+}
+
+typedef struct engine_pass {
+    int defer, n_blocks; /* the device's steps deferred; the engine's pool (0: the device's) */
+    engine_out out[ENGINE_QUESTIONS * ENGINE_SAMPLES];
+    ssf_engine_stats st;
+    double wall_s;
+} engine_pass;
+
+/* The requests through the scheduler on d as p asks: the same device each
+ * pass, its can_defer and n_blocks set for the pass (the engine reads both;
+ * a smaller pool uses a subset of the device's blocks). */
+static int run_pass(ssf_device *d, const ssf_gen_request *reqs, int n, engine_pass *p,
+                    ssf_error *err)
+{
+    ssf_device dev = *d;
+    d->can_defer = p->defer;
+    if (p->n_blocks) d->n_blocks = p->n_blocks;
+    ssf_engine_model m = byte_token_model(d, engine_valid + 1, &engine_eos);
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    ssf_engine *e = ssf_engine_new(&m, &o);
+    engine_sink k = {reqs, p->out, 0};
+    double t0 = ssf_monotonic_seconds();
+    int rc = ssf_engine_generate(e, reqs, (size_t)n, engine_done, &k, err);
+    p->wall_s = ssf_monotonic_seconds() - t0;
+    p->st = *ssf_engine_stats_of(e);
+    ssf_engine_free(e);
+    d->can_defer = dev.can_defer, d->n_blocks = dev.n_blocks;
+    return rc;
+}
+
+static void free_pass(engine_pass *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(p->out[i].ids);
+}
+
+/* Samples of pass b whose ids equal pass a's; the samples that failed or
+ * stopped short of max_new in either into *bad. */
+static int same_samples(const engine_pass *a, const engine_pass *b, int n, int max_new, int *bad)
+{
+    int same = 0;
+    *bad = 0;
+    for (int i = 0; i < n; i++) {
+        const engine_out *x = &a->out[i], *y = &b->out[i];
+        *bad += x->failed || y->failed || x->n != max_new || y->n != max_new;
+        same += x->n == y->n && memcmp(x->ids, y->ids, (size_t)x->n * sizeof *x->ids) == 0;
+    }
+    return same;
+}
+
+static void print_pass(const char *model, const engine_pass *p, int n, int max_new)
+{
+    const ssf_engine_stats *st = &p->st;
+    printf("TIME engine-run model=%s samples=%d prompt=%d max_new=%d overlap=%d pool=%s "
+           "wall_s=%.2f steps=%lld decode_tok_s=%.0f preemptions=%lld discarded_rows=%lld\n",
+           model, n, ENGINE_PROMPT, max_new, p->defer, p->n_blocks ? "tight" : "ample", p->wall_s,
+           (long long)st->steps, st->decode_s > 0 ? st->decode_tokens / st->decode_s : 0.0,
+           (long long)st->preemptions, (long long)st->discarded_rows);
+}
+
+/* The requests: ENGINE_QUESTIONS prompts of ENGINE_PROMPT letters, each
+ * sampled ENGINE_SAMPLES times at T 0.6 and top-p 0.95 to max_new tokens. */
+static void engine_requests(ssf_gen_request *reqs, char (*prompts)[ENGINE_PROMPT + 1], int max_new)
+{
+    for (int q = 0; q < ENGINE_QUESTIONS; q++) {
+        for (int k = 0; k < ENGINE_PROMPT; k++)
+            prompts[q][k] = (char)('A' + (q * 7 + k) % 26);
+        prompts[q][ENGINE_PROMPT] = '\0';
+    }
+    for (int i = 0; i < ENGINE_QUESTIONS * ENGINE_SAMPLES; i++)
+        reqs[i] = (ssf_gen_request){
+            .task = "gpu_check",
+            .doc = i / ENGINE_SAMPLES,
+            .index = i % ENGINE_SAMPLES,
+            .prompt = prompts[i / ENGINE_SAMPLES],
+            .seed = 1000 + (uint64_t)i,
+            .sampling = {.temperature = 0.6, .top_p = 0.95, .max_new_tokens = max_new}};
+}
+
+/* One pass of each kind: with a pool that holds every sample, the
+ * deferred pass must draw each sample's ids as the synchronous one does
+ * (the same device, the same steps); with a pool that forces preemption,
+ * every sample must still run to its budget (the passes' schedules may
+ * part: a deferring scheduler learns of a sample's end a step later). */
+static int engine_passes(ssf_device *d, const char *model, const ssf_gen_request *reqs, int n,
+                         int max_new, engine_pass *p, ssf_error *err)
+{
+    /* half the blocks the samples hold at the end, unshared */
+    int tight = n * ((ENGINE_PROMPT + max_new) / BLOCK_SIZE + 1) / 2;
+    const int defer[4] = {0, 1, 0, 1}, blocks[4] = {0, 0, tight, tight};
+    for (int i = 0; i < 4; i++) {
+        p[i].defer = defer[i], p[i].n_blocks = blocks[i];
+        if (run_pass(d, reqs, n, &p[i], err)) return -1;
+        print_pass(model, &p[i], n, max_new);
+    }
+    int bad, same = same_samples(&p[0], &p[1], n, max_new, &bad), bad_tight;
+    same_samples(&p[2], &p[3], n, max_new, &bad_tight);
+    int ok = same == n && bad == 0 && bad_tight == 0 && p[3].st.preemptions > 0;
+    printf("%s engine %s: deferred steps drew %d of %d samples as the synchronous ones, %d and "
+           "%d samples short or failed (ample, tight pool), %lld preemptions deferred; wall "
+           "deferred/synchronous %.3f\n",
+           ok ? "PASS" : "FAIL", model, same, n, bad, bad_tight, (long long)p[3].st.preemptions,
+           p[1].wall_s / p[0].wall_s);
+    failures += !ok;
+    return 0;
+}
+
+/* The scheduler over the CUDA device of DIR's model, opened with
+ * overlap_steps, as `ssfteval run` drives it (engine_passes). */
+static void check_engine(const char *dir, int max_new)
+{
+    int n = ENGINE_QUESTIONS * ENGINE_SAMPLES;
+    ssf_error err;
+    ssf_model *m = NULL;
+    ssf_device *d = NULL;
+    static engine_pass passes[4];
+    memset(passes, 0, sizeof passes);
+    char(*prompts)[ENGINE_PROMPT + 1] = ssf_xmalloc(ENGINE_QUESTIONS * sizeof *prompts);
+    ssf_gen_request *reqs = ssf_xcalloc((size_t)n, sizeof *reqs);
+    engine_requests(reqs, prompts, max_new);
+    const char *slash = strrchr(dir, '/');
+    const char *model = slash && slash[1] ? slash + 1 : dir;
+    int ok = ssf_model_open(dir, &m, &err) == 0;
+    if (ok) {
+        engine_valid = ssf_model_config_of(m)->vocab_size - 1;
+        engine_eos = engine_valid;
+        ssf_device_options o = {.n_slots = n,
+                                .max_context = ENGINE_PROMPT + max_new + 8,
+                                .gpu_memory_utilization = 0.9,
+                                .overlap_steps = 1};
+        d = ssf_device_cuda_open(m, &o, &err);
+        ok = d != NULL;
+    }
+    ok = ok && engine_passes(d, model, reqs, n, max_new, passes, &err) == 0;
+    if (!ok) {
+        printf("FAIL engine %s: %s\n", model, err.msg);
+        failures++;
+    }
+    for (int i = 0; i < 4; i++)
+        free_pass(&passes[i], n);
+    if (d) d->close(d);
+    ssf_model_close(m);
+    free(prompts), free(reqs);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "fixtures") == 0)
@@ -1451,12 +1635,14 @@ int main(int argc, char **argv)
         check_sampler();
     else if ((argc == 6 || argc == 7) && strcmp(argv[1], "bench") == 0)
         bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : "");
+    else if (argc == 4 && strcmp(argv[1], "engine") == 0 && atoi(argv[3]) > 0)
+        check_engine(argv[2], atoi(argv[3]));
     else {
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
                         "bench DIR B[,B...] PROMPT STEPS "
                         "[sampled,nograph,fp8,fp8flash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
-                        "ropetuned,cublas]\n");
+                        "ropetuned,cublas,overlap] | engine DIR MAX_NEW\n");
         return 2;
     }
     return failures ? 1 : 0;
