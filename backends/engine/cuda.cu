@@ -1204,9 +1204,9 @@ static int cuda_copy_blocks(ssf_device *dev, const ssf_block_copy *c, int n, ssf
                                    (char *)d->kv.scales + (size_t)c[i].src * scale_bytes,
                                    scale_bytes, cudaMemcpyDeviceToDevice, d->stream));
     }
-    /* ordered before the next forward on the same stream; synchronised so
-     * that a fault is reported here */
-    CU_TRY(cudaStreamSynchronize(d->stream));
+    /* ordered before the next forward on the same stream, and not waited
+     * for: a deferred step may still run, and a copy's fault shows at the
+     * next wait (a forward's or collect's) */
     return 0;
 }
 

@@ -155,8 +155,8 @@ struct ssf_device {
     int (*forward)(ssf_device *d, const ssf_fwd_batch *b, float *logits, ssf_error *err);
     /* can_defer: waits for the oldest deferred step not yet collected and
      * writes its ids into that call's `sampled` (which must live till then).
-     * A fault of the step is reported here (or by any call before that
-     * waits on the device, copy_blocks), and the step counts as collected. */
+     * A fault of the step is reported here (or by a forward before that
+     * waits on the device), and the step counts as collected. */
     int (*collect)(ssf_device *d, ssf_error *err);
     int (*copy_blocks)(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *err);
     void (*close)(ssf_device *d);
