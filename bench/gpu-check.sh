@@ -24,7 +24,9 @@
 # an H100 with the prefill benches and a second pass of 1.5B's batches,
 # runs I and N; its longest step about a minute), PYTHON, NVCC, CC, CUDA_ARCH (e.g. 90; default: the GPU's),
 # CMOCKA_DIR (include/ and lib/ of cmocka, where the machine lacks
-# libcmocka-dev).
+# libcmocka-dev: on a Debian machine with it, `mkdir -p build-cmocka/include
+# build-cmocka/lib && cp /usr/include/cmocka*.h build-cmocka/include && cp -P
+# /usr/lib/x86_64-linux-gnu/libcmocka.so* build-cmocka/lib`, carried along).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
