@@ -808,7 +808,8 @@ static int free_slot(const cuda_dev *d)
  * counted. */
 static int land_ids(cuda_dev *d, ids_flight f, ssf_error *err)
 {
-    if (f.n) memcpy(f.dest, d->h_ids + (size_t)f.slot * CUDA_MAX_ROWS, (size_t)f.n * 4);
+    if (f.n)
+        memcpy(f.dest, d->h_ids + (size_t)f.slot * CUDA_MAX_ROWS, (size_t)f.n * sizeof *f.dest);
     if (f.timed) {
         float ms;
         CU_TRY(cudaEventElapsedTime(&ms, d->replay_ev[f.slot][0], d->replay_ev[f.slot][1]));
