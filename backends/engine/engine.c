@@ -730,8 +730,9 @@ static int collect(ssf_engine *e, int i, int deferred, ssf_error *err)
     return 0;
 }
 
-/* The step still queued at the end of a call: every sample has ended (or
- * failed) by then, so all its rows are thrown away. */
+/* Collects the step in flight, if any: when no step is left to build, and
+ * at the end of a call (every sample has ended or failed by then, so all
+ * its rows are thrown away). */
 static int drain(ssf_engine *e, ssf_error *err)
 {
     int i = e->flying;
@@ -765,14 +766,11 @@ static int launch(ssf_engine *e, const batch *b, ssf_error *err)
                         .feed = b->n_fed ? e->row_feed : NULL,
                         .defer = d->can_defer};
     if (d->forward(d, &fb, e->logits, err)) return -1;
-    if (!d->can_defer) {
-        int rc = collect(e, e->building, 0, err); /* the forward's time alone */
-        take_logits(e, b);
-        end_resumes(e);
-        return rc;
-    }
+    /* a synchronous step is counted first: the forward's time alone */
+    int rc = d->can_defer ? 0 : collect(e, e->building, 0, err);
     take_logits(e, b);
     end_resumes(e);
+    if (!d->can_defer) return rc;
     int before = e->flying;
     e->flying = e->building;
     e->building ^= 1;
@@ -789,9 +787,7 @@ static int step(ssf_engine *e, ssf_error *err)
     add_prefill_rows(e, &b);
     if (b.n_rows == 0) {
         /* what is left waits on the step in flight */
-        int i = e->flying;
-        e->flying = -1;
-        if (i >= 0) return collect(e, i, 1, err);
+        if (e->flying >= 0) return drain(e, err);
         if (e->n_finished == e->n_reqs) return 0;
         return ssf_fail(err, "engine: scheduler stalled with work left (a bug)");
     }
