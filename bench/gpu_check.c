@@ -838,29 +838,27 @@ static variant bench_as = {.graphs = 1, .suffix = ""};
 static int bench_quiet;
 static const char *bench_model = "";
 
-/* Step s of a decode over B rows (row b: sequence b at position P + s),
- * each row's next token drawn on the device into ids[s * B ..]: its tokens
- * ids[(s - 1) * B ..] (first[] at s 0), or with `fed` the previous call's
- * draws, read on the device; `defer`: queued, its ids collected later. */
+/* Step s of a decode over B rows (row b: sequence b at position P + s,
+ * pos[] filled here), each row's next token drawn on the device into
+ * ids[s * B ..]: its tokens ids[(s - 1) * B ..] (first[] at s 0), or with
+ * `fed` the previous call's draws, read on the device; `defer`: queued,
+ * its ids collected later.  iota[b] = b: row b's sequence, its sample row
+ * and (fed) the sample row of the step before whose draw it takes. */
 static int decode_step(ssf_device *d, const pages *pg, int B, int P, int s, ssf_sample_spec *spec,
-                       int vocab, const int32_t *first, int32_t *ids, int fed, int defer,
-                       ssf_error *err)
+                       int vocab, const int32_t *first, int32_t *ids, const int32_t *iota,
+                       int32_t *pos, int fed, int defer, ssf_error *err)
 {
-    int32_t *pos = ssf_xmalloc((size_t)B * 4), *sl = ssf_xmalloc((size_t)B * 4);
-    int32_t *rows = ssf_xmalloc((size_t)B * 4);
     for (int b = 0; b < B; b++)
-        rows[b] = sl[b] = b, pos[b] = P + s, spec[b].step = (uint64_t)s + 1;
-    ssf_fwd_batch fb = rows_of(pg, s ? ids + (size_t)(s - 1) * B : first, pos, sl, B);
+        pos[b] = P + s, spec[b].step = (uint64_t)s + 1;
+    ssf_fwd_batch fb = rows_of(pg, s ? ids + (size_t)(s - 1) * B : first, pos, iota, B);
     fb.n_sample = B;
-    fb.sample_rows = rows;
+    fb.sample_rows = iota;
     fb.sample = spec;
     fb.sampled = ids + (size_t)s * B;
     fb.n_valid = vocab;
-    fb.feed = fed ? rows : NULL; /* row b takes sample row b's draw */
+    fb.feed = fed ? iota : NULL;
     fb.defer = defer;
-    int rc = d->forward(d, &fb, NULL, err);
-    free(pos), free(sl), free(rows);
-    return rc;
+    return d->forward(d, &fb, NULL, err);
 }
 
 /* `steps` decode steps after prefill_batch, the ids into ids[steps][B]:
@@ -872,15 +870,20 @@ static int decode_steps(ssf_device *d, const pages *pg, int B, int P, int steps,
                         ssf_sample_spec *spec, int vocab, const int32_t *first, int32_t *ids,
                         int deferred, ssf_error *err)
 {
+    int32_t *iota = ssf_xmalloc((size_t)B * 4), *pos = ssf_xmalloc((size_t)B * 4);
+    for (int b = 0; b < B; b++)
+        iota[b] = b;
     int rc = 0, queued = 0;
     for (int s = 0; !rc && s < steps; s++) {
-        rc = decode_step(d, pg, B, P, s, spec, vocab, first, ids, deferred && s > 0, deferred, err);
+        rc = decode_step(d, pg, B, P, s, spec, vocab, first, ids, iota, pos, deferred && s > 0,
+                         deferred, err);
         queued += deferred && !rc;
         if (!rc && queued == 2) rc = d->collect(d, err), queued--;
     }
     ssf_error ignored;
     for (; queued > 0; queued--)
         if (d->collect(d, rc ? &ignored : err)) rc = -1;
+    free(iota), free(pos);
     return rc;
 }
 
