@@ -5,7 +5,7 @@
 # checker is built here with nvcc and cc from the model reader, the CPU and
 # CUDA devices and bench/gpu_check.c alone.
 #
-#   bench/gpu-check.sh [--build-only | --ops | --perf]
+#   bench/gpu-check.sh [--build-only | --ops | --perf | --cli]
 #
 # Steps (each prints PASS/FAIL lines; a summary and a timing table close):
 #   1. build gpu_check (and tests/test_engine_cuda when cmocka is there);
@@ -16,7 +16,10 @@
 #   5. compute-sanitizer memcheck on one fixture (when installed);
 #   6. decode tokens/s at batch 1/8/32/64/128, ours and transformers', with the
 #      bytes a step moves (weights + KV read) and the GB/s achieved against
-#      the measured device copy bandwidth.
+#      the measured device copy bandwidth;
+#   7. with CLI_BUNDLE (bench/gpu-bundle.sh), the CLI's main job on the GPU
+#      (bench/gpu-cli.sh): all of aime25 at cons@32, then a run killed and
+#      resumed; --cli runs only that, on the random 1.5B checkpoint.
 # Environment: WORK (scratch, default a new temp dir), LOG (default
 # WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120),
 # LONG_STEPS (decode steps of the 200-token benches, default 2048: the whole
@@ -100,6 +103,12 @@ summarize() {
     grep -E '^(PASS|FAIL) engine ' "$LOG"
     say "device sampler, ms for the rows (top-p: T 0.6, top-p 0.95; gathered: ids with mass first):"
     grep -E '^TIME sampler' "$LOG" | sed 's/^TIME sampler //' | tee -a "$LOG"
+    say "the CLI's main job (aime25, cons@32, ssft; ratio: wall time against the default's):"
+    grep -E '^TIME cli-run' "$LOG" | sed 's/^TIME cli-run //' | awk '{
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        if (v["variant"] == "default") base = v["wall_s"]
+        printf "%s ratio=%s\n", $0, (base > 0 ? sprintf("%.3f", v["wall_s"] / base) : "-")
+        delete v }' | tee -a "$LOG"
     if [ "$FAILED" -ne 0 ] || grep -q '^FAIL' "$LOG"; then
         say "GPU CHECK: FAILED"
         exit 1
@@ -296,6 +305,8 @@ def main():
             print(f"FAIL transformers dump of {d}: {type(e).__name__}: {e}", flush=True)
             ok = False
     for shape, bs, p in (("qwen2.5-1.5b", batches, prompt), ("qwen2.5-7b", "64", 200)):
+        if shape not in os.environ.get("HF_SHAPES", shape):
+            continue
         t = time.perf_counter()
         m = make_bench_model(os.path.join(work, shape + "-random"), shape)
         m.name_or_path = shape
@@ -311,6 +322,24 @@ if __name__ == "__main__":
     sys.exit(main())
 PY
 
+# the CLI's main job (bench/gpu-cli.sh), when CLI_BUNDLE gives the CLI
+cli() {
+    if [ -z "${CLI_BUNDLE:-}" ]; then
+        say "SKIP cli: no CLI_BUNDLE (bench/gpu-bundle.sh makes it)"
+        return 0
+    fi
+    CLI_BUNDLE=$(cd "$(dirname "$CLI_BUNDLE")" && pwd)/$(basename "$CLI_BUNDLE") \
+        STEP_LIMIT=${CLI_LIMIT:-300} step cli bash "$ROOT/bench/gpu-cli.sh" "$1" "$WORK"
+}
+# --cli: the random 1.5B checkpoint and the CLI on it, nothing built here
+if [ "${1:-}" = "--cli" ]; then
+    "$PYTHON" -m py_compile "$WORK/hf.py" 2>&1 | tee -a "$LOG"
+    HF_MODELS_ONLY=1 HF_SHAPES=qwen2.5-1.5b step models "$PYTHON" "$WORK/hf.py" "$WORK" \
+        "$BATCHES" "$PROMPT" "$STEPS"
+    cli "$WORK/qwen2.5-1.5b-random"
+    summarize
+    exit $?
+fi
 step build build || { say "build failed; nothing else can run"; exit 1; }
 "$PYTHON" -m py_compile "$WORK/hf.py" 2>&1 | tee -a "$LOG"
 if [ "${1:-}" = "--build-only" ]; then
@@ -407,6 +436,7 @@ fi
 if [ -f "$BENCH/config.json" ]; then
     step bench "$WORK/gpu_check" bench "$BENCH" "$BATCHES" "$PROMPT" "$STEPS" sampled,nograph,tuned
     long_benches "$BENCH" "$BENCH7"
+    cli "$BENCH"
     # where a batch-64 decode step's time goes, kernel by kernel
     NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys 2>/dev/null || true)
     if [ -n "$NSYS" ]; then

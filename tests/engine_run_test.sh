@@ -8,7 +8,8 @@
 # usage: engine_run_test.sh SSFTEVAL   Prints TAP.
 set -u
 ssfteval=$1
-fixture=${SSFTEVAL_SOURCE_ROOT:-$(dirname "$0")/..}/tests/fixtures/engine/gqa5-hd128
+root=${SSFTEVAL_SOURCE_ROOT:-$(dirname "$0")/..}
+fixture=$root/tests/fixtures/engine/gqa5-hd128
 echo "# ssfteval run --model (in-process engine, CPU)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -48,6 +49,16 @@ check "--rope-in-attention, --own-small-gemms and --overlap-steps are taken (and
 check "a tight KV pool preempts and gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/p.sqlite" --task-file "$work/synth.json" --data-dir "$work" --device cpu --metric pass@1,maj@4 --samples 4 --max-new-tokens 24 --temperature 0.8 --top-p 0.95 --slots 4 --kv-blocks 12 && grep -Eq "[1-9][0-9]* preemptions" "$work/err" && run 0 export 1 --db "$work/p.sqlite" --out "$work/p.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/p.jsonl") >&2'
 check "--block-size 1 gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/q.sqlite" --block-size 1 "${common[@]}" && run 0 export 1 --db "$work/q.sqlite" --out "$work/q.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/q.jsonl") >&2'
 check "greedy samples of one question agree" eval 'run 0 run synth --model "$fixture" --db "$work/d.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --device cpu --metric avg@3 --samples 3 --max-new-tokens 16 --temperature 0 && run 0 export 1 --db "$work/d.sqlite" --out "$work/d.jsonl" && [ "$(grep "\"doc\": *0" "$work/d.jsonl" | sed "s/.*\"text\"//" | sort -u | wc -l)" -eq 1 ]'
+
+# bench/gpu-cli.sh, the main job's run on a GPU machine, rehearsed here on
+# the CPU: aime25 at cons@32, then a run killed once it has stored samples
+# (two slots: many waves) and resumed.
+shared=${SSFTEVAL_SHARED:-}
+if [ -f "$shared/data/aime25.jsonl" ]; then
+    check "bench/gpu-cli.sh on the CPU: the main job, killed and resumed" eval 'DEVICE=cpu SSFTEVAL="$ssfteval" DATA_DIR="$shared/data" LIMIT=1 MAX_NEW=8 RESUME_LIMIT=4 RESUME_MAX_NEW=32 RESUME_SLOTS=2 bash "$root/bench/gpu-cli.sh" "$fixture" "$work/cli" >"$work/out" 2>&1 && grep -q "^PASS cli resume" "$work/out" && grep -q "^TIME cli-run variant=default device=cpu samples=32 " "$work/out" || { cat "$work/out" >&2; false; }'
+else
+    ok "bench/gpu-cli.sh on the CPU # SKIP ../shared/data not found"
+fi
 
 # Refusals: one line naming the thing, nothing stored.
 check "missing model directory" eval 'run 2 run synth --model "$work/nope" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "nope" "$work/err" && [ ! -e "$work/e.sqlite" ]'
