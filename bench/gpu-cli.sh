@@ -27,6 +27,7 @@
 # Prints PASS/FAIL lines and one TIME cli-run line a run; exits 1 on a
 # failure.
 set -u
+export LC_ALL=C # sort and comm compare the exports byte by byte
 MODEL=${1:?usage: gpu-cli.sh MODEL_DIR WORK}
 WORK=${2:?usage: gpu-cli.sh MODEL_DIR WORK}
 DEVICE=${DEVICE:-cuda}
@@ -48,7 +49,9 @@ fail() {
 # The bundle's libraries that this machine lacks, and only those, go on
 # the library path: one the machine has (the same soname, so the same ABI)
 # is taken from it, and the bundle's Debian builds never shadow it.  CUDA's
-# runtime and cuBLAS come from the toolkit, else from PyTorch's wheels.
+# runtime and cuBLAS come from the toolkit, else from PyTorch's wheels, and
+# only then from the bundle (whose libcudart matches the build, not
+# necessarily this machine's driver).
 unpack_bundle() {
     local dir=$WORK/cli so name
     rm -rf "$dir" && mkdir -p "$dir/fallback" && tar -C "$dir" -xJf "$CLI_BUNDLE" || return 1
@@ -58,7 +61,7 @@ unpack_bundle() {
     done
     local wheels
     wheels=$(python3 -c 'import nvidia.cublas as m; print(m.__path__[0] + "/lib")' 2>/dev/null)
-    export LD_LIBRARY_PATH=$dir/fallback:/usr/local/cuda/lib64${wheels:+:$wheels}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export LD_LIBRARY_PATH=/usr/local/cuda/lib64${wheels:+:$wheels}:$dir/fallback${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     SSFTEVAL=$dir/bin/ssfteval DATA_DIR=$dir/data TOKENIZER=$dir/tokenizer/tokenizer.json
     local missing
     missing=$(ldd "$SSFTEVAL" | grep 'not found' | tr -s ' \t\n' ' ')
