@@ -1136,11 +1136,21 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
 #define SV_VALID 4000 /* the rest is padding no draw may take */
 #define DRAWS 20000
 
-/* A row of either kind: peaked, or fill_logits' at `scale`. */
-static void fill_row(float *x, int n, int n_valid, uint32_t seed, double scale, int peaked)
+/* The rows of sampler-rows.h: fill_logits' at a scale (every id keeps some
+ * mass: the filters' worst case, which the gathered path leaves to the
+ * whole-row one), peaked (a confident model: a few ids with mass) and with
+ * a tail (an uncertain one: most ids with a little mass, top-p keeping a
+ * few hundred: the gathered path's tiers). */
+enum row_shape { ROW_FLAT, ROW_PEAKED, ROW_TAIL };
+static const char *const row_shape_name[] = {"flat", "peaked", "tail"};
+
+static void fill_row(float *x, int n, int n_valid, uint32_t seed, double scale,
+                     enum row_shape shape)
 {
-    if (peaked)
+    if (shape == ROW_PEAKED)
         fill_peaked_logits(x, n, n_valid, seed);
+    else if (shape == ROW_TAIL)
+        fill_tail_logits(x, n, n_valid, seed);
     else
         fill_logits(x, n, n_valid, seed, scale);
 }
@@ -1182,14 +1192,14 @@ static int fit_draws(const char *name, const char *path, const int32_t *ids, con
  * (the gathered path keeps the whole row's cuts and its map from the
  * uniform to the token). */
 static void check_distribution(const char *name, const ssf_sample_spec *sp, double scale,
-                               int peaked)
+                               enum row_shape shape)
 {
     ssf_error err;
     float *row = ssf_xmalloc(SV * sizeof(float)), *x = ssf_xmalloc((size_t)DRAWS * SV * 4);
     ssf_sample_spec *spec = ssf_xmalloc(DRAWS * sizeof *spec);
     int32_t *ids[2] = {ssf_xmalloc(DRAWS * sizeof(int32_t)), ssf_xmalloc(DRAWS * sizeof(int32_t))};
     double *p = ssf_xmalloc(SV_VALID * sizeof(double));
-    fill_row(row, SV, SV_VALID, 7, scale, peaked);
+    fill_row(row, SV, SV_VALID, 7, scale, shape);
     for (int d = 0; d < DRAWS; d++) {
         memcpy(x + (size_t)d * SV, row, SV * sizeof(float));
         spec[d] = *sp;
@@ -1253,10 +1263,8 @@ static void check_greedy(int stride)
 /* The kernel's own time on a step's worth of rows of a Qwen2.5 vocabulary:
  * greedy, then temperature 0.6 + top-p 0.95 over the whole row and gathered
  * (the two must draw the same ids; the first 16 rows' draws are checked
- * against the reference support), on flat rows (every id keeps some mass:
- * the filters' worst case, which the gathered path leaves to the whole-row
- * one) or peaked ones. */
-static void time_sampler_on(int rows, int peaked)
+ * against the reference support), on rows of one shape. */
+static void time_sampler_on(int rows, enum row_shape shape)
 {
     enum { V = 151936, NV = 151665, MODES = 3 };
     ssf_error err;
@@ -1266,7 +1274,7 @@ static void time_sampler_on(int rows, int peaked)
             *whole = ssf_xmalloc((size_t)rows * sizeof(int32_t));
     double *p = ssf_xmalloc(NV * sizeof(double)), ms[MODES] = {0, 0, 0};
     for (int r = 0; r < rows; r++)
-        fill_row(x + (size_t)r * V, V, NV, 31 + (uint32_t)r, 3.0, peaked);
+        fill_row(x + (size_t)r * V, V, NV, 31 + (uint32_t)r, 3.0, shape);
     int rc = 0, outside = 0, checked = 0, differ = 0;
     for (int mode = 0; !rc && mode < MODES; mode++) {
         for (int r = 0; r < rows; r++)
@@ -1283,23 +1291,24 @@ static void time_sampler_on(int rows, int peaked)
     for (int r = 0; !rc && r < rows; r++)
         differ += ids[r] != whole[r];
     failures += rc || outside || differ;
-    const char *shape = peaked ? "peaked" : "flat";
+    const char *name = row_shape_name[shape];
     if (rc)
-        printf("FAIL sampler timing (%s rows): %s\n", shape, err.msg);
+        printf("FAIL sampler timing (%s rows): %s\n", name, err.msg);
     else
         printf("%s sampler at %d %s rows x %d ids: %d of %d draws outside the reference support, "
                "%d rows drawn differently gathered\n"
                "TIME sampler rows=%d logits=%s greedy_ms=%.3f top_p_ms=%.3f "
                "top_p_gathered_ms=%.3f\n",
-               outside || differ ? "FAIL" : "PASS", rows, shape, V, outside, checked, differ, rows,
-               shape, ms[0], ms[1], ms[2]);
+               outside || differ ? "FAIL" : "PASS", rows, name, V, outside, checked, differ, rows,
+               name, ms[0], ms[1], ms[2]);
     free(x), free(spec), free(ids), free(whole), free(p);
 }
 
 static void time_sampler(int rows)
 {
-    time_sampler_on(rows, 0);
-    time_sampler_on(rows, 1);
+    time_sampler_on(rows, ROW_FLAT);
+    time_sampler_on(rows, ROW_PEAKED);
+    time_sampler_on(rows, ROW_TAIL);
 }
 
 static void check_sampler(void)
@@ -1312,36 +1321,43 @@ static void check_sampler(void)
         const char *name;
         ssf_sample_spec sp;
         double scale;
-        int peaked;
+        enum row_shape shape;
     } cases[] = {
-        {"T=1", {.temperature = 1, .top_p = 1}, 1.0, 0},
-        {"T=0.6 top-p 0.95", {.temperature = 0.6, .top_p = 0.95, .seed = 1}, 1.0, 0},
-        {"T=1 top-k 20", {.temperature = 1, .top_p = 1, .top_k = 20, .seed = 2}, 2.0, 0},
+        {"T=1", {.temperature = 1, .top_p = 1}, 1.0, ROW_FLAT},
+        {"T=0.6 top-p 0.95", {.temperature = 0.6, .top_p = 0.95, .seed = 1}, 1.0, ROW_FLAT},
+        {"T=1 top-k 20", {.temperature = 1, .top_p = 1, .top_k = 20, .seed = 2}, 2.0, ROW_FLAT},
         {"T=0.8 top-k 50 top-p 0.8",
          {.temperature = 0.8, .top_p = 0.8, .top_k = 50, .seed = 3},
          1.5,
-         0},
-        {"T=1 min-p 0.1", {.temperature = 1, .top_p = 1, .min_p = 0.1, .seed = 4}, 1.0, 0},
+         ROW_FLAT},
+        {"T=1 min-p 0.1", {.temperature = 1, .top_p = 1, .min_p = 0.1, .seed = 4}, 1.0, ROW_FLAT},
         {"T=0.7 top-k 100 top-p 0.9 min-p 0.05",
          {.temperature = 0.7, .top_p = 0.9, .top_k = 100, .min_p = 0.05, .seed = 5},
          1.0,
-         0},
-        {"peaked T=0.6 top-p 0.95", {.temperature = 0.6, .top_p = 0.95, .seed = 6}, 0, 1},
-        {"peaked T=1 top-k 100", {.temperature = 1, .top_p = 1, .top_k = 100, .seed = 7}, 0, 1},
+         ROW_FLAT},
+        {"peaked T=0.6 top-p 0.95", {.temperature = 0.6, .top_p = 0.95, .seed = 6}, 0, ROW_PEAKED},
+        {"peaked T=1 top-k 100",
+         {.temperature = 1, .top_p = 1, .top_k = 100, .seed = 7},
+         0,
+         ROW_PEAKED},
         {"peaked T=0.6 top-k 40 min-p 0.02",
          {.temperature = 0.6, .top_p = 1, .top_k = 40, .min_p = 0.02, .seed = 8},
          0,
-         1},
+         ROW_PEAKED},
         /* scale 10 at T 1: about 1,700 ids with mass, so the gathered path
          * sorts a full 2,048 slots (padded) */
-        {"T=1 scale 10", {.temperature = 1, .top_p = 1, .seed = 9}, 10.0, 0},
+        {"T=1 scale 10", {.temperature = 1, .top_p = 1, .seed = 9}, 10.0, ROW_FLAT},
         {"T=1 top-k 1000 top-p 0.99 scale 10",
          {.temperature = 1, .top_p = 0.99, .top_k = 1000, .seed = 10},
          10.0,
-         0},
+         ROW_FLAT},
+        /* tail rows: more ids with mass than the gather holds, the draw
+         * decided by the ids above a tier's floor */
+        {"tail T=0.6 top-p 0.95", {.temperature = 0.6, .top_p = 0.95, .seed = 11}, 0, ROW_TAIL},
+        {"tail T=1 top-k 50", {.temperature = 1, .top_p = 1, .top_k = 50, .seed = 12}, 0, ROW_TAIL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        check_distribution(cases[i].name, &cases[i].sp, cases[i].scale, cases[i].peaked);
+        check_distribution(cases[i].name, &cases[i].sp, cases[i].scale, cases[i].shape);
     time_sampler(64); /* the batch of the roofline target */
     time_sampler(256);
 }

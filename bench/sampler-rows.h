@@ -36,6 +36,22 @@ static inline void fill_peaked_logits(float *x, int n, int n_valid, uint32_t see
         x[(seed + (uint32_t)j * 4099u) % (uint32_t)n_valid] += 25.0f;
 }
 
+/* An uncertain language model's row: 300 ids within 3 of the maximum and
+ * the rest of the vocabulary fill_logits' bulk 13 below it, which at
+ * temperature 0.6 weighs 2^-23 to 2^-39 an id: mass, so that the gathered
+ * path's first floor overflows, though top-p keeps only the first few
+ * hundred (the bulk of 150,000 such ids weighs under 1% of the row). */
+static inline void fill_tail_logits(float *x, int n, int n_valid, uint32_t seed)
+{
+    fill_logits(x, n, n_valid, seed, 1.0);
+    for (int i = 0; i < n_valid; i++)
+        x[i] -= 13.0f;
+    for (int j = 0; j < 300 && j < n_valid; j++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[(seed >> 4) % (uint32_t)n_valid] = j == 0 ? 0.0f : -3.0f * (float)(seed >> 16) / 65536.0f;
+    }
+}
+
 /* Heaviest first, ties by id (sampler.c's order); w: the weights. */
 static inline int by_weight(const void *a, const void *b, void *w)
 {

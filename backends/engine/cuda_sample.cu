@@ -32,10 +32,22 @@
  * walks in id order (a cut's ties, the draw) narrow the row in two rounds
  * read across all the warps before one warp scans what is left.
  *
+ * An uncertain row can leave more ids with mass than shared memory holds
+ * while top-p keeps a few hundred: a language model's bulk a dozen logits
+ * below the maximum weighs some 2^-30 a token at temperature 0.6, mass the
+ * first floor counts, but a vocabulary of it weighs under 1% of the row.
+ * Then one walk counts the ids and their mass above a few higher floors
+ * (tiers), and the highest floor whose ids decide every cut (a top-k cut
+ * that falls above it, a top-p cut whose mass lies above it, or a min-p
+ * cut at or over it) and fit is gathered instead: the mass below it enters
+ * the top-p cut as a sum, and none of it can be drawn.  The draws are the
+ * whole row's still; only a row with no such floor walks the whole row.
+ *
  * The gathered path is the caller's choice (`gather`): the engine's since
  * it passed bench/gpu_check's distribution checks on an H100, drawing what
  * the whole-row path draws, 2.5x faster on peaked rows and 13% slower on
- * flat ones (SSFK_SAMPLE_GATHER; both timed before the 16-byte walks).
+ * flat ones (SSFK_SAMPLE_GATHER; both timed before the 16-byte walks and
+ * the tiers).
  */
 #include <float.h>
 #include <limits.h>
@@ -54,6 +66,12 @@
 /* ids with mass gathered in shared memory (the kernel's static shared
  * memory stays under 48 KB) */
 #define SAMPLE_CANDIDATES 2048
+/* the gather's first floor: one mass unit, a weight of 2^-40 */
+#define MASS_FLOOR_EXP 40
+/* the tiers' floors, highest first: weights of 2^-10, 2^-16 and 2^-24
+ * (Qwen2.5's 151,936 ids under 2^-24 weigh under 1% of the maximum) */
+#define TIERS 3
+#define TIER_EXP(j) ((j) == 0 ? 10 : (j) == 1 ? 16 : 24)
 /* 16-byte loads a thread has in flight in a walk over the row */
 #define LOAD_UNROLL 4
 #define WALK_STEP (SAMPLE_THREADS * LOAD_UNROLL) /* float4s a CTA reads per round */
@@ -195,11 +213,21 @@ __device__ __forceinline__ static u64 mass_of(uint32_t key)
     return (u64)(__uint_as_float(key) * MASS_SCALE);
 }
 
-/* The ids of a row with mass, in id order, and their keys (shared memory). */
+/* The key of a weight of 2^-e: keys at or above it weigh at least that
+ * (MASS_FLOOR_EXP's: at least one mass unit, since w * 2^40 is exact). */
+__device__ __forceinline__ static uint32_t floor_key(int e)
+{
+    return (uint32_t)(127 - e) << 23;
+}
+
+/* The ids of a row at or above a floor, in id order, and their keys (shared
+ * memory); the row's ids below the floor weigh `tail` mass units, and n_all
+ * ids of the row have a weight (a key) at all. */
 typedef struct cand_in {
     const uint32_t *key;
     const int32_t *id;
     int n;
+    u64 tail, n_all;
 } cand_in;
 
 /* Entry i of a source (the whole row, or its gathered candidates): its key
@@ -222,6 +250,17 @@ __device__ __forceinline__ static uint32_t key_at(const cand_in &c, int i)
 __device__ __forceinline__ static int id_at(const cand_in &c, int i)
 {
     return c.id[i];
+}
+
+/* The mass of the row that the source leaves out (top-p's cut counts it). */
+__device__ __forceinline__ static u64 tail_of(const row_in &)
+{
+    return 0;
+}
+
+__device__ __forceinline__ static u64 tail_of(const cand_in &c)
+{
+    return c.tail;
 }
 
 /* f(key, id) for every entry of a source, in no set order (the order-free
@@ -287,6 +326,25 @@ __device__ static u64 row_sum(const R &r, F value, shared_state &sh)
     s = sh.u64_out;
     __syncthreads();
     return s;
+}
+
+/* How many ids of the row have a weight: top-k cuts only below that many. */
+__device__ static u64 count_all(const row_in &r, shared_state &sh)
+{
+    return row_sum(
+        r, [](uint32_t key, int) -> u64 { return key != 0; }, sh);
+}
+
+__device__ static u64 count_all(const cand_in &c, shared_state &)
+{
+    return c.n_all;
+}
+
+/* The mass top-p keeps of `total`: at least one unit. */
+__device__ static u64 top_p_need(double top_p, u64 total)
+{
+    u64 need = (u64)ceil(top_p * (double)total);
+    return need < 1 ? 1 : need;
 }
 
 /* Entries a lane reads at once in an in-order walk's sums */
@@ -472,15 +530,15 @@ template <typename R>
 __device__ static int draw_filtered(const R &r, const ssf_sample_spec &sp, shared_state &sh)
 {
     kept_set s = {{0, INT_MAX}, {0, INT_MAX}, 0.0f};
-    auto count = [&](uint32_t key, int) -> u64 { return key != 0; };
     auto mass = [&](uint32_t key, int id) -> u64 { return kept(s, key, id) ? mass_of(key) : 0; };
-    if (sp.top_k > 0 && (u64)sp.top_k < row_sum(r, count, sh))
-        s.k = select_heaviest(r, s, false, (u64)sp.top_k, sh);
+    bool cut_k = sp.top_k > 0 && (u64)sp.top_k < count_all(r, sh);
+    if (cut_k) s.k = select_heaviest(r, s, false, (u64)sp.top_k, sh);
     if (sp.top_p > 0 && sp.top_p < 1) {
-        u64 total = row_sum(r, mass, sh);
-        u64 need = (u64)ceil(sp.top_p * (double)total);
-        if (need < 1) need = 1;
-        if (need < total) s.p = select_heaviest(r, s, true, need, sh);
+        /* the row's mass below a gathered floor counts, unless a top-k cut
+         * dropped it; a cut that falls below the floor keeps all above it */
+        u64 in_source = row_sum(r, mass, sh), total = in_source + (cut_k ? 0 : tail_of(r));
+        u64 need = top_p_need(sp.top_p, total);
+        if (need < total && need <= in_source) s.p = select_heaviest(r, s, true, need, sh);
     }
     if (sp.min_p > 0) s.min_w = (float)sp.min_p;
     u64 total = row_sum(r, mass, sh);
@@ -490,18 +548,19 @@ __device__ static int draw_filtered(const R &r, const ssf_sample_spec &sp, share
     return at >= 0 ? id_at(r, at) : -1;
 }
 
-/* Appends this thread's entries with mass among x[0 .. K) (ids id[k], -1
- * for none) to sh.cand_key and sh.cand_id, one shared atomic a warp: the
- * warp's lanes take consecutive places.  Every lane of the warp calls it.
- * Places past SAMPLE_CANDIDATES are counted in sh.n_cand, not written. */
+/* Appends this thread's entries at or above `floor` (a key) among x[0 ..
+ * K) (ids id[k], -1 for none) to sh.cand_key and sh.cand_id, one shared
+ * atomic a warp: the warp's lanes take consecutive places.  Every lane of
+ * the warp calls it.  Places past SAMPLE_CANDIDATES are counted in
+ * sh.n_cand, not written. */
 template <int K>
-__device__ static void append_with_mass(const row_in &r, const float (&x)[K], const int (&id)[K],
-                                        shared_state &sh)
+__device__ static void append_above(const row_in &r, const float (&x)[K], const int (&id)[K],
+                                    uint32_t floor, shared_state &sh)
 {
     int lane = threadIdx.x % 32, mine = 0;
 #pragma unroll
     for (int k = 0; k < K; k++)
-        mine += id[k] >= 0 && mass_of(weight_key(r, x[k])) > 0;
+        mine += id[k] >= 0 && weight_key(r, x[k]) >= floor;
     int incl = mine;
     for (int o = 1; o < 32; o *= 2) {
         int t = __shfl_up_sync(0xffffffffu, incl, o);
@@ -517,7 +576,7 @@ __device__ static void append_with_mass(const row_in &r, const float (&x)[K], co
 #pragma unroll
     for (int k = 0; k < K; k++) {
         uint32_t key = weight_key(r, x[k]);
-        if (id[k] < 0 || mass_of(key) == 0) continue;
+        if (id[k] < 0 || key < floor) continue;
         if (at < SAMPLE_CANDIDATES) sh.cand_key[at] = key, sh.cand_id[at] = id[k];
         at++;
     }
@@ -549,20 +608,88 @@ __device__ static void sort_candidates(shared_state &sh, int n)
         }
 }
 
-/* Gathers the row's ids with mass, in id order, into sh.cand_key and
- * sh.cand_id in one walk over the row.  Returns how many, or -1 when they
- * are more than SAMPLE_CANDIDATES (what was written is then moot). */
-__device__ static int gather_candidates(const row_in &r, shared_state &sh)
+/* Gathers the row's ids at or above `floor` (a key), in id order, into
+ * sh.cand_key and sh.cand_id in one walk over the row.  Returns how many,
+ * or -1 when they are more than SAMPLE_CANDIDATES (what was written is then
+ * moot). */
+__device__ static int gather_candidates(const row_in &r, uint32_t floor, shared_state &sh)
 {
     if (threadIdx.x == 0) sh.n_cand = 0;
     __syncthreads();
     for_each_round(r.x, r.n,
-                   [&](const auto &x, const auto &id) { append_with_mass(r, x, id, sh); });
+                   [&](const auto &x, const auto &id) { append_above(r, x, id, floor, sh); });
     __syncthreads();
     int total = sh.n_cand;
     if (total > SAMPLE_CANDIDATES) return -1;
     sort_candidates(sh, total);
     return total;
+}
+
+/* What choosing a tier takes of a row: how many ids have a weight, their
+ * mass, and the count and mass of those at or above each tier's floor. */
+typedef struct tier_stats {
+    u64 n_all, total;
+    u64 count[TIERS], mass[TIERS];
+} tier_stats;
+
+#define TIER_SUMS (2 + 2 * TIERS)
+
+/* One walk over the row, summed a warp at a time into sh.hist (unused
+ * until a cut's histogram), with integers: the same in any order. */
+__device__ static tier_stats count_tiers(const row_in &r, shared_state &sh)
+{
+    u64 v[TIER_SUMS] = {};
+    for (int b = threadIdx.x; b < TIER_SUMS; b += SAMPLE_THREADS)
+        sh.hist[b] = 0;
+    __syncthreads();
+    for_each_entry(r, [&](uint32_t key, int) {
+        u64 m = mass_of(key);
+        v[0] += key != 0, v[1] += m;
+#pragma unroll
+        for (int j = 0; j < TIERS; j++)
+            if (key >= floor_key(TIER_EXP(j))) v[2 + j]++, v[2 + TIERS + j] += m;
+    });
+#pragma unroll
+    for (int k = 0; k < TIER_SUMS; k++) {
+        for (int o = 16; o > 0; o /= 2)
+            v[k] += __shfl_xor_sync(0xffffffffu, v[k], o);
+        if (threadIdx.x % 32 == 0) atomicAdd(&sh.hist[k], v[k]);
+    }
+    __syncthreads();
+    tier_stats st;
+    st.n_all = sh.hist[0], st.total = sh.hist[1];
+    for (int j = 0; j < TIERS; j++)
+        st.count[j] = sh.hist[2 + j], st.mass[j] = sh.hist[2 + TIERS + j];
+    __syncthreads();
+    return st;
+}
+
+/* Whether the row's ids at or above tier j's floor decide the draw as the
+ * whole row does: draw_filtered's cuts, in its order, fall at or above the
+ * floor, so that no id below it is drawn or moves a cut.  A top-k cut that
+ * keeps fewer ids than the tier holds; else a top-p cut whose mass the
+ * tier holds; else a min-p cut at or over the floor. */
+__device__ static bool tier_decides(const ssf_sample_spec &sp, const tier_stats &st, int j)
+{
+    if (sp.top_k > 0 && (u64)sp.top_k < st.n_all) return st.count[j] >= (u64)sp.top_k;
+    if (sp.top_p > 0 && sp.top_p < 1) {
+        u64 need = top_p_need(sp.top_p, st.total);
+        if (need < st.total && st.mass[j] >= need) return true;
+    }
+    return sp.min_p > 0 && (float)sp.min_p >= __uint_as_float(floor_key(TIER_EXP(j)));
+}
+
+/* When the ids with mass are too many: the highest tier that decides the
+ * draw and fits, gathered, or n -1 when none does. */
+__device__ static cand_in gather_tier(const row_in &r, const ssf_sample_spec &sp, shared_state &sh)
+{
+    tier_stats st = count_tiers(r, sh);
+    for (int j = 0; j < TIERS; j++)
+        if (st.count[j] <= SAMPLE_CANDIDATES && tier_decides(sp, st, j)) {
+            int n = gather_candidates(r, floor_key(TIER_EXP(j)), sh);
+            return cand_in{sh.cand_key, sh.cand_id, n, st.total - st.mass[j], st.n_all};
+        }
+    return cand_in{sh.cand_key, sh.cand_id, -1, 0, 0};
 }
 
 /* GATHER a template argument, so that the whole-row kernel carries none of
@@ -585,10 +712,13 @@ __global__ static void __launch_bounds__(SAMPLE_THREADS)
          * every lower logit at 0 */
         double inv_t = 1.0 / sp.temperature;
         row_in r = {x, n_valid, best.v, inv_t < FLT_MAX ? (float)inv_t : FLT_MAX};
-        /* the maximum weighs 2^40, so every row has a candidate */
-        int n = GATHER ? gather_candidates(r, sh) : 0;
-        if (GATHER && n > 0)
-            id = draw_filtered(cand_in{sh.cand_key, sh.cand_id, n}, sp, sh);
+        /* the maximum weighs 2^40, so every row has a candidate; a
+         * candidate of each id with mass leaves no tail */
+        int n = GATHER ? gather_candidates(r, floor_key(MASS_FLOOR_EXP), sh) : 0;
+        cand_in c = {sh.cand_key, sh.cand_id, n, 0, (u64)n};
+        if (GATHER && n < 0) c = gather_tier(r, sp, sh);
+        if (GATHER && c.n > 0)
+            id = draw_filtered(c, sp, sh);
         else
             id = draw_filtered(r, sp, sh);
     }

@@ -198,8 +198,11 @@ static const swap SAMPLE_SWAPS[] = {
     {"__shared__ shared_state sh;", "shared_state &sh = emu_shared<shared_state>(0);", 1},
     {"const ssf_sample_spec sp = spec[blockIdx.x];",
      "const ssf_sample_spec sp = ld_spec(&spec[blockIdx.x]);", 1},
-    {"int n = GATHER ? gather_candidates(r, sh) : 0;",
-     "int n = GATHER ? emu_gathered(gather_candidates(r, sh), sh) : 0;", 1},
+    {"    if (total > SAMPLE_CANDIDATES) return -1;\n    sort_candidates(sh, total);\n    return "
+     "total;\n",
+     "    if (total > SAMPLE_CANDIDATES) return emu_gathered(-1, floor, sh);\n"
+     "    sort_candidates(sh, total);\n    return emu_gathered(total, floor, sh);\n",
+     1},
     {"if (threadIdx.x == 0) ids[blockIdx.x] = id;",
      "if (threadIdx.x == 0) st_id(&ids[blockIdx.x], id);", 1},
     {NULL, NULL, 0},

@@ -22,7 +22,10 @@
  *    uniform walked in id order), so the gathered path's ids equal the
  *    whole-row path's, draw for draw;
  *  - the gather found exactly the ids with mass, in id order, with their
- *    keys, or returned -1 when they are more than SAMPLE_CANDIDATES;
+ *    keys, or returned -1 when they are more than SAMPLE_CANDIDATES; and
+ *    then the ids at or above the floor of the tier the model chooses (the
+ *    highest whose ids decide every cut and fit), or none when no tier
+ *    does;
  *  - the model's distribution is bench/sampler-rows.h's reference_dist
  *    (gpu_check's; the filters of sampler.c in double): no id outside its support,
  *    total variation under 1e-5, and the draws fit it (chi-square, loose);
@@ -466,6 +469,13 @@ template <typename T, int N> class BlockScan
 };
 } // namespace cub
 
+/* The ids at or above a floor (a weight's key) and their keys, in id order. */
+struct cand_set {
+    uint32_t floor;
+    std::vector<int32_t> id;
+    std::vector<uint32_t> key;
+};
+
 /* ---- global memory: the launch's rows, specs and ids ---- */
 static struct {
     const float *logits;
@@ -474,11 +484,11 @@ static struct {
     const ssf_sample_spec *spec;
     int32_t *ids;
     std::vector<int> id_writes;
-    /* what the gather must find in every row: the ids with mass and their
-     * keys (the rows of a launch are copies of one) */
-    const std::vector<int32_t> *cand_id;
-    const std::vector<uint32_t> *cand_key;
-    std::vector<int> gathered;   /* per row: what gather_candidates returned */
+    /* what a gather at each floor must find in every row (the rows of a
+     * launch are copies of one) */
+    const std::vector<cand_set> *sets;
+    std::vector<int> gathered;   /* per row: what gather_candidates last returned */
+    std::vector<uint32_t> floor; /* per row: at which floor */
     std::vector<int> cand_wrong; /* per row: candidates found wrong */
 } G;
 
@@ -512,17 +522,24 @@ static void st_id(int32_t *p, int32_t v)
     G.id_writes[g_block.x]++;
     *p = v;
 }
-/* after gather_candidates (every thread, past its last barrier): thread 0
- * notes what it returned and compares what it gathered with the host's */
-template <typename S> static int emu_gathered(int n, S &sh)
+/* as gather_candidates returns (every thread, past its last barrier):
+ * thread 0 notes what it returned at which floor and compares what it
+ * gathered with the host's set at that floor */
+template <typename S> static int emu_gathered(int n, uint32_t floor, S &sh)
 {
     if (g_cur != 0) return n;
-    G.gathered[g_block.x] = n;
-    int bad = 0;
-    if (n > 0 && (size_t)n == G.cand_id->size())
+    G.gathered[g_block.x] = n, G.floor[g_block.x] = floor;
+    const cand_set *want = NULL;
+    for (const cand_set &c : *G.sets)
+        if (c.floor == floor) want = &c;
+    if (!want) {
+        G.cand_wrong[g_block.x]++;
+        return n;
+    }
+    if (n > 0 && (size_t)n == want->id.size())
         for (int k = 0; k < n; k++)
-            bad += sh.cand_id.v[k] != (*G.cand_id)[k] || sh.cand_key.v[k] != (*G.cand_key)[k];
-    G.cand_wrong[g_block.x] = bad;
+            G.cand_wrong[g_block.x] +=
+                sh.cand_id.v[k] != want->id[k] || sh.cand_key.v[k] != want->key[k];
     return n;
 }
 
@@ -616,6 +633,7 @@ static void launch(const float *logits, int rows, size_t stride, int n_valid,
     G.logits = logits, G.rows = rows, G.stride = stride, G.n_valid = n_valid;
     G.spec = spec, G.ids = ids;
     G.id_writes.assign(rows, 0), G.gathered.assign(rows, -2), G.cand_wrong.assign(rows, 0);
+    G.floor.assign(rows, 0);
     g_gather = gather;
     std::fill(ids, ids + rows, (int32_t)0x7eadbeef);
     std::vector<int> order(rows);
@@ -661,14 +679,43 @@ static void fill_with_mass(float *x, int n, int n_valid, uint32_t seed, int k, b
  * the weight computed as the kernel does) and mass (2^-40 units), the cuts
  * heaviest first with ties lowest id first (top-k by count over the ids
  * with a nonzero key, top-p by mass, min-p on the weight), and the kept
- * masses, which the uniform walks in id order. */
+ * masses, which the uniform walks in id order.  And what the gathered
+ * path must gather: the ids at or above one mass unit (sets[0]) and at or
+ * above each tier's floor (sets[1 + j]), and where it must end: the ids
+ * with mass when they fit, else the highest tier whose ids decide every cut
+ * and fit, else none (-1 at the first floor). */
 struct model {
     std::vector<uint32_t> key;
     std::vector<uint64_t> kept; /* the mass of each id that survives */
     uint64_t total;
-    std::vector<int32_t> cand_id; /* the ids with mass, in order */
-    std::vector<uint32_t> cand_key;
+    std::vector<cand_set> sets;
+    uint32_t want_floor;
+    int want_n;
 };
+
+/* The key of a weight of 2^-e. */
+static uint32_t key_of_exp(int e)
+{
+    return __float_as_uint(ldexpf(1.0f, -e));
+}
+
+/* Whether the ids at or above 2^-e decide the draw: a top-k cut (over the
+ * row's count of weighted ids) keeping no more than they are; else a top-p
+ * cut (on the row's whole mass) whose mass they hold; else a min-p at or
+ * over 2^-e. */
+static bool tier_decides_host(const ssf_sample_spec &sp, int n_all, uint64_t total,
+                              const cand_set &c, const std::vector<uint64_t> &mass, int e)
+{
+    if (sp.top_k > 0 && sp.top_k < n_all) return (int)c.id.size() >= sp.top_k;
+    if (sp.top_p > 0 && sp.top_p < 1) {
+        uint64_t need = (uint64_t)ceil(sp.top_p * (double)total), held = 0;
+        if (need < 1) need = 1;
+        for (int32_t i : c.id)
+            held += mass[i];
+        if (need < total && held >= need) return true;
+    }
+    return sp.min_p > 0 && (float)sp.min_p >= ldexpf(1.0f, -e);
+}
 static model make_model(const float *x, int n, const ssf_sample_spec &sp)
 {
     model m;
@@ -681,13 +728,31 @@ static model make_model(const float *x, int n, const ssf_sample_spec &sp)
     std::vector<uint64_t> mass(n, 0);
     std::vector<int> live; /* nonzero key, and a weight min-p 0 keeps (not NaN) */
     int count = 0;
+    uint64_t all_mass = 0;
+    const int floors[1 + TIERS] = {40, TIER_EXP(0), TIER_EXP(1), TIER_EXP(2)};
+    static_assert(TIERS == 3, "floors lists every tier");
+    m.sets.resize(1 + TIERS);
+    for (int f = 0; f <= TIERS; f++)
+        m.sets[f].floor = key_of_exp(floors[f]);
     for (int i = 0; i < n; i++) {
         if (!isfinite(x[i])) continue;
         float w = expf((x[i] - max) * inv_t);
         m.key[i] = __float_as_uint(w), mass[i] = cvt_rzi_u64(w * 1099511627776.0f);
-        count += m.key[i] != 0;
+        count += m.key[i] != 0, all_mass += mass[i];
         if (m.key[i] != 0 && w >= 0.0f) live.push_back(i);
-        if (mass[i]) m.cand_id.push_back(i), m.cand_key.push_back(m.key[i]);
+        for (cand_set &c : m.sets)
+            if (w >= __uint_as_float(c.floor)) c.id.push_back(i), c.key.push_back(m.key[i]);
+    }
+    if ((int)m.sets[0].id.size() <= 2048) {
+        m.want_floor = m.sets[0].floor, m.want_n = (int)m.sets[0].id.size();
+    } else {
+        m.want_floor = m.sets[0].floor, m.want_n = -1;
+        for (int j = 0; j < TIERS; j++)
+            if (m.sets[1 + j].id.size() <= 2048 &&
+                tier_decides_host(sp, count, all_mass, m.sets[1 + j], mass, floors[1 + j])) {
+                m.want_floor = m.sets[1 + j].floor, m.want_n = (int)m.sets[1 + j].id.size();
+                break;
+            }
     }
     std::sort(live.begin(), live.end(),
               [&](int a, int b) { return m.key[a] != m.key[b] ? m.key[a] > m.key[b] : a < b; });
@@ -721,14 +786,47 @@ static int32_t model_draw(const model &m, uint64_t seed, uint64_t step)
     return -1;
 }
 
+/* Weights set by their powers of two at temperature t: k heavy ids at
+ * 2^-[0, 3] (the first at 1), m ids of a band at 2^-[lo, hi], the rest at
+ * 2^-[26, 39] (mass, but little); padding high. */
+static void fill_bands(float *x, int n, int n_valid, uint32_t seed, double t, int k, int m,
+                       double lo, double hi)
+{
+    std::mt19937 r(seed);
+    std::uniform_real_distribution<double> u(0, 1);
+    std::vector<int> ids(n_valid);
+    for (int i = 0; i < n_valid; i++)
+        ids[i] = i;
+    std::shuffle(ids.begin(), ids.end(), r);
+    auto at = [&](double e) { return (float)(-e * M_LN2 * t); };
+    for (int i = 0; i < n; i++)
+        x[i] = i < n_valid ? at(26 + 13 * u(r)) : 50.0f;
+    for (int j = 0; j < k + m && j < n_valid; j++)
+        x[ids[j]] = j == 0 ? 0.0f : j < k ? at(3 * u(r)) : at(lo + (hi - lo) * u(r));
+}
+
 /* ---- cases ---- */
-enum kind { FLAT, PEAKED, MASS, TIED, LAST_HEAVY };
+enum kind { FLAT, PEAKED, MASS, TIED, LAST_HEAVY, TAIL, BANDS };
 struct scase {
     const char *name;
     kind k;
-    double param; /* FLAT: scale; MASS, TIED, LAST_HEAVY: ids with mass */
+    double param; /* FLAT: scale; MASS, TIED, LAST_HEAVY: ids with mass; BANDS: a BAND_ROWS entry */
     int n, n_valid, draws;
     ssf_sample_spec sp;
+};
+
+/* BANDS rows: heavy ids, ids in the band, the band's weights 2^-lo .. 2^-hi */
+static const struct {
+    int heavy, band;
+    double lo, hi;
+} BAND_ROWS[] = {
+    /* the band 10% of the mass: the 2^-10 tier holds 90%, 2^-16 all */
+    {4, 1500, 11, 15},
+    /* the band 3% of the mass, under 2^-10 (which decides top-p 0.95 with
+     * the band's mass counted in) */
+    {40, 1500, 10.5, 12.5},
+    /* 3,000 ids in the band: no tier fits and holds it */
+    {4, 3000, 11, 15},
 };
 
 static void make_row(const scase &c, float *x)
@@ -750,6 +848,14 @@ static void make_row(const scase &c, float *x)
     case LAST_HEAVY: /* MASS, and the last valid id as heavy as the first */
         fill_with_mass(x, c.n, c.n_valid, seed, (int)c.param, false);
         x[c.n_valid - 1] = 0.0f;
+        break;
+    case TAIL:
+        fill_tail_logits(x, c.n, c.n_valid, seed);
+        break;
+    case BANDS:
+        fill_bands(x, c.n, c.n_valid, seed, c.sp.temperature, BAND_ROWS[(int)c.param].heavy,
+                   BAND_ROWS[(int)c.param].band, BAND_ROWS[(int)c.param].lo,
+                   BAND_ROWS[(int)c.param].hi);
         break;
     }
 }
@@ -785,9 +891,12 @@ static int run_case(const scase &c)
     if (outside) complain("  the model keeps %d ids the reference drops\n", outside);
     if (!(tv < 1e-5)) complain("  the model is %.3g (total variation) from the reference\n", tv);
 
-    int n_mass = (int)m.cand_id.size(), want_n = n_mass <= 2048 ? n_mass : -1;
+    int n_mass = (int)m.sets[0].id.size(), want_n = m.want_n;
+    int tier = 0; /* 0: the first floor; 1 + j: tier j */
+    for (int f = 0; f < (int)m.sets.size(); f++)
+        if (m.sets[f].floor == m.want_floor) tier = f;
     std::vector<int32_t> ids[2] = {std::vector<int32_t>(D), std::vector<int32_t>(D)};
-    G.cand_id = &m.cand_id, G.cand_key = &m.cand_key;
+    G.sets = &m.sets;
     int same = 0, as_model[2] = {0, 0};
     for (int g = 0; g < 2; g++) {
         launch(x.data(), D, c.n, c.n_valid, spec.data(), g, ids[g].data());
@@ -800,10 +909,10 @@ static int run_case(const scase &c)
             if (got < 0 || got >= c.n_valid || p[got] == 0)
                 complain("  %s draw %d: id %d outside the reference support\n",
                          g ? "gathered" : "whole-row", d, got);
-            if (g && G.gathered[d] != want_n)
-                complain("  draw %d: gather_candidates returned %d, the row has %d ids with mass "
-                         "(want %d)\n",
-                         d, G.gathered[d], n_mass, want_n);
+            if (g && (G.gathered[d] != want_n || G.floor[d] != m.want_floor))
+                complain("  draw %d: gather_candidates returned %d at the floor %08x, the row has "
+                         "%d ids with mass (want %d at %08x)\n",
+                         d, G.gathered[d], G.floor[d], n_mass, want_n, m.want_floor);
             if (g && G.cand_wrong[d])
                 complain("  draw %d: %d gathered candidates differ from the ids with mass\n", d,
                          G.cand_wrong[d]);
@@ -837,10 +946,17 @@ static int run_case(const scase &c)
     int distinct = 0;
     for (int i = 0; i < c.n_valid; i++)
         distinct += cnt[i] > 0;
+    char how[32];
+    if (want_n < 0)
+        snprintf(how, sizeof how, "fallback");
+    else if (tier == 0)
+        snprintf(how, sizeof how, "gathered");
+    else
+        snprintf(how, sizeof how, "tier 2^-%d: %d", TIER_EXP(tier - 1), want_n);
     printf("%s %-40s %4d with mass (%s), %4d kept; %d draws: whole %d, gathered %d as the model, "
            "%d alike, %d ids; chi2 %.1f <= %.1f (%d cells); tv %.1e\n",
-           bad ? "FAIL" : "ok  ", c.name, n_mass, want_n > 0 ? "gathered" : "fallback", kept, D,
-           as_model[0], as_model[1], same, distinct, chi, limit, cells, tv);
+           bad ? "FAIL" : "ok  ", c.name, n_mass, how, kept, D, as_model[0], as_model[1], same,
+           distinct, chi, limit, cells, tv);
     fflush(stdout);
     return bad;
 }
@@ -985,6 +1101,25 @@ int main(int argc, char **argv)
      * weighs 1 and the rest 0, as sampler.c (in double) has them; an
      * infinite 1/T would weigh the maximum 0 * inf = NaN and draw -1 */
     cases.push_back({"T=1e-39 (1/T past FLT_MAX)", FLAT, 1.0, N, NV, 8, S(1e-39, 1, 0, 0, 30)});
+    /* more ids with mass than fit, most of them light: the tiers */
+    std::vector<scase> tiers = {
+        {"tail T=0.6 top-p 0.95", TAIL, 0, N, NV, DR, S(0.6, 0.95, 0, 0, 40)},
+        {"tail T=1 top-k 50", TAIL, 0, N, NV, DR, S(1, 1, 50, 0, 41)},
+        {"tail T=0.6 top-k 3000 top-p 0.9", TAIL, 0, N, NV, DR, S(0.6, 0.9, 3000, 0, 42)},
+        {"bands 10% T=1 top-p 0.95 (2^-16)", BANDS, 0, N, NV, DR, S(1, 0.95, 0, 0, 43)},
+        {"bands 3% T=0.6 top-p 0.95 (2^-10)", BANDS, 1, N, NV, DR, S(0.6, 0.95, 0, 0, 44)},
+        {"bands 10% T=1 min-p 0.001", BANDS, 0, N, NV, DR, S(1, 1, 0, 0.001, 45)},
+        {"bands 10% T=1 top-p 0.99 min-p 0.001", BANDS, 0, N, NV, DR, S(1, 0.99, 0, 0.001, 46)},
+        {"bands 10% T=1 top-p 0.99", BANDS, 0, N, NV, DR, S(1, 0.99, 0, 0, 47)},
+        {"bands of 3000 T=1 top-p 0.95", BANDS, 2, N, NV, DR, S(1, 0.95, 0, 0, 48)},
+        /* top-k decides: the band's mass is gone with the top-k cut */
+        {"bands 3% T=0.6 top-k 30 top-p 0.9", BANDS, 1, N, NV, DR, S(0.6, 0.9, 30, 0, 50)},
+        {"bands 3% T=0.6 top-k 40 top-p 0.9", BANDS, 1, N, NV, DR, S(0.6, 0.9, 40, 0, 51)},
+        /* a min-p under 2^-10 does not decide the 2^-10 tier */
+        {"bands 10% T=1 min-p 0.0009", BANDS, 0, N, NV, DR, S(1, 1, 0, 0.0009, 52)},
+        {"rows of 20003 tail T=0.6 top-p 0.95", TAIL, 0, 20003, 20001, 16, S(0.6, 0.95, 0, 0, 49)},
+    };
+    cases.insert(cases.end(), tiers.begin(), tiers.end());
     int fails = check_philox();
     fails += run_greedy(N, NV);
     fails += run_greedy(20003, 20001); /* rows of several rounds, most not 16-byte aligned */
