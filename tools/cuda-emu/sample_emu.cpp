@@ -650,6 +650,16 @@ static void launch(const float *logits, int rows, size_t stride, int n_valid,
 
 /* ---- rows (bench/gpu_check.c's, and rows with a set count of ids with mass) ---- */
 
+/* The ids 0 .. n_valid - 1 in an order drawn from r. */
+static std::vector<int> shuffled_ids(int n_valid, std::mt19937 &r)
+{
+    std::vector<int> ids(n_valid);
+    for (int i = 0; i < n_valid; i++)
+        ids[i] = i;
+    std::shuffle(ids.begin(), ids.end(), r);
+    return ids;
+}
+
 /* k ids with mass at temperatures up to 1 (logits in [-9, 0], the first
  * at 0; `tied`: on a grid of 0.25, so that weights tie), the rest weighing
  * under one mass unit but not 0 (logits in [-38, -28]), a few of them NaN
@@ -658,10 +668,7 @@ static void fill_with_mass(float *x, int n, int n_valid, uint32_t seed, int k, b
 {
     std::mt19937 r(seed);
     std::uniform_real_distribution<float> u(0, 1);
-    std::vector<int> ids(n_valid);
-    for (int i = 0; i < n_valid; i++)
-        ids[i] = i;
-    std::shuffle(ids.begin(), ids.end(), r);
+    std::vector<int> ids = shuffled_ids(n_valid, r);
     for (int i = 0; i < n; i++)
         x[i] = i < n_valid ? -28.0f - 10.0f * u(r) : 50.0f;
     for (int j = 0; j < k; j++) {
@@ -794,10 +801,7 @@ static void fill_bands(float *x, int n, int n_valid, uint32_t seed, double t, in
 {
     std::mt19937 r(seed);
     std::uniform_real_distribution<double> u(0, 1);
-    std::vector<int> ids(n_valid);
-    for (int i = 0; i < n_valid; i++)
-        ids[i] = i;
-    std::shuffle(ids.begin(), ids.end(), r);
+    std::vector<int> ids = shuffled_ids(n_valid, r);
     auto at = [&](double e) { return (float)(-e * M_LN2 * t); };
     for (int i = 0; i < n; i++)
         x[i] = i < n_valid ? at(26 + 13 * u(r)) : 50.0f;
