@@ -46,9 +46,11 @@ static inline void fill_tail_logits(float *x, int n, int n_valid, uint32_t seed)
     fill_logits(x, n, n_valid, seed, 1.0);
     for (int i = 0; i < n_valid; i++)
         x[i] -= 13.0f;
-    for (int j = 0; j < 300 && j < n_valid; j++) {
+    uint32_t at = seed % (uint32_t)n_valid;
+    for (int j = 0; j < 300 && j < n_valid; j++) { /* 4099 apart: distinct ids */
         seed = seed * 1664525u + 1013904223u;
-        x[(seed >> 4) % (uint32_t)n_valid] = j == 0 ? 0.0f : -3.0f * (float)(seed >> 16) / 65536.0f;
+        x[(at + (uint32_t)j * 4099u) % (uint32_t)n_valid] =
+            j == 0 ? 0.0f : -3.0f * (float)(seed >> 16) / 65536.0f;
     }
 }
 

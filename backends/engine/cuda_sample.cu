@@ -667,7 +667,7 @@ __device__ static tier_stats count_tiers(const row_in &r, shared_state &sh)
 /* Whether the row's ids at or above tier j's floor decide the draw as the
  * whole row does: draw_filtered's cuts, in its order, fall at or above the
  * floor, so that no id below it is drawn or moves a cut.  A top-k cut that
- * keeps fewer ids than the tier holds; else a top-p cut whose mass the
+ * keeps no more ids than the tier holds; else a top-p cut whose mass the
  * tier holds; else a min-p cut at or over the floor. */
 __device__ static bool tier_decides(const ssf_sample_spec &sp, const tier_stats &st, int j)
 {

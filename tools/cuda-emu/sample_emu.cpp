@@ -1119,8 +1119,13 @@ int main(int argc, char **argv)
         /* top-k decides: the band's mass is gone with the top-k cut */
         {"bands 3% T=0.6 top-k 30 top-p 0.9", BANDS, 1, N, NV, DR, S(0.6, 0.9, 30, 0, 50)},
         {"bands 3% T=0.6 top-k 40 top-p 0.9", BANDS, 1, N, NV, DR, S(0.6, 0.9, 40, 0, 51)},
-        /* a min-p under 2^-10 does not decide the 2^-10 tier */
+        /* a min-p under 2^-10 does not decide the 2^-10 tier; one at it does */
         {"bands 10% T=1 min-p 0.0009", BANDS, 0, N, NV, DR, S(1, 1, 0, 0.0009, 52)},
+        {"bands 10% T=1 min-p 2^-10", BANDS, 0, N, NV, DR, S(1, 1, 0, 0.0009765625, 53)},
+        /* a top-k at or past the row's weighted ids cuts nothing: the tail
+         * stays in top-p's total (NaN and infinities weigh nothing) */
+        {"tail T=0.6 top-k 5000 top-p 0.95", TAIL, 0, N, NV, DR, S(0.6, 0.95, 5000, 0, 54)},
+        {"2500 with mass T=1 top-k 3995 top-p 0.9", MASS, 2500, N, NV, DR, S(1, 0.9, 3995, 0, 55)},
         {"rows of 20003 tail T=0.6 top-p 0.95", TAIL, 0, 20003, 20001, 16, S(0.6, 0.95, 0, 0, 49)},
     };
     cases.insert(cases.end(), tiers.begin(), tiers.end());
