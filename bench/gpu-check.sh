@@ -96,6 +96,16 @@ summarize() {
             printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
         tee -a "$LOG"
     grep -E '^TIME op=pgemm_' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
+    say "attention alone, the plan's split against none at all (ms; ratio under 1: no split is faster):"
+    awk '/^== ops / { model = $3 }
+        /^TIME op=attention / {
+            for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            key = model " rows=" v["rows"] " ctx=" v["ctx"]
+            if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+            ms[key, v["chunk"]] = v["ms"]; if (v["chunk"] == "plan") sp[key] = v["splits"]; delete v }
+        END { for (i = 1; i <= n; i++) { k = order[i]; p = ms[k, "plan"]; w = ms[k, "whole"]
+            if (p > 0 && w > 0) printf "%-28s plan %s splits %7s  whole %7s  %.3f\n", k, sp[k], p, w, w / p } }' \
+        "$LOG" | tee -a "$LOG"
     say "the tuner's verdicts, own GEMM against cuBLAS's path (own=1: the steps take it):"
     grep -E '^TIME model=.* gemm_verdict ' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
     say "the scheduler over the device (gpu_check engine), steps deferred (overlap=1) or not:"
