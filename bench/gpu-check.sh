@@ -332,6 +332,7 @@ if __name__ == "__main__":
     sys.exit(main())
 PY
 
+"$PYTHON" -m py_compile "$WORK/hf.py" 2>&1 | tee -a "$LOG"
 # the CLI's main job (bench/gpu-cli.sh), when CLI_BUNDLE gives the CLI
 cli() {
     if [ -z "${CLI_BUNDLE:-}" ]; then
@@ -343,7 +344,6 @@ cli() {
 }
 # --cli: the random 1.5B checkpoint and the CLI on it, nothing built here
 if [ "${1:-}" = "--cli" ]; then
-    "$PYTHON" -m py_compile "$WORK/hf.py" 2>&1 | tee -a "$LOG"
     HF_MODELS_ONLY=1 HF_SHAPES=qwen2.5-1.5b step models "$PYTHON" "$WORK/hf.py" "$WORK" \
         "$BATCHES" "$PROMPT" "$STEPS"
     cli "$WORK/qwen2.5-1.5b-random"
@@ -351,7 +351,6 @@ if [ "${1:-}" = "--cli" ]; then
     exit $?
 fi
 step build build || { say "build failed; nothing else can run"; exit 1; }
-"$PYTHON" -m py_compile "$WORK/hf.py" 2>&1 | tee -a "$LOG"
 if [ "${1:-}" = "--build-only" ]; then
     say "built in $WORK (not run)"
     exit 0

@@ -103,17 +103,24 @@ evaluate() {
     "${JOB[@]}" >"$WORK/cli-$name.log" 2>&1
 }
 
+# The last lines of a run's log that are not progress: what a failure says.
+last_lines() {
+    grep -v '^\[' "$WORK/cli-$1.log" | tail -3 | tr '\n' ' '
+}
+
 # The closing counts of a run's log: planned, stored before, generated, failed.
 counts_of() {
     sed -n 's/.*: \([0-9]*\) samples planned, \([0-9]*\) stored before, \([0-9]*\) generated, \([0-9]*\) failed.*/\1 \2 \3 \4/p' \
         "$WORK/cli-$1.log" | tail -1
 }
 
-# The run in DB stored WANT samples, each ended by its budget or eos.
+# The run in DB stored WANT samples, each ended by its budget or eos; its
+# export stays in WORK/cli-NAME.jsonl.
 check_stored() {
-    local name=$1 db=$2 want=$3 n odd
-    n=$("$SSFTEVAL" export 1 --db "$db" | wc -l)
-    odd=$("$SSFTEVAL" export 1 --db "$db" | grep -vc '"finish_reason":"\(length\|stop\)"')
+    local name=$1 db=$2 want=$3 n odd out=$WORK/cli-$1.jsonl
+    "$SSFTEVAL" export 1 --db "$db" --out "$out"
+    n=$(wc -l <"$out")
+    odd=$(grep -vc '"finish_reason":"\(length\|stop\)"' "$out")
     [ "$n" -eq "$want" ] && [ "$odd" -eq 0 ] && return 0
     fail "$name: $n of $want samples stored, $odd not ended by length or eos"
     return 1
@@ -130,7 +137,7 @@ timed() {
     local rc=$?
     t1=$(date +%s.%N)
     if [ "$rc" -ne 0 ]; then
-        fail "$name: exit $rc: $(grep -v '^\[' "$WORK/cli-$name.log" | tail -3 | tr '\n' ' ')"
+        fail "$name: exit $rc: $(last_lines "$name")"
         return 1
     fi
     local c
@@ -184,7 +191,7 @@ killed_and_resumed() {
     evaluate resumed "$db" "${flags[@]}"
     local rc=$?
     if [ "$rc" -ne 0 ]; then
-        fail "resume: exit $rc: $(grep -v '^\[' "$WORK/cli-resumed.log" | tail -3 | tr '\n' ' ')"
+        fail "resume: exit $rc: $(last_lines resumed)"
         return 1
     fi
     local c kept
@@ -192,7 +199,7 @@ killed_and_resumed() {
     [ "$c" = "$want $k $((want - k)) 0" ] ||
         fail "resume: planned, stored before, generated, failed: $c (want $want $k $((want - k)) 0)"
     check_stored resumed "$db" "$want" || return 1
-    kept=$("$SSFTEVAL" export 1 --db "$db" | sort | comm -12 - <(printf '%s\n' "$before") | wc -l)
+    kept=$(sort "$WORK/cli-resumed.jsonl" | comm -12 - <(printf '%s\n' "$before") | wc -l)
     [ "$kept" -eq "$k" ] || fail "resume: $kept of the $k samples stored before the kill are unchanged"
     echo "PASS cli resume: killed with $k of $want samples stored; resumed, $((want - k))" \
         "generated, the $k kept as they were"
