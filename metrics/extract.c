@@ -606,7 +606,6 @@ void ssf_extract(const ssf_extractor *x, const char *text, size_t len, ssf_arena
     int anchor = has_anchor(x, text, len, md);
     match_list ml;
     ml.items = ml.small;
-    ml.n = 0;
     ml.cap = MATCHES_INLINE;
     size_t tried = 0;
     for (size_t g = 0; g < x->n_groups; g++) {

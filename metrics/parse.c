@@ -103,7 +103,7 @@ typedef struct tok {
     long exp10;       /* T_NUM: E-notation exponent */
     size_t ndigits;   /* T_NUM */
     unsigned text;    /* the \text{} run it came from, 0 in math */
-    unsigned char space, sci, plain;
+    unsigned char space, sci;
 } tok;
 
 #define NODES_INLINE 8
@@ -490,7 +490,7 @@ static void lex_suffixes(parser *p, tok *t)
                     depth++;
                 else if (c == '}' && --depth == 0)
                     break;
-                else if (!is_space(c) && c != '{' && c != '}')
+                else if (!is_space(c) && c != '}')
                     tok_name_append(p, t, p->s + j, 1);
             }
             if (depth > 0) {
@@ -595,7 +595,7 @@ static void lex_number(parser *p)
         (is_digit(ch(p, i + 1)) ||
          ((ch(p, i + 1) == '+' || ch(p, i + 1) == '-') && is_digit(ch(p, i + 2))))) {
         size_t j = i + 1;
-        int neg = ch(p, j) == '-';
+        int negative = ch(p, j) == '-';
         if (ch(p, j) == '+' || ch(p, j) == '-') j++;
         for (; is_digit(ch(p, j)); j++) {
             if (e <= MAX_EXP10) e = e * 10 + (ch(p, j) - '0');
@@ -604,7 +604,7 @@ static void lex_number(parser *p)
             budget_fail(p, st, "exponent too large");
             return;
         }
-        e = neg ? -e : e;
+        e = negative ? -e : e;
         sci = 1;
         i = j;
     }
@@ -1133,6 +1133,13 @@ static int strip_one_unit(parser *p)
     p->t[f].pos = pos;
     p->n = f + 1;
     return 1;
+}
+
+/* Up to three trailing units, as in "5 \\text{m} \\text{per} \\text{s}". */
+static void strip_units(parser *p)
+{
+    for (int k = 0; k < 3; k++)
+        if (!strip_one_unit(p)) return;
 }
 
 /* ---- parser: tokens ------------------------------------------------------------------------ */
@@ -2199,12 +2206,12 @@ static void parser_init(parser *p, ssf_arena *a, const char *s, size_t len,
 /* The first bytes of the answer for a message: one line, printable. */
 static void quote_head(const char *text, size_t len, char out[61])
 {
-    size_t n = len < 60 ? len : 60;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    for (; i < len && i < 60; i++) {
         unsigned char c = (unsigned char)text[i];
         out[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
     }
-    out[n] = '\0';
+    out[i] = '\0';
 }
 
 ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf_parse_options *o,
@@ -2235,14 +2242,12 @@ ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf
         unwrap(&p);
     }
     lex(&p);
-    if (!p.failed && p.strip_units)
-        for (int k = 0; k < 3 && strip_one_unit(&p); k++)
-            continue;
+    if (!p.failed && p.strip_units) strip_units(&p);
     ssf_node *n = p.failed ? NULL : parse_tokens(&p);
     if (!n && !p.failed) fail(&p, p.hi, "no answer");
     if (p.failed && err) {
         char head[61];
-        quote_head(p.s, p.s == text ? len : 0, head);
+        quote_head(text, len, head);
         if (p.budget)
             ssf_fail(err, "over budget: %s in '%s' at byte %zu", p.why, head, p.at);
         else

@@ -872,7 +872,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct request *rq = *req_cls;
     (void)version;
     if (!rq) {
-        *req_cls = rq = ssf_xcalloc(1, sizeof *rq);
+        *req_cls = ssf_xcalloc(1, sizeof *rq);
         pthread_mutex_lock(&s->lock);
         s->stats.requests++;
         pthread_mutex_unlock(&s->lock);

@@ -176,13 +176,11 @@ static void expect_boxed(const char *text, const char *want)
 {
     char *s = ssf_boxed_content(text, strlen(text));
     int ok = want ? s && strcmp(s, want) == 0 : s == NULL;
-    if (!ok) {
+    if (!ok)
         fprintf(stderr, "boxed '%s'\n  want %s\n  got  %s\n", text, want ? want : "NULL",
                 s ? s : "NULL");
-        free(s);
-        fail_msg("boxed content mismatch for '%s'", text);
-    }
     free(s);
+    if (!ok) fail_msg("boxed content mismatch for '%s'", text);
 }
 
 /* ---- 1. priorities ----------------------------------------------------- */

@@ -710,8 +710,7 @@ static void test_model_shard_errors(void **state)
 static int64_t meta_int(const jl_value *meta, const char *key)
 {
     const jl_value *v = jl_get(meta, key);
-    if (!v || v->type != JL_NUMBER || !v->u.num.is_int) fprintf(stderr, "no integer %s\n", key);
-    assert_true(v && v->type == JL_NUMBER && v->u.num.is_int);
+    if (!v || v->type != JL_NUMBER || !v->u.num.is_int) fail_msg("no integer %s", key);
     return v->u.num.i;
 }
 

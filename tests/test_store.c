@@ -344,7 +344,7 @@ static void test_sample_round_trip(void **state)
     free(c);
 
     /* Other seeds near the signed boundary survive too. */
-    uint64_t seeds[] = {0, 1, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1, UINT64_MAX - 1};
+    const uint64_t seeds[] = {0, 1, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1, UINT64_MAX - 1};
     for (int i = 0; i < 5; i++) {
         ssf_sample_row r2 = sample("seeds", i, 0, 0, "x");
         r2.seed = seeds[i];

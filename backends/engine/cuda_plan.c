@@ -269,6 +269,9 @@ int ssf_pgemm_wins(double own_ms, double blas_ms)
 
 /* snprintf's to buf + *used, *used counting what the text would take. */
 static void append(char *buf, size_t n, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void append(char *buf, size_t n, size_t *used, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -106,7 +106,7 @@ static int scan_number(parser *p, int *is_integer)
 static jl_value *parse_number(parser *p)
 {
     size_t at = p->pos;
-    int is_integer;
+    int is_integer = 0;
     if (scan_number(p, &is_integer)) return NULL;
     size_t n = p->pos - at;
     /* strtod needs a terminated copy; the input is not terminated. */

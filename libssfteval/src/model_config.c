@@ -250,7 +250,7 @@ static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 
 static int read_generation(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 {
-    int top_k;
+    int top_k = -1;
     if (root->type != JL_OBJECT)
         return ssf_fail(c->err, "%s: %s: expected a JSON object, got %s", c->name, c->file,
                         jl_type_name(root->type));
