@@ -192,11 +192,10 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"tasks", cmd_tasks},   {"prompt", cmd_prompt},   {"data", cmd_data},
-    {"grade", cmd_grade},   {"run", cmd_run},         {"runs", cmd_runs},
-    {"show", cmd_show},     {"rescore", cmd_rescore}, {"export", cmd_export},
-    {"report", cmd_report}, {"compare", cmd_compare},
-    {"model", cmd_model},
+    {"tasks", cmd_tasks},       {"prompt", cmd_prompt},   {"data", cmd_data},
+    {"grade", cmd_grade},       {"run", cmd_run},         {"runs", cmd_runs},
+    {"show", cmd_show},         {"rescore", cmd_rescore}, {"export", cmd_export},
+    {"report", cmd_report},     {"compare", cmd_compare}, {"model", cmd_model},
     {"tokenize", cmd_tokenize},
 };
 
