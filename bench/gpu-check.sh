@@ -5,7 +5,7 @@
 # checker is built here with nvcc and cc from the model reader, the CPU and
 # CUDA devices and bench/gpu_check.c alone.
 #
-#   bench/gpu-check.sh [--build-only | --ops | --perf | --cli]
+#   bench/gpu-check.sh [--build-only | --ops | --perf | --cli | --long]
 #
 # Steps (each prints PASS/FAIL lines; a summary and a timing table close):
 #   1. build gpu_check (and tests/test_engine_cuda when cmocka is there);
@@ -20,6 +20,9 @@
 #   7. with CLI_BUNDLE (bench/gpu-bundle.sh), the CLI's main job on the GPU
 #      (bench/gpu-cli.sh): all of aime25 at cons@32, then a run killed and
 #      resumed; --cli runs only that, on the random 1.5B checkpoint.
+#   --long: the longest decodes, which the full run leaves out for
+#      time: 1.5B at batch 64, 200-token prompts, XLONG_STEPS (default 8192)
+#      steps, BF16 and FP8 KV (some 3 minutes with the build on an H100).
 # Environment: WORK (scratch, default a new temp dir), LOG (default
 # WORK/log.txt), STEP_LIMIT (seconds a step may run, default 120),
 # LONG_STEPS (decode steps of the 200-token benches, default 2048: the whole
@@ -397,6 +400,17 @@ long_benches() {
     step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 tuned,overlap
     step engine-7b "$WORK/gpu_check" engine "$b7" 256
 }
+# --long: 8k-token decodes of 1.5B at batch 64 (the mean context, 4,296
+# positions, makes KV reads 72% of a step's bytes), BF16 and FP8 KV; an estimated
+# 42 and 31 s of decode on an H100 (XLONG_LIMIT, default 300 s, bounds the step).
+if [ "${1:-}" = "--long" ]; then
+    HF_MODELS_ONLY=1 HF_SHAPES=qwen2.5-1.5b step models "$PYTHON" "$WORK/hf.py" "$WORK" \
+        "$BATCHES" "$PROMPT" "$STEPS"
+    STEP_LIMIT=${XLONG_LIMIT:-300} step bench-xlong "$WORK/gpu_check" bench "$BENCH" 64 200 \
+        "${XLONG_STEPS:-8192}" fp8
+    summarize
+    exit $?
+fi
 # --perf: the op tests, the 1.5B ops and the long decode benches only (no
 # transformers timing or parity dumps): a few minutes less of device time.
 if [ "${1:-}" = "--perf" ]; then
