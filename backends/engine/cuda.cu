@@ -1157,7 +1157,10 @@ static int cuda_forward(ssf_device *dev, const ssf_fwd_batch *b, float *logits, 
 {
     cuda_dev *d = (cuda_dev *)dev;
     if (check_batch(d, b, logits, err)) return -1;
-    if (b->n_rows == 0) return 0;
+    if (b->n_rows == 0) {
+        d->prev_samples = 0; /* the next step's feed names this one's draws: none */
+        return 0;
+    }
     int graph = graph_eligible(d, b), R_pad = b->n_rows, bucket = 0;
     if (graph) bucket = graph_bucket(b->n_rows, &R_pad);
     attn_step as;

@@ -356,7 +356,6 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     paged_attention_kernel(ssfk_attn_io io, ssfk_attn_rope rope, const int32_t *rows, float *part,
                            int head_chunks, int chunk, float scale_log2, bool tile_in_block)
 {
-    grid_dep_wait();
     extern __shared__ __align__(16) char smem_raw[];
     int r = rows ? rows[blockIdx.x] : blockIdx.x, kvh = blockIdx.y / head_chunks,
         qc = blockIdx.y % head_chunks;
@@ -369,6 +368,18 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     int mine = n_tiles > warp ? (n_tiles - warp + ATTN_WARPS - 1) / ATTN_WARPS : 0;
     const int32_t *table = row_table(io.tb, r);
     size_t qkv_row = (size_t)r * (n_heads + 2 * io.n_kv_heads) * HD;
+    /* What the wait orders: the rows, positions and tables above were
+     * staged by the host before the step, and K and V before p by earlier
+     * steps.  With RoPE here a step's rows are each the one row of their
+     * sequence and nothing but this kernel writes this layer's K and V
+     * this step, so a first tile that ends before p is queued before the
+     * wait, while the q|k|v GEMM before drains. */
+    int first = lo + warp * SSF_ATTN_TILE, first_cnt = min(SSF_ATTN_TILE, hi - first);
+    bool early = ROPE && mine > 0 && first + first_cnt <= p;
+    if (early)
+        load_tile<HD, FP8>(smem_raw, warp, 0, io.pool, io.kv, kvh, table, io.layer, first,
+                           first_cnt, tile_in_block);
+    grid_dep_wait();
     /* With RoPE here (a build of its own: its code cost the others
      * registers, 105 where 96 at head_dim 64 with fp8), position p is
      * stored by the warp whose last tile holds it, in the CTA whose split
@@ -376,11 +387,9 @@ __global__ static void __launch_bounds__(SSF_ATTN_THREADS)
     if (ROPE && p >= lo && p < lo + chunk && warp == (n_tiles - 1) % ATTN_WARPS)
         store_own_kv<HD, FP8>(io, rope.bias, io.qkv + qkv_row, rope.cs + (size_t)r * (HD / 2), kvh,
                               kv_pos(io.kv, table, io.layer, p));
-    if (mine > 0) {
-        int t0 = lo + warp * SSF_ATTN_TILE;
-        load_tile<HD, FP8>(smem_raw, warp, 0, io.pool, io.kv, kvh, table, io.layer, t0,
-                           min(SSF_ATTN_TILE, hi - t0), tile_in_block);
-    }
+    if (mine > 0 && !early)
+        load_tile<HD, FP8>(smem_raw, warp, 0, io.pool, io.kv, kvh, table, io.layer, first,
+                           first_cnt, tile_in_block);
     cp_async_commit();
     uint32_t qf[HD / 16][2];
     if (ROPE)

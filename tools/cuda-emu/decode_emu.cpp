@@ -29,7 +29,12 @@
  *    by one warp, bit for bit as qkv_rope_store would (bias, rotate-half
  *    RoPE, e4m3 and its scale), before that warp copies them, with a
  *    __syncwarp between; q is rotated at its load, checked through the
- *    output.
+ *    output;
+ *  - the programmatic launch's wait: q|k|v, the angles, and every store
+ *    only after it; copies from the pool before it only in the RoPE build,
+ *    only of positions before the row's own (which that step writes), and
+ *    there every warp whose first tile ends before that position queues
+ *    it before the wait.
  *
  * It follows the PTX spec, not the hardware: it is no substitute for the
  * GPU check, but it runs the kernel's logic wherever a C++ compiler does.
@@ -88,11 +93,26 @@ static struct {
  * stay within */
 static struct {
     int r, seq, kvh, h0, ng, lo, hi, p;
+    bool waited[SSF_ATTN_THREADS];       /* each thread past grid_dep_wait */
+    bool early[SSF_ATTN_THREADS / WARP]; /* each warp copied from the pool before it */
 } E;
+static void on_wait(void)
+{
+    E.waited[g_cur] = true;
+}
+/* what the kernel before may still be writing, or reading, is touched only
+ * after the wait */
+static void after_wait(const char *what)
+{
+    if (!E.waited[g_cur])
+        fail("%s before grid_dep_wait: block (%u,%u,%u) thread %d", what, g_block.x, g_block.y,
+             g_block.z, g_cur);
+}
 
 /* ---- global memory ---- */
 static uint32_t ld32g(const uint32_t *p)
 {
+    after_wait("q read");
     const bf16 *b = (const bf16 *)p;
     if ((uintptr_t)p % 4 || b < G.qkv || b + 2 > G.qkv + G.qkv_elems) fail("q read outside qkv");
     size_t e = (size_t)(b - G.qkv), row = e / G.width, col = e % G.width;
@@ -103,6 +123,7 @@ static uint32_t ld32g(const uint32_t *p)
 }
 static void st_out(bf16 *p, bf16 v)
 {
+    after_wait("output write");
     if (p < G.out || p >= G.out + G.out_elems) fail("output write outside out");
     size_t e = (size_t)(p - G.out), row = e / ((size_t)G.nh * G.hd), h = e / G.hd % G.nh;
     if ((int)row != E.r || (int)h < E.h0 || (int)h >= E.h0 + E.ng)
@@ -120,6 +141,7 @@ static void part_of(size_t i, size_t *x, size_t *h, size_t *z)
 }
 static void st_part(float *p, float v)
 {
+    after_wait("partial write");
     if (!G.part || p < G.part || p >= G.part + G.part_floats) fail("partial write outside part");
     size_t i = (size_t)(p - G.part), x, h, z;
     part_of(i, &x, &h, &z);
@@ -170,6 +192,7 @@ static float2 rope_pair(float x1, float x2, float2 cs)
 static float biased(const bf16 *row, const float *bias, int j)
 {
     int hd = G.hd, kcol = (G.nh + E.kvh) * hd, vcol = (G.nh + G.nkv + E.kvh) * hd;
+    after_wait("q|k|v read");
     if (row != G.qkv + (size_t)E.r * G.width) fail("q|k|v read of another row than %d", E.r);
     bool q = j >= E.h0 * hd && j < (E.h0 + E.ng) * hd;
     bool kv = (j >= kcol && j < kcol + hd) || (j >= vcol && j < vcol + hd);
@@ -183,6 +206,7 @@ static float biased(const bf16 *row, const float *bias, int j)
 static float2 ld_cs(const float2 *p)
 {
     const float2 *row = G.cs + (size_t)E.r * (G.hd / 2);
+    after_wait("angle read");
     if (!G.cs || p < row || p >= row + G.hd / 2) fail("angle read outside row %d's", E.r);
     return *p;
 }
@@ -190,6 +214,7 @@ static float2 ld_cs(const float2 *p)
  * `row`: of the CTA's sequence and KV head, by one warp */
 static void own_store(size_t row, const char *what)
 {
+    after_wait(what);
     const pool_row &o = G.owner[row];
     if (!G.cs || o.seq != E.seq || o.pos != E.p || o.head != E.kvh)
         fail("%s to pool row %zu (seq %d pos %d head %d): block (%u,%u,%u) may store seq %d pos "
@@ -247,7 +272,9 @@ static void check_stored(size_t row, const char *what)
 
 /* ---- cp.async ---- */
 /* a copy from the pool (or its scales) must bring a row of the CTA's row's
- * sequence, KV head and layer at a position it attends to in its split */
+ * sequence, KV head and layer at a position it attends to in its split;
+ * before the wait, only in the RoPE build and before the row's own
+ * position */
 static void check_row(size_t row, const char *what)
 {
     const pool_row &o = G.owner[row];
@@ -256,6 +283,11 @@ static void check_row(size_t row, const char *what)
              "%d positions %d-%d",
              what, row, o.seq, o.pos, o.head, o.kv ? 'V' : 'K', g_block.x, g_block.y, g_block.z,
              E.seq, E.kvh, E.lo, E.hi - 1);
+    if (E.waited[g_cur]) return;
+    if (!G.cs || o.pos >= E.p)
+        fail("%s of position %d before grid_dep_wait: block (%u,%u,%u) (own position %d%s)", what,
+             o.pos, g_block.x, g_block.y, g_block.z, E.p, G.cs ? "" : ", no RoPE");
+    E.early[g_cur / WARP] = true;
 }
 static void cp_async16(void *dst, const void *src, int bytes)
 {
@@ -461,6 +493,24 @@ static void merge_launch(const launch_args &a, const std::vector<int> &listed, i
     g_grid = attn_grid;
 }
 
+/* In the RoPE build, every warp whose first tile ends before the row's own
+ * position queued it before the wait (copies of it after the wait are a
+ * lost overlap, not a wrong result: only this finds them). */
+template <typename F> static void check_early(int launch, F &complain)
+{
+    int warps = SSF_ATTN_THREADS / WARP;
+    int n_tiles = E.hi > E.lo ? (E.hi - E.lo + SSF_ATTN_TILE - 1) / SSF_ATTN_TILE : 0;
+    for (int w = 0; w < warps; w++) {
+        int first = E.lo + w * SSF_ATTN_TILE;
+        bool want = w < n_tiles && std::min(first + SSF_ATTN_TILE, E.hi) <= E.p;
+        if (E.early[w] != want)
+            complain("  launch %d block (%u,%u,%u) warp %d %s its first tile (%d-%d, own "
+                     "position %d) before the wait\n",
+                     launch, g_block.x, g_block.y, g_block.z, w, want ? "does not copy" : "copies",
+                     first, std::min(first + SSF_ATTN_TILE, E.hi) - 1, E.p);
+    }
+}
+
 template <int HD, bool FP8> static int run_case(const dcase &C)
 {
     std::mt19937 rng(C.seed);
@@ -596,6 +646,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
      * chunk's start */
     a.in_block = bs % SSF_ATTN_TILE == 0 && sh.chunk % SSF_ATTN_TILE == 0;
     smem_open(sh.smem);
+    g_on_grid_dep_wait = on_wait;
     g_grid = {(unsigned)sh.grid[0], (unsigned)sh.grid[1], (unsigned)sh.grid[2]};
 
     std::vector<dim3e> ctas = grid_blocks();
@@ -623,7 +674,10 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
             E.ng = std::min(SSF_ATTN_MAX_GROUP, group - qc * SSF_ATTN_MAX_GROUP);
             E.lo = (int)b.z * sh.chunk, E.hi = std::min(pos[E.r] + 1, E.lo + sh.chunk);
             E.p = pos[E.r];
+            std::fill(std::begin(E.waited), std::end(E.waited), false);
+            std::fill(std::begin(E.early), std::end(E.early), false);
             run_cta<HD, FP8>(&a);
+            if (C.rope) check_early(launch, complain);
         }
         if (sh.splits > 1) merge_launch<HD>(a, listed, group);
         for (size_t i = 0; sh.splits > 1 && i < part.size(); i++)
@@ -651,6 +705,7 @@ template <int HD, bool FP8> static int run_case(const dcase &C)
         }
         if (launch == 0) first = out;
     }
+    g_on_grid_dep_wait = NULL;
     smem_close();
     free(pool);
     /* the second launch, in another CTA order with NaN partials, must
