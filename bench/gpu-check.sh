@@ -98,7 +98,19 @@ summarize() {
         END { for (i = 1; i <= n; i++) { split(row[i], f, "|"); b = base[f[2]]
             printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
         tee -a "$LOG"
-    grep -E '^TIME op=pgemm_' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
+    grep -E '^TIME op=pgemm_' "$LOG" | grep -v 'op=pgemm_sweep' | sed 's/^TIME //' | tee -a "$LOG"
+    say "the own GEMM's shapes at 64 rows: the plan's pick and the fastest (bn/splits/stages, ms):"
+    awk '/^== ops / { model = $3 }
+        /^TIME op=pgemm_sweep .* ms=/ {
+            for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            k = model " " v["gemm"]; if (!(k in best)) order[++n] = k
+            s = v["bn"] "/" v["splits"] "/" v["stages"]
+            if (!(k in best) || v["ms"] + 0 < best[k] + 0) { best[k] = v["ms"]; bs[k] = s }
+            if (v["plan"] == 1) { pm[k] = v["ms"]; ps[k] = s }
+            delete v }
+        END { for (i = 1; i <= n; i++) { k = order[i]
+            printf "%-14s plan %-9s %7s  fastest %-9s %7s  %s\n", k, ps[k], pm[k], bs[k], best[k],
+                (pm[k] > 0 ? sprintf("%.3f", best[k] / pm[k]) : "-") } }' "$LOG" | tee -a "$LOG"
     say "attention alone, the plan's split against none at all (ms; ratio under 1: no split is faster):"
     awk '/^== ops / { model = $3 }
         /^TIME op=attention / {

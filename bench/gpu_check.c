@@ -1384,6 +1384,30 @@ static double time_own_gemm(const char *name, int M, int N, int K, int swiglu, d
     return tuned_ms;
 }
 
+#define SWEEP_MAX 64
+
+/* The own GEMM at M rows in each shape around the plan's pick (one wave,
+ * each tile width, split count and ring depth: ssf_pgemm_shapes), each
+ * against the pick and cuBLAS's tuned time: what tuning ssf_pgemm_plan
+ * would go by.  One line a shape; the summary keeps the fastest. */
+static void sweep_own_gemm(const char *name, int M, int N, int K, int swiglu, double tuned_ms)
+{
+    ssf_pgemm_shape sh[SWEEP_MAX];
+    double ms[SWEEP_MAX];
+    int n = 0, pick = -1;
+    ssf_error err;
+    if (ssf_cuda_op_time_pgemm_shapes(M, N, K, swiglu, 20, sh, ms, SWEEP_MAX, &n, &pick, &err)) {
+        printf("TIME op=pgemm_sweep gemm=%s M=%d: %s\n", name, M, err.msg);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        printf("TIME op=pgemm_sweep gemm=%s M=%d N=%d K=%d bn=%d splits=%d stages=%d ms=%.4f "
+               "weight_GBps=%.0f plan=%d vs_plan=%.3f vs_tuned=%.3f\n",
+               name, M, N, K, sh[i].bn, sh[i].splits, sh[i].stages, ms[i],
+               2.0 * N * K / ms[i] / 1e6, i == pick, pick >= 0 ? ms[i] / ms[pick] : 0.0,
+               ms[i] / tuned_ms);
+}
+
 /* Each GEMM of a model's shape at 1-256 rows (cublasGemmEx, then the
  * device's tuned choice) and the paged attention at a few batches and
  * contexts, on device data: what a step should cost if those were all it
@@ -1422,6 +1446,8 @@ static void time_ops(const ssf_model_config *c)
                             (g[i].per_layer
                                  ? time_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 2, tuned)
                                  : tuned);
+            if (ok && g[i].per_layer && Ms[mi] == SSF_PGEMM_MAX_M)
+                sweep_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 2, tuned);
         }
         if (ok)
             printf("TIME op=gemm_step M=%d ms=%.3f tuned_ms=%.3f speedup=%.2f\n", Ms[mi], step,

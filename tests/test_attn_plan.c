@@ -363,6 +363,69 @@ static void test_pgemm_models(void **state)
     assert_int_equal(s.partial_floats, s.splits > 1 ? (size_t)s.splits * 64 * 64 : 0);
 }
 
+/* A shape the kernel launches (ssfk_pgemm's checks) as one wave. */
+static void expect_runnable(const ssf_pgemm_shape *s, int N, int K, int swiglu)
+{
+    assert_true(s->bn == SSF_PGEMM_BN || s->bn == SSF_PGEMM_BN_WIDE);
+    assert_int_equal(s->tiles * s->bn, N);
+    assert_int_equal(s->splits * s->chunk, K);
+    assert_int_equal(s->chunk % SSF_PGEMM_KS, 0);
+    assert_true(s->stages >= 1 && s->stages <= SSF_PGEMM_MAX_STAGES);
+    assert_true(s->stages <= s->chunk / SSF_PGEMM_KS);
+    assert_int_equal(s->smem, ssf_pgemm_smem(s->bn, s->stages));
+    assert_int_equal(s->swiglu, swiglu);
+    if (swiglu) assert_int_equal(s->splits, 1);
+    int ctas = s->tiles * s->splits, per_sm = (ctas + H100_SMS - 1) / H100_SMS;
+    assert_true(2 * ctas >= H100_SMS);
+    assert_true(per_sm <= SSF_PGEMM_SM_CTAS(s->bn));
+    assert_true(s->smem <= H100_CTA_SMEM && (size_t)per_sm * (s->smem + 1024) <= H100_SM_SMEM);
+}
+
+/* The shapes the GPU check times around the plan's pick: each runnable,
+ * none twice, the pick among them, and rings of 2, 4 and the most. */
+static void test_pgemm_shapes(void **state)
+{
+    (void)state;
+    const int gemms[][3] = {{2048, 1536, 0}, {1536, 1536, 0}, {17920, 1536, 1}, {1536, 8960, 0},
+                            {4608, 3584, 0}, {3584, 3584, 0}, {37888, 3584, 1}, {3584, 18944, 0},
+                            {1152, 896, 0},  {9728, 896, 1}};
+    ssf_pgemm_shape all[256];
+    for (size_t g = 0; g < sizeof gemms / sizeof gemms[0]; g++) {
+        int N = gemms[g][0], K = gemms[g][1], swiglu = gemms[g][2];
+        int n = ssf_pgemm_shapes(N, K, swiglu, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, all, 256);
+        assert_true(n > 1 && n <= 256);
+        ssf_pgemm_shape pick = pgemm(N, K, swiglu);
+        int found = 0;
+        for (int i = 0; i < n; i++) {
+            expect_runnable(&all[i], N, K, swiglu);
+            for (int j = 0; j < i; j++)
+                assert_false(all[j].bn == all[i].bn && all[j].splits == all[i].splits &&
+                             all[j].stages == all[i].stages);
+            found += all[i].bn == pick.bn && all[i].splits == pick.splits &&
+                     all[i].stages == pick.stages;
+        }
+        assert_int_equal(found, 1);
+        /* fewer slots than shapes: the first ones, and the same count */
+        ssf_pgemm_shape few[2];
+        assert_int_equal(
+            ssf_pgemm_shapes(N, K, swiglu, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, few, 2), n);
+        assert_int_equal(few[1].stages, all[1].stages);
+    }
+    /* 1.5B down, 64-column tiles in 5 chunks: rings of 2, 4 and 8 */
+    int n = ssf_pgemm_shapes(1536, 8960, 0, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, all, 256);
+    int rings = 0;
+    for (int i = 0; i < n; i++)
+        if (all[i].bn == 64 && all[i].splits == 5) rings = rings * 10 + all[i].stages;
+    assert_int_equal(rings, 248);
+    /* 1.5B o: 1,536 x 1,536 as one 64 x 64 slice a chunk (24 splits), and
+     * past a wave (none) or under half the SMs (splits 1, 2: 24, 48 CTAs) */
+    n = ssf_pgemm_shapes(1536, 1536, 0, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, all, 256);
+    for (int i = 0; i < n; i++)
+        assert_true(all[i].tiles * all[i].splits >= 66);
+    assert_int_equal(
+        ssf_pgemm_shapes(100, 1536, 0, H100_SMS, H100_CTA_SMEM, H100_SM_SMEM, all, 256), 0);
+}
+
 static uint16_t bf16_bits(float v)
 {
     uint32_t u;
@@ -684,21 +747,14 @@ static void test_pgemm_sweep(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_group_padding),
-        cmocka_unit_test(test_split_rule),
-        cmocka_unit_test(test_invariants_sweep),
-        cmocka_unit_test(test_coverage_with_splits),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_shared_memory),
-        cmocka_unit_test(test_prefill_split),
-        cmocka_unit_test(test_prefill_smem),
-        cmocka_unit_test(test_pgemm_models),
-        cmocka_unit_test(test_pgemm_refusals),
-        cmocka_unit_test(test_pgemm_sweep),
-        cmocka_unit_test(test_pgemm_probe),
-        cmocka_unit_test(test_pgemm_agrees),
-        cmocka_unit_test(test_pgemm_wins),
-        cmocka_unit_test(test_pgemm_agrees_swiglu),
+        cmocka_unit_test(test_group_padding),    cmocka_unit_test(test_split_rule),
+        cmocka_unit_test(test_invariants_sweep), cmocka_unit_test(test_coverage_with_splits),
+        cmocka_unit_test(test_refusals),         cmocka_unit_test(test_shared_memory),
+        cmocka_unit_test(test_prefill_split),    cmocka_unit_test(test_prefill_smem),
+        cmocka_unit_test(test_pgemm_models),     cmocka_unit_test(test_pgemm_shapes),
+        cmocka_unit_test(test_pgemm_refusals),   cmocka_unit_test(test_pgemm_sweep),
+        cmocka_unit_test(test_pgemm_probe),      cmocka_unit_test(test_pgemm_agrees),
+        cmocka_unit_test(test_pgemm_wins),       cmocka_unit_test(test_pgemm_agrees_swiglu),
         cmocka_unit_test(test_pgemm_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

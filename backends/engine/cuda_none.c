@@ -98,6 +98,13 @@ int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *m
     return ssf_fail(err, NO_CUDA);
 }
 
+int ssf_cuda_op_time_pgemm_shapes(int M, int N, int K, int swiglu, int iters,
+                                  ssf_pgemm_shape *shapes, double *ms, int max, int *n, int *pick,
+                                  ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
 int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);

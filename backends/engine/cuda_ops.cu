@@ -963,6 +963,59 @@ static int run_time_pgemm(scratch *s, int M, int N, int K, int swiglu, int iters
     return time_launches(s, iters, own, ms, err);
 }
 
+static int same_pgemm(const ssf_pgemm_shape *a, const ssf_pgemm_shape *b)
+{
+    return a->bn == b->bn && a->splits == b->splits && a->stages == b->stages;
+}
+
+/* One partial workspace and one count array for all the shapes: a launch
+ * leaves its tiles' counts at zero for the next. */
+static int run_time_pgemm_shapes(scratch *s, int M, int N, int K, int swiglu, int iters,
+                                 ssf_pgemm_shape *shapes, double *ms, int max, int *n, int *pick,
+                                 ssf_error *err)
+{
+    ssfk_pgemm_device dev;
+    cudaError_t e = ssfk_pgemm_init(&dev);
+    if (e != cudaSuccess) return fail_cuda(err, "ssfk_pgemm_init", e);
+    int total = ssf_pgemm_shapes(N, K, swiglu, dev.sms, dev.cta_smem, dev.sm_smem, shapes, max);
+    *n = total < max ? total : max, *pick = -1;
+    ssf_pgemm_shape plan;
+    int planned = ssfk_pgemm_plan(&dev, N, K, swiglu, &plan) == 0;
+    ssf_pgemm_shape most = {};
+    for (int i = 0; i < *n; i++) {
+        if (planned && same_pgemm(&shapes[i], &plan)) *pick = i;
+        if (shapes[i].partial_floats > most.partial_floats)
+            most.partial_floats = shapes[i].partial_floats;
+        if (shapes[i].tiles > most.tiles) most.tiles = shapes[i].tiles;
+    }
+    bf16 *X, *Y;
+    const bf16 *ws[TIME_WEIGHT_COPIES];
+    int n_w = 0, *count = NULL;
+    float *part = NULL;
+    if (timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) ||
+        pgemm_work(s, &most, &part, &count, err))
+        return -1;
+    for (int i = 0; i < *n; i++) {
+        const ssf_pgemm_shape *sh = &shapes[i];
+        auto own = [&](int c) {
+            return ssfk_pgemm(sh, X, ws[c % n_w], Y, part, count, M, N, K, s->st);
+        };
+        if (time_launches(s, iters, own, &ms[i], err)) return -1;
+    }
+    return 0;
+}
+
+extern "C" int ssf_cuda_op_time_pgemm_shapes(int M, int N, int K, int swiglu, int iters,
+                                             ssf_pgemm_shape *shapes, double *ms, int max, int *n,
+                                             int *pick, ssf_error *err)
+{
+    scratch s;
+    int rc = scratch_init(&s, 0, err) ||
+             run_time_pgemm_shapes(&s, M, N, K, swiglu, iters, shapes, ms, max, n, pick, err);
+    scratch_free(&s);
+    return rc ? -1 : 0;
+}
+
 extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
                                       ssf_pgemm_shape *shape, ssf_error *err)
 {

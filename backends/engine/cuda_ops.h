@@ -126,6 +126,13 @@ int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, do
 int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
                            ssf_pgemm_shape *shape, ssf_error *err);
 
+/* The same for each shape ssf_pgemm_shapes gives on this device, up to
+ * max, into shapes[] and ms[]: what the plan's pick is tuned by.  *n: the
+ * shapes timed; *pick: the plan's among them (-1: it has none). */
+int ssf_cuda_op_time_pgemm_shapes(int M, int N, int K, int swiglu, int iters,
+                                  ssf_pgemm_shape *shapes, double *ms, int max, int *n, int *pick,
+                                  ssf_error *err);
+
 #define SSF_CUDA_SMALL_GEMMS 4
 
 /* What dev's tuner found of the own GEMM (device option own_small_gemms

@@ -219,6 +219,40 @@ int ssf_pgemm_plan(int N, int K, int swiglu, int sms, size_t cta_smem, size_t sm
     return 0;
 }
 
+/* Adds each distinct ring of 2, 4 and `most` slices (at most `most`). */
+static int add_rings(int N, int K, int swiglu, int bn, int splits, int most, ssf_pgemm_shape *out,
+                     int n, int max)
+{
+    const int rings[] = {2, 4, most};
+    for (int i = 0; i < 3; i++) {
+        int stages = rings[i] < most ? rings[i] : most;
+        if (i > 0 && stages <= (rings[i - 1] < most ? rings[i - 1] : most)) continue;
+        if (n < max) pgemm_shape(N, K, swiglu, bn, splits, stages, &out[n]);
+        n++;
+    }
+    return n;
+}
+
+int ssf_pgemm_shapes(int N, int K, int swiglu, int sms, size_t cta_smem, size_t sm_smem,
+                     ssf_pgemm_shape *out, int max)
+{
+    if (N < SSF_PGEMM_BN || N % SSF_PGEMM_BN || K < SSF_PGEMM_KS || K % SSF_PGEMM_KS || sms < 1)
+        return 0;
+    const int widths[] = {SSF_PGEMM_BN, SSF_PGEMM_BN_WIDE};
+    int slices = K / SSF_PGEMM_KS, n = 0;
+    for (int w = 0; w < 2; w++) {
+        int bn = widths[w];
+        if (N % bn) continue;
+        for (int s = 1; s <= (swiglu ? 1 : slices); s++) {
+            long long ctas = (long long)(N / bn) * s;
+            if (slices % s || 2 * ctas < sms) continue;
+            int most = pgemm_stages(ctas, bn, slices / s, sms, cta_smem, sm_smem);
+            if (most) n = add_rings(N, K, swiglu, bn, s, most, out, n, max);
+        }
+    }
+    return n;
+}
+
 /* ---- the own kernel against cuBLAS -------------------------------------------- */
 
 static float bf16_value(uint16_t bits)

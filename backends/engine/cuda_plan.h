@@ -155,6 +155,14 @@ int ssf_pgemm_plan(int N, int K, int swiglu, int sms, size_t cta_smem, size_t sm
 /* Shared memory of a CTA of `bn` columns whose ring holds `stages` slices. */
 size_t ssf_pgemm_smem(int bn, int stages);
 
+/* The shapes around the plan's pick, for the GPU check to time beside it:
+ * each tile width, each split count that divides K's slices (1 with
+ * swiglu) and whose CTAs run as one wave over at least half the SMs, each
+ * with rings of 2, 4 and the most slices that fit.  Writes the first `max`
+ * into out; returns how many there are.  The plan's pick is among them. */
+int ssf_pgemm_shapes(int N, int K, int swiglu, int sms, size_t cta_smem, size_t sm_smem,
+                     ssf_pgemm_shape *out, int max);
+
 /*
  * The own kernel as a tuned candidate (the device option own_small_gemms
  * "tuned"): before a graph's first capture the engine runs each GEMM the
