@@ -1456,20 +1456,27 @@ static void time_ops(const ssf_model_config *c)
             printf("TIME op=pgemm_step M=%d ms=%.3f vs_tuned=%.2f\n", Ms[mi], step_own,
                    step_tuned / step_own);
     }
-    /* the plan's split beside 64-position chunks and no split at all (the
-     * whole context one chunk: no merge kernel), at contexts up to 2,048
-     * and the long decode benches' mean (1,224): what tuning the plan's
-     * wave model would go by */
+    /* the plan's split beside 64-position chunks, no split at all (the
+     * whole context one chunk: no merge kernel) and 2-8 equal splits, at
+     * contexts up to 2,048 and the long decode benches' mean (1,224): what
+     * tuning the plan's wave model would go by */
     static const int rows[] = {1, 64, 256}, ctxs[] = {64, 456, 1224, 2048};
     static const struct {
         const char *name;
-        int chunk; /* 0: the plan's; -1: the context */
-    } chunks[] = {{"plan", 0}, {"64", 64}, {"whole", -1}};
+        int chunk; /* 0: the plan's; -s: s splits (-1: the context) */
+    } chunks[] = {{"plan", 0}, {"64", 64}, {"whole", -1}, {"s2", -2},
+                  {"s3", -3},  {"s4", -4}, {"s6", -6},    {"s8", -8}};
+    int n_chunks = (int)(sizeof chunks / sizeof chunks[0]);
     for (int ri = 0; ok && ri < 3; ri++)
         for (int ci = 0; ok && ci < 4; ci++)
-            for (int k = 0; ok && k < 3; k++) {
+            for (int k = 0; ok && k < n_chunks; k++) {
                 double ms = 0;
-                int splits = 0, chunk = chunks[k].chunk < 0 ? ctxs[ci] : chunks[k].chunk;
+                int splits = 0, chunk = chunks[k].chunk;
+                if (chunk == -1) chunk = ctxs[ci];
+                if (chunk < -1) { /* ceil(ctx / s) positions a split, in whole blocks */
+                    int s = -chunk, per = (ctxs[ci] + s - 1) / s;
+                    chunk = (per + BLOCK_SIZE - 1) / BLOCK_SIZE * BLOCK_SIZE;
+                }
                 ok = ssf_cuda_op_time_attention(rows[ri], c->n_heads, c->n_kv_heads, hd, ctxs[ci],
                                                 L, BLOCK_SIZE, chunk, 20, &ms, &splits, &err) == 0;
                 double bytes = 2.0 * rows[ri] * ctxs[ci] * kv * 2;
