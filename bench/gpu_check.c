@@ -1456,6 +1456,20 @@ static void time_ops(const ssf_model_config *c)
             printf("TIME op=pgemm_step M=%d ms=%.3f vs_tuned=%.2f\n", Ms[mi], step_own,
                    step_tuned / step_own);
     }
+    /* the small kernels of a step: 2 L + 1 RMSNorms (with their residual
+     * adds), L RoPE + KV stores, L SiLU . muls, what fusing them into the
+     * GEMMs and the attention would save at most */
+    static const int small_rows[] = {64, 256};
+    for (int ri = 0; ok && ri < 2; ri++) {
+        double ms[3];
+        ok = ssf_cuda_op_time_small(small_rows[ri], H, I, c->n_heads, c->n_kv_heads, hd, 20, ms,
+                                    &err) == 0;
+        if (ok)
+            printf("TIME op=small rows=%d rmsnorm_ms=%.4f rope_ms=%.4f silu_ms=%.4f "
+                   "step_ms=%.3f launches=%d\n",
+                   small_rows[ri], ms[0], ms[1], ms[2], (2 * L + 1) * ms[0] + L * (ms[1] + ms[2]),
+                   4 * L + 1);
+    }
     /* the plan's split beside 64-position chunks, no split at all (the
      * whole context one chunk: no merge kernel) and 2-8 equal splits, at
      * contexts up to 2,048 and the long decode benches' mean (1,224): what

@@ -120,6 +120,12 @@ int ssf_cuda_replay_time(const ssf_device *dev, long *replays, double *ms, ssf_e
     return ssf_fail(err, NO_CUDA);
 }
 
+int ssf_cuda_op_time_small(int rows, int hidden, int inter, int n_heads, int n_kv, int head_dim,
+                           int iters, double ms[3], ssf_error *err)
+{
+    return ssf_fail(err, NO_CUDA);
+}
+
 int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx, int n_layers,
                                int block_size, int chunk, int iters, double *ms, int *splits,
                                ssf_error *err)

@@ -1067,6 +1067,59 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     return time_launches(s, iters, launch, ms, err);
 }
 
+#define SMALL_CTX 1000 /* the RoPE kernel's position + 1 */
+
+/* rows sequences of SMALL_CTX positions on blocks of their own, one layer */
+static int run_time_small(scratch *s, int rows, int H, int I, int nh, int nkv, int hd, int iters,
+                          double ms[3], ssf_error *err)
+{
+    const int bs = 16, nb = SMALL_CTX / bs + 1;
+    ssfk_kv_layout kv = ssfk_kv_layout_make(1, nkv, bs, hd);
+    size_t n_blocks = (size_t)rows * nb, width = (size_t)(nh + 2 * nkv) * hd;
+    int32_t *h = (int32_t *)ssf_xmalloc((n_blocks + 3 * (size_t)rows) * sizeof(int32_t));
+    int32_t *seq = h + n_blocks, *off = seq + rows, *pos = off + rows;
+    for (size_t i = 0; i < n_blocks; i++)
+        h[i] = (int32_t)i;
+    for (int r = 0; r < rows; r++)
+        seq[r] = r, off[r] = r * nb, pos[r] = SMALL_CTX - 1;
+    int32_t *d = (int32_t *)up_raw(s, h, (n_blocks + 3 * (size_t)rows) * sizeof(int32_t), err);
+    free(h);
+    float *freq = (float *)ssf_xmalloc((size_t)hd / 2 * sizeof(float));
+    ssfk_inv_freq(freq, hd, 1e6);
+    float *d_freq = d ? (float *)up_raw(s, freq, (size_t)hd / 2 * sizeof(float), err) : NULL;
+    free(freq);
+    bf16 *x = (bf16 *)dev_zeros(s, (size_t)rows * H * 2 * 2, err), *add = x + (size_t)rows * H;
+    bf16 *w = (bf16 *)dev_zeros(s, (size_t)H * 2, err);
+    bf16 *xn = (bf16 *)dev_zeros(s, (size_t)rows * H * 2, err);
+    bf16 *gu = (bf16 *)dev_zeros(s, (size_t)rows * I * 3 * 2, err),
+         *act = gu + (size_t)rows * 2 * I;
+    bf16 *qkv = (bf16 *)dev_zeros(s, (size_t)rows * width * 2, err);
+    void *pool = dev_zeros(s, kv.block_stride * n_blocks * 2, err);
+    if (!d || !d_freq || !x || !w || !xn || !gu || !qkv || !pool) return -1;
+    ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
+    const int32_t *dpos = d + n_blocks + 2 * rows;
+    auto norm = [&](int) { return ssfk_rmsnorm(x, add, w, xn, rows, H, 1e-6f, s->st); };
+    auto rope = [&](int) {
+        return ssfk_qkv_rope_store(qkv, NULL, dpos, tb, d_freq, pool, kv, 0, rows, nh, nkv, s->st);
+    };
+    auto silu = [&](int) { return ssfk_silu_mul(act, gu, rows, I, 0, s->st); };
+    return time_launches(s, iters, norm, &ms[0], err) ||
+                   time_launches(s, iters, rope, &ms[1], err) ||
+                   time_launches(s, iters, silu, &ms[2], err)
+               ? -1
+               : 0;
+}
+
+extern "C" int ssf_cuda_op_time_small(int rows, int hidden, int inter, int n_heads, int n_kv,
+                                      int head_dim, int iters, double ms[3], ssf_error *err)
+{
+    scratch s;
+    int rc = scratch_init(&s, 0, err) ||
+             run_time_small(&s, rows, hidden, inter, n_heads, n_kv, head_dim, iters, ms, err);
+    scratch_free(&s);
+    return rc ? -1 : 0;
+}
+
 extern "C" int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx,
                                           int n_layers, int block_size, int chunk, int iters,
                                           double *ms, int *splits, ssf_error *err)
