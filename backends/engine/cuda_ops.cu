@@ -1035,6 +1035,26 @@ extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_
     return rc ? -1 : 0;
 }
 
+/* Block tables on the device for `rows` sequences of `nb` blocks each, on
+ * blocks of their own (sequence r's are r nb .. r nb + nb - 1), every row
+ * at position `pos` of its sequence; *dpos the rows' positions.  NULL on
+ * failure. */
+static const int32_t *upload_tables(scratch *s, int rows, int nb, int pos, ssfk_tables *tb,
+                                    const int32_t **dpos, ssf_error *err)
+{
+    size_t n_blocks = (size_t)rows * nb, n = n_blocks + 3 * (size_t)rows;
+    int32_t *h = (int32_t *)ssf_xmalloc(n * sizeof(int32_t));
+    int32_t *seq = h + n_blocks, *off = seq + rows, *at = off + rows;
+    for (size_t i = 0; i < n_blocks; i++)
+        h[i] = (int32_t)i;
+    for (int r = 0; r < rows; r++)
+        seq[r] = r, off[r] = r * nb, at[r] = pos;
+    const int32_t *d = (const int32_t *)up_raw(s, h, n * sizeof(int32_t), err);
+    free(h);
+    if (d) *tb = ssfk_tables{d + n_blocks, d + n_blocks + rows, d}, *dpos = d + n_blocks + 2 * rows;
+    return d;
+}
+
 /* rows sequences of ctx positions, each on its own blocks, the pool laid
  * out for n_layers layers; call i reads layer i % n_layers, so that
  * consecutive calls do not find their K and V in L2. */
@@ -1045,21 +1065,14 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
     ssfk_kv_layout kv = ssfk_kv_layout_make(n_layers, nkv, bs, hd);
     int nb = (ctx + bs - 1) / bs;
     size_t n_blocks = (size_t)rows * nb;
-    int32_t *h = (int32_t *)ssf_xmalloc((n_blocks + 3 * (size_t)rows) * sizeof(int32_t));
-    int32_t *seq = h + n_blocks, *off = seq + rows, *pos = off + rows;
-    for (size_t i = 0; i < n_blocks; i++)
-        h[i] = (int32_t)i;
-    for (int r = 0; r < rows; r++)
-        seq[r] = r, off[r] = r * nb, pos[r] = ctx - 1;
-    int32_t *d = (int32_t *)up_raw(s, h, (n_blocks + 3 * (size_t)rows) * sizeof(int32_t), err);
-    free(h);
+    ssfk_tables tb = {NULL, NULL, NULL};
+    const int32_t *dpos = NULL;
+    const int32_t *d = upload_tables(s, rows, nb, ctx - 1, &tb, &dpos, err);
     bf16 *pool = (bf16 *)dev_zeros(s, kv.block_stride * n_blocks * 2, err);
     bf16 *qkv = (bf16 *)dev_zeros(s, (size_t)rows * (nh + 2 * nkv) * hd * 2, err);
     bf16 *out = (bf16 *)dev_zeros(s, (size_t)rows * nh * hd * 2, err);
     float *part;
     if (!d || !pool || !qkv || !out || split_workspace(s, sh, &part, err)) return -1;
-    ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
-    const int32_t *dpos = d + n_blocks + 2 * rows;
     auto launch = [&](int i) {
         ssfk_attn_io io = {out, qkv, pool, kv, i % n_layers, dpos, tb, nh, nkv};
         return ssfk_attention(sh, io, NULL, NULL, part, s->st);
@@ -1076,14 +1089,9 @@ static int run_time_small(scratch *s, int rows, int H, int I, int nh, int nkv, i
     const int bs = 16, nb = SMALL_CTX / bs + 1;
     ssfk_kv_layout kv = ssfk_kv_layout_make(1, nkv, bs, hd);
     size_t n_blocks = (size_t)rows * nb, width = (size_t)(nh + 2 * nkv) * hd;
-    int32_t *h = (int32_t *)ssf_xmalloc((n_blocks + 3 * (size_t)rows) * sizeof(int32_t));
-    int32_t *seq = h + n_blocks, *off = seq + rows, *pos = off + rows;
-    for (size_t i = 0; i < n_blocks; i++)
-        h[i] = (int32_t)i;
-    for (int r = 0; r < rows; r++)
-        seq[r] = r, off[r] = r * nb, pos[r] = SMALL_CTX - 1;
-    int32_t *d = (int32_t *)up_raw(s, h, (n_blocks + 3 * (size_t)rows) * sizeof(int32_t), err);
-    free(h);
+    ssfk_tables tb = {NULL, NULL, NULL};
+    const int32_t *dpos = NULL;
+    const int32_t *d = upload_tables(s, rows, nb, SMALL_CTX - 1, &tb, &dpos, err);
     float *freq = (float *)ssf_xmalloc((size_t)hd / 2 * sizeof(float));
     ssfk_inv_freq(freq, hd, 1e6);
     float *d_freq = d ? (float *)up_raw(s, freq, (size_t)hd / 2 * sizeof(float), err) : NULL;
@@ -1096,8 +1104,6 @@ static int run_time_small(scratch *s, int rows, int H, int I, int nh, int nkv, i
     bf16 *qkv = (bf16 *)dev_zeros(s, (size_t)rows * width * 2, err);
     void *pool = dev_zeros(s, kv.block_stride * n_blocks * 2, err);
     if (!d || !d_freq || !x || !w || !xn || !gu || !qkv || !pool) return -1;
-    ssfk_tables tb = {d + n_blocks, d + n_blocks + rows, d};
-    const int32_t *dpos = d + n_blocks + 2 * rows;
     auto norm = [&](int) { return ssfk_rmsnorm(x, add, w, xn, rows, H, 1e-6f, s->st); };
     auto rope = [&](int) {
         return ssfk_qkv_rope_store(qkv, NULL, dpos, tb, d_freq, pool, kv, 0, rows, nh, nkv, s->st);
