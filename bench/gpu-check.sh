@@ -93,7 +93,7 @@ summarize() {
         for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         key = v["model"] " batch=" v["batch"] " prompt=" v["prompt"] " steps=" v["steps"]
         if (v["engine"] == "cuda") base[key] = v["ms_per_step"]
-        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
+        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap|pgemm-fused|tuned-fused)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
         delete v }
         END { for (i = 1; i <= n; i++) { split(row[i], f, "|"); b = base[f[2]]
             printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
@@ -400,7 +400,7 @@ BENCH7="$WORK/qwen2.5-7b-random"
 # for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,tuned,ropetuned,overlap
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,tuned,ropetuned,overlap,pgemmfused,tunedfused
     # the scheduler itself over the device, deferred and not: 64 samples
     # (8 prompts x 8) of 512 tokens, with a pool that holds them and one
     # that forces preemption
@@ -413,7 +413,7 @@ long_benches() {
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,tuned
-    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 tuned,overlap
+    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 tuned,overlap,tunedfused
     step engine-7b "$WORK/gpu_check" engine "$b7" 256
 }
 # --long: 8k-token decodes of 1.5B at batch 64 (the mean context, 4,296

@@ -36,7 +36,7 @@ MAX_NEW=${MAX_NEW:-1024}
 RESUME_LIMIT=${RESUME_LIMIT:-4}
 RESUME_MAX_NEW=${RESUME_MAX_NEW:-256}
 RESUME_SLOTS=${RESUME_SLOTS:-32}
-VARIANTS=${VARIANTS:-"untimed=--overlap-steps --own-small-gemms tuned --rope-in-attention;fp8=--kv-cache-dtype fp8"}
+VARIANTS=${VARIANTS:-"untimed=--overlap-steps --own-small-gemms tuned --rope-in-attention --fuse-norms;fp8=--kv-cache-dtype fp8"}
 TOKENIZER=${TOKENIZER:-}
 FAILURES=0
 mkdir -p "$WORK"

@@ -302,9 +302,10 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * which GEMMs of up to 64 rows go through the engine's own rather than
  * cuBLAS (own_gemms, an ssf_own_gemms; 0: SSFK_OWN_SMALL_GEMMS's), deferred
  * decode steps, each fed on the device from the step before's draws
- * (overlap); `suffix` names it in TIME lines. */
+ * (overlap), the RMSNorms between own GEMMs fused into them (fuse);
+ * `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, flash, fp8_flash, no_pdl, rope, own_gemms, overlap;
+    int graphs, fp8, flash, fp8_flash, no_pdl, rope, own_gemms, overlap, fuse;
     const char *suffix;
 } variant;
 
@@ -324,6 +325,19 @@ static const variant TUNED_GEMMS = {
     .graphs = 1, .flash = 1, .own_gemms = SSF_OWN_GEMMS_TUNED, .suffix = "-tuned"};
 static const variant ROPE_TUNED_GEMMS = {
     .graphs = 1, .flash = 1, .rope = 1, .own_gemms = SSF_OWN_GEMMS_TUNED, .suffix = "-rope-tuned"};
+static const variant ROPE_OWN_FUSED = {.graphs = 1,
+                                       .flash = 1,
+                                       .rope = 1,
+                                       .own_gemms = SSF_OWN_GEMMS_ALWAYS,
+                                       .fuse = 1,
+                                       .suffix = "-rope-pgemm-fused"};
+static const variant OWN_FUSED = {.graphs = 1,
+                                  .flash = 1,
+                                  .own_gemms = SSF_OWN_GEMMS_ALWAYS,
+                                  .fuse = 1,
+                                  .suffix = "-pgemm-fused"};
+static const variant TUNED_FUSED = {
+    .graphs = 1, .flash = 1, .own_gemms = SSF_OWN_GEMMS_TUNED, .fuse = 1, .suffix = "-tuned-fused"};
 static const variant CUBLAS_GEMMS = {
     .graphs = 1, .flash = 1, .own_gemms = SSF_OWN_GEMMS_NEVER, .suffix = "-cublas"};
 static const variant FP8_ROPE = {
@@ -345,7 +359,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .disable_pdl = v.no_pdl,
                             .rope_in_attention = v.rope,
                             .own_small_gemms = v.own_gemms,
-                            .overlap_steps = v.overlap};
+                            .overlap_steps = v.overlap,
+                            .fuse_norms = v.fuse};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -591,6 +606,8 @@ static void check_fixture(const char *dir)
                               "fp8 KV, RoPE in the attention");
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, ROPE_OWN_GEMMS,
                           "RoPE in the attention, own small GEMMs", REL_TOL);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, ROPE_OWN_FUSED,
+                          "RoPE in the attention, own small GEMMs, norms fused", REL_TOL);
             check_tuned(m, &pg, &s, c, vocab, n_valid, dir, p);
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
@@ -765,11 +782,12 @@ static void check_cuda_alone(const char *dir)
              fixture_seq(st, 0, &s);
     if (ok) {
         ok = run_alone(m, &s, DEFAULT, &ref, &err) == 0 &&
-             run_alone(m, &s, ROPE_OWN_GEMMS, NULL, &err) == 0;
+             run_alone(m, &s, ROPE_OWN_GEMMS, NULL, &err) == 0 &&
+             run_alone(m, &s, ROPE_OWN_FUSED, NULL, &err) == 0;
         seq_free(&s);
     }
     printf("%s %s: CUDA prefill, decode and fork ran, by default and with RoPE in the attention "
-           "and the own GEMMs%s%s\n",
+           "and the own GEMMs, with the norms between them fused and not%s%s\n",
            ok ? "PASS" : "FAIL", dir, ok ? "" : ": ", ok ? "" : err.msg);
     failures += !ok;
     pages pg;
@@ -1043,7 +1061,8 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * attention kernel ("rope"), with the GEMMs through the engine's own
  * ("pgemm", at the batches it takes: up to SSF_PGEMM_MAX_M), or both
  * ("ropepgemm"), through it where the tuner chose it ("tuned", with its
- * verdicts; "ropetuned": and RoPE in the attention), or through cuBLAS
+ * verdicts; "ropetuned": and RoPE in the attention), with the RMSNorms
+ * between them fused in ("pgemmfused", "tunedfused"), or through cuBLAS
  * alone ("cublas"), and every batch with deferred steps fed on the device
  * ("overlap", each batch first checked by check_overlap). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
@@ -1064,10 +1083,9 @@ static int wants(const char *list, const char *what)
 static const struct {
     const char *name;
     const variant *v;
-} small_variants[] = {{"pgemm", &OWN_GEMMS},
-                      {"ropepgemm", &ROPE_OWN_GEMMS},
-                      {"tuned", &TUNED_GEMMS},
-                      {"ropetuned", &ROPE_TUNED_GEMMS},
+} small_variants[] = {{"pgemm", &OWN_GEMMS},      {"ropepgemm", &ROPE_OWN_GEMMS},
+                      {"tuned", &TUNED_GEMMS},    {"ropetuned", &ROPE_TUNED_GEMMS},
+                      {"pgemmfused", &OWN_FUSED}, {"tunedfused", &TUNED_FUSED},
                       {"cublas", &CUBLAS_GEMMS}};
 
 /* The batches of bs[n] the own GEMM takes (the others would time cuBLAS
@@ -1729,7 +1747,7 @@ int main(int argc, char **argv)
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
                         "bench DIR B[,B...] PROMPT STEPS "
                         "[sampled,nograph,fp8,fp8flash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
-                        "ropetuned,cublas,overlap] | engine DIR MAX_NEW\n");
+                        "ropetuned,pgemmfused,tunedfused,cublas,overlap] | engine DIR MAX_NEW\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -76,6 +76,9 @@ static const char help_engine[] =
     "                        and was faster when timed on this GPU, all, or none (the default)\n"
     "  --overlap-steps       engine (CUDA; not yet timed on a GPU): build and stage each decode\n"
     "                        step while the GPU runs the one before, its tokens fed on the GPU\n"
+    "  --fuse-norms          engine (CUDA; not yet timed on a GPU): with --own-small-gemms, the\n"
+    "                        RMSNorms between the engine's GEMMs fused into them (two launches\n"
+    "                        a layer fewer where both GEMMs of a norm take the own one)\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -129,6 +132,7 @@ enum {
     OPT_ROPE_IN_ATTENTION,
     OPT_OWN_SMALL_GEMMS,
     OPT_OVERLAP_STEPS,
+    OPT_FUSE_NORMS,
     OPT_KV_DTYPE,
 };
 
@@ -299,6 +303,9 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         return own_gemms_arg(arg, &o->dev.own_small_gemms);
     case OPT_OVERLAP_STEPS:
         o->dev.overlap_steps = 1;
+        return 0;
+    case OPT_FUSE_NORMS:
+        o->dev.fuse_norms = 1;
         return 0;
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);
@@ -619,6 +626,7 @@ int cmd_run(int argc, char **argv)
         {"rope-in-attention", no_argument, NULL, OPT_ROPE_IN_ATTENTION},
         {"own-small-gemms", required_argument, NULL, OPT_OWN_SMALL_GEMMS},
         {"overlap-steps", no_argument, NULL, OPT_OVERLAP_STEPS},
+        {"fuse-norms", no_argument, NULL, OPT_FUSE_NORMS},
         {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
         {"db", required_argument, NULL, OPT_DB},
         {"limit", required_argument, NULL, OPT_LIMIT},

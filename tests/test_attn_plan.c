@@ -319,7 +319,7 @@ static void test_pgemm_models(void **state)
     ssf_pgemm_shape s = pgemm(2048, 1536, 0);
     expect_shape(s, 32, 4, 6);
     assert_int_equal(s.chunk, 384);
-    assert_int_equal(s.smem, 6 * (64 + 64) * 72 * 2);
+    assert_int_equal(s.smem, 6 * (64 + 64 + 1) * 72 * 2);
     assert_int_equal(s.partial_floats, 4 * 64 * 2048);
     assert_int_equal(s.swiglu, 0);
     /* 1.5B o: 4 chunks would leave 36 SMs idle; 6 are 144 CTAs, two on
@@ -333,12 +333,12 @@ static void test_pgemm_models(void **state)
     expect_shape(s, 140, 1, 4);
     assert_int_equal(s.bn, 128);
     assert_int_equal(s.swiglu, 1);
-    assert_int_equal(s.smem, 4 * (128 + 64) * 72 * 2);
+    assert_int_equal(s.smem, 4 * (128 + 64 + 1) * 72 * 2);
     assert_int_equal(s.partial_floats, 0);
     /* 1.5B down: 5 chunks of 28 slices, 120 CTAs, a ring of 8 */
     s = pgemm(1536, 8960, 0);
     expect_shape(s, 24, 5, 8);
-    assert_int_equal(s.smem, 8 * (64 + 64) * 72 * 2);
+    assert_int_equal(s.smem, 8 * (64 + 64 + 1) * 72 * 2);
     assert_int_equal(s.bn, 64);
     /* 7B: q|k|v 144 CTAs of 28 slices, o 224 of 14, gate|up 296 wide
      * ones of 56 (three on an SM: a ring of 2), down 224 of 74 */

@@ -1025,8 +1025,8 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
 
 /* What run_fixture's device does beside the defaults: decode steps' RoPE
  * and KV store in the attention kernel, the GEMMs of up to 64 rows through
- * the own GEMM, deferred steps. */
-enum { ROPE = 1, OWN_GEMMS = 2, OVERLAP = 4 };
+ * the own GEMM, deferred steps, the RMSNorms between own GEMMs fused in. */
+enum { ROPE = 1, OWN_GEMMS = 2, OVERLAP = 4, FUSE = 8 };
 
 /* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache;
  * flash: prompts through the prefill kernel; with: ROPE | OWN_GEMMS). */
@@ -1043,7 +1043,8 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int f
                             .rope_in_attention = (with & ROPE) != 0,
                             .own_small_gemms =
                                 with & OWN_GEMMS ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT,
-                            .overlap_steps = (with & OVERLAP) != 0};
+                            .overlap_steps = (with & OVERLAP) != 0,
+                            .fuse_norms = (with & FUSE) != 0};
     ssf_error err = {{0}};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);
@@ -1059,10 +1060,10 @@ static void run_fixture(fixture *f, int bs, int scatter, int flash, int with)
     assert_int_equal(d->max_context, MAX_CONTEXT);
     assert_int_equal(d->block_size, bs);
     assert_int_equal(d->n_blocks, pg.n_blocks);
-    fprintf(stderr, "# block size %d, %s tables%s%s%s%s\n", bs,
+    fprintf(stderr, "# block size %d, %s tables%s%s%s%s%s\n", bs,
             scatter ? "scattered" : "contiguous", flash ? ", flash prefill" : "",
             with & ROPE ? ", RoPE in the attention" : "", with & OWN_GEMMS ? ", own GEMMs" : "",
-            with & OVERLAP ? ", deferred steps" : "");
+            with & OVERLAP ? ", deferred steps" : "", with & FUSE ? ", norms fused" : "");
     prompt_ref pr[2];
     int np = 0;
     while (np < 2 && load_prompt(f, np, &pr[np]))
@@ -1148,6 +1149,7 @@ static void test_fixture_models(void **state)
         run_fixture(&f, 1, 1, 0, ROPE);
         run_fixture(&f, 16, 1, 1, OWN_GEMMS);
         run_fixture(&f, 16, 1, 1, ROPE | OWN_GEMMS);
+        run_fixture(&f, 16, 1, 1, ROPE | OWN_GEMMS | FUSE);
         run_fixture(&f, 16, 1, 1, OVERLAP);
         run_fixture_fp8_fork(&f, 16, 0);
         run_fixture_fp8_fork(&f, 16, ROPE);

@@ -161,6 +161,11 @@ typedef struct cuda_dev {
     int gu_block;
     float *pg_part;
     int *pg_count;
+    /* the RMSNorms between the own GEMMs fused into them (SSFK_FUSE_NORMS, fuse_norms): the
+     * residual add and each 64 columns' sums of squares in o's and down's epilogues, into
+     * norm_ss, the norm in gate|up's and the next layer's q|k|v's prologue */
+    int fuse_norms;
+    float *norm_ss;
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
     /* the bucket's GEMM shapes were tuned (before its first capture) */
@@ -261,6 +266,8 @@ static void plan_activations(cuda_dev *d, arena *a)
     small_gemm_work(d, &pg_tiles, &pg_floats);
     d->pg_part = (float *)arena_take(a, pg_floats * sizeof(float));
     d->pg_count = (int *)arena_take(a, pg_tiles * sizeof(int));
+    size_t groups = (H + SSF_PGEMM_BN - 1) / SSF_PGEMM_BN;
+    d->norm_ss = (float *)arena_take(a, groups * SSF_PGEMM_MAX_M * sizeof(float));
     d->d_idx = (int32_t *)arena_take(a, idx_ints(d) * sizeof(int32_t));
     d->d_spec = (ssf_sample_spec *)arena_take(a, R * sizeof(ssf_sample_spec));
     d->d_ids = (int32_t *)arena_take(a, R * sizeof(int32_t));
@@ -655,25 +662,39 @@ static const bf16 *small_weights(const cuda_layer *L, int g)
 
 /* GEMM g of M rows on weights W through the own kernel (own) or cuBLAS;
  * gate|up's writes h either way: through the kernel's SwiGLU epilogue, or
- * cuBLAS's gate|up and then the SiLU kernel. */
-static int run_small(const cuda_dev *d, int g, int own, const bf16 *W, int M, ssf_error *err)
+ * cuBLAS's gate|up and then the SiLU kernel.  fz (the own kernel's only,
+ * may be NULL): the norm before fused in, X the residual stream; or the
+ * residual add after, into it. */
+static int run_small(const cuda_dev *d, int g, int own, const bf16 *W, int M,
+                     const ssfk_pgemm_fuse *fz, ssf_error *err)
 {
     small_io io = small_io_of(d, g);
     int gu = g == PG_GU;
     if (own) {
-        K_TRY(ssfk_pgemm(&d->pg[g], io.X, W, io.Y, gu ? NULL : d->pg_part, gu ? NULL : d->pg_count,
-                         M, io.N, io.K, d->stream));
+        const bf16 *X = fz && fz->norm_ss ? d->x : io.X;
+        bf16 *Y = fz && fz->res ? NULL : io.Y;
+        K_TRY(ssfk_pgemm(&d->pg[g], X, W, Y, gu ? NULL : d->pg_part, gu ? NULL : d->pg_count, M,
+                         io.N, io.K, fz, d->stream));
         return 0;
     }
+    if (fz) return ssf_fail(err, "cuda: a norm fused into cuBLAS's %s GEMM", small_gemm_names[g]);
     BLAS_TRY(gemm(d, io.X, W, gu ? d->gu : io.Y, CUDA_R_16BF, M, io.N, io.K));
     if (gu) K_TRY(ssfk_silu_mul(d->h, d->gu, M, io.N / 2, d->gu_block, d->stream));
     return 0;
 }
 
 /* GEMM g of layer L at M rows, by the path own_gemm gives it. */
-static int small_gemm(const cuda_dev *d, int g, const cuda_layer *L, int M, ssf_error *err)
+static int small_gemm(const cuda_dev *d, int g, const cuda_layer *L, int M,
+                      const ssfk_pgemm_fuse *fz, ssf_error *err)
 {
-    return run_small(d, g, own_gemm(d, g, M), small_weights(L, g), M, err);
+    return run_small(d, g, own_gemm(d, g, M), small_weights(L, g), M, fz, err);
+}
+
+/* Whether the RMSNorm between GEMM a and the GEMM b after it, at M rows,
+ * is fused into them (fuse_norms): both must take the own kernel. */
+static int fused_norm(const cuda_dev *d, int a, int b, int M)
+{
+    return d->fuse_norms && own_gemm(d, a, M) && own_gemm(d, b, M);
 }
 
 /* One layer of the staged rows.  A prefetch of the small GEMMs' weights
@@ -688,9 +709,18 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
     const cuda_layer *L = &d->layers[l];
     int H = c->hidden_size;
     float eps = (float)c->rms_norm_eps;
+    /* fused, each norm's sums come from the GEMM before's epilogue, which
+     * has added its output to the residual stream */
+    int fuse_attn = fused_norm(d, PG_DOWN, PG_QKV, rows), fuse_in = l > 0 && fuse_attn;
+    int fuse_mlp = fused_norm(d, PG_O, PG_GU, rows);
+    ssfk_pgemm_fuse attn_norm = {d->norm_ss, L->attn_norm, eps, NULL, NULL};
+    ssfk_pgemm_fuse mlp_norm = {d->norm_ss, L->mlp_norm, eps, NULL, NULL};
+    ssfk_pgemm_fuse residual = {NULL, NULL, 0.0f, d->x, d->norm_ss};
     /* the previous layer's MLP output joins the residual stream here */
-    K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps, d->stream));
-    if (small_gemm(d, PG_QKV, L, rows, err)) return -1;
+    if (!fuse_in)
+        K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps,
+                           d->stream));
+    if (small_gemm(d, PG_QKV, L, rows, fuse_in ? &attn_norm : NULL, err)) return -1;
     if (!as->rope)
         K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
                                   c->n_heads, c->n_kv_heads, d->stream));
@@ -700,10 +730,10 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
         K_TRY(ssfk_attention(&as->shape, io, as->rope ? &rope : NULL, as->decode_rows, d->part,
                              d->stream));
     K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
-    if (small_gemm(d, PG_O, L, rows, err)) return -1;
-    K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
-    if (small_gemm(d, PG_GU, L, rows, err)) return -1;
-    return small_gemm(d, PG_DOWN, L, rows, err);
+    if (small_gemm(d, PG_O, L, rows, fuse_mlp ? &residual : NULL, err)) return -1;
+    if (!fuse_mlp) K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
+    if (small_gemm(d, PG_GU, L, rows, fuse_mlp ? &mlp_norm : NULL, err)) return -1;
+    return small_gemm(d, PG_DOWN, L, rows, fuse_attn ? &residual : NULL, err);
 }
 
 /* The longest context among the rows listed (all rows when `rows` is NULL). */
@@ -865,7 +895,9 @@ static int enqueue_body(cuda_dev *d, int R, const attn_step *as, ssf_error *err)
         K_TRY(ssfk_rope_table(d->rope_cs, pos, d->inv_freq, R, d->cfg.head_dim, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
         if (forward_layer(d, l, R, pos, tb, as, err)) return -1;
-    K_TRY(ssfk_rmsnorm(d->x, d->tmp, d->final_norm, d->xn, R, d->cfg.hidden_size,
+    /* the last down GEMM's output is in x already when its add was fused */
+    const bf16 *last = fused_norm(d, PG_DOWN, PG_QKV, R) ? NULL : d->tmp;
+    K_TRY(ssfk_rmsnorm(d->x, last, d->final_norm, d->xn, R, d->cfg.hidden_size,
                        (float)d->cfg.rms_norm_eps, d->stream));
     return 0;
 }
@@ -974,7 +1006,7 @@ static int queue_probe(cuda_dev *d, int g, int M, const bf16 *W, const uint16_t 
         CU_TRY(cudaMemsetAsync(io.Y, 0xff, ny * sizeof(bf16), d->stream));
         CU_TRY(cudaMemsetAsync(io.X, 0xff, nx * sizeof(bf16), d->stream));
         K_TRY(ssfk_gather_rows(io.X, staged, rows, M, io.K, d->stream));
-        if (run_small(d, g, own, W, M, err)) return -1;
+        if (run_small(d, g, own, W, M, NULL, err)) return -1;
         CU_TRY(cudaMemcpyAsync(y + (size_t)own * ny, io.Y, ny * sizeof(bf16),
                                cudaMemcpyDeviceToHost, d->stream));
     }
@@ -1022,7 +1054,7 @@ static int capture_path(cuda_dev *d, int g, int own, int M, const bf16 *const *W
     CU_TRY(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal));
     int rc = 0;
     for (int i = 0; !rc && i < n_w; i++)
-        rc = run_small(d, g, own, W[i], M, err);
+        rc = run_small(d, g, own, W[i], M, NULL, err);
     cudaError_t e = cudaStreamEndCapture(d->stream, &graph);
     if (!rc && e == cudaSuccess) e = cudaGraphInstantiate(exec, graph, 0);
     if (graph) cudaGraphDestroy(graph);
@@ -1420,6 +1452,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->fp8_flash = SSFK_PREFILL_FP8 || o->fp8_flash_prefill;
     d->pdl = !o->disable_pdl;
     d->attn_rope = SSFK_ATTN_ROPE || o->rope_in_attention;
+    d->fuse_norms = SSFK_FUSE_NORMS || o->fuse_norms;
     d->own_mode = own_mode_of(o);
     for (int R = 0; R <= SSF_PGEMM_MAX_M; R++)
         for (int g = 0; g < SMALL_GEMMS; g++)

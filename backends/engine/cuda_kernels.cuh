@@ -166,6 +166,14 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
  * asks for it. */
 #define SSFK_OVERLAP_STEPS 0
 
+/* Whether the RMSNorms between the engine's own GEMMs (ssfk_pgemm_fuse:
+ * o's and down's residual add, gate|up's and q|k|v's norm) are fused into
+ * them by default: 55 launches fewer a 1.5B step where all four GEMMs take
+ * the own kernel.  0 until a GPU has checked and timed it (only
+ * tools/cuda-emu has run it, 2026-11-27); the device option fuse_norms
+ * asks for it. */
+#define SSFK_FUSE_NORMS 0
+
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
  * once per device, before the first ssfk_prefill_attention. */
 cudaError_t ssfk_prefill_init(void);
@@ -220,9 +228,27 @@ cudaError_t ssfk_sample(int32_t *ids, const float *logits, int rows, size_t stri
  * accumulation, each split's partial summed in split order: the same bits
  * every launch.  With splits, `part` holds shape.partial_floats floats and
  * `count` shape.tiles ints, zero before the first launch; each launch
- * leaves them zero. */
+ * leaves them zero.  `fuse` (may be NULL) takes in the RMSNorm before the
+ * GEMM or the residual add after it. */
+typedef struct ssfk_pgemm_fuse {
+    /* the norm before: X is the residual stream x [M][K]; the GEMM
+     * multiplies bf16(gain . bf16(x r)), as ssfk_rmsnorm writes it, with a
+     * row's r = rsqrt(s / K + eps), s the sum in order of its K / 64 group
+     * sums of squares norm_ss [K / 64][SSF_PGEMM_MAX_M] */
+    const float *norm_ss;
+    const bf16 *gain;
+    float eps;
+    /* the residual add after: x = bf16(x + bf16(y)) into res [M][N] in
+     * place of Y (NULL), as ssfk_rmsnorm's add, and each 64 columns' sum
+     * of squares of the new x into res_ss [N / 64][SSF_PGEMM_MAX_M]: the
+     * next GEMM's norm_ss.  Not with SwiGLU's epilogue. */
+    bf16 *res;
+    float *res_ss;
+} ssfk_pgemm_fuse;
+
 cudaError_t ssfk_pgemm(const ssf_pgemm_shape *shape, const bf16 *X, const bf16 *W, bf16 *Y,
-                       float *part, int *count, int M, int N, int K, cudaStream_t st);
+                       float *part, int *count, int M, int N, int K, const ssfk_pgemm_fuse *fuse,
+                       cudaStream_t st);
 
 /* What ssf_pgemm_plan plans for on the current device. */
 typedef struct ssfk_pgemm_device {

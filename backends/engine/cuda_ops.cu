@@ -270,7 +270,7 @@ static int run_pgemm(scratch *s, int M, int N, int K, int swiglu, const float *X
     int rc = 0;
     for (int launch = 0; !rc && launch < 3; launch++) {
         cudaError_t e = launch ? cudaMemsetAsync(dy, 0xff, n * 2, s->st) : cudaSuccess;
-        if (e == cudaSuccess) e = ssfk_pgemm(&sh, dx, dw, dy, part, count, M, N, K, s->st);
+        if (e == cudaSuccess) e = ssfk_pgemm(&sh, dx, dw, dy, part, count, M, N, K, NULL, s->st);
         if (e != cudaSuccess) rc = fail_cuda(err, "small GEMM launch", e);
         if (!rc) rc = down_bf16(s, dy, M, cols, (size_t)cols, launch ? Y : first, err);
         if (!rc && launch && memcmp(first, Y, n * sizeof(float)) != 0)
@@ -958,7 +958,7 @@ static int run_time_pgemm(scratch *s, int M, int N, int K, int swiglu, int iters
         return -1;
     *sh_out = sh;
     auto own = [&](int i) {
-        return ssfk_pgemm(&sh, X, ws[i % n_w], Y, part, count, M, N, K, s->st);
+        return ssfk_pgemm(&sh, X, ws[i % n_w], Y, part, count, M, N, K, NULL, s->st);
     };
     return time_launches(s, iters, own, ms, err);
 }
@@ -998,7 +998,7 @@ static int run_time_pgemm_shapes(scratch *s, int M, int N, int K, int swiglu, in
     for (int i = 0; i < *n; i++) {
         const ssf_pgemm_shape *sh = &shapes[i];
         auto own = [&](int c) {
-            return ssfk_pgemm(sh, X, ws[c % n_w], Y, part, count, M, N, K, s->st);
+            return ssfk_pgemm(sh, X, ws[c % n_w], Y, part, count, M, N, K, NULL, s->st);
         };
         if (time_launches(s, iters, own, &ms[i], err)) return -1;
     }

@@ -15,15 +15,20 @@
 #define KS SSF_PGEMM_KS
 #define KSTRIDE (KS + SSF_PGEMM_PAD) /* a row of a slice in shared memory */
 #define PG_WARPS (SSF_PGEMM_THREADS / WARP)
+#define SS_GROUP SSF_PGEMM_BN /* columns a FUSE_RES sum of squares covers */
 
 static_assert(PG_WARPS * 16 == MR, "a warp a 16-row block of X");
 static_assert(SSF_PGEMM_BN % 8 == 0 && SSF_PGEMM_BN_WIDE % 8 == 0 && KS % 16 == 0,
               "columns in MMA slices of 8, K in steps of 16");
 static_assert(SSF_PGEMM_MAX_STAGES == 8, "cp_async_wait_upto's cases");
 
-/* One slot of the ring: a slice's BN rows of W, then X's MR rows. */
+/* What a build fuses of the RMSNorms around it (ssfk_pgemm_fuse). */
+enum { FUSE_NONE, FUSE_NORM, FUSE_RES };
+
+/* One slot of the ring: a slice's BN rows of W, then X's MR rows, then
+ * (FUSE_NORM) the slice's gains of the norm. */
 struct slot {
-    bf16 *w, *x;
+    bf16 *w, *x, *gain;
 };
 
 template <int BN> __device__ static slot ring_slot(char *smem, int i)
@@ -31,6 +36,7 @@ template <int BN> __device__ static slot ring_slot(char *smem, int i)
     slot s;
     s.w = (bf16 *)(smem + (size_t)i * SSF_PGEMM_SLOT_BYTES(BN));
     s.x = s.w + BN * KSTRIDE;
+    s.gain = s.x + MR * KSTRIDE;
     return s;
 }
 
@@ -47,12 +53,21 @@ __device__ static void queue_rows(bf16 *dst, const bf16 *src, size_t ld, int row
     }
 }
 
-/* The slot's slice k of W's tile and of X's M rows. */
+/* The slot's slice k of X's M rows (and of the norm's gains, when not
+ * NULL). */
+__device__ static void queue_x(slot s, const bf16 *X, const bf16 *gain, int M, int K, int k)
+{
+    queue_rows(s.x, X + k, K, MR, M);
+    if (gain) queue_rows(s.gain, gain + k, 0, 1, 1);
+}
+
+/* The slot's slice k of W's tile, of X's M rows and of the gains. */
 template <int BN>
-__device__ static void queue_slice(slot s, const bf16 *w_tile, const bf16 *X, int M, int K, int k)
+__device__ static void queue_slice(slot s, const bf16 *w_tile, const bf16 *X, const bf16 *gain,
+                                   int M, int K, int k)
 {
     queue_rows(s.w, w_tile + k, K, BN, BN);
-    queue_rows(s.x, X + k, K, MR, M);
+    queue_x(s, X, gain, M, K, k);
 }
 
 /* cp_async_wait<n> for the ring's n, known at run time. */
@@ -86,12 +101,36 @@ __device__ static void cp_async_wait_upto(int n)
     }
 }
 
+/* Two elements of a residual row, normalised as ssfk_rmsnorm writes them:
+ * bf16(gain . bf16(x r)). */
+__device__ static uint32_t normed(uint32_t x2, float r, uint32_t gain2)
+{
+    float2 x = __bfloat1622float2(*(const __nv_bfloat162 *)&x2);
+    float2 g = __bfloat1622float2(*(const __nv_bfloat162 *)&gain2);
+    return pack_bf16(round_bf16(x.x * r) * g.x, round_bf16(x.y * r) * g.y);
+}
+
+/* A row's 1 / rms from its groups' sums of squares (the GEMM before's
+ * FUSE_RES epilogue), summed in group order: 0 for rows past M, whose X is
+ * zeros. */
+__device__ static float row_rstd(const float *ss, int row, int M, int K, float eps)
+{
+    if (row >= M) return 0.0f;
+    float sum = 0.0f;
+    for (int j = 0; j < K / KS; j++)
+        sum += __ldcg(ss + (size_t)j * MR + row);
+    return rsqrtf(sum / (float)K + eps);
+}
+
 /* acc += X's 16 rows at xs . W's BN rows at ws ^T over a slice: A
  * fragments from X, B fragments straight from W's rows (a column of W^T
  * is a row of W); rows KSTRIDE apart, so the 32 lanes' 4-byte reads fall
- * in 32 banks. */
-template <int BN>
-__device__ static void multiply(float (&acc)[BN / 8][4], const bf16 *xs, const bf16 *ws)
+ * in 32 banks.  NORM: X is the residual stream, each A fragment
+ * normalised as it is read, by its rows' r (r_lo: row g, r_hi: g + 8) and
+ * the slice's gains. */
+template <int BN, bool NORM>
+__device__ static void multiply(float (&acc)[BN / 8][4], const bf16 *xs, const bf16 *ws,
+                                const bf16 *gains, float r_lo, float r_hi)
 {
     int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4;
     const bf16 *x0 = xs + g * KSTRIDE + 2 * t, *x8 = x0 + 8 * KSTRIDE;
@@ -100,6 +139,12 @@ __device__ static void multiply(float (&acc)[BN / 8][4], const bf16 *xs, const b
     for (int k = 0; k < KS; k += 16) {
         uint32_t a0 = *(const uint32_t *)(x0 + k), a1 = *(const uint32_t *)(x8 + k);
         uint32_t a2 = *(const uint32_t *)(x0 + k + 8), a3 = *(const uint32_t *)(x8 + k + 8);
+        if (NORM) {
+            uint32_t g0 = *(const uint32_t *)(gains + k + 2 * t);
+            uint32_t g8 = *(const uint32_t *)(gains + k + 8 + 2 * t);
+            a0 = normed(a0, r_lo, g0), a1 = normed(a1, r_hi, g0);
+            a2 = normed(a2, r_lo, g8), a3 = normed(a3, r_hi, g8);
+        }
 #pragma unroll
         for (int n = 0; n < BN / 8; n++) {
             const bf16 *w = w0 + n * 8 * KSTRIDE + k;
@@ -174,22 +219,72 @@ __device__ static void store_swiglu(const float (&acc)[BN / 8][4], bf16 *Y, int 
     }
 }
 
-/* The tile's splits summed in split order (the same bits every launch),
- * into Y as BF16; partials read from L2, past this SM's L1, four splits'
- * reads in flight at once. */
-template <int BN>
-__device__ static void sum_splits(const float *part, bf16 *Y, int splits, int M, int N, int n0)
+/* FUSE_RES: two sums y added to the residual stream at x2, x = bf16(x +
+ * bf16(y)) as ssfk_rmsnorm's add; returns the new values' sum of squares. */
+__device__ static float add_residual(uint32_t *x2, float y_lo, float y_hi)
 {
+    float2 x = __bfloat1622float2(*(const __nv_bfloat162 *)x2);
+    float lo = round_bf16(x.x + round_bf16(y_lo)), hi = round_bf16(x.y + round_bf16(y_hi));
+    *x2 = pack_bf16(lo, hi);
+    return lo * lo + hi * hi;
+}
+
+/* FUSE_RES without splits: the warp's 16 rows added to the residual
+ * stream, and each SS_GROUP columns' sum of squares of the new rows into
+ * res_ss [N / SS_GROUP][MR]: a lane sums its own columns in order, then
+ * the row's 4 lanes a fixed tree (the same bits every launch). */
+template <int BN>
+__device__ static void store_res(const float (&acc)[BN / 8][4], const ssfk_pgemm_fuse &fz, int row0,
+                                 int M, int N, int n0)
+{
+    int g = threadIdx.x % WARP / 4, t = threadIdx.x % 4;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int row = row0 + g + 8 * h;
+#pragma unroll
+        for (int grp = 0; grp < BN / SS_GROUP; grp++) {
+            float ss = 0.0f;
+#pragma unroll
+            for (int n = grp * SS_GROUP / 8; n < (grp + 1) * SS_GROUP / 8 && row < M; n++) {
+                uint32_t *x2 = (uint32_t *)(fz.res + (size_t)row * N + n0 + n * 8 + 2 * t);
+                ss += add_residual(x2, acc[n][2 * h], acc[n][2 * h + 1]);
+            }
+            ss += __shfl_xor_sync(0xffffffffu, ss, 1); /* every lane: rows past M too */
+            ss += __shfl_xor_sync(0xffffffffu, ss, 2);
+            if (row < M && t == 0) fz.res_ss[(size_t)(n0 / SS_GROUP + grp) * MR + row] = ss;
+        }
+    }
+}
+
+/* The tile's splits summed in split order (the same bits every launch),
+ * into Y as BF16, or (RES) added to the residual stream with each
+ * SS_GROUP columns' sum of squares: a warp's 32 pairs are one row's
+ * group, summed a fixed tree.  Partials read from L2, past this SM's L1,
+ * four splits' reads in flight at once. */
+template <int BN, bool RES>
+__device__ static void sum_splits(const float *part, bf16 *Y, const ssfk_pgemm_fuse &fz, int splits,
+                                  int M, int N, int n0)
+{
+    static_assert(BN / 2 % WARP == 0 && SS_GROUP / 2 == WARP, "a warp a row's group");
     size_t split_stride = (size_t)M * N;
     for (int i = threadIdx.x; i < M * BN / 2; i += SSF_PGEMM_THREADS) {
-        size_t at = (size_t)(i / (BN / 2)) * N + n0 + 2 * (i % (BN / 2));
+        int row = i / (BN / 2), pair = i % (BN / 2);
+        size_t at = (size_t)row * N + n0 + 2 * pair;
         float2 s = make_float2(0.0f, 0.0f);
 #pragma unroll 4
         for (int sp = 0; sp < splits; sp++) {
             float2 v = __ldcg((const float2 *)(part + sp * split_stride + at));
             s.x += v.x, s.y += v.y;
         }
-        *(uint32_t *)(Y + at) = pack_bf16(s.x, s.y);
+        if (!RES) {
+            *(uint32_t *)(Y + at) = pack_bf16(s.x, s.y);
+            continue;
+        }
+        float ss = add_residual((uint32_t *)(fz.res + at), s.x, s.y);
+        for (int o = WARP / 2; o > 0; o /= 2)
+            ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (threadIdx.x % WARP == 0)
+            fz.res_ss[(size_t)(n0 / SS_GROUP + pair / WARP) * MR + row] = ss;
     }
 }
 
@@ -199,14 +294,16 @@ __device__ static void sum_splits(const float *part, bf16 *Y, int splits, int M,
  * so that slice i's W and X have landed when at most stages - 1 groups are
  * in flight.  Bound to SSF_PGEMM_SM_CTAS(BN) CTAs an SM, which the plan
  * counts on. */
-template <int BN, bool SWIGLU>
+template <int BN, bool SWIGLU, int FUSE>
 __global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS(BN))
     pgemm_kernel(const bf16 *X, const bf16 *W, bf16 *Y, float *part, int *count, int M, int N,
-                 int K, int chunk, int stages)
+                 int K, int chunk, int stages, ssfk_pgemm_fuse fz)
 {
+    constexpr bool NORM = FUSE == FUSE_NORM, RES = FUSE == FUSE_RES;
+    static_assert(!(SWIGLU && RES), "SwiGLU's h is not the residual stream's");
     extern __shared__ __align__(16) char smem[];
     int n0 = blockIdx.x * BN, k0 = blockIdx.y * chunk, slices = chunk / KS;
-    const bf16 *w_tile = W + (size_t)n0 * K;
+    const bf16 *w_tile = W + (size_t)n0 * K, *gain = NORM ? fz.gain : NULL;
     /* no kernel writes the weights: they land while the one before drains */
     for (int i = 0; i < stages; i++) {
         if (i < slices) queue_rows(ring_slot<BN>(smem, i).w, w_tile + k0 + i * KS, K, BN, BN);
@@ -214,20 +311,23 @@ __global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS(BN
     }
     grid_dep_enter();
     for (int i = 0; i < stages; i++) {
-        if (i < slices) queue_rows(ring_slot<BN>(smem, i).x, X + k0 + i * KS, K, MR, M);
+        if (i < slices) queue_x(ring_slot<BN>(smem, i), X, gain, M, K, k0 + i * KS);
         cp_async_commit();
     }
-    int row0 = threadIdx.x / WARP * 16, splits = gridDim.y;
+    int row0 = threadIdx.x / WARP * 16, splits = gridDim.y, g = threadIdx.x % WARP / 4;
+    /* NORM: the rows' 1 / rms, read while X's first slices land */
+    float r_lo = NORM ? row_rstd(fz.norm_ss, row0 + g, M, K, fz.eps) : 0.0f;
+    float r_hi = NORM ? row_rstd(fz.norm_ss, row0 + g + 8, M, K, fz.eps) : 0.0f;
     float acc[BN / 8][4] = {};
     for (int i = 0; i < slices; i++) {
         slot s = ring_slot<BN>(smem, i % stages);
         cp_async_wait_upto(stages - 1);
         __syncthreads();
-        if (row0 < M) multiply<BN>(acc, s.x + row0 * KSTRIDE, s.w);
+        if (row0 < M) multiply<BN, NORM>(acc, s.x + row0 * KSTRIDE, s.w, s.gain, r_lo, r_hi);
         int next = i + stages;
         if (next < slices) {
             __syncthreads(); /* every warp is done with the slot */
-            queue_slice<BN>(s, w_tile, X, M, K, k0 + next * KS);
+            queue_slice<BN>(s, w_tile, X, gain, M, K, k0 + next * KS);
         }
         cp_async_commit();
     }
@@ -236,10 +336,26 @@ __global__ static void __launch_bounds__(SSF_PGEMM_THREADS, SSF_PGEMM_SM_CTAS(BN
         return;
     }
     float *mine = splits > 1 ? part + (size_t)blockIdx.y * M * N : NULL;
+    if (RES && !mine) {
+        store_res<BN>(acc, fz, row0, M, N, n0);
+        return;
+    }
     store_warp<BN>(acc, Y, mine, row0, M, N, n0);
     if (splits > 1 && last_of_tile(count + blockIdx.x, splits))
-        sum_splits<BN>(part, Y, splits, M, N, n0);
+        sum_splits<BN, RES>(part, Y, fz, splits, M, N, n0);
 }
+
+/* Every build ssfk_pgemm launches, by tile width. */
+#define PGEMM_BUILDS(BN)                                                                           \
+    pgemm_kernel<BN, false, FUSE_NONE>, pgemm_kernel<BN, true, FUSE_NONE>,                         \
+        pgemm_kernel<BN, false, FUSE_NORM>, pgemm_kernel<BN, true, FUSE_NORM>,                     \
+        pgemm_kernel<BN, false, FUSE_RES>
+
+typedef void (*pgemm_fn)(const bf16 *, const bf16 *, bf16 *, float *, int *, int, int, int, int,
+                         int, ssfk_pgemm_fuse);
+
+static const pgemm_fn pgemm_builds[2][5] = {{PGEMM_BUILDS(SSF_PGEMM_BN)},
+                                            {PGEMM_BUILDS(SSF_PGEMM_BN_WIDE)}};
 
 cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev)
 {
@@ -253,10 +369,9 @@ cudaError_t ssfk_pgemm_init(ssfk_pgemm_device *dev)
     /* every plan's shape.smem is within the opt-in limit: asking for the
      * limit lets no later open, for another model, lower it under a shape
      * in use */
-    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<SSF_PGEMM_BN, false>, (size_t)cta);
-    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<SSF_PGEMM_BN, true>, (size_t)cta);
-    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<SSF_PGEMM_BN_WIDE, false>, (size_t)cta);
-    if (e == cudaSuccess) e = allow_smem(pgemm_kernel<SSF_PGEMM_BN_WIDE, true>, (size_t)cta);
+    for (int w = 0; w < 2; w++)
+        for (int b = 0; e == cudaSuccess && b < 5; b++)
+            e = allow_smem(pgemm_builds[w][b], (size_t)cta);
     dev->sms = sms, dev->cta_smem = (size_t)cta, dev->sm_smem = (size_t)sm;
     return e;
 }
@@ -266,29 +381,38 @@ int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, int swiglu, ssf_
     return ssf_pgemm_plan(N, K, swiglu, dev->sms, dev->cta_smem, dev->sm_smem, sh);
 }
 
-typedef void (*pgemm_fn)(const bf16 *, const bf16 *, bf16 *, float *, int *, int, int, int, int,
-                         int);
-
-/* The kernel build for a shape's tile width and epilogue; NULL for none. */
-static pgemm_fn pgemm_build(const ssf_pgemm_shape *sh)
+/* What fz asks to fuse: FUSE_NONE, FUSE_NORM (norm_ss and gain), FUSE_RES
+ * (res and res_ss, no SwiGLU), or -1 for a mix. */
+static int fuse_kind(const ssfk_pgemm_fuse *fz, int swiglu)
 {
-    if (sh->bn == SSF_PGEMM_BN)
-        return sh->swiglu ? pgemm_kernel<SSF_PGEMM_BN, true> : pgemm_kernel<SSF_PGEMM_BN, false>;
-    if (sh->bn == SSF_PGEMM_BN_WIDE)
-        return sh->swiglu ? pgemm_kernel<SSF_PGEMM_BN_WIDE, true>
-                          : pgemm_kernel<SSF_PGEMM_BN_WIDE, false>;
-    return NULL;
+    if (!fz || (!fz->norm_ss && !fz->gain && !fz->res && !fz->res_ss)) return FUSE_NONE;
+    if (fz->norm_ss && fz->gain && !fz->res && !fz->res_ss) return FUSE_NORM;
+    if (fz->res && fz->res_ss && !fz->norm_ss && !fz->gain && !swiglu) return FUSE_RES;
+    return -1;
+}
+
+/* The kernel build for a shape's tile width, epilogue and fusion; NULL for
+ * none. */
+static pgemm_fn pgemm_build(const ssf_pgemm_shape *sh, int fuse)
+{
+    int w = sh->bn == SSF_PGEMM_BN ? 0 : sh->bn == SSF_PGEMM_BN_WIDE ? 1 : -1;
+    if (w < 0 || fuse < 0) return NULL;
+    return pgemm_builds[w][fuse == FUSE_RES ? 4 : 2 * (fuse == FUSE_NORM) + (sh->swiglu != 0)];
 }
 
 cudaError_t ssfk_pgemm(const ssf_pgemm_shape *sh, const bf16 *X, const bf16 *W, bf16 *Y,
-                       float *part, int *count, int M, int N, int K, cudaStream_t st)
+                       float *part, int *count, int M, int N, int K, const ssfk_pgemm_fuse *fuse,
+                       cudaStream_t st)
 {
-    pgemm_fn kernel = pgemm_build(sh);
+    int kind = fuse_kind(fuse, sh->swiglu);
+    pgemm_fn kernel = pgemm_build(sh, kind);
     if (!kernel || M < 1 || M > MR || N != sh->tiles * sh->bn || K != sh->splits * sh->chunk ||
         sh->chunk % KS || sh->stages < 1 || sh->stages > SSF_PGEMM_MAX_STAGES ||
         sh->stages > sh->chunk / KS || sh->smem != ssf_pgemm_smem(sh->bn, sh->stages) ||
-        (sh->swiglu && sh->splits != 1) || (sh->splits > 1 && (!part || !count)))
+        (sh->swiglu && sh->splits != 1) || (sh->splits > 1 && (!part || !count)) ||
+        (kind != FUSE_RES && !Y))
         return cudaErrorInvalidValue;
+    ssfk_pgemm_fuse none = {NULL, NULL, 0.0f, NULL, NULL};
     return launch_pdl(kernel, dim3(sh->tiles, sh->splits), SSF_PGEMM_THREADS, sh->smem, st, X, W, Y,
-                      part, count, M, N, K, sh->chunk, sh->stages);
+                      part, count, M, N, K, sh->chunk, sh->stages, fuse ? *fuse : none);
 }

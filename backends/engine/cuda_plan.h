@@ -126,9 +126,10 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
 /* CTAs an SM holds at most: the kernel is bound to 80 registers with 64
  * columns, 128 with 128 */
 #define SSF_PGEMM_SM_CTAS(bn) ((bn) > SSF_PGEMM_BN ? 4 : 6)
-/* a slot of the ring: a slice's bn rows of W, then X's */
+/* a slot of the ring: a slice's bn rows of W, then X's, then (with a
+ * norm fused in, ssfk_pgemm_fuse) the norm's gains */
 #define SSF_PGEMM_SLOT_BYTES(bn)                                                                   \
-    ((size_t)((bn) + SSF_PGEMM_MAX_M) * (SSF_PGEMM_KS + SSF_PGEMM_PAD) * 2)
+    ((size_t)((bn) + SSF_PGEMM_MAX_M + 1) * (SSF_PGEMM_KS + SSF_PGEMM_PAD) * 2)
 
 typedef struct ssf_pgemm_shape {
     int tiles, splits;     /* grid: column tiles x K chunks */

@@ -73,6 +73,12 @@ typedef struct ssf_device_options {
      * draws.  The engine's tests have run it on a fake device; a GPU has not: bench/gpu-check.sh
      * checks and times it.  The default once SSFK_OVERLAP_STEPS is 1. */
     int overlap_steps;
+    /* CUDA: where both GEMMs around an RMSNorm take the own kernel (own_small_gemms), the norm
+     * fused into them: the residual add and the new rows' sums of squares in the epilogue of the
+     * GEMM before (o, down), the norm in the prologue of the GEMM after (gate|up, the next
+     * layer's q|k|v), two launches a layer fewer.  tools/cuda-emu has run the kernel; a GPU has
+     * not: bench/gpu-check.sh checks and times it.  The default once SSFK_FUSE_NORMS is 1. */
+    int fuse_norms;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning

@@ -144,6 +144,18 @@ static const swap PGEMM_SWAPS[] = {
     {"*(uint32_t *)(Y + at) = pack_bf16(s.x, s.y);",
      "st_y((uint32_t *)(Y + at), pack_bf16(s.x, s.y));", 1},
     {"if (last) *count = 0;", "if (last) st_count(count, 0);", 1},
+    /* the fused norm's gains, the residual stream and its sums of squares */
+    {"uint32_t g0 = *(const uint32_t *)(gains + k + 2 * t);",
+     "uint32_t g0 = ld_sh((const uint32_t *)(gains + k + 2 * t));", 1},
+    {"uint32_t g8 = *(const uint32_t *)(gains + k + 8 + 2 * t);",
+     "uint32_t g8 = ld_sh((const uint32_t *)(gains + k + 8 + 2 * t));", 1},
+    {"float2 x = __bfloat1622float2(*(const __nv_bfloat162 *)x2);",
+     "float2 x = __bfloat1622float2(ld_res2(x2));", 1},
+    {"*x2 = pack_bf16(lo, hi);", "st_res(x2, pack_bf16(lo, hi));", 1},
+    {"fz.res_ss[(size_t)(n0 / SS_GROUP + grp) * MR + row] = ss;",
+     "st_ss(&fz.res_ss[(size_t)(n0 / SS_GROUP + grp) * MR + row], ss);", 1},
+    {"fz.res_ss[(size_t)(n0 / SS_GROUP + pair / WARP) * MR + row] = ss;",
+     "st_ss(&fz.res_ss[(size_t)(n0 / SS_GROUP + pair / WARP) * MR + row], ss);", 1},
     {NULL, NULL, 0},
 };
 

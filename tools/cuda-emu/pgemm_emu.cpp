@@ -20,7 +20,16 @@
  *  - Y against a double GEMM (with SwiGLU's epilogue, h from the gate and
  *    up rows its tile interleaves), and a second launch (another CTA and thread
  *    order, copies landing at issue instead of at wait) equal to the first
- *    bit for bit.
+ *    bit for bit;
+ *  - with the norm before fused in (ssfk_pgemm_fuse), X the residual
+ *    stream, normalised as ssfk_rmsnorm would from the given group sums
+ *    and gains (each gain copy within the CTA's chunk), the sums read only
+ *    after the wait and only of rows below M;
+ *  - with the residual add after fused in, no Y: each element of the
+ *    residual's M rows rewritten once a launch by its column tile, x +
+ *    bf16(y) against the double GEMM, and each 64 columns' sum of squares
+ *    of the new rows written once, by the tile that holds them, against
+ *    the rows the kernel wrote.
  *
  * Usage: pgemm_emu [-x] [-s seed].
  */
@@ -51,6 +60,13 @@ static struct {
     bool waited[NT], stored[NT], fenced[NT];
     long w_early;         /* the CTA's 16-byte copies of W before their thread's wait */
     std::vector<int> any; /* __syncthreads_or's value at each CTA barrier */
+    /* the fused norm (fuse 1) or residual add (fuse 2): cuda_kernels.cuh */
+    int fuse;
+    const bf16 *gain;
+    const float *norm_ss;
+    bf16 *res;
+    float *res_ss;
+    std::vector<int> res_writes, ss_writes;
 } P;
 
 static void on_wait(void)
@@ -91,6 +107,11 @@ static void cp_async16(void *dst, const void *src, int bytes)
             fail("copy of W row %zu column %zu: block (%u,%u) has rows %zu-%zu, columns %zu-%zu",
                  row, col, g_block.x, g_block.y, n0, n0 + P.bn - 1, k0, k0 + P.chunk - 1);
         if (!P.waited[g_cur]) P.w_early++;
+    } else if (bytes && P.gain && b >= P.gain && b + 8 <= P.gain + P.K) {
+        size_t col = (size_t)(b - P.gain);
+        if (col < k0 || col + 8 > k0 + P.chunk)
+            fail("copy of the gains' column %zu: block (%u,%u) has columns %zu-%zu", col, g_block.x,
+                 g_block.y, k0, k0 + P.chunk - 1);
     } else if (bytes && b >= P.X && b + 8 <= P.X + (size_t)P.M * P.K) {
         size_t col = (b - P.X) % P.K;
         need_wait("copies X");
@@ -177,6 +198,73 @@ static int __syncthreads_or(int pred)
     return P.any[e];
 }
 
+/* ---- the fused norm and residual add ---- */
+struct __nv_bfloat162 {
+    bf16 x, y; /* x the low half */
+};
+static float2 __bfloat1622float2(__nv_bfloat162 v)
+{
+    return float2{bf2f(v.x), bf2f(v.y)};
+}
+static float rsqrtf(float v)
+{
+    return 1.0f / sqrtf(v);
+}
+typedef struct ssfk_pgemm_fuse {
+    const float *norm_ss;
+    const bf16 *gain;
+    float eps;
+    bf16 *res;
+    float *res_ss;
+} ssfk_pgemm_fuse;
+
+/* the norm's group sums: [K / 64][MR], rows below M, after the wait */
+static float __ldcg(const float *p)
+{
+    size_t n = (size_t)P.K / SSF_PGEMM_KS * SSF_PGEMM_MAX_M;
+    if (P.fuse != 1 || p < P.norm_ss || p >= P.norm_ss + n) fail("read outside the norm's sums");
+    need_wait("reads the norm's sums");
+    if ((int)((p - P.norm_ss) % SSF_PGEMM_MAX_M) >= P.M) fail("a sum read of a row past M");
+    return *p;
+}
+/* the residual stream [M][N]: the CTA's columns, after the wait */
+static size_t res_at(const uint32_t *p, const char *what)
+{
+    const bf16 *b = (const bf16 *)p;
+    if (P.fuse != 2 || (uintptr_t)p % 4 || b < P.res || b + 2 > P.res + (size_t)P.M * P.N)
+        fail("%s outside the residual stream", what);
+    need_wait(what);
+    size_t e = (size_t)(b - P.res);
+    own_column(e, what);
+    return e;
+}
+static __nv_bfloat162 ld_res2(const uint32_t *p)
+{
+    res_at(p, "residual read");
+    __nv_bfloat162 v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static void st_res(uint32_t *p, uint32_t v)
+{
+    size_t e = res_at(p, "residual write");
+    P.res_writes[e]++, P.res_writes[e + 1]++;
+    *p = v;
+}
+/* a sum of squares: [N / 64][MR], of the CTA's columns and a row below M */
+static void st_ss(float *p, float v)
+{
+    size_t n = (size_t)P.N / SSF_PGEMM_BN * SSF_PGEMM_MAX_M;
+    if (P.fuse != 2 || p < P.res_ss || p >= P.res_ss + n) fail("write outside the sums");
+    need_wait("writes a sum of squares");
+    size_t e = (size_t)(p - P.res_ss), grp = e / SSF_PGEMM_MAX_M, row = e % SSF_PGEMM_MAX_M;
+    size_t g0 = (size_t)g_block.x * P.bn / SSF_PGEMM_BN;
+    if ((int)row >= P.M || grp < g0 || grp >= g0 + (size_t)P.bn / SSF_PGEMM_BN)
+        fail("block (%u,%u) writes the sum of group %zu row %zu", g_block.x, g_block.y, grp, row);
+    P.ss_writes[e]++;
+    *p = v;
+}
+
 /* cuda_common.cuh's rounding and SwiGLU element, from their spec */
 static float round_bf16(float v)
 {
@@ -188,17 +276,28 @@ static bf16 silu_times(float g, float u)
     return f2bf(a * u);
 }
 
+#define NORM_EPS 1e-6f
+
 #include "pgemm_body.inc" /* extract.c writes it */
 
 /* ---- launch ---- */
+/* the build ssfk_pgemm's pgemm_build takes */
+template <int BN> static void launch_bn(void)
+{
+    ssfk_pgemm_fuse fz = {P.norm_ss, P.gain, NORM_EPS, P.res, P.res_ss};
+    auto kernel = P.fuse == FUSE_RES    ? pgemm_kernel<BN, false, FUSE_RES>
+                  : P.fuse == FUSE_NORM ? (P.swiglu ? pgemm_kernel<BN, true, FUSE_NORM>
+                                                    : pgemm_kernel<BN, false, FUSE_NORM>)
+                                        : (P.swiglu ? pgemm_kernel<BN, true, FUSE_NONE>
+                                                    : pgemm_kernel<BN, false, FUSE_NONE>);
+    kernel(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages, fz);
+}
 static void entry(void)
 {
-    auto kernel =
-        P.bn == SSF_PGEMM_BN
-            ? (P.swiglu ? pgemm_kernel<SSF_PGEMM_BN, true> : pgemm_kernel<SSF_PGEMM_BN, false>)
-            : (P.swiglu ? pgemm_kernel<SSF_PGEMM_BN_WIDE, true>
-                        : pgemm_kernel<SSF_PGEMM_BN_WIDE, false>);
-    kernel(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages);
+    if (P.bn == SSF_PGEMM_BN)
+        launch_bn<SSF_PGEMM_BN>();
+    else
+        launch_bn<SSF_PGEMM_BN_WIDE>();
     thread_exit();
 }
 
@@ -206,6 +305,7 @@ struct gcase {
     int M, N, K, swiglu, sms;
     size_t cta_smem, sm_smem; /* 0: an H100's */
     unsigned seed;
+    int fuse = FUSE_NONE; /* or FUSE_NORM, FUSE_RES */
 };
 
 static double dot(const std::vector<bf16> &X, const std::vector<bf16> &W, int m, size_t n, int K)
@@ -235,6 +335,52 @@ static double want_at(const std::vector<bf16> &X, const std::vector<bf16> &W, in
     return want;
 }
 
+/* FUSE_NORM: the gains in [0.5, 1.5), each row's group sums of squares of
+ * X (rows past M NaN: never read), and the X a separate ssfk_rmsnorm
+ * would have written, which the double GEMM takes. */
+static std::vector<bf16> norm_setup(const gcase &C, std::mt19937 &rng, const std::vector<bf16> &X,
+                                    std::vector<bf16> &gain, std::vector<float> &sums)
+{
+    int groups = C.K / SSF_PGEMM_KS;
+    gain.resize((size_t)C.K);
+    for (auto &g : gain)
+        g = f2bf((float)(1.0 + urand(rng) / 2));
+    sums.assign((size_t)groups * SSF_PGEMM_MAX_M, NAN);
+    std::vector<bf16> normed(X.size());
+    for (int m = 0; m < C.M; m++) {
+        float total = 0.0f;
+        for (int j = 0; j < groups; j++) {
+            float s = 0.0f;
+            for (int c = j * SSF_PGEMM_KS; c < (j + 1) * SSF_PGEMM_KS; c++)
+                s += bf2f(X[(size_t)m * C.K + c]) * bf2f(X[(size_t)m * C.K + c]);
+            sums[(size_t)j * SSF_PGEMM_MAX_M + m] = s;
+            total += s;
+        }
+        float r = rsqrtf(total / (float)C.K + NORM_EPS);
+        for (int k = 0; k < C.K; k++)
+            normed[(size_t)m * C.K + k] =
+                f2bf(round_bf16(bf2f(X[(size_t)m * C.K + k]) * r) * bf2f(gain[k]));
+    }
+    return normed;
+}
+
+/* FUSE_RES: every sum of squares of the M rows the kernel wrote (rows past
+ * M still NaN), against the new rows' in double. */
+static void check_sums(const gcase &C, const std::vector<bf16> &res, const std::vector<float> &sums,
+                       int &bad)
+{
+    for (int j = 0; j < C.N / SSF_PGEMM_BN; j++)
+        for (int m = 0; m < SSF_PGEMM_MAX_M; m++) {
+            float got = sums[(size_t)j * SSF_PGEMM_MAX_M + m];
+            double want = 0;
+            for (int c = j * SSF_PGEMM_BN; m < C.M && c < (j + 1) * SSF_PGEMM_BN; c++)
+                want += (double)bf2f(res[(size_t)m * C.N + c]) * bf2f(res[(size_t)m * C.N + c]);
+            bool ok = m < C.M ? fabs(got - want) <= 1e-5 * want + 1e-6 : isnan(got);
+            if (!ok && bad++ < 8)
+                printf("  the sum of squares of group %d row %d: got %g want %g\n", j, m, got, want);
+        }
+}
+
 static int run_case(const gcase &C)
 {
     std::mt19937 rng(C.seed);
@@ -250,7 +396,26 @@ static int run_case(const gcase &C)
         w = f2bf((float)urand(rng));
     std::vector<float> part(sh.partial_floats ? sh.partial_floats : 1);
     std::vector<int> count(sh.tiles, 0);
-    P.X = X.data(), P.W = W.data(), P.Y = Y.data(), P.part = part.data(), P.count = count.data();
+    /* the fused norm: X the residual, Xref what the GEMM must multiply; the
+     * residual add: the output is res, from res0, and its sums */
+    bool res_out = C.fuse == FUSE_RES;
+    std::vector<bf16> gain, Xref = X, res0, res;
+    std::vector<float> norm_sums, sums;
+    if (C.fuse == FUSE_NORM) Xref = norm_setup(C, rng, X, gain, norm_sums);
+    if (res_out) {
+        res0.resize((size_t)M * N);
+        for (auto &x : res0)
+            x = f2bf((float)(4 * urand(rng)));
+        res = res0, Y.clear(), cols = N;
+        sums.resize((size_t)N / SSF_PGEMM_BN * SSF_PGEMM_MAX_M);
+    }
+    std::vector<bf16> &out = res_out ? res : Y;
+    std::vector<int> &writes = res_out ? P.res_writes : P.y_writes;
+    P.fuse = C.fuse, P.gain = gain.empty() ? NULL : gain.data();
+    P.norm_ss = norm_sums.empty() ? NULL : norm_sums.data();
+    P.res = res_out ? res.data() : NULL, P.res_ss = res_out ? sums.data() : NULL;
+    P.X = X.data(), P.W = W.data(), P.Y = res_out ? NULL : Y.data(), P.part = part.data();
+    P.count = count.data();
     P.M = M, P.N = N, P.K = K, P.bn = sh.bn, P.chunk = sh.chunk, P.stages = sh.stages;
     P.swiglu = C.swiglu;
     smem_open(sh.smem);
@@ -264,8 +429,11 @@ static int run_case(const gcase &C)
     for (int launch = 0; launch < 2; launch++) {
         P.launch = launch, g_late = launch == 0;
         std::fill(Y.begin(), Y.end(), (bf16)0xffff);
+        std::copy(res0.begin(), res0.end(), res.begin());
+        std::fill(sums.begin(), sums.end(), NAN);
         std::fill(part.begin(), part.end(), NAN);
         P.y_writes.assign(Y.size(), 0), P.part_launch.assign(part.size(), -1);
+        P.res_writes.assign(res.size(), 0), P.ss_writes.assign(sums.size(), 0);
         std::shuffle(ctas.begin(), ctas.end(), g_rng);
         for (dim3e b : ctas) {
             g_block = b;
@@ -279,31 +447,41 @@ static int run_case(const gcase &C)
                          "%ld\n",
                          launch, b.x, b.y, P.w_early, want_early);
         }
-        for (size_t e = 0; e < Y.size(); e++)
-            if (P.y_writes[e] != 1)
-                complain("  launch %d writes Y row %zu column %zu %d times\n", launch, e / cols,
-                         e % cols, P.y_writes[e]);
+        for (size_t e = 0; e < out.size(); e++)
+            if (writes[e] != 1)
+                complain("  launch %d writes %s row %zu column %zu %d times\n", launch,
+                         res_out ? "the residual" : "Y", e / cols, e % cols, writes[e]);
+        for (size_t e = 0; e < sums.size(); e++)
+            if (P.ss_writes[e] != ((int)(e % SSF_PGEMM_MAX_M) < M))
+                complain("  launch %d writes the sum of group %zu row %zu %d times\n", launch,
+                         e / SSF_PGEMM_MAX_M, e % SSF_PGEMM_MAX_M, P.ss_writes[e]);
         for (int t = 0; t < sh.tiles; t++)
             if (count[t])
                 complain("  launch %d leaves tile %d's count at %d\n", launch, t, count[t]);
-        if (launch == 0) first = Y;
+        if (launch == 0) first = out;
     }
     g_on_grid_dep_wait = NULL;
     smem_close();
-    if (memcmp(first.data(), Y.data(), Y.size() * sizeof(bf16)))
+    if (memcmp(first.data(), out.data(), out.size() * sizeof(bf16)))
         complain("  the second launch differs from the first\n");
+    if (res_out) check_sums(C, res, sums, bad);
     double worst = 0;
     for (int m = 0; m < M; m++)
         for (int n = 0; n < cols; n++) {
-            double tol, want = want_at(X, W, m, n, C, sh.bn, &tol);
+            double tol, want = want_at(Xref, W, m, n, C, sh.bn, &tol);
+            if (res_out) { /* x + bf16(y), rounded to BF16 */
+                want += bf2f(res0[(size_t)m * N + n]);
+                tol += fabs(want) / 128;
+            }
             double got = bf2f(first[(size_t)m * cols + n]), err = fabs(got - want);
-            if (!(err <= tol)) complain("  Y[%d][%d]: got %g want %g\n", m, n, got, want);
+            if (!(err <= tol)) complain("  out[%d][%d]: got %g want %g\n", m, n, got, want);
             if (!(err <= worst)) worst = err;
         }
-    printf("%s M %2d N %5d K %4d%s: %d tiles of %d x %d splits of %d, a ring of %d (%zu bytes): "
+    static const char *const fused[] = {"", " +norm", " +residual"};
+    printf("%s M %2d N %5d K %4d%s%s: %d tiles of %d x %d splits of %d, a ring of %d (%zu bytes): "
            "worst abs err %.3g\n",
-           bad ? "FAIL" : "ok  ", M, N, K, C.swiglu ? " SwiGLU" : "", sh.tiles, sh.bn, sh.splits,
-           sh.chunk, sh.stages, sh.smem, worst);
+           bad ? "FAIL" : "ok  ", M, N, K, C.swiglu ? " SwiGLU" : "", fused[C.fuse], sh.tiles,
+           sh.bn, sh.splits, sh.chunk, sh.stages, sh.smem, worst);
     fflush(stdout);
     return bad;
 }
@@ -346,6 +524,17 @@ int main(int argc, char **argv)
         {64, 64, 1024, 1, 1, 83000, 0, 15},
         {64, 384, 1536, 0, 1, 0, 0, 16},
         {64, 128, 8960, 0, 4, 0, 0, 17},
+        /* the norm before fused in: q|k|v-like over splits, gate|up-like
+         * with SwiGLU's epilogue, rows past M; the residual add after:
+         * o-like over splits (64- and 128-column groups), down-like, and
+         * unsplit 128-column tiles */
+        {64, 256, 1536, 0, 8, 0, 0, 18, FUSE_NORM},
+        {33, 448, 512, 1, 132, 0, 0, 19, FUSE_NORM},
+        {64, 256, 1536, 1, 2, 0, 0, 20, FUSE_NORM},
+        {64, 1536, 1536, 0, 132, 0, 0, 21, FUSE_RES},
+        {17, 128, 8960, 0, 4, 0, 0, 22, FUSE_RES},
+        {64, 384, 1536, 0, 1, 0, 0, 23, FUSE_RES},
+        {5, 256, 512, 0, 4, 0, 0, 24, FUSE_RES},
     };
     int fails = 0;
     for (const gcase &c : cases) {
