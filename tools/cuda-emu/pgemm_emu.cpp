@@ -29,7 +29,11 @@
  *    residual's M rows rewritten once a launch by its column tile, x +
  *    bf16(y) against the double GEMM, and each 64 columns' sum of squares
  *    of the new rows written once, by the tile that holds them, against
- *    the rows the kernel wrote.
+ *    the rows the kernel wrote;
+ *  - either fusion bit for bit what the unfused build gives on the X the
+ *    norm should make (its Y), or x + its Y rounded to BF16 (the add), so
+ *    that a rounding off ssfk_rmsnorm's order shows, which the tolerances
+ *    against double would pass.
  *
  * Usage: pgemm_emu [-x] [-s seed].
  */
@@ -381,6 +385,46 @@ static void check_sums(const gcase &C, const std::vector<bf16> &res, const std::
         }
 }
 
+/* Every CTA of the grid in ctas' order (shuffled first), each held to
+ * queue want_early copies of W before its wait. */
+template <typename F>
+static void run_grid(std::vector<dim3e> &ctas, long want_early, int launch, F &complain)
+{
+    std::shuffle(ctas.begin(), ctas.end(), g_rng);
+    for (dim3e b : ctas) {
+        g_block = b;
+        for (int i = 0; i < NT; i++)
+            P.waited[i] = P.stored[i] = P.fenced[i] = false;
+        P.any.clear();
+        P.w_early = 0;
+        run_threads(entry);
+        if (P.w_early != want_early)
+            complain("  launch %d block (%u,%u) queues %ld copies of W before the wait, not %ld\n",
+                     launch, b.x, b.y, P.w_early, want_early);
+    }
+}
+
+/* The unfused build on the X the norm must give (Xref): the fused launch's
+ * output, bit for bit, is its Y (the norm), or bf16(x + Y) (the add). */
+template <typename F>
+static void check_unfused(const gcase &C, std::vector<dim3e> &ctas, long want_early,
+                          const std::vector<bf16> &Xref, const std::vector<bf16> &res0,
+                          const std::vector<bf16> &fused, std::vector<float> &part, F &complain)
+{
+    size_t cols = C.swiglu ? (size_t)C.N / 2 : (size_t)C.N;
+    std::vector<bf16> Y((size_t)C.M * cols, (bf16)0xffff);
+    P.fuse = FUSE_NONE, P.gain = NULL, P.norm_ss = NULL, P.res = NULL, P.res_ss = NULL;
+    P.X = Xref.data(), P.Y = Y.data(), P.launch = 2;
+    std::fill(part.begin(), part.end(), NAN);
+    P.y_writes.assign(Y.size(), 0), P.part_launch.assign(part.size(), -1);
+    run_grid(ctas, want_early, 2, complain);
+    for (size_t e = 0; e < Y.size(); e++) {
+        bf16 want = C.fuse == FUSE_RES ? f2bf(bf2f(res0[e]) + bf2f(Y[e])) : Y[e];
+        if (fused[e] != want)
+            complain("  fused element %zu: %#x, the unfused build's %#x\n", e, fused[e], want);
+    }
+}
+
 static int run_case(const gcase &C)
 {
     std::mt19937 rng(C.seed);
@@ -434,19 +478,7 @@ static int run_case(const gcase &C)
         std::fill(part.begin(), part.end(), NAN);
         P.y_writes.assign(Y.size(), 0), P.part_launch.assign(part.size(), -1);
         P.res_writes.assign(res.size(), 0), P.ss_writes.assign(sums.size(), 0);
-        std::shuffle(ctas.begin(), ctas.end(), g_rng);
-        for (dim3e b : ctas) {
-            g_block = b;
-            for (int i = 0; i < NT; i++)
-                P.waited[i] = P.stored[i] = P.fenced[i] = false;
-            P.any.clear();
-            P.w_early = 0;
-            run_threads(entry);
-            if (P.w_early != want_early)
-                complain("  launch %d block (%u,%u) queues %ld copies of W before the wait, not "
-                         "%ld\n",
-                         launch, b.x, b.y, P.w_early, want_early);
-        }
+        run_grid(ctas, want_early, launch, complain);
         for (size_t e = 0; e < out.size(); e++)
             if (writes[e] != 1)
                 complain("  launch %d writes %s row %zu column %zu %d times\n", launch,
@@ -460,6 +492,7 @@ static int run_case(const gcase &C)
                 complain("  launch %d leaves tile %d's count at %d\n", launch, t, count[t]);
         if (launch == 0) first = out;
     }
+    if (C.fuse != FUSE_NONE) check_unfused(C, ctas, want_early, Xref, res0, first, part, complain);
     g_on_grid_dep_wait = NULL;
     smem_close();
     if (memcmp(first.data(), out.data(), out.size() * sizeof(bf16)))
