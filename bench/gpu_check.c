@@ -1488,10 +1488,11 @@ static void time_ops(const ssf_model_config *c)
                    small_rows[ri], ms[0], ms[1], ms[2], (2 * L + 1) * ms[0] + L * (ms[1] + ms[2]),
                    4 * L + 1);
     }
-    /* the plan's split beside 64-position chunks, no split at all (the
-     * whole context one chunk: no merge kernel) and 2-8 equal splits, at
-     * contexts up to 2,048 and the long decode benches' mean (1,224): what
-     * tuning the plan's wave model would go by */
+    /* the plan's split beside 64-position chunks and no split at all (the
+     * whole context one chunk: no merge kernel), at contexts up to 2,048
+     * and the long decode benches' mean (1,224), and at 64 and 256 rows
+     * of those two contexts 2-8 equal splits: what tuning the plan's wave
+     * model would go by */
     static const int rows[] = {1, 64, 256}, ctxs[] = {64, 456, 1224, 2048};
     static const struct {
         const char *name;
@@ -1504,6 +1505,8 @@ static void time_ops(const ssf_model_config *c)
             for (int k = 0; ok && k < n_chunks; k++) {
                 double ms = 0;
                 int splits = 0, chunk = chunks[k].chunk;
+                /* equal splits where the plan splits: 64 rows and more, long contexts */
+                if (chunk < -1 && (rows[ri] < 64 || ctxs[ci] < 1224)) continue;
                 if (chunk == -1) chunk = ctxs[ci];
                 if (chunk < -1) { /* ceil(ctx / s) positions a split, in whole blocks */
                     int s = -chunk, per = (ctxs[ci] + s - 1) / s;
