@@ -1384,18 +1384,28 @@ static void check_sampler(void)
 
 /* A GEMM at M rows through the engine's own kernel, beside the tuned
  * cuBLAS time (gate|up: with SwiGLU's epilogue, which cuBLAS's time
- * leaves to a kernel of its own); its ms, or the tuned ms when it has no
- * plan, which it says. */
-static double time_own_gemm(const char *name, int M, int N, int K, int swiglu, double tuned_ms)
+ * leaves to a kernel of its own), then with its side of a fused RMSNorm
+ * (`fused`: the norm in, q|k|v and gate|up; the residual add out, o and
+ * down) beside itself unfused: what the fusion costs the GEMM, against
+ * the norm kernel it saves (op=small); its ms, or the tuned ms when it has
+ * no plan, which it says. */
+static double time_own_gemm(const char *name, int M, int N, int K, int swiglu, int fused,
+                            double tuned_ms)
 {
     ssf_error err;
-    double ms = 0, wbytes = 2.0 * N * K;
+    double ms = 0, fused_ms = 0, wbytes = 2.0 * N * K;
     ssf_pgemm_shape sh;
-    if (ssf_cuda_op_time_pgemm(M, N, K, swiglu, 20, &ms, &sh, &err) == 0) {
+    if (ssf_cuda_op_time_pgemm(M, N, K, swiglu, SSF_PGEMM_PLAIN, 20, &ms, &sh, &err) == 0) {
         printf("TIME op=pgemm_%s M=%d N=%d K=%d swiglu=%d bn=%d splits=%d chunk=%d stages=%d "
                "ms=%.4f weight_GBps=%.0f vs_tuned=%.2f\n",
                name, M, N, K, swiglu, sh.bn, sh.splits, sh.chunk, sh.stages, ms, wbytes / ms / 1e6,
                tuned_ms / ms);
+        if (ssf_cuda_op_time_pgemm(M, N, K, swiglu, fused, 20, &fused_ms, &sh, &err) == 0)
+            printf("TIME op=pgemm_%s_fused M=%d %s ms=%.4f vs_unfused=%.3f\n", name, M,
+                   fused == SSF_PGEMM_NORM_IN ? "norm_in" : "residual_out", fused_ms,
+                   fused_ms / ms);
+        else
+            printf("FAIL op=pgemm_%s_fused M=%d: %s\n", name, M, err.msg), failures++;
         return ms;
     }
     printf("TIME op=pgemm_%s M=%d N=%d K=%d: %s\n", name, M, N, K, err.msg);
@@ -1460,10 +1470,12 @@ static void time_ops(const ssf_model_config *c)
                        g[i].name, Ms[mi], g[i].N, g[i].K, ms, wbytes / ms / 1e6, tuned,
                        wbytes / tuned / 1e6, ms / tuned, how);
             if (ok && own) /* the engine keeps lm_head on cuBLAS */
-                step_own += (g[i].per_layer ? L : 1) *
-                            (g[i].per_layer
-                                 ? time_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 2, tuned)
-                                 : tuned);
+                step_own +=
+                    (g[i].per_layer ? L : 1) *
+                    (g[i].per_layer
+                         ? time_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 2,
+                                         i % 2 ? SSF_PGEMM_RESIDUAL_OUT : SSF_PGEMM_NORM_IN, tuned)
+                         : tuned);
             if (ok && g[i].per_layer && Ms[mi] == SSF_PGEMM_MAX_M)
                 sweep_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 2, tuned);
         }

@@ -92,7 +92,7 @@ int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, do
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
+int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int fused, int iters, double *ms,
                            ssf_pgemm_shape *shape, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);

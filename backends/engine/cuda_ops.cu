@@ -945,20 +945,47 @@ static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_
 /* The own kernel timed, launched as the engine launches it (a
  * programmatic dependent of the launch before, here the same GEMM on the
  * next copy of W). */
-static int run_time_pgemm(scratch *s, int M, int N, int K, int swiglu, int iters, double *ms,
-                          ssf_pgemm_shape *sh_out, ssf_error *err)
+/* What a fused timing adds: the norm's sums (each row's mean square 1)
+ * and gains, or the residual stream and its sums; X doubles as the
+ * residual the norm reads. */
+static int fuse_operands(scratch *s, int fused, int M, int N, int K, ssfk_pgemm_fuse *fz,
+                         ssf_error *err)
+{
+    *fz = ssfk_pgemm_fuse{NULL, NULL, 1e-6f, NULL, NULL};
+    if (fused == SSF_PGEMM_NORM_IN) {
+        size_t n = (size_t)K / SSF_PGEMM_KS * SSF_PGEMM_MAX_M;
+        float *sums = (float *)ssf_xmalloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            sums[i] = (float)SSF_PGEMM_KS;
+        fz->norm_ss = (const float *)up_raw(s, sums, n * sizeof(float), err);
+        free(sums);
+        fz->gain = fz->norm_ss ? (const bf16 *)dev_zeros(s, (size_t)K * 2, err) : NULL;
+        return fz->gain ? 0 : -1;
+    }
+    if (fused == SSF_PGEMM_RESIDUAL_OUT) {
+        fz->res = (bf16 *)dev_zeros(s, (size_t)M * N * 2, err);
+        fz->res_ss = (float *)dev_zeros(s, (size_t)N / SSF_PGEMM_BN * SSF_PGEMM_MAX_M * 4, err);
+        return fz->res && fz->res_ss ? 0 : -1;
+    }
+    return 0;
+}
+
+static int run_time_pgemm(scratch *s, int M, int N, int K, int swiglu, int fused, int iters,
+                          double *ms, ssf_pgemm_shape *sh_out, ssf_error *err)
 {
     bf16 *X, *Y;
     const bf16 *ws[TIME_WEIGHT_COPIES];
     int n_w = 0, *count = NULL;
     float *part = NULL;
     ssf_pgemm_shape sh;
+    ssfk_pgemm_fuse fz;
     if (pgemm_shape(N, K, swiglu, &sh, err) || timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) ||
-        pgemm_work(s, &sh, &part, &count, err))
+        pgemm_work(s, &sh, &part, &count, err) || fuse_operands(s, fused, M, N, K, &fz, err))
         return -1;
     *sh_out = sh;
+    bf16 *out = fused == SSF_PGEMM_RESIDUAL_OUT ? NULL : Y;
     auto own = [&](int i) {
-        return ssfk_pgemm(&sh, X, ws[i % n_w], Y, part, count, M, N, K, NULL, s->st);
+        return ssfk_pgemm(&sh, X, ws[i % n_w], out, part, count, M, N, K, &fz, s->st);
     };
     return time_launches(s, iters, own, ms, err);
 }
@@ -1016,11 +1043,12 @@ extern "C" int ssf_cuda_op_time_pgemm_shapes(int M, int N, int K, int swiglu, in
     return rc ? -1 : 0;
 }
 
-extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
-                                      ssf_pgemm_shape *shape, ssf_error *err)
+extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int fused, int iters,
+                                      double *ms, ssf_pgemm_shape *shape, ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 0, err) || run_time_pgemm(&s, M, N, K, swiglu, iters, ms, shape, err);
+    int rc = scratch_init(&s, 0, err) ||
+             run_time_pgemm(&s, M, N, K, swiglu, fused, iters, ms, shape, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

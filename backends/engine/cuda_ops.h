@@ -120,10 +120,14 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
 int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
                           const char **how, ssf_error *err);
 
+/* ssf_cuda_op_time_pgemm's fusions (ssfk_pgemm_fuse) */
+enum { SSF_PGEMM_PLAIN, SSF_PGEMM_NORM_IN, SSF_PGEMM_RESIDUAL_OUT };
+
 /* Mean milliseconds of the own GEMM kernel on the shape
  * ssf_cuda_op_time_gemm times, W's copies cycled the same way (swiglu:
- * with SwiGLU's epilogue); *shape receives the shape. */
-int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int iters, double *ms,
+ * with SwiGLU's epilogue; fused: an SSF_PGEMM_* fusion, the RMSNorm
+ * before it or the residual add after); *shape receives the shape. */
+int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int fused, int iters, double *ms,
                            ssf_pgemm_shape *shape, ssf_error *err);
 
 /* The same for each shape ssf_pgemm_shapes gives on this device, up to
