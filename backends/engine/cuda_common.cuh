@@ -47,6 +47,25 @@ __device__ static inline float round_bf16(float v)
     return __bfloat162float(__float2bfloat16(v));
 }
 
+/* The RMSNorm in transformers' rounding order, the residual stream BF16:
+ * the residual add, a row's 1 / rms from its sum of squares over n
+ * elements, and an element normalised and scaled by its gain (fp32; the
+ * caller rounds it to BF16).  ssfk_rmsnorm and the own GEMM's fused norm
+ * (cuda_pgemm.cu) both go through these, so the two paths give the same
+ * bits but for the sum of squares' order. */
+__device__ static inline float residual_add(float x, float add)
+{
+    return round_bf16(x + add);
+}
+__device__ static inline float rms_rstd(float sum_sq, int n, float eps)
+{
+    return rsqrtf(sum_sq / (float)n + eps);
+}
+__device__ static inline float rms_scaled(float x, float rstd, float gain)
+{
+    return round_bf16(x * rstd) * gain;
+}
+
 /* Column j of a q|k|v row with its bias: HF's linear rounds x W^T + b to
  * BF16 before RoPE. */
 __device__ static inline float biased(const bf16 *row, const float *bias, int j)

@@ -93,17 +93,16 @@ __global__ static void rmsnorm_kernel(bf16 *x, const bf16 *add, const bf16 *w, b
         float v = __bfloat162float(xr[i]);
         if (ar) {
             /* the residual stream stays BF16, as in HF */
-            v = round_bf16(v + __bfloat162float(ar[i]));
+            v = residual_add(v, __bfloat162float(ar[i]));
             xr[i] = __float2bfloat16(v);
         }
         ss += v * v;
     }
-    float rstd = rsqrtf(block_sum(ss, buf) / (float)C + eps);
+    float rstd = rms_rstd(block_sum(ss, buf), C, eps);
     bf16 *o = out + (size_t)blockIdx.x * C;
     for (int i = threadIdx.x; i < C; i += blockDim.x) {
         /* HF order: normalise in fp32, cast to bf16, then scale by the weight */
-        float n = round_bf16(__bfloat162float(xr[i]) * rstd);
-        o[i] = __float2bfloat16(n * __bfloat162float(w[i]));
+        o[i] = __float2bfloat16(rms_scaled(__bfloat162float(xr[i]), rstd, __bfloat162float(w[i])));
     }
 }
 

@@ -107,7 +107,7 @@ __device__ static uint32_t normed(uint32_t x2, float r, uint32_t gain2)
 {
     float2 x = __bfloat1622float2(*(const __nv_bfloat162 *)&x2);
     float2 g = __bfloat1622float2(*(const __nv_bfloat162 *)&gain2);
-    return pack_bf16(round_bf16(x.x * r) * g.x, round_bf16(x.y * r) * g.y);
+    return pack_bf16(rms_scaled(x.x, r, g.x), rms_scaled(x.y, r, g.y));
 }
 
 /* A row's 1 / rms from its groups' sums of squares (the GEMM before's
@@ -119,7 +119,7 @@ __device__ static float row_rstd(const float *ss, int row, int M, int K, float e
     float sum = 0.0f;
     for (int j = 0; j < K / KS; j++)
         sum += __ldcg(ss + (size_t)j * MR + row);
-    return rsqrtf(sum / (float)K + eps);
+    return rms_rstd(sum, K, eps);
 }
 
 /* acc += X's 16 rows at xs . W's BN rows at ws ^T over a slice: A
@@ -224,7 +224,7 @@ __device__ static void store_swiglu(const float (&acc)[BN / 8][4], bf16 *Y, int 
 __device__ static float add_residual(uint32_t *x2, float y_lo, float y_hi)
 {
     float2 x = __bfloat1622float2(*(const __nv_bfloat162 *)x2);
-    float lo = round_bf16(x.x + round_bf16(y_lo)), hi = round_bf16(x.y + round_bf16(y_hi));
+    float lo = residual_add(x.x, round_bf16(y_lo)), hi = residual_add(x.y, round_bf16(y_hi));
     *x2 = pack_bf16(lo, hi);
     return lo * lo + hi * hi;
 }

@@ -269,10 +269,22 @@ static void st_ss(float *p, float v)
     *p = v;
 }
 
-/* cuda_common.cuh's rounding and SwiGLU element, from their spec */
+/* cuda_common.cuh's rounding, RMSNorm and SwiGLU elements, from their spec */
 static float round_bf16(float v)
 {
     return bf2f(f2bf(v));
+}
+static float residual_add(float x, float add)
+{
+    return round_bf16(x + add);
+}
+static float rms_rstd(float sum_sq, int n, float eps)
+{
+    return rsqrtf(sum_sq / (float)n + eps);
+}
+static float rms_scaled(float x, float rstd, float gain)
+{
+    return round_bf16(x * rstd) * gain;
 }
 static bf16 silu_times(float g, float u)
 {
@@ -289,11 +301,11 @@ static bf16 silu_times(float g, float u)
 template <int BN> static void launch_bn(void)
 {
     ssfk_pgemm_fuse fz = {P.norm_ss, P.gain, NORM_EPS, P.res, P.res_ss};
-    auto kernel = P.fuse == FUSE_RES    ? pgemm_kernel<BN, false, FUSE_RES>
-                  : P.fuse == FUSE_NORM ? (P.swiglu ? pgemm_kernel<BN, true, FUSE_NORM>
-                                                    : pgemm_kernel<BN, false, FUSE_NORM>)
-                                        : (P.swiglu ? pgemm_kernel<BN, true, FUSE_NONE>
-                                                    : pgemm_kernel<BN, false, FUSE_NONE>);
+    auto kernel =
+        P.fuse == FUSE_RES ? pgemm_kernel<BN, false, FUSE_RES>
+        : P.fuse == FUSE_NORM
+            ? (P.swiglu ? pgemm_kernel<BN, true, FUSE_NORM> : pgemm_kernel<BN, false, FUSE_NORM>)
+            : (P.swiglu ? pgemm_kernel<BN, true, FUSE_NONE> : pgemm_kernel<BN, false, FUSE_NONE>);
     kernel(P.X, P.W, P.Y, P.part, P.count, P.M, P.N, P.K, P.chunk, P.stages, fz);
 }
 static void entry(void)
@@ -381,7 +393,8 @@ static void check_sums(const gcase &C, const std::vector<bf16> &res, const std::
                 want += (double)bf2f(res[(size_t)m * C.N + c]) * bf2f(res[(size_t)m * C.N + c]);
             bool ok = m < C.M ? fabs(got - want) <= 1e-5 * want + 1e-6 : isnan(got);
             if (!ok && bad++ < 8)
-                printf("  the sum of squares of group %d row %d: got %g want %g\n", j, m, got, want);
+                printf("  the sum of squares of group %d row %d: got %g want %g\n", j, m, got,
+                       want);
         }
 }
 
