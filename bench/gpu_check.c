@@ -1508,7 +1508,7 @@ static void time_ops(const ssf_model_config *c)
     static const int rows[] = {1, 64, 256}, ctxs[] = {64, 456, 1224, 2048};
     static const struct {
         const char *name;
-        int chunk; /* 0: the plan's; -s: s splits (-1: the context) */
+        int chunk; /* 0: the plan's; -s: s equal splits ("whole": one) */
     } chunks[] = {{"plan", 0}, {"64", 64}, {"whole", -1}, {"s2", -2},
                   {"s3", -3},  {"s4", -4}, {"s6", -6},    {"s8", -8}};
     int n_chunks = (int)(sizeof chunks / sizeof chunks[0]);
@@ -1519,8 +1519,10 @@ static void time_ops(const ssf_model_config *c)
                 int splits = 0, chunk = chunks[k].chunk;
                 /* equal splits where the plan splits: 64 rows and more, long contexts */
                 if (chunk < -1 && (rows[ri] < 64 || ctxs[ci] < 1224)) continue;
-                if (chunk == -1) chunk = ctxs[ci];
-                if (chunk < -1) { /* ceil(ctx / s) positions a split, in whole blocks */
+                /* ceil(ctx / s) positions a split, in whole blocks, as the plan's
+                 * chunks are (a chunk off a 16-position boundary would take the
+                 * kernel's slower table walk, which no plan does) */
+                if (chunk < 0) {
                     int s = -chunk, per = (ctxs[ci] + s - 1) / s;
                     chunk = (per + BLOCK_SIZE - 1) / BLOCK_SIZE * BLOCK_SIZE;
                 }
