@@ -224,11 +224,12 @@ static int add_rings(int N, int K, int swiglu, int bn, int splits, int most, ssf
                      int n, int max)
 {
     const int rings[] = {2, 4, most};
+    int last = 0; /* rings ascend: one clamped to `most` repeats the one before */
     for (int i = 0; i < 3; i++) {
         int stages = rings[i] < most ? rings[i] : most;
-        if (i > 0 && stages <= (rings[i - 1] < most ? rings[i - 1] : most)) continue;
+        if (stages == last) continue;
         if (n < max) pgemm_shape(N, K, swiglu, bn, splits, stages, &out[n]);
-        n++;
+        n++, last = stages;
     }
     return n;
 }
