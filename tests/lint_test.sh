@@ -23,9 +23,11 @@ sources() {
 }
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+mapfile -t laid_out < <(sources '*.c' '*.h' '*.cu' '*.cuh')
+mapfile -t c_files < <(sources '*.c')
 if command -v clang-format >/dev/null; then
-    if sources '*.c' '*.h' '*.cu' '*.cuh' | xargs clang-format --dry-run --Werror >"$out" 2>&1; then
-        ok "clang-format: $(sources '*.c' '*.h' '*.cu' '*.cuh' | wc -l) files as laid out"
+    if printf '%s\n' "${laid_out[@]}" | xargs clang-format --dry-run --Werror >"$out" 2>&1; then
+        ok "clang-format: ${#laid_out[@]} files as laid out"
     else
         grep "error:" "$out" | head -n 5 | sed 's/^/# /'
         not_ok "clang-format: run clang-format -i on the files named above"
@@ -34,11 +36,11 @@ else
     skip "clang-format not installed"
 fi
 if command -v cppcheck >/dev/null; then
-    if sources '*.c' | xargs cppcheck --quiet --enable=warning,style,performance --std=c11 \
+    if printf '%s\n' "${c_files[@]}" | xargs cppcheck --quiet --enable=warning,style,performance --std=c11 \
         -j "$(nproc)" --error-exitcode=1 --suppress=missingIncludeSystem \
         --template='{file}:{line}: {severity}: {message} [{id}]' -Ibackends/engine -Ibackends \
         -Ibench -Ilibssfteval/include -Ilibssfteval/src >"$out" 2>&1; then
-        ok "cppcheck: $(sources '*.c' | wc -l) C files clean"
+        ok "cppcheck: ${#c_files[@]} C files clean"
     else
         grep -v '^ \|^$\|note:' "$out" | head -n 10 | sed 's/^/# /'
         not_ok "cppcheck: fix the findings named above"
