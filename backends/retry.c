@@ -148,21 +148,27 @@ static int month_index(const char *m)
 {
     static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     for (int i = 0; i < 12; i++)
-        if (strncasecmp(m, names + 3 * i, 3) == 0 && m[3] == '\0') return i;
+        if (strncasecmp(m, names + 3 * (size_t)i, 3) == 0 && m[3] == '\0') return i;
     return -1;
 }
 
+/* The three forms of RFC 9110's HTTP-date.  Every number has a width, so no
+ * conversion can overflow; a form that does not match fails the count. */
 time_t ssf_retry_parse_http_date(const char *s)
 {
     char wd[16], mon[4];
     int d, y, hh, mm, ss;
-    int ok = sscanf(s, "%15[A-Za-z], %d %3s %d %d:%d:%d GMT", wd, &d, mon, &y, &hh, &mm, &ss) == 7;
-    if (!ok &&
-        sscanf(s, "%15[A-Za-z], %d-%3s-%d %d:%d:%d GMT", wd, &d, mon, &y, &hh, &mm, &ss) == 7) {
+    /* NOLINTBEGIN(cert-err34-c): the widths bound every number */
+    int ok =
+        sscanf(s, "%15[A-Za-z], %2d %3s %4d %2d:%2d:%2d GMT", wd, &d, mon, &y, &hh, &mm, &ss) == 7;
+    if (!ok && sscanf(s, "%15[A-Za-z], %2d-%3s-%4d %2d:%2d:%2d GMT", wd, &d, mon, &y, &hh, &mm,
+                      &ss) == 7) {
         ok = 1;
         if (y < 100) y += y < 70 ? 2000 : 1900; /* RFC 850's two-digit year */
     }
-    if (!ok) ok = sscanf(s, "%15[A-Za-z] %3s %d %d:%d:%d %d", wd, mon, &d, &hh, &mm, &ss, &y) == 7;
+    if (!ok)
+        ok = sscanf(s, "%15[A-Za-z] %3s %2d %2d:%2d:%2d %4d", wd, mon, &d, &hh, &mm, &ss, &y) == 7;
+    /* NOLINTEND(cert-err34-c) */
     int m = ok ? month_index(mon) : -1;
     if (m < 0 || d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60 || y < 1970) return -1;
     struct tm tm = {

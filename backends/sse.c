@@ -123,7 +123,7 @@ static void copy_line(char *dst, size_t cap, const char *s, size_t len)
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        dst[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+        dst[i] = (char)(ch < 0x20 || ch == 0x7f ? ' ' : ch);
     }
     strcpy(dst + n, len > cap - 1 ? "..." : "");
 }

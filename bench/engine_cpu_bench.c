@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench-args.h"
 #include "device.h"
 #include "ssfteval/model.h"
 
@@ -262,18 +263,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: engine_cpu_bench MODEL_DIR [PROMPT [GEN [THREADS [BATCH...]]]]\n");
         return 2;
     }
-    int prompt = argc > 2 ? atoi(argv[2]) : 128, gen = argc > 3 ? atoi(argv[3]) : 32;
-    int threads = argc > 4 ? atoi(argv[4]) : 0;
-    if (prompt < 1 || gen < 1 || threads < 0) {
-        fprintf(stderr, "engine_cpu_bench: PROMPT and GEN must be positive, THREADS >= 0\n");
-        return 2;
-    }
+    int prompt =
+        argc > 2 ? (int)bench_long_arg("engine_cpu_bench PROMPT", argv[2], 1, 1 << 20) : 128;
+    int gen = argc > 3 ? (int)bench_long_arg("engine_cpu_bench GEN", argv[3], 1, 1 << 20) : 32;
+    int threads = argc > 4 ? (int)bench_long_arg("engine_cpu_bench THREADS", argv[4], 0, 4096) : 0;
     const char *env = getenv("REPEATS");
-    int repeats = env ? atoi(env) : 2;
-    if (repeats < 1) {
-        fprintf(stderr, "engine_cpu_bench: REPEATS=%s: give a count of at least 1\n", env);
-        return 2;
-    }
+    int repeats = env ? (int)bench_long_arg("engine_cpu_bench REPEATS", env, 1, 1000) : 2;
     ssf_model *m;
     ssf_error err;
     if (ssf_model_open(argv[1], &m, &err)) {
@@ -285,7 +280,8 @@ int main(int argc, char **argv)
     if (argc > 5) {
         for (int i = 5; i < argc && !rc; i++)
             rc =
-                atoi(argv[i]) > 0 ? run_batch(m, prompt, gen, threads, atoi(argv[i]), repeats) : -1;
+                run_batch(m, prompt, gen, threads,
+                          (int)bench_long_arg("engine_cpu_bench BATCH", argv[i], 1, 4096), repeats);
     } else {
         for (size_t i = 0; i < sizeof default_batches / sizeof *default_batches && !rc; i++)
             rc = run_batch(m, prompt, gen, threads, default_batches[i], repeats);

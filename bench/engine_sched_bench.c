@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench-args.h"
 #include "engine.h"
 #include "ssfteval/util.h"
 
@@ -151,12 +152,14 @@ static int run_shape(int q, int s, int steps, int defer, double gpu_ms)
 
 int main(int argc, char **argv)
 {
-    int steps = argc > 1 ? atoi(argv[1]) : 2048;
-    double ms64 = argc > 2 ? atof(argv[2]) : 3.31, ms256 = argc > 3 ? atof(argv[3]) : 6.51;
-    if (steps < 1 || ms64 <= 0 || ms256 <= 0) {
-        fprintf(stderr, "usage: engine_sched_bench [STEPS [GPU_STEP_MS_64 [GPU_STEP_MS_256]]]\n");
-        return 2;
-    }
+    /* usage: engine_sched_bench [STEPS [GPU_STEP_MS_64 [GPU_STEP_MS_256]]] */
+    int steps =
+        argc > 1 ? (int)bench_long_arg("engine_sched_bench STEPS", argv[1], 1, 1 << 20) : 2048;
+    double ms64 =
+        argc > 2 ? bench_double_arg("engine_sched_bench GPU_STEP_MS_64", argv[2], 1e-3, 1e4) : 3.31;
+    double ms256 = argc > 3
+                       ? bench_double_arg("engine_sched_bench GPU_STEP_MS_256", argv[3], 1e-3, 1e4)
+                       : 6.51;
     printf("engine host time per step, %d-token prompts, %d tokens a sample, a device that costs "
            "nothing\n",
            PROMPT, steps);

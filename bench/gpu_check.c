@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench-args.h"
 #include "cuda_ops.h"
 #include "cuda_plan.h"
 #include "device.h"
@@ -100,7 +101,7 @@ static int fixture_n_valid(const char *dir, int vocab)
     snprintf(path, sizeof path, "%s/expected.json", dir);
     if (ssf_read_file(path, &text, &len, &err) == 0) {
         const char *k = strstr(text, "\"tokenizer_ids\":");
-        if (k) n = atoi(k + strlen("\"tokenizer_ids\":"));
+        if (k) n = (int)strtol(k + strlen("\"tokenizer_ids\":"), NULL, 10);
         free(text);
     }
     return n > 0 && n <= vocab ? n : vocab;
@@ -461,8 +462,11 @@ static void check_variant(const ssf_model *m, const pages *pg, const seq *s, con
 static size_t bits_differ(const float *a, const float *b, size_t n)
 {
     size_t differ = 0;
-    for (size_t i = 0; i < n; i++)
-        differ += memcmp(&a[i], &b[i], sizeof *a) != 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x, y;
+        memcpy(&x, &a[i], sizeof x), memcpy(&y, &b[i], sizeof y);
+        differ += x != y;
+    }
     return differ;
 }
 
@@ -942,7 +946,7 @@ static int bench_batch(ssf_device *d, const pages *pg, const ssf_model_config *c
     char gpu[64] = "";
     if (replays > 0)
         snprintf(gpu, sizeof gpu, " gpu_ms_per_step=%.3f host_ms_per_step=%.3f",
-                 replay_ms / replays, ms - replay_ms / replays);
+                 replay_ms / (double)replays, ms - replay_ms / (double)replays);
     step_bytes sb = bytes_of(c, bench_as.fp8);
     /* rows attend to P + s + 1 positions at step s */
     double kv = B * (P + (steps - 1) / 2.0 + 1) * sb.kv_per_pos,
@@ -966,7 +970,7 @@ static int parse_batches(const char *batches, int *bs, int *maxb)
     int nb = 0;
     *maxb = 1;
     for (const char *c = batches; *c && nb < 16; c = strchr(c, ',') ? strchr(c, ',') + 1 : "") {
-        bs[nb] = atoi(c);
+        bs[nb] = (int)strtol(c, NULL, 10);
         *maxb = bs[nb] > *maxb ? bs[nb] : *maxb;
         nb++;
     }
@@ -1256,7 +1260,7 @@ static void check_greedy(int stride)
     int32_t ids[ROWS];
     for (int r = 0; r < ROWS; r++)
         fill_logits(x + (size_t)r * stride, stride, SV_VALID, 100 + (uint32_t)r, 3.0);
-    float *tie = x + 1 * stride, *odd = x + 2 * stride, *none = x + 3 * stride;
+    float *tie = x + stride, *odd = x + 2 * (size_t)stride, *none = x + 3 * (size_t)stride;
     tie[10] = tie[3000] = 40.0f;                         /* two maxima: 10 */
     odd[5] = NAN, odd[6] = INFINITY, odd[7] = -INFINITY; /* skipped */
     for (int i = 0; i < stride; i++)
@@ -1632,7 +1636,7 @@ static void print_pass(const char *model, const engine_pass *p, int n, int max_n
     printf("TIME engine-run model=%s samples=%d prompt=%d max_new=%d overlap=%d pool=%s "
            "wall_s=%.2f steps=%lld decode_tok_s=%.0f preemptions=%lld discarded_rows=%lld\n",
            model, n, ENGINE_PROMPT, max_new, p->defer, p->n_blocks ? "tight" : "ample", p->wall_s,
-           (long long)st->steps, st->decode_s > 0 ? st->decode_tokens / st->decode_s : 0.0,
+           (long long)st->steps, st->decode_s > 0 ? (double)st->decode_tokens / st->decode_s : 0.0,
            (long long)st->preemptions, (long long)st->discarded_rows);
 }
 
@@ -1745,20 +1749,22 @@ int main(int argc, char **argv)
     else if (argc == 3 && strcmp(argv[1], "cuda") == 0)
         check_cuda_alone(argv[2]);
     else if (argc == 9 && strcmp(argv[1], "ops") == 0) {
-        ssf_model_config c = {.hidden_size = atoi(argv[2]),
-                              .intermediate_size = atoi(argv[3]),
-                              .n_heads = atoi(argv[4]),
-                              .n_kv_heads = atoi(argv[5]),
-                              .head_dim = atoi(argv[6]),
-                              .n_layers = atoi(argv[7]),
-                              .vocab_size = atoi(argv[8])};
+        ssf_model_config c = {.hidden_size = (int)bench_long_arg("ops HIDDEN", argv[2], 1, 1 << 16),
+                              .intermediate_size =
+                                  (int)bench_long_arg("ops INTER", argv[3], 1, 1 << 18),
+                              .n_heads = (int)bench_long_arg("ops HEADS", argv[4], 1, 256),
+                              .n_kv_heads = (int)bench_long_arg("ops KV_HEADS", argv[5], 1, 256),
+                              .head_dim = (int)bench_long_arg("ops HEAD_DIM", argv[6], 1, 512),
+                              .n_layers = (int)bench_long_arg("ops LAYERS", argv[7], 1, 1024),
+                              .vocab_size = (int)bench_long_arg("ops VOCAB", argv[8], 1, 1 << 20)};
         time_ops(&c);
     } else if (argc == 2 && strcmp(argv[1], "sampler") == 0)
         check_sampler();
     else if ((argc == 6 || argc == 7) && strcmp(argv[1], "bench") == 0)
-        bench(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : "");
-    else if (argc == 4 && strcmp(argv[1], "engine") == 0 && atoi(argv[3]) > 0)
-        check_engine(argv[2], atoi(argv[3]));
+        bench(argv[2], argv[3], (int)bench_long_arg("bench PROMPT", argv[4], 1, 1 << 20),
+              (int)bench_long_arg("bench STEPS", argv[5], 1, 1 << 20), argc == 7 ? argv[6] : "");
+    else if (argc == 4 && strcmp(argv[1], "engine") == 0)
+        check_engine(argv[2], (int)bench_long_arg("engine MAX_NEW", argv[3], 1, 1 << 20));
     else {
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "

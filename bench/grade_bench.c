@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "bench-args.h"
 #include "grade.h"
 #include "ssfteval/records.h"
 
@@ -42,7 +43,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: grade_bench PAIRS.jsonl VERDICTS.txt [REPEAT]\n");
         return 2;
     }
-    int repeat = argc > 3 ? atoi(argv[3]) : 10;
+    int repeat = argc > 3 ? (int)bench_long_arg("grade_bench REPEAT", argv[3], 1, 1000000) : 10;
     pairs p = {0};
     ssf_error err;
     if (ssf_records_read_file(argv[1], SSF_FORMAT_JSONL, keep, &p, &err)) {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench-args.h"
 #include "backend.h"
 
 typedef struct tally {
@@ -42,12 +43,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: http_bench ENDPOINT REQUESTS CONCURRENCY [stream]\n");
         return 2;
     }
-    size_t n = (size_t)atol(argv[2]);
+    size_t n = (size_t)bench_long_arg("http_bench REQUESTS", argv[2], 1, 100000000);
     ssf_openai_options o;
     ssf_openai_options_default(&o);
     o.endpoint = argv[1];
     o.model = "mock";
-    o.concurrency = atoi(argv[3]);
+    o.concurrency = (int)bench_long_arg("http_bench CONCURRENCY", argv[3], 1, 4096);
     o.request_n = 1; /* one sample per request: the Python client sends them one by one too */
     o.stream = argc > 4 && strcmp(argv[4], "stream") == 0;
     ssf_error err;

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "bench-args.h"
 #include "ssfteval/records.h"
 #include "ssfteval/tokenizer.h"
 
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: tokenize_bench MATH500.jsonl TOKENIZER [REPEAT]\n");
         return 2;
     }
-    int repeat = argc > 3 ? atoi(argv[3]) : 10;
+    int repeat = argc > 3 ? (int)bench_long_arg("tokenize_bench REPEAT", argv[3], 1, 1000000) : 10;
     texts t = {0};
     ssf_error err;
     if (ssf_records_read_file(argv[1], SSF_FORMAT_JSONL, keep, &t, &err)) {

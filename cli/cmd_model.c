@@ -125,7 +125,7 @@ static void print_json(const ssf_model *m, const char *tpl)
         "parameters", (json_int_t)ssf_model_param_count(m), "dtype",
         ssf_dtype_name(ssf_model_dtype(m)), "weight_bytes", (json_int_t)ssf_model_weight_bytes(m),
         "kv_bytes_per_token_bf16", (json_int_t)kv, "kv_bytes_max_sequence_bf16",
-        (json_int_t)(kv * c->max_position_embeddings), "files", (json_int_t)ssf_model_file_count(m),
+        (json_int_t)kv * c->max_position_embeddings, "files", (json_int_t)ssf_model_file_count(m),
         "chat_template", tpl ? json_string(tpl) : json_null());
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     puts(text);

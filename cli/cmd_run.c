@@ -258,7 +258,7 @@ static int handle_engine(run_args *a, int opt, const char *arg)
     long v;
     switch (opt) {
     case OPT_DEVICE:
-        if (strcmp(arg, "auto") && strcmp(arg, "cpu") && strcmp(arg, "cuda")) {
+        if (strcmp(arg, "auto") != 0 && strcmp(arg, "cpu") != 0 && strcmp(arg, "cuda") != 0) {
             cli_error("--device: unknown device '%s'; use auto, cpu or cuda", arg);
             return -1;
         }

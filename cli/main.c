@@ -4,7 +4,6 @@
  */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,28 +46,16 @@ void cli_error(const char *fmt, ...)
 
 int cli_integer_arg(const char *opt, const char *arg, long lo, long hi, long *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(arg, &end, 10);
-    if (errno || end == arg || *end || v < lo || v > hi) {
-        cli_error("--%s: '%s' is not an integer in %ld..%ld", opt, arg, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    if (ssf_parse_long(arg, lo, hi, out) == 0) return 0;
+    cli_error("--%s: '%s' is not an integer in %ld..%ld", opt, arg, lo, hi);
+    return -1;
 }
 
 int cli_number_arg(const char *opt, const char *arg, double lo, double hi, double *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(arg, &end);
-    if (errno || end == arg || *end || !(v >= lo && v <= hi)) {
-        cli_error("--%s: '%s' is not a number in [%g, %g]", opt, arg, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    if (ssf_parse_double(arg, lo, hi, out) == 0) return 0;
+    cli_error("--%s: '%s' is not a number in [%g, %g]", opt, arg, lo, hi);
+    return -1;
 }
 
 int cli_profile_arg(const char *arg, ssf_profile *out)

@@ -298,7 +298,7 @@ static uint64_t hash_str(uint64_t h, const char *s)
 static void point_value(const ctx *c, uint64_t key, fmpq_t q)
 {
     uint64_t r = mix64(key ^ mix64(c->o->seed + (uint64_t)c->point));
-    fmpq_set_si(q, (slong)(POINT_DEN / 2 + r % (2 * POINT_DEN)), POINT_DEN);
+    fmpq_set_si(q, (slong)(POINT_DEN / 2 + r % (2 * (uint64_t)POINT_DEN)), POINT_DEN);
 }
 
 static void symbol_value(const ctx *c, const char *name, fmpq_t q)
@@ -1159,7 +1159,7 @@ static void scaled_str(const fmpz_t r, int d, char *buf, size_t size)
     if (s[0] == '-') ssf_buf_putc(&b, '-');
     for (size_t i = 0; i < pad + n; i++) {
         if (d > 0 && i == pad + n - (size_t)d) ssf_buf_putc(&b, '.');
-        ssf_buf_putc(&b, i < pad ? '0' : digits[i - pad]);
+        ssf_buf_putc(&b, (char)(i < pad ? '0' : digits[i - pad]));
     }
     if (b.len > 60)
         snprintf(buf, size, "%.24s...%s", b.data, b.data + b.len - 24);
@@ -1810,7 +1810,7 @@ static char *fold_name(const char *s, int lower)
     char *out = ssf_xmalloc(strlen(s) + 1), *o = out;
     for (; *s; s++) {
         if (isspace((unsigned char)*s) || *s == '~' || (*s == '\\' && s[1] == ' ')) continue;
-        *o++ = lower ? (char)tolower((unsigned char)*s) : *s;
+        *o++ = (char)(lower ? tolower((unsigned char)*s) : *s);
     }
     *o = '\0';
     return out;

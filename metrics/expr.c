@@ -8,11 +8,11 @@
 
 #include <flint/fmpz.h>
 
-#define ARENA_BLOCK (64 * 1024)
+#define ARENA_BLOCK ((size_t)64 * 1024)
 /* The first block comes with the arena in one allocation: a grade's trees
  * usually fit, and a block this small is not returned to the system (a
  * 64 KB one made every free consolidate the heap). */
-#define ARENA_FIRST (8 * 1024)
+#define ARENA_FIRST ((size_t)8 * 1024)
 #define ARENA_NUMBERS 32
 
 typedef struct arena_block {

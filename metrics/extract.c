@@ -368,9 +368,9 @@ static int set_group(const group_set *gs, pcre2_match_data *md, size_t *start, s
     uint32_t count = pcre2_get_ovector_count(md);
     for (int k = 0; k < gs->n; k++) {
         uint32_t group = gs->group[k];
-        if (group < count && ov[2 * group] != PCRE2_UNSET) {
-            *start = ov[2 * group];
-            *end = ov[2 * group + 1];
+        if (group < count && ov[2 * (size_t)group] != PCRE2_UNSET) {
+            *start = ov[2 * (size_t)group];
+            *end = ov[2 * (size_t)group + 1];
             return 0;
         }
     }

@@ -53,6 +53,6 @@ void ssf_extraction_clear(ssf_extraction *e);
  * boxes that sit next to it (joined by "and", "or", ",", ";"), deduplicated,
  * joined with ","; an unterminated box takes the rest of the text.  NULL if
  * there is no box.  malloc'd. */
-char *ssf_boxed_content(const char *text, size_t len);
+char *ssf_boxed_content(const char *s, size_t len);
 
 #endif

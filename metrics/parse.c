@@ -198,7 +198,7 @@ static int at_strn(const parser *p, size_t i, const char *lit, size_t n)
 }
 
 /* The lexer probes literals at every step: their length is a constant. */
-#define at_str(p, i, lit) at_strn(p, i, "" lit, sizeof lit - 1)
+#define at_str(p, i, lit) at_strn(p, i, "" lit, sizeof(lit) - 1)
 
 static int ch(const parser *p, size_t i)
 {
@@ -778,7 +778,6 @@ static void lex_command(parser *p)
             push_tok(p, T_BAR, st, 2);
             return;
         case '$':
-            return;
         case '#':
         case '&':
         case '_':
@@ -2136,7 +2135,7 @@ static int unwrap_pairn(parser *p, const char *open, size_t a, const char *close
 }
 
 #define unwrap_pair(p, open, close)                                                                \
-    unwrap_pairn(p, "" open, sizeof open - 1, "" close, sizeof close - 1)
+    unwrap_pairn(p, "" open, sizeof(open) - 1, "" close, sizeof(close) - 1)
 
 static void unwrap(parser *p)
 {
@@ -2209,7 +2208,7 @@ static void quote_head(const char *text, size_t len, char out[61])
     size_t i = 0;
     for (; i < len && i < 60; i++) {
         unsigned char c = (unsigned char)text[i];
-        out[i] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+        out[i] = (char)(c < 0x20 || c >= 0x7f ? '?' : c);
     }
     out[i] = '\0';
 }

@@ -428,7 +428,7 @@ static double native_value(const ssf_metric *m, const ssf_metric_context *ctx, i
     vote_mode mode = mode_for(ctx, letters_task, 1);
     double sum = 0;
     for (int s = 0; s < m->groups; s++)
-        sum += vote(os + NATIVE_K * s, NATIVE_K, mode);
+        sum += vote(os + NATIVE_K * (size_t)s, NATIVE_K, mode);
     return sum / m->groups;
 }
 

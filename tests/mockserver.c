@@ -970,7 +970,7 @@ struct mockserver *mockserver_start(const struct mockserver_options *options, ss
     pthread_cond_init(&s->wake, NULL);
     /* Both ends of every loopback connection live in this process when a
      * test runs the server in-process. */
-    mockserver_raise_fd_limit(4 * CONNECTION_LIMIT);
+    mockserver_raise_fd_limit(4ul * CONNECTION_LIMIT);
     if (start_daemon(s, err) != 0) {
         mockserver_stop(s);
         return NULL;

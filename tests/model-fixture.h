@@ -44,7 +44,7 @@ typedef struct fx_file {
 
 static inline float fx_value(int seed, int64_t i)
 {
-    return (float)((seed * 7 + i) % 61 - 30) / 8.0f;
+    return (float)(((int64_t)seed * 7 + i) % 61 - 30) / 8.0f;
 }
 
 static inline size_t fx_dsize(const char *dtype)
@@ -166,13 +166,13 @@ static inline void fx_model_tensors(fx_file *f, const char *dtype, int tied)
             int64_t d0, d1;
         } parts[] = {
             {"input_layernorm.weight", 1, FX_HIDDEN, 0},
-            {"self_attn.q_proj.weight", 2, FX_HEADS * FX_HD, FX_HIDDEN},
-            {"self_attn.q_proj.bias", 1, FX_HEADS * FX_HD, 0},
-            {"self_attn.k_proj.weight", 2, FX_KV * FX_HD, FX_HIDDEN},
-            {"self_attn.k_proj.bias", 1, FX_KV * FX_HD, 0},
-            {"self_attn.v_proj.weight", 2, FX_KV * FX_HD, FX_HIDDEN},
-            {"self_attn.v_proj.bias", 1, FX_KV * FX_HD, 0},
-            {"self_attn.o_proj.weight", 2, FX_HIDDEN, FX_HEADS * FX_HD},
+            {"self_attn.q_proj.weight", 2, (int64_t)FX_HEADS * FX_HD, FX_HIDDEN},
+            {"self_attn.q_proj.bias", 1, (int64_t)FX_HEADS * FX_HD, 0},
+            {"self_attn.k_proj.weight", 2, (int64_t)FX_KV * FX_HD, FX_HIDDEN},
+            {"self_attn.k_proj.bias", 1, (int64_t)FX_KV * FX_HD, 0},
+            {"self_attn.v_proj.weight", 2, (int64_t)FX_KV * FX_HD, FX_HIDDEN},
+            {"self_attn.v_proj.bias", 1, (int64_t)FX_KV * FX_HD, 0},
+            {"self_attn.o_proj.weight", 2, FX_HIDDEN, (int64_t)FX_HEADS * FX_HD},
             {"post_attention_layernorm.weight", 1, FX_HIDDEN, 0},
             {"mlp.gate_proj.weight", 2, FX_INTER, FX_HIDDEN},
             {"mlp.up_proj.weight", 2, FX_INTER, FX_HIDDEN},

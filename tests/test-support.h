@@ -5,6 +5,8 @@
 #ifndef SSFTEVAL_TEST_SUPPORT_H
 #define SSFTEVAL_TEST_SUPPORT_H
 
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,13 +67,21 @@ static inline char *write_temp_file(const char *dir, const char *name, const cha
     return p;
 }
 
-/* rm -r of a test's temporary directory. */
+static inline int remove_tree_entry(const char *path, const struct stat *st, int flag,
+                                    struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* rm -rf of a test's temporary directory, without a shell: nftw visits the
+ * children first (FTW_DEPTH) and does not follow symlinks (FTW_PHYS).  A
+ * directory already gone is not an error, as with rm -f. */
 static inline void remove_tree(const char *dir)
 {
-    size_t n = strlen(dir) + 16;
-    char *cmd = malloc(n);
-    snprintf(cmd, n, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
-    free(cmd);
+    if (nftw(dir, remove_tree_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        fprintf(stderr, "warning: could not remove %s\n", dir);
 }
 #endif

@@ -251,7 +251,7 @@ static void test_prefill_split(void **state)
         seen[dec[i]]++;
     for (int b = 0; b < nq; b++)
         for (int i = 0; i < qb[2 * b + 1]; i++)
-            seen[qb[2 * b] + i]++;
+            seen[qb[2 * (size_t)b] + i]++;
     for (int i = 0; i < n; i++)
         assert_int_equal(seen[i], 1);
     /* a run of exactly two q-blocks; no rows at all */
@@ -492,8 +492,8 @@ static void test_pgemm_agrees(void **state)
     enum { M = 16, N = 64, K = 512 };
     static float X[M * K], W[N * K];
     static uint16_t xb[M * K], wb[N * K], ref[M * N], got[M * N], bad[M * N];
-    ssf_pgemm_probe(xb, M * K, 1);
-    ssf_pgemm_probe(wb, N * K, 2);
+    ssf_pgemm_probe(xb, (size_t)M * K, 1);
+    ssf_pgemm_probe(wb, (size_t)N * K, 2);
     for (int i = 0; i < M * K; i++)
         X[i] = bf16_float(xb[i]);
     for (int i = 0; i < N * K; i++)
@@ -501,20 +501,20 @@ static void test_pgemm_agrees(void **state)
     small_product(X, W, M, N, K, 0, ref);
     small_product(X, W, M, N, K, 1, got);
     double worst = -1;
-    assert_true(ssf_pgemm_agrees(ref, got, M * N, &worst));
-    assert_true(ssf_pgemm_agrees(ref, ref, M * N, &worst));
+    assert_true(ssf_pgemm_agrees(ref, got, (size_t)M * N, &worst));
+    assert_true(ssf_pgemm_agrees(ref, ref, (size_t)M * N, &worst));
     assert_true(worst == 0);
     /* rows 3 and 4 swapped */
     memcpy(bad, got, sizeof bad);
-    memcpy(bad + 3 * N, got + 4 * N, N * 2);
-    memcpy(bad + 4 * N, got + 3 * N, N * 2);
-    assert_false(ssf_pgemm_agrees(ref, bad, M * N, &worst));
+    memcpy(bad + (size_t)3 * N, got + (size_t)4 * N, (size_t)N * 2);
+    memcpy(bad + (size_t)4 * N, got + (size_t)3 * N, (size_t)N * 2);
+    assert_false(ssf_pgemm_agrees(ref, bad, (size_t)M * N, &worst));
     assert_true(worst > 1);
     /* columns 8 and 9 swapped in every row */
     memcpy(bad, got, sizeof bad);
     for (int m = 0; m < M; m++)
         bad[m * N + 8] = got[m * N + 9], bad[m * N + 9] = got[m * N + 8];
-    assert_false(ssf_pgemm_agrees(ref, bad, M * N, NULL));
+    assert_false(ssf_pgemm_agrees(ref, bad, (size_t)M * N, NULL));
     /* the last of 4 splits of K never added */
     static float Xh[M * K];
     memcpy(Xh, X, sizeof Xh);
@@ -522,22 +522,22 @@ static void test_pgemm_agrees(void **state)
         for (int k = 3 * K / 4; k < K; k++)
             Xh[m * K + k] = 0;
     small_product(Xh, W, M, N, K, 0, bad);
-    assert_false(ssf_pgemm_agrees(ref, bad, M * N, NULL));
+    assert_false(ssf_pgemm_agrees(ref, bad, (size_t)M * N, NULL));
     /* one NaN, one value 10% off */
     memcpy(bad, got, sizeof bad);
     bad[77] = 0x7fc0;
-    assert_false(ssf_pgemm_agrees(ref, bad, M * N, &worst));
+    assert_false(ssf_pgemm_agrees(ref, bad, (size_t)M * N, &worst));
     assert_true(isinf(worst));
     memcpy(bad, got, sizeof bad);
     int i = 0;
     while (fabsf(bf16_float(ref[i])) < 8) /* a value past the rms (about 7.5) */
         i++;
     bad[i] = bf16_bits(bf16_float(ref[i]) * 1.1f);
-    assert_false(ssf_pgemm_agrees(ref, bad, M * N, NULL));
+    assert_false(ssf_pgemm_agrees(ref, bad, (size_t)M * N, NULL));
     /* a reference with an infinity vouches for nothing */
     memcpy(bad, ref, sizeof bad);
     bad[5] = 0x7f80;
-    assert_false(ssf_pgemm_agrees(bad, got, M * N, &worst));
+    assert_false(ssf_pgemm_agrees(bad, got, (size_t)M * N, &worst));
     assert_true(isinf(worst));
 }
 
@@ -558,9 +558,9 @@ static void test_pgemm_agrees_swiglu(void **state)
     enum { M = 64, I = 256, K = 1536 };
     static float X[M * K], Wg[I * K], Wu[I * K];
     static uint16_t xb[M * K], gb[I * K], ub[I * K], ref[M * I], got[M * I];
-    ssf_pgemm_probe(xb, M * K, 3);
-    ssf_pgemm_probe(gb, I * K, 4);
-    ssf_pgemm_probe(ub, I * K, 5);
+    ssf_pgemm_probe(xb, (size_t)M * K, 3);
+    ssf_pgemm_probe(gb, (size_t)I * K, 4);
+    ssf_pgemm_probe(ub, (size_t)I * K, 5);
     for (int i = 0; i < M * K; i++)
         X[i] = bf16_float(xb[i]);
     for (int i = 0; i < I * K; i++) /* weights of a trained layer's size */
@@ -579,7 +579,7 @@ static void test_pgemm_agrees_swiglu(void **state)
             got[m * I + n] = swiglu_bits(g[1], u[1]);
         }
     double worst = -1;
-    assert_true(ssf_pgemm_agrees(ref, got, M * I, &worst));
+    assert_true(ssf_pgemm_agrees(ref, got, (size_t)M * I, &worst));
     assert_true(worst > 0 && worst < 0.75);
     /* gate and up swapped in one block of 32 outputs: h = SiLU(up) . gate */
     for (int m = 0; m < M; m++)
@@ -589,7 +589,7 @@ static void test_pgemm_agrees_swiglu(void **state)
                 g += X[m * K + k] * Wg[n * K + k], u += X[m * K + k] * Wu[n * K + k];
             got[m * I + n] = swiglu_bits(u, g);
         }
-    assert_false(ssf_pgemm_agrees(ref, got, M * I, NULL));
+    assert_false(ssf_pgemm_agrees(ref, got, (size_t)M * I, NULL));
 }
 
 /* The verdicts' log line: the judged ones, by rows, their time ratio,
@@ -731,8 +731,8 @@ static void test_pgemm_sweep(void **state)
                         /* fewer splits would not cover 9 in 10 SMs in one wave */
                         int all = K / SSF_PGEMM_KS, bn = SSF_PGEMM_BN;
                         for (int fewer = 1; fewer < s.splits; fewer++)
-                            if (all % fewer == 0 && one_wave(s.tiles * fewer, bn, all / fewer, sms,
-                                                             cta_of[m], sm_of[m]))
+                            if (all % fewer == 0 && one_wave((long long)s.tiles * fewer, bn,
+                                                             all / fewer, sms, cta_of[m], sm_of[m]))
                                 assert_true(10LL * s.tiles * fewer < 9LL * sms);
                         /* short of that, no more splits would run in one wave */
                         for (int more = s.splits + 1; 10 * ctas < 9LL * sms && more <= all; more++)

@@ -83,9 +83,10 @@ static int32_t *cell(fake *f, const int32_t *table, int pos)
 static void row_logits(fake *f, const ssf_fwd_batch *b, int r, float *out)
 {
     int32_t hist[MAX_CTX];
-    for (int p = 0; p <= b->pos[r]; p++)
+    int n = b->pos[r] + 1;
+    for (int p = 0; p < n; p++)
         hist[p] = *cell(f, b->tables[b->seq[r]], p);
-    history_logits(hist, b->pos[r] + 1, out);
+    history_logits(hist, n, out);
 }
 
 /* Row r's token: token[r], or what the previous call drew for the sample
@@ -107,7 +108,9 @@ static int write_rows(fake *f, const ssf_fwd_batch *b, ssf_error *err)
         int32_t *c = cell(f, b->tables[b->seq[r]], b->pos[r]);
         if (!c) return ssf_fail(err, "bad block");
         *c = row_token(f, b, r);
-        if (*c < 0) return ssf_fail(err, "row %d has no token (feed %d)", r, (int)b->feed[r]);
+        if (*c < 0)
+            return ssf_fail(err, "row %d has no token (feed %d)", r,
+                            b->feed ? (int)b->feed[r] : -1);
     }
     return 0;
 }
@@ -191,7 +194,8 @@ static int fake_copy(ssf_device *d, const ssf_block_copy *c, int n, ssf_error *e
     int bs = d->block_size;
     for (int i = 0; i < n; i++) {
         if (c[i].src == c[i].dst) return ssf_fail(err, "copy of a block onto itself");
-        memcpy(&f->mem[c[i].dst * bs], &f->mem[c[i].src * bs], (size_t)bs * sizeof(int32_t));
+        memcpy(&f->mem[(size_t)c[i].dst * bs], &f->mem[(size_t)c[i].src * bs],
+               (size_t)bs * sizeof(int32_t));
     }
     return 0;
 }

@@ -7,6 +7,8 @@
  * "100099/100@2", "(set 2 3 5)") or, for letters, the extracted text.
  * Assertions marked "Regression" pin bugs found and fixed in extract.c.
  */
+#include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -543,14 +545,25 @@ static void mv_string_row(mv_ctx *m, size_t number, const char *input, json_t *k
     got_free(&g);
 }
 
+/* The decimal long at s and where it ends; 0 when s starts with none or
+ * it is out of range. */
+static int parse_long(const char *s, long *v, char **end)
+{
+    errno = 0;
+    *v = strtol(s, end, 10);
+    return *end != s && errno == 0;
+}
+
 /* "Rational(1,2)" -> "1/2", "9999" -> "9999"; NULL if neither. */
 static char *mv_value_text(const char *v, size_t n)
 {
+    static const char head[] = "Rational(";
     long p, q;
-    char tail;
+    char *comma, *close;
     char *s = strndup(v, n);
     char *out = NULL;
-    if (sscanf(s, "Rational(%ld,%ld%c", &p, &q, &tail) == 3 && tail == ')') {
+    if (strncmp(s, head, strlen(head)) == 0 && parse_long(s + strlen(head), &p, &comma) &&
+        *comma == ',' && parse_long(comma + 1, &q, &close) && *close == ')') {
         out = malloc(64);
         snprintf(out, 64, "%ld/%ld", p, q);
     } else if (n > 0 && strspn(s, "-0123456789") == n) {
@@ -583,7 +596,14 @@ static void mv_latex_row(mv_ctx *m, size_t number, const char *input, const char
     }
     ssf_extract_config c = bare_config(SSF_TARGET_LATEX, 50);
     const char *bp = strstr(config, "boxed_match_priority=");
-    if (bp) c.boxed_priority = atoi(bp + strlen("boxed_match_priority="));
+    if (bp) {
+        long v;
+        char *end;
+        if (!parse_long(bp + strlen("boxed_match_priority="), &v, &end) ||
+            (*end != ',' && *end != ')') || v < INT_MIN || v > INT_MAX)
+            fail_msg("row %zu: boxed_match_priority in %s is not an integer", number, config);
+        c.boxed_priority = (int)v;
+    }
     if (strstr(config, "equations=True")) c.parse.equations = 1;
 
     /* expected: "[] ...", or "[value] ..." */
@@ -763,7 +783,8 @@ static void test_robustness(void **state)
         assert_true(g.seconds < 2.0);
         assert_null(g.sexpr);
         got_free(&g);
-        memcpy(b, "\\boxed", 6);
+        static const char boxed[] = "\\boxed";
+        memcpy(b, boxed, sizeof boxed - 1); /* over the first '{'s, no NUL */
         extract_with(x, b, 100000, &g);
         assert_true(g.seconds < 2.0);
         assert_null(g.sexpr);

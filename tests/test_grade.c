@@ -188,7 +188,7 @@ static char *perturb(const char *gold)
     char *p = ssf_xstrdup(gold);
     for (char *c = p; *c; c++) {
         if (*c >= '0' && *c <= '9') {
-            *c = *c == '9' ? '1' : (char)(*c + 1);
+            *c = (char)(*c == '9' ? '1' : *c + 1);
             return p;
         }
     }

@@ -461,7 +461,7 @@ static char *repeat(const char *unit, size_t times, const char *tail)
     size_t u = strlen(unit), t = strlen(tail);
     char *s = malloc(u * times + t + 1);
     for (size_t i = 0; i < times; i++)
-        memcpy(s + i * u, unit, u);
+        strcpy(s + i * u, unit); /* its NUL, under the next unit or the tail */
     memcpy(s + u * times, tail, t + 1);
     return s;
 }
@@ -665,7 +665,7 @@ static void test_random(void **state)
             const char *f = frag[(seed >> 8) % (sizeof frag / sizeof *frag)];
             size_t l = strlen(f);
             if (n + l >= sizeof buf) break;
-            memcpy(buf + n, f, l);
+            strcpy(buf + n, f); /* the check above left room for its NUL */
             n += l;
         }
         ssf_parse_options_default(&o);

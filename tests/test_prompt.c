@@ -5,6 +5,7 @@
  * from an independent Python oracle).  Also chat-template detection and
  * template placeholder checks.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,11 +58,17 @@ static void check_all_golds(const ssf_docs *docs, const json_t *want)
 static char *render_key(const ssf_task *t, const ssf_doc *d, const char *key)
 {
     char name[32];
-    int tag;
-    assert_int_equal(sscanf(key, "%31[^/]/%d", name, &tag), 2);
+    const char *slash = strchr(key, '/');
+    assert_non_null(slash);
+    char *end;
+    long tag = strtol(slash + 1, &end, 10);
+    if (slash - key >= (ptrdiff_t)sizeof name || end == slash + 1 || *end != '\0' ||
+        tag < INT_MIN || tag > INT_MAX)
+        fail_msg("%s: not TEMPLATE/TAG", key);
+    snprintf(name, sizeof name, "%.*s", (int)(slash - key), key);
     int tpl = ssf_chat_template_from_name(name);
     assert_true(tpl >= 0);
-    return ssf_prompt_render(t, d, (ssf_chat_template)tpl, tag);
+    return ssf_prompt_render(t, d, (ssf_chat_template)tpl, (int)tag);
 }
 
 static void check_doc(const ssf_task *t, const ssf_doc *d, const json_t *want)

@@ -441,12 +441,13 @@ static double vote_keys(const char *const *keys, const int *verdicts, int n, int
 {
     fixture f = {.n = (size_t)n};
     for (int i = 0; i < n; i++)
-        f.o[i] = (ssf_outcome){.present = 1,
-                               .verdict = verdicts[i],
-                               .key = keys[i],
-                               .extracted = keys[i] && strcmp(keys[i], "none") ? keys[i] : NULL,
-                               .gold_extracted = verdicts[i] == 1 ? keys[i] : "(the gold)",
-                               .raw_text = keys[i]};
+        f.o[i] =
+            (ssf_outcome){.present = 1,
+                          .verdict = verdicts[i],
+                          .key = keys[i],
+                          .extracted = keys[i] && strcmp(keys[i], "none") != 0 ? keys[i] : NULL,
+                          .gold_extracted = verdicts[i] == 1 ? keys[i] : "(the gold)",
+                          .raw_text = keys[i]};
     ssf_metric_context ctx = ctx_none(0);
     if (compat) ctx.compat = SSF_COMPAT_SSFT_LIGHTEVAL;
     char name[24];

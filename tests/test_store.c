@@ -851,7 +851,7 @@ static void test_missing_file(void **state)
 
 static void *release_later(void *arg)
 {
-    struct timespec ts = {0, 200 * 1000 * 1000};
+    struct timespec ts = {0, 200L * 1000 * 1000};
     nanosleep(&ts, NULL);
     sqlite3_exec(arg, "COMMIT", NULL, NULL, NULL);
     return NULL;
@@ -922,9 +922,16 @@ typedef struct crash_check {
 static int check_complete(const ssf_stored_sample *st, void *ud)
 {
     crash_check *c = ud;
-    int len = -1;
-    if (!st->request_json || sscanf(st->request_json, "{\"len\":%d}", &len) != 1 || !st->text ||
-        (int)strlen(st->text) != len)
+    static const char head[] = "{\"len\":";
+    const char *num = NULL;
+    char *end = NULL;
+    long len = -1;
+    if (st->request_json && strncmp(st->request_json, head, strlen(head)) == 0) {
+        num = st->request_json + strlen(head);
+        len = strtol(num, &end, 10);
+    }
+    /* exactly {"len":N}, as crash_writer wrote it */
+    if (!end || end == num || strcmp(end, "}") != 0 || !st->text || (long)strlen(st->text) != len)
         c->bad++;
     if (!st->graded) c->ungraded++;
     c->n++;
@@ -942,7 +949,7 @@ static void test_kill9(void **state)
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) crash_writer(path, round);
-        struct timespec ts = {0, (50 + rand_r(&seed) % 200) * 1000 * 1000};
+        struct timespec ts = {0, (50L + rand_r(&seed) % 200) * 1000 * 1000};
         nanosleep(&ts, NULL);
         assert_int_equal(kill(pid, SIGKILL), 0);
         int status;

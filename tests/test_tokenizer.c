@@ -205,7 +205,10 @@ static int roundtrip_ok(const ssf_tokenizer *t, const char *name, const json_t *
 {
     ssf_error err;
     char *dec = ssf_tokenizer_decode(t, ids, n, 0, &err);
-    if (!dec) fail_msg("decode: %s", err.msg);
+    if (!dec) {
+        fail_msg("decode: %s", err.msg);
+        return 0; /* not reached (fail_msg longjmps): for the analyzer */
+    }
     char key[32];
     snprintf(key, sizeof key, "%s_decoded", name);
     json_t *want = json_object_get(c, key);
@@ -317,7 +320,7 @@ static void expect_ids(ssf_tokenizer *t, const char *text, const int32_t *want, 
     size_t n;
     int32_t *ids = encode(t, text, strlen(text), &n);
     assert_int_equal(n, n_want);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n && i < n_want; i++)
         assert_int_equal(ids[i], want[i]);
     free(ids);
 }

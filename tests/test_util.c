@@ -45,6 +45,35 @@ static void test_errors(void **state)
     assert_int_equal(ssf_fail(NULL, "ignored"), -1);
 }
 
+/* A whole number in range, or nothing written: what atoi() got wrong. */
+static void test_parse_numbers(void **state)
+{
+    (void)state;
+    long v = 7;
+    assert_int_equal(ssf_parse_long("42", 1, 100, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(ssf_parse_long("-3", -5, 5, &v), 0);
+    assert_int_equal(v, -3);
+    static const char *const bad_longs[] = {"",  "8k",  "x",   "101",
+                                            "0", " 5x", "1e3", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_longs / sizeof *bad_longs; i++) {
+        v = 7;
+        assert_int_equal(ssf_parse_long(bad_longs[i], 1, 100, &v), -1);
+        assert_int_equal(v, 7);
+    }
+    double d = 7;
+    assert_int_equal(ssf_parse_double("0.25", 0, 1, &d), 0);
+    assert_true(d == 0.25);
+    assert_int_equal(ssf_parse_double("1e-3", 0, 1, &d), 0);
+    assert_true(d == 1e-3);
+    static const char *const bad_doubles[] = {"", "nan", "inf", "1.5", "-0.1", "0.5s", "1e999"};
+    for (size_t i = 0; i < sizeof bad_doubles / sizeof *bad_doubles; i++) {
+        d = 7;
+        assert_int_equal(ssf_parse_double(bad_doubles[i], 0, 1, &d), -1);
+        assert_true(d == 7);
+    }
+}
+
 static void test_files_and_sha(void **state)
 {
     (void)state;
@@ -84,6 +113,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_parse_numbers),
         cmocka_unit_test(test_files_and_sha),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -301,7 +301,7 @@ static int alloc_state(cpu_device *d, int threads, ssf_error *err)
     double kv_bytes = (double)nb * (double)d->block_floats * sizeof(float);
     size_t act_bytes = activation_floats(d, threads) * sizeof(float), phys = physical_memory();
     double other = (double)act_bytes + (double)d->owned_bytes;
-    if (kv_bytes + other > (double)(phys / 10 * 9))
+    if (kv_bytes + other > 0.9 * (double)phys)
         return ssf_fail(err,
                         "cpu device: the fp32 KV cache of %d blocks x %d positions needs %.0f "
                         "bytes (weights and activations %.0f more), over 90%% of the %zu bytes "
@@ -359,9 +359,9 @@ static void gemm_task(void *ctx, int task, int worker)
 }
 
 /* Y[m, n] = X[m, k] W[n, k]^T (+ bias) for a packed W, columns split
- * across the pool in whole panels. */
+ * across the pool in whole panels (the tasks write y, through gemm_job). */
 static void gemm(cpu_device *d, const float *x, int m, int k, ssf_cpu_matrix w, const float *bias,
-                 int n, float *y, int ldy)
+                 int n, float *y, int ldy) /* NOLINT(readability-non-const-parameter) */
 {
     int tasks = ssf_cpu_pool_threads(d->pool) * GEMM_TASKS_PER_THREAD;
     int chunk = (n + tasks - 1) / tasks;

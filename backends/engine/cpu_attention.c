@@ -200,11 +200,11 @@ SSF_AVX2_INLINE void values_tile_avx2(const float *p, const ssf_cpu_kv_pages *kv
         {
             __m256 pv = _mm256_set1_ps(p[(size_t)h * n_ctx + j]);
             UNROLL for (int c = 0; c < nv; c++) acc[h][c] =
-                _mm256_fmadd_ps(pv, _mm256_loadu_ps(row + 8 * c), acc[h][c]);
+                _mm256_fmadd_ps(pv, _mm256_loadu_ps(row + 8 * (size_t)c), acc[h][c]);
         }
     }
     UNROLL for (int h = 0; h < nh; h++) UNROLL for (int c = 0; c < nv; c++)
-        _mm256_storeu_ps(out + (size_t)h * head_dim + d + 8 * c, acc[h][c]);
+        _mm256_storeu_ps(out + (size_t)h * head_dim + d + 8 * (size_t)c, acc[h][c]);
 }
 
 /* The columns past the last whole vector, one FMA chain each as above. */

@@ -17,7 +17,8 @@
 
 #ifdef SSF_HAVE_LIBMVEC
 /* glibc's AVX2 expf of 8 lanes (libmvec), by its vector-ABI name. */
-SSF_AVX2 __m256 _ZGVdN8v_expf(__m256 x); /* NOLINT(bugprone-reserved-identifier) */
+/* NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp) */
+SSF_AVX2 __m256 _ZGVdN8v_expf(__m256 x);
 #define SSF_EXP8(x) _ZGVdN8v_expf(x)
 #endif
 #endif

@@ -133,8 +133,8 @@ int ssf_prefill_split(const int32_t *seq, const int32_t *pos, int n_rows, int mi
                 decode_rows[nd++] = r + i;
         } else {
             for (int at = 0; at < n; at += SSF_PREFILL_QB) {
-                qblocks[2 * nq] = r + at;
-                qblocks[2 * nq + 1] = n - at < SSF_PREFILL_QB ? n - at : SSF_PREFILL_QB;
+                qblocks[2 * (size_t)nq] = r + at;
+                qblocks[2 * (size_t)nq + 1] = n - at < SSF_PREFILL_QB ? n - at : SSF_PREFILL_QB;
                 nq++;
             }
         }

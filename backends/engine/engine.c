@@ -897,8 +897,8 @@ static void log_progress(ssf_engine *e, double *last)
     fprintf(stderr,
             "engine: %zu/%zu samples, %d running, %d KV blocks free, %.0f decode tok/s, "
             "%lld preemptions\n",
-            e->n_finished, e->n_reqs, n_running(e), free_blocks(e), e->stats.decode_tokens / dt,
-            (long long)e->stats.preemptions);
+            e->n_finished, e->n_reqs, n_running(e), free_blocks(e),
+            (double)e->stats.decode_tokens / dt, (long long)e->stats.preemptions);
 }
 
 int ssf_engine_generate(ssf_engine *e, const ssf_gen_request *reqs, size_t n, ssf_gen_done_fn done,

@@ -46,10 +46,10 @@ static int generate(ssf_backend *b, const ssf_gen_request *reqs, size_t n, ssf_g
                 "tok/s, %lld forks, %lld preemptions (%lld tokens recomputed), %lld rows past a "
                 "sample's end (deferred steps)\n",
                 (long long)st->steps, (long long)st->prefill_tokens,
-                st->prefill_s > 0 ? st->prefill_tokens / st->prefill_s : 0.0,
+                st->prefill_s > 0 ? (double)st->prefill_tokens / st->prefill_s : 0.0,
                 (long long)st->decode_tokens,
-                st->decode_s > 0 ? st->decode_tokens / st->decode_s : 0.0, (long long)st->forks,
-                (long long)st->preemptions, (long long)st->recomputed_tokens,
+                st->decode_s > 0 ? (double)st->decode_tokens / st->decode_s : 0.0,
+                (long long)st->forks, (long long)st->preemptions, (long long)st->recomputed_tokens,
                 (long long)st->discarded_rows);
         char line[1024];
         if (eb->device->report && eb->device->report(eb->device, line, sizeof line) > 0)

@@ -55,7 +55,7 @@ static void collect_shards(ssf_weight_index *idx, const jl_value *map)
     qsort(names, map->u.obj.n, sizeof *names, cmp_str);
     idx->shards = ssf_xmalloc((map->u.obj.n ? map->u.obj.n : 1) * sizeof *idx->shards);
     for (size_t i = 0; i < map->u.obj.n; i++)
-        if (i == 0 || strcmp(names[i], names[i - 1]))
+        if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
             idx->shards[idx->n_shards++] = ssf_xstrdup(names[i]);
     free(names);
 }

@@ -133,7 +133,7 @@ static const arch_info *read_arch(const ctx *c, const jl_value *root, ssf_model_
                               : "(none given)");
         return NULL;
     }
-    if (model_type && strcmp(model_type, a->model_type)) {
+    if (model_type && strcmp(model_type, a->model_type) != 0) {
         ssf_fail(c->err, "%s: %s: model_type \"%.32s\" does not match architecture %s", c->name,
                  c->file, model_type, a->architecture);
         return NULL;
@@ -150,7 +150,7 @@ static int check_unsupported(const ctx *c, const jl_value *root)
     char act[32];
     int flag;
     if (get_string(c, root, "hidden_act", "silu", act, sizeof act)) return -1;
-    if (strcmp(act, "silu"))
+    if (strcmp(act, "silu") != 0)
         return ssf_fail(c->err, "%s: %s: hidden_act \"%s\" is not supported (only silu)", c->name,
                         c->file, act);
     if (get_bool(c, root, "use_sliding_window", 0, &flag)) return -1;
@@ -167,7 +167,7 @@ static int check_unsupported(const ctx *c, const jl_value *root)
     const jl_value *lt = jl_get(root, "layer_types");
     for (size_t i = 0; lt && lt->type == JL_ARRAY && i < lt->u.arr.n; i++) {
         const jl_value *k = lt->u.arr.items[i];
-        if (k->type != JL_STRING || strcmp(k->u.str.s, "full_attention"))
+        if (k->type != JL_STRING || strcmp(k->u.str.s, "full_attention") != 0)
             return ssf_fail(c->err,
                             "%s: %s: layer_types[%zu] is not \"full_attention\"; ssfteval "
                             "supports full attention only",

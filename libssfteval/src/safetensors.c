@@ -210,7 +210,7 @@ static int parse_tensor(const header_ctx *h, ssf_tensor *t, const jl_value *v)
                         jl_type_name(v->type));
     for (size_t i = 0; i < v->u.obj.n; i++) {
         const char *k = v->u.obj.members[i].key;
-        if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets"))
+        if (strcmp(k, "dtype") != 0 && strcmp(k, "shape") != 0 && strcmp(k, "data_offsets") != 0)
             return ssf_fail(h->err,
                             "%s: tensor %s: unknown key \"%.32s\" (expected dtype, shape, "
                             "data_offsets)",

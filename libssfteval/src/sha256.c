@@ -14,7 +14,7 @@
 static void digest_to_hex(const unsigned char *md, char hex[65])
 {
     static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
+    for (size_t i = 0; i < 32; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 15];
     }

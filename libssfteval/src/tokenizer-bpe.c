@@ -204,7 +204,7 @@ static long cache_get(tok_cache *c, uint64_t h, const char *w, size_t n, int32_t
         const tok_cache_entry *e = &c->entries[v - 1];
         if (e->hash != h || e->key_len != n || memcmp(c->keys + e->key_off, w, n) != 0) continue;
         if (e->n_ids > *cap) {
-            *cap = e->n_ids * 2;
+            *cap = (size_t)e->n_ids * 2;
             *buf = ssf_xrealloc(*buf, *cap * sizeof **buf);
         }
         memcpy(*buf, c->ids + e->ids_off, e->n_ids * sizeof **buf);
@@ -448,7 +448,7 @@ static int next_match(enc *e, const char *s, size_t n, size_t *pos, size_t *ms, 
             /* Long whitespace runs backtrack deeply: retry with a JIT
              * stack bigger than the 32 KiB default (made only when needed,
              * since it is an mmap). */
-            e->jit = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, NULL);
+            e->jit = pcre2_jit_stack_create((size_t)64 * 1024, (size_t)64 * 1024 * 1024, NULL);
             if (!e->jit) return ssf_fail(e->err, "tokenizer %s: out of memory", e->t->name);
             pcre2_jit_stack_assign(e->mctx, NULL, e->jit);
             continue;

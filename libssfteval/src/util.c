@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int ssf_fail(ssf_error *err, const char *fmt, ...)
+int(ssf_fail)(ssf_error *err, const char *fmt, ...)
 {
     if (!err) return -1;
     va_list ap;
@@ -24,7 +24,7 @@ int ssf_fail(ssf_error *err, const char *fmt, ...)
     return -1;
 }
 
-int ssf_fail_prefix(ssf_error *err, const char *fmt, ...)
+int(ssf_fail_prefix)(ssf_error *err, const char *fmt, ...)
 {
     if (!err) return -1;
     char prefix[SSF_ERROR_MAX / 2];
@@ -147,6 +147,26 @@ void ssf_buf_free(ssf_buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+int ssf_parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int ssf_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
 }
 
 int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err)
