@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "ssfteval/prompt.h"
+#include "ssfteval/util.h"
 #include "ssfteval/task.h"
 #include "test-support.h"
 
@@ -60,10 +61,8 @@ static char *render_key(const ssf_task *t, const ssf_doc *d, const char *key)
     char name[32];
     const char *slash = strchr(key, '/');
     assert_non_null(slash);
-    char *end;
-    long tag = strtol(slash + 1, &end, 10);
-    if (slash - key >= (ptrdiff_t)sizeof name || end == slash + 1 || *end != '\0' ||
-        tag < INT_MIN || tag > INT_MAX)
+    long tag = 0;
+    if (slash - key >= (ptrdiff_t)sizeof name || ssf_parse_long(slash + 1, INT_MIN, INT_MAX, &tag))
         fail_msg("%s: not TEMPLATE/TAG", key);
     snprintf(name, sizeof name, "%.*s", (int)(slash - key), key);
     int tpl = ssf_chat_template_from_name(name);
