@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tests/fixture-vocab.h"
 #include "bench-args.h"
 #include "cuda_ops.h"
 #include "cuda_plan.h"
@@ -94,17 +95,12 @@ static int fixture_seq(const ssf_safetensors *st, int p, seq *s)
 /* "tokenizer_ids" of the fixture's expected.json, else the whole vocab. */
 static int fixture_n_valid(const char *dir, int vocab)
 {
-    char path[2048], *text = NULL;
-    size_t len = 0;
-    ssf_error err;
-    int n = vocab;
-    snprintf(path, sizeof path, "%s/expected.json", dir);
-    if (ssf_read_file(path, &text, &len, &err) == 0) {
-        const char *k = strstr(text, "\"tokenizer_ids\":");
-        if (k) n = (int)strtol(k + strlen("\"tokenizer_ids\":"), NULL, 10);
-        free(text);
+    int n = fixture_tokenizer_ids(dir, vocab);
+    if (n < 0) {
+        fprintf(stderr, "%s/expected.json: tokenizer_ids is not an integer\n", dir);
+        exit(1);
     }
-    return n > 0 && n <= vocab ? n : vocab;
+    return n;
 }
 
 /* ---- block tables --------------------------------------------------------------- */

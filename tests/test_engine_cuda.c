@@ -24,6 +24,7 @@
 #include "cuda_ops.h"
 #include "cuda_plan.h"
 #include "device.h"
+#include "fixture-vocab.h"
 #include "ssfteval/model.h"
 #include "ssfteval/util.h"
 
@@ -1110,23 +1111,8 @@ static int open_fixture(fixture *f, const char *dir)
     if (ssf_safetensors_open(path, &f->expected, &err)) return 0;
     if (ssf_model_open(dir, &f->model, &err)) fail_msg("%s", err.msg);
     f->vocab = ssf_model_config_of(f->model)->vocab_size;
-    f->n_valid = f->vocab;
-    /* "tokenizer_ids": the ids a sample may take (the rest is padding); a
-     * plain scan keeps the test free of a JSON library for the GPU machine */
-    snprintf(path, sizeof path, "%s/expected.json", dir);
-    char *text = NULL;
-    size_t len = 0;
-    if (ssf_read_file(path, &text, &len, &err) == 0) {
-        const char *k = strstr(text, "\"tokenizer_ids\":");
-        if (k) {
-            const char *num = k + strlen("\"tokenizer_ids\":");
-            char *end;
-            long v = strtol(num, &end, 10);
-            if (end == num) fail_msg("%s: tokenizer_ids is not an integer", path);
-            if (v > 0 && v <= f->vocab) f->n_valid = (int)v;
-        }
-        free(text);
-    }
+    f->n_valid = fixture_tokenizer_ids(dir, f->vocab);
+    if (f->n_valid < 0) fail_msg("%s/expected.json: tokenizer_ids is not an integer", dir);
     return 1;
 }
 
