@@ -181,6 +181,10 @@ typedef struct pending {
     const ssf_doc *doc;
 } pending;
 
+/* Distinct failure messages said on stderr as they arrive; the rest are
+ * counted by the progress line and stored with their samples. */
+enum { FAILURES_SAID = 3 };
+
 typedef struct gen_ctx {
     const ssf_run_config *cfg;
     const ssf_grader *grader;
@@ -191,6 +195,8 @@ typedef struct gen_ctx {
     progress prog;
     ssf_run_summary *summary;
     ssf_error *err;
+    char *failures_said[FAILURES_SAID];
+    int n_failures_said;
 } gen_ctx;
 
 static void grade_text(const ssf_grader *g, const task_plan *p, const ssf_doc *d, const char *text,
@@ -216,6 +222,22 @@ static ssf_grade_row grade_row(const ssf_run_config *cfg, const ssf_grade_result
                            .pred_extracted = res->pred_extracted,
                            .pred_key = res->pred_key,
                            .reason = res->reason};
+}
+
+/* A failed sample's reason goes to stderr the first time it is seen, so
+ * that a dead server or a refused request is named while the run goes on,
+ * not only in the store; a flood of one reason is said once. */
+static void say_failure(gen_ctx *c, const ssf_gen_request *q, const char *error)
+{
+    for (int i = 0; i < c->n_failures_said; i++)
+        if (strcmp(c->failures_said[i], error) == 0) return;
+    if (c->n_failures_said == FAILURES_SAID) return;
+    c->failures_said[c->n_failures_said++] = ssf_xstrdup(error);
+    fprintf(stderr, "%sssfteval: %s doc %lld tag %d sample %d failed: %s",
+            c->prog.mode > 0 ? "\n" : "", q->task, (long long)q->doc, q->tag, q->index, error);
+    if (c->n_failures_said == FAILURES_SAID)
+        fprintf(stderr, " (further reasons: ssfteval show %lld --doc N)", (long long)c->run_id);
+    fputc('\n', stderr);
 }
 
 static int on_generated(const ssf_gen_request *q, const ssf_gen_result *r, void *ud)
@@ -244,6 +266,7 @@ static int on_generated(const ssf_gen_request *q, const ssf_gen_result *r, void 
     ssf_grade_result_clear(&res);
     c->prog.done++;
     if (row.error) {
+        say_failure(c, q, row.error);
         c->prog.failed++;
         c->summary->failed++;
     } else {
@@ -392,6 +415,8 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
         rc = backend->generate(backend, l.reqs, l.n, on_generated, c, c->err);
         progress_show(&c->prog, 1);
     }
+    for (int i = 0; i < c->n_failures_said; i++)
+        free(c->failures_said[i]);
     for (size_t i = 0; i < n_prompts; i++)
         free(prompts[i]);
     free(prompts);
@@ -634,12 +659,26 @@ static void metric_values(task_table *t, const ssf_metric *m, const ssf_metric_c
     }
 }
 
+/* A share in percent, or "-" where there is none (no question scored, or
+ * one question's standard error), as the Markdown report writes it. */
+static const char *percent_text(char *buf, size_t size, double share)
+{
+    if (isfinite(share))
+        snprintf(buf, size, "%.2f", 100 * share);
+    else
+        snprintf(buf, size, "-");
+    return buf;
+}
+
 static void print_metric(FILE *out, const char *task, const ssf_metric *m, const ssf_aggregate *a,
                          const task_table *t)
 {
     if (!out) return;
-    fprintf(out, "%-14s %-16s %7.2f  ±%5.2f  [%6.2f, %6.2f]  %4zu questions", task, m->name,
-            100 * a->value, 100 * a->stderr_, 100 * a->ci_lo, 100 * a->ci_hi, a->n_questions);
+    char value[32], se[32], lo[32], hi[32];
+    fprintf(out, "%-14s %-16s %7s  ±%5s  [%6s, %6s]  %4zu questions", task, m->name,
+            percent_text(value, sizeof value, a->value), percent_text(se, sizeof se, a->stderr_),
+            percent_text(lo, sizeof lo, a->ci_lo), percent_text(hi, sizeof hi, a->ci_hi),
+            a->n_questions);
     if (a->n_excluded || t->n_failed)
         fprintf(out, "  (%zu excluded: missing or failed samples; %zu failed)", a->n_excluded,
                 t->n_failed);

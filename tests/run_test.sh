@@ -73,9 +73,12 @@ check "rerun resumes" eval 'run 0 run synth --generations "$work/gen.jsonl" --db
 # 3. Failed samples: missing from the file -> stored as failed, never scored.
 grep -v '"doc": 0, "tag": 3, "sample": 0,' "$work/gen.jsonl" >"$work/gen-missing.jsonl"
 check "missing sample -> incomplete, exit 1" eval 'run 1 run synth --generations "$work/gen-missing.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "incomplete" "$work/err" && grep -q "1 failed" "$work/err"'
+check "the failed sample is named on stderr as it fails" grep -q "^ssfteval: synth doc 0 tag 3 sample 0 failed: " "$work/err"
 check "pass@1 unaffected (needs tag 1 only)" [ "$(metric synth pass@1)" = "75.00" ]
 check "cons@32 leaves doc 0 out" eval '[ "$(metric synth cons@32)" = "100.00" ] && grep -q "excluded" "$work/out"'
 check "rerun with the full file retries exactly the failed one" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "115 stored before, 1 generated" "$work/err" && [ "$(metric synth cons@32)" = "50.00" ]'
+grep -v '"doc": 0, "tag": 3,' "$work/gen.jsonl" >"$work/gen-missing-tag.jsonl"
+check "distinct reasons: three said, then a pointer to show" eval 'run 1 run synth --generations "$work/gen-missing-tag.jsonl" --db "$work/b2.sqlite" "${common[@]}" && [ "$(grep -c " failed: missing from " "$work/err")" -eq 3 ] && grep " failed: " "$work/err" | tail -1 | grep -q "(further reasons: ssfteval show [0-9]* --doc N)$"'
 
 # 4. Reports, show, export, rescore, compare.
 check "report md" eval 'run 0 report 1 --db "$work/a.sqlite" && grep -q "### cons@32" "$work/out" && grep -q "| synth |" "$work/out"'
@@ -167,7 +170,9 @@ stop_mock
 start_mock
 check "after SIGINT, a rerun completes only what is missing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && ! grep -q "0 stored before" "$work/err"'
 stop_mock
-check "openai backend: unreachable server fails every sample, named" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --max-attempts 2 --db "$work/u.sqlite" "${common[@]}" && grep -q "116 failed" "$work/err"'
+check "openai backend: unreachable server fails every sample, named" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --max-attempts 2 --db "$work/u.sqlite" "${common[@]}" && grep -q "116 failed" "$work/err" && grep -q "failed: gave up after 2 attempts: cannot reach http://127.0.0.1:1/v1: .*check --endpoint" "$work/err"'
+check "one reason is said once, not for each of the 116 samples" [ "$(grep -c " failed: " "$work/err")" -eq 1 ]
+check "no question scored: the table says - for the value, not nan" eval '[ "$(metric synth cons@32)" = "-" ] && ! grep -q nan "$work/out"'
 check "openai backend: bad endpoint URL" eval 'run 2 run synth --backend openai --endpoint ftp://x --db "$work/u2.sqlite" "${common[@]}" && grep -q "ftp://x" "$work/err"'
 
 tap_end
