@@ -254,6 +254,7 @@ typedef struct rescore_ctx {
     cli *c;
     const ssf_docs *docs; /* of the current task */
     const ssf_task *task;
+    int order_override; /* the run's multiple-choice order, as its data was loaded */
     size_t graded;
     ssf_error *err;
 } rescore_ctx;
@@ -294,11 +295,37 @@ static int rescore_task(rescore_ctx *r, const char *name)
         return ssf_fail(r->err, "task %s of the run is not known here (--task-file?)", name);
     ssf_docs docs;
     ssf_data_options o = cli_data_options(r->c);
+    o.order_override = r->order_override;
     if (ssf_task_load_docs(r->task, &o, &docs, r->err)) return -1;
     r->docs = &docs;
     int rc = ssf_store_foreach_sample(r->store, r->run, name, NULL, rescore_sample, r, r->err);
     r->docs = NULL;
     ssf_docs_free(&docs);
+    return rc;
+}
+
+/* The choice order the run's prompts were made with (its stored
+ * "gpqa_order"): the gold letters must follow it, whatever this command's
+ * --gpqa-order says, so a different one is refused. */
+static int run_choice_order(const ssf_run_row *r, int asked, int *order, ssf_error *err)
+{
+    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
+    const char *name = json_string_value(json_object_get(conf, "gpqa_order"));
+    int rc = 0;
+    *order = -1; /* "task", or a store from before the key: the task's own */
+    if (name && strcmp(name, "task") != 0) {
+        *order = ssf_choice_order_from_name(name);
+        if (*order < 0)
+            rc = ssf_fail(err, "run %" PRId64 ": stored gpqa_order '%s' is unknown to this version",
+                          r->id, name);
+    }
+    if (rc == 0 && asked >= 0 && asked != *order)
+        rc = ssf_fail(err,
+                      "--gpqa-order %s: run %" PRId64
+                      " placed its choices in the %s order, which its gold letters follow; "
+                      "drop --gpqa-order",
+                      ssf_choice_order_name((ssf_choice_order)asked), r->id, name ? name : "task");
+    json_decref(conf);
     return rc;
 }
 
@@ -324,6 +351,7 @@ int cmd_rescore(int argc, char **argv)
     rescore_ctx rc_ctx = {
         .store = store, .run = run, .grader = g, .profile = profile, .c = &c, .err = &err};
     rc = g ? 0 : -1;
+    if (rc == 0) rc = run_choice_order(&r, c.order_override, &rc_ctx.order_override, &err);
     char *tasks = ssf_xstrdup(r.tasks ? r.tasks : ""), *save = NULL;
     for (char *t = strtok_r(tasks, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save))
         rc = rescore_task(&rc_ctx, t);
@@ -341,18 +369,33 @@ int cmd_rescore(int argc, char **argv)
 
 /* ---- export ------------------------------------------------------------- */
 
+typedef struct export_ctx {
+    FILE *out;
+    const char *path;
+    ssf_error *err;
+} export_ctx;
+
 static int export_sample(const ssf_stored_sample *s, void *ud)
 {
-    FILE *out = ud;
+    export_ctx *x = ud;
     if (s->error || !s->text) return 0;
     json_t *o = json_pack("{s:s, s:I, s:i, s:i, s:s, s:s?}", "task", s->task, "doc",
                           (json_int_t)s->doc, "tag", s->tag, "sample", s->index, "text", s->text,
                           "finish_reason", s->finish_reason);
-    if (s->reasoning) json_object_set_new(o, "reasoning", json_string(s->reasoning));
-    json_dumpf(o, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    fputc('\n', out);
+    json_t *reasoning = s->reasoning ? json_string(s->reasoning) : NULL;
+    if (!o || (s->reasoning && !reasoning)) { /* jansson refuses text that is not UTF-8 */
+        json_decref(o);
+        return ssf_fail(x->err,
+                        "%s doc %" PRId64 " tag %d sample %d: the stored text is not valid "
+                        "UTF-8 and cannot be written as JSON; the export stops there",
+                        s->task, s->doc, s->tag, s->index);
+    }
+    if (reasoning) json_object_set_new(o, "reasoning", reasoning);
+    json_dumpf(o, x->out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    fputc('\n', x->out);
     json_decref(o);
-    return ferror(out) ? -1 : 0;
+    if (ferror(x->out)) return ssf_fail(x->err, "cannot write %s: %s", x->path, strerror(errno));
+    return 0;
 }
 
 int cmd_export(int argc, char **argv)
@@ -373,9 +416,11 @@ int cmd_export(int argc, char **argv)
         return finish(&c, store, EXIT_WORK);
     }
     ssf_error err;
-    rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, out, &err);
+    export_ctx x = {out, a.out ? a.out : "standard output", &err};
+    rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, &err);
+    int closed = out == stdout ? 0 : fclose(out);
+    if (rc == 0 && closed != 0) rc = ssf_fail(&err, "cannot write %s: %s", a.out, strerror(errno));
     if (rc) cli_error("%s", err.msg);
-    if (out != stdout && fclose(out) != 0) rc = EXIT_WORK;
     return finish(&c, store, rc ? EXIT_WORK : 0);
 }
 

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "backend.h"
 #include "engine.h"
 #include "run.h"
@@ -155,6 +157,17 @@ static void on_signal(int sig)
 {
     (void)sig;
     interrupted = 1;
+}
+
+/* Strings that go into the stored configuration and the requests must be
+ * UTF-8: jansson, which writes both, refuses anything else. */
+static int utf8_arg(const char *opt, const char *arg)
+{
+    json_t *s = json_string(arg); /* NULL when arg is not UTF-8 */
+    json_decref(s);
+    if (s) return 0;
+    cli_error("--%s: the value is not valid UTF-8; give it in UTF-8", opt);
+    return -1;
 }
 
 static int name_arg(const char *opt, const char *arg, const char *a, const char *b, int *out)
@@ -318,6 +331,7 @@ static int handle_engine(run_args *a, int opt, const char *arg)
             cli_error("--stop: a stop string cannot be empty");
             return -1;
         }
+        if (utf8_arg("stop", arg)) return -1;
         a->stop[o->n_stop++] = arg;
         o->stop = a->stop;
         return 0;
@@ -343,7 +357,7 @@ static int handle_option(int opt, const char *arg, void *ud)
         return 0;
     case OPT_MODEL:
         a->cfg.model = arg;
-        return 0;
+        return utf8_arg("model", arg);
     case OPT_DB:
         a->db = arg;
         return 0;

@@ -113,6 +113,23 @@ static const char *mode_of(const entry *e)
     return *e->compat ? e->compat : "ssfteval";
 }
 
+/* A text field and the comma that ends it, as RFC 4180 has it: quoted,
+ * inner quotes doubled, when it holds a comma, a quote or a line break.
+ * Model and task names are the user's and may hold any of them. */
+static void csv_text(FILE *out, const char *s)
+{
+    if (!s[strcspn(s, ",\"\r\n")]) {
+        fprintf(out, "%s,", s);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', out);
+        fputc(*s, out);
+    }
+    fputs("\",", out);
+}
+
 static void write_csv(const collection *c, FILE *out)
 {
     fputs("run_id,model,task,protocol,mode,profile,metric,value,stderr,ci_lo,ci_hi,"
@@ -120,10 +137,11 @@ static void write_csv(const collection *c, FILE *out)
           out);
     for (size_t i = 0; i < c->n; i++) {
         const entry *e = &c->items[i];
-        fprintf(out,
-                "%" PRId64 ",\"%s\",%s,%s,%s,%s,%s,%.6f,%.6f,%.6f,%.6f,%" PRId64 ",%" PRId64
-                ",%" PRId64 ",%" PRId64 "\n",
-                e->run_id, e->model, e->task, e->protocol, mode_of(e), e->profile, e->metric,
+        fprintf(out, "%" PRId64 ",", e->run_id);
+        const char *texts[] = {e->model, e->task, e->protocol, mode_of(e), e->profile, e->metric};
+        for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++)
+            csv_text(out, texts[k]);
+        fprintf(out, "%.6f,%.6f,%.6f,%.6f,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n",
                 e->value, e->stderr_, e->ci_lo, e->ci_hi, e->n_questions, e->n_samples, e->n_failed,
                 e->n_missing);
     }

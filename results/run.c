@@ -438,7 +438,12 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
                      ssf_run_summary *summary, ssf_error *err)
 {
     json_t *conf = run_config(cfg, plans);
-    char *canonical = json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS);
+    char *canonical = conf ? json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (!canonical) { /* json_pack refuses a string that is not UTF-8 */
+        json_decref(conf);
+        return ssf_fail(err, "the run's configuration cannot be stored: the model's name, the "
+                             "backend or a task's name is not valid UTF-8");
+    }
     char hash[65];
     ssf_sha256_hex(canonical, strlen(canonical), hash);
     json_object_set_new(conf, "version", json_string(SSFTEVAL_VERSION_STRING));
@@ -519,6 +524,7 @@ typedef struct task_table {
     char **strings; /* copies the outcomes point into */
     size_t n_strings, cap_strings;
     size_t n_failed, n_samples;
+    size_t n_ungraded; /* stored with text but no grade under the profile asked */
 } task_table;
 
 static ssf_outcome *cell(task_table *t, int64_t doc, int tag, int index)
@@ -552,12 +558,17 @@ static int fill_cell(const ssf_stored_sample *s, void *ud)
         t->n_failed++;
         return 0;
     }
-    o->verdict = s->graded ? s->verdict : -1;
-    o->no_answer = s->graded ? s->no_answer : 1;
-    o->key = keep_string(t, s->graded ? s->pred_key : NULL);
+    if (!s->graded) { /* never scored as wrong: load_table refuses the table */
+        o->present = 0;
+        t->n_ungraded++;
+        return 0;
+    }
+    o->verdict = s->verdict;
+    o->no_answer = s->no_answer;
+    o->key = keep_string(t, s->pred_key);
     o->raw_text = keep_string(t, s->text);
-    o->extracted = keep_string(t, s->graded ? s->pred_extracted : NULL);
-    o->gold_extracted = keep_string(t, s->graded ? s->gold_extracted : NULL);
+    o->extracted = keep_string(t, s->pred_extracted);
+    o->gold_extracted = keep_string(t, s->gold_extracted);
     return 0;
 }
 
@@ -647,7 +658,13 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
     t->max_index = table_width(task, ctx, ms, *n_ms);
     t->cells =
         ssf_xcalloc(t->n_docs * (SSF_MAX_TAGS + 1) * (size_t)t->max_index + 1, sizeof *t->cells);
-    return ssf_store_foreach_sample(store, run_id, t->name, profile, fill_cell, t, err);
+    if (ssf_store_foreach_sample(store, run_id, t->name, profile, fill_cell, t, err)) return -1;
+    if (t->n_ungraded)
+        return ssf_fail(err,
+                        "run %" PRId64 " task %s: %zu samples have no grade under profile %s; "
+                        "grade them with `ssfteval rescore %" PRId64 " --profile %s`",
+                        run_id, t->name, t->n_ungraded, profile, run_id, profile);
+    return 0;
 }
 
 static void metric_values(task_table *t, const ssf_metric *m, const ssf_metric_context *ctx,

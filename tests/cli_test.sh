@@ -77,6 +77,16 @@ check "prompt --chat-template-from qwen3 is chatml" fixture_has "chatml/0" \
 check "prompt --json gold" eval 'run 0 prompt gpqa_diamond --doc 0 --json --data-dir "$shared/data" && out_has "\"gold\": \"D\"" && out_has "\"gold_index\": 3"'
 check "gpqa-order hash changes placement only by id" eval 'run 0 prompt gpqa_diamond --doc 0 --json --gpqa-order hash --data-dir "$shared/data" && out_has "\"gold\""'
 
+# --- rescore loads the data as the run did: the gold letters follow the
+# run's --gpqa-order (fixed: every gold is A), whatever rescore is given
+for d in 0 1 2 3; do
+    printf '{"task": "gpqa_diamond", "doc": %d, "sample": 0, "text": "Answer: A", "finish_reason": "stop"}\n' "$d"
+done >"$work/gpqa-gen.jsonl"
+gpqa_run=(--data-dir "$shared/data" --db "$work/gpqa.sqlite")
+check "gpqa run in the fixed order scores 100" eval 'run 0 run gpqa_diamond --gpqa-order fixed --limit 4 --metric avg@1 --samples 1 --generations "$work/gpqa-gen.jsonl" --quiet "${gpqa_run[@]}" && out_has "avg@1 *100.00"'
+check "rescore keeps the run's order" eval 'run 0 rescore 1 "${gpqa_run[@]}" && out_has "avg@1 *100.00"'
+check "rescore refuses another order" eval 'run 1 rescore 1 --gpqa-order hash "${gpqa_run[@]}" && err_has "placed its choices in the fixed order" && err_has "drop --gpqa-order"'
+
 # --- task files
 cat >"$work/good.json" <<'JSON'
 {"name": "tiny", "answer_type": "math", "source": {"local": {"path": "tiny.jsonl"}, "documents": 2},

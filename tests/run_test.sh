@@ -95,6 +95,9 @@ run 0 run synth --generations "$work/gen-worse.jsonl" --db "$work/a.sqlite" "${c
 check "compare: 2 questions are too few to call a 50-point drop at z 1.64" run 0 compare 1 2 --db "$work/a.sqlite"
 check "compare: a drop is a regression at z 0 (exit 1)" eval 'run 1 compare 1 2 --z 0 --db "$work/a.sqlite" && grep -q REGRESSION "$work/out"'
 check "compare: bad run id (exit 2)" run 2 compare 1 99 --db "$work/a.sqlite"
+run 0 run synth --generations "$work/gen.jsonl" --db "$work/a.sqlite" "${common[@]}" --seed 8 --profile lighteval >/dev/null 2>&1
+check "compare: runs graded under different profiles are refused, naming the rescore" eval 'run 2 compare 3 2 --z 0 --db "$work/a.sqlite" && grep -q "no grade under profile default; grade them with \`ssfteval rescore 3 --profile default\`" "$work/err"'
+check "compare: after that rescore, the drop is found" eval 'run 0 rescore 3 --profile default --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && run 1 compare 3 2 --z 0 --db "$work/a.sqlite" && grep -q REGRESSION "$work/out"'
 
 # 5. Compat mode runs and says so in reports.
 check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q ",ssft-lighteval,ssft-lighteval,pass@1," "$work/out"'
@@ -103,6 +106,10 @@ check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth 
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
 printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
 check "malformed generations line" eval 'run 2 run synth --generations "$work/bad-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "bad-gen.jsonl:1" "$work/err"'
+printf '{"task": "synth", "doc": 0, "sample": 0, "text": "caf\xe9"}\n' >"$work/latin1-gen.jsonl"
+check "generations not in UTF-8 are refused, the line named" eval 'run 2 run synth --generations "$work/latin1-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "latin1-gen.jsonl:1: not valid UTF-8" "$work/err"'
+check "a --model name not in UTF-8 is refused" eval 'run 2 run synth --model "$(printf "caf\xe9")" --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "^ssfteval: --model: the value is not valid UTF-8" "$work/err"'
+check "CSV quotes a model name holding quotes and a comma" eval 'run 0 run synth --model "acme \"big\", v2" --generations "$work/gen.jsonl" --db "$work/q.sqlite" "${common[@]}" && run 0 report --format csv --db "$work/q.sqlite" && grep -qF "1,\"acme \"\"big\"\", v2\",synth," "$work/out"'
 check "no backend" eval 'run 2 run synth --db "$work/e.sqlite" "${common[@]}" && grep -q "backend" "$work/err"'
 head -c 5000 /dev/urandom >"$work/junk.sqlite"
 before=$(sha256sum <"$work/junk.sqlite")
