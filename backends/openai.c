@@ -98,6 +98,7 @@ struct openai {
     int chunk;     /* samples per request at most; 0 until probed */
     int answered;  /* the server has sent an HTTP response */
     int top_k_off; /* what "top_k off" is sent as: -1 (vLLM, SGLang) or 0 (llama.cpp) */
+    int strict;    /* the server takes only OpenAI's own fields (api.openai.com) */
     int top_k_probed;
     CURLM *multi;
     struct curl_slist *headers; /* holds the API key; nothing else does */
@@ -171,7 +172,12 @@ static int add_prompt(json_t *o, const openai *b, const ssf_gen_request *q, cons
     int rc = set(o, "messages", msgs);
     json_t *user = json_pack("{s:s,s:o}", "role", "user", "content", json_string(q->user_content));
     rc |= user ? json_array_append_new(msgs, user) : -1;
-    if (q->tag <= 0) return rc | set(o, "add_generation_prompt", json_true());
+    if (q->tag <= 0) return b->strict ? rc : rc | set(o, "add_generation_prompt", json_true());
+    if (b->strict) {
+        *why = "the server takes only OpenAI's own request fields, so it cannot continue an "
+               "SSFT tag's assistant turn; use a server such as vLLM or SGLang for --protocol ssft";
+        return -1;
+    }
     /* The tag opens the assistant turn, which the server must continue
      * rather than close and start another. */
     char prefill[64];
@@ -182,22 +188,37 @@ static int add_prompt(json_t *o, const openai *b, const ssf_gen_request *q, cons
     return rc | set(o, "add_generation_prompt", json_false());
 }
 
+/* The fields vLLM, SGLang and llama.cpp add to OpenAI's: a strict server
+ * gets them only where they are off, by leaving them out; a request that
+ * needs one cannot go to it. */
+static int add_extensions(const openai *b, json_t *o, const ssf_sampling *s, const char **why)
+{
+    if (b->strict && (s->top_k || s->min_p > 0)) {
+        *why = s->top_k
+                   ? "the server takes only OpenAI's own request fields: no top_k; drop --top-k"
+                   : "the server takes only OpenAI's own request fields: no min_p; drop --min-p";
+        return -1;
+    }
+    if (b->strict) return 0;
+    int rc = set(o, "top_k", json_integer(s->top_k ? s->top_k : b->top_k_off));
+    rc |= set(o, "min_p", json_real(s->min_p));
+    rc |= set(o, "stop", json_array());
+    rc |= set(o, "skip_special_tokens", json_false());
+    return rc | set(o, "add_special_tokens", json_false());
+}
+
 /* Every sampling parameter goes out explicitly, since server defaults
  * differ (llama.cpp's temperature 0.8, vLLM's generation_config.json). */
 static int add_sampling(const openai *b, json_t *o, const ssf_gen_request *q, int n,
-                        long max_tokens, int stream)
+                        long max_tokens, int stream, const char **why)
 {
     const ssf_sampling *s = &q->sampling;
     int rc = set(o, "n", json_integer(n));
     rc |= set(o, "seed", json_integer((json_int_t)q->seed));
     rc |= set(o, "temperature", json_real(s->temperature));
     rc |= set(o, "top_p", json_real(s->top_p));
-    rc |= set(o, "top_k", json_integer(s->top_k ? s->top_k : b->top_k_off));
-    rc |= set(o, "min_p", json_real(s->min_p));
     rc |= set(o, "max_tokens", json_integer(max_tokens));
-    rc |= set(o, "stop", json_array());
-    rc |= set(o, "skip_special_tokens", json_false());
-    rc |= set(o, "add_special_tokens", json_false());
+    rc |= add_extensions(b, o, s, why);
     rc |= set(o, "stream", json_boolean(stream));
     if (stream) rc |= set(o, "stream_options", json_pack("{s:b}", "include_usage", 1));
     return rc;
@@ -211,7 +232,7 @@ static char *build_body(const openai *b, const ssf_gen_request *q, int n, long m
     json_t *o = json_object();
     int rc = set(o, "model", json_string(b->model));
     rc |= add_prompt(o, b, q, why);
-    rc |= add_sampling(b, o, q, n, max_tokens, stream);
+    if (rc == 0) rc = add_sampling(b, o, q, n, max_tokens, stream, why);
     int p = digits_for(q->sampling.temperature);
     if (digits_for(q->sampling.top_p) > p) p = digits_for(q->sampling.top_p);
     if (digits_for(q->sampling.min_p) > p) p = digits_for(q->sampling.min_p);
@@ -422,6 +443,31 @@ static void prefix_gave_up(ssf_buf *msg, int attempts)
     prefix(msg, "gave up after %d attempt%s: ", attempts, attempts == 1 ? "" : "s");
 }
 
+/* A transfer that arrived whole may still hold a generation the server
+ * did not finish: vLLM and SGLang end a stream they abort (shutdown,
+ * scale-down, a dropped engine) with finish_reason "abort" and the text so
+ * far, and some servers say "error".  Those are retried, never graded; a
+ * completion a content filter cut is final.  Other reasons ("stop",
+ * "length", TGI's "eos_token" ...) are finished generations. */
+static int finished_whole(const openai *b, const ssf_completion *c, ssf_buf *msg)
+{
+    for (int i = 0; i < c->n; i++) {
+        const char *why = c->choices[i].finish_reason;
+        if (!why) continue;
+        if (strcmp(why, "abort") == 0 || strcmp(why, "error") == 0) {
+            ssf_buf_printf(msg, "%s stopped the generation unfinished (finish_reason \"%s\")",
+                           b->url, why);
+            return OUT_RETRY;
+        }
+        if (strcmp(why, "content_filter") == 0) {
+            ssf_buf_printf(msg, "%s withheld the completion (finish_reason \"content_filter\")",
+                           b->url);
+            return OUT_FINAL;
+        }
+    }
+    return OUT_OK;
+}
+
 /* Sorts a finished sample transfer into OUT_*, with a message unless OK. */
 static int judge(const openai *b, slot *s, const job *j, CURLcode res, long status, ssf_buf *msg)
 {
@@ -438,7 +484,7 @@ static int judge(const openai *b, slot *s, const job *j, CURLcode res, long stat
     }
     if (s->mode == MODE_SSE && c->done && ssf_completion_count_ok(c) &&
         ssf_completion_all_finished(c))
-        return OUT_OK; /* everything arrived; a hiccup while closing does not matter */
+        return finished_whole(b, c, msg); /* a hiccup while closing does not matter */
     if (res != CURLE_OK || status < 200 || status >= 300) {
         int retry = describe_failure(b, s, b->url, res, status, msg);
         /* A server may refuse n > 1 outright (llama.cpp: 500 "Only one
@@ -461,7 +507,7 @@ static int judge(const openai *b, slot *s, const job *j, CURLcode res, long stat
         ssf_buf_printf(msg, "the stream from %s ended without a finish_reason", b->url);
         return OUT_RETRY;
     }
-    return OUT_OK;
+    return finished_whole(b, c, msg);
 }
 
 /* ---- the job queue ------------------------------------------------------ */
@@ -969,23 +1015,59 @@ static int probe_n(run *r, const ssf_gen_request *q, ssf_buf *msg, int *attempts
     return 0;
 }
 
-/* "top_k off" has two spellings: vLLM and SGLang take -1 (SGLang refuses
- * 0), llama.cpp's servers take 0 (llama-cpp-python refuses -1).  One
- * one-token request with -1 tells which this server is: an error that names
- * top_k means 0. */
-static int probe_top_k(run *r, const ssf_gen_request *q, ssf_buf *msg, int *attempts)
+/* One one-token request of q's as the server's fields now stand: 0 when
+ * answered 2xx or when it cannot be built, 1 when stopped, -1 when refused
+ * or unanswered (msg set). */
+static int probe_once(run *r, const ssf_gen_request *q, ssf_buf *msg, int *attempts)
 {
     openai *b = r->b;
     const char *why = "cannot build the probe";
-    b->top_k_off = -1;
     char *body = build_body(b, q, 1, 1, 0, &why);
-    if (!body) return 0;
+    if (!body) return 0; /* the sample meets the same refusal, and says why */
     int rc = control_call(r, b->url, body, b->timeout_s, 1, msg, attempts);
     free(body);
+    return rc;
+}
+
+/* Whether the error body the control slot holds names a field ssfteval
+ * adds to OpenAI's (OpenAI: "Unrecognized request argument supplied: X"). */
+static int names_extension(const openai *b, const char *only)
+{
+    static const char *const fields[] = {"top_k",
+                                         "min_p",
+                                         "skip_special_tokens",
+                                         "add_special_tokens",
+                                         "add_generation_prompt",
+                                         "continue_final_message"};
+    const char *body = b->control->body.data;
+    for (size_t i = 0; body && i < sizeof fields / sizeof fields[0]; i++)
+        if ((!only || strcmp(only, fields[i]) == 0) && strstr(body, fields[i])) return 1;
+    return 0;
+}
+
+/* Which fields this server takes, from one-token requests of a sample
+ * whose top_k is off.  vLLM and SGLang take them all, with top_k -1 for
+ * off (SGLang refuses 0); llama-cpp-python refuses -1 and takes 0;
+ * OpenAI's own API refuses every field it does not define, so there the
+ * extensions are left out (all off for such a sample).  Only a server that
+ * never answered is an error: any other refusal is the samples' to meet. */
+static int probe_fields(run *r, const ssf_gen_request *q, ssf_buf *msg, int *attempts)
+{
+    openai *b = r->b;
+    b->top_k_off = -1;
+    b->strict = 0;
+    int rc = probe_once(r, q, msg, attempts);
+    if (rc < 0 && b->answered && names_extension(b, "top_k")) {
+        b->top_k_off = 0;
+        rc = probe_once(r, q, msg, attempts);
+    }
+    if (rc < 0 && b->answered && names_extension(b, NULL)) {
+        b->top_k_off = -1;
+        b->strict = 1;
+        rc = probe_once(r, q, msg, attempts);
+    }
     if (rc == 1) return 1;
     if (rc && !b->answered) return -1; /* the server is not there at all */
-    slot *s = b->control;
-    if (rc && s->body.data && strstr(s->body.data, "top_k")) b->top_k_off = 0;
     b->top_k_probed = 1;
     return 0;
 }
@@ -1016,7 +1098,7 @@ static int setup(run *r)
     }
     if (rc == 0 && !b->top_k_probed) {
         const ssf_gen_request *q = first_with_top_k_off(r);
-        if (q) rc = probe_top_k(r, q, &msg, &attempts);
+        if (q) rc = probe_fields(r, q, &msg, &attempts);
     }
     if (rc == 0 && b->chunk == 0) {
         const ssf_gen_request *q = first_groupable(r);

@@ -608,6 +608,29 @@ static void cut_stream(struct stream *st, const char *event)
     add_raw_event(st, "data: [DONE]\n\n");
 }
 
+/* The finish_reason a fault ends the generation with; NULL for the rest. */
+static const char *fault_finish(enum mock_fault fault)
+{
+    return fault == MOCK_ABORT ? "abort" : fault == MOCK_FILTERED ? "content_filter" : NULL;
+}
+
+/* An event that ends every choice with `why`, as vLLM's abort does. */
+static char *finish_event(const struct mockserver *s, const struct gen *g, long n, const char *why)
+{
+    json_t *chunk = envelope(s, g, 1), *choices = json_object_get(chunk, "choices");
+    for (long i = 0; i < n; i++)
+        json_array_append_new(choices, g->chat ? json_pack("{s:I,s:{},s:s}", "index", (json_int_t)i,
+                                                           "delta", "finish_reason", why)
+                                               : json_pack("{s:I,s:s,s:s}", "index", (json_int_t)i,
+                                                           "text", "", "finish_reason", why));
+    char *text = json_dumps(chunk, JSON_COMPACT);
+    json_decref(chunk);
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "data: %s\n\n", text);
+    free(text);
+    return ssf_buf_take(&b);
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct stream *st = cls;
@@ -653,6 +676,11 @@ static enum MHD_Result reply_stream(struct mockserver *s, struct MHD_Connection 
         cut_stream(st, "data: {\"error\":{\"object\":\"error\",\"message\":\"The request queue is "
                        "full.\",\"type\":\"ServiceUnavailableError\",\"param\":null,\"code\":503}}"
                        "\n\n");
+    if (fault_finish(st->fault)) {
+        char *event = finish_event(s, g, n, fault_finish(st->fault));
+        cut_stream(st, event);
+        free(event);
+    }
     if (st->fault == MOCK_INVALID_JSON) {
         free(st->events[st->cut]);
         st->events[st->cut] =
@@ -697,6 +725,10 @@ static enum MHD_Result reply_answer(struct mockserver *s, struct MHD_Connection 
                                     const struct gen *g, long n, enum mock_fault fault)
 {
     json_t *root = answer_json(s, g, n, fault == MOCK_LENGTH_EMPTY);
+    if (fault_finish(fault))
+        for (size_t i = 0; i < json_array_size(json_object_get(root, "choices")); i++)
+            json_object_set_new(json_array_get(json_object_get(root, "choices"), i),
+                                "finish_reason", json_string(fault_finish(fault)));
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (!text) return MHD_NO;
@@ -791,6 +823,49 @@ static enum MHD_Result answer_gen(struct mockserver *s, struct MHD_Connection *c
     return reply_answer(s, c, g, n, fault);
 }
 
+/* A 400 body when the server's dialect refuses a field of root, else NULL. */
+static json_t *dialect_refusal(const struct mockserver *s, json_t *root)
+{
+    static const char *const openai_fields[] = {"model",
+                                                "prompt",
+                                                "messages",
+                                                "n",
+                                                "seed",
+                                                "temperature",
+                                                "top_p",
+                                                "max_tokens",
+                                                "max_completion_tokens",
+                                                "stream",
+                                                "stream_options",
+                                                "stop",
+                                                "logprobs",
+                                                "user"};
+    if (s->o.dialect == MOCK_DIALECT_LLAMA_PY) {
+        const json_t *k = json_object_get(root, "top_k");
+        if (json_is_integer(k) && json_integer_value(k) < 0)
+            return json_pack("{s:[{s:s,s:[s,s],s:s}]}", "detail", "type", "greater_than_equal",
+                             "loc", "body", "top_k", "msg",
+                             "Input should be greater than or equal to 0");
+        return NULL;
+    }
+    if (s->o.dialect != MOCK_DIALECT_OPENAI) return NULL;
+    const char *key;
+    json_t *value;
+    json_object_foreach(root, key, value)
+    {
+        size_t i = 0, n = sizeof openai_fields / sizeof openai_fields[0];
+        while (i < n && strcmp(key, openai_fields[i]) != 0)
+            i++;
+        if (i < n) continue;
+        ssf_buf m = {0};
+        ssf_buf_printf(&m, "Unrecognized request argument supplied: %s", key);
+        json_t *body = nested_error(m.data, "invalid_request_error", NULL);
+        ssf_buf_free(&m);
+        return body;
+    }
+    return NULL;
+}
+
 static enum MHD_Result serve_gen(struct mockserver *s, struct MHD_Connection *c,
                                  const struct request *rq, int chat)
 {
@@ -811,6 +886,11 @@ static enum MHD_Result serve_gen(struct mockserver *s, struct MHD_Connection *c,
         ssf_buf_free(&m);
         json_decref(root);
         return ret;
+    }
+    json_t *refusal = dialect_refusal(s, root);
+    if (refusal) {
+        json_decref(root);
+        return reply_json(s, c, 400, refusal);
     }
     struct gen g = {0};
     const char *why = parse_gen(root, chat, &g);

@@ -45,6 +45,10 @@ enum mock_fault {
     MOCK_400,          /* 400 BadRequestError (context too long): never worth a retry */
     MOCK_QUOTA,        /* 429 insufficient_quota: never worth a retry */
     MOCK_LENGTH_EMPTY, /* finish_reason "length" with empty content (null in chat with reasoning) */
+    MOCK_ABORT,        /* vLLM aborting a request: stream: fault_after events, then every
+                          choice ends with finish_reason "abort" and [DONE]; non-streaming:
+                          a 200 whose choices end "abort" */
+    MOCK_FILTERED,     /* the same with finish_reason "content_filter": never worth a retry */
 };
 
 /* A rule matches attempt a (counted from 0) of key k when from <= a <
@@ -62,6 +66,12 @@ enum mock_n {
     MOCK_N_REJECT, /* 400 "Only one completion choice is allowed" unless n == 1 (llama.cpp) */
 };
 
+enum mock_dialect {
+    MOCK_DIALECT_VLLM,     /* every field ssfteval sends (vLLM, SGLang) */
+    MOCK_DIALECT_LLAMA_PY, /* top_k -1 refused, naming top_k (llama-cpp-python) */
+    MOCK_DIALECT_OPENAI,   /* any field OpenAI does not define refused, as api.openai.com does */
+};
+
 enum mock_reasoning {
     MOCK_REASONING_OFF,     /* the whole text in content */
     MOCK_REASONING_CONTENT, /* chat: the reasoning in "reasoning_content" (SGLang, llama.cpp) */
@@ -74,6 +84,7 @@ struct mockserver_options {
     struct mock_rule rules[MOCK_MAX_RULES];
     enum mock_n n_mode;
     enum mock_reasoning reasoning;
+    enum mock_dialect dialect;
     const char *model;       /* the served id (NULL: "mock-model"); another "model" gets 404 */
     unsigned delay_ms;       /* before every generation answer */
     unsigned token_delay_ms; /* between stream events */

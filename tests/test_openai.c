@@ -401,6 +401,76 @@ static void test_request_fields(void **state)
     mockserver_stop(m);
 }
 
+/* A run of samples with top_k off against a server of `dialect`; the
+ * server's last request body, parsed. */
+static json_t *run_dialect(enum mock_dialect dialect, int chat, int tags, double min_p,
+                           struct run *r)
+{
+    struct mockserver_options mo = {.dialect = dialect};
+    struct mockserver *m = start(&mo);
+    make_run(r, 2, tags, 2, 600, chat);
+    for (size_t i = 0; i < r->n; i++) {
+        r->reqs[i].sampling.top_k = 0;
+        r->reqs[i].sampling.min_p = min_p;
+    }
+    ssf_openai_options o = options_for(r, m);
+    generate(&o, r);
+    char *body = mockserver_last_request(m);
+    json_t *root = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    mockserver_stop(m);
+    return root;
+}
+
+/* Which request fields a server takes is probed once: vLLM's spelling of
+ * top_k off (-1), llama-cpp-python's (0), or OpenAI's own fields only. */
+static void test_server_fields(void **state)
+{
+    (void)state;
+    struct run r;
+    json_t *last = run_dialect(MOCK_DIALECT_VLLM, 0, 1, 0.05, &r);
+    expect_all_ok(&r, 0);
+    assert_int_equal(json_integer_value(json_object_get(last, "top_k")), -1);
+    json_decref(last);
+    free_run(&r);
+
+    last = run_dialect(MOCK_DIALECT_LLAMA_PY, 0, 1, 0.05, &r);
+    expect_all_ok(&r, 0);
+    assert_int_equal(json_integer_value(json_object_get(last, "top_k")), 0);
+    json_decref(last);
+    free_run(&r);
+
+    last = run_dialect(MOCK_DIALECT_OPENAI, 1, 1, 0, &r);
+    expect_all_ok(&r, 0);
+    static const char *const extensions[] = {"top_k",
+                                             "min_p",
+                                             "stop",
+                                             "skip_special_tokens",
+                                             "add_special_tokens",
+                                             "add_generation_prompt"};
+    for (size_t i = 0; i < sizeof extensions / sizeof extensions[0]; i++)
+        if (json_object_get(last, extensions[i]))
+            fail_msg("a strict server was sent \"%s\"", extensions[i]);
+    assert_non_null(json_object_get(last, "seed"));
+    json_decref(last);
+    free_run(&r);
+
+    /* min_p on, or an SSFT tag to continue: such samples cannot be sent. */
+    json_decref(run_dialect(MOCK_DIALECT_OPENAI, 1, 1, 0.05, &r));
+    expect_all_failed(&r, NULL, "no min_p; drop --min-p");
+    free_run(&r);
+    json_decref(run_dialect(MOCK_DIALECT_OPENAI, 1, 2, 0, &r));
+    for (size_t i = 0; i < r.n; i++) {
+        const struct outcome *o = &r.out[i];
+        int bad = r.reqs[i].tag ? !o->error || !strstr(o->error, "SSFT tag") : o->error != NULL;
+        if (bad) {
+            describe(&r, i, "tagged samples must fail naming the tag, the others succeed");
+            fail_msg("sample %zu", i);
+        }
+    }
+    free_run(&r);
+}
+
 /* model NULL: the backend asks /v1/models which id the server serves. */
 static void test_model_discovery(void **state)
 {
@@ -513,9 +583,9 @@ static void run_transient(enum mock_fault fault, int stream)
 static void test_retry_transient(void **state)
 {
     (void)state;
-    static const enum mock_fault faults[] = {MOCK_500,         MOCK_503,       MOCK_TGI_429,
-                                             MOCK_RESET,       MOCK_TRUNCATED, MOCK_INVALID_JSON,
-                                             MOCK_STREAM_ERROR};
+    static const enum mock_fault faults[] = {MOCK_500,          MOCK_503,       MOCK_TGI_429,
+                                             MOCK_RESET,        MOCK_TRUNCATED, MOCK_INVALID_JSON,
+                                             MOCK_STREAM_ERROR, MOCK_ABORT};
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
         run_transient(faults[i], 0);
         run_transient(faults[i], 1);
@@ -644,6 +714,8 @@ static void test_not_retried(void **state)
     run_fatal(MOCK_400, 1, "maximum context length");
     run_fatal(MOCK_QUOTA, 0, "quota");
     run_fatal(MOCK_QUOTA, 1, "quota");
+    run_fatal(MOCK_FILTERED, 0, "content_filter");
+    run_fatal(MOCK_FILTERED, 1, "content_filter");
 }
 
 /* Nothing listens on port 1: every sample fails, naming the endpoint, and
@@ -845,6 +917,7 @@ int main(void)
         cmocka_unit_test_setup(test_completions, arm_watchdog),
         cmocka_unit_test_setup(test_chat, arm_watchdog),
         cmocka_unit_test_setup(test_request_fields, arm_watchdog),
+        cmocka_unit_test_setup(test_server_fields, arm_watchdog),
         cmocka_unit_test_setup(test_model_discovery, arm_watchdog),
         cmocka_unit_test_setup(test_n_honoured, arm_watchdog),
         cmocka_unit_test_setup(test_n_auto, arm_watchdog),
