@@ -79,7 +79,8 @@ struct ssf_extractor {
 
 /* @ARG@ takes the letter class, e.g. "A-D". */
 #define LETTER_KEY "(?:(?<ans>[@ARG@])|\\((?<ans>[@ARG@])\\))"
-#define LETTER_END "(?:\\*\\*)?(?:\\.|,|:| |$)"
+/* @NL@: "|\n" where a line break also ends a letter (not in LightEval). */
+#define LETTER_END "(?:\\*\\*)?(?:\\.|,|:| |$@NL@)"
 
 typedef struct pattern_source {
     int priority; /* -1: the boxed priority of the configuration */
@@ -112,7 +113,7 @@ static const pattern_source letter_sources[] = {
     {200, KIND_LETTERS, "^(?:\\*\\*)?@ARG@" LETTER_END},
     {210, KIND_LETTERS, "\\n(?:\\*\\*)?@ARG@" LETTER_END},
     {250, KIND_LETTERS, "(?:^| )(?:\\*\\*)?@ARG@" LETTER_END},
-    {300, KIND_LETTERS, "@ARG@"},
+    {300, KIND_LETTERS, "@ARG@"}, /* last: only with bare_letters */
 };
 
 /* Plain-text answers after an anchor ("the answer is pi/2", "Answer: sqrt(2)"),
@@ -139,16 +140,22 @@ static const char boxed_letter_fmt[] =
 
 /* Pattern sources are full of '%' and braces, so the argument is spliced in
  * by replacing every @ARG@ rather than with printf. */
-static char *substitute(const char *fmt, const char *arg)
+static char *replace_all(const char *fmt, const char *token, const char *with)
 {
     ssf_buf b = {0};
-    for (const char *at = strstr(fmt, "@ARG@"); at; at = strstr(fmt, "@ARG@")) {
+    size_t n = strlen(token);
+    for (const char *at = strstr(fmt, token); at; at = strstr(fmt, token)) {
         ssf_buf_append(&b, fmt, (size_t)(at - fmt));
-        ssf_buf_puts(&b, arg);
-        fmt = at + 5;
+        ssf_buf_puts(&b, with);
+        fmt = at + n;
     }
     ssf_buf_puts(&b, fmt);
     return ssf_buf_take(&b);
+}
+
+static char *substitute(const char *fmt, const char *arg)
+{
+    return replace_all(fmt, "@ARG@", arg);
 }
 
 static pcre2_code *compile_code(const char *src, uint32_t flags, ssf_error *err)
@@ -224,14 +231,31 @@ static int add_sources(ssf_extractor *x, const pattern_source *src, size_t n, co
     return 0;
 }
 
+/* Without LightEval's bare last resort (priority 300), whose capital A-D
+ * anywhere reads "(R)-2-Bromobutane" as B and "Answer: unsure" as A, what
+ * only it used to read is read by the others: a letter glued to its anchor
+ * ("Answer:B") by a pattern of its own, a letter before a line break
+ * ("Answer: B\nBecause ...") by a line break ending a letter (@NL@). */
+static const pattern_source glued_letter = {100, KIND_LETTERS,
+                                            "(?i:answer):(?:\\*\\*)?@ARG@" LETTER_END};
+
 static int add_letters(ssf_extractor *x, ssf_error *err)
 {
     int n = x->cfg.n_letters > 0 && x->cfg.n_letters <= 26 ? x->cfg.n_letters : 4;
     char cls[8];
     snprintf(cls, sizeof cls, "A-%c", 'A' + n - 1);
     char *key = substitute(LETTER_KEY, cls);
-    int rc =
-        add_sources(x, letter_sources, sizeof letter_sources / sizeof *letter_sources, key, 0, err);
+    size_t n_sources = sizeof letter_sources / sizeof *letter_sources;
+    const char *nl = x->cfg.bare_letters ? "" : "|\\n";
+    int rc = 0;
+    for (size_t i = 0; i < n_sources && rc == 0; i++) {
+        const pattern_source *src = &letter_sources[i];
+        if (src->priority == 300 && !x->cfg.bare_letters) src = &glued_letter;
+        char *fmt = replace_all(src->fmt, "@NL@", nl);
+        pattern_source ended = {src->priority, src->kind, fmt};
+        rc = add_sources(x, &ended, 1, key, 0, err);
+        free(fmt);
+    }
     free(key);
     if (rc || !x->cfg.boxed_letters) return rc;
     char *boxed = substitute(boxed_letter_fmt, cls);

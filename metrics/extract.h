@@ -26,6 +26,7 @@ typedef struct ssf_extract_config {
     int lighteval_numbers; /* LightEval's thousands-group regex (no (?<!\d), leading-zero groups) */
     int n_letters;         /* letters targets: A .. 'A'+n_letters-1 (default 4) */
     int boxed_letters;     /* also read \boxed{C} / \boxed{\text{(C)}} for letters */
+    int bare_letters;      /* LightEval's last resort: a capital A-D anywhere, even in a word */
     int plain_text;        /* also read plain-text answers after an anchor ("answer is pi/2") */
     ssf_parse_options parse;
 } ssf_extract_config;

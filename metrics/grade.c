@@ -44,6 +44,7 @@ static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extrac
     if (p != SSF_PROFILE_DEFAULT) {
         c->boxed_priority = 55;
         c->lighteval_numbers = 1;
+        c->bare_letters = 1;
         c->parse.equations = 1;
     } else {
         c->boxed_priority = 50;

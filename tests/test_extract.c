@@ -377,6 +377,18 @@ static void test_letters(void **state)
     assert_int_equal(g.priority, 210); /* start of a line */
     got_free(&g);
 
+    /* no bare capital inside a word; a glued or line-ended letter is read */
+    expect_letter(&c, "The product is (R)-2-Bromobutane.", NULL);
+    expect_letter(&c, "Answer: I am not sure", NULL);
+    expect_letter(&c, "Answer:B", "B");
+    expect_letter(&c, "Answer:**B**", "B");
+    expect_letter(&c, "Answer: B\nBecause A fails", "B");
+    /* LightEval's last resort (its profiles): any capital, the rightmost */
+    c.bare_letters = 1;
+    expect_letter(&c, "The product is (R)-2-Bromobutane.", "B");
+    expect_letter(&c, "Answer: B\nBecause A fails", "A");
+    c.bare_letters = 0;
+
     /* letters beyond n_letters are not taken */
     expect_letter(&c, "The answer is E.", NULL);
     expect_letter(&c, "E", NULL);
