@@ -73,9 +73,9 @@ struct ssf_extractor {
 #define CURRENCY "(?:[$€£¥₹]\\s*)?"
 
 /* @ARG@ takes the number pattern. */
-#define EXPR_OR_NUMBER                                                                             \
-    "(?:" EXPR_PREFIX "(?<ans>" EXPRESSION ")(?=" EXPR_SUFFIX ")|" EXPR_PREFIX CURRENCY            \
-    "(?<ans>@ARG@" PERCENT_SUFFIX "))"
+#define EXPR_ALONE EXPR_PREFIX "(?<ans>" EXPRESSION ")(?=" EXPR_SUFFIX ")"
+#define NUMBER_ALONE EXPR_PREFIX CURRENCY "(?<ans>@ARG@" PERCENT_SUFFIX ")"
+#define EXPR_OR_NUMBER "(?:" EXPR_ALONE "|" NUMBER_ALONE ")"
 
 /* @ARG@ takes the letter class, e.g. "A-D". */
 #define LETTER_KEY "(?:(?<ans>[@ARG@])|\\((?<ans>[@ARG@])\\))"
@@ -102,7 +102,14 @@ static const pattern_source expr_sources[] = {
     {50, KIND_EXPR, "(?i:final answer.{0,100}?)\\s+is:?@ARG@"},
     {100, KIND_EXPR, "(?i:answer):(?:.{0,100}=\\s*|.{0,50}?)@ARG@(?!\\s*=)"},
     {200, KIND_EXPR, "(?i:answer)(?:.{0,100}=\\s*|.{0,50}?)@ARG@(?!\\s*=)"},
-    {300, KIND_EXPR, "@ARG@"},
+};
+
+/* Without an anchor an expression and a number are two patterns, as in
+ * LightEval and Math-Verify: one alternation would hide the number "73"
+ * behind the expression "73**" of "**73**", which does not parse. */
+static const pattern_source bare_expr_sources[] = {
+    {300, KIND_EXPR, EXPR_ALONE},
+    {300, KIND_EXPR, NUMBER_ALONE},
 };
 
 static const pattern_source letter_sources[] = {
@@ -270,6 +277,10 @@ static int add_expr(ssf_extractor *x, ssf_error *err)
         substitute(EXPR_OR_NUMBER, x->cfg.lighteval_numbers ? NUMBER_LIGHTEVAL : NUMBER_MATHVERIFY);
     int rc = add_sources(x, expr_sources, sizeof expr_sources / sizeof *expr_sources, eon, 0, err);
     free(eon);
+    const char *number = x->cfg.lighteval_numbers ? NUMBER_LIGHTEVAL : NUMBER_MATHVERIFY;
+    if (rc == 0)
+        rc = add_sources(x, bare_expr_sources, sizeof bare_expr_sources / sizeof *bare_expr_sources,
+                         number, 0, err);
     return rc;
 }
 

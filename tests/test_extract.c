@@ -302,6 +302,9 @@ static void test_numbers(void **state)
         expect(c, "50%", "(percent 50)", 300);
         expect(c, "The rate is 12 percent", "(percent 12)", 300);
         expect(c, "100m²", "100", 300);
+        /* bold: the expression "73**" does not parse, the number then does */
+        expect(c, "So we get **73**.", "73", 300);
+        expect(c, "**73**", "73", 300);
         expect(c, "XDY2K", NULL, 0);
         expect(c, "answer: 2,500", "2500", 100);
         expect(c, "-1,234", "-1234", 300);
