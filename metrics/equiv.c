@@ -57,9 +57,10 @@ typedef struct ctx {
     ssf_error *reason;
     ssf_arena *scratch; /* nodes the rules build (PM as a set, relation as interval) */
     size_t steps;
-    int over;  /* the step budget is spent: everything answers UNKNOWN */
-    int point; /* index of the random point free symbols take */
-    int tr;    /* precision try: prec is P << tr */
+    int over;          /* the step budget is spent: everything answers UNKNOWN */
+    int point;         /* index of the random point free symbols take */
+    int signed_points; /* odd points negative, points 2 and up wider (numeric()) */
+    int tr;            /* precision try: prec is P << tr */
     slong prec;
     char why[200]; /* why an evaluation failed */
 } ctx;
@@ -72,7 +73,7 @@ static void ctx_init(ctx *c, const ssf_equiv_options *o, ssf_error *reason)
     c->reason = reason;
     c->scratch = NULL;
     c->steps = 0;
-    c->over = c->point = c->tr = 0;
+    c->over = c->point = c->tr = c->signed_points = 0;
     c->prec = 0;
     c->why[0] = '\0';
 }
@@ -294,11 +295,26 @@ static uint64_t hash_str(uint64_t h, const char *s)
 
 /* A rational in [0.5, 2.5) with a prime denominator, the same for the same
  * key on both sides, different from point to point: away from the special
- * values (0, 1, perfect powers) where unequal expressions agree. */
+ * values (0, 1, perfect powers) where unequal expressions agree.  With
+ * signed points, points 2 and up lie in [3, 23) and odd points are
+ * negated: |x| and x, or |x-3| and 3-x, agree on [0.5, 2.5) alone. */
 static void point_value(const ctx *c, uint64_t key, fmpq_t q)
 {
     uint64_t r = mix64(key ^ mix64(c->o->seed + (uint64_t)c->point));
-    fmpq_set_si(q, (slong)(POINT_DEN / 2 + r % (2 * (uint64_t)POINT_DEN)), POINT_DEN);
+    int wide = c->signed_points && c->point >= 2;
+    uint64_t lo = wide ? 3 * (uint64_t)POINT_DEN : POINT_DEN / 2;
+    uint64_t span = (wide ? 20 : 2) * (uint64_t)POINT_DEN;
+    slong num = (slong)(lo + r % span);
+    fmpq_set_si(q, c->signed_points && (c->point & 1) ? -num : num, POINT_DEN);
+}
+
+/* At a negative point a side may leave the reals by its branch alone
+ * (x^{2/3} against \sqrt[3]{x^2}, \ln(x^2) against 2\ln x): such a point,
+ * like one the balls cannot decide, says nothing; real values that differ
+ * there do. */
+static int surely_nonreal(const val *v)
+{
+    return !v->exact && !arb_contains_zero(acb_imagref(v->b));
 }
 
 static void symbol_value(const ctx *c, const char *name, fmpq_t q)
@@ -1050,20 +1066,25 @@ static ssf_verdict numeric(ctx *c, const ssf_node *g, const ssf_node *p)
     val_init(&vp);
     ssf_verdict v = SSF_EQUAL;
     char a[96], b[96], at[96];
+    c->signed_points = np > 1;
     for (int k = 0; k < np && v == SSF_EQUAL; k++) {
         c->point = k;
         v = SSF_UNKNOWN;
-        for (int tr = 0; tr < TRIES && v == SSF_UNKNOWN; tr++) {
+        int negative = c->signed_points && (k & 1), moot = 0;
+        for (int tr = 0; tr < TRIES && v == SSF_UNKNOWN && !moot; tr++) {
             set_prec(c, tr);
             if (eval(c, g, &vg, 0) || eval(c, p, &vp, 0)) {
                 say(c, "%s", c->why);
+                c->signed_points = 0;
                 val_clear(&vg);
                 val_clear(&vp);
                 return SSF_UNKNOWN;
             }
             all_exact &= vg.exact && vp.exact;
-            v = cmp_vals(c, &vg, &vp);
+            moot = negative && (surely_nonreal(&vg) || surely_nonreal(&vp));
+            if (!moot) v = cmp_vals(c, &vg, &vp);
         }
+        if (moot || (negative && v == SSF_UNKNOWN)) v = SSF_EQUAL;
         if (v == SSF_EQUAL) continue;
         val_str(c, &vg, a, sizeof a);
         val_str(c, &vp, b, sizeof b);
@@ -1078,6 +1099,7 @@ static ssf_verdict numeric(ctx *c, const ssf_node *g, const ssf_node *p)
                     ? "balls too wide"
                     : "undefined or too large");
     }
+    c->signed_points = 0;
     if (v == SSF_EQUAL) {
         if (all_exact && np == 1) {
             val_str(c, &vg, a, sizeof a);

@@ -300,6 +300,15 @@ static void test_algebra(void **state)
     NE2(I_(2), frac(ADD(I_(1), sqrt_(I_(5))), I_(2)));
     NE2(pw(x, I_(2)), x);
     NE2(x, y);
+    /* equal on (0.5, 2.5) alone: the signed, wider points tell them apart */
+    NE2(fn(SSF_F_ABS, x), x);
+    NE2(fn(SSF_F_ABS, ADD(x, I_(-3))), ADD(I_(3), MUL(I_(-1), x)));
+    NE2(sqrt_(pw(ADD(x, I_(-5)), I_(2))), ADD(I_(5), MUL(I_(-1), x)));
+    EQ2(fn(SSF_F_ABS, x), sqrt_(pw(x, I_(2))));
+    /* a side that leaves the reals by its branch at a negative point says
+     * nothing there: x^{2/3} is the real cube root of x^2 where x > 0 */
+    EQ2(pw(x, Q("2/3")), pw(pw(x, I_(2)), Q("1/3")));
+    EQ2(MUL(I_(2), fn(SSF_F_LN, x)), fn(SSF_F_LN, pw(x, I_(2))));
     EQ2(fn(SSF_F_LN, I_(8)), MUL(I_(3), fn(SSF_F_LN, I_(2))));
     EQ2(fn2(SSF_F_LOG, I_(8), I_(2)), I_(3));
     /* A one-argument LOG is base 10 (\lg); the parser reads \log as LN. */
