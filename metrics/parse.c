@@ -524,19 +524,30 @@ static void lex_symbol(parser *p, size_t pos, const char *name, size_t n)
 
 /* A thousands separator at j: returns its length (0 if none); *latex tells
  * the explicit LaTeX forms, which may also separate Indian 2-digit groups. */
+static size_t latex_sep(const parser *p, size_t j)
+{
+    if (at_str(p, j, "{,}") || at_str(p, j, ",\\!") || at_str(p, j, "\\!,")) return 3;
+    if (at_str(p, j, "\\,") || at_str(p, j, "\\!") || at_str(p, j, "\\ ")) return 2;
+    return 0;
+}
+
 static size_t group_sep(const parser *p, size_t j, int *latex)
 {
     int c = ch(p, j);
     *latex = 0;
     if (c != '{' && c != ',' && c != '\\' && c != ' ') return 0; /* what every form opens with */
-    *latex = 1;
-    if (at_str(p, j, "{,}")) return 3;
-    if (at_str(p, j, ",\\!")) return 3;
-    if (at_str(p, j, "\\!,")) return 3;
-    if (at_str(p, j, "\\,")) return 2;
-    if (at_str(p, j, "\\!")) return 2;
-    *latex = 0;
-    if (ch(p, j) == ',' || ch(p, j) == ' ') return 1;
+    /* a LaTeX form, with the spaces a writer may put around it: 1 \, 000 */
+    size_t k = j;
+    while (ch(p, k) == ' ')
+        k++;
+    size_t n = latex_sep(p, k);
+    if (n) {
+        *latex = 1;
+        for (k += n; ch(p, k) == ' ';)
+            k++;
+        return k - j;
+    }
+    if (c == ',' || c == ' ') return 1;
     return 0;
 }
 
@@ -1491,6 +1502,12 @@ static ssf_node *parse_unary(parser *p)
     nodes_init(&f);
     push_factor(&f, first);
     while (!p->failed && starts_factor(p)) {
+        /* "12 345" or "1 \, 000" with groups this lexer did not join is no
+         * product: 12 times 345 would grade it equal to 4140 */
+        if (cur(p)->kind == T_NUM && p->k > 0 && p->t[p->k - 1].kind == T_NUM) {
+            fail(p, cur(p)->pos, "two numbers side by side");
+            break;
+        }
         ssf_node *x = parse_power(p);
         if (!x) break;
         push_factor(&f, x);
