@@ -680,9 +680,17 @@ static int read_box(const char *s, size_t len, size_t at, box *b)
         i++;
     b->start = at;
     if (i < len && s[i] != '{' && s[i] != '\\' && s[i] != '}') {
-        /* \boxed2: TeX takes the single next token as the argument */
+        /* \boxed 57: TeX would box the 5 alone, but the writer meant 57, as
+         * LightEval and Math-Verify read it: the run up to a space or '$',
+         * less a sentence's closing '.' or ',' */
+        size_t e = i;
+        while (e < len && s[e] != ' ' && s[e] != '\t' && s[e] != '\n' && s[e] != '$')
+            e++;
+        b->end = e;
+        while (e > i + 1 && (s[e - 1] == '.' || s[e - 1] == ','))
+            e--;
         b->body_start = i;
-        b->body_end = b->end = i + 1;
+        b->body_end = e;
         return 0;
     }
     if (i >= len || s[i] != '{') return -1;

@@ -478,6 +478,10 @@ static void test_boxed_content(void **state)
     expect_boxed("\\boxed{12", "12");
     expect_boxed("\\boxed{{{", "{{");
     expect_boxed("\\boxed2, \\boxed3", "2,3");
+    /* unbraced: the run up to a space or '$', as LightEval reads it */
+    expect_boxed("so the answer is \\boxed 57", "57");
+    expect_boxed("so the answer is \\boxed 204.", "204");
+    expect_boxed("$\\boxed 204$ in all", "204");
     expect_boxed("\\boxed{1} and \\boxed{2}", "1,2");
     expect_boxed("\\boxed{1} or \\boxed{2}", "1,2");
     expect_boxed("\\boxed{1}; \\boxed{2}", "1,2");
