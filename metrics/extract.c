@@ -563,13 +563,41 @@ static void sort_matches(match_list *ml)
     }
 }
 
-/* Tries one priority group; returns 1 when a candidate parsed. */
+typedef struct box {
+    size_t start, end; /* the whole \boxed{...} */
+    size_t body_start, body_end;
+} box;
+
+/* The text a failed box hid, [start, end); empty when none. */
+typedef struct span {
+    size_t start, end;
+} span;
+
+static int read_box(const char *s, size_t len, size_t at, box *b);
+
+/* The last box of a boxed match: the one the candidate was made of. */
+static span last_box(const char *text, const match *m)
+{
+    span none = {0, 0};
+    size_t last = SIZE_MAX;
+    for (size_t i = m->ans_start; i < m->ans_end; i++)
+        if (strncmp(text + i, "\\boxed", 6) == 0 || strncmp(text + i, "\\fbox", 5) == 0) last = i;
+    box b;
+    if (last == SIZE_MAX || read_box(text, m->ans_end, last, &b)) return none;
+    return (span){b.start, b.end};
+}
+
+/* Tries one priority group; returns 1 when a candidate parsed.  With
+ * box_is_final, a box that does not parse ({5 \over 2}, {1 2}) is what the
+ * writer answered, unreadable: no later pattern may take a number from its
+ * inside (the 2 of either) and grade that instead. */
 static int try_group(const ssf_extractor *x, match_list *ml, const char *text, ssf_arena *arena,
-                     ssf_extraction *out, size_t *tried)
+                     ssf_extraction *out, size_t *tried, span *hidden)
 {
     sort_matches(ml);
     for (size_t i = 0; i < ml->n; i++) {
         const match *m = &ml->items[i];
+        if (m->ans_start >= hidden->start && m->ans_end <= hidden->end) continue;
         if (!out->fallback)
             out->fallback = ssf_xstrndup(text + m->ans_start, m->ans_end - m->ans_start);
         if (++*tried > MAX_CANDIDATES) {
@@ -587,6 +615,8 @@ static int try_group(const ssf_extractor *x, match_list *ml, const char *text, s
             return 1;
         }
         free(cand);
+        if (m->pat->kind == KIND_BOXED && x->cfg.box_is_final && hidden->end == 0)
+            *hidden = last_box(text, m);
     }
     return 0;
 }
@@ -643,13 +673,14 @@ void ssf_extract(const ssf_extractor *x, const char *text, size_t len, ssf_arena
     ml.items = ml.small;
     ml.cap = MATCHES_INLINE;
     size_t tried = 0;
+    span hidden = {0, 0};
     for (size_t g = 0; g < x->n_groups; g++) {
         ml.n = 0;
         for (size_t k = x->groups[g]; k < x->groups[g + 1]; k++) {
             const pattern *p = &x->patterns[x->order[k]];
             if (anchor || !p->anchored) find_all(p, text, len, md, x->mctx, &ml);
         }
-        if (try_group(x, &ml, text, arena, out, &tried) || out->over_budget) break;
+        if (try_group(x, &ml, text, arena, out, &tried, &hidden) || out->over_budget) break;
     }
     if (ml.items != ml.small) free(ml.items);
     pcre2_match_data_free(md);
@@ -665,11 +696,6 @@ void ssf_extraction_clear(ssf_extraction *e)
 }
 
 /* ---- boxes ----------------------------------------------------------- */
-
-typedef struct box {
-    size_t start, end; /* the whole \boxed{...} */
-    size_t body_start, body_end;
-} box;
 
 /* Finds the box opening at s[at] ("\boxed" or "\fbox"); the body runs to the
  * matching brace, or to the end of the text when it never closes. */

@@ -27,6 +27,7 @@ typedef struct ssf_extract_config {
     int n_letters;         /* letters targets: A .. 'A'+n_letters-1 (default 4) */
     int boxed_letters;     /* also read \boxed{C} / \boxed{\text{(C)}} for letters */
     int bare_letters;      /* LightEval's last resort: a capital A-D anywhere, even in a word */
+    int box_is_final;      /* a last box that does not parse hides its inside from later groups */
     int plain_text;        /* also read plain-text answers after an anchor ("answer is pi/2") */
     ssf_parse_options parse;
 } ssf_extract_config;

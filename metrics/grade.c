@@ -49,6 +49,7 @@ static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extrac
     } else {
         c->boxed_priority = 50;
         c->boxed_letters = 1;
+        c->box_is_final = 1;
         c->plain_text = 1;
     }
 }

@@ -43,6 +43,7 @@ static ssf_extract_config default_config(int targets)
     c.boxed_priority = 50;
     c.boxed_letters = 1;
     c.plain_text = 1;
+    c.box_is_final = 1;
     return c;
 }
 
@@ -302,6 +303,10 @@ static void test_numbers(void **state)
         expect(c, "50%", "(percent 50)", 300);
         expect(c, "The rate is 12 percent", "(percent 12)", 300);
         expect(c, "100m²", "100", 300);
+        /* a last box that does not parse: the default answers nothing, LightEval
+         * takes the number 2 from its inside */
+        expect(c, "The ratio is $\\boxed{5 \\over 2}$.", k == 0 ? NULL : "2", ANY_PRIORITY);
+        expect(c, "$\\boxed{1 2}$", k == 0 ? NULL : "2", ANY_PRIORITY);
         /* bold: the expression "73**" does not parse, the number then does */
         expect(c, "So we get **73**.", "73", 300);
         expect(c, "**73**", "73", 300);
