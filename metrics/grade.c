@@ -103,11 +103,12 @@ static int tag_at(const char *p, size_t left, const char *tag, size_t n)
 }
 
 /* ssf_answer_part over text[0..n) in one pass: every tag starts with '<'.
- * *opened tells whether a "<think>" occurs. */
-static const char *answer_part(const char *text, size_t n, size_t *len, int *opened)
+ * *unclosed tells that a "<think>" never closed (so there is no answer
+ * part yet), as against one that closed before an empty answer. */
+static const char *answer_part(const char *text, size_t n, size_t *len, int *unclosed)
 {
     const char *answer = NULL, *closed = NULL, *end = text + n;
-    *opened = 0;
+    int opened = 0;
     for (const char *p = memchr(text, '<', n); p; p = memchr(p + 1, '<', (size_t)(end - p - 1))) {
         size_t left = (size_t)(end - p);
         if (tag_at(p, left, "<|im_start|>answer", 18))
@@ -115,17 +116,18 @@ static const char *answer_part(const char *text, size_t n, size_t *len, int *ope
         else if (tag_at(p, left, "</think>", 8))
             closed = p + 8;
         else if (tag_at(p, left, "<think>", 7))
-            *opened = 1;
+            opened = 1;
     }
-    const char *at = answer ? answer : closed ? closed : *opened ? end : text;
-    *len = (size_t)(end - at); /* never closed: no answer yet */
+    *unclosed = opened && !answer && !closed;
+    const char *at = answer ? answer : closed ? closed : *unclosed ? end : text;
+    *len = (size_t)(end - at);
     return at;
 }
 
 const char *ssf_answer_part(const char *text, size_t *len)
 {
-    int opened;
-    return answer_part(text, strlen(text), len, &opened);
+    int unclosed;
+    return answer_part(text, strlen(text), len, &unclosed);
 }
 
 /* ---- one side --------------------------------------------------------- */
@@ -198,9 +200,7 @@ static void read_pred(const ssf_grader *g, const ssf_grade_request *r, ssf_arena
     }
     size_t len = strlen(pred);
     if (g->profile == SSF_PROFILE_DEFAULT) {
-        int opened;
-        pred = answer_part(pred, len, &len, &opened);
-        s->unclosed = len == 0 && opened;
+        pred = answer_part(pred, len, &len, &s->unclosed);
     }
     ssf_extraction e;
     ssf_extract(extractor_for(g, r), pred, len, a, &e);

@@ -183,6 +183,33 @@ static ssf_grade_verdict grade_default(const char *gold, const char *pred, ssf_g
 
 /* The gold with its first digit changed (or "+1" appended when it has none),
  * which no correct grader may accept. */
+/* The default profile grades the answer part: after the last "</think>"
+ * (or "<|im_start|>answer"); a box inside the reasoning is not the answer,
+ * and the reason tells a reasoning that never closed from an empty answer. */
+static void test_answer_part(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pred;
+        ssf_grade_verdict verdict;
+        const char *reason;
+    } cases[] = {
+        {"<think>so \\boxed{5}</think> The answer is $\\boxed{5}$.", SSF_GRADE_RIGHT, "identical"},
+        {"<think>so \\boxed{5}</think> The answer is $\\boxed{6}$.", SSF_GRADE_WRONG, NULL},
+        {"<think>so \\boxed{5}", SSF_GRADE_WRONG,
+         "no answer: the reasoning (<think>) never closed"},
+        {"<think>so \\boxed{5}</think>", SSF_GRADE_WRONG, "no answer extracted"},
+        {"<think>a</think><|im_start|>answer $\\boxed{5}$", SSF_GRADE_RIGHT, "identical"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ssf_grade_result res;
+        ssf_grade_verdict v = grade_default("5", cases[i].pred, &res);
+        if (v != cases[i].verdict || (cases[i].reason && strcmp(res.reason, cases[i].reason) != 0))
+            fail_msg("'%s': verdict %d, reason '%s'", cases[i].pred, (int)v, res.reason);
+        ssf_grade_result_clear(&res);
+    }
+}
+
 static char *perturb(const char *gold)
 {
     char *p = ssf_xstrdup(gold);
@@ -291,10 +318,9 @@ static void test_ssft_lighteval_quirks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_other_graders),
-        cmocka_unit_test(test_lighteval_extractive),
-        cmocka_unit_test(test_math500_golds),
-        cmocka_unit_test(test_ssft_lighteval_quirks),
+        cmocka_unit_test(test_other_graders), cmocka_unit_test(test_lighteval_extractive),
+        cmocka_unit_test(test_math500_golds), cmocka_unit_test(test_ssft_lighteval_quirks),
+        cmocka_unit_test(test_answer_part),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
