@@ -398,11 +398,9 @@ static void describe_curl(const openai *b, const slot *s, const char *url, CURLc
                        "%s sent nothing for %.0f s (%s); raise --timeout if the server is "
                        "just slow",
                        url, b->timeout_s, why);
-    else if (res == CURLE_OPERATION_TIMEDOUT)
-        ssf_buf_printf(msg,
-                       "no answer from %s within %.0f s (%s); raise --timeout or use "
-                       "--stream on",
-                       url, b->timeout_s, why);
+    else if (res == CURLE_OPERATION_TIMEDOUT) /* b->stream: a probe, never streamed */
+        ssf_buf_printf(msg, "no answer from %s within %.0f s (%s); raise --timeout%s", url,
+                       b->timeout_s, why, b->stream ? "" : " or use --stream on");
     else
         ssf_buf_printf(msg, "request to %s failed: %s", url, why);
 }
