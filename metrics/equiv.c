@@ -683,10 +683,41 @@ static void func_log(ctx *c, val *x, const val *b)
     val_clear(&base);
 }
 
+/* 1 when a > b, 0 when a < b, -1 when the balls cannot tell (or a value
+ * is not real): exact rationals compare exactly. */
+static int greater(ctx *c, val *a, val *b)
+{
+    if (a->exact && b->exact) return fmpq_cmp(a->q, b->q) > 0;
+    to_ball(c, a);
+    to_ball(c, b);
+    if (!acb_is_real(a->b) || !acb_is_real(b->b)) return -1;
+    if (arb_gt(acb_realref(a->b), acb_realref(b->b))) return 1;
+    return arb_lt(acb_realref(a->b), acb_realref(b->b)) ? 0 : -1;
+}
+
+/* \max and \min of real arguments, exact where they are rational;
+ * undecided (ungradable) when the balls cannot order two of them. */
+static int func_extremum(ctx *c, const ssf_node *n, val *a, val *v, int want_max)
+{
+    if (n->n_kids == 0) return fail(c, "unsupported: %s without arguments", n->name);
+    size_t best = 0;
+    for (size_t i = 1; i < n->n_kids; i++) {
+        int beats = want_max ? greater(c, &a[i], &a[best]) : greater(c, &a[best], &a[i]);
+        if (beats < 0) return fail(c, "undecided: %s of values the balls cannot order", n->name);
+        if (beats) best = i;
+    }
+    val_set(c, v, &a[best]);
+    return 0;
+}
+
 static int apply_func(ctx *c, const ssf_node *n, val *a, val *v)
 {
     ssf_func f = n->op.func;
     size_t k = n->n_kids;
+    if (f == SSF_F_UNKNOWN && n->name && strcmp(n->name, "max") == 0)
+        return func_extremum(c, n, a, v, 1);
+    if (f == SSF_F_UNKNOWN && n->name && strcmp(n->name, "min") == 0)
+        return func_extremum(c, n, a, v, 0);
     if (f == SSF_F_UNKNOWN) return unknown_func_value(c, n, a, v);
     if (f == SSF_F_GCD || f == SSF_F_LCM) {
         if (k == 0) return fail(c, "unsupported: gcd/lcm without arguments");

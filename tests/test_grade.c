@@ -210,6 +210,29 @@ static void test_answer_part(void **state)
     }
 }
 
+/* \max and \min are evaluated, not taken for unknown functions. */
+static void test_max_min(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *gold, *pred;
+        ssf_grade_verdict verdict;
+    } cases[] = {
+        {"3", "$\\boxed{\\max(2,3)}$", SSF_GRADE_RIGHT},
+        {"2", "$\\boxed{\\max(2,3)}$", SSF_GRADE_WRONG},
+        {"1", "$\\boxed{\\min(3,1,2)}$", SSF_GRADE_RIGHT},
+        {"\\sqrt{2}", "$\\boxed{\\max(1,\\sqrt{2})}$", SSF_GRADE_RIGHT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ssf_grade_result res;
+        ssf_grade_verdict v = grade_default(cases[i].gold, cases[i].pred, &res);
+        if (v != cases[i].verdict)
+            fail_msg("'%s' against '%s': verdict %d, reason '%s'", cases[i].pred, cases[i].gold,
+                     (int)v, res.reason);
+        ssf_grade_result_clear(&res);
+    }
+}
+
 static char *perturb(const char *gold)
 {
     char *p = ssf_xstrdup(gold);
@@ -320,7 +343,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_other_graders), cmocka_unit_test(test_lighteval_extractive),
         cmocka_unit_test(test_math500_golds), cmocka_unit_test(test_ssft_lighteval_quirks),
-        cmocka_unit_test(test_answer_part),
+        cmocka_unit_test(test_answer_part),   cmocka_unit_test(test_max_min),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
