@@ -1536,12 +1536,15 @@ static ssf_node *parse_term(parser *p)
 }
 
 /* The exponent after ^: a group, a whole number (2^10 is 1024 as people
- * mean it), or a signed atom with its own ^ (right associative). */
+ * mean it), or a signed atom with its own ^ (right associative).  A group
+ * ends the exponent: the ! of 2^{3}! applies to 2^{3}, as TeX shows it. */
 static ssf_node *parse_exponent(parser *p)
 {
     if (!enter(p)) return NULL;
     ssf_node *e;
-    if (at(p, T_MINUS) || at(p, T_PLUS)) {
+    if (at(p, T_LBRACE)) {
+        e = parse_primary(p);
+    } else if (at(p, T_MINUS) || at(p, T_PLUS)) {
         int minus = at(p, T_MINUS);
         advance(p);
         e = parse_exponent(p);

@@ -185,6 +185,7 @@ static const parse_case cases[] = {
     {"e^{i\\pi}", "(pow e (mul i pi))"},
     {"(x+1)^{-1}", "(pow (add x 1) -1)"},
     {"5!", "(func factorial 5)"},
+    {"2^{3}!", "(func factorial (pow 2 3))"},
     {"(n)!", "(func factorial n)"},
     {"\\binom{5}{2}", "(func binom 5 2)"},
     {"\\dbinom{n}{k}", "(func binom n k)"},
