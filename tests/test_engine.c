@@ -433,6 +433,22 @@ static void test_preemption_keeps_samples(void **state)
     assert_true(st.preemptions > 0);
 }
 
+/* Pools that hold any one sample, or a little more, with few slots: a
+ * sample running alone while prompts hold blocks for later must get them
+ * back, not be failed (the run used to end "scheduler stalled"). */
+static void test_small_pools_finish(void **state)
+{
+    (void)state;
+    int stops = 0, lengths = 0;
+    const int bs = 4, alone = 18; /* 48 prompt + 22 new tokens: the longest sample */
+    for (int slots = 1; slots <= 3; slots++)
+        for (int extra = 0; extra <= 12; extra += 1)
+            for (int kind = 0; kind <= 2; kind += 2) {
+                pool_shape ps = {slots, alone + extra, bs, 512, kind};
+                check_against_reference(ps, &stops, &lengths, NULL);
+            }
+}
+
 /* A device that draws the running samples' tokens itself (the CUDA
  * device): the engine hands it each sample's settings, seed and draw
  * number, takes the ids back, and the samples come out as the reference,
@@ -701,6 +717,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_samples_match_reference),
         cmocka_unit_test(test_preemption_keeps_samples),
+        cmocka_unit_test(test_small_pools_finish),
         cmocka_unit_test(test_device_sampling),
         cmocka_unit_test(test_deferred_steps),
         cmocka_unit_test(test_exact_pool),

@@ -519,13 +519,35 @@ static int decode_blocks_needed(const ssf_engine *e)
     return need;
 }
 
+/* Gives back the blocks prompts hold that no running sample needs yet: a
+ * prompt being prefilled, or one prefilled whose samples have not all
+ * started.  Such a prompt waits again and is computed again later.  A
+ * prompt whose last rows are in a step in flight keeps its blocks: that
+ * step's logits will make it ready.  Returns how many prompts gave back. */
+static int release_prompts(ssf_engine *e)
+{
+    int n = 0;
+    for (size_t i = 0; i < e->n_groups; i++) {
+        group *g = &e->groups[i];
+        int in_flight = g->state == GROUP_PREFILLING && g->prefilled == g->n_ids && e->flying >= 0;
+        if ((g->state != GROUP_PREFILLING && g->state != GROUP_READY) || in_flight) continue;
+        ssf_kv_release(&e->pool, &g->table);
+        g->prefilled = 0;
+        g->state = GROUP_WAITING;
+        n++;
+    }
+    return n;
+}
+
 /* Frees blocks by recompute preemption until every running sample can take
- * its next token.  A sample alone that cannot grow has outgrown the pool. */
+ * its next token.  A sample alone that cannot grow, once no prompt holds
+ * blocks for later, has outgrown the pool. */
 static void preempt_for_decode(ssf_engine *e)
 {
     while (decode_blocks_needed(e) > free_blocks(e)) {
         seq *s = youngest_running(e);
         if (n_running(e) == 1 && s->state == SEQ_RUNNING) {
+            if (release_prompts(e)) continue;
             fail_seq(e, s,
                      "engine: the KV pool cannot hold this sample; raise --kv-blocks or lower "
                      "--max-context");
@@ -779,6 +801,7 @@ static int launch(ssf_engine *e, const batch *b, ssf_error *err)
 
 static int step(ssf_engine *e, ssf_error *err)
 {
+    size_t finished = e->n_finished;
     preempt_for_decode(e);
     batch b = {0};
     e->n_copies = 0;
@@ -788,7 +811,8 @@ static int step(ssf_engine *e, ssf_error *err)
     if (b.n_rows == 0) {
         /* what is left waits on the step in flight */
         if (e->flying >= 0) return drain(e, err);
-        if (e->n_finished == e->n_reqs) return 0;
+        /* a sample failed for want of blocks: the next admission decides */
+        if (e->n_finished == e->n_reqs || e->n_finished > finished) return 0;
         return ssf_fail(err, "engine: scheduler stalled with work left (a bug)");
     }
     gather_tables(e, &b);
