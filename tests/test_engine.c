@@ -669,6 +669,44 @@ static void test_device_failure(void **state)
     check_device_failure(2, 0, 5);
 }
 
+/* The byte tokenizer, but a prompt that starts with "BAD" ends with an id
+ * past the model's vocabulary (a tokenizer larger than the checkpoint). */
+static int encode_with_stray_id(void *ud, const char *text, int32_t **ids, size_t *n,
+                                ssf_error *err)
+{
+    if (tok_encode(ud, text, ids, n, err)) return -1;
+    if (strncmp(text, "BAD", 3) == 0) (*ids)[*n - 1] = VOCAB + 5;
+    return 0;
+}
+
+/* Only the prompt with the stray id fails, naming it; the others run. */
+static void test_prompt_outside_vocab(void **state)
+{
+    (void)state;
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    for (int i = 0; i < N_REQ; i++)
+        if (i % 4 == 1) reqs[i].prompt = "BAD prompt";
+    fake f;
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    fake_init(&f, 4, 0, 16);
+    ssf_engine_model m = fake_model(&f);
+    m.encode = encode_with_stray_id;
+    ssf_engine *e = ssf_engine_new(&m, &o);
+    got g[N_REQ];
+    memset(g, 0, sizeof g);
+    sink k = {reqs, g};
+    ssf_error err;
+    assert_int_equal(ssf_engine_generate(e, reqs, N_REQ, on_done, &k, &err), 0);
+    for (int i = 0; i < N_REQ; i++) {
+        assert_int_equal(g[i].calls, 1);
+        assert_int_equal(g[i].failed, i % 4 == 1);
+        if (i % 4 == 1) assert_non_null(strstr(g[i].error, "outside the model's vocabulary"));
+    }
+    ssf_engine_free(e);
+}
+
 static volatile int interrupt_flag;
 
 static int interrupt_after_first(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
@@ -718,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_samples_match_reference),
         cmocka_unit_test(test_preemption_keeps_samples),
         cmocka_unit_test(test_small_pools_finish),
+        cmocka_unit_test(test_prompt_outside_vocab),
         cmocka_unit_test(test_device_sampling),
         cmocka_unit_test(test_deferred_steps),
         cmocka_unit_test(test_exact_pool),

@@ -863,6 +863,15 @@ static int group_first_req(const void *a, const void *b)
 
 /* Tokenizes every prompt up front; a prompt that cannot run fails its
  * samples now instead of holding a slot. */
+/* The index of the first id outside [0, vocab), or n. */
+static size_t first_outside(const int32_t *ids, size_t n, int vocab)
+{
+    size_t i = 0;
+    while (i < n && ids[i] >= 0 && ids[i] < vocab)
+        i++;
+    return i;
+}
+
 static void tokenize_prompts(ssf_engine *e)
 {
     qsort(e->groups, e->n_groups, sizeof *e->groups, group_first_req);
@@ -880,6 +889,15 @@ static void tokenize_prompts(ssf_engine *e)
                      "engine: the prompt has %zu tokens, the context holds %d; raise "
                      "--max-context",
                      g->n_ids, e->m.device->max_context);
+            fail_group_rest(e, g, why);
+        } else if (first_outside(g->ids, g->n_ids, e->m.vocab_size) < g->n_ids) {
+            /* a tokenizer with more ids than the model's embedding rows:
+             * this prompt cannot run, the others can */
+            snprintf(why, sizeof why,
+                     "engine: the prompt holds token %d, outside the model's vocabulary of %d; "
+                     "the tokenizer does not match the checkpoint",
+                     (int)g->ids[first_outside(g->ids, g->n_ids, e->m.vocab_size)],
+                     e->m.vocab_size);
             fail_group_rest(e, g, why);
         } else if (blocks_for(e, g->n_ids) + e->watermark > e->pool.n_blocks) {
             snprintf(why, sizeof why,
