@@ -498,10 +498,13 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     }
     /* CPU and GPU differ in the last bits of every logit, and an fp8 KV
      * cache in more, so the device and the cache's precision are part of
-     * the run's identity; slots, blocks and threads are not. */
+     * the run's identity, as are the context and the stop strings, which
+     * cut samples; slots, blocks and threads are not. */
     const char *what = ssf_backend_engine_describe(b);
-    ssf_buf_printf(desc, "engine:%.*s%s", (int)strcspn(what, ","), what,
-                   a->engine.dev.kv_fp8 ? "-fp8kv" : "");
+    ssf_buf_printf(desc, "engine:%.*s%s,ctx=%d", (int)strcspn(what, ","), what,
+                   a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b));
+    for (size_t i = 0; i < a->engine.n_stop; i++)
+        ssf_buf_printf(desc, ",stop=%s", a->engine.stop[i]);
     return b;
 }
 

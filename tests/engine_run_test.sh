@@ -35,6 +35,7 @@ common=(--task-file "$work/synth.json" --data-dir "$work" --quiet --device cpu
 check "engine run: 12 samples generated" eval 'run 0 run synth --model "$fixture" --db "$work/a.sqlite" "${common[@]}" && grep -q "12 samples planned, 0 stored before, 12 generated, 0 failed" "$work/err"'
 check "metrics computed over 3 questions" eval 'grep -q "maj@4" "$work/out" && grep -q "3 questions" "$work/out"'
 check "resume generates nothing" eval 'run 0 run synth --model "$fixture" --db "$work/a.sqlite" "${common[@]}" && grep -q "12 stored before, 0 generated" "$work/err"'
+check "another --stop or --max-context is another run, not a resume" eval 'run 0 run synth --model "$fixture" --db "$work/a2.sqlite" "${common[@]}" && run 0 run synth --model "$fixture" --db "$work/a2.sqlite" --stop zz "${common[@]}" && grep -q "(new): 12 samples planned, 0 stored before" "$work/err" && run 0 run synth --model "$fixture" --db "$work/a2.sqlite" --max-context 200 "${common[@]}" && grep -q "(new): 12 samples planned, 0 stored before" "$work/err"'
 check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && grep -q "\"n_questions\": 3" "$work/out"'
 check "export has 12 samples with token budget stops" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/a.jsonl" && [ "$(wc -l <"$work/a.jsonl")" -eq 12 ] && grep -q "\"finish_reason\": *\"length\"" "$work/a.jsonl"'
 # The same samples with one slot (every sample alone) and with three.

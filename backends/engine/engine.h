@@ -44,6 +44,8 @@ ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_opti
 /* A one-line description of the open engine ("cpu, 8 sequences x 4096, 2048 blocks of 16"), owned
  * by the backend. */
 const char *ssf_backend_engine_describe(const ssf_backend *b);
+/* The context its device holds a sequence to (prompt + output tokens). */
+int ssf_backend_engine_max_context(const ssf_backend *b);
 
 /* ---- the scheduler alone, over any device (tests drive it with a fake one) */
 

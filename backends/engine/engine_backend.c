@@ -133,3 +133,8 @@ const char *ssf_backend_engine_describe(const ssf_backend *b)
 {
     return ((const engine_backend *)b->impl)->description;
 }
+
+int ssf_backend_engine_max_context(const ssf_backend *b)
+{
+    return ((const engine_backend *)b->impl)->device->max_context;
+}
