@@ -188,6 +188,23 @@ static void test_min_p(void **state)
     check_distribution(&mp, p);
 }
 
+/* A top_p under 1 / n over nearly equal logits keeps the heaviest token:
+ * the early filter's cutoff once passed every weight and the draw read
+ * before its array. */
+static void test_top_p_flat(void **state)
+{
+    (void)state;
+    enum { N = 512 };
+    static float logits[N];
+    for (int i = 0; i < N; i++)
+        logits[i] = i == 7 ? 1e-3f : 0;
+    ssf_sampler_scratch s = {0};
+    ssf_sampler_params tiny = {.temperature = 1.0, .top_p = 1e-9};
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(ssf_sample(logits, N, &tiny, (uint64_t)i, 0, &s), 7);
+    ssf_sampler_scratch_free(&s);
+}
+
 /* Padded rows (at or above n_valid) never come out, even when they carry
  * the largest logits. */
 static void test_padding_never_sampled(void **state)
@@ -210,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_temperature),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_top_p),
+        cmocka_unit_test(test_top_p_flat),
         cmocka_unit_test(test_min_p),
         cmocka_unit_test(test_padding_never_sampled),
     };

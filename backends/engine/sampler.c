@@ -146,12 +146,18 @@ static void keep_top_k(candidates *c, long k)
  * total (at least one token), as Hugging Face's TopPLogitsWarper does.
  * Tokens lighter than (1 - p) / (n - 1) of the total can never be inside
  * that prefix, so they are dropped before the sort (llama2.c's trick), which
- * keeps the sort short over a 152k vocabulary. */
+ * keeps the sort short over a 152k vocabulary.  The heaviest token always
+ * is inside, so the cutoff never passes it: with p under 1 / n over nearly
+ * equal weights it would, and nothing would be left to draw. */
 static void keep_top_p(candidates *c, double top_p)
 {
     if (top_p >= 1.0 || c->n <= 1) return;
     double total = total_weight(c);
+    float heaviest = 0;
+    for (int32_t i = 0; i < c->n; i++)
+        if (c->w[i] > heaviest) heaviest = c->w[i];
     double cutoff = (1.0 - top_p) / (c->n - 1) * total;
+    if (cutoff > heaviest) cutoff = heaviest;
     int32_t kept = 0;
     for (int32_t i = 0; i < c->n; i++) {
         if (c->w[i] < cutoff) continue;
