@@ -291,6 +291,17 @@ static int find_weights(ssf_model *m, ssf_error *err)
         return -1;
     for (int i = 0; i < c->n_layers; i++)
         if (find_layer(m, i, err)) return -1;
+    /* A checkpoint with a layer past num_hidden_layers is not the model the
+     * config describes: running without it would run another model. */
+    char extra[64];
+    const ssf_tensor *t;
+    ssf_error ignored;
+    snprintf(extra, sizeof extra, "model.layers.%d.input_layernorm.weight", c->n_layers);
+    if (find_tensor(m, extra, &t, &ignored) == 0)
+        return ssf_fail(err,
+                        "%s: the checkpoint has a layer %d, but config.json says "
+                        "num_hidden_layers %d; fix config.json",
+                        m->dir, c->n_layers, c->n_layers);
     /* Tied: lm_head is the embedding (a stored lm_head.weight is ignored, as
      * transformers ties over it), counted once. */
     if (c->tie_word_embeddings) {
