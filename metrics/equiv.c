@@ -2196,6 +2196,37 @@ static int key_value(ctx *c, const ssf_node *n, ssf_buf *b)
     return ok;
 }
 
+/* An expression in free symbols keys by its values at the comparison's
+ * signed points ("f:" and the values), so that forms the comparison finds
+ * equal (x^2+1 and 1+x^2, 2x and x\cdot 2) vote together; 0 (the caller
+ * writes the structure) when a value cannot be told to 80 bits. */
+static int key_function(ctx *c, const ssf_node *n, ssf_buf *b)
+{
+    if (!has_free(n, 0)) return 0;
+    ssf_buf out = {0};
+    ssf_buf_puts(&out, "f:");
+    val v;
+    val_init(&v);
+    int ok = 1;
+    c->signed_points = 1;
+    set_prec(c, 1);
+    for (int k = 0; k < c->o->points && ok; k++) {
+        c->point = k;
+        ok = eval(c, n, &v, 0) == 0;
+        if (ok && !v.exact) ok = acb_is_finite(v.b) && acb_rel_accuracy_bits(v.b) > 80;
+        if (!ok) break;
+        char text[96];
+        val_str(c, &v, text, sizeof text);
+        ssf_buf_printf(&out, "%s%s", k ? "|" : "", text);
+    }
+    c->signed_points = 0;
+    c->point = 0;
+    val_clear(&v);
+    if (ok) ssf_buf_append(b, out.data, out.len);
+    ssf_buf_free(&out);
+    return ok;
+}
+
 static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
 {
     if (depth > MAX_DEPTH) {
@@ -2225,7 +2256,7 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
     default:
         break;
     }
-    if (key_value(c, n, b)) return;
+    if (key_value(c, n, b) || key_function(c, n, b)) return;
     char *s = ssf_node_sexpr(n);
     ssf_buf_puts(b, s);
     free(s);

@@ -638,16 +638,16 @@ static void test_model_errors(void **state)
     model_fails(dir, want, NULL);
     /* A checkpoint with more layers than the config says. */
     fx_write_config(dir, 0, NULL);
-    char *config = path_in(dir, "config.json"), *text = NULL;
+    char *config_path = path_in(dir, "config.json"), *text = NULL;
     size_t len = 0;
     ssf_error rerr;
-    assert_int_equal(ssf_read_file(config, &text, &len, &rerr), 0);
+    assert_int_equal(ssf_read_file(config_path, &text, &len, &rerr), 0);
     char *layers = strstr(text, "\"num_hidden_layers\": 2");
     assert_non_null(layers);
     layers[strlen("\"num_hidden_layers\": ")] = '1';
     fx_write_text(dir, "config.json", text);
     free(text);
-    free(config);
+    free(config_path);
     model_fails(dir, "the checkpoint has a layer 1, but config.json says num_hidden_layers 1",
                 NULL);
     /* A vector where a matrix belongs. */
