@@ -325,6 +325,45 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+/* Whether the braces of s[0..n) balance, none closing before the end (so
+ * the brace at s[n] closes the one before s). */
+static int closes_at(const char *s, size_t n)
+{
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n) {
+            i++;
+            continue;
+        }
+        if (s[i] == '{') depth++;
+        if (s[i] == '}' && --depth < 0) return 0;
+    }
+    return depth == 0;
+}
+
+/* The reference parsed what it extracted, so "\boxed{5}" (the LaTeX match
+ * of "final answer is: $\boxed{5}$") was the 5 a gold of "5" gives; the
+ * extracted text stands in for that value only without its wrappers:
+ * spaces, $ delimiters and a \boxed{} or \fbox{} around the whole. */
+static const char *unwrapped(const char *s, size_t *len)
+{
+    for (;;) {
+        while (*len && is_space(*s))
+            s++, --*len;
+        while (*len && is_space(s[*len - 1]))
+            --*len;
+        size_t open = strncmp(s, "\\boxed{", 7) == 0 ? 7 : strncmp(s, "\\fbox{", 6) == 0 ? 6 : 0;
+        if (*len >= 2 && s[0] == '$' && s[*len - 1] == '$') {
+            s++, *len -= 2;
+        } else if (open && *len > open && s[*len - 1] == '}' &&
+                   closes_at(s + open, *len - open - 1)) {
+            s += open, *len -= open + 1;
+        } else {
+            return s;
+        }
+    }
+}
+
 static vote_class class_of(const ssf_outcome *o, vote_mode mode)
 {
     vote_class c = {"", 0, 0, 0};
@@ -338,6 +377,7 @@ static vote_class class_of(const ssf_outcome *o, vote_mode mode)
         c.s = o->raw_text;
     }
     c.len = strlen(c.s);
+    if (mode == VOTE_EXTRACTED) c.s = unwrapped(c.s, &c.len);
     if (mode == VOTE_RAW_STRIP) {
         while (c.len && is_space(*c.s))
             c.s++, c.len--;
@@ -385,13 +425,18 @@ static double vote(const ssf_outcome *const *os, int n, vote_mode mode)
 
 /* The reference's maj@k (MajAtK) scored the voted answer with `gold == pred`:
  * equality of the extracted lists, not equivalence, so an equivalent answer
- * written differently scores 0.  Extracted texts stand in for the lists. */
+ * written differently scores 0.  Extracted texts, unwrapped, stand in for
+ * the lists. */
 static double vote_by_gold_text(const ssf_outcome *const *os, int n)
 {
     int best = vote_winner(os, n, VOTE_EXTRACTED);
     if (best < 0) return 0.0;
     const char *pred = os[best]->extracted, *gold = os[best]->gold_extracted;
-    return pred && gold && *pred && strcmp(pred, gold) == 0 ? 1.0 : 0.0;
+    if (!pred || !gold || !*pred) return 0.0;
+    size_t np = strlen(pred), ng = strlen(gold);
+    pred = unwrapped(pred, &np);
+    gold = unwrapped(gold, &ng);
+    return np == ng && memcmp(pred, gold, np) == 0 ? 1.0 : 0.0;
 }
 
 static vote_mode mode_for(const ssf_metric_context *ctx, int letters_task, int native)
@@ -539,7 +584,8 @@ void ssf_aggregate_values(const double *values, size_t n, unsigned resamples, ui
         double ss = 0;
         for (size_t i = 0; i < used; i++)
             ss += (x[i] - out->value) * (x[i] - out->value);
-        out->stderr_ = used < 2 ? 0.0 : sqrt(ss / (double)(used - 1)) / sqrt((double)used);
+        /* one question has no spread to measure: unknown, not zero */
+        out->stderr_ = used < 2 ? NAN : sqrt(ss / (double)(used - 1)) / sqrt((double)used);
         if (resamples > 0) bootstrap(x, used, resamples, seed, out);
     }
     free(x);

@@ -231,7 +231,10 @@ static void markdown_table(const collection *c, const char *metric, const char *
         for (size_t t = 0; t < n_tasks; t++) {
             const entry *e = find_entry(c, runs[r], tasks[t], metric);
             if (e && isfinite(e->value)) {
-                fprintf(out, " %.2f ± %.2f |", 100 * e->value, 100 * e->stderr_);
+                if (isfinite(e->stderr_))
+                    fprintf(out, " %.2f ± %.2f |", 100 * e->value, 100 * e->stderr_);
+                else /* one question: no standard error */
+                    fprintf(out, " %.2f |", 100 * e->value);
                 sum += 100 * e->value;
                 have++;
             } else {

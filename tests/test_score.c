@@ -704,7 +704,7 @@ static void test_aggregate_edges(void **state)
     const double one[] = {0.25};
     ssf_aggregate_values(one, 1, 100, 1, &agg);
     assert_near(agg.value, 0.25, 0);
-    assert_near(agg.stderr_, 0, 0);
+    assert_true(isnan(agg.stderr_)); /* as LightEval's sample SD: unknown */
     assert_near(agg.ci_lo, 0.25, 0);
     assert_near(agg.ci_hi, 0.25, 0);
 }
@@ -752,6 +752,24 @@ static void test_compat_maj_scores_by_gold_text(void **state)
     assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 0.0, 1e-12);
     f.o[1].gold_extracted = f.o[0].gold_extracted = f.o[2].gold_extracted = "0.5";
     assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 1.0, 1e-12);
+    /* "final answer is: $\\boxed{5}$" extracts as \\boxed{5}, which the
+     * reference parsed to the 5 of the gold: its wrappers do not count, in
+     * the score or in the vote */
+    const char *forms[3] = {"\\boxed{5}", "5", " $\\boxed{ 5 }$ "};
+    for (int i = 0; i < 3; i++)
+        f.o[i] = (ssf_outcome){.present = 1,
+                               .verdict = 1,
+                               .key = "q:5",
+                               .extracted = forms[i],
+                               .gold_extracted = "5",
+                               .raw_text = forms[i]};
+    assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 1.0, 1e-12);
+    f.o[1].extracted = f.o[2].extracted = "\\boxed{7}";
+    f.o[1].verdict = f.o[2].verdict = 0;
+    assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 0.0, 1e-12);
+    f.o[1].extracted = "7";
+    f.o[0].extracted = "\\boxed{5}}"; /* not one box around the whole */
+    assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 0.0, 1e-12);
 }
 
 int main(void)
