@@ -101,7 +101,10 @@ static int show_prompt(const cli *c, const char *name, const prompt_args *a)
         return EXIT_WORK;
     }
     int rc = 0;
-    if ((size_t)a->doc >= docs.n) {
+    if (docs.n == 0) {
+        cli_error("task %s has no documents; check its data", t->name);
+        rc = EXIT_WORK;
+    } else if ((size_t)a->doc >= docs.n) {
         cli_error("--doc %ld: task %s has %zu documents (0..%zu)", a->doc, t->name, docs.n,
                   docs.n - 1);
         rc = EXIT_USAGE;

@@ -388,9 +388,10 @@ static int parse_spec_object(const json_t *root, const char *origin, ssf_task *t
     const json_t *metrics = json_object_get(root, "metrics");
     if (metrics) t->metrics = dup_strings(metrics, &t->n_metrics);
     const json_t *groups = json_object_get(root, "groups");
-    t->groups = groups ? (int)json_integer_value(groups) : 6;
-    if (t->groups < 1 || t->groups > 64)
+    json_int_t n_groups = groups ? json_integer_value(groups) : 6;
+    if (n_groups < 1 || n_groups > 64) /* checked before it narrows to an int */
         return ssf_fail(err, "%s: key 'groups' must be in 1..64", origin);
+    t->groups = (int)n_groups;
     size_t n_choices = t->answer_type == SSF_ANSWER_LETTERS ? t->n_incorrect + 1 : 0;
     if (ssf_prompt_check_template(t->prompt, n_choices, err))
         return ssf_fail_prefix(err, "%s: key 'prompt'", origin);

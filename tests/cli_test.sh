@@ -96,6 +96,11 @@ printf '{"q": "1+1", "a": "2"}\n{"q": "2+2", "a": "4"}\n' >"$work/tiny.jsonl"
 check "--task-file adds a task" eval 'run 0 prompt tiny --doc 1 --chat-template none --task-file "$work/good.json" --data-dir "$work" && [ "$out" = "Q: 2+2" ]'
 printf '{"name": "tiny", "answer_type": "math", "source": {"local": {"path": "t.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}", "colour": 1}' >"$work/bad.json"
 check "--task-file unknown key" eval 'run 2 tasks --task-file "$work/bad.json" && err_has "bad.json" && err_has "colour" && one_line_err'
+printf '{"name": "wide", "answer_type": "math", "source": {"local": {"path": "t.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}", "groups": 4294967297}' >"$work/wide.json"
+check "--task-file groups past an int is refused, not wrapped" eval 'run 2 tasks --task-file "$work/wide.json" && err_has "groups" && one_line_err'
+printf '{"name": "empty", "answer_type": "math", "source": {"local": {"path": "empty.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}"}' >"$work/empty.json"
+: >"$work/empty.jsonl"
+check "prompt of a task with no documents" eval 'run 1 prompt empty --doc 0 --task-file "$work/empty.json" --data-dir "$work" && err_has "has no documents" && one_line_err'
 printf '{"q": "1+1", "a": "2"}\n{"q": "2+2" "a": "4"}\n' >"$work/tiny.jsonl"
 check "malformed data line" eval 'run 1 prompt tiny --doc 0 --task-file "$work/good.json" --data-dir "$work" && err_has "tiny.jsonl:2" && one_line_err'
 
@@ -144,6 +149,11 @@ else
     chmod u+w "$cached" && printf 'x' >>"$cached"
     check "verify catches a corrupted cache file" eval 'run 1 data verify math_500 && err_has "mismatch"'
     check "fetch replaces the corrupted file" eval 'run 0 data fetch math_500 && run 0 data verify math_500'
+    rows=$(find "$SSFTEVAL_CACHE/rows" -path "*aime_2024*" -name "*.jsonl" | head -n 1)
+    chmod u+w "$rows" && sed -i '1s/"answer":"\([0-9]*\)"/"answer":"1\1"/' "$rows"
+    check "an edited rows file is caught, offline" eval 'run 1 prompt aime24 --doc 0 --offline && err_has "does not match the digest of its download" && one_line_err'
+    check "verify catches the edited rows file" eval 'run 1 data verify aime24 && err_has "digest"'
+    check "online, the edited rows file is fetched again" eval 'run 0 data fetch aime24 && run 0 data verify aime24 && [ "$("$ssfteval" prompt aime24 --doc 0 --json --offline | sha256sum)" = "$("$ssfteval" prompt aime24 --doc 0 --json --data-dir "$shared/data" | sha256sum)" ]'
     check "offline with an empty cache" eval 'SSFTEVAL_CACHE="$work/empty" run 1 tasks --offline && err_has "offline"'
     kill "$server_pid" && wait "$server_pid" 2>/dev/null
     server_pid=

@@ -455,7 +455,8 @@ static int check_download(const struct fetch *fx, ssf_error *err)
  * to one file would interleave their bytes. */
 static int open_part(const struct fetch *fx, ssf_error *err)
 {
-    int fd = open(fx->part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    /* 0600: the gated GPQA's plain text must stay the user's own */
+    int fd = open(fx->part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return ssf_fail(err, "cannot open %s: %s", fx->part, strerror(errno));
     struct stat held, named;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -625,6 +626,13 @@ static int append_row(struct rows_job *job, json_t *item, const char *url, ssf_e
     if (json_integer_value(idx) < 0 || (size_t)json_integer_value(idx) != job->next)
         return ssf_fail(err, "%s: row_idx %" JSON_INTEGER_FORMAT " where %zu was expected", url,
                         json_integer_value(idx), job->next);
+    /* the dataset viewer shortens long cells and lists them here */
+    json_t *cut = json_object_get(item, "truncated_cells");
+    if (json_array_size(cut) > 0) {
+        const char *cell = json_string_value(json_array_get(cut, 0));
+        return ssf_fail(err, "%s: row %zu came with its cell '%s' truncated by the server", url,
+                        job->next, cell ? cell : "?");
+    }
     char *line = json_dumps(row, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!line) return ssf_fail(err, "%s: cannot serialise row %zu", url, job->next);
     ssf_buf_puts(&job->out, line);
@@ -704,6 +712,45 @@ static int fetch_page(struct rows_job *job, ssf_error *err)
     return rc;
 }
 
+/* The rows API has no revision or hash to check a cached file against, so
+ * the download's own sha256 is kept beside it ("<file>.sha256"): an edited,
+ * truncated or damaged file is then told from a good one. */
+static char *rows_digest_path(const char *dest)
+{
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "%s.sha256", dest);
+    return ssf_buf_take(&b);
+}
+
+static int write_rows_digest(const char *dest, const char *data, size_t len, ssf_error *err)
+{
+    char hex[65], *path = rows_digest_path(dest);
+    ssf_sha256_hex(data, len, hex);
+    int rc = ssf_write_file_atomic(path, hex, 64, err);
+    free(path);
+    return rc;
+}
+
+/* 1 when the cached rows file is whole (its digest matches), 0 when it is
+ * missing, damaged or has no digest. */
+static int rows_cached_ok(const char *dest)
+{
+    char *path = rows_digest_path(dest), *want = NULL, *data = NULL;
+    size_t want_len = 0, len = 0;
+    ssf_error ignored;
+    int ok = ssf_read_file(path, &want, &want_len, &ignored) == 0 &&
+             ssf_read_file(dest, &data, &len, &ignored) == 0 && want_len >= 64;
+    if (ok) {
+        char hex[65];
+        ssf_sha256_hex(data, len, hex);
+        ok = memcmp(hex, want, 64) == 0;
+    }
+    free(path);
+    free(want);
+    free(data);
+    return ok;
+}
+
 /* Reads every page, then writes the JSON Lines in one atomic step, so a
  * failure halfway never leaves a short file that would pass as cached. */
 static int download_rows(const ssf_hub *hub, const char *repo, const char *config,
@@ -718,6 +765,7 @@ static int download_rows(const ssf_hub *hub, const char *repo, const char *confi
     if (rc == 0) rc = mkdirs_for(dest, err);
     if (rc == 0)
         rc = ssf_write_file_atomic(dest, job.out.data ? job.out.data : "", job.out.len, err);
+    if (rc == 0) rc = write_rows_digest(dest, job.out.data ? job.out.data : "", job.out.len, err);
     ssf_buf_free(&job.out);
     return rc;
 }
@@ -731,8 +779,14 @@ int ssf_hub_fetch_rows(const ssf_hub *hub, const char *repo, const char *config,
         return -1;
     char *dest = ssf_hub_rows_cache_path(hub, repo, config, split);
     int rc = 0;
-    if (access(dest, F_OK) == 0) {
-        /* cached: the API has no revision to check it against */
+    int present = access(dest, F_OK) == 0;
+    if (present && rows_cached_ok(dest)) {
+        /* cached, and whole */
+    } else if (hub->offline && present) {
+        rc = ssf_fail(err,
+                      "%s does not match the digest of its download (edited or damaged); "
+                      "run once without --offline to fetch it again",
+                      dest);
     } else if (hub->offline) {
         ssf_buf what = {0};
         ssf_buf_printf(&what, "dataset %s (config %s, split %s)", repo, config, split);
