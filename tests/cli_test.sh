@@ -148,6 +148,7 @@ else
     cached=$(find "$SSFTEVAL_CACHE" -name test.jsonl | head -n 1)
     chmod u+w "$cached" && printf 'x' >>"$cached"
     check "verify catches a corrupted cache file" eval 'run 1 data verify math_500 && err_has "mismatch"'
+    check "offline, a corrupted file is named as such, not as missing" eval 'run 1 prompt math_500 --doc 0 --offline && err_has "does not match its pinned sha256" && one_line_err'
     check "fetch replaces the corrupted file" eval 'run 0 data fetch math_500 && run 0 data verify math_500'
     rows=$(find "$SSFTEVAL_CACHE/rows" -path "*aime_2024*" -name "*.jsonl" | head -n 1)
     chmod u+w "$rows" && sed -i '1s/"answer":"\([0-9]*\)"/"answer":"1\1"/' "$rows"

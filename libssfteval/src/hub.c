@@ -553,7 +553,12 @@ int ssf_hub_fetch_file(const ssf_hub *hub, ssf_repo_type type, const char *repo,
     if (check_file_names(repo, revision, path, sha256, err) != 0) return -1;
     char *dest = ssf_hub_cache_path(hub, type, repo, revision, path);
     int rc = cached_ok(dest, sha256, err);
-    if (rc == 0 && hub->offline) {
+    if (rc == 0 && hub->offline && access(dest, F_OK) == 0) {
+        rc = ssf_fail(err,
+                      "%s does not match its pinned sha256 (edited or damaged); run once without "
+                      "--offline to fetch it again",
+                      dest);
+    } else if (rc == 0 && hub->offline) {
         ssf_buf what = {0};
         ssf_buf_printf(&what, "%s %s@%s/%s", type == SSF_REPO_DATASET ? "dataset" : "model", repo,
                        revision, path);
