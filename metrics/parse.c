@@ -79,7 +79,7 @@ enum tk {
     T_REL, T_COLON, T_COMMA, T_SEMI, T_SEP,
     T_LPAREN, T_RPAREN, T_LBRACK, T_RBRACK, T_LBRACE, T_RBRACE, T_LSET, T_RSET,
     T_BAR, T_LFLOOR, T_RFLOOR, T_LCEIL, T_RCEIL,
-    T_FRAC, T_BINOM, T_SQRT, T_CUP, T_EMPTY, T_BEGIN, T_ENDENV, T_AMP, T_ROWSEP,
+    T_FRAC, T_BINOM, T_SQRT, T_CUP, T_EMPTY, T_BEGIN, T_ENDENV, T_AMP, T_ROWSEP, T_OVER,
 };
 
 static const char *const tk_names[] = {
@@ -89,6 +89,7 @@ static const char *const tk_names[] = {
     "'('", "')'", "'['", "']'", "'{'", "'}'", "'\\{'", "'\\}'",
     "'|'", "\\lfloor", "\\rfloor", "\\lceil", "\\rceil",
     "\\frac", "\\binom", "\\sqrt", "\\cup", "\\emptyset", "\\begin", "\\end", "'&'", "'\\\\'",
+    "\\over",
 };
 /* clang-format on */
 
@@ -292,6 +293,7 @@ static const named commands[] = {
     {"tfrac", T_FRAC, 0},               {"cfrac", T_FRAC, 0},
     {"binom", T_BINOM, 0},              {"dbinom", T_BINOM, 0},
     {"tbinom", T_BINOM, 0},             {"sqrt", T_SQRT, 0},
+    {"over", T_OVER, T_FRAC},           {"choose", T_OVER, T_BINOM},
     {"cdot", T_MUL, 0},                 {"times", T_MUL, 0},
     {"ast", T_MUL, 0},                  {"div", T_DIV, 0},
     {"pm", T_PM, 0},                    {"mp", T_PM, 1},
@@ -1079,6 +1081,79 @@ static void lex(parser *p)
     }
     p->text = 0;
     if (!p->failed) push_tok(p, T_END, p->hi, 0);
+}
+
+/* ---- \over and \choose ---------------------------------------------------------------------- */
+
+/* The group around token k: the index of its '{' (or -1 at the top level)
+ * and of its '}' (or of T_END). */
+static void group_around(const parser *p, size_t k, long *open, size_t *close)
+{
+    int depth = 0;
+    *open = -1;
+    for (long i = (long)k - 1; i >= 0; i--) {
+        int kind = p->t[i].kind;
+        if (kind == T_RBRACE) depth++;
+        if (kind == T_LBRACE && depth-- == 0) {
+            *open = i;
+            break;
+        }
+    }
+    depth = 0;
+    for (*close = k + 1; *close < p->n && p->t[*close].kind != T_END; ++*close) {
+        int kind = p->t[*close].kind;
+        if (kind == T_LBRACE) depth++;
+        if (kind == T_RBRACE && depth-- == 0) break;
+    }
+}
+
+/* {a \over b} is \frac{a}{b} and {n \choose k} is \binom{n}{k} (plain
+ * TeX's infix forms, whose operands are the whole group around them): the
+ * tokens are rewritten so, one infix at a time.  Two in one group are
+ * ambiguous, as TeX says. */
+static void rewrite_over(parser *p)
+{
+    for (size_t k = 0; k < p->n && !p->failed; k++) {
+        if (p->t[k].kind != T_OVER) continue;
+        long open;
+        size_t close;
+        group_around(p, k, &open, &close);
+        int depth = 0;
+        for (size_t j = k + 1; j < close; j++) {
+            depth += (p->t[j].kind == T_LBRACE) - (p->t[j].kind == T_RBRACE);
+            if (depth == 0 && p->t[j].kind == T_OVER) {
+                fail(p, p->t[j].pos, "two infix fractions (\\over, \\choose) in one group");
+                return;
+            }
+        }
+        tok infix = p->t[k], *out = ssf_xmalloc((p->n + 4) * sizeof *out);
+        size_t n = 0, start = (size_t)(open + 1);
+        memcpy(out, p->t, start * sizeof *out);
+        n = start;
+        tok made = infix;
+        made.kind = infix.sub; /* T_FRAC or T_BINOM */
+        made.sub = 0;
+        out[n++] = made;
+        made.kind = T_LBRACE;
+        out[n++] = made;
+        memcpy(out + n, p->t + start, (k - start) * sizeof *out);
+        n += k - start;
+        made.kind = T_RBRACE;
+        out[n++] = made;
+        made.kind = T_LBRACE;
+        out[n++] = made;
+        memcpy(out + n, p->t + k + 1, (close - k - 1) * sizeof *out);
+        n += close - k - 1;
+        made.kind = T_RBRACE;
+        out[n++] = made;
+        memcpy(out + n, p->t + close, (p->n - close) * sizeof *out);
+        n += p->n - close;
+        if (p->t != p->small_t) free(p->t);
+        p->t = out;
+        p->n = n;
+        p->cap = n;
+        k = 0; /* the next infix, if any, is found from the start */
+    }
 }
 
 /* ---- trailing units ------------------------------------------------------------------------ */
@@ -2261,6 +2336,7 @@ ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf
         unwrap(&p);
     }
     lex(&p);
+    if (!p.failed) rewrite_over(&p);
     if (!p.failed && p.strip_units) strip_units(&p);
     ssf_node *n = p.failed ? NULL : parse_tokens(&p);
     if (!n && !p.failed) fail(&p, p.hi, "no answer");

@@ -56,6 +56,11 @@ static const parse_case cases[] = {
     {"\\frac1{2}", "(mul 1 (pow 2 -1))"},
     {"\\frac{a}b", "(mul a (pow b -1))"},
     {"\\frac a{b}", "(mul a (pow b -1))"},
+    /* plain TeX's infix forms: the group around them is the operands */
+    {"5 \\over 2", "(mul 5 (pow 2 -1))"},
+    {"{a+1 \\over b}", "(mul (add a 1) (pow b -1))"},
+    {"\\frac{1 \\over 2}{3}", "(mul (mul 1 (pow 2 -1)) (pow 3 -1))"},
+    {"{5 \\choose 2}", "(func binom 5 2)"},
     {"\\frac\\pi2", "(mul pi (pow 2 -1))"},
     {"\\frac {1}{2}", "(mul 1 (pow 2 -1))"},
     {"1/3", "(mul 1 (pow 3 -1))"},
@@ -415,6 +420,9 @@ static const error_case errors[] = {
     {"(1", "cannot parse '(1': '(' opened at byte 0 is not closed at byte 2"},
     {"1)", "cannot parse '1)': unexpected ')' at byte 1"},
     {"1 2", "cannot parse '1 2': two numbers side by side at byte 2"},
+    {"a \\over b \\over c",
+     "cannot parse 'a \\over b \\over c': two infix fractions (\\over, \\choose) in one group at "
+     "byte 10"},
     {"\\sqrt", "cannot parse '\\sqrt': missing argument of \\sqrt at byte 5"},
     {"2^", "cannot parse '2^': unexpected end of input at byte 2"},
     {"x +", "cannot parse 'x +': unexpected end of input at byte 3"},
