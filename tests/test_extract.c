@@ -305,8 +305,11 @@ static void test_numbers(void **state)
         expect(c, "100m²", "100", 300);
         /* a last box that does not parse: the default answers nothing, LightEval
          * takes the number 2 from its inside */
-        expect(c, "The ratio is $\\boxed{5 \\over 2}$.", k == 0 ? NULL : "2", ANY_PRIORITY);
         expect(c, "$\\boxed{1 2}$", k == 0 ? NULL : "2", ANY_PRIORITY);
+        expect(c, "The ratio is $\\boxed{5 \\over 3 \\over 2}$.", k == 0 ? NULL : "2",
+               ANY_PRIORITY);
+        /* TeX's infix fraction parses */
+        expect(c, "The ratio is $\\boxed{5 \\over 2}$.", "(mul 5 (pow 2 -1))", 50 + 5 * k);
         /* bold: the expression "73**" does not parse, the number then does */
         expect(c, "So we get **73**.", "73", 300);
         expect(c, "**73**", "73", 300);
