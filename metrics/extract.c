@@ -273,11 +273,10 @@ static int add_letters(ssf_extractor *x, ssf_error *err)
 
 static int add_expr(ssf_extractor *x, ssf_error *err)
 {
-    char *eon =
-        substitute(EXPR_OR_NUMBER, x->cfg.lighteval_numbers ? NUMBER_LIGHTEVAL : NUMBER_MATHVERIFY);
+    const char *number = x->cfg.lighteval_numbers ? NUMBER_LIGHTEVAL : NUMBER_MATHVERIFY;
+    char *eon = substitute(EXPR_OR_NUMBER, number);
     int rc = add_sources(x, expr_sources, sizeof expr_sources / sizeof *expr_sources, eon, 0, err);
     free(eon);
-    const char *number = x->cfg.lighteval_numbers ? NUMBER_LIGHTEVAL : NUMBER_MATHVERIFY;
     if (rc == 0)
         rc = add_sources(x, bare_expr_sources, sizeof bare_expr_sources / sizeof *bare_expr_sources,
                          number, 0, err);
@@ -769,6 +768,20 @@ static int joined(const char *s, size_t from, size_t to)
         }
         return 0;
     }
+    return 1;
+}
+
+int ssf_whole_box(const char *s, size_t len, size_t *body_start, size_t *body_end)
+{
+    size_t open = len >= 7 && memcmp(s, "\\boxed{", 7) == 0  ? 7
+                  : len >= 6 && memcmp(s, "\\fbox{", 6) == 0 ? 6
+                                                             : 0;
+    box b;
+    if (!open || read_box(s, len, 0, &b) != 0 || b.body_start != open || b.end != len ||
+        b.body_end >= len)
+        return 0; /* another text, a box that ends early, or one never closed */
+    *body_start = b.body_start;
+    *body_end = b.body_end;
     return 1;
 }
 

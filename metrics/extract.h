@@ -56,5 +56,8 @@ void ssf_extraction_clear(ssf_extraction *e);
  * joined with ","; an unterminated box takes the rest of the text.  NULL if
  * there is no box.  malloc'd. */
 char *ssf_boxed_content(const char *s, size_t len);
+/* Whether s[0..len) is exactly one braced box, \boxed{...} or \fbox{...},
+ * closed by its last byte; its inside is then s[*body_start..*body_end). */
+int ssf_whole_box(const char *s, size_t len, size_t *body_start, size_t *body_end);
 
 #endif

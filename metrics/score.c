@@ -68,6 +68,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "extract.h"
+
 #define SSFT_PASS1_SAMPLES 32 /* README Pass@1: 32 <think1> samples */
 #define NATIVE_K 6            /* one sample per tag */
 #define MAX_COUNT 100000      /* a sanity bound on k and n in metric names */
@@ -325,20 +327,14 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* Whether the braces of s[0..n) balance, none closing before the end (so
- * the brace at s[n] closes the one before s). */
-static int closes_at(const char *s, size_t n)
+/* s[0..*len) without its leading and trailing white space. */
+static const char *trimmed(const char *s, size_t *len)
 {
-    int depth = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' && i + 1 < n) {
-            i++;
-            continue;
-        }
-        if (s[i] == '{') depth++;
-        if (s[i] == '}' && --depth < 0) return 0;
-    }
-    return depth == 0;
+    while (*len && is_space(*s))
+        s++, --*len;
+    while (*len && is_space(s[*len - 1]))
+        --*len;
+    return s;
 }
 
 /* The reference parsed what it extracted, so "\boxed{5}" (the LaTeX match
@@ -348,16 +344,12 @@ static int closes_at(const char *s, size_t n)
 static const char *unwrapped(const char *s, size_t *len)
 {
     for (;;) {
-        while (*len && is_space(*s))
-            s++, --*len;
-        while (*len && is_space(s[*len - 1]))
-            --*len;
-        size_t open = strncmp(s, "\\boxed{", 7) == 0 ? 7 : strncmp(s, "\\fbox{", 6) == 0 ? 6 : 0;
+        s = trimmed(s, len);
+        size_t start, end;
         if (*len >= 2 && s[0] == '$' && s[*len - 1] == '$') {
             s++, *len -= 2;
-        } else if (open && *len > open && s[*len - 1] == '}' &&
-                   closes_at(s + open, *len - open - 1)) {
-            s += open, *len -= open + 1;
+        } else if (ssf_whole_box(s, *len, &start, &end)) {
+            s += start, *len = end - start;
         } else {
             return s;
         }
@@ -378,12 +370,7 @@ static vote_class class_of(const ssf_outcome *o, vote_mode mode)
     }
     c.len = strlen(c.s);
     if (mode == VOTE_EXTRACTED) c.s = unwrapped(c.s, &c.len);
-    if (mode == VOTE_RAW_STRIP) {
-        while (c.len && is_space(*c.s))
-            c.s++, c.len--;
-        while (c.len && is_space(c.s[c.len - 1]))
-            c.len--;
-    }
+    if (mode == VOTE_RAW_STRIP) c.s = trimmed(c.s, &c.len);
     return c;
 }
 
