@@ -524,8 +524,8 @@ static void lex_symbol(parser *p, size_t pos, const char *name, size_t n)
     t->len = p->i - pos;
 }
 
-/* A thousands separator at j: returns its length (0 if none); *latex tells
- * the explicit LaTeX forms, which may also separate Indian 2-digit groups. */
+/* The length of a LaTeX thousands separator at j ({,} \, \! and their
+ * pairs, '\ '), or 0. */
 static size_t latex_sep(const parser *p, size_t j)
 {
     if (at_str(p, j, "{,}") || at_str(p, j, ",\\!") || at_str(p, j, "\\!,")) return 3;
@@ -533,6 +533,8 @@ static size_t latex_sep(const parser *p, size_t j)
     return 0;
 }
 
+/* A thousands separator at j: returns its length (0 if none); *latex tells
+ * the explicit LaTeX forms, which may also separate Indian 2-digit groups. */
 static size_t group_sep(const parser *p, size_t j, int *latex)
 {
     int c = ch(p, j);

@@ -861,17 +861,23 @@ static int group_first_req(const void *a, const void *b)
     return x->reqs[0] < y->reqs[0] ? -1 : x->reqs[0] > y->reqs[0];
 }
 
-/* Tokenizes every prompt up front; a prompt that cannot run fails its
- * samples now instead of holding a slot. */
-/* The index of the first id outside [0, vocab), or n. */
-static size_t first_outside(const int32_t *ids, size_t n, int vocab)
+/* Whether the prompt holds an id past the model's vocabulary (a tokenizer
+ * with more ids than the embedding has rows), with why set if so. */
+static int outside_vocab(const ssf_engine *e, const group *g, char *why, size_t size)
 {
-    size_t i = 0;
-    while (i < n && ids[i] >= 0 && ids[i] < vocab)
-        i++;
-    return i;
+    for (size_t i = 0; i < g->n_ids; i++)
+        if (g->ids[i] < 0 || g->ids[i] >= e->m.vocab_size) {
+            snprintf(why, size,
+                     "engine: the prompt holds token %d, outside the model's vocabulary of %d; "
+                     "the tokenizer does not match the checkpoint",
+                     (int)g->ids[i], e->m.vocab_size);
+            return 1;
+        }
+    return 0;
 }
 
+/* Tokenizes every prompt up front; a prompt that cannot run fails its
+ * samples now instead of holding a slot. */
 static void tokenize_prompts(ssf_engine *e)
 {
     qsort(e->groups, e->n_groups, sizeof *e->groups, group_first_req);
@@ -890,15 +896,8 @@ static void tokenize_prompts(ssf_engine *e)
                      "--max-context",
                      g->n_ids, e->m.device->max_context);
             fail_group_rest(e, g, why);
-        } else if (first_outside(g->ids, g->n_ids, e->m.vocab_size) < g->n_ids) {
-            /* a tokenizer with more ids than the model's embedding rows:
-             * this prompt cannot run, the others can */
-            snprintf(why, sizeof why,
-                     "engine: the prompt holds token %d, outside the model's vocabulary of %d; "
-                     "the tokenizer does not match the checkpoint",
-                     (int)g->ids[first_outside(g->ids, g->n_ids, e->m.vocab_size)],
-                     e->m.vocab_size);
-            fail_group_rest(e, g, why);
+        } else if (outside_vocab(e, g, why, sizeof why)) {
+            fail_group_rest(e, g, why); /* this prompt cannot run; the others can */
         } else if (blocks_for(e, g->n_ids) + e->watermark > e->pool.n_blocks) {
             snprintf(why, sizeof why,
                      "engine: the prompt needs %d KV blocks, the pool has %d; raise --kv-blocks",

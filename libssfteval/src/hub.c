@@ -740,19 +740,13 @@ static int write_rows_digest(const char *dest, const char *data, size_t len, ssf
  * missing, damaged or has no digest. */
 static int rows_cached_ok(const char *dest)
 {
-    char *path = rows_digest_path(dest), *want = NULL, *data = NULL;
-    size_t want_len = 0, len = 0;
+    char *path = rows_digest_path(dest), *want = NULL, got[65];
+    size_t want_len = 0;
     ssf_error ignored;
-    int ok = ssf_read_file(path, &want, &want_len, &ignored) == 0 &&
-             ssf_read_file(dest, &data, &len, &ignored) == 0 && want_len >= 64;
-    if (ok) {
-        char hex[65];
-        ssf_sha256_hex(data, len, hex);
-        ok = memcmp(hex, want, 64) == 0;
-    }
+    int ok = ssf_read_file(path, &want, &want_len, &ignored) == 0 && want_len >= 64 &&
+             ssf_sha256_file(dest, got, &ignored) == 0 && memcmp(got, want, 64) == 0;
     free(path);
     free(want);
-    free(data);
     return ok;
 }
 
