@@ -183,54 +183,43 @@ static ssf_grade_verdict grade_default(const char *gold, const char *pred, ssf_g
 
 /* The gold with its first digit changed (or "+1" appended when it has none),
  * which no correct grader may accept. */
+/* One pair under the default profile: its verdict, and its reason when
+ * want_reason is not NULL. */
+static void expect_default(const char *gold, const char *pred, ssf_grade_verdict want,
+                           const char *want_reason)
+{
+    ssf_grade_result res;
+    ssf_grade_verdict v = grade_default(gold, pred, &res);
+    if (v != want || (want_reason && strcmp(res.reason, want_reason) != 0))
+        fail_msg("'%s' against '%s': verdict %d, reason '%s'", pred, gold, (int)v, res.reason);
+    ssf_grade_result_clear(&res);
+}
+
 /* The default profile grades the answer part: after the last "</think>"
  * (or "<|im_start|>answer"); a box inside the reasoning is not the answer,
  * and the reason tells a reasoning that never closed from an empty answer. */
 static void test_answer_part(void **state)
 {
     (void)state;
-    static const struct {
-        const char *pred;
-        ssf_grade_verdict verdict;
-        const char *reason;
-    } cases[] = {
-        {"<think>so \\boxed{5}</think> The answer is $\\boxed{5}$.", SSF_GRADE_RIGHT, "identical"},
-        {"<think>so \\boxed{5}</think> The answer is $\\boxed{6}$.", SSF_GRADE_WRONG, NULL},
-        {"<think>so \\boxed{5}", SSF_GRADE_WRONG,
-         "no answer: the reasoning (<think>) never closed"},
-        {"<think>so \\boxed{5}</think>", SSF_GRADE_WRONG, "no answer extracted"},
-        {"<think>a</think><|im_start|>answer $\\boxed{5}$", SSF_GRADE_RIGHT, "identical"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ssf_grade_result res;
-        ssf_grade_verdict v = grade_default("5", cases[i].pred, &res);
-        if (v != cases[i].verdict || (cases[i].reason && strcmp(res.reason, cases[i].reason) != 0))
-            fail_msg("'%s': verdict %d, reason '%s'", cases[i].pred, (int)v, res.reason);
-        ssf_grade_result_clear(&res);
-    }
+    expect_default("5", "<think>so \\boxed{5}</think> The answer is $\\boxed{5}$.", SSF_GRADE_RIGHT,
+                   "identical");
+    expect_default("5", "<think>so \\boxed{5}</think> The answer is $\\boxed{6}$.", SSF_GRADE_WRONG,
+                   NULL);
+    expect_default("5", "<think>so \\boxed{5}", SSF_GRADE_WRONG,
+                   "no answer: the reasoning (<think>) never closed");
+    expect_default("5", "<think>so \\boxed{5}</think>", SSF_GRADE_WRONG, "no answer extracted");
+    expect_default("5", "<think>a</think><|im_start|>answer $\\boxed{5}$", SSF_GRADE_RIGHT,
+                   "identical");
 }
 
 /* \max and \min are evaluated, not taken for unknown functions. */
 static void test_max_min(void **state)
 {
     (void)state;
-    static const struct {
-        const char *gold, *pred;
-        ssf_grade_verdict verdict;
-    } cases[] = {
-        {"3", "$\\boxed{\\max(2,3)}$", SSF_GRADE_RIGHT},
-        {"2", "$\\boxed{\\max(2,3)}$", SSF_GRADE_WRONG},
-        {"1", "$\\boxed{\\min(3,1,2)}$", SSF_GRADE_RIGHT},
-        {"\\sqrt{2}", "$\\boxed{\\max(1,\\sqrt{2})}$", SSF_GRADE_RIGHT},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ssf_grade_result res;
-        ssf_grade_verdict v = grade_default(cases[i].gold, cases[i].pred, &res);
-        if (v != cases[i].verdict)
-            fail_msg("'%s' against '%s': verdict %d, reason '%s'", cases[i].pred, cases[i].gold,
-                     (int)v, res.reason);
-        ssf_grade_result_clear(&res);
-    }
+    expect_default("3", "$\\boxed{\\max(2,3)}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("2", "$\\boxed{\\max(2,3)}$", SSF_GRADE_WRONG, NULL);
+    expect_default("1", "$\\boxed{\\min(3,1,2)}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("\\sqrt{2}", "$\\boxed{\\max(1,\\sqrt{2})}$", SSF_GRADE_RIGHT, NULL);
 }
 
 static char *perturb(const char *gold)
