@@ -458,7 +458,9 @@ int cmd_compare(int argc, char **argv)
         "usage: ssfteval compare BASE CAND [--metric M] [--max-drop D] [--z Z] [--db FILE]\n\n"
         "Paired per-question comparison of two runs over the same questions.  Exit 0 when no\n"
         "metric drops by more than D percentage points (default 1) + Z (default 1.64) times the\n"
-        "paired standard error, 1 on a regression, 2 on an error.\n";
+        "paired standard error, 1 on a regression, 2 on an error (a run that is not done,\n"
+        "having failed or missing samples, is one).  Both are scored under --profile P\n"
+        "(default the candidate's profile).\n";
     cli c;
     results_args a;
     ssf_store *store;

@@ -92,17 +92,20 @@ static int keep_id(const ssf_run_row *r, void *ud)
     return 0;
 }
 
+static void free_entry(entry *e)
+{
+    free(e->model);
+    free(e->protocol);
+    free(e->compat);
+    free(e->profile);
+    free(e->task);
+    free(e->metric);
+}
+
 static void free_collection(collection *c)
 {
-    for (size_t i = 0; i < c->n; i++) {
-        entry *e = &c->items[i];
-        free(e->model);
-        free(e->protocol);
-        free(e->compat);
-        free(e->profile);
-        free(e->task);
-        free(e->metric);
-    }
+    for (size_t i = 0; i < c->n; i++)
+        free_entry(&c->items[i]);
     free(c->items);
 }
 
@@ -332,17 +335,20 @@ static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char 
                       "task %s: run %" PRId64 " has %zu questions and run %" PRId64
                       " %zu; compare runs over the same questions",
                       task, base, bn, cand, cn);
+    paired p = {0};
+    if (rc == 0) pair_values(bv, cv, bn, &p);
+    if (rc == 0 && p.n == 0)
+        rc = ssf_fail(err,
+                      "task %s: no question has %s from both run %" PRId64 " and run %" PRId64
+                      "; nothing to compare",
+                      task, metric, base, cand);
     if (rc == 0) {
-        paired p;
-        pair_values(bv, cv, bn, &p);
         double limit = -(o->max_drop + o->z * 100 * p.se);
-        int bad = p.n > 0 && 100 * p.delta < limit;
+        int bad = 100 * p.delta < limit;
         *regressed |= bad;
         fprintf(out, "%-14s %-16s %8.2f %8.2f %+8.2f %7.2f %6zu  %s\n", task, metric,
                 100 * p.base_mean, 100 * p.cand_mean, 100 * p.delta, 100 * p.se, p.n,
-                p.n == 0 ? "no common questions"
-                : bad    ? "REGRESSION"
-                         : "ok");
+                bad ? "REGRESSION" : "ok");
     }
     free(bv);
     free(cv);
@@ -351,28 +357,66 @@ static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char 
     return rc;
 }
 
+/* A gate over a run that is missing samples would compare the questions
+ * that happened to finish (a dead server would pass it), so both runs must
+ * be whole. */
+static int check_whole(const ssf_run_row *r, ssf_error *err)
+{
+    if (r->status && strcmp(r->status, "done") == 0) return 0;
+    return ssf_fail(err,
+                    "run %" PRId64 " is %s, not done: some of its samples failed or were never "
+                    "made; rerun its `ssfteval run` command (it resumes) before comparing",
+                    r->id, r->status ? r->status : "without a status");
+}
+
+static int load_whole_run(ssf_store *store, int64_t id, ssf_run_row *r, ssf_error *err)
+{
+    if (ssf_store_get_run(store, id, r, err)) return -1;
+    if (check_whole(r, err) == 0) return 0;
+    ssf_run_row_clear(r);
+    return -1;
+}
+
+/* The candidate's metrics the comparison covers; an error when none. */
+static int metrics_to_compare(ssf_store *store, const ssf_run_row *cand, const char *profile,
+                              const char *metric, collection *c, ssf_error *err)
+{
+    c->profile = profile;
+    if (collect_run(store, cand->id, c, err)) return -1;
+    size_t kept = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (!metric || strcmp(metric, c->items[i].metric) == 0)
+            c->items[kept++] = c->items[i];
+        else
+            free_entry(&c->items[i]);
+    c->n = kept;
+    if (kept) return 0;
+    if (metric)
+        return ssf_fail(err, "run %" PRId64 " has no metric %s under profile %s to compare",
+                        cand->id, metric, profile);
+    return ssf_fail(err,
+                    "run %" PRId64 " has no metric under profile %s; grade it with "
+                    "`ssfteval rescore %" PRId64 " --profile %s`",
+                    cand->id, profile, cand->id, profile);
+}
+
 int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_compare_options *o,
                      FILE *out, ssf_error *err)
 {
-    collection c = {.profile = o->profile};
-    ssf_run_row cand_run;
-    if (ssf_store_get_run(store, cand, &cand_run, err)) return -1;
+    ssf_run_row base_run, cand_run;
+    if (load_whole_run(store, base, &base_run, err)) return -1;
+    ssf_run_row_clear(&base_run);
+    if (load_whole_run(store, cand, &cand_run, err)) return -1;
     const char *profile = o->profile ? o->profile : cand_run.profile;
-    c.profile = profile;
-    int rc = collect_run(store, cand, &c, err);
-    fprintf(out, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand", "delta",
-            "SE", "N", "decision");
+    collection c = {0};
+    int rc = metrics_to_compare(store, &cand_run, profile, o->metric, &c, err);
+    if (rc == 0)
+        fprintf(out, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand",
+                "delta", "SE", "N", "decision");
     int regressed = 0;
-    size_t compared = 0;
-    for (size_t i = 0; i < c.n && rc == 0; i++) {
-        const entry *e = &c.items[i];
-        if (o->metric && strcmp(o->metric, e->metric) != 0) continue;
-        rc = compare_one(store, base, cand, e->task, e->metric, profile, o, out, &regressed, err);
-        compared++;
-    }
-    if (rc == 0 && compared == 0)
-        rc = ssf_fail(err, "run %" PRId64 " has no metric%s%s to compare", cand,
-                      o->metric ? " " : "", o->metric ? o->metric : "");
+    for (size_t i = 0; i < c.n && rc == 0; i++)
+        rc = compare_one(store, base, cand, c.items[i].task, c.items[i].metric, profile, o, out,
+                         &regressed, err);
     if (rc == 0)
         fprintf(out, "gate: drop > %.2f points + %.2f x SE fails; %s\n", o->max_drop, o->z,
                 regressed ? "REGRESSION" : "no regression");

@@ -98,6 +98,11 @@ check "compare: bad run id (exit 2)" run 2 compare 1 99 --db "$work/a.sqlite"
 run 0 run synth --generations "$work/gen.jsonl" --db "$work/a.sqlite" "${common[@]}" --seed 8 --profile lighteval >/dev/null 2>&1
 check "compare: runs graded under different profiles are refused, naming the rescore" eval 'run 2 compare 3 2 --z 0 --db "$work/a.sqlite" && grep -q "no grade under profile default; grade them with \`ssfteval rescore 3 --profile default\`" "$work/err"'
 check "compare: after that rescore, the drop is found" eval 'run 0 rescore 3 --profile default --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && run 1 compare 3 2 --z 0 --db "$work/a.sqlite" && grep -q REGRESSION "$work/out"'
+# A candidate with a failed sample (run 4, incomplete) is no evidence either way.
+run 1 run synth --generations "$work/gen-missing.jsonl" --db "$work/a.sqlite" "${common[@]}" --seed 9 >/dev/null 2>&1
+check "compare: an incomplete candidate is refused (exit 2), naming the rerun" eval 'run 2 compare 1 4 --db "$work/a.sqlite" && grep -q "^ssfteval: run 4 is incomplete, not done: .*rerun its \`ssfteval run\` command" "$work/err" && [ ! -s "$work/out" ]'
+check "compare: an incomplete base is refused too" eval 'run 2 compare 4 1 --db "$work/a.sqlite" && grep -q "run 4 is incomplete" "$work/err"'
+check "compare: a metric the candidate lacks is one error line, no table" eval 'run 2 compare 1 2 --metric pass@7 --db "$work/a.sqlite" && grep -q "run 2 has no metric pass@7 under profile default" "$work/err" && [ ! -s "$work/out" ]'
 
 # 5. Compat mode runs and says so in reports.
 check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q ",ssft-lighteval,ssft-lighteval,pass@1," "$work/out"'
