@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "grade.h"
 #include "report.h"
@@ -88,8 +89,9 @@ static int handle_option(int opt, const char *arg, void *ud)
 static int parse_run_id(const char *arg, int64_t *id)
 {
     char *end;
+    errno = 0;
     long long v = strtoll(arg, &end, 10);
-    if (end == arg || *end || v <= 0) {
+    if (end == arg || *end || v <= 0 || errno == ERANGE) {
         cli_error("'%s' is not a run id (see `ssfteval runs`)", arg);
         return -1;
     }
@@ -398,28 +400,62 @@ static int export_sample(const ssf_stored_sample *s, void *ud)
     return 0;
 }
 
+/* Whether path is the store itself or one of SQLite's files beside it:
+ * writing the export there would destroy the runs it reads. */
+static int is_store_file(const char *path, const char *db)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    struct stat out, st;
+    if (stat(path, &out) != 0) return 0;
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char *name = ssf_xmalloc(strlen(db) + strlen(suffixes[i]) + 1);
+        strcat(strcpy(name, db), suffixes[i]);
+        int same = stat(name, &st) == 0 && st.st_dev == out.st_dev && st.st_ino == out.st_ino;
+        free(name);
+        if (same) return 1;
+    }
+    return 0;
+}
+
+/* Exports to --out through a temporary file renamed into place at the end,
+ * so a failed export leaves what the file held before. */
+static int export_to_file(ssf_store *store, int64_t run, const char *path, ssf_error *err)
+{
+    ssf_atomic_file f;
+    if (ssf_atomic_begin(&f, path, 1, err)) return -1;
+    export_ctx x = {f.f, path, err};
+    if (ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err)) {
+        ssf_atomic_abandon(&f);
+        return -1;
+    }
+    return ssf_atomic_commit(&f, err);
+}
+
 int cmd_export(int argc, char **argv)
 {
     static const char help[] =
         "usage: ssfteval export RUN [--out FILE] [--db FILE]\n\n"
         "Write the run's generations in the replay format (JSONL: task, doc, tag, sample, text,\n"
-        "finish_reason), to stdout or FILE.\n";
+        "finish_reason), to stdout or FILE (replaced only once the export is whole).\n";
     cli c;
     results_args a;
     ssf_store *store;
     int64_t run;
     int rc = start_run(argc, argv, help, &c, &a, &store, 1, &run);
     if (rc >= 0) return finish(&c, store, rc);
-    FILE *out = a.out ? fopen(a.out, "w") : stdout;
-    if (!out) {
-        cli_error("--out: cannot create %s: %s", a.out, strerror(errno));
-        return finish(&c, store, EXIT_WORK);
+    if (a.out && is_store_file(a.out, a.db)) {
+        cli_error("--out %s is the results store; name another file", a.out);
+        return finish(&c, store, EXIT_USAGE);
     }
     ssf_error err;
-    export_ctx x = {out, a.out ? a.out : "standard output", &err};
-    rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, &err);
-    int closed = out == stdout ? 0 : fclose(out);
-    if (rc == 0 && closed != 0) rc = ssf_fail(&err, "cannot write %s: %s", a.out, strerror(errno));
+    ssf_run_row r;
+    rc = ssf_store_get_run(store, run, &r, &err);
+    if (rc == 0) ssf_run_row_clear(&r);
+    if (rc == 0 && a.out) rc = export_to_file(store, run, a.out, &err);
+    if (rc == 0 && !a.out) {
+        export_ctx x = {stdout, "standard output", &err};
+        rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, &err);
+    }
     if (rc) cli_error("%s", err.msg);
     return finish(&c, store, rc ? EXIT_WORK : 0);
 }

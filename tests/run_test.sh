@@ -87,6 +87,10 @@ check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && gr
 check "runs" eval 'run 0 runs --db "$work/a.sqlite" && grep -q "done" "$work/out"'
 check "show" eval 'run 0 show 1 --doc 1 --db "$work/a.sqlite" && grep -q "no answer" "$work/out" && [ "$(grep -c "right" "$work/out")" -gt 50 ]'
 check "export round-trips" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/exported.jsonl" && [ "$(wc -l <"$work/exported.jsonl")" -eq 116 ] && run 0 run synth --generations "$work/exported.jsonl" --db "$work/c.sqlite" "${common[@]}" && [ "$(metric synth cons@32)" = "50.00" ]'
+echo "precious" >"$work/keep.jsonl"
+check "export of a run the store lacks: exit 1, --out left as it was" eval 'run 1 export 99 --db "$work/a.sqlite" --out "$work/keep.jsonl" && grep -q "99" "$work/err" && [ "$(cat "$work/keep.jsonl")" = precious ]'
+check "export --out naming the store is refused, the store intact" eval 'before=$(sha256sum <"$work/a.sqlite") && run 2 export 1 --db "$work/a.sqlite" --out "$work/a.sqlite" && grep -q "is the results store" "$work/err" && [ "$(sha256sum <"$work/a.sqlite")" = "$before" ] && run 0 runs --db "$work/a.sqlite"'
+check "a run id past 64 bits is refused, not clamped" eval 'run 2 export 99999999999999999999 --db "$work/a.sqlite" && grep -q "is not a run id" "$work/err"'
 check "rescore with the lighteval profile" eval 'run 0 rescore 1 --profile lighteval --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "75.00" ]'
 check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
 # A worse candidate: doc 1 wrong everywhere.

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -108,13 +110,57 @@ static void test_files_and_sha(void **state)
     free(dir);
 }
 
+static void expect_content(const char *path, const char *want)
+{
+    char *text;
+    ssf_error err;
+    assert_int_equal(ssf_read_file(path, &text, NULL, &err), 0);
+    assert_string_equal(text, want);
+    free(text);
+}
+
+/* A file written piece by piece replaces the old one only on commit; an
+ * abandoned one leaves it and no temporary file behind. */
+static void test_atomic_writer(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out.jsonl", dir);
+    ssf_error err;
+    assert_int_equal(ssf_write_file_atomic(path, "old\n", 4, &err), 0);
+    ssf_atomic_file f;
+    assert_int_equal(ssf_atomic_begin(&f, path, 1, &err), 0);
+    fputs("half", f.f);
+    ssf_atomic_abandon(&f);
+    expect_content(path, "old\n");
+    DIR *d = opendir(dir);
+    int entries = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        entries += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(entries, 1);
+
+    mode_t mask = umask(022);
+    assert_int_equal(ssf_atomic_begin(&f, path, 1, &err), 0);
+    fputs("new\n", f.f);
+    expect_content(path, "old\n"); /* not yet */
+    assert_int_equal(ssf_atomic_commit(&f, &err), 0);
+    umask(mask);
+    expect_content(path, "new\n");
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_parse_numbers),
-        cmocka_unit_test(test_files_and_sha),
+        cmocka_unit_test(test_buf),           cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_files_and_sha),
+        cmocka_unit_test(test_atomic_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -189,39 +189,66 @@ int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_error *err)
+int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_error *err)
 {
     ssf_buf tmp = {0};
     ssf_buf_printf(&tmp, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp.data);
+    *a = (ssf_atomic_file){0};
+    int fd = mkstemp(tmp.data); /* mode 0600 */
     if (fd < 0) {
         ssf_fail(err, "cannot create a temporary file beside %s: %s", path, strerror(errno));
         ssf_buf_free(&tmp);
         return -1;
     }
-    int rc = write_all(fd, data, len) == 0 && fsync(fd) == 0 ? 0 : -1;
-    if (rc != 0) ssf_fail(err, "cannot write %s: %s", tmp.data, strerror(errno));
-    if (close(fd) != 0 && rc == 0)
-        rc = ssf_fail(err, "cannot write %s: %s", tmp.data, strerror(errno));
-    if (rc == 0 && rename(tmp.data, path) != 0)
-        rc = ssf_fail(err, "cannot rename %s to %s: %s", tmp.data, path, strerror(errno));
-    if (rc != 0) unlink(tmp.data);
-    ssf_buf_free(&tmp);
+    if (public_mode) { /* what open(path, O_CREAT, 0666) would have made */
+        mode_t mask = umask(0);
+        umask(mask);
+        (void)fchmod(fd, 0666 & ~mask);
+    }
+    a->f = fdopen(fd, "w");
+    a->tmp_path = ssf_buf_take(&tmp);
+    a->path = ssf_xstrdup(path);
+    if (a->f) return 0;
+    ssf_fail(err, "cannot write %s: %s", a->tmp_path, strerror(errno));
+    close(fd);
+    ssf_atomic_abandon(a);
+    return -1;
+}
+
+void ssf_atomic_abandon(ssf_atomic_file *a)
+{
+    if (a->f) fclose(a->f);
+    if (a->tmp_path) unlink(a->tmp_path);
+    free(a->tmp_path);
+    free(a->path);
+    *a = (ssf_atomic_file){0};
+}
+
+int ssf_atomic_commit(ssf_atomic_file *a, ssf_error *err)
+{
+    int rc = fflush(a->f) == 0 && !ferror(a->f) && fsync(fileno(a->f)) == 0 ? 0 : -1;
+    if (fclose(a->f) != 0) rc = -1;
+    a->f = NULL;
+    if (rc != 0)
+        ssf_fail(err, "cannot write %s: %s", a->tmp_path, strerror(errno));
+    else if (rename(a->tmp_path, a->path) != 0)
+        rc = ssf_fail(err, "cannot rename %s to %s: %s", a->tmp_path, a->path, strerror(errno));
+    else
+        free(a->tmp_path), a->tmp_path = NULL; /* nothing left to remove */
+    ssf_atomic_abandon(a);
     return rc;
+}
+
+int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_error *err)
+{
+    ssf_atomic_file a;
+    if (ssf_atomic_begin(&a, path, 0, err)) return -1;
+    if (len && fwrite(data, 1, len, a.f) != len) {
+        ssf_fail(err, "cannot write %s: %s", a.tmp_path, strerror(errno));
+        ssf_atomic_abandon(&a);
+        return -1;
+    }
+    return ssf_atomic_commit(&a, err);
 }
 
 int ssf_mkdirs(const char *path, ssf_error *err)

@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,8 +74,20 @@ int ssf_parse_double(const char *s, double lo, double hi, double *out);
 int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err);
 
 /* Writes data to path atomically: a temporary file in the same directory,
- * fsync, then rename, so readers never see a partial file. */
+ * fsync, then rename, so readers never see a partial file (mode 0600). */
 int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_error *err);
+
+/* The same for a file written piece by piece through f: begin makes the
+ * temporary file (public_mode: with the mode the umask gives new files,
+ * else 0600); commit flushes, syncs and renames it over path; abandon
+ * removes it, leaving whatever path held untouched.  Both end the writer. */
+typedef struct ssf_atomic_file {
+    FILE *f;
+    char *tmp_path, *path;
+} ssf_atomic_file;
+int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_error *err);
+int ssf_atomic_commit(ssf_atomic_file *a, ssf_error *err);
+void ssf_atomic_abandon(ssf_atomic_file *a);
 
 /* Seconds on the monotonic clock (for durations and rates). */
 double ssf_monotonic_seconds(void);
