@@ -451,13 +451,13 @@ static int finished_whole(const openai *b, const ssf_completion *c, ssf_buf *msg
 {
     for (int i = 0; i < c->n; i++) {
         const char *why = c->choices[i].finish_reason;
-        if (!why) continue;
-        if (strcmp(why, "abort") == 0 || strcmp(why, "error") == 0) {
+        ssf_finish_kind kind = ssf_finish_kind_of(why);
+        if (kind == SSF_FINISH_UNFINISHED) {
             ssf_buf_printf(msg, "%s stopped the generation unfinished (finish_reason \"%s\")",
                            b->url, why);
             return OUT_RETRY;
         }
-        if (strcmp(why, "content_filter") == 0) {
+        if (kind == SSF_FINISH_WITHHELD) {
             ssf_buf_printf(msg, "%s withheld the completion (finish_reason \"content_filter\")",
                            b->url);
             return OUT_FINAL;

@@ -12,6 +12,7 @@
  * would otherwise dominate a run.
  */
 #include "backend.h"
+#include "retry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -174,8 +175,7 @@ static int by_offset(const void *pa, const void *pb)
 static int serve_missing(replay *r, const ssf_gen_request *q, ssf_gen_done_fn done, void *ud)
 {
     ssf_buf msg = {0};
-    ssf_buf_printf(&msg, "missing from %s: no line for task %s doc %" PRId64 " tag %d sample %d",
-                   r->path, q->task, q->doc, q->tag, q->index);
+    ssf_buf_printf(&msg, "missing from %s: it has no line for this sample", r->path);
     ssf_gen_result res = {.error = msg.data, .prompt_tokens = -1, .completion_tokens = -1};
     int rc = done(q, &res, ud);
     ssf_buf_free(&msg);
@@ -200,7 +200,17 @@ static int serve_line(replay *r, const ssf_gen_request *q, long offset, char **b
                           .prompt_tokens = -1,
                           .completion_tokens = -1,
                           .attempts = 1};
+    ssf_buf msg = {0};
+    if (ssf_finish_kind_of(l.finish_reason) != SSF_FINISH_WHOLE) { /* failed, never graded */
+        ssf_buf_printf(&msg, "%s: finish_reason \"%s\": the server %s; regenerate this sample",
+                       r->path, l.finish_reason,
+                       ssf_finish_kind_of(l.finish_reason) == SSF_FINISH_WITHHELD
+                           ? "withheld the completion"
+                           : "stopped the generation unfinished");
+        res = (ssf_gen_result){.error = msg.data, .prompt_tokens = -1, .completion_tokens = -1};
+    }
     int rc = done(q, &res, ud);
+    ssf_buf_free(&msg);
     cJSON_Delete(obj);
     return rc;
 }

@@ -214,3 +214,11 @@ double ssf_retry_delay_s(const ssf_retry_hints *h, time_t now, int retries_taken
     if (wish > 0 && wish <= SSF_RETRY_MAX_AFTER_S) return wish;
     return ssf_retry_backoff_s(retries_taken, cap, u);
 }
+
+ssf_finish_kind ssf_finish_kind_of(const char *finish_reason)
+{
+    if (!finish_reason) return SSF_FINISH_WHOLE;
+    if (strcmp(finish_reason, "abort") == 0 || strcmp(finish_reason, "error") == 0)
+        return SSF_FINISH_UNFINISHED;
+    return strcmp(finish_reason, "content_filter") == 0 ? SSF_FINISH_WITHHELD : SSF_FINISH_WHOLE;
+}

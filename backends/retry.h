@@ -47,6 +47,18 @@ int ssf_retry_http(long status, const char *body, const ssf_retry_hints *h);
  * names neither an overload nor a bad request is retried. */
 int ssf_retry_in_band(long status, const char *type, const char *code);
 
+/* What a choice's finish_reason says of its text.  "abort" and "error"
+ * (vLLM, SGLang) mean the server stopped the generation unfinished: worth
+ * another attempt, never a graded answer.  "content_filter" (OpenAI) means
+ * the text was withheld: final, and not the model's answer either.  Any
+ * other reason (stop, length, tool_calls, a server's own) is a whole text. */
+typedef enum ssf_finish_kind {
+    SSF_FINISH_WHOLE,
+    SSF_FINISH_UNFINISHED,
+    SSF_FINISH_WITHHELD
+} ssf_finish_kind;
+ssf_finish_kind ssf_finish_kind_of(const char *finish_reason);
+
 /* The wait the server asked for, in seconds: retry-after-ms, else
  * Retry-After as seconds or as an HTTP date relative to now; -1 when
  * neither is present or parses. */

@@ -77,8 +77,17 @@ check "the failed sample is named on stderr as it fails" grep -q "^ssfteval: syn
 check "pass@1 unaffected (needs tag 1 only)" [ "$(metric synth pass@1)" = "75.00" ]
 check "cons@32 leaves doc 0 out" eval '[ "$(metric synth cons@32)" = "100.00" ] && grep -q "excluded" "$work/out"'
 check "rerun with the full file retries exactly the failed one" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "115 stored before, 1 generated" "$work/err" && [ "$(metric synth cons@32)" = "50.00" ]'
-grep -v '"doc": 0, "tag": 3,' "$work/gen.jsonl" >"$work/gen-missing-tag.jsonl"
-check "distinct reasons: three said, then a pointer to show" eval 'run 1 run synth --generations "$work/gen-missing-tag.jsonl" --db "$work/b2.sqlite" "${common[@]}" && [ "$(grep -c " failed: missing from " "$work/err")" -eq 3 ] && grep " failed: " "$work/err" | tail -1 | grep -q "(further reasons: ssfteval show [0-9]* --doc N)$"'
+# A generation the server cut off (abort, error) or withheld (content_filter)
+# is a failed sample, never a wrong answer.
+grep -v '"doc": 0, "tag": 3,' "$work/gen.jsonl" |
+    sed -e '/"doc": 1, "tag": 1, "sample": 0,/s/"stop"/"abort"/' \
+        -e '/"doc": 1, "tag": 1, "sample": 1,/s/"stop"/"error"/' \
+        -e '/"doc": 1, "tag": 1, "sample": 2,/s/"stop"/"content_filter"/' \
+        -e '/"doc": 1, "tag": 1, "sample": 3,/s/"stop"/"abort"/' >"$work/gen-cut.jsonl"
+check "cut-off generations fail (exit 1): 5 missing + 4 cut" eval 'run 1 run synth --generations "$work/gen-cut.jsonl" --db "$work/b2.sqlite" "${common[@]}" && grep -q "9 failed" "$work/err"'
+check "distinct reasons: each said once, three in all, then a pointer to show" eval '[ "$(grep -c " failed: " "$work/err")" -eq 3 ] && [ "$(grep -c " failed: missing from " "$work/err")" -eq 1 ] && grep -q "doc 1 tag 1 sample 0 failed: .*gen-cut.jsonl: finish_reason \"abort\": the server stopped the generation unfinished; regenerate this sample" "$work/err" && grep " failed: " "$work/err" | tail -1 | grep -q "(further reasons: ssfteval show [0-9]* --doc N)$"'
+check "pass@1 leaves doc 1 (4 of its tag-1 samples failed) out: doc 0's 50" eval '[ "$(metric synth pass@1)" = "50.00" ] && grep "^synth *pass@1 " "$work/out" | grep -q "1 excluded"'
+check "show lists them as FAILED, not wrong" eval 'run 0 show 1 --doc 1 --db "$work/b2.sqlite" && [ "$(grep -c "sample [0-3]  seed [0-9]*  FAILED: .*finish_reason" "$work/out")" -eq 4 ] && ! grep -q "abort  wrong\|content_filter  wrong" "$work/out"'
 
 # 4. Reports, show, export, rescore, compare.
 check "report md" eval 'run 0 report 1 --db "$work/a.sqlite" && grep -q "### cons@32" "$work/out" && grep -q "| synth |" "$work/out"'
