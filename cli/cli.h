@@ -72,6 +72,10 @@ typedef int (*cli_option_fn)(int opt, const char *arg, void *ud);
 int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_option_fn handle,
               void *ud, const char *help, int *exit_code);
 
+/* The store when --db is not given: SSFTEVAL_DB unless unset or empty,
+ * else ssfteval.sqlite. */
+const char *cli_default_db(void);
+
 /* Finds a task by name or prints an error listing the known ones. */
 const ssf_task *cli_find_task(const cli *c, const char *name);
 

@@ -104,7 +104,7 @@ static int start(int argc, char **argv, const char *help, cli *c, results_args *
                  ssf_store **store, int readonly)
 {
     static const struct option opts[] = {RESULTS_OPTIONS};
-    *a = (results_args){.db = getenv("SSFTEVAL_DB") ? getenv("SSFTEVAL_DB") : "ssfteval.sqlite",
+    *a = (results_args){.db = cli_default_db(),
                         .doc = -1,
                         .format = SSF_REPORT_MARKDOWN,
                         .max_drop = 1.0,

@@ -669,7 +669,7 @@ int cmd_run(int argc, char **argv)
                           .chat_template = SSF_CHAT_QWEN25,
                           .profile = SSF_PROFILE_DEFAULT,
                           .sampling = {-1, -1, -1, -1, -1}}};
-    a.db = getenv("SSFTEVAL_DB") ? getenv("SSFTEVAL_DB") : "ssfteval.sqlite";
+    a.db = cli_default_db();
     ssf_openai_options_default(&a.openai);
     ssf_engine_options_default(&a.engine);
     cli c;

@@ -94,6 +94,12 @@ int cli_init(cli *c)
     return 0;
 }
 
+const char *cli_default_db(void)
+{
+    const char *db = getenv("SSFTEVAL_DB");
+    return db && *db ? db : "ssfteval.sqlite";
+}
+
 void cli_free(cli *c)
 {
     ssf_registry_free(&c->registry);
@@ -129,6 +135,15 @@ int cli_common_option(cli *c, int opt, const char *arg)
     }
 }
 
+/* An empty value names nothing: an empty --db would open SQLite's
+ * throw-away store, an empty --data-dir the root.  Only texts may be
+ * empty (an empty prediction is graded as no answer). */
+static int empty_value_ok(const char *option)
+{
+    return strcmp(option, "gold") == 0 || strcmp(option, "pred") == 0 ||
+           strcmp(option, "text") == 0;
+}
+
 int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_option_fn handle,
               void *ud, const char *help, int *exit_code)
 {
@@ -136,11 +151,18 @@ int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_opti
     opterr = 0;
     *exit_code = 0;
     for (;;) {
-        int opt = getopt_long(argc, argv, "", opts, NULL);
+        int index = -1;
+        int opt = getopt_long(argc, argv, "", opts, &index);
         if (opt == -1) return 0;
         if (opt == '?' || opt == ':') {
             cli_error("%s: unknown option or missing value '%s'; see `ssfteval %s --help`", argv[0],
                       argv[optind - 1], argv[0]);
+            *exit_code = EXIT_USAGE;
+            return -1;
+        }
+        if (optarg && !*optarg && index >= 0 && !empty_value_ok(opts[index].name)) {
+            cli_error("--%s: the value is empty; see `ssfteval %s --help`", opts[index].name,
+                      argv[0]);
             *exit_code = EXIT_USAGE;
             return -1;
         }

@@ -526,6 +526,8 @@ static int open_checked(ssf_store *s, off_t size, ssf_error *err)
 int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, ssf_error *err)
 {
     *out = NULL;
+    if (!*path || strcmp(path, ":memory:") == 0) /* SQLite would keep nothing */
+        return ssf_fail(err, "'%s' names no file: give --db a file path", path);
     struct stat st;
     int exists = stat(path, &st) == 0;
     if (!exists && (readonly || !create))

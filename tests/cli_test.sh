@@ -47,6 +47,10 @@ for cmd in tasks prompt data; do check "$cmd --help" run 0 "$cmd" --help; done
 check "no command is a usage error" run 2
 check "unknown command" eval 'run 2 frobnicate && err_has "unknown command" && one_line_err'
 check "unknown flag" eval 'run 2 tasks --frobnicate && err_has "frobnicate" && one_line_err'
+check "an empty value is refused by name" eval 'run 2 tasks --data-dir "" && err_has "^ssfteval: --data-dir: the value is empty" && one_line_err'
+check "an empty --db is refused (SQLite would open a throw-away store)" eval 'run 2 runs --db "" && err_has "--db: the value is empty" && one_line_err'
+check "an empty SSFTEVAL_DB is unset" eval 'SSFTEVAL_DB= run 1 runs && err_has "^ssfteval: ssfteval.sqlite does not exist"'
+check "an empty --pred is graded (as no answer)" eval 'run 1 grade --gold 1 --pred "" && out_has false'
 check "unknown task" eval 'run 2 prompt nosuch --doc 0 --data-dir "$shared/data" && err_has "known tasks: aime24"'
 check "--doc required" eval 'run 2 prompt aime24 --data-dir "$shared/data" && err_has "--doc"'
 check "--doc out of range" eval 'run 2 prompt aime24 --doc 30 --data-dir "$shared/data" && err_has "0..29"'

@@ -842,6 +842,11 @@ static void test_missing_file(void **state)
     assert_int_equal(access(path, F_OK), -1); /* nothing created */
     assert_int_equal(ssf_store_open(dir, 1, 0, &s, &err), -1);
     assert_non_null(strstr(err.msg, "directory"));
+    /* SQLite's temporary and in-memory stores would keep nothing. */
+    assert_int_equal(ssf_store_open("", 1, 0, &s, &err), -1);
+    assert_non_null(strstr(err.msg, "names no file"));
+    assert_int_equal(ssf_store_open(":memory:", 1, 0, &s, &err), -1);
+    assert_non_null(strstr(err.msg, "names no file"));
     remove_tree(dir);
     free(path);
     free(dir);
