@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,22 +209,35 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize},
 };
 
+/* Output still buffered is written at exit, where a full disk or a closed
+ * file would go unnoticed: a report cut short must not end with status 0.
+ * (A command that failed has said why already.) */
+static int finish_output(int rc)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+    if (rc == 0)
+        cli_error("cannot write standard output%s%s; check where it goes (disk space?)",
+                  errno ? ": " : "", errno ? strerror(errno) : "");
+    return rc ? rc : EXIT_WORK;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : 0;
+        return finish_output(argc < 2 ? EXIT_USAGE : 0);
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("ssfteval %s\n", SSFTEVAL_VERSION);
-        return 0;
+        return finish_output(0);
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(argv[1], commands[i].name) != 0) continue;
         curl_global_init(CURL_GLOBAL_DEFAULT);
         int rc = commands[i].run(argc - 1, argv + 1);
         curl_global_cleanup();
-        return rc;
+        return finish_output(rc);
     }
     cli_error("unknown command '%s'; run `ssfteval --help` for the list", argv[1]);
     return EXIT_USAGE;
