@@ -13,6 +13,7 @@
  */
 #include "backend.h"
 #include "retry.h"
+#include "ssfteval/records.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,7 +23,6 @@
 
 #include <cjson/cJSON.h>
 #include <jansson.h>
-#include <utf8proc.h>
 
 typedef struct replay {
     char *path;
@@ -113,24 +113,6 @@ static int index_line(replay *r, cJSON *obj, long offset, size_t lineno, ssf_buf
     return 0;
 }
 
-/* JSON text is UTF-8, and cJSON passes any bytes through: a line that is
- * not would store text that jansson can neither write into a report nor
- * export.  ASCII is skipped byte by byte; utf8proc judges the rest. */
-static int valid_utf8(const char *s, ssize_t n)
-{
-    for (ssize_t i = 0; i < n;) {
-        if ((unsigned char)s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, n - i, &c);
-        if (k <= 0) return 0;
-        i += k;
-    }
-    return 1;
-}
-
 static int build_index(replay *r, ssf_error *err)
 {
     char *buf = NULL;
@@ -143,9 +125,11 @@ static int build_index(replay *r, ssf_error *err)
         if (len < 0) break;
         lineno++;
         if (!obj && blank(buf, len)) continue;
+        /* cJSON passes any bytes through, but text that is not UTF-8 would be
+         * stored where jansson can neither report nor export it. */
         if (!obj)
             rc = ssf_fail(err, "%s:%zu: malformed JSON line; fix or remove it", r->path, lineno);
-        else if (!valid_utf8(buf, len))
+        else if (!ssf_utf8_valid(buf, (size_t)len))
             rc = ssf_fail(err, "%s:%zu: not valid UTF-8; write the file as UTF-8 JSON", r->path,
                           lineno);
         else

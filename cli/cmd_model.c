@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ssfteval/model.h"
+#include "ssfteval/records.h"
 
 static const char help[] =
     "usage: ssfteval model info PATH|hf:ORG/NAME[@REV] [--json] [--offline]\n"
@@ -105,9 +106,16 @@ static void print_text(const ssf_model *m, const char *tpl, const char *why)
     printf("chat template      %s\n", tpl ? tpl : why);
 }
 
-static void print_json(const ssf_model *m, const char *tpl)
+static int print_json(const ssf_model *m, const char *tpl)
 {
     const ssf_model_config *c = ssf_model_config_of(m);
+    const char *dir = ssf_model_dir(m);
+    if (!ssf_utf8_valid(dir, strlen(dir))) { /* the rest comes from JSON files */
+        cli_error("%s: the directory's name is not valid UTF-8 and cannot be written as JSON; "
+                  "rename it, or leave out --json",
+                  dir);
+        return -1;
+    }
     json_t *eos = json_array();
     for (int i = 0; i < c->n_eos; i++)
         json_array_append_new(eos, json_integer(c->eos_ids[i]));
@@ -115,22 +123,22 @@ static void print_json(const ssf_model *m, const char *tpl)
     json_t *o = json_pack(
         "{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:b,s:b,s:i,s:i,s:o,s:I,s:s,s:I,"
         "s:I,s:I,s:I,s:o}",
-        "directory", ssf_model_dir(m), "architecture", c->architecture, "model_type", c->model_type,
-        "layers", c->n_layers, "hidden_size", c->hidden_size, "heads", c->n_heads, "kv_heads",
-        c->n_kv_heads, "gqa_ratio", c->n_heads / c->n_kv_heads, "head_dim", c->head_dim,
-        "intermediate_size", c->intermediate_size, "vocab_size", c->vocab_size, "rope_theta",
-        c->rope_theta, "rms_norm_eps", c->rms_norm_eps, "tie_word_embeddings",
-        c->tie_word_embeddings, "qkv_bias", c->qkv_bias, "max_position_embeddings",
-        c->max_position_embeddings, "bos_token_id", c->bos_token_id, "eos_token_ids", eos,
-        "parameters", (json_int_t)ssf_model_param_count(m), "dtype",
-        ssf_dtype_name(ssf_model_dtype(m)), "weight_bytes", (json_int_t)ssf_model_weight_bytes(m),
-        "kv_bytes_per_token_bf16", (json_int_t)kv, "kv_bytes_max_sequence_bf16",
-        (json_int_t)kv * c->max_position_embeddings, "files", (json_int_t)ssf_model_file_count(m),
-        "chat_template", tpl ? json_string(tpl) : json_null());
+        "directory", dir, "architecture", c->architecture, "model_type", c->model_type, "layers",
+        c->n_layers, "hidden_size", c->hidden_size, "heads", c->n_heads, "kv_heads", c->n_kv_heads,
+        "gqa_ratio", c->n_heads / c->n_kv_heads, "head_dim", c->head_dim, "intermediate_size",
+        c->intermediate_size, "vocab_size", c->vocab_size, "rope_theta", c->rope_theta,
+        "rms_norm_eps", c->rms_norm_eps, "tie_word_embeddings", c->tie_word_embeddings, "qkv_bias",
+        c->qkv_bias, "max_position_embeddings", c->max_position_embeddings, "bos_token_id",
+        c->bos_token_id, "eos_token_ids", eos, "parameters", (json_int_t)ssf_model_param_count(m),
+        "dtype", ssf_dtype_name(ssf_model_dtype(m)), "weight_bytes",
+        (json_int_t)ssf_model_weight_bytes(m), "kv_bytes_per_token_bf16", (json_int_t)kv,
+        "kv_bytes_max_sequence_bf16", (json_int_t)kv * c->max_position_embeddings, "files",
+        (json_int_t)ssf_model_file_count(m), "chat_template", tpl ? json_string(tpl) : json_null());
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     puts(text);
     free(text);
     json_decref(o);
+    return 0;
 }
 
 static int model_info(const cli *c, const char *spec)
@@ -146,7 +154,7 @@ static int model_info(const cli *c, const char *spec)
     if (rc == 0) {
         const char *why, *tpl = chat_template(dir, &why);
         if (c->json)
-            print_json(m, tpl);
+            rc = print_json(m, tpl);
         else
             print_text(m, tpl, why);
         ssf_model_close(m);

@@ -18,6 +18,7 @@
 #include "ssfteval/hub.h"
 #include "ssfteval/model.h"
 #include "ssfteval/prompt.h"
+#include "ssfteval/records.h"
 #include "store.h"
 
 /* Two strings: C11 promises string literals of 4095 bytes, no more. */
@@ -163,9 +164,7 @@ static void on_signal(int sig)
  * UTF-8: jansson, which writes both, refuses anything else. */
 static int utf8_arg(const char *opt, const char *arg)
 {
-    json_t *s = json_string(arg); /* NULL when arg is not UTF-8 */
-    json_decref(s);
-    if (s) return 0;
+    if (ssf_utf8_valid(arg, strlen(arg))) return 0;
     cli_error("--%s: the value is not valid UTF-8; give it in UTF-8", opt);
     return -1;
 }

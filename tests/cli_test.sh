@@ -222,6 +222,9 @@ check "model info without a path" eval 'run 2 model info && err_has "PATH"'
 check "model info" eval 'run 0 model info "$tiny" && out_has "Qwen2ForCausalLM" && out_has "2 query, 1 KV (GQA ratio 2), head dim 4" && out_has "tied embeddings *yes" && out_has "eos token ids *15, 13" && out_has "parameters *1.2K (1160)" && out_has "stored dtype *F32" && out_has "weight memory *4.5 KiB" && out_has "32 B per token, 32.0 KiB for one 1024-token sequence" && out_has "chat template *qwen2.5"'
 check "model info untied" eval 'run 0 model info "$work/tiny-untied" && out_has "parameters *1.3K (1288)" && out_has "tied embeddings *no" && out_has "none found (pass --chat-template)"'
 check "model info --json" eval 'run 0 model info "$tiny" --json && out_has "\"parameters\": 1160" && out_has "\"kv_bytes_per_token_bf16\": 32" && out_has "\"chat_template\": \"qwen2.5\"" && out_has "\"eos_token_ids\": \[$"'
+latin1_dir="$work/$(printf 'mod\xe8le')"
+cp -r "$tiny" "$latin1_dir"
+check "model info --json of a directory named in Latin-1: one error line, no crash" eval 'run 1 model info "$latin1_dir" --json && err_has "is not valid UTF-8 and cannot be written as JSON" && one_line_err && run 0 model info "$latin1_dir"'
 check "model info missing directory" eval 'run 1 model info "$work/nomodel" && err_has "model directory $work/nomodel not found" && err_has "hf:ORG/NAME" && one_line_err'
 mkdir -p "$work/broken" && cp "$tiny/config.json" "$work/broken/"
 head -c 700 "$tiny/model.safetensors" >"$work/broken/model.safetensors"

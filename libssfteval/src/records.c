@@ -15,6 +15,8 @@
 #include <strings.h>
 #include <sys/types.h>
 
+#include <utf8proc.h>
+
 static const char utf8_bom[] = "\xEF\xBB\xBF";
 
 /* ------------------------------------------------------------------------ */
@@ -564,4 +566,21 @@ int ssf_records_read_memory(const char *data, size_t len, const char *name, ssf_
     int rc = ssf_records_read_stream(f, name, format, fn, ud, err);
     fclose(f);
     return rc;
+}
+
+/* ASCII is skipped byte by byte; utf8proc judges the rest. */
+int ssf_utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
+        if (k <= 0) return 0;
+        i += (size_t)k;
+    }
+    return 1;
 }

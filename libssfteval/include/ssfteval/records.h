@@ -37,6 +37,9 @@ int ssf_records_read_file(const char *path, ssf_format format, ssf_record_fn fn,
 int ssf_records_read_memory(const char *data, size_t len, const char *name, ssf_format format,
                             ssf_record_fn fn, void *ud, ssf_error *err);
 
+/* Whether s[0..n) is well-formed UTF-8, as JSON text must be. */
+int ssf_utf8_valid(const char *s, size_t n);
+
 /* Parses a format name ("jsonl", "json", "csv", "auto"); -1 if unknown. */
 int ssf_format_from_name(const char *name);
 /* Guesses the format from a path's extension; SSF_FORMAT_AUTO if it can't. */
