@@ -80,6 +80,8 @@ typedef struct ssf_openai_options {
     int max_attempts;         /* per sample (default 8) */
     double max_retry_delay_s; /* cap of the exponential backoff (default 60) */
     const volatile int *stop; /* set (e.g. by SIGINT) to abandon in-flight work; may be NULL */
+    const char *const *stop_strings; /* sent as "stop": the text ends before the first */
+    size_t n_stop_strings;
 } ssf_openai_options;
 
 /* Fills the defaults above. */

@@ -34,6 +34,7 @@
 #include "backend.h"
 #include "retry.h"
 #include "sse.h"
+#include "ssfteval/records.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -100,6 +101,7 @@ struct openai {
     int top_k_off; /* what "top_k off" is sent as: -1 (vLLM, SGLang) or 0 (llama.cpp) */
     int strict;    /* the server takes only OpenAI's own fields (api.openai.com) */
     int top_k_probed;
+    json_t *stop_strings; /* the request's "stop" array */
     CURLM *multi;
     struct curl_slist *headers; /* holds the API key; nothing else does */
     slot **slots, **free_slots;
@@ -202,7 +204,6 @@ static int add_extensions(const openai *b, json_t *o, const ssf_sampling *s, con
     if (b->strict) return 0;
     int rc = set(o, "top_k", json_integer(s->top_k ? s->top_k : b->top_k_off));
     rc |= set(o, "min_p", json_real(s->min_p));
-    rc |= set(o, "stop", json_array());
     rc |= set(o, "skip_special_tokens", json_false());
     return rc | set(o, "add_special_tokens", json_false());
 }
@@ -218,6 +219,10 @@ static int add_sampling(const openai *b, json_t *o, const ssf_gen_request *q, in
     rc |= set(o, "temperature", json_real(s->temperature));
     rc |= set(o, "top_p", json_real(s->top_p));
     rc |= set(o, "max_tokens", json_integer(max_tokens));
+    /* OpenAI's own field; an empty list for the servers that take it, so
+     * that none applies a default of its own. */
+    if (!b->strict || json_array_size(b->stop_strings))
+        rc |= set(o, "stop", json_copy(b->stop_strings));
     rc |= add_extensions(b, o, s, why);
     rc |= set(o, "stream", json_boolean(stream));
     if (stream) rc |= set(o, "stream_options", json_pack("{s:b}", "include_usage", 1));
@@ -1148,6 +1153,7 @@ static void openai_destroy(ssf_backend *bk)
     curl_slist_free_all(b->headers);
     free(b->endpoint);
     free(b->model);
+    json_decref(b->stop_strings);
     free(b->url);
     free(b->models_url);
     free(b->health_url);
@@ -1176,6 +1182,11 @@ static int check_options(const ssf_openai_options *o, ssf_error *err)
         o->max_retry_delay_s < 0)
         return ssf_fail(err, "openai backend: concurrency and max_attempts must be at least 1, "
                              "request_n, timeout_s and max_retry_delay_s at least 0");
+    for (size_t i = 0; i < o->n_stop_strings; i++) {
+        const char *stop = o->stop_strings[i];
+        if (!stop || !*stop || !ssf_utf8_valid(stop, strlen(stop)))
+            return ssf_fail(err, "openai backend: stop string %zu is empty or not UTF-8", i + 1);
+    }
     return 0;
 }
 
@@ -1235,6 +1246,10 @@ ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err)
     set_urls(b, o->endpoint);
     b->o.endpoint = b->endpoint;
     b->model = o->model ? ssf_xstrdup(o->model) : NULL;
+    b->stop_strings = json_array();
+    for (size_t i = 0; i < o->n_stop_strings; i++)
+        json_array_append_new(b->stop_strings, json_string(o->stop_strings[i]));
+    b->o.stop_strings = NULL;
     b->stream = o->stream != 0;
     b->timeout_s = o->timeout_s > 0 ? o->timeout_s
                    : b->stream      ? STREAM_IDLE_DEFAULT_S

@@ -62,7 +62,7 @@ static const char help_engine[] =
     "                        4096 on the CPU)\n"
     "  --threads N           engine: CPU threads (default: all cores)\n"
     "  --gpu-memory-utilization F  engine: share of GPU memory to use (default 0.9)\n"
-    "  --stop STR            engine: a stop string (repeatable; not included in the text)\n"
+    "  --stop STR            a stop string (repeatable; the text ends before it): engine, openai\n"
     "  --block-size N        engine: positions per KV block (default 16)\n"
     "  --kv-blocks N         engine: KV blocks in the pool (default: CPU slots x context; CUDA:\n"
     "                        what free memory holds)\n"
@@ -326,10 +326,6 @@ static int handle_engine(run_args *a, int opt, const char *arg)
             cli_error("--stop: at most %zu stop strings", o->n_stop);
             return -1;
         }
-        if (!*arg) {
-            cli_error("--stop: a stop string cannot be empty");
-            return -1;
-        }
         if (utf8_arg("stop", arg)) return -1;
         a->stop[o->n_stop++] = arg;
         o->stop = a->stop;
@@ -418,10 +414,21 @@ static void free_list(char **v, size_t n)
     free(v);
 }
 
+/* Stop strings cut samples, so they are part of the run's identity. */
+static void describe_stops(const run_args *a, ssf_buf *desc)
+{
+    for (size_t i = 0; i < a->engine.n_stop; i++)
+        ssf_buf_printf(desc, ",stop=%s", a->engine.stop[i]);
+}
+
 static ssf_backend *open_replay(const run_args *a, ssf_buf *desc)
 {
     if (!a->generations) {
         cli_error("--backend replay needs --generations FILE");
+        return NULL;
+    }
+    if (a->engine.n_stop) {
+        cli_error("--stop: replay serves the texts as they were made; drop --stop");
         return NULL;
     }
     ssf_error err = {{0}};
@@ -451,6 +458,8 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     }
     o->model = a->cfg.model;
     o->stop = &interrupted;
+    o->stop_strings = a->engine.stop;
+    o->n_stop_strings = a->engine.n_stop;
     ssf_error err = {{0}};
     ssf_backend *b = ssf_backend_openai_new(o, &err);
     if (!b) cli_error("%s", err.msg);
@@ -458,6 +467,7 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
      * server on another port serves the same model); the API is, since chat
      * and completions render prompts differently. */
     ssf_buf_printf(desc, "openai:%s", o->api == SSF_API_CHAT ? "chat" : "completions");
+    describe_stops(a, desc);
     return b;
 }
 
@@ -502,8 +512,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     const char *what = ssf_backend_engine_describe(b);
     ssf_buf_printf(desc, "engine:%.*s%s,ctx=%d", (int)strcspn(what, ","), what,
                    a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b));
-    for (size_t i = 0; i < a->engine.n_stop; i++)
-        ssf_buf_printf(desc, ",stop=%s", a->engine.stop[i]);
+    describe_stops(a, desc);
     return b;
 }
 

@@ -176,6 +176,8 @@ start_mock --fault 503,count=1,mod=3,rem=0 --fault reset,count=1,mod=5,rem=1 --r
 check "openai backend: run through faults" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" --concurrency 32 "${common[@]}" && grep -q "116 generated, 0 failed" "$work/err"'
 check "openai backend: every sample stores its exact request" eval '[ "$(sqlite3 "$work/o.sqlite" "select count(*) from samples where request_json like '"'"'%\"seed\":%'"'"' and request_json like '"'"'%\"temperature\":%'"'"'")" = 116 ]'
 check "openai backend: rerun generates nothing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err"'
+check "openai backend: --stop is sent and makes another run (it cuts samples)" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" --stop "</answer>" "${common[@]}" && grep -q "0 stored before, 116 generated" "$work/err" && [ "$(sqlite3 "$work/o.sqlite" "select count(*) from samples where run_id = 2 and request_json like \"%\"\"stop\"\":[\"\"</answer>\"\"]%\"")" -gt 0 ]'
+check "replay refuses --stop (its texts are made)" eval 'run 2 run synth --generations "$work/gen.jsonl" --stop "</answer>" --db "$work/o2.sqlite" "${common[@]}" && grep -q "^ssfteval: --stop: replay serves the texts as they were made; drop --stop" "$work/err"'
 stop_mock
 start_mock --delay-ms 300
 "$ssfteval" run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" --concurrency 4 "${common[@]}" >/dev/null 2>"$work/err" &

@@ -395,6 +395,25 @@ static void test_request_fields(void **state)
     assert_int_equal(json_integer_value(json_object_get(root, "seed")), 77);
     assert_int_equal(json_integer_value(json_object_get(root, "top_k")), 20);
     assert_int_equal(json_integer_value(json_object_get(root, "max_tokens")), 4096);
+    assert_int_equal(json_array_size(json_object_get(root, "stop")), 0); /* none, said so */
+    json_decref(root);
+    free(body);
+    free_run(&r);
+
+    /* --stop strings go out as the request's "stop". */
+    static const char *const stops[] = {"</answer>", "\n\nQ:"};
+    make_run(&r, 1, 1, 1, 77, 0);
+    o = options_for(&r, m);
+    o.stop_strings = stops;
+    o.n_stop_strings = 2;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    body = mockserver_last_request(m);
+    root = json_loads(body, 0, NULL);
+    json_t *sent = json_object_get(root, "stop");
+    assert_int_equal(json_array_size(sent), 2);
+    assert_string_equal(json_string_value(json_array_get(sent, 0)), "</answer>");
+    assert_string_equal(json_string_value(json_array_get(sent, 1)), "\n\nQ:");
     json_decref(root);
     free(body);
     free_run(&r);
