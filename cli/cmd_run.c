@@ -148,6 +148,7 @@ typedef struct run_args {
     int quiet;
     int profile_given;
     int chat_template_given;
+    int open_status; /* why no backend opened: EXIT_USAGE, or EXIT_WORK for bad files */
 } run_args;
 
 /* Set by SIGINT/SIGTERM: the backend abandons in-flight requests and the
@@ -392,26 +393,45 @@ static int handle_option(int opt, const char *arg, void *ud)
     }
 }
 
-/* Splits "a,b,c" into a NULL-terminated array of copies. */
-static char **split_list(const char *s, size_t *n)
-{
-    char *copy = ssf_xstrdup(s), *save = NULL;
-    char **out = NULL;
-    *n = 0;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        out = ssf_xrealloc(out, (*n + 2) * sizeof *out);
-        out[(*n)++] = ssf_xstrdup(t);
-        out[*n] = NULL;
-    }
-    free(copy);
-    return out;
-}
-
 static void free_list(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
+}
+
+/* Splits "a,b,c" into a NULL-terminated array of copies; NULL, with the
+ * error printed, when a name is empty or comes twice (a task named twice
+ * would be planned twice and stored once). */
+static char **split_list(const char *what, const char *s, size_t *n)
+{
+    char **out = ssf_xcalloc(1, sizeof *out);
+    *n = 0;
+    for (const char *p = s;; p++) {
+        size_t len = strcspn(p, ",");
+        const char *problem = len == 0 ? "an empty name" : NULL;
+        for (size_t i = 0; i < *n && !problem; i++)
+            if (strlen(out[i]) == len && memcmp(out[i], p, len) == 0) problem = "a name twice";
+        if (problem) {
+            cli_error("%s '%s' has %s; give each once, separated by commas", what, s, problem);
+            free_list(out, *n);
+            return NULL;
+        }
+        out = ssf_xrealloc(out, (*n + 2) * sizeof *out);
+        out[(*n)++] = ssf_xstrndup(p, len);
+        out[*n] = NULL;
+        p += len;
+        if (!*p) return out;
+    }
+}
+
+/* A backend that could not be opened for what a file holds (a corrupt
+ * checkpoint, a malformed generations line), not for the command line. */
+static ssf_backend *file_failure(run_args *a, const char *msg)
+{
+    cli_error("%s", msg);
+    a->open_status = EXIT_WORK;
+    return NULL;
 }
 
 /* Stop strings cut samples, so they are part of the run's identity. */
@@ -421,7 +441,7 @@ static void describe_stops(const run_args *a, ssf_buf *desc)
         ssf_buf_printf(desc, ",stop=%s", a->engine.stop[i]);
 }
 
-static ssf_backend *open_replay(const run_args *a, ssf_buf *desc)
+static ssf_backend *open_replay(run_args *a, ssf_buf *desc)
 {
     if (!a->generations) {
         cli_error("--backend replay needs --generations FILE");
@@ -433,7 +453,7 @@ static ssf_backend *open_replay(const run_args *a, ssf_buf *desc)
     }
     ssf_error err = {{0}};
     ssf_backend *b = ssf_backend_replay_new(a->generations, &err);
-    if (!b) cli_error("%s", err.msg);
+    if (!b) return file_failure(a, err.msg);
     /* The file plays the server: its name and content are not part of the
      * run's identity, so a run with missing samples resumes once the file
      * has them. */
@@ -485,6 +505,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     int rc = ssf_model_resolve(a->cfg.model, hub, &dir, &err);
     if (rc) {
         cli_error("--model: %s", err.msg);
+        a->open_status = EXIT_WORK;
         return NULL;
     }
     if (!a->chat_template_given) {
@@ -493,6 +514,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
         free(cfg_path);
         if (rc) {
             cli_error("--model: %s; pass --chat-template", err.msg);
+            a->open_status = EXIT_WORK;
             free(dir);
             return NULL;
         }
@@ -501,10 +523,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     a->engine.log_progress = !a->quiet;
     ssf_backend *b = ssf_backend_engine_new(dir, &a->engine, &err);
     free(dir);
-    if (!b) {
-        cli_error("%s", err.msg);
-        return NULL;
-    }
+    if (!b) return file_failure(a, err.msg);
     /* CPU and GPU differ in the last bits of every logit, and an fp8 KV
      * cache in more, so the device and the cache's precision are part of
      * the run's identity, as are the context and the stop strings, which
@@ -536,7 +555,8 @@ static ssf_backend *open_backend(run_args *a, const ssf_hub *hub, ssf_buf *desc)
 static int find_tasks(const cli *c, const char *list, const ssf_task ***tasks, size_t *n)
 {
     size_t k;
-    char **names = split_list(list, &k);
+    char **names = split_list("the task list", list, &k);
+    if (!names) return EXIT_USAGE;
     *tasks = ssf_xcalloc(k + 1, sizeof **tasks);
     *n = 0;
     int rc = 0;
@@ -578,7 +598,8 @@ static int check_metrics(const run_args *a)
 static int execute(cli *c, run_args *a, const char *task_list)
 {
     size_t n_metrics = 0;
-    char **metrics = a->metrics ? split_list(a->metrics, &n_metrics) : NULL;
+    char **metrics = a->metrics ? split_list("--metric", a->metrics, &n_metrics) : NULL;
+    if (a->metrics && !metrics) return EXIT_USAGE;
     a->cfg.metrics = (const char **)metrics;
     a->cfg.n_metrics = n_metrics;
     /* The reference's scores need its comparison quirks too, not only its votes. */
@@ -588,7 +609,7 @@ static int execute(cli *c, run_args *a, const char *task_list)
     if (rc == 0) rc = check_metrics(a);
     ssf_buf desc = {0};
     ssf_backend *backend = rc == 0 ? open_backend(a, &c->hub, &desc) : NULL;
-    if (rc == 0 && !backend) rc = EXIT_USAGE;
+    if (rc == 0 && !backend) rc = a->open_status;
     ssf_store *store = NULL;
     ssf_error err;
     if (rc == 0 && ssf_store_open(a->db, 1, 0, &store, &err)) {
@@ -676,7 +697,8 @@ int cmd_run(int argc, char **argv)
     run_args a = {.cfg = {.seed = 1234,
                           .chat_template = SSF_CHAT_QWEN25,
                           .profile = SSF_PROFILE_DEFAULT,
-                          .sampling = {-1, -1, -1, -1, -1}}};
+                          .sampling = {-1, -1, -1, -1, -1}},
+                  .open_status = EXIT_USAGE};
     a.db = cli_default_db();
     ssf_openai_options_default(&a.openai);
     ssf_engine_options_default(&a.engine);

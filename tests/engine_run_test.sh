@@ -62,11 +62,11 @@ else
 fi
 
 # Refusals: one line naming the thing, nothing stored.
-check "missing model directory" eval 'run 2 run synth --model "$work/nope" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "nope" "$work/err" && [ ! -e "$work/e.sqlite" ]'
+check "missing model directory" eval 'run 1 run synth --model "$work/nope" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "nope" "$work/err" && [ ! -e "$work/e.sqlite" ]'
 mkdir "$work/corrupt" && cp "$fixture"/* "$work/corrupt/" && truncate -s 5000 "$work/corrupt/model.safetensors"
-check "truncated checkpoint" eval 'run 2 run synth --model "$work/corrupt" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "model.safetensors" "$work/err"'
+check "truncated checkpoint" eval 'run 1 run synth --model "$work/corrupt" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "model.safetensors" "$work/err"'
 check "--device cuda without a GPU" eval 'if "$ssfteval" run synth --model "$fixture" --db "$work/f.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --device cuda --metric pass@1 --samples 1 --max-new-tokens 4 >"$work/out" 2>"$work/err"; then nvidia-smi >/dev/null 2>&1; else [ "$(wc -l <"$work/err")" -eq 1 ] && grep -qi "cuda" "$work/err"; fi'
-check "--kv-cache-dtype fp8 on the CPU is refused" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --kv-cache-dtype fp8 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "kv-cache-dtype" "$work/err" && [ ! -e "$work/h.sqlite" ]'
+check "--kv-cache-dtype fp8 on the CPU is refused" eval 'run 1 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --kv-cache-dtype fp8 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "kv-cache-dtype" "$work/err" && [ ! -e "$work/h.sqlite" ]'
 check "bad --kv-cache-dtype" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --kv-cache-dtype fp16 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "fp8 or bf16" "$work/err"'
 check "bad --own-small-gemms" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --own-small-gemms sometimes && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "tuned, always or never" "$work/err" && [ ! -e "$work/h.sqlite" ]'
 check "bad --device" eval 'run 2 run synth --model "$fixture" --db "$work/g.sqlite" "${common[@]}" --device tpu && grep -q "auto, cpu or cuda" "$work/err"'

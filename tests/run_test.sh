@@ -123,11 +123,16 @@ check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth 
 # 6. Bad input.
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
 printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
-check "malformed generations line" eval 'run 2 run synth --generations "$work/bad-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "bad-gen.jsonl:1" "$work/err"'
+check "malformed generations line (exit 1: the file is bad, not the command)" eval 'run 1 run synth --generations "$work/bad-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "bad-gen.jsonl:1" "$work/err"'
 printf '{"task": "synth", "doc": 0, "sample": 0, "text": "caf\xe9"}\n' >"$work/latin1-gen.jsonl"
-check "generations not in UTF-8 are refused, the line named" eval 'run 2 run synth --generations "$work/latin1-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "latin1-gen.jsonl:1: not valid UTF-8" "$work/err"'
+check "generations not in UTF-8 are refused, the line named" eval 'run 1 run synth --generations "$work/latin1-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "latin1-gen.jsonl:1: not valid UTF-8" "$work/err"'
 check "a --model name not in UTF-8 is refused" eval 'run 2 run synth --model "$(printf "caf\xe9")" --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "^ssfteval: --model: the value is not valid UTF-8" "$work/err"'
 check "CSV quotes a model name holding quotes and a comma" eval 'run 0 run synth --model "acme \"big\", v2" --generations "$work/gen.jsonl" --db "$work/q.sqlite" "${common[@]}" && run 0 report --format csv --db "$work/q.sqlite" && grep -qF "1,\"acme \"\"big\"\", v2\",synth," "$work/out"'
+check "an empty task list is refused" eval 'run 2 run "" --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "value is empty\|empty name" "$work/err"'
+check "a task list with an empty name is refused" eval 'run 2 run synth, --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "^ssfteval: the task list .synth,. has an empty name" "$work/err"'
+check "a task named twice is refused (it would be planned twice, stored once)" eval 'run 2 run synth,synth --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "has a name twice" "$work/err"'
+check "a metric named twice is refused" eval 'run 2 run synth --metric pass@1,pass@1 --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "^ssfteval: --metric .pass@1,pass@1. has a name twice" "$work/err"'
+check "no run was stored by any of them" eval '! [ -e "$work/e.sqlite" ] || [ "$(sqlite3 "$work/e.sqlite" "select count(*) from runs")" = 0 ]'
 check "no backend" eval 'run 2 run synth --db "$work/e.sqlite" "${common[@]}" && grep -q "backend" "$work/err"'
 head -c 5000 /dev/urandom >"$work/junk.sqlite"
 before=$(sha256sum <"$work/junk.sqlite")
