@@ -24,9 +24,10 @@ typedef struct cli {
     ssf_hub hub;
 } cli;
 
-/* Options shared by the commands that read tasks; a command's long option
- * table starts with these (CLI_COMMON_OPTIONS) and passes unknown codes to
- * cli_common_option. */
+/* Options shared by the commands; a command's long option table names the
+ * ones it takes (CLI_OPT_* entries, or CLI_TASK_OPTIONS for all the ones
+ * that load tasks) and cli_parse handles them, so an option a command
+ * does not take is refused rather than ignored. */
 enum {
     OPT_DATA_DIR = 1000,
     OPT_TASK_FILE,
@@ -37,22 +38,39 @@ enum {
     OPT_COMMAND_BASE, /* commands number their own options from here */
 };
 
-#define CLI_COMMON_OPTIONS                                                                         \
-    {"data-dir", required_argument, NULL, OPT_DATA_DIR},                                           \
-        {"task-file", required_argument, NULL, OPT_TASK_FILE},                                     \
-        {"offline", no_argument, NULL, OPT_OFFLINE}, {"json", no_argument, NULL, OPT_JSON},        \
-        {"gpqa-order", required_argument, NULL, OPT_GPQA_ORDER},                                   \
+#define CLI_OPT_DATA_DIR                                                                           \
+    {                                                                                              \
+        "data-dir", required_argument, NULL, OPT_DATA_DIR                                          \
+    }
+#define CLI_OPT_TASK_FILE                                                                          \
+    {                                                                                              \
+        "task-file", required_argument, NULL, OPT_TASK_FILE                                        \
+    }
+#define CLI_OPT_OFFLINE                                                                            \
+    {                                                                                              \
+        "offline", no_argument, NULL, OPT_OFFLINE                                                  \
+    }
+#define CLI_OPT_JSON                                                                               \
+    {                                                                                              \
+        "json", no_argument, NULL, OPT_JSON                                                        \
+    }
+#define CLI_OPT_GPQA_ORDER                                                                         \
+    {                                                                                              \
+        "gpqa-order", required_argument, NULL, OPT_GPQA_ORDER                                      \
+    }
+#define CLI_OPT_HELP                                                                               \
     {                                                                                              \
         "help", no_argument, NULL, OPT_HELP                                                        \
     }
+#define CLI_TASK_OPTIONS                                                                           \
+    CLI_OPT_DATA_DIR, CLI_OPT_TASK_FILE, CLI_OPT_OFFLINE, CLI_OPT_GPQA_ORDER, CLI_OPT_HELP
 
-#define CLI_COMMON_HELP                                                                            \
+#define CLI_TASK_HELP                                                                              \
     "  --data-dir DIR      read task data from DIR (laid out like ../shared/data)\n"               \
     "                      instead of the Hub; also SSFTEVAL_DATA_DIR\n"                           \
     "  --task-file FILE    add the task specs in FILE (repeatable)\n"                              \
     "  --offline           never use the network (also HF_HUB_OFFLINE=1)\n"                        \
     "  --gpqa-order ORDER  multiple-choice placement: mt19937 (reference), hash, fixed\n"          \
-    "  --json              machine-readable output\n"                                              \
     "  --help              this text\n"
 
 /* Starts the shared state: registry with the built-ins, Hub settings from

@@ -16,7 +16,9 @@ static const char help[] =
     "\n"
     "With no TASK, every task.  Environment: HF_TOKEN (gated sets such as GPQA),\n"
     "HF_ENDPOINT (a mirror), SSFTEVAL_ROWS_ENDPOINT (the /rows API), HF_HUB_OFFLINE=1.\n"
-    "\n" CLI_COMMON_HELP;
+    "\n"
+    "  --task-file FILE    add the task specs in FILE (repeatable)\n"
+    "  --help              this text\n";
 
 static int run_one(const cli *c, const ssf_task *t, int verify)
 {
@@ -48,7 +50,7 @@ static int run_all(const cli *c, int argc, char **argv, int verify)
 
 int cmd_data(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {CLI_OPT_TASK_FILE, CLI_OPT_HELP, {NULL, 0, NULL, 0}};
     cli c;
     int rc;
     if (cli_init(&c)) return EXIT_WORK;

@@ -26,6 +26,7 @@ static const char help[] =
     "  --letters N         number of choices for letters (default 4)\n"
     "  --precision N       decimal places for the rounding rule (default 6)\n"
     "  --explain           print the extracted answers and the reason\n"
+    "  --json              the verdict, extractions and reason as one JSON object\n"
     "  --jsonl FILE        read lines {\"gold\":..., \"pred\":...} with optional \"targets\"\n"
     "                      (list of \"latex\", \"expr\", \"letters\"), \"precision\", "
     "\"profile\";\n"

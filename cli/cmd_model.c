@@ -167,7 +167,8 @@ static int model_info(const cli *c, const char *spec)
 
 int cmd_model(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        CLI_OPT_OFFLINE, CLI_OPT_JSON, CLI_OPT_HELP, {NULL, 0, NULL, 0}};
     cli c;
     int rc;
     if (cli_init(&c)) return EXIT_WORK;

@@ -20,8 +20,7 @@ static const char help[] =
     "  --chat-template NAME    qwen2.5 (default, the SSFT reference), chatml, none\n"
     "  --chat-template-from F  detect the template from a model's tokenizer_config.json\n"
     "                          (F may be the file or the model directory)\n"
-    "  --json                  an object with the prompt, gold answer and choices\n"
-    "\n" CLI_COMMON_HELP;
+    "  --json                  an object with the prompt, gold answer and choices\n" CLI_TASK_HELP;
 
 enum { OPT_DOC = OPT_COMMAND_BASE, OPT_TAG, OPT_CHAT_TEMPLATE, OPT_CHAT_TEMPLATE_FROM };
 
@@ -124,7 +123,8 @@ static int show_prompt(const cli *c, const char *name, const prompt_args *a)
 int cmd_prompt(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_COMMON_OPTIONS,
+        CLI_TASK_OPTIONS,
+        CLI_OPT_JSON,
         {"doc", required_argument, NULL, OPT_DOC},
         {"tag", required_argument, NULL, OPT_TAG},
         {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},

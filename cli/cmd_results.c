@@ -36,17 +36,48 @@ typedef struct results_args {
     double max_drop, z;
 } results_args;
 
-#define RESULTS_OPTIONS                                                                            \
-    CLI_COMMON_OPTIONS, {"db", required_argument, NULL, OPT_DB},                                   \
-        {"doc", required_argument, NULL, OPT_DOC}, {"task", required_argument, NULL, OPT_TASK},    \
-        {"profile", required_argument, NULL, OPT_PROFILE},                                         \
-        {"format", required_argument, NULL, OPT_FORMAT},                                           \
-        {"metric", required_argument, NULL, OPT_METRIC},                                           \
-        {"max-drop", required_argument, NULL, OPT_MAX_DROP},                                       \
-        {"z", required_argument, NULL, OPT_Z}, {"out", required_argument, NULL, OPT_OUT},          \
+#define DB_HELP                                                                                    \
+    "  --db FILE           the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
+#define HELP_HELP "  --help              this text\n"
+
+/* Each command's table names the options it takes; handle_option serves
+ * them all. */
+#define OPT_DB_ENTRY                                                                               \
+    {                                                                                              \
+        "db", required_argument, NULL, OPT_DB                                                      \
+    }
+#define OPT_PROFILE_ENTRY                                                                          \
+    {                                                                                              \
+        "profile", required_argument, NULL, OPT_PROFILE                                            \
+    }
+#define OPTIONS_END                                                                                \
     {                                                                                              \
         NULL, 0, NULL, 0                                                                           \
     }
+
+static const struct option runs_options[] = {OPT_DB_ENTRY, CLI_OPT_JSON, CLI_OPT_HELP, OPTIONS_END};
+static const struct option show_options[] = {OPT_DB_ENTRY,
+                                             OPT_PROFILE_ENTRY,
+                                             CLI_OPT_HELP,
+                                             {"doc", required_argument, NULL, OPT_DOC},
+                                             {"task", required_argument, NULL, OPT_TASK},
+                                             OPTIONS_END};
+static const struct option rescore_options[] = {OPT_DB_ENTRY, OPT_PROFILE_ENTRY, CLI_TASK_OPTIONS,
+                                                OPTIONS_END};
+static const struct option export_options[] = {
+    OPT_DB_ENTRY, CLI_OPT_HELP, {"out", required_argument, NULL, OPT_OUT}, OPTIONS_END};
+static const struct option report_options[] = {OPT_DB_ENTRY,
+                                               OPT_PROFILE_ENTRY,
+                                               CLI_OPT_HELP,
+                                               {"format", required_argument, NULL, OPT_FORMAT},
+                                               OPTIONS_END};
+static const struct option compare_options[] = {OPT_DB_ENTRY,
+                                                OPT_PROFILE_ENTRY,
+                                                CLI_OPT_HELP,
+                                                {"metric", required_argument, NULL, OPT_METRIC},
+                                                {"max-drop", required_argument, NULL, OPT_MAX_DROP},
+                                                {"z", required_argument, NULL, OPT_Z},
+                                                OPTIONS_END};
 
 static int handle_option(int opt, const char *arg, void *ud)
 {
@@ -100,10 +131,9 @@ static int parse_run_id(const char *arg, int64_t *id)
 }
 
 /* Parses the options and opens the store; returns an exit code or -1 to go on. */
-static int start(int argc, char **argv, const char *help, cli *c, results_args *a,
-                 ssf_store **store, int readonly)
+static int start(int argc, char **argv, const struct option *opts, const char *help, cli *c,
+                 results_args *a, ssf_store **store, int readonly)
 {
-    static const struct option opts[] = {RESULTS_OPTIONS};
     *a = (results_args){.db = cli_default_db(),
                         .doc = -1,
                         .format = SSF_REPORT_MARKDOWN,
@@ -122,10 +152,10 @@ static int start(int argc, char **argv, const char *help, cli *c, results_args *
 }
 
 /* start() for the commands that take one RUN argument. */
-static int start_run(int argc, char **argv, const char *help, cli *c, results_args *a,
-                     ssf_store **store, int readonly, int64_t *run)
+static int start_run(int argc, char **argv, const struct option *opts, const char *help, cli *c,
+                     results_args *a, ssf_store **store, int readonly, int64_t *run)
 {
-    int rc = start(argc, argv, help, c, a, store, readonly);
+    int rc = start(argc, argv, opts, help, c, a, store, readonly);
     if (rc >= 0) return rc;
     if (optind + 1 == argc && parse_run_id(argv[optind], run) == 0) return -1;
     if (optind + 1 != argc) cli_error("%s: give one RUN id (see `ssfteval runs`)", argv[0]);
@@ -160,13 +190,18 @@ static int print_run(const ssf_run_row *r, void *ud)
 
 int cmd_runs(int argc, char **argv)
 {
-    static const char help[] = "usage: ssfteval runs [--db FILE] [--json]\n\nList the runs in the "
-                               "store.\n";
+    static const char help[] = "usage: ssfteval runs [--db FILE] [--json]\n\n"
+                               "List the runs in the store: id, status, created, tasks, metrics,\n"
+                               "model.\n\n" DB_HELP HELP_HELP;
     cli c;
     results_args a;
     ssf_store *store;
-    int rc = start(argc, argv, help, &c, &a, &store, 1);
+    int rc = start(argc, argv, runs_options, help, &c, &a, &store, 1);
     if (rc >= 0) return finish(&c, store, rc);
+    if (optind < argc) {
+        cli_error("runs: unexpected argument '%s'; see `ssfteval runs --help`", argv[optind]);
+        return finish(&c, store, EXIT_USAGE);
+    }
     json_t *list = c.json ? json_array() : NULL;
     if (!list)
         printf("%5s  %-10s  %-20s  %-24s  %-28s  %s\n", "run", "status", "created", "tasks",
@@ -217,12 +252,15 @@ int cmd_show(int argc, char **argv)
 {
     static const char help[] =
         "usage: ssfteval show RUN --doc N [--task T] [--profile P] [--db FILE]\n\n"
-        "One question's samples: finish reason, extracted answer, vote key, verdict, reason.\n";
+        "One question's samples: finish reason, extracted answer, vote key, verdict, reason.\n\n"
+        "  --doc N             the question (0-based, in the task's order)\n"
+        "  --task T            only task T's samples (a run may hold several tasks)\n"
+        "  --profile P         the grades under profile P (default the run's)\n" DB_HELP HELP_HELP;
     cli c;
     results_args a;
     ssf_store *store;
     int64_t run;
-    int rc = start_run(argc, argv, help, &c, &a, &store, 1, &run);
+    int rc = start_run(argc, argv, show_options, help, &c, &a, &store, 1, &run);
     if (rc >= 0) return finish(&c, store, rc);
     if (a.doc < 0) {
         cli_error("show: --doc N is required; see `ssfteval show --help`");
@@ -334,13 +372,16 @@ static int run_choice_order(const ssf_run_row *r, int asked, int *order, ssf_err
 int cmd_rescore(int argc, char **argv)
 {
     static const char help[] =
-        "usage: ssfteval rescore RUN [--profile P] [--db FILE] [--data-dir DIR]\n\n"
-        "Grade the stored samples again (no generation) and recompute the metrics.\n";
+        "usage: ssfteval rescore RUN [--profile P] [--db FILE] [OPTIONS]\n\n"
+        "Grade the stored samples again (no generation) and recompute the metrics.  The task\n"
+        "data is loaded again for the gold answers, as the run loaded it.\n\n"
+        "  --profile P         default, lighteval or ssft-lighteval (default the run's)\n" DB_HELP
+            CLI_TASK_HELP;
     cli c;
     results_args a;
     ssf_store *store;
     int64_t run;
-    int rc = start_run(argc, argv, help, &c, &a, &store, 0, &run);
+    int rc = start_run(argc, argv, rescore_options, help, &c, &a, &store, 0, &run);
     if (rc >= 0) return finish(&c, store, rc);
     ssf_error err;
     ssf_run_row r;
@@ -436,12 +477,13 @@ int cmd_export(int argc, char **argv)
     static const char help[] =
         "usage: ssfteval export RUN [--out FILE] [--db FILE]\n\n"
         "Write the run's generations in the replay format (JSONL: task, doc, tag, sample, text,\n"
-        "finish_reason), to stdout or FILE (replaced only once the export is whole).\n";
+        "finish_reason), to stdout or FILE (replaced only once the export is whole).\n\n" DB_HELP
+            HELP_HELP;
     cli c;
     results_args a;
     ssf_store *store;
     int64_t run;
-    int rc = start_run(argc, argv, help, &c, &a, &store, 1, &run);
+    int rc = start_run(argc, argv, export_options, help, &c, &a, &store, 1, &run);
     if (rc >= 0) return finish(&c, store, rc);
     if (a.out && is_store_file(a.out, a.db)) {
         cli_error("--out %s is the results store; name another file", a.out);
@@ -468,11 +510,13 @@ int cmd_report(int argc, char **argv)
         "usage: ssfteval report [RUN...] [--format md|csv|json] [--profile P] [--db FILE]\n\n"
         "Tables of the stored metrics: Markdown in the SSFT README layout (one table per\n"
         "metric, a row per run, a column per task and the Average), CSV or JSON.  With no RUN,\n"
-        "every run in the store.\n";
+        "every run in the store.\n\n"
+        "  --profile P         the metrics under profile P (default each run's)\n" DB_HELP
+            HELP_HELP;
     cli c;
     results_args a;
     ssf_store *store;
-    int rc = start(argc, argv, help, &c, &a, &store, 1);
+    int rc = start(argc, argv, report_options, help, &c, &a, &store, 1);
     if (rc >= 0) return finish(&c, store, rc);
     int64_t *runs = ssf_xcalloc((size_t)(argc - optind) + 1, sizeof *runs);
     size_t n = 0;
@@ -496,11 +540,11 @@ int cmd_compare(int argc, char **argv)
         "metric drops by more than D percentage points (default 1) + Z (default 1.64) times the\n"
         "paired standard error, 1 on a regression, 2 on an error (a run that is not done,\n"
         "having failed or missing samples, is one).  Both are scored under --profile P\n"
-        "(default the candidate's profile).\n";
+        "(default the candidate's profile).\n\n" DB_HELP HELP_HELP;
     cli c;
     results_args a;
     ssf_store *store;
-    int rc = start(argc, argv, help, &c, &a, &store, 1);
+    int rc = start(argc, argv, compare_options, help, &c, &a, &store, 1);
     if (rc >= 0) return finish(&c, store, rc == EXIT_WORK ? EXIT_USAGE : rc);
     int64_t base, cand;
     if (optind + 2 != argc || parse_run_id(argv[optind], &base) ||

@@ -32,12 +32,13 @@ static const char help_head[] =
     "\n"
     "  --metric M,...        pass@K, avg@N, cons@K (= maj@K), cons@6:native, pass@1:tagK\n"
     "                        (default: each task's metrics)\n"
-    "  --protocol ssft       SSFT layout: pass@1 = 32 <think1> samples; cons@6:native = S groups\n"
+    "  --protocol ssft|none  SSFT layout: pass@1 = 32 <think1> samples; cons@6:native = S groups\n"
     "                        of one sample per tag; cons@K = K samples, tags round-robin\n"
+    "                        (none, the default: untagged samples)\n"
     "  --groups S            native Cons@6 groups (default: the task's, 11 AIME, 6 others)\n"
     "  --samples N           samples per question for pass@K / avg@N without --protocol\n"
-    "  --compat ssft-lighteval  reproduce the reference implementation's metrics, quirks\n"
-    "                        included (block-order maj@32, votes on extracted text)\n"
+    "  --compat ssft-lighteval|none  reproduce the reference implementation's metrics,\n"
+    "                        quirks included (block-order maj@32, votes on extracted text)\n"
     "  --profile NAME        grading profile: default, lighteval or ssft-lighteval (the\n"
     "                        default with --compat ssft-lighteval)\n"
     "  --backend NAME        engine (in process: --model DIR), openai (a server: vLLM, SGLang,\n"
@@ -90,8 +91,7 @@ static const char help_engine[] =
     "  --temperature T --top-p P --top-k K --min-p P --max-new-tokens N\n"
     "                        sampling (default: the task's, T 0.7, top-p 0.95, 32768 tokens)\n"
     "  --chat-template NAME  qwen2.5 (default), chatml, none\n"
-    "  --quiet               no progress output\n"
-    "\n" CLI_COMMON_HELP;
+    "  --quiet               no progress output\n" CLI_TASK_HELP;
 
 enum {
     OPT_METRIC = OPT_COMMAND_BASE,
@@ -648,7 +648,7 @@ static int execute(cli *c, run_args *a, const char *task_list)
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_COMMON_OPTIONS,
+        CLI_TASK_OPTIONS,
         {"metric", required_argument, NULL, OPT_METRIC},
         {"protocol", required_argument, NULL, OPT_PROTOCOL},
         {"groups", required_argument, NULL, OPT_GROUPS},

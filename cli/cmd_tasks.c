@@ -14,7 +14,8 @@ static const char help[] =
     "\n"
     "List the tasks: source and revision, document count (from the data), answer type and\n"
     "default metrics.  Loads each task's data, from --data-dir or the Hub cache.\n"
-    "\n" CLI_COMMON_HELP;
+    "\n"
+    "  --json              an array of objects, one a task\n" CLI_TASK_HELP;
 
 static json_t *strings_json(char **v, size_t n)
 {
@@ -99,7 +100,7 @@ static int list_tasks(const cli *c)
 
 int cmd_tasks(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {CLI_TASK_OPTIONS, CLI_OPT_JSON, {NULL, 0, NULL, 0}};
     cli c;
     int rc;
     if (cli_init(&c)) return EXIT_WORK;

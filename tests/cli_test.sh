@@ -48,6 +48,10 @@ check "no command is a usage error" run 2
 check "unknown command" eval 'run 2 frobnicate && err_has "unknown command" && one_line_err'
 check "unknown flag" eval 'run 2 tasks --frobnicate && err_has "frobnicate" && one_line_err'
 check "a full disk under standard output is an error (exit 1), not a silent cut" eval '"$ssfteval" tasks --data-dir "$shared/data" >/dev/full 2>"$work/err"; [ $? -eq 1 ] && err_has "^ssfteval: cannot write standard output: No space left on device" && one_line_err'
+for args in "report --json" "show 1 --json" "export 1 --format csv" "runs --doc 3" "compare 1 2 --out x" "data verify --data-dir x" "run aime25 --json" "model info x --data-dir y"; do
+    # shellcheck disable=SC2086
+    check "an option the command does not take is refused: $args" eval 'run 2 $args && err_has "unknown option" && one_line_err'
+done
 check "an empty value is refused by name" eval 'run 2 tasks --data-dir "" && err_has "^ssfteval: --data-dir: the value is empty" && one_line_err'
 check "an empty --db is refused (SQLite would open a throw-away store)" eval 'run 2 runs --db "" && err_has "--db: the value is empty" && one_line_err'
 check "an empty SSFTEVAL_DB is unset" eval 'SSFTEVAL_DB= run 1 runs && err_has "^ssfteval: ssfteval.sqlite does not exist"'
