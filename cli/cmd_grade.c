@@ -200,8 +200,10 @@ static int line_profile(jsonl_ctx *c, json_t *rec, size_t line, ssf_profile *p)
     if (!v) return 0;
     int k = json_is_string(v) ? ssf_profile_from_name(json_string_value(v)) : -1;
     if (k < 0)
-        return ssf_fail(c->err, "%s:%zu: \"profile\" must be \"default\" or \"lighteval\"", c->path,
-                        line);
+        return ssf_fail(c->err,
+                        "%s:%zu: \"profile\" must be \"default\", \"lighteval\" or "
+                        "\"ssft-lighteval\"",
+                        c->path, line);
     *p = (ssf_profile)k;
     return 0;
 }
@@ -226,7 +228,11 @@ static int grade_line(json_t *rec, size_t number, size_t line, void *ud)
                              .precision = c->args->precision};
     ssf_profile p;
     json_t *prec = json_object_get(rec, "precision");
-    if (json_is_integer(prec)) req.precision = (int)json_integer_value(prec);
+    if (prec &&
+        (!json_is_integer(prec) || json_integer_value(prec) < 0 || json_integer_value(prec) > 50))
+        return ssf_fail(c->err, "%s:%zu: \"precision\" must be an integer 0..50, as --precision",
+                        c->path, line);
+    if (prec) req.precision = (int)json_integer_value(prec);
     if (line_targets(c, rec, line, &req.targets) || line_profile(c, rec, line, &p)) return -1;
     const ssf_grader *g = grader_for(c, p);
     if (!g) return -1;

@@ -248,6 +248,18 @@ static int show_sample(const ssf_stored_sample *s, void *ud)
     return 0;
 }
 
+/* Whether the comma-separated list holds name. */
+static int in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, name, n) == 0) return 1;
+        p = p[len] ? p + len + 1 : NULL;
+    }
+    return 0;
+}
+
 int cmd_show(int argc, char **argv)
 {
     static const char help[] =
@@ -271,8 +283,12 @@ int cmd_show(int argc, char **argv)
     show_ctx sc = {.doc = a.doc};
     rc = ssf_store_get_run(store, run, &r, &err);
     if (rc == 0) {
-        rc = ssf_store_foreach_sample(store, run, a.task, a.profile ? a.profile : r.profile,
-                                      show_sample, &sc, &err);
+        if (a.task && !in_list(r.tasks, a.task))
+            rc = ssf_fail(&err, "run %" PRId64 " has no task %s; its tasks: %s", run, a.task,
+                          r.tasks ? r.tasks : "none");
+        else
+            rc = ssf_store_foreach_sample(store, run, a.task, a.profile ? a.profile : r.profile,
+                                          show_sample, &sc, &err);
         ssf_run_row_clear(&r);
     }
     if (rc)

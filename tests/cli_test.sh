@@ -132,7 +132,11 @@ JSON
 check "grade --jsonl" eval 'run 0 grade --jsonl "$work/pairs.jsonl" && [ "$(grep -c "\"verdict\":true" "$work/out")" -eq 2 ] && [ "$(grep -c "\"verdict\":false" "$work/out")" -eq 1 ] && out_has "\"id\":7"'
 printf '{"gold": "1", "pred": "1"}\n{"gold": 1, "pred": "1"}\n' >"$work/badpairs.jsonl"
 check "grade --jsonl bad line" eval 'run 1 grade --jsonl "$work/badpairs.jsonl" && err_has "badpairs.jsonl:2" && one_line_err'
-check "grade --jsonl missing file" eval 'run 1 grade --jsonl "$work/nope.jsonl" && err_has "nope.jsonl"'
+check "grade --jsonl missing file" eval 'run 1 grade --jsonl "$work/nope.jsonl" && err_has "nope.jsonl: No such file or directory; check the path" && one_line_err'
+printf '{"gold": "1", "pred": "1", "precision": 2.5}\n' >"$work/badprec.jsonl"
+check "grade --jsonl: a precision --precision would refuse is refused on its line" eval 'run 1 grade --jsonl "$work/badprec.jsonl" && err_has "badprec.jsonl:1: \"precision\" must be an integer 0..50" && one_line_err'
+printf '{"gold": "1", "pred": "1", "profile": "strict"}\n' >"$work/badprof.jsonl"
+check "grade --jsonl: a bad profile's message names all three" eval 'run 1 grade --jsonl "$work/badprof.jsonl" && err_has "\"ssft-lighteval\"" && one_line_err'
 
 # --- the Hub: a local stand-in serving ../shared/data in the Hub's layout
 "$hubserver" --data-dir "$shared/data" --gpqa-zip "$shared/data/gpqa/dataset.zip" \

@@ -550,7 +550,7 @@ int ssf_records_read_file(const char *path, ssf_format format, ssf_record_fn fn,
 {
     if (resolve_format(path, &format, err) != 0) return -1;
     FILE *f = fopen(path, "rb");
-    if (!f) return ssf_fail(err, "cannot open %s: %s; check --data-dir", path, strerror(errno));
+    if (!f) return ssf_fail(err, "cannot open %s: %s; check the path", path, strerror(errno));
     int rc = ssf_records_read_stream(f, path, format, fn, ud, err);
     fclose(f);
     return rc;
