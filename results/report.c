@@ -133,6 +133,14 @@ static void csv_text(FILE *out, const char *s)
     fputs("\",", out);
 }
 
+/* A value no question gave (or a standard error of one question) is an
+ * empty field, as CSV readers take a missing number, not "nan". */
+static void csv_number(FILE *out, double v)
+{
+    if (isfinite(v)) fprintf(out, "%.6f", v);
+    fputc(',', out);
+}
+
 static void write_csv(const collection *c, FILE *out)
 {
     fputs("run_id,model,task,protocol,mode,profile,metric,value,stderr,ci_lo,ci_hi,"
@@ -144,9 +152,11 @@ static void write_csv(const collection *c, FILE *out)
         const char *texts[] = {e->model, e->task, e->protocol, mode_of(e), e->profile, e->metric};
         for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++)
             csv_text(out, texts[k]);
-        fprintf(out, "%.6f,%.6f,%.6f,%.6f,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n",
-                e->value, e->stderr_, e->ci_lo, e->ci_hi, e->n_questions, e->n_samples, e->n_failed,
-                e->n_missing);
+        const double numbers[] = {e->value, e->stderr_, e->ci_lo, e->ci_hi};
+        for (size_t k = 0; k < sizeof numbers / sizeof numbers[0]; k++)
+            csv_number(out, numbers[k]);
+        fprintf(out, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n", e->n_questions,
+                e->n_samples, e->n_failed, e->n_missing);
     }
 }
 
@@ -186,8 +196,8 @@ static void write_json(const collection *c, FILE *out)
     json_decref(root);
 }
 
-/* Distinct strings of one field, in first-seen order. */
-static size_t distinct(const collection *c, size_t field_offset, const char **out, size_t max)
+/* Distinct strings of one field, in first-seen order (out holds c->n). */
+static size_t distinct(const collection *c, size_t field_offset, const char **out)
 {
     size_t n = 0;
     for (size_t i = 0; i < c->n; i++) {
@@ -195,7 +205,7 @@ static size_t distinct(const collection *c, size_t field_offset, const char **ou
         size_t k = 0;
         while (k < n && strcmp(out[k], v) != 0)
             k++;
-        if (k == n && n < max) out[n++] = v;
+        if (k == n) out[n++] = v;
     }
     return n;
 }
@@ -210,14 +220,39 @@ static const entry *find_entry(const collection *c, int64_t run, const char *tas
     return NULL;
 }
 
+/* A table cell's text: '|' would end the cell and a line break the row. */
+static void markdown_cell(const char *s, FILE *out)
+{
+    for (; *s; s++) {
+        if (*s == '|')
+            fputs("\\|", out);
+        else
+            fputc(*s == '\n' || *s == '\r' ? ' ' : *s, out);
+    }
+}
+
+/* A value over fewer questions than the task has is marked: the questions
+ * with failed or missing samples are left out, never scored as wrong. */
+static void markdown_value(const entry *e, FILE *out)
+{
+    fprintf(out, " %.2f", 100 * e->value);
+    if (isfinite(e->stderr_)) /* one question: no standard error */
+        fprintf(out, " ± %.2f", 100 * e->stderr_);
+    if (e->n_missing > 0) fprintf(out, " (%" PRId64 " left out)", e->n_missing);
+    fputs(" |", out);
+}
+
 /* One table per metric: a row per run (model), a column per task, and the
  * unweighted Average of the tasks, as in the SSFT README. */
 static void markdown_table(const collection *c, const char *metric, const char **tasks,
                            size_t n_tasks, const int64_t *runs, size_t n_runs, FILE *out)
 {
     fprintf(out, "### %s\n\n| model | run | mode |", metric);
-    for (size_t t = 0; t < n_tasks; t++)
-        fprintf(out, " %s |", tasks[t]);
+    for (size_t t = 0; t < n_tasks; t++) {
+        fputc(' ', out);
+        markdown_cell(tasks[t], out);
+        fputs(" |", out);
+    }
     fputs(" Average |\n|---|---:|---|", out);
     for (size_t t = 0; t <= n_tasks; t++)
         fputs("---:|", out);
@@ -229,15 +264,13 @@ static void markdown_table(const collection *c, const char *metric, const char *
         for (size_t t = 0; t < n_tasks; t++)
             if (!any) any = find_entry(c, runs[r], tasks[t], metric);
         if (!any) continue;
-        fprintf(out, "| %s | %" PRId64 " | %s |", *any->model ? any->model : "-", runs[r],
-                mode_of(any));
+        fputs("| ", out);
+        markdown_cell(*any->model ? any->model : "-", out);
+        fprintf(out, " | %" PRId64 " | %s |", runs[r], mode_of(any));
         for (size_t t = 0; t < n_tasks; t++) {
             const entry *e = find_entry(c, runs[r], tasks[t], metric);
             if (e && isfinite(e->value)) {
-                if (isfinite(e->stderr_))
-                    fprintf(out, " %.2f ± %.2f |", 100 * e->value, 100 * e->stderr_);
-                else /* one question: no standard error */
-                    fprintf(out, " %.2f |", 100 * e->value);
+                markdown_value(e, out);
                 sum += 100 * e->value;
                 have++;
             } else {
@@ -254,20 +287,25 @@ static void markdown_table(const collection *c, const char *metric, const char *
 
 static void write_markdown(const collection *c, FILE *out)
 {
-    const char *metrics[64], *tasks[64];
-    size_t n_metrics = distinct(c, offsetof(entry, metric), metrics, 64);
-    size_t n_tasks = distinct(c, offsetof(entry, task), tasks, 64);
-    int64_t runs[256];
+    const char **metrics = ssf_xcalloc(c->n + 1, sizeof *metrics);
+    const char **tasks = ssf_xcalloc(c->n + 1, sizeof *tasks);
+    int64_t *runs = ssf_xcalloc(c->n + 1, sizeof *runs);
+    size_t n_metrics = distinct(c, offsetof(entry, metric), metrics);
+    size_t n_tasks = distinct(c, offsetof(entry, task), tasks);
     size_t n_runs = 0;
-    for (size_t i = 0; i < c->n && n_runs < 256; i++)
+    for (size_t i = 0; i < c->n; i++) /* entries come run by run */
         if (n_runs == 0 || runs[n_runs - 1] != c->items[i].run_id)
             runs[n_runs++] = c->items[i].run_id;
-    fputs("Values in percent, ± one standard error over questions. Mode: \"ssfteval\" (votes on "
-          "equivalent answers) or the compatibility mode that reproduces a reference "
-          "implementation.\n\n",
+    fputs("Values in percent, ± one standard error over questions; \"(K left out)\": K "
+          "questions had failed or missing samples and are not in the value. Mode: "
+          "\"ssfteval\" (votes on equivalent answers) or the compatibility mode that reproduces "
+          "a reference implementation.\n\n",
           out);
     for (size_t m = 0; m < n_metrics; m++)
         markdown_table(c, metrics[m], tasks, n_tasks, runs, n_runs, out);
+    free(metrics);
+    free(tasks);
+    free(runs);
 }
 
 int ssf_report_write(ssf_store *store, const int64_t *runs, size_t n_runs, const char *profile,

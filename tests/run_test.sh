@@ -87,6 +87,8 @@ grep -v '"doc": 0, "tag": 3,' "$work/gen.jsonl" |
 check "cut-off generations fail (exit 1): 5 missing + 4 cut" eval 'run 1 run synth --generations "$work/gen-cut.jsonl" --db "$work/b2.sqlite" "${common[@]}" && grep -q "9 failed" "$work/err"'
 check "distinct reasons: each said once, three in all, then a pointer to show" eval '[ "$(grep -c " failed: " "$work/err")" -eq 3 ] && [ "$(grep -c " failed: missing from " "$work/err")" -eq 1 ] && grep -q "doc 1 tag 1 sample 0 failed: .*gen-cut.jsonl: finish_reason \"abort\": the server stopped the generation unfinished; regenerate this sample" "$work/err" && grep " failed: " "$work/err" | tail -1 | grep -q "(further reasons: ssfteval show [0-9]* --doc N)$"'
 check "pass@1 leaves doc 1 (4 of its tag-1 samples failed) out: doc 0's 50" eval '[ "$(metric synth pass@1)" = "50.00" ] && grep "^synth *pass@1 " "$work/out" | grep -q "1 excluded"'
+check "report md marks a value that left questions out" eval 'run 0 report --db "$work/b2.sqlite" && grep -q "^| - | 1 | ssfteval | 50.00 (1 left out) | 50.00 |$" "$work/out"'
+check "report csv leaves a standard error of one question empty, not nan" eval 'run 0 report --format csv --db "$work/b2.sqlite" && grep -q ",pass@1,0.500000,,0.500000,0.500000,1," "$work/out" && ! grep -q nan "$work/out"'
 check "show lists them as FAILED, not wrong" eval 'run 0 show 1 --doc 1 --db "$work/b2.sqlite" && [ "$(grep -c "sample [0-3]  seed [0-9]*  FAILED: .*finish_reason" "$work/out")" -eq 4 ] && ! grep -q "abort  wrong\|content_filter  wrong" "$work/out"'
 
 # 4. Reports, show, export, rescore, compare.
@@ -129,6 +131,7 @@ check "malformed generations line (exit 1: the file is bad, not the command)" ev
 printf '{"task": "synth", "doc": 0, "sample": 0, "text": "caf\xe9"}\n' >"$work/latin1-gen.jsonl"
 check "generations not in UTF-8 are refused, the line named" eval 'run 1 run synth --generations "$work/latin1-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "latin1-gen.jsonl:1: not valid UTF-8" "$work/err"'
 check "a --model name not in UTF-8 is refused" eval 'run 2 run synth --model "$(printf "caf\xe9")" --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "^ssfteval: --model: the value is not valid UTF-8" "$work/err"'
+check "Markdown escapes a model name holding a bar and a line break" eval 'run 0 run synth --model "$(printf "a|b\nc")" --generations "$work/gen.jsonl" --db "$work/bar.sqlite" "${common[@]}" && run 0 report --db "$work/bar.sqlite" && grep -q "^| a\\\\|b c | 1 | ssfteval |" "$work/out"'
 check "CSV quotes a model name holding quotes and a comma" eval 'run 0 run synth --model "acme \"big\", v2" --generations "$work/gen.jsonl" --db "$work/q.sqlite" "${common[@]}" && run 0 report --format csv --db "$work/q.sqlite" && grep -qF "1,\"acme \"\"big\"\", v2\",synth," "$work/out"'
 check "an empty task list is refused" eval 'run 2 run "" --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "value is empty\|empty name" "$work/err"'
 check "a task list with an empty name is refused" eval 'run 2 run synth, --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "^ssfteval: the task list .synth,. has an empty name" "$work/err"'
