@@ -182,7 +182,7 @@ static int print_run(const ssf_run_row *r, void *ud)
                             "model", r->model, "backend", r->backend, "profile", r->profile));
         return 0;
     }
-    printf("%5" PRId64 "  %-10s  %-20s  %-24s  %-28s  %s\n", r->id, r->status ? r->status : "",
+    printf("%5" PRId64 "  %-10s  %-24s  %-24s  %-28s  %s\n", r->id, r->status ? r->status : "",
            r->created_at ? r->created_at : "", r->tasks ? r->tasks : "",
            r->metrics ? r->metrics : "", r->model && *r->model ? r->model : "-");
     return 0;
@@ -204,7 +204,7 @@ int cmd_runs(int argc, char **argv)
     }
     json_t *list = c.json ? json_array() : NULL;
     if (!list)
-        printf("%5s  %-10s  %-20s  %-24s  %-28s  %s\n", "run", "status", "created", "tasks",
+        printf("%5s  %-10s  %-24s  %-24s  %-28s  %s\n", "run", "status", "created", "tasks",
                "metrics", "model");
     ssf_error err;
     rc = ssf_store_foreach_run(store, print_run, list, &err) ? EXIT_WORK : 0;
@@ -406,7 +406,13 @@ int cmd_rescore(int argc, char **argv)
         return finish(&c, store, EXIT_WORK);
     }
     const char *profile = a.profile ? a.profile : r.profile;
-    ssf_grader *g = ssf_grader_new((ssf_profile)ssf_profile_from_name(profile), &err);
+    int known = profile && ssf_profile_from_name(profile) >= 0;
+    if (!known) /* stored by another version */
+        ssf_fail(&err,
+                 "run %" PRId64 " was graded under profile '%s', unknown here; pass --profile", run,
+                 profile ? profile : "(none)");
+    ssf_grader *g =
+        known ? ssf_grader_new((ssf_profile)ssf_profile_from_name(profile), &err) : NULL;
     rescore_ctx rc_ctx = {
         .store = store, .run = run, .grader = g, .profile = profile, .c = &c, .err = &err};
     rc = g ? 0 : -1;

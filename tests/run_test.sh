@@ -97,6 +97,9 @@ check "report csv" eval 'run 0 report --format csv --db "$work/a.sqlite" && grep
 check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && grep -q "\"n_questions\": 2" "$work/out"'
 check "runs" eval 'run 0 runs --db "$work/a.sqlite" && grep -q "done" "$work/out"'
 check "show --task of a task the run lacks names the run's tasks" eval 'run 1 show 1 --doc 0 --task synthx --db "$work/a.sqlite" && grep -q "^ssfteval: run 1 has no task synthx; its tasks: synth$" "$work/err"'
+cp "$work/a.sqlite" "$work/future.sqlite"
+sqlite3 "$work/future.sqlite" "update runs set profile = 'future' where id = 1"
+check "rescore of a run graded under a profile unknown here asks for --profile" eval 'run 1 rescore 1 --db "$work/future.sqlite" --task-file "$work/synth.json" --data-dir "$work" && grep -q "^ssfteval: run 1 was graded under profile .future., unknown here; pass --profile$" "$work/err"'
 check "runs takes no argument" eval 'run 2 runs 42 --db "$work/a.sqlite" && grep -q "unexpected argument .42." "$work/err"'
 check "show" eval 'run 0 show 1 --doc 1 --db "$work/a.sqlite" && grep -q "no answer" "$work/out" && [ "$(grep -c "right" "$work/out")" -gt 50 ]'
 check "export round-trips" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/exported.jsonl" && [ "$(wc -l <"$work/exported.jsonl")" -eq 116 ] && run 0 run synth --generations "$work/exported.jsonl" --db "$work/c.sqlite" "${common[@]}" && [ "$(metric synth cons@32)" = "50.00" ]'
