@@ -344,11 +344,24 @@ static int rescore_sample(const ssf_stored_sample *s, void *ud)
     return rc;
 }
 
+static int refuse_order(int asked, int64_t run, const char *used, ssf_error *err)
+{
+    return ssf_fail(err,
+                    "--gpqa-order %s: run %" PRId64
+                    " placed its choices in the %s order, which its gold letters follow; "
+                    "drop --gpqa-order",
+                    ssf_choice_order_name((ssf_choice_order)asked), run, used);
+}
+
 static int rescore_task(rescore_ctx *r, const char *name)
 {
     r->task = cli_find_task(r->c, name);
     if (!r->task)
         return ssf_fail(r->err, "task %s of the run is not known here (--task-file?)", name);
+    int asked = r->c->order_override;
+    if (r->order_override < 0 && asked >= 0 && r->task->answer_type == SSF_ANSWER_LETTERS &&
+        (int)r->task->order != asked) /* the run used the task's own order */
+        return refuse_order(asked, r->run, ssf_choice_order_name(r->task->order), r->err);
     ssf_docs docs;
     ssf_data_options o = cli_data_options(r->c);
     o.order_override = r->order_override;
@@ -375,12 +388,8 @@ static int run_choice_order(const ssf_run_row *r, int asked, int *order, ssf_err
             rc = ssf_fail(err, "run %" PRId64 ": stored gpqa_order '%s' is unknown to this version",
                           r->id, name);
     }
-    if (rc == 0 && asked >= 0 && asked != *order)
-        rc = ssf_fail(err,
-                      "--gpqa-order %s: run %" PRId64
-                      " placed its choices in the %s order, which its gold letters follow; "
-                      "drop --gpqa-order",
-                      ssf_choice_order_name((ssf_choice_order)asked), r->id, name ? name : "task");
+    if (rc == 0 && asked >= 0 && *order >= 0 && asked != *order) /* "task": rescore_task */
+        rc = refuse_order(asked, r->id, name, err);
     json_decref(conf);
     return rc;
 }

@@ -95,6 +95,8 @@ gpqa_run=(--data-dir "$shared/data" --db "$work/gpqa.sqlite")
 check "gpqa run in the fixed order scores 100" eval 'run 0 run gpqa_diamond --gpqa-order fixed --limit 4 --metric avg@1 --samples 1 --generations "$work/gpqa-gen.jsonl" --quiet "${gpqa_run[@]}" && out_has "avg@1 *100.00"'
 check "rescore keeps the run's order" eval 'run 0 rescore 1 "${gpqa_run[@]}" && out_has "avg@1 *100.00"'
 check "rescore refuses another order" eval 'run 1 rescore 1 --gpqa-order hash "${gpqa_run[@]}" && err_has "placed its choices in the fixed order" && err_has "drop --gpqa-order"'
+check "a run in the task's own order (mt19937) is rescored with --gpqa-order mt19937" eval 'run 0 run gpqa_diamond --limit 4 --metric avg@1 --samples 1 --generations "$work/gpqa-gen.jsonl" --quiet "${gpqa_run[@]}" && run 0 rescore 2 --gpqa-order mt19937 "${gpqa_run[@]}"'
+check "... and refused with another, naming the task's order" eval 'run 1 rescore 2 --gpqa-order hash "${gpqa_run[@]}" && err_has "run 2 placed its choices in the mt19937 order" && one_line_err'
 
 # --- task files
 cat >"$work/good.json" <<'JSON'
