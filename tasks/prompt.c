@@ -107,27 +107,91 @@ char *ssf_prompt_render(const ssf_task *task, const ssf_doc *doc, ssf_chat_templ
     return ssf_buf_take(&out);
 }
 
-/* Maps a Jinja chat template onto the built-ins by what decides the
- * rendering of one user message with a generation prompt: ChatML turns, and
- * whether the template writes a system turn of its own when there is none.
- * Such a default shows as a string literal that goes on after
- * "<|im_start|>system\n" (in the Jinja source the newline is the two
- * characters backslash and n); a system turn built from the messages closes
- * the literal right there. */
-static int classify_template(const char *jinja, ssf_chat_template *out)
+/* The chat templates whose rendering of one user message with a
+ * generation prompt a built-in reproduces byte for byte.  A template is
+ * known by the SHA-256 of its source without the white space outside
+ * string literals (insignificant inside Jinja tags, and trimmed between
+ * them by these templates' {%- -%}), so re-indenting does not matter but a
+ * changed literal, filter or variable does.  Recognising templates by their
+ * features instead went wrong on look-alikes (a trimmed message, a system
+ * prompt in a variable, QwQ's "<think>\n" after the generation prompt);
+ * anything not listed is refused, so a prompt is never silently wrong. */
+static const struct known_template {
+    const char *digest;
+    ssf_chat_template tpl;
+} known_templates[] = {
+    /* Qwen2.5-Instruct (and the SSFT checkpoints fine-tuned from it). */
+    {"51ff44e80f08923f7f8ebc78418d93093ed6c87b6338c0862ce56dc144ca1815", SSF_CHAT_QWEN25},
+    /* Qwen3: no default system turn, nothing after "assistant\n" unless
+     * thinking is turned off. */
+    {"475c8c9e055ef49aaa15cfcfeacd2ff4b3e40ac1a316fcde4aa65eeab023521f", SSF_CHAT_CHATML},
+};
+
+/* SHA-256 of the template without white space outside '...' and "...". */
+static void template_digest(const char *jinja, char hex[65])
 {
-    static const char sys[] = "<|im_start|>system\\n";
-    static const char qwen[] = "You are Qwen, created by Alibaba Cloud. You are a helpful "
-                               "assistant.<|im_end|>";
-    if (!strstr(jinja, "<|im_start|>")) return -1;
-    *out = SSF_CHAT_CHATML;
-    for (const char *p = strstr(jinja, sys); p; p = strstr(p + 1, sys)) {
-        const char *lit = p + strlen(sys);
-        if (*lit == '\'' || *lit == '"') continue;
-        if (strncmp(lit, qwen, strlen(qwen)) != 0) return -1; /* another default system prompt */
-        *out = SSF_CHAT_QWEN25;
+    ssf_buf b = {0};
+    char quote = 0;
+    for (const char *p = jinja; *p; p++) {
+        if (quote) {
+            ssf_buf_putc(&b, *p);
+            if (*p == '\\' && p[1])
+                ssf_buf_putc(&b, *++p);
+            else if (*p == quote)
+                quote = 0;
+        } else if (*p == '\'' || *p == '"') {
+            quote = *p;
+            ssf_buf_putc(&b, *p);
+        } else if (!strchr(" \t\n\v\f\r", *p)) {
+            ssf_buf_putc(&b, *p);
+        }
     }
-    return 0;
+    ssf_sha256_hex(b.data ? b.data : "", b.len, hex);
+    ssf_buf_free(&b);
+}
+
+static int classify_template(const char *jinja, ssf_chat_template *out, char hex[65])
+{
+    template_digest(jinja, hex);
+    for (size_t i = 0; i < sizeof known_templates / sizeof known_templates[0]; i++)
+        if (strcmp(hex, known_templates[i].digest) == 0) {
+            *out = known_templates[i].tpl;
+            return 0;
+        }
+    return -1;
+}
+
+/* The template's source: tokenizer_config.json's "chat_template" string, the
+ * "default" one of a list of named templates, or chat_template.jinja beside
+ * the config (as newer transformers save it).  Caller frees. */
+static char *template_source(const char *path, json_t *config, ssf_error *err)
+{
+    json_t *t = json_object_get(config, "chat_template");
+    if (json_is_string(t)) return ssf_xstrdup(json_string_value(t));
+    size_t i;
+    json_t *named;
+    json_array_foreach(t, i, named)
+    {
+        const char *name = json_string_value(json_object_get(named, "name"));
+        const char *text = json_string_value(json_object_get(named, "template"));
+        if (name && text && strcmp(name, "default") == 0) return ssf_xstrdup(text);
+    }
+    const char *slash = strrchr(path, '/');
+    ssf_buf jinja_path = {0};
+    ssf_buf_printf(&jinja_path, "%.*schat_template.jinja", slash ? (int)(slash - path + 1) : 0,
+                   path);
+    char *text = NULL;
+    ssf_error ignored;
+    if (!t && ssf_read_file(jinja_path.data, &text, NULL, &ignored) == 0) {
+        ssf_buf_free(&jinja_path);
+        return text;
+    }
+    ssf_fail(err,
+             "%s has no chat template (a 'chat_template' string, a list with a 'default' one, or "
+             "%s); pass --chat-template qwen2.5|chatml|none",
+             path, jinja_path.data);
+    ssf_buf_free(&jinja_path);
+    return NULL;
 }
 
 int ssf_chat_template_detect(const char *path, ssf_chat_template *out, ssf_error *err)
@@ -135,20 +199,21 @@ int ssf_chat_template_detect(const char *path, ssf_chat_template *out, ssf_error
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     if (!root)
-        return ssf_fail(err, "%s:%d: cannot read the tokenizer config: %s", path, jerr.line,
-                        jerr.text);
-    const char *jinja = json_string_value(json_object_get(root, "chat_template"));
-    int rc = 0;
-    if (!jinja)
+        return jerr.line > 0
+                   ? ssf_fail(err, "%s:%d: cannot read the tokenizer config: %s", path, jerr.line,
+                              jerr.text)
+                   : ssf_fail(err, "cannot read the tokenizer config %s: %s", path, jerr.text);
+    char *jinja = template_source(path, root, err);
+    char hex[65];
+    int rc = jinja ? 0 : -1;
+    if (rc == 0 && classify_template(jinja, out, hex))
         rc = ssf_fail(err,
-                      "%s has no 'chat_template' string; pass --chat-template "
-                      "qwen2.5|chatml|none",
-                      path);
-    else if (classify_template(jinja, out))
-        rc = ssf_fail(err,
-                      "%s: the chat template is not one ssfteval renders exactly (qwen2.5, "
-                      "chatml); pass --chat-template to choose one",
-                      path);
+                      "%s: the chat template (digest %.12s) is not one ssfteval renders byte for "
+                      "byte (Qwen2.5-Instruct's, Qwen3's); render a prompt with the model's "
+                      "tokenizer and pass the --chat-template (qwen2.5, chatml, none) that "
+                      "matches it",
+                      path, hex);
+    free(jinja);
     json_decref(root);
     return rc;
 }

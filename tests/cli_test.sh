@@ -223,8 +223,8 @@ JSON
 }
 make_model "$work/models/ssfteval-test/tiny" true
 cp -r "$work/models/ssfteval-test/tiny" "$work/tiny-untied" && make_model "$work/tiny-untied" false
-printf '%s\n' '{"chat_template": "{{ '"'"'<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n'"'"' }}"}' \
-    >"$work/models/ssfteval-test/tiny/tokenizer_config.json"
+cp "$SSFTEVAL_SOURCE_ROOT/tests/fixtures/engine/gqa5-hd128/tokenizer_config.json" \
+    "$work/models/ssfteval-test/tiny/" # Qwen2.5-Instruct's chat template
 tiny="$work/models/ssfteval-test/tiny"
 check "model --help" eval 'run 0 model --help && out_has "hf:ORG/NAME"'
 check "model without info" eval 'run 2 model describe "$tiny" && err_has "expected '"'"'info'"'"'"'

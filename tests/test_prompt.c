@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -175,6 +176,37 @@ static int detect_text(const char *dir, const char *config_json, ssf_chat_templa
     return rc;
 }
 
+/* Qwen2.5-Instruct's template, from a test model's tokenizer_config.json. */
+static char *qwen25_template(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/engine/gqa5-hd128/tokenizer_config.json",
+             getenv("SSFTEVAL_SOURCE_ROOT"));
+    json_t *root = json_load_file(path, 0, NULL);
+    if (!root) fail_msg("cannot read %s", path);
+    char *t = strdup(json_string_value(json_object_get(root, "chat_template")));
+    json_decref(root);
+    return t;
+}
+
+/* Detects a config whose chat_template is `jinja` with `from` replaced by
+ * `to` (which must occur). */
+static int detect_edited(const char *dir, const char *jinja, const char *from, const char *to,
+                         ssf_chat_template *tpl, ssf_error *err)
+{
+    const char *at = strstr(jinja, from);
+    if (!at) fail_msg("the template lacks %s", from);
+    ssf_buf edited = {0};
+    ssf_buf_printf(&edited, "%.*s%s%s", (int)(at - jinja), jinja, to, at + strlen(from));
+    json_t *config = json_pack("{s:s}", "chat_template", edited.data);
+    char *text = json_dumps(config, 0);
+    int rc = detect_text(dir, text, tpl, err);
+    free(text);
+    json_decref(config);
+    ssf_buf_free(&edited);
+    return rc;
+}
+
 static void test_detect(void **state)
 {
     (void)state;
@@ -186,28 +218,51 @@ static void test_detect(void **state)
     free(qwen3);
 
     char *dir = make_temp_dir();
-    /* The shape of Qwen2.5's template: a default system literal. */
+    char *qwen25 = qwen25_template();
+    /* Re-indented: the same template. */
     assert_int_equal(
-        detect_text(dir,
-                    "{\"chat_template\": \"{%- if messages[0]['role'] == 'system' %}{{- "
-                    "'<|im_start|>system\\\\n' + messages[0]['content'] }}{%- else %}{{- "
-                    "'<|im_start|>system\\\\nYou are Qwen, created by Alibaba Cloud. You are a "
-                    "helpful assistant.<|im_end|>\\\\n' }}{%- endif %}\"}",
-                    &tpl, &err),
-        0);
+        detect_edited(dir, qwen25, "{%- if tools %}\n    {{-", "{%-if tools%}{{-", &tpl, &err), 0);
     assert_int_equal(tpl, SSF_CHAT_QWEN25);
-    assert_int_equal(detect_text(dir,
-                                 "{\"chat_template\": \"{{- '<|im_start|>system\\\\nYou are a "
-                                 "pirate.<|im_end|>\\\\n' }}\"}",
-                                 &tpl, &err),
-                     -1);
-    assert_non_null(strstr(err.msg, "--chat-template"));
+    /* Look-alikes that render other prompts are refused, not taken for the
+     * nearest built-in: a trimmed message, another system text, QwQ's
+     * "<think>\n" after the generation prompt. */
+    static const char *const edits[][2] = {
+        {"message.content + '<|im_end|>'", "message.content | trim + '<|im_end|>'"},
+        {"You are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>",
+         "You are a helpful assistant.<|im_end|>"},
+        {"'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        tpl = SSF_CHAT_NONE;
+        assert_int_equal(detect_edited(dir, qwen25, edits[i][0], edits[i][1], &tpl, &err), -1);
+        assert_non_null(strstr(err.msg, "not one ssfteval renders byte for byte"));
+        assert_non_null(strstr(err.msg, "--chat-template"));
+    }
+    /* The other places a template is kept: a list of named ones, and
+     * chat_template.jinja beside a config without one. */
+    json_t *list = json_pack("{s:[{s:s, s:s}, {s:s, s:s}]}", "chat_template", "name", "tool_use",
+                             "template", "x", "name", "default", "template", qwen25);
+    char *text = json_dumps(list, 0);
+    tpl = SSF_CHAT_NONE;
+    assert_int_equal(detect_text(dir, text, &tpl, &err), 0);
+    assert_int_equal(tpl, SSF_CHAT_QWEN25);
+    free(text);
+    json_decref(list);
+    free(write_temp_file(dir, "chat_template.jinja", qwen25));
+    tpl = SSF_CHAT_NONE;
+    assert_int_equal(detect_text(dir, "{\"bos_token\": null}", &tpl, &err), 0);
+    assert_int_equal(tpl, SSF_CHAT_QWEN25);
+    char *jinja = write_temp_file(dir, "chat_template.jinja", "");
+    unlink(jinja);
+    free(jinja);
     assert_int_equal(detect_text(dir, "{\"bos_token\": null}", &tpl, &err), -1);
-    assert_non_null(strstr(err.msg, "no 'chat_template'"));
+    assert_non_null(strstr(err.msg, "has no chat template"));
+
     assert_int_equal(
         detect_text(dir, "{\"chat_template\": \"[INST] {{ m }} [/INST]\"}", &tpl, &err), -1);
     assert_int_equal(detect_text(dir, "{not json", &tpl, &err), -1);
     assert_non_null(strstr(err.msg, "tokenizer_config.json"));
+    free(qwen25);
     remove_tree(dir);
     free(dir);
 }
