@@ -11,6 +11,7 @@
 #include "ssfteval/prompt.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,19 +59,29 @@ static int is_question(const char *name, size_t len)
 int ssf_prompt_check_template(const char *tmpl, size_t n_choices, ssf_error *err)
 {
     int has_question = 0;
+    uint32_t shown = 0; /* bit i: {{A + i}} */
     for (const char *p = strstr(tmpl, "{{"); p; p = strstr(p, "{{")) {
         const char *name = NULL;
         size_t len = 0;
         const char *next = placeholder(p, &name, &len);
         if (!next) return ssf_fail(err, "'{{' without a closing '}}'");
+        int choice = choice_index(name, len, n_choices);
         if (is_question(name, len))
             has_question = 1;
-        else if (choice_index(name, len, n_choices) < 0)
+        else if (choice < 0)
             return ssf_fail(err, "unknown placeholder {{%.*s}}; expected {{question}}%s", (int)len,
                             name, n_choices ? " or a choice letter {{A}}, {{B}}, ..." : "");
+        else
+            shown |= 1u << choice;
         p = next;
     }
     if (!has_question) return ssf_fail(err, "the template has no {{question}} placeholder");
+    /* A choice left out of the prompt may be the gold one. */
+    for (size_t i = 0; i < n_choices; i++)
+        if (!(shown & (1u << i)))
+            return ssf_fail(err,
+                            "the template has no {{%c}}; a %zu-choice task shows {{A}}..{{%c}}",
+                            'A' + (int)i, n_choices, 'A' + (int)n_choices - 1);
     return 0;
 }
 
