@@ -5,6 +5,7 @@
 #include "ssfteval/task.h"
 #include "task-internal.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,22 +112,38 @@ static const char *closing_brace(const char *open)
     return NULL;
 }
 
+/* The last \cmd in text that is that whole command (not \fboxsep for
+ * \fbox, or \boxeds for \boxed). */
 static const char *last_command(const char *text, const char *cmd)
 {
+    size_t n = strlen(cmd);
     const char *last = NULL;
     for (const char *p = strstr(text, cmd); p; p = strstr(p + 1, cmd))
-        last = p;
+        if (!isalpha((unsigned char)p[n])) last = p;
     return last;
 }
 
+/* As Hendrycks' last_boxed_only_string, which made MATH's answers: the last
+ * \boxed, or the last \fbox when there is no \boxed; its braced argument,
+ * or for "\boxed 7" the run up to a space or '$' (less a closing '.' or
+ * ','). */
 char *ssf_last_boxed(const char *text)
 {
-    const char *boxed = last_command(text, "\\boxed");
-    const char *fbox = last_command(text, "\\fbox");
-    const char *at = boxed > fbox ? boxed : fbox;
-    if (!at) return NULL;
-    const char *open = strchr(at, '{');
-    const char *close = open ? closing_brace(open) : NULL;
-    if (!close) return NULL;
-    return ssf_xstrndup(open + 1, (size_t)(close - open - 1));
+    const char *at = last_command(text, "\\boxed");
+    const char *p = at ? at + 6 : NULL;
+    if (!at) {
+        at = last_command(text, "\\fbox");
+        p = at ? at + 5 : NULL;
+    }
+    if (!p) return NULL;
+    while (*p == ' ')
+        p++;
+    if (*p == '{') {
+        const char *close = closing_brace(p);
+        return close ? ssf_xstrndup(p + 1, (size_t)(close - p - 1)) : NULL;
+    }
+    size_t n = strcspn(p, " \t\n$");
+    while (n > 1 && (p[n - 1] == '.' || p[n - 1] == ','))
+        n--;
+    return n && *p != '\\' && *p != '}' ? ssf_xstrndup(p, n) : NULL;
 }

@@ -357,7 +357,12 @@ static void test_last_boxed(void **state)
         {"so \\boxed{12}", "12"},
         {"\\boxed{1} then \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"},
         {"\\fbox{7} and \\boxed{8}", "8"},
-        {"\\boxed{8} and \\fbox{7}", "7"},
+        {"\\boxed{8} and \\fbox{7}", "8"}, /* \fbox only without a \boxed, as Hendrycks */
+        {"\\fbox{7}", "7"},
+        {"$\\boxed{12}$. {\\setlength{\\fboxsep}{0pt} x}", "12"}, /* \fboxsep is no box */
+        {"\\boxed{5} \\boxeds", "5"},
+        {"\\boxed 7 then {x}", "7"},
+        {"so \\boxed 57.", "57"},
         {"\\boxed{\\{1,2\\}}", "\\{1,2\\}"},
         {"\\boxed {3}", "3"},
         {"no box", NULL},
