@@ -588,7 +588,11 @@ static int check_metrics(const run_args *a)
             ssf_error err;
             const char *name = a->cfg.metrics ? a->cfg.metrics[i] : task->metrics[i];
             if (ssf_metric_parse(name, &ctx, &m, &err) == 0) continue;
-            cli_error("--metric: %s (task %s)", err.msg, task->name);
+            if (a->cfg.metrics)
+                cli_error("--metric: %s (task %s)", err.msg, task->name);
+            else
+                cli_error("task %s's default metrics: %s; choose others with --metric", task->name,
+                          err.msg);
             return EXIT_USAGE;
         }
     }

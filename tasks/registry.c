@@ -47,6 +47,7 @@ static int add_json(ssf_registry *reg, const json_t *root, const char *origin, s
 
 static int add_text(ssf_registry *reg, const char *text, const char *origin, ssf_error *err)
 {
+    if (strncmp(text, "\xef\xbb\xbf", 3) == 0) text += 3; /* a BOM, as editors on Windows save */
     json_error_t jerr;
     json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)

@@ -9,6 +9,7 @@
 #include "ssfteval/prompt.h"
 #include "ssfteval/task.h"
 #include "task-internal.h"
+#include "score.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -364,6 +365,21 @@ static int parse_answer_type(const char *origin, const char *s, ssf_answer_type 
     return 0;
 }
 
+/* Metric names are checked as a run with the SSFT protocol, the one under
+ * which every metric is defined, reads them; a run checks them again under
+ * its own protocol. */
+static int check_metric_names(const char *origin, const ssf_task *t, ssf_error *err)
+{
+    ssf_metric_context ctx = {.protocol = SSF_PROTOCOL_SSFT, .task_groups = 6};
+    for (size_t i = 0; i < t->n_metrics; i++) {
+        ssf_metric m;
+        ssf_error why;
+        if (ssf_metric_parse(t->metrics[i], &ctx, &m, &why))
+            return ssf_fail(err, "%s: key 'metrics': %s", origin, why.msg);
+    }
+    return 0;
+}
+
 static int parse_spec_object(const json_t *root, const char *origin, ssf_task *t, ssf_error *err)
 {
     if (!json_is_object(root))
@@ -387,6 +403,7 @@ static int parse_spec_object(const json_t *root, const char *origin, ssf_task *t
         return -1;
     const json_t *metrics = json_object_get(root, "metrics");
     if (metrics) t->metrics = dup_strings(metrics, &t->n_metrics);
+    if (check_metric_names(origin, t, err)) return -1;
     const json_t *groups = json_object_get(root, "groups");
     json_int_t n_groups = groups ? json_integer_value(groups) : 6;
     if (n_groups < 1 || n_groups > 64) /* checked before it narrows to an int */

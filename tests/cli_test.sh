@@ -107,6 +107,11 @@ printf '{"q": "1+1", "a": "2"}\n{"q": "2+2", "a": "4"}\n' >"$work/tiny.jsonl"
 check "--task-file adds a task" eval 'run 0 prompt tiny --doc 1 --chat-template none --task-file "$work/good.json" --data-dir "$work" && [ "$out" = "Q: 2+2" ]'
 printf '{"name": "tiny", "answer_type": "math", "source": {"local": {"path": "t.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}", "colour": 1}' >"$work/bad.json"
 check "--task-file unknown key" eval 'run 2 tasks --task-file "$work/bad.json" && err_has "bad.json" && err_has "colour" && one_line_err'
+printf '{"name": "tiny", "answer_type": "math", "source": {"local": {"path": "t.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}", "metrics": ["pass@1", "bogus@x"]}' >"$work/badmetric.json"
+check "--task-file with an unknown metric names the file and key" eval 'run 2 tasks --task-file "$work/badmetric.json" && err_has "badmetric.json: key .metrics.: metric .bogus@x." && one_line_err'
+printf '\xef\xbb\xbf{"name": "bom", "answer_type": "math", "source": {"local": {"path": "t.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}"}' >"$work/bom.json"
+check "--task-file saved with a UTF-8 BOM is read" eval 'run 1 tasks --task-file "$work/bom.json" --data-dir "$work/nothing" && err_has "task bom: data not found"'
+check "a task's default metric the protocol lacks is named as the task's, not --metric's" eval 'run 2 run aime25 --generations /dev/null --data-dir "$shared/data" --db "$work/x.sqlite" && err_has "^ssfteval: task aime25.s default metrics: metric .cons@6:native.: needs the SSFT protocol" && one_line_err'
 printf '{"name": "wide", "answer_type": "math", "source": {"local": {"path": "t.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}", "groups": 4294967297}' >"$work/wide.json"
 check "--task-file groups past an int is refused, not wrapped" eval 'run 2 tasks --task-file "$work/wide.json" && err_has "groups" && one_line_err'
 printf '{"name": "empty", "answer_type": "math", "source": {"local": {"path": "empty.jsonl"}}, "fields": {"question": "q", "answer": "a"}, "prompt": "{{question}}"}' >"$work/empty.json"
