@@ -380,6 +380,10 @@ static int config(const char *text, const char *gen, ssf_model_config *cfg, ssf_
     return ssf_model_config_parse(text, strlen(text), gen, gen ? strlen(gen) : 0, "m", cfg, err);
 }
 
+#define QWEN_BASE                                                                                  \
+    "\"architectures\":[\"Qwen2ForCausalLM\"],\"num_hidden_layers\":2,\"intermediate_size\":128,"  \
+    "\"vocab_size\":100"
+
 static void test_config_defaults(void **state)
 {
     (void)state;
@@ -452,11 +456,27 @@ static void test_config_defaults(void **state)
     assert_int_equal(c.n_eos, 1);
     assert_int_equal(c.eos_ids[0], 5);
     assert_true(c.gen_top_k == -1 && c.gen_temperature < 0);
+    /* transformers 5: theta only inside rope_parameters (it was read as 10000). */
+    assert_int_equal(config("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
+                            "\"rope_parameters\":{\"rope_theta\":1000000.0,"
+                            "\"rope_type\":\"default\"}}",
+                            NULL, &c, &err),
+                     0);
+    assert_true(c.rope_theta == 1e6);
+    /* Settings that ask for plain RoPE are no scaling. */
+    static const char *const plain[] = {"\"rope_scaling\":{}",
+                                        "\"rope_scaling\":{\"rope_type\":\"default\"}",
+                                        "\"rope_parameters\":null", "\"rope_parameters\":{}"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "{" QWEN_BASE
+                 ",\"hidden_size\":64,\"num_attention_heads\":4,\"rope_theta\":5e5,%s}",
+                 plain[i]);
+        if (config(text, NULL, &c, &err)) fail_msg("%s: %s", plain[i], err.msg);
+        assert_true(c.rope_theta == 5e5);
+    }
 }
-
-#define QWEN_BASE                                                                                  \
-    "\"architectures\":[\"Qwen2ForCausalLM\"],\"num_hidden_layers\":2,\"intermediate_size\":128,"  \
-    "\"vocab_size\":100"
 
 static void config_fails(const char *text, const char *gen, const char *a, const char *b)
 {
@@ -486,7 +506,17 @@ static void test_config_errors(void **state)
                  "head_dim 15 is odd", NULL);
     config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
                  "\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}}",
-                 NULL, "rope_scaling of type \"yarn\" is not supported", NULL);
+                 NULL, "rope_scaling asks for RoPE of type \"yarn\", which is not supported", NULL);
+    /* transformers 5 keeps the RoPE settings in rope_parameters. */
+    config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
+                 "\"rope_parameters\":{\"rope_theta\":1e6,\"rope_type\":\"yarn\",\"factor\":4}}",
+                 NULL, "rope_parameters asks for RoPE of type \"yarn\"", NULL);
+    config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,\"rope_theta\":1e4,"
+                 "\"rope_parameters\":{\"rope_theta\":1e6,\"rope_type\":\"default\"}}",
+                 NULL, "rope_theta 10000 and rope_parameters.rope_theta 1000000 differ", NULL);
+    config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
+                 "\"rope_parameters\":{\"rope_theta\":-2}}",
+                 NULL, "rope_parameters: \"rope_theta\" must be a positive number", NULL);
     config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
                  "\"rope_scaling\":{\"rope_type\":\"llama3\"}}",
                  NULL, "\"llama3\"", NULL);

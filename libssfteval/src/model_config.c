@@ -173,15 +173,57 @@ static int check_unsupported(const ctx *c, const jl_value *root)
                             "supports full attention only",
                             c->name, c->file, i);
     }
-    const jl_value *rs = jl_get(root, "rope_scaling");
-    if (rs && rs->type != JL_NULL) {
-        const jl_value *t = jl_get(rs, "rope_type");
-        if (!t) t = jl_get(rs, "type");
+    return 0;
+}
+
+/* ---- RoPE --------------------------------------------------------------- */
+
+/* Whether a RoPE settings object asks for plain RoPE: absent, null, rope_type
+ * (older: type) "default", or no type and nothing but rope_theta.  *kind
+ * names what it asks for. */
+static int plain_rope(const jl_value *settings, const char **kind)
+{
+    const jl_value *t = settings ? jl_get(settings, "rope_type") : NULL;
+    if (settings && !t) t = jl_get(settings, "type");
+    *kind = t && t->type == JL_STRING ? t->u.str.s : "unnamed";
+    if (!settings || settings->type == JL_NULL) return 1;
+    if (settings->type != JL_OBJECT) return 0;
+    if (t) return t->type == JL_STRING && strcmp(t->u.str.s, "default") == 0;
+    for (size_t i = 0; i < settings->u.obj.n; i++)
+        if (strcmp(settings->u.obj.members[i].key, "rope_theta") != 0) return 0;
+    return 1;
+}
+
+/* RoPE's base and type.  transformers 4 writes rope_theta and rope_scaling
+ * at the top level; transformers 5 writes both inside rope_parameters
+ * (and nothing at the top level), so a reader of the top level alone would
+ * run a v5 checkpoint with theta 10000: every logit off, and no error. */
+static int read_rope(const ctx *c, const jl_value *root, ssf_model_config *cfg)
+{
+    const jl_value *params = jl_get(root, "rope_parameters");
+    if (params && params->type != JL_NULL && params->type != JL_OBJECT)
+        return bad(c, "rope_parameters", "an object", params);
+    if (params && params->type == JL_NULL) params = NULL;
+    const char *kind;
+    const char *where = params ? "rope_parameters" : "rope_scaling";
+    if (!plain_rope(params ? params : jl_get(root, "rope_scaling"), &kind))
         return ssf_fail(c->err,
-                        "%s: %s: rope_scaling of type \"%.32s\" is not supported yet; remove "
-                        "rope_scaling to run at the native context length",
-                        c->name, c->file, t && t->type == JL_STRING ? t->u.str.s : "?");
-    }
+                        "%s: %s: %s asks for RoPE of type \"%.32s\", which is not supported "
+                        "yet; remove it (or set rope_type \"default\") to run at the native "
+                        "context length",
+                        c->name, c->file, where, kind);
+    double top = 10000.0;
+    if (get_positive_double(c, root, "rope_theta", 10000.0, &top)) return -1;
+    cfg->rope_theta = top;
+    if (!params) return 0;
+    ctx inner = *c;
+    inner.file = "config.json rope_parameters";
+    if (get_positive_double(&inner, params, "rope_theta", top, &cfg->rope_theta)) return -1;
+    if (jl_get(root, "rope_theta") && cfg->rope_theta != top)
+        return ssf_fail(c->err,
+                        "%s: %s: rope_theta %.10g and rope_parameters.rope_theta %.10g differ; "
+                        "keep one",
+                        c->name, c->file, top, cfg->rope_theta);
     return 0;
 }
 
@@ -275,7 +317,7 @@ static int read_config(const ctx *c, const jl_value *root, ssf_model_config *cfg
                         jl_type_name(root->type));
     const arch_info *a = read_arch(c, root, cfg);
     if (!a || check_unsupported(c, root) || read_sizes(c, root, a, cfg) || check_sizes(c, cfg) ||
-        get_positive_double(c, root, "rope_theta", 10000.0, &cfg->rope_theta) ||
+        read_rope(c, root, cfg) ||
         get_positive_double(c, root, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps) ||
         get_bool(c, root, "tie_word_embeddings", 0, &cfg->tie_word_embeddings) ||
         get_bool(c, root, "attention_bias", 0, &cfg->qkv_bias) ||
