@@ -638,6 +638,25 @@ static char *path_in(const char *dir, const char *name)
     return p;
 }
 
+/* The test model's config.json with num_hidden_layers `count`. */
+static void write_layer_count(const char *dir, const char *count)
+{
+    fx_write_config(dir, 0, NULL);
+    char *config_path = path_in(dir, "config.json"), *text = NULL;
+    ssf_error err;
+    assert_int_equal(ssf_read_file(config_path, &text, NULL, &err), 0);
+    const char *key = "\"num_hidden_layers\": 2";
+    char *at = strstr(text, key);
+    assert_non_null(at);
+    ssf_buf edited = {0};
+    ssf_buf_printf(&edited, "%.*s\"num_hidden_layers\": %s%s", (int)(at - text), text, count,
+                   at + strlen(key));
+    fx_write_text(dir, "config.json", edited.data);
+    ssf_buf_free(&edited);
+    free(text);
+    free(config_path);
+}
+
 static void test_model_errors(void **state)
 {
     (void)state;
@@ -666,20 +685,13 @@ static void test_model_errors(void **state)
              "model.layers.0.self_attn.q_proj.weight in %s: shape [8, 8], config says [16, 8]",
              st_path);
     model_fails(dir, want, NULL);
-    /* A checkpoint with more layers than the config says. */
-    fx_write_config(dir, 0, NULL);
-    char *config_path = path_in(dir, "config.json"), *text = NULL;
-    size_t len = 0;
-    ssf_error rerr;
-    assert_int_equal(ssf_read_file(config_path, &text, &len, &rerr), 0);
-    char *layers = strstr(text, "\"num_hidden_layers\": 2");
-    assert_non_null(layers);
-    layers[strlen("\"num_hidden_layers\": ")] = '1';
-    fx_write_text(dir, "config.json", text);
-    free(text);
-    free(config_path);
+    /* A checkpoint with more layers than the config says, and far fewer. */
+    write_layer_count(dir, "1");
     model_fails(dir, "the checkpoint has a layer 1, but config.json says num_hidden_layers 1",
                 NULL);
+    write_layer_count(dir, "1000000000"); /* its layer table aborted the allocator */
+    model_fails(dir, "config.json says num_hidden_layers 1000000000, but the checkpoint has no",
+                "model.layers.999999999.input_layernorm.weight");
     /* A vector where a matrix belongs. */
     fx_write_config(dir, 0, NULL);
     f.e[0].ndim = 1;
@@ -740,6 +752,13 @@ static void test_model_shard_errors(void **state)
     model_fails(dir, index, "non-empty object");
     fx_write_text(dir, "model.safetensors.index.json", "{\"weight_map\": {\"a\": 1}}");
     model_fails(dir, index, "must be a file name");
+    /* A NUL in a key cut it short of itself, and the lookup crashed. */
+    fx_write_text(dir, "model.safetensors.index.json",
+                  "{\"weight_map\": {\"a\\u0000\": \"model-00001-of-00003.safetensors\"}}");
+    model_fails(dir, index, "holds a NUL character");
+    fx_write_text(dir, "model.safetensors.index.json",
+                  "{\"weight_map\": {\"a\": \"model-00001-of-00003.safetensors\\u0000\"}}");
+    model_fails(dir, index, "holds a NUL character");
     fx_write_text(dir, "model.safetensors.index.json", "{");
     model_fails(dir, index, "not valid JSON");
     free(text);

@@ -98,6 +98,9 @@ int ssf_weight_index_parse(const char *text, size_t len, const char *path, ssf_w
         const jl_member *m = &map->u.obj.members[i];
         if (m->value->type != JL_STRING)
             rc = ssf_fail(err, "%s: weight_map entry %.128s must be a file name", path, m->key);
+        else if (strlen(m->key) != m->key_len || strlen(m->value->u.str.s) != m->value->u.str.len)
+            /* \u0000 would cut the name short of the key it is looked up by */
+            rc = ssf_fail(err, "%s: weight_map entry %.128s holds a NUL character", path, m->key);
         else
             rc = check_shard_name(path, m->key, m->value->u.str.s, err);
     }
@@ -285,17 +288,26 @@ static int find_layer(ssf_model *m, int i, ssf_error *err)
 static int find_weights(ssf_model *m, ssf_error *err)
 {
     const ssf_model_config *c = &m->cfg;
-    m->w.layers = ssf_xcalloc((size_t)c->n_layers, sizeof *m->w.layers);
     if (want(m, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->w.embed, err) ||
         want(m, "model.norm.weight", c->hidden_size, 0, &m->w.final_norm, err))
         return -1;
+    /* The last layer before the rest: a num_hidden_layers far past the
+     * checkpoint's is named as such, before a table that large is made. */
+    char last[64];
+    const ssf_tensor *t;
+    ssf_error ignored;
+    snprintf(last, sizeof last, "model.layers.%d.input_layernorm.weight", c->n_layers - 1);
+    if (find_tensor(m, last, &t, &ignored) != 0)
+        return ssf_fail(err,
+                        "%s: config.json says num_hidden_layers %d, but the checkpoint has no "
+                        "%s; fix config.json",
+                        m->dir, c->n_layers, last);
+    m->w.layers = ssf_xcalloc((size_t)c->n_layers, sizeof *m->w.layers);
     for (int i = 0; i < c->n_layers; i++)
         if (find_layer(m, i, err)) return -1;
     /* A checkpoint with a layer past num_hidden_layers is not the model the
      * config describes: running without it would run another model. */
     char extra[64];
-    const ssf_tensor *t;
-    ssf_error ignored;
     snprintf(extra, sizeof extra, "model.layers.%d.input_layernorm.weight", c->n_layers);
     if (find_tensor(m, extra, &t, &ignored) == 0)
         return ssf_fail(err,
