@@ -313,10 +313,19 @@ static int parse_choices(const char *origin, const json_t *choices, ssf_task *t,
     return 0;
 }
 
-static double number_or(const json_t *obj, const char *key, double fallback)
+/* generation.KEY as a number in [lo, hi] (the bounds the command line
+ * puts on the same setting), or *out untouched when absent. */
+static int generation_number(const char *origin, const json_t *gen, const char *key, double lo,
+                             double hi, int integer, double *out, ssf_error *err)
 {
-    const json_t *v = json_object_get(obj, key);
-    return v ? json_number_value(v) : fallback;
+    const json_t *v = json_object_get(gen, key);
+    if (!v) return 0;
+    double x = json_number_value(v);
+    if (!json_is_number(v) || !(x >= lo && x <= hi) || (integer && !json_is_integer(v)))
+        return ssf_fail(err, "%s: key 'generation.%s' must be %s in [%g, %g]", origin, key,
+                        integer ? "an integer" : "a number", lo, hi);
+    *out = x;
+    return 0;
 }
 
 static int parse_generation(const char *origin, const json_t *gen, ssf_generation_defaults *g,
@@ -325,22 +334,15 @@ static int parse_generation(const char *origin, const json_t *gen, ssf_generatio
     *g = (ssf_generation_defaults){-1, -1, -1, -1, -1};
     if (!gen) return 0;
     if (check_object(origin, "generation", gen, generation_keys, err)) return -1;
-    g->max_new_tokens = (long)number_or(gen, "max_new_tokens", -1);
-    g->temperature = number_or(gen, "temperature", -1);
-    g->top_p = number_or(gen, "top_p", -1);
-    g->top_k = (long)number_or(gen, "top_k", -1);
-    g->min_p = number_or(gen, "min_p", -1);
-    if (json_object_get(gen, "max_new_tokens") && g->max_new_tokens <= 0)
-        return ssf_fail(err, "%s: key 'generation.max_new_tokens' must be a positive integer",
-                        origin);
-    if (json_object_get(gen, "top_p") && !(g->top_p > 0 && g->top_p <= 1))
-        return ssf_fail(err, "%s: key 'generation.top_p' must be in (0, 1]", origin);
-    if (json_object_get(gen, "temperature") && !(g->temperature >= 0 && isfinite(g->temperature)))
-        return ssf_fail(err, "%s: key 'generation.temperature' must be a number >= 0", origin);
-    if (json_object_get(gen, "min_p") && !(g->min_p >= 0 && g->min_p <= 1))
-        return ssf_fail(err, "%s: key 'generation.min_p' must be in [0, 1]", origin);
-    if (json_object_get(gen, "top_k") && g->top_k < 0)
-        return ssf_fail(err, "%s: key 'generation.top_k' must be >= 0", origin);
+    double max_new_tokens = -1, top_k = -1;
+    if (generation_number(origin, gen, "max_new_tokens", 1, 1e7, 1, &max_new_tokens, err) ||
+        generation_number(origin, gen, "temperature", 0, 100, 0, &g->temperature, err) ||
+        generation_number(origin, gen, "top_p", 1e-9, 1, 0, &g->top_p, err) ||
+        generation_number(origin, gen, "top_k", 0, 1e9, 1, &top_k, err) ||
+        generation_number(origin, gen, "min_p", 0, 1, 0, &g->min_p, err))
+        return -1;
+    g->max_new_tokens = (long)max_new_tokens; /* in range: the casts are exact */
+    g->top_k = (long)top_k;
     return 0;
 }
 

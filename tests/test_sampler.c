@@ -186,6 +186,12 @@ static void test_min_p(void **state)
     ssf_sampler_params mp = {.temperature = 1.0, .top_p = 1.0, .min_p = 0.2};
     expected(1.0, keep, p);
     check_distribution(&mp, p);
+    /* Past 1 (the library takes any double) it keeps the largest alone;
+     * it kept none, and the draw read before its array. */
+    int only[N_TOK] = {0, 0, 0, 0, 0, 0, 0, 1};
+    ssf_sampler_params over = {.temperature = 1.0, .top_p = 1.0, .min_p = 1.5};
+    expected(1.0, only, p);
+    check_distribution(&over, p);
 }
 
 /* A top_p under 1 / n over nearly equal logits keeps the heaviest token:

@@ -587,6 +587,14 @@ static void add_out(ssf_engine *e, batch *b, int row, seq *s, group *g)
     b->n_out++;
 }
 
+/* top_k as the device takes it: any k past INT32_MAX keeps the whole
+ * vocabulary, as INT32_MAX does (a plain cast could make it 1: greedy).
+ * (min_p goes capped at 1, as the CPU sampler caps it: the largest stays.) */
+static int32_t top_k_of(const ssf_sampling *s)
+{
+    return s->top_k > INT32_MAX ? INT32_MAX : (int32_t)s->top_k;
+}
+
 /* A running sample's row whose token the device draws itself: draw
  * number n_out + inflight, its tokens in flight counted. */
 static void add_sampled(ssf_engine *e, int row, seq *s)
@@ -596,8 +604,8 @@ static void add_sampled(ssf_engine *e, int row, seq *s)
     e->sample_rows[f->n] = row;
     e->specs[f->n] = (ssf_sample_spec){.temperature = r->sampling.temperature,
                                        .top_p = r->sampling.top_p,
-                                       .min_p = r->sampling.min_p,
-                                       .top_k = (int32_t)r->sampling.top_k,
+                                       .min_p = fmin(r->sampling.min_p, 1.0),
+                                       .top_k = top_k_of(&r->sampling),
                                        .seed = r->seed,
                                        .step = s->n_out + (size_t)s->inflight};
     f->owner[f->n] = s;

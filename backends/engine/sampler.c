@@ -182,6 +182,7 @@ static void keep_top_p(candidates *c, double top_p)
 static void keep_min_p(candidates *c, double min_p)
 {
     if (min_p <= 0) return;
+    if (min_p > 1) min_p = 1; /* the largest is always kept: the draw needs one */
     float max = 0;
     for (int32_t i = 0; i < c->n; i++)
         if (c->w[i] > max) max = c->w[i];
