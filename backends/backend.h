@@ -36,6 +36,8 @@ typedef struct ssf_gen_request {
     ssf_sampling sampling;
 } ssf_gen_request;
 
+/* Texts are C strings: a U+0000 the model wrote is kept as U+FFFD
+ * (ssf_buf_append_text), so the text after it is graded too. */
 typedef struct ssf_gen_result {
     const char *text;                         /* NULL when failed */
     const char *reasoning;                    /* reasoning_content, may be NULL */

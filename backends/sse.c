@@ -243,7 +243,7 @@ void ssf_completion_free(ssf_completion *c)
 
 static void append_string(ssf_buf *b, const json_t *v)
 {
-    if (json_is_string(v)) ssf_buf_append(b, json_string_value(v), json_string_length(v));
+    if (json_is_string(v)) ssf_buf_append_text(b, json_string_value(v), json_string_length(v));
 }
 
 /* Servers name the reasoning text reasoning_content (SGLang, llama.cpp,
@@ -305,7 +305,8 @@ static int fail_malformed(ssf_completion *c, const char *what, const char *detai
 static json_t *load_object(ssf_completion *c, const char *s, size_t len, const char *what)
 {
     json_error_t je;
-    json_t *root = json_loadb(s, len, 0, &je);
+    /* A model may write U+0000; the text keeps it (as U+FFFD, append_string). */
+    json_t *root = json_loadb(s, len, JSON_ALLOW_NUL, &je);
     if (!json_is_object(root)) {
         json_decref(root);
         fail_malformed(c, what, root ? "not a JSON object" : je.text);

@@ -127,10 +127,11 @@ static int decode_line(line_ctx *c, json_t *rec, size_t line)
         }
         ids[i] = (int32_t)json_integer_value(v);
     }
-    char *text = ssf_tokenizer_decode(c->tok, ids, n, c->args->skip_special, c->err);
+    size_t len;
+    char *text = ssf_tokenizer_decode(c->tok, ids, n, c->args->skip_special, &len, c->err);
     free(ids);
     if (!text) return ssf_fail_prefix(c->err, "%s:%zu", c->path, line);
-    json_object_set_new(rec, "text", json_string(text));
+    json_object_set_new(rec, "text", json_stringn(text, len)); /* a NUL inside is \u0000 */
     free(text);
     return 0;
 }

@@ -280,6 +280,8 @@ printf '{"text": "Hello world", "id": 3}\n{"text": "<|im_start|>hello<|im_end|>"
 check "tokenize --jsonl" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/texts.jsonl" && [ "$(wc -l <"$work/out")" -eq 2 ] && out_has "\"id\":3,\"ids\":\[9707,1879\]" && out_has "\"ids\":\[151644,14990,151645\]"'
 printf '{"ids": [151644, 14990, 151645]}\n{"ids": [227, 65]}\n{"ids": [9707, 1879], "k": 1}\n' >"$work/ids.jsonl"
 check "tokenize --decode" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/ids.jsonl" --decode && out_has "\"text\":\"<|im_start|>hello<|im_end|>\"" && out_has "\"text\":\"$(printf "\357\277\275")b\"" && out_has "\"k\":1,\"text\":\"Hello world\""'
+printf '{"ids": [64, 188, 65]}\n' >"$work/nul-ids.jsonl"
+check "tokenize --decode keeps a U+0000 and what follows (it cut the text there)" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/nul-ids.jsonl" --decode && out_has "\"text\":\"a\\\\u0000b\""'
 check "tokenize --decode --skip-special" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/ids.jsonl" --decode --skip-special && out_has "\"text\":\"hello\""'
 printf '{"text": "ok"}\n{"txt": "no"}\n' >"$work/badtexts.jsonl"
 check "tokenize --jsonl bad line" eval 'run 1 tokenize --tokenizer "$qtok" --jsonl "$work/badtexts.jsonl" && err_has "badtexts.jsonl:2" && one_line_err'

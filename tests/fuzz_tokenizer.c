@@ -49,9 +49,9 @@ static char *roundtrip(ssf_tokenizer *t, const char *text, size_t size)
     size_t n;
     ssf_error err;
     if (ssf_tokenizer_encode(t, text, size, &ids, &n, &err)) return NULL;
-    char *dec = ssf_tokenizer_decode(t, ids, n, 0, &err);
+    char *dec = ssf_tokenizer_decode(t, ids, n, 0, NULL, &err);
     if (!dec) abort(); /* every id encode gives must decode */
-    char *skipped = ssf_tokenizer_decode(t, ids, n, 1, &err);
+    char *skipped = ssf_tokenizer_decode(t, ids, n, 1, NULL, &err);
     if (!skipped) abort();
     free(skipped);
     free(ids);

@@ -305,8 +305,24 @@ static void test_completions_stream(void **state)
         "data: [DONE]\n\n";
     assert_int_equal(parse_stream(&c, 1, text), 0);
     assert_string_equal(c.choices[0].text.data, "123");
+    assert_int_equal(c.choices[0].text.len, 3);
     assert_false(c.choices[0].has_reasoning);
     assert_int_equal(c.prompt_tokens, 5);
+    ssf_completion_free(&c);
+}
+
+/* A text is one C string: a \u0000 in it becomes U+FFFD (what follows was
+ * lost behind the NUL). */
+static void test_nul_in_text(void **state)
+{
+    (void)state;
+    ssf_completion c;
+    const char *text = "data: {\"choices\":[{\"index\":0,\"text\":\"a\\u0000b \\\\boxed{7}\","
+                       "\"finish_reason\":\"stop\"}]}\n\n"
+                       "data: [DONE]\n\n";
+    assert_int_equal(parse_stream(&c, 1, text), 0);
+    assert_string_equal(c.choices[0].text.data, "a\xEF\xBF\xBD"
+                                                "b \\boxed{7}");
     ssf_completion_free(&c);
 }
 
@@ -512,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_chat_stream_random_splits),
         cmocka_unit_test(test_both_reasoning_names),
         cmocka_unit_test(test_completions_stream),
+        cmocka_unit_test(test_nul_in_text),
         cmocka_unit_test(test_truncated_stream),
         cmocka_unit_test(test_choice_count),
         cmocka_unit_test(test_in_band_error),

@@ -204,7 +204,7 @@ static int roundtrip_ok(const ssf_tokenizer *t, const char *name, const json_t *
                         size_t len, const int32_t *ids, size_t n)
 {
     ssf_error err;
-    char *dec = ssf_tokenizer_decode(t, ids, n, 0, &err);
+    char *dec = ssf_tokenizer_decode(t, ids, n, 0, NULL, &err);
     if (!dec) {
         fail_msg("decode: %s", err.msg);
         return 0; /* not reached (fail_msg longjmps): for the analyzer */
@@ -297,7 +297,7 @@ static void test_fixture_decode(void **state)
             ids[k] = (int32_t)json_integer_value(json_array_get(arr, k));
         for (int skip = 0; skip < 2; skip++) {
             ssf_error err;
-            char *dec = ssf_tokenizer_decode(fx.tok[0], ids, n, skip, &err);
+            char *dec = ssf_tokenizer_decode(fx.tok[0], ids, n, skip, NULL, &err);
             assert_non_null(dec);
             const char *want =
                 json_string_value(json_object_get(c, skip ? "text_skip_special" : "text"));
@@ -375,23 +375,31 @@ static void test_errors_on_input(void **state)
     assert_int_equal(n, 3);
     free(ids);
     int32_t bad[] = {9707, 151665};
-    assert_null(ssf_tokenizer_decode(fx.tok[0], bad, 2, 0, &err));
+    assert_null(ssf_tokenizer_decode(fx.tok[0], bad, 2, 0, NULL, &err));
     assert_non_null(strstr(err.msg, "151665"));
     int32_t neg[] = {-1};
-    assert_null(ssf_tokenizer_decode(fx.tok[0], neg, 1, 0, &err));
+    assert_null(ssf_tokenizer_decode(fx.tok[0], neg, 1, 0, NULL, &err));
     /* A whitespace run far beyond PCRE2's default JIT stack. */
     size_t big = 300000;
     char *spaces = ssf_xmalloc(big + 2);
     memset(spaces, ' ', big);
     memcpy(spaces + big, "x", 2);
     assert_int_equal(ssf_tokenizer_encode(fx.tok[0], spaces, big + 1, &ids, &n, &err), 0);
-    char *back = ssf_tokenizer_decode(fx.tok[0], ids, n, 0, &err);
+    char *back = ssf_tokenizer_decode(fx.tok[0], ids, n, 0, NULL, &err);
     assert_string_equal(back, spaces);
     free(back);
     free(ids);
     free(spaces);
-    char *s = ssf_tokenizer_decode(fx.tok[0], NULL, 0, 0, &err);
+    char *s = ssf_tokenizer_decode(fx.tok[0], NULL, 0, 0, NULL, &err);
     assert_string_equal(s, "");
+    free(s);
+    /* Id 188 is the byte 0x00: the text holds a NUL, and its length says
+     * so, as Hugging Face decodes [64, 188, 65] to "a\0b". */
+    int32_t nul[] = {64, 188, 65};
+    size_t len = 0;
+    s = ssf_tokenizer_decode(fx.tok[0], nul, 3, 0, &len, &err);
+    assert_int_equal(len, 3);
+    assert_memory_equal(s, "a\0b", 4);
     free(s);
 }
 
@@ -553,7 +561,7 @@ static void test_added_token_before_nfc(void **state)
     size_t n;
     int32_t *ids = encode(fx.tok[1], text, strlen(text), &n);
     ssf_error err;
-    char *dec = ssf_tokenizer_decode(fx.tok[1], ids, n, 0, &err);
+    char *dec = ssf_tokenizer_decode(fx.tok[1], ids, n, 0, NULL, &err);
     assert_non_null(dec);
     assert_string_equal(dec, text);
     free(dec);
@@ -718,7 +726,7 @@ static void test_engine_fixture_tokenizer(void **state)
         assert_int_equal(n, json_array_size(want));
         for (size_t k = 0; k < n; k++)
             assert_int_equal(ids[k], json_integer_value(json_array_get(want, k)));
-        char *back = ssf_tokenizer_decode(t, ids, n, 1, &err);
+        char *back = ssf_tokenizer_decode(t, ids, n, 1, NULL, &err);
         assert_string_equal(back, json_string_value(json_object_get(c, "decoded_skip_special")));
         free(back);
         free(ids);

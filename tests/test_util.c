@@ -121,6 +121,21 @@ static void expect_content(const char *path, const char *want)
 
 /* A file written piece by piece replaces the old one only on commit; an
  * abandoned one leaves it and no temporary file behind. */
+/* Text that must stay one C string keeps what follows a NUL. */
+static void test_append_text(void **state)
+{
+    (void)state;
+    ssf_buf b = {0};
+    ssf_buf_append_text(&b, "a\0b\0", 4);
+    assert_string_equal(b.data, "a\xEF\xBF\xBD"
+                                "b\xEF\xBF\xBD");
+    assert_int_equal(b.len, 8);
+    ssf_buf_reset(&b);
+    ssf_buf_append_text(&b, "", 0);
+    assert_string_equal(b.data, "");
+    ssf_buf_free(&b);
+}
+
 static void test_atomic_writer(void **state)
 {
     (void)state;
@@ -160,7 +175,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),           cmocka_unit_test(test_errors),
         cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_files_and_sha),
-        cmocka_unit_test(test_atomic_writer),
+        cmocka_unit_test(test_atomic_writer), cmocka_unit_test(test_append_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,7 +31,13 @@ static int encode(void *ud, const char *text, int32_t **ids, size_t *n, ssf_erro
 
 static char *decode(void *ud, const int32_t *ids, size_t n, ssf_error *err)
 {
-    return ssf_tokenizer_decode(ud, ids, n, 1, err);
+    size_t len;
+    char *text = ssf_tokenizer_decode(ud, ids, n, 1, &len, err);
+    if (!text || !memchr(text, '\0', len)) return text;
+    ssf_buf b = {0}; /* a generated text is a C string (backend.h) */
+    ssf_buf_append_text(&b, text, len);
+    free(text);
+    return ssf_buf_take(&b);
 }
 
 static int generate(ssf_backend *b, const ssf_gen_request *reqs, size_t n, ssf_gen_done_fn done,

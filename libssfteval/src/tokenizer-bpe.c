@@ -690,12 +690,12 @@ int ssf_tokenizer_encode(ssf_tokenizer *t, const char *text, size_t len, int32_t
 /* ---- decoding ----------------------------------------------------------- */
 
 char *ssf_tokenizer_decode(const ssf_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
-                           ssf_error *err)
+                           size_t *len, ssf_error *err)
 {
     ssf_buf raw = {0};
     for (size_t i = 0; i < n; i++) {
-        size_t len;
-        const char *b = ssf_tokenizer_token_bytes(t, ids[i], &len);
+        size_t n_bytes;
+        const char *b = ssf_tokenizer_token_bytes(t, ids[i], &n_bytes);
         if (!b) {
             ssf_buf_free(&raw);
             ssf_fail(err, "tokenizer %s: id %ld (position %zu) is not in the vocabulary (0..%ld)",
@@ -703,12 +703,13 @@ char *ssf_tokenizer_decode(const ssf_tokenizer *t, const int32_t *ids, size_t n,
             return NULL;
         }
         if (skip_special && t->special[ids[i]]) continue;
-        ssf_buf_append(&raw, b, len);
+        ssf_buf_append(&raw, b, n_bytes);
     }
     ssf_buf out = {0};
     ssf_buf_append(&out, "", 0);
     utf8_lossy(raw.data ? raw.data : "", raw.len, &out);
     ssf_buf_free(&raw);
+    if (len) *len = out.len;
     return ssf_buf_take(&out);
 }
 

@@ -104,6 +104,18 @@ void ssf_buf_append(ssf_buf *b, const char *s, size_t n)
     b->data[b->len] = '\0';
 }
 
+void ssf_buf_append_text(ssf_buf *b, const char *s, size_t n)
+{
+    for (const char *end = s + n; s < end;) {
+        const char *nul = memchr(s, '\0', (size_t)(end - s));
+        size_t run = nul ? (size_t)(nul - s) : (size_t)(end - s);
+        ssf_buf_append(b, s, run);
+        if (nul) ssf_buf_append(b, "\xEF\xBF\xBD", 3);
+        s += run + (nul != NULL);
+    }
+    if (!b->data) ssf_buf_append(b, "", 0);
+}
+
 void ssf_buf_puts(ssf_buf *b, const char *s)
 {
     ssf_buf_append(b, s, strlen(s));

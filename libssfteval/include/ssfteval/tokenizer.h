@@ -51,10 +51,11 @@ int ssf_tokenizer_encode(ssf_tokenizer *t, const char *text, size_t len, int32_t
                          size_t *n_ids, ssf_error *err);
 
 /* Decodes to a malloc'd NUL-terminated UTF-8 string (invalid sequences become
- * U+FFFD).  skip_special drops added tokens flagged "special".  Unknown ids
- * are an error (NULL). */
+ * U+FFFD) of *len bytes (len may be NULL): a token for U+0000 puts a NUL
+ * inside it, as Hugging Face decodes.  skip_special drops added tokens
+ * flagged "special".  Unknown ids are an error (NULL). */
 char *ssf_tokenizer_decode(const ssf_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
-                           ssf_error *err);
+                           size_t *len, ssf_error *err);
 
 /* The raw bytes a token stands for (byte map undone; may be a partial UTF-8
  * sequence), or NULL for an unknown id.  For streaming stop-string checks. */

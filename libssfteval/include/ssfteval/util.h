@@ -56,6 +56,9 @@ typedef struct ssf_buf {
 
 void ssf_buf_append(ssf_buf *b, const char *s, size_t n);
 void ssf_buf_puts(ssf_buf *b, const char *s);
+/* Appends text that is to stay one C string: each NUL byte (a U+0000 a
+ * model wrote) becomes U+FFFD, so nothing after it is lost. */
+void ssf_buf_append_text(ssf_buf *b, const char *s, size_t n);
 void ssf_buf_putc(ssf_buf *b, char c);
 void ssf_buf_printf(ssf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ssf_buf_reset(ssf_buf *b);
