@@ -583,6 +583,38 @@ static void expect_load_error(const char *json, const char *needle)
 
 #define SMALL_HEAD "{\"normalizer\":{\"type\":\"NFC\"},\"decoder\":{\"type\":\"ByteLevel\"},"
 
+/* A Split pre-tokenizer (pattern, behavior, invert) before a ByteLevel
+ * without regex, over the vocabulary a, b, ab, space. */
+static void expect_split(const char *pattern, const char *behavior, int invert, const char *text,
+                         const int32_t *want, size_t n_want)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":"
+                        "\"Split\",\"pattern\":%s,\"behavior\":\"%s\",\"invert\":%s},{\"type\":"
+                        "\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]},"
+                        "\"model\":{\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"\\u0120\":3},"
+                        "\"merges\":[\"a b\"]}}",
+             pattern, behavior, invert ? "true" : "false");
+    ssf_tokenizer *t;
+    ssf_error err;
+    if (ssf_tokenizer_load_json(json, strlen(json), "split", &t, &err)) fail_msg("%s", err.msg);
+    expect_ids(t, text, want, n_want);
+    ssf_tokenizer_free(t);
+}
+
+/* As tokenizers' Split: Removed drops the delimiters, the matches or with
+ * invert the gaps (it kept and dropped the wrong ones); a String pattern
+ * is literal (it did not load). */
+static void expect_split_behaviours(void)
+{
+    expect_split("{\"Regex\":\" +\"}", "Removed", 0, "ab  ab", (const int32_t[]){2, 2}, 2);
+    expect_split("{\"Regex\":\"b\"}", "Removed", 1, "ab ab", (const int32_t[]){1, 1}, 2);
+    expect_split("{\"Regex\":\" \"}", "Isolated", 0, "ab ab", (const int32_t[]){2, 3, 2}, 3);
+    expect_split("{\"String\":\" \"}", "Removed", 0, "ab ab", (const int32_t[]){2, 2}, 2);
+    expect_split("{\"String\":\".\"}", "Removed", 0, "ab", (const int32_t[]){2}, 1);
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
@@ -625,6 +657,7 @@ static void test_malformed(void **state)
     expect_ids(t, "ba", (const int32_t[]){1, 0}, 2);
     expect_ids(t, "xa", (const int32_t[]){0}, 1); /* unknown characters dropped, as HF does */
     ssf_tokenizer_free(t);
+    expect_split_behaviours();
 
     char *dir = make_temp_dir();
     ssf_tokenizer *t2;

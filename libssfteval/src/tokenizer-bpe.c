@@ -486,23 +486,24 @@ static void encode_piece(enc *e, const char *s, size_t n)
     encode_word(e, s, n);
 }
 
-/* Split behaviour Isolated (or Removed): matches are pieces, and so are the
- * gaps between them; invert swaps the two. */
+/* Split: matches are pieces, and so are the gaps between them.  Behaviour
+ * Removed drops the delimiters: the matches, or with invert the gaps (the
+ * pattern then matches what is kept), as tokenizers' Split does. */
 static int split_pieces(enc *e, const char *s, size_t n)
 {
     const ssf_tokenizer *t = e->t;
+    int keep_gap = !t->split_removed || !t->split_invert;
+    int keep_match = !t->split_removed || t->split_invert;
     size_t pos = 0, last = 0, ms = 0, me = 0;
     for (;;) {
         int rc = next_match(e, s, n, &pos, &ms, &me);
         if (rc < 0) return -1;
         if (rc == 0) break;
-        int keep_gap = !t->split_removed || t->split_invert;
-        int keep_match = !t->split_removed || !t->split_invert;
         if (ms > last && keep_gap) encode_piece(e, s + last, ms - last);
         if (keep_match) encode_piece(e, s + ms, me - ms);
         last = pos = me;
     }
-    if (last < n && (!t->split_removed || t->split_invert)) encode_piece(e, s + last, n - last);
+    if (last < n && keep_gap) encode_piece(e, s + last, n - last);
     return 0;
 }
 

@@ -396,8 +396,9 @@ static int compile_regex(ssf_tokenizer *t, const char *pattern, size_t len, uint
 {
     int code;
     PCRE2_SIZE off;
-    t->re =
-        pcre2_compile((PCRE2_SPTR)pattern, len, PCRE2_UTF | PCRE2_UCP | extra, &code, &off, NULL);
+    /* UCP shapes classes such as \s; PCRE2 refuses it for a literal. */
+    uint32_t ucp = extra & PCRE2_LITERAL ? 0 : PCRE2_UCP;
+    t->re = pcre2_compile((PCRE2_SPTR)pattern, len, PCRE2_UTF | ucp | extra, &code, &off, NULL);
     if (!t->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
