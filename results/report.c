@@ -92,20 +92,17 @@ static int keep_id(const ssf_run_row *r, void *ud)
     return 0;
 }
 
-static void free_entry(entry *e)
-{
-    free(e->model);
-    free(e->protocol);
-    free(e->compat);
-    free(e->profile);
-    free(e->task);
-    free(e->metric);
-}
-
 static void free_collection(collection *c)
 {
-    for (size_t i = 0; i < c->n; i++)
-        free_entry(&c->items[i]);
+    for (size_t i = 0; i < c->n; i++) {
+        entry *e = &c->items[i];
+        free(e->model);
+        free(e->protocol);
+        free(e->compat);
+        free(e->profile);
+        free(e->task);
+        free(e->metric);
+    }
     free(c->items);
 }
 
@@ -415,20 +412,20 @@ static int load_whole_run(ssf_store *store, int64_t id, ssf_run_row *r, ssf_erro
     return -1;
 }
 
-/* The candidate's metrics the comparison covers; an error when none. */
+static int compared(const char *metric, const char *asked)
+{
+    return !asked || strcmp(metric, asked) == 0;
+}
+
+/* The candidate's metrics (the comparison covers those compared() names);
+ * an error when it covers none. */
 static int metrics_to_compare(ssf_store *store, const ssf_run_row *cand, const char *profile,
                               const char *metric, collection *c, ssf_error *err)
 {
     c->profile = profile;
     if (collect_run(store, cand->id, c, err)) return -1;
-    size_t kept = 0;
     for (size_t i = 0; i < c->n; i++)
-        if (!metric || strcmp(metric, c->items[i].metric) == 0)
-            c->items[kept++] = c->items[i];
-        else
-            free_entry(&c->items[i]);
-    c->n = kept;
-    if (kept) return 0;
+        if (compared(c->items[i].metric, metric)) return 0;
     if (metric)
         return ssf_fail(err, "run %" PRId64 " has no metric %s under profile %s to compare",
                         cand->id, metric, profile);
@@ -453,8 +450,9 @@ int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_com
                 "delta", "SE", "N", "decision");
     int regressed = 0;
     for (size_t i = 0; i < c.n && rc == 0; i++)
-        rc = compare_one(store, base, cand, c.items[i].task, c.items[i].metric, profile, o, out,
-                         &regressed, err);
+        if (compared(c.items[i].metric, o->metric))
+            rc = compare_one(store, base, cand, c.items[i].task, c.items[i].metric, profile, o, out,
+                             &regressed, err);
     if (rc == 0)
         fprintf(out, "gate: drop > %.2f points + %.2f x SE fails; %s\n", o->max_drop, o->z,
                 regressed ? "REGRESSION" : "no regression");
