@@ -157,6 +157,7 @@ static json_t *run_config(const ssf_run_config *cfg, const task_plan *plans)
 typedef struct progress {
     int mode; /* 1 bar, 0 lines, -1 quiet */
     size_t total, done, failed;
+    size_t shown; /* lines mode: the count the last line showed, +1 (0: none yet) */
     int64_t tokens;
     double start, last;
 } progress;
@@ -165,7 +166,9 @@ static void progress_show(progress *p, int final)
 {
     double t = ssf_monotonic_seconds();
     if (p->mode < 0 || (!final && t - p->last < (p->mode ? 0.2 : 10.0))) return;
+    if (p->mode == 0 && p->shown == p->done + 1) return; /* that line is out already */
     p->last = t;
+    p->shown = p->done + 1;
     double elapsed = t - p->start > 1e-9 ? t - p->start : 1e-9;
     double rate = (double)p->done / elapsed;
     double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;

@@ -91,6 +91,8 @@ check "report md marks a value that left questions out" eval 'run 0 report --db 
 check "report csv leaves a standard error of one question empty, not nan" eval 'run 0 report --format csv --db "$work/b2.sqlite" && grep -q ",pass@1,0.500000,,0.500000,0.500000,1," "$work/out" && ! grep -q nan "$work/out"'
 check "show lists them as FAILED, not wrong" eval 'run 0 show 1 --doc 1 --db "$work/b2.sqlite" && [ "$(grep -c "sample [0-3]  seed [0-9]*  FAILED: .*finish_reason" "$work/out")" -eq 4 ] && ! grep -q "abort  wrong\|content_filter  wrong" "$work/out"'
 
+check "progress lines (stderr not a terminal): the last one is said once" eval '"$ssfteval" run synth --generations "$work/gen.jsonl" --db "$work/p.sqlite" --task-file "$work/synth.json" --data-dir "$work" --metric avg@1 --samples 1 --limit 1 >/dev/null 2>"$work/err"; [ "$(grep -c "^\[1/1\] " "$work/err")" -eq 1 ]'
+
 # 4. Reports, show, export, rescore, compare.
 check "report md" eval 'run 0 report 1 --db "$work/a.sqlite" && grep -q "### cons@32" "$work/out" && grep -q "| synth |" "$work/out"'
 check "report csv" eval 'run 0 report --format csv --db "$work/a.sqlite" && grep -q "^1,.*,synth,ssft,ssfteval,default,pass@1,0.750000" "$work/out"'
