@@ -145,12 +145,37 @@ static int empty_value_ok(const char *option)
            strcmp(option, "text") == 0;
 }
 
+/* getopt_long takes any unambiguous prefix of a long option (--li for
+ * --limit), so a script could change meaning when an option is added: only
+ * whole names are taken.  Returns the first abbreviated or unknown option,
+ * or NULL. */
+static const char *inexact_option(int argc, char **argv, const struct option *opts)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strncmp(argv[i], "--", 2) != 0) continue;
+        const char *name = argv[i] + 2;
+        size_t len = strcspn(name, "=");
+        const struct option *o = opts;
+        while (o->name && (strlen(o->name) != len || strncmp(o->name, name, len) != 0))
+            o++;
+        if (!o->name) return argv[i];
+        if (o->has_arg == required_argument && !name[len]) i++; /* its value */
+    }
+    return NULL;
+}
+
 int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_option_fn handle,
               void *ud, const char *help, int *exit_code)
 {
     optind = 1;
     opterr = 0;
     *exit_code = 0;
+    const char *inexact = inexact_option(argc, argv, opts);
+    if (inexact) {
+        cli_error("%s: unknown option '%s'; see `ssfteval %s --help`", argv[0], inexact, argv[0]);
+        *exit_code = EXIT_USAGE;
+        return -1;
+    }
     for (;;) {
         int index = -1;
         int opt = getopt_long(argc, argv, "", opts, &index);

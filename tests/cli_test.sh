@@ -52,6 +52,9 @@ for args in "report --json" "show 1 --json" "export 1 --format csv" "runs --doc 
     # shellcheck disable=SC2086
     check "an option the command does not take is refused: $args" eval 'run 2 $args && err_has "unknown option" && one_line_err'
 done
+check "an abbreviated option is refused (getopt took --data-di for --data-dir)" eval 'run 2 tasks --data-di "$shared/data" && err_has "unknown option .--data-di." && one_line_err'
+check "an option value that starts with -- is a value" eval '"$ssfteval" grade --gold 5 --pred "--5" >/dev/null 2>"$work/err"; [ $? -le 1 ] && [ ! -s "$work/err" ]'
+check "--name=value is taken" eval 'run 0 tasks --data-dir="$shared/data"'
 check "an empty value is refused by name" eval 'run 2 tasks --data-dir "" && err_has "^ssfteval: --data-dir: the value is empty" && one_line_err'
 check "an empty --db is refused (SQLite would open a throw-away store)" eval 'run 2 runs --db "" && err_has "--db: the value is empty" && one_line_err'
 check "an empty SSFTEVAL_DB is unset" eval 'SSFTEVAL_DB= run 1 runs && err_has "^ssfteval: ssfteval.sqlite does not exist"'
