@@ -123,7 +123,8 @@ static int decode_line(line_ctx *c, json_t *rec, size_t line)
         if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN ||
             json_integer_value(v) > INT32_MAX) {
             free(ids);
-            return ssf_fail(c->err, "%s:%zu: \"ids\"[%zu] is not an integer id", c->path, line, i);
+            return ssf_fail(c->err, "%s:%zu: \"ids\"[%zu] is not an integer id (0..%d)", c->path,
+                            line, i, INT32_MAX);
         }
         ids[i] = (int32_t)json_integer_value(v);
     }

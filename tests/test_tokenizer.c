@@ -627,7 +627,7 @@ static void test_malformed(void **state)
                       "'c', which is not in the vocabulary");
     expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":"
                                  "\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[[\"a\",\"b\"]]}}",
-                      "merged pair");
+                      "merge 0 makes 'ab', which is not in the vocabulary");
     expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{"
                                  "\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a\"},\"behavior\":"
                                  "\"Isolated\"},{\"type\":\"ByteLevel\",\"use_regex\":false}]},"

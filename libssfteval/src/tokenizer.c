@@ -288,13 +288,16 @@ static int add_merge(ssf_tokenizer *t, const char *a, size_t an, const char *b, 
     memcpy(ab, a, an);
     memcpy(ab + an, b, bn);
     int32_t iab = tok_lookup(t, ab, an + bn);
-    free(ab);
     if (ia < 0 || ib < 0 || iab < 0) {
-        const char *miss = ia < 0 ? a : ib < 0 ? b : "(the merged pair)";
-        int mn = ia < 0 ? (int)an : ib < 0 ? (int)bn : 17;
-        return ssf_fail(err, "tokenizer %s: merge %zu names '%.*s', which is not in the vocabulary",
-                        t->name, rank, mn > 60 ? 60 : mn, miss);
+        const char *miss = ia < 0 ? a : ib < 0 ? b : ab;
+        size_t mn = ia < 0 ? an : ib < 0 ? bn : an + bn;
+        ssf_fail(err, "tokenizer %s: merge %zu %s '%.*s', which is not in the vocabulary", t->name,
+                 rank, iab < 0 && ia >= 0 && ib >= 0 ? "makes" : "names", (int)(mn > 60 ? 60 : mn),
+                 miss);
+        free(ab);
+        return -1;
     }
+    free(ab);
     uint64_t key = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
     size_t i = (size_t)(key * 0x9E3779B97F4A7C15ULL >> 17) & t->mmask;
     while (t->mkeys[i] != UINT64_MAX && t->mkeys[i] != key)
