@@ -6,6 +6,7 @@
 #include "ssfteval/model.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -290,23 +291,25 @@ static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg)
     return 0;
 }
 
+/* generation_config.json's number at key when it lies in [lo, hi], else
+ * -1.  The sampling defaults are only reported (a run samples as its task
+ * and command line say), so an odd one does not keep the model shut. */
+static double sampling_default(const jl_value *root, const char *key, double lo, double hi)
+{
+    const jl_value *v = jl_get(root, key);
+    return v && v->type == JL_NUMBER && v->u.num.d >= lo && v->u.num.d <= hi ? v->u.num.d : -1;
+}
+
 static int read_generation(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 {
-    int top_k = -1;
     if (root->type != JL_OBJECT)
         return ssf_fail(c->err, "%s: %s: expected a JSON object, got %s", c->name, c->file,
                         jl_type_name(root->type));
     if (read_eos(c, root, cfg)) return -1;
-    const jl_value *t = jl_get(root, "temperature");
-    if (t && t->type != JL_NULL && (t->type != JL_NUMBER || t->u.num.d < 0))
-        return bad(c, "temperature", "a number >= 0", t);
-    if (t && t->type == JL_NUMBER) cfg->gen_temperature = t->u.num.d;
-    const jl_value *p = jl_get(root, "top_p");
-    if (p && p->type != JL_NULL && (p->type != JL_NUMBER || !(p->u.num.d > 0 && p->u.num.d <= 1)))
-        return bad(c, "top_p", "a number in (0, 1]", p);
-    if (p && p->type == JL_NUMBER) cfg->gen_top_p = p->u.num.d;
-    if (get_int(c, root, "top_k", 0, -1, &top_k)) return -1;
-    cfg->gen_top_k = top_k;
+    cfg->gen_temperature = sampling_default(root, "temperature", 0, 1e6);
+    cfg->gen_top_p = sampling_default(root, "top_p", 1e-9, 1);
+    double top_k = sampling_default(root, "top_k", 0, 1e9);
+    cfg->gen_top_k = top_k == floor(top_k) ? (long)top_k : -1;
     return 0;
 }
 
