@@ -91,6 +91,17 @@ static void context_for(const ssf_run_config *cfg, const ssf_task *t, ssf_metric
                                 .task_groups = t->groups > 0 ? t->groups : 6};
 }
 
+/* Whether a metric the context refuses is one of the SSFT protocol's. */
+static int needs_tags(const char *name, const ssf_metric_context *ctx)
+{
+    if (ctx->protocol == SSF_PROTOCOL_SSFT) return 0;
+    ssf_metric_context ssft = *ctx;
+    ssft.protocol = SSF_PROTOCOL_SSFT;
+    ssf_metric m;
+    ssf_error ignored;
+    return ssf_metric_parse(name, &ssft, &m, &ignored) == 0;
+}
+
 static int plan_metrics(const ssf_run_config *cfg, task_plan *p, ssf_error *err)
 {
     const ssf_task *t = p->task;
@@ -100,15 +111,32 @@ static int plan_metrics(const ssf_run_config *cfg, task_plan *p, ssf_error *err)
     if (n > MAX_METRICS) return ssf_fail(err, "at most %d metrics", MAX_METRICS);
     context_for(cfg, t, &p->ctx);
     memset(p->need, 0, sizeof p->need);
+    p->n_metrics = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ssf_metric_parse(names[i], &p->ctx, &p->metrics[i], err))
-            return ssf_fail_prefix(err, "--metric");
+        ssf_metric *m = &p->metrics[p->n_metrics];
+        if (ssf_metric_parse(names[i], &p->ctx, m, err)) {
+            if (!cfg->metrics && needs_tags(names[i], &p->ctx)) {
+                /* the task's SSFT metric on a run without tags: the rest still apply */
+                fprintf(stderr,
+                        "ssfteval: task %s: default metric %s left out: it needs "
+                        "--protocol ssft\n",
+                        t->name, names[i]);
+                continue;
+            }
+            return cfg->metrics ? ssf_fail_prefix(err, "--metric")
+                                : ssf_fail_prefix(err, "task %s's default metrics", t->name);
+        }
         int need[SSF_MAX_TAGS + 1];
-        ssf_metric_need(&p->metrics[i], &p->ctx, need);
+        ssf_metric_need(m, &p->ctx, need);
         for (int k = 0; k <= SSF_MAX_TAGS; k++)
             if (need[k] > p->need[k]) p->need[k] = need[k];
+        p->n_metrics++;
     }
-    p->n_metrics = n;
+    if (p->n_metrics == 0)
+        return ssf_fail(err,
+                        "task %s: none of its default metrics applies without --protocol ssft; "
+                        "pass --protocol ssft or --metric",
+                        t->name);
     return 0;
 }
 
