@@ -194,6 +194,11 @@ static void test_jsonl_trailing_junk(void **state)
     assert_int_equal(read_mem("{\"a\":1} x\n", "mem.jsonl", &c, &err), -1);
     assert_contains(err.msg, "mem.jsonl:1: malformed JSON line");
     assert_int_equal(c.count, 0);
+    /* Valid JSON, but a NUL would cut the text short: said as such, not
+     * with jansson's option name. */
+    assert_int_equal(read_mem("{\"a\":1}\n{\"t\":\"a\\u0000b\"}\n", "mem.jsonl", &c, &err), -1);
+    assert_contains(err.msg, "mem.jsonl:2: a string holds \\u0000");
+    assert_null(strstr(err.msg, "JSON_ALLOW_NUL"));
     collect_free(&c);
 }
 

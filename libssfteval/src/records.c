@@ -109,6 +109,11 @@ static int jsonl_decode(const char *s, size_t n, const char *name, size_t lineno
 {
     json_error_t jerr;
     json_t *v = json_loadb(s, n, JSON_DECODE_ANY, &jerr);
+    if (!v && strstr(jerr.text, "\\u0000")) /* jansson names its option, JSON_ALLOW_NUL */
+        return ssf_fail(err,
+                        "%s:%zu: a string holds \\u0000, which ssfteval's texts cannot; "
+                        "remove it from that line",
+                        name, lineno);
     if (!v)
         return ssf_fail(err, "%s:%zu: malformed JSON line: %s; fix or remove that line", name,
                         lineno, jerr.text);
