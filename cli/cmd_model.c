@@ -61,12 +61,13 @@ static void human_bytes(char *out, size_t n, int64_t v)
  * a reason when there is none. */
 static const char *chat_template(const char *dir, const char **why)
 {
-    char path[4096];
+    char path[4096], jinja[4096];
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    snprintf(jinja, sizeof jinja, "%s/chat_template.jinja", dir);
     ssf_chat_template t;
     ssf_error err = {{0}};
     *why = "none found (pass --chat-template)";
-    if (access(path, F_OK) != 0) return NULL;
+    if (access(path, F_OK) != 0 && access(jinja, F_OK) != 0) return NULL;
     if (ssf_chat_template_detect(path, &t, &err) == 0) return ssf_chat_template_name(t);
     *why = "not one ssfteval renders (pass --chat-template)";
     return NULL;

@@ -172,49 +172,56 @@ static int classify_template(const char *jinja, ssf_chat_template *out, char hex
     return -1;
 }
 
+/* chat_template.jinja beside the tokenizer config at path (as newer
+ * transformers save it); malloc'd, or NULL when there is none. */
+static char *jinja_beside(const char *path, char **jinja_path)
+{
+    const char *slash = strrchr(path, '/');
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "%.*schat_template.jinja", slash ? (int)(slash - path + 1) : 0, path);
+    *jinja_path = ssf_buf_take(&b);
+    char *text = NULL;
+    ssf_error ignored;
+    return ssf_read_file(*jinja_path, &text, NULL, &ignored) == 0 ? text : NULL;
+}
+
 /* The template's source: tokenizer_config.json's "chat_template" string, the
  * "default" one of a list of named templates, or chat_template.jinja beside
- * the config (as newer transformers save it).  Caller frees. */
-static char *template_source(const char *path, json_t *config, ssf_error *err)
+ * the config, which may then be absent.  Caller frees. */
+static char *template_source(const char *path, ssf_error *err)
 {
+    char *jinja_path = NULL, *text = NULL;
+    json_error_t jerr;
+    json_t *config = json_load_file(path, 0, &jerr);
     json_t *t = json_object_get(config, "chat_template");
-    if (json_is_string(t)) return ssf_xstrdup(json_string_value(t));
+    if (json_is_string(t)) text = ssf_xstrdup(json_string_value(t));
     size_t i;
     json_t *named;
     json_array_foreach(t, i, named)
     {
         const char *name = json_string_value(json_object_get(named, "name"));
-        const char *text = json_string_value(json_object_get(named, "template"));
-        if (name && text && strcmp(name, "default") == 0) return ssf_xstrdup(text);
+        const char *body = json_string_value(json_object_get(named, "template"));
+        if (!text && name && body && strcmp(name, "default") == 0) text = ssf_xstrdup(body);
     }
-    const char *slash = strrchr(path, '/');
-    ssf_buf jinja_path = {0};
-    ssf_buf_printf(&jinja_path, "%.*schat_template.jinja", slash ? (int)(slash - path + 1) : 0,
-                   path);
-    char *text = NULL;
-    ssf_error ignored;
-    if (!t && ssf_read_file(jinja_path.data, &text, NULL, &ignored) == 0) {
-        ssf_buf_free(&jinja_path);
-        return text;
-    }
-    ssf_fail(err,
-             "%s has no chat template (a 'chat_template' string, a list with a 'default' one, or "
-             "%s); pass --chat-template qwen2.5|chatml|none",
-             path, jinja_path.data);
-    ssf_buf_free(&jinja_path);
-    return NULL;
+    if (!text && !t) text = jinja_beside(path, &jinja_path);
+    if (!text && !config && jerr.line > 0)
+        ssf_fail(err, "%s:%d: cannot read the tokenizer config: %s", path, jerr.line, jerr.text);
+    else if (!text && !config)
+        ssf_fail(err, "cannot read the tokenizer config %s (%s), and there is no %s", path,
+                 jerr.text, jinja_path);
+    else if (!text)
+        ssf_fail(err,
+                 "%s has no chat template (a 'chat_template' string, a list with a 'default' "
+                 "one, or %s)",
+                 path, jinja_path ? jinja_path : "chat_template.jinja");
+    free(jinja_path);
+    json_decref(config);
+    return text;
 }
 
 int ssf_chat_template_detect(const char *path, ssf_chat_template *out, ssf_error *err)
 {
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root)
-        return jerr.line > 0
-                   ? ssf_fail(err, "%s:%d: cannot read the tokenizer config: %s", path, jerr.line,
-                              jerr.text)
-                   : ssf_fail(err, "cannot read the tokenizer config %s: %s", path, jerr.text);
-    char *jinja = template_source(path, root, err);
+    char *jinja = template_source(path, err);
     char hex[65];
     int rc = jinja ? 0 : -1;
     if (rc == 0 && classify_template(jinja, out, hex))
@@ -225,6 +232,5 @@ int ssf_chat_template_detect(const char *path, ssf_chat_template *out, ssf_error
                       "matches it",
                       path, hex);
     free(jinja);
-    json_decref(root);
     return rc;
 }

@@ -255,6 +255,13 @@ static void test_detect(void **state)
     tpl = SSF_CHAT_NONE;
     assert_int_equal(detect_text(dir, "{\"bos_token\": null}", &tpl, &err), 0);
     assert_int_equal(tpl, SSF_CHAT_QWEN25);
+    /* chat_template.jinja alone, with no tokenizer_config.json at all. */
+    char *config = write_temp_file(dir, "tokenizer_config.json", "{}");
+    unlink(config);
+    tpl = SSF_CHAT_NONE;
+    assert_int_equal(ssf_chat_template_detect(config, &tpl, &err), 0);
+    assert_int_equal(tpl, SSF_CHAT_QWEN25);
+    free(config);
     char *jinja = write_temp_file(dir, "chat_template.jinja", "");
     unlink(jinja);
     free(jinja);
