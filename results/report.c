@@ -28,12 +28,14 @@ typedef struct entry {
     char *model, *protocol, *compat, *profile, *task, *metric;
     double value, stderr_, ci_lo, ci_hi;
     int64_t n_questions, n_samples, n_failed, n_missing;
+    int64_t limit; /* the run's --limit, 0 when it took every question */
 } entry;
 
 typedef struct collection {
     entry *items;
     size_t n, cap;
     const ssf_run_row *run; /* while collecting one run */
+    int64_t run_limit;
     const char *profile;
 } collection;
 
@@ -61,8 +63,18 @@ static int keep_metric(const ssf_metric_row *m, void *ud)
                                .n_questions = m->n_questions,
                                .n_samples = m->n_samples,
                                .n_failed = m->n_failed,
-                               .n_missing = m->n_missing};
+                               .n_missing = m->n_missing,
+                               .limit = c->run_limit};
     return 0;
+}
+
+/* The run's --limit, from its stored configuration. */
+static int64_t limit_of(const ssf_run_row *r)
+{
+    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
+    json_int_t limit = json_integer_value(json_object_get(conf, "limit"));
+    json_decref(conf);
+    return limit > 0 ? (int64_t)limit : 0;
 }
 
 static int collect_run(ssf_store *store, int64_t id, collection *c, ssf_error *err)
@@ -70,6 +82,7 @@ static int collect_run(ssf_store *store, int64_t id, collection *c, ssf_error *e
     ssf_run_row run;
     if (ssf_store_get_run(store, id, &run, err)) return -1;
     c->run = &run;
+    c->run_limit = limit_of(&run);
     int rc = ssf_store_foreach_metric(store, id, keep_metric, c, err);
     c->run = NULL;
     ssf_run_row_clear(&run);
@@ -236,6 +249,8 @@ static void markdown_value(const entry *e, FILE *out)
     if (isfinite(e->stderr_)) /* one question: no standard error */
         fprintf(out, " ± %.2f", 100 * e->stderr_);
     if (e->n_missing > 0) fprintf(out, " (%" PRId64 " left out)", e->n_missing);
+    if (e->limit > 0 && e->n_questions + e->n_missing >= e->limit) /* else it took them all */
+        fprintf(out, " (first %" PRId64 ")", e->limit);
     fputs(" |", out);
 }
 
@@ -293,11 +308,13 @@ static void write_markdown(const collection *c, FILE *out)
     for (size_t i = 0; i < c->n; i++) /* entries come run by run */
         if (n_runs == 0 || runs[n_runs - 1] != c->items[i].run_id)
             runs[n_runs++] = c->items[i].run_id;
-    fputs("Values in percent, ± one standard error over questions; \"(K left out)\": K "
-          "questions had failed or missing samples and are not in the value. Mode: "
-          "\"ssfteval\" (votes on equivalent answers) or the compatibility mode that reproduces "
-          "a reference implementation.\n\n",
-          out);
+    fputs(
+        "Values in percent, ± one standard error over questions; \"(K left out)\": K "
+        "questions had failed or missing samples and are not in the value; \"(first N)\": the run "
+        "took the task's first N questions (--limit). Mode: "
+        "\"ssfteval\" (votes on equivalent answers) or the compatibility mode that reproduces "
+        "a reference implementation.\n\n",
+        out);
     for (size_t m = 0; m < n_metrics; m++)
         markdown_table(c, metrics[m], tasks, n_tasks, runs, n_runs, out);
     free(metrics);
