@@ -367,8 +367,8 @@ static int transfer_error(const ssf_hub *hub, const struct target *tg, const str
                         MAX_BODY >> 20);
     if (t->result != CURLE_OK && t->status == 0)
         return ssf_fail(err,
-                        "cannot reach %s: %s; check the network, or use --offline with "
-                        "--data-dir",
+                        "cannot reach %s: %s; check the network (HF_ENDPOINT names a "
+                        "mirror); HF_HUB_OFFLINE=1 works from the cache alone",
                         tg->endpoint, why);
     if (t->result != CURLE_OK && t->status >= 200 && t->status <= 299)
         return ssf_fail(err, "transfer from %s was interrupted: %s; run the command again", url,
