@@ -31,7 +31,8 @@ static const char help[] =
     "                      (list of \"latex\", \"expr\", \"letters\"), \"precision\", "
     "\"profile\";\n"
     "                      write each line back with \"verdict\" (true/false/null),\n"
-    "                      \"gold_extracted\", \"pred_extracted\", \"reason\"\n"
+    "                      \"gold_extracted\", \"pred_extracted\", \"pred_key\" (the vote\n"
+    "                      key), \"no_answer\", \"reason\" (--json writes the same keys)\n"
     "  --help              this text\n"
     "\n"
     "Exit status: 0 when every verdict is true (one pair) or the file was graded, 1 for a\n"
@@ -116,9 +117,12 @@ static json_t *verdict_json(ssf_grade_verdict v)
     return v == SSF_GRADE_UNGRADABLE ? json_null() : json_boolean(v == SSF_GRADE_RIGHT);
 }
 
+/* A text as JSON, or null when there is none or it is not UTF-8 (which
+ * JSON cannot hold), so that every key is always there. */
 static json_t *text_or_null(const char *s)
 {
-    return s ? json_string(s) : json_null();
+    json_t *v = s ? json_string(s) : NULL;
+    return v ? v : json_null();
 }
 
 static void fill_json(json_t *o, const ssf_grade_result *res)
@@ -126,9 +130,9 @@ static void fill_json(json_t *o, const ssf_grade_result *res)
     json_object_set_new(o, "verdict", verdict_json(res->verdict));
     json_object_set_new(o, "gold_extracted", text_or_null(res->gold_extracted));
     json_object_set_new(o, "pred_extracted", text_or_null(res->pred_extracted));
-    json_object_set_new(o, "pred_key", json_string(res->pred_key));
+    json_object_set_new(o, "pred_key", text_or_null(res->pred_key));
     json_object_set_new(o, "no_answer", json_boolean(res->no_answer));
-    json_object_set_new(o, "reason", json_string(res->reason));
+    json_object_set_new(o, "reason", text_or_null(res->reason));
 }
 
 static const char *verdict_word(ssf_grade_verdict v)

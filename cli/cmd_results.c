@@ -190,9 +190,11 @@ static int print_run(const ssf_run_row *r, void *ud)
 
 int cmd_runs(int argc, char **argv)
 {
-    static const char help[] = "usage: ssfteval runs [--db FILE] [--json]\n\n"
-                               "List the runs in the store: id, status, created, tasks, metrics,\n"
-                               "model.\n\n" DB_HELP HELP_HELP;
+    static const char help[] =
+        "usage: ssfteval runs [--db FILE] [--json]\n\n"
+        "List the runs in the store: id, status, created, tasks, metrics,\n"
+        "model.\n\n"
+        "  --json              an array of objects, one a run\n" DB_HELP HELP_HELP;
     cli c;
     results_args a;
     ssf_store *store;
@@ -508,7 +510,8 @@ int cmd_export(int argc, char **argv)
     static const char help[] =
         "usage: ssfteval export RUN [--out FILE] [--db FILE]\n\n"
         "Write the run's generations in the replay format (JSONL: task, doc, tag, sample, text,\n"
-        "finish_reason), to stdout or FILE (replaced only once the export is whole).\n\n" DB_HELP
+        "finish_reason), to stdout or FILE (replaced only once the export is whole).\n\n"
+        "  --out FILE          write FILE instead of stdout (never the store itself)\n" DB_HELP
             HELP_HELP;
     cli c;
     results_args a;
@@ -542,6 +545,7 @@ int cmd_report(int argc, char **argv)
         "Tables of the stored metrics: Markdown in the SSFT README layout (one table per\n"
         "metric, a row per run, a column per task and the Average), CSV or JSON.  With no RUN,\n"
         "every run in the store.\n\n"
+        "  --format F          md (default), csv or json\n"
         "  --profile P         the metrics under profile P (default each run's)\n" DB_HELP
             HELP_HELP;
     cli c;
@@ -571,7 +575,11 @@ int cmd_compare(int argc, char **argv)
         "metric drops by more than D percentage points (default 1) + Z (default 1.64) times the\n"
         "paired standard error, 1 on a regression, 2 on an error (a run that is not done,\n"
         "having failed or missing samples, is one).  Both are scored under --profile P\n"
-        "(default the candidate's profile).\n\n" DB_HELP HELP_HELP;
+        "(default the candidate's profile).\n\n"
+        "  --metric M          compare metric M only (default every metric CAND has)\n"
+        "  --max-drop D        tolerated drop in percentage points (default 1)\n"
+        "  --z Z               one-sided z for the paired standard error (default 1.64)\n"
+        "  --profile P         score both runs under profile P\n" DB_HELP HELP_HELP;
     cli c;
     results_args a;
     ssf_store *store;
