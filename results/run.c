@@ -723,10 +723,10 @@ static void print_metric(FILE *out, const char *task, const ssf_metric *m, const
 {
     if (!out) return;
     char value[32], se[32], lo[32], hi[32];
-    fprintf(out, "%-14s %-16s %7s  ±%5s  [%6s, %6s]  %4zu questions", task, m->name,
+    fprintf(out, "%-14s %-16s %7s  ±%5s  [%6s, %6s]  %4zu question%s", task, m->name,
             percent_text(value, sizeof value, a->value), percent_text(se, sizeof se, a->stderr_),
             percent_text(lo, sizeof lo, a->ci_lo), percent_text(hi, sizeof hi, a->ci_hi),
-            a->n_questions);
+            a->n_questions, a->n_questions == 1 ? "" : "s");
     if (a->n_excluded || t->n_failed)
         fprintf(out, "  (%zu excluded: missing or failed samples; %zu failed)", a->n_excluded,
                 t->n_failed);

@@ -50,7 +50,7 @@ static const spec_key top_keys[] = {
 static const spec_key source_keys[] = {
     {"local", KEY_OBJECT, 0, "where the data sits in a --data-dir"},
     {"hub", KEY_OBJECT, 0, "where the data sits on the Hugging Face Hub"},
-    {"documents", KEY_INTEGER, 0, "the expected number of documents"},
+    {"documents", KEY_INTEGER, 0, "an integer, the number of documents the data holds"},
     {NULL, 0, 0, NULL},
 };
 
