@@ -491,12 +491,31 @@ static int is_store_file(const char *path, const char *db)
     return 0;
 }
 
-/* Exports to --out through a temporary file renamed into place at the end,
- * so a failed export leaves what the file held before. */
+/* Exports to a device or a pipe (/dev/stdout, >(gzip)) as it is: renaming
+ * a file over one would replace it. */
+static int export_to_stream(ssf_store *store, int64_t run, const char *path, ssf_error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return ssf_fail(err, "--out: cannot open %s: %s", path, strerror(errno));
+    export_ctx x = {f, path, err};
+    int rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err);
+    if (fclose(f) != 0 && rc == 0) rc = ssf_fail(err, "cannot write %s: %s", path, strerror(errno));
+    return rc;
+}
+
+/* Exports to --out.  A file (a link's target, for a symbolic link) is
+ * written as a temporary file renamed into place at the end, so a failed
+ * export leaves what it held before. */
 static int export_to_file(ssf_store *store, int64_t run, const char *path, ssf_error *err)
 {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return export_to_stream(store, run, path, err);
+    char *target = realpath(path, NULL); /* NULL: a new file */
     ssf_atomic_file f;
-    if (ssf_atomic_begin(&f, path, 1, err)) return -1;
+    int rc = ssf_atomic_begin(&f, target ? target : path, 1, err);
+    free(target);
+    if (rc) return -1;
     export_ctx x = {f.f, path, err};
     if (ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err)) {
         ssf_atomic_abandon(&f);

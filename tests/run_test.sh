@@ -109,6 +109,15 @@ check "export round-trips" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$wo
 echo "precious" >"$work/keep.jsonl"
 check "export of a run the store lacks: exit 1, --out left as it was" eval 'run 1 export 99 --db "$work/a.sqlite" --out "$work/keep.jsonl" && grep -q "99" "$work/err" && [ "$(cat "$work/keep.jsonl")" = precious ]'
 check "export --out naming the store is refused, the store intact" eval 'before=$(sha256sum <"$work/a.sqlite") && run 2 export 1 --db "$work/a.sqlite" --out "$work/a.sqlite" && grep -q "is the results store" "$work/err" && [ "$(sha256sum <"$work/a.sqlite")" = "$before" ] && run 0 runs --db "$work/a.sqlite"'
+ln -s "$work/keep.jsonl" "$work/link.jsonl"
+check "export --out a symbolic link writes its target, the link stays" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/link.jsonl" && [ -L "$work/link.jsonl" ] && [ "$(wc -l <"$work/keep.jsonl")" -eq 116 ]'
+mkfifo "$work/pipe"
+cat "$work/pipe" >"$work/piped.jsonl" &
+reader=$!
+run 0 export 1 --db "$work/a.sqlite" --out "$work/pipe"
+for _ in $(seq 50); do kill -0 "$reader" 2>/dev/null || break; sleep 0.1; done
+kill "$reader" 2>/dev/null # a reader still waiting: the pipe was never written
+check "export --out a named pipe writes into it, the pipe stays" eval '[ -p "$work/pipe" ] && [ "$(wc -l <"$work/piped.jsonl")" -eq 116 ]'
 check "a run id past 64 bits is refused, not clamped" eval 'run 2 export 99999999999999999999 --db "$work/a.sqlite" && grep -q "is not a run id" "$work/err"'
 check "rescore with the lighteval profile" eval 'run 0 rescore 1 --profile lighteval --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "75.00" ]'
 check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
