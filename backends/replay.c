@@ -78,10 +78,24 @@ static int read_fields(const cJSON *obj, replay_line *l)
 }
 
 /* Reads the line at the stream's position; NULL at the end. */
+/* A text is one C string (backend.h), and cJSON would end it at a decoded
+ * U+0000: the escape becomes U+FFFD's, the same six bytes, so the line's
+ * length and the offsets indexed stay as they are. */
+static void replace_nul_escapes(char *s, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && i + 5 < n && memcmp(s + i + 2, "0000", 4) == 0)
+            memcpy(s + i + 2, "fffd", 4);
+        i++; /* the escaped character, which may be a backslash */
+    }
+}
+
 static cJSON *next_line(FILE *f, char **buf, size_t *cap, ssize_t *len)
 {
     *len = getline(buf, cap, f);
     if (*len < 0) return NULL;
+    replace_nul_escapes(*buf, (size_t)*len);
     return cJSON_ParseWithLength(*buf, (size_t)*len);
 }
 

@@ -144,6 +144,8 @@ check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/ge
 printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
 check "malformed generations line (exit 1: the file is bad, not the command)" eval 'run 1 run synth --generations "$work/bad-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "bad-gen.jsonl:1" "$work/err"'
 printf '{"task": "synth", "doc": 0, "sample": 0, "text": "caf\xe9"}\n' >"$work/latin1-gen.jsonl"
+printf '{"task": "synth", "doc": 0, "sample": 0, "text": "x\\u0000 so \\\\boxed{1}"}\n{"task": "synth", "doc": 1, "sample": 0, "text": "\\\\boxed{2}"}\n' >"$work/nul-gen.jsonl"
+check "a replayed text keeps what follows a \\u0000 (it was cut there, graded as no answer)" eval 'run 0 run synth --generations "$work/nul-gen.jsonl" --db "$work/nul.sqlite" --task-file "$work/synth.json" --data-dir "$work" --metric avg@1 --samples 1 --quiet && [ "$(metric synth avg@1)" = "100.00" ]'
 check "generations not in UTF-8 are refused, the line named" eval 'run 1 run synth --generations "$work/latin1-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "latin1-gen.jsonl:1: not valid UTF-8" "$work/err"'
 check "a --model name not in UTF-8 is refused" eval 'run 2 run synth --model "$(printf "caf\xe9")" --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "^ssfteval: --model: the value is not valid UTF-8" "$work/err"'
 check "Markdown escapes a model name holding a bar and a line break" eval 'run 0 run synth --model "$(printf "a|b\nc")" --generations "$work/gen.jsonl" --db "$work/bar.sqlite" "${common[@]}" && run 0 report --db "$work/bar.sqlite" && grep -q "^| a\\\\|b c | 1 | ssfteval |" "$work/out"'
