@@ -18,8 +18,8 @@ static const char help[] =
     "  --doc N                 the document (required)\n"
     "  --tag K                 append the SSFT tag suffix <|im_start|><thinkK>\\n (K >= 1)\n"
     "  --chat-template NAME    qwen2.5 (default, the SSFT reference), chatml, none\n"
-    "  --chat-template-from F  detect the template from a model's tokenizer_config.json\n"
-    "                          (F may be the file or the model directory)\n"
+    "  --chat-template-from F  detect the template from a model's chat_template.jinja or\n"
+    "                          tokenizer_config.json (F: the model directory, or the config)\n"
     "  --json                  an object with the prompt, gold answer and choices\n" CLI_TASK_HELP;
 
 enum { OPT_DOC = OPT_COMMAND_BASE, OPT_TAG, OPT_CHAT_TEMPLATE, OPT_CHAT_TEMPLATE_FROM };

@@ -513,7 +513,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
         rc = ssf_chat_template_detect(cfg_path, &a->cfg.chat_template, &err);
         free(cfg_path);
         if (rc) {
-            cli_error("--model: %s; pass --chat-template", err.msg);
+            cli_error("--model: %s", err.msg);
             a->open_status = EXIT_WORK;
             free(dir);
             return NULL;

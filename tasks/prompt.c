@@ -185,12 +185,18 @@ static char *jinja_beside(const char *path, char **jinja_path)
     return ssf_read_file(*jinja_path, &text, NULL, &ignored) == 0 ? text : NULL;
 }
 
-/* The template's source: tokenizer_config.json's "chat_template" string, the
- * "default" one of a list of named templates, or chat_template.jinja beside
- * the config, which may then be absent.  Caller frees. */
+/* The template's source, where transformers looks: chat_template.jinja
+ * beside the config (it wins, as transformers has it), else
+ * tokenizer_config.json's "chat_template" string or the "default" one of
+ * its list of named templates.  Caller frees. */
 static char *template_source(const char *path, ssf_error *err)
 {
-    char *jinja_path = NULL, *text = NULL;
+    char *jinja_path = NULL;
+    char *text = jinja_beside(path, &jinja_path);
+    if (text) {
+        free(jinja_path);
+        return text;
+    }
     json_error_t jerr;
     json_t *config = json_load_file(path, 0, &jerr);
     json_t *t = json_object_get(config, "chat_template");
@@ -203,17 +209,18 @@ static char *template_source(const char *path, ssf_error *err)
         const char *body = json_string_value(json_object_get(named, "template"));
         if (!text && name && body && strcmp(name, "default") == 0) text = ssf_xstrdup(body);
     }
-    if (!text && !t) text = jinja_beside(path, &jinja_path);
     if (!text && !config && jerr.line > 0)
         ssf_fail(err, "%s:%d: cannot read the tokenizer config: %s", path, jerr.line, jerr.text);
     else if (!text && !config)
-        ssf_fail(err, "cannot read the tokenizer config %s (%s), and there is no %s", path,
-                 jerr.text, jinja_path);
+        ssf_fail(err,
+                 "cannot read the tokenizer config %s (%s), and there is no %s; pass "
+                 "--chat-template qwen2.5|chatml|none",
+                 path, jerr.text, jinja_path);
     else if (!text)
         ssf_fail(err,
-                 "%s has no chat template (a 'chat_template' string, a list with a 'default' "
-                 "one, or %s)",
-                 path, jinja_path ? jinja_path : "chat_template.jinja");
+                 "%s has no chat template (a 'chat_template' string or a list with a "
+                 "'default' one), and there is no %s; pass --chat-template qwen2.5|chatml|none",
+                 path, jinja_path);
     free(jinja_path);
     json_decref(config);
     return text;

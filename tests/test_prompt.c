@@ -255,6 +255,11 @@ static void test_detect(void **state)
     tpl = SSF_CHAT_NONE;
     assert_int_equal(detect_text(dir, "{\"bos_token\": null}", &tpl, &err), 0);
     assert_int_equal(tpl, SSF_CHAT_QWEN25);
+    /* The .jinja file wins over the config's template, as in transformers. */
+    tpl = SSF_CHAT_NONE;
+    assert_int_equal(
+        detect_text(dir, "{\"chat_template\": \"[INST] {{ m }} [/INST]\"}", &tpl, &err), 0);
+    assert_int_equal(tpl, SSF_CHAT_QWEN25);
     /* chat_template.jinja alone, with no tokenizer_config.json at all. */
     char *config = write_temp_file(dir, "tokenizer_config.json", "{}");
     unlink(config);
