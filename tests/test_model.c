@@ -513,6 +513,11 @@ static void test_config_errors(void **state)
     config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
                  "\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}}",
                  NULL, "rope_scaling asks for RoPE of type \"yarn\", which is not supported", NULL);
+    /* YaRN in rope_scaling is not hidden by a plain rope_parameters. */
+    config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
+                 "\"rope_parameters\":{\"rope_theta\":1e6,\"rope_type\":\"default\"},"
+                 "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}",
+                 NULL, "rope_scaling asks for RoPE of type \"yarn\"", NULL);
     /* transformers 5 keeps the RoPE settings in rope_parameters. */
     config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
                  "\"rope_parameters\":{\"rope_theta\":1e6,\"rope_type\":\"yarn\",\"factor\":4}}",

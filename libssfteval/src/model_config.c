@@ -205,14 +205,17 @@ static int read_rope(const ctx *c, const jl_value *root, ssf_model_config *cfg)
     if (params && params->type != JL_NULL && params->type != JL_OBJECT)
         return bad(c, "rope_parameters", "an object", params);
     if (params && params->type == JL_NULL) params = NULL;
-    const char *kind;
-    const char *where = params ? "rope_parameters" : "rope_scaling";
-    if (!plain_rope(params ? params : jl_get(root, "rope_scaling"), &kind))
-        return ssf_fail(c->err,
-                        "%s: %s: %s asks for RoPE of type \"%.32s\", which is not supported "
-                        "yet; remove it (or set rope_type \"default\") to run at the native "
-                        "context length",
-                        c->name, c->file, where, kind);
+    /* Either may ask for scaling (transformers 5 takes rope_scaling first). */
+    static const char *const keys[] = {"rope_scaling", "rope_parameters"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *kind;
+        if (!plain_rope(jl_get(root, keys[i]), &kind))
+            return ssf_fail(c->err,
+                            "%s: %s: %s asks for RoPE of type \"%.32s\", which is not "
+                            "supported yet; remove it (or set rope_type \"default\") to run at "
+                            "the native context length",
+                            c->name, c->file, keys[i], kind);
+    }
     double top = 10000.0;
     if (get_positive_double(c, root, "rope_theta", 10000.0, &top)) return -1;
     cfg->rope_theta = top;
