@@ -571,24 +571,31 @@ static int find_tasks(const cli *c, const char *list, const ssf_task ***tasks, s
     return rc;
 }
 
-/* Checks every --metric against every task before anything is opened, so
- * a typo is a usage error, not a failed run.  (A task's own metrics were
- * checked when its spec loaded; the run leaves out those of the SSFT
- * protocol when it runs without.) */
+/* Checks every metric against every task before anything is opened, so
+ * a typo or a k past --samples is a usage error, not a failed run.  A
+ * task's own SSFT metrics are left for the run, which leaves them out when
+ * it runs without the protocol. */
 static int check_metrics(const run_args *a)
 {
-    for (size_t t = 0; t < a->cfg.n_tasks && a->cfg.metrics; t++) {
+    for (size_t t = 0; t < a->cfg.n_tasks; t++) {
         const ssf_task *task = a->cfg.tasks[t];
         ssf_metric_context ctx = {.protocol = a->cfg.protocol,
                                   .compat = a->cfg.compat,
                                   .samples = a->cfg.samples,
                                   .groups = a->cfg.groups,
                                   .task_groups = task->groups};
-        for (size_t i = 0; i < a->cfg.n_metrics; i++) {
+        size_t n = a->cfg.metrics ? a->cfg.n_metrics : task->n_metrics;
+        for (size_t i = 0; i < n; i++) {
+            const char *name = a->cfg.metrics ? a->cfg.metrics[i] : task->metrics[i];
             ssf_metric m;
             ssf_error err;
-            if (ssf_metric_parse(a->cfg.metrics[i], &ctx, &m, &err) == 0) continue;
-            cli_error("--metric: %s (task %s)", err.msg, task->name);
+            if (ssf_metric_parse(name, &ctx, &m, &err) == 0) continue;
+            if (!a->cfg.metrics && ssf_metric_needs_tags(name, &ctx)) continue;
+            if (a->cfg.metrics)
+                cli_error("--metric: %s (task %s)", err.msg, task->name);
+            else
+                cli_error("task %s's default metrics: %s; choose others with --metric", task->name,
+                          err.msg);
             return EXIT_USAGE;
         }
     }

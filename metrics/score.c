@@ -228,6 +228,28 @@ int ssf_metric_parse(const char *text, const ssf_metric_context *ctx, ssf_metric
     return ssf_fail(err, "metric '%s': %s", text, accepted);
 }
 
+int ssf_metric_name_valid(const char *text, int task_groups, ssf_error *err)
+{
+    ssf_metric_context untagged = {.protocol = SSF_PROTOCOL_NONE, .task_groups = task_groups};
+    ssf_metric_context ssft = {.protocol = SSF_PROTOCOL_SSFT, .task_groups = task_groups};
+    ssf_metric m;
+    ssf_error ignored;
+    if (ssf_metric_parse(text, &untagged, &m, &ignored) == 0) return 0;
+    return ssf_metric_parse(text, &ssft, &m, err);
+}
+
+int ssf_metric_needs_tags(const char *text, const ssf_metric_context *ctx)
+{
+    ssf_metric_context untagged = *ctx, ssft = *ctx;
+    untagged.protocol = SSF_PROTOCOL_NONE;
+    untagged.samples = 0;
+    ssft.protocol = SSF_PROTOCOL_SSFT;
+    ssf_metric m;
+    ssf_error ignored;
+    return ssf_metric_parse(text, &untagged, &m, &ignored) != 0 &&
+           ssf_metric_parse(text, &ssft, &m, &ignored) == 0;
+}
+
 /* ---- sample layout ------------------------------------------------------ */
 
 static int is_compat(const ssf_metric_context *ctx)

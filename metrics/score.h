@@ -61,6 +61,15 @@ typedef struct ssf_metric_context {
 int ssf_metric_parse(const char *text, const ssf_metric_context *ctx, ssf_metric *out,
                      ssf_error *err);
 
+/* Whether some run reads the name: one without tags (n = k samples), or
+ * one with the SSFT protocol.  For a task spec's metrics, which runs of
+ * either kind take. */
+int ssf_metric_name_valid(const char *text, int task_groups, ssf_error *err);
+
+/* Whether the metric is one of the SSFT protocol's alone (cons@6:native,
+ * pass@1:tagK), so that ctx, without the protocol, refuses it for that. */
+int ssf_metric_needs_tags(const char *text, const ssf_metric_context *ctx);
+
 /* The number of samples of each tag the metric needs per question
  * (need[0..SSF_MAX_TAGS]); the run generates the element-wise maximum. */
 void ssf_metric_need(const ssf_metric *m, const ssf_metric_context *ctx,

@@ -91,17 +91,6 @@ static void context_for(const ssf_run_config *cfg, const ssf_task *t, ssf_metric
                                 .task_groups = t->groups > 0 ? t->groups : 6};
 }
 
-/* Whether a metric the context refuses is one of the SSFT protocol's. */
-static int needs_tags(const char *name, const ssf_metric_context *ctx)
-{
-    if (ctx->protocol == SSF_PROTOCOL_SSFT) return 0;
-    ssf_metric_context ssft = *ctx;
-    ssft.protocol = SSF_PROTOCOL_SSFT;
-    ssf_metric m;
-    ssf_error ignored;
-    return ssf_metric_parse(name, &ssft, &m, &ignored) == 0;
-}
-
 static int plan_metrics(const ssf_run_config *cfg, task_plan *p, ssf_error *err)
 {
     const ssf_task *t = p->task;
@@ -115,7 +104,7 @@ static int plan_metrics(const ssf_run_config *cfg, task_plan *p, ssf_error *err)
     for (size_t i = 0; i < n; i++) {
         ssf_metric *m = &p->metrics[p->n_metrics];
         if (ssf_metric_parse(names[i], &p->ctx, m, err)) {
-            if (!cfg->metrics && needs_tags(names[i], &p->ctx)) {
+            if (!cfg->metrics && ssf_metric_needs_tags(names[i], &p->ctx)) {
                 /* the task's SSFT metric on a run without tags: the rest still apply */
                 fprintf(stderr,
                         "ssfteval: task %s: default metric %s left out: it needs "

@@ -367,16 +367,13 @@ static int parse_answer_type(const char *origin, const char *s, ssf_answer_type 
     return 0;
 }
 
-/* Metric names are checked as a run with the SSFT protocol, the one under
- * which every metric is defined, reads them; a run checks them again under
- * its own protocol. */
+/* Metric names are checked as some run reads them (a run checks them
+ * again under its own protocol and --samples). */
 static int check_metric_names(const char *origin, const ssf_task *t, ssf_error *err)
 {
-    ssf_metric_context ctx = {.protocol = SSF_PROTOCOL_SSFT, .task_groups = 6};
     for (size_t i = 0; i < t->n_metrics; i++) {
-        ssf_metric m;
         ssf_error why;
-        if (ssf_metric_parse(t->metrics[i], &ctx, &m, &why))
+        if (ssf_metric_name_valid(t->metrics[i], 6, &why))
             return ssf_fail(err, "%s: key 'metrics': %s", origin, why.msg);
     }
     return 0;
