@@ -615,5 +615,9 @@ int cmd_compare(int argc, char **argv)
     ssf_error err;
     rc = ssf_compare_runs(store, base, cand, &o, stdout, &err);
     if (rc < 0) cli_error("%s", err.msg);
+    if (rc >= 0 && (fflush(stdout) != 0 || ferror(stdout))) { /* 1 would read as a regression */
+        cli_error("cannot write standard output: %s", strerror(errno));
+        rc = -1;
+    }
     return finish(&c, store, rc < 0 ? EXIT_USAGE : rc);
 }

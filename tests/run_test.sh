@@ -121,6 +121,7 @@ check "export --out a named pipe writes into it, the pipe stays" eval '[ -p "$wo
 check "a run id past 64 bits is refused, not clamped" eval 'run 2 export 99999999999999999999 --db "$work/a.sqlite" && grep -q "is not a run id" "$work/err"'
 check "rescore with the lighteval profile" eval 'run 0 rescore 1 --profile lighteval --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "75.00" ]'
 check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
+check "compare to a full disk is an error (2), not a regression (1)" eval '"$ssfteval" compare 1 1 --db "$work/a.sqlite" >/dev/full 2>"$work/err"; [ $? -eq 2 ] && grep -q "cannot write standard output" "$work/err"'
 # A worse candidate: doc 1 wrong everywhere.
 sed 's/boxed{2}/boxed{5}/' "$work/gen.jsonl" >"$work/gen-worse.jsonl"
 run 0 run synth --generations "$work/gen-worse.jsonl" --db "$work/a.sqlite" "${common[@]}" --seed 7 >/dev/null 2>&1

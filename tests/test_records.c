@@ -199,6 +199,9 @@ static void test_jsonl_trailing_junk(void **state)
     assert_int_equal(read_mem("{\"a\":1}\n{\"t\":\"a\\u0000b\"}\n", "mem.jsonl", &c, &err), -1);
     assert_contains(err.msg, "mem.jsonl:2: a string holds \\u0000");
     assert_null(strstr(err.msg, "JSON_ALLOW_NUL"));
+    assert_int_equal(read_mem("[{\"t\":\"a\\u0000b\"}]", "mem.json", &c, &err), -1);
+    assert_contains(err.msg, "mem.json:1:");
+    assert_contains(err.msg, "a string holds \\u0000");
     collect_free(&c);
 }
 

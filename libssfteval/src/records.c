@@ -100,6 +100,13 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
+/* Whether jansson refused the text for a \u0000, naming its option
+ * JSON_ALLOW_NUL, which means nothing to a user. */
+static int holds_nul_escape(const json_error_t *jerr)
+{
+    return strstr(jerr->text, "\\u0000") != NULL;
+}
+
 /* Decodes one line into a new reference to an object.  JSON_DECODE_ANY lets a
  * scalar line parse, so that it gets the clearer "expected an object" error;
  * the end-of-input check stays on, so trailing junk on a line is an error.
@@ -109,7 +116,7 @@ static int jsonl_decode(const char *s, size_t n, const char *name, size_t lineno
 {
     json_error_t jerr;
     json_t *v = json_loadb(s, n, JSON_DECODE_ANY, &jerr);
-    if (!v && strstr(jerr.text, "\\u0000")) /* jansson names its option, JSON_ALLOW_NUL */
+    if (!v && holds_nul_escape(&jerr))
         return ssf_fail(err,
                         "%s:%zu: a string holds \\u0000, which ssfteval's texts cannot; "
                         "remove it from that line",
@@ -232,7 +239,12 @@ static int read_json(FILE *f, const char *name, ssf_record_fn fn, void *ud, ssf_
     json_error_t jerr;
     json_t *root = json_loadb(s, n, JSON_DECODE_ANY, &jerr);
     int rc;
-    if (!root)
+    if (!root && holds_nul_escape(&jerr))
+        rc = ssf_fail(err,
+                      "%s:%d:%d: a string holds \\u0000, which ssfteval's texts cannot; "
+                      "remove it",
+                      name, jerr.line, jerr.column);
+    else if (!root)
         rc = ssf_fail(err, "%s:%d:%d: malformed JSON: %s", name, jerr.line, jerr.column, jerr.text);
     else if (!json_is_array(root))
         rc = ssf_fail(err, "%s: expected a JSON array of objects, got %s", name, json_kind(root));
