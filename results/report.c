@@ -28,16 +28,36 @@ typedef struct entry {
     char *model, *protocol, *compat, *profile, *task, *metric;
     double value, stderr_, ci_lo, ci_hi;
     int64_t n_questions, n_samples, n_failed, n_missing;
-    int64_t limit; /* the run's --limit, 0 when it took every question */
+    int64_t limit; /* the questions a --limit run took, 0 when it took them all */
 } entry;
 
 typedef struct collection {
     entry *items;
     size_t n, cap;
     const ssf_run_row *run; /* while collecting one run */
-    int64_t run_limit;
     const char *profile;
 } collection;
+
+/* How many of a task's questions a --limit run took, from its stored
+ * configuration; 0 when it took them all (or had no limit).  A store from
+ * before task_documents was kept says the limit. */
+static int64_t limited_to(const ssf_run_row *r, const char *task)
+{
+    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
+    json_int_t limit = json_integer_value(json_object_get(conf, "limit")), took = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(conf, "tasks"), i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        if (!name || strcmp(name, task) != 0) continue;
+        json_t *all = json_object_get(t, "task_documents");
+        json_int_t documents = json_integer_value(json_object_get(t, "documents"));
+        took = !all ? limit : documents < json_integer_value(all) ? documents : 0;
+    }
+    json_decref(conf);
+    return limit > 0 && took > 0 ? (int64_t)took : 0;
+}
 
 static int keep_metric(const ssf_metric_row *m, void *ud)
 {
@@ -64,17 +84,8 @@ static int keep_metric(const ssf_metric_row *m, void *ud)
                                .n_samples = m->n_samples,
                                .n_failed = m->n_failed,
                                .n_missing = m->n_missing,
-                               .limit = c->run_limit};
+                               .limit = limited_to(r, m->task)};
     return 0;
-}
-
-/* The run's --limit, from its stored configuration. */
-static int64_t limit_of(const ssf_run_row *r)
-{
-    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
-    json_int_t limit = json_integer_value(json_object_get(conf, "limit"));
-    json_decref(conf);
-    return limit > 0 ? (int64_t)limit : 0;
 }
 
 static int collect_run(ssf_store *store, int64_t id, collection *c, ssf_error *err)
@@ -82,7 +93,6 @@ static int collect_run(ssf_store *store, int64_t id, collection *c, ssf_error *e
     ssf_run_row run;
     if (ssf_store_get_run(store, id, &run, err)) return -1;
     c->run = &run;
-    c->run_limit = limit_of(&run);
     int rc = ssf_store_foreach_metric(store, id, keep_metric, c, err);
     c->run = NULL;
     ssf_run_row_clear(&run);
@@ -249,8 +259,7 @@ static void markdown_value(const entry *e, FILE *out)
     if (isfinite(e->stderr_)) /* one question: no standard error */
         fprintf(out, " ± %.2f", 100 * e->stderr_);
     if (e->n_missing > 0) fprintf(out, " (%" PRId64 " left out)", e->n_missing);
-    if (e->limit > 0 && e->n_questions + e->n_missing >= e->limit) /* else it took them all */
-        fprintf(out, " (first %" PRId64 ")", e->limit);
+    if (e->limit > 0) fprintf(out, " (first %" PRId64 ")", e->limit);
     fputs(" |", out);
 }
 

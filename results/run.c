@@ -466,7 +466,11 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
     }
     char hash[65];
     ssf_sha256_hex(canonical, strlen(canonical), hash);
+    /* Stored, not hashed: what the run is does not change with them. */
     json_object_set_new(conf, "version", json_string(SSFTEVAL_VERSION_STRING));
+    for (size_t i = 0; i < cfg->n_tasks; i++) /* so that reports can tell a --limit run */
+        json_object_set_new(json_array_get(json_object_get(conf, "tasks"), i), "task_documents",
+                            json_integer((json_int_t)plans[i].docs.n));
     char *full = json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS);
     ssf_buf tasks = {0}, metrics = {0};
     for (size_t i = 0; i < cfg->n_tasks; i++) {

@@ -92,7 +92,7 @@ check "report csv leaves a standard error of one question empty, not nan" eval '
 check "show lists them as FAILED, not wrong" eval 'run 0 show 1 --doc 1 --db "$work/b2.sqlite" && [ "$(grep -c "sample [0-3]  seed [0-9]*  FAILED: .*finish_reason" "$work/out")" -eq 4 ] && ! grep -q "abort  wrong\|content_filter  wrong" "$work/out"'
 
 check "progress lines (stderr not a terminal): the last one is said once" eval '"$ssfteval" run synth --generations "$work/gen.jsonl" --db "$work/p.sqlite" --task-file "$work/synth.json" --data-dir "$work" --metric avg@1 --samples 1 --limit 1 >/dev/null 2>"$work/err"; [ "$(grep -c "^\[1/1\] " "$work/err")" -eq 1 ]'
-check "report md says a run took the first N questions (--limit)" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/lim.sqlite" "${common[@]}" --metric pass@1 --limit 1 && run 0 report --db "$work/lim.sqlite" && grep -q "| 50.00 (first 1) |" "$work/out" && run 0 report --db "$work/a.sqlite" 1 && ! grep -q "(first [0-9]" "$work/out"'
+check "report md says a run took the first N questions (--limit)" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/lim.sqlite" "${common[@]}" --metric pass@1 --limit 1 && run 0 report --db "$work/lim.sqlite" && grep -q "| 50.00 (first 1) |" "$work/out" && run 0 report --db "$work/a.sqlite" 1 && ! grep -q "(first [0-9]" "$work/out" && run 0 run synth --generations "$work/gen.jsonl" --db "$work/lim2.sqlite" "${common[@]}" --metric pass@1 --limit 2 && run 0 report --db "$work/lim2.sqlite" && ! grep -q "(first [0-9]" "$work/out"'
 
 # 4. Reports, show, export, rescore, compare.
 check "report md" eval 'run 0 report 1 --db "$work/a.sqlite" && grep -q "### cons@32" "$work/out" && grep -q "| synth |" "$work/out"'
