@@ -1249,7 +1249,8 @@ ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err)
     b->stop_strings = json_array();
     for (size_t i = 0; i < o->n_stop_strings; i++)
         json_array_append_new(b->stop_strings, json_string(o->stop_strings[i]));
-    b->o.stop_strings = NULL;
+    b->o.stop_strings = NULL; /* b->stop_strings holds them */
+    b->o.n_stop_strings = 0;
     b->stream = o->stream != 0;
     b->timeout_s = o->timeout_s > 0 ? o->timeout_s
                    : b->stream      ? STREAM_IDLE_DEFAULT_S

@@ -395,7 +395,8 @@ static void test_request_fields(void **state)
     assert_int_equal(json_integer_value(json_object_get(root, "seed")), 77);
     assert_int_equal(json_integer_value(json_object_get(root, "top_k")), 20);
     assert_int_equal(json_integer_value(json_object_get(root, "max_tokens")), 4096);
-    assert_int_equal(json_array_size(json_object_get(root, "stop")), 0); /* none, said so */
+    assert_true(json_is_array(json_object_get(root, "stop"))); /* none, said so */
+    assert_int_equal(json_array_size(json_object_get(root, "stop")), 0);
     json_decref(root);
     free(body);
     free_run(&r);
