@@ -120,31 +120,42 @@ char *ssf_prompt_render(const ssf_task *task, const ssf_doc *doc, ssf_chat_templ
 
 /* The chat templates whose rendering of one user message with a
  * generation prompt a built-in reproduces byte for byte.  A template is
- * known by the SHA-256 of its source without the white space outside
- * string literals (insignificant inside Jinja tags, and trimmed between
- * them by these templates' {%- -%}), so re-indenting does not matter but a
- * changed literal, filter or variable does.  Recognising templates by their
- * features instead went wrong on look-alikes (a trimmed message, a system
- * prompt in a variable, QwQ's "<think>\n" after the generation prompt);
- * anything not listed is refused, so a prompt is never silently wrong. */
+ * known by the SHA-256 of its source without the white space inside its
+ * {{ }}, {% %} and {# #} tags (outside their string literals), which never
+ * reaches the output; everything else, the text between tags included,
+ * counts.  Recognising templates by their features instead went wrong on
+ * look-alikes (a trimmed message, a system prompt in a variable, QwQ's
+ * "<think>\n" after the generation prompt); anything not listed is refused,
+ * so a prompt is never silently wrong. */
 static const struct known_template {
     const char *digest;
     ssf_chat_template tpl;
 } known_templates[] = {
     /* Qwen2.5-Instruct (and the SSFT checkpoints fine-tuned from it). */
-    {"51ff44e80f08923f7f8ebc78418d93093ed6c87b6338c0862ce56dc144ca1815", SSF_CHAT_QWEN25},
+    {"93294bbb800649126d2de748e25bccd7affce479b207f75e4a0caf5aa59e9745", SSF_CHAT_QWEN25},
     /* Qwen3: no default system turn, nothing after "assistant\n" unless
      * thinking is turned off. */
-    {"475c8c9e055ef49aaa15cfcfeacd2ff4b3e40ac1a316fcde4aa65eeab023521f", SSF_CHAT_CHATML},
+    {"3c8fb44cf96664e5bdf28e72399771f0d8100f4d37b52f278d941d79c9850ec7", SSF_CHAT_CHATML},
 };
 
-/* SHA-256 of the template without white space outside '...' and "...". */
+/* The closing delimiter of a Jinja tag opening at p, or NULL. */
+static const char *tag_close(const char *p)
+{
+    if (p[0] != '{') return NULL;
+    return p[1] == '{' ? "}}" : p[1] == '%' ? "%}" : p[1] == '#' ? "#}" : NULL;
+}
+
+/* SHA-256 of the template without the white space inside tags. */
 static void template_digest(const char *jinja, char hex[65])
 {
     ssf_buf b = {0};
-    char quote = 0;
+    const char *close = NULL; /* inside a tag: its closing delimiter */
+    char quote = 0;           /* inside a string literal of a tag */
     for (const char *p = jinja; *p; p++) {
-        if (quote) {
+        if (!close) {
+            ssf_buf_putc(&b, *p);
+            if ((close = tag_close(p)) != NULL) ssf_buf_putc(&b, *++p);
+        } else if (quote) {
             ssf_buf_putc(&b, *p);
             if (*p == '\\' && p[1])
                 ssf_buf_putc(&b, *++p);
@@ -153,11 +164,15 @@ static void template_digest(const char *jinja, char hex[65])
         } else if (*p == '\'' || *p == '"') {
             quote = *p;
             ssf_buf_putc(&b, *p);
+        } else if (p[0] == close[0] && p[1] == close[1]) {
+            ssf_buf_append(&b, p++, 2);
+            close = NULL;
         } else if (!strchr(" \t\n\v\f\r", *p)) {
             ssf_buf_putc(&b, *p);
         }
     }
-    ssf_sha256_hex(b.data ? b.data : "", b.len, hex);
+    ssf_buf_append(&b, "", 0);
+    ssf_sha256_hex(b.data, b.len, hex);
     ssf_buf_free(&b);
 }
 
