@@ -232,6 +232,7 @@ static int grade_line(json_t *rec, size_t number, size_t line, void *ud)
                              .precision = c->args->precision};
     ssf_profile p;
     json_t *prec = json_object_get(rec, "precision");
+    if (json_is_null(prec)) prec = NULL; /* the default, as when absent */
     if (prec &&
         (!json_is_integer(prec) || json_integer_value(prec) < 0 || json_integer_value(prec) > 50))
         return ssf_fail(c->err, "%s:%zu: \"precision\" must be an integer 0..50, as --precision",

@@ -144,7 +144,7 @@ char *ssf_last_boxed(const char *text)
         return close ? ssf_xstrndup(p + 1, (size_t)(close - p - 1)) : NULL;
     }
     size_t n = strcspn(p, " \t\n$");
-    while (n > 1 && (p[n - 1] == '.' || p[n - 1] == ','))
+    while (n > 0 && (p[n - 1] == '.' || p[n - 1] == ','))
         n--;
     return n && *p != '\\' && *p != '}' ? ssf_xstrndup(p, n) : NULL;
 }

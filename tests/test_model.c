@@ -469,6 +469,12 @@ static void test_config_defaults(void **state)
                             NULL, &c, &err),
                      0);
     assert_true(c.rope_theta == 1e6);
+    /* A null top-level theta beside it is no second theta. */
+    assert_int_equal(config("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
+                            "\"rope_theta\":null,\"rope_parameters\":{\"rope_theta\":1e6}}",
+                            NULL, &c, &err),
+                     0);
+    assert_true(c.rope_theta == 1e6);
     /* Settings that ask for plain RoPE are no scaling. */
     static const char *const plain[] = {"\"rope_scaling\":{}",
                                         "\"rope_scaling\":{\"rope_type\":\"default\"}",

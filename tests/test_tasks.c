@@ -375,6 +375,7 @@ static void test_last_boxed(void **state)
         {"\\boxed{5} \\boxeds", "5"},
         {"\\boxed 7 then {x}", "7"},
         {"so \\boxed 57.", "57"},
+        {"so \\boxed.", NULL}, /* a sentence's stop is no answer */
         {"\\boxed{\\{1,2\\}}", "\\{1,2\\}"},
         {"\\boxed {3}", "3"},
         {"no box", NULL},

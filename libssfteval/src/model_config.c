@@ -223,7 +223,8 @@ static int read_rope(const ctx *c, const jl_value *root, ssf_model_config *cfg)
     ctx inner = *c;
     inner.file = "config.json rope_parameters";
     if (get_positive_double(&inner, params, "rope_theta", top, &cfg->rope_theta)) return -1;
-    if (jl_get(root, "rope_theta") && cfg->rope_theta != top)
+    const jl_value *top_theta = jl_get(root, "rope_theta");
+    if (top_theta && top_theta->type != JL_NULL && cfg->rope_theta != top)
         return ssf_fail(c->err,
                         "%s: %s: rope_theta %.10g and rope_parameters.rope_theta %.10g differ; "
                         "keep one",

@@ -238,11 +238,12 @@ void ssf_atomic_abandon(ssf_atomic_file *a)
 
 int ssf_atomic_commit(ssf_atomic_file *a, ssf_error *err)
 {
+    errno = 0;
     int rc = fflush(a->f) == 0 && !ferror(a->f) && fsync(fileno(a->f)) == 0 ? 0 : -1;
     if (fclose(a->f) != 0) rc = -1;
     a->f = NULL;
-    if (rc != 0)
-        ssf_fail(err, "cannot write %s: %s", a->tmp_path, strerror(errno));
+    if (rc != 0) /* errno 0: an earlier write failed, its cause gone */
+        ssf_fail(err, "cannot write %s: %s", a->tmp_path, strerror(errno ? errno : EIO));
     else if (rename(a->tmp_path, a->path) != 0)
         rc = ssf_fail(err, "cannot rename %s to %s: %s", a->tmp_path, a->path, strerror(errno));
     else
