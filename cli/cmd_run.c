@@ -19,6 +19,7 @@
 #include "ssfteval/model.h"
 #include "ssfteval/prompt.h"
 #include "ssfteval/records.h"
+#include "ssfteval/tokenizer.h"
 #include "store.h"
 
 /* Two strings: C11 promises string literals of 4095 bytes, no more. */
@@ -521,9 +522,22 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     }
     a->engine.interrupt = &interrupted;
     a->engine.log_progress = !a->quiet;
-    ssf_backend *b = ssf_backend_engine_new(dir, &a->engine, &err);
+    ssf_model *model = NULL;
+    ssf_tokenizer *tok = NULL;
+    rc = ssf_model_open(dir, &model, &err);
+    if (rc == 0 && ssf_tokenizer_load(dir, &tok, &err))
+        rc = ssf_fail_prefix(&err, "model %s: its tokenizer", dir);
     free(dir);
-    if (!b) return file_failure(a, err.msg);
+    if (rc) {
+        ssf_model_close(model);
+        return file_failure(a, err.msg);
+    }
+    /* The files opened: what fails now is the device refusing the options. */
+    ssf_backend *b = ssf_backend_engine_open(model, tok, &a->engine, &err);
+    if (!b) {
+        cli_error("%s", err.msg);
+        return NULL;
+    }
     /* CPU and GPU differ in the last bits of every logit, and an fp8 KV
      * cache in more, so the device and the cache's precision are part of
      * the run's identity, as are the context and the stop strings, which

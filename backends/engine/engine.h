@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "device.h"
+#include "ssfteval/tokenizer.h"
 #include "ssfteval/util.h"
 
 typedef struct ssf_engine_options {
@@ -40,6 +41,12 @@ void ssf_engine_options_default(ssf_engine_options *o);
  * device.  The backend's name is "engine". */
 ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_options *o,
                                     ssf_error *err);
+/* The same from a model and its tokenizer already open, which the backend
+ * takes over (and frees when it fails): its failures are then the device's
+ * refusals of the options, which the command line reports apart from a
+ * file that does not open. */
+ssf_backend *ssf_backend_engine_open(ssf_model *model, ssf_tokenizer *tok,
+                                     const ssf_engine_options *o, ssf_error *err);
 
 /* A one-line description of the open engine ("cpu, 8 sequences x 4096, 2048 blocks of 16"), owned
  * by the backend. */

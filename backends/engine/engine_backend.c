@@ -90,12 +90,8 @@ static ssf_device *open_device(const ssf_model *m, const ssf_engine_options *o, 
     return ssf_device_cpu_open(m, &o->dev, err);
 }
 
-static int open_parts(engine_backend *eb, const char *dir, const ssf_engine_options *o,
-                      ssf_error *err)
+static int open_on_device(engine_backend *eb, const ssf_engine_options *o, ssf_error *err)
 {
-    if (ssf_model_open(dir, &eb->model, err)) return -1;
-    if (ssf_tokenizer_load(dir, &eb->tok, err))
-        return ssf_fail_prefix(err, "model %s: its tokenizer", dir);
     eb->device = open_device(eb->model, o, err);
     if (!eb->device) return -1;
     if (eb->device->max_rows < eb->device->n_slots + 1)
@@ -107,10 +103,26 @@ static int open_parts(engine_backend *eb, const char *dir, const ssf_engine_opti
 ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_options *o,
                                     ssf_error *err)
 {
+    ssf_model *model = NULL;
+    ssf_tokenizer *tok = NULL;
+    if (ssf_model_open(model_dir, &model, err)) return NULL;
+    if (ssf_tokenizer_load(model_dir, &tok, err)) {
+        ssf_fail_prefix(err, "model %s: its tokenizer", model_dir);
+        ssf_model_close(model);
+        return NULL;
+    }
+    return ssf_backend_engine_open(model, tok, o, err);
+}
+
+ssf_backend *ssf_backend_engine_open(ssf_model *model, ssf_tokenizer *tok,
+                                     const ssf_engine_options *o, ssf_error *err)
+{
     engine_backend *eb = ssf_xcalloc(1, sizeof *eb);
     ssf_backend *b = ssf_xcalloc(1, sizeof *b);
     *b = (ssf_backend){.name = "engine", .generate = generate, .destroy = destroy, .impl = eb};
-    if (open_parts(eb, model_dir, o, err)) {
+    eb->model = model;
+    eb->tok = tok;
+    if (open_on_device(eb, o, err)) {
         destroy(b);
         return NULL;
     }
