@@ -18,12 +18,14 @@
  */
 #include "store.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -523,6 +525,35 @@ static int open_checked(ssf_store *s, off_t size, ssf_error *err)
     return migrate(s, fi.version, err);
 }
 
+/* Reading a WAL store needs its -shm file, which a read-only directory (an
+ * archive, a read-only mount) cannot get.  With no -wal beside it the file
+ * holds every commit, and nobody can add one there, so it is opened
+ * immutable: no -shm, no locks. */
+static int directory_writable(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir =
+        slash ? ssf_xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : ssf_xstrdup(".");
+    int ok = access(dir, W_OK) == 0;
+    free(dir);
+    return ok;
+}
+
+/* file:PATH?immutable=1, PATH percent-encoded but for unreserved bytes. */
+static char *immutable_uri(const char *path)
+{
+    ssf_buf b = {0};
+    ssf_buf_puts(&b, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (isalnum(*p) || strchr("/._-~", *p))
+            ssf_buf_putc(&b, (char)*p);
+        else
+            ssf_buf_printf(&b, "%%%02X", *p);
+    }
+    ssf_buf_puts(&b, "?immutable=1");
+    return ssf_buf_take(&b);
+}
+
 int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, ssf_error *err)
 {
     *out = NULL;
@@ -547,7 +578,10 @@ int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, 
     int flags =
         readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
     flags |= SQLITE_OPEN_NOMUTEX; /* one connection per thread (store.h) */
-    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    char *uri =
+        readonly && exists && !had_wal && !directory_writable(path) ? immutable_uri(path) : NULL;
+    int rc = sqlite3_open_v2(uri ? uri : path, &s->db, flags | (uri ? SQLITE_OPEN_URI : 0), NULL);
+    free(uri);
     if (rc != SQLITE_OK) {
         ssf_fail(err, "%s cannot be opened (%s): check the path and its permissions", path,
                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));

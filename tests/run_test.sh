@@ -103,6 +103,16 @@ check "show --task of a task the run lacks names the run's tasks" eval 'run 1 sh
 cp "$work/a.sqlite" "$work/future.sqlite"
 sqlite3 "$work/future.sqlite" "update runs set profile = 'future' where id = 1"
 check "rescore of a run graded under a profile unknown here asks for --profile" eval 'run 1 rescore 1 --db "$work/future.sqlite" --task-file "$work/synth.json" --data-dir "$work" && grep -q "^ssfteval: run 1 was graded under profile .future., unknown here; pass --profile$" "$work/err"'
+# A store on read-only media: no -shm can be made beside it, which reading a
+# WAL store needs; it is read immutable.  Root writes anywhere, so as root
+# the reader is nobody.
+ro=$(mktemp -d /tmp/ssfteval-ro.XXXXXX)
+cp "$work/a.sqlite" "$ro/" && chmod 644 "$ro/a.sqlite" && chmod 555 "$ro"
+reader() { if [ "$(id -u)" -eq 0 ]; then su nobody -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
+if [ "$(id -u)" -ne 0 ] || su nobody -s /bin/sh -c true 2>/dev/null; then
+    check "a store in a read-only directory is read" eval 'reader "\"$ssfteval\" runs --db $ro/a.sqlite" >"$work/out" 2>"$work/err" && grep -q "done" "$work/out" && [ "$(ls "$ro")" = a.sqlite ]'
+fi
+chmod 755 "$ro" && rm -rf "$ro"
 check "runs takes no argument" eval 'run 2 runs 42 --db "$work/a.sqlite" && grep -q "unexpected argument .42." "$work/err"'
 check "show" eval 'run 0 show 1 --doc 1 --db "$work/a.sqlite" && grep -q "no answer" "$work/out" && [ "$(grep -c "right" "$work/out")" -gt 50 ]'
 check "export round-trips" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/exported.jsonl" && [ "$(wc -l <"$work/exported.jsonl")" -eq 116 ] && run 0 run synth --generations "$work/exported.jsonl" --db "$work/c.sqlite" "${common[@]}" && [ "$(metric synth cons@32)" = "50.00" ]'
