@@ -491,8 +491,8 @@ static int is_store_file(const char *path, const char *db)
     return 0;
 }
 
-/* Exports to a device or a pipe (/dev/stdout, >(gzip)) as it is: renaming
- * a file over one would replace it. */
+/* Exports through the path as it is: renaming a file over a link, a device
+ * or a pipe would replace it. */
 static int export_to_stream(ssf_store *store, int64_t run, const char *path, ssf_error *err)
 {
     FILE *f = fopen(path, "w");
@@ -503,19 +503,18 @@ static int export_to_stream(ssf_store *store, int64_t run, const char *path, ssf
     return rc;
 }
 
-/* Exports to --out.  A file (a link's target, for a symbolic link) is
- * written as a temporary file renamed into place at the end, so a failed
- * export leaves what it held before. */
+/* Exports to --out.  A plain file (or a new one) is written as a temporary
+ * file renamed into place at the end, so a failed export leaves what it
+ * held before.  Anything else is written through as the shell's > would:
+ * a symbolic link (/dev/stdout, which may stand for a file opened to
+ * append), a device, a pipe. */
 static int export_to_file(ssf_store *store, int64_t run, const char *path, ssf_error *err)
 {
     struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
         return export_to_stream(store, run, path, err);
-    char *target = realpath(path, NULL); /* NULL: a new file */
     ssf_atomic_file f;
-    int rc = ssf_atomic_begin(&f, target ? target : path, 1, err);
-    free(target);
-    if (rc) return -1;
+    if (ssf_atomic_begin(&f, path, 1, err)) return -1;
     export_ctx x = {f.f, path, err};
     if (ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err)) {
         ssf_atomic_abandon(&f);
@@ -530,8 +529,8 @@ int cmd_export(int argc, char **argv)
         "usage: ssfteval export RUN [--out FILE] [--db FILE]\n\n"
         "Write the run's generations in the replay format (JSONL: task, doc, tag, sample, text,\n"
         "finish_reason), to stdout or FILE (replaced only once the export is whole).\n\n"
-        "  --out FILE          write FILE instead of stdout (never the store itself)\n" DB_HELP
-            HELP_HELP;
+        "  --out FILE          write FILE instead of stdout (- is stdout; never the "
+        "store)\n" DB_HELP HELP_HELP;
     cli c;
     results_args a;
     ssf_store *store;
@@ -546,6 +545,8 @@ int cmd_export(int argc, char **argv)
     ssf_run_row r;
     rc = ssf_store_get_run(store, run, &r, &err);
     if (rc == 0) ssf_run_row_clear(&r);
+    /* Opening /dev/stdout anew would truncate a file the shell opened to append to. */
+    if (a.out && (strcmp(a.out, "-") == 0 || strcmp(a.out, "/dev/stdout") == 0)) a.out = NULL;
     if (rc == 0 && a.out) rc = export_to_file(store, run, a.out, &err);
     if (rc == 0 && !a.out) {
         export_ctx x = {stdout, "standard output", &err};

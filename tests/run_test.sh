@@ -121,6 +121,10 @@ check "export of a run the store lacks: exit 1, --out left as it was" eval 'run 
 check "export --out naming the store is refused, the store intact" eval 'before=$(sha256sum <"$work/a.sqlite") && run 2 export 1 --db "$work/a.sqlite" --out "$work/a.sqlite" && grep -q "is the results store" "$work/err" && [ "$(sha256sum <"$work/a.sqlite")" = "$before" ] && run 0 runs --db "$work/a.sqlite"'
 ln -s "$work/keep.jsonl" "$work/link.jsonl"
 check "export --out a symbolic link writes its target, the link stays" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/link.jsonl" && [ -L "$work/link.jsonl" ] && [ "$(wc -l <"$work/keep.jsonl")" -eq 116 ]'
+ln -s "$work/not-yet.jsonl" "$work/dangling.jsonl"
+check "export --out a dangling link creates its target, the link stays" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/dangling.jsonl" && [ -L "$work/dangling.jsonl" ] && [ "$(wc -l <"$work/not-yet.jsonl")" -eq 116 ]'
+echo first >"$work/appended.jsonl"
+check "export --out /dev/stdout into a file opened to append keeps what it held" eval '"$ssfteval" export 1 --db "$work/a.sqlite" --out /dev/stdout >>"$work/appended.jsonl" && [ "$(head -1 "$work/appended.jsonl")" = first ] && [ "$(wc -l <"$work/appended.jsonl")" -eq 117 ]'
 mkfifo "$work/pipe"
 cat "$work/pipe" >"$work/piped.jsonl" &
 reader=$!
