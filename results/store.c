@@ -554,6 +554,22 @@ static char *immutable_uri(const char *path)
     return ssf_buf_take(&b);
 }
 
+/* The immutable URI of the store at path when it sits in a directory this
+ * process cannot write and has no -wal beside it, else NULL.  SQLite keeps
+ * the side files beside the file itself, so a link is resolved first (which
+ * also makes the path absolute, one leading '/': no URI authority). */
+static char *immutable_uri_if_read_only(const char *path)
+{
+    char *real = realpath(path, NULL);
+    if (!real) return NULL;
+    char *wal = ssf_xmalloc(strlen(real) + 5);
+    strcat(strcpy(wal, real), "-wal");
+    char *uri = !ssf_path_exists(wal) && !directory_writable(real) ? immutable_uri(real) : NULL;
+    free(wal);
+    free(real);
+    return uri;
+}
+
 int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, ssf_error *err)
 {
     *out = NULL;
@@ -578,8 +594,7 @@ int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, 
     int flags =
         readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
     flags |= SQLITE_OPEN_NOMUTEX; /* one connection per thread (store.h) */
-    char *uri =
-        readonly && exists && !had_wal && !directory_writable(path) ? immutable_uri(path) : NULL;
+    char *uri = readonly && exists ? immutable_uri_if_read_only(path) : NULL;
     int rc = sqlite3_open_v2(uri ? uri : path, &s->db, flags | (uri ? SQLITE_OPEN_URI : 0), NULL);
     free(uri);
     if (rc != SQLITE_OK) {

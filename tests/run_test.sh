@@ -111,6 +111,9 @@ cp "$work/a.sqlite" "$ro/" && chmod 644 "$ro/a.sqlite" && chmod 555 "$ro"
 reader() { if [ "$(id -u)" -eq 0 ]; then su nobody -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 if [ "$(id -u)" -ne 0 ] || su nobody -s /bin/sh -c true 2>/dev/null; then
     check "a store in a read-only directory is read" eval 'reader "\"$ssfteval\" runs --db $ro/a.sqlite" >"$work/out" 2>"$work/err" && grep -q "done" "$work/out" && [ "$(ls "$ro")" = a.sqlite ]'
+    rw=$(mktemp -d /tmp/ssfteval-rw.XXXXXX) && chmod 777 "$rw" && ln -s "$ro/a.sqlite" "$rw/link.sqlite"
+    check "... through a link from a writable one, and by a path with //" eval 'reader "\"$ssfteval\" runs --db $rw/link.sqlite && \"$ssfteval\" runs --db /$ro/a.sqlite" >"$work/out" 2>"$work/err" && [ "$(grep -c done "$work/out")" -eq 2 ]'
+    rm -rf "$rw"
 fi
 chmod 755 "$ro" && rm -rf "$ro"
 check "runs takes no argument" eval 'run 2 runs 42 --db "$work/a.sqlite" && grep -q "unexpected argument .42." "$work/err"'
