@@ -180,7 +180,7 @@ static int line_targets(jsonl_ctx *c, json_t *rec, size_t line, int *targets)
 {
     json_t *t = json_object_get(rec, "targets");
     *targets = c->args->targets;
-    if (!t) return 0;
+    if (!t || json_is_null(t)) return 0; /* null: the default, as when absent */
     *targets = 0;
     size_t i;
     json_t *item;
@@ -201,7 +201,7 @@ static int line_profile(jsonl_ctx *c, json_t *rec, size_t line, ssf_profile *p)
 {
     json_t *v = json_object_get(rec, "profile");
     *p = c->args->profile;
-    if (!v) return 0;
+    if (!v || json_is_null(v)) return 0;
     int k = json_is_string(v) ? ssf_profile_from_name(json_string_value(v)) : -1;
     if (k < 0)
         return ssf_fail(c->err,

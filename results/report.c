@@ -39,8 +39,7 @@ typedef struct collection {
 } collection;
 
 /* How many of a task's questions a --limit run took, from its stored
- * configuration; 0 when it took them all (or had no limit).  A store from
- * before task_documents was kept says the limit. */
+ * configuration; 0 when it took them all (or had no limit). */
 static int64_t limited_to(const ssf_run_row *r, const char *task)
 {
     json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
@@ -53,7 +52,10 @@ static int64_t limited_to(const ssf_run_row *r, const char *task)
         if (!name || strcmp(name, task) != 0) continue;
         json_t *all = json_object_get(t, "task_documents");
         json_int_t documents = json_integer_value(json_object_get(t, "documents"));
-        took = !all ? limit : documents < json_integer_value(all) ? documents : 0;
+        if (all)
+            took = documents < json_integer_value(all) ? documents : 0;
+        else /* a store from before task_documents: fewer than the limit were all there were */
+            took = documents >= limit ? limit : 0;
     }
     json_decref(conf);
     return limit > 0 && took > 0 ? (int64_t)took : 0;

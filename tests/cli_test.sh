@@ -150,8 +150,8 @@ check "grade --jsonl bad line" eval 'run 1 grade --jsonl "$work/badpairs.jsonl" 
 check "grade --jsonl missing file" eval 'run 1 grade --jsonl "$work/nope.jsonl" && err_has "nope.jsonl: No such file or directory; check the path" && one_line_err'
 printf '{"gold": "1", "pred": "1", "precision": 2.5}\n' >"$work/badprec.jsonl"
 check "grade --jsonl: a precision --precision would refuse is refused on its line" eval 'run 1 grade --jsonl "$work/badprec.jsonl" && err_has "badprec.jsonl:1: \"precision\" must be an integer 0..50" && one_line_err'
-printf '{"gold": "1", "pred": "\\\\boxed{1}", "precision": null}\n' >"$work/nullprec.jsonl"
-check "grade --jsonl: a null precision is the default" eval 'run 0 grade --jsonl "$work/nullprec.jsonl" && out_has "\"verdict\":true"'
+printf '{"gold": "1", "pred": "\\\\boxed{1}", "precision": null, "profile": null, "targets": null}\n' >"$work/nullprec.jsonl"
+check "grade --jsonl: a null precision, profile or targets is the default" eval 'run 0 grade --jsonl "$work/nullprec.jsonl" && out_has "\"verdict\":true"'
 printf '{"gold": "1", "pred": "1", "profile": "strict"}\n' >"$work/badprof.jsonl"
 check "grade --jsonl: a bad profile's message names all three" eval 'run 1 grade --jsonl "$work/badprof.jsonl" && err_has "\"ssft-lighteval\"" && one_line_err'
 
