@@ -46,6 +46,7 @@ static void write_repos(void)
     fx_write_model(d, "BF16", 0, 3);
     fx_write_text(d, "tokenizer.json", "{}");
     fx_write_text(d, "tokenizer_config.json", "{}");
+    fx_write_text(d, "chat_template.jinja", "{{ messages }}");
     free(d);
     d = repo_dir("ssfteval-test/single"); /* no generation or tokenizer config */
     fx_write_model(d, "F32", 1, 1);
@@ -164,6 +165,7 @@ static void test_sharded(void **state)
         "generation_config.json",
         "tokenizer.json",
         "tokenizer_config.json",
+        "chat_template.jinja", /* where newer transformers save the template */
         "model.safetensors.index.json",
         "model-00001-of-00003.safetensors",
         "model-00002-of-00003.safetensors",
@@ -202,6 +204,7 @@ static void test_single(void **state)
     assert_true(exists_in(dir, "model.safetensors"));
     assert_false(exists_in(dir, "generation_config.json"));
     assert_false(exists_in(dir, "tokenizer_config.json"));
+    assert_false(exists_in(dir, "chat_template.jinja"));
     ssf_model *m;
     assert_int_equal(ssf_model_open(dir, &m, &err), 0);
     assert_int_equal(ssf_model_param_count(m), FX_PARAMS_TIED);

@@ -96,7 +96,8 @@ static int fetch_shards(const repo_ref *r, ssf_error *err)
 static int fetch_model(const repo_ref *r, ssf_error *err)
 {
     if (fetch(r, "config.json", err) || fetch_optional(r, "generation_config.json", err) < 0 ||
-        fetch_optional(r, "tokenizer_config.json", err) < 0 || fetch(r, "tokenizer.json", err))
+        fetch_optional(r, "tokenizer_config.json", err) < 0 ||
+        fetch_optional(r, "chat_template.jinja", err) < 0 || fetch(r, "tokenizer.json", err))
         return -1;
     int sharded = fetch_optional(r, SSF_INDEX_FILE, err);
     if (sharded < 0) return -1;
