@@ -120,22 +120,24 @@ char *ssf_prompt_render(const ssf_task *task, const ssf_doc *doc, ssf_chat_templ
 
 /* The chat templates whose rendering of one user message with a
  * generation prompt a built-in reproduces byte for byte.  A template is
- * known by the SHA-256 of its source without the white space inside its
- * {{ }}, {% %} and {# #} tags (outside their string literals), which never
- * reaches the output; everything else, the text between tags included,
- * counts.  Recognising templates by their features instead went wrong on
- * look-alikes (a trimmed message, a system prompt in a variable, QwQ's
- * "<think>\n" after the generation prompt); anything not listed is refused,
- * so a prompt is never silently wrong. */
+ * known by the SHA-256 of its source with each run of white space inside
+ * its {{ }}, {% %} and {# #} tags (outside string literals) made one space:
+ * such white space never reaches the output, but whether there is some
+ * can matter ({{- 1 }} is not {{ -1 }}).  Everything else, the text between
+ * tags included, counts as it is; for the known templates the digest is
+ * their file's own.  Recognising templates by their features instead went
+ * wrong on look-alikes (a trimmed message, a system prompt in a variable,
+ * QwQ's "<think>\n" after the generation prompt); anything not listed is
+ * refused, so a prompt is never silently wrong. */
 static const struct known_template {
     const char *digest;
     ssf_chat_template tpl;
 } known_templates[] = {
     /* Qwen2.5-Instruct (and the SSFT checkpoints fine-tuned from it). */
-    {"93294bbb800649126d2de748e25bccd7affce479b207f75e4a0caf5aa59e9745", SSF_CHAT_QWEN25},
+    {"cd8e9439f0570856fd70470bf8889ebd8b5d1107207f67a5efb46e342330527f", SSF_CHAT_QWEN25},
     /* Qwen3: no default system turn, nothing after "assistant\n" unless
      * thinking is turned off. */
-    {"3c8fb44cf96664e5bdf28e72399771f0d8100f4d37b52f278d941d79c9850ec7", SSF_CHAT_CHATML},
+    {"87a2728cb8dc9fe424d624542f6060ec05a1d285ebbec578bb078900e33396b5", SSF_CHAT_CHATML},
 };
 
 /* The closing delimiter of a Jinja tag opening at p, or NULL. */
@@ -145,30 +147,53 @@ static const char *tag_close(const char *p)
     return p[1] == '{' ? "}}" : p[1] == '%' ? "%}" : p[1] == '#' ? "#}" : NULL;
 }
 
-/* SHA-256 of the template without the white space inside tags. */
+typedef struct digest_state {
+    const char *close; /* inside a tag: its closing delimiter */
+    char quote;        /* inside a string literal of a tag */
+    int space;         /* a space was just written for a run of white space */
+} digest_state;
+
+/* One byte of a tag's inside (p[0]); returns how many bytes it took. */
+static int digest_in_tag(digest_state *d, const char *p, ssf_buf *b)
+{
+    if (d->quote) {
+        ssf_buf_putc(b, *p);
+        if (*p == '\\' && p[1]) {
+            ssf_buf_putc(b, p[1]);
+            return 2;
+        }
+        if (*p == d->quote) d->quote = 0;
+        return 1;
+    }
+    if (p[0] == d->close[0] && p[1] == d->close[1]) {
+        ssf_buf_append(b, p, 2);
+        d->close = NULL;
+        return 2;
+    }
+    if (strchr(" \t\n\v\f\r", *p)) {
+        if (!d->space) ssf_buf_putc(b, ' ');
+        d->space = 1;
+        return 1;
+    }
+    d->space = 0;
+    if ((*p == '\'' || *p == '"') && d->close[0] != '#') d->quote = *p; /* comments hold none */
+    ssf_buf_putc(b, *p);
+    return 1;
+}
+
 static void template_digest(const char *jinja, char hex[65])
 {
     ssf_buf b = {0};
-    const char *close = NULL; /* inside a tag: its closing delimiter */
-    char quote = 0;           /* inside a string literal of a tag */
-    for (const char *p = jinja; *p; p++) {
-        if (!close) {
-            ssf_buf_putc(&b, *p);
-            if ((close = tag_close(p)) != NULL) ssf_buf_putc(&b, *++p);
-        } else if (quote) {
-            ssf_buf_putc(&b, *p);
-            if (*p == '\\' && p[1])
-                ssf_buf_putc(&b, *++p);
-            else if (*p == quote)
-                quote = 0;
-        } else if (*p == '\'' || *p == '"') {
-            quote = *p;
-            ssf_buf_putc(&b, *p);
-        } else if (p[0] == close[0] && p[1] == close[1]) {
-            ssf_buf_append(&b, p++, 2);
-            close = NULL;
-        } else if (!strchr(" \t\n\v\f\r", *p)) {
-            ssf_buf_putc(&b, *p);
+    digest_state d = {NULL, 0, 0};
+    for (const char *p = jinja; *p;) {
+        if (d.close) {
+            p += digest_in_tag(&d, p, &b);
+        } else if ((d.close = tag_close(p)) != NULL) {
+            ssf_buf_append(&b, p, 2);
+            d.space = 0;
+            p += 2;
+        } else {
+            ssf_buf_putc(&b, *p++);
         }
     }
     ssf_buf_append(&b, "", 0);

@@ -238,6 +238,8 @@ static void test_detect(void **state)
         {"You are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>",
          "You are a helpful assistant.<|im_end|>"},
         {"'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'"},
+        /* white space inside a tag that is there or not: a trim marker, a minus */
+        {"{{- '<|im_start|>assistant\\n' }}", "{{ -'<|im_start|>assistant\\n' }}"},
     };
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         tpl = SSF_CHAT_NONE;
