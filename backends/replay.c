@@ -199,12 +199,12 @@ static int serve_line(replay *r, const ssf_gen_request *q, long offset, char **b
                           .completion_tokens = -1,
                           .attempts = 1};
     ssf_buf msg = {0};
-    if (ssf_finish_kind_of(l.finish_reason) != SSF_FINISH_WHOLE) { /* failed, never graded */
+    ssf_finish_kind kind = ssf_finish_kind_of(l.finish_reason);
+    if (kind != SSF_FINISH_WHOLE) { /* failed, never graded */
         ssf_buf_printf(&msg, "%s: finish_reason \"%s\": the server %s; regenerate this sample",
                        r->path, l.finish_reason,
-                       ssf_finish_kind_of(l.finish_reason) == SSF_FINISH_WITHHELD
-                           ? "withheld the completion"
-                           : "stopped the generation unfinished");
+                       kind == SSF_FINISH_WITHHELD ? "withheld the completion"
+                                                   : "stopped the generation unfinished");
         res = (ssf_gen_result){.error = msg.data, .prompt_tokens = -1, .completion_tokens = -1};
     }
     int rc = done(q, &res, ud);

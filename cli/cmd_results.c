@@ -417,13 +417,12 @@ int cmd_rescore(int argc, char **argv)
         return finish(&c, store, EXIT_WORK);
     }
     const char *profile = a.profile ? a.profile : r.profile;
-    int known = profile && ssf_profile_from_name(profile) >= 0;
-    if (!known) /* stored by another version */
+    int which = profile ? ssf_profile_from_name(profile) : -1;
+    if (which < 0) /* stored by another version */
         ssf_fail(&err,
                  "run %" PRId64 " was graded under profile '%s', unknown here; pass --profile", run,
                  profile ? profile : "(none)");
-    ssf_grader *g =
-        known ? ssf_grader_new((ssf_profile)ssf_profile_from_name(profile), &err) : NULL;
+    ssf_grader *g = which >= 0 ? ssf_grader_new((ssf_profile)which, &err) : NULL;
     rescore_ctx rc_ctx = {
         .store = store, .run = run, .grader = g, .profile = profile, .c = &c, .err = &err};
     rc = g ? 0 : -1;
@@ -491,14 +490,20 @@ static int is_store_file(const char *path, const char *db)
     return 0;
 }
 
+/* Writes the run's samples into f, which errors call name. */
+static int export_into(ssf_store *store, int64_t run, FILE *f, const char *name, ssf_error *err)
+{
+    export_ctx x = {f, name, err};
+    return ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err);
+}
+
 /* Exports through the path as it is: renaming a file over a link, a device
  * or a pipe would replace it. */
 static int export_to_stream(ssf_store *store, int64_t run, const char *path, ssf_error *err)
 {
     FILE *f = fopen(path, "w");
     if (!f) return ssf_fail(err, "--out: cannot open %s: %s", path, strerror(errno));
-    export_ctx x = {f, path, err};
-    int rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err);
+    int rc = export_into(store, run, f, path, err);
     if (fclose(f) != 0 && rc == 0) rc = ssf_fail(err, "cannot write %s: %s", path, strerror(errno));
     return rc;
 }
@@ -515,8 +520,7 @@ static int export_to_file(ssf_store *store, int64_t run, const char *path, ssf_e
         return export_to_stream(store, run, path, err);
     ssf_atomic_file f;
     if (ssf_atomic_begin(&f, path, 1, err)) return -1;
-    export_ctx x = {f.f, path, err};
-    if (ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err)) {
+    if (export_into(store, run, f.f, path, err)) {
         ssf_atomic_abandon(&f);
         return -1;
     }
@@ -548,10 +552,7 @@ int cmd_export(int argc, char **argv)
     /* Opening /dev/stdout anew would truncate a file the shell opened to append to. */
     if (a.out && (strcmp(a.out, "-") == 0 || strcmp(a.out, "/dev/stdout") == 0)) a.out = NULL;
     if (rc == 0 && a.out) rc = export_to_file(store, run, a.out, &err);
-    if (rc == 0 && !a.out) {
-        export_ctx x = {stdout, "standard output", &err};
-        rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, &err);
-    }
+    if (rc == 0 && !a.out) rc = export_into(store, run, stdout, "standard output", &err);
     if (rc) cli_error("%s", err.msg);
     return finish(&c, store, rc ? EXIT_WORK : 0);
 }

@@ -522,16 +522,11 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     }
     a->engine.interrupt = &interrupted;
     a->engine.log_progress = !a->quiet;
-    ssf_model *model = NULL;
-    ssf_tokenizer *tok = NULL;
-    rc = ssf_model_open(dir, &model, &err);
-    if (rc == 0 && ssf_tokenizer_load(dir, &tok, &err))
-        rc = ssf_fail_prefix(&err, "model %s: its tokenizer", dir);
+    ssf_model *model;
+    ssf_tokenizer *tok;
+    rc = ssf_backend_engine_open_files(dir, &model, &tok, &err);
     free(dir);
-    if (rc) {
-        ssf_model_close(model);
-        return file_failure(a, err.msg);
-    }
+    if (rc) return file_failure(a, err.msg);
     /* The files opened: what fails now is the device refusing the options. */
     ssf_backend *b = ssf_backend_engine_open(model, tok, &a->engine, &err);
     if (!b) {

@@ -41,6 +41,10 @@ void ssf_engine_options_default(ssf_engine_options *o);
  * device.  The backend's name is "engine". */
 ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_options *o,
                                     ssf_error *err);
+/* Opens a model directory's weights and tokenizer, the files the engine
+ * reads; on failure both are closed and NULL. */
+int ssf_backend_engine_open_files(const char *model_dir, ssf_model **model, ssf_tokenizer **tok,
+                                  ssf_error *err);
 /* The same from a model and its tokenizer already open, which the backend
  * takes over (and frees when it fails): its failures are then the device's
  * refusals of the options, which the command line reports apart from a

@@ -100,17 +100,25 @@ static int open_on_device(engine_backend *eb, const ssf_engine_options *o, ssf_e
     return 0;
 }
 
+int ssf_backend_engine_open_files(const char *model_dir, ssf_model **model, ssf_tokenizer **tok,
+                                  ssf_error *err)
+{
+    *model = NULL;
+    *tok = NULL;
+    if (ssf_model_open(model_dir, model, err)) return -1;
+    if (ssf_tokenizer_load(model_dir, tok, err) == 0) return 0;
+    ssf_fail_prefix(err, "model %s: its tokenizer", model_dir);
+    ssf_model_close(*model);
+    *model = NULL;
+    return -1;
+}
+
 ssf_backend *ssf_backend_engine_new(const char *model_dir, const ssf_engine_options *o,
                                     ssf_error *err)
 {
-    ssf_model *model = NULL;
-    ssf_tokenizer *tok = NULL;
-    if (ssf_model_open(model_dir, &model, err)) return NULL;
-    if (ssf_tokenizer_load(model_dir, &tok, err)) {
-        ssf_fail_prefix(err, "model %s: its tokenizer", model_dir);
-        ssf_model_close(model);
-        return NULL;
-    }
+    ssf_model *model;
+    ssf_tokenizer *tok;
+    if (ssf_backend_engine_open_files(model_dir, &model, &tok, err)) return NULL;
     return ssf_backend_engine_open(model, tok, o, err);
 }
 

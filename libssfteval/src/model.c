@@ -285,6 +285,16 @@ static int find_layer(ssf_model *m, int i, ssf_error *err)
                : 0;
 }
 
+/* Whether the checkpoint holds layer i (its first tensor, by name). */
+static int has_layer(ssf_model *m, int i)
+{
+    char name[64];
+    const ssf_tensor *t;
+    ssf_error ignored;
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
+    return find_tensor(m, name, &t, &ignored) == 0;
+}
+
 static int find_weights(ssf_model *m, ssf_error *err)
 {
     const ssf_model_config *c = &m->cfg;
@@ -293,23 +303,17 @@ static int find_weights(ssf_model *m, ssf_error *err)
         return -1;
     /* The last layer before the rest: a num_hidden_layers far past the
      * checkpoint's is named as such, before a table that large is made. */
-    char last[64];
-    const ssf_tensor *t;
-    ssf_error ignored;
-    snprintf(last, sizeof last, "model.layers.%d.input_layernorm.weight", c->n_layers - 1);
-    if (find_tensor(m, last, &t, &ignored) != 0)
+    if (!has_layer(m, c->n_layers - 1))
         return ssf_fail(err,
                         "%s: config.json says num_hidden_layers %d, but the checkpoint has no "
-                        "%s; fix config.json",
-                        m->dir, c->n_layers, last);
+                        "model.layers.%d.input_layernorm.weight; fix config.json",
+                        m->dir, c->n_layers, c->n_layers - 1);
     m->w.layers = ssf_xcalloc((size_t)c->n_layers, sizeof *m->w.layers);
     for (int i = 0; i < c->n_layers; i++)
         if (find_layer(m, i, err)) return -1;
     /* A checkpoint with a layer past num_hidden_layers is not the model the
      * config describes: running without it would run another model. */
-    char extra[64];
-    snprintf(extra, sizeof extra, "model.layers.%d.input_layernorm.weight", c->n_layers);
-    if (find_tensor(m, extra, &t, &ignored) == 0)
+    if (has_layer(m, c->n_layers))
         return ssf_fail(err,
                         "%s: the checkpoint has a layer %d, but config.json says "
                         "num_hidden_layers %d; fix config.json",
