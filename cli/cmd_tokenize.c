@@ -151,9 +151,10 @@ static int run_jsonl(ssf_tokenizer *t, const tok_args *a)
     ssf_error err;
     int is_stdin = strcmp(a->jsonl, "-") == 0;
     line_ctx c = {.tok = t, .args = a, .path = is_stdin ? "(stdin)" : a->jsonl, .err = &err};
-    int rc = is_stdin
-                 ? ssf_records_read_stream(stdin, c.path, SSF_FORMAT_JSONL, each_line, &c, &err)
-                 : ssf_records_read_file(a->jsonl, SSF_FORMAT_JSONL, each_line, &c, &err);
+    int rc =
+        is_stdin
+            ? ssf_records_read_stream(stdin, c.path, SSF_FORMAT_JSONL_WITH_NUL, each_line, &c, &err)
+            : ssf_records_read_file(a->jsonl, SSF_FORMAT_JSONL_WITH_NUL, each_line, &c, &err);
     if (rc) cli_error("%s", err.msg);
     return rc ? EXIT_WORK : 0;
 }

@@ -292,6 +292,9 @@ printf '{"ids": [151644, 14990, 151645]}\n{"ids": [227, 65]}\n{"ids": [9707, 187
 check "tokenize --decode" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/ids.jsonl" --decode && out_has "\"text\":\"<|im_start|>hello<|im_end|>\"" && out_has "\"text\":\"$(printf "\357\277\275")b\"" && out_has "\"k\":1,\"text\":\"Hello world\""'
 printf '{"ids": [64, 188, 65]}\n' >"$work/nul-ids.jsonl"
 check "tokenize --decode keeps a U+0000 and what follows (it cut the text there)" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/nul-ids.jsonl" --decode && out_has "\"text\":\"a\\\\u0000b\""'
+cp "$work/out" "$work/nul-text.jsonl"
+check "tokenize --jsonl encodes the U+0000 that --decode wrote (it refused the line)" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/nul-text.jsonl" && out_has "\"ids\":\[64,188,65\]"'
+check "grade --jsonl still refuses a U+0000 in a text" eval 'printf "{\"gold\": \"1\", \"pred\": \"a\\\\u0000\"}\n" >"$work/nul-grade.jsonl" && run 1 grade --jsonl "$work/nul-grade.jsonl" && err_has "u0000" && one_line_err'
 check "tokenize --decode --skip-special" eval 'run 0 tokenize --tokenizer "$qtok" --jsonl "$work/ids.jsonl" --decode --skip-special && out_has "\"text\":\"hello\""'
 printf '{"text": "ok"}\n{"txt": "no"}\n' >"$work/badtexts.jsonl"
 check "tokenize --jsonl bad line" eval 'run 1 tokenize --tokenizer "$qtok" --jsonl "$work/badtexts.jsonl" && err_has "badtexts.jsonl:2" && one_line_err'

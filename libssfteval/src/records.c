@@ -111,11 +111,11 @@ static int holds_nul_escape(const json_error_t *jerr)
  * scalar line parse, so that it gets the clearer "expected an object" error;
  * the end-of-input check stays on, so trailing junk on a line is an error.
  * A trailing CR is JSON whitespace, which is what makes CRLF files work. */
-static int jsonl_decode(const char *s, size_t n, const char *name, size_t lineno, json_t **out,
-                        ssf_error *err)
+static int jsonl_decode(const char *s, size_t n, const char *name, size_t lineno, int allow_nul,
+                        json_t **out, ssf_error *err)
 {
     json_error_t jerr;
-    json_t *v = json_loadb(s, n, JSON_DECODE_ANY, &jerr);
+    json_t *v = json_loadb(s, n, JSON_DECODE_ANY | (allow_nul ? JSON_ALLOW_NUL : 0), &jerr);
     if (!v && holds_nul_escape(&jerr))
         return ssf_fail(err,
                         "%s:%zu: a string holds \\u0000, which ssfteval's texts cannot; "
@@ -134,7 +134,8 @@ static int jsonl_decode(const char *s, size_t n, const char *name, size_t lineno
     return 0;
 }
 
-static int read_jsonl(FILE *f, const char *name, ssf_record_fn fn, void *ud, ssf_error *err)
+static int read_jsonl(FILE *f, const char *name, int allow_nul, ssf_record_fn fn, void *ud,
+                      ssf_error *err)
 {
     char *line = NULL;
     size_t cap = 0, lineno = 0, number = 0;
@@ -146,7 +147,7 @@ static int read_jsonl(FILE *f, const char *name, ssf_record_fn fn, void *ud, ssf
         if (++lineno == 1) skip_bom(&s, &n);
         if (is_blank(s, n)) continue;
         json_t *rec = NULL;
-        rc = jsonl_decode(s, n, name, lineno, &rec, err);
+        rc = jsonl_decode(s, n, name, lineno, allow_nul, &rec, err);
         if (rc != 0) break;
         rc = fn(rec, ++number, lineno, ud);
         json_decref(rec);
@@ -552,7 +553,9 @@ int ssf_records_read_stream(FILE *f, const char *name, ssf_format format, ssf_re
     if (resolve_format(name, &format, err) != 0) return -1;
     switch (format) {
     case SSF_FORMAT_JSONL:
-        return read_jsonl(f, name, fn, ud, err);
+        return read_jsonl(f, name, 0, fn, ud, err);
+    case SSF_FORMAT_JSONL_WITH_NUL:
+        return read_jsonl(f, name, 1, fn, ud, err);
     case SSF_FORMAT_JSON:
         return read_json(f, name, fn, ud, err);
     case SSF_FORMAT_CSV:

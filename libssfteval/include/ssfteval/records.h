@@ -22,6 +22,9 @@ typedef enum ssf_format {
     SSF_FORMAT_JSONL,
     SSF_FORMAT_JSON,
     SSF_FORMAT_CSV,
+    /* JSONL whose strings may hold \u0000 (a tokenizer's text can): read
+     * them with json_string_length(), not as C strings. */
+    SSF_FORMAT_JSONL_WITH_NUL,
 } ssf_format;
 
 /* Called once per record, with its 1-based number and the line where it
