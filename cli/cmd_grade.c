@@ -14,7 +14,8 @@
 
 static const char help[] =
     "usage: ssfteval grade --gold G --pred P [--profile NAME] [--targets T] [--explain]\n"
-    "       ssfteval grade --jsonl FILE [--profile NAME]\n"
+    "                      [--gold-is-answer]\n"
+    "       ssfteval grade --jsonl FILE [--profile NAME] [--gold-is-answer]\n"
     "\n"
     "Grade a prediction against a gold answer.\n"
     "\n"
@@ -25,11 +26,16 @@ static const char help[] =
     "  --targets T         what to extract: latex,expr (default), letters, or a mix\n"
     "  --letters N         number of choices for letters (default 4)\n"
     "  --precision N       decimal places for the rounding rule (default 6)\n"
+    "  --gold-is-answer    G is a task's answer, what its solution's last \\boxed{} held,\n"
+    "                      as `run` grades it: the lighteval profiles read it as\n"
+    "                      \\boxed{G}, as LightEval read the solution (without it they\n"
+    "                      read G as LightEval reads any gold text)\n"
     "  --explain           print the extracted answers and the reason\n"
     "  --json              the verdict, extractions and reason as one JSON object\n"
     "  --jsonl FILE        read lines {\"gold\":..., \"pred\":...} with optional \"targets\"\n"
     "                      (list of \"latex\", \"expr\", \"letters\"), \"precision\", "
-    "\"profile\";\n"
+    "\"profile\",\n"
+    "                      \"gold_is_answer\" (true/false);\n"
     "                      write each line back with \"verdict\" (true/false/null),\n"
     "                      \"gold_extracted\", \"pred_extracted\", \"pred_key\" (the vote\n"
     "                      key), \"no_answer\", \"reason\" (--json writes the same keys)\n"
@@ -47,12 +53,13 @@ enum {
     OPT_PRECISION,
     OPT_EXPLAIN,
     OPT_JSONL,
+    OPT_GOLD_IS_ANSWER,
 };
 
 typedef struct grade_args {
     const char *gold, *pred, *jsonl;
     ssf_profile profile;
-    int targets, letters, precision, explain;
+    int targets, letters, precision, explain, gold_is_answer;
 } grade_args;
 
 /* "latex,expr" -> bits; -1 on an unknown name. */
@@ -91,6 +98,9 @@ static int handle_option(int opt, const char *arg, void *ud)
         return 0;
     case OPT_EXPLAIN:
         a->explain = 1;
+        return 0;
+    case OPT_GOLD_IS_ANSWER:
+        a->gold_is_answer = 1;
         return 0;
     case OPT_LETTERS:
         if (cli_integer_arg("letters", arg, 2, 26, &v)) return -1;
@@ -146,7 +156,8 @@ static int grade_one(const ssf_grader *g, const grade_args *a, int json)
                              .pred = a->pred,
                              .targets = a->targets,
                              .n_letters = a->letters,
-                             .precision = a->precision};
+                             .precision = a->precision,
+                             .gold_is_answer = a->gold_is_answer};
     ssf_grade_result res;
     ssf_grade(g, &req, &res);
     if (json) {
@@ -229,7 +240,8 @@ static int grade_line(json_t *rec, size_t number, size_t line, void *ud)
     ssf_grade_request req = {.gold = json_string_value(gold),
                              .pred = json_string_value(pred),
                              .n_letters = c->args->letters,
-                             .precision = c->args->precision};
+                             .precision = c->args->precision,
+                             .gold_is_answer = c->args->gold_is_answer};
     ssf_profile p;
     json_t *prec = json_object_get(rec, "precision");
     if (json_is_null(prec)) prec = NULL; /* the default, as when absent */
@@ -238,6 +250,10 @@ static int grade_line(json_t *rec, size_t number, size_t line, void *ud)
         return ssf_fail(c->err, "%s:%zu: \"precision\" must be an integer 0..50, as --precision",
                         c->path, line);
     if (prec) req.precision = (int)json_integer_value(prec);
+    json_t *is_answer = json_object_get(rec, "gold_is_answer");
+    if (is_answer && !json_is_boolean(is_answer) && !json_is_null(is_answer))
+        return ssf_fail(c->err, "%s:%zu: \"gold_is_answer\" must be true or false", c->path, line);
+    if (json_is_boolean(is_answer)) req.gold_is_answer = json_is_true(is_answer);
     if (line_targets(c, rec, line, &req.targets) || line_profile(c, rec, line, &p)) return -1;
     const ssf_grader *g = grader_for(c, p);
     if (!g) return -1;
@@ -298,6 +314,7 @@ int cmd_grade(int argc, char **argv)
         {"letters", required_argument, NULL, OPT_LETTERS},
         {"precision", required_argument, NULL, OPT_PRECISION},
         {"explain", no_argument, NULL, OPT_EXPLAIN},
+        {"gold-is-answer", no_argument, NULL, OPT_GOLD_IS_ANSWER},
         {"jsonl", required_argument, NULL, OPT_JSONL},
         {NULL, 0, NULL, 0},
     };

@@ -322,15 +322,7 @@ static int rescore_sample(const ssf_stored_sample *s, void *ud)
     rescore_ctx *r = ud;
     if (s->error || !s->text || (size_t)s->doc >= r->docs->n) return 0;
     const ssf_doc *d = &r->docs->items[s->doc];
-    ssf_grade_request req = {.gold = d->gold,
-                             .pred = s->text,
-                             .precision = -1,
-                             .cut_by_length =
-                                 s->finish_reason && strcmp(s->finish_reason, "length") == 0};
-    if (r->task->answer_type == SSF_ANSWER_LETTERS) {
-        req.targets = SSF_TARGET_LETTERS;
-        req.n_letters = (int)d->n_choices;
-    }
+    ssf_grade_request req = ssf_sample_grade_request(r->task, d, s->text, s->finish_reason);
     ssf_grade_result res;
     ssf_grade(r->grader, &req, &res);
     ssf_grade_row g = {.profile = r->profile,

@@ -191,6 +191,26 @@ static void read_answer(const ssf_grader *g, const ssf_grade_request *r, const c
     }
 }
 
+static void read_gold(const ssf_grader *g, const ssf_grade_request *r, ssf_arena *a, side *s)
+{
+    const char *gold = r->gold ? r->gold : "";
+    if (!r->gold_is_answer || g->profile == SSF_PROFILE_DEFAULT || only_letters(r) || !*gold) {
+        read_answer(g, r, gold, a, s);
+        return;
+    }
+    size_t len = strlen(gold);
+    char *boxed = ssf_xmalloc(len + sizeof "\\boxed{}");
+    memcpy(boxed, "\\boxed{", 7);
+    memcpy(boxed + 7, gold, len);
+    memcpy(boxed + 7 + len, "}", 2);
+    read_answer(g, r, boxed, a, s);
+    if (s->raw) { /* unreadable: LightEval kept the raw gold */
+        free(s->text);
+        s->text = ssf_xstrdup(gold);
+    }
+    free(boxed);
+}
+
 static void read_pred(const ssf_grader *g, const ssf_grade_request *r, ssf_arena *a, side *s)
 {
     const char *pred = r->pred ? r->pred : "";
@@ -309,7 +329,7 @@ void ssf_grade(const ssf_grader *g, const ssf_grade_request *r, ssf_grade_result
     result_reset(out);
     ssf_arena *a = ssf_arena_new(200000);
     side gold = {0}, pred = {0};
-    read_answer(g, r, r->gold ? r->gold : "", a, &gold);
+    read_gold(g, r, a, &gold);
     read_pred(g, r, a, &pred);
     if (!pred.value && !pred.text)
         no_answer(r, &pred, out);

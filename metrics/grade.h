@@ -49,6 +49,10 @@ typedef struct ssf_grade_request {
     int precision;      /* decimal places for the rounding rule; -1 = 6 */
     int cut_by_length;  /* the prediction ended at the token limit */
     int pred_is_answer; /* pred is a bare answer (as golds are), not a completion */
+    /* gold is a task's answer: what its solution's last \boxed{} held.  LightEval
+     * read the solution, so the lighteval profiles read this as \boxed{gold}:
+     * through the bare cascade "3\sqrt{13}" would be 3. */
+    int gold_is_answer;
 } ssf_grade_request;
 
 typedef enum ssf_grade_verdict {

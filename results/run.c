@@ -219,17 +219,27 @@ typedef struct gen_ctx {
     int n_failures_said;
 } gen_ctx;
 
-static void grade_text(const ssf_grader *g, const task_plan *p, const ssf_doc *d, const char *text,
-                       const char *finish, ssf_grade_result *res)
+ssf_grade_request ssf_sample_grade_request(const ssf_task *t, const ssf_doc *d, const char *text,
+                                           const char *finish_reason)
 {
     ssf_grade_request req = {.gold = d->gold,
                              .pred = text,
                              .precision = -1,
-                             .cut_by_length = finish && strcmp(finish, "length") == 0};
-    if (p->task->answer_type == SSF_ANSWER_LETTERS) {
+                             .cut_by_length =
+                                 finish_reason && strcmp(finish_reason, "length") == 0};
+    if (t->answer_type == SSF_ANSWER_LETTERS) {
         req.targets = SSF_TARGET_LETTERS;
         req.n_letters = (int)d->n_choices;
+    } else {
+        req.gold_is_answer = 1; /* a task's gold is its answer, not a solution */
     }
+    return req;
+}
+
+static void grade_text(const ssf_grader *g, const task_plan *p, const ssf_doc *d, const char *text,
+                       const char *finish, ssf_grade_result *res)
+{
+    ssf_grade_request req = ssf_sample_grade_request(p->task, d, text, finish);
     ssf_grade(g, &req, res);
 }
 

@@ -52,6 +52,11 @@ typedef struct ssf_run_summary {
 int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *store,
                     ssf_run_summary *summary, ssf_error *err);
 
+/* The request that grades a sample's text (finish_reason may be NULL) against
+ * document d of task t, as run and rescore make it. */
+ssf_grade_request ssf_sample_grade_request(const ssf_task *t, const ssf_doc *d, const char *text,
+                                           const char *finish_reason);
+
 /* The seed of sample (tag, index) of a question: a base derived from (run
  * seed, task, doc, tag) plus the index, so n-sample requests and n single
  * requests ask for the same samples. */

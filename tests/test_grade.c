@@ -171,7 +171,7 @@ static void test_lighteval_extractive(void **state)
 /* ---- MATH-500 ---------------------------------------------------------- */
 
 typedef struct math_ctx {
-    tally solution, forms, perturbed;
+    tally solution, forms, perturbed, lighteval;
 } math_ctx;
 
 static ssf_grade_verdict grade_default(const char *gold, const char *pred, ssf_grade_result *res)
@@ -181,8 +181,6 @@ static ssf_grade_verdict grade_default(const char *gold, const char *pred, ssf_g
     return res->verdict;
 }
 
-/* The gold with its first digit changed (or "+1" appended when it has none),
- * which no correct grader may accept. */
 /* One pair under the default profile: its verdict, and its reason when
  * want_reason is not NULL. */
 static void expect_default(const char *gold, const char *pred, ssf_grade_verdict want,
@@ -222,6 +220,8 @@ static void test_max_min(void **state)
     expect_default("\\sqrt{2}", "$\\boxed{\\max(1,\\sqrt{2})}$", SSF_GRADE_RIGHT, NULL);
 }
 
+/* The gold with its first digit changed (or "+1" appended when it has none),
+ * which no correct grader may accept. */
 static char *perturb(const char *gold)
 {
     char *p = ssf_xstrdup(gold);
@@ -237,15 +237,23 @@ static char *perturb(const char *gold)
     return ssf_buf_take(&b);
 }
 
+static void check_math_as(ssf_profile profile, tally *t, const char *what, size_t line,
+                          const char *gold, const char *pred, int expected)
+{
+    char key[128];
+    snprintf(key, sizeof key, "math500.jsonl:%zu:%s:%s", line, ssf_profile_name(profile), what);
+    /* As run grades a task's sample: the gold is the task's answer. */
+    ssf_grade_request req = {.gold = gold, .pred = pred, .precision = -1, .gold_is_answer = 1};
+    ssf_grade_result res;
+    ssf_grade(graders[profile], &req, &res);
+    check_verdict(t, key, res.verdict, expected, &res);
+    ssf_grade_result_clear(&res);
+}
+
 static void check_math(tally *t, const char *what, size_t line, const char *gold, const char *pred,
                        int expected)
 {
-    char key[128];
-    snprintf(key, sizeof key, "math500.jsonl:%zu:%s", line, what);
-    ssf_grade_result res;
-    ssf_grade_verdict v = grade_default(gold, pred, &res);
-    check_verdict(t, key, v, expected, &res);
-    ssf_grade_result_clear(&res);
+    check_math_as(SSF_PROFILE_DEFAULT, t, what, line, gold, pred, expected);
 }
 
 static int math_row(json_t *row, size_t number, size_t line, void *ud)
@@ -266,12 +274,20 @@ static int math_row(json_t *row, size_t number, size_t line, void *ud)
         char what[16];
         snprintf(what, sizeof what, "form%zu", k);
         check_math(&m->forms, what, line, answer, pred.data, 1);
+        /* LightEval read the gold from the solution's box; read bare, 114 of
+         * these golds were misread ("3\sqrt{13}" as 3). */
+        check_math_as(SSF_PROFILE_LIGHTEVAL, &m->lighteval, what, line, answer, pred.data, 1);
+        check_math_as(SSF_PROFILE_SSFT_LIGHTEVAL, &m->lighteval, what, line, answer, pred.data, 1);
         ssf_buf_free(&pred);
     }
     char *bad = perturb(answer);
     ssf_buf pred = {0};
     ssf_buf_printf(&pred, "\\boxed{%s}", bad);
     check_math(&m->perturbed, "perturbed", line, answer, pred.data, 0);
+    /* LightEval keeps what follows an equation's last '=': there, "6x = 0" is "5x = 0". */
+    if (!strchr(answer, '='))
+        check_math_as(SSF_PROFILE_LIGHTEVAL, &m->perturbed, "perturbed", line, answer, pred.data,
+                      0);
     ssf_buf_free(&pred);
     free(bad);
     return 0;
@@ -283,15 +299,18 @@ static void test_math500_golds(void **state)
     char *path = shared_path("data/math500.jsonl");
     math_ctx m = {{.file = "math500 solution vs answer"},
                   {.file = "math500 answer in other forms"},
-                  {.file = "math500 perturbed answer"}};
+                  {.file = "math500 perturbed answer"},
+                  {.file = "math500 answer in other forms, lighteval profiles"}};
     ssf_error err;
     if (ssf_records_read_file(path, SSF_FORMAT_JSONL, math_row, &m, &err)) fail_msg("%s", err.msg);
     free(path);
     report(&m.solution);
     report(&m.forms);
     report(&m.perturbed);
+    report(&m.lighteval);
     assert_int_equal(m.solution.rows, 500);
-    assert_int_equal(m.solution.wrong + m.forms.wrong + m.perturbed.wrong, 0);
+    assert_int_equal(m.lighteval.rows, 3000);
+    assert_int_equal(m.solution.wrong + m.forms.wrong + m.perturbed.wrong + m.lighteval.wrong, 0);
 }
 
 /* The ssft-lighteval profile scores as the SSFT reference did:
