@@ -136,6 +136,9 @@ check "grade --explain" eval 'run 0 grade --gold "\\frac{\\pi}{2}" --pred "The a
 check "grade letters" eval 'run 0 grade --gold C --pred "so **Answer: C**" --targets letters'
 check "grade --json" eval 'run 0 grade --gold 5 --pred "\\boxed{5}" --json && out_has "\"verdict\": true" && out_has "\"pred_key\": \"q:5\""'
 check "grade unclosed think is no answer" eval 'run 1 grade --gold 5 --pred "<think>\\boxed{5}" --json && out_has "\"no_answer\": true"'
+check "grade --gold-is-answer: lighteval reads a task's gold as its solution's box (it took 3\\sqrt{13} for 3)" eval 'run 1 grade --profile lighteval --gold "3\\sqrt{13}" --pred "\\boxed{3\\sqrt{13}}" && run 0 grade --profile lighteval --gold-is-answer --gold "3\\sqrt{13}" --pred "\\boxed{3\\sqrt{13}}" && run 1 grade --profile lighteval --gold-is-answer --gold "3\\sqrt{13}" --pred "\\boxed{3}"'
+printf '{"gold": "3\\\\sqrt{13}", "pred": "\\\\boxed{3\\\\sqrt{13}}", "profile": "lighteval", "gold_is_answer": true}\n{"gold": "3\\\\sqrt{13}", "pred": "\\\\boxed{3\\\\sqrt{13}}", "profile": "lighteval", "gold_is_answer": 1}\n' >"$work/isanswer.jsonl"
+check "grade --jsonl: gold_is_answer true is read, and must be a boolean" eval 'run 1 grade --jsonl "$work/isanswer.jsonl" && [ "$(grep -c "\"verdict\":true" "$work/out")" -eq 1 ] && err_has "isanswer.jsonl:2: \"gold_is_answer\" must be true or false" && one_line_err'
 check "grade bad profile" eval 'run 2 grade --gold 1 --pred 1 --profile sympy && err_has "default, lighteval or ssft-lighteval" && one_line_err'
 check "grade bad targets" eval 'run 2 grade --gold 1 --pred 1 --targets words && err_has "--targets"'
 check "grade needs --gold" eval 'run 2 grade --pred 1 && err_has "--gold"'
