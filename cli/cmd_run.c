@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,10 +456,15 @@ static ssf_backend *open_replay(run_args *a, ssf_buf *desc)
     ssf_error err = {{0}};
     ssf_backend *b = ssf_backend_replay_new(a->generations, &err);
     if (!b) return file_failure(a, err.msg);
-    /* The file plays the server: its name and content are not part of the
-     * run's identity, so a run with missing samples resumes once the file
-     * has them. */
-    ssf_buf_puts(desc, "replay");
+    /* The file is the samples: another file, or this one rewritten, is
+     * another run.  (Its name alone would let outputs.jsonl rewritten with
+     * another model's texts resume this run and mix the two.) */
+    char digest[65];
+    if (ssf_sha256_file(a->generations, digest, &err)) {
+        b->destroy(b);
+        return file_failure(a, err.msg);
+    }
+    ssf_buf_printf(desc, "replay:%s", digest);
     return b;
 }
 
@@ -490,6 +496,47 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     ssf_buf_printf(desc, "openai:%s", o->api == SSF_API_CHAT ? "chat" : "completions");
     describe_stops(a, desc);
     return b;
+}
+
+/* Bytes of a tensor at four places: a checkpoint trained further differs in
+ * all its weights, so these tell two with one shape apart without reading
+ * tens of gigabytes through the hash. */
+static void sample_tensor(ssf_buf *b, const ssf_tensor *t)
+{
+    if (!t) return;
+    ssf_buf_printf(b, "%s:%s:%" PRId64 ";", t->name, ssf_dtype_name(t->dtype), t->numel);
+    size_t window = t->nbytes < 64 ? t->nbytes : 64;
+    for (int k = 0; k < 4; k++)
+        ssf_buf_append(b, (const char *)t->data + (t->nbytes - window) / 3 * (size_t)k, window);
+}
+
+/* The checkpoint's part of the run's identity: the --model path names a
+ * directory, whose files may be replaced between two attempts (or an hf:
+ * name without @REV move on); samples of two checkpoints must not make
+ * one run.  SHA-256 of the config and of sampled bytes of every weight. */
+static void model_fingerprint(const ssf_model *m, char hex[65])
+{
+    const ssf_model_config *c = ssf_model_config_of(m);
+    const ssf_model_weights *w = ssf_model_weights_of(m);
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "%s %d %d %d %d %d %d %d %.17g %.17g %d %d %d", c->architecture,
+                   c->hidden_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,
+                   c->intermediate_size, c->vocab_size, c->rope_theta, c->rms_norm_eps,
+                   c->tie_word_embeddings, c->qkv_bias, c->bos_token_id);
+    for (int i = 0; i < c->n_eos; i++)
+        ssf_buf_printf(&b, " %d", (int)c->eos_ids[i]);
+    sample_tensor(&b, w->embed);
+    sample_tensor(&b, w->final_norm);
+    sample_tensor(&b, w->lm_head);
+    for (int i = 0; i < c->n_layers; i++) {
+        const ssf_layer_weights *l = &w->layers[i];
+        const ssf_tensor *each[] = {l->attn_norm, l->q, l->k,        l->v,    l->q_bias, l->k_bias,
+                                    l->v_bias,    l->o, l->mlp_norm, l->gate, l->up,     l->down};
+        for (size_t k = 0; k < sizeof each / sizeof each[0]; k++)
+            sample_tensor(&b, each[k]);
+    }
+    ssf_sha256_hex(b.data, b.len, hex);
+    ssf_buf_free(&b);
 }
 
 /* The engine reads the model directory; the prompt's chat template comes
@@ -538,8 +585,11 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
      * the run's identity, as are the context and the stop strings, which
      * cut samples; slots, blocks and threads are not. */
     const char *what = ssf_backend_engine_describe(b);
-    ssf_buf_printf(desc, "engine:%.*s%s,ctx=%d", (int)strcspn(what, ","), what,
-                   a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b));
+    char weights[65];
+    model_fingerprint(model, weights);
+    ssf_buf_printf(desc, "engine:%.*s%s,ctx=%d,weights=%.16s", (int)strcspn(what, ","), what,
+                   a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b),
+                   weights);
     describe_stops(a, desc);
     return b;
 }

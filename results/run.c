@@ -139,15 +139,39 @@ static int plan_task(const ssf_run_config *cfg, const ssf_task *t, task_plan *p,
     return plan_metrics(cfg, p, err);
 }
 
-static json_t *task_config(const task_plan *p)
+/* SHA-256 of what the samples are asked and graded against: each planned
+ * document's user message, prompt and gold.  Built-in tasks pin their data
+ * by SHA-256, but a --task-file's data or prompt may be edited between two
+ * attempts; the second is then another run, not more samples of the first. */
+static void documents_digest(const ssf_run_config *cfg, const task_plan *p, char hex[65])
+{
+    ssf_buf b = {0};
+    for (size_t i = 0; i < p->n_docs; i++) {
+        const ssf_doc *d = &p->docs.items[i];
+        char *content = ssf_prompt_user_content(p->task, d);
+        char *prompt = ssf_prompt_render(p->task, d, cfg->chat_template, 0);
+        /* NUL-separated: no field can end inside another. */
+        ssf_buf_append(&b, content, strlen(content) + 1);
+        ssf_buf_append(&b, prompt, strlen(prompt) + 1);
+        ssf_buf_append(&b, d->gold ? d->gold : "", d->gold ? strlen(d->gold) + 1 : 1);
+        free(content);
+        free(prompt);
+    }
+    ssf_sha256_hex(b.data ? b.data : "", b.len, hex);
+    ssf_buf_free(&b);
+}
+
+static json_t *task_config(const ssf_run_config *cfg, const task_plan *p)
 {
     json_t *metrics = json_array();
     for (size_t i = 0; i < p->n_metrics; i++)
         json_array_append_new(metrics, json_string(p->metrics[i].name));
-    return json_pack("{s:s, s:s, s:i, s:I, s:o, s:o}", "name", p->task->name, "answer_type",
+    char digest[65];
+    documents_digest(cfg, p, digest);
+    return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o}", "name", p->task->name, "answer_type",
                      ssf_answer_type_name(p->task->answer_type), "groups", p->ctx.task_groups,
-                     "documents", (json_int_t)p->n_docs, "metrics", metrics, "sampling",
-                     sampling_json(&p->sampling));
+                     "documents", (json_int_t)p->n_docs, "documents_sha256", digest, "metrics",
+                     metrics, "sampling", sampling_json(&p->sampling));
 }
 
 /* The run's configuration: everything that changes its outputs, and
@@ -156,7 +180,7 @@ static json_t *run_config(const ssf_run_config *cfg, const task_plan *plans)
 {
     json_t *tasks = json_array();
     for (size_t i = 0; i < cfg->n_tasks; i++)
-        json_array_append_new(tasks, task_config(&plans[i]));
+        json_array_append_new(tasks, task_config(cfg, &plans[i]));
     return json_pack("{s:o, s:s, s:s, s:i, s:i, s:I, s:I, s:s, s:s, s:s, s:s, s:s}", "tasks", tasks,
                      "protocol", protocol_name(cfg->protocol), "compat", compat_name(cfg->compat),
                      "groups", cfg->groups, "samples", cfg->samples, "limit",

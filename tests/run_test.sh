@@ -76,7 +76,10 @@ check "missing sample -> incomplete, exit 1" eval 'run 1 run synth --generations
 check "the failed sample is named on stderr as it fails" grep -q "^ssfteval: synth doc 0 tag 3 sample 0 failed: " "$work/err"
 check "pass@1 unaffected (needs tag 1 only)" [ "$(metric synth pass@1)" = "75.00" ]
 check "cons@32 leaves doc 0 out" eval '[ "$(metric synth cons@32)" = "100.00" ] && grep -q "excluded" "$work/out"'
-check "rerun with the full file retries exactly the failed one" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "115 stored before, 1 generated" "$work/err" && [ "$(metric synth cons@32)" = "50.00" ]'
+check "rerun with the same file retries exactly the failed one" eval 'run 1 run synth --generations "$work/gen-missing.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "run 1 incomplete (resumed): 116 samples planned, 115 stored before, 0 generated, 1 failed" "$work/err"'
+check "the file with the line added is another run (the file is the samples)" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "run 2 done (new): 116 samples planned" "$work/err" && [ "$(metric synth cons@32)" = "50.00" ]'
+sed 's/boxed{2}/boxed{5}/' "$work/gen.jsonl" >"$work/gen-other.jsonl"
+check "another model's file under the same options is another run, not a resume of the first (it was ignored)" eval 'run 0 run synth --generations "$work/gen-other.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "run 3 done (new): 116 samples planned" "$work/err" && [ "$(metric synth cons@32)" = "0.00" ]'
 # A generation the server cut off (abort, error) or withheld (content_filter)
 # is a failed sample, never a wrong answer.
 grep -v '"doc": 0, "tag": 3,' "$work/gen.jsonl" |
@@ -156,6 +159,18 @@ check "compare: a metric the candidate lacks is one error line, no table" eval '
 
 # 5. Compat mode runs and says so in reports.
 check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q ",ssft-lighteval,ssft-lighteval,pass@1," "$work/out"'
+
+# 5b. A task file's data or prompt edited between two attempts: another run,
+# not the first one's missing samples asked and graded another way.
+mkdir "$work/edit"
+cp "$work/synth.json" "$work/synth.jsonl" "$work/edit/"
+edit=(--generations "$work/gen-missing.jsonl" --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" --protocol ssft --quiet)
+run 1 run synth "${edit[@]}" >/dev/null 2>&1
+check "the same task file and data resume" eval 'run 1 run synth "${edit[@]}" && grep -q "run 1 incomplete (resumed)" "$work/err"'
+sed -i 's/"a": "1"/"a": "91"/' "$work/edit/synth.jsonl"
+check "a gold edited in a task file's data is another run" eval 'run 1 run synth "${edit[@]}" && grep -q "run 2 incomplete (new)" "$work/err"'
+sed -i 's/"prompt": "Q: {{question}}"/"prompt": "Question: {{question}}"/' "$work/edit/synth.json"
+check "a task file's prompt edited is another run" eval 'run 1 run synth "${edit[@]}" && grep -q "run 3 incomplete (new)" "$work/err"'
 
 # 6. Bad input.
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
