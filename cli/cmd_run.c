@@ -694,13 +694,15 @@ static int execute(cli *c, run_args *a, const char *task_list)
             cli_error("%s", err.msg);
             rc = EXIT_WORK;
         } else {
+            /* The store's word: a run beside this one may have filled what failed here. */
+            int whole = strcmp(s.status, "done") == 0;
             fprintf(stderr,
                     "run %lld %s (%s): %zu samples planned, %zu stored before, %zu generated, "
                     "%zu failed%s\n",
                     (long long)s.run_id, s.status, s.resumed ? "resumed" : "new", s.planned,
                     s.reused, s.generated, s.failed,
-                    s.failed ? "; run the same command again to retry them" : "");
-            rc = s.failed ? EXIT_WORK : 0;
+                    whole ? "" : "; run the same command again to retry them");
+            rc = whole ? 0 : EXIT_WORK;
         }
     }
     ssf_store_close(store);

@@ -243,6 +243,16 @@ typedef struct gen_ctx {
     int n_failures_said;
 } gen_ctx;
 
+/* Samples the run needs in all, whatever this process got to plan. */
+static int64_t samples_needed(const task_plan *plans, size_t n)
+{
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int tag = 0; tag <= SSF_MAX_TAGS; tag++)
+            total += (int64_t)plans[i].n_docs * plans[i].need[tag];
+    return total;
+}
+
 ssf_grade_request ssf_sample_grade_request(const ssf_task *t, const ssf_doc *d, const char *text,
                                            const char *finish_reason)
 {
@@ -553,16 +563,16 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
         if (rc) { /* interrupted or failed: what finished is stored; say so in the run */
             ssf_error ignored;
             summary->status = "incomplete";
-            ssf_store_finish_run(store, summary->run_id, "incomplete", &ignored);
+            ssf_store_settle_run(store, summary->run_id, samples_needed(plans, cfg->n_tasks),
+                                 &summary->status, &ignored);
         }
     }
     if (rc == 0)
         rc = ssf_run_compute_metrics(store, summary->run_id, ssf_profile_name(cfg->profile),
                                      cfg->out, err);
-    if (rc == 0) {
-        summary->status = summary->failed ? "incomplete" : "done";
-        rc = ssf_store_finish_run(store, summary->run_id, summary->status, err);
-    }
+    if (rc == 0) /* by the store: a run beside this one may have stored what this one failed */
+        rc = ssf_store_settle_run(store, summary->run_id, samples_needed(plans, cfg->n_tasks),
+                                  &summary->status, err);
     ssf_grader_free(grader);
     free_plans(plans, cfg->n_tasks);
     return rc;

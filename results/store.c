@@ -101,6 +101,7 @@ enum {
     ST_RUN_RESUME,
     ST_RUN_INSERT,
     ST_RUN_FINISH,
+    ST_RUN_SETTLE,
     ST_RUN_GET,
     ST_RUN_ALL,
     ST_SAMPLE_PUT,
@@ -136,6 +137,9 @@ static const char *const statement_sql[ST_COUNT] = {
                       " metrics, model, backend, protocol, compat, profile, version)"
                       " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_RUN_FINISH] = "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+    [ST_RUN_SETTLE] = "UPDATE runs SET status = CASE WHEN (SELECT count(*) FROM samples"
+                      " WHERE run_id = ?1 AND error IS NULL) >= ?2 THEN 'done'"
+                      " ELSE 'incomplete' END, finished_at = ?3 WHERE id = ?1 RETURNING status",
     [ST_RUN_GET] = "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1",
     [ST_RUN_ALL] = "SELECT " RUN_COLUMNS " FROM runs ORDER BY id",
     /* The WHERE on the upsert is the resume rule: a failed attempt is
@@ -699,26 +703,34 @@ static int valid_status(const char *status)
     return 0;
 }
 
-int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_error *err)
+/* Sets the run's status: the one given, or (status NULL) "done" when the
+ * store holds `planned` samples of it without an error, else "incomplete",
+ * which *settled says. */
+static int end_run(ssf_store *s, int64_t run_id, const char *status, int64_t planned,
+                   const char **settled, ssf_error *err)
 {
-    if (!valid_status(status))
-        return ssf_fail(err,
-                        "%s: run status '%s' is not running, done, incomplete or failed "
-                        "(internal error)",
-                        s->path, status ? status : "(null)");
     const char *what = "finish the run";
     if (tx_begin(s, what, err) != 0) return -1;
+    int which = status ? ST_RUN_FINISH : ST_RUN_SETTLE;
     sqlite3_stmt *st;
-    int rc = stmt_get(s, ST_RUN_FINISH, &st);
+    int rc = stmt_get(s, which, &st);
     if (rc == SQLITE_OK) {
         char now[32];
         now_iso(now);
         binder b = {st, 0, SQLITE_OK};
         bind_int(&b, run_id);
-        bind_text(&b, status);
+        if (status)
+            bind_text(&b, status);
+        else
+            bind_int(&b, planned);
         bind_text(&b, now);
         rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
-        stmt_put(s, ST_RUN_FINISH, st);
+        if (!status && rc == SQLITE_ROW) {
+            const char *got = (const char *)sqlite3_column_text(st, 0);
+            status = got && strcmp(got, "done") == 0 ? "done" : "incomplete";
+            rc = sqlite3_step(st);
+        }
+        stmt_put(s, which, st);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
     if (rc != SQLITE_OK) return tx_abort(s, rc, what, err);
@@ -727,12 +739,29 @@ int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_e
         return ssf_fail(err, "%s has no run %lld: check the run id", s->path, (long long)run_id);
     }
     if (tx_commit(s, what, err) != 0) return -1;
-    if (strcmp(status, "done") != 0) return 0;
+    if (settled) *settled = status;
+    if (!status || strcmp(status, "done") != 0) return 0;
     /* Fold the WAL into the main file so a finished store is one file.  A
      * reader that keeps the WAL busy only delays this; it is not an error. */
     rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) return 0;
     return db_fail(s, rc, "checkpoint it", err);
+}
+
+int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_error *err)
+{
+    if (!valid_status(status))
+        return ssf_fail(err,
+                        "%s: run status '%s' is not running, done, incomplete or failed "
+                        "(internal error)",
+                        s->path, status ? status : "(null)");
+    return end_run(s, run_id, status, 0, NULL, err);
+}
+
+int ssf_store_settle_run(ssf_store *s, int64_t run_id, int64_t planned, const char **status,
+                         ssf_error *err)
+{
+    return end_run(s, run_id, NULL, planned, status, err);
 }
 
 static void fill_run(sqlite3_stmt *st, ssf_run_row *r)

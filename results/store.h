@@ -56,6 +56,12 @@ typedef struct ssf_run_row {
 int ssf_store_begin_run(ssf_store *s, const ssf_run_meta *meta, int64_t *run_id, int *resumed,
                         ssf_error *err);
 int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_error *err);
+/* Ends a run as "done" when the store holds all `planned` samples of it
+ * without an error, else "incomplete"; *status (static) says which.  The
+ * store decides, not the caller's own count: another process running the
+ * same run may have stored what this one failed or was stopped before. */
+int ssf_store_settle_run(ssf_store *s, int64_t run_id, int64_t planned, const char **status,
+                         ssf_error *err);
 int ssf_store_get_run(ssf_store *s, int64_t run_id, ssf_run_row *out, ssf_error *err);
 typedef int (*ssf_run_fn)(const ssf_run_row *run, void *ud);
 int ssf_store_foreach_run(ssf_store *s, ssf_run_fn fn, void *ud, ssf_error *err);

@@ -436,6 +436,44 @@ static void test_failed_then_success(void **state)
     free(dir);
 }
 
+/* The store settles a run's status from what it holds, not from what one
+ * process saw: a failure here that a run beside it stored is no failure. */
+static void test_settle_by_store(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = join(dir, "r.db");
+    ssf_store *s = open_store(path);
+    int resumed;
+    int64_t run = begin(s, "h", &resumed);
+    ssf_sample_row failed = sample("t", 1, 0, 0, NULL);
+    failed.error = "HTTP 500";
+    ssf_sample_row a = sample("t", 0, 0, 0, "a"), b = sample("t", 1, 0, 0, "b");
+    put(s, run, &a, NULL);
+    put(s, run, &failed, NULL);
+    const char *status = NULL;
+    ssf_error err;
+    ssf_run_row r;
+    assert_int_equal(ssf_store_settle_run(s, run, 2, &status, &err), 0);
+    assert_string_equal(status, "incomplete");
+    assert_int_equal(ssf_store_get_run(s, run, &r, &err), 0);
+    assert_string_equal(r.status, "incomplete");
+    ssf_run_row_clear(&r);
+    put(s, run, &b, NULL);
+    assert_int_equal(ssf_store_settle_run(s, run, 2, &status, &err), 0);
+    assert_string_equal(status, "done");
+    assert_int_equal(ssf_store_get_run(s, run, &r, &err), 0);
+    assert_string_equal(r.status, "done");
+    ssf_run_row_clear(&r);
+    assert_int_equal(ssf_store_settle_run(s, run, 3, &status, &err), 0); /* one not stored */
+    assert_string_equal(status, "incomplete");
+    assert_int_equal(ssf_store_settle_run(s, run + 7, 2, &status, &err), -1);
+    ssf_store_close(s);
+    remove_tree(dir);
+    free(path);
+    free(dir);
+}
+
 static void test_grades(void **state)
 {
     (void)state;
@@ -985,23 +1023,15 @@ static void test_kill9(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_reopen),
-        cmocka_unit_test(test_runs_resume),
-        cmocka_unit_test(test_sample_round_trip),
-        cmocka_unit_test(test_failed_then_success),
-        cmocka_unit_test(test_grades),
-        cmocka_unit_test(test_foreach_order),
-        cmocka_unit_test(test_write_during_walk),
-        cmocka_unit_test(test_metrics_upsert),
-        cmocka_unit_test(test_refuses_foreign),
-        cmocka_unit_test(test_refuses_foreign_wal),
-        cmocka_unit_test(test_refuses_random_bytes),
-        cmocka_unit_test(test_refuses_newer),
-        cmocka_unit_test(test_refuses_truncated),
-        cmocka_unit_test(test_refuses_bit_rot),
-        cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_waits_for_writer),
-        cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_create_reopen),       cmocka_unit_test(test_runs_resume),
+        cmocka_unit_test(test_sample_round_trip),   cmocka_unit_test(test_failed_then_success),
+        cmocka_unit_test(test_settle_by_store),     cmocka_unit_test(test_grades),
+        cmocka_unit_test(test_foreach_order),       cmocka_unit_test(test_write_during_walk),
+        cmocka_unit_test(test_metrics_upsert),      cmocka_unit_test(test_refuses_foreign),
+        cmocka_unit_test(test_refuses_foreign_wal), cmocka_unit_test(test_refuses_random_bytes),
+        cmocka_unit_test(test_refuses_newer),       cmocka_unit_test(test_refuses_truncated),
+        cmocka_unit_test(test_refuses_bit_rot),     cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_waits_for_writer),    cmocka_unit_test(test_kill9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
