@@ -18,6 +18,11 @@
 #include <openssl/evp.h>
 
 #define MAX_METRICS 32
+/* Bounds a stored configuration is held to before its numbers size a table:
+ * past them the store was damaged or crafted (2^59 documents overflowed the
+ * table's size). */
+#define MAX_STORED_DOCUMENTS 100000000
+#define MAX_STORED_SAMPLES 4096 /* run --samples' bound */
 
 /* ---- identity ------------------------------------------------------------ */
 
@@ -713,7 +718,13 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
     const char *type = json_string_value(json_object_get(task, "answer_type"));
     t->letters = type && strcmp(type, "letters") == 0;
     t->groups = (int)json_integer_value(json_object_get(task, "groups"));
-    t->n_docs = (size_t)json_integer_value(json_object_get(task, "documents"));
+    json_int_t docs = json_integer_value(json_object_get(task, "documents"));
+    if (!t->name || docs < 0 || docs > MAX_STORED_DOCUMENTS)
+        return ssf_fail(err,
+                        "run %" PRId64 ": its stored configuration names a task without a name "
+                        "or with %" JSON_INTEGER_FORMAT " documents; the store is damaged",
+                        run_id, docs);
+    t->n_docs = (size_t)docs;
     *ctx = *base;
     ctx->task_groups = t->groups > 0 ? t->groups : 6;
     const json_t *metrics = json_object_get(task, "metrics");
@@ -724,8 +735,16 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
         (*n_ms)++;
     }
     t->max_index = table_width(task, ctx, ms, *n_ms);
-    t->cells =
-        ssf_xcalloc(t->n_docs * (SSF_MAX_TAGS + 1) * (size_t)t->max_index + 1, sizeof *t->cells);
+    if (t->max_index > MAX_STORED_SAMPLES)
+        return ssf_fail(err,
+                        "run %" PRId64 " task %s: its metrics need %d samples a tag; the "
+                        "store is damaged",
+                        run_id, t->name, t->max_index);
+    size_t n_cells = t->n_docs * (SSF_MAX_TAGS + 1) * (size_t)t->max_index + 1;
+    t->cells = calloc(n_cells, sizeof *t->cells); /* within the bounds, still maybe too many */
+    if (!t->cells)
+        return ssf_fail(err, "run %" PRId64 " task %s: no memory for its table of %zu samples",
+                        run_id, t->name, n_cells);
     if (ssf_store_foreach_sample(store, run_id, t->name, profile, fill_cell, t, err)) return -1;
     if (t->n_ungraded)
         return ssf_fail(err,

@@ -141,6 +141,11 @@ check "export --out a named pipe writes into it, the pipe stays" eval '[ -p "$wo
 check "a run id past 64 bits is refused, not clamped" eval 'run 2 export 99999999999999999999 --db "$work/a.sqlite" && grep -q "is not a run id" "$work/err"'
 check "rescore with the lighteval profile" eval 'run 0 rescore 1 --profile lighteval --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "75.00" ]'
 check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
+if command -v sqlite3 >/dev/null; then
+    cp "$work/a.sqlite" "$work/crafted.sqlite"
+    sqlite3 "$work/crafted.sqlite" "UPDATE runs SET config_json = json_set(config_json, '\$.tasks[0].documents', 576460752303423488) WHERE id = 1"
+    check "a stored configuration with 2^59 documents is refused as damage (it overflowed the table)" eval 'run 2 compare 1 1 --db "$work/crafted.sqlite" && grep -q "^ssfteval: run 1: its stored configuration names a task without a name or with 576460752303423488 documents; the store is damaged$" "$work/err"'
+fi
 check "compare to a full disk is an error (2), not a regression (1)" eval '"$ssfteval" compare 1 1 --db "$work/a.sqlite" >/dev/full 2>"$work/err"; [ $? -eq 2 ] && grep -q "cannot write standard output" "$work/err"'
 # A worse candidate: doc 1 wrong everywhere.
 sed 's/boxed{2}/boxed{5}/' "$work/gen.jsonl" >"$work/gen-worse.jsonl"
