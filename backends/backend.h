@@ -17,6 +17,10 @@
 
 #include "ssfteval/util.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct ssf_sampling {
     double temperature;
     double top_p;
@@ -107,4 +111,7 @@ ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err)
  * ("missing from FILE"), never scored. */
 ssf_backend *ssf_backend_replay_new(const char *path, ssf_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -12,6 +12,10 @@
 
 #include "expr.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum ssf_verdict {
     SSF_UNKNOWN = -1, /* could not decide (budget, unsupported construct) */
     SSF_DIFFERENT = 0,
@@ -61,4 +65,7 @@ ssf_verdict ssf_equiv(const ssf_node *gold, const ssf_node *pred, const ssf_equi
  * the key is its fast path and what reports show.  malloc'd. */
 char *ssf_canonical_key(const ssf_node *n, const ssf_equiv_options *o);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

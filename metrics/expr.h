@@ -22,6 +22,10 @@
 
 #include "ssfteval/util.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum ssf_node_kind {
     SSF_N_NUMBER, /* value: exact rational; decimals>=0 when written as a decimal */
     SSF_N_SYMBOL, /* name: a variable such as "x", "\\alpha", "x_1" */
@@ -135,4 +139,7 @@ ssf_node *ssf_node_sub(ssf_arena *a, ssf_node *x, ssf_node *y);
  * the structural key of a tree.  Returns a malloc'd string. */
 char *ssf_node_sexpr(const ssf_node *n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

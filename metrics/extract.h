@@ -14,6 +14,10 @@
 #include "expr.h"
 #include "parse.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum {
     SSF_TARGET_LATEX = 1,   /* $...$, \[...\], \boxed{...}, ... */
     SSF_TARGET_EXPR = 2,    /* plain numbers and arithmetic */
@@ -60,4 +64,7 @@ char *ssf_boxed_content(const char *s, size_t len);
  * closed by its last byte; its inside is then s[*body_start..*body_end). */
 int ssf_whole_box(const char *s, size_t len, size_t *body_start, size_t *body_end);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

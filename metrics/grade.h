@@ -20,6 +20,10 @@
 #include "equiv.h"
 #include "extract.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum ssf_profile {
     SSF_PROFILE_DEFAULT,
     SSF_PROFILE_LIGHTEVAL,
@@ -78,4 +82,7 @@ void ssf_grade_result_clear(ssf_grade_result *r);
  * Returns a pointer into text and sets *len. */
 const char *ssf_answer_part(const char *text, size_t *len);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

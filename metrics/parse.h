@@ -11,6 +11,10 @@
 
 #include "expr.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct ssf_parse_options {
     /* Strip a trailing unit word or \text{...} suffix ("15 cm", "125\text{ miles"}). */
     int strip_units;
@@ -30,4 +34,7 @@ void ssf_parse_options_default(ssf_parse_options *o);
 ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf_parse_options *o,
                            ssf_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -19,6 +19,10 @@
 
 #include "ssfteval/util.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define SSF_MAX_TAGS 6
 
 typedef enum ssf_metric_kind {
@@ -111,4 +115,7 @@ typedef struct ssf_aggregate {
 void ssf_aggregate_values(const double *values, size_t n, unsigned resamples, uint64_t seed,
                           ssf_aggregate *out);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -10,6 +10,10 @@
 
 #include "store.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum ssf_report_format {
     SSF_REPORT_MARKDOWN,
     SSF_REPORT_CSV,
@@ -36,4 +40,7 @@ typedef struct ssf_compare_options {
 int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_compare_options *o,
                      FILE *out, ssf_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -21,6 +21,10 @@
 #include "ssfteval/prompt.h"
 #include "ssfteval/task.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct ssf_run_config {
     const ssf_task **tasks;
     size_t n_tasks;
@@ -74,4 +78,7 @@ int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task, 
                             const char *profile, double **values, int64_t **docs, size_t *n,
                             ssf_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -19,6 +19,10 @@
 
 #include "ssfteval/util.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define SSF_STORE_SCHEMA_VERSION 1
 
 typedef struct ssf_store ssf_store;
@@ -140,4 +144,7 @@ typedef int (*ssf_metric_fn)(const ssf_metric_row *m, void *ud);
 int ssf_store_foreach_metric(ssf_store *s, int64_t run_id, ssf_metric_fn fn, void *ud,
                              ssf_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

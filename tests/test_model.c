@@ -41,7 +41,7 @@ static void assert_msg(const ssf_error *err, ...)
 static jl_value *parse_ok(const char *text)
 {
     ssf_error err = {{0}};
-    jl_value *v = jl_parse(text, strlen(text), JL_DEFAULT_DEPTH, &err);
+    jl_value *v = ssf_jl_parse(text, strlen(text), JL_DEFAULT_DEPTH, &err);
     if (!v) fprintf(stderr, "%s: %s\n", text, err.msg);
     assert_non_null(v);
     return v;
@@ -53,7 +53,7 @@ static void test_json_values(void **state)
     jl_value *v = parse_ok(" {\"a\": [1, -2, 3.5, -0, 1e2, 9223372036854775807, "
                            "-9223372036854775808, 9223372036854775808],"
                            " \"t\": true, \"f\": false, \"n\": null, \"o\": {}, \"e\": []} ");
-    const jl_value *a = jl_get(v, "a");
+    const jl_value *a = ssf_jl_get(v, "a");
     assert_int_equal(a->type, JL_ARRAY);
     assert_int_equal(a->u.arr.n, 8);
     assert_true(a->u.arr.items[0]->u.num.is_int && a->u.arr.items[0]->u.num.i == 1);
@@ -68,15 +68,15 @@ static void test_json_values(void **state)
     assert_false(a->u.arr.items[7]->u.num.is_int); /* 2^63 does not fit */
     assert_true(a->u.arr.items[7]->u.num.d == 9223372036854775808.0);
     int b;
-    assert_true(jl_is_bool(jl_get(v, "t"), &b) && b == 1);
-    assert_true(jl_is_bool(jl_get(v, "f"), &b) && b == 0);
-    assert_false(jl_is_bool(jl_get(v, "n"), &b));
-    assert_int_equal(jl_get(v, "n")->type, JL_NULL);
-    assert_int_equal(jl_get(v, "o")->u.obj.n, 0);
-    assert_int_equal(jl_get(v, "e")->u.arr.n, 0);
-    assert_null(jl_get(v, "missing"));
+    assert_true(ssf_jl_is_bool(ssf_jl_get(v, "t"), &b) && b == 1);
+    assert_true(ssf_jl_is_bool(ssf_jl_get(v, "f"), &b) && b == 0);
+    assert_false(ssf_jl_is_bool(ssf_jl_get(v, "n"), &b));
+    assert_int_equal(ssf_jl_get(v, "n")->type, JL_NULL);
+    assert_int_equal(ssf_jl_get(v, "o")->u.obj.n, 0);
+    assert_int_equal(ssf_jl_get(v, "e")->u.arr.n, 0);
+    assert_null(ssf_jl_get(v, "missing"));
     assert_int_equal(a->offset, 7);
-    jl_free(v);
+    ssf_jl_free(v);
 }
 
 static void test_json_strings(void **state)
@@ -91,13 +91,13 @@ static void test_json_strings(void **state)
     assert_memory_equal(v->u.arr.items[3]->u.str.s, "a\0b", 3);
     assert_string_equal(v->u.arr.items[4]->u.str.s, "");
     assert_string_equal(v->u.arr.items[5]->u.str.s, "\xc3\xa9\xe2\x82\xac");
-    jl_free(v);
+    ssf_jl_free(v);
 }
 
 static void json_fails(const char *text, int depth, const char *what)
 {
     ssf_error err = {{0}};
-    jl_value *v = jl_parse(text, strlen(text), depth, &err);
+    jl_value *v = ssf_jl_parse(text, strlen(text), depth, &err);
     if (v) fprintf(stderr, "accepted: %s\n", text);
     assert_null(v);
     assert_msg(&err, what, (char *)NULL);
@@ -139,7 +139,7 @@ static void test_json_errors(void **state)
     memset(deep, '[', 10000);
     deep[10000] = '\0';
     json_fails(deep, 64, "byte 64: nesting deeper than 64");
-    jl_free(parse_ok("[[1]]"));
+    ssf_jl_free(parse_ok("[[1]]"));
 }
 
 /* ---- safetensors: values ------------------------------------------------ */
@@ -788,7 +788,7 @@ static void test_model_shard_errors(void **state)
 
 static int64_t meta_int(const jl_value *meta, const char *key)
 {
-    const jl_value *v = jl_get(meta, key);
+    const jl_value *v = ssf_jl_get(meta, key);
     if (v && v->type == JL_NUMBER && v->u.num.is_int) return v->u.num.i;
     fail_msg("no integer %s", key);
     return 0; /* not reached (fail_msg longjmps): for the analyzer */
@@ -812,19 +812,19 @@ static void check_fixture(const char *dir, const jl_value *meta)
     assert_int_equal(c->intermediate_size, meta_int(meta, "intermediate_size"));
     assert_int_equal(c->vocab_size, meta_int(meta, "vocab_size"));
     int tied;
-    assert_true(jl_is_bool(jl_get(meta, "tie_word_embeddings"), &tied));
+    assert_true(ssf_jl_is_bool(ssf_jl_get(meta, "tie_word_embeddings"), &tied));
     assert_int_equal(c->tie_word_embeddings, tied);
     assert_int_equal(c->qkv_bias, 1);
-    assert_true(c->rope_theta == jl_get(meta, "rope_theta")->u.num.d);
-    assert_true(c->rms_norm_eps == jl_get(meta, "rms_norm_eps")->u.num.d);
+    assert_true(c->rope_theta == ssf_jl_get(meta, "rope_theta")->u.num.d);
+    assert_true(c->rms_norm_eps == ssf_jl_get(meta, "rms_norm_eps")->u.num.d);
     int64_t params = meta_int(meta, "num_parameters");
     assert_int_equal(ssf_model_param_count(m), params);
-    const jl_value *dtype = jl_get(meta, "storage_dtype");
+    const jl_value *dtype = ssf_jl_get(meta, "storage_dtype");
     assert_true(dtype && dtype->type == JL_STRING);
     assert_string_equal(ssf_dtype_name(ssf_model_dtype(m)), dtype->u.str.s);
     assert_int_equal(ssf_model_weight_bytes(m),
                      params * (int64_t)ssf_dtype_size(ssf_model_dtype(m)));
-    assert_int_equal(ssf_model_file_count(m), jl_get(meta, "safetensors_files")->u.arr.n);
+    assert_int_equal(ssf_model_file_count(m), ssf_jl_get(meta, "safetensors_files")->u.arr.n);
     fprintf(stderr, "%s: %lld parameters, %s, %zu file(s)\n", dir, (long long)params,
             dtype->u.str.s, ssf_model_file_count(m));
     ssf_model_close(m);
@@ -851,11 +851,11 @@ static void test_engine_fixtures(void **state)
         ssf_error err = {{0}};
         if (access(meta_path, F_OK) != 0) continue;
         assert_int_equal(ssf_read_file(meta_path, &text, &len, &err), 0);
-        jl_value *meta = jl_parse(text, len, JL_DEFAULT_DEPTH, &err);
+        jl_value *meta = ssf_jl_parse(text, len, JL_DEFAULT_DEPTH, &err);
         if (!meta) fprintf(stderr, "%s: %s\n", meta_path, err.msg);
         assert_non_null(meta);
-        check_fixture(dir, jl_get(meta, "config"));
-        jl_free(meta);
+        check_fixture(dir, ssf_jl_get(meta, "config"));
+        ssf_jl_free(meta);
         free(text);
     }
     closedir(d);

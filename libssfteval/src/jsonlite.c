@@ -294,7 +294,7 @@ static jl_value *parse_array(parser *p, int depth)
         fail_at(p, p->pos, "expected ',' or ']' in array");
         break;
     }
-    jl_free(v);
+    ssf_jl_free(v);
     return NULL;
 }
 
@@ -386,7 +386,7 @@ static jl_value *parse_object(parser *p, int depth)
         fail_at(p, p->pos, "expected ',' or '}' in object");
         break;
     }
-    jl_free(v);
+    ssf_jl_free(v);
     return NULL;
 }
 
@@ -425,7 +425,7 @@ static jl_value *parse_value(parser *p, int depth)
     }
 }
 
-jl_value *jl_parse(const char *buf, size_t len, int max_depth, ssf_error *err)
+jl_value *ssf_jl_parse(const char *buf, size_t len, int max_depth, ssf_error *err)
 {
     parser p = {(const unsigned char *)buf, len, 0, max_depth > 0 ? max_depth : 1, err};
     jl_value *v = parse_value(&p, 0);
@@ -433,32 +433,32 @@ jl_value *jl_parse(const char *buf, size_t len, int max_depth, ssf_error *err)
     skip_ws(&p);
     if (p.pos != p.len) {
         fail_at(&p, p.pos, "unexpected data after the JSON value");
-        jl_free(v);
+        ssf_jl_free(v);
         return NULL;
     }
     return v;
 }
 
-void jl_free(jl_value *v)
+void ssf_jl_free(jl_value *v)
 {
     if (!v) return;
     if (v->type == JL_STRING) free(v->u.str.s);
     if (v->type == JL_ARRAY) {
         for (size_t i = 0; i < v->u.arr.n; i++)
-            jl_free(v->u.arr.items[i]);
+            ssf_jl_free(v->u.arr.items[i]);
         free(v->u.arr.items);
     }
     if (v->type == JL_OBJECT) {
         for (size_t i = 0; i < v->u.obj.n; i++) {
             free((char *)v->u.obj.members[i].key);
-            jl_free(v->u.obj.members[i].value);
+            ssf_jl_free(v->u.obj.members[i].value);
         }
         free(v->u.obj.members);
     }
     free(v);
 }
 
-const jl_value *jl_get(const jl_value *v, const char *key)
+const jl_value *ssf_jl_get(const jl_value *v, const char *key)
 {
     if (!v || v->type != JL_OBJECT) return NULL;
     size_t n = strlen(key);
@@ -468,7 +468,7 @@ const jl_value *jl_get(const jl_value *v, const char *key)
     return NULL;
 }
 
-const char *jl_type_name(jl_type t)
+const char *ssf_jl_type_name(jl_type t)
 {
     switch (t) {
     case JL_NULL:
@@ -488,7 +488,7 @@ const char *jl_type_name(jl_type t)
     return "?";
 }
 
-int jl_is_bool(const jl_value *v, int *out)
+int ssf_jl_is_bool(const jl_value *v, int *out)
 {
     if (!v || (v->type != JL_TRUE && v->type != JL_FALSE)) return 0;
     *out = v->type == JL_TRUE;

@@ -68,14 +68,14 @@ struct jl_value {
 
 /* Parses exactly one JSON value filling buf[0..len).  On error returns NULL
  * and writes "byte N: what" into err. */
-jl_value *jl_parse(const char *buf, size_t len, int max_depth, ssf_error *err);
-void jl_free(jl_value *v);
+jl_value *ssf_jl_parse(const char *buf, size_t len, int max_depth, ssf_error *err);
+void ssf_jl_free(jl_value *v);
 
 /* Member of an object by key, or NULL (also when v is not an object). */
-const jl_value *jl_get(const jl_value *v, const char *key);
+const jl_value *ssf_jl_get(const jl_value *v, const char *key);
 /* "null", "a number", "a string", "an array", ... for messages. */
-const char *jl_type_name(jl_type t);
+const char *ssf_jl_type_name(jl_type t);
 /* 1 for true/false, setting *out; 0 otherwise. */
-int jl_is_bool(const jl_value *v, int *out);
+int ssf_jl_is_bool(const jl_value *v, int *out);
 
 #endif

@@ -77,7 +77,7 @@ static void collect_tensors(ssf_weight_index *idx, const jl_value *map)
     qsort(idx->tensors, n, sizeof *idx->tensors, cmp_str);
     idx->n_tensors = n;
     for (size_t i = 0; i < n; i++) {
-        const jl_value *shard = jl_get(map, idx->tensors[i]);
+        const jl_value *shard = ssf_jl_get(map, idx->tensors[i]);
         idx->tensor_shard[i] = (size_t)find_sorted(idx->shards, idx->n_shards, shard->u.str.s);
     }
 }
@@ -87,9 +87,9 @@ int ssf_weight_index_parse(const char *text, size_t len, const char *path, ssf_w
 {
     memset(idx, 0, sizeof *idx);
     ssf_error jerr = {{0}};
-    jl_value *root = jl_parse(text, len, 16, &jerr);
+    jl_value *root = ssf_jl_parse(text, len, 16, &jerr);
     if (!root) return ssf_fail(err, "%s is not valid JSON: %s", path, jerr.msg);
-    const jl_value *map = jl_get(root, "weight_map");
+    const jl_value *map = ssf_jl_get(root, "weight_map");
     int rc = 0;
     if (!map || map->type != JL_OBJECT || map->u.obj.n == 0)
         rc =
@@ -108,7 +108,7 @@ int ssf_weight_index_parse(const char *text, size_t len, const char *path, ssf_w
         collect_shards(idx, map);
         collect_tensors(idx, map);
     }
-    jl_free(root);
+    ssf_jl_free(root);
     return rc;
 }
 

@@ -36,7 +36,7 @@ typedef struct ctx {
 static int bad(const ctx *c, const char *key, const char *want, const jl_value *v)
 {
     return ssf_fail(c->err, "%s: %s: \"%s\" must be %s, got %s", c->name, c->file, key, want,
-                    v ? jl_type_name(v->type) : "nothing");
+                    v ? ssf_jl_type_name(v->type) : "nothing");
 }
 
 #define REQUIRED INT_MIN
@@ -45,7 +45,7 @@ static int bad(const ctx *c, const char *key, const char *want, const jl_value *
  * when def is REQUIRED. */
 static int get_int(const ctx *c, const jl_value *root, const char *key, int lo, int def, int *out)
 {
-    const jl_value *v = jl_get(root, key);
+    const jl_value *v = ssf_jl_get(root, key);
     if (!v || v->type == JL_NULL) {
         *out = def;
         if (def != REQUIRED) return 0;
@@ -63,7 +63,7 @@ static int get_int(const ctx *c, const jl_value *root, const char *key, int lo, 
 static int get_positive_double(const ctx *c, const jl_value *root, const char *key, double def,
                                double *out)
 {
-    const jl_value *v = jl_get(root, key);
+    const jl_value *v = ssf_jl_get(root, key);
     if (!v || v->type == JL_NULL) {
         *out = def;
         return 0;
@@ -75,19 +75,19 @@ static int get_positive_double(const ctx *c, const jl_value *root, const char *k
 
 static int get_bool(const ctx *c, const jl_value *root, const char *key, int def, int *out)
 {
-    const jl_value *v = jl_get(root, key);
+    const jl_value *v = ssf_jl_get(root, key);
     if (!v || v->type == JL_NULL) {
         *out = def;
         return 0;
     }
-    return jl_is_bool(v, out) ? 0 : bad(c, key, "true or false", v);
+    return ssf_jl_is_bool(v, out) ? 0 : bad(c, key, "true or false", v);
 }
 
 /* Copies a string value (or def when absent) into out[size]. */
 static int get_string(const ctx *c, const jl_value *root, const char *key, const char *def,
                       char *out, size_t size)
 {
-    const jl_value *v = jl_get(root, key);
+    const jl_value *v = ssf_jl_get(root, key);
     const char *s = def;
     if (v && v->type != JL_NULL) {
         if (v->type != JL_STRING) return bad(c, key, "a string", v);
@@ -114,7 +114,7 @@ static const arch_info *find_arch(const char *architecture, const char *model_ty
 /* architectures[0] names the class; without it, model_type does. */
 static const arch_info *read_arch(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 {
-    const jl_value *list = jl_get(root, "architectures"), *mt = jl_get(root, "model_type");
+    const jl_value *list = ssf_jl_get(root, "architectures"), *mt = ssf_jl_get(root, "model_type");
     const char *architecture = NULL, *model_type = NULL;
     if (list && list->type != JL_NULL) {
         if (list->type != JL_ARRAY || list->u.arr.n == 0 ||
@@ -165,7 +165,7 @@ static int check_unsupported(const ctx *c, const jl_value *root)
         return ssf_fail(c->err, "%s: %s: mlp_bias is true, which ssfteval does not support",
                         c->name, c->file);
     /* transformers >= 4.53 also lists each layer's attention kind. */
-    const jl_value *lt = jl_get(root, "layer_types");
+    const jl_value *lt = ssf_jl_get(root, "layer_types");
     for (size_t i = 0; lt && lt->type == JL_ARRAY && i < lt->u.arr.n; i++) {
         const jl_value *k = lt->u.arr.items[i];
         if (k->type != JL_STRING || strcmp(k->u.str.s, "full_attention") != 0)
@@ -184,8 +184,8 @@ static int check_unsupported(const ctx *c, const jl_value *root)
  * names what it asks for. */
 static int plain_rope(const jl_value *settings, const char **kind)
 {
-    const jl_value *t = settings ? jl_get(settings, "rope_type") : NULL;
-    if (settings && !t) t = jl_get(settings, "type");
+    const jl_value *t = settings ? ssf_jl_get(settings, "rope_type") : NULL;
+    if (settings && !t) t = ssf_jl_get(settings, "type");
     *kind = t && t->type == JL_STRING ? t->u.str.s : "unnamed";
     if (!settings || settings->type == JL_NULL) return 1;
     if (settings->type != JL_OBJECT) return 0;
@@ -201,7 +201,7 @@ static int plain_rope(const jl_value *settings, const char **kind)
  * run a v5 checkpoint with theta 10000: every logit off, and no error. */
 static int read_rope(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 {
-    const jl_value *params = jl_get(root, "rope_parameters");
+    const jl_value *params = ssf_jl_get(root, "rope_parameters");
     if (params && params->type != JL_NULL && params->type != JL_OBJECT)
         return bad(c, "rope_parameters", "an object", params);
     if (params && params->type == JL_NULL) params = NULL;
@@ -209,7 +209,7 @@ static int read_rope(const ctx *c, const jl_value *root, ssf_model_config *cfg)
     static const char *const keys[] = {"rope_scaling", "rope_parameters"};
     for (size_t i = 0; i < 2; i++) {
         const char *kind;
-        if (!plain_rope(jl_get(root, keys[i]), &kind))
+        if (!plain_rope(ssf_jl_get(root, keys[i]), &kind))
             return ssf_fail(c->err,
                             "%s: %s: %s asks for RoPE of type \"%.32s\", which is not "
                             "supported yet; remove it (or set rope_type \"default\") to run at "
@@ -223,7 +223,7 @@ static int read_rope(const ctx *c, const jl_value *root, ssf_model_config *cfg)
     ctx inner = *c;
     inner.file = "config.json rope_parameters";
     if (get_positive_double(&inner, params, "rope_theta", top, &cfg->rope_theta)) return -1;
-    const jl_value *top_theta = jl_get(root, "rope_theta");
+    const jl_value *top_theta = ssf_jl_get(root, "rope_theta");
     if (top_theta && top_theta->type != JL_NULL && cfg->rope_theta != top)
         return ssf_fail(c->err,
                         "%s: %s: rope_theta %.10g and rope_parameters.rope_theta %.10g differ; "
@@ -245,7 +245,7 @@ static int read_sizes(const ctx *c, const jl_value *root, const arch_info *a, ss
         get_int(c, root, "max_position_embeddings", 1, a->default_max_positions,
                 &cfg->max_position_embeddings))
         return -1;
-    if (jl_get(root, "head_dim") && jl_get(root, "head_dim")->type != JL_NULL)
+    if (ssf_jl_get(root, "head_dim") && ssf_jl_get(root, "head_dim")->type != JL_NULL)
         return get_int(c, root, "head_dim", 1, REQUIRED, &cfg->head_dim);
     if (cfg->hidden_size % cfg->n_heads)
         return ssf_fail(c->err,
@@ -278,7 +278,7 @@ static int check_sizes(const ctx *c, const ssf_model_config *cfg)
 /* An int or a list of ints (or null, or absent: nothing changes). */
 static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg)
 {
-    const jl_value *v = jl_get(root, "eos_token_id");
+    const jl_value *v = ssf_jl_get(root, "eos_token_id");
     if (!v || v->type == JL_NULL) return 0;
     size_t n = v->type == JL_ARRAY ? v->u.arr.n : 1;
     if (n > SSF_MAX_EOS)
@@ -300,7 +300,7 @@ static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg)
  * and command line say), so an odd one does not keep the model shut. */
 static double sampling_default(const jl_value *root, const char *key, double lo, double hi)
 {
-    const jl_value *v = jl_get(root, key);
+    const jl_value *v = ssf_jl_get(root, key);
     return v && v->type == JL_NUMBER && v->u.num.d >= lo && v->u.num.d <= hi ? v->u.num.d : -1;
 }
 
@@ -308,7 +308,7 @@ static int read_generation(const ctx *c, const jl_value *root, ssf_model_config 
 {
     if (root->type != JL_OBJECT)
         return ssf_fail(c->err, "%s: %s: expected a JSON object, got %s", c->name, c->file,
-                        jl_type_name(root->type));
+                        ssf_jl_type_name(root->type));
     if (read_eos(c, root, cfg)) return -1;
     cfg->gen_temperature = sampling_default(root, "temperature", 0, 1e6);
     cfg->gen_top_p = sampling_default(root, "top_p", 1e-9, 1);
@@ -321,7 +321,7 @@ static int read_config(const ctx *c, const jl_value *root, ssf_model_config *cfg
 {
     if (root->type != JL_OBJECT)
         return ssf_fail(c->err, "%s: %s: expected a JSON object, got %s", c->name, c->file,
-                        jl_type_name(root->type));
+                        ssf_jl_type_name(root->type));
     const arch_info *a = read_arch(c, root, cfg);
     if (!a || check_unsupported(c, root) || read_sizes(c, root, a, cfg) || check_sizes(c, cfg) ||
         read_rope(c, root, cfg) ||
@@ -340,14 +340,14 @@ static int read_config(const ctx *c, const jl_value *root, ssf_model_config *cfg
                         "ssfteval does not support",
                         c->name, c->file);
     /* transformers >= 4.56 writes "dtype"; older ones "torch_dtype". */
-    const char *dkey = jl_get(root, "torch_dtype") ? "torch_dtype" : "dtype";
+    const char *dkey = ssf_jl_get(root, "torch_dtype") ? "torch_dtype" : "dtype";
     return get_string(c, root, dkey, "", cfg->torch_dtype, sizeof cfg->torch_dtype);
 }
 
 static int parse_one(const ctx *c, const char *text, size_t len, jl_value **out)
 {
     ssf_error jerr = {{0}};
-    *out = jl_parse(text, len, CONFIG_DEPTH, &jerr);
+    *out = ssf_jl_parse(text, len, CONFIG_DEPTH, &jerr);
     if (!*out) return ssf_fail(c->err, "%s: %s is not valid JSON: %s", c->name, c->file, jerr.msg);
     return 0;
 }
@@ -363,11 +363,11 @@ int ssf_model_config_parse(const char *config_json, size_t config_len, const cha
     jl_value *root;
     if (parse_one(&c, config_json, config_len, &root)) return -1;
     int rc = read_config(&c, root, cfg);
-    jl_free(root);
+    ssf_jl_free(root);
     if (rc || !gen_json) return rc;
     c.file = "generation_config.json";
     if (parse_one(&c, gen_json, gen_len, &root)) return -1;
     rc = read_generation(&c, root, cfg);
-    jl_free(root);
+    ssf_jl_free(root);
     return rc;
 }

@@ -121,7 +121,7 @@ static int parse_dtype(const header_ctx *h, const char *tensor, const jl_value *
 {
     if (!v || v->type != JL_STRING)
         return ssf_fail(h->err, "%s: tensor %s: \"dtype\" must be a string, got %s", h->file,
-                        tensor, v ? jl_type_name(v->type) : "nothing");
+                        tensor, v ? ssf_jl_type_name(v->type) : "nothing");
     const char *s = v->u.str.s;
     if (!strcmp(s, "F32"))
         *out = SSF_DTYPE_F32;
@@ -207,7 +207,7 @@ static int parse_tensor(const header_ctx *h, ssf_tensor *t, const jl_value *v)
 {
     if (v->type != JL_OBJECT)
         return ssf_fail(h->err, "%s: tensor %s: expected an object, got %s", h->file, t->name,
-                        jl_type_name(v->type));
+                        ssf_jl_type_name(v->type));
     for (size_t i = 0; i < v->u.obj.n; i++) {
         const char *k = v->u.obj.members[i].key;
         if (strcmp(k, "dtype") != 0 && strcmp(k, "shape") != 0 && strcmp(k, "data_offsets") != 0)
@@ -216,10 +216,10 @@ static int parse_tensor(const header_ctx *h, ssf_tensor *t, const jl_value *v)
                             "data_offsets)",
                             h->file, t->name, k);
     }
-    if (parse_dtype(h, t->name, jl_get(v, "dtype"), &t->dtype) ||
-        parse_shape(h, t, jl_get(v, "shape")))
+    if (parse_dtype(h, t->name, ssf_jl_get(v, "dtype"), &t->dtype) ||
+        parse_shape(h, t, ssf_jl_get(v, "shape")))
         return -1;
-    return parse_offsets(h, t, jl_get(v, "data_offsets"));
+    return parse_offsets(h, t, ssf_jl_get(v, "data_offsets"));
 }
 
 static int check_metadata(const header_ctx *h, const jl_value *v)
@@ -325,14 +325,14 @@ static int parse_header(ssf_safetensors *st, const unsigned char *buf, size_t le
         return ssf_fail(err, "%s: header length %llu exceeds the 100 MB safetensors limit", file,
                         (unsigned long long)hlen);
     ssf_error jerr = {{0}};
-    jl_value *root = jl_parse((const char *)buf + 8, (size_t)hlen, HEADER_DEPTH, &jerr);
+    jl_value *root = ssf_jl_parse((const char *)buf + 8, (size_t)hlen, HEADER_DEPTH, &jerr);
     if (!root) return ssf_fail(err, "%s: the header is not valid JSON: header %s", file, jerr.msg);
     header_ctx h = {file, buf + 8 + hlen, len - 8 - hlen, err};
     int rc = root->type == JL_OBJECT
                  ? read_tensors(&h, st, root)
                  : ssf_fail(err, "%s: the header is %s, not a JSON object of tensors", file,
-                            jl_type_name(root->type));
-    jl_free(root);
+                            ssf_jl_type_name(root->type));
+    ssf_jl_free(root);
     return rc;
 }
 

@@ -16,7 +16,7 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-uint64_t tok_hash(const char *s, size_t n)
+uint64_t ssf_tok_hash(const char *s, size_t n)
 {
     /* FNV-1a over 8-byte words: fast on short words, good enough spread. */
     uint64_t h = 0xcbf29ce484222325ULL ^ n;
@@ -33,9 +33,9 @@ uint64_t tok_hash(const char *s, size_t n)
     return h * 0x9E3779B97F4A7C15ULL;
 }
 
-int32_t tok_lookup(const ssf_tokenizer *t, const char *s, size_t n)
+int32_t ssf_tok_lookup(const ssf_tokenizer *t, const char *s, size_t n)
 {
-    size_t i = (size_t)tok_hash(s, n) & t->vmap_mask;
+    size_t i = (size_t)ssf_tok_hash(s, n) & t->vmap_mask;
     for (;; i = (i + 1) & t->vmap_mask) {
         uint32_t v = t->vmap[i];
         if (v == 0) return -1;
@@ -44,7 +44,7 @@ int32_t tok_lookup(const ssf_tokenizer *t, const char *s, size_t n)
     }
 }
 
-size_t tok_put_utf8(uint32_t cp, char *out)
+size_t ssf_tok_put_utf8(uint32_t cp, char *out)
 {
     if (cp < 0x80) {
         out[0] = (char)cp;
@@ -73,7 +73,7 @@ static int byte_printable(unsigned b)
     return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
 }
 
-uint32_t tok_byte_to_cp(unsigned b)
+uint32_t ssf_tok_byte_to_cp(unsigned b)
 {
     /* GPT-2: printable Latin-1 bytes keep their code point; the other 68,
      * in increasing order, go to U+0100 onwards. */
@@ -119,7 +119,7 @@ static size_t utf8_seq(const unsigned char *s, size_t avail, size_t *bad)
     return 0;
 }
 
-size_t tok_utf8_check(const char *s, size_t len)
+size_t ssf_tok_utf8_check(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, bad;
@@ -162,7 +162,7 @@ static void utf8_lossy(const char *s, size_t len, ssf_buf *out)
 #define CACHE_SLOTS (1u << 17)
 #define CACHE_MAX_WORD 255
 
-void tok_cache_init(tok_cache *c)
+void ssf_tok_cache_init(tok_cache *c)
 {
     pthread_mutex_init(&c->lock, NULL);
     c->ready = 1;
@@ -182,7 +182,7 @@ static void cache_alloc(tok_cache *c)
     c->ids = ssf_xmalloc(c->ids_cap * sizeof *c->ids);
 }
 
-void tok_cache_free(tok_cache *c)
+void ssf_tok_cache_free(tok_cache *c)
 {
     if (!c->ready) return;
     pthread_mutex_destroy(&c->lock);
@@ -365,8 +365,8 @@ static int32_t whole_word(enc *e, const char *w, size_t n)
     grow((void **)&e->tmp, &e->cap_tmp, 2 * n + 1, 1);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        k += tok_put_utf8(tok_byte_to_cp((unsigned char)w[i]), e->tmp + k);
-    return tok_lookup(e->t, e->tmp, k);
+        k += ssf_tok_put_utf8(ssf_tok_byte_to_cp((unsigned char)w[i]), e->tmp + k);
+    return ssf_tok_lookup(e->t, e->tmp, k);
 }
 
 /* BPE of one pre-token into e->word; returns the id count. */
@@ -416,7 +416,7 @@ static void encode_word(enc *e, const char *w, size_t n)
     }
     uint64_t h = 0;
     if (n <= CACHE_MAX_WORD) {
-        h = tok_hash(w, n);
+        h = ssf_tok_hash(w, n);
         long got = cache_get(&e->tm->cache, h, w, n, &e->word, &e->cap_word);
         if (got >= 0) {
             emit(e, e->word, (size_t)got);
@@ -670,7 +670,7 @@ int ssf_tokenizer_encode(ssf_tokenizer *t, const char *text, size_t len, int32_t
 {
     *ids = NULL;
     *n_ids = 0;
-    size_t bad = tok_utf8_check(text, len);
+    size_t bad = ssf_tok_utf8_check(text, len);
     if (bad < len)
         return ssf_fail(err, "tokenizer %s: input is not valid UTF-8 (byte %zu); convert it first",
                         t->name, bad);
@@ -723,7 +723,7 @@ const char *ssf_tokenizer_token_bytes(const ssf_tokenizer *t, int32_t id, size_t
 
 int32_t ssf_tokenizer_token_id(const ssf_tokenizer *t, const char *token)
 {
-    return tok_lookup(t, token, strlen(token));
+    return ssf_tok_lookup(t, token, strlen(token));
 }
 
 int32_t ssf_tokenizer_n_ids(const ssf_tokenizer *t)

@@ -80,15 +80,15 @@ struct ssf_tokenizer {
 };
 
 /* tokenizer-bpe.c */
-void tok_cache_init(tok_cache *c);
-void tok_cache_free(tok_cache *c);
-uint64_t tok_hash(const char *s, size_t n);
-int32_t tok_lookup(const ssf_tokenizer *t, const char *s, size_t n);
+void ssf_tok_cache_init(tok_cache *c);
+void ssf_tok_cache_free(tok_cache *c);
+uint64_t ssf_tok_hash(const char *s, size_t n);
+int32_t ssf_tok_lookup(const ssf_tokenizer *t, const char *s, size_t n);
 /* UTF-8 encoder for one code point; returns the byte count (1..4). */
-size_t tok_put_utf8(uint32_t cp, char *out);
+size_t ssf_tok_put_utf8(uint32_t cp, char *out);
 /* GPT-2 bytes_to_unicode: the code point of byte b. */
-uint32_t tok_byte_to_cp(unsigned b);
+uint32_t ssf_tok_byte_to_cp(unsigned b);
 /* Offset of the first invalid UTF-8 byte, or len when valid. */
-size_t tok_utf8_check(const char *s, size_t len);
+size_t ssf_tok_utf8_check(const char *s, size_t len);
 
 #endif

@@ -124,7 +124,7 @@ static void vmap_insert(ssf_tokenizer *t, int32_t id)
 {
     const char *s = t->arena + t->text_off[id];
     size_t n = t->text_len[id];
-    size_t i = (size_t)tok_hash(s, n) & t->vmap_mask;
+    size_t i = (size_t)ssf_tok_hash(s, n) & t->vmap_mask;
     for (;; i = (i + 1) & t->vmap_mask) {
         uint32_t v = t->vmap[i];
         if (v == 0) break;
@@ -158,11 +158,11 @@ static void finish_ids(ssf_tokenizer *t)
     for (size_t c = 0; c < 512; c++)
         inv[c] = -1;
     for (unsigned b = 0; b < 256; b++) {
-        uint32_t cp = tok_byte_to_cp(b);
+        uint32_t cp = ssf_tok_byte_to_cp(b);
         inv[cp] = (int16_t)b;
         char u[4];
-        size_t m = tok_put_utf8(cp, u);
-        t->byte_id[b] = tok_lookup(t, u, m);
+        size_t m = ssf_tok_put_utf8(cp, u);
+        t->byte_id[b] = ssf_tok_lookup(t, u, m);
     }
     for (int32_t id = 0; id < t->n_ids; id++)
         if (t->text_off[id] != TOK_NONE) token_bytes(t, id, inv);
@@ -283,11 +283,11 @@ static void merges_alloc(ssf_tokenizer *t, size_t n)
 static int add_merge(ssf_tokenizer *t, const char *a, size_t an, const char *b, size_t bn,
                      size_t rank, ssf_error *err)
 {
-    int32_t ia = tok_lookup(t, a, an), ib = tok_lookup(t, b, bn);
+    int32_t ia = ssf_tok_lookup(t, a, an), ib = ssf_tok_lookup(t, b, bn);
     char *ab = ssf_xmalloc(an + bn + 1);
     memcpy(ab, a, an);
     memcpy(ab + an, b, bn);
-    int32_t iab = tok_lookup(t, ab, an + bn);
+    int32_t iab = ssf_tok_lookup(t, ab, an + bn);
     if (ia < 0 || ib < 0 || iab < 0) {
         const char *miss = ia < 0 ? a : ib < 0 ? b : ab;
         size_t mn = ia < 0 ? an : ib < 0 ? bn : an + bn;
@@ -525,7 +525,7 @@ static int set_unk(ssf_tokenizer *t, json_t *m, ssf_error *err)
 {
     const char *unk = json_string_value(json_object_get(m, "unk_token"));
     if (!unk) return 0;
-    t->unk_id = tok_lookup(t, unk, strlen(unk));
+    t->unk_id = ssf_tok_lookup(t, unk, strlen(unk));
     if (t->unk_id < 0)
         return ssf_fail(err, "tokenizer %s: unk_token '%.40s' is not in the vocabulary", t->name,
                         unk);
@@ -555,7 +555,7 @@ static int from_json(ssf_tokenizer *t, json_t *root, ssf_error *err)
 void ssf_tokenizer_free(ssf_tokenizer *t)
 {
     if (!t) return;
-    tok_cache_free(&t->cache);
+    ssf_tok_cache_free(&t->cache);
     pcre2_code_free(t->re);
     free(t->name);
     free(t->text_off);
@@ -600,7 +600,7 @@ static int load_json_cfg(const char *json, size_t len, const char *name, json_t 
         ssf_tokenizer_free(t);
         return -1;
     }
-    tok_cache_init(&t->cache);
+    ssf_tok_cache_init(&t->cache);
     *out = t;
     return 0;
 }
@@ -696,7 +696,7 @@ static int load_legacy(const char *dir, ssf_tokenizer **out, ssf_error *err)
         ssf_tokenizer_free(t);
         return -1;
     }
-    tok_cache_init(&t->cache);
+    ssf_tok_cache_init(&t->cache);
     *out = t;
     return 0;
 }
