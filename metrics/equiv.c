@@ -2066,6 +2066,11 @@ static ssf_verdict compare(ctx *c, const ssf_node *g, const ssf_node *p, int dep
     return w == SSF_EQUAL ? w : both(v, w);
 }
 
+void ssf_equiv_thread_done(void)
+{
+    flint_cleanup();
+}
+
 void ssf_equiv_options_default(ssf_equiv_options *o)
 {
     memset(o, 0, sizeof *o);

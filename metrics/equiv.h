@@ -53,6 +53,11 @@ typedef struct ssf_equiv_options {
  * prec_bits 256, points 4, seed fixed, max_steps 1e6. */
 void ssf_equiv_options_default(ssf_equiv_options *o);
 
+/* Frees the calling thread's FLINT and Arb caches (some 170 kB a thread that
+ * compared).  Call it in each thread that graded or compared before that
+ * thread ends: the library cannot tell when a thread of yours ends. */
+void ssf_equiv_thread_done(void);
+
 /* Compares gold with pred (the order matters for the asymmetric rules).
  * reason, when not NULL, gets one line saying why ("equal as rationals",
  * "differ at x=0.73: 1.5 vs 1.25", "over budget: ..."). Thread-safe. */

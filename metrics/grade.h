@@ -12,7 +12,8 @@
  *              its raw string, any (gold, pred) pair matching.
  * docs/GRADING.md lists the differences row by row.
  *
- * A grader is built once and used from any number of threads.
+ * A grader is built once and used from any number of threads; each thread
+ * calls ssf_equiv_thread_done() (equiv.h) before it ends.
  */
 #ifndef SSFTEVAL_METRICS_GRADE_H
 #define SSFTEVAL_METRICS_GRADE_H
@@ -50,7 +51,7 @@ typedef struct ssf_grade_request {
     const char *pred;
     int targets;        /* SSF_TARGET_* bits; 0 = latex|expr */
     int n_letters;      /* letters targets: number of choices (0 = 4) */
-    int precision;      /* decimal places for the rounding rule; -1 = 6 */
+    int precision;      /* decimal places for the rounding rule; -1 = 6 (0 is zero places) */
     int cut_by_length;  /* the prediction ended at the token limit */
     int pred_is_answer; /* pred is a bare answer (as golds are), not a completion */
     /* gold is a task's answer: what its solution's last \boxed{} held.  LightEval

@@ -36,7 +36,8 @@ typedef struct ssf_run_config {
     int samples; /* 0: from the metrics */
     long limit;  /* first N documents of each task, 0 = all */
     uint64_t seed;
-    ssf_sampling sampling; /* negative fields: the task's default */
+    ssf_sampling sampling; /* negative fields: the task's default (0 is a value:
+                            * set them to -1 to take the task's) */
     ssf_chat_template chat_template;
     ssf_profile profile;
     const char *model;

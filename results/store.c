@@ -255,9 +255,9 @@ static char *dup_column(sqlite3_stmt *st, int col)
 }
 
 /* Borrowed text, valid until the next step or reset of st. */
-static char *text_column(sqlite3_stmt *st, int col)
+static const char *text_column(sqlite3_stmt *st, int col)
 {
-    return (char *)sqlite3_column_text(st, col);
+    return (const char *)sqlite3_column_text(st, col);
 }
 
 /* NaN is stored as NULL (SQLite has no NaN), so NULL reads back as NaN. */

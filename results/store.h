@@ -108,19 +108,20 @@ int ssf_store_put_sample(ssf_store *s, int64_t run_id, const ssf_sample_row *row
 int ssf_store_put_grade(ssf_store *s, int64_t run_id, const char *task, int64_t doc, int tag,
                         int index, const ssf_grade_row *grade, ssf_error *err);
 
-/* Everything known of one sample, as read back. */
+/* Everything known of one sample, as read back.  The strings are SQLite's,
+ * valid until the callback returns: copy what you keep. */
 typedef struct ssf_stored_sample {
-    char *task;
+    const char *task;
     int64_t doc;
     int tag, index;
     uint64_t seed;
-    char *request_json, *text, *reasoning, *finish_reason, *error;
+    const char *request_json, *text, *reasoning, *finish_reason, *error;
     int64_t prompt_tokens, completion_tokens;
     double latency_ms;
     int attempts;
     int graded; /* a grade exists under the profile asked for */
     int verdict, no_answer;
-    char *gold_extracted, *pred_extracted, *pred_key, *reason;
+    const char *gold_extracted, *pred_extracted, *pred_key, *reason;
 } ssf_stored_sample;
 
 typedef int (*ssf_sample_fn)(const ssf_stored_sample *s, void *ud);

@@ -94,11 +94,16 @@ char *ssf_prompt_user_content(const ssf_task *task, const ssf_doc *doc)
         size_t len = 0;
         const char *next = placeholder(at, &name, &len);
         ssf_buf_append(&out, p, (size_t)(at - p));
-        /* Templates were checked when the spec was parsed. */
+        /* Templates were checked when the spec was parsed; a document built
+         * by hand may still lack a choice the template shows: then the
+         * placeholder stays, to be seen, rather than a read past the array. */
+        int choice = is_question(name, len) ? -1 : choice_index(name, len, doc->n_choices);
         if (is_question(name, len))
             ssf_buf_puts(&out, doc->question);
+        else if (choice >= 0)
+            ssf_buf_puts(&out, doc->choices[choice]);
         else
-            ssf_buf_puts(&out, doc->choices[choice_index(name, len, doc->n_choices)]);
+            ssf_buf_append(&out, at, (size_t)(next - at));
         p = next;
     }
     ssf_buf_puts(&out, p);

@@ -23,7 +23,9 @@ static int registry_add(ssf_registry *reg, ssf_task *task, ssf_error *err)
     return 0;
 }
 
-/* A spec file holds one task object or an array of them. */
+/* A spec file holds one task object or an array of them.  A file is taken
+ * whole or not at all: a bad spec after good ones takes the good ones back,
+ * so that the file, corrected, can be added again. */
 static int add_json(ssf_registry *reg, const json_t *root, const char *origin, ssf_error *err)
 {
     if (!json_is_array(root)) {
@@ -31,7 +33,7 @@ static int add_json(ssf_registry *reg, const json_t *root, const char *origin, s
         if (ssf_task_parse_json(root, origin, &task, err)) return -1;
         return registry_add(reg, task, err);
     }
-    size_t i;
+    size_t before = reg->n, i;
     json_t *item;
     json_array_foreach(root, i, item)
     {
@@ -40,7 +42,11 @@ static int add_json(ssf_registry *reg, const json_t *root, const char *origin, s
         ssf_task *task;
         int rc = ssf_task_parse_json(item, where.data, &task, err);
         ssf_buf_free(&where);
-        if (rc || registry_add(reg, task, err)) return -1;
+        if (rc || registry_add(reg, task, err)) {
+            while (reg->n > before)
+                ssf_task_free(reg->tasks[--reg->n]);
+            return -1;
+        }
     }
     return 0;
 }

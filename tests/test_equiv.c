@@ -631,7 +631,7 @@ static void *worker(void *arg)
         free(k);
     }
     ssf_arena_free(a);
-    flint_cleanup(); /* a thread's FLINT caches are its own to free */
+    ssf_equiv_thread_done(); /* a thread's FLINT caches are its own to free */
     return NULL;
 }
 

@@ -153,6 +153,23 @@ static void test_tag_suffix_and_templates(void **state)
     ssf_task_free(t);
 }
 
+/* A document built by hand with fewer choices than the template shows:
+ * the placeholder stays (it read choices[-1]). */
+static void test_doc_short_of_choices(void **state)
+{
+    (void)state;
+    ssf_registry reg;
+    ssf_error err;
+    assert_int_equal(ssf_registry_init(&reg, &err), 0);
+    char *choices[] = {"one", "two", "three"};
+    ssf_doc d = {.question = "Q?", .gold = "A", .choices = choices, .n_choices = 3};
+    char *p = ssf_prompt_user_content(ssf_registry_find(&reg, "gpqa_diamond"), &d);
+    assert_non_null(strstr(p, "C) three"));
+    assert_non_null(strstr(p, "D) {{D}}"));
+    free(p);
+    ssf_registry_free(&reg);
+}
+
 static void test_template_checks(void **state)
 {
     (void)state;
@@ -293,6 +310,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prompts_match_reference),
         cmocka_unit_test(test_tag_suffix_and_templates),
+        cmocka_unit_test(test_doc_short_of_choices),
         cmocka_unit_test(test_template_checks),
         cmocka_unit_test(test_detect),
     };

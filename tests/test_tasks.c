@@ -303,7 +303,18 @@ static void test_task_file_registry(void **state)
     assert_int_equal(ssf_registry_init(&reg, &err), 0);
     assert_int_equal(ssf_registry_add_file(&reg, path, &err), -1);
     assert_non_null(strstr(err.msg, "'aime24' is already defined"));
-    assert_non_null(ssf_registry_find(&reg, "bad")); /* the first entry went in */
+    /* All or nothing: the first entry was taken back, so the file corrected
+     * goes in (it used to say 'bad' was already defined). */
+    assert_null(ssf_registry_find(&reg, "bad"));
+    size_t before = reg.n;
+    free(path);
+    path = write_temp_file(
+        dir, "tasks.json",
+        "[" SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "},"
+        "{\"name\":\"bad2\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}]");
+    assert_int_equal(ssf_registry_add_file(&reg, path, &err), 0);
+    assert_int_equal(reg.n, before + 2);
+    assert_non_null(ssf_registry_find(&reg, "bad"));
     assert_int_equal(ssf_registry_add_file(&reg, "/nonexistent/tasks.json", &err), -1);
     assert_non_null(strstr(err.msg, "/nonexistent/tasks.json"));
     ssf_registry_free(&reg);

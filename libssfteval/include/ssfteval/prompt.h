@@ -29,7 +29,9 @@ const char *ssf_chat_template_name(ssf_chat_template tpl);
 int ssf_chat_template_detect(const char *tokenizer_config_path, ssf_chat_template *out,
                              ssf_error *err);
 
-/* The task's template filled in with the document (free it). */
+/* The task's template filled in with the document (free it): one of the
+ * task's documents (ssf_task_load_docs).  A placeholder the document has no
+ * choice for is left as it is ({{D}} of a three-choice document). */
 char *ssf_prompt_user_content(const ssf_task *task, const ssf_doc *doc);
 
 /* The full prompt; tag 0 means no SSFT tag, 1..99 appends the suffix. */

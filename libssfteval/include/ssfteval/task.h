@@ -100,7 +100,8 @@ typedef struct ssf_docs {
 typedef struct ssf_data_options {
     const char *data_dir; /* read local files laid out like ../shared/data; NULL: the Hub */
     const ssf_hub *hub;   /* used when data_dir is NULL */
-    int order_override;   /* -1, or an ssf_choice_order replacing the task's */
+    int order_override;   /* -1: the task's; else an ssf_choice_order replacing it
+                           * (0 is SSF_ORDER_MT19937, so set -1 explicitly) */
 } ssf_data_options;
 
 /* Parses and validates one spec.  origin names the source in errors. */
