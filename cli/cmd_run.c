@@ -689,6 +689,7 @@ static int execute(cli *c, run_args *a, const char *task_list)
         a->cfg.data = cli_data_options(c);
         a->cfg.progress = a->quiet ? -1 : isatty(STDERR_FILENO) ? 1 : 0;
         a->cfg.out = stdout;
+        a->cfg.log = stderr;
         ssf_run_summary s;
         if (ssf_run_execute(&a->cfg, backend, store, &s, &err)) {
             cli_error("%s", err.msg);

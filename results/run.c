@@ -111,10 +111,11 @@ static int plan_metrics(const ssf_run_config *cfg, task_plan *p, ssf_error *err)
         if (ssf_metric_parse(names[i], &p->ctx, m, err)) {
             if (!cfg->metrics && ssf_metric_needs_tags(names[i], &p->ctx)) {
                 /* the task's SSFT metric on a run without tags: the rest still apply */
-                fprintf(stderr,
-                        "ssfteval: task %s: default metric %s left out: it needs "
-                        "--protocol ssft\n",
-                        t->name, names[i]);
+                if (cfg->log)
+                    fprintf(cfg->log,
+                            "ssfteval: task %s: default metric %s left out: it needs "
+                            "--protocol ssft\n",
+                            t->name, names[i]);
                 continue;
             }
             return cfg->metrics ? ssf_fail_prefix(err, "--metric")
@@ -202,6 +203,7 @@ static json_t *run_config(const ssf_run_config *cfg, const task_plan *plans)
 
 typedef struct progress {
     int mode; /* 1 bar, 0 lines, -1 quiet */
+    FILE *log;
     size_t total, done, failed;
     size_t shown; /* lines mode: the count the last line showed, +1 (0: none yet) */
     int64_t tokens;
@@ -211,14 +213,14 @@ typedef struct progress {
 static void progress_show(progress *p, int final)
 {
     double t = ssf_monotonic_seconds();
-    if (p->mode < 0 || (!final && t - p->last < (p->mode ? 0.2 : 10.0))) return;
+    if (!p->log || p->mode < 0 || (!final && t - p->last < (p->mode ? 0.2 : 10.0))) return;
     if (p->mode == 0 && p->shown == p->done + 1) return; /* that line is out already */
     p->last = t;
     p->shown = p->done + 1;
     double elapsed = t - p->start > 1e-9 ? t - p->start : 1e-9;
     double rate = (double)p->done / elapsed;
     double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
-    fprintf(stderr, "%s[%zu/%zu] %.1f samples/s, %.0f tokens/s, ETA %.0f s, %zu failed%s",
+    fprintf(p->log, "%s[%zu/%zu] %.1f samples/s, %.0f tokens/s, ETA %.0f s, %zu failed%s",
             p->mode ? "\r" : "", p->done, p->total, rate, (double)p->tokens / elapsed, eta,
             p->failed, p->mode && !final ? "   " : "\n");
 }
@@ -230,7 +232,7 @@ typedef struct pending {
     const ssf_doc *doc;
 } pending;
 
-/* Distinct failure messages said on stderr as they arrive; the rest are
+/* Distinct failure messages said on the log (stderr in the CLI) as they arrive; the rest are
  * counted by the progress line and stored with their samples. */
 enum { FAILURES_SAID = 3 };
 
@@ -293,7 +295,7 @@ static ssf_grade_row grade_row(const ssf_run_config *cfg, const ssf_grade_result
                            .reason = res->reason};
 }
 
-/* A failed sample's reason goes to stderr the first time it is seen, so
+/* A failed sample's reason goes to the log (stderr in the CLI) the first time it is seen, so
  * that a dead server or a refused request is named while the run goes on,
  * not only in the store; a flood of one reason is said once. */
 static void say_failure(gen_ctx *c, const ssf_gen_request *q, const char *error)
@@ -302,11 +304,13 @@ static void say_failure(gen_ctx *c, const ssf_gen_request *q, const char *error)
         if (strcmp(c->failures_said[i], error) == 0) return;
     if (c->n_failures_said == FAILURES_SAID) return;
     c->failures_said[c->n_failures_said++] = ssf_xstrdup(error);
-    fprintf(stderr, "%sssfteval: %s doc %lld tag %d sample %d failed: %s",
+    FILE *log = c->cfg->log;
+    if (!log) return;
+    fprintf(log, "%sssfteval: %s doc %lld tag %d sample %d failed: %s",
             c->prog.mode > 0 ? "\n" : "", q->task, (long long)q->doc, q->tag, q->index, error);
     if (c->n_failures_said == FAILURES_SAID)
-        fprintf(stderr, " (further reasons: ssfteval show %lld --doc N)", (long long)c->run_id);
-    fputc('\n', stderr);
+        fprintf(log, " (further reasons: ssfteval show %lld --doc N)", (long long)c->run_id);
+    fputc('\n', log);
 }
 
 static int on_generated(const ssf_gen_request *q, const ssf_gen_result *r, void *ud)
@@ -479,8 +483,10 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
         render_prompts(c->cfg, &l, &prompts, &n_prompts);
         c->reqs = l.reqs;
         c->pend = l.pend;
-        c->prog =
-            (progress){.mode = c->cfg->progress, .total = l.n, .start = ssf_monotonic_seconds()};
+        c->prog = (progress){.mode = c->cfg->progress,
+                             .log = c->cfg->log,
+                             .total = l.n,
+                             .start = ssf_monotonic_seconds()};
         rc = backend->generate(backend, l.reqs, l.n, on_generated, c, c->err);
         progress_show(&c->prog, 1);
     }

@@ -44,7 +44,8 @@ typedef struct ssf_run_config {
     const char *backend_desc; /* e.g. "replay:FILE" or "openai:URL": part of the run's identity */
     ssf_data_options data;
     int progress; /* 1: a bar on a terminal, 0: periodic lines, -1: quiet */
-    FILE *out;    /* the summary table */
+    FILE *out;    /* the summary table (NULL: none) */
+    FILE *log;    /* progress, each distinct failure reason as it comes, notes (NULL: none) */
 } ssf_run_config;
 
 typedef struct ssf_run_summary {
