@@ -10,6 +10,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "extract.h"
 
+#include <ctype.h>
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
@@ -754,19 +755,38 @@ static size_t collect_boxes(const char *s, size_t len, box *boxes, size_t max)
     return n;
 }
 
+/* The length of a separator word or command at s[i] (0 if none): "and",
+ * "or", TeX's spacing and text commands (\quad, \text{ and }), and a
+ * variable's "x =" before the next box ("$x = \boxed{1}$ or $x = \boxed{-2}$"). */
+static size_t separator_at(const char *s, size_t i, size_t to)
+{
+    static const char *const words[] = {
+        "and", "or",  "\\text", "\\mathrm", "\\textrm", "\\mbox", "\\qquad", "\\quad",
+        "\\,", "\\;", "\\:",    "\\ ",      "\\[",      "\\]",    "\\(",     "\\)"};
+    for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) {
+        size_t n = strlen(words[k]);
+        if (n <= to - i && strncmp(s + i, words[k], n) == 0) return n;
+    }
+    if (isalpha((unsigned char)s[i]) && (i == 0 || !isalpha((unsigned char)s[i - 1]))) {
+        size_t j = i + 1;
+        while (j < to && s[j] == ' ')
+            j++;
+        if (j < to && s[j] == '=') return j + 1 - i;
+    }
+    return 0;
+}
+
 /* Whether the text between two boxes joins them into one answer: short, and
- * nothing but separators ("and", "or", ",", ";", spaces, $). */
+ * nothing but separators: spaces, ",", ";", ".", "$", braces, and the words
+ * and commands of separator_at.  The boxes are then a list of answers. */
 static int joined(const char *s, size_t from, size_t to)
 {
     if (to < from || to - from > 70) return 0;
     if (to - from < 10) return 1;
-    for (size_t i = from; i < to; i++) {
-        if (strchr(" ,;$\\.\n", s[i])) continue;
-        if (strncmp(s + i, "and", 3) == 0 || strncmp(s + i, "or", 2) == 0) {
-            i += s[i] == 'a' ? 2 : 1;
-            continue;
-        }
-        return 0;
+    for (size_t i = from; i < to;) {
+        size_t n = strchr(" ,;$.{}\n\t~", s[i]) ? 1 : separator_at(s, i, to);
+        if (n == 0) return 0;
+        i += n;
     }
     return 1;
 }
@@ -800,7 +820,8 @@ char *ssf_boxed_content(const char *s, size_t len)
         const char *body = s + boxes[k].body_start;
         size_t blen = boxes[k].body_end - boxes[k].body_start;
         if (prev && prev_len == blen && memcmp(prev, body, blen) == 0) continue; /* duplicate */
-        if (b.len) ssf_buf_putc(&b, ',');
+        /* ", ": a comma alone makes "2" and "500" the number 2,500 */
+        if (b.len) ssf_buf_puts(&b, ", ");
         ssf_buf_append(&b, body, blen);
         prev = body;
         prev_len = blen;

@@ -485,18 +485,26 @@ static void test_boxed_content(void **state)
     expect_boxed("\\boxed{a\\{b}", "a\\{b");
     expect_boxed("\\boxed{12", "12");
     expect_boxed("\\boxed{{{", "{{");
-    expect_boxed("\\boxed2, \\boxed3", "2,3");
+    expect_boxed("\\boxed2, \\boxed3", "2, 3");
     /* unbraced: the run up to a space or '$', as LightEval reads it */
     expect_boxed("so the answer is \\boxed 57", "57");
     expect_boxed("so the answer is \\boxed 204.", "204");
     expect_boxed("$\\boxed 204$ in all", "204");
-    expect_boxed("\\boxed{1} and \\boxed{2}", "1,2");
-    expect_boxed("\\boxed{1} or \\boxed{2}", "1,2");
-    expect_boxed("\\boxed{1}; \\boxed{2}", "1,2");
-    expect_boxed("\\boxed{1}, \\boxed{2}, and \\boxed{3}", "1,2,3");
+    expect_boxed("\\boxed{1} and \\boxed{2}", "1, 2");
+    expect_boxed("\\boxed{1} or \\boxed{2}", "1, 2");
+    expect_boxed("\\boxed{1}; \\boxed{2}", "1, 2");
+    expect_boxed("\\boxed{1}, \\boxed{2}, and \\boxed{3}", "1, 2, 3");
     expect_boxed("\\boxed{840} and \\boxed{840}", "840");
-    expect_boxed("\\boxed{1}\\boxed{1}\\boxed{2}", "1,2");
+    expect_boxed("\\boxed{1}\\boxed{1}\\boxed{2}", "1, 2");
     expect_boxed("\\boxed{1} no no no \\boxed{2}", "2");
+    /* separators in TeX: \text{ and }, \quad, a variable's "x =" */
+    expect_boxed("\\[\\boxed{1} \\text{ and } \\boxed{-2}\\]", "1, -2");
+    expect_boxed("The solutions are \\boxed{3} \\quad \\text{and} \\quad \\boxed{5}.", "3, 5");
+    expect_boxed("So $x = \\boxed{1}$ or $x = \\boxed{-2}$.", "1, -2");
+    expect_boxed("\\boxed{1} and then the value is \\boxed{2}", "2");
+    expect_boxed("\\boxed{1} and xy = \\boxed{2}", "2");
+    /* joined with ", ": "2,500" would be the number 2500 */
+    expect_boxed("The possible values are $\\boxed{2}$ and $\\boxed{500}$.", "2, 500");
     expect_boxed("\\boxed{1} and also \\boxed{2}", "2");
     expect_boxed("\\boxed{1} then we consider much more text before another \\boxed{2}", "2");
     /* nothing but separators between two boxes: joined up to 70 characters
@@ -507,7 +515,7 @@ static void test_boxed_content(void **state)
         for (size_t i = 0; i < gap; i++)
             ssf_buf_putc(&t, i % 2 ? ' ' : ',');
         ssf_buf_puts(&t, "\\boxed{2}");
-        expect_boxed(t.data, gap <= 70 ? "1,2" : "2");
+        expect_boxed(t.data, gap <= 70 ? "1, 2" : "2");
         ssf_buf_free(&t);
     }
     /* the length is what was given, not the NUL */

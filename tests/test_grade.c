@@ -210,6 +210,22 @@ static void test_answer_part(void **state)
                    "identical");
 }
 
+/* Several boxes make a list when only separators stand between them; the
+ * list is never read back as one number. */
+static void test_several_boxes(void **state)
+{
+    (void)state;
+    expect_default("2500", "The possible values are $\\boxed{2}$ and $\\boxed{500}$.",
+                   SSF_GRADE_WRONG, NULL);
+    expect_default("12345", "So $\\boxed{12}$, $\\boxed{345}$.", SSF_GRADE_WRONG, NULL);
+    expect_default("2, 500", "The possible values are $\\boxed{2}$ and $\\boxed{500}$.",
+                   SSF_GRADE_RIGHT, NULL);
+    expect_default("1,-2", "\\[\\boxed{1} \\text{ and } \\boxed{-2}\\]", SSF_GRADE_RIGHT, NULL);
+    expect_default("1,-2", "So $x = \\boxed{1}$ or $x = \\boxed{-2}$.", SSF_GRADE_RIGHT, NULL);
+    expect_default("3, 5", "The solutions are \\boxed{3} \\quad \\text{and} \\quad \\boxed{5}.",
+                   SSF_GRADE_RIGHT, NULL);
+}
+
 /* \max and \min are evaluated, not taken for unknown functions. */
 static void test_max_min(void **state)
 {
@@ -352,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_other_graders), cmocka_unit_test(test_lighteval_extractive),
         cmocka_unit_test(test_math500_golds), cmocka_unit_test(test_ssft_lighteval_quirks),
         cmocka_unit_test(test_answer_part),   cmocka_unit_test(test_max_min),
+        cmocka_unit_test(test_several_boxes),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
