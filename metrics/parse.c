@@ -2254,12 +2254,24 @@ static void unwrap(parser *p)
     }
 }
 
-/* LightEval's `equations`: keep what follows the last '=' of a lone equation. */
+/* Whether s[j..hi) starts the word w, not inside a longer word. */
+static int word_at(const parser *p, size_t j, const char *w)
+{
+    size_t n = strlen(w);
+    return j + n <= p->hi && strncmp(p->s + j, w, n) == 0 &&
+           (j == p->lo || !is_alpha((unsigned char)p->s[j - 1])) &&
+           (j + n == p->hi || !is_alpha((unsigned char)p->s[j + n]));
+}
+
+/* LightEval's `equations`: keep what follows the last '=' of a lone equation.
+ * Its basic_latex step, which runs first, made a standalone "and" or "or"
+ * (\text{ or } too) a ',', and a ',' means several answers: no cut, so
+ * "x = 2 \text{ or } x = 3" stays both. */
 static void cut_equation(parser *p)
 {
     size_t eq = 0;
     for (size_t j = p->lo; j < p->hi; j++) {
-        if (p->s[j] == ',' || p->s[j] == ';') return;
+        if (p->s[j] == ',' || p->s[j] == ';' || word_at(p, j, "and") || word_at(p, j, "or")) return;
         if (p->s[j] == '=') eq = j + 1;
     }
     if (eq) p->lo = eq;

@@ -388,6 +388,11 @@ static void test_options(void **state)
     expect_with(&o, "a = b = \\frac{1}{2}", "(mul 1 (pow 2 -1))");
     expect_with(&o, "x = 1, y = 2", "(set (rel = x 1) (rel = y 2))");
     expect_with(&o, "x < 3", "(rel < x 3)");
+    /* a standalone "and"/"or" was a ',' by then: several answers, no cut */
+    expect_with(&o, "x = 2 \\text{ or } x = 3", "(set (rel = x 2) (rel = x 3))");
+    expect_with(&o, "x = 2 or x = 3", "(set (rel = x 2) (rel = x 3))");
+    expect_with(&o, "xor = 3", "3");
+    expect_with(&o, "band = 3", "3");
 
     /* A NULL options pointer means the defaults. */
     ssf_arena *a = ssf_arena_new(BUDGET);
