@@ -1685,6 +1685,30 @@ static const ssf_node *pm_as_set(ctx *c, const ssf_node *n)
     return s ? s : n;
 }
 
+/* A set's element a ± b is two elements: {1 ± \sqrt5, -2} has three. */
+static ssf_node *expand_pm(ctx *c, ssf_node *set)
+{
+    size_t pms = 0;
+    for (size_t i = 0; i < set->n_kids; i++)
+        pms += set->kids[i]->kind == SSF_N_PM;
+    if (set->kind != SSF_N_SET || pms == 0) return set;
+    ssf_node **e = ssf_xmalloc((set->n_kids + pms) * sizeof *e);
+    size_t n = 0;
+    for (size_t i = 0; i < set->n_kids; i++) {
+        const ssf_node *k = set->kids[i];
+        const ssf_node *two = k->kind == SSF_N_PM ? pm_as_set(c, k) : NULL;
+        if (two && two->kind == SSF_N_SET) {
+            e[n++] = two->kids[0];
+            e[n++] = two->kids[1];
+        } else {
+            e[n++] = set->kids[i];
+        }
+    }
+    ssf_node *out = ssf_node_list(scratch(c), SSF_N_SET, e, n);
+    free(e);
+    return out ? out : set;
+}
+
 static int is_container(const ssf_node *n)
 {
     return n->kind == SSF_N_SET || n->kind == SSF_N_TUPLE || n->kind == SSF_N_INTERVAL ||
@@ -1801,6 +1825,8 @@ static ssf_verdict compare_containers(ctx *c, ssf_node *g, ssf_node *p, int dept
         say(c, "an interval against a %s", kind_word(o->kind));
         return SSF_DIFFERENT;
     }
+    g = expand_pm(c, g);
+    p = expand_pm(c, p);
     ssf_node *const *gk = is_container(g) ? g->kids : &g;
     ssf_node *const *pk = is_container(p) ? p->kids : &p;
     size_t ng = is_container(g) ? g->n_kids : 1, np = is_container(p) ? p->n_kids : 1;

@@ -397,6 +397,10 @@ static void test_sets(void **state)
     NE2(pm(I_(2021), NULL), I_(2021));
     EQ2(pm(I_(1), sqrt_(I_(2))), SET(sub(I_(1), sqrt_(I_(2))), ADD(I_(1), sqrt_(I_(2)))));
     NE2(pm(I_(1), sqrt_(I_(2))), SET(I_(1), sqrt_(I_(2))));
+    /* inside a set, a ± b is two of its elements */
+    EQ2(SET(pm(I_(1), sqrt_(I_(5))), I_(-2)),
+        SET(I_(-2), sub(I_(1), sqrt_(I_(5))), ADD(I_(1), sqrt_(I_(5)))));
+    NE2(SET(pm(I_(1), sqrt_(I_(5))), I_(-2)), SET(I_(-2), ADD(I_(1), sqrt_(I_(5)))));
 }
 
 static void test_intervals(void **state)
