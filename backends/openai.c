@@ -24,7 +24,8 @@
  * has answered before, a circuit breaker stops admitting and polls /health
  * until it answers; failures that trip it or arrive while it is open are
  * not charged to the samples.  A server that never answered is a wrong
- * endpoint, not a restart, so its samples fail after their own attempts.
+ * endpoint, not a restart: where nothing listens, its samples fail after
+ * UNANSWERED_CONNECT_ATTEMPTS.
  *
  * CURLOPT_PIPEWAIT is deliberately not set: over HTTP/1.1 it makes every new
  * transfer wait for the first connection's response headers (to learn
@@ -56,6 +57,7 @@
 #define POLL_MAX_MS 100 /* how soon *stop is noticed */
 #define CONNECT_TIMEOUT_MS 10000L
 #define AUTO_CHUNK 8
+#define UNANSWERED_CONNECT_ATTEMPTS 2 /* for a port where nothing ever answered */
 #define STREAM_IDLE_DEFAULT_S 300.0
 #define REQUEST_TIMEOUT_DEFAULT_S 3600.0 /* 32k tokens at 10 tok/s, with margin */
 
@@ -743,13 +745,24 @@ static void release_slot(openai *b, slot *s)
     b->free_slots[b->nfree++] = s;
 }
 
-static void retry_or_fail(run *r, job *j, ssf_buf *msg, int retryable, const slot *s,
+/* Attempts a request gets after a failure `res`.  Nothing listening where
+ * nothing ever answered is a wrong endpoint or a server not started, to be
+ * named now rather than after a minute of backoff; a server that answered
+ * before is restarting, and its requests keep every attempt. */
+static int attempts_allowed(const openai *b, CURLcode res)
+{
+    int never = !b->answered && (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST);
+    return never && UNANSWERED_CONNECT_ATTEMPTS < b->o.max_attempts ? UNANSWERED_CONNECT_ATTEMPTS
+                                                                    : b->o.max_attempts;
+}
+
+static void retry_or_fail(run *r, job *j, ssf_buf *msg, int retryable, const slot *s, CURLcode res,
                           double latency_ms)
 {
     openai *b = r->b;
     free(j->last_error);
     j->last_error = ssf_xstrdup(msg->data);
-    if (retryable && j->attempts < b->o.max_attempts) {
+    if (retryable && j->attempts < attempts_allowed(b, res)) {
         double delay = ssf_retry_delay_s(&s->hints, time(NULL), j->attempts - 1,
                                          b->o.max_retry_delay_s, uniform(b));
         j->not_before = ssf_monotonic_seconds() + delay;
@@ -786,7 +799,7 @@ static void transfer_done(run *r, slot *s, CURLcode res)
         j->last_error = ssf_xstrdup(msg.data);
         split_job(r, j);
     } else {
-        retry_or_fail(r, j, &msg, out == OUT_RETRY, s, latency_ms);
+        retry_or_fail(r, j, &msg, out == OUT_RETRY, s, res, latency_ms);
     }
     ssf_buf_free(&msg);
 }
@@ -959,7 +972,7 @@ static int control_call(run *r, const char *url, const char *body, double timeou
         ssf_buf_reset(msg);
         int retry = describe_failure(b, s, url, s->result, status, msg);
         if (probe && status == 500) retry = 0;
-        if (!retry || attempt >= b->o.max_attempts) {
+        if (!retry || attempt >= attempts_allowed(b, s->result)) {
             if (retry) prefix_gave_up(msg, attempt);
             return -1;
         }

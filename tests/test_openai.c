@@ -752,6 +752,17 @@ static void test_unreachable(void **state)
     expect_all_failed(&r, NULL, "127.0.0.1:1");
     if (r.elapsed_s > 5.0) fail_msg("unreachable endpoint: took %.3f s", r.elapsed_s);
     free_run(&r);
+    /* The default attempts too: a port where nothing ever answered is named
+     * after two tries, not after a minute of backoff (it took 55 s). */
+    make_run(&r, 2, 2, 5, 9000, 0);
+    o = options_for(&r, NULL);
+    snprintf(r.endpoint, sizeof r.endpoint, "http://127.0.0.1:1/v1");
+    o.max_attempts = 8;
+    o.max_retry_delay_s = 60; /* the default: backoff 0.5, 1, 2, 4, 8 ... s */
+    generate(&o, &r);
+    expect_all_failed(&r, NULL, "127.0.0.1:1");
+    if (r.elapsed_s > 5.0) fail_msg("unreachable endpoint, 8 attempts: took %.3f s", r.elapsed_s);
+    free_run(&r);
 }
 
 /* Many connections reset in a row, from a server that answered before,
