@@ -552,6 +552,101 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
     return rc;
 }
 
+/* ---- the other profiles -------------------------------------------------- */
+
+/* A stored sample with no grade under the profile asked for. */
+typedef struct ungraded {
+    int64_t doc;
+    int tag, index;
+    char *text, *finish_reason;
+} ungraded;
+
+typedef struct ungraded_list {
+    ungraded *items;
+    size_t n, cap;
+} ungraded_list;
+
+static int note_ungraded(const ssf_stored_sample *s, void *ud)
+{
+    ungraded_list *l = ud;
+    if (s->error || !s->text || s->graded) return 0;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->items = ssf_xrealloc(l->items, l->cap * sizeof *l->items);
+    }
+    l->items[l->n++] = (ungraded){s->doc, s->tag, s->index, ssf_xstrdup(s->text),
+                                  s->finish_reason ? ssf_xstrdup(s->finish_reason) : NULL};
+    return 0;
+}
+
+static void free_ungraded(ungraded_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].text);
+        free(l->items[i].finish_reason);
+    }
+    free(l->items);
+}
+
+/* Grades a task's stored samples that have no grade under g's profile.  They
+ * are read first and written after: a write inside the walk would meet the
+ * walk's own read snapshot. */
+static int grade_task_under(const ssf_grader *g, const char *profile, const task_plan *p,
+                            ssf_store *store, int64_t run_id, ssf_error *err)
+{
+    ungraded_list l = {0};
+    int rc =
+        ssf_store_foreach_sample(store, run_id, p->task->name, profile, note_ungraded, &l, err);
+    for (size_t i = 0; i < l.n && rc == 0; i++) {
+        const ungraded *u = &l.items[i];
+        if (u->doc < 0 || (size_t)u->doc >= p->docs.n) continue;
+        ssf_grade_request req =
+            ssf_sample_grade_request(p->task, &p->docs.items[u->doc], u->text, u->finish_reason);
+        ssf_grade_result res;
+        ssf_grade(g, &req, &res);
+        ssf_grade_row row = {.profile = profile,
+                             .verdict = res.verdict,
+                             .no_answer = res.no_answer,
+                             .gold_extracted = res.gold_extracted,
+                             .pred_extracted = res.pred_extracted,
+                             .pred_key = res.pred_key,
+                             .reason = res.reason};
+        rc = ssf_store_put_grade(store, run_id, p->task->name, u->doc, u->tag, u->index, &row, err);
+        ssf_grade_result_clear(&res);
+    }
+    free_ungraded(&l);
+    return rc;
+}
+
+static int note_profile(const ssf_metric_row *m, void *ud)
+{
+    int *seen = ud, k = m->profile ? ssf_profile_from_name(m->profile) : -1;
+    if (k >= 0) seen[k] = 1;
+    return 0;
+}
+
+/* Metrics a rescore stored under another profile than the run's would be
+ * out of date once the run adds samples: its new samples are graded under
+ * each such profile too, and those metrics computed again. */
+static int keep_other_profiles(const ssf_run_config *cfg, const task_plan *plans, ssf_store *store,
+                               int64_t run_id, ssf_error *err)
+{
+    int seen[SSF_N_PROFILES] = {0};
+    if (ssf_store_foreach_metric(store, run_id, note_profile, seen, err)) return -1;
+    int rc = 0;
+    for (int k = 0; k < SSF_N_PROFILES && rc == 0; k++) {
+        if (!seen[k] || k == (int)cfg->profile) continue;
+        const char *name = ssf_profile_name((ssf_profile)k);
+        ssf_grader *g = ssf_grader_new((ssf_profile)k, err);
+        rc = g ? 0 : -1;
+        for (size_t i = 0; i < cfg->n_tasks && rc == 0; i++)
+            rc = grade_task_under(g, name, &plans[i], store, run_id, err);
+        ssf_grader_free(g);
+        if (rc == 0) rc = ssf_run_compute_metrics(store, run_id, name, NULL, err);
+    }
+    return rc;
+}
+
 int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *store,
                     ssf_run_summary *summary, ssf_error *err)
 {
@@ -581,6 +676,8 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
     if (rc == 0)
         rc = ssf_run_compute_metrics(store, summary->run_id, ssf_profile_name(cfg->profile),
                                      cfg->out, err);
+    if (rc == 0 && summary->generated > 0)
+        rc = keep_other_profiles(cfg, plans, store, summary->run_id, err);
     if (rc == 0) /* by the store: a run beside this one may have stored what this one failed */
         rc = ssf_store_settle_run(store, summary->run_id, samples_needed(plans, cfg->n_tasks),
                                   &summary->status, err);

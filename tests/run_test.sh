@@ -260,7 +260,9 @@ int_status=$?
 check "SIGINT stops the run (exit 1, interrupted)" eval '[ "$int_status" -eq 1 ] && grep -q "interrupted" "$work/err"'
 stop_mock
 start_mock
+"$ssfteval" rescore 1 --profile lighteval --db "$work/i.sqlite" --task-file "$work/synth.json" --data-dir "$work" >/dev/null 2>&1
 check "after SIGINT, a rerun completes only what is missing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && ! grep -q "0 stored before" "$work/err"'
+check "the metrics a rescore made under another profile follow the resume (they stayed those of the stopped run)" eval 'run 0 report 1 --profile lighteval --format csv --db "$work/i.sqlite" && [ "$(grep -c ",lighteval,pass@1,\|,lighteval,cons@" "$work/out")" -eq 3 ] && awk -F, '"'"'$6 == "lighteval" && ($12 != 2 || $14 != 0 || $15 != 0) { bad = 1 } END { exit bad }'"'"' "$work/out"'
 stop_mock
 check "openai backend: unreachable server fails every sample, named" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --max-attempts 2 --db "$work/u.sqlite" "${common[@]}" && grep -q "116 failed" "$work/err" && grep -q "failed: gave up after 2 attempts: cannot reach http://127.0.0.1:1/v1: .*check --endpoint" "$work/err"'
 check "one reason is said once, not for each of the 116 samples" [ "$(grep -c " failed: " "$work/err")" -eq 1 ]
