@@ -198,17 +198,14 @@ static void read_gold(const ssf_grader *g, const ssf_grade_request *r, ssf_arena
         read_answer(g, r, gold, a, s);
         return;
     }
-    size_t len = strlen(gold);
-    char *boxed = ssf_xmalloc(len + sizeof "\\boxed{}");
-    memcpy(boxed, "\\boxed{", 7);
-    memcpy(boxed + 7, gold, len);
-    memcpy(boxed + 7 + len, "}", 2);
-    read_answer(g, r, boxed, a, s);
+    ssf_buf boxed = {0};
+    ssf_buf_printf(&boxed, "\\boxed{%s}", gold);
+    read_answer(g, r, boxed.data, a, s);
     if (s->raw) { /* unreadable: LightEval kept the raw gold */
         free(s->text);
         s->text = ssf_xstrdup(gold);
     }
-    free(boxed);
+    ssf_buf_free(&boxed);
 }
 
 static void read_pred(const ssf_grader *g, const ssf_grade_request *r, ssf_arena *a, side *s)
