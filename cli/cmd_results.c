@@ -349,9 +349,14 @@ static int refuse_order(int asked, int64_t run, const char *used, ssf_error *err
 
 static int rescore_task(rescore_ctx *r, const char *name)
 {
-    r->task = cli_find_task(r->c, name);
+    /* Not cli_find_task: its list of the known tasks would be a second
+     * line, and the fix here is the spec file the run was made with. */
+    r->task = ssf_registry_find(&r->c->registry, name);
     if (!r->task)
-        return ssf_fail(r->err, "task %s of the run is not known here (--task-file?)", name);
+        return ssf_fail(r->err,
+                        "run %" PRId64 " evaluated task %s, which is not known here; pass "
+                        "--task-file FILE with the spec it was run with",
+                        r->run, name);
     int asked = r->c->order_override;
     if (r->order_override < 0 && asked >= 0 && r->task->answer_type == SSF_ANSWER_LETTERS &&
         (int)r->task->order != asked) /* the run used the task's own order */
