@@ -57,20 +57,40 @@ static void human_bytes(char *out, size_t n, int64_t v)
         snprintf(out, n, "%.1f %s", d, units[u]);
 }
 
-/* The built-in template the model's tokenizer_config.json maps to; NULL with
- * a reason when there is none. */
-static const char *chat_template(const char *dir, const char **why)
+/* A tokenizer_config.json that is there must be JSON: the engine's
+ * tokenizer refuses it otherwise, even when chat_template.jinja holds the
+ * template, so info must not describe the model as usable. */
+static int check_config(const char *path, ssf_error *err)
+{
+    json_error_t jerr;
+    json_t *config = json_load_file(path, 0, &jerr);
+    json_decref(config);
+    if (config) return 0;
+    if (jerr.line > 0)
+        return ssf_fail(err, "%s:%d: cannot read the tokenizer config: %s", path, jerr.line,
+                        jerr.text);
+    return ssf_fail(err, "cannot read the tokenizer config %s: %s", path, jerr.text);
+}
+
+/* The built-in template the model's tokenizer_config.json maps to in *tpl;
+ * NULL with a reason in *why when there is none.  -1 when the config is
+ * there and cannot be read. */
+static int chat_template(const char *dir, const char **tpl, const char **why, ssf_error *err)
 {
     char path[4096], jinja[4096];
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     snprintf(jinja, sizeof jinja, "%s/chat_template.jinja", dir);
     ssf_chat_template t;
-    ssf_error err = {{0}};
+    *tpl = NULL;
     *why = "none found (pass --chat-template)";
-    if (access(path, F_OK) != 0 && access(jinja, F_OK) != 0) return NULL;
-    if (ssf_chat_template_detect(path, &t, &err) == 0) return ssf_chat_template_name(t);
-    *why = "not one ssfteval renders (pass --chat-template)";
-    return NULL;
+    int have_config = access(path, F_OK) == 0;
+    if (have_config && check_config(path, err)) return -1;
+    if (!have_config && access(jinja, F_OK) != 0) return 0;
+    if (ssf_chat_template_detect(path, &t, err) == 0)
+        *tpl = ssf_chat_template_name(t);
+    else
+        *why = "not one ssfteval renders (pass --chat-template)";
+    return 0;
 }
 
 static void print_text(const ssf_model *m, const char *tpl, const char *why)
@@ -151,10 +171,13 @@ static int model_info(const cli *c, const char *spec)
         cli_error("%s", err.msg);
         return EXIT_WORK;
     }
+    const char *tpl, *why;
     int rc = ssf_model_open(dir, &m, &err);
     if (rc == 0) {
-        const char *why, *tpl = chat_template(dir, &why);
-        if (c->json)
+        rc = chat_template(dir, &tpl, &why, &err);
+        if (rc)
+            cli_error("%s", err.msg);
+        else if (c->json)
             rc = print_json(m, tpl);
         else
             print_text(m, tpl, why);

@@ -249,6 +249,9 @@ check "model without info" eval 'run 2 model describe "$tiny" && err_has "expect
 check "model info without a path" eval 'run 2 model info && err_has "PATH"'
 check "model info" eval 'run 0 model info "$tiny" && out_has "Qwen2ForCausalLM" && out_has "2 query, 1 KV (GQA ratio 2), head dim 4" && out_has "tied embeddings *yes" && out_has "eos token ids *15, 13" && out_has "parameters *1.2K (1160)" && out_has "stored dtype *F32" && out_has "weight memory *4.5 KiB" && out_has "32 B per token, 32.0 KiB for one 1024-token sequence" && out_has "chat template *qwen2.5"'
 check "model info untied" eval 'run 0 model info "$work/tiny-untied" && out_has "parameters *1.3K (1288)" && out_has "tied embeddings *no" && out_has "none found (pass --chat-template)"'
+cp -r "$tiny" "$work/badcfg" && printf '{oops' >"$work/badcfg/tokenizer_config.json"
+check "model info with a tokenizer_config.json that is not JSON: exit 1, one line naming the file and the JSON error" eval 'run 1 model info "$work/badcfg" && err_has "^ssfteval: $work/badcfg/tokenizer_config.json:1: cannot read the tokenizer config: .*expected" && one_line_err && [ ! -s "$work/out" ] && run 1 model info "$work/badcfg" --json && one_line_err'
+check "... even with chat_template.jinja beside it (the engine's tokenizer reads the config too)" eval 'printf "{{ x }}" >"$work/badcfg/chat_template.jinja" && run 1 model info "$work/badcfg" && err_has "tokenizer_config.json:1: cannot read the tokenizer config" && one_line_err'
 check "model info --json" eval 'run 0 model info "$tiny" --json && out_has "\"parameters\": 1160" && out_has "\"kv_bytes_per_token_bf16\": 32" && out_has "\"chat_template\": \"qwen2.5\"" && out_has "\"eos_token_ids\": \[$"'
 latin1_dir="$work/$(printf 'mod\xe8le')"
 cp -r "$tiny" "$latin1_dir"
