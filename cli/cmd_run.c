@@ -139,6 +139,56 @@ enum {
     OPT_OVERLAP_STEPS,
     OPT_FUSE_NORMS,
     OPT_KV_DTYPE,
+    OPT_END,
+};
+
+/* The command's options; open_backend names an option by this table. */
+static const struct option run_options[] = {
+    CLI_TASK_OPTIONS,
+    {"metric", required_argument, NULL, OPT_METRIC},
+    {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"groups", required_argument, NULL, OPT_GROUPS},
+    {"samples", required_argument, NULL, OPT_SAMPLES},
+    {"compat", required_argument, NULL, OPT_COMPAT},
+    {"profile", required_argument, NULL, OPT_PROFILE},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"generations", required_argument, NULL, OPT_GENERATIONS},
+    {"model", required_argument, NULL, OPT_MODEL},
+    {"device", required_argument, NULL, OPT_DEVICE},
+    {"slots", required_argument, NULL, OPT_SLOTS},
+    {"max-context", required_argument, NULL, OPT_MAX_CONTEXT},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"gpu-memory-utilization", required_argument, NULL, OPT_GPU_MEMORY},
+    {"stop", required_argument, NULL, OPT_STOP},
+    {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
+    {"kv-blocks", required_argument, NULL, OPT_KV_BLOCKS},
+    {"no-cuda-graphs", no_argument, NULL, OPT_NO_CUDA_GRAPHS},
+    {"no-flash-prefill", no_argument, NULL, OPT_NO_FLASH_PREFILL},
+    {"no-pdl", no_argument, NULL, OPT_NO_PDL},
+    {"rope-in-attention", no_argument, NULL, OPT_ROPE_IN_ATTENTION},
+    {"own-small-gemms", required_argument, NULL, OPT_OWN_SMALL_GEMMS},
+    {"overlap-steps", no_argument, NULL, OPT_OVERLAP_STEPS},
+    {"fuse-norms", no_argument, NULL, OPT_FUSE_NORMS},
+    {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
+    {"db", required_argument, NULL, OPT_DB},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"temperature", required_argument, NULL, OPT_TEMPERATURE},
+    {"top-p", required_argument, NULL, OPT_TOP_P},
+    {"top-k", required_argument, NULL, OPT_TOP_K},
+    {"min-p", required_argument, NULL, OPT_MIN_P},
+    {"max-new-tokens", required_argument, NULL, OPT_MAX_NEW_TOKENS},
+    {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"endpoint", required_argument, NULL, OPT_ENDPOINT},
+    {"api-key-env", required_argument, NULL, OPT_API_KEY_ENV},
+    {"api", required_argument, NULL, OPT_API},
+    {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+    {"request-n", required_argument, NULL, OPT_REQUEST_N},
+    {"stream", required_argument, NULL, OPT_STREAM},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+    {NULL, 0, NULL, 0},
 };
 
 typedef struct run_args {
@@ -151,6 +201,7 @@ typedef struct run_args {
     int profile_given;
     int chat_template_given;
     int open_status; /* why no backend opened: EXIT_USAGE, or EXIT_WORK for bad files */
+    unsigned char given[OPT_END - OPT_COMMAND_BASE]; /* the command's options on the line */
 } run_args;
 
 /* Set by SIGINT/SIGTERM: the backend abandons in-flight requests and the
@@ -343,6 +394,7 @@ static int handle_option(int opt, const char *arg, void *ud)
     run_args *a = ud;
     long v;
     int flag;
+    if (opt >= OPT_COMMAND_BASE && opt < OPT_END) a->given[opt - OPT_COMMAND_BASE] = 1;
     switch (opt) {
     case OPT_METRIC:
         a->metrics = arg;
@@ -594,21 +646,100 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     return b;
 }
 
-static ssf_backend *open_backend(run_args *a, const ssf_hub *hub, ssf_buf *desc)
+/* The backends an option is for.  Given to another backend it would be
+ * ignored, so the run is refused instead. */
+enum { FOR_REPLAY = 1, FOR_OPENAI = 2, FOR_ENGINE = 4, FOR_ALL = 7 };
+
+static const struct {
+    const char *name, *by_flag; /* by_flag: the --backend that names it */
+    int bit;
+} backends[] = {{"replay", "--backend replay", FOR_REPLAY},
+                {"openai", "--backend openai", FOR_OPENAI},
+                {"engine", "--backend engine", FOR_ENGINE}};
+
+static int option_backends(int opt)
 {
-    const char *name = a->backend ? a->backend : a->generations ? "replay" : NULL;
-    if (!name && (a->openai.endpoint || getenv("SSFTEVAL_ENDPOINT"))) name = "openai";
-    if (!name && a->cfg.model) name = "engine";
+    if (opt == OPT_GENERATIONS) return FOR_REPLAY;
+    if (opt == OPT_STOP) return FOR_ALL; /* open_replay refuses it, saying why */
+    if (opt >= OPT_DEVICE) return FOR_ENGINE;
+    if (opt >= OPT_ENDPOINT) return FOR_OPENAI;
+    return FOR_ALL;
+}
+
+/* The first option on the command line that the backend b would ignore,
+ * refused by name.  by is what chose b; when it is an option of the same
+ * command line the fix is to drop one of the two, else (SSFTEVAL_ENDPOINT,
+ * --model alone) to name the option's backend. */
+static int refuse_ignored(const run_args *a, size_t b, const char *by, int by_option)
+{
+    for (const struct option *o = run_options; o->name; o++) {
+        int takes = option_backends(o->val);
+        if (o->val < OPT_COMMAND_BASE || !a->given[o->val - OPT_COMMAND_BASE] ||
+            (takes & backends[b].bit))
+            continue;
+        size_t its = 0;
+        while (!(takes & backends[its].bit))
+            its++;
+        if (by_option)
+            cli_error("--%s is an option of the %s backend, and %s selects the %s backend, which "
+                      "would ignore it; drop one of them",
+                      o->name, backends[its].name, by, backends[b].name);
+        else
+            cli_error("--%s is an option of the %s backend, and %s selects the %s backend, which "
+                      "would ignore it; drop --%s or pass %s",
+                      o->name, backends[its].name, by, backends[b].name, o->name,
+                      backends[its].by_flag);
+        return -1;
+    }
+    return 0;
+}
+
+/* The backend the command line selects (an index into backends, or -1
+ * with the error printed), *by what selected it and *by_option whether
+ * that is an option given. */
+static int choose_backend(const run_args *a, const char **by, int *by_option)
+{
+    const char *name = a->backend;
+    *by = NULL;
+    *by_option = 1;
+    if (!name && a->generations) {
+        name = "replay";
+        *by = "--generations";
+    } else if (!name && a->openai.endpoint) {
+        name = "openai";
+        *by = "--endpoint";
+    } else if (!name && getenv("SSFTEVAL_ENDPOINT")) {
+        name = "openai";
+        *by = "SSFTEVAL_ENDPOINT";
+        *by_option = 0;
+    } else if (!name && a->cfg.model) {
+        name = "engine";
+        *by = "--model (with no --endpoint or --generations)";
+        *by_option = 0;
+    }
     if (!name) {
         cli_error("run: no backend; pass --model DIR for the in-process engine, --backend openai "
                   "--endpoint URL, or --backend replay --generations FILE");
-        return NULL;
+        return -1;
     }
-    if (strcmp(name, "replay") == 0) return open_replay(a, desc);
-    if (strcmp(name, "openai") == 0) return open_openai(a, desc);
-    if (strcmp(name, "engine") == 0) return open_engine(a, hub, desc);
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (strcmp(name, backends[i].name) == 0) {
+            if (!*by) *by = backends[i].by_flag;
+            return (int)i;
+        }
     cli_error("--backend: '%s' is not a backend; use engine, openai or replay", name);
-    return NULL;
+    return -1;
+}
+
+static ssf_backend *open_backend(run_args *a, const ssf_hub *hub, ssf_buf *desc)
+{
+    const char *by;
+    int by_option;
+    int b = choose_backend(a, &by, &by_option);
+    if (b < 0 || refuse_ignored(a, (size_t)b, by, by_option)) return NULL;
+    if (backends[b].bit == FOR_REPLAY) return open_replay(a, desc);
+    if (backends[b].bit == FOR_OPENAI) return open_openai(a, desc);
+    return open_engine(a, hub, desc);
 }
 
 static int find_tasks(const cli *c, const char *list, const ssf_task ***tasks, size_t *n)
@@ -716,53 +847,6 @@ static int execute(cli *c, run_args *a, const char *task_list)
 
 int cmd_run(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        CLI_TASK_OPTIONS,
-        {"metric", required_argument, NULL, OPT_METRIC},
-        {"protocol", required_argument, NULL, OPT_PROTOCOL},
-        {"groups", required_argument, NULL, OPT_GROUPS},
-        {"samples", required_argument, NULL, OPT_SAMPLES},
-        {"compat", required_argument, NULL, OPT_COMPAT},
-        {"profile", required_argument, NULL, OPT_PROFILE},
-        {"backend", required_argument, NULL, OPT_BACKEND},
-        {"generations", required_argument, NULL, OPT_GENERATIONS},
-        {"model", required_argument, NULL, OPT_MODEL},
-        {"device", required_argument, NULL, OPT_DEVICE},
-        {"slots", required_argument, NULL, OPT_SLOTS},
-        {"max-context", required_argument, NULL, OPT_MAX_CONTEXT},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"gpu-memory-utilization", required_argument, NULL, OPT_GPU_MEMORY},
-        {"stop", required_argument, NULL, OPT_STOP},
-        {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
-        {"kv-blocks", required_argument, NULL, OPT_KV_BLOCKS},
-        {"no-cuda-graphs", no_argument, NULL, OPT_NO_CUDA_GRAPHS},
-        {"no-flash-prefill", no_argument, NULL, OPT_NO_FLASH_PREFILL},
-        {"no-pdl", no_argument, NULL, OPT_NO_PDL},
-        {"rope-in-attention", no_argument, NULL, OPT_ROPE_IN_ATTENTION},
-        {"own-small-gemms", required_argument, NULL, OPT_OWN_SMALL_GEMMS},
-        {"overlap-steps", no_argument, NULL, OPT_OVERLAP_STEPS},
-        {"fuse-norms", no_argument, NULL, OPT_FUSE_NORMS},
-        {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
-        {"db", required_argument, NULL, OPT_DB},
-        {"limit", required_argument, NULL, OPT_LIMIT},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"temperature", required_argument, NULL, OPT_TEMPERATURE},
-        {"top-p", required_argument, NULL, OPT_TOP_P},
-        {"top-k", required_argument, NULL, OPT_TOP_K},
-        {"min-p", required_argument, NULL, OPT_MIN_P},
-        {"max-new-tokens", required_argument, NULL, OPT_MAX_NEW_TOKENS},
-        {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
-        {"quiet", no_argument, NULL, OPT_QUIET},
-        {"endpoint", required_argument, NULL, OPT_ENDPOINT},
-        {"api-key-env", required_argument, NULL, OPT_API_KEY_ENV},
-        {"api", required_argument, NULL, OPT_API},
-        {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
-        {"request-n", required_argument, NULL, OPT_REQUEST_N},
-        {"stream", required_argument, NULL, OPT_STREAM},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
-        {NULL, 0, NULL, 0},
-    };
     run_args a = {.cfg = {.seed = 1234,
                           .chat_template = SSF_CHAT_QWEN25,
                           .profile = SSF_PROFILE_DEFAULT,
@@ -776,7 +860,7 @@ int cmd_run(int argc, char **argv)
     if (cli_init(&c)) return EXIT_WORK;
     char help[sizeof help_head + sizeof help_engine];
     snprintf(help, sizeof help, "%s%s", help_head, help_engine);
-    if (cli_parse(&c, argc, argv, opts, handle_option, &a, help, &rc) == 0) {
+    if (cli_parse(&c, argc, argv, run_options, handle_option, &a, help, &rc) == 0) {
         if (optind + 1 != argc) {
             cli_error("run: give the tasks as one argument, e.g. aime25,math_500; see `ssfteval "
                       "run --help`");
