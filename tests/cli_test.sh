@@ -74,6 +74,16 @@ for pair in aime24:30 aime25:30 math_500:500 gpqa_diamond:198; do
 done
 check "tasks --json" eval 'run 0 tasks --json --data-dir "$shared/data" && out_has "\"documents\": 198" && out_has "\"answer_type\": \"letters\""'
 check "SSFTEVAL_DATA_DIR" eval 'SSFTEVAL_DATA_DIR="$shared/data" run 0 tasks && out_has "math_500"'
+# A corrupt GPQA archive: cut short (the directory at its end lost) or
+# random bytes.  Only the error is looked at; no question text is printed.
+mkdir -p "$work/badzip/gpqa" && cp "$shared/data"/*.jsonl "$work/badzip/"
+head -c 100000 "$shared/data/gpqa/dataset.zip" >"$work/badzip/gpqa/dataset.zip"
+check "a GPQA zip cut short: exit 1, one line naming it and the fix" eval 'run 1 prompt gpqa_diamond --doc 0 --data-dir "$work/badzip" && err_has "^ssfteval: $work/badzip/gpqa/dataset.zip is not a zip archive (cut short, or another file); replace it with the published one$" && one_line_err && [ ! -s "$work/out" ]'
+head -c 5000 /dev/urandom >"$work/badzip/gpqa/dataset.zip"
+check "a GPQA zip of random bytes: the same" eval 'run 1 prompt gpqa_diamond --doc 0 --data-dir "$work/badzip" && err_has "dataset.zip is .*zip archive.*; replace it with the published one$" && one_line_err && [ ! -s "$work/out" ]'
+cp "$shared/data/gpqa/dataset.zip" "$work/badzip/gpqa/dataset.zip" && chmod u+w "$work/badzip/gpqa/dataset.zip"
+head -c 100 /dev/zero | dd of="$work/badzip/gpqa/dataset.zip" bs=1 seek=1000000 conv=notrunc status=none # inside gpqa_diamond.csv
+check "a GPQA zip whose member data is damaged: one line, the same fix" eval 'run 1 prompt gpqa_diamond --doc 0 --data-dir "$work/badzip" && err_has "dataset.zip: member dataset/gpqa_diamond.csv: .*damaged.*; replace .* with the published one$" && one_line_err && [ ! -s "$work/out" ]'
 check "missing data dir" eval 'run 1 tasks --data-dir "$work/nowhere" && err_has "data not found"'
 
 # --- prompts equal the reference, byte for byte (digests from the fixture)

@@ -644,6 +644,7 @@ static void test_zip_errors(void **state)
     char *not_zip = shared_path("data/aime24.jsonl");
     assert_int_equal(ssf_zip_read_member(not_zip, GPQA_MEMBER, NULL, &data, NULL, &err), -1);
     assert_contains(err.msg, "not a zip archive");
+    assert_contains(err.msg, "replace it with the published one");
     assert_null(data);
 
     free(not_zip);

@@ -26,10 +26,14 @@ static int open_error(const char *zip_path, int code, ssf_error *err)
     switch (code) {
     case ZIP_ER_NOENT:
         return ssf_fail(err, "cannot open %s: no such file; check --data-dir", zip_path);
-    case ZIP_ER_NOZIP:
-        return ssf_fail(err, "%s is not a zip archive", zip_path);
+    case ZIP_ER_NOZIP: /* also what a download cut short looks like: the directory is last */
+        return ssf_fail(err,
+                        "%s is not a zip archive (cut short, or another file); replace it with "
+                        "the published one",
+                        zip_path);
     case ZIP_ER_INCONS:
-        return ssf_fail(err, "%s is a damaged zip archive; download it again", zip_path);
+        return ssf_fail(err, "%s is a damaged zip archive; replace it with the published one",
+                        zip_path);
     default: {
         ssf_buf what = {0};
         ssf_buf_printf(&what, "cannot open %s", zip_path);
@@ -51,8 +55,15 @@ static int member_error(const char *zip_path, const char *member, zip_error_t *z
     case ZIP_ER_WRONGPASSWD:
         return ssf_fail(err, "%s: member %s is encrypted: wrong password", zip_path, member);
     case ZIP_ER_CRC:
-        return ssf_fail(err, "%s: member %s: CRC mismatch (wrong password or damaged archive)",
+        return ssf_fail(err,
+                        "%s: member %s: CRC mismatch (wrong password or damaged archive); "
+                        "replace the archive with the published one",
                         zip_path, member);
+    case ZIP_ER_ZLIB:
+    case ZIP_ER_COMPRESSED_DATA:
+        return ssf_fail(err,
+                        "%s: member %s: %s (a damaged archive); replace it with the published one",
+                        zip_path, member, zip_error_strerror(ze));
     default:
         return ssf_fail(err, "%s: member %s: %s", zip_path, member, zip_error_strerror(ze));
     }
