@@ -412,6 +412,19 @@ static void describe_curl(const openai *b, const slot *s, const char *url, CURLc
         ssf_buf_printf(msg, "request to %s failed: %s", url, why);
 }
 
+/* The fix for a refusal that says what on the command line is wrong: the
+ * key (401, 403), or the URL or the model name (404).  It follows the
+ * server's sentence, so that sentence's full stop goes. */
+static void http_fix(const openai *b, long status, ssf_buf *msg)
+{
+    if (status != 401 && status != 403 && status != 404) return;
+    if (msg->len > 0 && msg->data[msg->len - 1] == '.') msg->data[--msg->len] = '\0';
+    if (status == 404)
+        ssf_buf_printf(msg, "; check --endpoint (%s) and --model", b->endpoint);
+    else
+        ssf_buf_puts(msg, "; set OPENAI_API_KEY or name the variable with --api-key-env");
+}
+
 /* An HTTP error status or a failed transfer: the message, and whether
  * another attempt may succeed. */
 static int describe_failure(const openai *b, const slot *s, const char *url, CURLcode res,
@@ -422,6 +435,7 @@ static int describe_failure(const openai *b, const slot *s, const char *url, CUR
         ssf_api_error_from_body(&e, s->body.data, s->body.len);
         ssf_buf_printf(msg, "HTTP %ld from %s%s%s", status, url, e.message[0] ? ": " : "",
                        e.message);
+        http_fix(b, status, msg);
         return ssf_retry_http(status, s->body.data, &s->hints);
     }
     describe_curl(b, s, url, res, status, msg);

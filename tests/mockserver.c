@@ -774,6 +774,11 @@ static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *
             nested_error("This model's maximum context length is 32768 tokens. However, you "
                          "requested 40000 tokens.",
                          "BadRequestError", json_integer(400)));
+    case MOCK_401:
+        return reply_json(s, c, 401,
+                          nested_error("Incorrect API key provided: sk-wrong. You can find your "
+                                       "API key at https://platform.openai.com/account/api-keys.",
+                                       "invalid_request_error", json_string("invalid_api_key")));
     case MOCK_QUOTA:
         return reply_json(s, c, 429,
                           nested_error("You exceeded your current quota, please check your plan "
@@ -787,7 +792,7 @@ static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *
 static int is_early_fault(enum mock_fault f)
 {
     return f == MOCK_429 || f == MOCK_TGI_429 || f == MOCK_500 || f == MOCK_503 || f == MOCK_400 ||
-           f == MOCK_QUOTA || f == MOCK_RESET;
+           f == MOCK_401 || f == MOCK_QUOTA || f == MOCK_RESET;
 }
 
 /* One line per generation request on stderr, for debugging a client. */

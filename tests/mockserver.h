@@ -49,6 +49,7 @@ enum mock_fault {
                           choice ends with finish_reason "abort" and [DONE]; non-streaming:
                           a 200 whose choices end "abort" */
     MOCK_FILTERED,     /* the same with finish_reason "content_filter": never worth a retry */
+    MOCK_401,          /* OpenAI's 401 for a wrong API key: never worth a retry */
 };
 
 /* A rule matches attempt a (counted from 0) of key k when from <= a <

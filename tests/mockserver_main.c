@@ -38,6 +38,7 @@ static const char *const fault_names[] = {
     [MOCK_400] = "400",
     [MOCK_QUOTA] = "quota",
     [MOCK_LENGTH_EMPTY] = "length-empty",
+    [MOCK_401] = "401",
 };
 
 static void usage(FILE *out)
@@ -49,7 +50,7 @@ static void usage(FILE *out)
           "                  [--fault-after N] [--chunks N] [--retry-after S]\n"
           "                  [--retry-after-ms N] [--health-fail K] [--fault SPEC]...\n"
           "SPEC: KIND[,from=A][,count=C][,mod=M][,rem=R]; KIND: slow 429 tgi429 500 503 reset\n"
-          "      stall truncated invalid-json stream-error 400 quota length-empty\n",
+          "      stall truncated invalid-json stream-error 400 401 quota length-empty\n",
           out);
 }
 
@@ -62,10 +63,12 @@ static int parse_uint(const char *s, unsigned *out)
     return 0;
 }
 
+/* Kinds without a name here (abort, filtered) leave holes in fault_names. */
 static int parse_kind(const char *s, size_t len, enum mock_fault *out)
 {
     for (size_t i = 1; i < sizeof fault_names / sizeof fault_names[0]; i++)
-        if (strlen(fault_names[i]) == len && strncmp(s, fault_names[i], len) == 0) {
+        if (fault_names[i] && strlen(fault_names[i]) == len &&
+            strncmp(s, fault_names[i], len) == 0) {
             *out = (enum mock_fault)i;
             return 0;
         }

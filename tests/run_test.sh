@@ -274,6 +274,10 @@ start_mock
 check "after SIGINT, a rerun completes only what is missing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && ! grep -q "0 stored before" "$work/err"'
 check "the metrics a rescore made under another profile follow the resume (they stayed those of the stopped run)" eval 'run 0 report 1 --profile lighteval --format csv --db "$work/i.sqlite" && [ "$(grep -c ",lighteval,pass@1,\|,lighteval,cons@" "$work/out")" -eq 3 ] && awk -F, '"'"'$6 == "lighteval" && ($12 != 2 || $14 != 0 || $15 != 0) { bad = 1 } END { exit bad }'"'"' "$work/out"'
 stop_mock
+start_mock --fault 401
+check "openai backend: a refused API key (401) fails every sample, naming the fix" eval 'run 1 run synth --backend openai --endpoint "$endpoint" --db "$work/k.sqlite" "${common[@]}" && grep -q "failed: HTTP 401 from $endpoint/completions: Incorrect API key provided: sk-wrong.*; set OPENAI_API_KEY or name the variable with --api-key-env$" "$work/err"'
+check "openai backend: a model the server lacks (404) names --endpoint and --model" eval 'run 1 run synth --backend openai --endpoint "$endpoint" --model nosuch --db "$work/k2.sqlite" "${common[@]}" && grep -q "failed: HTTP 404 from $endpoint/completions: The model .nosuch. does not exist; check --endpoint ($endpoint) and --model$" "$work/err"'
+stop_mock
 check "openai backend: unreachable server fails every sample, named" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --max-attempts 2 --db "$work/u.sqlite" "${common[@]}" && grep -q "116 failed" "$work/err" && grep -q "failed: gave up after 2 attempts: cannot reach http://127.0.0.1:1/v1: .*check --endpoint" "$work/err"'
 check "one reason is said once, not for each of the 116 samples" [ "$(grep -c " failed: " "$work/err")" -eq 1 ]
 check "no question scored: the table says - for the value, not nan" eval '[ "$(metric synth cons@32)" = "-" ] && ! grep -q nan "$work/out"'

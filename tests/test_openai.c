@@ -736,6 +736,35 @@ static void test_not_retried(void **state)
     run_fatal(MOCK_QUOTA, 1, "quota");
     run_fatal(MOCK_FILTERED, 0, "content_filter");
     run_fatal(MOCK_FILTERED, 1, "content_filter");
+    /* Refusals that the command line causes name the option that fixes them. */
+    run_fatal(MOCK_401, 0,
+              "Incorrect API key provided: sk-wrong. You can find your API key at "
+              "https://platform.openai.com/account/api-keys; set OPENAI_API_KEY or name the "
+              "variable with --api-key-env");
+    run_fatal(MOCK_401, 1, "HTTP 401 from");
+}
+
+/* A model the server does not serve: 404, never retried, and the message
+ * points at --endpoint and --model. */
+static void test_not_found(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.model = "served-elsewhere"};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 1, 3, 8500, 0);
+    ssf_openai_options o = options_for(&r, m);
+    generate(&o, &r);
+    char needle[256];
+    snprintf(needle, sizeof needle,
+             "HTTP 404 from %s/completions: The model `mock-model` does not exist; check "
+             "--endpoint (%s) and --model",
+             r.endpoint, r.endpoint);
+    expect_all_failed(&r, NULL, needle); /* the mock counts no attempt of a 404 */
+    for (size_t i = 0; i < r.n; i++)
+        assert_int_equal(r.out[i].attempts, 1);
+    free_run(&r);
+    mockserver_stop(m);
 }
 
 /* Nothing listens on port 1: every sample fails, naming the endpoint, and
@@ -963,6 +992,7 @@ int main(void)
         cmocka_unit_test_setup(test_stall_plain, arm_watchdog),
         cmocka_unit_test_setup(test_slow_tokens, arm_watchdog),
         cmocka_unit_test_setup(test_not_retried, arm_watchdog),
+        cmocka_unit_test_setup(test_not_found, arm_watchdog),
         cmocka_unit_test_setup(test_unreachable, arm_watchdog),
         cmocka_unit_test_setup(test_breaker, arm_watchdog),
         cmocka_unit_test_setup(test_no_head_of_line, arm_watchdog),
