@@ -187,6 +187,17 @@ struct ssf_store {
 
 /* ---- errors ------------------------------------------------------------- */
 
+/* Whether a statement of this connection is still reading: its read
+ * transaction stays open, and a write begun inside it cannot wait for
+ * another writer (SQLite calls no busy handler there) nor follow one that
+ * committed since the read began (SQLITE_BUSY_SNAPSHOT). */
+static int reading(ssf_store *s)
+{
+    for (sqlite3_stmt *st = sqlite3_next_stmt(s->db, NULL); st; st = sqlite3_next_stmt(s->db, st))
+        if (sqlite3_stmt_busy(st) && sqlite3_stmt_readonly(st)) return 1;
+    return 0;
+}
+
 /* Turns an SQLite result code into one line naming the file and the fix.
  * Call it before anything else touches the connection: a ROLLBACK would
  * replace sqlite3_errmsg. */
@@ -196,6 +207,13 @@ static int db_fail(ssf_store *s, int rc, const char *what, ssf_error *err)
     switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
+        /* Refused at once, not after STORE_BUSY_TIMEOUT_MS. */
+        if (sqlite3_extended_errcode(s->db) == SQLITE_BUSY_SNAPSHOT || reading(s))
+            return ssf_fail(err,
+                            "%s: cannot %s in the middle of reading it while another ssfteval "
+                            "writes to it (SQLite lets no write wait inside a read: an internal "
+                            "error); run the command again",
+                            s->path, what);
         return ssf_fail(err,
                         "%s is busy (another ssfteval is writing?): cannot %s within %d ms; "
                         "wait for the other writer to finish or use another --db path",

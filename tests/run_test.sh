@@ -140,6 +140,16 @@ kill "$reader" 2>/dev/null # a reader still waiting: the pipe was never written
 check "export --out a named pipe writes into it, the pipe stays" eval '[ -p "$work/pipe" ] && [ "$(wc -l <"$work/piped.jsonl")" -eq 116 ]'
 check "a run id past 64 bits is refused, not clamped" eval 'run 2 export 99999999999999999999 --db "$work/a.sqlite" && grep -q "is not a run id" "$work/err"'
 check "rescore of a run of a task from a spec file, without --task-file: one line naming the task and the fix" eval 'run 1 rescore 1 --db "$work/a.sqlite" --data-dir "$work" && grep -q "^ssfteval: run 1 evaluated task synth, which is not known here; pass --task-file FILE with the spec it was run with$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
+# rescore while another connection holds the store's write lock and then
+# commits (a run writing it): rescore reads its samples first and stores
+# the grades after, so its writes wait for the other writer; a write inside
+# the read would fail at once (no busy wait inside a read, and a stale
+# snapshot once the other commits).
+(echo ".timeout 5000"; echo "BEGIN IMMEDIATE; UPDATE runs SET finished_at = finished_at WHERE id = 1;"; sleep 2; echo "COMMIT;") | sqlite3 "$work/a.sqlite" &
+holder=$!
+for _ in $(seq 100); do sqlite3 "$work/a.sqlite" "BEGIN IMMEDIATE; ROLLBACK;" 2>/dev/null || break; sleep 0.02; done
+check "rescore while another connection writes the store waits for it, then stores every grade" eval 'run 0 rescore 1 --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && grep -q "^run 1: 116 samples graded under profile default$" "$work/err"'
+wait "$holder"
 check "rescore with the lighteval profile" eval 'run 0 rescore 1 --profile lighteval --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "75.00" ]'
 check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
 if command -v sqlite3 >/dev/null; then

@@ -580,8 +580,8 @@ static void test_foreach_order(void **state)
     free(dir);
 }
 
-/* Re-scoring grades each sample from inside the walk: writes and a nested
- * walk from a callback must work on the same connection. */
+/* With no other writer, writes and a nested walk from a callback work on
+ * the same connection. */
 typedef struct regrade_ctx {
     ssf_store *s;
     int64_t run;
@@ -626,6 +626,78 @@ static void test_write_during_walk(void **state)
     assert_int_equal(c.n, 20);
     assert_int_equal(c.inner, 400);
     assert_query(path, "SELECT count(*) FROM grades WHERE profile = 'new'", "20");
+    ssf_store_close(s);
+    remove_tree(dir);
+    free(path);
+    free(dir);
+}
+
+/* Another connection writes while this one walks: a write from inside the
+ * walk can neither wait for it (SQLite calls no busy handler inside a
+ * read) nor follow its commit (SQLITE_BUSY_SNAPSHOT).  It fails at once,
+ * and the message must say so, not claim a wait of the busy timeout. */
+typedef struct stale_ctx {
+    ssf_store *s, *other;
+    int other_commits; /* else a third connection holds the write lock */
+    int64_t run;
+    int rc;
+    double took;
+    ssf_error err;
+} stale_ctx;
+
+static int write_behind_other(const ssf_stored_sample *st, void *ud)
+{
+    stale_ctx *c = ud;
+    ssf_grade_row g = {.profile = "new", .verdict = 1};
+    ssf_error err;
+    if (c->other_commits &&
+        ssf_store_put_grade(c->other, c->run, st->task, st->doc, st->tag, st->index, &g, &err))
+        fail_msg("the other connection's write: %s", err.msg);
+    double t0 = ssf_monotonic_seconds();
+    c->rc = ssf_store_put_grade(c->s, c->run, st->task, st->doc, st->tag, st->index, &g, &c->err);
+    c->took = ssf_monotonic_seconds() - t0;
+    return 1; /* one sample is enough */
+}
+
+static void expect_refused_in_read(stale_ctx *c)
+{
+    ssf_error err;
+    assert_int_equal(
+        ssf_store_foreach_sample(c->s, c->run, NULL, NULL, write_behind_other, c, &err), 1);
+    assert_int_equal(c->rc, -1);
+    if (!strstr(c->err.msg, "cannot store a grade in the middle of reading it while another "
+                            "ssfteval writes to it") ||
+        !strstr(c->err.msg, "run the command again") || strstr(c->err.msg, "within"))
+        fail_msg("message: %s", c->err.msg);
+    assert_true(c->took < 1.0);
+}
+
+static void test_write_in_stale_read(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = join(dir, "r.db");
+    ssf_store *s = open_store(path), *other = open_store(path);
+    int resumed;
+    int64_t run = begin(s, "h", &resumed);
+    for (int i = 0; i < 3; i++) {
+        ssf_sample_row r = sample("t", i, 0, 0, "x");
+        put(s, run, &r, NULL);
+    }
+    stale_ctx c = {.s = s, .other = other, .other_commits = 1, .run = run};
+    expect_refused_in_read(&c); /* SQLITE_BUSY_SNAPSHOT */
+    sqlite3 *holder;
+    assert_int_equal(sqlite3_open(path, &holder), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(holder, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    c.other_commits = 0;
+    expect_refused_in_read(&c); /* SQLITE_BUSY, with no wait */
+    sqlite3_exec(holder, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(holder);
+    /* Out of the read, the same write goes through. */
+    ssf_grade_row g = {.profile = "new", .verdict = 1};
+    ssf_error err;
+    if (ssf_store_put_grade(s, run, "t", 0, 0, 0, &g, &err)) fail_msg("put_grade: %s", err.msg);
+    ssf_store_close(other);
     ssf_store_close(s);
     remove_tree(dir);
     free(path);
@@ -1023,15 +1095,25 @@ static void test_kill9(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_reopen),       cmocka_unit_test(test_runs_resume),
-        cmocka_unit_test(test_sample_round_trip),   cmocka_unit_test(test_failed_then_success),
-        cmocka_unit_test(test_settle_by_store),     cmocka_unit_test(test_grades),
-        cmocka_unit_test(test_foreach_order),       cmocka_unit_test(test_write_during_walk),
-        cmocka_unit_test(test_metrics_upsert),      cmocka_unit_test(test_refuses_foreign),
-        cmocka_unit_test(test_refuses_foreign_wal), cmocka_unit_test(test_refuses_random_bytes),
-        cmocka_unit_test(test_refuses_newer),       cmocka_unit_test(test_refuses_truncated),
-        cmocka_unit_test(test_refuses_bit_rot),     cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_waits_for_writer),    cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_create_reopen),
+        cmocka_unit_test(test_runs_resume),
+        cmocka_unit_test(test_sample_round_trip),
+        cmocka_unit_test(test_failed_then_success),
+        cmocka_unit_test(test_settle_by_store),
+        cmocka_unit_test(test_grades),
+        cmocka_unit_test(test_foreach_order),
+        cmocka_unit_test(test_write_during_walk),
+        cmocka_unit_test(test_write_in_stale_read),
+        cmocka_unit_test(test_metrics_upsert),
+        cmocka_unit_test(test_refuses_foreign),
+        cmocka_unit_test(test_refuses_foreign_wal),
+        cmocka_unit_test(test_refuses_random_bytes),
+        cmocka_unit_test(test_refuses_newer),
+        cmocka_unit_test(test_refuses_truncated),
+        cmocka_unit_test(test_refuses_bit_rot),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_waits_for_writer),
+        cmocka_unit_test(test_kill9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
