@@ -115,6 +115,8 @@ enum {
     OPT_MAX_NEW_TOKENS,
     OPT_CHAT_TEMPLATE,
     OPT_QUIET,
+    /* From here on the openai backend's options, then from OPT_DEVICE on the
+     * engine's: option_backends tells them apart by this order. */
     OPT_ENDPOINT,
     OPT_API_KEY_ENV,
     OPT_API,
