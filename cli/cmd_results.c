@@ -321,6 +321,7 @@ typedef struct rescore_ctx {
     const ssf_docs *docs; /* of the current task */
     const ssf_task *task;
     int order_override;     /* the run's multiple-choice order, as its data was loaded */
+    json_t *config;         /* the run's stored configuration */
     graded_sample *pending; /* the current task's grades, not stored yet */
     size_t n_pending, cap_pending;
     size_t graded;
@@ -392,6 +393,34 @@ static int refuse_order(int asked, int64_t run, const char *used, ssf_error *err
                     ssf_choice_order_name((ssf_choice_order)asked), run, used);
 }
 
+/* The data loaded again must be what the run asked and graded against: an
+ * edited --task-file's rows would grade old samples against other golds, and
+ * samples of rows it no longer has would keep their old grades.  (A store
+ * from before the digest is checked by its document count alone.) */
+static int check_documents(const rescore_ctx *r, const char *name, const ssf_docs *docs)
+{
+    const json_t *entry = NULL, *t;
+    size_t i;
+    json_array_foreach(json_object_get(r->config, "tasks"), i, t)
+    {
+        const char *n = json_string_value(json_object_get(t, "name"));
+        if (n && strcmp(n, name) == 0) entry = t;
+    }
+    json_int_t n = json_integer_value(json_object_get(entry, "documents"));
+    const char *want = json_string_value(json_object_get(entry, "documents_sha256"));
+    int tpl =
+        ssf_chat_template_from_name(json_string_value(json_object_get(r->config, "chat_template")));
+    char got[65] = "";
+    if (want && tpl >= 0 && n >= 0 && (size_t)n <= docs->n)
+        ssf_run_documents_digest(r->task, docs, (size_t)n, (ssf_chat_template)tpl, got);
+    if (n >= 0 && (size_t)n <= docs->n && (!want || tpl < 0 || strcmp(want, got) == 0)) return 0;
+    return ssf_fail(r->err,
+                    "task %s: the data loaded now (%zu documents from %s) is not what run %" PRId64
+                    " asked and graded against (%" JSON_INTEGER_FORMAT
+                    " documents); pass the --task-file and --data-dir it was run with",
+                    name, docs->n, docs->origin ? docs->origin : "?", r->run, n);
+}
+
 static int rescore_task(rescore_ctx *r, const char *name)
 {
     /* Not cli_find_task: its list of the known tasks would be a second
@@ -410,6 +439,10 @@ static int rescore_task(rescore_ctx *r, const char *name)
     ssf_data_options o = cli_data_options(r->c);
     o.order_override = r->order_override;
     if (ssf_task_load_docs(r->task, &o, &docs, r->err)) return -1;
+    if (check_documents(r, name, &docs)) {
+        ssf_docs_free(&docs);
+        return -1;
+    }
     r->docs = &docs;
     /* Graded while read, stored after: a write inside the read needs the
      * read's snapshot to be the newest, and once a run writing the same
@@ -471,8 +504,13 @@ int cmd_rescore(int argc, char **argv)
                  "run %" PRId64 " was graded under profile '%s', unknown here; pass --profile", run,
                  profile ? profile : "(none)");
     ssf_grader *g = which >= 0 ? ssf_grader_new((ssf_profile)which, &err) : NULL;
-    rescore_ctx rc_ctx = {
-        .store = store, .run = run, .grader = g, .profile = profile, .c = &c, .err = &err};
+    rescore_ctx rc_ctx = {.store = store,
+                          .run = run,
+                          .grader = g,
+                          .profile = profile,
+                          .c = &c,
+                          .config = json_loads(r.config_json ? r.config_json : "", 0, NULL),
+                          .err = &err};
     rc = g ? 0 : -1;
     if (rc == 0) rc = run_choice_order(&r, c.order_override, &rc_ctx.order_override, &err);
     char *tasks = ssf_xstrdup(r.tasks ? r.tasks : ""), *save = NULL;
@@ -486,6 +524,7 @@ int cmd_rescore(int argc, char **argv)
                 rc_ctx.graded, profile);
     free(tasks);
     free(rc_ctx.pending);
+    json_decref(rc_ctx.config);
     ssf_grader_free(g);
     ssf_run_row_clear(&r);
     return finish(&c, store, rc ? EXIT_WORK : 0);

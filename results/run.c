@@ -149,13 +149,14 @@ static int plan_task(const ssf_run_config *cfg, const ssf_task *t, task_plan *p,
  * document's user message, prompt and gold.  Built-in tasks pin their data
  * by SHA-256, but a --task-file's data or prompt may be edited between two
  * attempts; the second is then another run, not more samples of the first. */
-static void documents_digest(const ssf_run_config *cfg, const task_plan *p, char hex[65])
+void ssf_run_documents_digest(const ssf_task *t, const ssf_docs *docs, size_t n,
+                              ssf_chat_template tpl, char hex[65])
 {
     ssf_buf b = {0};
-    for (size_t i = 0; i < p->n_docs; i++) {
-        const ssf_doc *d = &p->docs.items[i];
-        char *content = ssf_prompt_user_content(p->task, d);
-        char *prompt = ssf_prompt_render(p->task, d, cfg->chat_template, 0);
+    for (size_t i = 0; i < n && i < docs->n; i++) {
+        const ssf_doc *d = &docs->items[i];
+        char *content = ssf_prompt_user_content(t, d);
+        char *prompt = ssf_prompt_render(t, d, tpl, 0);
         /* NUL-separated: no field can end inside another. */
         ssf_buf_append(&b, content, strlen(content) + 1);
         ssf_buf_append(&b, prompt, strlen(prompt) + 1);
@@ -173,7 +174,7 @@ static json_t *task_config(const ssf_run_config *cfg, const task_plan *p)
     for (size_t i = 0; i < p->n_metrics; i++)
         json_array_append_new(metrics, json_string(p->metrics[i].name));
     char digest[65];
-    documents_digest(cfg, p, digest);
+    ssf_run_documents_digest(p->task, &p->docs, p->n_docs, cfg->chat_template, digest);
     return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o}", "name", p->task->name, "answer_type",
                      ssf_answer_type_name(p->task->answer_type), "groups", p->ctx.task_groups,
                      "documents", (json_int_t)p->n_docs, "documents_sha256", digest, "metrics",

@@ -58,6 +58,12 @@ typedef struct ssf_run_summary {
 int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *store,
                     ssf_run_summary *summary, ssf_error *err);
 
+/* SHA-256 of what a run's samples of task t were asked and graded against:
+ * the first n documents' user messages, prompts under tpl and golds.  The run
+ * stores it; rescore checks the data it loads against it. */
+void ssf_run_documents_digest(const ssf_task *t, const ssf_docs *docs, size_t n,
+                              ssf_chat_template tpl, char hex[65]);
+
 /* The request that grades a sample's text (finish_reason may be NULL) against
  * document d of task t, as run and rescore make it. */
 ssf_grade_request ssf_sample_grade_request(const ssf_task *t, const ssf_doc *d, const char *text,

@@ -187,6 +187,10 @@ sed -i 's/"a": "1"/"a": "91"/' "$work/edit/synth.jsonl"
 check "a gold edited in a task file's data is another run" eval 'run 1 run synth "${edit[@]}" && grep -q "run 2 incomplete (new)" "$work/err"'
 sed -i 's/"prompt": "Q: {{question}}"/"prompt": "Question: {{question}}"/' "$work/edit/synth.json"
 check "a task file's prompt edited is another run" eval 'run 1 run synth "${edit[@]}" && grep -q "run 3 incomplete (new)" "$work/err"'
+check "rescore refuses data other than the run's (it graded old samples against the new golds)" eval 'run 1 rescore 1 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "^ssfteval: task synth: the data loaded now (2 documents from .*) is not what run 1 asked and graded against (2 documents); pass the --task-file and --data-dir it was run with$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
+check "rescore takes the data the run was made with" run 0 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit"
+head -n 1 "$work/edit/synth.jsonl" >"$work/edit/one.jsonl" && mv "$work/edit/one.jsonl" "$work/edit/synth.jsonl"
+check "rescore refuses data with fewer rows than the run asked" eval 'run 1 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "(1 documents from .*) is not what run 3 asked and graded against (2 documents)" "$work/err"'
 
 # 6. Bad input.
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
