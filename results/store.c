@@ -499,7 +499,10 @@ static int migrate(ssf_store *s, int version, ssf_error *err)
     if (s->readonly) {
         if (version == 0)
             return ssf_fail(
-                err, "%s holds no ssfteval results (empty database): check the --db path", s->path);
+                err,
+                "%s holds no ssfteval results (empty database): check the --db path (a copy made "
+                "while a run wrote needs the -wal file beside it copied too)",
+                s->path);
         return ssf_fail(err,
                         "%s has schema %d, older than this ssfteval's %d: open it once without "
                         "read-only to upgrade it",

@@ -119,6 +119,7 @@ if [ "$(id -u)" -ne 0 ] || su nobody -s /bin/sh -c true 2>/dev/null; then
     rm -rf "$rw"
 fi
 chmod 755 "$ro" && rm -rf "$ro"
+check "an empty database names the -wal a copy needs" eval ': >"$work/empty.sqlite" && run 1 runs --db "$work/empty.sqlite" && grep -q "holds no ssfteval results (empty database): check the --db path (a copy made while a run wrote needs the -wal file beside it copied too)$" "$work/err"'
 check "runs takes no argument" eval 'run 2 runs 42 --db "$work/a.sqlite" && grep -q "unexpected argument .42." "$work/err"'
 check "show" eval 'run 0 show 1 --doc 1 --db "$work/a.sqlite" && grep -q "no answer" "$work/out" && [ "$(grep -c "right" "$work/out")" -gt 50 ]'
 check "export round-trips" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/exported.jsonl" && [ "$(wc -l <"$work/exported.jsonl")" -eq 116 ] && run 0 run synth --generations "$work/exported.jsonl" --db "$work/c.sqlite" "${common[@]}" && [ "$(metric synth cons@32)" = "50.00" ]'
