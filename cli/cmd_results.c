@@ -304,85 +304,18 @@ int cmd_show(int argc, char **argv)
 
 /* ---- rescore --------------------------------------------------------------- */
 
-/* A grade made while the run's samples are read, stored once the read is
- * over (see rescore_task). */
-typedef struct graded_sample {
-    int64_t doc;
-    int tag, index, verdict, no_answer;
-    char *gold_extracted, *pred_extracted, *pred_key, *reason;
-} graded_sample;
-
 typedef struct rescore_ctx {
     ssf_store *store;
     int64_t run;
     const ssf_grader *grader;
     const char *profile;
     cli *c;
-    const ssf_docs *docs; /* of the current task */
     const ssf_task *task;
-    int order_override;     /* the run's multiple-choice order, as its data was loaded */
-    json_t *config;         /* the run's stored configuration */
-    graded_sample *pending; /* the current task's grades, not stored yet */
-    size_t n_pending, cap_pending;
+    int order_override; /* the run's multiple-choice order, as its data was loaded */
+    json_t *config;     /* the run's stored configuration */
     size_t graded;
     ssf_error *err;
 } rescore_ctx;
-
-static int rescore_sample(const ssf_stored_sample *s, void *ud)
-{
-    rescore_ctx *r = ud;
-    if (s->error || !s->text || (size_t)s->doc >= r->docs->n) return 0;
-    const ssf_doc *d = &r->docs->items[s->doc];
-    ssf_grade_request req = ssf_sample_grade_request(r->task, d, s->text, s->finish_reason);
-    ssf_grade_result res;
-    ssf_grade(r->grader, &req, &res);
-    if (r->n_pending == r->cap_pending) {
-        r->cap_pending = r->cap_pending ? 2 * r->cap_pending : 256;
-        r->pending = ssf_xrealloc(r->pending, r->cap_pending * sizeof *r->pending);
-    }
-    /* The result's strings move into the list: no ssf_grade_result_clear. */
-    r->pending[r->n_pending++] = (graded_sample){.doc = s->doc,
-                                                 .tag = s->tag,
-                                                 .index = s->index,
-                                                 .verdict = res.verdict,
-                                                 .no_answer = res.no_answer,
-                                                 .gold_extracted = res.gold_extracted,
-                                                 .pred_extracted = res.pred_extracted,
-                                                 .pred_key = res.pred_key,
-                                                 .reason = ssf_xstrdup(res.reason)};
-    return 0;
-}
-
-/* Stores the pending grades of task, each in its own transaction as a run
- * stores its samples, so a run writing the same store waits little. */
-static int store_pending(rescore_ctx *r, const char *task)
-{
-    int rc = 0;
-    for (size_t i = 0; i < r->n_pending && rc == 0; i++) {
-        const graded_sample *p = &r->pending[i];
-        ssf_grade_row g = {.profile = r->profile,
-                           .verdict = p->verdict,
-                           .no_answer = p->no_answer,
-                           .gold_extracted = p->gold_extracted,
-                           .pred_extracted = p->pred_extracted,
-                           .pred_key = p->pred_key,
-                           .reason = p->reason};
-        rc = ssf_store_put_grade(r->store, r->run, task, p->doc, p->tag, p->index, &g, r->err);
-        if (rc == 0) r->graded++;
-    }
-    return rc;
-}
-
-static void clear_pending(rescore_ctx *r)
-{
-    for (size_t i = 0; i < r->n_pending; i++) {
-        free(r->pending[i].gold_extracted);
-        free(r->pending[i].pred_extracted);
-        free(r->pending[i].pred_key);
-        free(r->pending[i].reason);
-    }
-    r->n_pending = 0;
-}
 
 static int refuse_order(int asked, int64_t run, const char *used, ssf_error *err)
 {
@@ -443,16 +376,9 @@ static int rescore_task(rescore_ctx *r, const char *name)
         ssf_docs_free(&docs);
         return -1;
     }
-    r->docs = &docs;
-    /* Graded while read, stored after: a write inside the read needs the
-     * read's snapshot to be the newest, and once a run writing the same
-     * store commits it is not; SQLite then refuses the write at once
-     * (SQLITE_BUSY_SNAPSHOT), without waiting for the other writer. */
-    int rc = ssf_store_foreach_sample(r->store, r->run, name, NULL, rescore_sample, r, r->err);
-    r->docs = NULL;
+    int rc = ssf_run_grade_stored(r->store, r->run, r->task, &docs, r->grader, r->profile, 0,
+                                  &r->graded, r->err);
     ssf_docs_free(&docs);
-    if (rc == 0) rc = store_pending(r, name);
-    clear_pending(r);
     return rc;
 }
 
@@ -523,7 +449,6 @@ int cmd_rescore(int argc, char **argv)
         fprintf(stderr, "run %" PRId64 ": %zu samples graded under profile %s\n", run,
                 rc_ctx.graded, profile);
     free(tasks);
-    free(rc_ctx.pending);
     json_decref(rc_ctx.config);
     ssf_grader_free(g);
     ssf_run_row_clear(&r);

@@ -555,67 +555,85 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
 
 /* ---- the other profiles -------------------------------------------------- */
 
-/* A stored sample with no grade under the profile asked for. */
-typedef struct ungraded {
+/* A grade made while a task's samples are read, stored once the read is
+ * over: a write inside the read needs the read's snapshot to be the newest,
+ * and once a run writing the same store commits it is not; SQLite then
+ * refuses the write at once (SQLITE_BUSY_SNAPSHOT), without waiting. */
+typedef struct graded_sample {
     int64_t doc;
-    int tag, index;
-    char *text, *finish_reason;
-} ungraded;
+    int tag, index, verdict, no_answer;
+    char *gold_extracted, *pred_extracted, *pred_key, *reason;
+} graded_sample;
 
-typedef struct ungraded_list {
-    ungraded *items;
+typedef struct regrade {
+    const ssf_task *task;
+    const ssf_docs *docs;
+    const ssf_grader *grader;
+    int only_ungraded;
+    graded_sample *items;
     size_t n, cap;
-} ungraded_list;
+} regrade;
 
-static int note_ungraded(const ssf_stored_sample *s, void *ud)
+static int grade_while_read(const ssf_stored_sample *s, void *ud)
 {
-    ungraded_list *l = ud;
-    if (s->error || !s->text || s->graded) return 0;
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 64;
-        l->items = ssf_xrealloc(l->items, l->cap * sizeof *l->items);
+    regrade *r = ud;
+    if (s->error || !s->text || (r->only_ungraded && s->graded) || s->doc < 0 ||
+        (size_t)s->doc >= r->docs->n)
+        return 0;
+    ssf_grade_request req =
+        ssf_sample_grade_request(r->task, &r->docs->items[s->doc], s->text, s->finish_reason);
+    ssf_grade_result res;
+    ssf_grade(r->grader, &req, &res);
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 256;
+        r->items = ssf_xrealloc(r->items, r->cap * sizeof *r->items);
     }
-    l->items[l->n++] = (ungraded){s->doc, s->tag, s->index, ssf_xstrdup(s->text),
-                                  s->finish_reason ? ssf_xstrdup(s->finish_reason) : NULL};
+    /* The result's strings move into the list: no ssf_grade_result_clear. */
+    r->items[r->n++] = (graded_sample){.doc = s->doc,
+                                       .tag = s->tag,
+                                       .index = s->index,
+                                       .verdict = res.verdict,
+                                       .no_answer = res.no_answer,
+                                       .gold_extracted = res.gold_extracted,
+                                       .pred_extracted = res.pred_extracted,
+                                       .pred_key = res.pred_key,
+                                       .reason = ssf_xstrdup(res.reason)};
     return 0;
 }
 
-static void free_ungraded(ungraded_list *l)
+static void free_regrade(regrade *r)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].text);
-        free(l->items[i].finish_reason);
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->items[i].gold_extracted);
+        free(r->items[i].pred_extracted);
+        free(r->items[i].pred_key);
+        free(r->items[i].reason);
     }
-    free(l->items);
+    free(r->items);
 }
 
-/* Grades a task's stored samples that have no grade under g's profile.  They
- * are read first and written after: a write inside the walk would meet the
- * walk's own read snapshot. */
-static int grade_task_under(const ssf_grader *g, const char *profile, const task_plan *p,
-                            ssf_store *store, int64_t run_id, ssf_error *err)
+int ssf_run_grade_stored(ssf_store *store, int64_t run_id, const ssf_task *t, const ssf_docs *docs,
+                         const ssf_grader *g, const char *profile, int only_ungraded,
+                         size_t *graded, ssf_error *err)
 {
-    ungraded_list l = {0};
-    int rc =
-        ssf_store_foreach_sample(store, run_id, p->task->name, profile, note_ungraded, &l, err);
-    for (size_t i = 0; i < l.n && rc == 0; i++) {
-        const ungraded *u = &l.items[i];
-        if (u->doc < 0 || (size_t)u->doc >= p->docs.n) continue;
-        ssf_grade_request req =
-            ssf_sample_grade_request(p->task, &p->docs.items[u->doc], u->text, u->finish_reason);
-        ssf_grade_result res;
-        ssf_grade(g, &req, &res);
+    regrade r = {.task = t, .docs = docs, .grader = g, .only_ungraded = only_ungraded};
+    int rc = ssf_store_foreach_sample(store, run_id, t->name, only_ungraded ? profile : NULL,
+                                      grade_while_read, &r, err);
+    /* each grade in its own transaction, as a run stores its samples, so a
+     * run writing the same store waits little */
+    for (size_t i = 0; i < r.n && rc == 0; i++) {
+        const graded_sample *p = &r.items[i];
         ssf_grade_row row = {.profile = profile,
-                             .verdict = res.verdict,
-                             .no_answer = res.no_answer,
-                             .gold_extracted = res.gold_extracted,
-                             .pred_extracted = res.pred_extracted,
-                             .pred_key = res.pred_key,
-                             .reason = res.reason};
-        rc = ssf_store_put_grade(store, run_id, p->task->name, u->doc, u->tag, u->index, &row, err);
-        ssf_grade_result_clear(&res);
+                             .verdict = p->verdict,
+                             .no_answer = p->no_answer,
+                             .gold_extracted = p->gold_extracted,
+                             .pred_extracted = p->pred_extracted,
+                             .pred_key = p->pred_key,
+                             .reason = p->reason};
+        rc = ssf_store_put_grade(store, run_id, t->name, p->doc, p->tag, p->index, &row, err);
+        if (rc == 0 && graded) (*graded)++;
     }
-    free_ungraded(&l);
+    free_regrade(&r);
     return rc;
 }
 
@@ -641,7 +659,8 @@ static int keep_other_profiles(const ssf_run_config *cfg, const task_plan *plans
         ssf_grader *g = ssf_grader_new((ssf_profile)k, err);
         rc = g ? 0 : -1;
         for (size_t i = 0; i < cfg->n_tasks && rc == 0; i++)
-            rc = grade_task_under(g, name, &plans[i], store, run_id, err);
+            rc = ssf_run_grade_stored(store, run_id, plans[i].task, &plans[i].docs, g, name, 1,
+                                      NULL, err);
         ssf_grader_free(g);
         if (rc == 0) rc = ssf_run_compute_metrics(store, run_id, name, NULL, err);
     }

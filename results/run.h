@@ -64,6 +64,14 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
 void ssf_run_documents_digest(const ssf_task *t, const ssf_docs *docs, size_t n,
                               ssf_chat_template tpl, char hex[65]);
 
+/* Grades the stored samples of task t in run_id under g, whose profile is
+ * `profile`, against docs (the task's documents as the run loaded them): all
+ * of them, or only_ungraded those with no grade under it yet.  *graded (may
+ * be NULL) counts the grades stored. */
+int ssf_run_grade_stored(ssf_store *store, int64_t run_id, const ssf_task *t, const ssf_docs *docs,
+                         const ssf_grader *g, const char *profile, int only_ungraded,
+                         size_t *graded, ssf_error *err);
+
 /* The request that grades a sample's text (finish_reason may be NULL) against
  * document d of task t, as run and rescore make it. */
 ssf_grade_request ssf_sample_grade_request(const ssf_task *t, const ssf_doc *d, const char *text,
