@@ -416,6 +416,13 @@ static int read_file_info(ssf_store *s, file_info *fi, ssf_error *err)
                  "%s is not an ssfteval results store (not an SQLite database): "
                  "use another --db path",
                  s->path);
+    else if ((rc & 0xff) == SQLITE_CANTOPEN && s->readonly)
+        /* in a read-only directory with a -wal, which needs a -shm beside it */
+        ssf_fail(err,
+                 "%s cannot be read here (%s): a store with a -wal file needs a -shm file beside "
+                 "it, which this directory may not allow; copy the store and its -wal to a "
+                 "writable directory",
+                 s->path, sqlite3_errmsg(s->db));
     else if (rc != SQLITE_OK)
         db_fail(s, rc, "read its header", err);
     sqlite3_finalize(st);

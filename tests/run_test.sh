@@ -117,6 +117,8 @@ if [ "$(id -u)" -ne 0 ] || su nobody -s /bin/sh -c true 2>/dev/null; then
     rw=$(mktemp -d /tmp/ssfteval-rw.XXXXXX) && chmod 777 "$rw" && ln -s "$ro/a.sqlite" "$rw/link.sqlite"
     check "... through a link from a writable one, and by a path with //" eval 'reader "\"$ssfteval\" runs --db $rw/link.sqlite && \"$ssfteval\" runs --db /$ro/a.sqlite" >"$work/out" 2>"$work/err" && [ "$(grep -c done "$work/out")" -eq 2 ]'
     rm -rf "$rw"
+    chmod 755 "$ro" && : >"$ro/a.sqlite-wal" && chmod 555 "$ro"
+    check "... but with a -wal and no -shm beside it: one line naming the fix" eval '! reader "\"$ssfteval\" runs --db $ro/a.sqlite" >"$work/out" 2>"$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "a store with a -wal file needs a -shm file beside it, which this directory may not allow; copy the store and its -wal to a writable directory$" "$work/err"'
 fi
 chmod 755 "$ro" && rm -rf "$ro"
 check "an empty database names the -wal a copy needs" eval ': >"$work/empty.sqlite" && run 1 runs --db "$work/empty.sqlite" && grep -q "holds no ssfteval results (empty database): check the --db path (a copy made while a run wrote needs the -wal file beside it copied too)$" "$work/err"'
