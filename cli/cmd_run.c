@@ -830,12 +830,17 @@ static int execute(cli *c, run_args *a, const char *task_list)
         } else {
             /* The store's word: a run beside this one may have filled what failed here. */
             int whole = strcmp(s.status, "done") == 0;
+            /* A replay file gives the same lines again: the fix is another file. */
+            const char *hint = whole ? ""
+                               : strcmp(backend->name, "replay") == 0
+                                   ? "; the file lacks them or marks them failed (a file that "
+                                     "has them is another run)"
+                                   : "; run the same command again to retry them";
             fprintf(stderr,
                     "run %lld %s (%s): %zu samples planned, %zu stored before, %zu generated, "
                     "%zu failed%s\n",
                     (long long)s.run_id, s.status, s.resumed ? "resumed" : "new", s.planned,
-                    s.reused, s.generated, s.failed,
-                    whole ? "" : "; run the same command again to retry them");
+                    s.reused, s.generated, s.failed, hint);
             rc = whole ? 0 : EXIT_WORK;
         }
     }

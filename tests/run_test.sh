@@ -76,7 +76,7 @@ check "missing sample -> incomplete, exit 1" eval 'run 1 run synth --generations
 check "the failed sample is named on stderr as it fails" grep -q "^ssfteval: synth doc 0 tag 3 sample 0 failed: " "$work/err"
 check "pass@1 unaffected (needs tag 1 only)" [ "$(metric synth pass@1)" = "75.00" ]
 check "cons@32 leaves doc 0 out" eval '[ "$(metric synth cons@32)" = "100.00" ] && grep -q "excluded" "$work/out"'
-check "rerun with the same file retries exactly the failed one" eval 'run 1 run synth --generations "$work/gen-missing.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "run 1 incomplete (resumed): 116 samples planned, 115 stored before, 0 generated, 1 failed" "$work/err"'
+check "rerun with the same file retries exactly the failed one, and says the file is what lacks it" eval 'run 1 run synth --generations "$work/gen-missing.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "run 1 incomplete (resumed): 116 samples planned, 115 stored before, 0 generated, 1 failed; the file lacks them or marks them failed (a file that has them is another run)$" "$work/err"'
 check "the file with the line added is another run (the file is the samples)" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "run 2 done (new): 116 samples planned" "$work/err" && [ "$(metric synth cons@32)" = "50.00" ]'
 sed 's/boxed{2}/boxed{5}/' "$work/gen.jsonl" >"$work/gen-other.jsonl"
 check "another model's file under the same options is another run, not a resume of the first (it was ignored)" eval 'run 0 run synth --generations "$work/gen-other.jsonl" --db "$work/b.sqlite" "${common[@]}" && grep -q "run 3 done (new): 116 samples planned" "$work/err" && [ "$(metric synth cons@32)" = "0.00" ]'
