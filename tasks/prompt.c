@@ -23,6 +23,7 @@ static const char *const chat_names[] = {"qwen2.5", "chatml", "none"};
 
 int ssf_chat_template_from_name(const char *name)
 {
+    if (!name) return -1; /* a key a stored configuration lacks */
     for (int i = 0; i < 3; i++)
         if (strcmp(name, chat_names[i]) == 0) return i;
     return -1;

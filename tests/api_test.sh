@@ -60,6 +60,7 @@ int main(int argc, char **)
         (void (*)())ssf_tokenizer_encode, (void (*)())ssf_model_open,
         (void (*)())ssf_task_load_docs, (void (*)())ssf_prompt_render,
         (void (*)())ssf_records_read_file, (void (*)())ssf_sha256_hex,
+        (void (*)())ssf_hub_init_from_env, (void (*)())ssf_mt_seed,
     };
     return fns[0] == nullptr;
 }

@@ -158,6 +158,9 @@ check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
 if command -v sqlite3 >/dev/null; then
     cp "$work/a.sqlite" "$work/crafted.sqlite"
     sqlite3 "$work/crafted.sqlite" "UPDATE runs SET config_json = json_set(config_json, '\$.tasks[0].documents', 576460752303423488) WHERE id = 1"
+    cp "$work/a.sqlite" "$work/crafted2.sqlite"
+    sqlite3 "$work/crafted2.sqlite" "UPDATE runs SET config_json = json_remove(config_json, '\$.chat_template') WHERE id = 1"
+    check "rescore of a stored configuration without its chat template (it crashed)" run 0 rescore 1 --db "$work/crafted2.sqlite" --task-file "$work/synth.json" --data-dir "$work"
     check "a stored configuration with 2^59 documents is refused as damage (it overflowed the table)" eval 'run 2 compare 1 1 --db "$work/crafted.sqlite" && grep -q "^ssfteval: run 1: its stored configuration names a task without a name or with 576460752303423488 documents; the store is damaged$" "$work/err"'
 fi
 check "compare to a full disk is an error (2), not a regression (1)" eval '"$ssfteval" compare 1 1 --db "$work/a.sqlite" >/dev/full 2>"$work/err"; [ $? -eq 2 ] && grep -q "cannot write standard output" "$work/err"'

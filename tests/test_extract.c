@@ -501,6 +501,8 @@ static void test_boxed_content(void **state)
     expect_boxed("\\[\\boxed{1} \\text{ and } \\boxed{-2}\\]", "1, -2");
     expect_boxed("The solutions are \\boxed{3} \\quad \\text{and} \\quad \\boxed{5}.", "3, 5");
     expect_boxed("So $x = \\boxed{1}$ or $x = \\boxed{-2}$.", "1, -2");
+    expect_boxed("So the answers are \\boxed{1} \\textrm{ and } \\boxed{-2}.", "1, -2");
+    expect_boxed("So the answers are \\boxed{1} \\mbox{ or } \\boxed{-2}.", "1, -2");
     expect_boxed("\\boxed{1} and then the value is \\boxed{2}", "2");
     expect_boxed("\\boxed{1} and xy = \\boxed{2}", "2");
     /* joined with ", ": "2,500" would be the number 2500 */

@@ -21,7 +21,7 @@ typedef enum ssf_chat_template {
     SSF_CHAT_NONE,   /* the user content as it is */
 } ssf_chat_template;
 
-int ssf_chat_template_from_name(const char *name); /* -1 if unknown */
+int ssf_chat_template_from_name(const char *name); /* -1 if unknown or NULL */
 const char *ssf_chat_template_name(ssf_chat_template tpl);
 
 /* Reads a model's tokenizer_config.json and maps its chat_template to one of
