@@ -689,8 +689,7 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
         if (rc) { /* interrupted or failed: what finished is stored; say so in the run */
             ssf_error ignored;
             summary->status = "incomplete";
-            ssf_store_settle_run(store, summary->run_id, samples_needed(plans, cfg->n_tasks),
-                                 &summary->status, &ignored);
+            ssf_store_abandon_run(store, summary->run_id, &summary->status, &ignored);
         }
     }
     if (rc == 0)

@@ -102,6 +102,7 @@ enum {
     ST_RUN_INSERT,
     ST_RUN_FINISH,
     ST_RUN_SETTLE,
+    ST_RUN_ABANDON,
     ST_RUN_GET,
     ST_RUN_ALL,
     ST_SAMPLE_PUT,
@@ -140,6 +141,9 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_RUN_SETTLE] = "UPDATE runs SET status = CASE WHEN (SELECT count(*) FROM samples"
                       " WHERE run_id = ?1 AND error IS NULL) >= ?2 THEN 'done'"
                       " ELSE 'incomplete' END, finished_at = ?3 WHERE id = ?1 RETURNING status",
+    /* ?2 unused: end_run binds it for every statement */
+    [ST_RUN_ABANDON] = "UPDATE runs SET status = CASE status WHEN 'done' THEN 'done'"
+                       " ELSE 'incomplete' END, finished_at = ?3 WHERE id = ?1 RETURNING status",
     [ST_RUN_GET] = "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1",
     [ST_RUN_ALL] = "SELECT " RUN_COLUMNS " FROM runs ORDER BY id",
     /* The WHERE on the upsert is the resume rule: a failed attempt is
@@ -731,15 +735,15 @@ static int valid_status(const char *status)
     return 0;
 }
 
-/* Sets the run's status: the one given, or (status NULL) "done" when the
- * store holds `planned` samples of it without an error, else "incomplete",
- * which *settled says. */
-static int end_run(ssf_store *s, int64_t run_id, const char *status, int64_t planned,
+/* Sets the run's status by statement `which`: ST_RUN_FINISH the one given,
+ * ST_RUN_SETTLE "done" when the store holds `planned` samples of it without
+ * an error, ST_RUN_ABANDON "incomplete" unless it is done; *settled (may be
+ * NULL) says which it became. */
+static int end_run(ssf_store *s, int64_t run_id, int which, const char *status, int64_t planned,
                    const char **settled, ssf_error *err)
 {
     const char *what = "finish the run";
     if (tx_begin(s, what, err) != 0) return -1;
-    int which = status ? ST_RUN_FINISH : ST_RUN_SETTLE;
     sqlite3_stmt *st;
     int rc = stmt_get(s, which, &st);
     if (rc == SQLITE_OK) {
@@ -783,13 +787,18 @@ int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_e
                         "%s: run status '%s' is not running, done, incomplete or failed "
                         "(internal error)",
                         s->path, status ? status : "(null)");
-    return end_run(s, run_id, status, 0, NULL, err);
+    return end_run(s, run_id, ST_RUN_FINISH, status, 0, NULL, err);
 }
 
 int ssf_store_settle_run(ssf_store *s, int64_t run_id, int64_t planned, const char **status,
                          ssf_error *err)
 {
-    return end_run(s, run_id, NULL, planned, status, err);
+    return end_run(s, run_id, ST_RUN_SETTLE, NULL, planned, status, err);
+}
+
+int ssf_store_abandon_run(ssf_store *s, int64_t run_id, const char **status, ssf_error *err)
+{
+    return end_run(s, run_id, ST_RUN_ABANDON, NULL, 0, status, err);
 }
 
 static void fill_run(sqlite3_stmt *st, ssf_run_row *r)

@@ -66,6 +66,10 @@ int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_e
  * same run may have stored what this one failed or was stopped before. */
 int ssf_store_settle_run(ssf_store *s, int64_t run_id, int64_t planned, const char **status,
                          ssf_error *err);
+/* Ends a run this process could not finish: "incomplete", unless another
+ * process running the same run has made it "done" (its metrics computed);
+ * *status (static, may be NULL) says which. */
+int ssf_store_abandon_run(ssf_store *s, int64_t run_id, const char **status, ssf_error *err);
 int ssf_store_get_run(ssf_store *s, int64_t run_id, ssf_run_row *out, ssf_error *err);
 typedef int (*ssf_run_fn)(const ssf_run_row *run, void *ud);
 int ssf_store_foreach_run(ssf_store *s, ssf_run_fn fn, void *ud, ssf_error *err);

@@ -468,6 +468,16 @@ static void test_settle_by_store(void **state)
     assert_int_equal(ssf_store_settle_run(s, run, 3, &status, &err), 0); /* one not stored */
     assert_string_equal(status, "incomplete");
     assert_int_equal(ssf_store_settle_run(s, run + 7, 2, &status, &err), -1);
+    /* A process that could not finish leaves a run another made done as it is... */
+    assert_int_equal(ssf_store_settle_run(s, run, 2, &status, &err), 0);
+    assert_int_equal(ssf_store_abandon_run(s, run, &status, &err), 0);
+    assert_string_equal(status, "done");
+    /* ...and marks one still running incomplete, whatever the store holds. */
+    assert_int_equal(begin(s, "h", &resumed), run);
+    assert_int_equal(resumed, 1);
+    assert_int_equal(ssf_store_abandon_run(s, run, &status, &err), 0);
+    assert_string_equal(status, "incomplete");
+    assert_int_equal(ssf_store_abandon_run(s, run + 7, &status, &err), -1);
     ssf_store_close(s);
     remove_tree(dir);
     free(path);
