@@ -310,7 +310,6 @@ typedef struct rescore_ctx {
     const ssf_grader *grader;
     const char *profile;
     cli *c;
-    const ssf_task *task;
     int order_override; /* the run's multiple-choice order, as its data was loaded */
     json_t *config;     /* the run's stored configuration */
     size_t graded;
@@ -330,8 +329,9 @@ static int refuse_order(int asked, int64_t run, const char *used, ssf_error *err
  * edited --task-file's rows would grade old samples against other golds, and
  * samples of rows it no longer has would keep their old grades.  (A store
  * from before the digest is checked by its document count alone.) */
-static int check_documents(const rescore_ctx *r, const char *name, const ssf_docs *docs)
+static int check_documents(const rescore_ctx *r, const ssf_task *task, const ssf_docs *docs)
 {
+    const char *name = task->name;
     const json_t *entry = NULL, *t;
     size_t i;
     json_array_foreach(json_object_get(r->config, "tasks"), i, t)
@@ -345,7 +345,7 @@ static int check_documents(const rescore_ctx *r, const char *name, const ssf_doc
         ssf_chat_template_from_name(json_string_value(json_object_get(r->config, "chat_template")));
     char got[65] = "";
     if (want && tpl >= 0 && n >= 0 && (size_t)n <= docs->n)
-        ssf_run_documents_digest(r->task, docs, (size_t)n, (ssf_chat_template)tpl, got);
+        ssf_run_documents_digest(task, docs, (size_t)n, (ssf_chat_template)tpl, got);
     if (n >= 0 && (size_t)n <= docs->n && (!want || tpl < 0 || strcmp(want, got) == 0)) return 0;
     return ssf_fail(r->err,
                     "task %s: the data loaded now (%zu documents from %s) is not what run %" PRId64
@@ -354,31 +354,56 @@ static int check_documents(const rescore_ctx *r, const char *name, const ssf_doc
                     name, docs->n, docs->origin ? docs->origin : "?", r->run, n);
 }
 
-static int rescore_task(rescore_ctx *r, const char *name)
+/* One task of the run with its data loaded as the run loaded it, and checked
+ * against what the run stored. */
+static int load_task_data(rescore_ctx *r, const char *name, const ssf_task **task, ssf_docs *docs)
 {
     /* Not cli_find_task: its list of the known tasks would be a second
      * line, and the fix here is the spec file the run was made with. */
-    r->task = ssf_registry_find(&r->c->registry, name);
-    if (!r->task)
+    *task = ssf_registry_find(&r->c->registry, name);
+    if (!*task)
         return ssf_fail(r->err,
                         "run %" PRId64 " evaluated task %s, which is not known here; pass "
                         "--task-file FILE with the spec it was run with",
                         r->run, name);
     int asked = r->c->order_override;
-    if (r->order_override < 0 && asked >= 0 && r->task->answer_type == SSF_ANSWER_LETTERS &&
-        (int)r->task->order != asked) /* the run used the task's own order */
-        return refuse_order(asked, r->run, ssf_choice_order_name(r->task->order), r->err);
-    ssf_docs docs;
+    if (r->order_override < 0 && asked >= 0 && (*task)->answer_type == SSF_ANSWER_LETTERS &&
+        (int)(*task)->order != asked) /* the run used the task's own order */
+        return refuse_order(asked, r->run, ssf_choice_order_name((*task)->order), r->err);
     ssf_data_options o = cli_data_options(r->c);
     o.order_override = r->order_override;
-    if (ssf_task_load_docs(r->task, &o, &docs, r->err)) return -1;
-    if (check_documents(r, name, &docs)) {
-        ssf_docs_free(&docs);
-        return -1;
+    if (ssf_task_load_docs(*task, &o, docs, r->err)) return -1;
+    if (check_documents(r, *task, docs) == 0) return 0;
+    ssf_docs_free(docs);
+    return -1;
+}
+
+/* Every task's data is loaded and checked before any grade is stored: a
+ * refusal after the first task would leave its new grades without metrics. */
+static int rescore_tasks(rescore_ctx *r, const char *list)
+{
+    char *names = ssf_xstrdup(list ? list : ""), *save = NULL;
+    size_t n = 0, cap = 4;
+    const ssf_task **tasks = ssf_xmalloc(cap * sizeof *tasks);
+    ssf_docs *docs = ssf_xmalloc(cap * sizeof *docs);
+    int rc = 0;
+    for (char *t = strtok_r(names, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+        if (n == cap) {
+            cap *= 2;
+            tasks = ssf_xrealloc(tasks, cap * sizeof *tasks);
+            docs = ssf_xrealloc(docs, cap * sizeof *docs);
+        }
+        rc = load_task_data(r, t, &tasks[n], &docs[n]);
+        if (rc == 0) n++;
     }
-    int rc = ssf_run_grade_stored(r->store, r->run, r->task, &docs, r->grader, r->profile, 0,
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = ssf_run_grade_stored(r->store, r->run, tasks[i], &docs[i], r->grader, r->profile, 0,
                                   &r->graded, r->err);
-    ssf_docs_free(&docs);
+    for (size_t i = 0; i < n; i++)
+        ssf_docs_free(&docs[i]);
+    free(docs);
+    free(tasks);
+    free(names);
     return rc;
 }
 
@@ -439,16 +464,13 @@ int cmd_rescore(int argc, char **argv)
                           .err = &err};
     rc = g ? 0 : -1;
     if (rc == 0) rc = run_choice_order(&r, c.order_override, &rc_ctx.order_override, &err);
-    char *tasks = ssf_xstrdup(r.tasks ? r.tasks : ""), *save = NULL;
-    for (char *t = strtok_r(tasks, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save))
-        rc = rescore_task(&rc_ctx, t);
+    if (rc == 0) rc = rescore_tasks(&rc_ctx, r.tasks);
     if (rc == 0) rc = ssf_run_compute_metrics(store, run, profile, stdout, &err);
     if (rc)
         cli_error("%s", err.msg);
     else
         fprintf(stderr, "run %" PRId64 ": %zu samples graded under profile %s\n", run,
                 rc_ctx.graded, profile);
-    free(tasks);
     json_decref(rc_ctx.config);
     ssf_grader_free(g);
     ssf_run_row_clear(&r);

@@ -195,6 +195,15 @@ sed -i 's/"prompt": "Q: {{question}}"/"prompt": "Question: {{question}}"/' "$wor
 check "a task file's prompt edited is another run" eval 'run 1 run synth "${edit[@]}" && grep -q "run 3 incomplete (new)" "$work/err"'
 check "rescore refuses data other than the run's (it graded old samples against the new golds)" eval 'run 1 rescore 1 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "^ssfteval: task synth: the data loaded now (2 documents from .*) is not what run 1 asked and graded against (2 documents); pass the --task-file and --data-dir it was run with$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
 check "rescore takes the data the run was made with" run 0 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit"
+if command -v sqlite3 >/dev/null; then
+    mkdir "$work/two" && cp "$work/synth.jsonl" "$work/two/" && cp "$work/synth.jsonl" "$work/two/synth2.jsonl"
+    sed 's/"name": "synth"/"name": "synth2"/; s/synth.jsonl/synth2.jsonl/' "$work/synth.json" >"$work/two/synth2.json"
+    sed 's/"task": "synth"/"task": "synth2"/' "$work/gen.jsonl" | cat "$work/gen.jsonl" - >"$work/two/gen.jsonl"
+    two=(--task-file "$work/synth.json" --task-file "$work/two/synth2.json" --data-dir "$work/two" --db "$work/two.sqlite")
+    run 0 run synth,synth2 --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" >/dev/null 2>&1
+    sed -i 's/"a": "2"/"a": "7"/' "$work/two/synth2.jsonl"
+    check "rescore refuses before it stores a grade: the first task's were stored when the second's data was refused" eval 'run 1 rescore 1 --profile lighteval "${two[@]}" && grep -q "task synth2: the data loaded now" "$work/err" && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'lighteval'"'"'")" = 0 ] && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'default'"'"'")" = 232 ]'
+fi
 head -n 1 "$work/edit/synth.jsonl" >"$work/edit/one.jsonl" && mv "$work/edit/one.jsonl" "$work/edit/synth.jsonl"
 check "rescore refuses data with fewer rows than the run asked" eval 'run 1 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "(1 documents from .*) is not what run 3 asked and graded against (2 documents)" "$work/err"'
 
