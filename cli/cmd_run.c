@@ -564,10 +564,25 @@ static void sample_tensor(ssf_buf *b, const ssf_tensor *t)
         ssf_buf_append(b, (const char *)t->data + (t->nbytes - window) / 3 * (size_t)k, window);
 }
 
+/* The tokenizer's files, whole (a few MB): a revision that fixes only the
+ * tokenizer changes what the model reads and writes. */
+static void hash_tokenizer_files(ssf_buf *b, const char *dir)
+{
+    static const char *const names[] = {"tokenizer.json", "vocab.json", "merges.txt"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *path = ssf_path_join(dir, names[i]), hex[65];
+        ssf_error ignored;
+        if (ssf_path_exists(path) && ssf_sha256_file(path, hex, &ignored) == 0)
+            ssf_buf_printf(b, " %s=%s", names[i], hex);
+        free(path);
+    }
+}
+
 /* The checkpoint's part of the run's identity: the --model path names a
  * directory, whose files may be replaced between two attempts (or an hf:
  * name without @REV move on); samples of two checkpoints must not make
- * one run.  SHA-256 of the config and of sampled bytes of every weight. */
+ * one run.  SHA-256 of the config, of sampled bytes of every weight and of
+ * the tokenizer's files. */
 static void model_fingerprint(const ssf_model *m, char hex[65])
 {
     const ssf_model_config *c = ssf_model_config_of(m);
@@ -579,6 +594,7 @@ static void model_fingerprint(const ssf_model *m, char hex[65])
                    c->tie_word_embeddings, c->qkv_bias, c->bos_token_id);
     for (int i = 0; i < c->n_eos; i++)
         ssf_buf_printf(&b, " %d", (int)c->eos_ids[i]);
+    hash_tokenizer_files(&b, ssf_model_dir(m));
     sample_tensor(&b, w->embed);
     sample_tensor(&b, w->final_norm);
     sample_tensor(&b, w->lm_head);

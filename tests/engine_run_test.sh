@@ -42,6 +42,8 @@ mkdir "$work/swap" && cp "$fixture"/* "$work/swap/"
 header=$(od -An -tu8 -N8 "$fixture/model.safetensors" | tr -d ' ')
 dd if="$fixture/model.safetensors" of="$work/swap/model.safetensors" bs=65536 iflag=skip_bytes oflag=seek_bytes skip=$((8 + header + 2)) seek=$((8 + header)) conv=notrunc status=none
 check "another checkpoint in the --model directory is another run, not a resume" eval 'run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && cp "$fixture/model.safetensors" "$work/swap/" && run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 2 done (new): 12 samples planned, 0 stored before" "$work/err" && run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 2 done (resumed)" "$work/err"'
+printf ' ' >>"$work/swap/tokenizer.json"
+check "another tokenizer.json in the --model directory is another run" eval 'run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 3 done (new): 12 samples planned, 0 stored before" "$work/err"'
 check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && grep -q "\"n_questions\": 3" "$work/out"'
 check "export has 12 samples with token budget stops" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/a.jsonl" && [ "$(wc -l <"$work/a.jsonl")" -eq 12 ] && grep -q "\"finish_reason\": *\"length\"" "$work/a.jsonl"'
 # The same samples with one slot (every sample alone) and with three.
