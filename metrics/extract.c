@@ -80,7 +80,12 @@ struct ssf_extractor {
 
 /* @ARG@ takes the letter class, e.g. "A-D". */
 #define LETTER_KEY "(?:(?<ans>[@ARG@])|\\((?<ans>[@ARG@])\\))"
-/* @NL@: "|\n" where a line break also ends a letter (not in LightEval). */
+/* Without LightEval's bare last resort: also a letter set in TeX, $\mathrm{B}$. */
+#define LETTER_KEY_TEX                                                                             \
+    "(?:(?<ans>[@ARG@])|\\((?<ans>[@ARG@])\\)|\\$?\\\\(?:mathrm|text|textbf)\\{(?<ans>[@ARG@])\\}" \
+    "\\$?)"
+/* @NL@: "|\n" where a line break also ends a letter, and after an answer
+ * anchor "|\n|\)", the choices' own ")": "Answer: B) ..." (not in LightEval). */
 #define LETTER_END "(?:\\*\\*)?(?:\\.|,|:| |$@NL@)"
 
 typedef struct pattern_source {
@@ -243,7 +248,8 @@ static int add_sources(ssf_extractor *x, const pattern_source *src, size_t n, co
  * anywhere reads "(R)-2-Bromobutane" as B and "Answer: unsure" as A, what
  * only it used to read is read by the others: a letter glued to its anchor
  * ("Answer:B") by a pattern of its own, a letter before a line break
- * ("Answer: B\nBecause ...") by a line break ending a letter (@NL@). */
+ * ("Answer: B\nBecause ...") or a choice's ")" ("Answer: B) its text") by
+ * those ending a letter (@NL@), and a letter set in TeX by LETTER_KEY_TEX. */
 static const pattern_source glued_letter = {100, KIND_LETTERS,
                                             "(?i:answer):(?:\\*\\*)?@ARG@" LETTER_END};
 
@@ -252,13 +258,15 @@ static int add_letters(ssf_extractor *x, ssf_error *err)
     int n = x->cfg.n_letters > 0 && x->cfg.n_letters <= 26 ? x->cfg.n_letters : 4;
     char cls[8];
     snprintf(cls, sizeof cls, "A-%c", 'A' + n - 1);
-    char *key = substitute(LETTER_KEY, cls);
+    char *key = substitute(x->cfg.bare_letters ? LETTER_KEY : LETTER_KEY_TEX, cls);
     size_t n_sources = sizeof letter_sources / sizeof *letter_sources;
-    const char *nl = x->cfg.bare_letters ? "" : "|\\n";
     int rc = 0;
     for (size_t i = 0; i < n_sources && rc == 0; i++) {
         const pattern_source *src = &letter_sources[i];
         if (src->priority == 300 && !x->cfg.bare_letters) src = &glued_letter;
+        /* ")" only after an answer anchor: lines "B) ..." alone are the
+         * choices restated, not an answer */
+        const char *nl = x->cfg.bare_letters ? "" : src->priority <= 150 ? "|\\n|\\)" : "|\\n";
         char *fmt = replace_all(src->fmt, "@NL@", nl);
         pattern_source ended = {src->priority, src->kind, fmt};
         rc = add_sources(x, &ended, 1, key, 0, err);

@@ -394,6 +394,14 @@ static void test_letters(void **state)
     expect_letter(&c, "Answer:B", "B");
     expect_letter(&c, "Answer:**B**", "B");
     expect_letter(&c, "Answer: B\nBecause A fails", "B");
+    /* after an answer anchor the choice's own ")" ends a letter, and a
+     * letter set in TeX is read; the choices restated alone are no answer */
+    expect_letter(&c, "Answer: B) the second one", "B");
+    expect_letter(&c, "The final answer is C) three", "C");
+    expect_letter(&c, "Answer: $\\mathrm{B}$", "B");
+    expect_letter(&c, "Answer: \\textbf{D}", "D");
+    expect_letter(&c, "The choices were\nA) one\nB) two\nC) three", NULL);
+    expect_letter(&c, "B) two", NULL);
     /* LightEval's last resort (its profiles): any capital, the rightmost */
     c.bare_letters = 1;
     expect_letter(&c, "The product is (R)-2-Bromobutane.", "B");
