@@ -28,7 +28,9 @@ extern "C" {
 typedef struct ssf_store ssf_store;
 
 /* Opens (creating when create is set and the file does not exist) and
- * migrates.  readonly opens without writing anything. */
+ * migrates.  readonly never changes the database, but in a writable
+ * directory SQLite makes (and may leave) the -shm and -wal files that reading
+ * a WAL store needs; in a read-only one it reads the file immutable. */
 int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, ssf_error *err);
 void ssf_store_close(ssf_store *s);
 
