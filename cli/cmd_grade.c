@@ -42,7 +42,8 @@ static const char help[] =
     "  --help              this text\n"
     "\n"
     "Exit status: 0 when every verdict is true (one pair) or the file was graded, 1 for a\n"
-    "false or ungradable single pair, 2 for a bad command line.\n";
+    "false or ungradable single pair or a bad line, 2 for a bad command line.  Lines are\n"
+    "written as they are read: a bad line stops the command after the ones before it.\n";
 
 enum {
     OPT_GOLD = OPT_COMMAND_BASE,

@@ -29,7 +29,8 @@ static const char help[] =
     "  --help              this text\n"
     "\n"
     "Exit status: 0 on success, 1 when the tokenizer or a line is bad (one line on\n"
-    "stderr naming the file and line), 2 for a bad command line.\n";
+    "stderr naming the file and line), 2 for a bad command line.  --jsonl writes lines as\n"
+    "it reads them: a bad line stops it after the ones before it.\n";
 
 enum {
     OPT_TOKENIZER = OPT_COMMAND_BASE,
