@@ -1,0 +1,145 @@
+/*
+ * test_run_api.c - the run pipeline as a library user calls it: ssf_run_execute
+ * writes its progress, failure reasons and notes to cfg.log alone (a NULL
+ * log: nothing at all on the process's stderr), and the summary and store
+ * say what happened.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "run.h"
+#include "store.h"
+#include "test-support.h"
+
+/* Two questions, a default metric that needs the SSFT tags (left out, with
+ * a note, without --protocol ssft) and a replay file lacking question 1. */
+static const char spec[] =
+    "{\"name\": \"synth\", \"answer_type\": \"math\", \"source\": {\"local\": {\"path\": "
+    "\"synth.jsonl\"}}, \"fields\": {\"question\": \"q\", \"answer\": \"a\"}, \"prompt\": \"Q: "
+    "{{question}}\", \"metrics\": [\"pass@1\", \"cons@6:native\"]}";
+static const char data[] = "{\"q\": \"one\", \"a\": \"1\"}\n{\"q\": \"two\", \"a\": \"2\"}\n";
+static const char generations[] =
+    "{\"task\": \"synth\", \"doc\": 0, \"tag\": 0, \"sample\": 0, \"text\": \"\\\\boxed{1}\", "
+    "\"finish_reason\": \"stop\"}\n";
+
+typedef struct fixture {
+    char *dir;
+    ssf_registry reg;
+    ssf_backend *backend;
+    ssf_store *store;
+    ssf_run_config cfg;
+    const ssf_task *tasks[1];
+} fixture;
+
+static void setup_fixture(fixture *f, const char *db)
+{
+    ssf_error err;
+    f->dir = make_temp_dir();
+    char *spec_path = write_temp_file(f->dir, "synth.json", spec);
+    free(write_temp_file(f->dir, "synth.jsonl", data));
+    char *gen_path = write_temp_file(f->dir, "gen.jsonl", generations);
+    char *db_path = ssf_path_join(f->dir, db);
+    assert_int_equal(ssf_registry_init(&f->reg, &err), 0);
+    assert_int_equal(ssf_registry_add_file(&f->reg, spec_path, &err), 0);
+    f->backend = ssf_backend_replay_new(gen_path, &err);
+    assert_non_null(f->backend);
+    assert_int_equal(ssf_store_open(db_path, 1, 0, &f->store, &err), 0);
+    f->tasks[0] = ssf_registry_find(&f->reg, "synth");
+    f->cfg = (ssf_run_config){.tasks = f->tasks,
+                              .n_tasks = 1,
+                              .seed = 1,
+                              .sampling = {-1, -1, -1, -1, -1},
+                              .chat_template = SSF_CHAT_NONE,
+                              .profile = SSF_PROFILE_DEFAULT,
+                              .model = "m",
+                              .backend_desc = "replay",
+                              .data = {.data_dir = f->dir, .order_override = -1},
+                              .progress = 0};
+    free(spec_path);
+    free(gen_path);
+    free(db_path);
+}
+
+static void teardown_fixture(fixture *f)
+{
+    ssf_store_close(f->store);
+    f->backend->destroy(f->backend);
+    ssf_registry_free(&f->reg);
+    remove_tree(f->dir);
+    free(f->dir);
+}
+
+/* Runs with the process's stderr sent to a file; returns what it got. */
+static char *run_capturing_stderr(fixture *f, ssf_run_summary *s)
+{
+    char *path = ssf_path_join(f->dir, "stderr.txt");
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    ssf_error err;
+    int rc = ssf_run_execute(&f->cfg, f->backend, f->store, s, &err);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    if (rc) fail_msg("run: %s", err.msg);
+    char *text;
+    assert_int_equal(ssf_read_file(path, &text, NULL, &err), 0);
+    free(path);
+    return text;
+}
+
+static void test_null_log_is_silent(void **state)
+{
+    (void)state;
+    fixture f;
+    setup_fixture(&f, "a.sqlite");
+    ssf_run_summary s;
+    char *got = run_capturing_stderr(&f, &s);
+    assert_string_equal(got, ""); /* it said the failure and the note on stderr */
+    assert_string_equal(s.status, "incomplete");
+    assert_int_equal(s.failed, 1);
+    free(got);
+    teardown_fixture(&f);
+}
+
+static void test_log_gets_what_stderr_got(void **state)
+{
+    (void)state;
+    fixture f;
+    setup_fixture(&f, "b.sqlite");
+    char *log_path = ssf_path_join(f.dir, "log.txt");
+    f.cfg.log = fopen(log_path, "w");
+    assert_non_null(f.cfg.log);
+    ssf_run_summary s;
+    char *got = run_capturing_stderr(&f, &s);
+    fclose(f.cfg.log);
+    assert_string_equal(got, "");
+    free(got);
+    ssf_error err;
+    char *log;
+    assert_int_equal(ssf_read_file(log_path, &log, NULL, &err), 0);
+    assert_non_null(strstr(log, "default metric cons@6:native left out"));
+    assert_non_null(strstr(log, "synth doc 1 tag 0 sample 0 failed: "));
+    free(log);
+    free(log_path);
+    teardown_fixture(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_null_log_is_silent),
+        cmocka_unit_test(test_log_gets_what_stderr_got),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
