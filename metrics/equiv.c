@@ -2273,7 +2273,7 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
         return;
     }
     case SSF_N_SET:
-        key_set(c, n, b, depth);
+        key_set(c, expand_pm(c, (ssf_node *)n), b, depth); /* {1 ± 2} votes as {-1, 3} */
         return;
     case SSF_N_PM:
         key_set(c, pm_as_set(c, n), b, depth);

@@ -701,6 +701,7 @@ static void test_keys(void **state)
     check_key(TUP(I_(2), I_(1)), "(q:2,q:1)");
     check_key(iv(I_(0), I_(1), 1, 0), "(q:0,q:1]");
     check_key(pm(I_(3), NULL), "{q:-3,q:3}");
+    check_key(SET(pm(I_(1), I_(2)), I_(5)), "{q:-1,q:3,q:5}"); /* a ± element is two */
     /* in free symbols: the values at the signed points, so forms that are
      * equal vote together and |x| does not vote with x */
     char *a = ssf_canonical_key(ADD(S("x"), I_(1)), NULL);
