@@ -45,7 +45,7 @@ static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extrac
         c->boxed_priority = 55;
         c->lighteval_numbers = 1;
         c->bare_letters = 1;
-        c->parse.equations = 1;
+        c->parse.equations = c->parse.fold_case = 1;
     } else {
         c->boxed_priority = 50;
         c->boxed_letters = 1;
@@ -78,7 +78,7 @@ ssf_grader *ssf_grader_new(ssf_profile profile, ssf_error *err)
     ssf_grader *g = ssf_xcalloc(1, sizeof *g);
     g->profile = profile;
     ssf_parse_options_default(&g->parse);
-    if (profile != SSF_PROFILE_DEFAULT) g->parse.equations = 1;
+    if (profile != SSF_PROFILE_DEFAULT) g->parse.equations = g->parse.fold_case = 1;
     ssf_equiv_options_default(&g->equiv);
     if (profile == SSF_PROFILE_SSFT_LIGHTEVAL) g->equiv.decimals_fail = 1;
     if (build_extractors(g, err)) {

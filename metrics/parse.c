@@ -124,6 +124,7 @@ typedef struct parser {
     size_t lo, hi; /* the window being parsed */
     int max_depth;
     int strip_units;
+    int fold_case;
     /* lexer */
     size_t i;
     tok *t, *small_t; /* t starts as small_t, on the caller's stack */
@@ -1946,6 +1947,16 @@ static ssf_node *parse_matrix(parser *p)
     return n;
 }
 
+/* A symbol node, its name in lower case when the options fold case. */
+static ssf_node *symbol(parser *p, const char *name, size_t len)
+{
+    ssf_node *n = ssf_node_symbol(p->a, SSF_N_SYMBOL, name, len);
+    if (n && p->fold_case)
+        for (char *c = (char *)n->name; *c; c++) /* the arena's own copy */
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+    return mk(p, n);
+}
+
 /* A word inside math is a product of its letters (latex2sympy's reading). */
 static ssf_node *letters(parser *p, const tok *t)
 {
@@ -1959,7 +1970,7 @@ static ssf_node *letters(parser *p, const tok *t)
         else if (w[i] == 'i')
             push_node(&f, mk(p, ssf_node_leaf(p->a, SSF_N_I)));
         else if (is_alpha(w[i]))
-            push_node(&f, mk(p, ssf_node_symbol(p->a, SSF_N_SYMBOL, w + i, 1)));
+            push_node(&f, symbol(p, w + i, 1));
     }
     if (f.n == 0) push_node(&f, mk(p, ssf_node_symbol(p->a, SSF_N_TEXT, w, t->slen)));
     return collapse(p, SSF_N_MUL, &f);
@@ -1981,7 +1992,7 @@ static ssf_node *parse_symbol(parser *p)
         nodes_free(&args);
         return n;
     }
-    return mk(p, ssf_node_symbol(p->a, SSF_N_SYMBOL, name, t->slen));
+    return symbol(p, name, t->slen);
 }
 
 /* whole + a/b for integer literals: 2\frac12 is 5/2, "3128 1/2" is 6257/2.
@@ -2283,6 +2294,7 @@ void ssf_parse_options_default(ssf_parse_options *o)
 {
     o->strip_units = 1;
     o->equations = 0;
+    o->fold_case = 0;
     o->max_depth = 200;
 }
 
@@ -2297,6 +2309,7 @@ static void parser_init(parser *p, ssf_arena *a, const char *s, size_t len,
     p->hi = len;
     p->max_depth = o->max_depth < 1 ? 1 : o->max_depth > HARD_DEPTH ? HARD_DEPTH : o->max_depth;
     p->strip_units = o->strip_units;
+    p->fold_case = o->fold_case;
     p->i = 0;
     p->t = p->small_t = NULL;
     p->n = p->cap = p->k = 0;

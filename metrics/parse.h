@@ -22,6 +22,9 @@ typedef struct ssf_parse_options {
      * `equations` normalization); off in the default profile, which keeps the
      * relation and lets the comparison unwrap assignments. */
     int equations;
+    /* Symbols' names in lower case, as latex2sympy reads them: R and r are one
+     * symbol (LightEval; off in the default profile, where they are two). */
+    int fold_case;
     /* Maximum nesting depth of braces/parentheses before giving up. */
     int max_depth;
 } ssf_parse_options;

@@ -392,6 +392,13 @@ static void test_options(void **state)
     expect_with(&o, "x = 2 \\text{ or } x = 3", "(set (rel = x 2) (rel = x 3))");
     expect_with(&o, "x = 2 or x = 3", "(set (rel = x 2) (rel = x 3))");
     expect_with(&o, "xor = 3", "3");
+    /* latex2sympy's lower-case symbols (the lighteval profiles) */
+    ssf_parse_options_default(&o);
+    expect_with(&o, "3R^2", "(mul 3 (pow R 2))");
+    o.fold_case = 1;
+    expect_with(&o, "3R^2", "(mul 3 (pow r 2))");
+    expect_with(&o, "x + Y", "(add x y)");
+    o.equations = 1;
     expect_with(&o, "band = 3", "3");
 
     /* A NULL options pointer means the defaults. */
