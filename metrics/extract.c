@@ -764,14 +764,14 @@ static size_t collect_boxes(const char *s, size_t len, box *boxes, size_t max)
 }
 
 /* The length of a separator word or command at s[i] (0 if none): "and",
- * "or", TeX's spacing and text commands (\quad, \text{ and }), and a
+ * "or", TeX's spacing, line-break and text commands (\quad, \\, \text{ and }), and a
  * variable's "x =" before the next box ("$x = \boxed{1}$ or $x = \boxed{-2}$"). */
 static size_t separator_at(const char *s, size_t i, size_t to)
 {
     /* a command before any that begins it: \textrm before \text */
     static const char *const words[] = {
-        "and", "or",  "\\textrm", "\\text", "\\mathrm", "\\mbox", "\\qquad", "\\quad",
-        "\\,", "\\;", "\\:",      "\\ ",    "\\[",      "\\]",    "\\(",     "\\)"};
+        "and", "or",  "\\textrm", "\\text", "\\mathrm", "\\mbox", "\\qquad", "\\quad", "\\,",
+        "\\;", "\\:", "\\ ",      "\\[",    "\\]",      "\\(",    "\\)",     "\\\\"};
     for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) {
         size_t n = strlen(words[k]);
         if (n <= to - i && strncmp(s + i, words[k], n) == 0) return n;

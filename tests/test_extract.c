@@ -511,6 +511,7 @@ static void test_boxed_content(void **state)
     expect_boxed("So $x = \\boxed{1}$ or $x = \\boxed{-2}$.", "1, -2");
     expect_boxed("So the answers are \\boxed{1} \\textrm{ and } \\boxed{-2}.", "1, -2");
     expect_boxed("So the answers are \\boxed{1} \\mbox{ or } \\boxed{-2}.", "1, -2");
+    expect_boxed("\\boxed{1} \\\\ \\text{and} \\\\ \\boxed{-2}", "1, -2");
     expect_boxed("\\boxed{1} and then the value is \\boxed{2}", "2");
     expect_boxed("\\boxed{1} and xy = \\boxed{2}", "2");
     /* joined with ", ": "2,500" would be the number 2500 */
