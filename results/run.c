@@ -278,13 +278,6 @@ ssf_grade_request ssf_sample_grade_request(const ssf_task *t, const ssf_doc *d, 
     return req;
 }
 
-static void grade_text(const ssf_grader *g, const task_plan *p, const ssf_doc *d, const char *text,
-                       const char *finish, ssf_grade_result *res)
-{
-    ssf_grade_request req = ssf_sample_grade_request(p->task, d, text, finish);
-    ssf_grade(g, &req, res);
-}
-
 static ssf_grade_row grade_row(const ssf_run_config *cfg, const ssf_grade_result *res)
 {
     return (ssf_grade_row){.profile = ssf_profile_name(cfg->profile),
@@ -334,7 +327,11 @@ static int on_generated(const ssf_gen_request *q, const ssf_gen_result *r, void 
                           .error = r->error ? r->error : (r->text ? NULL : "no text returned")};
     ssf_grade_result res = {0};
     int graded = row.error == NULL;
-    if (graded) grade_text(c->grader, pd->plan, pd->doc, r->text, r->finish_reason, &res);
+    if (graded) {
+        ssf_grade_request req =
+            ssf_sample_grade_request(pd->plan->task, pd->doc, r->text, r->finish_reason);
+        ssf_grade(c->grader, &req, &res);
+    }
     ssf_grade_row g = grade_row(c->cfg, &res);
     int rc = ssf_store_put_sample(c->store, c->run_id, &row, graded ? &g : NULL, c->err);
     ssf_grade_result_clear(&res);
@@ -359,19 +356,13 @@ static void sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int i
     ssf_buf_printf(b, "%s\x1f%" PRId64 "\x1f%d\x1f%d", task, doc, tag, index);
 }
 
-typedef struct stored_ctx {
-    json_t *done;     /* keys of stored, successful samples */
-    json_t *ungraded; /* of those, the ones without a grade under the profile */
-} stored_ctx;
-
+/* Notes the key of each stored, successful sample in the object ud. */
 static int note_stored(const ssf_stored_sample *s, void *ud)
 {
-    stored_ctx *c = ud;
     if (s->error || !s->text) return 0;
     ssf_buf key = {0};
     sample_key(&key, s->task, s->doc, s->tag, s->index);
-    json_object_set_new(c->done, key.data, json_true());
-    if (!s->graded) json_object_set_new(c->ungraded, key.data, json_string(s->text));
+    json_object_set_new(ud, key.data, json_true());
     ssf_buf_free(&key);
     return 0;
 }
@@ -393,33 +384,17 @@ static void add_request(request_list *l, const ssf_gen_request *q, const pending
     l->pend[l->n++] = *p;
 }
 
-/* Grades a stored sample that has no grade under this run's profile yet
- * (the run was started with another profile, or grading was interrupted). */
-static int grade_stored(gen_ctx *c, const task_plan *p, const ssf_doc *d, int tag, int index,
-                        const char *text)
-{
-    ssf_grade_result res;
-    grade_text(c->grader, p, d, text, NULL, &res);
-    ssf_grade_row g = grade_row(c->cfg, &res);
-    int rc = ssf_store_put_grade(c->store, c->run_id, p->task->name, (int64_t)d->index, tag, index,
-                                 &g, c->err);
-    ssf_grade_result_clear(&res);
-    return rc;
-}
-
-static int plan_requests(gen_ctx *c, const task_plan *p, stored_ctx *st, request_list *l)
+/* Requests for the samples of task p not in done (keys of stored ones). */
+static void plan_requests(gen_ctx *c, const task_plan *p, const json_t *done, request_list *l)
 {
     ssf_buf key = {0};
-    int rc = 0;
-    for (size_t k = 0; k < p->n_docs && rc == 0; k++) {
+    for (size_t k = 0; k < p->n_docs; k++) {
         const ssf_doc *d = &p->docs.items[k];
-        for (int tag = 0; tag <= SSF_MAX_TAGS && rc == 0; tag++) {
-            for (int i = 0; i < p->need[tag] && rc == 0; i++) {
+        for (int tag = 0; tag <= SSF_MAX_TAGS; tag++) {
+            for (int i = 0; i < p->need[tag]; i++) {
                 c->summary->planned++;
                 sample_key(&key, p->task->name, (int64_t)d->index, tag, i);
-                const json_t *text = json_object_get(st->ungraded, key.data);
-                if (text) rc = grade_stored(c, p, d, tag, i, json_string_value(text));
-                if (json_object_get(st->done, key.data)) {
+                if (json_object_get(done, key.data)) {
                     c->summary->reused++;
                     continue;
                 }
@@ -436,7 +411,6 @@ static int plan_requests(gen_ctx *c, const task_plan *p, stored_ctx *st, request
         }
     }
     ssf_buf_free(&key);
-    return rc;
 }
 
 /* Prompts are rendered once per (question, tag) and shared by its samples;
@@ -468,15 +442,20 @@ static void render_prompts(const ssf_run_config *cfg, request_list *l, char ***o
 
 static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
 {
-    stored_ctx st = {json_object(), json_object()};
+    json_t *done = json_object();
     request_list l = {0};
     int rc = 0;
+    const char *profile = ssf_profile_name(c->cfg->profile);
     for (size_t t = 0; t < c->cfg->n_tasks && rc == 0; t++) {
-        rc = ssf_store_foreach_sample(c->store, c->run_id, plans[t].task->name,
-                                      ssf_profile_name(c->cfg->profile), note_stored, &st, c->err);
-        if (rc == 0) rc = plan_requests(c, &plans[t], &st, &l);
-        json_object_clear(st.done);
-        json_object_clear(st.ungraded);
+        /* Stored samples without a grade under this run's profile (the run
+         * began under another, or stopped between a sample and its grade). */
+        rc = ssf_run_grade_stored(c->store, c->run_id, plans[t].task, &plans[t].docs, c->grader,
+                                  profile, 1, NULL, c->err);
+        if (rc == 0)
+            rc = ssf_store_foreach_sample(c->store, c->run_id, plans[t].task->name, NULL,
+                                          note_stored, done, c->err);
+        if (rc == 0) plan_requests(c, &plans[t], done, &l);
+        json_object_clear(done);
     }
     char **prompts = NULL;
     size_t n_prompts = 0;
@@ -498,8 +477,7 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
     free(prompts);
     free(l.reqs);
     free(l.pend);
-    json_decref(st.done);
-    json_decref(st.ungraded);
+    json_decref(done);
     return rc;
 }
 

@@ -158,6 +158,9 @@ check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
 if command -v sqlite3 >/dev/null; then
     cp "$work/a.sqlite" "$work/crafted.sqlite"
     sqlite3 "$work/crafted.sqlite" "UPDATE runs SET config_json = json_set(config_json, '\$.tasks[0].documents', 576460752303423488) WHERE id = 1"
+    cp "$work/a.sqlite" "$work/ungraded.sqlite"
+    sqlite3 "$work/ungraded.sqlite" "DELETE FROM grades WHERE run_id = 1 AND doc = 0 AND profile = 'default'"
+    check "a resume grades stored samples that have no grade, as they were graded when made" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/ungraded.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err" && [ "$(metric synth pass@1)" = "75.00" ] && [ "$(metric synth cons@32)" = "50.00" ] && [ "$(sqlite3 "$work/ungraded.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'default'"'"'")" = 116 ]'
     cp "$work/a.sqlite" "$work/crafted2.sqlite"
     sqlite3 "$work/crafted2.sqlite" "UPDATE runs SET config_json = json_remove(config_json, '\$.chat_template') WHERE id = 1"
     check "rescore of a stored configuration without its chat template (it crashed)" run 0 rescore 1 --db "$work/crafted2.sqlite" --task-file "$work/synth.json" --data-dir "$work"
