@@ -35,17 +35,24 @@ const char *ssf_profile_name(ssf_profile p)
     return profile_names[p];
 }
 
+/* How a profile parses answers, for its extractors and its bare golds alike:
+ * LightEval's `equations` cut and latex2sympy's lower-case symbols. */
+static void profile_parse_options(ssf_profile p, ssf_parse_options *o)
+{
+    ssf_parse_options_default(o);
+    if (p != SSF_PROFILE_DEFAULT) o->equations = o->fold_case = 1;
+}
+
 static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extract_config *c)
 {
     memset(c, 0, sizeof *c);
-    ssf_parse_options_default(&c->parse);
+    profile_parse_options(p, &c->parse);
     c->targets = targets;
     c->n_letters = n_letters;
     if (p != SSF_PROFILE_DEFAULT) {
         c->boxed_priority = 55;
         c->lighteval_numbers = 1;
         c->bare_letters = 1;
-        c->parse.equations = c->parse.fold_case = 1;
     } else {
         c->boxed_priority = 50;
         c->boxed_letters = 1;
@@ -77,8 +84,7 @@ ssf_grader *ssf_grader_new(ssf_profile profile, ssf_error *err)
 {
     ssf_grader *g = ssf_xcalloc(1, sizeof *g);
     g->profile = profile;
-    ssf_parse_options_default(&g->parse);
-    if (profile != SSF_PROFILE_DEFAULT) g->parse.equations = g->parse.fold_case = 1;
+    profile_parse_options(profile, &g->parse);
     ssf_equiv_options_default(&g->equiv);
     if (profile == SSF_PROFILE_SSFT_LIGHTEVAL) g->equiv.decimals_fail = 1;
     if (build_extractors(g, err)) {
