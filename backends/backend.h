@@ -111,6 +111,11 @@ ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err)
  * ("missing from FILE"), never scored. */
 ssf_backend *ssf_backend_replay_new(const char *path, ssf_error *err);
 
+/* The SHA-256 of the file as the replay backend read and indexed it (one
+ * pass, so the digest is of the very bytes indexed); NULL when b is not a
+ * replay backend.  Another file, or this one rewritten, is another run. */
+const char *ssf_backend_replay_sha256(const ssf_backend *b);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,7 @@ typedef struct replay {
     char *path;
     FILE *file;
     json_t *offsets; /* "task\x1fdoc\x1ftag\x1fsample" -> [offset, line number] */
+    char sha256[65]; /* of the bytes indexed */
 } replay;
 
 static void sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int index)
@@ -91,10 +92,12 @@ static void replace_nul_escapes(char *s, size_t n)
     }
 }
 
-static cJSON *next_line(FILE *f, char **buf, size_t *cap, ssize_t *len)
+/* digest, when not NULL, is fed the line's bytes as the file holds them. */
+static cJSON *next_line(FILE *f, char **buf, size_t *cap, ssize_t *len, ssf_sha256_ctx *digest)
 {
     *len = getline(buf, cap, f);
     if (*len < 0) return NULL;
+    if (digest) ssf_sha256_update(digest, *buf, (size_t)*len);
     replace_nul_escapes(*buf, (size_t)*len);
     return cJSON_ParseWithLength(*buf, (size_t)*len);
 }
@@ -133,9 +136,10 @@ static int build_index(replay *r, ssf_error *err)
     size_t cap = 0, lineno = 0;
     ssize_t len;
     ssf_buf key = {0};
+    ssf_sha256_ctx *digest = ssf_sha256_begin();
     int rc = 0;
     for (long offset = ftell(r->file); rc == 0; offset = ftell(r->file)) {
-        cJSON *obj = next_line(r->file, &buf, &cap, &len);
+        cJSON *obj = next_line(r->file, &buf, &cap, &len, digest);
         if (len < 0) break;
         lineno++;
         if (!obj && blank(buf, len)) continue;
@@ -152,6 +156,7 @@ static int build_index(replay *r, ssf_error *err)
     }
     if (rc == 0 && ferror(r->file))
         rc = ssf_fail(err, "cannot read %s: %s", r->path, strerror(errno));
+    ssf_sha256_end(digest, r->sha256);
     ssf_buf_free(&key);
     free(buf);
     return rc;
@@ -186,7 +191,7 @@ static int serve_line(replay *r, const ssf_gen_request *q, long offset, char **b
     ssize_t len;
     if (fseek(r->file, offset, SEEK_SET) != 0)
         return ssf_fail(err, "cannot read %s: %s", r->path, strerror(errno));
-    cJSON *obj = next_line(r->file, buf, cap, &len);
+    cJSON *obj = next_line(r->file, buf, cap, &len, NULL);
     replay_line l;
     if (!obj || read_fields(obj, &l)) {
         cJSON_Delete(obj);
@@ -266,4 +271,11 @@ ssf_backend *ssf_backend_replay_new(const char *path, ssf_error *err)
         return NULL;
     }
     return b;
+}
+
+const char *ssf_backend_replay_sha256(const ssf_backend *b)
+{
+    if (!b || b->destroy != replay_destroy) return NULL;
+    const replay *r = b->impl;
+    return r->sha256;
 }

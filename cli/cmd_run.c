@@ -513,12 +513,7 @@ static ssf_backend *open_replay(run_args *a, ssf_buf *desc)
     /* The file is the samples: another file, or this one rewritten, is
      * another run.  (Its name alone would let outputs.jsonl rewritten with
      * another model's texts resume this run and mix the two.) */
-    char digest[65];
-    if (ssf_sha256_file(a->generations, digest, &err)) {
-        b->destroy(b);
-        return file_failure(a, err.msg);
-    }
-    ssf_buf_printf(desc, "replay:%s", digest);
+    ssf_buf_printf(desc, "replay:%s", ssf_backend_replay_sha256(b));
     return b;
 }
 

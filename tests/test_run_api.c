@@ -2,7 +2,7 @@
  * test_run_api.c - the run pipeline as a library user calls it: ssf_run_execute
  * writes its progress, failure reasons and notes to cfg.log alone (a NULL
  * log: nothing at all on the process's stderr), and the summary and store
- * say what happened.
+ * say what happened.  Also the replay backend's digest of its file.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -135,11 +135,37 @@ static void test_log_gets_what_stderr_got(void **state)
     teardown_fixture(&f);
 }
 
+/* The replay backend digests the file in its indexing pass: the digest
+ * must be the whole file's, byte for byte, though the pass rewrites escaped
+ * NULs in its copy of a line and skips blank lines. */
+static void test_replay_digest_is_the_files(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = write_temp_file(dir, "gen.jsonl",
+                                 "\n{\"task\": \"t\", \"doc\": 0, \"sample\": 0, "
+                                 "\"text\": \"a\\u0000b\"}\n  \n{\"task\": \"t\", \"doc\": 1, "
+                                 "\"sample\": 0, \"text\": \"c\"}");
+    ssf_error err;
+    ssf_backend *b = ssf_backend_replay_new(path, &err);
+    assert_non_null(b);
+    char want[65];
+    assert_int_equal(ssf_sha256_file(path, want, &err), 0);
+    assert_string_equal(ssf_backend_replay_sha256(b), want);
+    ssf_backend other = {.name = "replay"}; /* named so, but not one */
+    assert_null(ssf_backend_replay_sha256(&other));
+    b->destroy(b);
+    remove_tree(dir);
+    free(path);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_null_log_is_silent),
         cmocka_unit_test(test_log_gets_what_stderr_got),
+        cmocka_unit_test(test_replay_digest_is_the_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

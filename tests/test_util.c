@@ -99,6 +99,11 @@ static void test_files_and_sha(void **state)
     char hex2[65];
     assert_int_equal(ssf_sha256_file(path, hex2, &err), 0);
     assert_string_equal(hex, hex2);
+    ssf_sha256_ctx *pieces = ssf_sha256_begin(); /* the same bytes fed in two pieces */
+    ssf_sha256_update(pieces, "a", 1);
+    ssf_sha256_update(pieces, "bc", 2);
+    ssf_sha256_end(pieces, hex2);
+    assert_string_equal(hex, hex2);
     snprintf(path, sizeof path, "%s/missing", dir);
     assert_int_equal(ssf_read_file(path, &text, &len, &err), -1);
     assert_non_null(strstr(err.msg, path));

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -29,23 +30,43 @@ void ssf_sha256_hex(const void *data, size_t len, char hex[65])
     digest_to_hex(md, hex);
 }
 
+/* The context is OpenSSL's own: ssf_sha256_ctx only names it. */
+ssf_sha256_ctx *ssf_sha256_begin(void)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+        fprintf(stderr, "ssfteval: out of memory starting a SHA-256\n");
+        abort();
+    }
+    return (ssf_sha256_ctx *)ctx;
+}
+
+void ssf_sha256_update(ssf_sha256_ctx *c, const void *data, size_t len)
+{
+    EVP_DigestUpdate((EVP_MD_CTX *)c, data, len);
+}
+
+void ssf_sha256_end(ssf_sha256_ctx *c, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex((EVP_MD_CTX *)c, md, &mdlen);
+    EVP_MD_CTX_free((EVP_MD_CTX *)c);
+    digest_to_hex(md, hex);
+}
+
 int ssf_sha256_file(const char *path, char hex[65], ssf_error *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return ssf_fail(err, "cannot open %s: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    ssf_sha256_ctx *ctx = ssf_sha256_begin();
     unsigned char chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        EVP_DigestUpdate(ctx, chunk, n);
+        ssf_sha256_update(ctx, chunk, n);
     int failed = ferror(f);
     fclose(f);
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
+    ssf_sha256_end(ctx, hex);
     if (failed) return ssf_fail(err, "cannot read %s: %s", path, strerror(errno));
-    digest_to_hex(md, hex);
     return 0;
 }

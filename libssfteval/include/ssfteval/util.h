@@ -108,6 +108,14 @@ int ssf_mkdirs(const char *path, ssf_error *err);
 void ssf_sha256_hex(const void *data, size_t len, char hex[65]);
 int ssf_sha256_file(const char *path, char hex[65], ssf_error *err);
 
+/* SHA-256 fed piece by piece, for bytes read once for another purpose (a
+ * file that is parsed and digested in the same pass).  ssf_sha256_end
+ * writes the digest and frees the context. */
+typedef struct ssf_sha256_ctx ssf_sha256_ctx;
+ssf_sha256_ctx *ssf_sha256_begin(void);
+void ssf_sha256_update(ssf_sha256_ctx *c, const void *data, size_t len);
+void ssf_sha256_end(ssf_sha256_ctx *c, char hex[65]);
+
 #ifdef __cplusplus
 }
 #endif
