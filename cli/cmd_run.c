@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "backend.h"
+#include "device.h"
 #include "engine.h"
 #include "run.h"
 #include "ssfteval/hub.h"
@@ -643,6 +644,10 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     ssf_backend *b = ssf_backend_engine_open(model, tok, &a->engine, &err);
     if (!b) {
         cli_error("%s", err.msg);
+        /* A machine without a GPU is not a bad command line. */
+        if (a->engine.device && strcmp(a->engine.device, "cuda") == 0 &&
+            !ssf_device_cuda_available())
+            a->open_status = EXIT_WORK;
         return NULL;
     }
     /* CPU and GPU differ in the last bits of every logit, and an fp8 KV
