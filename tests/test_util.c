@@ -10,6 +10,8 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -177,12 +179,77 @@ static void test_atomic_writer(void **state)
     free(dir);
 }
 
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void touch(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+}
+
+static int exists_in(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* A temporary file a killed writer left beside out.jsonl goes with the next
+ * write; a live writer's, this process's, another host's and an unrelated
+ * file stay. */
+static void test_atomic_writer_removes_orphans(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char host[256] = "", dead[512], live[512], own[512], other[512], kept[512], path[4096];
+    assert_int_equal(gethostname(host, sizeof host - 1), 0);
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    assert_true(child > 0);
+    assert_int_equal(waitpid(child, NULL, 0), child); /* reaped: its pid names no process */
+    snprintf(dead, sizeof dead, "out.jsonl.tmp.%s.%ld.AbC123", host, (long)child);
+    snprintf(live, sizeof live, "out.jsonl.tmp.%s.%ld.AbC123", host, (long)getppid());
+    snprintf(kept, sizeof kept, "out.jsonl.tmp.%s.%ld.saved", host, (long)child);
+    snprintf(own, sizeof own, "out.jsonl.tmp.%s.%ld.AbC123", host, (long)getpid());
+    snprintf(other, sizeof other, "out.jsonl.tmp.%s-elsewhere.%ld.AbC123", host, (long)child);
+    touch(dir, dead);
+    touch(dir, live);
+    touch(dir, own); /* another thread's write in progress */
+    touch(dir, other);
+    touch(dir, kept); /* not a name the writer makes */
+    touch(dir, "out.jsonl.tmp.notes");
+    snprintf(path, sizeof path, "%s/out.jsonl", dir);
+    ssf_error err;
+    assert_int_equal(ssf_write_file_atomic(path, "x", 1, &err), 0);
+    assert_false(exists_in(dir, dead));
+    assert_true(exists_in(dir, live));
+    assert_true(exists_in(dir, own));
+    assert_true(exists_in(dir, other));
+    assert_true(exists_in(dir, kept));
+    assert_true(exists_in(dir, "out.jsonl.tmp.notes"));
+    assert_int_equal(count_entries(dir), 6);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),           cmocka_unit_test(test_errors),
         cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_files_and_sha),
-        cmocka_unit_test(test_atomic_writer), cmocka_unit_test(test_append_text),
+        cmocka_unit_test(test_atomic_writer), cmocka_unit_test(test_atomic_writer_removes_orphans),
+        cmocka_unit_test(test_append_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,10 @@
  */
 #include "ssfteval/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,10 +203,60 @@ int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err)
     return 0;
 }
 
+/* Temporary files are named PATH.tmp.HOST.PID.XXXXXX.  A writer killed
+ * between its write and its rename (kill -9, a crash, a power cut) leaves
+ * its file behind; the next write to PATH from the same host removes it once
+ * its process is gone.  A live writer's file (this process's own included:
+ * another thread may be writing) and other hosts' (a shared file system)
+ * are kept. */
+static void temp_prefix(ssf_buf *b, const char *path)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    ssf_buf_printf(b, "%s.tmp.%s.", path, host);
+}
+
+/* The writer's pid when name is prefix + "PID.XXXXXX", else 0. */
+static long orphan_pid(const char *name, const char *prefix, size_t prefix_len)
+{
+    if (strncmp(name, prefix, prefix_len) != 0) return 0;
+    const char *digits = name + prefix_len;
+    char *end;
+    errno = 0;
+    long pid = strtol(digits, &end, 10);
+    if (errno || end == digits || *digits == '-' || *end != '.' || strlen(end + 1) != 6) return 0;
+    return pid;
+}
+
+static int writer_gone(long pid)
+{
+    return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static void remove_orphaned_temps(const char *path)
+{
+    ssf_buf prefix = {0};
+    temp_prefix(&prefix, path);
+    const char *slash = strrchr(prefix.data, '/');
+    char *dir = ssf_xstrdup(!slash ? "." : slash == prefix.data ? "/" : prefix.data);
+    if (slash && slash != prefix.data) dir[slash - prefix.data] = '\0';
+    const char *name_prefix = slash ? slash + 1 : prefix.data;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        long pid = orphan_pid(e->d_name, name_prefix, strlen(name_prefix));
+        if (writer_gone(pid)) (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    if (d) closedir(d);
+    free(dir);
+    ssf_buf_free(&prefix);
+}
+
 int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_error *err)
 {
+    remove_orphaned_temps(path);
     ssf_buf tmp = {0};
-    ssf_buf_printf(&tmp, "%s.tmp.XXXXXX", path);
+    temp_prefix(&tmp, path);
+    ssf_buf_printf(&tmp, "%ld.XXXXXX", (long)getpid());
     *a = (ssf_atomic_file){0};
     int fd = mkstemp(tmp.data); /* mode 0600 */
     if (fd < 0) {
