@@ -314,9 +314,9 @@ static const char *const kind_names[] = {
 static const char *const rel_names[] = {"=", "!=", "<", "<=", ">", ">=", "~="};
 
 static const char *const func_names[] = {
-    "sin",   "cos",  "tan",       "sec",   "csc", "cot", "asin", "acos",
-    "atan",  "sinh", "cosh",      "tanh",  "ln",  "log", "exp",  "abs",
-    "floor", "ceil", "factorial", "binom", "gcd", "lcm", "?",
+    "sin",   "cos",  "tan", "sec", "csc", "cot", "asin",  "acos", "atan",      "sinh",
+    "cosh",  "tanh", "ln",  "log", "exp", "abs", "floor", "ceil", "factorial", "double_factorial",
+    "binom", "gcd",  "lcm", "?",
 };
 
 /* Decimal digits of a word-sized integer (FLINT would go through GMP). */

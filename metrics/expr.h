@@ -81,7 +81,8 @@ typedef enum ssf_func {
     SSF_F_FLOOR,
     SSF_F_CEIL,
     SSF_F_FACTORIAL,
-    SSF_F_BINOM, /* binom(n, k) */
+    SSF_F_DOUBLE_FACTORIAL, /* n!! = n(n-2)(n-4)... down to 1 or 2 */
+    SSF_F_BINOM,            /* binom(n, k) */
     SSF_F_GCD,
     SSF_F_LCM,
     SSF_F_UNKNOWN, /* an applied function symbol f(x): name holds "f" */

@@ -40,7 +40,7 @@ const char *ssf_profile_name(ssf_profile p)
 static void profile_parse_options(ssf_profile p, ssf_parse_options *o)
 {
     ssf_parse_options_default(o);
-    if (p != SSF_PROFILE_DEFAULT) o->equations = o->fold_case = 1;
+    if (p != SSF_PROFILE_DEFAULT) o->equations = o->fold_case = o->nested_factorials = 1;
 }
 
 static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extract_config *c)

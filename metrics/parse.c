@@ -125,6 +125,7 @@ typedef struct parser {
     int max_depth;
     int strip_units;
     int fold_case;
+    int nested_factorials;
     /* lexer */
     size_t i;
     tok *t, *small_t; /* t starts as small_t, on the caller's stack */
@@ -1641,7 +1642,12 @@ static ssf_node *parse_power(parser *p)
     while (base && !p->failed) {
         if (at(p, T_BANG) && chain_ok(p, &chain)) {
             advance(p);
-            base = mk(p, ssf_node_func(p->a, SSF_F_FACTORIAL, NULL, &base, 1));
+            ssf_func f = SSF_F_FACTORIAL;
+            if (!p->nested_factorials && at(p, T_BANG)) { /* n!!: the double factorial */
+                advance(p);
+                f = SSF_F_DOUBLE_FACTORIAL;
+            }
+            base = mk(p, ssf_node_func(p->a, f, NULL, &base, 1));
         } else if (at(p, T_PERCENT) && chain_ok(p, &chain)) {
             advance(p);
             base = mk(p, ssf_node_unary(p->a, SSF_N_PERCENT, base));
@@ -2295,6 +2301,7 @@ void ssf_parse_options_default(ssf_parse_options *o)
     o->strip_units = 1;
     o->equations = 0;
     o->fold_case = 0;
+    o->nested_factorials = 0;
     o->max_depth = 200;
 }
 
@@ -2310,6 +2317,7 @@ static void parser_init(parser *p, ssf_arena *a, const char *s, size_t len,
     p->max_depth = o->max_depth < 1 ? 1 : o->max_depth > HARD_DEPTH ? HARD_DEPTH : o->max_depth;
     p->strip_units = o->strip_units;
     p->fold_case = o->fold_case;
+    p->nested_factorials = o->nested_factorials;
     p->i = 0;
     p->t = p->small_t = NULL;
     p->n = p->cap = p->k = 0;

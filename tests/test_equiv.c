@@ -347,6 +347,22 @@ static void test_tiny_values(void **state)
     /* Beyond the exact factorial limit: arb_gamma decides with relative balls. */
     NE2(frac(I_(1), fact(30000)), frac(I_(1), fact(30001)));
     EQ2(frac(fact(30001), fact(30000)), I_(30001));
+    /* n!! exactly (both parities, 0 and 1), then as a ball past the limit */
+    EQ2(fn(SSF_F_DOUBLE_FACTORIAL, I_(6)), I_(48));
+    EQ2(fn(SSF_F_DOUBLE_FACTORIAL, I_(7)), I_(105));
+    EQ2(fn(SSF_F_DOUBLE_FACTORIAL, I_(0)), I_(1));
+    EQ2(fn(SSF_F_DOUBLE_FACTORIAL, I_(1)), I_(1));
+    NE2(fn(SSF_F_DOUBLE_FACTORIAL, I_(8)), fact(8));
+    EQ2(MUL(fn(SSF_F_DOUBLE_FACTORIAL, I_(2001)), fn(SSF_F_DOUBLE_FACTORIAL, I_(2000))),
+        fact(2001));
+    EQ2(frac(fn(SSF_F_DOUBLE_FACTORIAL, I_(30002)), fn(SSF_F_DOUBLE_FACTORIAL, I_(30000))),
+        I_(30002));
+    EQ2(frac(fn(SSF_F_DOUBLE_FACTORIAL, I_(30001)), fn(SSF_F_DOUBLE_FACTORIAL, I_(29999))),
+        I_(30001));
+    NE2(fn(SSF_F_DOUBLE_FACTORIAL, I_(30001)), fn(SSF_F_DOUBLE_FACTORIAL, I_(30003)));
+    EQ2(fn(SSF_F_DOUBLE_FACTORIAL, I_(30000)), MUL(pw(I_(2), I_(15000)), fact(15000)));
+    EQ2(MUL(fn(SSF_F_DOUBLE_FACTORIAL, I_(30001)), fn(SSF_F_DOUBLE_FACTORIAL, I_(30000))),
+        fact(30001));
     NE2(frac(I_(1), pw(I_(10), I_(100))), I_(0));
     NE2(ADD(leaf(SSF_N_PI), pw(I_(10), I_(-100))), leaf(SSF_N_PI)); /* caught at 2P */
 }

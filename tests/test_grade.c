@@ -352,6 +352,11 @@ static void test_ssft_lighteval_quirks(void **state)
         /* latex2sympy reads symbols in lower case; the default profile does not */
         {"$3R^2$", "$\\boxed{3 r^{2}}$", SSF_PROFILE_LIGHTEVAL, SSF_GRADE_RIGHT},
         {"$3R^2$", "$\\boxed{3 r^{2}}$", SSF_PROFILE_DEFAULT, SSF_GRADE_WRONG},
+        /* latex2sympy reads n!! as (n!)!; the default profile as the double factorial */
+        {"$48$", "$\\boxed{6!!}$", SSF_PROFILE_DEFAULT, SSF_GRADE_RIGHT},
+        {"$48$", "$\\boxed{6!!}$", SSF_PROFILE_LIGHTEVAL, SSF_GRADE_WRONG},
+        {"$(6!)!$", "$\\boxed{6!!}$", SSF_PROFILE_LIGHTEVAL, SSF_GRADE_RIGHT},
+        {"$(6!)!$", "$\\boxed{6!!}$", SSF_PROFILE_DEFAULT, SSF_GRADE_WRONG},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ssf_grade_request req = {.gold = cases[i].gold, .pred = cases[i].pred, .precision = -1};

@@ -192,6 +192,9 @@ static const parse_case cases[] = {
     {"5!", "(func factorial 5)"},
     {"2^{3}!", "(func factorial (pow 2 3))"},
     {"(n)!", "(func factorial n)"},
+    {"6!!", "(func double_factorial 6)"},
+    {"(6!)!", "(func factorial (func factorial 6))"},
+    {"5!!!", "(func factorial (func double_factorial 5))"},
     {"\\binom{5}{2}", "(func binom 5 2)"},
     {"\\dbinom{n}{k}", "(func binom n k)"},
     {"\\tbinom52", "(func binom 5 2)"},
@@ -400,6 +403,10 @@ static void test_options(void **state)
     expect_with(&o, "x + Y", "(add x y)");
     o.equations = 1;
     expect_with(&o, "band = 3", "3");
+    /* latex2sympy's n!! is (n!)! (the lighteval profiles) */
+    ssf_parse_options_default(&o);
+    o.nested_factorials = 1;
+    expect_with(&o, "6!!", "(func factorial (func factorial 6))");
 
     /* A NULL options pointer means the defaults. */
     ssf_arena *a = ssf_arena_new(BUDGET);
