@@ -712,9 +712,23 @@ static int refuse_ignored(const run_args *a, size_t b, const char *by, int by_op
     return 0;
 }
 
+/* Whether --model names a checkpoint for the engine (a directory with
+ * config.json, or hf:ORG/NAME) rather than a server's model name. */
+static int names_checkpoint(const char *model)
+{
+    if (strncmp(model, "hf:", 3) == 0) return 1;
+    char *config = ssf_path_join(model, "config.json");
+    int found = ssf_is_file(config);
+    free(config);
+    return found;
+}
+
 /* The backend the command line selects (an index into backends, or -1
  * with the error printed), *by what selected it and *by_option whether
- * that is an option given. */
+ * that is an option given.  An endpoint exported in the environment does
+ * not outrank a checkpoint named on the command line: that is refused as
+ * ambiguous, where it used to send the directory's path to the server as
+ * the model's name. */
 static int choose_backend(const run_args *a, const char **by, int *by_option)
 {
     const char *name = a->backend;
@@ -727,6 +741,13 @@ static int choose_backend(const run_args *a, const char **by, int *by_option)
         name = "openai";
         *by = "--endpoint";
     } else if (!name && getenv("SSFTEVAL_ENDPOINT")) {
+        if (a->cfg.model && names_checkpoint(a->cfg.model)) {
+            cli_error("--model %s is a checkpoint, and SSFTEVAL_ENDPOINT (from the environment) "
+                      "selects the openai backend; pass --backend engine to run it in process, "
+                      "or --backend openai to send its name to the server",
+                      a->cfg.model);
+            return -1;
+        }
         name = "openai";
         *by = "SSFTEVAL_ENDPOINT";
         *by_option = 0;

@@ -77,5 +77,6 @@ check "--device cuda without a GPU" eval '"$ssfteval" run synth --model "$fixtur
 check "--kv-cache-dtype fp8 on the CPU is refused (a bad command line: 2)" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --kv-cache-dtype fp8 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "kv-cache-dtype" "$work/err" && [ ! -e "$work/h.sqlite" ]'
 check "bad --kv-cache-dtype" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --kv-cache-dtype fp16 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "fp8 or bf16" "$work/err"'
 check "bad --own-small-gemms" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --own-small-gemms sometimes && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "tuned, always or never" "$work/err" && [ ! -e "$work/h.sqlite" ]'
+check "an exported endpoint does not take a checkpoint for a server's model name" eval 'SSFTEVAL_ENDPOINT=http://127.0.0.1:1/v1 run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --metric pass@1 --samples 1 --max-new-tokens 4 && grep -q "is a checkpoint, and SSFTEVAL_ENDPOINT" "$work/err" && [ ! -e "$work/h.sqlite" ]'
 check "bad --device" eval 'run 2 run synth --model "$fixture" --db "$work/g.sqlite" "${common[@]}" --device tpu && grep -q "auto, cpu or cuda" "$work/err"'
 tap_end
