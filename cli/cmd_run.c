@@ -39,7 +39,8 @@ static const char help_head[] =
     "                        of one sample per tag; cons@K = K samples, tags round-robin\n"
     "                        (none, the default: untagged samples)\n"
     "  --groups S            native Cons@6 groups (default: the task's, 11 AIME, 6 others)\n"
-    "  --samples N           samples per question for pass@K / avg@N without --protocol\n"
+    "  --samples N           n, the samples per question pass@K draws without --protocol\n"
+    "                        (default: K; avg@N and cons@K draw N and K)\n"
     "  --compat ssft-lighteval|none  reproduce the reference implementation's metrics,\n"
     "                        quirks included (block-order maj@32, votes on extracted text)\n"
     "  --profile NAME        grading profile: default, lighteval or ssft-lighteval (the\n"
@@ -800,12 +801,44 @@ static int find_tasks(const cli *c, const char *list, const ssf_task ***tasks, s
     return rc;
 }
 
+/* Whether --samples means something to m: it is pass@K's n without the
+ * protocol; avg@N and cons@K draw their own N and K, which it may repeat
+ * (--metric avg@4 --samples 4) but not contradict (avg@4 --samples 8 drew
+ * 4 samples a question). */
+static int takes_samples(const ssf_metric *m, const ssf_metric_context *ctx)
+{
+    if (ctx->protocol == SSF_PROTOCOL_SSFT) return 0;
+    return m->kind == SSF_METRIC_PASS_AT_K ||
+           (m->kind == SSF_METRIC_AVG_AT_N && m->n == ctx->samples) ||
+           (m->kind == SSF_METRIC_CONS_AT_K && m->k == ctx->samples);
+}
+
+/* --samples and --groups size one kind of metric each; given to a run
+ * with none of that kind, they would be silently ignored. */
+static int refuse_unused_sizes(const run_args *a, int samples_taken, int takes_groups)
+{
+    if (a->cfg.samples > 0 && !samples_taken) {
+        cli_error("--samples %d: no metric of this run draws that many (pass@K draws --samples "
+                  "samples a question without --protocol ssft, avg@N N, cons@K K); drop it or "
+                  "make it agree",
+                  a->cfg.samples);
+        return EXIT_USAGE;
+    }
+    if (a->cfg.groups > 0 && !takes_groups) {
+        cli_error("--groups sets the groups of cons@6:native, which this run does not compute "
+                  "(it needs --protocol ssft); drop --groups");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 /* Checks every metric against every task before anything is opened, so
  * a typo or a k past --samples is a usage error, not a failed run.  A
  * task's own SSFT metrics are left for the run, which leaves them out when
  * it runs without the protocol. */
 static int check_metrics(const run_args *a)
 {
+    int samples_taken = 0, takes_groups = 0;
     for (size_t t = 0; t < a->cfg.n_tasks; t++) {
         const ssf_task *task = a->cfg.tasks[t];
         ssf_metric_context ctx = {.protocol = a->cfg.protocol,
@@ -818,7 +851,11 @@ static int check_metrics(const run_args *a)
             const char *name = a->cfg.metrics ? a->cfg.metrics[i] : task->metrics[i];
             ssf_metric m;
             ssf_error err;
-            if (ssf_metric_parse(name, &ctx, &m, &err) == 0) continue;
+            if (ssf_metric_parse(name, &ctx, &m, &err) == 0) {
+                samples_taken |= a->cfg.samples > 0 && takes_samples(&m, &ctx);
+                takes_groups |= m.kind == SSF_METRIC_CONS_NATIVE;
+                continue;
+            }
             if (!a->cfg.metrics && ssf_metric_needs_tags(name, &ctx)) continue;
             if (a->cfg.metrics)
                 cli_error("--metric: %s (task %s)", err.msg, task->name);
@@ -828,7 +865,7 @@ static int check_metrics(const run_args *a)
             return EXIT_USAGE;
         }
     }
-    return 0;
+    return refuse_unused_sizes(a, samples_taken, takes_groups);
 }
 
 static int execute(cli *c, run_args *a, const char *task_list)

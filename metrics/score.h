@@ -55,7 +55,7 @@ typedef struct ssf_metric {
 typedef struct ssf_metric_context {
     ssf_protocol protocol;
     ssf_compat compat;
-    int samples;     /* --samples: n for pass@k/avg@n without the protocol (0 = default) */
+    int samples;     /* --samples: n for pass@k without the protocol (0 = default: k) */
     int groups;      /* --groups: S for cons@6:native (0 = the task's default) */
     int task_groups; /* the task's default S (11 for AIME, 6 otherwise) */
 } ssf_metric_context;
