@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
@@ -58,8 +59,8 @@ static void test_parse_numbers(void **state)
     assert_int_equal(v, 42);
     assert_int_equal(ssf_parse_long("-3", -5, 5, &v), 0);
     assert_int_equal(v, -3);
-    static const char *const bad_longs[] = {"",  "8k",  "x",   "101",
-                                            "0", " 5x", "1e3", "99999999999999999999999"};
+    static const char *const bad_longs[] = {
+        "", "8k", "x", "101", "0", " 5x", "1e3", "99999999999999999999999", " 5", "\t5"};
     for (size_t i = 0; i < sizeof bad_longs / sizeof *bad_longs; i++) {
         v = 7;
         assert_int_equal(ssf_parse_long(bad_longs[i], 1, 100, &v), -1);
@@ -70,12 +71,16 @@ static void test_parse_numbers(void **state)
     assert_true(d == 0.25);
     assert_int_equal(ssf_parse_double("1e-3", 0, 1, &d), 0);
     assert_true(d == 1e-3);
-    static const char *const bad_doubles[] = {"", "nan", "inf", "1.5", "-0.1", "0.5s", "1e999"};
+    static const char *const bad_doubles[] = {"",     "nan",   "inf",  "1.5",  "-0.1",
+                                              "0.5s", "1e999", " 0.5", "\n0.5"};
     for (size_t i = 0; i < sizeof bad_doubles / sizeof *bad_doubles; i++) {
         d = 7;
         assert_int_equal(ssf_parse_double(bad_doubles[i], 0, 1, &d), -1);
         assert_true(d == 7);
     }
+    d = 7; /* not finite, though the bounds take it */
+    assert_int_equal(ssf_parse_double("inf", -INFINITY, INFINITY, &d), -1);
+    assert_true(d == 7);
 }
 
 static void test_files_and_sha(void **state)

@@ -5,9 +5,11 @@
  */
 #include "ssfteval/util.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,12 +165,18 @@ void ssf_buf_free(ssf_buf *b)
     b->len = b->cap = 0;
 }
 
+/* strtol and strtod skip leading white space, which a whole number has not. */
+static int starts_with_space(const char *s)
+{
+    return isspace((unsigned char)*s) != 0;
+}
+
 int ssf_parse_long(const char *s, long lo, long hi, long *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    if (starts_with_space(s) || errno || end == s || *end || v < lo || v > hi) return -1;
     *out = v;
     return 0;
 }
@@ -178,7 +186,8 @@ int ssf_parse_double(const char *s, double lo, double hi, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
+    if (starts_with_space(s) || errno || end == s || *end || !isfinite(v) || !(v >= lo && v <= hi))
+        return -1;
     *out = v;
     return 0;
 }
