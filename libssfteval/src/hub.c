@@ -541,7 +541,7 @@ static int offline_error(ssf_repo_type type, const char *what, const char *repo,
                         what, repo, revision);
     return ssf_fail(err,
                     "%s is not in the cache (offline mode): run `ssfteval data fetch` with network "
-                    "access, or use --data-dir",
+                    "access, or give run, prompt and tasks a --data-dir of local files",
                     what);
 }
 

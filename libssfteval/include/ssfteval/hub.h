@@ -31,7 +31,7 @@ typedef struct ssf_hub {
         *rows_endpoint; /* SSFTEVAL_ROWS_ENDPOINT, default https://datasets-server.huggingface.co */
     char *token;        /* HF_TOKEN, may be NULL */
     char *cache_dir;    /* SSFTEVAL_CACHE, default ~/.cache/ssfteval */
-    int offline;        /* HF_HUB_OFFLINE=1 or --offline: never touch the network */
+    int offline; /* HF_HUB_OFFLINE=1, SSFTEVAL_OFFLINE=1 or --offline: never touch the network */
     long connect_timeout_s;
     long low_speed_timeout_s; /* abort a transfer slower than 1 byte/s for this long */
 } ssf_hub;

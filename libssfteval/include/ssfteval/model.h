@@ -151,8 +151,8 @@ typedef struct ssf_hub ssf_hub;
 
 /* Turns a model spec into a local directory (free *dir_out).  A directory is
  * returned as it is.  "hf:ORG/NAME[@REV]" (REV defaults to main) downloads
- * config.json, generation_config.json and tokenizer_config.json (if the
- * repository has them), tokenizer.json, and model.safetensors or
+ * config.json, generation_config.json, tokenizer_config.json and
+ * chat_template.jinja (if the repository has them), tokenizer.json, and model.safetensors or
  * model.safetensors.index.json with every shard it names into the Hub cache,
  * and returns that snapshot directory.  Not part of the libc-only reader. */
 int ssf_model_resolve(const char *spec, const ssf_hub *hub, char **dir_out, ssf_error *err);

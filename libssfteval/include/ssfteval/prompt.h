@@ -24,8 +24,10 @@ typedef enum ssf_chat_template {
 int ssf_chat_template_from_name(const char *name); /* -1 if unknown or NULL */
 const char *ssf_chat_template_name(ssf_chat_template tpl);
 
-/* Reads a model's tokenizer_config.json and maps its chat_template to one of
- * the built-ins; an error when it is none of them. */
+/* Maps a model's chat template to one of the built-ins: chat_template.jinja
+ * beside the tokenizer_config.json at the path when there is one (it wins, as
+ * in transformers), else the config's chat_template; an error when it is
+ * none of them. */
 int ssf_chat_template_detect(const char *tokenizer_config_path, ssf_chat_template *out,
                              ssf_error *err);
 

@@ -138,8 +138,10 @@ int ssf_registry_add_file(ssf_registry *reg, const char *path, ssf_error *err);
 const ssf_task *ssf_registry_find(const ssf_registry *reg, const char *name);
 void ssf_registry_free(ssf_registry *reg);
 
-/* The content of the last \boxed{...} or \fbox{...} in text (free it), or
- * NULL if there is none or its braces do not close. */
+/* As Hendrycks' last_boxed_only_string: the content of the last \boxed{...},
+ * or of the last \fbox{...} when there is no \boxed, or for "\boxed 7" the
+ * run up to a space or '$' (free it); NULL if there is none or its braces do
+ * not close. */
 char *ssf_last_boxed(const char *text);
 
 #ifdef __cplusplus
