@@ -40,7 +40,8 @@ static const char help_head[] =
     "                        (none, the default: untagged samples)\n"
     "  --groups S            native Cons@6 groups (default: the task's, 11 AIME, 6 others)\n"
     "  --samples N           n, the samples per question pass@K draws without --protocol\n"
-    "                        (default: K; avg@N and cons@K draw N and K)\n"
+    "                        (default: the most any metric draws, so pass@1 beside cons@32\n"
+    "                        averages 32; avg@N and cons@K draw N and K)\n"
     "  --compat ssft-lighteval|none  reproduce the reference implementation's metrics,\n"
     "                        quirks included (block-order maj@32, votes on extracted text)\n"
     "  --profile NAME        grading profile: default, lighteval or ssft-lighteval (the\n"
@@ -847,8 +848,11 @@ static int check_metrics(const run_args *a)
                                   .groups = a->cfg.groups,
                                   .task_groups = task->groups};
         size_t n = a->cfg.metrics ? a->cfg.n_metrics : task->n_metrics;
+        const char *const *names =
+            a->cfg.metrics ? a->cfg.metrics : (const char *const *)task->metrics;
+        if (ctx.samples == 0) ctx.samples = ssf_metric_default_samples(names, n, &ctx);
         for (size_t i = 0; i < n; i++) {
-            const char *name = a->cfg.metrics ? a->cfg.metrics[i] : task->metrics[i];
+            const char *name = names[i];
             ssf_metric m;
             ssf_error err;
             if (ssf_metric_parse(name, &ctx, &m, &err) == 0) {

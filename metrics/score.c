@@ -228,6 +228,23 @@ int ssf_metric_parse(const char *text, const ssf_metric_context *ctx, ssf_metric
     return ssf_fail(err, "metric '%s': %s", text, accepted);
 }
 
+int ssf_metric_default_samples(const char *const *names, size_t n, const ssf_metric_context *ctx)
+{
+    if (ctx->protocol == SSF_PROTOCOL_SSFT || ctx->samples > 0) return 0;
+    int most = 0;
+    for (size_t i = 0; i < n; i++) {
+        ssf_metric m;
+        ssf_error ignored;
+        if (!names[i] || ssf_metric_parse(names[i], ctx, &m, &ignored)) continue;
+        int draws = m.kind == SSF_METRIC_AVG_AT_N    ? m.n
+                    : m.kind == SSF_METRIC_CONS_AT_K ? m.k
+                    : m.kind == SSF_METRIC_PASS_AT_K ? m.n
+                                                     : 0;
+        if (draws > most) most = draws;
+    }
+    return most;
+}
+
 int ssf_metric_name_valid(const char *text, int task_groups, ssf_error *err)
 {
     ssf_metric_context untagged = {.protocol = SSF_PROTOCOL_NONE, .task_groups = task_groups};

@@ -55,7 +55,8 @@ typedef struct ssf_metric {
 typedef struct ssf_metric_context {
     ssf_protocol protocol;
     ssf_compat compat;
-    int samples;     /* --samples: n for pass@k without the protocol (0 = default: k) */
+    int samples;     /* --samples: n for pass@k without the protocol (0: k; runs pass
+                        ssf_metric_default_samples) */
     int groups;      /* --groups: S for cons@6:native (0 = the task's default) */
     int task_groups; /* the task's default S (11 for AIME, 6 otherwise) */
 } ssf_metric_context;
@@ -64,6 +65,13 @@ typedef struct ssf_metric_context {
  * "pass@1:tag3" under the context (which fixes n, S and the tag layout). */
 int ssf_metric_parse(const char *text, const ssf_metric_context *ctx, ssf_metric *out,
                      ssf_error *err);
+
+/* The n a run's pass@K metrics take without the protocol when --samples
+ * is not given: the most samples any of its metrics draws a question
+ * (avg@N N, cons@K K, pass@K K), so that pass@1 beside cons@32 is the mean
+ * over all 32 samples, not the first sample's verdict alone.  0 for a
+ * context with the protocol or with samples set, or when no name parses. */
+int ssf_metric_default_samples(const char *const *names, size_t n, const ssf_metric_context *ctx);
 
 /* Whether some run reads the name: one without tags (n = k samples), or
  * one with the SSFT protocol.  For a task spec's metrics, which runs of

@@ -87,13 +87,15 @@ typedef struct task_plan {
     ssf_sampling sampling;
 } task_plan;
 
-static void context_for(const ssf_run_config *cfg, const ssf_task *t, ssf_metric_context *ctx)
+static void context_for(const ssf_run_config *cfg, const ssf_task *t, const char *const *names,
+                        size_t n_names, ssf_metric_context *ctx)
 {
     *ctx = (ssf_metric_context){.protocol = cfg->protocol,
                                 .compat = cfg->compat,
                                 .samples = cfg->samples,
                                 .groups = cfg->groups,
                                 .task_groups = t->groups > 0 ? t->groups : 6};
+    if (ctx->samples == 0) ctx->samples = ssf_metric_default_samples(names, n_names, ctx);
 }
 
 static int plan_metrics(const ssf_run_config *cfg, task_plan *p, ssf_error *err)
@@ -103,7 +105,7 @@ static int plan_metrics(const ssf_run_config *cfg, task_plan *p, ssf_error *err)
     size_t n = cfg->metrics ? cfg->n_metrics : t->n_metrics;
     if (n == 0) return ssf_fail(err, "task %s has no default metrics; pass --metric", t->name);
     if (n > MAX_METRICS) return ssf_fail(err, "at most %d metrics", MAX_METRICS);
-    context_for(cfg, t, &p->ctx);
+    context_for(cfg, t, (const char *const *)names, n, &p->ctx);
     memset(p->need, 0, sizeof p->need);
     p->n_metrics = 0;
     for (size_t i = 0; i < n; i++) {
@@ -828,6 +830,11 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
     *ctx = *base;
     ctx->task_groups = t->groups > 0 ? t->groups : 6;
     const json_t *metrics = json_object_get(task, "metrics");
+    const char *names[MAX_METRICS];
+    size_t n_names = 0;
+    for (; n_names < json_array_size(metrics) && n_names < MAX_METRICS; n_names++)
+        names[n_names] = json_string_value(json_array_get(metrics, n_names));
+    if (ctx->samples == 0) ctx->samples = ssf_metric_default_samples(names, n_names, ctx);
     *n_ms = 0;
     for (size_t i = 0; i < json_array_size(metrics) && i < MAX_METRICS; i++) {
         if (ssf_metric_parse(json_string_value(json_array_get(metrics, i)), ctx, &ms[i], err))

@@ -67,6 +67,15 @@ check "cons@6:native = 25" [ "$(metric synth cons@6:native)" = "25.00" ]
 check "cons@32 = 50" [ "$(metric synth cons@32)" = "50.00" ]
 check "planned 32+6+4*5 per question" grep -q "116 samples planned" "$work/err"
 
+# 1b. Without the protocol, pass@1 beside cons@4 is the mean over all four
+# samples a question: doc 0 "1","9","9","9" -> 1/4, doc 1 "2" x4 -> 1: 62.5
+# (the first sample's verdict alone gave 100).  cons@4: doc 0 -> 9, doc 1 -> 2: 50.
+for s in 0 1 2 3; do
+    a=9; [ "$s" -eq 0 ] && a=1
+    printf '{"task": "synth", "doc": 0, "sample": %d, "text": "\\\\boxed{%s}"}\n{"task": "synth", "doc": 1, "sample": %d, "text": "\\\\boxed{2}"}\n' "$s" "$a" "$s"
+done >"$work/untagged.jsonl"
+check "pass@1 without --samples averages every sample the run draws" eval 'run 0 run synth --generations "$work/untagged.jsonl" --db "$work/u.sqlite" --task-file "$work/synth.json" --data-dir "$work" --metric pass@1,cons@4 --quiet && [ "$(metric synth pass@1)" = "62.50" ] && [ "$(metric synth cons@4)" = "50.00" ] && grep -q " 8 samples planned" "$work/err" && run 0 rescore 1 --db "$work/u.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "62.50" ]'
+
 # 2. A rerun resumes and generates nothing.
 check "rerun resumes" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/a.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && grep -q "116 stored before, 0 generated" "$work/err"'
 

@@ -609,6 +609,29 @@ static void test_parse_fields(void **state)
     assert_int_equal(m.n, 11);
 }
 
+/* Without --samples a run's pass@K takes as many samples as its metrics
+ * draw a question; --samples or the protocol leave n alone. */
+static void test_default_samples(void **state)
+{
+    (void)state;
+    ssf_metric_context none = ctx_none(0), given = ctx_none(4);
+    ssf_metric_context ssft = ctx_ssft(6, SSF_COMPAT_NONE);
+    const char *const defaults[] = {"pass@1", "cons@6:native", "cons@32"};
+    assert_int_equal(ssf_metric_default_samples(defaults, 3, &none), 32);
+    const char *const mixed[] = {"avg@8", "pass@2", "maj@4"};
+    assert_int_equal(ssf_metric_default_samples(mixed, 3, &none), 8);
+    const char *const alone[] = {"pass@4"};
+    assert_int_equal(ssf_metric_default_samples(alone, 1, &none), 4);
+    const char *const junk[] = {"bogus", NULL};
+    assert_int_equal(ssf_metric_default_samples(junk, 2, &none), 0);
+    assert_int_equal(ssf_metric_default_samples(defaults, 3, &given), 0);
+    assert_int_equal(ssf_metric_default_samples(defaults, 3, &ssft), 0);
+    none.samples = ssf_metric_default_samples(defaults, 3, &none);
+    ssf_metric m = parse_ok("pass@1", &none);
+    assert_int_equal(m.n, 32);
+    assert_int_equal(m.k, 1);
+}
+
 static void test_parse_errors(void **state)
 {
     (void)state;
@@ -788,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_need),
         cmocka_unit_test(test_parse_fields),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_default_samples),
         cmocka_unit_test(test_aggregate_known),
         cmocka_unit_test(test_aggregate_edges),
         cmocka_unit_test(test_aggregate_bootstrap),
