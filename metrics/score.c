@@ -472,6 +472,13 @@ static vote_mode mode_for(const ssf_metric_context *ctx, int letters_task, int n
     return native ? VOTE_RAW_STRIP : VOTE_RAW;
 }
 
+int ssf_metric_votes_on_text(const ssf_metric_context *ctx, int letters_task)
+{
+    vote_mode plain = mode_for(ctx, letters_task, 0), native = mode_for(ctx, letters_task, 1);
+    return plain == VOTE_RAW || plain == VOTE_RAW_STRIP || native == VOTE_RAW ||
+           native == VOTE_RAW_STRIP;
+}
+
 /* ---- per-question values ------------------------------------------------ */
 
 double ssf_pass_at_k(int n, int c, int k)

@@ -87,6 +87,11 @@ int ssf_metric_needs_tags(const char *text, const ssf_metric_context *ctx);
 void ssf_metric_need(const ssf_metric *m, const ssf_metric_context *ctx,
                      int need[SSF_MAX_TAGS + 1]);
 
+/* Whether cons@K votes read a sample's whole completion (raw_text) under
+ * ctx: the compatibility mode's votes on a letters task.  Elsewhere
+ * raw_text may be NULL. */
+int ssf_metric_votes_on_text(const ssf_metric_context *ctx, int letters_task);
+
 /* One graded sample as the metrics see it. */
 typedef struct ssf_outcome {
     int present;                /* generated and stored */
@@ -94,7 +99,7 @@ typedef struct ssf_outcome {
     int verdict;                /* 1 right, 0 wrong, -1 ungradable */
     int no_answer;              /* nothing extracted */
     const char *key;            /* vote key: the grader's canonical key */
-    const char *raw_text;       /* the completion (compat GPQA votes on it) */
+    const char *raw_text;       /* the completion, where ssf_metric_votes_on_text */
     const char *extracted;      /* extracted answer text (compat structural votes) */
     const char *gold_extracted; /* the gold as extracted (compat maj@k scores by equality) */
 } ssf_outcome;

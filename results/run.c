@@ -700,6 +700,7 @@ typedef struct task_table {
     size_t n_strings, cap_strings;
     size_t n_failed, n_samples;
     size_t n_ungraded; /* stored with text but no grade under the profile asked */
+    int keep_text;     /* whether a vote reads the completions (ssf_metric_votes_on_text) */
 } task_table;
 
 static ssf_outcome *cell(task_table *t, int64_t doc, int tag, int index)
@@ -741,7 +742,8 @@ static int fill_cell(const ssf_stored_sample *s, void *ud)
     o->verdict = s->verdict;
     o->no_answer = s->no_answer;
     o->key = keep_string(t, s->pred_key);
-    o->raw_text = keep_string(t, s->text);
+    /* Completions run to megabytes a run: held only where a vote reads them. */
+    if (t->keep_text) o->raw_text = keep_string(t, s->text);
     o->extracted = keep_string(t, s->pred_extracted);
     o->gold_extracted = keep_string(t, s->gold_extracted);
     return 0;
@@ -852,6 +854,7 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
     if (!t->cells)
         return ssf_fail(err, "run %" PRId64 " task %s: no memory for its table of %zu samples",
                         run_id, t->name, n_cells);
+    t->keep_text = ssf_metric_votes_on_text(ctx, t->letters);
     if (ssf_store_foreach_sample(store, run_id, t->name, profile, fill_cell, t, err)) return -1;
     if (t->n_ungraded)
         return ssf_fail(err,

@@ -193,6 +193,17 @@ check "compare: a metric the candidate lacks is one error line, no table" eval '
 
 # 5. Compat mode runs and says so in reports.
 check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q ",ssft-lighteval,ssft-lighteval,pass@1," "$work/out"'
+# The reference voted on a letters task's whole completions: "Answer: A"
+# twice beats "Answer: B" (the earliest), so cons@3 is right.  (The run read
+# the completions back for this vote; held for no other.)
+cat >"$work/abc.json" <<'JSON'
+{"name": "abc", "answer_type": "letters", "source": {"local": {"path": "abc.jsonl"}},
+ "fields": {"question": "q", "correct": "c", "incorrect": ["w1", "w2", "w3"]},
+ "choices": {"order": "fixed"}, "prompt": "{{question}}\nA) {{A}}\nB) {{B}}\nC) {{C}}\nD) {{D}}"}
+JSON
+printf '{"q": "Pick the right one.", "c": "right", "w1": "w1", "w2": "w2", "w3": "w3"}\n' >"$work/abc.jsonl"
+printf '{"task": "abc", "doc": 0, "sample": %d, "text": "Answer: %s"}\n' 0 B 1 A 2 A >"$work/abc-gen.jsonl"
+check "compat cons@K on a letters task votes on the completions" eval 'run 0 run abc --generations "$work/abc-gen.jsonl" --db "$work/abc.sqlite" --task-file "$work/abc.json" --data-dir "$work" --metric cons@3 --compat ssft-lighteval --quiet && [ "$(metric abc cons@3)" = "100.00" ]'
 
 # 5b. A task file's data or prompt edited between two attempts: another run,
 # not the first one's missing samples asked and graded another way.
