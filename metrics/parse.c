@@ -133,6 +133,7 @@ typedef struct parser {
     char *pool, *pool_small; /* token names, NUL-separated; pool starts as pool_small */
     size_t pool_len, pool_cap;
     int env, nest, space;
+    int set_nest; /* open \{ ... \} around the lexer */
     unsigned text, text_ids;
     int text_braces, text_op;
     /* parser */
@@ -427,6 +428,8 @@ static tok *push_tok(parser *p, int kind, size_t pos, size_t len)
     if (kind == T_LPAREN || kind == T_LBRACK || kind == T_LBRACE || kind == T_LSET) p->nest++;
     if ((kind == T_RPAREN || kind == T_RBRACK || kind == T_RBRACE || kind == T_RSET) && p->nest > 0)
         p->nest--;
+    if (kind == T_LSET) p->set_nest++;
+    if (kind == T_RSET && p->set_nest > 0) p->set_nest--;
     return t;
 }
 
@@ -580,6 +583,9 @@ static size_t lex_grouped(parser *p, size_t st, size_t *ndigits)
         int sep = ch(p, i);
         if (!(d == 3 || (latex && d == 2))) break;
         if (!latex && sep == ' ' && (ch(p, i + sl + d) == '/' || g0 == 0)) break;
+        /* In a set a plain comma separates elements: \{100,200,300\} has three
+         * (Math-Verify reads \{1,000\} as {0, 1} too). */
+        if (!latex && sep == ',' && p->set_nest > 0) break;
         if (!latex && sep == ',' && p->nest > 0 && ch(p, i + sl) != '0') {
             /* (1,100) is a pair; (1,000,000) and (5,000) are numbers. */
             int more_sep;
@@ -2323,7 +2329,7 @@ static void parser_init(parser *p, ssf_arena *a, const char *s, size_t len,
     p->n = p->cap = p->k = 0;
     p->pool = p->pool_small = NULL;
     p->pool_len = p->pool_cap = 0;
-    p->env = p->nest = p->space = 0;
+    p->env = p->nest = p->space = p->set_nest = 0;
     p->text = p->text_ids = 0;
     p->text_braces = p->text_op = 0;
     p->depth = p->abs_depth = 0;
