@@ -607,6 +607,21 @@ static void test_hostile(void **state)
     v = ssf_equiv(sum, I_(2001000), &o, &why);
     assert_int_equal(v, SSF_UNKNOWN);
     assert_non_null(strstr(why.msg, "over budget"));
+    /* Sets: gold {1..60} against {60..1} is 3,600 pairs: within the default
+     * budget equal, and a 61 in place of 1 found; over 500 steps UNKNOWN. */
+    ssf_node *up[60], *down[60];
+    for (int i = 0; i < 60; i++) {
+        up[i] = I_(i + 1);
+        down[i] = I_(60 - i);
+    }
+    ssf_node *ups = ssf_node_list(A, SSF_N_SET, up, 60);
+    ssf_node *downs = ssf_node_list(A, SSF_N_SET, down, 60);
+    EQ2(ups, downs);
+    v = ssf_equiv(ups, downs, &o, &why);
+    assert_int_equal(v, SSF_UNKNOWN);
+    assert_non_null(strstr(why.msg, "over budget"));
+    up[0] = I_(61);
+    NE2(ssf_node_list(A, SSF_N_SET, up, 60), downs);
     /* Deep nesting returns, no stack overflow. */
     ssf_node *deep = I_(1);
     for (int i = 0; i < 5000; i++)
