@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/gpu-bundle.sh - packs the ssfteval CLI, built here with CUDA, for
 # bench/gpu-cli.sh on a GPU machine that lacks the Debian packages it links:
-# the binary; the shared libraries it loads beyond glibc's and cuBLAS's (the
-# GPU machine has those), each under its soname; Qwen2.5's tokenizer; and the
+# the binary; the shared libraries it loads beyond glibc's (cuBLAS, which it
+# loads on first use, the GPU machine has), each under its soname; Qwen2.5's tokenizer; and the
 # task data of AIME 2024, AIME 2025 and MATH-500 (not GPQA's: its questions
 # stay off machines whose output is logged).
 #
@@ -20,7 +20,7 @@ SHARED=${SHARED:-$ROOT/../shared}
 [ -f "$BUILD/build.ninja" ] ||
     meson setup "$BUILD" "$ROOT" --buildtype=release -Dwerror=true -Dcuda=enabled
 ninja -C "$BUILD" cli/ssfteval
-if ! ldd "$BUILD/cli/ssfteval" | grep -q libcublas; then
+if ! ldd "$BUILD/cli/ssfteval" | grep -q libcudart; then
     echo "gpu-bundle: $BUILD/cli/ssfteval was built without CUDA; set up BUILD with -Dcuda=enabled" >&2
     exit 1
 fi
