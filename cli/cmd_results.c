@@ -222,14 +222,12 @@ int cmd_runs(int argc, char **argv)
 /* ---- show --------------------------------------------------------------- */
 
 typedef struct show_ctx {
-    long doc;
     size_t shown;
 } show_ctx;
 
 static int show_sample(const ssf_stored_sample *s, void *ud)
 {
     show_ctx *c = ud;
-    if (s->doc != c->doc) return 0;
     c->shown++;
     printf("%s doc %" PRId64 " tag %d sample %d  seed %" PRIu64 "  %s", s->task, s->doc, s->tag,
            s->index, s->seed,
@@ -282,15 +280,17 @@ int cmd_show(int argc, char **argv)
     }
     ssf_run_row r;
     ssf_error err;
-    show_ctx sc = {.doc = a.doc};
+    show_ctx sc = {0};
     rc = ssf_store_get_run(store, run, &r, &err);
     if (rc == 0) {
         if (a.task && !in_list(r.tasks, a.task))
             rc = ssf_fail(&err, "run %" PRId64 " has no task %s; its tasks: %s", run, a.task,
                           r.tasks ? r.tasks : "none");
-        else
-            rc = ssf_store_foreach_sample(store, run, a.task, a.profile ? a.profile : r.profile,
-                                          show_sample, &sc, &err);
+        else {
+            ssf_sample_query q = {
+                .task = a.task, .doc = a.doc, .profile = a.profile ? a.profile : r.profile};
+            rc = ssf_store_visit_samples(store, run, &q, show_sample, &sc, &err);
+        }
         ssf_run_row_clear(&r);
     }
     if (rc)

@@ -453,9 +453,9 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
          * began under another, or stopped between a sample and its grade). */
         rc = ssf_run_grade_stored(c->store, c->run_id, plans[t].task, &plans[t].docs, c->grader,
                                   profile, 1, NULL, c->err);
+        ssf_sample_query keys = {.task = plans[t].task->name, .doc = -1, .keys_only = 1};
         if (rc == 0)
-            rc = ssf_store_foreach_sample(c->store, c->run_id, plans[t].task->name, NULL,
-                                          note_stored, done, c->err);
+            rc = ssf_store_visit_samples(c->store, c->run_id, &keys, note_stored, done, c->err);
         if (rc == 0) plan_requests(c, &plans[t], done, &l);
         json_object_clear(done);
     }
@@ -549,7 +549,6 @@ typedef struct regrade {
     const ssf_task *task;
     const ssf_docs *docs;
     const ssf_grader *grader;
-    int only_ungraded;
     graded_sample *items;
     size_t n, cap;
 } regrade;
@@ -557,9 +556,7 @@ typedef struct regrade {
 static int grade_while_read(const ssf_stored_sample *s, void *ud)
 {
     regrade *r = ud;
-    if (s->error || !s->text || (r->only_ungraded && s->graded) || s->doc < 0 ||
-        (size_t)s->doc >= r->docs->n)
-        return 0;
+    if (s->error || !s->text || s->doc < 0 || (size_t)s->doc >= r->docs->n) return 0;
     ssf_grade_request req =
         ssf_sample_grade_request(r->task, &r->docs->items[s->doc], s->text, s->finish_reason);
     ssf_grade_result res;
@@ -596,9 +593,13 @@ int ssf_run_grade_stored(ssf_store *store, int64_t run_id, const ssf_task *t, co
                          const ssf_grader *g, const char *profile, int only_ungraded,
                          size_t *graded, ssf_error *err)
 {
-    regrade r = {.task = t, .docs = docs, .grader = g, .only_ungraded = only_ungraded};
-    int rc = ssf_store_foreach_sample(store, run_id, t->name, only_ungraded ? profile : NULL,
-                                      grade_while_read, &r, err);
+    regrade r = {.task = t, .docs = docs, .grader = g};
+    /* Only the texts to grade are read: a resume's are the few it lacks. */
+    ssf_sample_query q = {.task = t->name,
+                          .doc = -1,
+                          .profile = only_ungraded ? profile : NULL,
+                          .ungraded_only = only_ungraded};
+    int rc = ssf_store_visit_samples(store, run_id, &q, grade_while_read, &r, err);
     /* each grade in its own transaction, as a run stores its samples, so a
      * run writing the same store waits little */
     for (size_t i = 0; i < r.n && rc == 0; i++) {

@@ -107,8 +107,6 @@ enum {
     ST_RUN_ALL,
     ST_SAMPLE_PUT,
     ST_GRADE_PUT,
-    ST_SAMPLES_RUN,
-    ST_SAMPLES_TASK,
     ST_METRIC_PUT,
     ST_METRICS_RUN,
     ST_COUNT
@@ -118,8 +116,13 @@ enum {
     "id, created_at, finished_at, status, config_json, config_hash, tasks, metrics, model, "       \
     "backend, protocol, compat, profile, version"
 
-#define SAMPLE_SELECT                                                                              \
-    "SELECT s.task, s.doc, s.tag, s.idx, s.seed, s.request_json, s.text, s.reasoning,"             \
+/* A sample's columns, in fill_sample's order; the long ones (request, text,
+ * reasoning) read whole, or (keys only) as what typeof() tells without
+ * loading them: text "" when stored. */
+#define SAMPLE_SELECT_HEAD "SELECT s.task, s.doc, s.tag, s.idx, s.seed,"
+#define SAMPLE_LONG_COLUMNS " s.request_json, s.text, s.reasoning,"
+#define SAMPLE_LONG_AS_KEYS " NULL, CASE WHEN typeof(s.text) = 'null' THEN NULL ELSE '' END, NULL,"
+#define SAMPLE_SELECT_TAIL                                                                         \
     " s.finish_reason, s.error, s.prompt_tokens, s.completion_tokens, s.latency_ms, s.attempts,"   \
     " g.profile IS NOT NULL, g.verdict, g.no_answer, g.gold_extracted, g.pred_extracted,"          \
     " g.pred_key, g.reason"                                                                        \
@@ -167,8 +170,6 @@ static const char *const statement_sql[ST_COUNT] = {
         " verdict = excluded.verdict, no_answer = excluded.no_answer,"
         " gold_extracted = excluded.gold_extracted, pred_extracted = excluded.pred_extracted,"
         " pred_key = excluded.pred_key, reason = excluded.reason",
-    [ST_SAMPLES_RUN] = SAMPLE_SELECT " ORDER BY s.task, s.doc, s.tag, s.idx",
-    [ST_SAMPLES_TASK] = SAMPLE_SELECT " AND s.task = ?3 ORDER BY s.task, s.doc, s.tag, s.idx",
     [ST_METRIC_PUT] =
         "INSERT INTO metrics (run_id, task, metric, profile, value, stderr, ci_lo, ci_hi,"
         " n_questions, n_samples, n_failed, n_missing)"
@@ -987,19 +988,30 @@ static void fill_sample(sqlite3_stmt *st, ssf_stored_sample *o)
     o->reason = text_column(st, 20);
 }
 
-int ssf_store_foreach_sample(ssf_store *s, int64_t run_id, const char *task, const char *profile,
-                             ssf_sample_fn fn, void *ud, ssf_error *err)
+static void sample_query_sql(const ssf_sample_query *q, ssf_buf *sql)
 {
-    int id = task ? ST_SAMPLES_TASK : ST_SAMPLES_RUN;
+    ssf_buf_printf(sql, "%s%s%s", SAMPLE_SELECT_HEAD,
+                   q->keys_only ? SAMPLE_LONG_AS_KEYS : SAMPLE_LONG_COLUMNS, SAMPLE_SELECT_TAIL);
+    if (q->task) ssf_buf_printf(sql, " AND s.task = ?3");
+    if (q->doc >= 0) ssf_buf_printf(sql, " AND s.doc = ?4");
+    if (q->ungraded_only) ssf_buf_printf(sql, " AND g.profile IS NULL");
+    ssf_buf_printf(sql, " ORDER BY s.task, s.doc, s.tag, s.idx");
+}
+
+int ssf_store_visit_samples(ssf_store *s, int64_t run_id, const ssf_sample_query *q,
+                            ssf_sample_fn fn, void *ud, ssf_error *err)
+{
+    ssf_buf sql = {0};
+    sample_query_sql(q, &sql);
     sqlite3_stmt *st;
-    int rc = stmt_get(s, id, &st);
+    int rc = sqlite3_prepare_v2(s->db, sql.data, -1, &st, NULL);
+    ssf_buf_free(&sql);
     if (rc != SQLITE_OK) return db_fail(s, rc, "read its samples", err);
-    binder b = {st, 0, SQLITE_OK};
-    bind_int(&b, run_id);
-    bind_text(&b, profile);
-    if (task) bind_text(&b, task);
+    rc = sqlite3_bind_int64(st, 1, run_id);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_text(st, 2, q->profile, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && q->task) rc = sqlite3_bind_text(st, 3, q->task, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && q->doc >= 0) rc = sqlite3_bind_int64(st, 4, q->doc);
     int ret = 0;
-    rc = b.rc;
     while (rc == SQLITE_OK || rc == SQLITE_ROW) {
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) break;
@@ -1008,8 +1020,15 @@ int ssf_store_foreach_sample(ssf_store *s, int64_t run_id, const char *task, con
         if ((ret = fn(&o, ud)) != 0) break;
     }
     if (ret == 0 && rc != SQLITE_DONE) ret = db_fail(s, rc, "read its samples", err);
-    stmt_put(s, id, st);
+    sqlite3_finalize(st);
     return ret;
+}
+
+int ssf_store_foreach_sample(ssf_store *s, int64_t run_id, const char *task, const char *profile,
+                             ssf_sample_fn fn, void *ud, ssf_error *err)
+{
+    ssf_sample_query q = {.task = task, .doc = -1, .profile = profile};
+    return ssf_store_visit_samples(s, run_id, &q, fn, ud, err);
 }
 
 /* ---- metrics ------------------------------------------------------------ */

@@ -137,6 +137,19 @@ typedef int (*ssf_sample_fn)(const ssf_stored_sample *s, void *ud);
 int ssf_store_foreach_sample(ssf_store *s, int64_t run_id, const char *task, const char *profile,
                              ssf_sample_fn fn, void *ud, ssf_error *err);
 
+/* Which samples ssf_store_visit_samples visits, and how much of each it
+ * reads: the filters run in SQL, so a store of long completions is not
+ * read whole for one question or for a plan. */
+typedef struct ssf_sample_query {
+    const char *task;    /* NULL: every task */
+    int64_t doc;         /* < 0: every question */
+    const char *profile; /* the grades under it; NULL: no grade columns */
+    int ungraded_only;   /* only samples without a grade under profile */
+    int keys_only;       /* text is "" when stored (not its content); request and reasoning NULL */
+} ssf_sample_query;
+int ssf_store_visit_samples(ssf_store *s, int64_t run_id, const ssf_sample_query *q,
+                            ssf_sample_fn fn, void *ud, ssf_error *err);
+
 /* ---- metrics ------------------------------------------------------------ */
 
 typedef struct ssf_metric_row {

@@ -590,6 +590,67 @@ static void test_foreach_order(void **state)
     free(dir);
 }
 
+static seen *visit_query(ssf_store *s, int64_t run, const ssf_sample_query *q)
+{
+    seen *c = calloc(1, sizeof *c);
+    ssf_error err;
+    int rc = ssf_store_visit_samples(s, run, q, collect, c, &err);
+    if (rc != 0) fail_msg("visit_samples: %d %s", rc, err.msg);
+    return c;
+}
+
+/* The query's filters: one question, the samples ungraded under a profile,
+ * and keys alone (a stored text as "", a failed one's as NULL). */
+static void test_sample_queries(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = join(dir, "r.db");
+    ssf_store *s = open_store(path);
+    int resumed;
+    int64_t run = begin(s, "h", &resumed);
+    ssf_grade_row g = {.profile = "default", .verdict = 1, .pred_key = "k"};
+    ssf_sample_row a0 = sample("a", 0, 0, 0, "long text"), a1 = sample("a", 1, 0, 0, "other");
+    ssf_sample_row b1 = sample("b", 1, 0, 0, "third"), failed = sample("a", 1, 0, 1, NULL);
+    failed.error = "server gone";
+    put(s, run, &a0, &g);
+    put(s, run, &a1, NULL);
+    put(s, run, &b1, &g);
+    put(s, run, &failed, NULL);
+
+    seen *c = visit_query(s, run, &(ssf_sample_query){.doc = 1});
+    assert_int_equal(c->n, 3);
+    assert_string_equal(c->keys[0], "a/1/0/0");
+    assert_string_equal(c->keys[2], "b/1/0/0");
+    free(c);
+    c = visit_query(s, run, &(ssf_sample_query){.task = "a", .doc = 1});
+    assert_int_equal(c->n, 2);
+    free(c);
+
+    c = visit_query(s, run,
+                    &(ssf_sample_query){.doc = -1, .profile = "default", .ungraded_only = 1});
+    assert_int_equal(c->n, 2); /* a/1/0/0 and the failed a/1/0/1 */
+    assert_string_equal(c->keys[0], "a/1/0/0");
+    assert_string_equal(c->keys[1], "a/1/0/1");
+    free(c);
+
+    c = visit_query(s, run, &(ssf_sample_query){.task = "a", .doc = 0, .keys_only = 1});
+    assert_int_equal(c->n, 1);
+    assert_string_equal(c->text, "");
+    assert_null(c->copy.request_json);
+    free(c);
+    c = visit_query(s, run, &(ssf_sample_query){.task = "a", .doc = 1, .keys_only = 1});
+    assert_int_equal(c->n, 2);
+    assert_string_equal(c->text, "(null)"); /* the last, failed one */
+    assert_string_equal(c->error, "server gone");
+    free(c);
+
+    ssf_store_close(s);
+    remove_tree(dir);
+    free(path);
+    free(dir);
+}
+
 /* With no other writer, writes and a nested walk from a callback work on
  * the same connection. */
 typedef struct regrade_ctx {
@@ -1105,25 +1166,16 @@ static void test_kill9(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_reopen),
-        cmocka_unit_test(test_runs_resume),
-        cmocka_unit_test(test_sample_round_trip),
-        cmocka_unit_test(test_failed_then_success),
-        cmocka_unit_test(test_settle_by_store),
-        cmocka_unit_test(test_grades),
-        cmocka_unit_test(test_foreach_order),
-        cmocka_unit_test(test_write_during_walk),
-        cmocka_unit_test(test_write_in_stale_read),
-        cmocka_unit_test(test_metrics_upsert),
-        cmocka_unit_test(test_refuses_foreign),
-        cmocka_unit_test(test_refuses_foreign_wal),
-        cmocka_unit_test(test_refuses_random_bytes),
-        cmocka_unit_test(test_refuses_newer),
-        cmocka_unit_test(test_refuses_truncated),
-        cmocka_unit_test(test_refuses_bit_rot),
-        cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_waits_for_writer),
-        cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_create_reopen),       cmocka_unit_test(test_runs_resume),
+        cmocka_unit_test(test_sample_round_trip),   cmocka_unit_test(test_failed_then_success),
+        cmocka_unit_test(test_settle_by_store),     cmocka_unit_test(test_grades),
+        cmocka_unit_test(test_foreach_order),       cmocka_unit_test(test_sample_queries),
+        cmocka_unit_test(test_write_during_walk),   cmocka_unit_test(test_write_in_stale_read),
+        cmocka_unit_test(test_metrics_upsert),      cmocka_unit_test(test_refuses_foreign),
+        cmocka_unit_test(test_refuses_foreign_wal), cmocka_unit_test(test_refuses_random_bytes),
+        cmocka_unit_test(test_refuses_newer),       cmocka_unit_test(test_refuses_truncated),
+        cmocka_unit_test(test_refuses_bit_rot),     cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_waits_for_writer),    cmocka_unit_test(test_kill9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
