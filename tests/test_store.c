@@ -165,13 +165,18 @@ static int collect(const ssf_stored_sample *st, void *ud)
     return c->stop_after && c->n == c->stop_after ? 7 : 0;
 }
 
-static seen *visit(ssf_store *s, int64_t run, const char *task, const char *profile)
+static seen *visit_query(ssf_store *s, int64_t run, const ssf_sample_query *q)
 {
     seen *c = calloc(1, sizeof *c);
     ssf_error err;
-    int rc = ssf_store_foreach_sample(s, run, task, profile, collect, c, &err);
-    if (rc != 0) fail_msg("foreach_sample: %d %s", rc, err.msg);
+    int rc = ssf_store_visit_samples(s, run, q, collect, c, &err);
+    if (rc != 0) fail_msg("visit_samples: %d %s", rc, err.msg);
     return c;
+}
+
+static seen *visit(ssf_store *s, int64_t run, const char *task, const char *profile)
+{
+    return visit_query(s, run, &(ssf_sample_query){.task = task, .doc = -1, .profile = profile});
 }
 
 /* ---- schema and runs ---------------------------------------------------- */
@@ -588,15 +593,6 @@ static void test_foreach_order(void **state)
     remove_tree(dir);
     free(path);
     free(dir);
-}
-
-static seen *visit_query(ssf_store *s, int64_t run, const ssf_sample_query *q)
-{
-    seen *c = calloc(1, sizeof *c);
-    ssf_error err;
-    int rc = ssf_store_visit_samples(s, run, q, collect, c, &err);
-    if (rc != 0) fail_msg("visit_samples: %d %s", rc, err.msg);
-    return c;
 }
 
 /* The query's filters: one question, the samples ungraded under a profile,
