@@ -826,8 +826,9 @@ static int refuse_unused_sizes(const run_args *a, int samples_taken, int takes_g
         return EXIT_USAGE;
     }
     if (a->cfg.groups > 0 && !takes_groups) {
-        cli_error("--groups sets the groups of cons@6:native, which this run does not compute "
-                  "(it needs --protocol ssft); drop --groups");
+        cli_error("--groups sets S, the groups of the SSFT protocol's cons@6:native and "
+                  "pass@1:tagK (and of cons@K under --compat), and no metric of this run has "
+                  "them; drop --groups");
         return EXIT_USAGE;
     }
     return 0;
@@ -857,7 +858,7 @@ static int check_metrics(const run_args *a)
             ssf_error err;
             if (ssf_metric_parse(name, &ctx, &m, &err) == 0) {
                 samples_taken |= a->cfg.samples > 0 && takes_samples(&m, &ctx);
-                takes_groups |= m.kind == SSF_METRIC_CONS_NATIVE;
+                takes_groups |= m.groups > 0; /* the metrics laid out by S (need_groups) */
                 continue;
             }
             if (!a->cfg.metrics && ssf_metric_needs_tags(name, &ctx)) continue;

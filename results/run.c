@@ -177,10 +177,14 @@ static json_t *task_config(const ssf_run_config *cfg, const task_plan *p)
         json_array_append_new(metrics, json_string(p->metrics[i].name));
     char digest[65];
     ssf_run_documents_digest(p->task, &p->docs, p->n_docs, cfg->chat_template, digest);
-    return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o}", "name", p->task->name, "answer_type",
-                     ssf_answer_type_name(p->task->answer_type), "groups", p->ctx.task_groups,
-                     "documents", (json_int_t)p->n_docs, "documents_sha256", digest, "metrics",
-                     metrics, "sampling", sampling_json(&p->sampling));
+    /* "samples": the n its pass@K metrics took (ssf_metric_default_samples
+     * when --samples was not given), so that a stored run says how it was
+     * scored; runs stored before it was kept took n = K. */
+    return json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:o, s:o}", "name", p->task->name,
+                     "answer_type", ssf_answer_type_name(p->task->answer_type), "groups",
+                     p->ctx.task_groups, "samples", p->ctx.samples, "documents",
+                     (json_int_t)p->n_docs, "documents_sha256", digest, "metrics", metrics,
+                     "sampling", sampling_json(&p->sampling));
 }
 
 /* The run's configuration: everything that changes its outputs, and
@@ -833,11 +837,14 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
     *ctx = *base;
     ctx->task_groups = t->groups > 0 ? t->groups : 6;
     const json_t *metrics = json_object_get(task, "metrics");
-    const char *names[MAX_METRICS];
-    size_t n_names = 0;
-    for (; n_names < json_array_size(metrics) && n_names < MAX_METRICS; n_names++)
-        names[n_names] = json_string_value(json_array_get(metrics, n_names));
-    if (ctx->samples == 0) ctx->samples = ssf_metric_default_samples(names, n_names, ctx);
+    const json_t *samples = json_object_get(task, "samples"); /* absent in older runs: n = K */
+    if (samples && (!json_is_integer(samples) || json_integer_value(samples) < 0 ||
+                    json_integer_value(samples) > MAX_STORED_SAMPLES))
+        return ssf_fail(err,
+                        "run %" PRId64 " task %s: its stored sample count is not one; the "
+                        "store is damaged",
+                        run_id, t->name);
+    if (samples) ctx->samples = (int)json_integer_value(samples);
     *n_ms = 0;
     for (size_t i = 0; i < json_array_size(metrics) && i < MAX_METRICS; i++) {
         if (ssf_metric_parse(json_string_value(json_array_get(metrics, i)), ctx, &ms[i], err))

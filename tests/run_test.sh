@@ -75,6 +75,9 @@ for s in 0 1 2 3; do
     printf '{"task": "synth", "doc": 0, "sample": %d, "text": "\\\\boxed{%s}"}\n{"task": "synth", "doc": 1, "sample": %d, "text": "\\\\boxed{2}"}\n' "$s" "$a" "$s"
 done >"$work/untagged.jsonl"
 check "pass@1 without --samples averages every sample the run draws" eval 'run 0 run synth --generations "$work/untagged.jsonl" --db "$work/u.sqlite" --task-file "$work/synth.json" --data-dir "$work" --metric pass@1,cons@4 --quiet && [ "$(metric synth pass@1)" = "62.50" ] && [ "$(metric synth cons@4)" = "50.00" ] && grep -q " 8 samples planned" "$work/err" && run 0 rescore 1 --db "$work/u.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "62.50" ]'
+# A run stored before the task entry said its n was scored with n = K, and
+# is still: rescore and compare agree with what report shows.
+check "a stored run without its sample count keeps pass@K's n = K" eval 'sqlite3 "$work/u.sqlite" "UPDATE runs SET config_json = json_remove(config_json, '"'"'\$.tasks[0].samples'"'"') WHERE id = 1" && run 0 rescore 1 --db "$work/u.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "100.00" ]'
 
 # 2. A rerun resumes and generates nothing.
 check "rerun resumes" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/a.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && grep -q "116 stored before, 0 generated" "$work/err"'
