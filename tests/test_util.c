@@ -11,7 +11,9 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
+#include <sys/file.h>
+#include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -210,40 +212,58 @@ static int exists_in(const char *dir, const char *name)
     return access(path, F_OK) == 0;
 }
 
+/* Writes an empty file whose mtime is age_s in the past. */
+static void touch_aged(const char *dir, const char *name, long age_s)
+{
+    touch(dir, name);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct timespec times[2] = {{time(NULL) - age_s, 0}, {time(NULL) - age_s, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+}
+
 /* A temporary file a killed writer left beside out.jsonl goes with the next
- * write; a live writer's, this process's, another host's and an unrelated
- * file stay. */
+ * write; one a live writer holds locked, one written in the last minute (a
+ * writer between its mkstemp and its lock) and other names stay. */
 static void test_atomic_writer_removes_orphans(void **state)
 {
     (void)state;
     char *dir = make_temp_dir();
-    char host[256] = "", dead[512], live[512], own[512], other[512], kept[512], path[4096];
-    assert_int_equal(gethostname(host, sizeof host - 1), 0);
-    pid_t child = fork();
-    if (child == 0) _exit(0);
-    assert_true(child > 0);
-    assert_int_equal(waitpid(child, NULL, 0), child); /* reaped: its pid names no process */
-    snprintf(dead, sizeof dead, "out.jsonl.tmp.%s.%ld.AbC123", host, (long)child);
-    snprintf(live, sizeof live, "out.jsonl.tmp.%s.%ld.AbC123", host, (long)getppid());
-    snprintf(kept, sizeof kept, "out.jsonl.tmp.%s.%ld.saved", host, (long)child);
-    snprintf(own, sizeof own, "out.jsonl.tmp.%s.%ld.AbC123", host, (long)getpid());
-    snprintf(other, sizeof other, "out.jsonl.tmp.%s-elsewhere.%ld.AbC123", host, (long)child);
-    touch(dir, dead);
-    touch(dir, live);
-    touch(dir, own); /* another thread's write in progress */
-    touch(dir, other);
-    touch(dir, kept); /* not a name the writer makes */
-    touch(dir, "out.jsonl.tmp.notes");
+    char path[4096];
+    touch_aged(dir, "out.jsonl.tmp.AbC123", 120);
+    touch_aged(dir, "out.jsonl.tmp.Lck123", 120);
+    touch_aged(dir, "out.jsonl.tmp.New123", 0);
+    touch_aged(dir, "out.jsonl.tmp.notes", 120);
+    touch_aged(dir, "out.jsonl.tmp.saved12", 120);
+    touch_aged(dir, "other.jsonl.tmp.AbC123", 120);
+    snprintf(path, sizeof path, "%s/out.jsonl.tmp.Lck123", dir);
+    int held = open(path, O_RDONLY);
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX), 0); /* a live writer's */
     snprintf(path, sizeof path, "%s/out.jsonl", dir);
     ssf_error err;
     assert_int_equal(ssf_write_file_atomic(path, "x", 1, &err), 0);
-    assert_false(exists_in(dir, dead));
-    assert_true(exists_in(dir, live));
-    assert_true(exists_in(dir, own));
-    assert_true(exists_in(dir, other));
-    assert_true(exists_in(dir, kept));
+    close(held);
+    assert_false(exists_in(dir, "out.jsonl.tmp.AbC123"));
+    assert_true(exists_in(dir, "out.jsonl.tmp.Lck123"));
+    assert_true(exists_in(dir, "out.jsonl.tmp.New123"));
     assert_true(exists_in(dir, "out.jsonl.tmp.notes"));
+    assert_true(exists_in(dir, "out.jsonl.tmp.saved12"));
+    assert_true(exists_in(dir, "other.jsonl.tmp.AbC123"));
     assert_int_equal(count_entries(dir), 6);
+    /* A writer of this library holds its own lock: a slow one (nothing
+     * written for two minutes) keeps its file through another write. */
+    ssf_atomic_file slow;
+    assert_int_equal(ssf_atomic_begin(&slow, path, 0, &err), 0);
+    fputs("slow", slow.f);
+    fflush(slow.f);
+    const char *slow_name = strrchr(slow.tmp_path, '/') + 1;
+    struct timespec old[2] = {{time(NULL) - 120, 0}, {time(NULL) - 120, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, slow.tmp_path, old, 0), 0);
+    assert_int_equal(ssf_write_file_atomic(path, "y", 1, &err), 0);
+    assert_true(exists_in(dir, slow_name));
+    assert_int_equal(ssf_atomic_commit(&slow, &err), 0);
+    expect_content(path, "slow");
     remove_tree(dir);
     free(dir);
 }

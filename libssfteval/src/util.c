@@ -10,10 +10,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -212,60 +212,51 @@ int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err)
     return 0;
 }
 
-/* Temporary files are named PATH.tmp.HOST.PID.XXXXXX.  A writer killed
- * between its write and its rename (kill -9, a crash, a power cut) leaves
- * its file behind; the next write to PATH from the same host removes it once
- * its process is gone.  A live writer's file (this process's own included:
- * another thread may be writing) and other hosts' (a shared file system)
- * are kept. */
-static void temp_prefix(ssf_buf *b, const char *path)
+/* A writer killed between its write and its rename (kill -9, a crash, a
+ * power cut) leaves its temporary file, PATH.tmp.XXXXXX, behind.  The next
+ * write to PATH removes such a file when nothing holds the lock every writer
+ * holds on its own (flock, which a process on another host of a shared file
+ * system, or in another PID namespace, holds as well) and it has not been
+ * written for a minute (which covers the instant between a writer's mkstemp
+ * and its flock). */
+enum { ORPHAN_AGE_S = 60 };
+
+static int temp_name_of(const char *name, const char *base, size_t base_len)
 {
-    char host[256] = "";
-    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
-    ssf_buf_printf(b, "%s.tmp.%s.", path, host);
+    return strncmp(name, base, base_len) == 0 && strncmp(name + base_len, ".tmp.", 5) == 0 &&
+           strlen(name + base_len + 5) == 6;
 }
 
-/* The writer's pid when name is prefix + "PID.XXXXXX", else 0. */
-static long orphan_pid(const char *name, const char *prefix, size_t prefix_len)
+static void remove_if_orphaned(int dir_fd, const char *name)
 {
-    if (strncmp(name, prefix, prefix_len) != 0) return 0;
-    const char *digits = name + prefix_len;
-    char *end;
-    errno = 0;
-    long pid = strtol(digits, &end, 10);
-    if (errno || end == digits || *digits == '-' || *end != '.' || strlen(end + 1) != 6) return 0;
-    return pid;
-}
-
-static int writer_gone(long pid)
-{
-    return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && time(NULL) - st.st_mtime >= ORPHAN_AGE_S &&
+        flock(fd, LOCK_EX | LOCK_NB) == 0)
+        (void)unlinkat(dir_fd, name, 0);
+    close(fd);
 }
 
 static void remove_orphaned_temps(const char *path)
 {
-    ssf_buf prefix = {0};
-    temp_prefix(&prefix, path);
-    const char *slash = strrchr(prefix.data, '/');
-    char *dir = ssf_xstrdup(!slash ? "." : slash == prefix.data ? "/" : prefix.data);
-    if (slash && slash != prefix.data) dir[slash - prefix.data] = '\0';
-    const char *name_prefix = slash ? slash + 1 : prefix.data;
+    const char *slash = strrchr(path, '/');
+    char *dir = ssf_xstrdup(!slash ? "." : slash == path ? "/" : path);
+    if (slash && slash != path) dir[slash - path] = '\0';
+    const char *base = slash ? slash + 1 : path;
+    size_t base_len = strlen(base);
     DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        long pid = orphan_pid(e->d_name, name_prefix, strlen(name_prefix));
-        if (writer_gone(pid)) (void)unlinkat(dirfd(d), e->d_name, 0);
-    }
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (temp_name_of(e->d_name, base, base_len)) remove_if_orphaned(dirfd(d), e->d_name);
     if (d) closedir(d);
     free(dir);
-    ssf_buf_free(&prefix);
 }
 
 int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_error *err)
 {
     remove_orphaned_temps(path);
     ssf_buf tmp = {0};
-    temp_prefix(&tmp, path);
-    ssf_buf_printf(&tmp, "%ld.XXXXXX", (long)getpid());
+    ssf_buf_printf(&tmp, "%s.tmp.XXXXXX", path);
     *a = (ssf_atomic_file){0};
     int fd = mkstemp(tmp.data); /* mode 0600 */
     if (fd < 0) {
@@ -273,7 +264,8 @@ int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_
         ssf_buf_free(&tmp);
         return -1;
     }
-    if (public_mode) { /* what open(path, O_CREAT, 0666) would have made */
+    (void)flock(fd, LOCK_EX); /* held until the file is closed: see remove_orphaned_temps */
+    if (public_mode) {        /* what open(path, O_CREAT, 0666) would have made */
         mode_t mask = umask(0);
         umask(mask);
         (void)fchmod(fd, 0666 & ~mask);

@@ -77,9 +77,9 @@ int ssf_parse_double(const char *s, double lo, double hi, double *out);
 int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err);
 
 /* Writes data to path atomically: a temporary file in the same directory,
- * fsync, then rename, so readers never see a partial file (mode 0600).  The
- * temporary file a killed writer on this host left is removed by the next
- * write to path. */
+ * fsync, then rename, so readers never see a partial file (mode 0600).  A
+ * writer holds a lock on its temporary file; one a killed writer left (no
+ * lock, a minute old) is removed by the next write to path. */
 int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_error *err);
 
 /* The same for a file written piece by piece through f: begin makes the
