@@ -52,6 +52,14 @@ fail() {
 # runtime and cuBLAS come from the toolkit, else from PyTorch's wheels, and
 # only then from the bundle (whose libcudart matches the build, not
 # necessarily this machine's driver).
+# Whether dlopen would find the shared library NAME: on LD_LIBRARY_PATH or
+# in the loader's cache.
+findable() {
+    local d
+    for d in ${LD_LIBRARY_PATH//:/ }; do [ -e "$d/$1" ] && return 0; done
+    ldconfig -p | grep -q "^[[:space:]]*$1 "
+}
+
 unpack_bundle() {
     local dir=$WORK/cli so name
     rm -rf "$dir" && mkdir -p "$dir/fallback" && tar -C "$dir" -xJf "$CLI_BUNDLE" || return 1
@@ -65,6 +73,12 @@ unpack_bundle() {
     SSFTEVAL=$dir/bin/ssfteval DATA_DIR=$dir/data TOKENIZER=$dir/tokenizer/tokenizer.json
     local missing
     missing=$(ldd "$SSFTEVAL" | grep 'not found' | tr -s ' \t\n' ' ')
+    # cuBLAS is loaded on first use, so ldd does not list it: look for the
+    # sonames the binary names, as dlopen will.
+    local so
+    for so in $(grep -ao 'libcublas\(Lt\)\?\.so\.[0-9]*' "$SSFTEVAL" | sort -u); do
+        findable "$so" || missing="$missing $so => not found"
+    done
     if [ -n "$missing" ]; then
         fail "setup: $missing"
         return 1

@@ -47,10 +47,10 @@ static int scratch_init(scratch *s, int want_blas, ssf_error *err)
     e = ssfk_attention_init();
     if (e != cudaSuccess) return fail_cuda(err, "raising the attention's shared memory", e);
     if (!want_blas) return 0;
-    if (cublasCreate(&s->blas) != CUBLAS_STATUS_SUCCESS)
-        return ssf_fail(err, "cublas: cublasCreate failed");
-    if (cublasSetStream(s->blas, s->st) != CUBLAS_STATUS_SUCCESS)
-        return ssf_fail(err, "cublas: cublasSetStream failed");
+    cublasStatus_t b = cublasCreate(&s->blas);
+    if (b == CUBLAS_STATUS_SUCCESS) b = cublasSetStream(s->blas, s->st);
+    if (b != CUBLAS_STATUS_SUCCESS) /* the reason: a library that did not load, say */
+        return ssf_fail(err, "cublas: opening a handle: %s", cublasGetStatusString(b));
     return 0;
 }
 
