@@ -287,8 +287,10 @@ int cmd_show(int argc, char **argv)
             rc = ssf_fail(&err, "run %" PRId64 " has no task %s; its tasks: %s", run, a.task,
                           r.tasks ? r.tasks : "none");
         else {
-            ssf_sample_query q = {
-                .task = a.task, .doc = a.doc, .profile = a.profile ? a.profile : r.profile};
+            ssf_sample_query q = {.task = a.task,
+                                  .one_doc = 1,
+                                  .doc = a.doc,
+                                  .profile = a.profile ? a.profile : r.profile};
             rc = ssf_store_visit_samples(store, run, &q, show_sample, &sc, &err);
         }
         ssf_run_row_clear(&r);

@@ -457,7 +457,7 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
          * began under another, or stopped between a sample and its grade). */
         rc = ssf_run_grade_stored(c->store, c->run_id, plans[t].task, &plans[t].docs, c->grader,
                                   profile, 1, NULL, c->err);
-        ssf_sample_query keys = {.task = plans[t].task->name, .doc = -1, .keys_only = 1};
+        ssf_sample_query keys = {.task = plans[t].task->name, .keys_only = 1};
         if (rc == 0)
             rc = ssf_store_visit_samples(c->store, c->run_id, &keys, note_stored, done, c->err);
         if (rc == 0) plan_requests(c, &plans[t], done, &l);
@@ -599,10 +599,8 @@ int ssf_run_grade_stored(ssf_store *store, int64_t run_id, const ssf_task *t, co
 {
     regrade r = {.task = t, .docs = docs, .grader = g};
     /* Only the texts to grade are read: a resume's are the few it lacks. */
-    ssf_sample_query q = {.task = t->name,
-                          .doc = -1,
-                          .profile = only_ungraded ? profile : NULL,
-                          .ungraded_only = only_ungraded};
+    ssf_sample_query q = {
+        .task = t->name, .profile = only_ungraded ? profile : NULL, .ungraded_only = only_ungraded};
     int rc = ssf_store_visit_samples(store, run_id, &q, grade_while_read, &r, err);
     /* each grade in its own transaction, as a run stores its samples, so a
      * run writing the same store waits little */

@@ -993,7 +993,7 @@ static void sample_query_sql(const ssf_sample_query *q, ssf_buf *sql)
     ssf_buf_printf(sql, "%s%s%s", SAMPLE_SELECT_HEAD,
                    q->keys_only ? SAMPLE_LONG_AS_KEYS : SAMPLE_LONG_COLUMNS, SAMPLE_SELECT_TAIL);
     if (q->task) ssf_buf_printf(sql, " AND s.task = ?3");
-    if (q->doc >= 0) ssf_buf_printf(sql, " AND s.doc = ?4");
+    if (q->one_doc) ssf_buf_printf(sql, " AND s.doc = ?4");
     if (q->ungraded_only) ssf_buf_printf(sql, " AND g.profile IS NULL");
     ssf_buf_printf(sql, " ORDER BY s.task, s.doc, s.tag, s.idx");
 }
@@ -1010,7 +1010,7 @@ int ssf_store_visit_samples(ssf_store *s, int64_t run_id, const ssf_sample_query
     rc = sqlite3_bind_int64(st, 1, run_id);
     if (rc == SQLITE_OK) rc = sqlite3_bind_text(st, 2, q->profile, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK && q->task) rc = sqlite3_bind_text(st, 3, q->task, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK && q->doc >= 0) rc = sqlite3_bind_int64(st, 4, q->doc);
+    if (rc == SQLITE_OK && q->one_doc) rc = sqlite3_bind_int64(st, 4, q->doc);
     int ret = 0;
     while (rc == SQLITE_OK || rc == SQLITE_ROW) {
         rc = sqlite3_step(st);
@@ -1027,7 +1027,7 @@ int ssf_store_visit_samples(ssf_store *s, int64_t run_id, const ssf_sample_query
 int ssf_store_foreach_sample(ssf_store *s, int64_t run_id, const char *task, const char *profile,
                              ssf_sample_fn fn, void *ud, ssf_error *err)
 {
-    ssf_sample_query q = {.task = task, .doc = -1, .profile = profile};
+    ssf_sample_query q = {.task = task, .profile = profile};
     return ssf_store_visit_samples(s, run_id, &q, fn, ud, err);
 }
 

@@ -141,8 +141,9 @@ int ssf_store_foreach_sample(ssf_store *s, int64_t run_id, const char *task, con
  * reads: the filters run in SQL, so a store of long completions is not
  * read whole for one question or for a plan. */
 typedef struct ssf_sample_query {
-    const char *task;    /* NULL: every task */
-    int64_t doc;         /* < 0: every question */
+    const char *task; /* NULL: every task */
+    int one_doc;      /* 0 (as zeroed): every question; 1: question doc alone */
+    int64_t doc;
     const char *profile; /* the grades under it; NULL: no grade columns */
     int ungraded_only;   /* only samples without a grade under profile */
     int keys_only;       /* text is "" when stored (not its content); request and reasoning NULL */

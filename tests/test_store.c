@@ -176,7 +176,7 @@ static seen *visit_query(ssf_store *s, int64_t run, const ssf_sample_query *q)
 
 static seen *visit(ssf_store *s, int64_t run, const char *task, const char *profile)
 {
-    return visit_query(s, run, &(ssf_sample_query){.task = task, .doc = -1, .profile = profile});
+    return visit_query(s, run, &(ssf_sample_query){.task = task, .profile = profile});
 }
 
 /* ---- schema and runs ---------------------------------------------------- */
@@ -614,28 +614,29 @@ static void test_sample_queries(void **state)
     put(s, run, &b1, &g);
     put(s, run, &failed, NULL);
 
-    seen *c = visit_query(s, run, &(ssf_sample_query){.doc = 1});
+    seen *c = visit_query(s, run, &(ssf_sample_query){.one_doc = 1, .doc = 1});
     assert_int_equal(c->n, 3);
     assert_string_equal(c->keys[0], "a/1/0/0");
     assert_string_equal(c->keys[2], "b/1/0/0");
     free(c);
-    c = visit_query(s, run, &(ssf_sample_query){.task = "a", .doc = 1});
+    c = visit_query(s, run, &(ssf_sample_query){.task = "a", .one_doc = 1, .doc = 1});
     assert_int_equal(c->n, 2);
     free(c);
 
-    c = visit_query(s, run,
-                    &(ssf_sample_query){.doc = -1, .profile = "default", .ungraded_only = 1});
+    c = visit_query(s, run, &(ssf_sample_query){.profile = "default", .ungraded_only = 1});
     assert_int_equal(c->n, 2); /* a/1/0/0 and the failed a/1/0/1 */
     assert_string_equal(c->keys[0], "a/1/0/0");
     assert_string_equal(c->keys[1], "a/1/0/1");
     free(c);
 
-    c = visit_query(s, run, &(ssf_sample_query){.task = "a", .doc = 0, .keys_only = 1});
+    c = visit_query(s, run,
+                    &(ssf_sample_query){.task = "a", .one_doc = 1, .doc = 0, .keys_only = 1});
     assert_int_equal(c->n, 1);
     assert_string_equal(c->text, "");
     assert_null(c->copy.request_json);
     free(c);
-    c = visit_query(s, run, &(ssf_sample_query){.task = "a", .doc = 1, .keys_only = 1});
+    c = visit_query(s, run,
+                    &(ssf_sample_query){.task = "a", .one_doc = 1, .doc = 1, .keys_only = 1});
     assert_int_equal(c->n, 2);
     assert_string_equal(c->text, "(null)"); /* the last, failed one */
     assert_string_equal(c->error, "server gone");
