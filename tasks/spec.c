@@ -180,6 +180,22 @@ static int is_hex64(const char *s)
     return strspn(s, "0123456789abcdef") == 64;
 }
 
+/* A path inside --data-dir: relative, no ".." segment.  (A task file from
+ * elsewhere could otherwise read any file of the user's and send its rows
+ * to the endpoint as prompts.) */
+static int check_inside(const char *origin, const char *key, const char *path, ssf_error *err)
+{
+    int climbs = 0;
+    for (const char *p = path; p && *p && !climbs; p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL)
+        climbs = strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0');
+    if (path && (path[0] == '/' || climbs))
+        return ssf_fail(err,
+                        "%s: key '%s' must be a path inside the data directory (relative, no "
+                        "'..'), not \"%s\"",
+                        origin, key, path);
+    return 0;
+}
+
 static int parse_local(const char *origin, const json_t *local, ssf_task_source *src,
                        ssf_error *err)
 {
@@ -197,6 +213,9 @@ static int parse_local(const char *origin, const json_t *local, ssf_task_source 
     if (src->local_sha256 && !is_hex64(src->local_sha256))
         return ssf_fail(err, "%s: key 'source.local.sha256' must be 64 lowercase hex digits",
                         origin);
+    if (check_inside(origin, "source.local.path", src->local_path, err) ||
+        check_inside(origin, "source.local.zip", src->local_zip, err))
+        return -1;
     return 0;
 }
 

@@ -246,6 +246,17 @@ static void test_bad_specs(void **state)
         {SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d\",\"zipp\":1}}," SPEC_FIELDS SPEC_PROMPT
                    "}",
          "unknown key 'source.local.zipp'"},
+        {SPEC_HEAD
+         "\"source\":{\"local\":{\"path\":\"../secret/creds.csv\"}}," SPEC_FIELDS SPEC_PROMPT "}",
+         "key 'source.local.path' must be a path inside the data directory|../secret"},
+        {SPEC_HEAD
+         "\"source\":{\"local\":{\"path\":\"sub/../../x.jsonl\"}}," SPEC_FIELDS SPEC_PROMPT "}",
+         "source.local.path"},
+        {SPEC_HEAD "\"source\":{\"local\":{\"path\":\"/etc/x.json\"}}," SPEC_FIELDS SPEC_PROMPT "}",
+         "source.local.path"},
+        {SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d.csv\",\"zip\":\"../"
+                   "d.zip\",\"member\":\"m\"}}," SPEC_FIELDS SPEC_PROMPT "}",
+         "key 'source.local.zip' must be"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":7}", "'prompt' has the wrong type"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":\"{{question}} {{A}}\"}",
          "{{A}}|key 'prompt'"},
