@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -652,6 +653,58 @@ static void test_zip_errors(void **state)
     free(zip);
 }
 
+static void put_le(FILE *f, unsigned long v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        fputc((int)((v >> (8 * i)) & 0xff), f);
+}
+
+/* A zip of one stored member "m" holding "x" whose central directory
+ * claims `claimed` bytes uncompressed. */
+static void write_lying_zip(const char *path, unsigned long claimed)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    const unsigned long crc = 0x8cdc1683UL; /* CRC-32 of "x" */
+    put_le(f, 0x04034b50UL, 4);             /* local header */
+    put_le(f, 20, 2), put_le(f, 0, 2), put_le(f, 0, 2), put_le(f, 0, 4);
+    put_le(f, crc, 4), put_le(f, 1, 4), put_le(f, 1, 4), put_le(f, 1, 2), put_le(f, 0, 2);
+    fputs("mx", f);             /* the name, then the data */
+    put_le(f, 0x02014b50UL, 4); /* central directory */
+    put_le(f, 20, 2), put_le(f, 20, 2), put_le(f, 0, 2), put_le(f, 0, 2), put_le(f, 0, 4);
+    put_le(f, crc, 4), put_le(f, 1, 4), put_le(f, claimed, 4), put_le(f, 1, 2), put_le(f, 0, 2);
+    put_le(f, 0, 2), put_le(f, 0, 2), put_le(f, 0, 2), put_le(f, 0, 4), put_le(f, 0, 4);
+    fputs("m", f);
+    put_le(f, 0x06054b50UL, 4); /* end of central directory */
+    put_le(f, 0, 2), put_le(f, 0, 2), put_le(f, 1, 2), put_le(f, 1, 2);
+    put_le(f, 47, 4), put_le(f, 32, 4), put_le(f, 0, 2);
+    fclose(f);
+}
+
+/* A member's size is the archive's word: a few bytes claiming 2 GiB are
+ * refused before anything is allocated; the honest archive reads. */
+static void test_zip_lying_size(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ssfteval-zip-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char *data = NULL;
+    size_t len = 0;
+    ssf_error err;
+    write_lying_zip(path, 1);
+    assert_int_equal(ssf_zip_read_member(path, "m", NULL, &data, &len, &err), 0);
+    assert_string_equal(data, "x");
+    free(data);
+    data = NULL;
+    write_lying_zip(path, 0x7fffffffUL);
+    assert_int_equal(ssf_zip_read_member(path, "m", NULL, &data, &len, &err), -1);
+    assert_contains(err.msg, "claims 2147483647 bytes");
+    assert_null(data);
+    unlink(path);
+}
+
 int main(void)
 {
     shared_dir = getenv("SSFTEVAL_SHARED");
@@ -684,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_gpqa),
         cmocka_unit_test(test_zip_errors),
+        cmocka_unit_test(test_zip_lying_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

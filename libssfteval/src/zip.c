@@ -92,6 +92,8 @@ static int read_all(zip_file_t *zf, const char *zip_path, const char *member, ch
     return 0;
 }
 
+enum { MAX_MEMBER_BYTES = 1 << 30 }; /* 1 GiB: GPQA's CSV is 1.6 MB */
+
 static int read_member(zip_t *za, const char *zip_path, const char *member, const char *password,
                        char **out, size_t *len, ssf_error *err)
 {
@@ -104,6 +106,13 @@ static int read_member(zip_t *za, const char *zip_path, const char *member, cons
     }
     if (!(st.valid & ZIP_STAT_SIZE) || st.size >= SIZE_MAX)
         return ssf_fail(err, "%s: member %s has no usable size", zip_path, member);
+    /* The size is the archive's word, allocated before a byte is read: a
+     * small crafted archive must not claim gigabytes. */
+    if (st.size > MAX_MEMBER_BYTES)
+        return ssf_fail(err,
+                        "%s: member %s claims %llu bytes, more than the %d MiB a task's data "
+                        "may have; check the archive",
+                        zip_path, member, (unsigned long long)st.size, MAX_MEMBER_BYTES >> 20);
     zip_file_t *zf = zip_fopen_index_encrypted(za, st.index, 0, password);
     if (!zf) return member_error(zip_path, member, zip_get_error(za), err);
 
