@@ -105,7 +105,11 @@ struct openai {
     int top_k_probed;
     json_t *stop_strings; /* the request's "stop" array */
     CURLM *multi;
-    struct curl_slist *headers; /* holds the API key; nothing else does */
+    struct curl_slist *headers; /* holds the API key for the requests */
+    /* What no message may repeat: the API key, and the user:password of
+     * an endpoint URL that carries one (a server or proxy may echo them
+     * back in its error text, which is stored and printed). */
+    char *secrets[2];
     slot **slots, **free_slots;
     int nslots, nfree;
     slot *control; /* /models, the n probe, /health */
@@ -647,8 +651,30 @@ static void split_job(run *r, job *j)
 
 /* ---- results ------------------------------------------------------------ */
 
-static int deliver_error(run *r, const job *j, const char *msg, double latency_ms)
+/* msg with each secret replaced by "***" (free it). */
+static char *redacted(const openai *b, const char *msg)
 {
+    ssf_buf out = {0};
+    ssf_buf_puts(&out, msg);
+    for (size_t k = 0; k < sizeof b->secrets / sizeof b->secrets[0]; k++) {
+        const char *secret = b->secrets[k];
+        if (!secret) continue;
+        size_t n = strlen(secret);
+        ssf_buf next = {0};
+        for (const char *p = out.data, *hit; p; p = hit ? hit + n : NULL) {
+            hit = strstr(p, secret);
+            ssf_buf_append(&next, p, hit ? (size_t)(hit - p) : strlen(p));
+            if (hit) ssf_buf_puts(&next, "***");
+        }
+        ssf_buf_free(&out);
+        out = next;
+    }
+    return ssf_buf_take(&out);
+}
+
+static int deliver_error(run *r, const job *j, const char *raw_msg, double latency_ms)
+{
+    char *msg = redacted(r->b, raw_msg);
     for (int i = 0; i < j->count && r->rc == 0; i++) {
         ssf_gen_result res = {.error = msg,
                               .request_json = j->body,
@@ -659,6 +685,7 @@ static int deliver_error(run *r, const job *j, const char *msg, double latency_m
         r->unfinished--;
         r->rc = r->done(&r->reqs[j->first + (size_t)i], &res, r->ud);
     }
+    free(msg);
     return r->rc;
 }
 
@@ -1179,6 +1206,8 @@ static void openai_destroy(ssf_backend *bk)
     if (b->multi) curl_multi_cleanup(b->multi);
     curl_slist_free_all(b->headers);
     free(b->endpoint);
+    for (size_t k = 0; k < sizeof b->secrets / sizeof b->secrets[0]; k++)
+        free(b->secrets[k]);
     free(b->model);
     json_decref(b->stop_strings);
     free(b->url);
@@ -1243,6 +1272,19 @@ static void set_urls(openai *b, const char *endpoint)
     }
 }
 
+/* The key, and the user:password of scheme://user:password@host/..., each
+ * when long enough that hiding it cannot garble a message. */
+static void keep_secrets(openai *b, const char *api_key, const char *endpoint)
+{
+    if (api_key && strlen(api_key) >= 4) b->secrets[0] = ssf_xstrdup(api_key);
+    const char *start = strstr(endpoint, "://");
+    if (!start) return;
+    start += 3;
+    size_t host_part = strcspn(start, "/?#");
+    const char *at = memchr(start, '@', host_part);
+    if (at && at - start >= 4) b->secrets[1] = ssf_xstrndup(start, (size_t)(at - start));
+}
+
 static struct curl_slist *make_headers(const char *api_key)
 {
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
@@ -1286,6 +1328,7 @@ ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err)
     b->top_k_off = -1; /* until probed: the vLLM and SGLang spelling */
     b->rng = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() ^ 1;
     b->headers = make_headers(o->api_key);
+    keep_secrets(b, o->api_key, o->endpoint);
     b->slots = ssf_xcalloc((size_t)o->concurrency, sizeof *b->slots);
     b->free_slots = ssf_xcalloc((size_t)o->concurrency, sizeof *b->free_slots);
     b->multi = curl_multi_init();

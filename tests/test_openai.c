@@ -744,6 +744,33 @@ static void test_not_retried(void **state)
     run_fatal(MOCK_401, 1, "HTTP 401 from");
 }
 
+/* A key, or an endpoint's user:password, that a server or proxy echoes back
+ * in its error text is hidden in the samples' errors, which are stored and
+ * printed.  (The mock's 401 repeats the key "sk-wrong".) */
+static void test_echoed_secrets_hidden(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.rules = {{.fault = MOCK_401}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 1, 5, 8000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.api_key = "sk-wrong";
+    generate(&o, &r);
+    expect_all_failed(&r, m, "Incorrect API key provided: ***. You can find");
+    free_run(&r);
+    /* No server: the endpoint's password goes into "cannot reach ..." */
+    make_run(&r, 1, 1, 5, 8000, 0);
+    o = options_for(&r, NULL);
+    o.endpoint = "http://user:pw-TESTSECRET@127.0.0.1:1/v1";
+    o.max_attempts = 1;
+    generate(&o, &r);
+    expect_all_failed(&r, NULL, "cannot reach http://***@127.0.0.1:1/v1");
+    assert_null(strstr(r.out[0].error, "TESTSECRET"));
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* A model the server does not serve: 404, never retried, and the message
  * points at --endpoint and --model. */
 static void test_not_found(void **state)
@@ -992,6 +1019,7 @@ int main(void)
         cmocka_unit_test_setup(test_stall_plain, arm_watchdog),
         cmocka_unit_test_setup(test_slow_tokens, arm_watchdog),
         cmocka_unit_test_setup(test_not_retried, arm_watchdog),
+        cmocka_unit_test_setup(test_echoed_secrets_hidden, arm_watchdog),
         cmocka_unit_test_setup(test_not_found, arm_watchdog),
         cmocka_unit_test_setup(test_unreachable, arm_watchdog),
         cmocka_unit_test_setup(test_breaker, arm_watchdog),
