@@ -25,6 +25,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -607,6 +609,19 @@ static char *immutable_uri_if_read_only(const char *path)
     return uri;
 }
 
+/* A new store is made mode 0600 before SQLite opens it (an empty file is a
+ * new database, and SQLite gives its -wal and -shm the file's mode): it
+ * holds every prompt, gated GPQA's included, which the data cache keeps
+ * 0600 too.  Someone who wants it shared can chmod it. */
+static int create_private(const char *path, ssf_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) /* EEXIST: another process made it first */
+        return ssf_fail(err, "cannot create %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return 0;
+}
+
 int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, ssf_error *err)
 {
     *out = NULL;
@@ -624,6 +639,7 @@ int ssf_store_open(const char *path, int create, int readonly, ssf_store **out, 
     snprintf(wal, n, "%s-wal", path);
     int had_wal = ssf_path_exists(wal);
     free(wal);
+    if (!exists && create_private(path, err)) return -1;
 
     ssf_store *s = ssf_xcalloc(1, sizeof *s);
     s->path = ssf_xstrdup(path);

@@ -186,7 +186,18 @@ static void test_create_reopen(void **state)
     (void)state;
     char *dir = make_temp_dir();
     char *path = join(dir, "r.db");
+    mode_t mask = umask(022);
     ssf_store *s = open_store(path);
+    umask(mask);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600); /* it holds every prompt, gated ones too */
+    int fresh;
+    (void)begin(s, "h", &fresh);
+    char *wal = join(dir, "r.db-wal");
+    assert_int_equal(stat(wal, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    free(wal);
     ssf_store_close(s);
     s = open_store(path);
     ssf_store_close(s);
