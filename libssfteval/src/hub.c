@@ -288,10 +288,11 @@ static CURLcode set_options(CURL *c, const ssf_hub *hub, struct transfer *t, con
     CURLcode rc = curl_easy_setopt(c, CURLOPT_URL, url);
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L); /* Hub → CDN */
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-#if LIBCURL_VERSION_NUM >= 0x075500
+    /* An https endpoint is never redirected to plain http (a mirror given
+     * as http:// may be). */
+    int secure = strncmp(url, "https://", 8) == 0;
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (!rc) rc = curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#endif
+    if (!rc) rc = curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, secure ? "https" : "http,https");
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_USERAGENT, USER_AGENT);
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* timeouts without SIGALRM */
