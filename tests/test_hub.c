@@ -466,6 +466,39 @@ static void test_locked_part_refused(void **state)
     free(part);
 }
 
+/* A link planted at the .incomplete name (a cache others can write) is
+ * refused, its target untouched; so is a hard link to someone's file. */
+static void test_planted_part_refused(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *local = NULL, *dest = math500_cache_path(f), *part = part_path(dest);
+    char *victim = join(f->cache, "victim.txt");
+    write_file(victim, "precious\n", 9);
+    char *dir = ssf_xstrdup(part);
+    *strrchr(dir, '/') = '\0';
+    ssf_error ignored;
+    assert_int_equal(ssf_mkdirs(dir, &ignored), 0);
+    assert_int_equal(symlink(victim, part), 0);
+    size_t before = requests();
+    assert_error(fetch_math500(f, MATH500_SHA, &local, &err), &err, "is a symbolic link");
+    assert_int_equal(requests(), before);
+    unlink(part);
+    assert_int_equal(link(victim, part), 0);
+    assert_error(fetch_math500(f, MATH500_SHA, &local, &err), &err, "a hard link");
+    unlink(part);
+    char *text = NULL;
+    assert_int_equal(ssf_read_file(victim, &text, NULL, &ignored), 0);
+    assert_string_equal(text, "precious\n");
+    free(text);
+    assert_ok(fetch_math500(f, MATH500_SHA, &local, &err), &err);
+    free(local);
+    free(dir);
+    free(victim);
+    free(dest);
+    free(part);
+}
+
 static void test_stale_cache_redownloaded(void **state)
 {
     struct fixture *f = *state;
@@ -800,6 +833,7 @@ int main(void)
         T(test_restarts_when_part_is_whole),
         T(test_restarts_without_range_support),
         T(test_locked_part_refused),
+        T(test_planted_part_refused),
         T(test_stale_cache_redownloaded),
         T(test_wrong_revision_not_found),
         T(test_unreachable_endpoint),

@@ -456,10 +456,25 @@ static int check_download(const struct fetch *fx, ssf_error *err)
  * to one file would interleave their bytes. */
 static int open_part(const struct fetch *fx, ssf_error *err)
 {
-    /* 0600: the gated GPQA's plain text must stay the user's own */
-    int fd = open(fx->part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    /* 0600: the gated GPQA's plain text must stay the user's own.  In a
+     * cache others can write (a shared SSFTEVAL_CACHE), a link planted at
+     * this name would have the download truncate and overwrite its target,
+     * and a file someone else made would receive the gated text: only a
+     * regular file of the user's own, with no other name, is written. */
+    int fd = open(fx->part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && errno == ELOOP)
+        return ssf_fail(err, "%s is a symbolic link, which ssfteval never makes; remove it",
+                        fx->part);
     if (fd < 0) return ssf_fail(err, "cannot open %s: %s", fx->part, strerror(errno));
     struct stat held, named;
+    if (fstat(fd, &held) != 0 || !S_ISREG(held.st_mode) || held.st_uid != geteuid() ||
+        held.st_nlink != 1) {
+        close(fd);
+        return ssf_fail(err,
+                        "%s is not a file of your own with one name (another user's, a hard "
+                        "link, or not a file); remove it",
+                        fx->part);
+    }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         close(fd);
         return ssf_fail(err, "%s is locked: another ssfteval is downloading it; wait for it",
@@ -467,7 +482,7 @@ static int open_part(const struct fetch *fx, ssf_error *err)
     }
     /* Opened just before another process renamed it into place: writing
      * would damage the finished file. */
-    if (fstat(fd, &held) != 0 || stat(fx->part, &named) != 0 || held.st_ino != named.st_ino ||
+    if (lstat(fx->part, &named) != 0 || held.st_ino != named.st_ino ||
         held.st_dev != named.st_dev) {
         close(fd);
         return ssf_fail(err, "%s was finished by another ssfteval meanwhile: run the command again",
