@@ -88,6 +88,8 @@ typedef struct ssf_openai_options {
     const volatile int *stop; /* set (e.g. by SIGINT) to abandon in-flight work; may be NULL */
     const char *const *stop_strings; /* sent as "stop": the text ends before the first */
     size_t n_stop_strings;
+    size_t max_response_bytes; /* one response, decoded, at most (default 256 MiB): a longer
+                                  one (a server that never stops) is a failed attempt */
 } ssf_openai_options;
 
 /* Fills the defaults above. */

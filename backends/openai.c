@@ -61,6 +61,8 @@
 #define STREAM_IDLE_DEFAULT_S 300.0
 #define REQUEST_TIMEOUT_DEFAULT_S 3600.0 /* 32k tokens at 10 tok/s, with margin */
 
+/* One response, decoded: 4,000 choices of 64 kB. */
+#define DEFAULT_MAX_RESPONSE_BYTES ((size_t)256 << 20)
 enum { MODE_UNDECIDED, MODE_SSE, MODE_BODY };
 enum { OUT_OK, OUT_SPLIT, OUT_RETRY, OUT_FINAL };
 
@@ -85,6 +87,8 @@ typedef struct slot {
     int idle_fired;  /* the transfer was ended for idling */
     CURLcode result; /* control transfers: how the last one ended */
     ssf_buf body;    /* a non-SSE body */
+    size_t received; /* bytes of the response so far (decoded), SSE or not */
+    size_t max_received;
     ssf_sse sse;
     ssf_completion acc;
     ssf_retry_hints hints;
@@ -272,23 +276,42 @@ static int decide_mode(slot *s)
     return status == 200 && type && strcasestr(type, "text/event-stream") ? MODE_SSE : MODE_BODY;
 }
 
+/* Ends the transfer as failed, with why, unless it failed already. */
+static size_t abandon_response(slot *s, const char *why)
+{
+    if (!s->acc.failed) {
+        s->acc.failed = 1;
+        snprintf(s->acc.error.message, sizeof s->acc.error.message, "%s", why);
+    }
+    return 0;
+}
+
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 {
     slot *s = ud;
     size_t n = size * nmemb;
     s->last_byte = ssf_monotonic_seconds();
+    /* A response is held (a body) or accumulated (a stream's texts) in
+     * memory: a server that never stops, or a small gzip bomb, must end as
+     * a failed attempt, not exhaust the memory of every transfer at once. */
+    s->received += n;
+    if (s->received > s->max_received) {
+        char why[80];
+        snprintf(why, sizeof why, "a response of more than %zu MiB from the server",
+                 s->max_received >> 20);
+        return abandon_response(s, why);
+    }
     if (s->mode == MODE_UNDECIDED) s->mode = decide_mode(s);
     if (s->mode == MODE_BODY) {
         ssf_buf_append(&s->body, p, n);
         return n;
     }
     if (ssf_sse_feed(&s->sse, p, n) == 0) return n;
-    if (!s->acc.failed) {
-        s->acc.failed = 1;
-        snprintf(s->acc.error.message, sizeof s->acc.error.message,
-                 "a stream line longer than %u bytes from the server", SSF_SSE_MAX_LINE);
-    }
-    return 0; /* an error arrived in-band: end the transfer now */
+    if (s->acc.failed) return 0; /* an error arrived in-band: end the transfer now */
+    char why[80];
+    snprintf(why, sizeof why, "a stream line longer than %u bytes from the server",
+             SSF_SSE_MAX_LINE);
+    return abandon_response(s, why);
 }
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
@@ -381,6 +404,8 @@ static void prepare(openai *b, slot *s, const char *url, const char *body, size_
     s->idle_fired = 0;
     s->mode = MODE_UNDECIDED;
     s->result = CURLE_OK;
+    s->received = 0;
+    s->max_received = b->o.max_response_bytes;
     ssf_buf_reset(&s->body);
     ssf_sse_reset(&s->sse);
     ssf_completion_reset(&s->acc, nchoices);
@@ -1192,7 +1217,8 @@ void ssf_openai_options_default(ssf_openai_options *o)
                               .stream = -1,
                               .timeout_s = 0,
                               .max_attempts = 8,
-                              .max_retry_delay_s = 60.0};
+                              .max_retry_delay_s = 60.0,
+                              .max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES};
 }
 
 static void openai_destroy(ssf_backend *bk)
@@ -1312,6 +1338,7 @@ ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err)
         .name = "openai", .generate = openai_generate, .destroy = openai_destroy, .impl = b};
     b->o = *o;
     b->o.endpoint = b->o.api_key = b->o.model = NULL;
+    if (!b->o.max_response_bytes) b->o.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES;
     set_urls(b, o->endpoint);
     b->o.endpoint = b->endpoint;
     b->model = o->model ? ssf_xstrdup(o->model) : NULL;

@@ -747,6 +747,32 @@ static enum MHD_Result reply_answer(struct mockserver *s, struct MHD_Connection 
     return reply(s, c, MHD_HTTP_OK, text_response(text, len, "application/json"));
 }
 
+/* ---- a response without end -------------------------------------------- */
+
+/* The same bytes over and over: one text event, or the inside of a JSON
+ * string, as long as the client reads. */
+static ssize_t endless_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    const char *unit = cls;
+    size_t len = strlen(unit);
+    for (size_t i = 0; i < max; i++)
+        buf[i] = unit[(pos + i) % len];
+    return (ssize_t)max;
+}
+
+static enum MHD_Result reply_endless(struct mockserver *s, struct MHD_Connection *c, int stream)
+{
+    static const char event[] = "data: {\"id\":\"e\",\"object\":\"text_completion\","
+                                "\"choices\":[{\"index\":0,\"text\":\"and so on, \"}]}\n\n";
+    static const char body[] = "and so on, ";
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 65536, endless_reader, (void *)(stream ? event : body), NULL);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            stream ? "text/event-stream" : "application/json");
+    return reply(s, c, MHD_HTTP_OK, r);
+}
+
 /* ---- generation -------------------------------------------------------- */
 
 static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *c,
@@ -818,6 +844,7 @@ static enum MHD_Result answer_gen(struct mockserver *s, struct MHD_Connection *c
     enum mock_fault fault = pick_fault(s, g->key, attempt);
     if (s->log) log_request(g, attempt, fault);
     if (is_early_fault(fault)) return reply_fault(s, c, fault);
+    if (fault == MOCK_ENDLESS) return reply_endless(s, c, g->stream);
     if (fault == MOCK_SLOW) nap(s, s->o.slow_ms);
     if (fault == MOCK_STREAM_ERROR && !g->stream)
         return reply_json(s, c, 200,

@@ -50,6 +50,8 @@ enum mock_fault {
                           a 200 whose choices end "abort" */
     MOCK_FILTERED,     /* the same with finish_reason "content_filter": never worth a retry */
     MOCK_401,          /* OpenAI's 401 for a wrong API key: never worth a retry */
+    MOCK_ENDLESS,      /* a 200 that never ends: stream: text events without end;
+                          non-streaming: a JSON body without end */
 };
 
 /* A rule matches attempt a (counted from 0) of key k when from <= a <

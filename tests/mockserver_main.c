@@ -39,6 +39,7 @@ static const char *const fault_names[] = {
     [MOCK_QUOTA] = "quota",
     [MOCK_LENGTH_EMPTY] = "length-empty",
     [MOCK_401] = "401",
+    [MOCK_ENDLESS] = "endless",
 };
 
 static void usage(FILE *out)

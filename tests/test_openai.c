@@ -771,6 +771,28 @@ static void test_echoed_secrets_hidden(void **state)
     mockserver_stop(m);
 }
 
+/* A response without end, streamed or not, ends as a failed attempt once
+ * it passes max_response_bytes (1 MiB here, 256 MiB by default). */
+static void test_endless_response(void **state)
+{
+    (void)state;
+    for (int stream = 0; stream <= 1; stream++) {
+        struct mockserver_options mo = {.rules = {{.fault = MOCK_ENDLESS}}};
+        struct mockserver *m = start(&mo);
+        struct run r;
+        make_run(&r, 1, 1, 5, 8000, 0);
+        ssf_openai_options o = options_for(&r, m);
+        o.stream = stream;
+        o.max_attempts = 1;
+        o.timeout_s = 60;
+        o.max_response_bytes = 1 << 20;
+        generate(&o, &r);
+        expect_all_failed(&r, m, "a response of more than 1 MiB from the server");
+        free_run(&r);
+        mockserver_stop(m);
+    }
+}
+
 /* A model the server does not serve: 404, never retried, and the message
  * points at --endpoint and --model. */
 static void test_not_found(void **state)
@@ -1020,6 +1042,7 @@ int main(void)
         cmocka_unit_test_setup(test_slow_tokens, arm_watchdog),
         cmocka_unit_test_setup(test_not_retried, arm_watchdog),
         cmocka_unit_test_setup(test_echoed_secrets_hidden, arm_watchdog),
+        cmocka_unit_test_setup(test_endless_response, arm_watchdog),
         cmocka_unit_test_setup(test_not_found, arm_watchdog),
         cmocka_unit_test_setup(test_unreachable, arm_watchdog),
         cmocka_unit_test_setup(test_breaker, arm_watchdog),
