@@ -236,6 +236,9 @@ static void test_atomic_writer_removes_orphans(void **state)
     touch_aged(dir, "out.jsonl.tmp.notes", 120);
     touch_aged(dir, "out.jsonl.tmp.saved12", 120);
     touch_aged(dir, "other.jsonl.tmp.AbC123", 120);
+    touch_aged(dir, "out.jsonl.tmp.v2.csv", 120); /* six characters, not mkstemp's */
+    snprintf(path, sizeof path, "%s/out.jsonl.tmp.Fifo12", dir);
+    assert_int_equal(mkfifo(path, 0600), 0); /* opening it must not hang the write */
     snprintf(path, sizeof path, "%s/out.jsonl.tmp.Lck123", dir);
     int held = open(path, O_RDONLY);
     assert_true(held >= 0);
@@ -250,7 +253,9 @@ static void test_atomic_writer_removes_orphans(void **state)
     assert_true(exists_in(dir, "out.jsonl.tmp.notes"));
     assert_true(exists_in(dir, "out.jsonl.tmp.saved12"));
     assert_true(exists_in(dir, "other.jsonl.tmp.AbC123"));
-    assert_int_equal(count_entries(dir), 6);
+    assert_true(exists_in(dir, "out.jsonl.tmp.v2.csv"));
+    assert_true(exists_in(dir, "out.jsonl.tmp.Fifo12"));
+    assert_int_equal(count_entries(dir), 8);
     /* A writer of this library holds its own lock: a slow one (nothing
      * written for two minutes) keeps its file through another write. */
     ssf_atomic_file slow;

@@ -221,19 +221,27 @@ int ssf_read_file(const char *path, char **out, size_t *len, ssf_error *err)
  * and its flock). */
 enum { ORPHAN_AGE_S = 60 };
 
+/* PATH.tmp. and the six letters or digits mkstemp puts for its XXXXXX. */
 static int temp_name_of(const char *name, const char *base, size_t base_len)
 {
-    return strncmp(name, base, base_len) == 0 && strncmp(name + base_len, ".tmp.", 5) == 0 &&
-           strlen(name + base_len + 5) == 6;
+    if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, ".tmp.", 5) != 0) return 0;
+    const char *suffix = name + base_len + 5;
+    size_t n = 0;
+    while (n < 7 && suffix[n] && isalnum((unsigned char)suffix[n]))
+        n++;
+    return n == 6 && suffix[6] == '\0';
 }
 
+/* Opened without blocking (a FIFO at the name must not hang the write) and
+ * locked shared, which the writer's exclusive lock refuses and which NFS
+ * grants on a descriptor opened for reading. */
 static void remove_if_orphaned(int dir_fd, const char *name)
 {
-    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return;
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && time(NULL) - st.st_mtime >= ORPHAN_AGE_S &&
-        flock(fd, LOCK_EX | LOCK_NB) == 0)
+        flock(fd, LOCK_SH | LOCK_NB) == 0)
         (void)unlinkat(dir_fd, name, 0);
     close(fd);
 }
@@ -258,7 +266,7 @@ int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_
     ssf_buf tmp = {0};
     ssf_buf_printf(&tmp, "%s.tmp.XXXXXX", path);
     *a = (ssf_atomic_file){0};
-    int fd = mkstemp(tmp.data); /* mode 0600 */
+    int fd = mkostemp(tmp.data, O_CLOEXEC); /* mode 0600; no child inherits it, or its lock */
     if (fd < 0) {
         ssf_fail(err, "cannot create a temporary file beside %s: %s", path, strerror(errno));
         ssf_buf_free(&tmp);
@@ -293,14 +301,17 @@ int ssf_atomic_commit(ssf_atomic_file *a, ssf_error *err)
 {
     errno = 0;
     int rc = fflush(a->f) == 0 && !ferror(a->f) && fsync(fileno(a->f)) == 0 ? 0 : -1;
-    if (fclose(a->f) != 0) rc = -1;
-    a->f = NULL;
     if (rc != 0) /* errno 0: an earlier write failed, its cause gone */
         ssf_fail(err, "cannot write %s: %s", a->tmp_path, strerror(errno ? errno : EIO));
+    /* Renamed before the close, which drops the lock: another writer's
+     * cleanup must never find a finished file unlocked under its temp name. */
     else if (rename(a->tmp_path, a->path) != 0)
         rc = ssf_fail(err, "cannot rename %s to %s: %s", a->tmp_path, a->path, strerror(errno));
     else
         free(a->tmp_path), a->tmp_path = NULL; /* nothing left to remove */
+    if (fclose(a->f) != 0 && rc == 0)
+        rc = ssf_fail(err, "cannot close %s: %s", a->path, strerror(errno));
+    a->f = NULL;
     ssf_atomic_abandon(a);
     return rc;
 }
