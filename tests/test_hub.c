@@ -487,6 +487,9 @@ static void test_planted_part_refused(void **state)
     assert_int_equal(link(victim, part), 0);
     assert_error(fetch_math500(f, MATH500_SHA, &local, &err), &err, "a hard link");
     unlink(part);
+    assert_int_equal(mkfifo(part, 0600), 0); /* it must not hang the download */
+    assert_error(fetch_math500(f, MATH500_SHA, &local, &err), &err, "is a FIFO");
+    unlink(part);
     char *text = NULL;
     assert_int_equal(ssf_read_file(victim, &text, NULL, &ignored), 0);
     assert_string_equal(text, "precious\n");

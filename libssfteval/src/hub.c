@@ -460,15 +460,20 @@ static int open_part(const struct fetch *fx, ssf_error *err)
      * cache others can write (a shared SSFTEVAL_CACHE), a link planted at
      * this name would have the download truncate and overwrite its target,
      * and a file someone else made would receive the gated text: only a
-     * regular file of the user's own, with no other name, is written. */
-    int fd = open(fx->part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 && errno == ELOOP)
-        return ssf_fail(err, "%s is a symbolic link, which ssfteval never makes; remove it",
-                        fx->part);
+     * file made here now, or a regular file of the user's own with no other
+     * name, is written.  (A file made now is not asked its owner: an NFS
+     * export that squashes users reports another uid for it.)  No blocking
+     * open: a FIFO at the name must not hang the download. */
+    const int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    int fd = open(fx->part, flags | O_CREAT | O_EXCL, 0600), made = fd >= 0;
+    if (!made && errno == EEXIST) fd = open(fx->part, flags);
+    if (fd < 0 && (errno == ELOOP || errno == ENXIO))
+        return ssf_fail(err, "%s is a %s, which ssfteval never makes; remove it", fx->part,
+                        errno == ELOOP ? "symbolic link" : "FIFO");
     if (fd < 0) return ssf_fail(err, "cannot open %s: %s", fx->part, strerror(errno));
     struct stat held, named;
-    if (fstat(fd, &held) != 0 || !S_ISREG(held.st_mode) || held.st_uid != geteuid() ||
-        held.st_nlink != 1) {
+    if (fstat(fd, &held) != 0 || !S_ISREG(held.st_mode) ||
+        (!made && (held.st_uid != geteuid() || held.st_nlink != 1))) {
         close(fd);
         return ssf_fail(err,
                         "%s is not a file of your own with one name (another user's, a hard "
