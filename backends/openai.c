@@ -62,6 +62,7 @@
 #define REQUEST_TIMEOUT_DEFAULT_S 3600.0 /* 32k tokens at 10 tok/s, with margin */
 
 /* One response, decoded: 4,000 choices of 64 kB. */
+#define KEPT_BODY_BYTES ((size_t)1 << 20)
 #define DEFAULT_MAX_RESPONSE_BYTES ((size_t)256 << 20)
 enum { MODE_UNDECIDED, MODE_SSE, MODE_BODY };
 enum { OUT_OK, OUT_SPLIT, OUT_RETRY, OUT_FINAL };
@@ -89,6 +90,7 @@ typedef struct slot {
     ssf_buf body;    /* a non-SSE body */
     size_t received; /* bytes of the response so far (decoded), SSE or not */
     size_t max_received;
+    int too_long; /* the response passed max_received: ended, and not asked again */
     ssf_sse sse;
     ssf_completion acc;
     ssf_retry_hints hints;
@@ -296,6 +298,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
      * a failed attempt, not exhaust the memory of every transfer at once. */
     s->received += n;
     if (s->received > s->max_received) {
+        s->too_long = 1;
         char why[80];
         snprintf(why, sizeof why, "a response of more than %zu MiB from the server",
                  s->max_received >> 20);
@@ -406,6 +409,9 @@ static void prepare(openai *b, slot *s, const char *url, const char *body, size_
     s->result = CURLE_OK;
     s->received = 0;
     s->max_received = b->o.max_response_bytes;
+    s->too_long = 0;
+    /* A long body's buffer goes, not kept for the rest of the run by a slot. */
+    if (s->body.cap > KEPT_BODY_BYTES) ssf_buf_free(&s->body);
     ssf_buf_reset(&s->body);
     ssf_sse_reset(&s->sse);
     ssf_completion_reset(&s->acc, nchoices);
@@ -528,7 +534,7 @@ static int judge(const openai *b, slot *s, const job *j, CURLcode res, long stat
     }
     if (c->failed) {
         ssf_buf_printf(msg, "%s (from %s)", c->error.message, b->url);
-        return OUT_RETRY;
+        return s->too_long ? OUT_FINAL : OUT_RETRY; /* a server that sent that much would again */
     }
     if (s->mode == MODE_SSE && c->done && ssf_completion_count_ok(c) &&
         ssf_completion_all_finished(c))

@@ -771,8 +771,9 @@ static void test_echoed_secrets_hidden(void **state)
     mockserver_stop(m);
 }
 
-/* A response without end, streamed or not, ends as a failed attempt once
- * it passes max_response_bytes (1 MiB here, 256 MiB by default). */
+/* A response without end, streamed or not, ends as a failed sample once it
+ * passes max_response_bytes (1 MiB here, 256 MiB by default), and is not
+ * asked again (expect_all_failed: one attempt). */
 static void test_endless_response(void **state)
 {
     (void)state;
@@ -783,7 +784,7 @@ static void test_endless_response(void **state)
         make_run(&r, 1, 1, 5, 8000, 0);
         ssf_openai_options o = options_for(&r, m);
         o.stream = stream;
-        o.max_attempts = 1;
+        o.max_attempts = 3;
         o.timeout_s = 60;
         o.max_response_bytes = 1 << 20;
         generate(&o, &r);
