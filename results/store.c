@@ -616,7 +616,12 @@ static char *immutable_uri_if_read_only(const char *path)
 static int create_private(const char *path, ssf_error *err)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno != EEXIST) /* EEXIST: another process made it first */
+    struct stat st;
+    /* EEXIST: another process made it first, or the name is a link to
+     * nothing, where SQLite would make the file with the umask's mode. */
+    if (fd < 0 && errno == EEXIST && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        return ssf_fail(err, "%s is a symbolic link to nothing: give --db the file itself", path);
+    if (fd < 0 && errno != EEXIST)
         return ssf_fail(err, "cannot create %s: %s", path, strerror(errno));
     if (fd >= 0) close(fd);
     return 0;

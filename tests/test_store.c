@@ -1036,6 +1036,12 @@ static void test_missing_file(void **state)
     assert_non_null(strstr(err.msg, "names no file"));
     assert_int_equal(ssf_store_open(":memory:", 1, 0, &s, &err), -1);
     assert_non_null(strstr(err.msg, "names no file"));
+    /* A link to nothing: SQLite would make its target with the umask's mode. */
+    char *dangling = join(dir, "link.db");
+    assert_int_equal(symlink("nowhere.db", dangling), 0);
+    assert_int_equal(ssf_store_open(dangling, 1, 0, &s, &err), -1);
+    assert_non_null(strstr(err.msg, "symbolic link to nothing"));
+    free(dangling);
     remove_tree(dir);
     free(path);
     free(dir);

@@ -290,7 +290,7 @@ static CURLcode set_options(CURL *c, const ssf_hub *hub, struct transfer *t, con
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
     /* An https endpoint is never redirected to plain http (a mirror given
      * as http:// may be). */
-    int secure = strncmp(url, "https://", 8) == 0;
+    int secure = strncasecmp(url, "https://", 8) == 0;
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, secure ? "https" : "http,https");
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_USERAGENT, USER_AGENT);
