@@ -115,7 +115,7 @@ struct openai {
     /* What no message may repeat: the API key, and the user:password of
      * an endpoint URL that carries one (a server or proxy may echo them
      * back in its error text, which is stored and printed). */
-    char *secrets[2];
+    char *secrets[3]; /* the key, user:password, password */
     slot **slots, **free_slots;
     int nslots, nfree;
     slot *control; /* /models, the n probe, /health */
@@ -1304,8 +1304,9 @@ static void set_urls(openai *b, const char *endpoint)
     }
 }
 
-/* The key, and the user:password of scheme://user:password@host/..., each
- * when long enough that hiding it cannot garble a message. */
+/* The key, and the user:password of scheme://user:password@host/... and
+ * its password, each when long enough that hiding it cannot garble a
+ * message. */
 static void keep_secrets(openai *b, const char *api_key, const char *endpoint)
 {
     if (api_key && strlen(api_key) >= 4) b->secrets[0] = ssf_xstrdup(api_key);
@@ -1315,6 +1316,9 @@ static void keep_secrets(openai *b, const char *api_key, const char *endpoint)
     size_t host_part = strcspn(start, "/?#");
     const char *at = memchr(start, '@', host_part);
     if (at && at - start >= 4) b->secrets[1] = ssf_xstrndup(start, (size_t)(at - start));
+    const char *colon = at ? memchr(start, ':', (size_t)(at - start)) : NULL;
+    if (colon && at - colon - 1 >= 4) /* a server may echo the password alone */
+        b->secrets[2] = ssf_xstrndup(colon + 1, (size_t)(at - colon - 1));
 }
 
 static struct curl_slist *make_headers(const char *api_key)
