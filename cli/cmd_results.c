@@ -221,14 +221,9 @@ int cmd_runs(int argc, char **argv)
 
 /* ---- show --------------------------------------------------------------- */
 
-typedef struct show_ctx {
-    size_t shown;
-} show_ctx;
-
 static int show_sample(const ssf_stored_sample *s, void *ud)
 {
-    show_ctx *c = ud;
-    c->shown++;
+    ++*(size_t *)ud; /* samples shown */
     printf("%s doc %" PRId64 " tag %d sample %d  seed %" PRIu64 "  %s", s->task, s->doc, s->tag,
            s->index, s->seed,
            s->error           ? "FAILED"
@@ -280,7 +275,7 @@ int cmd_show(int argc, char **argv)
     }
     ssf_run_row r;
     ssf_error err;
-    show_ctx sc = {0};
+    size_t shown = 0;
     rc = ssf_store_get_run(store, run, &r, &err);
     if (rc == 0) {
         if (a.task && !in_list(r.tasks, a.task))
@@ -291,13 +286,13 @@ int cmd_show(int argc, char **argv)
                                   .one_doc = 1,
                                   .doc = a.doc,
                                   .profile = a.profile ? a.profile : r.profile};
-            rc = ssf_store_visit_samples(store, run, &q, show_sample, &sc, &err);
+            rc = ssf_store_visit_samples(store, run, &q, show_sample, &shown, &err);
         }
         ssf_run_row_clear(&r);
     }
     if (rc)
         cli_error("%s", err.msg);
-    else if (sc.shown == 0) {
+    else if (shown == 0) {
         cli_error("run %" PRId64 " has no stored sample for doc %ld", run, a.doc);
         rc = EXIT_WORK;
     }

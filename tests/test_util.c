@@ -150,6 +150,16 @@ static void test_append_text(void **state)
     ssf_buf_free(&empty);
 }
 
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 /* A file written piece by piece replaces the old one only on commit; an
  * abandoned one leaves it and no temporary file behind. */
 static void test_atomic_writer(void **state)
@@ -165,12 +175,7 @@ static void test_atomic_writer(void **state)
     fputs("half", f.f);
     ssf_atomic_abandon(&f);
     expect_content(path, "old\n");
-    DIR *d = opendir(dir);
-    int entries = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        entries += e->d_name[0] != '.';
-    closedir(d);
-    assert_int_equal(entries, 1);
+    assert_int_equal(count_entries(dir), 1);
 
     mode_t mask = umask(022);
     assert_int_equal(ssf_atomic_begin(&f, path, 1, &err), 0);
@@ -184,16 +189,6 @@ static void test_atomic_writer(void **state)
     assert_int_equal(st.st_mode & 0777, 0644);
     remove_tree(dir);
     free(dir);
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
 }
 
 static void touch(const char *dir, const char *name)
