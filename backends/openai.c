@@ -449,11 +449,13 @@ static void describe_curl(const openai *b, const slot *s, const char *url, CURLc
 
 /* The fix for a refusal that says what on the command line is wrong: the
  * key (401, 403), or the URL or the model name (404).  It follows the
- * server's sentence, so that sentence's full stop goes. */
+ * server's sentence, so that sentence's full stop goes; the "..." of a
+ * sentence cut short stays, to say so. */
 static void http_fix(const openai *b, long status, ssf_buf *msg)
 {
     if (status != 401 && status != 403 && status != 404) return;
-    if (msg->len > 0 && msg->data[msg->len - 1] == '.') msg->data[--msg->len] = '\0';
+    int cut_short = msg->len >= 3 && strcmp(msg->data + msg->len - 3, "...") == 0;
+    if (msg->len > 0 && msg->data[msg->len - 1] == '.' && !cut_short) msg->data[--msg->len] = '\0';
     if (status == 404)
         ssf_buf_printf(msg, "; check --endpoint (%s) and --model", b->endpoint);
     else
@@ -682,24 +684,50 @@ static void split_job(run *r, job *j)
 
 /* ---- results ------------------------------------------------------------ */
 
+/* Length of the longest head of secret that ends text at end, where a
+ * server's long error text was cut before "..." (sse.c): the cut may fall
+ * inside an echoed secret and leave its first characters. */
+static size_t cut_secret_head(const char *text, const char *end, const char *secret)
+{
+    size_t most = strlen(secret) - 1, have = (size_t)(end - text);
+    for (size_t n = most < have ? most : have; n > 0; n--)
+        if (memcmp(end - n, secret, n) == 0) return n;
+    return 0;
+}
+
+/* text with each whole secret, and each head of one cut short by "...",
+ * replaced by "***". */
+static void redact_secret(ssf_buf *text, const char *secret)
+{
+    size_t n = strlen(secret);
+    ssf_buf next = {0};
+    for (const char *p = text->data ? text->data : "";;) {
+        const char *hit = strstr(p, secret), *cut = strstr(p, "...");
+        if (cut && (!hit || cut < hit)) {
+            size_t head = cut_secret_head(p, cut, secret);
+            ssf_buf_append(&next, p, (size_t)(cut - p) - head);
+            ssf_buf_puts(&next, head ? "***..." : "...");
+            p = cut + 3;
+        } else if (hit) {
+            ssf_buf_append(&next, p, (size_t)(hit - p));
+            ssf_buf_puts(&next, "***");
+            p = hit + n;
+        } else {
+            ssf_buf_puts(&next, p);
+            break;
+        }
+    }
+    ssf_buf_free(text);
+    *text = next;
+}
+
 /* msg with each secret replaced by "***" (free it). */
 static char *redacted(const openai *b, const char *msg)
 {
     ssf_buf out = {0};
     ssf_buf_puts(&out, msg);
-    for (size_t k = 0; k < sizeof b->secrets / sizeof b->secrets[0]; k++) {
-        const char *secret = b->secrets[k];
-        if (!secret) continue;
-        size_t n = strlen(secret);
-        ssf_buf next = {0};
-        for (const char *p = out.data, *hit; p; p = hit ? hit + n : NULL) {
-            hit = strstr(p, secret);
-            ssf_buf_append(&next, p, hit ? (size_t)(hit - p) : strlen(p));
-            if (hit) ssf_buf_puts(&next, "***");
-        }
-        ssf_buf_free(&out);
-        out = next;
-    }
+    for (size_t k = 0; k < sizeof b->secrets / sizeof b->secrets[0]; k++)
+        if (b->secrets[k] && b->secrets[k][0]) redact_secret(&out, b->secrets[k]);
     return ssf_buf_take(&out);
 }
 

@@ -775,6 +775,22 @@ static enum MHD_Result reply_endless(struct mockserver *s, struct MHD_Connection
 
 /* ---- generation -------------------------------------------------------- */
 
+/* OpenAI's 401, repeating the key sent (as a careless proxy would; OpenAI
+ * itself masks the middle), or "sk-wrong" when none was. */
+static enum MHD_Result reply_bad_key(struct mockserver *s, struct MHD_Connection *c)
+{
+    const char *auth =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *key = auth && strncmp(auth, "Bearer ", 7) == 0 ? auth + 7 : "sk-wrong";
+    json_t *message = json_sprintf("Incorrect API key provided: %s. You can find your API key "
+                                   "at https://platform.openai.com/account/api-keys.",
+                                   key);
+    json_t *body = nested_error(json_string_value(message), "invalid_request_error",
+                                json_string("invalid_api_key"));
+    json_decref(message);
+    return reply_json(s, c, 401, body);
+}
+
 static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *c,
                                    enum mock_fault fault)
 {
@@ -801,10 +817,7 @@ static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *
                          "requested 40000 tokens.",
                          "BadRequestError", json_integer(400)));
     case MOCK_401:
-        return reply_json(s, c, 401,
-                          nested_error("Incorrect API key provided: sk-wrong. You can find your "
-                                       "API key at https://platform.openai.com/account/api-keys.",
-                                       "invalid_request_error", json_string("invalid_api_key")));
+        return reply_bad_key(s, c);
     case MOCK_QUOTA:
         return reply_json(s, c, 429,
                           nested_error("You exceeded your current quota, please check your plan "

@@ -759,6 +759,16 @@ static void test_echoed_secrets_hidden(void **state)
     generate(&o, &r);
     expect_all_failed(&r, m, "Incorrect API key provided: ***. You can find");
     free_run(&r);
+    /* A key so long that the server's text is cut inside it. */
+    char long_key[701] = "sk-";
+    memset(long_key + 3, 'k', sizeof long_key - 4);
+    make_run(&r, 1, 1, 5, 20000, 0);
+    o = options_for(&r, m);
+    o.api_key = long_key;
+    generate(&o, &r);
+    expect_all_failed(&r, m, "Incorrect API key provided: ***...");
+    assert_null(strstr(r.out[0].error, "sk-k"));
+    free_run(&r);
     /* No server: the endpoint's password goes into "cannot reach ..." */
     make_run(&r, 1, 1, 5, 8000, 0);
     o = options_for(&r, NULL);
