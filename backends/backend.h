@@ -90,6 +90,8 @@ typedef struct ssf_openai_options {
     size_t n_stop_strings;
     size_t max_response_bytes; /* one response, decoded, at most (default 256 MiB): a longer
                                   one (a server that never stops) is a failed attempt */
+    size_t max_held_bytes;     /* all responses together, as held in memory (bodies, streams'
+                                  texts so far), at most (default 8 x max_response_bytes) */
 } ssf_openai_options;
 
 /* Fills the defaults above. */

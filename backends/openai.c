@@ -90,7 +90,10 @@ typedef struct slot {
     ssf_buf body;    /* a non-SSE body */
     size_t received; /* bytes of the response so far (decoded), SSE or not */
     size_t max_received;
-    int too_long; /* the response passed max_received: ended, and not asked again */
+    int too_long;     /* the response passed max_received: ended, and not asked again */
+    size_t held;      /* bytes this transfer holds in memory (bytes_held) */
+    size_t *all_held; /* the sum of held over all slots, openai's held */
+    size_t max_all_held;
     ssf_sse sse;
     ssf_completion acc;
     ssf_retry_hints hints;
@@ -119,6 +122,7 @@ struct openai {
     slot **slots, **free_slots;
     int nslots, nfree;
     slot *control; /* /models, the n probe, /health */
+    size_t held;   /* what all transfers hold in memory now */
     uint64_t rng;
 };
 
@@ -288,6 +292,37 @@ static size_t abandon_response(slot *s, const char *why)
     return 0;
 }
 
+/* Bytes the transfer holds in memory: its body, or a stream's partial
+ * line and event and the texts so far (a stream's bytes are mostly JSON
+ * framing, several times the text it carries). */
+static size_t bytes_held(const slot *s)
+{
+    if (s->mode != MODE_SSE) return s->body.len;
+    size_t n = s->sse.line.len + s->sse.data.len;
+    for (int i = 0; i < s->acc.n; i++)
+        n += s->acc.choices[i].text.len + s->acc.choices[i].reasoning.len;
+    return n;
+}
+
+/* Counts what s holds into the total; 1 if that total passed its cap. */
+static int over_held_cap(slot *s)
+{
+    size_t now = bytes_held(s);
+    *s->all_held = *s->all_held - s->held + now;
+    s->held = now;
+    return *s->all_held > s->max_all_held;
+}
+
+static size_t took(slot *s, size_t n)
+{
+    if (!over_held_cap(s)) return n;
+    s->too_long = 1;
+    char why[96];
+    snprintf(why, sizeof why, "responses held at once past %zu MiB in all from the server",
+             s->max_all_held >> 20);
+    return abandon_response(s, why);
+}
+
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 {
     slot *s = ud;
@@ -307,9 +342,9 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     if (s->mode == MODE_UNDECIDED) s->mode = decide_mode(s);
     if (s->mode == MODE_BODY) {
         ssf_buf_append(&s->body, p, n);
-        return n;
+        return took(s, n);
     }
-    if (ssf_sse_feed(&s->sse, p, n) == 0) return n;
+    if (ssf_sse_feed(&s->sse, p, n) == 0) return took(s, n);
     if (s->acc.failed) return 0; /* an error arrived in-band: end the transfer now */
     char why[80];
     snprintf(why, sizeof why, "a stream line longer than %u bytes from the server",
@@ -410,6 +445,10 @@ static void prepare(openai *b, slot *s, const char *url, const char *body, size_
     s->received = 0;
     s->max_received = b->o.max_response_bytes;
     s->too_long = 0;
+    b->held -= s->held;
+    s->held = 0;
+    s->all_held = &b->held;
+    s->max_all_held = b->o.max_held_bytes;
     /* A long body's buffer goes, not kept for the rest of the run by a slot. */
     if (s->body.cap > KEPT_BODY_BYTES) ssf_buf_free(&s->body);
     ssf_buf_reset(&s->body);
@@ -1377,6 +1416,9 @@ ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err)
     b->o = *o;
     b->o.endpoint = b->o.api_key = b->o.model = NULL;
     if (!b->o.max_response_bytes) b->o.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES;
+    if (!b->o.max_held_bytes)
+        b->o.max_held_bytes =
+            b->o.max_response_bytes > SIZE_MAX / 8 ? SIZE_MAX : 8 * b->o.max_response_bytes;
     set_urls(b, o->endpoint);
     b->o.endpoint = b->endpoint;
     b->model = o->model ? ssf_xstrdup(o->model) : NULL;

@@ -804,6 +804,29 @@ static void test_endless_response(void **state)
     }
 }
 
+/* Many responses that each stay under max_response_bytes still end once
+ * what they hold together passes max_held_bytes, and are not asked again. */
+static void test_endless_responses_together(void **state)
+{
+    (void)state;
+    for (int stream = 0; stream <= 1; stream++) {
+        struct mockserver_options mo = {.rules = {{.fault = MOCK_ENDLESS}}};
+        struct mockserver *m = start(&mo);
+        struct run r;
+        make_run(&r, 1, 1, 8, 8000, 0);
+        ssf_openai_options o = options_for(&r, m);
+        o.stream = stream;
+        o.max_attempts = 3;
+        o.timeout_s = 60;
+        o.max_response_bytes = (size_t)1 << 30;
+        o.max_held_bytes = (size_t)4 << 20;
+        generate(&o, &r);
+        expect_all_failed(&r, m, "responses held at once past 4 MiB in all from the server");
+        free_run(&r);
+        mockserver_stop(m);
+    }
+}
+
 /* A model the server does not serve: 404, never retried, and the message
  * points at --endpoint and --model. */
 static void test_not_found(void **state)
@@ -1054,6 +1077,7 @@ int main(void)
         cmocka_unit_test_setup(test_not_retried, arm_watchdog),
         cmocka_unit_test_setup(test_echoed_secrets_hidden, arm_watchdog),
         cmocka_unit_test_setup(test_endless_response, arm_watchdog),
+        cmocka_unit_test_setup(test_endless_responses_together, arm_watchdog),
         cmocka_unit_test_setup(test_not_found, arm_watchdog),
         cmocka_unit_test_setup(test_unreachable, arm_watchdog),
         cmocka_unit_test_setup(test_breaker, arm_watchdog),
