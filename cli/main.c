@@ -254,7 +254,7 @@ int main(int argc, char **argv)
         return finish_output(argc < 2 ? EXIT_USAGE : 0);
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("ssfteval %s\n", SSFTEVAL_VERSION);
+        printf("ssfteval %s\n", ssf_version());
         return finish_output(0);
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

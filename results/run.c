@@ -248,6 +248,7 @@ typedef struct gen_ctx {
     const ssf_grader *grader;
     ssf_store *store;
     int64_t run_id;
+    int grade_all; /* grade every stored sample again, not only those without a grade */
     const ssf_gen_request *reqs;
     const pending *pend;
     progress prog;
@@ -454,9 +455,10 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
     const char *profile = ssf_profile_name(c->cfg->profile);
     for (size_t t = 0; t < c->cfg->n_tasks && rc == 0; t++) {
         /* Stored samples without a grade under this run's profile (the run
-         * began under another, or stopped between a sample and its grade). */
+         * began under another, or stopped between a sample and its grade),
+         * or all of them where another build graded them. */
         rc = ssf_run_grade_stored(c->store, c->run_id, plans[t].task, &plans[t].docs, c->grader,
-                                  profile, 1, NULL, c->err);
+                                  profile, !c->grade_all, NULL, c->err);
         ssf_sample_query keys = {.task = plans[t].task->name, .keys_only = 1};
         if (rc == 0)
             rc = ssf_store_visit_samples(c->store, c->run_id, &keys, note_stored, done, c->err);
@@ -507,7 +509,7 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
     char hash[65];
     ssf_sha256_hex(canonical, strlen(canonical), hash);
     /* Stored, not hashed: what the run is does not change with them. */
-    json_object_set_new(conf, "version", json_string(SSFTEVAL_VERSION_STRING));
+    json_object_set_new(conf, "version", json_string(ssf_version()));
     for (size_t i = 0; i < cfg->n_tasks; i++) /* so that reports can tell a --limit run */
         json_object_set_new(json_array_get(json_object_get(conf, "tasks"), i), "task_documents",
                             json_integer((json_int_t)plans[i].docs.n));
@@ -527,7 +529,7 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
                          .protocol = protocol_name(cfg->protocol),
                          .compat = compat_name(cfg->compat),
                          .profile = ssf_profile_name(cfg->profile),
-                         .version = SSFTEVAL_VERSION_STRING};
+                         .version = ssf_version()};
     int rc = ssf_store_begin_run(store, &meta, &summary->run_id, &summary->resumed, err);
     ssf_buf_free(&tasks);
     ssf_buf_free(&metrics);
@@ -631,7 +633,7 @@ static int note_profile(const ssf_metric_row *m, void *ud)
  * out of date once the run adds samples: its new samples are graded under
  * each such profile too, and those metrics computed again. */
 static int keep_other_profiles(const ssf_run_config *cfg, const task_plan *plans, ssf_store *store,
-                               int64_t run_id, ssf_error *err)
+                               int64_t run_id, int grade_all, ssf_error *err)
 {
     int seen[SSF_N_PROFILES] = {0};
     if (ssf_store_foreach_metric(store, run_id, note_profile, seen, err)) return -1;
@@ -642,12 +644,30 @@ static int keep_other_profiles(const ssf_run_config *cfg, const task_plan *plans
         ssf_grader *g = ssf_grader_new((ssf_profile)k, err);
         rc = g ? 0 : -1;
         for (size_t i = 0; i < cfg->n_tasks && rc == 0; i++)
-            rc = ssf_run_grade_stored(store, run_id, plans[i].task, &plans[i].docs, g, name, 1,
-                                      NULL, err);
+            rc = ssf_run_grade_stored(store, run_id, plans[i].task, &plans[i].docs, g, name,
+                                      !grade_all, NULL, err);
         ssf_grader_free(g);
         if (rc == 0) rc = ssf_run_compute_metrics(store, run_id, name, NULL, err);
     }
     return rc;
+}
+
+/* Whether a resumed run's stored grades must be made again: another build
+ * made them (its grader may read answers otherwise), or this build's
+ * files differ from its commit, so that its version does not say what it
+ * grades like.  The run then takes this build's version. */
+static int graded_by_another_build(const ssf_run_config *cfg, ssf_store *store, int64_t run_id,
+                                   int *grade_all, ssf_error *err)
+{
+    ssf_run_row row;
+    if (ssf_store_get_run(store, run_id, &row, err)) return -1;
+    const char *now = ssf_version();
+    *grade_all = !row.version || strcmp(row.version, now) != 0 || strstr(now, "-dirty");
+    if (*grade_all && cfg->log && (!row.version || strcmp(row.version, now) != 0))
+        fprintf(cfg->log, "run %lld was graded by ssfteval %s: grading its samples again with %s\n",
+                (long long)run_id, row.version ? row.version : "(unknown)", now);
+    ssf_run_row_clear(&row);
+    return *grade_all ? ssf_store_set_run_version(store, run_id, now, err) : 0;
 }
 
 int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *store,
@@ -659,6 +679,9 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
     for (size_t i = 0; i < cfg->n_tasks && rc == 0; i++)
         rc = plan_task(cfg, cfg->tasks[i], &plans[i], err);
     if (rc == 0) rc = begin_run(cfg, plans, store, summary, err);
+    int grade_all = 0;
+    if (rc == 0 && summary->resumed)
+        rc = graded_by_another_build(cfg, store, summary->run_id, &grade_all, err);
     ssf_grader *grader = rc == 0 ? ssf_grader_new(cfg->profile, err) : NULL;
     if (rc == 0 && !grader) rc = -1;
     if (rc == 0) {
@@ -666,6 +689,7 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
                      .grader = grader,
                      .store = store,
                      .run_id = summary->run_id,
+                     .grade_all = grade_all,
                      .summary = summary,
                      .err = err};
         rc = generate_all(&c, backend, plans);
@@ -678,8 +702,8 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
     if (rc == 0)
         rc = ssf_run_compute_metrics(store, summary->run_id, ssf_profile_name(cfg->profile),
                                      cfg->out, err);
-    if (rc == 0 && summary->generated > 0)
-        rc = keep_other_profiles(cfg, plans, store, summary->run_id, err);
+    if (rc == 0 && (summary->generated > 0 || grade_all))
+        rc = keep_other_profiles(cfg, plans, store, summary->run_id, grade_all, err);
     if (rc == 0) /* by the store: a run beside this one may have stored what this one failed */
         rc = ssf_store_settle_run(store, summary->run_id, samples_needed(plans, cfg->n_tasks),
                                   &summary->status, err);

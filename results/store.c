@@ -101,6 +101,7 @@ enum {
     ST_ROLLBACK,
     ST_RUN_FIND,
     ST_RUN_RESUME,
+    ST_RUN_VERSION,
     ST_RUN_INSERT,
     ST_RUN_FINISH,
     ST_RUN_SETTLE,
@@ -139,6 +140,7 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_RUN_FIND] = "SELECT id FROM runs WHERE config_hash = ?1"
                     " ORDER BY id DESC LIMIT 1",
     [ST_RUN_RESUME] = "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?1",
+    [ST_RUN_VERSION] = "UPDATE runs SET version = ?2 WHERE id = ?1",
     [ST_RUN_INSERT] = "INSERT INTO runs (created_at, status, config_json, config_hash, tasks,"
                       " metrics, model, backend, protocol, compat, profile, version)"
                       " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -821,6 +823,22 @@ int ssf_store_settle_run(ssf_store *s, int64_t run_id, int64_t planned, const ch
 int ssf_store_abandon_run(ssf_store *s, int64_t run_id, const char **status, ssf_error *err)
 {
     return end_run(s, run_id, ST_RUN_ABANDON, NULL, 0, status, err);
+}
+
+int ssf_store_set_run_version(ssf_store *s, int64_t run_id, const char *version, ssf_error *err)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(s, ST_RUN_VERSION, &st);
+    if (rc != SQLITE_OK) return db_fail(s, rc, "record the run's version", err);
+    binder b = {st, 0, SQLITE_OK};
+    bind_int(&b, run_id);
+    bind_text(&b, version);
+    rc = b.rc == SQLITE_OK ? sqlite3_step(st) : b.rc;
+    stmt_put(s, ST_RUN_VERSION, st);
+    if (rc != SQLITE_DONE) return db_fail(s, rc, "record the run's version", err);
+    if (sqlite3_changes(s->db) == 0)
+        return ssf_fail(err, "%s has no run %lld: check the run id", s->path, (long long)run_id);
+    return 0;
 }
 
 static void fill_run(sqlite3_stmt *st, ssf_run_row *r)

@@ -73,6 +73,8 @@ int ssf_store_settle_run(ssf_store *s, int64_t run_id, int64_t planned, const ch
  * *status (static, may be NULL) says which. */
 int ssf_store_abandon_run(ssf_store *s, int64_t run_id, const char **status, ssf_error *err);
 int ssf_store_get_run(ssf_store *s, int64_t run_id, ssf_run_row *out, ssf_error *err);
+/* Records the build that now grades the run (ssf_version()). */
+int ssf_store_set_run_version(ssf_store *s, int64_t run_id, const char *version, ssf_error *err);
 typedef int (*ssf_run_fn)(const ssf_run_row *run, void *ud);
 int ssf_store_foreach_run(ssf_store *s, ssf_run_fn fn, void *ud, ssf_error *err);
 void ssf_run_row_clear(ssf_run_row *r);

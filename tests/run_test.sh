@@ -173,6 +173,12 @@ if command -v sqlite3 >/dev/null; then
     cp "$work/a.sqlite" "$work/ungraded.sqlite"
     sqlite3 "$work/ungraded.sqlite" "DELETE FROM grades WHERE run_id = 1 AND doc = 0 AND profile = 'default'"
     check "a resume grades stored samples that have no grade, as they were graded when made" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/ungraded.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err" && [ "$(metric synth pass@1)" = "75.00" ] && [ "$(metric synth cons@32)" = "50.00" ] && [ "$(sqlite3 "$work/ungraded.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'default'"'"'")" = 116 ]'
+    # Grades another build made (here: all wrong) are made again on resume,
+    # under every profile the run has metrics for, not kept beside new ones.
+    cp "$work/a.sqlite" "$work/oldbuild.sqlite"
+    sqlite3 "$work/oldbuild.sqlite" "UPDATE runs SET version = '0.0.9+gold' WHERE id = 1; UPDATE grades SET verdict = 0 WHERE run_id = 1"
+    check "a resume by another build grades the stored samples again" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/oldbuild.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err" && [ "$(metric synth pass@1)" = "75.00" ] && [ "$(metric synth cons@32)" = "50.00" ] && [ "$(sqlite3 "$work/oldbuild.sqlite" "SELECT version FROM runs WHERE id = 1")" = "$("$ssfteval" --version | cut -d" " -f2)" ]'
+    check "... and under the other profiles its metrics have" eval 'run 0 report 1 --profile lighteval --format csv --db "$work/oldbuild.sqlite" && [ "$(sqlite3 "$work/oldbuild.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'lighteval'"'"' AND verdict = 1")" -gt 0 ]'
     cp "$work/a.sqlite" "$work/crafted2.sqlite"
     sqlite3 "$work/crafted2.sqlite" "UPDATE runs SET config_json = json_remove(config_json, '\$.chat_template') WHERE id = 1"
     check "rescore of a stored configuration without its chat template (it crashed)" run 0 rescore 1 --db "$work/crafted2.sqlite" --task-file "$work/synth.json" --data-dir "$work"

@@ -19,6 +19,10 @@ extern "C" {
 
 #define SSF_ERROR_MAX 1024
 
+/* This build: the project's version, with "+g" and the commit (and
+ * "-dirty" for changed files) when built from a git checkout. */
+const char *ssf_version(void);
+
 typedef struct ssf_error {
     char msg[SSF_ERROR_MAX];
 } ssf_error;
