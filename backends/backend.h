@@ -109,6 +109,12 @@ void ssf_openai_options_default(ssf_openai_options *o);
  * last attempt.  A response with fewer choices than asked never counts. */
 ssf_backend *ssf_backend_openai_new(const ssf_openai_options *o, ssf_error *err);
 
+/* The model an openai backend asks for: options.model, or else the first
+ * the server lists at /models, asked now (retried like a sample; NULL with
+ * err when the server cannot say).  It names the run's model, so that a
+ * server restarted with another model is another run.  The backend owns it. */
+const char *ssf_backend_openai_model(ssf_backend *b, ssf_error *err);
+
 /* Replays generations from a JSONL file of lines {"task", "doc", "tag",
  * "sample", "text", "finish_reason"} (tag 0 when untagged; lines in any
  * order).  A requested sample that the file lacks is reported failed

@@ -1146,6 +1146,21 @@ static int learn_model(run *r, ssf_buf *msg, int *attempts)
     return id ? 0 : -1;
 }
 
+const char *ssf_backend_openai_model(ssf_backend *bk, ssf_error *err)
+{
+    openai *b = bk->impl;
+    if (b->model) return b->model;
+    run r = {.b = b};
+    ssf_buf msg = {0};
+    int attempts = 0, rc = learn_model(&r, &msg, &attempts);
+    if (rc == 1)
+        ssf_fail(err, "interrupted while asking %s for its model", b->models_url);
+    else if (rc)
+        ssf_fail(err, "no --model given, and asking the server failed: %s", msg.data);
+    ssf_buf_free(&msg);
+    return rc ? NULL : b->model;
+}
+
 /* Asks for n = 2 with max_tokens = 1 and counts the choices: servers that
  * ignore n (TGI, Ollama) answer one, llama.cpp refuses.  Any final answer
  * but two choices means one sample per request; only a server that never

@@ -61,7 +61,8 @@ static const char help_head[] =
     "";
 
 static const char help_engine[] =
-    "  --model NAME          the model's name in reports; with the engine, its directory or\n"
+    "  --model NAME          the model's name in reports (openai: the request's; default the\n"
+    "                        first the server lists); with the engine, its directory or\n"
     "                        hf:ORG/NAME[@REV] (selects the engine when no endpoint is given)\n"
     "  --device auto|cpu|cuda  engine: where to run (auto: the GPU when there is one)\n"
     "  --slots N             engine: sequences a step (CPU default 8; CUDA: as many as fit)\n"
@@ -542,7 +543,17 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     o->n_stop_strings = a->engine.n_stop;
     ssf_error err = {{0}};
     ssf_backend *b = ssf_backend_openai_new(o, &err);
-    if (!b) cli_error("%s", err.msg);
+    if (!b) {
+        cli_error("%s", err.msg);
+        return NULL;
+    }
+    /* The model is part of the run's identity: without --model, the one
+     * the server serves now, or a server restarted with another model would
+     * resume this run and mix the two. */
+    if (!a->cfg.model && !(a->cfg.model = ssf_backend_openai_model(b, &err))) {
+        b->destroy(b);
+        return file_failure(a, err.msg);
+    }
     /* The server's address is not part of the run's identity (a restarted
      * server on another port serves the same model); the API is, since chat
      * and completions render prompts differently. */

@@ -315,6 +315,11 @@ check "openai refuses an engine option" eval 'run 2 run synth --endpoint "$endpo
 check "the engine (chosen by --model) refuses an openai option, naming --backend openai" eval 'run 2 run synth --model "$work/nomodel" --concurrency 3 --db "$work/ign.sqlite" "${common[@]}" && grep -q "drop --concurrency or pass --backend openai$" "$work/err"'
 check "options for every backend are taken with replay (--model names it, sampling is recorded)" eval 'run 0 run synth --generations "$work/gen.jsonl" --model m --temperature 0.5 --chat-template chatml --db "$work/ign.sqlite" "${common[@]}"'
 stop_mock
+# Without --model the served model is the run's: a server restarted with
+# another model is another run, not a resume that mixes the two.
+start_mock --model other-model
+check "openai backend without --model: another served model is another run" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" "${common[@]}" && grep -q "(new): 116 samples planned, 0 stored before, 116 generated" "$work/err" && [ "$(sqlite3 "$work/o.sqlite" "SELECT model FROM runs ORDER BY id DESC LIMIT 1")" = other-model ]'
+stop_mock
 start_mock --delay-ms 300
 "$ssfteval" run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" --concurrency 4 "${common[@]}" >/dev/null 2>"$work/err" &
 run_pid=$!
@@ -339,7 +344,8 @@ start_mock --fault 401
 check "openai backend: a refused API key (401) fails every sample, naming the fix" eval 'run 1 run synth --backend openai --endpoint "$endpoint" --db "$work/k.sqlite" "${common[@]}" && grep -q "failed: HTTP 401 from $endpoint/completions: Incorrect API key provided: sk-wrong.*; set OPENAI_API_KEY or name the variable with --api-key-env$" "$work/err"'
 check "openai backend: a model the server lacks (404) names --endpoint and --model" eval 'run 1 run synth --backend openai --endpoint "$endpoint" --model nosuch --db "$work/k2.sqlite" "${common[@]}" && grep -q "failed: HTTP 404 from $endpoint/completions: The model .nosuch. does not exist; check --endpoint ($endpoint) and --model$" "$work/err"'
 stop_mock
-check "openai backend: unreachable server fails every sample, named" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --max-attempts 2 --db "$work/u.sqlite" "${common[@]}" && grep -q "116 failed" "$work/err" && grep -q "failed: gave up after 2 attempts: cannot reach http://127.0.0.1:1/v1: .*check --endpoint" "$work/err"'
+check "openai backend: without --model, an unreachable server is named before a run is stored" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --max-attempts 2 --db "$work/unknown-model.sqlite" "${common[@]}" && grep -q "^ssfteval: no --model given, and asking the server failed: gave up after 2 attempts: cannot reach http://127.0.0.1:1/v1: .*check --endpoint" "$work/err" && [ ! -e "$work/unknown-model.sqlite" ]'
+check "openai backend: unreachable server fails every sample, named" eval 'run 1 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --model served --max-attempts 2 --db "$work/u.sqlite" "${common[@]}" && grep -q "116 failed" "$work/err" && grep -q "failed: gave up after 2 attempts: cannot reach http://127.0.0.1:1/v1: .*check --endpoint" "$work/err"'
 check "one reason is said once, not for each of the 116 samples" [ "$(grep -c " failed: " "$work/err")" -eq 1 ]
 check "no question scored: the table says - for the value, not nan" eval '[ "$(metric synth cons@32)" = "-" ] && ! grep -q nan "$work/out"'
 check "openai backend: bad endpoint URL" eval 'run 2 run synth --backend openai --endpoint ftp://x --db "$work/u2.sqlite" "${common[@]}" && grep -q "ftp://x" "$work/err"'
