@@ -420,6 +420,41 @@ static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char 
     return rc;
 }
 
+/* The task's questions_sha256 in the run's stored configuration, or NULL
+ * (a run stored before it was kept). */
+static char *questions_of(const ssf_run_row *r, const char *task)
+{
+    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
+    char *digest = NULL;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(conf, "tasks"), i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        const char *d = json_string_value(json_object_get(t, "questions_sha256"));
+        if (name && d && strcmp(name, task) == 0) digest = ssf_xstrdup(d);
+    }
+    json_decref(conf);
+    return digest;
+}
+
+/* compare pairs questions by their order: two runs must have asked the
+ * same ones, in the same order, with the same answers. */
+static int same_questions(const ssf_run_row *base, const ssf_run_row *cand, const char *task,
+                          ssf_error *err)
+{
+    char *b = questions_of(base, task), *c = questions_of(cand, task);
+    int differ = b && c && strcmp(b, c) != 0;
+    free(b);
+    free(c);
+    if (!differ) return 0;
+    return ssf_fail(err,
+                    "task %s: run %" PRId64 " and run %" PRId64 " asked different questions "
+                    "(other data: a --task-file, --data-dir or revision); compare runs over the "
+                    "same questions",
+                    task, base->id, cand->id);
+}
+
 /* A gate over a run that is missing samples would compare the questions
  * that happened to finish (a dead server would pass it), so both runs must
  * be whole. */
@@ -468,11 +503,17 @@ int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_com
 {
     ssf_run_row base_run, cand_run;
     if (load_whole_run(store, base, &base_run, err)) return -1;
-    ssf_run_row_clear(&base_run);
-    if (load_whole_run(store, cand, &cand_run, err)) return -1;
+    if (load_whole_run(store, cand, &cand_run, err)) {
+        ssf_run_row_clear(&base_run);
+        return -1;
+    }
     const char *profile = o->profile ? o->profile : cand_run.profile;
     collection c = {0};
     int rc = metrics_to_compare(store, &cand_run, profile, o->metric, &c, err);
+    for (size_t i = 0; i < c.n && rc == 0; i++)
+        rc = compared(c.items[i].metric, o->metric)
+                 ? same_questions(&base_run, &cand_run, c.items[i].task, err)
+                 : 0;
     if (rc == 0)
         fprintf(out, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand",
                 "delta", "SE", "N", "decision");
@@ -485,6 +526,7 @@ int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_com
         fprintf(out, "gate: drop > %.2f points + %.2f x SE fails; %s\n", o->max_drop, o->z,
                 regressed ? "REGRESSION" : "no regression");
     free_collection(&c);
+    ssf_run_row_clear(&base_run);
     ssf_run_row_clear(&cand_run);
     return rc ? -1 : regressed;
 }

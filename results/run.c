@@ -170,6 +170,28 @@ void ssf_run_documents_digest(const ssf_task *t, const ssf_docs *docs, size_t n,
     ssf_buf_free(&b);
 }
 
+/* SHA-256 of which questions were asked, in order, and their answers,
+ * whatever the prompt: each planned question's text and gold answer (for a
+ * multiple-choice task the correct choice's text, not its letter, which
+ * the choice order places).  compare pairs two runs' questions by their
+ * order, which this tells is the same, though the models' prompts differ. */
+static void questions_digest(const ssf_docs *docs, size_t n, char hex[65])
+{
+    ssf_buf b = {0};
+    for (size_t i = 0; i < n && i < docs->n; i++) {
+        const ssf_doc *d = &docs->items[i];
+        const char *answer = d->gold_index >= 0 && (size_t)d->gold_index < d->n_choices
+                                 ? d->choices[d->gold_index]
+                                 : d->gold;
+        ssf_buf_append(&b, d->question ? d->question : "", d->question ? strlen(d->question) : 0);
+        ssf_buf_append(&b, "", 1);
+        ssf_buf_append(&b, answer ? answer : "", answer ? strlen(answer) : 0);
+        ssf_buf_append(&b, "", 1);
+    }
+    ssf_sha256_hex(b.data ? b.data : "", b.len, hex);
+    ssf_buf_free(&b);
+}
+
 static json_t *task_config(const ssf_run_config *cfg, const task_plan *p)
 {
     json_t *metrics = json_array();
@@ -510,9 +532,14 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
     ssf_sha256_hex(canonical, strlen(canonical), hash);
     /* Stored, not hashed: what the run is does not change with them. */
     json_object_set_new(conf, "version", json_string(ssf_version()));
-    for (size_t i = 0; i < cfg->n_tasks; i++) /* so that reports can tell a --limit run */
-        json_object_set_new(json_array_get(json_object_get(conf, "tasks"), i), "task_documents",
-                            json_integer((json_int_t)plans[i].docs.n));
+    for (size_t i = 0; i < cfg->n_tasks; i++) {
+        json_t *task = json_array_get(json_object_get(conf, "tasks"), i);
+        /* so that reports can tell a --limit run */
+        json_object_set_new(task, "task_documents", json_integer((json_int_t)plans[i].docs.n));
+        char questions[65]; /* so that compare can tell another question set */
+        questions_digest(&plans[i].docs, plans[i].n_docs, questions);
+        json_object_set_new(task, "questions_sha256", json_string(questions));
+    }
     char *full = json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS);
     ssf_buf tasks = {0}, metrics = {0};
     for (size_t i = 0; i < cfg->n_tasks; i++) {

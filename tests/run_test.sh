@@ -227,6 +227,19 @@ sed -i 's/"prompt": "Q: {{question}}"/"prompt": "Question: {{question}}"/' "$wor
 check "a task file's prompt edited is another run" eval 'run 1 run synth "${edit[@]}" && grep -q "run 3 incomplete (new)" "$work/err"'
 check "rescore refuses data other than the run's (it graded old samples against the new golds)" eval 'run 1 rescore 1 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "^ssfteval: task synth: the data loaded now (2 documents from .*) is not what run 1 asked and graded against (2 documents); pass the --task-file and --data-dir it was run with$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
 check "rescore takes the data the run was made with" run 0 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit"
+# compare pairs questions by their order: runs over other questions are
+# refused; another prompt over the same questions (another model's
+# template) is compared.
+mkdir "$work/q"
+cp "$work/synth.json" "$work/synth.jsonl" "$work/q/"
+qrun=(--generations "$work/gen.jsonl" --db "$work/questions.sqlite" --task-file "$work/q/synth.json" --data-dir "$work/q" --protocol ssft --quiet)
+run 0 run synth "${qrun[@]}" >/dev/null 2>&1
+sed -i 's/"prompt": "Q: {{question}}"/"prompt": "Question: {{question}}"/' "$work/q/synth.json"
+run 0 run synth "${qrun[@]}" >/dev/null 2>&1
+sed -i 's/"a": "1"/"a": "91"/' "$work/q/synth.jsonl"
+run 0 run synth "${qrun[@]}" >/dev/null 2>&1
+check "compare: another prompt over the same questions is compared" eval 'run 0 compare 1 2 --db "$work/questions.sqlite" && grep -q "no regression" "$work/out"'
+check "compare: runs over other questions are refused (exit 2), before any table" eval 'run 2 compare 1 3 --db "$work/questions.sqlite" && grep -q "^ssfteval: task synth: run 1 and run 3 asked different questions (other data: a --task-file, --data-dir or revision); compare runs over the same questions$" "$work/err" && [ ! -s "$work/out" ]'
 if command -v sqlite3 >/dev/null; then
     mkdir "$work/two" && cp "$work/synth.jsonl" "$work/two/" && cp "$work/synth.jsonl" "$work/two/synth2.jsonl"
     sed 's/"name": "synth"/"name": "synth2"/; s/synth.jsonl/synth2.jsonl/' "$work/synth.json" >"$work/two/synth2.json"
