@@ -562,18 +562,6 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     return b;
 }
 
-/* Bytes of a tensor at four places: a checkpoint trained further differs in
- * all its weights, so these tell two with one shape apart without reading
- * tens of gigabytes through the hash. */
-static void sample_tensor(ssf_buf *b, const ssf_tensor *t)
-{
-    if (!t) return;
-    ssf_buf_printf(b, "%s:%s:%" PRId64 ";", t->name, ssf_dtype_name(t->dtype), t->numel);
-    size_t window = t->nbytes < 64 ? t->nbytes : 64;
-    for (int k = 0; k < 4; k++)
-        ssf_buf_append(b, (const char *)t->data + (t->nbytes - window) / 3 * (size_t)k, window);
-}
-
 /* The tokenizer's files, whole (a few MB): a revision that fixes only the
  * tokenizer changes what the model reads and writes. */
 static void hash_tokenizer_files(ssf_buf *b, const char *dir)
@@ -591,12 +579,13 @@ static void hash_tokenizer_files(ssf_buf *b, const char *dir)
 /* The checkpoint's part of the run's identity: the --model path names a
  * directory, whose files may be replaced between two attempts (or an hf:
  * name without @REV move on); samples of two checkpoints must not make
- * one run.  SHA-256 of the config, of sampled bytes of every weight and of
- * the tokenizer's files. */
-static void model_fingerprint(const ssf_model *m, char hex[65])
+ * one run, even where they differ in a few rows (new tokens' embeddings).
+ * SHA-256 of the config, of every weight file whole (remembered in the
+ * cache, so read once) and of the tokenizer's files. */
+static int model_fingerprint(const ssf_model *m, const ssf_hub *hub, FILE *log, char hex[65],
+                             ssf_error *err)
 {
     const ssf_model_config *c = ssf_model_config_of(m);
-    const ssf_model_weights *w = ssf_model_weights_of(m);
     ssf_buf b = {0};
     ssf_buf_printf(&b, "%s %d %d %d %d %d %d %d %.17g %.17g %d %d %d", c->architecture,
                    c->hidden_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,
@@ -605,18 +594,16 @@ static void model_fingerprint(const ssf_model *m, char hex[65])
     for (int i = 0; i < c->n_eos; i++)
         ssf_buf_printf(&b, " %d", (int)c->eos_ids[i]);
     hash_tokenizer_files(&b, ssf_model_dir(m));
-    sample_tensor(&b, w->embed);
-    sample_tensor(&b, w->final_norm);
-    sample_tensor(&b, w->lm_head);
-    for (int i = 0; i < c->n_layers; i++) {
-        const ssf_layer_weights *l = &w->layers[i];
-        const ssf_tensor *each[] = {l->attn_norm, l->q, l->k,        l->v,    l->q_bias, l->k_bias,
-                                    l->v_bias,    l->o, l->mlp_norm, l->gate, l->up,     l->down};
-        for (size_t k = 0; k < sizeof each / sizeof each[0]; k++)
-            sample_tensor(&b, each[k]);
+    int rc = 0;
+    for (size_t i = 0; i < ssf_model_file_count(m) && rc == 0; i++) {
+        char *path = ssf_model_file_path(m, i), file_hex[65];
+        rc = ssf_sha256_file_cached(path, hub ? hub->cache_dir : NULL, log, file_hex, err);
+        if (rc == 0) ssf_buf_printf(&b, " weights%zu=%s", i, file_hex);
+        free(path);
     }
-    ssf_sha256_hex(b.data, b.len, hex);
+    if (rc == 0) ssf_sha256_hex(b.data, b.len, hex);
     ssf_buf_free(&b);
+    return rc;
 }
 
 /* The engine reads the model directory; the prompt's chat template comes
@@ -670,7 +657,10 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
      * cut samples; slots, blocks and threads are not. */
     const char *what = ssf_backend_engine_describe(b);
     char weights[65];
-    model_fingerprint(model, weights);
+    if (model_fingerprint(model, hub, a->quiet ? NULL : stderr, weights, &err)) {
+        b->destroy(b);
+        return file_failure(a, err.msg);
+    }
     ssf_buf_printf(desc, "engine:%.*s%s,ctx=%d,weights=%.16s", (int)strcspn(what, ","), what,
                    a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b),
                    weights);

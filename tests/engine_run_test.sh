@@ -13,6 +13,7 @@ fixture=$root/tests/fixtures/engine/gqa5-hd128
 echo "# ssfteval run --model (in-process engine, CPU)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+export SSFTEVAL_CACHE="$work/cache"
 unset SSFTEVAL_DB SSFTEVAL_DATA_DIR SSFTEVAL_ENDPOINT
 . "$(dirname "$0")/tap.sh"
 run() { # EXPECTED_STATUS ARGS...
@@ -44,6 +45,25 @@ dd if="$fixture/model.safetensors" of="$work/swap/model.safetensors" bs=65536 if
 check "another checkpoint in the --model directory is another run, not a resume" eval 'run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && cp "$fixture/model.safetensors" "$work/swap/" && run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 2 done (new): 12 samples planned, 0 stored before" "$work/err" && run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 2 done (resumed)" "$work/err"'
 printf ' ' >>"$work/swap/tokenizer.json"
 check "another tokenizer.json in the --model directory is another run" eval 'run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 3 done (new): 12 samples planned, 0 stored before" "$work/err"'
+# One byte of one weight changed, where no sample of a few bytes per tensor
+# would look: each weight file is hashed whole, and the digest kept in the
+# cache under the file's device and inode while its times stay (a file
+# changed in the last seconds is not kept: its times may not tell).
+mkdir "$work/one" && cp "$fixture"/* "$work/one/"
+weights=$work/one/model.safetensors
+run 0 run synth --model "$work/one" --db "$work/a5.sqlite" "${common[@]}"
+check "a weight file written just now is not kept in the cache" [ -z "$(find "$SSFTEVAL_CACHE/sha256" -newer "$weights")" ]
+touch -d '1 hour ago' "$weights"
+run 0 run synth --model "$work/one" --db "$work/a4.sqlite" "${common[@]}"
+entry=$SSFTEVAL_CACHE/sha256/$(stat -c '%d %i' "$weights" | awk '{ printf "%x-%x", $1, $2 }')
+check "a weight file's digest is kept in the cache" eval 'grep -q " $(sha256sum "$weights" | cut -c1-64)$" "$entry"'
+sed -i 's/ [0-9a-f]\{64\}$/ 0000000000000000000000000000000000000000000000000000000000000000/' "$entry"
+check "the kept digest is what the run's identity takes (no second read)" eval 'run 0 run synth --model "$work/one" --db "$work/a4.sqlite" "${common[@]}" && grep -q "run 2 done (new)" "$work/err"'
+offset=$(($(stat -c %s "$weights") * 5 / 7))
+byte=$(od -An -tu1 -j "$offset" -N1 "$weights" | tr -d ' ')
+# shellcheck disable=SC2059
+printf "\\$(printf %03o $(((byte + 1) % 256)))" | dd of="$weights" bs=1 seek="$offset" conv=notrunc status=none
+check "one byte of one weight changed is another run" eval 'run 0 run synth --model "$work/one" --db "$work/a4.sqlite" "${common[@]}" && grep -q "run 3 done (new)" "$work/err"'
 check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && grep -q "\"n_questions\": 3" "$work/out"'
 check "export has 12 samples with token budget stops" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/a.jsonl" && [ "$(wc -l <"$work/a.jsonl")" -eq 12 ] && grep -q "\"finish_reason\": *\"length\"" "$work/a.jsonl"'
 # The same samples with one slot (every sample alone) and with three.

@@ -400,6 +400,12 @@ size_t ssf_model_file_count(const ssf_model *m)
     return m->n_files;
 }
 
+char *ssf_model_file_path(const ssf_model *m, size_t i)
+{
+    if (i >= m->n_files) return NULL;
+    return m->idx.n_shards ? ssf_path_join(m->dir, m->idx.shards[i]) : ssf_xstrdup(m->single_path);
+}
+
 int64_t ssf_model_kv_bytes_per_token(const ssf_model_config *cfg, int bytes_per_value)
 {
     return 2 * (int64_t)cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * bytes_per_value;

@@ -144,6 +144,8 @@ ssf_dtype ssf_model_dtype(const ssf_model *m);
 int64_t ssf_model_kv_bytes_per_token(const ssf_model_config *cfg, int bytes_per_value);
 /* safetensors files mapped: 1, or the number of shards. */
 size_t ssf_model_file_count(const ssf_model *m);
+/* The path of file i of those (free it), NULL past the last. */
+char *ssf_model_file_path(const ssf_model *m, size_t i);
 
 /* ---- models on the Hub (model_hub.c: needs libcurl via hub.h) ------------- */
 

@@ -114,6 +114,13 @@ int ssf_mkdirs(const char *path, ssf_error *err);
 void ssf_sha256_hex(const void *data, size_t len, char hex[65]);
 int ssf_sha256_file(const char *path, char hex[65], ssf_error *err);
 
+/* ssf_sha256_file, remembered under cache_dir/sha256/ (NULL: not at all)
+ * for the file's device and inode while its size, modification and change
+ * times stay those it was taken at.  Says on log (may be NULL) when it
+ * reads a file of a gigabyte or more. */
+int ssf_sha256_file_cached(const char *path, const char *cache_dir, FILE *log, char hex[65],
+                           ssf_error *err);
+
 /* SHA-256 fed piece by piece, for bytes read once for another purpose (a
  * file that is parsed and digested in the same pass).  ssf_sha256_end
  * writes the digest and frees the context. */
