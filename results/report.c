@@ -29,6 +29,8 @@ typedef struct entry {
     double value, stderr_, ci_lo, ci_hi;
     int64_t n_questions, n_samples, n_failed, n_missing;
     int64_t limit; /* the questions a --limit run took, 0 when it took them all */
+    char *config_hash, *version;
+    char *provenance; /* JSON: what the numbers came from (provenance_of) */
 } entry;
 
 typedef struct collection {
@@ -61,6 +63,37 @@ static int64_t limited_to(const ssf_run_row *r, const char *task)
     return limit > 0 && took > 0 ? (int64_t)took : 0;
 }
 
+/* What a reader needs to reproduce a task's numbers, as a JSON object in
+ * text: the run's identity, build, seed, backend and template, and the
+ * task's sampling, sample count and data digests, from the stored
+ * configuration (what a run stored before a field was kept lacks). */
+static char *provenance_of(const ssf_run_row *r, const char *task)
+{
+    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
+    json_t *p = json_pack("{s:s?, s:s?, s:s?}", "config_hash", r->config_hash, "version",
+                          r->version, "backend", r->backend);
+    static const char *const run_fields[] = {"seed", "chat_template", "gpqa_order", "limit"};
+    for (size_t k = 0; p && k < sizeof run_fields / sizeof run_fields[0]; k++)
+        if (json_object_get(conf, run_fields[k]))
+            json_object_set(p, run_fields[k], json_object_get(conf, run_fields[k]));
+    static const char *const task_fields[] = {"samples", "sampling", "documents_sha256",
+                                              "questions_sha256"};
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(conf, "tasks"), i, t)
+    {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        if (!p || !name || strcmp(name, task) != 0) continue;
+        for (size_t k = 0; k < sizeof task_fields / sizeof task_fields[0]; k++)
+            if (json_object_get(t, task_fields[k]))
+                json_object_set(p, task_fields[k], json_object_get(t, task_fields[k]));
+    }
+    char *text = p ? json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(p);
+    json_decref(conf);
+    return text ? text : ssf_xstrdup("{}");
+}
+
 static int keep_metric(const ssf_metric_row *m, void *ud)
 {
     collection *c = ud;
@@ -86,7 +119,10 @@ static int keep_metric(const ssf_metric_row *m, void *ud)
                                .n_samples = m->n_samples,
                                .n_failed = m->n_failed,
                                .n_missing = m->n_missing,
-                               .limit = limited_to(r, m->task)};
+                               .limit = limited_to(r, m->task),
+                               .config_hash = ssf_xstrdup(r->config_hash ? r->config_hash : ""),
+                               .version = ssf_xstrdup(r->version ? r->version : ""),
+                               .provenance = provenance_of(r, m->task)};
     return 0;
 }
 
@@ -127,6 +163,9 @@ static void free_collection(collection *c)
         free(e->profile);
         free(e->task);
         free(e->metric);
+        free(e->config_hash);
+        free(e->version);
+        free(e->provenance);
     }
     free(c->items);
 }
@@ -138,13 +177,14 @@ static const char *mode_of(const entry *e)
     return *e->compat ? e->compat : "ssfteval";
 }
 
-/* A text field and the comma that ends it, as RFC 4180 has it: quoted,
- * inner quotes doubled, when it holds a comma, a quote or a line break.
- * Model and task names are the user's and may hold any of them. */
-static void csv_text(FILE *out, const char *s)
+/* A text field and the character that ends it (a comma, or the line's
+ * end), as RFC 4180 has it: quoted, inner quotes doubled, when it holds a
+ * comma, a quote or a line break.  Model and task names are the user's and
+ * may hold any of them. */
+static void csv_text(FILE *out, const char *s, char end)
 {
     if (!s[strcspn(s, ",\"\r\n")]) {
-        fprintf(out, "%s,", s);
+        fprintf(out, "%s%c", s, end);
         return;
     }
     fputc('"', out);
@@ -152,7 +192,7 @@ static void csv_text(FILE *out, const char *s)
         if (*s == '"') fputc('"', out);
         fputc(*s, out);
     }
-    fputs("\",", out);
+    fprintf(out, "\"%c", end);
 }
 
 /* A value no question gave (or a standard error of one question) is an
@@ -166,19 +206,21 @@ static void csv_number(FILE *out, double v)
 static void write_csv(const collection *c, FILE *out)
 {
     fputs("run_id,model,task,protocol,mode,profile,metric,value,stderr,ci_lo,ci_hi,"
-          "n_questions,n_samples,n_failed,n_missing\n",
+          "n_questions,n_samples,n_failed,n_missing,config_hash,version\n",
           out);
     for (size_t i = 0; i < c->n; i++) {
         const entry *e = &c->items[i];
         fprintf(out, "%" PRId64 ",", e->run_id);
         const char *texts[] = {e->model, e->task, e->protocol, mode_of(e), e->profile, e->metric};
         for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++)
-            csv_text(out, texts[k]);
+            csv_text(out, texts[k], ',');
         const double numbers[] = {e->value, e->stderr_, e->ci_lo, e->ci_hi};
         for (size_t k = 0; k < sizeof numbers / sizeof numbers[0]; k++)
             csv_number(out, numbers[k]);
-        fprintf(out, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "\n", e->n_questions,
+        fprintf(out, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",", e->n_questions,
                 e->n_samples, e->n_failed, e->n_missing);
+        csv_text(out, e->config_hash, ',');
+        csv_text(out, e->version, '\n');
     }
 }
 
@@ -189,9 +231,11 @@ static json_t *number_or_null(double v)
 
 static json_t *run_task_object(const entry *e)
 {
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:{}}", "run_id", (json_int_t)e->run_id,
+    json_t *provenance = json_loads(e->provenance, 0, NULL);
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:{}, s:o}", "run_id", (json_int_t)e->run_id,
                      "model", e->model, "task", e->task, "protocol", e->protocol, "compat",
-                     e->compat, "profile", e->profile, "metrics");
+                     e->compat, "profile", e->profile, "metrics", "provenance",
+                     provenance ? provenance : json_object());
 }
 
 static void write_json(const collection *c, FILE *out)

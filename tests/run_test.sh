@@ -113,6 +113,7 @@ check "report md says a run took the first N questions (--limit)" eval 'run 0 ru
 check "report md" eval 'run 0 report 1 --db "$work/a.sqlite" && grep -q "### cons@32" "$work/out" && grep -q "| synth |" "$work/out"'
 check "report csv" eval 'run 0 report --format csv --db "$work/a.sqlite" && grep -q "^1,.*,synth,ssft,ssfteval,default,pass@1,0.750000" "$work/out"'
 check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && grep -q "\"n_questions\": 2" "$work/out"'
+check "report json and csv say what the numbers came from: the run's identity, build, seed, sampling, data" eval 'hash=$(sqlite3 "$work/a.sqlite" "SELECT config_hash FROM runs WHERE id = 1") && run 0 report 1 --format json --db "$work/a.sqlite" && grep -q "\"config_hash\": \"$hash\"" "$work/out" && grep -q "\"version\": \"0\.1\.0" "$work/out" && grep -q "\"seed\": " "$work/out" && grep -q "\"temperature\": " "$work/out" && grep -q "\"questions_sha256\": \"[0-9a-f]\{64\}\"" "$work/out" && run 0 report 1 --format csv --db "$work/a.sqlite" && head -n 1 "$work/out" | grep -q ",n_missing,config_hash,version$" && grep -q ",$hash,0\.1\.0" "$work/out"'
 check "runs" eval 'run 0 runs --db "$work/a.sqlite" && grep -q "done" "$work/out"'
 check "show --task of a task the run lacks names the run's tasks" eval 'run 1 show 1 --doc 0 --task synthx --db "$work/a.sqlite" && grep -q "^ssfteval: run 1 has no task synthx; its tasks: synth$" "$work/err"'
 cp "$work/a.sqlite" "$work/future.sqlite"
