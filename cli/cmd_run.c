@@ -655,13 +655,12 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
      * cache in more, so the device and the cache's precision are part of
      * the run's identity, as are the context and the stop strings, which
      * cut samples; slots, blocks and threads are not. */
-    const char *what = ssf_backend_engine_describe(b);
     char weights[65];
     if (model_fingerprint(model, hub, a->quiet ? NULL : stderr, weights, &err)) {
         b->destroy(b);
         return file_failure(a, err.msg);
     }
-    ssf_buf_printf(desc, "engine:%.*s%s,ctx=%d,weights=%.16s", (int)strcspn(what, ","), what,
+    ssf_buf_printf(desc, "engine:%s%s,ctx=%d,weights=%.16s", ssf_backend_engine_identity(b),
                    a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b),
                    weights);
     describe_stops(a, desc);

@@ -594,6 +594,7 @@ ssf_device *ssf_device_cpu_open(const ssf_model *m, const ssf_device_options *o,
         .name = "cpu", .forward = cpu_forward, .copy_blocks = cpu_copy_blocks, .close = cpu_close};
     d->cfg = *ssf_model_config_of(m);
     d->isa = ssf_cpu_isa_detect();
+    d->base.numerics = ssf_cpu_isa_name(d->isa);
     int threads = default_threads(o);
     if (o && o->kv_fp8) {
         ssf_fail(err, "cpu device: an fp8 KV cache is a CUDA option; drop --kv-cache-dtype fp8 "

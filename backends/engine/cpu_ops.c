@@ -27,9 +27,16 @@ ssf_cpu_isa ssf_cpu_isa_detect(void)
     return SSF_CPU_PORTABLE;
 }
 
+/* The exp of softmax and SwiGLU is libmvec's vector expf where the build
+ * has it, which differs from the scalar expf in the last bit of half its
+ * results: so it is named too. */
 const char *ssf_cpu_isa_name(ssf_cpu_isa isa)
 {
+#if defined(SSF_CPU_X86) && defined(SSF_EXP8)
+    return isa == SSF_CPU_AVX2 ? "avx2-libmvec" : "portable";
+#else
     return isa == SSF_CPU_AVX2 ? "avx2" : "portable";
+#endif
 }
 
 /* ---- the packed GEMM ---------------------------------------------------------- */

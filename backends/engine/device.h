@@ -148,12 +148,16 @@ typedef struct ssf_block_copy {
 typedef struct ssf_device ssf_device;
 struct ssf_device {
     const char *name; /* "cpu", "cuda" */
-    int n_slots;      /* sequences one step may hold (filled in by open) */
-    int max_context;  /* positions one sequence may reach */
-    int max_rows;     /* most rows one forward call accepts */
-    int block_size;   /* positions per KV block */
-    int n_blocks;     /* blocks in the pool */
-    int can_sample;   /* forward takes sample_rows (else the caller samples logits) */
+    /* How it computes, where two builds or machines of one device differ in
+     * the last bits (CPU: "avx2-libmvec", "avx2", "portable"); part of a
+     * run's identity.  "" when the name says it all. */
+    const char *numerics;
+    int n_slots;     /* sequences one step may hold (filled in by open) */
+    int max_context; /* positions one sequence may reach */
+    int max_rows;    /* most rows one forward call accepts */
+    int block_size;  /* positions per KV block */
+    int n_blocks;    /* blocks in the pool */
+    int can_sample;  /* forward takes sample_rows (else the caller samples logits) */
     /* forward takes feed and defer (can_sample too), so that the host builds
      * step n + 1 while the device runs step n and only then waits for step
      * n's ids.  At most two deferred steps are uncollected at a time. */

@@ -55,6 +55,9 @@ ssf_backend *ssf_backend_engine_open(ssf_model *model, ssf_tokenizer *tok,
 /* A one-line description of the open engine ("cpu, 8 sequences x 4096, 2048 blocks of 16"), owned
  * by the backend. */
 const char *ssf_backend_engine_describe(const ssf_backend *b);
+/* The device as the run's identity takes it: "cuda", "cpu-avx2-libmvec" ...
+ * (its name and numerics). */
+const char *ssf_backend_engine_identity(const ssf_backend *b);
 /* The context its device holds a sequence to (prompt + output tokens). */
 int ssf_backend_engine_max_context(const ssf_backend *b);
 

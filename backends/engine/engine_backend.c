@@ -16,7 +16,8 @@ typedef struct engine_backend {
     ssf_device *device;
     ssf_engine *engine;
     char *description;
-    int log; /* a summary line on stderr after each generate */
+    char *identity; /* ssf_backend_engine_identity */
+    int log;        /* a summary line on stderr after each generate */
 } engine_backend;
 
 static const char *token_bytes(void *ud, int32_t id, size_t *len)
@@ -73,6 +74,7 @@ static void destroy(ssf_backend *b)
     ssf_tokenizer_free(eb->tok);
     ssf_model_close(eb->model);
     free(eb->description);
+    free(eb->identity);
     free(eb);
     free(b);
 }
@@ -152,7 +154,15 @@ ssf_backend *ssf_backend_engine_open(ssf_model *model, ssf_tokenizer *tok,
                    eb->device->n_slots, eb->device->max_context, eb->device->n_blocks,
                    eb->device->block_size, o->dev.kv_fp8 ? " (fp8 e4m3 KV)" : "");
     eb->description = ssf_buf_take(&d);
+    const char *numerics = eb->device->numerics ? eb->device->numerics : "";
+    ssf_buf_printf(&d, "%s%s%s", eb->device->name, numerics[0] ? "-" : "", numerics);
+    eb->identity = ssf_buf_take(&d);
     return b;
+}
+
+const char *ssf_backend_engine_identity(const ssf_backend *b)
+{
+    return ((const engine_backend *)b->impl)->identity;
 }
 
 const char *ssf_backend_engine_describe(const ssf_backend *b)
