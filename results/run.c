@@ -518,11 +518,37 @@ static void free_plans(task_plan *plans, size_t n)
     free(plans);
 }
 
+static int by_task_name(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "name"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "name"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+/* The canonical text the run's identity hashes: conf with its tasks in
+ * name order, so that `run a,b` and `run b,a` are one run. */
+static char *canonical_config(const json_t *conf)
+{
+    json_t *copy = json_deep_copy(conf), *tasks = json_object_get(copy, "tasks");
+    size_t n = json_array_size(tasks);
+    json_t **items = ssf_xmalloc((n ? n : 1) * sizeof *items), *sorted = json_array();
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_array_get(tasks, i);
+    qsort(items, n, sizeof *items, by_task_name);
+    for (size_t i = 0; i < n; i++)
+        json_array_append(sorted, items[i]);
+    json_object_set_new(copy, "tasks", sorted);
+    char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+    free(items);
+    json_decref(copy);
+    return text;
+}
+
 static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_store *store,
                      ssf_run_summary *summary, ssf_error *err)
 {
     json_t *conf = run_config(cfg, plans);
-    char *canonical = conf ? json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *canonical = conf ? canonical_config(conf) : NULL;
     if (!canonical) { /* json_pack refuses a string that is not UTF-8 */
         json_decref(conf);
         return ssf_fail(err, "the run's configuration cannot be stored: the model's name, the "

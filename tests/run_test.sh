@@ -247,6 +247,7 @@ if command -v sqlite3 >/dev/null; then
     sed 's/"task": "synth"/"task": "synth2"/' "$work/gen.jsonl" | cat "$work/gen.jsonl" - >"$work/two/gen.jsonl"
     two=(--task-file "$work/synth.json" --task-file "$work/two/synth2.json" --data-dir "$work/two" --db "$work/two.sqlite")
     run 0 run synth,synth2 --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" >/dev/null 2>&1
+    check "the same tasks named in another order are the same run" eval 'run 0 run synth2,synth --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" && grep -q "run 1 done (resumed): 232 samples planned, 232 stored before, 0 generated" "$work/err"'
     sed -i 's/"a": "2"/"a": "7"/' "$work/two/synth2.jsonl"
     check "rescore refuses before it stores a grade: the first task's were stored when the second's data was refused" eval 'run 1 rescore 1 --profile lighteval "${two[@]}" && grep -q "task synth2: the data loaded now" "$work/err" && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'lighteval'"'"'")" = 0 ] && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'default'"'"'")" = 232 ]'
 fi
