@@ -9,6 +9,7 @@
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "extract.h"
+#include "ssfteval/records.h"
 
 #include <ctype.h>
 #include <pcre2.h>
@@ -34,6 +35,11 @@ typedef struct pattern {
     int anchored; /* needs the word "answer" (caseless), which one scan rules out */
     int jit;      /* JIT compiled: matched through pcre2_jit_match */
     group_set ans, pct;
+    /* Without JIT: the pattern for valid UTF-8 (no PCRE2_MATCH_INVALID_UTF),
+     * matched with PCRE2_NO_UTF_CHECK.  The interpreter checks the text
+     * from the start offset to its end at every call, which find_all's
+     * call per match makes quadratic: 8 s for 256 KB of "$x$ ". */
+    pcre2_code *plain;
 } pattern;
 
 struct ssf_extractor {
@@ -46,6 +52,8 @@ struct ssf_extractor {
     pcre2_code *anchor;        /* (?i:answer), the prefilter of anchored patterns */
     pcre2_match_context *mctx; /* limits only; never changed, so shared by threads */
     int anchor_jit;
+    pcre2_code *anchor_plain; /* as pattern.plain */
+    int interpreted;          /* some pattern lacks JIT: a text's UTF-8 is checked once */
     ssf_extract_config cfg;
 };
 
@@ -171,12 +179,16 @@ static char *substitute(const char *fmt, const char *arg)
     return replace_all(fmt, "@ARG@", arg);
 }
 
-static pcre2_code *compile_code(const char *src, uint32_t flags, ssf_error *err)
+/* src compiled for any text (invalid UTF-8 never matches), or for valid
+ * UTF-8 only (invalid_utf 0); JIT compiled unless no_jit or refused. */
+static pcre2_code *compile_code(const char *src, uint32_t flags, int invalid_utf, int no_jit,
+                                ssf_error *err)
 {
     int code;
     PCRE2_SIZE offset;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)src, PCRE2_ZERO_TERMINATED,
-                                   flags | PCRE2_DUPNAMES | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF,
+                                   flags | PCRE2_DUPNAMES | PCRE2_UTF |
+                                       (invalid_utf ? PCRE2_MATCH_INVALID_UTF : 0),
                                    &code, &offset, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
@@ -185,7 +197,9 @@ static pcre2_code *compile_code(const char *src, uint32_t flags, ssf_error *err)
                  src);
         return NULL;
     }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if unavailable */
+    /* JIT may be refused (W^X policies: systemd's MemoryDenyWriteExecute,
+     * SELinux deny_execmem) or not built; the interpreter answers the same. */
+    if (!no_jit) pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
     return re;
 }
 
@@ -193,6 +207,17 @@ static int has_jit(const pcre2_code *re)
 {
     size_t size = 0;
     return pcre2_pattern_info(re, PCRE2_INFO_JITSIZE, &size) == 0 && size > 0;
+}
+
+/* The pattern for valid UTF-8 that an interpreted re needs (pattern.plain);
+ * 0 with *plain NULL when re has JIT. */
+static int compile_plain(const pcre2_code *re, const char *src, uint32_t flags, int no_jit,
+                         pcre2_code **plain, ssf_error *err)
+{
+    *plain = NULL;
+    if (has_jit(re)) return 0;
+    *plain = compile_code(src, flags, 0, no_jit, err);
+    return *plain ? 0 : -1;
 }
 
 /* The groups named name, looked up once here rather than on every match. */
@@ -221,9 +246,14 @@ static int anchored_source(const char *src)
 static int compile(ssf_extractor *x, const char *src, int priority, enum pattern_kind kind,
                    uint32_t flags, ssf_error *err)
 {
-    pcre2_code *re = compile_code(src, flags, err);
+    pcre2_code *re = compile_code(src, flags, 1, x->cfg.no_jit, err), *plain;
     if (!re) return -1;
-    pattern p = {re, priority, kind, anchored_source(src), has_jit(re), {{0}, 0}, {{0}, 0}};
+    if (compile_plain(re, src, flags, x->cfg.no_jit, &plain, err)) {
+        pcre2_code_free(re);
+        return -1;
+    }
+    pattern p = {re, priority, kind, anchored_source(src), has_jit(re), {{0}, 0}, {{0}, 0}, plain};
+    x->interpreted |= plain != NULL;
     x->patterns = ssf_xrealloc(x->patterns, (x->n + 1) * sizeof *x->patterns);
     x->patterns[x->n++] = p;
     if (name_groups(re, "ans", &x->patterns[x->n - 1].ans, err)) return -1;
@@ -318,9 +348,11 @@ static void order_patterns(ssf_extractor *x)
 static int prepare_matching(ssf_extractor *x, ssf_error *err)
 {
     order_patterns(x);
-    x->anchor = compile_code("(?i:answer)", 0, err);
+    x->anchor = compile_code("(?i:answer)", 0, 1, x->cfg.no_jit, err);
     if (!x->anchor) return -1;
     x->anchor_jit = has_jit(x->anchor);
+    if (compile_plain(x->anchor, "(?i:answer)", 0, x->cfg.no_jit, &x->anchor_plain, err)) return -1;
+    x->interpreted |= x->anchor_plain != NULL;
     x->mctx = pcre2_match_context_create(NULL);
     if (!x->mctx) return ssf_fail(err, "out of memory for a match context");
     pcre2_set_match_limit(x->mctx, 1000000); /* no catastrophic backtracking on hostile text */
@@ -352,9 +384,12 @@ ssf_extractor *ssf_extractor_new(const ssf_extract_config *cfg, ssf_error *err)
 void ssf_extractor_free(ssf_extractor *x)
 {
     if (!x) return;
-    for (size_t i = 0; i < x->n; i++)
+    for (size_t i = 0; i < x->n; i++) {
         pcre2_code_free(x->patterns[i].code);
+        pcre2_code_free(x->patterns[i].plain);
+    }
     pcre2_code_free(x->anchor);
+    pcre2_code_free(x->anchor_plain);
     pcre2_match_context_free(x->mctx);
     free(x->patterns);
     free(x->order);
@@ -397,10 +432,13 @@ static void push_match(match_list *l, match m)
 /* pcre2_match, straight into the JIT code where the pattern has it: the
  * fast path skips only argument checks that these calls always pass (a
  * length is given, at <= len, no options) and answers the same. */
-static int run_match(const pcre2_code *re, int jit, const char *text, size_t len, size_t at,
-                     pcre2_match_data *md, pcre2_match_context *mc)
+static int run_match(const pcre2_code *re, int jit, const pcre2_code *plain, int valid_utf8,
+                     const char *text, size_t len, size_t at, pcre2_match_data *md,
+                     pcre2_match_context *mc)
 {
     if (jit) return pcre2_jit_match(re, (PCRE2_SPTR)text, len, at, 0, md, mc);
+    if (plain && valid_utf8)
+        return pcre2_match(plain, (PCRE2_SPTR)text, len, at, PCRE2_NO_UTF_CHECK, md, mc);
     return pcre2_match(re, (PCRE2_SPTR)text, len, at, 0, md, mc);
 }
 
@@ -421,12 +459,12 @@ static int set_group(const group_set *gs, pcre2_match_data *md, size_t *start, s
 }
 
 /* Python's finditer: non-overlapping matches, left to right. */
-static void find_all(const pattern *p, const char *text, size_t len, pcre2_match_data *md,
-                     pcre2_match_context *mc, match_list *out)
+static void find_all(const pattern *p, const char *text, size_t len, int valid_utf8,
+                     pcre2_match_data *md, pcre2_match_context *mc, match_list *out)
 {
     size_t at = 0;
     while (at <= len) {
-        int rc = run_match(p->code, p->jit, text, len, at, md, mc);
+        int rc = run_match(p->code, p->jit, p->plain, valid_utf8, text, len, at, md, mc);
         if (rc < 0) return; /* no match, or the match limit: stop quietly */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         match m = {.start = ov[0], .end = ov[1], .pat = p};
@@ -661,9 +699,11 @@ static void stack_free(void *p, void *data)
 
 /* Whether the text holds "answer" as the anchored patterns read it (the
  * same caseless UTF matching), so that skipping them changes nothing. */
-static int has_anchor(const ssf_extractor *x, const char *text, size_t len, pcre2_match_data *md)
+static int has_anchor(const ssf_extractor *x, const char *text, size_t len, int valid_utf8,
+                      pcre2_match_data *md)
 {
-    return run_match(x->anchor, x->anchor_jit, text, len, 0, md, x->mctx) >= 0;
+    return run_match(x->anchor, x->anchor_jit, x->anchor_plain, valid_utf8, text, len, 0, md,
+                     x->mctx) >= 0;
 }
 
 void ssf_extract(const ssf_extractor *x, const char *text, size_t len, ssf_arena *arena,
@@ -676,7 +716,8 @@ void ssf_extract(const ssf_extractor *x, const char *text, size_t len, ssf_arena
     pcre2_general_context *gc = pcre2_general_context_create(stack_malloc, stack_free, &mem);
     pcre2_match_data *md = pcre2_match_data_create(64, gc);
     if (!md) abort(); /* out of memory, as ssf_xmalloc treats it */
-    int anchor = has_anchor(x, text, len, md);
+    int valid_utf8 = x->interpreted && ssf_utf8_valid(text, len);
+    int anchor = has_anchor(x, text, len, valid_utf8, md);
     match_list ml;
     ml.items = ml.small;
     ml.cap = MATCHES_INLINE;
@@ -686,7 +727,7 @@ void ssf_extract(const ssf_extractor *x, const char *text, size_t len, ssf_arena
         ml.n = 0;
         for (size_t k = x->groups[g]; k < x->groups[g + 1]; k++) {
             const pattern *p = &x->patterns[x->order[k]];
-            if (anchor || !p->anchored) find_all(p, text, len, md, x->mctx, &ml);
+            if (anchor || !p->anchored) find_all(p, text, len, valid_utf8, md, x->mctx, &ml);
         }
         if (try_group(x, &ml, text, arena, out, &tried, &hidden) || out->over_budget) break;
     }

@@ -33,6 +33,7 @@ typedef struct ssf_extract_config {
     int bare_letters;      /* LightEval's last resort: a capital A-D anywhere, even in a word */
     int box_is_final;      /* a last box that does not parse hides its inside from later groups */
     int plain_text;        /* also read plain-text answers after an anchor ("answer is pi/2") */
+    int no_jit;            /* PCRE2's interpreter alone, as where JIT is refused (for tests) */
     ssf_parse_options parse;
 } ssf_extract_config;
 
