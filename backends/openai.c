@@ -165,7 +165,7 @@ static int digits_for(double x)
     char s[32];
     for (int p = 1; p < 17; p++) {
         snprintf(s, sizeof s, "%.*g", p, x);
-        if (strtod(s, NULL) == x) return p;
+        if (ssf_strtod(s, NULL) == x) return p;
     }
     return 17;
 }

@@ -10,6 +10,7 @@
  * proxy says x-should-retry: true.
  */
 #include "retry.h"
+#include "ssfteval/util.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -180,7 +181,7 @@ time_t ssf_retry_parse_http_date(const char *s)
 static double parse_number(const char *s)
 {
     char *end;
-    double v = strtod(s, &end);
+    double v = ssf_strtod(s, &end);
     if (end == s || *end != '\0' || !isfinite(v)) return -1;
     return v;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <locale.h>
 
 #include "ssfteval/util.h"
 #include "test-support.h"
@@ -83,6 +84,36 @@ static void test_parse_numbers(void **state)
     d = 7; /* not finite, though the bounds take it */
     assert_int_equal(ssf_parse_double("inf", -INFINITY, INFINITY, &d), -1);
     assert_true(d == 7);
+}
+
+/* Numbers in options and files are read with a '.', whatever locale a
+ * program that links the library has set: under de_DE strtod reads "0.5"
+ * as 0.  The locale is built from glibc's sources into a temporary
+ * directory; the test skips where they are not installed. */
+static void test_numbers_ignore_locale(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ssf-locale-XXXXXX", cmd[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+    int built = system(cmd) == 0;
+    setenv("LOCPATH", dir, 1);
+    int set = built && setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (!set) {
+        unsetenv("LOCPATH");
+        (void)system(cmd);
+        skip(); /* no de_DE sources (glibc's locales package) */
+    }
+    assert_true(strtod("0.5", NULL) == 0.0); /* the locale is in force */
+    double v = 0;
+    assert_int_equal(ssf_parse_double("0.5", 0, 1, &v), 0);
+    assert_true(v == 0.5);
+    assert_true(ssf_strtod("1e-06", NULL) == 1e-06);
+    assert_true(ssf_strtod("10000.5", NULL) == 10000.5);
+    setlocale(LC_NUMERIC, "C");
+    unsetenv("LOCPATH");
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_files_and_sha(void **state)
@@ -271,9 +302,13 @@ static void test_atomic_writer_removes_orphans(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),           cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_files_and_sha),
-        cmocka_unit_test(test_atomic_writer), cmocka_unit_test(test_atomic_writer_removes_orphans),
+        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_parse_numbers),
+        cmocka_unit_test(test_numbers_ignore_locale),
+        cmocka_unit_test(test_files_and_sha),
+        cmocka_unit_test(test_atomic_writer),
+        cmocka_unit_test(test_atomic_writer_removes_orphans),
         cmocka_unit_test(test_append_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

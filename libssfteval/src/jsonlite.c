@@ -112,7 +112,7 @@ static jl_value *parse_number(parser *p)
     /* strtod needs a terminated copy; the input is not terminated. */
     char *copy = ssf_xstrndup((const char *)p->s + at, n);
     errno = 0;
-    double d = strtod(copy, NULL);
+    double d = ssf_strtod(copy, NULL);
     int range = errno == ERANGE && isinf(d);
     free(copy);
     if (range) {

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,11 +182,36 @@ int ssf_parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* Run seeds, sizes and counts are read into longs: a 32-bit long would
+ * refuse every --seed and overflow sizes, so such targets are refused. */
+_Static_assert(sizeof(long) == 8 && sizeof(size_t) == 8,
+               "ssfteval is built for 64-bit Linux (LP64)");
+
+/* The "C" locale, made once: a program that links the library may have
+ * set another (setlocale(LC_ALL, "") under de_DE reads "0.5" as 0). */
+static locale_t c_numeric_locale(void)
+{
+    static locale_t made;
+    locale_t have = __atomic_load_n(&made, __ATOMIC_ACQUIRE);
+    if (have) return have;
+    locale_t fresh = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!fresh) return (locale_t)0;
+    if (!__atomic_compare_exchange_n(&made, &have, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        freelocale(fresh); /* another thread made it first */
+    return __atomic_load_n(&made, __ATOMIC_ACQUIRE);
+}
+
+double ssf_strtod(const char *s, char **end)
+{
+    locale_t c = c_numeric_locale();
+    return c ? strtod_l(s, end, c) : strtod(s, end);
+}
+
 int ssf_parse_double(const char *s, double lo, double hi, double *out)
 {
     char *end;
     errno = 0;
-    double v = strtod(s, &end);
+    double v = ssf_strtod(s, &end);
     if (starts_with_space(s) || errno || end == s || *end || !isfinite(v) || !(v >= lo && v <= hi))
         return -1;
     *out = v;

@@ -75,6 +75,9 @@ void ssf_buf_free(ssf_buf *b);
  * out of range, or not finite. */
 int ssf_parse_long(const char *s, long lo, long hi, long *out);
 int ssf_parse_double(const char *s, double lo, double hi, double *out);
+/* strtod in the "C" locale, whatever locale the program has set: numbers
+ * in options and files are written with a '.'. */
+double ssf_strtod(const char *s, char **end);
 
 /* Reads a whole file.  On success *out is NUL-terminated and owned by the
  * caller. */
