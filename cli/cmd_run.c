@@ -68,7 +68,7 @@ static const char help_engine[] =
     "  --slots N             engine: sequences a step (CPU default 8; CUDA: as many as fit)\n"
     "  --max-context N       engine: prompt + output tokens per sequence (default: the model's,\n"
     "                        4096 on the CPU)\n"
-    "  --threads N           engine: CPU threads (default: all cores)\n"
+    "  --threads N           engine: CPU threads (default: the CPUs this process may use)\n"
     "  --gpu-memory-utilization F  engine: share of GPU memory to use (default 0.9)\n"
     "  --stop STR            a stop string (repeatable; the text ends before it): engine, openai\n"
     "  --block-size N        engine: positions per KV block (default 16)\n"

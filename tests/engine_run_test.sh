@@ -36,6 +36,9 @@ common=(--task-file "$work/synth.json" --data-dir "$work" --quiet --device cpu
 check "engine run: 12 samples generated" eval 'run 0 run synth --model "$fixture" --db "$work/a.sqlite" "${common[@]}" && grep -q "12 samples planned, 0 stored before, 12 generated, 0 failed" "$work/err"'
 check "metrics computed over 3 questions" eval 'grep -q "maj@4" "$work/out" && grep -q "3 questions" "$work/out"'
 check "the run's identity names how the CPU computes (a build without libmvec rounds exp otherwise)" eval 'sqlite3 "$work/a.sqlite" "SELECT backend FROM runs WHERE id = 1" | grep -q "^engine:cpu-\(avx2-libmvec\|avx2\|portable\),ctx="'
+loud=()
+for arg in "${common[@]}"; do [ "$arg" = --quiet ] || loud+=("$arg"); done
+check "the CPU engine takes the CPUs the process may use, not all online (taskset, cpusets)" eval 'taskset -c 0 "$ssfteval" run synth --model "$fixture" --db "$work/t.sqlite" "${loud[@]}" >"$work/out" 2>"$work/err" && grep -q "^engine: cpu: 1 thread, " "$work/err"'
 check "resume generates nothing" eval 'run 0 run synth --model "$fixture" --db "$work/a.sqlite" "${common[@]}" && grep -q "12 stored before, 0 generated" "$work/err"'
 check "another --stop or --max-context is another run, not a resume" eval 'run 0 run synth --model "$fixture" --db "$work/a2.sqlite" "${common[@]}" && run 0 run synth --model "$fixture" --db "$work/a2.sqlite" --stop zz "${common[@]}" && grep -q "(new): 12 samples planned, 0 stored before" "$work/err" && run 0 run synth --model "$fixture" --db "$work/a2.sqlite" --max-context 200 "${common[@]}" && grep -q "(new): 12 samples planned, 0 stored before" "$work/err"'
 # The same shapes, other weights (each shifted by one value, as a checkpoint

@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -576,9 +577,23 @@ static void cpu_close(ssf_device *dev)
     free(d);
 }
 
+static size_t cpu_report(const ssf_device *base, char *buf, size_t n)
+{
+    const cpu_device *d = (const cpu_device *)base;
+    int threads = ssf_cpu_pool_threads(d->pool);
+    int wrote = snprintf(buf, n, "cpu: %d thread%s, %s kernels", threads, threads == 1 ? "" : "s",
+                         ssf_cpu_isa_name(d->isa));
+    return wrote > 0 ? (size_t)wrote : 0;
+}
+
+/* The CPUs this process may run on (taskset, a container's cpuset), not
+ * every CPU online: 128 workers spinning on 4 allowed CPUs would crawl. */
 static int default_threads(const ssf_device_options *o)
 {
     if (o && o->threads > 0) return o->threads;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 0)
+        return CPU_COUNT(&allowed);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
@@ -590,8 +605,11 @@ ssf_device *ssf_device_cpu_open(const ssf_model *m, const ssf_device_options *o,
         ssf_fail(err, "cpu device: out of memory");
         return NULL;
     }
-    d->base = (ssf_device){
-        .name = "cpu", .forward = cpu_forward, .copy_blocks = cpu_copy_blocks, .close = cpu_close};
+    d->base = (ssf_device){.name = "cpu",
+                           .forward = cpu_forward,
+                           .copy_blocks = cpu_copy_blocks,
+                           .close = cpu_close,
+                           .report = cpu_report};
     d->cfg = *ssf_model_config_of(m);
     d->isa = ssf_cpu_isa_detect();
     d->base.numerics = ssf_cpu_isa_name(d->isa);
