@@ -404,6 +404,7 @@ typedef struct match {
     size_t ans_start, ans_end; /* the answer group */
     int percent;               /* a percent suffix followed a LaTeX environment */
     const pattern *pat;
+    size_t found; /* its place in the order the group's patterns found matches */
 } match;
 
 #define MATCHES_INLINE 16
@@ -417,6 +418,7 @@ typedef struct match_list {
 
 static void push_match(match_list *l, match m)
 {
+    m.found = l->n;
     if (l->n == l->cap) {
         l->cap *= 2;
         if (l->items == l->small) {
@@ -482,7 +484,7 @@ static int rightmost_first(const void *pa, const void *pb)
     const match *a = pa, *b = pb;
     if (a->end != b->end) return a->end > b->end ? -1 : 1;
     if (a->start != b->start) return a->start < b->start ? -1 : 1;
-    return 0;
+    return a->found < b->found ? -1 : a->found > b->found; /* ties: as found */
 }
 
 /* ---- candidates ------------------------------------------------------ */
@@ -591,9 +593,11 @@ static ssf_node *parse_candidate(const ssf_extractor *x, const match *m, const c
     return ssf_parse_answer(arena, cand, n, &x->cfg.parse, NULL); /* why is not reported */
 }
 
-/* A stable sort, as glibc's qsort is for these sizes (a merge sort), so
- * ties keep the order they were found in.  Groups hold a few matches:
- * insertion sort, and qsort for long lists. */
+/* Ties keep the order they were found in by the last key of
+ * rightmost_first, not by whether the C library's qsort is stable (glibc's
+ * is a merge sort only while its buffer can be had; musl's and the BSDs'
+ * are not).  Groups hold a few matches: insertion sort, and qsort for long
+ * lists. */
 static void sort_matches(match_list *ml)
 {
     if (ml->n > 32) {

@@ -986,7 +986,7 @@ static int task_metrics(ssf_store *store, int64_t run_id, const char *profile, c
                         const ssf_metric_context *base, FILE *out, ssf_error *err)
 {
     ssf_metric ms[MAX_METRICS];
-    size_t n_ms;
+    size_t n_ms = 0;
     ssf_metric_context ctx;
     task_table t;
     int rc = load_table(store, run_id, profile, task, base, &ctx, ms, &n_ms, &t, err);

@@ -84,8 +84,11 @@ static void row_logits(fake *f, const ssf_fwd_batch *b, int r, float *out)
 {
     int32_t hist[MAX_CTX];
     int n = b->pos[r] + 1;
-    for (int p = 0; p < n; p++)
-        hist[p] = *cell(f, b->tables[b->seq[r]], p);
+    for (int p = 0; p < n; p++) {
+        const int32_t *c = cell(f, b->tables[b->seq[r]], p);
+        if (!c) fail_msg("row %d: position %d has no block in its table", r, p);
+        hist[p] = *c;
+    }
     history_logits(hist, n, out);
 }
 
