@@ -664,6 +664,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
                    a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b),
                    weights);
     describe_stops(a, desc);
+    if (!a->quiet) fprintf(stderr, "engine: %s\n", ssf_backend_engine_describe(b));
     return b;
 }
 

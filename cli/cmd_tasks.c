@@ -39,6 +39,7 @@ static json_t *task_json(const ssf_task *t, long documents)
                         : s->rows_config ? json_string("main (rows API)")
                                          : json_null());
     json_object_set_new(o, "sha256", s->hub_sha256 ? json_string(s->hub_sha256) : json_null());
+    json_object_set_new(o, "gated", json_boolean(s->hub_gated));
     json_object_set_new(o, "documents", documents >= 0 ? json_integer(documents) : json_null());
     json_object_set_new(o, "answer_type", json_string(ssf_answer_type_name(t->answer_type)));
     json_object_set_new(o, "metrics", strings_json(t->metrics, t->n_metrics));

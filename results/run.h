@@ -41,7 +41,9 @@ typedef struct ssf_run_config {
     ssf_chat_template chat_template;
     ssf_profile profile;
     const char *model;
-    const char *backend_desc; /* e.g. "replay:FILE" or "openai:URL": part of the run's identity */
+    /* what made the samples, part of the run's identity: "replay:<sha256>",
+     * "openai:completions|chat[,stop=...]", "engine:cpu-avx2-libmvec,ctx=N,weights=<sha256>" */
+    const char *backend_desc;
     ssf_data_options data;
     int progress; /* 1: a bar on a terminal, 0: periodic lines, -1: quiet */
     FILE *out;    /* the summary table (NULL: none) */

@@ -42,11 +42,11 @@ typedef struct ssf_run_meta {
     const char *tasks;       /* "aime25,math_500" */
     const char *metrics;     /* "pass@1,cons@32" */
     const char *model;       /* model id or path */
-    const char *backend;     /* "replay", "openai", "engine" */
-    const char *protocol;    /* "ssft" or "" */
+    const char *backend;     /* the run's backend_desc: "replay:<sha256>", "openai:chat" ... */
+    const char *protocol;    /* "ssft" or "none" */
     const char *compat;      /* "ssft-lighteval" or "" */
     const char *profile;     /* grading profile */
-    const char *version;     /* ssfteval version */
+    const char *version;     /* the build that grades the run (ssf_version) */
 } ssf_run_meta;
 
 typedef struct ssf_run_row {

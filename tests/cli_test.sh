@@ -72,7 +72,7 @@ for pair in aime24:30 aime25:30 math_500:500 gpqa_diamond:198; do
     check "tasks lists ${pair%:*} with ${pair#*:} documents" \
         eval "grep -Eq '^${pair%:*} +[a-z]+ +${pair#*:} ' \"\$work/out\""
 done
-check "tasks --json" eval 'run 0 tasks --json --data-dir "$shared/data" && out_has "\"documents\": 198" && out_has "\"answer_type\": \"letters\""'
+check "tasks --json" eval 'run 0 tasks --json --data-dir "$shared/data" && out_has "\"documents\": 198" && out_has "\"answer_type\": \"letters\"" && [ "$(grep -c "\"gated\": true" "$work/out")" -eq 1 ] && [ "$(grep -c "\"gated\": false" "$work/out")" -eq 3 ]'
 check "SSFTEVAL_DATA_DIR" eval 'SSFTEVAL_DATA_DIR="$shared/data" run 0 tasks && out_has "math_500"'
 # A corrupt GPQA archive: cut short (the directory at its end lost) or
 # random bytes.  Only the error is looked at; no question text is printed.

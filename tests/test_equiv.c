@@ -570,19 +570,22 @@ static void test_hostile(void **state)
     ssf_error why;
     ssf_node *tower = pw(I_(10), pw(I_(10), pw(I_(10), I_(10))));
     double t0 = (ssf_monotonic_seconds() * 1e3);
+    /* The verdicts are pinned: a tower too large for balls is unknown
+     * against a number (never a wrong "equal"), and equal to itself by
+     * structure.  A change that decides more of them updates these. */
     ssf_verdict v = ssf_equiv(tower, I_(1), NULL, &why);
     double t1 = (ssf_monotonic_seconds() * 1e3);
-    assert_true(v == SSF_UNKNOWN || v == SSF_DIFFERENT);
+    assert_int_equal(v, SSF_UNKNOWN);
     assert_true(t1 - t0 < 100);
     v = ssf_equiv(I_(1), tower, NULL, &why);
-    assert_true(v == SSF_UNKNOWN || v == SSF_DIFFERENT);
+    assert_int_equal(v, SSF_UNKNOWN);
     ssf_node *tower2 = pw(I_(10), pw(I_(10), pw(I_(10), I_(10))));
     v = ssf_equiv(tower, tower2, NULL, &why);
-    assert_true(v == SSF_UNKNOWN || v == SSF_EQUAL);
+    assert_int_equal(v, SSF_EQUAL);
     v = ssf_equiv(tower, ADD(tower2, I_(0)), NULL, &why);
-    assert_true(v != SSF_DIFFERENT);
+    assert_int_equal(v, SSF_UNKNOWN);
     v = ssf_equiv(tower, D("1.5"), NULL, &why);
-    assert_true(v != SSF_EQUAL);
+    assert_int_equal(v, SSF_UNKNOWN);
     assert_true((ssf_monotonic_seconds() * 1e3) - t1 < 500);
     /* Huge but finite powers are decided with balls. */
     NE2(pw(I_(10), pw(I_(10), I_(10))), pw(I_(10), pw(I_(10), I_(9))));

@@ -24,7 +24,8 @@ extern "C" {
 /* ssf_device_options.own_small_gemms */
 typedef enum ssf_own_gemms {
     SSF_OWN_GEMMS_DEFAULT = 0,
-    SSF_OWN_GEMMS_ALWAYS = 1, /* every GEMM the kernel has a plan for (1: "on", as before) */
+    SSF_OWN_GEMMS_ALWAYS = 1, /* every GEMM the kernel has a plan for (1: what a boolean "on"
+                                 in ssf_device_options meant, so that it still does) */
     SSF_OWN_GEMMS_TUNED,      /* where, at a graph's row count, the own kernel agreed with
                                  cuBLAS and beat its tuned path, on this device (cuda_plan.h);
                                  steps of that many rows outside graphs then take it too */

@@ -52,8 +52,8 @@ int ssf_backend_engine_open_files(const char *model_dir, ssf_model **model, ssf_
 ssf_backend *ssf_backend_engine_open(ssf_model *model, ssf_tokenizer *tok,
                                      const ssf_engine_options *o, ssf_error *err);
 
-/* A one-line description of the open engine ("cpu, 8 sequences x 4096, 2048 blocks of 16"), owned
- * by the backend. */
+/* A one-line description of the open engine ("cpu, 8 sequences x 4096
+ * positions, 2048 KV blocks of 16"), owned by the backend. */
 const char *ssf_backend_engine_describe(const ssf_backend *b);
 /* The device as the run's identity takes it: "cuda", "cpu-avx2-libmvec" ...
  * (its name and numerics). */

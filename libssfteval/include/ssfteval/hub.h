@@ -27,10 +27,10 @@ typedef enum ssf_repo_type {
 
 typedef struct ssf_hub {
     char *endpoint; /* HF_ENDPOINT, default https://huggingface.co */
-    char
-        *rows_endpoint; /* SSFTEVAL_ROWS_ENDPOINT, default https://datasets-server.huggingface.co */
-    char *token;        /* HF_TOKEN, may be NULL */
-    char *cache_dir;    /* SSFTEVAL_CACHE, default ~/.cache/ssfteval */
+    /* SSFTEVAL_ROWS_ENDPOINT, default https://datasets-server.huggingface.co */
+    char *rows_endpoint;
+    char *token;     /* HF_TOKEN, may be NULL */
+    char *cache_dir; /* SSFTEVAL_CACHE, default ~/.cache/ssfteval */
     int offline; /* HF_HUB_OFFLINE=1, SSFTEVAL_OFFLINE=1 or --offline: never touch the network */
     long connect_timeout_s;
     long low_speed_timeout_s; /* abort a transfer slower than 1 byte/s for this long */
@@ -44,6 +44,8 @@ void ssf_hub_free(ssf_hub *hub);
 /* The cache path a file would have, whether present or not (free it). */
 char *ssf_hub_cache_path(const ssf_hub *hub, ssf_repo_type type, const char *repo,
                          const char *revision, const char *path);
+/* The JSON Lines file the /rows API's pages of a split are kept in,
+ * whether present or not (free it). */
 char *ssf_hub_rows_cache_path(const ssf_hub *hub, const char *repo, const char *config,
                               const char *split);
 

@@ -36,7 +36,8 @@ int ssf_chat_template_detect(const char *tokenizer_config_path, ssf_chat_templat
  * choice for is left as it is ({{D}} of a three-choice document). */
 char *ssf_prompt_user_content(const ssf_task *task, const ssf_doc *doc);
 
-/* The full prompt; tag 0 means no SSFT tag, 1..99 appends the suffix. */
+/* The full prompt (free it); tag 0 means no SSFT tag, 1..99 appends the
+ * suffix. */
 char *ssf_prompt_render(const ssf_task *task, const ssf_doc *doc, ssf_chat_template tpl, int tag);
 
 /* Checks a template's placeholders for a task: {{question}} always, {{A}}.. up
