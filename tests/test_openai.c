@@ -781,27 +781,35 @@ static void test_echoed_secrets_hidden(void **state)
     mockserver_stop(m);
 }
 
-/* A response without end, streamed or not, ends as a failed sample once it
- * passes max_response_bytes (1 MiB here, 256 MiB by default), and is not
- * asked again (expect_all_failed: one attempt). */
-static void test_endless_response(void **state)
+/* Samples whose responses never end, streamed and not, under the two
+ * caps: each must fail saying needle, after one attempt (expect_all_failed). */
+static void run_endless(int samples, size_t max_response, size_t max_held, const char *needle)
 {
-    (void)state;
     for (int stream = 0; stream <= 1; stream++) {
         struct mockserver_options mo = {.rules = {{.fault = MOCK_ENDLESS}}};
         struct mockserver *m = start(&mo);
         struct run r;
-        make_run(&r, 1, 1, 5, 8000, 0);
+        make_run(&r, 1, 1, samples, 8000, 0);
         ssf_openai_options o = options_for(&r, m);
         o.stream = stream;
         o.max_attempts = 3;
         o.timeout_s = 60;
-        o.max_response_bytes = 1 << 20;
+        o.max_response_bytes = max_response;
+        o.max_held_bytes = max_held;
         generate(&o, &r);
-        expect_all_failed(&r, m, "a response of more than 1 MiB from the server");
+        expect_all_failed(&r, m, needle);
         free_run(&r);
         mockserver_stop(m);
     }
+}
+
+/* A response without end ends as a failed sample once it passes
+ * max_response_bytes (1 MiB here, 256 MiB by default), and is not asked
+ * again. */
+static void test_endless_response(void **state)
+{
+    (void)state;
+    run_endless(5, (size_t)1 << 20, 0, "a response of more than 1 MiB from the server");
 }
 
 /* Many responses that each stay under max_response_bytes still end once
@@ -809,22 +817,8 @@ static void test_endless_response(void **state)
 static void test_endless_responses_together(void **state)
 {
     (void)state;
-    for (int stream = 0; stream <= 1; stream++) {
-        struct mockserver_options mo = {.rules = {{.fault = MOCK_ENDLESS}}};
-        struct mockserver *m = start(&mo);
-        struct run r;
-        make_run(&r, 1, 1, 8, 8000, 0);
-        ssf_openai_options o = options_for(&r, m);
-        o.stream = stream;
-        o.max_attempts = 3;
-        o.timeout_s = 60;
-        o.max_response_bytes = (size_t)1 << 30;
-        o.max_held_bytes = (size_t)4 << 20;
-        generate(&o, &r);
-        expect_all_failed(&r, m, "responses held at once past 4 MiB in all from the server");
-        free_run(&r);
-        mockserver_stop(m);
-    }
+    run_endless(8, (size_t)1 << 30, (size_t)4 << 20,
+                "responses held at once past 4 MiB in all from the server");
 }
 
 /* A model the server does not serve: 404, never retried, and the message
