@@ -55,6 +55,10 @@ typedef struct ssf_gen_result {
     size_t n_token_ids;
 } ssf_gen_result;
 
+/* A sample's key as text, "task<US>doc<US>tag<US>index" (US: 0x1f, the
+ * unit separator), for sets of samples keyed by it (replay.c, run.c). */
+void ssf_sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int index);
+
 /* Return non-zero to stop the backend early (it returns that value). */
 typedef int (*ssf_gen_done_fn)(const ssf_gen_request *req, const ssf_gen_result *res, void *ud);
 

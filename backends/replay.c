@@ -31,7 +31,7 @@ typedef struct replay {
     char sha256[65]; /* of the bytes indexed */
 } replay;
 
-static void sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int index)
+void ssf_sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int index)
 {
     ssf_buf_reset(b);
     ssf_buf_printf(b, "%s\x1f%" PRId64 "\x1f%d\x1f%d", task, doc, tag, index);
@@ -119,7 +119,7 @@ static int index_line(replay *r, cJSON *obj, long offset, size_t lineno, ssf_buf
                         "(integers >= 0), \"text\" (string) and optionally \"tag\" and "
                         "\"finish_reason\"",
                         r->path, lineno);
-    sample_key(key, l.task, l.doc, l.tag, l.sample);
+    ssf_sample_key(key, l.task, l.doc, l.tag, l.sample);
     if (json_object_get(r->offsets, key->data))
         return ssf_fail(err,
                         "%s:%zu: a second line for task %s doc %" PRId64 " tag %d sample %d; "
@@ -225,7 +225,7 @@ static int replay_generate(ssf_backend *b, const ssf_gen_request *reqs, size_t n
     wanted *w = ssf_xcalloc(n + 1, sizeof *w);
     ssf_buf key = {0};
     for (size_t i = 0; i < n; i++) {
-        sample_key(&key, reqs[i].task, reqs[i].doc, reqs[i].tag, reqs[i].index);
+        ssf_sample_key(&key, reqs[i].task, reqs[i].doc, reqs[i].tag, reqs[i].index);
         const json_t *at = json_object_get(r->offsets, key.data);
         w[i] = (wanted){i, at ? (long)json_integer_value(json_array_get(at, 0)) : -1};
     }

@@ -379,18 +379,12 @@ static int on_generated(const ssf_gen_request *q, const ssf_gen_result *r, void 
 
 /* ---- planning against the store ----------------------------------------- */
 
-static void sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int index)
-{
-    ssf_buf_reset(b);
-    ssf_buf_printf(b, "%s\x1f%" PRId64 "\x1f%d\x1f%d", task, doc, tag, index);
-}
-
 /* Notes the key of each stored, successful sample in the object ud. */
 static int note_stored(const ssf_stored_sample *s, void *ud)
 {
     if (s->error || !s->text) return 0;
     ssf_buf key = {0};
-    sample_key(&key, s->task, s->doc, s->tag, s->index);
+    ssf_sample_key(&key, s->task, s->doc, s->tag, s->index);
     json_object_set_new(ud, key.data, json_true());
     ssf_buf_free(&key);
     return 0;
@@ -422,7 +416,7 @@ static void plan_requests(gen_ctx *c, const task_plan *p, const json_t *done, re
         for (int tag = 0; tag <= SSF_MAX_TAGS; tag++) {
             for (int i = 0; i < p->need[tag]; i++) {
                 c->summary->planned++;
-                sample_key(&key, p->task->name, (int64_t)d->index, tag, i);
+                ssf_sample_key(&key, p->task->name, (int64_t)d->index, tag, i);
                 if (json_object_get(done, key.data)) {
                     c->summary->reused++;
                     continue;
