@@ -307,8 +307,8 @@ typedef struct rescore_ctx {
     const ssf_grader *grader;
     const char *profile;
     cli *c;
-    int order_override; /* the run's multiple-choice order, as its data was loaded */
-    json_t *config;     /* the run's stored configuration */
+    int order_override;      /* the run's multiple-choice order, as its data was loaded */
+    const char *config_json; /* the run's stored configuration */
     size_t graded;
     ssf_error *err;
 } rescore_ctx;
@@ -320,35 +320,6 @@ static int refuse_order(int asked, int64_t run, const char *used, ssf_error *err
                     " placed its choices in the %s order, which its gold letters follow; "
                     "drop --gpqa-order",
                     ssf_choice_order_name((ssf_choice_order)asked), run, used);
-}
-
-/* The data loaded again must be what the run asked and graded against: an
- * edited --task-file's rows would grade old samples against other golds, and
- * samples of rows it no longer has would keep their old grades.  (A store
- * from before the digest is checked by its document count alone.) */
-static int check_documents(const rescore_ctx *r, const ssf_task *task, const ssf_docs *docs)
-{
-    const char *name = task->name;
-    const json_t *entry = NULL, *t;
-    size_t i;
-    json_array_foreach(json_object_get(r->config, "tasks"), i, t)
-    {
-        const char *n = json_string_value(json_object_get(t, "name"));
-        if (n && strcmp(n, name) == 0) entry = t;
-    }
-    json_int_t n = json_integer_value(json_object_get(entry, "documents"));
-    const char *want = json_string_value(json_object_get(entry, "documents_sha256"));
-    int tpl =
-        ssf_chat_template_from_name(json_string_value(json_object_get(r->config, "chat_template")));
-    char got[65] = "";
-    if (want && tpl >= 0 && n >= 0 && (size_t)n <= docs->n)
-        ssf_run_documents_digest(task, docs, (size_t)n, (ssf_chat_template)tpl, got);
-    if (n >= 0 && (size_t)n <= docs->n && (!want || tpl < 0 || strcmp(want, got) == 0)) return 0;
-    return ssf_fail(r->err,
-                    "task %s: the data loaded now (%zu documents from %s) is not what run %" PRId64
-                    " asked and graded against (%" JSON_INTEGER_FORMAT
-                    " documents); pass the --task-file and --data-dir it was run with",
-                    name, docs->n, docs->origin ? docs->origin : "?", r->run, n);
 }
 
 /* One task of the run with its data loaded as the run loaded it, and checked
@@ -370,7 +341,7 @@ static int load_task_data(rescore_ctx *r, const char *name, const ssf_task **tas
     ssf_data_options o = cli_data_options(r->c);
     o.order_override = r->order_override;
     if (ssf_task_load_docs(*task, &o, docs, r->err)) return -1;
-    if (check_documents(r, *task, docs) == 0) return 0;
+    if (ssf_run_check_documents(r->config_json, r->run, *task, docs, r->err) == 0) return 0;
     ssf_docs_free(docs);
     return -1;
 }
@@ -457,7 +428,7 @@ int cmd_rescore(int argc, char **argv)
                           .grader = g,
                           .profile = profile,
                           .c = &c,
-                          .config = json_loads(r.config_json ? r.config_json : "", 0, NULL),
+                          .config_json = r.config_json,
                           .err = &err};
     rc = g ? 0 : -1;
     if (rc == 0) rc = run_choice_order(&r, c.order_override, &rc_ctx.order_override, &err);
@@ -468,7 +439,6 @@ int cmd_rescore(int argc, char **argv)
     else
         fprintf(stderr, "run %" PRId64 ": %zu samples graded under profile %s\n", run,
                 rc_ctx.graded, profile);
-    json_decref(rc_ctx.config);
     ssf_grader_free(g);
     ssf_run_row_clear(&r);
     return finish(&c, store, rc ? EXIT_WORK : 0);

@@ -192,6 +192,41 @@ static void questions_digest(const ssf_docs *docs, size_t n, char hex[65])
     ssf_buf_free(&b);
 }
 
+/* The entry of task `name` in a stored configuration's "tasks", or NULL. */
+static const json_t *stored_task(const json_t *conf, const char *name)
+{
+    const json_t *entry = NULL, *t;
+    size_t i;
+    json_array_foreach(json_object_get(conf, "tasks"), i, t)
+    {
+        const char *n = json_string_value(json_object_get(t, "name"));
+        if (n && strcmp(n, name) == 0) entry = t;
+    }
+    return entry;
+}
+
+int ssf_run_check_documents(const char *config_json, int64_t run, const ssf_task *t,
+                            const ssf_docs *docs, ssf_error *err)
+{
+    json_t *conf = json_loads(config_json ? config_json : "", 0, NULL);
+    const json_t *entry = stored_task(conf, t->name);
+    json_int_t n = json_integer_value(json_object_get(entry, "documents"));
+    const char *want = json_string_value(json_object_get(entry, "documents_sha256"));
+    int tpl =
+        ssf_chat_template_from_name(json_string_value(json_object_get(conf, "chat_template")));
+    char got[65] = "";
+    if (want && tpl >= 0 && n >= 0 && (size_t)n <= docs->n)
+        ssf_run_documents_digest(t, docs, (size_t)n, (ssf_chat_template)tpl, got);
+    int same = n >= 0 && (size_t)n <= docs->n && (!want || tpl < 0 || strcmp(want, got) == 0);
+    json_decref(conf);
+    if (same) return 0;
+    return ssf_fail(err,
+                    "task %s: the data loaded now (%zu documents from %s) is not what run %" PRId64
+                    " asked and graded against (%" JSON_INTEGER_FORMAT
+                    " documents); pass the --task-file and --data-dir it was run with",
+                    t->name, docs->n, docs->origin ? docs->origin : "?", run, n);
+}
+
 static json_t *task_config(const ssf_run_config *cfg, const task_plan *p)
 {
     json_t *metrics = json_array();

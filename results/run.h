@@ -66,6 +66,14 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
 void ssf_run_documents_digest(const ssf_task *t, const ssf_docs *docs, size_t n,
                               ssf_chat_template tpl, char hex[65]);
 
+/* 0 if docs, task t's data loaded now, are what run `run` (its stored
+ * configuration config_json) asked and graded against: the documents it
+ * planned are there and their digest is the one it stored (a store from
+ * before the digest: the count alone).  Else -1, naming the fix: an edited
+ * --task-file's rows would grade old samples against other golds. */
+int ssf_run_check_documents(const char *config_json, int64_t run, const ssf_task *t,
+                            const ssf_docs *docs, ssf_error *err);
+
 /* Grades the stored samples of task t in run_id under g, whose profile is
  * `profile`, against docs (the task's documents as the run loaded them): all
  * of them, or only_ungraded those with no grade under it yet.  *graded (may
