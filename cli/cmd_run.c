@@ -562,50 +562,6 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     return b;
 }
 
-/* The tokenizer's files, whole (a few MB): a revision that fixes only the
- * tokenizer changes what the model reads and writes. */
-static void hash_tokenizer_files(ssf_buf *b, const char *dir)
-{
-    static const char *const names[] = {"tokenizer.json", "vocab.json", "merges.txt"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *path = ssf_path_join(dir, names[i]), hex[65];
-        ssf_error ignored;
-        if (ssf_path_exists(path) && ssf_sha256_file(path, hex, &ignored) == 0)
-            ssf_buf_printf(b, " %s=%s", names[i], hex);
-        free(path);
-    }
-}
-
-/* The checkpoint's part of the run's identity: the --model path names a
- * directory, whose files may be replaced between two attempts (or an hf:
- * name without @REV move on); samples of two checkpoints must not make
- * one run, even where they differ in a few rows (new tokens' embeddings).
- * SHA-256 of the config, of every weight file whole (remembered in the
- * cache, so read once) and of the tokenizer's files. */
-static int model_fingerprint(const ssf_model *m, const ssf_hub *hub, FILE *log, char hex[65],
-                             ssf_error *err)
-{
-    const ssf_model_config *c = ssf_model_config_of(m);
-    ssf_buf b = {0};
-    ssf_buf_printf(&b, "%s %d %d %d %d %d %d %d %.17g %.17g %d %d %d", c->architecture,
-                   c->hidden_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim,
-                   c->intermediate_size, c->vocab_size, c->rope_theta, c->rms_norm_eps,
-                   c->tie_word_embeddings, c->qkv_bias, c->bos_token_id);
-    for (int i = 0; i < c->n_eos; i++)
-        ssf_buf_printf(&b, " %d", (int)c->eos_ids[i]);
-    hash_tokenizer_files(&b, ssf_model_dir(m));
-    int rc = 0;
-    for (size_t i = 0; i < ssf_model_file_count(m) && rc == 0; i++) {
-        char *path = ssf_model_file_path(m, i), file_hex[65];
-        rc = ssf_sha256_file_cached(path, hub ? hub->cache_dir : NULL, log, file_hex, err);
-        if (rc == 0) ssf_buf_printf(&b, " weights%zu=%s", i, file_hex);
-        free(path);
-    }
-    if (rc == 0) ssf_sha256_hex(b.data, b.len, hex);
-    ssf_buf_free(&b);
-    return rc;
-}
-
 /* The engine reads the model directory; the prompt's chat template comes
  * from the model's tokenizer_config.json unless --chat-template says. */
 static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
@@ -656,7 +612,8 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
      * the run's identity, as are the context and the stop strings, which
      * cut samples; slots, blocks and threads are not. */
     char weights[65];
-    if (model_fingerprint(model, hub, a->quiet ? NULL : stderr, weights, &err)) {
+    if (ssf_model_fingerprint(model, hub ? hub->cache_dir : NULL, a->quiet ? NULL : stderr, weights,
+                              &err)) {
         b->destroy(b);
         return file_failure(a, err.msg);
     }

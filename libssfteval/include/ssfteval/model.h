@@ -159,6 +159,15 @@ typedef struct ssf_hub ssf_hub;
  * and returns that snapshot directory.  Not part of the libc-only reader. */
 int ssf_model_resolve(const char *spec, const ssf_hub *hub, char **dir_out, ssf_error *err);
 
+/* The checkpoint's fingerprint, part of a run's identity (model_digest.c;
+ * not part of the libc-only reader): SHA-256 of its config, of every weight
+ * file whole and of its tokenizer's files, so that two checkpoints that
+ * differ in a byte are two runs.  Each weight file's digest is kept under
+ * cache_dir (NULL: not kept; ssf_sha256_file_cached), so a file is read
+ * once; log (may be NULL) hears of files of a gigabyte or more read. */
+int ssf_model_fingerprint(const ssf_model *m, const char *cache_dir, FILE *log, char hex[65],
+                          ssf_error *err);
+
 #ifdef __cplusplus
 }
 #endif
