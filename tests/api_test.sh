@@ -20,7 +20,7 @@ meson introspect "$build" --installed | tr ',' '\n' |
     sed -n 's/^[ {]*"\([^"]*\.h\)": "[^"]*".*/\1/p' >"$work/headers"
 while read -r h; do cp "$h" "$work/include/ssfteval/"; done <"$work/headers"
 count=$(wc -l <"$work/headers")
-check "meson installs the public headers ($count)" [ "$count" -ge 18 ]
+check "meson installs the public headers ($count)" [ "$count" -ge 20 ]
 
 cflags=$(pkg-config --cflags jansson 2>/dev/null)
 alone() { # COMPILER STD EXT: each header alone in a file of its own
@@ -49,6 +49,7 @@ if command -v c++ >/dev/null; then
 #include <ssfteval/records.h>
 #include <ssfteval/hub.h>
 #include <ssfteval/rng.h>
+#include <ssfteval/engine.h>
 int main(int argc, char **)
 {
     if (argc > 99) return 1; /* linked, never called */
@@ -61,6 +62,7 @@ int main(int argc, char **)
         (void (*)())ssf_task_load_docs, (void (*)())ssf_prompt_render,
         (void (*)())ssf_records_read_file, (void (*)())ssf_sha256_hex,
         (void (*)())ssf_hub_init_from_env, (void (*)())ssf_mt_seed,
+        (void (*)())ssf_backend_engine_open, (void (*)())ssf_model_fingerprint,
     };
     return fns[0] == nullptr;
 }

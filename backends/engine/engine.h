@@ -25,6 +25,10 @@
 #include "ssfteval/tokenizer.h"
 #include "ssfteval/util.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct ssf_engine_options {
     const char *device;      /* "auto" (CUDA when available), "cpu", "cuda" */
     ssf_device_options dev;  /* slots, context, threads, GPU memory share */
@@ -98,5 +102,9 @@ typedef struct ssf_engine_stats {
 } ssf_engine_stats;
 
 const ssf_engine_stats *ssf_engine_stats_of(const ssf_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
