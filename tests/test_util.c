@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 #include <locale.h>
+#include <spawn.h>
+#include <sys/wait.h>
 
 #include "ssfteval/util.h"
 #include "test-support.h"
@@ -86,6 +88,23 @@ static void test_parse_numbers(void **state)
     assert_true(d == 7);
 }
 
+/* localedef -i de_DE -f UTF-8 DIR/de_DE.UTF-8, quietly; 1 if it built. */
+static int build_de_locale(const char *dir)
+{
+    char out[512];
+    snprintf(out, sizeof out, "%s/de_DE.UTF-8", dir);
+    char *const argv[] = {"localedef", "-i", "de_DE", "-f", "UTF-8", out, NULL};
+    posix_spawn_file_actions_t quiet;
+    posix_spawn_file_actions_init(&quiet);
+    posix_spawn_file_actions_addopen(&quiet, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&quiet, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int status = 0, spawned = posix_spawnp(&pid, "localedef", &quiet, NULL, argv, environ) == 0;
+    posix_spawn_file_actions_destroy(&quiet);
+    return spawned && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
 /* Numbers in options and files are read with a '.', whatever locale a
  * program that links the library has set: under de_DE strtod reads "0.5"
  * as 0.  The locale is built from glibc's sources into a temporary
@@ -93,17 +112,15 @@ static void test_parse_numbers(void **state)
 static void test_numbers_ignore_locale(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/ssf-locale-XXXXXX", cmd[256];
-    assert_non_null(mkdtemp(dir));
-    snprintf(cmd, sizeof cmd, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
-    int built = system(cmd) == 0;
+    char *dir = make_temp_dir();
     setenv("LOCPATH", dir, 1);
-    int set = built && setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    int set = build_de_locale(dir) && setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
     if (!set) {
         unsetenv("LOCPATH");
-        (void)system(cmd);
+        remove_tree(dir);
+        free(dir);
         skip(); /* no de_DE sources (glibc's locales package) */
+        return;
     }
     assert_true(strtod("0.5", NULL) == 0.0); /* the locale is in force */
     double v = 0;
@@ -113,7 +130,8 @@ static void test_numbers_ignore_locale(void **state)
     assert_true(ssf_strtod("10000.5", NULL) == 10000.5);
     setlocale(LC_NUMERIC, "C");
     unsetenv("LOCPATH");
-    assert_int_equal(system(cmd), 0);
+    remove_tree(dir);
+    free(dir);
 }
 
 static void test_files_and_sha(void **state)
