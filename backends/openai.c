@@ -1153,10 +1153,14 @@ const char *ssf_backend_openai_model(ssf_backend *bk, ssf_error *err)
     run r = {.b = b};
     ssf_buf msg = {0};
     int attempts = 0, rc = learn_model(&r, &msg, &attempts);
+    /* The server's text and the URL may hold the key or the password, as
+     * a sample's error may (deliver_error). */
+    char *said = redacted(b, rc < 0 && msg.data ? msg.data : b->models_url);
     if (rc == 1)
-        ssf_fail(err, "interrupted while asking %s for its model", b->models_url);
+        ssf_fail(err, "interrupted while asking %s for its model", said);
     else if (rc)
-        ssf_fail(err, "no --model given, and asking the server failed: %s", msg.data);
+        ssf_fail(err, "no --model given, and asking the server failed: %s", said);
+    free(said);
     ssf_buf_free(&msg);
     return rc ? NULL : b->model;
 }

@@ -969,6 +969,10 @@ static enum MHD_Result serve_models(struct mockserver *s, struct MHD_Connection 
     pthread_mutex_lock(&s->lock);
     s->stats.models++;
     pthread_mutex_unlock(&s->lock);
+    /* A key refused for every request (a rule of 401 alone) is refused here too. */
+    const struct mock_rule *first = &s->o.rules[0];
+    if (first->fault == MOCK_401 && !first->from && !first->count && !first->mod)
+        return reply_bad_key(s, c);
     return reply_json(s, c, 200,
                       json_pack("{s:s,s:[{s:s,s:s,s:i,s:s,s:i}]}", "object", "list", "data", "id",
                                 s->model, "object", "model", "created", CREATED, "owned_by",
