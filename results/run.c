@@ -737,19 +737,25 @@ static int keep_other_profiles(const ssf_run_config *cfg, const task_plan *plans
 /* Whether a resumed run's stored grades must be made again: another build
  * made them (its grader may read answers otherwise), or this build's
  * files differ from its commit, so that its version does not say what it
- * grades like.  The run then takes this build's version. */
+ * grades like.  The run takes this build's version once all are made
+ * again (ssf_run_execute): a resume stopped before keeps the old one, and
+ * the next grades again. */
 static int graded_by_another_build(const ssf_run_config *cfg, ssf_store *store, int64_t run_id,
                                    int *grade_all, ssf_error *err)
 {
     ssf_run_row row;
     if (ssf_store_get_run(store, run_id, &row, err)) return -1;
     const char *now = ssf_version();
-    *grade_all = !row.version || strcmp(row.version, now) != 0 || strstr(now, "-dirty");
+    /* Only a commit without changes says how a build grades: one built
+     * without its commit (a tarball, a git that refuses the tree) may be
+     * any, so it grades again too. */
+    int exact = strstr(now, "+g") && !strstr(now, "-dirty");
+    *grade_all = !row.version || strcmp(row.version, now) != 0 || !exact;
     if (*grade_all && cfg->log && (!row.version || strcmp(row.version, now) != 0))
         fprintf(cfg->log, "run %lld was graded by ssfteval %s: grading its samples again with %s\n",
                 (long long)run_id, row.version ? row.version : "(unknown)", now);
     ssf_run_row_clear(&row);
-    return *grade_all ? ssf_store_set_run_version(store, run_id, now, err) : 0;
+    return 0;
 }
 
 int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *store,
@@ -786,6 +792,8 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
                                      cfg->out, err);
     if (rc == 0 && (summary->generated > 0 || grade_all))
         rc = keep_other_profiles(cfg, plans, store, summary->run_id, grade_all, err);
+    if (rc == 0 && grade_all)
+        rc = ssf_store_set_run_version(store, summary->run_id, ssf_version(), err);
     if (rc == 0) /* by the store: a run beside this one may have stored what this one failed */
         rc = ssf_store_settle_run(store, summary->run_id, samples_needed(plans, cfg->n_tasks),
                                   &summary->status, err);

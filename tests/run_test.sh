@@ -349,11 +349,27 @@ kill -INT "$run_pid"
 wait "$run_pid"
 int_status=$?
 check "SIGINT stops the run (exit 1, interrupted)" eval '[ "$int_status" -eq 1 ] && grep -q "interrupted" "$work/err"'
+"$ssfteval" rescore 1 --profile lighteval --db "$work/i.sqlite" --task-file "$work/synth.json" --data-dir "$work" >/dev/null 2>&1
+# As if another build had graded it (all wrong): a resume interrupted after
+# some samples keeps that build's version, so the next resume grades every
+# stored sample again, under both profiles.
+sqlite3 "$work/i.sqlite" "UPDATE runs SET version = '0.0.9+gold' WHERE id = 1; UPDATE grades SET verdict = 0 WHERE run_id = 1"
+before=$(sqlite3 "$work/i.sqlite" "select count(*) from samples where text is not null")
+"$ssfteval" run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" --concurrency 4 "${common[@]}" >/dev/null 2>"$work/err" &
+run_pid=$!
+for _ in $(seq 200); do
+    stored=$(sqlite3 "$work/i.sqlite" "select count(*) from samples where text is not null" 2>/dev/null)
+    [ "${stored:-0}" -gt "$before" ] && break
+    sleep 0.1
+done
+kill -INT "$run_pid"
+wait "$run_pid"
+check "a resume by another build that is interrupted keeps the version that graded the run before" eval '[ "$(sqlite3 "$work/i.sqlite" "SELECT version FROM runs WHERE id = 1")" = "0.0.9+gold" ]'
 stop_mock
 start_mock
-"$ssfteval" rescore 1 --profile lighteval --db "$work/i.sqlite" --task-file "$work/synth.json" --data-dir "$work" >/dev/null 2>&1
 check "after SIGINT, a rerun completes only what is missing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/i.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && ! grep -q "0 stored before" "$work/err"'
 check "the metrics a rescore made under another profile follow the resume (they stayed those of the stopped run)" eval 'run 0 report 1 --profile lighteval --format csv --db "$work/i.sqlite" && [ "$(grep -c ",lighteval,pass@1,\|,lighteval,cons@" "$work/out")" -eq 3 ] && awk -F, '"'"'$6 == "lighteval" && ($12 != 2 || $14 != 0 || $15 != 0) { bad = 1 } END { exit bad }'"'"' "$work/out"'
+check "... and that rerun graded the other build's grades again, under both profiles" eval '[ "$(sqlite3 "$work/i.sqlite" "SELECT count(DISTINCT profile) FROM grades WHERE run_id = 1 AND verdict = 1")" = 2 ] && [ "$(sqlite3 "$work/i.sqlite" "SELECT version FROM runs WHERE id = 1")" != "0.0.9+gold" ]'
 stop_mock
 start_mock --fault 401
 check "openai backend: a refused API key (401) fails every sample, naming the fix" eval 'run 1 run synth --backend openai --endpoint "$endpoint" --model mock-model --db "$work/k.sqlite" "${common[@]}" && grep -q "failed: HTTP 401 from $endpoint/completions: Incorrect API key provided: sk-wrong.*; set OPENAI_API_KEY or name the variable with --api-key-env$" "$work/err"'
