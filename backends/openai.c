@@ -304,6 +304,14 @@ static size_t bytes_held(const slot *s)
     return n;
 }
 
+/* A transfer over: what it held no longer counts against max_held_bytes
+ * (the cap is on responses in flight). */
+static void forget_held(slot *s)
+{
+    if (s->all_held) *s->all_held -= s->held;
+    s->held = 0;
+}
+
 /* Counts what s holds into the total; 1 if that total passed its cap. */
 static int over_held_cap(slot *s)
 {
@@ -317,9 +325,12 @@ static size_t took(slot *s, size_t n)
 {
     if (!over_held_cap(s)) return n;
     s->too_long = 1;
-    char why[96];
-    snprintf(why, sizeof why, "responses held at once past %zu MiB in all from the server",
-             s->max_all_held >> 20);
+    char why[96], cap[32];
+    if (s->max_all_held % ((size_t)1 << 20) == 0)
+        snprintf(cap, sizeof cap, "%zu MiB", s->max_all_held >> 20);
+    else
+        snprintf(cap, sizeof cap, "%zu bytes", s->max_all_held);
+    snprintf(why, sizeof why, "responses held at once past %s in all from the server", cap);
     return abandon_response(s, why);
 }
 
@@ -445,8 +456,7 @@ static void prepare(openai *b, slot *s, const char *url, const char *body, size_
     s->received = 0;
     s->max_received = b->o.max_response_bytes;
     s->too_long = 0;
-    b->held -= s->held;
-    s->held = 0;
+    forget_held(s);
     s->all_held = &b->held;
     s->max_all_held = b->o.max_held_bytes;
     /* A long body's buffer goes, not kept for the rest of the run by a slot. */
@@ -878,8 +888,13 @@ static slot *take_slot(openai *b)
     return s;
 }
 
+/* The transfer's results are delivered: its texts go, and a long body, not
+ * kept by an idle slot until it is taken again. */
 static void release_slot(openai *b, slot *s)
 {
+    forget_held(s);
+    ssf_completion_reset(&s->acc, 0);
+    if (s->body.cap > KEPT_BODY_BYTES) ssf_buf_free(&s->body);
     s->job = NULL;
     b->free_slots[b->nfree++] = s;
 }
@@ -1000,6 +1015,7 @@ static void drain(run *r)
         slot *s = (slot *)p;
         curl_multi_remove_handle(b->multi, e);
         if (s == b->control) {
+            forget_held(s);
             health_done(r);
             continue;
         }
@@ -1084,11 +1100,13 @@ static int perform_control(run *r)
             if (m->msg != CURLMSG_DONE || m->easy_handle != e) continue;
             b->control->result = m->data.result;
             curl_multi_remove_handle(b->multi, e);
+            forget_held(b->control); /* its body is read now, not held against samples */
             return 0;
         }
         curl_multi_poll(b->multi, NULL, 0, POLL_MAX_MS, NULL);
     }
     curl_multi_remove_handle(b->multi, e);
+    forget_held(b->control);
     return 1;
 }
 

@@ -821,6 +821,27 @@ static void test_endless_responses_together(void **state)
                 "responses held at once past 4 MiB in all from the server");
 }
 
+/* The cap counts responses in flight, not those over: a sample answered
+ * after another has finished does not fail for what that one held (here
+ * each answer is about 420 bytes, over half the cap).  Seed 8001 is
+ * answered half a second after 8000. */
+static void test_held_counts_in_flight_only(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.rules = {{.fault = MOCK_SLOW, .mod = 2, .rem = 1}},
+                                    .slow_ms = 500};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 2, 8000, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.concurrency = 2;
+    o.max_held_bytes = 600;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* A model the server does not serve: 404, never retried, and the message
  * points at --endpoint and --model. */
 static void test_not_found(void **state)
@@ -1072,6 +1093,7 @@ int main(void)
         cmocka_unit_test_setup(test_echoed_secrets_hidden, arm_watchdog),
         cmocka_unit_test_setup(test_endless_response, arm_watchdog),
         cmocka_unit_test_setup(test_endless_responses_together, arm_watchdog),
+        cmocka_unit_test_setup(test_held_counts_in_flight_only, arm_watchdog),
         cmocka_unit_test_setup(test_not_found, arm_watchdog),
         cmocka_unit_test_setup(test_unreachable, arm_watchdog),
         cmocka_unit_test_setup(test_breaker, arm_watchdog),
