@@ -134,6 +134,36 @@ static void test_numbers_ignore_locale(void **state)
     free(dir);
 }
 
+/* What sits at a digest cache entry's name and is no regular file (a FIFO
+ * would block the read, a link to /dev/zero fill memory) is passed over:
+ * the file is hashed as if nothing were kept. */
+static void test_digest_cache_odd_entries(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *file = write_temp_file(dir, "w", "abc"), *cache = ssf_path_join(dir, "cache");
+    char entry[4096], hex[65];
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    snprintf(entry, sizeof entry, "%s/sha256", cache);
+    ssf_error err;
+    assert_int_equal(ssf_mkdirs(entry, &err), 0);
+    snprintf(entry, sizeof entry, "%s/sha256/%jx-%jx", cache, (uintmax_t)st.st_dev,
+             (uintmax_t)st.st_ino);
+    static const char abc[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_int_equal(mkfifo(entry, 0600), 0);
+    assert_int_equal(ssf_sha256_file_cached(file, cache, NULL, hex, &err), 0);
+    assert_string_equal(hex, abc);
+    assert_int_equal(unlink(entry), 0);
+    assert_int_equal(symlink("/dev/zero", entry), 0);
+    assert_int_equal(ssf_sha256_file_cached(file, cache, NULL, hex, &err), 0);
+    assert_string_equal(hex, abc);
+    remove_tree(dir);
+    free(file);
+    free(cache);
+    free(dir);
+}
+
 static void test_files_and_sha(void **state)
 {
     (void)state;
@@ -320,13 +350,10 @@ static void test_atomic_writer_removes_orphans(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_parse_numbers),
-        cmocka_unit_test(test_numbers_ignore_locale),
-        cmocka_unit_test(test_files_and_sha),
-        cmocka_unit_test(test_atomic_writer),
-        cmocka_unit_test(test_atomic_writer_removes_orphans),
+        cmocka_unit_test(test_buf),           cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_numbers_ignore_locale),
+        cmocka_unit_test(test_files_and_sha), cmocka_unit_test(test_digest_cache_odd_entries),
+        cmocka_unit_test(test_atomic_writer), cmocka_unit_test(test_atomic_writer_removes_orphans),
         cmocka_unit_test(test_append_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

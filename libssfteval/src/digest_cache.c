@@ -5,18 +5,21 @@
  * cache under the file's device and inode, and used again while the file's
  * size, modification and change times are those it was taken at.  A file
  * rewritten in place changes its times (and ctime cannot be set back), so
- * its digest is taken again.  A file changed in the last seconds is not
- * remembered: on a file system that keeps times to the second, a second
- * change within that second would leave them as they were.
+ * its digest is taken again.  A file changed in the last seconds (its
+ * mtime or ctime) is not remembered: on a file system that keeps times to
+ * the second, a second change within that second would leave them as they
+ * were.
  */
 #include "ssfteval/util.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ENTRY_MAGIC "ssfteval-sha256-v1"
 
@@ -43,20 +46,30 @@ static int is_hex64(const char *s)
     return s[64] == '\n' || s[64] == '\0';
 }
 
+/* The entry's first bytes, if it is a regular file: whatever else sits at
+ * its name (a FIFO, a link to /dev/zero) is no entry, and is not read. */
+static size_t read_entry(const char *entry, char *buf, size_t cap)
+{
+    int fd = open(entry, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, buf, cap - 1) : -1;
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return n > 0 ? (size_t)n : 0;
+}
+
 /* The remembered digest, if the entry was taken at these times. */
 static int lookup(const char *entry, const char *valid_for, char hex[65])
 {
-    char *text;
-    size_t len, head = strlen(valid_for);
-    ssf_error ignored;
-    if (ssf_read_file(entry, &text, &len, &ignored)) return 0;
+    char text[256];
+    size_t len = read_entry(entry, text, sizeof text), head = strlen(valid_for);
     int hit = len >= head + 1 + 64 && memcmp(text, valid_for, head) == 0 && text[head] == ' ' &&
               is_hex64(text + head + 1);
     if (hit) {
         memcpy(hex, text + head + 1, 64);
         hex[64] = '\0';
     }
-    free(text);
     return hit;
 }
 
@@ -86,7 +99,8 @@ int ssf_sha256_file_cached(const char *path, const char *cache_dir, FILE *log, c
     if (log && before.st_size >= (off_t)1 << 30)
         fprintf(log, "ssfteval: hashing %s (%.1f GB) once, for the run's identity\n", path,
                 (double)before.st_size / 1e9);
-    int settled = before.st_mtim.tv_sec + 2 < time(NULL);
+    time_t started = time(NULL);
+    int settled = before.st_mtim.tv_sec + 2 < started && before.st_ctim.tv_sec + 2 < started;
     int rc = ssf_sha256_file(path, hex, err);
     /* A file that changed while it was read has no digest to remember. */
     if (rc == 0 && entry && settled && stat(path, &after) == 0) {
