@@ -465,8 +465,8 @@ static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char 
 }
 
 /* The task's questions_sha256 in the run's stored configuration, or NULL
- * (a run stored before it was kept). */
-static char *questions_of(const ssf_run_row *r, const char *task)
+ * (a run stored before it was kept), and how many questions it covers. */
+static char *questions_of(const ssf_run_row *r, const char *task, json_int_t *count)
 {
     json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
     char *digest = NULL;
@@ -476,19 +476,24 @@ static char *questions_of(const ssf_run_row *r, const char *task)
     {
         const char *name = json_string_value(json_object_get(t, "name"));
         const char *d = json_string_value(json_object_get(t, "questions_sha256"));
-        if (name && d && strcmp(name, task) == 0) digest = ssf_xstrdup(d);
+        if (!name || !d || strcmp(name, task) != 0) continue;
+        digest = ssf_xstrdup(d);
+        *count = json_integer_value(json_object_get(t, "documents"));
     }
     json_decref(conf);
     return digest;
 }
 
 /* compare pairs questions by their order: two runs must have asked the
- * same ones, in the same order, with the same answers. */
+ * same ones, in the same order, with the same answers.  (Runs of another
+ * number of questions, a --limit run beside a whole one, are refused by
+ * compare_one, which says so.) */
 static int same_questions(const ssf_run_row *base, const ssf_run_row *cand, const char *task,
                           ssf_error *err)
 {
-    char *b = questions_of(base, task), *c = questions_of(cand, task);
-    int differ = b && c && strcmp(b, c) != 0;
+    json_int_t nb = -1, nc = -1;
+    char *b = questions_of(base, task, &nb), *c = questions_of(cand, task, &nc);
+    int differ = b && c && nb == nc && strcmp(b, c) != 0;
     free(b);
     free(c);
     if (!differ) return 0;

@@ -240,6 +240,8 @@ run 0 run synth "${qrun[@]}" >/dev/null 2>&1
 sed -i 's/"a": "1"/"a": "91"/' "$work/q/synth.jsonl"
 run 0 run synth "${qrun[@]}" >/dev/null 2>&1
 check "compare: another prompt over the same questions is compared" eval 'run 0 compare 1 2 --db "$work/questions.sqlite" && grep -q "no regression" "$work/out"'
+run 0 run synth "${qrun[@]}" --limit 1 >/dev/null 2>&1
+check "compare: a --limit run beside a whole one is refused for its count, not as other data" eval 'run 2 compare 4 3 --db "$work/questions.sqlite" && grep -q "^ssfteval: task synth: run 4 has 1 questions and run 3 2; compare runs over the same questions$" "$work/err"'
 check "compare: runs over other questions are refused (exit 2), before any table" eval 'run 2 compare 1 3 --db "$work/questions.sqlite" && grep -q "^ssfteval: task synth: run 1 and run 3 asked different questions (other data: a --task-file, --data-dir or revision); compare runs over the same questions$" "$work/err" && [ ! -s "$work/out" ]'
 if command -v sqlite3 >/dev/null; then
     mkdir "$work/two" && cp "$work/synth.jsonl" "$work/two/" && cp "$work/synth.jsonl" "$work/two/synth2.jsonl"
