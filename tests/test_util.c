@@ -164,6 +164,25 @@ static void test_digest_cache_odd_entries(void **state)
     free(dir);
 }
 
+/* A mapped file's digest is of the bytes mapped, not of what its path holds
+ * by now (here a file put in its place since). */
+static void test_digest_of_mapped_bytes(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *file = write_temp_file(dir, "w", "abc"), *cache = ssf_path_join(dir, "cache"), hex[65];
+    struct stat opened;
+    assert_int_equal(stat(file, &opened), 0);
+    ssf_error err;
+    assert_int_equal(ssf_write_file_atomic(file, "xyz", 3, &err), 0); /* another inode */
+    ssf_sha256_mapped_cached(file, "abc", 3, &opened, cache, NULL, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    remove_tree(dir);
+    free(file);
+    free(cache);
+    free(dir);
+}
+
 static void test_files_and_sha(void **state)
 {
     (void)state;
@@ -350,10 +369,15 @@ static void test_atomic_writer_removes_orphans(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),           cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_numbers_ignore_locale),
-        cmocka_unit_test(test_files_and_sha), cmocka_unit_test(test_digest_cache_odd_entries),
-        cmocka_unit_test(test_atomic_writer), cmocka_unit_test(test_atomic_writer_removes_orphans),
+        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_parse_numbers),
+        cmocka_unit_test(test_numbers_ignore_locale),
+        cmocka_unit_test(test_files_and_sha),
+        cmocka_unit_test(test_digest_cache_odd_entries),
+        cmocka_unit_test(test_digest_of_mapped_bytes),
+        cmocka_unit_test(test_atomic_writer),
+        cmocka_unit_test(test_atomic_writer_removes_orphans),
         cmocka_unit_test(test_append_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,31 +84,54 @@ static void remember(const char *cache_dir, const char *entry, const char *valid
     free(dir);
 }
 
-int ssf_sha256_file_cached(const char *path, const char *cache_dir, FILE *log, char hex[65],
-                           ssf_error *err)
+/* The digest of the file `before` describes: kept, or taken from data
+ * (its bytes as mapped) or else by reading path, and kept when the file was
+ * settled and path still holds it unchanged afterwards (one that changed
+ * while it was read has no digest to remember). */
+static int cached_digest(const char *path, const void *data, size_t len, const struct stat *before,
+                         const char *cache_dir, FILE *log, char hex[65], ssf_error *err)
 {
-    struct stat before, after;
-    if (stat(path, &before) != 0) return ssf_sha256_file(path, hex, err); /* it names the cause */
     char valid_for[160];
-    describe_stat(&before, valid_for, sizeof valid_for);
-    char *entry = cache_dir ? entry_path(cache_dir, &before) : NULL;
+    describe_stat(before, valid_for, sizeof valid_for);
+    char *entry = cache_dir ? entry_path(cache_dir, before) : NULL;
     if (entry && lookup(entry, valid_for, hex)) {
         free(entry);
         return 0;
     }
-    if (log && before.st_size >= (off_t)1 << 30)
+    if (log && before->st_size >= (off_t)1 << 30)
         fprintf(log, "ssfteval: hashing %s (%.1f GB) once, for the run's identity\n", path,
-                (double)before.st_size / 1e9);
+                (double)before->st_size / 1e9);
     time_t started = time(NULL);
-    int settled = before.st_mtim.tv_sec + 2 < started && before.st_ctim.tv_sec + 2 < started;
-    int rc = ssf_sha256_file(path, hex, err);
-    /* A file that changed while it was read has no digest to remember. */
+    int settled = before->st_mtim.tv_sec + 2 < started && before->st_ctim.tv_sec + 2 < started;
+    int rc = 0;
+    if (data)
+        ssf_sha256_hex(data, len, hex);
+    else
+        rc = ssf_sha256_file(path, hex, err);
+    struct stat after;
     if (rc == 0 && entry && settled && stat(path, &after) == 0) {
         char now[160];
         describe_stat(&after, now, sizeof now);
-        if (strcmp(now, valid_for) == 0 && after.st_ino == before.st_ino)
+        if (strcmp(now, valid_for) == 0 && after.st_ino == before->st_ino &&
+            after.st_dev == before->st_dev)
             remember(cache_dir, entry, valid_for, hex);
     }
     free(entry);
     return rc;
+}
+
+int ssf_sha256_file_cached(const char *path, const char *cache_dir, FILE *log, char hex[65],
+                           ssf_error *err)
+{
+    struct stat before;
+    if (stat(path, &before) != 0) return ssf_sha256_file(path, hex, err); /* it names the cause */
+    return cached_digest(path, NULL, 0, &before, cache_dir, log, hex, err);
+}
+
+void ssf_sha256_mapped_cached(const char *path, const void *data, size_t len,
+                              const struct stat *opened, const char *cache_dir, FILE *log,
+                              char hex[65])
+{
+    ssf_error ignored; /* memory is not read with errors */
+    cached_digest(path, data, len, opened, cache_dir, log, hex, &ignored);
 }

@@ -400,6 +400,11 @@ size_t ssf_model_file_count(const ssf_model *m)
     return m->n_files;
 }
 
+const ssf_safetensors *ssf_model_file(const ssf_model *m, size_t i)
+{
+    return i < m->n_files ? m->files[i] : NULL;
+}
+
 char *ssf_model_file_path(const ssf_model *m, size_t i)
 {
     if (i >= m->n_files) return NULL;

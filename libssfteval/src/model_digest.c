@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The tokenizer's files, whole (a few MB): a revision that fixes only the
  * tokenizer changes what the model reads and writes. */
@@ -47,8 +48,16 @@ int ssf_model_fingerprint(const ssf_model *m, const char *cache_dir, FILE *log, 
     hash_tokenizer_files(&b, ssf_model_dir(m));
     int rc = 0;
     for (size_t i = 0; i < ssf_model_file_count(m) && rc == 0; i++) {
+        /* The bytes the engine maps, not what the path holds by now: a file
+         * replaced since it was opened must not name the run. */
         char *path = ssf_model_file_path(m, i), file_hex[65];
-        rc = ssf_sha256_file_cached(path, cache_dir, log, file_hex, err);
+        struct stat opened;
+        size_t len;
+        const void *data = ssf_safetensors_mapped(ssf_model_file(m, i), &len, &opened);
+        if (data)
+            ssf_sha256_mapped_cached(path, data, len, &opened, cache_dir, log, file_hex);
+        else
+            rc = ssf_sha256_file_cached(path, cache_dir, log, file_hex, err);
         if (rc == 0) ssf_buf_printf(&b, " weights%zu=%s", i, file_hex);
         free(path);
     }

@@ -24,6 +24,7 @@ struct ssf_safetensors {
     char *name;
     void *map; /* NULL when parsed from a caller's buffer */
     size_t map_len;
+    struct stat opened;  /* the mapped file's, at open */
     ssf_tensor *tensors; /* in header order */
     size_t n;
     ssf_tensor **by_name; /* sorted, for ssf_safetensors_find */
@@ -356,7 +357,7 @@ int ssf_safetensors_parse(const void *buf, size_t len, const char *name, ssf_saf
     return parse_into(st, buf, len, out, err);
 }
 
-static int map_file(const char *path, void **map, size_t *len, ssf_error *err)
+static int map_file(const char *path, void **map, size_t *len, struct stat *opened, ssf_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ssf_fail(err, "cannot open %s: %s", path, strerror(errno));
@@ -372,6 +373,7 @@ static int map_file(const char *path, void **map, size_t *len, ssf_error *err)
                       "header length",
                       path, (long long)sb.st_size);
     if (rc == 0) {
+        *opened = sb;
         *len = (size_t)sb.st_size;
         *map = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (*map == MAP_FAILED) {
@@ -388,11 +390,13 @@ int ssf_safetensors_open(const char *path, ssf_safetensors **out, ssf_error *err
     *out = NULL;
     void *map = NULL;
     size_t len = 0;
-    if (map_file(path, &map, &len, err)) return -1;
+    struct stat opened;
+    if (map_file(path, &map, &len, &opened, err)) return -1;
     ssf_safetensors *st = ssf_xcalloc(1, sizeof *st);
     st->name = ssf_xstrdup(path);
     st->map = map;
     st->map_len = len;
+    st->opened = opened;
     return parse_into(st, map, len, out, err);
 }
 
@@ -404,6 +408,14 @@ size_t ssf_safetensors_count(const ssf_safetensors *st)
 const ssf_tensor *ssf_safetensors_at(const ssf_safetensors *st, size_t i)
 {
     return i < st->n ? &st->tensors[i] : NULL;
+}
+
+const void *ssf_safetensors_mapped(const ssf_safetensors *st, size_t *len, struct stat *opened)
+{
+    if (!st->map) return NULL;
+    *len = st->map_len;
+    *opened = st->opened;
+    return st->map;
 }
 
 const ssf_tensor *ssf_safetensors_find(const ssf_safetensors *st, const char *name)

@@ -65,6 +65,11 @@ int ssf_safetensors_parse(const void *buf, size_t len, const char *name, ssf_saf
 size_t ssf_safetensors_count(const ssf_safetensors *st);
 const ssf_tensor *ssf_safetensors_at(const ssf_safetensors *st, size_t i);
 const ssf_tensor *ssf_safetensors_find(const ssf_safetensors *st, const char *name);
+/* The whole file as mapped, and its stat when it was opened (NULL for one
+ * parsed from a caller's buffer): what the engine reads, whatever the path
+ * holds by now. */
+struct stat;
+const void *ssf_safetensors_mapped(const ssf_safetensors *st, size_t *len, struct stat *opened);
 void ssf_safetensors_close(ssf_safetensors *st);
 
 /* ---- config.json + generation_config.json --------------------------------- */
@@ -146,6 +151,8 @@ int64_t ssf_model_kv_bytes_per_token(const ssf_model_config *cfg, int bytes_per_
 size_t ssf_model_file_count(const ssf_model *m);
 /* The path of file i of those (free it), NULL past the last. */
 char *ssf_model_file_path(const ssf_model *m, size_t i);
+/* File i of those, NULL past the last. */
+const ssf_safetensors *ssf_model_file(const ssf_model *m, size_t i);
 
 /* ---- models on the Hub (model_hub.c: needs libcurl via hub.h) ------------- */
 

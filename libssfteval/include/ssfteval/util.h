@@ -123,6 +123,14 @@ int ssf_sha256_file(const char *path, char hex[65], ssf_error *err);
  * reads a file of a gigabyte or more. */
 int ssf_sha256_file_cached(const char *path, const char *cache_dir, FILE *log, char hex[65],
                            ssf_error *err);
+/* The same for a file already mapped: data[0..len) are its bytes and
+ * opened its stat when it was opened (ssf_safetensors_mapped), so the
+ * digest is of what was read, whatever path holds by now; it is kept only
+ * while path still holds that file unchanged. */
+struct stat;
+void ssf_sha256_mapped_cached(const char *path, const void *data, size_t len,
+                              const struct stat *opened, const char *cache_dir, FILE *log,
+                              char hex[65]);
 
 /* SHA-256 fed piece by piece, for bytes read once for another purpose (a
  * file that is parsed and digested in the same pass).  ssf_sha256_end
