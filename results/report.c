@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "run.h"
+#include "run-internal.h"
 
 int ssf_report_format_from_name(const char *name)
 {
@@ -37,21 +38,17 @@ typedef struct collection {
     entry *items;
     size_t n, cap;
     const ssf_run_row *run; /* while collecting one run */
+    json_t *conf;           /* its stored configuration, parsed once */
     const char *profile;
 } collection;
 
 /* How many of a task's questions a --limit run took, from its stored
  * configuration; 0 when it took them all (or had no limit). */
-static int64_t limited_to(const ssf_run_row *r, const char *task)
+static int64_t limited_to(const json_t *conf, const char *task)
 {
-    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
     json_int_t limit = json_integer_value(json_object_get(conf, "limit")), took = 0;
-    size_t i;
-    json_t *t;
-    json_array_foreach(json_object_get(conf, "tasks"), i, t)
-    {
-        const char *name = json_string_value(json_object_get(t, "name"));
-        if (!name || strcmp(name, task) != 0) continue;
+    const json_t *t = ssf_run_config_task(conf, task);
+    if (t) {
         json_t *all = json_object_get(t, "task_documents");
         json_int_t documents = json_integer_value(json_object_get(t, "documents"));
         if (all)
@@ -59,7 +56,6 @@ static int64_t limited_to(const ssf_run_row *r, const char *task)
         else /* a store from before task_documents: fewer than the limit were all there were */
             took = documents >= limit ? limit : 0;
     }
-    json_decref(conf);
     return limit > 0 && took > 0 ? (int64_t)took : 0;
 }
 
@@ -67,9 +63,8 @@ static int64_t limited_to(const ssf_run_row *r, const char *task)
  * text: the run's identity, build, seed, backend and template, and the
  * task's sampling, sample count and data digests, from the stored
  * configuration (what a run stored before a field was kept lacks). */
-static char *provenance_of(const ssf_run_row *r, const char *task)
+static char *provenance_of(const ssf_run_row *r, const json_t *conf, const char *task)
 {
-    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
     json_t *p = json_pack("{s:s?, s:s?, s:s?}", "config_hash", r->config_hash, "version",
                           r->version, "backend", r->backend);
     static const char *const run_fields[] = {"seed", "chat_template", "gpqa_order", "limit"};
@@ -78,19 +73,12 @@ static char *provenance_of(const ssf_run_row *r, const char *task)
             json_object_set(p, run_fields[k], json_object_get(conf, run_fields[k]));
     static const char *const task_fields[] = {"samples", "sampling", "documents_sha256",
                                               "questions_sha256"};
-    size_t i;
-    json_t *t;
-    json_array_foreach(json_object_get(conf, "tasks"), i, t)
-    {
-        const char *name = json_string_value(json_object_get(t, "name"));
-        if (!p || !name || strcmp(name, task) != 0) continue;
-        for (size_t k = 0; k < sizeof task_fields / sizeof task_fields[0]; k++)
-            if (json_object_get(t, task_fields[k]))
-                json_object_set(p, task_fields[k], json_object_get(t, task_fields[k]));
-    }
+    const json_t *t = ssf_run_config_task(conf, task);
+    for (size_t k = 0; p && k < sizeof task_fields / sizeof task_fields[0]; k++)
+        if (json_object_get(t, task_fields[k]))
+            json_object_set(p, task_fields[k], json_object_get(t, task_fields[k]));
     char *text = p ? json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(p);
-    json_decref(conf);
     return text ? text : ssf_xstrdup("{}");
 }
 
@@ -119,10 +107,10 @@ static int keep_metric(const ssf_metric_row *m, void *ud)
                                .n_samples = m->n_samples,
                                .n_failed = m->n_failed,
                                .n_missing = m->n_missing,
-                               .limit = limited_to(r, m->task),
+                               .limit = limited_to(c->conf, m->task),
                                .config_hash = ssf_xstrdup(r->config_hash ? r->config_hash : ""),
                                .version = ssf_xstrdup(r->version ? r->version : ""),
-                               .provenance = provenance_of(r, m->task)};
+                               .provenance = provenance_of(r, c->conf, m->task)};
     return 0;
 }
 
@@ -131,7 +119,10 @@ static int collect_run(ssf_store *store, int64_t id, collection *c, ssf_error *e
     ssf_run_row run;
     if (ssf_store_get_run(store, id, &run, err)) return -1;
     c->run = &run;
+    c->conf = json_loads(run.config_json ? run.config_json : "", 0, NULL);
     int rc = ssf_store_foreach_metric(store, id, keep_metric, c, err);
+    json_decref(c->conf);
+    c->conf = NULL;
     c->run = NULL;
     ssf_run_row_clear(&run);
     return rc;
@@ -464,39 +455,25 @@ static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char 
     return rc;
 }
 
-/* The task's questions_sha256 in the run's stored configuration, or NULL
+/* The task's questions_sha256 in a run's stored configuration, or NULL
  * (a run stored before it was kept), and how many questions it covers. */
-static char *questions_of(const ssf_run_row *r, const char *task, json_int_t *count)
+static const char *questions_of(const json_t *conf, const char *task, json_int_t *count)
 {
-    json_t *conf = json_loads(r->config_json ? r->config_json : "", 0, NULL);
-    char *digest = NULL;
-    size_t i;
-    json_t *t;
-    json_array_foreach(json_object_get(conf, "tasks"), i, t)
-    {
-        const char *name = json_string_value(json_object_get(t, "name"));
-        const char *d = json_string_value(json_object_get(t, "questions_sha256"));
-        if (!name || !d || strcmp(name, task) != 0) continue;
-        digest = ssf_xstrdup(d);
-        *count = json_integer_value(json_object_get(t, "documents"));
-    }
-    json_decref(conf);
-    return digest;
+    const json_t *t = ssf_run_config_task(conf, task);
+    *count = json_integer_value(json_object_get(t, "documents"));
+    return json_string_value(json_object_get(t, "questions_sha256"));
 }
 
 /* compare pairs questions by their order: two runs must have asked the
  * same ones, in the same order, with the same answers.  (Runs of another
  * number of questions, a --limit run beside a whole one, are refused by
  * compare_one, which says so.) */
-static int same_questions(const ssf_run_row *base, const ssf_run_row *cand, const char *task,
-                          ssf_error *err)
+static int same_questions(const ssf_run_row *base, const json_t *base_conf, const ssf_run_row *cand,
+                          const json_t *cand_conf, const char *task, ssf_error *err)
 {
-    json_int_t nb = -1, nc = -1;
-    char *b = questions_of(base, task, &nb), *c = questions_of(cand, task, &nc);
-    int differ = b && c && nb == nc && strcmp(b, c) != 0;
-    free(b);
-    free(c);
-    if (!differ) return 0;
+    json_int_t nb, nc;
+    const char *b = questions_of(base_conf, task, &nb), *c = questions_of(cand_conf, task, &nc);
+    if (!b || !c || nb != nc || strcmp(b, c) == 0) return 0;
     return ssf_fail(err,
                     "task %s: run %" PRId64 " and run %" PRId64 " asked different questions "
                     "(other data: a --task-file, --data-dir or revision); compare runs over the "
@@ -559,10 +536,14 @@ int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_com
     const char *profile = o->profile ? o->profile : cand_run.profile;
     collection c = {0};
     int rc = metrics_to_compare(store, &cand_run, profile, o->metric, &c, err);
+    json_t *base_conf = json_loads(base_run.config_json ? base_run.config_json : "", 0, NULL);
+    json_t *cand_conf = json_loads(cand_run.config_json ? cand_run.config_json : "", 0, NULL);
     for (size_t i = 0; i < c.n && rc == 0; i++)
         rc = compared(c.items[i].metric, o->metric)
-                 ? same_questions(&base_run, &cand_run, c.items[i].task, err)
+                 ? same_questions(&base_run, base_conf, &cand_run, cand_conf, c.items[i].task, err)
                  : 0;
+    json_decref(base_conf);
+    json_decref(cand_conf);
     if (rc == 0)
         fprintf(out, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand",
                 "delta", "SE", "N", "decision");

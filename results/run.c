@@ -7,6 +7,7 @@
  * report rebuild them.
  */
 #include "run.h"
+#include "run-internal.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -192,8 +193,7 @@ static void questions_digest(const ssf_docs *docs, size_t n, char hex[65])
     ssf_buf_free(&b);
 }
 
-/* The entry of task `name` in a stored configuration's "tasks", or NULL. */
-static const json_t *stored_task(const json_t *conf, const char *name)
+const json_t *ssf_run_config_task(const json_t *conf, const char *name)
 {
     const json_t *entry = NULL, *t;
     size_t i;
@@ -209,7 +209,7 @@ int ssf_run_check_documents(const char *config_json, int64_t run, const ssf_task
                             const ssf_docs *docs, ssf_error *err)
 {
     json_t *conf = json_loads(config_json ? config_json : "", 0, NULL);
-    const json_t *entry = stored_task(conf, t->name);
+    const json_t *entry = ssf_run_config_task(conf, t->name);
     json_int_t n = json_integer_value(json_object_get(entry, "documents"));
     const char *want = json_string_value(json_object_get(entry, "documents_sha256"));
     int tpl =
