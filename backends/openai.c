@@ -78,6 +78,8 @@ typedef struct job {
     struct job *next; /* in the ready list */
 } job;
 
+typedef struct openai openai;
+
 typedef struct slot {
     CURL *easy;
     job *job;   /* NULL when free or for a control transfer */
@@ -89,18 +91,14 @@ typedef struct slot {
     CURLcode result; /* control transfers: how the last one ended */
     ssf_buf body;    /* a non-SSE body */
     size_t received; /* bytes of the response so far (decoded), SSE or not */
-    size_t max_received;
-    int too_long;     /* the response passed max_received: ended, and not asked again */
-    size_t held;      /* bytes this transfer holds in memory (bytes_held) */
-    size_t *all_held; /* the sum of held over all slots, openai's held */
-    size_t max_all_held;
+    int too_long;    /* past max_response_bytes or max_held_bytes: ended, not asked again */
+    size_t held;     /* bytes this transfer holds in memory (bytes_held) */
+    openai *owner;   /* whose caps and held total count it (set by prepare) */
     ssf_sse sse;
     ssf_completion acc;
     ssf_retry_hints hints;
     char errbuf[CURL_ERROR_SIZE];
 } slot;
-
-typedef struct openai openai;
 
 struct openai {
     ssf_openai_options o; /* strings point at the copies below */
@@ -308,7 +306,7 @@ static size_t bytes_held(const slot *s)
  * (the cap is on responses in flight). */
 static void forget_held(slot *s)
 {
-    if (s->all_held) *s->all_held -= s->held;
+    if (s->owner) s->owner->held -= s->held;
     s->held = 0;
 }
 
@@ -316,22 +314,29 @@ static void forget_held(slot *s)
 static int over_held_cap(slot *s)
 {
     size_t now = bytes_held(s);
-    *s->all_held = *s->all_held - s->held + now;
+    s->owner->held = s->owner->held - s->held + now;
     s->held = now;
-    return *s->all_held > s->max_all_held;
+    return s->owner->held > s->owner->o.max_held_bytes;
+}
+
+/* Ends the transfer for passing a cap: "<before> <cap><after> from the
+ * server", the cap in MiB where it is whole ones, else in bytes. */
+static size_t too_long(slot *s, const char *before, size_t cap, const char *after)
+{
+    char amount[32], why[128];
+    if (cap % ((size_t)1 << 20) == 0)
+        snprintf(amount, sizeof amount, "%zu MiB", cap >> 20);
+    else
+        snprintf(amount, sizeof amount, "%zu bytes", cap);
+    snprintf(why, sizeof why, "%s %s%s from the server", before, amount, after);
+    s->too_long = 1;
+    return abandon_response(s, why);
 }
 
 static size_t took(slot *s, size_t n)
 {
     if (!over_held_cap(s)) return n;
-    s->too_long = 1;
-    char why[96], cap[32];
-    if (s->max_all_held % ((size_t)1 << 20) == 0)
-        snprintf(cap, sizeof cap, "%zu MiB", s->max_all_held >> 20);
-    else
-        snprintf(cap, sizeof cap, "%zu bytes", s->max_all_held);
-    snprintf(why, sizeof why, "responses held at once past %s in all from the server", cap);
-    return abandon_response(s, why);
+    return too_long(s, "responses held at once past", s->owner->o.max_held_bytes, " in all");
 }
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
@@ -343,13 +348,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
      * memory: a server that never stops, or a small gzip bomb, must end as
      * a failed attempt, not exhaust the memory of every transfer at once. */
     s->received += n;
-    if (s->received > s->max_received) {
-        s->too_long = 1;
-        char why[80];
-        snprintf(why, sizeof why, "a response of more than %zu MiB from the server",
-                 s->max_received >> 20);
-        return abandon_response(s, why);
-    }
+    if (s->received > s->owner->o.max_response_bytes)
+        return too_long(s, "a response of more than", s->owner->o.max_response_bytes, "");
     if (s->mode == MODE_UNDECIDED) s->mode = decide_mode(s);
     if (s->mode == MODE_BODY) {
         ssf_buf_append(&s->body, p, n);
@@ -454,11 +454,9 @@ static void prepare(openai *b, slot *s, const char *url, const char *body, size_
     s->mode = MODE_UNDECIDED;
     s->result = CURLE_OK;
     s->received = 0;
-    s->max_received = b->o.max_response_bytes;
     s->too_long = 0;
     forget_held(s);
-    s->all_held = &b->held;
-    s->max_all_held = b->o.max_held_bytes;
+    s->owner = b;
     /* A long body's buffer goes, not kept for the rest of the run by a slot. */
     if (s->body.cap > KEPT_BODY_BYTES) ssf_buf_free(&s->body);
     ssf_buf_reset(&s->body);
