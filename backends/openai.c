@@ -1364,18 +1364,20 @@ static int check_options(const ssf_openai_options *o, ssf_error *err)
     const char *e = o->endpoint;
     if (!e || (strncasecmp(e, "http://", 7) != 0 && strncasecmp(e, "https://", 8) != 0) ||
         !e[strncasecmp(e, "http://", 7) == 0 ? 7 : 8])
-        return ssf_fail(err,
-                        "--endpoint %s: not an http:// or https:// URL; use e.g. "
-                        "http://127.0.0.1:8000/v1",
-                        e ? e : "(none)");
+        return ssf_fail_usage(err,
+                              "--endpoint %s: not an http:// or https:// URL; use e.g. "
+                              "http://127.0.0.1:8000/v1",
+                              e ? e : "(none)");
     if (o->concurrency < 1 || o->max_attempts < 1 || o->request_n < 0 || o->timeout_s < 0 ||
         o->max_retry_delay_s < 0)
-        return ssf_fail(err, "openai backend: concurrency and max_attempts must be at least 1, "
-                             "request_n, timeout_s and max_retry_delay_s at least 0");
+        return ssf_fail_usage(err,
+                              "openai backend: concurrency and max_attempts must be at least 1, "
+                              "request_n, timeout_s and max_retry_delay_s at least 0");
     for (size_t i = 0; i < o->n_stop_strings; i++) {
         const char *stop = o->stop_strings[i];
         if (!stop || !*stop || !ssf_utf8_valid(stop, strlen(stop)))
-            return ssf_fail(err, "openai backend: stop string %zu is empty or not UTF-8", i + 1);
+            return ssf_fail_usage(err, "openai backend: stop string %zu is empty or not UTF-8",
+                                  i + 1);
     }
     return 0;
 }

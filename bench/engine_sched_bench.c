@@ -131,7 +131,7 @@ static int run_shape(int q, int s, int steps, int defer, double gpu_ms)
         reqs[i].sampling.temperature = 0.6, reqs[i].sampling.top_p = 0.95;
         reqs[i].sampling.max_new_tokens = steps;
     }
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     int failed = 0;
     double t0 = ssf_monotonic_seconds();
     int rc = ssf_engine_generate(e, reqs, (size_t)n, count_done, &failed, &err);

@@ -167,7 +167,7 @@ static int model_info(const cli *c, const char *spec)
 {
     char *dir;
     ssf_model *m;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_model_resolve(spec, &c->hub, &dir, &err)) {
         cli_error("%s", err.msg);
         return EXIT_WORK;

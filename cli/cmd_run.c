@@ -512,7 +512,7 @@ static ssf_backend *open_replay(run_args *a, ssf_buf *desc)
         cli_error("--stop: replay serves the texts as they were made; drop --stop");
         return NULL;
     }
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     ssf_backend *b = ssf_backend_replay_new(a->generations, &err);
     if (!b) return file_failure(a, err.msg);
     /* The file is the samples: another file, or this one rewritten, is
@@ -541,10 +541,11 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     o->stop = &interrupted;
     o->stop_strings = a->engine.stop;
     o->n_stop_strings = a->engine.n_stop;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     ssf_backend *b = ssf_backend_openai_new(o, &err);
     if (!b) {
         cli_error("%s", err.msg);
+        a->open_status = err.usage ? EXIT_USAGE : EXIT_WORK;
         return NULL;
     }
     /* The model is part of the run's identity: without --model, the one
@@ -571,7 +572,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
                   "*.safetensors and tokenizer.json, or hf:ORG/NAME[@REV])");
         return NULL;
     }
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     char *dir = NULL;
     int rc = ssf_model_resolve(a->cfg.model, hub, &dir, &err);
     if (rc) {
@@ -600,11 +601,10 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     /* The files opened: what fails now is the device refusing the options. */
     ssf_backend *b = ssf_backend_engine_open(model, tok, &a->engine, &err);
     if (!b) {
+        /* An option the engine refused is a bad command line; a machine
+         * without a GPU, or with too little memory, is not. */
         cli_error("%s", err.msg);
-        /* A machine without a GPU is not a bad command line. */
-        if (a->engine.device && strcmp(a->engine.device, "cuda") == 0 &&
-            !ssf_device_cuda_available())
-            a->open_status = EXIT_WORK;
+        a->open_status = err.usage ? EXIT_USAGE : EXIT_WORK;
         return NULL;
     }
     /* CPU and GPU differ in the last bits of every logit, and an fp8 KV

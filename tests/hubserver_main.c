@@ -110,7 +110,7 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     char tmp_dir[] = "/tmp/hubserver-XXXXXX";
     char *csv_path = NULL;
     struct hubserver *server = NULL;

@@ -255,7 +255,7 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     int rc = 1;
     struct mockserver *server = mockserver_start(&a.o, &err);
     if (server && publish_port(mockserver_port(server), a.port_file, &err) == 0) {

@@ -122,7 +122,7 @@ static ssf_model *open_gqa5(void)
     snprintf(dir, sizeof dir, "%s/gqa5-hd128", root);
     free(root);
     ssf_model *m = NULL;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
     return m;
 }
@@ -134,7 +134,7 @@ static void test_refusal_without_device(void **state)
     ssf_model *m = open_gqa5();
     ssf_device_options o = {
         .n_slots = 1, .max_context = 64, .block_size = 16, .gpu_memory_utilization = 0.9};
-    ssf_error e2 = {{0}};
+    ssf_error e2 = {0};
     assert_null(ssf_device_cuda_open(m, &o, &e2));
     /* either "no CUDA device found; ..." or "this build has no CUDA ..." */
     assert_non_null(strstr(e2.msg, "CUDA"));
@@ -151,7 +151,7 @@ static void test_option_refusals(void **state)
 {
     (void)state;
     ssf_model *m = open_gqa5();
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     ssf_device_options o = {.n_slots = 1,
                             .max_context = 64,
                             .block_size = 16,
@@ -174,7 +174,7 @@ static void test_option_refusals(void **state)
 static void test_replay_time_refusals(void **state)
 {
     (void)state;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     long replays = -1;
     double ms = -1;
     assert_int_equal(ssf_cuda_time_replays(NULL, &err), -1);
@@ -193,7 +193,7 @@ static void check_rmsnorm(int rows, int C, int with_add)
     size_t n = (size_t)rows * C;
     float *x = draws(n, 3.0f, 0.0f, 11 + C), *add = with_add ? draws(n, 1.0f, 0.0f, 12) : NULL;
     float *w = draws((size_t)C, 0.1f, 1.0f, 13), *xo = malloc(n * 4), *out = malloc(n * 4);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_cuda_op_rmsnorm(rows, C, 1e-6f, x, add, w, xo, out, &err)) fail_msg("%s", err.msg);
     double *rx = malloc(n * 8), *ro = malloc(n * 8);
     for (int r = 0; r < rows; r++) {
@@ -237,7 +237,7 @@ static void check_silu_mul(int rows, int inter, int block)
     size_t n = (size_t)rows * inter, up = block ? (size_t)block : (size_t)inter;
     float *gu = draws(2 * n, 6.0f, 0.0f, 21), *h = malloc(n * 4);
     double *ref = malloc(n * 8);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_cuda_op_silu_mul(rows, inter, block, gu, h, &err)) fail_msg("%s", err.msg);
     for (int r = 0; r < rows; r++)
         for (int i = 0; i < inter; i++) {
@@ -270,7 +270,7 @@ static void test_pdl_order(void **state)
     skip_without_gpu();
     int seen = 0;
     double early_us[2] = {0, 0};
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     for (int spin_us = 0; spin_us <= 100; spin_us += 50) {
         if (ssf_cuda_op_pdl_order(spin_us, &seen, early_us, &err)) fail_msg("%s", err.msg);
         fprintf(stderr,
@@ -291,7 +291,7 @@ static void test_gemm(void **state)
         float *X = draws((size_t)M * K, 1.0f, 0.0f, 31 + s), *W = draws((size_t)N * K, 0.1f, 0, 32);
         float *Y = malloc((size_t)M * N * 4);
         double *ref = malloc((size_t)M * N * 8);
-        ssf_error err = {{0}};
+        ssf_error err = {0};
         if (ssf_cuda_op_gemm(M, N, K, X, W, Y, &err)) fail_msg("%s", err.msg);
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
@@ -371,7 +371,7 @@ static void test_pgemm(void **state)
         float *X = draws((size_t)M * K, 1.0f, 0.0f, 41 + s);
         float *W = draws((size_t)N * K, 0.1f, 0, 42), *Y = malloc((size_t)M * N * 4);
         ssf_pgemm_shape sh;
-        ssf_error err = {{0}};
+        ssf_error err = {0};
         if (ssf_cuda_op_pgemm(M, N, K, swiglu, X, W, Y, &sh, &err)) fail_msg("%s", err.msg);
         fprintf(stderr, "# own GEMM %dx%dx%d%s: %d tiles of %d x %d splits of %d, a ring of %d\n",
                 M, N, K, swiglu ? " SwiGLU" : "", sh.tiles, sh.bn, sh.splits, sh.chunk, sh.stages);
@@ -388,7 +388,7 @@ static void fp8_expect(double *ref, size_t n_rows, int hd)
     float *x = calloc(n + 1, sizeof *x);
     for (size_t i = 0; i < n; i++)
         x[i] = (float)ref[i];
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_cuda_op_fp8_rows((int)n_rows, hd, x, x, &err)) fail_msg("%s", err.msg);
     for (size_t i = 0; i < n; i++)
         ref[i] = x[i];
@@ -407,7 +407,7 @@ static void check_rope(int nh, int nkv, int hd, int with_bias, int bs, int fp8)
     int32_t p32[6];
     for (int r = 0; r < rows; r++)
         p32[r] = pos[r];
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     op_pages pages;
     op_pages_make(&pages, 30001, bs);
     pages.pg.fp8 = fp8;
@@ -504,7 +504,7 @@ static void check_attention(int nh, int nkv, int hd, int n_ctx, int bs, int slot
     float *q = draws((size_t)rows * qd, 2.0f, 0.0f, 51 + nh),
           *k = draws((size_t)n_ctx * kvd, 2.0f, 0, 52);
     float *v = draws((size_t)n_ctx * kvd, 1.0f, 0.0f, 53), *out = malloc((size_t)rows * qd * 4);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     op_pages pages;
     int splits = 0;
     op_pages_make(&pages, n_ctx, bs);
@@ -567,7 +567,7 @@ static void check_prefill(int nh, int nkv, int hd, int first, int count, int bs,
     float *q = draws((size_t)rows * qd, 2.0f, 0.0f, 61 + nh),
           *k = draws((size_t)n_ctx * kvd, 2.0f, 0, 62);
     float *v = draws((size_t)n_ctx * kvd, 1.0f, 0.0f, 63), *out = malloc((size_t)rows * qd * 4);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     op_pages pages;
     op_pages_make(&pages, n_ctx, bs);
     pages.pg.fp8 = fp8;
@@ -624,7 +624,7 @@ static void test_fp8_rows_host(void **state)
     uint64_t seed = 7;
     for (int d = 0; d < HD; d++)
         x[HD + d] = bf16r(3.0f * draw(&seed)); /* row 1: any scale; row 2: zeros */
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_cuda_op_fp8_rows(3, HD, x, out, &err)) {
         assert_non_null(strstr(err.msg, "CUDA")); /* a build without CUDA says so */
         skip();
@@ -811,7 +811,7 @@ static void forward_ok(ssf_device *d, const paging *pg, const int32_t *tok, cons
     ssf_fwd_batch b = rows_batch(pg, tok, pos, seq, rows);
     b.n_out = n_out;
     b.out_rows = out;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (d->forward(d, &b, logits, &err)) fail_msg("forward: %s", err.msg);
 }
 
@@ -863,7 +863,7 @@ static void check_fork(fixture *f, ssf_device *d, paging *pg, const prompt_ref *
                        int from, int to)
 {
     int V = f->vocab, full = pr->len / pg->bs;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     memcpy(pg->tab[to], pg->tab[from], (size_t)full * sizeof(int32_t));
     if (pr->len % pg->bs) {
         ssf_block_copy c = {pg->tab[from][full], pg->tab[to][full]};
@@ -952,7 +952,7 @@ static int forward_drawn(ssf_device *d, const paging *pg, const fixture *f, cons
 static void greedy_decode(ssf_device *d, const paging *pg, const fixture *f, const prompt_ref *pr,
                           int seq, int deferred, int32_t *ids)
 {
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     static const int32_t from_last = 0;
     if (forward_drawn(d, pg, f, pr->tok, pr->len, 0, seq, NULL, 0, &ids[0], &err))
         fail_msg("prompt: %s", err.msg);
@@ -976,7 +976,7 @@ static void check_deferred(const fixture *f, ssf_device *d, paging *pg, const pr
     greedy_decode(d, pg, f, pr, 1, 0, want);
     greedy_decode(d, pg, f, pr, 2, 1, got);
     assert_memory_equal(got, want, sizeof want);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     int32_t id, feed_past = 1, tok = 0;
     assert_int_equal(d->collect(d, &err), -1);
     assert_non_null(strstr(err.msg, "no deferred step"));
@@ -993,7 +993,7 @@ static void check_deferred(const fixture *f, ssf_device *d, paging *pg, const pr
 /* Bad input is refused, not run. */
 static void check_refusals(ssf_device *d, paging *pg, int V)
 {
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     int32_t bad_tok = V, zero = 0, tok = 0, bad_seq = N_SEQS;
     ssf_fwd_batch b = {.n_rows = 1,
                        .token = &bad_tok,
@@ -1046,7 +1046,7 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int f
                                 with & OWN_GEMMS ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT,
                             .overlap_steps = (with & OVERLAP) != 0,
                             .fuse_norms = (with & FUSE) != 0};
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);
     return d;
@@ -1107,7 +1107,7 @@ static int open_fixture(fixture *f, const char *dir)
     snprintf(f->dir, sizeof f->dir, "%s", dir);
     char path[1100];
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_safetensors_open(path, &f->expected, &err)) return 0;
     if (ssf_model_open(dir, &f->model, &err)) fail_msg("%s", err.msg);
     f->vocab = ssf_model_config_of(f->model)->vocab_size;

@@ -183,7 +183,7 @@ static ssf_verdict check_opt(int line, const ssf_equiv_options *o, const ssf_nod
 {
     assert_non_null(g);
     assert_non_null(p);
-    ssf_error local = {{0}};
+    ssf_error local = {0};
     ssf_error *err = why ? why : &local;
     ssf_verdict v = ssf_equiv(g, p, o, err);
     if (v != want) {

@@ -40,7 +40,7 @@ static void assert_msg(const ssf_error *err, ...)
 
 static jl_value *parse_ok(const char *text)
 {
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     jl_value *v = ssf_jl_parse(text, strlen(text), JL_DEFAULT_DEPTH, &err);
     if (!v) fprintf(stderr, "%s: %s\n", text, err.msg);
     assert_non_null(v);
@@ -96,7 +96,7 @@ static void test_json_strings(void **state)
 
 static void json_fails(const char *text, int depth, const char *what)
 {
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     jl_value *v = ssf_jl_parse(text, strlen(text), depth, &err);
     if (v) fprintf(stderr, "accepted: %s\n", text);
     assert_null(v);
@@ -176,7 +176,7 @@ static void test_st_roundtrip(void **state)
         size_t len;
         unsigned char *buf = fx_serialize(&f, &len);
         ssf_safetensors *st;
-        ssf_error err = {{0}};
+        ssf_error err = {0};
         assert_int_equal(ssf_safetensors_parse(buf, len, "mem", &st, &err), 0);
         check_values(st, &f);
         ssf_safetensors_close(st);
@@ -220,7 +220,7 @@ static void test_st_widening(void **state)
                "\"b\":{\"dtype\":\"BF16\",\"shape\":[5],\"data_offsets\":[16,26]}}",
                data, sizeof data, &len);
     ssf_safetensors *st;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_safetensors_parse(buf, len, "w", &st, &err), 0);
     const ssf_tensor *h = ssf_safetensors_find(st, "h"), *b = ssf_safetensors_find(st, "b");
     float v[8];
@@ -251,7 +251,7 @@ static void st_fails(const char *header, size_t data_len, const char *a, const c
     size_t len;
     unsigned char *buf = raw_st(header, NULL, data_len, &len);
     ssf_safetensors *st = (ssf_safetensors *)1;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_safetensors_parse(buf, len, "bad.safetensors", &st, &err), -1);
     assert_null(st);
     assert_msg(&err, "bad.safetensors", a, b, (char *)NULL);
@@ -306,7 +306,7 @@ static void test_st_malformed(void **state)
         size_t len;
         unsigned char *buf = raw_st(good[i], NULL, 2, &len);
         ssf_safetensors *st;
-        ssf_error err = {{0}};
+        ssf_error err = {0};
         assert_int_equal(ssf_safetensors_parse(buf, len, "good", &st, &err), 0);
         assert_int_equal(ssf_safetensors_count(st), (size_t)(i ? 2 : 0));
         ssf_safetensors_close(st);
@@ -315,7 +315,7 @@ static void test_st_malformed(void **state)
 
     /* Header sizes: shorter than 8 bytes, longer than the file. */
     ssf_safetensors *st;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_safetensors_parse("abc", 3, "short.safetensors", &st, &err), -1);
     assert_msg(&err, "short.safetensors", "truncated", (char *)NULL);
     unsigned char big[16] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
@@ -340,7 +340,7 @@ static void test_st_files(void **state)
     fx_write(dir, "ok.safetensors", buf, len);
     snprintf(path, sizeof path, "%s/ok.safetensors", dir);
     ssf_safetensors *st;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_safetensors_open(path, &st, &err), 0);
     check_values(st, &f);
     assert_string_equal(ssf_safetensors_at(st, 0)->file, path);
@@ -388,7 +388,7 @@ static void test_config_defaults(void **state)
 {
     (void)state;
     ssf_model_config c;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     /* Llama with every optional key left out. */
     assert_int_equal(config("{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,"
                             "\"num_hidden_layers\":2,\"num_attention_heads\":4,"
@@ -493,7 +493,7 @@ static void test_config_defaults(void **state)
 static void config_fails(const char *text, const char *gen, const char *a, const char *b)
 {
     ssf_model_config c;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(config(text, gen, &c, &err), -1);
     assert_msg(&err, "m: ", a, b, (char *)NULL);
 }
@@ -627,7 +627,7 @@ static void test_model_variants(void **state)
         char *dir = make_temp_dir();
         fx_write_model(dir, cases[i].dtype, cases[i].tied, cases[i].shards);
         ssf_model *m;
-        ssf_error err = {{0}};
+        ssf_error err = {0};
         if (ssf_model_open(dir, &m, &err)) fprintf(stderr, "%s\n", err.msg);
         assert_non_null(m);
         assert_string_equal(ssf_model_dir(m), dir);
@@ -641,7 +641,7 @@ static void test_model_variants(void **state)
 static void model_fails(const char *dir, const char *a, const char *b)
 {
     ssf_model *m = (ssf_model *)1;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_model_open(dir, &m, &err), -1);
     assert_null(m);
     assert_msg(&err, a, b, (char *)NULL);
@@ -741,7 +741,7 @@ static void test_model_shard_errors(void **state)
     /* A tensor the index places in the wrong shard. */
     char *text;
     size_t len;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_read_file(index, &text, &len, &err), 0);
     char *hit = strstr(text, "\"model.norm.weight\": \"model-0000");
     assert_non_null(hit);
@@ -799,7 +799,7 @@ static int64_t meta_int(const jl_value *meta, const char *key)
 static void check_fixture(const char *dir, const jl_value *meta)
 {
     ssf_model *m;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_model_open(dir, &m, &err)) fprintf(stderr, "%s\n", err.msg);
     assert_non_null(m);
     const ssf_model_config *c = ssf_model_config_of(m);
@@ -848,7 +848,7 @@ static void test_engine_fixtures(void **state)
         snprintf(meta_path, sizeof meta_path, "%s/expected.json", dir);
         char *text;
         size_t len;
-        ssf_error err = {{0}};
+        ssf_error err = {0};
         if (access(meta_path, F_OK) != 0) continue;
         assert_int_equal(ssf_read_file(meta_path, &text, &len, &err), 0);
         jl_value *meta = ssf_jl_parse(text, len, JL_DEFAULT_DEPTH, &err);

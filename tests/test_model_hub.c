@@ -26,7 +26,7 @@ static char *g_data_dir;
 static char *repo_dir(const char *repo)
 {
     ssf_buf b = {0};
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     ssf_buf_printf(&b, "%s/%s", g_models, repo);
     if (ssf_mkdirs(b.data, &err)) abort();
     return ssf_buf_take(&b);
@@ -70,7 +70,7 @@ static int group_setup(void **state)
     g_models = make_temp_dir();
     write_repos();
     struct hubserver_options o = {g_data_dir, NULL, NULL};
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     g_server = hubserver_start(&o, &err);
     if (!g_server) {
         fprintf(stderr, "%s\n", err.msg);
@@ -104,7 +104,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     f->cache = make_temp_dir();
     setenv("SSFTEVAL_CACHE", f->cache, 1);
     if (ssf_hub_init_from_env(&f->hub, &err)) return -1;
@@ -133,7 +133,7 @@ static void test_local(void **state)
 {
     struct fixture *f = *state;
     char *dir;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_model_resolve(g_models, &f->hub, &dir, &err), 0);
     assert_string_equal(dir, g_models);
     free(dir);
@@ -153,7 +153,7 @@ static void test_sharded(void **state)
 {
     struct fixture *f = *state;
     char *dir;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     int rc = ssf_model_resolve("hf:ssfteval-test/tiny@v1", &f->hub, &dir, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -196,7 +196,7 @@ static void test_single(void **state)
 {
     struct fixture *f = *state;
     char *dir;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     int rc = ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &dir, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -217,7 +217,7 @@ static void test_errors(void **state)
 {
     struct fixture *f = *state;
     char *dir;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_model_resolve("hf:ssfteval-test/notok", &f->hub, &dir, &err), -1);
     assert_non_null(strstr(err.msg, "model ssfteval-test/notok@main"));
     assert_non_null(strstr(err.msg, "tokenizer.json"));

@@ -170,7 +170,7 @@ static ssf_openai_options options_for(struct run *r, struct mockserver *m)
 
 static ssf_backend *new_backend(const ssf_openai_options *o)
 {
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     ssf_backend *b = ssf_backend_openai_new(o, &err);
     if (!b) fail_msg("ssf_backend_openai_new(%s): %s", o->endpoint, err.msg);
     return b;
@@ -195,7 +195,7 @@ static void generate(const ssf_openai_options *o, struct run *r)
 
 static struct mockserver *start(const struct mockserver_options *mo)
 {
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     struct mockserver *m = mockserver_start(mo, &err);
     if (!m) fail_msg("mockserver_start: %s", err.msg);
     return m;

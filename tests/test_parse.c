@@ -325,7 +325,7 @@ static const parse_case cases[] = {
 static char *parse_with(const char *text, size_t len, const ssf_parse_options *o, size_t budget)
 {
     ssf_arena *a = ssf_arena_new(budget);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     ssf_node *n = ssf_parse_answer(a, text, len, o, &err);
     char *s;
     if (n) {

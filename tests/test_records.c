@@ -95,7 +95,7 @@ static void assert_contains(const char *haystack, const char *needle)
 static void read_shared(const char *rel, collect *c)
 {
     char *path = shared_path(rel);
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     collect_init(c);
     int rc = ssf_records_read_file(path, SSF_FORMAT_AUTO, collect_fn, c, &err);
     if (rc != 0) fail_msg("%s", err.msg);
@@ -135,7 +135,7 @@ static char *last_unique_id(const char *path)
 {
     char *text;
     size_t len;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     if (ssf_read_file(path, &text, &len, &err) != 0) fail_msg("%s", err.msg);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';
@@ -586,7 +586,7 @@ static void test_gpqa(void **state)
     char *zip = shared_path("data/gpqa/dataset.zip");
     char *data = NULL;
     size_t len = 0;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     int rc = ssf_zip_read_member(zip, GPQA_MEMBER, GPQA_PASSWORD, &data, &len, &err);
     if (rc != 0) fail_msg("%s", err.msg);
     assert_int_equal(len, 1373492);

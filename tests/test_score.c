@@ -51,7 +51,7 @@ static ssf_metric_context ctx_ssft(int task_groups, ssf_compat compat)
 static ssf_metric parse_ok(const char *name, const ssf_metric_context *ctx)
 {
     ssf_metric m;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     int rc = ssf_metric_parse(name, ctx, &m, &err);
     if (rc != 0) fail_msg("parse '%s': %s", name, err.msg);
     return m;
@@ -664,7 +664,7 @@ static void test_parse_errors(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const ssf_metric_context *ctx = cases[i].ssft == 1 ? &s11 : cases[i].ssft ? &no_s : &n4;
         ssf_metric m;
-        ssf_error err = {{0}};
+        ssf_error err = {0};
         if (ssf_metric_parse(cases[i].text, ctx, &m, &err) != -1)
             fail_msg("'%s' parsed", cases[i].text);
         char quoted[80];
@@ -673,7 +673,7 @@ static void test_parse_errors(void **state)
             fail_msg("'%s': message \"%s\" lacks \"%s\"", cases[i].text, err.msg, cases[i].says);
         assert_null(strchr(err.msg, '\n'));
     }
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     ssf_metric m;
     char longname[100];
     memset(longname, '9', sizeof longname - 1);

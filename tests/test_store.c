@@ -55,7 +55,7 @@ static void assert_refused_unchanged(const char *path, int readonly, const char 
     size_t before_len, after_len;
     char *before = read_bytes(path, &before_len);
     ssf_store *s = (ssf_store *)1;
-    ssf_error err = {{0}};
+    ssf_error err = {0};
     assert_int_equal(ssf_store_open(path, 1, readonly, &s, &err), -1);
     assert_null(s);
     if (!strstr(err.msg, want) || !strstr(err.msg, path)) fail_msg("message: %s", err.msg);

@@ -288,7 +288,7 @@ static void test_bad_specs(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ssf_task *t = NULL;
-        ssf_error err = {{0}};
+        ssf_error err = {0};
         if (ssf_task_parse(cases[i].json, "spec.json", &t, &err) == 0)
             fail_msg("case %zu was accepted: %s", i, cases[i].json);
         assert_null(t);

@@ -55,6 +55,23 @@ static void test_errors(void **state)
     assert_int_equal(ssf_fail(NULL, "ignored"), -1);
 }
 
+/* A refused option stays one through added context, and an error written
+ * over it is not one. */
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    ssf_error err = {0};
+    assert_int_equal(ssf_fail_usage(&err, "--slots %d: at most %d", 9, 8), -1);
+    assert_string_equal(err.msg, "--slots 9: at most 8");
+    assert_int_equal(err.usage, 1);
+    ssf_fail_prefix(&err, "engine");
+    assert_string_equal(err.msg, "engine: --slots 9: at most 8");
+    assert_int_equal(err.usage, 1);
+    ssf_fail(&err, "no CUDA device found");
+    assert_int_equal(err.usage, 0);
+    assert_int_equal(ssf_fail_usage(NULL, "ignored"), -1);
+}
+
 /* A whole number in range, or nothing written: what atoi() got wrong. */
 static void test_parse_numbers(void **state)
 {
@@ -371,6 +388,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_parse_numbers),
         cmocka_unit_test(test_numbers_ignore_locale),
         cmocka_unit_test(test_files_and_sha),

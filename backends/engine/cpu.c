@@ -230,15 +230,15 @@ static int resolve_blocks(cpu_device *d, const ssf_device_options *o, ssf_error 
 {
     int bs = o && o->block_size > 0 ? o->block_size : DEFAULT_BLOCK;
     if (bs > MAX_BLOCK)
-        return ssf_fail(err, "cpu device: a KV block of %d positions is more than %d", bs,
-                        MAX_BLOCK);
+        return ssf_fail_usage(err, "cpu device: a KV block of %d positions is more than %d", bs,
+                              MAX_BLOCK);
     int64_t per_seq = ((int64_t)d->base.max_context + bs - 1) / bs;
     int64_t n = o && o->n_blocks > 0 ? o->n_blocks : (int64_t)d->base.n_slots * per_seq;
     if (n > INT32_MAX)
-        return ssf_fail(err,
-                        "cpu device: %lld KV blocks of %d positions is more than %d; lower "
-                        "--max-context or --slots",
-                        (long long)n, bs, INT32_MAX);
+        return ssf_fail_usage(err,
+                              "cpu device: %lld KV blocks of %d positions is more than %d; lower "
+                              "--max-context or --slots",
+                              (long long)n, bs, INT32_MAX);
     d->base.block_size = bs;
     d->base.n_blocks = (int)n;
     return 0;
@@ -252,12 +252,12 @@ static int resolve_sizes(cpu_device *d, const ssf_device_options *o, ssf_error *
     int ctx = o && o->max_context > 0 ? o->max_context : DEFAULT_CONTEXT;
     if (!(o && o->max_context > 0) && model_max > 0 && ctx > model_max) ctx = model_max;
     if (model_max > 0 && ctx > model_max)
-        return ssf_fail(err,
-                        "cpu device: --max-context %d is past the model's "
-                        "max_position_embeddings %d",
-                        ctx, model_max);
+        return ssf_fail_usage(err,
+                              "cpu device: --max-context %d is past the model's "
+                              "max_position_embeddings %d",
+                              ctx, model_max);
     if (n_slots > MAX_SLOTS)
-        return ssf_fail(err, "cpu device: --slots %d is more than %d", n_slots, MAX_SLOTS);
+        return ssf_fail_usage(err, "cpu device: --slots %d is more than %d", n_slots, MAX_SLOTS);
     d->base.n_slots = n_slots;
     d->base.max_context = ctx;
     d->base.max_rows = DEFAULT_ROWS > n_slots + 1 ? DEFAULT_ROWS : n_slots + 1;
@@ -615,8 +615,9 @@ ssf_device *ssf_device_cpu_open(const ssf_model *m, const ssf_device_options *o,
     d->base.numerics = ssf_cpu_isa_name(d->isa);
     int threads = default_threads(o);
     if (o && o->kv_fp8) {
-        ssf_fail(err, "cpu device: an fp8 KV cache is a CUDA option; drop --kv-cache-dtype fp8 "
-                      "(the CPU keeps K and V in fp32)");
+        ssf_fail_usage(err,
+                       "cpu device: an fp8 KV cache is a CUDA option; drop --kv-cache-dtype fp8 "
+                       "(the CPU keeps K and V in fp32)");
         free(d);
         return NULL;
     }

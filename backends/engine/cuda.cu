@@ -1411,21 +1411,22 @@ static int own_mode_of(const ssf_device_options *o)
 static int check_options(const ssf_model_config *c, const ssf_device_options *o, ssf_error *err)
 {
     if (o->block_size < 0 || o->n_blocks < 0 || o->n_slots < 0 || o->max_context < 0)
-        return ssf_fail(err, "cuda: negative block_size, n_blocks, n_slots or max_context");
+        return ssf_fail_usage(err, "cuda: negative block_size, n_blocks, n_slots or max_context");
     if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_NEVER)
-        return ssf_fail(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
-                        o->own_small_gemms);
+        return ssf_fail_usage(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
+                              o->own_small_gemms);
     if (own_mode_of(o) == SSF_OWN_GEMMS_TUNED && o->disable_cuda_graphs)
-        return ssf_fail(err, "cuda: --own-small-gemms tuned judges the kernel before a decode "
-                             "graph's first capture; drop --no-cuda-graphs, or use always");
+        return ssf_fail_usage(err,
+                              "cuda: --own-small-gemms tuned judges the kernel before a decode "
+                              "graph's first capture; drop --no-cuda-graphs, or use always");
     /* a step holds a row of every sequence plus a prefill chunk */
     if (o->n_slots >= CUDA_MAX_ROWS)
-        return ssf_fail(err, "cuda: --slots %d: at most %d", o->n_slots, CUDA_MAX_ROWS - 1);
+        return ssf_fail_usage(err, "cuda: --slots %d: at most %d", o->n_slots, CUDA_MAX_ROWS - 1);
     int model_max = c->max_position_embeddings;
     if (model_max > 0 && o->max_context > model_max)
-        return ssf_fail(err,
-                        "cuda: --max-context %d is past the model's max_position_embeddings %d",
-                        o->max_context, model_max);
+        return ssf_fail_usage(
+            err, "cuda: --max-context %d is past the model's max_position_embeddings %d",
+            o->max_context, model_max);
     return 0;
 }
 

@@ -85,7 +85,7 @@ static ssf_device *open_device(const ssf_model *m, const ssf_engine_options *o, 
     if (strcmp(want, "cuda") == 0) return ssf_device_cuda_open(m, &o->dev, err);
     if (strcmp(want, "cpu") == 0) return ssf_device_cpu_open(m, &o->dev, err);
     if (strcmp(want, "auto") != 0) {
-        ssf_fail(err, "--device: '%s' is not a device; use auto, cpu or cuda", want);
+        ssf_fail_usage(err, "--device: '%s' is not a device; use auto, cpu or cuda", want);
         return NULL;
     }
     if (ssf_device_cuda_available()) return ssf_device_cuda_open(m, &o->dev, err);

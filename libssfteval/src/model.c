@@ -86,7 +86,7 @@ int ssf_weight_index_parse(const char *text, size_t len, const char *path, ssf_w
                            ssf_error *err)
 {
     memset(idx, 0, sizeof *idx);
-    ssf_error jerr = {{0}};
+    ssf_error jerr = {0};
     jl_value *root = ssf_jl_parse(text, len, 16, &jerr);
     if (!root) return ssf_fail(err, "%s is not valid JSON: %s", path, jerr.msg);
     const jl_value *map = ssf_jl_get(root, "weight_map");

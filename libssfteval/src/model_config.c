@@ -346,7 +346,7 @@ static int read_config(const ctx *c, const jl_value *root, ssf_model_config *cfg
 
 static int parse_one(const ctx *c, const char *text, size_t len, jl_value **out)
 {
-    ssf_error jerr = {{0}};
+    ssf_error jerr = {0};
     *out = ssf_jl_parse(text, len, CONFIG_DEPTH, &jerr);
     if (!*out) return ssf_fail(c->err, "%s: %s is not valid JSON: %s", c->name, c->file, jerr.msg);
     return 0;

@@ -69,7 +69,7 @@ static int fetch(const repo_ref *r, const char *path, ssf_error *err)
 static int fetch_optional(const repo_ref *r, const char *path, ssf_error *err)
 {
     if (r->hub->offline && !cached(r, path)) return 0;
-    ssf_error e = {{0}};
+    ssf_error e = {0};
     if (fetch(r, path, &e) == 0) return 1;
     if (strstr(e.msg, "not found (HTTP")) return 0;
     *err = e;

@@ -325,7 +325,7 @@ static int parse_header(ssf_safetensors *st, const unsigned char *buf, size_t le
     if (hlen > MAX_HEADER)
         return ssf_fail(err, "%s: header length %llu exceeds the 100 MB safetensors limit", file,
                         (unsigned long long)hlen);
-    ssf_error jerr = {{0}};
+    ssf_error jerr = {0};
     jl_value *root = ssf_jl_parse((const char *)buf + 8, (size_t)hlen, HEADER_DEPTH, &jerr);
     if (!root) return ssf_fail(err, "%s: the header is not valid JSON: header %s", file, jerr.msg);
     header_ctx h = {file, buf + 8 + hlen, len - 8 - hlen, err};

@@ -26,6 +26,18 @@ int(ssf_fail)(ssf_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    err->usage = 0;
+    return -1;
+}
+
+int(ssf_fail_usage)(ssf_error *err, const char *fmt, ...)
+{
+    if (!err) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->usage = 1;
     return -1;
 }
 

@@ -25,11 +25,20 @@ const char *ssf_version(void);
 
 typedef struct ssf_error {
     char msg[SSF_ERROR_MAX];
+    /* Nonzero when what failed is the caller's options as given (an unknown
+     * device, a context past the model's, an option the chosen device lacks)
+     * rather than the machine or the files (no GPU, too little memory, a
+     * corrupt file), so that a program can tell a bad command line from work
+     * that failed. */
+    int usage;
 } ssf_error;
 
 /* Formats one line into err (which may be NULL).  Always returns -1 so that
  * callers can write `return ssf_fail(err, ...)`. */
 int ssf_fail(ssf_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ssf_fail for options refused as such: sets err->usage as well. */
+int ssf_fail_usage(ssf_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prepends "prefix: " to the message already in err, to add context such as
  * the file name as an error travels up. */
@@ -40,6 +49,7 @@ int ssf_fail_prefix(ssf_error *err, const char *fmt, ...) __attribute__((format(
  * would walk paths on which `rc = ssf_fail(...)` left rc at 0.  Spell out the
  * -1 for it (util.c defines the functions under parenthesised names). */
 #define ssf_fail(...) ((void)ssf_fail(__VA_ARGS__), -1)
+#define ssf_fail_usage(...) ((void)ssf_fail_usage(__VA_ARGS__), -1)
 #define ssf_fail_prefix(...) ((void)ssf_fail_prefix(__VA_ARGS__), -1)
 #endif
 
