@@ -191,6 +191,15 @@ sed 's/boxed{2}/boxed{5}/' "$work/gen.jsonl" >"$work/gen-worse.jsonl"
 run 0 run synth --generations "$work/gen-worse.jsonl" --db "$work/a.sqlite" "${common[@]}" --seed 7 >/dev/null 2>&1
 check "compare: 2 questions are too few to call a 50-point drop at z 1.64" run 0 compare 1 2 --db "$work/a.sqlite"
 check "compare: a drop is a regression at z 0 (exit 1)" eval 'run 1 compare 1 2 --z 0 --db "$work/a.sqlite" && grep -q REGRESSION "$work/out"'
+# pass@1 per question: base 50, 100; candidate 50, 0.  The paired
+# differences 0 and -100 give -50 with a standard error of
+# sqrt(5000 / 2) = 50 (n - 1 in the variance: n would give 35.36).
+check "compare: the paired means, difference and standard error" eval 'run 1 compare 1 2 --z 0 --db "$work/a.sqlite" && grep -Eq "^synth +pass@1 +75\.00 +25\.00 +-50\.00 +50\.00 +2  REGRESSION$" "$work/out" && grep -Eq "^synth +cons@6:native +25\.00 +0\.00 +-25\.00 +25\.00 +2  REGRESSION$" "$work/out"'
+check "compare: a gain is no regression, whatever the gate" eval 'run 0 compare 2 1 --z 0 --max-drop 0 --db "$work/a.sqlite" && grep -Eq "^synth +pass@1 +25\.00 +75\.00 +\+50\.00 +50\.00 +2  ok$" "$work/out" && grep -q "no regression$" "$work/out"'
+check "compare: --max-drop widens the gate (a 50-point drop passes at 60)" eval 'run 0 compare 1 2 --z 0 --max-drop 60 --db "$work/a.sqlite" && ! grep -q REGRESSION "$work/out"'
+check "compare: ... and fails it at 40, for the metrics that dropped more" eval 'run 1 compare 1 2 --z 0 --max-drop 40 --db "$work/a.sqlite" && grep -Eq "^synth +pass@1 .* REGRESSION$" "$work/out" && grep -Eq "^synth +cons@6:native .* ok$" "$work/out"'
+check "compare: a drop of exactly z x SE is not a regression" run 0 compare 1 2 --z 1 --max-drop 0 --db "$work/a.sqlite"
+check "compare: ... one just past it is" run 1 compare 1 2 --z 0.99 --max-drop 0 --db "$work/a.sqlite"
 check "compare: bad run id (exit 2)" run 2 compare 1 99 --db "$work/a.sqlite"
 run 0 run synth --generations "$work/gen.jsonl" --db "$work/a.sqlite" "${common[@]}" --seed 8 --profile lighteval >/dev/null 2>&1
 check "compare: runs graded under different profiles are refused, naming the rescore" eval 'run 2 compare 3 2 --z 0 --db "$work/a.sqlite" && grep -q "no grade under profile default; grade them with \`ssfteval rescore 3 --profile default\`" "$work/err"'
