@@ -812,6 +812,16 @@ static void test_endless_response(void **state)
     run_endless(5, (size_t)1 << 20, 0, "a response of more than 1 MiB from the server");
 }
 
+/* A cap that is not whole MiB is said in bytes, not rounded down to a
+ * figure the response did not pass. */
+static void test_endless_response_cap_in_bytes(void **state)
+{
+    (void)state;
+    run_endless(5, 1500000, 0, "a response of more than 1500000 bytes from the server");
+    run_endless(8, (size_t)1 << 30, ((size_t)4 << 20) + 1,
+                "responses held at once past 4194305 bytes in all from the server");
+}
+
 /* Many responses that each stay under max_response_bytes still end once
  * what they hold together passes max_held_bytes, and are not asked again. */
 static void test_endless_responses_together(void **state)
@@ -1092,6 +1102,7 @@ int main(void)
         cmocka_unit_test_setup(test_not_retried, arm_watchdog),
         cmocka_unit_test_setup(test_echoed_secrets_hidden, arm_watchdog),
         cmocka_unit_test_setup(test_endless_response, arm_watchdog),
+        cmocka_unit_test_setup(test_endless_response_cap_in_bytes, arm_watchdog),
         cmocka_unit_test_setup(test_endless_responses_together, arm_watchdog),
         cmocka_unit_test_setup(test_held_counts_in_flight_only, arm_watchdog),
         cmocka_unit_test_setup(test_not_found, arm_watchdog),
