@@ -16,6 +16,7 @@ trap 'rm -rf "$work"' EXIT
 export SSFTEVAL_CACHE="$work/cache"
 unset SSFTEVAL_DB SSFTEVAL_DATA_DIR SSFTEVAL_ENDPOINT
 . "$(dirname "$0")/tap.sh"
+need sqlite3
 run() { # EXPECTED_STATUS ARGS...
     local want=$1
     shift

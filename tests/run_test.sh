@@ -12,6 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 unset SSFTEVAL_DB SSFTEVAL_DATA_DIR
 . "$(dirname "$0")/tap.sh"
+need sqlite3
 run() { # EXPECTED_STATUS ARGS...
     local want=$1
     shift
@@ -168,23 +169,21 @@ check "rescore while another connection writes the store waits for it, then stor
 wait "$holder"
 check "rescore with the lighteval profile" eval 'run 0 rescore 1 --profile lighteval --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && [ "$(metric synth pass@1)" = "75.00" ]'
 check "compare: same run, no regression" run 0 compare 1 1 --db "$work/a.sqlite"
-if command -v sqlite3 >/dev/null; then
-    cp "$work/a.sqlite" "$work/crafted.sqlite"
-    sqlite3 "$work/crafted.sqlite" "UPDATE runs SET config_json = json_set(config_json, '\$.tasks[0].documents', 576460752303423488) WHERE id = 1"
-    cp "$work/a.sqlite" "$work/ungraded.sqlite"
-    sqlite3 "$work/ungraded.sqlite" "DELETE FROM grades WHERE run_id = 1 AND doc = 0 AND profile = 'default'"
-    check "a resume grades stored samples that have no grade, as they were graded when made" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/ungraded.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err" && [ "$(metric synth pass@1)" = "75.00" ] && [ "$(metric synth cons@32)" = "50.00" ] && [ "$(sqlite3 "$work/ungraded.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'default'"'"'")" = 116 ]'
-    # Grades another build made (here: all wrong) are made again on resume,
-    # under every profile the run has metrics for, not kept beside new ones.
-    cp "$work/a.sqlite" "$work/oldbuild.sqlite"
-    sqlite3 "$work/oldbuild.sqlite" "UPDATE runs SET version = '0.0.9+gold' WHERE id = 1; UPDATE grades SET verdict = 0 WHERE run_id = 1"
-    check "a resume by another build grades the stored samples again" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/oldbuild.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err" && [ "$(metric synth pass@1)" = "75.00" ] && [ "$(metric synth cons@32)" = "50.00" ] && [ "$(sqlite3 "$work/oldbuild.sqlite" "SELECT version FROM runs WHERE id = 1")" = "$("$ssfteval" --version | cut -d" " -f2)" ]'
-    check "... and under the other profiles its metrics have" eval 'run 0 report 1 --profile lighteval --format csv --db "$work/oldbuild.sqlite" && [ "$(sqlite3 "$work/oldbuild.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'lighteval'"'"' AND verdict = 1")" -gt 0 ]'
-    cp "$work/a.sqlite" "$work/crafted2.sqlite"
-    sqlite3 "$work/crafted2.sqlite" "UPDATE runs SET config_json = json_remove(config_json, '\$.chat_template') WHERE id = 1"
-    check "rescore of a stored configuration without its chat template (it crashed)" run 0 rescore 1 --db "$work/crafted2.sqlite" --task-file "$work/synth.json" --data-dir "$work"
-    check "a stored configuration with 2^59 documents is refused as damage (it overflowed the table)" eval 'run 2 compare 1 1 --db "$work/crafted.sqlite" && grep -q "^ssfteval: run 1: its stored configuration names a task without a name or with 576460752303423488 documents; the store is damaged$" "$work/err"'
-fi
+cp "$work/a.sqlite" "$work/crafted.sqlite"
+sqlite3 "$work/crafted.sqlite" "UPDATE runs SET config_json = json_set(config_json, '\$.tasks[0].documents', 576460752303423488) WHERE id = 1"
+cp "$work/a.sqlite" "$work/ungraded.sqlite"
+sqlite3 "$work/ungraded.sqlite" "DELETE FROM grades WHERE run_id = 1 AND doc = 0 AND profile = 'default'"
+check "a resume grades stored samples that have no grade, as they were graded when made" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/ungraded.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err" && [ "$(metric synth pass@1)" = "75.00" ] && [ "$(metric synth cons@32)" = "50.00" ] && [ "$(sqlite3 "$work/ungraded.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'default'"'"'")" = 116 ]'
+# Grades another build made (here: all wrong) are made again on resume,
+# under every profile the run has metrics for, not kept beside new ones.
+cp "$work/a.sqlite" "$work/oldbuild.sqlite"
+sqlite3 "$work/oldbuild.sqlite" "UPDATE runs SET version = '0.0.9+gold' WHERE id = 1; UPDATE grades SET verdict = 0 WHERE run_id = 1"
+check "a resume by another build grades the stored samples again" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/oldbuild.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err" && [ "$(metric synth pass@1)" = "75.00" ] && [ "$(metric synth cons@32)" = "50.00" ] && [ "$(sqlite3 "$work/oldbuild.sqlite" "SELECT version FROM runs WHERE id = 1")" = "$("$ssfteval" --version | cut -d" " -f2)" ]'
+check "... and under the other profiles its metrics have" eval 'run 0 report 1 --profile lighteval --format csv --db "$work/oldbuild.sqlite" && [ "$(sqlite3 "$work/oldbuild.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'lighteval'"'"' AND verdict = 1")" -gt 0 ]'
+cp "$work/a.sqlite" "$work/crafted2.sqlite"
+sqlite3 "$work/crafted2.sqlite" "UPDATE runs SET config_json = json_remove(config_json, '\$.chat_template') WHERE id = 1"
+check "rescore of a stored configuration without its chat template (it crashed)" run 0 rescore 1 --db "$work/crafted2.sqlite" --task-file "$work/synth.json" --data-dir "$work"
+check "a stored configuration with 2^59 documents is refused as damage (it overflowed the table)" eval 'run 2 compare 1 1 --db "$work/crafted.sqlite" && grep -q "^ssfteval: run 1: its stored configuration names a task without a name or with 576460752303423488 documents; the store is damaged$" "$work/err"'
 check "compare to a full disk is an error (2), not a regression (1)" eval '"$ssfteval" compare 1 1 --db "$work/a.sqlite" >/dev/full 2>"$work/err"; [ $? -eq 2 ] && grep -q "cannot write standard output" "$work/err"'
 # A worse candidate: doc 1 wrong everywhere.
 sed 's/boxed{2}/boxed{5}/' "$work/gen.jsonl" >"$work/gen-worse.jsonl"
@@ -252,16 +251,23 @@ check "compare: another prompt over the same questions is compared" eval 'run 0 
 run 0 run synth "${qrun[@]}" --limit 1 >/dev/null 2>&1
 check "compare: a --limit run beside a whole one is refused for its count, not as other data" eval 'run 2 compare 4 3 --db "$work/questions.sqlite" && grep -q "^ssfteval: task synth: run 4 has 1 questions and run 3 2; compare runs over the same questions$" "$work/err"'
 check "compare: runs over other questions are refused (exit 2), before any table" eval 'run 2 compare 1 3 --db "$work/questions.sqlite" && grep -q "^ssfteval: task synth: run 1 and run 3 asked different questions (other data: a --task-file, --data-dir or revision); compare runs over the same questions$" "$work/err" && [ ! -s "$work/out" ]'
-if command -v sqlite3 >/dev/null; then
-    mkdir "$work/two" && cp "$work/synth.jsonl" "$work/two/" && cp "$work/synth.jsonl" "$work/two/synth2.jsonl"
-    sed 's/"name": "synth"/"name": "synth2"/; s/synth.jsonl/synth2.jsonl/' "$work/synth.json" >"$work/two/synth2.json"
-    sed 's/"task": "synth"/"task": "synth2"/' "$work/gen.jsonl" | cat "$work/gen.jsonl" - >"$work/two/gen.jsonl"
-    two=(--task-file "$work/synth.json" --task-file "$work/two/synth2.json" --data-dir "$work/two" --db "$work/two.sqlite")
-    run 0 run synth,synth2 --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" >/dev/null 2>&1
-    check "the same tasks named in another order are the same run" eval 'run 0 run synth2,synth --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" && grep -q "run 1 done (resumed): 232 samples planned, 232 stored before, 0 generated" "$work/err"'
-    sed -i 's/"a": "2"/"a": "7"/' "$work/two/synth2.jsonl"
-    check "rescore refuses before it stores a grade: the first task's were stored when the second's data was refused" eval 'run 1 rescore 1 --profile lighteval "${two[@]}" && grep -q "task synth2: the data loaded now" "$work/err" && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'lighteval'"'"'")" = 0 ] && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'default'"'"'")" = 232 ]'
-fi
+mkdir "$work/two" && cp "$work/synth.jsonl" "$work/two/" && cp "$work/synth.jsonl" "$work/two/synth2.jsonl"
+sed 's/"name": "synth"/"name": "synth2"/; s/synth.jsonl/synth2.jsonl/' "$work/synth.json" >"$work/two/synth2.json"
+sed 's/"task": "synth"/"task": "synth2"/' "$work/gen.jsonl" | cat "$work/gen.jsonl" - >"$work/two/gen.jsonl"
+two=(--task-file "$work/synth.json" --task-file "$work/two/synth2.json" --data-dir "$work/two" --db "$work/two.sqlite")
+run 0 run synth,synth2 --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" >/dev/null 2>&1
+check "the same tasks named in another order are the same run" eval 'run 0 run synth2,synth --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" && grep -q "run 1 done (resumed): 232 samples planned, 232 stored before, 0 generated" "$work/err"'
+sed -i 's/"a": "2"/"a": "7"/' "$work/two/synth2.jsonl"
+check "rescore refuses before it stores a grade: the first task's were stored when the second's data was refused" eval 'run 1 rescore 1 --profile lighteval "${two[@]}" && grep -q "task synth2: the data loaded now" "$work/err" && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'lighteval'"'"'")" = 0 ] && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'default'"'"'")" = 232 ]'
+# Reports over two tasks of other values: the Markdown's Average is their
+# mean, the value beside its standard error, and JSON has an entry a task.
+mkdir "$work/three" && cp "$work/synth.jsonl" "$work/three/" && cp "$work/synth.jsonl" "$work/three/synth3.jsonl"
+sed 's/"name": "synth"/"name": "synth3"/; s/synth.jsonl/synth3.jsonl/' "$work/synth.json" >"$work/three/synth3.json"
+sed 's/"task": "synth"/"task": "synth3"/' "$work/gen-worse.jsonl" | cat "$work/gen.jsonl" - >"$work/three/gen.jsonl"
+run 0 run synth,synth3 --generations "$work/three/gen.jsonl" --protocol ssft --quiet --task-file "$work/synth.json" --task-file "$work/three/synth3.json" --data-dir "$work/three" --db "$work/three.sqlite" >/dev/null 2>&1
+check "report md over two tasks: each value with its standard error, then their average" eval 'run 0 report --db "$work/three.sqlite" && grep -A4 "^### pass@1$" "$work/out" | grep -qF "| - | 1 | ssfteval | 75.00 ± 25.00 | 25.00 ± 25.00 | 50.00 |"'
+jpath() { sqlite3 :memory: "SELECT json_extract(readfile('$work/out'), '$1')"; }
+check "report json over two tasks: an entry a task, each with its own values" eval 'run 0 report --format json --db "$work/three.sqlite" && [ "$(jpath "\$.runs[0].task") $(jpath "\$.runs[1].task") $(jpath "\$.runs[2].task")" = "synth synth3 " ] && [ "$(jpath "\$.runs[1].metrics.\"pass@1\".value") $(jpath "\$.runs[1].metrics.\"pass@1\".stderr")" = "0.25 0.25" ] && [ "$(jpath "\$.runs[0].metrics.\"cons@32\".stderr")" = 0.5 ]'
 head -n 1 "$work/edit/synth.jsonl" >"$work/edit/one.jsonl" && mv "$work/edit/one.jsonl" "$work/edit/synth.jsonl"
 check "rescore refuses data with fewer rows than the run asked" eval 'run 1 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "(1 documents from .*) is not what run 3 asked and graded against (2 documents)" "$work/err"'
 
