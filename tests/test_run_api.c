@@ -2,12 +2,14 @@
  * test_run_api.c - the run pipeline as a library user calls it: ssf_run_execute
  * writes its progress, failure reasons and notes to cfg.log alone (a NULL
  * log: nothing at all on the process's stderr), and the summary and store
- * say what happened.  Also the replay backend's digest of its file.
+ * say what happened.  Also the replay backend's digest of its file, and the
+ * seeds of samples.
  */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,12 +162,35 @@ static void test_replay_digest_is_the_files(void **state)
     free(dir);
 }
 
+/* A sample's seed is its key's, so that a resumed or replayed run draws
+ * the same samples: pinned to values computed apart from the code (Python's
+ * hashlib on "ssfteval-seed-v1\n<seed>\n<task>\n<doc>\n<tag>", the first 8
+ * bytes big-endian, shifted right by 2, plus the index), each part of the
+ * key moving it, and under 2^62 for servers' signed seeds. */
+static void test_sample_seeds(void **state)
+{
+    (void)state;
+    assert_true(ssf_sample_seed(1234, "aime25", 7, 3, 0) == 2651283240838464926ULL);
+    assert_true(ssf_sample_seed(1234, "aime25", 7, 3, 5) == 2651283240838464931ULL);
+    assert_true(ssf_sample_seed(UINT64_MAX, "math_500", 499, 6, 4095) == 2915593083810939240ULL);
+    uint64_t base = ssf_sample_seed(1234, "aime25", 7, 3, 0);
+    const uint64_t others[] = {
+        ssf_sample_seed(1235, "aime25", 7, 3, 0), ssf_sample_seed(1234, "aime24", 7, 3, 0),
+        ssf_sample_seed(1234, "aime25", 8, 3, 0), ssf_sample_seed(1234, "aime25", 7, 4, 0),
+        ssf_sample_seed(1234, "aime25", 7, 3, 1)};
+    for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+        assert_true(others[i] != base);
+        assert_true(others[i] < (1ULL << 62) + 4096);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_null_log_is_silent),
         cmocka_unit_test(test_log_gets_what_stderr_got),
         cmocka_unit_test(test_replay_digest_is_the_files),
+        cmocka_unit_test(test_sample_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
