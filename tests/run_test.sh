@@ -334,6 +334,9 @@ stop_mock() { kill "$mock_pid" 2>/dev/null; wait "$mock_pid" 2>/dev/null; }
 start_mock --fault 503,count=1,mod=3,rem=0 --fault reset,count=1,mod=5,rem=1 --retry-after-ms 50
 check "openai backend: run through faults" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" --concurrency 32 "${common[@]}" && grep -q "116 generated, 0 failed" "$work/err"'
 check "openai backend: every sample stores its exact request" eval '[ "$(sqlite3 "$work/o.sqlite" "select count(*) from samples where request_json like '"'"'%\"seed\":%'"'"' and request_json like '"'"'%\"temperature\":%'"'"'")" = 116 ]'
+# A request asks for up to 8 samples of a question and tag (n): 4 for tag
+# 1's 32, one for each other tag's, 9 a question.
+check "openai backend: each of the 18 requests is sent with its own seed" eval '[ "$(sqlite3 "$work/o.sqlite" "SELECT count(DISTINCT json_extract(request_json, '"'"'\$.seed'"'"')) FROM samples WHERE run_id = 1")" = 18 ]'
 check "openai backend: rerun generates nothing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err"'
 check "openai backend: --stop is sent and makes another run (it cuts samples)" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" --stop "</answer>" "${common[@]}" && grep -q "0 stored before, 116 generated" "$work/err" && [ "$(sqlite3 "$work/o.sqlite" "select count(*) from samples where run_id = 2 and request_json like \"%\"\"stop\"\":[\"\"</answer>\"\"]%\"")" -gt 0 ]'
 check "replay refuses --stop (its texts are made)" eval 'run 2 run synth --generations "$work/gen.jsonl" --stop "</answer>" --db "$work/o2.sqlite" "${common[@]}" && grep -q "^ssfteval: --stop: replay serves the texts as they were made; drop --stop" "$work/err"'
