@@ -274,6 +274,8 @@ check "rescore refuses data with fewer rows than the run asked" eval 'run 1 resc
 # 6. Bad input.
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
 printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
+{ cat "$work/gen.jsonl"; head -n 1 "$work/gen.jsonl" | sed 's/boxed{1}/boxed{9}/'; } >"$work/dup-gen.jsonl"
+check "a generations file with two lines for one sample is refused, naming the second (not one kept unsaid)" eval 'run 1 run synth --generations "$work/dup-gen.jsonl" --db "$work/dup.sqlite" "${common[@]}" && grep -q "^ssfteval: .*dup-gen.jsonl:117: a second line for task synth doc 0 tag 1 sample 0; keep one$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/dup.sqlite" ]'
 check "malformed generations line (exit 1: the file is bad, not the command)" eval 'run 1 run synth --generations "$work/bad-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "bad-gen.jsonl:1" "$work/err"'
 printf '{"task": "synth", "doc": 0, "sample": 0, "text": "caf\xe9"}\n' >"$work/latin1-gen.jsonl"
 printf '{"task": "synth", "doc": 0, "sample": 0, "text": "x\\u0000 so \\\\boxed{1}"}\n{"task": "synth", "doc": 1, "sample": 0, "text": "\\\\boxed{2}"}\n' >"$work/nul-gen.jsonl"
