@@ -28,11 +28,23 @@ struct blob {
     size_t len;
 };
 
+/* What a /rows answer gets wrong, for tests of the client's checks. */
+enum rows_flaw {
+    ROWS_SOUND,
+    ROWS_PARTIAL,   /* "partial": true, as a partial export says */
+    ROWS_TRUNCATED, /* row 3 comes with its "problem" cell in truncated_cells */
+    ROWS_GAP,       /* row_idx skips 5 */
+    ROWS_SHRINKING, /* num_rows_total one lower on pages after the first */
+    ROWS_SHORT,     /* num_rows_total 5 past the rows there are */
+    ROWS_LONG,      /* num_rows_total 1 short of the rows there are */
+};
+
 struct rows_source {
     const char *dataset;
     const char *split;
     const char *file; /* under data_dir; NULL: answer malformed JSON */
-    json_t *rows;     /* array of row objects */
+    enum rows_flaw flaw;
+    json_t *rows; /* array of row objects */
 };
 
 struct hubserver {
@@ -41,16 +53,22 @@ struct hubserver {
     char *token;
     char *models_dir;                   /* NULL: no model repositories */
     struct blob math500, corrupt, gpqa; /* gpqa.data is NULL when not given */
-    struct rows_source rows[4];
+    struct rows_source rows[10];
     atomic_size_t requests;
 };
 
-static const struct rows_source rows_sources[4] = {
-    {"HuggingFaceH4/aime_2024", "train", "aime24.jsonl", NULL},
-    {"yentinglin/aime_2025", "train", "aime25.jsonl", NULL},
-    {"HuggingFaceH4/MATH-500", "test", "math500.jsonl", NULL},
-    /* Lets tests see how the client takes a broken answer. */
-    {"ssfteval-test/malformed", "train", NULL, NULL},
+static const struct rows_source rows_sources[10] = {
+    {"HuggingFaceH4/aime_2024", "train", "aime24.jsonl", ROWS_SOUND, NULL},
+    {"yentinglin/aime_2025", "train", "aime25.jsonl", ROWS_SOUND, NULL},
+    {"HuggingFaceH4/MATH-500", "test", "math500.jsonl", ROWS_SOUND, NULL},
+    /* Let tests see how the client takes a broken answer. */
+    {"ssfteval-test/malformed", "train", NULL, ROWS_SOUND, NULL},
+    {"ssfteval-test/partial", "train", "aime24.jsonl", ROWS_PARTIAL, NULL},
+    {"ssfteval-test/truncated", "train", "aime24.jsonl", ROWS_TRUNCATED, NULL},
+    {"ssfteval-test/gap", "train", "aime24.jsonl", ROWS_GAP, NULL},
+    {"ssfteval-test/shrinking", "test", "math500.jsonl", ROWS_SHRINKING, NULL},
+    {"ssfteval-test/short", "train", "aime24.jsonl", ROWS_SHORT, NULL},
+    {"ssfteval-test/long", "train", "aime24.jsonl", ROWS_LONG, NULL},
 };
 
 /* ---- loading ----------------------------------------------------------- */
@@ -274,15 +292,39 @@ static const struct rows_source *find_rows(const struct hubserver *s, const char
     return NULL;
 }
 
+static json_t *rows_item(const struct rows_source *src, size_t i)
+{
+    size_t idx = src->flaw == ROWS_GAP && i >= 5 ? i + 1 : i;
+    json_t *cut = json_array();
+    if (src->flaw == ROWS_TRUNCATED && i == 3) json_array_append_new(cut, json_string("problem"));
+    return json_pack("{s:I,s:O,s:o}", "row_idx", (json_int_t)idx, "row",
+                     json_array_get(src->rows, i), "truncated_cells", cut);
+}
+
+static size_t rows_total(const struct rows_source *src, size_t offset)
+{
+    size_t total = json_array_size(src->rows);
+    switch (src->flaw) {
+    case ROWS_SHRINKING:
+        return offset > 0 ? total - 1 : total;
+    case ROWS_SHORT:
+        return total + 5;
+    case ROWS_LONG:
+        return total - 1;
+    default:
+        return total;
+    }
+}
+
 static json_t *rows_page(const struct rows_source *src, size_t offset, size_t length)
 {
     size_t total = json_array_size(src->rows);
     json_t *rows = json_array();
     for (size_t i = offset; i < total && i < offset + length; i++)
-        json_array_append_new(rows, json_pack("{s:I,s:O,s:[]}", "row_idx", (json_int_t)i, "row",
-                                              json_array_get(src->rows, i), "truncated_cells"));
+        json_array_append_new(rows, rows_item(src, i));
     return json_pack("{s:[],s:o,s:I,s:i,s:b}", "features", "rows", rows, "num_rows_total",
-                     (json_int_t)total, "num_rows_per_page", PAGE_MAX, "partial", 0);
+                     (json_int_t)rows_total(src, offset), "num_rows_per_page", PAGE_MAX, "partial",
+                     src->flaw == ROWS_PARTIAL);
 }
 
 static enum MHD_Result serve_rows(struct hubserver *s, struct MHD_Connection *c)

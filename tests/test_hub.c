@@ -708,6 +708,35 @@ static void test_rows_malformed(void **state)
     assert_error(-1, &err, "is not valid JSON");
 }
 
+/* What a /rows answer gets wrong is refused, and nothing is kept: each of
+ * these would leave a question set short or cut without a word. */
+static void test_rows_flawed_answers(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *dataset, *split, *needle;
+    } cases[] = {
+        {"ssfteval-test/partial", "train", "the server has only part of ssfteval-test/partial"},
+        {"ssfteval-test/truncated", "train",
+         "row 3 came with its cell 'problem' truncated by the server"},
+        {"ssfteval-test/gap", "train", "row_idx 6 where 5 was expected"},
+        {"ssfteval-test/shrinking", "test", "num_rows_total changed from 500 to 499"},
+        {"ssfteval-test/short", "train", "no rows at offset 30 of 35"},
+        {"ssfteval-test/long", "train", "more rows than num_rows_total (29)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ssf_error err;
+        char *local = NULL;
+        assert_error(ssf_hub_fetch_rows(&f->hub, cases[i].dataset, "default", cases[i].split, 0,
+                                        &local, &err),
+                     &err, cases[i].needle);
+        assert_null(local);
+        char *dest = ssf_hub_rows_cache_path(&f->hub, cases[i].dataset, "default", cases[i].split);
+        assert_false(exists(dest));
+        free(dest);
+    }
+}
+
 static void test_rows_offline(void **state)
 {
     struct fixture *f = *state;
@@ -851,6 +880,7 @@ int main(void)
         T(test_rows_expected_mismatch),
         T(test_rows_unknown_dataset),
         T(test_rows_malformed),
+        T(test_rows_flawed_answers),
         T(test_rows_offline),
         cmocka_unit_test(test_init_from_env),
     };
