@@ -1,7 +1,8 @@
 /*
  * test_store.c - the SQLite results store: schema, runs, samples, grades,
  * metrics, refusal of files that are not ours (byte for byte unchanged),
- * waiting for another writer, and surviving kill -9 mid-write.
+ * waiting for another writer (and refusing past the wait), a full disk, and
+ * surviving kill -9 mid-write.
  */
 #include <math.h>
 #include <pthread.h>
@@ -1088,6 +1089,99 @@ static void test_waits_for_writer(void **state)
     free(dir);
 }
 
+/* A writer that holds the store past the busy timeout: the write is
+ * refused by name and wait, and what was stored stays. */
+static void test_busy_past_timeout(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = join(dir, "r.db");
+    ssf_store *s = open_store(path);
+    int resumed;
+    int64_t run = begin(s, "h", &resumed);
+    ssf_sample_row a = sample("t", 0, 0, 0, "stored before");
+    put(s, run, &a, NULL);
+
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    ssf_sample_row b = sample("t", 1, 0, 0, "refused");
+    ssf_error err = {0};
+    double t0 = ssf_monotonic_seconds();
+    assert_int_equal(ssf_store_put_sample(s, run, &b, NULL, &err), -1);
+    assert_true(ssf_monotonic_seconds() - t0 > 4.5);
+    assert_non_null(strstr(err.msg, "is busy (another ssfteval is writing?)"));
+    assert_non_null(strstr(err.msg, "within 5000 ms"));
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+
+    seen *c = visit(s, run, NULL, NULL);
+    assert_int_equal(c->n, 1);
+    assert_string_equal(c->keys[0], "t/0/0/0");
+    free(c);
+    put(s, run, &b, NULL); /* and the next try, once it is free, is stored */
+    ssf_store_close(s);
+    remove_tree(dir);
+    free(path);
+    free(dir);
+}
+
+/* Each connection opened while it is registered may not grow its database:
+ * a disk that is full. */
+static int no_growth(sqlite3 *db, const char **msg, const struct sqlite3_api_routines *api)
+{
+    (void)msg;
+    (void)api;
+    return sqlite3_exec(db, "PRAGMA max_page_count = 1", NULL, NULL, NULL);
+}
+
+/* A full disk refuses the write with the fix, keeps what was stored, and
+ * the run goes on where it stopped once there is room. */
+static void test_disk_full(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = join(dir, "r.db");
+    ssf_store *s = open_store(path);
+    int resumed;
+    int64_t run = begin(s, "h", &resumed);
+    ssf_sample_row a = sample("t", 0, 0, 0, "stored before");
+    put(s, run, &a, NULL);
+    ssf_store_close(s);
+
+    /* max_page_count is held at the pages the file has */
+    assert_int_equal(sqlite3_auto_extension((void (*)(void))no_growth), SQLITE_OK);
+    s = open_store(path);
+    char *big = malloc(200001);
+    memset(big, 'x', 200000);
+    big[200000] = '\0';
+    ssf_sample_row b = sample("t", 1, 0, 0, big);
+    ssf_error err = {0};
+    int rc = ssf_store_put_sample(s, run, &b, NULL, &err);
+    sqlite3_reset_auto_extension();
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err.msg, "r.db: disk full, cannot "));
+    assert_non_null(strstr(err.msg, ": free some space and rerun (it resumes)"));
+    ssf_store_close(s);
+
+    s = open_store(path);
+    assert_int_equal(begin(s, "h", &resumed), run);
+    assert_int_equal(resumed, 1);
+    seen *c = visit(s, run, NULL, NULL);
+    assert_int_equal(c->n, 1);
+    assert_string_equal(c->keys[0], "t/0/0/0");
+    free(c);
+    put(s, run, &b, NULL);
+    c = visit(s, run, NULL, NULL);
+    assert_int_equal(c->n, 2);
+    free(c);
+    free(big);
+    ssf_store_close(s);
+    remove_tree(dir);
+    free(path);
+    free(dir);
+}
+
 /* The child writes samples whose text length is recorded in request_json,
  * until it is killed. */
 static void crash_writer(const char *path, int round)
@@ -1189,7 +1283,8 @@ int main(void)
         cmocka_unit_test(test_refuses_foreign_wal), cmocka_unit_test(test_refuses_random_bytes),
         cmocka_unit_test(test_refuses_newer),       cmocka_unit_test(test_refuses_truncated),
         cmocka_unit_test(test_refuses_bit_rot),     cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_waits_for_writer),    cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_waits_for_writer),    cmocka_unit_test(test_busy_past_timeout),
+        cmocka_unit_test(test_disk_full),           cmocka_unit_test(test_kill9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
