@@ -200,6 +200,51 @@ static void test_digest_of_mapped_bytes(void **state)
     free(dir);
 }
 
+static void cache_entry_of(const char *cache, const char *file, char *entry, size_t size)
+{
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    snprintf(entry, size, "%s/sha256/%jx-%jx", cache, (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+}
+
+/* A file unchanged for some seconds is remembered, and its digest then read
+ * from the cache (here the bytes passed differ, to tell); one changed in
+ * place since it was opened is not remembered, since what was hashed may
+ * not be what its stat now describes. */
+static void test_digest_cache_remembers_settled_files(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *kept = write_temp_file(dir, "kept", "def"),
+         *changed = write_temp_file(dir, "changed", "abc");
+    char *cache = ssf_path_join(dir, "cache"), entry[4096], hex[65];
+    sleep(3); /* past the 2 s a file must be left alone to be remembered */
+    struct stat opened;
+    assert_int_equal(stat(kept, &opened), 0);
+    static const char def[] = "cb8379ac2098aa165029e3938a51da0bcecfc008fd6795f401178647f96c5b34";
+    ssf_sha256_mapped_cached(kept, "def", 3, &opened, cache, NULL, hex);
+    assert_string_equal(hex, def);
+    cache_entry_of(cache, kept, entry, sizeof entry);
+    assert_int_equal(access(entry, F_OK), 0);
+    ssf_sha256_mapped_cached(kept, "zzz", 3, &opened, cache, NULL, hex);
+    assert_string_equal(hex, def);
+
+    assert_int_equal(stat(changed, &opened), 0);
+    FILE *f = fopen(changed, "r+");
+    assert_non_null(f);
+    assert_true(fputs("xyz", f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    ssf_sha256_mapped_cached(changed, "abc", 3, &opened, cache, NULL, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    cache_entry_of(cache, changed, entry, sizeof entry);
+    assert_int_equal(access(entry, F_OK), -1);
+    remove_tree(dir);
+    free(kept);
+    free(changed);
+    free(cache);
+    free(dir);
+}
+
 static void test_files_and_sha(void **state)
 {
     (void)state;
@@ -391,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_parse_numbers),
         cmocka_unit_test(test_numbers_ignore_locale),
+        cmocka_unit_test(test_digest_cache_remembers_settled_files),
         cmocka_unit_test(test_files_and_sha),
         cmocka_unit_test(test_digest_cache_odd_entries),
         cmocka_unit_test(test_digest_of_mapped_bytes),
