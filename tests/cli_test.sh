@@ -23,6 +23,7 @@ unset HF_TOKEN HF_ENDPOINT HF_HUB_OFFLINE SSFTEVAL_DATA_DIR SSFTEVAL_OFFLINE
 export SSFTEVAL_CACHE="$work/cache"
 
 . "$(dirname "$0")/tap.sh"
+need sqlite3
 
 # run EXPECTED_STATUS ARGS...: runs ssfteval, keeps stdout/stderr in $out/$err
 run() {
@@ -87,14 +88,21 @@ check "a GPQA zip whose member data is damaged: one line, the same fix" eval 'ru
 check "missing data dir" eval 'run 1 tasks --data-dir "$work/nowhere" && err_has "data not found"'
 
 # --- prompts equal the reference, byte for byte (digests from the fixture)
-fixture_has() { grep -q "\"$1\": \"$2\"" "$fixtures"; }
+fixture_digest() { # TASK DOC KEY: the fixture's digest of that task's doc under that key
+    sqlite3 :memory: "SELECT json_extract(value, '\$.sha256.\"$3\"') FROM json_each(readfile('$fixtures'), '\$.tasks.$1.docs') WHERE json_extract(value, '\$.doc') = $2"
+}
+fixture_has() { # TASK DOC KEY DIGEST
+    local want
+    want=$(fixture_digest "$1" "$2" "$3")
+    [ -n "$want" ] && [ "$want" = "$4" ] || { echo "# $1 doc $2 $3: fixture ${want:-(none)}, got $4"; return 1; }
+}
 prompt_digest() {
     "$ssfteval" prompt "$1" --doc "$2" "${@:3}" --data-dir "$shared/data" | sha256sum | cut -d' ' -f1
 }
-check "prompt aime24 doc 0 qwen2.5 tag 1" fixture_has "qwen2.5/1" "$(prompt_digest aime24 0 --tag 1)"
-check "prompt math_500 doc 499 chatml" fixture_has "chatml/0" "$(prompt_digest math_500 499 --chat-template chatml)"
-check "prompt gpqa_diamond doc 0 none tag 6" fixture_has "none/6" "$(prompt_digest gpqa_diamond 0 --chat-template none --tag 6)"
-check "prompt --chat-template-from qwen3 is chatml" fixture_has "chatml/0" \
+check "prompt aime24 doc 0 qwen2.5 tag 1" fixture_has aime24 0 "qwen2.5/1" "$(prompt_digest aime24 0 --tag 1)"
+check "prompt math_500 doc 499 chatml" fixture_has math_500 499 "chatml/0" "$(prompt_digest math_500 499 --chat-template chatml)"
+check "prompt gpqa_diamond doc 0 none tag 6" fixture_has gpqa_diamond 0 "none/6" "$(prompt_digest gpqa_diamond 0 --chat-template none --tag 6)"
+check "prompt --chat-template-from qwen3 is chatml" fixture_has aime25 0 "chatml/0" \
     "$(prompt_digest aime25 0 --chat-template-from "$shared/tokenizers/qwen3")"
 check "prompt --json gold" eval 'run 0 prompt gpqa_diamond --doc 0 --json --data-dir "$shared/data" && out_has "\"gold\": \"D\"" && out_has "\"gold_index\": 3"'
 check "gpqa-order hash changes placement only by id" eval 'run 0 prompt gpqa_diamond --doc 0 --json --gpqa-order hash --data-dir "$shared/data" && out_has "\"gold\""'
