@@ -19,25 +19,33 @@
 #include <time.h>
 #include <unistd.h>
 
+/* What ssf_fail and ssf_fail_usage share: the line, and whether it is a
+ * refused option. */
+static void fail_with(ssf_error *err, int usage, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void fail_with(ssf_error *err, int usage, const char *fmt, va_list ap)
+{
+    if (!err) return;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    err->usage = usage;
+}
+
 int(ssf_fail)(ssf_error *err, const char *fmt, ...)
 {
-    if (!err) return -1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    fail_with(err, 0, fmt, ap);
     va_end(ap);
-    err->usage = 0;
     return -1;
 }
 
 int(ssf_fail_usage)(ssf_error *err, const char *fmt, ...)
 {
-    if (!err) return -1;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    fail_with(err, 1, fmt, ap);
     va_end(ap);
-    err->usage = 1;
     return -1;
 }
 
