@@ -180,6 +180,45 @@ static seen *visit(ssf_store *s, int64_t run, const char *task, const char *prof
     return visit_query(s, run, &(ssf_sample_query){.task = task, .profile = profile});
 }
 
+/* Most tests work on one store, r.db in a directory of their own. */
+typedef struct store_fixture {
+    char *dir, *path;
+    ssf_store *s; /* NULL while a test has it closed */
+} store_fixture;
+
+static int setup_store(void **state)
+{
+    store_fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = make_temp_dir();
+    f->path = join(f->dir, "r.db");
+    f->s = open_store(f->path);
+    *state = f;
+    return 0;
+}
+
+static int teardown_store(void **state)
+{
+    store_fixture *f = *state;
+    ssf_store_close(f->s);
+    remove_tree(f->dir);
+    free(f->path);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void close_store(store_fixture *f)
+{
+    ssf_store_close(f->s);
+    f->s = NULL;
+}
+
+static ssf_store *reopen_store(store_fixture *f)
+{
+    return f->s = open_store(f->path);
+}
+
 /* ---- schema and runs ---------------------------------------------------- */
 
 static void test_create_reopen(void **state)
@@ -239,10 +278,8 @@ static int collect_run(const ssf_run_row *r, void *ud)
 
 static void test_runs_resume(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
     ssf_error err;
     int resumed = -1;
     int64_t a = begin(s, "hash-a", &resumed);
@@ -303,21 +340,14 @@ static void test_runs_resume(void **state)
     assert_non_null(strstr(err.msg, "no run 999"));
     assert_int_equal(ssf_store_finish_run(s, a, "finished", &err), -1);
     assert_non_null(strstr(err.msg, "finished"));
-
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* ---- samples and grades ------------------------------------------------- */
 
 static void test_sample_round_trip(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     ssf_sample_row row = {.task = "aime25",
@@ -386,19 +416,12 @@ static void test_sample_round_trip(void **state)
     c = visit(s, run, "aime25", NULL);
     assert_int_equal(c->copy.graded, 0);
     free(c);
-
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 static void test_failed_then_success(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     ssf_grade_row g = {.profile = "default", .verdict = 0, .pred_key = "first"};
@@ -446,21 +469,14 @@ static void test_failed_then_success(void **state)
     assert_string_equal(c->pred_key, "first");
     assert_int_equal(c->copy.verdict, 0);
     free(c);
-
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* The store settles a run's status from what it holds, not from what one
  * process saw: a failure here that a run beside it stored is no failure. */
 static void test_settle_by_store(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     ssf_sample_row failed = sample("t", 1, 0, 0, NULL);
@@ -495,18 +511,13 @@ static void test_settle_by_store(void **state)
     assert_int_equal(ssf_store_abandon_run(s, run, &status, &err), 0);
     assert_string_equal(status, "incomplete");
     assert_int_equal(ssf_store_abandon_run(s, run + 7, &status, &err), -1);
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 static void test_grades(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
+    const char *path = f->path;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     ssf_sample_row row = sample("t", 4, 1, 2, "text");
@@ -544,19 +555,12 @@ static void test_grades(void **state)
     /* The store still works after the failures (no transaction left open). */
     ssf_sample_row next = sample("t", 5, 1, 2, "text");
     put(s, run, &next, &g3);
-
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 static void test_foreach_order(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     int64_t other = begin(s, "other", &resumed);
@@ -600,21 +604,14 @@ static void test_foreach_order(void **state)
     c = visit(s, run, NULL, NULL);
     assert_int_equal(c->n, 7);
     free(c);
-
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* The query's filters: one question, the samples ungraded under a profile,
  * and keys alone (a stored text as "", a failed one's as NULL). */
 static void test_sample_queries(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     ssf_grade_row g = {.profile = "default", .verdict = 1, .pred_key = "k"};
@@ -653,11 +650,6 @@ static void test_sample_queries(void **state)
     assert_string_equal(c->text, "(null)"); /* the last, failed one */
     assert_string_equal(c->error, "server gone");
     free(c);
-
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* With no other writer, writes and a nested walk from a callback work on
@@ -690,10 +682,9 @@ static int regrade(const ssf_stored_sample *st, void *ud)
 
 static void test_write_during_walk(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
+    const char *path = f->path;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     for (int i = 0; i < 20; i++) {
@@ -706,10 +697,6 @@ static void test_write_during_walk(void **state)
     assert_int_equal(c.n, 20);
     assert_int_equal(c.inner, 400);
     assert_query(path, "SELECT count(*) FROM grades WHERE profile = 'new'", "20");
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* Another connection writes while this one walks: a write from inside the
@@ -804,10 +791,8 @@ static int collect_metric(const ssf_metric_row *m, void *ud)
 
 static void test_metrics_upsert(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     ssf_error err;
@@ -846,10 +831,6 @@ static void test_metrics_upsert(void **state)
     metric_seen none = {0};
     assert_int_equal(ssf_store_foreach_metric(s, run + 1, collect_metric, &none, &err), 0);
     assert_int_equal(none.n, 0);
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* ---- files that are not ours -------------------------------------------- */
@@ -1060,10 +1041,9 @@ static void *release_later(void *arg)
 
 static void test_waits_for_writer(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
+    const char *path = f->path;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
 
@@ -1083,20 +1063,15 @@ static void test_waits_for_writer(void **state)
     seen *c = visit(s, run, NULL, NULL);
     assert_int_equal(c->n, 1);
     free(c);
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* A writer that holds the store past the busy timeout: the write is
  * refused by name and wait, and what was stored stays. */
 static void test_busy_past_timeout(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
+    const char *path = f->path;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     ssf_sample_row a = sample("t", 0, 0, 0, "stored before");
@@ -1120,10 +1095,6 @@ static void test_busy_past_timeout(void **state)
     assert_string_equal(c->keys[0], "t/0/0/0");
     free(c);
     put(s, run, &b, NULL); /* and the next try, once it is free, is stored */
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* Each connection opened while it is registered may not grow its database:
@@ -1139,19 +1110,17 @@ static int no_growth(sqlite3 *db, const char **msg, const struct sqlite3_api_rou
  * the run goes on where it stopped once there is room. */
 static void test_disk_full(void **state)
 {
-    (void)state;
-    char *dir = make_temp_dir();
-    char *path = join(dir, "r.db");
-    ssf_store *s = open_store(path);
+    store_fixture *f = *state;
+    ssf_store *s = f->s;
     int resumed;
     int64_t run = begin(s, "h", &resumed);
     ssf_sample_row a = sample("t", 0, 0, 0, "stored before");
     put(s, run, &a, NULL);
-    ssf_store_close(s);
+    close_store(f);
 
     /* max_page_count is held at the pages the file has */
     assert_int_equal(sqlite3_auto_extension((void (*)(void))no_growth), SQLITE_OK);
-    s = open_store(path);
+    s = reopen_store(f);
     char *big = malloc(200001);
     memset(big, 'x', 200000);
     big[200000] = '\0';
@@ -1162,9 +1131,9 @@ static void test_disk_full(void **state)
     assert_int_equal(rc, -1);
     assert_non_null(strstr(err.msg, "r.db: disk full, cannot "));
     assert_non_null(strstr(err.msg, ": free some space and rerun (it resumes)"));
-    ssf_store_close(s);
+    close_store(f);
 
-    s = open_store(path);
+    s = reopen_store(f);
     assert_int_equal(begin(s, "h", &resumed), run);
     assert_int_equal(resumed, 1);
     seen *c = visit(s, run, NULL, NULL);
@@ -1176,10 +1145,6 @@ static void test_disk_full(void **state)
     assert_int_equal(c->n, 2);
     free(c);
     free(big);
-    ssf_store_close(s);
-    remove_tree(dir);
-    free(path);
-    free(dir);
 }
 
 /* The child writes samples whose text length is recorded in request_json,
@@ -1274,17 +1239,28 @@ static void test_kill9(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_reopen),       cmocka_unit_test(test_runs_resume),
-        cmocka_unit_test(test_sample_round_trip),   cmocka_unit_test(test_failed_then_success),
-        cmocka_unit_test(test_settle_by_store),     cmocka_unit_test(test_grades),
-        cmocka_unit_test(test_foreach_order),       cmocka_unit_test(test_sample_queries),
-        cmocka_unit_test(test_write_during_walk),   cmocka_unit_test(test_write_in_stale_read),
-        cmocka_unit_test(test_metrics_upsert),      cmocka_unit_test(test_refuses_foreign),
-        cmocka_unit_test(test_refuses_foreign_wal), cmocka_unit_test(test_refuses_random_bytes),
-        cmocka_unit_test(test_refuses_newer),       cmocka_unit_test(test_refuses_truncated),
-        cmocka_unit_test(test_refuses_bit_rot),     cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_waits_for_writer),    cmocka_unit_test(test_busy_past_timeout),
-        cmocka_unit_test(test_disk_full),           cmocka_unit_test(test_kill9),
+        cmocka_unit_test(test_create_reopen),
+        cmocka_unit_test_setup_teardown(test_runs_resume, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_sample_round_trip, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_failed_then_success, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_settle_by_store, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_grades, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_foreach_order, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_sample_queries, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_write_during_walk, setup_store, teardown_store),
+        cmocka_unit_test(test_write_in_stale_read),
+        cmocka_unit_test_setup_teardown(test_metrics_upsert, setup_store, teardown_store),
+        cmocka_unit_test(test_refuses_foreign),
+        cmocka_unit_test(test_refuses_foreign_wal),
+        cmocka_unit_test(test_refuses_random_bytes),
+        cmocka_unit_test(test_refuses_newer),
+        cmocka_unit_test(test_refuses_truncated),
+        cmocka_unit_test(test_refuses_bit_rot),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test_setup_teardown(test_waits_for_writer, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_busy_past_timeout, setup_store, teardown_store),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup_store, teardown_store),
+        cmocka_unit_test(test_kill9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
