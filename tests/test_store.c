@@ -208,6 +208,8 @@ static int teardown_store(void **state)
     return 0;
 }
 
+#define with_store(test) cmocka_unit_test_setup_teardown(test, setup_store, teardown_store)
+
 static void close_store(store_fixture *f)
 {
     ssf_store_close(f->s);
@@ -1240,16 +1242,16 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_reopen),
-        cmocka_unit_test_setup_teardown(test_runs_resume, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_sample_round_trip, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_failed_then_success, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_settle_by_store, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_grades, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_foreach_order, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_sample_queries, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_write_during_walk, setup_store, teardown_store),
+        with_store(test_runs_resume),
+        with_store(test_sample_round_trip),
+        with_store(test_failed_then_success),
+        with_store(test_settle_by_store),
+        with_store(test_grades),
+        with_store(test_foreach_order),
+        with_store(test_sample_queries),
+        with_store(test_write_during_walk),
         cmocka_unit_test(test_write_in_stale_read),
-        cmocka_unit_test_setup_teardown(test_metrics_upsert, setup_store, teardown_store),
+        with_store(test_metrics_upsert),
         cmocka_unit_test(test_refuses_foreign),
         cmocka_unit_test(test_refuses_foreign_wal),
         cmocka_unit_test(test_refuses_random_bytes),
@@ -1257,9 +1259,9 @@ int main(void)
         cmocka_unit_test(test_refuses_truncated),
         cmocka_unit_test(test_refuses_bit_rot),
         cmocka_unit_test(test_missing_file),
-        cmocka_unit_test_setup_teardown(test_waits_for_writer, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_busy_past_timeout, setup_store, teardown_store),
-        cmocka_unit_test_setup_teardown(test_disk_full, setup_store, teardown_store),
+        with_store(test_waits_for_writer),
+        with_store(test_busy_past_timeout),
+        with_store(test_disk_full),
         cmocka_unit_test(test_kill9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
