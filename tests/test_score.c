@@ -730,6 +730,12 @@ static void test_aggregate_edges(void **state)
     assert_true(isnan(agg.stderr_)); /* as LightEval's sample SD: unknown */
     assert_near(agg.ci_lo, 0.25, 0);
     assert_near(agg.ci_hi, 0.25, 0);
+
+    const double two[] = {1, 0}; /* no resamples: a value, no interval */
+    ssf_aggregate_values(two, 2, 0, 1, &agg);
+    assert_near(agg.value, 0.5, 0);
+    assert_near(agg.stderr_, 0.5, 1e-15);
+    assert_true(isnan(agg.ci_lo) && isnan(agg.ci_hi));
 }
 
 /* Reproducible with a seed, and about mean +- 1.96 SE on a larger set. */
