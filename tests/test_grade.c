@@ -208,6 +208,24 @@ static void test_answer_part(void **state)
     expect_default("5", "<think>so \\boxed{5}</think>", SSF_GRADE_WRONG, "no answer extracted");
     expect_default("5", "<think>a</think><|im_start|>answer $\\boxed{5}$", SSF_GRADE_RIGHT,
                    "identical");
+    /* the last "</think>", not the first */
+    expect_default("5", "<think>a</think>\\boxed{5}</think>", SSF_GRADE_WRONG,
+                   "no answer extracted");
+    expect_default("5", "<think>a</think>\\boxed{6}</think> so \\boxed{5}", SSF_GRADE_RIGHT,
+                   "identical");
+}
+
+/* A sample the length limit cut says so, before what it lacks. */
+static void test_cut_by_length_reason(void **state)
+{
+    (void)state;
+    ssf_grade_request req = {.gold = "5", .pred = "<think>so", .precision = -1, .cut_by_length = 1};
+    ssf_grade_result res;
+    ssf_grade(graders[SSF_PROFILE_DEFAULT], &req, &res);
+    assert_int_equal(res.verdict, SSF_GRADE_WRONG);
+    assert_int_equal(res.no_answer, 1);
+    assert_string_equal(res.reason, "no answer: cut off by the length limit");
+    ssf_grade_result_clear(&res);
 }
 
 /* Several boxes make a list when only separators stand between them; the
@@ -373,9 +391,10 @@ static void test_ssft_lighteval_quirks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_other_graders), cmocka_unit_test(test_lighteval_extractive),
-        cmocka_unit_test(test_math500_golds), cmocka_unit_test(test_ssft_lighteval_quirks),
-        cmocka_unit_test(test_answer_part),   cmocka_unit_test(test_max_min),
+        cmocka_unit_test(test_other_graders),        cmocka_unit_test(test_lighteval_extractive),
+        cmocka_unit_test(test_math500_golds),        cmocka_unit_test(test_ssft_lighteval_quirks),
+        cmocka_unit_test(test_answer_part),          cmocka_unit_test(test_max_min),
+        cmocka_unit_test(test_cut_by_length_reason), cmocka_unit_test(test_max_min),
         cmocka_unit_test(test_several_boxes),
     };
     if (!shared_available()) return 77;
