@@ -272,6 +272,13 @@ head -n 1 "$work/edit/synth.jsonl" >"$work/edit/one.jsonl" && mv "$work/edit/one
 check "rescore refuses data with fewer rows than the run asked" eval 'run 1 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "(1 documents from .*) is not what run 3 asked and graded against (2 documents)" "$work/err"'
 
 # 6. Bad input.
+# Each value out of its range is refused by name and range, before a store
+# is made: --top-p 0 would otherwise mean no cut, --max-new-tokens 0 empty
+# samples.
+for bad in "top-p 0 1e-09, 1" "temperature -1 0, 100" "min-p 1.5 0, 1" "max-new-tokens 0 1..10000000" "top-k -1 0..1000000000" "samples 0 1..4096" "seed -1 0..9000000000000000" "slots 0 1..4096" "kv-blocks 0 1..1073741824" "max-context 1 2..16777216" "concurrency 0 1..65536"; do
+    read -r opt val range <<<"$bad"
+    check "--$opt $val is refused (exit 2), its range named" eval 'run 2 run synth --generations "$work/gen.jsonl" --db "$work/range.sqlite" "${common[@]}" --$opt $val && grep -q "^ssfteval: --$opt: '"'"'$val'"'"' is not an\? [a-z]* in \[\?$range\]\?$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/range.sqlite" ]'
+done
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
 printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
 { cat "$work/gen.jsonl"; head -n 1 "$work/gen.jsonl" | sed 's/boxed{1}/boxed{9}/'; } >"$work/dup-gen.jsonl"
