@@ -277,7 +277,7 @@ check "rescore refuses data with fewer rows than the run asked" eval 'run 1 resc
 # samples.
 for bad in "top-p 0 1e-09, 1" "temperature -1 0, 100" "min-p 1.5 0, 1" "max-new-tokens 0 1..10000000" "top-k -1 0..1000000000" "samples 0 1..4096" "seed -1 0..9000000000000000" "slots 0 1..4096" "kv-blocks 0 1..1073741824" "max-context 1 2..16777216" "concurrency 0 1..65536"; do
     read -r opt val range <<<"$bad"
-    check "--$opt $val is refused (exit 2), its range named" eval 'run 2 run synth --generations "$work/gen.jsonl" --db "$work/range.sqlite" "${common[@]}" --$opt $val && grep -q "^ssfteval: --$opt: '"'"'$val'"'"' is not an\? [a-z]* in \[\?$range\]\?$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/range.sqlite" ]'
+    check "--$opt $val is refused (exit 2), its range named" eval 'run 2 run synth --generations "$work/gen.jsonl" --db "$work/range-$opt.sqlite" "${common[@]}" --$opt $val && grep -q "^ssfteval: --$opt: '"'"'$val'"'"' is not an\? [a-z]* in \[\?$range\]\?$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/range-$opt.sqlite" ]'
 done
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
 printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
