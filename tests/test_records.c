@@ -661,7 +661,9 @@ static void put_le(FILE *f, unsigned long v, int bytes)
 
 /* A zip of one stored member "m" holding "x" whose central directory
  * claims `claimed` bytes uncompressed. */
-static void write_lying_zip(const char *path, unsigned long claimed)
+/* A stored (not compressed) archive of one member "m" whose data is the
+ * byte `data` and whose entries give the CRC-32 of "x" and `claimed` bytes. */
+static void write_zip_of(const char *path, unsigned long claimed, char data)
 {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -669,7 +671,8 @@ static void write_lying_zip(const char *path, unsigned long claimed)
     put_le(f, 0x04034b50UL, 4);             /* local header */
     put_le(f, 20, 2), put_le(f, 0, 2), put_le(f, 0, 2), put_le(f, 0, 4);
     put_le(f, crc, 4), put_le(f, 1, 4), put_le(f, 1, 4), put_le(f, 1, 2), put_le(f, 0, 2);
-    fputs("mx", f);             /* the name, then the data */
+    fputc('m', f); /* the name, then the data */
+    fputc(data, f);
     put_le(f, 0x02014b50UL, 4); /* central directory */
     put_le(f, 20, 2), put_le(f, 20, 2), put_le(f, 0, 2), put_le(f, 0, 2), put_le(f, 0, 4);
     put_le(f, crc, 4), put_le(f, 1, 4), put_le(f, claimed, 4), put_le(f, 1, 2), put_le(f, 0, 2);
@@ -679,6 +682,11 @@ static void write_lying_zip(const char *path, unsigned long claimed)
     put_le(f, 0, 2), put_le(f, 0, 2), put_le(f, 1, 2), put_le(f, 1, 2);
     put_le(f, 47, 4), put_le(f, 32, 4), put_le(f, 0, 2);
     fclose(f);
+}
+
+static void write_lying_zip(const char *path, unsigned long claimed)
+{
+    write_zip_of(path, claimed, 'x');
 }
 
 /* A member's size is the archive's word: a few bytes claiming 2 GiB are
@@ -701,6 +709,26 @@ static void test_zip_lying_size(void **state)
     write_lying_zip(path, 0x7fffffffUL);
     assert_int_equal(ssf_zip_read_member(path, "m", NULL, &data, &len, &err), -1);
     assert_contains(err.msg, "claims 2147483647 bytes");
+    assert_null(data);
+    unlink(path);
+}
+
+/* A member's bytes are checked against its CRC-32 once read to the end
+ * (what also catches the 1 wrong ZipCrypto password in 256 its check lets
+ * by). */
+static void test_zip_damaged_member(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ssfteval-zip-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char *data = NULL;
+    size_t len = 0;
+    ssf_error err;
+    write_zip_of(path, 1, 'y');
+    assert_int_equal(ssf_zip_read_member(path, "m", NULL, &data, &len, &err), -1);
+    assert_contains(err.msg, "member m: CRC mismatch (wrong password or damaged archive)");
     assert_null(data);
     unlink(path);
 }
@@ -738,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_gpqa),
         cmocka_unit_test(test_zip_errors),
         cmocka_unit_test(test_zip_lying_size),
+        cmocka_unit_test(test_zip_damaged_member),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
