@@ -176,6 +176,39 @@ static void test_top_p(void **state)
     check_distribution(&tiny, p);
 }
 
+/* top_p applies to what top_k kept, renormalized: over ids 7, 0, 1 the
+ * shares are 0.629, 0.231, 0.140, so top_p = 0.75 keeps 7 and 0 (over all
+ * ids it would keep 1 too, as test_top_p shows). */
+static void test_top_p_after_top_k(void **state)
+{
+    (void)state;
+    double p[N_TOK];
+    int keep[N_TOK] = {1, 0, 0, 0, 0, 0, 0, 1};
+    ssf_sampler_params kp = {.temperature = 1.0, .top_k = 3, .top_p = 0.75};
+    expected(1.0, keep, p);
+    check_distribution(&kp, p);
+}
+
+/* Equal weights are ranked by id, lowest first, so that a cut among ties
+ * keeps the same ids on every device: top_k = 2 and top_p = 0.5 over four
+ * equal logits keep ids 0 and 1, and both are drawn. */
+static void test_ties_by_id(void **state)
+{
+    (void)state;
+    static const float flat[4] = {0, 0, 0, 0};
+    ssf_sampler_params by_k = {.temperature = 1.0, .top_k = 2, .top_p = 1.0};
+    ssf_sampler_params by_p = {.temperature = 1.0, .top_p = 0.5};
+    ssf_sampler_scratch s = {0};
+    int seen_k[4] = {0}, seen_p[4] = {0};
+    for (uint64_t i = 0; i < 2000; i++) {
+        seen_k[ssf_sample(flat, 4, &by_k, i + 1, 0, &s)]++;
+        seen_p[ssf_sample(flat, 4, &by_p, i + 1, 0, &s)]++;
+    }
+    ssf_sampler_scratch_free(&s);
+    assert_true(seen_k[0] > 0 && seen_k[1] > 0 && seen_k[2] == 0 && seen_k[3] == 0);
+    assert_true(seen_p[0] > 0 && seen_p[1] > 0 && seen_p[2] == 0 && seen_p[3] == 0);
+}
+
 /* min_p = 0.2 keeps tokens with p >= 0.2 p_max, i.e. logit >= 3 + ln 0.2 =
  * 1.39: ids 7, 0, 1. */
 static void test_min_p(void **state)
@@ -233,6 +266,8 @@ int main(void)
         cmocka_unit_test(test_temperature),
         cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_top_p),
+        cmocka_unit_test(test_top_p_after_top_k),
+        cmocka_unit_test(test_ties_by_id),
         cmocka_unit_test(test_top_p_flat),
         cmocka_unit_test(test_min_p),
         cmocka_unit_test(test_padding_never_sampled),
