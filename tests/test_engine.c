@@ -571,6 +571,127 @@ static void test_context_limit_and_long_prompt(void **state)
     assert_true(g[2].n <= 5);
 }
 
+/* The first seed from `seed` whose sample runs past `at_least` tokens. */
+static uint64_t seed_running_past(ssf_gen_request *r, int at_least, uint64_t seed)
+{
+    expect x;
+    for (;; seed++) {
+        r->seed = seed;
+        reference(r, &x);
+        if (x.n > at_least) return seed;
+    }
+}
+
+/* Prompts that cannot run fail alone, each with its reason: an empty one,
+ * and one whose blocks (10 of 4 positions) pass the pool's 8; the third
+ * runs as the reference does. */
+static void test_prompts_that_cannot_run(void **state)
+{
+    (void)state;
+    char long_prompt[41];
+    memset(long_prompt, 'c', 40);
+    long_prompt[40] = '\0';
+    ssf_gen_request reqs[3] = {
+        {.prompt = "", .seed = 1, .sampling = {.temperature = 0.7, .top_p = 1}},
+        {.prompt = long_prompt, .seed = 2, .sampling = {.temperature = 0.7, .top_p = 1}},
+        {.prompt = "ok",
+         .seed = 3,
+         .sampling = {.temperature = 0, .top_p = 1, .max_new_tokens = 5}},
+    };
+    for (int kind = 0; kind <= 2; kind++) {
+        got g[3];
+        run_engine((pool_shape){2, 8, 4, 512, kind}, reqs, 3, g, NULL);
+        assert_true(g[0].failed);
+        assert_string_equal(g[0].error, "engine: the prompt is empty");
+        assert_true(g[1].failed);
+        assert_string_equal(g[1].error,
+                            "engine: the prompt needs 10 KV blocks, the pool has 8; raise "
+                            "--kv-blocks");
+        assert_false(g[2].failed);
+        expect x;
+        reference(&reqs[2], &x);
+        assert_int_equal(g[2].n, x.n);
+        assert_memory_equal(g[2].ids, x.ids, (size_t)x.n * sizeof(int32_t));
+    }
+}
+
+/* A sample alone that outgrows the pool (4 blocks of 4 positions) fails
+ * with the fix; the sample after it runs as the reference does. */
+static void test_sample_outgrows_pool(void **state)
+{
+    (void)state;
+    ssf_gen_request reqs[2] = {
+        {.prompt = "ab", .sampling = {.temperature = 1.0, .top_p = 1, .max_new_tokens = 40}},
+        {.prompt = "cd",
+         .seed = 9,
+         .sampling = {.temperature = 0, .top_p = 1, .max_new_tokens = 4}},
+    };
+    seed_running_past(&reqs[0], 20, 1);
+    for (int kind = 0; kind <= 2; kind++) {
+        got g[2];
+        run_engine((pool_shape){1, 4, 4, 512, kind}, reqs, 2, g, NULL);
+        assert_int_equal(g[0].calls, 1);
+        assert_true(g[0].failed);
+        assert_string_equal(g[0].error, "engine: the KV pool cannot hold this sample; raise "
+                                        "--kv-blocks or lower --max-context");
+        assert_false(g[1].failed);
+        expect x;
+        reference(&reqs[1], &x);
+        assert_int_equal(g[1].n, x.n);
+        assert_memory_equal(g[1].ids, x.ids, (size_t)x.n * sizeof(int32_t));
+    }
+}
+
+/* Stops at the first sample reported, with the status the caller's
+ * callback gives (as the run does when the store refuses a write). */
+static int stop_at_first(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
+{
+    on_done(req, res, ud);
+    return 7;
+}
+
+/* A callback's nonzero status stops the call: it is returned, no sample is
+ * reported after it, nothing is left on the device, and the engine then
+ * runs the next call whole. */
+static void check_callback_stops(int device_samples)
+{
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    fake f;
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    ssf_engine *e = open_engine(&f, 4, &o);
+    fake_kind(&f, device_samples);
+    got g[N_REQ];
+    memset(g, 0, sizeof g);
+    sink k = {reqs, g};
+    ssf_error err;
+    assert_int_equal(ssf_engine_generate(e, reqs, N_REQ, stop_at_first, &k, &err), 7);
+    int calls = 0;
+    for (int i = 0; i < N_REQ; i++)
+        calls += g[i].calls;
+    assert_int_equal(calls, 1);
+    assert_int_equal(f.queued, 0);
+    memset(g, 0, sizeof g);
+    assert_int_equal(ssf_engine_generate(e, reqs, N_REQ, on_done, &k, &err), 0);
+    for (int i = 0; i < N_REQ; i++) {
+        expect x;
+        reference(&reqs[i], &x);
+        assert_int_equal(g[i].calls, 1);
+        assert_false(g[i].failed);
+        assert_int_equal(g[i].n, x.n);
+        assert_memory_equal(g[i].ids, x.ids, (size_t)x.n * sizeof(int32_t));
+    }
+    ssf_engine_free(e);
+}
+
+static void test_callback_stops(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind <= 2; kind++)
+        check_callback_stops(kind);
+}
+
 /* A stop string ends a sample on the device of each kind (device_samples). */
 static void check_stop_strings(int device_samples)
 {
@@ -768,6 +889,9 @@ int main(void)
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_device_failure),
         cmocka_unit_test(test_interrupt),
+        cmocka_unit_test(test_prompts_that_cannot_run),
+        cmocka_unit_test(test_sample_outgrows_pool),
+        cmocka_unit_test(test_callback_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
