@@ -813,6 +813,59 @@ static void test_byte_level_prefix_space(void **state)
     json_decref(doc);
 }
 
+/* The engine fixture's tokenizer with one case's added tokens. */
+static ssf_tokenizer *with_added_tokens(const char *root, json_t *added)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/engine/gqa5-hd128/tokenizer.json", root);
+    json_t *doc = json_load_file(path, 0, NULL);
+    assert_non_null(doc);
+    json_array_extend(json_object_get(doc, "added_tokens"), added);
+    char *json = json_dumps(doc, 0);
+    ssf_tokenizer *t = NULL;
+    ssf_error err;
+    if (ssf_tokenizer_load_json(json, strlen(json), "added", &t, &err)) fail_msg("%s", err.msg);
+    free(json);
+    json_decref(doc);
+    return t;
+}
+
+/* Added tokens that strip the spaces beside them (lstrip, rstrip) or match
+ * only as a whole word (single_word), and the longest of two added tokens
+ * that start alike: ids as tokenizers gives them
+ * (tools/make-added-token-cases.py). */
+static void test_added_token_flags(void **state)
+{
+    (void)state;
+    const char *root = getenv("SSFTEVAL_SOURCE_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/added-token-cases.json", root ? root : ".");
+    json_error_t jerr;
+    json_t *cases_file = json_load_file(path, 0, &jerr);
+    if (!cases_file) fail_msg("%s: %s", path, jerr.text);
+    json_t *cases = json_object_get(cases_file, "cases");
+    assert_true(json_array_size(cases) >= 17);
+    size_t i;
+    json_t *c;
+    json_array_foreach(cases, i, c)
+    {
+        ssf_tokenizer *t = with_added_tokens(root ? root : ".", json_object_get(c, "added"));
+        const char *text = json_string_value(json_object_get(c, "text"));
+        json_t *want = json_object_get(c, "ids");
+        int32_t *ids = NULL;
+        size_t n = 0;
+        ssf_error err;
+        assert_int_equal(ssf_tokenizer_encode(t, text, strlen(text), &ids, &n, &err), 0);
+        int same = n == json_array_size(want);
+        for (size_t k = 0; same && k < n; k++)
+            same = ids[k] == json_integer_value(json_array_get(want, k));
+        if (!same) fail_msg("case %zu, '%s': %zu ids, not the oracle's", i, text, n);
+        free(ids);
+        ssf_tokenizer_free(t);
+    }
+    json_decref(cases_file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -825,6 +878,7 @@ int main(void)
         cmocka_unit_test(test_merges_header),
         cmocka_unit_test(test_split_special_tokens),
         cmocka_unit_test(test_added_token_before_nfc),
+        cmocka_unit_test(test_added_token_flags),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_engine_fixture_tokenizer),
