@@ -328,6 +328,29 @@ static void test_offline_empty_cache(void **state)
     assert_int_equal(requests(), before);
 }
 
+/* A pinned file is refused as soon as its download passes the cap (here
+ * 1,000 bytes of MATH-500's 447 kB), keeping nothing, where a file of any
+ * size would have been written whole before its digest refused it. */
+static void test_pinned_download_cap(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *local = NULL, *dest = math500_cache_path(f), *part = part_path(dest);
+    f->hub.max_pinned_bytes = 1000;
+    assert_error(fetch_math500(f, MATH500_SHA, &local, &err), &err,
+                 MATH500 "@" MATH500_REV "/test.jsonl: the server sent more than 1000 bytes for a "
+                         "file pinned by its sha256");
+    assert_error(-1, &err, "the download was deleted: check HF_ENDPOINT");
+    assert_null(local);
+    assert_false(exists(dest));
+    assert_false(exists(part));
+    f->hub.max_pinned_bytes = 0; /* no cap */
+    assert_ok(fetch_math500(f, MATH500_SHA, &local, &err), &err);
+    free(local);
+    free(dest);
+    free(part);
+}
+
 static void test_offline_cached(void **state)
 {
     struct fixture *f = *state;
@@ -804,6 +827,7 @@ static void test_init_from_env(void **state)
     assert_int_equal(hub.offline, 0);
     assert_int_equal(hub.connect_timeout_s, 10);
     assert_int_equal(hub.low_speed_timeout_s, 60);
+    assert_true(hub.max_pinned_bytes == 1LL << 30);
     ssf_hub_free(&hub);
 
     setenv("HF_ENDPOINT", "https://hf-mirror.example//", 1);
@@ -857,6 +881,7 @@ int main(void)
         T(test_download_verified_and_cached),
         T(test_download_without_sha),
         T(test_offline_empty_cache),
+        T(test_pinned_download_cap),
         T(test_offline_cached),
         T(test_wrong_sha_deletes_download),
         T(test_corrupt_download),

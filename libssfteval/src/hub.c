@@ -88,6 +88,7 @@ int ssf_hub_init_from_env(ssf_hub *hub, ssf_error *err)
     hub->offline = env_true("HF_HUB_OFFLINE") || env_true("SSFTEVAL_OFFLINE");
     hub->connect_timeout_s = 10;
     hub->low_speed_timeout_s = 60;
+    hub->max_pinned_bytes = 1LL << 30;
     return 0;
 }
 
@@ -222,6 +223,7 @@ struct transfer {
     ssf_buf body; /* NUL-terminated, for JSON answers */
     curl_off_t resume_from;
     curl_off_t received; /* body bytes kept from a 2xx answer */
+    curl_off_t cap;      /* the most bytes the file may reach (0: no cap) */
     int restart;         /* the server ignored the Range request */
     int write_errno;     /* writing the local file failed */
     int too_big;
@@ -242,6 +244,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         return n;
     if (t->resume_from > 0 && status == 200) {
         t->restart = 1; /* a full body would be appended to the partial one */
+        return 0;
+    }
+    if (t->file && t->cap > 0 && t->resume_from + t->received + (curl_off_t)n > t->cap) {
+        t->too_big = 1;
         return 0;
     }
     errno = 0;
@@ -408,7 +414,17 @@ static enum attempt download_attempt(const struct fetch *fx, FILE *f, ssf_error 
         return ATTEMPT_FAILED;
     }
     t.resume_from = (curl_off_t)st.st_size;
+    t.cap = fx->sha256 ? (curl_off_t)fx->hub->max_pinned_bytes : 0;
     if (run_transfer(fx->hub, &t, fx->url, err) != 0) return ATTEMPT_FAILED;
+    if (t.too_big) {
+        /* Nothing of it is worth resuming: no download of this size matches. */
+        if (ftruncate(fileno(f), 0) != 0) t.write_errno = errno;
+        ssf_fail(err,
+                 "%s@%s/%s: the server sent more than %lld bytes for a file pinned by its "
+                 "sha256, which it cannot be; the download was deleted: check HF_ENDPOINT",
+                 fx->tg.repo, fx->revision, fx->path, (long long)t.cap);
+        return ATTEMPT_FAILED;
+    }
     if (fflush(f) != 0 && !t.write_errno) t.write_errno = errno;
     if (t.write_errno) {
         ssf_fail(err, "cannot write %s: %s", fx->part, strerror(t.write_errno));

@@ -34,6 +34,10 @@ typedef struct ssf_hub {
     int offline; /* HF_HUB_OFFLINE=1, SSFTEVAL_OFFLINE=1 or --offline: never touch the network */
     long connect_timeout_s;
     long low_speed_timeout_s; /* abort a transfer slower than 1 byte/s for this long */
+    /* A file pinned by its sha256 (task data) is refused once its download
+     * passes this many bytes, not after filling the disk (default 1 GiB:
+     * task data is megabytes); 0: no cap. */
+    long long max_pinned_bytes;
 } ssf_hub;
 
 /* Fills hub from the environment (see the field comments).  Free with
