@@ -105,7 +105,9 @@ check "prompt gpqa_diamond doc 0 none tag 6" fixture_has gpqa_diamond 0 "none/6"
 check "prompt --chat-template-from qwen3 is chatml" fixture_has aime25 0 "chatml/0" \
     "$(prompt_digest aime25 0 --chat-template-from "$shared/tokenizers/qwen3")"
 check "prompt --json gold" eval 'run 0 prompt gpqa_diamond --doc 0 --json --data-dir "$shared/data" && out_has "\"gold\": \"D\"" && out_has "\"gold_index\": 3"'
-check "gpqa-order hash changes placement only by id" eval 'run 0 prompt gpqa_diamond --doc 0 --json --gpqa-order hash --data-dir "$shared/data" && out_has "\"gold\""'
+# Doc 1's gold is A in LightEval's order and C under the hash of its id
+# (tools/gpqa-hash-order.py works the letters out apart from the code).
+check "--gpqa-order hash places the gold by the id's hash" eval 'run 0 prompt gpqa_diamond --doc 1 --json --data-dir "$shared/data" && out_has "\"gold\": \"A\"" && run 0 prompt gpqa_diamond --doc 1 --json --gpqa-order hash --data-dir "$shared/data" && out_has "\"gold\": \"C\"" && out_has "\"gold_index\": 2"'
 
 # --- rescore loads the data as the run did: the gold letters follow the
 # run's --gpqa-order (fixed: every gold is A), whatever rescore is given
