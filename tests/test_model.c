@@ -540,6 +540,10 @@ static void test_config_errors(void **state)
     config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
                  "\"use_sliding_window\":true}",
                  NULL, "use_sliding_window", "not support");
+    /* the MLP's biases would be dropped unseen: the model reads no tensor it does not know */
+    config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
+                 "\"mlp_bias\":true}",
+                 NULL, "mlp_bias is true", "not support");
     config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
                  "\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
                  NULL, "layer_types[1]", "full attention only");
