@@ -45,7 +45,15 @@ one_line_err() { [ "$(wc -l <"$work/err")" -eq 1 ] || { echo "# stderr is not on
 # --- help and usage errors
 check "--help" run 0 --help
 for cmd in tasks prompt data; do check "$cmd --help" run 0 "$cmd" --help; done
-check "no command is a usage error" run 2
+check "no command is a usage error: the usage on stderr, nothing on stdout" eval 'run 2 && [ ! -s "$work/out" ] && err_has "^usage: ssfteval COMMAND"'
+check "version and --version print the name and the build's version" eval 'run 0 version && [[ $out =~ ^ssfteval\ [0-9]+\.[0-9]+\.[0-9]+(\+g[0-9a-f]+(-dirty)?)?$ ]] && v=$out && run 0 --version && [ "$out" = "$v" ]'
+check "help lists the commands on stdout" eval 'run 0 help && out_has "^commands:" && out_has "^  compare BASE CAND"'
+tok=$shared/tokenizers/qwen2.5
+for args in "tokenize --tokenizer $tok --text x --jsonl f|give exactly one of --text T and --jsonl FILE" "tokenize --tokenizer $tok --text x --skip-special|--skip-special applies to --decode only" "grade --jsonl f --gold 1|give either --jsonl or --gold/--pred, not both" "data frob|expected 'fetch' or 'verify', got 'frob'" "data fetch nosuch|unknown task 'nosuch'" "report --format xml|unknown format 'xml'; use md, csv or json"; do
+    check "a usage error, named on one line (exit 2): ${args%%|*}" eval 'IFS="|" read -r cmdline msg <<<"$args"; run 2 $cmdline && err_has "$msg" && one_line_err && [ ! -s "$work/out" ]'
+done
+printf '{"ids": [1.5]}\n' >"$work/fracids.jsonl"
+check "tokenize --decode refuses an id that is not an integer, naming its line" eval 'run 1 tokenize --tokenizer "$tok" --decode --jsonl "$work/fracids.jsonl" && err_has "fracids.jsonl:1: \"ids\"\[0\] is not an integer id" && one_line_err'
 check "unknown command" eval 'run 2 frobnicate && err_has "unknown command" && one_line_err'
 check "unknown flag" eval 'run 2 tasks --frobnicate && err_has "frobnicate" && one_line_err'
 check "a full disk under standard output is an error (exit 1), not a silent cut" eval '"$ssfteval" tasks --data-dir "$shared/data" >/dev/full 2>"$work/err"; [ $? -eq 1 ] && err_has "^ssfteval: cannot write standard output: No space left on device" && one_line_err'

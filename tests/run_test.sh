@@ -136,8 +136,12 @@ if [ "$(id -u)" -ne 0 ] || su nobody -s /bin/sh -c true 2>/dev/null; then
 fi
 chmod 755 "$ro" && rm -rf "$ro"
 check "an empty database names the -wal a copy needs" eval ': >"$work/empty.sqlite" && run 1 runs --db "$work/empty.sqlite" && grep -q "holds no ssfteval results (empty database): check the --db path (a copy made while a run wrote needs the -wal file beside it copied too)$" "$work/err"'
+check "runs --json: an entry a run, read back with json_extract" eval 'run 0 runs --json --db "$work/a.sqlite" && [ "$(sqlite3 :memory: "SELECT json_extract(readfile('"'"'$work/out'"'"'), '"'"'\$[0].run_id'"'"') || '"'"' '"'"' || json_extract(readfile('"'"'$work/out'"'"'), '"'"'\$[0].status'"'"') || '"'"' '"'"' || json_extract(readfile('"'"'$work/out'"'"'), '"'"'\$[0].tasks'"'"')")" = "1 done synth" ]'
 check "runs takes no argument" eval 'run 2 runs 42 --db "$work/a.sqlite" && grep -q "unexpected argument .42." "$work/err"'
 check "show" eval 'run 0 show 1 --doc 1 --db "$work/a.sqlite" && grep -q "no answer" "$work/out" && [ "$(grep -c "right" "$work/out")" -gt 50 ]'
+check "show --profile a run was not graded under says so on each sample" eval 'run 0 show 1 --doc 0 --profile ssft-lighteval --db "$work/a.sqlite" && [ "$(grep -c "  not graded under this profile$" "$work/out")" -eq 58 ]'
+check "show without --doc is a bad command line" eval 'run 2 show 1 --db "$work/a.sqlite" && grep -q "^ssfteval: show: --doc N is required; see \`ssfteval show --help\`$" "$work/err"'
+check "show of a doc without samples is one line naming it" eval 'run 1 show 1 --doc 5 --db "$work/a.sqlite" && grep -q "^ssfteval: run 1 has no stored sample for doc 5$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
 check "export round-trips" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/exported.jsonl" && [ "$(wc -l <"$work/exported.jsonl")" -eq 116 ] && run 0 run synth --generations "$work/exported.jsonl" --db "$work/c.sqlite" "${common[@]}" && [ "$(metric synth cons@32)" = "50.00" ]'
 echo "precious" >"$work/keep.jsonl"
 check "export of a run the store lacks: exit 1, --out left as it was" eval 'run 1 export 99 --db "$work/a.sqlite" --out "$work/keep.jsonl" && grep -q "99" "$work/err" && [ "$(cat "$work/keep.jsonl")" = precious ]'
@@ -200,6 +204,7 @@ check "compare: ... and fails it at 40, for the metrics that dropped more" eval 
 check "compare: a drop of exactly z x SE is not a regression" run 0 compare 1 2 --z 1 --max-drop 0 --db "$work/a.sqlite"
 check "compare: ... one just past it is" run 1 compare 1 2 --z 0.99 --max-drop 0 --db "$work/a.sqlite"
 check "compare: bad run id (exit 2)" run 2 compare 1 99 --db "$work/a.sqlite"
+check "compare: one run id is a usage error naming both" eval 'run 2 compare 1 --db "$work/a.sqlite" && grep -q "^ssfteval: compare: give two run ids, BASE and CAND; see" "$work/err" && [ ! -s "$work/out" ]'
 run 0 run synth --generations "$work/gen.jsonl" --db "$work/a.sqlite" "${common[@]}" --seed 8 --profile lighteval >/dev/null 2>&1
 check "compare: runs graded under different profiles are refused, naming the rescore" eval 'run 2 compare 3 2 --z 0 --db "$work/a.sqlite" && grep -q "no grade under profile default; grade them with \`ssfteval rescore 3 --profile default\`" "$work/err"'
 check "compare: after that rescore, the drop is found" eval 'run 0 rescore 3 --profile default --db "$work/a.sqlite" --task-file "$work/synth.json" --data-dir "$work" && run 1 compare 3 2 --z 0 --db "$work/a.sqlite" && grep -q REGRESSION "$work/out"'
@@ -266,6 +271,7 @@ sed 's/"name": "synth"/"name": "synth3"/; s/synth.jsonl/synth3.jsonl/' "$work/sy
 sed 's/"task": "synth"/"task": "synth3"/' "$work/gen-worse.jsonl" | cat "$work/gen.jsonl" - >"$work/three/gen.jsonl"
 run 0 run synth,synth3 --generations "$work/three/gen.jsonl" --protocol ssft --quiet --task-file "$work/synth.json" --task-file "$work/three/synth3.json" --data-dir "$work/three" --db "$work/three.sqlite" >/dev/null 2>&1
 check "report md over two tasks: each value with its standard error, then their average" eval 'run 0 report --db "$work/three.sqlite" && grep -A4 "^### pass@1$" "$work/out" | grep -qF "| - | 1 | ssfteval | 75.00 ± 25.00 | 25.00 ± 25.00 | 50.00 |"'
+check "show --task lists that task's samples alone: the 58 of synth3's doc 0" eval 'run 0 show 1 --doc 0 --task synth3 --db "$work/three.sqlite" && [ "$(grep -c "^synth3 doc 0 tag [1-6] sample [0-9]*  seed " "$work/out")" -eq 58 ] && [ "$(wc -l <"$work/out")" -eq 58 ]'
 jpath() { sqlite3 :memory: "SELECT json_extract(readfile('$work/out'), '$1')"; }
 check "report json over two tasks: an entry a task, each with its own values" eval 'run 0 report --format json --db "$work/three.sqlite" && [ "$(jpath "\$.runs[0].task") $(jpath "\$.runs[1].task") $(jpath "\$.runs[2].task")" = "synth synth3 " ] && [ "$(jpath "\$.runs[1].metrics.\"pass@1\".value") $(jpath "\$.runs[1].metrics.\"pass@1\".stderr")" = "0.25 0.25" ] && [ "$(jpath "\$.runs[0].metrics.\"cons@32\".stderr")" = 0.5 ]'
 head -n 1 "$work/edit/synth.jsonl" >"$work/edit/one.jsonl" && mv "$work/edit/one.jsonl" "$work/edit/synth.jsonl"
