@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "sse.h"
+#include "ssfteval/records.h"
 
 /* ---- framing ------------------------------------------------------------- */
 
@@ -439,6 +440,14 @@ static void test_body_chat(void **state)
     assert_string_equal(c.choices[0].text.data, "a");
     assert_string_equal(c.choices[1].text.data, "b");
     assert_int_equal(c.prompt_tokens, -1);
+
+    ssf_completion_reset(&c, 2); /* no "index": the array's order */
+    const char *unindexed = "{\"choices\":[{\"text\":\"a\",\"finish_reason\":\"stop\"},"
+                            "{\"text\":\"b\",\"finish_reason\":\"stop\"}]}";
+    assert_int_equal(ssf_completion_body(&c, unindexed, strlen(unindexed)), 0);
+    assert_true(ssf_completion_count_ok(&c));
+    assert_string_equal(c.choices[0].text.data, "a");
+    assert_string_equal(c.choices[1].text.data, "b");
     ssf_completion_free(&c);
 }
 
@@ -509,6 +518,24 @@ static void test_error_bodies(void **state)
     ssf_api_error_from_body(&e, big, strlen(big));
     assert_int_equal(strlen(e.message), sizeof e.message - 1);
     assert_string_equal(e.message + sizeof e.message - 4, "...");
+
+    /* A long text of two-byte characters is cut between characters: one of
+     * the two offsets lands the cut inside one. */
+    for (int skew = 0; skew < 2; skew++) {
+        char wide[2101] = "x";
+        for (int i = 0; i < 1000; i++)
+            memcpy(wide + skew + 2 * i, "\xc3\xa9", 2);
+        wide[skew + 2000] = '\0';
+        ssf_api_error_from_body(&e, wide, strlen(wide));
+        size_t kept = strlen(e.message) - 3;
+        assert_string_equal(e.message + kept, "...");
+        assert_true(kept >= sizeof e.message - 5);
+        assert_true(ssf_utf8_valid(e.message, kept));
+    }
+
+    const char *fastapi = "{\"detail\":\"Not Found\"}"; /* the string itself, unquoted */
+    ssf_api_error_from_body(&e, fastapi, strlen(fastapi));
+    assert_string_equal(e.message, "Not Found");
 
     const char *code = "{\"object\":\"error\",\"message\":\"m\",\"code\":\"503\"}";
     ssf_api_error_from_body(&e, code, strlen(code));
