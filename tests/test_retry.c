@@ -149,6 +149,13 @@ static void test_http_dates(void **state)
     assert_int_equal(ssf_retry_parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), NOW);
     assert_int_equal(ssf_retry_parse_http_date("Sun Nov  6 08:49:37 1994"), NOW);
     assert_int_equal(ssf_retry_parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), -1);
+    /* RFC 850's two-digit years below 70 are this century's */
+    assert_int_equal(ssf_retry_parse_http_date("Wednesday, 05-Nov-25 08:49:37 GMT"), 1762332577);
+    /* fields out of range are no date */
+    assert_int_equal(ssf_retry_parse_http_date("Sun, 32 Nov 1994 08:49:37 GMT"), -1);
+    assert_int_equal(ssf_retry_parse_http_date("Sun, 06 Nov 1994 24:00:00 GMT"), -1);
+    assert_int_equal(ssf_retry_parse_http_date("Sun, 06 Nov 1994 08:60:00 GMT"), -1);
+    assert_int_equal(ssf_retry_parse_http_date("Sun, 06 Nov 1969 08:49:37 GMT"), -1);
     assert_int_equal(ssf_retry_parse_http_date("soon"), -1);
     assert_int_equal(ssf_retry_parse_http_date(""), -1);
 }
