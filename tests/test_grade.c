@@ -244,6 +244,31 @@ static void test_several_boxes(void **state)
                    SSF_GRADE_RIGHT, NULL);
 }
 
+/* LaTeX the parser reads by name: angle brackets as a tuple's (Math-Verify
+ * reads "1,2" inside them as 1.2), bars of every spelling as |x|, \ast as a
+ * product, and styling and decorations as the letter they dress; \simeq is
+ * \approx, which the default profile does not take as an equation. */
+static void test_latex_constructs(void **state)
+{
+    (void)state;
+    expect_default("(1,2)", "$\\boxed{\\langle 1,2\\rangle}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("3", "$\\boxed{\\lvert -3\\rvert}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("3", "$\\boxed{\\left\\vert -3\\right\\vert}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("5", "$\\boxed{\\lVert -5\\rVert}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("6", "$\\boxed{2\\ast 3}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("5", "$\\boxed{2\\ast 3}$", SSF_GRADE_WRONG, NULL);
+    expect_default("\\mathbb{R}", "$\\boxed{\\mathbb R}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("\\vec{AB}", "$\\boxed{\\overrightarrow{AB}}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("\\hat{x}", "$\\boxed{\\widehat{x}}$", SSF_GRADE_RIGHT, NULL);
+    ssf_grade_result a, b;
+    grade_default("2", "$\\boxed{x \\simeq 2}$", &a);
+    grade_default("2", "$\\boxed{x \\approx 2}$", &b);
+    assert_int_equal(a.verdict, SSF_GRADE_WRONG);
+    assert_string_equal(a.pred_key, b.pred_key);
+    ssf_grade_result_clear(&a);
+    ssf_grade_result_clear(&b);
+}
+
 /* \max and \min are evaluated, not taken for unknown functions. */
 static void test_max_min(void **state)
 {
@@ -394,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_other_graders),        cmocka_unit_test(test_lighteval_extractive),
         cmocka_unit_test(test_math500_golds),        cmocka_unit_test(test_ssft_lighteval_quirks),
         cmocka_unit_test(test_answer_part),          cmocka_unit_test(test_max_min),
+        cmocka_unit_test(test_answer_part),          cmocka_unit_test(test_latex_constructs),
         cmocka_unit_test(test_cut_by_length_reason), cmocka_unit_test(test_max_min),
         cmocka_unit_test(test_several_boxes),
     };
