@@ -57,7 +57,8 @@
  * Aggregation.  Values < 0 (and NaN) are excluded and counted in n_excluded;
  * n_questions is the number included (the N of the mean).  stderr is the
  * sample standard deviation (N-1) / sqrt(N), NaN when N < 2 (unknown, as
- * LightEval's sample SD has it; reports print "-").  The 95% interval
+ * LightEval's sample SD has it: Markdown shows the value without "± SE",
+ * CSV an empty field, JSON null).  The 95% interval
  * is the 2.5th/97.5th percentile (linear interpolation between order
  * statistics) of `resamples` bootstrap means over questions, drawn with
  * splitmix64 seeded with `seed`.  N = 0 gives NaN for value, stderr and

@@ -50,7 +50,7 @@ check "version and --version print the name and the build's version" eval 'run 0
 check "help lists the commands on stdout" eval 'run 0 help && out_has "^commands:" && out_has "^  compare BASE CAND"'
 tok=$shared/tokenizers/qwen2.5
 for args in "tokenize --tokenizer $tok --text x --jsonl f|give exactly one of --text T and --jsonl FILE" "tokenize --tokenizer $tok --text x --skip-special|--skip-special applies to --decode only" "grade --jsonl f --gold 1|give either --jsonl or --gold/--pred, not both" "data frob|expected 'fetch' or 'verify', got 'frob'" "data fetch nosuch|unknown task 'nosuch'" "report --format xml|unknown format 'xml'; use md, csv or json"; do
-    check "a usage error, named on one line (exit 2): ${args%%|*}" eval 'IFS="|" read -r cmdline msg <<<"$args"; run 2 $cmdline && err_has "$msg" && one_line_err && [ ! -s "$work/out" ]'
+    check "a usage error, named on one line (exit 2): ${args%%|*}" eval 'IFS="|" read -r cmdline msg <<<"$args"; read -ra words <<<"$cmdline"; run 2 "${words[@]}" && err_has "$msg" && one_line_err && [ ! -s "$work/out" ]'
 done
 printf '{"ids": [1.5]}\n' >"$work/fracids.jsonl"
 check "tokenize --decode refuses an id that is not an integer, naming its line" eval 'run 1 tokenize --tokenizer "$tok" --decode --jsonl "$work/fracids.jsonl" && err_has "fracids.jsonl:1: \"ids\"\[0\] is not an integer id" && one_line_err'

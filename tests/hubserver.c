@@ -28,6 +28,8 @@ struct blob {
     size_t len;
 };
 
+#define N_ROWS_SOURCES 10 /* the datasets /rows serves, rows_sources below */
+
 /* What a /rows answer gets wrong, for tests of the client's checks. */
 enum rows_flaw {
     ROWS_SOUND,
@@ -53,11 +55,11 @@ struct hubserver {
     char *token;
     char *models_dir;                   /* NULL: no model repositories */
     struct blob math500, corrupt, gpqa; /* gpqa.data is NULL when not given */
-    struct rows_source rows[10];
+    struct rows_source rows[N_ROWS_SOURCES];
     atomic_size_t requests;
 };
 
-static const struct rows_source rows_sources[10] = {
+static const struct rows_source rows_sources[N_ROWS_SOURCES] = {
     {"HuggingFaceH4/aime_2024", "train", "aime24.jsonl", ROWS_SOUND, NULL},
     {"yentinglin/aime_2025", "train", "aime25.jsonl", ROWS_SOUND, NULL},
     {"HuggingFaceH4/MATH-500", "test", "math500.jsonl", ROWS_SOUND, NULL},

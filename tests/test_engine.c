@@ -571,15 +571,17 @@ static void test_context_limit_and_long_prompt(void **state)
     assert_true(g[2].n <= 5);
 }
 
-/* The first seed from `seed` whose sample runs past `at_least` tokens. */
-static uint64_t seed_running_past(ssf_gen_request *r, int at_least, uint64_t seed)
+/* Sets r's seed to the first from `seed` whose sample runs past `at_least`
+ * tokens (fails the test when 10,000 seeds give none). */
+static void seed_running_past(ssf_gen_request *r, int at_least, uint64_t seed)
 {
     expect x;
-    for (;; seed++) {
+    for (uint64_t last = seed + 10000; seed < last; seed++) {
         r->seed = seed;
         reference(r, &x);
-        if (x.n > at_least) return seed;
+        if (x.n > at_least) return;
     }
+    fail_msg("no seed gives a sample of more than %d tokens", at_least);
 }
 
 /* Prompts that cannot run fail alone, each with its reason: an empty one,

@@ -140,6 +140,7 @@ static void test_refusal_without_device(void **state)
     assert_non_null(strstr(e2.msg, "CUDA"));
     assert_non_null(strstr(e2.msg, "--device cpu"));
     assert_null(strchr(e2.msg, '\n'));
+    assert_int_equal(e2.usage, 0); /* the machine, not the command line */
     float out[4];
     assert_int_equal(ssf_cuda_op_silu_mul(1, 2, 0, out, out, &e2), -1);
     ssf_model_close(m);
@@ -161,11 +162,13 @@ static void test_option_refusals(void **state)
     assert_null(ssf_device_cuda_open(m, &o, &err));
     int built = strstr(err.msg, "this build has no CUDA") == NULL;
     if (built) assert_non_null(strstr(err.msg, "drop --no-cuda-graphs"));
+    assert_int_equal(err.usage, built); /* refused as given: a bad command line */
     assert_null(strchr(err.msg, '\n'));
     o.disable_cuda_graphs = 0;
     o.own_small_gemms = 99;
     assert_null(ssf_device_cuda_open(m, &o, &err));
     if (built) assert_non_null(strstr(err.msg, "own_small_gemms 99"));
+    assert_int_equal(err.usage, built);
     ssf_model_close(m);
 }
 

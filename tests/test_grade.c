@@ -416,11 +416,10 @@ static void test_ssft_lighteval_quirks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_other_graders),        cmocka_unit_test(test_lighteval_extractive),
-        cmocka_unit_test(test_math500_golds),        cmocka_unit_test(test_ssft_lighteval_quirks),
-        cmocka_unit_test(test_answer_part),          cmocka_unit_test(test_max_min),
-        cmocka_unit_test(test_answer_part),          cmocka_unit_test(test_latex_constructs),
-        cmocka_unit_test(test_cut_by_length_reason), cmocka_unit_test(test_max_min),
+        cmocka_unit_test(test_other_graders),    cmocka_unit_test(test_lighteval_extractive),
+        cmocka_unit_test(test_math500_golds),    cmocka_unit_test(test_ssft_lighteval_quirks),
+        cmocka_unit_test(test_answer_part),      cmocka_unit_test(test_cut_by_length_reason),
+        cmocka_unit_test(test_latex_constructs), cmocka_unit_test(test_max_min),
         cmocka_unit_test(test_several_boxes),
     };
     if (!shared_available()) return 77;

@@ -338,9 +338,11 @@ static void test_pinned_download_cap(void **state)
     char *local = NULL, *dest = math500_cache_path(f), *part = part_path(dest);
     f->hub.max_pinned_bytes = 1000;
     assert_error(fetch_math500(f, MATH500_SHA, &local, &err), &err,
-                 MATH500 "@" MATH500_REV "/test.jsonl: the server sent more than 1000 bytes for a "
-                         "file pinned by its sha256");
-    assert_error(-1, &err, "the download was deleted: check HF_ENDPOINT");
+                 MATH500 "@" MATH500_REV "/test.jsonl: the server sent more than 1000 bytes, the "
+                         "cap on a file pinned by its sha256");
+    assert_error(-1, &err,
+                 "the download was deleted: check HF_ENDPOINT, or raise "
+                 "SSFTEVAL_MAX_PINNED_BYTES");
     assert_null(local);
     assert_false(exists(dest));
     assert_false(exists(part));
@@ -787,7 +789,7 @@ static void test_rows_offline(void **state)
 
 static const char *const env_names[] = {
     "HF_ENDPOINT",    "SSFTEVAL_ROWS_ENDPOINT", "HF_TOKEN", "SSFTEVAL_CACHE",
-    "HF_HUB_OFFLINE", "SSFTEVAL_OFFLINE",       "HOME",
+    "HF_HUB_OFFLINE", "SSFTEVAL_OFFLINE",       "HOME",     "SSFTEVAL_MAX_PINNED_BYTES",
 };
 #define N_ENV (sizeof env_names / sizeof env_names[0])
 
@@ -848,6 +850,16 @@ static void test_init_from_env(void **state)
     assert_ok(ssf_hub_init_from_env(&hub, &err), &err);
     assert_int_equal(hub.offline, 1);
     ssf_hub_free(&hub);
+
+    setenv("SSFTEVAL_MAX_PINNED_BYTES", "5000", 1);
+    assert_ok(ssf_hub_init_from_env(&hub, &err), &err);
+    assert_true(hub.max_pinned_bytes == 5000);
+    ssf_hub_free(&hub);
+    setenv("SSFTEVAL_MAX_PINNED_BYTES", "5k", 1);
+    assert_error(ssf_hub_init_from_env(&hub, &err), &err,
+                 "SSFTEVAL_MAX_PINNED_BYTES is '5k', not a number of bytes");
+    assert_null(hub.cache_dir); /* nothing held */
+    unsetenv("SSFTEVAL_MAX_PINNED_BYTES");
 
     unsetenv("SSFTEVAL_CACHE");
     unsetenv("HOME");

@@ -659,8 +659,6 @@ static void put_le(FILE *f, unsigned long v, int bytes)
         fputc((int)((v >> (8 * i)) & 0xff), f);
 }
 
-/* A zip of one stored member "m" holding "x" whose central directory
- * claims `claimed` bytes uncompressed. */
 /* A stored (not compressed) archive of one member "m" whose data is the
  * byte `data` and whose entries give the CRC-32 of "x" and `claimed` bytes. */
 static void write_zip_of(const char *path, unsigned long claimed, char data)
@@ -684,6 +682,8 @@ static void write_zip_of(const char *path, unsigned long claimed, char data)
     fclose(f);
 }
 
+/* A zip of one stored member "m" holding "x" whose central directory
+ * claims `claimed` bytes uncompressed. */
 static void write_lying_zip(const char *path, unsigned long claimed)
 {
     write_zip_of(path, claimed, 'x');

@@ -1123,13 +1123,13 @@ static void test_disk_full(void **state)
     /* max_page_count is held at the pages the file has */
     assert_int_equal(sqlite3_auto_extension((void (*)(void))no_growth), SQLITE_OK);
     s = reopen_store(f);
+    sqlite3_reset_auto_extension(); /* the connection keeps it; no later one gets it */
     char *big = malloc(200001);
     memset(big, 'x', 200000);
     big[200000] = '\0';
     ssf_sample_row b = sample("t", 1, 0, 0, big);
     ssf_error err = {0};
     int rc = ssf_store_put_sample(s, run, &b, NULL, &err);
-    sqlite3_reset_auto_extension();
     assert_int_equal(rc, -1);
     assert_non_null(strstr(err.msg, "r.db: disk full, cannot "));
     assert_non_null(strstr(err.msg, ": free some space and rerun (it resumes)"));

@@ -14,6 +14,7 @@ Usage: bench/.venv/bin/python tools/make-added-token-cases.py \
 """
 import json
 import os
+import sys
 
 import tokenizers
 
@@ -48,7 +49,7 @@ def main():
         for text in texts:
             ids = tok.encode(text, add_special_tokens=False).ids
             out["cases"].append({"added": tokens, "text": text, "ids": ids})
-    json.dump(out, os.sys.stdout, indent=1, ensure_ascii=False)
+    json.dump(out, sys.stdout, indent=1, ensure_ascii=False)
     print()
 
 

@@ -66,6 +66,23 @@ static char *cache_dir_from_env(ssf_error *err)
     return ssf_buf_take(&b);
 }
 
+/* SSFTEVAL_MAX_PINNED_BYTES, for a task file that pins a file past the
+ * default 1 GiB (0: no cap).  On error the hub is freed. */
+static int pinned_cap_from_env(ssf_hub *hub, ssf_error *err)
+{
+    const char *v = getenv("SSFTEVAL_MAX_PINNED_BYTES");
+    long cap = 1L << 30;
+    if (v && *v && ssf_parse_long(v, 0, LONG_MAX, &cap) != 0) {
+        ssf_hub_free(hub);
+        return ssf_fail(err,
+                        "SSFTEVAL_MAX_PINNED_BYTES is '%s', not a number of bytes; set it to "
+                        "one (0: no cap) or unset it",
+                        v);
+    }
+    hub->max_pinned_bytes = cap;
+    return 0;
+}
+
 int ssf_hub_init_from_env(ssf_hub *hub, ssf_error *err)
 {
     memset(hub, 0, sizeof *hub);
@@ -88,8 +105,7 @@ int ssf_hub_init_from_env(ssf_hub *hub, ssf_error *err)
     hub->offline = env_true("HF_HUB_OFFLINE") || env_true("SSFTEVAL_OFFLINE");
     hub->connect_timeout_s = 10;
     hub->low_speed_timeout_s = 60;
-    hub->max_pinned_bytes = 1LL << 30;
-    return 0;
+    return pinned_cap_from_env(hub, err);
 }
 
 void ssf_hub_free(ssf_hub *hub)
@@ -226,7 +242,7 @@ struct transfer {
     curl_off_t cap;      /* the most bytes the file may reach (0: no cap) */
     int restart;         /* the server ignored the Range request */
     int write_errno;     /* writing the local file failed */
-    int too_big;
+    int too_big;         /* a /rows answer past MAX_BODY, or a pinned file past its cap */
     CURLcode result;
     long status;
     char error_code[64]; /* X-Error-Code of the last response */
@@ -417,12 +433,15 @@ static enum attempt download_attempt(const struct fetch *fx, FILE *f, ssf_error 
     t.cap = fx->sha256 ? (curl_off_t)fx->hub->max_pinned_bytes : 0;
     if (run_transfer(fx->hub, &t, fx->url, err) != 0) return ATTEMPT_FAILED;
     if (t.too_big) {
-        /* Nothing of it is worth resuming: no download of this size matches. */
-        if (ftruncate(fileno(f), 0) != 0) t.write_errno = errno;
+        /* Nothing of it is worth resuming.  The lock is still held, so no
+         * other process has the file open for writing. */
+        int gone = unlink(fx->part) == 0;
         ssf_fail(err,
-                 "%s@%s/%s: the server sent more than %lld bytes for a file pinned by its "
-                 "sha256, which it cannot be; the download was deleted: check HF_ENDPOINT",
-                 fx->tg.repo, fx->revision, fx->path, (long long)t.cap);
+                 "%s@%s/%s: the server sent more than %lld bytes, the cap on a file pinned by "
+                 "its sha256 (task data is megabytes); %s: check HF_ENDPOINT, or raise "
+                 "SSFTEVAL_MAX_PINNED_BYTES for a task file pinning a larger file",
+                 fx->tg.repo, fx->revision, fx->path, (long long)t.cap,
+                 gone ? "the download was deleted" : "remove its .incomplete");
         return ATTEMPT_FAILED;
     }
     if (fflush(f) != 0 && !t.write_errno) t.write_errno = errno;

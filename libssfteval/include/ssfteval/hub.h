@@ -35,8 +35,9 @@ typedef struct ssf_hub {
     long connect_timeout_s;
     long low_speed_timeout_s; /* abort a transfer slower than 1 byte/s for this long */
     /* A file pinned by its sha256 (task data) is refused once its download
-     * passes this many bytes, not after filling the disk (default 1 GiB:
-     * task data is megabytes); 0: no cap. */
+     * passes this many bytes, not after filling the disk
+     * (SSFTEVAL_MAX_PINNED_BYTES, default 1 GiB: task data is megabytes);
+     * 0: no cap. */
     long long max_pinned_bytes;
 } ssf_hub;
 
