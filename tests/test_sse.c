@@ -524,7 +524,7 @@ static void test_error_bodies(void **state)
     for (int skew = 0; skew < 2; skew++) {
         char wide[2101] = "x";
         for (int i = 0; i < 1000; i++)
-            memcpy(wide + skew + 2 * i, "\xc3\xa9", 2);
+            memcpy(wide + skew + 2 * (size_t)i, "\xc3\xa9", 2);
         wide[skew + 2000] = '\0';
         ssf_api_error_from_body(&e, wide, strlen(wide));
         size_t kept = strlen(e.message) - 3;
