@@ -314,6 +314,48 @@ static void test_chat(void **state)
     run_plain(1, 1, 1, MOCK_N_HONOUR);
 }
 
+/* Through the chat API a tagged sample's request opens the assistant turn
+ * with its tag and asks the server to continue that turn; an untagged one
+ * asks for a new assistant turn. */
+static void test_chat_tag_request(void **state)
+{
+    (void)state;
+    struct mockserver *m = start(NULL);
+    for (int tag = 0; tag <= 2; tag += 2) {
+        struct run r;
+        make_run(&r, 1, 1, 1, 500 + (uint64_t)tag, 1);
+        r.reqs[0].tag = tag;
+        ssf_openai_options o = options_for(&r, m);
+        generate(&o, &r);
+        assert_null(r.out[0].error);
+        char *body = mockserver_last_request(m);
+        json_t *root = json_loads(body, 0, NULL);
+        assert_non_null(root);
+        json_t *msgs = json_object_get(root, "messages");
+        json_t *cont = json_object_get(root, "continue_final_message");
+        json_t *gen = json_object_get(root, "add_generation_prompt");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "role")),
+                            "user");
+        if (tag == 0) {
+            assert_int_equal(json_array_size(msgs), 1);
+            assert_null(cont);
+            assert_true(json_is_true(gen));
+        } else {
+            json_t *assistant = json_array_get(msgs, 1);
+            assert_int_equal(json_array_size(msgs), 2);
+            assert_string_equal(json_string_value(json_object_get(assistant, "role")), "assistant");
+            assert_string_equal(json_string_value(json_object_get(assistant, "content")),
+                                "<|im_start|><think2>\n");
+            assert_true(json_is_true(cont));
+            assert_true(json_is_false(gen));
+        }
+        json_decref(root);
+        free(body);
+        free_run(&r);
+    }
+    mockserver_stop(m);
+}
+
 /* n = 4 requests: choice i must land on the sample whose seed is seed + i. */
 static void test_n_honoured(void **state)
 {
@@ -1084,6 +1126,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_completions, arm_watchdog),
         cmocka_unit_test_setup(test_chat, arm_watchdog),
+        cmocka_unit_test_setup(test_chat_tag_request, arm_watchdog),
         cmocka_unit_test_setup(test_request_fields, arm_watchdog),
         cmocka_unit_test_setup(test_server_fields, arm_watchdog),
         cmocka_unit_test_setup(test_model_discovery, arm_watchdog),
