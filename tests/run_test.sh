@@ -353,6 +353,14 @@ check "openai backend: every sample stores its exact request" eval '[ "$(sqlite3
 # 1's 32, one for each other tag's, 9 a question.
 check "openai backend: each of the 18 requests is sent with its own seed" eval '[ "$(sqlite3 "$work/o.sqlite" "SELECT count(DISTINCT json_extract(request_json, '"'"'\$.seed'"'"')) FROM samples WHERE run_id = 1")" = 18 ]'
 check "openai backend: each sample is asked with its own tag's prompt (<thinkK> last), under the SSFT protocol" eval '[ "$(sqlite3 "$work/o.sqlite" "SELECT count(*) FROM samples WHERE run_id = 1 AND json_extract(request_json, '"'"'\$.prompt'"'"') LIKE '"'"'%<think'"'"' || tag || '"'"'>'"'"' || char(10)")" = 116 ] && [ "$(sqlite3 "$work/o.sqlite" "SELECT count(DISTINCT tag) FROM samples WHERE run_id = 1")" = 6 ]'
+# --request-n, --api and --stream reach the requests: what each run sent
+# (n, stream, messages; 8 samples of avg@4) and the identity it recorded.
+sent() { sqlite3 "$work/$1.sqlite" "SELECT max(json_extract(request_json, '\$.n')) || ' ' || min(json_extract(request_json, '\$.stream')) || ' ' || count(json_extract(request_json, '\$.messages')) || ' ' || (SELECT backend FROM runs) FROM samples"; }
+for opts in "n2|--request-n 2|2 1 0 openai:completions" "n1|--request-n 1|1 1 0 openai:completions" "chat|--api chat|4 1 8 openai:chat" "nostream|--stream off|4 0 0 openai:completions"; do
+    IFS="|" read -r db flags want <<<"$opts"
+    read -ra flag_words <<<"$flags"
+    check "openai backend: $flags is what the requests carry" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/$db.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --metric avg@4 "${flag_words[@]}" && [ "$(sent "$db")" = "$want" ]'
+done
 check "openai backend: rerun generates nothing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err"'
 check "openai backend: --stop is sent and makes another run (it cuts samples)" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" --stop "</answer>" "${common[@]}" && grep -q "0 stored before, 116 generated" "$work/err" && [ "$(sqlite3 "$work/o.sqlite" "select count(*) from samples where run_id = 2 and request_json like \"%\"\"stop\"\":[\"\"</answer>\"\"]%\"")" -gt 0 ]'
 check "replay refuses --stop (its texts are made)" eval 'run 2 run synth --generations "$work/gen.jsonl" --stop "</answer>" --db "$work/o2.sqlite" "${common[@]}" && grep -q "^ssfteval: --stop: replay serves the texts as they were made; drop --stop" "$work/err"'
