@@ -292,6 +292,12 @@ static void run_plain(int chat, int stream, int request_n, enum mock_n n_mode)
     struct mockserver_stats st;
     mockserver_get_stats(m, &st);
     if (request_n == 1) assert_int_equal(st.multi_n, 0);
+    /* auto against a server that does not honour n: one probe with n > 1,
+     * then one request a sample */
+    if (request_n == 0 && n_mode != MOCK_N_HONOUR) {
+        assert_int_equal(st.multi_n, 1);
+        assert_int_equal(st.generations, r.n + 1);
+    }
     if (request_n > 1 && n_mode == MOCK_N_HONOUR) {
         assert_true(st.multi_n > 0);
         assert_true(st.max_n <= request_n);
@@ -387,6 +393,15 @@ static void test_n_rejected_auto(void **state)
     (void)state;
     run_plain(0, 0, 0, MOCK_N_REJECT);
     run_plain(0, 1, 0, MOCK_N_REJECT);
+}
+
+/* A fixed n the server refuses splits each group into one request a
+ * sample, rather than failing every sample. */
+static void test_n_rejected_fixed(void **state)
+{
+    (void)state;
+    run_plain(0, 0, 4, MOCK_N_REJECT);
+    run_plain(0, 1, 4, MOCK_N_REJECT);
 }
 
 /* A fixed n against a server that ignores it: short answers never count,
@@ -1134,6 +1149,7 @@ int main(void)
         cmocka_unit_test_setup(test_n_auto, arm_watchdog),
         cmocka_unit_test_setup(test_n_ignored_auto, arm_watchdog),
         cmocka_unit_test_setup(test_n_rejected_auto, arm_watchdog),
+        cmocka_unit_test_setup(test_n_rejected_fixed, arm_watchdog),
         cmocka_unit_test_setup(test_n_ignored_fixed, arm_watchdog),
         cmocka_unit_test_setup(test_reasoning_fields, arm_watchdog),
         cmocka_unit_test_setup(test_length_empty, arm_watchdog),
