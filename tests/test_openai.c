@@ -669,6 +669,35 @@ static void test_retry_transient(void **state)
     }
 }
 
+/* A server that answered and keeps failing gets max_attempts tries a
+ * sample, no more, and each failure says so with the last cause. */
+static void run_persistent(enum mock_fault fault, const char *cause)
+{
+    struct mockserver_options mo = {.rules = {{.fault = fault}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 4, 4500, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.max_attempts = 3;
+    generate(&o, &r);
+    expect_attempts(&r, m, 3);
+    for (size_t i = 0; i < r.n; i++) {
+        assert_null(r.out[i].text);
+        assert_non_null(r.out[i].error);
+        assert_true(strncmp(r.out[i].error, "gave up after 3 attempts: ", 26) == 0);
+        assert_non_null(strstr(r.out[i].error, cause));
+    }
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+static void test_retry_gives_up(void **state)
+{
+    (void)state;
+    run_persistent(MOCK_503, "HTTP 503");
+    run_persistent(MOCK_500, "HTTP 500");
+}
+
 /* 429 with a wait the server names: the retry waits at least that long,
  * though it is longer than max_retry_delay_s. */
 static void run_retry_after(double after_s, unsigned after_ms, double want_s)
@@ -1154,6 +1183,7 @@ int main(void)
         cmocka_unit_test_setup(test_reasoning_fields, arm_watchdog),
         cmocka_unit_test_setup(test_length_empty, arm_watchdog),
         cmocka_unit_test_setup(test_retry_transient, arm_watchdog),
+        cmocka_unit_test_setup(test_retry_gives_up, arm_watchdog),
         cmocka_unit_test_setup(test_retry_after, arm_watchdog),
         cmocka_unit_test_setup(test_stall_stream, arm_watchdog),
         cmocka_unit_test_setup(test_stall_plain, arm_watchdog),
