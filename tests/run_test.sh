@@ -264,6 +264,20 @@ run 0 run synth,synth2 --generations "$work/two/gen.jsonl" --protocol ssft --qui
 check "the same tasks named in another order are the same run" eval 'run 0 run synth2,synth --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" && grep -q "run 1 done (resumed): 232 samples planned, 232 stored before, 0 generated" "$work/err"'
 sed -i 's/"a": "2"/"a": "7"/' "$work/two/synth2.jsonl"
 check "rescore refuses before it stores a grade: the first task's were stored when the second's data was refused" eval 'run 1 rescore 1 --profile lighteval "${two[@]}" && grep -q "task synth2: the data loaded now" "$work/err" && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'lighteval'"'"'")" = 0 ] && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'default'"'"'")" = 232 ]'
+# A letters task's questions are its question and correct choice's text,
+# not the letter the choice order gives it: runs in two orders are
+# compared (their answers differ as the letters moved).
+mkdir "$work/letters"
+cat >"$work/letters/synthl.json" <<'JSON'
+{"name": "synthl", "answer_type": "letters", "source": {"local": {"path": "synthl.jsonl"}},
+ "fields": {"question": "q", "correct": "c", "incorrect": ["i1", "i2", "i3"]},
+ "prompt": "Q: {{question}}\nA) {{A}}\nB) {{B}}\nC) {{C}}\nD) {{D}}", "metrics": ["avg@1"]}
+JSON
+for d in 0 1 2 3; do printf '{"q": "q%d", "c": "right%d", "i1": "w1", "i2": "w2", "i3": "w3"}\n' "$d" "$d"; done >"$work/letters/synthl.jsonl"
+for d in 0 1 2 3; do printf '{"task": "synthl", "doc": %d, "sample": 0, "text": "Answer: A"}\n' "$d"; done >"$work/letters/gen.jsonl"
+lrun=(run synthl --generations "$work/letters/gen.jsonl" --task-file "$work/letters/synthl.json" --data-dir "$work/letters" --db "$work/letters.sqlite" --quiet)
+check "a letters task's questions digest is the same in another choice order, and compare takes the two runs" eval 'run 0 "${lrun[@]}" --gpqa-order fixed && run 0 "${lrun[@]}" --gpqa-order hash && [ "$(sqlite3 "$work/letters.sqlite" "SELECT count(DISTINCT json_extract(config_json, '"'"'\$.tasks[0].questions_sha256'"'"')), count(DISTINCT json_extract(config_json, '"'"'\$.tasks[0].documents_sha256'"'"')) FROM runs")" = "1|2" ] && "$ssfteval" compare 1 2 --db "$work/letters.sqlite" >"$work/out" 2>"$work/err"; [ $? -ne 2 ] && grep -q "^synthl  *avg@1 " "$work/out"'
+
 # Reports over two tasks of other values: the Markdown's Average is their
 # mean, the value beside its standard error, and JSON has an entry a task.
 mkdir "$work/three" && cp "$work/synth.jsonl" "$work/three/" && cp "$work/synth.jsonl" "$work/three/synth3.jsonl"
