@@ -10,7 +10,7 @@ mockserver=$2
 echo "# ssfteval run tests"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-unset SSFTEVAL_DB SSFTEVAL_DATA_DIR
+unset SSFTEVAL_DB SSFTEVAL_DATA_DIR SSFTEVAL_ENDPOINT
 . "$(dirname "$0")/tap.sh"
 need sqlite3
 run() { # EXPECTED_STATUS ARGS...
@@ -298,6 +298,13 @@ check "rescore refuses data with fewer rows than the run asked" eval 'run 1 resc
 for bad in "top-p 0 1e-09, 1" "temperature -1 0, 100" "min-p 1.5 0, 1" "max-new-tokens 0 1..10000000" "top-k -1 0..1000000000" "samples 0 1..4096" "seed -1 0..9000000000000000" "slots 0 1..4096" "kv-blocks 0 1..1073741824" "max-context 1 2..16777216" "concurrency 0 1..65536"; do
     read -r opt val range <<<"$bad"
     check "--$opt $val is refused (exit 2), its range named" eval 'run 2 run synth --generations "$work/gen.jsonl" --db "$work/range-$opt.sqlite" "${common[@]}" --$opt $val && grep -q "^ssfteval: --$opt: '"'"'$val'"'"' is not an\? [a-z]* in \[\?$range\]\?$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/range-$opt.sqlite" ]'
+done
+# Each backend named without what it needs, or an unknown one: exit 2, one
+# line naming the missing option, no store.
+for bad in "--backend openai|--backend openai needs --endpoint URL" "--backend openai --endpoint http://127.0.0.1:1/v1 --api-key-env SSFTEVAL_TEST_UNSET|--api-key-env: SSFTEVAL_TEST_UNSET is not set; export it or drop the option" "--backend tpu|--backend: 'tpu' is not a backend; use engine, openai or replay" "--backend engine|--backend engine needs --model DIR" "--backend replay|--backend replay needs --generations FILE"; do
+    IFS="|" read -r flags msg <<<"$bad"
+    read -ra flag_words <<<"$flags"
+    check "run refuses $flags (exit 2), naming what it needs" eval 'run 2 run synth --db "$work/nobackend.sqlite" "${common[@]}" "${flag_words[@]}" && grep -qF "ssfteval: $msg" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/nobackend.sqlite" ]'
 done
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
 printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"

@@ -454,6 +454,10 @@ static void test_request_fields(void **state)
     assert_int_equal(json_integer_value(json_object_get(root, "max_tokens")), 4096);
     assert_true(json_is_array(json_object_get(root, "stop"))); /* none, said so */
     assert_int_equal(json_array_size(json_object_get(root, "stop")), 0);
+    /* the tags and <think> markers stay in the text, and the prompt is
+     * taken as rendered, its special tokens not added to */
+    assert_true(json_is_false(json_object_get(root, "skip_special_tokens")));
+    assert_true(json_is_false(json_object_get(root, "add_special_tokens")));
     json_decref(root);
     free(body);
     free_run(&r);
