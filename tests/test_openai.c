@@ -673,6 +673,27 @@ static void test_retry_transient(void **state)
     }
 }
 
+/* No more requests in flight than --concurrency, each on its connection:
+ * 12 samples answered 200 ms late, 3 at a time, take 4 rounds. */
+static void test_concurrency_cap(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.slow_ms = 200, .rules = {{.fault = MOCK_SLOW}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 12, 4700, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.concurrency = 3;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    assert_true(st.peak_connections >= 2 && st.peak_connections <= 3);
+    assert_true(r.elapsed_s >= 0.75);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* A server that answered and keeps failing gets max_attempts tries a
  * sample, no more, and each failure says so with the last cause. */
 static void run_persistent(enum mock_fault fault, const char *cause)
@@ -1188,6 +1209,7 @@ int main(void)
         cmocka_unit_test_setup(test_length_empty, arm_watchdog),
         cmocka_unit_test_setup(test_retry_transient, arm_watchdog),
         cmocka_unit_test_setup(test_retry_gives_up, arm_watchdog),
+        cmocka_unit_test_setup(test_concurrency_cap, arm_watchdog),
         cmocka_unit_test_setup(test_retry_after, arm_watchdog),
         cmocka_unit_test_setup(test_stall_stream, arm_watchdog),
         cmocka_unit_test_setup(test_stall_plain, arm_watchdog),
