@@ -39,6 +39,7 @@ struct outcome {
     size_t order; /* among all done() calls, from 0 */
     char *text, *reasoning, *finish, *error;
     int attempts;
+    long long prompt_tokens, completion_tokens;
 };
 
 struct run {
@@ -145,6 +146,8 @@ static int on_done(const ssf_gen_request *req, const ssf_gen_result *res, void *
         o->finish = dup_or_null(res->finish_reason);
         o->error = dup_or_null(res->error);
         o->attempts = res->attempts;
+        o->prompt_tokens = res->prompt_tokens;
+        o->completion_tokens = res->completion_tokens;
         o->order = r->calls;
     }
     r->calls++;
@@ -671,6 +674,46 @@ static void test_retry_transient(void **state)
         run_transient(faults[i], 0);
         run_transient(faults[i], 1);
     }
+}
+
+static long long words(const char *s)
+{
+    long long n = 0;
+    for (int in = 0; *s; s++) {
+        int space = *s == ' ' || *s == '\n';
+        n += !space && !in;
+        in = !space;
+    }
+    return n;
+}
+
+/* A sample asked alone gets the server's token counts (the mock counts
+ * words); one of n > 1 gets -1, since usage covers the whole request. */
+static void test_token_usage(void **state)
+{
+    (void)state;
+    struct mockserver *m = start(NULL);
+    for (int stream = 0; stream <= 1; stream++)
+        for (int n = 1; n <= 4; n += 3) {
+            struct run r;
+            make_run(&r, 1, 1, 4, 4800 + (uint64_t)(10 * stream + n), 0);
+            ssf_openai_options o = options_for(&r, m);
+            o.stream = stream;
+            o.request_n = n;
+            generate(&o, &r);
+            expect_all_ok(&r, 0);
+            for (size_t i = 0; i < r.n; i++) {
+                if (n == 1) {
+                    assert_int_equal(r.out[i].prompt_tokens, words(r.prompts[i]));
+                    assert_true(r.out[i].completion_tokens >= words(r.out[i].text));
+                } else {
+                    assert_int_equal(r.out[i].prompt_tokens, -1);
+                    assert_int_equal(r.out[i].completion_tokens, -1);
+                }
+            }
+            free_run(&r);
+        }
+    mockserver_stop(m);
 }
 
 /* No more requests in flight than --concurrency, each on its connection:
@@ -1210,6 +1253,7 @@ int main(void)
         cmocka_unit_test_setup(test_retry_transient, arm_watchdog),
         cmocka_unit_test_setup(test_retry_gives_up, arm_watchdog),
         cmocka_unit_test_setup(test_concurrency_cap, arm_watchdog),
+        cmocka_unit_test_setup(test_token_usage, arm_watchdog),
         cmocka_unit_test_setup(test_retry_after, arm_watchdog),
         cmocka_unit_test_setup(test_stall_stream, arm_watchdog),
         cmocka_unit_test_setup(test_stall_plain, arm_watchdog),
