@@ -858,6 +858,7 @@ static enum MHD_Result answer_gen(struct mockserver *s, struct MHD_Connection *c
     if (s->log) log_request(g, attempt, fault);
     if (is_early_fault(fault)) return reply_fault(s, c, fault);
     if (fault == MOCK_ENDLESS) return reply_endless(s, c, g->stream);
+    if (fault == MOCK_NO_CHOICES) n = 0;
     if (fault == MOCK_SLOW) nap(s, s->o.slow_ms);
     if (fault == MOCK_STREAM_ERROR && !g->stream)
         return reply_json(s, c, 200,
@@ -973,6 +974,8 @@ static enum MHD_Result serve_models(struct mockserver *s, struct MHD_Connection 
     const struct mock_rule *first = &s->o.rules[0];
     if (first->fault == MOCK_401 && !first->from && !first->count && !first->mod)
         return reply_bad_key(s, c);
+    if (s->o.no_models)
+        return reply_json(s, c, 200, json_pack("{s:s,s:[]}", "object", "list", "data"));
     return reply_json(s, c, 200,
                       json_pack("{s:s,s:[{s:s,s:s,s:i,s:s,s:i}]}", "object", "list", "data", "id",
                                 s->model, "object", "model", "created", CREATED, "owned_by",

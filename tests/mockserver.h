@@ -52,6 +52,7 @@ enum mock_fault {
     MOCK_401,          /* OpenAI's 401 for a wrong API key: never worth a retry */
     MOCK_ENDLESS,      /* a 200 that never ends: stream: text events without end;
                           non-streaming: a JSON body without end */
+    MOCK_NO_CHOICES,   /* a whole 200 answer with no choice in it (stream: only [DONE]) */
 };
 
 /* A rule matches attempt a (counted from 0) of key k when from <= a <
@@ -98,6 +99,7 @@ struct mockserver_options {
     double retry_after_s;    /* Retry-After on 429 and 503 (0: none) */
     unsigned retry_after_ms; /* retry-after-ms on 429 and 503 (0: none) */
     unsigned health_fail;    /* GET /health answers 503 to the first K polls */
+    int no_models;           /* GET /v1/models lists none */
 };
 
 struct mockserver_stats {

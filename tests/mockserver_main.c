@@ -40,6 +40,7 @@ static const char *const fault_names[] = {
     [MOCK_LENGTH_EMPTY] = "length-empty",
     [MOCK_401] = "401",
     [MOCK_ENDLESS] = "endless",
+    [MOCK_NO_CHOICES] = "no-choices",
 };
 
 static void usage(FILE *out)

@@ -574,6 +574,30 @@ static void test_model_discovery(void **state)
     mockserver_stop(m);
 }
 
+/* A server that lists no model is named, with the fix, before anything is
+ * generated (ssf_backend_openai_model, which run asks first). */
+static void test_model_discovery_none(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.no_models = 1};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 1, 350, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.model = NULL;
+    ssf_backend *b = new_backend(&o);
+    ssf_error err = {0};
+    assert_null(ssf_backend_openai_model(b, &err));
+    assert_non_null(strstr(err.msg, "no --model given, and asking the server failed: "));
+    assert_non_null(strstr(err.msg, "/v1/models lists no model; pass --model NAME"));
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    assert_int_equal(st.generations, 0);
+    b->destroy(b);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* ---- reasoning and finish_reason ---------------------------------------- */
 
 static void run_reasoning(enum mock_reasoning mode, int stream)
@@ -669,7 +693,7 @@ static void test_retry_transient(void **state)
     (void)state;
     static const enum mock_fault faults[] = {MOCK_500,          MOCK_503,       MOCK_TGI_429,
                                              MOCK_RESET,        MOCK_TRUNCATED, MOCK_INVALID_JSON,
-                                             MOCK_STREAM_ERROR, MOCK_ABORT};
+                                             MOCK_STREAM_ERROR, MOCK_ABORT,     MOCK_NO_CHOICES};
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
         run_transient(faults[i], 0);
         run_transient(faults[i], 1);
@@ -1242,6 +1266,7 @@ int main(void)
         cmocka_unit_test_setup(test_request_fields, arm_watchdog),
         cmocka_unit_test_setup(test_server_fields, arm_watchdog),
         cmocka_unit_test_setup(test_model_discovery, arm_watchdog),
+        cmocka_unit_test_setup(test_model_discovery_none, arm_watchdog),
         cmocka_unit_test_setup(test_n_honoured, arm_watchdog),
         cmocka_unit_test_setup(test_n_auto, arm_watchdog),
         cmocka_unit_test_setup(test_n_ignored_auto, arm_watchdog),
