@@ -847,9 +847,10 @@ static enum MHD_Result answer_gen(struct mockserver *s, struct MHD_Connection *c
                                   const struct gen *g, unsigned attempt)
 {
     long n = g->n;
-    if (s->o.n_mode == MOCK_N_REJECT && n != 1)
-        return reply_json(s, c, 400,
-                          json_pack("{s:{s:i,s:s,s:s}}", "error", "code", 400, "message",
+    if ((s->o.n_mode == MOCK_N_REJECT || s->o.n_mode == MOCK_N_REJECT_500) && n != 1)
+        return reply_json(s, c, s->o.n_mode == MOCK_N_REJECT ? 400 : 500,
+                          json_pack("{s:{s:i,s:s,s:s}}", "error", "code",
+                                    s->o.n_mode == MOCK_N_REJECT ? 400 : 500, "message",
                                     "Only one completion choice is allowed", "type",
                                     "invalid_request_error"));
     if (s->o.n_mode == MOCK_N_IGNORE) n = 1;

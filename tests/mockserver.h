@@ -65,9 +65,10 @@ struct mock_rule {
 };
 
 enum mock_n {
-    MOCK_N_HONOUR, /* n choices, choice i with seed + i (vLLM, SGLang, OpenAI) */
-    MOCK_N_IGNORE, /* always one choice (TGI, Ollama, llama-cpp-python) */
-    MOCK_N_REJECT, /* 400 "Only one completion choice is allowed" unless n == 1 (llama.cpp) */
+    MOCK_N_HONOUR,     /* n choices, choice i with seed + i (vLLM, SGLang, OpenAI) */
+    MOCK_N_IGNORE,     /* always one choice (TGI, Ollama, llama-cpp-python) */
+    MOCK_N_REJECT,     /* 400 "Only one completion choice is allowed" unless n == 1 (llama.cpp) */
+    MOCK_N_REJECT_500, /* the same refusal as a 500, as llama.cpp's server answers it */
 };
 
 enum mock_dialect {

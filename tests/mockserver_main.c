@@ -2,7 +2,7 @@
  * mockserver_main.c - runs the mock OpenAI-compatible server (mockserver.h)
  * as a program for shell tests and benchmarks:
  *   mockserver [--port-file FILE] [--stats-file FILE] [--model ID]
- *              [--n honour|ignore|reject] [--reasoning off|reasoning_content|reasoning]
+ *              [--n honour|ignore|reject|reject-500] [--reasoning off|reasoning_content|reasoning]
  *              [--delay-ms N] [--token-delay-ms N] [--slow-ms N] [--stall-ms N]
  *              [--fault-after N] [--chunks N] [--retry-after S] [--retry-after-ms N]
  *              [--health-fail K] [--fault SPEC]...
@@ -46,7 +46,7 @@ static const char *const fault_names[] = {
 static void usage(FILE *out)
 {
     fputs("usage: mockserver [--port-file FILE] [--stats-file FILE] [--model ID]\n"
-          "                  [--n honour|ignore|reject]\n"
+          "                  [--n honour|ignore|reject|reject-500]\n"
           "                  [--reasoning off|reasoning_content|reasoning]\n"
           "                  [--delay-ms N] [--token-delay-ms N] [--slow-ms N] [--stall-ms N]\n"
           "                  [--fault-after N] [--chunks N] [--retry-after S]\n"
@@ -121,7 +121,7 @@ struct args {
 
 static int parse_option(int c, const char *arg, struct args *a)
 {
-    static const char *const n_modes[] = {"honour", "ignore", "reject"};
+    static const char *const n_modes[] = {"honour", "ignore", "reject", "reject-500"};
     static const char *const reasoning[] = {"off", "reasoning_content", "reasoning"};
     struct mockserver_options *o = &a->o;
     int mode;
@@ -137,7 +137,7 @@ static int parse_option(int c, const char *arg, struct args *a)
         o->model = arg;
         return 0;
     case 'n':
-        if (parse_mode(arg, n_modes, 3, &mode) != 0) return -1;
+        if (parse_mode(arg, n_modes, 4, &mode) != 0) return -1;
         o->n_mode = (enum mock_n)mode;
         return 0;
     case 'r':

@@ -398,6 +398,30 @@ static void test_n_rejected_auto(void **state)
     run_plain(0, 1, 0, MOCK_N_REJECT);
 }
 
+/* llama.cpp's server refuses n > 1 with a 500: the probe takes that as its
+ * answer at once, not as a fault to retry with backoff. */
+static void test_n_rejected_500_probe(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.n_mode = MOCK_N_REJECT_500};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 4, 1500, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.request_n = 0;
+    o.max_attempts = 8;
+    o.max_retry_delay_s = 2;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    assert_int_equal(st.status[500], 1);
+    assert_int_equal(st.multi_n, 1);
+    assert_true(r.elapsed_s < 1.0);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* A fixed n the server refuses splits each group into one request a
  * sample, rather than failing every sample. */
 static void test_n_rejected_fixed(void **state)
@@ -1272,6 +1296,7 @@ int main(void)
         cmocka_unit_test_setup(test_n_ignored_auto, arm_watchdog),
         cmocka_unit_test_setup(test_n_rejected_auto, arm_watchdog),
         cmocka_unit_test_setup(test_n_rejected_fixed, arm_watchdog),
+        cmocka_unit_test_setup(test_n_rejected_500_probe, arm_watchdog),
         cmocka_unit_test_setup(test_n_ignored_fixed, arm_watchdog),
         cmocka_unit_test_setup(test_reasoning_fields, arm_watchdog),
         cmocka_unit_test_setup(test_length_empty, arm_watchdog),
