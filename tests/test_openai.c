@@ -1217,6 +1217,33 @@ static void test_stop_flag(void **state)
     mockserver_stop(m);
 }
 
+/* The flag raised while the backend still probes the server (here whether
+ * n is honoured, against a server answering 8 s late): generate returns at
+ * once, saying so, and reports no sample. */
+static void test_stop_flag_while_probing(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.delay_ms = 8000};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 2, 4, 10500, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.request_n = 0;
+    volatile int stop = 0;
+    o.stop = &stop;
+    struct timer t = {&stop, 300};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, raise_flag, &t), 0);
+    generate(&o, &r);
+    pthread_join(th, NULL);
+    assert_int_equal(r.rc, -1);
+    assert_string_equal(r.err.msg, "interrupted: 16 samples not finished");
+    assert_int_equal(r.calls, 0);
+    if (r.elapsed_s > 2.0) fail_msg("stop flag: generate took %.3f s to return", r.elapsed_s);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* done() returning non-zero stops the backend, which returns that value
  * and calls done() no more. */
 static void test_done_stops(void **state)
@@ -1319,6 +1346,7 @@ int main(void)
         cmocka_unit_test_setup(test_breaker, arm_watchdog),
         cmocka_unit_test_setup(test_no_head_of_line, arm_watchdog),
         cmocka_unit_test_setup(test_stop_flag, arm_watchdog),
+        cmocka_unit_test_setup(test_stop_flag_while_probing, arm_watchdog),
         cmocka_unit_test_setup(test_done_stops, arm_watchdog),
         cmocka_unit_test_setup(test_concurrency_4096, arm_watchdog),
     };
