@@ -50,6 +50,18 @@ dd if="$fixture/model.safetensors" of="$work/swap/model.safetensors" bs=65536 if
 check "another checkpoint in the --model directory is another run, not a resume" eval 'run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && cp "$fixture/model.safetensors" "$work/swap/" && run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 2 done (new): 12 samples planned, 0 stored before" "$work/err" && run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 2 done (resumed)" "$work/err"'
 printf ' ' >>"$work/swap/tokenizer.json"
 check "another tokenizer.json in the --model directory is another run" eval 'run 0 run synth --model "$work/swap" --db "$work/a3.sqlite" "${common[@]}" && grep -q "run 3 done (new): 12 samples planned, 0 stored before" "$work/err"'
+# What else the engine reads is the run's too: the config's numbers, the
+# end-of-sequence ids, the tokenizer's config (split_special_tokens).
+mkdir "$work/conf" && cp "$fixture"/* "$work/conf/"
+run 0 run synth --model "$work/conf" --db "$work/conf.sqlite" "${common[@]}"
+sed -i 's/"rope_theta": 1000000.0/"rope_theta": 500000.0/' "$work/conf/config.json"
+check "another rope_theta in config.json is another run" eval 'run 0 run synth --model "$work/conf" --db "$work/conf.sqlite" "${common[@]}" && grep -q "run 2 done (new): 12 samples planned, 0 stored before" "$work/err"'
+sed -i '/"eos_token_id"/,/]/ s/^\( *\)497$/\1498/' "$work/conf/generation_config.json"
+check "other eos ids in generation_config.json are another run" eval 'run 0 run synth --model "$work/conf" --db "$work/conf.sqlite" "${common[@]}" && grep -q "run 3 done (new): 12 samples planned, 0 stored before" "$work/err"'
+sed -i 's/^{/{"split_special_tokens": true, /' "$work/conf/tokenizer_config.json"
+check "another tokenizer_config.json is another run" eval 'run 0 run synth --model "$work/conf" --db "$work/conf.sqlite" "${common[@]}" && grep -q "run 4 done (new): 12 samples planned, 0 stored before" "$work/err"'
+check "... but other slots, threads and blocks resume it (they change no sample)" eval 'run 0 run synth --model "$work/conf" --db "$work/conf.sqlite" "${common[@]}" --slots 1 --threads 1 --kv-blocks 64 && grep -q "run 4 done (resumed): 12 samples planned, 12 stored before, 0 generated" "$work/err"'
+
 # One byte of one weight changed, where no sample of a few bytes per tensor
 # would look: each weight file is hashed whole, and the digest kept in the
 # cache under the file's device and inode while its times stay (a file

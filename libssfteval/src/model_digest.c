@@ -13,10 +13,13 @@
 #include <sys/stat.h>
 
 /* The tokenizer's files, whole (a few MB): a revision that fixes only the
- * tokenizer changes what the model reads and writes. */
+ * tokenizer changes what the model reads and writes.  tokenizer_config.json
+ * is one of them: the tokenizer reads split_special_tokens from it (and,
+ * for vocab.json + merges.txt, the added tokens). */
 static void hash_tokenizer_files(ssf_buf *b, const char *dir)
 {
-    static const char *const names[] = {"tokenizer.json", "vocab.json", "merges.txt"};
+    static const char *const names[] = {"tokenizer.json", "vocab.json", "merges.txt",
+                                        "tokenizer_config.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char *path = ssf_path_join(dir, names[i]), hex[65];
         ssf_error ignored;
