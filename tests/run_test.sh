@@ -382,6 +382,15 @@ for opts in "n2|--request-n 2|2 1 0 openai:completions" "n1|--request-n 1|1 1 0 
     read -ra flag_words <<<"$flags"
     check "openai backend: $flags is what the requests carry" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/$db.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --metric avg@4 "${flag_words[@]}" && [ "$(sent "$db")" = "$want" ]'
 done
+# A task's own sampling is what its requests carry, unless the command line
+# says otherwise; a task without one takes the defaults (temperature 0.7).
+sed 's/"groups": 2}/"groups": 2, "generation": {"temperature": 0.3}}/; s/"name": "synth"/"name": "synthg"/' "$work/synth.json" >"$work/synthg.json"
+gen_run() { run 0 run "$1" --backend openai --endpoint "$endpoint" --db "$work/g.sqlite" --task-file "$work/$1.json" --data-dir "$work" --quiet --metric avg@2 "${@:2}"; }
+temps() { sqlite3 "$work/g.sqlite" "SELECT group_concat(DISTINCT json_extract(request_json, '\$.temperature')) || ' ' || (SELECT json_extract(config_json, '\$.tasks[0].sampling.temperature') FROM runs WHERE id = $1) FROM samples WHERE run_id = $1"; }
+check "a task's generation.temperature is what its requests carry" eval 'gen_run synthg && [ "$(temps 1)" = "0.3 0.3" ]'
+check "... and --temperature overrides it" eval 'gen_run synthg --temperature 0.9 && [ "$(temps 2)" = "0.9 0.9" ]'
+check "... and a task without one takes 0.7" eval 'gen_run synth && [ "$(temps 3)" = "0.7 0.7" ]'
+check "another --seed is another run, whose requests carry other seeds" eval 'gen_run synth --seed 1 && grep -q "(new)" "$work/err" && gen_run synth --seed 2 && grep -q "run 5 done (new): 4 samples planned, 0 stored before" "$work/err" && [ "$(sqlite3 "$work/g.sqlite" "SELECT count(*) FROM samples a JOIN samples b ON a.doc = b.doc AND a.idx = b.idx AND a.tag = b.tag WHERE a.run_id = 4 AND b.run_id = 5 AND a.seed = b.seed")" = 0 ]'
 check "openai backend: rerun generates nothing" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" "${common[@]}" && grep -q "116 stored before, 0 generated" "$work/err"'
 check "openai backend: --stop is sent and makes another run (it cuts samples)" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/o.sqlite" --stop "</answer>" "${common[@]}" && grep -q "0 stored before, 116 generated" "$work/err" && [ "$(sqlite3 "$work/o.sqlite" "select count(*) from samples where run_id = 2 and request_json like \"%\"\"stop\"\":[\"\"</answer>\"\"]%\"")" -gt 0 ]'
 check "replay refuses --stop (its texts are made)" eval 'run 2 run synth --generations "$work/gen.jsonl" --stop "</answer>" --db "$work/o2.sqlite" "${common[@]}" && grep -q "^ssfteval: --stop: replay serves the texts as they were made; drop --stop" "$work/err"'
