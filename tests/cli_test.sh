@@ -47,6 +47,13 @@ check "--help" run 0 --help
 for cmd in tasks prompt data; do check "$cmd --help" run 0 "$cmd" --help; done
 check "no command is a usage error: the usage on stderr, nothing on stdout" eval 'run 2 && [ ! -s "$work/out" ] && err_has "^usage: ssfteval COMMAND"'
 check "version and --version print the name and the build's version" eval 'run 0 version && [[ $out =~ ^ssfteval\ [0-9]+\.[0-9]+\.[0-9]+(\+g[0-9a-f]+(-dirty)?)?$ ]] && v=$out && run 0 --version && [ "$out" = "$v" ]'
+# The commit is what tells one build from the next between releases (a run
+# resumed by another build grades its samples again).
+if commit=$(git -C "$SSFTEVAL_SOURCE_ROOT" describe --always --abbrev=12 --exclude='*' 2>/dev/null); then
+    check "the version names the commit it was built from" eval 'run 0 version && [[ $out =~ \+g$commit(-dirty)?$ ]]'
+else
+    ok "the version names the commit it was built from # SKIP not a git checkout"
+fi
 check "help lists the commands on stdout" eval 'run 0 help && out_has "^commands:" && out_has "^  compare BASE CAND"'
 tok=$shared/tokenizers/qwen2.5
 for args in "tokenize --tokenizer $tok --text x --jsonl f|give exactly one of --text T and --jsonl FILE" "tokenize --tokenizer $tok --text x --skip-special|--skip-special applies to --decode only" "grade --jsonl f --gold 1|give either --jsonl or --gold/--pred, not both" "data frob|expected 'fetch' or 'verify', got 'frob'" "data fetch nosuch|unknown task 'nosuch'" "report --format xml|unknown format 'xml'; use md, csv or json"; do

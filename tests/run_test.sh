@@ -402,7 +402,7 @@ done
 check "--backend openai refuses --generations" eval 'run 2 run synth --backend openai --endpoint "$endpoint" --generations "$work/gen.jsonl" --db "$work/ign.sqlite" "${common[@]}" && grep -q "^ssfteval: --generations is an option of the replay backend, and --backend openai selects the openai backend" "$work/err"'
 check "openai refuses an engine option" eval 'run 2 run synth --endpoint "$endpoint" --device cpu --db "$work/ign.sqlite" "${common[@]}" && grep -q "^ssfteval: --device is an option of the engine backend, and --endpoint selects the openai backend" "$work/err"'
 check "the engine (chosen by --model) refuses an openai option, naming --backend openai" eval 'run 2 run synth --model "$work/nomodel" --concurrency 3 --db "$work/ign.sqlite" "${common[@]}" && grep -q "drop --concurrency or pass --backend openai$" "$work/err"'
-check "options for every backend are taken with replay (--model names it, sampling is recorded)" eval 'run 0 run synth --generations "$work/gen.jsonl" --model m --temperature 0.5 --chat-template chatml --db "$work/ign.sqlite" "${common[@]}"'
+check "options for every backend are taken with replay (--model names it, sampling is recorded)" eval 'run 0 run synth --generations "$work/gen.jsonl" --model m --temperature 0.5 --chat-template chatml --db "$work/ign.sqlite" "${common[@]}" && [ "$(sqlite3 "$work/ign.sqlite" "SELECT model || '"'"' '"'"' || json_extract(config_json, '"'"'\$.chat_template'"'"') || '"'"' '"'"' || json_extract(config_json, '"'"'\$.tasks[0].sampling.temperature'"'"') FROM runs")" = "m chatml 0.5" ]'
 stop_mock
 # Without --model the served model is the run's: a server restarted with
 # another model is another run, not a resume that mixes the two.
