@@ -144,6 +144,10 @@ check "show without --doc is a bad command line" eval 'run 2 show 1 --db "$work/
 check "show of a doc without samples is one line naming it" eval 'run 1 show 1 --doc 5 --db "$work/a.sqlite" && grep -q "^ssfteval: run 1 has no stored sample for doc 5$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
 check "export round-trips" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/exported.jsonl" && [ "$(wc -l <"$work/exported.jsonl")" -eq 116 ] && run 0 run synth --generations "$work/exported.jsonl" --db "$work/c.sqlite" "${common[@]}" && [ "$(metric synth cons@32)" = "50.00" ]'
 echo "precious" >"$work/keep.jsonl"
+# A run's reasoning (what chat servers send apart) goes through replay and
+# export unchanged.
+sed 's/"finish_reason": "stop"}$/"finish_reason": "stop", "reasoning": "thought on doc \\u00e9"}/' "$work/gen.jsonl" >"$work/gen-reasoning.jsonl"
+check "export keeps each sample's reasoning" eval 'run 0 run synth --generations "$work/gen-reasoning.jsonl" --db "$work/reasoning.sqlite" "${common[@]}" && run 0 export 1 --db "$work/reasoning.sqlite" --out "$work/reasoning-out.jsonl" && [ "$(grep -c "\"reasoning\": *\"thought on doc \(\\\é\|é\)\"" "$work/reasoning-out.jsonl")" -eq 116 ]'
 check "export of a run the store lacks: exit 1, --out left as it was" eval 'run 1 export 99 --db "$work/a.sqlite" --out "$work/keep.jsonl" && grep -q "99" "$work/err" && [ "$(cat "$work/keep.jsonl")" = precious ]'
 check "export --out naming the store is refused, the store intact" eval 'before=$(sha256sum <"$work/a.sqlite") && run 2 export 1 --db "$work/a.sqlite" --out "$work/a.sqlite" && grep -q "is the results store" "$work/err" && [ "$(sha256sum <"$work/a.sqlite")" = "$before" ] && run 0 runs --db "$work/a.sqlite"'
 ln -s "$work/keep.jsonl" "$work/link.jsonl"
