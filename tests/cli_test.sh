@@ -54,6 +54,11 @@ if commit=$(git -C "$SSFTEVAL_SOURCE_ROOT" describe --always --abbrev=12 --exclu
 else
     ok "the version names the commit it was built from # SKIP not a git checkout"
 fi
+mkdir "$work/nodata"
+jget() { sqlite3 :memory: "SELECT json_extract(readfile('$work/out'), '$1')"; }
+check "tasks --json over data it cannot read: exit 1, each task listed with null documents" eval 'run 1 tasks --json --data-dir "$work/nodata" && [ "$(jget "\$[0].name")|$(jget "\$[0].documents")|$(jget "\$[3].name")|$(jget "\$[3].documents")" = "aime24||gpqa_diamond|" ] && [ "$(sqlite3 :memory: "SELECT json_type(readfile('"'"'$work/out'"'"'), '"'"'\$[0].documents'"'"')")" = null ] && [ "$(grep -c "data not found" "$work/err")" -eq 4 ]'
+check "tasks --json names each task's source, revision and pin" eval 'run 0 tasks --json --data-dir "$shared/data" && [ "$(jget "\$[2].source")" = "hub:HuggingFaceH4/MATH-500@6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be/test.jsonl" ] && [ "$(jget "\$[0].revision")" = "main (rows API)" ] && [ "$(jget "\$[2].sha256")" = 35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132 ] && [ "$(jget "\$[2].documents")" = 500 ] && [ "$(jget "\$[3].gated")" = 1 ]'
+check "prompt --json with --chat-template-from a tokenizer_config.json: the prompt, its tag and template" eval 'run 0 prompt aime25 --doc 0 --tag 3 --json --chat-template-from "$shared/tokenizers/qwen3/tokenizer_config.json" --data-dir "$shared/data" && [ "$(jget "\$.chat_template") $(jget "\$.tag") $(jget "\$.id")" = "chatml 3 2025-I-1" ] && jget "\$.prompt" | grep -q "<|im_start|><think3>$"'
 check "help lists the commands on stdout" eval 'run 0 help && out_has "^commands:" && out_has "^  compare BASE CAND"'
 tok=$shared/tokenizers/qwen2.5
 for args in "tokenize --tokenizer $tok --text x --jsonl f|give exactly one of --text T and --jsonl FILE" "tokenize --tokenizer $tok --text x --skip-special|--skip-special applies to --decode only" "grade --jsonl f --gold 1|give either --jsonl or --gold/--pred, not both" "data frob|expected 'fetch' or 'verify', got 'frob'" "data fetch nosuch|unknown task 'nosuch'" "report --format xml|unknown format 'xml'; use md, csv or json"; do
