@@ -299,6 +299,8 @@ check "model info untied" eval 'run 0 model info "$work/tiny-untied" && out_has 
 cp -r "$tiny" "$work/badcfg" && printf '{oops' >"$work/badcfg/tokenizer_config.json"
 check "model info with a tokenizer_config.json that is not JSON: exit 1, one line naming the file and the JSON error" eval 'run 1 model info "$work/badcfg" && err_has "^ssfteval: $work/badcfg/tokenizer_config.json:1: cannot read the tokenizer config: .*expected" && one_line_err && [ ! -s "$work/out" ] && run 1 model info "$work/badcfg" --json && one_line_err'
 check "... even with chat_template.jinja beside it (the engine's tokenizer reads the config too)" eval 'printf "{{ x }}" >"$work/badcfg/chat_template.jinja" && run 1 model info "$work/badcfg" && err_has "tokenizer_config.json:1: cannot read the tokenizer config" && one_line_err'
+cp -r "$work/tiny-untied" "$work/tiny-inst" && printf '{"chat_template": "[INST] {{ m }}"}\n' >"$work/tiny-inst/tokenizer_config.json"
+check "model info says a chat template it does not render is none it renders (null in --json)" eval 'run 0 model info "$work/tiny-inst" && out_has "^chat template  *not one ssfteval renders (pass --chat-template)$" && run 0 model info "$work/tiny-inst" --json && out_has "\"chat_template\": null"'
 check "model info --json" eval 'run 0 model info "$tiny" --json && out_has "\"parameters\": 1160" && out_has "\"kv_bytes_per_token_bf16\": 32" && out_has "\"chat_template\": \"qwen2.5\"" && out_has "\"eos_token_ids\": \[$"'
 latin1_dir="$work/$(printf 'mod\xe8le')"
 cp -r "$tiny" "$latin1_dir"
