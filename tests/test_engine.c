@@ -644,6 +644,35 @@ static void test_sample_outgrows_pool(void **state)
     }
 }
 
+/* An engine of 4 slots over a fake device of the given kind, and the
+ * fixture's requests. */
+static ssf_engine *fixture_engine(fake *f, int device_samples, ssf_gen_request *reqs)
+{
+    make_requests(reqs);
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    ssf_engine *e = open_engine(f, 4, &o);
+    fake_kind(f, device_samples);
+    return e;
+}
+
+/* After a call that ended early, the same engine and device run the next
+ * call whole: every sample once, as the reference draws it. */
+static void expect_next_call_whole(ssf_engine *e, const ssf_gen_request *reqs, int n, sink *k)
+{
+    memset(k->g, 0, (size_t)n * sizeof *k->g);
+    ssf_error err;
+    assert_int_equal(ssf_engine_generate(e, reqs, (size_t)n, on_done, k, &err), 0);
+    for (int i = 0; i < n; i++) {
+        expect x;
+        reference(&reqs[i], &x);
+        assert_int_equal(k->g[i].calls, 1);
+        assert_false(k->g[i].failed);
+        assert_int_equal(k->g[i].n, x.n);
+        assert_memory_equal(k->g[i].ids, x.ids, (size_t)x.n * sizeof(int32_t));
+    }
+}
+
 /* Stops at the first sample reported, with the status the caller's
  * callback gives (as the run does when the store refuses a write). */
 static int stop_at_first(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
@@ -658,12 +687,8 @@ static int stop_at_first(const ssf_gen_request *req, const ssf_gen_result *res, 
 static void check_callback_stops(int device_samples)
 {
     ssf_gen_request reqs[N_REQ];
-    make_requests(reqs);
     fake f;
-    ssf_engine_options o;
-    ssf_engine_options_default(&o);
-    ssf_engine *e = open_engine(&f, 4, &o);
-    fake_kind(&f, device_samples);
+    ssf_engine *e = fixture_engine(&f, device_samples, reqs);
     got g[N_REQ];
     memset(g, 0, sizeof g);
     sink k = {reqs, g};
@@ -674,16 +699,7 @@ static void check_callback_stops(int device_samples)
         calls += g[i].calls;
     assert_int_equal(calls, 1);
     assert_int_equal(f.queued, 0);
-    memset(g, 0, sizeof g);
-    assert_int_equal(ssf_engine_generate(e, reqs, N_REQ, on_done, &k, &err), 0);
-    for (int i = 0; i < N_REQ; i++) {
-        expect x;
-        reference(&reqs[i], &x);
-        assert_int_equal(g[i].calls, 1);
-        assert_false(g[i].failed);
-        assert_int_equal(g[i].n, x.n);
-        assert_memory_equal(g[i].ids, x.ids, (size_t)x.n * sizeof(int32_t));
-    }
+    expect_next_call_whole(e, reqs, N_REQ, &k);
     ssf_engine_free(e);
 }
 
@@ -752,12 +768,8 @@ static void inject_faults(fake *f, int at_step, int at_collect)
 static void check_device_failure(int device_samples, int at_step, int at_collect)
 {
     ssf_gen_request reqs[N_REQ];
-    make_requests(reqs);
     fake f;
-    ssf_engine_options o;
-    ssf_engine_options_default(&o);
-    ssf_engine *e = open_engine(&f, 4, &o);
-    fake_kind(&f, device_samples);
+    ssf_engine *e = fixture_engine(&f, device_samples, reqs);
     inject_faults(&f, at_step, at_collect);
     got g[N_REQ];
     memset(g, 0, sizeof g);
@@ -773,16 +785,8 @@ static void check_device_failure(int device_samples, int at_step, int at_collect
     }
     assert_true(failed > 0);
     assert_int_equal(f.queued, 0);
-    /* the same engine and device run the next call whole */
     inject_faults(&f, 0, 0);
-    memset(g, 0, sizeof g);
-    assert_int_equal(ssf_engine_generate(e, reqs, 4, on_done, &k, &err), 0);
-    for (int i = 0; i < 4; i++) {
-        expect x;
-        reference(&reqs[i], &x);
-        assert_int_equal(g[i].n, x.n);
-        assert_memory_equal(g[i].ids, x.ids, (size_t)x.n * sizeof(int32_t));
-    }
+    expect_next_call_whole(e, reqs, 4, &k);
     ssf_engine_free(e);
 }
 
