@@ -152,8 +152,10 @@ static inline void fx_write_text(const char *dir, const char *name, const char *
     fx_write(dir, name, text, strlen(text));
 }
 
-/* The tensors of the tiny model, in HF order, all in one dtype. */
-static inline void fx_model_tensors(fx_file *f, const char *dtype, int tied)
+/* The tensors of the tiny model, in HF order, all in one dtype; without
+ * the q/k/v biases for a Llama (their seeds still counted, so the other
+ * tensors hold the same values). */
+static inline void fx_model_tensors_of(fx_file *f, const char *dtype, int tied, int qkv_bias)
 {
     char n[96];
     int seed = 1;
@@ -180,11 +182,18 @@ static inline void fx_model_tensors(fx_file *f, const char *dtype, int tied)
         };
         for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
             snprintf(n, sizeof n, "model.layers.%d.%s", l, parts[i].part);
-            fx_add(f, n, dtype, parts[i].ndim, parts[i].d0, parts[i].d1, seed++);
+            if (qkv_bias || !strstr(parts[i].part, ".bias"))
+                fx_add(f, n, dtype, parts[i].ndim, parts[i].d0, parts[i].d1, seed);
+            seed++;
         }
     }
     fx_add(f, "model.norm.weight", dtype, 1, FX_HIDDEN, 0, seed++);
     if (!tied) fx_add(f, "lm_head.weight", dtype, 2, FX_VOCAB, FX_HIDDEN, seed++);
+}
+
+static inline void fx_model_tensors(fx_file *f, const char *dtype, int tied)
+{
+    fx_model_tensors_of(f, dtype, tied, 1);
 }
 
 static inline void fx_write_config(const char *dir, int tied, const char *extra)
@@ -201,6 +210,25 @@ static inline void fx_write_config(const char *dir, int tied, const char *extra)
              FX_HIDDEN, FX_LAYERS, FX_HEADS, FX_KV, FX_INTER, FX_VOCAB, tied ? "true" : "false",
              extra ? extra : "");
     fx_write_text(dir, "config.json", text);
+}
+
+/* A Llama of the same shapes, in one F32 file: no q/k/v biases. */
+static inline void fx_write_llama_model(const char *dir)
+{
+    char text[2048];
+    snprintf(
+        text, sizeof text,
+        "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\",\n"
+        " \"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d,\n"
+        " \"num_key_value_heads\": %d, \"intermediate_size\": %d, \"vocab_size\": %d,\n"
+        " \"max_position_embeddings\": 64, \"rope_theta\": 500000.0, \"rms_norm_eps\": 1e-05,\n"
+        " \"tie_word_embeddings\": false, \"hidden_act\": \"silu\", \"attention_bias\": false,\n"
+        " \"bos_token_id\": 14, \"eos_token_id\": 15}\n",
+        FX_HIDDEN, FX_LAYERS, FX_HEADS, FX_KV, FX_INTER, FX_VOCAB);
+    fx_write_text(dir, "config.json", text);
+    fx_file all;
+    fx_model_tensors_of(&all, "F32", 0, 0);
+    fx_write_st(dir, "model.safetensors", &all);
 }
 
 /* A whole model directory: one file, or `shards` shards with an index

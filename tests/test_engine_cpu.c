@@ -743,6 +743,30 @@ static void test_tiny_model(void **state)
     check_tiny("F16", 1, 3);
 }
 
+/* A Llama (no q/k/v biases) runs the same checks: finite logits, the same
+ * bits in chunks, batches and forks, for two block sizes; its logits are
+ * its own, not the Qwen2 fixture's (biases, rope_theta and eps differ). */
+static void test_tiny_llama(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir(), *qwen = make_temp_dir();
+    fx_write_llama_model(dir);
+    fx_write_model(qwen, "F32", 0, 1);
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++)
+        ids[i] = (i * 5 + 1) % FX_VOCAB;
+    float *ref = check_paging(dir, ids, 24, NULL, 16, 0, 2);
+    free(check_paging(dir, ids, 24, ref, 3, 1, 1));
+    float *q = check_paging(qwen, ids, 24, NULL, 16, 0, 2);
+    assert_true(memcmp(q, ref, 24 * FX_VOCAB * sizeof(float)) != 0);
+    free(q);
+    free(ref);
+    remove_tree(dir);
+    remove_tree(qwen);
+    free(dir);
+    free(qwen);
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -961,11 +985,17 @@ static void test_transformers_parity(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_rmsnorm_swiglu),
-        cmocka_unit_test(test_exp),         cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention),   cmocka_unit_test(test_paged_attention),
-        cmocka_unit_test(test_pool),        cmocka_unit_test(test_tiny_model),
-        cmocka_unit_test(test_open_errors), cmocka_unit_test(test_transformers_parity),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_rmsnorm_swiglu),
+        cmocka_unit_test(test_exp),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_tiny_model),
+        cmocka_unit_test(test_tiny_llama),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_transformers_parity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
