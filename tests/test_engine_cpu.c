@@ -758,7 +758,10 @@ static void test_tiny_llama(void **state)
     float *ref = check_paging(dir, ids, 24, NULL, 16, 0, 2);
     free(check_paging(dir, ids, 24, ref, 3, 1, 1));
     float *q = check_paging(qwen, ids, 24, NULL, 16, 0, 2);
-    assert_true(memcmp(q, ref, 24 * FX_VOCAB * sizeof(float)) != 0);
+    size_t differ = 0;
+    for (size_t i = 0; i < (size_t)24 * FX_VOCAB; i++)
+        differ += q[i] != ref[i];
+    assert_true(differ > 0);
     free(q);
     free(ref);
     remove_tree(dir);
