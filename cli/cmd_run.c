@@ -486,12 +486,14 @@ static char **split_list(const char *what, const char *s, size_t *n)
     }
 }
 
-/* A backend that could not be opened for what a file holds (a corrupt
- * checkpoint, a malformed generations line), not for the command line. */
-static ssf_backend *file_failure(run_args *a, const char *msg)
+/* A backend that could not be opened.  The error's class decides the exit
+ * status: an option refused as given is a bad command line (2); what the
+ * files or the machine hold (a corrupt checkpoint, a malformed generations
+ * line, no GPU, too little memory) is work that failed (1). */
+static ssf_backend *open_failed(run_args *a, const ssf_error *err)
 {
-    cli_error("%s", msg);
-    a->open_status = EXIT_WORK;
+    cli_error("%s", err->msg);
+    a->open_status = err->usage ? EXIT_USAGE : EXIT_WORK;
     return NULL;
 }
 
@@ -514,7 +516,7 @@ static ssf_backend *open_replay(run_args *a, ssf_buf *desc)
     }
     ssf_error err = {0};
     ssf_backend *b = ssf_backend_replay_new(a->generations, &err);
-    if (!b) return file_failure(a, err.msg);
+    if (!b) return open_failed(a, &err);
     /* The file is the samples: another file, or this one rewritten, is
      * another run.  (Its name alone would let outputs.jsonl rewritten with
      * another model's texts resume this run and mix the two.) */
@@ -543,17 +545,13 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     o->n_stop_strings = a->engine.n_stop;
     ssf_error err = {0};
     ssf_backend *b = ssf_backend_openai_new(o, &err);
-    if (!b) {
-        cli_error("%s", err.msg);
-        a->open_status = err.usage ? EXIT_USAGE : EXIT_WORK;
-        return NULL;
-    }
+    if (!b) return open_failed(a, &err);
     /* The model is part of the run's identity: without --model, the one
      * the server serves now, or a server restarted with another model would
      * resume this run and mix the two. */
     if (!a->cfg.model && !(a->cfg.model = ssf_backend_openai_model(b, &err))) {
         b->destroy(b);
-        return file_failure(a, err.msg);
+        return open_failed(a, &err);
     }
     /* The server's address is not part of the run's identity (a restarted
      * server on another port serves the same model); the API is, since chat
@@ -597,16 +595,10 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     ssf_tokenizer *tok;
     rc = ssf_backend_engine_open_files(dir, &model, &tok, &err);
     free(dir);
-    if (rc) return file_failure(a, err.msg);
+    if (rc) return open_failed(a, &err);
     /* The files opened: what fails now is the device refusing the options. */
     ssf_backend *b = ssf_backend_engine_open(model, tok, &a->engine, &err);
-    if (!b) {
-        /* An option the engine refused is a bad command line; a machine
-         * without a GPU, or with too little memory, is not. */
-        cli_error("%s", err.msg);
-        a->open_status = err.usage ? EXIT_USAGE : EXIT_WORK;
-        return NULL;
-    }
+    if (!b) return open_failed(a, &err);
     /* CPU and GPU differ in the last bits of every logit, and an fp8 KV
      * cache in more, so the device and the cache's precision are part of
      * the run's identity, as are the context and the stop strings, which
@@ -615,7 +607,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     if (ssf_model_fingerprint(model, hub ? hub->cache_dir : NULL, a->quiet ? NULL : stderr, weights,
                               &err)) {
         b->destroy(b);
-        return file_failure(a, err.msg);
+        return open_failed(a, &err);
     }
     ssf_buf_printf(desc, "engine:%s%s,ctx=%d,weights=%.16s", ssf_backend_engine_identity(b),
                    a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b),
