@@ -599,12 +599,12 @@ static void free_stream(void *cls)
     free(st);
 }
 
-/* Replaces everything from the cut on with one event and [DONE]. */
+/* Replaces everything from the cut on with one event (or none) and [DONE]. */
 static void cut_stream(struct stream *st, const char *event)
 {
     while (st->n > st->cut)
         free(st->events[--st->n]);
-    add_raw_event(st, event);
+    if (event) add_raw_event(st, event);
     add_raw_event(st, "data: [DONE]\n\n");
 }
 
@@ -676,6 +676,7 @@ static enum MHD_Result reply_stream(struct mockserver *s, struct MHD_Connection 
         cut_stream(st, "data: {\"error\":{\"object\":\"error\",\"message\":\"The request queue is "
                        "full.\",\"type\":\"ServiceUnavailableError\",\"param\":null,\"code\":503}}"
                        "\n\n");
+    if (st->fault == MOCK_NO_FINISH) cut_stream(st, NULL);
     if (fault_finish(st->fault)) {
         char *event = finish_event(s, g, n, fault_finish(st->fault));
         cut_stream(st, event);
@@ -725,10 +726,11 @@ static enum MHD_Result reply_answer(struct mockserver *s, struct MHD_Connection 
                                     const struct gen *g, long n, enum mock_fault fault)
 {
     json_t *root = answer_json(s, g, n, fault == MOCK_LENGTH_EMPTY);
-    if (fault_finish(fault))
+    if (fault_finish(fault) || fault == MOCK_NO_FINISH)
         for (size_t i = 0; i < json_array_size(json_object_get(root, "choices")); i++)
-            json_object_set_new(json_array_get(json_object_get(root, "choices"), i),
-                                "finish_reason", json_string(fault_finish(fault)));
+            json_object_set_new(
+                json_array_get(json_object_get(root, "choices"), i), "finish_reason",
+                fault_finish(fault) ? json_string(fault_finish(fault)) : json_null());
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (!text) return MHD_NO;
@@ -742,7 +744,8 @@ static enum MHD_Result reply_answer(struct mockserver *s, struct MHD_Connection 
         return reply(s, c, MHD_HTTP_OK, r);
     }
     if (fault == MOCK_INVALID_JSON) len /= 2; /* a complete answer of half a document */
-    if (fault == MOCK_OK || fault == MOCK_LENGTH_EMPTY || fault == MOCK_SLOW || fault == MOCK_STALL)
+    if (fault == MOCK_OK || fault == MOCK_LENGTH_EMPTY || fault == MOCK_SLOW ||
+        fault == MOCK_STALL || fault == MOCK_NO_FINISH)
         count_served(s, g->seed, n);
     return reply(s, c, MHD_HTTP_OK, text_response(text, len, "application/json"));
 }

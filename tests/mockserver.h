@@ -53,6 +53,8 @@ enum mock_fault {
     MOCK_ENDLESS,      /* a 200 that never ends: stream: text events without end;
                           non-streaming: a JSON body without end */
     MOCK_NO_CHOICES,   /* a whole 200 answer with no choice in it (stream: only [DONE]) */
+    MOCK_NO_FINISH,    /* no finish_reason: stream: fault_after events, then [DONE] at once;
+                          non-streaming: the whole answer with finish_reason null */
 };
 
 /* A rule matches attempt a (counted from 0) of key k when from <= a <

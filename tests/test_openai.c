@@ -724,6 +724,28 @@ static void test_retry_transient(void **state)
     }
 }
 
+/* A stream that reaches [DONE] with no finish_reason lost its end on the
+ * way (a proxy, a worker that died between events), so it is retried; a
+ * non-streaming body that parsed whole is the whole generation even when
+ * the server leaves finish_reason null, and is kept at once. */
+static void test_no_finish_reason(void **state)
+{
+    (void)state;
+    run_transient(MOCK_NO_FINISH, 1);
+    struct mockserver_options mo = {.rules = {{.fault = MOCK_NO_FINISH}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 2, 6, 4100, 0);
+    ssf_openai_options o = options_for(&r, m);
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    expect_attempts(&r, m, 1);
+    for (size_t i = 0; i < r.n; i++)
+        assert_null(r.out[i].finish);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 static long long words(const char *s)
 {
     long long n = 0;
@@ -787,7 +809,7 @@ static void test_concurrency_cap(void **state)
 
 /* A server that answered and keeps failing gets max_attempts tries a
  * sample, no more, and each failure says so with the last cause. */
-static void run_persistent(enum mock_fault fault, const char *cause)
+static void run_persistent(enum mock_fault fault, int stream, const char *cause)
 {
     struct mockserver_options mo = {.rules = {{.fault = fault}}};
     struct mockserver *m = start(&mo);
@@ -795,6 +817,7 @@ static void run_persistent(enum mock_fault fault, const char *cause)
     make_run(&r, 1, 1, 4, 4500, 0);
     ssf_openai_options o = options_for(&r, m);
     o.max_attempts = 3;
+    o.stream = stream;
     generate(&o, &r);
     expect_attempts(&r, m, 3);
     for (size_t i = 0; i < r.n; i++) {
@@ -810,8 +833,9 @@ static void run_persistent(enum mock_fault fault, const char *cause)
 static void test_retry_gives_up(void **state)
 {
     (void)state;
-    run_persistent(MOCK_503, "HTTP 503");
-    run_persistent(MOCK_500, "HTTP 500");
+    run_persistent(MOCK_503, 0, "HTTP 503");
+    run_persistent(MOCK_500, 0, "HTTP 500");
+    run_persistent(MOCK_NO_FINISH, 1, "ended without a finish_reason");
 }
 
 /* 429 with a wait the server names: the retry waits at least that long,
@@ -1328,6 +1352,7 @@ int main(void)
         cmocka_unit_test_setup(test_reasoning_fields, arm_watchdog),
         cmocka_unit_test_setup(test_length_empty, arm_watchdog),
         cmocka_unit_test_setup(test_retry_transient, arm_watchdog),
+        cmocka_unit_test_setup(test_no_finish_reason, arm_watchdog),
         cmocka_unit_test_setup(test_retry_gives_up, arm_watchdog),
         cmocka_unit_test_setup(test_concurrency_cap, arm_watchdog),
         cmocka_unit_test_setup(test_token_usage, arm_watchdog),
