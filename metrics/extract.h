@@ -41,6 +41,8 @@ typedef struct ssf_extractor ssf_extractor;
 
 ssf_extractor *ssf_extractor_new(const ssf_extract_config *cfg, ssf_error *err);
 void ssf_extractor_free(ssf_extractor *x);
+/* Whether every pattern runs as JIT code (else PCRE2's interpreter). */
+int ssf_extractor_has_jit(const ssf_extractor *x);
 
 typedef struct ssf_extraction {
     ssf_node *value;  /* the parsed answer (arena-owned), NULL if nothing parsed */

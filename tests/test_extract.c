@@ -815,6 +815,16 @@ static void test_robustness(void **state)
         assert_true(g.seconds < 2.0);
         got_free(&g);
         free(b);
+        /* and with an invalid byte for one space: the interpreter's check
+         * of the rest of the text at every match took 14 s */
+        b = repeat("$x$ ", mb);
+        b[3] = '\xff';
+        extract_with(x, b, mb, &g);
+        assert_true(g.seconds < 2.0);
+        assert_non_null(g.sexpr);
+        assert_string_equal(g.sexpr, "x");
+        got_free(&g);
+        free(b);
 
         /* empty text, NULs */
         extract_with(x, "", 0, &g);
@@ -898,6 +908,131 @@ static void test_extractor_reuse(void **state)
     expect_letter(&c, "The answer is E.", NULL);
 }
 
+/* ---- the interpreter against JIT on invalid UTF-8 ------------------------ */
+
+static int same_or_null(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_got(const got *a, const got *b)
+{
+    return same_or_null(a->sexpr, b->sexpr) && same_or_null(a->answer, b->answer) &&
+           same_or_null(a->fallback, b->fallback) && a->priority == b->priority &&
+           same_or_null(a->kind, b->kind) && a->over_budget == b->over_budget;
+}
+
+static void print_escaped(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            fputc(c, stderr);
+        else
+            fprintf(stderr, "\\x%02x", c);
+    }
+    fputc('\n', stderr);
+}
+
+/* Texts of answers, separators and invalid UTF-8 at every place: where an
+ * invalid sequence sits beside a lookbehind, \b, ^ or $ of a pattern. */
+static size_t random_text(uint64_t *state, char *out, size_t cap)
+{
+    static const char *const pieces[] = {
+        "$5$",
+        "$x+1$",
+        "\\boxed{3}",
+        "\\boxed{C}",
+        "answer: ",
+        "The answer is ",
+        "final answer",
+        "A",
+        "**B**",
+        " D.",
+        "[7]",
+        "12",
+        "1,234",
+        "pi/2",
+        " ",
+        "\n",
+        "$",
+        "\\[",
+        "\\]",
+        "(",
+        "%",
+        "\xff",
+        "\xfe",
+        "\xc3\xa9",
+        "\xe2\x82",
+        "\xc0\x80",
+        "\xed\xa0\x80",
+        "\x80",
+        "\xf0\x9f\x98",
+        "\xe2\x88\x9a",
+        "=",
+    };
+    size_t n_pieces = sizeof pieces / sizeof *pieces, len = 0;
+    *state = *state * 6364136223846793005u + 1442695040888963407u;
+    for (unsigned k = 1 + (unsigned)(*state >> 60); k > 0; k--) {
+        *state = *state * 6364136223846793005u + 1442695040888963407u;
+        const char *p = pieces[(*state >> 33) % n_pieces];
+        size_t n = strlen(p);
+        if (len + n > cap) break;
+        memcpy(out + len, p, n);
+        len += n;
+    }
+    return len;
+}
+
+/* Without JIT, each valid fragment of a text is matched on its own, so the
+ * text is checked once rather than at every match (PCRE2 matches
+ * PCRE2_MATCH_INVALID_UTF fragment by fragment itself): the answers must be
+ * those of the JIT code, which reads the whole text. */
+static void test_interpreter_fragments(void **state)
+{
+    (void)state;
+    ssf_extract_config cfgs[4] = {
+        default_config(SSF_TARGET_LATEX | SSF_TARGET_EXPR),
+        lighteval_config(SSF_TARGET_LATEX | SSF_TARGET_EXPR),
+        default_config(SSF_TARGET_LATEX | SSF_TARGET_EXPR | SSF_TARGET_LETTERS),
+        bare_config(SSF_TARGET_LETTERS, 50)};
+    cfgs[3].bare_letters = 1;
+    uint64_t rng = 20261128;
+    size_t differing = 0, found = 0;
+    for (int k = 0; k < 4; k++) {
+        ssf_extractor *jit = new_extractor(&cfgs[k]);
+        if (!ssf_extractor_has_jit(jit)) {
+            ssf_extractor_free(jit);
+            skip(); /* nothing to compare the interpreter with */
+        }
+        cfgs[k].no_jit = 1;
+        ssf_extractor *interp = new_extractor(&cfgs[k]);
+        assert_false(ssf_extractor_has_jit(interp));
+        for (int i = 0; i < 3000; i++) {
+            char text[256];
+            size_t len = random_text(&rng, text, sizeof text);
+            got a, b;
+            extract_with(jit, text, len, &a);
+            extract_with(interp, text, len, &b);
+            found += a.sexpr != NULL;
+            if (!same_got(&a, &b)) {
+                if (differing++ < 5) {
+                    fprintf(stderr, "config %d: JIT %s (%s) against %s (%s) for ", k,
+                            a.sexpr ? a.sexpr : "-", a.fallback ? a.fallback : "-",
+                            b.sexpr ? b.sexpr : "-", b.fallback ? b.fallback : "-");
+                    print_escaped(text, len);
+                }
+            }
+            got_free(&a);
+            got_free(&b);
+        }
+        ssf_extractor_free(jit);
+        ssf_extractor_free(interp);
+    }
+    assert_int_equal(differing, 0);
+    assert_true(found > 3000); /* most texts hold an answer */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -905,7 +1040,7 @@ int main(void)
         cmocka_unit_test(test_numbers),          cmocka_unit_test(test_letters),
         cmocka_unit_test(test_plain_text),       cmocka_unit_test(test_boxed_content),
         cmocka_unit_test(test_mathverify_cases), cmocka_unit_test(test_robustness),
-        cmocka_unit_test(test_extractor_reuse),
+        cmocka_unit_test(test_extractor_reuse),  cmocka_unit_test(test_interpreter_fragments),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, NULL, NULL);

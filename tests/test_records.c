@@ -733,6 +733,47 @@ static void test_zip_damaged_member(void **state)
     unlink(path);
 }
 
+/* Well-formed UTF-8 as RFC 3629 defines it: no overlong form, no
+ * surrogate, nothing past U+10FFFF, no sequence cut short. */
+static void test_utf8_valid(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t prefix;
+    } cases[] = {
+        {"", 0},
+        {"abc", 3},
+        {"\xc3\xa9t\xc3\xa9", 5},
+        {"\xf0\x9f\x98\x80!", 5},
+        {"ab\xff"
+         "cd",
+         2},
+        {"\x80", 0},
+        {"a\xc3", 1},
+        {"a\xe2\x82", 1},
+        {"\xe2\x28\xa1", 0},
+        {"x\xc0\x80", 1},
+        {"\xe0\x80\xaf", 0},
+        {"\xed\xa0\x80", 0},
+        {"\xed\x9f\xbf!", 4},
+        {"\xf4\x8f\xbf\xbf", 4},
+        {"\xf4\x90\x80\x80", 0},
+        {"\xf8\x88\x80\x80\x80", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t len = strlen(cases[i].s);
+        if (ssf_utf8_valid_prefix(cases[i].s, len) != cases[i].prefix)
+            fail_msg("case %zu: valid prefix %zu, want %zu", i,
+                     ssf_utf8_valid_prefix(cases[i].s, len), cases[i].prefix);
+        assert_int_equal(ssf_utf8_valid(cases[i].s, len), cases[i].prefix == len);
+    }
+    /* the length bounds the text: a NUL is a character like any other */
+    assert_int_equal(ssf_utf8_valid_prefix("a\0b\xff", 3), 3);
+    assert_true(ssf_utf8_valid("\xc3\xa9", 2));
+    assert_false(ssf_utf8_valid("\xc3\xa9", 1));
+}
+
 int main(void)
 {
     shared_dir = getenv("SSFTEVAL_SHARED");
@@ -767,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_zip_errors),
         cmocka_unit_test(test_zip_lying_size),
         cmocka_unit_test(test_zip_damaged_member),
+        cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

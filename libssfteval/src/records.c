@@ -589,9 +589,10 @@ int ssf_records_read_memory(const char *data, size_t len, const char *name, ssf_
 }
 
 /* ASCII is skipped byte by byte; utf8proc judges the rest. */
-int ssf_utf8_valid(const char *s, size_t n)
+size_t ssf_utf8_valid_prefix(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n;) {
+    size_t i = 0;
+    while (i < n) {
         if ((unsigned char)s[i] < 0x80) {
             i++;
             continue;
@@ -599,8 +600,13 @@ int ssf_utf8_valid(const char *s, size_t n)
         utf8proc_int32_t c;
         utf8proc_ssize_t k =
             utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
-        if (k <= 0) return 0;
+        if (k <= 0) break;
         i += (size_t)k;
     }
-    return 1;
+    return i;
+}
+
+int ssf_utf8_valid(const char *s, size_t n)
+{
+    return ssf_utf8_valid_prefix(s, n) == n;
 }

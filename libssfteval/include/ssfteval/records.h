@@ -42,6 +42,8 @@ int ssf_records_read_memory(const char *data, size_t len, const char *name, ssf_
 
 /* Whether s[0..n) is well-formed UTF-8, as JSON text must be. */
 int ssf_utf8_valid(const char *s, size_t n);
+/* The length of the longest well-formed UTF-8 prefix of s[0..n). */
+size_t ssf_utf8_valid_prefix(const char *s, size_t n);
 
 /* Parses a format name ("jsonl", "json", "csv", "auto"); -1 if unknown. */
 int ssf_format_from_name(const char *name);
