@@ -240,6 +240,10 @@ static void test_numbers(void **state)
     EQ2(D("0.001"), pw(I_(10), I_(-3)));               /* #45 1e-3 */
     NE2(I_(300000000), MUL(I_(3), pw(I_(10), I_(9))));
     EQ2(neg(I_(5)), MUL(I_(-1), I_(5)));
+    /* past 18 digits a literal is read by GMP: its value and its decimals */
+    EQ2(D("99999999999999999999"), ADD(pw(I_(10), I_(20)), I_(-1)));
+    NE2(D("99999999999999999999"), pw(I_(10), I_(20)));
+    EQ2(frac(I_(1), I_(3)), D("0.33333333333333333333"));
 }
 
 /* ---- §11 #6-#8 and §7: fractions and the decimal rule ---- */
@@ -279,6 +283,12 @@ static void test_decimal_rule(void **state)
     EQ2(MUL(D("0.5"), S("x")), frac(S("x"), I_(2)));
     NE2(MUL(D("0.333333"), S("x")), frac(S("x"), I_(3)));
     EQ2(neg(D("0.5")), Q("-1/2"));
+    /* a negative value rounds by its magnitude: -2/3 is -0.666667 */
+    EQ2(neg(frac(I_(2), I_(3))), neg(D("0.666667")));
+    NE2(neg(frac(I_(2), I_(3))), neg(D("0.666666")));
+    /* rounding the real part says nothing of an imaginary one */
+    NE2(D("1.0"), ADD(I_(1), leaf(SSF_N_I)));
+    NE2(D("0.5"), ADD(Q("1/2"), MUL(frac(sqrt_(I_(3)), I_(2)), leaf(SSF_N_I))));
 }
 
 /* ---- §11 #9-#11, #29: algebra, radicals and constants ---- */
@@ -330,6 +340,28 @@ static void test_algebra(void **state)
     EQ2(fn2(SSF_F_GCD, I_(12), I_(18)), I_(6));
     EQ2(fn2(SSF_F_LCM, I_(4), I_(6)), I_(12));
     EQ2(MUL(x, pw(x, I_(-1))), I_(1));
+    /* radicals of negatives and of symbols (negative at the signed points) */
+    EQ2(sqrt_(I_(-4)), MUL(I_(2), leaf(SSF_N_I)));
+    EQ2(MUL(I_(2), sqrt_(x)), sqrt_(MUL(I_(4), x)));
+    NE2(sqrt_(x), sqrt_(MUL(I_(2), x)));
+    /* (-1)^k by k's parity */
+    EQ2(pw(I_(-1), I_(3)), I_(-1));
+    EQ2(pw(I_(-1), I_(2022)), I_(1));
+    NE2(pw(I_(-1), I_(2023)), I_(1));
+    /* floor and ceiling, exact and of balls, of either sign */
+    EQ2(fn(SSF_F_CEIL, frac(I_(5), I_(2))), I_(3));
+    EQ2(fn(SSF_F_CEIL, leaf(SSF_N_PI)), I_(4));
+    EQ2(fn(SSF_F_FLOOR, neg(frac(I_(5), I_(2)))), I_(-3));
+    EQ2(fn(SSF_F_CEIL, neg(frac(I_(5), I_(2)))), I_(-2));
+    /* the modulus of a complex value */
+    EQ2(fn(SSF_F_ABS, ADD(I_(3), MUL(I_(4), leaf(SSF_N_I)))), I_(5));
+    NE2(fn(SSF_F_ABS, ADD(I_(1), leaf(SSF_N_I))), I_(1));
+    /* a value that is not real at every point, positive ones too */
+    NE2(x, ADD(x, leaf(SSF_N_I)));
+    NE2(ADD(pw(x, I_(2)), I_(1)), pw(ADD(x, leaf(SSF_N_I)), I_(2)));
+    /* binomials of a symbol, through the Gamma function */
+    EQ2(fn2(SSF_F_BINOM, x, I_(2)), frac(MUL(x, ADD(x, I_(-1))), I_(2)));
+    NE2(fn2(SSF_F_BINOM, x, I_(2)), frac(pw(x, I_(2)), I_(2)));
 }
 
 /* ---- §12 Math-Verify #14: tiny and huge exact values ---- */
@@ -436,10 +468,13 @@ static void test_intervals(void **state)
     EQ2(iv(I_(1), I_(3), 1, 1), TUP(I_(1), I_(3)));
     EQ2(iv(I_(1), I_(3), 1, 1), SET(I_(1), I_(3)));
     NE2(iv(I_(1), I_(3), 0, 0), TUP(I_(1), I_(3)));
+    NE2(iv(I_(1), I_(3), 0, 1), TUP(I_(1), I_(3))); /* half-open is no pair */
+    NE2(iv(I_(1), I_(3), 1, 0), SET(I_(1), I_(3)));
     NE2(iv(I_(1), I_(3), 0, 0), I_(2));
     /* Adjacent pieces merge. */
     EQ2(UNI(iv(I_(0), I_(1), 0, 1), iv(I_(1), I_(2), 0, 0)), iv(I_(0), I_(2), 0, 0));
     EQ2(UNI(iv(I_(0), I_(1), 1, 1), SET(I_(1))), iv(I_(0), I_(1), 1, 0));
+    EQ2(UNI(iv(I_(0), I_(1), 1, 1), SET(I_(0))), iv(I_(0), I_(1), 0, 1));
     NE2(UNI(iv(I_(0), I_(1), 0, 1), iv(I_(1), I_(2), 1, 0)), iv(I_(0), I_(2), 0, 0));
     EQ2(iv(neg(inf()), I_(0), 1, 1), iv(neg(inf()), I_(0), 1, 1));
     NE2(iv(neg(inf()), I_(0), 1, 1), iv(neg(inf()), I_(1), 1, 1));
@@ -498,6 +533,14 @@ static void test_relations(void **state)
     EQ(rel(SSF_REL_EQ, TUP(S("p"), S("q")), TUP(I_(3), I_(2))), TUP(I_(3), I_(2))); /* #20 */
     EQ(I_(5), rel(SSF_REL_EQ, rel(SSF_REL_EQ, x, ADD(I_(2), I_(3))), I_(5)));
     NE(rel(SSF_REL_LT, x, I_(5)), I_(5));
+    /* a pred inequality is no value, whichever the relation */
+    NE(I_(5), rel(SSF_REL_GT, x, I_(5)));
+    NE(I_(5), rel(SSF_REL_LE, x, I_(5)));
+    NE(I_(5), rel(SSF_REL_NE, x, I_(5)));
+    /* a gold |x| = 3 is x = ±3, not an assignment to a name */
+    NE(rel(SSF_REL_EQ, fn(SSF_F_ABS, x), I_(3)), I_(3));
+    NE(rel(SSF_REL_EQ, fn(SSF_F_SIN, x), Q("1/2")), Q("1/2"));
+    EQ2(rel(SSF_REL_NE, x, I_(2)), rel(SSF_REL_NE, I_(2), x));
     o.unwrap_assignments = 0;
     NE_O(&o, rel(SSF_REL_EQ, S("k"), I_(1)), I_(1));
     NE_O(&o, I_(11), rel(SSF_REL_EQ, x, I_(11)));
@@ -560,6 +603,8 @@ static void test_matrices(void **state)
     ssf_node *v[3] = {I_(1), I_(2), I_(3)};
     EQ2(ssf_node_matrix(A, v, 3, 1), TUP(I_(1), I_(2), I_(3)));
     NE2(ssf_node_matrix(A, v, 3, 1), I_(1));
+    ssf_node *m[4] = {I_(1), I_(2), I_(3), I_(4)};
+    NE2(ssf_node_matrix(A, m, 2, 2), TUP(I_(1), I_(2), I_(3), I_(4))); /* only a vector is */
 }
 
 /* ---- hostile inputs and the budget ---- */
@@ -606,6 +651,9 @@ static void test_hostile(void **state)
     EQ2(xsum, MUL(I_(2001000), S("x")));
     /* The budget ends a comparison with UNKNOWN "over budget". */
     ssf_equiv_options o = defaults();
+    o.points = 0; /* taken as 1: with no point, nothing could tell them apart */
+    NE_O(&o, pw(S("x"), I_(2)), S("x"));
+    o = defaults();
     o.max_steps = 500;
     v = ssf_equiv(sum, I_(2001000), &o, &why);
     assert_int_equal(v, SSF_UNKNOWN);
@@ -754,6 +802,14 @@ static void test_keys(void **state)
     assert_string_not_equal(a, b);
     free(a);
     free(b);
+    a = ssf_canonical_key(ADD(I_(1), leaf(SSF_N_I)), NULL);
+    b = ssf_canonical_key(sub(I_(1), leaf(SSF_N_I)), NULL);
+    char *c = ssf_canonical_key(I_(1), NULL);
+    assert_string_not_equal(a, b); /* conjugates do not vote together */
+    assert_string_not_equal(a, c);
+    free(a);
+    free(b);
+    free(c);
     a = ssf_canonical_key(sqrt_(I_(2)), NULL);
     b = ssf_canonical_key(frac(sqrt_(I_(8)), I_(2)), NULL);
     assert_string_equal(a, b);
