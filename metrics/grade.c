@@ -3,6 +3,8 @@
  */
 #include "grade.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,13 +12,20 @@
  * latex|expr|letters, so grading never compiles patterns on the hot path. */
 #define N_COMBOS 8
 #define MAX_LETTER_SETS 26
+/* Letter extractors depend on the choice count: those for 1..10 choices
+ * are built with the grader, the rare larger counts (to 26) on first use. */
+#define EAGER_LETTER_SETS 10
+
+/* [targets][n_letters-1]; a pointer in the grader, so that a const grader
+ * can still fill its late slots (under the lock). */
+typedef struct extractor_table {
+    pthread_mutex_t lock;
+    ssf_extractor *x[N_COMBOS][MAX_LETTER_SETS];
+} extractor_table;
 
 struct ssf_grader {
     ssf_profile profile;
-    /* [targets][n_letters-1]: letter extractors depend on the choice count,
-     * built lazily would need locking, so only the common counts (2..10) are
-     * built and others fall back to the nearest larger one. */
-    ssf_extractor *x[N_COMBOS][MAX_LETTER_SETS];
+    extractor_table *ex;
     ssf_parse_options parse;
     ssf_equiv_options equiv;
 };
@@ -61,21 +70,21 @@ static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extrac
     }
 }
 
-static int letter_slot(int n_letters)
+static ssf_extractor *build_extractor(const ssf_grader *g, int targets, int n_letters,
+                                      ssf_error *err)
 {
-    return n_letters >= 1 && n_letters <= 10 ? n_letters - 1 : 3;
+    ssf_extract_config c;
+    profile_config(g->profile, targets, n_letters, &c);
+    return ssf_extractor_new(&c, err);
 }
 
 static int build_extractors(ssf_grader *g, ssf_error *err)
 {
     for (int t = 1; t < N_COMBOS; t++) {
-        int lo = t & SSF_TARGET_LETTERS ? 1 : 4, hi = t & SSF_TARGET_LETTERS ? 10 : 4;
-        for (int n = lo; n <= hi; n++) {
-            ssf_extract_config c;
-            profile_config(g->profile, t, n, &c);
-            g->x[t][letter_slot(n)] = ssf_extractor_new(&c, err);
-            if (!g->x[t][letter_slot(n)]) return -1;
-        }
+        int lo = t & SSF_TARGET_LETTERS ? 1 : 4;
+        int hi = t & SSF_TARGET_LETTERS ? EAGER_LETTER_SETS : 4;
+        for (int n = lo; n <= hi; n++)
+            if (!(g->ex->x[t][n - 1] = build_extractor(g, t, n, err))) return -1;
     }
     return 0;
 }
@@ -84,6 +93,8 @@ ssf_grader *ssf_grader_new(ssf_profile profile, ssf_error *err)
 {
     ssf_grader *g = ssf_xcalloc(1, sizeof *g);
     g->profile = profile;
+    g->ex = ssf_xcalloc(1, sizeof *g->ex);
+    pthread_mutex_init(&g->ex->lock, NULL);
     profile_parse_options(profile, &g->parse);
     ssf_equiv_options_default(&g->equiv);
     if (profile == SSF_PROFILE_SSFT_LIGHTEVAL) g->equiv.decimals_fail = 1;
@@ -99,7 +110,9 @@ void ssf_grader_free(ssf_grader *g)
     if (!g) return;
     for (int t = 0; t < N_COMBOS; t++)
         for (int n = 0; n < MAX_LETTER_SETS; n++)
-            ssf_extractor_free(g->x[t][n]);
+            ssf_extractor_free(g->ex->x[t][n]);
+    pthread_mutex_destroy(&g->ex->lock);
+    free(g->ex);
     free(g);
 }
 
@@ -161,11 +174,36 @@ static void side_from_extraction(side *s, ssf_extraction *e, int keep_fallback)
     ssf_extraction_clear(e);
 }
 
+/* The extractor for more choices than are built eagerly, compiled once.
+ * Its patterns are the eager ones' with a longer letter class, so a
+ * failure is no input's fault: only memory running out, which aborts as
+ * ssf_xmalloc does. */
+static const ssf_extractor *late_extractor(const ssf_grader *g, int targets, int n_letters)
+{
+    extractor_table *ex = g->ex;
+    pthread_mutex_lock(&ex->lock);
+    ssf_extractor **slot = &ex->x[targets][n_letters - 1];
+    if (!*slot) {
+        ssf_error err = {0};
+        *slot = build_extractor(g, targets, n_letters, &err);
+        if (!*slot) {
+            fprintf(stderr, "ssfteval: cannot build the extractor for %d choices: %s\n", n_letters,
+                    err.msg);
+            abort();
+        }
+    }
+    const ssf_extractor *x = *slot;
+    pthread_mutex_unlock(&ex->lock);
+    return x;
+}
+
 static const ssf_extractor *extractor_for(const ssf_grader *g, const ssf_grade_request *r)
 {
     int t = r->targets ? r->targets & 7 : SSF_TARGET_LATEX | SSF_TARGET_EXPR;
     if (!t) t = SSF_TARGET_LATEX | SSF_TARGET_EXPR;
-    return g->x[t][t & SSF_TARGET_LETTERS ? letter_slot(r->n_letters) : 3];
+    if (!(t & SSF_TARGET_LETTERS)) return g->ex->x[t][3];
+    int n = r->n_letters >= 1 && r->n_letters <= MAX_LETTER_SETS ? r->n_letters : 4;
+    return n <= EAGER_LETTER_SETS ? g->ex->x[t][n - 1] : late_extractor(g, t, n);
 }
 
 static int only_letters(const ssf_grade_request *r)

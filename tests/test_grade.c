@@ -413,6 +413,45 @@ static void test_ssft_lighteval_quirks(void **state)
     }
 }
 
+/* A question of up to 26 choices reads its letters, and only its letters:
+ * counts past ten are built on first use, each alone. */
+static void test_many_choices(void **state)
+{
+    (void)state;
+    static const struct {
+        int n_letters;
+        const char *gold, *pred;
+        int right, no_answer;
+    } cases[] = {
+        {12, "K", "The answer is K.", 1, 0}, {12, "K", "The answer is L.", 0, 0},
+        {12, "K", "The answer is M.", 0, 1}, {26, "Z", "The answer is Z.", 1, 0},
+        {11, "K", "The answer is K.", 1, 0}, {10, "J", "The answer is K.", 0, 1},
+        {4, "D", "The answer is D.", 1, 0},
+    };
+    static const int targets[] = {SSF_TARGET_LETTERS,
+                                  SSF_TARGET_LETTERS | SSF_TARGET_LATEX | SSF_TARGET_EXPR};
+    for (int p = 0; p < SSF_N_PROFILES; p++)
+        for (size_t t = 0; t < 2; t++)
+            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                ssf_grade_request req = {.gold = cases[i].gold,
+                                         .pred = cases[i].pred,
+                                         .targets = targets[t],
+                                         .n_letters = cases[i].n_letters,
+                                         .precision = -1,
+                                         .gold_is_answer = 1};
+                ssf_grade_result res;
+                ssf_grade(graders[p], &req, &res);
+                if (res.verdict != (cases[i].right ? SSF_GRADE_RIGHT : SSF_GRADE_WRONG) ||
+                    res.no_answer != cases[i].no_answer)
+                    fail_msg("%s, targets %d, %d choices: '%s' against '%s': verdict %d, "
+                             "no_answer %d (%s)",
+                             ssf_profile_name((ssf_profile)p), targets[t], cases[i].n_letters,
+                             cases[i].pred, cases[i].gold, (int)res.verdict, res.no_answer,
+                             res.reason);
+                ssf_grade_result_clear(&res);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,7 +459,7 @@ int main(void)
         cmocka_unit_test(test_math500_golds),    cmocka_unit_test(test_ssft_lighteval_quirks),
         cmocka_unit_test(test_answer_part),      cmocka_unit_test(test_cut_by_length_reason),
         cmocka_unit_test(test_latex_constructs), cmocka_unit_test(test_max_min),
-        cmocka_unit_test(test_several_boxes),
+        cmocka_unit_test(test_several_boxes),    cmocka_unit_test(test_many_choices),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
