@@ -302,6 +302,24 @@ static void test_numbers(void **state)
         expect(c, "answer: 004", "4", 100);
         expect(c, "50%", "(percent 50)", 300);
         expect(c, "The rate is 12 percent", "(percent 12)", 300);
+        expect(c, "The growth was 1,250%.", "(percent 1250)", 300);
+        expect(c, "The rate is $12$\\%.", "(percent 12)", ANY_PRIORITY);
+        expect(c, "The rate is $12$ percent.", "(percent 12)", ANY_PRIORITY);
+        /* no anchor: the rightmost match, and of two ending there the longer */
+        expect(c, "So we compute 2 + 3", "(add 2 3)", 300);
+        expect(c,
+               "The total cost is \xe2\x82\xac"
+               "12.",
+               "12", 300);
+        expect(c,
+               "The total cost is \xc2\xa3"
+               "12.",
+               "12", 300);
+        expect(c,
+               "The total cost is \xe2\x82\xb9"
+               "12.",
+               "12", 300);
+        expect(c, "The answer is -\\frac{1}{2}.", "(neg (mul 1 (pow 2 -1)))", ANY_PRIORITY);
         expect(c, "100m²", "100", 300);
         /* a last box that does not parse: the default answers nothing, LightEval
          * takes the number 2 from its inside */

@@ -413,6 +413,76 @@ static void test_ssft_lighteval_quirks(void **state)
     }
 }
 
+/* One request's verdict and reason (want_reason NULL: any) under profile p. */
+static void expect_request(ssf_profile p, const ssf_grade_request *req, ssf_grade_verdict want,
+                           const char *want_reason)
+{
+    ssf_grade_result res;
+    ssf_grade(graders[p], req, &res);
+    if (res.verdict != want || (want_reason && !strstr(res.reason, want_reason)))
+        fail_msg("%s: '%s' against '%s': verdict %d, reason '%s'", ssf_profile_name(p), req->pred,
+                 req->gold, (int)res.verdict, res.reason);
+    ssf_grade_result_clear(&res);
+}
+
+/* A task's precision sets the rounding rule's places. */
+static void test_precision(void **state)
+{
+    (void)state;
+    ssf_grade_request req = {.gold = "3.14", .pred = "\\boxed{3.14159}", .precision = 2};
+    expect_request(SSF_PROFILE_DEFAULT, &req, SSF_GRADE_RIGHT, NULL);
+    req.precision = -1; /* 6 places */
+    expect_request(SSF_PROFILE_DEFAULT, &req, SSF_GRADE_WRONG, NULL);
+    req.pred = "\\boxed{3.140000}";
+    expect_request(SSF_PROFILE_DEFAULT, &req, SSF_GRADE_RIGHT, NULL);
+}
+
+/* LightEval compares what neither side parses as raw strings: the gold as
+ * its solution's box held it, the pred as the first match tried. */
+static void test_lighteval_raw_strings(void **state)
+{
+    (void)state;
+    ssf_grade_request req = {.gold = "\\int_0^1 f(x)\\,dx",
+                             .pred = "So it is $\\int_0^1 f(x)\\,dx$",
+                             .precision = -1,
+                             .gold_is_answer = 1};
+    ssf_grade_result res;
+    ssf_grade(graders[SSF_PROFILE_LIGHTEVAL], &req, &res);
+    assert_int_equal(res.verdict, SSF_GRADE_RIGHT);
+    assert_non_null(strstr(res.reason, "identical raw strings"));
+    assert_non_null(res.gold_extracted);
+    assert_string_equal(res.gold_extracted, req.gold);
+    ssf_grade_result_clear(&res);
+    req.gold_is_answer = 0;
+    expect_request(SSF_PROFILE_LIGHTEVAL, &req, SSF_GRADE_RIGHT, "identical raw strings");
+    req.pred = "So it is $\\int_0^2 f(x)\\,dx$";
+    expect_request(SSF_PROFILE_LIGHTEVAL, &req, SSF_GRADE_WRONG, NULL);
+    /* the default profile compares no raw strings */
+    req.pred = "So it is $\\int_0^1 f(x)\\,dx$";
+    expect_request(SSF_PROFILE_DEFAULT, &req, SSF_GRADE_WRONG, "no answer extracted");
+}
+
+/* What cannot be decided is neither right nor wrong: a prediction past the
+ * parse budget, a comparison the checker leaves undecided. */
+static void test_ungradable(void **state)
+{
+    (void)state;
+    ssf_buf spans = {0};
+    for (int i = 0; i < 300; i++)
+        ssf_buf_puts(&spans, "$}$ ");
+    ssf_grade_request req = {.gold = "5", .pred = spans.data, .precision = -1};
+    ssf_grade_result res;
+    ssf_grade(graders[SSF_PROFILE_DEFAULT], &req, &res);
+    if (res.verdict != SSF_GRADE_UNGRADABLE || !res.no_answer)
+        fail_msg("300 spans that never parse: verdict %d, no_answer %d (%s)", (int)res.verdict,
+                 res.no_answer, res.reason);
+    ssf_grade_result_clear(&res);
+    ssf_buf_free(&spans);
+    req = (ssf_grade_request){
+        .gold = "10^{10^{10^{10}}}", .pred = "\\boxed{10^{10^{10^{10}}}+1}", .precision = -1};
+    expect_request(SSF_PROFILE_DEFAULT, &req, SSF_GRADE_UNGRADABLE, NULL);
+}
+
 /* A question of up to 26 choices reads its letters, and only its letters:
  * counts past ten are built on first use, each alone. */
 static void test_many_choices(void **state)
@@ -460,6 +530,8 @@ int main(void)
         cmocka_unit_test(test_answer_part),      cmocka_unit_test(test_cut_by_length_reason),
         cmocka_unit_test(test_latex_constructs), cmocka_unit_test(test_max_min),
         cmocka_unit_test(test_several_boxes),    cmocka_unit_test(test_many_choices),
+        cmocka_unit_test(test_precision),        cmocka_unit_test(test_lighteval_raw_strings),
+        cmocka_unit_test(test_ungradable),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);

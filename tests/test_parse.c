@@ -73,6 +73,7 @@ static const parse_case cases[] = {
     {"2\\frac12", "5/2"},
     {"-2\\frac12", "-5/2"},
     {"2\\frac{x}{3}", "(mul 2 x (pow 3 -1))"},
+    {"2\\frac{3}{2}", "(mul 2 3 (pow 2 -1))"}, /* not proper: a product */
     {"3128 1/2", "6257/2"},
     {"3128 1/2, 5", "(set 6257/2 5)"},
     /* radicals */
@@ -98,6 +99,8 @@ static const parse_case cases[] = {
     {"5\\text{ cm}^{2}", "5"},
     {"5 cm", "5"},
     {"5cm", "5"},
+    {"45 min", "45"},
+    {"30 sec", "30"},
     {"5 cm^2", "5"},
     {"12 square units", "12"},
     {"60 mph", "60"},
@@ -254,6 +257,10 @@ static const parse_case cases[] = {
     {"x \342\211\244 3", "(rel <= x 3)"},
     {"x != 3", "(rel != x 3)"},
     {"x <= 3", "(rel <= x 3)"},
+    {"x >= 3", "(rel >= x 3)"},
+    {"x \342\211\245 3", "(rel >= x 3)"},
+    {"x \\geq 3", "(rel >= x 3)"},
+    {"6\\div 2", "(mul 6 (pow 2 -1))"},
     {"x \\approx 3", "(rel ~= x 3)"},
     {"x \\in (1,2)", "(rel = x (interval () 1 2))"},
     {"1 < x < 3", "(and (rel < 1 x) (rel < x 3))"},
@@ -442,6 +449,7 @@ static const error_case errors[] = {
     {"(1", "cannot parse '(1': '(' opened at byte 0 is not closed at byte 2"},
     {"1)", "cannot parse '1)': unexpected ')' at byte 1"},
     {"1 2", "cannot parse '1 2': two numbers side by side at byte 2"},
+    {"3 5/2", "cannot parse '3 5/2': two numbers side by side at byte 2"},
     {"a \\over b \\over c",
      "cannot parse 'a \\over b \\over c': two infix fractions (\\over, \\choose) in one group at "
      "byte 10"},
