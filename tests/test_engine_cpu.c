@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -302,6 +303,31 @@ static void test_paged_attention(void **state)
     }
 }
 
+/* A CPU with AVX2 and FMA runs the AVX2 kernels; the name, which enters a
+ * run's identity, says which exp they use (libmvec's differs in last bits). */
+static void test_isa(void **state)
+{
+    (void)state;
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        assert_int_equal(ssf_cpu_isa_detect(), SSF_CPU_AVX2);
+#ifdef SSF_HAVE_LIBMVEC
+    assert_string_equal(ssf_cpu_isa_name(SSF_CPU_AVX2), "avx2-libmvec");
+#else
+    assert_string_equal(ssf_cpu_isa_name(SSF_CPU_AVX2), "avx2");
+#endif
+#endif
+    assert_string_equal(ssf_cpu_isa_name(SSF_CPU_PORTABLE), "portable");
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 static void count_task(void *ctx, int task, int worker)
 {
     int *hits = ctx;
@@ -323,6 +349,15 @@ static void test_pool(void **state)
         for (int i = 0; i < n; i++)
             assert_int_equal(hits[i], 1);
     }
+    /* idle workers sleep: three spinning would take about 0.9 s of CPU in
+     * these 0.3 s (the engine idles while the run grades and stores) */
+    struct timespec nap = {0, 100000000};
+    nanosleep(&nap, NULL);
+    double before = cpu_seconds();
+    nap.tv_nsec = 300000000;
+    nanosleep(&nap, NULL);
+    double used = cpu_seconds() - before;
+    if (used > 0.1) fail_msg("an idle pool used %.3f s of CPU in 0.3 s", used);
     ssf_cpu_pool_free(p);
 }
 
@@ -631,6 +666,12 @@ static void check_forward_errors(ssf_device *d, paging *pg, int vocab)
     r.out[0] = 3;
     add_row(&r, 1, 0, 0, 0);
     refuse(d, pg, &r, "output");
+    /* one row more than max_rows (refuse adds the first) */
+    assert_true(d->max_rows < (int)(sizeof r.token / sizeof *r.token));
+    r.n = r.n_out = 0;
+    for (int i = 0; i < d->max_rows; i++)
+        add_row(&r, 1, i % d->max_context, i % N_SEQS, 0);
+    refuse(d, pg, &r, "allowed");
 }
 
 /* Every refusal changes nothing: sequence 7 reads the same afterwards. */
@@ -664,6 +705,12 @@ static void check_errors(ssf_device *d, paging *pg, int vocab)
                         .out_rows = r.out};
     assert_int_equal(d->forward(d, &b, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "block tables"));
+    /* logits asked for, with nowhere to write them */
+    b.n_seqs = N_SEQS;
+    b.tables = pg->tables;
+    b.n_out = 1;
+    assert_int_equal(d->forward(d, &b, NULL, &err), -1);
+    assert_non_null(strstr(err.msg, "output rows"));
     /* copy_blocks checks every pair before copying any: the first pair here
      * would overwrite sequence 7's position 0 */
     ssf_block_copy c[2] = {{pg->tab[0][0], pg->tab[7][0]}, {0, d->n_blocks}};
@@ -671,6 +718,11 @@ static void check_errors(ssf_device *d, paging *pg, int vocab)
     assert_non_null(strstr(err.msg, "copy_blocks"));
     c[1] = (ssf_block_copy){-1, 0};
     assert_int_equal(d->copy_blocks(d, c, 2, &err), -1);
+    c[1] = (ssf_block_copy){d->n_blocks, 0};
+    assert_int_equal(d->copy_blocks(d, c, 2, &err), -1);
+    c[1] = (ssf_block_copy){0, -1};
+    assert_int_equal(d->copy_blocks(d, c, 2, &err), -1);
+    assert_non_null(strstr(err.msg, "copy_blocks"));
     assert_int_equal(d->copy_blocks(d, c, -1, &err), -1);
     assert_int_equal(d->copy_blocks(d, NULL, 1, &err), -1);
     assert_int_equal(d->copy_blocks(d, NULL, 0, &err), 0);
@@ -690,6 +742,7 @@ static float *check_paging(const char *dir, const int32_t *ids, int n, const flo
     ssf_model *m;
     ssf_device *d = open_cpu(dir, &m, 64, bs, threads);
     assert_string_equal(d->name, "cpu");
+    assert_string_equal(d->numerics, ssf_cpu_isa_name(ssf_cpu_isa_detect()));
     assert_int_equal(d->n_slots, N_SEQS);
     assert_int_equal(d->max_context, 64);
     assert_int_equal(d->block_size, bs);
@@ -712,7 +765,9 @@ static float *check_paging(const char *dir, const int32_t *ids, int n, const flo
     return full;
 }
 
-static void check_tiny(const char *dtype, int shards, int threads)
+/* The logits of the tiny model stored as dtype, the same bits for every
+ * block size and layout. */
+static float *check_tiny(const char *dtype, int shards, int threads)
 {
     char *dir = make_temp_dir();
     fx_write_model(dir, dtype, 0, shards);
@@ -732,15 +787,23 @@ static void check_tiny(const char *dtype, int shards, int threads)
         }
     remove_tree(dir);
     free(dir);
-    free(ref);
+    return ref;
 }
 
+/* The fixture's values are exact in F32, BF16 and F16 alike, so the three
+ * storages must give the same logits: each dtype is converted, not taken
+ * for another's bits. */
 static void test_tiny_model(void **state)
 {
     (void)state;
-    check_tiny("F32", 1, 1);
-    check_tiny("BF16", 3, 2);
-    check_tiny("F16", 1, 3);
+    float *f32 = check_tiny("F32", 1, 1);
+    float *bf16 = check_tiny("BF16", 3, 2);
+    float *f16 = check_tiny("F16", 1, 3);
+    assert_memory_equal(bf16, f32, (size_t)40 * FX_VOCAB * sizeof(float));
+    assert_memory_equal(f16, f32, (size_t)40 * FX_VOCAB * sizeof(float));
+    free(f32);
+    free(bf16);
+    free(f16);
 }
 
 /* A Llama (no q/k/v biases) runs the same checks: finite logits, the same
@@ -988,17 +1051,12 @@ static void test_transformers_parity(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),
-        cmocka_unit_test(test_rmsnorm_swiglu),
-        cmocka_unit_test(test_exp),
-        cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_paged_attention),
-        cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_tiny_model),
-        cmocka_unit_test(test_tiny_llama),
-        cmocka_unit_test(test_open_errors),
-        cmocka_unit_test(test_transformers_parity),
+        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_rmsnorm_swiglu),
+        cmocka_unit_test(test_exp),         cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_isa),         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_tiny_model),  cmocka_unit_test(test_tiny_llama),
+        cmocka_unit_test(test_open_errors), cmocka_unit_test(test_transformers_parity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,6 +66,29 @@ static void test_fork_copy_on_write(void **state)
     ssf_kv_pool_free(&p);
 }
 
+/* A prompt that fills its last block exactly: a fork shares it and writes
+ * into a new block of its own, copying nothing, and needs only that one. */
+static void test_fork_block_aligned(void **state)
+{
+    (void)state;
+    ssf_kv_pool p;
+    ssf_kv_pool_init(&p, 8, 4);
+    ssf_kv_table prompt = {0}, a = {0};
+    ssf_kv_copy c;
+    assert_int_equal(ssf_kv_grow(&p, &prompt, 8, &c), 0);
+    ssf_kv_fork(&p, &prompt, &a);
+    assert_int_equal(ssf_kv_blocks_needed(&p, &a, 1), 1);
+    assert_int_equal(ssf_kv_grow(&p, &a, 1, &c), 0);
+    assert_int_equal(a.n_blocks, 3);
+    assert_int_equal(a.blocks[1], prompt.blocks[1]);
+    assert_int_equal(p.refs[prompt.blocks[1]], 2);
+    assert_int_equal(p.n_free, 5);
+    ssf_kv_release(&p, &a);
+    ssf_kv_release(&p, &prompt);
+    assert_int_equal(p.n_free, 8);
+    ssf_kv_pool_free(&p);
+}
+
 /* ---- random operations against a simulated memory ------------------------- */
 
 #define BLOCKS 64
@@ -161,6 +184,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grow_and_release),
         cmocka_unit_test(test_fork_copy_on_write),
+        cmocka_unit_test(test_fork_block_aligned),
         cmocka_unit_test(test_random_operations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
