@@ -12,7 +12,9 @@ For each variant (VARIANTS below) the script
   2. saves it with save_pretrained (safetensors; BF16 or F32; one file or
      shards with model.safetensors.index.json), then writes config.json in
      the published Qwen2.5 style (rope_theta, torch_dtype; "head_dim" only
-     where it differs from hidden / heads), generation_config.json, and the
+     where it differs from hidden / heads; rope_theta 1e6 and rms_norm_eps
+     1e-6 as Qwen2.5 has them, but for one variant with Llama's 1e4 and
+     1e-5, so that an engine must read both), generation_config.json, and the
      tiny tokenizer (tokenizer.json, tokenizer_config.json with the Qwen2.5
      ChatML template);
   3. reloads the directory with from_pretrained (float32, eager attention)
@@ -222,6 +224,8 @@ def generation_config():
 
 # name, dims, storage.  head_dim is written to config.json only where it is
 # not hidden / heads (transformers' Qwen2 reads config.head_dim when present).
+# rope_theta and rms_norm_eps are Qwen2.5's unless a variant names its own.
+ROPE_THETA, RMS_NORM_EPS = 1e6, 1e-6
 VARIANTS = [
     dict(name="gqa5-hd128", hidden=128, layers=2, heads=5, kv_heads=1, head_dim=128,
          intermediate=192, tied=False, dtype="BF16", shard=None, seed=1000),
@@ -231,7 +235,18 @@ VARIANTS = [
          intermediate=128, tied=False, dtype="BF16", shard="400KB", seed=3000),
     dict(name="gqa7-hd64-tied", hidden=64, layers=2, heads=7, kv_heads=1, head_dim=64,
          intermediate=128, tied=True, dtype="BF16", shard=None, seed=4000),
+    dict(name="gqa4-hd64-theta1e4", hidden=64, layers=2, heads=4, kv_heads=1, head_dim=64,
+         intermediate=128, tied=False, dtype="BF16", shard=None, seed=5000,
+         rope_theta=1e4, rms_norm_eps=1e-5, embed_std=0.003),
 ]
+
+
+def rope_theta(v):
+    return v.get("rope_theta", ROPE_THETA)
+
+
+def rms_norm_eps(v):
+    return v.get("rms_norm_eps", RMS_NORM_EPS)
 
 TORCH_DTYPE = {"BF16": torch.bfloat16, "F32": torch.float32}
 TORCH_DTYPE_NAME = {"BF16": "bfloat16", "F32": "float32"}
@@ -242,7 +257,7 @@ def hf_config(v, vocab_size=VOCAB_SIZE, max_pos=4096):
         vocab_size=vocab_size, hidden_size=v["hidden"], intermediate_size=v["intermediate"],
         num_hidden_layers=v["layers"], num_attention_heads=v["heads"],
         num_key_value_heads=v["kv_heads"], hidden_act="silu", max_position_embeddings=max_pos,
-        rms_norm_eps=1e-6, rope_theta=1e6, tie_word_embeddings=v["tied"],
+        rms_norm_eps=rms_norm_eps(v), rope_theta=rope_theta(v), tie_word_embeddings=v["tied"],
         use_sliding_window=False, attention_dropout=0.0,
     )
     if v["head_dim"] != v["hidden"] // v["heads"]:
@@ -267,9 +282,9 @@ def config_json(v, vocab_size=VOCAB_SIZE, max_pos=4096, bos=ENDOFTEXT, eos=IM_EN
         "num_attention_heads": v["heads"],
         "num_hidden_layers": v["layers"],
         "num_key_value_heads": v["kv_heads"],
-        "rms_norm_eps": 1e-06,
+        "rms_norm_eps": rms_norm_eps(v),
         "rope_scaling": None,
-        "rope_theta": 1000000.0,
+        "rope_theta": rope_theta(v),
         "sliding_window": max_pos,
         "tie_word_embeddings": v["tied"],
         "torch_dtype": TORCH_DTYPE_NAME[v["dtype"]],
@@ -297,7 +312,8 @@ def config_json(v, vocab_size=VOCAB_SIZE, max_pos=4096, bos=ENDOFTEXT, eos=IM_EN
 NORM_MEAN, NORM_STD = 1.0, 0.1   # input/post-attention/final RMSNorm weights
 QK_BIAS_STD = 0.5                # q/k biases
 V_BIAS_STD = 0.1                 # v bias
-EMBED_STD = 1.0                  # embed_tokens when untied
+EMBED_STD = 1.0                  # embed_tokens when untied (a variant may set embed_std:
+                                 # at 0.003 the first RMSNorm's eps is a third of the variance)
 LOGIT_GAIN = 3.0                 # lm_head (or the tied embedding): GAIN / sqrt(hidden)
 OUT_GAIN = 3.0                   # o_proj, down_proj: GAIN / sqrt(in_features)
 
@@ -307,7 +323,7 @@ def bf16_round_(t):
 
 
 @torch.no_grad()
-def randomize_(model, seed):
+def randomize_(model, seed, embed_std=EMBED_STD):
     """Draws every parameter again from a torch.Generator seeded with `seed`,
     in named_parameters() order, and rounds it to a bf16 value."""
     gen = torch.Generator().manual_seed(seed)
@@ -322,7 +338,7 @@ def randomize_(model, seed):
         elif name.endswith(".bias"):
             val = QK_BIAS_STD * z
         elif name == "model.embed_tokens.weight":
-            val = z * (LOGIT_GAIN / hidden ** 0.5 if tied else EMBED_STD)
+            val = z * (LOGIT_GAIN / hidden ** 0.5 if tied else embed_std)
         elif name == "lm_head.weight":
             val = z * (LOGIT_GAIN / hidden ** 0.5)
         elif name.endswith(("o_proj.weight", "down_proj.weight")):
@@ -461,7 +477,7 @@ def param_summary(model, v, d):
         "lm_head_in_file": "lm_head.weight" in st,
         "num_parameters": model.num_parameters(),
         "stored_elements": int(sum(np.prod(s) for _, s, _ in st.values())),
-        "rope_theta": 1e6, "rms_norm_eps": 1e-6,
+        "rope_theta": rope_theta(v), "rms_norm_eps": rms_norm_eps(v),
     }
 
 
@@ -477,7 +493,7 @@ def make_variant(v, out_dir, tok_json, tok, versions):
     for seed in range(v["seed"], v["seed"] + 100):
         torch.manual_seed(seed)  # nothing should draw from it; belt and braces
         model = Qwen2ForCausalLM(hf_config(v)).float().eval()
-        randomize_(model, seed)
+        randomize_(model, seed, v.get("embed_std", EMBED_STD))
         runs = [greedy(model, ids) for ids in prompts]
         margins = [min(top2_margin(l[j]) for j in range(N_NEW)) for _, l in runs]
         distinct = [len(set(new)) for new, _ in runs]
@@ -499,7 +515,8 @@ def make_variant(v, out_dir, tok_json, tok, versions):
     # The oracle runs on the model as loaded back from the directory.
     model = Qwen2ForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
     cfg = model.config
-    assert cfg.rope_parameters["rope_theta"] == 1e6 and cfg.rms_norm_eps == 1e-6
+    assert cfg.rope_parameters["rope_theta"] == rope_theta(v)
+    assert cfg.rms_norm_eps == rms_norm_eps(v)
     assert model.model.layers[0].self_attn.head_dim == v["head_dim"]
     assert cfg.tie_word_embeddings == v["tied"]
     for k, t in model.state_dict().items():
