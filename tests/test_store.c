@@ -1067,6 +1067,69 @@ static void test_waits_for_writer(void **state)
     free(c);
 }
 
+/* Two runs started at once on a new --db: the other process creates the
+ * tables while this one waits for the lock; this one must then find them
+ * made (the version read again under the lock), not create them twice. */
+static void test_created_meanwhile(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir(), *ref = join(dir, "ref.db"), *path = join(dir, "new.db");
+    ssf_store *s;
+    ssf_error err = {0};
+    assert_int_equal(ssf_store_open(ref, 1, 0, &s, &err), 0);
+    ssf_store_close(s);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+
+    /* the other process: the schema of a store this build made, its
+     * version and id, in one transaction it commits 200 ms from now */
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    char sql[4200];
+    snprintf(sql, sizeof sql, "PRAGMA journal_mode = WAL; ATTACH '%s' AS ref;", ref);
+    assert_int_equal(sqlite3_exec(other, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(other,
+                                        "SELECT sql FROM ref.sqlite_schema WHERE sql IS NOT NULL "
+                                        "ORDER BY rowid",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    ssf_buf schema = {0};
+    while (sqlite3_step(st) == SQLITE_ROW)
+        ssf_buf_printf(&schema, "%s;\n", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(other,
+                                        "SELECT application_id FROM ref.pragma_application_id", -1,
+                                        &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    ssf_buf_printf(&schema, "PRAGMA user_version = %d; PRAGMA application_id = %d;",
+                   SSF_STORE_SCHEMA_VERSION, sqlite3_column_int(st, 0));
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(other, "DETACH ref; BEGIN IMMEDIATE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, schema.data, NULL, NULL, NULL), SQLITE_OK);
+    ssf_buf_free(&schema);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, release_later, other), 0);
+
+    int rc = ssf_store_open(path, 1, 0, &s, &err);
+    pthread_join(t, NULL);
+    sqlite3_close(other);
+    if (rc != 0) fail_msg("%s", err.msg);
+    int resumed;
+    int64_t run = begin(s, "h", &resumed);
+    assert_false(resumed);
+    ssf_sample_row r = sample("t", 0, 0, 0, "x");
+    put(s, run, &r, NULL);
+    ssf_store_close(s);
+    remove_tree(dir);
+    free(path);
+    free(ref);
+    free(dir);
+}
+
 /* A writer that holds the store past the busy timeout: the write is
  * refused by name and wait, and what was stored stays. */
 static void test_busy_past_timeout(void **state)
@@ -1260,6 +1323,7 @@ int main(void)
         cmocka_unit_test(test_refuses_bit_rot),
         cmocka_unit_test(test_missing_file),
         with_store(test_waits_for_writer),
+        cmocka_unit_test(test_created_meanwhile),
         with_store(test_busy_past_timeout),
         with_store(test_disk_full),
         cmocka_unit_test(test_kill9),
