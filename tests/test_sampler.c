@@ -53,6 +53,17 @@ static void test_uniform_range_and_streams(void **state)
     }
     assert_true(fabs(sum / 100000 - 0.5) < 0.005);
     assert_int_equal(equal, 0);
+    /* seed 0, step 0 is Random123's all-zero vector, its first two words
+     * made a 53-bit double as numpy does: (a >> 5) * 2^26 + (b >> 6) */
+    assert_true(ssf_philox_uniform(0, 0) ==
+                ((double)(0x6627e8d5u >> 5) * 67108864.0 + (double)(0xe169c58du >> 6)) /
+                    9007199254740992.0);
+    /* the high halves of the seed and of the step count: 64-bit seeds of
+     * two samples that share their low 32 bits are two streams */
+    for (uint64_t step = 0; step < 1000; step++) {
+        assert_true(ssf_philox_uniform(42, step) != ssf_philox_uniform(42 | (7ULL << 32), step));
+        assert_true(ssf_philox_uniform(42, step) != ssf_philox_uniform(42, step | (1ULL << 32)));
+    }
 }
 
 static void test_greedy(void **state)
