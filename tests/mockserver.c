@@ -1077,7 +1077,8 @@ static int start_daemon(struct mockserver *s, ssf_error *err)
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
-    addr.sin_port = 0; /* the kernel picks a free port: tests can run in parallel */
+    /* by default the kernel picks a free port: tests can run in parallel */
+    addr.sin_port = htons((uint16_t)s->o.port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* poll() (chosen by MHD_USE_AUTO) has no FD_SETSIZE ceiling. */
     s->daemon = MHD_start_daemon(

@@ -103,6 +103,7 @@ struct mockserver_options {
     unsigned retry_after_ms; /* retry-after-ms on 429 and 503 (0: none) */
     unsigned health_fail;    /* GET /health answers 503 to the first K polls */
     int no_models;           /* GET /v1/models lists none */
+    unsigned port;           /* where to listen (0: a free port the kernel picks) */
 };
 
 struct mockserver_stats {

@@ -1128,6 +1128,54 @@ static void test_unreachable(void **state)
     free_run(&r);
 }
 
+/* The server goes away mid-run and is back on the same port a second
+ * later, as a restarted vLLM is: it answered before, so its samples keep
+ * every attempt (production backoff), and each is done once, none failed. */
+struct restarter {
+    struct mockserver_options mo;
+    struct mockserver *m, *again;
+    ssf_error err;
+};
+
+static void *restart_later(void *arg)
+{
+    struct restarter *c = arg;
+    struct timespec nap = {0, 300000000};
+    nanosleep(&nap, NULL);
+    mockserver_stop(c->m);
+    nap = (struct timespec){1, 0};
+    nanosleep(&nap, NULL);
+    c->again = mockserver_start(&c->mo, &c->err);
+    return NULL;
+}
+
+static void test_server_restart(void **state)
+{
+    (void)state;
+    struct restarter c = {.mo = {.delay_ms = 100}};
+    c.m = start(&c.mo);
+    c.mo.port = mockserver_port(c.m);
+    struct run r;
+    make_run(&r, 2, 2, 6, 9700, 0);
+    ssf_openai_options o = options_for(&r, c.m), def;
+    ssf_openai_options_default(&def);
+    o.max_attempts = def.max_attempts;
+    o.max_retry_delay_s = def.max_retry_delay_s;
+    o.concurrency = 4;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, restart_later, &c), 0);
+    generate(&o, &r);
+    pthread_join(t, NULL);
+    if (!c.again) fail_msg("restart on port %u: %s", c.mo.port, c.err.msg);
+    struct mockserver_stats st;
+    mockserver_get_stats(c.again, &st);
+    fprintf(stderr, "restart: %.2f s, %zu of %zu samples after it\n", r.elapsed_s, st.choices, r.n);
+    expect_all_ok(&r, 0);
+    assert_true(st.choices > 0 && st.choices < r.n); /* it did go away mid-run */
+    free_run(&r);
+    mockserver_stop(c.again);
+}
+
 /* Many connections reset in a row, from a server that answered before,
  * open the circuit breaker: traffic pauses while /health is polled (503
  * "loading" twice), then every sample still succeeds.  The second batch
@@ -1353,6 +1401,7 @@ int main(void)
         cmocka_unit_test_setup(test_length_empty, arm_watchdog),
         cmocka_unit_test_setup(test_retry_transient, arm_watchdog),
         cmocka_unit_test_setup(test_no_finish_reason, arm_watchdog),
+        cmocka_unit_test_setup(test_server_restart, arm_watchdog),
         cmocka_unit_test_setup(test_retry_gives_up, arm_watchdog),
         cmocka_unit_test_setup(test_concurrency_cap, arm_watchdog),
         cmocka_unit_test_setup(test_token_usage, arm_watchdog),
