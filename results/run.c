@@ -573,6 +573,135 @@ static char *canonical_config(const json_t *conf)
     return text;
 }
 
+/* ---- a run not resumed ---------------------------------------------------- */
+
+/* Keys stored with a run but outside its identity: they may differ freely. */
+static int stored_only(const char *key)
+{
+    return strcmp(key, "version") == 0 || strcmp(key, "task_documents") == 0 ||
+           strcmp(key, "questions_sha256") == 0;
+}
+
+enum { MAX_DIFFS_SAID = 4 };
+
+typedef struct config_diff {
+    ssf_buf paths; /* "temperature, tasks[aime25].max_tokens" */
+    int n;
+} config_diff;
+
+static void diff_json(const json_t *a, const json_t *b, const char *path, config_diff *d);
+
+static void add_diff(config_diff *d, const char *path)
+{
+    if (d->n++ < MAX_DIFFS_SAID) ssf_buf_printf(&d->paths, "%s%s", d->n > 1 ? ", " : "", path);
+}
+
+static char *child_path(const char *path, const char *key)
+{
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "%s%s%s", path, *path ? "." : "", key);
+    return ssf_buf_take(&b);
+}
+
+static void diff_objects(const json_t *a, const json_t *b, const char *path, config_diff *d)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)a, key, value)
+    {
+        if (stored_only(key)) continue;
+        char *sub = child_path(path, key);
+        diff_json(value, json_object_get(b, key), sub, d);
+        free(sub);
+    }
+    json_object_foreach((json_t *)b, key, value)
+    {
+        if (stored_only(key) || json_object_get(a, key)) continue;
+        char *sub = child_path(path, key);
+        add_diff(d, sub);
+        free(sub);
+    }
+}
+
+/* Tasks pair by name, whatever their order. */
+static void diff_tasks(const json_t *a, const json_t *b, config_diff *d)
+{
+    size_t i, j;
+    json_t *x, *y;
+    json_array_foreach(a, i, x)
+    {
+        const char *name = json_string_value(json_object_get(x, "name"));
+        json_t *match = NULL;
+        json_array_foreach(b, j, y)
+        {
+            const char *other = json_string_value(json_object_get(y, "name"));
+            if (name && other && strcmp(name, other) == 0) match = y;
+        }
+        ssf_buf path = {0};
+        ssf_buf_printf(&path, "tasks[%s]", name ? name : "?");
+        diff_json(x, match, path.data, d);
+        ssf_buf_free(&path);
+    }
+}
+
+static void diff_json(const json_t *a, const json_t *b, const char *path, config_diff *d)
+{
+    if (json_is_object(a) && json_is_object(b))
+        diff_objects(a, b, path, d);
+    else if (strcmp(path, "tasks") == 0 && json_is_array(a) && json_is_array(b) &&
+             json_array_size(a) == json_array_size(b))
+        diff_tasks(a, b, d);
+    else if (!json_equal((json_t *)a, (json_t *)b))
+        add_diff(d, path);
+}
+
+typedef struct unfinished {
+    const char *tasks, *model;
+    int64_t skip;
+    ssf_run_row newest; /* id 0: none */
+} unfinished;
+
+static int find_unfinished(const ssf_run_row *run, void *ud)
+{
+    unfinished *u = ud;
+    if (run->id == u->skip || run->id < u->newest.id || !run->status ||
+        strcmp(run->status, "done") == 0 || !run->tasks || strcmp(run->tasks, u->tasks) != 0 ||
+        strcmp(run->model ? run->model : "", u->model) != 0 || !run->config_json)
+        return 0;
+    ssf_run_row_clear(&u->newest);
+    u->newest = (ssf_run_row){.id = run->id,
+                              .status = ssf_xstrdup(run->status),
+                              .config_json = ssf_xstrdup(run->config_json)};
+    return 0;
+}
+
+/* A new run where an unfinished one of the same tasks and model is: says
+ * what of its configuration changed, so that nobody wonders where that
+ * run's samples went (an option given otherwise, or an identity that grew:
+ * a checkpoint's files, another ssfteval). */
+static void note_not_resumed(const ssf_run_config *cfg, ssf_store *store, const json_t *conf,
+                             const ssf_run_meta *meta, int64_t id)
+{
+    unfinished u = {.tasks = meta->tasks, .model = meta->model ? meta->model : "", .skip = id};
+    ssf_error ignored;
+    if (!cfg->log || ssf_store_foreach_run(store, find_unfinished, &u, &ignored) != 0 ||
+        !u.newest.id) {
+        ssf_run_row_clear(&u.newest);
+        return;
+    }
+    json_t *old = json_loads(u.newest.config_json, 0, NULL);
+    config_diff d = {0};
+    diff_json(old, conf, "", &d);
+    fprintf(cfg->log,
+            "note: run %" PRId64 " (%s, the same tasks and model) is not resumed: its "
+            "configuration differs in %s%s; this is run %" PRId64 "\n",
+            u.newest.id, u.newest.status, d.n ? d.paths.data : "the run's identity",
+            d.n > MAX_DIFFS_SAID ? " and more" : "", id);
+    ssf_buf_free(&d.paths);
+    json_decref(old);
+    ssf_run_row_clear(&u.newest);
+}
+
 static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_store *store,
                      ssf_run_summary *summary, ssf_error *err)
 {
@@ -613,6 +742,7 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
                          .profile = ssf_profile_name(cfg->profile),
                          .version = ssf_version()};
     int rc = ssf_store_begin_run(store, &meta, &summary->run_id, &summary->resumed, err);
+    if (rc == 0 && !summary->resumed) note_not_resumed(cfg, store, conf, &meta, summary->run_id);
     ssf_buf_free(&tasks);
     ssf_buf_free(&metrics);
     free(full);

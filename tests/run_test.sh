@@ -238,13 +238,15 @@ mkdir "$work/edit"
 cp "$work/synth.json" "$work/synth.jsonl" "$work/edit/"
 edit=(--generations "$work/gen-missing.jsonl" --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" --protocol ssft --quiet)
 run 1 run synth "${edit[@]}" >/dev/null 2>&1
-check "the same task file and data resume" eval 'run 1 run synth "${edit[@]}" && grep -q "run 1 incomplete (resumed)" "$work/err"'
+check "the same task file and data resume, with no note" eval 'run 1 run synth "${edit[@]}" && grep -q "run 1 incomplete (resumed)" "$work/err" && ! grep -q "^note:" "$work/err"'
 sed -i 's/"a": "1"/"a": "91"/' "$work/edit/synth.jsonl"
 check "a gold edited in a task file's data is another run" eval 'run 1 run synth "${edit[@]}" && grep -q "run 2 incomplete (new)" "$work/err"'
+check "a note says why the unfinished run was not resumed" grep -q "^note: run 1 (incomplete, the same tasks and model) is not resumed: its configuration differs in tasks\[synth\]\.documents_sha256; this is run 2$" "$work/err"
 sed -i 's/"prompt": "Q: {{question}}"/"prompt": "Question: {{question}}"/' "$work/edit/synth.json"
 check "a task file's prompt edited is another run" eval 'run 1 run synth "${edit[@]}" && grep -q "run 3 incomplete (new)" "$work/err"'
 check "rescore refuses data other than the run's (it graded old samples against the new golds)" eval 'run 1 rescore 1 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "^ssfteval: task synth: the data loaded now (2 documents from .*) is not what run 1 asked and graded against (2 documents); pass the --task-file and --data-dir it was run with$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
 check "rescore takes the data the run was made with" run 0 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit"
+check "an option given otherwise is another run, and the note names it" eval 'run 1 run synth "${edit[@]}" --temperature 0.5 --seed 7 && grep -q "^note: run 3 (incomplete, the same tasks and model) is not resumed: its configuration differs in seed, tasks\[synth\]\.sampling\.temperature; this is run 4$" "$work/err"'
 # compare pairs questions by their order: runs over other questions are
 # refused; another prompt over the same questions (another model's
 # template) is compared.
