@@ -954,7 +954,7 @@ static void print_escaped(const char *s, size_t len)
 
 /* Texts of answers, separators and invalid UTF-8 at every place: where an
  * invalid sequence sits beside a lookbehind, \b, ^ or $ of a pattern. */
-static size_t random_text(uint64_t *state, char *out, size_t cap)
+static void random_text(uint64_t *state, ssf_buf *out)
 {
     static const char *const pieces[] = {
         "$5$",
@@ -989,17 +989,13 @@ static size_t random_text(uint64_t *state, char *out, size_t cap)
         "\xe2\x88\x9a",
         "=",
     };
-    size_t n_pieces = sizeof pieces / sizeof *pieces, len = 0;
+    size_t n_pieces = sizeof pieces / sizeof *pieces;
+    out->len = 0;
     *state = *state * 6364136223846793005u + 1442695040888963407u;
     for (unsigned k = 1 + (unsigned)(*state >> 60); k > 0; k--) {
         *state = *state * 6364136223846793005u + 1442695040888963407u;
-        const char *p = pieces[(*state >> 33) % n_pieces];
-        size_t n = strlen(p);
-        if (len + n > cap) break;
-        memcpy(out + len, p, n);
-        len += n;
+        ssf_buf_puts(out, pieces[(*state >> 33) % n_pieces]);
     }
-    return len;
 }
 
 /* Without JIT, each valid fragment of a text is matched on its own, so the
@@ -1017,6 +1013,7 @@ static void test_interpreter_fragments(void **state)
     cfgs[3].bare_letters = 1;
     uint64_t rng = 20261128;
     size_t differing = 0, found = 0;
+    ssf_buf text = {0};
     for (int k = 0; k < 4; k++) {
         ssf_extractor *jit = new_extractor(&cfgs[k]);
         if (!ssf_extractor_has_jit(jit)) {
@@ -1027,18 +1024,17 @@ static void test_interpreter_fragments(void **state)
         ssf_extractor *interp = new_extractor(&cfgs[k]);
         assert_false(ssf_extractor_has_jit(interp));
         for (int i = 0; i < 3000; i++) {
-            char text[256];
-            size_t len = random_text(&rng, text, sizeof text);
+            random_text(&rng, &text);
             got a, b;
-            extract_with(jit, text, len, &a);
-            extract_with(interp, text, len, &b);
+            extract_with(jit, text.data, text.len, &a);
+            extract_with(interp, text.data, text.len, &b);
             found += a.sexpr != NULL;
             if (!same_got(&a, &b)) {
                 if (differing++ < 5) {
                     fprintf(stderr, "config %d: JIT %s (%s) against %s (%s) for ", k,
                             a.sexpr ? a.sexpr : "-", a.fallback ? a.fallback : "-",
                             b.sexpr ? b.sexpr : "-", b.fallback ? b.fallback : "-");
-                    print_escaped(text, len);
+                    print_escaped(text.data, text.len);
                 }
             }
             got_free(&a);
@@ -1047,6 +1043,7 @@ static void test_interpreter_fragments(void **state)
         ssf_extractor_free(jit);
         ssf_extractor_free(interp);
     }
+    ssf_buf_free(&text);
     assert_int_equal(differing, 0);
     assert_true(found > 3000); /* most texts hold an answer */
 }
