@@ -830,10 +830,11 @@ static ssf_tokenizer *with_added_tokens(const char *root, json_t *added)
     return t;
 }
 
-/* Added tokens that strip the spaces beside them (lstrip, rstrip) or match
- * only as a whole word (single_word), and the longest of two added tokens
- * that start alike: ids as tokenizers gives them
- * (tools/make-added-token-cases.py). */
+/* Added tokens that strip the spaces beside them (lstrip, rstrip, Unicode
+ * spaces too) or match only as a whole word (single_word) or in the NFC
+ * text (normalized), the longest of two added tokens that start alike, and
+ * a special token outside the byte alphabet: ids and decoded text as
+ * tokenizers gives them (tools/make-added-token-cases.py). */
 static void test_added_token_flags(void **state)
 {
     (void)state;
@@ -844,7 +845,7 @@ static void test_added_token_flags(void **state)
     json_t *cases_file = json_load_file(path, 0, &jerr);
     if (!cases_file) fail_msg("%s: %s", path, jerr.text);
     json_t *cases = json_object_get(cases_file, "cases");
-    assert_true(json_array_size(cases) >= 17);
+    assert_true(json_array_size(cases) >= 28);
     size_t i;
     json_t *c;
     json_array_foreach(cases, i, c)
@@ -860,6 +861,13 @@ static void test_added_token_flags(void **state)
         for (size_t k = 0; same && k < n; k++)
             same = ids[k] == json_integer_value(json_array_get(want, k));
         if (!same) fail_msg("case %zu, '%s': %zu ids, not the oracle's", i, text, n);
+        const char *decoded = json_string_value(json_object_get(c, "decoded"));
+        char *back = ssf_tokenizer_decode(t, ids, n, 0, NULL, &err);
+        assert_non_null(decoded);
+        if (!back || strcmp(back, decoded) != 0)
+            fail_msg("case %zu, '%s': decoded '%s', the oracle '%s'", i, text,
+                     back ? back : err.msg, decoded);
+        free(back);
         free(ids);
         ssf_tokenizer_free(t);
     }
