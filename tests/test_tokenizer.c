@@ -645,6 +645,42 @@ static void test_malformed(void **state)
     expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"vocab\":"
                                  "{\"a\":0},\"merges\":[\"ab\"]}}",
                       "is not \"a b\"");
+    /* What would change the ids and is not done, refused by name rather
+     * than ignored: a post-processor that adds BOS (Llama 3's), another
+     * normalizer or decoder, BPE dropout and byte fallback, Split forms. */
+#define SMALL_BPE "\"model\":{\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]"
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"post_processor\":{"
+                                 "\"type\":\"TemplateProcessing\",\"single\":[]}," SMALL_BPE "}}",
+                      "post_processor TemplateProcessing is not supported");
+    expect_load_error("{\"normalizer\":{\"type\":\"NFKC\"},\"decoder\":{\"type\":\"ByteLevel\"},"
+                      "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}," SMALL_BPE "}}",
+                      "normalizer NFKC is not supported");
+    expect_load_error("{\"normalizer\":{\"type\":\"NFC\"},\"decoder\":{\"type\":\"Metaspace\"},"
+                      "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}," SMALL_BPE "}}",
+                      "decoder Metaspace is not supported");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}," SMALL_BPE
+                                 ",\"dropout\":0.1}}",
+                      "dropout is not supported");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}," SMALL_BPE
+                                 ",\"byte_fallback\":true}}",
+                      "byte_fallback is not supported");
+    expect_load_error(
+        SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{"
+                   "\"type\":\"Split\",\"pattern\":{\"Regex\":\" \"},\"behavior\":"
+                   "\"Contiguous\"},{\"type\":\"ByteLevel\",\"use_regex\":false}]}," SMALL_BPE "}}",
+        "Split behavior 'Contiguous' is not supported");
+    expect_load_error(SMALL_HEAD
+                      "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{"
+                      "\"type\":\"Split\",\"pattern\":{\"Regex\":\" \"},\"behavior\":"
+                      "\"Isolated\"},{\"type\":\"ByteLevel\",\"use_regex\":true}]}," SMALL_BPE "}}",
+                      "Split followed by ByteLevel(use_regex=true) is not supported");
+    expect_load_error(SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{"
+                                 "\"type\":\"Split\",\"pattern\":{\"Regex\":\" \"},\"behavior\":"
+                                 "\"Isolated\"},{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\"},"
+                                 "\"behavior\":\"Isolated\"},{\"type\":\"ByteLevel\",\"use_regex\":"
+                                 "false}]}," SMALL_BPE "}}",
+                      "more than one Split pre-tokenizer");
+#undef SMALL_BPE
     /* A small valid file: GPT-2 ByteLevel with its own regex. */
     const char *ok =
         SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":"
