@@ -401,6 +401,37 @@ static void test_errors_on_input(void **state)
     assert_int_equal(len, 3);
     assert_memory_equal(s, "a\0b", 4);
     free(s);
+    /* Ill-formed sequences decode to one U+FFFD per maximal subpart, as
+     * Rust's from_utf8_lossy (which tokenizers uses) and Python's
+     * decode("utf-8", "replace") give them: an overlong lead, an overlong
+     * 3- and 4-byte form, a code point past U+10FFFF, each a byte apiece. */
+    static const struct {
+        int32_t ids[4];
+        unsigned char bytes[4];
+        size_t n;
+    } ill[] = {
+        {{124, 107}, {0xC0, 0xAF}, 2},
+        {{156, 222, 222}, {0xE0, 0x80, 0x80}, 3},
+        {{172, 222, 222, 222}, {0xF0, 0x80, 0x80, 0x80}, 4},
+        {{176, 238, 222, 222}, {0xF4, 0x90, 0x80, 0x80}, 4},
+    };
+    for (size_t c = 0; c < sizeof ill / sizeof ill[0]; c++) {
+        for (size_t k = 0; k < ill[c].n; k++) { /* the ids are those bytes */
+            size_t blen;
+            const char *b = ssf_tokenizer_token_bytes(fx.tok[0], ill[c].ids[k], &blen);
+            assert_int_equal(blen, 1);
+            assert_int_equal((unsigned char)b[0], ill[c].bytes[k]);
+        }
+        s = ssf_tokenizer_decode(fx.tok[0], ill[c].ids, ill[c].n, 0, &len, &err);
+        assert_int_equal(len, 3 * ill[c].n);
+        for (size_t k = 0; k < ill[c].n; k++)
+            assert_memory_equal(s + 3 * k, "\xef\xbf\xbd", 3);
+        free(s);
+        assert_int_equal(
+            ssf_tokenizer_encode(fx.tok[0], (const char *)ill[c].bytes, ill[c].n, &ids, &n, &err),
+            -1);
+        assert_non_null(strstr(err.msg, "byte 0"));
+    }
 }
 
 /* ---- the vocab.json + merges.txt layout ---------------------------------- */
