@@ -705,6 +705,17 @@ static void test_model_errors(void **state)
              "model.layers.0.self_attn.q_proj.weight in %s: shape [8, 8], config says [16, 8]",
              st_path);
     model_fails(dir, want, NULL);
+    /* The second dimension checked too: o_proj [8, 4] where the config says [8, 8]. */
+    fx_write_config(dir, 0, NULL);
+    fx_model_tensors(&f, "F32", 0);
+    for (int k = 0; k < f.n; k++)
+        if (strcmp(f.e[k].name, "model.layers.0.self_attn.o_proj.weight") == 0) f.e[k].shape[1] = 4;
+    fx_write_st(dir, "model.safetensors", &f);
+    model_fails(dir, "model.layers.0.self_attn.o_proj.weight in",
+                "shape [8, 4], config says [8, 8]");
+    fx_model_tensors(&f, "F32", 0);
+    fx_write_st(dir, "model.safetensors", &f);
+    fx_write_config(dir, 0, ", \"head_dim\": 8");
     /* A checkpoint with more layers than the config says, and far fewer. */
     write_layer_count(dir, "1");
     model_fails(dir, "the checkpoint has a layer 1, but config.json says num_hidden_layers 1",
