@@ -229,11 +229,89 @@ static void test_errors(void **state)
     assert_null(dir);
 }
 
+/* ---- the fingerprint -------------------------------------------------- */
+
+static void fingerprint_of(const char *dir, char hex[65])
+{
+    ssf_model *m;
+    ssf_error err = {0};
+    if (ssf_model_open(dir, &m, &err) || ssf_model_fingerprint(m, NULL, NULL, hex, &err))
+        fail_msg("%s", err.msg);
+    ssf_model_close(m);
+}
+
+/* A file of dir with one text replaced. */
+static void edit_file(const char *dir, const char *name, const char *from, const char *to)
+{
+    char *path = ssf_path_join(dir, name), *text;
+    size_t len;
+    ssf_error err = {0};
+    assert_int_equal(ssf_read_file(path, &text, &len, &err), 0);
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    fx_write_text(dir, name, b.data);
+    ssf_buf_free(&b);
+    free(text);
+    free(path);
+}
+
+/* Each thing the engine reads changes the fingerprint, so that a run over
+ * a checkpoint edited in it is another run: config values, and each of
+ * the tokenizer's files, present or changed. */
+static void test_fingerprint(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    fx_write_model(dir, "F32", 0, 1);
+    char base[65], hex[65], again[65];
+    fingerprint_of(dir, base);
+    fingerprint_of(dir, again);
+    assert_string_equal(base, again);
+    /* (generation_config.json's eos ids are the ones the engine stops at) */
+    static const char *const edits[][3] = {
+        {"config.json", "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 1e-05"},
+        {"config.json", "\"rope_theta\": 1000000.0", "\"rope_theta\": 10000.0"},
+        {"config.json", "\"bos_token_id\": 14", "\"bos_token_id\": 12"},
+        /* tied embeddings over the same file: lm_head is then not read */
+        {"config.json", "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true"},
+        {"generation_config.json", "\"eos_token_id\": [15, 13]", "\"eos_token_id\": [15]"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        edit_file(dir, edits[i][0], edits[i][1], edits[i][2]);
+        fingerprint_of(dir, hex);
+        if (strcmp(hex, base) == 0)
+            fail_msg("%s %s: the same fingerprint", edits[i][0], edits[i][2]);
+        edit_file(dir, edits[i][0], edits[i][2], edits[i][1]);
+        fingerprint_of(dir, hex);
+        assert_string_equal(hex, base);
+    }
+    static const char *const files[] = {"tokenizer.json", "vocab.json", "merges.txt",
+                                        "tokenizer_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char first[65];
+        fx_write_text(dir, files[i], "{\"one\": 1}\n");
+        fingerprint_of(dir, first);
+        if (strcmp(first, base) == 0) fail_msg("%s added: the same fingerprint", files[i]);
+        fx_write_text(dir, files[i], "{\"two\": 2}\n");
+        fingerprint_of(dir, hex);
+        if (strcmp(hex, first) == 0) fail_msg("%s edited: the same fingerprint", files[i]);
+        char *path = ssf_path_join(dir, files[i]);
+        unlink(path);
+        free(path);
+    }
+    fingerprint_of(dir, hex);
+    assert_string_equal(hex, base);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     if (!shared_available()) return 77; /* the test Hub serves ../shared/data */
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {T(test_local), T(test_sharded), T(test_single),
-                                       T(test_errors)};
+                                       T(test_errors), cmocka_unit_test(test_fingerprint)};
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
