@@ -434,6 +434,36 @@ static void test_errors_on_input(void **state)
     }
 }
 
+/* More distinct words than the word cache holds (65,536): it starts over
+ * when full, and the ids stay those of a first encoding. */
+static void test_word_cache_overflow(void **state)
+{
+    (void)state;
+    ssf_buf text = {0};
+    for (unsigned i = 0; i < 100000; i++) {
+        char w[8];
+        unsigned v = i;
+        for (int k = 0; k < 5; k++, v /= 26)
+            w[k] = (char)('a' + v % 26);
+        ssf_buf_printf(&text, " %.5s", w);
+    }
+    ssf_tokenizer *t = load_shared("tokenizers/qwen2.5"); /* a cache of its own */
+    ssf_error err;
+    size_t n1, n2, len;
+    int32_t *first = encode(t, text.data, text.len, &n1);
+    int32_t *second = encode(t, text.data, text.len, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(first, second, n1 * sizeof *first);
+    char *back = ssf_tokenizer_decode(t, first, n1, 0, &len, &err);
+    assert_int_equal(len, text.len);
+    assert_memory_equal(back, text.data, len);
+    free(back);
+    free(first);
+    free(second);
+    ssf_tokenizer_free(t);
+    ssf_buf_free(&text);
+}
+
 /* ---- the vocab.json + merges.txt layout ---------------------------------- */
 
 /* added_tokens_decoder for tokenizer_config.json, from the tokenizer.json
@@ -958,6 +988,7 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_engine_fixture_tokenizer),
         cmocka_unit_test(test_byte_level_prefix_space),
+        cmocka_unit_test(test_word_cache_overflow),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
