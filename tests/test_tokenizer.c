@@ -768,6 +768,39 @@ static void test_malformed(void **state)
     free(dir);
 }
 
+/* ignore_merges (Llama 3 sets it): a word that is itself in the vocabulary
+ * is that one id, merges or not; ids from tokenizers 0.23.3. */
+static void test_ignore_merges(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int32_t ignore[3], merge[3];
+        size_t n_ignore, n_merge;
+    } cases[] = {
+        {"abc", {5}, {3, 2}, 1, 2},
+        {"abcab", {3, 2, 3}, {3, 2, 3}, 3, 3},
+        {"bcabc", {4, 3, 2}, {4, 3, 2}, 3, 3},
+    };
+    for (int ignore = 0; ignore <= 1; ignore++) {
+        char json[1024];
+        snprintf(json, sizeof json,
+                 SMALL_HEAD "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+                            "\"use_regex\":false},\"model\":{\"type\":\"BPE\",\"ignore_merges\":%s,"
+                            "\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"ab\":3,\"bc\":4,\"abc\":5},"
+                            "\"merges\":[\"a b\",\"b c\"]}}",
+                 ignore ? "true" : "false");
+        ssf_tokenizer *t;
+        ssf_error err;
+        if (ssf_tokenizer_load_json(json, strlen(json), "ignore-merges", &t, &err))
+            fail_msg("%s", err.msg);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            expect_ids(t, cases[c].text, ignore ? cases[c].ignore : cases[c].merge,
+                       ignore ? cases[c].n_ignore : cases[c].n_merge);
+        ssf_tokenizer_free(t);
+    }
+}
+
 /* ---- threads ------------------------------------------------------------- */
 
 typedef struct job {
@@ -989,6 +1022,7 @@ int main(void)
         cmocka_unit_test(test_engine_fixture_tokenizer),
         cmocka_unit_test(test_byte_level_prefix_space),
         cmocka_unit_test(test_word_cache_overflow),
+        cmocka_unit_test(test_ignore_merges),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
