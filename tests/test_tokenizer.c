@@ -554,6 +554,25 @@ static void test_legacy_layout(void **state)
     assert_same_ids(fx.tok[0], legacy, 0);
     assert_true(ssf_tokenizer_is_special(legacy, 151644));
     ssf_tokenizer_free(legacy);
+
+    /* tokenizer_class GPT2Tokenizer: no NFC and GPT-2's regex (digit runs,
+     * contractions in lower case only); ids from tokenizers 0.23.3's BPE of
+     * these files under ByteLevel(use_regex=true), as GPT2TokenizerFast. */
+    free(write_temp_file(dir, "tokenizer_config.json", "{\"tokenizer_class\": \"GPT2Tokenizer\"}"));
+    ssf_tokenizer *gpt2;
+    if (ssf_tokenizer_load(dir, &gpt2, &err)) fail_msg("%s", err.msg);
+    expect_ids(gpt2, "e\xcc\x81 IT'S x=12345",
+               (const int32_t[]){68, 53839, 8700, 6, 50, 856, 28, 16, 17, 18, 19, 20}, 12);
+    expect_ids(gpt2, "caf\xc3\xa9  don't\n\n 2024",
+               (const int32_t[]){924, 58858, 220, 1513, 944, 271, 220, 17, 15, 17, 19}, 11);
+    size_t n, len;
+    int32_t *ids = encode(gpt2, "e\xcc\x81", 3, &n);
+    char *back = ssf_tokenizer_decode(gpt2, ids, n, 0, &len, &err);
+    assert_int_equal(len, 3);
+    assert_memory_equal(back, "e\xcc\x81", 3); /* not composed */
+    free(back);
+    free(ids);
+    ssf_tokenizer_free(gpt2);
     remove_tree(dir);
     free(dir);
 }
