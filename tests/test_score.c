@@ -486,6 +486,42 @@ static void test_vote_rules(void **state)
     /* An empty key is an answer, not the same class as no answer. */
     const char *empty[] = {NULL, ""};
     assert_near(vote_keys(empty, (int[]){0, 1}, 2, 0), 1, 0);
+    /* Keys are whole: "1" and "10" are two classes, and "" is one of its own. */
+    const char *prefix[] = {"1", "10", "10"};
+    assert_near(vote_keys(prefix, (int[]){1, 0, 0}, 3, 0), 0, 0);
+    const char *empties[] = {"", "7", "7"};
+    assert_near(vote_keys(empties, (int[]){1, 0, 0}, 3, 0), 0, 0);
+    /* compat: the vote's winner against the gold's text, whole too */
+    fixture g = {.n = 3};
+    for (int i = 0; i < 3; i++)
+        g.o[i] = (ssf_outcome){.present = 1,
+                               .verdict = 0,
+                               .key = "q:10",
+                               .extracted = "10",
+                               .gold_extracted = "1",
+                               .raw_text = "so 10"};
+    ssf_metric_context compat = ctx_none(0);
+    compat.compat = SSF_COMPAT_SSFT_LIGHTEVAL;
+    m = parse_ok("maj@3", &compat);
+    assert_near(ssf_metric_question(&m, &compat, 0, get_fixture, &g), 0, 0);
+}
+
+/* An ungradable sample (over budget, undecided) is not correct in pass@k
+ * and avg@n either: only verdict 1 counts. */
+static void test_ungradable_not_correct(void **state)
+{
+    (void)state;
+    fixture f = {.n = 4};
+    static const int verdicts[4] = {1, -1, -1, 0};
+    for (int i = 0; i < 4; i++)
+        f.o[i] = (ssf_outcome){.present = 1, .verdict = verdicts[i], .key = "k"};
+    ssf_metric_context none = ctx_none(4);
+    ssf_metric m = parse_ok("pass@1", &none);
+    assert_near(ssf_metric_question(&m, &none, 0, get_fixture, &f), 0.25, EPS);
+    m = parse_ok("avg@4", &none);
+    assert_near(ssf_metric_question(&m, &none, 0, get_fixture, &f), 0.25, EPS);
+    m = parse_ok("pass@2", &none); /* 1 - C(3,2)/C(4,2) */
+    assert_near(ssf_metric_question(&m, &none, 0, get_fixture, &f), 0.5, EPS);
 }
 
 /* Compat GPQA votes on whole completions: distinct texts, so the first
@@ -658,6 +694,8 @@ static void test_parse_errors(void **state)
         {"pass@1:tag7", 1, "1..6"},
         {"pass@1:tag0", 1, "expected pass@K"},
         {"pass@1:tag", 1, "expected pass@K"},
+        {"pass@1:tag3x", 1, "expected pass@K"},
+        {"pass@1:tag3 ", 1, "expected pass@K"},
         {"pass@1:tag3", 0, "SSFT protocol"},
         {"pass@2:tag1", 1, "only pass@1:tagK"},
     };
@@ -813,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_groups_override),
         cmocka_unit_test(test_failed_and_missing),
         cmocka_unit_test(test_vote_rules),
+        cmocka_unit_test(test_ungradable_not_correct),
         cmocka_unit_test(test_compat_letters),
         cmocka_unit_test(test_need),
         cmocka_unit_test(test_parse_fields),
