@@ -508,6 +508,11 @@ static void test_bad_data(void **state)
     assert_non_null(strstr(e, "d.jsonl"));
     e = load_error(counted, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n");
     assert_non_null(strstr(e, "1 documents, task bad expects 3"));
+    e = load_error(
+        counted, "d.jsonl",
+        "{\"q\":\"x\",\"a\":\"1\"}\n{\"q\":\"y\",\"a\":\"2\"}\n{\"q\":\"z\",\"a\":\"3\"}\n"
+        "{\"q\":\"x\",\"a\":\"1\"}\n");
+    assert_non_null(strstr(e, "4 documents, task bad expects 3")); /* a row too many */
     e = load_error(hashed, "d.jsonl", "{\"q\":\"x\",\"a\":\"1\"}\n");
     assert_non_null(strstr(e, "checksum mismatch"));
 }
@@ -527,7 +532,8 @@ static void test_last_boxed(void **state)
         {"\\boxed{5} \\boxeds", "5"},
         {"\\boxed 7 then {x}", "7"},
         {"so \\boxed 57.", "57"},
-        {"so \\boxed.", NULL}, /* a sentence's stop is no answer */
+        {"so $\\boxed 7$.", "7"}, /* the run stops at a '$', as Hendrycks' split */
+        {"so \\boxed.", NULL},    /* a sentence's stop is no answer */
         {"\\boxed{\\{1,2\\}}", "\\{1,2\\}"},
         {"\\boxed {3}", "3"},
         {"no box", NULL},
@@ -545,6 +551,110 @@ static void test_last_boxed(void **state)
     }
 }
 
+/* A four-choice letters spec over rows q, c, i1..i3 in `order` (seed
+ * `seed` for mt19937), with or without an id field. */
+static char *order_spec(const char *order, int seed, int with_id)
+{
+    ssf_buf b = {0};
+    ssf_buf_printf(&b,
+                   "{\"name\":\"ord\",\"answer_type\":\"letters\"," SPEC_SOURCE
+                   "\"fields\":{\"question\":\"q\",\"correct\":\"c\",\"incorrect\":[\"i1\",\"i2\","
+                   "\"i3\"]%s},\"prompt\":\"{{question}} {{A}} {{B}} {{C}} {{D}}\","
+                   "\"choices\":{\"order\":\"%s\",\"seed\":%d}}",
+                   with_id ? ",\"id\":\"n\"" : "", order, seed);
+    return ssf_buf_take(&b);
+}
+
+/* The gold letters of 8 rows loaded under spec, --gpqa-order `override`
+ * (-1: the task's own), as a string. */
+static void gold_letters(const char *spec, int override, int with_id, char out[9])
+{
+    ssf_buf rows = {0};
+    for (int i = 0; i < 8; i++) {
+        ssf_buf_printf(
+            &rows, "{\"q\":\"q%d\",\"c\":\"right\",\"i1\":\"w1\",\"i2\":\"w2\",\"i3\":\"w3\"", i);
+        if (with_id) ssf_buf_printf(&rows, ",\"n\":\"%d\"", i);
+        ssf_buf_puts(&rows, "}\n");
+    }
+    char *dir = make_temp_dir();
+    free(write_temp_file(dir, "d.jsonl", rows.data));
+    ssf_task *t;
+    ssf_error err;
+    if (ssf_task_parse(spec, "spec.json", &t, &err)) fail_msg("%s", err.msg);
+    ssf_data_options o = {.data_dir = dir, .order_override = override};
+    ssf_docs docs;
+    if (ssf_task_load_docs(t, &o, &docs, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(docs.n, 8);
+    for (size_t i = 0; i < 8; i++) {
+        assert_string_equal(docs.items[i].choices[docs.items[i].gold_index], "right");
+        out[i] = docs.items[i].gold[0];
+    }
+    out[8] = '\0';
+    ssf_docs_free(&docs);
+    ssf_task_free(t);
+    remove_tree(dir);
+    free(dir);
+    ssf_buf_free(&rows);
+}
+
+/* mt19937 placement follows the spec's seed (CPython: random.seed(42) and
+ * randint(0, 3) a row give AACBBBAA; seed 1234 DAAAAAAC), and
+ * --gpqa-order mt19937 takes it over a task whose own order is another;
+ * a row's id defaults to its number from 0, the hash order's input. */
+static void test_choice_orders(void **state)
+{
+    (void)state;
+    char letters[9], with_ids[9];
+    char *spec = order_spec("mt19937", 42, 0);
+    gold_letters(spec, -1, 0, letters);
+    assert_string_equal(letters, "AACBBBAA");
+    free(spec);
+    spec = order_spec("fixed", 1234, 0);
+    gold_letters(spec, -1, 0, letters);
+    assert_string_equal(letters, "AAAAAAAA");
+    gold_letters(spec, SSF_ORDER_MT19937, 0, letters);
+    assert_string_equal(letters, "DAAAAAAC");
+    free(spec);
+    /* without an id field the ids are "0".."7": the hash order of rows
+     * whose id column holds those */
+    spec = order_spec("hash", 0, 0);
+    gold_letters(spec, -1, 0, letters);
+    free(spec);
+    spec = order_spec("hash", 0, 1);
+    gold_letters(spec, -1, 1, with_ids);
+    free(spec);
+    assert_string_equal(letters, with_ids);
+    ssf_task *t;
+    ssf_docs docs;
+    load_spec_docs(SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}", "d.jsonl",
+                   "{\"q\":\"x\",\"a\":\"1\"}\n{\"q\":\"y\",\"a\":\"2\"}\n", &t, &docs);
+    assert_string_equal(docs.items[0].id, "0");
+    assert_string_equal(docs.items[1].id, "1");
+    ssf_docs_free(&docs);
+    ssf_task_free(t);
+}
+
+/* A spec with a key twice (an edit gone wrong) is refused, not read as
+ * its last value. */
+static void test_duplicate_keys(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *path = write_temp_file(dir, "dup.json",
+                                 SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT
+                                 ",\"prompt\":\"x {{question}}\"}");
+    ssf_registry reg;
+    ssf_error err;
+    assert_int_equal(ssf_registry_init(&reg, &err), 0);
+    assert_int_equal(ssf_registry_add_file(&reg, path, &err), -1);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "duplicate"));
+    ssf_registry_free(&reg);
+    free(path);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -558,6 +668,8 @@ int main(void)
         cmocka_unit_test(test_bad_data),
         cmocka_unit_test(test_letters_limit),
         cmocka_unit_test(test_gold_from_last_box),
+        cmocka_unit_test(test_choice_orders),
+        cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_last_boxed),
     };
     if (!shared_available()) return 77;
