@@ -180,6 +180,8 @@ static void test_template_checks(void **state)
     /* Every choice shown: the one left out may be the gold. */
     assert_int_equal(ssf_prompt_check_template("{{question}} {{A}} {{C}}", 3, &err), -1);
     assert_non_null(strstr(err.msg, "no {{B}}; a 3-choice task shows {{A}}..{{C}}"));
+    assert_int_equal(ssf_prompt_check_template("{{question}} {{A}} {{B}}", 3, &err), -1);
+    assert_non_null(strstr(err.msg, "no {{C}}")); /* the last one too */
     assert_int_equal(ssf_prompt_check_template("no placeholder", 0, &err), -1);
     assert_non_null(strstr(err.msg, "{{question}}"));
     assert_int_equal(ssf_prompt_check_template("{{question", 0, &err), -1);
@@ -257,6 +259,8 @@ static void test_detect(void **state)
         {"'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'"},
         /* white space inside a tag that is there or not: a trim marker, a minus */
         {"{{- '<|im_start|>assistant\\n' }}", "{{ -'<|im_start|>assistant\\n' }}"},
+        /* white space inside a string literal is text the model reads */
+        {"Alibaba Cloud. You are", "Alibaba Cloud.  You are"},
     };
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         tpl = SSF_CHAT_NONE;
