@@ -329,6 +329,13 @@ printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
 { cat "$work/gen.jsonl"; head -n 1 "$work/gen.jsonl" | sed 's/boxed{1}/boxed{9}/'; } >"$work/dup-gen.jsonl"
 check "a generations file with two lines for one sample is refused, naming the second (not one kept unsaid)" eval 'run 1 run synth --generations "$work/dup-gen.jsonl" --db "$work/dup.sqlite" "${common[@]}" && grep -q "^ssfteval: .*dup-gen.jsonl:117: a second line for task synth doc 0 tag 1 sample 0; keep one$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/dup.sqlite" ]'
 check "malformed generations line (exit 1: the file is bad, not the command)" eval 'run 1 run synth --generations "$work/bad-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "bad-gen.jsonl:1" "$work/err"'
+printf '{"task": "synth", "doc": 0.5, "sample": 0, "text": "x"}\n' >"$work/frac-gen.jsonl"
+printf '{"task": "synth", "doc": 0, "sample": 0, "txt": "x"}\n' >"$work/notext-gen.jsonl"
+for f in frac notext; do
+    check "a generations line with a $f field is refused at open, the line named, no store made" eval 'run 1 run synth --generations "$work/$f-gen.jsonl" --db "$work/$f.sqlite" "${common[@]}" && grep -q "$f-gen.jsonl:1: each line needs" "$work/err" && [ ! -e "$work/$f.sqlite" ]'
+done
+printf '{"task": "synth", "doc": 0, "sample": 0, "text": "a\\\\u0000b \\\\boxed{1}"}\n' >"$work/bs-gen.jsonl"
+check "a replayed text holding a backslash and u0000 is stored as written (not as U+FFFD)" eval 'run 1 run synth --generations "$work/bs-gen.jsonl" --db "$work/bs.sqlite" --task-file "$work/synth.json" --data-dir "$work" --metric avg@1 --samples 1 --quiet && [ "$(sqlite3 "$work/bs.sqlite" "SELECT text FROM samples WHERE doc = 0")" = "a\\u0000b \\boxed{1}" ]'
 printf '{"task": "synth", "doc": 0, "sample": 0, "text": "caf\xe9"}\n' >"$work/latin1-gen.jsonl"
 printf '{"task": "synth", "doc": 0, "sample": 0, "text": "x\\u0000 so \\\\boxed{1}"}\n{"task": "synth", "doc": 1, "sample": 0, "text": "\\\\boxed{2}"}\n' >"$work/nul-gen.jsonl"
 check "a replayed text keeps what follows a \\u0000 (it was cut there, graded as no answer)" eval 'run 0 run synth --generations "$work/nul-gen.jsonl" --db "$work/nul.sqlite" --task-file "$work/synth.json" --data-dir "$work" --metric avg@1 --samples 1 --quiet && [ "$(metric synth avg@1)" = "100.00" ]'
