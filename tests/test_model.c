@@ -519,6 +519,10 @@ static void test_config_errors(void **state)
     config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
                  "\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}}",
                  NULL, "rope_scaling asks for RoPE of type \"yarn\", which is not supported", NULL);
+    /* a scaling factor without a type names no RoPE ssfteval runs */
+    config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
+                 "\"rope_scaling\":{\"factor\":4.0}}",
+                 NULL, "rope_scaling asks for RoPE of type \"unnamed\"", NULL);
     /* YaRN in rope_scaling is not hidden by a plain rope_parameters. */
     config_fails("{" QWEN_BASE ",\"hidden_size\":64,\"num_attention_heads\":4,"
                  "\"rope_parameters\":{\"rope_theta\":1e6,\"rope_type\":\"default\"},"
