@@ -549,6 +549,38 @@ static void test_one_prefill_per_prompt(void **state)
     assert_int_equal(st.forks, N_REQ - 4); /* the last sample of each takes the prompt slot */
 }
 
+/* A prompt's last logits (a vocabulary of floats) are freed once its last
+ * sample starts, not at the end of the call: 64 prompts of one sample each
+ * through 2 slots hold a few at a time, not 64. */
+static void test_prompt_logits_freed(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    char texts[N][16];
+    ssf_gen_request reqs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "prompt %d?", i);
+        reqs[i] =
+            (ssf_gen_request){.task = "t",
+                              .doc = i,
+                              .prompt = texts[i],
+                              .seed = 50 + (uint64_t)i,
+                              .sampling = {.temperature = 0.8, .top_p = 1, .max_new_tokens = 6}};
+    }
+    got g[N];
+    ssf_engine_stats st;
+    for (int kind = 0; kind <= 2; kind++) {
+        pool_shape ps = {2, 0, 16, 512, kind};
+        run_engine(ps, reqs, N, g, &st);
+        for (int i = 0; i < N; i++)
+            assert_false(g[i].failed);
+        fprintf(stderr, "kind %d: at most %lld prompts held their logits\n", kind,
+                (long long)st.peak_prompt_logits);
+        assert_true(st.peak_prompt_logits >= 1);
+        assert_true(st.peak_prompt_logits <= 8);
+    }
+}
+
 static void test_context_limit_and_long_prompt(void **state)
 {
     (void)state;
@@ -888,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_deferred_steps),
         cmocka_unit_test(test_exact_pool),
         cmocka_unit_test(test_one_prefill_per_prompt),
+        cmocka_unit_test(test_prompt_logits_freed),
         cmocka_unit_test(test_context_limit_and_long_prompt),
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_device_failure),

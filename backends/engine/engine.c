@@ -27,7 +27,8 @@ typedef struct group {
     size_t next;        /* the next sample to start */
     ssf_kv_table table; /* the prompt's blocks, from prefill until the last fork */
     size_t prefilled;   /* prompt positions computed so far */
-    float *logits;      /* the last prompt position's logits, once prefilled */
+    float *logits;      /* the last prompt position's logits, from prefill until its last
+                           sample has drawn from them */
     enum group_state state;
 } group;
 
@@ -100,6 +101,7 @@ struct ssf_engine {
     ssf_block_copy *copies;
     int n_copies;
     float *logits;
+    int64_t prompts_holding_logits;
 };
 
 void ssf_engine_options_default(ssf_engine_options *o)
@@ -383,6 +385,27 @@ static int free_blocks(const ssf_engine *e)
     return e->pool.n_free;
 }
 
+/* A vocabulary of floats a prompt (600 KB for Qwen's), so held only while
+ * its samples start: a whole evaluation is one call of thousands. */
+static void keep_logits(ssf_engine *e, group *g, const float *row)
+{
+    size_t bytes = (size_t)e->m.vocab_size * sizeof(float);
+    if (!g->logits) {
+        g->logits = ssf_xmalloc(bytes);
+        if (++e->prompts_holding_logits > e->stats.peak_prompt_logits)
+            e->stats.peak_prompt_logits = e->prompts_holding_logits;
+    }
+    memcpy(g->logits, row, bytes);
+}
+
+static void drop_logits(ssf_engine *e, group *g)
+{
+    if (!g->logits) return;
+    free(g->logits);
+    g->logits = NULL;
+    e->prompts_holding_logits--;
+}
+
 /* Starts sample g->next: it shares the prompt's blocks (the last one takes
  * them over) and draws its first token from the prompt's logits. */
 static void start_sample(ssf_engine *e, group *g)
@@ -403,6 +426,7 @@ static void start_sample(ssf_engine *e, group *g)
     }
     add_live(e, s);
     accept_token(e, s, sample_token(e, s, g->logits));
+    if (g->state == GROUP_DONE) drop_logits(e, g);
 }
 
 static int n_preempted(const ssf_engine *e)
@@ -532,6 +556,7 @@ static int release_prompts(ssf_engine *e)
         int in_flight = g->state == GROUP_PREFILLING && g->prefilled == g->n_ids && e->flying >= 0;
         if ((g->state != GROUP_PREFILLING && g->state != GROUP_READY) || in_flight) continue;
         ssf_kv_release(&e->pool, &g->table);
+        drop_logits(e, g); /* made again with the prompt */
         g->prefilled = 0;
         g->state = GROUP_WAITING;
         n++;
@@ -704,8 +729,7 @@ static void take_logits(ssf_engine *e, const batch *b)
         const float *row = e->logits + (size_t)i * vocab;
         row_owner o = e->out_owner[i];
         if (o.g) {
-            o.g->logits = ssf_xrealloc(o.g->logits, vocab * sizeof(float));
-            memcpy(o.g->logits, row, vocab * sizeof(float));
+            keep_logits(e, o.g, row);
             o.g->state = GROUP_READY;
         } else {
             accept_token(e, o.s, sample_token(e, o.s, row));
@@ -921,7 +945,7 @@ static void release_groups(ssf_engine *e)
         ssf_kv_release(&e->pool, &e->groups[i].table);
         free(e->groups[i].ids);
         free(e->groups[i].reqs);
-        free(e->groups[i].logits);
+        drop_logits(e, &e->groups[i]);
     }
     free(e->groups);
     e->groups = NULL;

@@ -98,6 +98,9 @@ typedef struct ssf_engine_stats {
     /* rows computed for samples that had ended: a deferring device's step
      * is built before the host has seen the step before's ids */
     int64_t discarded_rows;
+    /* the most prompts holding their last position's logits at once (a
+     * vocabulary of floats each, freed once their last sample starts) */
+    int64_t peak_prompt_logits;
     double prefill_s, decode_s;
 } ssf_engine_stats;
 
