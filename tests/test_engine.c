@@ -6,6 +6,7 @@
  * chunk or the order of requests; and the fake device checks the contract
  * of device.h (contiguous positions, forks copying the prompt).
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,6 +51,8 @@ typedef struct fake {
     int n_last;
     held queue[2];
     int queued, most_queued;
+    int most_rows;  /* the most rows a step */
+    int nan_hashes; /* histories that open with '#' give NaN logits from position 12 on */
 } fake;
 
 /* Logits of a history: FNV-1a over the tokens seeds a generator.  EOS gets
@@ -90,6 +93,9 @@ static void row_logits(fake *f, const ssf_fwd_batch *b, int r, float *out)
         hist[p] = *c;
     }
     history_logits(hist, n, out);
+    if (f->nan_hashes && hist[0] == '#' && n > 12)
+        for (int v = 0; v < VOCAB; v++)
+            out[v] = NAN;
 }
 
 /* Row r's token: token[r], or what the previous call drew for the sample
@@ -161,8 +167,10 @@ static int fake_forward(ssf_device *d, const ssf_fwd_batch *b, float *logits, ss
     fake *f = (fake *)d;
     if (f->fail_at_step && ++f->calls == f->fail_at_step)
         return ssf_fail(err, "fake device: injected failure");
-    if (b->n_rows > d->max_rows || b->n_seqs > d->n_slots + 1)
+    /* as the CUDA device: no more sequences than slots */
+    if (b->n_rows > d->max_rows || b->n_seqs > d->n_slots)
         return ssf_fail(err, "batch of %d rows, %d sequences", b->n_rows, b->n_seqs);
+    if (b->n_rows > f->most_rows) f->most_rows = b->n_rows;
     if ((b->feed || b->defer) && !d->can_defer) return ssf_fail(err, "feed or defer, no can_defer");
     if (b->defer && b->n_rows == 0) return ssf_fail(err, "a deferred step of no rows");
     if (write_rows(f, b, err)) return -1;
@@ -230,10 +238,19 @@ static void fake_init(fake *f, int slots, int blocks, int bs)
 }
 
 static const int32_t eos_ids[1] = {EOS};
+/* A second stop id, which a test may give the model and the reference. */
+static int32_t second_eos = -1;
 
 static ssf_engine_model fake_model(fake *f)
 {
-    return byte_token_model(&f->d, VOCAB, eos_ids);
+    static int32_t two_eos[2] = {EOS, 0};
+    ssf_engine_model m = byte_token_model(&f->d, VOCAB, eos_ids);
+    if (second_eos >= 0) {
+        two_eos[1] = second_eos;
+        m.eos = two_eos;
+        m.n_eos = 2;
+    }
+    return m;
 }
 
 /* ---- the serial reference ------------------------------------------------- */
@@ -258,7 +275,7 @@ static void reference(const ssf_gen_request *r, expect *x)
     for (;;) {
         history_logits(hist, n, logits);
         int32_t t = ssf_sample(logits, N_VALID, &sp, r->seed, (uint64_t)x->n, &s);
-        if (t == EOS) {
+        if (t == EOS || t == second_eos) {
             x->reason = "stop";
             break;
         }
@@ -281,6 +298,7 @@ static void reference(const ssf_gen_request *r, expect *x)
 typedef struct got {
     int32_t ids[MAX_CTX];
     int n, calls, failed;
+    int64_t prompt_tokens, completion_tokens;
     char reason[16];
     char text[MAX_CTX + 1];
     char error[256];
@@ -302,6 +320,8 @@ static int on_done(const ssf_gen_request *req, const ssf_gen_result *res, void *
         return 0;
     }
     g->n = (int)res->n_token_ids;
+    g->prompt_tokens = res->prompt_tokens;
+    g->completion_tokens = res->completion_tokens;
     memcpy(g->ids, res->token_ids, res->n_token_ids * sizeof(int32_t));
     snprintf(g->reason, sizeof g->reason, "%s", res->finish_reason);
     snprintf(g->text, sizeof g->text, "%s", res->text);
@@ -317,6 +337,8 @@ static void expect_as_reference(const ssf_gen_request *r, const got *g, expect *
     assert_false(g->failed);
     assert_int_equal(g->n, x->n);
     assert_memory_equal(g->ids, x->ids, (size_t)x->n * sizeof(int32_t));
+    assert_int_equal(g->completion_tokens, x->n);
+    assert_int_equal(g->prompt_tokens, (int64_t)strlen(r->prompt)); /* a byte a token */
 }
 
 #define N_REQ 40
@@ -365,7 +387,7 @@ static void fake_kind(fake *f, int device_samples)
 }
 
 /* The most deferred steps the last run_engine's device held at once. */
-static int most_queued;
+static int most_queued, most_rows;
 
 static void run_engine(pool_shape ps, const ssf_gen_request *reqs, size_t n, got *g,
                        ssf_engine_stats *stats)
@@ -387,6 +409,7 @@ static void run_engine(pool_shape ps, const ssf_gen_request *reqs, size_t n, got
     if (stats) *stats = *ssf_engine_stats_of(e);
     assert_int_equal(f.queued, 0); /* nothing left queued on the device */
     most_queued = f.most_queued;
+    most_rows = f.most_rows;
     ssf_engine_free(e);
 }
 
@@ -538,6 +561,8 @@ static void test_one_prefill_per_prompt(void **state)
     (void)state;
     ssf_gen_request reqs[N_REQ];
     make_requests(reqs);
+    for (int i = 0; i < N_REQ; i++) /* equal texts, not one pointer, make a prompt */
+        reqs[i].prompt = strdup(reqs[i].prompt);
     got g[N_REQ];
     ssf_engine_stats st;
     pool_shape ps = {8, 0, 16, 512, 0};
@@ -547,6 +572,149 @@ static void test_one_prefill_per_prompt(void **state)
         prompt_tokens += (int64_t)strlen(prompts[p]);
     assert_int_equal(st.prefill_tokens, prompt_tokens);
     assert_int_equal(st.forks, N_REQ - 4); /* the last sample of each takes the prompt slot */
+    for (int i = 0; i < N_REQ; i++)
+        free((char *)reqs[i].prompt);
+}
+
+/* A step's prefill rows stay within --prefill-chunk: a long prompt does
+ * not stall the running samples behind it in one step. */
+static void test_prefill_chunk_bounds_steps(void **state)
+{
+    (void)state;
+    int stops = 0, lengths = 0;
+    for (int slots = 1; slots <= 3; slots++) {
+        pool_shape ps = {slots, 0, 4, 5, 0};
+        check_against_reference(ps, &stops, &lengths, NULL);
+        if (most_rows > 5 + slots)
+            fail_msg("%d slots, chunk 5: a step of %d rows", slots, most_rows);
+    }
+}
+
+/* Every eos id of the model ends a sample (Qwen lists two), not only the
+ * first: here an id the fixture draws is made the second. */
+static void test_every_eos_stops(void **state)
+{
+    (void)state;
+    int stops = 0, lengths = 0, by_second = 0;
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    expect x;
+    reference(&reqs[1], &x);
+    assert_true(x.n > 3);
+    int32_t second = x.ids[2];        /* an id the fixture draws: the second stop */
+    for (int i = 0; i < N_REQ; i++) { /* the samples that it ends sooner */
+        expect one, two;
+        reference(&reqs[i], &one);
+        second_eos = second;
+        reference(&reqs[i], &two);
+        second_eos = -1;
+        by_second += two.n < one.n;
+    }
+    second_eos = second;
+    for (int kind = 0; kind <= 2; kind++)
+        check_against_reference((pool_shape){3, 0, 16, 512, kind}, &stops, &lengths, NULL);
+    second_eos = -1;
+    assert_true(by_second > 0);
+}
+
+/* Two bytes a token, as BPE has many: a stop string that ends inside the
+ * newest token's bytes is found when the token arrives. */
+static const char *two_byte_token(void *ud, int32_t id, size_t *len)
+{
+    static char pairs[256][2];
+    (void)ud;
+    if (id < 0 || id >= 256) {
+        *len = 0;
+        return id < N_VALID ? "" : NULL;
+    }
+    pairs[id][0] = (char)id;
+    pairs[id][1] = '!';
+    *len = 2;
+    return pairs[id];
+}
+
+static void test_stop_inside_a_token(void **state)
+{
+    (void)state;
+    ssf_gen_request r = {.prompt = "What is 2+2?",
+                         .seed = 5,
+                         .sampling = {.temperature = 1.0, .top_p = 1, .max_new_tokens = 40}};
+    expect x;
+    reference(&r, &x);
+    assert_true(x.n >= 3 && x.ids[1] > 0 && x.ids[1] < 256 && x.ids[1] != '!');
+    char stop[3] = {'!', (char)x.ids[1], 0}; /* the first token's '!', the second's byte */
+    const char *stops[1] = {stop};
+    for (int kind = 0; kind <= 2; kind++) {
+        fake f;
+        ssf_engine_options o;
+        ssf_engine_options_default(&o);
+        o.stop = stops;
+        o.n_stop = 1;
+        fake_init(&f, 2, 0, 16);
+        fake_kind(&f, kind);
+        ssf_engine_model m = fake_model(&f);
+        m.token_bytes = two_byte_token;
+        ssf_engine *e = ssf_engine_new(&m, &o);
+        got g[1];
+        memset(g, 0, sizeof g);
+        sink k = {&r, g};
+        ssf_error err;
+        assert_int_equal(ssf_engine_generate(e, &r, 1, on_done, &k, &err), 0);
+        assert_string_equal(g[0].reason, "stop");
+        assert_int_equal(g[0].n, 2);
+        ssf_engine_free(e);
+    }
+}
+
+/* A prompt the tokenizer refuses fails its own samples, and logits with no
+ * finite value fail their own sample: the others run as the reference. */
+static int encode_refusing_bad(void *ud, const char *text, int32_t **ids, size_t *n, ssf_error *err)
+{
+    if (strncmp(text, "BAD", 3) == 0) return ssf_fail(err, "no token for this text");
+    return tok_encode(ud, text, ids, n, err);
+}
+
+static void check_failures_stay_alone(int kind, int nan)
+{
+    ssf_gen_request reqs[N_REQ];
+    make_requests(reqs);
+    for (int i = 0; i < N_REQ; i += 4)
+        reqs[i].prompt = nan ? "#NaN from position 12 on" : "BAD prompt";
+    fake f;
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    fake_init(&f, 3, 0, 16);
+    fake_kind(&f, kind);
+    f.nan_hashes = nan;
+    ssf_engine_model m = fake_model(&f);
+    if (!nan) m.encode = encode_refusing_bad;
+    ssf_engine *e = ssf_engine_new(&m, &o);
+    got g[N_REQ];
+    memset(g, 0, sizeof g);
+    sink k = {reqs, g};
+    ssf_error err;
+    if (ssf_engine_generate(e, reqs, N_REQ, on_done, &k, &err)) fail_msg("%s", err.msg);
+    for (int i = 0; i < N_REQ; i++) {
+        if (i % 4 == 0) {
+            assert_int_equal(g[i].calls, 1);
+            assert_true(g[i].failed);
+            assert_non_null(
+                strstr(g[i].error, nan ? "no finite value" : "tokenizing the prompt: no token"));
+        } else {
+            expect x;
+            expect_as_reference(&reqs[i], &g[i], &x);
+        }
+    }
+    ssf_engine_free(e);
+}
+
+static void test_failures_stay_alone(void **state)
+{
+    (void)state;
+    check_failures_stay_alone(0, 0);
+    check_failures_stay_alone(2, 0);
+    check_failures_stay_alone(0, 1);
+    check_failures_stay_alone(2, 1);
 }
 
 /* A prompt's last logits (a vocabulary of floats) are freed once its last
@@ -629,25 +797,30 @@ static void seed_running_past(ssf_gen_request *r, int at_least, uint64_t seed)
 static void test_prompts_that_cannot_run(void **state)
 {
     (void)state;
-    char long_prompt[41];
+    char long_prompt[41], whole_pool[33];
     memset(long_prompt, 'c', 40);
     long_prompt[40] = '\0';
-    ssf_gen_request reqs[3] = {
+    memset(whole_pool, 'd', 32); /* 8 blocks: all, with none kept free */
+    whole_pool[32] = '\0';
+    ssf_gen_request reqs[4] = {
         {.prompt = "", .seed = 1, .sampling = {.temperature = 0.7, .top_p = 1}},
         {.prompt = long_prompt, .seed = 2, .sampling = {.temperature = 0.7, .top_p = 1}},
         {.prompt = "ok",
          .seed = 3,
          .sampling = {.temperature = 0, .top_p = 1, .max_new_tokens = 5}},
+        {.prompt = whole_pool, .seed = 4, .sampling = {.temperature = 0.7, .top_p = 1}},
     };
     for (int kind = 0; kind <= 2; kind++) {
-        got g[3];
-        run_engine((pool_shape){2, 8, 4, 512, kind}, reqs, 3, g, NULL);
+        got g[4];
+        run_engine((pool_shape){2, 8, 4, 512, kind}, reqs, 4, g, NULL);
         assert_true(g[0].failed);
         assert_string_equal(g[0].error, "engine: the prompt is empty");
         assert_true(g[1].failed);
-        assert_string_equal(g[1].error,
-                            "engine: the prompt needs 10 KV blocks, the pool has 8; raise "
-                            "--kv-blocks");
+        assert_string_equal(g[1].error, "engine: the prompt needs 10 KV blocks and 1 kept free, "
+                                        "the pool has 8; raise --kv-blocks");
+        assert_true(g[3].failed);
+        assert_string_equal(g[3].error, "engine: the prompt needs 8 KV blocks and 1 kept free, "
+                                        "the pool has 8; raise --kv-blocks");
         expect x;
         expect_as_reference(&reqs[2], &g[2], &x);
     }
@@ -921,6 +1094,10 @@ int main(void)
         cmocka_unit_test(test_exact_pool),
         cmocka_unit_test(test_one_prefill_per_prompt),
         cmocka_unit_test(test_prompt_logits_freed),
+        cmocka_unit_test(test_prefill_chunk_bounds_steps),
+        cmocka_unit_test(test_every_eos_stops),
+        cmocka_unit_test(test_stop_inside_a_token),
+        cmocka_unit_test(test_failures_stay_alone),
         cmocka_unit_test(test_context_limit_and_long_prompt),
         cmocka_unit_test(test_stop_strings),
         cmocka_unit_test(test_device_failure),

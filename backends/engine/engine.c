@@ -932,8 +932,9 @@ static void tokenize_prompts(ssf_engine *e)
             fail_group_rest(e, g, why); /* this prompt cannot run; the others can */
         } else if (blocks_for(e, g->n_ids) + e->watermark > e->pool.n_blocks) {
             snprintf(why, sizeof why,
-                     "engine: the prompt needs %d KV blocks, the pool has %d; raise --kv-blocks",
-                     blocks_for(e, g->n_ids), e->pool.n_blocks);
+                     "engine: the prompt needs %d KV blocks and %d kept free, the pool has %d; "
+                     "raise --kv-blocks",
+                     blocks_for(e, g->n_ids), e->watermark, e->pool.n_blocks);
             fail_group_rest(e, g, why);
         }
     }
