@@ -85,6 +85,7 @@ printf "\\$(printf %03o $(((byte + 1) % 256)))" | dd of="$weights" bs=1 seek="$o
 check "one byte of one weight changed is another run" eval 'run 0 run synth --model "$work/one" --db "$work/a4.sqlite" "${common[@]}" && grep -q "run 3 done (new)" "$work/err"'
 check "report json" eval 'run 0 report --format json --db "$work/a.sqlite" && grep -q "\"n_questions\": 3" "$work/out"'
 check "export has 12 samples with token budget stops" eval 'run 0 export 1 --db "$work/a.sqlite" --out "$work/a.jsonl" && [ "$(wc -l <"$work/a.jsonl")" -eq 12 ] && grep -q "\"finish_reason\": *\"length\"" "$work/a.jsonl"'
+check "completions hold no special token's text (decoded skipping them, as HF's skip_special_tokens)" eval '! grep -q "<|im_start|>\|<|im_end|>\|<|endoftext|>" "$work/a.jsonl"'
 # The same samples with one slot (every sample alone) and with three.
 check "--slots 1 gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/b.sqlite" --slots 1 "${common[@]}" && run 0 export 1 --db "$work/b.sqlite" --out "$work/b.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/b.jsonl") >&2'
 check "--slots 3 --threads 1 gives the same samples" eval 'run 0 run synth --model "$fixture" --db "$work/c.sqlite" --slots 3 --threads 1 "${common[@]}" && run 0 export 1 --db "$work/c.sqlite" --out "$work/c.jsonl" && diff <(sort "$work/a.jsonl") <(sort "$work/c.jsonl") >&2'
