@@ -218,8 +218,32 @@ check "compare: an incomplete candidate is refused (exit 2), naming the rerun" e
 check "compare: an incomplete base is refused too" eval 'run 2 compare 4 1 --db "$work/a.sqlite" && grep -q "run 4 is incomplete" "$work/err"'
 check "compare: a metric the candidate lacks is one error line, no table" eval 'run 2 compare 1 2 --metric pass@7 --db "$work/a.sqlite" && grep -q "run 2 has no metric pass@7 under profile default" "$work/err" && [ ! -s "$work/out" ]'
 
+check "compare: a store that does not open is exit 2 (an error), not 1 (a regression)" eval 'run 2 compare 1 2 --db "$work/nowhere/none.sqlite" && grep -q "nowhere/none.sqlite" "$work/err"'
+check "compare --profile compares under that profile (run 2 has no lighteval grades)" eval 'run 2 compare 1 2 --profile lighteval --db "$work/a.sqlite" && grep -q "run 2 has no metric under profile lighteval" "$work/err"'
+check "report RUN reports that run alone" eval 'run 0 report 2 --format csv --db "$work/a.sqlite" && [ "$(tail -n +2 "$work/out" | cut -d, -f1 | sort -u)" = 2 ]'
+check "SSFTEVAL_DB names the store when --db is not given" eval 'SSFTEVAL_DB="$work/a.sqlite" run 0 runs && grep -q done "$work/out"'
+check "export --out - writes to stdout, no file named -" eval 'rm -f ./- && run 0 export 1 --db "$work/a.sqlite" --out - && [ "$(wc -l <"$work/out")" -eq 116 ] && [ ! -e ./- ]'
+cp "$work/a.sqlite" "$work/badtext.sqlite"
+sqlite3 "$work/badtext.sqlite" "UPDATE samples SET text = CAST(x'6361fe' AS TEXT) WHERE run_id = 1 AND doc = 1"
+echo precious >"$work/keep.jsonl"
+check "an export that fails leaves the file it would replace as it was" eval 'run 1 export 1 --db "$work/badtext.sqlite" --out "$work/keep.jsonl" && [ "$(cat "$work/keep.jsonl")" = precious ]'
+check "--top-k, --top-p and --min-p are the run's sampling" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/topk.sqlite" "${common[@]}" --top-k 5 --top-p 0.9 --min-p 0.1 && [ "$(sqlite3 "$work/topk.sqlite" "SELECT json_extract(config_json, '"'"'\$.tasks[0].sampling.top_k'"'"') || '"'"' '"'"' || json_extract(config_json, '"'"'\$.tasks[0].sampling.top_p'"'"') || '"'"' '"'"' || json_extract(config_json, '"'"'\$.tasks[0].sampling.min_p'"'"') FROM runs")" = "5 0.9 0.1" ]'
+# The default gate: drop > 1 point + 1.64 x SE.  400 questions, the
+# candidate wrong on 2 (a 0.5-point drop, SE 0.35: passes) or on 12 (3.0
+# points, SE 0.85, gate 2.40: fails).
+awk 'BEGIN { for (d = 0; d < 400; d++) printf "{\"q\": \"q%d\", \"a\": \"%d\"}\n", d, d + 1 }' >"$work/gate.jsonl"
+sed 's/synth.jsonl/gate.jsonl/; s/"synth"/"gate"/' "$work/synth.json" >"$work/gate.json"
+gate_gen() { awk -v k="$1" 'BEGIN { for (d = 0; d < 400; d++) printf "{\"task\": \"gate\", \"doc\": %d, \"sample\": 0, \"text\": \"\\\\boxed{%d}\"}\n", d, d < k ? 0 : d + 1 }' >"$work/gate$1.jsonl"; }
+gate_gen 0 && gate_gen 2 && gate_gen 12
+gate=(gate --task-file "$work/gate.json" --data-dir "$work" --metric avg@1 --quiet --db "$work/gate.sqlite")
+for k in 0 2 12; do run 0 run "${gate[@]}" --generations "$work/gate$k.jsonl" >/dev/null 2>&1 || echo "# gate run $k failed"; done
+check "compare's default gate passes a 0.5-point drop of SE 0.35" eval 'run 0 compare 1 2 --db "$work/gate.sqlite" && grep -Eq "^gate +avg@1 +100\.00 +99\.50 +-0\.50 +0\.35 +400  ok$" "$work/out"'
+check "... and fails a 3-point drop of SE 0.85" eval 'run 1 compare 1 3 --db "$work/gate.sqlite" && grep -Eq "^gate +avg@1 +100\.00 +97\.00 +-3\.00 +0\.85 +400  REGRESSION$" "$work/out"'
+
 # 5. Compat mode runs and says so in reports.
 check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q ",ssft-lighteval,ssft-lighteval,pass@1," "$work/out"'
+check "show without --profile shows the run's own grades (a compat run's too)" eval 'run 0 show 1 --doc 0 --db "$work/d.sqlite" && ! grep -q "not graded" "$work/out" && grep -q "  right\|  wrong" "$work/out"'
+check "--profile given beside --compat is the profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/dp.sqlite" "${common[@]}" --compat ssft-lighteval --profile default && run 0 report --format csv --db "$work/dp.sqlite" && grep -q ",ssft-lighteval,default,pass@1," "$work/out"'
 # The reference voted on a letters task's whole completions: "Answer: A"
 # twice beats "Answer: B" (the earliest), so cons@3 is right.  (The run read
 # the completions back for this vote; held for no other.)
