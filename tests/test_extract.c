@@ -883,9 +883,11 @@ static void test_robustness(void **state)
         assert_string_equal(g.sexpr, "1");
         got_free(&g);
         free(b);
+        /* 1.3 s without JIT in a release build, and a sanitized one on a
+         * busy machine took 5: a quadratic scan would take minutes */
         b = repeat("answer: ", mb);
         extract_with(x, b, mb, &g);
-        assert_true(g.seconds < 5.0);
+        assert_true(g.seconds < 15.0);
         got_free(&g);
         free(b);
 
