@@ -544,17 +544,26 @@ int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_com
                  : 0;
     json_decref(base_conf);
     json_decref(cand_conf);
+    /* The table is written whole or not at all: a row refused halfway
+     * (a damaged store) leaves no table for a CI log to misread. */
+    char *table = NULL;
+    size_t table_len = 0;
+    FILE *t = rc == 0 ? open_memstream(&table, &table_len) : NULL;
+    if (rc == 0 && !t) rc = ssf_fail(err, "compare: out of memory");
     if (rc == 0)
-        fprintf(out, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand",
+        fprintf(t, "%-14s %-16s %8s %8s %8s %7s %6s  %s\n", "task", "metric", "base", "cand",
                 "delta", "SE", "N", "decision");
     int regressed = 0;
     for (size_t i = 0; i < c.n && rc == 0; i++)
         if (compared(c.items[i].metric, o->metric))
-            rc = compare_one(store, base, cand, c.items[i].task, c.items[i].metric, profile, o, out,
+            rc = compare_one(store, base, cand, c.items[i].task, c.items[i].metric, profile, o, t,
                              &regressed, err);
     if (rc == 0)
-        fprintf(out, "gate: drop > %.2f points + %.2f x SE fails; %s\n", o->max_drop, o->z,
+        fprintf(t, "gate: drop > %.2f points + %.2f x SE fails; %s\n", o->max_drop, o->z,
                 regressed ? "REGRESSION" : "no regression");
+    if (t) fclose(t);
+    if (rc == 0) fwrite(table, 1, table_len, out);
+    free(table);
     free_collection(&c);
     ssf_run_row_clear(&base_run);
     ssf_run_row_clear(&cand_run);

@@ -1204,12 +1204,18 @@ int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task_n
     stored_config sc;
     if (read_stored_config(store, run_id, &sc, err)) return -1;
     const json_t *tasks = json_object_get(sc.root, "tasks"), *task = NULL;
-    for (size_t i = 0; i < json_array_size(tasks); i++)
-        if (strcmp(json_string_value(json_object_get(json_array_get(tasks, i), "name")),
-                   task_name) == 0)
-            task = json_array_get(tasks, i);
     int rc = 0;
-    if (!task) rc = ssf_fail(err, "run %" PRId64 " has no task %s", run_id, task_name);
+    for (size_t i = 0; i < json_array_size(tasks) && rc == 0; i++) {
+        const char *name = json_string_value(json_object_get(json_array_get(tasks, i), "name"));
+        if (!name)
+            rc = ssf_fail(err,
+                          "run %" PRId64 ": its stored configuration names a task without a name; "
+                          "the store is damaged",
+                          run_id);
+        else if (strcmp(name, task_name) == 0)
+            task = json_array_get(tasks, i);
+    }
+    if (rc == 0 && !task) rc = ssf_fail(err, "run %" PRId64 " has no task %s", run_id, task_name);
     ssf_metric ms[MAX_METRICS];
     memset(ms, 0, sizeof ms); /* only the first n_ms are set by load_table */
     size_t n_ms = 0;

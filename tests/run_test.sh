@@ -220,6 +220,9 @@ check "compare: a metric the candidate lacks is one error line, no table" eval '
 
 check "compare: a store that does not open is exit 2 (an error), not 1 (a regression)" eval 'run 2 compare 1 2 --db "$work/nowhere/none.sqlite" && grep -q "nowhere/none.sqlite" "$work/err"'
 check "compare --profile compares under that profile (run 2 has no lighteval grades)" eval 'run 2 compare 1 2 --profile lighteval --db "$work/a.sqlite" && grep -q "run 2 has no metric under profile lighteval" "$work/err"'
+cp "$work/a.sqlite" "$work/damaged.sqlite"
+sqlite3 "$work/damaged.sqlite" "UPDATE runs SET config_json = json_remove(config_json, '\$.tasks[0].name') WHERE id = 1"
+check "compare over a damaged store (a task without a name) is one error line, no table (it crashed)" eval 'run 2 compare 1 1 --db "$work/damaged.sqlite" && grep -q "^ssfteval: run 1: its stored configuration names a task without a name; the store is damaged$" "$work/err" && [ ! -s "$work/out" ]'
 check "report RUN reports that run alone" eval 'run 0 report 2 --format csv --db "$work/a.sqlite" && [ "$(tail -n +2 "$work/out" | cut -d, -f1 | sort -u)" = 2 ]'
 check "SSFTEVAL_DB names the store when --db is not given" eval 'SSFTEVAL_DB="$work/a.sqlite" run 0 runs && grep -q done "$work/out"'
 check "export --out - writes to stdout, no file named -" eval 'rm -f ./- && run 0 export 1 --db "$work/a.sqlite" --out - && [ "$(wc -l <"$work/out")" -eq 116 ] && [ ! -e ./- ]'
