@@ -123,7 +123,7 @@ check "rescore of a run graded under a profile unknown here asks for --profile" 
 # A store on read-only media: no -shm can be made beside it, which reading a
 # WAL store needs; it is read immutable.  Root writes anywhere, so as root
 # the reader is nobody.
-ro=$(mktemp -d /tmp/ssfteval-ro.XXXXXX)
+ro=$(mktemp -d "/tmp/ssfteval-ro#%41.XXXXXX") # a URI's # and % are the reader's to escape
 cp "$work/a.sqlite" "$ro/" && chmod 644 "$ro/a.sqlite" && chmod 555 "$ro"
 reader() { if [ "$(id -u)" -eq 0 ]; then su nobody -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 if [ "$(id -u)" -ne 0 ] || su nobody -s /bin/sh -c true 2>/dev/null; then
@@ -426,6 +426,11 @@ check "openai backend: every sample stores its exact request" eval '[ "$(sqlite3
 # 1's 32, one for each other tag's, 9 a question.
 check "openai backend: each of the 18 requests is sent with its own seed" eval '[ "$(sqlite3 "$work/o.sqlite" "SELECT count(DISTINCT json_extract(request_json, '"'"'\$.seed'"'"')) FROM samples WHERE run_id = 1")" = 18 ]'
 check "openai backend: each sample is asked with its own tag's prompt (<thinkK> last), under the SSFT protocol" eval '[ "$(sqlite3 "$work/o.sqlite" "SELECT count(*) FROM samples WHERE run_id = 1 AND json_extract(request_json, '"'"'\$.prompt'"'"') LIKE '"'"'%<think'"'"' || tag || '"'"'>'"'"' || char(10)")" = 116 ] && [ "$(sqlite3 "$work/o.sqlite" "SELECT count(DISTINCT tag) FROM samples WHERE run_id = 1")" = 6 ]'
+# Without the protocol (tag 0 for every sample), each question is asked its
+# own text, through either API.
+for api in completions chat; do
+    check "openai backend, no protocol, --api $api: each sample is asked its own question" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/plain-$api.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --metric avg@2 --api $api && [ "$(sqlite3 "$work/plain-$api.sqlite" "SELECT count(*) FROM samples WHERE coalesce(json_extract(request_json, '"'"'\$.prompt'"'"'), json_extract(request_json, '"'"'\$.messages'"'"')) LIKE '"'"'%Q: '"'"' || CASE doc WHEN 0 THEN '"'"'one'"'"' ELSE '"'"'two'"'"' END || '"'"'%'"'"'")" = 4 ]'
+done
 # --request-n, --api and --stream reach the requests: what each run sent
 # (n, stream, messages; 8 samples of avg@4) and the identity it recorded.
 sent() { sqlite3 "$work/$1.sqlite" "SELECT max(json_extract(request_json, '\$.n')) || ' ' || min(json_extract(request_json, '\$.stream')) || ' ' || count(json_extract(request_json, '\$.messages')) || ' ' || (SELECT backend FROM runs) FROM samples"; }
@@ -436,10 +441,11 @@ for opts in "n2|--request-n 2|2 1 0 openai:completions" "n1|--request-n 1|1 1 0 
 done
 # A task's own sampling is what its requests carry, unless the command line
 # says otherwise; a task without one takes the defaults (temperature 0.7).
-sed 's/"groups": 2}/"groups": 2, "generation": {"temperature": 0.3}}/; s/"name": "synth"/"name": "synthg"/' "$work/synth.json" >"$work/synthg.json"
+sed 's/"groups": 2}/"groups": 2, "generation": {"temperature": 0.3, "top_p": 0.5, "max_new_tokens": 1000}}/; s/"name": "synth"/"name": "synthg"/' "$work/synth.json" >"$work/synthg.json"
 gen_run() { run 0 run "$1" --backend openai --endpoint "$endpoint" --db "$work/g.sqlite" --task-file "$work/$1.json" --data-dir "$work" --quiet --metric avg@2 "${@:2}"; }
 temps() { sqlite3 "$work/g.sqlite" "SELECT group_concat(DISTINCT json_extract(request_json, '\$.temperature')) || ' ' || (SELECT json_extract(config_json, '\$.tasks[0].sampling.temperature') FROM runs WHERE id = $1) FROM samples WHERE run_id = $1"; }
 check "a task's generation.temperature is what its requests carry" eval 'gen_run synthg && [ "$(temps 1)" = "0.3 0.3" ]'
+check "... and its top_p and max_new_tokens" eval '[ "$(sqlite3 "$work/g.sqlite" "SELECT group_concat(DISTINCT json_extract(request_json, '"'"'\$.top_p'"'"') || '"'"' '"'"' || json_extract(request_json, '"'"'\$.max_tokens'"'"')) FROM samples WHERE run_id = 1")" = "0.5 1000" ]'
 check "... and --temperature overrides it" eval 'gen_run synthg --temperature 0.9 && [ "$(temps 2)" = "0.9 0.9" ]'
 check "... and a task without one takes 0.7" eval 'gen_run synth && [ "$(temps 3)" = "0.7 0.7" ]'
 check "another --seed is another run, whose requests carry other seeds" eval 'gen_run synth --seed 1 && grep -q "(new)" "$work/err" && gen_run synth --seed 2 && grep -q "run 5 done (new): 4 samples planned, 0 stored before" "$work/err" && [ "$(sqlite3 "$work/g.sqlite" "SELECT count(*) FROM samples a JOIN samples b ON a.doc = b.doc AND a.idx = b.idx AND a.tag = b.tag WHERE a.run_id = 4 AND b.run_id = 5 AND a.seed = b.seed")" = 0 ]'
@@ -475,6 +481,7 @@ kill -INT "$run_pid"
 wait "$run_pid"
 int_status=$?
 check "SIGINT stops the run (exit 1, interrupted)" eval '[ "$int_status" -eq 1 ] && grep -q "interrupted" "$work/err"'
+check "... and the store says so: incomplete, with its end time (not running)" eval '[ "$(sqlite3 "$work/i.sqlite" "SELECT status || '"'"' '"'"' || (finished_at IS NOT NULL) FROM runs WHERE id = 1")" = "incomplete 1" ]'
 "$ssfteval" rescore 1 --profile lighteval --db "$work/i.sqlite" --task-file "$work/synth.json" --data-dir "$work" >/dev/null 2>&1
 # As if another build had graded it (all wrong): a resume interrupted after
 # some samples keeps that build's version, so the next resume grades every
