@@ -148,7 +148,7 @@ typedef struct seen {
     int n, stop_after;
     char keys[64][64];
     ssf_stored_sample copy; /* the last one; strings not kept */
-    char text[256], error[256], reasoning[256], pred_key[256];
+    char text[256], error[256], reasoning[256], pred_key[256], finish[32], request[64];
 } seen;
 
 static int collect(const ssf_stored_sample *st, void *ud)
@@ -162,6 +162,8 @@ static int collect(const ssf_stored_sample *st, void *ud)
     snprintf(c->error, sizeof c->error, "%s", st->error ? st->error : "(null)");
     snprintf(c->reasoning, sizeof c->reasoning, "%s", st->reasoning ? st->reasoning : "(null)");
     snprintf(c->pred_key, sizeof c->pred_key, "%s", st->pred_key ? st->pred_key : "(null)");
+    snprintf(c->finish, sizeof c->finish, "%s", st->finish_reason ? st->finish_reason : "(null)");
+    snprintf(c->request, sizeof c->request, "%s", st->request_json ? st->request_json : "(null)");
     c->n++;
     return c->stop_after && c->n == c->stop_after ? 7 : 0;
 }
@@ -432,6 +434,11 @@ static void test_failed_then_success(void **state)
     ssf_sample_row failed = sample("t", 0, 0, 0, NULL);
     failed.error = "HTTP 500";
     failed.attempts = 3;
+    failed.finish_reason = "abort";
+    failed.prompt_tokens = failed.completion_tokens = -1;
+    failed.latency_ms = 900;
+    failed.seed = 41;
+    failed.request_json = "{\"try\": 1}";
     put(s, run, &failed, &g);
     seen *c = visit(s, run, NULL, "default");
     assert_int_equal(c->n, 1);
@@ -448,8 +455,10 @@ static void test_failed_then_success(void **state)
     assert_string_equal(c->error, "timeout");
     free(c);
 
-    /* The success replaces the failure, with its grade. */
+    /* The success replaces the failure, with its grade, every column its own. */
     ssf_sample_row ok = sample("t", 0, 0, 0, "first text");
+    ok.reasoning = "thought";
+    ok.request_json = "{\"try\": 2}";
     put(s, run, &ok, &g);
     c = visit(s, run, NULL, "default");
     assert_int_equal(c->n, 1);
@@ -457,6 +466,14 @@ static void test_failed_then_success(void **state)
     assert_string_equal(c->text, "first text");
     assert_int_equal(c->copy.graded, 1);
     assert_string_equal(c->pred_key, "first");
+    assert_string_equal(c->reasoning, "thought");
+    assert_string_equal(c->finish, "stop");
+    assert_string_equal(c->request, "{\"try\": 2}");
+    assert_int_equal(c->copy.seed, 42);
+    assert_int_equal(c->copy.prompt_tokens, 10);
+    assert_int_equal(c->copy.completion_tokens, 20);
+    assert_int_equal(c->copy.attempts, 1);
+    assert_true(c->copy.latency_ms == 1.5);
     free(c);
 
     /* A stored success is left alone: neither a new text, its grade, nor a
