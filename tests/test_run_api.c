@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "run.h"
 #include "store.h"
@@ -167,6 +168,39 @@ static void test_replay_digest_is_the_files(void **state)
  * hashlib on "ssfteval-seed-v1\n<seed>\n<task>\n<doc>\n<tag>", the first 8
  * bytes big-endian, shifted right by 2, plus the index), each part of the
  * key moving it, and under 2^62 for servers' signed seeds. */
+/* A run's identity is its configuration without what is only stored with
+ * it (the build's version, the task's document count and questions digest):
+ * another build of ssfteval resumes the run rather than starting anew. */
+static void test_identity_leaves_out_the_build(void **state)
+{
+    (void)state;
+    fixture f;
+    setup_fixture(&f, "a.sqlite");
+    ssf_run_summary s;
+    free(run_capturing_stderr(&f, &s));
+    ssf_run_row row;
+    ssf_error err;
+    assert_int_equal(ssf_store_get_run(f.store, s.run_id, &row, &err), 0);
+    json_t *conf = json_loads(row.config_json, 0, NULL);
+    assert_non_null(conf);
+    assert_non_null(json_object_get(conf, "version"));
+    json_object_del(conf, "version");
+    size_t i;
+    json_t *task;
+    json_array_foreach(json_object_get(conf, "tasks"), i, task)
+    {
+        assert_int_equal(json_object_del(task, "task_documents"), 0);
+        assert_int_equal(json_object_del(task, "questions_sha256"), 0);
+    }
+    char *text = json_dumps(conf, JSON_COMPACT | JSON_SORT_KEYS), hex[65];
+    ssf_sha256_hex(text, strlen(text), hex);
+    assert_string_equal(hex, row.config_hash);
+    free(text);
+    json_decref(conf);
+    ssf_run_row_clear(&row);
+    teardown_fixture(&f);
+}
+
 static void test_sample_seeds(void **state)
 {
     (void)state;
@@ -191,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_log_gets_what_stderr_got),
         cmocka_unit_test(test_replay_digest_is_the_files),
         cmocka_unit_test(test_sample_seeds),
+        cmocka_unit_test(test_identity_leaves_out_the_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
