@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "run.h"
 #include "store.h"
@@ -168,6 +169,35 @@ static void test_replay_digest_is_the_files(void **state)
  * hashlib on "ssfteval-seed-v1\n<seed>\n<task>\n<doc>\n<tag>", the first 8
  * bytes big-endian, shifted right by 2, plus the index), each part of the
  * key moving it, and under 2^62 for servers' signed seeds. */
+/* A sample the store refuses (a full disk, a lock held too long: here a
+ * trigger) stops the run with the store's reason, rather than generating on
+ * into nothing; the run is then incomplete. */
+static void test_store_refusal_stops_the_run(void **state)
+{
+    (void)state;
+    fixture f;
+    setup_fixture(&f, "a.sqlite");
+    char *db = ssf_path_join(f.dir, "a.sqlite");
+    sqlite3 *raw;
+    assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "CREATE TRIGGER refuse BEFORE INSERT ON samples BEGIN "
+                                  "SELECT RAISE(ABORT, 'injected refusal'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+    ssf_run_summary s;
+    ssf_error err = {0};
+    assert_int_equal(ssf_run_execute(&f.cfg, f.backend, f.store, &s, &err), -1);
+    assert_non_null(strstr(err.msg, "injected refusal"));
+    ssf_run_row row;
+    assert_int_equal(ssf_store_get_run(f.store, s.run_id, &row, &err), 0);
+    assert_string_equal(row.status, "incomplete");
+    ssf_run_row_clear(&row);
+    free(db);
+    teardown_fixture(&f);
+}
+
 /* A run's identity is its configuration without what is only stored with
  * it (the build's version, the task's document count and questions digest):
  * another build of ssfteval resumes the run rather than starting anew. */
@@ -226,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_replay_digest_is_the_files),
         cmocka_unit_test(test_sample_seeds),
         cmocka_unit_test(test_identity_leaves_out_the_build),
+        cmocka_unit_test(test_store_refusal_stops_the_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
