@@ -462,6 +462,16 @@ check "openai refuses an engine option" eval 'run 2 run synth --endpoint "$endpo
 check "the engine (chosen by --model) refuses an openai option, naming --backend openai" eval 'run 2 run synth --model "$work/nomodel" --concurrency 3 --db "$work/ign.sqlite" "${common[@]}" && grep -q "drop --concurrency or pass --backend openai$" "$work/err"'
 check "options for every backend are taken with replay (--model names it, sampling is recorded)" eval 'run 0 run synth --generations "$work/gen.jsonl" --model m --temperature 0.5 --chat-template chatml --db "$work/ign.sqlite" "${common[@]}" && [ "$(sqlite3 "$work/ign.sqlite" "SELECT model || '"'"' '"'"' || json_extract(config_json, '"'"'\$.chat_template'"'"') || '"'"' '"'"' || json_extract(config_json, '"'"'\$.tasks[0].sampling.temperature'"'"') FROM runs")" = "m chatml 0.5" ]'
 stop_mock
+# A resume by the same build grades its new samples under every profile the
+# run has metrics for, not only the run's own (a rescore made lighteval's
+# while 37 samples were failed).
+start_mock --fault 503,mod=3,rem=0
+"$ssfteval" run synth --backend openai --endpoint "$endpoint" --db "$work/rf.sqlite" --max-attempts 1 "${common[@]}" >/dev/null 2>&1
+"$ssfteval" rescore 1 --profile lighteval --db "$work/rf.sqlite" --task-file "$work/synth.json" --data-dir "$work" >/dev/null 2>&1
+stop_mock
+start_mock
+check "a resume grades its new samples under the other profiles the run has (lighteval: 116 grades, metrics with none failed)" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/rf.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && [ "$(sqlite3 "$work/rf.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'lighteval'"'"'")" = 116 ] && run 0 report 1 --profile lighteval --format csv --db "$work/rf.sqlite" && awk -F, '"'"'$6 == "lighteval" && $14 != 0 { bad = 1 } END { exit bad }'"'"' "$work/out"'
+stop_mock
 # Without --model the served model is the run's: a server restarted with
 # another model is another run, not a resume that mixes the two.
 start_mock --model other-model
