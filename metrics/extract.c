@@ -63,7 +63,8 @@ struct ssf_extractor {
  * fragment by fragment too (pcre2unicode(3)): no match crosses an invalid
  * sequence, a lookbehind stops at one, \b sees a fragment's ends as a
  * subject's, and ^ and $ match only at the text's own start and end, which
- * PCRE2_NOTBOL and PCRE2_NOTEOL give a fragment that is not there. */
+ * PCRE2_NOTBOL and PCRE2_NOTEOL give a fragment that is not there.  (\A,
+ * \z and \Z would match at a fragment's ends; no pattern uses them.) */
 typedef struct fragment {
     size_t start, end;
 } fragment;
@@ -457,7 +458,9 @@ static void push_match(match_list *l, match m)
 
 /* pcre2_match, straight into the JIT code where the pattern has it: the
  * fast path skips only argument checks that these calls always pass (a
- * length is given, at <= len, no options) and answers the same. */
+ * length is given, at <= len, no options) and answers the same.  Without
+ * JIT, re is a pattern's plain and text[0..len) one valid fragment, which
+ * is why the UTF check can be left out. */
 static int run_match(const pcre2_code *re, int jit, const char *text, size_t len, size_t at,
                      uint32_t options, pcre2_match_data *md, pcre2_match_context *mc)
 {

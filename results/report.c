@@ -561,7 +561,8 @@ int ssf_compare_runs(ssf_store *store, int64_t base, int64_t cand, const ssf_com
     if (rc == 0)
         fprintf(t, "gate: drop > %.2f points + %.2f x SE fails; %s\n", o->max_drop, o->z,
                 regressed ? "REGRESSION" : "no regression");
-    if (t) fclose(t);
+    /* a write to the memory stream fails only for want of memory */
+    if (t && (ferror(t) | fclose(t)) && rc == 0) rc = ssf_fail(err, "compare: out of memory");
     if (rc == 0) fwrite(table, 1, table_len, out);
     free(table);
     free_collection(&c);

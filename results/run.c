@@ -582,7 +582,7 @@ static int stored_only(const char *key)
            strcmp(key, "questions_sha256") == 0;
 }
 
-enum { MAX_DIFFS_SAID = 4 };
+enum { MAX_DIFFS_SAID = 4, MAX_SORTED_TASKS = 256 };
 
 typedef struct config_diff {
     ssf_buf paths; /* "temperature, tasks[aime25].max_tokens" */
@@ -655,18 +655,49 @@ static void diff_json(const json_t *a, const json_t *b, const char *path, config
         add_diff(d, path);
 }
 
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "b,a" as "a,b": a run's tasks in any order are the same run. */
+static char *sorted_tasks(const char *csv)
+{
+    char *copy = ssf_xstrdup(csv), *names[MAX_SORTED_TASKS], *save = NULL;
+    size_t n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && n < MAX_SORTED_TASKS;
+         t = strtok_r(NULL, ",", &save))
+        names[n++] = t;
+    qsort(names, n, sizeof *names, by_string);
+    ssf_buf b = {0};
+    for (size_t i = 0; i < n; i++)
+        ssf_buf_printf(&b, "%s%s", i ? "," : "", names[i]);
+    free(copy);
+    return b.data ? ssf_buf_take(&b) : ssf_xstrdup("");
+}
+
 typedef struct unfinished {
-    const char *tasks, *model;
+    char *tasks; /* sorted */
+    const char *model;
     int64_t skip;
     ssf_run_row newest; /* id 0: none */
 } unfinished;
+
+static int same_tasks(const char *stored, const char *sorted)
+{
+    char *mine = sorted_tasks(stored);
+    int same = strcmp(mine, sorted) == 0;
+    free(mine);
+    return same;
+}
 
 static int find_unfinished(const ssf_run_row *run, void *ud)
 {
     unfinished *u = ud;
     if (run->id == u->skip || run->id < u->newest.id || !run->status ||
-        strcmp(run->status, "done") == 0 || !run->tasks || strcmp(run->tasks, u->tasks) != 0 ||
-        strcmp(run->model ? run->model : "", u->model) != 0 || !run->config_json)
+        strcmp(run->status, "done") == 0 || !run->tasks ||
+        strcmp(run->model ? run->model : "", u->model) != 0 || !run->config_json ||
+        !same_tasks(run->tasks, u->tasks))
         return 0;
     ssf_run_row_clear(&u->newest);
     u->newest = (ssf_run_row){.id = run->id,
@@ -682,24 +713,27 @@ static int find_unfinished(const ssf_run_row *run, void *ud)
 static void note_not_resumed(const ssf_run_config *cfg, ssf_store *store, const json_t *conf,
                              const ssf_run_meta *meta, int64_t id)
 {
-    unfinished u = {.tasks = meta->tasks, .model = meta->model ? meta->model : "", .skip = id};
+    if (!cfg->log) return;
+    unfinished u = {
+        .tasks = sorted_tasks(meta->tasks), .model = meta->model ? meta->model : "", .skip = id};
     ssf_error ignored;
-    if (!cfg->log || ssf_store_foreach_run(store, find_unfinished, &u, &ignored) != 0 ||
-        !u.newest.id) {
-        ssf_run_row_clear(&u.newest);
-        return;
+    if (ssf_store_foreach_run(store, find_unfinished, &u, &ignored) == 0 && u.newest.id) {
+        json_t *old = json_loads(u.newest.config_json, 0, NULL);
+        config_diff d = {0};
+        if (old) diff_json(old, conf, "", &d);
+        fprintf(cfg->log,
+                "note: run %" PRId64 " (%s, the same tasks and model) is not resumed: %s%s%s; "
+                "this is run %" PRId64 "\n",
+                u.newest.id, u.newest.status,
+                !old  ? "its stored configuration cannot be read"
+                : d.n ? "its configuration differs in "
+                      : "its configuration differs in the run's identity",
+                old && d.n ? d.paths.data : "", old && d.n > MAX_DIFFS_SAID ? " and more" : "", id);
+        ssf_buf_free(&d.paths);
+        json_decref(old);
     }
-    json_t *old = json_loads(u.newest.config_json, 0, NULL);
-    config_diff d = {0};
-    diff_json(old, conf, "", &d);
-    fprintf(cfg->log,
-            "note: run %" PRId64 " (%s, the same tasks and model) is not resumed: its "
-            "configuration differs in %s%s; this is run %" PRId64 "\n",
-            u.newest.id, u.newest.status, d.n ? d.paths.data : "the run's identity",
-            d.n > MAX_DIFFS_SAID ? " and more" : "", id);
-    ssf_buf_free(&d.paths);
-    json_decref(old);
     ssf_run_row_clear(&u.newest);
+    free(u.tasks);
 }
 
 static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_store *store,

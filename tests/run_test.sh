@@ -295,6 +295,11 @@ sed 's/"task": "synth"/"task": "synth2"/' "$work/gen.jsonl" | cat "$work/gen.jso
 two=(--task-file "$work/synth.json" --task-file "$work/two/synth2.json" --data-dir "$work/two" --db "$work/two.sqlite")
 run 0 run synth,synth2 --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" >/dev/null 2>&1
 check "the same tasks named in another order are the same run" eval 'run 0 run synth2,synth --generations "$work/two/gen.jsonl" --protocol ssft --quiet "${two[@]}" && grep -q "run 1 done (resumed): 232 samples planned, 232 stored before, 0 generated" "$work/err"'
+order=(--generations "$work/gen-missing.jsonl" --protocol ssft --quiet --task-file "$work/synth.json" --task-file "$work/two/synth2.json" --data-dir "$work/two" --db "$work/order.sqlite")
+run 1 run synth,synth2 "${order[@]}" >/dev/null 2>&1
+check "the note finds an unfinished run whatever order its tasks were named in" eval 'run 1 run synth2,synth "${order[@]}" --seed 5 && grep -q "^note: run 1 (incomplete, the same tasks and model) is not resumed: its configuration differs in seed; this is run 2$" "$work/err"'
+sqlite3 "$work/order.sqlite" "UPDATE runs SET config_json = '{broken' WHERE id = 2"
+check "... and says so when its stored configuration cannot be read" eval 'run 1 run synth,synth2 "${order[@]}" --seed 6 && grep -q "^note: run 2 (incomplete, the same tasks and model) is not resumed: its stored configuration cannot be read; this is run 3$" "$work/err"'
 sed -i 's/"a": "2"/"a": "7"/' "$work/two/synth2.jsonl"
 check "rescore refuses before it stores a grade: the first task's were stored when the second's data was refused" eval 'run 1 rescore 1 --profile lighteval "${two[@]}" && grep -q "task synth2: the data loaded now" "$work/err" && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'lighteval'"'"'")" = 0 ] && [ "$(sqlite3 "$work/two.sqlite" "select count(*) from grades where profile = '"'"'default'"'"'")" = 232 ]'
 # A letters task's questions are its question and correct choice's text,
