@@ -93,7 +93,7 @@ static void row_logits(fake *f, const ssf_fwd_batch *b, int r, float *out)
         hist[p] = *c;
     }
     history_logits(hist, n, out);
-    if (f->nan_hashes && hist[0] == '#' && n > 12)
+    if (f->nan_hashes && n > 12 && hist[0] == '#')
         for (int v = 0; v < VOCAB; v++)
             out[v] = NAN;
 }
@@ -296,9 +296,9 @@ static void reference(const ssf_gen_request *r, expect *x)
 /* ---- collecting results ----------------------------------------------------- */
 
 typedef struct got {
+    int64_t prompt_tokens, completion_tokens;
     int32_t ids[MAX_CTX];
     int n, calls, failed;
-    int64_t prompt_tokens, completion_tokens;
     char reason[16];
     char text[MAX_CTX + 1];
     char error[256];
