@@ -663,7 +663,8 @@ static int by_string(const void *a, const void *b)
 /* "b,a" as "a,b": a run's tasks in any order are the same run. */
 static char *sorted_tasks(const char *csv)
 {
-    char *copy = ssf_xstrdup(csv), *names[MAX_SORTED_TASKS], *save = NULL;
+    char *copy = ssf_xstrdup(csv), *save = NULL;
+    char *names[MAX_SORTED_TASKS] = {0};
     size_t n = 0;
     for (char *t = strtok_r(copy, ",", &save); t && n < MAX_SORTED_TASKS;
          t = strtok_r(NULL, ",", &save))
