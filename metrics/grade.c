@@ -9,7 +9,8 @@
 #include <string.h>
 
 /* Target combinations an extractor is built for: every non-empty subset of
- * latex|expr|letters, so grading never compiles patterns on the hot path. */
+ * latex|expr|letters, so grading compiles no patterns on the hot path (but
+ * once for each letter count past ten a run meets). */
 #define N_COMBOS 8
 #define MAX_LETTER_SETS 26
 /* Letter extractors depend on the choice count: those for 1..10 choices
