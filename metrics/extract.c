@@ -29,18 +29,12 @@ typedef struct group_set {
 } group_set;
 
 typedef struct pattern {
-    pcre2_code *code;
+    pcre2_code *code; /* see compile_matcher */
     int priority;
     enum pattern_kind kind;
     int anchored; /* needs the word "answer" (caseless), which one scan rules out */
     int jit;      /* JIT compiled: matched through pcre2_jit_match */
     group_set ans, pct;
-    /* Without JIT: the pattern for valid UTF-8 (no PCRE2_MATCH_INVALID_UTF),
-     * matched with PCRE2_NO_UTF_CHECK over each valid fragment of the text
-     * (see subject).  The interpreter checks the text from the start offset
-     * to its end at every call, which find_all's call per match makes
-     * quadratic: 8 s for 256 KB of "$x$ ", 14 s with one invalid byte. */
-    pcre2_code *plain;
 } pattern;
 
 struct ssf_extractor {
@@ -53,8 +47,7 @@ struct ssf_extractor {
     pcre2_code *anchor;        /* (?i:answer), the prefilter of anchored patterns */
     pcre2_match_context *mctx; /* limits only; never changed, so shared by threads */
     int anchor_jit;
-    pcre2_code *anchor_plain; /* as pattern.plain */
-    int interpreted;          /* some pattern lacks JIT: a text's UTF-8 is checked once */
+    int interpreted; /* some pattern lacks JIT: a text's UTF-8 is checked once */
     ssf_extract_config cfg;
 };
 
@@ -72,9 +65,9 @@ typedef struct fragment {
 typedef struct subject {
     const char *text;
     size_t len;
+    fragment all;    /* the whole text, which JIT code reads */
     fragment *frags; /* NULL when every pattern has JIT, which needs none */
     size_t n_frags;
-    fragment whole; /* frags of a valid text */
 } subject;
 
 /* At most this many candidates are parsed per extraction, so a completion
@@ -229,15 +222,19 @@ static int has_jit(const pcre2_code *re)
     return pcre2_pattern_info(re, PCRE2_INFO_JITSIZE, &size) == 0 && size > 0;
 }
 
-/* The pattern for valid UTF-8 that an interpreted re needs (pattern.plain);
- * 0 with *plain NULL when re has JIT. */
-static int compile_plain(const pcre2_code *re, const char *src, uint32_t flags, int no_jit,
-                         pcre2_code **plain, ssf_error *err)
+/* src as it is matched: JIT code for any text (invalid UTF-8 never
+ * matches), or, where JIT is refused or off, the interpreter's pattern for
+ * valid UTF-8, given each valid fragment of a text (see subject) without
+ * its UTF check.  The interpreter checks the text from the start offset to
+ * its end at every call, which find_all's call per match makes quadratic:
+ * 8 s for 256 KB of "$x$ ", 14 s with one invalid byte. */
+static pcre2_code *compile_matcher(const char *src, uint32_t flags, int no_jit, int *jit,
+                                   ssf_error *err)
 {
-    *plain = NULL;
-    if (has_jit(re)) return 0;
-    *plain = compile_code(src, flags, 0, no_jit, err);
-    return *plain ? 0 : -1;
+    pcre2_code *re = compile_code(src, flags, 1, no_jit, err);
+    if (!re || (*jit = has_jit(re))) return re;
+    pcre2_code_free(re);
+    return compile_code(src, flags, 0, 1, err);
 }
 
 /* The groups named name, looked up once here rather than on every match. */
@@ -266,14 +263,11 @@ static int anchored_source(const char *src)
 static int compile(ssf_extractor *x, const char *src, int priority, enum pattern_kind kind,
                    uint32_t flags, ssf_error *err)
 {
-    pcre2_code *re = compile_code(src, flags, 1, x->cfg.no_jit, err), *plain;
+    int jit;
+    pcre2_code *re = compile_matcher(src, flags, x->cfg.no_jit, &jit, err);
     if (!re) return -1;
-    if (compile_plain(re, src, flags, x->cfg.no_jit, &plain, err)) {
-        pcre2_code_free(re);
-        return -1;
-    }
-    pattern p = {re, priority, kind, anchored_source(src), has_jit(re), {{0}, 0}, {{0}, 0}, plain};
-    x->interpreted |= plain != NULL;
+    pattern p = {re, priority, kind, anchored_source(src), jit, {{0}, 0}, {{0}, 0}};
+    x->interpreted |= !jit;
     x->patterns = ssf_xrealloc(x->patterns, (x->n + 1) * sizeof *x->patterns);
     x->patterns[x->n++] = p;
     if (name_groups(re, "ans", &x->patterns[x->n - 1].ans, err)) return -1;
@@ -368,11 +362,9 @@ static void order_patterns(ssf_extractor *x)
 static int prepare_matching(ssf_extractor *x, ssf_error *err)
 {
     order_patterns(x);
-    x->anchor = compile_code("(?i:answer)", 0, 1, x->cfg.no_jit, err);
+    x->anchor = compile_matcher("(?i:answer)", 0, x->cfg.no_jit, &x->anchor_jit, err);
     if (!x->anchor) return -1;
-    x->anchor_jit = has_jit(x->anchor);
-    if (compile_plain(x->anchor, "(?i:answer)", 0, x->cfg.no_jit, &x->anchor_plain, err)) return -1;
-    x->interpreted |= x->anchor_plain != NULL;
+    x->interpreted |= !x->anchor_jit;
     x->mctx = pcre2_match_context_create(NULL);
     if (!x->mctx) return ssf_fail(err, "out of memory for a match context");
     pcre2_set_match_limit(x->mctx, 1000000); /* no catastrophic backtracking on hostile text */
@@ -406,10 +398,8 @@ void ssf_extractor_free(ssf_extractor *x)
     if (!x) return;
     for (size_t i = 0; i < x->n; i++) {
         pcre2_code_free(x->patterns[i].code);
-        pcre2_code_free(x->patterns[i].plain);
     }
     pcre2_code_free(x->anchor);
-    pcre2_code_free(x->anchor_plain);
     pcre2_match_context_free(x->mctx);
     free(x->patterns);
     free(x->order);
@@ -459,8 +449,8 @@ static void push_match(match_list *l, match m)
 /* pcre2_match, straight into the JIT code where the pattern has it: the
  * fast path skips only argument checks that these calls always pass (a
  * length is given, at <= len, no options) and answers the same.  Without
- * JIT, re is a pattern's plain and text[0..len) one valid fragment, which
- * is why the UTF check can be left out. */
+ * JIT, re is compiled for valid UTF-8 and text[0..len) is one valid
+ * fragment, which is why the UTF check can be left out. */
 static int run_match(const pcre2_code *re, int jit, const char *text, size_t len, size_t at,
                      uint32_t options, pcre2_match_data *md, pcre2_match_context *mc)
 {
@@ -477,8 +467,7 @@ static void split_fragments(subject *t)
 {
     size_t n = ssf_utf8_valid_prefix(t->text, t->len), at = 0, cap = 0;
     if (n == t->len) { /* the usual text: one fragment, without an allocation */
-        t->whole = (fragment){0, n};
-        t->frags = &t->whole;
+        t->frags = &t->all;
         t->n_frags = 1;
         return;
     }
@@ -498,13 +487,21 @@ static void split_fragments(subject *t)
 
 static void subject_init(subject *t, const ssf_extractor *x, const char *text, size_t len)
 {
-    *t = (subject){.text = text, .len = len};
+    *t = (subject){.text = text, .len = len, .all = {0, len}};
     if (x->interpreted) split_fragments(t);
 }
 
 static void subject_free(subject *t)
 {
-    if (t->frags != &t->whole) free(t->frags);
+    if (t->frags != &t->all) free(t->frags);
+}
+
+/* The spans code reads: JIT code the whole text, the interpreter each
+ * valid fragment. */
+static const fragment *spans(const subject *t, int jit, size_t *n)
+{
+    *n = jit ? 1 : t->n_frags;
+    return jit ? &t->all : t->frags;
 }
 
 /* The first set group of gs, or -1. */
@@ -525,13 +522,12 @@ static int set_group(const group_set *gs, pcre2_match_data *md, size_t *start, s
 
 /* Python's finditer over text[0..len), which starts at offset base of the
  * subject: non-overlapping matches, left to right. */
-static void find_in(const pattern *p, const pcre2_code *re, const char *text, size_t len,
-                    size_t base, uint32_t options, pcre2_match_data *md, pcre2_match_context *mc,
-                    match_list *out)
+static void find_in(const pattern *p, const char *text, size_t len, size_t base, uint32_t options,
+                    pcre2_match_data *md, pcre2_match_context *mc, match_list *out)
 {
     size_t at = 0;
     while (at <= len) {
-        int rc = run_match(re, p->jit, text, len, at, options, md, mc);
+        int rc = run_match(p->code, p->jit, text, len, at, options, md, mc);
         if (rc < 0) return; /* no match, or the match limit: stop quietly */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         match m = {.start = base + ov[0], .end = base + ov[1], .pat = p};
@@ -549,15 +545,11 @@ static void find_in(const pattern *p, const pcre2_code *re, const char *text, si
 static void find_all(const pattern *p, const subject *t, pcre2_match_data *md,
                      pcre2_match_context *mc, match_list *out)
 {
-    if (p->jit) {
-        find_in(p, p->code, t->text, t->len, 0, 0, md, mc, out);
-        return;
-    }
-    for (size_t i = 0; i < t->n_frags; i++) {
-        const fragment *f = &t->frags[i];
-        find_in(p, p->plain, t->text + f->start, f->end - f->start, f->start,
-                fragment_options(t, f), md, mc, out);
-    }
+    size_t n;
+    const fragment *f = spans(t, p->jit, &n);
+    for (size_t i = 0; i < n; i++)
+        find_in(p, t->text + f[i].start, f[i].end - f[i].start, f[i].start,
+                fragment_options(t, &f[i]), md, mc, out);
 }
 
 static int rightmost_first(const void *pa, const void *pb)
@@ -786,13 +778,12 @@ static void stack_free(void *p, void *data)
  * same caseless UTF matching), so that skipping them changes nothing. */
 static int has_anchor(const ssf_extractor *x, const subject *t, pcre2_match_data *md)
 {
-    if (x->anchor_jit) return run_match(x->anchor, 1, t->text, t->len, 0, 0, md, x->mctx) >= 0;
-    for (size_t i = 0; i < t->n_frags; i++) {
-        const fragment *f = &t->frags[i];
-        if (run_match(x->anchor_plain, 0, t->text + f->start, f->end - f->start, 0, 0, md,
-                      x->mctx) >= 0)
+    size_t n;
+    const fragment *f = spans(t, x->anchor_jit, &n);
+    for (size_t i = 0; i < n; i++)
+        if (run_match(x->anchor, x->anchor_jit, t->text + f[i].start, f[i].end - f[i].start, 0,
+                      fragment_options(t, &f[i]), md, x->mctx) >= 0)
             return 1;
-    }
     return 0;
 }
 
