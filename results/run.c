@@ -721,15 +721,20 @@ static void note_not_resumed(const ssf_run_config *cfg, ssf_store *store, const 
     if (ssf_store_foreach_run(store, find_unfinished, &u, &ignored) == 0 && u.newest.id) {
         json_t *old = json_loads(u.newest.config_json, 0, NULL);
         config_diff d = {0};
-        if (old) diff_json(old, conf, "", &d);
+        ssf_buf why = {0};
+        if (!old) {
+            ssf_buf_puts(&why, "its stored configuration cannot be read");
+        } else {
+            diff_json(old, conf, "", &d);
+            ssf_buf_printf(&why, "its configuration differs in %s%s",
+                           d.n ? d.paths.data : "the run's identity",
+                           d.n > MAX_DIFFS_SAID ? " and more" : "");
+        }
         fprintf(cfg->log,
-                "note: run %" PRId64 " (%s, the same tasks and model) is not resumed: %s%s%s; "
+                "note: run %" PRId64 " (%s, the same tasks and model) is not resumed: %s; "
                 "this is run %" PRId64 "\n",
-                u.newest.id, u.newest.status,
-                !old  ? "its stored configuration cannot be read"
-                : d.n ? "its configuration differs in "
-                      : "its configuration differs in the run's identity",
-                old && d.n ? d.paths.data : "", old && d.n > MAX_DIFFS_SAID ? " and more" : "", id);
+                u.newest.id, u.newest.status, why.data, id);
+        ssf_buf_free(&why);
         ssf_buf_free(&d.paths);
         json_decref(old);
     }
