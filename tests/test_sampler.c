@@ -268,6 +268,117 @@ static void test_padding_never_sampled(void **state)
     ssf_sampler_scratch_free(&s);
 }
 
+/* ---- the filters by their definition, sorted by qsort ---------------------- */
+
+typedef struct ranked {
+    float w;
+    int32_t id;
+} ranked;
+
+static int heavier_first(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    if (x->w != y->w) return x->w > y->w ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static double mass_of(const ranked *r, int n)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += r[i].w;
+    return sum;
+}
+
+/* ssf_sample's draw the slow way: top-k and top-p over the whole row
+ * sorted heaviest first by qsort (no early cut), then min-p and the walk,
+ * in id order where no cut sorted the row; its sums are taken in the
+ * order ssf_sample takes them, so the ids must be equal. */
+static int32_t reference_sample(const float *x, int n, const ssf_sampler_params *p, uint64_t seed,
+                                uint64_t step, ranked *r)
+{
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i]) && x[i] > max) max = x[i];
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) r[k++] = (ranked){(float)exp(((double)x[i] - max) / p->temperature), i};
+    if (p->top_k > 0 && p->top_k < k) {
+        qsort(r, (size_t)k, sizeof *r, heavier_first);
+        k = (int)p->top_k;
+    }
+    if (p->top_p < 1.0 && k > 1) {
+        double total = mass_of(r, k), mass = 0;
+        qsort(r, (size_t)k, sizeof *r, heavier_first); /* sorted again: the same order */
+        for (int i = 0; i < k; i++) {
+            mass += r[i].w;
+            if (mass >= p->top_p * total) {
+                k = i + 1;
+                break;
+            }
+        }
+    }
+    if (p->min_p > 0) {
+        float heaviest = 0;
+        for (int i = 0; i < k; i++)
+            heaviest = r[i].w > heaviest ? r[i].w : heaviest;
+        int kept = 0;
+        for (int i = 0; i < k; i++)
+            if (r[i].w >= (float)p->min_p * heaviest) r[kept++] = r[i];
+        k = kept;
+    }
+    double target = ssf_philox_uniform(seed, step) * mass_of(r, k), mass = 0;
+    for (int i = 0; i < k; i++) {
+        mass += r[i].w;
+        if (target < mass) return r[i].id;
+    }
+    return r[k - 1].id;
+}
+
+/* Rows of 4,099 ids: flat (every weight tied), quantized (ties in every
+ * range of weights), a wide spread (weights that underflow to 0 and
+ * subnormals) and a trained model's shape (a few ids far above the rest),
+ * each under cuts that keep most, some and few ids: the sampler's sort
+ * must give the order qsort gives, ties by id, or the drawn ids differ. */
+static void test_draws_match_a_sorted_reference(void **state)
+{
+    (void)state;
+    enum { N = 4099, SEEDS = 12 };
+    static float x[N];
+    static ranked r[N];
+    static const ssf_sampler_params params[] = {
+        {.temperature = 1.0, .top_p = 1.0},
+        {.temperature = 0.6, .top_p = 0.95},
+        {.temperature = 0.7, .top_p = 0.5, .top_k = 40},
+        {.temperature = 1.3, .top_p = 0.999, .min_p = 0.02},
+        {.temperature = 0.05, .top_p = 0.9},
+        {.temperature = 1.0, .top_p = 1.0, .top_k = 2500},
+    };
+    ssf_sampler_scratch s = {0};
+    uint32_t lcg = 12345;
+    for (int shape = 0; shape < 4; shape++) {
+        for (int i = 0; i < N; i++) {
+            lcg = lcg * 1664525u + 1013904223u;
+            double u = (lcg >> 8) / 16777216.0;
+            x[i] = shape == 0   ? 0.0f
+                   : shape == 1 ? (float)floor(u * 12) * 0.25f
+                   : shape == 2 ? (float)(u * 160 - 150)
+                                : (float)(u * 3 + (i % 211 == 0 ? 20 : 0));
+        }
+        for (size_t pi = 0; pi < sizeof params / sizeof params[0]; pi++)
+            for (uint64_t seed = 1; seed <= SEEDS; seed++) {
+                int32_t got =
+                    ssf_sample(x, N, &params[pi], seed * 7919u + (uint64_t)shape, seed, &s);
+                int32_t want =
+                    reference_sample(x, N, &params[pi], seed * 7919u + (uint64_t)shape, seed, r);
+                if (got != want)
+                    fail_msg("shape %d, params %zu, seed %llu: drew %d, the reference %d", shape,
+                             pi, (unsigned long long)seed, got, want);
+            }
+    }
+    ssf_sampler_scratch_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_top_p_flat),
         cmocka_unit_test(test_min_p),
         cmocka_unit_test(test_padding_never_sampled),
+        cmocka_unit_test(test_draws_match_a_sorted_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

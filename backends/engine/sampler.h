@@ -40,6 +40,8 @@ typedef struct ssf_sampler_scratch {
     size_t cap;
     float *prob;
     int32_t *idx;
+    float *sorted_prob; /* the sort's other buffers */
+    int32_t *sorted_idx;
 } ssf_sampler_scratch;
 
 void ssf_sampler_scratch_free(ssf_sampler_scratch *s);

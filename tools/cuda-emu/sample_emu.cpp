@@ -999,7 +999,7 @@ static int run_greedy(int N, int NV)
     int far = 8 + 4 * WALK_STEP < NV ? 8 + 4 * WALK_STEP : NV - 2;
     row[15][far] = row[15][8] = 36.0f; /* 8 */
     int bad = 0, agree = 0;
-    ssf_sampler_scratch scratch = {0, NULL, NULL};
+    ssf_sampler_scratch scratch = {};
     std::vector<int32_t> ids[2] = {std::vector<int32_t>(R), std::vector<int32_t>(R)};
     const int32_t fixed[R] = {-2, 10, -2, -1, NV - 1, 1023, 0, 0, 2500, 0, -2, -2, -2, -2, 2001, 8};
     for (int g = 0; g < 2; g++) {
