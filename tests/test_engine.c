@@ -586,6 +586,31 @@ static void test_one_prefill_per_prompt(void **state)
         free((char *)reqs[i].prompt);
 }
 
+/* The samples of a prompt draw their first tokens from its logits, filtered
+ * once for each run of equal parameters: a sample whose parameters differ
+ * from the one before it, in min-p alone, draws under its own. */
+static void test_first_draws_follow_each_sample(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    ssf_gen_request reqs[N];
+    for (int i = 0; i < N; i++) {
+        reqs[i] = (ssf_gen_request){.task = "t", .index = i, .seed = 77 + (uint64_t)i};
+        reqs[i].prompt = prompts[0];
+        reqs[i].sampling = (ssf_sampling){
+            .temperature = 1.0, .top_p = 1.0, .min_p = i % 2 ? 0.5 : 0, .max_new_tokens = 2};
+    }
+    got g[N];
+    for (int kind = 0; kind <= 2; kind++) {
+        pool_shape ps = {4, 0, 16, 512, kind};
+        run_engine(ps, reqs, N, g, NULL);
+        for (int i = 0; i < N; i++) {
+            expect x;
+            expect_as_reference(&reqs[i], &g[i], &x);
+        }
+    }
+}
+
 /* A step's prefill rows stay within --prefill-chunk: a long prompt does
  * not stall the running samples behind it in one step. */
 static void test_prefill_chunk_bounds_steps(void **state)
@@ -1097,6 +1122,7 @@ int main(void)
         cmocka_unit_test(test_deferred_steps),
         cmocka_unit_test(test_exact_pool),
         cmocka_unit_test(test_one_prefill_per_prompt),
+        cmocka_unit_test(test_first_draws_follow_each_sample),
         cmocka_unit_test(test_prompt_logits_freed),
         cmocka_unit_test(test_prefill_chunk_bounds_steps),
         cmocka_unit_test(test_every_eos_stops),

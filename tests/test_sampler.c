@@ -355,6 +355,7 @@ static void test_draws_match_a_sorted_reference(void **state)
         {.temperature = 1.0, .top_p = 1.0, .top_k = 2500},
     };
     ssf_sampler_scratch s = {0};
+    ssf_sampler_kept kept = {0};
     uint32_t lcg = 12345;
     for (int shape = 0; shape < 4; shape++) {
         for (int i = 0; i < N; i++) {
@@ -365,17 +366,55 @@ static void test_draws_match_a_sorted_reference(void **state)
                    : shape == 2 ? (float)(u * 160 - 150)
                                 : (float)(u * 3 + (i % 211 == 0 ? 20 : 0));
         }
-        for (size_t pi = 0; pi < sizeof params / sizeof params[0]; pi++)
-            for (uint64_t seed = 1; seed <= SEEDS; seed++) {
-                int32_t got =
-                    ssf_sample(x, N, &params[pi], seed * 7919u + (uint64_t)shape, seed, &s);
-                int32_t want =
-                    reference_sample(x, N, &params[pi], seed * 7919u + (uint64_t)shape, seed, r);
-                if (got != want)
-                    fail_msg("shape %d, params %zu, seed %llu: drew %d, the reference %d", shape,
-                             pi, (unsigned long long)seed, got, want);
+        for (size_t pi = 0; pi < sizeof params / sizeof params[0]; pi++) {
+            /* the row kept once (into the buffers the last keep left) draws the same */
+            ssf_sampler_keep(x, N, &params[pi], &s, &kept);
+            for (uint64_t step = 1; step <= SEEDS; step++) {
+                uint64_t seed = step * 7919u + (uint64_t)shape;
+                int32_t got = ssf_sample(x, N, &params[pi], seed, step, &s);
+                int32_t from_kept = ssf_sample_kept(&kept, seed, step);
+                int32_t want = reference_sample(x, N, &params[pi], seed, step, r);
+                if (got != want || from_kept != want)
+                    fail_msg("shape %d, params %zu, seed %llu: drew %d and %d kept, the reference "
+                             "%d",
+                             shape, pi, (unsigned long long)seed, got, from_kept, want);
             }
+        }
     }
+    ssf_sampler_kept_free(&kept);
+    ssf_sampler_scratch_free(&s);
+}
+
+/* A kept row draws what ssf_sample draws where the choice is greedy (by
+ * temperature 0 or top-k 1) and where no logit is finite (-1). */
+static void test_kept_greedy_and_empty(void **state)
+{
+    (void)state;
+    static const float x[5] = {0.5f, 3.0f, 3.0f, -1.0f, 2.0f};
+    static const float none[3] = {-INFINITY, NAN, INFINITY};
+    ssf_sampler_params greedy = {.temperature = 0, .top_p = 1.0};
+    ssf_sampler_params top1 = {.temperature = 0.8, .top_p = 1.0, .top_k = 1};
+    ssf_sampler_params t1 = {.temperature = 1.0, .top_p = 1.0};
+    ssf_sampler_scratch s = {0};
+    ssf_sampler_kept kept = {0};
+    ssf_sampler_keep(x, 5, &greedy, &s, &kept);
+    assert_int_equal(ssf_sample_kept(&kept, 3, 0), 1); /* the lowest id of the maxima */
+    ssf_sampler_keep(x, 5, &top1, &s, &kept);
+    assert_int_equal(ssf_sample_kept(&kept, 4, 9), 1);
+    ssf_sampler_keep(none, 3, &t1, &s, &kept);
+    assert_int_equal(kept.n, 0);
+    assert_int_equal(ssf_sample_kept(&kept, 5, 0), -1);
+    assert_int_equal(ssf_sample(none, 3, &t1, 5, 0, &s), -1);
+    ssf_sampler_keep(x, 5, &t1, &s, &kept); /* and again after none */
+    int seen[5] = {0};
+    for (uint64_t seed = 0; seed < 2000; seed++) {
+        int32_t t = ssf_sample_kept(&kept, seed, 0);
+        assert_int_equal(t, ssf_sample(x, 5, &t1, seed, 0, &s));
+        seen[t]++;
+    }
+    for (int i = 0; i < 5; i++)
+        assert_true(seen[i] > 0);
+    ssf_sampler_kept_free(&kept);
     ssf_sampler_scratch_free(&s);
 }
 
@@ -394,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_min_p),
         cmocka_unit_test(test_padding_never_sampled),
         cmocka_unit_test(test_draws_match_a_sorted_reference),
+        cmocka_unit_test(test_kept_greedy_and_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

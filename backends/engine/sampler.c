@@ -256,16 +256,71 @@ static int32_t draw(const candidates *c, double u)
     return c->id[c->n - 1]; /* u * total rounded up to the total */
 }
 
+/* Applies p's filters to the row: c ends holding the ids a draw picks
+ * from, one where the choice is greedy, none where no logit is finite. */
+static void filter(const float *logits, int32_t n_valid, const ssf_sampler_params *p,
+                   ssf_sampler_scratch *s, candidates *c)
+{
+    int greedy = p->temperature <= 0 || p->top_k == 1;
+    scratch_reserve(s, greedy ? 1 : (size_t)n_valid);
+    *c = (candidates){0, s->idx, s->prob, s->sorted_idx, s->sorted_prob};
+    if (greedy) {
+        int32_t best = argmax(logits, n_valid);
+        if (best < 0) return;
+        c->id[0] = best;
+        c->w[0] = 1;
+        c->n = 1;
+        return;
+    }
+    collect(logits, n_valid, p->temperature, c);
+    if (c->n == 0) return;
+    keep_top_k(c, p->top_k);
+    keep_top_p(c, p->top_p > 0 ? p->top_p : 1.0);
+    keep_min_p(c, p->min_p);
+}
+
+static int32_t choose(const candidates *c, uint64_t seed, uint64_t step)
+{
+    if (c->n <= 1) return c->n ? c->id[0] : -1;
+    return draw(c, ssf_philox_uniform(seed, step));
+}
+
 int32_t ssf_sample(const float *logits, int32_t n_valid, const ssf_sampler_params *p, uint64_t seed,
                    uint64_t step, ssf_sampler_scratch *s)
 {
-    if (p->temperature <= 0 || p->top_k == 1) return argmax(logits, n_valid);
-    scratch_reserve(s, (size_t)n_valid);
-    candidates c = {0, s->idx, s->prob, s->sorted_idx, s->sorted_prob};
-    collect(logits, n_valid, p->temperature, &c);
-    if (c.n == 0) return -1;
-    keep_top_k(&c, p->top_k);
-    keep_top_p(&c, p->top_p > 0 ? p->top_p : 1.0);
-    keep_min_p(&c, p->min_p);
-    return draw(&c, ssf_philox_uniform(seed, step));
+    candidates c;
+    filter(logits, n_valid, p, s, &c);
+    return choose(&c, seed, step);
+}
+
+/* ---- a row filtered once, drawn from many times ----------------------------- */
+
+void ssf_sampler_keep(const float *logits, int32_t n_valid, const ssf_sampler_params *p,
+                      ssf_sampler_scratch *s, ssf_sampler_kept *kept)
+{
+    candidates c;
+    filter(logits, n_valid, p, s, &c);
+    if ((size_t)c.n > kept->cap) {
+        kept->id = ssf_xrealloc(kept->id, (size_t)c.n * sizeof *kept->id);
+        kept->w = ssf_xrealloc(kept->w, (size_t)c.n * sizeof *kept->w);
+        kept->cap = (size_t)c.n;
+    }
+    if (c.n) {
+        memcpy(kept->id, c.id, (size_t)c.n * sizeof *c.id);
+        memcpy(kept->w, c.w, (size_t)c.n * sizeof *c.w);
+    }
+    kept->n = c.n;
+}
+
+int32_t ssf_sample_kept(const ssf_sampler_kept *kept, uint64_t seed, uint64_t step)
+{
+    candidates c = {kept->n, kept->id, kept->w, NULL, NULL};
+    return choose(&c, seed, step);
+}
+
+void ssf_sampler_kept_free(ssf_sampler_kept *kept)
+{
+    free(kept->id);
+    free(kept->w);
+    memset(kept, 0, sizeof *kept);
 }

@@ -52,6 +52,28 @@ void ssf_sampler_scratch_free(ssf_sampler_scratch *s);
 int32_t ssf_sample(const float *logits, int32_t n_valid, const ssf_sampler_params *p, uint64_t seed,
                    uint64_t step, ssf_sampler_scratch *s);
 
+/* A row's candidates after the filters, kept to be drawn from again under
+ * other seeds: every sample of a prompt draws its first token from the
+ * prompt's logits, nearly always under the same parameters, and the
+ * filters (an exp and a sort over up to the whole vocabulary) are most of
+ * a draw's time. */
+typedef struct ssf_sampler_kept {
+    int32_t n; /* 0: the row had no finite logit */
+    int32_t *id;
+    float *w;
+    size_t cap;
+} ssf_sampler_kept;
+
+/* Filters logits[0 .. n_valid-1] under p into *kept, whose buffers are
+ * reused (a zeroed ssf_sampler_kept starts empty). */
+void ssf_sampler_keep(const float *logits, int32_t n_valid, const ssf_sampler_params *p,
+                      ssf_sampler_scratch *s, ssf_sampler_kept *kept);
+
+/* What ssf_sample returns for the row and parameters kept, seed and step. */
+int32_t ssf_sample_kept(const ssf_sampler_kept *kept, uint64_t seed, uint64_t step);
+
+void ssf_sampler_kept_free(ssf_sampler_kept *kept);
+
 #ifdef __cplusplus
 }
 #endif
