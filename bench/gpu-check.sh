@@ -79,7 +79,8 @@ summarize() {
     say "(gpu_ms: the step's graph replay timed on the device; the rest of ms_per_step is the host's)"
     printf '%-22s %-18s %5s %6s %13s %12s %11s %7s %9s %12s %9s\n' engine model batch prompt \
         prefill_tok_s decode_tok_s ms_per_step gpu_ms step_MB achieved_GBps roofline | tee -a "$LOG"
-    grep -E '^TIME .*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
+    # (the scheduler's and the CLI's runs have tables of their own, below)
+    grep -E '^TIME engine=.*decode_tok_s' "$LOG" | grep -v 'steps=4 ' | sed 's/^TIME //' | awk '{
         for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         printf "%-22s %-18s %5s %6s %13s %12s %11s %7s %9s %12s %8s%%\n", v["engine"], v["model"],
             v["batch"], v["prompt"], v["prefill_tok_s"], v["decode_tok_s"], v["ms_per_step"],

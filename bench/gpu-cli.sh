@@ -161,15 +161,18 @@ timed() {
         return 1
     fi
     check_stored "$name" "$db" "$want" || return 1
-    # the engine's closing line: steps, prompt and decode tokens and rates
-    local eng
+    # the engine's closing line: steps, prompt and decode tokens and rates;
+    # and its opening one: the seconds until it was ready
+    local eng ready
     eng=$(grep '^engine: [0-9]* steps' "$WORK/cli-$name.log" | tail -1)
+    ready=$(sed -n 's/^engine: ready in \([0-9.]*\) s.*/\1/p' "$WORK/cli-$name.log" | tail -1)
     echo "$eng" | awk -v name="$name" -v dev="$DEVICE" -v s="$want" -v n="$MAX_NEW" \
-        -v t0="$t0" -v t1="$t1" '{
+        -v t0="$t0" -v t1="$t1" -v ready="${ready:--}" '{
         wall = t1 - t0
-        printf "TIME cli-run variant=%s device=%s samples=%d max_new=%d wall_s=%.1f steps=%d " \
-            "prompt_tok_s=%d decode_tokens=%d decode_tok_s=%d wall_tok_s=%.0f preemptions=%d\n",
-            name, dev, s, n, wall, $2, $8, $10, $14, $10 / wall, $18 }'
+        printf "TIME cli-run variant=%s device=%s samples=%d max_new=%d wall_s=%.1f ready_s=%s " \
+            "steps=%d prompt_tok_s=%d decode_tokens=%d decode_tok_s=%d wall_tok_s=%.0f " \
+            "preemptions=%d\n",
+            name, dev, s, n, wall, ready, $2, $8, $10, $14, $10 / wall, $18 }'
     echo "PASS cli $name: $want samples of aime25 (cons@32, ssft), graded and stored"
 }
 

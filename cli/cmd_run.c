@@ -593,12 +593,15 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     a->engine.log_progress = !a->quiet;
     ssf_model *model;
     ssf_tokenizer *tok;
+    double t_files = ssf_monotonic_seconds();
     rc = ssf_backend_engine_open_files(dir, &model, &tok, &err);
     free(dir);
     if (rc) return open_failed(a, &err);
     /* The files opened: what fails now is the device refusing the options. */
+    double t_device = ssf_monotonic_seconds();
     ssf_backend *b = ssf_backend_engine_open(model, tok, &a->engine, &err);
     if (!b) return open_failed(a, &err);
+    double t_digest = ssf_monotonic_seconds();
     /* CPU and GPU differ in the last bits of every logit, and an fp8 KV
      * cache in more, so the device and the cache's precision are part of
      * the run's identity, as are the context and the stop strings, which
@@ -613,7 +616,15 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
                    a->engine.dev.kv_fp8 ? "-fp8kv" : "", ssf_backend_engine_max_context(b),
                    weights);
     describe_stops(a, desc);
-    if (!a->quiet) fprintf(stderr, "engine: %s\n", ssf_backend_engine_describe(b));
+    if (!a->quiet) {
+        /* where a run's start goes, beside the decode rate the engine reports */
+        double t_ready = ssf_monotonic_seconds();
+        fprintf(stderr, "engine: %s\n", ssf_backend_engine_describe(b));
+        fprintf(stderr,
+                "engine: ready in %.2f s: model files %.2f s, device %.2f s, weights' digest "
+                "%.2f s\n",
+                t_ready - t_files, t_device - t_files, t_digest - t_device, t_ready - t_digest);
+    }
     return b;
 }
 

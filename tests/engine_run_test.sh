@@ -40,6 +40,7 @@ check "the run's identity names how the CPU computes (a build without libmvec ro
 loud=()
 for arg in "${common[@]}"; do [ "$arg" = --quiet ] || loud+=("$arg"); done
 check "the CPU engine takes the CPUs the process may use, not all online (taskset, cpusets)" eval 'taskset -c 0 "$ssfteval" run synth --model "$fixture" --db "$work/t.sqlite" "${loud[@]}" >"$work/out" 2>"$work/err" && grep -q "^engine: cpu: 1 thread, " "$work/err"'
+check "the engine says where its start went: files, device and digest, adding up to the whole" eval 'awk '"'"'/^engine: ready in / { t = $4; f = $8; d = $11; w = $15; ok = t >= 0 && f >= 0 && d >= 0 && w >= 0 && (f + d + w - t) ^ 2 <= 0.0005 } END { exit !ok }'"'"' "$work/err"'
 check "resume generates nothing" eval 'run 0 run synth --model "$fixture" --db "$work/a.sqlite" "${common[@]}" && grep -q "12 stored before, 0 generated" "$work/err"'
 check "another --stop or --max-context is another run, not a resume" eval 'run 0 run synth --model "$fixture" --db "$work/a2.sqlite" "${common[@]}" && run 0 run synth --model "$fixture" --db "$work/a2.sqlite" --stop zz "${common[@]}" && grep -q "(new): 12 samples planned, 0 stored before" "$work/err" && run 0 run synth --model "$fixture" --db "$work/a2.sqlite" --max-context 200 "${common[@]}" && grep -q "(new): 12 samples planned, 0 stored before" "$work/err"'
 # The same shapes, other weights (each shifted by one value, as a checkpoint
@@ -105,7 +106,7 @@ check "greedy samples of one question agree" eval 'run 0 run synth --model "$fix
 # (two slots: many waves) and resumed.
 shared=${SSFTEVAL_SHARED:-}
 if [ -f "$shared/data/aime25.jsonl" ]; then
-    check "bench/gpu-cli.sh on the CPU: the main job, killed and resumed" eval 'DEVICE=cpu SSFTEVAL="$ssfteval" DATA_DIR="$shared/data" LIMIT=1 MAX_NEW=8 RESUME_LIMIT=4 RESUME_MAX_NEW=32 RESUME_SLOTS=2 bash "$root/bench/gpu-cli.sh" "$fixture" "$work/cli" >"$work/out" 2>&1 && grep -q "^PASS cli resume" "$work/out" && grep -q "^TIME cli-run variant=default device=cpu samples=32 " "$work/out" || { cat "$work/out" >&2; false; }'
+    check "bench/gpu-cli.sh on the CPU: the main job, killed and resumed" eval 'DEVICE=cpu SSFTEVAL="$ssfteval" DATA_DIR="$shared/data" LIMIT=1 MAX_NEW=8 RESUME_LIMIT=4 RESUME_MAX_NEW=32 RESUME_SLOTS=2 bash "$root/bench/gpu-cli.sh" "$fixture" "$work/cli" >"$work/out" 2>&1 && grep -q "^PASS cli resume" "$work/out" && grep -q "^TIME cli-run variant=default device=cpu samples=32 max_new=8 wall_s=[0-9.]* ready_s=[0-9.]* steps=" "$work/out" || { cat "$work/out" >&2; false; }'
 else
     ok "bench/gpu-cli.sh on the CPU # SKIP ../shared/data not found"
 fi
