@@ -858,6 +858,58 @@ static void test_prompts_that_cannot_run(void **state)
     }
 }
 
+/* The order samples end in, by request index. */
+typedef struct finish_order {
+    const ssf_gen_request *reqs;
+    int order[8], n;
+} finish_order;
+
+static int note_finish(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
+{
+    finish_order *f = ud;
+    assert_null(res->error);
+    f->order[f->n++] = (int)(req - f->reqs);
+    return 0;
+}
+
+/* When blocks run out the sample started last gives its blocks back, and
+ * the one that has waited longest comes back first.  Over 16 blocks of 4,
+ * samples A, B and C (C's prompt 24 tokens, the others' 4; 40 new tokens
+ * each) start in that order: C gives its blocks back first, then B, and
+ * once A ends only one of them fits again.  They end A, B, C; preempting
+ * the oldest (whose recompute costs most) or resuming the youngest ends
+ * them in another order (a scan of prompt lengths, budgets and pools found
+ * this shape). */
+static void test_preemption_order(void **state)
+{
+    (void)state;
+    ssf_gen_request reqs[3] = {
+        {.prompt = "aaaa", .sampling = {.temperature = 0, .top_p = 1, .max_new_tokens = 40}},
+        {.prompt = "bbbb", .sampling = {.temperature = 0, .top_p = 1, .max_new_tokens = 40}},
+        {.prompt = "cccccccccccccccccccccccc",
+         .sampling = {.temperature = 0, .top_p = 1, .max_new_tokens = 40}},
+    };
+    for (int kind = 0; kind <= 2; kind++) {
+        fake f;
+        ssf_engine_options o;
+        ssf_engine_options_default(&o);
+        fake_init(&f, 3, 16, 4);
+        fake_kind(&f, kind);
+        ssf_engine_model m = fake_model(&f);
+        ssf_engine *e = ssf_engine_new(&m, &o);
+        finish_order fo = {.reqs = reqs};
+        ssf_error err;
+        if (ssf_engine_generate(e, reqs, 3, note_finish, &fo, &err)) fail_msg("%s", err.msg);
+        assert_true(ssf_engine_stats_of(e)->preemptions > 0);
+        assert_int_equal(fo.n, 3);
+        for (int i = 0; i < 3; i++)
+            if (fo.order[i] != i)
+                fail_msg("device kind %d: ended %d, %d, %d", kind, fo.order[0], fo.order[1],
+                         fo.order[2]);
+        ssf_engine_free(e);
+    }
+}
+
 /* A sample alone that outgrows the pool (4 blocks of 4 positions) fails
  * with the fix; the sample after it runs as the reference does. */
 static void test_sample_outgrows_pool(void **state)
@@ -1123,6 +1175,7 @@ int main(void)
         cmocka_unit_test(test_exact_pool),
         cmocka_unit_test(test_one_prefill_per_prompt),
         cmocka_unit_test(test_first_draws_follow_each_sample),
+        cmocka_unit_test(test_preemption_order),
         cmocka_unit_test(test_prompt_logits_freed),
         cmocka_unit_test(test_prefill_chunk_bounds_steps),
         cmocka_unit_test(test_every_eos_stops),
