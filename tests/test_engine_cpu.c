@@ -19,10 +19,13 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "backend.h"
 #include "cpu_ops.h"
 #include "device.h"
+#include "engine.h"
 #include "model-fixture.h"
 #include "ssfteval/model.h"
+#include "ssfteval/tokenizer.h"
 #include "test-support.h"
 
 /* Deterministic values in [-1, 1). */
@@ -1049,15 +1052,144 @@ static void test_transformers_parity(void **state)
     if (!seen) skip();
 }
 
+/* ---- the engine backend: a NUL the model writes ----------------------------------------- */
+
+/* One result's ids and text, kept. */
+typedef struct kept_result {
+    int32_t ids[8];
+    size_t n;
+    char *text;
+} kept_result;
+
+static int keep_result(const ssf_gen_request *req, const ssf_gen_result *res, void *ud)
+{
+    (void)req;
+    kept_result *k = ud;
+    if (res->error) fail_msg("%s", res->error);
+    k->n = res->n_token_ids < 8 ? res->n_token_ids : 8;
+    memcpy(k->ids, res->token_ids, k->n * sizeof *k->ids);
+    k->text = strdup(res->text);
+    return 0;
+}
+
+/* Three greedy tokens of the fixture in dir, on the CPU. */
+static kept_result greedy_three(const char *dir)
+{
+    ssf_engine_options o;
+    ssf_engine_options_default(&o);
+    o.device = "cpu";
+    ssf_error err;
+    ssf_backend *b = ssf_backend_engine_new(dir, &o, &err);
+    kept_result k = {0};
+    if (!b) {
+        fail_msg("%s", err.msg);
+        return k;
+    }
+    ssf_gen_request r = {.task = "t",
+                         .prompt = "Q: what is two and two?",
+                         .sampling = {.temperature = 0, .top_p = 1, .max_new_tokens = 3}};
+    if (b->generate(b, &r, 1, keep_result, &k, &err)) fail_msg("%s", err.msg);
+    b->destroy(b);
+    assert_int_equal(k.n, 3);
+    return k;
+}
+
+/* dir/name as a link to from/name (made absolute: from may be relative). */
+static void link_into(const char *dir, const char *from, const char *name)
+{
+    char *relative = ssf_path_join(from, name), *link = ssf_path_join(dir, name);
+    char *target = realpath(relative, NULL);
+    if (!target || symlink(target, link)) fail_msg("link %s: %s", link, strerror(errno));
+    free(relative), free(target), free(link);
+}
+
+/* The fixture's tokenizer in dir with the ids of the vocabulary's strings
+ * for token `id` and for byte 0 ("Ā" in the byte-level alphabet) swapped. */
+static void write_swapped_tokenizer(const char *from, const char *dir, int32_t id)
+{
+    char *path = ssf_path_join(from, "tokenizer.json");
+    json_t *t = json_load_file(path, 0, NULL);
+    free(path);
+    json_t *vocab = json_object_get(json_object_get(t, "model"), "vocab");
+    json_t *nul_id = json_object_get(vocab, "\xc4\x80");
+    assert_non_null(nul_id);
+    const char *key;
+    json_t *v;
+    const char *token = NULL;
+    json_object_foreach(vocab, key, v) if (json_integer_value(v) == id) token = key;
+    assert_non_null(token);
+    json_int_t byte0 = json_integer_value(nul_id);
+    json_object_set_new(vocab, token, json_integer(byte0));
+    json_object_set_new(vocab, "\xc4\x80", json_integer(id));
+    path = ssf_path_join(dir, "tokenizer.json");
+    assert_int_equal(json_dump_file(t, path, 0), 0);
+    free(path);
+    json_decref(t);
+}
+
+/* A model that writes byte 0: the fixture's weights, with its tokenizer's
+ * ids of its first greedy token and of byte 0 swapped, write the same ids,
+ * the first of them now a NUL.  A completion is a C string (backend.h), so
+ * the NUL comes out as U+FFFD and the text after it is kept, to be graded
+ * with the rest; cut at the NUL, it would lose the answer. */
+static void test_nul_in_completion(void **state)
+{
+    (void)state;
+    char root[PATH_MAX], from[PATH_MAX + 32];
+    snprintf(from, sizeof from, "%s/gqa5-hd128", fixtures_root(root, sizeof root));
+    kept_result plain = greedy_three(from);
+    char *dir = make_temp_dir();
+    static const char *files[] = {"config.json", "generation_config.json", "tokenizer_config.json",
+                                  "model.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        link_into(dir, from, files[i]);
+    write_swapped_tokenizer(from, dir, plain.ids[0]);
+    kept_result nul = greedy_three(dir);
+    /* the same prompt ids into the same weights: the same ids out */
+    assert_memory_equal(nul.ids, plain.ids, sizeof plain.ids);
+    /* each token of the first that was the swapped one is U+FFFD now, the
+     * rest as they were */
+    ssf_tokenizer *tok;
+    char *path = ssf_path_join(from, "tokenizer.json");
+    ssf_error err;
+    if (ssf_tokenizer_load(path, &tok, &err)) fail_msg("%s", err.msg);
+    free(path);
+    ssf_buf want = {0};
+    for (size_t i = 0; i < plain.n; i++) {
+        if (plain.ids[i] == plain.ids[0]) {
+            ssf_buf_append(&want, "\xef\xbf\xbd", 3);
+            continue;
+        }
+        char *piece = ssf_tokenizer_decode(tok, &plain.ids[i], 1, 1, NULL, &err);
+        assert_non_null(piece);
+        ssf_buf_append(&want, piece, strlen(piece));
+        free(piece);
+    }
+    assert_string_equal(nul.text, want.data);
+    assert_true(strlen(nul.text) > 3); /* something after the NUL */
+    ssf_buf_free(&want);
+    ssf_tokenizer_free(tok);
+    free(plain.text), free(nul.text);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm),        cmocka_unit_test(test_rmsnorm_swiglu),
-        cmocka_unit_test(test_exp),         cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention),   cmocka_unit_test(test_paged_attention),
-        cmocka_unit_test(test_isa),         cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_tiny_model),  cmocka_unit_test(test_tiny_llama),
-        cmocka_unit_test(test_open_errors), cmocka_unit_test(test_transformers_parity),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_rmsnorm_swiglu),
+        cmocka_unit_test(test_exp),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_isa),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_tiny_model),
+        cmocka_unit_test(test_tiny_llama),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_transformers_parity),
+        cmocka_unit_test(test_nul_in_completion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
