@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -179,8 +180,14 @@ static void test_jsonl_malformed(void **state)
     collect_init(&c);
     int rc = read_mem("{\"a\":1}\n{\"a\":2}\n{\"a\":\n{\"a\":4}\n", "mem.jsonl", &c, &err);
     assert_int_equal(rc, -1);
-    assert_contains(err.msg, "mem.jsonl:3:");
-    assert_contains(err.msg, "malformed");
+    /* One line: the file and line, jansson's reason, then the fix. */
+    static const char head[] = "mem.jsonl:3: malformed JSON line: ";
+    static const char fix[] = "; fix or remove that line";
+    size_t n = strlen(err.msg);
+    assert_memory_equal(err.msg, head, sizeof head - 1);
+    assert_true(n > sizeof head - 1 + sizeof fix - 1); /* jansson's reason between */
+    assert_string_equal(err.msg + n - (sizeof fix - 1), fix);
+    assert_null(strchr(err.msg, '\n'));
     /* Streaming: the two good records before the bad line were delivered. */
     assert_int_equal(c.count, 2);
     collect_free(&c);
@@ -255,6 +262,26 @@ static void test_jsonl_crlf_bom(void **state)
     collect_free(&c);
 }
 
+/* The last line need not end in a newline: its last byte is data. */
+static void test_jsonl_last_line(void **state)
+{
+    (void)state;
+    collect c;
+    ssf_error err;
+    collect_init(&c);
+    assert_int_equal(read_mem("{\"a\":1}\n{\"a\":2}", "mem.jsonl", &c, &err), 0);
+    assert_int_equal(c.count, 2);
+    assert_int_equal(json_integer_value(json_object_get(rec(&c, 1), "a")), 2);
+    assert_int_equal(c.lines[1], 2);
+    collect_free(&c);
+
+    collect_init(&c);
+    assert_int_equal(read_mem("{\"a\":\"x\"}\r\n{\"a\":\"y\"}", "mem.jsonl", &c, &err), 0);
+    assert_int_equal(c.count, 2);
+    assert_string_equal(str_field(&c, 1, "a"), "y");
+    collect_free(&c);
+}
+
 static void test_jsonl_callback_stops(void **state)
 {
     (void)state;
@@ -289,6 +316,12 @@ static void test_json_array(void **state)
     assert_int_equal(c.lines[2], 5);
     assert_string_equal(str_field(&c, 1, "z"), "[,{\"");
     assert_string_equal(json_object_iter_key(json_object_iter(rec(&c, 1))), "z");
+    collect_free(&c);
+
+    /* Saved with a UTF-8 BOM, as Windows editors do. */
+    collect_init(&c);
+    assert_int_equal(read_mem("\xEF\xBB\xBF[{\"a\": 1}]", "mem.json", &c, &err), 0);
+    assert_int_equal(c.count, 1);
     collect_free(&c);
 }
 
@@ -364,6 +397,17 @@ static void test_csv_crlf(void **state)
     assert_int_equal(c.lines[0], 2);
     assert_int_equal(c.lines[1], 4);
     collect_free(&c);
+
+    /* A lone CR ends a line too (old Mac exports): nothing after it is
+     * eaten, and lines are counted. */
+    collect_init(&c);
+    rc = read_mem("a,b\r1,2\r34,5\r", "mem.csv", &c, &err);
+    if (rc != 0) fail_msg("%s", err.msg);
+    assert_int_equal(c.count, 2);
+    assert_string_equal(str_field(&c, 1, "a"), "34");
+    assert_int_equal(c.lines[0], 2);
+    assert_int_equal(c.lines[1], 3);
+    collect_free(&c);
 }
 
 static void test_csv_bom(void **state)
@@ -422,7 +466,15 @@ static void test_csv_unterminated(void **state)
     ssf_error err;
     collect_init(&c);
     assert_int_equal(read_mem("a,b\n1,2\n3,\"open\nmore\n", "mem.csv", &c, &err), -1);
-    assert_contains(err.msg, "mem.csv: record 2 (line 3): unterminated quoted field");
+    assert_string_equal(
+        err.msg, "mem.csv: record 2 (line 3): unterminated quoted field 2, opened on line 3");
+    collect_free(&c);
+
+    /* The record starts on line 2; its third field opens on line 3. */
+    collect_init(&c);
+    assert_int_equal(read_mem("a,b,c\n1,\"x\ny\",\"open\nmore\n", "mem.csv", &c, &err), -1);
+    assert_string_equal(
+        err.msg, "mem.csv: record 1 (line 2): unterminated quoted field 3, opened on line 3");
     collect_free(&c);
 }
 
@@ -440,6 +492,18 @@ static void test_csv_bad_quotes(void **state)
     assert_int_equal(read_mem("a,b\n\"x\"y,2\n", "mem.csv", &c, &err), -1);
     assert_contains(err.msg, "mem.csv: record 1 (line 2): text after the closing quote");
     collect_free(&c);
+
+    /* In a record spanning lines, the message names the line of the quote. */
+    collect_init(&c);
+    assert_int_equal(read_mem("a,b\n\"x\ny\",z\"w\n", "mem.csv", &c, &err), -1);
+    assert_contains(err.msg, "mem.csv: record 1 (line 2): quote inside unquoted field 2 on line 3");
+    collect_free(&c);
+
+    collect_init(&c);
+    assert_int_equal(read_mem("a,b\n\"x\ny\"z,w\n", "mem.csv", &c, &err), -1);
+    assert_string_equal(err.msg, "mem.csv: record 1 (line 2): text after the closing quote of "
+                                 "field 1 on line 3");
+    collect_free(&c);
 }
 
 static void test_csv_duplicate_header(void **state)
@@ -451,6 +515,32 @@ static void test_csv_duplicate_header(void **state)
     assert_int_equal(read_mem("a,b,a\n1,2,3\n", "mem.csv", &c, &err), -1);
     assert_contains(err.msg, "mem.csv: header (line 1): duplicate column name \"a\"");
     assert_int_equal(c.count, 0);
+    collect_free(&c);
+}
+
+/* A NUL byte would cut a C string short: refused in a column name and in a
+ * value, rather than read as a shorter text. */
+static void test_csv_nul(void **state)
+{
+    (void)state;
+    collect c;
+    ssf_error err;
+    static const char head[] = "a\0b,c\n1,2\n";
+    collect_init(&c);
+    assert_int_equal(ssf_records_read_memory(head, sizeof head - 1, "mem.csv", SSF_FORMAT_AUTO,
+                                             collect_fn, &c, &err),
+                     -1);
+    assert_string_equal(err.msg, "mem.csv: header (line 1): column 1's name contains a NUL byte");
+    collect_free(&c);
+
+    static const char value[] = "a,b\n1,2\n3,\"x\0y\"\n";
+    collect_init(&c);
+    assert_int_equal(ssf_records_read_memory(value, sizeof value - 1, "mem.csv", SSF_FORMAT_AUTO,
+                                             collect_fn, &c, &err),
+                     -1);
+    assert_string_equal(err.msg, "mem.csv: record 2 (line 3): field 2 (\"b\") holds a NUL byte, "
+                                 "which ssfteval's texts cannot; remove it");
+    assert_int_equal(c.count, 1);
     collect_free(&c);
 }
 
@@ -476,6 +566,21 @@ static void test_csv_endings(void **state)
     collect_init(&c);
     assert_int_equal(read_mem("a,b\n1,2\n\n", "mem.csv", &c, &err), 0);
     assert_int_equal(c.count, 1);
+    collect_free(&c);
+
+    /* Only a line with nothing on it is blank: a quoted empty value is a
+     * record, and so is a line whose first field is empty. */
+    collect_init(&c);
+    assert_int_equal(read_mem("a\n\"\"\n\n\"x\"\n", "mem.csv", &c, &err), 0);
+    assert_int_equal(c.count, 2);
+    assert_string_equal(str_field(&c, 0, "a"), "");
+    assert_int_equal(c.lines[1], 4);
+    collect_free(&c);
+
+    collect_init(&c);
+    assert_int_equal(read_mem("a,b\n,x\n", "mem.csv", &c, &err), 0);
+    assert_int_equal(c.count, 1);
+    assert_string_equal(str_field(&c, 0, "b"), "x");
     collect_free(&c);
 
     /* A header and nothing else: no records, no error. */
@@ -557,6 +662,24 @@ static void test_file_errors(void **state)
     assert_int_equal(ssf_records_read_memory("", 0, "e.csv", SSF_FORMAT_AUTO, collect_fn, &c, &err),
                      0);
     assert_int_equal(c.count, 1);
+    /* A read error (here a directory, which opens but cannot be read) is an
+     * error in every format, not an early end of the records. */
+    static const char *const dirs[] = {"d.jsonl", "d.json", "d.csv"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        char tmp[] = "/tmp/ssfteval-records-XXXXXX";
+        assert_non_null(mkdtemp(tmp));
+        ssf_buf dir = {0};
+        ssf_buf_printf(&dir, "%s/%s", tmp, dirs[i]);
+        int made = mkdir(dir.data, 0700);
+        int rc = ssf_records_read_file(dir.data, SSF_FORMAT_AUTO, collect_fn, &c, &err);
+        rmdir(dir.data);
+        rmdir(tmp);
+        ssf_buf_free(&dir);
+        assert_int_equal(made, 0);
+        assert_int_equal(rc, -1);
+        assert_contains(err.msg, "cannot read");
+        assert_contains(err.msg, dirs[i]);
+    }
     free(readme);
     free(missing);
     collect_free(&c);
@@ -625,12 +748,12 @@ static void test_zip_errors(void **state)
 
     assert_int_equal(ssf_zip_read_member(zip, GPQA_MEMBER, "wrong-password", &data, NULL, &err),
                      -1);
-    assert_contains(err.msg, "password");
+    assert_contains(err.msg, "wrong password");
     assert_contains(err.msg, GPQA_MEMBER);
     assert_null(data);
 
     assert_int_equal(ssf_zip_read_member(zip, GPQA_MEMBER, NULL, &data, NULL, &err), -1);
-    assert_contains(err.msg, "is encrypted");
+    assert_contains(err.msg, "is encrypted: no password given");
 
     assert_int_equal(ssf_zip_read_member(zip, "dataset/nope.csv", GPQA_PASSWORD, &data, NULL, &err),
                      -1);
@@ -709,6 +832,41 @@ static void test_zip_lying_size(void **state)
     write_lying_zip(path, 0x7fffffffUL);
     assert_int_equal(ssf_zip_read_member(path, "m", NULL, &data, &len, &err), -1);
     assert_contains(err.msg, "claims 2147483647 bytes");
+    assert_null(data);
+    /* A member that holds more or fewer bytes than its entry says is
+     * refused, not cut to the size or read short. */
+    write_lying_zip(path, 0);
+    assert_int_equal(ssf_zip_read_member(path, "m", NULL, &data, &len, &err), -1);
+    assert_contains(err.msg, "member m is longer than its directory entry says");
+    assert_null(data);
+    write_lying_zip(path, 2);
+    assert_int_equal(ssf_zip_read_member(path, "m", NULL, &data, &len, &err), -1);
+    assert_contains(err.msg, "member m: ");
+    assert_contains(err.msg, "(a damaged archive); replace it with the published one");
+    assert_null(data);
+    unlink(path);
+}
+
+/* A directory whose entry count is more than it holds: a damaged archive,
+ * said with the fix. */
+static void test_zip_damaged_directory(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ssfteval-zip-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_lying_zip(path, 1);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -22 + 8, SEEK_END), 0); /* the end record's two entry counts */
+    put_le(f, 2, 2), put_le(f, 2, 2);
+    fclose(f);
+    char *data = NULL;
+    ssf_error err;
+    assert_int_equal(ssf_zip_read_member(path, "m", NULL, &data, NULL, &err), -1);
+    assert_string_equal(err.msg + strlen(path),
+                        " is a damaged zip archive; replace it with the published one");
     assert_null(data);
     unlink(path);
 }
@@ -790,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_jsonl_not_object),
         cmocka_unit_test(test_jsonl_blank_lines),
         cmocka_unit_test(test_jsonl_crlf_bom),
+        cmocka_unit_test(test_jsonl_last_line),
         cmocka_unit_test(test_jsonl_callback_stops),
         cmocka_unit_test(test_json_array),
         cmocka_unit_test(test_json_errors),
@@ -800,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_csv_unterminated),
         cmocka_unit_test(test_csv_bad_quotes),
         cmocka_unit_test(test_csv_duplicate_header),
+        cmocka_unit_test(test_csv_nul),
         cmocka_unit_test(test_csv_endings),
         cmocka_unit_test(test_csv_callback_stops),
         cmocka_unit_test(test_formats),
@@ -808,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_zip_errors),
         cmocka_unit_test(test_zip_lying_size),
         cmocka_unit_test(test_zip_damaged_member),
+        cmocka_unit_test(test_zip_damaged_directory),
         cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -517,6 +517,71 @@ static void test_bad_data(void **state)
     assert_non_null(strstr(e, "checksum mismatch"));
 }
 
+/* A spec whose rows are a plain file p.csv or, when that is absent, the GPQA
+ * member in g.zip; `extra` goes into source.local. */
+#define ZIP_SPEC(extra)                                                                            \
+    "{\"name\":\"z\",\"answer_type\":\"math\",\"source\":{\"local\":{\"path\":\"p.csv\","          \
+    "\"zip\":\"g.zip\",\"member\":\"dataset/gpqa_diamond.csv\",\"password\":"                      \
+    "\"deserted-untie-orchid\"" extra "}},\"fields\":{\"question\":\"Question\",\"answer\":"       \
+    "\"Correct Answer\"}," SPEC_PROMPT "}"
+
+#define SHA256_ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* Loads spec from data directory dir; returns 0 or -1 with err set. */
+static int load_from(const char *spec, const char *dir, ssf_docs *docs, ssf_error *err)
+{
+    ssf_task *t;
+    if (ssf_task_parse(spec, "spec.json", &t, err)) fail_msg("%s", err->msg);
+    ssf_data_options o = {.data_dir = dir, .order_override = -1};
+    int rc = ssf_task_load_docs(t, &o, docs, err);
+    ssf_task_free(t);
+    return rc;
+}
+
+/* source.local's zip is read when its path is absent, and then the member is
+ * what errors and the documents' origin name; the checksum covers it.  (Only
+ * counts and names are checked: GPQA's rows stay out of the logs.) */
+static void test_zip_source(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char *zip = shared_path("data/gpqa/dataset.zip");
+    ssf_buf link = {0}, want = {0};
+    ssf_buf_printf(&link, "%s/g.zip", dir);
+    ssf_docs docs;
+    ssf_error err;
+
+    assert_int_equal(load_from(ZIP_SPEC(""), dir, &docs, &err), -1);
+    ssf_buf_printf(&want, "neither %s/p.csv nor %s exists", dir, link.data);
+    if (!strstr(err.msg, want.data)) fail_msg("%s", err.msg);
+
+    assert_int_equal(symlink(zip, link.data), 0);
+    ssf_buf_reset(&want);
+    ssf_buf_printf(&want, "%s:dataset/gpqa_diamond.csv", link.data);
+    if (load_from(ZIP_SPEC(""), dir, &docs, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(docs.n, 198);
+    assert_string_equal(docs.origin, want.data);
+    ssf_docs_free(&docs);
+
+    assert_int_equal(load_from(ZIP_SPEC(",\"sha256\":\"" SHA256_ZEROS "\""), dir, &docs, &err), -1);
+    ssf_buf_puts(&want, ": checksum mismatch");
+    if (!strstr(err.msg, want.data)) fail_msg("%s", err.msg);
+
+    /* The plain file, when there is one, is read instead. */
+    char *csv = write_temp_file(dir, "p.csv", "Question,Correct Answer\nq,a\n");
+    if (load_from(ZIP_SPEC(""), dir, &docs, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(docs.n, 1);
+    assert_string_equal(docs.origin, csv);
+    ssf_docs_free(&docs);
+
+    free(csv);
+    ssf_buf_free(&want);
+    ssf_buf_free(&link);
+    free(zip);
+    remove_tree(dir);
+    free(dir);
+}
+
 static void test_last_boxed(void **state)
 {
     (void)state;
@@ -666,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_task_file_registry),
         cmocka_unit_test(test_bad_data),
+        cmocka_unit_test(test_zip_source),
         cmocka_unit_test(test_letters_limit),
         cmocka_unit_test(test_gold_from_last_box),
         cmocka_unit_test(test_choice_orders),

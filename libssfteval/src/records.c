@@ -484,6 +484,15 @@ static int csv_object(csv_reader *r, json_t **out, ssf_error *err)
         return csv_fail(r, err, "%zu fields, the header has %zu", r->nfields, r->nkeys);
     json_t *obj = json_object();
     for (size_t i = 0; i < r->nfields; i++) {
+        /* jansson would keep a NUL, but the texts made from fields are C
+         * strings that would end there: refused, as JSONL refuses \u0000. */
+        if (memchr(field_str(&r->fields[i]), '\0', r->fields[i].len)) {
+            json_decref(obj);
+            return csv_fail(r, err,
+                            "field %zu (\"%s\") holds a NUL byte, which ssfteval's texts "
+                            "cannot; remove it",
+                            i + 1, r->keys[i]);
+        }
         json_t *v = json_stringn(field_str(&r->fields[i]), r->fields[i].len);
         if (!v) {
             json_decref(obj);

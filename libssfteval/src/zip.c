@@ -61,6 +61,7 @@ static int member_error(const char *zip_path, const char *member, zip_error_t *z
                         zip_path, member);
     case ZIP_ER_ZLIB:
     case ZIP_ER_COMPRESSED_DATA:
+    case ZIP_ER_INCONS: /* the member ends before the size its entry gives */
         return ssf_fail(err,
                         "%s: member %s: %s (a damaged archive); replace it with the published one",
                         zip_path, member, zip_error_strerror(ze));
