@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -21,6 +22,8 @@
 #define MATH500_REV "6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be"
 #define GPQA_REV "83022cefff930aea54f654c0b282e74b9eeda5c6"
 #define FLAKY_CUT 100000 /* bytes the flaky route sends before it hangs up */
+#define STALL_AFTER 1    /* bytes the stalling route sends before it goes quiet */
+#define STALL_MS 12000   /* how long it stays quiet before it hangs up */
 #define PAGE_MAX 100     /* the real /rows API refuses longer pages */
 
 struct blob {
@@ -57,6 +60,7 @@ struct hubserver {
     struct blob math500, corrupt, gpqa; /* gpqa.data is NULL when not given */
     struct rows_source rows[N_ROWS_SOURCES];
     atomic_size_t requests;
+    atomic_int stopping; /* ends the stalling route's wait */
 };
 
 static const struct rows_source rows_sources[N_ROWS_SOURCES] = {
@@ -199,6 +203,26 @@ static ssize_t flaky_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+/* Sends STALL_AFTER bytes, then nothing for STALL_MS (each connection has
+ * its own thread, so only this one waits), then hangs up: a client without
+ * a low-speed timeout waits the whole time.  One byte, because libcurl
+ * averages the speed over its last few seconds: after a burst, it would
+ * take them to see the stall. */
+static ssize_t stalling_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct hubserver *s = cls;
+    if (pos >= STALL_AFTER) {
+        /* in steps, so that stopping the server does not wait it out */
+        struct timespec step = {0, 50 * 1000000L};
+        for (int ms = 0; ms < STALL_MS && !atomic_load(&s->stopping); ms += 50)
+            nanosleep(&step, NULL);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = STALL_AFTER - (size_t)pos < max ? STALL_AFTER - (size_t)pos : max;
+    memcpy(buf, s->math500.data + pos, n);
+    return (ssize_t)n;
+}
+
 enum mode { PLAIN, FLAKY, NO_RANGES };
 
 static enum MHD_Result serve_blob(struct MHD_Connection *c, const struct blob *b, enum mode mode)
@@ -249,6 +273,26 @@ static enum MHD_Result serve_any_rev(struct MHD_Connection *c, const char *rest,
     if (!slash || slash == rest || strcmp(slash + 1, "test.jsonl") != 0)
         return reply_error(c, MHD_HTTP_NOT_FOUND, "EntryNotFound", "Entry not found");
     return serve_blob(c, b, mode);
+}
+
+/* Where the Hub sends a file's download (its CDN), here MATH-500's, by a
+ * relative Location; the loop route sends each request back to itself. */
+static enum MHD_Result redirect(struct MHD_Connection *c, const char *location)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (r) MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
+    return reply(c, MHD_HTTP_FOUND, r);
+}
+
+/* MATH-500 at any revision, stalling unless asked for a range. */
+static enum MHD_Result serve_stalling(struct hubserver *s, struct MHD_Connection *c,
+                                      const char *rest)
+{
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE))
+        return serve_any_rev(c, rest, &s->math500, PLAIN);
+    return reply(
+        c, MHD_HTTP_OK,
+        MHD_create_response_from_callback(s->math500.len, STALL_AFTER, stalling_reader, s, NULL));
 }
 
 static enum MHD_Result serve_gated(struct hubserver *s, struct MHD_Connection *c, const char *rest)
@@ -364,6 +408,16 @@ static enum MHD_Result serve_model_file(struct MHD_Connection *c, const char *fi
 {
     struct blob b = {0};
     ssf_error err;
+    /* FILE.status, holding an HTTP status, has FILE answered with it. */
+    ssf_buf status_file = {0};
+    ssf_buf_printf(&status_file, "%s.status", file);
+    int have_status = load_blob(&b, NULL, status_file.data, &err) == 0;
+    ssf_buf_free(&status_file);
+    if (have_status) {
+        unsigned status = (unsigned)strtoul(b.data, NULL, 10);
+        free(b.data);
+        return reply_error(c, status, NULL, "Failed");
+    }
     if (load_blob(&b, NULL, file, &err) != 0)
         return reply_error(c, MHD_HTTP_NOT_FOUND, "EntryNotFound", "Entry not found");
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
@@ -418,6 +472,18 @@ static enum MHD_Result route(struct hubserver *s, struct MHD_Connection *c, cons
         return serve_any_rev(c, rest, &s->math500, FLAKY);
     if ((rest = after(url, "/datasets/ssfteval-test/norange/resolve/")))
         return serve_any_rev(c, rest, &s->math500, NO_RANGES);
+    if ((rest = after(url, "/datasets/ssfteval-test/stalling/resolve/")))
+        return serve_stalling(s, c, rest);
+    if (after(url, "/datasets/ssfteval-test/redirect/resolve/"))
+        return redirect(c, "/datasets/HuggingFaceH4/MATH-500/resolve/" MATH500_REV "/test.jsonl");
+    if (after(url, "/datasets/ssfteval-test/loop/resolve/")) return redirect(c, url);
+    if (after(url, "/datasets/ssfteval-test/unavailable/"))
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable");
+    /* The Hub answers a private repository (or a missing one) to a request
+     * without a token so. */
+    if (after(url, "/datasets/ssfteval-test/private/"))
+        return reply_error(c, MHD_HTTP_UNAUTHORIZED, "RepoNotFound",
+                           "Invalid username or password.");
     if (s->models_dir && !after(url, "/datasets/")) return serve_model(s, c, url);
     return reply_error(c, MHD_HTTP_NOT_FOUND, "RepoNotFound", "Repository not found");
 }
@@ -453,9 +519,11 @@ static int start_daemon(struct hubserver *s, ssf_error *err)
     addr.sin_family = AF_INET;
     addr.sin_port = 0; /* the kernel picks a free port: tests can run in parallel */
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->daemon = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL, on_request, s,
-                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+    /* A thread per connection: the stalling route's wait holds up no other. */
+    s->daemon =
+        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL,
+                         NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
     if (!s->daemon)
         return ssf_fail(err, "hubserver: cannot listen on 127.0.0.1: %s", strerror(errno));
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -468,6 +536,7 @@ struct hubserver *hubserver_start(const struct hubserver_options *options, ssf_e
 {
     struct hubserver *s = ssf_xcalloc(1, sizeof *s);
     atomic_init(&s->requests, 0);
+    atomic_init(&s->stopping, 0);
     if (load_data(s, options, err) != 0 || start_daemon(s, err) != 0) {
         hubserver_stop(s);
         return NULL;
@@ -494,6 +563,7 @@ size_t hubserver_request_count(struct hubserver *server)
 void hubserver_stop(struct hubserver *server)
 {
     if (!server) return;
+    atomic_store(&server->stopping, 1);
     if (server->daemon) MHD_stop_daemon(server->daemon);
     for (size_t i = 0; i < sizeof server->rows / sizeof server->rows[0]; i++)
         json_decref(server->rows[i].rows);

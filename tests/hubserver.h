@@ -9,11 +9,20 @@
  *   /datasets/ssfteval-test/corrupt/resolve/{any}/test.jsonl  one byte changed
  *   /datasets/ssfteval-test/flaky/resolve/{any}/test.jsonl    cut off without Range
  *   /datasets/ssfteval-test/norange/resolve/{any}/test.jsonl  ignores Range (200)
+ *   /datasets/ssfteval-test/stalling/resolve/{any}/test.jsonl a byte, then
+ *                                           6 s of silence without Range
+ *   /datasets/ssfteval-test/redirect/resolve/{any}/...  302 to MATH-500's file
+ *   /datasets/ssfteval-test/loop/resolve/{any}/...      302 to itself
+ *   /datasets/ssfteval-test/unavailable/...             503
+ *   /datasets/ssfteval-test/private/...                 401 RepoNotFound, as the
+ *                                           Hub answers a private repository
  *   /rows?dataset=&config=default&split=&offset=&length=     the /rows JSON API
  * Other file routes honour "Range: bytes=N-" and "bytes=N-M".  The /rows API
  * also serves dataset ssfteval-test/malformed (split train) as broken JSON.
  * After hubserver_serve_models, model repositories too, any revision:
  *   /{org}/{name}/resolve/{rev}/{path}  models_dir/{org}/{name}/{path}
+ * where a file {path}.status beside it, holding an HTTP status, has {path}
+ * answered with that status.
  */
 #ifndef SSFTEVAL_TESTS_HUBSERVER_H
 #define SSFTEVAL_TESTS_HUBSERVER_H

@@ -285,6 +285,10 @@ static void test_download_verified_and_cached(void **state)
     size_t before = requests();
     assert_ok(fetch_math500(f, MATH500_SHA, &local, &err), &err);
     assert_string_equal(local, want);
+    /* The layout is what a cache filled by an earlier version is found by. */
+    char *layout = join(f->cache, "hub/datasets/" MATH500 "/" MATH500_REV "/test.jsonl");
+    assert_string_equal(local, layout);
+    free(layout);
     assert_sha(local, MATH500_SHA);
     assert_int_equal(requests(), before + 1);
     char *part = part_path(want);
@@ -324,6 +328,7 @@ static void test_offline_empty_cache(void **state)
     size_t before = requests();
     assert_error(fetch_math500(f, MATH500_SHA, &local, &err), &err,
                  "is not in the cache (offline mode)");
+    assert_error(-1, &err, "run `ssfteval data fetch` with network access");
     assert_null(local);
     assert_int_equal(requests(), before);
 }
@@ -346,8 +351,28 @@ static void test_pinned_download_cap(void **state)
     assert_null(local);
     assert_false(exists(dest));
     assert_false(exists(part));
+    /* A file with no sha256 (a model's weights, gigabytes) has no cap. */
+    assert_ok(fetch_math500(f, NULL, &local, &err), &err);
+    assert_sha(local, MATH500_SHA);
+    free(local);
+    assert_int_equal(unlink(dest), 0);
+    /* The cap counts what a leftover .incomplete holds too: resumed, the
+     * file would pass it. */
+    char *data;
+    size_t len;
+    read_shared("math500.jsonl", &data, &len);
+    write_file(part, data, 1000);
+    f->hub.max_pinned_bytes = (long long)len - 1;
+    assert_error(fetch_math500(f, MATH500_SHA, &local, &err), &err, "the server sent more than");
+    assert_false(exists(part));
+    /* A file exactly as long as the cap is taken. */
+    f->hub.max_pinned_bytes = (long long)len;
+    assert_ok(fetch_math500(f, MATH500_SHA, &local, &err), &err);
+    free(local);
+    assert_int_equal(unlink(dest), 0);
     f->hub.max_pinned_bytes = 0; /* no cap */
     assert_ok(fetch_math500(f, MATH500_SHA, &local, &err), &err);
+    free(data);
     free(local);
     free(dest);
     free(part);
@@ -546,15 +571,107 @@ static void test_wrong_revision_not_found(void **state)
     struct fixture *f = *state;
     ssf_error err;
     char *local = NULL;
+    size_t before = requests();
     assert_error(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, MATH500, "refs/convert/parquet",
                                     "test.jsonl", NULL, &local, &err),
                  &err,
                  "/datasets/" MATH500 "/resolve/refs%2Fconvert%2Fparquet/test.jsonl: not "
                  "found (HTTP 404): check the repository, revision and path");
+    /* Asked once (a 404 is no interrupted download to resume), and no
+     * .incomplete is left: the error page is not content. */
+    assert_int_equal(requests(), before + 1);
     char *dest = ssf_hub_cache_path(&f->hub, SSF_REPO_DATASET, MATH500, "refs/convert/parquet",
                                     "test.jsonl");
+    char *part = part_path(dest);
     assert_false(exists(dest));
+    assert_false(exists(part));
+    free(part);
     free(dest);
+}
+
+/* A server error says so, and to try later; nothing is kept, and it is asked
+ * once. */
+static void test_server_error(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *local = NULL;
+    size_t before = requests();
+    assert_error(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/unavailable", "main",
+                                    "test.jsonl", NULL, &local, &err),
+                 &err,
+                 "/datasets/ssfteval-test/unavailable/resolve/main/test.jsonl: the server "
+                 "answered HTTP 503: try again later, or check the endpoint");
+    assert_int_equal(requests(), before + 1);
+    char *dest = ssf_hub_cache_path(&f->hub, SSF_REPO_DATASET, "ssfteval-test/unavailable", "main",
+                                    "test.jsonl");
+    char *part = part_path(dest);
+    assert_false(exists(dest));
+    assert_false(exists(part));
+    free(part);
+    free(dest);
+}
+
+/* The Hub sends downloads on to its CDN: the redirect is followed, and a
+ * leftover .incomplete resumed there (Range goes with it). */
+static void test_redirect_followed(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *local = NULL, *data;
+    char *dest = ssf_hub_cache_path(&f->hub, SSF_REPO_DATASET, "ssfteval-test/redirect", "main",
+                                    "test.jsonl");
+    char *part = part_path(dest);
+    size_t len;
+    read_shared("math500.jsonl", &data, &len);
+    write_file(part, data, 1000);
+    size_t before = requests();
+    assert_ok(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/redirect", "main",
+                                 "test.jsonl", MATH500_SHA, &local, &err),
+              &err);
+    assert_string_equal(local, dest);
+    assert_sha(local, MATH500_SHA);
+    assert_int_equal(requests(), before + 2); /* the redirect, then the rest of the file */
+    assert_false(exists(part));
+    free(data);
+    free(local);
+    free(dest);
+    free(part);
+}
+
+/* Redirects that never end are given up after 10, in one line. */
+static void test_redirect_loop(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *local = NULL;
+    size_t before = requests();
+    assert_error(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/loop", "main",
+                                    "test.jsonl", NULL, &local, &err),
+                 &err, "/datasets/ssfteval-test/loop/resolve/main/test.jsonl: ");
+    assert_error(-1, &err, "(HTTP 302)");
+    assert_int_equal(requests(), before + 11);
+}
+
+/* A server that goes quiet mid-download is given up on after the
+ * low-speed timeout (1 s here), and the download resumed, rather than
+ * waited on (12 s here; for ever on a real connection). */
+static void test_stalled_download_resumes(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *local = NULL;
+    f->hub.low_speed_timeout_s = 1;
+    size_t before = requests();
+    double start = ssf_monotonic_seconds();
+    assert_ok(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/stalling", "main",
+                                 "test.jsonl", MATH500_SHA, &local, &err),
+              &err);
+    double took = ssf_monotonic_seconds() - start;
+    if (took >= 8.0) fail_msg("the stalled download took %.1f s", took);
+    assert_sha(local, MATH500_SHA);
+    assert_int_equal(requests(), before + 2);
+    free(local);
 }
 
 static void test_unreachable_endpoint(void **state)
@@ -605,6 +722,10 @@ static void test_bad_names_refused(void **state)
                                     &local, &err),
                  &err, "invalid path");
     assert_error(fetch_math500(f, "abc", &local, &err), &err, "invalid sha256");
+    /* A control character would break the one-line messages that name it. */
+    assert_error(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, MATH500, "main\nx", "test.jsonl",
+                                    NULL, &local, &err),
+                 &err, "invalid revision: it contains a control character");
     assert_error(ssf_hub_fetch_rows(&f->hub, MATH500, "default", "../x", 0, &local, &err), &err,
                  "invalid split");
     assert_int_equal(requests(), before);
@@ -637,6 +758,25 @@ static void test_gated_wrong_token(void **state)
     assert_error(fetch_gpqa(f, &local, &err), &err, "HF_TOKEN was refused");
     assert_error(-1, &err, "HTTP 403");
     assert_error(-1, &err, "gated");
+}
+
+/* The Hub answers a request for a private or missing repository with 401
+ * and RepoNotFound: both are named, with the fixes (the name, the token). */
+static void test_private_without_token(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *local = NULL;
+    assert_error(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/private", "main",
+                                    "test.jsonl", NULL, &local, &err),
+                 &err,
+                 "dataset ssfteval-test/private not found, or private (HTTP 401): check the "
+                 "name, or set HF_TOKEN to a token of an account with access to ");
+    /* with a token, the token is what was refused */
+    f->hub.token = ssf_xstrdup(TOKEN);
+    assert_error(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/private", "main",
+                                    "test.jsonl", NULL, &local, &err),
+                 &err, "or HF_TOKEN was refused: use a token of an account with access to ");
 }
 
 static void test_gated_right_token(void **state)
@@ -850,10 +990,29 @@ static void test_init_from_env(void **state)
     assert_ok(ssf_hub_init_from_env(&hub, &err), &err);
     assert_int_equal(hub.offline, 1);
     ssf_hub_free(&hub);
+    unsetenv("SSFTEVAL_OFFLINE");
+
+    /* huggingface_hub's spellings of true, and only those. */
+    static const struct {
+        const char *value;
+        int offline;
+    } spellings[] = {{"true", 1}, {"YES", 1}, {"On", 1}, {"0", 0}, {"false", 0}, {"", 0}};
+    for (size_t i = 0; i < sizeof spellings / sizeof *spellings; i++) {
+        setenv("HF_HUB_OFFLINE", spellings[i].value, 1);
+        assert_ok(ssf_hub_init_from_env(&hub, &err), &err);
+        if (hub.offline != spellings[i].offline)
+            fail_msg("HF_HUB_OFFLINE=%s: offline %d", spellings[i].value, hub.offline);
+        ssf_hub_free(&hub);
+    }
+    unsetenv("HF_HUB_OFFLINE");
 
     setenv("SSFTEVAL_MAX_PINNED_BYTES", "5000", 1);
     assert_ok(ssf_hub_init_from_env(&hub, &err), &err);
     assert_true(hub.max_pinned_bytes == 5000);
+    ssf_hub_free(&hub);
+    setenv("SSFTEVAL_MAX_PINNED_BYTES", "0", 1); /* no cap */
+    assert_ok(ssf_hub_init_from_env(&hub, &err), &err);
+    assert_true(hub.max_pinned_bytes == 0);
     ssf_hub_free(&hub);
     setenv("SSFTEVAL_MAX_PINNED_BYTES", "5k", 1);
     assert_error(ssf_hub_init_from_env(&hub, &err), &err,
@@ -905,11 +1064,16 @@ int main(void)
         T(test_planted_part_refused),
         T(test_stale_cache_redownloaded),
         T(test_wrong_revision_not_found),
+        T(test_server_error),
+        T(test_redirect_followed),
+        T(test_redirect_loop),
+        T(test_stalled_download_resumes),
         T(test_unreachable_endpoint),
         T(test_verify_file),
         T(test_bad_names_refused),
         T(test_gated_without_token),
         T(test_gated_wrong_token),
+        T(test_private_without_token),
         T(test_gated_right_token),
         T(test_rows_aime24),
         T(test_rows_aime25),

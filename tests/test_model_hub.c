@@ -61,6 +61,11 @@ static void write_repos(void)
     fx_write_text(d, "tokenizer.json", "{}");
     remove_in(d, "model-00002-of-00002.safetensors");
     free(d);
+    d = repo_dir("ssfteval-test/genfail"); /* generation_config.json answers 503 */
+    fx_write_model(d, "F32", 1, 1);
+    fx_write_text(d, "tokenizer.json", "{}");
+    fx_write_text(d, "generation_config.json.status", "503");
+    free(d);
 }
 
 static int group_setup(void **state)
@@ -190,6 +195,9 @@ static void test_sharded(void **state)
     assert_int_equal(ssf_model_resolve("hf:ssfteval-test/tiny@v2", &f->hub, &dir, &err), -1);
     assert_non_null(strstr(err.msg, "model ssfteval-test/tiny@v2"));
     assert_non_null(strstr(err.msg, "offline"));
+    /* the fix for a model: name it once online */
+    assert_non_null(
+        strstr(err.msg, "run `ssfteval model info hf:ssfteval-test/tiny@v2` once with network"));
 }
 
 static void test_single(void **state)
@@ -224,6 +232,11 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, "404"));
     assert_int_equal(ssf_model_resolve("hf:ssfteval-test/noshard", &f->hub, &dir, &err), -1);
     assert_non_null(strstr(err.msg, "shard model-00002-of-00002.safetensors named by"));
+    /* Only a 404 makes an optional file absent: a server error on one
+     * fails (taken as absent, the model would run with other EOS ids). */
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/genfail", &f->hub, &dir, &err), -1);
+    assert_non_null(strstr(err.msg, "generation_config.json"));
+    assert_non_null(strstr(err.msg, "HTTP 503"));
     assert_int_equal(ssf_model_resolve("hf:ssfteval-test/nothere", &f->hub, &dir, &err), -1);
     assert_non_null(strstr(err.msg, "config.json"));
     assert_null(dir);

@@ -220,6 +220,14 @@ static void test_digest_cache_remembers_settled_files(void **state)
     char *cache = ssf_path_join(dir, "cache"), entry[4096], hex[65];
     sleep(3); /* past the 2 s a file must be left alone to be remembered */
     struct stat opened;
+    /* One written just now is not: a second write within its times'
+     * granularity would leave them as they were. */
+    char *fresh = write_temp_file(dir, "fresh", "abc");
+    ssf_error err;
+    assert_int_equal(ssf_sha256_file_cached(fresh, cache, NULL, hex, &err), 0);
+    cache_entry_of(cache, fresh, entry, sizeof entry);
+    assert_int_equal(access(entry, F_OK), -1);
+    free(fresh);
     assert_int_equal(stat(kept, &opened), 0);
     static const char def[] = "cb8379ac2098aa165029e3938a51da0bcecfc008fd6795f401178647f96c5b34";
     ssf_sha256_mapped_cached(kept, "def", 3, &opened, cache, NULL, hex);
@@ -228,6 +236,16 @@ static void test_digest_cache_remembers_settled_files(void **state)
     assert_int_equal(access(entry, F_OK), 0);
     ssf_sha256_mapped_cached(kept, "zzz", 3, &opened, cache, NULL, hex);
     assert_string_equal(hex, def);
+    /* Rewritten in place, the same size, its mtime set back: the change
+     * time still tells, and the digest is taken again. */
+    FILE *w = fopen(kept, "r+");
+    assert_non_null(w);
+    assert_true(fputs("ghi", w) >= 0);
+    assert_int_equal(fclose(w), 0);
+    struct timespec times[2] = {opened.st_atim, opened.st_mtim};
+    assert_int_equal(utimensat(AT_FDCWD, kept, times, 0), 0);
+    assert_int_equal(ssf_sha256_file_cached(kept, cache, NULL, hex, &err), 0);
+    assert_string_equal(hex, "50ae61e841fac4e8f9e40baf2ad36ec868922ea48368c18f9535e47db56dd7fb");
 
     assert_int_equal(stat(changed, &opened), 0);
     FILE *f = fopen(changed, "r+");

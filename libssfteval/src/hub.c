@@ -366,7 +366,16 @@ static int auth_error(const ssf_hub *hub, const struct target *tg, const struct 
     /* Without the header it may as well be private: say both. */
     const char *gated = strcmp(t->error_code, "GatedRepo") == 0 ? "gated" : "gated or private";
     char *page = repo_page(hub, tg->type, tg->repo);
-    if (!hub->token)
+    /* The Hub refuses a name no repository has as it refuses a private
+     * one (401, RepoNotFound): the name may be mistyped. */
+    if (strcmp(t->error_code, "RepoNotFound") == 0)
+        ssf_fail(err,
+                 "%s %s not found, or private (HTTP %ld): check the name, or %s an account with "
+                 "access to %s",
+                 kind, tg->repo, t->status,
+                 hub->token ? "HF_TOKEN was refused: use a token of" : "set HF_TOKEN to a token of",
+                 page);
+    else if (!hub->token)
         ssf_fail(err,
                  "access to %s %s %s refused (HTTP %ld): set HF_TOKEN to a token of an account "
                  "that accepted its terms at %s",
