@@ -640,8 +640,11 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (st->next == st->cut && st->fault == MOCK_STALL) nap(st->s, st->s->o.stall_ms);
         if (st->next == st->n) {
-            if (st->fault == MOCK_OK) count_served(st->s, st->seed, st->choices);
-            return MHD_CONTENT_READER_END_OF_STREAM;
+            if (st->fault == MOCK_OK || st->fault == MOCK_DONE_DROP)
+                count_served(st->s, st->seed, st->choices);
+            /* no last chunk: the client sees the body cut short */
+            return st->fault == MOCK_DONE_DROP ? MHD_CONTENT_READER_END_WITH_ERROR
+                                               : MHD_CONTENT_READER_END_OF_STREAM;
         }
         if (st->next > 0) nap(st->s, st->s->o.token_delay_ms);
     }
@@ -676,6 +679,10 @@ static enum MHD_Result reply_stream(struct mockserver *s, struct MHD_Connection 
         cut_stream(st, "data: {\"error\":{\"object\":\"error\",\"message\":\"The request queue is "
                        "full.\",\"type\":\"ServiceUnavailableError\",\"param\":null,\"code\":503}}"
                        "\n\n");
+    if (st->fault == MOCK_REFUSED_IN_BAND)
+        cut_stream(st, "data: {\"error\":{\"object\":\"error\",\"message\":\"This model's maximum "
+                       "context length is 32768 tokens.\",\"type\":\"BadRequestError\","
+                       "\"param\":null,\"code\":400}}\n\n");
     if (st->fault == MOCK_NO_FINISH) cut_stream(st, NULL);
     if (fault_finish(st->fault)) {
         char *event = finish_event(s, g, n, fault_finish(st->fault));
@@ -821,6 +828,11 @@ static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *
                          "BadRequestError", json_integer(400)));
     case MOCK_401:
         return reply_bad_key(s, c);
+    case MOCK_403:
+        return reply_json(s, c, 403,
+                          nested_error("Project `proj_mock` does not have access to model "
+                                       "`mock-model`.",
+                                       "invalid_request_error", json_string("model_not_found")));
     case MOCK_QUOTA:
         return reply_json(s, c, 429,
                           nested_error("You exceeded your current quota, please check your plan "
@@ -834,7 +846,7 @@ static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *
 static int is_early_fault(enum mock_fault f)
 {
     return f == MOCK_429 || f == MOCK_TGI_429 || f == MOCK_500 || f == MOCK_503 || f == MOCK_400 ||
-           f == MOCK_401 || f == MOCK_QUOTA || f == MOCK_RESET;
+           f == MOCK_401 || f == MOCK_403 || f == MOCK_QUOTA || f == MOCK_RESET;
 }
 
 /* One line per generation request on stderr, for debugging a client. */
@@ -868,6 +880,11 @@ static enum MHD_Result answer_gen(struct mockserver *s, struct MHD_Connection *c
         return reply_json(s, c, 200,
                           nested_error("The request queue is full.", "ServiceUnavailableError",
                                        json_integer(503)));
+    if (fault == MOCK_REFUSED_IN_BAND && !g->stream)
+        return reply_json(s, c, 200,
+                          nested_error("This model's maximum context length is 32768 tokens.",
+                                       "BadRequestError", json_integer(400)));
+    if (fault == MOCK_DONE_DROP && !g->stream) fault = MOCK_OK;
     if (g->stream) return reply_stream(s, c, g, n, fault);
     if (fault == MOCK_STALL) nap(s, s->o.stall_ms);
     return reply_answer(s, c, g, n, fault);

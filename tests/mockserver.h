@@ -55,6 +55,12 @@ enum mock_fault {
     MOCK_NO_CHOICES,   /* a whole 200 answer with no choice in it (stream: only [DONE]) */
     MOCK_NO_FINISH,    /* no finish_reason: stream: fault_after events, then [DONE] at once;
                           non-streaming: the whole answer with finish_reason null */
+    MOCK_REFUSED_IN_BAND, /* a 400 (context too long) after HTTP 200: stream: fault_after events,
+                             then data: {"error":{...,"code":400}} and [DONE]; non-streaming: a
+                             200 whose body is that error: never worth a retry */
+    MOCK_DONE_DROP,       /* stream: the whole answer and [DONE], then the connection drops
+                             before the chunked body's end; non-streaming: a normal answer */
+    MOCK_403,             /* OpenAI's 403 for a key without access to the model */
 };
 
 /* A rule matches attempt a (counted from 0) of key k when from <= a <

@@ -40,6 +40,7 @@ struct outcome {
     char *text, *reasoning, *finish, *error;
     int attempts;
     long long prompt_tokens, completion_tokens;
+    double done_s; /* when, in seconds from the start of generate */
 };
 
 struct run {
@@ -53,7 +54,7 @@ struct run {
     pthread_t thread;
     int wrong_thread;
     int rc;
-    double elapsed_s;
+    double started, elapsed_s;
     ssf_error err;
     char endpoint[64];
 };
@@ -149,6 +150,7 @@ static int on_done(const ssf_gen_request *req, const ssf_gen_result *res, void *
         o->prompt_tokens = res->prompt_tokens;
         o->completion_tokens = res->completion_tokens;
         o->order = r->calls;
+        o->done_s = ssf_monotonic_seconds() - r->started;
     }
     r->calls++;
     return r->stop_after && r->calls >= r->stop_after ? 7 : 0;
@@ -182,9 +184,9 @@ static ssf_backend *new_backend(const ssf_openai_options *o)
 static void generate_on(ssf_backend *b, struct run *r)
 {
     r->thread = pthread_self();
-    double t0 = ssf_monotonic_seconds();
+    r->started = ssf_monotonic_seconds();
     r->rc = b->generate(b, r->reqs, r->n, on_done, r, &r->err);
-    r->elapsed_s = ssf_monotonic_seconds() - t0;
+    r->elapsed_s = ssf_monotonic_seconds() - r->started;
     assert_int_equal(r->unknown, 0);
     assert_false(r->wrong_thread);
 }
@@ -429,6 +431,7 @@ static void test_n_rejected_fixed(void **state)
     (void)state;
     run_plain(0, 0, 4, MOCK_N_REJECT);
     run_plain(0, 1, 4, MOCK_N_REJECT);
+    run_plain(0, 1, 4, MOCK_N_REJECT_500); /* llama.cpp's server, given --request-n 4 */
 }
 
 /* A fixed n against a server that ignores it: short answers never count,
@@ -453,6 +456,30 @@ static void test_n_ignored_fixed(void **state)
         assert_string_equal(want, o_->text);
         free(want);
     }
+    free_run(&r);
+    mockserver_stop(m);
+}
+
+/* Once an answer shows that n is not honoured, later groups go out one
+ * sample a request: each group sent with n would have the server generate
+ * a sample only to have it thrown away.  One transfer at a time, so that
+ * only the first group goes out before that answer. */
+static void test_n_ignored_then_single(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.n_mode = MOCK_N_IGNORE};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 2, 2, 4, 5100, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.request_n = 4;
+    o.concurrency = 1;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    struct mockserver_stats st;
+    mockserver_get_stats(m, &st);
+    assert_int_equal(st.multi_n, 1);
+    assert_int_equal(st.generations, r.n + 1);
     free_run(&r);
     mockserver_stop(m);
 }
@@ -871,6 +898,59 @@ static void test_retry_after(void **state)
     run_retry_after(5, 300, 0.3);
 }
 
+/* Without a Retry-After the waits are openai-python's, 0.5 s and then 1 s
+ * (each shortened by up to a quarter), capped by max_retry_delay_s. */
+static void test_backoff_delays(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.rules = {{.fault = MOCK_500, .count = 2}}};
+    struct mockserver *m = start(&mo);
+    static const struct {
+        double cap, lo, hi; /* the two waits: [0.375, 0.5] + [0.75, 1]; [0.225, 0.3] twice */
+    } cases[] = {{60, 1.12, 2.1}, {0.3, 0.44, 1.0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct run r;
+        make_run(&r, 1, 1, 1, 6100 + i, 0);
+        ssf_openai_options o = options_for(&r, m);
+        o.max_retry_delay_s = cases[i].cap;
+        generate(&o, &r);
+        expect_all_ok(&r, 0);
+        expect_attempts(&r, m, 3);
+        if (r.elapsed_s < cases[i].lo || r.elapsed_s > cases[i].hi)
+            fail_msg("two retries under a cap of %g s: took %.3f s, want %g to %g s", cases[i].cap,
+                     r.elapsed_s, cases[i].lo, cases[i].hi);
+        free_run(&r);
+    }
+    mockserver_stop(m);
+}
+
+/* A retry its server told to wait holds up only itself: the other
+ * samples' retries, due sooner, go first (even seeds get a 429 with
+ * Retry-After: 2, odd ones a 500 and the short backoff). */
+static void test_retry_waits_apart(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.retry_after_s = 2,
+                                    .rules = {{.fault = MOCK_429, .count = 1, .mod = 2, .rem = 0},
+                                              {.fault = MOCK_500, .count = 1, .mod = 2, .rem = 1}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 8, 6200, 0);
+    ssf_openai_options o = options_for(&r, m);
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    expect_attempts(&r, m, 2);
+    for (size_t i = 0; i < r.n; i++) {
+        int told = r.reqs[i].seed % 2 == 0;
+        if (told ? r.out[i].done_s < 1.9 : r.out[i].done_s > 1.5) {
+            describe(&r, i, told ? "retried before its Retry-After" : "waited for another's");
+            fail_msg("sample %zu done after %.3f s", i, r.out[i].done_s);
+        }
+    }
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* Bytes stop mid-stream for longer than the idle timeout: the attempt is
  * abandoned well before the stall ends and retried. */
 static void test_stall_stream(void **state)
@@ -888,9 +968,10 @@ static void test_stall_stream(void **state)
     fprintf(stderr, "stalled stream: %.3f s\n", r.elapsed_s);
     expect_all_ok(&r, 0);
     expect_attempts(&r, m, 2);
-    /* libcurl's low-speed check averages over a 5 s window, so allow that
-     * on top of the 1 s; the stall itself lasts 20 s. */
-    if (r.elapsed_s < 0.9 || r.elapsed_s > 9.0)
+    /* The progress callback ends it at the idle limit (it took 1.0 s);
+     * libcurl's low-speed check alone, which averages over a 5 s window,
+     * took 6 to 7 s.  The stall itself lasts 20 s. */
+    if (r.elapsed_s < 0.9 || r.elapsed_s > 3.5)
         fail_msg("stalled stream: took %.3f s with a 1 s idle timeout and a 20 s stall",
                  r.elapsed_s);
     free_run(&r);
@@ -937,6 +1018,55 @@ static void test_slow_tokens(void **state)
     mockserver_stop(m);
 }
 
+/* A timeout names the limit and the fix: streaming, the idle limit; not
+ * streaming, the attempt's, with streaming as the other way out. */
+static void test_timeout_messages(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.stall_ms = 20000, .rules = {{.fault = MOCK_STALL}}};
+    struct mockserver *m = start(&mo);
+    for (int stream = 0; stream <= 1; stream++) {
+        struct run r;
+        make_run(&r, 1, 1, 1, 7300 + (uint64_t)stream, 0);
+        ssf_openai_options o = options_for(&r, m);
+        o.stream = stream;
+        o.timeout_s = 1;
+        o.max_attempts = 1;
+        generate(&o, &r);
+        char head[256];
+        const char *tail = stream ? " (idle timeout); raise --timeout if the server is just slow"
+                                  : "); raise --timeout or use --stream on";
+        snprintf(head, sizeof head,
+                 stream ? "gave up after 1 attempt: %s/completions sent nothing for 1 s"
+                        : "gave up after 1 attempt: no answer from %s/completions within 1 s (",
+                 r.endpoint);
+        expect_all_failed(&r, m, head);
+        if (strncmp(r.out[0].error, head, strlen(head)) != 0 || !strstr(r.out[0].error, tail))
+            fail_msg("stream %d: %s", stream, r.out[0].error);
+        free_run(&r);
+    }
+    mockserver_stop(m);
+}
+
+/* A stream that reached [DONE] with every choice finished is whole though
+ * the connection then drops before the body's end (a proxy or a server
+ * closing abruptly): kept, not asked again. */
+static void test_done_then_drop(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.rules = {{.fault = MOCK_DONE_DROP}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 2, 4, 7400, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.stream = 1;
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    expect_attempts(&r, m, 1);
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* ---- errors that must not be retried ------------------------------------ */
 
 static void run_fatal(enum mock_fault fault, int stream, const char *needle)
@@ -962,12 +1092,18 @@ static void test_not_retried(void **state)
     run_fatal(MOCK_QUOTA, 1, "quota");
     run_fatal(MOCK_FILTERED, 0, "content_filter");
     run_fatal(MOCK_FILTERED, 1, "content_filter");
+    /* a refusal after HTTP 200 (in a stream, or as the body) is final too */
+    run_fatal(MOCK_REFUSED_IN_BAND, 0, "maximum context length");
+    run_fatal(MOCK_REFUSED_IN_BAND, 1, "maximum context length");
     /* Refusals that the command line causes name the option that fixes them. */
     run_fatal(MOCK_401, 0,
               "Incorrect API key provided: sk-wrong. You can find your API key at "
               "https://platform.openai.com/account/api-keys; set OPENAI_API_KEY or name the "
               "variable with --api-key-env");
     run_fatal(MOCK_401, 1, "HTTP 401 from");
+    run_fatal(MOCK_403, 0,
+              "does not have access to model `mock-model`; set OPENAI_API_KEY or name the "
+              "variable with --api-key-env");
 }
 
 /* A key, or an endpoint's user:password, that a server or proxy echoes back
@@ -1397,6 +1533,7 @@ int main(void)
         cmocka_unit_test_setup(test_n_rejected_fixed, arm_watchdog),
         cmocka_unit_test_setup(test_n_rejected_500_probe, arm_watchdog),
         cmocka_unit_test_setup(test_n_ignored_fixed, arm_watchdog),
+        cmocka_unit_test_setup(test_n_ignored_then_single, arm_watchdog),
         cmocka_unit_test_setup(test_reasoning_fields, arm_watchdog),
         cmocka_unit_test_setup(test_length_empty, arm_watchdog),
         cmocka_unit_test_setup(test_retry_transient, arm_watchdog),
@@ -1406,9 +1543,13 @@ int main(void)
         cmocka_unit_test_setup(test_concurrency_cap, arm_watchdog),
         cmocka_unit_test_setup(test_token_usage, arm_watchdog),
         cmocka_unit_test_setup(test_retry_after, arm_watchdog),
+        cmocka_unit_test_setup(test_backoff_delays, arm_watchdog),
+        cmocka_unit_test_setup(test_retry_waits_apart, arm_watchdog),
         cmocka_unit_test_setup(test_stall_stream, arm_watchdog),
         cmocka_unit_test_setup(test_stall_plain, arm_watchdog),
         cmocka_unit_test_setup(test_slow_tokens, arm_watchdog),
+        cmocka_unit_test_setup(test_timeout_messages, arm_watchdog),
+        cmocka_unit_test_setup(test_done_then_drop, arm_watchdog),
         cmocka_unit_test_setup(test_not_retried, arm_watchdog),
         cmocka_unit_test_setup(test_echoed_secrets_hidden, arm_watchdog),
         cmocka_unit_test_setup(test_endless_response, arm_watchdog),

@@ -95,11 +95,24 @@ static void test_headers(void **state)
 static void test_curl_codes(void **state)
 {
     (void)state;
-    static const CURLcode retry[] = {CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST,
-                                     CURLE_RECV_ERROR,      CURLE_SEND_ERROR,
-                                     CURLE_GOT_NOTHING,     CURLE_OPERATION_TIMEDOUT,
-                                     CURLE_PARTIAL_FILE,    CURLE_SSL_CONNECT_ERROR,
-                                     CURLE_HTTP2_STREAM,    CURLE_WEIRD_SERVER_REPLY};
+    static const CURLcode retry[] = {CURLE_COULDNT_CONNECT,
+                                     CURLE_COULDNT_RESOLVE_HOST,
+                                     CURLE_COULDNT_RESOLVE_PROXY,
+                                     CURLE_RECV_ERROR,
+                                     CURLE_SEND_ERROR,
+                                     CURLE_GOT_NOTHING,
+                                     CURLE_OPERATION_TIMEDOUT,
+                                     CURLE_PARTIAL_FILE,
+                                     CURLE_SSL_CONNECT_ERROR,
+                                     CURLE_HTTP2,
+                                     CURLE_HTTP2_STREAM,
+                                     CURLE_WEIRD_SERVER_REPLY};
+    /* of those, the ones where the server was not reached or dropped the
+     * connection */
+    static const CURLcode connection[] = {
+        CURLE_COULDNT_CONNECT,   CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY,
+        CURLE_SSL_CONNECT_ERROR, CURLE_GOT_NOTHING,          CURLE_SEND_ERROR,
+        CURLE_RECV_ERROR};
     static const CURLcode final[] = {CURLE_OK,
                                      CURLE_URL_MALFORMAT,
                                      CURLE_UNSUPPORTED_PROTOCOL,
@@ -113,10 +126,11 @@ static void test_curl_codes(void **state)
     for (size_t i = 0; i < sizeof final / sizeof *final; i++)
         assert_false(ssf_retry_curl_retryable(final[i]));
     /* The breaker counts failures to reach the server, not slow answers. */
-    assert_true(ssf_retry_curl_connection(CURLE_COULDNT_CONNECT));
-    assert_true(ssf_retry_curl_connection(CURLE_RECV_ERROR));
-    assert_true(ssf_retry_curl_connection(CURLE_GOT_NOTHING));
+    for (size_t i = 0; i < sizeof connection / sizeof *connection; i++)
+        assert_true(ssf_retry_curl_connection(connection[i]));
     assert_false(ssf_retry_curl_connection(CURLE_OPERATION_TIMEDOUT));
+    assert_false(ssf_retry_curl_connection(CURLE_WEIRD_SERVER_REPLY));
+    assert_false(ssf_retry_curl_connection(CURLE_HTTP2));
     assert_false(ssf_retry_curl_connection(CURLE_PARTIAL_FILE));
     assert_false(ssf_retry_curl_connection(CURLE_OK));
 }
@@ -136,6 +150,27 @@ static void test_in_band(void **state)
     assert_false(ssf_retry_in_band(0, "", "context_length_exceeded"));
     assert_false(ssf_retry_in_band(0, "insufficient_quota", "insufficient_quota"));
     assert_false(ssf_retry_in_band(429, "requests", "insufficient_quota"));
+    /* A request the server refuses as such is refused again, whatever the
+     * spelling (OpenAI's, vLLM's exception names, Anthropic's). */
+    assert_false(ssf_retry_in_band(0, "BadRequestError", NULL));
+    assert_false(ssf_retry_in_band(0, "bad_request", NULL));
+    assert_false(ssf_retry_in_band(0, "authentication_error", NULL));
+    assert_false(ssf_retry_in_band(0, "permission_error", NULL));
+    assert_false(ssf_retry_in_band(0, "not_found_error", NULL));
+    assert_false(ssf_retry_in_band(0, "NotFoundError", NULL));
+}
+
+/* A generation the server stopped unfinished is retried, one withheld is
+ * final, and every other reason is a whole text. */
+static void test_finish_kinds(void **state)
+{
+    (void)state;
+    assert_int_equal(ssf_finish_kind_of("abort"), SSF_FINISH_UNFINISHED);
+    assert_int_equal(ssf_finish_kind_of("error"), SSF_FINISH_UNFINISHED);
+    assert_int_equal(ssf_finish_kind_of("content_filter"), SSF_FINISH_WITHHELD);
+    static const char *const whole[] = {"stop", "length", "tool_calls", "eos_token", "", NULL};
+    for (size_t i = 0; i < sizeof whole / sizeof *whole; i++)
+        assert_int_equal(ssf_finish_kind_of(whole[i]), SSF_FINISH_WHOLE);
 }
 
 /* ---- delays ------------------------------------------------------------------ */
@@ -250,11 +285,17 @@ static void test_jitter_bounds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_table),         cmocka_unit_test(test_quota_never),
-        cmocka_unit_test(test_should_retry_header),  cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_curl_codes),           cmocka_unit_test(test_in_band),
-        cmocka_unit_test(test_http_dates),           cmocka_unit_test(test_retry_after),
-        cmocka_unit_test(test_delay_honours_server), cmocka_unit_test(test_backoff_growth_and_cap),
+        cmocka_unit_test(test_status_table),
+        cmocka_unit_test(test_quota_never),
+        cmocka_unit_test(test_should_retry_header),
+        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_curl_codes),
+        cmocka_unit_test(test_in_band),
+        cmocka_unit_test(test_finish_kinds),
+        cmocka_unit_test(test_http_dates),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_delay_honours_server),
+        cmocka_unit_test(test_backoff_growth_and_cap),
         cmocka_unit_test(test_jitter_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -59,14 +59,16 @@ static void feed_whole(const char *text, events *ev)
     feed_split(text, &len, 1, ev);
 }
 
-/* Every line end, comments, the other fields, multi-line data, the single
+/* Every line end, comments, the other fields (one whose name only starts
+ * with "data"), multi-line data, the single
  * optional space, an empty data field, and an event left open at EOF. */
 static const char stream_text[] = ": ping from llama-server\n"
                                   "data: one\n\n"
                                   "data: two\r\n\r\n"
                                   "data: three\r\rdata:four\n"
                                   "\n"
-                                  "event: message\nid: 7\nretry: 1000\ndata: five\n\n"
+                                  "event: message\nid: 7\nretry: 1000\ndatabase: no\n"
+                                  "data: five\n\n"
                                   "data: line1\ndata: line2\r\ndata:  spaced\n\n"
                                   "data\n\n"
                                   "\n\n:only a comment\n\n"
@@ -171,6 +173,26 @@ static void test_callback_stops(void **state)
     events_free(&ev);
 }
 
+/* A transfer cut inside a line and an event leaves both half-read: the next
+ * attempt's stream, on the same parser after reset, must not start with
+ * them (its first event would be garbled, and that attempt wasted). */
+static void test_reset_forgets_partial(void **state)
+{
+    (void)state;
+    events ev = {.stop_at = -1};
+    ssf_sse p;
+    ssf_sse_init(&p, collect, &ev);
+    const char *cut = "data: {\"a\":1}\ndata: {\"choices\":[{\"te";
+    assert_int_equal(ssf_sse_feed(&p, cut, strlen(cut)), 0);
+    assert_int_equal(ev.n, 0);
+    ssf_sse_reset(&p);
+    assert_int_equal(ssf_sse_feed(&p, "data: fresh\n\n", 13), 0);
+    assert_int_equal(ev.n, 1);
+    assert_string_equal(ev.data[0], "fresh");
+    ssf_sse_free(&p);
+    events_free(&ev);
+}
+
 static void test_line_limit(void **state)
 {
     (void)state;
@@ -210,7 +232,8 @@ static int parse_stream(ssf_completion *c, int n, const char *text)
     return rc;
 }
 
-/* n = 2, chunks of both indices interleaved, the two reasoning names, the
+/* n = 2, chunks of both indices interleaved, the two reasoning names, an
+ * event whose data is empty (nothing in it, not a malformed chunk), the
  * usage chunk with empty choices, [DONE]. */
 static const char chat_stream[] =
     "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"
@@ -219,6 +242,7 @@ static const char chat_stream[] =
     "data: {\"choices\":[{\"index\":1,\"delta\":{\"reasoning\":\"more\",\"content\":null}}]}\n\n"
     "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"ok\"}}]}\n\n"
     ": keep-alive\n\n"
+    "data:\n\n"
     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"The answer\"}}]}\n\n"
     "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"\\u00e9t\\u00e9 \\\\boxed{2}\"},"
     "\"finish_reason\":null}]}\n\n"
@@ -550,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_framing_random_splits),
         cmocka_unit_test(test_split_crlf),
         cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_reset_forgets_partial),
         cmocka_unit_test(test_line_limit),
         cmocka_unit_test(test_chat_stream),
         cmocka_unit_test(test_chat_stream_random_splits),
