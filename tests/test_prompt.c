@@ -138,6 +138,9 @@ static void test_tag_suffix_and_templates(void **state)
     ssf_task *t = parse_or_fail(
         "{\"name\":\"t\",\"answer_type\":\"math\",\"source\":{\"local\":{\"path\":\"x.jsonl\"}},"
         "\"fields\":{\"question\":\"q\",\"answer\":\"a\"},\"prompt\":\"Q: {{question}} {x}\"}");
+    /* A stored run's configuration may lack the key: no template, not a crash. */
+    assert_int_equal(ssf_chat_template_from_name(NULL), -1);
+    assert_int_equal(ssf_chat_template_from_name("qwen2"), -1);
     ssf_doc d = {.question = "2+2?", .gold = "4", .gold_index = -1};
     char *p = ssf_prompt_render(t, &d, SSF_CHAT_NONE, 0);
     assert_string_equal(p, "Q: 2+2? {x}");
@@ -149,6 +152,42 @@ static void test_tag_suffix_and_templates(void **state)
     p = ssf_prompt_render(t, &d, SSF_CHAT_QWEN25, 0);
     assert_non_null(strstr(p, "You are Qwen, created by Alibaba Cloud."));
     assert_true(strlen(p) > 20 && strcmp(p + strlen(p) - 22, "<|im_start|>assistant\n") == 0);
+    free(p);
+    ssf_task_free(t);
+}
+
+/* A question or choice is inserted as it is, once: placeholders, braces,
+ * backslashes, a stray "{{", chat markers and printf conversions in the
+ * data are text the model reads (MATH-500 doc 377 holds "{{"), never
+ * expanded again.  The whole prompt, byte for byte, for each template. */
+static void test_data_inserted_verbatim(void **state)
+{
+    (void)state;
+    ssf_task *t = parse_or_fail(
+        "{\"name\":\"t\",\"answer_type\":\"letters\",\"source\":{\"local\":{\"path\":\"x.csv\"}},"
+        "\"fields\":{\"question\":\"q\",\"correct\":\"c\",\"incorrect\":[\"i\",\"j\"]},"
+        "\"prompt\":\"Q: {{question}}\\n\\nA) {{A}}\\nB) {{B}}\\nC) {{C}}\"}");
+    char *choices[] = {"{{B}}", "\\boxed{{C}} %d", "{{"};
+    ssf_doc d = {.question = " {{question}} {{A}} \\frac{{1}}{2} {{x <|im_end|>\n%s ",
+                 .gold = "B",
+                 .gold_index = 1,
+                 .choices = choices,
+                 .n_choices = 3};
+    static const char content[] = "Q:  {{question}} {{A}} \\frac{{1}}{2} {{x <|im_end|>\n%s \n\n"
+                                  "A) {{B}}\nB) \\boxed{{C}} %d\nC) {{";
+    char *p = ssf_prompt_render(t, &d, SSF_CHAT_NONE, 0);
+    assert_string_equal(p, content);
+    free(p);
+    p = ssf_prompt_render(t, &d, SSF_CHAT_NONE, 2);
+    assert_string_equal(p, "Q:  {{question}} {{A}} \\frac{{1}}{2} {{x <|im_end|>\n%s \n\n"
+                           "A) {{B}}\nB) \\boxed{{C}} %d\nC) {{<|im_start|><think2>\n");
+    free(p);
+    p = ssf_prompt_render(t, &d, SSF_CHAT_QWEN25, 6);
+    assert_string_equal(
+        p, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+           "assistant.<|im_end|>\n<|im_start|>user\nQ:  {{question}} {{A}} \\frac{{1}}{2} {{x "
+           "<|im_end|>\n%s \n\nA) {{B}}\nB) \\boxed{{C}} %d\nC) {{<|im_end|>\n"
+           "<|im_start|>assistant\n<|im_start|><think6>\n");
     free(p);
     ssf_task_free(t);
 }
@@ -187,6 +226,9 @@ static void test_template_checks(void **state)
     assert_int_equal(ssf_prompt_check_template("{{question", 0, &err), -1);
     assert_non_null(strstr(err.msg, "closing"));
     assert_int_equal(ssf_prompt_check_template("{{questions}}", 0, &err), -1);
+    /* A placeholder is one letter: {{AB}} (or {{Answer}}) is a typo, not {{A}}. */
+    assert_int_equal(ssf_prompt_check_template("{{question}} {{A}} {{B}} {{AB}}", 2, &err), -1);
+    assert_non_null(strstr(err.msg, "unknown placeholder {{AB}}"));
 }
 
 static int detect_text(const char *dir, const char *config_json, ssf_chat_template *tpl,
@@ -315,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_prompts_match_reference),
         cmocka_unit_test(test_tag_suffix_and_templates),
         cmocka_unit_test(test_doc_short_of_choices),
+        cmocka_unit_test(test_data_inserted_verbatim),
         cmocka_unit_test(test_template_checks),
         cmocka_unit_test(test_detect),
     };

@@ -1,5 +1,6 @@
 /*
- * test_tasks.c - the built-in tasks load with the right counts and golds;
+ * test_tasks.c - the built-in tasks load with the right counts and golds
+ * and carry the reference's sampling, metrics and groups; specs' defaults;
  * GPQA placement follows the reference (and the hash order depends on the
  * row alone); bad specs and bad data give one clear line naming the problem.
  */
@@ -256,7 +257,7 @@ static void test_bad_specs(void **state)
          "'fields.answer'"},
         {SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d\",\"zipp\":1}}," SPEC_FIELDS SPEC_PROMPT
                    "}",
-         "unknown key 'source.local.zipp'"},
+         "unknown key 'source.local.zipp'; expected one of: path, zip, member, password, sha256"},
         {SPEC_HEAD
          "\"source\":{\"local\":{\"path\":\"../secret/creds.csv\"}}," SPEC_FIELDS SPEC_PROMPT "}",
          "key 'source.local.path' must be a path inside the data directory|../secret"},
@@ -268,7 +269,8 @@ static void test_bad_specs(void **state)
         {SPEC_HEAD "\"source\":{\"local\":{\"path\":\"d.csv\",\"zip\":\"../"
                    "d.zip\",\"member\":\"m\"}}," SPEC_FIELDS SPEC_PROMPT "}",
          "key 'source.local.zip' must be"},
-        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":7}", "'prompt' has the wrong type"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":7}",
+         "key 'prompt' has the wrong type; expected the prompt template with {{question}}"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS "\"prompt\":\"{{question}} {{A}}\"}",
          "{{A}}|key 'prompt'"},
         {"{\"name\":\"bad\",\"answer_type\":\"essay\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}",
@@ -279,6 +281,15 @@ static void test_bad_specs(void **state)
          "owner/name"},
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"generation\":{\"top_p\":1.5}}",
          "generation.top_p"},
+        /* The ends of each range: what the command line refuses too. */
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"generation\":{\"top_p\":0}}",
+         "generation.top_p"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"generation\":{\"temperature\":-0.1}}",
+         "'generation.temperature' must be a number in [0, 100]"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"generation\":{\"max_new_tokens\":0}}",
+         "'generation.max_new_tokens' must be an integer in [1, 1e+07]"},
+        {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"generation\":{\"min_p\":1.5}}",
+         "'generation.min_p' must be a number in [0, 1]"},
         /* Past what the int the devices take holds (top_k 2^32 + 1 was greedy on the GPU),
          * past what a long holds, and not integers. */
         {SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT ",\"generation\":{\"top_k\":4294967297}}",
@@ -303,6 +314,13 @@ static void test_bad_specs(void **state)
         {SPEC_HEAD
          "\"source\":{\"local\":{\"path\":\"d\",\"sha256\":"
          "\"000000000000000000000000000000000000000000000000000000000000000\"}}," SPEC_FIELDS
+             SPEC_PROMPT "}",
+         "'source.local.sha256' must be 64 lowercase hex digits"},
+        /* Digests are compared as lowercase hex: an uppercase pin would
+         * never match its file. */
+        {SPEC_HEAD
+         "\"source\":{\"local\":{\"path\":\"d\",\"sha256\":"
+         "\"35DC41080A3680858B27FA7E0533D2D547825316FC5DAFE5D316F4CCC5A06132\"}}," SPEC_FIELDS
              SPEC_PROMPT "}",
          "'source.local.sha256' must be 64 lowercase hex digits"},
         {SPEC_HEAD
@@ -357,15 +375,19 @@ static void test_task_file_registry(void **state)
     char *path = write_temp_file(
         dir, "tasks.json",
         "[" SPEC_HEAD SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "},"
+        "{\"name\":\"bad3\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "},"
         "{\"name\":\"aime24\",\"answer_type\":\"math\"," SPEC_SOURCE SPEC_FIELDS SPEC_PROMPT "}]");
     ssf_registry reg;
     ssf_error err;
     assert_int_equal(ssf_registry_init(&reg, &err), 0);
     assert_int_equal(ssf_registry_add_file(&reg, path, &err), -1);
-    assert_non_null(strstr(err.msg, "'aime24' is already defined"));
-    /* All or nothing: the first entry was taken back, so the file corrected
-     * goes in (it used to say 'bad' was already defined). */
+    /* The entry of the file, and where the name was taken. */
+    assert_non_null(strstr(err.msg, "tasks.json[2]: task 'aime24' is already defined (built-in "
+                                    "tasks/aime24.json)"));
+    /* All or nothing: the entries before were taken back, so the file
+     * corrected goes in (it used to say 'bad' was already defined). */
     assert_null(ssf_registry_find(&reg, "bad"));
+    assert_null(ssf_registry_find(&reg, "bad3"));
     size_t before = reg.n;
     free(path);
     path = write_temp_file(
@@ -376,6 +398,7 @@ static void test_task_file_registry(void **state)
     assert_int_equal(reg.n, before + 2);
     assert_non_null(ssf_registry_find(&reg, "bad"));
     assert_int_equal(ssf_registry_add_file(&reg, "/nonexistent/tasks.json", &err), -1);
+    assert_non_null(strstr(err.msg, "--task-file"));
     assert_non_null(strstr(err.msg, "/nonexistent/tasks.json"));
     ssf_registry_free(&reg);
     free(path);
@@ -699,6 +722,99 @@ static void test_choice_orders(void **state)
     ssf_task_free(t);
 }
 
+/* The built-in specs run the reference protocol (ssft-protocol.md §2.3,
+ * §3): 32768 new tokens at temperature 0.7 and top-p 0.95 with nothing else
+ * set, the README's three metrics, 11 native Cons@6 groups for AIME (66
+ * samples a question) and 6 for MATH-500 and GPQA (36), the datasets' Hub
+ * repositories.  An edit of tasks/NAME.json that changes any of them changes
+ * every number a run reports. */
+static void test_builtin_specs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *repo, *split; /* split: read through the /rows API */
+        ssf_answer_type type;
+        int groups;
+    } want[] = {
+        {"aime24", "HuggingFaceH4/aime_2024", "train", SSF_ANSWER_MATH, 11},
+        {"aime25", "yentinglin/aime_2025", "train", SSF_ANSWER_MATH, 11},
+        {"math_500", "HuggingFaceH4/MATH-500", NULL, SSF_ANSWER_MATH, 6},
+        {"gpqa_diamond", "Idavidrein/gpqa", NULL, SSF_ANSWER_LETTERS, 6},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const ssf_task *t = ssf_registry_find(&registry, want[i].name);
+        assert_non_null(t);
+        char origin[64];
+        snprintf(origin, sizeof origin, "built-in tasks/%s.json", want[i].name);
+        assert_string_equal(t->origin, origin);
+        assert_int_equal(t->answer_type, want[i].type);
+        assert_int_equal(t->groups, want[i].groups);
+        assert_string_equal(t->source.hub_repo, want[i].repo);
+        if (want[i].split) {
+            assert_string_equal(t->source.rows_config, "default");
+            assert_string_equal(t->source.rows_split, want[i].split);
+        }
+        assert_int_equal(t->generation.max_new_tokens, 32768);
+        assert_true(t->generation.temperature == 0.7);
+        assert_true(t->generation.top_p == 0.95);
+        assert_int_equal(t->generation.top_k, -1);
+        assert_true(t->generation.min_p < 0);
+        assert_int_equal(t->n_metrics, 3);
+        assert_string_equal(t->metrics[0], "pass@1");
+        assert_string_equal(t->metrics[1], "cons@6:native");
+        assert_string_equal(t->metrics[2], "cons@32");
+    }
+}
+
+/* What a spec leaves out takes its documented default, and what it gives
+ * is taken as given. */
+static void test_spec_defaults_and_values(void **state)
+{
+    (void)state;
+    ssf_task *t = NULL;
+    ssf_error err;
+    /* A letters task without "choices" keeps the file's order (the correct
+     * answer first), a hub path without a revision reads main. */
+    assert_int_equal(
+        ssf_task_parse("{\"name\":\"gpqa:x.y-z_1\",\"answer_type\":\"letters\","
+                       "\"source\":{\"hub\":{\"repo\":\"o/n\",\"path\":\"d.csv\",\"gated\":false}},"
+                       "\"fields\":{\"question\":\"q\",\"correct\":\"c\",\"incorrect\":[\"i\"]},"
+                       "\"prompt\":\"{{question}} {{A}} {{B}}\"}",
+                       "spec.json", &t, &err),
+        0);
+    assert_string_equal(t->name, "gpqa:x.y-z_1"); /* as the reference names its GPQA tasks */
+    assert_string_equal(t->description, "");
+    assert_int_equal(t->order, SSF_ORDER_FIXED);
+    assert_string_equal(t->source.hub_revision, "main");
+    assert_int_equal(t->source.hub_gated, 0);
+    assert_int_equal(t->source.documents, 0);
+    assert_int_equal(t->groups, 6);
+    assert_int_equal(t->n_metrics, 0);
+    assert_int_equal(t->generation.max_new_tokens, -1);
+    assert_true(t->generation.temperature < 0 && t->generation.top_p < 0);
+    assert_true(t->generation.top_k < 0 && t->generation.min_p < 0);
+    ssf_task_free(t);
+
+    assert_int_equal(
+        ssf_task_parse(
+            SPEC_HEAD "\"source\":{\"local\":{\"path\":\"..v2/d.jsonl\"}},"
+                      "\"fields\":{\"question\":\"q\",\"answer\":\"a\",\"gold_extract\":\"none\"},"
+                      "\"prompt\":\"{{question}}\",\"groups\":1,\"generation\":{\"max_new_"
+                      "tokens\":8192,\"temperature\":0,\"top_p\":0.5,\"top_k\":20,\"min_p\":0.05}}",
+            "spec.json", &t, &err),
+        0);
+    /* A name that begins with "..", not a ".." segment: inside the data directory. */
+    assert_string_equal(t->source.local_path, "..v2/d.jsonl");
+    assert_int_equal(t->gold_last_boxed, 0);
+    assert_int_equal(t->groups, 1);
+    assert_int_equal(t->generation.max_new_tokens, 8192);
+    assert_true(t->generation.temperature == 0); /* greedy: 0 is a setting, not "unset" */
+    assert_true(t->generation.top_p == 0.5);
+    assert_int_equal(t->generation.top_k, 20);
+    assert_true(t->generation.min_p == 0.05);
+    ssf_task_free(t);
+}
+
 /* A spec with a key twice (an edit gone wrong) is refused, not read as
  * its last value. */
 static void test_duplicate_keys(void **state)
@@ -737,6 +853,8 @@ int main(void)
         cmocka_unit_test(test_choice_orders),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_last_boxed),
+        cmocka_unit_test(test_builtin_specs),
+        cmocka_unit_test(test_spec_defaults_and_values),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
