@@ -301,6 +301,15 @@ static enum MHD_Result reset_connection(struct mockserver *s, struct MHD_Connect
     return MHD_NO;
 }
 
+/* Closes the connection in order (FIN) without a response. */
+static enum MHD_Result hang_up(struct mockserver *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->stats.status[0]++;
+    pthread_mutex_unlock(&s->lock);
+    return MHD_NO;
+}
+
 /* ---- request parsing --------------------------------------------------- */
 
 /* Chat content is a string or a list of {"type": "text", "text": ...} parts. */
@@ -838,6 +847,8 @@ static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *
                           nested_error("You exceeded your current quota, please check your plan "
                                        "and billing details.",
                                        "insufficient_quota", json_string("insufficient_quota")));
+    case MOCK_HANGUP:
+        return hang_up(s);
     default:
         return reset_connection(s, c);
     }
@@ -846,7 +857,8 @@ static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *
 static int is_early_fault(enum mock_fault f)
 {
     return f == MOCK_429 || f == MOCK_TGI_429 || f == MOCK_500 || f == MOCK_503 || f == MOCK_400 ||
-           f == MOCK_401 || f == MOCK_403 || f == MOCK_QUOTA || f == MOCK_RESET;
+           f == MOCK_401 || f == MOCK_403 || f == MOCK_QUOTA || f == MOCK_RESET ||
+           f == MOCK_HANGUP;
 }
 
 /* One line per generation request on stderr, for debugging a client. */

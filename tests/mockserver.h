@@ -61,6 +61,8 @@ enum mock_fault {
     MOCK_DONE_DROP,       /* stream: the whole answer and [DONE], then the connection drops
                              before the chunked body's end; non-streaming: a normal answer */
     MOCK_403,             /* OpenAI's 403 for a key without access to the model */
+    MOCK_HANGUP,          /* the connection closed (FIN) with no response: libcurl's "Empty
+                             reply from server", a server that took the request and died */
 };
 
 /* A rule matches attempt a (counted from 0) of key k when from <= a <

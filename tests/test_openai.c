@@ -1143,6 +1143,25 @@ static void test_echoed_secrets_hidden(void **state)
     mockserver_stop(m);
 }
 
+/* A server that takes the request and closes without a word was reached:
+ * the failure is the request's, not "cannot reach ...; is the server
+ * running?", which would send the user to look for a server that runs. */
+static void test_hangup_is_not_unreachable(void **state)
+{
+    (void)state;
+    struct mockserver_options mo = {.rules = {{.fault = MOCK_HANGUP}}};
+    struct mockserver *m = start(&mo);
+    struct run r;
+    make_run(&r, 1, 1, 5, 8100, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.max_attempts = 1;
+    generate(&o, &r);
+    expect_all_failed(&r, m, "/v1/completions failed: ");
+    assert_null(strstr(r.out[0].error, "cannot reach"));
+    free_run(&r);
+    mockserver_stop(m);
+}
+
 /* Samples whose responses never end, streamed and not, under the two
  * caps: each must fail saying needle, after one attempt (expect_all_failed). */
 static void run_endless(int samples, size_t max_response, size_t max_held, const char *needle)
@@ -1552,6 +1571,7 @@ int main(void)
         cmocka_unit_test_setup(test_done_then_drop, arm_watchdog),
         cmocka_unit_test_setup(test_not_retried, arm_watchdog),
         cmocka_unit_test_setup(test_echoed_secrets_hidden, arm_watchdog),
+        cmocka_unit_test_setup(test_hangup_is_not_unreachable, arm_watchdog),
         cmocka_unit_test_setup(test_endless_response, arm_watchdog),
         cmocka_unit_test_setup(test_endless_response_cap_in_bytes, arm_watchdog),
         cmocka_unit_test_setup(test_endless_responses_together, arm_watchdog),
