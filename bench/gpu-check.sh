@@ -410,7 +410,7 @@ long_benches() {
     # prefill kernel and without it (the decode kernel reads a prompt's K
     # and V once per row), then with an fp8 pool, through the decode
     # kernel (the engine's default) and through the flash kernel
-    step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8flash
+    step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8noflash
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
     step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,tuned

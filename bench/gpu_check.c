@@ -293,7 +293,7 @@ static void report(const char *what, const float *got, const float *ref, int voc
 
 /* How a check or bench opens the CUDA device besides its pages: decode
  * steps as CUDA graphs or not, an e4m3 KV cache or BF16, prompts through
- * the flash prefill kernel or not (fp8_flash: with an e4m3 cache too),
+ * the flash prefill kernel or not (with an e4m3 cache too, as by default),
  * kernels launched only after the one before completed (no_pdl) or not,
  * decode steps' RoPE and KV store in the attention kernel (rope) or not,
  * which GEMMs of up to 64 rows go through the engine's own rather than
@@ -302,14 +302,13 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * (overlap), the RMSNorms between own GEMMs fused into them (fuse);
  * `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, flash, fp8_flash, no_pdl, rope, own_gemms, overlap, fuse;
+    int graphs, fp8, flash, no_pdl, rope, own_gemms, overlap, fuse;
     const char *suffix;
 } variant;
 
 static const variant DEFAULT = {.graphs = 1, .flash = 1, .suffix = ""};
 static const variant FP8_KV = {.graphs = 1, .fp8 = 1, .flash = 1, .suffix = "-fp8kv"};
-static const variant FP8_FLASH = {
-    .graphs = 1, .fp8 = 1, .flash = 1, .fp8_flash = 1, .suffix = "-fp8kv-flash"};
+static const variant FP8_NO_FLASH = {.graphs = 1, .fp8 = 1, .suffix = "-fp8kv-noflash"};
 static const variant NO_FLASH = {.graphs = 1, .suffix = "-noflash"};
 static const variant NO_GRAPH = {.flash = 1, .suffix = "-nograph"};
 static const variant NO_PDL = {.graphs = 1, .flash = 1, .no_pdl = 1, .suffix = "-nopdl"};
@@ -352,7 +351,6 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .disable_cuda_graphs = !v.graphs,
                             .kv_fp8 = v.fp8,
                             .disable_flash_prefill = !v.flash,
-                            .fp8_flash_prefill = v.fp8_flash,
                             .disable_pdl = v.no_pdl,
                             .rope_in_attention = v.rope,
                             .own_small_gemms = v.own_gemms,
@@ -595,8 +593,8 @@ static void check_fixture(const char *dir)
             }
             check_graph_decode(gpu, &pg, &s, c, vocab, n_valid, dir, p, "");
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_KV, "fp8 KV", FP8_REL_TOL);
-            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_FLASH, "fp8 KV, flash prefill",
-                          FP8_REL_TOL);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_NO_FLASH,
+                          "fp8 KV, decode-kernel prefill", FP8_REL_TOL);
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, NO_FLASH, "decode-kernel prefill",
                           REL_TOL);
             check_same_values(m, &pg, &s, c, vocab, n_valid, dir, p, DEFAULT, NO_PDL, "PDL off");
@@ -1054,7 +1052,7 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
 /* Decode timing at each batch; `extra` (comma-separated) adds the largest
  * batch with device sampling ("sampled"), batches 1 and the largest kernel
  * by kernel ("nograph"), the largest with an FP8 KV cache ("fp8"; with its
- * prompts through the flash prefill kernel, "fp8flash"), and every batch
+ * prompts through the decode kernel, "fp8noflash"), and every batch
  * again with prompts through the decode kernel instead of the flash
  * prefill kernel ("noflash"), with each kernel launched after the one
  * before completed ("nopdl"), with decode steps' RoPE and KV store in the
@@ -1066,7 +1064,7 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * alone ("cublas"), and every batch with deferred steps fed on the device
  * ("overlap", each batch first checked by check_overlap). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
- * in "fp8flash"). */
+ * in "fp8noflash"). */
 static int wants(const char *list, const char *what)
 {
     size_t n = strlen(what);
@@ -1127,8 +1125,8 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     }
     if (ok && wants(extra, "fp8"))
         ok = bench_variant(m, &pg, ctx, FP8_KV, &maxb, 1, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "fp8flash"))
-        ok = bench_variant(m, &pg, ctx, FP8_FLASH, &maxb, 1, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "fp8noflash"))
+        ok = bench_variant(m, &pg, ctx, FP8_NO_FLASH, &maxb, 1, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "noflash"))
         ok = bench_variant(m, &pg, ctx, NO_FLASH, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "nopdl"))
@@ -1765,7 +1763,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
                         "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
                         "bench DIR B[,B...] PROMPT STEPS "
-                        "[sampled,nograph,fp8,fp8flash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
+                        "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
                         "ropetuned,pgemmfused,tunedfused,cublas,overlap] | engine DIR MAX_NEW\n");
         return 2;
     }

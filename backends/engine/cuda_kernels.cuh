@@ -141,11 +141,13 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
                                    cudaStream_t st);
 
 /* Whether the engine sends an fp8 pool's prompts through the prefill
- * kernel by default.  0 until a GPU has checked and timed its fp8 path,
- * which only tools/cuda-emu has run so far (2026-11-26); until then they
- * take the decode kernel, which reads a prompt's K and V once a row, unless
- * the device option fp8_flash_prefill asks for the prefill kernel. */
-#define SSFK_PREFILL_FP8 0
+ * kernel by default, rather than the decode kernel, which reads a prompt's
+ * K and V once a row.  1 since run O (an H200, 2026-11-28) checked its fp8
+ * path (against the CPU 0.0566-0.0972, as close as the decode kernel's)
+ * and timed it: 1,000-token prompts at 1.5B prefilled at 133,112 tok/s
+ * against 104,445 (bench/README-gpu.md).  The device option
+ * disable_flash_prefill still sends every prompt to the decode kernel. */
+#define SSFK_PREFILL_FP8 1
 
 /* Whether the engine's decode steps leave bias, RoPE and the KV store to
  * the decode kernel (ssfk_attn_io.rope_cs) by default.  0 until a GPU has

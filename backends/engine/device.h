@@ -54,9 +54,9 @@ typedef struct ssf_device_options {
      * the kernel before drains and waiting for its writes before their first access.  For the
      * whole process (each forward sets it): it changes when a kernel starts, never a value. */
     int disable_pdl;
-    /* CUDA: with an fp8 pool, prompts through the flash prefill kernel as well (its fp8 path,
-     * which only tools/cuda-emu has run so far: bench/gpu-check.sh checks and times it).  The
-     * default once SSFK_PREFILL_FP8 is 1. */
+    /* CUDA: with an fp8 pool, prompts through the flash prefill kernel as well.  The default
+     * since SSFK_PREFILL_FP8 is 1 (run O checked and timed it), so this only matters in a build
+     * that sets it back to 0. */
     int fp8_flash_prefill;
     /* CUDA: in decode steps, the bias, RoPE and the KV store done by the decode attention kernel
      * as it loads q, one launch a layer fewer, the same bits (tools/cuda-emu has run it; a GPU
