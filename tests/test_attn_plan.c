@@ -146,6 +146,12 @@ static void test_split_rule(void **state)
     assert_int_equal(plan(1, 8, 5, 255, 128, 16, 396).splits, 1);
     assert_int_equal(plan(1, 2, 7, 255, 64, 16, 396).splits, 1);
     assert_true(plan(1, 2, 7, 256, 64, 16, 396).splits >= 2);
+    /* two plans of the same modelled time, 88 CTAs of 384 positions in one
+     * wave on 108 slots or 176 of 192 in two: the fewer splits, whose
+     * partials cost less to write and merge */
+    s = plan(1, 8, 5, 4224, 128, 16, 108);
+    assert_int_equal(s.splits, 11);
+    assert_int_equal(s.chunk, 384);
     /* a block size the tile does not divide: chunks still whole blocks */
     s = plan(1, 1, 8, 10000, 64, 96, 132);
     assert_int_equal(s.chunk % 96, 0);
@@ -188,6 +194,27 @@ static void test_coverage_with_splits(void **state)
     }
 }
 
+/* The device sizes its partials once, with ssf_attn_partial_floats_max:
+ * plans whose CTAs fill all SSF_ATTN_OVERSUB waves with full groups of 8
+ * ask for (nearly) all of it, so it may not be any smaller. */
+static void test_partials_bound_reached(void **state)
+{
+    (void)state;
+    for (int hd = 64; hd <= 128; hd += 64) {
+        /* 8 KV heads of 8 query heads, 5 rows on 132 slots: 13 splits, 520
+         * of 528 CTAs */
+        ssf_attn_shape s = plan(5, 8, 8, 1664, hd, 16, 132);
+        assert_int_equal(s.splits, 13);
+        assert_int_equal(s.partial_floats, (size_t)5 * 8 * 8 * 13 * (hd + 2));
+        assert_true(s.partial_floats <= ssf_attn_partial_floats_max(132, hd));
+        /* groups of 16 in two chunks, 3 rows on 108 slots: 9 splits, all
+         * 432 CTAs, every float of the bound */
+        s = plan(3, 8, 16, 1152, hd, 16, 108);
+        assert_int_equal(s.splits, 9);
+        assert_int_equal(s.partial_floats, ssf_attn_partial_floats_max(108, hd));
+    }
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -198,6 +225,14 @@ static void test_refusals(void **state)
     assert_int_equal(ssf_attn_plan(1, 1, 1, 0, 128, 16, 132, &s), -1);
     assert_int_equal(ssf_attn_plan(1, 1, 1, 10, 128, 0, 132, &s), -1);
     assert_int_equal(ssf_attn_plan(1, 1, 1, 10, 128, 16, 0, &s), -1);
+    /* the longest context an unsplit chunk covers, split or not, and one
+     * past it; INT_MAX would overflow the chunk arithmetic */
+    assert_int_equal(ssf_attn_plan(1, 8, 8, SSF_ATTN_WHOLE, 128, 16, 132, &s), 0);
+    assert_true((long long)s.chunk * s.splits >= SSF_ATTN_WHOLE);
+    assert_int_equal(ssf_attn_plan(64, 8, 8, SSF_ATTN_WHOLE, 128, 16, 132, &s), 0);
+    assert_true((long long)s.chunk * s.splits >= SSF_ATTN_WHOLE);
+    assert_int_equal(ssf_attn_plan(64, 8, 8, SSF_ATTN_WHOLE + 1, 128, 16, 132, &s), -1);
+    assert_int_equal(ssf_attn_plan(1, 8, 8, INT32_MAX, 128, 16, 132, &s), -1);
 }
 
 static void test_shared_memory(void **state)
@@ -269,6 +304,11 @@ static void test_prefill_split(void **state)
     for (int i = 0; i < 3; i++)
         seq[i] = i, pos[i] = 50 + i;
     nq = ssf_prefill_split(seq, pos, 3, 0, qb, dec, &nd);
+    assert_int_equal(nq, 0);
+    assert_int_equal(nd, 3);
+    /* 1 too: one-row q-blocks would take two entries a row of qblocks'
+     * n_rows */
+    nq = ssf_prefill_split(seq, pos, 3, 1, qb, dec, &nd);
     assert_int_equal(nq, 0);
     assert_int_equal(nd, 3);
 }
@@ -700,10 +740,17 @@ static void test_pgemm_sweep(void **state)
 {
     (void)state;
     const int sms_of[] = {1, 108, 132};
-    const size_t cta_of[] = {101376, H100_CTA_SMEM}, sm_of[] = {102400, H100_SM_SMEM};
+    /* sm_86/89, sm_80 (A100: where 128-column CTAs two an SM leave room
+     * for 3 slots only when the 1 KB each reserves is forgotten), sm_90;
+     * then per-CTA limits below an SM's share, which no card has, so that
+     * the clamps to cta_smem and to SSF_PGEMM_MAX_STAGES bind: 3 slots of
+     * 64 columns less 100 bytes, 9 slots and 100 bytes */
+    const size_t cta_of[] = {101376, 166912, H100_CTA_SMEM, 3 * SSF_PGEMM_SLOT_BYTES(64) - 100,
+                             9 * SSF_PGEMM_SLOT_BYTES(64) + 100},
+                 sm_of[] = {102400, 167936, H100_SM_SMEM, H100_SM_SMEM, H100_SM_SMEM};
     int planned = 0, wide = 0;
     for (int d = 0; d < 3; d++)
-        for (int m = 0; m < 2; m++)
+        for (int m = 0; m < 5; m++)
             for (int swiglu = 0; swiglu < 2; swiglu++)
                 for (int N = 64; N <= 40000; N += 64 * 23)
                     for (int K = 64; K <= 20000; K += 64 * 13) {
@@ -755,7 +802,7 @@ int main(void)
         cmocka_unit_test(test_pgemm_refusals),   cmocka_unit_test(test_pgemm_sweep),
         cmocka_unit_test(test_pgemm_probe),      cmocka_unit_test(test_pgemm_agrees),
         cmocka_unit_test(test_pgemm_wins),       cmocka_unit_test(test_pgemm_agrees_swiglu),
-        cmocka_unit_test(test_pgemm_report),
+        cmocka_unit_test(test_pgemm_report),     cmocka_unit_test(test_partials_bound_reached),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

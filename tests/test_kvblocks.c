@@ -89,6 +89,67 @@ static void test_fork_block_aligned(void **state)
     ssf_kv_pool_free(&p);
 }
 
+/* Growing by nothing is no write: a fork's shared partial block stays
+ * shared, nothing is taken and nothing needs copying. */
+static void test_grow_by_zero(void **state)
+{
+    (void)state;
+    ssf_kv_pool p;
+    ssf_kv_pool_init(&p, 8, 4);
+    ssf_kv_table prompt = {0}, a = {0};
+    ssf_kv_copy c = {-1, -1};
+    assert_int_equal(ssf_kv_grow(&p, &prompt, 6, &c), 0);
+    ssf_kv_fork(&p, &prompt, &a);
+    assert_int_equal(ssf_kv_blocks_needed(&p, &a, 0), 0);
+    assert_int_equal(ssf_kv_grow(&p, &a, 0, &c), 0);
+    assert_int_equal(c.src, -1); /* no copy asked of the device */
+    assert_int_equal(a.n_blocks, 2);
+    assert_int_equal(a.blocks[1], prompt.blocks[1]);
+    assert_int_equal(p.refs[prompt.blocks[1]], 2);
+    assert_int_equal(p.n_free, 6);
+    ssf_kv_release(&p, &a);
+    ssf_kv_release(&p, &prompt);
+    assert_int_equal(p.n_free, 8);
+    ssf_kv_pool_free(&p);
+}
+
+/* The pool's last blocks can be used, for new positions and for the copy
+ * of a shared partial block, and nothing more: a grow one block short is
+ * refused and changes nothing. */
+static void test_pool_exhausted_exactly(void **state)
+{
+    (void)state;
+    ssf_kv_pool p;
+    ssf_kv_pool_init(&p, 3, 4);
+    ssf_kv_table t = {0};
+    ssf_kv_copy c;
+    assert_int_equal(ssf_kv_blocks_needed(&p, &t, 12), 3);
+    assert_int_equal(ssf_kv_grow(&p, &t, 12, &c), 0); /* every block, each full */
+    assert_int_equal(p.n_free, 0);
+    assert_int_equal(ssf_kv_grow(&p, &t, 1, &c), -1);
+    assert_int_equal(t.n_tokens, 12);
+    ssf_kv_release(&p, &t);
+
+    ssf_kv_table prompt = {0}, a = {0}, b = {0};
+    assert_int_equal(ssf_kv_grow(&p, &prompt, 6, &c), 0); /* 1 full, 1 with 2 of 4 */
+    ssf_kv_fork(&p, &prompt, &a);
+    ssf_kv_fork(&p, &prompt, &b);
+    assert_int_equal(p.n_free, 1);
+    assert_int_equal(ssf_kv_blocks_needed(&p, &a, 2), 1);
+    assert_int_equal(ssf_kv_grow(&p, &a, 2, &c), 1); /* the copy takes the last block */
+    assert_int_equal(p.n_free, 0);
+    assert_int_equal(ssf_kv_blocks_needed(&p, &b, 1), 1);
+    assert_int_equal(ssf_kv_grow(&p, &b, 1, &c), -1); /* b's copy has no block left */
+    assert_int_equal(b.n_tokens, 6);
+    assert_int_equal(b.blocks[1], prompt.blocks[1]);
+    assert_int_equal(p.refs[prompt.blocks[1]], 2);
+    ssf_kv_release(&p, &a);
+    ssf_kv_release(&p, &b);
+    ssf_kv_release(&p, &prompt);
+    assert_int_equal(p.n_free, 3);
+    ssf_kv_pool_free(&p);
+}
+
 /* ---- random operations against a simulated memory ------------------------- */
 
 #define BLOCKS 64
@@ -182,10 +243,9 @@ static void test_random_operations(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_grow_and_release),
-        cmocka_unit_test(test_fork_copy_on_write),
-        cmocka_unit_test(test_fork_block_aligned),
-        cmocka_unit_test(test_random_operations),
+        cmocka_unit_test(test_grow_and_release),       cmocka_unit_test(test_fork_copy_on_write),
+        cmocka_unit_test(test_fork_block_aligned),     cmocka_unit_test(test_grow_by_zero),
+        cmocka_unit_test(test_pool_exhausted_exactly), cmocka_unit_test(test_random_operations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

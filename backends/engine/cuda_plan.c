@@ -69,8 +69,10 @@ static int choose_splits(int base, int max_ctx, int slots)
 int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_dim, int block_size,
                   int slots, ssf_attn_shape *out)
 {
+    /* past SSF_ATTN_WHOLE an unsplit chunk would miss positions, and the
+     * chunk arithmetic overflows an int near INT_MAX */
     if ((head_dim != 64 && head_dim != 128) || n_rows < 1 || n_kv_heads < 1 || group < 1 ||
-        max_ctx < 1 || block_size < 1 || slots < 1)
+        max_ctx < 1 || max_ctx > SSF_ATTN_WHOLE || block_size < 1 || slots < 1)
         return -1;
     ssf_attn_shape s;
     s.head_chunks = ceil_div(group, SSF_ATTN_MAX_GROUP);
