@@ -857,8 +857,7 @@ static enum MHD_Result reply_fault(struct mockserver *s, struct MHD_Connection *
 static int is_early_fault(enum mock_fault f)
 {
     return f == MOCK_429 || f == MOCK_TGI_429 || f == MOCK_500 || f == MOCK_503 || f == MOCK_400 ||
-           f == MOCK_401 || f == MOCK_403 || f == MOCK_QUOTA || f == MOCK_RESET ||
-           f == MOCK_HANGUP;
+           f == MOCK_401 || f == MOCK_403 || f == MOCK_QUOTA || f == MOCK_RESET || f == MOCK_HANGUP;
 }
 
 /* One line per generation request on stderr, for debugging a client. */
