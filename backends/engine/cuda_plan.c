@@ -38,13 +38,24 @@ size_t ssf_attn_smem(int head_dim)
     return stages > merge ? stages : merge;
 }
 
-/* A launch of n equal CTAs takes ceil(n / slots) waves; s splits make each
- * CTA 1/s as long.  Modelled time of s splits, in unsplit CTA times. */
-static double split_cost(int base, int s, int slots)
+/* Positions a split walks when max_ctx is cut into s of them: whole
+ * units, so rounding up may leave fewer, longer splits than asked for. */
+static int split_chunk(int max_ctx, int s, int unit)
 {
-    long long ctas = (long long)base * s;
+    return ceil_div(ceil_div(max_ctx, s), unit) * unit;
+}
+
+/* A launch of n equal CTAs takes ceil(n / slots) waves, each as long as
+ * one CTA's positions.  Modelled time of asking for s splits, in unsplit
+ * CTA times, costed from the chunk they round to: 4,096 positions asked
+ * for in 31 splits round to 22 of 192, half as long again as 32 of 128. */
+static double split_cost(int base, int s, int max_ctx, int unit, int slots)
+{
+    if (s == 1) return (double)((base + slots - 1) / slots);
+    int chunk = split_chunk(max_ctx, s, unit);
+    long long ctas = (long long)base * ceil_div(max_ctx, chunk);
     long long waves = (ctas + slots - 1) / slots; /* whole waves: integer division */
-    return (double)waves / s;
+    return (double)waves * chunk / max_ctx;
 }
 
 /* The fewest splits within 5% of the best modelled time, among those that
@@ -53,16 +64,18 @@ static double split_cost(int base, int s, int slots)
  * launches split until the slots are full (128 CTAs on 396 slots: 3);
  * launches of a wave and a bit split so that the last wave is not mostly
  * empty (256 CTAs on 396 slots: 3 splits, 2 waves of a third each). */
-static int choose_splits(int base, int max_ctx, int slots)
+static int choose_splits(int base, int max_ctx, int unit, int slots)
 {
     int by_ctx = max_ctx / SSF_ATTN_MIN_CHUNK;
     long long by_slots = (long long)SSF_ATTN_OVERSUB * slots / base;
     int most = by_slots < by_ctx ? (int)by_slots : by_ctx;
-    double best = split_cost(base, 1, slots);
-    for (int s = 2; s <= most; s++)
-        if (split_cost(base, s, slots) < best) best = split_cost(base, s, slots);
+    double best = split_cost(base, 1, max_ctx, unit, slots);
+    for (int s = 2; s <= most; s++) {
+        double cost = split_cost(base, s, max_ctx, unit, slots);
+        if (cost < best) best = cost;
+    }
     for (int s = 1; s <= most; s++)
-        if (split_cost(base, s, slots) <= best * 1.05) return s;
+        if (split_cost(base, s, max_ctx, unit, slots) <= best * 1.05) return s;
     return 1;
 }
 
@@ -78,14 +91,14 @@ int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_d
     s.head_chunks = ceil_div(group, SSF_ATTN_MAX_GROUP);
     s.group_pad = pad_group(ceil_div(group, s.head_chunks));
     int base = n_rows * n_kv_heads * s.head_chunks;
-    s.splits = choose_splits(base, max_ctx, slots);
     int unit = chunk_unit(block_size);
+    s.splits = choose_splits(base, max_ctx, unit, slots);
     if (s.splits == 1) {
         /* one chunk of any length: the shape stays the same as contexts
          * grow, so a decode graph captured with it keeps replaying */
         s.chunk = SSF_ATTN_WHOLE / unit * unit;
     } else {
-        s.chunk = ceil_div(ceil_div(max_ctx, s.splits), unit) * unit;
+        s.chunk = split_chunk(max_ctx, s.splits, unit);
         /* rounding up may leave the last splits empty for every row: drop them */
         s.splits = ceil_div(max_ctx, s.chunk);
     }
