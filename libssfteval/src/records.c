@@ -337,49 +337,45 @@ static enum csv_end csv_line_end(csv_reader *r, int c)
     return CSV_EOL;
 }
 
+/* Whether c ends a field (a comma, a line end, the end of the input),
+ * and how. */
+static int csv_ends_field(csv_reader *r, int c, enum csv_end *end)
+{
+    switch (c) {
+    case EOF:
+        *end = CSV_EOF;
+        return 1;
+    case ',':
+        *end = CSV_COMMA;
+        return 1;
+    case '\r':
+    case '\n':
+        *end = csv_line_end(r, c);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int csv_unquoted(csv_reader *r, int c, ssf_buf *out, enum csv_end *end, ssf_error *err)
 {
     for (;; c = csv_getc(r)) {
-        switch (c) {
-        case EOF:
-            *end = CSV_EOF;
-            return 0;
-        case ',':
-            *end = CSV_COMMA;
-            return 0;
-        case '\r':
-        case '\n':
-            *end = csv_line_end(r, c);
-            return 0;
-        case '"':
+        if (csv_ends_field(r, c, end)) return 0;
+        if (c == '"')
             return csv_fail(r, err,
                             "quote inside unquoted field %zu on line %zu; quote the whole field "
                             "and double the quotes inside it",
                             r->nfields + 1, r->line);
-        default:
-            ssf_buf_putc(out, (char)c);
-        }
+        ssf_buf_putc(out, (char)c);
     }
 }
 
 /* What may follow the closing quote of a field: a separator or the end. */
 static int csv_after_quote(csv_reader *r, int c, enum csv_end *end, ssf_error *err)
 {
-    switch (c) {
-    case EOF:
-        *end = CSV_EOF;
-        return 0;
-    case ',':
-        *end = CSV_COMMA;
-        return 0;
-    case '\r':
-    case '\n':
-        *end = csv_line_end(r, c);
-        return 0;
-    default:
-        return csv_fail(r, err, "text after the closing quote of field %zu on line %zu",
-                        r->nfields + 1, r->line);
-    }
+    if (csv_ends_field(r, c, end)) return 0;
+    return csv_fail(r, err, "text after the closing quote of field %zu on line %zu", r->nfields + 1,
+                    r->line);
 }
 
 /* The opening quote has been consumed.  Commas, CR and LF are data here and
