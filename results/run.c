@@ -582,7 +582,7 @@ static int stored_only(const char *key)
            strcmp(key, "questions_sha256") == 0;
 }
 
-enum { MAX_DIFFS_SAID = 4, MAX_SORTED_TASKS = 256 };
+enum { MAX_DIFFS_SAID = 4 };
 
 typedef struct config_diff {
     ssf_buf paths; /* "temperature, tasks[aime25].max_tokens" */
@@ -664,15 +664,18 @@ static int by_string(const void *a, const void *b)
 static char *sorted_tasks(const char *csv)
 {
     char *copy = ssf_xstrdup(csv), *save = NULL;
-    char *names[MAX_SORTED_TASKS] = {0};
+    size_t most = 1;
+    for (const char *c = csv; *c; c++)
+        most += *c == ',';
+    char **names = ssf_xcalloc(most, sizeof *names);
     size_t n = 0;
-    for (char *t = strtok_r(copy, ",", &save); t && n < MAX_SORTED_TASKS;
-         t = strtok_r(NULL, ",", &save))
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
         names[n++] = t;
     qsort(names, n, sizeof *names, by_string);
     ssf_buf b = {0};
     for (size_t i = 0; i < n; i++)
         ssf_buf_printf(&b, "%s%s", i ? "," : "", names[i]);
+    free(names);
     free(copy);
     return b.data ? ssf_buf_take(&b) : ssf_xstrdup("");
 }
