@@ -51,8 +51,8 @@ static int split_chunk(int max_ctx, int s, int unit)
  * for in 31 splits round to 22 of 192, half as long again as 32 of 128. */
 static double split_cost(int base, int s, int max_ctx, int unit, int slots)
 {
-    if (s == 1) return (double)((base + slots - 1) / slots);
-    int chunk = split_chunk(max_ctx, s, unit);
+    int chunk = s == 1 ? max_ctx : split_chunk(max_ctx, s, unit);
+    if (chunk > max_ctx) chunk = max_ctx; /* the longest row's positions, at most */
     long long ctas = (long long)base * ceil_div(max_ctx, chunk);
     long long waves = (ctas + slots - 1) / slots; /* whole waves: integer division */
     return (double)waves * chunk / max_ctx;
