@@ -776,7 +776,7 @@ static int begin_run(const ssf_run_config *cfg, const task_plan *plans, ssf_stor
     }
     ssf_run_meta meta = {.config_json = full,
                          .config_hash = hash,
-                         .tasks = tasks.data,
+                         .tasks = tasks.data ? tasks.data : "",
                          .metrics = metrics.data ? metrics.data : "",
                          .model = cfg->model,
                          .backend = cfg->backend_desc,
