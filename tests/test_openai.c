@@ -1288,18 +1288,23 @@ static void test_unreachable(void **state)
  * every attempt (production backoff), and each is done once, none failed. */
 struct restarter {
     struct mockserver_options mo;
-    struct mockserver *m, *again;
+    struct mockserver *m, *again; /* m NULL: already stopped */
+    unsigned up_ms, down_ms;      /* m serves for up_ms, then is gone for down_ms */
     ssf_error err;
 };
+
+static void nap_ms(unsigned ms)
+{
+    struct timespec nap = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
+    nanosleep(&nap, NULL);
+}
 
 static void *restart_later(void *arg)
 {
     struct restarter *c = arg;
-    struct timespec nap = {0, 300000000};
-    nanosleep(&nap, NULL);
-    mockserver_stop(c->m);
-    nap = (struct timespec){1, 0};
-    nanosleep(&nap, NULL);
+    nap_ms(c->up_ms);
+    if (c->m) mockserver_stop(c->m);
+    nap_ms(c->down_ms);
     c->again = mockserver_start(&c->mo, &c->err);
     return NULL;
 }
@@ -1307,7 +1312,7 @@ static void *restart_later(void *arg)
 static void test_server_restart(void **state)
 {
     (void)state;
-    struct restarter c = {.mo = {.delay_ms = 100}};
+    struct restarter c = {.mo = {.delay_ms = 100}, .up_ms = 300, .down_ms = 1000};
     c.m = start(&c.mo);
     c.mo.port = mockserver_port(c.m);
     struct run r;
@@ -1327,6 +1332,46 @@ static void test_server_restart(void **state)
     fprintf(stderr, "restart: %.2f s, %zu of %zu samples after it\n", r.elapsed_s, st.choices, r.n);
     expect_all_ok(&r, 0);
     assert_true(st.choices > 0 && st.choices < r.n); /* it did go away mid-run */
+    free_run(&r);
+    mockserver_stop(c.again);
+}
+
+/* A server that answered once, then refuses connections for longer than
+ * the samples' attempts last (2 attempts, 50 ms apart): the failures from
+ * the 20th on, which open the breaker, are the outage's and not charged,
+ * so every sample waits for /health and succeeds once the server is back.
+ * 19 samples: their first attempts are the 19 failures charged before the
+ * breaker trips, so the 20th is a second attempt that, charged, would be
+ * the sample's last. */
+static void test_breaker_refunds_attempts(void **state)
+{
+    (void)state;
+    struct restarter c = {.down_ms = 600};
+    struct mockserver *m = start(&c.mo);
+    c.mo.port = mockserver_port(m);
+    struct run warm, r;
+    make_run(&warm, 1, 1, 1, 9800, 0);
+    make_run(&r, 1, 1, 19, 9900, 0);
+    ssf_openai_options o = options_for(&r, m);
+    o.max_attempts = 2;
+    ssf_backend *b = new_backend(&o);
+    generate_on(b, &warm); /* the server has answered */
+    expect_all_ok(&warm, 0);
+    mockserver_stop(m);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, restart_later, &c), 0);
+    generate_on(b, &r);
+    pthread_join(t, NULL);
+    b->destroy(b);
+    if (!c.again) fail_msg("restart on port %u: %s", c.mo.port, c.err.msg);
+    struct mockserver_stats st;
+    mockserver_get_stats(c.again, &st);
+    fprintf(stderr, "breaker refund: %.2f s, %zu /health polls, %zu of %zu samples after it\n",
+            r.elapsed_s, st.health, st.choices, r.n);
+    expect_all_ok(&r, 0);
+    assert_int_equal(st.choices, r.n); /* none was answered before the outage ended */
+    assert_true(st.health >= 1);       /* the breaker waited on /health */
+    free_run(&warm);
     free_run(&r);
     mockserver_stop(c.again);
 }
@@ -1579,6 +1624,7 @@ int main(void)
         cmocka_unit_test_setup(test_not_found, arm_watchdog),
         cmocka_unit_test_setup(test_unreachable, arm_watchdog),
         cmocka_unit_test_setup(test_breaker, arm_watchdog),
+        cmocka_unit_test_setup(test_breaker_refunds_attempts, arm_watchdog),
         cmocka_unit_test_setup(test_no_head_of_line, arm_watchdog),
         cmocka_unit_test_setup(test_stop_flag, arm_watchdog),
         cmocka_unit_test_setup(test_stop_flag_while_probing, arm_watchdog),
