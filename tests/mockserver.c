@@ -869,14 +869,28 @@ static void log_request(const struct gen *g, unsigned attempt, enum mock_fault f
             (long)ts.tv_sec, ts.tv_nsec / 1000000L, g->key, attempt, g->n, g->stream, (int)fault);
 }
 
+/* The status with which an n_mode refuses n != 1; 0: it does not. */
+static int n_refusal(enum mock_n mode)
+{
+    return mode == MOCK_N_REJECT       ? 400
+           : mode == MOCK_N_REJECT_500 ? 500
+           : mode == MOCK_N_REJECT_422 ? 422
+                                       : 0;
+}
+
 static enum MHD_Result answer_gen(struct mockserver *s, struct MHD_Connection *c,
                                   const struct gen *g, unsigned attempt)
 {
     long n = g->n;
-    if ((s->o.n_mode == MOCK_N_REJECT || s->o.n_mode == MOCK_N_REJECT_500) && n != 1)
-        return reply_json(s, c, s->o.n_mode == MOCK_N_REJECT ? 400 : 500,
-                          json_pack("{s:{s:i,s:s,s:s}}", "error", "code",
-                                    s->o.n_mode == MOCK_N_REJECT ? 400 : 500, "message",
+    int refused = n != 1 ? n_refusal(s->o.n_mode) : 0;
+    if (refused == 422) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "n must be 1 for this model, got %ld.", n);
+        return reply_json(s, c, 422, flat_error(msg, "BadRequestError", 422));
+    }
+    if (refused)
+        return reply_json(s, c, refused,
+                          json_pack("{s:{s:i,s:s,s:s}}", "error", "code", refused, "message",
                                     "Only one completion choice is allowed", "type",
                                     "invalid_request_error"));
     if (s->o.n_mode == MOCK_N_IGNORE) n = 1;

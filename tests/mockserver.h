@@ -79,6 +79,8 @@ enum mock_n {
     MOCK_N_IGNORE,     /* always one choice (TGI, Ollama, llama-cpp-python) */
     MOCK_N_REJECT,     /* 400 "Only one completion choice is allowed" unless n == 1 (llama.cpp) */
     MOCK_N_REJECT_500, /* the same refusal as a 500, as llama.cpp's server answers it */
+    MOCK_N_REJECT_422, /* a 422 in vLLM's flat error body ("n must be 1 ..."), as a server
+                          validating the request refuses it */
 };
 
 enum mock_dialect {

@@ -303,6 +303,10 @@ static void run_plain(int chat, int stream, int request_n, enum mock_n n_mode)
         assert_int_equal(st.multi_n, 1);
         assert_int_equal(st.generations, r.n + 1);
     }
+    /* a refusing server did refuse n, so the singles were what answered */
+    static const int refusal[] = {
+        [MOCK_N_REJECT] = 400, [MOCK_N_REJECT_500] = 500, [MOCK_N_REJECT_422] = 422};
+    if (request_n != 1 && refusal[n_mode]) assert_true(st.status[refusal[n_mode]] >= 1);
     if (request_n > 1 && n_mode == MOCK_N_HONOUR) {
         assert_true(st.multi_n > 0);
         assert_true(st.max_n <= request_n);
@@ -392,12 +396,14 @@ static void test_n_ignored_auto(void **state)
     run_plain(1, 1, 0, MOCK_N_IGNORE);
 }
 
-/* llama.cpp refuses n != 1 with a 400: auto falls back the same way. */
+/* llama.cpp refuses n != 1 with a 400 (a validating server with a 422):
+ * auto falls back the same way. */
 static void test_n_rejected_auto(void **state)
 {
     (void)state;
     run_plain(0, 0, 0, MOCK_N_REJECT);
     run_plain(0, 1, 0, MOCK_N_REJECT);
+    run_plain(0, 0, 0, MOCK_N_REJECT_422);
 }
 
 /* llama.cpp's server refuses n > 1 with a 500: the probe takes that as its
@@ -432,6 +438,7 @@ static void test_n_rejected_fixed(void **state)
     run_plain(0, 0, 4, MOCK_N_REJECT);
     run_plain(0, 1, 4, MOCK_N_REJECT);
     run_plain(0, 1, 4, MOCK_N_REJECT_500); /* llama.cpp's server, given --request-n 4 */
+    run_plain(0, 0, 4, MOCK_N_REJECT_422); /* a 422 is a refusal of n too, not a final error */
 }
 
 /* A fixed n against a server that ignores it: short answers never count,
