@@ -173,6 +173,15 @@ static ssf_openai_options options_for(struct run *r, struct mockserver *m)
     return o;
 }
 
+/* make_run with options aimed at m (NULL: at r->endpoint, set later), the
+ * start that most tests share. */
+static ssf_openai_options make_run_for(struct run *r, struct mockserver *m, int docs, int tags,
+                                       int samples, uint64_t base, int chat)
+{
+    make_run(r, docs, tags, samples, base, chat);
+    return options_for(r, m);
+}
+
 static ssf_backend *new_backend(const ssf_openai_options *o)
 {
     ssf_error err = {0};
@@ -285,8 +294,7 @@ static void run_plain(int chat, int stream, int request_n, enum mock_n n_mode)
     struct mockserver_options mo = {.n_mode = n_mode};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 4, 3, 8, 1000, chat);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 4, 3, 8, 1000, chat);
     o.stream = stream;
     o.request_n = request_n;
     generate(&o, &r);
@@ -338,9 +346,8 @@ static void test_chat_tag_request(void **state)
     struct mockserver *m = start(NULL);
     for (int tag = 0; tag <= 2; tag += 2) {
         struct run r;
-        make_run(&r, 1, 1, 1, 500 + (uint64_t)tag, 1);
+        ssf_openai_options o = make_run_for(&r, m, 1, 1, 1, 500 + (uint64_t)tag, 1);
         r.reqs[0].tag = tag;
-        ssf_openai_options o = options_for(&r, m);
         generate(&o, &r);
         assert_null(r.out[0].error);
         char *body = mockserver_last_request(m);
@@ -414,8 +421,7 @@ static void test_n_rejected_500_probe(void **state)
     struct mockserver_options mo = {.n_mode = MOCK_N_REJECT_500};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 4, 1500, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 4, 1500, 0);
     o.request_n = 0;
     o.max_attempts = 8;
     o.max_retry_delay_s = 2;
@@ -449,8 +455,7 @@ static void test_n_ignored_fixed(void **state)
     struct mockserver_options mo = {.n_mode = MOCK_N_IGNORE};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 2, 4, 5000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 2, 4, 5000, 0);
     o.request_n = 4;
     generate(&o, &r);
     for (size_t i = 0; i < r.n; i++) {
@@ -477,8 +482,7 @@ static void test_n_ignored_then_single(void **state)
     struct mockserver_options mo = {.n_mode = MOCK_N_IGNORE};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 2, 4, 5100, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 2, 4, 5100, 0);
     o.request_n = 4;
     o.concurrency = 1;
     generate(&o, &r);
@@ -497,8 +501,7 @@ static void test_request_fields(void **state)
     (void)state;
     struct mockserver *m = start(NULL);
     struct run r;
-    make_run(&r, 1, 1, 1, 77, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 1, 77, 0);
     generate(&o, &r);
     expect_all_ok(&r, 0);
     char *body = mockserver_last_request(m);
@@ -525,8 +528,7 @@ static void test_request_fields(void **state)
 
     /* --stop strings go out as the request's "stop". */
     static const char *const stops[] = {"</answer>", "\n\nQ:"};
-    make_run(&r, 1, 1, 1, 77, 0);
-    o = options_for(&r, m);
+    o = make_run_for(&r, m, 1, 1, 1, 77, 0);
     o.stop_strings = stops;
     o.n_stop_strings = 2;
     generate(&o, &r);
@@ -550,12 +552,11 @@ static json_t *run_dialect(enum mock_dialect dialect, int chat, int tags, double
 {
     struct mockserver_options mo = {.dialect = dialect};
     struct mockserver *m = start(&mo);
-    make_run(r, 2, tags, 2, 600, chat);
+    ssf_openai_options o = make_run_for(r, m, 2, tags, 2, 600, chat);
     for (size_t i = 0; i < r->n; i++) {
         r->reqs[i].sampling.top_k = 0;
         r->reqs[i].sampling.min_p = min_p;
     }
-    ssf_openai_options o = options_for(r, m);
     generate(&o, r);
     char *body = mockserver_last_request(m);
     json_t *root = body ? json_loads(body, 0, NULL) : NULL;
@@ -620,8 +621,7 @@ static void test_model_discovery(void **state)
     struct mockserver_options mo = {.model = "served-elsewhere"};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 1, 4, 300, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 1, 4, 300, 0);
     o.model = NULL;
     generate(&o, &r);
     expect_all_ok(&r, 0);
@@ -640,8 +640,7 @@ static void test_model_discovery_none(void **state)
     struct mockserver_options mo = {.no_models = 1};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 1, 350, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 1, 350, 0);
     o.model = NULL;
     ssf_backend *b = new_backend(&o);
     ssf_error err = {0};
@@ -663,8 +662,7 @@ static void run_reasoning(enum mock_reasoning mode, int stream)
     struct mockserver_options mo = {.reasoning = mode};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 2, 4, 2000, 1);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 2, 4, 2000, 1);
     o.stream = stream;
     generate(&o, &r);
     expect_all_ok(&r, 1);
@@ -688,8 +686,7 @@ static void run_length_empty(int chat, int stream, enum mock_reasoning mode)
     struct mockserver_options mo = {.reasoning = mode, .rules = {{.fault = MOCK_LENGTH_EMPTY}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 1, 4, 3000, chat);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 1, 4, 3000, chat);
     o.stream = stream;
     generate(&o, &r);
     assert_int_equal(r.rc, 0);
@@ -733,8 +730,7 @@ static void run_transient(enum mock_fault fault, int stream)
     struct mockserver_options mo = {.rules = {{.fault = fault, .count = 2}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 2, 6, 4000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 2, 6, 4000, 0);
     o.stream = stream;
     generate(&o, &r);
     if (r.rc != 0 || r.out[0].error)
@@ -769,8 +765,7 @@ static void test_no_finish_reason(void **state)
     struct mockserver_options mo = {.rules = {{.fault = MOCK_NO_FINISH}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 2, 6, 4100, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 2, 6, 4100, 0);
     generate(&o, &r);
     expect_all_ok(&r, 0);
     expect_attempts(&r, m, 1);
@@ -800,8 +795,8 @@ static void test_token_usage(void **state)
     for (int stream = 0; stream <= 1; stream++)
         for (int n = 1; n <= 4; n += 3) {
             struct run r;
-            make_run(&r, 1, 1, 4, 4800 + (uint64_t)(10 * stream + n), 0);
-            ssf_openai_options o = options_for(&r, m);
+            ssf_openai_options o =
+                make_run_for(&r, m, 1, 1, 4, 4800 + (uint64_t)(10 * stream + n), 0);
             o.stream = stream;
             o.request_n = n;
             generate(&o, &r);
@@ -828,8 +823,7 @@ static void test_concurrency_cap(void **state)
     struct mockserver_options mo = {.slow_ms = 200, .rules = {{.fault = MOCK_SLOW}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 12, 4700, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 12, 4700, 0);
     o.concurrency = 3;
     generate(&o, &r);
     expect_all_ok(&r, 0);
@@ -848,8 +842,7 @@ static void run_persistent(enum mock_fault fault, int stream, const char *cause)
     struct mockserver_options mo = {.rules = {{.fault = fault}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 4, 4500, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 4, 4500, 0);
     o.max_attempts = 3;
     o.stream = stream;
     generate(&o, &r);
@@ -881,8 +874,7 @@ static void run_retry_after(double after_s, unsigned after_ms, double want_s)
                                     .rules = {{.fault = MOCK_429, .count = 1}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 8, 6000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 8, 6000, 0);
     generate(&o, &r);
     expect_all_ok(&r, 0);
     expect_attempts(&r, m, 2);
@@ -917,8 +909,7 @@ static void test_backoff_delays(void **state)
     } cases[] = {{60, 1.12, 2.1}, {0.3, 0.44, 1.0}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct run r;
-        make_run(&r, 1, 1, 1, 6100 + i, 0);
-        ssf_openai_options o = options_for(&r, m);
+        ssf_openai_options o = make_run_for(&r, m, 1, 1, 1, 6100 + i, 0);
         o.max_retry_delay_s = cases[i].cap;
         generate(&o, &r);
         expect_all_ok(&r, 0);
@@ -942,8 +933,7 @@ static void test_retry_waits_apart(void **state)
                                               {.fault = MOCK_500, .count = 1, .mod = 2, .rem = 1}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 8, 6200, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 8, 6200, 0);
     generate(&o, &r);
     expect_all_ok(&r, 0);
     expect_attempts(&r, m, 2);
@@ -967,8 +957,7 @@ static void test_stall_stream(void **state)
                                     .rules = {{.fault = MOCK_STALL, .count = 1}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 2, 4, 7000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 2, 4, 7000, 0);
     o.stream = 1;
     o.timeout_s = 1;
     generate(&o, &r);
@@ -993,8 +982,7 @@ static void test_stall_plain(void **state)
                                     .rules = {{.fault = MOCK_STALL, .count = 1}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 4, 7100, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 4, 7100, 0);
     o.timeout_s = 1;
     generate(&o, &r);
     expect_all_ok(&r, 0);
@@ -1013,8 +1001,7 @@ static void test_slow_tokens(void **state)
     struct mockserver_options mo = {.token_delay_ms = 250, .chunks = 8}; /* about 2.5 s */
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 4, 7200, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 4, 7200, 0);
     o.stream = 1;
     o.timeout_s = 1;
     generate(&o, &r);
@@ -1034,8 +1021,7 @@ static void test_timeout_messages(void **state)
     struct mockserver *m = start(&mo);
     for (int stream = 0; stream <= 1; stream++) {
         struct run r;
-        make_run(&r, 1, 1, 1, 7300 + (uint64_t)stream, 0);
-        ssf_openai_options o = options_for(&r, m);
+        ssf_openai_options o = make_run_for(&r, m, 1, 1, 1, 7300 + (uint64_t)stream, 0);
         o.stream = stream;
         o.timeout_s = 1;
         o.max_attempts = 1;
@@ -1064,8 +1050,7 @@ static void test_done_then_drop(void **state)
     struct mockserver_options mo = {.rules = {{.fault = MOCK_DONE_DROP}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 2, 4, 7400, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 2, 4, 7400, 0);
     o.stream = 1;
     generate(&o, &r);
     expect_all_ok(&r, 0);
@@ -1081,8 +1066,7 @@ static void run_fatal(enum mock_fault fault, int stream, const char *needle)
     struct mockserver_options mo = {.rules = {{.fault = fault}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 1, 5, 8000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 1, 5, 8000, 0);
     o.stream = stream;
     generate(&o, &r);
     expect_all_failed(&r, m, needle);
@@ -1122,8 +1106,7 @@ static void test_echoed_secrets_hidden(void **state)
     struct mockserver_options mo = {.rules = {{.fault = MOCK_401}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 1, 5, 8000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 1, 5, 8000, 0);
     o.api_key = "sk-wrong";
     generate(&o, &r);
     expect_all_failed(&r, m, "Incorrect API key provided: ***. You can find");
@@ -1131,16 +1114,14 @@ static void test_echoed_secrets_hidden(void **state)
     /* A key so long that the server's text is cut inside it. */
     char long_key[701] = "sk-";
     memset(long_key + 3, 'k', sizeof long_key - 4);
-    make_run(&r, 1, 1, 5, 20000, 0);
-    o = options_for(&r, m);
+    o = make_run_for(&r, m, 1, 1, 5, 20000, 0);
     o.api_key = long_key;
     generate(&o, &r);
     expect_all_failed(&r, m, "Incorrect API key provided: ***...");
     assert_null(strstr(r.out[0].error, "sk-k"));
     free_run(&r);
     /* No server: the endpoint's password goes into "cannot reach ..." */
-    make_run(&r, 1, 1, 5, 8000, 0);
-    o = options_for(&r, NULL);
+    o = make_run_for(&r, NULL, 1, 1, 5, 8000, 0);
     o.endpoint = "http://user:pw-TESTSECRET@127.0.0.1:1/v1";
     o.max_attempts = 1;
     generate(&o, &r);
@@ -1159,8 +1140,7 @@ static void test_hangup_is_not_unreachable(void **state)
     struct mockserver_options mo = {.rules = {{.fault = MOCK_HANGUP}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 5, 8100, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 5, 8100, 0);
     o.max_attempts = 1;
     generate(&o, &r);
     expect_all_failed(&r, m, "/v1/completions failed: ");
@@ -1177,8 +1157,7 @@ static void run_endless(int samples, size_t max_response, size_t max_held, const
         struct mockserver_options mo = {.rules = {{.fault = MOCK_ENDLESS}}};
         struct mockserver *m = start(&mo);
         struct run r;
-        make_run(&r, 1, 1, samples, 8000, 0);
-        ssf_openai_options o = options_for(&r, m);
+        ssf_openai_options o = make_run_for(&r, m, 1, 1, samples, 8000, 0);
         o.stream = stream;
         o.max_attempts = 3;
         o.timeout_s = 60;
@@ -1230,8 +1209,7 @@ static void test_held_counts_in_flight_only(void **state)
                                     .slow_ms = 500};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 2, 8000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 2, 8000, 0);
     o.concurrency = 2;
     o.max_held_bytes = 600;
     generate(&o, &r);
@@ -1248,8 +1226,7 @@ static void test_not_found(void **state)
     struct mockserver_options mo = {.model = "served-elsewhere"};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 1, 3, 8500, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 1, 3, 8500, 0);
     generate(&o, &r);
     char needle[256];
     snprintf(needle, sizeof needle,
@@ -1269,8 +1246,7 @@ static void test_unreachable(void **state)
 {
     (void)state;
     struct run r;
-    make_run(&r, 2, 2, 5, 9000, 0);
-    ssf_openai_options o = options_for(&r, NULL);
+    ssf_openai_options o = make_run_for(&r, NULL, 2, 2, 5, 9000, 0);
     snprintf(r.endpoint, sizeof r.endpoint, "http://127.0.0.1:1/v1");
     o.max_attempts = 2;
     generate(&o, &r);
@@ -1279,8 +1255,7 @@ static void test_unreachable(void **state)
     free_run(&r);
     /* The default attempts too: a port where nothing ever answered is named
      * after two tries, not after a minute of backoff (it took 55 s). */
-    make_run(&r, 2, 2, 5, 9000, 0);
-    o = options_for(&r, NULL);
+    o = make_run_for(&r, NULL, 2, 2, 5, 9000, 0);
     snprintf(r.endpoint, sizeof r.endpoint, "http://127.0.0.1:1/v1");
     o.max_attempts = 8;
     o.max_retry_delay_s = 60; /* the default: backoff 0.5, 1, 2, 4, 8 ... s */
@@ -1323,8 +1298,7 @@ static void test_server_restart(void **state)
     c.m = start(&c.mo);
     c.mo.port = mockserver_port(c.m);
     struct run r;
-    make_run(&r, 2, 2, 6, 9700, 0);
-    ssf_openai_options o = options_for(&r, c.m), def;
+    ssf_openai_options o = make_run_for(&r, c.m, 2, 2, 6, 9700, 0), def;
     ssf_openai_options_default(&def);
     o.max_attempts = def.max_attempts;
     o.max_retry_delay_s = def.max_retry_delay_s;
@@ -1358,8 +1332,7 @@ static void test_breaker_refunds_attempts(void **state)
     c.mo.port = mockserver_port(m);
     struct run warm, r;
     make_run(&warm, 1, 1, 1, 9800, 0);
-    make_run(&r, 1, 1, 19, 9900, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 19, 9900, 0);
     o.max_attempts = 2;
     ssf_backend *b = new_backend(&o);
     generate_on(b, &warm); /* the server has answered */
@@ -1395,8 +1368,7 @@ static size_t breaker_scenario(void)
     struct mockserver *m = start(&mo);
     struct run warm, r;
     make_run(&warm, 2, 2, 8, 9500, 0);
-    make_run(&r, 2, 2, 8, 9500, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 2, 8, 9500, 0);
     o.max_attempts = 8; /* failures before the breaker trips are charged to samples */
     /* one request (one fault key) per sample: 16 keys failing 4 times each
      * give far more than 20 failures before any key can succeed, even when
@@ -1442,8 +1414,7 @@ static void test_no_head_of_line(void **state)
                                     .rules = {{.fault = MOCK_SLOW, .mod = 1000, .rem = 0}}};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 1, 1, 16, 12000, 0); /* only seed 12000 is slow */
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 16, 12000, 0); /* only seed 12000 is slow */
     generate(&o, &r);
     expect_all_ok(&r, 0);
     if (r.out[0].order != r.n - 1)
@@ -1476,8 +1447,7 @@ static void test_stop_flag(void **state)
     struct mockserver_options mo = {.delay_ms = 8000};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 4, 2, 8, 10000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 4, 2, 8, 10000, 0);
     volatile int stop = 0;
     o.stop = &stop;
     struct timer t = {&stop, 300};
@@ -1505,8 +1475,7 @@ static void test_stop_flag_while_probing(void **state)
     struct mockserver_options mo = {.delay_ms = 8000};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 2, 2, 4, 10500, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 2, 2, 4, 10500, 0);
     o.request_n = 0;
     volatile int stop = 0;
     o.stop = &stop;
@@ -1531,9 +1500,8 @@ static void test_done_stops(void **state)
     struct mockserver_options mo = {.delay_ms = 50};
     struct mockserver *m = start(&mo);
     struct run r;
-    make_run(&r, 4, 2, 8, 11000, 0);
+    ssf_openai_options o = make_run_for(&r, m, 4, 2, 8, 11000, 0);
     r.stop_after = 5;
-    ssf_openai_options o = options_for(&r, m);
     o.concurrency = 4;
     generate(&o, &r);
     assert_int_equal(r.rc, 7);
@@ -1554,8 +1522,7 @@ static void test_concurrency_4096(void **state)
     }
     struct mockserver *m = start(NULL);
     struct run r;
-    make_run(&r, 64, 1, 64, 100000, 0);
-    ssf_openai_options o = options_for(&r, m);
+    ssf_openai_options o = make_run_for(&r, m, 64, 1, 64, 100000, 0);
     o.concurrency = 4096;
     generate(&o, &r);
     expect_all_ok(&r, 0);
