@@ -114,17 +114,17 @@ summarize() {
         END { for (i = 1; i <= n; i++) { k = order[i]
             printf "%-14s plan %-9s %7s  fastest %-9s %7s  %s\n", k, ps[k], pm[k], bs[k], best[k],
                 (pm[k] > 0 ? sprintf("%.3f", best[k] / pm[k]) : "-") } }' "$LOG" | tee -a "$LOG"
-    say "attention alone, the plan's split against none at all (ms; ratio under 1: no split is faster), and the fastest chunk/splits:"
+    say "attention alone, the plan's split against none at all (ms; ratio under 1: no split is faster), and the fastest chunk/splits; the plan's K and V read rate is the share of the copy rate the long decodes can reach:"
     awk '/^== ops / { model = $3 }
         /^TIME op=attention / {
             for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
             key = model " rows=" v["rows"] " ctx=" v["ctx"]
             if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-            ms[key, v["chunk"]] = v["ms"]; if (v["chunk"] == "plan") sp[key] = v["splits"]
+            ms[key, v["chunk"]] = v["ms"]; if (v["chunk"] == "plan") { sp[key] = v["splits"]; gb[key] = v["kv_GBps"] }
             if (!(key in best) || v["ms"] + 0 < best[key] + 0) { best[key] = v["ms"]; bc[key] = v["chunk"] "/" v["splits"] }
             delete v }
         END { for (i = 1; i <= n; i++) { k = order[i]; p = ms[k, "plan"]; w = ms[k, "whole"]
-            if (p > 0 && w > 0) printf "%-28s plan %s splits %7s  whole %7s  %.3f  fastest %s %s\n", k, sp[k], p, w, w / p, bc[k], best[k] } }' \
+            if (p > 0 && w > 0) printf "%-28s plan %s splits %7s (%s GB/s of K and V)  whole %7s  %.3f  fastest %s %s\n", k, sp[k], p, gb[k], w, w / p, bc[k], best[k] } }' \
         "$LOG" | tee -a "$LOG"
     say "the tuner's verdicts, own GEMM against cuBLAS's path (own=1: the steps take it):"
     grep -E '^TIME model=.* gemm_verdict ' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
