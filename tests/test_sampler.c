@@ -418,6 +418,90 @@ static void test_kept_greedy_and_empty(void **state)
     ssf_sampler_scratch_free(&s);
 }
 
+/* ---- every digit of the sort's key orders ----------------------------------- */
+
+/* The weight ssf_sample gives a logit x at temperature 1 in a row whose
+ * largest logit is 0. */
+static float weight_of(float x)
+{
+    return (float)exp((double)x);
+}
+
+static uint32_t bits_of(float w)
+{
+    uint32_t b;
+    memcpy(&b, &w, sizeof b);
+    return b;
+}
+
+/* Logits *light < *heavy < 0 whose weights' bits differ only within the
+ * radix sort's digit `digit` (bits 0-10, 11-21, 22-31), the heavier one
+ * more by 1 in that digit's lowest bit. */
+static void pair_differing_in_digit(int digit, float *light, float *heavy)
+{
+    int shift = 11 * digit;
+    uint32_t mask = digit < 2 ? 0x7ffu << shift : 0xffffffffu << shift;
+    for (int k = 0; k < 4096; k++) {
+        float xa = -0.5f - 1e-3f * (float)k;
+        uint32_t ba = bits_of(weight_of(xa)), bt = ba + (1u << shift);
+        if ((ba ^ bt) & ~mask) continue; /* the digit would carry out */
+        float want;
+        memcpy(&want, &bt, sizeof want);
+        if (want >= 1.0f) continue;
+        float xb = nextafterf((float)log((double)want), -INFINITY);
+        for (int i = 0; i < 48; i++) {
+            if (bits_of(weight_of(xb)) == bt) {
+                *light = xa;
+                *heavy = xb;
+                return;
+            }
+            xb = nextafterf(xb, INFINITY);
+        }
+    }
+    fail_msg("no pair of logits whose weights differ only in digit %d", digit);
+}
+
+/* The sort ranks by every digit of the weights' bits: for each digit, a
+ * row holds 0 (weight 1) at id 0, a lighter id 3 and a heavier id 7 whose
+ * weights differ only in that digit, and the rest far below.  Top-k 2, or
+ * a top-p whose cut falls after the second heaviest, keeps ids 0 and 7:
+ * id 3 is never drawn (a sort that ignored the digit would rank 3 and 7
+ * as tied, by id, and keep 3). */
+static void test_sort_orders_every_digit(void **state)
+{
+    (void)state;
+    enum { N = 64, LIGHT = 3, HEAVY = 7 };
+    static const ssf_sampler_params params[] = {
+        {.temperature = 1.0, .top_p = 1.0, .top_k = 2},
+        {.temperature = 1.0, .top_p = 0.7},
+    };
+    ssf_sampler_scratch s = {0};
+    ssf_sampler_kept kept = {0};
+    for (int digit = 0; digit < 3; digit++) {
+        float x[N];
+        for (int i = 0; i < N; i++)
+            x[i] = -40.0f;
+        x[0] = 0.0f;
+        pair_differing_in_digit(digit, &x[LIGHT], &x[HEAVY]);
+        assert_true(weight_of(x[LIGHT]) < weight_of(x[HEAVY]));
+        for (size_t pi = 0; pi < sizeof params / sizeof params[0]; pi++) {
+            ssf_sampler_keep(x, N, &params[pi], &s, &kept);
+            int seen[N] = {0};
+            for (uint64_t seed = 0; seed < 400; seed++) {
+                int32_t t = ssf_sample(x, N, &params[pi], seed, 0, &s);
+                assert_int_equal(ssf_sample_kept(&kept, seed, 0), t);
+                assert_true(t >= 0 && t < N);
+                seen[t]++;
+            }
+            if (seen[LIGHT] || !seen[HEAVY] || !seen[0] || seen[0] + seen[HEAVY] != 400)
+                fail_msg("digit %d, params %zu: drew id 0 %d times, id %d %d, id %d %d", digit, pi,
+                         seen[0], LIGHT, seen[LIGHT], HEAVY, seen[HEAVY]);
+        }
+    }
+    ssf_sampler_kept_free(&kept);
+    ssf_sampler_scratch_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_padding_never_sampled),
         cmocka_unit_test(test_draws_match_a_sorted_reference),
         cmocka_unit_test(test_kept_greedy_and_empty),
+        cmocka_unit_test(test_sort_orders_every_digit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
