@@ -611,6 +611,35 @@ static void test_first_draws_follow_each_sample(void **state)
     }
 }
 
+/* A request's sampling left zeroed (temperature 0, top-p 0: greedy, and
+ * equal to the kept row's parameters before any were kept) draws its first
+ * token greedily, whether it is the prompt's first sample or follows one
+ * at temperature 1, and a sample at temperature 1 after it draws under
+ * its own: the first draws are kept only for equal parameters actually
+ * filtered. */
+static void test_first_draws_zeroed_sampling(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    ssf_gen_request reqs[N];
+    for (int i = 0; i < N; i++) {
+        reqs[i] = (ssf_gen_request){.task = "t", .index = i, .seed = 301 + (uint64_t)i};
+        reqs[i].prompt = prompts[1];
+        reqs[i].sampling =
+            i % 2 ? (ssf_sampling){.temperature = 1.0, .top_p = 1.0, .max_new_tokens = 2}
+                  : (ssf_sampling){.max_new_tokens = 2};
+    }
+    got g[N];
+    for (int kind = 0; kind <= 2; kind++) {
+        pool_shape ps = {4, 0, 16, 512, kind};
+        run_engine(ps, reqs, N, g, NULL);
+        for (int i = 0; i < N; i++) {
+            expect x;
+            expect_as_reference(&reqs[i], &g[i], &x);
+        }
+    }
+}
+
 /* A step's prefill rows stay within --prefill-chunk: a long prompt does
  * not stall the running samples behind it in one step. */
 static void test_prefill_chunk_bounds_steps(void **state)
@@ -1175,6 +1204,7 @@ int main(void)
         cmocka_unit_test(test_exact_pool),
         cmocka_unit_test(test_one_prefill_per_prompt),
         cmocka_unit_test(test_first_draws_follow_each_sample),
+        cmocka_unit_test(test_first_draws_zeroed_sampling),
         cmocka_unit_test(test_preemption_order),
         cmocka_unit_test(test_prompt_logits_freed),
         cmocka_unit_test(test_prefill_chunk_bounds_steps),
