@@ -269,6 +269,20 @@ static void test_refusals(void **state)
     assert_true((long long)s.chunk * s.splits >= SSF_ATTN_WHOLE);
     assert_int_equal(ssf_attn_plan(64, 8, 8, SSF_ATTN_WHOLE + 1, 128, 16, 132, &s), -1);
     assert_int_equal(ssf_attn_plan(1, 8, 8, INT32_MAX, 128, 16, 132, &s), -1);
+    /* a block size that does not divide SSF_ATTN_WHOLE rounds the unsplit
+     * chunk down to whole blocks: a context past that is refused, not
+     * planned with its last positions outside every split */
+    static const int odd_blocks[] = {3, 24, 1000};
+    for (int i = 0; i < 3; i++) {
+        int bs = odd_blocks[i], whole = SSF_ATTN_WHOLE - SSF_ATTN_WHOLE % bs;
+        assert_int_equal(ssf_attn_plan(1, 1, 1, whole, 128, bs, 1, &s), 0);
+        assert_true((long long)s.chunk * s.splits >= whole);
+        for (int ctx = whole + 1; ctx <= SSF_ATTN_WHOLE && ctx <= whole + 2; ctx++)
+            if (ssf_attn_plan(1, 1, 1, ctx, 128, bs, 1, &s) == 0 &&
+                (long long)s.chunk * s.splits < ctx)
+                fail_msg("block size %d, context %d: %d splits of %d positions", bs, ctx, s.splits,
+                         s.chunk);
+    }
 }
 
 static void test_shared_memory(void **state)

@@ -82,21 +82,23 @@ static int choose_splits(int base, int max_ctx, int unit, int slots)
 int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_dim, int block_size,
                   int slots, ssf_attn_shape *out)
 {
-    /* past SSF_ATTN_WHOLE an unsplit chunk would miss positions, and the
-     * chunk arithmetic overflows an int near INT_MAX */
     if ((head_dim != 64 && head_dim != 128) || n_rows < 1 || n_kv_heads < 1 || group < 1 ||
-        max_ctx < 1 || max_ctx > SSF_ATTN_WHOLE || block_size < 1 || slots < 1)
+        max_ctx < 1 || block_size < 1 || slots < 1)
         return -1;
+    /* one chunk of any length, in whole units: the shape stays the same as
+     * contexts grow, so a decode graph captured with it keeps replaying.
+     * Past it an unsplit chunk would miss positions (SSF_ATTN_WHOLE itself
+     * where the unit divides it, up to a unit less where it does not), and
+     * the chunk arithmetic overflows an int near INT_MAX. */
+    int unit = chunk_unit(block_size), whole = SSF_ATTN_WHOLE / unit * unit;
+    if (max_ctx > whole) return -1;
     ssf_attn_shape s;
     s.head_chunks = ceil_div(group, SSF_ATTN_MAX_GROUP);
     s.group_pad = pad_group(ceil_div(group, s.head_chunks));
     int base = n_rows * n_kv_heads * s.head_chunks;
-    int unit = chunk_unit(block_size);
     s.splits = choose_splits(base, max_ctx, unit, slots);
     if (s.splits == 1) {
-        /* one chunk of any length: the shape stays the same as contexts
-         * grow, so a decode graph captured with it keeps replaying */
-        s.chunk = SSF_ATTN_WHOLE / unit * unit;
+        s.chunk = whole;
     } else {
         s.chunk = split_chunk(max_ctx, s.splits, unit);
         /* rounding up may leave the last splits empty for every row: drop them */

@@ -50,7 +50,7 @@ typedef struct ssf_attn_shape {
  * positions, on a device that runs `slots` CTAs at once (SMs x the CTAs
  * one SM holds, ssfk_attention_slots).  Returns -1 for arguments the
  * kernel cannot run (head_dim not 64 or 128, a count below 1, a context
- * past SSF_ATTN_WHOLE). */
+ * past SSF_ATTN_WHOLE rounded down to whole chunk units: whole blocks). */
 int ssf_attn_plan(int n_rows, int n_kv_heads, int group, int max_ctx, int head_dim, int block_size,
                   int slots, ssf_attn_shape *out);
 
