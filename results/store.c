@@ -240,8 +240,15 @@ static int db_fail(ssf_store *s, int rc, const char *what, ssf_error *err)
         return ssf_fail(err,
                         "%s is not writable (%s): check its permissions or use another --db path",
                         s->path, msg);
-    case SQLITE_IOERR:
-        return ssf_fail(err, "%s: I/O error, cannot %s (%s): check the disk", s->path, what, msg);
+    case SQLITE_IOERR: {
+        /* a failed write() leaves no errno here (SQLite clears it): a
+         * file past its size limit looks like any other write error */
+        int errnum = sqlite3_system_errno(s->db);
+        return ssf_fail(err, "%s: I/O error, cannot %s (%s): %s", s->path, what, msg,
+                        errnum ? ssf_write_fix(errnum)
+                               : "check that the disk has room and works, or use another --db "
+                                 "path");
+    }
     default:
         return ssf_fail(err, "%s: cannot %s: %s", s->path, what, msg);
     }

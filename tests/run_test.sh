@@ -535,4 +535,18 @@ check "one reason is said once, not for each of the 116 samples" [ "$(grep -c " 
 check "no question scored: the table says - for the value, not nan" eval '[ "$(metric synth cons@32)" = "-" ] && ! grep -q nan "$work/out"'
 check "openai backend: bad endpoint URL" eval 'run 2 run synth --backend openai --endpoint ftp://x --db "$work/u2.sqlite" "${common[@]}" && grep -q "ftp://x" "$work/err"'
 
+# A disk that fills mid-run (here: the file size limit, ulimit -f, with
+# SIGXFSZ ignored, so that a write fails with EFBIG as one past a full
+# disk fails with ENOSPC): one line naming the store and the fix, the
+# samples stored so far kept, and the rerun resumes to the same table.
+pad=$(printf '%*s' 20000 '' | tr ' ' '.')
+sed "s/\"text\": \"/\"text\": \"$pad /" "$work/gen.jsonl" >"$work/big-gen.jsonl"
+full_run() { "$ssfteval" run synth --generations "$work/big-gen.jsonl" --db "$1" "${common[@]}" >"$work/out" 2>"$work/err"; }
+check "a full disk stops the run with one line naming the store and the fix (exit 1)" eval '(ulimit -f 512; trap "" XFSZ; full_run "$work/full.sqlite"); [ $? -eq 1 ] && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -Eq "^ssfteval: $work/full.sqlite: I/O error, cannot .*: (free some space, or write to another disk|check that the disk has room and works, or use another --db path)$" "$work/err"'
+stored_before_full=$(sqlite3 "$work/full.sqlite" "SELECT count(*) FROM samples" 2>/dev/null || echo 0)
+check "... having stored some samples, not all 116" eval '[ "$stored_before_full" -gt 0 ] && [ "$stored_before_full" -lt 116 ]'
+check "... and with room again the rerun resumes: those samples kept, the rest generated" eval 'full_run "$work/full.sqlite" && grep -q "(resumed): 116 samples planned, $stored_before_full stored before, $((116 - stored_before_full)) generated, 0 failed" "$work/err" && cp "$work/out" "$work/full-table"'
+check "... to the table of a run that never ran out of room" eval 'full_run "$work/roomy.sqlite" && diff "$work/full-table" "$work/out"'
+check "an export that fills the disk: one line naming the file and the fix, no file left" eval 'echo precious >"$work/full-out.jsonl"; (ulimit -f 512; trap "" XFSZ; run 1 export 1 --db "$work/roomy.sqlite" --out "$work/full-out.jsonl") && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "^ssfteval: cannot write $work/full-out.jsonl.*: File too large; free some space, or write to another disk$" "$work/err" && [ "$(cat "$work/full-out.jsonl")" = precious ] && [ -z "$(ls "$work" | grep "full-out.jsonl." )" ]'
+
 tap_end

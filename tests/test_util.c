@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
 #include <sys/stat.h>
 #include <sys/file.h>
 #include <time.h>
@@ -446,10 +447,27 @@ static void test_atomic_writer_removes_orphans(void **state)
     free(dir);
 }
 
+/* Each write failure names its own fix: room for a full disk, quota or
+ * size limit; another file system for a read-only one; permissions. */
+static void test_write_fix(void **state)
+{
+    (void)state;
+    const char *room = "free some space, or write to another disk";
+    assert_string_equal(ssf_write_fix(ENOSPC), room);
+    assert_string_equal(ssf_write_fix(EDQUOT), room);
+    assert_string_equal(ssf_write_fix(EFBIG), room);
+    assert_string_equal(ssf_write_fix(EROFS), "the file system is read-only: write to another one");
+    assert_string_equal(ssf_write_fix(EACCES), "check the folder's permissions");
+    assert_string_equal(ssf_write_fix(EPERM), "check the folder's permissions");
+    assert_string_equal(ssf_write_fix(EIO), "check the disk");
+    assert_string_equal(ssf_write_fix(0), "check the disk");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_write_fix),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_parse_numbers),

@@ -430,6 +430,16 @@ struct fetch {
 
 enum attempt { ATTEMPT_DONE, ATTEMPT_RESUME, ATTEMPT_RESTART, ATTEMPT_FAILED };
 
+/* The cache could not take the download: what is stored stays, and the
+ * next fetch resumes from it. */
+static int fail_cache_write(const struct fetch *fx, int errnum, ssf_error *err)
+{
+    return ssf_fail(err,
+                    "cannot write %s: %s; %s (SSFTEVAL_CACHE names the cache's folder); the "
+                    "next fetch resumes the download",
+                    fx->part, strerror(errnum), ssf_write_fix(errnum));
+}
+
 static enum attempt download_attempt(const struct fetch *fx, FILE *f, ssf_error *err)
 {
     struct transfer t = {.file = f};
@@ -455,7 +465,7 @@ static enum attempt download_attempt(const struct fetch *fx, FILE *f, ssf_error 
     }
     if (fflush(f) != 0 && !t.write_errno) t.write_errno = errno;
     if (t.write_errno) {
-        ssf_fail(err, "cannot write %s: %s", fx->part, strerror(t.write_errno));
+        fail_cache_write(fx, t.write_errno, err);
         return ATTEMPT_FAILED;
     }
     /* 416: the partial file is as long as the whole (or longer); 200 or a
@@ -553,8 +563,7 @@ static int download_locked(const struct fetch *fx, ssf_error *err)
     }
     int rc = download_attempts(fx, f, err);
     /* fsync before the rename, so a crash cannot leave a short file in place. */
-    if (rc == 0 && (fflush(f) != 0 || fsync(fd) != 0))
-        rc = ssf_fail(err, "cannot write %s: %s", fx->part, strerror(errno));
+    if (rc == 0 && (fflush(f) != 0 || fsync(fd) != 0)) rc = fail_cache_write(fx, errno, err);
     if (rc == 0 && fx->sha256) rc = check_download(fx, err);
     if (rc == 0 && rename(fx->part, fx->dest) != 0)
         rc = ssf_fail(err, "cannot rename %s to %s: %s", fx->part, fx->dest, strerror(errno));

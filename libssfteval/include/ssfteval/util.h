@@ -44,6 +44,11 @@ int ssf_fail_usage(ssf_error *err, const char *fmt, ...) __attribute__((format(p
  * the file name as an error travels up. */
 int ssf_fail_prefix(ssf_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* What to do about a file that could not be written, by its errno: a
+ * full disk or quota, a file past the size limit, a read-only file system,
+ * a folder without write permission; else "check the disk". */
+const char *ssf_write_fix(int errnum);
+
 #ifdef __clang_analyzer__
 /* The static analyzer does not follow calls to variadic functions, so it
  * would walk paths on which `rc = ssf_fail(...)` left rc at 0.  Spell out the
