@@ -16,9 +16,10 @@ static int pad_group(int g)
     return p;
 }
 
+/* a >= 0, b >= 1; a + b - 1 would overflow for a context of 2^30 */
 static int ceil_div(int a, int b)
 {
-    return (a + b - 1) / b;
+    return a / b + (a % b != 0);
 }
 
 /* Chunks are whole blocks (a CTA never shares a block with another) and,
