@@ -243,7 +243,7 @@ else
     rows=$(find "$SSFTEVAL_CACHE/rows" -path "*aime_2024*" -name "*.jsonl" | head -n 1)
     chmod u+w "$rows" && sed -i '1s/"answer":"\([0-9]*\)"/"answer":"1\1"/' "$rows"
     check "an edited rows file is caught, offline" eval 'run 1 prompt aime24 --doc 0 --offline && err_has "does not match the digest of its download" && one_line_err'
-    check "verify catches the edited rows file" eval 'run 1 data verify aime24 && err_has "digest"'
+    check "verify catches the edited rows file, and says to fetch it" eval 'run 1 data verify aime24 && err_has "digest" && err_has "run \`ssfteval data fetch\` with network access"'
     check "verify of every task goes on past the one that fails, and says which" eval 'run 1 data verify && err_has "aime_2024/default/train.jsonl does not match" && [ "$(wc -l <"$work/err")" -eq 1 ] && out_has "^aime25: verified$" && out_has "^math_500: verified$" && out_has "^gpqa_diamond: verified$"'
     check "online, the edited rows file is fetched again" eval 'run 0 data fetch aime24 && run 0 data verify aime24 && [ "$("$ssfteval" prompt aime24 --doc 0 --json --offline | sha256sum)" = "$("$ssfteval" prompt aime24 --doc 0 --json --data-dir "$shared/data" | sha256sum)" ]'
     check "offline with an empty cache" eval 'SSFTEVAL_CACHE="$work/empty" run 1 tasks --offline && err_has "offline"'

@@ -858,7 +858,7 @@ int ssf_hub_fetch_rows(const ssf_hub *hub, const char *repo, const char *config,
     } else if (hub->offline && present) {
         rc = ssf_fail(err,
                       "%s does not match the digest of its download (edited or damaged); "
-                      "run once without --offline to fetch it again",
+                      "run `ssfteval data fetch` with network access to fetch it again",
                       dest);
     } else if (hub->offline) {
         ssf_buf what = {0};
