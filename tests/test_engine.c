@@ -586,6 +586,22 @@ static void test_one_prefill_per_prompt(void **state)
         free((char *)reqs[i].prompt);
 }
 
+/* Up to 16 requests on each of the three fake devices (4 slots, blocks
+ * of 16): every sample as the serial reference draws it. */
+static void expect_reference_on_each_device(ssf_gen_request *reqs, int n)
+{
+    got g[16];
+    assert_true(n <= 16);
+    for (int kind = 0; kind <= 2; kind++) {
+        pool_shape ps = {4, 0, 16, 512, kind};
+        run_engine(ps, reqs, n, g, NULL);
+        for (int i = 0; i < n; i++) {
+            expect x;
+            expect_as_reference(&reqs[i], &g[i], &x);
+        }
+    }
+}
+
 /* The samples of a prompt draw their first tokens from its logits, filtered
  * once for each run of equal parameters: a sample whose parameters differ
  * from the one before it, in min-p alone, draws under its own. */
@@ -600,15 +616,7 @@ static void test_first_draws_follow_each_sample(void **state)
         reqs[i].sampling = (ssf_sampling){
             .temperature = 1.0, .top_p = 1.0, .min_p = i % 2 ? 0.5 : 0, .max_new_tokens = 2};
     }
-    got g[N];
-    for (int kind = 0; kind <= 2; kind++) {
-        pool_shape ps = {4, 0, 16, 512, kind};
-        run_engine(ps, reqs, N, g, NULL);
-        for (int i = 0; i < N; i++) {
-            expect x;
-            expect_as_reference(&reqs[i], &g[i], &x);
-        }
-    }
+    expect_reference_on_each_device(reqs, N);
 }
 
 /* A request's sampling left zeroed (temperature 0, top-p 0: greedy, and
@@ -629,15 +637,7 @@ static void test_first_draws_zeroed_sampling(void **state)
             i % 2 ? (ssf_sampling){.temperature = 1.0, .top_p = 1.0, .max_new_tokens = 2}
                   : (ssf_sampling){.max_new_tokens = 2};
     }
-    got g[N];
-    for (int kind = 0; kind <= 2; kind++) {
-        pool_shape ps = {4, 0, 16, 512, kind};
-        run_engine(ps, reqs, N, g, NULL);
-        for (int i = 0; i < N; i++) {
-            expect x;
-            expect_as_reference(&reqs[i], &g[i], &x);
-        }
-    }
+    expect_reference_on_each_device(reqs, N);
 }
 
 /* A step's prefill rows stay within --prefill-chunk: a long prompt does
