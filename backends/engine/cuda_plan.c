@@ -47,24 +47,31 @@ static int split_chunk(int max_ctx, int s, int unit)
 }
 
 /* A launch of n equal CTAs takes ceil(n / slots) waves, each as long as
- * one CTA's positions.  Modelled time of asking for s splits, in unsplit
- * CTA times, costed from the chunk they round to: 4,096 positions asked
- * for in 31 splits round to 22 of 192, half as long again as 32 of 128. */
+ * one CTA's positions, but no less than the memory takes: past
+ * SSF_ATTN_SATURATE_PCT of the slots, CTAs share the bandwidth rather than
+ * add to it, and the whole launch reads base unsplit CTAs' K and V at
+ * that many CTAs' rate.  Modelled time of asking for s splits, in
+ * unsplit CTA times, costed from the chunk they round to: 4,096 positions
+ * asked for in 31 splits round to 22 of 192, half as long again as 32 of
+ * 128. */
 static double split_cost(int base, int s, int max_ctx, int unit, int slots)
 {
     int chunk = s == 1 ? max_ctx : split_chunk(max_ctx, s, unit);
     if (chunk > max_ctx) chunk = max_ctx; /* the longest row's positions, at most */
     long long ctas = (long long)base * ceil_div(max_ctx, chunk);
     long long waves = (ctas + slots - 1) / slots; /* whole waves: integer division */
-    return (double)waves * chunk / max_ctx;
+    double waves_time = (double)waves * chunk / max_ctx;
+    double saturating = (double)slots * SSF_ATTN_SATURATE_PCT / 100;
+    double memory_time = base / (saturating > 1 ? saturating : 1);
+    return waves_time > memory_time ? waves_time : memory_time;
 }
 
 /* The fewest splits within 5% of the best modelled time, among those that
  * give every split at least SSF_ATTN_MIN_CHUNK positions of the longest
  * context and keep the CTAs within SSF_ATTN_OVERSUB x slots.  Under-filled
- * launches split until the slots are full (128 CTAs on 396 slots: 3);
- * launches of a wave and a bit split so that the last wave is not mostly
- * empty (256 CTAs on 396 slots: 3 splits, 2 waves of a third each). */
+ * launches split until the memory is busy (128 CTAs on 396 slots: 2); a
+ * launch that keeps it busy unsplit is not split (256 CTAs on 396 slots:
+ * 3 splits would make 2 waves of a third, no faster for the bytes). */
 static int choose_splits(int base, int max_ctx, int unit, int slots)
 {
     int by_ctx = max_ctx / SSF_ATTN_MIN_CHUNK;

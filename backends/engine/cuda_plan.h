@@ -10,8 +10,8 @@
  * warp of the CTA walks its own tiles of SSF_ATTN_TILE positions with a
  * two-stage copy pipeline in shared memory.  When rows x KV heads leave
  * the device's CTA slots under-filled (measured on an H200: 128 CTAs of 4
- * warps at batch 64 made the kernel latency-bound), or fill them a wave
- * and a bit, and the context is long, the positions are split into chunks
+ * warps at batch 64 made the kernel latency-bound, where 256 kept the
+ * memory busy) and the context is long, the positions are split into chunks
  * (flash-decoding): each CTA writes a partial (max, sum, acc) and a second
  * kernel merges them with log-sum-exp.
  */
@@ -33,6 +33,11 @@ extern "C" {
 #define SSF_ATTN_OVERSUB 4       /* at most this many CTAs a slot, split */
 #define SSF_ATTN_WHOLE (1 << 30) /* an unsplit chunk: past any context */
 #define SSF_ATTN_SMEM_MAX 101376 /* the opt-in shared memory of the smallest target, sm_86/89 */
+/* The share of the slots whose CTAs keep the memory busy reading K and V.
+ * On an H200 (run O) 256 CTAs on 396 slots (7B at batch 64) took 1-8%
+ * less time unsplit than in 3 splits, and 128 (1.5B at batch 64) 12-15%
+ * more time unsplit than in 3 splits from 1,224 positions on. */
+#define SSF_ATTN_SATURATE_PCT 60
 
 typedef struct ssf_attn_shape {
     int group_pad;         /* query heads per CTA, padded to 1, 2, 4 or 8 */
