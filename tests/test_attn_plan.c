@@ -243,10 +243,10 @@ static void test_coverage_with_splits(void **state)
 }
 
 /* The device sizes its partials once, with ssf_attn_partial_floats_max,
- * for SSF_ATTN_OVERSUB CTAs a slot of full groups of 8.  Since the plan
- * stops splitting where the memory is busy, it asks for little more than
- * a wave; the most a search of 50,000 plans found is a launch of a wave
- * and a bit split in two: 2.28 CTAs a slot, inside the bound. */
+ * for SSF_ATTN_OVERSUB CTAs a slot of full groups of 8.  The plan stops
+ * splitting where the memory is busy, but a launch of a wave and a bit
+ * over a short context still splits to shorten its last wave, and that
+ * can take more than 3 CTAs a slot. */
 static void test_partials_bound_covers(void **state)
 {
     (void)state;
@@ -259,7 +259,29 @@ static void test_partials_bound_covers(void **state)
         assert_int_equal(s.grid[0] * s.grid[1] * s.grid[2], 904);
         assert_int_equal(s.partial_floats, (size_t)226 * 10 * 2 * (hd + 2));
         assert_true(s.partial_floats <= ssf_attn_partial_floats_max(396, hd));
+        /* the widest plan a search of 1-800 rows of 1.5B, 7B, 32B and
+         * full groups over 256-20,000 positions found: 211 rows of 2 KV
+         * heads of 8 over 513 positions, 422 CTAs unsplit (2 waves; the
+         * memory's floor 1.78), take 3 splits of 192: 1,266 CTAs, 3.2 a
+         * slot, 4 waves of 0.37 under that floor, where 2 splits of 320
+         * (3 waves of 0.62, 1.87) are just over 5% slower.  Their
+         * partials are 80% of the bound. */
+        s = plan(211, 2, 8, 513, hd, 16, 396);
+        assert_int_equal(s.splits, 3);
+        assert_int_equal(s.chunk, 192);
+        assert_int_equal(s.grid[0] * s.grid[1] * s.grid[2], 1266);
+        assert_int_equal(s.partial_floats, (size_t)211 * 2 * 8 * 3 * (hd + 2));
+        assert_true(s.partial_floats <= ssf_attn_partial_floats_max(396, hd));
     }
+    /* every launch of up to two waves of full groups over short contexts,
+     * where splits are the widest: inside the bound */
+    for (int rows = 1; rows <= 396; rows++)
+        for (int ctx = 256; ctx <= 1100; ctx++) {
+            ssf_attn_shape s = plan(rows, 2, 8, ctx, 128, 16, 396);
+            if (s.partial_floats > ssf_attn_partial_floats_max(396, 128))
+                fail_msg("%d rows over %d positions: %d splits, %zu partial floats", rows, ctx,
+                         s.splits, s.partial_floats);
+        }
 }
 
 static void test_refusals(void **state)
