@@ -227,7 +227,8 @@ else
     # a cache that fills mid-download (the file size limit, SIGXFSZ ignored:
     # the write fails as one past a full disk does)
     check "a full disk stops a fetch with one line naming the .incomplete and the fix" eval '(ulimit -f 100; trap "" XFSZ; SSFTEVAL_CACHE="$work/fullcache" run 1 data fetch math_500) && err_has "/test.jsonl.incomplete: File too large; free some space, or write to another disk (SSFTEVAL_CACHE names the cache.s folder); the next fetch resumes the download$" && one_line_err'
-    check "... and with room again the next fetch completes it" eval 'SSFTEVAL_CACHE="$work/fullcache" run 0 data fetch math_500 && out_has "math_500: fetched" && SSFTEVAL_CACHE="$work/fullcache" run 0 data verify math_500'
+    check "... keeping what it stored, for the next fetch to resume from" eval 'part=$(find "$work/fullcache" -name test.jsonl.incomplete) && [ -n "$part" ] && [ "$(wc -c <"$part")" -gt 0 ]'
+    check "... and with room again the next fetch completes it" eval 'SSFTEVAL_CACHE="$work/fullcache" run 0 data fetch math_500 && out_has "math_500: fetched" && SSFTEVAL_CACHE="$work/fullcache" run 0 data verify math_500 && [ -z "$(find "$work/fullcache" -name "*.incomplete")" ]'
     check "gated GPQA without HF_TOKEN" eval 'run 1 data fetch gpqa_diamond && err_has "gated" && err_has "HF_TOKEN" && one_line_err'
     check "gated GPQA with a wrong token" eval 'HF_TOKEN=hf_wrong run 1 data fetch gpqa_diamond && err_has "refused"'
     check "gated GPQA with the token" eval 'HF_TOKEN=hf_test run 0 data fetch gpqa_diamond'
