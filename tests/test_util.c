@@ -459,8 +459,45 @@ static void test_write_fix(void **state)
     assert_string_equal(ssf_write_fix(EROFS), "the file system is read-only: write to another one");
     assert_string_equal(ssf_write_fix(EACCES), "check the folder's permissions");
     assert_string_equal(ssf_write_fix(EPERM), "check the folder's permissions");
+    assert_string_equal(ssf_write_fix(ENOENT), "check the path");
+    assert_string_equal(ssf_write_fix(ENOTDIR), "check the path");
     assert_string_equal(ssf_write_fix(EIO), "check the disk");
     assert_string_equal(ssf_write_fix(0), "check the disk");
+}
+
+/* An atomic file fails first where its temporary file is made, and names
+ * its fix there: a folder missing from the path ... */
+static void test_atomic_file_missing_folder(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char path[4096];
+    ssf_error err;
+    snprintf(path, sizeof path, "%s/nodir/f", dir);
+    assert_int_equal(ssf_write_file_atomic(path, "x", 1, &err), -1);
+    assert_non_null(strstr(err.msg, ": No such file or directory; check the path"));
+    remove_tree(dir);
+    free(dir);
+}
+
+/* ... or one without write permission (for a user whom it binds: root
+ * writes anyway, and the test skips). */
+static void test_atomic_file_locked_folder(void **state)
+{
+    (void)state;
+    char *dir = make_temp_dir();
+    char path[4096];
+    ssf_error err;
+    snprintf(path, sizeof path, "%s/locked", dir);
+    assert_int_equal(mkdir(path, 0555), 0);
+    int binds = access(path, W_OK) != 0;
+    snprintf(path, sizeof path, "%s/locked/f", dir);
+    int rc = binds ? ssf_write_file_atomic(path, "x", 1, &err) : 0;
+    remove_tree(dir);
+    free(dir);
+    if (!binds) skip();
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err.msg, ": Permission denied; check the folder's permissions"));
 }
 
 int main(void)
@@ -468,6 +505,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_write_fix),
+        cmocka_unit_test(test_atomic_file_missing_folder),
+        cmocka_unit_test(test_atomic_file_locked_folder),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_parse_numbers),

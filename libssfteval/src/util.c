@@ -88,6 +88,9 @@ const char *ssf_write_fix(int errnum)
     case EACCES:
     case EPERM:
         return "check the folder's permissions";
+    case ENOENT:
+    case ENOTDIR: /* a folder of the path is missing */
+        return "check the path";
     default:
         return "check the disk";
     }
@@ -330,8 +333,10 @@ int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_
     ssf_buf_printf(&tmp, "%s.tmp.XXXXXX", path);
     *a = (ssf_atomic_file){0};
     int fd = mkostemp(tmp.data, O_CLOEXEC); /* mode 0600; no child inherits it, or its lock */
-    if (fd < 0) {
-        ssf_fail(err, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+    if (fd < 0) { /* where a folder's permissions or a read-only file system show */
+        int errnum = errno;
+        ssf_fail(err, "cannot create a temporary file beside %s: %s; %s", path, strerror(errnum),
+                 ssf_write_fix(errnum));
         ssf_buf_free(&tmp);
         return -1;
     }
@@ -342,10 +347,11 @@ int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_
         (void)fchmod(fd, 0666 & ~mask);
     }
     a->f = fdopen(fd, "w");
+    int errnum = errno; /* before the allocations below */
     a->tmp_path = ssf_buf_take(&tmp);
     a->path = ssf_xstrdup(path);
     if (a->f) return 0;
-    ssf_fail(err, "cannot write %s: %s; %s", a->tmp_path, strerror(errno), ssf_write_fix(errno));
+    ssf_fail(err, "cannot write %s: %s; %s", a->tmp_path, strerror(errnum), ssf_write_fix(errnum));
     close(fd);
     ssf_atomic_abandon(a);
     return -1;

@@ -46,7 +46,8 @@ int ssf_fail_prefix(ssf_error *err, const char *fmt, ...) __attribute__((format(
 
 /* What to do about a file that could not be written, by its errno: a
  * full disk or quota, a file past the size limit, a read-only file system,
- * a folder without write permission; else "check the disk". */
+ * a folder without write permission, a folder missing from the path; else
+ * "check the disk". */
 const char *ssf_write_fix(int errnum);
 
 #ifdef __clang_analyzer__
