@@ -241,8 +241,10 @@ static int db_fail(ssf_store *s, int rc, const char *what, ssf_error *err)
                         "%s is not writable (%s): check its permissions or use another --db path",
                         s->path, msg);
     case SQLITE_IOERR: {
-        /* a failed write() leaves no errno here (SQLite clears it): a
-         * file past its size limit looks like any other write error */
+        /* SQLite records no errno for a write that fails in a commit
+         * (sqlite3_system_errno is 0 after a COMMIT's SQLITE_IOERR_WRITE,
+         * EFBIG, in 3.40): a file past its size limit looks like any other
+         * write error */
         int errnum = sqlite3_system_errno(s->db);
         return ssf_fail(err, "%s: I/O error, cannot %s (%s): %s", s->path, what, msg,
                         errnum ? ssf_write_fix(errnum)
