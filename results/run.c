@@ -967,9 +967,10 @@ int ssf_run_execute(const ssf_run_config *cfg, ssf_backend *backend, ssf_store *
         rc = keep_other_profiles(cfg, plans, store, summary->run_id, grade_all, err);
     if (rc == 0 && grade_all)
         rc = ssf_store_set_run_version(store, summary->run_id, ssf_version(), err);
-    if (rc == 0) /* by the store: a run beside this one may have stored what this one failed */
+    if (rc == 0) /* by the store, which counts what earlier processes stored too */
         rc = ssf_store_settle_run(store, summary->run_id, samples_needed(plans, cfg->n_tasks),
                                   &summary->status, err);
+    if (summary->run_id > 0) ssf_store_release_run(store, summary->run_id);
     ssf_grader_free(grader);
     free_plans(plans, cfg->n_tasks);
     return rc;

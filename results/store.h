@@ -58,19 +58,23 @@ typedef struct ssf_run_row {
 
 /* Finds the newest run with this config_hash (whatever its status: a done
  * run has nothing left to generate) or creates one; *resumed tells which.
- * A resumed run is marked running again. */
+ * A resumed run is marked running again.  The run is claimed for this
+ * handle until ssf_store_release_run or ssf_store_close (or the process's
+ * end, however it ends): while it is, beginning it from another handle, in
+ * this process or another, is refused, and the run is left as it was. */
 int ssf_store_begin_run(ssf_store *s, const ssf_run_meta *meta, int64_t *run_id, int *resumed,
                         ssf_error *err);
+void ssf_store_release_run(ssf_store *s, int64_t run_id);
 int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_error *err);
 /* Ends a run as "done" when the store holds all `planned` samples of it
  * without an error, else "incomplete"; *status (static) says which.  The
- * store decides, not the caller's own count: another process running the
- * same run may have stored what this one failed or was stopped before. */
+ * store decides, not the caller's own count: an earlier process (or one of
+ * a build from before claims) may have stored what this one failed. */
 int ssf_store_settle_run(ssf_store *s, int64_t run_id, int64_t planned, const char **status,
                          ssf_error *err);
-/* Ends a run this process could not finish: "incomplete", unless another
- * process running the same run has made it "done" (its metrics computed);
- * *status (static, may be NULL) says which. */
+/* Ends a run this process could not finish: "incomplete", unless it is
+ * already "done" (its metrics computed); *status (static, may be NULL)
+ * says which. */
 int ssf_store_abandon_run(ssf_store *s, int64_t run_id, const char **status, ssf_error *err);
 int ssf_store_get_run(ssf_store *s, int64_t run_id, ssf_run_row *out, ssf_error *err);
 /* Records the build that now grades the run (ssf_version()). */
