@@ -35,6 +35,7 @@
 #include "backend.h"
 #include "retry.h"
 #include "sse.h"
+#include "tls.h"
 #include "ssfteval/records.h"
 
 #include <inttypes.h>
@@ -430,6 +431,7 @@ static void prepare(openai *b, slot *s, const char *url, const char *body, size_
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 #if LIBCURL_VERSION_NUM >= 0x075000
     curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, 600L); /* behind load balancers */
+    ssf_tls_trust(e);
 #endif
     if (body) {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -490,6 +492,8 @@ static void describe_curl(const openai *b, const slot *s, const char *url, CURLc
     else if (res == CURLE_OPERATION_TIMEDOUT) /* b->stream: a probe, never streamed */
         ssf_buf_printf(msg, "no answer from %s within %.0f s (%s); raise --timeout%s", url,
                        b->timeout_s, why, b->stream ? "" : " or use --stream on");
+    else if (ssf_tls_fix(res))
+        ssf_buf_printf(msg, "cannot trust %s: %s; %s", b->endpoint, why, ssf_tls_fix(res));
     else
         ssf_buf_printf(msg, "request to %s failed: %s", url, why);
 }

@@ -4,6 +4,7 @@
  * touch the disk and responses can point into the loaded buffers.
  */
 #include "hubserver.h"
+#include "mhd-tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -20,6 +21,7 @@
 #include <microhttpd.h>
 
 #define MATH500_REV "6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be"
+#define MATH500_PATH "/datasets/HuggingFaceH4/MATH-500/resolve/" MATH500_REV "/test.jsonl"
 #define GPQA_REV "83022cefff930aea54f654c0b282e74b9eeda5c6"
 #define FLAKY_CUT 100000 /* bytes the flaky route sends before it hangs up */
 #define STALL_AFTER 1    /* bytes the stalling route sends before it goes quiet */
@@ -55,6 +57,8 @@ struct rows_source {
 struct hubserver {
     struct MHD_Daemon *daemon;
     unsigned port;
+    mhd_tls tls;
+    char *downgrade_to; /* the downgrade route's target server */
     char *token;
     char *models_dir;                   /* NULL: no model repositories */
     struct blob math500, corrupt, gpqa; /* gpqa.data is NULL when not given */
@@ -137,6 +141,7 @@ static int load_data(struct hubserver *s, const struct hubserver_options *o, ssf
     s->corrupt.data[s->corrupt.len / 2] ^= 1; /* any change breaks the sha256 */
     if (o->gpqa_csv && load_blob(&s->gpqa, NULL, o->gpqa_csv, err) != 0) return -1;
     s->token = o->token ? ssf_xstrdup(o->token) : NULL;
+    s->downgrade_to = o->downgrade_to ? ssf_xstrdup(o->downgrade_to) : NULL;
     return load_rows(s, o->data_dir, err);
 }
 
@@ -282,6 +287,18 @@ static enum MHD_Result redirect(struct MHD_Connection *c, const char *location)
     struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (r) MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, location);
     return reply(c, MHD_HTTP_FOUND, r);
+}
+
+/* A 302 to MATH-500's file on a plain http server, named whole: from an
+ * https endpoint, a redirect the client must not follow. */
+static enum MHD_Result downgrade(const struct hubserver *s, struct MHD_Connection *c)
+{
+    char location[256];
+    if (s->downgrade_to)
+        snprintf(location, sizeof location, "%s%s", s->downgrade_to, MATH500_PATH);
+    else
+        snprintf(location, sizeof location, "http://127.0.0.1:%u%s", s->port, MATH500_PATH);
+    return redirect(c, location);
 }
 
 /* MATH-500 at any revision, stalling unless asked for a range. */
@@ -474,9 +491,9 @@ static enum MHD_Result route(struct hubserver *s, struct MHD_Connection *c, cons
         return serve_any_rev(c, rest, &s->math500, NO_RANGES);
     if ((rest = after(url, "/datasets/ssfteval-test/stalling/resolve/")))
         return serve_stalling(s, c, rest);
-    if (after(url, "/datasets/ssfteval-test/redirect/resolve/"))
-        return redirect(c, "/datasets/HuggingFaceH4/MATH-500/resolve/" MATH500_REV "/test.jsonl");
+    if (after(url, "/datasets/ssfteval-test/redirect/resolve/")) return redirect(c, MATH500_PATH);
     if (after(url, "/datasets/ssfteval-test/loop/resolve/")) return redirect(c, url);
+    if (after(url, "/datasets/ssfteval-test/downgrade/resolve/")) return downgrade(s, c);
     if (after(url, "/datasets/ssfteval-test/unavailable/"))
         return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, NULL, "Service Unavailable");
     /* The Hub answers a private repository (or a missing one) to a request
@@ -512,18 +529,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 /* ---- life cycle -------------------------------------------------------- */
 
-static int start_daemon(struct hubserver *s, ssf_error *err)
+static int start_daemon(struct hubserver *s, const struct hubserver_options *options,
+                        ssf_error *err)
 {
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_port = 0; /* the kernel picks a free port: tests can run in parallel */
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (mhd_tls_load(&s->tls, options->tls_dir, err) != 0) return -1;
     /* A thread per connection: the stalling route's wait holds up no other. */
-    s->daemon =
-        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL,
-                         NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | mhd_tls_flags(&s->tls), 0,
+        NULL, NULL, on_request, s, MHD_OPTION_ARRAY, s->tls.items, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
     if (!s->daemon)
         return ssf_fail(err, "hubserver: cannot listen on 127.0.0.1: %s", strerror(errno));
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -537,7 +556,7 @@ struct hubserver *hubserver_start(const struct hubserver_options *options, ssf_e
     struct hubserver *s = ssf_xcalloc(1, sizeof *s);
     atomic_init(&s->requests, 0);
     atomic_init(&s->stopping, 0);
-    if (load_data(s, options, err) != 0 || start_daemon(s, err) != 0) {
+    if (load_data(s, options, err) != 0 || start_daemon(s, options, err) != 0) {
         hubserver_stop(s);
         return NULL;
     }
@@ -572,5 +591,7 @@ void hubserver_stop(struct hubserver *server)
     free(server->gpqa.data);
     free(server->token);
     free(server->models_dir);
+    free(server->downgrade_to);
+    mhd_tls_free(&server->tls);
     free(server);
 }

@@ -13,6 +13,8 @@
  *                                           6 s of silence without Range
  *   /datasets/ssfteval-test/redirect/resolve/{any}/...  302 to MATH-500's file
  *   /datasets/ssfteval-test/loop/resolve/{any}/...      302 to itself
+ *   /datasets/ssfteval-test/downgrade/resolve/{any}/... 302 to MATH-500's file
+ *                                           at an http:// URL (downgrade_to)
  *   /datasets/ssfteval-test/unavailable/...             503
  *   /datasets/ssfteval-test/private/...                 401 RepoNotFound, as the
  *                                           Hub answers a private repository
@@ -34,6 +36,10 @@ struct hubserver_options {
     const char *data_dir; /* laid out like ../shared/data */
     const char *gpqa_csv; /* plain gpqa_diamond.csv path, may be NULL (then 404) */
     const char *token;    /* required token for the gated repo; NULL: nobody has access */
+    const char *tls_dir;  /* https with its server.pem, server-key.pem (NULL: http) */
+    /* where the downgrade route sends MATH-500's file ("http://127.0.0.1:PORT";
+     * NULL: this server, as http) */
+    const char *downgrade_to;
 };
 
 struct hubserver;

@@ -8,6 +8,7 @@
  * condition variable so that mockserver_stop never waits for them.
  */
 #include "mockserver.h"
+#include "mhd-tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,6 +42,7 @@ struct mockserver {
     struct MHD_Daemon *daemon;
     unsigned port;
     struct mockserver_options o;
+    mhd_tls tls;
     char *model;
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t wake;  /* broadcast on stop, to end sleeps early */
@@ -1122,14 +1124,16 @@ static int start_daemon(struct mockserver *s, ssf_error *err)
     /* by default the kernel picks a free port: tests can run in parallel */
     addr.sin_port = htons((uint16_t)s->o.port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (mhd_tls_load(&s->tls, s->o.tls_dir, err) != 0) return -1;
     /* poll() (chosen by MHD_USE_AUTO) has no FD_SETSIZE ceiling. */
     s->daemon = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL,
-        NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
-        MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_THREAD_STACK_SIZE, STACK_SIZE,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        s, MHD_OPTION_END);
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
+            mhd_tls_flags(&s->tls),
+        0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, s->tls.items, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+        MHD_OPTION_THREAD_STACK_SIZE, STACK_SIZE, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon)
         return ssf_fail(err, "mockserver: cannot listen on 127.0.0.1: %s", strerror(errno));
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -1175,6 +1179,7 @@ void mockserver_stop(struct mockserver *server)
     free(server->keys);
     free(server->last_request);
     free(server->model);
+    mhd_tls_free(&server->tls);
     free(server);
 }
 

@@ -114,6 +114,7 @@ struct mockserver_options {
     unsigned health_fail;    /* GET /health answers 503 to the first K polls */
     int no_models;           /* GET /v1/models lists none */
     unsigned port;           /* where to listen (0: a free port the kernel picks) */
+    const char *tls_dir;     /* https with its server.pem, server-key.pem (NULL: http) */
 };
 
 struct mockserver_stats {

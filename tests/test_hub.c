@@ -223,7 +223,7 @@ static int group_setup(void **state)
         fprintf(stderr, "cannot extract the GPQA Diamond member\n");
         return -1;
     }
-    struct hubserver_options o = {g_data_dir, g_gpqa_csv, TOKEN};
+    struct hubserver_options o = {.data_dir = g_data_dir, .gpqa_csv = g_gpqa_csv, .token = TOKEN};
     g_server = hubserver_start(&o, &err);
     if (!g_server) {
         fprintf(stderr, "%s\n", err.msg);
@@ -653,6 +653,82 @@ static void test_redirect_loop(void **state)
     assert_int_equal(requests(), before + 11);
 }
 
+/* tests/fixtures/tls/name in the source tree, malloc'd. */
+static char *tls_fixture(const char *name)
+{
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, "%s/tests/fixtures/tls%s%s", getenv("SSFTEVAL_SOURCE_ROOT"),
+                   *name ? "/" : "", name);
+    return ssf_buf_take(&b);
+}
+
+/* MATH-500's file fetched afresh (the cache emptied first) and checked. */
+static int fetch_math500_anew(struct fixture *f, ssf_error *err)
+{
+    char *local = math500_cache_path(f);
+    unlink(local);
+    free(local);
+    int rc = fetch_math500(f, MATH500_SHA, &local, err);
+    if (rc == 0) assert_sha(local, MATH500_SHA);
+    free(local);
+    return rc;
+}
+
+/* A Hub or mirror behind a certificate of one's own CA: refused with the
+ * fix named until SSL_CERT_FILE (or CURL_CA_BUNDLE) names that CA, trusted
+ * then; and from an https endpoint, a redirect to plain http is not
+ * followed, where from an http one it is. */
+static void test_https(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *tls = tls_fixture(""), *ca = tls_fixture("ca.pem");
+    char plain[64], secure_base[64];
+    snprintf(plain, sizeof plain, "http://127.0.0.1:%u", hubserver_port(g_server));
+    struct hubserver_options o = {.data_dir = g_data_dir, .tls_dir = tls, .downgrade_to = plain};
+    struct hubserver *secure = hubserver_start(&o, &err);
+    assert_ok(secure ? 0 : -1, &err);
+    snprintf(secure_base, sizeof secure_base, "https://127.0.0.1:%u", hubserver_port(secure));
+    free(f->hub.endpoint);
+    f->hub.endpoint = ssf_xstrdup(secure_base);
+    unsetenv("CURL_CA_BUNDLE");
+    unsetenv("SSL_CERT_DIR");
+    unsetenv("SSL_CERT_FILE");
+
+    assert_error(fetch_math500_anew(f, &err), &err, "cannot trust https://127.0.0.1:");
+    assert_error(-1, &err,
+                 "if a CA of your own signed its certificate, name that CA's file in "
+                 "SSL_CERT_FILE");
+    setenv("CURL_CA_BUNDLE", "/nonexistent/ca.pem", 1);
+    assert_error(fetch_math500_anew(f, &err), &err,
+                 "the CA file or folder that CURL_CA_BUNDLE, SSL_CERT_FILE or SSL_CERT_DIR "
+                 "names cannot be read: check the path");
+    unsetenv("CURL_CA_BUNDLE");
+    setenv("SSL_CERT_FILE", ca, 1);
+    assert_ok(fetch_math500_anew(f, &err), &err);
+
+    size_t plain_before = requests();
+    char *local = NULL;
+    assert_error(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/downgrade", "main",
+                                    "test.jsonl", NULL, &local, &err),
+                 &err,
+                 "/datasets/ssfteval-test/downgrade/resolve/main/test.jsonl: redirected from "
+                 "https to plain http, which is not followed (the file would travel "
+                 "unencrypted); use an https mirror");
+    assert_int_equal(requests(), plain_before); /* the http server was never asked */
+    free(f->hub.endpoint);
+    f->hub.endpoint = ssf_xstrdup(plain);
+    assert_ok(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/downgrade", "main",
+                                 "test.jsonl", MATH500_SHA, &local, &err),
+              &err);
+    assert_int_equal(requests(), plain_before + 2);
+    free(local);
+    unsetenv("SSL_CERT_FILE");
+    hubserver_stop(secure);
+    free(ca);
+    free(tls);
+}
+
 /* A server that goes quiet mid-download is given up on after the
  * low-speed timeout (1 s here), and the download resumed, rather than
  * waited on (12 s here; for ever on a real connection). */
@@ -1067,6 +1143,7 @@ int main(void)
         T(test_server_error),
         T(test_redirect_followed),
         T(test_redirect_loop),
+        T(test_https),
         T(test_stalled_download_resumes),
         T(test_unreachable_endpoint),
         T(test_verify_file),

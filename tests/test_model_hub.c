@@ -74,7 +74,7 @@ static int group_setup(void **state)
     g_data_dir = shared_path("data");
     g_models = make_temp_dir();
     write_repos();
-    struct hubserver_options o = {g_data_dir, NULL, NULL};
+    struct hubserver_options o = {.data_dir = g_data_dir};
     ssf_error err = {0};
     g_server = hubserver_start(&o, &err);
     if (!g_server) {

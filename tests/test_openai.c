@@ -495,6 +495,47 @@ static void test_n_ignored_then_single(void **state)
     mockserver_stop(m);
 }
 
+/* A server behind a certificate of one's own CA (a vLLM behind a company's
+ * gateway): every sample fails at once, not retried, naming the fix, until
+ * SSL_CERT_FILE names that CA; then the run goes through. */
+static void test_https_own_ca(void **state)
+{
+    (void)state;
+    ssf_buf tls = {0}, ca = {0};
+    ssf_buf_printf(&tls, "%s/tests/fixtures/tls", getenv("SSFTEVAL_SOURCE_ROOT"));
+    ssf_buf_printf(&ca, "%s/ca.pem", tls.data);
+    struct mockserver_options mo = {.tls_dir = tls.data};
+    struct mockserver *m = start(&mo);
+    unsetenv("CURL_CA_BUNDLE");
+    unsetenv("SSL_CERT_DIR");
+    unsetenv("SSL_CERT_FILE");
+    struct run r;
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 2, 90, 0);
+    snprintf(r.endpoint, sizeof r.endpoint, "https://127.0.0.1:%u/v1", mockserver_port(m));
+    generate(&o, &r);
+    char want[256];
+    snprintf(want, sizeof want, "cannot trust %s: ", r.endpoint);
+    expect_all_failed(&r, NULL, want);
+    expect_all_failed(&r, NULL,
+                      "; if a CA of your own signed its certificate, name that CA's "
+                      "file in SSL_CERT_FILE");
+    for (size_t i = 0; i < r.n; i++)
+        assert_int_equal(r.out[i].attempts, 1);
+    assert_int_equal(mockserver_attempts(m, r.reqs[0].seed), 0); /* no request got through */
+    free_run(&r);
+
+    setenv("SSL_CERT_FILE", ca.data, 1);
+    o = make_run_for(&r, m, 1, 1, 2, 90, 0);
+    snprintf(r.endpoint, sizeof r.endpoint, "https://127.0.0.1:%u/v1", mockserver_port(m));
+    generate(&o, &r);
+    expect_all_ok(&r, 0);
+    free_run(&r);
+    unsetenv("SSL_CERT_FILE");
+    mockserver_stop(m);
+    ssf_buf_free(&tls);
+    ssf_buf_free(&ca);
+}
+
 /* The request carries every sampling parameter and the sample's seed. */
 static void test_request_fields(void **state)
 {
@@ -1561,6 +1602,7 @@ int main(void)
         cmocka_unit_test_setup(test_chat, arm_watchdog),
         cmocka_unit_test_setup(test_chat_tag_request, arm_watchdog),
         cmocka_unit_test_setup(test_request_fields, arm_watchdog),
+        cmocka_unit_test_setup(test_https_own_ca, arm_watchdog),
         cmocka_unit_test_setup(test_server_fields, arm_watchdog),
         cmocka_unit_test_setup(test_model_discovery, arm_watchdog),
         cmocka_unit_test_setup(test_model_discovery_none, arm_watchdog),

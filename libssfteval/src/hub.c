@@ -4,6 +4,7 @@
  * dataset rows from the dataset viewer's /rows JSON API.
  */
 #include "ssfteval/hub.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -328,6 +329,7 @@ static CURLcode set_options(CURL *c, const ssf_hub *hub, struct transfer *t, con
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
     if (!rc) rc = curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, t->resume_from);
+    if (!rc) rc = ssf_tls_trust(c);
     return rc;
 }
 
@@ -397,6 +399,8 @@ static int transfer_error(const ssf_hub *hub, const struct target *tg, const str
     if (t->too_big)
         return ssf_fail(err, "%s: the answer is larger than %zu MiB, which no /rows page is", url,
                         MAX_BODY >> 20);
+    const char *tls_fix = ssf_tls_fix(t->result);
+    if (tls_fix) return ssf_fail(err, "cannot trust %s: %s; %s", tg->endpoint, why, tls_fix);
     if (t->result != CURLE_OK && t->status == 0)
         return ssf_fail(err,
                         "cannot reach %s: %s; check the network (HF_ENDPOINT names a "
@@ -408,6 +412,12 @@ static int transfer_error(const ssf_hub *hub, const struct target *tg, const str
     if (t->status == 401 || t->status == 403) return auth_error(hub, tg, t, err);
     if (t->status == 404 || strstr(t->error_code, "NotFound"))
         return ssf_fail(err, "%s: not found (HTTP %ld): check the %s", url, t->status, tg->missing);
+    if (t->result == CURLE_UNSUPPORTED_PROTOCOL && t->status >= 300 && t->status <= 399)
+        return ssf_fail(err,
+                        "%s: redirected from https to plain http, which is not followed (the "
+                        "file would travel unencrypted); use an https mirror, or an http:// "
+                        "HF_ENDPOINT if plain http is meant",
+                        url);
     if (t->result != CURLE_OK) /* e.g. too many redirects */
         return ssf_fail(err, "%s: %s (HTTP %ld)", url, why, t->status);
     return ssf_fail(err,
