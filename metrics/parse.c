@@ -35,9 +35,10 @@
  *     an open interval; otherwise (a,b) stays a TUPLE;
  *   - E-notation (1e-3, 2.5E+4) is a decimal literal, as it is a Float in sympy;
  *     3\times10^8 is a product;
- *   - a trailing \text{..} run of words (17\text{ any text}) or a unit word
- *     after a value is dropped when strip_units is set; a one-letter unit
- *     (m, g, s, h, L, l) only when written apart ("5 m"), since 5m may be 5*m;
+ *   - a trailing \text{..} run of words (17\text{ any text}, 9\text{ m/s}) or a
+ *     unit word after a value is dropped when strip_units is set; a one-letter
+ *     unit (m, g, s, h, L, l) only when written apart ("5 m"), since 5m may be
+ *     5*m, and C, F, K after a degree sign (25^\circ C);
  *   - an answer made only of words ("odd", "Evelyn", "no solution", "Alina and
  *     Cecile") is TEXT (a SET of them for a list); a word inside math is a
  *     product of letters (latex2sympy's reading of \mathrm-less words);
@@ -105,6 +106,7 @@ typedef struct tok {
     size_t ndigits;   /* T_NUM */
     unsigned text;    /* the \text{} run it came from, 0 in math */
     unsigned char space, sci;
+    unsigned char after_degree; /* a degree sign stood just before it: the C of 25^\circ C */
 } tok;
 
 #define NODES_INLINE 8
@@ -133,6 +135,7 @@ typedef struct parser {
     char *pool, *pool_small; /* token names, NUL-separated; pool starts as pool_small */
     size_t pool_len, pool_cap;
     int env, nest, space;
+    int degree;   /* a degree sign was dropped since the last token */
     int set_nest; /* open \{ ... \} around the lexer */
     unsigned text, text_ids;
     int text_braces, text_op;
@@ -423,8 +426,9 @@ static tok *push_tok(parser *p, int kind, size_t pos, size_t len)
     t->pos = pos;
     t->len = len;
     t->space = (unsigned char)p->space;
+    t->after_degree = (unsigned char)p->degree;
     t->text = p->text;
-    p->space = 0;
+    p->space = p->degree = 0;
     if (kind == T_LPAREN || kind == T_LBRACK || kind == T_LBRACE || kind == T_LSET) p->nest++;
     if ((kind == T_RPAREN || kind == T_RBRACK || kind == T_RBRACE || kind == T_RSET) && p->nest > 0)
         p->nest--;
@@ -823,6 +827,7 @@ static void lex_command(parser *p)
         return;
     }
     if (word_in(name, n, ignored)) {
+        if (same_word("circ", name, n) || same_word("degree", name, n)) p->degree = 1;
         if (sizes_delimiter(name, n)) {
             while (is_space(ch(p, p->i)))
                 p->i++;
@@ -894,6 +899,7 @@ static void lex_utf8(parser *p)
         size_t st = p->i, n = strlen(u->bytes);
         p->i += n;
         if (u->kind == -2) p->space = 1;
+        if (u->kind == -1 && strcmp(u->bytes, "\xc2\xb0") == 0) p->degree = 1;
         if (u->kind < 0) return;
         tok *t = push_tok(p, u->kind, st, n);
         if (t) t->sub = u->sub;
@@ -981,7 +987,10 @@ static void lex_punct(parser *p)
         kind = T_DIV;
         break;
     case '^':
-        if (skip_degree(p)) return;
+        if (skip_degree(p)) {
+            p->degree = 1;
+            return;
+        }
         kind = T_POW;
         break;
     case '_':
@@ -1196,28 +1205,42 @@ static int is_unit_tok(const parser *p, const tok *t)
 {
     /* "5 min", "3 sec": a function name with nothing after it is a unit. */
     if (t->kind == T_WORD || t->kind == T_FUNC) return is_unit_word(tok_str(p, t), t->slen);
-    return t->kind == T_SYM && t->space && word_in(tok_str(p, t), t->slen, unit_letters);
+    if (t->kind != T_SYM) return 0;
+    /* A temperature's scale after its degree sign: 25^\circ C, 25^\circ\text{F}. */
+    if (t->after_degree && t->slen == 1 && strchr("CFKcfk", tok_str(p, t)[0])) return 1;
+    return t->space && word_in(tok_str(p, t), t->slen, unit_letters);
+}
+
+/* The tokens of a trailing power ^2, ^{2} or ^{-1} ending before e (0: none). */
+static size_t unit_power(const parser *p, size_t e)
+{
+    const tok *t = p->t;
+    if (e >= 3 && t[e - 1].kind == T_NUM && t[e - 2].kind == T_POW) return 2;
+    if (e < 5 || t[e - 1].kind != T_RBRACE || t[e - 2].kind != T_NUM) return 0;
+    if (t[e - 3].kind == T_LBRACE && t[e - 4].kind == T_POW) return 4;
+    if (e >= 6 && t[e - 3].kind == T_MINUS && t[e - 4].kind == T_LBRACE && t[e - 5].kind == T_POW)
+        return 5;
+    return 0;
 }
 
 /* Drops one trailing unit: a \text{..} run of words, or a unit word, each
- * with an optional ^2/^3 ("15\mbox{ cm}^2", "5 cm^2", "3 square units"). */
+ * with an optional ^2/^3/^{-1} ("15\mbox{ cm}^2", "5 cm^2", "3 square units",
+ * "9\text{ m s}^{-1}"); words in the run may be divided ("9\text{ m/s}"). */
 static int strip_one_unit(parser *p)
 {
     size_t end = p->n - 1; /* the T_END */
-    size_t e = end;
-    if (e >= 3 && p->t[e - 1].kind == T_NUM && p->t[e - 2].kind == T_POW)
-        e -= 2;
-    else if (e >= 5 && p->t[e - 1].kind == T_RBRACE && p->t[e - 2].kind == T_NUM &&
-             p->t[e - 3].kind == T_LBRACE && p->t[e - 4].kind == T_POW)
-        e -= 4;
+    size_t e = end - unit_power(p, end);
     if (e < 2) return 0;
     const tok *last = &p->t[e - 1];
     size_t f = e - 1;
     if (last->text) {
         while (f > 0 && p->t[f - 1].text == last->text)
             f--;
-        for (size_t k = f; k < e; k++)
-            if (p->t[k].kind != T_WORD && !(p->t[k].kind == T_SYM && p->t[k].slen == 1)) return 0;
+        for (size_t k = f; k < e; k++) {
+            int word = p->t[k].kind == T_WORD || (p->t[k].kind == T_SYM && p->t[k].slen == 1);
+            int per = p->t[k].kind == T_DIV && k > f && k + 1 < e && p->t[k + 1].kind != T_DIV;
+            if (!word && !per) return 0;
+        }
         if (e - f == 1 && last->kind == T_SYM && !is_unit_tok(p, last)) return 0;
     } else if (!is_unit_tok(p, last)) {
         return 0;
@@ -2329,7 +2352,7 @@ static void parser_init(parser *p, ssf_arena *a, const char *s, size_t len,
     p->n = p->cap = p->k = 0;
     p->pool = p->pool_small = NULL;
     p->pool_len = p->pool_cap = 0;
-    p->env = p->nest = p->space = p->set_nest = 0;
+    p->env = p->nest = p->space = p->degree = p->set_nest = 0;
     p->text = p->text_ids = 0;
     p->text_braces = p->text_op = 0;
     p->depth = p->abs_depth = 0;
