@@ -1769,19 +1769,83 @@ static const ssf_node *pm_as_set(ctx *c, const ssf_node *n)
     return s ? s : n;
 }
 
-/* A set's element a ± b is two elements: {1 ± \sqrt5, -2} has three. */
+/* Kinds a ± inside an expression is read through: arithmetic, not lists
+ * (whose elements are read one by one) nor relations. */
+static int arithmetic(const ssf_node *n)
+{
+    return n->kind == SSF_N_ADD || n->kind == SSF_N_MUL || n->kind == SSF_N_NEG ||
+           n->kind == SSF_N_POW || n->kind == SSF_N_FUNC || n->kind == SSF_N_PERCENT;
+}
+
+/* How many ± an expression holds (counting stops at 2; too deep counts 2). */
+static int nested_pms(const ssf_node *n, int depth)
+{
+    if (n->kind == SSF_N_PM) return 1;
+    if (!arithmetic(n)) return 0;
+    if (depth > MAX_DEPTH) return 2;
+    int k = 0;
+    for (size_t i = 0; i < n->n_kids && k < 2; i++)
+        k += nested_pms(n->kids[i], depth + 1);
+    return k;
+}
+
+/* n with its ± read as a minus (plus 0) or a plus: n itself when it holds
+ * none, NULL when the scratch arena is spent. */
+static ssf_node *pm_branch(ctx *c, ssf_node *n, int plus, int depth)
+{
+    if (n->kind == SSF_N_PM) {
+        const ssf_node *two = pm_as_set(c, n);
+        return two->kind == SSF_N_SET ? two->kids[plus] : NULL;
+    }
+    if (!arithmetic(n) || depth > MAX_DEPTH) return n;
+    ssf_node *m = NULL;
+    for (size_t i = 0; i < n->n_kids; i++) {
+        ssf_node *k = pm_branch(c, n->kids[i], plus, depth + 1);
+        if (!k) return NULL;
+        if (k == n->kids[i]) continue;
+        if (!m) {
+            m = ssf_node_list(scratch(c), n->kind, n->kids, n->n_kids);
+            if (!m) return NULL;
+            m->op = n->op;
+            m->name = n->name;
+        }
+        m->kids[i] = k;
+    }
+    return m ? m : n;
+}
+
+/* An expression with one ± inside is the set of its two readings:
+ * \frac{1 \pm \sqrt5}{2} is {\frac{1-\sqrt5}{2}, \frac{1+\sqrt5}{2}}.  With two
+ * or more (whose signs may or may not go together) it stays as written. */
+static const ssf_node *pm_distributed(ctx *c, const ssf_node *n)
+{
+    if (!arithmetic(n) || nested_pms(n, 0) != 1) return n;
+    ssf_node *e[2] = {pm_branch(c, (ssf_node *)n, 0, 0), pm_branch(c, (ssf_node *)n, 1, 0)};
+    ssf_node *s = e[0] && e[1] ? ssf_node_list(scratch(c), SSF_N_SET, e, 2) : NULL;
+    return s ? s : n;
+}
+
+/* The two readings of a set's element a ± b or \frac{a \pm b}{c}, else NULL. */
+static const ssf_node *pm_readings(ctx *c, const ssf_node *k)
+{
+    const ssf_node *two = k->kind == SSF_N_PM ? pm_as_set(c, k) : pm_distributed(c, k);
+    return two != k && two->kind == SSF_N_SET ? two : NULL;
+}
+
+/* A set's element with a ± is two elements: {1 ± \sqrt5, -2} has three. */
 static ssf_node *expand_pm(ctx *c, ssf_node *set)
 {
     size_t pms = 0;
     for (size_t i = 0; i < set->n_kids; i++)
-        pms += set->kids[i]->kind == SSF_N_PM;
+        pms += set->kids[i]->kind == SSF_N_PM ||
+               (arithmetic(set->kids[i]) && nested_pms(set->kids[i], 0) == 1);
     if (set->kind != SSF_N_SET || pms == 0) return set;
     ssf_node **e = ssf_xmalloc((set->n_kids + pms) * sizeof *e);
     size_t n = 0;
     for (size_t i = 0; i < set->n_kids; i++) {
         const ssf_node *k = set->kids[i];
-        const ssf_node *two = k->kind == SSF_N_PM ? pm_as_set(c, k) : NULL;
-        if (two && two->kind == SSF_N_SET) {
+        const ssf_node *two = pm_readings(c, k);
+        if (two) {
             e[n++] = two->kids[0];
             e[n++] = two->kids[1];
         } else {
@@ -2125,8 +2189,8 @@ static ssf_verdict compare_rules(ctx *c, const ssf_node *g, const ssf_node *p, i
         if (s) return compare(c, s, p, depth + 1);
     }
     if (is_relation(g) && is_relation(p)) return compare_relations(c, g, p);
-    if (g->kind == SSF_N_PM) g = pm_as_set(c, g);
-    if (p->kind == SSF_N_PM) p = pm_as_set(c, p);
+    g = g->kind == SSF_N_PM ? pm_as_set(c, g) : pm_distributed(c, g);
+    p = p->kind == SSF_N_PM ? pm_as_set(c, p) : pm_distributed(c, p);
     if (g->kind == SSF_N_MATRIX || p->kind == SSF_N_MATRIX) return compare_matrices(c, g, p, depth);
     if (is_container(g) || is_container(p))
         return compare_containers(c, (ssf_node *)g, (ssf_node *)p, depth);
@@ -2370,6 +2434,11 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
         return;
     default:
         break;
+    }
+    const ssf_node *two = pm_distributed(c, n); /* \frac{1 \pm 3}{2} votes as {-1, 2} */
+    if (two != n) {
+        key_set(c, two, b, depth);
+        return;
     }
     if (key_value(c, n, b) || key_function(c, n, b)) return;
     char *s = ssf_node_sexpr(n);

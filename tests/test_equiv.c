@@ -449,6 +449,15 @@ static void test_sets(void **state)
     EQ2(SET(pm(I_(1), sqrt_(I_(5))), I_(-2)),
         SET(I_(-2), sub(I_(1), sqrt_(I_(5))), ADD(I_(1), sqrt_(I_(5)))));
     NE2(SET(pm(I_(1), sqrt_(I_(5))), I_(-2)), SET(I_(-2), ADD(I_(1), sqrt_(I_(5)))));
+    /* a ± inside an expression: \frac{1 \pm \sqrt5}{2} is its two readings */
+    ssf_node *half_pm = frac(pm(I_(1), sqrt_(I_(5))), I_(2));
+    EQ2(half_pm, SET(frac(ADD(I_(1), sqrt_(I_(5))), I_(2)), frac(sub(I_(1), sqrt_(I_(5))), I_(2))));
+    EQ2(half_pm, pm(Q("1/2"), frac(sqrt_(I_(5)), I_(2))));
+    NE2(half_pm, frac(pm(I_(-1), sqrt_(I_(5))), I_(2)));
+    NE2(half_pm, frac(ADD(I_(1), sqrt_(I_(5))), I_(2)));
+    EQ2(MUL(I_(2), pm(I_(1), sqrt_(I_(5)))), pm(I_(2), MUL(I_(2), sqrt_(I_(5)))));
+    EQ2(neg(pm(I_(1), sqrt_(I_(5)))), pm(I_(-1), sqrt_(I_(5))));
+    EQ2(SET(half_pm, I_(-2)), SET(I_(-2), pm(Q("1/2"), frac(sqrt_(I_(5)), I_(2)))));
 }
 
 static void test_intervals(void **state)
@@ -784,6 +793,8 @@ static void test_keys(void **state)
     check_key(iv(I_(0), I_(1), 1, 0), "(q:0,q:1]");
     check_key(pm(I_(3), NULL), "{q:-3,q:3}");
     check_key(SET(pm(I_(1), I_(2)), I_(5)), "{q:-1,q:3,q:5}"); /* a ± element is two */
+    check_key(frac(pm(I_(1), I_(3)), I_(2)), "{q:-1,q:2}");
+    check_key(SET(frac(pm(I_(1), I_(3)), I_(2)), I_(5)), "{q:-1,q:2,q:5}");
     /* in free symbols: the values at the signed points, so forms that are
      * equal vote together and |x| does not vote with x */
     char *a = ssf_canonical_key(ADD(S("x"), I_(1)), NULL);

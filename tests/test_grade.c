@@ -269,6 +269,23 @@ static void test_latex_constructs(void **state)
     ssf_grade_result_clear(&b);
 }
 
+/* A ± inside an expression (the quadratic formula's roots) is its two
+ * readings, against a list of both roots or another spelling. */
+static void test_pm_in_expression(void **state)
+{
+    (void)state;
+    expect_default("\\frac{1\\pm\\sqrt5}{2}",
+                   "$\\boxed{\\frac{1+\\sqrt5}{2}, \\frac{1-\\sqrt5}{2}}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("\\frac{1\\pm\\sqrt5}{2}", "$\\boxed{\\frac12 \\pm \\frac{\\sqrt5}{2}}$",
+                   SSF_GRADE_RIGHT, NULL);
+    expect_default("1 \\pm \\sqrt{19}", "$\\boxed{\\frac{2 \\pm 2\\sqrt{19}}{2}}$", SSF_GRADE_RIGHT,
+                   NULL);
+    expect_default("\\frac{1\\pm\\sqrt5}{2}", "$\\boxed{\\frac{-1\\pm\\sqrt5}{2}}$",
+                   SSF_GRADE_WRONG, NULL);
+    expect_default("\\frac{1\\pm\\sqrt5}{2}", "$\\boxed{\\frac{1+\\sqrt5}{2}}$", SSF_GRADE_WRONG,
+                   NULL);
+}
+
 /* \max and \min are evaluated, not taken for unknown functions. */
 static void test_max_min(void **state)
 {
@@ -531,7 +548,7 @@ int main(void)
         cmocka_unit_test(test_latex_constructs), cmocka_unit_test(test_max_min),
         cmocka_unit_test(test_several_boxes),    cmocka_unit_test(test_many_choices),
         cmocka_unit_test(test_precision),        cmocka_unit_test(test_lighteval_raw_strings),
-        cmocka_unit_test(test_ungradable),
+        cmocka_unit_test(test_ungradable),       cmocka_unit_test(test_pm_in_expression),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
