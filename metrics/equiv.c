@@ -1984,6 +1984,42 @@ static ssf_verdict compare_containers(ctx *c, ssf_node *g, ssf_node *p, int dept
     return unordered(c, gk, ng, pk, np, depth, "sets");
 }
 
+/* A scalar times a matrix (or a matrix negated) is the matrix of the
+ * products: \frac13\begin{pmatrix}1\\2\end{pmatrix} is the column (1/3, 2/3).
+ * n itself when it is no such product. */
+static const ssf_node *scaled_matrix(ctx *c, const ssf_node *n)
+{
+    const ssf_node *m = NULL;
+    size_t at = 0;
+    if (n->kind == SSF_N_NEG && n->kids[0]->kind == SSF_N_MATRIX) m = n->kids[0];
+    if (n->kind == SSF_N_MUL) {
+        for (size_t i = 0; i < n->n_kids; i++) {
+            const ssf_node *k = n->kids[i];
+            if (k->kind == SSF_N_MATRIX && !m) {
+                m = k;
+                at = i;
+            } else if (k->kind == SSF_N_MATRIX || is_container(k) || is_relation(k) ||
+                       k->kind == SSF_N_PM) {
+                return n;
+            }
+        }
+    }
+    if (!m || m->n_kids == 0) return n;
+    ssf_arena *a = scratch(c);
+    ssf_node **cells = ssf_xmalloc(m->n_kids * sizeof *cells);
+    for (size_t i = 0; i < m->n_kids; i++) {
+        if (n->kind == SSF_N_NEG) {
+            cells[i] = ssf_node_unary(a, SSF_N_NEG, m->kids[i]);
+        } else {
+            cells[i] = ssf_node_list(a, SSF_N_MUL, n->kids, n->n_kids);
+            if (cells[i]) cells[i]->kids[at] = m->kids[i];
+        }
+    }
+    ssf_node *out = ssf_node_matrix(a, cells, m->rows, m->cols);
+    free(cells);
+    return out ? out : n;
+}
+
 static ssf_verdict compare_matrices(ctx *c, const ssf_node *g, const ssf_node *p, int depth)
 {
     if (g->kind == SSF_N_MATRIX && p->kind == SSF_N_MATRIX) {
@@ -2191,6 +2227,8 @@ static ssf_verdict compare_rules(ctx *c, const ssf_node *g, const ssf_node *p, i
     if (is_relation(g) && is_relation(p)) return compare_relations(c, g, p);
     g = g->kind == SSF_N_PM ? pm_as_set(c, g) : pm_distributed(c, g);
     p = p->kind == SSF_N_PM ? pm_as_set(c, p) : pm_distributed(c, p);
+    g = scaled_matrix(c, g);
+    p = scaled_matrix(c, p);
     if (g->kind == SSF_N_MATRIX || p->kind == SSF_N_MATRIX) return compare_matrices(c, g, p, depth);
     if (is_container(g) || is_container(p))
         return compare_containers(c, (ssf_node *)g, (ssf_node *)p, depth);

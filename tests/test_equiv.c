@@ -614,6 +614,15 @@ static void test_matrices(void **state)
     NE2(ssf_node_matrix(A, v, 3, 1), I_(1));
     ssf_node *m[4] = {I_(1), I_(2), I_(3), I_(4)};
     NE2(ssf_node_matrix(A, m, 2, 2), TUP(I_(1), I_(2), I_(3), I_(4))); /* only a vector is */
+    /* a scalar times a matrix is the matrix of the products */
+    ssf_node *thirds[2] = {Q("1/3"), Q("2/3")}, *ints[2] = {I_(1), I_(2)},
+             *other[2] = {I_(1), I_(3)};
+    ssf_node *col = ssf_node_matrix(A, thirds, 2, 1);
+    EQ2(col, MUL(Q("1/3"), ssf_node_matrix(A, ints, 2, 1)));
+    EQ2(col, frac(ssf_node_matrix(A, ints, 2, 1), I_(3)));
+    NE2(col, MUL(Q("1/3"), ssf_node_matrix(A, other, 2, 1)));
+    ssf_node *negs[2] = {I_(-1), I_(-2)};
+    EQ2(ssf_node_matrix(A, negs, 2, 1), neg(ssf_node_matrix(A, ints, 2, 1)));
 }
 
 /* ---- hostile inputs and the budget ---- */
