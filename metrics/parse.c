@@ -35,10 +35,11 @@
  *     an open interval; otherwise (a,b) stays a TUPLE;
  *   - E-notation (1e-3, 2.5E+4) is a decimal literal, as it is a Float in sympy;
  *     3\times10^8 is a product;
- *   - a trailing \text{..} run of words (17\text{ any text}, 9\text{ m/s}) or a
- *     unit word after a value is dropped when strip_units is set; a one-letter
- *     unit (m, g, s, h, L, l) only when written apart ("5 m"), since 5m may be
- *     5*m, and C, F, K after a degree sign (25^\circ C);
+ *   - a trailing \text{..} run of words (17\text{ any text}, 9\text{ m/s},
+ *     the words of \text{12 cm}) or a unit word after a value is dropped
+ *     when strip_units is set; a one-letter unit (m, g, s, h, L, l) only
+ *     when written apart ("5 m"), since 5m may be 5*m, and C, F, K after a
+ *     degree sign (25^\circ C);
  *   - an answer made only of words ("odd", "Evelyn", "no solution", "Alina and
  *     Cecile") is TEXT (a SET of them for a list); a word inside math is a
  *     product of letters (latex2sympy's reading of \mathrm-less words);
@@ -1211,6 +1212,12 @@ static int is_unit_tok(const parser *p, const tok *t)
     return t->space && word_in(tok_str(p, t), t->slen, unit_letters);
 }
 
+/* A word or a letter of a \text{} run of units. */
+static int is_unit_part(const tok *t)
+{
+    return t->kind == T_WORD || (t->kind == T_SYM && t->slen == 1);
+}
+
 /* The tokens of a trailing power ^2, ^{2} or ^{-1} ending before e (0: none). */
 static size_t unit_power(const parser *p, size_t e)
 {
@@ -1234,12 +1241,15 @@ static int strip_one_unit(parser *p)
     const tok *last = &p->t[e - 1];
     size_t f = e - 1;
     if (last->text) {
-        while (f > 0 && p->t[f - 1].text == last->text)
+        /* The run's words back to its start, or to the value it holds
+         * (\text{12 cm}); a '/' between two words is theirs (m/s). */
+        if (!is_unit_part(last)) return 0;
+        while (f > 0 && p->t[f - 1].text == last->text) {
+            const tok *t = &p->t[f - 1];
+            int per = t->kind == T_DIV && f >= 2 && p->t[f - 2].text == last->text &&
+                      is_unit_part(&p->t[f - 2]);
+            if (!is_unit_part(t) && !per) break;
             f--;
-        for (size_t k = f; k < e; k++) {
-            int word = p->t[k].kind == T_WORD || (p->t[k].kind == T_SYM && p->t[k].slen == 1);
-            int per = p->t[k].kind == T_DIV && k > f && k + 1 < e && p->t[k + 1].kind != T_DIV;
-            if (!word && !per) return 0;
         }
         if (e - f == 1 && last->kind == T_SYM && !is_unit_tok(p, last)) return 0;
     } else if (!is_unit_tok(p, last)) {
