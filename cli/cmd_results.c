@@ -171,18 +171,25 @@ static int finish(cli *c, ssf_store *store, int rc)
 
 /* ---- runs ------------------------------------------------------------- */
 
+typedef struct run_list {
+    ssf_store *store;
+    json_t *json; /* NULL: a table on stdout */
+} run_list;
+
 static int print_run(const ssf_run_row *r, void *ud)
 {
-    json_t *list = ud;
-    if (list) {
-        json_array_append_new(
-            list, json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "run_id",
-                            (json_int_t)r->id, "status", r->status, "created_at", r->created_at,
-                            "finished_at", r->finished_at, "tasks", r->tasks, "metrics", r->metrics,
-                            "model", r->model, "backend", r->backend, "profile", r->profile));
+    const run_list *l = ud;
+    const char *status = ssf_store_run_status(l->store, r);
+    if (l->json) {
+        json_array_append_new(l->json,
+                              json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}",
+                                        "run_id", (json_int_t)r->id, "status", status, "created_at",
+                                        r->created_at, "finished_at", r->finished_at, "tasks",
+                                        r->tasks, "metrics", r->metrics, "model", r->model,
+                                        "backend", r->backend, "profile", r->profile));
         return 0;
     }
-    printf("%5" PRId64 "  %-10s  %-24s  %-24s  %-28s  %s\n", r->id, r->status ? r->status : "",
+    printf("%5" PRId64 "  %-10s  %-24s  %-24s  %-28s  %s\n", r->id, status ? status : "",
            r->created_at ? r->created_at : "", r->tasks ? r->tasks : "",
            r->metrics ? r->metrics : "", r->model && *r->model ? r->model : "-");
     return 0;
@@ -193,7 +200,9 @@ int cmd_runs(int argc, char **argv)
     static const char help[] =
         "usage: ssfteval runs [--db FILE] [--json]\n\n"
         "List the runs in the store: id, status, created, tasks, metrics,\n"
-        "model.\n\n"
+        "model.  Status: running (a process generates it now), stopped (it was\n"
+        "running when its process died: its command resumes it), incomplete\n"
+        "(ended with samples failed or missing), done, or failed.\n\n"
         "  --json              an array of objects, one a run\n" DB_HELP HELP_HELP;
     cli c;
     results_args a;
@@ -204,17 +213,17 @@ int cmd_runs(int argc, char **argv)
         cli_error("runs: unexpected argument '%s'; see `ssfteval runs --help`", argv[optind]);
         return finish(&c, store, EXIT_USAGE);
     }
-    json_t *list = c.json ? json_array() : NULL;
-    if (!list)
+    run_list list = {store, c.json ? json_array() : NULL};
+    if (!list.json)
         printf("%5s  %-10s  %-24s  %-24s  %-28s  %s\n", "run", "status", "created", "tasks",
                "metrics", "model");
     ssf_error err;
-    rc = ssf_store_foreach_run(store, print_run, list, &err) ? EXIT_WORK : 0;
+    rc = ssf_store_foreach_run(store, print_run, &list, &err) ? EXIT_WORK : 0;
     if (rc) cli_error("%s", err.msg);
-    if (list) {
-        json_dumpf(list, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (list.json) {
+        json_dumpf(list.json, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         putchar('\n');
-        json_decref(list);
+        json_decref(list.json);
     }
     return finish(&c, store, rc);
 }

@@ -484,19 +484,25 @@ static int same_questions(const ssf_run_row *base, const json_t *base_conf, cons
 /* A gate over a run that is missing samples would compare the questions
  * that happened to finish (a dead server would pass it), so both runs must
  * be whole. */
-static int check_whole(const ssf_run_row *r, ssf_error *err)
+static int check_whole(const ssf_store *store, const ssf_run_row *r, ssf_error *err)
 {
     if (r->status && strcmp(r->status, "done") == 0) return 0;
+    const char *status = ssf_store_run_status(store, r);
+    if (status && strcmp(status, "running") == 0)
+        return ssf_fail(err,
+                        "run %" PRId64 " is being generated now, not done: compare it once its "
+                        "`ssfteval run` has ended",
+                        r->id);
     return ssf_fail(err,
                     "run %" PRId64 " is %s, not done: some of its samples failed or were never "
                     "made; rerun its `ssfteval run` command (it resumes) before comparing",
-                    r->id, r->status ? r->status : "without a status");
+                    r->id, status ? status : "without a status");
 }
 
 static int load_whole_run(ssf_store *store, int64_t id, ssf_run_row *r, ssf_error *err)
 {
     if (ssf_store_get_run(store, id, r, err)) return -1;
-    if (check_whole(r, err) == 0) return 0;
+    if (check_whole(store, r, err) == 0) return 0;
     ssf_run_row_clear(r);
     return -1;
 }

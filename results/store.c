@@ -756,16 +756,22 @@ static int insert_run(ssf_store *s, const ssf_run_meta *m, int64_t *id)
  * store would share SQLite's: POSIX drops every lock a process holds on a
  * file when it closes any descriptor of it. */
 
-static int open_claims(ssf_store *s, ssf_error *err)
+/* "<store>-lock" beside the file itself, as SQLite keeps its -wal (malloc'd). */
+static char *claims_path(const ssf_store *s)
 {
-    if (s->claims_fd >= 0) return 0;
-    /* beside the file itself, as SQLite keeps its -wal */
     char *real = realpath(s->path, NULL);
     const char *base = real ? real : s->path;
     size_t n = strlen(base) + sizeof "-lock";
     char *path = ssf_xmalloc(n);
     snprintf(path, n, "%s-lock", base);
     free(real);
+    return path;
+}
+
+static int open_claims(ssf_store *s, ssf_error *err)
+{
+    if (s->claims_fd >= 0) return 0;
+    char *path = claims_path(s);
     s->claims_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     int rc = 0;
     if (s->claims_fd < 0) {
@@ -800,6 +806,27 @@ void ssf_store_release_run(ssf_store *s, int64_t run_id)
 {
     ssf_error ignored; /* unlocking a byte cannot be refused */
     if (s->claims_fd >= 0) lock_claim(s, run_id, F_UNLCK, &ignored);
+}
+
+/* Asked through a descriptor of its own: a lock is reported only when
+ * another open file description holds it, this handle's among them. */
+int ssf_store_run_generating(const ssf_store *s, int64_t run_id)
+{
+    char *path = claims_path(s);
+    int fd = open(path, O_RDONLY | O_CLOEXEC); /* none: no run was ever claimed */
+    free(path);
+    if (fd < 0) return 0;
+    struct flock fl = {
+        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)run_id, .l_len = 1};
+    int held = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+    close(fd);
+    return held;
+}
+
+const char *ssf_store_run_status(const ssf_store *s, const ssf_run_row *r)
+{
+    if (!r->status || strcmp(r->status, "running") != 0) return r->status;
+    return ssf_store_run_generating(s, r->id) ? "running" : "stopped";
 }
 
 int ssf_store_begin_run(ssf_store *s, const ssf_run_meta *meta, int64_t *run_id, int *resumed,

@@ -65,6 +65,12 @@ typedef struct ssf_run_row {
 int ssf_store_begin_run(ssf_store *s, const ssf_run_meta *meta, int64_t *run_id, int *resumed,
                         ssf_error *err);
 void ssf_store_release_run(ssf_store *s, int64_t run_id);
+/* Whether a process (this one included) holds the run's claim now. */
+int ssf_store_run_generating(const ssf_store *s, int64_t run_id);
+/* The run's status to show: as stored, but "stopped" for one stored as
+ * running that no process generates (killed, or its machine went down;
+ * running its command again resumes it). */
+const char *ssf_store_run_status(const ssf_store *s, const ssf_run_row *r);
 int ssf_store_finish_run(ssf_store *s, int64_t run_id, const char *status, ssf_error *err);
 /* Ends a run as "done" when the store holds all `planned` samples of it
  * without an error, else "incomplete"; *status (static) says which.  The

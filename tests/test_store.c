@@ -562,9 +562,12 @@ static void test_claims(void **state)
     store_fixture *f = *state;
     int resumed;
     ssf_error err;
+    assert_int_equal(ssf_store_run_generating(f->s, 1), 0); /* no claim yet, no -lock file */
     int64_t run = begin(f->s, "h", &resumed);
     assert_int_equal(ssf_store_finish_run(f->s, run, "done", &err), 0);
     ssf_store *other = open_store(f->path);
+    assert_int_equal(ssf_store_run_generating(other, run), 1);
+    assert_int_equal(ssf_store_run_generating(f->s, run), 1); /* its own claim too */
     expect_claimed(other, f->path, "h", run, "done");
     expect_claimed(other, f->path, "h", run, "done"); /* refused again, not left half-held */
     int64_t run2 = begin(other, "h2", &resumed);      /* other runs are free */
@@ -573,13 +576,21 @@ static void test_claims(void **state)
     assert_int_equal(begin(f->s, "h", &resumed), run); /* a handle may begin its own again */
 
     ssf_store_release_run(f->s, run);
+    assert_int_equal(ssf_store_run_generating(other, run), 0);
+    assert_int_equal(ssf_store_run_generating(other, run2), 1);
     assert_int_equal(begin(other, "h", &resumed), run);
     assert_int_equal(resumed, 1);
     expect_claimed(f->s, f->path, "h", run, "running");
     ssf_store_close(other); /* closing drops every claim of the handle */
+    assert_int_equal(ssf_store_run_generating(f->s, run2), 0);
+    ssf_run_row r = {.id = run2, .status = "running"};
+    assert_string_equal(ssf_store_run_status(f->s, &r), "stopped");
     assert_int_equal(begin(f->s, "h", &resumed), run);
     assert_int_equal(begin(f->s, "h2", &resumed), run2);
 
+    assert_string_equal(ssf_store_run_status(f->s, &r), "running");
+    r.status = "incomplete";
+    assert_string_equal(ssf_store_run_status(f->s, &r), "incomplete");
     char *lock = join(f->dir, "r.db-lock");
     struct stat st;
     assert_int_equal(stat(lock, &st), 0);
