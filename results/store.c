@@ -768,11 +768,26 @@ static char *claims_path(const ssf_store *s)
     return path;
 }
 
+/* The claims file takes the store's permissions, as SQLite's -wal and
+ * -shm do (and its owner's read and write, so that it can always be
+ * opened to lock): a store chmod'ed for a group is run by the group, where
+ * a claims file of its first user's alone would refuse the others every
+ * run.  Set with fchmod, past the umask, and again on a file of one's own
+ * when the store's mode has changed since. */
+static void match_store_mode(int fd, const char *store)
+{
+    struct stat st, lock;
+    if (stat(store, &st) != 0 || fstat(fd, &lock) != 0 || lock.st_uid != geteuid()) return;
+    mode_t mode = (st.st_mode & 0777) | S_IRUSR | S_IWUSR;
+    if ((lock.st_mode & 0777) != mode) (void)fchmod(fd, mode);
+}
+
 static int open_claims(ssf_store *s, ssf_error *err)
 {
     if (s->claims_fd >= 0) return 0;
     char *path = claims_path(s);
     s->claims_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->claims_fd >= 0) match_store_mode(s->claims_fd, s->path);
     int rc = 0;
     if (s->claims_fd < 0) {
         int e = errno;

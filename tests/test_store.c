@@ -598,6 +598,36 @@ static void test_claims(void **state)
     free(lock);
 }
 
+/* The mode of r.db-lock, the store's claims file. */
+static mode_t claims_mode(const store_fixture *f)
+{
+    char *lock = join(f->dir, "r.db-lock");
+    struct stat st;
+    assert_int_equal(stat(lock, &st), 0);
+    free(lock);
+    return st.st_mode & 0777;
+}
+
+/* A store chmod'ed for its group (store.c: "Someone who wants it shared
+ * can chmod it") is run by the group: its claims file takes the store's
+ * mode, whatever the umask, and follows a later chmod, where a file of
+ * the first user's alone (0600) refused every other user every run. */
+static void test_claims_shared(void **state)
+{
+    store_fixture *f = *state;
+    int resumed;
+    assert_int_equal(chmod(f->path, 0660), 0);
+    mode_t mask = umask(077);
+    int64_t run = begin(f->s, "h", &resumed);
+    umask(mask);
+    assert_int_equal(claims_mode(f), 0660);
+    ssf_store_release_run(f->s, run);
+    close_store(f);
+    assert_int_equal(chmod(f->path, 0640), 0);
+    (void)begin(reopen_store(f), "h", &resumed);
+    assert_int_equal(claims_mode(f), 0640);
+}
+
 static void test_grades(void **state)
 {
     store_fixture *f = *state;
@@ -1393,6 +1423,7 @@ int main(void)
         with_store(test_failed_then_success),
         with_store(test_settle_by_store),
         with_store(test_claims),
+        with_store(test_claims_shared),
         with_store(test_grades),
         with_store(test_foreach_order),
         with_store(test_sample_queries),
