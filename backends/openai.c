@@ -492,8 +492,8 @@ static void describe_curl(const openai *b, const slot *s, const char *url, CURLc
     else if (res == CURLE_OPERATION_TIMEDOUT) /* b->stream: a probe, never streamed */
         ssf_buf_printf(msg, "no answer from %s within %.0f s (%s); raise --timeout%s", url,
                        b->timeout_s, why, b->stream ? "" : " or use --stream on");
-    else if (ssf_tls_fix(res))
-        ssf_buf_printf(msg, "cannot trust %s: %s; %s", b->endpoint, why, ssf_tls_fix(res));
+    else if (ssf_tls_fix(res, why))
+        ssf_buf_printf(msg, "cannot trust %s: %s; %s", b->endpoint, why, ssf_tls_fix(res, why));
     else
         ssf_buf_printf(msg, "request to %s failed: %s", url, why);
 }

@@ -4,6 +4,7 @@
 #include "tls.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* An environment variable's value, or NULL when unset or empty. */
 static const char *env_value(const char *name)
@@ -28,10 +29,17 @@ CURLcode ssf_tls_trust(CURL *e)
     return rc;
 }
 
-const char *ssf_tls_fix(CURLcode result)
+const char *ssf_tls_fix(CURLcode result, const char *why)
 {
     switch (result) {
     case CURLE_PEER_FAILED_VERIFICATION:
+        /* A name the certificate does not cover is refused with the same
+         * code as a CA not trusted; only the text tells them apart, in the
+         * words every TLS backend of curl's uses ("... does not match
+         * target host name 'NAME'"), and no CA file would help it. */
+        if (why && strstr(why, "target host name"))
+            return "its certificate is not for the host in the URL: give the server by a name "
+                   "its certificate names";
         return ca_file() ? "its certificate is not signed by a CA in the file CURL_CA_BUNDLE or "
                            "SSL_CERT_FILE names: name the file of the CA that signed it"
                          : "if a CA of your own signed its certificate, name that CA's file in "

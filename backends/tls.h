@@ -17,9 +17,9 @@
 /* Points the handle at the CAs the environment names, if it names any. */
 CURLcode ssf_tls_trust(CURL *e);
 
-/* For a transfer that ended with this result, what to do about the
- * certificate (static text, no full stop), or NULL when the result is not
- * about one. */
-const char *ssf_tls_fix(CURLcode result);
+/* For a transfer that ended with this result and error text (curl's error
+ * buffer), what to do about the certificate (static text, no full stop),
+ * or NULL when the result is not about one. */
+const char *ssf_tls_fix(CURLcode result, const char *why);
 
 #endif

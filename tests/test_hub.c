@@ -729,6 +729,33 @@ static void test_https(void **state)
     free(tls);
 }
 
+/* A mirror whose certificate the trusted CA signed for another name: the
+ * fix named is the name in HF_ENDPOINT, not a CA file. */
+static void test_https_other_name(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *tls = tls_fixture("other-name"), *ca = tls_fixture("ca.pem");
+    struct hubserver_options o = {.data_dir = g_data_dir, .tls_dir = tls};
+    struct hubserver *secure = hubserver_start(&o, &err);
+    assert_ok(secure ? 0 : -1, &err);
+    char base[64];
+    snprintf(base, sizeof base, "https://127.0.0.1:%u", hubserver_port(secure));
+    free(f->hub.endpoint);
+    f->hub.endpoint = ssf_xstrdup(base);
+    unsetenv("CURL_CA_BUNDLE");
+    unsetenv("SSL_CERT_DIR");
+    setenv("SSL_CERT_FILE", ca, 1);
+    assert_error(fetch_math500_anew(f, &err), &err,
+                 "; its certificate is not for the host in the URL: give the server by a name "
+                 "its certificate names");
+    assert_null(strstr(err.msg, "CA"));
+    unsetenv("SSL_CERT_FILE");
+    hubserver_stop(secure);
+    free(ca);
+    free(tls);
+}
+
 /* A server that goes quiet mid-download is given up on after the
  * low-speed timeout (1 s here), and the download resumed, rather than
  * waited on (12 s here; for ever on a real connection). */
@@ -1144,6 +1171,7 @@ int main(void)
         T(test_redirect_followed),
         T(test_redirect_loop),
         T(test_https),
+        T(test_https_other_name),
         T(test_stalled_download_resumes),
         T(test_unreachable_endpoint),
         T(test_verify_file),

@@ -536,6 +536,37 @@ static void test_https_own_ca(void **state)
     ssf_buf_free(&ca);
 }
 
+/* A server whose certificate the trusted CA signed for another name (an
+ * endpoint given by its address, the certificate made for its DNS name):
+ * the fix named is the name in the URL, not a CA file that already holds
+ * the right CA. */
+static void test_https_other_name(void **state)
+{
+    (void)state;
+    ssf_buf tls = {0}, ca = {0};
+    ssf_buf_printf(&tls, "%s/tests/fixtures/tls/other-name", getenv("SSFTEVAL_SOURCE_ROOT"));
+    ssf_buf_printf(&ca, "%s/tests/fixtures/tls/ca.pem", getenv("SSFTEVAL_SOURCE_ROOT"));
+    struct mockserver_options mo = {.tls_dir = tls.data};
+    struct mockserver *m = start(&mo);
+    unsetenv("CURL_CA_BUNDLE");
+    unsetenv("SSL_CERT_DIR");
+    setenv("SSL_CERT_FILE", ca.data, 1);
+    struct run r;
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 2, 90, 0);
+    snprintf(r.endpoint, sizeof r.endpoint, "https://127.0.0.1:%u/v1", mockserver_port(m));
+    generate(&o, &r);
+    expect_all_failed(&r, NULL,
+                      "; its certificate is not for the host in the URL: give the server by "
+                      "a name its certificate names");
+    for (size_t i = 0; i < r.n; i++)
+        assert_null(strstr(r.out[i].error, "CA"));
+    free_run(&r);
+    unsetenv("SSL_CERT_FILE");
+    mockserver_stop(m);
+    ssf_buf_free(&tls);
+    ssf_buf_free(&ca);
+}
+
 /* The request carries every sampling parameter and the sample's seed. */
 static void test_request_fields(void **state)
 {
@@ -1603,6 +1634,7 @@ int main(void)
         cmocka_unit_test_setup(test_chat_tag_request, arm_watchdog),
         cmocka_unit_test_setup(test_request_fields, arm_watchdog),
         cmocka_unit_test_setup(test_https_own_ca, arm_watchdog),
+        cmocka_unit_test_setup(test_https_other_name, arm_watchdog),
         cmocka_unit_test_setup(test_server_fields, arm_watchdog),
         cmocka_unit_test_setup(test_model_discovery, arm_watchdog),
         cmocka_unit_test_setup(test_model_discovery_none, arm_watchdog),

@@ -399,7 +399,7 @@ static int transfer_error(const ssf_hub *hub, const struct target *tg, const str
     if (t->too_big)
         return ssf_fail(err, "%s: the answer is larger than %zu MiB, which no /rows page is", url,
                         MAX_BODY >> 20);
-    const char *tls_fix = ssf_tls_fix(t->result);
+    const char *tls_fix = ssf_tls_fix(t->result, why);
     if (tls_fix) return ssf_fail(err, "cannot trust %s: %s; %s", tg->endpoint, why, tls_fix);
     if (t->result != CURLE_OK && t->status == 0)
         return ssf_fail(err,
