@@ -139,6 +139,10 @@ def edge_strings(added):
     s += [" " * 5000 + "x", "\n" * 3000, "\t \n" * 1000, "x" + "\r\n" * 500 + " y"]
     s += ["a" * 100, "ab" * 50, "1" * 50, "=" * 80, " " * 40 + "x", "x" + " " * 40 + "y"]
     s += ["\u00e9" * 30, "日本" * 25, "😀" * 20]
+    # PCRE2's \s has U+180E, Oniguruma's not; Unicode 15-16 letters and
+    # numbers, which PCRE2 10.42 does not know (tokenizer.c, ONIG_*).
+    s += ["\u180e's", "  \u180e", "\t\t\u180e", "\u180e$x", "1\U0001d2c0\U0001d2c1 \U0001d2c2",
+          "\U00031350's", "\ua7cb's", "\U00013460's"]
     rng = random.Random(7)
     alphabet = "ab xyz\n\t'0123.,$\\{}<|>_" + "éü中😀\u0301"
     for _ in range(120):

@@ -412,15 +412,144 @@ static int compile_regex(ssf_tokenizer *t, const char *pattern, size_t len, uint
     return 0;
 }
 
-/* The pattern as the file gives it: PCRE2 with UTF + UCP agrees with
- * Oniguruma (which `tokenizers` uses) on \s, \p{L} and \p{N} for the Qwen2
- * and GPT-2 patterns, U+0085 included (the fixtures check it), but for
- * U+180E, in PCRE2's \s and not Oniguruma's, and for code points the two
- * libraries' Unicode tables class differently (the newest CJK extensions
- * among them, about 9,400 in all with Debian 12's PCRE2 10.42). */
+/* Oniguruma (which `tokenizers` uses) and PCRE2 (UTF + UCP) disagree on
+ * some code points of \s, \p{L} and \p{N}; the pattern is rewritten so that
+ * PCRE2 classes them as `tokenizers` 0.23 does.
+ *
+ * \s is Oniguruma's: Unicode White_Space, which PCRE2 widens with U+180E
+ * (MONGOLIAN VOWEL SEPARATOR, a format character since Unicode 6.3). */
+#define ONIG_SPACE                                                                                 \
+    "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}"       \
+    "\\x{202F}\\x{205F}\\x{3000}"
+/* Letters and numbers of Unicode 15.0 to 16.0, which the Oniguruma of
+ * `tokenizers` 0.23 classes \p{L} and \p{N} and PCRE2 10.42 (Unicode 14)
+ * leaves unassigned: CJK extensions H and I, Egyptian hieroglyphs extension
+ * A, Kaktovik numerals, ... (a PCRE2 that knows them makes this a no-op). */
+#define ONIG_EXTRA_L                                                                               \
+    "\\x{1C89}-\\x{1C8A}\\x{A7CB}-\\x{A7CD}\\x{A7DA}-\\x{A7DC}\\x{105C0}-\\x{105F3}"               \
+    "\\x{10D4A}-\\x{10D65}\\x{10D6F}-\\x{10D85}\\x{10EC2}-\\x{10EC4}\\x{1123F}-\\x{11240}"         \
+    "\\x{11380}-\\x{11389}\\x{1138B}\\x{1138E}\\x{11390}-\\x{113B5}\\x{113B7}\\x{113D1}"           \
+    "\\x{113D3}\\x{11BC0}-\\x{11BE0}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}"          \
+    "\\x{1342F}\\x{13441}-\\x{13446}\\x{13460}-\\x{143FA}\\x{16100}-\\x{1611D}"                    \
+    "\\x{16D40}-\\x{16D6C}\\x{18CFF}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}"                     \
+    "\\x{1E030}-\\x{1E06D}\\x{1E4D0}-\\x{1E4EB}\\x{1E5D0}-\\x{1E5ED}\\x{1E5F0}\\x{2B739}"          \
+    "\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"
+#define ONIG_EXTRA_N                                                                               \
+    "\\x{10D40}-\\x{10D49}\\x{116D0}-\\x{116E3}\\x{11BF0}-\\x{11BF9}\\x{11F50}-\\x{11F59}"         \
+    "\\x{16130}-\\x{16139}\\x{16D70}-\\x{16D79}\\x{1CCF0}-\\x{1CCF9}\\x{1D2C0}-\\x{1D2D3}"         \
+    "\\x{1E4F0}-\\x{1E4F9}\\x{1E5F1}-\\x{1E5FA}"
+
+/* 'L' or 'N' when p (left bytes) starts with \p{L} / \pL or \p{N} / \pN
+ * (*skip its length), else 0. */
+static int onig_property(const char *p, size_t left, size_t *skip)
+{
+    static const char *const esc[] = {"\\p{L}", "\\pL", "\\p{N}", "\\pN"};
+    for (size_t k = 0; k < 4; k++) {
+        size_t n = strlen(esc[k]);
+        if (n <= left && memcmp(p, esc[k], n) == 0) {
+            *skip = n;
+            return k < 2 ? 'L' : 'N';
+        }
+    }
+    return 0;
+}
+
+/* The index after the ']' closing the class that opens at p[i] == '[', or
+ * n. */
+static size_t class_end(const char *p, size_t n, size_t i)
+{
+    size_t j = i + 1;
+    j += j < n && p[j] == '^';
+    j += j < n && p[j] == ']'; /* "[]" and "[^]" start a class holding ']' */
+    while (j < n && p[j] != ']') {
+        size_t step = p[j] == '\\' ? 2 : 1;
+        if (p[j] == '[' && j + 1 < n && p[j + 1] == ':') /* [:alpha:] */
+            for (size_t k = j + 2; k + 1 < n && step == 1; k++)
+                if (p[k] == ':' && p[k + 1] == ']') step = k + 2 - j;
+        j += step;
+    }
+    return j < n ? j + 1 : n;
+}
+
+/* A class p[0..n): \s spelled out; one holding \p{L} or \p{N} is kept
+ * as it is (PCRE2 matches \p{L} faster alone than among ranges) and the
+ * newer code points are added beside it: "(?:[...]|[extra])", or for a
+ * negated class "(?:(?![extra])[^...])". */
+static void onig_class(const char *p, size_t n, ssf_buf *b)
+{
+    ssf_buf body = {0};
+    int has_l = 0, has_n = 0;
+    for (size_t j = 0; j < n;) {
+        size_t skip = 0;
+        int prop = p[j] == '\\' ? onig_property(p + j, n - j, &skip) : 0;
+        if (p[j] == '\\' && j + 1 < n && p[j + 1] == 's') {
+            ssf_buf_puts(&body, ONIG_SPACE);
+            j += 2;
+        } else if (prop) {
+            has_l |= prop == 'L';
+            has_n |= prop == 'N';
+            ssf_buf_append(&body, p + j, skip);
+            j += skip;
+        } else {
+            size_t m = p[j] == '\\' && j + 1 < n ? 2 : 1;
+            ssf_buf_append(&body, p + j, m);
+            j += m;
+        }
+    }
+    const char *extra_l = has_l ? ONIG_EXTRA_L : "", *extra_n = has_n ? ONIG_EXTRA_N : "";
+    if (!has_l && !has_n)
+        ssf_buf_append(b, body.data, body.len);
+    else if (n > 1 && p[1] == '^')
+        ssf_buf_printf(b, "(?:(?![%s%s])%s)", extra_l, extra_n, body.data);
+    else
+        ssf_buf_printf(b, "(?:%s|[%s%s])", body.data, extra_l, extra_n);
+    ssf_buf_free(&body);
+}
+
+/* The pattern with \s, \S, \p{L} and \p{N} classing code points as
+ * Oniguruma does.  \Q...\E and other escapes are copied. */
+static char *onig_pattern(const char *p, size_t n, size_t *out_len)
+{
+    ssf_buf b = {0};
+    for (size_t i = 0; i < n;) {
+        size_t skip = 0;
+        int prop = p[i] == '\\' ? onig_property(p + i, n - i, &skip) : 0;
+        if (p[i] == '\\' && i + 1 < n && p[i + 1] == 'Q') {
+            size_t m = n - i;
+            for (size_t j = i + 2; j + 1 < n && m == n - i; j++)
+                if (p[j] == '\\' && p[j + 1] == 'E') m = j + 2 - i;
+            ssf_buf_append(&b, p + i, m);
+            i += m;
+        } else if (prop) {
+            ssf_buf_puts(&b, prop == 'L' ? "(?:\\p{L}|[" ONIG_EXTRA_L "])"
+                                         : "(?:\\p{N}|[" ONIG_EXTRA_N "])");
+            i += skip;
+        } else if (p[i] == '\\' && i + 1 < n && (p[i + 1] == 's' || p[i + 1] == 'S')) {
+            ssf_buf_puts(&b, p[i + 1] == 's' ? "[" ONIG_SPACE "]" : "[^" ONIG_SPACE "]");
+            i += 2;
+        } else if (p[i] == '\\') {
+            size_t m = i + 1 < n ? 2 : 1;
+            ssf_buf_append(&b, p + i, m);
+            i += m;
+        } else if (p[i] == '[') {
+            size_t end = class_end(p, n, i);
+            onig_class(p + i, end - i, &b);
+            i = end;
+        } else {
+            ssf_buf_putc(&b, p[i++]);
+        }
+    }
+    *out_len = b.len;
+    return ssf_buf_take(&b);
+}
+
 static int set_regex(ssf_tokenizer *t, const char *pattern, size_t len, ssf_error *err)
 {
-    return compile_regex(t, pattern, len, 0, err);
+    size_t n;
+    char *onig = onig_pattern(pattern, len, &n);
+    int rc = compile_regex(t, onig, n, 0, err);
+    free(onig);
+    return rc;
 }
 
 static int set_split(ssf_tokenizer *t, json_t *s, ssf_error *err)
