@@ -143,6 +143,9 @@ def edge_strings(added):
     # numbers, which PCRE2 10.42 does not know (tokenizer.c, ONIG_*).
     s += ["\u180e's", "  \u180e", "\t\t\u180e", "\u180e$x", "1\U0001d2c0\U0001d2c1 \U0001d2c2",
           "\U00031350's", "\ua7cb's", "\U00013460's"]
+    # NFC as `tokenizers` does it (Unicode 9.0 tables) and not utf8proc:
+    # newer combining marks, a Unicode 13 composition, U+11A7 after LV.
+    s += ["\u1cd1\u1df8", "\u08cc\u20d3", "\U00011935\U00011930", "\ub15c\u11a7"]
     rng = random.Random(7)
     alphabet = "ab xyz\n\t'0123.,$\\{}<|>_" + "éü中😀\u0301"
     for _ in range(120):

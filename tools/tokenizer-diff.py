@@ -14,7 +14,8 @@ printed with both sides.  Nothing is written into the repository.
 
 Usage: bench/.venv/bin/python tools/tokenizer-diff.py [--shared DIR]
            [--ssfteval BUILD/cli/ssfteval] [--n N] [--seed S] [--only CATEGORY]
-Exit status 1 when there is a mismatch.
+Exit status 1 when there is a mismatch.  --nfc-table prints the table of
+code points tokenizer-bpe.c keeps out of utf8proc's NFC (needs unicodedata2).
 """
 import argparse
 import csv
@@ -364,6 +365,39 @@ def shrink(binary, tok_path, tok, text):
             return cur
 
 
+def nfc_table(tok):
+    """Ranges of code points that the oracle's NFC passes through while the
+    newest Unicode data (PyPI unicodedata2) gives them a combining class, a
+    decomposition, or (first of the pair) a composition: tokenizer-bpe.c's
+    nfc_kept, but for U+11A7 (a utf8proc bug, not a table)."""
+    import unicodedata2 as ud  # noqa: PLC0415 (only for this mode)
+    norm = tok.normalizer.normalize_str
+    kept = set()
+    for cp in range(0x80, 0x110000):
+        if 0xD800 <= cp < 0xE000:
+            continue
+        c = chr(cp)
+        if ud.combining(c) and any(norm(s) != ud.normalize("NFC", s) for s in
+                                   ("a\u0345" + c, "a" + c, c + "\u0301", "a" + c + "\u0316",
+                                    "e\u0301" + c)):
+            kept.add(cp)
+        d = ud.decomposition(c)
+        if d and not d.startswith("<"):
+            parts = "".join(chr(int(x, 16)) for x in d.split())
+            if norm(c) != ud.normalize("NFC", c):
+                kept.add(cp)
+            if norm(parts) != ud.normalize("NFC", parts):
+                kept.update((cp, ord(parts[0])))
+    ranges = []
+    for cp in sorted(kept):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    print(f"/* Unicode {ud.unidata_version}, {len(kept)} code points */")
+    print(", ".join(f"{{0x{a:X}, 0x{b:X}}}" for a, b in ranges))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
@@ -373,7 +407,13 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", default=None)
     ap.add_argument("--show", type=int, default=5, help="mismatches shrunk per category")
+    ap.add_argument("--nfc-table", action="store_true",
+                    help="print the code points whose NFC the oracle leaves alone")
     args = ap.parse_args()
+    if args.nfc_table:
+        nfc_table(tokenizers.Tokenizer.from_file(
+            os.path.join(args.shared, "tokenizers", "qwen3", "tokenizer.json")))
+        return 0
     rng = random.Random(args.seed)
     cats = categories(Data(args.shared))
     if args.only:

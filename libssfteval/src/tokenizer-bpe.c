@@ -628,17 +628,129 @@ static int is_ascii(const char *s, size_t n)
     return 1;
 }
 
+/* Code points that the NFC of `tokenizers` passes through as it would an
+ * unassigned one and utf8proc does not: its tables (the crate
+ * unicode-normalization-alignments) are Unicode 9.0's, so the combining
+ * marks of Unicode 10 and later are starters there (U+1DF6: "a\u1df6\u0316"
+ * is not reordered), and the compositions of Unicode 13 and later are not
+ * made (the first character of each pair, and the composite, are listed:
+ * U+11935 U+11930 stays two).  Plus U+11A7, which utf8proc 2.6 wrongly
+ * composes into a preceding Hangul LV syllable, dropping it.  Made by
+ * tools/tokenizer-diff.py --nfc-table, which asks the oracle about every
+ * code point the newest Unicode data gives a combining class or a
+ * decomposition. */
+static const uint32_t nfc_kept[][2] = {
+    {0x5C8, 0x5C9},     {0x7FD, 0x7FD},     {0x897, 0x89F},     {0x8CA, 0x8D3},
+    {0x9FE, 0x9FE},     {0xC3C, 0xC3C},     {0xD3B, 0xD3C},     {0xEBA, 0xEBA},
+    {0x11A7, 0x11A7},   {0x1715, 0x1715},   {0x1ABF, 0x1AF0},   {0x1DF6, 0x1DFA},
+    {0xA82C, 0xA82C},   {0x105C9, 0x105C9}, {0x105D2, 0x105D2}, {0x105DA, 0x105DA},
+    {0x105E4, 0x105E4}, {0x10D24, 0x10D27}, {0x10D69, 0x10D6D}, {0x10EAB, 0x10EAC},
+    {0x10ECB, 0x10ECF}, {0x10EF0, 0x10EFB}, {0x10EFD, 0x10EFF}, {0x10F46, 0x10F50},
+    {0x10F82, 0x10F85}, {0x11070, 0x11070}, {0x1133B, 0x1133B}, {0x11382, 0x11385},
+    {0x1138B, 0x1138B}, {0x1138E, 0x1138E}, {0x11390, 0x11391}, {0x113C2, 0x113C2},
+    {0x113C5, 0x113C5}, {0x113C7, 0x113C8}, {0x113CE, 0x113D0}, {0x1145E, 0x1145E},
+    {0x11839, 0x1183A}, {0x11935, 0x11935}, {0x11938, 0x11938}, {0x1193D, 0x1193E},
+    {0x11943, 0x11943}, {0x119E0, 0x119E0}, {0x11A34, 0x11A34}, {0x11A47, 0x11A47},
+    {0x11A99, 0x11A99}, {0x11D42, 0x11D42}, {0x11D44, 0x11D45}, {0x11D97, 0x11D97},
+    {0x11F41, 0x11F42}, {0x1611E, 0x1611E}, {0x16121, 0x16129}, {0x1612F, 0x1612F},
+    {0x16D63, 0x16D63}, {0x16D67, 0x16D6A}, {0x16FF0, 0x16FF1}, {0x1D127, 0x1D128},
+    {0x1D250, 0x1D252}, {0x1D25B, 0x1D25C}, {0x1D25F, 0x1D25F}, {0x1D280, 0x1D281},
+    {0x1E08F, 0x1E08F}, {0x1E130, 0x1E136}, {0x1E2AE, 0x1E2AE}, {0x1E2EC, 0x1E2EF},
+    {0x1E4EC, 0x1E4EF}, {0x1E5EE, 0x1E5EF}, {0x1E6E3, 0x1E6E3}, {0x1E6E6, 0x1E6E6},
+    {0x1E6EE, 0x1E6EF}, {0x1E6F5, 0x1E6F5}};
+
+static int nfc_kept_cp(uint32_t c)
+{
+    size_t lo = 0, hi = sizeof nfc_kept / sizeof *nfc_kept;
+    if (c < nfc_kept[0][0]) return 0;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c > nfc_kept[mid][1])
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < sizeof nfc_kept / sizeof *nfc_kept && c >= nfc_kept[lo][0];
+}
+
+void ssf_tok_nfc_init(ssf_tokenizer *t)
+{
+    for (size_t k = 0; k < sizeof nfc_kept / sizeof *nfc_kept; k++)
+        for (uint32_t c = nfc_kept[k][0]; c <= nfc_kept[k][1]; c++) {
+            char u[4];
+            ssf_tok_put_utf8(c, u);
+            t->nfc_lead[(unsigned char)u[0]] = 1;
+        }
+}
+
+/* The offset of the first kept code point in s at or after i (n if none);
+ * *m is its length.  s is valid UTF-8. */
+static size_t next_kept(const ssf_tokenizer *t, const char *s, size_t n, size_t i, size_t *m)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (; i < n; i++) {
+        if (!t->nfc_lead[u[i]]) continue; /* most characters: no kept one starts so */
+        size_t len = u[i] < 0xE0 ? 2 : u[i] < 0xF0 ? 3 : 4;
+        uint32_t c = u[i] & (0x7F >> len);
+        for (size_t k = 1; k < len; k++)
+            c = c << 6 | (u[i + k] & 0x3F);
+        if (nfc_kept_cp(c)) {
+            *m = len;
+            return i;
+        }
+        i += len - 1;
+    }
+    return n;
+}
+
+/* utf8proc's NFC of s[0..n), malloc'd, of *len bytes; NULL on error. */
+static char *nfc(enc *e, const char *s, size_t n, size_t *len)
+{
+    utf8proc_uint8_t *norm = NULL;
+    utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &norm,
+                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    if (m < 0) {
+        ssf_fail(e->err, "tokenizer %s: NFC failed: %s", e->t->name, utf8proc_errmsg(m));
+        return NULL;
+    }
+    *len = (size_t)m;
+    return (char *)norm;
+}
+
+static int nfc_append(enc *e, const char *s, size_t n, ssf_buf *out)
+{
+    size_t len;
+    char *norm = n ? nfc(e, s, n, &len) : NULL;
+    if (n && !norm) return -1;
+    if (norm) ssf_buf_append(out, norm, len);
+    free(norm);
+    return 0;
+}
+
+/* NFC as `tokenizers` does it: utf8proc on the runs between kept code
+ * points, which are copied as they are (each is a starter that neither
+ * composes nor reorders there). */
 static int encode_segment(enc *e, const char *s, size_t n)
 {
     /* ASCII is its own NFC form: skip utf8proc's copy for it. */
     if (!e->t->nfc || is_ascii(s, n)) return encode_normalized(e, s, n);
-    utf8proc_uint8_t *norm = NULL;
-    utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &norm,
-                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (m < 0)
-        return ssf_fail(e->err, "tokenizer %s: NFC failed: %s", e->t->name, utf8proc_errmsg(m));
-    int rc = encode_normalized(e, (const char *)norm, (size_t)m);
-    free(norm);
+    size_t m = 0, start = 0, len, k = next_kept(e->t, s, n, 0, &m);
+    int rc = 0;
+    if (k == n) { /* nearly always: one run */
+        char *norm = nfc(e, s, n, &len);
+        rc = norm ? encode_normalized(e, norm, len) : -1;
+        free(norm);
+        return rc;
+    }
+    ssf_buf norm = {0};
+    for (; rc == 0 && k < n; k = next_kept(e->t, s, n, start, &m)) {
+        rc = nfc_append(e, s + start, k - start, &norm);
+        ssf_buf_append(&norm, s + k, m);
+        start = k + m;
+    }
+    if (rc == 0) rc = nfc_append(e, s + start, n - start, &norm);
+    if (rc == 0) rc = encode_normalized(e, norm.data ? norm.data : "", norm.len);
+    ssf_buf_free(&norm);
     return rc;
 }
 

@@ -70,6 +70,7 @@ struct ssf_tokenizer {
     unsigned char *special;         /* per id: 1 for an added token flagged special */
     int encode_special;             /* split_special_tokens: special tokens are plain text */
     int nfc;
+    unsigned char nfc_lead[256]; /* 1 if a code point NFC leaves alone starts with the byte */
     /* Pre-tokenizer: the Split regex (or ByteLevel's GPT-2 one). */
     pcre2_code *re;
     int split_invert, split_removed, add_prefix_space;
@@ -86,6 +87,8 @@ uint64_t ssf_tok_hash(const char *s, size_t n);
 int32_t ssf_tok_lookup(const ssf_tokenizer *t, const char *s, size_t n);
 /* UTF-8 encoder for one code point; returns the byte count (1..4). */
 size_t ssf_tok_put_utf8(uint32_t cp, char *out);
+/* Fills t->nfc_lead. */
+void ssf_tok_nfc_init(ssf_tokenizer *t);
 /* GPT-2 bytes_to_unicode: the code point of byte b. */
 uint32_t ssf_tok_byte_to_cp(unsigned b);
 /* Offset of the first invalid UTF-8 byte, or len when valid. */

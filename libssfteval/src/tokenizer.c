@@ -35,6 +35,7 @@ static ssf_tokenizer *tok_new(const char *name)
     ssf_tokenizer *t = ssf_xcalloc(1, sizeof *t);
     t->name = ssf_xstrdup(name);
     t->unk_id = -1;
+    ssf_tok_nfc_init(t);
     return t;
 }
 
