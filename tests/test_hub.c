@@ -674,6 +674,29 @@ static int fetch_math500_anew(struct fixture *f, ssf_error *err)
     return rc;
 }
 
+/* A Hub on https with the certificate in tests/fixtures/tls/dir (its
+ * downgrade route sent to downgrade_to), made f's endpoint, and no CA
+ * named in the environment. */
+static struct hubserver *start_secure_hub(struct fixture *f, const char *dir,
+                                          const char *downgrade_to)
+{
+    ssf_error err;
+    char *tls = tls_fixture(dir);
+    struct hubserver_options o = {
+        .data_dir = g_data_dir, .tls_dir = tls, .downgrade_to = downgrade_to};
+    struct hubserver *secure = hubserver_start(&o, &err);
+    free(tls);
+    assert_ok(secure ? 0 : -1, &err);
+    char base[64];
+    snprintf(base, sizeof base, "https://127.0.0.1:%u", hubserver_port(secure));
+    free(f->hub.endpoint);
+    f->hub.endpoint = ssf_xstrdup(base);
+    unsetenv("CURL_CA_BUNDLE");
+    unsetenv("SSL_CERT_DIR");
+    unsetenv("SSL_CERT_FILE");
+    return secure;
+}
+
 /* A Hub or mirror behind a certificate of one's own CA: refused with the
  * fix named until SSL_CERT_FILE (or CURL_CA_BUNDLE) names that CA, trusted
  * then; and from an https endpoint, a redirect to plain http is not
@@ -682,18 +705,10 @@ static void test_https(void **state)
 {
     struct fixture *f = *state;
     ssf_error err;
-    char *tls = tls_fixture(""), *ca = tls_fixture("ca.pem");
-    char plain[64], secure_base[64];
+    char *ca = tls_fixture("ca.pem");
+    char plain[64];
     snprintf(plain, sizeof plain, "http://127.0.0.1:%u", hubserver_port(g_server));
-    struct hubserver_options o = {.data_dir = g_data_dir, .tls_dir = tls, .downgrade_to = plain};
-    struct hubserver *secure = hubserver_start(&o, &err);
-    assert_ok(secure ? 0 : -1, &err);
-    snprintf(secure_base, sizeof secure_base, "https://127.0.0.1:%u", hubserver_port(secure));
-    free(f->hub.endpoint);
-    f->hub.endpoint = ssf_xstrdup(secure_base);
-    unsetenv("CURL_CA_BUNDLE");
-    unsetenv("SSL_CERT_DIR");
-    unsetenv("SSL_CERT_FILE");
+    struct hubserver *secure = start_secure_hub(f, "", plain);
 
     assert_error(fetch_math500_anew(f, &err), &err, "cannot trust https://127.0.0.1:");
     assert_error(-1, &err,
@@ -726,7 +741,6 @@ static void test_https(void **state)
     unsetenv("SSL_CERT_FILE");
     hubserver_stop(secure);
     free(ca);
-    free(tls);
 }
 
 /* A mirror whose certificate the trusted CA signed for another name: the
@@ -735,16 +749,8 @@ static void test_https_other_name(void **state)
 {
     struct fixture *f = *state;
     ssf_error err;
-    char *tls = tls_fixture("other-name"), *ca = tls_fixture("ca.pem");
-    struct hubserver_options o = {.data_dir = g_data_dir, .tls_dir = tls};
-    struct hubserver *secure = hubserver_start(&o, &err);
-    assert_ok(secure ? 0 : -1, &err);
-    char base[64];
-    snprintf(base, sizeof base, "https://127.0.0.1:%u", hubserver_port(secure));
-    free(f->hub.endpoint);
-    f->hub.endpoint = ssf_xstrdup(base);
-    unsetenv("CURL_CA_BUNDLE");
-    unsetenv("SSL_CERT_DIR");
+    char *ca = tls_fixture("ca.pem");
+    struct hubserver *secure = start_secure_hub(f, "other-name", NULL);
     setenv("SSL_CERT_FILE", ca, 1);
     assert_error(fetch_math500_anew(f, &err), &err,
                  "; its certificate is not for the host in the URL: give the server by a name "
@@ -753,7 +759,6 @@ static void test_https_other_name(void **state)
     unsetenv("SSL_CERT_FILE");
     hubserver_stop(secure);
     free(ca);
-    free(tls);
 }
 
 /* A server that goes quiet mid-download is given up on after the
