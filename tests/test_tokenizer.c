@@ -688,6 +688,12 @@ static void expect_split_behaviours(void)
     expect_split("{\"Regex\":\" \"}", "Isolated", 0, "ab ab", (const int32_t[]){2, 3, 2}, 3);
     expect_split("{\"String\":\" \"}", "Removed", 0, "ab ab", (const int32_t[]){2, 2}, 2);
     expect_split("{\"String\":\".\"}", "Removed", 0, "ab", (const int32_t[]){2}, 1);
+    /* \S in a class is Oniguruma's too: [\s\S] holds U+180E, which PCRE2's
+     * \S and Oniguruma's \s leave out (a\u180eb was not removed). */
+    expect_split("{\"Regex\":\"a[\\\\s\\\\S]b\"}", "Removed", 0,
+                 "a\xe1\xa0\x8e"
+                 "b",
+                 NULL, 0);
 }
 
 static void test_malformed(void **state)

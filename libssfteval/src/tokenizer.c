@@ -422,6 +422,13 @@ static int compile_regex(ssf_tokenizer *t, const char *pattern, size_t len, uint
 #define ONIG_SPACE                                                                                 \
     "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}"       \
     "\\x{202F}\\x{205F}\\x{3000}"
+/* \S inside a class, which cannot hold a [^...]: every code point but those
+ * of ONIG_SPACE (PCRE2's own \S there leaves out U+180E, so [\s\S] missed
+ * it). */
+#define ONIG_NONSPACE                                                                              \
+    "\\x{0}-\\x{8}\\x{E}-\\x{1F}\\x{21}-\\x{84}\\x{86}-\\x{9F}\\x{A1}-\\x{167F}"                   \
+    "\\x{1681}-\\x{1FFF}\\x{200B}-\\x{2027}\\x{202A}-\\x{202E}\\x{2030}-\\x{205E}"                 \
+    "\\x{2060}-\\x{2FFF}\\x{3001}-\\x{10FFFF}"
 /* Letters and numbers of Unicode 15.0 to 16.0, which the Oniguruma of
  * `tokenizers` 0.23 classes \p{L} and \p{N} and PCRE2 10.42 (Unicode 14)
  * leaves unassigned: CJK extensions H and I, Egyptian hieroglyphs extension
@@ -472,7 +479,7 @@ static size_t class_end(const char *p, size_t n, size_t i)
     return j < n ? j + 1 : n;
 }
 
-/* A class p[0..n): \s spelled out; one holding \p{L} or \p{N} is kept
+/* A class p[0..n): \s and \S spelled out; one holding \p{L} or \p{N} is kept
  * as it is (PCRE2 matches \p{L} faster alone than among ranges) and the
  * newer code points are added beside it: "(?:[...]|[extra])", or for a
  * negated class "(?:(?![extra])[^...])". */
@@ -483,8 +490,8 @@ static void onig_class(const char *p, size_t n, ssf_buf *b)
     for (size_t j = 0; j < n;) {
         size_t skip = 0;
         int prop = p[j] == '\\' ? onig_property(p + j, n - j, &skip) : 0;
-        if (p[j] == '\\' && j + 1 < n && p[j + 1] == 's') {
-            ssf_buf_puts(&body, ONIG_SPACE);
+        if (p[j] == '\\' && j + 1 < n && (p[j + 1] == 's' || p[j + 1] == 'S')) {
+            ssf_buf_puts(&body, p[j + 1] == 's' ? ONIG_SPACE : ONIG_NONSPACE);
             j += 2;
         } else if (prop) {
             has_l |= prop == 'L';
