@@ -828,7 +828,10 @@ static void lex_command(parser *p)
         return;
     }
     if (word_in(name, n, ignored)) {
-        if (same_word("circ", name, n) || same_word("degree", name, n)) p->degree = 1;
+        /* A bare \circ is a degree sign after a number (25\circ C), but
+         * f \circ k composes: its k is no Kelvin. */
+        int circ = same_word("circ", name, n) && p->n > 0 && p->t[p->n - 1].kind == T_NUM;
+        if (circ || same_word("degree", name, n)) p->degree = 1;
         if (sizes_delimiter(name, n)) {
             while (is_space(ch(p, p->i)))
                 p->i++;

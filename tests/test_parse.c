@@ -119,6 +119,8 @@ static const parse_case cases[] = {
     {"25^{\\circ} F", "25"},
     {"25\302\260C", "25"},
     {"25 C", "(mul 25 C)"},
+    {"25\\circ C", "25"},
+    {"f \\circ K", "(mul f K)"},
     {"\\text{12 cm}", "12"},
     {"\\text{12 m/s}", "12"},
     {"\\text{-3 square units}", "-3"},
