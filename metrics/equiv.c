@@ -2450,6 +2450,7 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
         ssf_buf_puts(b, "?");
         return;
     }
+    n = scaled_matrix(c, n); /* 2\begin{pmatrix}1\\2\end{pmatrix} votes as (2, 4) */
     switch (n->kind) {
     case SSF_N_TEXT: {
         char *t = fold_name(n->name, 1);
@@ -2469,6 +2470,10 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
         return;
     case SSF_N_INTERVAL:
         key_list(c, n, b, depth, n->left_open ? '(' : '[', n->right_open ? ')' : ']');
+        return;
+    case SSF_N_MATRIX: /* compared cell by cell: \frac13 and 1/3 vote together */
+        ssf_buf_printf(b, "m%zux%zu", n->rows, n->cols);
+        key_list(c, n, b, depth, '(', ')');
         return;
     default:
         break;
