@@ -1998,8 +1998,8 @@ static const ssf_node *scaled_matrix(ctx *c, const ssf_node *n)
             if (k->kind == SSF_N_MATRIX && !m) {
                 m = k;
                 at = i;
-            } else if (k->kind == SSF_N_MATRIX || is_container(k) || is_relation(k) ||
-                       k->kind == SSF_N_PM) {
+            } else if (contains_kind(k, SSF_N_MATRIX, 0) || is_container(k) || is_relation(k) ||
+                       k->kind == SSF_N_PM) { /* M^{-1} N is no scalar times N */
                 return n;
             }
         }

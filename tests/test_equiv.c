@@ -623,6 +623,10 @@ static void test_matrices(void **state)
     NE2(col, MUL(Q("1/3"), ssf_node_matrix(A, other, 2, 1)));
     ssf_node *negs[2] = {I_(-1), I_(-2)};
     EQ2(ssf_node_matrix(A, negs, 2, 1), neg(ssf_node_matrix(A, ints, 2, 1)));
+    /* a matrix's inverse is no scalar: M^{-1} (1, 2) is a product of matrices
+     * (it was read as the cells M^{-1} * 1 and M^{-1} * 2) */
+    ssf_node *inv = ssf_node_binary(A, SSF_N_POW, ssf_node_matrix(A, m, 2, 2), I_(-1));
+    NE2(ssf_node_matrix(A, ints, 2, 1), MUL(inv, ssf_node_matrix(A, ints, 2, 1)));
 }
 
 /* ---- hostile inputs and the budget ---- */
