@@ -40,6 +40,11 @@ const char *ssf_tls_fix(CURLcode result, const char *why)
         if (why && strstr(why, "target host name"))
             return "its certificate is not for the host in the URL: give the server by a name "
                    "its certificate names";
+        /* OpenSSL's words for a certificate outside its dates, which no CA
+         * file would help either */
+        if (why && (strstr(why, "certificate has expired") || strstr(why, "not yet valid")))
+            return "its certificate is outside the dates it is valid for: renew it on the "
+                   "server, or check this machine's clock";
         return ca_file() ? "its certificate is not signed by a CA in the file CURL_CA_BUNDLE or "
                            "SSL_CERT_FILE names: name the file of the CA that signed it"
                          : "if a CA of your own signed its certificate, name that CA's file in "
