@@ -44,7 +44,8 @@
  *     t3 x10 for S = 11 and t1..t5 x6, t6 x2 for S = 6 (§3.6, §6.5).
  *   - math votes use structural equality of the extracted lists, which we
  *     approximate by equal extracted answer text; nothing extracted (NULL or
- *     "") is one class "[]", which can win like any other (§6.2).
+ *     "") is one class "[]", which can win like any other, and an empty
+ *     completion (empty_text) is another, the reference's "" (§3.7, §6.2).
  *   - letters tasks (GPQA) vote over the raw completion (NULL taken as ""):
  *     completions are practically all distinct, so the first sample wins
  *     (§6.1).  Native groups strip the text first (strip_strings=True) while
@@ -355,11 +356,12 @@ typedef enum vote_mode {
     VOTE_RAW_STRIP, /* compat letters, native: the stripped completion */
 } vote_mode;
 
-/* A voter's class: equal when `empty` matches and the bytes are equal. */
+/* A voter's class: equal when the flags match and the bytes are equal. */
 typedef struct vote_class {
     const char *s;
     size_t len;
     int empty;   /* compat "[]": nothing extracted */
+    int blank;   /* compat "": an empty completion, which the reference never parsed */
     int abstain; /* no answer: never wins over an answer */
 } vote_class;
 
@@ -399,13 +401,14 @@ static const char *unwrapped(const char *s, size_t *len)
 
 static vote_class class_of(const ssf_outcome *o, vote_mode mode)
 {
-    vote_class c = {"", 0, 0, 0};
+    vote_class c = {"", 0, 0, 0, 0};
     if (mode == VOTE_KEY) {
         c.abstain = o->no_answer || !o->key || strcmp(o->key, "none") == 0;
         if (!c.abstain) c.s = o->key;
     } else if (mode == VOTE_EXTRACTED) {
-        c.empty = !o->extracted || !*o->extracted;
-        if (!c.empty) c.s = o->extracted;
+        c.blank = o->empty_text;
+        c.empty = !c.blank && (!o->extracted || !*o->extracted);
+        if (!c.empty && !c.blank) c.s = o->extracted;
     } else if (o->raw_text) {
         c.s = o->raw_text;
     }
@@ -417,8 +420,8 @@ static vote_class class_of(const ssf_outcome *o, vote_mode mode)
 
 static int same_class(const vote_class *a, const vote_class *b)
 {
-    return a->abstain == b->abstain && a->empty == b->empty && a->len == b->len &&
-           memcmp(a->s, b->s, a->len) == 0;
+    return a->abstain == b->abstain && a->empty == b->empty && a->blank == b->blank &&
+           a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
 }
 
 /* One majority vote over n samples in vote order; the winner's index, or

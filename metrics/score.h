@@ -100,6 +100,7 @@ typedef struct ssf_outcome {
     int no_answer;              /* nothing extracted */
     const char *key;            /* vote key: the grader's canonical key */
     const char *raw_text;       /* the completion, where ssf_metric_votes_on_text */
+    int empty_text;             /* the completion was "" (compat: a vote class of its own) */
     const char *extracted;      /* extracted answer text (compat structural votes) */
     const char *gold_extracted; /* the gold as extracted (compat maj@k scores by equality) */
 } ssf_outcome;

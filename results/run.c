@@ -1032,6 +1032,7 @@ static int fill_cell(const ssf_stored_sample *s, void *ud)
     }
     o->verdict = s->verdict;
     o->no_answer = s->no_answer;
+    o->empty_text = s->text[0] == '\0';
     o->key = keep_string(t, s->pred_key);
     /* Completions run to megabytes a run: held only where a vote reads them. */
     if (t->keep_text) o->raw_text = keep_string(t, s->text);

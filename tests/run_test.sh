@@ -247,6 +247,14 @@ check "... and fails a 3-point drop of SE 0.85" eval 'run 1 compare 1 3 --db "$w
 check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q ",ssft-lighteval,ssft-lighteval,pass@1," "$work/out"'
 check "show without --profile shows the run's own grades (a compat run's too)" eval 'run 0 show 1 --doc 0 --db "$work/d.sqlite" && ! grep -q "not graded" "$work/out" && grep -q "  right\|  wrong" "$work/out"'
 check "--profile given beside --compat is the profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/dp.sqlite" "${common[@]}" --compat ssft-lighteval --profile default && run 0 report --format csv --db "$work/dp.sqlite" && grep -q ",ssft-lighteval,default,pass@1," "$work/out"'
+# The reference's math vote: an empty completion is "", a class apart from
+# [] (nothing extracted): doc 0's "1" x2, [] x2, "" x1 -> "1" (it came first);
+# counted as one class, [] x3 would win.  doc 1 votes "2" x5 as a control.
+for s in 0 1 2 3 4; do
+    case $s in 0 | 3) t='\\boxed{1}' ;; 2) t='' ;; *) t='I could not finish this one.' ;; esac
+    printf '{"task": "synth", "doc": 0, "sample": %d, "text": "%s"}\n{"task": "synth", "doc": 1, "sample": %d, "text": "\\\\boxed{2}"}\n' "$s" "$t" "$s"
+done >"$work/blank.jsonl"
+check "compat maj@K: an empty completion does not vote with the unextracted ones" eval 'run 0 run synth --generations "$work/blank.jsonl" --db "$work/blank.sqlite" --task-file "$work/synth.json" --data-dir "$work" --metric maj@5 --compat ssft-lighteval --quiet && [ "$(metric synth maj@5)" = "100.00" ]'
 # The reference voted on a letters task's whole completions: "Answer: A"
 # twice beats "Answer: B" (the earliest), so cons@3 is right.  (The run read
 # the completions back for this vote; held for no other.)

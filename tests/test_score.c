@@ -491,6 +491,25 @@ static void test_vote_rules(void **state)
     assert_near(vote_keys(prefix, (int[]){1, 0, 0}, 3, 0), 0, 0);
     const char *empties[] = {"", "7", "7"};
     assert_near(vote_keys(empties, (int[]){1, 0, 0}, 3, 0), 0, 0);
+    /* compat: an empty completion is the reference's "", a class apart
+     * from "[]" (nothing extracted): 7 x2, "[]" x2, "" x2, and 7 came first */
+    fixture e = {.n = 6};
+    for (int i = 0; i < 6; i++) {
+        int right = i == 0 || i == 5;
+        e.o[i] = (ssf_outcome){.present = 1,
+                               .verdict = right,
+                               .no_answer = !right,
+                               .empty_text = i == 2 || i == 4,
+                               .key = right ? "q:7" : NULL,
+                               .extracted = right ? "7" : NULL,
+                               .gold_extracted = "7"};
+    }
+    ssf_metric_context compat_e = ctx_none(0);
+    compat_e.compat = SSF_COMPAT_SSFT_LIGHTEVAL;
+    ssf_metric me = parse_ok("maj@6", &compat_e);
+    assert_near(ssf_metric_question(&me, &compat_e, 0, get_fixture, &e), 1, 0);
+    e.o[2].empty_text = e.o[4].empty_text = 0; /* all "[]": x4 wins */
+    assert_near(ssf_metric_question(&me, &compat_e, 0, get_fixture, &e), 0, 0);
     /* compat: the vote's winner against the gold's text, whole too */
     fixture g = {.n = 3};
     for (int i = 0; i < 3; i++)
