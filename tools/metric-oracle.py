@@ -49,12 +49,31 @@ TAGS = 6
 # ---- outcome tables ---------------------------------------------------------
 
 # A sample: ("ans", text) with text a number as written, ("none",) no answer,
-# ("empty",) an empty completion, ("fail",) finish_reason abort, ("missing",).
-def draw_sample(rng, gold, p_fail):
+# ("empty",) an empty completion, ("fail",) finish_reason abort, ("missing",);
+# on a letters task ("ans", letter, completion) and ("none", completion).
+LETTER_FORMS = ["Answer: %s", "Reasoning. Answer: %s", " Answer: %s\n", "So %s is it. Answer: %s"]
+
+
+def draw_letter_sample(rng, kind):
+    if kind in ("right", "right2", "right3", "wrong"):
+        letter = "A" if kind != "wrong" else rng.choice("BCD")
+        form = rng.choice(LETTER_FORMS)
+        return ("ans", letter, form % ((letter,) * form.count("%s")))
+    if kind == "none":
+        return ("none", rng.choice(["no idea.", " no idea.\n", "not sure"]))
+    return (kind,)
+
+
+def draw_sample(rng, gold, p_fail, letters=False):
     r = rng.random()
     if r < p_fail:
         return ("fail",) if rng.random() < 0.5 else ("missing",)
-    kind = rng.choices(["right", "right2", "wrong", "none", "empty"], weights=[4, 1, 5, 2, 1])[0]
+    kind = rng.choices(["right", "right2", "right3", "wrong", "none", "empty"],
+                       weights=[4, 1, 1, 5, 2, 1])[0]
+    if letters:
+        return draw_letter_sample(rng, kind)
+    if kind == "right3":  # equivalent, an integer as a fraction: right, but not the gold's text
+        return ("ans", "\\frac{%d}{2}" % (2 * gold))
     if kind == "right":
         return ("ans", str(gold))
     if kind == "right2":
@@ -66,6 +85,8 @@ def draw_sample(rng, gold, p_fail):
 
 
 def sample_text(s):
+    if len(s) == 3 or (s[0] == "none" and len(s) == 2):
+        return s[-1]
     if s[0] == "ans":
         return "Reasoning. Therefore, the final answer is: $\\boxed{%s}$. I hope it is correct" % s[1]
     if s[0] == "empty":
@@ -75,6 +96,13 @@ def sample_text(s):
 
 # ---- oracle -------------------------------------------------------------------
 
+def value(text):
+    if text.startswith("\\frac{"):
+        num, den = text[6:-1].split("}{")
+        return Fraction(int(num), int(den))
+    return Fraction(text)
+
+
 def usable(s):
     return s[0] not in ("fail", "missing")
 
@@ -82,13 +110,21 @@ def usable(s):
 def correct(s, gold, compat):
     if s[0] != "ans":
         return False
+    if len(s) == 3:  # letters: the correct answer is A (order "fixed")
+        return s[1] == "A"
     if compat:  # ssft-lighteval profile: a decimal never equals an integer gold
-        return s[1] == str(gold)
-    return Fraction(s[1]) == gold
+        return s[1] == str(gold) or s[1].startswith("\\frac")
+    return value(s[1]) == gold
 
 
-def vote_class(s, compat):
+def vote_class(s, compat, native=False):
     """None: abstains (never wins)."""
+    letters = len(s) == 3 or (s[0] == "none" and len(s) == 2)
+    if letters:
+        if compat:  # the whole completion; native strips it (strip_strings)
+            t = sample_text(s)
+            return ("raw", t.strip() if native else t)
+        return ("letter", s[1]) if s[0] == "ans" else None
     if compat:
         if s[0] == "ans":
             return ("text", s[1])
@@ -96,14 +132,14 @@ def vote_class(s, compat):
             return ("empty",)  # "" (get_processed_pred): a class apart from []
         return ("list", )  # [] nothing extracted
     if s[0] == "ans":
-        return ("value", Fraction(s[1]))
+        return ("value", value(s[1]))
     return None
 
 
-def vote(samples, gold, compat, by_gold_text=False):
+def vote(samples, gold, compat, by_gold_text=False, native=False):
     counts, first = {}, {}
     for i, s in enumerate(samples):
-        c = vote_class(s, compat)
+        c = vote_class(s, compat, native)
         if c is None:
             continue
         counts[c] = counts.get(c, 0) + 1
@@ -167,9 +203,10 @@ def question_value(metric, ctx, table, gold):
         return Fraction(sum(correct(s, gold, compat) for s in ss), len(ss))
     if kind == "native":
         S = ctx["groups"]
-        return sum(vote(ss[TAGS * g:TAGS * g + TAGS], gold, compat) for g in range(S)) / S
+        return sum(vote(ss[TAGS * g:TAGS * g + TAGS], gold, compat, native=True)
+                   for g in range(S)) / S
     if kind == "cons":
-        return vote(ss, gold, compat, by_gold_text=compat)
+        return vote(ss, gold, compat, by_gold_text=compat and not ctx["letters"])
     raise ValueError(kind)
 
 
@@ -189,6 +226,10 @@ def aggregate(values):
 
 # ---- trials -------------------------------------------------------------------
 
+LETTERS_TASK = {"name": "synth", "answer_type": "letters", "source": {"local": {"path": "synth.jsonl"}},
+                "fields": {"question": "q", "correct": "c", "incorrect": ["w1", "w2", "w3"]},
+                "choices": {"order": "fixed"},
+                "prompt": "{{question}}\nA) {{A}}\nB) {{B}}\nC) {{C}}\nD) {{D}}", "metrics": ["pass@1"]}
 TASK = {"name": "synth", "answer_type": "math", "source": {"local": {"path": "synth.jsonl"}},
         "fields": {"question": "q", "answer": "a"}, "prompt": "Q: {{question}}",
         "metrics": ["pass@1"], "groups": 2}
@@ -198,7 +239,9 @@ def draw_trial(seed):
     rng = random.Random(seed)
     mode = rng.choice(["none", "ssft", "compat"])
     ctx = {"protocol": "none" if mode == "none" else "ssft", "compat": mode == "compat",
-           "groups": rng.randint(1, 11) if mode != "none" else 0}
+           "groups": rng.randint(1, 11) if mode != "none" else 0, "letters": rng.random() < 0.3}
+    if mode == "none" and rng.random() < 0.3:  # compat vote keys without the protocol
+        ctx["compat"] = True
     Q = rng.choice([1, 1, 2, 3, 5, 8, 13])
     p_fail = rng.choice([0, 0, 0.005, 0.02, 0.1])
     metrics = []
@@ -242,7 +285,7 @@ def draw_trial(seed):
                     need[t] = max(need[t], i + 1)
         for t, cnt in need.items():
             for i in range(cnt):
-                table[(t, i)] = draw_sample(rng, gold, p_fail)
+                table[(t, i)] = draw_sample(rng, gold, p_fail, ctx["letters"])
         docs.append((gold, table))
     return mode, ctx, metrics, docs
 
@@ -252,10 +295,13 @@ def run_trial(args):
     mode, ctx, metrics, docs = draw_trial(seed)
     with tempfile.TemporaryDirectory(prefix="oracle.") as wd:
         with open(os.path.join(wd, "synth.json"), "w") as f:
-            json.dump(TASK, f)
+            json.dump(LETTERS_TASK if ctx["letters"] else TASK, f)
         with open(os.path.join(wd, "synth.jsonl"), "w") as f:
             for d, (gold, _) in enumerate(docs):
-                f.write(json.dumps({"q": "question %d" % d, "a": str(gold)}) + "\n")
+                row = {"q": "question %d" % d, "a": str(gold)}
+                if ctx["letters"]:
+                    row = {"q": "Pick %d." % d, "c": "right", "w1": "w1", "w2": "w2", "w3": "w3"}
+                f.write(json.dumps(row) + "\n")
         with open(os.path.join(wd, "gen.jsonl"), "w") as f:
             for d, (_, table) in enumerate(docs):
                 for (t, i), s in table.items():
@@ -270,7 +316,7 @@ def run_trial(args):
                "--metric", ",".join(m["name"] for m in metrics), "--db", db, "--quiet"]
         if mode != "none":
             cmd += ["--protocol", "ssft", "--groups", str(ctx["groups"])]
-        if mode == "compat":
+        if ctx["compat"]:
             cmd += ["--compat", "ssft-lighteval"]
         if ctx.get("samples"):
             cmd += ["--samples", str(ctx["samples"])]
@@ -291,7 +337,8 @@ def run_trial(args):
         if g is None:
             problems.append("%s: not reported" % m["name"])
             continue
-        where = "%s (%s, S=%s, Q=%d)" % (m["name"], mode, ctx["groups"], len(docs))
+        where = "%s (%s%s%s, S=%s, Q=%d)" % (m["name"], mode, "+compat" if ctx["compat"] and mode == "none" else "",
+                                            ", letters" if ctx["letters"] else "", ctx["groups"], len(docs))
         if g["n_questions"] != want["n"]:
             problems.append("%s: n_questions %s, oracle %d" % (where, g["n_questions"], want["n"]))
         if want["value"] is None:
