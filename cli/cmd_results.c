@@ -480,9 +480,7 @@ static int export_sample(const ssf_stored_sample *s, void *ud)
     json_dumpf(o, x->out, JSON_COMPACT | JSON_PRESERVE_ORDER);
     fputc('\n', x->out);
     json_decref(o);
-    if (ferror(x->out))
-        return ssf_fail(x->err, "cannot write %s: %s; %s", x->path, strerror(errno),
-                        ssf_write_fix(errno));
+    if (ferror(x->out)) return ssf_fail_write(x->err, x->path, errno);
     return 0;
 }
 
@@ -517,8 +515,7 @@ static int export_to_stream(ssf_store *store, int64_t run, const char *path, ssf
     FILE *f = fopen(path, "w");
     if (!f) return ssf_fail(err, "--out: cannot open %s: %s", path, strerror(errno));
     int rc = export_into(store, run, f, path, err);
-    if (fclose(f) != 0 && rc == 0)
-        rc = ssf_fail(err, "cannot write %s: %s; %s", path, strerror(errno), ssf_write_fix(errno));
+    if (fclose(f) != 0 && rc == 0) rc = ssf_fail_write(err, path, errno);
     return rc;
 }
 

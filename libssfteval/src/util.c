@@ -96,6 +96,11 @@ const char *ssf_write_fix(int errnum)
     }
 }
 
+int ssf_fail_write(ssf_error *err, const char *path, int errnum)
+{
+    return ssf_fail(err, "cannot write %s: %s; %s", path, strerror(errnum), ssf_write_fix(errnum));
+}
+
 void *ssf_xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
@@ -351,7 +356,7 @@ int ssf_atomic_begin(ssf_atomic_file *a, const char *path, int public_mode, ssf_
     a->tmp_path = ssf_buf_take(&tmp);
     a->path = ssf_xstrdup(path);
     if (a->f) return 0;
-    ssf_fail(err, "cannot write %s: %s; %s", a->tmp_path, strerror(errnum), ssf_write_fix(errnum));
+    ssf_fail_write(err, a->tmp_path, errnum);
     close(fd);
     ssf_atomic_abandon(a);
     return -1;
@@ -371,8 +376,7 @@ int ssf_atomic_commit(ssf_atomic_file *a, ssf_error *err)
     errno = 0;
     int rc = fflush(a->f) == 0 && !ferror(a->f) && fsync(fileno(a->f)) == 0 ? 0 : -1;
     if (rc != 0) /* errno 0: an earlier write failed, its cause gone */
-        ssf_fail(err, "cannot write %s: %s; %s", a->tmp_path, strerror(errno ? errno : EIO),
-                 ssf_write_fix(errno));
+        ssf_fail_write(err, a->tmp_path, errno ? errno : EIO);
     /* Renamed before the close, which drops the lock: another writer's
      * cleanup must never find a finished file unlocked under its temp name. */
     else if (rename(a->tmp_path, a->path) != 0)
@@ -391,7 +395,7 @@ int ssf_write_file_atomic(const char *path, const void *data, size_t len, ssf_er
     ssf_atomic_file a;
     if (ssf_atomic_begin(&a, path, 0, err)) return -1;
     if (len && fwrite(data, 1, len, a.f) != len) {
-        ssf_fail(err, "cannot write %s: %s; %s", a.tmp_path, strerror(errno), ssf_write_fix(errno));
+        ssf_fail_write(err, a.tmp_path, errno);
         ssf_atomic_abandon(&a);
         return -1;
     }

@@ -49,6 +49,8 @@ int ssf_fail_prefix(ssf_error *err, const char *fmt, ...) __attribute__((format(
  * a folder without write permission, a folder missing from the path; else
  * "check the disk". */
 const char *ssf_write_fix(int errnum);
+/* "cannot write PATH: why; fix" for errno errnum; returns -1. */
+int ssf_fail_write(ssf_error *err, const char *path, int errnum);
 
 #ifdef __clang_analyzer__
 /* The static analyzer does not follow calls to variadic functions, so it
