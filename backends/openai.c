@@ -481,6 +481,7 @@ static void describe_curl(const openai *b, const slot *s, const char *url, CURLc
     curl_easy_getinfo(s->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
     int unreached = ssf_retry_curl_connection(res) && res != CURLE_RECV_ERROR &&
                     res != CURLE_SEND_ERROR && res != CURLE_GOT_NOTHING;
+    const char *tls_fix = ssf_tls_fix(res, why);
     if (unreached || (res == CURLE_OPERATION_TIMEDOUT && status == 0 && connect_us == 0))
         ssf_buf_printf(msg, "cannot reach %s: %s; is the server running? check --endpoint",
                        b->endpoint, why);
@@ -492,8 +493,8 @@ static void describe_curl(const openai *b, const slot *s, const char *url, CURLc
     else if (res == CURLE_OPERATION_TIMEDOUT) /* b->stream: a probe, never streamed */
         ssf_buf_printf(msg, "no answer from %s within %.0f s (%s); raise --timeout%s", url,
                        b->timeout_s, why, b->stream ? "" : " or use --stream on");
-    else if (ssf_tls_fix(res, why))
-        ssf_buf_printf(msg, "cannot trust %s: %s; %s", b->endpoint, why, ssf_tls_fix(res, why));
+    else if (tls_fix)
+        ssf_buf_printf(msg, "cannot trust %s: %s; %s", b->endpoint, why, tls_fix);
     else
         ssf_buf_printf(msg, "request to %s failed: %s", url, why);
 }

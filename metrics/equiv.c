@@ -1825,26 +1825,28 @@ static const ssf_node *pm_distributed(ctx *c, const ssf_node *n)
     return s ? s : n;
 }
 
+/* n with its ± read: one at the top as its two values (pm_as_set), one
+ * inside as its two readings (pm_distributed); else n. */
+static const ssf_node *pm_read(ctx *c, const ssf_node *n)
+{
+    return n->kind == SSF_N_PM ? pm_as_set(c, n) : pm_distributed(c, n);
+}
+
 /* The two readings of a set's element a ± b or \frac{a \pm b}{c}, else NULL. */
 static const ssf_node *pm_readings(ctx *c, const ssf_node *k)
 {
-    const ssf_node *two = k->kind == SSF_N_PM ? pm_as_set(c, k) : pm_distributed(c, k);
+    const ssf_node *two = pm_read(c, k);
     return two != k && two->kind == SSF_N_SET ? two : NULL;
 }
 
 /* A set's element with a ± is two elements: {1 ± \sqrt5, -2} has three. */
 static ssf_node *expand_pm(ctx *c, ssf_node *set)
 {
-    size_t pms = 0;
-    for (size_t i = 0; i < set->n_kids; i++)
-        pms += set->kids[i]->kind == SSF_N_PM ||
-               (arithmetic(set->kids[i]) && nested_pms(set->kids[i], 0) == 1);
-    if (set->kind != SSF_N_SET || pms == 0) return set;
-    ssf_node **e = ssf_xmalloc((set->n_kids + pms) * sizeof *e);
+    if (set->kind != SSF_N_SET) return set;
+    ssf_node **e = ssf_xmalloc((2 * set->n_kids + 1) * sizeof *e);
     size_t n = 0;
     for (size_t i = 0; i < set->n_kids; i++) {
-        const ssf_node *k = set->kids[i];
-        const ssf_node *two = pm_readings(c, k);
+        const ssf_node *two = pm_readings(c, set->kids[i]);
         if (two) {
             e[n++] = two->kids[0];
             e[n++] = two->kids[1];
@@ -1852,7 +1854,7 @@ static ssf_node *expand_pm(ctx *c, ssf_node *set)
             e[n++] = set->kids[i];
         }
     }
-    ssf_node *out = ssf_node_list(scratch(c), SSF_N_SET, e, n);
+    ssf_node *out = n > set->n_kids ? ssf_node_list(scratch(c), SSF_N_SET, e, n) : NULL;
     free(e);
     return out ? out : set;
 }
@@ -2225,8 +2227,8 @@ static ssf_verdict compare_rules(ctx *c, const ssf_node *g, const ssf_node *p, i
         if (s) return compare(c, s, p, depth + 1);
     }
     if (is_relation(g) && is_relation(p)) return compare_relations(c, g, p);
-    g = g->kind == SSF_N_PM ? pm_as_set(c, g) : pm_distributed(c, g);
-    p = p->kind == SSF_N_PM ? pm_as_set(c, p) : pm_distributed(c, p);
+    g = pm_read(c, g);
+    p = pm_read(c, p);
     g = scaled_matrix(c, g);
     p = scaled_matrix(c, p);
     if (g->kind == SSF_N_MATRIX || p->kind == SSF_N_MATRIX) return compare_matrices(c, g, p, depth);
