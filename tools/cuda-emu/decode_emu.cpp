@@ -55,6 +55,7 @@
 #include "cuda_plan.h"
 #include "emu.h"
 #include "emu_cta.h"
+#include "emu_math.h"
 
 /* ---- what the emulator knows of the launch and the CTA ---- */
 struct pool_row {
@@ -180,14 +181,6 @@ static int ld_pos(const int32_t *pos, int r)
 
 /* ---- RoPE in the kernel: cuda_common.cuh's helpers, from their spec ---- */
 #define FP8_PER_LANE 4
-static float round_bf16(float v)
-{
-    return bf2f(f2bf(v));
-}
-static float2 rope_pair(float x1, float x2, float2 cs)
-{
-    return float2{round_bf16(fmaf(x1, cs.x, -(x2 * cs.y))), round_bf16(fmaf(x2, cs.x, x1 * cs.y))};
-}
 /* column j of the CTA's row: q of its heads, or k and v of its KV head */
 static float biased(const bf16 *row, const float *bias, int j)
 {

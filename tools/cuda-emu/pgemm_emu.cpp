@@ -50,6 +50,7 @@
 #include "cuda_plan.h"
 #include "emu.h"
 #include "emu_cta.h"
+#include "emu_math.h"
 
 static_assert(SSF_PGEMM_THREADS == NT, "the small GEMM's CTA is emu_cta.h's");
 
@@ -210,10 +211,6 @@ static float2 __bfloat1622float2(__nv_bfloat162 v)
 {
     return float2{bf2f(v.x), bf2f(v.y)};
 }
-static float rsqrtf(float v)
-{
-    return 1.0f / sqrtf(v);
-}
 typedef struct ssfk_pgemm_fuse {
     const float *norm_ss;
     const bf16 *gain;
@@ -267,29 +264,6 @@ static void st_ss(float *p, float v)
         fail("block (%u,%u) writes the sum of group %zu row %zu", g_block.x, g_block.y, grp, row);
     P.ss_writes[e]++;
     *p = v;
-}
-
-/* cuda_common.cuh's rounding, RMSNorm and SwiGLU elements, from their spec */
-static float round_bf16(float v)
-{
-    return bf2f(f2bf(v));
-}
-static float residual_add(float x, float add)
-{
-    return round_bf16(x + add);
-}
-static float rms_rstd(float sum_sq, int n, float eps)
-{
-    return rsqrtf(sum_sq / (float)n + eps);
-}
-static float rms_scaled(float x, float rstd, float gain)
-{
-    return round_bf16(x * rstd) * gain;
-}
-static bf16 silu_times(float g, float u)
-{
-    float a = round_bf16(g / (1.0f + expf(-g)));
-    return f2bf(a * u);
 }
 
 #define NORM_EPS 1e-6f
