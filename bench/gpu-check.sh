@@ -94,9 +94,11 @@ summarize() {
         for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         key = v["model"] " batch=" v["batch"] " prompt=" v["prompt"] " steps=" v["steps"]
         if (v["engine"] == "cuda") base[key] = v["ms_per_step"]
-        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap|pgemm-fused|tuned-fused)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
+        else if (v["engine"] == "cuda-fp8kv") base8[key] = v["ms_per_step"]
+        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap|pgemm-fused|tuned-fused|fold|fp8kv-fold)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
         delete v }
-        END { for (i = 1; i <= n; i++) { split(row[i], f, "|"); b = base[f[2]]
+        END { for (i = 1; i <= n; i++) { split(row[i], f, "|")
+            b = f[1] == "cuda-fp8kv-fold" ? base8[f[2]] : base[f[2]]
             printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
         tee -a "$LOG"
     grep -E '^TIME op=pgemm_' "$LOG" | grep -v 'op=pgemm_sweep' | sed 's/^TIME //' | tee -a "$LOG"
@@ -388,20 +390,22 @@ fi
 BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 # The issue's shape: 200-token prompts, many sequences, LONG_STEPS decode
-# steps, the largest batches again with an FP8 KV cache, the batches again
-# with RoPE and the KV store in the decode attention (rope) and at batch 64
-# with the GEMMs through the engine's own where the tuner chose it (the
-# engine's default once SSFK_OWN_SMALL_GEMMS is tuned), alone and (1.5B)
-# with rope, and (1.5B) through it always, and with deferred steps
-# (overlap: the host builds step n + 1 while the GPU runs step n; 1.5B, and
-# 7B for the 64 steps transformers is timed for) (no PDL, "nopdl", was
-# timed in runs L-N and is left out);
+# steps: the batches again with the RMSNorms folded into cuBLAS's GEMMs
+# (fold; 1.5B's largest with an fp8 pool too, fp8fold), the largest batches
+# again with an FP8 KV cache, the batches again with RoPE and the KV store
+# in the decode attention (rope) and at batch 64 with the GEMMs through the
+# engine's own where the tuner chose it (the engine's default once
+# SSFK_OWN_SMALL_GEMMS is tuned), and with deferred steps (overlap: the
+# host builds step n + 1 while the GPU runs step n; 1.5B, and 7B for the 64
+# steps transformers is timed for) (no PDL, "nopdl", was timed in runs L-N
+# and is left out; the own GEMM always, with rope and fused, in run O,
+# 1.05-1.90x the default's step, and are left out too);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fp8,rope,pgemm,tuned,ropetuned,overlap,pgemmfused,tunedfused
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fold,fp8,fp8fold,rope,tuned,overlap
     # the scheduler itself over the device, deferred and not: 64 samples
     # (8 prompts x 8) of 512 tokens, with a pool that holds them and one
     # that forces preemption
@@ -413,8 +417,8 @@ long_benches() {
     step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8noflash
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
-    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fp8,rope,tuned
-    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 tuned,overlap,tunedfused
+    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fold,fp8,rope,tuned
+    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 fold,tuned,overlap
     step engine-7b "$WORK/gpu_check" engine "$b7" 256
 }
 # --long: 8k-token decodes of 1.5B at batch 64 (the mean context, 4,296

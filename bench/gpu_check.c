@@ -299,10 +299,11 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * which GEMMs of up to 64 rows go through the engine's own rather than
  * cuBLAS (own_gemms, an ssf_own_gemms; 0: SSFK_OWN_SMALL_GEMMS's), deferred
  * decode steps, each fed on the device from the step before's draws
- * (overlap), the RMSNorms between own GEMMs fused into them (fuse);
+ * (overlap), the RMSNorms between own GEMMs fused into them (fuse), the
+ * RMSNorms before q|k|v and gate|up folded into cuBLAS's GEMMs (fold);
  * `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, flash, no_pdl, rope, own_gemms, overlap, fuse;
+    int graphs, fp8, flash, no_pdl, rope, own_gemms, overlap, fuse, fold;
     const char *suffix;
 } variant;
 
@@ -339,6 +340,10 @@ static const variant CUBLAS_GEMMS = {
 static const variant FP8_ROPE = {
     .graphs = 1, .fp8 = 1, .flash = 1, .rope = 1, .suffix = "-fp8kv-rope"};
 static const variant OVERLAP = {.graphs = 1, .flash = 1, .overlap = 1, .suffix = "-overlap"};
+static const variant FOLD = {.graphs = 1, .flash = 1, .fold = 1, .suffix = "-fold"};
+static const variant FP8_FOLD = {
+    .graphs = 1, .fp8 = 1, .flash = 1, .fold = 1, .suffix = "-fp8kv-fold"};
+static const variant FOLD_NO_FLASH = {.graphs = 1, .fold = 1, .suffix = "-fold-noflash"};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -355,7 +360,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .rope_in_attention = v.rope,
                             .own_small_gemms = v.own_gemms,
                             .overlap_steps = v.overlap,
-                            .fuse_norms = v.fuse};
+                            .fuse_norms = v.fuse,
+                            .fold_norms = v.fold};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -450,6 +456,20 @@ static void check_variant(const ssf_model *m, const pages *pg, const seq *s, con
     }
     free(g);
     if (d) d->close(d);
+}
+
+/* check_graph_decode on a device with the norms folded (fold_norms). */
+static void check_folded_graphs(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
+                                int vocab, int n_valid, const char *dir, int p)
+{
+    ssf_error err;
+    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, FOLD, &err);
+    if (!d) {
+        printf("FAIL %s prompt %d: norms folded: %s\n", dir, p, err.msg), failures++;
+        return;
+    }
+    check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, ", norms folded");
+    d->close(d);
 }
 
 /* How many of the n floats differ in their bits. */
@@ -606,6 +626,12 @@ static void check_fixture(const char *dir)
                           "RoPE in the attention, own small GEMMs", REL_TOL);
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, ROPE_OWN_FUSED,
                           "RoPE in the attention, own small GEMMs, norms fused", REL_TOL);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FOLD, "norms folded", REL_TOL);
+            check_folded_graphs(m, &pg, &s, c, vocab, n_valid, dir, p);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FOLD_NO_FLASH,
+                          "norms folded, decode-kernel prefill", REL_TOL);
+            check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_FOLD, "fp8 KV, norms folded",
+                          FP8_REL_TOL);
             check_tuned(m, &pg, &s, c, vocab, n_valid, dir, p);
         }
         if (!g) printf("FAIL %s prompt %d: %s\n", dir, p, err.msg), failures++;
@@ -1061,8 +1087,10 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * ("ropepgemm"), through it where the tuner chose it ("tuned", with its
  * verdicts; "ropetuned": and RoPE in the attention), with the RMSNorms
  * between them fused in ("pgemmfused", "tunedfused"), or through cuBLAS
- * alone ("cublas"), and every batch with deferred steps fed on the device
- * ("overlap", each batch first checked by check_overlap). */
+ * alone ("cublas"), every batch with deferred steps fed on the device
+ * ("overlap", each batch first checked by check_overlap), and every batch
+ * with the RMSNorms folded into cuBLAS's GEMMs ("fold"; "fp8fold": the
+ * largest with an fp8 pool as well). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8noflash"). */
 static int wants(const char *list, const char *what)
@@ -1135,6 +1163,10 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, ROPE, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "overlap"))
         ok = bench_variant(m, &pg, ctx, OVERLAP, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "fold"))
+        ok = bench_variant(m, &pg, ctx, FOLD, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "fp8fold"))
+        ok = bench_variant(m, &pg, ctx, FP8_FOLD, &maxb, 1, P, steps, copy_gbps, &err) == 0;
     for (size_t i = 0; ok && n_small && i < sizeof small_variants / sizeof *small_variants; i++)
         if (wants(extra, small_variants[i].name))
             ok = bench_variant(m, &pg, ctx, *small_variants[i].v, small, n_small, P, steps,
@@ -1760,11 +1792,13 @@ int main(int argc, char **argv)
     else if (argc == 4 && strcmp(argv[1], "engine") == 0)
         check_engine(argv[2], (int)bench_long_arg("engine MAX_NEW", argv[3], 1, 1 << 20));
     else {
-        fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-                        "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                        "bench DIR B[,B...] PROMPT STEPS "
-                        "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
-                        "ropetuned,pgemmfused,tunedfused,cublas,overlap] | engine DIR MAX_NEW\n");
+        fprintf(
+            stderr,
+            "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+            "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+            "bench DIR B[,B...] PROMPT STEPS "
+            "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
+            "ropetuned,pgemmfused,tunedfused,cublas,overlap,fold,fp8fold] | engine DIR MAX_NEW\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -90,6 +90,9 @@ static const char help_engine[] =
     "  --fuse-norms          engine (CUDA; slower when timed): with --own-small-gemms, the\n"
     "                        RMSNorms between the engine's GEMMs fused into them (two launches\n"
     "                        a layer fewer where both GEMMs of a norm take the own one)\n"
+    "  --fold-norms          engine (CUDA; not yet timed): the RMSNorms before q|k|v and\n"
+    "                        gate|up folded into their weights, cuBLAS's GEMMs kept (two\n"
+    "                        launches a layer fewer)\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -145,6 +148,7 @@ enum {
     OPT_OWN_SMALL_GEMMS,
     OPT_OVERLAP_STEPS,
     OPT_FUSE_NORMS,
+    OPT_FOLD_NORMS,
     OPT_KV_DTYPE,
     OPT_END,
 };
@@ -176,6 +180,7 @@ static const struct option run_options[] = {
     {"own-small-gemms", required_argument, NULL, OPT_OWN_SMALL_GEMMS},
     {"overlap-steps", no_argument, NULL, OPT_OVERLAP_STEPS},
     {"fuse-norms", no_argument, NULL, OPT_FUSE_NORMS},
+    {"fold-norms", no_argument, NULL, OPT_FOLD_NORMS},
     {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
     {"db", required_argument, NULL, OPT_DB},
     {"limit", required_argument, NULL, OPT_LIMIT},
@@ -379,6 +384,9 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         return 0;
     case OPT_FUSE_NORMS:
         o->dev.fuse_norms = 1;
+        return 0;
+    case OPT_FOLD_NORMS:
+        o->dev.fold_norms = 1;
         return 0;
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);

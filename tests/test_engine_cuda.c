@@ -169,6 +169,16 @@ static void test_option_refusals(void **state)
     assert_null(ssf_device_cuda_open(m, &o, &err));
     if (built) assert_non_null(strstr(err.msg, "own_small_gemms 99"));
     assert_int_equal(err.usage, built);
+    /* folded norms keep cuBLAS's GEMMs and the RoPE kernel */
+    o.own_small_gemms = SSF_OWN_GEMMS_DEFAULT;
+    o.fold_norms = 1;
+    for (int k = 0; k < 3; k++) {
+        o.rope_in_attention = k == 0, o.fuse_norms = k == 1;
+        o.own_small_gemms = k == 2 ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT;
+        assert_null(ssf_device_cuda_open(m, &o, &err));
+        if (built) assert_non_null(strstr(err.msg, "--fold-norms keeps cuBLAS's GEMMs"));
+        assert_int_equal(err.usage, built);
+    }
     ssf_model_close(m);
 }
 
@@ -1029,8 +1039,9 @@ static void check_refusals(ssf_device *d, paging *pg, int V)
 
 /* What run_fixture's device does beside the defaults: decode steps' RoPE
  * and KV store in the attention kernel, the GEMMs of up to 64 rows through
- * the own GEMM, deferred steps, the RMSNorms between own GEMMs fused in. */
-enum { ROPE = 1, OWN_GEMMS = 2, OVERLAP = 4, FUSE = 8 };
+ * the own GEMM, deferred steps, the RMSNorms between own GEMMs fused in,
+ * the RMSNorms folded into cuBLAS's GEMMs. */
+enum { ROPE = 1, OWN_GEMMS = 2, OVERLAP = 4, FUSE = 8, FOLD = 16 };
 
 /* The fixture's model on GPU 0 over pg's pool (fp8: an e4m3 KV cache;
  * flash: prompts through the prefill kernel; with: ROPE | OWN_GEMMS). */
@@ -1048,7 +1059,8 @@ static ssf_device *open_paged(const fixture *f, const paging *pg, int fp8, int f
                             .own_small_gemms =
                                 with & OWN_GEMMS ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT,
                             .overlap_steps = (with & OVERLAP) != 0,
-                            .fuse_norms = (with & FUSE) != 0};
+                            .fuse_norms = (with & FUSE) != 0,
+                            .fold_norms = (with & FOLD) != 0};
     ssf_error err = {0};
     ssf_device *d = ssf_device_cuda_open(f->model, &o, &err);
     if (!d) fail_msg("%s%s: %s", f->dir, fp8 ? " (fp8 KV)" : "", err.msg);
@@ -1064,10 +1076,11 @@ static void run_fixture(fixture *f, int bs, int scatter, int flash, int with)
     assert_int_equal(d->max_context, MAX_CONTEXT);
     assert_int_equal(d->block_size, bs);
     assert_int_equal(d->n_blocks, pg.n_blocks);
-    fprintf(stderr, "# block size %d, %s tables%s%s%s%s%s\n", bs,
+    fprintf(stderr, "# block size %d, %s tables%s%s%s%s%s%s\n", bs,
             scatter ? "scattered" : "contiguous", flash ? ", flash prefill" : "",
             with & ROPE ? ", RoPE in the attention" : "", with & OWN_GEMMS ? ", own GEMMs" : "",
-            with & OVERLAP ? ", deferred steps" : "", with & FUSE ? ", norms fused" : "");
+            with & OVERLAP ? ", deferred steps" : "", with & FUSE ? ", norms fused" : "",
+            with & FOLD ? ", norms folded" : "");
     prompt_ref pr[2];
     int np = 0;
     while (np < 2 && load_prompt(f, np, &pr[np]))
@@ -1092,8 +1105,8 @@ static void run_fixture_fp8_fork(fixture *f, int bs, int with)
     paging pg;
     paging_init(&pg, bs, 1);
     ssf_device *d = open_paged(f, &pg, 1, 0, with);
-    fprintf(stderr, "# fp8 KV, block size %d%s\n", bs,
-            with & ROPE ? ", RoPE in the attention" : "");
+    fprintf(stderr, "# fp8 KV, block size %d%s%s\n", bs,
+            with & ROPE ? ", RoPE in the attention" : "", with & FOLD ? ", norms folded" : "");
     prompt_ref pr;
     for (int p = 0; p < 2 && load_prompt(f, p, &pr); p++) {
         float *pd = prefill_decode(d, &pg, &pr, f->vocab, 1, 5);
@@ -1146,8 +1159,11 @@ static void test_fixture_models(void **state)
         run_fixture(&f, 16, 1, 1, ROPE | OWN_GEMMS);
         run_fixture(&f, 16, 1, 1, ROPE | OWN_GEMMS | FUSE);
         run_fixture(&f, 16, 1, 1, OVERLAP);
+        run_fixture(&f, 16, 1, 1, FOLD);
+        run_fixture(&f, 1, 1, 0, FOLD);
         run_fixture_fp8_fork(&f, 16, 0);
         run_fixture_fp8_fork(&f, 16, ROPE);
+        run_fixture_fp8_fork(&f, 16, FOLD);
         ssf_safetensors_close(f.expected);
         ssf_model_close(f.model);
         n++;

@@ -166,6 +166,10 @@ typedef struct cuda_dev {
      * norm_ss, the norm in gate|up's and the next layer's q|k|v's prologue */
     int fuse_norms;
     float *norm_ss;
+    /* the RMSNorms before q|k|v and gate|up folded into their weights (SSFK_FOLD_NORMS,
+     * fold_norms): the GEMMs read x, RoPE's and SiLU's kernels scale by 1 / rms, o and down
+     * add into x through cuBLAS's beta (forward_layer_folded) */
+    int fold_norms;
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
     /* the bucket's GEMM shapes were tuned (before its first capture) */
@@ -413,6 +417,20 @@ static int upload_f32(const ssf_tensor *t, int64_t numel, float *dst, float *fbu
     return 0;
 }
 
+/* With fold_norms, the gains of the norms before q|k|v and gate|up
+ * multiplied into those weights (ssfk_row_norm). */
+static int fold_layer(const cuda_dev *d, const cuda_layer *L, ssf_error *err)
+{
+    if (!d->fold_norms) return 0;
+    int H = d->cfg.hidden_size, I = d->cfg.intermediate_size;
+    /* the layer's uploads may still be landing (open_memory) */
+    CU_TRY(cudaDeviceSynchronize());
+    CU_TRY(ssfk_fold_gains(L->wqkv, L->attn_norm, d->qkv_dim, H, d->stream));
+    CU_TRY(ssfk_fold_gains(L->wgu, L->mlp_norm, 2 * I, H, d->stream));
+    CU_TRY(cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
 static int upload_layer(cuda_dev *d, const ssf_layer_weights *w, cuda_layer *L, float *fbuf,
                         uint16_t *hbuf, ssf_error *err)
 {
@@ -425,7 +443,7 @@ static int upload_layer(cuda_dev *d, const ssf_layer_weights *w, cuda_layer *L, 
         upload_bf16(w->v, KV * H, L->wqkv + (Q + KV) * H, fbuf, hbuf, err) ||
         upload_bf16(w->o, H * Q, L->wo, fbuf, hbuf, err) ||
         upload_gate_up(d, w, L->wgu, fbuf, hbuf, err) ||
-        upload_bf16(w->down, H * I, L->wdown, fbuf, hbuf, err))
+        upload_bf16(w->down, H * I, L->wdown, fbuf, hbuf, err) || fold_layer(d, L, err))
         return -1;
     if (!L->bqkv) return 0;
     if (upload_f32(w->q_bias, Q, L->bqkv, fbuf, err) ||
@@ -616,11 +634,12 @@ static int stage_batch(cuda_dev *d, const ssf_fwd_batch *b, int R_pad, ssf_error
     return 0;
 }
 
-/* Y = X . W^T through the tuned choice for the shape, if any. */
+/* Y = X . W^T (accumulate: Y +=) through the tuned choice for the shape,
+ * if any. */
 static cublasStatus_t gemm(const cuda_dev *d, const bf16 *X, const bf16 *W, void *Y,
-                           cudaDataType_t y_type, int M, int N, int K)
+                           cudaDataType_t y_type, int M, int N, int K, int accumulate)
 {
-    return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, d->stream);
+    return ssfk_gemm_run(d->gemm, d->blas, X, W, Y, y_type, M, N, K, accumulate, d->stream);
 }
 
 /* Whether GEMM g (PG_*) of M rows goes through the own kernel: the device
@@ -678,8 +697,8 @@ static int run_small(const cuda_dev *d, int g, int own, const bf16 *W, int M,
         return 0;
     }
     if (fz) return ssf_fail(err, "cuda: a norm fused into cuBLAS's %s GEMM", small_gemm_names[g]);
-    BLAS_TRY(gemm(d, io.X, W, gu ? d->gu : io.Y, CUDA_R_16BF, M, io.N, io.K));
-    if (gu) K_TRY(ssfk_silu_mul(d->h, d->gu, M, io.N / 2, d->gu_block, d->stream));
+    BLAS_TRY(gemm(d, io.X, W, gu ? d->gu : io.Y, CUDA_R_16BF, M, io.N, io.K, 0));
+    if (gu) K_TRY(ssfk_silu_mul(d->h, d->gu, M, io.N / 2, d->gu_block, NULL, d->stream));
     return 0;
 }
 
@@ -695,6 +714,47 @@ static int small_gemm(const cuda_dev *d, int g, const cuda_layer *L, int M,
 static int fused_norm(const cuda_dev *d, int a, int b, int M)
 {
     return d->fuse_norms && own_gemm(d, a, M) && own_gemm(d, b, M);
+}
+
+/* Layer l's attention on its q|k|v rows: bias, RoPE (scaled first by a
+ * folded norm's 1 / rms, nm) and the KV store, unless the decode kernel
+ * does them (as->rope), then the decode and prefill attention into att. */
+static int attend(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_tables tb,
+                  const attn_step *as, const ssfk_row_norm *nm, ssf_error *err)
+{
+    const ssf_model_config *c = &d->cfg;
+    const cuda_layer *L = &d->layers[l];
+    if (!as->rope)
+        K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
+                                  c->n_heads, c->n_kv_heads, nm, d->stream));
+    ssfk_attn_io io = {d->att, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads, c->n_kv_heads};
+    ssfk_attn_rope rope = {d->rope_cs, L->bqkv};
+    if (as->n_decode > 0)
+        K_TRY(ssfk_attention(&as->shape, io, as->rope ? &rope : NULL, as->decode_rows, d->part,
+                             d->stream));
+    K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
+    return 0;
+}
+
+/* One layer with its two RMSNorms folded into q|k|v's and gate|up's
+ * weights (fold_norms): those GEMMs read the residual stream x as it is,
+ * RoPE's and SiLU's kernels scale each row by its 1 / rms, and o and down
+ * add their output into x through cuBLAS's beta, rounded once.  Four
+ * cuBLAS GEMMs and two small kernels besides the attention, where
+ * forward_layer launches four. */
+static int forward_layer_folded(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_tables tb,
+                                const attn_step *as, ssf_error *err)
+{
+    const cuda_layer *L = &d->layers[l];
+    int H = d->cfg.hidden_size, I = d->cfg.intermediate_size;
+    ssfk_row_norm nm = {d->x, H, (float)d->cfg.rms_norm_eps};
+    BLAS_TRY(gemm(d, d->x, L->wqkv, d->qkv, CUDA_R_16BF, rows, d->qkv_dim, H, 0));
+    if (attend(d, l, rows, pos, tb, as, &nm, err)) return -1;
+    BLAS_TRY(gemm(d, d->att, L->wo, d->x, CUDA_R_16BF, rows, H, d->q_dim, 1));
+    BLAS_TRY(gemm(d, d->x, L->wgu, d->gu, CUDA_R_16BF, rows, 2 * I, H, 0));
+    K_TRY(ssfk_silu_mul(d->h, d->gu, rows, I, d->gu_block, &nm, d->stream));
+    BLAS_TRY(gemm(d, d->h, L->wdown, d->x, CUDA_R_16BF, rows, H, I, 1));
+    return 0;
 }
 
 /* One layer of the staged rows.  A prefetch of the small GEMMs' weights
@@ -721,15 +781,7 @@ static int forward_layer(cuda_dev *d, int l, int rows, const int32_t *pos, ssfk_
         K_TRY(ssfk_rmsnorm(d->x, l > 0 ? d->tmp : NULL, L->attn_norm, d->xn, rows, H, eps,
                            d->stream));
     if (small_gemm(d, PG_QKV, L, rows, fuse_in ? &attn_norm : NULL, err)) return -1;
-    if (!as->rope)
-        K_TRY(ssfk_qkv_rope_store(d->qkv, L->bqkv, pos, tb, d->inv_freq, d->pool, d->kv, l, rows,
-                                  c->n_heads, c->n_kv_heads, d->stream));
-    ssfk_attn_io io = {d->att, d->qkv, d->pool, d->kv, l, pos, tb, c->n_heads, c->n_kv_heads};
-    ssfk_attn_rope rope = {d->rope_cs, L->bqkv};
-    if (as->n_decode > 0)
-        K_TRY(ssfk_attention(&as->shape, io, as->rope ? &rope : NULL, as->decode_rows, d->part,
-                             d->stream));
-    K_TRY(ssfk_prefill_attention(io, as->qblocks, as->n_qblocks, d->stream));
+    if (attend(d, l, rows, pos, tb, as, NULL, err)) return -1;
     if (small_gemm(d, PG_O, L, rows, fuse_mlp ? &residual : NULL, err)) return -1;
     if (!fuse_mlp) K_TRY(ssfk_rmsnorm(d->x, d->tmp, L->mlp_norm, d->xn, rows, H, eps, d->stream));
     if (small_gemm(d, PG_GU, L, rows, fuse_mlp ? &mlp_norm : NULL, err)) return -1;
@@ -795,7 +847,7 @@ static int chunk_logits(cuda_dev *d, const int32_t *rows, int n, ssf_error *err)
 {
     int H = d->cfg.hidden_size, V = d->cfg.vocab_size;
     K_TRY(ssfk_gather_rows(d->xo, d->xn, rows, n, H, d->stream));
-    BLAS_TRY(gemm(d, d->xo, d->lm_head, d->logits, CUDA_R_32F, n, V, H));
+    BLAS_TRY(gemm(d, d->xo, d->lm_head, d->logits, CUDA_R_32F, n, V, H, 0));
     return 0;
 }
 
@@ -894,9 +946,11 @@ static int enqueue_body(cuda_dev *d, int R, const attn_step *as, ssf_error *err)
     if (as->rope)
         K_TRY(ssfk_rope_table(d->rope_cs, pos, d->inv_freq, R, d->cfg.head_dim, d->stream));
     for (int l = 0; l < d->cfg.n_layers; l++)
-        if (forward_layer(d, l, R, pos, tb, as, err)) return -1;
-    /* the last down GEMM's output is in x already when its add was fused */
-    const bf16 *last = fused_norm(d, PG_DOWN, PG_QKV, R) ? NULL : d->tmp;
+        if ((d->fold_norms ? forward_layer_folded : forward_layer)(d, l, R, pos, tb, as, err))
+            return -1;
+    /* the last down GEMM's output is in x already when its add was fused
+     * or folded */
+    const bf16 *last = d->fold_norms || fused_norm(d, PG_DOWN, PG_QKV, R) ? NULL : d->tmp;
     K_TRY(ssfk_rmsnorm(d->x, last, d->final_norm, d->xn, R, d->cfg.hidden_size,
                        (float)d->cfg.rms_norm_eps, d->stream));
     return 0;
@@ -1415,6 +1469,11 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
     if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_NEVER)
         return ssf_fail_usage(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
                               o->own_small_gemms);
+    int owns =
+        o->own_small_gemms == SSF_OWN_GEMMS_ALWAYS || o->own_small_gemms == SSF_OWN_GEMMS_TUNED;
+    if (o->fold_norms && (o->rope_in_attention || o->fuse_norms || owns))
+        return ssf_fail_usage(err, "cuda: --fold-norms keeps cuBLAS's GEMMs and the RoPE kernel; "
+                                   "drop --rope-in-attention, --own-small-gemms and --fuse-norms");
     if (own_mode_of(o) == SSF_OWN_GEMMS_TUNED && o->disable_cuda_graphs)
         return ssf_fail_usage(err,
                               "cuda: --own-small-gemms tuned judges the kernel before a decode "
@@ -1452,9 +1511,12 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->flash_prefill = !o->disable_flash_prefill;
     d->fp8_flash = SSFK_PREFILL_FP8 || o->fp8_flash_prefill;
     d->pdl = !o->disable_pdl;
-    d->attn_rope = SSFK_ATTN_ROPE || o->rope_in_attention;
-    d->fuse_norms = SSFK_FUSE_NORMS || o->fuse_norms;
-    d->own_mode = own_mode_of(o);
+    /* folded norms keep cuBLAS's GEMMs and the RoPE kernel (check_options
+     * refuses the others asked for with them) */
+    d->fold_norms = SSFK_FOLD_NORMS || o->fold_norms;
+    d->attn_rope = !d->fold_norms && (SSFK_ATTN_ROPE || o->rope_in_attention);
+    d->fuse_norms = !d->fold_norms && (SSFK_FUSE_NORMS || o->fuse_norms);
+    d->own_mode = d->fold_norms ? SSF_OWN_GEMMS_NEVER : own_mode_of(o);
     for (int R = 0; R <= SSF_PGEMM_MAX_M; R++)
         for (int g = 0; g < SMALL_GEMMS; g++)
             d->own[R][g].gemm = small_gemm_names[g], d->own[R][g].rows = R;

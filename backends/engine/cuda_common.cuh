@@ -74,6 +74,15 @@ __device__ static inline float biased(const bf16 *row, const float *bias, int j)
     return bias ? round_bf16(x + bias[j]) : x;
 }
 
+/* biased() of a folded norm's GEMM output: element j scaled by its row's
+ * 1 / rms first, then rounded to BF16 with the bias added, as the unfolded
+ * GEMM's BF16 output would be.  rstd 1 gives biased()'s bits. */
+__device__ static inline float normed_biased(const bf16 *row, const float *bias, int j, float rstd)
+{
+    float x = __bfloat162float(row[j]) * rstd;
+    return round_bf16(bias ? x + bias[j] : x);
+}
+
 /* Rotate-half RoPE of the pair (x1 at d, x2 at d + head_dim / 2) by the
  * angle whose (cos, sin) is cs, each result rounded to BF16.  The products
  * are pinned (__fmul_rn, __fmaf_rn: no contraction left to the compiler),

@@ -70,9 +70,9 @@ static cublasStatus_t describe(ssfk_gemm_choice *c)
  * them. */
 static cublasStatus_t lt_matmul(const ssfk_gemm_ctx *ctx, const ssfk_gemm_choice *c,
                                 const cublasLtMatmulAlgo_t *algo, const bf16 *X, const bf16 *W,
-                                void *Y, cudaStream_t st)
+                                void *Y, int accumulate, cudaStream_t st)
 {
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     cublasLtMatrixLayout_t a = (cublasLtMatrixLayout_t)&c->a, b = (cublasLtMatrixLayout_t)&c->b;
     cublasLtMatrixLayout_t y = (cublasLtMatrixLayout_t)&c->c;
     return cublasLtMatmul(ctx->lt, (cublasLtMatmulDesc_t)&c->op, &alpha, W, a, X, b, &beta, Y, y, Y,
@@ -138,8 +138,8 @@ static cublasStatus_t call(const ssfk_gemm_ctx *ctx, const ssfk_gemm_choice *c,
                            int i, cudaStream_t st)
 {
     const bf16 *W = o->W[i % o->n_w];
-    cublasStatus_t s = algo ? lt_matmul(ctx, c, algo, o->X, W, o->Y, st)
-                            : ssfk_gemm(blas, o->X, W, o->Y, c->y_type, c->M, c->N, c->K);
+    cublasStatus_t s = algo ? lt_matmul(ctx, c, algo, o->X, W, o->Y, 0, st)
+                            : ssfk_gemm(blas, o->X, W, o->Y, c->y_type, c->M, c->N, c->K, 0);
     if (s != BLAS_OK) (void)cudaGetLastError();
     return s;
 }
@@ -231,12 +231,12 @@ static int aligned(const void *p)
 
 cublasStatus_t ssfk_gemm_run(const ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X,
                              const bf16 *W, void *Y, cudaDataType_t y_type, int M, int N, int K,
-                             cudaStream_t st)
+                             int accumulate, cudaStream_t st)
 {
     const ssfk_gemm_choice *c = ctx ? ssfk_gemm_find(ctx, M, N, K, y_type) : NULL;
     if (!c || !c->lt || !aligned(X) || !aligned(W) || !aligned(Y))
-        return ssfk_gemm(blas, X, W, Y, y_type, M, N, K);
-    return lt_matmul(ctx, c, &c->algo, X, W, Y, st);
+        return ssfk_gemm(blas, X, W, Y, y_type, M, N, K, accumulate);
+    return lt_matmul(ctx, c, &c->algo, X, W, Y, accumulate, st);
 }
 
 const char *ssfk_gemm_how_name(const ssfk_gemm_ctx *ctx, int M, int N, int K, cudaDataType_t y_type)

@@ -11,7 +11,7 @@
  * stored in a small table that ssfk_gemm_run looks up.
  *
  * The math is ssfk_gemm's: Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W,
- * fp32 compute and scale, alpha 1, beta 0, Y BF16 or fp32.  A split-K
+ * fp32 compute and scale, alpha 1, beta 0 (or 1: Y +=), Y BF16 or fp32.  A split-K
  * algorithm is only taken when its partial sums are reduced in fp32 (the
  * compute type), never in a BF16 output.
  */
@@ -79,10 +79,11 @@ int ssfk_gemm_tune(ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X, const
  * buffers are 256-byte aligned, as when tuned), cublasGemmEx otherwise.
  * Enqueues on st with the fixed workspace: no allocation, no host sync, so
  * it may be captured into a CUDA graph.  `blas` must be bound to `st`;
- * ctx may be NULL. */
+ * ctx may be NULL.  accumulate: Y += X . W^T (the choice was timed with
+ * beta 0; cublasLt's algorithms take either). */
 cublasStatus_t ssfk_gemm_run(const ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X,
                              const bf16 *W, void *Y, cudaDataType_t y_type, int M, int N, int K,
-                             cudaStream_t st);
+                             int accumulate, cudaStream_t st);
 
 /* "cublasLt" or "cublas": what ssfk_gemm_run does for the shape (bench
  * output). */

@@ -48,6 +48,20 @@ __device__ static float block_sum(float v, float *buf)
     return warp_sum(s);
 }
 
+/* 1 / rms of row r of a folded norm's residual stream (every thread gets
+ * it), summed as ssfk_rmsnorm sums it; 1 when the norm is not folded. */
+__device__ static float folded_rstd(ssfk_row_norm nm, int r, float *buf)
+{
+    if (!nm.x) return 1.0f;
+    const bf16 *xr = nm.x + (size_t)r * nm.C;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < nm.C; i += blockDim.x) {
+        float v = __bfloat162float(xr[i]);
+        ss += v * v;
+    }
+    return rms_rstd(block_sum(ss, buf), nm.C, nm.eps);
+}
+
 ssfk_kv_layout ssfk_kv_layout_make(int n_layers, int n_kv_heads, int block_size, int head_dim)
 {
     ssfk_kv_layout kv;
@@ -185,10 +199,13 @@ __device__ static void store_fp8_rows(const bf16 *src, ssfk_kv_layout kv, uint8_
 template <bool FP8>
 __global__ static void qkv_rope_store_kernel(bf16 *qkv, const float *bias, const int32_t *pos,
                                              ssfk_tables tb, const float *inv_freq, void *pool,
-                                             ssfk_kv_layout kv, int layer, int n_heads, int n_kv)
+                                             ssfk_kv_layout kv, int layer, int n_heads, int n_kv,
+                                             ssfk_row_norm nm)
 {
     grid_dep_enter();
+    __shared__ float buf[WARP];
     int r = blockIdx.x, hd = kv.head_dim, half = hd / 2, p = pos[r];
+    float rstd = folded_rstd(nm, r, buf);
     int width = (n_heads + 2 * n_kv) * hd;
     bf16 *row = qkv + (size_t)r * width;
     size_t at = kv_pos(kv, row_table(tb, r), layer, p);
@@ -197,8 +214,8 @@ __global__ static void qkv_rope_store_kernel(bf16 *qkv, const float *bias, const
     /* q and k: pairs (d, d + hd/2) of each head, rotate-half layout */
     for (int i = threadIdx.x; i < (n_heads + n_kv) * half; i += blockDim.x) {
         int h = i / half, d = i % half, j1 = h * hd + d, j2 = j1 + half;
-        float2 o =
-            rope_pair(biased(row, bias, j1), biased(row, bias, j2), rope_angle(p, inv_freq, d));
+        float2 o = rope_pair(normed_biased(row, bias, j1, rstd), normed_biased(row, bias, j2, rstd),
+                             rope_angle(p, inv_freq, d));
         bf16 o1 = __float2bfloat16(o.x), o2 = __float2bfloat16(o.y);
         if (FP8 || h < n_heads) {
             row[j1] = o1;
@@ -211,7 +228,7 @@ __global__ static void qkv_rope_store_kernel(bf16 *qkv, const float *bias, const
     }
     int voff = (n_heads + n_kv) * hd;
     for (int i = threadIdx.x; i < n_kv * hd; i += blockDim.x) {
-        float v = __bfloat162float(row[voff + i]);
+        float v = __bfloat162float(row[voff + i]) * rstd;
         if (bias) v = v + bias[voff + i];
         if (FP8)
             row[voff + i] = __float2bfloat16(v);
@@ -225,13 +242,15 @@ __global__ static void qkv_rope_store_kernel(bf16 *qkv, const float *bias, const
 
 cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos, ssfk_tables tb,
                                 const float *inv_freq, void *pool, ssfk_kv_layout kv, int layer,
-                                int rows, int n_heads, int n_kv_heads, cudaStream_t st)
+                                int rows, int n_heads, int n_kv_heads, const ssfk_row_norm *nm,
+                                cudaStream_t st)
 {
     if (kv.fp8 && (!kv.scales || kv.head_dim % WARP || kv.head_dim > 128))
         return cudaErrorInvalidValue;
+    ssfk_row_norm none = {NULL, 0, 0.0f};
     return launch_pdl(kv.fp8 ? qkv_rope_store_kernel<true> : qkv_rope_store_kernel<false>, rows,
                       256, 0, st, qkv, bias, pos, tb, inv_freq, pool, kv, layer, n_heads,
-                      n_kv_heads);
+                      n_kv_heads, nm ? *nm : none);
 }
 
 __global__ static void rope_table_kernel(float2 *cs, const int32_t *pos, const float *inv_freq,
@@ -265,12 +284,57 @@ __global__ static void silu_mul_kernel(bf16 *h, const bf16 *gu, int inter, int b
     h[i] = silu_times(__bfloat162float(row[gate]), __bfloat162float(row[up]));
 }
 
-cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, int block, cudaStream_t st)
+/* CTA (c, r): row r's outputs [c * SILU_SPAN, (c + 1) * SILU_SPAN), gate
+ * and up scaled by the row's 1 / rms first, each rounded to BF16 as the
+ * unfolded GEMM's outputs are.  Every CTA of a row sums the row's squares
+ * itself (from L2: a few KB) rather than wait for a kernel that would. */
+#define SILU_SPAN 2048
+
+__global__ static void silu_mul_folded_kernel(bf16 *h, const bf16 *gu, ssfk_row_norm nm, int inter,
+                                              int block)
+{
+    grid_dep_enter();
+    __shared__ float buf[WARP];
+    int r = blockIdx.y;
+    float rstd = folded_rstd(nm, r, buf);
+    const bf16 *row = gu + (size_t)r * 2 * inter;
+    int c0 = (int)blockIdx.x * SILU_SPAN, end = c0 + SILU_SPAN < inter ? c0 + SILU_SPAN : inter;
+    for (int c = c0 + (int)threadIdx.x; c < end; c += blockDim.x) {
+        int gate = block ? c / block * 2 * block + c % block : c,
+            up = gate + (block ? block : inter);
+        float g = round_bf16(__bfloat162float(row[gate]) * rstd);
+        float u = round_bf16(__bfloat162float(row[up]) * rstd);
+        h[(size_t)r * inter + c] = silu_times(g, u);
+    }
+}
+
+cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, int block,
+                          const ssfk_row_norm *nm, cudaStream_t st)
 {
     if (block < 0 || (block && inter % block)) return cudaErrorInvalidValue;
+    if (nm && nm->x) {
+        dim3 grid((unsigned)((inter + SILU_SPAN - 1) / SILU_SPAN), (unsigned)rows);
+        return launch_pdl(silu_mul_folded_kernel, grid, 256, 0, st, h, gu, *nm, inter, block);
+    }
     size_t n = (size_t)rows * inter;
     unsigned blocks = (unsigned)((n + 255) / 256);
     return launch_pdl(silu_mul_kernel, blocks, 256, 0, st, h, gu, inter, block, n);
+}
+
+/* ---- norms folded into the GEMMs' weights ----------------------------------------- */
+
+/* CTA n scales row n of W by the gains, column by column. */
+__global__ static void fold_gains_kernel(bf16 *W, const bf16 *gains, int K)
+{
+    grid_dep_enter();
+    bf16 *row = W + (size_t)blockIdx.x * K;
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+        row[k] = __float2bfloat16(__bfloat162float(row[k]) * __bfloat162float(gains[k]));
+}
+
+cudaError_t ssfk_fold_gains(bf16 *W, const bf16 *gains, int rows, int K, cudaStream_t st)
+{
+    return launch_pdl(fold_gains_kernel, rows, 256, 0, st, W, gains, K);
 }
 
 /* ---- timing --------------------------------------------------------------- */
@@ -291,10 +355,10 @@ cudaError_t ssfk_hold(long long ns, cudaStream_t st)
 /* ---- GEMM ------------------------------------------------------------------ */
 
 cublasStatus_t ssfk_gemm(cublasHandle_t h, const bf16 *X, const bf16 *W, void *Y,
-                         cudaDataType_t y_type, int M, int N, int K)
+                         cudaDataType_t y_type, int M, int N, int K, int accumulate)
 {
     /* Column-major: Y^T (N x M) = (W as K x N)^T . (X as K x M) */
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, W, CUDA_R_16BF, K, X,
                         CUDA_R_16BF, K, &beta, Y, y_type, N, CUBLAS_COMPUTE_32F,
                         CUBLAS_GEMM_DEFAULT);

@@ -82,15 +82,32 @@ cudaError_t ssfk_rmsnorm(bf16 *x, const bf16 *add, const bf16 *w, bf16 *out, int
 cudaError_t ssfk_gather_rows(bf16 *out, const bf16 *in, const int32_t *rows, int n, int C,
                              cudaStream_t st);
 
+/* An RMSNorm folded into the GEMM after it (the device option fold_norms):
+ * its gains are multiplied into the GEMM's weights once (ssfk_fold_gains),
+ * the GEMM reads the residual stream x [rows][C] itself, and the kernel
+ * that takes the GEMM's output scales each row by 1 / rms of x's row,
+ * which it sums itself.  x NULL: no norm folded. */
+typedef struct ssfk_row_norm {
+    const bf16 *x;
+    int C;
+    float eps;
+} ssfk_row_norm;
+
+/* W [rows][K] *= gains [K] column by column, rounded to BF16: the RMSNorm
+ * before a GEMM folded into its weights (ssfk_row_norm).  Once, at load. */
+cudaError_t ssfk_fold_gains(bf16 *W, const bf16 *gains, int rows, int K, cudaStream_t st);
+
 /* On the fused q|k|v rows: adds the bias (may be NULL), rotates q and k
  * (rotate-half RoPE at each row's position), writes the rotated q back in
  * place and k, v into the pool at (table[pos / bs], layer, pos % bs).  With
  * an fp8 pool each K and V row is scaled by its largest magnitude / 448
  * (e4m3's largest finite value) from the BF16 values the reference would
- * store; k, v are then also left in place in the q|k|v row. */
+ * store; k, v are then also left in place in the q|k|v row.  nm (may be
+ * NULL): each row is first scaled by its folded norm's 1 / rms. */
 cudaError_t ssfk_qkv_rope_store(bf16 *qkv, const float *bias, const int32_t *pos, ssfk_tables tb,
                                 const float *inv_freq, void *pool, ssfk_kv_layout kv, int layer,
-                                int rows, int n_heads, int n_kv_heads, cudaStream_t st);
+                                int rows, int n_heads, int n_kv_heads, const ssfk_row_norm *nm,
+                                cudaStream_t st);
 
 /* cs[r][d] = (cos, sin) of pos[r] * inv_freq[d], d < head_dim / 2: a
  * step's angles, computed once for every layer's ssfk_attention with RoPE
@@ -176,6 +193,13 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
  * asks for it. */
 #define SSFK_FUSE_NORMS 0
 
+/* Whether the RMSNorms before q|k|v and gate|up are folded into those
+ * GEMMs' weights by default (ssfk_row_norm; 2 L launches fewer a step, the
+ * GEMMs cuBLAS's).  0 until a GPU has checked and timed it (only
+ * tools/cuda-emu has run its kernels, 2026-11-28); the device option
+ * fold_norms asks for it. */
+#define SSFK_FOLD_NORMS 0
+
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
  * once per device, before the first ssfk_prefill_attention. */
 cudaError_t ssfk_prefill_init(void);
@@ -194,8 +218,10 @@ cudaError_t ssfk_attention_slots(int head_dim, int fp8, int rope, int *slots);
  * i]; or, with `block` (gate|up's rows interleaved for ssfk_pgemm's SwiGLU
  * epilogue, a divisor of inter), g and u of output i from the pairs of
  * `block` columns: g = gu[r][i / block * 2 block + i % block], u `block`
- * further. */
-cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, int block, cudaStream_t st);
+ * further.  nm (may be NULL): g and u are first scaled by their row's
+ * folded norm's 1 / rms and rounded to BF16. */
+cudaError_t ssfk_silu_mul(bf16 *h, const bf16 *gu, int rows, int inter, int block,
+                          const ssfk_row_norm *nm, cudaStream_t st);
 
 /* Occupies the stream for ns nanoseconds (one thread).  A timing queued
  * behind it runs its launches back to back on the device, however slowly
@@ -271,8 +297,8 @@ int ssfk_pgemm_plan(const ssfk_pgemm_device *dev, int N, int K, int swiglu, ssf_
 /* Y[M][N] = X[M][K] . W[N][K]^T with BF16 X, W and fp32 accumulation; Y is
  * BF16 or fp32 (`y_type`).  W is a PyTorch [out, in] row-major matrix, which
  * cuBLAS sees as the column-major K x N matrix to transpose: the "TN"
- * layout. */
+ * layout.  accumulate (BF16 Y): Y += X . W^T, in fp32 and rounded once. */
 cublasStatus_t ssfk_gemm(cublasHandle_t h, const bf16 *X, const bf16 *W, void *Y,
-                         cudaDataType_t y_type, int M, int N, int K);
+                         cudaDataType_t y_type, int M, int N, int K, int accumulate);
 
 #endif

@@ -165,7 +165,7 @@ static int run_silu_mul(scratch *s, int rows, int inter, int block, const float 
     bf16 *dgu = up_bf16(s, gu, (size_t)rows * 2 * inter, err);
     bf16 *dh = (bf16 *)dev_alloc(s, (size_t)rows * inter * 2, err);
     if (!dgu || !dh) return -1;
-    cudaError_t e = ssfk_silu_mul(dh, dgu, rows, inter, block, s->st);
+    cudaError_t e = ssfk_silu_mul(dh, dgu, rows, inter, block, NULL, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "silu_mul launch", e);
     return down_bf16(s, dh, rows, inter, (size_t)inter, h, err);
 }
@@ -209,7 +209,7 @@ static int run_gemm(scratch *s, int M, int N, int K, const float *X, const float
     if (!dx || !dw || !dy || !g) return -1;
     const bf16 *const ws[1] = {dw};
     if (ssfk_gemm_tune(g, s->blas, dx, ws, 1, dy, CUDA_R_32F, M, N, K, s->st, err)) return -1;
-    cublasStatus_t bs = ssfk_gemm_run(g, s->blas, dx, dw, dy, CUDA_R_32F, M, N, K, s->st);
+    cublasStatus_t bs = ssfk_gemm_run(g, s->blas, dx, dw, dy, CUDA_R_32F, M, N, K, 0, s->st);
     if (bs != CUBLAS_STATUS_SUCCESS)
         return ssf_fail(err, "cublas: gemm: %s", cublasGetStatusString(bs));
     cudaError_t e = cudaStreamSynchronize(s->st);
@@ -469,7 +469,7 @@ static int run_rope_store(scratch *s, int rows, int nh, int nkv, int hd, double 
         op_tables(s, pg, rows, n_ctx, &tb, err))
         return -1;
     cudaError_t e = ssfk_qkv_rope_store(dqkv, dbias, dpos, tb, dinv, p->d, p->kv, OP_LAYER, rows,
-                                        nh, nkv, s->st);
+                                        nh, nkv, NULL, s->st);
     if (e != cudaSuccess) return fail_cuda(err, "rope launch", e);
     if (down_bf16(s, dqkv, rows, nh * hd, (size_t)width, q_out, err)) return -1;
     return pool_download(p, err);
@@ -927,12 +927,12 @@ static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_
         timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) == 0 ? scratch_gemm(s, err) : NULL;
     if (!g) return -1;
     auto plain = [&](int i) {
-        cublasStatus_t b = ssfk_gemm(s->blas, X, ws[i % n_w], Y, CUDA_R_16BF, M, N, K);
+        cublasStatus_t b = ssfk_gemm(s->blas, X, ws[i % n_w], Y, CUDA_R_16BF, M, N, K, 0);
         return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
     };
     auto tuned = [&](int i) {
         cublasStatus_t b =
-            ssfk_gemm_run(g, s->blas, X, ws[i % n_w], Y, CUDA_R_16BF, M, N, K, s->st);
+            ssfk_gemm_run(g, s->blas, X, ws[i % n_w], Y, CUDA_R_16BF, M, N, K, 0, s->st);
         return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
     };
     if (time_launches(s, iters, plain, ms_default, err) ||
@@ -1134,9 +1134,10 @@ static int run_time_small(scratch *s, int rows, int H, int I, int nh, int nkv, i
     if (!d || !d_freq || !x || !w || !xn || !gu || !qkv || !pool) return -1;
     auto norm = [&](int) { return ssfk_rmsnorm(x, add, w, xn, rows, H, 1e-6f, s->st); };
     auto rope = [&](int) {
-        return ssfk_qkv_rope_store(qkv, NULL, dpos, tb, d_freq, pool, kv, 0, rows, nh, nkv, s->st);
+        return ssfk_qkv_rope_store(qkv, NULL, dpos, tb, d_freq, pool, kv, 0, rows, nh, nkv, NULL,
+                                   s->st);
     };
-    auto silu = [&](int) { return ssfk_silu_mul(act, gu, rows, I, 0, s->st); };
+    auto silu = [&](int) { return ssfk_silu_mul(act, gu, rows, I, 0, NULL, s->st); };
     return time_launches(s, iters, norm, &ms[0], err) ||
                    time_launches(s, iters, rope, &ms[1], err) ||
                    time_launches(s, iters, silu, &ms[2], err)

@@ -80,6 +80,14 @@ typedef struct ssf_device_options {
      * layer's q|k|v), two launches a layer fewer.  tools/cuda-emu has run the kernel; a GPU has
      * not: bench/gpu-check.sh checks and times it.  The default once SSFK_FUSE_NORMS is 1. */
     int fuse_norms;
+    /* CUDA: the RMSNorms before q|k|v and gate|up folded into those weights at load (each
+     * column times its gain), so that the GEMMs read the residual stream as it is; the RoPE
+     * and SiLU kernels after them scale each row by its 1 / rms, and o and down add into the
+     * residual stream through cuBLAS's beta: two launches a layer fewer, cuBLAS's GEMMs kept.
+     * Not with rope_in_attention, own_small_gemms or fuse_norms.  tools/cuda-emu has run the
+     * two kernels; a GPU has not: bench/gpu-check.sh checks and times it.  The default once
+     * SSFK_FOLD_NORMS is 1. */
+    int fold_norms;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning

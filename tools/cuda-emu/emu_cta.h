@@ -30,7 +30,11 @@ static int g_fail_fast;
  * Threads switch with _setjmp/_longjmp (swapcontext makes a system call a
  * switch, and a tile takes thousands of switches); makecontext only gives
  * each thread its stack. */
-enum { NT = SSF_ATTN_THREADS, NW = NT / 32 };
+/* a CTA's threads: the attention's, unless the includer sets EMU_THREADS */
+#ifndef EMU_THREADS
+#define EMU_THREADS SSF_ATTN_THREADS
+#endif
+enum { NT = EMU_THREADS, NW = NT / 32 };
 enum st { RUN, WCTA, WWARP, DONE };
 enum coll { C_SYNCWARP, C_MMA, C_SHFL, C_LDMATRIX };
 static const char *coll_name[] = {"__syncwarp", "mma", "shfl", "ldmatrix"};
@@ -123,7 +127,7 @@ static void smem_close(void)
 }
 enum { NONE = -1 };
 
-static char *emu_smem(void)
+EMU_UNUSED static char *emu_smem(void)
 {
     return g_smem;
 }
@@ -227,7 +231,7 @@ static void land(const cp_op &op)
     else
         memset(op.dst, 0, op.size);
 }
-static void issue(void *dst, const void *src, int size, int bytes)
+EMU_UNUSED static void issue(void *dst, const void *src, int size, int bytes)
 {
     if ((uintptr_t)dst % size || (uintptr_t)src % size) fail("cp.async misaligned");
     if (!in_smem(dst, size)) fail("cp.async dst outside smem");
@@ -236,7 +240,7 @@ static void issue(void *dst, const void *src, int size, int bytes)
     if (!g_late) land(op);
     g_ctx[g_cur].open.push_back(op);
 }
-static void cp_async_commit(void)
+EMU_UNUSED static void cp_async_commit(void)
 {
     ctx &c = g_ctx[g_cur];
     c.groups.push_back(c.open);
@@ -280,8 +284,8 @@ struct warpbuf {
 };
 static warpbuf g_wb[NW];
 
-static void mma_16816_full(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                           uint32_t b0, uint32_t b1)
+EMU_UNUSED static void mma_16816_full(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                      uint32_t a3, uint32_t b0, uint32_t b1)
 {
     int w = g_cur / 32, l = g_cur % 32, ph = g_ctx[g_cur].phase ^= 1;
     warpbuf &B = g_wb[w];

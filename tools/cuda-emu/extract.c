@@ -1,13 +1,15 @@
 /*
  * extract.c - copies a kernel's source out of its .cu file for the CPU
- * emulators (prefill_emu.cpp, decode_emu.cpp, sample_emu.cpp): the span
- * between two markers, less the inline-asm helpers the emulator defines
- * itself, with each raw memory access routed through the emulator's checked
- * one.
+ * emulators (prefill_emu.cpp, decode_emu.cpp, sample_emu.cpp, pgemm_emu.cpp,
+ * rows_emu.cpp): the span between two markers, less the inline-asm helpers
+ * the emulator defines itself, with each raw memory access routed through
+ * the emulator's checked one (the row kernels' go unrouted: rows_emu.cpp
+ * checks their outputs and guard words instead).
  *
  * Every swap must find its text exactly as often as it says: a kernel that
  * changed under the emulator fails here, naming the text, rather than run
- * unchecked.  Usage: extract prefill|decode|sample|pgemm KERNEL.cu OUT.inc
+ * unchecked.  Usage: extract prefill|decode|sample|pgemm|rows KERNEL.cu
+ * OUT.inc
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -220,6 +222,14 @@ static const swap SAMPLE_SWAPS[] = {
     {NULL, NULL, 0},
 };
 
+static const char *const ROWS_CUT[] = {NULL};
+
+/* The row kernels' block reductions share a buffer of the emulator's. */
+static const swap ROWS_SWAPS[] = {
+    {"__shared__ float buf[WARP];", "float *buf = g_rows_buf;", 3},
+    {NULL, NULL, 0},
+};
+
 static const kernel KERNELS[] = {
     {"prefill", "#define QB SSF_PREFILL_QB",
      "template <int HD, bool FP8>\nstatic cudaError_t prefill_hd(", PREFILL_CUT, ATTENTION_SWAPS,
@@ -231,6 +241,8 @@ static const kernel KERNELS[] = {
      SAMPLE_SWAPS},
     {"pgemm", "/* ---- the small GEMM", "cudaError_t ssfk_pgemm_init(", PGEMM_CUT, NULL,
      PGEMM_SWAPS},
+    {"rows", "__device__ static inline float warp_sum", "/* ---- timing", ROWS_CUT, NULL,
+     ROWS_SWAPS},
 };
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -328,13 +340,13 @@ static char *cut_helper(char *s, const char *name)
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: extract prefill|decode|sample|pgemm KERNEL.cu OUT.inc\n");
+        fprintf(stderr, "usage: extract prefill|decode|sample|pgemm|rows KERNEL.cu OUT.inc\n");
         return 2;
     }
     const kernel *k = NULL;
     for (size_t i = 0; i < sizeof KERNELS / sizeof *KERNELS; i++)
         if (strcmp(argv[1], KERNELS[i].name) == 0) k = &KERNELS[i];
-    if (!k) die("no kernel %s (prefill, decode, sample or pgemm)", argv[1]);
+    if (!k) die("no kernel %s (prefill, decode, sample, pgemm or rows)", argv[1]);
     char *src = slurp(argv[2]), *b = strstr(src, k->begin), *e = b ? strstr(b, k->end) : NULL;
     if (!b || !e) die("%s lacks the markers of its kernel's span", argv[2]);
     *e = '\0';
