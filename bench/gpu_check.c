@@ -458,18 +458,20 @@ static void check_variant(const ssf_model *m, const pages *pg, const seq *s, con
     if (d) d->close(d);
 }
 
-/* check_graph_decode on a device with the norms folded (fold_norms). */
-static void check_folded_graphs(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
-                                int vocab, int n_valid, const char *dir, int p)
+/* A device opened as v, once check_graph_decode (`as` naming v) has run
+ * on it; NULL, the failure counted, when it does not open. */
+static ssf_device *graph_checked(const ssf_model *m, const pages *pg, const seq *s,
+                                 const float *ref, int vocab, int n_valid, const char *dir, int p,
+                                 variant v, const char *as)
 {
     ssf_error err;
-    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, FOLD, &err);
+    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, v, &err);
     if (!d) {
-        printf("FAIL %s prompt %d: norms folded: %s\n", dir, p, err.msg), failures++;
-        return;
+        printf("FAIL %s prompt %d: graph decode%s: %s\n", dir, p, as, err.msg), failures++;
+        return NULL;
     }
-    check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, ", norms folded");
-    d->close(d);
+    check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, as);
+    return d;
 }
 
 /* How many of the n floats differ in their bits. */
@@ -563,13 +565,9 @@ static int report_verdicts(const ssf_device *d, int M, const char *tag, const ch
 static void check_tuned(const ssf_model *m, const pages *pg, const seq *s, const float *ref,
                         int vocab, int n_valid, const char *dir, int p)
 {
-    ssf_error err;
-    ssf_device *d = open_cuda_as(m, pg, MAX_CONTEXT, TUNED_GEMMS, &err);
-    if (!d) {
-        printf("FAIL %s prompt %d: own GEMMs where tuned: %s\n", dir, p, err.msg), failures++;
-        return;
-    }
-    check_graph_decode(d, pg, s, ref, vocab, n_valid, dir, p, " (own GEMMs where tuned)");
+    ssf_device *d = graph_checked(m, pg, s, ref, vocab, n_valid, dir, p, TUNED_GEMMS,
+                                  " (own GEMMs where tuned)");
+    if (!d) return;
     char what[2300];
     snprintf(what, sizeof what, "%s prompt %d", dir, p);
     int judged = report_verdicts(d, 3, "PASS", what);
@@ -627,7 +625,9 @@ static void check_fixture(const char *dir)
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, ROPE_OWN_FUSED,
                           "RoPE in the attention, own small GEMMs, norms fused", REL_TOL);
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FOLD, "norms folded", REL_TOL);
-            check_folded_graphs(m, &pg, &s, c, vocab, n_valid, dir, p);
+            ssf_device *fd =
+                graph_checked(m, &pg, &s, c, vocab, n_valid, dir, p, FOLD, ", norms folded");
+            if (fd) fd->close(fd);
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FOLD_NO_FLASH,
                           "norms folded, decode-kernel prefill", REL_TOL);
             check_variant(m, &pg, &s, c, vocab, n_valid, dir, p, FP8_FOLD, "fp8 KV, norms folded",
