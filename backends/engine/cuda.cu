@@ -1462,6 +1462,23 @@ static int own_mode_of(const ssf_device_options *o)
     return o->own_small_gemms ? o->own_small_gemms : SSFK_OWN_SMALL_GEMMS;
 }
 
+/* Whether o asks for a path that folded norms leave out: the decode
+ * kernel's RoPE, the own GEMM, or norms fused into it. */
+static int asks_unfolded(const ssf_device_options *o)
+{
+    return o->rope_in_attention || o->fuse_norms || o->own_small_gemms == SSF_OWN_GEMMS_ALWAYS ||
+           o->own_small_gemms == SSF_OWN_GEMMS_TUNED;
+}
+
+/* Whether the norms are folded: asked for, or SSFK_FOLD_NORMS's default,
+ * which yields to an explicit ask for a path it leaves out (else
+ * --rope-in-attention and the like would be dropped without a word, and
+ * gpu_check's variants of them would time the folded path). */
+static int folds_norms(const ssf_device_options *o)
+{
+    return o->fold_norms || (SSFK_FOLD_NORMS && !asks_unfolded(o));
+}
+
 static int check_options(const ssf_model_config *c, const ssf_device_options *o, ssf_error *err)
 {
     if (o->block_size < 0 || o->n_blocks < 0 || o->n_slots < 0 || o->max_context < 0)
@@ -1469,12 +1486,11 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
     if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_NEVER)
         return ssf_fail_usage(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
                               o->own_small_gemms);
-    int owns =
-        o->own_small_gemms == SSF_OWN_GEMMS_ALWAYS || o->own_small_gemms == SSF_OWN_GEMMS_TUNED;
-    if (o->fold_norms && (o->rope_in_attention || o->fuse_norms || owns))
+    if (o->fold_norms && asks_unfolded(o))
         return ssf_fail_usage(err, "cuda: --fold-norms keeps cuBLAS's GEMMs and the RoPE kernel; "
                                    "drop --rope-in-attention, --own-small-gemms and --fuse-norms");
-    if (own_mode_of(o) == SSF_OWN_GEMMS_TUNED && o->disable_cuda_graphs)
+    /* folded norms leave SSFK_OWN_SMALL_GEMMS's tuned default out */
+    if (!folds_norms(o) && own_mode_of(o) == SSF_OWN_GEMMS_TUNED && o->disable_cuda_graphs)
         return ssf_fail_usage(err,
                               "cuda: --own-small-gemms tuned judges the kernel before a decode "
                               "graph's first capture; drop --no-cuda-graphs, or use always");
@@ -1513,7 +1529,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->pdl = !o->disable_pdl;
     /* folded norms keep cuBLAS's GEMMs and the RoPE kernel (check_options
      * refuses the others asked for with them) */
-    d->fold_norms = SSFK_FOLD_NORMS || o->fold_norms;
+    d->fold_norms = folds_norms(o);
     d->attn_rope = !d->fold_norms && (SSFK_ATTN_ROPE || o->rope_in_attention);
     d->fuse_norms = !d->fold_norms && (SSFK_FUSE_NORMS || o->fuse_norms);
     d->own_mode = d->fold_norms ? SSF_OWN_GEMMS_NEVER : own_mode_of(o);
