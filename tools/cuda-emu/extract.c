@@ -8,8 +8,11 @@
  *
  * Every swap must find its text exactly as often as it says: a kernel that
  * changed under the emulator fails here, naming the text, rather than run
- * unchecked.  Usage: extract prefill|decode|sample|pgemm|rows KERNEL.cu
- * OUT.inc
+ * unchecked.  A kernel may borrow helpers from cuda_common.cuh (COMMON,
+ * needed then): their definitions are copied ahead of its span, so that
+ * the emulator runs the device's arithmetic rather than a copy of its own.
+ * Usage: extract prefill|decode|sample|pgemm|rows KERNEL.cu OUT.inc
+ * [COMMON.cuh]
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +28,7 @@ typedef struct kernel {
     const char *name, *begin, *end; /* the span: from `begin` up to `end` */
     const char *const *cut;         /* helpers to drop, NULL-terminated */
     const swap *shared, *swaps;     /* swaps: ATTENTION_SWAPS or NULL, then its own; {NULL} ends */
+    const char *const *borrow;      /* helpers from cuda_common.cuh, NULL-terminated; or NULL */
 } kernel;
 
 /* What both attention kernels have in the same words: the fp8 rows'
@@ -224,6 +228,9 @@ static const swap SAMPLE_SWAPS[] = {
 
 static const char *const ROWS_CUT[] = {NULL};
 
+/* the folded norm's scaling of a q|k|v element, the fold's own arithmetic */
+static const char *const ROWS_BORROW[] = {"normed_biased", NULL};
+
 /* The row kernels' block reductions share a buffer of the emulator's. */
 static const swap ROWS_SWAPS[] = {
     {"__shared__ float buf[WARP];", "float *buf = g_rows_buf;", 3},
@@ -233,16 +240,16 @@ static const swap ROWS_SWAPS[] = {
 static const kernel KERNELS[] = {
     {"prefill", "#define QB SSF_PREFILL_QB",
      "template <int HD, bool FP8>\nstatic cudaError_t prefill_hd(", PREFILL_CUT, ATTENTION_SWAPS,
-     PREFILL_SWAPS},
+     PREFILL_SWAPS, NULL},
     {"decode", "/* ---- paged attention",
      "template <int HD, bool FP8>\nstatic cudaError_t attention_hd(", DECODE_CUT, ATTENTION_SWAPS,
-     DECODE_SWAPS},
+     DECODE_SWAPS, NULL},
     {"sample", "#define SAMPLE_THREADS 1024", "cudaError_t ssfk_sample(", SAMPLE_CUT, NULL,
-     SAMPLE_SWAPS},
+     SAMPLE_SWAPS, NULL},
     {"pgemm", "/* ---- the small GEMM", "cudaError_t ssfk_pgemm_init(", PGEMM_CUT, NULL,
-     PGEMM_SWAPS},
+     PGEMM_SWAPS, NULL},
     {"rows", "__device__ static inline float warp_sum", "/* ---- timing", ROWS_CUT, NULL,
-     ROWS_SWAPS},
+     ROWS_SWAPS, ROWS_BORROW},
 };
 
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
@@ -319,7 +326,9 @@ static char *apply_swaps(char *body, const swap *list)
     return body;
 }
 
-static char *cut_helper(char *s, const char *name)
+/* Where helper `name`'s definition starts in s, *end just past its
+ * closing "}\n". */
+static char *find_helper(char *s, const char *name, char **end)
 {
     char head[128];
     snprintf(head, sizeof head, " %s(", name);
@@ -331,22 +340,46 @@ static char *cut_helper(char *s, const char *name)
         def = line;
     }
     if (!def) die("the kernel no longer defines %s", name);
-    char *end = strstr(def, "\n}\n");
-    if (!end) die("no end to %s", name);
-    memmove(def, end + 3, strlen(end + 3) + 1);
+    char *e = strstr(def, "\n}\n");
+    if (!e) die("no end to %s", name);
+    *end = e + 3;
+    return def;
+}
+
+static char *cut_helper(char *s, const char *name)
+{
+    char *end, *def = find_helper(s, name, &end);
+    memmove(def, end, strlen(end) + 1);
     return s;
+}
+
+/* The definitions of the helpers `names` in the file at path, one after
+ * another (a new string). */
+static char *borrow_helpers(const char *path, const char *const *names)
+{
+    char *src = slurp(path), *out = strdup("");
+    for (const char *const *n = names; *n; n++) {
+        char *end, *def = find_helper(src, *n, &end);
+        size_t had = strlen(out), len = (size_t)(end - def);
+        out = realloc(out, had + len + 1);
+        memcpy(out + had, def, len), out[had + len] = '\0';
+    }
+    free(src);
+    return out;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: extract prefill|decode|sample|pgemm|rows KERNEL.cu OUT.inc\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr,
+                "usage: extract prefill|decode|sample|pgemm|rows KERNEL.cu OUT.inc [COMMON.cuh]\n");
         return 2;
     }
     const kernel *k = NULL;
     for (size_t i = 0; i < sizeof KERNELS / sizeof *KERNELS; i++)
         if (strcmp(argv[1], KERNELS[i].name) == 0) k = &KERNELS[i];
     if (!k) die("no kernel %s (prefill, decode, sample, pgemm or rows)", argv[1]);
+    if (k->borrow && argc != 5) die("%s borrows helpers: name cuda_common.cuh", argv[1]);
     char *src = slurp(argv[2]), *b = strstr(src, k->begin), *e = b ? strstr(b, k->end) : NULL;
     if (!b || !e) die("%s lacks the markers of its kernel's span", argv[2]);
     *e = '\0';
@@ -356,8 +389,11 @@ int main(int argc, char **argv)
         body = cut_helper(body, *c);
     if (k->shared) body = apply_swaps(body, k->shared);
     body = apply_swaps(body, k->swaps);
+    char *helpers = k->borrow ? borrow_helpers(argv[4], k->borrow) : strdup("");
     FILE *out = fopen(argv[3], "w");
-    if (!out || fputs(body, out) < 0 || fclose(out) != 0) die("cannot write %s", argv[3]);
+    if (!out || fputs(helpers, out) < 0 || fputs(body, out) < 0 || fclose(out) != 0)
+        die("cannot write %s", argv[3]);
+    free(helpers);
     free(body);
     return 0;
 }

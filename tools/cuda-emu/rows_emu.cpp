@@ -2,9 +2,10 @@
  * rows_emu.cpp - runs the CUDA device's row kernels' own source
  * (backends/engine/cuda_kernels.cu from warp_sum to the timing section:
  * RMSNorm, bias + RoPE + KV store, SiLU . up, the gains' fold; copied out by
- * extract.c) on the CPU, through their own host launchers.  A CTA's 256
- * threads are emu_cta.h's coroutines in random order, CTAs in a shuffled
- * one.  What it holds them to:
+ * extract.c, with cuda_common.cuh's normed_biased, the folded norm's own
+ * arithmetic; the other helpers are emu_math.h's) on the CPU, through their own host launchers.  A
+ * CTA's 256 threads are emu_cta.h's coroutines in random order, CTAs in a shuffled one.  What it
+ * holds them to:
  *
  *  - the norms folded into the GEMMs (the device option fold_norms): the
  *    weights times their gains bit for bit as BF16 rounds them; q|k|v of
@@ -91,11 +92,6 @@ typedef struct ssfk_row_norm {
 
 static float g_rows_buf[WARP]; /* the kernels' __shared__ reduction buffer */
 
-static float normed_biased(const bf16 *row, const float *bias, int j, float rstd)
-{
-    float x = bf2f(row[j]) * rstd;
-    return round_bf16(bias ? x + bias[j] : x);
-}
 static size_t kv_pos(ssfk_kv_layout kv, const int32_t *table, int layer, int p)
 {
     size_t blk = (size_t)table[p / kv.block_size];
@@ -122,7 +118,7 @@ static void store_fp8_row(const float (&v)[FP8_PER_LANE], const int (&col)[FP8_P
     if (threadIdx.x % WARP == 0) *scale = s;
 }
 
-#include "rows_body.inc" /* extract.c writes it */
+#include "rows_body.inc" /* extract.c writes it, cuda_common.cuh's normed_biased first */
 
 /* ---- buffers with guards ---- */
 enum { GUARD = 64 };
