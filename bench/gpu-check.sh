@@ -102,7 +102,7 @@ summarize() {
             printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
         tee -a "$LOG"
     grep -E '^TIME op=pgemm_' "$LOG" | grep -v 'op=pgemm_sweep' | sed 's/^TIME //' | tee -a "$LOG"
-    say "a step's small kernels, each timed alone back to back (step_ms: 2 L + 1 RMSNorms, L RoPEs, L SiLUs):"
+    say "a step's small kernels, each timed alone back to back (step_ms: 2 L + 1 RMSNorms, L RoPEs, L SiLUs; folded_step_ms: the final RMSNorm, L RoPEs and L SiLUs with the norm folded in):"
     awk '/^== ops / { model = $3 } /^TIME op=small / { sub(/^TIME op=small /, ""); print model, $0 }' "$LOG" | tee -a "$LOG"
     say "the own GEMM's shapes at 64 rows: the plan's pick and the fastest (bn/splits/stages, ms):"
     awk '/^== ops / { model = $3 }

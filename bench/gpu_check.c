@@ -1518,17 +1518,22 @@ static void time_ops(const ssf_model_config *c)
     }
     /* the small kernels of a step: 2 L + 1 RMSNorms (with their residual
      * adds), L RoPE + KV stores, L SiLU . muls, what fusing them into the
-     * GEMMs and the attention would save at most */
+     * GEMMs and the attention would save at most; and with the norms folded
+     * (fold_norms), the final RMSNorm and L of each of the other two, each
+     * summing its rows' squares */
     static const int small_rows[] = {64, 256};
     for (int ri = 0; ok && ri < 2; ri++) {
-        double ms[3];
+        double ms[5];
         ok = ssf_cuda_op_time_small(small_rows[ri], H, I, c->n_heads, c->n_kv_heads, hd, 20, ms,
                                     &err) == 0;
+        double step = (2 * L + 1) * ms[0] + L * (ms[1] + ms[2]);
+        double folded = ms[0] + L * (ms[3] + ms[4]);
         if (ok)
             printf("TIME op=small rows=%d rmsnorm_ms=%.4f rope_ms=%.4f silu_ms=%.4f "
-                   "step_ms=%.3f launches=%d\n",
-                   small_rows[ri], ms[0], ms[1], ms[2], (2 * L + 1) * ms[0] + L * (ms[1] + ms[2]),
-                   4 * L + 1);
+                   "step_ms=%.3f launches=%d rope_folded_ms=%.4f silu_folded_ms=%.4f "
+                   "folded_step_ms=%.3f folded_launches=%d\n",
+                   small_rows[ri], ms[0], ms[1], ms[2], step, 4 * L + 1, ms[3], ms[4], folded,
+                   2 * L + 1);
     }
     /* the plan's split beside 64-position chunks and no split at all (the
      * whole context one chunk: no merge kernel), at contexts up to 2,048

@@ -121,7 +121,7 @@ int ssf_cuda_replay_time(const ssf_device *dev, long *replays, double *ms, ssf_e
 }
 
 int ssf_cuda_op_time_small(int rows, int hidden, int inter, int n_heads, int n_kv, int head_dim,
-                           int iters, double ms[3], ssf_error *err)
+                           int iters, double ms[5], ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

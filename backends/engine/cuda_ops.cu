@@ -1112,7 +1112,7 @@ static int run_time_attention(scratch *s, int rows, int nh, int nkv, int hd, int
 
 /* rows sequences of SMALL_CTX positions on blocks of their own, one layer */
 static int run_time_small(scratch *s, int rows, int H, int I, int nh, int nkv, int hd, int iters,
-                          double ms[3], ssf_error *err)
+                          double ms[5], ssf_error *err)
 {
     const int bs = 16, nb = SMALL_CTX / bs + 1;
     ssfk_kv_layout kv = ssfk_kv_layout_make(1, nkv, bs, hd);
@@ -1138,15 +1138,23 @@ static int run_time_small(scratch *s, int rows, int H, int I, int nh, int nkv, i
                                    s->st);
     };
     auto silu = [&](int) { return ssfk_silu_mul(act, gu, rows, I, 0, NULL, s->st); };
+    ssfk_row_norm nm = {x, H, 1e-6f};
+    auto rope_folded = [&](int) {
+        return ssfk_qkv_rope_store(qkv, NULL, dpos, tb, d_freq, pool, kv, 0, rows, nh, nkv, &nm,
+                                   s->st);
+    };
+    auto silu_folded = [&](int) { return ssfk_silu_mul(act, gu, rows, I, 0, &nm, s->st); };
     return time_launches(s, iters, norm, &ms[0], err) ||
                    time_launches(s, iters, rope, &ms[1], err) ||
-                   time_launches(s, iters, silu, &ms[2], err)
+                   time_launches(s, iters, silu, &ms[2], err) ||
+                   time_launches(s, iters, rope_folded, &ms[3], err) ||
+                   time_launches(s, iters, silu_folded, &ms[4], err)
                ? -1
                : 0;
 }
 
 extern "C" int ssf_cuda_op_time_small(int rows, int hidden, int inter, int n_heads, int n_kv,
-                                      int head_dim, int iters, double ms[3], ssf_error *err)
+                                      int head_dim, int iters, double ms[5], ssf_error *err)
 {
     scratch s;
     int rc = scratch_init(&s, 0, err) ||

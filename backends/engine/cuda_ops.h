@@ -157,18 +157,21 @@ int ssf_cuda_gemm_verdicts(const ssf_device *dev, int M, ssf_pgemm_verdict *out,
 int ssf_cuda_time_replays(ssf_device *dev, ssf_error *err);
 int ssf_cuda_replay_time(const ssf_device *dev, long *replays, double *ms, ssf_error *err);
 
-/* Mean milliseconds of one paged decode attention launch: rows sequences at
- * position ctx - 1, a pool laid out for n_layers layers (call i reads layer
- * i % n_layers).  chunk > 0 replaces the plan's split (positions a CTA);
- * *splits receives the splits used. */
 /* Mean milliseconds of a decode step's small kernels at `rows` rows, each
  * timed alone over `iters` launches run back to back (queued behind a
  * hold, as a graph replays them, each a programmatic dependent launch as
  * in a step): ms[0] the RMSNorm with its residual add (two a layer), ms[1]
  * bias + RoPE + the KV store at position 999, ms[2] SiLU . mul (the
- * kernels a fusion into the GEMMs or the attention would save). */
+ * kernels a fusion into the GEMMs or the attention would save); ms[3] and
+ * ms[4] the last two with a norm folded in (ssfk_row_norm), the only small
+ * kernels a layer keeps with fold_norms. */
 int ssf_cuda_op_time_small(int rows, int hidden, int inter, int n_heads, int n_kv, int head_dim,
-                           int iters, double ms[3], ssf_error *err);
+                           int iters, double ms[5], ssf_error *err);
+
+/* Mean milliseconds of one paged decode attention launch: rows sequences at
+ * position ctx - 1, a pool laid out for n_layers layers (call i reads layer
+ * i % n_layers).  chunk > 0 replaces the plan's split (positions a CTA);
+ * *splits receives the splits used. */
 
 int ssf_cuda_op_time_attention(int rows, int n_heads, int n_kv, int head_dim, int ctx, int n_layers,
                                int block_size, int chunk, int iters, double *ms, int *splits,
