@@ -361,7 +361,9 @@ static char *borrow_helpers(const char *path, const char *const *names)
     for (const char *const *n = names; *n; n++) {
         char *end, *def = find_helper(src, *n, &end);
         size_t had = strlen(out), len = (size_t)(end - def);
-        out = realloc(out, had + len + 1);
+        char *grown = realloc(out, had + len + 1);
+        if (!grown) die("out of memory borrowing %s", *n);
+        out = grown;
         memcpy(out + had, def, len), out[had + len] = '\0';
     }
     free(src);
