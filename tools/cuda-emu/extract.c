@@ -311,9 +311,6 @@ static char *line_of(const char *s, char *p)
     return p;
 }
 
-/* Drops the definition of helper `name`: the one line that starts with
- * "__device__ static inline" and names it, up to the "}" that closes it at
- * the start of a line. */
 /* Each of the list's swaps on body (a kernel that changed under the
  * emulator dies here, naming the text). */
 static char *apply_swaps(char *body, const swap *list)
@@ -326,8 +323,9 @@ static char *apply_swaps(char *body, const swap *list)
     return body;
 }
 
-/* Where helper `name`'s definition starts in s, *end just past its
- * closing "}\n". */
+/* Where helper `name`'s definition starts in s: the one line that starts
+ * with "__device__ static inline" and names it; *end just past the "}"
+ * that closes it at the start of a line. */
 static char *find_helper(char *s, const char *name, char **end)
 {
     char head[128];
@@ -346,6 +344,7 @@ static char *find_helper(char *s, const char *name, char **end)
     return def;
 }
 
+/* Drops the definition of helper `name` from s. */
 static char *cut_helper(char *s, const char *name)
 {
     char *end, *def = find_helper(s, name, &end);
