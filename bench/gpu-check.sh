@@ -468,8 +468,9 @@ for d in "${FIXTURES[@]}"; do
 done
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$SAN" ] && [ ${#FIXTURES[@]} -gt 0 ]; then
-    # the default device, the own GEMMs always (with RoPE in the attention)
-    # and where tuned (a graph decode, whose tuning runs both paths)
+    # the default device, the own GEMMs always (with RoPE in the attention),
+    # the norms folded into cuBLAS's GEMMs, and the own GEMMs where tuned (a
+    # graph decode, whose tuning runs both paths)
     STEP_LIMIT=240 step memcheck "$SAN" --tool memcheck --leak-check full --error-exitcode 3 \
         "$WORK/gpu_check" cuda "${FIXTURES[0]}"
 else

@@ -790,9 +790,10 @@ static int run_alone(const ssf_model *m, const seq *s, variant v, float **lg, ss
 }
 
 /* One fixture with no reference: what compute-sanitizer runs.  The default
- * device, then RoPE in the attention with the own GEMMs always, through
- * the full forward, prefill + decode and a fork; then check_tuned, whose
- * tuning runs both GEMM paths, against the default's logits. */
+ * device, then RoPE in the attention with the own GEMMs always (the norms
+ * between them fused and not), then the norms folded into cuBLAS's GEMMs,
+ * through the full forward, prefill + decode and a fork; then check_tuned,
+ * whose tuning runs both GEMM paths, against the default's logits. */
 static void check_cuda_alone(const char *dir)
 {
     ssf_error err;
@@ -807,11 +808,13 @@ static void check_cuda_alone(const char *dir)
     if (ok) {
         ok = run_alone(m, &s, DEFAULT, &ref, &err) == 0 &&
              run_alone(m, &s, ROPE_OWN_GEMMS, NULL, &err) == 0 &&
-             run_alone(m, &s, ROPE_OWN_FUSED, NULL, &err) == 0;
+             run_alone(m, &s, ROPE_OWN_FUSED, NULL, &err) == 0 &&
+             run_alone(m, &s, FOLD, NULL, &err) == 0;
         seq_free(&s);
     }
     printf("%s %s: CUDA prefill, decode and fork ran, by default and with RoPE in the attention "
-           "and the own GEMMs, with the norms between them fused and not%s%s\n",
+           "and the own GEMMs, with the norms between them fused and not, and with the norms "
+           "folded into cuBLAS's GEMMs%s%s\n",
            ok ? "PASS" : "FAIL", dir, ok ? "" : ": ", ok ? "" : err.msg);
     failures += !ok;
     pages pg;
