@@ -66,21 +66,19 @@ __device__ static inline float rms_scaled(float x, float rstd, float gain)
     return round_bf16(x * rstd) * gain;
 }
 
-/* Column j of a q|k|v row with its bias: HF's linear rounds x W^T + b to
- * BF16 before RoPE. */
-__device__ static inline float biased(const bf16 *row, const float *bias, int j)
-{
-    float x = __bfloat162float(row[j]);
-    return bias ? round_bf16(x + bias[j]) : x;
-}
-
-/* biased() of a folded norm's GEMM output: element j scaled by its row's
- * 1 / rms first, then rounded to BF16 with the bias added, as the unfolded
- * GEMM's BF16 output would be.  rstd 1 gives biased()'s bits. */
+/* Column j of a q|k|v row with its bias, the row first scaled by rstd (a
+ * folded norm's 1 / rms; 1 otherwise, which leaves the BF16 value as it
+ * is): HF's linear rounds x W^T + b to BF16 before RoPE. */
 __device__ static inline float normed_biased(const bf16 *row, const float *bias, int j, float rstd)
 {
     float x = __bfloat162float(row[j]) * rstd;
     return round_bf16(bias ? x + bias[j] : x);
+}
+
+/* Column j of a q|k|v row with its bias, no norm folded in. */
+__device__ static inline float biased(const bf16 *row, const float *bias, int j)
+{
+    return normed_biased(row, bias, j, 1.0f);
 }
 
 /* Rotate-half RoPE of the pair (x1 at d, x2 at d + head_dim / 2) by the

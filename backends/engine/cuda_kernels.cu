@@ -228,8 +228,7 @@ __global__ static void qkv_rope_store_kernel(bf16 *qkv, const float *bias, const
     }
     int voff = (n_heads + n_kv) * hd;
     for (int i = threadIdx.x; i < n_kv * hd; i += blockDim.x) {
-        float v = __bfloat162float(row[voff + i]) * rstd;
-        if (bias) v = v + bias[voff + i];
+        float v = normed_biased(row, bias, voff + i, rstd);
         if (FP8)
             row[voff + i] = __float2bfloat16(v);
         else
