@@ -417,20 +417,6 @@ static int upload_f32(const ssf_tensor *t, int64_t numel, float *dst, float *fbu
     return 0;
 }
 
-/* With fold_norms, the gains of the norms before q|k|v and gate|up
- * multiplied into those weights (ssfk_row_norm). */
-static int fold_layer(const cuda_dev *d, const cuda_layer *L, ssf_error *err)
-{
-    if (!d->fold_norms) return 0;
-    int H = d->cfg.hidden_size, I = d->cfg.intermediate_size;
-    /* the layer's uploads may still be landing (open_memory) */
-    CU_TRY(cudaDeviceSynchronize());
-    CU_TRY(ssfk_fold_gains(L->wqkv, L->attn_norm, d->qkv_dim, H, d->stream));
-    CU_TRY(ssfk_fold_gains(L->wgu, L->mlp_norm, 2 * I, H, d->stream));
-    CU_TRY(cudaStreamSynchronize(d->stream));
-    return 0;
-}
-
 static int upload_layer(cuda_dev *d, const ssf_layer_weights *w, cuda_layer *L, float *fbuf,
                         uint16_t *hbuf, ssf_error *err)
 {
@@ -443,7 +429,7 @@ static int upload_layer(cuda_dev *d, const ssf_layer_weights *w, cuda_layer *L, 
         upload_bf16(w->v, KV * H, L->wqkv + (Q + KV) * H, fbuf, hbuf, err) ||
         upload_bf16(w->o, H * Q, L->wo, fbuf, hbuf, err) ||
         upload_gate_up(d, w, L->wgu, fbuf, hbuf, err) ||
-        upload_bf16(w->down, H * I, L->wdown, fbuf, hbuf, err) || fold_layer(d, L, err))
+        upload_bf16(w->down, H * I, L->wdown, fbuf, hbuf, err))
         return -1;
     if (!L->bqkv) return 0;
     if (upload_f32(w->q_bias, Q, L->bqkv, fbuf, err) ||
@@ -1429,6 +1415,21 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     return d->own_mode != SSF_OWN_GEMMS_NEVER ? plan_small_gemms(d, err) : 0;
 }
 
+/* With fold_norms, the gains of the norms before q|k|v and gate|up
+ * multiplied into those weights (ssfk_row_norm), once they have landed. */
+static int fold_weights(cuda_dev *d, ssf_error *err)
+{
+    if (!d->fold_norms) return 0;
+    int H = d->cfg.hidden_size, I = d->cfg.intermediate_size;
+    for (int l = 0; l < d->cfg.n_layers; l++) {
+        const cuda_layer *L = &d->layers[l];
+        CU_TRY(ssfk_fold_gains(L->wqkv, L->attn_norm, d->qkv_dim, H, d->stream));
+        CU_TRY(ssfk_fold_gains(L->wgu, L->mlp_norm, 2 * I, H, d->stream));
+    }
+    CU_TRY(cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
 static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options *o, ssf_error *err)
 {
     arena wa = {NULL, 0}, aa = {NULL, 0};
@@ -1452,7 +1453,7 @@ static int open_memory(cuda_dev *d, const ssf_model *m, const ssf_device_options
     /* a cudaMemcpy from pageable memory may return before its DMA lands, and
      * d->stream does not wait for the legacy stream: finish the uploads */
     CU_TRY(cudaDeviceSynchronize());
-    return 0;
+    return fold_weights(d, err);
 }
 
 /* The ssf_own_gemms o asks for, SSFK_OWN_SMALL_GEMMS's when it leaves it
