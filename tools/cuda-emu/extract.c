@@ -228,8 +228,10 @@ static const swap SAMPLE_SWAPS[] = {
 
 static const char *const ROWS_CUT[] = {NULL};
 
-/* the folded norm's scaling of a q|k|v element, the fold's own arithmetic */
-static const char *const ROWS_BORROW[] = {"normed_biased", NULL};
+/* the folded norm's scaling of a q|k|v element, the fold's own arithmetic;
+ * the pool walk and the fp8 row store the RoPE kernel writes through */
+static const char *const ROWS_BORROW[] = {"normed_biased", "kv_pos", "row_table", "store_fp8_row",
+                                          NULL};
 
 /* The row kernels' block reductions share a buffer of the emulator's. */
 static const swap ROWS_SWAPS[] = {
@@ -329,9 +331,10 @@ static char *apply_swaps(char *body, const swap *list)
 static char *find_helper(char *s, const char *name, char **end)
 {
     char head[128];
-    snprintf(head, sizeof head, " %s(", name);
+    snprintf(head, sizeof head, "%s(", name);
     char *def = NULL;
     for (char *at = strstr(s, head); at; at = strstr(at + 1, head)) {
+        if (at == s || (at[-1] != ' ' && at[-1] != '*')) continue; /* a longer name's tail */
         char *line = line_of(s, at);
         if (strncmp(line, "__device__ static inline ", 25) != 0) continue; /* a call */
         if (def) die("the kernel defines %s twice", name);

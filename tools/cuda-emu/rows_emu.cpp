@@ -84,7 +84,7 @@ static cudaError_t launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, 
     return cudaSuccess;
 }
 
-/* ---- cuda_kernels.cuh's and cuda_common.cuh's pieces, from their spec ---- */
+/* ---- what the kernels take from cuda_kernels.cuh and cuda_common.cuh ---- */
 typedef struct ssfk_row_norm {
     const bf16 *x;
     int C;
@@ -93,33 +93,20 @@ typedef struct ssfk_row_norm {
 
 static float g_rows_buf[WARP]; /* the kernels' __shared__ reduction buffer */
 
-static size_t kv_pos(ssfk_kv_layout kv, const int32_t *table, int layer, int p)
-{
-    size_t blk = (size_t)table[p / kv.block_size];
-    return blk * kv.block_stride + (size_t)layer * kv.layer_stride +
-           (size_t)(p % kv.block_size) * kv.head_dim;
-}
-static const int32_t *row_table(ssfk_tables tb, int r)
-{
-    return tb.tab + tb.tab_off[tb.seq[r]];
-}
+/* cuda_common.cuh's constants, and the e4m3 conversion its store_fp8_row
+ * calls (saturating: the row's scale keeps |x| within 448) */
 #define FP8_MAX 448.0f
 #define FP8_PER_LANE 4
-static void store_fp8_row(const float (&v)[FP8_PER_LANE], const int (&col)[FP8_PER_LANE], int n,
-                          uint8_t *dst, float *scale)
+enum { __NV_SATFINITE };
+static uint8_t __nv_cvt_float_to_fp8(float x, int saturate, int kind)
 {
-    float amax = 0.0f;
-    for (int i = 0; i < FP8_PER_LANE; i++)
-        if (i < n) amax = fmaxf(amax, fabsf(v[i]));
-    for (int o = WARP / 2; o > 0; o >>= 1)
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    float s = amax > 0.0f ? amax / FP8_MAX : 1.0f;
-    for (int i = 0; i < FP8_PER_LANE; i++)
-        if (i < n) dst[col[i]] = to_e4m3(v[i] / s);
-    if (threadIdx.x % WARP == 0) *scale = s;
+    if (saturate != __NV_SATFINITE || kind != __NV_E4M3)
+        fail("fp8 conversion %d/%d", saturate, kind);
+    return to_e4m3(fminf(fmaxf(x, -FP8_MAX), FP8_MAX));
 }
 
-#include "rows_body.inc" /* extract.c writes it, cuda_common.cuh's normed_biased first */
+/* extract.c writes it, the helpers it borrows from cuda_common.cuh first */
+#include "rows_body.inc"
 
 /* ---- buffers with guards ---- */
 enum { GUARD = 64 };
@@ -269,10 +256,13 @@ struct pool {
     {
         return ssfk_tables{seq.data(), tab_off.data(), tab.data()};
     }
-    /* K (sel 0) or V (sel 1) of KV head h at row r's position, element d */
+    /* K (sel 0) or V (sel 1) of KV head h at row r's position, element d:
+     * the pool's layout worked out here, not through the kernels' kv_pos */
     float at(int r, int sel, int h, int d) const
     {
-        size_t row = kv_pos(kv, tab.data() + tab_off[r], 1, pos[r]) + sel * kv.v_offset +
+        int p = pos[r], blk = tab[tab_off[r] + p / kv.block_size];
+        size_t row = (size_t)blk * kv.block_stride + kv.layer_stride +
+                     (size_t)(p % kv.block_size) * kv.head_dim + sel * kv.v_offset +
                      (size_t)h * kv.head_stride;
         if (!kv.fp8) return bf2f(bf.v[row + d]);
         return e4m3(fp8.v[row + d]) * scales.v[row / kv.head_dim];
