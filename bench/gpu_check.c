@@ -300,8 +300,9 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * cuBLAS (own_gemms, an ssf_own_gemms; 0: SSFK_OWN_SMALL_GEMMS's), deferred
  * decode steps, each fed on the device from the step before's draws
  * (overlap), the RMSNorms between own GEMMs fused into them (fuse), the
- * RMSNorms before q|k|v and gate|up folded into cuBLAS's GEMMs (fold);
- * `suffix` names it in TIME lines. */
+ * RMSNorms before q|k|v and gate|up folded into cuBLAS's GEMMs (fold: 1
+ * asks for it, -1 turns it off where SSFK_FOLD_NORMS makes it the
+ * default, 0 leaves the default); `suffix` names it in TIME lines. */
 typedef struct variant {
     int graphs, fp8, flash, no_pdl, rope, own_gemms, overlap, fuse, fold;
     const char *suffix;
@@ -344,6 +345,7 @@ static const variant FOLD = {.graphs = 1, .flash = 1, .fold = 1, .suffix = "-fol
 static const variant FP8_FOLD = {
     .graphs = 1, .fp8 = 1, .flash = 1, .fold = 1, .suffix = "-fp8kv-fold"};
 static const variant FOLD_NO_FLASH = {.graphs = 1, .fold = 1, .suffix = "-fold-noflash"};
+static const variant NO_FOLD = {.graphs = 1, .flash = 1, .fold = -1, .suffix = "-nofold"};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -361,7 +363,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .own_small_gemms = v.own_gemms,
                             .overlap_steps = v.overlap,
                             .fuse_norms = v.fuse,
-                            .fold_norms = v.fold};
+                            .fold_norms = v.fold > 0,
+                            .disable_fold_norms = v.fold < 0};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -1093,7 +1096,9 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * alone ("cublas"), every batch with deferred steps fed on the device
  * ("overlap", each batch first checked by check_overlap), and every batch
  * with the RMSNorms folded into cuBLAS's GEMMs ("fold"; "fp8fold": the
- * largest with an fp8 pool as well). */
+ * largest with an fp8 pool as well), and every batch with them kept as
+ * kernels of their own ("nofold", the other side of the ratio once
+ * SSFK_FOLD_NORMS makes folding the default). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8noflash"). */
 static int wants(const char *list, const char *what)
@@ -1170,6 +1175,8 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, FOLD, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "fp8fold"))
         ok = bench_variant(m, &pg, ctx, FP8_FOLD, &maxb, 1, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "nofold"))
+        ok = bench_variant(m, &pg, ctx, NO_FOLD, bs, nb, P, steps, copy_gbps, &err) == 0;
     for (size_t i = 0; ok && n_small && i < sizeof small_variants / sizeof *small_variants; i++)
         if (wants(extra, small_variants[i].name))
             ok = bench_variant(m, &pg, ctx, *small_variants[i].v, small, n_small, P, steps,
@@ -1800,13 +1807,12 @@ int main(int argc, char **argv)
     else if (argc == 4 && strcmp(argv[1], "engine") == 0)
         check_engine(argv[2], (int)bench_long_arg("engine MAX_NEW", argv[3], 1, 1 << 20));
     else {
-        fprintf(
-            stderr,
-            "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-            "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-            "bench DIR B[,B...] PROMPT STEPS "
-            "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
-            "ropetuned,pgemmfused,tunedfused,cublas,overlap,fold,fp8fold] | engine DIR MAX_NEW\n");
+        fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+                        "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+                        "bench DIR B[,B...] PROMPT STEPS "
+                        "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
+                        "ropetuned,pgemmfused,tunedfused,cublas,overlap,fold,fp8fold,nofold] | "
+                        "engine DIR MAX_NEW\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -93,6 +93,8 @@ static const char help_engine[] =
     "  --fold-norms          engine (CUDA; not yet timed): the RMSNorms before q|k|v and\n"
     "                        gate|up folded into their weights, cuBLAS's GEMMs kept (two\n"
     "                        launches a layer fewer)\n"
+    "  --no-fold-norms       engine: CUDA RMSNorms as kernels of their own (the default while\n"
+    "                        --fold-norms is not)\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -149,6 +151,7 @@ enum {
     OPT_OVERLAP_STEPS,
     OPT_FUSE_NORMS,
     OPT_FOLD_NORMS,
+    OPT_NO_FOLD_NORMS,
     OPT_KV_DTYPE,
     OPT_END,
 };
@@ -181,6 +184,7 @@ static const struct option run_options[] = {
     {"overlap-steps", no_argument, NULL, OPT_OVERLAP_STEPS},
     {"fuse-norms", no_argument, NULL, OPT_FUSE_NORMS},
     {"fold-norms", no_argument, NULL, OPT_FOLD_NORMS},
+    {"no-fold-norms", no_argument, NULL, OPT_NO_FOLD_NORMS},
     {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
     {"db", required_argument, NULL, OPT_DB},
     {"limit", required_argument, NULL, OPT_LIMIT},
@@ -386,7 +390,12 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         o->dev.fuse_norms = 1;
         return 0;
     case OPT_FOLD_NORMS:
-        o->dev.fold_norms = 1;
+    case OPT_NO_FOLD_NORMS:
+        *(opt == OPT_FOLD_NORMS ? &o->dev.fold_norms : &o->dev.disable_fold_norms) = 1;
+        if (o->dev.fold_norms && o->dev.disable_fold_norms) {
+            cli_error("--fold-norms and --no-fold-norms ask for opposites; drop one");
+            return -1;
+        }
         return 0;
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);

@@ -172,6 +172,11 @@ static void test_option_refusals(void **state)
     /* folded norms keep cuBLAS's GEMMs and the RoPE kernel */
     o.own_small_gemms = SSF_OWN_GEMMS_DEFAULT;
     o.fold_norms = 1;
+    o.disable_fold_norms = 1;
+    assert_null(ssf_device_cuda_open(m, &o, &err));
+    if (built) assert_non_null(strstr(err.msg, "--fold-norms and --no-fold-norms"));
+    assert_int_equal(err.usage, built);
+    o.disable_fold_norms = 0;
     for (int k = 0; k < 3; k++) {
         o.rope_in_attention = k == 0, o.fuse_norms = k == 1;
         o.own_small_gemms = k == 2 ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT;

@@ -1477,6 +1477,7 @@ static int asks_unfolded(const ssf_device_options *o)
  * gpu_check's variants of them would time the folded path). */
 static int folds_norms(const ssf_device_options *o)
 {
+    if (o->disable_fold_norms) return 0;
     return o->fold_norms || (SSFK_FOLD_NORMS && !asks_unfolded(o));
 }
 
@@ -1487,6 +1488,9 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
     if (o->own_small_gemms < SSF_OWN_GEMMS_DEFAULT || o->own_small_gemms > SSF_OWN_GEMMS_NEVER)
         return ssf_fail_usage(err, "cuda: own_small_gemms %d is not an ssf_own_gemms",
                               o->own_small_gemms);
+    if (o->fold_norms && o->disable_fold_norms)
+        return ssf_fail_usage(err, "cuda: --fold-norms and --no-fold-norms ask for opposites; "
+                                   "drop one");
     if (o->fold_norms && asks_unfolded(o))
         return ssf_fail_usage(err, "cuda: --fold-norms keeps cuBLAS's GEMMs and the RoPE kernel; "
                                    "drop --rope-in-attention, --own-small-gemms and --fuse-norms");

@@ -88,6 +88,9 @@ typedef struct ssf_device_options {
      * two kernels; a GPU has not: bench/gpu-check.sh checks and times it.  The default once
      * SSFK_FOLD_NORMS is 1. */
     int fold_norms;
+    /* CUDA: the RMSNorms kept as kernels of their own even where SSFK_FOLD_NORMS makes
+     * folding them the default.  Not with fold_norms. */
+    int disable_fold_norms;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning
