@@ -87,7 +87,8 @@ summarize() {
             ("gpu_ms_per_step" in v ? v["gpu_ms_per_step"] : "-"), v["step_MB"],
             v["achieved_GBps"], v["roofline_pct"]; delete v }' | tee -a "$LOG"
     # the paths off by default (SSFK_ATTN_ROPE, SSFK_OWN_SMALL_GEMMS, SSFK_OVERLAP_STEPS,
-    # SSFK_FOLD_NORMS; nofold: the other way once that is 1) beside
+    # SSFK_FOLD_NORMS, SSFK_GEMM_SPLIT_SEARCH; nofold: the other way once
+    # SSFK_FOLD_NORMS is 1) beside
     # the default's decode of the same shape in this run: what flipping
     # them is judged by, with their checks above
     say "paths off by default against the default, ms a step (ratio under 1: faster):"
@@ -96,13 +97,21 @@ summarize() {
         key = v["model"] " batch=" v["batch"] " prompt=" v["prompt"] " steps=" v["steps"]
         if (v["engine"] == "cuda") base[key] = v["ms_per_step"]
         else if (v["engine"] == "cuda-fp8kv") base8[key] = v["ms_per_step"]
-        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap|pgemm-fused|tuned-fused|fold|fp8kv-fold|nofold)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
+        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap|pgemm-fused|tuned-fused|fold|fp8kv-fold|nofold|search)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
         delete v }
         END { for (i = 1; i <= n; i++) { split(row[i], f, "|")
             b = f[1] == "cuda-fp8kv-fold" ? base8[f[2]] : base[f[2]]
             printf "%-16s %-46s %8s %8s %6s\n", f[1], f[2], b, f[3], (b > 0 ? sprintf("%.3f", f[3] / b) : "-") } }' |
         tee -a "$LOG"
     grep -E '^TIME op=pgemm_' "$LOG" | grep -v 'op=pgemm_sweep' | sed 's/^TIME //' | tee -a "$LOG"
+    say "the cuBLAS tuner with its split search against without (ms a call, a step's GEMMs; ratio under 1: the search's pick is faster):"
+    awk '/^== ops / { model = $3 }
+        /^TIME op=gemm_/ && /searched_ms=/ {
+            for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            r = v["op"] == "gemm_step" ? v["searched_vs_tuned"] : v["vs_tuned"]
+            printf "%-5s %-14s M=%-4s tuned %8s %-17s searched %8s %-17s %s\n", model, v["op"], v["M"],
+                v["tuned_ms"], v["tuned"], v["searched_ms"], v["searched"], r
+            delete v }' "$LOG" | tee -a "$LOG"
     say "a step's small kernels, each timed alone back to back (step_ms: 2 L + 1 RMSNorms, L RoPEs, L SiLUs; folded_step_ms: the final RMSNorm, L RoPEs and L SiLUs with the norm folded in):"
     awk '/^== ops / { model = $3 } /^TIME op=small / { sub(/^TIME op=small /, ""); print model, $0 }' "$LOG" | tee -a "$LOG"
     say "the own GEMM's shapes at 64 rows: the plan's pick and the fastest (bn/splits/stages, ms):"
@@ -394,19 +403,19 @@ BENCH7="$WORK/qwen2.5-7b-random"
 # steps: the batches again with the RMSNorms folded into cuBLAS's GEMMs
 # (fold; 1.5B's largest with an fp8 pool too, fp8fold), the largest batches
 # again with an FP8 KV cache, the batches again with RoPE and the KV store
-# in the decode attention (rope) and at batch 64 with the GEMMs through the
-# engine's own where the tuner chose it (the engine's default once
-# SSFK_OWN_SMALL_GEMMS is tuned), and with deferred steps (overlap: the
-# host builds step n + 1 while the GPU runs step n; 1.5B, and 7B for the 64
-# steps transformers is timed for) (no PDL, "nopdl", was timed in runs L-N
-# and is left out; the own GEMM always, with rope and fused, in run O,
-# 1.05-1.90x the default's step, and are left out too);
+# in the decode attention (rope), with the cuBLAS tuner's split search
+# (search: cublasLt's algorithms at 2-16 splits of K timed too), and with
+# deferred steps (overlap: the host builds step n + 1 while the GPU runs
+# step n; 1.5B, and 7B for the 64 steps transformers is timed for) (no
+# PDL, "nopdl", was timed in runs L-N and is left out; the own GEMM always,
+# with rope and fused, in run O, 1.05-1.90x the default's step, and where
+# tuned, 1.01-1.07x, are left out too: the short bench still times tuned);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fold,fp8,fp8fold,rope,tuned,overlap
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fold,fp8,fp8fold,rope,search,overlap
     # the scheduler itself over the device, deferred and not: 64 samples
     # (8 prompts x 8) of 512 tokens, with a pool that holds them and one
     # that forces preemption
@@ -418,8 +427,8 @@ long_benches() {
     step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8noflash
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
-    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fold,fp8,rope,tuned
-    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 fold,tuned,overlap
+    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fold,fp8,rope,search
+    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 fold,search,overlap
     step engine-7b "$WORK/gpu_check" engine "$b7" 256
 }
 # --long: 8k-token decodes of 1.5B at batch 64 (the mean context, 4,296

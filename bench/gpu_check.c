@@ -302,9 +302,10 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * (overlap), the RMSNorms between own GEMMs fused into them (fuse), the
  * RMSNorms before q|k|v and gate|up folded into cuBLAS's GEMMs (fold: 1
  * asks for it, -1 turns it off where SSFK_FOLD_NORMS makes it the
- * default, 0 leaves the default); `suffix` names it in TIME lines. */
+ * default, 0 leaves the default), the cuBLAS tuner's split search
+ * (search); `suffix` names it in TIME lines. */
 typedef struct variant {
-    int graphs, fp8, flash, no_pdl, rope, own_gemms, overlap, fuse, fold;
+    int graphs, fp8, flash, no_pdl, rope, own_gemms, overlap, fuse, fold, search;
     const char *suffix;
 } variant;
 
@@ -346,6 +347,7 @@ static const variant FP8_FOLD = {
     .graphs = 1, .fp8 = 1, .flash = 1, .fold = 1, .suffix = "-fp8kv-fold"};
 static const variant FOLD_NO_FLASH = {.graphs = 1, .fold = 1, .suffix = "-fold-noflash"};
 static const variant NO_FOLD = {.graphs = 1, .flash = 1, .fold = -1, .suffix = "-nofold"};
+static const variant SEARCH = {.graphs = 1, .flash = 1, .search = 1, .suffix = "-search"};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -364,7 +366,8 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .overlap_steps = v.overlap,
                             .fuse_norms = v.fuse,
                             .fold_norms = v.fold > 0,
-                            .disable_fold_norms = v.fold < 0};
+                            .disable_fold_norms = v.fold < 0,
+                            .gemm_split_search = v.search};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -1098,7 +1101,8 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * with the RMSNorms folded into cuBLAS's GEMMs ("fold"; "fp8fold": the
  * largest with an fp8 pool as well), and every batch with them kept as
  * kernels of their own ("nofold", the other side of the ratio once
- * SSFK_FOLD_NORMS makes folding the default). */
+ * SSFK_FOLD_NORMS makes folding the default), and every batch with the
+ * cuBLAS tuner's split search ("search"). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8noflash"). */
 static int wants(const char *list, const char *what)
@@ -1177,6 +1181,8 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, FP8_FOLD, &maxb, 1, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "nofold"))
         ok = bench_variant(m, &pg, ctx, NO_FOLD, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "search"))
+        ok = bench_variant(m, &pg, ctx, SEARCH, bs, nb, P, steps, copy_gbps, &err) == 0;
     for (size_t i = 0; ok && n_small && i < sizeof small_variants / sizeof *small_variants; i++)
         if (wants(extra, small_variants[i].name))
             ok = bench_variant(m, &pg, ctx, *small_variants[i].v, small, n_small, P, steps,
@@ -1496,19 +1502,26 @@ static void time_ops(const ssf_model_config *c)
     static const int Ms[] = {1, 8, 64, 256};
     int ok = 1;
     for (size_t mi = 0; ok && mi < 4; mi++) {
-        double step = 0, step_tuned = 0, step_own = 0;
+        double step = 0, step_tuned = 0, step_searched = 0, step_own = 0;
         int own = Ms[mi] <= SSF_PGEMM_MAX_M;
         for (size_t i = 0; ok && i < 5; i++) {
-            double ms = 0, tuned = 0, wbytes = 2.0 * g[i].N * g[i].K;
-            const char *how = "";
-            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, &ms, &tuned, &how, &err) == 0;
+            double ms = 0, tuned = 0, searched = 0, wbytes = 2.0 * g[i].N * g[i].K;
+            const char *how = "", *how_searched = "";
+            /* the tuner without the split search, then with it (each its own tuning) */
+            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, 0, &ms, &tuned, &how, &err) ==
+                     0 &&
+                 ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, 1, &ms, &searched, &how_searched,
+                                       &err) == 0;
             step += ms * (g[i].per_layer ? L : 1);
             step_tuned += tuned * (g[i].per_layer ? L : 1);
+            step_searched += searched * (g[i].per_layer ? L : 1);
             if (ok)
                 printf("TIME op=gemm_%s M=%d N=%d K=%d ms=%.4f weight_GBps=%.0f tuned_ms=%.4f "
-                       "tuned_GBps=%.0f speedup=%.2f tuned=%s\n",
+                       "tuned_GBps=%.0f speedup=%.2f tuned=%s searched_ms=%.4f searched_GBps=%.0f "
+                       "vs_tuned=%.3f searched=%s\n",
                        g[i].name, Ms[mi], g[i].N, g[i].K, ms, wbytes / ms / 1e6, tuned,
-                       wbytes / tuned / 1e6, ms / tuned, how);
+                       wbytes / tuned / 1e6, ms / tuned, how, searched, wbytes / searched / 1e6,
+                       searched / tuned, how_searched);
             if (ok && own) /* the engine keeps lm_head on cuBLAS */
                 step_own +=
                     (g[i].per_layer ? L : 1) *
@@ -1520,8 +1533,10 @@ static void time_ops(const ssf_model_config *c)
                 sweep_own_gemm(g[i].name, Ms[mi], g[i].N, g[i].K, i == 2, tuned);
         }
         if (ok)
-            printf("TIME op=gemm_step M=%d ms=%.3f tuned_ms=%.3f speedup=%.2f\n", Ms[mi], step,
-                   step_tuned, step / step_tuned);
+            printf("TIME op=gemm_step M=%d ms=%.3f tuned_ms=%.3f speedup=%.2f searched_ms=%.3f "
+                   "searched_vs_tuned=%.3f\n",
+                   Ms[mi], step, step_tuned, step / step_tuned, step_searched,
+                   step_searched / step_tuned);
         if (ok && own)
             printf("TIME op=pgemm_step M=%d ms=%.3f vs_tuned=%.2f\n", Ms[mi], step_own,
                    step_tuned / step_own);
@@ -1807,12 +1822,13 @@ int main(int argc, char **argv)
     else if (argc == 4 && strcmp(argv[1], "engine") == 0)
         check_engine(argv[2], (int)bench_long_arg("engine MAX_NEW", argv[3], 1, 1 << 20));
     else {
-        fprintf(stderr, "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-                        "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                        "bench DIR B[,B...] PROMPT STEPS "
-                        "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
-                        "ropetuned,pgemmfused,tunedfused,cublas,overlap,fold,fp8fold,nofold] | "
-                        "engine DIR MAX_NEW\n");
+        fprintf(stderr,
+                "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+                "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+                "bench DIR B[,B...] PROMPT STEPS "
+                "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
+                "ropetuned,pgemmfused,tunedfused,cublas,overlap,fold,fp8fold,nofold,search] | "
+                "engine DIR MAX_NEW\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -95,6 +95,8 @@ static const char help_engine[] =
     "                        launches a layer fewer)\n"
     "  --no-fold-norms       engine: CUDA RMSNorms as kernels of their own (the default while\n"
     "                        --fold-norms is not)\n"
+    "  --gemm-split-search   engine (CUDA; not yet timed): the GEMM tuner also times cublasLt's\n"
+    "                        algorithms at 2-16 splits of K, for skinny decode GEMMs\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -152,6 +154,7 @@ enum {
     OPT_FUSE_NORMS,
     OPT_FOLD_NORMS,
     OPT_NO_FOLD_NORMS,
+    OPT_GEMM_SPLIT_SEARCH,
     OPT_KV_DTYPE,
     OPT_END,
 };
@@ -185,6 +188,7 @@ static const struct option run_options[] = {
     {"fuse-norms", no_argument, NULL, OPT_FUSE_NORMS},
     {"fold-norms", no_argument, NULL, OPT_FOLD_NORMS},
     {"no-fold-norms", no_argument, NULL, OPT_NO_FOLD_NORMS},
+    {"gemm-split-search", no_argument, NULL, OPT_GEMM_SPLIT_SEARCH},
     {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
     {"db", required_argument, NULL, OPT_DB},
     {"limit", required_argument, NULL, OPT_LIMIT},
@@ -396,6 +400,9 @@ static int handle_engine(run_args *a, int opt, const char *arg)
             cli_error("--fold-norms and --no-fold-norms ask for opposites; drop one");
             return -1;
         }
+        return 0;
+    case OPT_GEMM_SPLIT_SEARCH:
+        o->dev.gemm_split_search = 1;
         return 0;
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);

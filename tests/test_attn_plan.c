@@ -766,6 +766,36 @@ static void test_pgemm_wins(void **state)
     assert_false(ssf_pgemm_wins(0, 0.010)); /* never timed */
 }
 
+/* The split search's counts at the models' K: 1.5B's q|k|v and o (1,536),
+ * down (8,960), 7B's (3,584 and 18,944), and K too short for any. */
+static void test_gemm_split_counts(void **state)
+{
+    (void)state;
+    int c[SSF_GEMM_SPLIT_COUNTS];
+    const int k1536[] = {2, 3, 4, 6}, k3584[] = {2, 3, 4, 6, 8, 12},
+              all[] = {2, 3, 4, 6, 8, 12, 16};
+    assert_int_equal(ssf_gemm_split_counts(1536, c), 4);
+    assert_memory_equal(c, k1536, sizeof k1536);
+    assert_int_equal(ssf_gemm_split_counts(3584, c), 6);
+    assert_memory_equal(c, k3584, sizeof k3584);
+    assert_int_equal(ssf_gemm_split_counts(8960, c), 7);
+    assert_memory_equal(c, all, sizeof all);
+    assert_int_equal(ssf_gemm_split_counts(18944, c), 7);
+    assert_int_equal(ssf_gemm_split_counts(2 * SSF_GEMM_MIN_SPLIT_K, c), 1);
+    assert_int_equal(c[0], 2);
+    assert_int_equal(ssf_gemm_split_counts(2 * SSF_GEMM_MIN_SPLIT_K - 1, c), 0);
+    assert_int_equal(ssf_gemm_split_counts(0, c), 0);
+    /* every count leaves each split its floor of K, for every K */
+    for (int K = 1; K <= 20000; K += 37) {
+        int n = ssf_gemm_split_counts(K, c);
+        for (int i = 0; i < n; i++) {
+            assert_true(K / c[i] >= SSF_GEMM_MIN_SPLIT_K);
+            assert_true(c[i] <= SSF_GEMM_SPLIT_MAX);
+            if (i) assert_true(c[i] > c[i - 1]);
+        }
+    }
+}
+
 static void test_pgemm_refusals(void **state)
 {
     (void)state;
@@ -877,15 +907,25 @@ static void test_pgemm_sweep(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_group_padding),    cmocka_unit_test(test_split_rule),
-        cmocka_unit_test(test_invariants_sweep), cmocka_unit_test(test_coverage_with_splits),
-        cmocka_unit_test(test_refusals),         cmocka_unit_test(test_shared_memory),
-        cmocka_unit_test(test_prefill_split),    cmocka_unit_test(test_prefill_smem),
-        cmocka_unit_test(test_pgemm_models),     cmocka_unit_test(test_pgemm_shapes),
-        cmocka_unit_test(test_pgemm_refusals),   cmocka_unit_test(test_pgemm_sweep),
-        cmocka_unit_test(test_pgemm_probe),      cmocka_unit_test(test_pgemm_agrees),
-        cmocka_unit_test(test_pgemm_wins),       cmocka_unit_test(test_pgemm_agrees_swiglu),
-        cmocka_unit_test(test_pgemm_report),     cmocka_unit_test(test_partials_bound_covers),
+        cmocka_unit_test(test_group_padding),
+        cmocka_unit_test(test_split_rule),
+        cmocka_unit_test(test_invariants_sweep),
+        cmocka_unit_test(test_coverage_with_splits),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_shared_memory),
+        cmocka_unit_test(test_prefill_split),
+        cmocka_unit_test(test_prefill_smem),
+        cmocka_unit_test(test_pgemm_models),
+        cmocka_unit_test(test_pgemm_shapes),
+        cmocka_unit_test(test_pgemm_refusals),
+        cmocka_unit_test(test_pgemm_sweep),
+        cmocka_unit_test(test_pgemm_probe),
+        cmocka_unit_test(test_pgemm_agrees),
+        cmocka_unit_test(test_pgemm_wins),
+        cmocka_unit_test(test_pgemm_agrees_swiglu),
+        cmocka_unit_test(test_gemm_split_counts),
+        cmocka_unit_test(test_pgemm_report),
+        cmocka_unit_test(test_partials_bound_covers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,32 +299,49 @@ static void test_pdl_order(void **state)
     }
 }
 
+/* Y against ref (each within 1e-5 of its products' magnitude mag). */
+static void check_gemm(int M, int N, int K, int splits, const float *Y, const double *ref,
+                       const double *mag)
+{
+    for (size_t i = 0; i < (size_t)M * N; i++)
+        if (fabs(Y[i] - ref[i]) > 1e-5 * mag[i] + 1e-6)
+            fail_msg("gemm %dx%dx%d, splits %d: [%zu][%zu] got %.7g, reference %.7g", M, N, K,
+                     splits, i / (size_t)N, i % (size_t)N, (double)Y[i], ref[i]);
+}
+
+/* The tuned path, and at K of 512 and more each split count the split
+ * search may time (ssf_gemm_split_counts), pinned: its partials must be
+ * summed in fp32 like the unsplit sums (the device's Y starts as NaNs, so
+ * an element left unwritten fails).  The 64 x 384 x 4096 shape is a
+ * decode GEMM's: few output tiles over a long K. */
 static void test_gemm(void **state)
 {
     (void)state;
     skip_without_gpu();
-    int shapes[][3] = {{1, 97, 640}, {7, 1408, 640}, {33, 512, 128}, {300, 64, 896}};
+    int shapes[][3] = {
+        {1, 97, 640}, {7, 1408, 640}, {33, 512, 128}, {300, 64, 896}, {64, 384, 4096}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *X = draws((size_t)M * K, 1.0f, 0.0f, 31 + s), *W = draws((size_t)N * K, 0.1f, 0, 32);
         float *Y = malloc((size_t)M * N * 4);
-        double *ref = malloc((size_t)M * N * 8);
-        ssf_error err = {0};
-        if (ssf_cuda_op_gemm(M, N, K, X, W, Y, &err)) fail_msg("%s", err.msg);
+        double *ref = malloc((size_t)M * N * 8), *mag = malloc((size_t)M * N * 8);
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
-                double acc = 0, mag = 0;
+                double acc = 0, sum = 0;
                 for (int k = 0; k < K; k++) {
                     acc += (double)X[(size_t)m * K + k] * W[(size_t)n * K + k];
-                    mag += fabs((double)X[(size_t)m * K + k] * W[(size_t)n * K + k]);
+                    sum += fabs((double)X[(size_t)m * K + k] * W[(size_t)n * K + k]);
                 }
-                ref[(size_t)m * N + n] = acc;
-                double d = fabs(Y[(size_t)m * N + n] - acc);
-                if (d > 1e-5 * mag + 1e-6)
-                    fail_msg("gemm %dx%dx%d: [%d][%d] got %.7g, reference %.7g", M, N, K, m, n,
-                             (double)Y[(size_t)m * N + n], acc);
+                ref[(size_t)m * N + n] = acc, mag[(size_t)m * N + n] = sum;
             }
-        free(X), free(W), free(Y), free(ref);
+        int counts[1 + SSF_GEMM_SPLIT_COUNTS] = {0};
+        int n_runs = 1 + ssf_gemm_split_counts(K, counts + 1);
+        for (int r = 0; r < n_runs; r++) {
+            ssf_error err = {0};
+            if (ssf_cuda_op_gemm(M, N, K, counts[r], X, W, Y, &err)) fail_msg("%s", err.msg);
+            check_gemm(M, N, K, counts[r], Y, ref, mag);
+        }
+        free(X), free(W), free(Y), free(ref), free(mag);
     }
 }
 

@@ -43,7 +43,10 @@
     X(lt, cublasLtCreate)                                                                          \
     X(lt, cublasLtDestroy)                                                                         \
     X(lt, cublasLtMatmul)                                                                          \
+    X(lt, cublasLtMatmulAlgoCapGetAttribute)                                                       \
+    X(lt, cublasLtMatmulAlgoCheck)                                                                 \
     X(lt, cublasLtMatmulAlgoConfigGetAttribute)                                                    \
+    X(lt, cublasLtMatmulAlgoConfigSetAttribute)                                                    \
     X(lt, cublasLtMatmulAlgoGetHeuristic)                                                          \
     X(lt, cublasLtMatmulDescInit_internal)                                                         \
     X(lt, cublasLtMatmulDescSetAttribute)                                                          \
@@ -157,6 +160,29 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(
 {
     FORWARD(cublasLtMatmul, lightHandle, computeDesc, alpha, A, Adesc, B, Bdesc, beta, C, Cdesc, D,
             Ddesc, algo, workspace, workspaceSizeInBytes, stream);
+}
+
+cublasStatus_t CUBLASWINAPI cublasLtMatmulAlgoCapGetAttribute(
+    const cublasLtMatmulAlgo_t *algo, cublasLtMatmulAlgoCapAttributes_t attr, void *buf,
+    size_t bytes, size_t *written)
+{
+    FORWARD(cublasLtMatmulAlgoCapGetAttribute, algo, attr, buf, bytes, written);
+}
+
+cublasStatus_t CUBLASWINAPI cublasLtMatmulAlgoCheck(
+    cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t operationDesc, cublasLtMatrixLayout_t Adesc,
+    cublasLtMatrixLayout_t Bdesc, cublasLtMatrixLayout_t Cdesc, cublasLtMatrixLayout_t Ddesc,
+    const cublasLtMatmulAlgo_t *algo, cublasLtMatmulHeuristicResult_t *result)
+{
+    FORWARD(cublasLtMatmulAlgoCheck, lightHandle, operationDesc, Adesc, Bdesc, Cdesc, Ddesc, algo,
+            result);
+}
+
+cublasStatus_t CUBLASWINAPI cublasLtMatmulAlgoConfigSetAttribute(
+    cublasLtMatmulAlgo_t *algo, cublasLtMatmulAlgoConfigAttributes_t attr, const void *buf,
+    size_t bytes)
+{
+    FORWARD(cublasLtMatmulAlgoConfigSetAttribute, algo, attr, buf, bytes);
 }
 
 cublasStatus_t CUBLASWINAPI cublasLtMatmulAlgoConfigGetAttribute(

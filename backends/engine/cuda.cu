@@ -170,6 +170,8 @@ typedef struct cuda_dev {
      * fold_norms): the GEMMs read x, RoPE's and SiLU's kernels scale by 1 / rms, o and down
      * add into x through cuBLAS's beta (forward_layer_folded) */
     int fold_norms;
+    /* the cuBLAS tuner's split search (SSFK_GEMM_SPLIT_SEARCH, gemm_split_search) */
+    int gemm_split_search;
     int scratch_block;
     step_graph graphs[GRAPH_BUCKETS];
     /* the bucket's GEMM shapes were tuned (before its first capture) */
@@ -1402,6 +1404,7 @@ static int open_runtime(cuda_dev *d, ssf_error *err)
     BLAS_TRY(cublasSetWorkspace(d->blas, d->workspace, SSFK_GEMM_WORKSPACE));
     d->gemm = (ssfk_gemm_ctx *)ssf_xcalloc(1, sizeof *d->gemm);
     BLAS_TRY(ssfk_gemm_ctx_init(d->gemm, d->workspace, SSFK_GEMM_WORKSPACE));
+    d->gemm->split_search = d->gemm_split_search;
     CU_TRY(cudaMallocHost((void **)&d->h_idx, idx_ints(d) * sizeof(int32_t)));
     CU_TRY(cudaMallocHost((void **)&d->h_spec, CUDA_MAX_ROWS * sizeof(ssf_sample_spec)));
     CU_TRY(cudaMallocHost((void **)&d->h_ids, 2 * CUDA_MAX_ROWS * sizeof(int32_t)));
@@ -1538,6 +1541,7 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->attn_rope = !d->fold_norms && (SSFK_ATTN_ROPE || o->rope_in_attention);
     d->fuse_norms = !d->fold_norms && (SSFK_FUSE_NORMS || o->fuse_norms);
     d->own_mode = d->fold_norms ? SSF_OWN_GEMMS_NEVER : own_mode_of(o);
+    d->gemm_split_search = SSFK_GEMM_SPLIT_SEARCH || o->gemm_split_search;
     for (int R = 0; R <= SSF_PGEMM_MAX_M; R++)
         for (int g = 0; g < SMALL_GEMMS; g++)
             d->own[R][g].gemm = small_gemm_names[g], d->own[R][g].rows = R;

@@ -11,6 +11,8 @@
 
 /* heuristic candidates asked for */
 #define TUNE_CANDIDATES 16
+/* with the split search's variants */
+#define TUNE_MAX (TUNE_CANDIDATES + SSFK_GEMM_SPLIT_BASES * SSF_GEMM_SPLIT_COUNTS)
 /* calls timed per candidate and round, after one warm-up call */
 #define TUNE_REPS 10
 /* rounds over every candidate, each keeping its best: an idle card's
@@ -32,6 +34,7 @@ cublasStatus_t ssfk_gemm_ctx_init(ssfk_gemm_ctx *ctx, void *workspace, size_t by
     ctx->lt = NULL;
     ctx->workspace = workspace;
     ctx->workspace_bytes = bytes;
+    ctx->split_search = 0;
     ctx->n = 0;
     return cublasLtCreate(&ctx->lt);
 }
@@ -79,16 +82,26 @@ static cublasStatus_t lt_matmul(const ssfk_gemm_ctx *ctx, const ssfk_gemm_choice
                           y, algo, ctx->workspace, ctx->workspace_bytes, st);
 }
 
+/* An algorithm's split-K count, 0 when cublasLt will not say. */
+static int splits_of(const cublasLtMatmulAlgo_t *a)
+{
+    int32_t splits = 1;
+    size_t w = 0;
+    return cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
+                                                sizeof splits, &w) == BLAS_OK
+               ? splits
+               : 0;
+}
+
 /* Whether an algorithm accumulates in fp32 throughout: with a BF16 output,
  * split-K partial sums must be reduced in the compute type, not in place in
  * Y nor in a buffer of Y's type. */
 static int keeps_fp32(const cublasLtMatmulAlgo_t *a, cudaDataType_t y_type)
 {
-    int32_t splits = 1;
+    int splits = splits_of(a);
     uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
     size_t w = 0;
-    if (cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
-                                             sizeof splits, &w) != BLAS_OK ||
+    if (splits == 0 ||
         cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
                                              sizeof scheme, &w) != BLAS_OK)
         return 0;
@@ -120,6 +133,68 @@ static int candidates(const ssfk_gemm_ctx *ctx, ssfk_gemm_choice *c,
             keeps_fp32(&res[i].algo, c->y_type))
             res[kept++] = res[i];
     return kept;
+}
+
+/* Whether cublasLt can split the algorithm's K, its partials reduced in
+ * fp32. */
+static int splits_in_fp32(const cublasLtMatmulAlgo_t *a)
+{
+    int32_t can = 0;
+    uint32_t schemes = 0;
+    size_t w = 0;
+    return cublasLtMatmulAlgoCapGetAttribute(a, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &can, sizeof can,
+                                             &w) == BLAS_OK &&
+           can &&
+           cublasLtMatmulAlgoCapGetAttribute(a, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &schemes,
+                                             sizeof schemes, &w) == BLAS_OK &&
+           (schemes & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE);
+}
+
+/* base split `splits` ways, reduced in fp32, into *out when cublasLt
+ * accepts it for the shape within the workspace. */
+static int split_variant(const ssfk_gemm_ctx *ctx, ssfk_gemm_choice *c,
+                         const cublasLtMatmulAlgo_t *base, int32_t splits,
+                         cublasLtMatmulHeuristicResult_t *out)
+{
+    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    out->algo = *base;
+    return cublasLtMatmulAlgoConfigSetAttribute(&out->algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
+                                                &splits, sizeof splits) == BLAS_OK &&
+           cublasLtMatmulAlgoConfigSetAttribute(&out->algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                &scheme, sizeof scheme) == BLAS_OK &&
+           cublasLtMatmulAlgoCheck(ctx->lt, &c->op, &c->a, &c->b, &c->c, &c->c, &out->algo, out) ==
+               BLAS_OK &&
+           out->state == BLAS_OK && out->workspaceSize <= ctx->workspace_bytes;
+}
+
+/* Whether res[0..n) holds the algorithm (its configuration's bytes: the
+ * heuristic may list one tiling at two split counts, whose variants
+ * would be timed twice). */
+static int listed(const cublasLtMatmulHeuristicResult_t *res, int n, const cublasLtMatmulAlgo_t *a)
+{
+    for (int i = 0; i < n; i++)
+        if (memcmp(&res[i].algo, a, sizeof *a) == 0) return 1;
+    return 0;
+}
+
+/* The split search: appends to res[0..n) each split count of
+ * ssf_gemm_split_counts for the first SSFK_GEMM_SPLIT_BASES algorithms of
+ * the heuristic's that split in fp32, each variant once; returns the new
+ * count (room: TUNE_MAX). */
+static int add_split_variants(const ssfk_gemm_ctx *ctx, ssfk_gemm_choice *c,
+                              cublasLtMatmulHeuristicResult_t *res, int n)
+{
+    int counts[SSF_GEMM_SPLIT_COUNTS], n_counts = ssf_gemm_split_counts(c->K, counts);
+    int total = n;
+    for (int i = 0, bases = 0; i < n && bases < SSFK_GEMM_SPLIT_BASES; i++) {
+        if (!splits_in_fp32(&res[i].algo)) continue;
+        bases++;
+        for (int s = 0; s < n_counts; s++)
+            if (split_variant(ctx, c, &res[i].algo, counts[s], &res[total]) &&
+                !listed(res, total, &res[total].algo))
+                total++;
+    }
+    return total;
 }
 
 /* What a timing run multiplies: call i reads W[i % n_w]. */
@@ -191,24 +266,56 @@ static cudaError_t time_all(const ssfk_gemm_ctx *ctx, const ssfk_gemm_choice *c,
     return e;
 }
 
+/* The table's next entry, described for the shape; ctx->n does not yet
+ * count it (ssfk_gemm_find sees it once it does). */
+static ssfk_gemm_choice *next_choice(ssfk_gemm_ctx *ctx, int M, int N, int K, cudaDataType_t y_type,
+                                     ssf_error *err)
+{
+    if (M < 1 || N < 1 || K < 1) {
+        ssf_fail(err, "cuda: a %dx%dx%d GEMM", M, N, K);
+        return NULL;
+    }
+    ssfk_gemm_choice *c = &ctx->tab[ctx->n];
+    memset(c, 0, sizeof *c);
+    c->M = M, c->N = N, c->K = K, c->y_type = y_type;
+    cublasStatus_t s = describe(c);
+    if (s == BLAS_OK) return c;
+    ssf_fail(err, "cublasLt: describing a %dx%dx%d GEMM: %s", M, N, K, cublasGetStatusString(s));
+    return NULL;
+}
+
+int ssfk_gemm_pin_split(ssfk_gemm_ctx *ctx, int M, int N, int K, cudaDataType_t y_type, int splits,
+                        ssf_error *err)
+{
+    if (!ctx->lt || ctx->n == SSFK_GEMM_TABLE || ssfk_gemm_find(ctx, M, N, K, y_type))
+        return ssf_fail(err, "cuda: pinning a %dx%dx%d GEMM: no table room, or already chosen", M,
+                        N, K);
+    ssfk_gemm_choice *c = next_choice(ctx, M, N, K, y_type, err);
+    if (!c) return -1;
+    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES], split;
+    int n = candidates(ctx, c, res), i = 0;
+    while (i < n && !splits_in_fp32(&res[i].algo))
+        i++;
+    if (i == n || !split_variant(ctx, c, &res[i].algo, splits, &split))
+        return ssf_fail(err, "cublasLt: no algorithm of a %dx%dx%d GEMM splits %d ways", M, N, K,
+                        splits);
+    c->lt = 1, c->algo = split.algo, c->splits = splits_of(&c->algo);
+    ctx->n++;
+    return 0;
+}
+
 int ssfk_gemm_tune(ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X, const bf16 *const *W,
                    int n_w, void *Y, cudaDataType_t y_type, int M, int N, int K, cudaStream_t st,
                    ssf_error *err)
 {
     if (!ctx->lt || ctx->n == SSFK_GEMM_TABLE || ssfk_gemm_find(ctx, M, N, K, y_type)) return 0;
-    if (n_w < 1 || M < 1 || N < 1 || K < 1)
-        return ssf_fail(err, "cuda: tuning a %dx%dx%d GEMM over %d weights", M, N, K, n_w);
-    /* built in place; visible to ssfk_gemm_find once n counts it */
-    ssfk_gemm_choice *c = &ctx->tab[ctx->n];
-    memset(c, 0, sizeof *c);
-    c->M = M, c->N = N, c->K = K, c->y_type = y_type;
-    cublasStatus_t s = describe(c);
-    if (s != BLAS_OK)
-        return ssf_fail(err, "cublasLt: describing a %dx%dx%d GEMM: %s", M, N, K,
-                        cublasGetStatusString(s));
-    cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES];
+    if (n_w < 1) return ssf_fail(err, "cuda: tuning a %dx%dx%d GEMM over %d weights", M, N, K, n_w);
+    ssfk_gemm_choice *c = next_choice(ctx, M, N, K, y_type, err);
+    if (!c) return -1;
+    cublasLtMatmulHeuristicResult_t res[TUNE_MAX];
     int n = candidates(ctx, c, res);
-    float best[1 + TUNE_CANDIDATES];
+    if (ctx->split_search) n = add_split_variants(ctx, c, res, n);
+    float best[1 + TUNE_MAX];
     operands o = {X, W, n_w, Y};
     cudaError_t e = time_all(ctx, c, res, n, blas, &o, st, best);
     if (e != cudaSuccess)
@@ -219,6 +326,7 @@ int ssfk_gemm_tune(ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X, const
         if (best[i] < best[win]) win = i;
     c->lt = win > 0 && best[win] < TUNE_MARGIN * best[0];
     if (c->lt) c->algo = res[win - 1].algo;
+    c->splits = c->lt ? splits_of(&c->algo) : 1;
     ctx->n++;
     return 0;
 }
@@ -241,6 +349,14 @@ cublasStatus_t ssfk_gemm_run(const ssfk_gemm_ctx *ctx, cublasHandle_t blas, cons
 
 const char *ssfk_gemm_how_name(const ssfk_gemm_ctx *ctx, int M, int N, int K, cudaDataType_t y_type)
 {
+    static const char *const split[] = {"cublasLt",         "cublasLt",         "cublasLt-split2",
+                                        "cublasLt-split3",  "cublasLt-split4",  "cublasLt-split5",
+                                        "cublasLt-split6",  "cublasLt-split7",  "cublasLt-split8",
+                                        "cublasLt-split9",  "cublasLt-split10", "cublasLt-split11",
+                                        "cublasLt-split12", "cublasLt-split13", "cublasLt-split14",
+                                        "cublasLt-split15", "cublasLt-split16"};
     const ssfk_gemm_choice *c = ctx ? ssfk_gemm_find(ctx, M, N, K, y_type) : NULL;
-    return c && c->lt ? "cublasLt" : "cublas";
+    if (!c || !c->lt) return "cublas";
+    int n = (int)(sizeof split / sizeof *split);
+    return c->splits >= 0 && c->splits < n ? split[c->splits] : "cublasLt-splitmany";
 }

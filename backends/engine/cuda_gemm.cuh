@@ -39,7 +39,8 @@
 typedef struct ssfk_gemm_choice {
     int M, N, K;
     cudaDataType_t y_type;
-    int lt; /* 1: cublasLtMatmul with `algo`; 0: cublasGemmEx won */
+    int lt;     /* 1: cublasLtMatmul with `algo`; 0: cublasGemmEx won */
+    int splits; /* the winner's split-K count (1: unsplit, and cublasGemmEx) */
     cublasLtMatmulAlgo_t algo;
     cublasLtMatmulDescOpaque_t op;
     cublasLtMatrixLayoutOpaque_t a, b, c; /* W (K x N, op T), X (K x M), Y (N x M) */
@@ -49,6 +50,10 @@ typedef struct ssfk_gemm_ctx {
     cublasLtHandle_t lt;
     void *workspace; /* shared with the cuBLAS handle: both run on one stream */
     size_t workspace_bytes;
+    /* the split search (ssf_gemm_split_counts): the heuristic's first
+     * SSFK_GEMM_SPLIT_BASES split-capable algorithms timed at each count
+     * too; 0 after init (SSFK_GEMM_SPLIT_SEARCH is the device's default) */
+    int split_search;
     int n;
     ssfk_gemm_choice tab[SSFK_GEMM_TABLE];
 } ssfk_gemm_ctx;
@@ -62,18 +67,27 @@ void ssfk_gemm_ctx_free(ssfk_gemm_ctx *ctx);
 const ssfk_gemm_choice *ssfk_gemm_find(const ssfk_gemm_ctx *ctx, int M, int N, int K,
                                        cudaDataType_t y_type);
 
+/* Algorithms of the heuristic's whose split counts the search varies. */
+#define SSFK_GEMM_SPLIT_BASES 4
+
 /*
- * Times cublasGemmEx and up to 16 of cublasLt's heuristic candidates for
- * the shape on these buffers (their contents do not matter; Y is
- * overwritten) and stores the fastest.  Call i of a timing run reads
- * W[i % n_w]: with a model's layers as W, the weights are not all in L2 as
- * they would not be in a step.  `blas` must be bound to `st`.  Synchronises
- * st: never inside stream capture.  A shape already stored returns at once;
- * a full table stores nothing (ssfk_gemm_run falls back to cublasGemmEx).
+ * Times cublasGemmEx and up to 16 of cublasLt's heuristic candidates (with
+ * split_search, their split variants as well) for the shape on these buffers (their contents do not
+ * matter; Y is overwritten) and stores the fastest.  Call i of a timing run reads W[i % n_w]: with
+ * a model's layers as W, the weights are not all in L2 as they would not be in a step.  `blas` must
+ * be bound to `st`.  Synchronises st: never inside stream capture.  A shape already stored returns
+ * at once; a full table stores nothing (ssfk_gemm_run falls back to cublasGemmEx).
  */
 int ssfk_gemm_tune(ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X, const bf16 *const *W,
                    int n_w, void *Y, cudaDataType_t y_type, int M, int N, int K, cudaStream_t st,
                    ssf_error *err);
+
+/* Stores, for a shape not yet chosen, the first of cublasLt's heuristic
+ * algorithms that splits K in fp32, split `splits` ways: the tests' way to
+ * run a split the search may time (ssf_cuda_op_gemm).  -1 with err when
+ * none does, or the table is full. */
+int ssfk_gemm_pin_split(ssfk_gemm_ctx *ctx, int M, int N, int K, cudaDataType_t y_type, int splits,
+                        ssf_error *err);
 
 /* ssfk_gemm through the stored choice when the shape was tuned (and the
  * buffers are 256-byte aligned, as when tuned), cublasGemmEx otherwise.
@@ -85,8 +99,8 @@ cublasStatus_t ssfk_gemm_run(const ssfk_gemm_ctx *ctx, cublasHandle_t blas, cons
                              const bf16 *W, void *Y, cudaDataType_t y_type, int M, int N, int K,
                              int accumulate, cudaStream_t st);
 
-/* "cublasLt" or "cublas": what ssfk_gemm_run does for the shape (bench
- * output). */
+/* "cublas", "cublasLt" or "cublasLt-splitN" (N splits of K): what
+ * ssfk_gemm_run does for the shape (bench output, static). */
 const char *ssfk_gemm_how_name(const ssfk_gemm_ctx *ctx, int M, int N, int K,
                                cudaDataType_t y_type);
 

@@ -200,6 +200,13 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
  * fold_norms asks for it. */
 #define SSFK_FOLD_NORMS 0
 
+/* Whether the cuBLAS tuner times the split search's variants
+ * (cuda_gemm.cuh, ssf_gemm_split_counts) by default: cublasLt's first
+ * split-capable heuristic algorithms at 2-16 splits of K, beside the
+ * heuristic's own picks.  0 until a GPU has timed it (2026-11-28: never
+ * run); the device option gemm_split_search asks for it. */
+#define SSFK_GEMM_SPLIT_SEARCH 0
+
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
  * once per device, before the first ssfk_prefill_attention. */
 cudaError_t ssfk_prefill_init(void);

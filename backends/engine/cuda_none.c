@@ -29,7 +29,8 @@ int ssf_cuda_op_silu_mul(int rows, int inter, int block, const float *gu, float 
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_error *err)
+int ssf_cuda_op_gemm(int M, int N, int K, int splits, const float *X, const float *W, float *Y,
+                     ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }
@@ -86,8 +87,8 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
-                          const char **how, ssf_error *err)
+int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, int split_search, double *ms_default,
+                          double *ms_tuned, const char **how, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

@@ -199,30 +199,38 @@ static ssfk_gemm_ctx *scratch_gemm(scratch *s, ssf_error *err)
     return s->gemm;
 }
 
-/* Through the tuned path, as a graph step runs it: tuned, then run. */
-static int run_gemm(scratch *s, int M, int N, int K, const float *X, const float *W, float *Y,
-                    ssf_error *err)
+/* Through the tuned path, as a graph step runs it: tuned (or its split
+ * pinned), then run. */
+static int run_gemm(scratch *s, int M, int N, int K, int splits, const float *X, const float *W,
+                    float *Y, ssf_error *err)
 {
     bf16 *dx = up_bf16(s, X, (size_t)M * K, err), *dw = up_bf16(s, W, (size_t)N * K, err);
     float *dy = (float *)dev_alloc(s, (size_t)M * N * sizeof(float), err);
     ssfk_gemm_ctx *g = scratch_gemm(s, err);
     if (!dx || !dw || !dy || !g) return -1;
     const bf16 *const ws[1] = {dw};
-    if (ssfk_gemm_tune(g, s->blas, dx, ws, 1, dy, CUDA_R_32F, M, N, K, s->st, err)) return -1;
+    g->split_search = SSFK_GEMM_SPLIT_SEARCH;
+    int rc = splits > 1
+                 ? ssfk_gemm_pin_split(g, M, N, K, CUDA_R_32F, splits, err)
+                 : ssfk_gemm_tune(g, s->blas, dx, ws, 1, dy, CUDA_R_32F, M, N, K, s->st, err);
+    if (rc) return -1;
+    /* NaNs (all bits set), so that an element the GEMM leaves unwritten fails the caller's check */
+    cudaError_t e = cudaMemsetAsync(dy, 0xff, (size_t)M * N * sizeof(float), s->st);
+    if (e != cudaSuccess) return fail_cuda(err, "cudaMemsetAsync", e);
     cublasStatus_t bs = ssfk_gemm_run(g, s->blas, dx, dw, dy, CUDA_R_32F, M, N, K, 0, s->st);
     if (bs != CUBLAS_STATUS_SUCCESS)
         return ssf_fail(err, "cublas: gemm: %s", cublasGetStatusString(bs));
-    cudaError_t e = cudaStreamSynchronize(s->st);
+    e = cudaStreamSynchronize(s->st);
     if (e == cudaSuccess)
         e = cudaMemcpy(Y, dy, (size_t)M * N * sizeof(float), cudaMemcpyDeviceToHost);
     return e == cudaSuccess ? 0 : fail_cuda(err, "gemm", e);
 }
 
-extern "C" int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y,
-                                ssf_error *err)
+extern "C" int ssf_cuda_op_gemm(int M, int N, int K, int splits, const float *X, const float *W,
+                                float *Y, ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 1, err) || run_gemm(&s, M, N, K, X, W, Y, err);
+    int rc = scratch_init(&s, 1, err) || run_gemm(&s, M, N, K, splits, X, W, Y, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }
@@ -917,8 +925,8 @@ static int timing_operands(scratch *s, int M, int N, int K, bf16 **X, bf16 **Y,
 }
 
 /* cublasGemmEx timed, then the shape tuned and its choice timed. */
-static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_default,
-                         double *ms_tuned, const char **how, ssf_error *err)
+static int run_time_gemm(scratch *s, int M, int N, int K, int iters, int split_search,
+                         double *ms_default, double *ms_tuned, const char **how, ssf_error *err)
 {
     bf16 *X, *Y;
     const bf16 *ws[TIME_WEIGHT_COPIES];
@@ -926,6 +934,7 @@ static int run_time_gemm(scratch *s, int M, int N, int K, int iters, double *ms_
     ssfk_gemm_ctx *g =
         timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) == 0 ? scratch_gemm(s, err) : NULL;
     if (!g) return -1;
+    g->split_search = split_search;
     auto plain = [&](int i) {
         cublasStatus_t b = ssfk_gemm(s->blas, X, ws[i % n_w], Y, CUDA_R_16BF, M, N, K, 0);
         return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
@@ -1053,12 +1062,13 @@ extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int fused
     return rc ? -1 : 0;
 }
 
-extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default,
-                                     double *ms_tuned, const char **how, ssf_error *err)
+extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, int split_search,
+                                     double *ms_default, double *ms_tuned, const char **how,
+                                     ssf_error *err)
 {
     scratch s;
     int rc = scratch_init(&s, 1, err) ||
-             run_time_gemm(&s, M, N, K, iters, ms_default, ms_tuned, how, err);
+             run_time_gemm(&s, M, N, K, iters, split_search, ms_default, ms_tuned, how, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

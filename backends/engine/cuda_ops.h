@@ -32,8 +32,12 @@ int ssf_cuda_op_rmsnorm(int rows, int C, float eps, const float *x, const float 
 int ssf_cuda_op_silu_mul(int rows, int inter, int block, const float *gu, float *h, ssf_error *err);
 
 /* Y [M][N] = X [M][K] . W [N][K]^T, fp32 out, through the device's tuned
- * path (cuda_gemm.cuh): the shape tuned, then run with the choice. */
-int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_error *err);
+ * path (cuda_gemm.cuh): the shape tuned as the device tunes it by default
+ * (splits 0), then run with the choice; or (splits > 1) through cublasLt's
+ * first heuristic algorithm that splits K in fp32, split that many ways
+ * (ssfk_gemm_pin_split: what the split search may take). */
+int ssf_cuda_op_gemm(int M, int N, int K, int splits, const float *X, const float *W, float *Y,
+                     ssf_error *err);
 
 /* Y [M][N] = X [M][K] . W [N][K]^T (M <= 64), fp32 out of BF16, through
  * the engine's own GEMM kernel in the shape the device plans for N x K:
@@ -116,9 +120,11 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
  * than L2 together (a step's next layer finds no weights there either):
  * *ms_default through cublasGemmEx (cuBLAS's own pick), *ms_tuned through
  * the choice ssfk_gemm_tune makes (cuda_gemm.cuh; cublasGemmEx again when
- * it wins), which *how names ("cublas" or "cublasLt", static). */
-int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, double *ms_default, double *ms_tuned,
-                          const char **how, ssf_error *err);
+ * it wins; split_search: with the split search's variants timed too),
+ * which *how names (ssfk_gemm_how_name's "cublas", "cublasLt" or
+ * "cublasLt-splitN", static). */
+int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, int split_search, double *ms_default,
+                          double *ms_tuned, const char **how, ssf_error *err);
 
 /* ssf_cuda_op_time_pgemm's fusions (ssfk_pgemm_fuse) */
 enum { SSF_PGEMM_PLAIN, SSF_PGEMM_NORM_IN, SSF_PGEMM_RESIDUAL_OUT };

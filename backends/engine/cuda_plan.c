@@ -327,6 +327,16 @@ int ssf_pgemm_wins(double own_ms, double blas_ms)
     return own_ms > 0 && own_ms < SSF_PGEMM_MARGIN * blas_ms;
 }
 
+int ssf_gemm_split_counts(int K, int *out)
+{
+    /* steps of about 1.5x: between them a wave's fill changes little */
+    static const int counts[SSF_GEMM_SPLIT_COUNTS] = {2, 3, 4, 6, 8, 12, SSF_GEMM_SPLIT_MAX};
+    int n = 0;
+    for (int i = 0; i < SSF_GEMM_SPLIT_COUNTS; i++)
+        if (K / counts[i] >= SSF_GEMM_MIN_SPLIT_K) out[n++] = counts[i];
+    return n;
+}
+
 /* snprintf's to buf + *used, *used counting what the text would take. */
 static void append(char *buf, size_t n, size_t *used, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

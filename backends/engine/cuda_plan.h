@@ -218,6 +218,26 @@ typedef struct ssf_pgemm_verdict {
  * 0 when none was tuned. */
 size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int rows, int gemms);
 
+/*
+ * The cuBLAS tuner's split search (cuda_gemm.cuh, gemm_split_search).
+ * cublasLt's heuristic offers up to 16 algorithms for a shape, ranked by a
+ * model; a decode GEMM with few output tiles (o and down at 64 rows: a
+ * few dozen) needs its K split to give every SM a share of the weights,
+ * and the heuristic's few split-K picks may not be the best the card runs.
+ * The search adds, for the heuristic's first split-capable algorithms,
+ * each split count ssf_gemm_split_counts gives, and the tuner times them
+ * all on the device.
+ */
+#define SSF_GEMM_SPLIT_MAX 16    /* the most splits tried */
+#define SSF_GEMM_MIN_SPLIT_K 256 /* the fewest of K a split takes */
+#define SSF_GEMM_SPLIT_COUNTS 7  /* at most this many counts */
+
+/* The split counts worth timing for a GEMM over K, into out (room for
+ * SSF_GEMM_SPLIT_COUNTS), ascending: 2, 3, 4, 6, 8, 12 and 16, those
+ * whose splits each take at least SSF_GEMM_MIN_SPLIT_K of K.  Returns how
+ * many (0 when K is too short to split). */
+int ssf_gemm_split_counts(int K, int *out);
+
 #ifdef __cplusplus
 }
 #endif

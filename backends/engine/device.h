@@ -91,6 +91,12 @@ typedef struct ssf_device_options {
     /* CUDA: the RMSNorms kept as kernels of their own even where SSFK_FOLD_NORMS makes
      * folding them the default.  Not with fold_norms. */
     int disable_fold_norms;
+    /* CUDA: before a graph bucket's first capture, the cuBLAS tuner times, beside cublasLt's
+     * heuristic picks, the first four of them that split K in fp32 at 2-16 splits each
+     * (ssf_gemm_split_counts), for the decode GEMMs whose few output tiles leave SMs idle.  The
+     * fastest still wins; a GPU has not timed it: bench/gpu-check.sh does.  The default once
+     * SSFK_GEMM_SPLIT_SEARCH is 1. */
+    int gemm_split_search;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning
