@@ -409,7 +409,7 @@ BENCH7="$WORK/qwen2.5-7b-random"
 # step n; 1.5B, and 7B for the 64 steps transformers is timed for) (no
 # PDL, "nopdl", was timed in runs L-N and is left out; the own GEMM always,
 # with rope and fused, in run O, 1.05-1.90x the default's step, and where
-# tuned, 1.01-1.07x, are left out too: the short bench still times tuned);
+# tuned, 1.01-1.07x, are left out too: 1.5B's short bench still times tuned);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.

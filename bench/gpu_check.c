@@ -1505,13 +1505,14 @@ static void time_ops(const ssf_model_config *c)
         double step = 0, step_tuned = 0, step_searched = 0, step_own = 0;
         int own = Ms[mi] <= SSF_PGEMM_MAX_M;
         for (size_t i = 0; ok && i < 5; i++) {
-            double ms = 0, tuned = 0, searched = 0, wbytes = 2.0 * g[i].N * g[i].K;
+            double ms = 0, tuned = 0, searched = 0, again = 0, wbytes = 2.0 * g[i].N * g[i].K;
             const char *how = "", *how_searched = "";
-            /* the tuner without the split search, then with it (each its own tuning) */
+            /* the tuner without the split search, then with it (each its own tuning;
+             * cublasGemmEx's time, `again`, is the first call's) */
             ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, 0, &ms, &tuned, &how, &err) ==
                      0 &&
-                 ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, 1, &ms, &searched, &how_searched,
-                                       &err) == 0;
+                 ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, 1, &again, &searched,
+                                       &how_searched, &err) == 0;
             step += ms * (g[i].per_layer ? L : 1);
             step_tuned += tuned * (g[i].per_layer ? L : 1);
             step_searched += searched * (g[i].per_layer ? L : 1);

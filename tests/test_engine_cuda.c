@@ -299,21 +299,51 @@ static void test_pdl_order(void **state)
     }
 }
 
-/* Y against ref (each within 1e-5 of its products' magnitude mag). */
-static void check_gemm(int M, int N, int K, int splits, const float *Y, const double *ref,
-                       const double *mag)
+/* Y against ref, each within 1e-5 of its products' magnitude mag plus
+ * `rel` of itself (BF16's rounding of the output), NaN-safe: an element
+ * left unwritten (NaN) fails. */
+static void check_gemm(int M, int N, int K, const ssf_gemm_op *op, const float *Y,
+                       const double *ref, const double *mag, double rel)
 {
     for (size_t i = 0; i < (size_t)M * N; i++)
-        if (fabs(Y[i] - ref[i]) > 1e-5 * mag[i] + 1e-6)
-            fail_msg("gemm %dx%dx%d, splits %d: [%zu][%zu] got %.7g, reference %.7g", M, N, K,
-                     splits, i / (size_t)N, i % (size_t)N, (double)Y[i], ref[i]);
+        if (!(fabs(Y[i] - ref[i]) <= 1e-5 * mag[i] + rel * fabs(ref[i]) + 1e-6))
+            fail_msg("gemm %dx%dx%d, splits %d%s%s (%s): [%zu][%zu] got %.7g, reference %.7g", M, N,
+                     K, op->splits, op->bf16_out ? ", BF16 out" : "",
+                     op->accumulate ? ", accumulating" : "", op->how, i / (size_t)N, i % (size_t)N,
+                     (double)Y[i], ref[i]);
+}
+
+/* One run of the GEMM as op says, checked against the double reference
+ * (with accumulate, C's draws rounded as Y holds them, plus the sums). */
+static void run_checked(int M, int N, int K, const float *X, const float *W, ssf_gemm_op *op,
+                        const double *sums, const double *mag)
+{
+    size_t n = (size_t)M * N;
+    float *Y = malloc(n * 4);
+    double *ref = malloc(n * 8);
+    float *C = draws(n, 2.0f, 0.0f, 77);
+    for (size_t i = 0; i < n; i++) {
+        double c = op->bf16_out ? bf16r(C[i]) : C[i];
+        Y[i] = C[i];
+        ref[i] = sums[i] + (op->accumulate ? c : 0.0);
+    }
+    ssf_error err = {0};
+    if (ssf_cuda_op_gemm(M, N, K, X, W, Y, op, &err)) fail_msg("%s", err.msg);
+    char pinned[32];
+    snprintf(pinned, sizeof pinned, "cublasLt-split%d", op->splits);
+    if (op->splits > 1 && strcmp(op->how, pinned) != 0)
+        fail_msg("gemm %dx%dx%d pinned at %d splits ran as %s", M, N, K, op->splits, op->how);
+    /* a BF16 output is one rounding of the fp32 result: half a step, 2^-8 of it */
+    check_gemm(M, N, K, op, Y, ref, mag, op->bf16_out ? 1.0 / 256 : 0.0);
+    free(Y), free(ref), free(C);
 }
 
 /* The tuned path, and at K of 512 and more each split count the split
- * search may time (ssf_gemm_split_counts), pinned: its partials must be
- * summed in fp32 like the unsplit sums (the device's Y starts as NaNs, so
- * an element left unwritten fails).  The 64 x 384 x 4096 shape is a
- * decode GEMM's: few output tiles over a long K. */
+ * search may time (ssf_gemm_split_counts), pinned and named as it ran:
+ * fp32 out, and as the engine's layers run it, BF16 out added in place to
+ * the residual stream (beta 1, C == D).  Split partials must be summed in
+ * fp32 like the unsplit sums.  The 64 x 384 x 4096 shape is a decode
+ * GEMM's: few output tiles over a long K. */
 static void test_gemm(void **state)
 {
     (void)state;
@@ -323,8 +353,7 @@ static void test_gemm(void **state)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         float *X = draws((size_t)M * K, 1.0f, 0.0f, 31 + s), *W = draws((size_t)N * K, 0.1f, 0, 32);
-        float *Y = malloc((size_t)M * N * 4);
-        double *ref = malloc((size_t)M * N * 8), *mag = malloc((size_t)M * N * 8);
+        double *sums = malloc((size_t)M * N * 8), *mag = malloc((size_t)M * N * 8);
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
                 double acc = 0, sum = 0;
@@ -332,16 +361,17 @@ static void test_gemm(void **state)
                     acc += (double)X[(size_t)m * K + k] * W[(size_t)n * K + k];
                     sum += fabs((double)X[(size_t)m * K + k] * W[(size_t)n * K + k]);
                 }
-                ref[(size_t)m * N + n] = acc, mag[(size_t)m * N + n] = sum;
+                sums[(size_t)m * N + n] = acc, mag[(size_t)m * N + n] = sum;
             }
         int counts[1 + SSF_GEMM_SPLIT_COUNTS] = {0};
         int n_runs = 1 + ssf_gemm_split_counts(K, counts + 1);
         for (int r = 0; r < n_runs; r++) {
-            ssf_error err = {0};
-            if (ssf_cuda_op_gemm(M, N, K, counts[r], X, W, Y, &err)) fail_msg("%s", err.msg);
-            check_gemm(M, N, K, counts[r], Y, ref, mag);
+            ssf_gemm_op plain = {.splits = counts[r]};
+            run_checked(M, N, K, X, W, &plain, sums, mag);
+            ssf_gemm_op layer = {.splits = counts[r], .bf16_out = 1, .accumulate = 1};
+            run_checked(M, N, K, X, W, &layer, sums, mag);
         }
-        free(X), free(W), free(Y), free(ref), free(mag);
+        free(X), free(W), free(sums), free(mag);
     }
 }
 

@@ -82,7 +82,8 @@ static cublasStatus_t lt_matmul(const ssfk_gemm_ctx *ctx, const ssfk_gemm_choice
                           y, algo, ctx->workspace, ctx->workspace_bytes, st);
 }
 
-/* An algorithm's split-K count, 0 when cublasLt will not say. */
+/* An algorithm's split-K count (0 and 1 both mean unsplit: NVIDIA's own
+ * samples set 0), -1 when cublasLt will not say. */
 static int splits_of(const cublasLtMatmulAlgo_t *a)
 {
     int32_t splits = 1;
@@ -90,7 +91,7 @@ static int splits_of(const cublasLtMatmulAlgo_t *a)
     return cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
                                                 sizeof splits, &w) == BLAS_OK
                ? splits
-               : 0;
+               : -1;
 }
 
 /* Whether an algorithm accumulates in fp32 throughout: with a BF16 output,
@@ -101,9 +102,8 @@ static int keeps_fp32(const cublasLtMatmulAlgo_t *a, cudaDataType_t y_type)
     int splits = splits_of(a);
     uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
     size_t w = 0;
-    if (splits == 0 ||
-        cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
-                                             sizeof scheme, &w) != BLAS_OK)
+    if (splits < 0 || cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                           &scheme, sizeof scheme, &w) != BLAS_OK)
         return 0;
     return y_type == CUDA_R_32F || splits <= 1 || scheme == CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
 }
@@ -157,6 +157,9 @@ static int split_variant(const ssfk_gemm_ctx *ctx, ssfk_gemm_choice *c,
                          cublasLtMatmulHeuristicResult_t *out)
 {
     uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    /* cublasLtMatmulAlgoCheck promises the workspace size and waves, not
+     * state: zeroed, an unwritten state reads as success */
+    memset(out, 0, sizeof *out);
     out->algo = *base;
     return cublasLtMatmulAlgoConfigSetAttribute(&out->algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
                                                 &splits, sizeof splits) == BLAS_OK &&
@@ -186,13 +189,16 @@ static int add_split_variants(const ssfk_gemm_ctx *ctx, ssfk_gemm_choice *c,
 {
     int counts[SSF_GEMM_SPLIT_COUNTS], n_counts = ssf_gemm_split_counts(c->K, counts);
     int total = n;
+    /* a base counts once it adds a variant: the heuristic may list one
+     * tiling at several split counts, all of whose variants are the same */
     for (int i = 0, bases = 0; i < n && bases < SSFK_GEMM_SPLIT_BASES; i++) {
         if (!splits_in_fp32(&res[i].algo)) continue;
-        bases++;
+        int before = total;
         for (int s = 0; s < n_counts; s++)
             if (split_variant(ctx, c, &res[i].algo, counts[s], &res[total]) &&
                 !listed(res, total, &res[total].algo))
                 total++;
+        bases += total > before;
     }
     return total;
 }
@@ -287,16 +293,18 @@ static ssfk_gemm_choice *next_choice(ssfk_gemm_ctx *ctx, int M, int N, int K, cu
 int ssfk_gemm_pin_split(ssfk_gemm_ctx *ctx, int M, int N, int K, cudaDataType_t y_type, int splits,
                         ssf_error *err)
 {
-    if (!ctx->lt || ctx->n == SSFK_GEMM_TABLE || ssfk_gemm_find(ctx, M, N, K, y_type))
-        return ssf_fail(err, "cuda: pinning a %dx%dx%d GEMM: no table room, or already chosen", M,
-                        N, K);
+    if (!ctx->lt) return ssf_fail(err, "cublasLt: no handle");
+    if (ctx->n == SSFK_GEMM_TABLE || ssfk_gemm_find(ctx, M, N, K, y_type))
+        return ssf_fail(err, "cuda: pinning a %dx%dx%d GEMM: the table is full or has it", M, N, K);
     ssfk_gemm_choice *c = next_choice(ctx, M, N, K, y_type, err);
     if (!c) return -1;
     cublasLtMatmulHeuristicResult_t res[TUNE_CANDIDATES], split;
     int n = candidates(ctx, c, res), i = 0;
-    while (i < n && !splits_in_fp32(&res[i].algo))
+    /* the first split-capable candidate that takes this count, as the search would */
+    while (i < n &&
+           !(splits_in_fp32(&res[i].algo) && split_variant(ctx, c, &res[i].algo, splits, &split)))
         i++;
-    if (i == n || !split_variant(ctx, c, &res[i].algo, splits, &split))
+    if (i == n)
         return ssf_fail(err, "cublasLt: no algorithm of a %dx%dx%d GEMM splits %d ways", M, N, K,
                         splits);
     c->lt = 1, c->algo = split.algo, c->splits = splits_of(&c->algo);
@@ -313,8 +321,8 @@ int ssfk_gemm_tune(ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X, const
     ssfk_gemm_choice *c = next_choice(ctx, M, N, K, y_type, err);
     if (!c) return -1;
     cublasLtMatmulHeuristicResult_t res[TUNE_MAX];
-    int n = candidates(ctx, c, res);
-    if (ctx->split_search) n = add_split_variants(ctx, c, res, n);
+    int n_heuristic = candidates(ctx, c, res);
+    int n = ctx->split_search ? add_split_variants(ctx, c, res, n_heuristic) : n_heuristic;
     float best[1 + TUNE_MAX];
     operands o = {X, W, n_w, Y};
     cudaError_t e = time_all(ctx, c, res, n, blas, &o, st, best);
@@ -322,9 +330,16 @@ int ssfk_gemm_tune(ssfk_gemm_ctx *ctx, cublasHandle_t blas, const bf16 *X, const
         return ssf_fail(err, "cuda: timing %dx%dx%d GEMMs: %s", M, N, K, cudaGetErrorString(e));
     if (!isfinite(best[0])) return ssf_fail(err, "cublas: the %dx%dx%d GEMM fails", M, N, K);
     int win = 0;
-    for (int i = 1; i <= n; i++)
+    for (int i = 1; i <= n_heuristic; i++)
         if (best[i] < best[win]) win = i;
-    c->lt = win > 0 && best[win] < TUNE_MARGIN * best[0];
+    if (win > 0 && best[win] >= TUNE_MARGIN * best[0]) win = 0;
+    /* a searched split must beat that by the margin too: each differs in
+     * its rounding, and noise must not swap them from run to run */
+    int searched = 0;
+    for (int i = n_heuristic + 1; i <= n; i++)
+        if (searched == 0 || best[i] < best[searched]) searched = i;
+    if (searched > 0 && best[searched] < TUNE_MARGIN * best[win]) win = searched;
+    c->lt = win > 0;
     if (c->lt) c->algo = res[win - 1].algo;
     c->splits = c->lt ? splits_of(&c->algo) : 1;
     ctx->n++;
@@ -358,5 +373,6 @@ const char *ssfk_gemm_how_name(const ssfk_gemm_ctx *ctx, int M, int N, int K, cu
     const ssfk_gemm_choice *c = ctx ? ssfk_gemm_find(ctx, M, N, K, y_type) : NULL;
     if (!c || !c->lt) return "cublas";
     int n = (int)(sizeof split / sizeof *split);
-    return c->splits >= 0 && c->splits < n ? split[c->splits] : "cublasLt-splitmany";
+    if (c->splits < 0) return "cublasLt";
+    return c->splits < n ? split[c->splits] : "cublasLt-splitmany";
 }

@@ -29,7 +29,7 @@ int ssf_cuda_op_silu_mul(int rows, int inter, int block, const float *gu, float 
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_gemm(int M, int N, int K, int splits, const float *X, const float *W, float *Y,
+int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_gemm_op *op,
                      ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);

@@ -199,38 +199,58 @@ static ssfk_gemm_ctx *scratch_gemm(scratch *s, ssf_error *err)
     return s->gemm;
 }
 
-/* Through the tuned path, as a graph step runs it: tuned (or its split
- * pinned), then run. */
-static int run_gemm(scratch *s, int M, int N, int K, int splits, const float *X, const float *W,
-                    float *Y, ssf_error *err)
+/* Y's device buffer for run_gemm: C uploaded when it accumulates, else
+ * NaNs (all bits set, in fp32 and BF16 alike), so that an element the GEMM
+ * leaves unwritten fails the caller's check. */
+static void *gemm_output(scratch *s, const ssf_gemm_op *op, int M, int N, const float *Y,
+                         ssf_error *err)
 {
+    size_t n = (size_t)M * N;
+    if (op->accumulate && op->bf16_out) return up_bf16(s, Y, n, err);
+    if (op->accumulate) return up_raw(s, Y, n * sizeof(float), err);
+    size_t bytes = n * (op->bf16_out ? sizeof(bf16) : sizeof(float));
+    void *d = dev_alloc(s, bytes, err);
+    cudaError_t e = d ? cudaMemsetAsync(d, 0xff, bytes, s->st) : cudaSuccess;
+    if (e == cudaSuccess) return d;
+    fail_cuda(err, "cudaMemsetAsync", e);
+    return NULL;
+}
+
+/* Through the tuned path, as a graph step runs it: tuned (or its split
+ * pinned) on a buffer of its own, then run into Y. */
+static int run_gemm(scratch *s, int M, int N, int K, const float *X, const float *W, float *Y,
+                    ssf_gemm_op *op, ssf_error *err)
+{
+    cudaDataType_t y_type = op->bf16_out ? CUDA_R_16BF : CUDA_R_32F;
+    size_t y_bytes = (size_t)M * N * (op->bf16_out ? sizeof(bf16) : sizeof(float));
     bf16 *dx = up_bf16(s, X, (size_t)M * K, err), *dw = up_bf16(s, W, (size_t)N * K, err);
-    float *dy = (float *)dev_alloc(s, (size_t)M * N * sizeof(float), err);
+    void *tuning_y = dev_alloc(s, y_bytes, err);
     ssfk_gemm_ctx *g = scratch_gemm(s, err);
-    if (!dx || !dw || !dy || !g) return -1;
+    if (!dx || !dw || !tuning_y || !g) return -1;
     const bf16 *const ws[1] = {dw};
     g->split_search = SSFK_GEMM_SPLIT_SEARCH;
-    int rc = splits > 1
-                 ? ssfk_gemm_pin_split(g, M, N, K, CUDA_R_32F, splits, err)
-                 : ssfk_gemm_tune(g, s->blas, dx, ws, 1, dy, CUDA_R_32F, M, N, K, s->st, err);
-    if (rc) return -1;
-    /* NaNs (all bits set), so that an element the GEMM leaves unwritten fails the caller's check */
-    cudaError_t e = cudaMemsetAsync(dy, 0xff, (size_t)M * N * sizeof(float), s->st);
-    if (e != cudaSuccess) return fail_cuda(err, "cudaMemsetAsync", e);
-    cublasStatus_t bs = ssfk_gemm_run(g, s->blas, dx, dw, dy, CUDA_R_32F, M, N, K, 0, s->st);
+    int rc = op->splits > 1
+                 ? ssfk_gemm_pin_split(g, M, N, K, y_type, op->splits, err)
+                 : ssfk_gemm_tune(g, s->blas, dx, ws, 1, tuning_y, y_type, M, N, K, s->st, err);
+    void *dy = rc ? NULL : gemm_output(s, op, M, N, Y, err);
+    if (!dy) return -1;
+    op->how = ssfk_gemm_how_name(g, M, N, K, y_type);
+    cublasStatus_t bs =
+        ssfk_gemm_run(g, s->blas, dx, dw, dy, y_type, M, N, K, op->accumulate, s->st);
     if (bs != CUBLAS_STATUS_SUCCESS)
         return ssf_fail(err, "cublas: gemm: %s", cublasGetStatusString(bs));
-    e = cudaStreamSynchronize(s->st);
-    if (e == cudaSuccess)
-        e = cudaMemcpy(Y, dy, (size_t)M * N * sizeof(float), cudaMemcpyDeviceToHost);
+    if (op->bf16_out) return down_bf16(s, (const bf16 *)dy, M, N, (size_t)N, Y, err);
+    cudaError_t e = cudaStreamSynchronize(s->st);
+    if (e == cudaSuccess) e = cudaMemcpy(Y, dy, y_bytes, cudaMemcpyDeviceToHost);
     return e == cudaSuccess ? 0 : fail_cuda(err, "gemm", e);
 }
 
-extern "C" int ssf_cuda_op_gemm(int M, int N, int K, int splits, const float *X, const float *W,
-                                float *Y, ssf_error *err)
+extern "C" int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y,
+                                ssf_gemm_op *op, ssf_error *err)
 {
+    ssf_gemm_op tuned = {0, 0, 0, NULL};
     scratch s;
-    int rc = scratch_init(&s, 1, err) || run_gemm(&s, M, N, K, splits, X, W, Y, err);
+    int rc = scratch_init(&s, 1, err) || run_gemm(&s, M, N, K, X, W, Y, op ? op : &tuned, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

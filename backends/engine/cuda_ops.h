@@ -31,12 +31,22 @@ int ssf_cuda_op_rmsnorm(int rows, int C, float eps, const float *x, const float 
  * ssfk_silu_mul) -> h [rows][inter] */
 int ssf_cuda_op_silu_mul(int rows, int inter, int block, const float *gu, float *h, ssf_error *err);
 
-/* Y [M][N] = X [M][K] . W [N][K]^T, fp32 out, through the device's tuned
- * path (cuda_gemm.cuh): the shape tuned as the device tunes it by default
- * (splits 0), then run with the choice; or (splits > 1) through cublasLt's
- * first heuristic algorithm that splits K in fp32, split that many ways
- * (ssfk_gemm_pin_split: what the split search may take). */
-int ssf_cuda_op_gemm(int M, int N, int K, int splits, const float *X, const float *W, float *Y,
+/* How ssf_cuda_op_gemm runs its GEMM. */
+typedef struct ssf_gemm_op {
+    int splits;      /* 0: the shape tuned as the device tunes it by default; > 1: cublasLt's
+                        first heuristic algorithm that splits K in fp32 and takes this count,
+                        split that many ways (ssfk_gemm_pin_split: what the search may take) */
+    int bf16_out;    /* Y BF16 on the device, as the engine's layer GEMMs write it */
+    int accumulate;  /* Y += X . W^T in place (cuBLAS's beta 1), Y's values on entry (rounded
+                        to BF16 with bf16_out) the C */
+    const char *how; /* out: what ran (ssfk_gemm_how_name: "cublasLt-split4", ...) */
+} ssf_gemm_op;
+
+/* Y [M][N] = X [M][K] . W [N][K]^T through the device's tuned path
+ * (cuda_gemm.cuh) as op says (NULL: tuned, fp32 out, beta 0); the tuning
+ * runs on a buffer of its own, and Y's device buffer starts as NaNs unless
+ * it accumulates. */
+int ssf_cuda_op_gemm(int M, int N, int K, const float *X, const float *W, float *Y, ssf_gemm_op *op,
                      ssf_error *err);
 
 /* Y [M][N] = X [M][K] . W [N][K]^T (M <= 64), fp32 out of BF16, through
