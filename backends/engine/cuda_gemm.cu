@@ -278,7 +278,7 @@ static ssfk_gemm_choice *next_choice(ssfk_gemm_ctx *ctx, int M, int N, int K, cu
                                      ssf_error *err)
 {
     if (M < 1 || N < 1 || K < 1) {
-        ssf_fail(err, "cuda: a %dx%dx%d GEMM", M, N, K);
+        ssf_fail(err, "cuda: a %dx%dx%d GEMM has an empty dimension", M, N, K);
         return NULL;
     }
     ssfk_gemm_choice *c = &ctx->tab[ctx->n];
