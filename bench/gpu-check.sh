@@ -138,6 +138,8 @@ summarize() {
         END { for (i = 1; i <= n; i++) { k = order[i]; p = ms[k, "plan"]; w = ms[k, "whole"]
             if (p > 0 && w > 0) printf "%-28s plan %s splits %7s (%s GB/s of K and V)  whole %7s  %.3f  fastest %s %s\n", k, sp[k], p, gb[k], w, w / p, bc[k], best[k] } }' \
         "$LOG" | tee -a "$LOG"
+    say "the device's report after each bench (the own GEMM's verdicts; the cuBLAS shapes whose choice splits K, and how many ways):"
+    grep -E '^INFO model=' "$LOG" | sed 's/^INFO //' | tee -a "$LOG"
     say "the tuner's verdicts, own GEMM against cuBLAS's path (own=1: the steps take it):"
     grep -E '^TIME model=.* gemm_verdict ' "$LOG" | sed 's/^TIME //' | tee -a "$LOG"
     say "the scheduler over the device (gpu_check engine), steps deferred (overlap=1) or not:"

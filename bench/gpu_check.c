@@ -1067,6 +1067,15 @@ static int time_batches(ssf_device *d, const pages *pg, const ssf_model_config *
 }
 
 /* The nb batches bs[] again on a device opened as v. */
+/* The device's report line after a bench (the own GEMM's verdicts, the
+ * cuBLAS shapes that split K), as an INFO line. */
+static void print_report(ssf_device *gpu, const char *suffix)
+{
+    char line[1024];
+    if (gpu->report && gpu->report(gpu, line, sizeof line) > 0)
+        printf("INFO model=%s engine=cuda%s %s\n", bench_model, suffix, line);
+}
+
 static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v, const int *bs,
                          int nb, int P, int steps, double copy_gbps, ssf_error *err)
 {
@@ -1079,6 +1088,7 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
     snprintf(what, sizeof what, "model=%s", bench_model);
     for (int i = 0; !rc && v.own_gemms == SSF_OWN_GEMMS_TUNED && i < nb; i++)
         if (bs[i] <= SSF_PGEMM_MAX_M) report_verdicts(gpu, bs[i], "TIME", what);
+    if (!rc) print_report(gpu, v.suffix);
     gpu->close(gpu);
     bench_as = DEFAULT;
     return rc;
@@ -1158,6 +1168,7 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
     ok = ok && c != NULL && time_batches(gpu, &pg, c, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "sampled"))
         ok = bench_batch(gpu, &pg, c, maxb, P, steps, 1, copy_gbps, NULL, &err) == 0;
+    if (ok) print_report(gpu, "");
     if (gpu) gpu->close(gpu);
     if (ok && wants(extra, "nograph")) {
         const int ends[2] = {1, maxb};

@@ -756,6 +756,26 @@ static void test_pgemm_report(void **state)
     assert_string_equal(buf, "");
 }
 
+/* The split picks' line: only those that split, grouped by rows, cut
+ * short as snprintf cuts. */
+static void test_gemm_split_report(void **state)
+{
+    (void)state;
+    const ssf_gemm_split_pick p[] = {{"qkv", 8, 1}, {"o", 8, 2},      {"down", 8, 1},
+                                     {"o", 64, 4},  {"qkv", 64, 1},   {"down", 64, 6},
+                                     {"o", 256, 1}, {"lm_head", 1, 0}};
+    char buf[128];
+    size_t n = ssf_gemm_split_report(buf, sizeof buf, p, 8);
+    assert_string_equal(buf, "cuda: cuBLAS's choices split K: 8 rows: o 2; 64 rows: o 4, down 6");
+    assert_int_equal(n, strlen(buf));
+    char small[10];
+    assert_int_equal(ssf_gemm_split_report(small, sizeof small, p, 8), n);
+    assert_string_equal(small, "cuda: cuB");
+    assert_int_equal(ssf_gemm_split_report(buf, sizeof buf, p + 6, 2), 0);
+    assert_string_equal(buf, "");
+    assert_int_equal(ssf_gemm_split_report(buf, sizeof buf, p, 0), 0);
+}
+
 /* The own kernel must beat cuBLAS's choice by the margin. */
 static void test_pgemm_wins(void **state)
 {
@@ -907,25 +927,16 @@ static void test_pgemm_sweep(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_group_padding),
-        cmocka_unit_test(test_split_rule),
-        cmocka_unit_test(test_invariants_sweep),
-        cmocka_unit_test(test_coverage_with_splits),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_shared_memory),
-        cmocka_unit_test(test_prefill_split),
-        cmocka_unit_test(test_prefill_smem),
-        cmocka_unit_test(test_pgemm_models),
-        cmocka_unit_test(test_pgemm_shapes),
-        cmocka_unit_test(test_pgemm_refusals),
-        cmocka_unit_test(test_pgemm_sweep),
-        cmocka_unit_test(test_pgemm_probe),
-        cmocka_unit_test(test_pgemm_agrees),
-        cmocka_unit_test(test_pgemm_wins),
-        cmocka_unit_test(test_pgemm_agrees_swiglu),
-        cmocka_unit_test(test_gemm_split_counts),
-        cmocka_unit_test(test_pgemm_report),
-        cmocka_unit_test(test_partials_bound_covers),
+        cmocka_unit_test(test_group_padding),     cmocka_unit_test(test_split_rule),
+        cmocka_unit_test(test_invariants_sweep),  cmocka_unit_test(test_coverage_with_splits),
+        cmocka_unit_test(test_refusals),          cmocka_unit_test(test_shared_memory),
+        cmocka_unit_test(test_prefill_split),     cmocka_unit_test(test_prefill_smem),
+        cmocka_unit_test(test_pgemm_models),      cmocka_unit_test(test_pgemm_shapes),
+        cmocka_unit_test(test_pgemm_refusals),    cmocka_unit_test(test_pgemm_sweep),
+        cmocka_unit_test(test_pgemm_probe),       cmocka_unit_test(test_pgemm_agrees),
+        cmocka_unit_test(test_pgemm_wins),        cmocka_unit_test(test_pgemm_agrees_swiglu),
+        cmocka_unit_test(test_gemm_split_counts), cmocka_unit_test(test_gemm_split_report),
+        cmocka_unit_test(test_pgemm_report),      cmocka_unit_test(test_partials_bound_covers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

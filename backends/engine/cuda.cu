@@ -1291,10 +1291,35 @@ static int cuda_copy_blocks(ssf_device *dev, const ssf_block_copy *c, int n, ssf
 /* ---- open / close ---------------------------------------------------------------------- */
 
 /* The own GEMMs' verdicts at every graph's rows the tuner judged. */
+/* The name of a tuned shape's GEMM: one of the layer's, or lm_head. */
+static const char *gemm_name(const cuda_dev *d, const ssfk_gemm_choice *c)
+{
+    if (c->y_type == CUDA_R_32F) return "lm_head";
+    for (int g = 0; g < SMALL_GEMMS; g++) {
+        small_io io = small_io_of(d, g);
+        if (c->N == io.N && c->K == io.K) return small_gemm_names[g];
+    }
+    return "gemm";
+}
+
+/* The own GEMM's verdicts, then the tuned cuBLAS shapes that split K
+ * (ssf_gemm_split_report), "; " between. */
 static size_t cuda_report(const ssf_device *dev, char *buf, size_t n)
 {
     const cuda_dev *d = (const cuda_dev *)dev;
-    return ssf_pgemm_report(buf, n, &d->own[0][0], SSF_PGEMM_MAX_M + 1, SMALL_GEMMS);
+    size_t used = ssf_pgemm_report(buf, n, &d->own[0][0], SSF_PGEMM_MAX_M + 1, SMALL_GEMMS);
+    ssf_gemm_split_pick picks[SSFK_GEMM_TABLE];
+    int count = d->gemm ? d->gemm->n : 0;
+    for (int i = 0; i < count; i++) {
+        const ssfk_gemm_choice *c = &d->gemm->tab[i];
+        picks[i] = ssf_gemm_split_pick{gemm_name(d, c), c->M, c->lt ? c->splits : 1};
+    }
+    char split[512];
+    size_t k = ssf_gemm_split_report(split, sizeof split, picks, count);
+    if (k == 0) return used;
+    if (used == 0) return (size_t)snprintf(buf, n, "%s", split);
+    int w = snprintf(used < n ? buf + used : NULL, used < n ? n - used : 0, "; %s", split);
+    return used + (w > 0 ? (size_t)w : 0);
 }
 
 static void cuda_close(ssf_device *dev)

@@ -360,6 +360,23 @@ static void verdict_text(char *buf, size_t n, size_t *used, const ssf_pgemm_verd
                v->own ? " own" : "");
 }
 
+size_t ssf_gemm_split_report(char *buf, size_t n, const ssf_gemm_split_pick *p, int count)
+{
+    size_t used = 0;
+    if (n) buf[0] = 0;
+    for (int i = 0, rows = -1; i < count; i++) {
+        if (p[i].splits <= 1) continue;
+        if (p[i].rows != rows)
+            append(buf, n, &used,
+                   "%s%d rows: ", used ? "; " : "cuda: cuBLAS's choices split K: ", p[i].rows);
+        else
+            append(buf, n, &used, ", ");
+        rows = p[i].rows;
+        append(buf, n, &used, "%s %d", p[i].gemm, p[i].splits);
+    }
+    return used;
+}
+
 size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int rows, int gemms)
 {
     size_t used = 0;

@@ -238,6 +238,19 @@ size_t ssf_pgemm_report(char *buf, size_t n, const ssf_pgemm_verdict *v, int row
  * many (0 when K is too short to split). */
 int ssf_gemm_split_counts(int K, int *out);
 
+/* A tuned GEMM shape's pick: the GEMM's name, the graph's rows, and the
+ * ways cuBLAS's chosen algorithm splits K (1: unsplit). */
+typedef struct ssf_gemm_split_pick {
+    const char *gemm;
+    int rows, splits;
+} ssf_gemm_split_pick;
+
+/* The picks that split K (in the order given, runs of equal rows grouped)
+ * as one log line, "cuda: cuBLAS's choices split K: 8 rows: o 2; 64 rows:
+ * o 4, down 6", into buf as snprintf writes (n bytes, NUL-terminated, cut
+ * short when full).  Returns the line's length, 0 when none splits. */
+size_t ssf_gemm_split_report(char *buf, size_t n, const ssf_gemm_split_pick *p, int count);
+
 #ifdef __cplusplus
 }
 #endif
