@@ -866,7 +866,11 @@ int ssf_store_begin_run(ssf_store *s, const ssf_run_meta *meta, int64_t *run_id,
         stmt_exec(s, ST_ROLLBACK);
         return -1;
     }
-    if (tx_commit(s, what, err) != 0) return -1;
+    /* a start the disk refused leaves no claim: the run is not generating */
+    if (tx_commit(s, what, err) != 0) {
+        ssf_store_release_run(s, id);
+        return -1;
+    }
     *run_id = id;
     *resumed = found;
     return 0;

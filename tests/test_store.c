@@ -1325,6 +1325,49 @@ static void test_disk_full(void **state)
     free(big);
 }
 
+/* While set, the connections opened under refusing_commits turn every
+ * commit into a rollback (a commit the disk refuses). */
+static int refuse_commits;
+
+static int refuse_commit(void *unused)
+{
+    (void)unused;
+    return refuse_commits;
+}
+
+static int refusing_commits(sqlite3 *db, const char **msg, const struct sqlite3_api_routines *api)
+{
+    (void)msg;
+    (void)api;
+    sqlite3_commit_hook(db, refuse_commit, NULL);
+    return SQLITE_OK;
+}
+
+/* A run whose start cannot be committed is not left claimed: the next
+ * begin, once the store takes writes, starts it, and no reader sees it
+ * generating in between. */
+static void test_begin_commit_refused(void **state)
+{
+    store_fixture *f = *state;
+    close_store(f);
+    assert_int_equal(sqlite3_auto_extension((void (*)(void))refusing_commits), SQLITE_OK);
+    ssf_store *s = reopen_store(f);
+    sqlite3_reset_auto_extension();
+    ssf_run_meta m = test_meta("h");
+    int64_t id = 0;
+    int resumed = -1;
+    ssf_error err = {0};
+    refuse_commits = 1;
+    assert_int_equal(ssf_store_begin_run(s, &m, &id, &resumed, &err), -1);
+    refuse_commits = 0;
+    assert_non_null(strstr(err.msg, "start a run"));
+    assert_int_equal(id, 0);
+    assert_int_equal(ssf_store_run_generating(s, 1), 0); /* the claim went with the run */
+    assert_int_equal(begin(s, "h", &resumed), 1);
+    assert_int_equal(resumed, 0);
+    assert_int_equal(ssf_store_run_generating(s, 1), 1);
+}
+
 /* The child writes samples whose text length is recorded in request_json,
  * until it is killed. */
 static void crash_writer(const char *path, int round)
@@ -1441,6 +1484,7 @@ int main(void)
         cmocka_unit_test(test_created_meanwhile),
         with_store(test_busy_past_timeout),
         with_store(test_disk_full),
+        with_store(test_begin_commit_refused),
         cmocka_unit_test(test_kill9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
