@@ -743,6 +743,28 @@ static void test_https(void **state)
     free(ca);
 }
 
+/* A redirect to another scheme than http(s) is refused by that scheme's
+ * name, not as a downgrade to plain http. */
+static void test_redirect_to_ftp(void **state)
+{
+    struct fixture *f = *state;
+    ssf_error err;
+    char *ca = tls_fixture("ca.pem");
+    struct hubserver *secure = start_secure_hub(f, "", "ftp://127.0.0.1:9");
+    setenv("SSL_CERT_FILE", ca, 1);
+    char *local = NULL;
+    assert_error(ssf_hub_fetch_file(&f->hub, SSF_REPO_DATASET, "ssfteval-test/downgrade", "main",
+                                    "test.jsonl", NULL, &local, &err),
+                 &err,
+                 "/datasets/ssfteval-test/downgrade/resolve/main/test.jsonl: redirected to a "
+                 "ftp: URL, which is not followed (only http and https are); use a mirror that "
+                 "serves the files over https");
+    assert_null(strstr(err.msg, "unencrypted"));
+    unsetenv("SSL_CERT_FILE");
+    hubserver_stop(secure);
+    free(ca);
+}
+
 /* A mirror whose certificate the trusted CA signed for another name: the
  * fix named is the name in HF_ENDPOINT, not a CA file. */
 static void test_https_other_name(void **state)
@@ -1177,6 +1199,7 @@ int main(void)
         T(test_redirect_loop),
         T(test_https),
         T(test_https_other_name),
+        T(test_redirect_to_ftp),
         T(test_stalled_download_resumes),
         T(test_unreachable_endpoint),
         T(test_verify_file),

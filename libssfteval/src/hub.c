@@ -246,7 +246,8 @@ struct transfer {
     int too_big;         /* a /rows answer past MAX_BODY, or a pinned file past its cap */
     CURLcode result;
     long status;
-    char error_code[64]; /* X-Error-Code of the last response */
+    char error_code[64];      /* X-Error-Code of the last response */
+    char redirect_scheme[16]; /* Location's scheme in the last response ("http", "ftp") */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -283,24 +284,37 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* Keeps X-Error-Code, which tells a gated repository from a missing one. */
+/* Copies into out (cap bytes) the value of the header line of n bytes if
+ * it is `key` (lower case, with its colon): its printable characters up
+ * to the first blank or `stop`.  Whether the line was that header. */
+static int keep_header(const char *line, size_t n, const char *key, char stop, char *out,
+                       size_t cap)
+{
+    size_t k = strlen(key);
+    if (n < k || strncasecmp(line, key, k) != 0) return 0;
+    const char *v = line + k, *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    size_t len = 0;
+    while (v + len < end && len < cap - 1 && v[len] != stop && (unsigned char)v[len] > 0x20 &&
+           (unsigned char)v[len] < 0x7f)
+        len++;
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return 1;
+}
+
+/* Keeps X-Error-Code, which tells a gated repository from a missing one,
+ * and the scheme of a redirect's Location, which names a redirect refused. */
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 {
-    static const char key[] = "x-error-code:";
     struct transfer *t = ud;
     size_t n = size * nitems;
     if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         t->error_code[0] = '\0'; /* a new response, e.g. after a redirect */
-    } else if (n >= sizeof key - 1 && strncasecmp(line, key, sizeof key - 1) == 0) {
-        const char *v = line + sizeof key - 1, *end = line + n;
-        while (v < end && (*v == ' ' || *v == '\t'))
-            v++;
-        size_t len = 0;
-        while (v + len < end && len < sizeof t->error_code - 1 && (unsigned char)v[len] > 0x20 &&
-               (unsigned char)v[len] < 0x7f)
-            len++;
-        memcpy(t->error_code, v, len);
-        t->error_code[len] = '\0';
+        t->redirect_scheme[0] = '\0';
+    } else if (!keep_header(line, n, "x-error-code:", '\0', t->error_code, sizeof t->error_code)) {
+        keep_header(line, n, "location:", ':', t->redirect_scheme, sizeof t->redirect_scheme);
     }
     return n;
 }
@@ -412,12 +426,18 @@ static int transfer_error(const ssf_hub *hub, const struct target *tg, const str
     if (t->status == 401 || t->status == 403) return auth_error(hub, tg, t, err);
     if (t->status == 404 || strstr(t->error_code, "NotFound"))
         return ssf_fail(err, "%s: not found (HTTP %ld): check the %s", url, t->status, tg->missing);
-    if (t->result == CURLE_UNSUPPORTED_PROTOCOL && t->status >= 300 && t->status <= 399)
+    if (t->result == CURLE_UNSUPPORTED_PROTOCOL && t->status >= 300 && t->status <= 399 &&
+        strcasecmp(t->redirect_scheme, "http") == 0)
         return ssf_fail(err,
                         "%s: redirected from https to plain http, which is not followed (the "
                         "file would travel unencrypted); use an https mirror, or an http:// "
                         "HF_ENDPOINT if plain http is meant",
                         url);
+    if (t->result == CURLE_UNSUPPORTED_PROTOCOL && t->status >= 300 && t->status <= 399)
+        return ssf_fail(err,
+                        "%s: redirected to a %s: URL, which is not followed (only http and "
+                        "https are); use a mirror that serves the files over https",
+                        url, t->redirect_scheme[0] ? t->redirect_scheme : "non-http");
     if (t->result != CURLE_OK) /* e.g. too many redirects */
         return ssf_fail(err, "%s: %s (HTTP %ld)", url, why, t->status);
     return ssf_fail(err,
