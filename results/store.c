@@ -861,14 +861,17 @@ int ssf_store_begin_run(ssf_store *s, const ssf_run_meta *meta, int64_t *run_id,
     if (rc == SQLITE_OK) rc = found ? resume_run(s, id) : insert_run(s, meta, &id);
     if (rc != SQLITE_OK) return tx_abort(s, rc, what, err);
     /* Claimed inside the write transaction, so that a claim refused rolls
-     * the resume back: the run stays as its owner keeps it. */
+     * the resume back: the run stays as its owner keeps it.  Another
+     * handle's claim is refused, so one held before is this handle's. */
+    int held = ssf_store_run_generating(s, id);
     if (claim_run(s, id, err) != 0) {
         stmt_exec(s, ST_ROLLBACK);
         return -1;
     }
-    /* a start the disk refused leaves no claim: the run is not generating */
+    /* a start the disk refused leaves no claim it took: the run is not
+     * generating, unless this handle was generating it already */
     if (tx_commit(s, what, err) != 0) {
-        ssf_store_release_run(s, id);
+        if (!held) ssf_store_release_run(s, id);
         return -1;
     }
     *run_id = id;

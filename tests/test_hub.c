@@ -757,8 +757,8 @@ static void test_redirect_to_ftp(void **state)
                                     "test.jsonl", NULL, &local, &err),
                  &err,
                  "/datasets/ssfteval-test/downgrade/resolve/main/test.jsonl: redirected to a "
-                 "ftp: URL, which is not followed (only http and https are); use a mirror that "
-                 "serves the files over https");
+                 "URL of the scheme 'ftp', which is not followed (only http and https are); use "
+                 "a mirror that serves the files over https");
     assert_null(strstr(err.msg, "unencrypted"));
     unsetenv("SSL_CERT_FILE");
     hubserver_stop(secure);

@@ -202,6 +202,7 @@ static int setup_store(void **state)
 static int teardown_store(void **state)
 {
     store_fixture *f = *state;
+    sqlite3_reset_auto_extension(); /* a test that failed before it reset its own */
     ssf_store_close(f->s);
     remove_tree(f->dir);
     free(f->path);
@@ -1365,6 +1366,11 @@ static void test_begin_commit_refused(void **state)
     assert_int_equal(ssf_store_run_generating(s, 1), 0); /* the claim went with the run */
     assert_int_equal(begin(s, "h", &resumed), 1);
     assert_int_equal(resumed, 0);
+    assert_int_equal(ssf_store_run_generating(s, 1), 1);
+    /* begun again by its own handle, refused at commit: still its claim */
+    refuse_commits = 1;
+    assert_int_equal(ssf_store_begin_run(s, &m, &id, &resumed, &err), -1);
+    refuse_commits = 0;
     assert_int_equal(ssf_store_run_generating(s, 1), 1);
 }
 

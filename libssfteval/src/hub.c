@@ -247,7 +247,8 @@ struct transfer {
     CURLcode result;
     long status;
     char error_code[64];      /* X-Error-Code of the last response */
-    char redirect_scheme[16]; /* Location's scheme in the last response ("http", "ftp") */
+    char redirect_scheme[16]; /* the last response's Location's scheme ("http", "ftp") */
+    int has_location;         /* the last response had one (curl follows the first) */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -286,7 +287,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 
 /* Copies into out (cap bytes) the value of the header line of n bytes if
  * it is `key` (lower case, with its colon): its printable characters up
- * to the first blank or `stop`.  Whether the line was that header. */
+ * to the first blank or `stop`, or nothing when they do not fit.  Whether
+ * the line was that header. */
 static int keep_header(const char *line, size_t n, const char *key, char stop, char *out,
                        size_t cap)
 {
@@ -296,9 +298,10 @@ static int keep_header(const char *line, size_t n, const char *key, char stop, c
     while (v < end && (*v == ' ' || *v == '\t'))
         v++;
     size_t len = 0;
-    while (v + len < end && len < cap - 1 && v[len] != stop && (unsigned char)v[len] > 0x20 &&
+    while (v + len < end && v[len] != stop && (unsigned char)v[len] > 0x20 &&
            (unsigned char)v[len] < 0x7f)
         len++;
+    if (len > cap - 1) len = 0; /* a part would name something else */
     memcpy(out, v, len);
     out[len] = '\0';
     return 1;
@@ -313,8 +316,11 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
     if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         t->error_code[0] = '\0'; /* a new response, e.g. after a redirect */
         t->redirect_scheme[0] = '\0';
-    } else if (!keep_header(line, n, "x-error-code:", '\0', t->error_code, sizeof t->error_code)) {
-        keep_header(line, n, "location:", ':', t->redirect_scheme, sizeof t->redirect_scheme);
+        t->has_location = 0;
+    } else if (!keep_header(line, n, "x-error-code:", '\0', t->error_code, sizeof t->error_code) &&
+               !t->has_location) {
+        t->has_location =
+            keep_header(line, n, "location:", ':', t->redirect_scheme, sizeof t->redirect_scheme);
     }
     return n;
 }
@@ -435,9 +441,9 @@ static int transfer_error(const ssf_hub *hub, const struct target *tg, const str
                         url);
     if (t->result == CURLE_UNSUPPORTED_PROTOCOL && t->status >= 300 && t->status <= 399)
         return ssf_fail(err,
-                        "%s: redirected to a %s: URL, which is not followed (only http and "
-                        "https are); use a mirror that serves the files over https",
-                        url, t->redirect_scheme[0] ? t->redirect_scheme : "non-http");
+                        "%s: redirected to a URL of the scheme '%s', which is not followed "
+                        "(only http and https are); use a mirror that serves the files over https",
+                        url, t->redirect_scheme[0] ? t->redirect_scheme : "?");
     if (t->result != CURLE_OK) /* e.g. too many redirects */
         return ssf_fail(err, "%s: %s (HTTP %ld)", url, why, t->status);
     return ssf_fail(err,
