@@ -87,8 +87,8 @@ summarize() {
             ("gpu_ms_per_step" in v ? v["gpu_ms_per_step"] : "-"), v["step_MB"],
             v["achieved_GBps"], v["roofline_pct"]; delete v }' | tee -a "$LOG"
     # the paths off by default (SSFK_ATTN_ROPE, SSFK_OWN_SMALL_GEMMS, SSFK_OVERLAP_STEPS,
-    # SSFK_FOLD_NORMS, SSFK_GEMM_SPLIT_SEARCH; nofold: the other way once
-    # SSFK_FOLD_NORMS is 1) beside
+    # SSFK_FOLD_NORMS, SSFK_GEMM_SPLIT_SEARCH; nofold and nosearch: the other
+    # way once those are 1) beside
     # the default's decode of the same shape in this run: what flipping
     # them is judged by, with their checks above
     say "paths off by default against the default, ms a step (ratio under 1: faster):"
@@ -97,7 +97,7 @@ summarize() {
         key = v["model"] " batch=" v["batch"] " prompt=" v["prompt"] " steps=" v["steps"]
         if (v["engine"] == "cuda") base[key] = v["ms_per_step"]
         else if (v["engine"] == "cuda-fp8kv") base8[key] = v["ms_per_step"]
-        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap|pgemm-fused|tuned-fused|fold|fp8kv-fold|nofold|search)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
+        else if (v["engine"] ~ /^cuda-(rope|pgemm|rope-pgemm|tuned|rope-tuned|cublas|overlap|pgemm-fused|tuned-fused|fold|fp8kv-fold|nofold|search|nosearch)$/) row[++n] = v["engine"] "|" key "|" v["ms_per_step"]
         delete v }
         END { for (i = 1; i <= n; i++) { split(row[i], f, "|")
             b = f[1] == "cuda-fp8kv-fold" ? base8[f[2]] : base[f[2]]

@@ -303,7 +303,7 @@ static void report(const char *what, const float *got, const float *ref, int voc
  * RMSNorms before q|k|v and gate|up folded into cuBLAS's GEMMs (fold: 1
  * asks for it, -1 turns it off where SSFK_FOLD_NORMS makes it the
  * default, 0 leaves the default), the cuBLAS tuner's split search
- * (search); `suffix` names it in TIME lines. */
+ * (search, the same three ways); `suffix` names it in TIME lines. */
 typedef struct variant {
     int graphs, fp8, flash, no_pdl, rope, own_gemms, overlap, fuse, fold, search;
     const char *suffix;
@@ -348,6 +348,7 @@ static const variant FP8_FOLD = {
 static const variant FOLD_NO_FLASH = {.graphs = 1, .fold = 1, .suffix = "-fold-noflash"};
 static const variant NO_FOLD = {.graphs = 1, .flash = 1, .fold = -1, .suffix = "-nofold"};
 static const variant SEARCH = {.graphs = 1, .flash = 1, .search = 1, .suffix = "-search"};
+static const variant NO_SEARCH = {.graphs = 1, .flash = 1, .search = -1, .suffix = "-nosearch"};
 
 static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, variant v,
                                 ssf_error *err)
@@ -365,9 +366,10 @@ static ssf_device *open_cuda_as(const ssf_model *m, const pages *pg, int ctx, va
                             .own_small_gemms = v.own_gemms,
                             .overlap_steps = v.overlap,
                             .fuse_norms = v.fuse,
-                            .fold_norms = v.fold > 0,
-                            .disable_fold_norms = v.fold < 0,
-                            .gemm_split_search = v.search};
+                            .fold_norms = (v.fold > 0),
+                            .disable_fold_norms = (v.fold < 0),
+                            .gemm_split_search = (v.search > 0),
+                            .disable_gemm_split_search = (v.search < 0)};
     return ssf_device_cuda_open(m, &o, err);
 }
 
@@ -1066,16 +1068,16 @@ static int time_batches(ssf_device *d, const pages *pg, const ssf_model_config *
     return rc;
 }
 
-/* The nb batches bs[] again on a device opened as v. */
 /* The device's report line after a bench (the own GEMM's verdicts, the
  * cuBLAS shapes that split K), as an INFO line. */
 static void print_report(ssf_device *gpu, const char *suffix)
 {
-    char line[1024];
+    char line[4096];
     if (gpu->report && gpu->report(gpu, line, sizeof line) > 0)
         printf("INFO model=%s engine=cuda%s %s\n", bench_model, suffix, line);
 }
 
+/* The nb batches bs[] again on a device opened as v. */
 static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v, const int *bs,
                          int nb, int P, int steps, double copy_gbps, ssf_error *err)
 {
@@ -1112,7 +1114,8 @@ static int bench_variant(const ssf_model *m, const pages *pg, int ctx, variant v
  * largest with an fp8 pool as well), and every batch with them kept as
  * kernels of their own ("nofold", the other side of the ratio once
  * SSFK_FOLD_NORMS makes folding the default), and every batch with the
- * cuBLAS tuner's split search ("search"). */
+ * cuBLAS tuner's split search ("search"; "nosearch": without it, once
+ * SSFK_GEMM_SPLIT_SEARCH makes it the default). */
 /* Whether the comma-separated list names `what` (whole names: "fp8" is not
  * in "fp8noflash"). */
 static int wants(const char *list, const char *what)
@@ -1194,6 +1197,8 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         ok = bench_variant(m, &pg, ctx, NO_FOLD, bs, nb, P, steps, copy_gbps, &err) == 0;
     if (ok && wants(extra, "search"))
         ok = bench_variant(m, &pg, ctx, SEARCH, bs, nb, P, steps, copy_gbps, &err) == 0;
+    if (ok && wants(extra, "nosearch"))
+        ok = bench_variant(m, &pg, ctx, NO_SEARCH, bs, nb, P, steps, copy_gbps, &err) == 0;
     for (size_t i = 0; ok && n_small && i < sizeof small_variants / sizeof *small_variants; i++)
         if (wants(extra, small_variants[i].name))
             ok = bench_variant(m, &pg, ctx, *small_variants[i].v, small, n_small, P, steps,
@@ -1834,13 +1839,14 @@ int main(int argc, char **argv)
     else if (argc == 4 && strcmp(argv[1], "engine") == 0)
         check_engine(argv[2], (int)bench_long_arg("engine MAX_NEW", argv[3], 1, 1 << 20));
     else {
-        fprintf(stderr,
-                "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
-                "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
-                "bench DIR B[,B...] PROMPT STEPS "
-                "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
-                "ropetuned,pgemmfused,tunedfused,cublas,overlap,fold,fp8fold,nofold,search] | "
-                "engine DIR MAX_NEW\n");
+        fprintf(
+            stderr,
+            "usage: gpu_check fixtures DIR... | hf DIR DUMP | cuda DIR | sampler | "
+            "ops HIDDEN INTER HEADS KV_HEADS HEAD_DIM LAYERS VOCAB | "
+            "bench DIR B[,B...] PROMPT STEPS "
+            "[sampled,nograph,fp8,fp8noflash,noflash,nopdl,rope,pgemm,ropepgemm,tuned,"
+            "ropetuned,pgemmfused,tunedfused,cublas,overlap,fold,fp8fold,nofold,search,nosearch] | "
+            "engine DIR MAX_NEW\n");
         return 2;
     }
     return failures ? 1 : 0;

@@ -97,6 +97,8 @@ static const char help_engine[] =
     "                        --fold-norms is not)\n"
     "  --gemm-split-search   engine (CUDA; not yet timed): the GEMM tuner also times cublasLt's\n"
     "                        algorithms at 2-16 splits of K, for skinny decode GEMMs\n"
+    "  --no-gemm-split-search  engine: CUDA GEMMs tuned without the split search (the default\n"
+    "                        while --gemm-split-search is not)\n"
     "  --kv-cache-dtype bf16|fp8  engine (CUDA): KV cache precision (default bf16; fp8 is e4m3\n"
     "                        with a scale per position and KV head: half the memory)\n"
     "  --db FILE             the results store (default ssfteval.sqlite; also SSFTEVAL_DB)\n"
@@ -155,6 +157,7 @@ enum {
     OPT_FOLD_NORMS,
     OPT_NO_FOLD_NORMS,
     OPT_GEMM_SPLIT_SEARCH,
+    OPT_NO_GEMM_SPLIT_SEARCH,
     OPT_KV_DTYPE,
     OPT_END,
 };
@@ -189,6 +192,7 @@ static const struct option run_options[] = {
     {"fold-norms", no_argument, NULL, OPT_FOLD_NORMS},
     {"no-fold-norms", no_argument, NULL, OPT_NO_FOLD_NORMS},
     {"gemm-split-search", no_argument, NULL, OPT_GEMM_SPLIT_SEARCH},
+    {"no-gemm-split-search", no_argument, NULL, OPT_NO_GEMM_SPLIT_SEARCH},
     {"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
     {"db", required_argument, NULL, OPT_DB},
     {"limit", required_argument, NULL, OPT_LIMIT},
@@ -338,6 +342,16 @@ static int handle_openai(run_args *a, int opt, const char *arg)
     }
 }
 
+/* --NAME (on) or --no-NAME: sets its flag, refusing the pair given
+ * together. */
+static int on_or_off(const char *name, int on, int *asked, int *refused)
+{
+    *(on ? asked : refused) = 1;
+    if (!*asked || !*refused) return 0;
+    cli_error("--%s and --no-%s ask for opposites; drop one", name, name);
+    return -1;
+}
+
 static int handle_engine(run_args *a, int opt, const char *arg)
 {
     ssf_engine_options *o = &a->engine;
@@ -395,15 +409,12 @@ static int handle_engine(run_args *a, int opt, const char *arg)
         return 0;
     case OPT_FOLD_NORMS:
     case OPT_NO_FOLD_NORMS:
-        *(opt == OPT_FOLD_NORMS ? &o->dev.fold_norms : &o->dev.disable_fold_norms) = 1;
-        if (o->dev.fold_norms && o->dev.disable_fold_norms) {
-            cli_error("--fold-norms and --no-fold-norms ask for opposites; drop one");
-            return -1;
-        }
-        return 0;
+        return on_or_off("fold-norms", opt == OPT_FOLD_NORMS, &o->dev.fold_norms,
+                         &o->dev.disable_fold_norms);
     case OPT_GEMM_SPLIT_SEARCH:
-        o->dev.gemm_split_search = 1;
-        return 0;
+    case OPT_NO_GEMM_SPLIT_SEARCH:
+        return on_or_off("gemm-split-search", opt == OPT_GEMM_SPLIT_SEARCH,
+                         &o->dev.gemm_split_search, &o->dev.disable_gemm_split_search);
     case OPT_KV_DTYPE:
         return name_arg("kv-cache-dtype", arg, "fp8", "bf16", &o->dev.kv_fp8);
     case OPT_STOP:

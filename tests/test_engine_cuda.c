@@ -177,6 +177,13 @@ static void test_option_refusals(void **state)
     if (built) assert_non_null(strstr(err.msg, "--fold-norms and --no-fold-norms"));
     assert_int_equal(err.usage, built);
     o.disable_fold_norms = 0;
+    o.fold_norms = 0;
+    o.gemm_split_search = o.disable_gemm_split_search = 1;
+    assert_null(ssf_device_cuda_open(m, &o, &err));
+    if (built) assert_non_null(strstr(err.msg, "--gemm-split-search and --no-gemm-split-search"));
+    assert_int_equal(err.usage, built);
+    o.gemm_split_search = o.disable_gemm_split_search = 0;
+    o.fold_norms = 1;
     for (int k = 0; k < 3; k++) {
         o.rope_in_attention = k == 0, o.fuse_norms = k == 1;
         o.own_small_gemms = k == 2 ? SSF_OWN_GEMMS_ALWAYS : SSF_OWN_GEMMS_DEFAULT;

@@ -1290,7 +1290,6 @@ static int cuda_copy_blocks(ssf_device *dev, const ssf_block_copy *c, int n, ssf
 
 /* ---- open / close ---------------------------------------------------------------------- */
 
-/* The own GEMMs' verdicts at every graph's rows the tuner judged. */
 /* The name of a tuned shape's GEMM: one of the layer's, or lm_head. */
 static const char *gemm_name(const cuda_dev *d, const ssfk_gemm_choice *c)
 {
@@ -1302,24 +1301,28 @@ static const char *gemm_name(const cuda_dev *d, const ssfk_gemm_choice *c)
     return "gemm";
 }
 
-/* The own GEMM's verdicts, then the tuned cuBLAS shapes that split K
- * (ssf_gemm_split_report), "; " between. */
+/* The own GEMM's verdicts at every graph's rows the tuner judged, then
+ * the tuned cuBLAS shapes that split K (ssf_gemm_split_report, by rows),
+ * "; " between; the length as snprintf counts it. */
 static size_t cuda_report(const ssf_device *dev, char *buf, size_t n)
 {
     const cuda_dev *d = (const cuda_dev *)dev;
     size_t used = ssf_pgemm_report(buf, n, &d->own[0][0], SSF_PGEMM_MAX_M + 1, SMALL_GEMMS);
     ssf_gemm_split_pick picks[SSFK_GEMM_TABLE];
-    int count = d->gemm ? d->gemm->n : 0;
-    for (int i = 0; i < count; i++) {
-        const ssfk_gemm_choice *c = &d->gemm->tab[i];
-        picks[i] = ssf_gemm_split_pick{gemm_name(d, c), c->M, c->lt ? c->splits : 1};
-    }
-    char split[512];
-    size_t k = ssf_gemm_split_report(split, sizeof split, picks, count);
+    int count = 0;
+    /* the table holds buckets in the order they were first captured */
+    for (int R = 1; d->gemm && R <= CUDA_MAX_ROWS; R++)
+        for (int i = 0; i < d->gemm->n; i++) {
+            const ssfk_gemm_choice *c = &d->gemm->tab[i];
+            if (c->M == R)
+                picks[count++] = ssf_gemm_split_pick{gemm_name(d, c), R, c->lt ? c->splits : 1};
+        }
+    size_t k = ssf_gemm_split_report(NULL, 0, picks, count);
     if (k == 0) return used;
-    if (used == 0) return (size_t)snprintf(buf, n, "%s", split);
-    int w = snprintf(used < n ? buf + used : NULL, used < n ? n - used : 0, "; %s", split);
-    return used + (w > 0 ? (size_t)w : 0);
+    if (used > 0)
+        used += (size_t)snprintf(used < n ? buf + used : NULL, used < n ? n - used : 0, "; ");
+    ssf_gemm_split_report(used < n ? buf + used : NULL, used < n ? n - used : 0, picks, count);
+    return used + k;
 }
 
 static void cuda_close(ssf_device *dev)
@@ -1519,6 +1522,9 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
     if (o->fold_norms && o->disable_fold_norms)
         return ssf_fail_usage(err, "cuda: --fold-norms and --no-fold-norms ask for opposites; "
                                    "drop one");
+    if (o->gemm_split_search && o->disable_gemm_split_search)
+        return ssf_fail_usage(err, "cuda: --gemm-split-search and --no-gemm-split-search ask for "
+                                   "opposites; drop one");
     if (o->fold_norms && asks_unfolded(o))
         return ssf_fail_usage(err, "cuda: --fold-norms keeps cuBLAS's GEMMs and the RoPE kernel; "
                                    "drop --rope-in-attention, --own-small-gemms and --fuse-norms");
@@ -1566,7 +1572,8 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     d->attn_rope = !d->fold_norms && (SSFK_ATTN_ROPE || o->rope_in_attention);
     d->fuse_norms = !d->fold_norms && (SSFK_FUSE_NORMS || o->fuse_norms);
     d->own_mode = d->fold_norms ? SSF_OWN_GEMMS_NEVER : own_mode_of(o);
-    d->gemm_split_search = SSFK_GEMM_SPLIT_SEARCH || o->gemm_split_search;
+    d->gemm_split_search =
+        !o->disable_gemm_split_search && (SSFK_GEMM_SPLIT_SEARCH || o->gemm_split_search);
     for (int R = 0; R <= SSF_PGEMM_MAX_M; R++)
         for (int g = 0; g < SMALL_GEMMS; g++)
             d->own[R][g].gemm = small_gemm_names[g], d->own[R][g].rows = R;

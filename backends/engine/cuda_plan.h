@@ -248,7 +248,8 @@ typedef struct ssf_gemm_split_pick {
 /* The picks that split K (in the order given, runs of equal rows grouped)
  * as one log line, "cuda: cuBLAS's choices split K: 8 rows: o 2; 64 rows:
  * o 4, down 6", into buf as snprintf writes (n bytes, NUL-terminated, cut
- * short when full).  Returns the line's length, 0 when none splits. */
+ * short when full; buf may be NULL when n is 0).  Returns the line's
+ * length, 0 when none splits. */
 size_t ssf_gemm_split_report(char *buf, size_t n, const ssf_gemm_split_pick *p, int count);
 
 #ifdef __cplusplus

@@ -97,6 +97,9 @@ typedef struct ssf_device_options {
      * fastest still wins; a GPU has not timed it: bench/gpu-check.sh does.  The default once
      * SSFK_GEMM_SPLIT_SEARCH is 1. */
     int gemm_split_search;
+    /* CUDA: no split search even where SSFK_GEMM_SPLIT_SEARCH makes it the default.  Not with
+     * gemm_split_search. */
+    int disable_gemm_split_search;
 } ssf_device_options;
 
 /* How the device draws one row's next token, with ssf_sample's meaning

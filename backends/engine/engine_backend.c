@@ -58,7 +58,7 @@ static int generate(ssf_backend *b, const ssf_gen_request *reqs, size_t n, ssf_g
                 st->decode_s > 0 ? (double)st->decode_tokens / st->decode_s : 0.0,
                 (long long)st->forks, (long long)st->preemptions, (long long)st->recomputed_tokens,
                 (long long)st->discarded_rows);
-        char line[1024];
+        char line[4096];
         if (eb->device->report && eb->device->report(eb->device, line, sizeof line) > 0)
             fprintf(stderr, "engine: %s\n", line);
     }
