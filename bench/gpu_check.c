@@ -1129,6 +1129,19 @@ static int wants(const char *list, const char *what)
     return 0;
 }
 
+/* The extras timed at every batch, or at the largest alone (largest), in
+ * this order. */
+static const struct {
+    const char *name;
+    const variant *v;
+    int largest;
+} batch_variants[] = {{"fp8", &FP8_KV, 1},        {"fp8noflash", &FP8_NO_FLASH, 1},
+                      {"noflash", &NO_FLASH, 0},  {"nopdl", &NO_PDL, 0},
+                      {"rope", &ROPE, 0},         {"overlap", &OVERLAP, 0},
+                      {"fold", &FOLD, 0},         {"fp8fold", &FP8_FOLD, 1},
+                      {"nofold", &NO_FOLD, 0},    {"search", &SEARCH, 0},
+                      {"nosearch", &NO_SEARCH, 0}};
+
 /* The extras that choose how the GEMMs of up to SSF_PGEMM_MAX_M rows run,
  * timed at own_gemm_batches only. */
 static const struct {
@@ -1177,28 +1190,11 @@ static void bench(const char *dir, const char *batches, int P, int steps, const 
         const int ends[2] = {1, maxb};
         ok = bench_variant(m, &pg, ctx, NO_GRAPH, ends, 2, P, steps, copy_gbps, &err) == 0;
     }
-    if (ok && wants(extra, "fp8"))
-        ok = bench_variant(m, &pg, ctx, FP8_KV, &maxb, 1, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "fp8noflash"))
-        ok = bench_variant(m, &pg, ctx, FP8_NO_FLASH, &maxb, 1, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "noflash"))
-        ok = bench_variant(m, &pg, ctx, NO_FLASH, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "nopdl"))
-        ok = bench_variant(m, &pg, ctx, NO_PDL, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "rope"))
-        ok = bench_variant(m, &pg, ctx, ROPE, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "overlap"))
-        ok = bench_variant(m, &pg, ctx, OVERLAP, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "fold"))
-        ok = bench_variant(m, &pg, ctx, FOLD, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "fp8fold"))
-        ok = bench_variant(m, &pg, ctx, FP8_FOLD, &maxb, 1, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "nofold"))
-        ok = bench_variant(m, &pg, ctx, NO_FOLD, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "search"))
-        ok = bench_variant(m, &pg, ctx, SEARCH, bs, nb, P, steps, copy_gbps, &err) == 0;
-    if (ok && wants(extra, "nosearch"))
-        ok = bench_variant(m, &pg, ctx, NO_SEARCH, bs, nb, P, steps, copy_gbps, &err) == 0;
+    for (size_t i = 0; ok && i < sizeof batch_variants / sizeof *batch_variants; i++)
+        if (wants(extra, batch_variants[i].name))
+            ok = bench_variant(m, &pg, ctx, *batch_variants[i].v,
+                               batch_variants[i].largest ? &maxb : bs,
+                               batch_variants[i].largest ? 1 : nb, P, steps, copy_gbps, &err) == 0;
     for (size_t i = 0; ok && n_small && i < sizeof small_variants / sizeof *small_variants; i++)
         if (wants(extra, small_variants[i].name))
             ok = bench_variant(m, &pg, ctx, *small_variants[i].v, small, n_small, P, steps,
