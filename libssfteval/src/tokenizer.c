@@ -447,19 +447,38 @@ static int compile_regex(ssf_tokenizer *t, const char *pattern, size_t len, uint
     "\\x{16130}-\\x{16139}\\x{16D70}-\\x{16D79}\\x{1CCF0}-\\x{1CCF9}\\x{1D2C0}-\\x{1D2D3}"         \
     "\\x{1E4F0}-\\x{1E4F9}\\x{1E5F1}-\\x{1E5FA}"
 
-/* 'L' or 'N' when p (left bytes) starts with \p{L} / \pL or \p{N} / \pN
- * (*skip its length), else 0. */
+/* 'L' or 'N' when p (left bytes) starts with \p{L} / \pL or \p{N} / \pN,
+ * 'l' or 'n' for the negations \P{L} / \PL and \P{N} / \PN (*skip its
+ * length), else 0. */
 static int onig_property(const char *p, size_t left, size_t *skip)
 {
-    static const char *const esc[] = {"\\p{L}", "\\pL", "\\p{N}", "\\pN"};
-    for (size_t k = 0; k < 4; k++) {
+    static const char *const esc[] = {"\\p{L}", "\\pL", "\\p{N}", "\\pN",
+                                      "\\P{L}", "\\PL", "\\P{N}", "\\PN"};
+    static const char kind[] = "LLNNllnn";
+    for (size_t k = 0; k < sizeof esc / sizeof *esc; k++) {
         size_t n = strlen(esc[k]);
         if (n <= left && memcmp(p, esc[k], n) == 0) {
             *skip = n;
-            return k < 2 ? 'L' : 'N';
+            return kind[k];
         }
     }
     return 0;
+}
+
+/* A property outside a class as Oniguruma's tables have it: the newer
+ * code points added to \p{L} and \p{N}, and taken out of their negations. */
+static const char *onig_property_text(int prop)
+{
+    switch (prop) {
+    case 'L':
+        return "(?:\\p{L}|[" ONIG_EXTRA_L "])";
+    case 'N':
+        return "(?:\\p{N}|[" ONIG_EXTRA_N "])";
+    case 'l':
+        return "(?:(?![" ONIG_EXTRA_L "])\\P{L})";
+    default:
+        return "(?:(?![" ONIG_EXTRA_N "])\\P{N})";
+    }
 }
 
 /* The index after the ']' closing the class that opens at p[i] == '[', or
@@ -490,6 +509,7 @@ static void onig_class(const char *p, size_t n, ssf_buf *b)
     for (size_t j = 0; j < n;) {
         size_t skip = 0;
         int prop = p[j] == '\\' ? onig_property(p + j, n - j, &skip) : 0;
+        prop = prop == 'L' || prop == 'N' ? prop : 0; /* \P{L} in a class: PCRE2's, as it is */
         if (p[j] == '\\' && j + 1 < n && (p[j + 1] == 's' || p[j + 1] == 'S')) {
             ssf_buf_puts(&body, p[j + 1] == 's' ? ONIG_SPACE : ONIG_NONSPACE);
             j += 2;
@@ -514,8 +534,9 @@ static void onig_class(const char *p, size_t n, ssf_buf *b)
     ssf_buf_free(&body);
 }
 
-/* The pattern with \s, \S, \p{L} and \p{N} classing code points as
- * Oniguruma does.  \Q...\E and other escapes are copied. */
+/* The pattern with \s, \S, \p{L} and \p{N}, and outside classes \P{L}
+ * and \P{N}, classing code points as Oniguruma does.  \Q...\E and other
+ * escapes are copied (\P{L} and \P{N} inside a class among them). */
 static char *onig_pattern(const char *p, size_t n, size_t *out_len)
 {
     ssf_buf b = {0};
@@ -529,8 +550,7 @@ static char *onig_pattern(const char *p, size_t n, size_t *out_len)
             ssf_buf_append(&b, p + i, m);
             i += m;
         } else if (prop) {
-            ssf_buf_puts(&b, prop == 'L' ? "(?:\\p{L}|[" ONIG_EXTRA_L "])"
-                                         : "(?:\\p{N}|[" ONIG_EXTRA_N "])");
+            ssf_buf_puts(&b, onig_property_text(prop));
             i += skip;
         } else if (p[i] == '\\' && i + 1 < n && (p[i + 1] == 's' || p[i + 1] == 'S')) {
             ssf_buf_puts(&b, p[i + 1] == 's' ? "[" ONIG_SPACE "]" : "[^" ONIG_SPACE "]");
