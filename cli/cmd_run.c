@@ -147,6 +147,8 @@ enum {
     OPT_STOP,
     OPT_BLOCK_SIZE,
     OPT_KV_BLOCKS,
+    /* OPT_NO_CUDA_GRAPHS .. OPT_NO_GEMM_SPLIT_SEARCH tune the CUDA device
+     * alone (cuda_speed_option) */
     OPT_NO_CUDA_GRAPHS,
     OPT_NO_FLASH_PREFILL,
     OPT_NO_PDL,
@@ -598,6 +600,30 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
 
 /* The engine reads the model directory; the prompt's chat template comes
  * from the model's tokenizer_config.json unless --chat-template says. */
+/* Whether an engine option sets how the CUDA device runs, not what it
+ * computes: on the CPU it changes nothing (--kv-cache-dtype fp8, which
+ * would, the CPU device refuses). */
+static int cuda_speed_option(int opt)
+{
+    return opt == OPT_GPU_MEMORY || (opt >= OPT_NO_CUDA_GRAPHS && opt <= OPT_NO_GEMM_SPLIT_SEARCH);
+}
+
+/* One line naming the CUDA options given to a run on the CPU device, so
+ * that a command line written for a GPU machine runs here as it would
+ * there, and says what it leaves out. */
+static void note_cuda_options(const run_args *a)
+{
+    ssf_buf names = {0};
+    for (const struct option *o = run_options; o->name; o++)
+        if (cuda_speed_option(o->val) && a->given[o->val - OPT_COMMAND_BASE])
+            ssf_buf_printf(&names, "%s--%s", names.len ? ", " : "", o->name);
+    if (names.len)
+        fprintf(stderr, "engine: %s only tune%s the CUDA device: on the CPU %s nothing\n",
+                names.data, strchr(names.data, ',') ? "" : "s",
+                strchr(names.data, ',') ? "they change" : "it changes");
+    ssf_buf_free(&names);
+}
+
 static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
 {
     if (!a->cfg.model) {
@@ -636,6 +662,7 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
     double t_device = ssf_monotonic_seconds();
     ssf_backend *b = ssf_backend_engine_open(model, tok, &a->engine, &err);
     if (!b) return open_failed(a, &err);
+    if (strncmp(ssf_backend_engine_identity(b), "cpu", 3) == 0) note_cuda_options(a);
     double t_digest = ssf_monotonic_seconds();
     /* CPU and GPU differ in the last bits of every logit, and an fp8 KV
      * cache in more, so the device and the cache's precision are part of
