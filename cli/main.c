@@ -145,6 +145,18 @@ static int empty_value_ok(const char *option)
            strcmp(option, "text") == 0;
 }
 
+/* The option arg names by its whole name ("--limit", "--limit=3"), or
+ * NULL: a positional argument, or no option of opts. */
+static const struct option *option_named(const char *arg, const struct option *opts)
+{
+    if (strncmp(arg, "--", 2) != 0) return NULL;
+    const char *name = arg + 2;
+    size_t len = strcspn(name, "=");
+    for (const struct option *o = opts; o->name; o++)
+        if (strlen(o->name) == len && strncmp(o->name, name, len) == 0) return o;
+    return NULL;
+}
+
 /* getopt_long takes any unambiguous prefix of a long option (--li for
  * --limit), so a script could change meaning when an option is added: only
  * whole names are taken.  Returns the first abbreviated or unknown option,
@@ -153,15 +165,38 @@ static const char *inexact_option(int argc, char **argv, const struct option *op
 {
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (strncmp(argv[i], "--", 2) != 0) continue;
-        const char *name = argv[i] + 2;
-        size_t len = strcspn(name, "=");
-        const struct option *o = opts;
-        while (o->name && (strlen(o->name) != len || strncmp(o->name, name, len) != 0))
-            o++;
-        if (!o->name) return argv[i];
-        if (o->has_arg == required_argument && !name[len]) i++; /* its value */
+        const struct option *o = option_named(argv[i], opts);
+        if (!o) return argv[i];
+        if (o->has_arg == required_argument && !strchr(argv[i], '=')) i++; /* its value */
     }
     return NULL;
+}
+
+/* The options a command line may give more than once, each adding to
+ * the last: the others, given twice, would keep only the last silently. */
+static int repeatable(const char *option)
+{
+    return strcmp(option, "task-file") == 0 || strcmp(option, "stop") == 0;
+}
+
+/* The first option of argv given twice that may not be, or NULL. */
+static const char *repeated_option(int argc, char **argv, const struct option *opts)
+{
+    size_t n_opts = 0;
+    while (opts[n_opts].name)
+        n_opts++;
+    unsigned char *seen = ssf_xcalloc(n_opts + 1, 1);
+    const char *repeated = NULL;
+    for (int i = 1; !repeated && i < argc && strcmp(argv[i], "--") != 0; i++) {
+        const struct option *o = option_named(argv[i], opts);
+        if (!o) continue;
+        size_t k = (size_t)(o - opts);
+        if (seen[k] && !repeatable(o->name)) repeated = o->name;
+        seen[k] = 1;
+        if (o->has_arg == required_argument && !strchr(argv[i], '=')) i++; /* its value */
+    }
+    free(seen);
+    return repeated;
 }
 
 int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_option_fn handle,
@@ -173,6 +208,13 @@ int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_opti
     const char *inexact = inexact_option(argc, argv, opts);
     if (inexact) {
         cli_error("%s: unknown option '%s'; see `ssfteval %s --help`", argv[0], inexact, argv[0]);
+        *exit_code = EXIT_USAGE;
+        return -1;
+    }
+    const char *repeated = repeated_option(argc, argv, opts);
+    if (repeated) {
+        cli_error("%s: --%s is given twice, and only one would count; give it once", argv[0],
+                  repeated);
         *exit_code = EXIT_USAGE;
         return -1;
     }
