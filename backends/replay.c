@@ -109,6 +109,18 @@ static int blank(const char *s, ssize_t n)
     return 1;
 }
 
+/* The finish reasons a generations file may give: OpenAI's, and the
+ * servers' that stopped a generation unfinished (abort, error).  Any other
+ * is a typo for one of them, which would score or fail it wrongly. */
+static int known_finish(const char *why)
+{
+    static const char *const known[] = {"stop",  "length",     "content_filter", "abort",
+                                        "error", "tool_calls", "function_call"};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (strcmp(why, known[i]) == 0) return 1;
+    return 0;
+}
+
 static int index_line(replay *r, cJSON *obj, long offset, size_t lineno, ssf_buf *key,
                       ssf_error *err)
 {
@@ -119,6 +131,11 @@ static int index_line(replay *r, cJSON *obj, long offset, size_t lineno, ssf_buf
                         "(integers >= 0), \"text\" (string) and optionally \"tag\" and "
                         "\"finish_reason\"",
                         r->path, lineno);
+    if (l.finish_reason && !known_finish(l.finish_reason))
+        return ssf_fail(err,
+                        "%s:%zu: finish_reason \"%.40s\" is none of stop, length, "
+                        "content_filter, abort, error, tool_calls, function_call; fix the line",
+                        r->path, lineno, l.finish_reason);
     ssf_sample_key(key, l.task, l.doc, l.tag, l.sample);
     if (json_object_get(r->offsets, key->data))
         return ssf_fail(err,

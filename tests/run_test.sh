@@ -369,6 +369,8 @@ printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
 { cat "$work/gen.jsonl"; head -n 1 "$work/gen.jsonl" | sed 's/boxed{1}/boxed{9}/'; } >"$work/dup-gen.jsonl"
 check "a generations file with two lines for one sample is refused, naming the second (not one kept unsaid)" eval 'run 1 run synth --generations "$work/dup-gen.jsonl" --db "$work/dup.sqlite" "${common[@]}" && grep -q "^ssfteval: .*dup-gen.jsonl:117: a second line for task synth doc 0 tag 1 sample 0; keep one$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/dup.sqlite" ]'
 check "malformed generations line (exit 1: the file is bad, not the command)" eval 'run 1 run synth --generations "$work/bad-gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "bad-gen.jsonl:1" "$work/err"'
+printf '{"task": "synth", "doc": 0, "sample": 0, "text": "x", "finish_reason": "stpo"}\n' >"$work/why-gen.jsonl"
+check "a generations line whose finish_reason is none known is refused at open, the line named, no store made (not scored)" eval 'run 1 run synth --generations "$work/why-gen.jsonl" --db "$work/why.sqlite" "${common[@]}" && grep -q "^ssfteval: .*why-gen.jsonl:1: finish_reason \"stpo\" is none of stop, length, content_filter, abort, error, tool_calls, function_call; fix the line$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/why.sqlite" ]'
 printf '{"task": "synth", "doc": 0.5, "sample": 0, "text": "x"}\n' >"$work/frac-gen.jsonl"
 printf '{"task": "synth", "doc": 0, "sample": 0, "txt": "x"}\n' >"$work/notext-gen.jsonl"
 for f in frac notext; do
