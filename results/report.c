@@ -300,6 +300,17 @@ static void markdown_value(const entry *e, FILE *out)
     fputs(" |", out);
 }
 
+/* The mode's cell, and the grading profile after it when it is not the
+ * mode's own (a compat run graded under another --profile): values under
+ * two profiles must not read as the same mode's. */
+static void markdown_mode(const entry *e, FILE *out)
+{
+    const char *own = *e->compat ? e->compat : "default";
+    fputs(mode_of(e), out);
+    if (*e->profile && strcmp(e->profile, own) != 0) fprintf(out, " (profile %s)", e->profile);
+    fputs(" |", out);
+}
+
 /* One table per metric: a row per run (model), a column per task, and the
  * unweighted Average of the tasks, as in the SSFT README. */
 static void markdown_table(const collection *c, const char *metric, const char **tasks,
@@ -324,7 +335,8 @@ static void markdown_table(const collection *c, const char *metric, const char *
         if (!any) continue;
         fputs("| ", out);
         markdown_cell(*any->model ? any->model : "-", out);
-        fprintf(out, " | %" PRId64 " | %s |", runs[r], mode_of(any));
+        fprintf(out, " | %" PRId64 " | ", runs[r]);
+        markdown_mode(any, out);
         for (size_t t = 0; t < n_tasks; t++) {
             const entry *e = find_entry(c, runs[r], tasks[t], metric);
             if (e && isfinite(e->value)) {
@@ -359,7 +371,8 @@ static void write_markdown(const collection *c, FILE *out)
         "questions had failed or missing samples and are not in the value; \"(first N)\": the run "
         "took the task's first N questions (--limit). Mode: "
         "\"ssfteval\" (votes on equivalent answers) or the compatibility mode that reproduces "
-        "a reference implementation.\n\n",
+        "a reference implementation, \"(profile P)\" when graded under another profile than "
+        "its own.\n\n",
         out);
     for (size_t m = 0; m < n_metrics; m++)
         markdown_table(c, metrics[m], tasks, n_tasks, runs, n_runs, out);

@@ -246,7 +246,7 @@ check "... and fails a 3-point drop of SE 0.85" eval 'run 1 compare 1 3 --db "$w
 # 5. Compat mode runs and says so in reports.
 check "compat run grades with the ssft-lighteval profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/d.sqlite" "${common[@]}" --compat ssft-lighteval && run 0 report --format csv --db "$work/d.sqlite" && grep -q ",ssft-lighteval,ssft-lighteval,pass@1," "$work/out"'
 check "show without --profile shows the run's own grades (a compat run's too)" eval 'run 0 show 1 --doc 0 --db "$work/d.sqlite" && ! grep -q "not graded" "$work/out" && grep -q "  right\|  wrong" "$work/out"'
-check "--profile given beside --compat is the profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/dp.sqlite" "${common[@]}" --compat ssft-lighteval --profile default && run 0 report --format csv --db "$work/dp.sqlite" && grep -q ",ssft-lighteval,default,pass@1," "$work/out"'
+check "--profile given beside --compat is the profile" eval 'run 0 run synth --generations "$work/gen.jsonl" --db "$work/dp.sqlite" "${common[@]}" --compat ssft-lighteval --profile default && run 0 report --format csv --db "$work/dp.sqlite" && grep -q ",ssft-lighteval,default,pass@1," "$work/out" && run 0 report --db "$work/dp.sqlite" && grep -q "^| - | 1 | ssft-lighteval (profile default) |" "$work/out"'
 # The reference's math vote: an empty completion is "", a class apart from
 # [] (nothing extracted): doc 0's "1" x2, [] x2, "" x1 -> "1" (it came first);
 # counted as one class, [] x3 would win.  doc 1 votes "2" x5 as a control.
