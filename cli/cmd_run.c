@@ -326,12 +326,14 @@ static int handle_openai(run_args *a, int opt, const char *arg)
         o->request_n = (int)v;
         return 0;
     case OPT_STREAM:
-        if (strcmp(arg, "auto") == 0)
+        if (strcmp(arg, "auto") == 0) {
             o->stream = -1;
-        else if (name_arg("stream", arg, "on", "off", &flag))
+        } else if (strcmp(arg, "on") == 0 || strcmp(arg, "off") == 0) {
+            o->stream = strcmp(arg, "on") == 0;
+        } else {
+            cli_error("--stream: unknown value '%s'; use auto, on or off", arg);
             return -1;
-        else
-            o->stream = flag;
+        }
         return 0;
     case OPT_TIMEOUT:
         return cli_number_arg("timeout", arg, 1, 1e6, &o->timeout_s);

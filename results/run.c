@@ -1271,7 +1271,10 @@ int ssf_run_question_values(ssf_store *store, int64_t run_id, const char *task_n
     for (size_t i = 0; i < n_ms; i++)
         if (strcmp(ms[i].name, metric) == 0) which = i;
     if (rc == 0 && which == n_ms)
-        rc = ssf_fail(err, "run %" PRId64 " task %s has no metric %s", run_id, task_name, metric);
+        rc = ssf_fail(err,
+                      "run %" PRId64 " task %s has no metric %s; name one it has with --metric "
+                      "(`ssfteval report %" PRId64 "` lists them)",
+                      run_id, task_name, metric, run_id);
     if (rc == 0) {
         *n = t.n_docs;
         *values = ssf_xcalloc(t.n_docs + 1, sizeof **values);

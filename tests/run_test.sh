@@ -365,6 +365,7 @@ for bad in "--backend openai|--backend openai needs --endpoint URL" "--backend o
     check "run refuses $flags (exit 2), naming what it needs" eval 'run 2 run synth --db "$work/nobackend.sqlite" "${common[@]}" "${flag_words[@]}" && grep -qF "ssfteval: $msg" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/nobackend.sqlite" ]'
 done
 check "bad metric" eval 'run 2 run synth --metric cons@x --generations "$work/gen.jsonl" --db "$work/e.sqlite" "${common[@]}" && grep -q "cons@x" "$work/err"'
+check "--stream with an unknown value names all three it takes" eval 'run 2 run synth --backend openai --endpoint http://127.0.0.1:1/v1 --stream maybe --db "$work/sm.sqlite" "${common[@]}" && grep -q "^ssfteval: --stream: unknown value .maybe.; use auto, on or off$" "$work/err" && [ ! -e "$work/sm.sqlite" ]'
 printf '{"task": "synth", "doc": 0}\n' >"$work/bad-gen.jsonl"
 { cat "$work/gen.jsonl"; head -n 1 "$work/gen.jsonl" | sed 's/boxed{1}/boxed{9}/'; } >"$work/dup-gen.jsonl"
 check "a generations file with two lines for one sample is refused, naming the second (not one kept unsaid)" eval 'run 1 run synth --generations "$work/dup-gen.jsonl" --db "$work/dup.sqlite" "${common[@]}" && grep -q "^ssfteval: .*dup-gen.jsonl:117: a second line for task synth doc 0 tag 1 sample 0; keep one$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/dup.sqlite" ]'

@@ -254,8 +254,8 @@ static int resolve_sizes(cpu_device *d, const ssf_device_options *o, ssf_error *
     if (model_max > 0 && ctx > model_max)
         return ssf_fail_usage(err,
                               "cpu device: --max-context %d is past the model's "
-                              "max_position_embeddings %d",
-                              ctx, model_max);
+                              "max_position_embeddings %d; give at most %d",
+                              ctx, model_max, model_max);
     if (n_slots > MAX_SLOTS)
         return ssf_fail_usage(err, "cpu device: --slots %d is more than %d", n_slots, MAX_SLOTS);
     d->base.n_slots = n_slots;

@@ -1538,9 +1538,10 @@ static int check_options(const ssf_model_config *c, const ssf_device_options *o,
         return ssf_fail_usage(err, "cuda: --slots %d: at most %d", o->n_slots, CUDA_MAX_ROWS - 1);
     int model_max = c->max_position_embeddings;
     if (model_max > 0 && o->max_context > model_max)
-        return ssf_fail_usage(
-            err, "cuda: --max-context %d is past the model's max_position_embeddings %d",
-            o->max_context, model_max);
+        return ssf_fail_usage(err,
+                              "cuda: --max-context %d is past the model's max_position_embeddings "
+                              "%d; give at most %d",
+                              o->max_context, model_max, model_max);
     return 0;
 }
 
