@@ -459,12 +459,16 @@ typedef struct export_ctx {
     FILE *out;
     const char *path;
     ssf_error *err;
+    long failed; /* samples stored as failed: not generations, left out */
 } export_ctx;
 
 static int export_sample(const ssf_stored_sample *s, void *ud)
 {
     export_ctx *x = ud;
-    if (s->error || !s->text) return 0;
+    if (s->error || !s->text) {
+        x->failed++;
+        return 0;
+    }
     json_t *o = json_pack("{s:s, s:I, s:i, s:i, s:s, s:s?}", "task", s->task, "doc",
                           (json_int_t)s->doc, "tag", s->tag, "sample", s->index, "text", s->text,
                           "finish_reason", s->finish_reason);
@@ -501,11 +505,17 @@ static int is_store_file(const char *path, const char *db)
     return 0;
 }
 
-/* Writes the run's samples into f, which errors call name. */
+/* Writes the run's samples into f, which errors call name; the failed
+ * ones, which have no generation to replay, are counted on stderr. */
 static int export_into(ssf_store *store, int64_t run, FILE *f, const char *name, ssf_error *err)
 {
-    export_ctx x = {f, name, err};
-    return ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err);
+    export_ctx x = {f, name, err, 0};
+    int rc = ssf_store_foreach_sample(store, run, NULL, NULL, export_sample, &x, err);
+    if (rc == 0 && x.failed > 0)
+        fprintf(stderr,
+                "export: run %" PRId64 ": %ld failed sample%s left out: no generation to replay\n",
+                run, x.failed, x.failed == 1 ? "" : "s");
+    return rc;
 }
 
 /* Exports through the path as it is: renaming a file over a link, a device
