@@ -600,8 +600,6 @@ static ssf_backend *open_openai(run_args *a, ssf_buf *desc)
     return b;
 }
 
-/* The engine reads the model directory; the prompt's chat template comes
- * from the model's tokenizer_config.json unless --chat-template says. */
 /* Whether an engine option sets how the CUDA device runs, not what it
  * computes: on the CPU it changes nothing (--kv-cache-dtype fp8, which
  * would, the CPU device refuses). */
@@ -626,6 +624,8 @@ static void note_cuda_options(const run_args *a)
     ssf_buf_free(&names);
 }
 
+/* The engine reads the model directory; the prompt's chat template comes
+ * from the model's tokenizer_config.json unless --chat-template says. */
 static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
 {
     if (!a->cfg.model) {
