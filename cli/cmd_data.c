@@ -16,6 +16,8 @@ static const char help[] =
     "\n"
     "With no TASK, every task.  Environment: HF_TOKEN (gated sets such as GPQA),\n"
     "HF_ENDPOINT (a mirror), SSFTEVAL_ROWS_ENDPOINT (the /rows API), HF_HUB_OFFLINE=1.\n"
+    "A local data directory is not the cache: `ssfteval tasks --data-dir DIR` checks it,\n"
+    "reading each task's file (against its pinned sha256 where the task gives one).\n"
     "\n"
     "  --task-file FILE    add the task specs in FILE (repeatable)\n"
     "  --help              this text\n";
