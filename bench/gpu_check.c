@@ -1517,24 +1517,20 @@ static void time_ops(const ssf_model_config *c)
         double step = 0, step_tuned = 0, step_searched = 0, step_own = 0;
         int own = Ms[mi] <= SSF_PGEMM_MAX_M;
         for (size_t i = 0; ok && i < 5; i++) {
-            double ms = 0, tuned = 0, searched = 0, again = 0, wbytes = 2.0 * g[i].N * g[i].K;
-            const char *how = "", *how_searched = "";
-            /* the tuner without the split search, then with it (each its own tuning;
-             * cublasGemmEx's time, `again`, is the first call's) */
-            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, 0, &ms, &tuned, &how, &err) ==
-                     0 &&
-                 ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, 1, &again, &searched,
-                                       &how_searched, &err) == 0;
-            step += ms * (g[i].per_layer ? L : 1);
+            double wbytes = 2.0 * g[i].N * g[i].K;
+            ssf_gemm_times t = {0, 0, 0, "", ""};
+            ok = ssf_cuda_op_time_gemm(Ms[mi], g[i].N, g[i].K, 20, &t, &err) == 0;
+            double tuned = t.tuned_ms;
+            step += t.default_ms * (g[i].per_layer ? L : 1);
             step_tuned += tuned * (g[i].per_layer ? L : 1);
-            step_searched += searched * (g[i].per_layer ? L : 1);
+            step_searched += t.searched_ms * (g[i].per_layer ? L : 1);
             if (ok)
                 printf("TIME op=gemm_%s M=%d N=%d K=%d ms=%.4f weight_GBps=%.0f tuned_ms=%.4f "
                        "tuned_GBps=%.0f speedup=%.2f tuned=%s searched_ms=%.4f searched_GBps=%.0f "
                        "vs_tuned=%.3f searched=%s\n",
-                       g[i].name, Ms[mi], g[i].N, g[i].K, ms, wbytes / ms / 1e6, tuned,
-                       wbytes / tuned / 1e6, ms / tuned, how, searched, wbytes / searched / 1e6,
-                       searched / tuned, how_searched);
+                       g[i].name, Ms[mi], g[i].N, g[i].K, t.default_ms, wbytes / t.default_ms / 1e6,
+                       tuned, wbytes / tuned / 1e6, t.default_ms / tuned, t.tuned, t.searched_ms,
+                       wbytes / t.searched_ms / 1e6, t.searched_ms / tuned, t.searched);
             if (ok && own) /* the engine keeps lm_head on cuBLAS */
                 step_own +=
                     (g[i].per_layer ? L : 1) *

@@ -87,8 +87,7 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
     return ssf_fail(err, NO_CUDA);
 }
 
-int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, int split_search, double *ms_default,
-                          double *ms_tuned, const char **how, ssf_error *err)
+int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, ssf_gemm_times *t, ssf_error *err)
 {
     return ssf_fail(err, NO_CUDA);
 }

@@ -944,9 +944,10 @@ static int timing_operands(scratch *s, int M, int N, int K, bf16 **X, bf16 **Y,
     return *Y ? 0 : -1;
 }
 
-/* cublasGemmEx timed, then the shape tuned and its choice timed. */
-static int run_time_gemm(scratch *s, int M, int N, int K, int iters, int split_search,
-                         double *ms_default, double *ms_tuned, const char **how, ssf_error *err)
+/* cublasGemmEx timed, then the shape tuned and its choice timed, then
+ * tuned again with the split search (the table emptied first) and timed. */
+static int run_time_gemm(scratch *s, int M, int N, int K, int iters, ssf_gemm_times *t,
+                         ssf_error *err)
 {
     bf16 *X, *Y;
     const bf16 *ws[TIME_WEIGHT_COPIES];
@@ -954,7 +955,6 @@ static int run_time_gemm(scratch *s, int M, int N, int K, int iters, int split_s
     ssfk_gemm_ctx *g =
         timing_operands(s, M, N, K, &X, &Y, ws, &n_w, err) == 0 ? scratch_gemm(s, err) : NULL;
     if (!g) return -1;
-    g->split_search = split_search;
     auto plain = [&](int i) {
         cublasStatus_t b = ssfk_gemm(s->blas, X, ws[i % n_w], Y, CUDA_R_16BF, M, N, K, 0);
         return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
@@ -964,11 +964,16 @@ static int run_time_gemm(scratch *s, int M, int N, int K, int iters, int split_s
             ssfk_gemm_run(g, s->blas, X, ws[i % n_w], Y, CUDA_R_16BF, M, N, K, 0, s->st);
         return b == CUBLAS_STATUS_SUCCESS ? cudaGetLastError() : cudaErrorUnknown;
     };
-    if (time_launches(s, iters, plain, ms_default, err) ||
-        ssfk_gemm_tune(g, s->blas, X, ws, n_w, Y, CUDA_R_16BF, M, N, K, s->st, err))
-        return -1;
-    *how = ssfk_gemm_how_name(g, M, N, K, CUDA_R_16BF);
-    return time_launches(s, iters, tuned, ms_tuned, err);
+    if (time_launches(s, iters, plain, &t->default_ms, err)) return -1;
+    double *ms[2] = {&t->tuned_ms, &t->searched_ms};
+    const char **how[2] = {&t->tuned, &t->searched};
+    for (int search = 0; search < 2; search++) {
+        g->n = 0, g->split_search = search;
+        if (ssfk_gemm_tune(g, s->blas, X, ws, n_w, Y, CUDA_R_16BF, M, N, K, s->st, err)) return -1;
+        *how[search] = ssfk_gemm_how_name(g, M, N, K, CUDA_R_16BF);
+        if (time_launches(s, iters, tuned, ms[search], err)) return -1;
+    }
+    return 0;
 }
 
 /* The own kernel timed, launched as the engine launches it (a
@@ -1082,13 +1087,11 @@ extern "C" int ssf_cuda_op_time_pgemm(int M, int N, int K, int swiglu, int fused
     return rc ? -1 : 0;
 }
 
-extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, int split_search,
-                                     double *ms_default, double *ms_tuned, const char **how,
+extern "C" int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, ssf_gemm_times *t,
                                      ssf_error *err)
 {
     scratch s;
-    int rc = scratch_init(&s, 1, err) ||
-             run_time_gemm(&s, M, N, K, iters, split_search, ms_default, ms_tuned, how, err);
+    int rc = scratch_init(&s, 1, err) || run_time_gemm(&s, M, N, K, iters, t, err);
     scratch_free(&s);
     return rc ? -1 : 0;
 }

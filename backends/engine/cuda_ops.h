@@ -125,16 +125,20 @@ int ssf_cuda_op_sample(int rows, int vocab, int n_valid, const float *logits,
                        const ssf_sample_spec *spec, int gather, int32_t *ids, double *kernel_ms,
                        ssf_error *err);
 
-/* Mean milliseconds of one BF16 GEMM Y[M][N] = X[M][K] W[N][K]^T on
- * device data, over `iters` calls that cycle through copies of W larger
- * than L2 together (a step's next layer finds no weights there either):
- * *ms_default through cublasGemmEx (cuBLAS's own pick), *ms_tuned through
- * the choice ssfk_gemm_tune makes (cuda_gemm.cuh; cublasGemmEx again when
- * it wins; split_search: with the split search's variants timed too),
- * which *how names (ssfk_gemm_how_name's "cublas", "cublasLt" or
- * "cublasLt-splitN", static). */
-int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, int split_search, double *ms_default,
-                          double *ms_tuned, const char **how, ssf_error *err);
+/* A GEMM's times (ms a call) and choices, from ssf_cuda_op_time_gemm. */
+typedef struct ssf_gemm_times {
+    double default_ms;  /* cublasGemmEx: cuBLAS's own pick */
+    double tuned_ms;    /* the choice ssfk_gemm_tune makes (cublasGemmEx again when it wins) */
+    double searched_ms; /* the same with the split search's variants timed too */
+    const char *tuned, *searched; /* each choice as ssfk_gemm_how_name names it (static) */
+} ssf_gemm_times;
+
+/* One BF16 GEMM Y[M][N] = X[M][K] W[N][K]^T timed on device data, over
+ * `iters` calls that cycle through copies of W larger than L2 together (a
+ * step's next layer finds no weights there either): cublasGemmEx, the
+ * tuner's choice, and the tuner's choice with the split search, each
+ * tuning on the same operands. */
+int ssf_cuda_op_time_gemm(int M, int N, int K, int iters, ssf_gemm_times *t, ssf_error *err);
 
 /* ssf_cuda_op_time_pgemm's fusions (ssfk_pgemm_fuse) */
 enum { SSF_PGEMM_PLAIN, SSF_PGEMM_NORM_IN, SSF_PGEMM_RESIDUAL_OUT };
