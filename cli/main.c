@@ -157,21 +157,6 @@ static const struct option *option_named(const char *arg, const struct option *o
     return NULL;
 }
 
-/* getopt_long takes any unambiguous prefix of a long option (--li for
- * --limit), so a script could change meaning when an option is added: only
- * whole names are taken.  Returns the first abbreviated or unknown option,
- * or NULL. */
-static const char *inexact_option(int argc, char **argv, const struct option *opts)
-{
-    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (strncmp(argv[i], "--", 2) != 0) continue;
-        const struct option *o = option_named(argv[i], opts);
-        if (!o) return argv[i];
-        if (o->has_arg == required_argument && !strchr(argv[i], '=')) i++; /* its value */
-    }
-    return NULL;
-}
-
 /* The options a command line may give more than once, each adding to
  * the last: the others, given twice, would keep only the last silently. */
 static int repeatable(const char *option)
@@ -179,24 +164,33 @@ static int repeatable(const char *option)
     return strcmp(option, "task-file") == 0 || strcmp(option, "stop") == 0;
 }
 
-/* The first option of argv given twice that may not be, or NULL. */
-static const char *repeated_option(int argc, char **argv, const struct option *opts)
+/* What getopt_long would let pass: it takes any unambiguous prefix of a
+ * long option (--li for --limit), so a script could change meaning when an
+ * option is added, and keeps the last of an option given twice.  Only
+ * whole names are taken, and (but for repeatable ones) once.  *inexact:
+ * the first abbreviated or unknown option word, *repeated: the first
+ * option given twice; each NULL when there is none. */
+static void scan_options(int argc, char **argv, const struct option *opts, const char **inexact,
+                         const char **repeated)
 {
     size_t n_opts = 0;
     while (opts[n_opts].name)
         n_opts++;
     unsigned char *seen = ssf_xcalloc(n_opts + 1, 1);
-    const char *repeated = NULL;
-    for (int i = 1; !repeated && i < argc && strcmp(argv[i], "--") != 0; i++) {
+    *inexact = *repeated = NULL;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strncmp(argv[i], "--", 2) != 0) continue;
         const struct option *o = option_named(argv[i], opts);
-        if (!o) continue;
+        if (!o) {
+            *inexact = argv[i];
+            break;
+        }
         size_t k = (size_t)(o - opts);
-        if (seen[k] && !repeatable(o->name)) repeated = o->name;
+        if (seen[k] && !repeatable(o->name) && !*repeated) *repeated = o->name;
         seen[k] = 1;
         if (o->has_arg == required_argument && !strchr(argv[i], '=')) i++; /* its value */
     }
     free(seen);
-    return repeated;
 }
 
 int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_option_fn handle,
@@ -205,13 +199,13 @@ int cli_parse(cli *c, int argc, char **argv, const struct option *opts, cli_opti
     optind = 1;
     opterr = 0;
     *exit_code = 0;
-    const char *inexact = inexact_option(argc, argv, opts);
+    const char *inexact, *repeated;
+    scan_options(argc, argv, opts, &inexact, &repeated);
     if (inexact) {
         cli_error("%s: unknown option '%s'; see `ssfteval %s --help`", argv[0], inexact, argv[0]);
         *exit_code = EXIT_USAGE;
         return -1;
     }
-    const char *repeated = repeated_option(argc, argv, opts);
     if (repeated) {
         cli_error("%s: --%s is given twice, and only one would count; give it once", argv[0],
                   repeated);
