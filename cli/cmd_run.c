@@ -614,13 +614,13 @@ static int cuda_speed_option(int opt)
 static void note_cuda_options(const run_args *a)
 {
     ssf_buf names = {0};
+    int n = 0;
     for (const struct option *o = run_options; o->name; o++)
         if (cuda_speed_option(o->val) && a->given[o->val - OPT_COMMAND_BASE])
-            ssf_buf_printf(&names, "%s--%s", names.len ? ", " : "", o->name);
-    if (names.len)
+            ssf_buf_printf(&names, "%s--%s", n++ ? ", " : "", o->name);
+    if (n)
         fprintf(stderr, "engine: %s only tune%s the CUDA device: on the CPU %s nothing\n",
-                names.data, strchr(names.data, ',') ? "" : "s",
-                strchr(names.data, ',') ? "they change" : "it changes");
+                names.data, n > 1 ? "" : "s", n > 1 ? "they change" : "it changes");
     ssf_buf_free(&names);
 }
 
