@@ -678,6 +678,31 @@ static void expect_split(const char *pattern, const char *behavior, int invert, 
     ssf_tokenizer_free(t);
 }
 
+/* \P{L} and \P{N} inside a class, alone, among other items and in a
+ * negated class, are Oniguruma's too: U+1E030 (a letter since Unicode 15)
+ * and U+16130 (a digit since 16) are neither "no letter" nor "no digit"
+ * (Debian 12's PCRE2 took both for unassigned), and the other items and
+ * code points keep their meaning. */
+static void expect_class_negations(void)
+{
+    static const char letter[] = "a\xf0\x9e\x80\xb0"
+                                 "b",
+                      digit[] = "a\xf0\x96\x84\xb0"
+                                "b";
+    static const int32_t kept[] = {2}, a_space_b[] = {0, 3, 1};
+    expect_split("{\"Regex\":\"a[\\\\P{L}]b\"}", "Removed", 0, letter, kept, 1);
+    expect_split("{\"Regex\":\"a[x\\\\PL]b\"}", "Removed", 0, letter, kept, 1);
+    expect_split("{\"Regex\":\"a[\\\\P{N}\\\\d]b\"}", "Removed", 0, digit, kept, 1);
+    expect_split("{\"Regex\":\"a[\\\\P{L}x]b\"}", "Removed", 0, "a b", NULL, 0);
+    expect_split("{\"Regex\":\"a[y\\\\P{L}x]b\"}", "Removed", 0, "axb", NULL, 0);
+    /* [^\P{L}] is a letter, the new ones among them; a space is none */
+    expect_split("{\"Regex\":\"a[^\\\\P{L}]b\"}", "Removed", 0, letter, NULL, 0);
+    expect_split("{\"Regex\":\"a[^\\\\P{L}]b\"}", "Removed", 0, "a b", a_space_b, 3);
+    expect_split("{\"Regex\":\"a[^x\\\\P{N}]b\"}", "Removed", 0, digit, NULL, 0);
+    expect_split("{\"Regex\":\"a[^x\\\\P{N}]b\"}", "Removed", 0, "a1b", NULL, 0);
+    expect_split("{\"Regex\":\"a[^1\\\\P{N}]b\"}", "Removed", 0, "a1b", (const int32_t[]){2}, 1);
+}
+
 /* As tokenizers' Split: Removed drops the delimiters, the matches or with
  * invert the gaps (it kept and dropped the wrong ones); a String pattern
  * is literal (it did not load). */
@@ -707,6 +732,7 @@ static void expect_split_behaviours(void)
                  "a\xf0\x96\x84\xb0"
                  "b",
                  (const int32_t[]){2}, 1);
+    expect_class_negations();
 }
 
 static void test_malformed(void **state)

@@ -498,31 +498,35 @@ static size_t class_end(const char *p, size_t n, size_t i)
     return j < n ? j + 1 : n;
 }
 
-/* A class p[0..n): \s and \S spelled out; one holding \p{L} or \p{N} is kept
- * as it is (PCRE2 matches \p{L} faster alone than among ranges) and the
- * newer code points are added beside it: "(?:[...]|[extra])", or for a
- * negated class "(?:(?![extra])[^...])". */
-static void onig_class(const char *p, size_t n, ssf_buf *b)
+/* The length of the class item at p[0..n): an escape is two bytes (four
+ * or three for a property), anything else one. */
+static size_t class_item_len(const char *p, size_t n, int *prop)
+{
+    size_t skip = 0;
+    *prop = p[0] == '\\' ? onig_property(p, n, &skip) : 0;
+    if (*prop) return skip;
+    return p[0] == '\\' && n > 1 ? 2 : 1;
+}
+
+/* A class p[0..n) without \P{L} or \P{N}: \s and \S spelled out; one
+ * holding \p{L} or \p{N} is kept as it is (PCRE2 matches \p{L} faster
+ * alone than among ranges) and the newer code points are added beside it:
+ * "(?:[...]|[extra])", or for a negated class "(?:(?![extra])[^...])". */
+static void onig_plain_class(const char *p, size_t n, ssf_buf *b)
 {
     ssf_buf body = {0};
     int has_l = 0, has_n = 0;
     for (size_t j = 0; j < n;) {
-        size_t skip = 0;
-        int prop = p[j] == '\\' ? onig_property(p + j, n - j, &skip) : 0;
-        prop = prop == 'L' || prop == 'N' ? prop : 0; /* \P{L} in a class: PCRE2's, as it is */
+        int prop;
+        size_t m = class_item_len(p + j, n - j, &prop);
         if (p[j] == '\\' && j + 1 < n && (p[j + 1] == 's' || p[j + 1] == 'S')) {
             ssf_buf_puts(&body, p[j + 1] == 's' ? ONIG_SPACE : ONIG_NONSPACE);
-            j += 2;
-        } else if (prop) {
+        } else {
             has_l |= prop == 'L';
             has_n |= prop == 'N';
-            ssf_buf_append(&body, p + j, skip);
-            j += skip;
-        } else {
-            size_t m = p[j] == '\\' && j + 1 < n ? 2 : 1;
             ssf_buf_append(&body, p + j, m);
-            j += m;
         }
+        j += m;
     }
     const char *extra_l = has_l ? ONIG_EXTRA_L : "", *extra_n = has_n ? ONIG_EXTRA_N : "";
     if (!has_l && !has_n)
@@ -534,9 +538,55 @@ static void onig_class(const char *p, size_t n, ssf_buf *b)
     ssf_buf_free(&body);
 }
 
-/* The pattern with \s, \S, \p{L} and \p{N}, and outside classes \P{L}
- * and \P{N}, classing code points as Oniguruma does.  \Q...\E and other
- * escapes are copied (\P{L} and \P{N} inside a class among them). */
+/* A class p[0..n) as Oniguruma reads it.  \P{L} and \P{N} inside it cannot
+ * be narrowed in place (a class holds no lookahead), so such a class is
+ * taken apart: its other items as a class of their own, or'ed with each
+ * negation as onig_property_text spells it, and a negated class becomes
+ * "any code point but those" -- "(?!(?:...))(?s:.)". */
+static void onig_class(const char *p, size_t n, ssf_buf *b)
+{
+    int negated = n > 1 && p[1] == '^';
+    size_t first = 1 + (size_t)negated;
+    if (n <= first || p[n - 1] != ']') { /* unclosed: PCRE2 names the error */
+        onig_plain_class(p, n, b);
+        return;
+    }
+    ssf_buf rest = {0};
+    int neg_l = 0, neg_n = 0;
+    ssf_buf_putc(&rest, '[');
+    for (size_t j = first; j + 1 < n;) {
+        int prop;
+        size_t m = class_item_len(p + j, n - 1 - j, &prop);
+        neg_l |= prop == 'l';
+        neg_n |= prop == 'n';
+        if (prop != 'l' && prop != 'n') ssf_buf_append(&rest, p + j, m);
+        j += m;
+    }
+    if (!neg_l && !neg_n) {
+        ssf_buf_free(&rest);
+        onig_plain_class(p, n, b);
+        return;
+    }
+    ssf_buf alt = {0};
+    ssf_buf_puts(&alt, "(?:");
+    if (rest.len > 1) {
+        ssf_buf_putc(&rest, ']');
+        onig_plain_class(rest.data, rest.len, &alt);
+        ssf_buf_putc(&alt, '|');
+    }
+    if (neg_l) ssf_buf_printf(&alt, "%s%s", onig_property_text('l'), neg_n ? "|" : "");
+    if (neg_n) ssf_buf_puts(&alt, onig_property_text('n'));
+    ssf_buf_putc(&alt, ')');
+    if (negated)
+        ssf_buf_printf(b, "(?!%s)(?s:.)", alt.data);
+    else
+        ssf_buf_append(b, alt.data, alt.len);
+    ssf_buf_free(&alt);
+    ssf_buf_free(&rest);
+}
+
+/* The pattern with \s, \S, \p{L}, \p{N}, \P{L} and \P{N} classing code
+ * points as Oniguruma does.  \Q...\E and other escapes are copied. */
 static char *onig_pattern(const char *p, size_t n, size_t *out_len)
 {
     ssf_buf b = {0};
