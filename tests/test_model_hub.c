@@ -242,6 +242,60 @@ static void test_errors(void **state)
     assert_null(dir);
 }
 
+/* dir/name cut to its first `keep` bytes. */
+static void truncate_in(const char *dir, const char *name, off_t keep)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal(truncate(path, keep), 0);
+}
+
+static void expect_opens(const char *dir)
+{
+    ssf_model *m;
+    ssf_error err = {0};
+    if (ssf_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
+    ssf_model_close(m);
+}
+
+/* A weights file cut short in the cache (a full disk under a copy) is
+ * fetched again by the next resolve with network access, shard or single
+ * file, its header cut or its data; offline it stays, and opening the
+ * model names the damage. */
+static void test_damaged_weights(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const specs[][2] = {
+        {"hf:ssfteval-test/tiny@v1", "model-00002-of-00003.safetensors"},
+        {"hf:ssfteval-test/single", "model.safetensors"},
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        for (off_t keep = 4; keep <= 160; keep += 156) {
+            char *dir;
+            ssf_error err = {0};
+            f->hub.offline = 0;
+            assert_int_equal(ssf_model_resolve(specs[i][0], &f->hub, &dir, &err), 0);
+            truncate_in(dir, specs[i][1], keep);
+            f->hub.offline = 1;
+            char *again;
+            assert_int_equal(ssf_model_resolve(specs[i][0], &f->hub, &again, &err), 0);
+            free(again);
+            ssf_model *m;
+            assert_int_equal(ssf_model_open(dir, &m, &err), -1);
+            assert_non_null(strstr(err.msg, specs[i][1]));
+            assert_non_null(strstr(err.msg, "truncated"));
+            f->hub.offline = 0;
+            size_t before = hubserver_request_count(g_server);
+            int rc = ssf_model_resolve(specs[i][0], &f->hub, &again, &err);
+            if (rc) fail_msg("%s", err.msg);
+            assert_true(hubserver_request_count(g_server) > before);
+            expect_opens(again);
+            free(again);
+            free(dir);
+        }
+    }
+}
+
 /* ---- the fingerprint -------------------------------------------------- */
 
 static void fingerprint_of(const char *dir, char hex[65])
@@ -324,7 +378,8 @@ int main(void)
 {
     if (!shared_available()) return 77; /* the test Hub serves ../shared/data */
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-    const struct CMUnitTest tests[] = {T(test_local), T(test_sharded), T(test_single),
-                                       T(test_errors), cmocka_unit_test(test_fingerprint)};
+    const struct CMUnitTest tests[] = {T(test_local),           T(test_sharded),
+                                       T(test_single),          T(test_errors),
+                                       T(test_damaged_weights), cmocka_unit_test(test_fingerprint)};
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -76,6 +76,31 @@ static int fetch_optional(const repo_ref *r, const char *path, ssf_error *err)
     return -1;
 }
 
+/* Fetches a weights file; one already in the cache that does not open as
+ * safetensors is removed and fetched again, once.  Downloads land whole (an
+ * .incomplete file, then a rename), so such a file was cut short or
+ * overwritten in the cache (a full disk under a copy, an edit), and the
+ * Hub still has it whole.  Offline, model open reports the damage. */
+static int fetch_weights(const repo_ref *r, const char *path, ssf_error *err)
+{
+    int was_cached = cached(r, path);
+    if (fetch(r, path, err)) return -1;
+    if (!was_cached || r->hub->offline) return 0;
+    char *local = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, path);
+    ssf_safetensors *st;
+    ssf_error damage = {0};
+    int rc = 0;
+    if (ssf_safetensors_open(local, &st, &damage) == 0)
+        ssf_safetensors_close(st);
+    else if (unlink(local) != 0)
+        rc = ssf_fail(err, "%s; removing it to fetch it again failed: %s; remove it by hand",
+                      damage.msg, strerror(errno));
+    else
+        rc = fetch(r, path, err);
+    free(local);
+    return rc;
+}
+
 static int fetch_shards(const repo_ref *r, ssf_error *err)
 {
     char *index = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, SSF_INDEX_FILE);
@@ -87,7 +112,7 @@ static int fetch_shards(const repo_ref *r, ssf_error *err)
     free(text);
     free(index);
     for (size_t i = 0; rc == 0 && i < idx.n_shards; i++)
-        if (fetch(r, idx.shards[i], err))
+        if (fetch_weights(r, idx.shards[i], err))
             rc = ssf_fail_prefix(err, "shard %s named by %s", idx.shards[i], SSF_INDEX_FILE);
     ssf_weight_index_free(&idx);
     return rc;
@@ -101,7 +126,7 @@ static int fetch_model(const repo_ref *r, ssf_error *err)
         return -1;
     int sharded = fetch_optional(r, SSF_INDEX_FILE, err);
     if (sharded < 0) return -1;
-    return sharded ? fetch_shards(r, err) : fetch(r, SSF_SINGLE_FILE, err);
+    return sharded ? fetch_shards(r, err) : fetch_weights(r, SSF_SINGLE_FILE, err);
 }
 
 int ssf_model_resolve(const char *spec, const ssf_hub *hub, char **dir_out, ssf_error *err)

@@ -189,8 +189,8 @@ static int parse_offsets(const header_ctx *h, ssf_tensor *t, const jl_value *v)
     if ((uint64_t)end > h->data_len)
         return ssf_fail(h->err,
                         "%s: tensor %s: data_offsets [%lld, %lld] run past the end of the data "
-                        "(%llu bytes): the file is truncated; copy or download it again (for an "
-                        "hf: model, delete it from the Hub cache and rerun)",
+                        "(%llu bytes): the file is truncated; copy or download it again (an hf: "
+                        "model's is fetched again by a run with network access)",
                         h->file, t->name, (long long)begin, (long long)end,
                         (unsigned long long)h->data_len);
     if (__builtin_mul_overflow(t->numel, (int64_t)ssf_dtype_size(t->dtype), &want) ||
