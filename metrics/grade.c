@@ -46,11 +46,12 @@ const char *ssf_profile_name(ssf_profile p)
 }
 
 /* How a profile parses answers, for its extractors and its bare golds alike:
- * LightEval's `equations` cut and latex2sympy's lower-case symbols. */
+ * LightEval's `equations` cut and `nits`, and latex2sympy's lower-case
+ * symbols and n!!. */
 static void profile_parse_options(ssf_profile p, ssf_parse_options *o)
 {
     ssf_parse_options_default(o);
-    if (p != SSF_PROFILE_DEFAULT) o->equations = o->fold_case = o->nested_factorials = 1;
+    if (p != SSF_PROFILE_DEFAULT) o->equations = o->fold_case = o->nested_factorials = o->nits = 1;
 }
 
 static void profile_config(ssf_profile p, int targets, int n_letters, ssf_extract_config *c)

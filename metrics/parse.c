@@ -2336,6 +2336,23 @@ static void cut_equation(parser *p)
     if (eq) p->lo = eq;
 }
 
+/* LightEval's `nits` (latex2sympy2_extended), after the cuts above: a
+ * leading '.' becomes "0.", and an answer that is exactly "0.5" becomes
+ * \frac{1}{2}, a fraction and no decimal (no rounding rule applies, and
+ * LightEval 0.10's swapped call, where a decimal's rounding raised, gets
+ * it right). */
+static void nits_half(parser *p)
+{
+    static const char half[] = "\\frac{1}{2}";
+    const char *s = p->s + p->lo;
+    size_t n = p->hi - p->lo;
+    if ((n == 3 && memcmp(s, "0.5", 3) == 0) || (n == 2 && memcmp(s, ".5", 2) == 0)) {
+        p->s = half;
+        p->lo = 0;
+        p->hi = sizeof half - 1;
+    }
+}
+
 /* ---- entry points -------------------------------------------------------------------------- */
 
 void ssf_parse_options_default(ssf_parse_options *o)
@@ -2344,6 +2361,7 @@ void ssf_parse_options_default(ssf_parse_options *o)
     o->equations = 0;
     o->fold_case = 0;
     o->nested_factorials = 0;
+    o->nits = 0;
     o->max_depth = 200;
 }
 
@@ -2412,6 +2430,7 @@ ssf_node *ssf_parse_answer(ssf_arena *a, const char *text, size_t len, const ssf
         cut_equation(&p);
         unwrap(&p);
     }
+    if (o->nits) nits_half(&p);
     lex(&p);
     if (!p.failed) rewrite_over(&p);
     if (!p.failed && p.strip_units) strip_units(&p);

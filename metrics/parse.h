@@ -28,12 +28,15 @@ typedef struct ssf_parse_options {
     /* n!! as (n!)!, as latex2sympy reads it (LightEval); off in the default
      * profile, where n!! is the double factorial n(n-2)(n-4)... */
     int nested_factorials;
+    /* An answer that is exactly "0.5" or ".5" read as \frac{1}{2}, no decimal
+     * (LightEval's `nits`); off in the default profile. */
+    int nits;
     /* Maximum nesting depth of braces/parentheses before giving up. */
     int max_depth;
 } ssf_parse_options;
 
 /* Defaults: strip_units 1, equations 0, fold_case 0, nested_factorials 0,
- * max_depth 200. */
+ * nits 0, max_depth 200. */
 void ssf_parse_options_default(ssf_parse_options *o);
 
 /* Parses text[0..len).  Returns the tree, or NULL with a one-line reason in

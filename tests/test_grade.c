@@ -406,6 +406,13 @@ static void test_ssft_lighteval_quirks(void **state)
         {"$\\frac{1}{3}$", "$0.333333$", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_WRONG},
         {"$0.5$", "$0.5$", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_RIGHT},
         {"$\\frac{1}{2}$", "$\\frac{2}{4}$", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_RIGHT},
+        /* LightEval's `nits` read an answer of exactly 0.5 (or .5) as \frac{1}{2},
+         * no decimal; 0.50 stays one */
+        {"$\\frac{1}{2}$", "\\boxed{0.5}", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_RIGHT},
+        {"$\\frac{1}{2}$", "\\boxed{.5}", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_RIGHT},
+        {"$\\frac{1}{2}$", "\\boxed{x = 0.5}", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_RIGHT},
+        {"$\\frac{1}{2}$", "\\boxed{0.50}", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_WRONG},
+        {"$\\frac{1}{2}$", "\\boxed{1.5}", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_WRONG},
         /* Roles swapped: relation->set conversion runs for a relational pred. */
         {"$-2 \\le x \\le 7$", "$[-2,7]$", SSF_PROFILE_LIGHTEVAL, SSF_GRADE_RIGHT},
         {"$-2 \\le x \\le 7$", "$[-2,7]$", SSF_PROFILE_SSFT_LIGHTEVAL, SSF_GRADE_WRONG},
