@@ -2343,13 +2343,13 @@ static void cut_equation(parser *p)
  * it right). */
 static void nits_half(parser *p)
 {
-    static const char half[] = "\\frac{1}{2}";
+    static const char fraction[] = "\\frac{1}{2}";
     const char *s = p->s + p->lo;
     size_t n = p->hi - p->lo;
     if ((n == 3 && memcmp(s, "0.5", 3) == 0) || (n == 2 && memcmp(s, ".5", 2) == 0)) {
-        p->s = half;
+        p->s = fraction;
         p->lo = 0;
-        p->hi = sizeof half - 1;
+        p->hi = sizeof fraction - 1;
     }
 }
 
