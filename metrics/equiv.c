@@ -2033,7 +2033,7 @@ static ssf_verdict compare_matrices(ctx *c, const ssf_node *g, const ssf_node *p
         return ordered(c, g->kids, g->n_kids, p->kids, p->n_kids, depth, "matrices");
     }
     const ssf_node *m = g->kind == SSF_N_MATRIX ? g : p, *o = m == g ? p : g;
-    if (o->kind == SSF_N_TUPLE && (m->rows == 1 || m->cols == 1)) /* a vector */
+    if (o->kind == SSF_N_TUPLE && (m->rows == 1 || m->cols == 1) && c->o->vectors_as_tuples)
         return ordered(c, g->kids, g->n_kids, p->kids, p->n_kids, depth, "vectors");
     say(c, "a matrix against a %s", kind_word(o->kind));
     return SSF_DIFFERENT;
@@ -2292,6 +2292,7 @@ void ssf_equiv_options_default(ssf_equiv_options *o)
     o->percent = SSF_PERCENT_VALUE;
     o->unwrap_assignments = 1;
     o->strict_sets = 1;
+    o->vectors_as_tuples = 1;
     o->prec_bits = 256;
     o->points = 4;
     o->seed = 0x5353465445564131u; /* "SSFTEVA1" */
@@ -2474,7 +2475,8 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
         key_list(c, n, b, depth, n->left_open ? '(' : '[', n->right_open ? ')' : ']');
         return;
     case SSF_N_MATRIX: /* compared cell by cell: \frac13 and 1/3 vote together */
-        ssf_buf_printf(b, "m%zux%zu", n->rows, n->cols);
+        if (!c->o->vectors_as_tuples || (n->rows != 1 && n->cols != 1))
+            ssf_buf_printf(b, "m%zux%zu", n->rows, n->cols); /* a vector votes as its tuple */
         key_list(c, n, b, depth, '(', ')');
         return;
     default:

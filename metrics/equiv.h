@@ -41,6 +41,11 @@ typedef struct ssf_equiv_options {
      * not structurally equal to the other side is different (its rounding
      * got a Doc object for the precision, raised, and counted as False). */
     int decimals_fail;
+    /* A row or column matrix equals the tuple of its entries, as a reader
+     * takes a vector written (-7, 16, 5); off in the lighteval profiles,
+     * where latex2sympy's Matrix against a Tuple compares as a one-element
+     * set against three and differs. */
+    int vectors_as_tuples;
     /* Ball precision in bits and number of random points for free symbols. */
     long prec_bits;
     int points;
@@ -50,7 +55,7 @@ typedef struct ssf_equiv_options {
 } ssf_equiv_options;
 
 /* float_rounding 6, percent VALUE, unwrap_assignments 1, strict_sets 1,
- * prec_bits 256, points 4, seed fixed, max_steps 1e6. */
+ * vectors_as_tuples 1, prec_bits 256, points 4, seed fixed, max_steps 1e6. */
 void ssf_equiv_options_default(ssf_equiv_options *o);
 
 /* Frees the calling thread's FLINT and Arb caches (some 170 kB a thread that

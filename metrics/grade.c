@@ -99,6 +99,7 @@ ssf_grader *ssf_grader_new(ssf_profile profile, ssf_error *err)
     pthread_mutex_init(&g->ex->lock, NULL);
     profile_parse_options(profile, &g->parse);
     ssf_equiv_options_default(&g->equiv);
+    g->equiv.vectors_as_tuples = profile == SSF_PROFILE_DEFAULT;
     if (profile == SSF_PROFILE_SSFT_LIGHTEVAL) g->equiv.decimals_fail = 1;
     if (build_extractors(g, err)) {
         ssf_grader_free(g);

@@ -269,6 +269,44 @@ static void test_latex_constructs(void **state)
     ssf_grade_result_clear(&b);
 }
 
+static void expect_request(ssf_profile p, const ssf_grade_request *req, ssf_grade_verdict want,
+                           const char *want_reason);
+
+/* A vector written as a tuple: the default profile takes a row or column
+ * matrix for the tuple of its entries, both ways, and votes them as one
+ * answer; the lighteval profiles compare latex2sympy's Matrix with a Tuple
+ * as a one-element set against three, and differ.  A 2x2 matrix is no
+ * tuple in any profile. */
+static void test_vectors_as_tuples(void **state)
+{
+    (void)state;
+    static const char column[] = "$\\boxed{\\begin{pmatrix} -7 \\\\ 16 \\\\ 5 \\end{pmatrix}}$",
+                      row[] = "$\\boxed{\\begin{bmatrix} -7 & 16 & 5 \\end{bmatrix}}$",
+                      tuple[] = "$\\boxed{(-7, 16, 5)}$";
+    static const ssf_profile profiles[] = {SSF_PROFILE_DEFAULT, SSF_PROFILE_LIGHTEVAL,
+                                           SSF_PROFILE_SSFT_LIGHTEVAL};
+    for (size_t i = 0; i < sizeof profiles / sizeof profiles[0]; i++) {
+        ssf_grade_verdict want =
+            profiles[i] == SSF_PROFILE_DEFAULT ? SSF_GRADE_RIGHT : SSF_GRADE_WRONG;
+        const char *pairs[][2] = {{column, tuple}, {tuple, column}, {row, tuple}};
+        for (size_t k = 0; k < 3; k++) {
+            ssf_grade_request req = {.gold = pairs[k][0], .pred = pairs[k][1], .precision = -1};
+            expect_request(profiles[i], &req, want, NULL);
+        }
+        ssf_grade_request square = {
+            .gold = "$(1, 2, 3, 4)$",
+            .pred = "$\\boxed{\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}}$",
+            .precision = -1};
+        expect_request(profiles[i], &square, SSF_GRADE_WRONG, "a matrix against a tuple");
+    }
+    ssf_grade_result a, b;
+    grade_default("1", column, &a);
+    grade_default("1", tuple, &b);
+    assert_string_equal(a.pred_key, b.pred_key);
+    ssf_grade_result_clear(&a);
+    ssf_grade_result_clear(&b);
+}
+
 /* A ± inside an expression (the quadratic formula's roots) is its two
  * readings, against a list of both roots or another spelling. */
 static void test_pm_in_expression(void **state)
@@ -549,13 +587,21 @@ static void test_many_choices(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_other_graders),    cmocka_unit_test(test_lighteval_extractive),
-        cmocka_unit_test(test_math500_golds),    cmocka_unit_test(test_ssft_lighteval_quirks),
-        cmocka_unit_test(test_answer_part),      cmocka_unit_test(test_cut_by_length_reason),
-        cmocka_unit_test(test_latex_constructs), cmocka_unit_test(test_max_min),
-        cmocka_unit_test(test_several_boxes),    cmocka_unit_test(test_many_choices),
-        cmocka_unit_test(test_precision),        cmocka_unit_test(test_lighteval_raw_strings),
-        cmocka_unit_test(test_ungradable),       cmocka_unit_test(test_pm_in_expression),
+        cmocka_unit_test(test_other_graders),
+        cmocka_unit_test(test_lighteval_extractive),
+        cmocka_unit_test(test_math500_golds),
+        cmocka_unit_test(test_ssft_lighteval_quirks),
+        cmocka_unit_test(test_answer_part),
+        cmocka_unit_test(test_cut_by_length_reason),
+        cmocka_unit_test(test_latex_constructs),
+        cmocka_unit_test(test_vectors_as_tuples),
+        cmocka_unit_test(test_max_min),
+        cmocka_unit_test(test_several_boxes),
+        cmocka_unit_test(test_many_choices),
+        cmocka_unit_test(test_precision),
+        cmocka_unit_test(test_lighteval_raw_strings),
+        cmocka_unit_test(test_ungradable),
+        cmocka_unit_test(test_pm_in_expression),
     };
     if (!shared_available()) return 77;
     return cmocka_run_group_tests(tests, setup, teardown);
