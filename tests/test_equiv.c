@@ -809,10 +809,19 @@ static void test_keys(void **state)
     check_key(frac(pm(I_(1), I_(3)), I_(2)), "{q:-1,q:2}");
     check_key(SET(frac(pm(I_(1), I_(3)), I_(2)), I_(5)), "{q:-1,q:2,q:5}");
     /* a matrix votes cell by cell, a scalar times one as the products, as
-     * they compare (\frac13 (1, 2) voted apart from (1/3, 2/3)) */
+     * they compare (\frac13 (1, 2) voted apart from (1/3, 2/3)); a vector
+     * as the tuple it equals, unless vectors_as_tuples is off */
     ssf_node *ones[2] = {I_(1), I_(2)}, *thirds[2] = {frac(I_(1), I_(3)), Q("2/3")};
-    check_key(ssf_node_matrix(A, thirds, 2, 1), "m2x1(q:1/3,q:2/3)");
-    check_key(MUL(Q("1/3"), ssf_node_matrix(A, ones, 2, 1)), "m2x1(q:1/3,q:2/3)");
+    ssf_node *cells[4] = {I_(1), I_(2), I_(3), I_(4)};
+    check_key(ssf_node_matrix(A, thirds, 2, 1), "(q:1/3,q:2/3)");
+    check_key(MUL(Q("1/3"), ssf_node_matrix(A, ones, 1, 2)), "(q:1/3,q:2/3)");
+    check_key(ssf_node_matrix(A, cells, 2, 2), "m2x2(q:1,q:2,q:3,q:4)");
+    ssf_equiv_options apart;
+    ssf_equiv_options_default(&apart);
+    apart.vectors_as_tuples = 0;
+    char *k = ssf_canonical_key(ssf_node_matrix(A, thirds, 2, 1), &apart);
+    assert_string_equal(k, "m2x1(q:1/3,q:2/3)");
+    free(k);
     /* in free symbols: the values at the signed points, so forms that are
      * equal vote together and |x| does not vote with x */
     char *a = ssf_canonical_key(ADD(S("x"), I_(1)), NULL);
