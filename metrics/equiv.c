@@ -1777,11 +1777,18 @@ static int arithmetic(const ssf_node *n)
            n->kind == SSF_N_POW || n->kind == SSF_N_FUNC || n->kind == SSF_N_PERCENT;
 }
 
+/* What a ± is read through: arithmetic, and a relation's sides (y = x \pm 1
+ * is the two lines y = x - 1 and y = x + 1). */
+static int pm_carrier(const ssf_node *n)
+{
+    return arithmetic(n) || is_relation(n);
+}
+
 /* How many ± an expression holds (counting stops at 2; too deep counts 2). */
 static int nested_pms(const ssf_node *n, int depth)
 {
     if (n->kind == SSF_N_PM) return 1;
-    if (!arithmetic(n)) return 0;
+    if (!pm_carrier(n)) return 0;
     if (depth > MAX_DEPTH) return 2;
     int k = 0;
     for (size_t i = 0; i < n->n_kids && k < 2; i++)
@@ -1797,7 +1804,7 @@ static ssf_node *pm_branch(ctx *c, ssf_node *n, int plus, int depth)
         const ssf_node *two = pm_as_set(c, n);
         return two->kind == SSF_N_SET ? two->kids[plus] : NULL;
     }
-    if (!arithmetic(n) || depth > MAX_DEPTH) return n;
+    if (!pm_carrier(n) || depth > MAX_DEPTH) return n;
     ssf_node *m = NULL;
     for (size_t i = 0; i < n->n_kids; i++) {
         ssf_node *k = pm_branch(c, n->kids[i], plus, depth + 1);
@@ -1814,12 +1821,13 @@ static ssf_node *pm_branch(ctx *c, ssf_node *n, int plus, int depth)
     return m ? m : n;
 }
 
-/* An expression with one ± inside is the set of its two readings:
- * \frac{1 \pm \sqrt5}{2} is {\frac{1-\sqrt5}{2}, \frac{1+\sqrt5}{2}}.  With two
- * or more (whose signs may or may not go together) it stays as written. */
+/* An expression or relation with one ± inside is the set of its two
+ * readings: \frac{1 \pm \sqrt5}{2} is {\frac{1-\sqrt5}{2}, \frac{1+\sqrt5}{2}},
+ * y = x \pm 1 is {y = x - 1, y = x + 1}.  With two or more (whose signs may
+ * or may not go together) it stays as written. */
 static const ssf_node *pm_distributed(ctx *c, const ssf_node *n)
 {
-    if (!arithmetic(n) || nested_pms(n, 0) != 1) return n;
+    if (!pm_carrier(n) || nested_pms(n, 0) != 1) return n;
     ssf_node *e[2] = {pm_branch(c, (ssf_node *)n, 0, 0), pm_branch(c, (ssf_node *)n, 1, 0)};
     ssf_node *s = e[0] && e[1] ? ssf_node_list(scratch(c), SSF_N_SET, e, 2) : NULL;
     return s ? s : n;
@@ -2226,9 +2234,9 @@ static ssf_verdict compare_rules(ctx *c, const ssf_node *g, const ssf_node *p, i
         const ssf_node *s = is_relation(g) && set_like ? relation_as_set(c, g) : NULL;
         if (s) return compare(c, s, p, depth + 1);
     }
-    if (is_relation(g) && is_relation(p)) return compare_relations(c, g, p);
     g = pm_read(c, g);
     p = pm_read(c, p);
+    if (is_relation(g) && is_relation(p)) return compare_relations(c, g, p);
     g = scaled_matrix(c, g);
     p = scaled_matrix(c, p);
     if (g->kind == SSF_N_MATRIX || p->kind == SSF_N_MATRIX) return compare_matrices(c, g, p, depth);
@@ -2447,6 +2455,67 @@ static int key_function(ctx *c, const ssf_node *n, ssf_buf *b)
     return ok;
 }
 
+/* One point's lhs - rhs of a relation keyed below, divided by *first, the
+ * first value that was not 0 (set here; by its size alone when `by_size`).
+ * 0 when the value cannot be told to 80 bits. */
+static int key_ratio(ctx *c, const rel3 *r, int by_size, val *first, int *have, char *text,
+                     size_t size)
+{
+    val d;
+    val_init(&d);
+    int ok = rel_diff(c, r, &d) == 0 &&
+             (d.exact || (acb_is_finite(d.b) && acb_rel_accuracy_bits(d.b) > 80));
+    if (ok && !*have && val_nonzero(&d)) {
+        val_set(c, first, &d);
+        if (by_size && val_sign(first) < 0) val_neg(first);
+        *have = 1;
+    }
+    if (ok && *have) val_div(c, &d, first);
+    if (ok) val_str(c, &d, text, size);
+    val_clear(&d);
+    return ok;
+}
+
+/* A relation keys by its kind and the values of lhs - rhs at the signed
+ * points, divided by the first that is not 0, as the comparison finds
+ * relations equal up to such a factor: y = 2x + 3 and 2x - y + 3 = 0 vote
+ * together.  An inequality's factor is positive, and > and >= become < and
+ * <= with the sides swapped, so x \le 5 votes with 5 \ge x.  0 (the caller
+ * writes the structure) for a chain, or a value the balls cannot place. */
+static int key_relation(ctx *c, const ssf_node *n, ssf_buf *b)
+{
+    static const char *const names[] = {"=", "!=", "<", "<="};
+    rel3 r;
+    if (n->kind != SSF_N_REL || chain(n, &r, 1) != 1) return 0;
+    ssf_rel op = r.op == SSF_REL_APPROX ? SSF_REL_EQ : r.op;
+    if (op == SSF_REL_GT || op == SSF_REL_GE) {
+        const ssf_node *t = r.l;
+        r.l = r.r;
+        r.r = t;
+        op = flip(op);
+    }
+    ssf_buf out = {0};
+    ssf_buf_printf(&out, "r%s:", names[op]);
+    val first;
+    val_init(&first);
+    int ok = 1, have = 0;
+    c->signed_points = 1;
+    set_prec(c, 1);
+    for (int k = 0; k < c->o->points && ok; k++) {
+        char text[96];
+        c->point = k;
+        ok = key_ratio(c, &r, op == SSF_REL_LT || op == SSF_REL_LE, &first, &have, text,
+                       sizeof text);
+        if (ok) ssf_buf_printf(&out, "%s%s", k ? "|" : "", text);
+    }
+    c->signed_points = 0;
+    c->point = 0;
+    val_clear(&first);
+    if (ok) ssf_buf_append(b, out.data, out.len);
+    ssf_buf_free(&out);
+    return ok;
+}
+
 static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
 {
     if (depth > MAX_DEPTH) {
@@ -2487,7 +2556,7 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
         key_set(c, two, b, depth);
         return;
     }
-    if (key_value(c, n, b) || key_function(c, n, b)) return;
+    if (key_value(c, n, b) || key_function(c, n, b) || key_relation(c, n, b)) return;
     char *s = ssf_node_sexpr(n);
     ssf_buf_puts(b, s);
     free(s);

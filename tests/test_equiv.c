@@ -789,6 +789,43 @@ static void check_key(const ssf_node *n, const char *want)
     assert_true(same);
 }
 
+/* Whether two trees key alike. */
+static int same_key(const ssf_node *a, const ssf_node *b)
+{
+    char *ka = ssf_canonical_key(a, NULL), *kb = ssf_canonical_key(b, NULL);
+    int same = strcmp(ka, kb) == 0;
+    free(ka);
+    free(kb);
+    return same;
+}
+
+/* A relation keys as the comparison finds relations equal, up to a factor
+ * (a positive one for an inequality, whose sides may be swapped): the
+ * line y = 2x + 3 votes with 2x - y + 3 = 0 and 2y = 4x + 6, x <= 5 with
+ * 5 >= x and 2x <= 10, not with x < 5 or x >= 5; x = y = 2 keeps its
+ * structure. */
+static void test_relation_keys(void)
+{
+    ssf_node *x = S("x"), *y = S("y");
+    ssf_node *line = rel(SSF_REL_EQ, y, ADD(MUL(I_(2), x), I_(3)));
+    assert_true(same_key(line, rel(SSF_REL_EQ, ADD(sub(MUL(I_(2), x), y), I_(3)), I_(0))));
+    assert_true(same_key(line, rel(SSF_REL_EQ, MUL(I_(2), y), ADD(MUL(I_(4), x), I_(6)))));
+    assert_false(same_key(line, rel(SSF_REL_EQ, y, ADD(MUL(I_(2), x), I_(4)))));
+    assert_false(same_key(line, rel(SSF_REL_NE, y, ADD(MUL(I_(2), x), I_(3)))));
+    ssf_node *le = rel(SSF_REL_LE, x, I_(5));
+    assert_true(same_key(le, rel(SSF_REL_GE, I_(5), x)));
+    assert_true(same_key(le, rel(SSF_REL_LE, MUL(I_(2), x), I_(10))));
+    assert_false(same_key(le, rel(SSF_REL_LT, x, I_(5))));
+    assert_false(same_key(le, rel(SSF_REL_GE, x, I_(5))));
+    assert_false(same_key(le, rel(SSF_REL_LE, MUL(I_(-2), x), I_(-10))));
+    char *k = ssf_canonical_key(line, NULL);
+    assert_true(strncmp(k, "r=:", 3) == 0);
+    free(k);
+    k = ssf_canonical_key(AND(rel(SSF_REL_EQ, x, y), rel(SSF_REL_EQ, y, I_(2))), NULL);
+    assert_true(strncmp(k, "(and", 4) == 0);
+    free(k);
+}
+
 static void test_keys(void **state)
 {
     (void)state;
@@ -860,6 +897,7 @@ static void test_keys(void **state)
     assert_string_not_equal(a, b);
     free(a);
     free(b);
+    test_relation_keys();
 }
 
 int main(void)

@@ -322,6 +322,24 @@ static void test_pm_in_expression(void **state)
                    SSF_GRADE_WRONG, NULL);
     expect_default("\\frac{1\\pm\\sqrt5}{2}", "$\\boxed{\\frac{1+\\sqrt5}{2}}$", SSF_GRADE_WRONG,
                    NULL);
+    /* in a relation, the two relations (two lines, two circles): equal to
+     * the same two however written, different from one of them (these were
+     * ungradable: a ± inside an expression) */
+    expect_default("y = x \\pm 1", "$\\boxed{y = \\pm 1 + x}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("y = x \\pm 1", "$\\boxed{y - x = \\pm 1}$", SSF_GRADE_RIGHT, NULL);
+    expect_default("x^2 + y^2 = 1 \\pm 1", "$\\boxed{x^2+y^2 = 0, x^2+y^2=2}$", SSF_GRADE_RIGHT,
+                   NULL);
+    expect_default("y = x \\pm 1", "$\\boxed{y = x + 1}$", SSF_GRADE_WRONG, NULL);
+    expect_default("y = x \\pm 1", "$\\boxed{y = 1 \\pm x}$", SSF_GRADE_WRONG, NULL);
+    expect_default("y = 2x + 3", "$\\boxed{y = 2x \\pm 3}$", SSF_GRADE_WRONG, NULL);
+    expect_default("x = \\pm 3", "$\\boxed{x = 3}$", SSF_GRADE_WRONG, NULL);
+    /* and they vote together */
+    ssf_grade_result a, b;
+    grade_default("1", "$\\boxed{y = x \\pm 1}$", &a);
+    grade_default("1", "$\\boxed{y = x - 1 \\text{ or } y = x + 1}$", &b);
+    assert_string_equal(a.pred_key, b.pred_key);
+    ssf_grade_result_clear(&a);
+    ssf_grade_result_clear(&b);
 }
 
 /* \max and \min are evaluated, not taken for unknown functions. */
