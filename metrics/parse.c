@@ -360,6 +360,10 @@ static const char *const greek[] = {
     "Xi",      "Sigma",    "Upsilon", "Phi",   "Psi",      "Omega",      "ell",     NULL,
 };
 
+/* Geometry's marks, read as symbols: \angle ABC = 120^\circ is an equation
+ * (whose value is the answer), and \angle A is no A. */
+static const char *const geometry_marks[] = {"angle", "measuredangle", "triangle", NULL};
+
 static const char *const matrix_envs[] = {
     "matrix", "pmatrix", "bmatrix", "Bmatrix", "vmatrix", "Vmatrix", "smallmatrix", "array", NULL,
 };
@@ -844,7 +848,7 @@ static void lex_command(parser *p)
         enter_text(p, n == 12 && memcmp(name, "operatorname", 12) == 0);
         return;
     }
-    if (word_in(name, n, greek)) {
+    if (word_in(name, n, greek) || word_in(name, n, geometry_marks)) {
         lex_symbol(p, st, p->s + st, n + 1);
         return;
     }

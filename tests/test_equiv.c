@@ -801,17 +801,17 @@ static int same_key(const ssf_node *a, const ssf_node *b)
 
 /* A relation keys as the comparison finds relations equal, up to a factor
  * (a positive one for an inequality, whose sides may be swapped): the
- * line y = 2x + 3 votes with 2x - y + 3 = 0 and 2y = 4x + 6, x <= 5 with
- * 5 >= x and 2x <= 10, not with x < 5 or x >= 5; x = y = 2 keeps its
- * structure. */
+ * line 2x - y + 3 = 0 votes with 2y = 4x + 6, x <= 5 with 5 >= x and
+ * 2x <= 10, not with x < 5 or x >= 5.  An assignment votes as its value,
+ * as it grades against a gold value: y = 2x + 3 with 2x + 3, x = y = 2
+ * with 2. */
 static void test_relation_keys(void)
 {
     ssf_node *x = S("x"), *y = S("y");
-    ssf_node *line = rel(SSF_REL_EQ, y, ADD(MUL(I_(2), x), I_(3)));
-    assert_true(same_key(line, rel(SSF_REL_EQ, ADD(sub(MUL(I_(2), x), y), I_(3)), I_(0))));
+    ssf_node *line = rel(SSF_REL_EQ, ADD(sub(MUL(I_(2), x), y), I_(3)), I_(0));
     assert_true(same_key(line, rel(SSF_REL_EQ, MUL(I_(2), y), ADD(MUL(I_(4), x), I_(6)))));
-    assert_false(same_key(line, rel(SSF_REL_EQ, y, ADD(MUL(I_(2), x), I_(4)))));
-    assert_false(same_key(line, rel(SSF_REL_NE, y, ADD(MUL(I_(2), x), I_(3)))));
+    assert_false(same_key(line, rel(SSF_REL_EQ, MUL(I_(2), y), ADD(MUL(I_(4), x), I_(8)))));
+    assert_false(same_key(line, rel(SSF_REL_NE, MUL(I_(2), y), ADD(MUL(I_(4), x), I_(6)))));
     ssf_node *le = rel(SSF_REL_LE, x, I_(5));
     assert_true(same_key(le, rel(SSF_REL_GE, I_(5), x)));
     assert_true(same_key(le, rel(SSF_REL_LE, MUL(I_(2), x), I_(10))));
@@ -821,8 +821,10 @@ static void test_relation_keys(void)
     char *k = ssf_canonical_key(line, NULL);
     assert_true(strncmp(k, "r=:", 3) == 0);
     free(k);
-    k = ssf_canonical_key(AND(rel(SSF_REL_EQ, x, y), rel(SSF_REL_EQ, y, I_(2))), NULL);
-    assert_true(strncmp(k, "(and", 4) == 0);
+    assert_true(same_key(rel(SSF_REL_EQ, y, ADD(MUL(I_(2), x), I_(3))), ADD(I_(3), MUL(x, I_(2)))));
+    assert_true(same_key(AND(rel(SSF_REL_EQ, x, y), rel(SSF_REL_EQ, y, I_(2))), I_(2)));
+    k = ssf_canonical_key(AND(rel(SSF_REL_EQ, x, y), rel(SSF_REL_LE, y, I_(2))), NULL);
+    assert_true(strncmp(k, "(and", 4) == 0); /* a chain keys by its structure */
     free(k);
 }
 

@@ -246,8 +246,9 @@ static void test_several_boxes(void **state)
 
 /* LaTeX the parser reads by name: angle brackets as a tuple's (Math-Verify
  * reads "1,2" inside them as 1.2), bars of every spelling as |x|, \ast as a
- * product, and styling and decorations as the letter they dress; \simeq is
- * \approx, which the default profile does not take as an equation. */
+ * product, styling and decorations as the letter they dress, \angle and
+ * \triangle as symbols; \simeq is \approx, which the default profile does
+ * not take as an equation. */
 static void test_latex_constructs(void **state)
 {
     (void)state;
@@ -260,6 +261,14 @@ static void test_latex_constructs(void **state)
     expect_default("\\mathbb{R}", "$\\boxed{\\mathbb R}$", SSF_GRADE_RIGHT, NULL);
     expect_default("\\vec{AB}", "$\\boxed{\\overrightarrow{AB}}$", SSF_GRADE_RIGHT, NULL);
     expect_default("\\hat{x}", "$\\boxed{\\widehat{x}}$", SSF_GRADE_RIGHT, NULL);
+    /* geometry's marks are symbols: an angle's equation gives its value
+     * (no answer was extracted), and \angle A is no A */
+    expect_default("120^\\circ", "So $\\boxed{\\angle ABC = 120^\\circ}$.", SSF_GRADE_RIGHT, NULL);
+    expect_default("120^\\circ", "So $\\boxed{m\\angle B = 120^\\circ}$.", SSF_GRADE_RIGHT, NULL);
+    expect_default("120^\\circ", "So $\\boxed{\\measuredangle B = 60^\\circ}$.", SSF_GRADE_WRONG,
+                   NULL);
+    expect_default("A", "$\\boxed{\\angle A}$", SSF_GRADE_WRONG, NULL);
+    expect_default("\\triangle ABC", "$\\boxed{\\triangle ABC}$", SSF_GRADE_RIGHT, NULL);
     ssf_grade_result a, b;
     grade_default("2", "$\\boxed{x \\simeq 2}$", &a);
     grade_default("2", "$\\boxed{x \\approx 2}$", &b);
