@@ -193,6 +193,18 @@ static void expect_default(const char *gold, const char *pred, ssf_grade_verdict
     ssf_grade_result_clear(&res);
 }
 
+/* Two completions vote as one answer under the default profile. */
+static void expect_same_key(const char *pred_a, const char *pred_b)
+{
+    ssf_grade_result a, b;
+    grade_default("1", pred_a, &a);
+    grade_default("1", pred_b, &b);
+    if (!a.pred_key || !b.pred_key || strcmp(a.pred_key, b.pred_key) != 0)
+        fail_msg("'%s' keys %s, '%s' %s", pred_a, a.pred_key, pred_b, b.pred_key);
+    ssf_grade_result_clear(&a);
+    ssf_grade_result_clear(&b);
+}
+
 /* The default profile grades the answer part: after the last "</think>"
  * (or "<|im_start|>answer"); a box inside the reasoning is not the answer,
  * and the reason tells a reasoning that never closed from an empty answer. */
@@ -269,13 +281,8 @@ static void test_latex_constructs(void **state)
                    NULL);
     expect_default("A", "$\\boxed{\\angle A}$", SSF_GRADE_WRONG, NULL);
     expect_default("\\triangle ABC", "$\\boxed{\\triangle ABC}$", SSF_GRADE_RIGHT, NULL);
-    ssf_grade_result a, b;
-    grade_default("2", "$\\boxed{x \\simeq 2}$", &a);
-    grade_default("2", "$\\boxed{x \\approx 2}$", &b);
-    assert_int_equal(a.verdict, SSF_GRADE_WRONG);
-    assert_string_equal(a.pred_key, b.pred_key);
-    ssf_grade_result_clear(&a);
-    ssf_grade_result_clear(&b);
+    expect_default("2", "$\\boxed{x \\simeq 2}$", SSF_GRADE_WRONG, NULL);
+    expect_same_key("$\\boxed{x \\simeq 2}$", "$\\boxed{x \\approx 2}$");
 }
 
 static void expect_request(ssf_profile p, const ssf_grade_request *req, ssf_grade_verdict want,
@@ -308,12 +315,7 @@ static void test_vectors_as_tuples(void **state)
             .precision = -1};
         expect_request(profiles[i], &square, SSF_GRADE_WRONG, "a matrix against a tuple");
     }
-    ssf_grade_result a, b;
-    grade_default("1", column, &a);
-    grade_default("1", tuple, &b);
-    assert_string_equal(a.pred_key, b.pred_key);
-    ssf_grade_result_clear(&a);
-    ssf_grade_result_clear(&b);
+    expect_same_key(column, tuple);
 }
 
 /* A ± inside an expression (the quadratic formula's roots) is its two
@@ -343,12 +345,7 @@ static void test_pm_in_expression(void **state)
     expect_default("y = 2x + 3", "$\\boxed{y = 2x \\pm 3}$", SSF_GRADE_WRONG, NULL);
     expect_default("x = \\pm 3", "$\\boxed{x = 3}$", SSF_GRADE_WRONG, NULL);
     /* and they vote together */
-    ssf_grade_result a, b;
-    grade_default("1", "$\\boxed{y = x \\pm 1}$", &a);
-    grade_default("1", "$\\boxed{y = x - 1 \\text{ or } y = x + 1}$", &b);
-    assert_string_equal(a.pred_key, b.pred_key);
-    ssf_grade_result_clear(&a);
-    ssf_grade_result_clear(&b);
+    expect_same_key("$\\boxed{y = x \\pm 1}$", "$\\boxed{y = x - 1 \\text{ or } y = x + 1}$");
 }
 
 /* \max and \min are evaluated, not taken for unknown functions. */
