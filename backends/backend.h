@@ -62,6 +62,10 @@ void ssf_sample_key(ssf_buf *b, const char *task, int64_t doc, int tag, int inde
 /* Return non-zero to stop the backend early (it returns that value). */
 typedef int (*ssf_gen_done_fn)(const ssf_gen_request *req, const ssf_gen_result *res, void *ud);
 
+/* A line for the user while the backend works that concerns no one sample
+ * (a server that stopped answering, and when it answers again). */
+typedef void (*ssf_gen_notice_fn)(const char *line, void *ud);
+
 typedef struct ssf_backend ssf_backend;
 struct ssf_backend {
     const char *name; /* "replay", "openai", "engine" */
@@ -69,6 +73,9 @@ struct ssf_backend {
                     void *ud, ssf_error *err);
     void (*destroy)(ssf_backend *b);
     void *impl;
+    /* Where notices go, set by the caller before generate; NULL: nowhere. */
+    ssf_gen_notice_fn notice;
+    void *notice_ud;
 };
 
 /* ---- remote OpenAI-compatible servers (openai.c) ------------------------ */
@@ -89,6 +96,8 @@ typedef struct ssf_openai_options {
     double timeout_s;         /* non-streaming: per attempt; streaming: idle time without a byte */
     int max_attempts;         /* per sample (default 8) */
     double max_retry_delay_s; /* cap of the exponential backoff (default 60) */
+    double outage_wait_s;     /* how long the circuit breaker waits for a server that stopped
+                                 answering before its samples' attempts decide (default 900) */
     const volatile int *stop; /* set (e.g. by SIGINT) to abandon in-flight work; may be NULL */
     const char *const *stop_strings; /* sent as "stop": the text ends before the first */
     size_t n_stop_strings;

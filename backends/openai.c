@@ -52,7 +52,7 @@
 #include <jansson.h>
 
 #define BREAKER_FAILURES 20
-#define BREAKER_MAX_WAIT_S 900.0 /* then give up waiting and let attempts run out */
+#define OUTAGE_WAIT_DEFAULT_S 900.0 /* then the breaker lets the attempts decide */
 #define HEALTH_POLL_MAX_S 8.0
 #define HEALTH_TIMEOUT_S 5.0
 #define POLL_MAX_MS 100 /* how soon *stop is noticed */
@@ -127,6 +127,7 @@ struct openai {
 
 typedef struct run {
     openai *b;
+    const ssf_backend *self; /* for its notices */
     const ssf_gen_request *reqs;
     size_t n;
     ssf_gen_done_fn done;
@@ -822,6 +823,21 @@ static void deliver(run *r, const job *j, const slot *s, double latency_ms)
 
 /* ---- circuit breaker ---------------------------------------------------- */
 
+/* A notice for the user (backend.h), its secrets hidden. */
+static void notify(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notify(const run *r, const char *fmt, ...)
+{
+    if (!r->self->notice) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    char *said = redacted(r->b, line);
+    r->self->notice(said, r->self->notice_ud);
+    free(said);
+}
+
 static void count_connection_failure(run *r, job *j)
 {
     r->conn_failures++;
@@ -833,6 +849,11 @@ static void count_connection_failure(run *r, job *j)
     r->breaker_since = ssf_monotonic_seconds();
     r->breaker_next = r->breaker_since + 1.0;
     r->health_polls = 0;
+    notify(r,
+           "%s stopped answering (%d connections failed in a row): requests paused, "
+           "waiting up to %g s for it to answer again (--outage-wait); Ctrl-C stops "
+           "and keeps every finished sample",
+           r->b->endpoint, r->conn_failures, r->b->o.outage_wait_s);
 }
 
 static void start_health(run *r)
@@ -847,9 +868,13 @@ static void start_health(run *r)
 static void breaker_tick(run *r, double now)
 {
     if (!r->breaker_open || r->health_busy) return;
-    if (now - r->breaker_since > BREAKER_MAX_WAIT_S) {
+    if (now - r->breaker_since > r->b->o.outage_wait_s) {
         r->breaker_open = 0; /* waited long enough: let the attempts decide */
         r->breaker_off = 1;
+        notify(r,
+               "%s did not answer for %.0f s: its remaining samples fail as their "
+               "attempts run out; rerun the command once it is back",
+               r->b->endpoint, now - r->breaker_since);
         return;
     }
     if (now >= r->breaker_next) start_health(r);
@@ -864,6 +889,8 @@ static void health_done(run *r)
     if (status >= 200 && status < 300) {
         r->breaker_open = 0;
         r->conn_failures = 0;
+        notify(r, "%s answers again after %.0f s: requests resumed", b->endpoint,
+               ssf_monotonic_seconds() - r->breaker_since);
         return;
     }
     if (status == 404 && b->health_url) { /* no /health here (OpenAI, Ollama): use /models */
@@ -1307,7 +1334,8 @@ static int setup(run *r)
 static int openai_generate(ssf_backend *bk, const ssf_gen_request *reqs, size_t n,
                            ssf_gen_done_fn done, void *ud, ssf_error *err)
 {
-    run r = {.b = bk->impl, .reqs = reqs, .n = n, .done = done, .ud = ud, .unfinished = n};
+    run r = {
+        .b = bk->impl, .self = bk, .reqs = reqs, .n = n, .done = done, .ud = ud, .unfinished = n};
     if (n == 0) return 0;
     int rc = setup(&r);
     if (rc == 1) return ssf_fail(err, "interrupted: %zu samples not finished", r.unfinished);
@@ -1331,6 +1359,7 @@ void ssf_openai_options_default(ssf_openai_options *o)
                               .timeout_s = 0,
                               .max_attempts = 8,
                               .max_retry_delay_s = 60.0,
+                              .outage_wait_s = OUTAGE_WAIT_DEFAULT_S,
                               .max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES};
 }
 
@@ -1374,10 +1403,10 @@ static int check_options(const ssf_openai_options *o, ssf_error *err)
                               "http://127.0.0.1:8000/v1",
                               e ? e : "(none)");
     if (o->concurrency < 1 || o->max_attempts < 1 || o->request_n < 0 || o->timeout_s < 0 ||
-        o->max_retry_delay_s < 0)
-        return ssf_fail_usage(err,
-                              "openai backend: concurrency and max_attempts must be at least 1, "
-                              "request_n, timeout_s and max_retry_delay_s at least 0");
+        o->max_retry_delay_s < 0 || !(o->outage_wait_s >= 0))
+        return ssf_fail_usage(err, "openai backend: concurrency and max_attempts must be at least "
+                                   "1, request_n, timeout_s, max_retry_delay_s and outage_wait_s "
+                                   "at least 0");
     for (size_t i = 0; i < o->n_stop_strings; i++) {
         const char *stop = o->stop_strings[i];
         if (!stop || !*stop || !ssf_utf8_valid(stop, strlen(stop)))

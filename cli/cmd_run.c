@@ -58,6 +58,8 @@ static const char help_head[] =
     "  --stream auto|on|off  openai: SSE streaming (default on)\n"
     "  --timeout S           openai: idle seconds (streaming) or seconds per attempt\n"
     "  --max-attempts N      openai: attempts per sample (default 8)\n"
+    "  --outage-wait S       openai: seconds to wait for a server that stopped answering\n"
+    "                        before its samples fail (default 900)\n"
     "";
 
 static const char help_engine[] =
@@ -139,6 +141,7 @@ enum {
     OPT_STREAM,
     OPT_TIMEOUT,
     OPT_MAX_ATTEMPTS,
+    OPT_OUTAGE_WAIT,
     OPT_DEVICE,
     OPT_SLOTS,
     OPT_MAX_CONTEXT,
@@ -214,6 +217,7 @@ static const struct option run_options[] = {
     {"stream", required_argument, NULL, OPT_STREAM},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
+    {"outage-wait", required_argument, NULL, OPT_OUTAGE_WAIT},
     {NULL, 0, NULL, 0},
 };
 
@@ -341,6 +345,8 @@ static int handle_openai(run_args *a, int opt, const char *arg)
         if (cli_integer_arg("max-attempts", arg, 1, 100, &v)) return -1;
         o->max_attempts = (int)v;
         return 0;
+    case OPT_OUTAGE_WAIT:
+        return cli_number_arg("outage-wait", arg, 0, 1e6, &o->outage_wait_s);
     default:
         return handle_sampling(a, opt, arg);
     }

@@ -371,6 +371,15 @@ static void say_failure(gen_ctx *c, const ssf_gen_request *q, const char *error)
     fputc('\n', log);
 }
 
+/* The backend's notices (a server that stopped answering, and when it is
+ * back) go to the log as they come, on a line of their own. */
+static void say_notice(const char *line, void *ud)
+{
+    gen_ctx *c = ud;
+    FILE *log = c->cfg->log;
+    if (log) fprintf(log, "%sssfteval: %s\n", c->prog.mode > 0 ? "\n" : "", line);
+}
+
 static int on_generated(const ssf_gen_request *q, const ssf_gen_result *r, void *ud)
 {
     gen_ctx *c = ud;
@@ -526,7 +535,10 @@ static int generate_all(gen_ctx *c, ssf_backend *backend, task_plan *plans)
                              .log = c->cfg->log,
                              .total = l.n,
                              .start = ssf_monotonic_seconds()};
+        backend->notice = say_notice;
+        backend->notice_ud = c;
         rc = backend->generate(backend, l.reqs, l.n, on_generated, c, c->err);
+        backend->notice = NULL;
         progress_show(&c->prog, 1);
     }
     for (int i = 0; i < c->n_failures_said; i++)

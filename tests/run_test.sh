@@ -491,6 +491,21 @@ stop_mock
 start_mock
 check "a resume grades its new samples under the other profiles the run has (lighteval: 116 grades, metrics with none failed)" eval 'run 0 run synth --backend openai --endpoint "$endpoint" --db "$work/rf.sqlite" "${common[@]}" && grep -q "resumed" "$work/err" && [ "$(sqlite3 "$work/rf.sqlite" "SELECT count(*) FROM grades WHERE run_id = 1 AND profile = '"'"'lighteval'"'"'")" = 116 ] && run 0 report 1 --profile lighteval --format csv --db "$work/rf.sqlite" && awk -F, '"'"'$6 == "lighteval" && $14 != 0 { bad = 1 } END { exit bad }'"'"' "$work/out"'
 stop_mock
+# A server that dies mid-run is named as soon as it stops answering, and
+# --outage-wait bounds the wait for it (900 s of silence before).
+start_mock --delay-ms 300
+"$ssfteval" run synth --backend openai --endpoint "$endpoint" --db "$work/dead.sqlite" --concurrency 4 --request-n 1 --max-attempts 2 --outage-wait 1 "${common[@]}" >/dev/null 2>"$work/dead.err" &
+dead_pid=$!
+for _ in $(seq 200); do
+    [ "$(sqlite3 "$work/dead.sqlite" "select count(*) from samples" 2>/dev/null || echo 0)" -ge 8 ] && break
+    sleep 0.05
+done
+stop_mock
+wait "$dead_pid"
+dead_rc=$?
+check "a server that dies mid-run is named when it stops answering, and --outage-wait bounds the wait (exit 1)" eval '[ "$dead_rc" -eq 1 ] && grep -q "^ssfteval: http://127.0.0.1:[0-9]*/v1 stopped answering (20 connections failed in a row): requests paused, waiting up to 1 s for it to answer again (--outage-wait); Ctrl-C stops and keeps every finished sample$" "$work/dead.err" && grep -q "^ssfteval: http://127.0.0.1:[0-9]*/v1 did not answer for [0-9]* s: its remaining samples fail as their attempts run out; rerun the command once it is back$" "$work/dead.err"'
+check "... and what it generated is kept, the rest stored as failed" eval '[ "$(sqlite3 "$work/dead.sqlite" "select count(*) > 0 and sum(text is null) > 0 from samples")" = 1 ]'
+check "--outage-wait refuses a negative wait" eval 'run 2 run synth --backend openai --endpoint "$endpoint" --outage-wait -1 --db "$work/ign.sqlite" "${common[@]}" && grep -q "outage-wait" "$work/err"'
 # Without --model the served model is the run's: a server restarted with
 # another model is another run, not a resume that mixes the two.
 start_mock --model other-model

@@ -1396,6 +1396,18 @@ static void test_server_restart(void **state)
  * 19 samples: their first attempts are the 19 failures charged before the
  * breaker trips, so the 20th is a second attempt that, charged, would be
  * the sample's last. */
+/* The backend's notices, joined by newlines. */
+static void collect_notice(const char *line, void *ud)
+{
+    ssf_buf_printf(ud, "%s\n", line);
+}
+
+static void expect_notice(const ssf_buf *said, const char *needle)
+{
+    if (!said->data || !strstr(said->data, needle))
+        fail_msg("no notice with '%s' in: %s", needle, said->data ? said->data : "(none)");
+}
+
 static void test_breaker_refunds_attempts(void **state)
 {
     (void)state;
@@ -1407,14 +1419,23 @@ static void test_breaker_refunds_attempts(void **state)
     ssf_openai_options o = make_run_for(&r, m, 1, 1, 19, 9900, 0);
     o.max_attempts = 2;
     ssf_backend *b = new_backend(&o);
+    ssf_buf said = {0};
+    b->notice = collect_notice;
+    b->notice_ud = &said;
     generate_on(b, &warm); /* the server has answered */
     expect_all_ok(&warm, 0);
+    assert_null(said.data); /* nothing to say while it answers */
     mockserver_stop(m);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, restart_later, &c), 0);
     generate_on(b, &r);
     pthread_join(t, NULL);
     b->destroy(b);
+    /* the outage is named when it begins, and when it ends */
+    expect_notice(&said, " stopped answering (20 connections failed in a row): requests paused, "
+                         "waiting up to 900 s for it to answer again (--outage-wait)");
+    expect_notice(&said, " answers again after ");
+    ssf_buf_free(&said);
     if (!c.again) fail_msg("restart on port %u: %s", c.mo.port, c.err.msg);
     struct mockserver_stats st;
     mockserver_get_stats(c.again, &st);
@@ -1426,6 +1447,38 @@ static void test_breaker_refunds_attempts(void **state)
     free_run(&warm);
     free_run(&r);
     mockserver_stop(c.again);
+}
+
+/* A server that answered, then is gone for good: the breaker waits
+ * outage_wait_s, says so, and the samples fail as their attempts run out
+ * (900 s of silence with the default before it said anything). */
+static void test_outage_wait(void **state)
+{
+    (void)state;
+    struct mockserver *m = start(&(struct mockserver_options){0});
+    struct run warm, r;
+    make_run(&warm, 1, 1, 1, 9850, 0);
+    ssf_openai_options o = make_run_for(&r, m, 1, 1, 19, 9950, 0);
+    o.max_attempts = 2;
+    o.outage_wait_s = 0.3;
+    ssf_backend *b = new_backend(&o);
+    ssf_buf said = {0};
+    b->notice = collect_notice;
+    b->notice_ud = &said;
+    generate_on(b, &warm);
+    expect_all_ok(&warm, 0);
+    mockserver_stop(m);
+    generate_on(b, &r);
+    b->destroy(b);
+    fprintf(stderr, "outage wait: %.2f s\n", r.elapsed_s);
+    expect_all_failed(&r, NULL, NULL);
+    expect_notice(&said, "waiting up to 0.3 s for it to answer again");
+    expect_notice(&said, " did not answer for 0 s: its remaining samples fail as their attempts "
+                         "run out; rerun the command once it is back");
+    assert_true(r.elapsed_s < 60);
+    ssf_buf_free(&said);
+    free_run(&warm);
+    free_run(&r);
 }
 
 /* Many connections reset in a row, from a server that answered before,
@@ -1672,6 +1725,7 @@ int main(void)
         cmocka_unit_test_setup(test_not_found, arm_watchdog),
         cmocka_unit_test_setup(test_unreachable, arm_watchdog),
         cmocka_unit_test_setup(test_breaker, arm_watchdog),
+        cmocka_unit_test_setup(test_outage_wait, arm_watchdog),
         cmocka_unit_test_setup(test_breaker_refunds_attempts, arm_watchdog),
         cmocka_unit_test_setup(test_no_head_of_line, arm_watchdog),
         cmocka_unit_test_setup(test_stop_flag, arm_watchdog),
