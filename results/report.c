@@ -114,16 +114,44 @@ static int keep_metric(const ssf_metric_row *m, void *ud)
     return 0;
 }
 
-static int collect_run(ssf_store *store, int64_t id, collection *c, ssf_error *err)
+/* Why a run named on the command line has nothing to report, and the fix:
+ * one that is not done has no metrics yet, a done one none under another
+ * profile until a rescore grades it there. */
+static int no_metrics(const ssf_store *store, const ssf_run_row *run, const char *profile,
+                      ssf_error *err)
+{
+    const char *status = ssf_store_run_status(store, run);
+    long long id = (long long)run->id;
+    if (strcmp(status, "running") == 0)
+        return ssf_fail(err,
+                        "run %lld is being generated and has no metrics yet: report it once its "
+                        "`ssfteval run` has ended",
+                        id);
+    if (strcmp(status, "stopped") == 0 || strcmp(status, "failed") == 0)
+        return ssf_fail(err,
+                        "run %lld is %s and has no metrics: run its command again to finish it", id,
+                        status);
+    if (profile)
+        return ssf_fail(err,
+                        "run %lld has no metrics under profile %s; grade it with `ssfteval "
+                        "rescore %lld --profile %s`",
+                        id, profile, id, profile);
+    return ssf_fail(err, "run %lld has no metrics; run its command again to score it", id);
+}
+
+/* The run's metrics into c; a run with none is an error when `named`. */
+static int collect_run(ssf_store *store, int64_t id, int named, collection *c, ssf_error *err)
 {
     ssf_run_row run;
     if (ssf_store_get_run(store, id, &run, err)) return -1;
+    size_t before = c->n;
     c->run = &run;
     c->conf = json_loads(run.config_json ? run.config_json : "", 0, NULL);
     int rc = ssf_store_foreach_metric(store, id, keep_metric, c, err);
     json_decref(c->conf);
     c->conf = NULL;
     c->run = NULL;
+    if (rc == 0 && named && c->n == before) rc = no_metrics(store, &run, c->profile, err);
     ssf_run_row_clear(&run);
     return rc;
 }
@@ -385,6 +413,7 @@ int ssf_report_write(ssf_store *store, const int64_t *runs, size_t n_runs, const
                      ssf_report_format format, FILE *out, ssf_error *err)
 {
     id_list all = {0};
+    int named = n_runs > 0; /* else every run, those without metrics passed over */
     if (n_runs == 0) {
         if (ssf_store_foreach_run(store, keep_id, &all, err)) return -1;
         runs = all.ids;
@@ -393,7 +422,11 @@ int ssf_report_write(ssf_store *store, const int64_t *runs, size_t n_runs, const
     collection c = {.profile = profile};
     int rc = 0;
     for (size_t i = 0; i < n_runs && rc == 0; i++)
-        rc = collect_run(store, runs[i], &c, err);
+        rc = collect_run(store, runs[i], named, &c, err);
+    if (rc == 0 && c.n == 0 && !named)
+        rc = ssf_fail(err, "%s%s%s to report; `ssfteval runs` lists the runs and their status",
+                      n_runs ? "no run has metrics" : "the store has no runs, so no metrics",
+                      profile ? " under profile " : "", profile ? profile : "");
     if (rc == 0 && format == SSF_REPORT_CSV) write_csv(&c, out);
     if (rc == 0 && format == SSF_REPORT_JSON) write_json(&c, out);
     if (rc == 0 && format == SSF_REPORT_MARKDOWN) write_markdown(&c, out);
@@ -531,7 +564,7 @@ static int metrics_to_compare(ssf_store *store, const ssf_run_row *cand, const c
                               const char *metric, collection *c, ssf_error *err)
 {
     c->profile = profile;
-    if (collect_run(store, cand->id, c, err)) return -1;
+    if (collect_run(store, cand->id, 0, c, err)) return -1;
     for (size_t i = 0; i < c->n; i++)
         if (compared(c->items[i].metric, metric)) return 0;
     if (metric)

@@ -226,6 +226,15 @@ cp "$work/a.sqlite" "$work/damaged.sqlite"
 sqlite3 "$work/damaged.sqlite" "UPDATE runs SET config_json = json_remove(config_json, '\$.tasks[0].name') WHERE id = 1"
 check "compare over a damaged store (a task without a name) is one error line, no table (it crashed)" eval 'run 2 compare 1 1 --db "$work/damaged.sqlite" && grep -q "^ssfteval: run 1: its stored configuration names a task without a name; the store is damaged$" "$work/err" && [ ! -s "$work/out" ]'
 check "report RUN reports that run alone" eval 'run 0 report 2 --format csv --db "$work/a.sqlite" && [ "$(tail -n +2 "$work/out" | cut -d, -f1 | sort -u)" = 2 ]'
+# A run named to report that has nothing to show says why, with the fix
+# (it printed an empty table and exited 0).
+cp "$work/a.sqlite" "$work/nometrics.sqlite"
+sqlite3 "$work/nometrics.sqlite" "UPDATE runs SET status = 'running' WHERE id = 1; DELETE FROM metrics WHERE run_id = 1"
+check "report of a stopped run: exit 1, one line, run its command again" eval 'run 1 report 1 --db "$work/nometrics.sqlite" && grep -q "^ssfteval: run 1 is stopped and has no metrics: run its command again to finish it$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -s "$work/out" ]'
+check "report of every run passes over one without metrics" eval 'run 0 report --format csv --db "$work/nometrics.sqlite" && tail -n +2 "$work/out" | cut -d, -f1 | grep -qx 2 && ! tail -n +2 "$work/out" | cut -d, -f1 | grep -qx 1'
+check "report under a profile a run has no metrics under names the rescore" eval 'run 1 report 2 --profile lighteval --db "$work/a.sqlite" && grep -q "^ssfteval: run 2 has no metrics under profile lighteval; grade it with .ssfteval rescore 2 --profile lighteval.$" "$work/err"'
+sqlite3 "$work/nometrics.sqlite" "DELETE FROM grades; DELETE FROM samples; DELETE FROM metrics; DELETE FROM runs"
+check "report of an empty store: exit 1, naming it" eval 'run 1 report --db "$work/nometrics.sqlite" && grep -q "^ssfteval: the store has no runs, so no metrics to report; .ssfteval runs. lists the runs and their status$" "$work/err"'
 check "SSFTEVAL_DB names the store when --db is not given" eval 'SSFTEVAL_DB="$work/a.sqlite" run 0 runs && grep -q done "$work/out"'
 check "export --out - writes to stdout, no file named -" eval 'rm -f ./- && run 0 export 1 --db "$work/a.sqlite" --out - && [ "$(wc -l <"$work/out")" -eq 116 ] && [ ! -e ./- ]'
 cp "$work/a.sqlite" "$work/badtext.sqlite"
