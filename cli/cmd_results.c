@@ -425,6 +425,15 @@ int cmd_rescore(int argc, char **argv)
         cli_error("%s", err.msg);
         return finish(&c, store, EXIT_WORK);
     }
+    /* Samples stored after this grades them would be graded under the
+     * run's own profiles only, and metrics computed now would miss them. */
+    if (ssf_store_run_generating(store, run)) {
+        cli_error("run %" PRId64 " is being generated now: rescore it once its `ssfteval run` has "
+                  "ended",
+                  run);
+        ssf_run_row_clear(&r);
+        return finish(&c, store, EXIT_WORK);
+    }
     const char *profile = a.profile ? a.profile : r.profile;
     int which = profile ? ssf_profile_from_name(profile) : -1;
     if (which < 0) /* stored by another version */
