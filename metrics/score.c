@@ -140,8 +140,11 @@ static int parse_pass_at_k(ssf_metric *m, const ssf_metric_context *ctx, int k, 
 static int parse_pass1_tag(ssf_metric *m, const ssf_metric_context *ctx, int k, const char *p,
                            ssf_error *err)
 {
+    const char *digits = p;
     int tag = read_count(&p);
     if (*p != '\0' || tag == 0) return ssf_fail(err, "metric '%s': %s", m->name, accepted);
+    if (*digits == '0')
+        return ssf_fail(err, "metric '%s': write the tag %d without leading zeros", m->name, tag);
     if (k != 1) return ssf_fail(err, "metric '%s': only pass@1:tagK is defined per tag", m->name);
     if (tag < 1 || tag > SSF_MAX_TAGS)
         return ssf_fail(err, "metric '%s': the tag K of pass@1:tagK must be 1..%d", m->name,
@@ -217,6 +220,8 @@ int ssf_metric_parse(const char *text, const ssf_metric_context *ctx, ssf_metric
     if (p == digits) return ssf_fail(err, "metric '%s': %s", text, accepted);
     if (k < 0) return ssf_fail(err, "metric '%s': the count must be 1..%d", text, MAX_COUNT);
     if (k == 0) return ssf_fail(err, "metric '%s': the count must be at least 1", text);
+    if (*digits == '0') /* pass@01 would be a second name for pass@1 */
+        return ssf_fail(err, "metric '%s': write the count %d without leading zeros", text, k);
 
     if (*p == '\0') {
         if (family == 'p') return parse_pass_at_k(out, ctx, k, err);

@@ -717,6 +717,10 @@ static void test_parse_errors(void **state)
         {"pass@1:tag3 ", 1, "expected pass@K"},
         {"pass@1:tag3", 0, "SSFT protocol"},
         {"pass@2:tag1", 1, "only pass@1:tagK"},
+        /* a second name for pass@1, which compare --metric pass@1 missed */
+        {"pass@01", 0, "write the count 1 without leading zeros"},
+        {"cons@032", 1, "write the count 32 without leading zeros"},
+        {"pass@1:tag01", 1, "write the tag 1 without leading zeros"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const ssf_metric_context *ctx = cases[i].ssft == 1 ? &s11 : cases[i].ssft ? &no_s : &n4;
