@@ -637,11 +637,12 @@ int cmd_compare(int argc, char **argv)
     int rc = start(argc, argv, compare_options, help, &c, &a, &store, 1);
     if (rc >= 0) return finish(&c, store, rc == EXIT_WORK ? EXIT_USAGE : rc);
     int64_t base, cand;
-    if (optind + 2 != argc || parse_run_id(argv[optind], &base) ||
-        parse_run_id(argv[optind + 1], &cand)) {
+    if (optind + 2 != argc) {
         cli_error("compare: give two run ids, BASE and CAND; see `ssfteval compare --help`");
         return finish(&c, store, EXIT_USAGE);
     }
+    if (parse_run_id(argv[optind], &base) || parse_run_id(argv[optind + 1], &cand))
+        return finish(&c, store, EXIT_USAGE); /* it said which */
     ssf_compare_options o = {
         .metric = a.metric, .max_drop = a.max_drop, .z = a.z, .profile = a.profile};
     ssf_error err;
