@@ -905,6 +905,24 @@ static int check_metrics(const run_args *a)
     return refuse_unused_sizes(a, samples_taken, takes_groups);
 }
 
+/* Each task's data loads, before a model is loaded or a store created: a
+ * run refused for its data then costs nothing and leaves no empty store.
+ * (The run loads it again; task data is megabytes, and cached.) */
+static int check_data(const cli *c, const run_args *a)
+{
+    ssf_data_options o = cli_data_options(c);
+    for (size_t i = 0; i < a->cfg.n_tasks; i++) {
+        ssf_docs docs;
+        ssf_error err;
+        if (ssf_task_load_docs(a->cfg.tasks[i], &o, &docs, &err)) {
+            cli_error("%s", err.msg);
+            return EXIT_WORK;
+        }
+        ssf_docs_free(&docs);
+    }
+    return 0;
+}
+
 static int execute(cli *c, run_args *a, const char *task_list)
 {
     size_t n_metrics = 0;
@@ -917,6 +935,7 @@ static int execute(cli *c, run_args *a, const char *task_list)
         a->cfg.profile = SSF_PROFILE_SSFT_LIGHTEVAL;
     int rc = find_tasks(c, task_list, &a->cfg.tasks, &a->cfg.n_tasks);
     if (rc == 0) rc = check_metrics(a);
+    if (rc == 0) rc = check_data(c, a);
     ssf_buf desc = {0};
     ssf_backend *backend = rc == 0 ? open_backend(a, &c->hub, &desc) : NULL;
     if (rc == 0 && !backend) rc = a->open_status;

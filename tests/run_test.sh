@@ -164,6 +164,7 @@ run 0 export 1 --db "$work/a.sqlite" --out "$work/pipe"
 for _ in $(seq 50); do kill -0 "$reader" 2>/dev/null || break; sleep 0.1; done
 kill "$reader" 2>/dev/null # a reader still waiting: the pipe was never written
 check "export --out a named pipe writes into it, the pipe stays" eval '[ -p "$work/pipe" ] && [ "$(wc -l <"$work/piped.jsonl")" -eq 116 ]'
+check "a run refused for its data creates no store (an empty one was left behind)" eval 'mkdir -p "$work/nodata" && run 1 run synth --generations "$work/gen.jsonl" --task-file "$work/synth.json" --data-dir "$work/nodata" --db "$work/nodata.sqlite" --quiet && grep -q "^ssfteval: task synth: data not found: $work/nodata/synth.jsonl does not exist" "$work/err" && [ ! -e "$work/nodata.sqlite" ]'
 check "compare with a bad run id says so in one line" eval 'run 2 compare x 1 --db "$work/a.sqlite" && grep -q "^ssfteval: .x. is not a run id (see .ssfteval runs.)$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
 check "a run id past 64 bits is refused, not clamped" eval 'run 2 export 99999999999999999999 --db "$work/a.sqlite" && grep -q "is not a run id" "$work/err"'
 check "rescore of a run of a task from a spec file, without --task-file: one line naming the task and the fix" eval 'run 1 rescore 1 --db "$work/a.sqlite" --data-dir "$work" && grep -q "^ssfteval: run 1 evaluated task synth, which is not known here; pass --task-file FILE with the spec it was run with$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
