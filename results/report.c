@@ -490,8 +490,10 @@ static int compare_one(ssf_store *store, int64_t base, int64_t cand, const char 
         double limit = -(o->max_drop + o->z * 100 * p.se);
         int bad = 100 * p.delta < limit;
         *regressed |= bad;
-        fprintf(out, "%-14s %-16s %8.2f %8.2f %+8.2f %7.2f %6zu  %s\n", task, metric,
-                100 * p.base_mean, 100 * p.cand_mean, 100 * p.delta, 100 * p.se, p.n,
+        char se[16] = "-"; /* one question has no spread: the gate is --max-drop alone */
+        if (p.n > 1) snprintf(se, sizeof se, "%.2f", 100 * p.se);
+        fprintf(out, "%-14s %-16s %8.2f %8.2f %+8.2f %7s %6zu  %s\n", task, metric,
+                100 * p.base_mean, 100 * p.cand_mean, 100 * p.delta, se, p.n,
                 bad ? "REGRESSION" : "ok");
     }
     free(bv);
