@@ -43,7 +43,7 @@
  *     order [t1_0 .. t1_{c1-1}, t2_0 .., ...].  So maj@32 is t1 x11, t2 x11,
  *     t3 x10 for S = 11 and t1..t5 x6, t6 x2 for S = 6 (§3.6, §6.5).
  *   - math votes use structural equality of the extracted lists, which we
- *     approximate by equal extracted answer text; nothing extracted (NULL or
+ *     approximate by equal vote forms (vote_form.h); nothing extracted (NULL or
  *     "") is one class "[]", which can win like any other, and an empty
  *     completion (empty_text) is another, the reference's "" (§3.7, §6.2).
  *   - letters tasks (GPQA) vote over the raw completion (NULL taken as ""):
@@ -72,6 +72,7 @@
 #include <string.h>
 
 #include "extract.h"
+#include "vote_form.h"
 
 #define SSFT_PASS1_SAMPLES 32 /* README Pass@1: 32 <think1> samples */
 #define NATIVE_K 6            /* one sample per tag */
@@ -356,7 +357,7 @@ void ssf_metric_need(const ssf_metric *m, const ssf_metric_context *ctx, int nee
 
 typedef enum vote_mode {
     VOTE_KEY,       /* the grader's canonical key; no answer abstains */
-    VOTE_EXTRACTED, /* compat math: extracted text, nothing extracted = "[]" */
+    VOTE_EXTRACTED, /* compat math: the vote form, nothing extracted = "[]" */
     VOTE_RAW,       /* compat letters, cons@k: the completion as is */
     VOTE_RAW_STRIP, /* compat letters, native: the stripped completion */
 } vote_mode;
@@ -365,6 +366,7 @@ typedef enum vote_mode {
 typedef struct vote_class {
     const char *s;
     size_t len;
+    char *form;  /* compat math: s is this vote form, owned */
     int empty;   /* compat "[]": nothing extracted */
     int blank;   /* compat "": an empty completion, which the reference never parsed */
     int abstain; /* no answer: never wins over an answer */
@@ -404,9 +406,17 @@ static const char *unwrapped(const char *s, size_t *len)
     }
 }
 
+/* The vote form (vote_form.h) of an extracted answer, unwrapped first. */
+static char *form_of(const char *extracted)
+{
+    size_t len = strlen(extracted);
+    const char *s = unwrapped(extracted, &len);
+    return ssf_vote_form(s, len);
+}
+
 static vote_class class_of(const ssf_outcome *o, vote_mode mode)
 {
-    vote_class c = {"", 0, 0, 0, 0};
+    vote_class c = {"", 0, NULL, 0, 0, 0};
     if (mode == VOTE_KEY) {
         c.abstain = o->no_answer || !o->key || strcmp(o->key, "none") == 0;
         if (!c.abstain) c.s = o->key;
@@ -417,8 +427,8 @@ static vote_class class_of(const ssf_outcome *o, vote_mode mode)
     } else if (o->raw_text) {
         c.s = o->raw_text;
     }
+    if (mode == VOTE_EXTRACTED && *c.s) c.s = c.form = form_of(c.s);
     c.len = strlen(c.s);
-    if (mode == VOTE_EXTRACTED) c.s = unwrapped(c.s, &c.len);
     if (mode == VOTE_RAW_STRIP) c.s = trimmed(c.s, &c.len);
     return c;
 }
@@ -448,6 +458,8 @@ static int vote_winner(const ssf_outcome *const *os, int n, vote_mode mode)
         /* Strictly greater: a tie keeps the class that appeared first. */
         if (first && count > best_count) best = i, best_count = count;
     }
+    for (int i = 0; i < n; i++)
+        free(cls[i].form);
     free(cls);
     return best;
 }
@@ -461,18 +473,18 @@ static double vote(const ssf_outcome *const *os, int n, vote_mode mode)
 
 /* The reference's maj@k (MajAtK) scored the voted answer with `gold == pred`:
  * equality of the extracted lists, not equivalence, so an equivalent answer
- * written differently scores 0.  Extracted texts, unwrapped, stand in for
- * the lists. */
+ * written differently scores 0.  Vote forms stand in for the lists. */
 static double vote_by_gold_text(const ssf_outcome *const *os, int n)
 {
     int best = vote_winner(os, n, VOTE_EXTRACTED);
     if (best < 0) return 0.0;
     const char *pred = os[best]->extracted, *gold = os[best]->gold_extracted;
     if (!pred || !gold || !*pred) return 0.0;
-    size_t np = strlen(pred), ng = strlen(gold);
-    pred = unwrapped(pred, &np);
-    gold = unwrapped(gold, &ng);
-    return np == ng && memcmp(pred, gold, np) == 0 ? 1.0 : 0.0;
+    char *p = form_of(pred), *g = form_of(gold);
+    int same = strcmp(p, g) == 0;
+    free(p);
+    free(g);
+    return same ? 1.0 : 0.0;
 }
 
 static vote_mode mode_for(const ssf_metric_context *ctx, int letters_task, int native)

@@ -19,6 +19,7 @@
 
 #include "score.h"
 #include "test-support.h"
+#include "vote_form.h"
 
 #define EPS 1e-12
 #define MAX_INDEX 32
@@ -830,18 +831,28 @@ static void test_compat_maj_scores_by_gold_text(void **state)
         f.o[i] = (ssf_outcome){.present = 1,
                                .verdict = 1,
                                .key = "q:1/2",
-                               .extracted = "0.5",
+                               .extracted = "0.50",
                                .gold_extracted = "\\frac{1}{2}",
-                               .raw_text = "so 0.5"};
+                               .raw_text = "so 0.50"};
     ssf_metric_context ctx = ctx_none(0);
     ssf_metric m;
     ssf_error err;
     assert_int_equal(ssf_metric_parse("maj@3", &ctx, &m, &err), 0);
     assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 1.0, 1e-12);
-    ctx.compat = SSF_COMPAT_SSFT_LIGHTEVAL;
+    ctx.compat = SSF_COMPAT_SSFT_LIGHTEVAL; /* Float(0.50) == Rational(1, 2) is false */
     assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 0.0, 1e-12);
-    f.o[1].gold_extracted = f.o[0].gold_extracted = f.o[2].gold_extracted = "0.5";
+    f.o[1].gold_extracted = f.o[0].gold_extracted = f.o[2].gold_extracted = "0.50";
     assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 1.0, 1e-12);
+    /* but "0.5" itself was \frac{1}{2} (LightEval's nits), and \dfrac{2}{4},
+     * 2/4 and \frac{1}{2} all parsed to Rational(1, 2) */
+    static const char *const halves[] = {"0.5", "\\dfrac{2}{4}", "2/4", "\\frac12"};
+    for (size_t k = 0; k < sizeof halves / sizeof halves[0]; k++) {
+        for (int i = 0; i < 3; i++) {
+            f.o[i].extracted = halves[(k + (size_t)i) % 4];
+            f.o[i].gold_extracted = "\\frac{1}{2}";
+        }
+        assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 1.0, 1e-12);
+    }
     /* "final answer is: $\\boxed{5}$" extracts as \\boxed{5}, which the
      * reference parsed to the 5 of the gold: its wrappers do not count, in
      * the score or in the vote */
@@ -862,10 +873,51 @@ static void test_compat_maj_scores_by_gold_text(void **state)
     assert_near(ssf_metric_question(&m, &ctx, 0, get_fixture, &f), 0.0, 1e-12);
 }
 
+/* The compat votes' classes (vote_form.h): a rational number written
+ * without a decimal point by its reduced value, however spelled; a decimal
+ * (a Float) and everything else by its normalized text. */
+static void test_vote_forms(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"25", "q:25"},
+        {"025", "q:25"},
+        {"-25", "q:-25"},
+        {"\\frac{14}{3}", "q:14/3"},
+        {"\\dfrac{14}{3}", "q:14/3"},
+        {"\\tfrac {14}{ 3}", "q:14/3"},
+        {"14/3", "q:14/3"},
+        {"4\\frac{2}{3}", "q:14/3"},
+        {"-4\\frac{2}{3}", "q:-14/3"},
+        {"\\frac{28}{6}", "q:14/3"},
+        {"\\frac12", "q:1/2"},
+        {"0.5", "q:1/2"},
+        {".5", "q:1/2"},
+        {"0.50", "0.50"},
+        {"-0.5", "-0.5"},
+        {"\\frac{1}{0}", "\\frac{1}{0}"},
+        {"50\\%", "50\\%"},
+        {"x + 1", "x+1"},
+        {"\\left( 1, 2 \\right)", "(1,2)"},
+        {"\\leftarrow", "\\leftarrow"},
+        {"3 \\cdot x", "3\\cdot x"},
+        {"\\sqrt{2}\\,\\text{cm}", "\\sqrt{2}\\text{cm}"},
+        {"1234567890123456789", "1234567890123456789"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *form = ssf_vote_form(cases[i][0], strlen(cases[i][0]));
+        if (strcmp(form, cases[i][1]) != 0)
+            fail_msg("'%s': form '%s', want '%s'", cases[i][0], form, cases[i][1]);
+        free(form);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compat_maj_scores_by_gold_text),
+        cmocka_unit_test(test_vote_forms),
         cmocka_unit_test(test_pass_at_k_product),
         cmocka_unit_test(test_pass_at_k_exact),
         cmocka_unit_test(test_pass_at_k_invalid),
