@@ -117,6 +117,18 @@ fi
 check "missing model directory" eval 'run 1 run synth --model "$work/nope" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "nope" "$work/err" && [ ! -e "$work/e.sqlite" ]'
 mkdir "$work/corrupt" && cp "$fixture"/* "$work/corrupt/" && truncate -s 5000 "$work/corrupt/model.safetensors"
 check "truncated checkpoint" eval 'run 1 run synth --model "$work/corrupt" --db "$work/e.sqlite" "${common[@]}" && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "model.safetensors" "$work/err"'
+# Another model's tokenizer (Qwen2.5's, over this 512-id checkpoint): its
+# prompts failed sample by sample, stored, at every rerun.
+shared=${SSFTEVAL_SHARED:-$root/../shared}
+if [ -f "$shared/tokenizers/qwen2.5/tokenizer.json" ]; then
+    mkdir "$work/othertok" && cp "$fixture"/* "$work/othertok/" && cp "$shared/tokenizers/qwen2.5/tokenizer.json" "$work/othertok/"
+    check "another model's tokenizer is refused before the run, one line, nothing stored" eval 'run 1 run synth --model "$work/othertok" --db "$work/ot.sqlite" "${common[@]}" && grep -q "its tokenizer has ids up to 15[0-9]*, past the vocab_size of 512 in config.json: it is another model.s; use the tokenizer saved with the checkpoint$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/ot.sqlite" ]'
+else
+    ok "another model's tokenizer is refused # SKIP no ../shared/tokenizers"
+fi
+mkdir "$work/badeos" && cp "$fixture"/* "$work/badeos/"
+sed -i 's/"eos_token_id": \[/"eos_token_id": [100000, /' "$work/badeos/generation_config.json"
+check "an end-of-sequence id outside the vocabulary is refused, naming the file" eval 'run 1 run synth --model "$work/badeos" --db "$work/be.sqlite" "${common[@]}" && grep -q "generation_config.json: eos_token_id 100000 is outside the vocabulary (vocab_size 512 in config.json); correct the id$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/be.sqlite" ]'
 check "--device cuda without a GPU" eval '"$ssfteval" run synth --model "$fixture" --db "$work/f.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --device cuda --metric pass@1 --samples 1 --max-new-tokens 4 >"$work/out" 2>"$work/err"; rc=$?; if [ $rc -eq 0 ]; then nvidia-smi >/dev/null 2>&1; else [ $rc -eq 1 ] && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -qi "cuda" "$work/err"; fi'
 check "--kv-cache-dtype fp8 on the CPU is refused (a bad command line: 2)" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --kv-cache-dtype fp8 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "kv-cache-dtype" "$work/err" && [ ! -e "$work/h.sqlite" ]'
 check "--max-context past the model's is refused (a bad command line: 2)" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --max-context 5000 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "max_position_embeddings 4096; give at most 4096$" "$work/err" && [ ! -e "$work/h.sqlite" ]'

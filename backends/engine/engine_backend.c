@@ -102,14 +102,35 @@ static int open_on_device(engine_backend *eb, const ssf_engine_options *o, ssf_e
     return 0;
 }
 
+/* A tokenizer with ids past the model's vocabulary is another model's: its
+ * prompts would fail sample by sample, each stored failed, at every rerun. */
+static int check_vocabulary(const char *model_dir, const ssf_model *model, const ssf_tokenizer *tok,
+                            ssf_error *err)
+{
+    const ssf_model_config *cfg = ssf_model_config_of(model);
+    int32_t n_ids = ssf_tokenizer_n_ids(tok);
+    if (n_ids <= cfg->vocab_size) return 0;
+    return ssf_fail(err,
+                    "model %s: its tokenizer has ids up to %d, past the vocab_size of %d in "
+                    "config.json: it is another model's; use the tokenizer saved with the "
+                    "checkpoint",
+                    model_dir, (int)n_ids - 1, (int)cfg->vocab_size);
+}
+
 int ssf_backend_engine_open_files(const char *model_dir, ssf_model **model, ssf_tokenizer **tok,
                                   ssf_error *err)
 {
     *model = NULL;
     *tok = NULL;
     if (ssf_model_open(model_dir, model, err)) return -1;
-    if (ssf_tokenizer_load(model_dir, tok, err) == 0) return 0;
-    ssf_fail_prefix(err, "model %s: its tokenizer", model_dir);
+    int rc = ssf_tokenizer_load(model_dir, tok, err);
+    if (rc)
+        ssf_fail_prefix(err, "model %s: its tokenizer", model_dir);
+    else
+        rc = check_vocabulary(model_dir, *model, *tok, err);
+    if (rc == 0) return 0;
+    ssf_tokenizer_free(*tok);
+    *tok = NULL;
     ssf_model_close(*model);
     *model = NULL;
     return -1;

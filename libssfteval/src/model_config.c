@@ -289,6 +289,11 @@ static int read_eos(const ctx *c, const jl_value *root, ssf_model_config *cfg)
         if (id->type != JL_NUMBER || !id->u.num.is_int || id->u.num.i < 0 ||
             id->u.num.i > INT32_MAX)
             return bad(c, "eos_token_id", "a token id or a list of token ids", id);
+        if (id->u.num.i >= cfg->vocab_size) /* never sampled: generation would never stop */
+            return ssf_fail(c->err,
+                            "%s: %s: eos_token_id %lld is outside the vocabulary (vocab_size %d "
+                            "in config.json); correct the id",
+                            c->name, c->file, (long long)id->u.num.i, (int)cfg->vocab_size);
         cfg->eos_ids[i] = (int32_t)id->u.num.i;
     }
     cfg->n_eos = (int)n;
