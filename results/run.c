@@ -748,7 +748,7 @@ static void note_not_resumed(const ssf_run_config *cfg, ssf_store *store, const 
         fprintf(cfg->log,
                 "note: run %" PRId64 " (%s, the same tasks and model) is not resumed: %s; "
                 "this is run %" PRId64 "\n",
-                u.newest.id, u.newest.status, why.data, id);
+                u.newest.id, ssf_store_run_status(store, &u.newest), why.data, id);
         ssf_buf_free(&why);
         ssf_buf_free(&d.paths);
         json_decref(old);

@@ -234,15 +234,17 @@ static char *jinja_beside(const char *path, char **jinja_path)
 /* The template's source, where transformers looks: chat_template.jinja
  * beside the config (it wins, as transformers has it), else
  * tokenizer_config.json's "chat_template" string or the "default" one of
- * its list of named templates.  Caller frees. */
-static char *template_source(const char *path, ssf_error *err)
+ * its list of named templates.  *from names the file it came from.  Caller
+ * frees both. */
+static char *template_source(const char *path, char **from, ssf_error *err)
 {
     char *jinja_path = NULL;
     char *text = jinja_beside(path, &jinja_path);
     if (text) {
-        free(jinja_path);
+        *from = jinja_path;
         return text;
     }
+    *from = ssf_xstrdup(path);
     json_error_t jerr;
     json_t *config = json_load_file(path, 0, &jerr);
     json_t *t = json_object_get(config, "chat_template");
@@ -274,7 +276,8 @@ static char *template_source(const char *path, ssf_error *err)
 
 int ssf_chat_template_detect(const char *path, ssf_chat_template *out, ssf_error *err)
 {
-    char *jinja = template_source(path, err);
+    char *from = NULL;
+    char *jinja = template_source(path, &from, err);
     char hex[65];
     int rc = jinja ? 0 : -1;
     if (rc == 0 && classify_template(jinja, out, hex))
@@ -283,7 +286,8 @@ int ssf_chat_template_detect(const char *path, ssf_chat_template *out, ssf_error
                       "byte (Qwen2.5-Instruct's, Qwen3's); render a prompt with the model's "
                       "tokenizer and pass the --chat-template (qwen2.5, chatml, none) that "
                       "matches it",
-                      path, hex);
+                      from, hex);
     free(jinja);
+    free(from);
     return rc;
 }

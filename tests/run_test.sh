@@ -296,6 +296,8 @@ check "a task file's prompt edited is another run" eval 'run 1 run synth "${edit
 check "rescore refuses data other than the run's (it graded old samples against the new golds)" eval 'run 1 rescore 1 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit" && grep -q "^ssfteval: task synth: the data loaded now (2 documents from .*) is not what run 1 asked and graded against (2 documents); pass the --task-file and --data-dir it was run with$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ]'
 check "rescore takes the data the run was made with" run 0 rescore 3 --db "$work/edit.sqlite" --task-file "$work/edit/synth.json" --data-dir "$work/edit"
 check "an option given otherwise is another run, and the note names it" eval 'run 1 run synth "${edit[@]}" --temperature 0.5 --seed 7 && grep -q "^note: run 3 (incomplete, the same tasks and model) is not resumed: its configuration differs in seed, tasks\[synth\]\.sampling\.temperature; this is run 4$" "$work/err"'
+sqlite3 "$work/edit.sqlite" "UPDATE runs SET status = 'running' WHERE id = 4" # as a kill -9 leaves it
+check "the note calls a run no process generates stopped, as runs does (it said running)" eval 'run 1 run synth "${edit[@]}" --temperature 0.5 --seed 8 && grep -q "^note: run 4 (stopped, the same tasks and model) is not resumed: its configuration differs in seed; this is run 5$" "$work/err"'
 # compare pairs questions by their order: runs over other questions are
 # refused; another prompt over the same questions (another model's
 # template) is compared.

@@ -329,6 +329,13 @@ static void test_detect(void **state)
     assert_int_equal(
         detect_text(dir, "{\"chat_template\": \"[INST] {{ m }} [/INST]\"}", &tpl, &err), 0);
     assert_int_equal(tpl, SSF_CHAT_QWEN25);
+    /* A .jinja file ssfteval cannot render is named, not the config beside
+     * it (its digest is the .jinja's). */
+    free(write_temp_file(dir, "chat_template.jinja",
+                         "{% for m in messages %}[{{ m }}]{% endfor %}"));
+    assert_int_equal(detect_text(dir, "{}", &tpl, &err), -1);
+    assert_non_null(strstr(err.msg, "chat_template.jinja: the chat template (digest "));
+    free(write_temp_file(dir, "chat_template.jinja", qwen25));
     /* chat_template.jinja alone, with no tokenizer_config.json at all. */
     char *config = write_temp_file(dir, "tokenizer_config.json", "{}");
     unlink(config);
