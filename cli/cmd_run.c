@@ -230,7 +230,8 @@ typedef struct run_args {
     int quiet;
     int profile_given;
     int chat_template_given;
-    int open_status; /* why no backend opened: EXIT_USAGE, or EXIT_WORK for bad files */
+    int open_status;  /* why no backend opened: EXIT_USAGE, or EXIT_WORK for bad files */
+    char *model_path; /* a --model directory as an absolute path, which cfg.model points to */
     unsigned char given[OPT_END - OPT_COMMAND_BASE]; /* the command's options on the line */
 } run_args;
 
@@ -647,6 +648,10 @@ static ssf_backend *open_engine(run_args *a, const ssf_hub *hub, ssf_buf *desc)
         a->open_status = EXIT_WORK;
         return NULL;
     }
+    /* The run names a directory by its real path, so that m, m/ and
+     * ../x/m resume one run (the fingerprint in its identity is the same). */
+    if (strncmp(a->cfg.model, "hf:", 3) != 0 && (a->model_path = realpath(dir, NULL)))
+        a->cfg.model = a->model_path;
     if (!a->chat_template_given) {
         char *cfg_path = ssf_path_join(dir, "tokenizer_config.json");
         rc = ssf_chat_template_detect(cfg_path, &a->cfg.chat_template, &err);
@@ -978,6 +983,7 @@ static int execute(cli *c, run_args *a, const char *task_list)
     if (backend) backend->destroy(backend);
     ssf_buf_free(&desc);
     free(a->cfg.tasks);
+    free(a->model_path);
     free_list(metrics, n_metrics);
     return rc;
 }
