@@ -61,6 +61,11 @@ static void write_repos(void)
     fx_write_text(d, "tokenizer.json", "{}");
     remove_in(d, "model-00002-of-00002.safetensors");
     free(d);
+    d = repo_dir("ssfteval-test/slowtok"); /* a slow tokenizer's files, no tokenizer.json */
+    fx_write_model(d, "F32", 1, 1);
+    fx_write_text(d, "vocab.json", "{\"a\": 0}");
+    fx_write_text(d, "merges.txt", "#version: 0.2\n");
+    free(d);
     d = repo_dir("ssfteval-test/genfail"); /* generation_config.json answers 503 */
     fx_write_model(d, "F32", 1, 1);
     fx_write_text(d, "tokenizer.json", "{}");
@@ -221,6 +226,21 @@ static void test_single(void **state)
     free(dir);
 }
 
+/* A repository with vocab.json and merges.txt and no tokenizer.json is
+ * fetched with those, as a local directory with them is read. */
+static void test_slow_tokenizer(void **state)
+{
+    struct fixture *f = *state;
+    char *dir;
+    ssf_error err = {0};
+    int rc = ssf_model_resolve("hf:ssfteval-test/slowtok", &f->hub, &dir, &err);
+    if (rc) fail_msg("%s", err.msg);
+    assert_true(exists_in(dir, "vocab.json"));
+    assert_true(exists_in(dir, "merges.txt"));
+    assert_false(exists_in(dir, "tokenizer.json"));
+    free(dir);
+}
+
 static void test_errors(void **state)
 {
     struct fixture *f = *state;
@@ -228,8 +248,8 @@ static void test_errors(void **state)
     ssf_error err = {0};
     assert_int_equal(ssf_model_resolve("hf:ssfteval-test/notok", &f->hub, &dir, &err), -1);
     assert_non_null(strstr(err.msg, "model ssfteval-test/notok@main"));
-    assert_non_null(strstr(err.msg, "tokenizer.json"));
-    assert_non_null(strstr(err.msg, "404"));
+    assert_non_null(strstr(err.msg, "tokenizer.json: not found (HTTP 404), nor vocab.json and "
+                                    "merges.txt"));
     assert_int_equal(ssf_model_resolve("hf:ssfteval-test/noshard", &f->hub, &dir, &err), -1);
     assert_non_null(strstr(err.msg, "shard model-00002-of-00002.safetensors named by"));
     /* Only a 404 makes an optional file absent: a server error on one
@@ -241,6 +261,8 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, "config.json"));
     assert_null(dir);
 }
+
+static void edit_file(const char *dir, const char *name, const char *from, const char *to);
 
 /* dir/name cut to its first `keep` bytes. */
 static void truncate_in(const char *dir, const char *name, off_t keep)
@@ -294,6 +316,27 @@ static void test_damaged_weights(void **state)
             free(dir);
         }
     }
+    /* The snapshot is fetched again whole: a branch that moved on gives
+     * its config with its weights, not the old config beside new weights. */
+    char *dir, *served = repo_dir("ssfteval-test/single");
+    ssf_error err = {0};
+    f->hub.offline = 0;
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &dir, &err), 0);
+    edit_file(served, "config.json", "\"rope_theta\": 1000000.0", "\"rope_theta\": 500000.0");
+    truncate_in(dir, "model.safetensors", 160);
+    free(dir);
+    int rc = ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &dir, &err);
+    edit_file(served, "config.json", "\"rope_theta\": 500000.0", "\"rope_theta\": 1000000.0");
+    if (rc) fail_msg("%s", err.msg);
+    char *path = ssf_path_join(dir, "config.json"), *text;
+    size_t len;
+    assert_int_equal(ssf_read_file(path, &text, &len, &err), 0);
+    assert_non_null(strstr(text, "\"rope_theta\": 500000.0"));
+    expect_opens(dir);
+    free(text);
+    free(path);
+    free(dir);
+    free(served);
 }
 
 /* ---- the fingerprint -------------------------------------------------- */
@@ -378,8 +421,12 @@ int main(void)
 {
     if (!shared_available()) return 77; /* the test Hub serves ../shared/data */
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-    const struct CMUnitTest tests[] = {T(test_local),           T(test_sharded),
-                                       T(test_single),          T(test_errors),
-                                       T(test_damaged_weights), cmocka_unit_test(test_fingerprint)};
+    const struct CMUnitTest tests[] = {T(test_local),
+                                       T(test_sharded),
+                                       T(test_single),
+                                       T(test_errors),
+                                       T(test_slow_tokenizer),
+                                       T(test_damaged_weights),
+                                       cmocka_unit_test(test_fingerprint)};
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -8,6 +8,8 @@
 #include "ssfteval/model.h"
 
 #include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -76,57 +78,101 @@ static int fetch_optional(const repo_ref *r, const char *path, ssf_error *err)
     return -1;
 }
 
-/* Fetches a weights file; one already in the cache that does not open as
- * safetensors is removed and fetched again, once.  Downloads land whole (an
- * .incomplete file, then a rename), so such a file was cut short or
- * overwritten in the cache (a full disk under a copy, an edit), and the
- * Hub still has it whole.  Offline, model open reports the damage. */
-static int fetch_weights(const repo_ref *r, const char *path, ssf_error *err)
+/* The shards the cached index names; 0 (and none) when it is not cached. */
+static int cached_shards(const repo_ref *r, ssf_weight_index *idx, ssf_error *err)
 {
-    int was_cached = cached(r, path);
-    if (fetch(r, path, err)) return -1;
-    if (!was_cached || r->hub->offline) return 0;
-    char *local = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, path);
-    ssf_safetensors *st;
-    ssf_error damage = {0};
-    int rc = 0;
-    if (ssf_safetensors_open(local, &st, &damage) == 0)
-        ssf_safetensors_close(st);
-    else if (unlink(local) != 0)
-        rc = ssf_fail(err, "%s; removing it to fetch it again failed: %s; remove it by hand",
-                      damage.msg, strerror(errno));
-    else
-        rc = fetch(r, path, err);
-    free(local);
+    memset(idx, 0, sizeof *idx);
+    if (!cached(r, SSF_INDEX_FILE)) return 0;
+    char *index = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, SSF_INDEX_FILE);
+    char *text = NULL;
+    size_t len;
+    int rc = ssf_read_file(index, &text, &len, err);
+    if (rc == 0) rc = ssf_weight_index_parse(text, len, index, idx, err);
+    free(text);
+    free(index);
     return rc;
 }
 
 static int fetch_shards(const repo_ref *r, ssf_error *err)
 {
-    char *index = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, SSF_INDEX_FILE);
-    char *text = NULL;
-    size_t len;
-    ssf_weight_index idx = {0};
-    int rc = ssf_read_file(index, &text, &len, err);
-    if (rc == 0) rc = ssf_weight_index_parse(text, len, index, &idx, err);
-    free(text);
-    free(index);
+    ssf_weight_index idx;
+    int rc = cached_shards(r, &idx, err);
     for (size_t i = 0; rc == 0 && i < idx.n_shards; i++)
-        if (fetch_weights(r, idx.shards[i], err))
+        if (fetch(r, idx.shards[i], err))
             rc = ssf_fail_prefix(err, "shard %s named by %s", idx.shards[i], SSF_INDEX_FILE);
     ssf_weight_index_free(&idx);
     return rc;
+}
+
+/* tokenizer.json, or else the vocab.json and merges.txt of a slow
+ * tokenizer, which the tokenizer reads too. */
+static int fetch_tokenizer(const repo_ref *r, ssf_error *err)
+{
+    int json = fetch_optional(r, "tokenizer.json", err);
+    if (json != 0) return json < 0 ? -1 : 0;
+    int vocab = fetch_optional(r, "vocab.json", err);
+    if (vocab < 0) return -1;
+    if (vocab == 0)
+        return ssf_fail(err,
+                        "tokenizer.json: not found (HTTP 404), nor vocab.json and merges.txt; the "
+                        "repository holds no tokenizer ssfteval reads");
+    return fetch(r, "merges.txt", err);
 }
 
 static int fetch_model(const repo_ref *r, ssf_error *err)
 {
     if (fetch(r, "config.json", err) || fetch_optional(r, "generation_config.json", err) < 0 ||
         fetch_optional(r, "tokenizer_config.json", err) < 0 ||
-        fetch_optional(r, "chat_template.jinja", err) < 0 || fetch(r, "tokenizer.json", err))
+        fetch_optional(r, "chat_template.jinja", err) < 0 || fetch_tokenizer(r, err))
         return -1;
     int sharded = fetch_optional(r, SSF_INDEX_FILE, err);
     if (sharded < 0) return -1;
-    return sharded ? fetch_shards(r, err) : fetch_weights(r, SSF_SINGLE_FILE, err);
+    return sharded ? fetch_shards(r, err) : fetch(r, SSF_SINGLE_FILE, err);
+}
+
+/* Whether a cached weights file of the snapshot fails to open (cut short by
+ * a full disk under a copy, overwritten), with why in *damage.  Downloads
+ * land whole (an .incomplete file, then a rename), so such a file was
+ * damaged in the cache. */
+static int weights_damaged(const repo_ref *r, ssf_error *damage)
+{
+    ssf_weight_index idx;
+    if (cached_shards(r, &idx, damage)) return 1;
+    int bad = 0;
+    size_t n = idx.n_shards ? idx.n_shards : 1;
+    for (size_t i = 0; i < n && !bad; i++) {
+        const char *name = idx.n_shards ? idx.shards[i] : SSF_SINGLE_FILE;
+        if (!cached(r, name)) continue;
+        char *path = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, name);
+        ssf_safetensors *st;
+        bad = ssf_safetensors_open(path, &st, damage) != 0;
+        if (!bad) ssf_safetensors_close(st);
+        free(path);
+    }
+    ssf_weight_index_free(&idx);
+    return bad;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *at)
+{
+    (void)st;
+    (void)type;
+    (void)at;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Removes the cached snapshot, so that it is fetched again whole: one file
+ * fetched alone could come from a newer commit of a branch than the rest. */
+static int forget_snapshot(const repo_ref *r, const ssf_error *damage, ssf_error *err)
+{
+    char *dir = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, "config.json");
+    *strrchr(dir, '/') = '\0';
+    int rc = 0;
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        rc = ssf_fail(err, "%s; removing %s to fetch the model again failed: %s; remove it by hand",
+                      damage->msg, dir, strerror(errno));
+    free(dir);
+    return rc;
 }
 
 int ssf_model_resolve(const char *spec, const ssf_hub *hub, char **dir_out, ssf_error *err)
@@ -135,7 +181,10 @@ int ssf_model_resolve(const char *spec, const ssf_hub *hub, char **dir_out, ssf_
     if (strncmp(spec, "hf:", 3) != 0) return resolve_local(spec, dir_out, err);
     repo_ref r = {hub, NULL, NULL};
     if (parse_spec(spec + 3, &r, err)) return -1;
-    int rc = fetch_model(&r, err);
+    ssf_error damage = {0};
+    int rc = 0; /* offline, a damaged file stays, and model open names it */
+    if (!hub->offline && weights_damaged(&r, &damage)) rc = forget_snapshot(&r, &damage, err);
+    if (rc == 0) rc = fetch_model(&r, err);
     if (rc)
         ssf_fail_prefix(err, "model %s@%s", r.repo, r.revision);
     else
