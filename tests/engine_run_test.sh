@@ -130,6 +130,14 @@ fi
 mkdir "$work/badeos" && cp "$fixture"/* "$work/badeos/"
 sed -i 's/"eos_token_id": \[/"eos_token_id": [100000, /' "$work/badeos/generation_config.json"
 check "an end-of-sequence id outside the vocabulary is refused, naming the file" eval 'run 1 run synth --model "$work/badeos" --db "$work/be.sqlite" "${common[@]}" && grep -q "generation_config.json: eos_token_id 100000 is outside the vocabulary (vocab_size 512 in config.json); correct the id$" "$work/err" && [ "$(wc -l <"$work/err")" -eq 1 ] && [ ! -e "$work/be.sqlite" ]'
+# A prompt longer than the model takes fails with the fix there is: none
+# but a shorter prompt at the model's limit (it said to raise --max-context,
+# which is refused past the model's), a longer context below it.
+sed 's/synth.jsonl/long.jsonl/; s/"synth"/"long"/' "$work/synth.json" >"$work/long.json"
+printf '{"q": "%s", "a": "1"}\n' "$(head -c 5000 /dev/zero | tr '\0' y)" >"$work/long.jsonl"
+long=(--task-file "$work/long.json" --data-dir "$work" --quiet --device cpu --metric pass@1 --samples 1 --max-new-tokens 4)
+check "a prompt past the model's positions: no fix but a shorter prompt" eval 'run 1 run long --model "$fixture" --db "$work/long.sqlite" "${long[@]}" && grep -q "engine: the prompt has [0-9]* tokens, more than the model.s 4096 positions (max_position_embeddings): this question cannot run on this model; shorten its prompt" "$work/err"'
+check "... and past --max-context alone: raise it, up to the model's" eval 'run 1 run long --model "$fixture" --db "$work/long2.sqlite" "${long[@]}" --max-context 64 && grep -q "engine: the prompt has [0-9]* tokens, the context holds 64; raise --max-context (the model takes up to 4096)" "$work/err"'
 check "--device cuda without a GPU" eval '"$ssfteval" run synth --model "$fixture" --db "$work/f.sqlite" --task-file "$work/synth.json" --data-dir "$work" --quiet --device cuda --metric pass@1 --samples 1 --max-new-tokens 4 >"$work/out" 2>"$work/err"; rc=$?; if [ $rc -eq 0 ]; then nvidia-smi >/dev/null 2>&1; else [ $rc -eq 1 ] && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -qi "cuda" "$work/err"; fi'
 check "--kv-cache-dtype fp8 on the CPU is refused (a bad command line: 2)" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --kv-cache-dtype fp8 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "kv-cache-dtype" "$work/err" && [ ! -e "$work/h.sqlite" ]'
 check "--max-context past the model's is refused (a bad command line: 2)" eval 'run 2 run synth --model "$fixture" --db "$work/h.sqlite" "${common[@]}" --max-context 5000 && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "max_position_embeddings 4096; give at most 4096$" "$work/err" && [ ! -e "$work/h.sqlite" ]'

@@ -589,6 +589,30 @@ static int release_prompts(ssf_engine *e)
     return n;
 }
 
+/* Why a prompt of n tokens cannot run, and the fix there is: a longer
+ * --max-context where the model takes more, else none but a shorter
+ * prompt (every rerun would fail it the same way). */
+static void too_long(const ssf_engine *e, size_t n, char *why, size_t size)
+{
+    int ctx = e->m.device->max_context, most = e->m.max_positions;
+    if (most > ctx)
+        snprintf(why, size,
+                 "engine: the prompt has %zu tokens, the context holds %d; raise --max-context "
+                 "(the model takes up to %d)",
+                 n, ctx, most);
+    else if (most == 0)
+        snprintf(why, size,
+                 "engine: the prompt has %zu tokens, the context holds %d; raise "
+                 "--max-context",
+                 n, ctx);
+    else
+        snprintf(why, size,
+                 "engine: the prompt has %zu tokens, more than the model's %d positions "
+                 "(max_position_embeddings): this question cannot run on this model; shorten its "
+                 "prompt",
+                 n, ctx);
+}
+
 /* Frees blocks by recompute preemption until every running sample can take
  * its next token.  A sample alone that cannot grow, once no prompt holds
  * blocks for later, has outgrown the pool. */
@@ -948,10 +972,7 @@ static void tokenize_prompts(ssf_engine *e)
         } else if (g->n_ids == 0) {
             fail_group_rest(e, g, "engine: the prompt is empty");
         } else if (g->n_ids >= (size_t)e->m.device->max_context) {
-            snprintf(why, sizeof why,
-                     "engine: the prompt has %zu tokens, the context holds %d; raise "
-                     "--max-context",
-                     g->n_ids, e->m.device->max_context);
+            too_long(e, g->n_ids, why, sizeof why);
             fail_group_rest(e, g, why);
         } else if (outside_vocab(e, g, why, sizeof why)) {
             fail_group_rest(e, g, why); /* this prompt cannot run; the others can */

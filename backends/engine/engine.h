@@ -73,6 +73,7 @@ typedef struct ssf_engine_model {
     ssf_device *device;
     int32_t vocab_size; /* logit row width */
     int32_t n_valid;    /* ids a sample may take (tokenizer size) */
+    int max_positions;  /* the model's own limit (max_position_embeddings); 0: unknown */
     const int32_t *eos; /* stop token ids */
     int n_eos;
     /* token -> raw bytes (for text and stop strings); NULL for unknown ids */
