@@ -339,6 +339,28 @@ static void test_damaged_weights(void **state)
     free(served);
 }
 
+/* A snapshot fetched whole resolves with the Hub out of reach: the files
+ * the repository lacked are kept as absent (they were asked for again, and
+ * the resolve failed), while a repository never fetched still needs it. */
+static void test_unreachable_after_fetch(void **state)
+{
+    struct fixture *f = *state;
+    char *dir;
+    ssf_error err = {0};
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &dir, &err), 0);
+    free(dir);
+    char *endpoint = f->hub.endpoint;
+    f->hub.endpoint = ssf_xstrdup("http://127.0.0.1:1");
+    int rc = ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &dir, &err);
+    if (rc) fail_msg("%s", err.msg);
+    expect_opens(dir);
+    free(dir);
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/tiny@v1", &f->hub, &dir, &err), -1);
+    assert_non_null(strstr(err.msg, "cannot reach"));
+    free(f->hub.endpoint);
+    f->hub.endpoint = endpoint;
+}
+
 /* ---- the fingerprint -------------------------------------------------- */
 
 static void fingerprint_of(const char *dir, char hex[65])
@@ -427,6 +449,7 @@ int main(void)
                                        T(test_errors),
                                        T(test_slow_tokenizer),
                                        T(test_damaged_weights),
+                                       T(test_unreachable_after_fetch),
                                        cmocka_unit_test(test_fingerprint)};
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

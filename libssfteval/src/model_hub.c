@@ -65,15 +65,54 @@ static int fetch(const repo_ref *r, const char *path, ssf_error *err)
     return rc;
 }
 
-/* 1: fetched, 0: the repository has no such file (404; offline: not
- * cached), -1: failed.  hub.c reports a missing file as "not found (HTTP
- * 404)", which is how a 404 is told from other failures. */
+/* Where the cache keeps that the repository had no such file, as the
+ * Hub's own cache does (.no_exist): a resolve with the Hub out of reach
+ * then knows the snapshot whole. */
+static char *absent_marker(const repo_ref *r, const char *path)
+{
+    ssf_buf b = {0};
+    ssf_buf_printf(&b, ".absent/%s", path);
+    char *marker = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, b.data);
+    ssf_buf_free(&b);
+    return marker;
+}
+
+static void mark_absent(const repo_ref *r, const char *path)
+{
+    char *marker = absent_marker(r, path);
+    ssf_error ignored;
+    char *slash = strrchr(marker, '/');
+    *slash = '\0';
+    int ok = ssf_mkdirs(marker, &ignored) == 0;
+    *slash = '/';
+    if (ok) ssf_write_file_atomic(marker, "", 0, &ignored); /* a cache: best effort */
+    free(marker);
+}
+
+static int marked_absent(const repo_ref *r, const char *path)
+{
+    char *marker = absent_marker(r, path);
+    int yes = access(marker, F_OK) == 0;
+    free(marker);
+    return yes;
+}
+
+/* 1: fetched, 0: the repository has no such file (404, or a 404 kept from
+ * before when the Hub is out of reach; offline: not cached), -1: failed.
+ * hub.c reports a missing file as "not found (HTTP 404)" and an unreachable
+ * Hub as "cannot reach", which is how they are told from other failures:
+ * taken for absent, a file that failed would change the model (another
+ * generation_config.json, other end-of-sequence ids). */
 static int fetch_optional(const repo_ref *r, const char *path, ssf_error *err)
 {
     if (r->hub->offline && !cached(r, path)) return 0;
     ssf_error e = {0};
     if (fetch(r, path, &e) == 0) return 1;
-    if (strstr(e.msg, "not found (HTTP")) return 0;
+    if (strstr(e.msg, "not found (HTTP")) {
+        mark_absent(r, path);
+        return 0;
+    }
+    if (strstr(e.msg, "cannot reach") && marked_absent(r, path)) return 0;
     *err = e;
     return -1;
 }
