@@ -30,6 +30,7 @@ typedef struct entry {
     double value, stderr_, ci_lo, ci_hi;
     int64_t n_questions, n_samples, n_failed, n_missing;
     int64_t limit; /* the questions a --limit run took, 0 when it took them all */
+    int k, n;      /* the metric's k and samples a question; -1 when the run does not say */
     char *config_hash, *version;
     char *provenance; /* JSON: what the numbers came from (provenance_of) */
 } entry;
@@ -108,9 +109,13 @@ static int keep_metric(const ssf_metric_row *m, void *ud)
                                .n_failed = m->n_failed,
                                .n_missing = m->n_missing,
                                .limit = limited_to(c->conf, m->task),
+                               .k = -1,
+                               .n = -1,
                                .config_hash = ssf_xstrdup(r->config_hash ? r->config_hash : ""),
                                .version = ssf_xstrdup(r->version ? r->version : ""),
                                .provenance = provenance_of(r, c->conf, m->task)};
+    entry *e = &c->items[c->n - 1];
+    if (ssf_run_metric_shape(c->conf, m->task, m->metric, &e->k, &e->n)) e->k = e->n = -1;
     return 0;
 }
 
@@ -225,7 +230,7 @@ static void csv_number(FILE *out, double v)
 static void write_csv(const collection *c, FILE *out)
 {
     fputs("run_id,model,task,protocol,mode,profile,metric,value,stderr,ci_lo,ci_hi,"
-          "n_questions,n_samples,n_failed,n_missing,config_hash,version\n",
+          "n_questions,n_samples,n_failed,n_missing,k,n,config_hash,version\n",
           out);
     for (size_t i = 0; i < c->n; i++) {
         const entry *e = &c->items[i];
@@ -238,6 +243,10 @@ static void write_csv(const collection *c, FILE *out)
             csv_number(out, numbers[k]);
         fprintf(out, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",", e->n_questions,
                 e->n_samples, e->n_failed, e->n_missing);
+        if (e->k > 0)
+            fprintf(out, "%d,%d,", e->k, e->n);
+        else
+            fputs(",,", out);
         csv_text(out, e->config_hash, ',');
         csv_text(out, e->version, '\n');
     }
@@ -270,10 +279,12 @@ static void write_json(const collection *c, FILE *out)
         json_t *ci = json_pack("[o, o]", number_or_null(e->ci_lo), number_or_null(e->ci_hi));
         json_object_set_new(
             json_object_get(cur, "metrics"), e->metric,
-            json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "value", number_or_null(e->value),
-                      "stderr", number_or_null(e->stderr_), "ci95", ci, "n_questions",
-                      (json_int_t)e->n_questions, "n_samples", (json_int_t)e->n_samples, "n_failed",
-                      (json_int_t)e->n_failed, "n_missing", (json_int_t)e->n_missing));
+            json_pack("{s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o}", "value",
+                      number_or_null(e->value), "stderr", number_or_null(e->stderr_), "ci95", ci,
+                      "n_questions", (json_int_t)e->n_questions, "n_samples",
+                      (json_int_t)e->n_samples, "n_failed", (json_int_t)e->n_failed, "n_missing",
+                      (json_int_t)e->n_missing, "k", e->k > 0 ? json_integer(e->k) : json_null(),
+                      "n", e->k > 0 ? json_integer(e->n) : json_null()));
     }
     json_t *root = json_pack("{s:o}", "runs", runs);
     json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -341,10 +352,41 @@ static void markdown_mode(const entry *e, FILE *out)
 
 /* One table per metric: a row per run (model), a column per task, and the
  * unweighted Average of the tasks, as in the SSFT README. */
+/* The metric's k and the samples a question it reads, under its heading:
+ * one n, or each with the tasks that have it (cons@6:native reads 6 x S). */
+static void markdown_shape(const collection *c, const char *metric, FILE *out)
+{
+    const entry *seen[64];
+    size_t n_seen = 0;
+    for (size_t i = 0; i < c->n && n_seen < 64; i++) {
+        const entry *e = &c->items[i];
+        size_t j = 0;
+        while (j < n_seen && !(seen[j]->n == e->n && seen[j]->k == e->k))
+            j++;
+        if (strcmp(e->metric, metric) == 0 && e->k > 0 && j == n_seen) seen[n_seen++] = e;
+    }
+    for (size_t j = 0; j < n_seen; j++) {
+        fprintf(out, "%sk = %d, n = %d samples a question", j ? "; " : "", seen[j]->k, seen[j]->n);
+        if (n_seen == 1) continue;
+        const char *sep = " (";
+        for (size_t i = 0; i < c->n; i++) {
+            const entry *e = &c->items[i];
+            if (strcmp(e->metric, metric) != 0 || e->n != seen[j]->n || e->k != seen[j]->k)
+                continue;
+            fprintf(out, "%s%s", sep, e->task);
+            sep = ", ";
+        }
+        fputc(')', out);
+    }
+    if (n_seen) fputs(".\n\n", out);
+}
+
 static void markdown_table(const collection *c, const char *metric, const char **tasks,
                            size_t n_tasks, const int64_t *runs, size_t n_runs, FILE *out)
 {
-    fprintf(out, "### %s\n\n| model | run | mode |", metric);
+    fprintf(out, "### %s\n\n", metric);
+    markdown_shape(c, metric, out);
+    fputs("| model | run | mode |", out);
     for (size_t t = 0; t < n_tasks; t++) {
         fputc(' ', out);
         markdown_cell(tasks[t], out);

@@ -1088,6 +1088,45 @@ static int table_width(const json_t *task, const ssf_metric_context *ctx, ssf_me
     return width;
 }
 
+/* The metric context a stored configuration gives all its tasks. */
+static ssf_metric_context base_context(const json_t *root)
+{
+    const char *protocol = json_string_value(json_object_get(root, "protocol"));
+    const char *compat = json_string_value(json_object_get(root, "compat"));
+    return (ssf_metric_context){
+        .protocol =
+            protocol && strcmp(protocol, "ssft") == 0 ? SSF_PROTOCOL_SSFT : SSF_PROTOCOL_NONE,
+        .compat = compat && strcmp(compat, "ssft-lighteval") == 0 ? SSF_COMPAT_SSFT_LIGHTEVAL
+                                                                  : SSF_COMPAT_NONE,
+        .samples = (int)json_integer_value(json_object_get(root, "samples")),
+        .groups = (int)json_integer_value(json_object_get(root, "groups"))};
+}
+
+/* One task's context: the base, with the task's group count and its own
+ * sample count where the entry has one (older runs: n = K). */
+static ssf_metric_context task_context(const ssf_metric_context *base, const json_t *task)
+{
+    ssf_metric_context ctx = *base;
+    int groups = (int)json_integer_value(json_object_get(task, "groups"));
+    ctx.task_groups = groups > 0 ? groups : 6;
+    const json_t *samples = json_object_get(task, "samples");
+    if (json_is_integer(samples)) ctx.samples = (int)json_integer_value(samples);
+    return ctx;
+}
+
+int ssf_run_metric_shape(const json_t *conf, const char *task, const char *metric, int *k, int *n)
+{
+    const json_t *entry = ssf_run_config_task(conf, task);
+    if (!entry) return -1;
+    ssf_metric_context base = base_context(conf), ctx = task_context(&base, entry);
+    ssf_metric m;
+    ssf_error ignored;
+    if (ssf_metric_parse(metric, &ctx, &m, &ignored)) return -1;
+    *k = m.k;
+    *n = m.n;
+    return 0;
+}
+
 typedef struct stored_config {
     json_t *root;
     ssf_metric_context base; /* protocol, compat, samples, groups */
@@ -1104,15 +1143,7 @@ static int read_stored_config(ssf_store *store, int64_t run_id, stored_config *s
         json_decref(sc->root);
         return ssf_fail(err, "run %" PRId64 ": its stored configuration is not valid JSON", run_id);
     }
-    const char *protocol = json_string_value(json_object_get(sc->root, "protocol"));
-    const char *compat = json_string_value(json_object_get(sc->root, "compat"));
-    sc->base = (ssf_metric_context){
-        .protocol =
-            protocol && strcmp(protocol, "ssft") == 0 ? SSF_PROTOCOL_SSFT : SSF_PROTOCOL_NONE,
-        .compat = compat && strcmp(compat, "ssft-lighteval") == 0 ? SSF_COMPAT_SSFT_LIGHTEVAL
-                                                                  : SSF_COMPAT_NONE,
-        .samples = (int)json_integer_value(json_object_get(sc->root, "samples")),
-        .groups = (int)json_integer_value(json_object_get(sc->root, "groups"))};
+    sc->base = base_context(sc->root);
     return 0;
 }
 
@@ -1133,8 +1164,6 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
                         "or with %" JSON_INTEGER_FORMAT " documents; the store is damaged",
                         run_id, docs);
     t->n_docs = (size_t)docs;
-    *ctx = *base;
-    ctx->task_groups = t->groups > 0 ? t->groups : 6;
     const json_t *metrics = json_object_get(task, "metrics");
     const json_t *samples = json_object_get(task, "samples"); /* absent in older runs: n = K */
     if (samples && (!json_is_integer(samples) || json_integer_value(samples) < 0 ||
@@ -1143,7 +1172,7 @@ static int load_table(ssf_store *store, int64_t run_id, const char *profile, con
                         "run %" PRId64 " task %s: its stored sample count is not one; the "
                         "store is damaged",
                         run_id, t->name);
-    if (samples) ctx->samples = (int)json_integer_value(samples);
+    *ctx = task_context(base, task);
     *n_ms = 0;
     for (size_t i = 0; i < json_array_size(metrics) && i < MAX_METRICS; i++) {
         if (ssf_metric_parse(json_string_value(json_array_get(metrics, i)), ctx, &ms[i], err))
