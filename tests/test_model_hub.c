@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -65,6 +66,10 @@ static void write_repos(void)
     fx_write_model(d, "F32", 1, 1);
     fx_write_text(d, "vocab.json", "{\"a\": 0}");
     fx_write_text(d, "merges.txt", "#version: 0.2\n");
+    free(d);
+    d = repo_dir("ssfteval-test/fp8"); /* a dtype ssfteval does not read */
+    fx_write_model(d, "F8_E4M3", 1, 1);
+    fx_write_text(d, "tokenizer.json", "{}");
     free(d);
     d = repo_dir("ssfteval-test/genfail"); /* generation_config.json answers 503 */
     fx_write_model(d, "F32", 1, 1);
@@ -339,6 +344,44 @@ static void test_damaged_weights(void **state)
     free(served);
 }
 
+/* A weights file that does not open for another cause than damage (a dtype
+ * ssfteval lacks) is not fetched again at every resolve; and a damaged one
+ * with the Hub out of reach keeps the snapshot, the error naming both. */
+static void test_damage_is_truncation(void **state)
+{
+    struct fixture *f = *state;
+    char *dir;
+    ssf_error err = {0};
+    f->hub.offline = 0;
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/fp8", &f->hub, &dir, &err), 0);
+    char *path = ssf_path_join(dir, "model.safetensors");
+    struct stat before, after;
+    assert_int_equal(stat(path, &before), 0);
+    free(dir);
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/fp8", &f->hub, &dir, &err), 0);
+    assert_int_equal(stat(path, &after), 0);
+    assert_true(before.st_ino == after.st_ino); /* the same file, not a new download */
+    free(path);
+    free(dir);
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &dir, &err), 0);
+    truncate_in(dir, "model.safetensors", 160);
+    char *endpoint = f->hub.endpoint;
+    f->hub.endpoint = ssf_xstrdup("http://127.0.0.1:1");
+    char *again;
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &again, &err), -1);
+    assert_non_null(strstr(err.msg, "truncated"));
+    assert_non_null(strstr(err.msg, "and fetching the model again failed: "));
+    assert_non_null(strstr(err.msg, "cannot reach"));
+    assert_true(exists_in(dir, "config.json")); /* the snapshot was put back */
+    assert_true(exists_in(dir, "model.safetensors"));
+    free(f->hub.endpoint);
+    f->hub.endpoint = endpoint;
+    assert_int_equal(ssf_model_resolve("hf:ssfteval-test/single", &f->hub, &again, &err), 0);
+    expect_opens(again);
+    free(again);
+    free(dir);
+}
+
 /* A snapshot fetched whole resolves with the Hub out of reach: the files
  * the repository lacked are kept as absent (they were asked for again, and
  * the resolve failed), while a repository never fetched still needs it. */
@@ -450,6 +493,7 @@ int main(void)
                                        T(test_slow_tokenizer),
                                        T(test_damaged_weights),
                                        T(test_unreachable_after_fetch),
+                                       T(test_damage_is_truncation),
                                        cmocka_unit_test(test_fingerprint)};
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -184,8 +184,10 @@ static int weights_damaged(const repo_ref *r, ssf_error *damage)
         if (!cached(r, name)) continue;
         char *path = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, name);
         ssf_safetensors *st;
-        bad = ssf_safetensors_open(path, &st, damage) != 0;
-        if (!bad) ssf_safetensors_close(st);
+        if (ssf_safetensors_open(path, &st, damage) == 0)
+            ssf_safetensors_close(st);
+        else /* cut short; a dtype ssfteval lacks is no damage, nor fetched again */
+            bad = strstr(damage->msg, "truncated") != NULL;
         free(path);
     }
     ssf_weight_index_free(&idx);
@@ -200,17 +202,47 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
     return remove(path) != 0 && errno != ENOENT ? -1 : 0;
 }
 
-/* Removes the cached snapshot, so that it is fetched again whole: one file
- * fetched alone could come from a newer commit of a branch than the rest. */
-static int forget_snapshot(const repo_ref *r, const ssf_error *damage, ssf_error *err)
+static void remove_tree(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The snapshot directory (free it). */
+static char *snapshot_dir(const repo_ref *r)
 {
     char *dir = ssf_hub_cache_path(r->hub, SSF_REPO_MODEL, r->repo, r->revision, "config.json");
     *strrchr(dir, '/') = '\0';
+    return dir;
+}
+
+/* Fetches the model again whole, its damaged snapshot set aside meanwhile:
+ * one file fetched alone could come from a newer commit of a branch than
+ * the rest.  Where the fetch fails (the Hub out of reach) the old snapshot
+ * is put back, and the error names the damage too. */
+static int refetch_model(const repo_ref *r, const ssf_error *damage, ssf_error *err)
+{
+    char *dir = snapshot_dir(r);
+    ssf_buf aside = {0};
+    ssf_buf_printf(&aside, "%s.damaged", dir);
+    remove_tree(aside.data); /* left by a process that died here */
     int rc = 0;
-    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
-        rc = ssf_fail(err, "%s; removing %s to fetch the model again failed: %s; remove it by hand",
+    if (rename(dir, aside.data) != 0)
+        rc = ssf_fail(err,
+                      "%s; setting %s aside to fetch the model again failed: %s; remove it by "
+                      "hand",
                       damage->msg, dir, strerror(errno));
+    if (rc == 0 && fetch_model(r, err) != 0) {
+        ssf_error why = *err;
+        remove_tree(dir);
+        /* the old snapshot back; should that fail, it goes, and the next
+         * resolve fetches the model whole */
+        if (rename(aside.data, dir) != 0) remove_tree(aside.data);
+        rc = ssf_fail(err, "%s, and fetching the model again failed: %s", damage->msg, why.msg);
+    } else if (rc == 0) {
+        remove_tree(aside.data);
+    }
     free(dir);
+    ssf_buf_free(&aside);
     return rc;
 }
 
@@ -221,9 +253,11 @@ int ssf_model_resolve(const char *spec, const ssf_hub *hub, char **dir_out, ssf_
     repo_ref r = {hub, NULL, NULL};
     if (parse_spec(spec + 3, &r, err)) return -1;
     ssf_error damage = {0};
-    int rc = 0; /* offline, a damaged file stays, and model open names it */
-    if (!hub->offline && weights_damaged(&r, &damage)) rc = forget_snapshot(&r, &damage, err);
-    if (rc == 0) rc = fetch_model(&r, err);
+    int rc; /* offline, a damaged file stays, and model open names it */
+    if (!hub->offline && weights_damaged(&r, &damage))
+        rc = refetch_model(&r, &damage, err);
+    else
+        rc = fetch_model(&r, err);
     if (rc)
         ssf_fail_prefix(err, "model %s@%s", r.repo, r.revision);
     else
