@@ -701,6 +701,13 @@ static void expect_class_negations(void)
     expect_split("{\"Regex\":\"a[^x\\\\P{N}]b\"}", "Removed", 0, digit, NULL, 0);
     expect_split("{\"Regex\":\"a[^x\\\\P{N}]b\"}", "Removed", 0, "a1b", NULL, 0);
     expect_split("{\"Regex\":\"a[^1\\\\P{N}]b\"}", "Removed", 0, "a1b", (const int32_t[]){2}, 1);
+    /* a quantifier takes the negated class whole: [^\P{L}]+ is a run of
+     * letters, which stops at the space (it took everything) */
+    expect_split("{\"Regex\":\"[^\\\\P{L}]+\"}", "Removed", 0, "a b", (const int32_t[]){3}, 1);
+    /* a ^ that comes first once \P{L} is taken out stays a ^ (the class
+     * did not load) */
+    expect_split("{\"Regex\":\"a[\\\\P{L}^]b\"}", "Removed", 0, "a^b", NULL, 0);
+    expect_split("{\"Regex\":\"a[\\\\P{L}^]b\"}", "Removed", 0, letter, kept, 1);
 }
 
 /* As tokenizers' Split: Removed drops the delimiters, the matches or with

@@ -542,7 +542,7 @@ static void onig_plain_class(const char *p, size_t n, ssf_buf *b)
  * be narrowed in place (a class holds no lookahead), so such a class is
  * taken apart: its other items as a class of their own, or'ed with each
  * negation as onig_property_text spells it, and a negated class becomes
- * "any code point but those" -- "(?!(?:...))(?s:.)". */
+ * "any code point but those" -- "(?:(?!(?:...))(?s:.))". */
 static void onig_class(const char *p, size_t n, ssf_buf *b)
 {
     int negated = n > 1 && p[1] == '^';
@@ -557,9 +557,14 @@ static void onig_class(const char *p, size_t n, ssf_buf *b)
     for (size_t j = first; j + 1 < n;) {
         int prop;
         size_t m = class_item_len(p + j, n - 1 - j, &prop);
-        neg_l |= prop == 'l';
-        neg_n |= prop == 'n';
-        if (prop != 'l' && prop != 'n') ssf_buf_append(&rest, p + j, m);
+        if (prop == 'l' || prop == 'n') {
+            neg_l |= prop == 'l';
+            neg_n |= prop == 'n';
+        } else if (rest.len == 1 && p[j] == '^') {
+            ssf_buf_puts(&rest, "\\^"); /* first now, it would negate the class */
+        } else {
+            ssf_buf_append(&rest, p + j, m);
+        }
         j += m;
     }
     if (!neg_l && !neg_n) {
@@ -577,8 +582,8 @@ static void onig_class(const char *p, size_t n, ssf_buf *b)
     if (neg_l) ssf_buf_printf(&alt, "%s%s", onig_property_text('l'), neg_n ? "|" : "");
     if (neg_n) ssf_buf_puts(&alt, onig_property_text('n'));
     ssf_buf_putc(&alt, ')');
-    if (negated)
-        ssf_buf_printf(b, "(?!%s)(?s:.)", alt.data);
+    if (negated) /* one group, so that a quantifier after the class takes it whole */
+        ssf_buf_printf(b, "(?:(?!%s)(?s:.))", alt.data);
     else
         ssf_buf_append(b, alt.data, alt.len);
     ssf_buf_free(&alt);
