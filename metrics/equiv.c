@@ -2030,9 +2030,18 @@ static const ssf_node *scaled_matrix(ctx *c, const ssf_node *n)
     return out ? out : n;
 }
 
+static int is_vector(const ssf_node *m)
+{
+    return m->rows == 1 || m->cols == 1;
+}
+
 static ssf_verdict compare_matrices(ctx *c, const ssf_node *g, const ssf_node *p, int depth)
 {
     if (g->kind == SSF_N_MATRIX && p->kind == SSF_N_MATRIX) {
+        /* a row and a column of the same entries are one vector where a
+         * vector is the tuple of its entries (they vote as one too) */
+        if (c->o->vectors_as_tuples && is_vector(g) && is_vector(p) && g->n_kids == p->n_kids)
+            return ordered(c, g->kids, g->n_kids, p->kids, p->n_kids, depth, "vectors");
         if (g->rows != p->rows || g->cols != p->cols) {
             say(c, "matrices of different shapes: %zux%zu vs %zux%zu", g->rows, g->cols, p->rows,
                 p->cols);
@@ -2041,7 +2050,7 @@ static ssf_verdict compare_matrices(ctx *c, const ssf_node *g, const ssf_node *p
         return ordered(c, g->kids, g->n_kids, p->kids, p->n_kids, depth, "matrices");
     }
     const ssf_node *m = g->kind == SSF_N_MATRIX ? g : p, *o = m == g ? p : g;
-    if (o->kind == SSF_N_TUPLE && (m->rows == 1 || m->cols == 1) && c->o->vectors_as_tuples)
+    if (o->kind == SSF_N_TUPLE && is_vector(m) && c->o->vectors_as_tuples)
         return ordered(c, g->kids, g->n_kids, p->kids, p->n_kids, depth, "vectors");
     say(c, "a matrix against a %s", kind_word(o->kind));
     return SSF_DIFFERENT;
@@ -2551,8 +2560,10 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
     default:
         break;
     }
+    /* x = 11 votes with 11, as it grades against a gold 11; y = 2x + 3 keys as
+     * the relation it is, with 2x - y + 3 = 0 and apart from z = 2x + 3 */
     const ssf_node *value = c->o->unwrap_assignments ? assignment_value(n) : NULL;
-    if (value) { /* x = 11 votes with 11, as it grades against a gold 11 */
+    if (value && !has_free(value, 0)) {
         key(c, value, b, depth + 1);
         return;
     }

@@ -801,10 +801,10 @@ static int same_key(const ssf_node *a, const ssf_node *b)
 
 /* A relation keys as the comparison finds relations equal, up to a factor
  * (a positive one for an inequality, whose sides may be swapped): the
- * line 2x - y + 3 = 0 votes with 2y = 4x + 6, x <= 5 with 5 >= x and
- * 2x <= 10, not with x < 5 or x >= 5.  An assignment votes as its value,
- * as it grades against a gold value: y = 2x + 3 with 2x + 3, x = y = 2
- * with 2. */
+ * line 2x - y + 3 = 0 votes with 2y = 4x + 6 and y = 2x + 3 (not with
+ * z = 2x + 3), x <= 5 with 5 >= x and 2x <= 10, not with x < 5 or x >= 5.
+ * An assignment of a value votes as the value, as it grades against a
+ * gold value: x = 11 with 11, x = y = 2 with 2. */
 static void test_relation_keys(void)
 {
     ssf_node *x = S("x"), *y = S("y");
@@ -821,7 +821,10 @@ static void test_relation_keys(void)
     char *k = ssf_canonical_key(line, NULL);
     assert_true(strncmp(k, "r=:", 3) == 0);
     free(k);
-    assert_true(same_key(rel(SSF_REL_EQ, y, ADD(MUL(I_(2), x), I_(3))), ADD(I_(3), MUL(x, I_(2)))));
+    ssf_node *assigned = rel(SSF_REL_EQ, y, ADD(MUL(I_(2), x), I_(3)));
+    assert_true(same_key(assigned, line));
+    assert_false(same_key(assigned, rel(SSF_REL_EQ, S("z"), ADD(MUL(I_(2), x), I_(3)))));
+    assert_true(same_key(rel(SSF_REL_EQ, x, I_(11)), I_(11)));
     assert_true(same_key(AND(rel(SSF_REL_EQ, x, y), rel(SSF_REL_EQ, y, I_(2))), I_(2)));
     k = ssf_canonical_key(AND(rel(SSF_REL_EQ, x, y), rel(SSF_REL_LE, y, I_(2))), NULL);
     assert_true(strncmp(k, "(and", 4) == 0); /* a chain keys by its structure */

@@ -289,10 +289,10 @@ static void expect_request(ssf_profile p, const ssf_grade_request *req, ssf_grad
                            const char *want_reason);
 
 /* A vector written as a tuple: the default profile takes a row or column
- * matrix for the tuple of its entries, both ways, and votes them as one
- * answer; the lighteval profiles compare latex2sympy's Matrix with a Tuple
- * as a one-element set against three, and differ.  A 2x2 matrix is no
- * tuple in any profile. */
+ * matrix for the tuple of its entries, both ways (so a row for the column
+ * of the same entries), and votes them as one answer; the lighteval profiles compare latex2sympy's
+ * Matrix with a Tuple as a one-element set against three, and differ.  A 2x2 matrix is no tuple in
+ * any profile. */
 static void test_vectors_as_tuples(void **state)
 {
     (void)state;
@@ -304,8 +304,8 @@ static void test_vectors_as_tuples(void **state)
     for (size_t i = 0; i < sizeof profiles / sizeof profiles[0]; i++) {
         ssf_grade_verdict want =
             profiles[i] == SSF_PROFILE_DEFAULT ? SSF_GRADE_RIGHT : SSF_GRADE_WRONG;
-        const char *pairs[][2] = {{column, tuple}, {tuple, column}, {row, tuple}};
-        for (size_t k = 0; k < 3; k++) {
+        const char *pairs[][2] = {{column, tuple}, {tuple, column}, {row, tuple}, {row, column}};
+        for (size_t k = 0; k < 4; k++) {
             ssf_grade_request req = {.gold = pairs[k][0], .pred = pairs[k][1], .precision = -1};
             expect_request(profiles[i], &req, want, NULL);
         }
