@@ -352,6 +352,20 @@ static void markdown_mode(const entry *e, FILE *out)
 
 /* One table per metric: a row per run (model), a column per task, and the
  * unweighted Average of the tasks, as in the SSFT README. */
+/* Whether an entry before i has the same metric, task and shape (another
+ * run's): its task is listed once. */
+static int listed_before(const collection *c, size_t i, const char *metric)
+{
+    const entry *e = &c->items[i];
+    for (size_t j = 0; j < i; j++) {
+        const entry *o = &c->items[j];
+        if (strcmp(o->metric, metric) == 0 && strcmp(o->task, e->task) == 0 && o->n == e->n &&
+            o->k == e->k)
+            return 1;
+    }
+    return 0;
+}
+
 /* The metric's k and the samples a question it reads, under its heading:
  * one n, or each with the tasks that have it (cons@6:native reads 6 x S). */
 static void markdown_shape(const collection *c, const char *metric, FILE *out)
@@ -371,7 +385,8 @@ static void markdown_shape(const collection *c, const char *metric, FILE *out)
         const char *sep = " (";
         for (size_t i = 0; i < c->n; i++) {
             const entry *e = &c->items[i];
-            if (strcmp(e->metric, metric) != 0 || e->n != seen[j]->n || e->k != seen[j]->k)
+            if (strcmp(e->metric, metric) != 0 || e->n != seen[j]->n || e->k != seen[j]->k ||
+                listed_before(c, i, metric))
                 continue;
             fprintf(out, "%s%s", sep, e->task);
             sep = ", ";

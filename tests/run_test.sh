@@ -346,6 +346,11 @@ mkdir "$work/three" && cp "$work/synth.jsonl" "$work/three/" && cp "$work/synth.
 sed 's/"name": "synth"/"name": "synth3"/; s/synth.jsonl/synth3.jsonl/' "$work/synth.json" >"$work/three/synth3.json"
 sed 's/"task": "synth"/"task": "synth3"/' "$work/gen-worse.jsonl" | cat "$work/gen.jsonl" - >"$work/three/gen.jsonl"
 run 0 run synth,synth3 --generations "$work/three/gen.jsonl" --protocol ssft --quiet --task-file "$work/synth.json" --task-file "$work/three/synth3.json" --data-dir "$work/three" --db "$work/three.sqlite" >/dev/null 2>&1
+sed 's/"groups": 2/"groups": 3/' "$work/three/synth3.json" >"$work/three/synth3g.json"
+for seed in 1 2; do
+    run 0 run synth,synth3 --generations "$work/three/gen.jsonl" --protocol ssft --quiet --metric cons@6:native --task-file "$work/synth.json" --task-file "$work/three/synth3g.json" --data-dir "$work/three" --db "$work/shapes.sqlite" --seed $seed
+done
+check "report md: a metric whose n differs by task names each task once, however many runs" eval 'run 0 report --db "$work/shapes.sqlite" && grep -A2 "^### cons@6:native$" "$work/out" | grep -qx "k = 6, n = 12 samples a question (synth); k = 6, n = 18 samples a question (synth3)."'
 check "report md over two tasks: each value with its standard error, then their average" eval 'run 0 report --db "$work/three.sqlite" && grep -A6 "^### pass@1$" "$work/out" | grep -qF "| - | 1 | ssfteval | 75.00 ± 25.00 | 25.00 ± 25.00 | 50.00 |"'
 check "show --task lists that task's samples alone: the 58 of synth3's doc 0" eval 'run 0 show 1 --doc 0 --task synth3 --db "$work/three.sqlite" && [ "$(grep -c "^synth3 doc 0 tag [1-6] sample [0-9]*  seed " "$work/out")" -eq 58 ] && [ "$(wc -l <"$work/out")" -eq 58 ]'
 jpath() { sqlite3 :memory: "SELECT json_extract(readfile('$work/out'), '$1')"; }

@@ -610,7 +610,7 @@ static void too_long(const ssf_engine *e, size_t n, char *why, size_t size)
                  "engine: the prompt has %zu tokens, more than the model's %d positions "
                  "(max_position_embeddings): this question cannot run on this model; shorten its "
                  "prompt",
-                 n, ctx);
+                 n, most);
 }
 
 /* Frees blocks by recompute preemption until every running sample can take
