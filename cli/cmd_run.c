@@ -938,6 +938,10 @@ static int execute(cli *c, run_args *a, const char *task_list)
     /* The reference's scores need its comparison quirks too, not only its votes. */
     if (a->cfg.compat == SSF_COMPAT_SSFT_LIGHTEVAL && !a->profile_given)
         a->cfg.profile = SSF_PROFILE_SSFT_LIGHTEVAL;
+    if (a->cfg.compat == SSF_COMPAT_SSFT_LIGHTEVAL && a->cfg.protocol != SSF_PROTOCOL_SSFT)
+        fprintf(stderr, "note: --compat ssft-lighteval without --protocol ssft: the reference's "
+                        "votes and grading over untagged samples; the SSFT reference's own runs "
+                        "were tagged (--protocol ssft)\n");
     int rc = find_tasks(c, task_list, &a->cfg.tasks, &a->cfg.n_tasks);
     if (rc == 0) rc = check_metrics(a);
     if (rc == 0) rc = check_data(c, a);
