@@ -402,22 +402,23 @@ fi
 BENCH="$WORK/qwen2.5-1.5b-random"
 BENCH7="$WORK/qwen2.5-7b-random"
 # The shape: 200-token prompts, many sequences, LONG_STEPS decode
-# steps: the batches again with the RMSNorms folded into cuBLAS's GEMMs
-# (fold; 1.5B's largest with an fp8 pool too, fp8fold), the largest batches
-# again with an FP8 KV cache, the batches again with RoPE and the KV store
-# in the decode attention (rope), with the cuBLAS tuner's split search
-# (search: cublasLt's algorithms at 2-16 splits of K timed too), and with
-# deferred steps (overlap: the host builds step n + 1 while the GPU runs
-# step n; 1.5B, and 7B for the 64 steps transformers is timed for) (no
-# PDL, "nopdl", was timed in runs L-N and is left out; the own GEMM always,
-# with rope and fused, in run O, 1.05-1.90x the default's step, and where
-# tuned, 1.01-1.07x, are left out too: 1.5B's short bench still times tuned);
+# steps: the batches again with the RMSNorms as kernels of their own
+# (nofold: folding them into cuBLAS's GEMMs is the default since run P),
+# the largest batches again with an FP8 KV cache, the batches again with
+# RoPE and the KV store in the decode attention (rope), and with deferred
+# steps (overlap: the host builds step n + 1 while the GPU runs step n;
+# 1.5B, and 7B for the 64 steps transformers is timed for); the cuBLAS
+# tuner's split search (search) only in 7B's 64-step bench, 1.017-1.026x
+# the default's step in run P (no PDL, "nopdl", was timed in runs L-N and
+# is left out; the own GEMM always, with rope and fused, in run O,
+# 1.05-1.90x the default's step, and where tuned, 1.01-1.07x, are left out
+# too: 1.5B's short bench still times tuned);
 # long prompts with and without flash prefill (on by default), and with an
 # fp8 pool both ways; and 7B for 64 steps, the length transformers is timed
 # for.
 long_benches() {
     local b15=$1 b7=$2
-    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" fold,fp8,fp8fold,rope,search,overlap
+    step bench-long "$WORK/gpu_check" bench "$b15" 64,256 200 "$LONG_STEPS" nofold,fp8,rope,overlap
     # the scheduler itself over the device, deferred and not: 64 samples
     # (8 prompts x 8) of 512 tokens, with a pool that holds them and one
     # that forces preemption
@@ -429,8 +430,8 @@ long_benches() {
     step bench-prefill "$WORK/gpu_check" bench "$b15" 8 1000 16 noflash,fp8,fp8noflash
     [ -f "$b7/config.json" ] || return 0
     step bench-prefill-7b "$WORK/gpu_check" bench "$b7" 8 1000 16 noflash
-    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" fold,fp8,rope,search
-    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 fold,search,overlap
+    step bench-7b "$WORK/gpu_check" bench "$b7" 64,128 200 "$LONG_STEPS" nofold,fp8,rope
+    step bench-7b-short "$WORK/gpu_check" bench "$b7" 64 200 64 nofold,search,overlap
     step engine-7b "$WORK/gpu_check" engine "$b7" 256
 }
 # --long: 8k-token decodes of 1.5B at batch 64 (the mean context, 4,296

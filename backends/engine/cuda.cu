@@ -1570,6 +1570,10 @@ static void set_shape(cuda_dev *d, const ssf_model_config *c, const ssf_device_o
     /* folded norms keep cuBLAS's GEMMs and the RoPE kernel (check_options
      * refuses the others asked for with them) */
     d->fold_norms = folds_norms(o);
+    /* folded norms round o's and down's sums once into the residual, where
+     * the RMSNorm kernel rounded twice: another run's numbers, so another
+     * run (the engine's identity names it) */
+    d->base.numerics = d->fold_norms ? "folded" : "";
     d->attn_rope = !d->fold_norms && (SSFK_ATTN_ROPE || o->rope_in_attention);
     d->fuse_norms = !d->fold_norms && (SSFK_FUSE_NORMS || o->fuse_norms);
     d->own_mode = d->fold_norms ? SSF_OWN_GEMMS_NEVER : own_mode_of(o);

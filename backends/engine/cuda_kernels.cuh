@@ -195,16 +195,19 @@ cudaError_t ssfk_prefill_attention(ssfk_attn_io io, const int32_t *qblocks, int 
 
 /* Whether the RMSNorms before q|k|v and gate|up are folded into those
  * GEMMs' weights by default (ssfk_row_norm; 2 L launches fewer a step, the
- * GEMMs cuBLAS's).  0 until a GPU has checked and timed it (only
- * tools/cuda-emu has run its kernels, 2026-11-28); the device option
- * fold_norms asks for it. */
-#define SSFK_FOLD_NORMS 0
+ * GEMMs cuBLAS's).  On since run P (H200, 2026-11-28): its checks passed on
+ * every fixture (CPU parity 0.0096-0.0198, compute-sanitizer 0 errors) and
+ * it took 2.1-6.4% off every decode step timed (7B at batch 64: 6.53 ->
+ * 6.22 ms, 67% -> 71% of the copy roofline).  disable_fold_norms
+ * (--no-fold-norms) is the way back. */
+#define SSFK_FOLD_NORMS 1
 
 /* Whether the cuBLAS tuner times the split search's variants
  * (cuda_gemm.cuh, ssf_gemm_split_counts) by default: cublasLt's first
  * split-capable heuristic algorithms at 2-16 splits of K, beside the
- * heuristic's own picks.  0 until a GPU has timed it (2026-11-28: never
- * run); the device option gemm_split_search asks for it. */
+ * heuristic's own picks.  0: run P (H200) timed decode steps with it
+ * 1.7-2.6% slower, its picks mostly the heuristic's own; the device option
+ * gemm_split_search asks for it. */
 #define SSFK_GEMM_SPLIT_SEARCH 0
 
 /* Lets the prefill kernels use ssf_prefill_smem bytes of shared memory:
