@@ -2553,7 +2553,7 @@ static void key(ctx *c, const ssf_node *n, ssf_buf *b, int depth)
         key_list(c, n, b, depth, n->left_open ? '(' : '[', n->right_open ? ')' : ']');
         return;
     case SSF_N_MATRIX: /* compared cell by cell: \frac13 and 1/3 vote together */
-        if (!c->o->vectors_as_tuples || (n->rows != 1 && n->cols != 1))
+        if (!c->o->vectors_as_tuples || !is_vector(n))
             ssf_buf_printf(b, "m%zux%zu", n->rows, n->cols); /* a vector votes as its tuple */
         key_list(c, n, b, depth, '(', ')');
         return;

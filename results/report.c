@@ -109,8 +109,6 @@ static int keep_metric(const ssf_metric_row *m, void *ud)
                                .n_failed = m->n_failed,
                                .n_missing = m->n_missing,
                                .limit = limited_to(c->conf, m->task),
-                               .k = -1,
-                               .n = -1,
                                .config_hash = ssf_xstrdup(r->config_hash ? r->config_hash : ""),
                                .version = ssf_xstrdup(r->version ? r->version : ""),
                                .provenance = provenance_of(r, c->conf, m->task)};
@@ -350,8 +348,6 @@ static void markdown_mode(const entry *e, FILE *out)
     fputs(" |", out);
 }
 
-/* One table per metric: a row per run (model), a column per task, and the
- * unweighted Average of the tasks, as in the SSFT README. */
 /* Whether an entry before i has the same metric, task and shape (another
  * run's): its task is listed once. */
 static int listed_before(const collection *c, size_t i, const char *metric)
@@ -374,10 +370,11 @@ static void markdown_shape(const collection *c, const char *metric, FILE *out)
     size_t n_seen = 0;
     for (size_t i = 0; i < c->n && n_seen < 64; i++) {
         const entry *e = &c->items[i];
+        if (strcmp(e->metric, metric) != 0 || e->k <= 0) continue;
         size_t j = 0;
         while (j < n_seen && !(seen[j]->n == e->n && seen[j]->k == e->k))
             j++;
-        if (strcmp(e->metric, metric) == 0 && e->k > 0 && j == n_seen) seen[n_seen++] = e;
+        if (j == n_seen) seen[n_seen++] = e;
     }
     for (size_t j = 0; j < n_seen; j++) {
         fprintf(out, "%sk = %d, n = %d samples a question", j ? "; " : "", seen[j]->k, seen[j]->n);
@@ -396,6 +393,8 @@ static void markdown_shape(const collection *c, const char *metric, FILE *out)
     if (n_seen) fputs(".\n\n", out);
 }
 
+/* One table per metric: a row per run (model), a column per task, and the
+ * unweighted Average of the tasks, as in the SSFT README. */
 static void markdown_table(const collection *c, const char *metric, const char **tasks,
                            size_t n_tasks, const int64_t *runs, size_t n_runs, FILE *out)
 {

@@ -261,8 +261,7 @@ int ssf_model_resolve(const char *spec, const ssf_hub *hub, char **dir_out, ssf_
     if (rc)
         ssf_fail_prefix(err, "model %s@%s", r.repo, r.revision);
     else
-        *dir_out = ssf_hub_cache_path(hub, SSF_REPO_MODEL, r.repo, r.revision, "config.json");
-    if (*dir_out) *strrchr(*dir_out, '/') = '\0'; /* the snapshot directory */
+        *dir_out = snapshot_dir(&r);
     free(r.repo);
     free(r.revision);
     return rc;
